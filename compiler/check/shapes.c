@@ -1,0 +1,351 @@
+/* Shape rules for every op in ops.def. Semantics follow PyTorch; layout is NCHW. */
+#include "shapes.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static bool fail(pn_shape_err *e, int arg, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool fail(pn_shape_err *e, int arg, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    e->arg = arg;
+    return false;
+}
+
+#define SHAPE(n) pn_shape_str((n)->dtype, &(n)->shape, sbuf, sizeof sbuf)
+
+bool pn_shape_check_size(const pn_shape *s, pn_shape_err *err) {
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++) {
+        if (s->d[i] == PN_BATCH) continue;
+        if (s->d[i] > PN_MAX_DIM) return fail(err, -1, "dimension %lld is too large (the limit is %d)", (long long)s->d[i], PN_MAX_DIM);
+        if (__builtin_mul_overflow(n, s->d[i], &n) || n > PN_MAX_ELEMS)
+            return fail(err, -1, "tensor is too large: more than 2^48 elements per sample");
+    }
+    return true;
+}
+
+bool pn_broadcast(const pn_shape *a, const pn_shape *b, pn_shape *out) {
+    int r = a->rank > b->rank ? a->rank : b->rank;
+    out->rank = r;
+    for (int i = 0; i < r; i++) {
+        int ia = a->rank - r + i, ib = b->rank - r + i;
+        int64_t da = ia >= 0 ? a->d[ia] : 1, db = ib >= 0 ? b->d[ib] : 1;
+        int64_t d;
+        if (da == db) d = da;
+        else if (da == 1) d = db;
+        else if (db == 1) d = da;
+        else return false; /* includes batch against a fixed size > 1 */
+        out->d[i] = d;
+    }
+    for (int i = 1; i < r; i++)
+        if (out->d[i] == PN_BATCH) return false; /* batch would move off the first axis */
+    return true;
+}
+
+static void add_param(pn_node *n, const char *suffix, bool trainable, int rank, const int64_t *dims) {
+    pn_param_info *p = &n->params[n->nparams++];
+    p->suffix = suffix;
+    p->trainable = trainable;
+    p->shape.rank = rank;
+    for (int i = 0; i < rank; i++) p->shape.d[i] = dims[i];
+}
+
+/* Normalises a possibly negative axis against rank; false when out of range. */
+static bool norm_axis(int64_t *axis, int rank) {
+    if (*axis < -rank || *axis >= rank) return false;
+    if (*axis < 0) *axis += rank;
+    return true;
+}
+
+static bool need_f32(const pn_node *in, int arg, const char *op, pn_shape_err *e) {
+    char sbuf[128];
+    if (in->dtype != PN_F32) return fail(e, arg, "'%s' needs an f32 tensor, but this is %s", op, SHAPE(in));
+    return true;
+}
+
+/* Output size of a window op along one axis: floor((x + 2p - k) / s) + 1. */
+static bool window(int64_t x, int64_t k, int64_t s, int64_t p, int64_t *out) {
+    int64_t span = x + 2 * p - k;
+    if (span < 0) return false;
+    *out = span / s + 1;
+    return true;
+}
+
+static bool infer_window(pn_node *n, const pn_node *x, int ik, int is, int ip, bool is_conv, pn_shape_err *e) {
+    char sbuf[128];
+    const char *op = pn_ops[n->op].name;
+    if (x->shape.rank != 4) return fail(e, 0, "'%s' needs a 4-d NCHW input, but this is %s", op, SHAPE(x));
+    for (int k = 0; k < 2; k++) {
+        if (n->ia[ik + k] < 1) return fail(e, -1, "'%s' kernel size must be positive", op);
+        if (n->ia[is + k] < 1) return fail(e, -1, "'%s' stride must be positive", op);
+        if (n->ia[ip + k] < 0) return fail(e, -1, "'%s' padding must not be negative", op);
+        if (!is_conv && n->ia[ip + k] * 2 > n->ia[ik + k])
+            return fail(e, -1, "'%s' padding %lld is more than half the window size %lld", op,
+                        (long long)n->ia[ip + k], (long long)n->ia[ik + k]);
+    }
+    n->shape = x->shape;
+    for (int k = 0; k < 2; k++) {
+        if (!window(x->shape.d[2 + k], n->ia[ik + k], n->ia[is + k], n->ia[ip + k], &n->shape.d[2 + k]))
+            return fail(e, -1, "'%s' window %lldx%lld is larger than the padded input %lldx%lld", op,
+                        (long long)n->ia[ik], (long long)n->ia[ik + 1],
+                        (long long)(x->shape.d[2] + 2 * n->ia[ip]), (long long)(x->shape.d[3] + 2 * n->ia[ip + 1]));
+    }
+    return true;
+}
+
+static bool infer_reshape(pn_node *n, const pn_node *x, const int64_t *list, int nlist, pn_shape_err *e) {
+    char sbuf[128];
+    bool batched = pn_shape_batched(&x->shape);
+    int start = 0;
+    if (nlist > 0 && list[0] == PN_LIST_BATCH) {
+        if (!batched) return fail(e, 1, "'batch' in the new shape, but the input %s has no batch axis", SHAPE(x));
+        start = 1;
+    }
+    int r = (batched ? 1 : 0) + nlist - start;
+    if (r > PN_MAX_RANK) return fail(e, 1, "'reshape' target has more than %d dimensions", PN_MAX_RANK);
+    if (nlist - start == 0 && !batched) return fail(e, 1, "'reshape' needs at least one dimension");
+    n->shape.rank = r;
+    int o = 0, infer = -1;
+    int64_t known = 1;
+    if (batched) n->shape.d[o++] = PN_BATCH;
+    for (int i = start; i < nlist; i++) {
+        int64_t d = list[i];
+        if (d == PN_LIST_BATCH) return fail(e, 1, "'batch' can only be the first dimension");
+        if (d == -1) {
+            if (infer >= 0) return fail(e, 1, "only one dimension can be -1");
+            infer = o;
+        } else if (d < 1) {
+            return fail(e, 1, "dimension %lld in 'reshape' must be positive (or -1 to infer it)", (long long)d);
+        } else if (d > PN_MAX_DIM || __builtin_mul_overflow(known, d, &known) || known > PN_MAX_ELEMS) {
+            return fail(e, 1, "'reshape' target is too large");
+        }
+        n->shape.d[o++] = d;
+    }
+    int64_t have = pn_shape_sample_elems(&x->shape);
+    if (infer >= 0) {
+        if (have % known != 0)
+            return fail(e, 1, "cannot reshape %s: %lld elements per sample do not divide by %lld", SHAPE(x),
+                        (long long)have, (long long)known);
+        n->shape.d[infer] = have / known;
+    } else if (known != have) {
+        return fail(e, 1, "cannot reshape %s (%lld elements per sample) into %lld elements", SHAPE(x),
+                    (long long)have, (long long)known);
+    }
+    return true;
+}
+
+static bool infer_matmul(pn_node *n, const pn_node *a, const pn_node *b, pn_shape_err *e) {
+    char sbuf[128], sbuf2[128];
+    pn_shape sa = a->shape, sb = b->shape;
+    if (sa.rank < 1 || sb.rank < 1) return fail(e, -1, "'matmul' needs tensors of at least one dimension");
+    bool va = sa.rank == 1, vb = sb.rank == 1;
+    if (va) sa = (pn_shape){2, {1, sa.d[0]}};
+    if (vb) sb = (pn_shape){2, {sb.d[0], 1}};
+    int64_t k1 = sa.d[sa.rank - 1], k2 = sb.d[sb.rank - 2];
+    if (k1 == PN_BATCH || k2 == PN_BATCH)
+        return fail(e, -1, "'matmul' would contract over the batch axis");
+    if (k1 != k2)
+        return fail(e, -1, "'matmul' inner dimensions differ: %s times %s", SHAPE(a),
+                    pn_shape_str(b->dtype, &b->shape, sbuf2, sizeof sbuf2));
+    pn_shape ba = {sa.rank - 2, {0}}, bb = {sb.rank - 2, {0}}, bo;
+    for (int i = 0; i < ba.rank; i++) ba.d[i] = sa.d[i];
+    for (int i = 0; i < bb.rank; i++) bb.d[i] = sb.d[i];
+    /* The batch axis may be the row axis of a (a: [batch, k]); keep it first in the result. */
+    if (!pn_broadcast(&ba, &bb, &bo))
+        return fail(e, -1, "'matmul' batch dimensions of %s and %s do not broadcast", SHAPE(a),
+                    pn_shape_str(b->dtype, &b->shape, sbuf2, sizeof sbuf2));
+    n->shape = bo;
+    if (!va) n->shape.d[n->shape.rank++] = sa.d[sa.rank - 2];
+    if (!vb) n->shape.d[n->shape.rank++] = sb.d[sb.rank - 1];
+    if (n->shape.rank > PN_MAX_RANK) return fail(e, -1, "'matmul' result has too many dimensions");
+    for (int i = 1; i < n->shape.rank; i++)
+        if (n->shape.d[i] == PN_BATCH) return fail(e, -1, "'matmul' would move the batch axis off the first axis");
+    return true;
+}
+
+bool pn_shape_infer(pn_node *n, const pn_node *const *in, int nin, const int64_t *list, int nlist, pn_shape_err *e) {
+    char sbuf[128], sbuf2[128];
+    const char *op = pn_ops[n->op].name;
+    const pn_node *x = nin > 0 ? in[0] : NULL;
+    if (n->op == PN_OP_INPUT) return true; /* shape and type given by the declaration */
+    n->dtype = PN_F32;
+    n->nparams = 0;
+    e->arg = -1;
+    e->msg[0] = 0;
+    /* Every op reads f32 tensors except embedding ids and cross_entropy labels. */
+    for (int i = 0; i < nin; i++) {
+        bool want_i32 = (n->op == PN_OP_EMBEDDING && i == 0) || (n->op == PN_OP_CROSS_ENTROPY && i == 1);
+        if (want_i32 && in[i]->dtype != PN_I32)
+            return fail(e, i, "'%s' needs %s of type i32, but this is %s", op,
+                        n->op == PN_OP_EMBEDDING ? "ids" : "labels", pn_shape_str(in[i]->dtype, &in[i]->shape, sbuf, sizeof sbuf));
+        if (!want_i32 && !need_f32(in[i], n->op == PN_OP_CONCAT ? i : i, op, e)) return false;
+    }
+    switch (n->op) {
+    case PN_OP_INPUT: return true;
+    case PN_OP_CONST: n->shape.rank = 0; return true; /* a scalar */
+    case PN_OP_ADD:
+    case PN_OP_SUB:
+    case PN_OP_MUL:
+        if (!pn_broadcast(&in[0]->shape, &in[1]->shape, &n->shape))
+            return fail(e, -1, "operands of '%s' do not broadcast: %s and %s", n->op == PN_OP_ADD ? "+" : n->op == PN_OP_SUB ? "-" : "*",
+                        SHAPE(in[0]), pn_shape_str(in[1]->dtype, &in[1]->shape, sbuf2, sizeof sbuf2));
+        return true;
+    case PN_OP_DENSE: {
+        int64_t units = n->ia[PN_DENSE_UNITS];
+        if (x->shape.rank < 1 || (x->shape.rank == 1 && pn_shape_batched(&x->shape)))
+            return fail(e, 0, "'dense' needs a feature axis, but the input is %s", SHAPE(x));
+        if (units < 1 || units > PN_MAX_DIM) return fail(e, 1, "'dense' units must be between 1 and %d", PN_MAX_DIM);
+        int64_t fin = x->shape.d[x->shape.rank - 1];
+        n->shape = x->shape;
+        n->shape.d[n->shape.rank - 1] = units;
+        add_param(n, "weight", true, 2, (int64_t[]){units, fin});
+        if (n->ia[PN_DENSE_BIAS]) add_param(n, "bias", true, 1, (int64_t[]){units});
+        int64_t pc;
+        if (__builtin_mul_overflow(units, fin, &pc) || pc > PN_MAX_ELEMS)
+            return fail(e, -1, "'dense' weight [%lld, %lld] is too large", (long long)units, (long long)fin);
+        return true;
+    }
+    case PN_OP_CONV2D: {
+        int64_t oc = n->ia[PN_CONV_OUT];
+        if (oc < 1 || oc > PN_MAX_DIM) return fail(e, 1, "'conv2d' out_channels must be between 1 and %d", PN_MAX_DIM);
+        if (!infer_window(n, x, PN_CONV_KH, PN_CONV_SH, PN_CONV_PH, true, e)) return false;
+        n->shape.d[1] = oc;
+        int64_t w[4] = {oc, x->shape.d[1], n->ia[PN_CONV_KH], n->ia[PN_CONV_KW]}, pc = 1;
+        for (int i = 0; i < 4; i++)
+            if (__builtin_mul_overflow(pc, w[i], &pc) || pc > PN_MAX_ELEMS)
+                return fail(e, -1, "'conv2d' weight is too large");
+        add_param(n, "weight", true, 4, w);
+        if (n->ia[PN_CONV_BIAS]) add_param(n, "bias", true, 1, (int64_t[]){oc});
+        return true;
+    }
+    case PN_OP_MAXPOOL2D:
+    case PN_OP_AVGPOOL2D:
+        for (int k = 0; k < 2; k++)
+            if (n->ia[PN_POOL_SH + k] == 0) n->ia[PN_POOL_SH + k] = n->ia[PN_POOL_KH + k];
+        return infer_window(n, x, PN_POOL_KH, PN_POOL_SH, PN_POOL_PH, false, e);
+    case PN_OP_GLOBAL_AVGPOOL:
+        if (x->shape.rank != 4) return fail(e, 0, "'global_avgpool' needs a 4-d NCHW input, but this is %s", SHAPE(x));
+        n->shape = x->shape;
+        n->shape.d[2] = n->shape.d[3] = 1;
+        return true;
+    case PN_OP_BATCHNORM: {
+        if (x->shape.rank < 2 || x->shape.rank > 4)
+            return fail(e, 0, "'batchnorm' needs an input of 2 to 4 dimensions [N, C, ...], but this is %s", SHAPE(x));
+        if (!(n->fa[PN_FA_VALUE] > 0)) return fail(e, -1, "'batchnorm' eps must be positive");
+        if (!(n->fa[PN_FA_MOMENTUM] >= 0 && n->fa[PN_FA_MOMENTUM] <= 1)) return fail(e, -1, "'batchnorm' momentum must be between 0 and 1");
+        int64_t c = x->shape.d[1];
+        n->shape = x->shape;
+        add_param(n, "weight", true, 1, &c);
+        add_param(n, "bias", true, 1, &c);
+        add_param(n, "running_mean", false, 1, &c);
+        add_param(n, "running_var", false, 1, &c);
+        return true;
+    }
+    case PN_OP_LAYERNORM: {
+        if (x->shape.rank < 1 || (x->shape.rank == 1 && pn_shape_batched(&x->shape)))
+            return fail(e, 0, "'layernorm' needs a feature axis, but the input is %s", SHAPE(x));
+        if (!(n->fa[PN_FA_VALUE] > 0)) return fail(e, -1, "'layernorm' eps must be positive");
+        int64_t d = x->shape.d[x->shape.rank - 1];
+        n->shape = x->shape;
+        add_param(n, "weight", true, 1, &d);
+        add_param(n, "bias", true, 1, &d);
+        return true;
+    }
+    case PN_OP_EMBEDDING: {
+        int64_t vocab = n->ia[PN_EMB_VOCAB], dim = n->ia[PN_EMB_DIM], pc;
+        if (vocab < 1 || vocab > PN_MAX_DIM) return fail(e, 1, "'embedding' vocab must be between 1 and %d", PN_MAX_DIM);
+        if (dim < 1 || dim > PN_MAX_DIM) return fail(e, 2, "'embedding' dim must be between 1 and %d", PN_MAX_DIM);
+        if (x->shape.rank >= PN_MAX_RANK) return fail(e, 0, "'embedding' result would have more than %d dimensions", PN_MAX_RANK);
+        if (__builtin_mul_overflow(vocab, dim, &pc) || pc > PN_MAX_ELEMS) return fail(e, -1, "'embedding' table is too large");
+        n->shape = x->shape;
+        n->shape.d[n->shape.rank++] = dim;
+        add_param(n, "weight", true, 2, (int64_t[]){vocab, dim});
+        return true;
+    }
+    case PN_OP_RELU:
+    case PN_OP_SIGMOID:
+    case PN_OP_TANH:
+    case PN_OP_GELU:
+    case PN_OP_LEAKY_RELU: n->shape = x->shape; return true;
+    case PN_OP_DROPOUT:
+        if (!(n->fa[PN_FA_VALUE] >= 0 && n->fa[PN_FA_VALUE] < 1)) return fail(e, 1, "'dropout' p must be in [0, 1)");
+        n->shape = x->shape;
+        return true;
+    case PN_OP_SOFTMAX:
+    case PN_OP_LOG_SOFTMAX:
+        if (x->shape.rank < 1) return fail(e, 0, "'%s' needs a tensor of at least one dimension", op);
+        if (!norm_axis(&n->ia[PN_AXIS], x->shape.rank))
+            return fail(e, 1, "axis %lld is out of range for %s", (long long)n->ia[PN_AXIS], SHAPE(x));
+        if (n->ia[PN_AXIS] == 0 && pn_shape_batched(&x->shape))
+            return fail(e, 1, "'%s' over the batch axis is not supported", op);
+        n->shape = x->shape;
+        return true;
+    case PN_OP_FLATTEN: {
+        if (x->shape.rank < 2) return fail(e, 0, "'flatten' needs at least 2 dimensions, but the input is %s", SHAPE(x));
+        int64_t rest = 1;
+        for (int i = 1; i < x->shape.rank; i++) rest *= x->shape.d[i];
+        n->shape = (pn_shape){2, {x->shape.d[0], rest}};
+        return true;
+    }
+    case PN_OP_RESHAPE: return infer_reshape(n, x, list, nlist, e);
+    case PN_OP_CONCAT: {
+        if (nin < 1) return fail(e, -1, "'concat' needs at least one tensor");
+        int r = x->shape.rank;
+        if (r < 1) return fail(e, 0, "'concat' needs tensors of at least one dimension");
+        if (!norm_axis(&n->ia[PN_AXIS], r)) return fail(e, nin, "axis %lld is out of range for %s", (long long)n->ia[PN_AXIS], SHAPE(x));
+        int axis = (int)n->ia[PN_AXIS];
+        if (axis == 0 && pn_shape_batched(&x->shape)) return fail(e, nin, "'concat' along the batch axis is not supported");
+        n->shape = x->shape;
+        for (int i = 1; i < nin; i++) {
+            const pn_shape *s = &in[i]->shape;
+            bool ok = s->rank == r;
+            for (int k = 0; ok && k < r; k++) ok = k == axis || s->d[k] == x->shape.d[k];
+            if (!ok)
+                return fail(e, i, "'concat' operand %s does not match %s outside axis %d",
+                            pn_shape_str(in[i]->dtype, s, sbuf2, sizeof sbuf2), SHAPE(x), axis);
+            if (__builtin_add_overflow(n->shape.d[axis], s->d[axis], &n->shape.d[axis]) || n->shape.d[axis] > PN_MAX_DIM)
+                return fail(e, -1, "'concat' result is too large");
+        }
+        return true;
+    }
+    case PN_OP_TRANSPOSE: {
+        int r = x->shape.rank;
+        if (nlist != r) return fail(e, 1, "'transpose' permutation has %d entries, but the input %s has %d dimensions", nlist, SHAPE(x), r);
+        bool seen[PN_MAX_RANK] = {0};
+        for (int i = 0; i < r; i++) {
+            int64_t p = list[i];
+            if (p != PN_LIST_BATCH && p < 0 && p >= -r) p += r;
+            if (p == PN_LIST_BATCH || p < 0 || p >= r || seen[p]) return fail(e, 1, "'transpose' needs a permutation of 0..%d", r - 1);
+            seen[p] = true;
+            n->ia[PN_PERM + i] = p;
+            n->shape.d[i] = x->shape.d[p];
+        }
+        n->shape.rank = r;
+        if (pn_shape_batched(&x->shape) && n->ia[PN_PERM] != 0) return fail(e, 1, "'transpose' cannot move the batch axis");
+        return true;
+    }
+    case PN_OP_MATMUL: return infer_matmul(n, in[0], in[1], e);
+    case PN_OP_CROSS_ENTROPY: {
+        const pn_node *lab = in[1];
+        if (x->shape.rank != 2) return fail(e, 0, "'cross_entropy' needs logits [N, C], but this is %s", SHAPE(x));
+        if (lab->shape.rank != 1 || lab->shape.d[0] != x->shape.d[0])
+            return fail(e, 1, "'cross_entropy' labels must be [N] for logits %s, but this is %s", SHAPE(x),
+                        pn_shape_str(lab->dtype, &lab->shape, sbuf2, sizeof sbuf2));
+        n->shape.rank = 0;
+        return true;
+    }
+    case PN_OP_MSE:
+        if (in[0]->shape.rank != in[1]->shape.rank ||
+            memcmp(in[0]->shape.d, in[1]->shape.d, sizeof(int64_t) * (size_t)in[0]->shape.rank) != 0)
+            return fail(e, 1, "'mse' needs prediction and target of one shape, but they are %s and %s", SHAPE(in[0]),
+                        pn_shape_str(in[1]->dtype, &in[1]->shape, sbuf2, sizeof sbuf2));
+        n->shape.rank = 0;
+        return true;
+    case PN_OP_COUNT: break;
+    }
+    return fail(e, -1, "internal: no shape rule for '%s'", op);
+}

@@ -1,0 +1,133 @@
+/* Graph IR construction, the op table and per-node facts (parameters, FLOPs). */
+#include "graph.h"
+#include "../support/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const pn_op_info pn_ops[PN_OP_COUNT] = {
+#define PN_OP(id, name, sig, flags) {name, sig, flags},
+#include "../ops.def"
+#undef PN_OP
+};
+_Static_assert(sizeof(pn_ops) / sizeof(pn_ops[0]) == PN_OP_COUNT, "op table out of sync");
+
+pn_op pn_op_lookup(const char *name) {
+    for (int i = 0; i < PN_OP_COUNT; i++)
+        if (!(pn_ops[i].flags & PN_OPF_INTERNAL) && strcmp(pn_ops[i].name, name) == 0) return (pn_op)i;
+    return PN_OP_COUNT;
+}
+
+const char *pn_dtype_name(pn_dtype t) { return t == PN_I32 ? "i32" : "f32"; }
+
+int64_t pn_shape_sample_elems(const pn_shape *s) {
+    int64_t n = 1;
+    for (int i = pn_shape_batched(s) ? 1 : 0; i < s->rank; i++)
+        if (__builtin_mul_overflow(n, s->d[i], &n)) return -1;
+    return n;
+}
+
+char *pn_shape_str(pn_dtype t, const pn_shape *s, char *buf, size_t n) {
+    size_t k = (size_t)snprintf(buf, n, "%s[", pn_dtype_name(t));
+    for (int i = 0; i < s->rank && k < n; i++) {
+        if (s->d[i] == PN_BATCH) k += (size_t)snprintf(buf + k, n - k, "%sbatch", i ? "," : "");
+        else k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "", (long long)s->d[i]);
+    }
+    if (k < n) snprintf(buf + k, n - k, "]");
+    return buf;
+}
+
+pn_graph *pn_graph_new(const char *name) {
+    pn_graph *g = pn_xmalloc(sizeof *g);
+    memset(g, 0, sizeof *g);
+    pn_arena_init(&g->arena);
+    g->name = pn_arena_strdup(&g->arena, name);
+    g->nstages = 1;
+    g->replicas = 1;
+    g->microbatches = 1;
+    return g;
+}
+
+void pn_graph_free(pn_graph *g) {
+    if (!g) return;
+    free(g->nodes);
+    free(g->outputs);
+    pn_arena_free(&g->arena);
+    free(g);
+}
+
+int pn_graph_add(pn_graph *g, const pn_node *n, const int32_t *inputs, int ninputs) {
+    if (g->nnodes == g->capnodes) {
+        g->capnodes = g->capnodes ? g->capnodes * 2 : 64;
+        g->nodes = pn_xrealloc(g->nodes, sizeof(pn_node) * (size_t)g->capnodes);
+    }
+    int id = g->nnodes++;
+    pn_node *d = &g->nodes[id];
+    *d = *n;
+    d->ninputs = ninputs;
+    d->in = pn_arena_alloc(&g->arena, sizeof(int32_t) * (size_t)(ninputs ? ninputs : 1));
+    for (int i = 0; i < ninputs; i++) {
+        PN_ASSERT(inputs[i] >= 0 && inputs[i] < id);
+        d->in[i] = inputs[i];
+    }
+    if (d->shard < 1) d->shard = 1;
+    return id;
+}
+
+void pn_graph_add_output(pn_graph *g, const char *name, int node, pn_loc loc) {
+    if (g->noutputs == g->capoutputs) {
+        g->capoutputs = g->capoutputs ? g->capoutputs * 2 : 4;
+        g->outputs = pn_xrealloc(g->outputs, sizeof(pn_output) * (size_t)g->capoutputs);
+    }
+    g->outputs[g->noutputs++] = (pn_output){pn_arena_strdup(&g->arena, name), node, loc};
+    g->nodes[node].flags |= PN_NODE_OUTPUT;
+}
+
+int64_t pn_node_param_count(const pn_node *n) {
+    int64_t total = 0;
+    for (int i = 0; i < n->nparams; i++) {
+        int64_t e = 1;
+        for (int k = 0; k < n->params[i].shape.rank; k++) e *= n->params[i].shape.d[k];
+        total += e;
+    }
+    return total;
+}
+
+int64_t pn_node_flops(const pn_graph *g, const pn_node *n) {
+    int64_t out = pn_shape_sample_elems(&n->shape);
+    if (out < 0) return -1;
+    const pn_shape *x = n->ninputs ? &g->nodes[n->in[0]].shape : NULL;
+    switch (n->op) {
+    case PN_OP_DENSE: return 2 * out * x->d[x->rank - 1];
+    case PN_OP_CONV2D: {
+        int64_t cin = x->d[1];
+        return 2 * out * cin * n->ia[PN_CONV_KH] * n->ia[PN_CONV_KW];
+    }
+    case PN_OP_MATMUL: {
+        const pn_shape *a = x;
+        return 2 * out * a->d[a->rank - 1];
+    }
+    case PN_OP_MAXPOOL2D:
+    case PN_OP_AVGPOOL2D: return out * n->ia[PN_POOL_KH] * n->ia[PN_POOL_KW];
+    case PN_OP_GLOBAL_AVGPOOL: return pn_shape_sample_elems(x);
+    case PN_OP_BATCHNORM: return 2 * out;
+    case PN_OP_LAYERNORM:
+    case PN_OP_SOFTMAX:
+    case PN_OP_LOG_SOFTMAX: return 5 * out;
+    case PN_OP_GELU:
+    case PN_OP_SIGMOID:
+    case PN_OP_TANH: return 4 * out;
+    case PN_OP_INPUT:
+    case PN_OP_CONST:
+    case PN_OP_FLATTEN:
+    case PN_OP_RESHAPE:
+    case PN_OP_TRANSPOSE:
+    case PN_OP_CONCAT:
+    case PN_OP_EMBEDDING:
+    case PN_OP_DROPOUT: return 0;
+    case PN_OP_CROSS_ENTROPY:
+    case PN_OP_MSE: return x ? 3 * pn_shape_sample_elems(x) : 0;
+    default: return out;
+    }
+}

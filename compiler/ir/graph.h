@@ -1,0 +1,145 @@
+/* The graph IR: an array of nodes in topological order; inputs refer to nodes by index.
+ * A graph owns its arena; pn_graph_free releases everything at once. */
+#ifndef PN_GRAPH_H
+#define PN_GRAPH_H
+#include "../support/arena.h"
+#include "../support/diag.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum {
+    PN_OPF_INTERNAL = 1,  /* built from syntax, not called by name */
+    PN_OPF_ELTWISE = 2,   /* elementwise: fusable into a producer */
+    PN_OPF_PARAMS = 4,    /* owns parameters */
+    PN_OPF_SHARDABLE = 8, /* @shard(features, K) may split its output features */
+    PN_OPF_LOSS = 16,     /* a loss: only inside train { } */
+};
+
+typedef enum {
+#define PN_OP(id, name, sig, flags) PN_OP_##id,
+#include "../ops.def"
+#undef PN_OP
+    PN_OP_COUNT
+} pn_op;
+
+typedef struct pn_op_info {
+    const char *name;
+    const char *sig;
+    unsigned flags;
+} pn_op_info;
+
+extern const pn_op_info pn_ops[PN_OP_COUNT];
+/* Finds a callable op by name; returns PN_OP_COUNT when there is none. */
+pn_op pn_op_lookup(const char *name);
+
+typedef enum { PN_F32, PN_I32 } pn_dtype;
+const char *pn_dtype_name(pn_dtype t);
+
+enum { PN_MAX_RANK = 8, PN_MAX_PARAMS = 4, PN_MAX_IATTR = 16 };
+#define PN_BATCH INT64_C(-1) /* the symbolic batch dimension, only ever d[0] */
+
+typedef struct pn_shape {
+    int rank;
+    int64_t d[PN_MAX_RANK];
+} pn_shape;
+
+static inline bool pn_shape_batched(const pn_shape *s) { return s->rank > 0 && s->d[0] == PN_BATCH; }
+/* Elements per sample (the batch axis excluded); -1 on overflow. */
+int64_t pn_shape_sample_elems(const pn_shape *s);
+/* Writes "f32[batch,64]"-style text; returns buf. */
+char *pn_shape_str(pn_dtype t, const pn_shape *s, char *buf, size_t n);
+
+typedef struct pn_param_info {
+    const char *suffix; /* "weight", "bias", "running_mean", ... */
+    pn_shape shape;
+    bool trainable;     /* running statistics are buffers, not trained */
+} pn_param_info;
+
+enum {
+    PN_NODE_OUTPUT = 1, /* read by the caller */
+    PN_NODE_TRAIN = 2,  /* exists only in training (train-only inputs, the loss) */
+    PN_NODE_NAMED = 4,  /* named by the user, not generated */
+};
+
+/* Attribute slots per op (ia = integer attributes, fa = float attributes). */
+enum {
+    PN_DENSE_UNITS = 0, PN_DENSE_BIAS = 1,
+    PN_CONV_OUT = 0, PN_CONV_KH = 1, PN_CONV_KW = 2, PN_CONV_SH = 3, PN_CONV_SW = 4,
+    PN_CONV_PH = 5, PN_CONV_PW = 6, PN_CONV_BIAS = 7,
+    PN_POOL_KH = 0, PN_POOL_KW = 1, PN_POOL_SH = 2, PN_POOL_SW = 3, PN_POOL_PH = 4, PN_POOL_PW = 5,
+    PN_EMB_VOCAB = 0, PN_EMB_DIM = 1,
+    PN_AXIS = 0,     /* softmax, log_softmax, concat: non-negative axis */
+    PN_PERM = 0,     /* transpose: ia[0..rank-1] */
+    PN_FA_VALUE = 0, /* const value, leaky_relu slope, dropout p, norm eps */
+    PN_FA_MOMENTUM = 1,
+};
+
+typedef struct pn_node {
+    const char *name; /* unique, PyTorch-style path: "r.a", "y.dense.0" */
+    pn_op op;
+    pn_dtype dtype;
+    pn_shape shape;
+    int ninputs;
+    int32_t *in;      /* indices of earlier nodes */
+    int64_t ia[PN_MAX_IATTR];
+    double fa[4];
+    int stage;        /* pipeline stage, 0.. */
+    int shard;        /* output-feature split K; 1 = none */
+    unsigned flags;   /* PN_NODE_* */
+    int nparams;
+    pn_param_info params[PN_MAX_PARAMS];
+    pn_loc loc;
+} pn_node;
+
+typedef struct pn_output {
+    const char *name;
+    int node;
+    pn_loc loc;
+} pn_output;
+
+typedef enum { PN_SCHED_GPIPE, PN_SCHED_1F1B } pn_pipe_schedule;
+typedef enum { PN_LOSS_NONE, PN_LOSS_CROSS_ENTROPY, PN_LOSS_MSE } pn_loss_kind;
+typedef enum { PN_OPT_SGD, PN_OPT_ADAM } pn_opt_kind;
+
+typedef struct pn_train {
+    bool present;
+    int loss;         /* node index of the loss */
+    pn_opt_kind opt;
+    double lr, momentum, weight_decay, beta1, beta2, eps;
+    bool nesterov;
+    int64_t batch, epochs, seed;
+} pn_train;
+
+typedef struct pn_graph {
+    pn_arena arena;
+    const char *name;
+    pn_node *nodes;
+    int nnodes, capnodes;
+    pn_output *outputs;
+    int noutputs, capoutputs;
+    int nstages;
+    int replicas;            /* @shard(batch, R); 1 = none */
+    int microbatches;        /* @pipeline(microbatches = M); 1 = none */
+    pn_pipe_schedule schedule;
+    bool has_pipeline;
+    pn_train train;
+} pn_graph;
+
+pn_graph *pn_graph_new(const char *name);
+void pn_graph_free(pn_graph *g);
+/* Appends a node (copied); returns its index. Inputs must refer to earlier nodes. */
+int pn_graph_add(pn_graph *g, const pn_node *n, const int32_t *inputs, int ninputs);
+void pn_graph_add_output(pn_graph *g, const char *name, int node, pn_loc loc);
+/* Number of parameter elements of a node. */
+int64_t pn_node_param_count(const pn_node *n);
+/* FLOPs per sample of a node (multiply-add = 2). */
+int64_t pn_node_flops(const pn_graph *g, const pn_node *n);
+
+/* Text form: one node per line; see docs/language.md ("Graph IR"). */
+void pn_graph_print(const pn_graph *g, FILE *out);
+/* Graphviz form, with one cluster per pipeline stage. */
+void pn_graph_print_dot(const pn_graph *g, FILE *out);
+
+#endif

@@ -1,0 +1,203 @@
+/* Runs the scanner and parser over one file, and loads a program with its imports. */
+#include "parse.h"
+#include "../support/util.h"
+#include "parser.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef void *yyscan_t;
+int pn_yylex_init_extra(pn_parser *extra, yyscan_t *scanner);
+int pn_yylex_destroy(yyscan_t scanner);
+struct yy_buffer_state *pn_yy_scan_bytes(const char *bytes, int len, yyscan_t scanner);
+int pn_yyparse(void *scanner, pn_parser *p);
+
+enum { PN_MAX_FILE = 64 * 1024 * 1024 };
+
+bool pn_parse_file(pn_program *prog, pn_module *mod) {
+    const pn_source *src = pn_source_get(prog->diags, mod->file);
+    pn_parser p = {.arena = &prog->arena, .diags = prog->diags, .mod = mod, .file = mod->file,
+                   .text = src->text, .len = src->len};
+    if (src->len > PN_MAX_FILE) {
+        pn_error(prog->diags, (pn_loc){mod->file, 0, 0}, "file is too large (%zu bytes; the limit is %d)",
+                 src->len, PN_MAX_FILE);
+        return false;
+    }
+    int before = prog->diags->nerrors;
+    yyscan_t scanner;
+    if (pn_yylex_init_extra(&p, &scanner) != 0) {
+        pn_fatal(prog->diags, PN_NOLOC, "cannot create scanner");
+        return false;
+    }
+    pn_yy_scan_bytes(src->text, (int)src->len, scanner);
+    int rc = pn_yyparse(scanner, &p);
+    pn_yylex_destroy(scanner);
+    return rc == 0 && prog->diags->nerrors == before;
+}
+
+void pn_program_init(pn_program *p, pn_diags *d) {
+    memset(p, 0, sizeof *p);
+    pn_arena_init(&p->arena);
+    p->diags = d;
+}
+
+void pn_program_free(pn_program *p) {
+    for (int i = 0; i < p->modules.len; i++) {
+        pn_module *m = p->modules.items[i];
+        pn_strmap_free(&m->block_map);
+        pn_strmap_free(&m->ns_map);
+    }
+    pn_strmap_free(&p->by_path);
+    pn_arena_free(&p->arena);
+}
+
+static const char *module_ns(pn_program *p, const char *path) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 5 && strcmp(base + n - 5, ".pnet") == 0) n -= 5;
+    return pn_arena_strndup(&p->arena, base, n);
+}
+
+static pn_module *new_module(pn_program *p, const char *path, const char *key, char *text, size_t len) {
+    pn_module *m = pn_arena_alloc(&p->arena, sizeof *m);
+    m->path = pn_arena_strdup(&p->arena, path);
+    m->ns = module_ns(p, path);
+    m->file = pn_source_add(p->diags, path, text, len);
+    pn_vec_push(&p->arena, &p->modules, m);
+    pn_strmap_put(&p->by_path, pn_arena_strdup(&p->arena, key), m);
+    return m;
+}
+
+static void load_imports(pn_program *p, pn_module *m);
+
+/* Registers the blocks of m by name, reporting duplicates. */
+static void index_blocks(pn_program *p, pn_module *m) {
+    for (int i = 0; i < m->blocks.len; i++) {
+        pn_block_def *b = m->blocks.items[i];
+        pn_block_def *old = pn_strmap_get(&m->block_map, b->name);
+        if (old) {
+            pn_error(p->diags, b->name_loc, "redefinition of block '%s'", b->name);
+            pn_note(p->diags, old->name_loc, "previous definition is here");
+            continue;
+        }
+        pn_strmap_put(&m->block_map, b->name, b);
+    }
+}
+
+static pn_module *parse_module(pn_program *p, pn_module *m) {
+    m->state = 1;
+    pn_parse_file(p, m);
+    if (!p->diags->fatal) index_blocks(p, m);
+    if (!p->diags->fatal) load_imports(p, m);
+    m->state = 2;
+    return m;
+}
+
+static bool file_exists(const char *path) {
+    return access(path, R_OK) == 0;
+}
+
+/* Finds an import in: -I dirs, PNET_PATH, the importing file's directory, the stdlib. */
+static char *find_import(pn_program *p, const char *name, const char *importer) {
+    char rel[PATH_MAX];
+    size_t n = strlen(name);
+    if (snprintf(rel, sizeof rel, "%s%s", name, n > 5 && strcmp(name + n - 5, ".pnet") == 0 ? "" : ".pnet") >=
+        (int)sizeof rel)
+        return NULL;
+    char buf[PATH_MAX * 2];
+    if (rel[0] == '/') return file_exists(rel) ? pn_xstrdup(rel) : NULL;
+    for (int i = 0; i < p->include_dirs.len; i++) {
+        snprintf(buf, sizeof buf, "%s/%s", (const char *)p->include_dirs.items[i], rel);
+        if (file_exists(buf)) return pn_xstrdup(buf);
+    }
+    const char *env = getenv("PNET_PATH");
+    if (env && *env) {
+        const char *s = env;
+        while (*s) {
+            const char *e = strchr(s, ':');
+            size_t len = e ? (size_t)(e - s) : strlen(s);
+            if (len > 0 && len < PATH_MAX) {
+                snprintf(buf, sizeof buf, "%.*s/%s", (int)len, s, rel);
+                if (file_exists(buf)) return pn_xstrdup(buf);
+            }
+            s += len + (e != NULL);
+        }
+    }
+    const char *slash = strrchr(importer, '/');
+    if (slash) snprintf(buf, sizeof buf, "%.*s/%s", (int)(slash - importer), importer, rel);
+    else snprintf(buf, sizeof buf, "%s", rel);
+    if (file_exists(buf)) return pn_xstrdup(buf);
+    if (p->stdlib_dir) {
+        snprintf(buf, sizeof buf, "%s/%s", p->stdlib_dir, rel);
+        if (file_exists(buf)) return pn_xstrdup(buf);
+    }
+    return NULL;
+}
+
+static void load_imports(pn_program *p, pn_module *m) {
+    for (int i = 0; i < m->imports.len && !p->diags->fatal; i++) {
+        pn_import *im = m->imports.items[i];
+        if (!*im->path) {
+            pn_error(p->diags, im->loc, "empty import path");
+            continue;
+        }
+        char *path = find_import(p, im->path, m->path);
+        if (!path) {
+            pn_error(p->diags, im->loc, "module '%s' not found", im->path);
+            pn_note(p->diags, PN_NOLOC, "searched -I directories, PNET_PATH, the importing file's directory and %s",
+                    p->stdlib_dir ? p->stdlib_dir : "the stdlib");
+            continue;
+        }
+        char canon[PATH_MAX];
+        const char *key = realpath(path, canon) ? canon : path;
+        pn_module *dep = pn_strmap_get(&p->by_path, key);
+        if (dep && dep->state == 1) {
+            pn_error(p->diags, im->loc, "import cycle: '%s' imports itself through '%s'", dep->path, m->path);
+            free(path);
+            continue;
+        }
+        if (!dep) {
+            size_t len;
+            char *text = pn_read_file(path, &len);
+            if (!text) {
+                pn_error(p->diags, im->loc, "cannot read module '%s': %s", path, strerror(errno));
+                free(path);
+                continue;
+            }
+            dep = parse_module(p, new_module(p, path, key, text, len));
+        }
+        free(path);
+        im->mod = dep;
+        pn_module *old = pn_strmap_get(&m->ns_map, dep->ns);
+        if (old && old != dep) {
+            pn_error(p->diags, im->loc, "import of '%s' clashes with the earlier module '%s', also named '%s'",
+                     dep->path, old->path, dep->ns);
+            continue;
+        }
+        pn_strmap_put(&m->ns_map, dep->ns, dep);
+    }
+}
+
+pn_module *pn_program_load(pn_program *p, const char *path, const char *text, size_t len) {
+    char *buf;
+    if (text) {
+        buf = pn_xmalloc(len + 1);
+        memcpy(buf, text, len);
+        buf[len] = 0;
+    } else {
+        buf = pn_read_file(path, &len);
+        if (!buf) {
+            pn_error(p->diags, PN_NOLOC, "cannot read '%s': %s", path, strerror(errno));
+            return NULL;
+        }
+    }
+    char canon[PATH_MAX];
+    const char *key = !text && realpath(path, canon) ? canon : path;
+    pn_module *m = new_module(p, path, key, buf, len);
+    parse_module(p, m);
+    return m;
+}

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs the Debian 12 packages pnet needs. Idempotent: quick when all are present.
+# Usage: scripts/setup.sh [--fuzz]   (--fuzz also installs clang-19 for the libFuzzer target)
+set -eu
+pkgs="flex bison llvm-19-dev libcmocka-dev libcjson-dev gcc cmake ninja-build pkg-config zlib1g-dev python3"
+if [ "${1:-}" = "--fuzz" ]; then pkgs="$pkgs clang-19 libclang-rt-19-dev"; fi
+missing=""
+for p in $pkgs; do
+    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$st" in *"install ok installed"*) ;; *) missing="$missing $p" ;; esac
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing:$missing"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -q >/dev/null
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -q --no-install-recommends $missing >/dev/null
+fi
