@@ -18,8 +18,10 @@
 
 static const char usage[] =
     "usage: pnetc [options] FILE.pnet\n"
+    "       pnetc [options] FILE.graph\n"
     "\n"
-    "Checks a .pnet network and prints its graph.\n"
+    "Checks a .pnet network and prints its graph. A FILE.graph (the text printed by\n"
+    "--emit=graph) is read back as graph IR, with every shape checked again.\n"
     "\n"
     "options:\n"
     "  --check            check the file; print nothing and exit 0 when it is valid\n"
@@ -64,6 +66,46 @@ static int fail(const char *fmt, const char *arg) {
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\n");
     return 1;
+}
+
+/* Writes g as the action asks, to out_path or stdout. */
+static int emit(pn_graph *g, action act, const char *out_path) {
+    if (act == ACT_CHECK) return 0;
+    FILE *out = stdout;
+    if (out_path && !(out = fopen(out_path, "w"))) {
+        fprintf(stderr, "pnetc: error: cannot write '%s': %s\n", out_path, strerror(errno));
+        return 1;
+    }
+    if (act == ACT_GRAPH) pn_graph_print(g, out);
+    else pn_graph_print_dot(g, out);
+    bool werr = ferror(out) != 0;
+    if (out != stdout) werr |= fclose(out) != 0;
+    else werr |= fflush(out) != 0;
+    if (werr) {
+        fprintf(stderr, "pnetc: error: cannot write '%s'\n", out_path ? out_path : "standard output");
+        return 1;
+    }
+    return 0;
+}
+
+/* FILE.graph: the text form of the graph IR, read back and checked. */
+static int run_graph_file(const char *file, action act, const char *out_path) {
+    size_t len;
+    char *text = pn_read_file(file, &len);
+    if (!text) {
+        fprintf(stderr, "pnetc: error: cannot read '%s': %s\n", file, strerror(errno));
+        return 1;
+    }
+    char err[512];
+    pn_graph *g = pn_graph_parse(text, len, err, sizeof err);
+    free(text);
+    if (!g) {
+        fprintf(stderr, "%s: error: %s\n", file, err);
+        return 1;
+    }
+    int rc = emit(g, act, out_path);
+    pn_graph_free(g);
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -132,6 +174,11 @@ int main(int argc, char **argv) {
         rc = fail("%s", "nothing to do: use --check, --emit=graph or --emit=dot (code generation is not available yet)");
         goto done;
     }
+    size_t flen = strlen(file);
+    if (flen > 6 && strcmp(file + flen - 6, ".graph") == 0) {
+        rc = run_graph_file(file, act, out_path);
+        goto done;
+    }
     char stdlib[PATH_MAX];
     prog.stdlib_dir = find_stdlib(stdlib, sizeof stdlib);
 
@@ -147,24 +194,11 @@ int main(int argc, char **argv) {
     if (!ok) goto done;
 
     /* Stage 3: emit. */
-    if (act != ACT_CHECK) {
-        FILE *out = stdout;
-        if (out_path && !(out = fopen(out_path, "w"))) {
-            fprintf(stderr, "pnetc: error: cannot write '%s': %s\n", out_path, strerror(errno));
-            pn_graph_free(g);
-            goto done;
-        }
-        if (act == ACT_GRAPH) pn_graph_print(g, out);
-        else pn_graph_print_dot(g, out);
-        bool werr = ferror(out) != 0;
-        if (out != stdout) werr |= fclose(out) != 0;
-        else werr |= fflush(out) != 0;
+    if (emit(g, act, out_path)) {
         pn_graph_free(g);
-        if (werr) {
-            fprintf(stderr, "pnetc: error: cannot write '%s'\n", out_path ? out_path : "standard output");
-            goto done;
-        }
+        goto done;
     }
+    pn_graph_free(g);
     rc = 0;
 done:
     pn_diags_flush(&diags);

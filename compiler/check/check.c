@@ -32,6 +32,13 @@ typedef struct value {
     pn_loc loc;
 } value;
 
+/* A number as written back to the user: 8 for an integer, 8.0 for a float. */
+static const char *fmt_num(char *buf, size_t n, double f) {
+    snprintf(buf, n, "%.15g", f);
+    if (!strpbrk(buf, ".eEn")) strncat(buf, ".0", n - strlen(buf) - 1);
+    return buf;
+}
+
 static const char *vkind_name(vkind k) {
     switch (k) {
     case V_TENSOR: return "a tensor";
@@ -86,6 +93,7 @@ typedef struct ck {
     bool stage_seen[PN_MAX_STAGES];
     bool in_train;
     bool too_big;
+    int output_stmts;
 } ck;
 
 /* ---- diagnostics within block expansions ------------------------------------------------ */
@@ -107,23 +115,36 @@ static void cerr(ck *c, pn_loc loc, const char *fmt, ...) {
 }
 
 /* Appends "; did you mean 'x'?" when some candidate is close to name. */
-static const char *suggest(ck *c, const char *name, const char *const *cands, int n) {
+/* The closest candidate within (len + 2) / 3 edits; ties go to the earliest candidate. */
+static const char *closest(const char *name, const char *const *cands, int n) {
     const char *best = NULL;
-    int bestd = 3;
+    int len = (int)strlen(name), bestd = (len + 2) / 3 + 1;
     for (int i = 0; i < n; i++) {
         if (!cands[i] || strcmp(cands[i], name) == 0) continue;
         int dist = pn_edit_distance(name, cands[i]);
-        int len = (int)strlen(name);
-        if (dist < bestd && dist < len) {
+        if (dist < bestd) {
             bestd = dist;
             best = cands[i];
         }
     }
+    return best;
+}
+
+static const char *suggest(ck *c, const char *name, const char *const *cands, int n) {
+    const char *best = closest(name, cands, n);
     return best ? pn_arena_printf(&c->tmp, "; did you mean '%s'?", best) : "";
 }
 
 static const char *suggest_name(ck *c, scope *s, const char *name) {
-    return suggest(c, name, (const char *const *)s->names.keys, (int)s->names.cap);
+    const char **cands = pn_arena_alloc(&c->tmp, sizeof(char *) * (size_t)(s->order.len + 1));
+    for (int i = 0; i < s->order.len; i++) cands[i] = ((struct binding *)s->order.items[i])->name;
+    return suggest(c, name, cands, s->order.len);
+}
+
+static const char *suggest_block(ck *c, pn_module *m, const char *name) {
+    const char **cands = pn_arena_alloc(&c->tmp, sizeof(char *) * (size_t)(m->blocks.len + 1));
+    for (int i = 0; i < m->blocks.len; i++) cands[i] = ((pn_block_def *)m->blocks.items[i])->name;
+    return suggest(c, name, cands, m->blocks.len);
 }
 
 static const char *suggest_callee(ck *c, pn_module *m, const char *name) {
@@ -133,7 +154,7 @@ static const char *suggest_callee(ck *c, pn_module *m, const char *name) {
         if (!(pn_ops[i].flags & PN_OPF_INTERNAL)) cands[n++] = pn_ops[i].name;
     const char *s = suggest(c, name, cands, n);
     if (*s) return s;
-    return suggest(c, name, (const char *const *)m->block_map.keys, (int)m->block_map.cap);
+    return suggest_block(c, m, name);
 }
 
 /* ---- scopes ------------------------------------------------------------------------------ */
@@ -301,6 +322,29 @@ static value default_value(const sig_param *p, pn_loc loc) {
 /* ---- expressions ------------------------------------------------------------------------- */
 
 static value eval(ck *c, scope *s, pn_expr *e, naming *nm, bool top);
+
+/* Marks the names an expression reads as used, without evaluating it: for expressions that were
+ * rejected early, so they cause no follow-on "never used" warnings. */
+static void mark_used(scope *s, pn_expr *e, int depth) {
+    if (!e || depth > PN_MAX_EXPR_DEPTH) return;
+    switch (e->kind) {
+    case PN_EX_NAME: {
+        binding *b = lookup(s, e->name);
+        if (b) b->used = true;
+        break;
+    }
+    case PN_EX_CALL:
+        for (int i = 0; i < e->args.len; i++) mark_used(s, ((pn_arg *)e->args.items[i])->value, depth + 1);
+        break;
+    case PN_EX_LIST:
+        for (int i = 0; i < e->args.len; i++) mark_used(s, e->args.items[i], depth + 1);
+        break;
+    case PN_EX_BINARY: mark_used(s, e->rhs, depth + 1); /* fall through */
+    case PN_EX_NEG: mark_used(s, e->lhs, depth + 1); break;
+    default: break;
+    }
+}
+
 static value call_block(ck *c, scope *s, pn_block_def *b, pn_expr *call, naming *nm, bool top);
 
 static bool is_number(const value *v) { return v->k == V_INT || v->k == V_FLOAT; }
@@ -429,8 +473,12 @@ static bool convert_arg(ck *c, const char *callee, const sig_param *p, value *v,
             ia[(*ni)++] = v->items[1].i;
             return true;
         }
-        cerr(c, v->loc, "argument '%s' of '%s' must be an integer or a list of two integers, not %s", p->name, callee,
-             vkind_name(v->k));
+        if (v->k == V_LIST)
+            cerr(c, v->loc, "argument '%s' of '%s' must be an integer or a list of two integers, not a list of %d %s",
+                 p->name, callee, v->n, v->n == 1 ? "entry" : "entries");
+        else
+            cerr(c, v->loc, "argument '%s' of '%s' must be an integer or a list of two integers, not %s", p->name,
+                 callee, vkind_name(v->k));
         return false;
     case K_INTS:
         if (v->k == V_LIST) {
@@ -453,8 +501,9 @@ static bool convert_arg(ck *c, const char *callee, const sig_param *p, value *v,
         return false;
     }
     static const char *want[] = {"a tensor", "a tensor", "an integer", "a number", "a boolean"};
+    char nb[40];
     if (v->k == V_FLOAT && p->kind == K_INT)
-        cerr(c, v->loc, "argument '%s' of '%s' must be an integer, not %g", p->name, callee, v->f);
+        cerr(c, v->loc, "argument '%s' of '%s' must be an integer, not %s", p->name, callee, fmt_num(nb, sizeof nb, v->f));
     else
         cerr(c, v->loc, "argument '%s' of '%s' must be %s, not %s", p->name, callee, want[p->kind], vkind_name(v->k));
     return false;
@@ -555,6 +604,7 @@ static value call_op(ck *c, scope *s, pn_op op, pn_expr *call, naming *nm, bool 
     const char *name = pn_ops[op].name;
     if ((pn_ops[op].flags & PN_OPF_LOSS) && !c->in_train) {
         cerr(c, call->name_loc, "'%s' is a loss: use it as 'loss = %s(...)' inside train { }", name, name);
+        mark_used(s, call, 0);
         return err;
     }
     value vals[8], tensors[64];
@@ -602,8 +652,15 @@ static value const_sqrt(ck *c, scope *s, pn_expr *e, naming *nm) {
     }
     value v = eval(c, s, ((pn_arg *)e->args.items[0])->value, nm, false);
     if (v.k == V_ERROR) return v;
-    if (!is_number(&v) || num(&v) < 0) {
-        cerr(c, v.loc, "sqrt needs a non-negative number, not %s", v.k == V_TENSOR ? "a tensor" : vkind_name(v.k));
+    if (!is_number(&v)) {
+        cerr(c, v.loc, "sqrt needs a non-negative number, not %s", vkind_name(v.k));
+        return err;
+    }
+    if (num(&v) < 0) {
+        char nb[40];
+        if (v.k == V_INT) snprintf(nb, sizeof nb, "%lld", (long long)v.i);
+        else fmt_num(nb, sizeof nb, v.f);
+        cerr(c, v.loc, "sqrt needs a non-negative number, but this is %s", nb);
         return err;
     }
     return (value){.k = V_FLOAT, .f = sqrt(num(&v)), .loc = e->loc};
@@ -611,6 +668,7 @@ static value const_sqrt(ck *c, scope *s, pn_expr *e, naming *nm) {
 
 static value eval_call(ck *c, scope *s, pn_expr *e, naming *nm, bool top) {
     value err = {.k = V_ERROR, .loc = e->loc};
+    mark_used(s, e, 0); /* a rejected call still reads its arguments */
     if (e->ns) {
         pn_module *m = pn_strmap_get(&s->mod->ns_map, e->ns);
         if (!m) {
@@ -619,8 +677,7 @@ static value eval_call(ck *c, scope *s, pn_expr *e, naming *nm, bool top) {
         }
         pn_block_def *b = pn_strmap_get(&m->block_map, e->name);
         if (!b) {
-            cerr(c, e->name_loc, "module '%s' has no block '%s'%s", e->ns, e->name, suggest(c, e->name,
-                 (const char *const *)m->block_map.keys, (int)m->block_map.cap));
+            cerr(c, e->name_loc, "module '%s' has no block '%s'%s", e->ns, e->name, suggest_block(c, m, e->name));
             return err;
         }
         return call_block(c, s, b, e, nm, top);
@@ -716,113 +773,139 @@ static const char *arg_ident(pn_arg *a) {
     return a->value->kind == PN_EX_NAME ? a->value->name : NULL;
 }
 
+/* Runs a directive's statements without its effect, after the directive itself was rejected, so
+ * the names they define exist and cause no follow-on errors. */
+static void run_body(ck *c, scope *s, pn_stmt *st, stctx *x, value *ret) {
+    stctx inner = *x;
+    inner.depth++;
+    inner.shard = 0;
+    exec_stmts(c, s, &st->body, &inner, ret);
+}
+
+static void exec_partition(ck *c, scope *s, pn_stmt *st, stctx *x, value *ret) {
+    pn_vec *args = &st->args;
+    int64_t n;
+    if (st->form == PN_DIR_ALONE) {
+        cerr(c, st->loc, "@partition needs a statement or a { } group after it");
+        return;
+    }
+    if (args->len != 1 || ((pn_arg *)args->items[0])->key) {
+        cerr(c, st->loc, "@partition takes one stage number: @partition(N)");
+        run_body(c, s, st, x, ret);
+        return;
+    }
+    if (!directive_int(c, s, args->items[0], "partition", "stage", 0, PN_MAX_STAGES - 1, &n)) {
+        run_body(c, s, st, x, ret);
+        return;
+    }
+    if (c->stage >= 0) {
+        cerr(c, st->name_loc, "@partition inside another @partition");
+        pn_note(c->d, c->stage_loc, "the enclosing @partition is here");
+        run_body(c, s, st, x, ret);
+        return;
+    }
+    c->stage = (int)n;
+    c->stage_loc = st->loc;
+    if (!c->stage_seen[n]) {
+        c->stage_seen[n] = true;
+        c->stage_locs[n] = st->loc;
+    }
+    run_body(c, s, st, x, ret);
+    c->stage = -1;
+}
+
+static void exec_shard(ck *c, scope *s, pn_stmt *st, stctx *x, value *ret) {
+    pn_vec *args = &st->args;
+    const char *kind = args->len >= 1 ? arg_ident(args->items[0]) : NULL;
+    if (args->len != 2 || !kind || (strcmp(kind, "batch") != 0 && strcmp(kind, "features") != 0) ||
+        ((pn_arg *)args->items[1])->key) {
+        cerr(c, st->loc, "@shard takes a kind and a count: @shard(batch, R) or @shard(features, K)");
+        run_body(c, s, st, x, ret);
+        return;
+    }
+    int64_t k;
+    bool batch = strcmp(kind, "batch") == 0;
+    if (!directive_int(c, s, args->items[1], "shard", batch ? "replica count" : "worker count", 1, 4096, &k)) {
+        run_body(c, s, st, x, ret);
+        return;
+    }
+    if (batch) {
+        if (st->form != PN_DIR_ALONE || !x->network) {
+            cerr(c, st->loc,
+                 "@shard(batch, R) applies to the whole network: write it alone, as '@shard(batch, %lld);', in the network body",
+                 (long long)k);
+            run_body(c, s, st, x, ret);
+            return;
+        }
+        if (c->g->replicas > 1) {
+            cerr(c, st->loc, "duplicate @shard(batch)");
+            return;
+        }
+        c->g->replicas = (int)k;
+        return;
+    }
+    if (st->form != PN_DIR_STMT) {
+        cerr(c, st->loc, "@shard(features, K) must come right before a dense or conv2d statement");
+        run_body(c, s, st, x, ret);
+        return;
+    }
+    stctx inner = *x;
+    inner.depth++;
+    inner.shard = (int)k;
+    inner.shard_loc = st->loc;
+    exec_stmts(c, s, &st->body, &inner, ret);
+}
+
+static void exec_pipeline(ck *c, scope *s, pn_stmt *st, stctx *x, value *ret) {
+    pn_vec *args = &st->args;
+    if (st->form != PN_DIR_ALONE || !x->network) {
+        cerr(c, st->loc, "@pipeline applies to the whole network: write it alone, ending with ';', in the network body");
+        run_body(c, s, st, x, ret);
+        return;
+    }
+    if (c->g->has_pipeline) {
+        cerr(c, st->loc, "duplicate @pipeline");
+        return;
+    }
+    c->g->has_pipeline = true;
+    for (int i = 0; i < args->len; i++) {
+        pn_arg *a = args->items[i];
+        if (!a->key) {
+            cerr(c, a->value->loc, "@pipeline takes named arguments: microbatches = M, schedule = gpipe | 1f1b");
+            continue;
+        }
+        if (strcmp(a->key, "microbatches") == 0) {
+            int64_t m;
+            if (directive_int(c, s, a, "pipeline", "microbatches", 1, 65536, &m)) c->g->microbatches = (int)m;
+        } else if (strcmp(a->key, "schedule") == 0) {
+            const char *v = arg_ident(a);
+            if (v && strcmp(v, "gpipe") == 0) c->g->schedule = PN_SCHED_GPIPE;
+            else if (v && strcmp(v, "1f1b") == 0) c->g->schedule = PN_SCHED_1F1B;
+            else cerr(c, a->value->loc, "unknown pipeline schedule; expected gpipe or 1f1b");
+        } else {
+            const char *names[] = {"microbatches", "schedule"};
+            cerr(c, a->key_loc, "@pipeline has no argument named '%s'%s", a->key, suggest(c, a->key, names, 2));
+        }
+    }
+}
+
 /* @partition(N) stmt-or-group; @shard(batch, R); @shard(features, K) stmt; @pipeline(...); */
 static void exec_directive(ck *c, scope *s, pn_stmt *st, stctx *x, value *ret) {
     const char *dn = st->name;
-    pn_vec *args = &st->args;
     if (x->depth >= 16) {
         cerr(c, st->name_loc, "directives are nested too deeply");
         return;
     }
-    if (c->in_train) {
-        cerr(c, st->name_loc, "directives are not allowed inside train { }");
-        return;
+    if (strcmp(dn, "partition") == 0) exec_partition(c, s, st, x, ret);
+    else if (strcmp(dn, "shard") == 0) exec_shard(c, s, st, x, ret);
+    else if (strcmp(dn, "pipeline") == 0) exec_pipeline(c, s, st, x, ret);
+    else {
+        const char *names[] = {"partition", "shard", "pipeline"};
+        const char *best = closest(dn, names, 3);
+        if (best) cerr(c, st->name_loc, "unknown directive '@%s'; did you mean '@%s'?", dn, best);
+        else cerr(c, st->name_loc, "unknown directive '@%s'; expected @partition, @shard or @pipeline", dn);
+        run_body(c, s, st, x, ret);
     }
-    if (strcmp(dn, "partition") == 0) {
-        int64_t n;
-        if (args->len != 1 || ((pn_arg *)args->items[0])->key) {
-            cerr(c, st->loc, "@partition takes one stage number: @partition(N)");
-            return;
-        }
-        if (st->form == PN_DIR_ALONE) {
-            cerr(c, st->loc, "@partition needs a statement or a { } group after it");
-            return;
-        }
-        if (!directive_int(c, s, args->items[0], "partition", "stage", 0, PN_MAX_STAGES - 1, &n)) return;
-        if (c->stage >= 0) {
-            cerr(c, st->name_loc, "@partition inside another @partition");
-            pn_note(c->d, c->stage_loc, "the enclosing @partition is here");
-            return;
-        }
-        c->stage = (int)n;
-        c->stage_loc = st->loc;
-        if (!c->stage_seen[n]) {
-            c->stage_seen[n] = true;
-            c->stage_locs[n] = st->loc;
-        }
-        stctx inner = *x;
-        inner.depth++;
-        exec_stmts(c, s, &st->body, &inner, ret);
-        c->stage = -1;
-        return;
-    }
-    if (strcmp(dn, "shard") == 0) {
-        const char *kind = args->len >= 1 ? arg_ident(args->items[0]) : NULL;
-        if (args->len != 2 || !kind || (strcmp(kind, "batch") != 0 && strcmp(kind, "features") != 0) ||
-            ((pn_arg *)args->items[1])->key) {
-            cerr(c, st->loc, "@shard takes a kind and a count: @shard(batch, R) or @shard(features, K)");
-            return;
-        }
-        int64_t k;
-        bool batch = strcmp(kind, "batch") == 0;
-        if (!directive_int(c, s, args->items[1], "shard", batch ? "replica count" : "worker count", 1, 4096, &k)) return;
-        if (batch) {
-            if (st->form != PN_DIR_ALONE || !x->network) {
-                cerr(c, st->loc, "@shard(batch, R) applies to the whole network: write it alone, as '@shard(batch, %lld);', in the network body",
-                     (long long)k);
-                return;
-            }
-            if (c->g->replicas > 1) {
-                cerr(c, st->loc, "duplicate @shard(batch)");
-                return;
-            }
-            c->g->replicas = (int)k;
-            return;
-        }
-        if (st->form != PN_DIR_STMT) {
-            cerr(c, st->loc, "@shard(features, K) must come right before a dense or conv2d statement");
-            return;
-        }
-        stctx inner = *x;
-        inner.depth++;
-        inner.shard = (int)k;
-        inner.shard_loc = st->loc;
-        exec_stmts(c, s, &st->body, &inner, ret);
-        return;
-    }
-    if (strcmp(dn, "pipeline") == 0) {
-        if (st->form != PN_DIR_ALONE || !x->network) {
-            cerr(c, st->loc, "@pipeline applies to the whole network: write it alone, ending with ';', in the network body");
-            return;
-        }
-        if (c->g->has_pipeline) {
-            cerr(c, st->loc, "duplicate @pipeline");
-            return;
-        }
-        c->g->has_pipeline = true;
-        for (int i = 0; i < args->len; i++) {
-            pn_arg *a = args->items[i];
-            if (!a->key) {
-                cerr(c, a->value->loc, "@pipeline takes named arguments: microbatches = M, schedule = gpipe | 1f1b");
-                continue;
-            }
-            if (strcmp(a->key, "microbatches") == 0) {
-                int64_t m;
-                if (directive_int(c, s, a, "pipeline", "microbatches", 1, 65536, &m)) c->g->microbatches = (int)m;
-            } else if (strcmp(a->key, "schedule") == 0) {
-                const char *v = arg_ident(a);
-                if (v && strcmp(v, "gpipe") == 0) c->g->schedule = PN_SCHED_GPIPE;
-                else if (v && strcmp(v, "1f1b") == 0) c->g->schedule = PN_SCHED_1F1B;
-                else cerr(c, a->value->loc, "unknown pipeline schedule; expected gpipe or 1f1b");
-            } else {
-                const char *names[] = {"microbatches", "schedule"};
-                cerr(c, a->key_loc, "@pipeline has no argument named '%s'%s", a->key, suggest(c, a->key, names, 2));
-            }
-        }
-        return;
-    }
-    const char *names[] = {"partition", "shard", "pipeline"};
-    cerr(c, st->name_loc, "unknown directive '@%s'%s", dn, suggest(c, dn, names, 3));
 }
 
 static value call_block(ck *c, scope *s, pn_block_def *b, pn_expr *call, naming *nm, bool top) {
@@ -915,12 +998,15 @@ static value call_block(ck *c, scope *s, pn_block_def *b, pn_expr *call, naming 
 }
 
 static void exec_input(ck *c, scope *s, pn_stmt *st, stctx *x) {
+    value poison = {.k = V_ERROR, .loc = st->name_loc};
     if (!x->network && !c->in_train) {
         cerr(c, st->loc, "inputs can only be declared in a network");
+        if (!lookup(s, st->name)) define(c, s, st->name, st->name_loc, poison, false);
         return;
     }
     if (!c->in_train && !st->has_input_kw) {
         cerr(c, st->name_loc, "a declaration in a network needs the 'input' keyword");
+        if (!lookup(s, st->name)) define(c, s, st->name, st->name_loc, poison, false);
         return;
     }
     pn_type_ast *t = st->type;
@@ -980,6 +1066,14 @@ static void exec_assign(ck *c, scope *s, pn_stmt *st, stctx *x) {
         cerr(c, st->loc, "outputs can only be declared in a network");
         return;
     }
+    if (st->is_output) c->output_stmts++;
+    binding *old = lookup(s, st->name);
+    if (old) {
+        cerr(c, st->name_loc, "redefinition of '%s'", st->name);
+        pn_note(c->d, old->loc, "previous definition is here");
+        mark_used(s, st->value, 0);
+        return;
+    }
     naming nm = {.base = qualify(c, s, st->name)};
     int before = c->g->nnodes;
     value v = eval(c, s, st->value, &nm, true);
@@ -1011,6 +1105,7 @@ static void exec_output(ck *c, scope *s, pn_stmt *st, stctx *x) {
         cerr(c, st->loc, "outputs can only be declared in a network");
         return;
     }
+    c->output_stmts++;
     binding *b = lookup(s, st->name);
     if (!b) {
         cerr(c, st->name_loc, "use of undeclared name '%s'%s", st->name, suggest_name(c, s, st->name));
@@ -1115,6 +1210,10 @@ static void exec_train(ck *c, scope *s, pn_stmt *st, stctx *x) {
             exec_input(c, s, b, x);
             continue;
         }
+        if (b->kind == PN_ST_DIRECTIVE) {
+            cerr(c, b->name_loc, "directives are not allowed inside train { }");
+            continue;
+        }
         if (b->kind != PN_ST_ASSIGN || b->is_output) {
             cerr(c, b->loc, "train { } holds only training inputs and the settings loss, optimizer, batch, epochs and seed");
             continue;
@@ -1207,6 +1306,7 @@ typedef struct rctx {
     ck *c;
     pn_block_def *b;
     pn_strmap defined;
+    pn_vec order; /* defined names in order, for suggestions */
     bool ok;
 } rctx;
 
@@ -1230,7 +1330,7 @@ static void resolve_expr(rctx *r, pn_expr *e, int depth) {
     switch (e->kind) {
     case PN_EX_NAME:
         if (!pn_strmap_get(&r->defined, e->name) && strcmp(e->name, "batch") != 0) {
-            const char *sug = suggest(r->c, e->name, (const char *const *)r->defined.keys, (int)r->defined.cap);
+            const char *sug = suggest(r->c, e->name, (const char *const *)r->order.items, r->order.len);
             rerr(r, e->loc, "use of undeclared name '%s'%s", e->name, sug);
         }
         break;
@@ -1240,8 +1340,7 @@ static void resolve_expr(rctx *r, pn_expr *e, int depth) {
             pn_module *dep = pn_strmap_get(&m->ns_map, e->ns);
             if (!dep) rerr(r, e->ns_loc, "unknown module '%s'; add 'import \"%s\";'", e->ns, e->ns);
             else if (!pn_strmap_get(&dep->block_map, e->name))
-                rerr(r, e->name_loc, "module '%s' has no block '%s'%s", e->ns, e->name,
-                     suggest(r->c, e->name, (const char *const *)dep->block_map.keys, (int)dep->block_map.cap));
+                rerr(r, e->name_loc, "module '%s' has no block '%s'%s", e->ns, e->name, suggest_block(r->c, dep, e->name));
         } else if (!pn_strmap_get(&m->block_map, e->name) && pn_op_lookup(e->name) == PN_OP_COUNT &&
                    strcmp(e->name, "sqrt") != 0) {
             rerr(r, e->name_loc, "unknown op or block '%s'%s", e->name, suggest_callee(r->c, m, e->name));
@@ -1269,7 +1368,13 @@ static void resolve_stmts(rctx *r, pn_vec *body, bool *returned, int depth) {
             return;
         }
         switch (st->kind) {
-        case PN_ST_INPUT: rerr(r, st->loc, "inputs can only be declared in a network"); break;
+        case PN_ST_INPUT:
+            rerr(r, st->loc, "inputs can only be declared in a network");
+            if (!pn_strmap_get(&r->defined, st->name)) {
+                pn_strmap_put(&r->defined, st->name, st);
+                pn_vec_push(&r->c->tmp, &r->order, (void *)st->name);
+            }
+            break;
         case PN_ST_TRAIN: rerr(r, st->loc, "train { } can only appear in a network"); break;
         case PN_ST_OUTPUT: rerr(r, st->loc, "outputs can only be declared in a network"); break;
         case PN_ST_ASSIGN:
@@ -1280,6 +1385,7 @@ static void resolve_stmts(rctx *r, pn_vec *body, bool *returned, int depth) {
                 pn_note(r->c->d, ((pn_stmt *)pn_strmap_get(&r->defined, st->name))->name_loc, "previous definition is here");
             }
             pn_strmap_put(&r->defined, st->name, st);
+            pn_vec_push(&r->c->tmp, &r->order, (void *)st->name);
             break;
         case PN_ST_RETURN:
             resolve_expr(r, st->value, 0);
@@ -1305,6 +1411,7 @@ static void resolve_block(ck *c, pn_block_def *b) {
         dummy->name_loc = p->loc;
         if (pn_strmap_get(&r.defined, p->name)) rerr(&r, p->loc, "duplicate parameter '%s'", p->name);
         pn_strmap_put(&r.defined, p->name, dummy);
+        pn_vec_push(&c->tmp, &r.order, (void *)p->name);
         if (p->def) {
             pn_strmap empty = r.defined;
             r.defined = (pn_strmap){0};
@@ -1327,6 +1434,7 @@ static pn_graph *check_network(ck *c, pn_module *m, pn_network_def *nd) {
     memset(c->stage_seen, 0, sizeof c->stage_seen);
     c->too_big = false;
     c->in_train = false;
+    c->output_stmts = 0;
     pn_strmap_free(&c->node_names);
     int errors = c->d->nerrors;
     scope s = {.mod = m};
@@ -1349,7 +1457,7 @@ static pn_graph *check_network(ck *c, pn_module *m, pn_network_def *nd) {
             }
         }
         c->g->nstages = nst ? nst : 1;
-        if (c->g->noutputs == 0 && c->d->nerrors == errors) cerr(c, nd->name_loc, "network '%s' has no outputs", nd->name);
+        if (c->output_stmts == 0) cerr(c, nd->name_loc, "network '%s' has no outputs", nd->name);
         for (int i = 0; i < s.order.len; i++) {
             binding *b = s.order.items[i];
             if (b->warn_unused && !b->used && b->v.k != V_ERROR)

@@ -75,16 +75,22 @@ static bool window(int64_t x, int64_t k, int64_t s, int64_t p, int64_t *out) {
     return true;
 }
 
+/* Window ops: conv2d(x, out, kernel, stride, padding), pools(x, size, stride, padding). The
+ * kernel, stride and padding are call arguments a0, a0 + 1 and a0 + 2. */
 static bool infer_window(pn_node *n, const pn_node *x, int ik, int is, int ip, bool is_conv, pn_shape_err *e) {
     char sbuf[128];
     const char *op = pn_ops[n->op].name;
+    int a0 = is_conv ? 2 : 1;
     if (x->shape.rank != 4) return fail(e, 0, "'%s' needs a 4-d NCHW input, but this is %s", op, SHAPE(x));
     for (int k = 0; k < 2; k++) {
-        if (n->ia[ik + k] < 1) return fail(e, -1, "'%s' kernel size must be positive", op);
-        if (n->ia[is + k] < 1) return fail(e, -1, "'%s' stride must be positive", op);
-        if (n->ia[ip + k] < 0) return fail(e, -1, "'%s' padding must not be negative", op);
+        if (n->ia[ik + k] < 1 || n->ia[ik + k] > PN_MAX_DIM)
+            return fail(e, a0, "'%s' %s must be between 1 and %d", op, is_conv ? "kernel size" : "window size", PN_MAX_DIM);
+        if (n->ia[is + k] < 1 || n->ia[is + k] > PN_MAX_DIM)
+            return fail(e, a0 + 1, "'%s' stride must be between 1 and %d", op, PN_MAX_DIM);
+        if (n->ia[ip + k] < 0 || n->ia[ip + k] > PN_MAX_DIM)
+            return fail(e, a0 + 2, "'%s' padding must be between 0 and %d", op, PN_MAX_DIM);
         if (!is_conv && n->ia[ip + k] * 2 > n->ia[ik + k])
-            return fail(e, -1, "'%s' padding %lld is more than half the window size %lld", op,
+            return fail(e, a0 + 2, "'%s' padding %lld is more than half the window size %lld", op,
                         (long long)n->ia[ip + k], (long long)n->ia[ik + k]);
     }
     n->shape = x->shape;
@@ -225,7 +231,7 @@ bool pn_shape_infer(pn_node *n, const pn_node *const *in, int nin, const int64_t
     case PN_OP_MAXPOOL2D:
     case PN_OP_AVGPOOL2D:
         for (int k = 0; k < 2; k++)
-            if (n->ia[PN_POOL_SH + k] == 0) n->ia[PN_POOL_SH + k] = n->ia[PN_POOL_KH + k];
+            if (n->ia[PN_POOL_SH + k] == INT64_MIN) n->ia[PN_POOL_SH + k] = n->ia[PN_POOL_KH + k]; /* default: size */
         return infer_window(n, x, PN_POOL_KH, PN_POOL_SH, PN_POOL_PH, false, e);
     case PN_OP_GLOBAL_AVGPOOL:
         if (x->shape.rank != 4) return fail(e, 0, "'global_avgpool' needs a 4-d NCHW input, but this is %s", SHAPE(x));
@@ -304,6 +310,9 @@ bool pn_shape_infer(pn_node *n, const pn_node *const *in, int nin, const int64_t
             const pn_shape *s = &in[i]->shape;
             bool ok = s->rank == r;
             for (int k = 0; ok && k < r; k++) ok = k == axis || s->d[k] == x->shape.d[k];
+            if (ok && pn_shape_batched(s) != pn_shape_batched(&x->shape))
+                return fail(e, i, "'concat' operand %s and %s differ in having a batch axis",
+                            pn_shape_str(in[i]->dtype, s, sbuf2, sizeof sbuf2), SHAPE(x));
             if (!ok)
                 return fail(e, i, "'concat' operand %s does not match %s outside axis %d",
                             pn_shape_str(in[i]->dtype, s, sbuf2, sizeof sbuf2), SHAPE(x), axis);

@@ -137,8 +137,20 @@ int64_t pn_node_param_count(const pn_node *n);
 /* FLOPs per sample of a node (multiply-add = 2). */
 int64_t pn_node_flops(const pn_graph *g, const pn_node *n);
 
+/* An op attribute in the text form: kind 'i' integer, 'b' boolean, 'p' pair of integers,
+ * 'f' float (in fa[]), 'l' permutation of the node's rank. */
+typedef struct pn_attr_desc {
+    const char *key;
+    char kind;
+    int slot;
+} pn_attr_desc;
+const pn_attr_desc *pn_op_attrs(pn_op op, int *n);
+
 /* Text form: one node per line; see docs/language.md ("Graph IR"). */
 void pn_graph_print(const pn_graph *g, FILE *out);
+/* Parses the text form back into a graph, re-deriving parameters and checking every shape.
+ * Returns NULL and writes "line N: problem" to err on bad input. */
+pn_graph *pn_graph_parse(const char *text, size_t len, char *err, size_t errlen);
 /* Graphviz form, with one cluster per pipeline stage. */
 void pn_graph_print_dot(const pn_graph *g, FILE *out);
 

@@ -5,50 +5,23 @@
 
 #include <string.h>
 
-static void print_pair(FILE *out, const char *key, const int64_t *v) {
-    fprintf(out, " %s=[%lld,%lld]", key, (long long)v[0], (long long)v[1]);
-}
-
-static void print_attrs(const pn_graph *g, const pn_node *n, FILE *out) {
-    const int64_t *ia = n->ia;
-    switch (n->op) {
-    case PN_OP_CONST: fprintf(out, " value=%.9g", n->fa[PN_FA_VALUE]); break;
-    case PN_OP_DENSE:
-        fprintf(out, " units=%lld bias=%s", (long long)ia[PN_DENSE_UNITS], ia[PN_DENSE_BIAS] ? "true" : "false");
-        break;
-    case PN_OP_CONV2D:
-        fprintf(out, " out_channels=%lld", (long long)ia[PN_CONV_OUT]);
-        print_pair(out, "kernel", ia + PN_CONV_KH);
-        print_pair(out, "stride", ia + PN_CONV_SH);
-        print_pair(out, "padding", ia + PN_CONV_PH);
-        fprintf(out, " bias=%s", ia[PN_CONV_BIAS] ? "true" : "false");
-        break;
-    case PN_OP_MAXPOOL2D:
-    case PN_OP_AVGPOOL2D:
-        print_pair(out, "size", ia + PN_POOL_KH);
-        print_pair(out, "stride", ia + PN_POOL_SH);
-        print_pair(out, "padding", ia + PN_POOL_PH);
-        break;
-    case PN_OP_BATCHNORM:
-        fprintf(out, " eps=%.9g momentum=%.9g", n->fa[PN_FA_VALUE], n->fa[PN_FA_MOMENTUM]);
-        break;
-    case PN_OP_LAYERNORM: fprintf(out, " eps=%.9g", n->fa[PN_FA_VALUE]); break;
-    case PN_OP_EMBEDDING:
-        fprintf(out, " vocab=%lld dim=%lld", (long long)ia[PN_EMB_VOCAB], (long long)ia[PN_EMB_DIM]);
-        break;
-    case PN_OP_LEAKY_RELU: fprintf(out, " slope=%.9g", n->fa[PN_FA_VALUE]); break;
-    case PN_OP_DROPOUT: fprintf(out, " p=%.9g", n->fa[PN_FA_VALUE]); break;
-    case PN_OP_SOFTMAX:
-    case PN_OP_LOG_SOFTMAX:
-    case PN_OP_CONCAT: fprintf(out, " axis=%lld", (long long)ia[PN_AXIS]); break;
-    case PN_OP_TRANSPOSE:
-        fprintf(out, " perm=[");
-        for (int i = 0; i < n->shape.rank; i++) fprintf(out, "%s%lld", i ? "," : "", (long long)ia[PN_PERM + i]);
-        fprintf(out, "]");
-        break;
-    default: break;
+static void print_attrs(const pn_node *n, FILE *out) {
+    int na;
+    const pn_attr_desc *a = pn_op_attrs(n->op, &na);
+    for (int i = 0; i < na; i++) {
+        const int64_t *v = n->ia + a[i].slot;
+        switch (a[i].kind) {
+        case 'i': fprintf(out, " %s=%lld", a[i].key, (long long)v[0]); break;
+        case 'b': fprintf(out, " %s=%s", a[i].key, v[0] ? "true" : "false"); break;
+        case 'p': fprintf(out, " %s=[%lld,%lld]", a[i].key, (long long)v[0], (long long)v[1]); break;
+        case 'f': fprintf(out, " %s=%.9g", a[i].key, n->fa[a[i].slot]); break;
+        case 'l':
+            fprintf(out, " %s=[", a[i].key);
+            for (int k = 0; k < n->shape.rank; k++) fprintf(out, "%s%lld", k ? "," : "", (long long)v[k]);
+            fprintf(out, "]");
+            break;
+        }
     }
-    (void)g;
 }
 
 void pn_graph_print(const pn_graph *g, FILE *out) {
@@ -60,7 +33,7 @@ void pn_graph_print(const pn_graph *g, FILE *out) {
         fprintf(out, "  %s = %s(", n->name, pn_ops[n->op].name);
         for (int k = 0; k < n->ninputs; k++) fprintf(out, "%s%s", k ? ", " : "", g->nodes[n->in[k]].name);
         fprintf(out, ")");
-        print_attrs(g, n, out);
+        print_attrs(n, out);
         fprintf(out, " : %s stage=%d shard=%d", pn_shape_str(n->dtype, &n->shape, buf, sizeof buf), n->stage,
                 n->shard);
         if (n->flags & PN_NODE_OUTPUT) fprintf(out, " output");

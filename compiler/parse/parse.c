@@ -147,9 +147,8 @@ static void load_imports(pn_program *p, pn_module *m) {
         }
         char *path = find_import(p, im->path, m->path);
         if (!path) {
-            pn_error(p->diags, im->loc, "module '%s' not found", im->path);
-            pn_note(p->diags, PN_NOLOC, "searched -I directories, PNET_PATH, the importing file's directory and %s",
-                    p->stdlib_dir ? p->stdlib_dir : "the stdlib");
+            pn_error(p->diags, im->loc, "module '%s' not found in the -I directories, PNET_PATH, the directory of '%s' or the stdlib",
+                     im->path, m->path);
             continue;
         }
         char canon[PATH_MAX];

@@ -343,10 +343,13 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, void *scanner, pn_pars
         pn_error(p->diags, (pn_loc){p->file, p->prev_end, 0}, "expected ';'");
         return 0;
     }
+    /* The lookahead may itself be an opening bracket, already counted by the lexer. */
+    int depth = p->depth;
+    if (loc.len == 1 && loc.off < p->len && strchr("([{", p->text[loc.off])) depth--;
     for (int i = 0; i < nall && la != YYSYMBOL_YYEOF; i++) {
         const char *name = yysymbol_name(exp[i]);
-        if ((strcmp(name, "')'") == 0 || strcmp(name, "']'") == 0) && p->depth > 0 && p->depth <= PN_MAX_NESTING) {
-            uint32_t o = p->open[p->depth - 1];
+        if ((strcmp(name, "')'") == 0 || strcmp(name, "']'") == 0) && depth > 0 && depth <= PN_MAX_NESTING) {
+            uint32_t o = p->open[depth - 1];
             pn_error(p->diags, loc, "expected '%c'", name[1]);
             pn_note(p->diags, (pn_loc){p->file, o, 1}, "to match this '%c'", p->text[o]);
             return 0;

@@ -145,11 +145,16 @@ static void print_snippet(pn_diags *d, pn_loc loc) {
         wstart = off > start + PN_SHOW_WIDTH / 2 ? off - PN_SHOW_WIDTH / 2 : start;
         wend = wstart + PN_SHOW_WIDTH < end ? wstart + PN_SHOW_WIDTH : end;
     }
+    /* A long line is shown as a window around the range, with "..." where it was cut. */
+    bool cut_left = wstart > start, cut_right = wend < end;
+    if (cut_left) fputs("...", d->out);
     for (size_t i = wstart; i < wend; i++) {
         unsigned char c = (unsigned char)s->text[i];
         fputc((c < 0x20 && c != '\t') || c == 0x7f ? '?' : c, d->out);
     }
+    if (cut_right) fputs("...", d->out);
     fputc('\n', d->out);
+    if (cut_left) fputs("   ", d->out);
     for (size_t i = wstart; i < rend && i <= wend; i++) {
         unsigned char c = i < s->len ? (unsigned char)s->text[i] : ' ';
         if (c >= 0x80 && c < 0xc0) continue; /* UTF-8 continuation byte */

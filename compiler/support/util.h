@@ -15,7 +15,7 @@ char *pn_xstrdup(const char *s);
 /* Reads a whole file; returns NULL and sets errno on failure. *len gets the byte count. */
 char *pn_read_file(const char *path, size_t *len);
 
-/* Levenshtein distance, capped: used for "did you mean" hints. */
+/* Edit distance (adjacent swaps count 1), capped: used for "did you mean" hints. */
 int pn_edit_distance(const char *a, const char *b);
 
 #define PN_ARRAY_LEN(a) ((int)(sizeof(a) / sizeof((a)[0])))

@@ -1,0 +1,80 @@
+#!/bin/sh
+# Command-line behaviour of pnetc: --help, --version, --check, --emit, -o, -I, PNET_PATH,
+# --network, exit codes, and one-line errors for bad arguments and unreadable files.
+set -u
+pnetc=$1 src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0 passes=0
+check() { # check NAME CONDITION...
+    name=$1; shift
+    if "$@"; then passes=$((passes + 1)); else echo "FAIL: $name"; fails=$((fails + 1)); fi
+}
+run() { # run ARGS...: sets rc, out, err
+    "$pnetc" "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
+}
+
+run --help;    check "--help exits 0" [ $rc -eq 0 ]; check "--help prints usage" grep -q "usage: pnetc" "$tmp/out"
+run --version; check "--version exits 0" [ $rc -eq 0 ]; check "--version prints version" grep -Eq "^pnetc [0-9]+\.[0-9]+" "$tmp/out"
+run;           check "no file exits 1" [ $rc -eq 1 ]; check "no file error" grep -q "pnetc: error: no input file" "$tmp/err"
+run --bogus x.pnet; check "unknown option exits 1" [ $rc -eq 1 ]; check "unknown option named" grep -q "unknown argument '--bogus'" "$tmp/err"
+run --emit=foo "$src/examples/digits_mlp.pnet"; check "bad --emit exits 1" [ $rc -eq 1 ]
+run --check "$tmp/missing.pnet"; check "missing file exits 1" [ $rc -eq 1 ]
+check "missing file one line" [ "$(wc -l <"$tmp/err")" -eq 1 ]
+check "missing file named" grep -q "cannot read '$tmp/missing.pnet'" "$tmp/err"
+run --check "$tmp"; check "directory exits 1" [ $rc -eq 1 ]; check "directory error" grep -q "Is a directory" "$tmp/err"
+
+run --check "$src/examples/digits_mlp.pnet"
+check "--check valid exits 0" [ $rc -eq 0 ]
+check "--check valid prints nothing" [ ! -s "$tmp/out" ] && check "--check valid no stderr" [ ! -s "$tmp/err" ]
+
+run --emit=graph "$src/examples/digits_mlp.pnet"
+check "--emit=graph exits 0" [ $rc -eq 0 ]
+check "graph has the dense node" grep -q "^  fc1 = dense(x) units=128 bias=true : f32\[batch,128\] stage=0 shard=1" "$tmp/out"
+check "graph names parameters" grep -q "fc1.weight\[128,64\] fc1.bias\[128\]" "$tmp/out"
+
+run --emit=dot "$src/examples/wide_mlp.pnet"
+check "--emit=dot exits 0" [ $rc -eq 0 ]
+check "dot is a digraph" grep -q '^digraph "wide_mlp"' "$tmp/out"
+check "dot has stage clusters" grep -q "subgraph cluster_stage1" "$tmp/out"
+if command -v dot >/dev/null 2>&1; then
+    dot -Tsvg "$tmp/out" >/dev/null 2>&1; check "graphviz accepts the dot" [ $? -eq 0 ]
+fi
+
+run --emit=graph -o "$tmp/g.txt" "$src/examples/lenet.pnet"
+check "-o exits 0" [ $rc -eq 0 ]; check "-o writes the file" grep -q "^network lenet" "$tmp/g.txt"
+run --emit=graph -o "$tmp/nodir/g.txt" "$src/examples/lenet.pnet"
+check "-o unwritable exits 1" [ $rc -eq 1 ]; check "-o unwritable named" grep -q "cannot write '$tmp/nodir/g.txt'" "$tmp/err"
+
+# Imports: -I beats PNET_PATH, which beats the importing file's directory, then the stdlib.
+mkdir -p "$tmp/a" "$tmp/b" "$tmp/main"
+printf 'block blk(x) { return relu(x); }\n' >"$tmp/a/m.pnet"
+printf 'block blk(x) { return sigmoid(x); }\n' >"$tmp/b/m.pnet"
+printf 'block blk(x) { return tanh(x); }\n' >"$tmp/main/m.pnet"
+printf 'import "m";\nnetwork n { input x : f32[batch, 4]; output y = m.blk(x); }\n' >"$tmp/main/net.pnet"
+run --emit=graph "$tmp/main/net.pnet"; check "import from the file's directory" grep -q "y = tanh(x)" "$tmp/out"
+PNET_PATH="$tmp/b" run --emit=graph "$tmp/main/net.pnet"; check "PNET_PATH before the file's directory" grep -q "y = sigmoid(x)" "$tmp/out"
+PNET_PATH="$tmp/b" run --emit=graph -I "$tmp/a" "$tmp/main/net.pnet"; check "-I before PNET_PATH" grep -q "y = relu(x)" "$tmp/out"
+printf 'import "nn";\nnetwork n { input x : f32[batch, 4]; output y = nn.mlp(x, 8); }\n' >"$tmp/std.pnet"
+run --check "$tmp/std.pnet"; check "stdlib found without help" [ $rc -eq 0 ]
+
+# --network picks one of several networks.
+printf 'network a { input x : f32[batch, 2]; output y = relu(x); }\nnetwork b { input x : f32[batch, 3]; output y = tanh(x); }\n' >"$tmp/two.pnet"
+run --check "$tmp/two.pnet"; check "--check checks every network" [ $rc -eq 0 ]
+run --emit=graph "$tmp/two.pnet"; check "two networks need --network" [ $rc -eq 1 ]
+run --emit=graph --network b "$tmp/two.pnet"; check "--network picks b" grep -q "^network b" "$tmp/out"
+run --emit=graph --network c "$tmp/two.pnet"; check "--network unknown exits 1" [ $rc -eq 1 ]
+
+# Error limit and warnings.
+i=0; : >"$tmp/many.pnet"; echo "network n { input x : f32[batch, 2];" >>"$tmp/many.pnet"
+while [ $i -lt 30 ]; do echo "  a$i = relu(nope$i);" >>"$tmp/many.pnet"; i=$((i + 1)); done
+echo "  output y = relu(x); }" >>"$tmp/many.pnet"
+run --check "$tmp/many.pnet"; check "error limit stops at 20" [ "$(grep -c ': error:' "$tmp/err")" -eq 20 ]
+check "error limit says so" grep -q "too many errors emitted" "$tmp/err"
+run --check --error-limit=0 "$tmp/many.pnet"; check "--error-limit=0 shows all" [ "$(grep -c ': error:' "$tmp/err")" -eq 30 ]
+printf 'network n { input x : f32[batch, 2]; h = relu(x); output y = tanh(x); }\n' >"$tmp/warn.pnet"
+run --check "$tmp/warn.pnet"; check "warning exits 0" [ $rc -eq 0 ]; check "warning printed" grep -q "warning: 'h' is never used" "$tmp/err"
+run --check -w "$tmp/warn.pnet"; check "-w silences warnings" [ ! -s "$tmp/err" ]
+
+echo "$passes passed, $fails failed"
+[ $fails -eq 0 ]
