@@ -1,0 +1,121 @@
+/* Unit tests of the graph IR text form: print, parse back, print again; and its errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/graph.h"
+
+static char *print_graph(const pn_graph *g) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    pn_graph_print(g, f);
+    fclose(f);
+    return buf;
+}
+
+static const char digits[] =
+    "network digits_mlp stages=1 replicas=1 microbatches=1 schedule=gpipe\n"
+    "  x = input() : f32[batch,64] stage=0 shard=1\n"
+    "  fc1 = dense(x) units=128 bias=true : f32[batch,128] stage=0 shard=1  # fc1.weight[128,64] fc1.bias[128]\n"
+    "  h1 = relu(fc1) : f32[batch,128] stage=0 shard=1\n"
+    "  fc2 = dense(h1) units=10 bias=true : f32[batch,10] stage=0 shard=1  # fc2.weight[10,128] fc2.bias[10]\n"
+    "  probs = softmax(fc2) axis=1 : f32[batch,10] stage=0 shard=1 output\n"
+    "  label = input() : i32[batch] stage=0 shard=1 train\n"
+    "  loss = cross_entropy(fc2, label) : f32[] stage=0 shard=1 train\n"
+    "  output probs = probs\n"
+    "  train loss=loss optimizer=sgd(lr=0.1, momentum=0.9, weight_decay=0, nesterov=false) batch=32 epochs=20 seed=0\n";
+
+static void test_round_trip(void **state) {
+    (void)state;
+    char err[256];
+    pn_graph *g = pn_graph_parse(digits, strlen(digits), err, sizeof err);
+    assert_non_null(g);
+    assert_int_equal(g->nnodes, 7);
+    assert_int_equal(g->nodes[1].op, PN_OP_DENSE);
+    assert_int_equal(g->nodes[1].nparams, 2);
+    assert_int_equal(g->nodes[1].params[0].shape.d[1], 64);
+    assert_int_equal(g->noutputs, 1);
+    assert_true(g->train.present);
+    assert_int_equal(g->train.batch, 32);
+    assert_true(g->train.momentum == 0.9);
+    char *text = print_graph(g);
+    assert_string_equal(text, digits);
+    free(text);
+    pn_graph_free(g);
+}
+
+static const char pipeline[] =
+    "network p stages=2 replicas=2 microbatches=8 schedule=1f1b\n"
+    "  x = input() : f32[batch,3,8,8] stage=0 shard=1\n"
+    "  c = conv2d(x) out_channels=4 kernel=[3,3] stride=[1,1] padding=[1,1] bias=false : f32[batch,4,8,8] stage=0 shard=2  # c.weight[4,3,3,3]\n"
+    "  p = maxpool2d(c) size=[2,2] stride=[2,2] padding=[0,0] : f32[batch,4,4,4] stage=1 shard=1\n"
+    "  t = transpose(p) perm=[0,1,3,2] : f32[batch,4,4,4] stage=1 shard=1\n"
+    "  r = reshape(t) : f32[batch,64] stage=1 shard=1\n"
+    "  k = const() value=0.5 : f32[] stage=1 shard=1\n"
+    "  m = mul(r, k) : f32[batch,64] stage=1 shard=1 output\n"
+    "  output y = m\n";
+
+static void test_round_trip_attributes(void **state) {
+    (void)state;
+    char err[256];
+    pn_graph *g = pn_graph_parse(pipeline, strlen(pipeline), err, sizeof err);
+    assert_non_null(g);
+    assert_int_equal(g->nstages, 2);
+    assert_int_equal(g->replicas, 2);
+    assert_int_equal(g->microbatches, 8);
+    assert_int_equal(g->schedule, PN_SCHED_1F1B);
+    assert_int_equal(g->nodes[1].shard, 2);
+    assert_int_equal(g->nodes[2].stage, 1);
+    assert_int_equal(g->nodes[3].ia[PN_PERM + 2], 3);
+    assert_true(g->nodes[5].fa[PN_FA_VALUE] == 0.5);
+    char *text = print_graph(g);
+    assert_string_equal(text, pipeline);
+    free(text);
+    pn_graph_free(g);
+}
+
+static void expect_error(const char *text, const char *want) {
+    char err[256];
+    pn_graph *g = pn_graph_parse(text, strlen(text), err, sizeof err);
+    assert_null(g);
+    if (!strstr(err, want)) fail_msg("error '%s' does not contain '%s'", err, want);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    const char *h = "network n stages=1 replicas=1 microbatches=1 schedule=gpipe\n";
+    char buf[512];
+    expect_error("", "expected 'network'");
+    expect_error("net n\n", "line 1: expected 'network'");
+    snprintf(buf, sizeof buf, "%s  a = input() : f32[batch,4] stage=0 shard=1\n  b = frob(a) : f32[batch,4] stage=0 shard=1\n", h);
+    expect_error(buf, "line 3: unknown op 'frob'");
+    snprintf(buf, sizeof buf, "%s  b = relu(a) : f32[batch,4] stage=0 shard=1\n", h);
+    expect_error(buf, "line 2: 'a' is not defined before this line");
+    snprintf(buf, sizeof buf, "%s  a = input() : f32[batch,4] stage=0 shard=1\n  b = dense(a) units=3 bias=true : f32[batch,4] stage=0 shard=1\n", h);
+    expect_error(buf, "does not match the inferred f32[batch,3]");
+    snprintf(buf, sizeof buf, "%s  a = input() : f32[batch,4] stage=3 shard=1\n", h);
+    expect_error(buf, "stage 3 is out of range");
+    snprintf(buf, sizeof buf, "%s  a = input() : f32[batch,4] stage=0 shard=1\n  b = relu(a) units=3 : f32[batch,4] stage=0 shard=1\n", h);
+    expect_error(buf, "'relu' has no attribute 'units'");
+    snprintf(buf, sizeof buf, "%s  a = input() : f32[batch,4] stage=0 shard=1\n  a = relu(a) : f32[batch,4] stage=0 shard=1\n", h);
+    expect_error(buf, "'a' is defined twice");
+    snprintf(buf, sizeof buf, "%s  a = input() : f32[batch,4] stage=0 shard=1\n  output y = b\n", h);
+    expect_error(buf, "unknown output node 'b'");
+    snprintf(buf, sizeof buf, "%s  a = input() : f32[batch,4] stage=0 shard=1\n  b = conv2d(a) out_channels=2 kernel=[3,3] stride=[1,1] padding=[0,0] bias=true : f32[batch,2] stage=0 shard=1\n", h);
+    expect_error(buf, "needs a 4-d NCHW input");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_round_trip_attributes),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
