@@ -65,6 +65,8 @@ typedef struct scope {
     pn_module *mod;
     const char *prefix; /* qualifies node names inside a block expansion; NULL in the network */
     bool is_block;
+    struct naming *ret_naming; /* names the return expression; shared with the caller's statement
+                                  when the call is that statement's root, so names never clash */
 } scope;
 
 /* Names the nodes of one statement: the root takes `base`, the rest `base.op.k`. */
@@ -94,6 +96,9 @@ typedef struct ck {
     bool in_train;
     bool too_big;
     int output_stmts;
+    bool depth_reported;
+    pn_loc shard_batch_loc, pipeline_loc;
+    bool has_shard_batch;
 } ck;
 
 /* ---- diagnostics within block expansions ------------------------------------------------ */
@@ -162,6 +167,10 @@ static const char *suggest_callee(ck *c, pn_module *m, const char *name) {
 static binding *lookup(scope *s, const char *name) { return pn_strmap_get(&s->names, name); }
 
 static bool define(ck *c, scope *s, const char *name, pn_loc loc, value v, bool warn_unused) {
+    if (strcmp(name, "batch") == 0) {
+        cerr(c, loc, "'batch' is reserved for the batch dimension and cannot name a value");
+        return false;
+    }
     binding *old = lookup(s, name);
     if (old) {
         cerr(c, loc, "redefinition of '%s'", name);
@@ -418,6 +427,7 @@ static value negate(ck *c, scope *s, pn_expr *e, naming *nm, bool top) {
         if (a.i == INT64_MIN) {
             cerr(c, e->loc, "integer overflow in constant expression");
             r.k = V_ERROR;
+            return r;
         }
         r.i = -a.i;
         return r;
@@ -551,6 +561,11 @@ static bool bind(ck *c, scope *s, pn_expr *call, const sig *sg, const char *call
         } else {
             while (pos < sg->n && given[pos]) pos++;
             if (pos < sg->n && sg->p[pos].kind == K_TENSORS) {
+                if (v.k == V_LIST && *ntensors == 0) {
+                    for (int i = 0; i < v.n && *ntensors < 64; i++) tensors[(*ntensors)++] = v.items[i];
+                    given[pos++] = true;
+                    continue;
+                }
                 if (v.k == V_TENSOR) {
                     if (*ntensors >= 64) {
                         cerr(c, arg->value->loc, "too many tensors in call to '%s' (at most 64)", callee);
@@ -698,7 +713,8 @@ static value eval(ck *c, scope *s, pn_expr *e, naming *nm, bool top) {
     value v = {.k = V_ERROR, .loc = e->loc};
     if (c->too_big) return v;
     if (++c->expr_depth > PN_MAX_EXPR_DEPTH) {
-        if (c->expr_depth == PN_MAX_EXPR_DEPTH + 1) cerr(c, e->loc, "expression is nested too deeply (more than %d levels)", PN_MAX_EXPR_DEPTH);
+        if (!c->depth_reported) cerr(c, e->loc, "expression is nested too deeply (more than %d levels)", PN_MAX_EXPR_DEPTH);
+        c->depth_reported = true;
         c->expr_depth--;
         return v;
     }
@@ -799,8 +815,9 @@ static void exec_partition(ck *c, scope *s, pn_stmt *st, stctx *x, value *ret) {
         return;
     }
     if (c->stage >= 0) {
-        cerr(c, st->name_loc, "@partition inside another @partition");
+        pn_error(c->d, st->name_loc, "@partition inside another @partition");
         pn_note(c->d, c->stage_loc, "the enclosing @partition is here");
+        expansion_notes(c);
         run_body(c, s, st, x, ret);
         return;
     }
@@ -830,17 +847,20 @@ static void exec_shard(ck *c, scope *s, pn_stmt *st, stctx *x, value *ret) {
         return;
     }
     if (batch) {
-        if (st->form != PN_DIR_ALONE || !x->network) {
+        if (st->form != PN_DIR_ALONE || !x->network || x->depth > 0) {
             cerr(c, st->loc,
-                 "@shard(batch, R) applies to the whole network: write it alone, as '@shard(batch, %lld);', in the network body",
+                 "@shard(batch, R) applies to the whole network: write it alone, as '@shard(batch, %lld);', at the top level of the network body",
                  (long long)k);
             run_body(c, s, st, x, ret);
             return;
         }
-        if (c->g->replicas > 1) {
+        if (c->has_shard_batch) {
             cerr(c, st->loc, "duplicate @shard(batch)");
+            pn_note(c->d, c->shard_batch_loc, "first given here");
             return;
         }
+        c->has_shard_batch = true;
+        c->shard_batch_loc = st->loc;
         c->g->replicas = (int)k;
         return;
     }
@@ -858,16 +878,18 @@ static void exec_shard(ck *c, scope *s, pn_stmt *st, stctx *x, value *ret) {
 
 static void exec_pipeline(ck *c, scope *s, pn_stmt *st, stctx *x, value *ret) {
     pn_vec *args = &st->args;
-    if (st->form != PN_DIR_ALONE || !x->network) {
-        cerr(c, st->loc, "@pipeline applies to the whole network: write it alone, ending with ';', in the network body");
+    if (st->form != PN_DIR_ALONE || !x->network || x->depth > 0) {
+        cerr(c, st->loc, "@pipeline applies to the whole network: write it alone, ending with ';', at the top level of the network body");
         run_body(c, s, st, x, ret);
         return;
     }
     if (c->g->has_pipeline) {
         cerr(c, st->loc, "duplicate @pipeline");
+        pn_note(c->d, c->pipeline_loc, "first given here");
         return;
     }
     c->g->has_pipeline = true;
+    c->pipeline_loc = st->loc;
     for (int i = 0; i < args->len; i++) {
         pn_arg *a = args->items[i];
         if (!a->key) {
@@ -976,7 +998,7 @@ static value call_block(ck *c, scope *s, pn_block_def *b, pn_expr *call, naming 
         return err;
     }
     const char *prefix = node_name(c, nm, b->name, top);
-    scope inner = {.mod = b->mod, .prefix = prefix, .is_block = true};
+    scope inner = {.mod = b->mod, .prefix = prefix, .is_block = true, .ret_naming = top ? nm : NULL};
     for (int i = 0; i < np; i++) {
         pn_param *p = b->params.items[i];
         define(c, &inner, p->name, p->loc, vals[i], false);
@@ -1080,9 +1102,13 @@ static void exec_assign(ck *c, scope *s, pn_stmt *st, stctx *x) {
     pn_strmap_free(&nm.counts);
     if (x->shard && v.k != V_ERROR) {
         pn_node *n = v.k == V_TENSOR && v.node >= before ? &c->g->nodes[v.node] : NULL;
-        if (!n || n->name != nm.base || !(pn_ops[n->op].flags & PN_OPF_SHARDABLE)) {
+        if (st->value->kind == PN_EX_CALL && pn_op_lookup(st->value->name) == PN_OP_COUNT) {
+            cerr(c, x->shard_loc, "@shard(features) applies only to a dense or conv2d statement, but '%s' is a block call",
+                 st->name);
+        } else if (!n || n->name != nm.base || !(pn_ops[n->op].flags & PN_OPF_SHARDABLE)) {
             cerr(c, x->shard_loc, "@shard(features) applies only to a dense or conv2d statement, but '%s' is %s%s", st->name,
-                 n ? "a " : "not computed here", n ? pn_ops[n->op].name : "");
+                 n && n->name == nm.base ? "a " : "not computed by an op here",
+                 n && n->name == nm.base ? pn_ops[n->op].name : "");
         } else {
             int64_t feats = n->op == PN_OP_DENSE ? n->ia[PN_DENSE_UNITS] : n->ia[PN_CONV_OUT];
             if (x->shard > feats)
@@ -1092,6 +1118,10 @@ static void exec_assign(ck *c, scope *s, pn_stmt *st, stctx *x) {
         }
     }
     if (v.k == V_TENSOR && v.node >= before && c->g->nodes[v.node].name == nm.base) c->g->nodes[v.node].flags |= PN_NODE_NAMED;
+    if (st->is_output && v.k == V_TENSOR && (c->g->nodes[v.node].flags & PN_NODE_TRAIN)) {
+        cerr(c, st->value->loc, "'%s' exists only in training and cannot be an output", c->g->nodes[v.node].name);
+        v.k = V_ERROR;
+    }
     if (st->is_output) {
         if (v.k == V_TENSOR) pn_graph_add_output(c->g, st->name, v.node, st->name_loc);
         else if (v.k != V_ERROR) cerr(c, st->value->loc, "output '%s' must be a tensor, not %s", st->name, vkind_name(v.k));
@@ -1112,6 +1142,10 @@ static void exec_output(ck *c, scope *s, pn_stmt *st, stctx *x) {
         return;
     }
     b->used = true;
+    if (b->v.k == V_TENSOR && (c->g->nodes[b->v.node].flags & PN_NODE_TRAIN)) {
+        cerr(c, st->name_loc, "'%s' exists only in training and cannot be an output", st->name);
+        return;
+    }
     if (b->v.k == V_TENSOR) {
         for (int i = 0; i < c->g->noutputs; i++) {
             if (strcmp(c->g->outputs[i].name, st->name) == 0) {
@@ -1279,16 +1313,23 @@ static void exec_stmt(ck *c, scope *s, pn_stmt *st, stctx *x, value *ret) {
     case PN_ST_ASSIGN: exec_assign(c, s, st, x); break;
     case PN_ST_OUTPUT: exec_output(c, s, st, &plain); break;
     case PN_ST_DIRECTIVE: exec_directive(c, s, st, x, ret); break;
-    case PN_ST_TRAIN: exec_train(c, s, st, &plain); break;
+    case PN_ST_TRAIN:
+        if (x->depth > 0) {
+            cerr(c, st->loc, "train { } cannot be inside a directive");
+            break;
+        }
+        exec_train(c, s, st, &plain);
+        break;
     case PN_ST_RETURN:
         if (x->network) {
             cerr(c, st->loc, "'return' outside of a block");
             break;
         }
         {
-            naming nm = {.base = s->prefix};
-            *ret = eval(c, s, st->value, &nm, true);
-            pn_strmap_free(&nm.counts);
+            naming own = {.base = s->prefix};
+            naming *nm = s->ret_naming ? s->ret_naming : &own;
+            *ret = eval(c, s, st->value, nm, true);
+            pn_strmap_free(&own.counts);
             if (ret->k == V_TENSOR && ret->node < c->g->nnodes && c->g->nodes[ret->node].name == s->prefix)
                 c->g->nodes[ret->node].flags |= PN_NODE_NAMED;
         }
@@ -1379,6 +1420,8 @@ static void resolve_stmts(rctx *r, pn_vec *body, bool *returned, int depth) {
         case PN_ST_OUTPUT: rerr(r, st->loc, "outputs can only be declared in a network"); break;
         case PN_ST_ASSIGN:
             if (st->is_output) rerr(r, st->loc, "outputs can only be declared in a network");
+            if (strcmp(st->name, "batch") == 0)
+                rerr(r, st->name_loc, "'batch' is reserved for the batch dimension and cannot name a value");
             resolve_expr(r, st->value, 0);
             if (pn_strmap_get(&r->defined, st->name)) {
                 rerr(r, st->name_loc, "redefinition of '%s'", st->name);
@@ -1410,6 +1453,8 @@ static void resolve_block(ck *c, pn_block_def *b) {
         pn_stmt *dummy = pn_arena_alloc(&c->tmp, sizeof *dummy);
         dummy->name_loc = p->loc;
         if (pn_strmap_get(&r.defined, p->name)) rerr(&r, p->loc, "duplicate parameter '%s'", p->name);
+        if (strcmp(p->name, "batch") == 0)
+            rerr(&r, p->loc, "'batch' is reserved for the batch dimension and cannot name a parameter");
         pn_strmap_put(&r.defined, p->name, dummy);
         pn_vec_push(&c->tmp, &r.order, (void *)p->name);
         if (p->def) {
@@ -1435,6 +1480,8 @@ static pn_graph *check_network(ck *c, pn_module *m, pn_network_def *nd) {
     c->too_big = false;
     c->in_train = false;
     c->output_stmts = 0;
+    c->has_shard_batch = false;
+    c->depth_reported = false;
     pn_strmap_free(&c->node_names);
     int errors = c->d->nerrors;
     scope s = {.mod = m};
@@ -1499,7 +1546,11 @@ bool pn_check(pn_program *prog, const char *network_name, pn_graph **out) {
             }
             if (network_name ? strcmp(nd->name, network_name) == 0 : !chosen) chosen = nd;
         }
-        if (!out) {
+        if (network_name && !chosen) {
+            pn_error(c.d, PN_NOLOC, "'%s' has no network named '%s'", main->path, network_name);
+        } else if (!out && network_name) {
+            pn_graph_free(check_network(&c, main, chosen));
+        } else if (!out) {
             if (main->networks.len == 0 && main->blocks.len == 0 && main->imports.len == 0)
                 pn_error(c.d, (pn_loc){main->file, 0, 0}, "'%s' defines no network or block", main->path);
             for (int k = 0; k < main->networks.len && !c.d->fatal; k++) pn_graph_free(check_network(&c, main, main->networks.items[k]));

@@ -346,6 +346,8 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, void *scanner, pn_pars
     /* The lookahead may itself be an opening bracket, already counted by the lexer. */
     int depth = p->depth;
     if (loc.len == 1 && loc.off < p->len && strchr("([{", p->text[loc.off])) depth--;
+    /* Or a closing bracket, which the lexer already matched against the innermost open one. */
+    if (loc.len == 1 && loc.off < p->len && strchr(")]}", p->text[loc.off]) && depth < PN_MAX_NESTING) depth++;
     for (int i = 0; i < nall && la != YYSYMBOL_YYEOF; i++) {
         const char *name = yysymbol_name(exp[i]);
         if ((strcmp(name, "')'") == 0 || strcmp(name, "']'") == 0) && depth > 0 && depth <= PN_MAX_NESTING) {
