@@ -1,8 +1,11 @@
 /* pnetc: the driver. Runs the stages in order and stops after any stage that reported errors:
  * parse (with imports) -> check (names, blocks, shapes, directives) -> graph IR -> emit. */
 #include "check/check.h"
+#include "codegen/codegen.h"
+#include "io.h"
 #include "ir/graph.h"
 #include "parse/parse.h"
+#include "passes/passes.h"
 #include "support/util.h"
 
 #include <errno.h>
@@ -10,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef PNET_VERSION
@@ -20,14 +24,21 @@ static const char usage[] =
     "usage: pnetc [options] FILE.pnet\n"
     "       pnetc [options] FILE.graph\n"
     "\n"
-    "Checks a .pnet network and prints its graph. A FILE.graph (the text printed by\n"
-    "--emit=graph) is read back as graph IR, with every shape checked again.\n"
+    "Compiles a .pnet network into an executable (default), or an object file with a C header\n"
+    "(-c). A FILE.graph (the text printed by --emit=graph) is read back as graph IR.\n"
     "\n"
     "options:\n"
+    "  -o FILE            the output file (default: the network's name, NAME.o with -c, or stdout)\n"
+    "  -c                 write an object file and its header NAME.h beside it\n"
+    "  --emit=llvm        write textual LLVM IR;  --emit=asm: assembly;  --emit=obj: as -c\n"
+    "  -O0 .. -O3         optimisation level (default -O3)\n"
+    "  --target TRIPLE    target triple (default: the host)\n"
+    "  --cpu NAME         target CPU, such as x86-64-v4 (default: the host's)\n"
+    "  --weights W.safetensors  embed these weights (PyTorch names) as read-only data\n"
     "  --check            check the file; print nothing and exit 0 when it is valid\n"
     "  --emit=graph       print the checked graph IR, one node per line\n"
     "  --emit=dot         print the graph as Graphviz, one cluster per pipeline stage\n"
-    "  -o FILE            write the output to FILE instead of standard output\n"
+    "  --dump-after=PASS  print the graph IR after an inference pass (prune, fuse, plan_params, plan_memory)\n"
     "  -I DIR             search DIR for imports (before PNET_PATH, the file's directory and the stdlib)\n"
     "  --network NAME     pick the network NAME when the file defines several\n"
     "  --error-limit=N    stop after N errors (default 20, 0 for no limit)\n"
@@ -35,7 +46,12 @@ static const char usage[] =
     "  --help             print this help\n"
     "  --version          print the version\n";
 
-typedef enum { ACT_NONE, ACT_CHECK, ACT_GRAPH, ACT_DOT } action;
+typedef enum { ACT_EXE, ACT_CHECK, ACT_GRAPH, ACT_DOT, ACT_OBJ, ACT_ASM, ACT_LLVM } action;
+
+typedef struct compile_opts {
+    const char *out_path, *triple, *cpu, *weights, *dump_after;
+    int opt_level;
+} compile_opts;
 
 /* The stdlib: <prefix>/share/pnet/stdlib beside an installed pnetc, else the source tree's. */
 static const char *find_stdlib(char *buf, size_t n) {
@@ -68,16 +84,15 @@ static int fail(const char *fmt, const char *arg) {
     return 1;
 }
 
-/* Writes g as the action asks, to out_path or stdout. */
-static int emit(pn_graph *g, action act, const char *out_path) {
-    if (act == ACT_CHECK) return 0;
+/* Writes the text or dot form of g to out_path or stdout. */
+static int print_graph(pn_graph *g, action act, const char *out_path) {
     FILE *out = stdout;
     if (out_path && !(out = fopen(out_path, "w"))) {
         fprintf(stderr, "pnetc: error: cannot write '%s': %s\n", out_path, strerror(errno));
         return 1;
     }
-    if (act == ACT_GRAPH) pn_graph_print(g, out);
-    else pn_graph_print_dot(g, out);
+    if (act == ACT_DOT) pn_graph_print_dot(g, out);
+    else pn_graph_print(g, out);
     bool werr = ferror(out) != 0;
     if (out != stdout) werr |= fclose(out) != 0;
     else werr |= fflush(out) != 0;
@@ -88,8 +103,144 @@ static int emit(pn_graph *g, action act, const char *out_path) {
     return 0;
 }
 
+/* Reads every parameter of the graph from a safetensors file into the planned buffer. */
+static float *load_weights(const pn_graph *g, const char *path) {
+    char err[512], name[512];
+    pnetrt_st *st;
+    if (pnetrt_st_open(path, &st, err, sizeof err)) {
+        fprintf(stderr, "pnetc: error: %s\n", err);
+        return NULL;
+    }
+    float *w = calloc((size_t)(g->plan.param_floats ? g->plan.param_floats : 1), sizeof(float));
+    for (int i = 0; w && i < g->nnodes; i++) {
+        const pn_node *n = &g->nodes[i];
+        int64_t off = g->plan.param_offset[i];
+        for (int k = 0; k < n->nparams; k++) {
+            snprintf(name, sizeof name, "%s.%s", n->name, n->params[k].suffix);
+            if (pnetrt_st_read_f32(st, name, n->params[k].shape.rank, n->params[k].shape.d, w + off, err, sizeof err)) {
+                fprintf(stderr, "pnetc: error: %s\n", err);
+                free(w);
+                w = NULL;
+                break;
+            }
+            off += (pn_shape_sample_elems(&n->params[k].shape) + 15) / 16 * 16;
+        }
+    }
+    pnetrt_st_close(st);
+    return w;
+}
+
+/* The directory holding libpnetrt.a: beside an installed pnetc, else the build tree. */
+static bool find_runtime(char *buf, size_t n) {
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            snprintf(buf, n, "%s/%s/libpnetrt.a", exe, PNET_REL_LIBDIR);
+            if (access(buf, R_OK) == 0) return true;
+        }
+    }
+    snprintf(buf, n, "%s/libpnetrt.a", PNET_BUILD_LIBDIR);
+    return access(buf, R_OK) == 0;
+}
+
+/* Links an object with libpnetrt into an executable, through the system C compiler. */
+static int link_exe(const char *obj, const char *out) {
+    char rt[PATH_MAX];
+    if (!find_runtime(rt, sizeof rt)) {
+        fprintf(stderr, "pnetc: error: cannot find libpnetrt.a (looked beside pnetc and in the build tree)\n");
+        return 1;
+    }
+    const char *cc = getenv("PNET_CC") ? getenv("PNET_CC") : "cc";
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "pnetc: error: cannot start the linker: %s\n", strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        execlp(cc, cc, "-o", out, obj, rt, "-lcjson", PNET_OPENMP_FLAGS, "-lm", (char *)NULL);
+        fprintf(stderr, "pnetc: error: cannot run the linker '%s': %s\n", cc, strerror(errno));
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 127)
+            fprintf(stderr, "pnetc: error: linking '%s' failed\n", out);
+        return 1;
+    }
+    return 0;
+}
+
+/* Runs the inference passes, generates code and writes what the action asks for. */
+static int compile(pn_graph *g, action act, const compile_opts *o) {
+    for (int i = 0; i < pn_npasses; i++) {
+        pn_passes[i].run(g);
+        if (o->dump_after && strcmp(o->dump_after, pn_passes[i].name) == 0) return print_graph(g, ACT_GRAPH, NULL);
+    }
+    if (o->dump_after) {
+        fprintf(stderr, "pnetc: error: unknown pass '%s' for --dump-after\n", o->dump_after);
+        return 1;
+    }
+    float *weights = NULL;
+    if (o->weights && !(weights = load_weights(g, o->weights))) return 1;
+    pn_cg_options co = {o->triple, o->cpu, o->opt_level, weights, act == ACT_EXE};
+    cg c;
+    char err[1024];
+    int rc = 1;
+    if (!pn_codegen(g, &co, &c, err, sizeof err)) {
+        fprintf(stderr, "pnetc: error: %s\n", err);
+        goto done;
+    }
+    char path[PATH_MAX], tmp[PATH_MAX] = "";
+    if (act == ACT_EXE) {
+        snprintf(path, sizeof path, "%s", o->out_path ? o->out_path : g->name);
+        snprintf(tmp, sizeof tmp, "%s/pnetc-XXXXXX.o", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+        int fd = mkstemps(tmp, 2);
+        if (fd < 0) {
+            fprintf(stderr, "pnetc: error: cannot create a temporary file: %s\n", strerror(errno));
+            goto done;
+        }
+        close(fd);
+        if (!pn_codegen_emit(&c, PN_EMIT_OBJ, tmp, err, sizeof err)) {
+            fprintf(stderr, "pnetc: error: %s\n", err);
+            goto done;
+        }
+        rc = link_exe(tmp, path);
+        goto done;
+    }
+    const char *ext = act == ACT_OBJ ? ".o" : act == ACT_ASM ? ".s" : ".ll";
+    if (o->out_path) snprintf(path, sizeof path, "%s", o->out_path);
+    else snprintf(path, sizeof path, "%s%s", g->name, ext);
+    if (!pn_codegen_emit(&c, act == ACT_OBJ ? PN_EMIT_OBJ : act == ACT_ASM ? PN_EMIT_ASM : PN_EMIT_LLVM, path, err, sizeof err)) {
+        fprintf(stderr, "pnetc: error: %s\n", err);
+        goto done;
+    }
+    if (act == ACT_OBJ) {
+        /* The header goes beside the object: net.o -> net.h. */
+        char hdr[PATH_MAX];
+        snprintf(hdr, sizeof hdr, "%s", path);
+        char *dot = strrchr(hdr, '.'), *slash = strrchr(hdr, '/');
+        if (dot && (!slash || dot > slash)) *dot = 0;
+        strncat(hdr, ".h", sizeof hdr - strlen(hdr) - 1);
+        if (!pn_write_header(g, hdr, err, sizeof err)) {
+            fprintf(stderr, "pnetc: error: %s\n", err);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    if (tmp[0]) unlink(tmp);
+    if (c.mod || c.ctx) pn_codegen_free(&c);
+    free(weights);
+    return rc;
+}
+
 /* FILE.graph: the text form of the graph IR, read back and checked. */
-static int run_graph_file(const char *file, action act, const char *out_path) {
+static int run_graph_file(const char *file, action act, const compile_opts *o) {
     size_t len;
     char *text = pn_read_file(file, &len);
     if (!text) {
@@ -103,14 +254,15 @@ static int run_graph_file(const char *file, action act, const char *out_path) {
         fprintf(stderr, "%s: error: %s\n", file, err);
         return 1;
     }
-    int rc = emit(g, act, out_path);
+    int rc = act == ACT_CHECK ? 0 : act == ACT_GRAPH || act == ACT_DOT ? print_graph(g, act, o->out_path) : compile(g, act, o);
     pn_graph_free(g);
     return rc;
 }
 
 int main(int argc, char **argv) {
-    action act = ACT_NONE;
-    const char *file = NULL, *out_path = NULL, *network = NULL;
+    action act = ACT_EXE;
+    compile_opts o = {.opt_level = 3};
+    const char *file = NULL, *network = NULL;
     pn_diags diags;
     pn_diags_init(&diags, stderr);
     pn_program prog;
@@ -128,22 +280,35 @@ int main(int argc, char **argv) {
             goto done;
         } else if (strcmp(a, "--check") == 0) {
             act = ACT_CHECK;
-        } else if (strcmp(a, "--emit=graph") == 0) {
-            act = ACT_GRAPH;
-        } else if (strcmp(a, "--emit=dot") == 0) {
-            act = ACT_DOT;
+        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--emit=obj") == 0) {
+            act = ACT_OBJ;
         } else if (strncmp(a, "--emit=", 7) == 0) {
-            rc = fail("unknown --emit kind '%s'; expected graph or dot", a + 7);
-            goto done;
-        } else if (strcmp(a, "-o") == 0 || strcmp(a, "-I") == 0 || strcmp(a, "--network") == 0) {
+            const char *k = a + 7;
+            if (strcmp(k, "graph") == 0) act = ACT_GRAPH;
+            else if (strcmp(k, "dot") == 0) act = ACT_DOT;
+            else if (strcmp(k, "llvm") == 0) act = ACT_LLVM;
+            else if (strcmp(k, "asm") == 0) act = ACT_ASM;
+            else {
+                rc = fail("unknown --emit kind '%s'; expected graph, dot, llvm, asm or obj", k);
+                goto done;
+            }
+        } else if (strncmp(a, "--dump-after=", 13) == 0) {
+            o.dump_after = a + 13;
+        } else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
+            o.opt_level = a[2] - '0';
+        } else if (strcmp(a, "-o") == 0 || strcmp(a, "-I") == 0 || strcmp(a, "--network") == 0 ||
+                   strcmp(a, "--target") == 0 || strcmp(a, "--cpu") == 0 || strcmp(a, "--weights") == 0) {
             if (i + 1 >= argc) {
                 rc = fail("option '%s' needs an argument", a);
                 goto done;
             }
             const char *v = argv[++i];
-            if (a[1] == 'o') out_path = v;
-            else if (a[1] == 'I') pn_vec_push(&prog.arena, &prog.include_dirs, (void *)v);
-            else network = v;
+            if (strcmp(a, "-o") == 0) o.out_path = v;
+            else if (strcmp(a, "-I") == 0) pn_vec_push(&prog.arena, &prog.include_dirs, (void *)v);
+            else if (strcmp(a, "--network") == 0) network = v;
+            else if (strcmp(a, "--target") == 0) o.triple = v;
+            else if (strcmp(a, "--cpu") == 0) o.cpu = v;
+            else o.weights = v;
         } else if (strncmp(a, "-I", 2) == 0) {
             pn_vec_push(&prog.arena, &prog.include_dirs, (void *)(a + 2));
         } else if (strncmp(a, "--error-limit=", 14) == 0) {
@@ -170,13 +335,9 @@ int main(int argc, char **argv) {
         rc = fail("%s", "no input file; see 'pnetc --help'");
         goto done;
     }
-    if (act == ACT_NONE) {
-        rc = fail("%s", "nothing to do: use --check, --emit=graph or --emit=dot (code generation is not available yet)");
-        goto done;
-    }
     size_t flen = strlen(file);
     if (flen > 6 && strcmp(file + flen - 6, ".graph") == 0) {
-        rc = run_graph_file(file, act, out_path);
+        rc = run_graph_file(file, act, &o);
         goto done;
     }
     char stdlib[PATH_MAX];
@@ -192,14 +353,15 @@ int main(int argc, char **argv) {
     bool ok = pn_check(&prog, network, act == ACT_CHECK ? NULL : &g);
     pn_diags_flush(&diags);
     if (!ok) goto done;
-
-    /* Stage 3: emit. */
-    if (emit(g, act, out_path)) {
-        pn_graph_free(g);
+    if (act == ACT_CHECK) {
+        rc = 0;
         goto done;
     }
+
+    /* Stage 3: passes, code generation and output. */
+    if (act == ACT_GRAPH || act == ACT_DOT) rc = o.dump_after ? compile(g, act, &o) : print_graph(g, act, o.out_path);
+    else rc = compile(g, act, &o);
     pn_graph_free(g);
-    rc = 0;
 done:
     pn_diags_flush(&diags);
     pn_program_free(&prog);

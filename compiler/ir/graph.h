@@ -112,6 +112,36 @@ typedef struct pn_train {
     int64_t batch, epochs, seed;
 } pn_train;
 
+/* Where a node's values live, decided by passes/plan_memory.c. */
+typedef enum {
+    PN_MEM_NONE,   /* not computed: dead, training-only, or fused into its producer */
+    PN_MEM_INPUT,  /* the caller's input buffer `index` */
+    PN_MEM_OUTPUT, /* the caller's output buffer `index` */
+    PN_MEM_ARENA,  /* the arena, at chunk * offset (batched) or at the fixed region + offset */
+    PN_MEM_ALIAS,  /* the storage of node `index` (reshape, flatten, inference dropout) */
+    PN_MEM_CONST,  /* a scalar constant, fa[PN_FA_VALUE] */
+} pn_mem_kind;
+
+typedef struct pn_mem {
+    pn_mem_kind kind;
+    int index;
+    bool batched;     /* arena: per-sample region (offset * chunk) or fixed region */
+    int64_t offset;   /* arena: bytes per sample (batched) or bytes (fixed) */
+    int64_t bytes;    /* arena: bytes per sample (batched) or bytes (fixed) */
+} pn_mem;
+
+/* Facts the inference passes attach to a graph, indexed by node. */
+typedef struct pn_plan {
+    bool *live;            /* computed at inference */
+    int *fuse_next;        /* the elementwise consumer applied in this node's epilogue, or -1 */
+    bool *fused;           /* this node is an epilogue of its producer */
+    int64_t *param_offset; /* offset in floats of the node's first parameter in the buffer, or -1 */
+    pn_mem *mem;
+    int64_t param_floats;
+    int64_t arena_sample_bytes, arena_fixed_bytes;
+    int64_t chunk;
+} pn_plan;
+
 typedef struct pn_graph {
     pn_arena arena;
     const char *name;
@@ -125,6 +155,7 @@ typedef struct pn_graph {
     pn_pipe_schedule schedule;
     bool has_pipeline;
     pn_train train;
+    pn_plan plan; /* filled by the inference passes; zero until then */
 } pn_graph;
 
 pn_graph *pn_graph_new(const char *name);

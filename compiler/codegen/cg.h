@@ -1,0 +1,104 @@
+/* Shared state and IR-building helpers of the LLVM code generator. One cg per module; it caches
+ * the LLVM types and knows the kernel being built. */
+#ifndef PN_CG_H
+#define PN_CG_H
+#include "../ir/graph.h"
+
+#include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
+
+typedef struct pn_cg_options {
+    const char *triple;     /* NULL: the host */
+    const char *cpu;        /* NULL: the host's */
+    int opt_level;          /* 0..3 */
+    const float *weights;   /* plan.param_floats floats to embed, or NULL */
+    bool emit_main;         /* an executable: add main() */
+} pn_cg_options;
+
+typedef struct cg {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMBuilderRef b;
+    LLVMTargetMachineRef tm;
+    LLVMTypeRef i1, i8, i32, i64, f32, ptr, vd;
+    const pn_graph *g;
+    const char *px;         /* symbol prefix: the network's name */
+    bool wide_vectors;      /* the target has AVX-512: prefer 512-bit vectors */
+    /* The kernel being built. */
+    LLVMValueRef fn, n, ith, nth, params;
+} cg;
+
+/* A counted loop for (iv = lo; iv < hi; iv += 1), built in place. */
+typedef struct cg_loop {
+    LLVMBasicBlockRef head, body, exit;
+    LLVMValueRef iv;
+    LLVMBasicBlockRef pre;
+    LLVMValueRef acc[8], next[8]; /* loop-carried values (reductions) */
+    int nacc;
+} cg_loop;
+
+LLVMValueRef cg_i64(cg *c, int64_t v);
+LLVMValueRef cg_f32(cg *c, double v);
+void cg_loop_begin(cg *c, cg_loop *l, LLVMValueRef lo, LLVMValueRef hi, const char *name);
+void cg_loop_end(cg *c, cg_loop *l);
+/* A loop-carried value: starts as init, becomes `next` (set with cg_loop_next) each iteration;
+ * after the loop the returned value holds the final result. */
+LLVMValueRef cg_loop_acc(cg *c, cg_loop *l, LLVMValueRef init);
+void cg_loop_next(cg_loop *l, LLVMValueRef acc, LLVMValueRef next);
+/* This thread's share [lo, hi) of total items, in contiguous order. */
+void cg_split(cg *c, LLVMValueRef total, LLVMValueRef *lo, LLVMValueRef *hi);
+/* Address of float element idx (i64) of p. */
+LLVMValueRef cg_gep(cg *c, LLVMValueRef p, LLVMValueRef idx);
+LLVMValueRef cg_load(cg *c, LLVMValueRef p, LLVMValueRef idx);
+void cg_store(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef idx);
+LLVMValueRef cg_load_i32(cg *c, LLVMValueRef p, LLVMValueRef idx);
+/* Float arithmetic with contraction allowed (FMA); reassociation too when `reduce`. */
+LLVMValueRef cg_fadd(cg *c, LLVMValueRef a, LLVMValueRef b, bool reduce);
+LLVMValueRef cg_fsub(cg *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fmul(cg *c, LLVMValueRef a, LLVMValueRef b, bool reduce);
+LLVMValueRef cg_fdiv(cg *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_call1(cg *c, const char *intrinsic, LLVMValueRef x);
+LLVMValueRef cg_call2(cg *c, const char *intrinsic, LLVMValueRef x, LLVMValueRef y);
+LLVMValueRef cg_max(cg *c, LLVMValueRef a, LLVMValueRef b, bool reduce);
+LLVMValueRef cg_min(cg *c, LLVMValueRef a, LLVMValueRef b);
+/* Vectorisable elementary functions, accurate to a few ulp (no libm calls). */
+LLVMValueRef cg_exp(cg *c, LLVMValueRef x);
+LLVMValueRef cg_sigmoid(cg *c, LLVMValueRef x);
+LLVMValueRef cg_tanh(cg *c, LLVMValueRef x);
+LLVMValueRef cg_gelu(cg *c, LLVMValueRef x);
+LLVMValueRef cg_log(cg *c, LLVMValueRef x);
+LLVMValueRef cg_select(cg *c, LLVMValueRef cond, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_smin(cg *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_smax(cg *c, LLVMValueRef a, LLVMValueRef b);
+
+/* Starts kernel function px__k<node>_<op>(out, in..., params, n, ith, nth); returns it. */
+LLVMValueRef cg_kernel_begin(cg *c, int node, int ninputs);
+void cg_kernel_end(cg *c);
+/* Applies node's fused elementwise chain (its fuse_next successors) to v. */
+LLVMValueRef cg_epilogue(cg *c, int node, LLVMValueRef v);
+/* Applies one unary elementwise op to v. */
+LLVMValueRef cg_unary(cg *c, const pn_node *op, LLVMValueRef v);
+
+/* Kernel generators, one per construct. Each builds px__k<node> and returns it, or NULL when the
+ * node needs no kernel. Arguments: out, then one pointer per tensor input, then the params. */
+LLVMValueRef cg_gen_dense(cg *c, int node);
+LLVMValueRef cg_gen_matmul(cg *c, int node);
+LLVMValueRef cg_gen_conv2d(cg *c, int node);
+LLVMValueRef cg_gen_pool(cg *c, int node);
+LLVMValueRef cg_gen_global_avgpool(cg *c, int node);
+LLVMValueRef cg_gen_eltwise(cg *c, int node);
+LLVMValueRef cg_gen_binary(cg *c, int node);
+LLVMValueRef cg_gen_softmax(cg *c, int node);
+LLVMValueRef cg_gen_layernorm(cg *c, int node);
+LLVMValueRef cg_gen_batchnorm(cg *c, int node);
+LLVMValueRef cg_gen_transpose(cg *c, int node);
+LLVMValueRef cg_gen_concat(cg *c, int node);
+LLVMValueRef cg_gen_embedding(cg *c, int node);
+LLVMValueRef cg_gen_copy(cg *c, int node);
+
+/* Rows (the batch times any leading dims) of a node's value and its per-row width. */
+LLVMValueRef cg_rows(cg *c, const pn_shape *s, int64_t *inner);
+/* Number of elements of a shape for the current n. */
+LLVMValueRef cg_numel(cg *c, const pn_shape *s);
+
+#endif

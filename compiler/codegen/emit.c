@@ -1,0 +1,527 @@
+/* Builds the module of a network: one kernel per computed node, the forward function that runs
+ * them with barriers between, the descriptor libpnetrt reads, the prefixed embedding API, and
+ * main() for executables. Then verifies, optimises and writes it. */
+#include "codegen.h"
+#include "../support/util.h"
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static LLVMValueRef gen_kernel(cg *c, int i) {
+    const pn_node *n = &c->g->nodes[i];
+    const pn_mem *m = &c->g->plan.mem[i];
+    switch (n->op) {
+    case PN_OP_DENSE: return cg_gen_dense(c, i);
+    case PN_OP_MATMUL: return cg_gen_matmul(c, i);
+    case PN_OP_CONV2D: return cg_gen_conv2d(c, i);
+    case PN_OP_MAXPOOL2D:
+    case PN_OP_AVGPOOL2D: return cg_gen_pool(c, i);
+    case PN_OP_GLOBAL_AVGPOOL: return cg_gen_global_avgpool(c, i);
+    case PN_OP_RELU:
+    case PN_OP_LEAKY_RELU:
+    case PN_OP_SIGMOID:
+    case PN_OP_TANH:
+    case PN_OP_GELU: return cg_gen_eltwise(c, i);
+    case PN_OP_ADD:
+    case PN_OP_SUB:
+    case PN_OP_MUL: return cg_gen_binary(c, i);
+    case PN_OP_SOFTMAX:
+    case PN_OP_LOG_SOFTMAX: return cg_gen_softmax(c, i);
+    case PN_OP_LAYERNORM: return cg_gen_layernorm(c, i);
+    case PN_OP_BATCHNORM: return cg_gen_batchnorm(c, i);
+    case PN_OP_TRANSPOSE: return cg_gen_transpose(c, i);
+    case PN_OP_CONCAT: return cg_gen_concat(c, i);
+    case PN_OP_EMBEDDING: return cg_gen_embedding(c, i);
+    case PN_OP_RESHAPE:
+    case PN_OP_FLATTEN:
+    case PN_OP_DROPOUT: return m->kind == PN_MEM_ALIAS ? NULL : cg_gen_copy(c, i); /* a view, unless it is an output */
+    case PN_OP_INPUT:
+    case PN_OP_CONST:
+    case PN_OP_CROSS_ENTROPY:
+    case PN_OP_MSE:
+    case PN_OP_COUNT: return NULL;
+    }
+    return NULL;
+}
+
+static int tail_of(const pn_plan *p, int n) {
+    while (p->fuse_next[n] >= 0) n = p->fuse_next[n];
+    return n;
+}
+
+typedef struct fwd {
+    LLVMValueRef inputs, outputs, arena, params;
+} fwd;
+
+/* Pointer to the storage of node i inside the forward function. */
+static LLVMValueRef storage(cg *c, fwd *f, int i) {
+    const pn_plan *p = &c->g->plan;
+    const pn_mem *m = &p->mem[i];
+    switch (m->kind) {
+    case PN_MEM_INPUT:
+    case PN_MEM_OUTPUT: {
+        LLVMValueRef idx = cg_i64(c, m->index);
+        LLVMValueRef arr = m->kind == PN_MEM_INPUT ? f->inputs : f->outputs;
+        return LLVMBuildLoad2(c->b, c->ptr, LLVMBuildInBoundsGEP2(c->b, c->ptr, arr, &idx, 1, ""), "");
+    }
+    case PN_MEM_ARENA: {
+        int64_t off = m->batched ? m->offset * p->chunk : p->arena_sample_bytes * p->chunk + m->offset;
+        LLVMValueRef idx = cg_i64(c, off);
+        return LLVMBuildInBoundsGEP2(c->b, c->i8, f->arena, &idx, 1, "");
+    }
+    case PN_MEM_ALIAS: return storage(c, f, m->index);
+    case PN_MEM_CONST: {
+        char name[96];
+        snprintf(name, sizeof name, "%s__c%d", c->px, i);
+        LLVMValueRef gv = LLVMGetNamedGlobal(c->mod, name);
+        if (!gv) {
+            gv = LLVMAddGlobal(c->mod, c->f32, name);
+            LLVMSetInitializer(gv, cg_f32(c, c->g->nodes[i].fa[PN_FA_VALUE]));
+            LLVMSetGlobalConstant(gv, 1);
+            LLVMSetLinkage(gv, LLVMPrivateLinkage);
+        }
+        return gv;
+    }
+    case PN_MEM_NONE: break;
+    }
+    PN_ASSERT(!"node without storage");
+    return NULL;
+}
+
+static LLVMValueRef declare(cg *c, const char *name, LLVMTypeRef ret, LLVMTypeRef *args, unsigned n) {
+    LLVMValueRef f = LLVMGetNamedFunction(c->mod, name);
+    if (!f) f = LLVMAddFunction(c->mod, name, LLVMFunctionType(ret, args, n, 0));
+    return f;
+}
+
+/* A copy of node src's value into output buffer k (an output that is an input, a constant, or
+ * the same node as an earlier output). */
+static LLVMValueRef gen_output_copy(cg *c, int k, int src) {
+    char name[128];
+    snprintf(name, sizeof name, "%s__out%d", c->px, k);
+    LLVMTypeRef args[5] = {c->ptr, c->ptr, c->i64, c->i64, c->i64};
+    c->fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->vd, args, 5, 0));
+    LLVMSetLinkage(c->fn, LLVMInternalLinkage);
+    c->n = LLVMGetParam(c->fn, 2);
+    c->ith = LLVMGetParam(c->fn, 3);
+    c->nth = LLVMGetParam(c->fn, 4);
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
+    const pn_shape *s = &c->g->nodes[src].shape;
+    LLVMValueRef total = c->g->plan.mem[src].kind == PN_MEM_CONST ? cg_i64(c, 1) : cg_numel(c, s);
+    LLVMValueRef lo, hi;
+    cg_split(c, total, &lo, &hi);
+    cg_loop i;
+    cg_loop_begin(c, &i, lo, hi, "i");
+    LLVMValueRef a = LLVMBuildInBoundsGEP2(c->b, c->i32, LLVMGetParam(c->fn, 1), &i.iv, 1, "");
+    LLVMValueRef b = LLVMBuildInBoundsGEP2(c->b, c->i32, LLVMGetParam(c->fn, 0), &i.iv, 1, "");
+    LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, c->i32, a, ""), b);
+    cg_loop_end(c, &i);
+    LLVMBuildRetVoid(c->b);
+    return c->fn;
+}
+
+static LLVMValueRef gen_forward(cg *c) {
+    const pn_graph *g = c->g;
+    const pn_plan *p = &g->plan;
+    /* Kernels first, each into its own function. */
+    LLVMValueRef *kern = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof *kern);
+    for (int i = 0; i < g->nnodes; i++)
+        if (p->live[i] && !p->fused[i]) kern[i] = gen_kernel(c, i);
+    int ncopy = 0;
+    LLVMValueRef copies[256];
+    int copy_src[256], copy_dst[256];
+    for (int k = 0; k < g->noutputs && ncopy < 256; k++) {
+        int src = g->outputs[k].node;
+        const pn_mem *m = &p->mem[src];
+        if (m->kind == PN_MEM_OUTPUT && m->index == k) continue;
+        copy_src[ncopy] = src;
+        copy_dst[ncopy] = k;
+        copies[ncopy++] = gen_output_copy(c, k, src);
+    }
+    char name[128];
+    snprintf(name, sizeof name, "%s__forward", c->px);
+    LLVMTypeRef args[3] = {c->ptr, c->i64, c->i64};
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->vd, args, 3, 0));
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    c->fn = fn;
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    LLVMValueRef call = LLVMGetParam(fn, 0), ith = LLVMGetParam(fn, 1), nth = LLVMGetParam(fn, 2);
+    LLVMValueRef field[5];
+    for (int k = 0; k < 5; k++) {
+        LLVMValueRef idx = cg_i64(c, k);
+        field[k] = LLVMBuildInBoundsGEP2(c->b, c->i64, call, &idx, 1, "");
+    }
+    LLVMValueRef n = LLVMBuildLoad2(c->b, c->i64, field[0], "n");
+    fwd f = {LLVMBuildLoad2(c->b, c->ptr, field[1], "inputs"), LLVMBuildLoad2(c->b, c->ptr, field[2], "outputs"),
+             LLVMBuildLoad2(c->b, c->ptr, field[4], "arena"), LLVMBuildLoad2(c->b, c->ptr, field[3], "params")};
+    LLVMValueRef barrier = declare(c, "pnetrt_barrier", c->vd, NULL, 0);
+    LLVMTypeRef barrier_t = LLVMFunctionType(c->vd, NULL, 0, 0);
+    bool first = true;
+    for (int i = 0; i < g->nnodes; i++) {
+        if (!kern[i]) continue;
+        if (!first) LLVMBuildCall2(c->b, barrier_t, barrier, NULL, 0, "");
+        first = false;
+        const pn_node *nd = &g->nodes[i];
+        LLVMValueRef a[70];
+        int na = 0;
+        a[na++] = storage(c, &f, tail_of(p, i));
+        for (int k = 0; k < nd->ninputs; k++) a[na++] = storage(c, &f, nd->in[k]);
+        LLVMValueRef po = cg_i64(c, p->param_offset[i] >= 0 ? p->param_offset[i] : 0);
+        a[na++] = LLVMBuildInBoundsGEP2(c->b, c->f32, f.params, &po, 1, "");
+        a[na++] = n;
+        a[na++] = ith;
+        a[na++] = nth;
+        LLVMBuildCall2(c->b, LLVMGlobalGetValueType(kern[i]), kern[i], a, (unsigned)na, "");
+    }
+    for (int k = 0; k < ncopy; k++) {
+        if (!first) LLVMBuildCall2(c->b, barrier_t, barrier, NULL, 0, "");
+        first = false;
+        LLVMValueRef idx = cg_i64(c, copy_dst[k]);
+        LLVMValueRef dst = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildInBoundsGEP2(c->b, c->ptr, f.outputs, &idx, 1, ""), "");
+        LLVMValueRef a[5] = {dst, storage(c, &f, copy_src[k]), n, ith, nth};
+        LLVMBuildCall2(c->b, LLVMGlobalGetValueType(copies[k]), copies[k], a, 5, "");
+    }
+    LLVMBuildRetVoid(c->b);
+    free(kern);
+    return fn;
+}
+
+/* ---- the descriptor ---------------------------------------------------------------------- */
+
+static LLVMValueRef str(cg *c, const char *s) {
+    LLVMValueRef init = LLVMConstStringInContext(c->ctx, s, (unsigned)strlen(s), 0);
+    LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init), ".str");
+    LLVMSetInitializer(gv, init);
+    LLVMSetGlobalConstant(gv, 1);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    LLVMSetUnnamedAddress(gv, LLVMGlobalUnnamedAddr);
+    return gv;
+}
+
+static LLVMValueRef const_array(cg *c, LLVMTypeRef elem, LLVMValueRef *items, int n, const char *name) {
+    if (n == 0) return LLVMConstNull(c->ptr);
+    LLVMValueRef init = LLVMConstArray2(elem, items, (uint64_t)n);
+    LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);
+    LLVMSetInitializer(gv, init);
+    LLVMSetGlobalConstant(gv, 1);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    return gv;
+}
+
+static LLVMTypeRef tensor_type(cg *c) {
+    LLVMTypeRef f[] = {c->ptr, c->i64, c->i64, LLVMArrayType2(c->i64, 8), c->i64, c->i64, c->i64, c->i64, c->i64};
+    return LLVMStructTypeInContext(c->ctx, f, 9, 0);
+}
+
+static LLVMValueRef tensor_desc(cg *c, const char *name, pn_dtype dt, const pn_shape *s, int64_t offset, int64_t init,
+                                int64_t fan_in, int64_t trainable, int64_t limit) {
+    LLVMValueRef dims[8];
+    for (int i = 0; i < 8; i++) dims[i] = cg_i64(c, i < s->rank ? s->d[i] : 0);
+    LLVMValueRef f[] = {str(c, name), cg_i64(c, dt == PN_I32), cg_i64(c, s->rank), LLVMConstArray2(c->i64, dims, 8),
+                        cg_i64(c, offset), cg_i64(c, init), cg_i64(c, fan_in), cg_i64(c, trainable), cg_i64(c, limit)};
+    return LLVMConstNamedStruct(tensor_type(c), f, 9);
+}
+
+enum { INIT_KAIMING, INIT_BIAS, INIT_ONES, INIT_ZEROS, INIT_NORMAL }; /* PNETRT_INIT_* */
+
+static void param_init(const pn_graph *g, const pn_node *n, int k, int64_t *init, int64_t *fan_in) {
+    const char *s = n->params[k].suffix;
+    *fan_in = 0;
+    switch (n->op) {
+    case PN_OP_DENSE:
+    case PN_OP_CONV2D:
+        *fan_in = 1;
+        for (int d = 1; d < n->params[0].shape.rank; d++) *fan_in *= n->params[0].shape.d[d];
+        *init = strcmp(s, "weight") == 0 ? INIT_KAIMING : INIT_BIAS;
+        return;
+    case PN_OP_EMBEDDING: *init = INIT_NORMAL; return;
+    default:
+        *init = strcmp(s, "weight") == 0 || strcmp(s, "running_var") == 0 ? INIT_ONES : INIT_ZEROS;
+        (void)g;
+        return;
+    }
+}
+
+static int64_t id_limit(const pn_graph *g, int input) {
+    int64_t lim = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        const pn_node *n = &g->nodes[i];
+        if (n->op != PN_OP_EMBEDDING || !g->plan.live[i]) continue;
+        int src = n->in[0];
+        while (g->nodes[src].op == PN_OP_RESHAPE || g->nodes[src].op == PN_OP_FLATTEN) src = g->nodes[src].in[0];
+        if (src == input && (lim == 0 || n->ia[PN_EMB_VOCAB] < lim)) lim = n->ia[PN_EMB_VOCAB];
+    }
+    return lim;
+}
+
+static void gen_desc(cg *c, LLVMValueRef forward, const pn_cg_options *opt, const char *target) {
+    const pn_graph *g = c->g;
+    const pn_plan *p = &g->plan;
+    int nn = g->nnodes;
+    LLVMValueRef *ins = calloc((size_t)nn + 1, sizeof *ins), *outs = calloc((size_t)g->noutputs + 1, sizeof *outs);
+    LLVMValueRef *prm = calloc((size_t)nn * PN_MAX_PARAMS + 1, sizeof *prm), *lay = calloc((size_t)nn + 1, sizeof *lay);
+    int nin = 0, np = 0, nl = 0;
+    char buf[512];
+    for (int i = 0; i < nn; i++) {
+        const pn_node *n = &g->nodes[i];
+        if (n->op == PN_OP_INPUT && !(n->flags & PN_NODE_TRAIN))
+            ins[nin++] = tensor_desc(c, n->name, n->dtype, &n->shape, 0, 0, 0, 0, id_limit(g, i));
+        int64_t off = p->param_offset[i];
+        for (int k = 0; k < n->nparams; k++) {
+            snprintf(buf, sizeof buf, "%s.%s", n->name, n->params[k].suffix);
+            int64_t init, fan_in;
+            param_init(g, n, k, &init, &fan_in);
+            prm[np++] = tensor_desc(c, buf, PN_F32, &n->params[k].shape, off, init, fan_in, n->params[k].trainable, 0);
+            off += (pn_shape_sample_elems(&n->params[k].shape) + 15) / 16 * 16;
+        }
+        if (n->flags & PN_NODE_TRAIN) continue;
+        char inputs[512] = "";
+        size_t len = 0;
+        for (int k = 0; k < n->ninputs && len < sizeof inputs - 1; k++)
+            len += (size_t)snprintf(inputs + len, sizeof inputs - len, "%s%s", k ? ", " : "", g->nodes[n->in[k]].name);
+        const pn_mem *m = &p->mem[tail_of(p, i)];
+        LLVMValueRef f[] = {str(c, n->name), str(c, pn_ops[n->op].name), str(c, pn_shape_str(n->dtype, &n->shape, buf, sizeof buf)),
+                            str(c, inputs), cg_i64(c, pn_node_param_count(n)), cg_i64(c, pn_node_flops(g, n)),
+                            cg_i64(c, n->stage), cg_i64(c, n->shard),
+                            cg_i64(c, m->kind == PN_MEM_ARENA && !p->fused[i] ? m->offset : -1),
+                            cg_i64(c, m->kind == PN_MEM_ARENA && !p->fused[i] ? m->bytes : 0)};
+        LLVMTypeRef lt[10];
+        for (int k = 0; k < 10; k++) lt[k] = k < 4 ? c->ptr : c->i64;
+        lay[nl++] = LLVMConstStructInContext(c->ctx, f, 10, 0);
+        (void)lt;
+    }
+    for (int k = 0; k < g->noutputs; k++) {
+        const pn_node *n = &g->nodes[g->outputs[k].node];
+        outs[k] = tensor_desc(c, g->outputs[k].name, n->dtype, &n->shape, 0, 0, 0, 0, 0);
+    }
+    LLVMTypeRef lt[10];
+    for (int k = 0; k < 10; k++) lt[k] = k < 4 ? c->ptr : c->i64;
+    LLVMTypeRef layer_t = LLVMStructTypeInContext(c->ctx, lt, 10, 0);
+    LLVMValueRef embedded = LLVMConstNull(c->ptr);
+    if (opt->weights) {
+        LLVMValueRef init = LLVMConstStringInContext(c->ctx, (const char *)opt->weights,
+                                                     (unsigned)(p->param_floats * 4), 1);
+        snprintf(buf, sizeof buf, "%s__weights", c->px);
+        embedded = LLVMAddGlobal(c->mod, LLVMTypeOf(init), buf);
+        LLVMSetInitializer(embedded, init);
+        LLVMSetGlobalConstant(embedded, 1);
+        LLVMSetLinkage(embedded, LLVMPrivateLinkage);
+        LLVMSetAlignment(embedded, 64);
+    }
+    LLVMValueRef f[] = {
+        cg_i64(c, 1), str(c, g->name), cg_i64(c, nin), cg_i64(c, g->noutputs), cg_i64(c, np), cg_i64(c, nl),
+        const_array(c, tensor_type(c), ins, nin, ".inputs"), const_array(c, tensor_type(c), outs, g->noutputs, ".outputs"),
+        const_array(c, tensor_type(c), prm, np, ".params"), const_array(c, layer_t, lay, nl, ".layers"),
+        cg_i64(c, p->param_floats), cg_i64(c, p->param_floats), embedded, cg_i64(c, p->arena_sample_bytes),
+        cg_i64(c, p->arena_fixed_bytes), cg_i64(c, p->chunk), forward, LLVMConstNull(c->ptr), cg_i64(c, g->nstages),
+        cg_i64(c, g->replicas), cg_i64(c, g->microbatches), cg_i64(c, g->schedule), str(c, target)};
+    int nf = (int)(sizeof f / sizeof f[0]);
+    LLVMValueRef init = LLVMConstStructInContext(c->ctx, f, (unsigned)nf, 0);
+    snprintf(buf, sizeof buf, "%s__desc", c->px);
+    LLVMValueRef desc = LLVMAddGlobal(c->mod, LLVMTypeOf(init), buf);
+    LLVMSetInitializer(desc, init);
+    LLVMSetGlobalConstant(desc, 1);
+    LLVMSetLinkage(desc, LLVMPrivateLinkage);
+    free(ins);
+    free(outs);
+    free(prm);
+    free(lay);
+}
+
+/* ---- the embedding API and main ----------------------------------------------------------- */
+
+static LLVMValueRef begin_fn(cg *c, const char *suffix, LLVMTypeRef ret, LLVMTypeRef *args, unsigned n) {
+    char name[160];
+    snprintf(name, sizeof name, "%s%s", c->px, suffix);
+    c->fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(ret, args, n, 0));
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
+    return c->fn;
+}
+
+static void gen_api(cg *c) {
+    char name[160];
+    snprintf(name, sizeof name, "%s__desc", c->px);
+    LLVMValueRef desc = LLVMGetNamedGlobal(c->mod, name);
+    const pn_graph *g = c->g;
+    /* int px_create(px **out, const char *weights) */
+    LLVMTypeRef a2[2] = {c->ptr, c->ptr};
+    LLVMValueRef fn = begin_fn(c, "_create", c->i32, a2, 2);
+    LLVMTypeRef ct[3] = {c->ptr, c->ptr, c->ptr};
+    LLVMValueRef rt = declare(c, "pnetrt_create", c->i32, ct, 3);
+    LLVMValueRef args[3] = {LLVMGetParam(fn, 0), desc, LLVMGetParam(fn, 1)};
+    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, ct, 3, 0), rt, args, 3, ""));
+    /* int px_infer(px *m, int64_t batch, inputs..., outputs...) */
+    int nin = 0;
+    for (int i = 0; i < g->nnodes; i++) nin += g->nodes[i].op == PN_OP_INPUT && !(g->nodes[i].flags & PN_NODE_TRAIN);
+    int na = 2 + nin + g->noutputs;
+    LLVMTypeRef *at = calloc((size_t)na, sizeof *at);
+    at[0] = c->ptr;
+    at[1] = c->i64;
+    for (int i = 2; i < na; i++) at[i] = c->ptr;
+    fn = begin_fn(c, "_infer", c->i32, at, (unsigned)na);
+    LLVMValueRef ins = LLVMBuildArrayAlloca(c->b, c->ptr, cg_i64(c, nin ? nin : 1), "ins");
+    LLVMValueRef outs = LLVMBuildArrayAlloca(c->b, c->ptr, cg_i64(c, g->noutputs ? g->noutputs : 1), "outs");
+    for (int i = 0; i < nin + g->noutputs; i++) {
+        LLVMValueRef idx = cg_i64(c, i < nin ? i : i - nin);
+        LLVMValueRef slot = LLVMBuildInBoundsGEP2(c->b, c->ptr, i < nin ? ins : outs, &idx, 1, "");
+        LLVMBuildStore(c->b, LLVMGetParam(fn, (unsigned)i + 2), slot);
+    }
+    LLVMTypeRef it[4] = {c->ptr, c->i64, c->ptr, c->ptr};
+    rt = declare(c, "pnetrt_infer", c->i32, it, 4);
+    LLVMValueRef iargs[4] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), ins, outs};
+    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, it, 4, 0), rt, iargs, 4, ""));
+    free(at);
+    /* int px_set_threads(px *m, int threads) */
+    LLVMTypeRef st[2] = {c->ptr, c->i32};
+    fn = begin_fn(c, "_set_threads", c->i32, st, 2);
+    rt = declare(c, "pnetrt_set_threads", c->i32, st, 2);
+    LLVMValueRef sargs[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
+    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, st, 2, 0), rt, sargs, 2, ""));
+    /* const char *px_last_error(const px *m); void px_destroy(px *m) */
+    LLVMTypeRef pt[1] = {c->ptr};
+    fn = begin_fn(c, "_last_error", c->ptr, pt, 1);
+    rt = declare(c, "pnetrt_last_error", c->ptr, pt, 1);
+    LLVMValueRef p0 = LLVMGetParam(fn, 0);
+    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->ptr, pt, 1, 0), rt, &p0, 1, ""));
+    fn = begin_fn(c, "_destroy", c->vd, pt, 1);
+    rt = declare(c, "pnetrt_destroy", c->vd, pt, 1);
+    p0 = LLVMGetParam(fn, 0);
+    LLVMBuildCall2(c->b, LLVMFunctionType(c->vd, pt, 1, 0), rt, &p0, 1, "");
+    LLVMBuildRetVoid(c->b);
+    /* const void *px_descriptor(void): for tools built on libpnetrt. */
+    fn = begin_fn(c, "_descriptor", c->ptr, NULL, 0);
+    LLVMBuildRet(c->b, desc);
+}
+
+static void gen_main(cg *c) {
+    char name[160];
+    snprintf(name, sizeof name, "%s__desc", c->px);
+    LLVMValueRef desc = LLVMGetNamedGlobal(c->mod, name);
+    LLVMTypeRef mt[2] = {c->i32, c->ptr};
+    c->fn = LLVMAddFunction(c->mod, "main", LLVMFunctionType(c->i32, mt, 2, 0));
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
+    LLVMTypeRef rt_t[3] = {c->ptr, c->i32, c->ptr};
+    LLVMValueRef rt = declare(c, "pnetrt_main", c->i32, rt_t, 3);
+    LLVMValueRef args[3] = {desc, LLVMGetParam(c->fn, 0), LLVMGetParam(c->fn, 1)};
+    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, rt_t, 3, 0), rt, args, 3, ""));
+}
+
+/* ---- target, passes, output --------------------------------------------------------------- */
+
+static bool cpu_has_avx512(const char *cpu, const char *features) {
+    if (features && strstr(features, "+avx512f")) return true;
+    static const char *const names[] = {"x86-64-v4", "skylake-avx512", "cascadelake", "cooperlake", "cannonlake",
+                                        "icelake-client", "icelake-server", "tigerlake", "rocketlake", "sapphirerapids",
+                                        "emeraldrapids", "graniterapids", "graniterapids-d", "znver4", "znver5", "knl", "knm"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (cpu && strcmp(cpu, names[i]) == 0) return true;
+    return false;
+}
+
+bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c, char *err, size_t errlen) {
+    memset(c, 0, sizeof *c);
+    LLVMInitializeAllTargetInfos();
+    LLVMInitializeAllTargets();
+    LLVMInitializeAllTargetMCs();
+    LLVMInitializeAllAsmPrinters();
+    char *triple = opt->triple ? LLVMNormalizeTargetTriple(opt->triple) : LLVMGetDefaultTargetTriple();
+    bool host = !opt->triple || strcmp(opt->triple, LLVMGetDefaultTargetTriple()) == 0;
+    char *cpu = opt->cpu ? strdup(opt->cpu) : host ? LLVMGetHostCPUName() : strdup("generic");
+    char *features = !opt->cpu && host ? LLVMGetHostCPUFeatures() : strdup("");
+    LLVMTargetRef target;
+    char *msg = NULL;
+    if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
+        snprintf(err, errlen, "unknown target '%s': %s", triple, msg ? msg : "");
+        LLVMDisposeMessage(msg);
+        LLVMDisposeMessage(triple);
+        free(cpu);
+        free(features);
+        return false;
+    }
+    LLVMCodeGenOptLevel lvl = opt->opt_level <= 0 ? LLVMCodeGenLevelNone : opt->opt_level == 1 ? LLVMCodeGenLevelLess
+                            : opt->opt_level == 2 ? LLVMCodeGenLevelDefault : LLVMCodeGenLevelAggressive;
+    c->tm = LLVMCreateTargetMachine(target, triple, cpu, features, lvl, LLVMRelocPIC, LLVMCodeModelDefault);
+    if (!c->tm) {
+        snprintf(err, errlen, "cannot create a target machine for '%s' (cpu '%s')", triple, cpu);
+        LLVMDisposeMessage(triple);
+        free(cpu);
+        free(features);
+        return false;
+    }
+    c->g = g;
+    c->px = g->name;
+    c->wide_vectors = strstr(triple, "x86_64") && cpu_has_avx512(cpu, features);
+    c->ctx = LLVMContextCreate();
+    c->mod = LLVMModuleCreateWithNameInContext(g->name, c->ctx);
+    LLVMSetTarget(c->mod, triple);
+    LLVMTargetDataRef td = LLVMCreateTargetDataLayout(c->tm);
+    char *layout = LLVMCopyStringRepOfTargetData(td);
+    LLVMSetDataLayout(c->mod, layout);
+    LLVMDisposeMessage(layout);
+    LLVMDisposeTargetData(td);
+    c->b = LLVMCreateBuilderInContext(c->ctx);
+    c->i1 = LLVMInt1TypeInContext(c->ctx);
+    c->i8 = LLVMInt8TypeInContext(c->ctx);
+    c->i32 = LLVMInt32TypeInContext(c->ctx);
+    c->i64 = LLVMInt64TypeInContext(c->ctx);
+    c->f32 = LLVMFloatTypeInContext(c->ctx);
+    c->ptr = LLVMPointerTypeInContext(c->ctx, 0);
+    c->vd = LLVMVoidTypeInContext(c->ctx);
+    char target_desc[256];
+    snprintf(target_desc, sizeof target_desc, "%s %s", triple, cpu);
+    LLVMValueRef forward = gen_forward(c);
+    gen_desc(c, forward, opt, target_desc);
+    gen_api(c);
+    if (opt->emit_main) gen_main(c);
+    LLVMDisposeMessage(triple);
+    free(cpu);
+    free(features);
+    if (LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &msg)) {
+        snprintf(err, errlen, "internal error: invalid LLVM module: %.400s", msg);
+        LLVMDisposeMessage(msg);
+        return false;
+    }
+    LLVMDisposeMessage(msg);
+    LLVMPassBuilderOptionsRef po = LLVMCreatePassBuilderOptions();
+    char passes[32];
+    snprintf(passes, sizeof passes, "default<O%d>", opt->opt_level < 0 ? 0 : opt->opt_level > 3 ? 3 : opt->opt_level);
+    LLVMErrorRef e = LLVMRunPasses(c->mod, passes, c->tm, po);
+    LLVMDisposePassBuilderOptions(po);
+    if (e) {
+        char *m = LLVMGetErrorMessage(e);
+        snprintf(err, errlen, "internal error: optimisation failed: %s", m);
+        LLVMDisposeErrorMessage(m);
+        return false;
+    }
+    return true;
+}
+
+bool pn_codegen_emit(cg *c, pn_emit_kind kind, const char *path, char *err, size_t errlen) {
+    char *msg = NULL;
+    if (kind == PN_EMIT_LLVM) {
+        if (LLVMPrintModuleToFile(c->mod, path, &msg)) {
+            snprintf(err, errlen, "cannot write '%s': %s", path, msg);
+            LLVMDisposeMessage(msg);
+            return false;
+        }
+        return true;
+    }
+    if (LLVMTargetMachineEmitToFile(c->tm, c->mod, path, kind == PN_EMIT_ASM ? LLVMAssemblyFile : LLVMObjectFile, &msg)) {
+        snprintf(err, errlen, "cannot write '%s': %s", path, msg);
+        LLVMDisposeMessage(msg);
+        return false;
+    }
+    return true;
+}
+
+void pn_codegen_free(cg *c) {
+    if (c->b) LLVMDisposeBuilder(c->b);
+    if (c->mod) LLVMDisposeModule(c->mod);
+    if (c->ctx) LLVMContextDispose(c->ctx);
+    if (c->tm) LLVMDisposeTargetMachine(c->tm);
+    memset(c, 0, sizeof *c);
+}

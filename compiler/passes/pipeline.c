@@ -1,0 +1,10 @@
+/* The list of inference passes, read top to bottom. */
+#include "passes.h"
+
+const pn_pass pn_passes[] = {
+    {"prune", pass_prune},
+    {"fuse", pass_fuse},
+    {"plan_params", pass_plan_params},
+    {"plan_memory", pass_plan_memory},
+};
+const int pn_npasses = (int)(sizeof pn_passes / sizeof pn_passes[0]);

@@ -1,0 +1,44 @@
+/* Default parameter initialisation, following PyTorch's rules for each layer: kaiming-uniform
+ * weights with a = sqrt(5) (bound 1/sqrt(fan_in)), biases uniform in the same bound, norm scales
+ * one and shifts zero, embeddings N(0, 1). A counter-based generator keyed by (seed, parameter,
+ * element) makes the values independent of thread count and order. */
+#include "rt.h"
+
+#include <math.h>
+
+static uint64_t mix(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+/* Uniform in [0, 1) with 24 bits. */
+static double uniform(uint64_t seed, uint64_t param, uint64_t i) {
+    uint64_t r = mix(mix(seed * 0x100000001b3ull ^ param) ^ i);
+    return (double)(r >> 40) / 16777216.0;
+}
+
+void pnetrt_init_params(const pnetrt_desc *d, float *params, uint64_t seed) {
+    for (int64_t p = 0; p < d->nparams; p++) {
+        const pnetrt_tensor_desc *t = &d->params[p];
+        int64_t n = pnetrt_sample_elems(t);
+        float *dst = params + t->offset;
+        double bound = t->fan_in > 0 ? 1.0 / sqrt((double)t->fan_in) : 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            switch (t->init) {
+            case PNETRT_INIT_KAIMING:
+            case PNETRT_INIT_BIAS: dst[i] = (float)((2.0 * uniform(seed, (uint64_t)p, (uint64_t)i) - 1.0) * bound); break;
+            case PNETRT_INIT_ONES: dst[i] = 1.0f; break;
+            case PNETRT_INIT_ZEROS: dst[i] = 0.0f; break;
+            case PNETRT_INIT_NORMAL: {
+                double u1 = uniform(seed, (uint64_t)p, 2 * (uint64_t)i) + 1.0 / 33554432.0;
+                double u2 = uniform(seed, (uint64_t)p, 2 * (uint64_t)i + 1);
+                dst[i] = (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
+                break;
+            }
+            default: dst[i] = 0.0f; break;
+            }
+        }
+    }
+}

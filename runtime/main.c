@@ -1,0 +1,376 @@
+/* The command line of generated executables: `./net infer | bench | info`. Every failure is one
+ * line naming the file or option and the problem, with exit status 1. */
+#include "io.h"
+#include "rt.h"
+
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *prog = "net";
+
+static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", prog);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+static void usage(const pnetrt_desc *d, FILE *f) {
+    fprintf(f,
+            "usage: %s COMMAND [options]\n\n"
+            "Network '%s', compiled by pnetc for %s.\n\n"
+            "commands:\n"
+            "  infer --input NAME=FILE.npy ... [--output NAME=FILE.npy ...] [--weights W.safetensors] [--threads N]\n"
+            "        run the network; without --output, print the outputs as text\n"
+            "  bench [--batch N] [--seconds S] [--threads N] [--weights W.safetensors]\n"
+            "        measure throughput and latency on random inputs\n"
+            "  info  print the layers, the memory plan, and the stages and shards\n",
+            prog, d->name, d->target);
+}
+
+static bool parse_int(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void shape_text(const pnetrt_tensor_desc *t, char *buf, size_t n) {
+    size_t k = (size_t)snprintf(buf, n, "%s[", t->dtype ? "i32" : "f32");
+    for (int64_t i = 0; i < t->rank && k < n; i++) {
+        if (t->shape[i] < 0) k += (size_t)snprintf(buf + k, n - k, "%sbatch", i ? "," : "");
+        else k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? "," : "", (long long)t->shape[i]);
+    }
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+static int find(const pnetrt_tensor_desc *ts, int64_t n, const char *name, size_t len) {
+    for (int64_t i = 0; i < n; i++)
+        if (strlen(ts[i].name) == len && strncmp(ts[i].name, name, len) == 0) return (int)i;
+    return -1;
+}
+
+/* Common options: --threads N and --weights FILE. */
+typedef struct opts {
+    const char *weights;
+    int threads;
+} opts;
+
+static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
+    if (pnetrt_create(m, d, o->weights)) {
+        int r = die("%s", pnetrt_last_error(*m));
+        pnetrt_destroy(*m);
+        *m = NULL;
+        return r;
+    }
+    if (o->threads > 0) pnetrt_set_threads(*m, o->threads);
+    return 0;
+}
+
+static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
+    opts o = {0};
+    const char *in_path[64] = {0}, *out_path[64] = {0};
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        bool has = i + 1 < argc;
+        if ((strcmp(a, "--input") == 0 || strcmp(a, "--output") == 0) && has) {
+            const char *v = argv[++i];
+            bool is_in = a[2] == 'i';
+            const char *eq = strchr(v, '=');
+            const pnetrt_tensor_desc *ts = is_in ? d->inputs : d->outputs;
+            int64_t nts = is_in ? d->ninputs : d->noutputs;
+            int k;
+            if (!eq) {
+                if (nts != 1) return die("%s '%s' needs the form NAME=FILE.npy", a, v);
+                k = 0;
+                eq = v - 1;
+            } else {
+                k = find(ts, nts, v, (size_t)(eq - v));
+                if (k < 0) return die("the network has no %s named '%.*s'", is_in ? "input" : "output", (int)(eq - v), v);
+            }
+            (is_in ? in_path : out_path)[k] = eq + 1;
+        } else if (strcmp(a, "--weights") == 0 && has) {
+            o.weights = argv[++i];
+        } else if (strcmp(a, "--threads") == 0 && has) {
+            long t;
+            if (!parse_int(argv[++i], 1, 4096, &t)) return die("--threads needs an integer from 1 to 4096, not '%s'", argv[i]);
+            o.threads = (int)t;
+        } else {
+            return die("unknown or incomplete option '%s' for infer; see '%s --help'", a, prog);
+        }
+    }
+    for (int64_t i = 0; i < d->ninputs; i++)
+        if (!in_path[i]) return die("missing --input %s=FILE.npy", d->inputs[i].name);
+    pnetrt_array in[64] = {{0}}, out[64] = {{0}};
+    int rc = 1;
+    int64_t batch = -1;
+    char err[512], buf[128];
+    pnetrt_model *m = NULL;
+    for (int64_t i = 0; i < d->ninputs; i++) {
+        const pnetrt_tensor_desc *t = &d->inputs[i];
+        if (pnetrt_npy_read(in_path[i], &in[i], err, sizeof err)) {
+            die("%s", err);
+            goto done;
+        }
+        bool ok = in[i].dtype == (pnetrt_dtype)t->dtype && in[i].rank == t->rank;
+        for (int64_t k = 0; ok && k < t->rank; k++) ok = t->shape[k] < 0 || in[i].shape[k] == t->shape[k];
+        shape_text(t, buf, sizeof buf);
+        if (!ok) {
+            char got[128];
+            pnetrt_tensor_desc g = {.dtype = in[i].dtype, .rank = in[i].rank};
+            for (int k = 0; k < in[i].rank; k++) g.shape[k] = in[i].shape[k];
+            shape_text(&g, got, sizeof got);
+            die("%s: input '%s' must be %s, but the file holds %s", in_path[i], t->name, buf, got);
+            goto done;
+        }
+        if (t->shape[0] < 0) {
+            if (batch >= 0 && in[i].shape[0] != batch) {
+                die("%s: batch of %lld, but another input has %lld", in_path[i], (long long)in[i].shape[0], (long long)batch);
+                goto done;
+            }
+            batch = in[i].shape[0];
+        }
+    }
+    if (batch < 0) batch = 1;
+    if (open_model(d, &o, &m)) goto done;
+    const void *ip[64];
+    void *op[64];
+    for (int64_t i = 0; i < d->ninputs; i++) ip[i] = in[i].data;
+    for (int64_t i = 0; i < d->noutputs; i++) {
+        const pnetrt_tensor_desc *t = &d->outputs[i];
+        out[i].dtype = (pnetrt_dtype)t->dtype;
+        out[i].rank = (int)t->rank;
+        int64_t elems = 1;
+        for (int64_t k = 0; k < t->rank; k++) {
+            out[i].shape[k] = t->shape[k] < 0 ? batch : t->shape[k];
+            elems *= out[i].shape[k];
+        }
+        out[i].nbytes = (size_t)elems * 4;
+        out[i].data = calloc(1, out[i].nbytes ? out[i].nbytes : 4);
+        if (!out[i].data) {
+            die("cannot allocate output '%s'", t->name);
+            goto done;
+        }
+        op[i] = out[i].data;
+    }
+    if (pnetrt_infer(m, batch, ip, op)) {
+        die("%s", pnetrt_last_error(m));
+        goto done;
+    }
+    for (int64_t i = 0; i < d->noutputs; i++) {
+        const pnetrt_tensor_desc *t = &d->outputs[i];
+        if (out_path[i]) {
+            if (pnetrt_npy_write(out_path[i], &out[i], err, sizeof err)) {
+                die("%s", err);
+                goto done;
+            }
+            continue;
+        }
+        shape_text(t, buf, sizeof buf);
+        printf("%s: %s, batch %lld\n", t->name, buf, (long long)batch);
+        int64_t elems = (int64_t)(out[i].nbytes / 4);
+        int64_t row = out[i].rank > 0 ? out[i].shape[out[i].rank - 1] : 1;
+        if (row <= 0) row = 1;
+        for (int64_t k = 0; k < elems; k++) {
+            if (t->dtype) printf("%s%d", k % row ? " " : "", ((int32_t *)out[i].data)[k]);
+            else printf("%s%.7g", k % row ? " " : "", (double)((float *)out[i].data)[k]);
+            if (k % row == row - 1) putchar('\n');
+        }
+    }
+    rc = 0;
+done:
+    pnetrt_destroy(m);
+    for (int i = 0; i < 64; i++) {
+        pnetrt_array_free(&in[i]);
+        pnetrt_array_free(&out[i]);
+    }
+    if (fflush(stdout) != 0) rc = die("cannot write the output: %s", strerror(errno));
+    return rc;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
+    opts o = {0};
+    long batch = 64;
+    double seconds = 3.0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        bool has = i + 1 < argc;
+        long v;
+        if (strcmp(a, "--batch") == 0 && has) {
+            if (!parse_int(argv[++i], 1, 1 << 24, &batch)) return die("--batch needs a positive integer, not '%s'", argv[i]);
+        } else if (strcmp(a, "--seconds") == 0 && has) {
+            char *end;
+            seconds = strtod(argv[++i], &end);
+            if (*end || end == argv[i] || !(seconds > 0 && seconds <= 3600)) return die("--seconds needs a number in (0, 3600], not '%s'", argv[i]);
+        } else if (strcmp(a, "--threads") == 0 && has) {
+            if (!parse_int(argv[++i], 1, 4096, &v)) return die("--threads needs an integer from 1 to 4096, not '%s'", argv[i]);
+            o.threads = (int)v;
+        } else if (strcmp(a, "--weights") == 0 && has) {
+            o.weights = argv[++i];
+        } else {
+            return die("unknown or incomplete option '%s' for bench; see '%s --help'", a, prog);
+        }
+    }
+    pnetrt_model *m = NULL;
+    if (open_model(d, &o, &m)) return 1;
+    void *bufs[128] = {0};
+    const void *ip[64];
+    void *op[64];
+    int rc = 1;
+    uint64_t r = 12345;
+    for (int64_t i = 0; i < d->ninputs + d->noutputs; i++) {
+        const pnetrt_tensor_desc *t = i < d->ninputs ? &d->inputs[i] : &d->outputs[i - d->ninputs];
+        int64_t n = pnetrt_sample_elems(t) * (t->shape[0] < 0 ? batch : 1);
+        bufs[i] = malloc((size_t)n * 4 + 4);
+        if (!bufs[i]) {
+            die("cannot allocate %lld elements for '%s'", (long long)n, t->name);
+            goto done;
+        }
+        for (int64_t k = 0; k < n; k++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            if (t->dtype) ((int32_t *)bufs[i])[k] = t->limit ? (int32_t)((r >> 33) % (uint64_t)t->limit) : (int32_t)(r >> 60);
+            else ((float *)bufs[i])[k] = (float)((double)(r >> 40) / 16777216.0 * 2.0 - 1.0);
+        }
+        if (i < d->ninputs) ip[i] = bufs[i];
+        else op[i - d->ninputs] = bufs[i];
+    }
+    /* Warm up, then time whole calls until the time is up. */
+    double t0 = now();
+    for (int w = 0; w < 3 || now() - t0 < 0.2; w++) {
+        if (pnetrt_infer(m, batch, ip, op)) {
+            die("%s", pnetrt_last_error(m));
+            goto done;
+        }
+        if (now() - t0 > seconds) break;
+    }
+    enum { MAXRUNS = 100000 };
+    static double lat[MAXRUNS];
+    int runs = 0;
+    double start = now();
+    while (runs < MAXRUNS && (runs < 3 || now() - start < seconds)) {
+        double a = now();
+        pnetrt_infer(m, batch, ip, op);
+        lat[runs++] = now() - a;
+    }
+    double total = now() - start;
+    qsort(lat, (size_t)runs, sizeof lat[0], cmp_double);
+    printf("network: %s, batch %ld, threads %d, %d runs\n", d->name, batch, pnetrt_threads(m), runs);
+    printf("throughput: %.1f samples/s\n", (double)batch * runs / total);
+    printf("latency: median %.3f ms, p90 %.3f ms, min %.3f ms per batch\n", lat[runs / 2] * 1e3,
+           lat[(int)(runs * 0.9)] * 1e3, lat[0] * 1e3);
+    rc = 0;
+done:
+    for (int i = 0; i < 128; i++) free(bufs[i]);
+    pnetrt_destroy(m);
+    return rc;
+}
+
+static void human(double bytes, char *buf, size_t n) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int k = 0;
+    while (bytes >= 1024 && k < 4) {
+        bytes /= 1024;
+        k++;
+    }
+    snprintf(buf, n, k ? "%.1f %s" : "%.0f %s", bytes, u[k]);
+}
+
+static int cmd_info(const pnetrt_desc *d) {
+    char a[64], b[64], buf[128];
+    printf("network %s (target %s)\n\n", d->name, d->target);
+    printf("inputs:\n");
+    for (int64_t i = 0; i < d->ninputs; i++) {
+        shape_text(&d->inputs[i], buf, sizeof buf);
+        printf("  %s %s\n", d->inputs[i].name, buf);
+    }
+    printf("outputs:\n");
+    for (int64_t i = 0; i < d->noutputs; i++) {
+        shape_text(&d->outputs[i], buf, sizeof buf);
+        printf("  %s %s\n", d->outputs[i].name, buf);
+    }
+    printf("\nlayers:\n  %-28s %-14s %-22s %12s %14s %6s %6s\n", "name", "op", "shape", "params", "flops/sample", "stage", "shard");
+    int64_t params = 0, flops = 0;
+    for (int64_t i = 0; i < d->nlayers; i++) {
+        const pnetrt_layer_desc *l = &d->layers[i];
+        printf("  %-28s %-14s %-22s %12lld %14lld %6lld %6lld\n", l->name, l->op, l->type, (long long)l->params,
+               (long long)l->flops, (long long)l->stage, (long long)l->shard);
+        params += l->params;
+        flops += l->flops;
+    }
+    human((double)params * 4, a, sizeof a);
+    printf("  total: %lld parameters (%s), %lld FLOPs per sample\n", (long long)params, a, (long long)flops);
+    printf("\nmemory plan:\n");
+    human((double)d->arena_sample_bytes, a, sizeof a);
+    human((double)(d->arena_sample_bytes * d->chunk + d->arena_fixed_bytes), b, sizeof b);
+    printf("  arena: %s per sample x %lld samples per pass + %lld fixed bytes = %s\n", a, (long long)d->chunk,
+           (long long)d->arena_fixed_bytes, b);
+    human((double)d->param_floats * 4, a, sizeof a);
+    printf("  parameters: %s%s\n", a, d->embedded ? " (embedded)" : "");
+    for (int64_t i = 0; i < d->nlayers; i++) {
+        const pnetrt_layer_desc *l = &d->layers[i];
+        if (l->offset >= 0) printf("  %-28s bytes/sample [%lld, %lld)\n", l->name, (long long)l->offset, (long long)(l->offset + l->bytes));
+    }
+    printf("\nschedule: %lld stage%s, %lld replica%s, %lld micro-batch%s (%s)\n", (long long)d->nstages,
+           d->nstages == 1 ? "" : "s", (long long)d->replicas, d->replicas == 1 ? "" : "s", (long long)d->microbatches,
+           d->microbatches == 1 ? "" : "es", d->schedule ? "1f1b" : "gpipe");
+    for (int64_t s = 0; s < d->nstages; s++) {
+        int64_t f = 0, p = 0, n = 0;
+        for (int64_t i = 0; i < d->nlayers; i++)
+            if (d->layers[i].stage == s) {
+                f += d->layers[i].flops;
+                p += d->layers[i].params;
+                n++;
+            }
+        printf("  stage %lld: %lld layers, %lld FLOPs/sample, %lld parameters\n", (long long)s, (long long)n, (long long)f, (long long)p);
+    }
+    for (int64_t i = 0; i < d->nlayers; i++)
+        if (d->layers[i].shard > 1)
+            printf("  %s: output features split across %lld workers\n", d->layers[i].name, (long long)d->layers[i].shard);
+    return fflush(stdout) == 0 ? 0 : 1;
+}
+
+int pnetrt_main(const pnetrt_desc *d, int argc, char **argv) {
+    if (argc > 0 && argv[0]) {
+        const char *s = strrchr(argv[0], '/');
+        prog = s ? s + 1 : argv[0];
+    }
+    if (argc < 2) {
+        usage(d, stderr);
+        return 1;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(d, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "infer") == 0) return cmd_infer(d, argc - 2, argv + 2);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(d, argc - 2, argv + 2);
+    if (strcmp(cmd, "info") == 0) {
+        if (argc > 2) return die("info takes no options");
+        return cmd_info(d);
+    }
+    return die("unknown command '%s'; expected infer, bench or info (see '%s --help')", cmd, prog);
+}

@@ -1,0 +1,431 @@
+/* NumPy .npy reader (format 1.0/2.0/3.0) and atomic writer (format 1.0) for float32 and int32 arrays. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include "io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "libpnetrt reads and writes little-endian data in place; a big-endian host needs byte swapping here"
+#endif
+
+#define NPY_MAGIC "\x93NUMPY"
+#define NPY_MAGIC_LEN 6
+#define NPY_MAX_HEADER (1u << 20) /* numpy itself refuses headers over 10 000 bytes by default */
+
+/* ---- errors ------------------------------------------------------------------------------- */
+
+/* Writes "path: message" to err, flattened to one line, and returns -1. */
+static int fail(char *err, size_t errlen, const char *path, const char *fmt, ...) {
+    if (!err || errlen == 0) return -1;
+    int n = snprintf(err, errlen, "%s: ", path);
+    if (n >= 0 && (size_t)n < errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    for (char *p = err; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?'; /* names from files may hold newlines */
+    return -1;
+}
+
+/* a * b into *out; false on overflow. */
+static bool mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    if (b != 0 && a > UINT64_MAX / b) return false;
+    *out = a * b;
+    return true;
+}
+
+/* ---- header dict -------------------------------------------------------------------------- */
+
+/* A cursor over the header text; pos is reported in messages so a corrupt header can be found. */
+typedef struct {
+    const char *s;
+    size_t len, pos;
+    const char *path;
+    char *err;
+    size_t errlen;
+} dict_parser;
+
+typedef struct {
+    char descr[16];
+    bool fortran_order;
+    int rank;
+    int64_t shape[PNETRT_MAX_RANK];
+} npy_header;
+
+static int dict_fail(dict_parser *p, const char *what) {
+    return fail(p->err, p->errlen, p->path, "corrupt header: %s at byte %zu of the header dict", what, p->pos);
+}
+
+static void skip_ws(dict_parser *p) {
+    while (p->pos < p->len && strchr(" \t\r\n", p->s[p->pos]) && p->s[p->pos])
+        p->pos++;
+}
+
+static bool peek(dict_parser *p, char c) {
+    skip_ws(p);
+    return p->pos < p->len && p->s[p->pos] == c;
+}
+
+static bool eat(dict_parser *p, char c) {
+    if (!peek(p, c)) return false;
+    p->pos++;
+    return true;
+}
+
+/* string := '...' | "..."   (no escapes: no valid key or descr needs one) */
+static int parse_string(dict_parser *p, char *out, size_t outlen) {
+    skip_ws(p);
+    if (p->pos >= p->len || (p->s[p->pos] != '\'' && p->s[p->pos] != '"')) return dict_fail(p, "expected a string");
+    char q = p->s[p->pos++];
+    size_t start = p->pos;
+    while (p->pos < p->len && p->s[p->pos] != q) {
+        if (p->s[p->pos] == '\\' || p->s[p->pos] == '\n') return dict_fail(p, "unsupported character in string");
+        p->pos++;
+    }
+    if (p->pos >= p->len) return dict_fail(p, "unterminated string");
+    size_t n = p->pos - start;
+    p->pos++;
+    if (n >= outlen) return dict_fail(p, "string too long");
+    memcpy(out, p->s + start, n);
+    out[n] = '\0';
+    return 0;
+}
+
+/* bool := 'True' | 'False' */
+static int parse_bool(dict_parser *p, bool *out) {
+    skip_ws(p);
+    const char *s = p->s + p->pos;
+    size_t left = p->len - p->pos;
+    if (left >= 4 && !memcmp(s, "True", 4)) {
+        *out = true;
+        p->pos += 4;
+    } else if (left >= 5 && !memcmp(s, "False", 5)) {
+        *out = false;
+        p->pos += 5;
+    } else {
+        return dict_fail(p, "expected True or False");
+    }
+    if (p->pos < p->len && (p->s[p->pos] == '_' || ((p->s[p->pos] | 0x20) >= 'a' && (p->s[p->pos] | 0x20) <= 'z')))
+        return dict_fail(p, "expected True or False");
+    return 0;
+}
+
+/* shape := '(' ')' | '(' int ',' ')' | '(' int (',' int)+ ','? ')'    int := digit+ 'L'? */
+static int parse_shape(dict_parser *p, npy_header *h) {
+    if (!eat(p, '(')) return dict_fail(p, "expected '(' to start the shape tuple");
+    h->rank = 0;
+    bool comma = false;
+    while (!peek(p, ')')) {
+        if (p->pos >= p->len || p->s[p->pos] < '0' || p->s[p->pos] > '9')
+            return dict_fail(p, "expected a non-negative integer in the shape");
+        uint64_t v = 0;
+        while (p->pos < p->len && p->s[p->pos] >= '0' && p->s[p->pos] <= '9') {
+            unsigned d = (unsigned)(p->s[p->pos] - '0');
+            if (v > ((uint64_t)INT64_MAX - d) / 10) return dict_fail(p, "shape dimension too large");
+            v = v * 10 + d;
+            p->pos++;
+        }
+        if (p->pos < p->len && p->s[p->pos] == 'L') p->pos++; /* written by numpy under Python 2 */
+        if (h->rank == PNETRT_MAX_RANK)
+            return fail(p->err, p->errlen, p->path, "shape has more than %d dimensions", PNETRT_MAX_RANK);
+        h->shape[h->rank++] = (int64_t)v;
+        comma = eat(p, ',');
+        if (!comma && !peek(p, ')')) return dict_fail(p, "expected ',' or ')' in the shape");
+    }
+    p->pos++;
+    if (h->rank == 1 && !comma) return dict_fail(p, "shape '(n)' is not a tuple; expected '(n,)'");
+    return 0;
+}
+
+/* dict := '{' (key ':' value (',' key ':' value)* ','?)? '}'   with exactly the keys descr, fortran_order, shape */
+static int parse_dict(dict_parser *p, npy_header *h) {
+    bool seen_descr = false, seen_fortran = false, seen_shape = false;
+    if (!eat(p, '{')) return dict_fail(p, "expected '{'");
+    while (!peek(p, '}')) {
+        char key[32];
+        skip_ws(p);
+        size_t keypos = p->pos;
+        if (parse_string(p, key, sizeof key)) return -1;
+        if (!eat(p, ':')) return dict_fail(p, "expected ':' after a key");
+        bool *seen;
+        int rc;
+        if (!strcmp(key, "descr")) {
+            seen = &seen_descr;
+            rc = parse_string(p, h->descr, sizeof h->descr);
+        } else if (!strcmp(key, "fortran_order")) {
+            seen = &seen_fortran;
+            rc = parse_bool(p, &h->fortran_order);
+        } else if (!strcmp(key, "shape")) {
+            seen = &seen_shape;
+            rc = parse_shape(p, h);
+        } else {
+            p->pos = keypos;
+            return dict_fail(p, "unexpected key");
+        }
+        if (rc) return rc;
+        if (*seen) {
+            p->pos = keypos;
+            return dict_fail(p, "duplicate key");
+        }
+        *seen = true;
+        if (!eat(p, ',') && !peek(p, '}')) return dict_fail(p, "expected ',' or '}'");
+    }
+    p->pos++;
+    skip_ws(p);
+    if (p->pos != p->len) return dict_fail(p, "unexpected text after the dict");
+    if (!seen_descr || !seen_fortran || !seen_shape)
+        return fail(p->err, p->errlen, p->path, "corrupt header: dict lacks '%s'",
+                    !seen_descr     ? "descr"
+                    : !seen_fortran ? "fortran_order"
+                                    : "shape");
+    return 0;
+}
+
+/* ---- reading ------------------------------------------------------------------------------ */
+
+static uint32_t le16(const unsigned char *b) {
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8;
+}
+static uint32_t le32(const unsigned char *b) {
+    return le16(b) | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/* Reads exactly n bytes; false on a short read. */
+static bool read_full(FILE *f, void *buf, size_t n) {
+    return fread(buf, 1, n, f) == n;
+}
+
+static int npy_read_file(FILE *f, const char *path, pnetrt_array *out, char *err, size_t errlen) {
+    struct stat sb;
+    if (fstat(fileno(f), &sb)) return fail(err, errlen, path, "cannot stat: %s", strerror(errno));
+    if (S_ISDIR(sb.st_mode)) return fail(err, errlen, path, "cannot open: %s", strerror(EISDIR));
+    if (!S_ISREG(sb.st_mode)) return fail(err, errlen, path, "not a regular file");
+    uint64_t fsize = (uint64_t)sb.st_size;
+
+    unsigned char pre[12];
+    size_t have = fsize < sizeof pre ? (size_t)fsize : sizeof pre;
+    if (!read_full(f, pre, have)) return fail(err, errlen, path, "read error: %s", strerror(errno));
+    if (have < NPY_MAGIC_LEN || memcmp(pre, NPY_MAGIC, NPY_MAGIC_LEN)) {
+        /* a prefix of the magic is a cut-off .npy file, anything else is another kind of file */
+        if (have < NPY_MAGIC_LEN && !memcmp(pre, NPY_MAGIC, have) && have > 0)
+            return fail(err, errlen, path, "truncated header: the file has only %zu bytes", have);
+        return fail(err, errlen, path, "not a .npy file (bad magic)");
+    }
+    if (have < 8) return fail(err, errlen, path, "truncated header: the file has only %zu bytes", have);
+    unsigned major = pre[6], minor = pre[7];
+    if (major < 1 || major > 3 || minor != 0)
+        return fail(err, errlen, path, "unsupported .npy format version %u.%u; expected 1.0, 2.0 or 3.0", major, minor);
+    size_t prelen = major == 1 ? 10 : 12;
+    if (have < prelen) return fail(err, errlen, path, "truncated header: the file has only %zu bytes", have);
+    if (fseek(f, (long)prelen, SEEK_SET)) return fail(err, errlen, path, "cannot seek: %s", strerror(errno));
+    uint64_t hlen = major == 1 ? le16(pre + 8) : le32(pre + 8);
+    if (hlen > fsize - prelen)
+        return fail(err, errlen, path,
+                    "truncated header: header says %" PRIu64 " bytes of header but the file has %" PRIu64, hlen,
+                    fsize - prelen);
+    if (hlen > NPY_MAX_HEADER)
+        return fail(err, errlen, path, "header of %" PRIu64 " bytes exceeds the limit of %u", hlen, NPY_MAX_HEADER);
+
+    char *text = malloc((size_t)hlen + 1);
+    if (!text) return fail(err, errlen, path, "out of memory");
+    if (!read_full(f, text, (size_t)hlen)) {
+        free(text);
+        return fail(err, errlen, path, "read error: %s", ferror(f) ? strerror(errno) : "file shrank while reading");
+    }
+    text[hlen] = '\0';
+    npy_header h = {0};
+    dict_parser p = {text, (size_t)hlen, 0, path, err, errlen};
+    int rc = parse_dict(&p, &h);
+    free(text);
+    if (rc) return rc;
+
+    pnetrt_dtype dtype;
+    if (!strcmp(h.descr, "<f4"))
+        dtype = PNETRT_F32;
+    else if (!strcmp(h.descr, "<i4"))
+        dtype = PNETRT_I32;
+    else if (!strcmp(h.descr, ">f4") || !strcmp(h.descr, ">i4"))
+        return fail(err, errlen, path,
+                    "dtype '%s' is big-endian, which is not supported; expected float32 ('<f4') or int32 ('<i4')",
+                    h.descr);
+    else
+        return fail(err, errlen, path, "dtype '%s' is not supported; expected float32 ('<f4') or int32 ('<i4')",
+                    h.descr);
+    if (h.fortran_order) return fail(err, errlen, path, "fortran_order is True; only C-order arrays are supported");
+
+    uint64_t nbytes = 4;
+    for (int i = 0; i < h.rank; i++)
+        if (!mul_u64(nbytes, (uint64_t)h.shape[i], &nbytes) || nbytes > (uint64_t)INT64_MAX)
+            return fail(err, errlen, path, "shape is too large: its size in bytes overflows");
+    uint64_t avail = fsize - prelen - hlen;
+    if (avail < nbytes)
+        return fail(err, errlen, path, "truncated: header says %" PRIu64 " bytes of data but the file has %" PRIu64,
+                    nbytes, avail);
+    if (avail > nbytes)
+        return fail(err, errlen, path, "trailing data: header says %" PRIu64 " bytes of data but the file has %" PRIu64,
+                    nbytes, avail);
+
+    void *data = malloc(nbytes ? (size_t)nbytes : 1);
+    if (!data) return fail(err, errlen, path, "out of memory for %" PRIu64 " bytes of data", nbytes);
+    if (!read_full(f, data, (size_t)nbytes)) {
+        free(data);
+        return fail(err, errlen, path, "read error: %s", ferror(f) ? strerror(errno) : "file shrank while reading");
+    }
+    out->dtype = dtype;
+    out->rank = h.rank;
+    memcpy(out->shape, h.shape, sizeof h.shape);
+    out->data = data;
+    out->nbytes = (size_t)nbytes;
+    return 0;
+}
+
+int pnetrt_npy_read(const char *path, pnetrt_array *out, char *err, size_t errlen) {
+    if (err && errlen) err[0] = '\0';
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (!f) return fail(err, errlen, path, "cannot open: %s", strerror(errno));
+    int rc = npy_read_file(f, path, out, err, errlen);
+    fclose(f);
+    return rc;
+}
+
+void pnetrt_array_free(pnetrt_array *a) {
+    if (!a) return;
+    free(a->data);
+    memset(a, 0, sizeof *a);
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
+
+/* Writes all of buf to fd, retrying short writes. */
+static bool write_full(int fd, const void *buf, size_t n) {
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+/* Writes the parts to a fresh file beside `path`, fsyncs it, and renames it over `path`, so readers
+   see either the old file or the complete new one. */
+static int write_atomic(const char *path, int nparts, const void *const *bufs, const size_t *lens, char *err,
+                        size_t errlen) {
+    size_t tlen = strlen(path) + 48;
+    char *tmp = malloc(tlen);
+    if (!tmp) return fail(err, errlen, path, "out of memory");
+    int fd = -1;
+    for (unsigned attempt = 0; fd < 0 && attempt < 100; attempt++) {
+        snprintf(tmp, tlen, "%s.tmp.%ld.%u", path, (long)getpid(), attempt);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) {
+        int e = errno;
+        free(tmp);
+        return fail(err, errlen, path, "cannot create: %s", strerror(e));
+    }
+    const char *what = NULL;
+    int e = 0;
+    for (int i = 0; i < nparts && !what; i++)
+        if (lens[i] && !write_full(fd, bufs[i], lens[i])) {
+            what = "cannot write";
+            e = errno;
+        }
+    if (!what && fsync(fd)) {
+        what = "cannot sync";
+        e = errno;
+    }
+    if (close(fd) && !what) {
+        what = "cannot write";
+        e = errno;
+    }
+    if (!what && rename(tmp, path)) {
+        what = "cannot rename the temporary file into place";
+        e = errno;
+    }
+    if (what) {
+        unlink(tmp);
+        free(tmp);
+        return fail(err, errlen, path, "%s: %s", what, strerror(e));
+    }
+    free(tmp);
+    /* make the rename itself durable; a failure here leaves a correct file, so it is not reported */
+    char *dir = strdup(path);
+    if (dir) {
+        char *slash = strrchr(dir, '/');
+        const char *d = ".";
+        if (slash == dir) {
+            d = "/";
+        } else if (slash) {
+            *slash = '\0';
+            d = dir;
+        }
+        int dfd = open(d, O_RDONLY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+        free(dir);
+    }
+    return 0;
+}
+
+int pnetrt_npy_write(const char *path, const pnetrt_array *a, char *err, size_t errlen) {
+    if (err && errlen) err[0] = '\0';
+    const char *descr = a->dtype == PNETRT_F32 ? "<f4" : a->dtype == PNETRT_I32 ? "<i4" : NULL;
+    if (!descr)
+        return fail(err, errlen, path, "cannot write dtype %d; expected PNETRT_F32 or PNETRT_I32", (int)a->dtype);
+    if (a->rank < 0 || a->rank > PNETRT_MAX_RANK)
+        return fail(err, errlen, path, "cannot write rank %d; expected 0 to %d", a->rank, PNETRT_MAX_RANK);
+    uint64_t nbytes = 4;
+    for (int i = 0; i < a->rank; i++) {
+        if (a->shape[i] < 0)
+            return fail(err, errlen, path, "shape dimension %d is negative (%" PRId64 ")", i, a->shape[i]);
+        if (!mul_u64(nbytes, (uint64_t)a->shape[i], &nbytes))
+            return fail(err, errlen, path, "shape is too large: its size in bytes overflows");
+    }
+    if (nbytes != a->nbytes)
+        return fail(err, errlen, path, "array holds %zu bytes but its shape needs %" PRIu64, a->nbytes, nbytes);
+    if (nbytes && !a->data) return fail(err, errlen, path, "array data is NULL");
+
+    /* 10-byte preamble + dict + space padding + '\n', a multiple of 64 bytes as numpy writes it */
+    char hdr[512];
+    int n = snprintf(hdr + 10, sizeof hdr - 10, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
+    for (int i = 0; i < a->rank; i++)
+        n += snprintf(hdr + 10 + n, sizeof hdr - 10 - (size_t)n, i ? ", %" PRId64 : "%" PRId64, a->shape[i]);
+    n += snprintf(hdr + 10 + n, sizeof hdr - 10 - (size_t)n, "%s), }", a->rank == 1 ? "," : "");
+    if (a->rank > 0) {
+        /* numpy leaves room for shape[0] to grow to 21 digits, so files can be appended to in place */
+        char digits[24];
+        n += snprintf(hdr + 10 + n, sizeof hdr - 10 - (size_t)n, "%*s",
+                      21 - snprintf(digits, sizeof digits, "%" PRId64, a->shape[0]), "");
+    }
+    size_t total = (10 + (size_t)n + 1 + 63) / 64 * 64;
+    memset(hdr + 10 + n, ' ', total - 10 - (size_t)n - 1);
+    hdr[total - 1] = '\n';
+    memcpy(hdr, NPY_MAGIC "\x01\x00", 8);
+    hdr[8] = (char)((total - 10) & 0xff);
+    hdr[9] = (char)((total - 10) >> 8);
+
+    const void *bufs[2] = {hdr, a->data};
+    size_t lens[2] = {total, (size_t)nbytes};
+    return write_atomic(path, 2, bufs, lens, err, errlen);
+}

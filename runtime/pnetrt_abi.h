@@ -1,0 +1,84 @@
+/* The contract between code that pnetc generates and libpnetrt. pnetc emits one pnetrt_desc per
+ * network; every field of these structs is 8 bytes wide, so the compiler lays them out as LLVM
+ * structs of i64 and ptr with no padding rules to mirror. Bump PNETRT_ABI on any change. */
+#ifndef PNETRT_ABI_H
+#define PNETRT_ABI_H
+#include <stdint.h>
+
+#define PNETRT_ABI 1
+
+#ifndef PNETRT_MAX_RANK
+#define PNETRT_MAX_RANK 8
+#endif
+
+/* How a parameter starts when no weights are given: PyTorch's default initialisation. */
+enum {
+    PNETRT_INIT_KAIMING = 0, /* U(-b, b), b = 1/sqrt(fan_in): kaiming_uniform(a=sqrt(5)) */
+    PNETRT_INIT_BIAS = 1,    /* U(-b, b), b = 1/sqrt(fan_in) of the layer's weight */
+    PNETRT_INIT_ONES = 2,
+    PNETRT_INIT_ZEROS = 3,
+    PNETRT_INIT_NORMAL = 4,  /* N(0, 1): embedding */
+};
+
+typedef struct pnetrt_tensor_desc {
+    const char *name;
+    int64_t dtype;                   /* 0 f32, 1 i32 */
+    int64_t rank;
+    int64_t shape[PNETRT_MAX_RANK];  /* shape[0] == -1: the batch */
+    int64_t offset;                  /* params: offset in floats into the parameter buffer */
+    int64_t init;                    /* params: PNETRT_INIT_* */
+    int64_t fan_in;                  /* params: fan-in for the default initialisation */
+    int64_t trainable;               /* params: 0 for buffers such as running statistics */
+    int64_t limit;                   /* i32 inputs read as ids: values must lie in [0, limit); else 0 */
+} pnetrt_tensor_desc;
+
+typedef struct pnetrt_layer_desc {
+    const char *name;
+    const char *op;
+    const char *type;    /* "f32[batch,128]" */
+    const char *inputs;  /* "x, fc1" */
+    int64_t params;      /* parameter elements */
+    int64_t flops;       /* per sample */
+    int64_t stage;
+    int64_t shard;
+    int64_t offset;      /* bytes per sample into the arena, or -1 (no buffer of its own) */
+    int64_t bytes;       /* bytes per sample */
+} pnetrt_layer_desc;
+
+/* One call of the generated forward function over n <= chunk samples. */
+typedef struct pnetrt_call {
+    int64_t n;
+    const void *const *inputs; /* one pointer per network input, at the first sample */
+    void *const *outputs;      /* one pointer per network output */
+    const float *params;       /* the parameter buffer (prepared: batchnorm folded) */
+    char *arena;               /* activations: arena_sample_bytes * chunk + arena_fixed_bytes */
+} pnetrt_call;
+
+typedef void (*pnetrt_forward_fn)(const pnetrt_call *call, int64_t ith, int64_t nth);
+/* Derives the prepared parameters (for example batchnorm folded into a conv) from the raw ones. */
+typedef void (*pnetrt_prepare_fn)(const float *raw, float *prepared);
+
+typedef struct pnetrt_desc {
+    int64_t abi;
+    const char *name;
+    int64_t ninputs, noutputs, nparams, nlayers;
+    const pnetrt_tensor_desc *inputs;
+    const pnetrt_tensor_desc *outputs;
+    const pnetrt_tensor_desc *params;
+    const pnetrt_layer_desc *layers;
+    int64_t param_floats;          /* raw parameter buffer, in floats */
+    int64_t prepared_floats;       /* prepared parameter buffer, in floats */
+    const float *embedded;         /* param_floats embedded weights, or NULL */
+    int64_t arena_sample_bytes;    /* activation bytes per sample */
+    int64_t arena_fixed_bytes;     /* activation bytes independent of the batch */
+    int64_t chunk;                 /* largest n of one forward call */
+    pnetrt_forward_fn forward;
+    pnetrt_prepare_fn prepare;
+    int64_t nstages, replicas, microbatches, schedule;
+    const char *target;            /* triple and cpu the code was generated for */
+} pnetrt_desc;
+
+/* Provided by libpnetrt for generated code: a barrier across the threads of one forward call. */
+void pnetrt_barrier(void);
+
+#endif

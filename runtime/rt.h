@@ -1,0 +1,27 @@
+/* libpnetrt's model object: the functions that generated code and the executables call. */
+#ifndef PNETRT_RT_H
+#define PNETRT_RT_H
+#include "pnetrt_abi.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pnetrt_model pnetrt_model;
+
+int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_path);
+int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs);
+int pnetrt_set_threads(pnetrt_model *m, int threads);
+const char *pnetrt_last_error(const pnetrt_model *m);
+void pnetrt_destroy(pnetrt_model *m);
+int pnetrt_threads(const pnetrt_model *m);
+const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m);
+/* The executables' command line: infer, bench, info. */
+int pnetrt_main(const pnetrt_desc *d, int argc, char **argv);
+
+/* Fills params (d->param_floats floats) with PyTorch's default initialisation, from seed. */
+void pnetrt_init_params(const pnetrt_desc *d, float *params, uint64_t seed);
+/* Elements per sample of a tensor (its whole size when it has no batch axis). */
+int64_t pnetrt_sample_elems(const pnetrt_tensor_desc *t);
+
+#endif
