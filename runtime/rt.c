@@ -5,6 +5,8 @@
 #include "io.h"
 
 #include <omp.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,8 +112,36 @@ void pnetrt_destroy(pnetrt_model *m) {
     free(m);
 }
 
+/* The barrier between kernels of one forward call: a sense-reversing counter that spins
+ * briefly (kernels are short) and then yields, so more threads than cores still progress. The
+ * OpenMP team of the call sets it up; a call on one thread has none. */
+typedef struct spin_barrier {
+    _Atomic int count;
+    _Atomic int sense;
+    int n;
+} spin_barrier;
+
+static _Thread_local spin_barrier *tls_barrier;
+static _Thread_local int tls_sense;
+
 void pnetrt_barrier(void) {
-#pragma omp barrier
+    spin_barrier *b = tls_barrier;
+    if (!b || b->n <= 1) return;
+    int sense = tls_sense = !tls_sense;
+    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
+        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->sense, sense, memory_order_release);
+        return;
+    }
+    for (long spins = 0; atomic_load_explicit(&b->sense, memory_order_acquire) != sense; spins++) {
+        if (spins < 4000) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            sched_yield();
+        }
+    }
 }
 
 /* Ids read by embeddings must lie in [0, limit). */
@@ -158,10 +188,20 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
         }
         pnetrt_call call = {n, in, out, m->params, m->arena};
         if (threads <= 1) {
+            tls_barrier = NULL;
             d->forward(&call, 0, 1);
         } else {
+            spin_barrier bar = {0, 0, 0};
 #pragma omp parallel num_threads(threads)
-            d->forward(&call, omp_get_thread_num(), omp_get_num_threads());
+            {
+                int nth = omp_get_num_threads();
+#pragma omp single
+                bar.n = nth;
+                tls_barrier = &bar;
+                tls_sense = 0;
+                d->forward(&call, omp_get_thread_num(), nth);
+                tls_barrier = NULL;
+            }
         }
     }
     return 0;

@@ -68,11 +68,13 @@ LLVMValueRef cg_gen_matmul(cg *c, int node) {
     for (int d = 0; d < nb; d++)
         nbatch = LLVMBuildMul(c->b, nbatch, ob[d] == PN_BATCH ? c->n : cg_i64(c, ob[d]), "");
     LLVMValueRef lo, hi;
-    cg_split(c, LLVMBuildMul(c->b, nbatch, cg_i64(c, N), ""), &lo, &hi);
+    /* a: [batch, K] makes the batch the row axis of a single matrix. */
+    LLVMValueRef Nv = N == PN_BATCH ? c->n : cg_i64(c, N);
+    cg_split(c, LLVMBuildMul(c->b, nbatch, Nv, ""), &lo, &hi);
     cg_loop t;
     cg_loop_begin(c, &t, lo, hi, "t");
-    LLVMValueRef bi = LLVMBuildSDiv(c->b, t.iv, cg_i64(c, N), "bi");
-    LLVMValueRef i = LLVMBuildSRem(c->b, t.iv, cg_i64(c, N), "i");
+    LLVMValueRef bi = LLVMBuildSDiv(c->b, t.iv, Nv, "bi");
+    LLVMValueRef i = LLVMBuildSRem(c->b, t.iv, Nv, "i");
     LLVMValueRef aoff = cg_i64(c, 0), boff = cg_i64(c, 0), rest = bi;
     for (int d = nb - 1; d >= 0; d--) {
         LLVMValueRef idx = d == 0 ? rest : LLVMBuildSRem(c->b, rest, cg_i64(c, ob[d]), "");

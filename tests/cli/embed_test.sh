@@ -1,0 +1,25 @@
+#!/bin/sh
+# Installs pnet into a temporary prefix, compiles two examples to objects with headers, and links
+# examples/embed/app.c against them through pkg-config, as a user would.
+set -eu
+build=$1 src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+export PKG_CONFIG_PATH="$(dirname "$(find "$tmp/prefix" -name pnetrt.pc | head -1)")"
+cd "$tmp"
+"$tmp/prefix/bin/pnetc" "$src/examples/digits_mlp.pnet" -c -o digits_mlp.o
+"$tmp/prefix/bin/pnetc" "$src/examples/lenet.pnet" -c -o lenet.o
+test -f digits_mlp.h && test -f lenet.h
+# The header includes only <stddef.h> and <stdint.h>.
+if grep '#include' digits_mlp.h | grep -v -e '<stddef.h>' -e '<stdint.h>'; then echo "FAIL: extra includes"; exit 1; fi
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Werror -I. "$src/examples/embed/app.c" digits_mlp.o lenet.o $(pkg-config --cflags --libs pnetrt) -o app
+./app >out.txt
+cat out.txt
+grep -q "rejected batch -1" out.txt
+test "$(grep -c "probabilities sum to 1.0000" out.txt)" -eq 3
+# A missing weights file fails cleanly with a one-line reason.
+if ./app /nonexistent.safetensors 2>err.txt; then echo "FAIL: missing weights accepted"; exit 1; fi
+grep -q "nonexistent.safetensors" err.txt
+echo "1 passed, 0 failed"

@@ -1,0 +1,240 @@
+/* Every generated kernel against its reference twin (compiler/ir/reference.c): small networks
+ * are compiled for the host, loaded with LLVM's JIT, run through libpnetrt at batch 1 and 7 on
+ * odd widths, and compared element by element; 1 and 3 threads must agree bit for bit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check/check.h"
+#include "codegen/codegen.h"
+#include "ir/reference.h"
+#include "parse/parse.h"
+#include "passes/passes.h"
+#include "rt.h"
+
+static uint64_t rng = 88172645463325252ull;
+static double rnd(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+
+typedef struct compiled {
+    LLVMOrcLLJITRef jit;
+    const pnetrt_desc *desc;
+    pn_graph *g;
+    float *weights;
+} compiled;
+
+static pn_graph *check_source(const char *src) {
+    FILE *sink = fopen("/dev/null", "w");
+    pn_diags d;
+    pn_diags_init(&d, stderr);
+    pn_program prog;
+    pn_program_init(&prog, &d);
+    pn_graph *g = NULL;
+    pn_module *m = pn_program_load(&prog, "kernel.pnet", src, strlen(src));
+    if (m && !d.nerrors) pn_check(&prog, NULL, &g);
+    pn_diags_flush(&d);
+    pn_program_free(&prog);
+    pn_diags_free(&d);
+    fclose(sink);
+    return g;
+}
+
+/* Compiles src with random weights embedded and loads it into a JIT. */
+static void compile(const char *src, compiled *out) {
+    memset(out, 0, sizeof *out);
+    out->g = check_source(src);
+    assert_non_null(out->g);
+    for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(out->g);
+    int64_t np = out->g->plan.param_floats;
+    out->weights = calloc((size_t)(np ? np : 1), sizeof(float));
+    for (int i = 0; i < out->g->nnodes; i++) {
+        const pn_node *n = &out->g->nodes[i];
+        int64_t off = out->g->plan.param_offset[i];
+        for (int k = 0; k < n->nparams; k++) {
+            int64_t e = pn_shape_sample_elems(&n->params[k].shape);
+            bool positive = strcmp(n->params[k].suffix, "running_var") == 0;
+            for (int64_t j = 0; j < e; j++) out->weights[off + j] = (float)(positive ? 0.5 + rnd() : rnd() - 0.5);
+            off += (e + 15) / 16 * 16;
+        }
+    }
+    pn_cg_options opt = {.opt_level = 3, .weights = out->weights};
+    cg c;
+    char err[512];
+    assert_true(pn_codegen(out->g, &opt, &c, err, sizeof err));
+    LLVMMemoryBufferRef buf;
+    char *msg = NULL;
+    assert_false(LLVMTargetMachineEmitToMemoryBuffer(c.tm, c.mod, LLVMObjectFile, &msg, &buf));
+    pn_codegen_free(&c);
+    assert_null(LLVMOrcCreateLLJIT(&out->jit, NULL));
+    LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(out->jit);
+    LLVMOrcDefinitionGeneratorRef gen;
+    assert_null(LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(out->jit), NULL, NULL));
+    LLVMOrcJITDylibAddGenerator(jd, gen);
+    assert_null(LLVMOrcLLJITAddObjectFile(out->jit, jd, buf));
+    char sym[160];
+    snprintf(sym, sizeof sym, "%s_descriptor", out->g->name);
+    LLVMOrcExecutorAddress addr = 0;
+    assert_null(LLVMOrcLLJITLookup(out->jit, &addr, sym));
+    const pnetrt_desc *(*get)(void) = (const pnetrt_desc *(*)(void))(uintptr_t)addr;
+    out->desc = get();
+}
+
+static void release(compiled *c) {
+    LLVMOrcDisposeLLJIT(c->jit);
+    pn_graph_free(c->g);
+    free(c->weights);
+}
+
+/* Runs c at `batch` with `threads`, returning malloc'ed outputs; the reference likewise. */
+static void run(compiled *c, int64_t batch, int threads, void **ins, void **outs, bool reference) {
+    if (reference) {
+        assert_int_equal(pn_reference_run(c->g, c->weights, batch, (const void *const *)ins, outs), 0);
+        return;
+    }
+    pnetrt_model *m;
+    assert_int_equal(pnetrt_create(&m, c->desc, NULL), 0);
+    assert_int_equal(pnetrt_set_threads(m, threads), 0);
+    if (pnetrt_infer(m, batch, (const void *const *)ins, outs)) fail_msg("infer: %s", pnetrt_last_error(m));
+    pnetrt_destroy(m);
+}
+
+static int64_t elems(const pnetrt_tensor_desc *t, int64_t batch) {
+    return pnetrt_sample_elems(t) * (t->shape[0] < 0 ? batch : 1);
+}
+
+/* Compiles src and compares it with the reference at batch 1 and 7, and across thread counts. */
+static void check_network(const char *src) {
+    compiled c;
+    compile(src, &c);
+    const pnetrt_desc *d = c.desc;
+    for (int64_t batch = 1; batch <= 7; batch += 6) {
+        void *ins[16], *got[16], *want[16], *got3[16];
+        for (int64_t i = 0; i < d->ninputs; i++) {
+            int64_t n = elems(&d->inputs[i], batch);
+            ins[i] = malloc((size_t)n * 4 + 4);
+            for (int64_t k = 0; k < n; k++) {
+                if (d->inputs[i].dtype) ((int32_t *)ins[i])[k] = (int32_t)(rnd() * (double)d->inputs[i].limit);
+                else ((float *)ins[i])[k] = (float)(4.0 * rnd() - 2.0);
+            }
+        }
+        for (int64_t i = 0; i < d->noutputs; i++) {
+            size_t n = (size_t)elems(&d->outputs[i], batch) * 4 + 4;
+            got[i] = calloc(1, n);
+            want[i] = calloc(1, n);
+            got3[i] = calloc(1, n);
+        }
+        run(&c, batch, 1, ins, got, false);
+        run(&c, batch, 3, ins, got3, false);
+        run(&c, batch, 1, ins, want, true);
+        for (int64_t i = 0; i < d->noutputs; i++) {
+            int64_t n = elems(&d->outputs[i], batch);
+            if (memcmp(got[i], got3[i], (size_t)n * 4) != 0)
+                fail_msg("%s output '%s' differs between 1 and 3 threads", d->name, d->outputs[i].name);
+            for (int64_t k = 0; k < n; k++) {
+                double a = ((float *)got[i])[k], e = ((float *)want[i])[k];
+                if (!(fabs(a - e) <= 1e-5 + 1e-4 * fabs(e)))
+                    fail_msg("%s output '%s' batch %lld element %lld: got %.9g, reference %.9g", d->name,
+                             d->outputs[i].name, (long long)batch, (long long)k, a, e);
+            }
+        }
+        for (int64_t i = 0; i < d->ninputs; i++) free(ins[i]);
+        for (int64_t i = 0; i < d->noutputs; i++) {
+            free(got[i]);
+            free(want[i]);
+            free(got3[i]);
+        }
+    }
+    release(&c);
+}
+
+static void test_dense(void **s) {
+    (void)s;
+    check_network("network dn { input x : f32[batch, 33]; output y = dense(x, 17); output z = dense(x, 5, bias = false); }");
+    check_network("network d3 { input x : f32[batch, 3, 13]; output y = relu(dense(x, 19)); }");
+}
+
+static void test_conv_pool(void **s) {
+    (void)s;
+    check_network("network cv { input x : f32[batch, 3, 11, 9];\n"
+                  "  c = conv2d(x, 7, [3, 5], stride = 2, padding = 1);\n"
+                  "  output y = maxpool2d(relu(c), 2, stride = 1, padding = 1);\n"
+                  "  output z = avgpool2d(conv2d(x, 5, 3, bias = false), 3, stride = 2, padding = 1);\n"
+                  "  output w = global_avgpool(c); }");
+}
+
+static void test_norms(void **s) {
+    (void)s;
+    check_network("network nm { input x : f32[batch, 6, 5, 3]; input v : f32[batch, 13];\n"
+                  "  output a = batchnorm(x); output b = batchnorm(v); output c = layernorm(v);\n"
+                  "  output d = sigmoid(layernorm(x)); }");
+}
+
+static void test_activations(void **s) {
+    (void)s;
+    check_network("network ac { input x : f32[batch, 37];\n"
+                  "  output a = relu(x); output b = leaky_relu(x, 0.2); output c = sigmoid(x * 8);\n"
+                  "  output d = tanh(x * 0.1); output e = tanh(x * 30); output f = gelu(x * 3); output g = dropout(x, 0.3);\n"
+                  "  output h = softmax(x * 10); output i = log_softmax(x); }");
+}
+
+static void test_softmax_axes(void **s) {
+    (void)s;
+    check_network("network sa { input x : f32[batch, 5, 7, 3];\n"
+                  "  output a = softmax(x, axis = 1); output b = log_softmax(x, axis = 2); output c = softmax(x, axis = -1); }");
+}
+
+static void test_shapes(void **s) {
+    (void)s;
+    check_network("network sh { input x : f32[batch, 4, 6]; input y : f32[batch, 3, 6];\n"
+                  "  output a = flatten(x); output b = reshape(x, [-1, 8]); output c = transpose(x, [0, 2, 1]);\n"
+                  "  output d = concat(x, y, x, axis = 1); output e = concat(x, x, axis = -1); }");
+}
+
+static void test_binary_broadcast(void **s) {
+    (void)s;
+    check_network("network bc { input x : f32[batch, 4, 5]; input r : f32[batch, 1, 5]; input c : f32[batch, 4, 1];\n"
+                  "  output a = x + r; output b = x - c; output m = x * r * c; output k = x * 0.5 + 1; output n = -x; }");
+}
+
+static void test_matmul(void **s) {
+    (void)s;
+    check_network("network mm { input a : f32[batch, 3, 5]; input b : f32[batch, 5, 7]; input w : f32[5]; input m : f32[5, 4];\n"
+                  "  input v : f32[batch, 5]; input c : f32[2, 5, 3];\n"
+                  "  output p = matmul(a, b); output q = matmul(a, transpose(a, [0, 2, 1]));\n"
+                  "  output r = matmul(w, b); output t = matmul(a, w); output u = matmul(v, m); output x = matmul(a, m);\n"
+                  "  output y = matmul(reshape(a, [batch, 1, 3, 5]), c); }");
+}
+
+static void test_embedding(void **s) {
+    (void)s;
+    check_network("network em { input ids : i32[batch, 6]; e = embedding(ids, 11, 9); output y = e; output z = reshape(e, [batch, 54]); }");
+}
+
+static void test_outputs(void **s) {
+    (void)s;
+    check_network("network ou { input x : f32[batch, 9]; h = dense(x, 9); output a = h; output b = h; output c = relu(h); output d = x; }");
+}
+
+int main(void) {
+    (void)&pnetrt_barrier; /* the JIT resolves it in this process */
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dense),           cmocka_unit_test(test_conv_pool), cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_shapes),
+        cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_outputs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
