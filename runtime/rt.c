@@ -20,6 +20,7 @@ struct pnetrt_model {
     const pnetrt_desc *d;
     float *params;       /* owned unless it is the embedded array */
     bool owns_params;
+    float *prepared;     /* what the kernels read: params transformed by d->prepare */
     char *arena;
     int threads;
     char err[512];
@@ -62,6 +63,8 @@ static int load_weights(pnetrt_model *m, const char *path) {
     return 0;
 }
 
+static int prepare(pnetrt_model *m);
+
 int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_path) {
     if (!out) return 1;
     *out = NULL;
@@ -79,14 +82,30 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
     memset(m->arena, 0, arena); /* touch every page now, not during the first call */
     if (!weights_path && d->embedded) {
         m->params = (float *)d->embedded;
+    } else {
+        m->params = alloc_aligned((size_t)d->param_floats * sizeof(float));
+        if (!m->params) return fail(m, "cannot allocate %lld parameters", (long long)d->param_floats);
+        m->owns_params = true;
+        memset(m->params, 0, (size_t)d->param_floats * sizeof(float));
+        if (weights_path) {
+            if (load_weights(m, weights_path)) return 1;
+        } else {
+            pnetrt_init_params(d, m->params, 0);
+        }
+    }
+    return prepare(m);
+}
+
+/* Derives the buffer the kernels read (packed weights) from the raw parameters. */
+static int prepare(pnetrt_model *m) {
+    const pnetrt_desc *d = m->d;
+    if (!d->prepare) {
+        m->prepared = m->params;
         return 0;
     }
-    m->params = alloc_aligned((size_t)d->param_floats * sizeof(float));
-    if (!m->params) return fail(m, "cannot allocate %lld parameters", (long long)d->param_floats);
-    m->owns_params = true;
-    memset(m->params, 0, (size_t)d->param_floats * sizeof(float));
-    if (weights_path) return load_weights(m, weights_path);
-    pnetrt_init_params(d, m->params, 0);
+    m->prepared = alloc_aligned((size_t)d->prepared_floats * sizeof(float));
+    if (!m->prepared) return fail(m, "cannot allocate %lld prepared parameters", (long long)d->prepared_floats);
+    d->prepare(m->params, m->prepared);
     return 0;
 }
 
@@ -107,6 +126,7 @@ const char *pnetrt_last_error(const pnetrt_model *m) {
 
 void pnetrt_destroy(pnetrt_model *m) {
     if (!m) return;
+    if (m->prepared && m->prepared != m->params) free(m->prepared);
     if (m->owns_params) free(m->params);
     free(m->arena);
     free(m);
@@ -162,7 +182,7 @@ static int check_ids(pnetrt_model *m, int64_t batch, const void *const *inputs) 
 int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs) {
     if (!m) return 1;
     const pnetrt_desc *d = m->d;
-    if (!d || d->abi != PNETRT_ABI || !m->arena || !m->params) return fail(m, "the network was not created successfully");
+    if (!d || d->abi != PNETRT_ABI || !m->arena || !m->prepared) return fail(m, "the network was not created successfully");
     if (batch < 0) return fail(m, "batch size %lld is negative", (long long)batch);
     if (!inputs && d->ninputs) return fail(m, "no input buffers");
     if (!outputs && d->noutputs) return fail(m, "no output buffers");
@@ -186,7 +206,7 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
             const pnetrt_tensor_desc *t = &d->outputs[i];
             out[i] = (char *)outputs[i] + (t->shape[0] < 0 ? s * pnetrt_sample_elems(t) * 4 : 0);
         }
-        pnetrt_call call = {n, in, out, m->params, m->arena};
+        pnetrt_call call = {n, in, out, m->prepared, m->arena};
         if (threads <= 1) {
             tls_barrier = NULL;
             d->forward(&call, 0, 1);

@@ -9,6 +9,31 @@
 LLVMValueRef cg_i64(cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
 LLVMValueRef cg_f32(cg *c, double v) { return LLVMConstReal(c->f32, v); }
 
+/* A float constant of like's type: scalar, or splatted across like's vector. */
+static LLVMValueRef fc(cg *c, LLVMValueRef like, double v) {
+    LLVMTypeRef t = LLVMTypeOf(like);
+    if (LLVMGetTypeKind(t) != LLVMVectorTypeKind) return LLVMConstReal(t, v);
+    unsigned n = LLVMGetVectorSize(t);
+    LLVMValueRef e[64];
+    for (unsigned i = 0; i < n && i < 64; i++) e[i] = LLVMConstReal(c->f32, v);
+    return LLVMConstVector(e, n);
+}
+
+/* The i32 type with like's shape. */
+static LLVMTypeRef i32_like(cg *c, LLVMValueRef like) {
+    LLVMTypeRef t = LLVMTypeOf(like);
+    return LLVMGetTypeKind(t) == LLVMVectorTypeKind ? LLVMVectorType(c->i32, LLVMGetVectorSize(t)) : c->i32;
+}
+
+static LLVMValueRef ic(cg *c, LLVMValueRef like, int v) {
+    LLVMTypeRef t = i32_like(c, like);
+    if (LLVMGetTypeKind(t) != LLVMVectorTypeKind) return LLVMConstInt(t, (unsigned long long)v, 1);
+    unsigned n = LLVMGetVectorSize(t);
+    LLVMValueRef e[64];
+    for (unsigned i = 0; i < n && i < 64; i++) e[i] = LLVMConstInt(c->i32, (unsigned long long)v, 1);
+    return LLVMConstVector(e, n);
+}
+
 void cg_loop_begin(cg *c, cg_loop *l, LLVMValueRef lo, LLVMValueRef hi, const char *name) {
     l->pre = LLVMGetInsertBlock(c->b);
     l->nacc = 0;
@@ -30,6 +55,7 @@ LLVMValueRef cg_loop_acc(cg *c, cg_loop *l, LLVMValueRef init) {
     LLVMValueRef phi = LLVMBuildPhi(c->b, LLVMTypeOf(init), "acc");
     LLVMAddIncoming(phi, &init, &l->pre, 1);
     LLVMPositionBuilderAtEnd(c->b, cur);
+    PN_ASSERT(l->nacc < 64);
     l->acc[l->nacc] = phi;
     l->next[l->nacc++] = NULL;
     return phi;
@@ -74,8 +100,7 @@ LLVMValueRef cg_load_i32(cg *c, LLVMValueRef p, LLVMValueRef idx) {
 }
 
 static LLVMValueRef fm(LLVMValueRef v, bool reduce) {
-    if (LLVMIsAInstruction(v) && LLVMCanValueUseFastMathFlags(v))
-        LLVMSetFastMathFlags(v, LLVMFastMathAllowContract | (reduce ? LLVMFastMathAllowReassoc : 0));
+    (void)reduce;
     return v;
 }
 
@@ -116,29 +141,31 @@ LLVMValueRef cg_smax(cg *c, LLVMValueRef a, LLVMValueRef b) { return cg_select(c
 
 static LLVMValueRef fma3(cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef d) {
     LLVMValueRef args[3] = {a, b, d};
-    return intrinsic(c, "llvm.fma", c->f32, args, 3);
+    return intrinsic(c, "llvm.fma", LLVMTypeOf(a), args, 3);
 }
+
+LLVMValueRef cg_fma(cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef d) { return fma3(c, a, b, d); }
 
 /* exp(x): Cephes expf. n = round(x log2 e), r = x - n ln 2 in two parts, a degree-6 polynomial,
  * then scaled by 2^n through the exponent bits. */
 LLVMValueRef cg_exp(cg *c, LLVMValueRef x) {
-    LLVMValueRef xc = cg_min(c, cg_max(c, x, cg_f32(c, -87.33654475), false), cg_f32(c, 88.7228391));
-    LLVMValueRef fx = cg_call1(c, "llvm.rint", cg_fmul(c, xc, cg_f32(c, 1.44269504088896341), false));
-    LLVMValueRef r = fma3(c, fx, cg_f32(c, -0.693359375), xc);
-    r = fma3(c, fx, cg_f32(c, 2.12194440e-4), r);
+    LLVMValueRef xc = cg_min(c, cg_max(c, x, fc(c, x, -87.33654475), false), fc(c, x, 88.7228391));
+    LLVMValueRef fx = cg_call1(c, "llvm.rint", cg_fmul(c, xc, fc(c, x, 1.44269504088896341), false));
+    LLVMValueRef r = fma3(c, fx, fc(c, x, -0.693359375), xc);
+    r = fma3(c, fx, fc(c, x, 2.12194440e-4), r);
     static const double p[] = {1.9875691500E-4, 1.3981999507E-3, 8.3334519073E-3, 4.1665795894E-2, 1.6666665459E-1,
                                5.0000001201E-1};
-    LLVMValueRef y = cg_f32(c, p[0]);
-    for (int i = 1; i < 6; i++) y = fma3(c, y, r, cg_f32(c, p[i]));
+    LLVMValueRef y = fc(c, x, p[0]);
+    for (int i = 1; i < 6; i++) y = fma3(c, y, r, fc(c, x, p[i]));
     LLVMValueRef z = cg_fmul(c, r, r, false);
-    y = fma3(c, y, z, cg_fadd(c, r, cg_f32(c, 1.0), false));
-    LLVMValueRef ni = LLVMBuildFPToSI(c->b, fx, c->i32, "");
-    ni = LLVMBuildShl(c->b, LLVMBuildAdd(c->b, ni, LLVMConstInt(c->i32, 127, 0), ""), LLVMConstInt(c->i32, 23, 0), "");
-    LLVMValueRef scale = LLVMBuildBitCast(c->b, ni, c->f32, "");
+    y = fma3(c, y, z, cg_fadd(c, r, fc(c, x, 1.0), false));
+    LLVMValueRef ni = LLVMBuildFPToSI(c->b, fx, i32_like(c, x), "");
+    ni = LLVMBuildShl(c->b, LLVMBuildAdd(c->b, ni, ic(c, x, 127), ""), ic(c, x, 23), "");
+    LLVMValueRef scale = LLVMBuildBitCast(c->b, ni, LLVMTypeOf(x), "");
     y = cg_fmul(c, y, scale, false);
     /* Beyond the range: 0 below, +inf above (and NaN stays NaN through the comparisons). */
-    y = cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOLT, x, cg_f32(c, -87.33654475), ""), cg_f32(c, 0.0), y);
-    y = cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOGT, x, cg_f32(c, 88.7228391), ""), cg_f32(c, __builtin_inff()), y);
+    y = cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOLT, x, fc(c, x, -87.33654475), ""), fc(c, x, 0.0), y);
+    y = cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOGT, x, fc(c, x, 88.7228391), ""), fc(c, x, __builtin_inff()), y);
     return cg_select(c, LLVMBuildFCmp(c->b, LLVMRealUNO, x, x, ""), x, y);
 }
 
@@ -146,45 +173,46 @@ LLVMValueRef cg_log(cg *c, LLVMValueRef x) { return cg_call1(c, "llvm.log", x); 
 
 LLVMValueRef cg_sigmoid(cg *c, LLVMValueRef x) {
     LLVMValueRef e = cg_exp(c, LLVMBuildFNeg(c->b, x, ""));
-    return cg_fdiv(c, cg_f32(c, 1.0), cg_fadd(c, cg_f32(c, 1.0), e, false));
+    return cg_fdiv(c, fc(c, x, 1.0), cg_fadd(c, fc(c, x, 1.0), e, false));
 }
 
 /* tanh: odd Taylor polynomial below |x| = 0.3, else 1 - 2 / (exp(2|x|) + 1), with the sign. */
 LLVMValueRef cg_tanh(cg *c, LLVMValueRef x) {
     LLVMValueRef ax = cg_call1(c, "llvm.fabs", x);
-    LLVMValueRef e = cg_exp(c, cg_fmul(c, ax, cg_f32(c, 2.0), false));
-    LLVMValueRef big = cg_fsub(c, cg_f32(c, 1.0), cg_fdiv(c, cg_f32(c, 2.0), cg_fadd(c, e, cg_f32(c, 1.0), false)));
+    LLVMValueRef e = cg_exp(c, cg_fmul(c, ax, fc(c, x, 2.0), false));
+    LLVMValueRef big = cg_fsub(c, fc(c, x, 1.0), cg_fdiv(c, fc(c, x, 2.0), cg_fadd(c, e, fc(c, x, 1.0), false)));
     big = cg_call2(c, "llvm.copysign", big, x);
     LLVMValueRef x2 = cg_fmul(c, x, x, false);
     static const double p[] = {62.0 / 2835.0, -17.0 / 315.0, 2.0 / 15.0, -1.0 / 3.0, 1.0};
-    LLVMValueRef y = cg_f32(c, p[0]);
-    for (int i = 1; i < 5; i++) y = fma3(c, y, x2, cg_f32(c, p[i]));
+    LLVMValueRef y = fc(c, x, p[0]);
+    for (int i = 1; i < 5; i++) y = fma3(c, y, x2, fc(c, x, p[i]));
     LLVMValueRef small = cg_fmul(c, y, x, false);
-    return cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOLT, ax, cg_f32(c, 0.3), ""), small, big);
+    return cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOLT, ax, fc(c, x, 0.3), ""), small, big);
 }
 
 /* gelu(x) = x/2 * erfc(-x/sqrt 2), erfc from Numerical Recipes' erfcc (relative error < 1.2e-7). */
 LLVMValueRef cg_gelu(cg *c, LLVMValueRef x) {
-    LLVMValueRef u = cg_fmul(c, x, cg_f32(c, -0.70710678118654752), false);
+    LLVMValueRef u = cg_fmul(c, x, fc(c, x, -0.70710678118654752), false);
     LLVMValueRef z = cg_call1(c, "llvm.fabs", u);
-    LLVMValueRef t = cg_fdiv(c, cg_f32(c, 1.0), fma3(c, z, cg_f32(c, 0.5), cg_f32(c, 1.0)));
+    LLVMValueRef t = cg_fdiv(c, fc(c, x, 1.0), fma3(c, z, fc(c, x, 0.5), fc(c, x, 1.0)));
     static const double p[] = {0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807,
                                -0.18628806, 0.09678418, 0.37409196, 1.00002368, -1.26551223};
-    LLVMValueRef y = cg_f32(c, p[0]);
-    for (int i = 1; i < 10; i++) y = fma3(c, y, t, cg_f32(c, p[i]));
+    LLVMValueRef y = fc(c, x, p[0]);
+    for (int i = 1; i < 10; i++) y = fma3(c, y, t, fc(c, x, p[i]));
     LLVMValueRef arg = cg_fsub(c, y, cg_fmul(c, z, z, false));
     LLVMValueRef ans = cg_fmul(c, t, cg_exp(c, arg), false);
-    LLVMValueRef erfc = cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOGE, u, cg_f32(c, 0.0), ""), ans,
-                                  cg_fsub(c, cg_f32(c, 2.0), ans));
-    return cg_fmul(c, cg_fmul(c, x, cg_f32(c, 0.5), false), erfc, false);
+    LLVMValueRef erfc = cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOGE, u, fc(c, x, 0.0), ""), ans,
+                                  cg_fsub(c, fc(c, x, 2.0), ans));
+    return cg_fmul(c, cg_fmul(c, x, fc(c, x, 0.5), false), erfc, false);
 }
 
 LLVMValueRef cg_unary(cg *c, const pn_node *op, LLVMValueRef v) {
+    LLVMValueRef x = v;
     switch (op->op) {
-    case PN_OP_RELU: return cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOLT, v, cg_f32(c, 0.0), ""), cg_f32(c, 0.0), v);
+    case PN_OP_RELU: return cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOLT, v, fc(c, x, 0.0), ""), fc(c, x, 0.0), v);
     case PN_OP_LEAKY_RELU:
-        return cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOLT, v, cg_f32(c, 0.0), ""),
-                         cg_fmul(c, v, cg_f32(c, op->fa[PN_FA_VALUE]), false), v);
+        return cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOLT, v, fc(c, x, 0.0), ""),
+                         cg_fmul(c, v, fc(c, x, op->fa[PN_FA_VALUE]), false), v);
     case PN_OP_SIGMOID: return cg_sigmoid(c, v);
     case PN_OP_TANH: return cg_tanh(c, v);
     case PN_OP_GELU: return cg_gelu(c, v);

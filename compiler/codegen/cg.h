@@ -24,6 +24,9 @@ typedef struct cg {
     const pn_graph *g;
     const char *px;         /* symbol prefix: the network's name */
     bool wide_vectors;      /* the target has AVX-512: prefer 512-bit vectors */
+    bool x86;               /* an x86-64 target (AVX2 assumed for the GEMM tiles) */
+    int64_t *pack_offset;   /* per node: packed weights in the prepared buffer, or -1 */
+    int64_t prepared_floats;
     /* The kernel being built. */
     LLVMValueRef fn, n, ith, nth, params;
 } cg;
@@ -33,7 +36,7 @@ typedef struct cg_loop {
     LLVMBasicBlockRef head, body, exit;
     LLVMValueRef iv;
     LLVMBasicBlockRef pre;
-    LLVMValueRef acc[8], next[8]; /* loop-carried values (reductions) */
+    LLVMValueRef acc[64], next[64]; /* loop-carried values (reductions) */
     int nacc;
 } cg_loop;
 
@@ -52,11 +55,14 @@ LLVMValueRef cg_gep(cg *c, LLVMValueRef p, LLVMValueRef idx);
 LLVMValueRef cg_load(cg *c, LLVMValueRef p, LLVMValueRef idx);
 void cg_store(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef idx);
 LLVMValueRef cg_load_i32(cg *c, LLVMValueRef p, LLVMValueRef idx);
-/* Float arithmetic with contraction allowed (FMA); reassociation too when `reduce`. */
+/* Float arithmetic, exactly as written: no contraction or reassociation flags, so the vector body
+ * and the scalar remainder of a loop round alike and results never depend on how work is split.
+ * Fused multiply-adds are explicit (cg_fma). `reduce` is kept for call sites' clarity only. */
 LLVMValueRef cg_fadd(cg *c, LLVMValueRef a, LLVMValueRef b, bool reduce);
 LLVMValueRef cg_fsub(cg *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_fmul(cg *c, LLVMValueRef a, LLVMValueRef b, bool reduce);
 LLVMValueRef cg_fdiv(cg *c, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef cg_fma(cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef d);
 LLVMValueRef cg_call1(cg *c, const char *intrinsic, LLVMValueRef x);
 LLVMValueRef cg_call2(cg *c, const char *intrinsic, LLVMValueRef x, LLVMValueRef y);
 LLVMValueRef cg_max(cg *c, LLVMValueRef a, LLVMValueRef b, bool reduce);
@@ -82,6 +88,11 @@ LLVMValueRef cg_unary(cg *c, const pn_node *op, LLVMValueRef v);
 /* Kernel generators, one per construct. Each builds px__k<node> and returns it, or NULL when the
  * node needs no kernel. Arguments: out, then one pointer per tensor input, then the params. */
 LLVMValueRef cg_gen_dense(cg *c, int node);
+/* The register-blocked dense kernel over weights packed by the prepare function; pack_rel is the
+ * packed panels' offset from the node's parameters. */
+LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel);
+/* GEMM tile shape for the target: vector width, rows per tile, vectors per panel. */
+void cg_gemm_shape(const cg *c, int *vw, int *mr, int *nv);
 LLVMValueRef cg_gen_matmul(cg *c, int node);
 LLVMValueRef cg_gen_conv2d(cg *c, int node);
 LLVMValueRef cg_gen_pool(cg *c, int node);

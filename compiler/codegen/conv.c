@@ -63,7 +63,7 @@ LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     cg_loop ow;
     cg_loop_begin(c, &ow, owlo, owhi, "ow");
     LLVMValueRef xv = cg_load(c, irow, LLVMBuildMul(c->b, ow.iv, cg_i64(c, SW), ""));
-    cg_store(c, cg_fadd(c, cg_load(c, orow, ow.iv), cg_fmul(c, wv, xv, false), false), orow, ow.iv);
+    cg_store(c, cg_fma(c, wv, xv, cg_load(c, orow, ow.iv)), orow, ow.iv);
     cg_loop_end(c, &ow);
     cg_loop_end(c, &oh);
     cg_loop_end(c, &kw);

@@ -15,7 +15,9 @@ static LLVMValueRef gen_kernel(cg *c, int i) {
     const pn_node *n = &c->g->nodes[i];
     const pn_mem *m = &c->g->plan.mem[i];
     switch (n->op) {
-    case PN_OP_DENSE: return cg_gen_dense(c, i);
+    case PN_OP_DENSE:
+        return c->pack_offset[i] >= 0 ? cg_gen_dense_packed(c, i, c->pack_offset[i] - c->g->plan.param_offset[i])
+                                      : cg_gen_dense(c, i);
     case PN_OP_MATMUL: return cg_gen_matmul(c, i);
     case PN_OP_CONV2D: return cg_gen_conv2d(c, i);
     case PN_OP_MAXPOOL2D:
@@ -190,6 +192,76 @@ static LLVMValueRef gen_forward(cg *c) {
     return fn;
 }
 
+/* ---- prepared parameters ------------------------------------------------------------------ */
+
+/* Plans the prepared buffer: a copy of the raw parameters, then the packed panels (and padded
+ * bias) of every dense layer wide enough for the register-blocked kernel. */
+static void plan_packing(cg *c) {
+    const pn_graph *g = c->g;
+    int VW, MR, NV;
+    cg_gemm_shape(c, &VW, &MR, &NV);
+    int64_t NR = (int64_t)VW * NV, cur = g->plan.param_floats;
+    c->pack_offset = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(int64_t));
+    for (int i = 0; i < g->nnodes; i++) {
+        const pn_node *n = &g->nodes[i];
+        c->pack_offset[i] = -1;
+        if (n->op != PN_OP_DENSE || !g->plan.live[i]) continue;
+        int64_t U = n->ia[PN_DENSE_UNITS], K = n->params[0].shape.d[1], NP = (U + NR - 1) / NR;
+        c->pack_offset[i] = cur;
+        cur += (NP * K * NR + NP * NR + 15) / 16 * 16;
+    }
+    c->prepared_floats = cur;
+}
+
+/* void px__prepare(const float *raw, float *prepared): copies, then packs W[u][k] into panels. */
+static LLVMValueRef gen_prepare(cg *c) {
+    const pn_graph *g = c->g;
+    int VW, MR, NV;
+    cg_gemm_shape(c, &VW, &MR, &NV);
+    int64_t NR = (int64_t)VW * NV;
+    char name[128];
+    snprintf(name, sizeof name, "%s__prepare", c->px);
+    LLVMTypeRef args[2] = {c->ptr, c->ptr};
+    c->fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->vd, args, 2, 0));
+    LLVMSetLinkage(c->fn, LLVMInternalLinkage);
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
+    LLVMValueRef raw = LLVMGetParam(c->fn, 0), prep = LLVMGetParam(c->fn, 1);
+    cg_loop i;
+    cg_loop_begin(c, &i, cg_i64(c, 0), cg_i64(c, g->plan.param_floats), "i");
+    cg_store(c, cg_load(c, raw, i.iv), prep, i.iv);
+    cg_loop_end(c, &i);
+    for (int n = 0; n < g->nnodes; n++) {
+        if (c->pack_offset[n] < 0) continue;
+        const pn_node *nd = &g->nodes[n];
+        int64_t U = nd->ia[PN_DENSE_UNITS], K = nd->params[0].shape.d[1], NP = (U + NR - 1) / NR;
+        LLVMValueRef w = cg_gep(c, raw, cg_i64(c, g->plan.param_offset[n]));
+        LLVMValueRef dst = cg_gep(c, prep, cg_i64(c, c->pack_offset[n]));
+        /* dst[(p*K + k)*NR + j] = W[p*NR + j][k], zero past U. */
+        cg_loop col;
+        cg_loop_begin(c, &col, cg_i64(c, 0), cg_i64(c, NP * NR), "col");
+        LLVMValueRef p = LLVMBuildSDiv(c->b, col.iv, cg_i64(c, NR), ""), j = LLVMBuildSRem(c->b, col.iv, cg_i64(c, NR), "");
+        LLVMValueRef in_range = LLVMBuildICmp(c->b, LLVMIntSLT, col.iv, cg_i64(c, U), "");
+        LLVMValueRef src_row = cg_smin(c, col.iv, cg_i64(c, U - 1));
+        cg_loop k;
+        cg_loop_begin(c, &k, cg_i64(c, 0), cg_i64(c, K), "k");
+        LLVMValueRef v = cg_load(c, w, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, src_row, cg_i64(c, K), ""), k.iv, ""));
+        v = cg_select(c, in_range, v, cg_f32(c, 0.0));
+        LLVMValueRef at = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, p, cg_i64(c, K), ""), k.iv, ""),
+                                                          cg_i64(c, NR), ""), j, "");
+        cg_store(c, v, dst, at);
+        cg_loop_end(c, &k);
+        LLVMValueRef bias = cg_f32(c, 0.0);
+        if (nd->ia[PN_DENSE_BIAS]) {
+            LLVMValueRef bsrc = cg_gep(c, w, cg_i64(c, (U * K + 15) / 16 * 16));
+            bias = cg_select(c, in_range, cg_load(c, bsrc, src_row), cg_f32(c, 0.0));
+        }
+        cg_store(c, bias, dst, LLVMBuildAdd(c->b, cg_i64(c, NP * K * NR), col.iv, ""));
+        cg_loop_end(c, &col);
+    }
+    LLVMBuildRetVoid(c->b);
+    return c->fn;
+}
+
 /* ---- the descriptor ---------------------------------------------------------------------- */
 
 static LLVMValueRef str(cg *c, const char *s) {
@@ -258,7 +330,7 @@ static int64_t id_limit(const pn_graph *g, int input) {
     return lim;
 }
 
-static void gen_desc(cg *c, LLVMValueRef forward, const pn_cg_options *opt, const char *target) {
+static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef prepare, const pn_cg_options *opt, const char *target) {
     const pn_graph *g = c->g;
     const pn_plan *p = &g->plan;
     int nn = g->nnodes;
@@ -316,8 +388,8 @@ static void gen_desc(cg *c, LLVMValueRef forward, const pn_cg_options *opt, cons
         cg_i64(c, 1), str(c, g->name), cg_i64(c, nin), cg_i64(c, g->noutputs), cg_i64(c, np), cg_i64(c, nl),
         const_array(c, tensor_type(c), ins, nin, ".inputs"), const_array(c, tensor_type(c), outs, g->noutputs, ".outputs"),
         const_array(c, tensor_type(c), prm, np, ".params"), const_array(c, layer_t, lay, nl, ".layers"),
-        cg_i64(c, p->param_floats), cg_i64(c, p->param_floats), embedded, cg_i64(c, p->arena_sample_bytes),
-        cg_i64(c, p->arena_fixed_bytes), cg_i64(c, p->chunk), forward, LLVMConstNull(c->ptr), cg_i64(c, g->nstages),
+        cg_i64(c, p->param_floats), cg_i64(c, c->prepared_floats), embedded, cg_i64(c, p->arena_sample_bytes),
+        cg_i64(c, p->arena_fixed_bytes), cg_i64(c, p->chunk), forward, prepare, cg_i64(c, g->nstages),
         cg_i64(c, g->replicas), cg_i64(c, g->microbatches), cg_i64(c, g->schedule), str(c, target)};
     int nf = (int)(sizeof f / sizeof f[0]);
     LLVMValueRef init = LLVMConstStructInContext(c->ctx, f, (unsigned)nf, 0);
@@ -473,8 +545,11 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c, char *err, s
     c->vd = LLVMVoidTypeInContext(c->ctx);
     char target_desc[256];
     snprintf(target_desc, sizeof target_desc, "%s %s", triple, cpu);
+    c->x86 = strstr(triple, "x86_64") != NULL;
+    plan_packing(c);
     LLVMValueRef forward = gen_forward(c);
-    gen_desc(c, forward, opt, target_desc);
+    LLVMValueRef prepare = gen_prepare(c);
+    gen_desc(c, forward, prepare, opt, target_desc);
     gen_api(c);
     if (opt->emit_main) gen_main(c);
     LLVMDisposeMessage(triple);
@@ -519,6 +594,7 @@ bool pn_codegen_emit(cg *c, pn_emit_kind kind, const char *path, char *err, size
 }
 
 void pn_codegen_free(cg *c) {
+    free(c->pack_offset);
     if (c->b) LLVMDisposeBuilder(c->b);
     if (c->mod) LLVMDisposeModule(c->mod);
     if (c->ctx) LLVMContextDispose(c->ctx);

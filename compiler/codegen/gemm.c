@@ -26,8 +26,7 @@ LLVMValueRef cg_gen_dense(cg *c, int node) {
     cg_loop k;
     cg_loop_begin(c, &k, cg_i64(c, 0), cg_i64(c, K), "k");
     LLVMValueRef acc = cg_loop_acc(c, &k, cg_f32(c, 0.0));
-    LLVMValueRef prod = cg_fmul(c, cg_load(c, xrow, k.iv), cg_load(c, wrow, k.iv), true);
-    cg_loop_next(&k, acc, cg_fadd(c, acc, prod, true));
+    cg_loop_next(&k, acc, cg_fma(c, cg_load(c, xrow, k.iv), cg_load(c, wrow, k.iv), acc));
     cg_loop_end(c, &k);
     LLVMValueRef v = acc;
     if (bias) v = cg_fadd(c, v, cg_load(c, bias, u), false);
@@ -95,7 +94,7 @@ LLVMValueRef cg_gen_matmul(cg *c, int node) {
     LLVMValueRef brow = cg_gep(c, bmat, LLVMBuildMul(c->b, k.iv, cg_i64(c, M), ""));
     cg_loop j;
     cg_loop_begin(c, &j, cg_i64(c, 0), cg_i64(c, M), "j");
-    LLVMValueRef acc = cg_fadd(c, cg_load(c, orow, j.iv), cg_fmul(c, av, cg_load(c, brow, j.iv), false), false);
+    LLVMValueRef acc = cg_fma(c, av, cg_load(c, brow, j.iv), cg_load(c, orow, j.iv));
     cg_store(c, acc, orow, j.iv);
     cg_loop_end(c, &j);
     cg_loop_end(c, &k);
@@ -109,5 +108,160 @@ LLVMValueRef cg_gen_matmul(cg *c, int node) {
     cg_kernel_end(c);
     (void)va;
     (void)vb;
+    return fn;
+}
+
+/* ---- the register-blocked dense kernel ------------------------------------------------------
+ * out[R, U] = x[R, K] * W^T + b, with W packed at create time into panels of NR columns:
+ * panel p holds W[p*NR + j][k] at [k][j] (zero beyond U), so a k step loads NR/VW vectors.
+ * A micro-tile of MR rows x NR columns lives in MR * NV vector registers through a block of KC
+ * steps. Threads take a rectangle of (row tile, panel) space; every output element sums its k
+ * in ascending order whatever the split, so results do not depend on the thread count. */
+
+void cg_gemm_shape(const cg *c, int *vw, int *mr, int *nv) {
+    if (c->wide_vectors) *vw = 16, *mr = 8, *nv = 3;
+    else if (c->x86) *vw = 8, *mr = 6, *nv = 2;
+    else *vw = 4, *mr = 8, *nv = 3;
+}
+
+static LLVMValueRef splat(cg *c, LLVMValueRef s, int vw) {
+    LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(s), (unsigned)vw);
+    LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetUndef(vt), s, LLVMConstInt(c->i32, 0, 0), "");
+    LLVMValueRef zero[64];
+    for (int i = 0; i < vw; i++) zero[i] = LLVMConstInt(c->i32, 0, 0);
+    return LLVMBuildShuffleVector(c->b, v, LLVMGetUndef(vt), LLVMConstVector(zero, (unsigned)vw), "");
+}
+
+static LLVMValueRef mask_const(cg *c, int vw, int valid) {
+    LLVMValueRef m[64];
+    for (int i = 0; i < vw; i++) m[i] = LLVMConstInt(c->i1, i < valid, 0);
+    return LLVMConstVector(m, (unsigned)vw);
+}
+
+static LLVMValueRef masked_load(cg *c, LLVMTypeRef vt, LLVMValueRef p, LLVMValueRef mask) {
+    LLVMTypeRef ts[2] = {vt, c->ptr};
+    unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, ts, 2);
+    LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, 4, 0), mask, LLVMConstNull(vt)};
+    return LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, ts, 2), f, args, 4, "");
+}
+
+static void masked_store(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask) {
+    LLVMTypeRef ts[2] = {LLVMTypeOf(v), c->ptr};
+    unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, ts, 2);
+    LLVMValueRef args[4] = {v, p, LLVMConstInt(c->i32, 4, 0), mask};
+    LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, ts, 2), f, args, 4, "");
+}
+
+enum { GEMM_KC = 256 };
+
+LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel) {
+    const pn_node *nd = &c->g->nodes[node];
+    const pn_node *x = &c->g->nodes[nd->in[0]];
+    int VW, MR, NV;
+    cg_gemm_shape(c, &VW, &MR, &NV);
+    int64_t NR = (int64_t)VW * NV;
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
+    LLVMValueRef fn = cg_kernel_begin(c, node, 1);
+    LLVMValueRef out = LLVMGetParam(fn, 0), in = LLVMGetParam(fn, 1);
+    int64_t K, U = nd->ia[PN_DENSE_UNITS];
+    int64_t NP = (U + NR - 1) / NR;
+    LLVMValueRef R = cg_rows(c, &x->shape, &K);
+    LLVMValueRef packed = cg_gep(c, c->params, cg_i64(c, pack_rel));
+    LLVMValueRef bias = cg_gep(c, packed, cg_i64(c, NP * K * NR)); /* padded to NP * NR */
+    bool has_bias = nd->ia[PN_DENSE_BIAS] != 0;
+    /* The thread grid: row groups first, then panel groups. */
+    LLVMValueRef RT = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, R, cg_i64(c, MR - 1), ""), cg_i64(c, MR), "RT");
+    LLVMValueRef Gr = cg_smax(c, cg_smin(c, c->nth, RT), cg_i64(c, 1));
+    LLVMValueRef Gc = cg_smin(c, cg_smax(c, LLVMBuildSDiv(c->b, c->nth, Gr, ""), cg_i64(c, 1)), cg_i64(c, NP));
+    LLVMValueRef gr = LLVMBuildSDiv(c->b, c->ith, Gc, ""), gcol = LLVMBuildSRem(c->b, c->ith, Gc, "");
+    LLVMBasicBlockRef work = LLVMAppendBasicBlockInContext(c->ctx, fn, "work");
+    LLVMBasicBlockRef idle = LLVMAppendBasicBlockInContext(c->ctx, fn, "idle");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, c->ith, LLVMBuildMul(c->b, Gr, Gc, ""), ""), work, idle);
+    LLVMPositionBuilderAtEnd(c->b, idle);
+    LLVMBuildRetVoid(c->b);
+    LLVMPositionBuilderAtEnd(c->b, work);
+    LLVMValueRef rt_lo = LLVMBuildSDiv(c->b, LLVMBuildMul(c->b, RT, gr, ""), Gr, "");
+    LLVMValueRef rt_hi = LLVMBuildSDiv(c->b, LLVMBuildMul(c->b, RT, LLVMBuildAdd(c->b, gr, cg_i64(c, 1), ""), ""), Gr, "");
+    LLVMValueRef p_lo = LLVMBuildSDiv(c->b, LLVMBuildMul(c->b, cg_i64(c, NP), gcol, ""), Gc, "");
+    LLVMValueRef p_hi = LLVMBuildSDiv(c->b, LLVMBuildMul(c->b, cg_i64(c, NP), LLVMBuildAdd(c->b, gcol, cg_i64(c, 1), ""), ""), Gc, "");
+    LLVMValueRef Rm1 = LLVMBuildSub(c->b, R, cg_i64(c, 1), "");
+    int64_t nkc = (K + GEMM_KC - 1) / GEMM_KC;
+    int tail = (int)(U - (NP - 1) * NR); /* valid columns of the last panel */
+    cg_loop kc;
+    cg_loop_begin(c, &kc, cg_i64(c, 0), cg_i64(c, nkc), "kc");
+    LLVMValueRef k0 = LLVMBuildMul(c->b, kc.iv, cg_i64(c, GEMM_KC), "k0");
+    LLVMValueRef k1 = cg_smin(c, LLVMBuildAdd(c->b, k0, cg_i64(c, GEMM_KC), ""), cg_i64(c, K));
+    LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntEQ, kc.iv, cg_i64(c, 0), "");
+    LLVMValueRef last = LLVMBuildICmp(c->b, LLVMIntEQ, kc.iv, cg_i64(c, nkc - 1), "");
+    cg_loop p;
+    cg_loop_begin(c, &p, p_lo, p_hi, "p");
+    LLVMValueRef bp = cg_gep(c, packed, LLVMBuildMul(c->b, p.iv, cg_i64(c, K * NR), ""));
+    LLVMValueRef is_tail = LLVMBuildICmp(c->b, LLVMIntEQ, p.iv, cg_i64(c, NP - 1), "");
+    LLVMValueRef col0 = LLVMBuildMul(c->b, p.iv, cg_i64(c, NR), "col0");
+    /* Column masks of the NV vectors of this panel. */
+    LLVMValueRef mask[8];
+    for (int j = 0; j < NV; j++) {
+        int valid = tail - j * VW;
+        valid = valid < 0 ? 0 : valid > VW ? VW : valid;
+        mask[j] = cg_select(c, is_tail, mask_const(c, VW, valid), mask_const(c, VW, VW));
+    }
+    LLVMValueRef bvec[8];
+    for (int j = 0; j < NV; j++)
+        bvec[j] = has_bias ? LLVMBuildLoad2(c->b, vt, cg_gep(c, bias, LLVMBuildAdd(c->b, col0, cg_i64(c, j * VW), "")), "")
+                           : LLVMConstNull(vt);
+    cg_loop rt;
+    cg_loop_begin(c, &rt, rt_lo, rt_hi, "rt");
+    LLVMValueRef r0 = LLVMBuildMul(c->b, rt.iv, cg_i64(c, MR), "r0");
+    LLVMValueRef xrow[16], orow[16], valid[16];
+    for (int i = 0; i < MR; i++) {
+        LLVMValueRef r = LLVMBuildAdd(c->b, r0, cg_i64(c, i), "");
+        valid[i] = LLVMBuildICmp(c->b, LLVMIntSLT, r, R, "");
+        LLVMValueRef rc = cg_smin(c, r, Rm1);
+        xrow[i] = cg_gep(c, in, LLVMBuildMul(c->b, rc, cg_i64(c, K), ""));
+        orow[i] = cg_gep(c, out, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, rc, cg_i64(c, U), ""), col0, ""));
+    }
+    /* Start from zero, or from the partial sums of the previous k block. */
+    LLVMValueRef init[16][8];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NV; j++) {
+            LLVMValueRef prev = masked_load(c, vt, cg_gep(c, orow[i], cg_i64(c, j * VW)), mask[j]);
+            init[i][j] = cg_select(c, first, LLVMConstNull(vt), prev);
+        }
+    cg_loop k;
+    cg_loop_begin(c, &k, k0, k1, "k");
+    LLVMValueRef acc[16][8];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NV; j++) acc[i][j] = cg_loop_acc(c, &k, init[i][j]);
+    LLVMValueRef brow = cg_gep(c, bp, LLVMBuildMul(c->b, k.iv, cg_i64(c, NR), ""));
+    LLVMValueRef b[8];
+    for (int j = 0; j < NV; j++) {
+        b[j] = LLVMBuildLoad2(c->b, vt, cg_gep(c, brow, cg_i64(c, j * VW)), "");
+        LLVMSetAlignment(b[j], (unsigned)(VW * 4 < 64 ? VW * 4 : 64));
+    }
+    for (int i = 0; i < MR; i++) {
+        LLVMValueRef a = splat(c, cg_load(c, xrow[i], k.iv), VW);
+        for (int j = 0; j < NV; j++) cg_loop_next(&k, acc[i][j], cg_fma(c, a, b[j], acc[i][j]));
+    }
+    cg_loop_end(c, &k);
+    /* Store; the last k block adds the bias and applies the fused epilogue. */
+    for (int i = 0; i < MR; i++) {
+        LLVMBasicBlockRef st = LLVMAppendBasicBlockInContext(c->ctx, fn, "store");
+        LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fn, "next");
+        LLVMBuildCondBr(c->b, valid[i], st, next);
+        LLVMPositionBuilderAtEnd(c->b, st);
+        for (int j = 0; j < NV; j++) {
+            LLVMValueRef v = acc[i][j];
+            LLVMValueRef fin = cg_epilogue(c, node, cg_fadd(c, v, bvec[j], false));
+            masked_store(c, cg_select(c, last, fin, v), cg_gep(c, orow[i], cg_i64(c, j * VW)), mask[j]);
+        }
+        LLVMBuildBr(c->b, next);
+        LLVMPositionBuilderAtEnd(c->b, next);
+    }
+    cg_loop_end(c, &rt);
+    cg_loop_end(c, &p);
+    cg_loop_end(c, &kc);
+    cg_kernel_end(c);
     return fn;
 }

@@ -82,14 +82,14 @@ LLVMValueRef cg_gen_layernorm(cg *c, int node) {
     cg_loop_begin(c, &k2, cg_i64(c, 0), cg_i64(c, D), "k2");
     LLVMValueRef q = cg_loop_acc(c, &k2, cg_f32(c, 0.0));
     LLVMValueRef dv = cg_fsub(c, cg_load(c, ip, k2.iv), mean);
-    cg_loop_next(&k2, q, cg_fadd(c, q, cg_fmul(c, dv, dv, true), true));
+    cg_loop_next(&k2, q, cg_fma(c, dv, dv, q));
     cg_loop_end(c, &k2);
     LLVMValueRef var = cg_fmul(c, q, cg_f32(c, 1.0 / (double)D), false);
     LLVMValueRef rstd = cg_fdiv(c, cg_f32(c, 1.0), cg_call1(c, "llvm.sqrt", cg_fadd(c, var, cg_f32(c, nd->fa[PN_FA_VALUE]), false)));
     cg_loop k3;
     cg_loop_begin(c, &k3, cg_i64(c, 0), cg_i64(c, D), "k3");
-    LLVMValueRef y = cg_fmul(c, cg_fmul(c, cg_fsub(c, cg_load(c, ip, k3.iv), mean), rstd, false), cg_load(c, w, k3.iv), false);
-    y = cg_fadd(c, y, cg_load(c, b, k3.iv), false);
+    LLVMValueRef y = cg_fmul(c, cg_fsub(c, cg_load(c, ip, k3.iv), mean), rstd, false);
+    y = cg_fma(c, y, cg_load(c, w, k3.iv), cg_load(c, b, k3.iv));
     cg_store(c, cg_epilogue(c, node, y), op, k3.iv);
     cg_loop_end(c, &k3);
     cg_loop_end(c, &t);
@@ -121,7 +121,7 @@ LLVMValueRef cg_gen_batchnorm(cg *c, int node) {
     LLVMValueRef op = cg_gep(c, out, LLVMBuildMul(c->b, t.iv, cg_i64(c, S), ""));
     cg_loop k;
     cg_loop_begin(c, &k, cg_i64(c, 0), cg_i64(c, S), "k");
-    LLVMValueRef y = cg_fadd(c, cg_fmul(c, cg_fsub(c, cg_load(c, ip, k.iv), mean), scale, false), shift, false);
+    LLVMValueRef y = cg_fma(c, cg_fsub(c, cg_load(c, ip, k.iv), mean), scale, shift);
     cg_store(c, cg_epilogue(c, node, y), op, k.iv);
     cg_loop_end(c, &k);
     cg_loop_end(c, &t);

@@ -30,11 +30,13 @@ mkdir -p "$WORK" || { fail "cannot create $WORK"; finish; }
 
 # compile OPTLEVEL EXE: pnetc SRC -o EXE (OPTLEVEL empty for the default)
 compile() {
-    if "$PNETC" $1 "$SRC" -o "$2" >"$2.log" 2>&1; then
+    "$PNETC" $1 "$SRC" -o "$2" >"$2.log" 2>&1
+    rc=$?
+    if [ $rc -eq 0 ]; then
         pass "compile ${1:-default}"
         return 0
     fi
-    fail "compile ${1:-default}: $(head -n 3 "$2.log" | tr '\n' ' ')"
+    fail "compile ${1:-default} (exit $rc): $(head -n 3 "$2.log" | tr '\n' ' ')"
     return 1
 }
 
