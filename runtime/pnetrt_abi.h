@@ -5,7 +5,7 @@
 #define PNETRT_ABI_H
 #include <stdint.h>
 
-#define PNETRT_ABI 1
+#define PNETRT_ABI 2
 
 #ifndef PNETRT_MAX_RANK
 #define PNETRT_MAX_RANK 8
@@ -52,6 +52,7 @@ typedef struct pnetrt_call {
     void *const *outputs;      /* one pointer per network output */
     const float *params;       /* the parameter buffer (prepared: batchnorm folded) */
     char *arena;               /* activations: arena_sample_bytes * chunk + arena_fixed_bytes */
+    char *scratch;             /* scratch_bytes per thread, thread ith's at ith * scratch_bytes */
 } pnetrt_call;
 
 typedef void (*pnetrt_forward_fn)(const pnetrt_call *call, int64_t ith, int64_t nth);
@@ -72,6 +73,7 @@ typedef struct pnetrt_desc {
     int64_t arena_sample_bytes;    /* activation bytes per sample */
     int64_t arena_fixed_bytes;     /* activation bytes independent of the batch */
     int64_t chunk;                 /* largest n of one forward call */
+    int64_t scratch_bytes;         /* private working memory per thread (im2col panels) */
     pnetrt_forward_fn forward;
     pnetrt_prepare_fn prepare;
     int64_t nstages, replicas, microbatches, schedule;

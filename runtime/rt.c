@@ -14,7 +14,7 @@
 
 _Static_assert(sizeof(pnetrt_tensor_desc) == 16 * 8, "pnetrt_tensor_desc must be 16 eight-byte fields");
 _Static_assert(sizeof(pnetrt_layer_desc) == 10 * 8, "pnetrt_layer_desc must be 10 eight-byte fields");
-_Static_assert(sizeof(pnetrt_desc) == 23 * 8, "pnetrt_desc must be 23 eight-byte fields");
+_Static_assert(sizeof(pnetrt_desc) == 24 * 8, "pnetrt_desc must be 24 eight-byte fields");
 
 struct pnetrt_model {
     const pnetrt_desc *d;
@@ -22,6 +22,8 @@ struct pnetrt_model {
     bool owns_params;
     float *prepared;     /* what the kernels read: params transformed by d->prepare */
     char *arena;
+    char *scratch;       /* threads * d->scratch_bytes */
+    int scratch_threads;
     int threads;
     char err[512];
 };
@@ -64,6 +66,7 @@ static int load_weights(pnetrt_model *m, const char *path) {
 }
 
 static int prepare(pnetrt_model *m);
+static int reserve_scratch(pnetrt_model *m, int threads);
 
 int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_path) {
     if (!out) return 1;
@@ -80,6 +83,7 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
     m->arena = alloc_aligned(arena);
     if (!m->arena) return fail(m, "cannot allocate the %zu-byte activation arena", arena);
     memset(m->arena, 0, arena); /* touch every page now, not during the first call */
+    if (reserve_scratch(m, m->threads)) return 1;
     if (!weights_path && d->embedded) {
         m->params = (float *)d->embedded;
     } else {
@@ -109,9 +113,23 @@ static int prepare(pnetrt_model *m) {
     return 0;
 }
 
+/* Per-thread scratch for `threads` threads, allocated outside infer. */
+static int reserve_scratch(pnetrt_model *m, int threads) {
+    if (threads <= m->scratch_threads) return 0;
+    size_t bytes = (size_t)m->d->scratch_bytes * (size_t)threads;
+    char *s = alloc_aligned(bytes);
+    if (!s) return fail(m, "cannot allocate %zu bytes of scratch for %d threads", bytes, threads);
+    memset(s, 0, bytes);
+    free(m->scratch);
+    m->scratch = s;
+    m->scratch_threads = threads;
+    return 0;
+}
+
 int pnetrt_set_threads(pnetrt_model *m, int threads) {
     if (!m) return 1;
     if (threads < 1 || threads > 4096) return fail(m, "thread count %d is out of range (1 to 4096)", threads);
+    if (m->d && m->d->abi == PNETRT_ABI && reserve_scratch(m, threads)) return 1;
     m->threads = threads;
     return 0;
 }
@@ -129,6 +147,7 @@ void pnetrt_destroy(pnetrt_model *m) {
     if (m->prepared && m->prepared != m->params) free(m->prepared);
     if (m->owns_params) free(m->params);
     free(m->arena);
+    free(m->scratch);
     free(m);
 }
 
@@ -195,7 +214,7 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     if (d->ninputs > MAXIO || d->noutputs > MAXIO) return fail(m, "too many inputs or outputs");
     const void *in[MAXIO];
     void *out[MAXIO];
-    int threads = m->threads;
+    int threads = m->threads < m->scratch_threads ? m->threads : m->scratch_threads;
     for (int64_t s = 0; s < batch; s += d->chunk) {
         int64_t n = batch - s < d->chunk ? batch - s : d->chunk;
         for (int64_t i = 0; i < d->ninputs; i++) {
@@ -206,7 +225,7 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
             const pnetrt_tensor_desc *t = &d->outputs[i];
             out[i] = (char *)outputs[i] + (t->shape[0] < 0 ? s * pnetrt_sample_elems(t) * 4 : 0);
         }
-        pnetrt_call call = {n, in, out, m->prepared, m->arena};
+        pnetrt_call call = {n, in, out, m->prepared, m->arena, m->scratch};
         if (threads <= 1) {
             tls_barrier = NULL;
             d->forward(&call, 0, 1);

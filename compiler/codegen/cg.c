@@ -238,7 +238,7 @@ static void add_enum_attr(cg *c, LLVMValueRef fn, unsigned idx, const char *name
 
 LLVMValueRef cg_kernel_begin(cg *c, int node, int ninputs) {
     const pn_node *n = &c->g->nodes[node];
-    int np = 1 + ninputs + 1;
+    int np = 1 + ninputs + 2; /* out, inputs, params, scratch */
     LLVMTypeRef args[70];
     PN_ASSERT(np + 3 <= 70);
     for (int i = 0; i < np; i++) args[i] = c->ptr;
@@ -249,13 +249,15 @@ LLVMValueRef cg_kernel_begin(cg *c, int node, int ninputs) {
     c->fn = LLVMAddFunction(c->mod, name, ft);
     LLVMSetLinkage(c->fn, LLVMInternalLinkage);
     add_enum_attr(c, c->fn, LLVMAttributeFunctionIndex, "nounwind");
+    add_enum_attr(c, c->fn, LLVMAttributeFunctionIndex, "noinline"); /* one call per kernel; readable profiles */
     for (int i = 0; i < np; i++) {
         add_enum_attr(c, c->fn, (unsigned)i + 1, "noalias");
         add_enum_attr(c, c->fn, (unsigned)i + 1, "nocapture");
-        if (i > 0) add_enum_attr(c, c->fn, (unsigned)i + 1, "readonly");
+        if (i > 0 && i < np - 1) add_enum_attr(c, c->fn, (unsigned)i + 1, "readonly");
     }
     if (c->wide_vectors) add_fn_attr(c, c->fn, "prefer-vector-width", "512");
-    c->params = LLVMGetParam(c->fn, (unsigned)np - 1);
+    c->params = LLVMGetParam(c->fn, (unsigned)np - 2);
+    c->scratch = LLVMGetParam(c->fn, (unsigned)np - 1);
     c->n = LLVMGetParam(c->fn, (unsigned)np);
     c->ith = LLVMGetParam(c->fn, (unsigned)np + 1);
     c->nth = LLVMGetParam(c->fn, (unsigned)np + 2);

@@ -28,7 +28,8 @@ typedef struct cg {
     int64_t *pack_offset;   /* per node: packed weights in the prepared buffer, or -1 */
     int64_t prepared_floats;
     /* The kernel being built. */
-    LLVMValueRef fn, n, ith, nth, params;
+    LLVMValueRef fn, n, ith, nth, params, scratch;
+    int64_t scratch_bytes;  /* the most any kernel needs per thread */
 } cg;
 
 /* A counted loop for (iv = lo; iv < hi; iv += 1), built in place. */
@@ -77,7 +78,7 @@ LLVMValueRef cg_select(cg *c, LLVMValueRef cond, LLVMValueRef a, LLVMValueRef b)
 LLVMValueRef cg_smin(cg *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_smax(cg *c, LLVMValueRef a, LLVMValueRef b);
 
-/* Starts kernel function px__k<node>_<op>(out, in..., params, n, ith, nth); returns it. */
+/* Starts kernel function px__k<node>_<op>(out, in..., params, scratch, n, ith, nth). */
 LLVMValueRef cg_kernel_begin(cg *c, int node, int ninputs);
 void cg_kernel_end(cg *c);
 /* Applies node's fused elementwise chain (its fuse_next successors) to v. */
@@ -93,6 +94,13 @@ LLVMValueRef cg_gen_dense(cg *c, int node);
 LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel);
 /* GEMM tile shape for the target: vector width, rows per tile, vectors per panel. */
 void cg_gemm_shape(const cg *c, int *vw, int *mr, int *nv);
+/* acc[i][j] = init[i][j] + sum over k in [k0, k1) of arow[i][k] * bpanel[k*NR + j*VW ...]. */
+void cg_micro_tile(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, int64_t NR, LLVMValueRef k0,
+                   LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8]);
+LLVMValueRef cg_splat(cg *c, LLVMValueRef s, int vw);
+LLVMValueRef cg_mask_const(cg *c, int vw, int valid);
+LLVMValueRef cg_masked_load(cg *c, LLVMTypeRef vt, LLVMValueRef p, LLVMValueRef mask);
+void cg_masked_store(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask);
 LLVMValueRef cg_gen_matmul(cg *c, int node);
 LLVMValueRef cg_gen_conv2d(cg *c, int node);
 LLVMValueRef cg_gen_pool(cg *c, int node);

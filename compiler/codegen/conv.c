@@ -4,90 +4,160 @@
 
 static int64_t align16(int64_t v) { return (v + 15) / 16 * 16; }
 
-/* Valid output range [lo, hi) along one axis for tap k: 0 <= o*s + k - p < size. */
-static void tap_range(cg *c, LLVMValueRef k, int64_t s, int64_t p, int64_t size, int64_t osize, LLVMValueRef *lo,
-                      LLVMValueRef *hi) {
-    LLVMValueRef a = LLVMBuildSub(c->b, cg_i64(c, p), k, ""); /* o*s >= p - k */
-    LLVMValueRef l = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, a, cg_i64(c, s - 1), ""), cg_i64(c, s), "");
-    *lo = cg_smax(c, l, cg_i64(c, 0));
-    LLVMValueRef num = LLVMBuildSub(c->b, cg_i64(c, size - 1 + p), k, ""); /* o*s <= size-1+p-k */
-    LLVMValueRef h = LLVMBuildAdd(c->b, LLVMBuildSDiv(c->b, num, cg_i64(c, s), ""), cg_i64(c, 1), "");
-    h = cg_select(c, LLVMBuildICmp(c->b, LLVMIntSLT, num, cg_i64(c, 0), ""), cg_i64(c, 0), h);
-    *hi = cg_smin(c, h, cg_i64(c, osize));
-}
-
+/* conv2d as implicit GEMM per (sample, pixel panel): the thread gathers the panel's patches into
+ * its scratch as [C*KH*KW][NR] (zero where the window leaves the image), then multiplies the
+ * weight rows [OC][C*KH*KW] by it in MR x NR register tiles, adding bias and the fused epilogue
+ * as it stores NCHW rows. Each output sums its taps in the same order whatever the split. */
 LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     const pn_node *nd = &c->g->nodes[node];
     const pn_shape *xs = &c->g->nodes[nd->in[0]].shape;
     int64_t C = xs->d[1], H = xs->d[2], W = xs->d[3];
     int64_t OC = nd->ia[PN_CONV_OUT], KH = nd->ia[PN_CONV_KH], KW = nd->ia[PN_CONV_KW];
     int64_t SH = nd->ia[PN_CONV_SH], SW = nd->ia[PN_CONV_SW], PH = nd->ia[PN_CONV_PH], PW = nd->ia[PN_CONV_PW];
-    int64_t OH = nd->shape.d[2], OW = nd->shape.d[3];
+    int64_t OH = nd->shape.d[2], OW = nd->shape.d[3], P = OH * OW, K = C * KH * KW;
+    int VW, MR, NV;
+    cg_gemm_shape(c, &VW, &MR, &NV);
+    int64_t NR = (int64_t)VW * NV, NPP = (P + NR - 1) / NR;
+    int64_t need = (K * NR * 4 + 2 * NR * 8 + 63) / 64 * 64; /* the panel, then ih0[NR], iw0[NR] */
+    if (need > c->scratch_bytes) c->scratch_bytes = need;
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
     LLVMValueRef fn = cg_kernel_begin(c, node, 1);
     LLVMValueRef out = LLVMGetParam(fn, 0), in = LLVMGetParam(fn, 1);
-    LLVMValueRef bias = nd->ia[PN_CONV_BIAS] ? cg_gep(c, c->params, cg_i64(c, align16(OC * C * KH * KW))) : NULL;
-    LLVMValueRef planes = pn_shape_batched(xs) ? LLVMBuildMul(c->b, c->n, cg_i64(c, OC), "") : cg_i64(c, xs->d[0] * OC);
+    LLVMValueRef wts = c->params;
+    LLVMValueRef bias = nd->ia[PN_CONV_BIAS] ? cg_gep(c, c->params, cg_i64(c, align16(OC * K))) : NULL;
+    LLVMValueRef panel = c->scratch;
+    LLVMValueRef N = pn_shape_batched(xs) ? c->n : cg_i64(c, xs->d[0]);
     LLVMValueRef lo, hi;
-    cg_split(c, planes, &lo, &hi);
-    cg_loop t;
-    cg_loop_begin(c, &t, lo, hi, "plane");
-    LLVMValueRef s = LLVMBuildSDiv(c->b, t.iv, cg_i64(c, OC), "s");
-    LLVMValueRef oc = LLVMBuildSRem(c->b, t.iv, cg_i64(c, OC), "oc");
-    LLVMValueRef op = cg_gep(c, out, LLVMBuildMul(c->b, t.iv, cg_i64(c, OH * OW), ""));
-    LLVMValueRef b0 = bias ? cg_load(c, bias, oc) : cg_f32(c, 0.0);
-    cg_loop p0;
-    cg_loop_begin(c, &p0, cg_i64(c, 0), cg_i64(c, OH * OW), "p0");
-    cg_store(c, b0, op, p0.iv);
-    cg_loop_end(c, &p0);
-    cg_loop ic;
-    cg_loop_begin(c, &ic, cg_i64(c, 0), cg_i64(c, C), "ic");
-    LLVMValueRef ip = cg_gep(c, in, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, s, cg_i64(c, C), ""), ic.iv, ""),
-                                                  cg_i64(c, H * W), ""));
-    LLVMValueRef wbase = LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oc, cg_i64(c, C), ""), ic.iv, ""),
-                                      cg_i64(c, KH * KW), "");
-    cg_loop kh;
-    cg_loop_begin(c, &kh, cg_i64(c, 0), cg_i64(c, KH), "kh");
-    LLVMValueRef ohlo, ohhi;
-    tap_range(c, kh.iv, SH, PH, H, OH, &ohlo, &ohhi);
-    cg_loop kw;
-    cg_loop_begin(c, &kw, cg_i64(c, 0), cg_i64(c, KW), "kw");
-    LLVMValueRef owlo, owhi;
-    tap_range(c, kw.iv, SW, PW, W, OW, &owlo, &owhi);
-    LLVMValueRef wv = cg_load(c, c->params, LLVMBuildAdd(c->b, wbase, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, kh.iv, cg_i64(c, KW), ""), kw.iv, ""), ""));
-    cg_loop oh;
-    cg_loop_begin(c, &oh, ohlo, ohhi, "oh");
-    LLVMValueRef ih = LLVMBuildSub(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oh.iv, cg_i64(c, SH), ""), kh.iv, ""), cg_i64(c, PH), "");
-    LLVMValueRef irow = cg_gep(c, ip, LLVMBuildSub(c->b, LLVMBuildMul(c->b, ih, cg_i64(c, W), ""), cg_i64(c, PW), ""));
-    irow = cg_gep(c, irow, kw.iv);
-    LLVMValueRef orow = cg_gep(c, op, LLVMBuildMul(c->b, oh.iv, cg_i64(c, OW), ""));
-    cg_loop ow;
-    cg_loop_begin(c, &ow, owlo, owhi, "ow");
-    LLVMValueRef xv = cg_load(c, irow, LLVMBuildMul(c->b, ow.iv, cg_i64(c, SW), ""));
-    cg_store(c, cg_fma(c, wv, xv, cg_load(c, orow, ow.iv)), orow, ow.iv);
-    cg_loop_end(c, &ow);
-    cg_loop_end(c, &oh);
-    cg_loop_end(c, &kw);
-    cg_loop_end(c, &kh);
-    cg_loop_end(c, &ic);
-    if (c->g->plan.fuse_next[node] >= 0) {
-        cg_loop p1;
-        cg_loop_begin(c, &p1, cg_i64(c, 0), cg_i64(c, OH * OW), "p1");
-        cg_store(c, cg_epilogue(c, node, cg_load(c, op, p1.iv)), op, p1.iv);
-        cg_loop_end(c, &p1);
+    cg_split(c, LLVMBuildMul(c->b, N, cg_i64(c, NPP), ""), &lo, &hi);
+    cg_loop u;
+    cg_loop_begin(c, &u, lo, hi, "unit");
+    LLVMValueRef smp = LLVMBuildSDiv(c->b, u.iv, cg_i64(c, NPP), "s");
+    LLVMValueRef pp = LLVMBuildSRem(c->b, u.iv, cg_i64(c, NPP), "pp");
+    LLVMValueRef pix0 = LLVMBuildMul(c->b, pp, cg_i64(c, NR), "pix0");
+    LLVMValueRef xb = cg_gep(c, in, LLVMBuildMul(c->b, smp, cg_i64(c, C * H * W), ""));
+    /* Gather: panel[k][j] = x[ch][ih0[j] + kh][iw0[j] + kw] for pixel pix0 + j, where the
+     * window origins ih0/iw0 are computed once per panel (huge for pixels past P: always out). */
+    LLVMValueRef org = LLVMBuildInBoundsGEP2(c->b, c->i8, panel, (LLVMValueRef[]){cg_i64(c, K * NR * 4)}, 1, "");
+    LLVMValueRef ih0p = org, iw0p = LLVMBuildInBoundsGEP2(c->b, c->i64, org, (LLVMValueRef[]){cg_i64(c, NR)}, 1, "");
+    cg_loop j0;
+    cg_loop_begin(c, &j0, cg_i64(c, 0), cg_i64(c, NR), "j0");
+    LLVMValueRef pix = LLVMBuildAdd(c->b, pix0, j0.iv, "");
+    LLVMValueRef oh = LLVMBuildSDiv(c->b, pix, cg_i64(c, OW), ""), ow = LLVMBuildSRem(c->b, pix, cg_i64(c, OW), "");
+    LLVMValueRef inside = LLVMBuildICmp(c->b, LLVMIntSLT, pix, cg_i64(c, P), "");
+    LLVMValueRef ih0 = LLVMBuildSub(c->b, LLVMBuildMul(c->b, oh, cg_i64(c, SH), ""), cg_i64(c, PH), "");
+    ih0 = cg_select(c, inside, ih0, cg_i64(c, INT64_C(1) << 40));
+    LLVMValueRef iw0 = LLVMBuildSub(c->b, LLVMBuildMul(c->b, ow, cg_i64(c, SW), ""), cg_i64(c, PW), "");
+    LLVMBuildStore(c->b, ih0, LLVMBuildInBoundsGEP2(c->b, c->i64, ih0p, &j0.iv, 1, ""));
+    LLVMBuildStore(c->b, iw0, LLVMBuildInBoundsGEP2(c->b, c->i64, iw0p, &j0.iv, 1, ""));
+    cg_loop_end(c, &j0);
+    cg_loop lch;
+    cg_loop_begin(c, &lch, cg_i64(c, 0), cg_i64(c, C), "ch");
+    LLVMValueRef plane = cg_gep(c, xb, LLVMBuildMul(c->b, lch.iv, cg_i64(c, H * W), ""));
+    cg_loop lkh;
+    cg_loop_begin(c, &lkh, cg_i64(c, 0), cg_i64(c, KH), "kh");
+    cg_loop lkw;
+    cg_loop_begin(c, &lkw, cg_i64(c, 0), cg_i64(c, KW), "kw");
+    LLVMValueRef kidx = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, lch.iv, cg_i64(c, KH), ""), lkh.iv, ""),
+                                                        cg_i64(c, KW), ""), lkw.iv, "");
+    LLVMValueRef prow = cg_gep(c, panel, LLVMBuildMul(c->b, kidx, cg_i64(c, NR), ""));
+    cg_loop j;
+    cg_loop_begin(c, &j, cg_i64(c, 0), cg_i64(c, NR), "j");
+    LLVMValueRef ih = LLVMBuildAdd(c->b, LLVMBuildLoad2(c->b, c->i64, LLVMBuildInBoundsGEP2(c->b, c->i64, ih0p, &j.iv, 1, ""), ""), lkh.iv, "");
+    LLVMValueRef iw = LLVMBuildAdd(c->b, LLVMBuildLoad2(c->b, c->i64, LLVMBuildInBoundsGEP2(c->b, c->i64, iw0p, &j.iv, 1, ""), ""), lkw.iv, "");
+    LLVMValueRef ok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntULT, ih, cg_i64(c, H), ""),
+                                   LLVMBuildICmp(c->b, LLVMIntULT, iw, cg_i64(c, W), ""), "");
+    LLVMValueRef at = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ih, cg_i64(c, W), ""), iw, "");
+    at = cg_select(c, ok, at, cg_i64(c, 0));
+    LLVMValueRef v = cg_load(c, plane, at);
+    cg_store(c, cg_select(c, ok, v, cg_f32(c, 0.0)), prow, j.iv);
+    cg_loop_end(c, &j);
+    cg_loop_end(c, &lkw);
+    cg_loop_end(c, &lkh);
+    cg_loop_end(c, &lch);
+    /* Multiply: MR output channels at a time. */
+    int tail = (int)(P - (NPP - 1) * NR);
+    LLVMValueRef is_tail = LLVMBuildICmp(c->b, LLVMIntEQ, pp, cg_i64(c, NPP - 1), "");
+    LLVMValueRef mask[8];
+    for (int q = 0; q < NV; q++) {
+        int valid = tail - q * VW;
+        valid = valid < 0 ? 0 : valid > VW ? VW : valid;
+        mask[q] = cg_select(c, is_tail, cg_mask_const(c, VW, valid), cg_mask_const(c, VW, VW));
     }
-    cg_loop_end(c, &t);
+    cg_loop ot;
+    cg_loop_begin(c, &ot, cg_i64(c, 0), cg_i64(c, (OC + MR - 1) / MR), "ot");
+    LLVMValueRef oc0 = LLVMBuildMul(c->b, ot.iv, cg_i64(c, MR), "");
+    LLVMValueRef arow[16], init[16][8], acc[16][8], ocs[16];
+    for (int i = 0; i < MR; i++) {
+        ocs[i] = LLVMBuildAdd(c->b, oc0, cg_i64(c, i), "");
+        arow[i] = cg_gep(c, wts, LLVMBuildMul(c->b, cg_smin(c, ocs[i], cg_i64(c, OC - 1)), cg_i64(c, K), ""));
+        for (int q = 0; q < NV; q++) init[i][q] = LLVMConstNull(vt);
+    }
+    cg_micro_tile(c, arow, MR, panel, NR, cg_i64(c, 0), cg_i64(c, K), init, acc);
+    for (int i = 0; i < MR; i++) {
+        LLVMBasicBlockRef st = LLVMAppendBasicBlockInContext(c->ctx, fn, "store");
+        LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fn, "next");
+        LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, ocs[i], cg_i64(c, OC), ""), st, next);
+        LLVMPositionBuilderAtEnd(c->b, st);
+        LLVMValueRef orow = cg_gep(c, out, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, smp, cg_i64(c, OC), ""), ocs[i], ""),
+                                                                         cg_i64(c, P), ""), pix0, ""));
+        LLVMValueRef bv = bias ? cg_splat(c, cg_load(c, bias, ocs[i]), VW) : LLVMConstNull(vt);
+        for (int q = 0; q < NV; q++) {
+            LLVMValueRef val = cg_epilogue(c, node, cg_fadd(c, acc[i][q], bv, false));
+            cg_masked_store(c, val, cg_gep(c, orow, cg_i64(c, q * VW)), mask[q]);
+        }
+        LLVMBuildBr(c->b, next);
+        LLVMPositionBuilderAtEnd(c->b, next);
+    }
+    cg_loop_end(c, &ot);
+    cg_loop_end(c, &u);
     cg_kernel_end(c);
     return fn;
+}
+
+/* One pooled output at (oh, ow) of the plane ip. With `inside` every tap is known to be in the
+ * image, so the loads are plain affine accesses the vectoriser turns into shuffles; otherwise
+ * each tap reads a clamped address and padding contributes the identity. */
+static LLVMValueRef pool_point(cg *c, const pn_node *nd, LLVMValueRef ip, LLVMValueRef oh, LLVMValueRef ow, bool inside,
+                               int64_t H, int64_t W) {
+    bool is_max = nd->op == PN_OP_MAXPOOL2D;
+    int64_t KH = nd->ia[PN_POOL_KH], KW = nd->ia[PN_POOL_KW], SH = nd->ia[PN_POOL_SH], SW = nd->ia[PN_POOL_SW];
+    LLVMValueRef init = cg_f32(c, is_max ? -__builtin_inff() : 0.0);
+    LLVMValueRef ih0 = LLVMBuildSub(c->b, LLVMBuildMul(c->b, oh, cg_i64(c, SH), ""), cg_i64(c, nd->ia[PN_POOL_PH]), "");
+    LLVMValueRef iw0 = LLVMBuildSub(c->b, LLVMBuildMul(c->b, ow, cg_i64(c, SW), ""), cg_i64(c, nd->ia[PN_POOL_PW]), "");
+    LLVMValueRef acc = init;
+    for (int64_t kh = 0; kh < KH; kh++) {
+        LLVMValueRef ih = LLVMBuildAdd(c->b, ih0, cg_i64(c, kh), "");
+        LLVMValueRef okh = inside ? NULL : LLVMBuildICmp(c->b, LLVMIntULT, ih, cg_i64(c, H), "");
+        LLVMValueRef ihc = inside ? ih : cg_smin(c, cg_smax(c, ih, cg_i64(c, 0)), cg_i64(c, H - 1));
+        for (int64_t kw = 0; kw < KW; kw++) {
+            LLVMValueRef iw = LLVMBuildAdd(c->b, iw0, cg_i64(c, kw), "");
+            LLVMValueRef iwc = inside ? iw : cg_smin(c, cg_smax(c, iw, cg_i64(c, 0)), cg_i64(c, W - 1));
+            LLVMValueRef v = cg_load(c, ip, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ihc, cg_i64(c, W), ""), iwc, ""));
+            if (!inside)
+                v = cg_select(c, LLVMBuildAnd(c->b, okh, LLVMBuildICmp(c->b, LLVMIntULT, iw, cg_i64(c, W), ""), ""), v, init);
+            acc = is_max ? cg_max(c, v, acc, false) : cg_fadd(c, acc, v, false);
+        }
+    }
+    if (!is_max) acc = cg_fmul(c, acc, cg_f32(c, 1.0 / (double)(KH * KW)), false);
+    return acc;
+}
+
+/* Interior range [lo, hi) of outputs along one axis whose taps all fall inside [0, size). */
+static void interior(int64_t size, int64_t k, int64_t s, int64_t p, int64_t osize, int64_t *lo, int64_t *hi) {
+    *lo = (p + s - 1) / s;
+    *hi = size - k + p >= 0 ? (size - k + p) / s + 1 : 0;
+    if (*hi > osize) *hi = osize;
+    if (*lo > *hi) *lo = *hi;
 }
 
 /* maxpool2d pads with -inf; avgpool2d divides by the full window (count_include_pad). */
 LLVMValueRef cg_gen_pool(cg *c, int node) {
     const pn_node *nd = &c->g->nodes[node];
     const pn_shape *xs = &c->g->nodes[nd->in[0]].shape;
-    bool is_max = nd->op == PN_OP_MAXPOOL2D;
-    int64_t C = xs->d[1], H = xs->d[2], W = xs->d[3];
-    int64_t KH = nd->ia[PN_POOL_KH], KW = nd->ia[PN_POOL_KW], SH = nd->ia[PN_POOL_SH], SW = nd->ia[PN_POOL_SW];
-    int64_t PH = nd->ia[PN_POOL_PH], PW = nd->ia[PN_POOL_PW], OH = nd->shape.d[2], OW = nd->shape.d[3];
+    int64_t C = xs->d[1], H = xs->d[2], W = xs->d[3], OH = nd->shape.d[2], OW = nd->shape.d[3];
+    int64_t ohlo, ohhi, owlo, owhi;
+    interior(H, nd->ia[PN_POOL_KH], nd->ia[PN_POOL_SH], nd->ia[PN_POOL_PH], OH, &ohlo, &ohhi);
+    interior(W, nd->ia[PN_POOL_KW], nd->ia[PN_POOL_SW], nd->ia[PN_POOL_PW], OW, &owlo, &owhi);
     LLVMValueRef fn = cg_kernel_begin(c, node, 1);
     LLVMValueRef out = LLVMGetParam(fn, 0), in = LLVMGetParam(fn, 1);
     LLVMValueRef planes = pn_shape_batched(xs) ? LLVMBuildMul(c->b, c->n, cg_i64(c, C), "") : cg_i64(c, xs->d[0] * C);
@@ -99,32 +169,20 @@ LLVMValueRef cg_gen_pool(cg *c, int node) {
     LLVMValueRef op = cg_gep(c, out, LLVMBuildMul(c->b, t.iv, cg_i64(c, OH * OW), ""));
     cg_loop oh;
     cg_loop_begin(c, &oh, cg_i64(c, 0), cg_i64(c, OH), "oh");
-    cg_loop ow;
-    cg_loop_begin(c, &ow, cg_i64(c, 0), cg_i64(c, OW), "ow");
-    LLVMValueRef init = cg_f32(c, is_max ? -__builtin_inff() : 0.0);
-    cg_loop kh;
-    cg_loop_begin(c, &kh, cg_i64(c, 0), cg_i64(c, KH), "kh");
-    LLVMValueRef acc_h = cg_loop_acc(c, &kh, init);
-    LLVMValueRef ih = LLVMBuildSub(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oh.iv, cg_i64(c, SH), ""), kh.iv, ""), cg_i64(c, PH), "");
-    LLVMValueRef okh = LLVMBuildICmp(c->b, LLVMIntULT, ih, cg_i64(c, H), "");
-    cg_loop kw;
-    cg_loop_begin(c, &kw, cg_i64(c, 0), cg_i64(c, KW), "kw");
-    LLVMValueRef acc = cg_loop_acc(c, &kw, acc_h);
-    LLVMValueRef iw = LLVMBuildSub(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ow.iv, cg_i64(c, SW), ""), kw.iv, ""), cg_i64(c, PW), "");
-    LLVMValueRef ok = LLVMBuildAnd(c->b, okh, LLVMBuildICmp(c->b, LLVMIntULT, iw, cg_i64(c, W), ""), "");
-    /* Read a clamped, always valid address; padding contributes the identity. */
-    LLVMValueRef ihc = cg_smin(c, cg_smax(c, ih, cg_i64(c, 0)), cg_i64(c, H - 1));
-    LLVMValueRef iwc = cg_smin(c, cg_smax(c, iw, cg_i64(c, 0)), cg_i64(c, W - 1));
-    LLVMValueRef v = cg_load(c, ip, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ihc, cg_i64(c, W), ""), iwc, ""));
-    v = cg_select(c, ok, v, init);
-    cg_loop_next(&kw, acc, is_max ? cg_max(c, v, acc, false) : cg_fadd(c, acc, v, false));
-    cg_loop_end(c, &kw);
-    cg_loop_next(&kh, acc_h, acc);
-    cg_loop_end(c, &kh);
-    LLVMValueRef r = acc_h;
-    if (!is_max) r = cg_fmul(c, r, cg_f32(c, 1.0 / (double)(KH * KW)), false);
-    cg_store(c, cg_epilogue(c, node, r), op, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oh.iv, cg_i64(c, OW), ""), ow.iv, ""));
-    cg_loop_end(c, &ow);
+    LLVMValueRef orow = cg_gep(c, op, LLVMBuildMul(c->b, oh.iv, cg_i64(c, OW), ""));
+    LLVMValueRef row_in = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, oh.iv, cg_i64(c, ohlo), ""),
+                                       LLVMBuildICmp(c->b, LLVMIntSLT, oh.iv, cg_i64(c, ohhi), ""), "");
+    /* Columns [owlo, owhi) of interior rows take the fast path; everything else is clamped. */
+    LLVMValueRef fast_lo = cg_select(c, row_in, cg_i64(c, owlo), cg_i64(c, OW));
+    LLVMValueRef fast_hi = cg_select(c, row_in, cg_i64(c, owhi), cg_i64(c, OW));
+    LLVMValueRef seg[4] = {cg_i64(c, 0), fast_lo, fast_hi, cg_i64(c, OW)};
+    for (int part = 0; part < 3; part++) {
+        cg_loop ow;
+        cg_loop_begin(c, &ow, seg[part], seg[part + 1], "ow");
+        LLVMValueRef r = pool_point(c, nd, ip, oh.iv, ow.iv, part == 1, H, W);
+        cg_store(c, cg_epilogue(c, node, r), orow, ow.iv);
+        cg_loop_end(c, &ow);
+    }
     cg_loop_end(c, &oh);
     cg_loop_end(c, &t);
     cg_kernel_end(c);

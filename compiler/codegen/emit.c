@@ -56,7 +56,7 @@ static int tail_of(const pn_plan *p, int n) {
 }
 
 typedef struct fwd {
-    LLVMValueRef inputs, outputs, arena, params;
+    LLVMValueRef inputs, outputs, arena, params, scratch;
 } fwd;
 
 /* Pointer to the storage of node i inside the forward function. */
@@ -152,14 +152,18 @@ static LLVMValueRef gen_forward(cg *c) {
     c->fn = fn;
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
     LLVMValueRef call = LLVMGetParam(fn, 0), ith = LLVMGetParam(fn, 1), nth = LLVMGetParam(fn, 2);
-    LLVMValueRef field[5];
-    for (int k = 0; k < 5; k++) {
+    LLVMValueRef field[6];
+    for (int k = 0; k < 6; k++) {
         LLVMValueRef idx = cg_i64(c, k);
         field[k] = LLVMBuildInBoundsGEP2(c->b, c->i64, call, &idx, 1, "");
     }
     LLVMValueRef n = LLVMBuildLoad2(c->b, c->i64, field[0], "n");
     fwd f = {LLVMBuildLoad2(c->b, c->ptr, field[1], "inputs"), LLVMBuildLoad2(c->b, c->ptr, field[2], "outputs"),
-             LLVMBuildLoad2(c->b, c->ptr, field[4], "arena"), LLVMBuildLoad2(c->b, c->ptr, field[3], "params")};
+             LLVMBuildLoad2(c->b, c->ptr, field[4], "arena"), LLVMBuildLoad2(c->b, c->ptr, field[3], "params"), NULL};
+    /* This thread's scratch (every kernel is built by now, so scratch_bytes is final). */
+    LLVMValueRef scratch_base = LLVMBuildLoad2(c->b, c->ptr, field[5], "scratch");
+    LLVMValueRef soff = LLVMBuildMul(c->b, ith, cg_i64(c, c->scratch_bytes), "");
+    f.scratch = LLVMBuildInBoundsGEP2(c->b, c->i8, scratch_base, &soff, 1, "scratch");
     LLVMValueRef barrier = declare(c, "pnetrt_barrier", c->vd, NULL, 0);
     LLVMTypeRef barrier_t = LLVMFunctionType(c->vd, NULL, 0, 0);
     bool first = true;
@@ -174,6 +178,7 @@ static LLVMValueRef gen_forward(cg *c) {
         for (int k = 0; k < nd->ninputs; k++) a[na++] = storage(c, &f, nd->in[k]);
         LLVMValueRef po = cg_i64(c, p->param_offset[i] >= 0 ? p->param_offset[i] : 0);
         a[na++] = LLVMBuildInBoundsGEP2(c->b, c->f32, f.params, &po, 1, "");
+        a[na++] = f.scratch;
         a[na++] = n;
         a[na++] = ith;
         a[na++] = nth;
@@ -385,11 +390,11 @@ static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef prepare, const pn
         LLVMSetAlignment(embedded, 64);
     }
     LLVMValueRef f[] = {
-        cg_i64(c, 1), str(c, g->name), cg_i64(c, nin), cg_i64(c, g->noutputs), cg_i64(c, np), cg_i64(c, nl),
+        cg_i64(c, 2), str(c, g->name), cg_i64(c, nin), cg_i64(c, g->noutputs), cg_i64(c, np), cg_i64(c, nl),
         const_array(c, tensor_type(c), ins, nin, ".inputs"), const_array(c, tensor_type(c), outs, g->noutputs, ".outputs"),
         const_array(c, tensor_type(c), prm, np, ".params"), const_array(c, layer_t, lay, nl, ".layers"),
         cg_i64(c, p->param_floats), cg_i64(c, c->prepared_floats), embedded, cg_i64(c, p->arena_sample_bytes),
-        cg_i64(c, p->arena_fixed_bytes), cg_i64(c, p->chunk), forward, prepare, cg_i64(c, g->nstages),
+        cg_i64(c, p->arena_fixed_bytes), cg_i64(c, p->chunk), cg_i64(c, c->scratch_bytes), forward, prepare, cg_i64(c, g->nstages),
         cg_i64(c, g->replicas), cg_i64(c, g->microbatches), cg_i64(c, g->schedule), str(c, target)};
     int nf = (int)(sizeof f / sizeof f[0]);
     LLVMValueRef init = LLVMConstStructInContext(c->ctx, f, (unsigned)nf, 0);

@@ -124,7 +124,7 @@ void cg_gemm_shape(const cg *c, int *vw, int *mr, int *nv) {
     else *vw = 4, *mr = 8, *nv = 3;
 }
 
-static LLVMValueRef splat(cg *c, LLVMValueRef s, int vw) {
+LLVMValueRef cg_splat(cg *c, LLVMValueRef s, int vw) {
     LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(s), (unsigned)vw);
     LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetUndef(vt), s, LLVMConstInt(c->i32, 0, 0), "");
     LLVMValueRef zero[64];
@@ -132,13 +132,13 @@ static LLVMValueRef splat(cg *c, LLVMValueRef s, int vw) {
     return LLVMBuildShuffleVector(c->b, v, LLVMGetUndef(vt), LLVMConstVector(zero, (unsigned)vw), "");
 }
 
-static LLVMValueRef mask_const(cg *c, int vw, int valid) {
+LLVMValueRef cg_mask_const(cg *c, int vw, int valid) {
     LLVMValueRef m[64];
     for (int i = 0; i < vw; i++) m[i] = LLVMConstInt(c->i1, i < valid, 0);
     return LLVMConstVector(m, (unsigned)vw);
 }
 
-static LLVMValueRef masked_load(cg *c, LLVMTypeRef vt, LLVMValueRef p, LLVMValueRef mask) {
+LLVMValueRef cg_masked_load(cg *c, LLVMTypeRef vt, LLVMValueRef p, LLVMValueRef mask) {
     LLVMTypeRef ts[2] = {vt, c->ptr};
     unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
     LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, ts, 2);
@@ -146,7 +146,7 @@ static LLVMValueRef masked_load(cg *c, LLVMTypeRef vt, LLVMValueRef p, LLVMValue
     return LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, ts, 2), f, args, 4, "");
 }
 
-static void masked_store(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask) {
+void cg_masked_store(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask) {
     LLVMTypeRef ts[2] = {LLVMTypeOf(v), c->ptr};
     unsigned id = LLVMLookupIntrinsicID("llvm.masked.store", 17);
     LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, ts, 2);
@@ -155,6 +155,30 @@ static void masked_store(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mas
 }
 
 enum { GEMM_KC = 256 };
+
+/* The inner product of a micro-tile: for k in [k0, k1), acc[i][j] += a_i[k] * b[k][j*VW..], with
+ * a_i[k] read from row pointer arow[i] and b from bpanel, NR floats per k. */
+void cg_micro_tile(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, int64_t NR, LLVMValueRef k0,
+                   LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8]) {
+    int VW, MR, NV;
+    cg_gemm_shape(c, &VW, &MR, &NV);
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
+    cg_loop k;
+    cg_loop_begin(c, &k, k0, k1, "k");
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < NV; j++) acc[i][j] = cg_loop_acc(c, &k, init[i][j]);
+    LLVMValueRef brow = cg_gep(c, bpanel, LLVMBuildMul(c->b, k.iv, cg_i64(c, NR), ""));
+    LLVMValueRef b[8];
+    for (int j = 0; j < NV; j++) {
+        b[j] = LLVMBuildLoad2(c->b, vt, cg_gep(c, brow, cg_i64(c, j * VW)), "");
+        LLVMSetAlignment(b[j], (unsigned)(VW * 4 < 64 ? VW * 4 : 64));
+    }
+    for (int i = 0; i < mr; i++) {
+        LLVMValueRef a = cg_splat(c, cg_load(c, arow[i], k.iv), VW);
+        for (int j = 0; j < NV; j++) cg_loop_next(&k, acc[i][j], cg_fma(c, a, b[j], acc[i][j]));
+    }
+    cg_loop_end(c, &k);
+}
 
 LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel) {
     const pn_node *nd = &c->g->nodes[node];
@@ -205,7 +229,7 @@ LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel) {
     for (int j = 0; j < NV; j++) {
         int valid = tail - j * VW;
         valid = valid < 0 ? 0 : valid > VW ? VW : valid;
-        mask[j] = cg_select(c, is_tail, mask_const(c, VW, valid), mask_const(c, VW, VW));
+        mask[j] = cg_select(c, is_tail, cg_mask_const(c, VW, valid), cg_mask_const(c, VW, VW));
     }
     LLVMValueRef bvec[8];
     for (int j = 0; j < NV; j++)
@@ -226,25 +250,11 @@ LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel) {
     LLVMValueRef init[16][8];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NV; j++) {
-            LLVMValueRef prev = masked_load(c, vt, cg_gep(c, orow[i], cg_i64(c, j * VW)), mask[j]);
+            LLVMValueRef prev = cg_masked_load(c, vt, cg_gep(c, orow[i], cg_i64(c, j * VW)), mask[j]);
             init[i][j] = cg_select(c, first, LLVMConstNull(vt), prev);
         }
-    cg_loop k;
-    cg_loop_begin(c, &k, k0, k1, "k");
     LLVMValueRef acc[16][8];
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NV; j++) acc[i][j] = cg_loop_acc(c, &k, init[i][j]);
-    LLVMValueRef brow = cg_gep(c, bp, LLVMBuildMul(c->b, k.iv, cg_i64(c, NR), ""));
-    LLVMValueRef b[8];
-    for (int j = 0; j < NV; j++) {
-        b[j] = LLVMBuildLoad2(c->b, vt, cg_gep(c, brow, cg_i64(c, j * VW)), "");
-        LLVMSetAlignment(b[j], (unsigned)(VW * 4 < 64 ? VW * 4 : 64));
-    }
-    for (int i = 0; i < MR; i++) {
-        LLVMValueRef a = splat(c, cg_load(c, xrow[i], k.iv), VW);
-        for (int j = 0; j < NV; j++) cg_loop_next(&k, acc[i][j], cg_fma(c, a, b[j], acc[i][j]));
-    }
-    cg_loop_end(c, &k);
+    cg_micro_tile(c, xrow, MR, bp, NR, k0, k1, init, acc);
     /* Store; the last k block adds the bias and applies the fused epilogue. */
     for (int i = 0; i < MR; i++) {
         LLVMBasicBlockRef st = LLVMAppendBasicBlockInContext(c->ctx, fn, "store");
@@ -254,7 +264,7 @@ LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel) {
         for (int j = 0; j < NV; j++) {
             LLVMValueRef v = acc[i][j];
             LLVMValueRef fin = cg_epilogue(c, node, cg_fadd(c, v, bvec[j], false));
-            masked_store(c, cg_select(c, last, fin, v), cg_gep(c, orow[i], cg_i64(c, j * VW)), mask[j]);
+            cg_masked_store(c, cg_select(c, last, fin, v), cg_gep(c, orow[i], cg_i64(c, j * VW)), mask[j]);
         }
         LLVMBuildBr(c->b, next);
         LLVMPositionBuilderAtEnd(c->b, next);
