@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""The generated executables as a user drives them: infer, bench and info, and a clean one-line
+error (naming the file) with exit status 1 for every kind of bad file or option.
+
+usage: exe_test.py PNETC SOURCE_DIR
+"""
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+
+PNETC, SRC = sys.argv[1], sys.argv[2]
+TMP = tempfile.mkdtemp(prefix="pnet-exe-")
+passed = failed = 0
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+        print(f"FAIL {name} {detail}")
+
+
+def npy(path, dtype, shape, values=None, version=1, raw_tail=b""):
+    descr = {"f4": "<f4", "i4": "<i4", "f8": "<f8"}[dtype]
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (
+        descr, "".join(f"{d}, " for d in shape) if len(shape) != 1 else f"{shape[0]},")
+    pad = 64 - (10 + len(header) + 1) % 64
+    header = header + " " * pad + "\n"
+    n = 1
+    for d in shape:
+        n *= d
+    values = values if values is not None else [((i * 7) % 13) / 13.0 for i in range(n)]
+    fmt = {"f4": "f", "i4": "i", "f8": "d"}[dtype]
+    data = struct.pack("<%d%s" % (n, fmt), *values)
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY" + bytes([version, 0]) + struct.pack("<H", len(header)) + header.encode() + data + raw_tail)
+    return path
+
+
+def safetensors(path, tensors, corrupt=None):
+    header, blob = {}, b""
+    for name, shape, values in tensors:
+        data = struct.pack("<%df" % len(values), *values)
+        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(blob), len(blob) + len(data)]}
+        blob += data
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    if corrupt == "json":
+        h = h[: len(h) // 2]
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h) + (1000 if corrupt == "length" else 0)) + h + blob)
+    return path
+
+
+def run(*args):
+    p = subprocess.run(list(args), capture_output=True, text=True, timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+def expect_error(name, args, needle):
+    rc, out, err = run(*args)
+    lines = [l for l in err.splitlines() if l.strip()]
+    check(name, rc == 1 and len(lines) == 1 and needle in err and "error" in err,
+          f"(rc={rc}, stderr={err.strip()[:300]!r})")
+
+
+exe = os.path.join(TMP, "digits")
+rc, _, err = run(PNETC, os.path.join(SRC, "examples", "digits_mlp.pnet"), "-o", exe)
+check("compile digits_mlp", rc == 0, err)
+x = npy(os.path.join(TMP, "x.npy"), "f4", [3, 64])
+
+# infer: text output, then .npy output.
+rc, out, err = run(exe, "infer", "--input", "x=" + x)
+check("infer prints outputs", rc == 0 and out.startswith("probs: f32[batch,10], batch 3") and len(out.splitlines()) == 4, out + err)
+rc, out, err = run(exe, "infer", "--input", x, "--output", "probs=" + os.path.join(TMP, "p.npy"), "--threads", "2")
+check("infer writes .npy", rc == 0 and os.path.getsize(os.path.join(TMP, "p.npy")) == 128 + 3 * 10 * 4, err)
+# Determinism across thread counts, through the command line.
+outs = [run(exe, "infer", "--input", x, "--threads", str(t))[1] for t in (1, 2, 5)]
+check("infer identical for 1, 2 and 5 threads", outs[0] == outs[1] == outs[2])
+
+# bench and info.
+rc, out, err = run(exe, "bench", "--batch", "8", "--seconds", "0.2")
+check("bench prints throughput", rc == 0 and "throughput:" in out and "samples/s" in out and "latency:" in out, out + err)
+rc, out, err = run(exe, "info")
+check("info lists layers, plan and stages", rc == 0 and "fc1" in out and "dense" in out and "memory plan" in out
+      and "stage 0" in out and "flops/sample" in out, out + err)
+rc, out, err = run(exe, "--help")
+check("--help", rc == 0 and "usage:" in out)
+
+# Bad inputs: each a single line naming the file.
+expect_error("missing file", [exe, "infer", "--input", "x=" + os.path.join(TMP, "nope.npy")], "nope.npy")
+with open(os.path.join(TMP, "text.npy"), "w") as f:
+    f.write("this is not numpy\n")
+expect_error("not npy", [exe, "infer", "--input", "x=" + os.path.join(TMP, "text.npy")], "text.npy")
+good = open(x, "rb").read()
+with open(os.path.join(TMP, "trunc.npy"), "wb") as f:
+    f.write(good[: len(good) - 10])
+expect_error("truncated npy", [exe, "infer", "--input", "x=" + os.path.join(TMP, "trunc.npy")], "trunc.npy")
+expect_error("wrong dtype", [exe, "infer", "--input", "x=" + npy(os.path.join(TMP, "i.npy"), "i4", [3, 64], [1] * 192)], "i.npy")
+expect_error("float64", [exe, "infer", "--input", "x=" + npy(os.path.join(TMP, "d.npy"), "f8", [3, 64])], "d.npy")
+expect_error("wrong shape", [exe, "infer", "--input", "x=" + npy(os.path.join(TMP, "s.npy"), "f4", [3, 63])], "s.npy")
+expect_error("wrong rank", [exe, "infer", "--input", "x=" + npy(os.path.join(TMP, "r.npy"), "f4", [192])], "r.npy")
+expect_error("unknown input name", [exe, "infer", "--input", "y=" + x], "'y'")
+expect_error("missing input", [exe, "infer"], "--input x")
+expect_error("bad threads", [exe, "infer", "--input", x, "--threads", "0"], "--threads")
+expect_error("unknown command", [exe, "frobnicate"], "frobnicate")
+expect_error("bad bench batch", [exe, "bench", "--batch", "-3"], "--batch")
+expect_error("unwritable output", [exe, "infer", "--input", x, "--output", "probs=/nonexistent/dir/p.npy"], "/nonexistent/dir/p.npy")
+
+# Weights: a good file loads; a missing tensor, a wrong shape and a corrupt header fail.
+w = {"fc1.weight": ([128, 64], [0.01] * 8192), "fc1.bias": ([128], [0.0] * 128),
+     "fc2.weight": ([10, 128], [0.02] * 1280), "fc2.bias": ([10], [0.1 * i for i in range(10)])}
+full = safetensors(os.path.join(TMP, "w.safetensors"), [(k, s, v) for k, (s, v) in w.items()])
+rc, out, err = run(exe, "infer", "--input", x, "--weights", full)
+check("weights load", rc == 0 and out.count("\n") == 4, err)
+missing = safetensors(os.path.join(TMP, "m.safetensors"), [(k, s, v) for k, (s, v) in w.items() if k != "fc2.bias"])
+expect_error("missing tensor", [exe, "infer", "--input", x, "--weights", missing], "fc2.bias")
+wrong = safetensors(os.path.join(TMP, "ws.safetensors"), [(k, (s if k != "fc1.bias" else [127]), (v if k != "fc1.bias" else v[:127])) for k, (s, v) in w.items()])
+expect_error("wrong tensor shape", [exe, "infer", "--input", x, "--weights", wrong], "fc1.bias")
+bad = safetensors(os.path.join(TMP, "c.safetensors"), [(k, s, v) for k, (s, v) in w.items()], corrupt="json")
+expect_error("corrupt header", [exe, "infer", "--input", x, "--weights", bad], "c.safetensors")
+long = safetensors(os.path.join(TMP, "l.safetensors"), [(k, s, v) for k, (s, v) in w.items()], corrupt="length")
+expect_error("header longer than file", [exe, "infer", "--input", x, "--weights", long], "l.safetensors")
+expect_error("unreadable weights", [exe, "bench", "--weights", os.path.join(TMP, "none.safetensors")], "none.safetensors")
+
+# Embedded weights: the same numbers as loading them at run time.
+emb = os.path.join(TMP, "digits_emb")
+rc, _, err = run(PNETC, os.path.join(SRC, "examples", "digits_mlp.pnet"), "--weights", full, "-o", emb)
+check("compile with --weights", rc == 0, err)
+check("embedded weights match loaded ones", run(emb, "infer", "--input", x)[1] == run(exe, "infer", "--input", x, "--weights", full)[1])
+rc, _, err = run(PNETC, os.path.join(SRC, "examples", "digits_mlp.pnet"), "--weights", missing, "-o", emb)
+check("pnetc --weights with a missing tensor fails", rc == 1 and "fc2.bias" in err and len(err.strip().splitlines()) == 1, err)
+
+# Ids outside an embedding's vocabulary are rejected before running.
+att = os.path.join(TMP, "att")
+rc, _, err = run(PNETC, "-I", os.path.join(SRC, "stdlib"), os.path.join(SRC, "examples", "attention.pnet"), "-o", att)
+check("compile attention", rc == 0, err)
+ids = npy(os.path.join(TMP, "ids.npy"), "i4", [2, 16], [5] * 31 + [1000])
+expect_error("id out of vocabulary", [att, "infer", "--input", "ids=" + ids], "vocabulary")
+
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
