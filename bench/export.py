@@ -2,7 +2,8 @@
 """Exports the standard benchmark networks (bench/nets.py) to ONNX with a dynamic batch axis.
 
 usage: /usr/bin/python3 bench/export.py OUTDIR [MODEL ...]
-Writes OUTDIR/MODEL.onnx (input 'x', output 'y', opset 13); skips files that already exist.
+Writes OUTDIR/MODEL.onnx (input 'x', output 'y', opset 13); skips files newer than this script
+and nets.py.
 Weights are random (seeded): only speed is measured.
 """
 import os
@@ -21,8 +22,9 @@ def main():
     os.makedirs(outdir, exist_ok=True)
     for name in names:
         path = os.path.join(outdir, name + ".onnx")
-        if os.path.exists(path):
-            continue
+        if os.path.exists(path) and all(os.path.getmtime(path) > os.path.getmtime(src)
+                                        for src in (__file__, nets.__file__)):
+            continue  # up to date
         model = nets.build(name)
         tmp = path + ".tmp"
         with torch.no_grad():

@@ -222,8 +222,14 @@ LLVMValueRef cg_unary(cg *c, const pn_node *op, LLVMValueRef v) {
 }
 
 LLVMValueRef cg_epilogue(cg *c, int node, LLVMValueRef v) {
-    for (int e = c->g->plan.fuse_next[node]; e >= 0; e = c->g->plan.fuse_next[e]) v = cg_unary(c, &c->g->nodes[e], v);
+    for (int e = c->g->plan.fuse_next[node]; e >= 0; e = c->g->plan.fuse_next[e])
+        if (c->g->nodes[e].op != PN_OP_BATCHNORM) v = cg_unary(c, &c->g->nodes[e], v); /* folded: identity */
     return v;
+}
+
+int cg_folded_bn(const cg *c, int node) {
+    int e = c->g->plan.fuse_next[node];
+    return e >= 0 && c->g->nodes[e].op == PN_OP_BATCHNORM ? e : -1;
 }
 
 static void add_fn_attr(cg *c, LLVMValueRef fn, const char *k, const char *v) {

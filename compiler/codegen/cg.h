@@ -26,6 +26,7 @@ typedef struct cg {
     bool wide_vectors;      /* the target has AVX-512: prefer 512-bit vectors */
     bool x86;               /* an x86-64 target (AVX2 assumed for the GEMM tiles) */
     int64_t *pack_offset;   /* per node: packed weights in the prepared buffer, or -1 */
+    int64_t *fold_bias;     /* per conv2d with a folded batchnorm: its bias in the prepared buffer */
     int64_t prepared_floats;
     /* The kernel being built. */
     LLVMValueRef fn, n, ith, nth, params, scratch;
@@ -83,6 +84,8 @@ LLVMValueRef cg_kernel_begin(cg *c, int node, int ninputs);
 void cg_kernel_end(cg *c);
 /* Applies node's fused elementwise chain (its fuse_next successors) to v. */
 LLVMValueRef cg_epilogue(cg *c, int node, LLVMValueRef v);
+/* The batchnorm folded into node's weights by the prepare function, or -1. */
+int cg_folded_bn(const cg *c, int node);
 /* Applies one unary elementwise op to v. */
 LLVMValueRef cg_unary(cg *c, const pn_node *op, LLVMValueRef v);
 

@@ -25,6 +25,8 @@ LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     LLVMValueRef out = LLVMGetParam(fn, 0), in = LLVMGetParam(fn, 1);
     LLVMValueRef wts = c->params;
     LLVMValueRef bias = nd->ia[PN_CONV_BIAS] ? cg_gep(c, c->params, cg_i64(c, align16(OC * K))) : NULL;
+    if (cg_folded_bn(c, node) >= 0) /* folded batchnorm: the prepared bias */
+        bias = cg_gep(c, c->params, cg_i64(c, c->fold_bias[node] - c->g->plan.param_offset[node]));
     LLVMValueRef panel = c->scratch;
     LLVMValueRef N = pn_shape_batched(xs) ? c->n : cg_i64(c, xs->d[0]);
     LLVMValueRef lo, hi;

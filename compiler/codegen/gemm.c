@@ -194,7 +194,7 @@ LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel) {
     LLVMValueRef R = cg_rows(c, &x->shape, &K);
     LLVMValueRef packed = cg_gep(c, c->params, cg_i64(c, pack_rel));
     LLVMValueRef bias = cg_gep(c, packed, cg_i64(c, NP * K * NR)); /* padded to NP * NR */
-    bool has_bias = nd->ia[PN_DENSE_BIAS] != 0;
+    bool has_bias = nd->ia[PN_DENSE_BIAS] != 0 || cg_folded_bn(c, node) >= 0;
     /* The thread grid: row groups first, then panel groups. */
     LLVMValueRef RT = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, R, cg_i64(c, MR - 1), ""), cg_i64(c, MR), "RT");
     LLVMValueRef Gr = cg_smax(c, cg_smin(c, c->nth, RT), cg_i64(c, 1));

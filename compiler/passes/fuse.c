@@ -27,16 +27,13 @@ void pass_fuse(pn_graph *g) {
             user[g->nodes[i].in[k]] = i;
         }
     }
-    for (int i = 0; i < n; i++) {
-        p->fuse_next[i] = -1;
-        p->fused[i] = false;
-    }
+    /* Chains started by pass_fold_batchnorm stay; activations extend them. */
     for (int i = 0; i < n; i++) {
         const pn_node *e = &g->nodes[i];
         if (!p->live[i] || !is_epilogue_op(e->op)) continue;
         int src = e->in[0];
         const pn_node *s = &g->nodes[src];
-        if (uses[src] != 1 || user[src] != i || (s->flags & PN_NODE_OUTPUT) || !has_epilogue(s->op) ||
+        if (uses[src] != 1 || user[src] != i || (s->flags & PN_NODE_OUTPUT) || !has_epilogue(s->op) || p->fuse_next[src] >= 0 ||
             s->stage != e->stage || s->shard > 1 || s->dtype != PN_F32)
             continue;
         p->fuse_next[src] = i;

@@ -4,6 +4,7 @@
 #include "../ir/graph.h"
 
 void pass_prune(pn_graph *g);        /* live: nodes the outputs need, training-only ones dropped */
+void pass_fold_batchnorm(pn_graph *g); /* batchnorm after conv2d/dense: folded into its weights */
 void pass_fuse(pn_graph *g);         /* fuse_next/fused: elementwise chains into their producer */
 void pass_plan_params(pn_graph *g);  /* param_offset, param_floats: one parameter buffer */
 void pass_plan_memory(pn_graph *g);  /* mem, arena sizes, chunk: one activation arena by liveness */

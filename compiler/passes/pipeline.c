@@ -3,6 +3,7 @@
 
 const pn_pass pn_passes[] = {
     {"prune", pass_prune},
+    {"fold_batchnorm", pass_fold_batchnorm},
     {"fuse", pass_fuse},
     {"plan_params", pass_plan_params},
     {"plan_memory", pass_plan_memory},

@@ -182,6 +182,14 @@ static void test_norms(void **s) {
                   "  output d = sigmoid(layernorm(x)); }");
 }
 
+static void test_folded_batchnorm(void **s) {
+    (void)s;
+    check_network("network fb { input x : f32[batch, 3, 9, 7]; input v : f32[batch, 21];\n"
+                  "  output a = relu(batchnorm(conv2d(x, 11, 3, padding = 1, bias = false)));\n"
+                  "  output b = batchnorm(conv2d(x, 5, [1, 3], stride = 2));\n"
+                  "  output c = gelu(batchnorm(dense(v, 19))); output d = batchnorm(dense(v, 7, bias = false)); }");
+}
+
 static void test_activations(void **s) {
     (void)s;
     check_network("network ac { input x : f32[batch, 37];\n"
@@ -232,6 +240,7 @@ int main(void) {
     (void)&pnetrt_barrier; /* the JIT resolves it in this process */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dense),           cmocka_unit_test(test_conv_pool), cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_folded_batchnorm),
         cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_outputs),
