@@ -4,6 +4,18 @@
 
 static int64_t align16(int64_t v) { return (v + 15) / 16 * 16; }
 
+/* Valid output range [lo, hi) along one axis for tap k: 0 <= o*s + k - p < size. */
+static void tap_range(cg *c, LLVMValueRef k, int64_t s, int64_t p, int64_t size, int64_t osize, LLVMValueRef *lo,
+                      LLVMValueRef *hi) {
+    LLVMValueRef a = LLVMBuildSub(c->b, cg_i64(c, p), k, ""); /* o*s >= p - k */
+    LLVMValueRef l = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, a, cg_i64(c, s - 1), ""), cg_i64(c, s), "");
+    *lo = cg_smax(c, l, cg_i64(c, 0));
+    LLVMValueRef num = LLVMBuildSub(c->b, cg_i64(c, size - 1 + p), k, ""); /* o*s <= size-1+p-k */
+    LLVMValueRef h = LLVMBuildAdd(c->b, LLVMBuildSDiv(c->b, num, cg_i64(c, s), ""), cg_i64(c, 1), "");
+    h = cg_select(c, LLVMBuildICmp(c->b, LLVMIntSLT, num, cg_i64(c, 0), ""), cg_i64(c, 0), h);
+    *hi = cg_smin(c, h, cg_i64(c, osize));
+}
+
 /* conv2d as implicit GEMM per (sample, pixel panel): the thread gathers the panel's patches into
  * its scratch as [C*KH*KW][NR] (zero where the window leaves the image), then multiplies the
  * weight rows [OC][C*KH*KW] by it in MR x NR register tiles, adding bias and the fused epilogue
@@ -18,7 +30,7 @@ LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     int VW, MR, NV;
     cg_gemm_shape(c, &VW, &MR, &NV);
     int64_t NR = (int64_t)VW * NV, NPP = (P + NR - 1) / NR;
-    int64_t need = (K * NR * 4 + 2 * NR * 8 + 63) / 64 * 64; /* the panel, then ih0[NR], iw0[NR] */
+    int64_t need = (K * NR * 4 + 63) / 64 * 64; /* the panel */
     if (need > c->scratch_bytes) c->scratch_bytes = need;
     LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
     LLVMValueRef fn = cg_kernel_begin(c, node, 1);
@@ -37,21 +49,13 @@ LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     LLVMValueRef pp = LLVMBuildSRem(c->b, u.iv, cg_i64(c, NPP), "pp");
     LLVMValueRef pix0 = LLVMBuildMul(c->b, pp, cg_i64(c, NR), "pix0");
     LLVMValueRef xb = cg_gep(c, in, LLVMBuildMul(c->b, smp, cg_i64(c, C * H * W), ""));
-    /* Gather: panel[k][j] = x[ch][ih0[j] + kh][iw0[j] + kw] for pixel pix0 + j, where the
-     * window origins ih0/iw0 are computed once per panel (huge for pixels past P: always out). */
-    LLVMValueRef org = LLVMBuildInBoundsGEP2(c->b, c->i8, panel, (LLVMValueRef[]){cg_i64(c, K * NR * 4)}, 1, "");
-    LLVMValueRef ih0p = org, iw0p = LLVMBuildInBoundsGEP2(c->b, c->i64, org, (LLVMValueRef[]){cg_i64(c, NR)}, 1, "");
-    cg_loop j0;
-    cg_loop_begin(c, &j0, cg_i64(c, 0), cg_i64(c, NR), "j0");
-    LLVMValueRef pix = LLVMBuildAdd(c->b, pix0, j0.iv, "");
-    LLVMValueRef oh = LLVMBuildSDiv(c->b, pix, cg_i64(c, OW), ""), ow = LLVMBuildSRem(c->b, pix, cg_i64(c, OW), "");
-    LLVMValueRef inside = LLVMBuildICmp(c->b, LLVMIntSLT, pix, cg_i64(c, P), "");
-    LLVMValueRef ih0 = LLVMBuildSub(c->b, LLVMBuildMul(c->b, oh, cg_i64(c, SH), ""), cg_i64(c, PH), "");
-    ih0 = cg_select(c, inside, ih0, cg_i64(c, INT64_C(1) << 40));
-    LLVMValueRef iw0 = LLVMBuildSub(c->b, LLVMBuildMul(c->b, ow, cg_i64(c, SW), ""), cg_i64(c, PW), "");
-    LLVMBuildStore(c->b, ih0, LLVMBuildInBoundsGEP2(c->b, c->i64, ih0p, &j0.iv, 1, ""));
-    LLVMBuildStore(c->b, iw0, LLVMBuildInBoundsGEP2(c->b, c->i64, iw0p, &j0.iv, 1, ""));
-    cg_loop_end(c, &j0);
+    /* Gather: panel[k][j] = x[ch][oh*SH + kh - PH][ow*SW + kw - PW] for pixel pix0 + j = oh*OW + ow.
+     * The panel covers a few output rows; within one, consecutive ow read consecutive (stride SW)
+     * inputs, so each row segment is a plain strided copy with zeros where the window leaves the
+     * image. */
+    LLVMValueRef pend = cg_smin(c, LLVMBuildAdd(c->b, pix0, cg_i64(c, NR), ""), cg_i64(c, P));
+    LLVMValueRef oh_first = LLVMBuildSDiv(c->b, pix0, cg_i64(c, OW), "");
+    LLVMValueRef oh_last = LLVMBuildSDiv(c->b, LLVMBuildSub(c->b, pend, cg_i64(c, 1), ""), cg_i64(c, OW), "");
     cg_loop lch;
     cg_loop_begin(c, &lch, cg_i64(c, 0), cg_i64(c, C), "ch");
     LLVMValueRef plane = cg_gep(c, xb, LLVMBuildMul(c->b, lch.iv, cg_i64(c, H * W), ""));
@@ -62,20 +66,41 @@ LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     LLVMValueRef kidx = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, lch.iv, cg_i64(c, KH), ""), lkh.iv, ""),
                                                         cg_i64(c, KW), ""), lkw.iv, "");
     LLVMValueRef prow = cg_gep(c, panel, LLVMBuildMul(c->b, kidx, cg_i64(c, NR), ""));
-    cg_loop j;
-    cg_loop_begin(c, &j, cg_i64(c, 0), cg_i64(c, NR), "j");
-    LLVMValueRef ih = LLVMBuildAdd(c->b, LLVMBuildLoad2(c->b, c->i64, LLVMBuildInBoundsGEP2(c->b, c->i64, ih0p, &j.iv, 1, ""), ""), lkh.iv, "");
-    LLVMValueRef iw = LLVMBuildAdd(c->b, LLVMBuildLoad2(c->b, c->i64, LLVMBuildInBoundsGEP2(c->b, c->i64, iw0p, &j.iv, 1, ""), ""), lkw.iv, "");
-    LLVMValueRef ok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntULT, ih, cg_i64(c, H), ""),
-                                   LLVMBuildICmp(c->b, LLVMIntULT, iw, cg_i64(c, W), ""), "");
-    LLVMValueRef at = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ih, cg_i64(c, W), ""), iw, "");
-    at = cg_select(c, ok, at, cg_i64(c, 0));
-    LLVMValueRef v = cg_load(c, plane, at);
-    cg_store(c, cg_select(c, ok, v, cg_f32(c, 0.0)), prow, j.iv);
-    cg_loop_end(c, &j);
+    /* Columns ow whose input iw = ow*SW + kw - PW lies in [0, W). */
+    LLVMValueRef owlo, owhi;
+    tap_range(c, lkw.iv, SW, PW, W, OW, &owlo, &owhi);
+    cg_loop r;
+    cg_loop_begin(c, &r, oh_first, LLVMBuildAdd(c->b, oh_last, cg_i64(c, 1), ""), "orow");
+    LLVMValueRef rbase = LLVMBuildMul(c->b, r.iv, cg_i64(c, OW), "");
+    LLVMValueRef s0 = LLVMBuildSub(c->b, cg_smax(c, pix0, rbase), rbase, "");                                  /* ow from */
+    LLVMValueRef s1 = LLVMBuildSub(c->b, cg_smin(c, pend, LLVMBuildAdd(c->b, rbase, cg_i64(c, OW), "")), rbase, ""); /* ow to */
+    LLVMValueRef dst = cg_gep(c, prow, LLVMBuildSub(c->b, rbase, pix0, ""));  /* panel column of ow = 0 */
+    LLVMValueRef ih = LLVMBuildSub(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, r.iv, cg_i64(c, SH), ""), lkh.iv, ""), cg_i64(c, PH), "");
+    LLVMValueRef row_ok = LLVMBuildICmp(c->b, LLVMIntULT, ih, cg_i64(c, H), "");
+    /* Valid columns: [v0, v1) within [s0, s1), and none when the input row is outside. */
+    LLVMValueRef v0 = cg_smin(c, cg_smax(c, s0, owlo), s1);
+    LLVMValueRef v1 = cg_select(c, row_ok, cg_smax(c, cg_smin(c, s1, owhi), v0), v0);
+    LLVMValueRef src = cg_gep(c, plane, LLVMBuildSub(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, cg_smin(c, cg_smax(c, ih, cg_i64(c, 0)), cg_i64(c, H - 1)), cg_i64(c, W), ""), lkw.iv, ""), cg_i64(c, PW), ""));
+    LLVMValueRef bounds[4] = {s0, v0, v1, s1};
+    for (int part = 0; part < 3; part++) {
+        cg_loop o;
+        cg_loop_begin(c, &o, bounds[part], bounds[part + 1], part == 1 ? "copy" : "zero");
+        LLVMValueRef val = part == 1 ? cg_load(c, src, LLVMBuildMul(c->b, o.iv, cg_i64(c, SW), "")) : cg_f32(c, 0.0);
+        cg_store(c, val, dst, o.iv);
+        cg_loop_end(c, &o);
+    }
+    cg_loop_end(c, &r);
     cg_loop_end(c, &lkw);
     cg_loop_end(c, &lkh);
     cg_loop_end(c, &lch);
+    /* Pixels past P in the last panel read as zero. */
+    cg_loop zt;
+    cg_loop_begin(c, &zt, LLVMBuildSub(c->b, pend, pix0, ""), cg_i64(c, NR), "ztail");
+    cg_loop zk;
+    cg_loop_begin(c, &zk, cg_i64(c, 0), cg_i64(c, K), "zk");
+    cg_store(c, cg_f32(c, 0.0), panel, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, zk.iv, cg_i64(c, NR), ""), zt.iv, ""));
+    cg_loop_end(c, &zk);
+    cg_loop_end(c, &zt);
     /* Multiply: MR output channels at a time. */
     int tail = (int)(P - (NPP - 1) * NR);
     LLVMValueRef is_tail = LLVMBuildICmp(c->b, LLVMIntEQ, pp, cg_i64(c, NPP - 1), "");
