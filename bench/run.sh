@@ -38,6 +38,7 @@ while [ $# -gt 0 ]; do
 done
 case "$out" in ""|/*) ;; *) out="$(pwd)/$out" ;; esac  # (we cd'ed to the repo root)
 
+exec 3>&1 1>&2                # until the measurement: everything to stderr, the report to stdout
 PY=/usr/bin/python3          # Debian's interpreter: the one python3-torch and python3-onnx serve
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
 
@@ -92,7 +93,7 @@ fi
 
 # 4. pnet itself, as scripts/test.sh builds it, and the models.
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build >/dev/null
+cmake --build build
 mkdir -p build/bench/onnx
 for m in $(echo "$models" | tr , ' '); do
     build/pnetc "bench/models/$m.pnet" -o "build/bench/$m"
@@ -103,9 +104,9 @@ done
 $PY bench/export.py build/bench/onnx $(echo "$models" | tr , ' ')
 
 # 6. Measure, interleaved per configuration.
-echo "bench: measuring ${seconds} s per run; progress on stderr" >&2
+echo "bench: measuring ${seconds} s per run; progress on stderr, the report on stdout"
 set -- --exe-dir build/bench --onnx-dir build/bench/onnx --seconds "$seconds" --peak "$peak" \
     --models "$models" --threads "1,$(nproc)"
 [ -n "$out" ] && set -- "$@" --out "$out"
 [ -n "$blas_arg" ] && set -- "$@" "$blas_arg"
-exec $PY bench/compare.py "$@"
+exec $PY bench/compare.py "$@" 1>&3 3>&-

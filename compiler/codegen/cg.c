@@ -262,6 +262,8 @@ LLVMValueRef cg_kernel_begin(cg *c, int node, int ninputs) {
         if (i > 0 && i < np - 1) add_enum_attr(c, c->fn, (unsigned)i + 1, "readonly");
     }
     if (c->wide_vectors) add_fn_attr(c, c->fn, "prefer-vector-width", "512");
+    /* Short copies stay inline loops rather than becoming memcpy calls. */
+    add_fn_attr(c, c->fn, "no-builtins", "");
     c->params = LLVMGetParam(c->fn, (unsigned)np - 2);
     c->scratch = LLVMGetParam(c->fn, (unsigned)np - 1);
     c->n = LLVMGetParam(c->fn, (unsigned)np);

@@ -100,6 +100,10 @@ void cg_gemm_shape(const cg *c, int *vw, int *mr, int *nv);
 /* acc[i][j] = init[i][j] + sum over k in [k0, k1) of arow[i][k] * bpanel[k*NR + j*VW ...]. */
 void cg_micro_tile(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, int64_t NR, LLVMValueRef k0,
                    LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8]);
+/* The same with row k of B at bpanel + boffs[k] (an i64 table) and optional lane masks. */
+void cg_micro_tile_ex(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, int64_t NR, LLVMValueRef boffs,
+                      LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1, LLVMValueRef init[][8],
+                      LLVMValueRef acc[][8]);
 LLVMValueRef cg_splat(cg *c, LLVMValueRef s, int vw);
 LLVMValueRef cg_mask_const(cg *c, int vw, int valid);
 LLVMValueRef cg_masked_load(cg *c, LLVMTypeRef vt, LLVMValueRef p, LLVMValueRef mask);

@@ -2,6 +2,9 @@
  * over (sample, channel) planes; each output sums its taps in a fixed order. */
 #include "cg.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+
 static int64_t align16(int64_t v) { return (v + 15) / 16 * 16; }
 
 /* Valid output range [lo, hi) along one axis for tap k: 0 <= o*s + k - p < size. */
@@ -16,12 +19,125 @@ static void tap_range(cg *c, LLVMValueRef k, int64_t s, int64_t p, int64_t size,
     *hi = cg_smin(c, h, cg_i64(c, osize));
 }
 
+/* conv2d with stride 1 and no padding, straight from the input: on the grid q = oh*W + ow (the
+ * input's width), row k = (ch, kh, kw) of the GEMM's B is the input shifted by ch*H*W + kh*W + kw,
+ * so each k step loads NR contiguous floats from a constant-offset table, with no im2col. Columns
+ * with ow >= OW are computed and dropped by masked stores into the NCHW output. */
+static LLVMValueRef gen_conv2d_shifted(cg *c, int node) {
+    const pn_node *nd = &c->g->nodes[node];
+    const pn_shape *xs = &c->g->nodes[nd->in[0]].shape;
+    int64_t C = xs->d[1], H = xs->d[2], W = xs->d[3];
+    int64_t OC = nd->ia[PN_CONV_OUT], KH = nd->ia[PN_CONV_KH], KW = nd->ia[PN_CONV_KW];
+    int64_t OH = nd->shape.d[2], OW = nd->shape.d[3], K = C * KH * KW;
+    int VW, MR, NV;
+    cg_gemm_shape(c, &VW, &MR, &NV);
+    int64_t NR = (int64_t)VW * NV, Qmax = (OH - 1) * W + OW, NPQ = (Qmax + NR - 1) / NR;
+    /* The offsets of B's rows. */
+    LLVMValueRef *ov = malloc(sizeof(LLVMValueRef) * (size_t)K);
+    for (int64_t ch = 0, k = 0; ch < C; ch++)
+        for (int64_t kh = 0; kh < KH; kh++)
+            for (int64_t kw = 0; kw < KW; kw++) ov[k++] = cg_i64(c, ch * H * W + kh * W + kw);
+    LLVMValueRef init_tab = LLVMConstArray2(c->i64, ov, (uint64_t)K);
+    free(ov);
+    char name[128];
+    snprintf(name, sizeof name, "%s__k%d_offsets", c->px, node);
+    LLVMValueRef offs = LLVMAddGlobal(c->mod, LLVMTypeOf(init_tab), name);
+    LLVMSetInitializer(offs, init_tab);
+    LLVMSetGlobalConstant(offs, 1);
+    LLVMSetLinkage(offs, LLVMPrivateLinkage);
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
+    LLVMValueRef fn = cg_kernel_begin(c, node, 1);
+    LLVMValueRef out = LLVMGetParam(fn, 0), in = LLVMGetParam(fn, 1);
+    LLVMValueRef wts = c->params;
+    LLVMValueRef bias = nd->ia[PN_CONV_BIAS] ? cg_gep(c, c->params, cg_i64(c, align16(OC * K))) : NULL;
+    if (cg_folded_bn(c, node) >= 0) bias = cg_gep(c, c->params, cg_i64(c, c->fold_bias[node] - c->g->plan.param_offset[node]));
+    LLVMValueRef N = pn_shape_batched(xs) ? c->n : cg_i64(c, xs->d[0]);
+    LLVMValueRef lo, hi;
+    cg_split(c, LLVMBuildMul(c->b, N, cg_i64(c, NPQ), ""), &lo, &hi);
+    cg_loop u;
+    cg_loop_begin(c, &u, lo, hi, "unit");
+    LLVMValueRef smp = LLVMBuildSDiv(c->b, u.iv, cg_i64(c, NPQ), "s");
+    LLVMValueRef pp = LLVMBuildSRem(c->b, u.iv, cg_i64(c, NPQ), "pp");
+    LLVMValueRef q0 = LLVMBuildMul(c->b, pp, cg_i64(c, NR), "q0");
+    LLVMValueRef base = cg_gep(c, in, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, smp, cg_i64(c, C * H * W), ""), q0, ""));
+    /* The last panel reads only the columns it needs: never past the sample's input. */
+    LLVMValueRef is_last = LLVMBuildICmp(c->b, LLVMIntEQ, pp, cg_i64(c, NPQ - 1), "");
+    int last_valid = (int)(Qmax - (NPQ - 1) * NR);
+    LLVMValueRef mask[8];
+    for (int q = 0; q < NV; q++) {
+        int v = last_valid - q * VW;
+        v = v < 0 ? 0 : v > VW ? VW : v;
+        mask[q] = cg_select(c, is_last, cg_mask_const(c, VW, v), cg_mask_const(c, VW, VW));
+    }
+    cg_loop ot;
+    cg_loop_begin(c, &ot, cg_i64(c, 0), cg_i64(c, (OC + MR - 1) / MR), "ot");
+    LLVMValueRef oc0 = LLVMBuildMul(c->b, ot.iv, cg_i64(c, MR), "");
+    LLVMValueRef arow[16], init[16][8], acc[16][8], ocs[16];
+    for (int i = 0; i < MR; i++) {
+        ocs[i] = cg_smin(c, LLVMBuildAdd(c->b, oc0, cg_i64(c, i), ""), cg_i64(c, OC - 1));
+        arow[i] = cg_gep(c, wts, LLVMBuildMul(c->b, ocs[i], cg_i64(c, K), ""));
+        for (int q = 0; q < NV; q++) init[i][q] = LLVMConstNull(vt);
+    }
+    cg_micro_tile_ex(c, arow, MR, base, NR, offs, mask, cg_i64(c, 0), cg_i64(c, K), init, acc);
+    /* Store straight from the registers: lane q of a vector belongs to output row q / W, column
+     * q % W (dropped when >= OW); for each output row the vector touches, one masked store at the
+     * address where that row's lanes land. */
+    LLVMTypeRef it = LLVMVectorType(c->i64, (unsigned)VW);
+    LLVMValueRef iota[64];
+    for (int l = 0; l < VW; l++) iota[l] = cg_i64(c, l);
+    int64_t rows_per_vec = (VW + W - 1) / W + 1;
+    LLVMValueRef lanes_row[8][8], lanes_ok[8];
+    for (int q = 0; q < NV; q++) {
+        LLVMValueRef qs = LLVMBuildAdd(c->b, q0, cg_i64(c, q * VW), "");
+        LLVMValueRef qv = LLVMBuildAdd(c->b, cg_splat(c, qs, VW), LLVMConstVector(iota, (unsigned)VW), "");
+        LLVMValueRef rv = LLVMBuildUDiv(c->b, qv, cg_splat(c, cg_i64(c, W), VW), "");
+        LLVMValueRef colv = LLVMBuildSub(c->b, qv, LLVMBuildMul(c->b, rv, cg_splat(c, cg_i64(c, W), VW), ""), "");
+        lanes_ok[q] = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntULT, colv, cg_splat(c, cg_i64(c, OW), VW), ""),
+                                   LLVMBuildICmp(c->b, LLVMIntULT, qv, cg_splat(c, cg_i64(c, Qmax), VW), ""), "");
+        LLVMValueRef r0v = LLVMBuildUDiv(c->b, qs, cg_i64(c, W), "");
+        for (int64_t t = 0; t < rows_per_vec && t < 8; t++) {
+            LLVMValueRef rt = LLVMBuildAdd(c->b, r0v, cg_i64(c, t), "");
+            lanes_row[q][t] = LLVMBuildAnd(c->b, lanes_ok[q], LLVMBuildICmp(c->b, LLVMIntEQ, rv, cg_splat(c, rt, VW), ""), "");
+        }
+        (void)it;
+    }
+    for (int i = 0; i < MR; i++) {
+        LLVMBasicBlockRef stb = LLVMAppendBasicBlockInContext(c->ctx, fn, "store");
+        LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fn, "next");
+        LLVMValueRef oc = LLVMBuildAdd(c->b, oc0, cg_i64(c, i), "");
+        LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, oc, cg_i64(c, OC), ""), stb, next);
+        LLVMPositionBuilderAtEnd(c->b, stb);
+        LLVMValueRef oplane = cg_gep(c, out, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, smp, cg_i64(c, OC), ""), oc, ""),
+                                                          cg_i64(c, OH * OW), ""));
+        LLVMValueRef bv = bias ? cg_splat(c, cg_load(c, bias, ocs[i]), VW) : LLVMConstNull(vt);
+        for (int q = 0; q < NV; q++) {
+            LLVMValueRef v = cg_epilogue(c, node, cg_fadd(c, acc[i][q], bv, false));
+            LLVMValueRef qs = LLVMBuildAdd(c->b, q0, cg_i64(c, q * VW), "");
+            LLVMValueRef r0v = LLVMBuildUDiv(c->b, qs, cg_i64(c, W), "");
+            for (int64_t t = 0; t < rows_per_vec && t < 8; t++) {
+                /* Lanes of row r sit at out[r*OW + (q - r*W)] = out[q - r*(W - OW)]. */
+                LLVMValueRef rt = LLVMBuildAdd(c->b, r0v, cg_i64(c, t), "");
+                LLVMValueRef at = LLVMBuildSub(c->b, qs, LLVMBuildMul(c->b, rt, cg_i64(c, W - OW), ""), "");
+                cg_masked_store(c, v, cg_gep(c, oplane, at), lanes_row[q][t]);
+            }
+        }
+        LLVMBuildBr(c->b, next);
+        LLVMPositionBuilderAtEnd(c->b, next);
+    }
+    cg_loop_end(c, &ot);
+    cg_loop_end(c, &u);
+    cg_kernel_end(c);
+    return fn;
+}
+
 /* conv2d as implicit GEMM per (sample, pixel panel): the thread gathers the panel's patches into
  * its scratch as [C*KH*KW][NR] (zero where the window leaves the image), then multiplies the
  * weight rows [OC][C*KH*KW] by it in MR x NR register tiles, adding bias and the fused epilogue
  * as it stores NCHW rows. Each output sums its taps in the same order whatever the split. */
 LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     const pn_node *nd = &c->g->nodes[node];
+    if (nd->ia[PN_CONV_SH] == 1 && nd->ia[PN_CONV_SW] == 1 && nd->ia[PN_CONV_PH] == 0 && nd->ia[PN_CONV_PW] == 0)
+        return gen_conv2d_shifted(c, node);
     const pn_shape *xs = &c->g->nodes[nd->in[0]].shape;
     int64_t C = xs->d[1], H = xs->d[2], W = xs->d[3];
     int64_t OC = nd->ia[PN_CONV_OUT], KH = nd->ia[PN_CONV_KH], KW = nd->ia[PN_CONV_KW];
@@ -169,6 +285,47 @@ static LLVMValueRef pool_point(cg *c, const pn_node *nd, LLVMValueRef ip, LLVMVa
     return acc;
 }
 
+/* Pooled outputs (oh, ow0 + i) for the lanes i < nvalid of a VW-wide vector, all taps inside the
+ * image; stride 1 or 2 (loads, plus an even-lane shuffle for stride 2). Masked loads never touch
+ * an element no valid lane uses. */
+static LLVMValueRef pool_vector(cg *c, const pn_node *nd, LLVMValueRef ip, LLVMValueRef oh, LLVMValueRef ow0, int64_t W,
+                                int VW, LLVMValueRef nvalid) {
+    bool is_max = nd->op == PN_OP_MAXPOOL2D;
+    int64_t KH = nd->ia[PN_POOL_KH], KW = nd->ia[PN_POOL_KW], SH = nd->ia[PN_POOL_SH], SW = nd->ia[PN_POOL_SW];
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW), it = LLVMVectorType(c->i64, (unsigned)VW);
+    LLVMValueRef even[64], lane[64], lane_hi[64];
+    for (int i = 0; i < VW; i++) {
+        even[i] = LLVMConstInt(c->i32, (unsigned long long)(2 * i), 0);
+        lane[i] = cg_i64(c, i);
+        lane_hi[i] = cg_i64(c, i + VW);
+    }
+    /* Elements [0, used) from the window start are read: used = (nvalid - 1) * SW + 1. */
+    LLVMValueRef used = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, LLVMBuildSub(c->b, nvalid, cg_i64(c, 1), ""), cg_i64(c, SW), ""), cg_i64(c, 1), "");
+    LLVMValueRef usedv = LLVMBuildInsertElement(c->b, LLVMGetUndef(it), used, LLVMConstInt(c->i32, 0, 0), "");
+    LLVMValueRef zero[64];
+    for (int i = 0; i < VW; i++) zero[i] = LLVMConstInt(c->i32, 0, 0);
+    usedv = LLVMBuildShuffleVector(c->b, usedv, LLVMGetUndef(it), LLVMConstVector(zero, (unsigned)VW), "");
+    LLVMValueRef m_lo = LLVMBuildICmp(c->b, LLVMIntSLT, LLVMConstVector(lane, (unsigned)VW), usedv, "");
+    LLVMValueRef m_hi = LLVMBuildICmp(c->b, LLVMIntSLT, LLVMConstVector(lane_hi, (unsigned)VW), usedv, "");
+    LLVMValueRef ih0 = LLVMBuildSub(c->b, LLVMBuildMul(c->b, oh, cg_i64(c, SH), ""), cg_i64(c, nd->ia[PN_POOL_PH]), "");
+    LLVMValueRef iw0 = LLVMBuildSub(c->b, LLVMBuildMul(c->b, ow0, cg_i64(c, SW), ""), cg_i64(c, nd->ia[PN_POOL_PW]), "");
+    LLVMValueRef acc = NULL;
+    for (int64_t kh = 0; kh < KH; kh++) {
+        LLVMValueRef row = cg_gep(c, ip, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, ih0, cg_i64(c, kh), ""), cg_i64(c, W), ""));
+        for (int64_t kw = 0; kw < KW; kw++) {
+            LLVMValueRef at = cg_gep(c, row, LLVMBuildAdd(c->b, iw0, cg_i64(c, kw), ""));
+            LLVMValueRef v = cg_masked_load(c, vt, at, m_lo);
+            if (SW == 2) {
+                LLVMValueRef hi = cg_masked_load(c, vt, cg_gep(c, at, cg_i64(c, VW)), m_hi);
+                v = LLVMBuildShuffleVector(c->b, v, hi, LLVMConstVector(even, (unsigned)VW), "");
+            }
+            acc = !acc ? v : is_max ? cg_max(c, v, acc, false) : cg_fadd(c, acc, v, false);
+        }
+    }
+    if (!is_max) acc = cg_fmul(c, acc, cg_splat(c, cg_f32(c, 1.0 / (double)(KH * KW)), VW), false);
+    return acc;
+}
+
 /* Interior range [lo, hi) of outputs along one axis whose taps all fall inside [0, size). */
 static void interior(int64_t size, int64_t k, int64_t s, int64_t p, int64_t osize, int64_t *lo, int64_t *hi) {
     *lo = (p + s - 1) / s;
@@ -202,8 +359,28 @@ LLVMValueRef cg_gen_pool(cg *c, int node) {
     /* Columns [owlo, owhi) of interior rows take the fast path; everything else is clamped. */
     LLVMValueRef fast_lo = cg_select(c, row_in, cg_i64(c, owlo), cg_i64(c, OW));
     LLVMValueRef fast_hi = cg_select(c, row_in, cg_i64(c, owhi), cg_i64(c, OW));
+    /* Interior columns as vectors when the stride is 1 or 2 (the last one masked); the border,
+     * and other strides, one output at a time. */
+    int64_t SW = nd->ia[PN_POOL_SW];
     LLVMValueRef seg[4] = {cg_i64(c, 0), fast_lo, fast_hi, cg_i64(c, OW)};
     for (int part = 0; part < 3; part++) {
+        if (part == 1 && SW <= 2) {
+            int VW, MR, NV;
+            cg_gemm_shape(c, &VW, &MR, &NV);
+            LLVMValueRef cnt = LLVMBuildSub(c->b, fast_hi, fast_lo, "");
+            LLVMValueRef nvec = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, cnt, cg_i64(c, VW - 1), ""), cg_i64(c, VW), "");
+            cg_loop vv;
+            cg_loop_begin(c, &vv, cg_i64(c, 0), nvec, "vow");
+            LLVMValueRef ow0 = LLVMBuildAdd(c->b, fast_lo, LLVMBuildMul(c->b, vv.iv, cg_i64(c, VW), ""), "");
+            LLVMValueRef nvalid = cg_smin(c, LLVMBuildSub(c->b, fast_hi, ow0, ""), cg_i64(c, VW));
+            LLVMValueRef v = cg_epilogue(c, node, pool_vector(c, nd, ip, oh.iv, ow0, W, VW, nvalid));
+            LLVMValueRef lane[64], nv;
+            for (int i = 0; i < VW; i++) lane[i] = cg_i64(c, i);
+            nv = cg_splat(c, nvalid, VW);
+            cg_masked_store(c, v, cg_gep(c, orow, ow0), LLVMBuildICmp(c->b, LLVMIntSLT, LLVMConstVector(lane, (unsigned)VW), nv, ""));
+            cg_loop_end(c, &vv);
+            continue;
+        }
         cg_loop ow;
         cg_loop_begin(c, &ow, seg[part], seg[part + 1], "ow");
         LLVMValueRef r = pool_point(c, nd, ip, oh.iv, ow.iv, part == 1, H, W);

@@ -156,10 +156,12 @@ void cg_masked_store(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask) {
 
 enum { GEMM_KC = 256 };
 
-/* The inner product of a micro-tile: for k in [k0, k1), acc[i][j] += a_i[k] * b[k][j*VW..], with
- * a_i[k] read from row pointer arow[i] and b from bpanel, NR floats per k. */
-void cg_micro_tile(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, int64_t NR, LLVMValueRef k0,
-                   LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8]) {
+/* The inner product of a micro-tile: for k in [k0, k1), acc[i][j] += a_i[k] * b_k[j*VW ...], with
+ * a_i[k] read from row pointer arow[i]. Row b_k is bpanel + k * NR, or, with a table of offsets,
+ * bpanel + boffs[k] (unaligned; masked by bmask when given). */
+void cg_micro_tile_ex(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, int64_t NR, LLVMValueRef boffs,
+                      LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1, LLVMValueRef init[][8],
+                      LLVMValueRef acc[][8]) {
     int VW, MR, NV;
     cg_gemm_shape(c, &VW, &MR, &NV);
     LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
@@ -167,17 +169,29 @@ void cg_micro_tile(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, int64
     cg_loop_begin(c, &k, k0, k1, "k");
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < NV; j++) acc[i][j] = cg_loop_acc(c, &k, init[i][j]);
-    LLVMValueRef brow = cg_gep(c, bpanel, LLVMBuildMul(c->b, k.iv, cg_i64(c, NR), ""));
+    LLVMValueRef off = boffs ? LLVMBuildLoad2(c->b, c->i64, LLVMBuildInBoundsGEP2(c->b, c->i64, boffs, &k.iv, 1, ""), "")
+                             : LLVMBuildMul(c->b, k.iv, cg_i64(c, NR), "");
+    LLVMValueRef brow = cg_gep(c, bpanel, off);
     LLVMValueRef b[8];
     for (int j = 0; j < NV; j++) {
-        b[j] = LLVMBuildLoad2(c->b, vt, cg_gep(c, brow, cg_i64(c, j * VW)), "");
-        LLVMSetAlignment(b[j], (unsigned)(VW * 4 < 64 ? VW * 4 : 64));
+        LLVMValueRef at = cg_gep(c, brow, cg_i64(c, j * VW));
+        if (bmask) {
+            b[j] = cg_masked_load(c, vt, at, bmask[j]);
+        } else {
+            b[j] = LLVMBuildLoad2(c->b, vt, at, "");
+            LLVMSetAlignment(b[j], boffs ? 4 : (unsigned)(VW * 4 < 64 ? VW * 4 : 64));
+        }
     }
     for (int i = 0; i < mr; i++) {
         LLVMValueRef a = cg_splat(c, cg_load(c, arow[i], k.iv), VW);
         for (int j = 0; j < NV; j++) cg_loop_next(&k, acc[i][j], cg_fma(c, a, b[j], acc[i][j]));
     }
     cg_loop_end(c, &k);
+}
+
+void cg_micro_tile(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, int64_t NR, LLVMValueRef k0,
+                   LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8]) {
+    cg_micro_tile_ex(c, arow, mr, bpanel, NR, NULL, NULL, k0, k1, init, acc);
 }
 
 LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel) {
