@@ -16,6 +16,9 @@ _Static_assert(sizeof(pnetrt_tensor_desc) == 16 * 8, "pnetrt_tensor_desc must be
 _Static_assert(sizeof(pnetrt_layer_desc) == 10 * 8, "pnetrt_layer_desc must be 10 eight-byte fields");
 _Static_assert(sizeof(pnetrt_desc) == 24 * 8, "pnetrt_desc must be 24 eight-byte fields");
 
+/* The least work, in FLOPs per call, that justifies one more thread. */
+#define PNETRT_FLOPS_PER_THREAD 4e6
+
 struct pnetrt_model {
     const pnetrt_desc *d;
     float *params;       /* owned unless it is the embedded array */
@@ -25,6 +28,8 @@ struct pnetrt_model {
     char *scratch;       /* threads * d->scratch_bytes */
     int scratch_threads;
     int threads;
+    double flops_per_sample;
+    bool adaptive;       /* small calls use fewer threads (PNET_ADAPTIVE_THREADS=0 turns it off) */
     char err[512];
 };
 
@@ -84,6 +89,9 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
     if (!m->arena) return fail(m, "cannot allocate the %zu-byte activation arena", arena);
     memset(m->arena, 0, arena); /* touch every page now, not during the first call */
     if (reserve_scratch(m, m->threads)) return 1;
+    for (int64_t i = 0; i < d->nlayers; i++) m->flops_per_sample += (double)d->layers[i].flops;
+    const char *ad = getenv("PNET_ADAPTIVE_THREADS");
+    m->adaptive = !(ad && strcmp(ad, "0") == 0);
     if (!weights_path && d->embedded) {
         m->params = (float *)d->embedded;
     } else {
@@ -226,12 +234,17 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
             out[i] = (char *)outputs[i] + (t->shape[0] < 0 ? s * pnetrt_sample_elems(t) * 4 : 0);
         }
         pnetrt_call call = {n, in, out, m->prepared, m->arena, m->scratch};
-        if (threads <= 1) {
+        /* Small calls run on fewer threads: each thread should get enough work to pay for the
+         * barriers between kernels. Results do not depend on the count. */
+        int team = threads;
+        double work = m->flops_per_sample * (double)n;
+        if (m->adaptive && work < PNETRT_FLOPS_PER_THREAD * team) team = work < PNETRT_FLOPS_PER_THREAD ? 1 : (int)(work / PNETRT_FLOPS_PER_THREAD);
+        if (team <= 1) {
             tls_barrier = NULL;
             d->forward(&call, 0, 1);
         } else {
             spin_barrier bar = {0, 0, 0};
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(team)
             {
                 int nth = omp_get_num_threads();
 #pragma omp single

@@ -12,6 +12,7 @@ import sys
 import tempfile
 
 PNETC, SRC = sys.argv[1], sys.argv[2]
+os.environ["PNET_ADAPTIVE_THREADS"] = "0"  # run every requested thread, however small the call
 TMP = tempfile.mkdtemp(prefix="pnet-exe-")
 passed = failed = 0
 

@@ -238,6 +238,7 @@ static void test_outputs(void **s) {
 
 int main(void) {
     (void)&pnetrt_barrier; /* the JIT resolves it in this process */
+    setenv("PNET_ADAPTIVE_THREADS", "0", 1); /* small tests must still run on every thread */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dense),           cmocka_unit_test(test_conv_pool), cmocka_unit_test(test_norms),
         cmocka_unit_test(test_folded_batchnorm),
