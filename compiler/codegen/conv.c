@@ -69,16 +69,6 @@ static LLVMValueRef gen_conv2d_shifted(cg *c, int node) {
         v = v < 0 ? 0 : v > VW ? VW : v;
         mask[q] = cg_select(c, is_last, cg_mask_const(c, VW, v), cg_mask_const(c, VW, VW));
     }
-    cg_loop ot;
-    cg_loop_begin(c, &ot, cg_i64(c, 0), cg_i64(c, (OC + MR - 1) / MR), "ot");
-    LLVMValueRef oc0 = LLVMBuildMul(c->b, ot.iv, cg_i64(c, MR), "");
-    LLVMValueRef arow[16], init[16][8], acc[16][8], ocs[16];
-    for (int i = 0; i < MR; i++) {
-        ocs[i] = cg_smin(c, LLVMBuildAdd(c->b, oc0, cg_i64(c, i), ""), cg_i64(c, OC - 1));
-        arow[i] = cg_gep(c, wts, LLVMBuildMul(c->b, ocs[i], cg_i64(c, K), ""));
-        for (int q = 0; q < NV; q++) init[i][q] = LLVMConstNull(vt);
-    }
-    cg_micro_tile_ex(c, arow, MR, base, NR, offs, mask, cg_i64(c, 0), cg_i64(c, K), init, acc);
     /* Store straight from the registers: lane q of a vector belongs to output row q / W, column
      * q % W (dropped when >= OW); for each output row the vector touches, one masked store at the
      * address where that row's lanes land. */
@@ -101,6 +91,16 @@ static LLVMValueRef gen_conv2d_shifted(cg *c, int node) {
         }
         (void)it;
     }
+    cg_loop ot;
+    cg_loop_begin(c, &ot, cg_i64(c, 0), cg_i64(c, (OC + MR - 1) / MR), "ot");
+    LLVMValueRef oc0 = LLVMBuildMul(c->b, ot.iv, cg_i64(c, MR), "");
+    LLVMValueRef arow[16], init[16][8], acc[16][8], ocs[16];
+    for (int i = 0; i < MR; i++) {
+        ocs[i] = cg_smin(c, LLVMBuildAdd(c->b, oc0, cg_i64(c, i), ""), cg_i64(c, OC - 1));
+        arow[i] = cg_gep(c, wts, LLVMBuildMul(c->b, ocs[i], cg_i64(c, K), ""));
+        for (int q = 0; q < NV; q++) init[i][q] = LLVMConstNull(vt);
+    }
+    cg_micro_tile_ex(c, arow, MR, base, NR, offs, mask, cg_i64(c, 0), cg_i64(c, K), init, acc);
     for (int i = 0; i < MR; i++) {
         LLVMBasicBlockRef stb = LLVMAppendBasicBlockInContext(c->ctx, fn, "store");
         LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fn, "next");

@@ -120,9 +120,15 @@ void pass_plan_memory(pn_graph *g) {
     }
     p->arena_sample_bytes = batched.high;
     p->arena_fixed_bytes = fixed.high;
+    /* Samples per pass: as many as keep the activations of one pass within a cache-sized budget
+     * (so a conv net's layers hand over through the cache), between 16 and 256 (so dense layers
+     * reuse each weight panel over many rows). */
+    const int64_t budget = INT64_C(8) << 20;
     p->chunk = 256;
-    const int64_t budget = INT64_C(1) << 30;
-    if (batched.high > 0 && batched.high * p->chunk > budget) p->chunk = budget / batched.high > 0 ? budget / batched.high : 1;
+    if (batched.high > 0 && batched.high * p->chunk > budget) {
+        p->chunk = budget / batched.high / 8 * 8;
+        if (p->chunk < 16) p->chunk = 16;
+    }
     free(batched.live);
     free(fixed.live);
     free(first_output);
