@@ -4,6 +4,7 @@
 #endif
 
 #include "io.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,27 +27,6 @@
 
 /* ---- errors ------------------------------------------------------------------------------- */
 
-/* Writes "path: message" to err, flattened to one line, and returns -1. */
-static int fail(char *err, size_t errlen, const char *path, const char *fmt, ...) {
-    if (!err || errlen == 0) return -1;
-    int n = snprintf(err, errlen, "%s: ", path);
-    if (n >= 0 && (size_t)n < errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
-    for (char *p = err; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?'; /* names from files may hold newlines */
-    return -1;
-}
-
-/* a * b into *out; false on overflow. */
-static bool mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
-    if (b != 0 && a > UINT64_MAX / b) return false;
-    *out = a * b;
-    return true;
-}
 
 /* ---- header dict -------------------------------------------------------------------------- */
 
@@ -67,7 +47,7 @@ typedef struct {
 } npy_header;
 
 static int dict_fail(dict_parser *p, const char *what) {
-    return fail(p->err, p->errlen, p->path, "corrupt header: %s at byte %zu of the header dict", what, p->pos);
+    return pnetrt_io_fail(p->err, p->errlen, p->path, "corrupt header: %s at byte %zu of the header dict", what, p->pos);
 }
 
 static void skip_ws(dict_parser *p) {
@@ -141,7 +121,7 @@ static int parse_shape(dict_parser *p, npy_header *h) {
         }
         if (p->pos < p->len && p->s[p->pos] == 'L') p->pos++; /* written by numpy under Python 2 */
         if (h->rank == PNETRT_MAX_RANK)
-            return fail(p->err, p->errlen, p->path, "shape has more than %d dimensions", PNETRT_MAX_RANK);
+            return pnetrt_io_fail(p->err, p->errlen, p->path, "shape has more than %d dimensions", PNETRT_MAX_RANK);
         h->shape[h->rank++] = (int64_t)v;
         comma = eat(p, ',');
         if (!comma && !peek(p, ')')) return dict_fail(p, "expected ',' or ')' in the shape");
@@ -188,7 +168,7 @@ static int parse_dict(dict_parser *p, npy_header *h) {
     skip_ws(p);
     if (p->pos != p->len) return dict_fail(p, "unexpected text after the dict");
     if (!seen_descr || !seen_fortran || !seen_shape)
-        return fail(p->err, p->errlen, p->path, "corrupt header: dict lacks '%s'",
+        return pnetrt_io_fail(p->err, p->errlen, p->path, "corrupt header: dict lacks '%s'",
                     !seen_descr     ? "descr"
                     : !seen_fortran ? "fortran_order"
                                     : "shape");
@@ -211,40 +191,40 @@ static bool read_full(FILE *f, void *buf, size_t n) {
 
 static int npy_read_file(FILE *f, const char *path, pnetrt_array *out, char *err, size_t errlen) {
     struct stat sb;
-    if (fstat(fileno(f), &sb)) return fail(err, errlen, path, "cannot stat: %s", strerror(errno));
-    if (S_ISDIR(sb.st_mode)) return fail(err, errlen, path, "cannot open: %s", strerror(EISDIR));
-    if (!S_ISREG(sb.st_mode)) return fail(err, errlen, path, "not a regular file");
+    if (fstat(fileno(f), &sb)) return pnetrt_io_fail(err, errlen, path, "cannot stat: %s", strerror(errno));
+    if (S_ISDIR(sb.st_mode)) return pnetrt_io_fail(err, errlen, path, "cannot open: %s", strerror(EISDIR));
+    if (!S_ISREG(sb.st_mode)) return pnetrt_io_fail(err, errlen, path, "not a regular file");
     uint64_t fsize = (uint64_t)sb.st_size;
 
     unsigned char pre[12];
     size_t have = fsize < sizeof pre ? (size_t)fsize : sizeof pre;
-    if (!read_full(f, pre, have)) return fail(err, errlen, path, "read error: %s", strerror(errno));
+    if (!read_full(f, pre, have)) return pnetrt_io_fail(err, errlen, path, "read error: %s", strerror(errno));
     if (have < NPY_MAGIC_LEN || memcmp(pre, NPY_MAGIC, NPY_MAGIC_LEN)) {
         /* a prefix of the magic is a cut-off .npy file, anything else is another kind of file */
         if (have < NPY_MAGIC_LEN && !memcmp(pre, NPY_MAGIC, have) && have > 0)
-            return fail(err, errlen, path, "truncated header: the file has only %zu bytes", have);
-        return fail(err, errlen, path, "not a .npy file (bad magic)");
+            return pnetrt_io_fail(err, errlen, path, "truncated header: the file has only %zu bytes", have);
+        return pnetrt_io_fail(err, errlen, path, "not a .npy file (bad magic)");
     }
-    if (have < 8) return fail(err, errlen, path, "truncated header: the file has only %zu bytes", have);
+    if (have < 8) return pnetrt_io_fail(err, errlen, path, "truncated header: the file has only %zu bytes", have);
     unsigned major = pre[6], minor = pre[7];
     if (major < 1 || major > 3 || minor != 0)
-        return fail(err, errlen, path, "unsupported .npy format version %u.%u; expected 1.0, 2.0 or 3.0", major, minor);
+        return pnetrt_io_fail(err, errlen, path, "unsupported .npy format version %u.%u; expected 1.0, 2.0 or 3.0", major, minor);
     size_t prelen = major == 1 ? 10 : 12;
-    if (have < prelen) return fail(err, errlen, path, "truncated header: the file has only %zu bytes", have);
-    if (fseek(f, (long)prelen, SEEK_SET)) return fail(err, errlen, path, "cannot seek: %s", strerror(errno));
+    if (have < prelen) return pnetrt_io_fail(err, errlen, path, "truncated header: the file has only %zu bytes", have);
+    if (fseek(f, (long)prelen, SEEK_SET)) return pnetrt_io_fail(err, errlen, path, "cannot seek: %s", strerror(errno));
     uint64_t hlen = major == 1 ? le16(pre + 8) : le32(pre + 8);
     if (hlen > fsize - prelen)
-        return fail(err, errlen, path,
+        return pnetrt_io_fail(err, errlen, path,
                     "truncated header: header says %" PRIu64 " bytes of header but the file has %" PRIu64, hlen,
                     fsize - prelen);
     if (hlen > NPY_MAX_HEADER)
-        return fail(err, errlen, path, "header of %" PRIu64 " bytes exceeds the limit of %u", hlen, NPY_MAX_HEADER);
+        return pnetrt_io_fail(err, errlen, path, "header of %" PRIu64 " bytes exceeds the limit of %u", hlen, NPY_MAX_HEADER);
 
     char *text = malloc((size_t)hlen + 1);
-    if (!text) return fail(err, errlen, path, "out of memory");
+    if (!text) return pnetrt_io_fail(err, errlen, path, "out of memory");
     if (!read_full(f, text, (size_t)hlen)) {
         free(text);
-        return fail(err, errlen, path, "read error: %s", ferror(f) ? strerror(errno) : "file shrank while reading");
+        return pnetrt_io_fail(err, errlen, path, "read error: %s", ferror(f) ? strerror(errno) : "file shrank while reading");
     }
     text[hlen] = '\0';
     npy_header h = {0};
@@ -259,31 +239,31 @@ static int npy_read_file(FILE *f, const char *path, pnetrt_array *out, char *err
     else if (!strcmp(h.descr, "<i4"))
         dtype = PNETRT_I32;
     else if (!strcmp(h.descr, ">f4") || !strcmp(h.descr, ">i4"))
-        return fail(err, errlen, path,
+        return pnetrt_io_fail(err, errlen, path,
                     "dtype '%s' is big-endian, which is not supported; expected float32 ('<f4') or int32 ('<i4')",
                     h.descr);
     else
-        return fail(err, errlen, path, "dtype '%s' is not supported; expected float32 ('<f4') or int32 ('<i4')",
+        return pnetrt_io_fail(err, errlen, path, "dtype '%s' is not supported; expected float32 ('<f4') or int32 ('<i4')",
                     h.descr);
-    if (h.fortran_order) return fail(err, errlen, path, "fortran_order is True; only C-order arrays are supported");
+    if (h.fortran_order) return pnetrt_io_fail(err, errlen, path, "fortran_order is True; only C-order arrays are supported");
 
     uint64_t nbytes = 4;
     for (int i = 0; i < h.rank; i++)
-        if (!mul_u64(nbytes, (uint64_t)h.shape[i], &nbytes) || nbytes > (uint64_t)INT64_MAX)
-            return fail(err, errlen, path, "shape is too large: its size in bytes overflows");
+        if (!pnetrt_io_mul_u64(nbytes, (uint64_t)h.shape[i], &nbytes) || nbytes > (uint64_t)INT64_MAX)
+            return pnetrt_io_fail(err, errlen, path, "shape is too large: its size in bytes overflows");
     uint64_t avail = fsize - prelen - hlen;
     if (avail < nbytes)
-        return fail(err, errlen, path, "truncated: header says %" PRIu64 " bytes of data but the file has %" PRIu64,
+        return pnetrt_io_fail(err, errlen, path, "truncated: header says %" PRIu64 " bytes of data but the file has %" PRIu64,
                     nbytes, avail);
     if (avail > nbytes)
-        return fail(err, errlen, path, "trailing data: header says %" PRIu64 " bytes of data but the file has %" PRIu64,
+        return pnetrt_io_fail(err, errlen, path, "trailing data: header says %" PRIu64 " bytes of data but the file has %" PRIu64,
                     nbytes, avail);
 
     void *data = malloc(nbytes ? (size_t)nbytes : 1);
-    if (!data) return fail(err, errlen, path, "out of memory for %" PRIu64 " bytes of data", nbytes);
+    if (!data) return pnetrt_io_fail(err, errlen, path, "out of memory for %" PRIu64 " bytes of data", nbytes);
     if (!read_full(f, data, (size_t)nbytes)) {
         free(data);
-        return fail(err, errlen, path, "read error: %s", ferror(f) ? strerror(errno) : "file shrank while reading");
+        return pnetrt_io_fail(err, errlen, path, "read error: %s", ferror(f) ? strerror(errno) : "file shrank while reading");
     }
     out->dtype = dtype;
     out->rank = h.rank;
@@ -297,7 +277,7 @@ int pnetrt_npy_read(const char *path, pnetrt_array *out, char *err, size_t errle
     if (err && errlen) err[0] = '\0';
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
-    if (!f) return fail(err, errlen, path, "cannot open: %s", strerror(errno));
+    if (!f) return pnetrt_io_fail(err, errlen, path, "cannot open: %s", strerror(errno));
     int rc = npy_read_file(f, path, out, err, errlen);
     fclose(f);
     return rc;
@@ -311,100 +291,23 @@ void pnetrt_array_free(pnetrt_array *a) {
 
 /* ---- writing ------------------------------------------------------------------------------ */
 
-/* Writes all of buf to fd, retrying short writes. */
-static bool write_full(int fd, const void *buf, size_t n) {
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
-/* Writes the parts to a fresh file beside `path`, fsyncs it, and renames it over `path`, so readers
-   see either the old file or the complete new one. */
-static int write_atomic(const char *path, int nparts, const void *const *bufs, const size_t *lens, char *err,
-                        size_t errlen) {
-    size_t tlen = strlen(path) + 48;
-    char *tmp = malloc(tlen);
-    if (!tmp) return fail(err, errlen, path, "out of memory");
-    int fd = -1;
-    for (unsigned attempt = 0; fd < 0 && attempt < 100; attempt++) {
-        snprintf(tmp, tlen, "%s.tmp.%ld.%u", path, (long)getpid(), attempt);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        return fail(err, errlen, path, "cannot create: %s", strerror(e));
-    }
-    const char *what = NULL;
-    int e = 0;
-    for (int i = 0; i < nparts && !what; i++)
-        if (lens[i] && !write_full(fd, bufs[i], lens[i])) {
-            what = "cannot write";
-            e = errno;
-        }
-    if (!what && fsync(fd)) {
-        what = "cannot sync";
-        e = errno;
-    }
-    if (close(fd) && !what) {
-        what = "cannot write";
-        e = errno;
-    }
-    if (!what && rename(tmp, path)) {
-        what = "cannot rename the temporary file into place";
-        e = errno;
-    }
-    if (what) {
-        unlink(tmp);
-        free(tmp);
-        return fail(err, errlen, path, "%s: %s", what, strerror(e));
-    }
-    free(tmp);
-    /* make the rename itself durable; a failure here leaves a correct file, so it is not reported */
-    char *dir = strdup(path);
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        const char *d = ".";
-        if (slash == dir) {
-            d = "/";
-        } else if (slash) {
-            *slash = '\0';
-            d = dir;
-        }
-        int dfd = open(d, O_RDONLY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
-    return 0;
-}
-
 int pnetrt_npy_write(const char *path, const pnetrt_array *a, char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
     const char *descr = a->dtype == PNETRT_F32 ? "<f4" : a->dtype == PNETRT_I32 ? "<i4" : NULL;
     if (!descr)
-        return fail(err, errlen, path, "cannot write dtype %d; expected PNETRT_F32 or PNETRT_I32", (int)a->dtype);
+        return pnetrt_io_fail(err, errlen, path, "cannot write dtype %d; expected PNETRT_F32 or PNETRT_I32", (int)a->dtype);
     if (a->rank < 0 || a->rank > PNETRT_MAX_RANK)
-        return fail(err, errlen, path, "cannot write rank %d; expected 0 to %d", a->rank, PNETRT_MAX_RANK);
+        return pnetrt_io_fail(err, errlen, path, "cannot write rank %d; expected 0 to %d", a->rank, PNETRT_MAX_RANK);
     uint64_t nbytes = 4;
     for (int i = 0; i < a->rank; i++) {
         if (a->shape[i] < 0)
-            return fail(err, errlen, path, "shape dimension %d is negative (%" PRId64 ")", i, a->shape[i]);
-        if (!mul_u64(nbytes, (uint64_t)a->shape[i], &nbytes))
-            return fail(err, errlen, path, "shape is too large: its size in bytes overflows");
+            return pnetrt_io_fail(err, errlen, path, "shape dimension %d is negative (%" PRId64 ")", i, a->shape[i]);
+        if (!pnetrt_io_mul_u64(nbytes, (uint64_t)a->shape[i], &nbytes))
+            return pnetrt_io_fail(err, errlen, path, "shape is too large: its size in bytes overflows");
     }
     if (nbytes != a->nbytes)
-        return fail(err, errlen, path, "array holds %zu bytes but its shape needs %" PRIu64, a->nbytes, nbytes);
-    if (nbytes && !a->data) return fail(err, errlen, path, "array data is NULL");
+        return pnetrt_io_fail(err, errlen, path, "array holds %zu bytes but its shape needs %" PRIu64, a->nbytes, nbytes);
+    if (nbytes && !a->data) return pnetrt_io_fail(err, errlen, path, "array data is NULL");
 
     /* 10-byte preamble + dict + space padding + '\n', a multiple of 64 bytes as numpy writes it */
     char hdr[512];
@@ -427,5 +330,5 @@ int pnetrt_npy_write(const char *path, const pnetrt_array *a, char *err, size_t 
 
     const void *bufs[2] = {hdr, a->data};
     size_t lens[2] = {total, (size_t)nbytes};
-    return write_atomic(path, 2, bufs, lens, err, errlen);
+    return pnetrt_io_write_atomic(path, 2, bufs, lens, err, errlen);
 }

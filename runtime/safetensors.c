@@ -4,6 +4,7 @@
 #endif
 
 #include "io.h"
+#include "fileio.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -62,26 +63,6 @@ static const struct {
 
 /* ---- errors and small helpers ------------------------------------------------------------- */
 
-/* Writes "path: message" to err, flattened to one line, and returns -1. */
-static int fail(char *err, size_t errlen, const char *path, const char *fmt, ...) {
-    if (!err || errlen == 0) return -1;
-    int n = snprintf(err, errlen, "%s: ", path);
-    if (n >= 0 && (size_t)n < errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
-    for (char *p = err; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?'; /* names from files may hold newlines */
-    return -1;
-}
-
-static bool mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
-    if (b != 0 && a > UINT64_MAX / b) return false;
-    *out = a * b;
-    return true;
-}
 
 /* "[128,64]" into buf. */
 static const char *shape_str(char *buf, size_t len, int rank, const int64_t *shape) {
@@ -131,16 +112,16 @@ static int parse_entry(pnetrt_st *st, cJSON *item, st_entry *e, char *err, size_
     const char *path = st->path;
     e->name = item->string;
     if (!cJSON_IsObject(item))
-        return fail(err, errlen, path, "corrupt header: tensor '%s' is not a JSON object", e->name);
+        return pnetrt_io_fail(err, errlen, path, "corrupt header: tensor '%s' is not a JSON object", e->name);
     cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
     cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
     if (!cJSON_IsString(dtype))
-        return fail(err, errlen, path, "corrupt header: tensor '%s' has no string 'dtype'", e->name);
+        return pnetrt_io_fail(err, errlen, path, "corrupt header: tensor '%s' has no string 'dtype'", e->name);
     if (!cJSON_IsArray(shape))
-        return fail(err, errlen, path, "corrupt header: tensor '%s' has no 'shape' array", e->name);
+        return pnetrt_io_fail(err, errlen, path, "corrupt header: tensor '%s' has no 'shape' array", e->name);
     if (!cJSON_IsArray(offs))
-        return fail(err, errlen, path, "corrupt header: tensor '%s' has no 'data_offsets' array", e->name);
+        return pnetrt_io_fail(err, errlen, path, "corrupt header: tensor '%s' has no 'data_offsets' array", e->name);
 
     unsigned size = 0;
     for (size_t i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++)
@@ -149,11 +130,11 @@ static int parse_entry(pnetrt_st *st, cJSON *item, st_entry *e, char *err, size_
             e->kind = st_dtypes[i].kind;
             e->dtype = st_dtypes[i].name;
         }
-    if (!size) return fail(err, errlen, path, "tensor '%s' has unknown dtype '%s'", e->name, dtype->valuestring);
+    if (!size) return pnetrt_io_fail(err, errlen, path, "tensor '%s' has unknown dtype '%s'", e->name, dtype->valuestring);
 
     int rank = cJSON_GetArraySize(shape);
     if (rank > PNETRT_MAX_RANK)
-        return fail(err, errlen, path, "tensor '%s' has %d dimensions; at most %d are supported", e->name, rank,
+        return pnetrt_io_fail(err, errlen, path, "tensor '%s' has %d dimensions; at most %d are supported", e->name, rank,
                     PNETRT_MAX_RANK);
     e->rank = 0;
     uint64_t nbytes = size;
@@ -161,23 +142,23 @@ static int parse_entry(pnetrt_st *st, cJSON *item, st_entry *e, char *err, size_
     cJSON_ArrayForEach(d, shape) {
         uint64_t v;
         if (!json_u64(d, &v))
-            return fail(err, errlen, path, "corrupt header: shape of tensor '%s' must hold non-negative integers",
+            return pnetrt_io_fail(err, errlen, path, "corrupt header: shape of tensor '%s' must hold non-negative integers",
                         e->name);
         e->shape[e->rank++] = (int64_t)v;
-        if (!mul_u64(nbytes, v, &nbytes))
-            return fail(err, errlen, path, "tensor '%s' has a shape whose size in bytes overflows", e->name);
+        if (!pnetrt_io_mul_u64(nbytes, v, &nbytes))
+            return pnetrt_io_fail(err, errlen, path, "tensor '%s' has a shape whose size in bytes overflows", e->name);
     }
 
     if (cJSON_GetArraySize(offs) != 2 || !json_u64(cJSON_GetArrayItem(offs, 0), &e->begin) ||
         !json_u64(cJSON_GetArrayItem(offs, 1), &e->end))
-        return fail(err, errlen, path, "corrupt header: data_offsets of tensor '%s' must be [begin, end]", e->name);
+        return pnetrt_io_fail(err, errlen, path, "corrupt header: data_offsets of tensor '%s' must be [begin, end]", e->name);
     if (e->begin > e->end || e->end > st->data_len)
-        return fail(err, errlen, path,
+        return pnetrt_io_fail(err, errlen, path,
                     "tensor '%s' has data_offsets [%" PRIu64 ",%" PRIu64 "] outside the %" PRIu64 "-byte data block",
                     e->name, e->begin, e->end, st->data_len);
     if (e->end - e->begin != nbytes) {
         char sb[200];
-        return fail(err, errlen, path,
+        return pnetrt_io_fail(err, errlen, path,
                     "tensor '%s' has data_offsets [%" PRIu64 ",%" PRIu64 "] (%" PRIu64
                     " bytes) but %s %s needs %" PRIu64 " bytes",
                     e->name, e->begin, e->end, e->end - e->begin, e->dtype, shape_str(sb, sizeof sb, e->rank, e->shape),
@@ -189,37 +170,37 @@ static int parse_entry(pnetrt_st *st, cJSON *item, st_entry *e, char *err, size_
 static int st_load(pnetrt_st *st, char *err, size_t errlen) {
     const char *path = st->path;
     struct stat sb;
-    if (fstat(st->fd, &sb)) return fail(err, errlen, path, "cannot stat: %s", strerror(errno));
-    if (S_ISDIR(sb.st_mode)) return fail(err, errlen, path, "cannot open: %s", strerror(EISDIR));
-    if (!S_ISREG(sb.st_mode)) return fail(err, errlen, path, "not a regular file");
+    if (fstat(st->fd, &sb)) return pnetrt_io_fail(err, errlen, path, "cannot stat: %s", strerror(errno));
+    if (S_ISDIR(sb.st_mode)) return pnetrt_io_fail(err, errlen, path, "cannot open: %s", strerror(EISDIR));
+    if (!S_ISREG(sb.st_mode)) return pnetrt_io_fail(err, errlen, path, "not a regular file");
     uint64_t fsize = (uint64_t)sb.st_size;
     if (fsize < 8)
-        return fail(err, errlen, path,
+        return pnetrt_io_fail(err, errlen, path,
                     "truncated: the file has %" PRIu64 " bytes, too few for the 8-byte header length", fsize);
 
     unsigned char lb[8];
     int e = pread_full(st->fd, lb, 8, 0);
-    if (e) return fail(err, errlen, path, "read error: %s", strerror(e));
+    if (e) return pnetrt_io_fail(err, errlen, path, "read error: %s", strerror(e));
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
         hlen = hlen << 8 | lb[i];
     if (hlen > fsize - 8)
-        return fail(err, errlen, path,
+        return pnetrt_io_fail(err, errlen, path,
                     "corrupt header: header length %" PRIu64 " is larger than the file (%" PRIu64
                     " bytes after the length)",
                     hlen, fsize - 8);
     if (hlen > ST_MAX_HEADER)
-        return fail(err, errlen, path, "corrupt header: header length %" PRIu64 " exceeds the limit of %u bytes", hlen,
+        return pnetrt_io_fail(err, errlen, path, "corrupt header: header length %" PRIu64 " exceeds the limit of %u bytes", hlen,
                     ST_MAX_HEADER);
     st->data_start = 8 + hlen;
     st->data_len = fsize - st->data_start;
 
     char *text = malloc((size_t)hlen + 1);
-    if (!text) return fail(err, errlen, path, "out of memory for a %" PRIu64 "-byte header", hlen);
+    if (!text) return pnetrt_io_fail(err, errlen, path, "out of memory for a %" PRIu64 "-byte header", hlen);
     e = pread_full(st->fd, text, (size_t)hlen, 8);
     if (e) {
         free(text);
-        return fail(err, errlen, path, "read error: %s", strerror(e));
+        return pnetrt_io_fail(err, errlen, path, "read error: %s", strerror(e));
     }
     text[hlen] = '\0';
     /* cJSON works on C strings, so a NUL would silently cut a name short */
@@ -227,37 +208,37 @@ static int st_load(pnetrt_st *st, char *err, size_t errlen) {
     if (nul) {
         size_t at = (size_t)(nul - text);
         free(text);
-        return fail(err, errlen, path, "corrupt header: NUL byte at byte %zu of the header", at);
+        return pnetrt_io_fail(err, errlen, path, "corrupt header: NUL byte at byte %zu of the header", at);
     }
     const char *end = NULL;
     st->root = cJSON_ParseWithLengthOpts(text, (size_t)hlen, &end, 0);
     if (!st->root) {
         size_t at = end && end >= text && end <= text + hlen ? (size_t)(end - text) : 0;
         free(text);
-        return fail(err, errlen, path, "corrupt header: invalid JSON at byte %zu of the header", at);
+        return pnetrt_io_fail(err, errlen, path, "corrupt header: invalid JSON at byte %zu of the header", at);
     }
     /* the reference writer pads with spaces; anything else after the object is garbage */
     for (const char *p = end; p < text + hlen; p++)
         if (!strchr(" \t\r\n", *p)) {
             size_t at = (size_t)(p - text);
             free(text);
-            return fail(err, errlen, path, "corrupt header: unexpected text after the JSON object at byte %zu", at);
+            return pnetrt_io_fail(err, errlen, path, "corrupt header: unexpected text after the JSON object at byte %zu", at);
         }
     free(text);
-    if (!cJSON_IsObject(st->root)) return fail(err, errlen, path, "corrupt header: not a JSON object");
+    if (!cJSON_IsObject(st->root)) return pnetrt_io_fail(err, errlen, path, "corrupt header: not a JSON object");
 
     int count = 0;
     cJSON *item;
     cJSON_ArrayForEach(item, st->root) count++;
     st->entries = calloc((size_t)count + 1, sizeof *st->entries);
     st->sorted = calloc((size_t)count + 1, sizeof *st->sorted);
-    if (!st->entries || !st->sorted) return fail(err, errlen, path, "out of memory");
+    if (!st->entries || !st->sorted) return pnetrt_io_fail(err, errlen, path, "out of memory");
     bool seen_meta = false;
     cJSON_ArrayForEach(item, st->root) {
         if (!strcmp(item->string, "__metadata__")) {
-            if (seen_meta) return fail(err, errlen, path, "corrupt header: duplicate '__metadata__'");
+            if (seen_meta) return pnetrt_io_fail(err, errlen, path, "corrupt header: duplicate '__metadata__'");
             if (!cJSON_IsObject(item))
-                return fail(err, errlen, path, "corrupt header: '__metadata__' is not an object");
+                return pnetrt_io_fail(err, errlen, path, "corrupt header: '__metadata__' is not an object");
             seen_meta = true; /* free-form strings for the user; nothing here needs them */
             continue;
         }
@@ -269,7 +250,7 @@ static int st_load(pnetrt_st *st, char *err, size_t errlen) {
     qsort(st->sorted, (size_t)st->n, sizeof *st->sorted, cmp_entry);
     for (int i = 1; i < st->n; i++)
         if (!strcmp(st->sorted[i - 1]->name, st->sorted[i]->name))
-            return fail(err, errlen, path, "corrupt header: duplicate tensor name '%s'", st->sorted[i]->name);
+            return pnetrt_io_fail(err, errlen, path, "corrupt header: duplicate tensor name '%s'", st->sorted[i]->name);
     return 0;
 }
 
@@ -277,14 +258,14 @@ int pnetrt_st_open(const char *path, pnetrt_st **out, char *err, size_t errlen) 
     if (err && errlen) err[0] = '\0';
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(err, errlen, path, "cannot open: %s", strerror(errno));
+    if (fd < 0) return pnetrt_io_fail(err, errlen, path, "cannot open: %s", strerror(errno));
     pnetrt_st *st = calloc(1, sizeof *st);
     char *p = strdup(path);
     if (!st || !p) {
         free(st);
         free(p);
         close(fd);
-        return fail(err, errlen, path, "out of memory");
+        return pnetrt_io_fail(err, errlen, path, "out of memory");
     }
     st->fd = fd;
     st->path = p;
@@ -365,25 +346,25 @@ int pnetrt_st_read_f32(pnetrt_st *st, const char *name, int rank, const int64_t 
     if (err && errlen) err[0] = '\0';
     const char *path = st->path;
     st_entry *e = st_find(st, name);
-    if (!e) return fail(err, errlen, path, "missing tensor '%s'", name);
+    if (!e) return pnetrt_io_fail(err, errlen, path, "missing tensor '%s'", name);
     bool same = rank == e->rank;
     for (int i = 0; same && i < rank; i++)
         same = shape[i] == e->shape[i];
     if (!same) {
         char got[200], want[200];
         if (rank < 0 || rank > PNETRT_MAX_RANK)
-            return fail(err, errlen, path, "tensor '%s': expected rank %d is out of range", name, rank);
-        return fail(err, errlen, path, "tensor '%s' has shape %s, expected %s", name,
+            return pnetrt_io_fail(err, errlen, path, "tensor '%s': expected rank %d is out of range", name, rank);
+        return pnetrt_io_fail(err, errlen, path, "tensor '%s' has shape %s, expected %s", name,
                     shape_str(got, sizeof got, e->rank, e->shape), shape_str(want, sizeof want, rank, shape));
     }
     if (e->kind == ST_OTHER)
-        return fail(err, errlen, path, "tensor '%s' has dtype %s; only F32, F16, BF16 and F64 can be read as float",
+        return pnetrt_io_fail(err, errlen, path, "tensor '%s' has dtype %s; only F32, F16, BF16 and F64 can be read as float",
                     name, e->dtype);
     uint64_t off = st->data_start + e->begin, len = e->end - e->begin;
     if (len == 0) return 0;
     if (e->kind == ST_F32) {
         int rc = pread_full(st->fd, dst, (size_t)len, off);
-        return rc ? fail(err, errlen, path, "reading tensor '%s': %s", name, strerror(rc)) : 0;
+        return rc ? pnetrt_io_fail(err, errlen, path, "reading tensor '%s': %s", name, strerror(rc)) : 0;
     }
     /* convert through a bounce buffer, a chunk at a time, so no second copy of the tensor is needed */
     unsigned size = e->kind == ST_F64 ? 8 : 2;
@@ -392,7 +373,7 @@ int pnetrt_st_read_f32(pnetrt_st *st, const char *name, int rank, const int64_t 
     while (done < count) {
         size_t k = count - done < per ? count - done : per;
         int rc = pread_full(st->fd, buf, k * size, off + (uint64_t)done * size);
-        if (rc) return fail(err, errlen, path, "reading tensor '%s': %s", name, strerror(rc));
+        if (rc) return pnetrt_io_fail(err, errlen, path, "reading tensor '%s': %s", name, strerror(rc));
         const unsigned char *b = (const unsigned char *)buf;
         for (size_t i = 0; i < k; i++) {
             if (e->kind == ST_F64) {
@@ -410,83 +391,6 @@ int pnetrt_st_read_f32(pnetrt_st *st, const char *name, int rank, const int64_t 
 }
 
 /* ---- writing ------------------------------------------------------------------------------ */
-
-/* Writes all of buf to fd, retrying short writes. */
-static bool write_full(int fd, const void *buf, size_t n) {
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
-/* Writes the parts to a fresh file beside `path`, fsyncs it, and renames it over `path`, so readers
-   see either the old file or the complete new one. */
-static int write_atomic(const char *path, int nparts, const void *const *bufs, const size_t *lens, char *err,
-                        size_t errlen) {
-    size_t tlen = strlen(path) + 48;
-    char *tmp = malloc(tlen);
-    if (!tmp) return fail(err, errlen, path, "out of memory");
-    int fd = -1;
-    for (unsigned attempt = 0; fd < 0 && attempt < 100; attempt++) {
-        snprintf(tmp, tlen, "%s.tmp.%ld.%u", path, (long)getpid(), attempt);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) break;
-    }
-    if (fd < 0) {
-        int e = errno;
-        free(tmp);
-        return fail(err, errlen, path, "cannot create: %s", strerror(e));
-    }
-    const char *what = NULL;
-    int e = 0;
-    for (int i = 0; i < nparts && !what; i++)
-        if (lens[i] && !write_full(fd, bufs[i], lens[i])) {
-            what = "cannot write";
-            e = errno;
-        }
-    if (!what && fsync(fd)) {
-        what = "cannot sync";
-        e = errno;
-    }
-    if (close(fd) && !what) {
-        what = "cannot write";
-        e = errno;
-    }
-    if (!what && rename(tmp, path)) {
-        what = "cannot rename the temporary file into place";
-        e = errno;
-    }
-    if (what) {
-        unlink(tmp);
-        free(tmp);
-        return fail(err, errlen, path, "%s: %s", what, strerror(e));
-    }
-    free(tmp);
-    /* make the rename itself durable; a failure here leaves a correct file, so it is not reported */
-    char *dir = strdup(path);
-    if (dir) {
-        char *slash = strrchr(dir, '/');
-        const char *d = ".";
-        if (slash == dir) {
-            d = "/";
-        } else if (slash) {
-            *slash = '\0';
-            d = dir;
-        }
-        int dfd = open(d, O_RDONLY | O_CLOEXEC);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-    }
-    return 0;
-}
 
 /* Strict UTF-8 (no overlongs, surrogates or code points past U+10FFFF), which the format requires. */
 static bool utf8_ok(const char *s) {
@@ -510,17 +414,17 @@ static bool utf8_ok(const char *s) {
 /* Checks that names are valid UTF-8 and distinct; what says which kind, for the message. */
 static int check_names(const char *path, int n, const char *const *names, const char *what, char *err, size_t errlen) {
     for (int i = 0; i < n; i++) {
-        if (!names[i]) return fail(err, errlen, path, "%s %d is NULL", what, i);
-        if (!utf8_ok(names[i])) return fail(err, errlen, path, "%s '%s' is not valid UTF-8", what, names[i]);
+        if (!names[i]) return pnetrt_io_fail(err, errlen, path, "%s %d is NULL", what, i);
+        if (!utf8_ok(names[i])) return pnetrt_io_fail(err, errlen, path, "%s '%s' is not valid UTF-8", what, names[i]);
     }
     if (n == 0) return 0;
     const char **sorted = malloc((size_t)n * sizeof *sorted);
-    if (!sorted) return fail(err, errlen, path, "out of memory");
+    if (!sorted) return pnetrt_io_fail(err, errlen, path, "out of memory");
     memcpy(sorted, names, (size_t)n * sizeof *sorted);
     qsort(sorted, (size_t)n, sizeof *sorted, cmp_str);
     for (int i = 1; i < n; i++)
         if (!strcmp(sorted[i - 1], sorted[i])) {
-            int rc = fail(err, errlen, path, "duplicate %s '%s'", what, sorted[i]);
+            int rc = pnetrt_io_fail(err, errlen, path, "duplicate %s '%s'", what, sorted[i]);
             free(sorted);
             return rc;
         }
@@ -551,11 +455,11 @@ static char *build_header(const char *path, int n, const char *const *names, con
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
         if (!strcmp(names[i], "__metadata__")) {
-            fail(err, errlen, path, "a tensor cannot be named '__metadata__'");
+            pnetrt_io_fail(err, errlen, path, "a tensor cannot be named '__metadata__'");
             goto out;
         }
         if (ranks[i] < 0 || ranks[i] > PNETRT_MAX_RANK) {
-            fail(err, errlen, path, "tensor '%s' has rank %d; expected 0 to %d", names[i], ranks[i], PNETRT_MAX_RANK);
+            pnetrt_io_fail(err, errlen, path, "tensor '%s' has rank %d; expected 0 to %d", names[i], ranks[i], PNETRT_MAX_RANK);
             goto out;
         }
         cJSON *t = cJSON_AddObjectToObject(root, names[i]);
@@ -571,11 +475,11 @@ static char *build_header(const char *path, int n, const char *const *names, con
         for (int k = 0; k < ranks[i]; k++) {
             int64_t dim = shapes[i][k];
             if (dim < 0) {
-                fail(err, errlen, path, "tensor '%s' has negative dimension %" PRId64, names[i], dim);
+                pnetrt_io_fail(err, errlen, path, "tensor '%s' has negative dimension %" PRId64, names[i], dim);
                 goto out;
             }
-            if (!mul_u64(nbytes, (uint64_t)dim, &nbytes) || nbytes > SIZE_MAX) {
-                fail(err, errlen, path, "tensor '%s' has a shape whose size in bytes overflows", names[i]);
+            if (!pnetrt_io_mul_u64(nbytes, (uint64_t)dim, &nbytes) || nbytes > SIZE_MAX) {
+                pnetrt_io_fail(err, errlen, path, "tensor '%s' has a shape whose size in bytes overflows", names[i]);
                 goto out;
             }
             cJSON *v = raw_int((uint64_t)dim);
@@ -583,11 +487,11 @@ static char *build_header(const char *path, int n, const char *const *names, con
             cJSON_AddItemToArray(shape, v);
         }
         if (nbytes && !data[i]) {
-            fail(err, errlen, path, "tensor '%s' has NULL data", names[i]);
+            pnetrt_io_fail(err, errlen, path, "tensor '%s' has NULL data", names[i]);
             goto out;
         }
         if (off + nbytes < off) {
-            fail(err, errlen, path, "total data size overflows");
+            pnetrt_io_fail(err, errlen, path, "total data size overflows");
             goto out;
         }
         cJSON *b = raw_int(off), *e = raw_int(off + nbytes);
@@ -606,7 +510,7 @@ static char *build_header(const char *path, int n, const char *const *names, con
     cJSON_Delete(root);
     return text;
 oom:
-    fail(err, errlen, path, "out of memory");
+    pnetrt_io_fail(err, errlen, path, "out of memory");
 out:
     cJSON_Delete(root);
     return NULL;
@@ -616,14 +520,14 @@ int pnetrt_st_write(const char *path, int n, const char *const *names, const int
                     const float *const *data, int nmeta, const char *const *meta_keys, const char *const *meta_values,
                     char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
-    if (n < 0 || nmeta < 0) return fail(err, errlen, path, "negative tensor or metadata count");
+    if (n < 0 || nmeta < 0) return pnetrt_io_fail(err, errlen, path, "negative tensor or metadata count");
     if (check_names(path, n, names, "tensor name", err, errlen) ||
         check_names(path, nmeta, meta_keys, "metadata key", err, errlen))
         return -1;
     for (int i = 0; i < nmeta; i++) {
-        if (!meta_values[i]) return fail(err, errlen, path, "metadata value for '%s' is NULL", meta_keys[i]);
+        if (!meta_values[i]) return pnetrt_io_fail(err, errlen, path, "metadata value for '%s' is NULL", meta_keys[i]);
         if (!utf8_ok(meta_values[i]))
-            return fail(err, errlen, path, "metadata value for '%s' is not valid UTF-8", meta_keys[i]);
+            return pnetrt_io_fail(err, errlen, path, "metadata value for '%s' is not valid UTF-8", meta_keys[i]);
     }
 
     size_t *lens = calloc((size_t)n + 2, sizeof *lens);
@@ -631,7 +535,7 @@ int pnetrt_st_write(const char *path, int n, const char *const *names, const int
     char *json = NULL, *hdr = NULL;
     int rc = -1;
     if (!lens || !bufs) {
-        fail(err, errlen, path, "out of memory");
+        pnetrt_io_fail(err, errlen, path, "out of memory");
         goto out;
     }
     json = build_header(path, n, names, ranks, shapes, data, nmeta, meta_keys, meta_values, lens, err, errlen);
@@ -640,7 +544,7 @@ int pnetrt_st_write(const char *path, int n, const char *const *names, const int
     size_t jlen = strlen(json), plen = (jlen + 7) / 8 * 8;
     hdr = malloc(8 + plen);
     if (!hdr) {
-        fail(err, errlen, path, "out of memory");
+        pnetrt_io_fail(err, errlen, path, "out of memory");
         goto out;
     }
     for (int i = 0; i < 8; i++)
@@ -651,7 +555,7 @@ int pnetrt_st_write(const char *path, int n, const char *const *names, const int
     lens[0] = 8 + plen;
     for (int i = 0; i < n; i++)
         bufs[1 + i] = data[i];
-    rc = write_atomic(path, n + 1, bufs, lens, err, errlen);
+    rc = pnetrt_io_write_atomic(path, n + 1, bufs, lens, err, errlen);
 out:
     free(lens);
     free(bufs);
