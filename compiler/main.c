@@ -53,20 +53,25 @@ typedef struct compile_opts {
     int opt_level;
 } compile_opts;
 
+/* The directory of the running pnetc, into buf; false when it cannot be found. */
+static bool exe_dir(char *buf, size_t n) {
+    ssize_t len = readlink("/proc/self/exe", buf, n - 1);
+    if (len <= 0) return false;
+    buf[len] = 0;
+    char *slash = strrchr(buf, '/');
+    if (!slash) return false;
+    *slash = 0;
+    return true;
+}
+
 /* The stdlib: <prefix>/share/pnet/stdlib beside an installed pnetc, else the source tree's. */
 static const char *find_stdlib(char *buf, size_t n) {
-    char exe[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) {
-        exe[len] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            snprintf(buf, n, "%s/../share/pnet/stdlib/nn.pnet", exe);
-            if (access(buf, R_OK) == 0) {
-                snprintf(buf, n, "%s/../share/pnet/stdlib", exe);
-                return buf;
-            }
+    char dir[PATH_MAX];
+    if (exe_dir(dir, sizeof dir)) {
+        snprintf(buf, n, "%s/../share/pnet/stdlib/nn.pnet", dir);
+        if (access(buf, R_OK) == 0) {
+            snprintf(buf, n, "%s/../share/pnet/stdlib", dir);
+            return buf;
         }
     }
 #ifdef PNET_SOURCE_STDLIB
@@ -132,16 +137,10 @@ static float *load_weights(const pn_graph *g, const char *path) {
 
 /* The directory holding libpnetrt.a: beside an installed pnetc, else the build tree. */
 static bool find_runtime(char *buf, size_t n) {
-    char exe[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) {
-        exe[len] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            snprintf(buf, n, "%s/%s/libpnetrt.a", exe, PNET_REL_LIBDIR);
-            if (access(buf, R_OK) == 0) return true;
-        }
+    char dir[PATH_MAX];
+    if (exe_dir(dir, sizeof dir)) {
+        snprintf(buf, n, "%s/%s/libpnetrt.a", dir, PNET_REL_LIBDIR);
+        if (access(buf, R_OK) == 0) return true;
     }
     snprintf(buf, n, "%s/libpnetrt.a", PNET_BUILD_LIBDIR);
     return access(buf, R_OK) == 0;
