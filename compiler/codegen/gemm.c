@@ -194,6 +194,54 @@ void cg_micro_tile(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, int64
     cg_micro_tile_ex(c, arow, mr, bpanel, NR, NULL, NULL, k0, k1, init, acc);
 }
 
+/* One tile of the packed dense kernel: rows r0 .. r0+mr-1 (clamped to R; stores skip the rest)
+ * by the NR columns of panel bp, over k in [k0, k1). */
+struct dense_tile {
+    int node, mr;
+    LLVMValueRef r0, R, Rm1, in, out;
+    int64_t K, U;
+    LLVMValueRef col0, bp;
+    int64_t NR;
+    LLVMValueRef k0, k1, first, last, *mask, *bvec;
+};
+
+static void dense_tile(cg *c, const struct dense_tile *t) {
+    int VW, MR, NV;
+    cg_gemm_shape(c, &VW, &MR, &NV);
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
+    LLVMValueRef xrow[16], orow[16], valid[16];
+    for (int i = 0; i < t->mr; i++) {
+        LLVMValueRef r = LLVMBuildAdd(c->b, t->r0, cg_i64(c, i), "");
+        valid[i] = LLVMBuildICmp(c->b, LLVMIntSLT, r, t->R, "");
+        LLVMValueRef rc = cg_smin(c, r, t->Rm1);
+        xrow[i] = cg_gep(c, t->in, LLVMBuildMul(c->b, rc, cg_i64(c, t->K), ""));
+        orow[i] = cg_gep(c, t->out, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, rc, cg_i64(c, t->U), ""), t->col0, ""));
+    }
+    /* Start from zero, or from the partial sums of the previous k block. */
+    LLVMValueRef init[16][8];
+    for (int i = 0; i < t->mr; i++)
+        for (int j = 0; j < NV; j++) {
+            LLVMValueRef prev = cg_masked_load(c, vt, cg_gep(c, orow[i], cg_i64(c, j * VW)), t->mask[j]);
+            init[i][j] = cg_select(c, t->first, LLVMConstNull(vt), prev);
+        }
+    LLVMValueRef acc[16][8];
+    cg_micro_tile(c, xrow, t->mr, t->bp, t->NR, t->k0, t->k1, init, acc);
+    /* Store; the last k block adds the bias and applies the fused epilogue. */
+    for (int i = 0; i < t->mr; i++) {
+        LLVMBasicBlockRef st = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "store");
+        LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "next");
+        LLVMBuildCondBr(c->b, valid[i], st, next);
+        LLVMPositionBuilderAtEnd(c->b, st);
+        for (int j = 0; j < NV; j++) {
+            LLVMValueRef v = acc[i][j];
+            LLVMValueRef fin = cg_epilogue(c, t->node, cg_fadd(c, v, t->bvec[j], false));
+            cg_masked_store(c, cg_select(c, t->last, fin, v), cg_gep(c, orow[i], cg_i64(c, j * VW)), t->mask[j]);
+        }
+        LLVMBuildBr(c->b, next);
+        LLVMPositionBuilderAtEnd(c->b, next);
+    }
+}
+
 LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel) {
     const pn_node *nd = &c->g->nodes[node];
     const pn_node *x = &c->g->nodes[nd->in[0]];
@@ -252,37 +300,26 @@ LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel) {
     cg_loop rt;
     cg_loop_begin(c, &rt, rt_lo, rt_hi, "rt");
     LLVMValueRef r0 = LLVMBuildMul(c->b, rt.iv, cg_i64(c, MR), "r0");
-    LLVMValueRef xrow[16], orow[16], valid[16];
-    for (int i = 0; i < MR; i++) {
-        LLVMValueRef r = LLVMBuildAdd(c->b, r0, cg_i64(c, i), "");
-        valid[i] = LLVMBuildICmp(c->b, LLVMIntSLT, r, R, "");
-        LLVMValueRef rc = cg_smin(c, r, Rm1);
-        xrow[i] = cg_gep(c, in, LLVMBuildMul(c->b, rc, cg_i64(c, K), ""));
-        orow[i] = cg_gep(c, out, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, rc, cg_i64(c, U), ""), col0, ""));
+    /* A full tile of MR rows, or, for the last rows (a batch of one, say), the smallest of 1, 2
+     * and 4 rows that covers them: no multiply-adds for rows that do not exist. */
+    LLVMValueRef left = LLVMBuildSub(c->b, R, r0, "left");
+    int sizes[4] = {1, 2, 4, MR};
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, fn, "tile_done");
+    for (int v = 0; v < 4; v++) {
+        int mr = sizes[v];
+        if (mr > MR || (v < 3 && mr >= MR)) continue;
+        LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c->ctx, fn, "tile");
+        LLVMBasicBlockRef other = LLVMAppendBasicBlockInContext(c->ctx, fn, "tile_next");
+        LLVMValueRef fits = mr == MR ? LLVMConstInt(c->i1, 1, 0) : LLVMBuildICmp(c->b, LLVMIntSLE, left, cg_i64(c, mr), "");
+        LLVMBuildCondBr(c->b, fits, body, other);
+        LLVMPositionBuilderAtEnd(c->b, body);
+        struct dense_tile t = {node, mr, r0, R, Rm1, in, out, K, U, col0, bp, NR, k0, k1, first, last, mask, bvec};
+        dense_tile(c, &t);
+        LLVMBuildBr(c->b, done);
+        LLVMPositionBuilderAtEnd(c->b, other);
     }
-    /* Start from zero, or from the partial sums of the previous k block. */
-    LLVMValueRef init[16][8];
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NV; j++) {
-            LLVMValueRef prev = cg_masked_load(c, vt, cg_gep(c, orow[i], cg_i64(c, j * VW)), mask[j]);
-            init[i][j] = cg_select(c, first, LLVMConstNull(vt), prev);
-        }
-    LLVMValueRef acc[16][8];
-    cg_micro_tile(c, xrow, MR, bp, NR, k0, k1, init, acc);
-    /* Store; the last k block adds the bias and applies the fused epilogue. */
-    for (int i = 0; i < MR; i++) {
-        LLVMBasicBlockRef st = LLVMAppendBasicBlockInContext(c->ctx, fn, "store");
-        LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fn, "next");
-        LLVMBuildCondBr(c->b, valid[i], st, next);
-        LLVMPositionBuilderAtEnd(c->b, st);
-        for (int j = 0; j < NV; j++) {
-            LLVMValueRef v = acc[i][j];
-            LLVMValueRef fin = cg_epilogue(c, node, cg_fadd(c, v, bvec[j], false));
-            cg_masked_store(c, cg_select(c, last, fin, v), cg_gep(c, orow[i], cg_i64(c, j * VW)), mask[j]);
-        }
-        LLVMBuildBr(c->b, next);
-        LLVMPositionBuilderAtEnd(c->b, next);
-    }
+    LLVMBuildBr(c->b, done);
+    LLVMPositionBuilderAtEnd(c->b, done);
     cg_loop_end(c, &rt);
     cg_loop_end(c, &p);
     cg_loop_end(c, &kc);
