@@ -154,7 +154,7 @@ void cg_masked_store(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask) {
     LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, ts, 2), f, args, 4, "");
 }
 
-enum { GEMM_KC = 256 };
+enum { GEMM_KC = 512 };
 
 /* The inner product of a micro-tile: for k in [k0, k1), acc[i][j] += a_i[k] * b_k[j*VW ...], with
  * a_i[k] read from row pointer arow[i]. Row b_k is bpanel + k * NR, or, with a table of offsets,
@@ -257,10 +257,12 @@ LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel) {
     LLVMValueRef packed = cg_gep(c, c->params, cg_i64(c, pack_rel));
     LLVMValueRef bias = cg_gep(c, packed, cg_i64(c, NP * K * NR)); /* padded to NP * NR */
     bool has_bias = nd->ia[PN_DENSE_BIAS] != 0 || cg_folded_bn(c, node) >= 0;
-    /* The thread grid: row groups first, then panel groups. */
+    /* The thread grid: panel groups first, so each thread streams only its share of the weights
+     * (the activations are the smaller operand), then row groups. */
     LLVMValueRef RT = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, R, cg_i64(c, MR - 1), ""), cg_i64(c, MR), "RT");
-    LLVMValueRef Gr = cg_smax(c, cg_smin(c, c->nth, RT), cg_i64(c, 1));
-    LLVMValueRef Gc = cg_smin(c, cg_smax(c, LLVMBuildSDiv(c->b, c->nth, Gr, ""), cg_i64(c, 1)), cg_i64(c, NP));
+    LLVMValueRef Gc = cg_smax(c, cg_smin(c, c->nth, cg_i64(c, NP)), cg_i64(c, 1));
+    LLVMValueRef Gr = cg_smin(c, cg_smax(c, LLVMBuildSDiv(c->b, c->nth, Gc, ""), cg_i64(c, 1)), RT);
+    Gr = cg_smax(c, Gr, cg_i64(c, 1));
     LLVMValueRef gr = LLVMBuildSDiv(c->b, c->ith, Gc, ""), gcol = LLVMBuildSRem(c->b, c->ith, Gc, "");
     LLVMBasicBlockRef work = LLVMAppendBasicBlockInContext(c->ctx, fn, "work");
     LLVMBasicBlockRef idle = LLVMAppendBasicBlockInContext(c->ctx, fn, "idle");
