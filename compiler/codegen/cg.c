@@ -217,6 +217,16 @@ LLVMValueRef cg_unary(cg *c, const pn_node *op, LLVMValueRef v) {
     case PN_OP_TANH: return cg_tanh(c, v);
     case PN_OP_GELU: return cg_gelu(c, v);
     case PN_OP_DROPOUT: return v; /* identity at inference */
+    case PN_OP_ADD:
+    case PN_OP_SUB:
+    case PN_OP_MUL: {
+        /* One operand is a scalar constant (pass_fuse checked); keep the operand order. */
+        const pn_node *a = &c->g->nodes[op->in[0]], *b = &c->g->nodes[op->in[1]];
+        bool const_first = a->op == PN_OP_CONST;
+        LLVMValueRef k = fc(c, x, (const_first ? a : b)->fa[PN_FA_VALUE]);
+        LLVMValueRef l = const_first ? k : v, r = const_first ? v : k;
+        return op->op == PN_OP_ADD ? cg_fadd(c, l, r, false) : op->op == PN_OP_SUB ? cg_fsub(c, l, r) : cg_fmul(c, l, r, false);
+    }
     default: PN_ASSERT(!"not a unary elementwise op"); return v;
     }
 }

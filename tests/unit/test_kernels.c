@@ -190,6 +190,13 @@ static void test_folded_batchnorm(void **s) {
                   "  output c = gelu(batchnorm(dense(v, 19))); output d = batchnorm(dense(v, 7, bias = false)); }");
 }
 
+static void test_fused_constants(void **s) {
+    (void)s;
+    check_network("network fc { input x : f32[batch, 13]; input m : f32[batch, 3, 4, 5];\n"
+                  "  output a = relu(dense(x, 9)) * 0.5 + 1; output b = 2 - sigmoid(dense(x, 17));\n"
+                  "  output c = tanh(conv2d(m, 6, 3, padding = 1) / 4); output d = -dense(x, 3); }");
+}
+
 static void test_activations(void **s) {
     (void)s;
     check_network("network ac { input x : f32[batch, 37];\n"
@@ -241,7 +248,7 @@ int main(void) {
     setenv("PNET_ADAPTIVE_THREADS", "0", 1); /* small tests must still run on every thread */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dense),           cmocka_unit_test(test_conv_pool), cmocka_unit_test(test_norms),
-        cmocka_unit_test(test_folded_batchnorm),
+        cmocka_unit_test(test_folded_batchnorm), cmocka_unit_test(test_fused_constants),
         cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_outputs),
