@@ -29,7 +29,7 @@ static int64_t place(pool *p, int64_t size, int def, int last_use) {
         if (p->live[i].last_use >= def) p->live[k++] = p->live[i];
     p->n = k;
     /* First fit over the gaps between live allocations, in offset order. */
-    qsort(p->live, (size_t)p->n, sizeof(alloc), by_offset);
+    if (p->n > 1) qsort(p->live, (size_t)p->n, sizeof(alloc), by_offset);
     int64_t best = 0;
     for (int i = 0; i < p->n; i++) {
         if (p->live[i].off - best >= size) break;
