@@ -30,11 +30,16 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "usage: %s COMMAND [options]\n\n"
             "Network '%s', compiled by pnetc for %s.\n\n"
             "commands:\n"
-            "  infer --input NAME=FILE.npy ... [--output NAME=FILE.npy ...] [--weights W.safetensors] [--threads N]\n"
+            "  infer --input NAME=FILE.npy ... [--output NAME=FILE.npy ...] [options]\n"
             "        run the network; without --output, print the outputs as text\n"
-            "  bench [--batch N] [--seconds S] [--threads N] [--weights W.safetensors]\n"
+            "  bench [--batch N] [--seconds S] [options]\n"
             "        measure throughput and latency on random inputs\n"
-            "  info  print the layers, the memory plan, and the stages and shards\n",
+            "  info  print the layers, the memory plan, and the stages and shards\n\n"
+            "options of infer and bench:\n"
+            "  --weights W.safetensors   load these weights (PyTorch names)\n"
+            "  --threads N               threads (default: all cores, or OMP_NUM_THREADS)\n"
+            "  --replicas R              batch-parallel replicas (default: the network's @shard(batch, R))\n"
+            "  --schedule serial|batch   one thread, or batch-parallel replicas\n",
             prog, d->name, d->target);
 }
 
@@ -72,7 +77,36 @@ static int find(const pnetrt_tensor_desc *ts, int64_t n, const char *name, size_
 typedef struct opts {
     const char *weights;
     int threads;
+    int replicas;   /* 0: the network's own (@shard(batch, R)) */
+    bool serial;
 } opts;
+
+/* Options every running command takes: --threads, --weights, --replicas, --schedule. Returns 1
+ * when argv[*i] was one (advancing *i), 0 when not, -1 after reporting a bad value. */
+static int common_option(opts *o, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    if (*i + 1 >= argc) return 0;
+    long v;
+    if (strcmp(a, "--threads") == 0) {
+        if (!parse_int(argv[++*i], 1, 4096, &v)) return die("--threads needs an integer from 1 to 4096, not '%s'", argv[*i]), -1;
+        o->threads = (int)v;
+    } else if (strcmp(a, "--weights") == 0) {
+        o->weights = argv[++*i];
+    } else if (strcmp(a, "--replicas") == 0) {
+        if (!parse_int(argv[++*i], 1, 4096, &v)) return die("--replicas needs an integer from 1 to 4096, not '%s'", argv[*i]), -1;
+        o->replicas = (int)v;
+    } else if (strcmp(a, "--schedule") == 0) {
+        const char *s = argv[++*i];
+        if (strcmp(s, "serial") == 0) o->serial = true;
+        else if (strcmp(s, "batch") == 0) o->serial = false;
+        else if (strcmp(s, "pipeline") == 0 || strcmp(s, "hybrid") == 0)
+            return die("--schedule %s is not available yet; use serial or batch", s), -1;
+        else return die("--schedule needs serial or batch, not '%s'", s), -1;
+    } else {
+        return 0;
+    }
+    return 1;
+}
 
 static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
     if (pnetrt_create(m, d, o->weights)) {
@@ -81,7 +115,18 @@ static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
         *m = NULL;
         return r;
     }
-    if (o->threads > 0) pnetrt_set_threads(*m, o->threads);
+    int rc = 0;
+    if (o->serial) rc = pnetrt_set_threads(*m, 1) || pnetrt_set_replicas(*m, 1);
+    else {
+        if (o->threads > 0) rc = pnetrt_set_threads(*m, o->threads);
+        if (!rc && o->replicas > 0) rc = pnetrt_set_replicas(*m, o->replicas);
+    }
+    if (rc) {
+        die("%s", pnetrt_last_error(*m));
+        pnetrt_destroy(*m);
+        *m = NULL;
+        return 1;
+    }
     return 0;
 }
 
@@ -107,14 +152,10 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
                 if (k < 0) return die("the network has no %s named '%.*s'", is_in ? "input" : "output", (int)(eq - v), v);
             }
             (is_in ? in_path : out_path)[k] = eq + 1;
-        } else if (strcmp(a, "--weights") == 0 && has) {
-            o.weights = argv[++i];
-        } else if (strcmp(a, "--threads") == 0 && has) {
-            long t;
-            if (!parse_int(argv[++i], 1, 4096, &t)) return die("--threads needs an integer from 1 to 4096, not '%s'", argv[i]);
-            o.threads = (int)t;
         } else {
-            return die("unknown or incomplete option '%s' for infer; see '%s --help'", a, prog);
+            int k = common_option(&o, argc, argv, &i);
+            if (k < 0) return 1;
+            if (k == 0) return die("unknown or incomplete option '%s' for infer; see '%s --help'", a, prog);
         }
     }
     for (int64_t i = 0; i < d->ninputs; i++)
@@ -218,20 +259,16 @@ static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
-        long v;
         if (strcmp(a, "--batch") == 0 && has) {
             if (!parse_int(argv[++i], 1, 1 << 24, &batch)) return die("--batch needs a positive integer, not '%s'", argv[i]);
         } else if (strcmp(a, "--seconds") == 0 && has) {
             char *end;
             seconds = strtod(argv[++i], &end);
             if (*end || end == argv[i] || !(seconds > 0 && seconds <= 3600)) return die("--seconds needs a number in (0, 3600], not '%s'", argv[i]);
-        } else if (strcmp(a, "--threads") == 0 && has) {
-            if (!parse_int(argv[++i], 1, 4096, &v)) return die("--threads needs an integer from 1 to 4096, not '%s'", argv[i]);
-            o.threads = (int)v;
-        } else if (strcmp(a, "--weights") == 0 && has) {
-            o.weights = argv[++i];
         } else {
-            return die("unknown or incomplete option '%s' for bench; see '%s --help'", a, prog);
+            int k = common_option(&o, argc, argv, &i);
+            if (k < 0) return 1;
+            if (k == 0) return die("unknown or incomplete option '%s' for bench; see '%s --help'", a, prog);
         }
     }
     pnetrt_model *m = NULL;
@@ -277,7 +314,8 @@ static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
     }
     double total = now() - start;
     qsort(lat, (size_t)runs, sizeof lat[0], cmp_double);
-    printf("network: %s, batch %ld, threads %d, %d runs\n", d->name, batch, pnetrt_threads(m), runs);
+    printf("network: %s, batch %ld, threads %d, replicas %d, %d runs\n", d->name, batch, pnetrt_threads(m),
+           pnetrt_replicas(m), runs);
     printf("throughput: %.1f samples/s\n", (double)batch * runs / total);
     printf("latency: median %.3f ms, p90 %.3f ms, min %.3f ms per batch\n", lat[runs / 2] * 1e3,
            lat[(int)(runs * 0.9)] * 1e3, lat[0] * 1e3);

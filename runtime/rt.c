@@ -24,7 +24,10 @@ struct pnetrt_model {
     float *params;       /* owned unless it is the embedded array */
     bool owns_params;
     float *prepared;     /* what the kernels read: params transformed by d->prepare */
-    char *arena;
+    char *arena;         /* arenas[0] */
+    char **arenas;       /* one activation arena per concurrently running replica */
+    int narenas;
+    int replicas;        /* batch-parallel replicas (@shard(batch, R) or pnetrt_set_replicas) */
     char *scratch;       /* threads * d->scratch_bytes */
     int scratch_threads;
     int threads;
@@ -71,7 +74,7 @@ static int load_weights(pnetrt_model *m, const char *path) {
 }
 
 static int prepare(pnetrt_model *m);
-static int reserve_scratch(pnetrt_model *m, int threads);
+static int reserve(pnetrt_model *m, int threads, int replicas);
 
 int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_path) {
     if (!out) return 1;
@@ -84,11 +87,8 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
     if (!d || d->abi != PNETRT_ABI)
         return fail(m, "network was compiled for libpnetrt ABI %lld, but this libpnetrt has ABI %d",
                     d ? (long long)d->abi : -1LL, PNETRT_ABI);
-    size_t arena = (size_t)(d->arena_sample_bytes * d->chunk + d->arena_fixed_bytes);
-    m->arena = alloc_aligned(arena);
-    if (!m->arena) return fail(m, "cannot allocate the %zu-byte activation arena", arena);
-    memset(m->arena, 0, arena); /* touch every page now, not during the first call */
-    if (reserve_scratch(m, m->threads)) return 1;
+    m->replicas = d->replicas > 0 ? (int)d->replicas : 1;
+    if (reserve(m, m->threads, m->replicas)) return 1;
     for (int64_t i = 0; i < d->nlayers; i++) m->flops_per_sample += (double)d->layers[i].flops;
     const char *ad = getenv("PNET_ADAPTIVE_THREADS");
     m->adaptive = !(ad && strcmp(ad, "0") == 0);
@@ -121,26 +121,61 @@ static int prepare(pnetrt_model *m) {
     return 0;
 }
 
-/* Per-thread scratch for `threads` threads, allocated outside infer. */
-static int reserve_scratch(pnetrt_model *m, int threads) {
-    if (threads <= m->scratch_threads) return 0;
-    size_t bytes = (size_t)m->d->scratch_bytes * (size_t)threads;
-    char *s = alloc_aligned(bytes);
-    if (!s) return fail(m, "cannot allocate %zu bytes of scratch for %d threads", bytes, threads);
-    memset(s, 0, bytes);
-    free(m->scratch);
-    m->scratch = s;
-    m->scratch_threads = threads;
+enum { PNETRT_MAX_GROUPS = 256 };
+
+/* Replica groups running at once: one per replica, at most one per thread. */
+static int group_count(int threads, int replicas) {
+    int g = replicas < threads ? replicas : threads;
+    return g < 1 ? 1 : g > PNETRT_MAX_GROUPS ? PNETRT_MAX_GROUPS : g;
+}
+
+/* Per-thread scratch and per-group arenas for `threads` threads and `replicas` replicas, all
+ * allocated and touched here, outside infer. */
+static int reserve(pnetrt_model *m, int threads, int replicas) {
+    const pnetrt_desc *d = m->d;
+    if (threads > m->scratch_threads) {
+        size_t bytes = (size_t)d->scratch_bytes * (size_t)threads;
+        char *s = alloc_aligned(bytes);
+        if (!s) return fail(m, "cannot allocate %zu bytes of scratch for %d threads", bytes, threads);
+        memset(s, 0, bytes);
+        free(m->scratch);
+        m->scratch = s;
+        m->scratch_threads = threads;
+    }
+    int groups = group_count(threads, replicas);
+    if (groups > m->narenas) {
+        size_t bytes = (size_t)(d->arena_sample_bytes * d->chunk + d->arena_fixed_bytes);
+        char **a = realloc(m->arenas, sizeof(char *) * (size_t)groups);
+        if (!a) return fail(m, "out of memory");
+        m->arenas = a;
+        for (int i = m->narenas; i < groups; i++) {
+            a[i] = alloc_aligned(bytes);
+            if (!a[i]) return fail(m, "cannot allocate a %zu-byte activation arena", bytes);
+            memset(a[i], 0, bytes); /* touch every page now, not during the first call */
+            m->narenas = i + 1;
+        }
+        m->arena = a[0];
+    }
     return 0;
 }
 
 int pnetrt_set_threads(pnetrt_model *m, int threads) {
     if (!m) return 1;
     if (threads < 1 || threads > 4096) return fail(m, "thread count %d is out of range (1 to 4096)", threads);
-    if (m->d && m->d->abi == PNETRT_ABI && reserve_scratch(m, threads)) return 1;
+    if (m->d && m->d->abi == PNETRT_ABI && reserve(m, threads, m->replicas)) return 1;
     m->threads = threads;
     return 0;
 }
+
+int pnetrt_set_replicas(pnetrt_model *m, int replicas) {
+    if (!m) return 1;
+    if (replicas < 1 || replicas > 4096) return fail(m, "replica count %d is out of range (1 to 4096)", replicas);
+    if (m->d && m->d->abi == PNETRT_ABI && reserve(m, m->threads, replicas)) return 1;
+    m->replicas = replicas;
+    return 0;
+}
+
+int pnetrt_replicas(const pnetrt_model *m) { return m ? m->replicas : 0; }
 
 int pnetrt_threads(const pnetrt_model *m) { return m ? m->threads : 0; }
 const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m) { return m ? m->d : NULL; }
@@ -154,7 +189,8 @@ void pnetrt_destroy(pnetrt_model *m) {
     if (!m) return;
     if (m->prepared && m->prepared != m->params) free(m->prepared);
     if (m->owns_params) free(m->params);
-    free(m->arena);
+    for (int i = 0; i < m->narenas; i++) free(m->arenas[i]);
+    free(m->arenas);
     free(m->scratch);
     free(m);
 }
@@ -206,10 +242,41 @@ static int check_ids(pnetrt_model *m, int64_t batch, const void *const *inputs) 
     return 0;
 }
 
+typedef struct run_ctx {
+    pnetrt_model *m;
+    int64_t batch;
+    const void *const *inputs;
+    void *const *outputs;
+    int replicas, groups;
+} run_ctx;
+
+/* Replica r's shard of the batch, [B*r/R, B*(r+1)/R), chunk by chunk through the forward
+ * function on the calling thread's group (local index ith of nth), with the group's arena. */
+static void run_replica(const run_ctx *rc, int r, char *arena, char *scratch, int ith, int nth) {
+    const pnetrt_desc *d = rc->m->d;
+    int64_t s0 = rc->batch * r / rc->replicas, s1 = rc->batch * (r + 1) / rc->replicas;
+    const void *in[64];
+    void *out[64];
+    for (int64_t s = s0; s < s1; s += d->chunk) {
+        int64_t n = s1 - s < d->chunk ? s1 - s : d->chunk;
+        for (int64_t i = 0; i < d->ninputs; i++) {
+            const pnetrt_tensor_desc *t = &d->inputs[i];
+            in[i] = (const char *)rc->inputs[i] + (t->shape[0] < 0 ? s * pnetrt_sample_elems(t) * 4 : 0);
+        }
+        for (int64_t i = 0; i < d->noutputs; i++) {
+            const pnetrt_tensor_desc *t = &d->outputs[i];
+            out[i] = (char *)rc->outputs[i] + (t->shape[0] < 0 ? s * pnetrt_sample_elems(t) * 4 : 0);
+        }
+        pnetrt_call call = {n, in, out, rc->m->prepared, arena, scratch};
+        d->forward(&call, ith, nth);
+        pnetrt_barrier(); /* the group's arena is reused by the next chunk */
+    }
+}
+
 int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs) {
     if (!m) return 1;
     const pnetrt_desc *d = m->d;
-    if (!d || d->abi != PNETRT_ABI || !m->arena || !m->prepared) return fail(m, "the network was not created successfully");
+    if (!d || d->abi != PNETRT_ABI || !m->narenas || !m->prepared) return fail(m, "the network was not created successfully");
     if (batch < 0) return fail(m, "batch size %lld is negative", (long long)batch);
     if (!inputs && d->ninputs) return fail(m, "no input buffers");
     if (!outputs && d->noutputs) return fail(m, "no output buffers");
@@ -220,41 +287,39 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     if (check_ids(m, batch, inputs)) return 1;
     enum { MAXIO = 64 };
     if (d->ninputs > MAXIO || d->noutputs > MAXIO) return fail(m, "too many inputs or outputs");
-    const void *in[MAXIO];
-    void *out[MAXIO];
+    if (batch == 0) return 0;
     int threads = m->threads < m->scratch_threads ? m->threads : m->scratch_threads;
-    for (int64_t s = 0; s < batch; s += d->chunk) {
-        int64_t n = batch - s < d->chunk ? batch - s : d->chunk;
-        for (int64_t i = 0; i < d->ninputs; i++) {
-            const pnetrt_tensor_desc *t = &d->inputs[i];
-            in[i] = (const char *)inputs[i] + (t->shape[0] < 0 ? s * pnetrt_sample_elems(t) * 4 : 0);
-        }
-        for (int64_t i = 0; i < d->noutputs; i++) {
-            const pnetrt_tensor_desc *t = &d->outputs[i];
-            out[i] = (char *)outputs[i] + (t->shape[0] < 0 ? s * pnetrt_sample_elems(t) * 4 : 0);
-        }
-        pnetrt_call call = {n, in, out, m->prepared, m->arena, m->scratch};
-        /* Small calls run on fewer threads: each thread should get enough work to pay for the
-         * barriers between kernels. Results do not depend on the count. */
-        int team = threads;
-        double work = m->flops_per_sample * (double)n;
-        if (m->adaptive && work < PNETRT_FLOPS_PER_THREAD * team) team = work < PNETRT_FLOPS_PER_THREAD ? 1 : (int)(work / PNETRT_FLOPS_PER_THREAD);
-        if (team <= 1) {
-            tls_barrier = NULL;
-            d->forward(&call, 0, 1);
-        } else {
-            spin_barrier bar = {0, 0, 0};
+    /* Small calls run on fewer threads: each thread should get enough work to pay for the
+     * barriers between kernels. Results do not depend on the count. */
+    int team = threads;
+    double work = m->flops_per_sample * (double)batch;
+    if (m->adaptive && work < PNETRT_FLOPS_PER_THREAD * team) team = work < PNETRT_FLOPS_PER_THREAD ? 1 : (int)(work / PNETRT_FLOPS_PER_THREAD);
+    int replicas = m->replicas;
+    int groups = group_count(team, replicas);
+    if (groups > m->narenas) groups = m->narenas;
+    run_ctx rc = {m, batch, inputs, outputs, replicas, groups};
+    if (team <= 1) {
+        tls_barrier = NULL;
+        for (int r = 0; r < replicas; r++) run_replica(&rc, r, m->arenas[0], m->scratch, 0, 1);
+        return 0;
+    }
+    spin_barrier bars[PNETRT_MAX_GROUPS];
 #pragma omp parallel num_threads(team)
-            {
-                int nth = omp_get_num_threads();
-#pragma omp single
-                bar.n = nth;
-                tls_barrier = &bar;
-                tls_sense = 0;
-                d->forward(&call, omp_get_thread_num(), nth);
-                tls_barrier = NULL;
-            }
-        }
+    {
+        /* Thread t joins group g; the groups split the team as evenly as it allows. */
+        int nth = omp_get_num_threads(), t = omp_get_thread_num();
+        int ng = groups < nth ? groups : nth;
+        int base = nth / ng, extra = nth % ng;
+        int g = t < extra * (base + 1) ? t / (base + 1) : extra + (t - extra * (base + 1)) / base;
+        int first = g < extra ? g * (base + 1) : extra * (base + 1) + (g - extra) * base;
+        int size = base + (g < extra);
+        if (t == first) bars[g] = (spin_barrier){0, 0, size};
+#pragma omp barrier
+        tls_barrier = &bars[g];
+        tls_sense = 0;
+        char *scratch = m->scratch + (size_t)first * (size_t)d->scratch_bytes;
+        for (int r = g; r < replicas; r += ng) run_replica(&rc, r, m->arenas[g], scratch, t - first, size);
+        tls_barrier = NULL;
     }
     return 0;
 }

@@ -15,6 +15,10 @@ int pnetrt_set_threads(pnetrt_model *m, int threads);
 const char *pnetrt_last_error(const pnetrt_model *m);
 void pnetrt_destroy(pnetrt_model *m);
 int pnetrt_threads(const pnetrt_model *m);
+/* Batch-parallel replicas: the batch splits into R near-equal shards, each run by its own group of
+ * about threads/R threads with its own arena. Results are identical for any R. */
+int pnetrt_set_replicas(pnetrt_model *m, int replicas);
+int pnetrt_replicas(const pnetrt_model *m);
 const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m);
 /* The executables' command line: infer, bench, info. */
 int pnetrt_main(const pnetrt_desc *d, int argc, char **argv);

@@ -503,6 +503,11 @@ static void gen_api(cg *c) {
     rt = declare(c, "pnetrt_set_threads", c->i32, st, 2);
     LLVMValueRef sargs[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
     LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, st, 2, 0), rt, sargs, 2, ""));
+    /* int px_set_replicas(px *m, int replicas) */
+    fn = begin_fn(c, "_set_replicas", c->i32, st, 2);
+    rt = declare(c, "pnetrt_set_replicas", c->i32, st, 2);
+    LLVMValueRef rargs[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
+    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, st, 2, 0), rt, rargs, 2, ""));
     /* const char *px_last_error(const px *m); void px_destroy(px *m) */
     LLVMTypeRef pt[1] = {c->ptr};
     fn = begin_fn(c, "_last_error", c->ptr, pt, 1);

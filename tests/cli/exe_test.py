@@ -83,6 +83,11 @@ check("infer writes .npy", rc == 0 and os.path.getsize(os.path.join(TMP, "p.npy"
 # Determinism across thread counts, through the command line.
 outs = [run(exe, "infer", "--input", x, "--threads", str(t))[1] for t in (1, 2, 5)]
 check("infer identical for 1, 2 and 5 threads", outs[0] == outs[1] == outs[2])
+outs = [run(exe, "infer", "--input", x, *a)[1] for a in (["--schedule", "serial"], ["--replicas", "2"],
+                                                        ["--replicas", "3", "--threads", "2"], ["--replicas", "7", "--threads", "4"])]
+check("infer identical for every replica count (incl. more replicas than samples)", len(set(outs)) == 1 and outs[0])
+expect_error("pipeline schedule not yet", [exe, "infer", "--input", x, "--schedule", "pipeline"], "pipeline")
+expect_error("bad replicas", [exe, "bench", "--replicas", "0"], "--replicas")
 
 # bench and info.
 rc, out, err = run(exe, "bench", "--batch", "8", "--seconds", "0.2")

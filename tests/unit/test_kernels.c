@@ -99,6 +99,15 @@ static void release(compiled *c) {
 }
 
 /* Runs c at `batch` with `threads`, returning malloc'ed outputs; the reference likewise. */
+static void run_r(compiled *c, int64_t batch, int threads, int replicas, void **ins, void **outs) {
+    pnetrt_model *m;
+    assert_int_equal(pnetrt_create(&m, c->desc, NULL), 0);
+    assert_int_equal(pnetrt_set_threads(m, threads), 0);
+    assert_int_equal(pnetrt_set_replicas(m, replicas), 0);
+    if (pnetrt_infer(m, batch, (const void *const *)ins, outs)) fail_msg("infer: %s", pnetrt_last_error(m));
+    pnetrt_destroy(m);
+}
+
 static void run(compiled *c, int64_t batch, int threads, void **ins, void **outs, bool reference) {
     if (reference) {
         assert_int_equal(pn_reference_run(c->g, c->weights, batch, (const void *const *)ins, outs), 0);
@@ -138,11 +147,15 @@ static void check_network(const char *src) {
         }
         run(&c, batch, 1, ins, got, false);
         run(&c, batch, 3, ins, got3, false);
+        for (int64_t i = 0; i < d->noutputs; i++)
+            if (memcmp(got[i], got3[i], (size_t)elems(&d->outputs[i], batch) * 4) != 0)
+                fail_msg("%s output '%s' differs between 1 and 3 threads", d->name, d->outputs[i].name);
+        run_r(&c, batch, 5, 3, ins, got3); /* 3 replicas on 5 threads */
         run(&c, batch, 1, ins, want, true);
         for (int64_t i = 0; i < d->noutputs; i++) {
             int64_t n = elems(&d->outputs[i], batch);
             if (memcmp(got[i], got3[i], (size_t)n * 4) != 0)
-                fail_msg("%s output '%s' differs between 1 and 3 threads", d->name, d->outputs[i].name);
+                fail_msg("%s output '%s' differs between 1 thread and 3 replicas", d->name, d->outputs[i].name);
             for (int64_t k = 0; k < n; k++) {
                 double a = ((float *)got[i])[k], e = ((float *)want[i])[k];
                 if (!(fabs(a - e) <= 1e-5 + 1e-4 * fabs(e)))
