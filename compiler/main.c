@@ -4,8 +4,10 @@
 #include "codegen/codegen.h"
 #include "io.h"
 #include "ir/graph.h"
+#include "ir/report.h"
 #include "parse/parse.h"
 #include "passes/passes.h"
+#include "tools/auto_partition.h"
 #include "support/util.h"
 
 #include <errno.h>
@@ -38,6 +40,8 @@ static const char usage[] =
     "  --check            check the file; print nothing and exit 0 when it is valid\n"
     "  --emit=graph       print the checked graph IR, one node per line\n"
     "  --emit=dot         print the graph as Graphviz, one cluster per pipeline stage\n"
+    "  --auto-partition S  split the layers into S pipeline stages by the cost model; print the file back\n"
+    "  --report           print the schedule: per stage its layers, FLOPs, bytes and cost; balance; bubble\n"
     "  --dump-after=PASS  print the graph IR after an inference pass (prune, fuse, plan_params, plan_memory)\n"
     "  -I DIR             search DIR for imports (before PNET_PATH, the file's directory and the stdlib)\n"
     "  --network NAME     pick the network NAME when the file defines several\n"
@@ -46,7 +50,7 @@ static const char usage[] =
     "  --help             print this help\n"
     "  --version          print the version\n";
 
-typedef enum { ACT_EXE, ACT_CHECK, ACT_GRAPH, ACT_DOT, ACT_OBJ, ACT_ASM, ACT_LLVM } action;
+typedef enum { ACT_EXE, ACT_CHECK, ACT_GRAPH, ACT_DOT, ACT_OBJ, ACT_ASM, ACT_LLVM, ACT_REPORT, ACT_PARTITION } action;
 
 typedef struct compile_opts {
     const char *out_path, *triple, *cpu, *weights, *dump_after;
@@ -264,6 +268,7 @@ int main(int argc, char **argv) {
     action act = ACT_EXE;
     compile_opts o = {.opt_level = 3};
     const char *file = NULL, *network = NULL;
+    int stages = 0;
     pn_diags diags;
     pn_diags_init(&diags, stderr);
     pn_program prog;
@@ -281,6 +286,18 @@ int main(int argc, char **argv) {
             goto done;
         } else if (strcmp(a, "--check") == 0) {
             act = ACT_CHECK;
+        } else if (strcmp(a, "--report") == 0) {
+            act = ACT_REPORT;
+        } else if (strcmp(a, "--auto-partition") == 0) {
+            char *end;
+            long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (i + 1 >= argc || *end || v < 1 || v > 1024) {
+                rc = fail("%s", "--auto-partition needs a stage count from 1 to 1024");
+                goto done;
+            }
+            stages = (int)v;
+            i++;
+            act = ACT_PARTITION;
         } else if (strcmp(a, "-c") == 0 || strcmp(a, "--emit=obj") == 0) {
             act = ACT_OBJ;
         } else if (strncmp(a, "--emit=", 7) == 0) {
@@ -356,6 +373,40 @@ int main(int argc, char **argv) {
     if (!ok) goto done;
     if (act == ACT_CHECK) {
         rc = 0;
+        goto done;
+    }
+
+    /* Stages out of balance get a warning, whatever the output. */
+    if (g->nstages > 1 && act != ACT_PARTITION) {
+        pn_stage_stats st[1024];
+        double balance = pn_report_stats(g, st, 1024);
+        if (balance > PN_BALANCE_WARN)
+            fprintf(stderr, "%s: warning: pipeline stages are unbalanced: the slowest costs %.2fx the mean (see --report)\n",
+                    file, balance);
+    }
+    if (act == ACT_PARTITION) {
+        char err[512];
+        FILE *out = o.out_path ? fopen(o.out_path, "w") : stdout;
+        if (!out) {
+            fprintf(stderr, "pnetc: error: cannot write '%s': %s\n", o.out_path, strerror(errno));
+        } else if (!pn_auto_partition(&prog, g, stages, out, err, sizeof err)) {
+            fprintf(stderr, "%s: error: %s\n", file, err);
+            if (out != stdout) fclose(out);
+        } else {
+            rc = (out == stdout ? fflush(out) : fclose(out)) == 0 ? 0 : 1;
+        }
+        pn_graph_free(g);
+        goto done;
+    }
+    if (act == ACT_REPORT) {
+        FILE *out = o.out_path ? fopen(o.out_path, "w") : stdout;
+        if (!out) {
+            fprintf(stderr, "pnetc: error: cannot write '%s': %s\n", o.out_path, strerror(errno));
+        } else {
+            pn_graph_report(g, out);
+            rc = (out == stdout ? fflush(out) : fclose(out)) == 0 ? 0 : 1;
+        }
+        pn_graph_free(g);
         goto done;
     }
 

@@ -384,6 +384,19 @@ static int cmd_info(const pnetrt_desc *d) {
             }
         printf("  stage %lld: %lld layers, %lld FLOPs/sample, %lld parameters\n", (long long)s, (long long)n, (long long)f, (long long)p);
     }
+    /* The same modelled cost as pnetc --report (FLOPs at 200 GFLOP/s, weights read once per 64
+     * samples at 20 GB/s): the balance and the predicted bubble. */
+    double worst = 0, mean = 0;
+    for (int64_t s = 0; s < d->nstages; s++) {
+        double cost = 0;
+        for (int64_t i = 0; i < d->nlayers; i++)
+            if (d->layers[i].stage == s) cost += (double)d->layers[i].flops / 200e9 + 4.0 * (double)d->layers[i].params / 64 / 20e9;
+        mean += cost / (double)d->nstages;
+        if (cost > worst) worst = cost;
+    }
+    printf("  balance: %.2f (slowest stage over mean)\n", mean > 0 ? worst / mean : 1.0);
+    printf("  predicted bubble: %.1f%% = (S-1)/(M+S-1)\n",
+           100.0 * (double)(d->nstages - 1) / (double)(d->microbatches + d->nstages - 1));
     for (int64_t i = 0; i < d->nlayers; i++)
         if (d->layers[i].shard > 1)
             printf("  %s: output features split across %lld workers\n", d->layers[i].name, (long long)d->layers[i].shard);

@@ -61,7 +61,8 @@ typedef enum { PN_DIR_ALONE, PN_DIR_STMT, PN_DIR_GROUP } pn_dir_form;
 
 typedef struct pn_stmt {
     pn_stmt_kind kind;
-    pn_loc loc;
+    pn_loc loc;       /* for diagnostics: a directive's own text, `@name(args)` */
+    pn_loc full;      /* the whole statement, a directive's statement or { } group included */
     const char *name;
     pn_loc name_loc;
     bool is_output, has_input_kw;

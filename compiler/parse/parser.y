@@ -57,6 +57,7 @@ static pn_stmt *new_stmt(pn_parser *p, pn_stmt_kind k, pn_loc loc) {
     pn_stmt *s = pn_arena_alloc(p->arena, sizeof *s);
     s->kind = k;
     s->loc = loc;
+    s->full = loc;
     return s;
 }
 static pn_arg *new_arg(pn_parser *p, const char *key, pn_loc key_loc, pn_expr *value) {
@@ -212,9 +213,9 @@ stmt:
       $$ = new_stmt(p, PN_ST_TRAIN, @1);
       $$->body = $3;
   }
-| directive ';'           { $$ = $1; $$->form = PN_DIR_ALONE; }
-| directive stmt          { $$ = $1; $$->form = PN_DIR_STMT; if ($2) pn_vec_push(A, &$$->body, $2); }
-| directive '{' stmts '}' { $$ = $1; $$->form = PN_DIR_GROUP; $$->body = $3; }
+| directive ';'           { $$ = $1; $$->form = PN_DIR_ALONE; $$->full = @$; }
+| directive stmt          { $$ = $1; $$->form = PN_DIR_STMT; $$->full = @$; if ($2) pn_vec_push(A, &$$->body, $2); }
+| directive '{' stmts '}' { $$ = $1; $$->form = PN_DIR_GROUP; $$->full = @$; $$->body = $3; }
 | error ';'               { $$ = NULL; }
 ;
 

@@ -76,5 +76,29 @@ printf 'network n { input x : f32[batch, 2]; h = relu(x); output y = tanh(x); }\
 run --check "$tmp/warn.pnet"; check "warning exits 0" [ $rc -eq 0 ]; check "warning printed" grep -q "warning: 'h' is never used" "$tmp/err"
 run --check -w "$tmp/warn.pnet"; check "-w silences warnings" [ ! -s "$tmp/err" ]
 
+# The schedule report, and automatic partitioning printed back as source that checks.
+run --report "$src/examples/wide_mlp.pnet"
+check "--report exits 0" [ $rc -eq 0 ]
+check "--report lists stages" grep -q "stage 1: 5 layers" "$tmp/out"
+check "--report balance" grep -q "balance: 1.24 (slowest stage over mean)" "$tmp/out"
+check "--report bubble" grep -q "predicted bubble: 11.1% = (S-1)/(M+S-1) with S = 2, M = 8" "$tmp/out"
+check "--report per-replica batch" grep -q "per-replica batch: B/2" "$tmp/out"
+printf 'network un { input x : f32[batch, 64]; @partition(0) a = relu(x); @partition(1) { b = dense(a, 512); c = dense(b, 512); } output y = c; }\n' >"$tmp/un.pnet"
+run --report "$tmp/un.pnet"
+check "unbalanced stages warn" grep -q "warning: pipeline stages are unbalanced" "$tmp/err"
+check "unbalanced stages still exit 0" [ $rc -eq 0 ]
+run --auto-partition 3 "$src/bench/models/mlp_l.pnet" -o "$tmp/p3.pnet"
+check "--auto-partition exits 0" [ $rc -eq 0 ]
+check "--auto-partition writes 3 groups" [ "$(grep -c '@partition(' "$tmp/p3.pnet")" -eq 3 ]
+run --report "$tmp/p3.pnet"
+check "auto-partitioned file checks" [ $rc -eq 0 ]
+check "auto-partition picks the best contiguous split" grep -q "balance: 1.50" "$tmp/out"
+run --auto-partition 2 -I "$src/stdlib" "$src/examples/wide_mlp.pnet" -o "$tmp/w2.pnet"
+run --check -I "$src/stdlib" "$tmp/w2.pnet"
+check "re-partitioned wide_mlp checks" [ $rc -eq 0 ]
+run --auto-partition 9 "$src/examples/digits_mlp.pnet"
+check "too many stages is an error" [ $rc -eq 1 ]
+check "too many stages says why" grep -q "fewer than 9 stages" "$tmp/err"
+
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
