@@ -39,7 +39,9 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "  --weights W.safetensors   load these weights (PyTorch names)\n"
             "  --threads N               threads (default: all cores, or OMP_NUM_THREADS)\n"
             "  --replicas R              batch-parallel replicas (default: the network's @shard(batch, R))\n"
-            "  --schedule serial|batch   one thread, or batch-parallel replicas\n",
+            "  --microbatches M          micro-batches per pipeline pass (default: the network's @pipeline)\n"
+            "  --schedule S              serial (one thread), batch (replicas), pipeline (stages on their own\n"
+            "                            threads), or hybrid (replicas of pipelines); default: the network's own\n",
             prog, d->name, d->target);
 }
 
@@ -78,7 +80,8 @@ typedef struct opts {
     const char *weights;
     int threads;
     int replicas;   /* 0: the network's own (@shard(batch, R)) */
-    bool serial;
+    int microbatches; /* 0: the network's own (@pipeline(microbatches = M)) */
+    const char *schedule; /* NULL: the network's own */
 } opts;
 
 /* Options every running command takes: --threads, --weights, --replicas, --schedule. Returns 1
@@ -95,13 +98,14 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
     } else if (strcmp(a, "--replicas") == 0) {
         if (!parse_int(argv[++*i], 1, 4096, &v)) return die("--replicas needs an integer from 1 to 4096, not '%s'", argv[*i]), -1;
         o->replicas = (int)v;
+    } else if (strcmp(a, "--microbatches") == 0) {
+        if (!parse_int(argv[++*i], 1, 65536, &v)) return die("--microbatches needs an integer from 1 to 65536, not '%s'", argv[*i]), -1;
+        o->microbatches = (int)v;
     } else if (strcmp(a, "--schedule") == 0) {
         const char *s = argv[++*i];
-        if (strcmp(s, "serial") == 0) o->serial = true;
-        else if (strcmp(s, "batch") == 0) o->serial = false;
-        else if (strcmp(s, "pipeline") == 0 || strcmp(s, "hybrid") == 0)
-            return die("--schedule %s is not available yet; use serial or batch", s), -1;
-        else return die("--schedule needs serial or batch, not '%s'", s), -1;
+        if (strcmp(s, "serial") && strcmp(s, "batch") && strcmp(s, "pipeline") && strcmp(s, "hybrid"))
+            return die("--schedule needs serial, batch, pipeline or hybrid, not '%s'", s), -1;
+        o->schedule = s;
     } else {
         return 0;
     }
@@ -109,6 +113,7 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
 }
 
 static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
+    (void)d;
     if (pnetrt_create(m, d, o->weights)) {
         int r = die("%s", pnetrt_last_error(*m));
         pnetrt_destroy(*m);
@@ -116,11 +121,17 @@ static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
         return r;
     }
     int rc = 0;
-    if (o->serial) rc = pnetrt_set_threads(*m, 1) || pnetrt_set_replicas(*m, 1);
-    else {
-        if (o->threads > 0) rc = pnetrt_set_threads(*m, o->threads);
-        if (!rc && o->replicas > 0) rc = pnetrt_set_replicas(*m, o->replicas);
-    }
+    const char *sch = o->schedule;
+    bool staged = d->nstages > 1;
+    if (sch && (!strcmp(sch, "pipeline") || !strcmp(sch, "hybrid")) && !staged)
+        fprintf(stderr, "%s: note: --schedule %s has no effect: the network has no pipeline stages\n", prog, sch);
+    if (o->microbatches && !staged)
+        fprintf(stderr, "%s: note: --microbatches has no effect: the network has no pipeline stages\n", prog);
+    bool serial = sch && !strcmp(sch, "serial");
+    if (!serial && o->threads > 0) rc = pnetrt_set_threads(*m, o->threads);
+    if (!rc && sch) rc = pnetrt_set_schedule(*m, sch);
+    if (!rc && !serial && o->replicas > 0) rc = pnetrt_set_replicas(*m, o->replicas);
+    if (!rc && o->microbatches > 0) rc = pnetrt_set_microbatches(*m, o->microbatches);
     if (rc) {
         die("%s", pnetrt_last_error(*m));
         pnetrt_destroy(*m);
@@ -314,8 +325,8 @@ static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
     }
     double total = now() - start;
     qsort(lat, (size_t)runs, sizeof lat[0], cmp_double);
-    printf("network: %s, batch %ld, threads %d, replicas %d, %d runs\n", d->name, batch, pnetrt_threads(m),
-           pnetrt_replicas(m), runs);
+    printf("network: %s, batch %ld, threads %d, replicas %d, %s, %d runs\n", d->name, batch, pnetrt_threads(m),
+           pnetrt_replicas(m), pnetrt_pipelined(m) ? "pipelined" : "not pipelined", runs);
     printf("throughput: %.1f samples/s\n", (double)batch * runs / total);
     printf("latency: median %.3f ms, p90 %.3f ms, min %.3f ms per batch\n", lat[runs / 2] * 1e3,
            lat[(int)(runs * 0.9)] * 1e3, lat[0] * 1e3);

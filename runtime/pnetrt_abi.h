@@ -5,7 +5,7 @@
 #define PNETRT_ABI_H
 #include <stdint.h>
 
-#define PNETRT_ABI 2
+#define PNETRT_ABI 3
 
 #ifndef PNETRT_MAX_RANK
 #define PNETRT_MAX_RANK 8
@@ -74,7 +74,8 @@ typedef struct pnetrt_desc {
     int64_t arena_fixed_bytes;     /* activation bytes independent of the batch */
     int64_t chunk;                 /* largest n of one forward call */
     int64_t scratch_bytes;         /* private working memory per thread (im2col panels) */
-    pnetrt_forward_fn forward;
+    pnetrt_forward_fn forward;     /* every kernel, stage after stage */
+    const pnetrt_forward_fn *stage_forward; /* nstages functions: one stage's kernels each */
     pnetrt_prepare_fn prepare;
     int64_t nstages, replicas, microbatches, schedule;
     const char *target;            /* triple and cpu the code was generated for */

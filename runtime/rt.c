@@ -14,7 +14,7 @@
 
 _Static_assert(sizeof(pnetrt_tensor_desc) == 16 * 8, "pnetrt_tensor_desc must be 16 eight-byte fields");
 _Static_assert(sizeof(pnetrt_layer_desc) == 10 * 8, "pnetrt_layer_desc must be 10 eight-byte fields");
-_Static_assert(sizeof(pnetrt_desc) == 24 * 8, "pnetrt_desc must be 24 eight-byte fields");
+_Static_assert(sizeof(pnetrt_desc) == 25 * 8, "pnetrt_desc must be 25 eight-byte fields");
 
 /* The least work, in FLOPs per call, that justifies one more thread. */
 #define PNETRT_FLOPS_PER_THREAD 4e6
@@ -28,6 +28,9 @@ struct pnetrt_model {
     char **arenas;       /* one activation arena per concurrently running replica */
     int narenas;
     int replicas;        /* batch-parallel replicas (@shard(batch, R) or pnetrt_set_replicas) */
+    int microbatches;    /* micro-batches per chunk in a pipeline (@pipeline or pnetrt_set_microbatches) */
+    bool pipeline;       /* run pipeline stages concurrently (when the network has several) */
+    double *stage_flops; /* FLOPs per sample of each stage, to share threads among stages */
     char *scratch;       /* threads * d->scratch_bytes */
     int scratch_threads;
     int threads;
@@ -88,6 +91,12 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
         return fail(m, "network was compiled for libpnetrt ABI %lld, but this libpnetrt has ABI %d",
                     d ? (long long)d->abi : -1LL, PNETRT_ABI);
     m->replicas = d->replicas > 0 ? (int)d->replicas : 1;
+    m->microbatches = d->microbatches > 0 ? (int)d->microbatches : 1;
+    m->pipeline = d->nstages > 1;
+    m->stage_flops = calloc((size_t)(d->nstages > 0 ? d->nstages : 1), sizeof(double));
+    if (!m->stage_flops) return fail(m, "out of memory");
+    for (int64_t i = 0; i < d->nlayers; i++)
+        if (d->layers[i].stage >= 0 && d->layers[i].stage < d->nstages) m->stage_flops[d->layers[i].stage] += (double)d->layers[i].flops;
     if (reserve(m, m->threads, m->replicas)) return 1;
     for (int64_t i = 0; i < d->nlayers; i++) m->flops_per_sample += (double)d->layers[i].flops;
     const char *ad = getenv("PNET_ADAPTIVE_THREADS");
@@ -123,6 +132,15 @@ static int prepare(pnetrt_model *m) {
 
 enum { PNETRT_MAX_GROUPS = 256 };
 
+/* Replica groups of a pipeline running at once: each needs a thread per stage. 0: too few
+ * threads for one pipeline, so stages run one after another instead. */
+static int pipe_groups(int threads, int replicas, int stages) {
+    int g = threads / stages;
+    if (g > replicas) g = replicas;
+    if (g * stages > PNETRT_MAX_GROUPS) g = PNETRT_MAX_GROUPS / stages;
+    return g;
+}
+
 /* Replica groups running at once: one per replica, at most one per thread. */
 static int group_count(int threads, int replicas) {
     int g = replicas < threads ? replicas : threads;
@@ -143,6 +161,11 @@ static int reserve(pnetrt_model *m, int threads, int replicas) {
         m->scratch_threads = threads;
     }
     int groups = group_count(threads, replicas);
+    /* A pipeline needs an arena per micro-batch in flight; the other schedules one per group. */
+    if (m->pipeline && d->nstages > 1) {
+        int pg = pipe_groups(threads, replicas, (int)d->nstages) * m->microbatches;
+        if (pg > groups) groups = pg;
+    }
     if (groups > m->narenas) {
         size_t bytes = (size_t)(d->arena_sample_bytes * d->chunk + d->arena_fixed_bytes);
         char **a = realloc(m->arenas, sizeof(char *) * (size_t)groups);
@@ -177,6 +200,42 @@ int pnetrt_set_replicas(pnetrt_model *m, int replicas) {
 
 int pnetrt_replicas(const pnetrt_model *m) { return m ? m->replicas : 0; }
 
+int pnetrt_set_microbatches(pnetrt_model *m, int microbatches) {
+    if (!m) return 1;
+    if (microbatches < 1 || microbatches > 65536) return fail(m, "micro-batch count %d is out of range (1 to 65536)", microbatches);
+    int old = m->microbatches;
+    m->microbatches = microbatches;
+    if (m->d && m->d->abi == PNETRT_ABI && reserve(m, m->threads, m->replicas)) {
+        m->microbatches = old;
+        return 1;
+    }
+    return 0;
+}
+
+int pnetrt_set_pipeline(pnetrt_model *m, bool on) {
+    if (!m) return 1;
+    bool old = m->pipeline;
+    m->pipeline = on && m->d && m->d->nstages > 1;
+    if (m->d && m->d->abi == PNETRT_ABI && reserve(m, m->threads, m->replicas)) {
+        m->pipeline = old;
+        return 1;
+    }
+    return 0;
+}
+
+int pnetrt_microbatches(const pnetrt_model *m) { return m ? m->microbatches : 0; }
+
+int pnetrt_set_schedule(pnetrt_model *m, const char *schedule) {
+    if (!m) return 1;
+    if (!schedule) return fail(m, "no schedule given; expected serial, batch, pipeline or hybrid");
+    if (strcmp(schedule, "serial") == 0) return pnetrt_set_threads(m, 1) || pnetrt_set_replicas(m, 1) || pnetrt_set_pipeline(m, false);
+    if (strcmp(schedule, "batch") == 0) return pnetrt_set_pipeline(m, false);
+    if (strcmp(schedule, "pipeline") == 0) return pnetrt_set_pipeline(m, true) || pnetrt_set_replicas(m, 1);
+    if (strcmp(schedule, "hybrid") == 0) return pnetrt_set_pipeline(m, true);
+    return fail(m, "unknown schedule '%s'; expected serial, batch, pipeline or hybrid", schedule);
+}
+bool pnetrt_pipelined(const pnetrt_model *m) { return m && m->pipeline; }
+
 int pnetrt_threads(const pnetrt_model *m) { return m ? m->threads : 0; }
 const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m) { return m ? m->d : NULL; }
 
@@ -192,6 +251,7 @@ void pnetrt_destroy(pnetrt_model *m) {
     for (int i = 0; i < m->narenas; i++) free(m->arenas[i]);
     free(m->arenas);
     free(m->scratch);
+    free(m->stage_flops);
     free(m);
 }
 
@@ -273,6 +333,74 @@ static void run_replica(const run_ctx *rc, int r, char *arena, char *scratch, in
     }
 }
 
+/* Waits until *counter exceeds q: a short spin, then yielding. */
+static void wait_past(_Atomic int64_t *counter, int64_t q) {
+    for (long spins = 0; atomic_load_explicit(counter, memory_order_acquire) <= q; spins++) {
+        if (spins < 4000) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            sched_yield();
+        }
+    }
+}
+
+/* One thread's part of a pipeline: stage s of replica group rg (local index ith of nth). The
+ * group walks every micro-batch of its replicas' shards in order: micro-batch q of a chunk is
+ * a slice of it, lives in arena slot q mod M, and passes from stage to stage through done[]:
+ * stage s starts q once stage s-1 has finished it, and stage 0 reuses a slot once the last
+ * stage has finished the micro-batch before it there. GPipe: fill, stream, drain. */
+static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, int nth, _Atomic int64_t *done,
+                      char *scratch) {
+    pnetrt_model *m = rc->m;
+    const pnetrt_desc *d = m->d;
+    int S = (int)d->nstages, M = m->microbatches;
+    const void *in[64];
+    void *out[64];
+    int64_t q = 0;
+    for (int r = rg; r < rc->replicas; r += ngroups) {
+        int64_t s0 = rc->batch * r / rc->replicas, s1 = rc->batch * (r + 1) / rc->replicas;
+        for (int64_t c0 = s0; c0 < s1; c0 += d->chunk) {
+            int64_t cn = s1 - c0 < d->chunk ? s1 - c0 : d->chunk;
+            for (int mb = 0; mb < M; mb++, q++) {
+                int64_t a = c0 + cn * mb / M, n = c0 + cn * (mb + 1) / M - a;
+                if (s > 0) wait_past(&done[s - 1], q);
+                else if (q >= M) wait_past(&done[S - 1], q - M);
+                if (n > 0) {
+                    for (int64_t i = 0; i < d->ninputs; i++) {
+                        const pnetrt_tensor_desc *t = &d->inputs[i];
+                        in[i] = (const char *)rc->inputs[i] + (t->shape[0] < 0 ? a * pnetrt_sample_elems(t) * 4 : 0);
+                    }
+                    for (int64_t i = 0; i < d->noutputs; i++) {
+                        const pnetrt_tensor_desc *t = &d->outputs[i];
+                        out[i] = (char *)rc->outputs[i] + (t->shape[0] < 0 ? a * pnetrt_sample_elems(t) * 4 : 0);
+                    }
+                    pnetrt_call call = {n, in, out, m->prepared, m->arenas[rg * M + (int)(q % M)], scratch};
+                    d->stage_forward[s](&call, ith, nth);
+                    pnetrt_barrier();
+                }
+                if (ith == 0) atomic_store_explicit(&done[s], q + 1, memory_order_release);
+            }
+        }
+    }
+}
+
+/* Threads for each stage of one pipeline: at least one each, the rest by FLOPs share. */
+static void share_threads(const pnetrt_model *m, int threads, int S, int *count) {
+    double total = 0;
+    for (int s = 0; s < S; s++) total += m->stage_flops[s];
+    int left = threads - S;
+    for (int s = 0; s < S; s++) count[s] = 1;
+    for (int s = 0; s < S && left > 0; s++) {
+        int extra = total > 0 ? (int)((double)(threads - S) * m->stage_flops[s] / total) : 0;
+        if (extra > left) extra = left;
+        count[s] += extra;
+        left -= extra;
+    }
+    for (int s = 0; left > 0; s = (s + 1) % S, left--) count[s]++; /* rounding leftovers */
+}
+
 int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs) {
     if (!m) return 1;
     const pnetrt_desc *d = m->d;
@@ -298,6 +426,41 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     int groups = group_count(team, replicas);
     if (groups > m->narenas) groups = m->narenas;
     run_ctx rc = {m, batch, inputs, outputs, replicas, groups};
+    int S = (int)d->nstages;
+    int pg = m->pipeline && S > 1 && S <= 64 ? pipe_groups(team, replicas, S) : 0;
+    if (pg * m->microbatches > m->narenas) pg = m->narenas / m->microbatches;
+    if (pg >= 1) {
+        /* Pipeline: pg replica groups, each with a thread group per stage. */
+        int per = team / pg, count[64];
+        spin_barrier bars[PNETRT_MAX_GROUPS];
+        _Atomic int64_t done[PNETRT_MAX_GROUPS];
+        for (int i = 0; i < pg * S; i++) atomic_init(&done[i], 0);
+#pragma omp parallel num_threads(pg * per)
+        {
+            int t = omp_get_thread_num();
+            int nth = omp_get_num_threads();
+            if (nth != pg * per) {
+                /* The OpenMP runtime gave fewer threads: one runs every stage in turn. */
+                if (t == 0) {
+                    tls_barrier = NULL;
+                    for (int r = 0; r < replicas; r++) run_replica(&rc, r, m->arenas[0], m->scratch, 0, 1);
+                }
+            } else {
+                int rg = t / per, k = t % per;
+                share_threads(m, per, S, count);
+                int s = 0, first = 0;
+                while (k >= first + count[s]) first += count[s++];
+                if (k == first) bars[rg * S + s] = (spin_barrier){0, 0, count[s]};
+#pragma omp barrier
+                tls_barrier = &bars[rg * S + s];
+                tls_sense = 0;
+                char *scratch = m->scratch + (size_t)(rg * per + first) * (size_t)d->scratch_bytes;
+                run_stage(&rc, rg, pg, s, k - first, count[s], &done[rg * S], scratch);
+                tls_barrier = NULL;
+            }
+        }
+        return 0;
+    }
     if (team <= 1) {
         tls_barrier = NULL;
         for (int r = 0; r < replicas; r++) run_replica(&rc, r, m->arenas[0], m->scratch, 0, 1);

@@ -19,6 +19,16 @@ int pnetrt_threads(const pnetrt_model *m);
  * about threads/R threads with its own arena. Results are identical for any R. */
 int pnetrt_set_replicas(pnetrt_model *m, int replicas);
 int pnetrt_replicas(const pnetrt_model *m);
+/* Pipeline (layer-parallel) execution of a network with @partition stages: each stage on its own
+ * thread group, micro-batches streaming through (GPipe fill and drain). On by default when the
+ * network has stages; it needs at least one thread per stage, else stages run in turn. */
+int pnetrt_set_pipeline(pnetrt_model *m, bool on);
+int pnetrt_set_microbatches(pnetrt_model *m, int microbatches);
+int pnetrt_microbatches(const pnetrt_model *m);
+bool pnetrt_pipelined(const pnetrt_model *m);
+/* "serial" (one thread, one replica), "batch" (replicas, no pipeline), "pipeline" (stages on their
+ * own threads, one replica) or "hybrid" (replicas of pipelines). */
+int pnetrt_set_schedule(pnetrt_model *m, const char *schedule);
 const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m);
 /* The executables' command line: infer, bench, info. */
 int pnetrt_main(const pnetrt_desc *d, int argc, char **argv);

@@ -126,26 +126,17 @@ static LLVMValueRef gen_output_copy(cg *c, int k, int src) {
     return c->fn;
 }
 
-static LLVMValueRef gen_forward(cg *c) {
+typedef struct kernels {
+    LLVMValueRef *kern;          /* per node, or NULL */
+    LLVMValueRef copies[256];    /* copies into outputs that are not their node's own storage */
+    int copy_src[256], copy_dst[256], ncopy;
+} kernels;
+
+/* A forward function over the kernels of `stage` (all stages when -1), in execution order,
+ * with a barrier between kernels; output copies run with the last stage. */
+static LLVMValueRef emit_forward(cg *c, const kernels *ks, int stage, const char *name) {
     const pn_graph *g = c->g;
     const pn_plan *p = &g->plan;
-    /* Kernels first, each into its own function. */
-    LLVMValueRef *kern = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof *kern);
-    for (int i = 0; i < g->nnodes; i++)
-        if (p->live[i] && !p->fused[i]) kern[i] = gen_kernel(c, i);
-    int ncopy = 0;
-    LLVMValueRef copies[256];
-    int copy_src[256], copy_dst[256];
-    for (int k = 0; k < g->noutputs && ncopy < 256; k++) {
-        int src = g->outputs[k].node;
-        const pn_mem *m = &p->mem[src];
-        if (m->kind == PN_MEM_OUTPUT && m->index == k) continue;
-        copy_src[ncopy] = src;
-        copy_dst[ncopy] = k;
-        copies[ncopy++] = gen_output_copy(c, k, src);
-    }
-    char name[128];
-    snprintf(name, sizeof name, "%s__forward", c->px);
     LLVMTypeRef args[3] = {c->ptr, c->i64, c->i64};
     LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->vd, args, 3, 0));
     LLVMSetLinkage(fn, LLVMInternalLinkage);
@@ -167,8 +158,9 @@ static LLVMValueRef gen_forward(cg *c) {
     LLVMValueRef barrier = declare(c, "pnetrt_barrier", c->vd, NULL, 0);
     LLVMTypeRef barrier_t = LLVMFunctionType(c->vd, NULL, 0, 0);
     bool first = true;
-    for (int i = 0; i < g->nnodes; i++) {
-        if (!kern[i]) continue;
+    for (int j = 0; j < g->nnodes; j++) {
+        int i = p->order[j];
+        if (!ks->kern[i] || (stage >= 0 && g->nodes[i].stage != stage)) continue;
         if (!first) LLVMBuildCall2(c->b, barrier_t, barrier, NULL, 0, "");
         first = false;
         const pn_node *nd = &g->nodes[i];
@@ -182,19 +174,54 @@ static LLVMValueRef gen_forward(cg *c) {
         a[na++] = n;
         a[na++] = ith;
         a[na++] = nth;
-        LLVMBuildCall2(c->b, LLVMGlobalGetValueType(kern[i]), kern[i], a, (unsigned)na, "");
+        LLVMBuildCall2(c->b, LLVMGlobalGetValueType(ks->kern[i]), ks->kern[i], a, (unsigned)na, "");
     }
-    for (int k = 0; k < ncopy; k++) {
+    for (int k = 0; k < ks->ncopy && (stage < 0 || stage == g->nstages - 1); k++) {
         if (!first) LLVMBuildCall2(c->b, barrier_t, barrier, NULL, 0, "");
         first = false;
-        LLVMValueRef idx = cg_i64(c, copy_dst[k]);
+        LLVMValueRef idx = cg_i64(c, ks->copy_dst[k]);
         LLVMValueRef dst = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildInBoundsGEP2(c->b, c->ptr, f.outputs, &idx, 1, ""), "");
-        LLVMValueRef a[5] = {dst, storage(c, &f, copy_src[k]), n, ith, nth};
-        LLVMBuildCall2(c->b, LLVMGlobalGetValueType(copies[k]), copies[k], a, 5, "");
+        LLVMValueRef a[5] = {dst, storage(c, &f, ks->copy_src[k]), n, ith, nth};
+        LLVMBuildCall2(c->b, LLVMGlobalGetValueType(ks->copies[k]), ks->copies[k], a, 5, "");
     }
     LLVMBuildRetVoid(c->b);
-    free(kern);
     return fn;
+}
+
+/* The kernels, then the forward function over all of them and one per pipeline stage (into
+ * *stages, an array constant of nstages function pointers). */
+static LLVMValueRef gen_forward(cg *c, LLVMValueRef *stages) {
+    const pn_graph *g = c->g;
+    const pn_plan *p = &g->plan;
+    kernels ks = {0};
+    ks.kern = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof *ks.kern);
+    for (int i = 0; i < g->nnodes; i++)
+        if (p->live[i] && !p->fused[i]) ks.kern[i] = gen_kernel(c, i);
+    for (int k = 0; k < g->noutputs && ks.ncopy < 256; k++) {
+        int src = g->outputs[k].node;
+        const pn_mem *m = &p->mem[src];
+        if (m->kind == PN_MEM_OUTPUT && m->index == k) continue;
+        ks.copy_src[ks.ncopy] = src;
+        ks.copy_dst[ks.ncopy] = k;
+        ks.copies[ks.ncopy++] = gen_output_copy(c, k, src);
+    }
+    char name[128];
+    snprintf(name, sizeof name, "%s__forward", c->px);
+    LLVMValueRef all = emit_forward(c, &ks, -1, name);
+    LLVMValueRef *fs = calloc((size_t)g->nstages, sizeof *fs);
+    for (int s = 0; s < g->nstages; s++) {
+        snprintf(name, sizeof name, "%s__forward_stage%d", c->px, s);
+        fs[s] = emit_forward(c, &ks, s, name);
+    }
+    LLVMValueRef init = LLVMConstArray2(c->ptr, fs, (uint64_t)g->nstages);
+    snprintf(name, sizeof name, "%s__stages", c->px);
+    *stages = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);
+    LLVMSetInitializer(*stages, init);
+    LLVMSetGlobalConstant(*stages, 1);
+    LLVMSetLinkage(*stages, LLVMPrivateLinkage);
+    free(fs);
+    free(ks.kern);
+    return all;
 }
 
 /* ---- prepared parameters ------------------------------------------------------------------ */
@@ -380,7 +407,8 @@ static int64_t id_limit(const pn_graph *g, int input) {
     return lim;
 }
 
-static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef prepare, const pn_cg_options *opt, const char *target) {
+static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValueRef prepare, const pn_cg_options *opt,
+                     const char *target) {
     const pn_graph *g = c->g;
     const pn_plan *p = &g->plan;
     int nn = g->nnodes;
@@ -435,11 +463,11 @@ static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef prepare, const pn
         LLVMSetAlignment(embedded, 64);
     }
     LLVMValueRef f[] = {
-        cg_i64(c, 2), str(c, g->name), cg_i64(c, nin), cg_i64(c, g->noutputs), cg_i64(c, np), cg_i64(c, nl),
+        cg_i64(c, 3), str(c, g->name), cg_i64(c, nin), cg_i64(c, g->noutputs), cg_i64(c, np), cg_i64(c, nl),
         const_array(c, tensor_type(c), ins, nin, ".inputs"), const_array(c, tensor_type(c), outs, g->noutputs, ".outputs"),
         const_array(c, tensor_type(c), prm, np, ".params"), const_array(c, layer_t, lay, nl, ".layers"),
         cg_i64(c, p->param_floats), cg_i64(c, c->prepared_floats), embedded, cg_i64(c, p->arena_sample_bytes),
-        cg_i64(c, p->arena_fixed_bytes), cg_i64(c, p->chunk), cg_i64(c, c->scratch_bytes), forward, prepare, cg_i64(c, g->nstages),
+        cg_i64(c, p->arena_fixed_bytes), cg_i64(c, p->chunk), cg_i64(c, c->scratch_bytes), forward, stages, prepare, cg_i64(c, g->nstages),
         cg_i64(c, g->replicas), cg_i64(c, g->microbatches), cg_i64(c, g->schedule), str(c, target)};
     int nf = (int)(sizeof f / sizeof f[0]);
     LLVMValueRef init = LLVMConstStructInContext(c->ctx, f, (unsigned)nf, 0);
@@ -508,6 +536,16 @@ static void gen_api(cg *c) {
     rt = declare(c, "pnetrt_set_replicas", c->i32, st, 2);
     LLVMValueRef rargs[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
     LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, st, 2, 0), rt, rargs, 2, ""));
+    /* int px_set_microbatches(px *m, int microbatches); int px_set_schedule(px *m, const char *s) */
+    fn = begin_fn(c, "_set_microbatches", c->i32, st, 2);
+    rt = declare(c, "pnetrt_set_microbatches", c->i32, st, 2);
+    LLVMValueRef margs[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
+    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, st, 2, 0), rt, margs, 2, ""));
+    LLVMTypeRef sct[2] = {c->ptr, c->ptr};
+    fn = begin_fn(c, "_set_schedule", c->i32, sct, 2);
+    rt = declare(c, "pnetrt_set_schedule", c->i32, sct, 2);
+    LLVMValueRef sargs2[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
+    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, sct, 2, 0), rt, sargs2, 2, ""));
     /* const char *px_last_error(const px *m); void px_destroy(px *m) */
     LLVMTypeRef pt[1] = {c->ptr};
     fn = begin_fn(c, "_last_error", c->ptr, pt, 1);
@@ -602,9 +640,10 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c, char *err, s
     snprintf(target_desc, sizeof target_desc, "%s %s", triple, cpu);
     c->x86 = strstr(triple, "x86_64") != NULL;
     plan_packing(c);
-    LLVMValueRef forward = gen_forward(c);
+    LLVMValueRef stages;
+    LLVMValueRef forward = gen_forward(c, &stages);
     LLVMValueRef prepare = gen_prepare(c);
-    gen_desc(c, forward, prepare, opt, target_desc);
+    gen_desc(c, forward, stages, prepare, opt, target_desc);
     gen_api(c);
     if (opt->emit_main) gen_main(c);
     LLVMDisposeMessage(triple);

@@ -71,6 +71,10 @@ bool pn_write_header(const pn_graph *g, const char *path, char *err, size_t errl
     fprintf(f, "/* Sets the batch-parallel replicas (default: the network's @shard(batch, R), else 1): the batch\n"
                " * splits into R shards run at once, each by about threads/R threads. Results do not change. */\n");
     fprintf(f, "int %s_set_replicas(%s *net, int replicas);\n", n, n);
+    fprintf(f, "/* Micro-batches per pipeline pass (default: the network's @pipeline(microbatches = M)). */\n");
+    fprintf(f, "int %s_set_microbatches(%s *net, int microbatches);\n", n, n);
+    fprintf(f, "/* \"serial\", \"batch\", \"pipeline\" or \"hybrid\" (default: the network's own directives). */\n");
+    fprintf(f, "int %s_set_schedule(%s *net, const char *schedule);\n", n, n);
     fprintf(f, "const char *%s_last_error(const %s *net);\n", n, n);
     fprintf(f, "void %s_destroy(%s *net);\n\n", n, n);
     fprintf(f, "#ifdef __cplusplus\n}\n#endif\n#endif\n");

@@ -137,6 +137,7 @@ typedef struct pn_plan {
     bool *fused;           /* this node is an epilogue of its producer */
     int64_t *param_offset; /* offset in floats of the node's first parameter in the buffer, or -1 */
     pn_mem *mem;
+    int *order;            /* execution order: nodes by (stage, index), a topological order */
     int64_t param_floats;
     int64_t arena_sample_bytes, arena_fixed_bytes;
     int64_t chunk;

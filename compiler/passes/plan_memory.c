@@ -1,4 +1,5 @@
-/* pass_plan_memory: decides where every live value is stored. Inputs and outputs use the
+/* pass_plan_memory: fixes the execution order (stage by stage, node order within a stage, so each
+ * pipeline stage's kernels run contiguously) and decides where every live value is stored. Inputs and outputs use the
  * caller's buffers, views alias their source, and everything else gets a place in one arena,
  * reused by liveness (first fit). Batched values are planned in bytes per sample; the arena holds
  * `chunk` samples of them, then a fixed region for the batch-independent ones. */
@@ -89,11 +90,22 @@ void pass_plan_memory(pn_graph *g) {
         }
         if (t != i) p->mem[i] = (pn_mem){PN_MEM_ALIAS, t, m->batched, 0, 0};
     }
-    /* Last use of each stored value, in node order (aliases extend their source's life). */
-    for (int i = 0; i < n; i++) last_use[i] = i;
+    /* The execution order, and each node's position in it. Reads never go to a later stage, so
+     * sorting by (stage, index) keeps producers before consumers. */
+    p->order = pn_arena_alloc(&g->arena, sizeof(int) * (size_t)(n ? n : 1));
+    int *pos = calloc((size_t)(n ? n : 1), sizeof(int));
+    int k = 0;
+    for (int s = 0; s < g->nstages; s++)
+        for (int i = 0; i < n; i++)
+            if (g->nodes[i].stage == s) p->order[k++] = i;
+    for (int i = 0; i < n; i++)
+        if (g->nodes[i].stage >= g->nstages) p->order[k++] = i;
+    for (int j = 0; j < n; j++) pos[p->order[j]] = j;
+    /* Last use of each stored value, as a position (aliases extend their source's life). */
+    for (int i = 0; i < n; i++) last_use[i] = pos[i];
     for (int i = 0; i < n; i++) {
         if (!p->live[i] || p->fused[i]) continue;
-        int user = i;
+        int user = pos[i];
         for (int c = i; c >= 0; c = p->fuse_next[c])
             for (int k = 0; k < g->nodes[c].ninputs; k++) {
                 int s = g->nodes[c].in[k];
@@ -101,14 +113,16 @@ void pass_plan_memory(pn_graph *g) {
                 if (last_use[s] < user) last_use[s] = user;
             }
     }
-    for (int i = n - 1; i >= 0; i--) {
+    for (int j = n - 1; j >= 0; j--) {
+        int i = p->order[j];
         if (p->mem[i].kind == PN_MEM_ALIAS && p->live[i] && !p->fused[i]) {
             int s = p->mem[i].index;
             if (last_use[s] < last_use[i]) last_use[s] = last_use[i];
         }
     }
     pool batched = {0}, fixed = {0};
-    for (int i = 0; i < n; i++) {
+    for (int j = 0; j < n; j++) {
+        int i = p->order[j];
         if (!p->live[i] || p->fused[i]) continue;
         int t = tail_of(p, i);
         pn_mem *m = &p->mem[t];
@@ -116,8 +130,9 @@ void pass_plan_memory(pn_graph *g) {
         int64_t elems = pn_shape_sample_elems(&g->nodes[t].shape);
         int64_t bytes = (elems * 4 + 63) / 64 * 64;
         m->bytes = bytes;
-        m->offset = place(m->batched ? &batched : &fixed, bytes, i, last_use[t] > i ? last_use[t] : i);
+        m->offset = place(m->batched ? &batched : &fixed, bytes, j, last_use[t] > j ? last_use[t] : j);
     }
+    free(pos);
     p->arena_sample_bytes = batched.high;
     p->arena_fixed_bytes = fixed.high;
     /* Samples per pass: as many as keep the activations of one pass within a cache-sized budget

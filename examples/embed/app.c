@@ -36,6 +36,14 @@ int main(int argc, char **argv) {
         lenet_destroy(cnn);
         return 1;
     }
+    /* Two batch-parallel replicas on two threads; the results are the same as serial. */
+    if (digits_mlp_set_threads(mlp, 2) != 0 || digits_mlp_set_replicas(mlp, 2) != 0 ||
+        digits_mlp_set_schedule(mlp, "batch") != 0) {
+        fprintf(stderr, "digits_mlp: %s\n", digits_mlp_last_error(mlp));
+        return 1;
+    }
+    if (lenet_set_schedule(cnn, "zigzag") == 0) return 1;
+    printf("rejected schedule: %s\n", lenet_last_error(cnn));
     static float x[BATCH * DIGITS_MLP_X_SIZE], probs[BATCH * DIGITS_MLP_PROBS_SIZE];
     static float img[BATCH * LENET_X_SIZE], lprobs[BATCH * LENET_PROBS_SIZE];
     for (int i = 0; i < BATCH * DIGITS_MLP_X_SIZE; i++) x[i] = (float)((i * 7) % 17);

@@ -18,6 +18,7 @@ cc -std=c11 -Wall -Werror -I. "$src/examples/embed/app.c" digits_mlp.o lenet.o $
 ./app >out.txt
 cat out.txt
 grep -q "rejected batch -1" out.txt
+grep -q "rejected schedule: unknown schedule 'zigzag'" out.txt
 test "$(grep -c "probabilities sum to 1.0000" out.txt)" -eq 3
 # A missing weights file fails cleanly with a one-line reason.
 if ./app /nonexistent.safetensors 2>err.txt; then echo "FAIL: missing weights accepted"; exit 1; fi

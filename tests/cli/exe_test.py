@@ -86,7 +86,7 @@ check("infer identical for 1, 2 and 5 threads", outs[0] == outs[1] == outs[2])
 outs = [run(exe, "infer", "--input", x, *a)[1] for a in (["--schedule", "serial"], ["--replicas", "2"],
                                                         ["--replicas", "3", "--threads", "2"], ["--replicas", "7", "--threads", "4"])]
 check("infer identical for every replica count (incl. more replicas than samples)", len(set(outs)) == 1 and outs[0])
-expect_error("pipeline schedule not yet", [exe, "infer", "--input", x, "--schedule", "pipeline"], "pipeline")
+expect_error("unknown schedule", [exe, "infer", "--input", x, "--schedule", "zigzag"], "zigzag")
 expect_error("bad replicas", [exe, "bench", "--replicas", "0"], "--replicas")
 
 # bench and info.
@@ -148,6 +148,42 @@ rc, _, err = run(PNETC, "-I", os.path.join(SRC, "stdlib"), os.path.join(SRC, "ex
 check("compile attention", rc == 0, err)
 ids = npy(os.path.join(TMP, "ids.npy"), "i4", [2, 16], [5] * 31 + [1000])
 expect_error("id out of vocabulary", [att, "infer", "--input", "ids=" + ids], "vocabulary")
+
+# Every schedule, with more stages, replicas and threads than this machine has cores, under a
+# timeout: identical outputs, no hang.
+pl_src = os.path.join(TMP, "pl.pnet")
+with open(pl_src, "w") as f:
+    f.write('''network pl {
+    input x : f32[batch, 64];
+    @partition(0) { a = relu(dense(x, 96)); b = relu(dense(a, 80)); }
+    @partition(1) { c = relu(dense(b, 72)); }
+    @partition(2) { d = dense(c, 72); e = relu(d + c * 0.5); }
+    @partition(3) { output y = softmax(dense(e, 10)); output z = d; }
+    @pipeline(microbatches = 4);
+}
+''')
+pl = os.path.join(TMP, "pl")
+rc, _, err = run(PNETC, pl_src, "-o", pl)
+check("compile a 4-stage pipeline", rc == 0, err)
+x37 = npy(os.path.join(TMP, "x37.npy"), "f4", [37, 64])
+schedules = [["--schedule", "serial"], ["--threads", "1"], ["--threads", "2"], ["--threads", "4"],
+             ["--threads", "5", "--microbatches", "7"], ["--threads", "8", "--schedule", "hybrid", "--replicas", "2"],
+             ["--threads", "9", "--schedule", "hybrid", "--replicas", "3", "--microbatches", "16"],
+             ["--threads", "3", "--schedule", "batch", "--replicas", "5"], ["--threads", "16", "--microbatches", "40"],
+             ["--threads", "6", "--schedule", "pipeline", "--microbatches", "64"]]
+outs = []
+for a in schedules:
+    try:
+        p = subprocess.run([pl, "infer", "--input", x37, *a], capture_output=True, text=True, timeout=60)
+        outs.append(p.stdout if p.returncode == 0 else "rc=%d %s" % (p.returncode, p.stderr))
+    except subprocess.TimeoutExpired:
+        outs.append("timeout " + " ".join(a))
+check("every schedule gives identical outputs without hanging", len(set(outs)) == 1 and outs[0].startswith("y:"),
+      str([o[:60] for o in outs]))
+rc, out, err = run(pl, "bench", "--batch", "64", "--seconds", "0.2", "--threads", "4", "--schedule", "pipeline")
+check("bench runs pipelined", rc == 0 and "pipelined" in out, out + err)
+rc, out, err = run(exe, "infer", "--input", x, "--microbatches", "4")
+check("--microbatches on a network without stages is a note, not an error", rc == 0 and "note:" in err and "no pipeline stages" in err, err)
 
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -210,6 +210,17 @@ static void test_fused_constants(void **s) {
                   "  output c = tanh(conv2d(m, 6, 3, padding = 1) / 4); output d = -dense(x, 3); }");
 }
 
+static void test_pipeline_stages(void **s) {
+    (void)s;
+    /* Four stages: 5 threads run them as a pipeline (3 replicas one after another). */
+    check_network("network pp { input x : f32[batch, 2, 5, 5];\n"
+                  "  @partition(0) { c = relu(conv2d(x, 7, 3, padding = 1)); }\n"
+                  "  @partition(1) { p = maxpool2d(c, 2); f = flatten(p); }\n"
+                  "  @partition(2) { h = gelu(dense(f, 19)); }\n"
+                  "  @partition(3) { output y = softmax(dense(h, 5)); output z = h; }\n"
+                  "  @pipeline(microbatches = 3); }");
+}
+
 static void test_activations(void **s) {
     (void)s;
     check_network("network ac { input x : f32[batch, 37];\n"
@@ -262,6 +273,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dense),           cmocka_unit_test(test_conv_pool), cmocka_unit_test(test_norms),
         cmocka_unit_test(test_folded_batchnorm), cmocka_unit_test(test_fused_constants),
+        cmocka_unit_test(test_pipeline_stages),
         cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_outputs),
