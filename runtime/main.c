@@ -41,7 +41,8 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "  --replicas R              batch-parallel replicas (default: the network's @shard(batch, R))\n"
             "  --microbatches M          micro-batches per pipeline pass (default: the network's @pipeline)\n"
             "  --schedule S              serial (one thread), batch (replicas), pipeline (stages on their own\n"
-            "                            threads), or hybrid (replicas of pipelines); default: the network's own\n",
+            "                            threads), or hybrid (replicas of pipelines); default: the network's own\n"
+            "  --trace FILE.json         write a Chrome trace (Perfetto, chrome://tracing) of the run\n",
             prog, d->name, d->target);
 }
 
@@ -82,6 +83,7 @@ typedef struct opts {
     int replicas;   /* 0: the network's own (@shard(batch, R)) */
     int microbatches; /* 0: the network's own (@pipeline(microbatches = M)) */
     const char *schedule; /* NULL: the network's own */
+    const char *trace;    /* Chrome trace-event JSON to write, or NULL */
 } opts;
 
 /* Options every running command takes: --threads, --weights, --replicas, --schedule. Returns 1
@@ -98,6 +100,8 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
     } else if (strcmp(a, "--replicas") == 0) {
         if (!parse_int(argv[++*i], 1, 4096, &v)) return die("--replicas needs an integer from 1 to 4096, not '%s'", argv[*i]), -1;
         o->replicas = (int)v;
+    } else if (strcmp(a, "--trace") == 0) {
+        o->trace = argv[++*i];
     } else if (strcmp(a, "--microbatches") == 0) {
         if (!parse_int(argv[++*i], 1, 65536, &v)) return die("--microbatches needs an integer from 1 to 65536, not '%s'", argv[*i]), -1;
         o->microbatches = (int)v;
@@ -132,6 +136,7 @@ static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
     if (!rc && sch) rc = pnetrt_set_schedule(*m, sch);
     if (!rc && !serial && o->replicas > 0) rc = pnetrt_set_replicas(*m, o->replicas);
     if (!rc && o->microbatches > 0) rc = pnetrt_set_microbatches(*m, o->microbatches);
+    if (!rc && o->trace) rc = pnetrt_set_trace(*m, o->trace);
     if (rc) {
         die("%s", pnetrt_last_error(*m));
         pnetrt_destroy(*m);
@@ -330,6 +335,12 @@ static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
     printf("throughput: %.1f samples/s\n", (double)batch * runs / total);
     printf("latency: median %.3f ms, p90 %.3f ms, min %.3f ms per batch\n", lat[runs / 2] * 1e3,
            lat[(int)(runs * 0.9)] * 1e3, lat[0] * 1e3);
+    double measured = pnetrt_measured_bubble(m);
+    if (measured >= 0) {
+        int S = (int)d->nstages, M = pnetrt_microbatches(m);
+        printf("bubble: measured %.1f%%, predicted %.1f%% = (S-1)/(M+S-1) with S = %d, M = %d\n", 100 * measured,
+               100.0 * (S - 1) / (M + S - 1), S, M);
+    }
     rc = 0;
 done:
     for (int i = 0; i < 128; i++) free(bufs[i]);

@@ -5,8 +5,10 @@
 #include "io.h"
 
 #include <omp.h>
+#include <time.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,20 @@
 _Static_assert(sizeof(pnetrt_tensor_desc) == 16 * 8, "pnetrt_tensor_desc must be 16 eight-byte fields");
 _Static_assert(sizeof(pnetrt_layer_desc) == 10 * 8, "pnetrt_layer_desc must be 10 eight-byte fields");
 _Static_assert(sizeof(pnetrt_desc) == 25 * 8, "pnetrt_desc must be 25 eight-byte fields");
+
+/* One slice of the trace: a stage (or the whole network) on one thread for one micro-batch of one
+ * replica. */
+typedef struct trace_event {
+    double begin, end;
+    int thread, stage, replica;
+    int64_t microbatch, samples;
+} trace_event;
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 /* The least work, in FLOPs per call, that justifies one more thread. */
 #define PNETRT_FLOPS_PER_THREAD 4e6
@@ -31,6 +47,13 @@ struct pnetrt_model {
     int microbatches;    /* micro-batches per chunk in a pipeline (@pipeline or pnetrt_set_microbatches) */
     bool pipeline;       /* run pipeline stages concurrently (when the network has several) */
     double *stage_flops; /* FLOPs per sample of each stage, to share threads among stages */
+    trace_event *trace;  /* events, when tracing; written to trace_path by pnetrt_destroy */
+    _Atomic int64_t ntrace;
+    int64_t trace_cap;
+    char *trace_path;
+    double t0;           /* trace time origin */
+    double busy[64];     /* pipeline stage busy seconds of the last call (group 0) */
+    double last_wall;    /* seconds of the last call */
     char *scratch;       /* threads * d->scratch_bytes */
     int scratch_threads;
     int threads;
@@ -99,6 +122,8 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
         if (d->layers[i].stage >= 0 && d->layers[i].stage < d->nstages) m->stage_flops[d->layers[i].stage] += (double)d->layers[i].flops;
     if (reserve(m, m->threads, m->replicas)) return 1;
     for (int64_t i = 0; i < d->nlayers; i++) m->flops_per_sample += (double)d->layers[i].flops;
+    const char *tr = getenv("PNET_TRACE");
+    if (tr && *tr && pnetrt_set_trace(m, tr)) return 1;
     const char *ad = getenv("PNET_ADAPTIVE_THREADS");
     m->adaptive = !(ad && strcmp(ad, "0") == 0);
     if (!weights_path && d->embedded) {
@@ -225,6 +250,56 @@ int pnetrt_set_pipeline(pnetrt_model *m, bool on) {
 
 int pnetrt_microbatches(const pnetrt_model *m) { return m ? m->microbatches : 0; }
 
+int pnetrt_set_trace(pnetrt_model *m, const char *path) {
+    if (!m) return 1;
+    free(m->trace);
+    free(m->trace_path);
+    m->trace = NULL;
+    m->trace_path = NULL;
+    atomic_store(&m->ntrace, 0);
+    if (!path) return 0;
+    m->trace_cap = INT64_C(1) << 20;
+    m->trace = malloc(sizeof(trace_event) * (size_t)m->trace_cap);
+    m->trace_path = strdup(path);
+    if (!m->trace || !m->trace_path) return fail(m, "cannot allocate the trace buffer");
+    m->t0 = now_s();
+    return 0;
+}
+
+/* Chrome trace-event JSON (Perfetto, chrome://tracing): one track per thread, one slice per
+ * (stage, micro-batch, replica). */
+int pnetrt_write_trace(pnetrt_model *m, const char *path) {
+    if (!m || !m->trace) return 1;
+    FILE *f = fopen(path, "w");
+    if (!f) return fail(m, "%s: cannot write the trace: %s", path, strerror(errno));
+    int64_t n = atomic_load(&m->ntrace);
+    if (n > m->trace_cap) n = m->trace_cap;
+    fprintf(f, "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n");
+    fprintf(f, "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 1, \"args\": {\"name\": \"%s\"}}", m->d->name);
+    for (int64_t i = 0; i < n; i++) {
+        const trace_event *e = &m->trace[i];
+        char name[64];
+        if (e->stage >= 0) snprintf(name, sizeof name, "stage %d", e->stage);
+        else snprintf(name, sizeof name, "%s", m->d->name);
+        fprintf(f, ",\n{\"name\": \"%s\", \"cat\": \"pnet\", \"ph\": \"X\", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, "
+                   "\"dur\": %.3f, \"args\": {\"stage\": %d, \"microbatch\": %lld, \"replica\": %d, \"samples\": %lld}}",
+                name, e->thread, e->begin * 1e6, (e->end - e->begin) * 1e6, e->stage,
+                (long long)e->microbatch, e->replica, (long long)e->samples);
+    }
+    fprintf(f, "\n]}\n");
+    bool bad = ferror(f) != 0;
+    bad |= fclose(f) != 0;
+    return bad ? fail(m, "%s: cannot write the trace", path) : 0;
+}
+
+double pnetrt_measured_bubble(const pnetrt_model *m) {
+    if (!m || m->last_wall <= 0 || m->d->nstages < 2) return -1;
+    int S = (int)m->d->nstages < 64 ? (int)m->d->nstages : 64;
+    double idle = 0;
+    for (int s = 0; s < S; s++) idle += 1.0 - m->busy[s] / m->last_wall;
+    return idle / S;
+}
+
 int pnetrt_set_schedule(pnetrt_model *m, const char *schedule) {
     if (!m) return 1;
     if (!schedule) return fail(m, "no schedule given; expected serial, batch, pipeline or hybrid");
@@ -246,6 +321,9 @@ const char *pnetrt_last_error(const pnetrt_model *m) {
 
 void pnetrt_destroy(pnetrt_model *m) {
     if (!m) return;
+    if (m->trace && m->trace_path) pnetrt_write_trace(m, m->trace_path);
+    free(m->trace);
+    free(m->trace_path);
     if (m->prepared && m->prepared != m->params) free(m->prepared);
     if (m->owns_params) free(m->params);
     for (int i = 0; i < m->narenas; i++) free(m->arenas[i]);
@@ -302,6 +380,12 @@ static int check_ids(pnetrt_model *m, int64_t batch, const void *const *inputs) 
     return 0;
 }
 
+static void trace_add(pnetrt_model *m, double b, double e, int stage, int replica, int64_t mb, int64_t n) {
+    if (!m->trace) return;
+    int64_t i = atomic_fetch_add_explicit(&m->ntrace, 1, memory_order_relaxed);
+    if (i < m->trace_cap) m->trace[i] = (trace_event){b - m->t0, e - m->t0, omp_get_thread_num(), stage, replica, mb, n};
+}
+
 typedef struct run_ctx {
     pnetrt_model *m;
     int64_t batch;
@@ -328,8 +412,10 @@ static void run_replica(const run_ctx *rc, int r, char *arena, char *scratch, in
             out[i] = (char *)rc->outputs[i] + (t->shape[0] < 0 ? s * pnetrt_sample_elems(t) * 4 : 0);
         }
         pnetrt_call call = {n, in, out, rc->m->prepared, arena, scratch};
+        double b = rc->m->trace ? now_s() : 0;
         d->forward(&call, ith, nth);
         pnetrt_barrier(); /* the group's arena is reused by the next chunk */
+        if (rc->m->trace) trace_add(rc->m, b, now_s(), -1, r, (s - s0) / d->chunk, n);
     }
 }
 
@@ -377,8 +463,12 @@ static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, in
                         out[i] = (char *)rc->outputs[i] + (t->shape[0] < 0 ? a * pnetrt_sample_elems(t) * 4 : 0);
                     }
                     pnetrt_call call = {n, in, out, m->prepared, m->arenas[rg * M + (int)(q % M)], scratch};
+                    double b = now_s();
                     d->stage_forward[s](&call, ith, nth);
                     pnetrt_barrier();
+                    double e = now_s();
+                    if (ith == 0 && rg == 0 && s < 64) m->busy[s] += e - b;
+                    trace_add(m, b, e, s, r, q, n);
                 }
                 if (ith == 0) atomic_store_explicit(&done[s], q + 1, memory_order_release);
             }
@@ -435,6 +525,8 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
         spin_barrier bars[PNETRT_MAX_GROUPS];
         _Atomic int64_t done[PNETRT_MAX_GROUPS];
         for (int i = 0; i < pg * S; i++) atomic_init(&done[i], 0);
+        for (int i = 0; i < 64; i++) m->busy[i] = 0;
+        double wall0 = now_s();
 #pragma omp parallel num_threads(pg * per)
         {
             int t = omp_get_thread_num();
@@ -459,8 +551,10 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
                 tls_barrier = NULL;
             }
         }
+        m->last_wall = now_s() - wall0;
         return 0;
     }
+    m->last_wall = 0;
     if (team <= 1) {
         tls_barrier = NULL;
         for (int r = 0; r < replicas; r++) run_replica(&rc, r, m->arenas[0], m->scratch, 0, 1);

@@ -29,6 +29,13 @@ bool pnetrt_pipelined(const pnetrt_model *m);
 /* "serial" (one thread, one replica), "batch" (replicas, no pipeline), "pipeline" (stages on their
  * own threads, one replica) or "hybrid" (replicas of pipelines). */
 int pnetrt_set_schedule(pnetrt_model *m, const char *schedule);
+/* Records a trace of every call from now on, written as Chrome trace-event JSON to path when the
+ * network is destroyed (PNET_TRACE=path does the same from the environment). NULL stops. */
+int pnetrt_set_trace(pnetrt_model *m, const char *path);
+int pnetrt_write_trace(pnetrt_model *m, const char *path);
+/* The pipeline bubble of the last call, measured: the mean idle share of the stages; -1 when the
+ * call was not pipelined. */
+double pnetrt_measured_bubble(const pnetrt_model *m);
 const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m);
 /* The executables' command line: infer, bench, info. */
 int pnetrt_main(const pnetrt_desc *d, int argc, char **argv);

@@ -180,8 +180,24 @@ for a in schedules:
         outs.append("timeout " + " ".join(a))
 check("every schedule gives identical outputs without hanging", len(set(outs)) == 1 and outs[0].startswith("y:"),
       str([o[:60] for o in outs]))
-rc, out, err = run(pl, "bench", "--batch", "64", "--seconds", "0.2", "--threads", "4", "--schedule", "pipeline")
+trace = os.path.join(TMP, "trace.json")
+rc, out, err = run(pl, "bench", "--batch", "64", "--seconds", "0.2", "--threads", "4", "--schedule", "pipeline",
+                   "--microbatches", "4", "--trace", trace)
 check("bench runs pipelined", rc == 0 and "pipelined" in out, out + err)
+check("bench prints the measured and predicted bubble", "bubble: measured" in out and "predicted 42.9%" in out, out)
+try:
+    events = [e for e in json.load(open(trace))["traceEvents"] if e.get("ph") == "X"]
+except (OSError, ValueError) as exc:
+    events = []
+    print("trace:", exc)
+stages = {e["args"]["stage"] for e in events}
+threads = {e["tid"] for e in events}
+check("the trace has a slice per stage and micro-batch, on one track per thread",
+      stages == {0, 1, 2, 3} and len(threads) == 4 and all({"ts", "dur", "tid"} <= e.keys() for e in events)
+      and {e["args"]["microbatch"] for e in events} >= {0, 1, 2, 3}, str(len(events)))
+env = dict(os.environ, PNET_TRACE=os.path.join(TMP, "env_trace.json"))
+p = subprocess.run([pl, "infer", "--input", x37, "--threads", "4"], capture_output=True, text=True, env=env, timeout=60)
+check("PNET_TRACE writes a trace", p.returncode == 0 and os.path.getsize(env["PNET_TRACE"]) > 100, p.stderr)
 rc, out, err = run(exe, "infer", "--input", x, "--microbatches", "4")
 check("--microbatches on a network without stages is a note, not an error", rc == 0 and "note:" in err and "no pipeline stages" in err, err)
 
