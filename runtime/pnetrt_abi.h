@@ -5,7 +5,7 @@
 #define PNETRT_ABI_H
 #include <stdint.h>
 
-#define PNETRT_ABI 3
+#define PNETRT_ABI 4
 
 #ifndef PNETRT_MAX_RANK
 #define PNETRT_MAX_RANK 8
@@ -51,8 +51,9 @@ typedef struct pnetrt_call {
     const void *const *inputs; /* one pointer per network input, at the first sample */
     void *const *outputs;      /* one pointer per network output */
     const float *params;       /* the parameter buffer (prepared: batchnorm folded) */
-    char *arena;               /* activations: arena_sample_bytes * chunk + arena_fixed_bytes */
+    char *arena;               /* activations: arena_sample_bytes * cap + arena_fixed_bytes */
     char *scratch;             /* scratch_bytes per thread, thread ith's at ith * scratch_bytes */
+    int64_t cap;               /* samples the arena holds (>= n): a chunk, or a micro-batch slot */
 } pnetrt_call;
 
 typedef void (*pnetrt_forward_fn)(const pnetrt_call *call, int64_t ith, int64_t nth);

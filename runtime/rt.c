@@ -6,6 +6,7 @@
 
 #include <omp.h>
 #include <time.h>
+#include <unistd.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <errno.h>
@@ -43,6 +44,9 @@ struct pnetrt_model {
     char *arena;         /* arenas[0] */
     char **arenas;       /* one activation arena per concurrently running replica */
     int narenas;
+    char **slots;        /* pipeline micro-batch slots, slot_cap samples each */
+    int nslots;
+    int64_t slot_cap;
     int replicas;        /* batch-parallel replicas (@shard(batch, R) or pnetrt_set_replicas) */
     int microbatches;    /* micro-batches per chunk in a pipeline (@pipeline or pnetrt_set_microbatches) */
     bool pipeline;       /* run pipeline stages concurrently (when the network has several) */
@@ -157,6 +161,9 @@ static int prepare(pnetrt_model *m) {
 
 enum { PNETRT_MAX_GROUPS = 256 };
 
+/* Samples one pipeline micro-batch slot holds: a chunk's share, rounded up. */
+static int64_t slot_cap(const pnetrt_desc *d, int M) { return (d->chunk + M - 1) / M; }
+
 /* Replica groups of a pipeline running at once: each needs a thread per stage. 0: too few
  * threads for one pipeline, so stages run one after another instead. */
 static int pipe_groups(int threads, int replicas, int stages) {
@@ -172,8 +179,28 @@ static int group_count(int threads, int replicas) {
     return g < 1 ? 1 : g > PNETRT_MAX_GROUPS ? PNETRT_MAX_GROUPS : g;
 }
 
-/* Per-thread scratch and per-group arenas for `threads` threads and `replicas` replicas, all
- * allocated and touched here, outside infer. */
+/* Allocates and touches n arenas of `bytes` each into *arr (growing from *have). */
+static int grow_arenas(pnetrt_model *m, char ***arr, int *have, int n, size_t bytes) {
+    if (n <= *have) return 0;
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    double limit = pages > 0 && psize > 0 ? 0.5 * (double)pages * (double)psize : 1e12;
+    if ((double)bytes * n > limit)
+        return fail(m, "%d activation arenas of %zu bytes (replicas x micro-batches) need more than half of this machine's memory",
+                    n, bytes);
+    char **a = realloc(*arr, sizeof(char *) * (size_t)n);
+    if (!a) return fail(m, "out of memory");
+    *arr = a;
+    for (int i = *have; i < n; i++) {
+        a[i] = alloc_aligned(bytes);
+        if (!a[i]) return fail(m, "cannot allocate a %zu-byte activation arena", bytes);
+        memset(a[i], 0, bytes); /* touch every page now, not during the first call */
+        *have = i + 1;
+    }
+    return 0;
+}
+
+/* Per-thread scratch, one full-chunk arena per replica group, and, for pipelines, one smaller
+ * arena per micro-batch slot: all allocated and touched here, outside infer. */
 static int reserve(pnetrt_model *m, int threads, int replicas) {
     const pnetrt_desc *d = m->d;
     if (threads > m->scratch_threads) {
@@ -185,24 +212,19 @@ static int reserve(pnetrt_model *m, int threads, int replicas) {
         m->scratch = s;
         m->scratch_threads = threads;
     }
-    int groups = group_count(threads, replicas);
-    /* A pipeline needs an arena per micro-batch in flight; the other schedules one per group. */
+    size_t full = (size_t)(d->arena_sample_bytes * d->chunk + d->arena_fixed_bytes);
+    if (grow_arenas(m, &m->arenas, &m->narenas, group_count(threads, replicas), full)) return 1;
+    m->arena = m->arenas[0];
     if (m->pipeline && d->nstages > 1) {
-        int pg = pipe_groups(threads, replicas, (int)d->nstages) * m->microbatches;
-        if (pg > groups) groups = pg;
-    }
-    if (groups > m->narenas) {
-        size_t bytes = (size_t)(d->arena_sample_bytes * d->chunk + d->arena_fixed_bytes);
-        char **a = realloc(m->arenas, sizeof(char *) * (size_t)groups);
-        if (!a) return fail(m, "out of memory");
-        m->arenas = a;
-        for (int i = m->narenas; i < groups; i++) {
-            a[i] = alloc_aligned(bytes);
-            if (!a[i]) return fail(m, "cannot allocate a %zu-byte activation arena", bytes);
-            memset(a[i], 0, bytes); /* touch every page now, not during the first call */
-            m->narenas = i + 1;
+        int64_t cap = slot_cap(d, m->microbatches);
+        if (cap != m->slot_cap) { /* the micro-batch count changed: new slot sizes */
+            for (int i = 0; i < m->nslots; i++) free(m->slots[i]);
+            m->nslots = 0;
+            m->slot_cap = cap;
         }
-        m->arena = a[0];
+        size_t bytes = (size_t)(d->arena_sample_bytes * cap + d->arena_fixed_bytes);
+        if (grow_arenas(m, &m->slots, &m->nslots, pipe_groups(threads, replicas, (int)d->nstages) * m->microbatches, bytes))
+            return 1;
     }
     return 0;
 }
@@ -328,6 +350,8 @@ void pnetrt_destroy(pnetrt_model *m) {
     if (m->owns_params) free(m->params);
     for (int i = 0; i < m->narenas; i++) free(m->arenas[i]);
     free(m->arenas);
+    for (int i = 0; i < m->nslots; i++) free(m->slots[i]);
+    free(m->slots);
     free(m->scratch);
     free(m->stage_flops);
     free(m);
@@ -411,7 +435,7 @@ static void run_replica(const run_ctx *rc, int r, char *arena, char *scratch, in
             const pnetrt_tensor_desc *t = &d->outputs[i];
             out[i] = (char *)rc->outputs[i] + (t->shape[0] < 0 ? s * pnetrt_sample_elems(t) * 4 : 0);
         }
-        pnetrt_call call = {n, in, out, rc->m->prepared, arena, scratch};
+        pnetrt_call call = {n, in, out, rc->m->prepared, arena, scratch, d->chunk};
         double b = rc->m->trace ? now_s() : 0;
         d->forward(&call, ith, nth);
         pnetrt_barrier(); /* the group's arena is reused by the next chunk */
@@ -462,7 +486,7 @@ static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, in
                         const pnetrt_tensor_desc *t = &d->outputs[i];
                         out[i] = (char *)rc->outputs[i] + (t->shape[0] < 0 ? a * pnetrt_sample_elems(t) * 4 : 0);
                     }
-                    pnetrt_call call = {n, in, out, m->prepared, m->arenas[rg * M + (int)(q % M)], scratch};
+                    pnetrt_call call = {n, in, out, m->prepared, m->slots[rg * M + (int)(q % M)], scratch, m->slot_cap};
                     double b = now_s();
                     d->stage_forward[s](&call, ith, nth);
                     pnetrt_barrier();
@@ -518,7 +542,7 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     run_ctx rc = {m, batch, inputs, outputs, replicas, groups};
     int S = (int)d->nstages;
     int pg = m->pipeline && S > 1 && S <= 64 ? pipe_groups(team, replicas, S) : 0;
-    if (pg * m->microbatches > m->narenas) pg = m->narenas / m->microbatches;
+    if (pg * m->microbatches > m->nslots) pg = m->nslots / m->microbatches;
     if (pg >= 1) {
         /* Pipeline: pg replica groups, each with a thread group per stage. */
         int per = team / pg, count[64];

@@ -56,7 +56,7 @@ static int tail_of(const pn_plan *p, int n) {
 }
 
 typedef struct fwd {
-    LLVMValueRef inputs, outputs, arena, params, scratch;
+    LLVMValueRef inputs, outputs, arena, params, scratch, cap;
 } fwd;
 
 /* Pointer to the storage of node i inside the forward function. */
@@ -71,8 +71,11 @@ static LLVMValueRef storage(cg *c, fwd *f, int i) {
         return LLVMBuildLoad2(c->b, c->ptr, LLVMBuildInBoundsGEP2(c->b, c->ptr, arr, &idx, 1, ""), "");
     }
     case PN_MEM_ARENA: {
-        int64_t off = m->batched ? m->offset * p->chunk : p->arena_sample_bytes * p->chunk + m->offset;
-        LLVMValueRef idx = cg_i64(c, off);
+        /* The arena holds `cap` samples (a chunk, or a pipeline micro-batch slot), then the
+         * batch-independent values. */
+        LLVMValueRef idx = m->batched ? LLVMBuildMul(c->b, cg_i64(c, m->offset), f->cap, "")
+                                      : LLVMBuildAdd(c->b, LLVMBuildMul(c->b, cg_i64(c, p->arena_sample_bytes), f->cap, ""),
+                                                     cg_i64(c, m->offset), "");
         return LLVMBuildInBoundsGEP2(c->b, c->i8, f->arena, &idx, 1, "");
     }
     case PN_MEM_ALIAS: return storage(c, f, m->index);
@@ -143,14 +146,15 @@ static LLVMValueRef emit_forward(cg *c, const kernels *ks, int stage, const char
     c->fn = fn;
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
     LLVMValueRef call = LLVMGetParam(fn, 0), ith = LLVMGetParam(fn, 1), nth = LLVMGetParam(fn, 2);
-    LLVMValueRef field[6];
-    for (int k = 0; k < 6; k++) {
+    LLVMValueRef field[7];
+    for (int k = 0; k < 7; k++) {
         LLVMValueRef idx = cg_i64(c, k);
         field[k] = LLVMBuildInBoundsGEP2(c->b, c->i64, call, &idx, 1, "");
     }
     LLVMValueRef n = LLVMBuildLoad2(c->b, c->i64, field[0], "n");
     fwd f = {LLVMBuildLoad2(c->b, c->ptr, field[1], "inputs"), LLVMBuildLoad2(c->b, c->ptr, field[2], "outputs"),
-             LLVMBuildLoad2(c->b, c->ptr, field[4], "arena"), LLVMBuildLoad2(c->b, c->ptr, field[3], "params"), NULL};
+             LLVMBuildLoad2(c->b, c->ptr, field[4], "arena"), LLVMBuildLoad2(c->b, c->ptr, field[3], "params"), NULL,
+             LLVMBuildLoad2(c->b, c->i64, field[6], "cap")};
     /* This thread's scratch (every kernel is built by now, so scratch_bytes is final). */
     LLVMValueRef scratch_base = LLVMBuildLoad2(c->b, c->ptr, field[5], "scratch");
     LLVMValueRef soff = LLVMBuildMul(c->b, ith, cg_i64(c, c->scratch_bytes), "");
@@ -463,7 +467,7 @@ static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValue
         LLVMSetAlignment(embedded, 64);
     }
     LLVMValueRef f[] = {
-        cg_i64(c, 3), str(c, g->name), cg_i64(c, nin), cg_i64(c, g->noutputs), cg_i64(c, np), cg_i64(c, nl),
+        cg_i64(c, 4), str(c, g->name), cg_i64(c, nin), cg_i64(c, g->noutputs), cg_i64(c, np), cg_i64(c, nl),
         const_array(c, tensor_type(c), ins, nin, ".inputs"), const_array(c, tensor_type(c), outs, g->noutputs, ".outputs"),
         const_array(c, tensor_type(c), prm, np, ".params"), const_array(c, layer_t, lay, nl, ".layers"),
         cg_i64(c, p->param_floats), cg_i64(c, c->prepared_floats), embedded, cg_i64(c, p->arena_sample_bytes),
