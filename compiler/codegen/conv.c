@@ -52,13 +52,20 @@ static LLVMValueRef gen_conv2d_shifted(cg *c, int node) {
     LLVMValueRef bias = nd->ia[PN_CONV_BIAS] ? cg_gep(c, c->params, cg_i64(c, align16(OC * K))) : NULL;
     if (cg_folded_bn(c, node) >= 0) bias = cg_gep(c, c->params, cg_i64(c, c->fold_bias[node] - c->g->plan.param_offset[node]));
     LLVMValueRef N = pn_shape_batched(xs) ? c->n : cg_i64(c, xs->d[0]);
+    /* Work units: (sample, pixel panel, channel group); @shard(features, K) makes K channel
+     * groups, each a slice of the output channels. */
+    int64_t NOT = (OC + MR - 1) / MR, KG = nd->shard > 1 ? (nd->shard < NOT ? nd->shard : NOT) : 1;
     LLVMValueRef lo, hi;
-    cg_split(c, LLVMBuildMul(c->b, N, cg_i64(c, NPQ), ""), &lo, &hi);
+    cg_split(c, LLVMBuildMul(c->b, N, cg_i64(c, NPQ * KG), ""), &lo, &hi);
     cg_loop u;
     cg_loop_begin(c, &u, lo, hi, "unit");
-    LLVMValueRef smp = LLVMBuildSDiv(c->b, u.iv, cg_i64(c, NPQ), "s");
-    LLVMValueRef pp = LLVMBuildSRem(c->b, u.iv, cg_i64(c, NPQ), "pp");
+    LLVMValueRef kg = LLVMBuildSRem(c->b, u.iv, cg_i64(c, KG), "kg");
+    LLVMValueRef up = LLVMBuildSDiv(c->b, u.iv, cg_i64(c, KG), "");
+    LLVMValueRef smp = LLVMBuildSDiv(c->b, up, cg_i64(c, NPQ), "s");
+    LLVMValueRef pp = LLVMBuildSRem(c->b, up, cg_i64(c, NPQ), "pp");
     LLVMValueRef q0 = LLVMBuildMul(c->b, pp, cg_i64(c, NR), "q0");
+    LLVMValueRef ot_lo = LLVMBuildSDiv(c->b, LLVMBuildMul(c->b, kg, cg_i64(c, NOT), ""), cg_i64(c, KG), "");
+    LLVMValueRef ot_hi = LLVMBuildSDiv(c->b, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, kg, cg_i64(c, 1), ""), cg_i64(c, NOT), ""), cg_i64(c, KG), "");
     LLVMValueRef base = cg_gep(c, in, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, smp, cg_i64(c, C * H * W), ""), q0, ""));
     /* The last panel reads only the columns it needs: never past the sample's input. */
     LLVMValueRef is_last = LLVMBuildICmp(c->b, LLVMIntEQ, pp, cg_i64(c, NPQ - 1), "");
@@ -92,7 +99,7 @@ static LLVMValueRef gen_conv2d_shifted(cg *c, int node) {
         (void)it;
     }
     cg_loop ot;
-    cg_loop_begin(c, &ot, cg_i64(c, 0), cg_i64(c, (OC + MR - 1) / MR), "ot");
+    cg_loop_begin(c, &ot, ot_lo, ot_hi, "ot");
     LLVMValueRef oc0 = LLVMBuildMul(c->b, ot.iv, cg_i64(c, MR), "");
     LLVMValueRef arow[16], init[16][8], acc[16][8], ocs[16];
     for (int i = 0; i < MR; i++) {

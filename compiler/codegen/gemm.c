@@ -261,6 +261,8 @@ LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel) {
      * (the activations are the smaller operand), then row groups. */
     LLVMValueRef RT = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, R, cg_i64(c, MR - 1), ""), cg_i64(c, MR), "RT");
     LLVMValueRef Gc = cg_smax(c, cg_smin(c, c->nth, cg_i64(c, NP)), cg_i64(c, 1));
+    /* @shard(features, K): K workers (groups) each own a slice of the output features. */
+    if (nd->shard > 1) Gc = cg_smax(c, cg_smin(c, cg_smin(c, c->nth, cg_i64(c, nd->shard)), cg_i64(c, NP)), cg_i64(c, 1));
     LLVMValueRef Gr = cg_smin(c, cg_smax(c, LLVMBuildSDiv(c->b, c->nth, Gc, ""), cg_i64(c, 1)), RT);
     Gr = cg_smax(c, Gr, cg_i64(c, 1));
     LLVMValueRef gr = LLVMBuildSDiv(c->b, c->ith, Gc, ""), gcol = LLVMBuildSRem(c->b, c->ith, Gc, "");

@@ -221,6 +221,14 @@ static void test_pipeline_stages(void **s) {
                   "  @pipeline(microbatches = 3); }");
 }
 
+static void test_feature_shards(void **s) {
+    (void)s;
+    check_network("network fs { input x : f32[batch, 3, 9, 9]; input v : f32[batch, 40];\n"
+                  "  @shard(features, 2) c = conv2d(x, 29, 3);\n"
+                  "  @shard(features, 3) d = dense(v, 150);\n"
+                  "  output a = relu(c); output b = d; }");
+}
+
 static void test_activations(void **s) {
     (void)s;
     check_network("network ac { input x : f32[batch, 37];\n"
@@ -273,7 +281,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dense),           cmocka_unit_test(test_conv_pool), cmocka_unit_test(test_norms),
         cmocka_unit_test(test_folded_batchnorm), cmocka_unit_test(test_fused_constants),
-        cmocka_unit_test(test_pipeline_stages),
+        cmocka_unit_test(test_pipeline_stages), cmocka_unit_test(test_feature_shards),
         cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_outputs),
