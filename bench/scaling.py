@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Scaling of pnet's schedules: samples/s for threads 1..N under each schedule, with speedup and
+efficiency against 1 thread, and the measured pipeline bubble next to the predicted one.
+
+usage: scaling.py PNETC [--threads 1,2,4,...] [--batch 256] [--seconds S] [--out FILE.md]
+
+Models: mlp_l and cnn (bench/models), and wide_mlp (examples/wide_mlp.pnet). The layer-parallel
+variants with 2 and 4 stages are made by `pnetc --auto-partition`; hybrid is 2 replicas of the
+2-stage pipeline. Micro-batches: 16.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("pnetc")
+    ap.add_argument("--threads", default=",".join(str(t) for t in sorted({1, 2, 4, 8, 16, os.cpu_count() or 1}) if t <= (os.cpu_count() or 1)))
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--microbatches", type=int, default=16)
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    threads = [int(t) for t in a.threads.split(",")]
+    tmp = tempfile.mkdtemp(prefix="pnet-scaling-")
+    models = {"mlp_l": os.path.join(HERE, "models", "mlp_l.pnet"), "cnn": os.path.join(HERE, "models", "cnn.pnet"),
+              "wide_mlp": os.path.join(ROOT, "examples", "wide_mlp.pnet")}
+    rows = []
+    for name, src in models.items():
+        variants = {"batch": src}
+        for s in (2, 4):
+            part = os.path.join(tmp, f"{name}_s{s}.pnet")
+            p = subprocess.run([a.pnetc, "-I", os.path.join(ROOT, "stdlib"), "--auto-partition", str(s), src, "-o", part],
+                               capture_output=True, text=True)
+            if p.returncode == 0:
+                variants[f"pipeline{s}"] = part
+            else:
+                print(f"{name}: no {s}-stage partition: {p.stderr.strip()}", file=sys.stderr)
+        if "pipeline2" in variants:
+            variants["hybrid"] = variants["pipeline2"]
+        for vname, vsrc in variants.items():
+            exe = os.path.join(tmp, f"{name}_{vname}")
+            p = subprocess.run([a.pnetc, "-I", os.path.join(ROOT, "stdlib"), vsrc, "-o", exe], capture_output=True, text=True)
+            if p.returncode != 0:
+                print(f"{name} {vname}: compile failed: {p.stderr.strip()}", file=sys.stderr)
+                continue
+            base = None
+            for t in threads:
+                sched = {"batch": ["--schedule", "batch", "--replicas", str(t)], "hybrid": ["--schedule", "hybrid", "--replicas", "2"]}
+                args = sched.get(vname, ["--schedule", "pipeline"])
+                cmd = [exe, "bench", "--batch", str(a.batch), "--seconds", str(a.seconds), "--threads", str(t),
+                       "--microbatches", str(a.microbatches), *args]
+                out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PNET_ADAPTIVE_THREADS="0")).stdout
+                m = re.search(r"throughput: ([0-9.]+)", out)
+                if not m:
+                    continue
+                sps = float(m.group(1))
+                base = base or sps
+                b = re.search(r"bubble: measured ([0-9.]+)%, predicted ([0-9.]+)%", out)
+                rows.append((name, vname, t, sps, sps / base, sps / base / t, b.group(1) if b else "", b.group(2) if b else ""))
+                print(f"{name} {vname} threads {t}: {sps:,.0f} samples/s", file=sys.stderr)
+    lines = [f"pnet scaling, batch {a.batch}, {a.microbatches} micro-batches, {os.cpu_count()} cores", "",
+             "| model | schedule | threads | samples/s | speedup | efficiency | bubble measured | bubble predicted |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:,.0f} | {r[4]:.2f}× | {100 * r[5]:.0f}% | "
+                     f"{r[6] + '%' if r[6] else ''} | {r[7] + '%' if r[7] else ''} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+
+
+if __name__ == "__main__":
+    main()
