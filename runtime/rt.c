@@ -418,6 +418,19 @@ typedef struct run_ctx {
     int replicas, groups;
 } run_ctx;
 
+/* The caller's buffers at sample `first`: batched tensors move, batch-independent ones do not. */
+static void slice_io(const run_ctx *rc, int64_t first, const void **in, void **out) {
+    const pnetrt_desc *d = rc->m->d;
+    for (int64_t i = 0; i < d->ninputs; i++) {
+        const pnetrt_tensor_desc *t = &d->inputs[i];
+        in[i] = (const char *)rc->inputs[i] + (t->shape[0] < 0 ? first * pnetrt_sample_elems(t) * 4 : 0);
+    }
+    for (int64_t i = 0; i < d->noutputs; i++) {
+        const pnetrt_tensor_desc *t = &d->outputs[i];
+        out[i] = (char *)rc->outputs[i] + (t->shape[0] < 0 ? first * pnetrt_sample_elems(t) * 4 : 0);
+    }
+}
+
 /* Replica r's shard of the batch, [B*r/R, B*(r+1)/R), chunk by chunk through the forward
  * function on the calling thread's group (local index ith of nth), with the group's arena. */
 static void run_replica(const run_ctx *rc, int r, char *arena, char *scratch, int ith, int nth) {
@@ -427,14 +440,7 @@ static void run_replica(const run_ctx *rc, int r, char *arena, char *scratch, in
     void *out[64];
     for (int64_t s = s0; s < s1; s += d->chunk) {
         int64_t n = s1 - s < d->chunk ? s1 - s : d->chunk;
-        for (int64_t i = 0; i < d->ninputs; i++) {
-            const pnetrt_tensor_desc *t = &d->inputs[i];
-            in[i] = (const char *)rc->inputs[i] + (t->shape[0] < 0 ? s * pnetrt_sample_elems(t) * 4 : 0);
-        }
-        for (int64_t i = 0; i < d->noutputs; i++) {
-            const pnetrt_tensor_desc *t = &d->outputs[i];
-            out[i] = (char *)rc->outputs[i] + (t->shape[0] < 0 ? s * pnetrt_sample_elems(t) * 4 : 0);
-        }
+        slice_io(rc, s, in, out);
         pnetrt_call call = {n, in, out, rc->m->prepared, arena, scratch, d->chunk};
         double b = rc->m->trace ? now_s() : 0;
         d->forward(&call, ith, nth);
@@ -478,14 +484,7 @@ static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, in
                 if (s > 0) wait_past(&done[s - 1], q);
                 else if (q >= M) wait_past(&done[S - 1], q - M);
                 if (n > 0) {
-                    for (int64_t i = 0; i < d->ninputs; i++) {
-                        const pnetrt_tensor_desc *t = &d->inputs[i];
-                        in[i] = (const char *)rc->inputs[i] + (t->shape[0] < 0 ? a * pnetrt_sample_elems(t) * 4 : 0);
-                    }
-                    for (int64_t i = 0; i < d->noutputs; i++) {
-                        const pnetrt_tensor_desc *t = &d->outputs[i];
-                        out[i] = (char *)rc->outputs[i] + (t->shape[0] < 0 ? a * pnetrt_sample_elems(t) * 4 : 0);
-                    }
+                    slice_io(rc, a, in, out);
                     pnetrt_call call = {n, in, out, m->prepared, m->slots[rg * M + (int)(q % M)], scratch, m->slot_cap};
                     double b = now_s();
                     d->stage_forward[s](&call, ith, nth);

@@ -105,6 +105,7 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
                     C(s, i) = j;
                 }
             }
+    bool ok = true;
     int *start = calloc((size_t)S + 1, sizeof *start);
     start[S] = n;
     for (int s = S, i = n; s > 0; s--) {
@@ -120,13 +121,8 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
                 int line, col;
                 pn_loc_linecol(prog->diags, o->full, &line, &col);
                 snprintf(err, errlen, "stage %d would enclose the statement at line %d; move it after the layers", s, line);
-                free(start);
-                free(best);
-                free(cut);
-                free(pre);
-                free(u);
-                free(e);
-                return false;
+                ok = false;
+                goto out;
             }
         }
     }
@@ -155,13 +151,14 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
             B(S, n) * 1e6, pre[n] / S * 1e6);
     for (int s = 0; s < 2 * S; s++) free(texts[s]);
     free(texts);
+out:
     free(start);
     free(best);
     free(cut);
     free(pre);
     free(u);
     free(e);
-    return true;
+    return ok;
 #undef B
 #undef C
 }
