@@ -2,6 +2,7 @@
  * arena (both allocated once, at create), checks inputs, and runs the generated forward function
  * over chunks of the batch on an OpenMP team. Nothing here aborts on bad input. */
 #include "rt.h"
+#include "handoff.h"
 #include "io.h"
 
 #include <omp.h>
@@ -449,29 +450,16 @@ static void run_replica(const run_ctx *rc, int r, char *arena, char *scratch, in
     }
 }
 
-/* Waits until *counter exceeds q: a short spin, then yielding. */
-static void wait_past(_Atomic int64_t *counter, int64_t q) {
-    for (long spins = 0; atomic_load_explicit(counter, memory_order_acquire) <= q; spins++) {
-        if (spins < 4000) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-        } else {
-            sched_yield();
-        }
-    }
-}
-
 /* One thread's part of a pipeline: stage s of replica group rg (local index ith of nth). The
  * group walks every micro-batch of its replicas' shards in order: micro-batch q of a chunk is
- * a slice of it, lives in arena slot q mod M, and passes from stage to stage through done[]:
- * stage s starts q once stage s-1 has finished it, and stage 0 reuses a slot once the last
- * stage has finished the micro-batch before it there. GPipe: fill, stream, drain. */
-static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, int nth, _Atomic int64_t *done,
+ * a slice of it, lives in arena slot q mod M, and passes between stages through the hand-off
+ * (handoff.h): stage s starts q once stage s-1 has finished it, and stage 0 reuses a slot once
+ * the last stage has finished the micro-batch before it there. GPipe: fill, stream, drain. */
+static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, int nth, pnetrt_handoff *h,
                       char *scratch) {
     pnetrt_model *m = rc->m;
     const pnetrt_desc *d = m->d;
-    int S = (int)d->nstages, M = m->microbatches;
+    int M = m->microbatches;
     const void *in[64];
     void *out[64];
     int64_t q = 0;
@@ -481,8 +469,7 @@ static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, in
             int64_t cn = s1 - c0 < d->chunk ? s1 - c0 : d->chunk;
             for (int mb = 0; mb < M; mb++, q++) {
                 int64_t a = c0 + cn * mb / M, n = c0 + cn * (mb + 1) / M - a;
-                if (s > 0) wait_past(&done[s - 1], q);
-                else if (q >= M) wait_past(&done[S - 1], q - M);
+                pnetrt_handoff_wait(h, s, q);
                 if (n > 0) {
                     slice_io(rc, a, in, out);
                     pnetrt_call call = {n, in, out, m->prepared, m->slots[rg * M + (int)(q % M)], scratch, m->slot_cap};
@@ -493,7 +480,7 @@ static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, in
                     if (ith == 0 && rg == 0 && s < 64) m->busy[s] += e - b;
                     trace_add(m, b, e, s, r, q, n);
                 }
-                if (ith == 0) atomic_store_explicit(&done[s], q + 1, memory_order_release);
+                if (ith == 0) pnetrt_handoff_post(h, s, q);
             }
         }
     }
@@ -546,8 +533,8 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
         /* Pipeline: pg replica groups, each with a thread group per stage. */
         int per = team / pg, count[64];
         spin_barrier bars[PNETRT_MAX_GROUPS];
-        _Atomic int64_t done[PNETRT_MAX_GROUPS];
-        for (int i = 0; i < pg * S; i++) atomic_init(&done[i], 0);
+        pnetrt_handoff hand[PNETRT_MAX_GROUPS / 2];
+        for (int i = 0; i < pg; i++) pnetrt_handoff_init(&hand[i], S, m->microbatches);
         for (int i = 0; i < 64; i++) m->busy[i] = 0;
         double wall0 = now_s();
 #pragma omp parallel num_threads(pg * per)
@@ -570,7 +557,7 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
                 tls_barrier = &bars[rg * S + s];
                 tls_sense = 0;
                 char *scratch = m->scratch + (size_t)(rg * per + first) * (size_t)d->scratch_bytes;
-                run_stage(&rc, rg, pg, s, k - first, count[s], &done[rg * S], scratch);
+                run_stage(&rc, rg, pg, s, k - first, count[s], &hand[rg], scratch);
                 tls_barrier = NULL;
             }
         }
