@@ -10,6 +10,7 @@
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,6 +230,39 @@ static void test_feature_shards(void **s) {
                   "  output a = relu(c); output b = d; }");
 }
 
+/* A network run from inside the caller's own OpenMP team: the nested region gets one thread (no
+ * oversubscription), pipelines fall back to running stages in turn, and nothing deadlocks. */
+static void test_nested_in_caller_team(void **s) {
+    (void)s;
+    compiled c;
+    compile("network nt { input x : f32[batch, 8];\n"
+            "  @partition(0) a = relu(dense(x, 16)); @partition(1) { output y = dense(a, 4); } }", &c);
+    float x[6 * 8], ref[6 * 4], got[4][6 * 4];
+    for (int i = 0; i < 6 * 8; i++) x[i] = (float)(i % 7) - 3;
+    void *ins[1] = {x}, *outs[1] = {ref};
+    run_r(&c, 6, 1, 1, ins, outs);
+    int bad = 0;
+#pragma omp parallel num_threads(4)
+    {
+        int t = omp_get_thread_num();
+        pnetrt_model *m;
+        if (pnetrt_create(&m, c.desc, NULL) == 0 && pnetrt_set_threads(m, 4) == 0) {
+            const void *in[1] = {x};
+            void *out[1] = {got[t]};
+            if (pnetrt_infer(m, 6, in, out) != 0 || memcmp(got[t], ref, sizeof ref) != 0) {
+#pragma omp atomic
+                bad++;
+            }
+        } else {
+#pragma omp atomic
+            bad++;
+        }
+        pnetrt_destroy(m);
+    }
+    assert_int_equal(bad, 0);
+    release(&c);
+}
+
 static void test_activations(void **s) {
     (void)s;
     check_network("network ac { input x : f32[batch, 37];\n"
@@ -282,6 +316,7 @@ int main(void) {
         cmocka_unit_test(test_dense),           cmocka_unit_test(test_conv_pool), cmocka_unit_test(test_norms),
         cmocka_unit_test(test_folded_batchnorm), cmocka_unit_test(test_fused_constants),
         cmocka_unit_test(test_pipeline_stages), cmocka_unit_test(test_feature_shards),
+        cmocka_unit_test(test_nested_in_caller_team),
         cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_outputs),
