@@ -79,7 +79,6 @@ static LLVMValueRef gen_conv2d_shifted(cg *c, int node) {
     /* Store straight from the registers: lane q of a vector belongs to output row q / W, column
      * q % W (dropped when >= OW); for each output row the vector touches, one masked store at the
      * address where that row's lanes land. */
-    LLVMTypeRef it = LLVMVectorType(c->i64, (unsigned)VW);
     LLVMValueRef iota[64];
     for (int l = 0; l < VW; l++) iota[l] = cg_i64(c, l);
     int64_t rows_per_vec = (VW + W - 1) / W + 1;
@@ -96,7 +95,6 @@ static LLVMValueRef gen_conv2d_shifted(cg *c, int node) {
             LLVMValueRef rt = LLVMBuildAdd(c->b, r0v, cg_i64(c, t), "");
             lanes_row[q][t] = LLVMBuildAnd(c->b, lanes_ok[q], LLVMBuildICmp(c->b, LLVMIntEQ, rv, cg_splat(c, rt, VW), ""), "");
         }
-        (void)it;
     }
     cg_loop ot;
     cg_loop_begin(c, &ot, ot_lo, ot_hi, "ot");

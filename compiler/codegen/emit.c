@@ -443,10 +443,7 @@ static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValue
                             cg_i64(c, n->stage), cg_i64(c, n->shard),
                             cg_i64(c, m->kind == PN_MEM_ARENA && !p->fused[i] ? m->offset : -1),
                             cg_i64(c, m->kind == PN_MEM_ARENA && !p->fused[i] ? m->bytes : 0)};
-        LLVMTypeRef lt[10];
-        for (int k = 0; k < 10; k++) lt[k] = k < 4 ? c->ptr : c->i64;
         lay[nl++] = LLVMConstStructInContext(c->ctx, f, 10, 0);
-        (void)lt;
     }
     for (int k = 0; k < g->noutputs; k++) {
         const pn_node *n = &g->nodes[g->outputs[k].node];

@@ -43,9 +43,8 @@ LLVMValueRef cg_gen_matmul(cg *c, int node) {
     const pn_graph *g = c->g;
     const pn_node *nd = &g->nodes[node];
     pn_shape sa = g->nodes[nd->in[0]].shape, sb = g->nodes[nd->in[1]].shape;
-    bool va = sa.rank == 1, vb = sb.rank == 1;
-    if (va) sa = (pn_shape){2, {1, sa.d[0]}};
-    if (vb) sb = (pn_shape){2, {sb.d[0], 1}};
+    if (sa.rank == 1) sa = (pn_shape){2, {1, sa.d[0]}};
+    if (sb.rank == 1) sb = (pn_shape){2, {sb.d[0], 1}};
     int64_t N = sa.d[sa.rank - 2], K = sa.d[sa.rank - 1], M = sb.d[sb.rank - 1];
     int nba = sa.rank - 2, nbb = sb.rank - 2, nb = nba > nbb ? nba : nbb;
     /* Output batch dims and the operands' strides along them (0 where broadcast). */
@@ -106,8 +105,6 @@ LLVMValueRef cg_gen_matmul(cg *c, int node) {
     }
     cg_loop_end(c, &t);
     cg_kernel_end(c);
-    (void)va;
-    (void)vb;
     return fn;
 }
 

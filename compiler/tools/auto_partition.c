@@ -145,7 +145,6 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
         fputs(e[i].text, out);
         pos = e[i].off + e[i].len;
     }
-    (void)0;
     fwrite(src->text + pos, 1, src->len - pos, out);
     fprintf(stderr, "pnetc: note: %d stages, modelled slowest stage %.3g us per sample (mean %.3g)\n", S,
             B(S, n) * 1e6, pre[n] / S * 1e6);
