@@ -10,16 +10,18 @@ void pnetrt_handoff_init(pnetrt_handoff *h, int stages, int slots) {
     for (int s = 0; s < stages && s < PNETRT_HANDOFF_MAX; s++) atomic_init(&h->done[s], 0);
 }
 
-static void wait_past(_Atomic int64_t *counter, int64_t q) {
-    for (long spins = 0; atomic_load_explicit(counter, memory_order_acquire) <= q; spins++) {
-        if (spins < 4000) {
+void pnetrt_spin(long spins) {
+    if (spins < 4000) {
 #if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
+        __builtin_ia32_pause();
 #endif
-        } else {
-            sched_yield();
-        }
+    } else {
+        sched_yield();
     }
+}
+
+static void wait_past(_Atomic int64_t *counter, int64_t q) {
+    for (long spins = 0; atomic_load_explicit(counter, memory_order_acquire) <= q; spins++) pnetrt_spin(spins);
 }
 
 void pnetrt_handoff_wait(pnetrt_handoff *h, int stage, int64_t q) {

@@ -15,6 +15,10 @@ typedef struct pnetrt_handoff {
     int stages, slots;                        /* slots: micro-batches in flight at most */
 } pnetrt_handoff;
 
+/* One step of a wait loop: pause while spins is small (the wait is usually short), then yield
+ * the core, so more threads than cores still progress. */
+void pnetrt_spin(long spins);
+
 void pnetrt_handoff_init(pnetrt_handoff *h, int stages, int slots);
 /* Blocks until stage may run micro-batch q: its input is ready (stage > 0), or its slot is free
  * again (stage 0, once the last stage finished q - slots). */

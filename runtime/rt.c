@@ -8,7 +8,6 @@
 #include <omp.h>
 #include <time.h>
 #include <unistd.h>
-#include <sched.h>
 #include <stdatomic.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -379,15 +378,7 @@ void pnetrt_barrier(void) {
         atomic_store_explicit(&b->sense, sense, memory_order_release);
         return;
     }
-    for (long spins = 0; atomic_load_explicit(&b->sense, memory_order_acquire) != sense; spins++) {
-        if (spins < 4000) {
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-        } else {
-            sched_yield();
-        }
-    }
+    for (long spins = 0; atomic_load_explicit(&b->sense, memory_order_acquire) != sense; spins++) pnetrt_spin(spins);
 }
 
 /* Ids read by embeddings must lie in [0, limit). */

@@ -106,6 +106,8 @@ void cg_micro_tile_ex(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, in
                       LLVMValueRef acc[][8]);
 LLVMValueRef cg_splat(cg *c, LLVMValueRef s, int vw);
 LLVMValueRef cg_mask_const(cg *c, int vw, int valid);
+/* The lane masks of a panel's NV vectors: all lanes, or, when is_tail, the first `tail` columns. */
+void cg_panel_masks(cg *c, LLVMValueRef is_tail, int tail, LLVMValueRef *mask);
 LLVMValueRef cg_masked_load(cg *c, LLVMTypeRef vt, LLVMValueRef p, LLVMValueRef mask);
 void cg_masked_store(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask);
 LLVMValueRef cg_gen_matmul(cg *c, int node);

@@ -71,11 +71,7 @@ static LLVMValueRef gen_conv2d_shifted(cg *c, int node) {
     LLVMValueRef is_last = LLVMBuildICmp(c->b, LLVMIntEQ, pp, cg_i64(c, NPQ - 1), "");
     int last_valid = (int)(Qmax - (NPQ - 1) * NR);
     LLVMValueRef mask[8];
-    for (int q = 0; q < NV; q++) {
-        int v = last_valid - q * VW;
-        v = v < 0 ? 0 : v > VW ? VW : v;
-        mask[q] = cg_select(c, is_last, cg_mask_const(c, VW, v), cg_mask_const(c, VW, VW));
-    }
+    cg_panel_masks(c, is_last, last_valid, mask);
     /* Store straight from the registers: lane q of a vector belongs to output row q / W, column
      * q % W (dropped when >= OW); for each output row the vector touches, one masked store at the
      * address where that row's lanes land. */
@@ -226,11 +222,7 @@ LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     int tail = (int)(P - (NPP - 1) * NR);
     LLVMValueRef is_tail = LLVMBuildICmp(c->b, LLVMIntEQ, pp, cg_i64(c, NPP - 1), "");
     LLVMValueRef mask[8];
-    for (int q = 0; q < NV; q++) {
-        int valid = tail - q * VW;
-        valid = valid < 0 ? 0 : valid > VW ? VW : valid;
-        mask[q] = cg_select(c, is_tail, cg_mask_const(c, VW, valid), cg_mask_const(c, VW, VW));
-    }
+    cg_panel_masks(c, is_tail, tail, mask);
     cg_loop ot;
     cg_loop_begin(c, &ot, cg_i64(c, 0), cg_i64(c, (OC + MR - 1) / MR), "ot");
     LLVMValueRef oc0 = LLVMBuildMul(c->b, ot.iv, cg_i64(c, MR), "");

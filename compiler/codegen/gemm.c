@@ -135,6 +135,16 @@ LLVMValueRef cg_mask_const(cg *c, int vw, int valid) {
     return LLVMConstVector(m, (unsigned)vw);
 }
 
+void cg_panel_masks(cg *c, LLVMValueRef is_tail, int tail, LLVMValueRef *mask) {
+    int VW, MR, NV;
+    cg_gemm_shape(c, &VW, &MR, &NV);
+    for (int j = 0; j < NV; j++) {
+        int valid = tail - j * VW;
+        valid = valid < 0 ? 0 : valid > VW ? VW : valid;
+        mask[j] = cg_select(c, is_tail, cg_mask_const(c, VW, valid), cg_mask_const(c, VW, VW));
+    }
+}
+
 LLVMValueRef cg_masked_load(cg *c, LLVMTypeRef vt, LLVMValueRef p, LLVMValueRef mask) {
     LLVMTypeRef ts[2] = {vt, c->ptr};
     unsigned id = LLVMLookupIntrinsicID("llvm.masked.load", 16);
@@ -289,11 +299,7 @@ LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel) {
     LLVMValueRef col0 = LLVMBuildMul(c->b, p.iv, cg_i64(c, NR), "col0");
     /* Column masks of the NV vectors of this panel. */
     LLVMValueRef mask[8];
-    for (int j = 0; j < NV; j++) {
-        int valid = tail - j * VW;
-        valid = valid < 0 ? 0 : valid > VW ? VW : valid;
-        mask[j] = cg_select(c, is_tail, cg_mask_const(c, VW, valid), cg_mask_const(c, VW, VW));
-    }
+    cg_panel_masks(c, is_tail, tail, mask);
     LLVMValueRef bvec[8];
     for (int j = 0; j < NV; j++)
         bvec[j] = has_bias ? LLVMBuildLoad2(c->b, vt, cg_gep(c, bias, LLVMBuildAdd(c->b, col0, cg_i64(c, j * VW), "")), "")
