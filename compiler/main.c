@@ -165,8 +165,8 @@ static int link_exe(const char *obj, const char *out) {
     }
     if (pid == 0) {
         /* A sanitizer build of pnet links its runtime with the sanitizers too. */
-        if (PNET_LINK_FLAGS[0]) execlp(cc, cc, "-o", out, obj, rt, "-lcjson", PNET_OPENMP_FLAGS, "-lm", PNET_LINK_FLAGS, (char *)NULL);
-        else execlp(cc, cc, "-o", out, obj, rt, "-lcjson", PNET_OPENMP_FLAGS, "-lm", (char *)NULL);
+        if (PNET_LINK_FLAGS[0]) execlp(cc, cc, "-o", out, obj, rt, "-lcjson", "-lz", PNET_OPENMP_FLAGS, "-lm", PNET_LINK_FLAGS, (char *)NULL);
+        else execlp(cc, cc, "-o", out, obj, rt, "-lcjson", "-lz", PNET_OPENMP_FLAGS, "-lm", (char *)NULL);
         fprintf(stderr, "pnetc: error: cannot run the linker '%s': %s\n", cc, strerror(errno));
         _exit(127);
     }

@@ -57,9 +57,13 @@ int pnetrt_st_open(const char *path, pnetrt_st **out, char *err, size_t errlen);
 /* Number of tensors (not counting __metadata__), and the name of tensor i in file order (NULL if out of range). */
 int pnetrt_st_count(const pnetrt_st *st);
 const char *pnetrt_st_name(const pnetrt_st *st, int i);
+/* The shape of tensor `name` into *rank and shape[0..*rank); -1 (and nothing written) if there is no such tensor. */
+int pnetrt_st_shape(const pnetrt_st *st, const char *name, int *rank, int64_t shape[PNETRT_MAX_RANK]);
 /* Finds `name`, checks that its shape is exactly shape[0..rank), converts F32/F16/BF16/F64 to float into dst. */
 int pnetrt_st_read_f32(pnetrt_st *st, const char *name, int rank, const int64_t *shape, float *dst, char *err,
                        size_t errlen);
+/* The string value of key in the file's __metadata__, or NULL. Valid until pnetrt_st_close. */
+const char *pnetrt_st_meta(const pnetrt_st *st, const char *key);
 /* Closes the file and frees st; safe on NULL. */
 void pnetrt_st_close(pnetrt_st *st);
 /* Writes n F32 tensors in the given order, with an optional __metadata__ object of string pairs (may be

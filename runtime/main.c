@@ -34,7 +34,15 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "        run the network; without --output, print the outputs as text\n"
             "  bench [--batch N] [--seconds S] [options]\n"
             "        measure throughput and latency on random inputs\n"
-            "  info  print the layers, the memory plan, and the stages and shards\n\n"
+            "  info  print the layers, the memory plan, and the stages and shards\n"
+            "  train --data FILE [--labels FILE] [--val FILE [--val-labels FILE]] [--epochs N] [--batch N]\n"
+            "        [--lr X] [--seed S] [--save CKPT.safetensors] [--weights INIT.safetensors] [--resume CKPT]\n"
+            "        [--threads N] [--replicas R] [--no-shuffle]\n"
+            "        train with the network's train { } block (data: CSV, .npy pairs, IDX; gzip or plain)\n"
+            "  eval  --data FILE [--labels FILE] --weights W.safetensors [--batch N]\n"
+            "        print accuracy and loss in inference mode\n"
+            "  bench --train [--batch N] [--seconds S] [--threads N] [--replicas R]\n"
+            "        measure training throughput on random data\n\n"
             "options of infer and bench:\n"
             "  --weights W.safetensors   load these weights (PyTorch names)\n"
             "  --threads N               threads (default: all cores, or OMP_NUM_THREADS)\n"
@@ -440,10 +448,16 @@ int pnetrt_main(const pnetrt_desc *d, int argc, char **argv) {
         return 0;
     }
     if (strcmp(cmd, "infer") == 0) return cmd_infer(d, argc - 2, argv + 2);
-    if (strcmp(cmd, "bench") == 0) return cmd_bench(d, argc - 2, argv + 2);
+    if (strcmp(cmd, "train") == 0) return pnetrt_cmd_train(d, prog, argc - 2, argv + 2);
+    if (strcmp(cmd, "eval") == 0) return pnetrt_cmd_eval(d, prog, argc - 2, argv + 2);
+    if (strcmp(cmd, "bench") == 0) {
+        for (int i = 2; i < argc; i++)
+            if (strcmp(argv[i], "--train") == 0) return pnetrt_cmd_bench_train(d, prog, argc - 2, argv + 2);
+        return cmd_bench(d, argc - 2, argv + 2);
+    }
     if (strcmp(cmd, "info") == 0) {
         if (argc > 2) return die("info takes no options");
         return cmd_info(d);
     }
-    return die("unknown command '%s'; expected infer, bench or info (see '%s --help')", cmd, prog);
+    return die("unknown command '%s'; expected infer, train, eval, bench or info (see '%s --help')", cmd, prog);
 }

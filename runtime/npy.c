@@ -1,9 +1,11 @@
-/* NumPy .npy reader (format 1.0/2.0/3.0) and atomic writer (format 1.0) for float32 and int32 arrays. */
+/* NumPy .npy reader (format 1.0/2.0/3.0) and atomic writer (format 1.0) for float32 and int32 arrays, and an
+   in-memory parser of any numeric dtype for the data loaders. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
 
 #include "io.h"
+#include "data.h"
 #include "fileio.h"
 
 #include <errno.h>
@@ -281,6 +283,74 @@ int pnetrt_npy_read(const char *path, pnetrt_array *out, char *err, size_t errle
     int rc = npy_read_file(f, path, out, err, errlen);
     fclose(f);
     return rc;
+}
+
+/* ---- parsing in memory (for the data loaders in data.c) ----------------------------------- */
+
+_Static_assert(PNETRT_MAX_RANK == sizeof((pnetrt_npy_view *)0)->shape / sizeof(int64_t), "view rank");
+
+/* descr := ('<' | '|' | '=') ('b' | 'i' | 'u' | 'f') digit+ */
+static int parse_descr(const char *path, const char *descr, pnetrt_npy_view *out, char *err, size_t errlen) {
+    const char *s = descr;
+    if (*s == '>') return pnetrt_io_fail(err, errlen, path, "dtype '%s' is big-endian, which is not supported", descr);
+    if (*s != '<' && *s != '|' && *s != '=') goto bad;
+    s++;
+    if (!*s || !strchr("biuf", *s)) goto bad;
+    out->kind = *s++;
+    int size = 0;
+    for (; *s >= '0' && *s <= '9' && size <= 16; s++)
+        size = size * 10 + (*s - '0');
+    if (*s || size < 1 || size > 16) goto bad;
+    out->itemsize = size;
+    return 0;
+bad:
+    return pnetrt_io_fail(err, errlen, path, "dtype '%s' is not supported", descr);
+}
+
+int pnetrt_npy_parse(const void *buf, size_t len, const char *path, pnetrt_npy_view *out, char *err, size_t errlen) {
+    const unsigned char *b = buf;
+    memset(out, 0, sizeof *out);
+    if (len < NPY_MAGIC_LEN || memcmp(b, NPY_MAGIC, NPY_MAGIC_LEN))
+        return pnetrt_io_fail(err, errlen, path, "not a .npy file (bad magic)");
+    if (len < 8) return pnetrt_io_fail(err, errlen, path, "truncated header: the file has only %zu bytes", len);
+    unsigned major = b[6], minor = b[7];
+    if (major < 1 || major > 3 || minor != 0)
+        return pnetrt_io_fail(err, errlen, path, "unsupported .npy format version %u.%u; expected 1.0, 2.0 or 3.0",
+                              major, minor);
+    size_t prelen = major == 1 ? 10 : 12;
+    if (len < prelen) return pnetrt_io_fail(err, errlen, path, "truncated header: the file has only %zu bytes", len);
+    uint64_t hlen = major == 1 ? le16(b + 8) : le32(b + 8);
+    if (hlen > len - prelen)
+        return pnetrt_io_fail(err, errlen, path,
+                              "truncated header: header says %" PRIu64 " bytes of header but the file has %zu", hlen,
+                              len - prelen);
+    if (hlen > NPY_MAX_HEADER)
+        return pnetrt_io_fail(err, errlen, path, "header of %" PRIu64 " bytes exceeds the limit of %u", hlen,
+                              NPY_MAX_HEADER);
+    npy_header h = {0};
+    dict_parser p = {(const char *)b + prelen, (size_t)hlen, 0, path, err, errlen};
+    if (parse_dict(&p, &h) || parse_descr(path, h.descr, out, err, errlen)) return -1;
+    if (h.fortran_order)
+        return pnetrt_io_fail(err, errlen, path, "fortran_order is True; only C-order arrays are supported");
+    uint64_t nbytes = (uint64_t)out->itemsize;
+    for (int i = 0; i < h.rank; i++)
+        if (!pnetrt_io_mul_u64(nbytes, (uint64_t)h.shape[i], &nbytes) || nbytes > (uint64_t)INT64_MAX)
+            return pnetrt_io_fail(err, errlen, path, "shape is too large: its size in bytes overflows");
+    uint64_t avail = len - prelen - hlen;
+    if (avail < nbytes)
+        return pnetrt_io_fail(err, errlen, path,
+                              "truncated: header says %" PRIu64 " bytes of data but the file has %" PRIu64, nbytes,
+                              avail);
+    if (avail > nbytes)
+        return pnetrt_io_fail(err, errlen, path,
+                              "trailing data: header says %" PRIu64 " bytes of data but the file has %" PRIu64, nbytes,
+                              avail);
+    memcpy(out->descr, h.descr, sizeof out->descr);
+    out->rank = h.rank;
+    memcpy(out->shape, h.shape, sizeof out->shape);
+    out->data = b + prelen + hlen;
+    out->nbytes = (size_t)nbytes;
+    return 0;
 }
 
 void pnetrt_array_free(pnetrt_array *a) {

@@ -5,7 +5,7 @@
 #define PNETRT_ABI_H
 #include <stdint.h>
 
-#define PNETRT_ABI 4
+#define PNETRT_ABI 5
 
 #ifndef PNETRT_MAX_RANK
 #define PNETRT_MAX_RANK 8
@@ -60,6 +60,54 @@ typedef void (*pnetrt_forward_fn)(const pnetrt_call *call, int64_t ith, int64_t 
 /* Derives the prepared parameters (for example batchnorm folded into a conv) from the raw ones. */
 typedef void (*pnetrt_prepare_fn)(const float *raw, float *prepared);
 
+/* One training step's shared state (all 8-byte fields). The batch is split into chunks of
+ * train->chunk samples; chunk k's parameter gradients go to slots + k * param_floats and its
+ * statistics (loss sum, correct count, batchnorm partials) to stats + k * stat_floats. */
+typedef struct pnetrt_train_call {
+    const void *const *inputs; /* the network's inputs, then its training inputs, at sample 0 */
+    float *params;             /* raw parameters: read, and updated by the update function */
+    float *slots;
+    float *stats;
+    float *global;             /* global_floats: batch statistics, transposed weights */
+    float *opt;                /* optimizer state: opt_floats */
+    int64_t batch, nchunks;
+    int64_t step;              /* 1 for the first step */
+    int64_t seed;              /* dropout masks */
+    double lr;
+    double adam_step_size;     /* lr / (1 - beta1^step) */
+    double adam_bc2_sqrt;      /* sqrt(1 - beta2^step) */
+} pnetrt_train_call;
+
+/* A segment: the training kernels of one chunk between two syncs. The arena holds `cap` samples
+ * starting at sample `base` of the batch; scratch is this thread's. */
+typedef void (*pnetrt_segment_fn)(const pnetrt_train_call *call, int64_t chunk, char *arena, int64_t cap, int64_t base,
+                                  char *scratch, int64_t ith, int64_t nth);
+/* Step-wide work split over all threads: syncs (batch statistics), prep, update. */
+typedef void (*pnetrt_step_fn)(const pnetrt_train_call *call, int64_t ith, int64_t nth);
+
+enum { PNETRT_OPT_SGD = 0, PNETRT_OPT_ADAM = 1 };
+enum { PNETRT_LOSS_CROSS_ENTROPY = 1, PNETRT_LOSS_MSE = 2 };
+
+typedef struct pnetrt_train_desc {
+    int64_t ntrain_inputs;
+    const pnetrt_tensor_desc *train_inputs; /* labels (i32) or targets (f32) */
+    int64_t chunk;
+    int64_t nsegments;
+    const pnetrt_segment_fn *segments;
+    const pnetrt_step_fn *syncs;            /* nsegments - 1: after segment k, before k + 1 */
+    pnetrt_step_fn prep;                    /* before the first segment */
+    pnetrt_step_fn update;                  /* after the last: gradient tree and optimizer */
+    pnetrt_segment_fn eval;                 /* inference-mode forward and loss, one segment */
+    int64_t sample_bytes;                   /* training arena bytes per sample */
+    int64_t stat_floats, global_floats, opt_floats;
+    int64_t optimizer;                      /* PNETRT_OPT_* */
+    double lr, momentum, weight_decay, beta1, beta2, eps;
+    int64_t nesterov;
+    int64_t batch, epochs, seed;
+    int64_t loss;                           /* PNETRT_LOSS_* */
+    int64_t classes;                        /* cross_entropy: logits per sample */
+} pnetrt_train_desc;
+
 typedef struct pnetrt_desc {
     int64_t abi;
     const char *name;
@@ -80,6 +128,7 @@ typedef struct pnetrt_desc {
     pnetrt_prepare_fn prepare;
     int64_t nstages, replicas, microbatches, schedule;
     const char *target;            /* triple and cpu the code was generated for */
+    const pnetrt_train_desc *train; /* NULL without a train block */
 } pnetrt_desc;
 
 /* Provided by libpnetrt for generated code: a barrier across the threads of one forward call. */

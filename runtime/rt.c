@@ -17,7 +17,7 @@
 
 _Static_assert(sizeof(pnetrt_tensor_desc) == 16 * 8, "pnetrt_tensor_desc must be 16 eight-byte fields");
 _Static_assert(sizeof(pnetrt_layer_desc) == 10 * 8, "pnetrt_layer_desc must be 10 eight-byte fields");
-_Static_assert(sizeof(pnetrt_desc) == 25 * 8, "pnetrt_desc must be 25 eight-byte fields");
+_Static_assert(sizeof(pnetrt_desc) == 26 * 8, "pnetrt_desc must be 26 eight-byte fields");
 
 /* One slice of the trace: a stage (or the whole network) on one thread for one micro-batch of one
  * replica. */
@@ -63,6 +63,9 @@ struct pnetrt_model {
     int threads;
     double flops_per_sample;
     bool adaptive;       /* small calls use fewer threads (PNET_ADAPTIVE_THREADS=0 turns it off) */
+    bool stale;          /* params changed (training) since prepared was derived */
+    bool replicas_set;   /* replicas chosen by the user, not the default */
+    pnetrt_trainer *trainer; /* training state, made by the first training call */
     char err[512];
 };
 
@@ -105,6 +108,29 @@ static int load_weights(pnetrt_model *m, const char *path) {
 
 static int prepare(pnetrt_model *m);
 static int reserve(pnetrt_model *m, int threads, int replicas);
+
+int pnetrt_fail(pnetrt_model *m, const char *msg) {
+    snprintf(m->err, sizeof m->err, "%s", msg);
+    return 1;
+}
+
+float *pnetrt_params_mut(pnetrt_model *m) {
+    if (!m->owns_params) {
+        float *p = alloc_aligned((size_t)m->d->param_floats * sizeof(float));
+        if (!p) return NULL;
+        memcpy(p, m->params, (size_t)m->d->param_floats * sizeof(float));
+        if (m->prepared == m->params) m->prepared = p;
+        m->params = p;
+        m->owns_params = true;
+    }
+    m->stale = true;
+    return m->params;
+}
+
+pnetrt_trainer **pnetrt_trainer_slot(pnetrt_model *m) { return &m->trainer; }
+int pnetrt_replicas_chosen(const pnetrt_model *m) { return m->replicas_set ? m->replicas : 0; }
+char *pnetrt_scratch(pnetrt_model *m) { return m->scratch; }
+int pnetrt_scratch_threads(const pnetrt_model *m) { return m->scratch_threads; }
 
 int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_path) {
     if (!out) return 1;
@@ -242,6 +268,7 @@ int pnetrt_set_replicas(pnetrt_model *m, int replicas) {
     if (replicas < 1 || replicas > 4096) return fail(m, "replica count %d is out of range (1 to 4096)", replicas);
     if (m->d && m->d->abi == PNETRT_ABI && reserve(m, m->threads, replicas)) return 1;
     m->replicas = replicas;
+    m->replicas_set = true;
     return 0;
 }
 
@@ -354,20 +381,33 @@ void pnetrt_destroy(pnetrt_model *m) {
     free(m->slots);
     free(m->scratch);
     free(m->stage_flops);
+    pnetrt_trainer_free(m->trainer);
     free(m);
 }
 
 /* The barrier between kernels of one forward call: a sense-reversing counter that spins
  * briefly (kernels are short) and then yields, so more threads than cores still progress. The
  * OpenMP team of the call sets it up; a call on one thread has none. */
-typedef struct spin_barrier {
-    _Atomic int count;
-    _Atomic int sense;
-    int n;
-} spin_barrier;
+typedef pnetrt_spin_barrier spin_barrier;
 
 static _Thread_local spin_barrier *tls_barrier;
 static _Thread_local int tls_sense;
+
+void pnetrt_barrier_bind(pnetrt_spin_barrier *b) {
+    tls_barrier = b;
+    tls_sense = 0;
+}
+
+void pnetrt_barrier_wait(pnetrt_spin_barrier *b, int *local_sense) {
+    if (!b || b->n <= 1) return;
+    int sense = *local_sense = !*local_sense;
+    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
+        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->sense, sense, memory_order_release);
+        return;
+    }
+    for (long spins = 0; atomic_load_explicit(&b->sense, memory_order_acquire) != sense; spins++) pnetrt_spin(spins);
+}
 
 void pnetrt_barrier(void) {
     spin_barrier *b = tls_barrier;
@@ -504,6 +544,10 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     for (int64_t i = 0; i < d->noutputs; i++)
         if (!outputs[i]) return fail(m, "output '%s' is NULL", d->outputs[i].name);
     if (check_ids(m, batch, inputs)) return 1;
+    if (m->stale) {
+        if (d->prepare && m->prepared != m->params) d->prepare(m->params, m->prepared);
+        m->stale = false;
+    }
     enum { MAXIO = 64 };
     if (d->ninputs > MAXIO || d->noutputs > MAXIO) return fail(m, "too many inputs or outputs");
     if (batch == 0) return 0;

@@ -40,6 +40,49 @@ const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m);
 /* The executables' command line: infer, bench, info. */
 int pnetrt_main(const pnetrt_desc *d, int argc, char **argv);
 
+/* ---- training (runtime/train.c) ---- */
+/* One training step on a batch: inputs are the network's inputs, then its training inputs (labels
+ * or targets), each holding `batch` samples. *loss (may be NULL) receives the batch's mean loss.
+ * Results are bitwise identical for any thread or replica count. */
+int pnetrt_train_step(pnetrt_model *m, int64_t batch, const void *const *inputs, float *loss);
+/* The loss sum and correct predictions of a batch in inference mode (dropout off, batchnorm on its
+ * running statistics). */
+int pnetrt_eval(pnetrt_model *m, int64_t batch, const void *const *inputs, double *loss_sum, int64_t *correct);
+int pnetrt_set_lr(pnetrt_model *m, double lr);
+double pnetrt_lr(const pnetrt_model *m);
+int pnetrt_set_train_seed(pnetrt_model *m, uint64_t seed);
+/* Correct predictions (cross_entropy) of the last training step. */
+int64_t pnetrt_train_last_correct(const pnetrt_model *m);
+/* The executables' train, eval and bench --train commands (runtime/train_cli.c). */
+int pnetrt_cmd_train(const pnetrt_desc *d, const char *prog, int argc, char **argv);
+int pnetrt_cmd_eval(const pnetrt_desc *d, const char *prog, int argc, char **argv);
+int pnetrt_cmd_bench_train(const pnetrt_desc *d, const char *prog, int argc, char **argv);
+/* Steps taken so far (the optimizer's step count). */
+int64_t pnetrt_train_steps(const pnetrt_model *m);
+/* Writes the parameters (PyTorch names) as safetensors, atomically; with optimizer, also the
+ * optimizer state ("optimizer.NAME.momentum_buffer", ".exp_avg", ".exp_avg_sq") and metadata
+ * (epoch, batches done in the epoch, step, seed, lr). */
+int pnetrt_save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch);
+/* Loads parameters from a safetensors file; with a checkpoint's optimizer state and metadata when
+ * present (then *epoch and *batch_in_epoch are set; else they are 0). */
+int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batch_in_epoch);
+
+/* Internal: shared with train.c. */
+typedef struct pnetrt_trainer pnetrt_trainer;
+void pnetrt_trainer_free(pnetrt_trainer *t);
+pnetrt_trainer **pnetrt_trainer_slot(pnetrt_model *m);
+int pnetrt_fail(pnetrt_model *m, const char *msg);
+float *pnetrt_params_mut(pnetrt_model *m); /* writable parameters (marks prepared stale) */
+int pnetrt_replicas_chosen(const pnetrt_model *m); /* replicas the user set, or 0 */
+typedef struct pnetrt_spin_barrier {
+    _Atomic int count;
+    _Atomic int sense;
+    int n;
+} pnetrt_spin_barrier;
+/* Makes b the barrier that generated code's pnetrt_barrier() waits on, on this thread. */
+void pnetrt_barrier_bind(pnetrt_spin_barrier *b);
+void pnetrt_barrier_wait(pnetrt_spin_barrier *b, int *local_sense);
+
 /* Fills params (d->param_floats floats) with PyTorch's default initialisation, from seed. */
 void pnetrt_init_params(const pnetrt_desc *d, float *params, uint64_t seed);
 /* Elements per sample of a tensor (its whole size when it has no batch axis). */

@@ -341,6 +341,22 @@ static st_entry *st_find(const pnetrt_st *st, const char *name) {
     return hit ? *hit : NULL;
 }
 
+int pnetrt_st_shape(const pnetrt_st *st, const char *name, int *rank, int64_t shape[PNETRT_MAX_RANK]) {
+    const st_entry *e = st && name ? st_find(st, name) : NULL;
+    if (!e) return -1;
+    *rank = e->rank;
+    for (int i = 0; i < e->rank; i++)
+        shape[i] = e->shape[i];
+    return 0;
+}
+
+const char *pnetrt_st_meta(const pnetrt_st *st, const char *key) {
+    if (!st || !key) return NULL;
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(st->root, "__metadata__");
+    const cJSON *v = meta ? cJSON_GetObjectItemCaseSensitive(meta, key) : NULL;
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
 int pnetrt_st_read_f32(pnetrt_st *st, const char *name, int rank, const int64_t *shape, float *dst, char *err,
                        size_t errlen) {
     if (err && errlen) err[0] = '\0';

@@ -191,7 +191,7 @@ LLVMValueRef cg_tanh(cg *c, LLVMValueRef x) {
 }
 
 /* gelu(x) = x/2 * erfc(-x/sqrt 2), erfc from Numerical Recipes' erfcc (relative error < 1.2e-7). */
-LLVMValueRef cg_gelu(cg *c, LLVMValueRef x) {
+static LLVMValueRef erfc_scaled(cg *c, LLVMValueRef x) {
     LLVMValueRef u = cg_fmul(c, x, fc(c, x, -0.70710678118654752), false);
     LLVMValueRef z = cg_call1(c, "llvm.fabs", u);
     LLVMValueRef t = cg_fdiv(c, fc(c, x, 1.0), fma3(c, z, fc(c, x, 0.5), fc(c, x, 1.0)));
@@ -201,9 +201,19 @@ LLVMValueRef cg_gelu(cg *c, LLVMValueRef x) {
     for (int i = 1; i < 10; i++) y = fma3(c, y, t, fc(c, x, p[i]));
     LLVMValueRef arg = cg_fsub(c, y, cg_fmul(c, z, z, false));
     LLVMValueRef ans = cg_fmul(c, t, cg_exp(c, arg), false);
-    LLVMValueRef erfc = cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOGE, u, fc(c, x, 0.0), ""), ans,
-                                  cg_fsub(c, fc(c, x, 2.0), ans));
-    return cg_fmul(c, cg_fmul(c, x, fc(c, x, 0.5), false), erfc, false);
+    return cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOGE, u, fc(c, x, 0.0), ""), ans, cg_fsub(c, fc(c, x, 2.0), ans));
+}
+
+LLVMValueRef cg_gelu(cg *c, LLVMValueRef x) {
+    return cg_fmul(c, cg_fmul(c, x, fc(c, x, 0.5), false), erfc_scaled(c, x), false);
+}
+
+/* gelu'(x) = Phi(x) + x phi(x), Phi(x) = erfc(-x/sqrt 2)/2, phi(x) = exp(-x^2/2)/sqrt(2 pi). */
+LLVMValueRef cg_gelu_grad(cg *c, LLVMValueRef x) {
+    LLVMValueRef Phi = cg_fmul(c, erfc_scaled(c, x), fc(c, x, 0.5), false);
+    LLVMValueRef phi = cg_fmul(c, cg_exp(c, cg_fmul(c, cg_fmul(c, x, x, false), fc(c, x, -0.5), false)),
+                               fc(c, x, 0.39894228040143268), false);
+    return fma3(c, x, phi, Phi);
 }
 
 LLVMValueRef cg_unary(cg *c, const pn_node *op, LLVMValueRef v) {

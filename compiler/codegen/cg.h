@@ -31,6 +31,7 @@ typedef struct cg {
     /* The kernel being built. */
     LLVMValueRef fn, n, ith, nth, params, scratch;
     int64_t scratch_bytes;  /* the most any kernel needs per thread */
+    char train_err[256];    /* why the training code could not be generated, or "" */
 } cg;
 
 /* A counted loop for (iv = lo; iv < hi; iv += 1), built in place. */
@@ -74,6 +75,7 @@ LLVMValueRef cg_exp(cg *c, LLVMValueRef x);
 LLVMValueRef cg_sigmoid(cg *c, LLVMValueRef x);
 LLVMValueRef cg_tanh(cg *c, LLVMValueRef x);
 LLVMValueRef cg_gelu(cg *c, LLVMValueRef x);
+LLVMValueRef cg_gelu_grad(cg *c, LLVMValueRef x);
 LLVMValueRef cg_log(cg *c, LLVMValueRef x);
 LLVMValueRef cg_select(cg *c, LLVMValueRef cond, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_smin(cg *c, LLVMValueRef a, LLVMValueRef b);

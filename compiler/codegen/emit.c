@@ -2,6 +2,7 @@
  * them with barriers between, the descriptor libpnetrt reads, the prefixed embedding API, and
  * main() for executables. Then verifies, optimises and writes it. */
 #include "codegen.h"
+#include "train.h"
 #include "../support/util.h"
 
 #include <llvm-c/Analysis.h>
@@ -411,8 +412,43 @@ static int64_t id_limit(const pn_graph *g, int input) {
     return lim;
 }
 
+/* The training descriptor, or a null pointer. */
+static LLVMValueRef gen_train_desc(cg *c, const pn_train_fns *fns) {
+    const pn_graph *g = c->g;
+    const pn_tplan *t = &g->tplan;
+    if (!t->present) return LLVMConstNull(c->ptr);
+    LLVMValueRef *ins = calloc((size_t)g->nnodes + 1, sizeof *ins);
+    int nin = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        const pn_node *n = &g->nodes[i];
+        if (n->op == PN_OP_INPUT && (n->flags & PN_NODE_TRAIN)) ins[nin++] = tensor_desc(c, n->name, n->dtype, &n->shape, 0, 0, 0, 0, 0);
+    }
+    const pn_train *tr = &g->train;
+    const pn_node *loss = &g->nodes[t->loss];
+    LLVMTypeRef dbl = LLVMDoubleTypeInContext(c->ctx);
+    LLVMValueRef f[] = {
+        cg_i64(c, nin), const_array(c, tensor_type(c), ins, nin, ".train_inputs"), cg_i64(c, t->chunk),
+        cg_i64(c, fns->nseg), fns->segs, fns->syncs, fns->prep, fns->update, fns->eval, cg_i64(c, t->sample_bytes),
+        cg_i64(c, t->stat_floats), cg_i64(c, t->global_floats),
+        cg_i64(c, g->plan.param_floats * (tr->opt == PN_OPT_ADAM ? 2 : 1)), cg_i64(c, tr->opt == PN_OPT_ADAM),
+        LLVMConstReal(dbl, tr->lr), LLVMConstReal(dbl, tr->momentum), LLVMConstReal(dbl, tr->weight_decay),
+        LLVMConstReal(dbl, tr->beta1), LLVMConstReal(dbl, tr->beta2), LLVMConstReal(dbl, tr->eps), cg_i64(c, tr->nesterov),
+        cg_i64(c, tr->batch), cg_i64(c, tr->epochs), cg_i64(c, tr->seed),
+        cg_i64(c, loss->op == PN_OP_CROSS_ENTROPY ? 1 : 2),
+        cg_i64(c, loss->op == PN_OP_CROSS_ENTROPY ? g->nodes[loss->in[0]].shape.d[1] : 0)};
+    LLVMValueRef init = LLVMConstStructInContext(c->ctx, f, (unsigned)(sizeof f / sizeof f[0]), 0);
+    char buf[160];
+    snprintf(buf, sizeof buf, "%s__train", c->px);
+    LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init), buf);
+    LLVMSetInitializer(gv, init);
+    LLVMSetGlobalConstant(gv, 1);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    free(ins);
+    return gv;
+}
+
 static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValueRef prepare, const pn_cg_options *opt,
-                     const char *target) {
+                     const char *target, LLVMValueRef train) {
     const pn_graph *g = c->g;
     const pn_plan *p = &g->plan;
     int nn = g->nnodes;
@@ -464,12 +500,12 @@ static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValue
         LLVMSetAlignment(embedded, 64);
     }
     LLVMValueRef f[] = {
-        cg_i64(c, 4), str(c, g->name), cg_i64(c, nin), cg_i64(c, g->noutputs), cg_i64(c, np), cg_i64(c, nl),
+        cg_i64(c, 5), str(c, g->name), cg_i64(c, nin), cg_i64(c, g->noutputs), cg_i64(c, np), cg_i64(c, nl),
         const_array(c, tensor_type(c), ins, nin, ".inputs"), const_array(c, tensor_type(c), outs, g->noutputs, ".outputs"),
         const_array(c, tensor_type(c), prm, np, ".params"), const_array(c, layer_t, lay, nl, ".layers"),
         cg_i64(c, p->param_floats), cg_i64(c, c->prepared_floats), embedded, cg_i64(c, p->arena_sample_bytes),
         cg_i64(c, p->arena_fixed_bytes), cg_i64(c, p->chunk), cg_i64(c, c->scratch_bytes), forward, stages, prepare, cg_i64(c, g->nstages),
-        cg_i64(c, g->replicas), cg_i64(c, g->microbatches), cg_i64(c, g->schedule), str(c, target)};
+        cg_i64(c, g->replicas), cg_i64(c, g->microbatches), cg_i64(c, g->schedule), str(c, target), train};
     int nf = (int)(sizeof f / sizeof f[0]);
     LLVMValueRef init = LLVMConstStructInContext(c->ctx, f, (unsigned)nf, 0);
     snprintf(buf, sizeof buf, "%s__desc", c->px);
@@ -644,7 +680,15 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c, char *err, s
     LLVMValueRef stages;
     LLVMValueRef forward = gen_forward(c, &stages);
     LLVMValueRef prepare = gen_prepare(c);
-    gen_desc(c, forward, stages, prepare, opt, target_desc);
+    pn_train_fns fns = {0};
+    LLVMValueRef segs;
+    if (!cg_gen_training(c, &segs, &fns, err, errlen)) {
+        LLVMDisposeMessage(triple);
+        free(cpu);
+        free(features);
+        return false;
+    }
+    gen_desc(c, forward, stages, prepare, opt, target_desc, gen_train_desc(c, &fns));
     gen_api(c);
     if (opt->emit_main) gen_main(c);
     LLVMDisposeMessage(triple);

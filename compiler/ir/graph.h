@@ -143,6 +143,26 @@ typedef struct pn_plan {
     int64_t chunk;
 } pn_plan;
 
+/* Facts the training pass attaches to a graph (passes/plan_train.c), indexed by node. A training
+ * step runs over chunks of `chunk` samples; per sample, the training arena holds every value the
+ * step computes (kept for the backward pass) and every gradient. */
+typedef struct pn_tplan {
+    bool present;
+    bool *live;           /* computed in a training step: the loss and what it needs */
+    bool *grad;           /* carries a gradient: reaches the loss and depends on a trained parameter */
+    int *act;             /* the node whose storage holds this value (a view's source), or -1 */
+    int *gbuf;            /* the node whose gradient buffer receives this node's gradient, or -1 */
+    int64_t *act_off;     /* bytes per sample into the training arena, or -1 */
+    int64_t *grad_off;    /* bytes per sample into the training arena, or -1 */
+    int64_t *stat_off;    /* floats into a chunk's statistics (batchnorm partials: 4 per channel), or -1 */
+    int64_t *global_off;  /* floats into the step's global area (batchnorm statistics, dense W^T), or -1 */
+    int64_t sample_bytes; /* training arena bytes per sample */
+    int64_t stat_floats;  /* statistics per chunk: [0] loss sum, [1] correct count, then partials */
+    int64_t global_floats;
+    int64_t chunk;        /* samples per chunk: the unit of the fixed gradient reduction */
+    int loss;             /* the loss node */
+} pn_tplan;
+
 typedef struct pn_graph {
     pn_arena arena;
     const char *name;
@@ -157,6 +177,7 @@ typedef struct pn_graph {
     bool has_pipeline;
     pn_train train;
     pn_plan plan; /* filled by the inference passes; zero until then */
+    pn_tplan tplan; /* filled by pass_plan_train when the network has a train block */
 } pn_graph;
 
 pn_graph *pn_graph_new(const char *name);

@@ -8,6 +8,7 @@ void pass_fold_batchnorm(pn_graph *g); /* batchnorm after conv2d/dense: folded i
 void pass_fuse(pn_graph *g);         /* fuse_next/fused: elementwise chains into their producer */
 void pass_plan_params(pn_graph *g);  /* param_offset, param_floats: one parameter buffer */
 void pass_plan_memory(pn_graph *g);  /* mem, arena sizes, chunk: one activation arena by liveness */
+void pass_plan_train(pn_graph *g);   /* tplan: what a training step computes and keeps, gradients */
 
 typedef struct pn_pass {
     const char *name;

@@ -7,5 +7,6 @@ const pn_pass pn_passes[] = {
     {"fuse", pass_fuse},
     {"plan_params", pass_plan_params},
     {"plan_memory", pass_plan_memory},
+    {"plan_train", pass_plan_train},
 };
 const int pn_npasses = (int)(sizeof pn_passes / sizeof pn_passes[0]);

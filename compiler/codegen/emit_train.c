@@ -1,0 +1,327 @@
+/* The training step of a network with a train block: the segment functions that run a chunk's
+ * forward (training mode), loss and backward kernels, the syncs between segments (batchnorm's
+ * batch statistics), the prep and update functions, the evaluation forward, and the training
+ * descriptor libpnetrt reads (pnetrt_train_desc). Kernels see the graph without fusion. */
+#include "train.h"
+#include "../support/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { ST_INFER, ST_TRAIN, ST_BREAK } step_kind;
+
+typedef struct tstep {
+    step_kind kind;
+    int node;
+    LLVMValueRef fn;   /* the kernel; for ST_BREAK, the sync that follows the segment */
+    bool grad_out;     /* ST_TRAIN: ctx holds gradients (a backward step) */
+} tstep;
+
+typedef struct tlist {
+    tstep *s;
+    int n, cap;
+} tlist;
+
+static void push(tlist *l, step_kind k, int node, LLVMValueRef fn) {
+    if (!fn && k != ST_BREAK) return;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 32;
+        l->s = realloc(l->s, sizeof(tstep) * (size_t)l->cap);
+    }
+    l->s[l->n++] = (tstep){k, node, fn, false};
+}
+
+/* What the segment function knows while it is built. */
+typedef struct tenv {
+    LLVMValueRef call, arena, cap, sl, s0, n, scratch, ith, nth, ctx, chunk;
+    int *input_index;
+} tenv;
+
+static LLVMValueRef I(cg *c, int64_t v) { return cg_i64(c, v); }
+
+static LLVMValueRef field(cg *c, LLVMValueRef call, int k, LLVMTypeRef t) {
+    LLVMValueRef idx = I(c, k);
+    return LLVMBuildLoad2(c->b, t, LLVMBuildInBoundsGEP2(c->b, c->i64, call, &idx, 1, ""), "");
+}
+
+static LLVMValueRef byte_gep(cg *c, LLVMValueRef p, LLVMValueRef off) {
+    return LLVMBuildInBoundsGEP2(c->b, c->i8, p, &off, 1, "");
+}
+
+static LLVMValueRef const_global(cg *c, int i) {
+    char name[96];
+    snprintf(name, sizeof name, "%s__tc%d", c->px, i);
+    LLVMValueRef gv = LLVMGetNamedGlobal(c->mod, name);
+    if (!gv) {
+        gv = LLVMAddGlobal(c->mod, c->f32, name);
+        LLVMSetInitializer(gv, cg_f32(c, c->g->nodes[i].fa[PN_FA_VALUE]));
+        LLVMSetGlobalConstant(gv, 1);
+        LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    }
+    return gv;
+}
+
+/* Pointer to node i's value (or gradient) at the chunk's first sample. */
+static LLVMValueRef tptr(cg *c, tenv *e, int i, bool grad) {
+    const pn_tplan *t = &c->g->tplan;
+    int a = grad ? t->gbuf[i] : t->act[i];
+    PN_ASSERT(a >= 0);
+    const pn_node *nd = &c->g->nodes[a];
+    LLVMValueRef bytes = LLVMBuildMul(c->b, I(c, pn_shape_sample_elems(&nd->shape) * 4), e->sl, "");
+    if (!grad && nd->op == PN_OP_CONST) return const_global(c, a);
+    if (!grad && nd->op == PN_OP_INPUT) {
+        LLVMValueRef ins = field(c, e->call, TC_INPUTS, c->ptr);
+        LLVMValueRef idx = I(c, e->input_index[a]);
+        LLVMValueRef base = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildInBoundsGEP2(c->b, c->ptr, ins, &idx, 1, ""), "");
+        return byte_gep(c, base, LLVMBuildMul(c->b, I(c, pn_shape_sample_elems(&nd->shape) * 4), e->s0, ""));
+    }
+    int64_t off = grad ? t->grad_off[a] : t->act_off[a];
+    PN_ASSERT(off >= 0);
+    return byte_gep(c, e->arena, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, I(c, off), e->cap, ""), bytes, ""));
+}
+
+static void set_ctx(cg *c, tenv *e, int k, LLVMValueRef v) {
+    LLVMValueRef idx = I(c, k);
+    LLVMBuildStore(c->b, v, LLVMBuildInBoundsGEP2(c->b, c->i64, e->ctx, &idx, 1, ""));
+}
+
+static LLVMValueRef fptr(cg *c, LLVMValueRef base, LLVMValueRef floats) { return cg_gep(c, base, floats); }
+
+static void call_step(cg *c, tenv *e, const tstep *st) {
+    const pn_graph *g = c->g;
+    const pn_tplan *t = &g->tplan;
+    const pn_node *nd = &g->nodes[st->node];
+    int64_t poff = g->plan.param_offset[st->node] >= 0 ? g->plan.param_offset[st->node] : 0;
+    LLVMValueRef params = fptr(c, field(c, e->call, TC_PARAMS, c->ptr), I(c, poff));
+    if (st->kind == ST_INFER) {
+        LLVMValueRef a[70];
+        int na = 0;
+        a[na++] = tptr(c, e, st->node, false);
+        for (int k = 0; k < nd->ninputs; k++) a[na++] = tptr(c, e, nd->in[k], false);
+        a[na++] = params;
+        a[na++] = e->scratch;
+        a[na++] = e->n;
+        a[na++] = e->ith;
+        a[na++] = e->nth;
+        LLVMBuildCall2(c->b, LLVMGlobalGetValueType(st->fn), st->fn, a, (unsigned)na, "");
+        return;
+    }
+    LLVMValueRef nullp = LLVMConstNull(c->ptr);
+    bool has_act = t->act[st->node] >= 0 && (t->act_off[t->act[st->node]] >= 0 || nd->op == PN_OP_INPUT);
+    set_ctx(c, e, TK_Y, has_act ? tptr(c, e, st->node, false) : nullp);
+    set_ctx(c, e, TK_DY, t->gbuf[st->node] >= 0 ? tptr(c, e, st->node, true) : nullp);
+    for (int k = 0; k < nd->ninputs && k < TK_MAX_INPUTS; k++) {
+        set_ctx(c, e, TK_X + k, tptr(c, e, nd->in[k], false));
+        set_ctx(c, e, TK_DX + k, t->gbuf[nd->in[k]] >= 0 && cg_grad_edge(g, st->node, k) ? tptr(c, e, nd->in[k], true) : nullp);
+    }
+    set_ctx(c, e, TK_PARAMS, params);
+    LLVMValueRef slot = LLVMBuildMul(c->b, e->chunk, I(c, g->plan.param_floats), "");
+    set_ctx(c, e, TK_GPARAMS, fptr(c, field(c, e->call, TC_SLOTS, c->ptr), LLVMBuildAdd(c->b, slot, I(c, poff), "")));
+    set_ctx(c, e, TK_STATS, fptr(c, field(c, e->call, TC_STATS, c->ptr), LLVMBuildMul(c->b, e->chunk, I(c, t->stat_floats), "")));
+    set_ctx(c, e, TK_GLOBAL, field(c, e->call, TC_GLOBAL, c->ptr));
+    set_ctx(c, e, TK_SCRATCH, e->scratch);
+    set_ctx(c, e, TK_S0, e->s0);
+    set_ctx(c, e, TK_NTOTAL, field(c, e->call, TC_BATCH, c->i64));
+    set_ctx(c, e, TK_SEED, field(c, e->call, TC_SEED, c->i64));
+    set_ctx(c, e, TK_STEP, field(c, e->call, TC_STEP, c->i64));
+    LLVMValueRef a[4] = {e->ctx, e->n, e->ith, e->nth};
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(st->fn), st->fn, a, 4, "");
+}
+
+/* void px__seg<k>(call, chunk, arena, cap, base, scratch, ith, nth): steps [from, to) on one chunk;
+ * the arena holds `cap` samples starting at sample `base`. */
+static LLVMValueRef emit_seg(cg *c, const tstep *steps, int from, int to, const char *name, int *input_index) {
+    LLVMTypeRef args[8] = {c->ptr, c->i64, c->ptr, c->i64, c->i64, c->ptr, c->i64, c->i64};
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->vd, args, 8, 0));
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    c->fn = fn;
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    tenv e = {0};
+    e.input_index = input_index;
+    e.call = LLVMGetParam(fn, 0);
+    e.chunk = LLVMGetParam(fn, 1);
+    e.arena = LLVMGetParam(fn, 2);
+    e.cap = LLVMGetParam(fn, 3);
+    e.scratch = LLVMGetParam(fn, 5);
+    e.ith = LLVMGetParam(fn, 6);
+    e.nth = LLVMGetParam(fn, 7);
+    e.ctx = LLVMBuildArrayAlloca(c->b, c->i64, I(c, TK_COUNT), "ctx");
+    e.s0 = LLVMBuildMul(c->b, e.chunk, I(c, c->g->tplan.chunk), "s0");
+    e.n = cg_smin(c, I(c, c->g->tplan.chunk), LLVMBuildSub(c->b, field(c, e.call, TC_BATCH, c->i64), e.s0, ""));
+    e.sl = LLVMBuildSub(c->b, e.s0, LLVMGetParam(fn, 4), "sl");
+    LLVMValueRef barrier = LLVMGetNamedFunction(c->mod, "pnetrt_barrier");
+    if (!barrier) barrier = LLVMAddFunction(c->mod, "pnetrt_barrier", LLVMFunctionType(c->vd, NULL, 0, 0));
+    for (int k = from; k < to; k++) {
+        if (k > from) LLVMBuildCall2(c->b, LLVMFunctionType(c->vd, NULL, 0, 0), barrier, NULL, 0, "");
+        call_step(c, &e, &steps[k]);
+    }
+    LLVMBuildRetVoid(c->b);
+    return fn;
+}
+
+static LLVMValueRef infer_kernel(cg *c, int i) {
+    const pn_node *nd = &c->g->nodes[i];
+    switch (nd->op) {
+    case PN_OP_CONV2D: return cg_gen_conv2d(c, i);
+    case PN_OP_MATMUL: return cg_gen_matmul(c, i);
+    case PN_OP_MAXPOOL2D:
+    case PN_OP_AVGPOOL2D: return cg_gen_pool(c, i);
+    case PN_OP_GLOBAL_AVGPOOL: return cg_gen_global_avgpool(c, i);
+    case PN_OP_RELU:
+    case PN_OP_LEAKY_RELU:
+    case PN_OP_SIGMOID:
+    case PN_OP_TANH:
+    case PN_OP_GELU: return cg_gen_eltwise(c, i);
+    case PN_OP_ADD:
+    case PN_OP_SUB:
+    case PN_OP_MUL: return cg_gen_binary(c, i);
+    case PN_OP_SOFTMAX:
+    case PN_OP_LOG_SOFTMAX: return cg_gen_softmax(c, i);
+    case PN_OP_LAYERNORM: return cg_gen_layernorm(c, i);
+    case PN_OP_BATCHNORM: return cg_gen_batchnorm(c, i);
+    case PN_OP_TRANSPOSE: return cg_gen_transpose(c, i);
+    case PN_OP_CONCAT: return cg_gen_concat(c, i);
+    case PN_OP_EMBEDDING: return cg_gen_embedding(c, i);
+    case PN_OP_DROPOUT: return cg_gen_copy(c, i);
+    default: return NULL;
+    }
+}
+
+static LLVMValueRef fn_array(cg *c, LLVMValueRef *fs, int n, const char *suffix) {
+    char name[160];
+    snprintf(name, sizeof name, "%s__%s", c->px, suffix);
+    LLVMValueRef init = LLVMConstArray2(c->ptr, fs, (uint64_t)n);
+    LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);
+    LLVMSetInitializer(gv, init);
+    LLVMSetGlobalConstant(gv, 1);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    return gv;
+}
+
+static bool is_view(pn_op op) { return op == PN_OP_RESHAPE || op == PN_OP_FLATTEN; }
+
+bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, size_t errlen) {
+    const pn_graph *orig = c->g;
+    *out = NULL;
+    if (!orig->tplan.present) return true;
+    /* The graph as the training kernels see it: nothing fused or folded. */
+    pn_graph tg = *orig;
+    int n = orig->nnodes;
+    tg.plan.fuse_next = malloc(sizeof(int) * (size_t)(n ? n : 1));
+    tg.plan.fused = calloc((size_t)(n ? n : 1), sizeof(bool));
+    for (int i = 0; i < n; i++) tg.plan.fuse_next[i] = -1;
+    c->g = &tg;
+    const pn_tplan *t = &tg.tplan;
+    int *input_index = calloc((size_t)(n ? n : 1), sizeof(int));
+    int nin = 0;
+    for (int i = 0; i < n; i++)
+        if (tg.nodes[i].op == PN_OP_INPUT && !(tg.nodes[i].flags & PN_NODE_TRAIN)) input_index[i] = nin++;
+    for (int i = 0; i < n; i++)
+        if (tg.nodes[i].op == PN_OP_INPUT && (tg.nodes[i].flags & PN_NODE_TRAIN)) input_index[i] = nin++;
+    bool ok = true;
+    for (int i = 0; i < n && ok; i++) {
+        const pn_node *nd = &tg.nodes[i];
+        if (!t->live[i] || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST) continue;
+        if (i != t->loss && !pn_shape_batched(&nd->shape)) {
+            snprintf(err, errlen, "training: '%s' has no batch axis; every value a loss needs must have one", nd->name);
+            ok = false;
+        }
+        if (nd->ninputs > TK_MAX_INPUTS) {
+            snprintf(err, errlen, "training: '%s' has more than %d inputs", nd->name, TK_MAX_INPUTS);
+            ok = false;
+        }
+    }
+    tlist steps = {0}, eval = {0};
+    bool *written = calloc((size_t)(n ? n : 1), sizeof(bool));
+    /* Forward, training mode. */
+    for (int i = 0; i < n && ok; i++) {
+        const pn_node *nd = &tg.nodes[i];
+        if (!t->live[i] || i == t->loss || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST || is_view(nd->op)) continue;
+        if (nd->op == PN_OP_BATCHNORM) {
+            push(&steps, ST_TRAIN, i, cg_gen_bn_stats(c, i));
+            push(&steps, ST_BREAK, i, cg_gen_bn_sync(c, i, false));
+            push(&steps, ST_TRAIN, i, cg_gen_bn_norm(c, i));
+        } else if (nd->op == PN_OP_DROPOUT) {
+            push(&steps, ST_TRAIN, i, cg_gen_dropout_train(c, i));
+        } else if (nd->op == PN_OP_DENSE) {
+            push(&steps, ST_TRAIN, i, cg_gen_dense_train(c, i));
+        } else {
+            push(&steps, ST_INFER, i, infer_kernel(c, i));
+        }
+    }
+    /* The loss and its gradient, then the backward pass in reverse order. */
+    const pn_node *ln = &tg.nodes[t->loss];
+    if (ok) {
+        int pred = t->gbuf[ln->in[0]];
+        bool acc = pred >= 0 && written[pred];
+        if (pred >= 0) written[pred] = true;
+        push(&steps, ST_TRAIN, t->loss, cg_gen_loss(c, t->loss, true, acc));
+    }
+    for (int i = n - 1; i >= 0 && ok; i--) {
+        const pn_node *nd = &tg.nodes[i];
+        if (!t->grad[i] || i == t->loss || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST || is_view(nd->op)) continue;
+        bool acc[TK_MAX_INPUTS] = {0};
+        for (int k = 0; k < nd->ninputs && k < TK_MAX_INPUTS; k++) {
+            if (!cg_grad_edge(&tg, i, k)) continue;
+            int b = t->gbuf[nd->in[k]];
+            acc[k] = written[b];
+            written[b] = true;
+        }
+        if (nd->op == PN_OP_BATCHNORM) {
+            push(&steps, ST_TRAIN, i, cg_gen_bn_bsum(c, i));
+            push(&steps, ST_BREAK, i, cg_gen_bn_sync(c, i, true));
+            if (cg_grad_edge(&tg, i, 0)) push(&steps, ST_TRAIN, i, cg_gen_bn_bdx(c, i, acc[0]));
+            continue;
+        }
+        LLVMValueRef f = cg_gen_backward(c, i, acc);
+        if (!f && c->train_err[0]) {
+            snprintf(err, errlen, "%s", c->train_err);
+            ok = false;
+        }
+        push(&steps, ST_TRAIN, i, f);
+    }
+    /* Evaluation: the inference-mode forward over the same layout, then the loss alone. */
+    for (int i = 0; i < n && ok; i++) {
+        const pn_node *nd = &tg.nodes[i];
+        if (!t->live[i] || i == t->loss || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST || is_view(nd->op)) continue;
+        if (nd->op == PN_OP_DENSE) push(&eval, ST_TRAIN, i, cg_gen_dense_train(c, i));
+        else push(&eval, ST_INFER, i, infer_kernel(c, i));
+    }
+    if (ok) push(&eval, ST_TRAIN, t->loss, cg_gen_loss(c, t->loss, false, false));
+    if (ok) {
+        fns->prep = cg_gen_prep(c);
+        fns->update = cg_gen_update(c);
+        /* Segments: split at every sync. */
+        int nseg = 1;
+        for (int k = 0; k < steps.n; k++) nseg += steps.s[k].kind == ST_BREAK;
+        LLVMValueRef *segs = calloc((size_t)nseg, sizeof *segs), *syncs = calloc((size_t)nseg, sizeof *syncs);
+        for (int k = 0; k < nseg; k++) syncs[k] = LLVMConstNull(c->ptr);
+        int from = 0, s = 0;
+        char name[160];
+        for (int k = 0; k <= steps.n; k++) {
+            if (k < steps.n && steps.s[k].kind != ST_BREAK) continue;
+            snprintf(name, sizeof name, "%s__seg%d", c->px, s);
+            segs[s] = emit_seg(c, steps.s, from, k, name, input_index);
+            if (k < steps.n) syncs[s] = steps.s[k].fn;
+            s++;
+            from = k + 1;
+        }
+        snprintf(name, sizeof name, "%s__evalseg", c->px);
+        fns->eval = emit_seg(c, eval.s, 0, eval.n, name, input_index);
+        fns->nseg = nseg;
+        fns->segs = fn_array(c, segs, nseg, "segs");
+        fns->syncs = fn_array(c, syncs, nseg > 1 ? nseg - 1 : 1, "syncs");
+        free(segs);
+        free(syncs);
+        *out = fns->segs;
+    }
+    free(steps.s);
+    free(eval.s);
+    free(written);
+    free(input_index);
+    free(tg.plan.fuse_next);
+    free(tg.plan.fused);
+    c->g = orig;
+    return ok;
+}

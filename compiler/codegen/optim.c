@@ -1,0 +1,105 @@
+/* The update of a training step: px__update(call, ith, nth). For every trained parameter tensor,
+ * threads take a share of its elements; each element's gradient is the fixed tree over the
+ * chunks' slots (train.h), then the optimizer (sgd with momentum, weight decay and Nesterov, or
+ * adam with decoupled weight decay, as torch.optim.SGD and torch.optim.AdamW compute them). */
+#include "train.h"
+
+static LLVMValueRef I(cg *c, int64_t v) { return cg_i64(c, v); }
+static LLVMValueRef F(cg *c, double v) { return cg_f32(c, v); }
+
+typedef struct slot_tree {
+    LLVMValueRef slots, lo, hi;
+    int64_t stride, off;
+} slot_tree;
+
+static void add_slots(cg *c, LLVMValueRef i, LLVMValueRef j, LLVMValueRef s, void *arg) {
+    slot_tree *t = arg;
+    (void)s;
+    LLVMValueRef a = cg_gep(c, t->slots, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, i, I(c, t->stride), ""), I(c, t->off), ""));
+    LLVMValueRef b = cg_gep(c, t->slots, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, j, I(c, t->stride), ""), I(c, t->off), ""));
+    cg_loop e;
+    cg_loop_begin(c, &e, t->lo, t->hi, "e");
+    cg_store(c, cg_fadd(c, cg_load(c, a, e.iv), cg_load(c, b, e.iv), false), a, e.iv);
+    cg_loop_end(c, &e);
+}
+
+LLVMValueRef cg_gen_update(cg *c) {
+    const pn_graph *g = c->g;
+    const pn_train *tr = &g->train;
+    cg_step_begin(c, "update");
+    LLVMValueRef params = cg_tcp(c, TC_PARAMS), slots = cg_tcp(c, TC_SLOTS), opt = cg_tcp(c, TC_OPT);
+    LLVMValueRef nch = cg_tci(c, TC_NCHUNKS);
+    LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntEQ, cg_tci(c, TC_STEP), I(c, 1), "");
+    LLVMValueRef lr = cg_tcf(c, TC_LR), step_size = cg_tcf(c, TC_ADAM_STEP), bc2 = cg_tcf(c, TC_ADAM_BC2);
+    LLVMValueRef decay = cg_fsub(c, F(c, 1.0), cg_fmul(c, lr, F(c, tr->weight_decay), false));
+    int64_t P = g->plan.param_floats;
+    for (int i = 0; i < g->nnodes; i++) {
+        const pn_node *nd = &g->nodes[i];
+        if (!nd->nparams || !g->tplan.grad[i]) continue;
+        int64_t off = g->plan.param_offset[i];
+        for (int k = 0; k < nd->nparams; k++) {
+            int64_t cnt = pn_shape_sample_elems(&nd->params[k].shape);
+            if (nd->params[k].trainable) {
+                LLVMValueRef lo, hi;
+                cg_split(c, I(c, cnt), &lo, &hi);
+                slot_tree t = {slots, lo, hi, P, off};
+                cg_tree(c, nch, add_slots, &t);
+                LLVMValueRef gp = cg_gep(c, slots, I(c, off)), w = cg_gep(c, params, I(c, off));
+                LLVMValueRef m = cg_gep(c, opt, I(c, off)), v = cg_gep(c, opt, I(c, P + off));
+                cg_loop e;
+                cg_loop_begin(c, &e, lo, hi, "e");
+                LLVMValueRef gv = cg_load(c, gp, e.iv), wv = cg_load(c, w, e.iv);
+                if (tr->opt == PN_OPT_SGD) {
+                    if (tr->weight_decay != 0) gv = cg_fma(c, wv, F(c, tr->weight_decay), gv);
+                    if (tr->momentum != 0) {
+                        LLVMValueRef buf = cg_fma(c, cg_load(c, m, e.iv), F(c, tr->momentum), gv);
+                        buf = cg_select(c, first, gv, buf);
+                        cg_store(c, buf, m, e.iv);
+                        gv = tr->nesterov ? cg_fma(c, buf, F(c, tr->momentum), gv) : buf;
+                    }
+                    wv = cg_fma(c, gv, LLVMBuildFNeg(c->b, lr, ""), wv);
+                } else {
+                    if (tr->weight_decay != 0) wv = cg_fmul(c, wv, decay, false);
+                    LLVMValueRef mv = cg_fma(c, gv, F(c, 1.0 - tr->beta1), cg_fmul(c, cg_load(c, m, e.iv), F(c, tr->beta1), false));
+                    LLVMValueRef vv = cg_fma(c, cg_fmul(c, gv, gv, false), F(c, 1.0 - tr->beta2),
+                                             cg_fmul(c, cg_load(c, v, e.iv), F(c, tr->beta2), false));
+                    cg_store(c, mv, m, e.iv);
+                    cg_store(c, vv, v, e.iv);
+                    LLVMValueRef den = cg_fadd(c, cg_fdiv(c, cg_call1(c, "llvm.sqrt", vv), bc2), F(c, tr->eps), false);
+                    wv = cg_fma(c, cg_fdiv(c, mv, den), LLVMBuildFNeg(c->b, step_size, ""), wv);
+                }
+                cg_store(c, wv, w, e.iv);
+                cg_loop_end(c, &e);
+            }
+            off += (cnt + 15) / 16 * 16;
+        }
+    }
+    LLVMBuildRetVoid(c->b);
+    return c->fn;
+}
+
+/* px__prep(call, ith, nth): at the start of a step, each dense layer's W [U, K] transposed into the
+ * global area as W^T [K, U], the B operand of the forward GEMM. Split over k. */
+LLVMValueRef cg_gen_prep(cg *c) {
+    const pn_graph *g = c->g;
+    cg_step_begin(c, "prep");
+    LLVMValueRef params = cg_tcp(c, TC_PARAMS), global = cg_tcp(c, TC_GLOBAL);
+    for (int i = 0; i < g->nnodes; i++) {
+        const pn_node *nd = &g->nodes[i];
+        if (!g->tplan.live[i] || nd->op != PN_OP_DENSE) continue;
+        int64_t U = nd->params[0].shape.d[0], K = nd->params[0].shape.d[1];
+        LLVMValueRef w = cg_gep(c, params, I(c, g->plan.param_offset[i])), wt = cg_gep(c, global, I(c, g->tplan.global_off[i]));
+        LLVMValueRef lo, hi;
+        cg_split(c, I(c, K), &lo, &hi);
+        cg_loop k;
+        cg_loop_begin(c, &k, lo, hi, "k");
+        cg_loop u;
+        cg_loop_begin(c, &u, I(c, 0), I(c, U), "u");
+        cg_store(c, cg_load(c, w, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, u.iv, I(c, K), ""), k.iv, "")), wt,
+                 LLVMBuildAdd(c->b, LLVMBuildMul(c->b, k.iv, I(c, U), ""), u.iv, ""));
+        cg_loop_end(c, &u);
+        cg_loop_end(c, &k);
+    }
+    LLVMBuildRetVoid(c->b);
+    return c->fn;
+}

@@ -1,0 +1,79 @@
+/* The training side of the code generator: the layout of a training kernel's context and the
+ * generators of the training kernels (compiler/codegen/grad.c, optim.c) and of the step
+ * functions libpnetrt calls (emit_train.c). */
+#ifndef PN_CG_TRAIN_H
+#define PN_CG_TRAIN_H
+#include "cg.h"
+
+/* A training kernel is px__t<node>_<what>(const void **ctx, int64_t n, int64_t ith, int64_t nth):
+ * n samples of one chunk, split over nth threads. ctx holds 8-byte slots: */
+enum {
+    TK_Y = 0,         /* the node's value */
+    TK_DY = 1,        /* its gradient */
+    TK_X = 2,         /* the inputs' values, TK_MAX_INPUTS slots */
+    TK_DX = 18,       /* the inputs' gradient buffers (unused when an input takes none) */
+    TK_PARAMS = 34,   /* the node's parameters */
+    TK_GPARAMS = 35,  /* the node's parameter gradients in this chunk's slot */
+    TK_STATS = 36,    /* this chunk's statistics (floats) */
+    TK_GLOBAL = 37,   /* the step's global statistics */
+    TK_SCRATCH = 38,  /* this thread's scratch */
+    TK_S0 = 39,       /* index of the chunk's first sample in the batch */
+    TK_NTOTAL = 40,   /* samples in the whole batch */
+    TK_SEED = 41,
+    TK_STEP = 42,
+    TK_COUNT = 43,
+    TK_MAX_INPUTS = 16,
+};
+
+/* The step call (pnetrt_train_call in runtime/pnetrt_abi.h), 8-byte fields. */
+enum {
+    TC_INPUTS = 0, TC_PARAMS, TC_SLOTS, TC_STATS, TC_GLOBAL, TC_OPT, TC_BATCH, TC_NCHUNKS, TC_STEP, TC_SEED,
+    TC_LR, TC_ADAM_STEP, TC_ADAM_BC2, TC_COUNT
+};
+
+/* Input k of node carries a gradient back. */
+bool cg_grad_edge(const pn_graph *g, int node, int k);
+/* The backward kernel of node: reads y, dy and the inputs; writes (acc[k]: adds to) the inputs'
+ * gradients and its parameter gradients. NULL when the node needs none. */
+LLVMValueRef cg_gen_backward(cg *c, int node, const bool *acc);
+/* Training-mode forward pieces. */
+LLVMValueRef cg_gen_dropout_train(cg *c, int node);
+LLVMValueRef cg_gen_bn_stats(cg *c, int node);  /* chunk mean and M2 per channel */
+LLVMValueRef cg_gen_bn_norm(cg *c, int node);   /* normalise with the batch statistics */
+LLVMValueRef cg_gen_bn_bsum(cg *c, int node);   /* chunk sums of dy and dy*xhat; gamma/beta gradients */
+LLVMValueRef cg_gen_bn_bdx(cg *c, int node, bool acc);
+/* The loss: chunk loss sum and correct count into stats; with backward, the logits' gradient. */
+LLVMValueRef cg_gen_loss(cg *c, int node, bool backward, bool acc);
+/* Step-wide functions px__...(const int64_t *call, int64_t ith, int64_t nth). */
+LLVMValueRef cg_gen_bn_sync(cg *c, int node, bool backward);
+LLVMValueRef cg_gen_update(cg *c);
+LLVMValueRef cg_gen_prep(cg *c);
+/* The training forward of dense, over W^T made by the prep function. */
+LLVMValueRef cg_gen_dense_train(cg *c, int node);
+
+/* The functions of a training step (emit_train.c). */
+typedef struct pn_train_fns {
+    LLVMValueRef segs, syncs; /* constant arrays: nseg segment functions, nseg - 1 syncs */
+    LLVMValueRef prep, update, eval;
+    int nseg;
+} pn_train_fns;
+/* Builds them when the graph has a train block (else returns true with *segs NULL). */
+bool cg_gen_training(cg *c, LLVMValueRef *segs, pn_train_fns *fns, char *err, size_t errlen);
+
+/* Helpers shared by grad.c and optim.c. */
+typedef struct cg_if {
+    LLVMBasicBlockRef done;
+} cg_if;
+void cg_if_begin(cg *c, cg_if *f, LLVMValueRef cond);
+void cg_if_end(cg *c, cg_if *f);
+/* Starts px__<name>(const int64_t *call, int64_t ith, int64_t nth); fields via cg_tcp/tci/tcf. */
+void cg_step_begin(cg *c, const char *name);
+LLVMValueRef cg_tcp(cg *c, int field);
+LLVMValueRef cg_tci(cg *c, int field);
+LLVMValueRef cg_tcf(cg *c, int field); /* a double field, as float */
+/* The fixed reduction tree over nch chunks: for s = 1, 2, 4, ..., entry j = i + s is combined into
+ * entry i for every i that is a multiple of 2s (and j < nch). */
+typedef void (*cg_tree_fn)(cg *c, LLVMValueRef i, LLVMValueRef j, LLVMValueRef s, void *arg);
+void cg_tree(cg *c, LLVMValueRef nch, cg_tree_fn body, void *arg);
+
+#endif

@@ -1,0 +1,93 @@
+/* pass_plan_train: plans a training step when the network has a train block. The step computes
+ * the loss and everything it needs (tplan.live), keeps every value for the backward pass, and
+ * gives a gradient buffer to each value that reaches the loss and depends on a trained parameter
+ * (tplan.grad). Views (flatten, reshape) share their source's storage and gradient. Values are
+ * laid out per sample in one training arena; batchnorm gets per-chunk partial statistics and
+ * step-wide (global) statistics. */
+#include "passes.h"
+
+#include <string.h>
+
+/* Samples per chunk: each chunk's parameter gradient is summed in sample order, then the chunks'
+ * sums are combined by a fixed tree, so the result never depends on how the batch is split. */
+enum { TRAIN_CHUNK = 32 };
+
+static bool is_view(pn_op op) { return op == PN_OP_RESHAPE || op == PN_OP_FLATTEN; }
+
+/* Input k of n carries no gradient: embedding ids, labels, regression targets. */
+static bool no_grad_edge(const pn_node *n, int k) {
+    return (n->op == PN_OP_EMBEDDING && k == 0) || (n->op == PN_OP_CROSS_ENTROPY && k == 1) ||
+           (n->op == PN_OP_MSE && k == 1);
+}
+
+static void *zalloc(pn_graph *g, size_t bytes) {
+    void *p = pn_arena_alloc(&g->arena, bytes ? bytes : 1);
+    memset(p, 0, bytes ? bytes : 1);
+    return p;
+}
+
+void pass_plan_train(pn_graph *g) {
+    pn_tplan *t = &g->tplan;
+    int n = g->nnodes;
+    memset(t, 0, sizeof *t);
+    if (!g->train.present || g->train.loss < 0) return;
+    t->present = true;
+    t->loss = g->train.loss;
+    t->chunk = TRAIN_CHUNK;
+    t->live = zalloc(g, sizeof(bool) * (size_t)n);
+    t->grad = zalloc(g, sizeof(bool) * (size_t)n);
+    t->act = zalloc(g, sizeof(int) * (size_t)n);
+    t->gbuf = zalloc(g, sizeof(int) * (size_t)n);
+    t->act_off = zalloc(g, sizeof(int64_t) * (size_t)n);
+    t->grad_off = zalloc(g, sizeof(int64_t) * (size_t)n);
+    t->stat_off = zalloc(g, sizeof(int64_t) * (size_t)n);
+    t->global_off = zalloc(g, sizeof(int64_t) * (size_t)n);
+    bool *depends = zalloc(g, sizeof(bool) * (size_t)n);
+    t->live[t->loss] = true;
+    for (int i = n - 1; i >= 0; i--)
+        if (t->live[i])
+            for (int k = 0; k < g->nodes[i].ninputs; k++) t->live[g->nodes[i].in[k]] = true;
+    for (int i = 0; i < n; i++) {
+        const pn_node *nd = &g->nodes[i];
+        for (int k = 0; k < nd->nparams; k++) depends[i] |= nd->params[k].trainable;
+        for (int k = 0; k < nd->ninputs; k++) depends[i] |= !no_grad_edge(nd, k) && depends[nd->in[k]];
+        t->grad[i] = t->live[i] && depends[i];
+    }
+    int64_t off = 0;
+    for (int i = 0; i < n; i++) {
+        const pn_node *nd = &g->nodes[i];
+        t->act[i] = t->gbuf[i] = -1;
+        t->act_off[i] = t->grad_off[i] = t->stat_off[i] = t->global_off[i] = -1;
+        if (!t->live[i]) continue;
+        int64_t bytes = (pn_shape_sample_elems(&nd->shape) * 4 + 63) / 64 * 64;
+        t->act[i] = is_view(nd->op) ? t->act[nd->in[0]] : i;
+        if (nd->op != PN_OP_INPUT && nd->op != PN_OP_CONST && !(nd->flags & PN_NODE_TRAIN) && !is_view(nd->op)) {
+            t->act_off[i] = off;
+            off += bytes;
+        }
+        if (!t->grad[i] || i == t->loss) continue;
+        t->gbuf[i] = is_view(nd->op) ? t->gbuf[nd->in[0]] : i;
+        if (t->gbuf[i] == i) {
+            t->grad_off[i] = off;
+            off += bytes;
+        }
+    }
+    t->sample_bytes = off;
+    t->stat_floats = 2;
+    for (int i = 0; i < n; i++) {
+        if (!t->live[i] || g->nodes[i].op != PN_OP_BATCHNORM) continue;
+        int64_t C = g->nodes[i].shape.d[1];
+        t->stat_off[i] = t->stat_floats;
+        t->stat_floats += 4 * C; /* chunk mean, M2, sum dy, sum dy*xhat */
+        t->global_off[i] = t->global_floats;
+        t->global_floats += 4 * C;
+    }
+    /* Dense weights transposed at the start of each step, for the forward GEMM. */
+    for (int i = 0; i < n; i++) {
+        const pn_node *nd = &g->nodes[i];
+        if (!t->live[i] || nd->op != PN_OP_DENSE) continue;
+        t->global_off[i] = t->global_floats;
+        t->global_floats += (pn_shape_sample_elems(&nd->params[0].shape) + 15) / 16 * 16;
+    }
+    t->stat_floats = (t->stat_floats + 15) / 16 * 16;
+}

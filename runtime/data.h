@@ -1,0 +1,89 @@
+/* Training data loaders of libpnetrt: a CSV file, a .npy pair or an MNIST-style IDX pair, each optionally
+   gzip-compressed, read into one float matrix plus class ids or float targets. */
+#ifndef PNETRT_DATA_H
+#define PNETRT_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Example:
+ *
+ *     char err[256];
+ *     pnetrt_data d;
+ *     if (pnetrt_data_load("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 28 * 28,
+ *                          PNETRT_LABELS_CLASS, 10, 0, &d, err, sizeof err)) {
+ *         fprintf(stderr, "%s\n", err);
+ *         return 1;
+ *     }
+ *     for (int64_t i = 0; i < d.n; i++) use(d.x + i * d.features, d.labels[i]);
+ *     pnetrt_data_free(&d);
+ *
+ * Ownership: pnetrt_data_load fills a caller-owned pnetrt_data whose arrays it mallocs; pnetrt_data_free
+ * frees them. The paths and err stay the caller's.
+ *
+ * Formats. A gzip file (found by its magic bytes 1f 8b, whatever its name) is decompressed in memory first,
+ * up to 4 GiB. The format is then found from the content:
+ *   - .npy ("\x93NUMPY"): X holds float32, float64, int32, int64 or uint8 (converted to float as is, not
+ *     rescaled), with shape (n, ...) where the product of the trailing dims equals `features`. The labels .npy holds
+ *     int32, int64 or uint8 class ids of shape (n,) or (n, 1), or float32/float64 targets of shape (n, ...)
+ *     with target_elems values per sample.
+ *   - IDX (bytes 00 00 then type 08 = uint8 or 0D = float32, then the number of dims; big-endian dims):
+ *     uint8 images become floats divided by 255, float32 ones are kept as is. Labels: an idx1 uint8 file of
+ *     class ids, or a float32 IDX of targets. The two files of a pair may mix .npy and IDX.
+ *   - anything else is CSV: numeric, comma-separated, no header; each row holds `features` values then the
+ *     label: one integer column (class kind; "3.0" is accepted) or target_elems float columns (target kind).
+ *     Blank lines are skipped; CRLF line ends and a UTF-8 BOM are accepted. labels_path must be NULL.
+ * Every value must be finite, and class ids must lie in [0, classes).
+ *
+ * Errors: non-zero, with a one-line message in err (size errlen; err may be NULL): "PATH: problem",
+ * "PATH:LINE: problem" for CSV, or "PATH: record N: problem" for a bad value of sample N (counting from 0).
+ * Nothing aborts on bad input, and *out is left zeroed on failure.
+ */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pnetrt_data {
+    int64_t n;            /* samples */
+    int64_t features;     /* floats per sample */
+    float *x;             /* n * features, malloc'd */
+    int32_t *labels;      /* n class ids (kind PNETRT_LABELS_CLASS), else NULL */
+    float *targets;       /* n * target_elems floats (kind PNETRT_LABELS_TARGET), else NULL */
+    int64_t target_elems; /* 0 for kind PNETRT_LABELS_CLASS */
+} pnetrt_data;
+
+enum { PNETRT_LABELS_CLASS = 0, PNETRT_LABELS_TARGET = 1 };
+
+/* Loads a data set. data_path: CSV, .npy or IDX (see above). labels_path: NULL for CSV, required for .npy and
+   IDX. features: floats per sample the network expects (the product of the input's non-batch dims).
+   kind: PNETRT_LABELS_CLASS with `classes` (target_elems ignored), or PNETRT_LABELS_TARGET with
+   `target_elems` floats per sample (classes ignored). */
+int pnetrt_data_load(const char *data_path, const char *labels_path, int64_t features, int kind, int64_t classes,
+                     int64_t target_elems, pnetrt_data *out, char *err, size_t errlen);
+/* Frees the arrays and clears *d; safe on a zeroed struct. */
+void pnetrt_data_free(pnetrt_data *d);
+
+/* ---- internal: implemented in npy.c for data.c -------------------------------------------- */
+
+/* A .npy file parsed in place: data points into the caller's buffer, unconverted (little-endian). */
+typedef struct pnetrt_npy_view {
+    char descr[16]; /* as written, e.g. "<f8" or "|u1" */
+    char kind;      /* 'f', 'i', 'u' or 'b' */
+    int itemsize;   /* bytes per element */
+    int rank;
+    int64_t shape[8]; /* PNETRT_MAX_RANK */
+    const unsigned char *data;
+    size_t nbytes;
+} pnetrt_npy_view;
+
+/* Parses a whole .npy file (format 1.0, 2.0 or 3.0) held in buf[0..len): any little-endian or byte-order-free
+   bool, int, uint or float dtype in C order. Errors read "path: problem" like pnetrt_npy_read's. */
+int pnetrt_npy_parse(const void *buf, size_t len, const char *path, pnetrt_npy_view *out, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,461 @@
+/* Training in libpnetrt: runs the generated step functions (pnetrt_abi.h, pnetrt_train_desc) on
+ * the model's threads, keeps the optimizer state, and saves and loads checkpoints.
+ *
+ * A step splits the batch into chunks of train->chunk samples. Replica groups of threads take
+ * contiguous runs of chunks; within a group, each kernel is split over the group's threads.
+ * Chunk k's parameter gradients land in slot k, and the update sums the slots by a fixed tree,
+ * so the trained weights are bitwise identical for any number of threads and replicas. */
+#include "io.h"
+#include "rt.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pnetrt_trainer {
+    int64_t cap_batch;  /* samples the buffers hold */
+    float *slots, *stats, *global, *opt;
+    char *arena;        /* one segment at a time: groups * chunk samples; else cap_batch samples */
+    size_t arena_bytes;
+    char *scratch;
+    size_t scratch_bytes;
+    int64_t step;
+    uint64_t seed;
+    double lr;
+    int64_t last_correct;
+};
+
+static void *zalloc(size_t bytes) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+    memset(p, 0, bytes ? bytes : 64);
+    return p;
+}
+
+void pnetrt_trainer_free(pnetrt_trainer *t) {
+    if (!t) return;
+    free(t->slots);
+    free(t->stats);
+    free(t->global);
+    free(t->opt);
+    free(t->arena);
+    free(t->scratch);
+    free(t);
+}
+
+static int failf(pnetrt_model *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#include <stdarg.h>
+static int failf(pnetrt_model *m, const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return pnetrt_fail(m, buf);
+}
+
+static pnetrt_trainer *trainer(pnetrt_model *m) {
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    if (!d || !d->train) {
+        failf(m, "network '%s' has no train { } block", d ? d->name : "?");
+        return NULL;
+    }
+    pnetrt_trainer **slot = pnetrt_trainer_slot(m);
+    if (!*slot) {
+        pnetrt_trainer *t = calloc(1, sizeof *t);
+        if (!t) return NULL;
+        t->opt = zalloc((size_t)d->train->opt_floats * sizeof(float));
+        t->global = zalloc((size_t)d->train->global_floats * sizeof(float));
+        if (!t->opt || !t->global) {
+            pnetrt_trainer_free(t);
+            failf(m, "out of memory for the optimizer state");
+            return NULL;
+        }
+        t->lr = d->train->lr;
+        t->seed = (uint64_t)d->train->seed;
+        *slot = t;
+    }
+    return *slot;
+}
+
+/* Grows the per-batch buffers to hold `batch` samples on `groups` replica groups. */
+static int reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups, int threads) {
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    const pnetrt_train_desc *td = d->train;
+    int64_t C = td->chunk;
+    if (batch > t->cap_batch) {
+        int64_t nch = (batch + C - 1) / C;
+        free(t->slots);
+        free(t->stats);
+        t->slots = zalloc((size_t)nch * (size_t)d->param_floats * sizeof(float));
+        t->stats = zalloc((size_t)nch * (size_t)td->stat_floats * sizeof(float));
+        if (!t->slots || !t->stats) {
+            t->cap_batch = 0;
+            return failf(m, "out of memory for the gradients of a batch of %lld", (long long)batch);
+        }
+        t->cap_batch = batch;
+    }
+    /* Each group's chunk (one segment at a time, and evaluation), or the whole batch (several
+     * segments: values live across the syncs). */
+    size_t arena = (size_t)groups * (size_t)C * (size_t)td->sample_bytes;
+    if (td->nsegments > 1 && (size_t)t->cap_batch * (size_t)td->sample_bytes > arena)
+        arena = (size_t)t->cap_batch * (size_t)td->sample_bytes;
+    if (arena > t->arena_bytes) {
+        free(t->arena);
+        t->arena = zalloc(arena);
+        t->arena_bytes = t->arena ? arena : 0;
+        if (!t->arena) return failf(m, "out of memory for the training arena (%zu bytes)", arena);
+    }
+    size_t scratch = (size_t)threads * (size_t)d->scratch_bytes;
+    if (scratch > t->scratch_bytes || !t->scratch) {
+        free(t->scratch);
+        t->scratch = zalloc(scratch);
+        t->scratch_bytes = t->scratch ? scratch : 0;
+        if (!t->scratch) return failf(m, "out of memory for scratch");
+    }
+    return 0;
+}
+
+static int check_inputs(pnetrt_model *m, int64_t batch, const void *const *inputs) {
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    const pnetrt_train_desc *td = d->train;
+    if (batch < 1) return failf(m, "batch size %lld must be at least 1", (long long)batch);
+    if (!inputs) return failf(m, "no input buffers");
+    for (int64_t i = 0; i < d->ninputs + td->ntrain_inputs; i++) {
+        const pnetrt_tensor_desc *t = i < d->ninputs ? &d->inputs[i] : &td->train_inputs[i - d->ninputs];
+        if (!inputs[i]) return failf(m, "input '%s' is NULL", t->name);
+        int64_t n = pnetrt_sample_elems(t) * (t->shape[0] < 0 ? batch : 1);
+        const int32_t *v = inputs[i];
+        int64_t limit = i < d->ninputs ? t->limit : (td->loss == PNETRT_LOSS_CROSS_ENTROPY ? td->classes : 0);
+        if (t->dtype != 1 || !limit) continue;
+        for (int64_t k = 0; k < n; k++)
+            if (v[k] < 0 || v[k] >= limit)
+                return failf(m, "%s '%s' holds %d at sample %lld, outside [0, %lld)", i < d->ninputs ? "input" : "label",
+                             t->name, v[k], (long long)(k / pnetrt_sample_elems(t)), (long long)limit);
+    }
+    return 0;
+}
+
+/* The fixed tree over the chunks' values, as the generated update sums gradients. */
+static double tree_sum(const float *v, int64_t stride, int64_t n) {
+    if (n <= 0) return 0;
+    double *a = malloc(sizeof(double) * (size_t)n);
+    if (!a) return NAN;
+    for (int64_t i = 0; i < n; i++) a[i] = v[i * stride];
+    for (int64_t s = 1; s < n; s *= 2)
+        for (int64_t i = 0; i + s < n; i += 2 * s) a[i] += a[i + s];
+    double r = a[0];
+    free(a);
+    return r;
+}
+
+typedef struct run {
+    pnetrt_model *m;
+    pnetrt_trainer *t;
+    const pnetrt_train_call *call;
+    int64_t nch;
+    bool eval;
+} run;
+
+/* Thread t's part of a step: groups of threads own contiguous chunk runs. */
+static void run_thread(const run *r, int t, int nth, int groups, pnetrt_spin_barrier *bars, pnetrt_spin_barrier *all) {
+    const pnetrt_desc *d = pnetrt_model_desc(r->m);
+    const pnetrt_train_desc *td = d->train;
+    int64_t C = td->chunk;
+    int base = nth / groups, extra = nth % groups;
+    int g = t < extra * (base + 1) ? t / (base + 1) : extra + (t - extra * (base + 1)) / base;
+    int first = g < extra ? g * (base + 1) : extra * (base + 1) + (g - extra) * base;
+    int size = base + (g < extra);
+    int ith = t - first;
+    pnetrt_barrier_bind(&bars[g]);
+    int sense = 0;
+    char *scratch = r->t->scratch + (size_t)t * (size_t)d->scratch_bytes;
+    int64_t c0 = r->nch * g / groups, c1 = r->nch * (g + 1) / groups;
+    bool own = td->nsegments == 1 || r->eval;
+    char *arena = own ? r->t->arena + (size_t)g * (size_t)C * (size_t)td->sample_bytes : r->t->arena;
+    td->prep(r->call, t, nth);
+    pnetrt_barrier_wait(all, &sense);
+    int64_t nseg = r->eval ? 1 : td->nsegments;
+    for (int64_t k = 0; k < nseg; k++) {
+        pnetrt_segment_fn seg = r->eval ? td->eval : td->segments[k];
+        for (int64_t ch = c0; ch < c1; ch++) {
+            seg(r->call, ch, arena, own ? C : r->t->cap_batch, own ? ch * C : 0, scratch, ith, size);
+            pnetrt_barrier(); /* the group's arena is reused by its next chunk */
+        }
+        pnetrt_barrier_wait(all, &sense);
+        if (k + 1 < nseg) {
+            td->syncs[k](r->call, t, nth);
+            pnetrt_barrier_wait(all, &sense);
+        }
+    }
+    if (!r->eval) td->update(r->call, t, nth);
+    pnetrt_barrier_bind(NULL);
+}
+
+static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, bool eval, double *loss_sum,
+                    int64_t *correct) {
+    pnetrt_trainer *t = trainer(m);
+    if (!t) return 1;
+    if (check_inputs(m, batch, inputs)) return 1;
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    const pnetrt_train_desc *td = d->train;
+    int64_t nch = (batch + td->chunk - 1) / td->chunk;
+    int threads = pnetrt_threads(m);
+    if (threads < 1) threads = 1;
+    int groups = pnetrt_replicas_chosen(m);
+    if (groups < 1) groups = threads;
+    if (groups > threads) groups = threads;
+    if (groups > nch) groups = (int)nch;
+    if (groups > 256) groups = 256;
+    if (reserve(m, t, batch, groups, threads)) return 1;
+    float *params = pnetrt_params_mut(m);
+    if (!params) return failf(m, "out of memory");
+    if (!eval) t->step++;
+    double b1 = td->beta1, b2 = td->beta2, st = (double)t->step;
+    pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, t->opt, batch, nch, t->step, (int64_t)t->seed,
+                              t->lr, t->lr / (1 - pow(b1, st)), sqrt(1 - pow(b2, st))};
+    run r = {m, t, &call, nch, eval};
+    pnetrt_spin_barrier bars[256], all = {0, 0, threads};
+    for (int g = 0; g < groups; g++) {
+        int base = threads / groups, extra = threads % groups;
+        bars[g] = (pnetrt_spin_barrier){0, 0, base + (g < extra)};
+    }
+    if (threads == 1) {
+        run_thread(&r, 0, 1, 1, bars, &all);
+    } else {
+#pragma omp parallel num_threads(threads)
+        {
+            if (omp_get_num_threads() != threads) {
+                /* Fewer threads than asked: one thread does everything. */
+#pragma omp single
+                {
+                    pnetrt_spin_barrier one = {0, 0, 1}, alone = {0, 0, 1};
+                    run_thread(&r, 0, 1, 1, &one, &alone);
+                }
+            } else {
+                run_thread(&r, omp_get_thread_num(), threads, groups, bars, &all);
+            }
+        }
+    }
+    if (loss_sum) *loss_sum = tree_sum(t->stats, td->stat_floats, nch);
+    t->last_correct = (int64_t)llround(tree_sum(t->stats + 1, td->stat_floats, nch));
+    if (correct) *correct = t->last_correct;
+    return 0;
+}
+
+int pnetrt_train_step(pnetrt_model *m, int64_t batch, const void *const *inputs, float *loss) {
+    if (!m) return 1;
+    double sum;
+    if (run_step(m, batch, inputs, false, &sum, NULL)) return 1;
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    double denom = (double)batch;
+    if (d->train->loss == PNETRT_LOSS_MSE) denom *= (double)pnetrt_sample_elems(&d->train->train_inputs[0]);
+    if (loss) *loss = (float)(sum / denom);
+    return 0;
+}
+
+int pnetrt_eval(pnetrt_model *m, int64_t batch, const void *const *inputs, double *loss_sum, int64_t *correct) {
+    if (!m) return 1;
+    return run_step(m, batch, inputs, true, loss_sum, correct);
+}
+
+int pnetrt_set_lr(pnetrt_model *m, double lr) {
+    pnetrt_trainer *t = m ? trainer(m) : NULL;
+    if (!t) return 1;
+    if (!(lr >= 0) || !isfinite(lr)) return failf(m, "learning rate %g must be a finite non-negative number", lr);
+    t->lr = lr;
+    return 0;
+}
+
+double pnetrt_lr(const pnetrt_model *m) {
+    pnetrt_trainer *const *slot = pnetrt_trainer_slot((pnetrt_model *)m);
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    return *slot ? (*slot)->lr : d && d->train ? d->train->lr : 0;
+}
+
+int pnetrt_set_train_seed(pnetrt_model *m, uint64_t seed) {
+    pnetrt_trainer *t = m ? trainer(m) : NULL;
+    if (!t) return 1;
+    t->seed = seed;
+    return 0;
+}
+
+int64_t pnetrt_train_last_correct(const pnetrt_model *m) {
+    pnetrt_trainer *const *slot = pnetrt_trainer_slot((pnetrt_model *)m);
+    return *slot ? (*slot)->last_correct : 0;
+}
+
+int64_t pnetrt_train_steps(const pnetrt_model *m) {
+    pnetrt_trainer *const *slot = pnetrt_trainer_slot((pnetrt_model *)m);
+    return *slot ? (*slot)->step : 0;
+}
+
+/* ---- checkpoints --------------------------------------------------------------------------------- */
+
+static const char *const sgd_state[] = {"momentum_buffer"};
+static const char *const adam_state[] = {"exp_avg", "exp_avg_sq"};
+
+static int state_names(const pnetrt_desc *d, const char *const **names) {
+    if (d->train->optimizer == PNETRT_OPT_ADAM) {
+        *names = adam_state;
+        return 2;
+    }
+    *names = sgd_state;
+    return d->train->momentum != 0 ? 1 : 0;
+}
+
+int pnetrt_save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
+    if (!m) return 1;
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    pnetrt_trainer *t = optimizer ? trainer(m) : NULL;
+    if (optimizer && !t) return 1;
+    const char *const *st_names = NULL;
+    int nstate = t ? state_names(d, &st_names) : 0;
+    int64_t np = d->nparams;
+    int cap = (int)(np * (1 + nstate));
+    const char **names = calloc((size_t)cap + 1, sizeof *names);
+    int *ranks = calloc((size_t)cap + 1, sizeof *ranks);
+    int64_t (*shapes)[8] = calloc((size_t)cap + 1, sizeof *shapes);
+    const float **data = calloc((size_t)cap + 1, sizeof *data);
+    char **owned = calloc((size_t)cap + 1, sizeof *owned);
+    int n = 0, rc = 1;
+    float *params = pnetrt_params_mut(m);
+    if (!names || !ranks || !shapes || !data || !owned || !params) {
+        failf(m, "out of memory");
+        goto done;
+    }
+    for (int64_t p = 0; p < np; p++) {
+        const pnetrt_tensor_desc *td = &d->params[p];
+        names[n] = td->name;
+        ranks[n] = (int)td->rank;
+        memcpy(shapes[n], td->shape, sizeof shapes[n]);
+        data[n++] = params + td->offset;
+    }
+    for (int k = 0; k < nstate; k++)
+        for (int64_t p = 0; p < np; p++) {
+            const pnetrt_tensor_desc *td = &d->params[p];
+            if (!td->trainable) continue;
+            size_t len = strlen(td->name) + strlen(st_names[k]) + 16;
+            owned[n] = malloc(len);
+            if (!owned[n]) {
+                failf(m, "out of memory");
+                goto done;
+            }
+            snprintf(owned[n], len, "optimizer.%s.%s", td->name, st_names[k]);
+            names[n] = owned[n];
+            ranks[n] = (int)td->rank;
+            memcpy(shapes[n], td->shape, sizeof shapes[n]);
+            data[n++] = t->opt + (size_t)k * (size_t)d->param_floats + td->offset;
+        }
+    char ep[32], bt[32], stp[32], sd[32], lr[40];
+    snprintf(ep, sizeof ep, "%lld", (long long)epoch);
+    snprintf(bt, sizeof bt, "%lld", (long long)batch_in_epoch);
+    snprintf(stp, sizeof stp, "%lld", (long long)(t ? t->step : 0));
+    snprintf(sd, sizeof sd, "%llu", (unsigned long long)(t ? t->seed : 0));
+    snprintf(lr, sizeof lr, "%.17g", t ? t->lr : 0.0);
+    const char *keys[] = {"format", "network", "epoch", "batch", "step", "seed", "lr"};
+    const char *vals[] = {t ? "pnet-checkpoint" : "pnet-weights", d->name, ep, bt, stp, sd, lr};
+    char err[512];
+    if (pnetrt_st_write(path, n, names, ranks, (const int64_t(*)[8])shapes, data, t ? 7 : 2, keys, vals, err, sizeof err)) {
+        pnetrt_fail(m, err);
+        goto done;
+    }
+    rc = 0;
+done:
+    for (int i = 0; i < cap; i++) free(owned ? owned[i] : NULL);
+    free(owned);
+    free(names);
+    free(ranks);
+    free(shapes);
+    free(data);
+    return rc;
+}
+
+static bool meta_int(const pnetrt_st *st, const char *key, int64_t *out) {
+    const char *v = pnetrt_st_meta(st, key);
+    if (!v) return false;
+    char *end;
+    long long x = strtoll(v, &end, 10);
+    if (end == v || *end) return false;
+    *out = x;
+    return true;
+}
+
+int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batch_in_epoch) {
+    if (!m) return 1;
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    if (epoch) *epoch = 0;
+    if (batch_in_epoch) *batch_in_epoch = 0;
+    char err[512];
+    pnetrt_st *st;
+    if (pnetrt_st_open(path, &st, err, sizeof err)) return pnetrt_fail(m, err);
+    float *params = pnetrt_params_mut(m);
+    if (!params) {
+        pnetrt_st_close(st);
+        return failf(m, "out of memory");
+    }
+    /* Read into a copy, so a bad file leaves the model as it was. */
+    float *tmp = malloc((size_t)d->param_floats * sizeof(float) + 64);
+    if (!tmp) {
+        pnetrt_st_close(st);
+        return failf(m, "out of memory");
+    }
+    memcpy(tmp, params, (size_t)d->param_floats * sizeof(float));
+    for (int64_t p = 0; p < d->nparams; p++) {
+        const pnetrt_tensor_desc *t = &d->params[p];
+        if (pnetrt_st_read_f32(st, t->name, (int)t->rank, t->shape, tmp + t->offset, err, sizeof err)) {
+            free(tmp);
+            pnetrt_st_close(st);
+            return pnetrt_fail(m, err);
+        }
+    }
+    const char *fmt = pnetrt_st_meta(st, "format");
+    if (fmt && strcmp(fmt, "pnet-checkpoint") == 0 && d->train) {
+        pnetrt_trainer *t = trainer(m);
+        if (!t) {
+            free(tmp);
+            pnetrt_st_close(st);
+            return 1;
+        }
+        const char *const *names;
+        int nstate = state_names(d, &names);
+        float *opt = calloc((size_t)d->train->opt_floats + 16, sizeof(float));
+        int64_t step = 0, ep = 0, bt = 0, seed = 0;
+        bool bad = !opt || !meta_int(st, "step", &step) || !meta_int(st, "epoch", &ep) || !meta_int(st, "batch", &bt) ||
+                   !meta_int(st, "seed", &seed);
+        for (int k = 0; k < nstate && !bad; k++)
+            for (int64_t p = 0; p < d->nparams && !bad; p++) {
+                const pnetrt_tensor_desc *td = &d->params[p];
+                if (!td->trainable) continue;
+                char name[512];
+                snprintf(name, sizeof name, "optimizer.%s.%s", td->name, names[k]);
+                if (pnetrt_st_read_f32(st, name, (int)td->rank, td->shape, opt + (size_t)k * (size_t)d->param_floats + td->offset,
+                                       err, sizeof err)) {
+                    free(opt);
+                    free(tmp);
+                    pnetrt_st_close(st);
+                    return pnetrt_fail(m, err);
+                }
+            }
+        if (bad) {
+            free(opt);
+            free(tmp);
+            pnetrt_st_close(st);
+            return failf(m, "%s: checkpoint metadata is missing or malformed (epoch, batch, step, seed)", path);
+        }
+        const char *lr = pnetrt_st_meta(st, "lr");
+        if (lr) t->lr = strtod(lr, NULL);
+        memcpy(t->opt, opt, (size_t)d->train->opt_floats * sizeof(float));
+        free(opt);
+        t->step = step;
+        t->seed = (uint64_t)seed;
+        if (epoch) *epoch = ep;
+        if (batch_in_epoch) *batch_in_epoch = bt;
+    }
+    memcpy(params, tmp, (size_t)d->param_floats * sizeof(float));
+    free(tmp);
+    pnetrt_st_close(st);
+    return 0;
+}

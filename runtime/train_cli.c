@@ -1,0 +1,400 @@
+/* The executables' training commands: `./net train`, `./net eval` and `./net bench --train`.
+ * Data comes through runtime/data.h; every failure is one line naming the file or option and the
+ * problem, with exit status 1. Ctrl-C during training writes a checkpoint (with --save) and
+ * exits with status 130. */
+#include "data.h"
+#include "io.h"
+#include "rt.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *prog_name = "net";
+
+static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", prog_name);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static bool parse_i64(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_f(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < 0) return false;
+    *out = v;
+    return true;
+}
+
+typedef struct topts {
+    const char *data, *labels, *val, *val_labels, *save, *weights, *resume;
+    long long epochs, batch, seed, threads, replicas, microbatches;
+    double lr, seconds;
+    bool no_shuffle, have_lr, have_seed;
+} topts;
+
+/* Parses the options of train, eval and bench --train; `allowed` lists the ones the command takes. */
+static int parse_opts(int argc, char **argv, const char *allowed, topts *o) {
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        char key[64];
+        snprintf(key, sizeof key, " %s ", a);
+        if (strncmp(a, "--", 2) != 0 || !strstr(allowed, key)) return die("unknown option '%s'", a);
+        if (!strcmp(a, "--no-shuffle")) {
+            o->no_shuffle = true;
+            continue;
+        }
+        if (!strcmp(a, "--train")) continue;
+        if (i + 1 >= argc) return die("%s needs a value", a);
+        const char *v = argv[++i];
+        bool ok = true;
+        if (!strcmp(a, "--data")) o->data = v;
+        else if (!strcmp(a, "--labels")) o->labels = v;
+        else if (!strcmp(a, "--val")) o->val = v;
+        else if (!strcmp(a, "--val-labels")) o->val_labels = v;
+        else if (!strcmp(a, "--save")) o->save = v;
+        else if (!strcmp(a, "--weights")) o->weights = v;
+        else if (!strcmp(a, "--resume")) o->resume = v;
+        else if (!strcmp(a, "--epochs")) ok = parse_i64(v, 1, 1000000, &o->epochs);
+        else if (!strcmp(a, "--batch")) ok = parse_i64(v, 1, 1 << 24, &o->batch);
+        else if (!strcmp(a, "--seed")) ok = parse_i64(v, 0, INT64_MAX, &o->seed), o->have_seed = true;
+        else if (!strcmp(a, "--threads")) ok = parse_i64(v, 1, 4096, &o->threads);
+        else if (!strcmp(a, "--replicas")) ok = parse_i64(v, 1, 4096, &o->replicas);
+        else if (!strcmp(a, "--microbatches")) ok = parse_i64(v, 1, 65536, &o->microbatches);
+        else if (!strcmp(a, "--lr")) ok = parse_f(v, &o->lr), o->have_lr = true;
+        else if (!strcmp(a, "--seconds")) ok = parse_f(v, &o->seconds);
+        if (!ok) return die("%s: bad value '%s'", a, v);
+    }
+    return 0;
+}
+
+/* The network's data input and training input: exactly one of each. */
+static int io_shape(const pnetrt_desc *d, int64_t *features, int *kind, int64_t *target_elems) {
+    if (!d->train) return die("network '%s' has no train { } block: it cannot be trained or evaluated", d->name);
+    if (d->ninputs != 1 || d->train->ntrain_inputs != 1)
+        return die("the train and eval commands need a network with one input and one training input; '%s' has %lld and %lld",
+                   d->name, (long long)d->ninputs, (long long)d->train->ntrain_inputs);
+    *features = pnetrt_sample_elems(&d->inputs[0]);
+    *kind = d->train->loss == PNETRT_LOSS_CROSS_ENTROPY ? PNETRT_LABELS_CLASS : PNETRT_LABELS_TARGET;
+    *target_elems = pnetrt_sample_elems(&d->train->train_inputs[0]);
+    return 0;
+}
+
+static int load(const pnetrt_desc *d, const char *data, const char *labels, pnetrt_data *out) {
+    int64_t features = 0, te = 0;
+    int kind = 0;
+    if (io_shape(d, &features, &kind, &te)) return 1;
+    char err[512];
+    if (pnetrt_data_load(data, labels, features, kind, d->train->classes, te, out, err, sizeof err))
+        return die("%s", err);
+    if (d->inputs[0].dtype == 1) {
+        /* An i32 input (embedding ids): the values must be integers. */
+        for (int64_t i = 0; i < out->n * out->features; i++)
+            if (out->x[i] != floorf(out->x[i]) || fabsf(out->x[i]) > 2147483647.0f)
+                return die("%s: record %lld: input '%s' takes integers, not %g", data, (long long)(i / out->features),
+                           d->inputs[0].name, (double)out->x[i]);
+    }
+    return 0;
+}
+
+/* Batch buffers: samples idx[0..n) of the data gathered in order. */
+typedef struct batch_buf {
+    void *x, *y;
+} batch_buf;
+
+static void gather(const pnetrt_desc *d, const pnetrt_data *ds, const int64_t *idx, int64_t n, batch_buf *b) {
+    int64_t F = ds->features, T = ds->target_elems;
+    for (int64_t i = 0; i < n; i++) {
+        const float *src = ds->x + idx[i] * F;
+        if (d->inputs[0].dtype == 1)
+            for (int64_t k = 0; k < F; k++) ((int32_t *)b->x)[i * F + k] = (int32_t)src[k];
+        else memcpy((float *)b->x + i * F, src, (size_t)F * sizeof(float));
+        if (ds->labels) ((int32_t *)b->y)[i] = ds->labels[idx[i]];
+        else memcpy((float *)b->y + i * T, ds->targets + idx[i] * T, (size_t)T * sizeof(float));
+    }
+}
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* The order of epoch e: a Fisher-Yates shuffle seeded from (seed, e), so a resumed run sees the
+ * same batches. */
+static void epoch_order(int64_t *idx, int64_t n, uint64_t seed, int64_t e, bool shuffle) {
+    for (int64_t i = 0; i < n; i++) idx[i] = i;
+    if (!shuffle) return;
+    uint64_t s = seed * 0x2545F4914F6CDD1Dull + (uint64_t)e * 0x9E3779B97F4A7C15ull + 1;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(splitmix(&s) % (uint64_t)(i + 1));
+        int64_t t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+}
+
+static int evaluate(const pnetrt_desc *d, pnetrt_model *m, const pnetrt_data *ds, int64_t B, double *loss, double *acc) {
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)(ds->n ? ds->n : 1));
+    batch_buf b = {malloc((size_t)(B * ds->features * 4)), malloc((size_t)(B * (ds->labels ? 1 : ds->target_elems) * 4))};
+    if (!idx || !b.x || !b.y) {
+        free(idx), free(b.x), free(b.y);
+        return die("out of memory");
+    }
+    epoch_order(idx, ds->n, 0, 0, false);
+    double lsum = 0;
+    int64_t good = 0;
+    int rc = 0;
+    for (int64_t s = 0; s < ds->n && !rc; s += B) {
+        int64_t n = ds->n - s < B ? ds->n - s : B;
+        gather(d, ds, idx + s, n, &b);
+        const void *in[2] = {b.x, b.y};
+        double l;
+        int64_t g;
+        if (pnetrt_eval(m, n, in, &l, &g)) rc = die("%s", pnetrt_last_error(m));
+        lsum += l;
+        good += g;
+    }
+    double denom = (double)ds->n * (ds->labels ? 1.0 : (double)ds->target_elems);
+    *loss = lsum / denom;
+    *acc = (double)good / (double)ds->n;
+    free(idx);
+    free(b.x);
+    free(b.y);
+    return rc;
+}
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+static int open_trainer(const pnetrt_desc *d, const topts *o, pnetrt_model **m) {
+    if (pnetrt_create(m, d, o->weights)) {
+        int r = die("%s", pnetrt_last_error(*m));
+        pnetrt_destroy(*m);
+        *m = NULL;
+        return r;
+    }
+    int rc = 0;
+    if (o->threads > 0) rc = pnetrt_set_threads(*m, (int)o->threads);
+    if (!rc && o->replicas > 0) rc = pnetrt_set_replicas(*m, (int)o->replicas);
+    if (!rc && o->have_lr) rc = pnetrt_set_lr(*m, o->lr);
+    uint64_t seed = o->have_seed ? (uint64_t)o->seed : (uint64_t)d->train->seed;
+    if (!rc) rc = pnetrt_set_train_seed(*m, seed);
+    if (!rc && !o->weights && seed != 0) pnetrt_init_params(d, pnetrt_params_mut(*m), seed);
+    if (o->microbatches > 0 && d->nstages <= 1)
+        fprintf(stderr, "%s: note: --microbatches has no effect: the network has no pipeline stages\n", prog_name);
+    else if (o->microbatches > 0)
+        fprintf(stderr, "%s: note: --microbatches: pipeline training is not implemented yet; the stages run in turn\n", prog_name);
+    if (rc) {
+        rc = die("%s", pnetrt_last_error(*m));
+        pnetrt_destroy(*m);
+        *m = NULL;
+    }
+    return rc;
+}
+
+int pnetrt_cmd_train(const pnetrt_desc *d, const char *prog, int argc, char **argv) {
+    prog_name = prog;
+    topts o = {0};
+    if (parse_opts(argc, argv,
+                   " --data --labels --val --val-labels --epochs --batch --lr --seed --save --weights --resume --threads "
+                   "--replicas --microbatches --no-shuffle ",
+                   &o))
+        return 1;
+    if (!o.data) return die("train needs --data FILE");
+    int64_t features = 0, te = 0;
+    int kind = 0;
+    if (io_shape(d, &features, &kind, &te)) return 1;
+    pnetrt_data ds = {0}, vs = {0};
+    if (load(d, o.data, o.labels, &ds) || (o.val && load(d, o.val, o.val_labels, &vs))) {
+        pnetrt_data_free(&ds);
+        pnetrt_data_free(&vs);
+        return 1;
+    }
+    pnetrt_model *m = NULL;
+    if (open_trainer(d, &o, &m)) {
+        pnetrt_data_free(&ds);
+        pnetrt_data_free(&vs);
+        return 1;
+    }
+    int64_t epochs = o.epochs ? o.epochs : d->train->epochs > 0 ? d->train->epochs : 1;
+    int64_t B = o.batch ? o.batch : d->train->batch > 0 ? d->train->batch : 32;
+    int64_t start_epoch = 0, start_batch = 0;
+    int rc = 0;
+    if (o.resume && pnetrt_load(m, o.resume, &start_epoch, &start_batch)) rc = die("%s", pnetrt_last_error(m));
+    uint64_t seed = o.have_seed ? (uint64_t)o.seed : (uint64_t)d->train->seed;
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)ds.n);
+    batch_buf b = {malloc((size_t)(B * ds.features * 4)), malloc((size_t)(B * (ds.labels ? 1 : ds.target_elems) * 4))};
+    if (!rc && (!idx || !b.x || !b.y)) rc = die("out of memory");
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old);
+    bool tty = isatty(STDOUT_FILENO);
+    int64_t nb = (ds.n + B - 1) / B;
+    for (int64_t e = start_epoch; e < epochs && !rc; e++) {
+        epoch_order(idx, ds.n, seed, e, !o.no_shuffle);
+        double lsum = 0, t0 = now(), last = 0;
+        int64_t good = 0, seen = 0;
+        for (int64_t k = (e == start_epoch ? start_batch : 0); k < nb && !rc; k++) {
+            int64_t n = ds.n - k * B < B ? ds.n - k * B : B;
+            gather(d, &ds, idx + k * B, n, &b);
+            const void *in[2] = {b.x, b.y};
+            float loss;
+            if (pnetrt_train_step(m, n, in, &loss)) {
+                rc = die("%s", pnetrt_last_error(m));
+                break;
+            }
+            lsum += (double)loss * (double)n;
+            good += pnetrt_train_last_correct(m);
+            seen += n;
+            if (tty && now() - last > 0.1) {
+                last = now();
+                int w = 30, f = (int)((k + 1) * w / nb);
+                printf("\repoch %lld/%lld [%.*s%*s] %3d%%", (long long)e + 1, (long long)epochs, f,
+                       "==============================", w - f, "", (int)((k + 1) * 100 / nb));
+                fflush(stdout);
+            }
+            if (interrupted) {
+                if (tty) printf("\n");
+                if (o.save) {
+                    if (pnetrt_save(m, o.save, true, e, k + 1)) return die("%s", pnetrt_last_error(m));
+                    fprintf(stderr, "%s: interrupted: checkpoint written to %s (epoch %lld, batch %lld); continue with --resume %s\n",
+                            prog_name, o.save, (long long)e + 1, (long long)k + 1, o.save);
+                } else {
+                    fprintf(stderr, "%s: interrupted (no --save given: nothing written)\n", prog_name);
+                }
+                pnetrt_destroy(m);
+                pnetrt_data_free(&ds);
+                pnetrt_data_free(&vs);
+                free(idx), free(b.x), free(b.y);
+                return 130;
+            }
+        }
+        if (rc) break;
+        double secs = now() - t0;
+        if (tty) printf("\r%60s\r", "");
+        printf("epoch %lld/%lld: loss %.4f", (long long)e + 1, (long long)epochs, seen ? lsum / (double)seen : 0.0);
+        if (kind == PNETRT_LABELS_CLASS) printf(", accuracy %.4f", seen ? (double)good / (double)seen : 0.0);
+        printf(", %.0f samples/s", secs > 0 ? (double)seen / secs : 0.0);
+        if (o.val) {
+            double vl, va;
+            if (evaluate(d, m, &vs, B, &vl, &va)) {
+                rc = 1;
+                break;
+            }
+            printf(", val_loss %.4f", vl);
+            if (kind == PNETRT_LABELS_CLASS) printf(", val_accuracy %.4f", va);
+        }
+        printf("\n");
+        fflush(stdout);
+        if (o.save && pnetrt_save(m, o.save, true, e + 1, 0)) rc = die("%s", pnetrt_last_error(m));
+    }
+    sigaction(SIGINT, &old, NULL);
+    pnetrt_destroy(m);
+    pnetrt_data_free(&ds);
+    pnetrt_data_free(&vs);
+    free(idx);
+    free(b.x);
+    free(b.y);
+    return rc;
+}
+
+int pnetrt_cmd_eval(const pnetrt_desc *d, const char *prog, int argc, char **argv) {
+    prog_name = prog;
+    topts o = {0};
+    if (parse_opts(argc, argv, " --data --labels --weights --batch --threads --replicas ", &o)) return 1;
+    if (!o.data) return die("eval needs --data FILE");
+    if (!o.weights && !d->embedded) return die("eval needs --weights W.safetensors (the network has no embedded weights)");
+    pnetrt_data ds = {0};
+    if (load(d, o.data, o.labels, &ds)) return 1;
+    pnetrt_model *m = NULL;
+    topts w = o;
+    w.weights = NULL;
+    int rc = open_trainer(d, &w, &m);
+    int64_t ep, bt;
+    if (!rc && o.weights && pnetrt_load(m, o.weights, &ep, &bt)) rc = die("%s", pnetrt_last_error(m));
+    double loss = 0, acc = 0;
+    if (!rc) rc = evaluate(d, m, &ds, o.batch ? o.batch : 256, &loss, &acc);
+    if (!rc) {
+        if (d->train->loss == PNETRT_LOSS_CROSS_ENTROPY) printf("accuracy: %.4f\n", acc);
+        printf("loss: %.4f\n", loss);
+    }
+    pnetrt_destroy(m);
+    pnetrt_data_free(&ds);
+    return rc;
+}
+
+/* Training throughput on random data: steps for about --seconds, after one warm-up step. */
+int pnetrt_cmd_bench_train(const pnetrt_desc *d, const char *prog, int argc, char **argv) {
+    prog_name = prog;
+    topts o = {0};
+    if (parse_opts(argc, argv, " --train --batch --seconds --threads --replicas --weights ", &o)) return 1;
+    int64_t features = 0, te = 0;
+    int kind = 0;
+    if (io_shape(d, &features, &kind, &te)) return 1;
+    int64_t B = o.batch ? o.batch : d->train->batch > 0 ? d->train->batch : 32;
+    double secs = o.seconds > 0 ? o.seconds : 2.0;
+    pnetrt_model *m = NULL;
+    if (open_trainer(d, &o, &m)) return 1;
+    float *x = malloc((size_t)(B * features) * 4);
+    void *y = malloc((size_t)(B * (kind == PNETRT_LABELS_CLASS ? 1 : te)) * 4);
+    if (!x || !y) return die("out of memory");
+    uint64_t s = 42;
+    for (int64_t i = 0; i < B * features; i++)
+        x[i] = d->inputs[0].dtype == 1 ? 0.0f : (float)((double)(splitmix(&s) >> 11) / 9007199254740992.0);
+    for (int64_t i = 0; i < B * (kind == PNETRT_LABELS_CLASS ? 1 : te); i++) {
+        if (kind == PNETRT_LABELS_CLASS) ((int32_t *)y)[i] = (int32_t)(splitmix(&s) % (uint64_t)d->train->classes);
+        else ((float *)y)[i] = (float)((double)(splitmix(&s) >> 11) / 9007199254740992.0);
+    }
+    const void *in[2] = {x, y};
+    int rc = 0;
+    float loss;
+    if (pnetrt_train_step(m, B, in, &loss)) rc = die("%s", pnetrt_last_error(m));
+    int64_t steps = 0;
+    double t0 = now(), t = t0;
+    while (!rc && (t - t0 < secs || steps < 3)) {
+        if (pnetrt_train_step(m, B, in, &loss)) rc = die("%s", pnetrt_last_error(m));
+        steps++;
+        t = now();
+    }
+    if (!rc) {
+        printf("training: batch %lld, %d threads\n", (long long)B, pnetrt_threads(m));
+        printf("throughput: %.1f samples/s\n", (double)(steps * B) / (t - t0));
+        printf("step: %.3f ms\n", (t - t0) / (double)steps * 1e3);
+    }
+    pnetrt_destroy(m);
+    free(x);
+    free(y);
+    return rc;
+}

@@ -1,0 +1,612 @@
+/* Unit tests of the training data loaders: CSV, .npy and IDX files, gzip-compressed or not, and every error. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <limits.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "data.h"
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static char tmpdir[PATH_MAX];
+
+/* A path inside the test's temporary directory. */
+static char *tpath(char *buf, const char *name) {
+    if (snprintf(buf, PATH_MAX, "%s/%s", tmpdir, name) >= PATH_MAX) fail_msg("path too long");
+    return buf;
+}
+#define P(name) tpath((char[PATH_MAX]){0}, (name))
+
+static void write_bytes(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    if (len) assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void write_text(const char *path, const char *text) {
+    write_bytes(path, text, strlen(text));
+}
+
+/* Appends one gzip member holding data to path (mode "wb" starts the file afresh). */
+static void write_gzip(const char *path, const char *mode, const void *data, size_t len) {
+    gzFile g = gzopen(path, mode);
+    assert_non_null(g);
+    if (len) assert_int_equal(gzwrite(g, data, (unsigned)len), (int)len);
+    assert_int_equal(gzclose(g), Z_OK);
+}
+
+static size_t read_bytes(const char *path, unsigned char *buf, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, cap, f);
+    fclose(f);
+    return n;
+}
+
+/* A .npy 1.0 file whose header is `dict` padded with spaces and '\n' to 64 bytes. */
+static void make_npy(const char *path, const char *dict, const void *data, size_t len) {
+    unsigned char buf[4096];
+    size_t dlen = strlen(dict), total = (10 + dlen + 1 + 63) / 64 * 64;
+    assert_true(total + len <= sizeof buf);
+    memcpy(buf, "\x93NUMPY\x01\x00", 8);
+    buf[8] = (unsigned char)((total - 10) & 0xff);
+    buf[9] = (unsigned char)((total - 10) >> 8);
+    memcpy(buf + 10, dict, dlen);
+    memset(buf + 10 + dlen, ' ', total - 10 - dlen - 1);
+    buf[total - 1] = '\n';
+    if (len) memcpy(buf + total, data, len);
+    write_bytes(path, buf, total + len);
+}
+
+/* An IDX file: 00 00 type ndim, big-endian dims, then `len` bytes of data; its size in bytes is returned in buf. */
+static size_t idx_bytes(unsigned char *buf, int type, int ndim, const uint32_t *dims, const void *data, size_t len) {
+    buf[0] = buf[1] = 0;
+    buf[2] = (unsigned char)type;
+    buf[3] = (unsigned char)ndim;
+    for (int i = 0; i < ndim; i++)
+        for (int k = 0; k < 4; k++)
+            buf[4 + 4 * i + k] = (unsigned char)(dims[i] >> (24 - 8 * k));
+    memcpy(buf + 4 + 4 * ndim, data, len);
+    return 4 + 4 * (size_t)ndim + len;
+}
+
+/* Two uint8 images of 2x3 and their labels, as MNIST stores them. */
+static const unsigned char idx_pixels[12] = {0, 255, 51, 102, 0, 0, 255, 255, 255, 1, 2, 3};
+static const unsigned char idx_classes[2] = {7, 2};
+
+static void make_idx_pair(const char *images, const char *labels, bool gz) {
+    unsigned char buf[256];
+    size_t n = idx_bytes(buf, 0x08, 3, (uint32_t[]){2, 2, 3}, idx_pixels, sizeof idx_pixels);
+    if (gz)
+        write_gzip(images, "wb", buf, n);
+    else
+        write_bytes(images, buf, n);
+    n = idx_bytes(buf, 0x08, 1, (uint32_t[]){2}, idx_classes, sizeof idx_classes);
+    if (gz)
+        write_gzip(labels, "wb", buf, n);
+    else
+        write_bytes(labels, buf, n);
+}
+
+/* Fails unless the load fails with a one-line message "path: ..." (or "path:line: ..." when line > 0) containing
+   want, and leaves the struct zeroed. */
+static void expect_error(const char *data, const char *labels, int64_t features, int kind, int64_t classes,
+                         int64_t target_elems, const char *path, int line, const char *want) {
+    char err[512] = "", prefix[PATH_MAX + 32];
+    pnetrt_data d;
+    memset(&d, 0x5a, sizeof d);
+    int rc = pnetrt_data_load(data, labels, features, kind, classes, target_elems, &d, err, sizeof err);
+    if (rc == 0) fail_msg("expected an error containing \"%s\", got success", want);
+    if (line > 0)
+        snprintf(prefix, sizeof prefix, "%s:%d: ", path, line);
+    else
+        snprintf(prefix, sizeof prefix, "%s: ", path);
+    if (strncmp(err, prefix, strlen(prefix))) fail_msg("message \"%s\" does not start with \"%s\"", err, prefix);
+    if (!strstr(err, want)) fail_msg("message \"%s\" lacks \"%s\"", err, want);
+    if (strchr(err, '\n')) fail_msg("message \"%s\" spans lines", err);
+    pnetrt_data zero;
+    memset(&zero, 0, sizeof zero);
+    assert_memory_equal(&d, &zero, sizeof d);
+}
+
+/* A CSV file of class rows with 3 features and 4 classes that must fail at `line` with `want`. */
+static void expect_csv_error(const char *text, int line, const char *want) {
+    const char *path = P("bad.csv");
+    write_text(path, text);
+    expect_error(path, NULL, 3, PNETRT_LABELS_CLASS, 4, 0, path, line, want);
+}
+
+static void load_ok(const char *data, const char *labels, int64_t features, int kind, int64_t classes,
+                    int64_t target_elems, pnetrt_data *d) {
+    char err[512] = "";
+    int rc = pnetrt_data_load(data, labels, features, kind, classes, target_elems, d, err, sizeof err);
+    if (rc) fail_msg("load failed: %s", err);
+    assert_string_equal(err, "");
+}
+
+static void assert_floats(const float *got, const float *want, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (got[i] != want[i]) fail_msg("value %zu: got %.9g, want %.9g", i, (double)got[i], (double)want[i]);
+}
+
+static int make_tmpdir(void **state) {
+    (void)state;
+    snprintf(tmpdir, sizeof tmpdir, "%s/pnetrt_data_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+/* Empties the directory between tests, so each test sees only its own files. */
+static int clear_tmpdir(void **state) {
+    (void)state;
+    DIR *d = opendir(tmpdir);
+    if (!d) return -1;
+    for (struct dirent *e; (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlink(P(e->d_name));
+    closedir(d);
+    return 0;
+}
+
+static int remove_tmpdir(void **state) {
+    clear_tmpdir(state);
+    return rmdir(tmpdir);
+}
+
+/* ---- CSV ---------------------------------------------------------------------------------- */
+
+static void test_csv_good(void **state) {
+    (void)state;
+    const char *path = P("good.csv");
+    /* a BOM, spaces, CRLF, a float-formatted label as numpy.savetxt writes it, a blank line, trailing blanks */
+    write_text(path, "\xEF\xBB\xBF"
+                     "1, 2.5 ,-3,0\r\n"
+                     "\n"
+                     "4e-1,5,6,2.000000000000000000e+00\r\n"
+                     "0x10,0,1e3,3\n"
+                     "\n  \n");
+    pnetrt_data d;
+    load_ok(path, NULL, 3, PNETRT_LABELS_CLASS, 4, 0, &d);
+    assert_int_equal(d.n, 3);
+    assert_int_equal(d.features, 3);
+    assert_floats(d.x, (const float[]){1, 2.5f, -3, 0.4f, 5, 6, 16, 0, 1000}, 9);
+    assert_int_equal(d.labels[0], 0);
+    assert_int_equal(d.labels[1], 2);
+    assert_int_equal(d.labels[2], 3);
+    assert_null(d.targets);
+    assert_int_equal(d.target_elems, 0);
+    pnetrt_data_free(&d);
+    assert_null(d.x);
+    pnetrt_data_free(&d); /* safe twice, and on a zeroed struct */
+    pnetrt_data zero = {0};
+    pnetrt_data_free(&zero);
+    pnetrt_data_free(NULL);
+}
+
+static void test_csv_no_final_newline(void **state) {
+    (void)state;
+    const char *path = P("nonl.csv");
+    write_text(path, "1,2,3,1\n4,5,6,0");
+    pnetrt_data d;
+    load_ok(path, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, &d);
+    assert_int_equal(d.n, 2);
+    assert_floats(d.x, (const float[]){1, 2, 3, 4, 5, 6}, 6);
+    assert_int_equal(d.labels[1], 0);
+    pnetrt_data_free(&d);
+}
+
+static void test_csv_targets(void **state) {
+    (void)state;
+    const char *path = P("reg.csv");
+    write_text(path, "1,2,0.5,-0.5\n3,4,1.5,2\n");
+    pnetrt_data d;
+    load_ok(path, NULL, 2, PNETRT_LABELS_TARGET, 0, 2, &d);
+    assert_int_equal(d.n, 2);
+    assert_null(d.labels);
+    assert_int_equal(d.target_elems, 2);
+    assert_floats(d.x, (const float[]){1, 2, 3, 4}, 4);
+    assert_floats(d.targets, (const float[]){0.5f, -0.5f, 1.5f, 2}, 4);
+    pnetrt_data_free(&d);
+
+    write_text(path, "1,2,0.5\n");
+    expect_error(path, NULL, 2, PNETRT_LABELS_TARGET, 0, 2, path, 1,
+                 "expected 4 columns (2 features + 2 targets), found 3");
+    write_text(path, "1,2,0.5,x\n");
+    expect_error(path, NULL, 2, PNETRT_LABELS_TARGET, 0, 2, path, 1, "field 4 'x' is not a number");
+    write_text(path, "1,2,0.5,1e39\n");
+    expect_error(path, NULL, 2, PNETRT_LABELS_TARGET, 0, 2, path, 1, "field 4 '1e39' is not a finite float32 value");
+}
+
+static void test_csv_columns(void **state) {
+    (void)state;
+    expect_csv_error("1,2,3,0\n1,2,0\n", 2, "expected 4 columns (3 features + 1 label), found 3");
+    expect_csv_error("1,2,3,0\n\n1,2,3,4,0\n", 3, "expected 4 columns (3 features + 1 label), found 5");
+    expect_csv_error("1;2;3;0\n", 1, "expected 4 columns (3 features + 1 label), found 1");
+    expect_csv_error("1,2,3,\n", 1, "field 4 is empty");
+    expect_csv_error("1,,3,0\n", 1, "field 2 is empty");
+}
+
+static void test_csv_not_numbers(void **state) {
+    (void)state;
+    expect_csv_error("1,2,3,0\n1,abc,3,0\n", 2, "field 2 'abc' is not a number");
+    expect_csv_error("1,2,3,0\n1,2 5,3,0\n", 2, "field 2 '2 5' is not a number");
+    expect_csv_error("x,y,z,label\n1,2,3,0\n", 1, "field 1 'x' is not a number (a CSV file has no header row)");
+    expect_csv_error("1,2,3,0\n1,nan,3,0\n", 2, "field 2 'nan' is not a finite float32 value");
+    expect_csv_error("1,2,-inf,0\n", 1, "field 3 '-inf' is not a finite float32 value");
+    expect_csv_error("1,2,3,0\n1,\"2\",3,0\n", 2, "field 2 '\"2\"' is not a number");
+    /* a long field is quoted cut to 32 characters */
+    char text[128], want[64];
+    snprintf(text, sizeof text, "1,%s,3,0\n", "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN");
+    snprintf(want, sizeof want, "field 2 '%s...' is not a number", "abcdefghijklmnopqrstuvwxyzABCDEF");
+    expect_csv_error(text, 1, want);
+    /* control characters do not break the message onto two lines */
+    expect_csv_error("1,2\r3,3,0\n", 1, "field 2 '2?3' is not a number");
+}
+
+static void test_csv_labels(void **state) {
+    (void)state;
+    expect_csv_error("1,2,3,0\n1,2,3,1\n1,2,3,1.5\n", 3, "label '1.5' is not an integer");
+    expect_csv_error("1,2,3,cat\n", 1, "label 'cat' is not an integer");
+    expect_csv_error("1,2,3,0\n1,2,3,4\n", 2, "label '4' is out of range [0, 4)");
+    expect_csv_error("1,2,3,-1\n", 1, "label '-1' is out of range [0, 4)");
+    expect_csv_error("1,2,3,1e300\n", 1, "label '1e300' is out of range [0, 4)");
+}
+
+static void test_csv_empty(void **state) {
+    (void)state;
+    const char *path = P("empty.csv");
+    write_text(path, "");
+    expect_error(path, NULL, 3, PNETRT_LABELS_CLASS, 4, 0, path, 0, "empty file: no data rows");
+    write_text(path, "\n \r\n\n");
+    expect_error(path, NULL, 3, PNETRT_LABELS_CLASS, 4, 0, path, 0, "empty file: no data rows");
+}
+
+static void test_csv_gzip(void **state) {
+    (void)state;
+    const char *path = P("train.csv.gz"), *plain = P("train.data");
+    const char *text = "1,2,3,1\n4,5,6,0\n";
+    write_gzip(path, "wb", text, strlen(text));
+    pnetrt_data d;
+    load_ok(path, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, &d);
+    assert_int_equal(d.n, 2);
+    assert_floats(d.x, (const float[]){1, 2, 3, 4, 5, 6}, 6);
+    assert_int_equal(d.labels[0], 1);
+    pnetrt_data_free(&d);
+
+    /* found by content, not name: a gzip file without .gz, and a plain file named .gz */
+    rename(path, plain);
+    load_ok(plain, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, &d);
+    assert_int_equal(d.n, 2);
+    pnetrt_data_free(&d);
+    write_text(path, text);
+    load_ok(path, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, &d);
+    assert_int_equal(d.n, 2);
+    pnetrt_data_free(&d);
+
+    /* concatenated members, as `cat a.gz b.gz` makes */
+    write_gzip(path, "wb", "1,2,3,1\n", 8);
+    write_gzip(path, "ab", "4,5,6,0\n7,8,9,1\n", 16);
+    load_ok(path, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, &d);
+    assert_int_equal(d.n, 3);
+    assert_floats(d.x, (const float[]){1, 2, 3, 4, 5, 6, 7, 8, 9}, 9);
+    pnetrt_data_free(&d);
+
+    /* line numbers count lines of the decompressed text */
+    write_gzip(path, "wb", "1,2,3,1\n1,2,3,9\n", 16);
+    expect_error(path, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, path, 2, "label '9' is out of range [0, 2)");
+}
+
+static void test_csv_with_labels_file(void **state) {
+    (void)state;
+    const char *path = P("a.csv");
+    write_text(path, "1,2,3,1\n");
+    expect_error(path, P("labels.npy"), 3, PNETRT_LABELS_CLASS, 2, 0, path, 0, "pass no labels file");
+}
+
+/* ---- gzip errors -------------------------------------------------------------------------- */
+
+static void test_bad_gzip(void **state) {
+    (void)state;
+    const char *path = P("bad.gz");
+    write_bytes(path, "\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbage-garbage", 24);
+    expect_error(path, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, path, 0, "corrupt gzip data: ");
+
+    /* a cut-off stream */
+    unsigned char big[4000], gz[8192];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (unsigned char)"0123456789,\n"[(i * 7919) % 12];
+    write_gzip(path, "wb", big, sizeof big);
+    size_t n = read_bytes(path, gz, sizeof gz);
+    assert_true(n > 40);
+    write_bytes(path, gz, n / 2);
+    expect_error(path, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, path, 0, "truncated gzip data");
+
+    /* the trailer's CRC does not match */
+    write_gzip(path, "wb", "1,2,3,1\n", 8);
+    n = read_bytes(path, gz, sizeof gz);
+    gz[n - 8] ^= 0xff;
+    write_bytes(path, gz, n);
+    expect_error(path, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, path, 0, "corrupt gzip data: incorrect data check");
+
+    /* bytes after the stream that are not another member */
+    write_gzip(path, "wb", "1,2,3,1\n", 8);
+    n = read_bytes(path, gz, sizeof gz);
+    memcpy(gz + n, "junk", 4);
+    write_bytes(path, gz, n + 4);
+    expect_error(path, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, path, 0, "trailing bytes after the gzip data");
+
+    /* only the magic */
+    write_bytes(path, "\x1f\x8b", 2);
+    expect_error(path, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, path, 0, "truncated gzip data");
+}
+
+/* ---- .npy pairs --------------------------------------------------------------------------- */
+
+static void test_npy_f4_i4(void **state) {
+    (void)state;
+    const char *x = P("x.npy"), *y = P("y.npy");
+    const float xv[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12.5f};
+    make_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 2), }", xv, sizeof xv);
+    make_npy(y, "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }", (const int32_t[]){2, 0, 1}, 12);
+    pnetrt_data d;
+    load_ok(x, y, 4, PNETRT_LABELS_CLASS, 3, 0, &d);
+    assert_int_equal(d.n, 3);
+    assert_int_equal(d.features, 4);
+    assert_floats(d.x, xv, 12);
+    assert_int_equal(d.labels[0], 2);
+    assert_int_equal(d.labels[1], 0);
+    assert_int_equal(d.labels[2], 1);
+    pnetrt_data_free(&d);
+
+    expect_error(x, y, 5, PNETRT_LABELS_CLASS, 3, 0, x, 0, "expected 5 values per sample, found shape (3, 2, 2)");
+    expect_error(x, NULL, 4, PNETRT_LABELS_CLASS, 3, 0, x, 0, "is a .npy file, which needs a labels file");
+    expect_error(x, y, 4, PNETRT_LABELS_CLASS, 2, 0, y, 0, "record 0: label 2 is out of range [0, 2)");
+    expect_error(x, P("missing.npy"), 4, PNETRT_LABELS_CLASS, 3, 0, P("missing.npy"), 0,
+                 "cannot open: No such file or directory");
+}
+
+static void test_npy_f8_i8_u8(void **state) {
+    (void)state;
+    const char *x = P("x.npy"), *y = P("y.npy");
+    make_npy(x, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }", (const double[]){0.25, -1, 3, 1e10}, 32);
+    make_npy(y, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", (const int64_t[]){9, 4}, 16);
+    pnetrt_data d;
+    load_ok(x, y, 2, PNETRT_LABELS_CLASS, 10, 0, &d);
+    assert_floats(d.x, (const float[]){0.25f, -1, 3, 1e10f}, 4);
+    assert_int_equal(d.labels[0], 9);
+    assert_int_equal(d.labels[1], 4);
+    pnetrt_data_free(&d);
+    make_npy(y, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", (const int64_t[]){9, 1ll << 40}, 16);
+    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 10, 0, y, 0, "record 1: label 1099511627776 is out of range [0, 10)");
+    make_npy(y, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", (const int64_t[]){-3, 1}, 16);
+    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 10, 0, y, 0, "record 0: label -3 is out of range [0, 10)");
+
+    /* uint8 X is not rescaled; (n, 1) labels are accepted */
+    make_npy(x, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }", "\x00\x01\xff\x10\x20\x30", 6);
+    make_npy(y, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 1), }", (const int32_t[]){1, 0}, 8);
+    load_ok(x, y, 3, PNETRT_LABELS_CLASS, 2, 0, &d);
+    assert_floats(d.x, (const float[]){0, 1, 255, 16, 32, 48}, 6);
+    assert_int_equal(d.labels[0], 1);
+    pnetrt_data_free(&d);
+
+    /* int32 X */
+    make_npy(x, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 1), }", (const int32_t[]){-7, 70000}, 8);
+    load_ok(x, y, 1, PNETRT_LABELS_CLASS, 2, 0, &d);
+    assert_floats(d.x, (const float[]){-7, 70000}, 2);
+    pnetrt_data_free(&d);
+
+    /* a float64 value beyond float32 */
+    make_npy(x, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 1), }", (const double[]){1, 1e300}, 16);
+    expect_error(x, y, 1, PNETRT_LABELS_CLASS, 2, 0, x, 0, "record 1: value 0 (1e+300) is not a finite float32");
+}
+
+static void test_npy_mismatch(void **state) {
+    (void)state;
+    const char *x = P("x.npy"), *y = P("y.npy");
+    make_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", (const float[6]){0}, 24);
+    make_npy(y, "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", (const int32_t[]){0, 1}, 8);
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof want, "holds 2 labels but %s holds 3 samples", x);
+    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, want);
+
+    make_npy(y, "{'descr': '<i4', 'fortran_order': False, 'shape': (3, 2), }", (const int32_t[6]){0}, 24);
+    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, "class ids have shape (3, 2); expected (3,)");
+    make_npy(y, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", (const float[3]){0}, 12);
+    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, "holds float32 values; class ids must be int32");
+    make_npy(y, "{'descr': '<i2', 'fortran_order': False, 'shape': (3,), }", (const int16_t[3]){0}, 6);
+    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, "dtype '<i2' is not supported");
+    make_npy(y, "{'descr': '>i4', 'fortran_order': False, 'shape': (3,), }", (const int32_t[3]){0}, 12);
+    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, "dtype '>i4' is big-endian");
+    write_text(y, "0\n1\n2\n");
+    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, "is not a .npy or IDX file");
+
+    /* errors of the .npy format itself */
+    make_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", (const float[5]){0}, 20);
+    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, x, 0,
+                 "truncated: header says 24 bytes of data but the file has 20");
+    make_npy(x, "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 2), }", (const float[6]){0}, 24);
+    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, x, 0, "fortran_order is True");
+    make_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2), }", NULL, 0);
+    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, x, 0, "holds no samples");
+    make_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", (const float[]){1, 2, 3, NAN, 5, 6}, 24);
+    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, x, 0, "record 1: value 1 (nan) is not a finite float32");
+    write_bytes(x, "\x93NUM", 4);
+    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, x, 0, "not a .npy file");
+}
+
+static void test_npy_targets(void **state) {
+    (void)state;
+    const char *x = P("x.npy"), *y = P("y.npy.gz");
+    make_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", (const float[]){1, 2, 3, 4, 5, 6}, 24);
+    /* the targets compressed: write the .npy, then gzip its bytes */
+    unsigned char buf[256];
+    make_npy(P("plain.npy"), "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }",
+             (const float[]){0.5f, 1, -2, 4}, 16);
+    size_t n = read_bytes(P("plain.npy"), buf, sizeof buf);
+    write_gzip(y, "wb", buf, n);
+    pnetrt_data d;
+    load_ok(x, y, 3, PNETRT_LABELS_TARGET, 0, 2, &d);
+    assert_int_equal(d.n, 2);
+    assert_int_equal(d.target_elems, 2);
+    assert_null(d.labels);
+    assert_floats(d.targets, (const float[]){0.5f, 1, -2, 4}, 4);
+    pnetrt_data_free(&d);
+
+    expect_error(x, y, 3, PNETRT_LABELS_TARGET, 0, 3, y, 0, "expected 3 targets per sample, found shape (2, 2)");
+    make_npy(P("plain.npy"), "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", (const int32_t[]){0, 1}, 8);
+    expect_error(x, P("plain.npy"), 3, PNETRT_LABELS_TARGET, 0, 1, P("plain.npy"), 0,
+                 "holds int32 values; targets must be float32 or float64");
+    make_npy(P("plain.npy"), "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", (const float[]){0, INFINITY},
+             8);
+    expect_error(x, P("plain.npy"), 3, PNETRT_LABELS_TARGET, 0, 1, P("plain.npy"), 0,
+                 "record 1: target 0 (inf) is not a finite float32");
+}
+
+/* ---- IDX pairs ---------------------------------------------------------------------------- */
+
+static void check_idx(const pnetrt_data *d) {
+    assert_int_equal(d->n, 2);
+    assert_int_equal(d->features, 6);
+    for (int i = 0; i < 12; i++)
+        assert_true(d->x[i] == (float)(idx_pixels[i] / 255.0));
+    assert_true(d->x[1] == 1.0f && d->x[2] == 0.2f);
+    assert_int_equal(d->labels[0], 7);
+    assert_int_equal(d->labels[1], 2);
+}
+
+static void test_idx(void **state) {
+    (void)state;
+    const char *x = P("images-idx3-ubyte"), *y = P("labels-idx1-ubyte");
+    make_idx_pair(x, y, false);
+    pnetrt_data d;
+    load_ok(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, &d);
+    check_idx(&d);
+    pnetrt_data_free(&d);
+
+    const char *xg = P("images-idx3-ubyte.gz"), *yg = P("labels-idx1-ubyte.gz");
+    make_idx_pair(xg, yg, true);
+    load_ok(xg, yg, 6, PNETRT_LABELS_CLASS, 10, 0, &d);
+    check_idx(&d);
+    pnetrt_data_free(&d);
+
+    expect_error(x, y, 784, PNETRT_LABELS_CLASS, 10, 0, x, 0, "expected 784 values per sample, found shape (2, 2, 3)");
+    expect_error(xg, yg, 6, PNETRT_LABELS_CLASS, 5, 0, yg, 0, "record 0: label 7 is out of range [0, 5)");
+    expect_error(x, NULL, 6, PNETRT_LABELS_CLASS, 10, 0, x, 0, "is an IDX file, which needs a labels file");
+
+    /* labels of another count, or the images file given as labels */
+    unsigned char buf[256];
+    write_bytes(y, buf, idx_bytes(buf, 0x08, 1, (uint32_t[]){3}, "\x01\x02\x03", 3));
+    expect_error(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, y, 0, "holds 3 labels but");
+    expect_error(x, x, 6, PNETRT_LABELS_CLASS, 256, 0, x, 0, "class ids have shape (2, 2, 3); expected (2,)");
+
+    /* float32 IDX (big-endian) images are kept as is, and float32 IDX targets are read */
+    unsigned char f[8] = {0x3f, 0x80, 0, 0, 0xc0, 0x20, 0, 0}; /* 1.0, -2.5 */
+    write_bytes(x, buf, idx_bytes(buf, 0x0D, 2, (uint32_t[]){2, 1}, f, 8));
+    write_bytes(y, buf, idx_bytes(buf, 0x0D, 1, (uint32_t[]){2}, f, 8));
+    load_ok(x, y, 1, PNETRT_LABELS_TARGET, 0, 1, &d);
+    assert_floats(d.x, (const float[]){1, -2.5f}, 2);
+    assert_floats(d.targets, (const float[]){1, -2.5f}, 2);
+    pnetrt_data_free(&d);
+
+    /* a .npy image file with IDX labels */
+    make_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1), }", (const float[]){3, 4}, 8);
+    write_bytes(y, buf, idx_bytes(buf, 0x08, 1, (uint32_t[]){2}, "\x01\x00", 2));
+    load_ok(x, y, 1, PNETRT_LABELS_CLASS, 2, 0, &d);
+    assert_floats(d.x, (const float[]){3, 4}, 2);
+    assert_int_equal(d.labels[0], 1);
+    pnetrt_data_free(&d);
+}
+
+static void test_idx_errors(void **state) {
+    (void)state;
+    const char *x = P("images-idx3-ubyte"), *y = P("labels-idx1-ubyte");
+    make_idx_pair(x, y, false);
+    unsigned char buf[256];
+    size_t n = read_bytes(x, buf, sizeof buf);
+
+    write_bytes(x, buf, n - 1);
+    expect_error(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, x, 0,
+                 "truncated: IDX header says 12 bytes of data (shape (2, 2, 3)) but the file has 11");
+    write_bytes(x, buf, 10);
+    expect_error(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, x, 0,
+                 "truncated IDX header: 16 bytes of header but the file has 10");
+    write_bytes(x, buf, 3);
+    expect_error(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, x, 0, "truncated IDX header: the file has only 3 bytes");
+    buf[n] = 0;
+    write_bytes(x, buf, n + 1);
+    expect_error(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, x, 0, "trailing data: IDX header says 12 bytes");
+
+    /* a truncated labels file, plain and compressed */
+    n = read_bytes(y, buf, sizeof buf);
+    write_bytes(y, buf, n - 1);
+    make_idx_pair(x, P("unused"), false);
+    expect_error(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, y, 0, "truncated: IDX header says 2 bytes of data (shape (2,))");
+    write_gzip(y, "wb", buf, n - 1);
+    expect_error(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, y, 0, "truncated: IDX header says 2 bytes");
+
+    n = idx_bytes(buf, 0x0C, 1, (uint32_t[]){2}, "\0\0\0\0\0\0\0\0", 8);
+    write_bytes(x, buf, n);
+    expect_error(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, x, 0, "IDX data type 0x0C is not supported");
+    write_bytes(x, "\0\0\x08\0", 4);
+    expect_error(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, x, 0, "IDX header has no dimensions");
+    /* dims whose product overflows 64 bits */
+    n = idx_bytes(buf, 0x08, 3, (uint32_t[]){0xffffffffu, 0xffffffffu, 0xffffffffu}, "", 0);
+    write_bytes(x, buf, n);
+    expect_error(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, x, 0, "IDX shape is too large");
+}
+
+/* ---- arguments and files ------------------------------------------------------------------ */
+
+static void test_arguments(void **state) {
+    (void)state;
+    const char *path = P("a.csv");
+    write_text(path, "1,2,3,1\n");
+    expect_error(path, NULL, 0, PNETRT_LABELS_CLASS, 2, 0, path, 0, "features must be at least 1");
+    expect_error(path, NULL, 3, PNETRT_LABELS_CLASS, 0, 0, path, 0, "classes must lie in [1, 2147483647]");
+    expect_error(path, NULL, 3, PNETRT_LABELS_TARGET, 0, 0, path, 0, "target_elems must be at least 1");
+    expect_error(path, NULL, 3, 7, 2, 0, path, 0, "unknown label kind 7");
+    expect_error(P("none.csv"), NULL, 3, PNETRT_LABELS_CLASS, 2, 0, P("none.csv"), 0,
+                 "cannot open: No such file or directory");
+    expect_error(tmpdir, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, tmpdir, 0, "cannot open: Is a directory");
+
+    /* a NULL or small err buffer is fine */
+    pnetrt_data d;
+    assert_int_not_equal(pnetrt_data_load(P("none.csv"), NULL, 3, PNETRT_LABELS_CLASS, 2, 0, &d, NULL, 0), 0);
+    char small[8];
+    assert_int_not_equal(pnetrt_data_load(P("none.csv"), NULL, 3, PNETRT_LABELS_CLASS, 2, 0, &d, small, sizeof small),
+                         0);
+    assert_int_equal(strlen(small), 7);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_csv_good, clear_tmpdir),
+        cmocka_unit_test_teardown(test_csv_no_final_newline, clear_tmpdir),
+        cmocka_unit_test_teardown(test_csv_targets, clear_tmpdir),
+        cmocka_unit_test_teardown(test_csv_columns, clear_tmpdir),
+        cmocka_unit_test_teardown(test_csv_not_numbers, clear_tmpdir),
+        cmocka_unit_test_teardown(test_csv_labels, clear_tmpdir),
+        cmocka_unit_test_teardown(test_csv_empty, clear_tmpdir),
+        cmocka_unit_test_teardown(test_csv_gzip, clear_tmpdir),
+        cmocka_unit_test_teardown(test_csv_with_labels_file, clear_tmpdir),
+        cmocka_unit_test_teardown(test_bad_gzip, clear_tmpdir),
+        cmocka_unit_test_teardown(test_npy_f4_i4, clear_tmpdir),
+        cmocka_unit_test_teardown(test_npy_f8_i8_u8, clear_tmpdir),
+        cmocka_unit_test_teardown(test_npy_mismatch, clear_tmpdir),
+        cmocka_unit_test_teardown(test_npy_targets, clear_tmpdir),
+        cmocka_unit_test_teardown(test_idx, clear_tmpdir),
+        cmocka_unit_test_teardown(test_idx_errors, clear_tmpdir),
+        cmocka_unit_test_teardown(test_arguments, clear_tmpdir),
+    };
+    return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
+}
