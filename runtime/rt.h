@@ -57,6 +57,12 @@ int64_t pnetrt_train_last_correct(const pnetrt_model *m);
 int pnetrt_cmd_train(const pnetrt_desc *d, const char *prog, int argc, char **argv);
 int pnetrt_cmd_eval(const pnetrt_desc *d, const char *prog, int argc, char **argv);
 int pnetrt_cmd_bench_train(const pnetrt_desc *d, const char *prog, int argc, char **argv);
+/* The whole batch's parameter gradient of the last step (d->param_floats floats, at each
+ * parameter's offset), or NULL before the first step. For tests. */
+const float *pnetrt_train_grad(const pnetrt_model *m);
+/* Sets the step count (the next step is steps + 1): dropout masks and adam's bias correction
+ * depend on it. */
+int pnetrt_set_train_steps(pnetrt_model *m, int64_t steps);
 /* Steps taken so far (the optimizer's step count). */
 int64_t pnetrt_train_steps(const pnetrt_model *m);
 /* Writes the parameters (PyTorch names) as safetensors, atomically; with optimizer, also the

@@ -287,6 +287,19 @@ int64_t pnetrt_train_last_correct(const pnetrt_model *m) {
     return *slot ? (*slot)->last_correct : 0;
 }
 
+const float *pnetrt_train_grad(const pnetrt_model *m) {
+    pnetrt_trainer *const *slot = pnetrt_trainer_slot((pnetrt_model *)m);
+    return *slot && (*slot)->step > 0 ? (*slot)->slots : NULL;
+}
+
+int pnetrt_set_train_steps(pnetrt_model *m, int64_t steps) {
+    pnetrt_trainer *t = m ? trainer(m) : NULL;
+    if (!t) return 1;
+    if (steps < 0) return failf(m, "step count %lld is negative", (long long)steps);
+    t->step = steps;
+    return 0;
+}
+
 int64_t pnetrt_train_steps(const pnetrt_model *m) {
     pnetrt_trainer *const *slot = pnetrt_trainer_slot((pnetrt_model *)m);
     return *slot ? (*slot)->step : 0;
