@@ -401,6 +401,23 @@ static int cmd_info(const pnetrt_desc *d) {
         const pnetrt_layer_desc *l = &d->layers[i];
         if (l->offset >= 0) printf("  %-28s bytes/sample [%lld, %lld)\n", l->name, (long long)l->offset, (long long)(l->offset + l->bytes));
     }
+    if (d->train) {
+        const pnetrt_train_desc *t = d->train;
+        int64_t B = t->batch > 0 ? t->batch : 32, nch = (B + t->chunk - 1) / t->chunk;
+        printf("\ntraining (%s, lr %g, batch %lld, %lld epoch%s; %s loss):\n", t->optimizer == PNETRT_OPT_ADAM ? "adam" : "sgd",
+               t->lr, (long long)B, (long long)t->epochs, t->epochs == 1 ? "" : "s",
+               t->loss == PNETRT_LOSS_CROSS_ENTROPY ? "cross_entropy" : "mse");
+        human((double)t->sample_bytes, a, sizeof a);
+        printf("  kept for backward, and gradients: %s per sample\n", a);
+        human((double)nch * (double)d->param_floats * 4, a, sizeof a);
+        printf("  gradient slots: one per %lld-sample chunk, %lld at batch %lld = %s\n", (long long)t->chunk,
+               (long long)nch, (long long)B, a);
+        human((double)t->opt_floats * 4, a, sizeof a);
+        printf("  optimizer state: %s\n", a);
+        human((double)(t->global_floats + nch * t->stat_floats) * 4, a, sizeof a);
+        printf("  batch statistics and transposed weights: %s\n", a);
+        printf("  segments: %lld (split at batchnorm's batch statistics)\n", (long long)t->nsegments);
+    }
     printf("\nschedule: %lld stage%s, %lld replica%s, %lld micro-batch%s (%s)\n", (long long)d->nstages,
            d->nstages == 1 ? "" : "s", (long long)d->replicas, d->replicas == 1 ? "" : "s", (long long)d->microbatches,
            d->microbatches == 1 ? "" : "es", d->schedule ? "1f1b" : "gpipe");

@@ -73,6 +73,10 @@ int pnetrt_save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch
  * present (then *epoch and *batch_in_epoch are set; else they are 0). */
 int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batch_in_epoch);
 
+/* px_save / px_load of the embedding header: a checkpoint when the network trains, else weights. */
+int pnetrt_save_file(pnetrt_model *m, const char *path);
+int pnetrt_load_file(pnetrt_model *m, const char *path);
+
 /* Internal: shared with train.c. */
 typedef struct pnetrt_trainer pnetrt_trainer;
 void pnetrt_trainer_free(pnetrt_trainer *t);

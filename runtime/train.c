@@ -472,3 +472,16 @@ int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
     pnetrt_st_close(st);
     return 0;
 }
+
+/* The embedding API's px_save and px_load: a checkpoint when the network trains, else weights. */
+int pnetrt_save_file(pnetrt_model *m, const char *path) {
+    if (!m) return 1;
+    if (!path) return failf(m, "no path to save to");
+    return pnetrt_save(m, path, pnetrt_model_desc(m)->train != NULL, 0, 0);
+}
+
+int pnetrt_load_file(pnetrt_model *m, const char *path) {
+    if (!m) return 1;
+    if (!path) return failf(m, "no path to load from");
+    return pnetrt_load(m, path, NULL, NULL);
+}

@@ -583,6 +583,43 @@ static void gen_api(cg *c) {
     rt = declare(c, "pnetrt_set_schedule", c->i32, sct, 2);
     LLVMValueRef sargs2[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
     LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, sct, 2, 0), rt, sargs2, 2, ""));
+    /* int px_save(px *m, const char *path); int px_load(px *m, const char *path) */
+    LLVMTypeRef svt[2] = {c->ptr, c->ptr};
+    fn = begin_fn(c, "_save", c->i32, svt, 2);
+    rt = declare(c, "pnetrt_save_file", c->i32, svt, 2);
+    LLVMValueRef svargs[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
+    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, svt, 2, 0), rt, svargs, 2, ""));
+    fn = begin_fn(c, "_load", c->i32, svt, 2);
+    rt = declare(c, "pnetrt_load_file", c->i32, svt, 2);
+    LLVMValueRef ldargs[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
+    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, svt, 2, 0), rt, ldargs, 2, ""));
+    if (g->tplan.present) {
+        /* int px_train_step(px *m, int64_t batch, inputs..., training inputs..., float *loss) */
+        int ntr = 0;
+        for (int i = 0; i < g->nnodes; i++) ntr += g->nodes[i].op == PN_OP_INPUT && (g->nodes[i].flags & PN_NODE_TRAIN);
+        int nt = 2 + nin + ntr + 1;
+        LLVMTypeRef *tt = calloc((size_t)nt, sizeof *tt);
+        tt[0] = c->ptr;
+        tt[1] = c->i64;
+        for (int i = 2; i < nt; i++) tt[i] = c->ptr;
+        fn = begin_fn(c, "_train_step", c->i32, tt, (unsigned)nt);
+        LLVMValueRef tins = LLVMBuildArrayAlloca(c->b, c->ptr, cg_i64(c, nin + ntr), "ins");
+        for (int i = 0; i < nin + ntr; i++) {
+            LLVMValueRef idx = cg_i64(c, i);
+            LLVMBuildStore(c->b, LLVMGetParam(fn, (unsigned)i + 2), LLVMBuildInBoundsGEP2(c->b, c->ptr, tins, &idx, 1, ""));
+        }
+        LLVMTypeRef trt[4] = {c->ptr, c->i64, c->ptr, c->ptr};
+        rt = declare(c, "pnetrt_train_step", c->i32, trt, 4);
+        LLVMValueRef targs[4] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), tins, LLVMGetParam(fn, (unsigned)nt - 1)};
+        LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, trt, 4, 0), rt, targs, 4, ""));
+        free(tt);
+        /* int px_set_lr(px *m, double lr) */
+        LLVMTypeRef lt[2] = {c->ptr, LLVMDoubleTypeInContext(c->ctx)};
+        fn = begin_fn(c, "_set_lr", c->i32, lt, 2);
+        rt = declare(c, "pnetrt_set_lr", c->i32, lt, 2);
+        LLVMValueRef largs[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
+        LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, lt, 2, 0), rt, largs, 2, ""));
+    }
     /* const char *px_last_error(const px *m); void px_destroy(px *m) */
     LLVMTypeRef pt[1] = {c->ptr};
     fn = begin_fn(c, "_last_error", c->ptr, pt, 1);

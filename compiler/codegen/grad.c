@@ -242,26 +242,31 @@ static LLVMValueRef bwd_conv(cg *c, int node, const bool *acc) {
     cg_loop_begin(c, &s, I(c, 0), c->n, "s");
     LLVMValueRef xs0 = cg_gep(c, x, imul(c, s.iv, I(c, Ci * H * W)));
     LLVMValueRef dys = cg_gep(c, dy, imul(c, s.iv, I(c, O * P)));
-    /* colT, by this thread in full. */
-    cg_loop p;
-    cg_loop_begin(c, &p, I(c, 0), I(c, P), "p");
-    LLVMValueRef oh = idiv(c, p.iv, I(c, OW)), ow = irem(c, p.iv, I(c, OW));
-    cg_loop j;
-    cg_loop_begin(c, &j, I(c, 0), I(c, CKK), "j");
-    LLVMValueRef ci = idiv(c, j.iv, I(c, KK)), kk = irem(c, j.iv, I(c, KK));
-    LLVMValueRef ih = iadd(c, imul(c, oh, I(c, SH)), I(c, 0));
-    ih = isub(c, iadd(c, ih, idiv(c, kk, I(c, KW))), I(c, PH));
-    LLVMValueRef iw = isub(c, iadd(c, imul(c, ow, I(c, SW)), irem(c, kk, I(c, KW))), I(c, PW));
-    LLVMValueRef inb = LLVMBuildAnd(c->b, LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih, I(c, 0), ""),
-                                                      LLVMBuildICmp(c->b, LLVMIntSLT, ih, I(c, H), ""), ""),
-                                    LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, iw, I(c, 0), ""),
-                                                 LLVMBuildICmp(c->b, LLVMIntSLT, iw, I(c, W), ""), ""), "");
-    LLVMValueRef idx = iadd(c, imul(c, iadd(c, imul(c, ci, I(c, H)), ih), I(c, W)), iw);
-    idx = LLVMBuildSelect(c->b, inb, idx, I(c, 0), "");
-    LLVMValueRef v = fsel(c, inb, cg_load(c, xs0, idx), F(c, 0.0));
-    cg_store(c, v, colT, iadd(c, imul(c, p.iv, I(c, CKK)), j.iv));
-    cg_loop_end(c, &j);
-    cg_loop_end(c, &p);
+    /* colT, by this thread in full: rows p = (oh, ow), columns j = (ci, kh, kw), zero outside. */
+    cg_loop ohl;
+    cg_loop_begin(c, &ohl, I(c, 0), I(c, OH), "oh");
+    cg_loop owl;
+    cg_loop_begin(c, &owl, I(c, 0), I(c, OW), "ow");
+    LLVMValueRef crow = cg_gep(c, colT, imul(c, iadd(c, imul(c, ohl.iv, I(c, OW)), owl.iv), I(c, CKK)));
+    cg_loop cil;
+    cg_loop_begin(c, &cil, I(c, 0), I(c, Ci), "ci");
+    LLVMValueRef xplane = cg_gep(c, xs0, imul(c, cil.iv, I(c, H * W)));
+    LLVMValueRef ccol = cg_gep(c, crow, imul(c, cil.iv, I(c, KK)));
+    for (int64_t kh = 0; kh < KH; kh++) {
+        LLVMValueRef ih = iadd(c, imul(c, ohl.iv, I(c, SH)), I(c, kh - PH));
+        LLVMValueRef hok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih, I(c, 0), ""),
+                                        LLVMBuildICmp(c->b, LLVMIntSLT, ih, I(c, H), ""), "");
+        for (int64_t kw = 0; kw < KW; kw++) {
+            LLVMValueRef iw = iadd(c, imul(c, owl.iv, I(c, SW)), I(c, kw - PW));
+            LLVMValueRef inb = LLVMBuildAnd(c->b, hok, LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, iw, I(c, 0), ""),
+                                                               LLVMBuildICmp(c->b, LLVMIntSLT, iw, I(c, W), ""), ""), "");
+            LLVMValueRef idx = LLVMBuildSelect(c->b, inb, iadd(c, imul(c, ih, I(c, W)), iw), I(c, 0), "");
+            cg_store(c, fsel(c, inb, cg_load(c, xplane, idx), F(c, 0.0)), ccol, I(c, kh * KW + kw));
+        }
+    }
+    cg_loop_end(c, &cil);
+    cg_loop_end(c, &owl);
+    cg_loop_end(c, &ohl);
     /* dW += dy_s colT (the first sample writes). */
     LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntEQ, s.iv, I(c, 0), "");
     for (int a = 0; a < 2; a++) {
@@ -297,28 +302,34 @@ static LLVMValueRef bwd_conv(cg *c, int node, const bool *acc) {
             cg_store(c, F(c, 0.0), dxs, z.iv);
             cg_loop_end(c, &z);
         }
+        /* col2im: for each (oh, kh) row in range and each kw, the ow range that lands inside. */
         cg_loop cc;
         cg_loop_begin(c, &cc, clo, chi, "ci");
-        cg_loop k2;
-        cg_loop_begin(c, &k2, I(c, 0), I(c, KK), "kk");
-        LLVMValueRef kh = idiv(c, k2.iv, I(c, KW)), kw = irem(c, k2.iv, I(c, KW));
-        LLVMValueRef jcol = iadd(c, imul(c, cc.iv, I(c, KK)), k2.iv);
-        cg_loop p2;
-        cg_loop_begin(c, &p2, I(c, 0), I(c, P), "p2");
-        LLVMValueRef oh2 = idiv(c, p2.iv, I(c, OW)), ow2 = irem(c, p2.iv, I(c, OW));
-        LLVMValueRef ih2 = isub(c, iadd(c, imul(c, oh2, I(c, SH)), kh), I(c, PH));
-        LLVMValueRef iw2 = isub(c, iadd(c, imul(c, ow2, I(c, SW)), kw), I(c, PW));
-        LLVMValueRef in2 = LLVMBuildAnd(c->b, LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih2, I(c, 0), ""),
-                                                          LLVMBuildICmp(c->b, LLVMIntSLT, ih2, I(c, H), ""), ""),
-                                        LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, iw2, I(c, 0), ""),
-                                                     LLVMBuildICmp(c->b, LLVMIntSLT, iw2, I(c, W), ""), ""), "");
-        cg_if f;
-        cg_if_begin(c, &f, in2);
-        LLVMValueRef di = iadd(c, imul(c, iadd(c, imul(c, cc.iv, I(c, H)), ih2), I(c, W)), iw2);
-        put(c, cg_load(c, dcolT, iadd(c, imul(c, p2.iv, I(c, CKK)), jcol)), dxs, di, true);
-        cg_if_end(c, &f);
-        cg_loop_end(c, &p2);
-        cg_loop_end(c, &k2);
+        LLVMValueRef dplane = cg_gep(c, dxs, imul(c, cc.iv, I(c, H * W)));
+        LLVMValueRef dcol = cg_gep(c, dcolT, imul(c, cc.iv, I(c, KK)));
+        cg_loop oh2;
+        cg_loop_begin(c, &oh2, I(c, 0), I(c, OH), "oh2");
+        for (int64_t kh = 0; kh < KH; kh++) {
+            LLVMValueRef ih = iadd(c, imul(c, oh2.iv, I(c, SH)), I(c, kh - PH));
+            cg_if f;
+            cg_if_begin(c, &f, LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih, I(c, 0), ""),
+                                            LLVMBuildICmp(c->b, LLVMIntSLT, ih, I(c, H), ""), ""));
+            LLVMValueRef drow = cg_gep(c, dplane, imul(c, ih, I(c, W)));
+            LLVMValueRef srow = cg_gep(c, dcol, imul(c, imul(c, oh2.iv, I(c, OW)), I(c, CKK)));
+            for (int64_t kw = 0; kw < KW; kw++) {
+                int64_t lo = PW - kw > 0 ? (PW - kw + SW - 1) / SW : 0;
+                int64_t hi = (W - 1 + PW - kw) >= 0 ? (W - 1 + PW - kw) / SW + 1 : 0;
+                if (hi > OW) hi = OW;
+                if (lo >= hi) continue;
+                cg_loop ow2;
+                cg_loop_begin(c, &ow2, I(c, lo), I(c, hi), "ow2");
+                LLVMValueRef iw = iadd(c, imul(c, ow2.iv, I(c, SW)), I(c, kw - PW));
+                put(c, cg_load(c, srow, iadd(c, imul(c, ow2.iv, I(c, CKK)), I(c, kh * KW + kw))), drow, iw, true);
+                cg_loop_end(c, &ow2);
+            }
+            cg_if_end(c, &f);
+        }
+        cg_loop_end(c, &oh2);
         cg_loop_end(c, &cc);
     }
     cg_loop_end(c, &s);
@@ -342,13 +353,39 @@ static LLVMValueRef bwd_pool(cg *c, int node, const bool *acc) {
     cg_loop_begin(c, &pl, lo, hi, "plane");
     LLVMValueRef xp = cg_gep(c, x, imul(c, pl.iv, I(c, H * W))), dxp = cg_gep(c, dx, imul(c, pl.iv, I(c, H * W)));
     LLVMValueRef dyp = cg_gep(c, dy, imul(c, pl.iv, I(c, OH * OW)));
-    if (!acc[0]) {
+    bool tiled = is_max && SH == KH && SW == KW && PH == 0 && PW == 0 && KH * KW <= 64;
+    if (!acc[0] && (!tiled || H != OH * KH || W != OW * KW)) {
         cg_loop z;
         cg_loop_begin(c, &z, I(c, 0), I(c, H * W), "z");
         cg_store(c, F(c, 0.0), dxp, z.iv);
         cg_loop_end(c, &z);
     }
-    for (int64_t oh = 0; oh < OH; oh++) {
+    if (tiled) {
+        /* Windows tile the plane: each window's maximum takes dy, the rest of it 0 (or +0). */
+        cg_loop oh;
+        cg_loop_begin(c, &oh, I(c, 0), I(c, OH), "oh");
+        cg_loop ow;
+        cg_loop_begin(c, &ow, I(c, 0), I(c, OW), "ow");
+        LLVMValueRef d = cg_load(c, dyp, iadd(c, imul(c, oh.iv, I(c, OW)), ow.iv));
+        LLVMValueRef corner = iadd(c, imul(c, oh.iv, I(c, KH * W)), imul(c, ow.iv, I(c, KW)));
+        LLVMValueRef best = F(c, -INFINITY), bidx = I(c, 0);
+        for (int64_t k = 0; k < KH * KW; k++) {
+            LLVMValueRef v = cg_load(c, xp, iadd(c, corner, I(c, (k / KW) * W + k % KW)));
+            LLVMValueRef better = k == 0 ? LLVMConstInt(c->i1, 1, 0)
+                                         : LLVMBuildOr(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, v, best, ""),
+                                                       LLVMBuildAnd(c->b, LLVMBuildFCmp(c->b, LLVMRealUNO, v, v, ""),
+                                                                    LLVMBuildFCmp(c->b, LLVMRealORD, best, best, ""), ""), "");
+            best = fsel(c, better, v, best);
+            bidx = LLVMBuildSelect(c->b, better, I(c, k), bidx, "");
+        }
+        for (int64_t k = 0; k < KH * KW; k++) {
+            LLVMValueRef hit = LLVMBuildICmp(c->b, LLVMIntEQ, bidx, I(c, k), "");
+            put(c, fsel(c, hit, d, F(c, 0.0)), dxp, iadd(c, corner, I(c, (k / KW) * W + k % KW)), acc[0]);
+        }
+        cg_loop_end(c, &ow);
+        cg_loop_end(c, &oh);
+    }
+    for (int64_t oh = 0; oh < OH && !tiled; oh++) {
         cg_loop ow;
         cg_loop_begin(c, &ow, I(c, 0), I(c, OW), "ow");
         LLVMValueRef d = cg_load(c, dyp, iadd(c, I(c, oh * OW), ow.iv));

@@ -75,6 +75,38 @@ bool pn_write_header(const pn_graph *g, const char *path, char *err, size_t errl
     fprintf(f, "int %s_set_microbatches(%s *net, int microbatches);\n", n, n);
     fprintf(f, "/* \"serial\", \"batch\", \"pipeline\" or \"hybrid\" (default: the network's own directives). */\n");
     fprintf(f, "int %s_set_schedule(%s *net, const char *schedule);\n", n, n);
+    fprintf(f, "/* Saves the parameters (PyTorch names) as safetensors, atomically; for a network that trains,\n"
+               " * a checkpoint that also holds the optimizer state. Loads such a file (or any safetensors\n"
+               " * file with every parameter) into the network. */\n");
+    fprintf(f, "int %s_save(%s *net, const char *path);\n", n, n);
+    fprintf(f, "int %s_load(%s *net, const char *path);\n", n, n);
+    const pn_tplan *t = &g->tplan;
+    if (t->present) {
+        fprintf(f, "\n/* Training (the train { } block). One step of the optimizer on `batch` samples: inputs, then\n"
+                   " * the training inputs, in declaration order; *loss (may be NULL) gets the batch's mean loss.\n"
+                   " * The weights after any number of steps are bitwise identical for every thread and\n"
+                   " * replica count. Memory (allocated by the first step, for its batch size): */\n");
+        fprintf(f, "#define %s_TRAIN_CHUNK %lld /* samples per gradient chunk */\n", N, (long long)t->chunk);
+        fprintf(f, "#define %s_TRAIN_BYTES_PER_SAMPLE %lld /* values kept for backward, and gradients */\n", N,
+                (long long)t->sample_bytes);
+        fprintf(f, "#define %s_GRAD_FLOATS_PER_CHUNK %lld /* one gradient slot per chunk */\n", N, (long long)p->param_floats);
+        fprintf(f, "#define %s_OPT_FLOATS %lld /* optimizer state */\n", N,
+                (long long)(p->param_floats * (g->train.opt == PN_OPT_ADAM ? 2 : 1)));
+        fprintf(f, "int %s_train_step(%s *net, int64_t batch", n, n);
+        for (int i = 0; i < g->nnodes; i++) {
+            const pn_node *nd = &g->nodes[i];
+            if (nd->op == PN_OP_INPUT && !(nd->flags & PN_NODE_TRAIN))
+                fprintf(f, ", const %s *%s", nd->dtype == PN_I32 ? "int32_t" : "float", nd->name);
+        }
+        for (int i = 0; i < g->nnodes; i++) {
+            const pn_node *nd = &g->nodes[i];
+            if (nd->op == PN_OP_INPUT && (nd->flags & PN_NODE_TRAIN))
+                fprintf(f, ", const %s *%s", nd->dtype == PN_I32 ? "int32_t" : "float", nd->name);
+        }
+        fprintf(f, ", float *loss);\n");
+        fprintf(f, "/* Sets the learning rate (default: the train { } block's). */\n");
+        fprintf(f, "int %s_set_lr(%s *net, double lr);\n\n", n, n);
+    }
     fprintf(f, "const char *%s_last_error(const %s *net);\n", n, n);
     fprintf(f, "void %s_destroy(%s *net);\n\n", n, n);
     fprintf(f, "#ifdef __cplusplus\n}\n#endif\n#endif\n");

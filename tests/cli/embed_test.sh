@@ -23,4 +23,9 @@ test "$(grep -c "probabilities sum to 1.0000" out.txt)" -eq 3
 # A missing weights file fails cleanly with a one-line reason.
 if ./app /nonexistent.safetensors 2>err.txt; then echo "FAIL: missing weights accepted"; exit 1; fi
 grep -q "nonexistent.safetensors" err.txt
-echo "1 passed, 0 failed"
+# Training through the header: the loss falls, 1 and 2 threads give identical weights, and the
+# saved checkpoint loads back.
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Werror -I. "$src/examples/embed/train_app.c" digits_mlp.o $(pkg-config --cflags --libs pnetrt) -o train_app
+./train_app
+echo "2 passed, 0 failed"

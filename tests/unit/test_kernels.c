@@ -7,97 +7,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <llvm-c/LLJIT.h>
-#include <llvm-c/Orc.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "check/check.h"
-#include "codegen/codegen.h"
 #include "ir/reference.h"
-#include "parse/parse.h"
-#include "passes/passes.h"
-#include "rt.h"
-
-static uint64_t rng = 88172645463325252ull;
-static double rnd(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
-}
-
-typedef struct compiled {
-    LLVMOrcLLJITRef jit;
-    const pnetrt_desc *desc;
-    pn_graph *g;
-    float *weights;
-} compiled;
-
-static pn_graph *check_source(const char *src) {
-    FILE *sink = fopen("/dev/null", "w");
-    pn_diags d;
-    pn_diags_init(&d, stderr);
-    pn_program prog;
-    pn_program_init(&prog, &d);
-    pn_graph *g = NULL;
-    pn_module *m = pn_program_load(&prog, "kernel.pnet", src, strlen(src));
-    if (m && !d.nerrors) pn_check(&prog, NULL, &g);
-    pn_diags_flush(&d);
-    pn_program_free(&prog);
-    pn_diags_free(&d);
-    fclose(sink);
-    return g;
-}
-
-/* Compiles src with random weights embedded and loads it into a JIT. */
-static void compile(const char *src, compiled *out) {
-    memset(out, 0, sizeof *out);
-    out->g = check_source(src);
-    assert_non_null(out->g);
-    for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(out->g);
-    int64_t np = out->g->plan.param_floats;
-    out->weights = calloc((size_t)(np ? np : 1), sizeof(float));
-    for (int i = 0; i < out->g->nnodes; i++) {
-        const pn_node *n = &out->g->nodes[i];
-        int64_t off = out->g->plan.param_offset[i];
-        for (int k = 0; k < n->nparams; k++) {
-            int64_t e = pn_shape_sample_elems(&n->params[k].shape);
-            bool positive = strcmp(n->params[k].suffix, "running_var") == 0;
-            for (int64_t j = 0; j < e; j++) out->weights[off + j] = (float)(positive ? 0.5 + rnd() : rnd() - 0.5);
-            off += (e + 15) / 16 * 16;
-        }
-    }
-    pn_cg_options opt = {.opt_level = 3, .weights = out->weights};
-    cg c;
-    char err[512];
-    assert_true(pn_codegen(out->g, &opt, &c, err, sizeof err));
-    LLVMMemoryBufferRef buf;
-    char *msg = NULL;
-    assert_false(LLVMTargetMachineEmitToMemoryBuffer(c.tm, c.mod, LLVMObjectFile, &msg, &buf));
-    pn_codegen_free(&c);
-    assert_null(LLVMOrcCreateLLJIT(&out->jit, NULL));
-    LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(out->jit);
-    LLVMOrcDefinitionGeneratorRef gen;
-    assert_null(LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(out->jit), NULL, NULL));
-    LLVMOrcJITDylibAddGenerator(jd, gen);
-    assert_null(LLVMOrcLLJITAddObjectFile(out->jit, jd, buf));
-    char sym[160];
-    snprintf(sym, sizeof sym, "%s_descriptor", out->g->name);
-    LLVMOrcExecutorAddress addr = 0;
-    assert_null(LLVMOrcLLJITLookup(out->jit, &addr, sym));
-    const pnetrt_desc *(*get)(void) = (const pnetrt_desc *(*)(void))(uintptr_t)addr;
-    out->desc = get();
-}
-
-static void release(compiled *c) {
-    LLVMOrcDisposeLLJIT(c->jit);
-    pn_graph_free(c->g);
-    free(c->weights);
-}
+#include "jit_util.h"
 
 /* Runs c at `batch` with `threads`, returning malloc'ed outputs; the reference likewise. */
 static void run_r(compiled *c, int64_t batch, int threads, int replicas, void **ins, void **outs) {
@@ -128,7 +45,7 @@ static int64_t elems(const pnetrt_tensor_desc *t, int64_t batch) {
 /* Compiles src and compares it with the reference at batch 1 and 7, and across thread counts. */
 static void check_network(const char *src) {
     compiled c;
-    compile(src, &c);
+    compile_net(src, true, &c);
     const pnetrt_desc *d = c.desc;
     for (int64_t batch = 1; batch <= 7; batch += 6) {
         void *ins[16], *got[16], *want[16], *got3[16];
@@ -235,8 +152,8 @@ static void test_feature_shards(void **s) {
 static void test_nested_in_caller_team(void **s) {
     (void)s;
     compiled c;
-    compile("network nt { input x : f32[batch, 8];\n"
-            "  @partition(0) a = relu(dense(x, 16)); @partition(1) { output y = dense(a, 4); } }", &c);
+    compile_net("network nt { input x : f32[batch, 8];\n"
+                "  @partition(0) a = relu(dense(x, 16)); @partition(1) { output y = dense(a, 4); } }", true, &c);
     float x[6 * 8], ref[6 * 4], got[4][6 * 4];
     for (int i = 0; i < 6 * 8; i++) x[i] = (float)(i % 7) - 3;
     void *ins[1] = {x}, *outs[1] = {ref};

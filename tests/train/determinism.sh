@@ -1,0 +1,149 @@
+#!/bin/sh
+# Bitwise determinism of training: sh determinism.sh PNETC TRAIN_DIR
+#
+# Compiles TRAIN_DIR/cases/dropout_det.pnet (conv2d, batchnorm, dropout) and trains it, shuffled,
+# on TRAIN_DIR/data/det_{x,y}.npy (150 samples: batches of 100 = chunks 32+32+32+4, then 50):
+#   - on 1 to 4 threads and 1 to 4 replicas: the saved checkpoints must be byte-identical;
+#   - 1 epoch, then --resume to 2: identical to 2 epochs in one go;
+#   - Ctrl-C (SIGINT) in a longer run: exit 130 and a checkpoint that eval loads, and resuming it
+#     ends identical to the uninterrupted run;
+#   - eval prints `accuracy: A` and `loss: L`, the same for any threads.
+# Checks marked KNOWN BUG fail on purpose until the runtime is fixed (see their notes).
+# Prints one line per check and then `N passed, M failed`; exit status 1 on any failure.
+set -u
+export PNET_ADAPTIVE_THREADS=0 # every requested thread runs, however small the step
+if [ $# -ne 2 ]; then
+    echo "usage: sh determinism.sh PNETC TRAIN_DIR" >&2
+    exit 2
+fi
+PNETC=$1 DIR=$2
+X=$DIR/data/det_x.npy Y=$DIR/data/det_y.npy
+passed=0 failed=0 bg=
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pnet-det.XXXXXX") || exit 1
+cleanup() {
+    [ -n "$bg" ] && kill "$bg" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+pass() { passed=$((passed + 1)); echo "PASS $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL $*"; }
+finish() {
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ] || exit 1
+    exit 0
+}
+# train OUT ARGS...: trains into $WORK/OUT.st; a failure prints the log's tail.
+train() {
+    out=$1
+    shift
+    "$WORK/net" train --data "$X" --labels "$Y" --save "$WORK/$out.st" "$@" >"$WORK/$out.log" 2>&1
+    rc=$?
+    [ $rc -eq 0 ] && return 0
+    fail "train $* (exit $rc): $(tail -n 2 "$WORK/$out.log" | tr '\n' ' ')"
+    return 1
+}
+same() { cmp -s "$WORK/$1.st" "$WORK/$2.st"; }
+
+if "$PNETC" "$DIR/cases/dropout_det.pnet" -o "$WORK/net" >"$WORK/compile.log" 2>&1; then
+    pass "compile dropout_det"
+else
+    fail "compile dropout_det: $(head -n 3 "$WORK/compile.log" | tr '\n' ' ')"
+    finish
+fi
+
+# Threads and replicas.
+train t1 --epochs 2 --batch 100 --threads 1 || finish
+for cfg in "--threads 2" "--threads 2 --replicas 1" "--threads 3 --replicas 3" "--threads 4 --replicas 2" \
+    "--replicas 4 --threads 4"; do
+    name=$(printf '%s' "$cfg" | tr -d ' -')
+    train "$name" --epochs 2 --batch 100 $cfg || continue
+    if same t1 "$name"; then
+        pass "2 shuffled epochs, $cfg: checkpoint identical to --threads 1"
+    else
+        fail "2 shuffled epochs, $cfg: checkpoint differs from --threads 1 ($(cmp "$WORK/t1.st" "$WORK/$name.st" 2>&1))"
+    fi
+done
+
+# Resume after an epoch.
+if train a --epochs 1 --batch 100 && train b --resume "$WORK/a.st" --epochs 2 --batch 100 --threads 2; then
+    if same t1 b; then pass "1 epoch, then --resume to 2: identical to 2 epochs"; else fail "1 epoch, then --resume to 2: differs from 2 epochs"; fi
+fi
+
+# KNOWN BUG: --resume takes the shuffle seed from --seed (or the train block), not from the
+# checkpoint, whose seed it does restore for dropout; a run with --seed 7 resumed without it
+# shuffles differently. Fix: after pnetrt_load in pnetrt_cmd_train, shuffle with the loaded seed.
+if train s7 --epochs 2 --batch 100 --seed 7 && train s7a --epochs 1 --batch 100 --seed 7 &&
+    train s7b --resume "$WORK/s7a.st" --epochs 2 --batch 100; then
+    if same s7 s7b; then
+        pass "--seed 7 for 1 epoch, then --resume (no --seed) to 2: identical to 2 epochs"
+    else
+        fail "KNOWN BUG: --seed 7 for 1 epoch, then --resume (no --seed) to 2: differs from 2 epochs (shuffle seed not restored)"
+    fi
+fi
+
+# KNOWN BUG: --lr is set before pnetrt_load, which overwrites it with the checkpoint's lr, so
+# --resume CKPT --lr X silently trains at the old rate. Fix: apply --lr after loading.
+if train l0 --resume "$WORK/a.st" --epochs 2 --batch 100 && train l5 --resume "$WORK/a.st" --epochs 2 --batch 100 --lr 0.5; then
+    if same l0 l5; then
+        fail "KNOWN BUG: --resume with --lr 0.5 trains exactly as without it (--lr ignored)"
+    else
+        pass "--resume with --lr 0.5 changes the training"
+    fi
+fi
+
+# Ctrl-C: interrupt a run on 3 replicas once its first checkpoint exists, resume it on 2 threads,
+# and compare with an uninterrupted run on 1 thread. Batches of 34 (5 steps an epoch, the first
+# four of 2 chunks), so the interrupt usually falls inside an epoch.
+EP=300
+train u --epochs $EP --batch 34 || finish
+"$WORK/net" train --data "$X" --labels "$Y" --epochs $EP --batch 34 --threads 3 --replicas 3 --save "$WORK/c.st" \
+    >"$WORK/c.log" 2>"$WORK/c.err" &
+bg=$!
+i=0
+while [ ! -f "$WORK/c.st" ] && [ $i -lt 400 ]; do
+    sleep 0.05
+    i=$((i + 1))
+done
+sleep 0.3
+kill -INT "$bg" 2>/dev/null
+wait "$bg"
+rc=$?
+bg=
+if [ $rc -eq 0 ]; then
+    echo "NOTE the $EP-epoch run finished before SIGINT arrived: interrupt checks skipped"
+elif [ $rc -ne 130 ]; then
+    fail "SIGINT: exit $rc, not 130: $(tail -n 2 "$WORK/c.err" | tr '\n' ' ')"
+else
+    pass "SIGINT: exit 130"
+    if [ "$(wc -l <"$WORK/c.err")" -eq 1 ] && grep -q "checkpoint written to $WORK/c.st" "$WORK/c.err"; then
+        pass "SIGINT: one-line note naming the checkpoint ($(sed 's/.*(\(.*\)).*/\1/' "$WORK/c.err"))"
+    else
+        fail "SIGINT: stderr is not one line naming the checkpoint: $(tr '\n' '|' <"$WORK/c.err")"
+    fi
+    if "$WORK/net" eval --data "$X" --labels "$Y" --weights "$WORK/c.st" >"$WORK/ce.log" 2>&1 && grep -q '^accuracy: ' "$WORK/ce.log"; then
+        pass "eval loads the interrupted checkpoint"
+    else
+        fail "eval of the interrupted checkpoint: $(tr '\n' ' ' <"$WORK/ce.log")"
+    fi
+    if train r --resume "$WORK/c.st" --epochs $EP --batch 34 --threads 2; then
+        if same u r; then
+            pass "interrupted run resumed to $EP epochs: identical to the uninterrupted run"
+        else
+            fail "interrupted run resumed to $EP epochs: differs from the uninterrupted run"
+        fi
+    fi
+fi
+
+# Eval output: format, and the same for any threads and replicas.
+ev1=$("$WORK/net" eval --data "$X" --labels "$Y" --weights "$WORK/t1.st" --threads 1 2>&1)
+ev4=$("$WORK/net" eval --data "$X" --labels "$Y" --weights "$WORK/t1.st" --threads 4 --replicas 4 2>&1)
+if printf '%s\n' "$ev1" | grep -Eq '^accuracy: [01]\.[0-9]{4}$' && printf '%s\n' "$ev1" | grep -Eq '^loss: [0-9]+\.[0-9]{4}$' &&
+    [ "$(printf '%s\n' "$ev1" | wc -l)" -eq 2 ]; then
+    pass "eval prints accuracy and loss lines"
+else
+    fail "eval output: $(printf '%s' "$ev1" | tr '\n' '|')"
+fi
+if [ "$ev1" = "$ev4" ]; then pass "eval identical for --threads 1 and --threads 4 --replicas 4"; else fail "eval differs: '$ev1' vs '$ev4'"; fi
+finish

@@ -1,0 +1,382 @@
+/* Every op's gradient against finite differences: for each op a tiny network puts a trained layer
+ * before the op, so the gradient reaches that layer's weights only through the op's backward
+ * kernel. One training step at learning rate 0 gives the loss and the analytic gradient
+ * (pnetrt_train_grad); then single parameter elements of every trained tensor are moved by
+ * +-eps and the central difference of the training-mode loss must match. The step count is reset
+ * before each step so dropout masks repeat. 1 and 2 threads must agree bit for bit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jit_util.h"
+
+/* |fd - g| <= RTOL * max(|fd|, |g|) + ATOL. The losses are near 1 and read back as f32, so the
+ * central difference carries about 1e-7 / eps of rounding noise; ATOL sits well above it. */
+#define RTOL 2e-2
+#define ATOL 5e-4
+#define SEED 7
+
+static bool verbose;
+
+/* The training-mode loss of one step at learning rate 0, at step 1 (the same dropout masks). */
+static float step_loss(pnetrt_model *m, int64_t batch, const void *const *ins) {
+    float loss = NAN;
+    assert_int_equal(pnetrt_set_train_steps(m, 0), 0);
+    if (pnetrt_train_step(m, batch, ins, &loss)) fail_msg("train step: %s", pnetrt_last_error(m));
+    return loss;
+}
+
+/* A model with seeded default weights; norm weights and biases (ones and zeros) moved off their
+ * defaults, so a gradient that forgets gamma cannot pass. */
+static pnetrt_model *make_model(const pnetrt_desc *d, int threads) {
+    pnetrt_model *m;
+    if (pnetrt_create(&m, d, NULL)) fail_msg("create: %s", pnetrt_last_error(m));
+    assert_int_equal(pnetrt_set_threads(m, threads), 0);
+    float *w = pnetrt_params_mut(m);
+    assert_non_null(w);
+    pnetrt_init_params(d, w, SEED);
+    uint64_t saved = rng;
+    rng = 0x2545F4914F6CDD1Dull;
+    for (int64_t p = 0; p < d->nparams; p++) {
+        const pnetrt_tensor_desc *t = &d->params[p];
+        if (!t->trainable || (t->init != PNETRT_INIT_ONES && t->init != PNETRT_INIT_ZEROS)) continue;
+        for (int64_t j = 0; j < pnetrt_sample_elems(t); j++) w[t->offset + j] += (float)(rnd() - 0.5);
+    }
+    rng = saved;
+    assert_int_equal(pnetrt_set_lr(m, 0), 0);
+    return m;
+}
+
+/* The network's inputs, then its training inputs: features in [-2, 2), ids and labels in range. */
+static void make_inputs(const pnetrt_desc *d, int64_t batch, void **ins) {
+    const pnetrt_train_desc *td = d->train;
+    for (int64_t i = 0; i < d->ninputs + td->ntrain_inputs; i++) {
+        const pnetrt_tensor_desc *t = i < d->ninputs ? &d->inputs[i] : &td->train_inputs[i - d->ninputs];
+        int64_t n = pnetrt_sample_elems(t) * (t->shape[0] < 0 ? batch : 1);
+        int64_t limit = i < d->ninputs ? t->limit : td->classes;
+        ins[i] = malloc((size_t)n * 4 + 4);
+        for (int64_t k = 0; k < n; k++) {
+            if (t->dtype) ((int32_t *)ins[i])[k] = (int32_t)(rnd() * (double)limit);
+            else ((float *)ins[i])[k] = (float)(4.0 * rnd() - 2.0);
+        }
+    }
+}
+
+static bool close_enough(double fd, double g) { return fabs(fd - g) <= RTOL * fmax(fabs(fd), fabs(g)) + ATOL; }
+
+/* Compiles src and checks its gradient at `batch` by central differences of step eps. */
+static void check_grad(const char *src, int64_t batch, double eps) {
+    if (getenv("EPS")) eps = atof(getenv("EPS"));
+    compiled c;
+    compile_net(src, false, &c);
+    const pnetrt_desc *d = c.desc;
+    assert_non_null(d->train);
+    void *ins[16];
+    assert_true(d->ninputs + d->train->ntrain_inputs <= 16);
+    make_inputs(d, batch, ins);
+    const void *const *in = (const void *const *)ins;
+
+    pnetrt_model *m = make_model(d, 1), *m2 = make_model(d, 2);
+    float loss = step_loss(m, batch, in), loss2 = step_loss(m2, batch, in);
+    assert_true(isfinite(loss));
+    size_t bytes = (size_t)d->param_floats * sizeof(float);
+    float *g = malloc(bytes + 4);
+    assert_non_null(pnetrt_train_grad(m));
+    memcpy(g, pnetrt_train_grad(m), bytes);
+    if (loss != loss2) fail_msg("%s: loss %.9g on 1 thread, %.9g on 2", d->name, loss, loss2);
+    for (int64_t p = 0; p < d->nparams; p++) {
+        const pnetrt_tensor_desc *t = &d->params[p];
+        if (t->trainable &&
+            memcmp(g + t->offset, pnetrt_train_grad(m2) + t->offset, (size_t)pnetrt_sample_elems(t) * sizeof(float)) != 0)
+            fail_msg("%s: the gradient of %s differs between 1 and 2 threads", d->name, t->name);
+    }
+    if (verbose) printf("%s batch %lld: loss %.7g\n", d->name, (long long)batch, loss);
+
+    float *w = pnetrt_params_mut(m2);
+    bool first = true;
+    for (int64_t p = 0; p < d->nparams; p++) {
+        const pnetrt_tensor_desc *t = &d->params[p];
+        if (!t->trainable) continue;
+        int64_t n = pnetrt_sample_elems(t), best = 0;
+        for (int64_t j = 1; j < n; j++)
+            if (fabsf(g[t->offset + j]) > fabsf(g[t->offset + best])) best = j;
+        /* The largest gradient element and random ones; more of the first layer's weights. */
+        int checks = first ? 8 : 4;
+        bool sensitive = false;
+        for (int k = 0; k < checks && k < n; k++) {
+            int64_t j = k == 0 ? best : (int64_t)(rnd() * (double)n);
+            float *wp = &w[t->offset + j], w0 = *wp;
+            float hi = (float)(w0 + eps), lo = (float)(w0 - eps);
+            *wp = hi;
+            double lp = step_loss(m2, batch, in);
+            *wp = lo;
+            double lm = step_loss(m2, batch, in);
+            *wp = w0;
+            double fd = (lp - lm) / ((double)hi - (double)lo), an = g[t->offset + j];
+            if (verbose)
+                printf("  %-14s [%3lld] grad % .6e  fd % .6e  err %.2e\n", t->name, (long long)j, an, fd, fabs(fd - an));
+            if (!close_enough(fd, an))
+                fail_msg("%s batch %lld: d loss / d %s[%lld]: analytic %.7g, finite difference %.7g", d->name,
+                         (long long)batch, t->name, (long long)j, an, fd);
+            sensitive |= !close_enough(fd, 1.1 * an);
+        }
+        /* The check must be able to see a 10% error in the first layer's gradient. */
+        if (first && !sensitive) fail_msg("%s: the gradient of %s is too small to check", d->name, t->name);
+        first = false;
+    }
+    assert_true(step_loss(m2, batch, in) == loss); /* the weights are back as they were */
+
+    free(g);
+    pnetrt_destroy(m);
+    pnetrt_destroy(m2);
+    for (int64_t i = 0; i < d->ninputs + d->train->ntrain_inputs; i++) free(ins[i]);
+    release(&c);
+}
+
+/* Most networks end in three logits and cross_entropy with plain sgd. */
+#define CE                                                                                                             \
+    " train { label : i32[batch]; loss = cross_entropy(logits, label); optimizer = sgd(lr = 0.1); } }"
+
+static void test_dense(void **s) {
+    (void)s;
+    check_grad("network g_dense { input x : f32[batch, 4, 5]; h = dense(x, 6); y = dense(h, 4, bias = false);"
+               " output logits = dense(flatten(y), 3);" CE,
+               5, 1e-2);
+}
+
+static void test_conv2d(void **s) {
+    (void)s;
+    check_grad("network g_conv { input x : f32[batch, 2, 7, 6]; c = conv2d(x, 3, 3, padding = 1);"
+               " d = conv2d(c, 4, [3, 2], stride = 2, padding = [1, 0]); e = conv2d(d, 2, 1, bias = false);"
+               " output logits = dense(flatten(e), 3);" CE,
+               5, 1e-2);
+    check_grad("network g_conv2 { input x : f32[batch, 3, 8, 9]; c = conv2d(x, 4, [2, 3], stride = [2, 1], padding = [0, 1]);"
+               " d = conv2d(c, 3, 3, stride = 2, padding = 1); e = conv2d(d, 2, [2, 5], padding = 2);"
+               " output logits = dense(flatten(e), 3);" CE,
+               5, 1e-2);
+}
+
+static void test_maxpool2d(void **s) {
+    (void)s;
+    check_grad("network g_maxpool { input x : f32[batch, 2, 7, 7]; c = conv2d(x, 3, 3, padding = 1);"
+               " p = maxpool2d(c, 2); output logits = dense(flatten(p), 3);" CE,
+               5, 1e-3);
+    check_grad("network g_maxpool2 { input x : f32[batch, 2, 7, 7]; c = conv2d(x, 3, 3, padding = 1);"
+               " p = maxpool2d(c, 3, stride = 2, padding = 1); output logits = dense(flatten(p), 3);" CE,
+               5, 1e-3);
+}
+
+static void test_avgpool2d(void **s) {
+    (void)s;
+    check_grad("network g_avgpool { input x : f32[batch, 2, 7, 7]; c = conv2d(x, 3, 3, padding = 1);"
+               " p = avgpool2d(c, 2); q = avgpool2d(c, 3, stride = 2, padding = 1);"
+               " output logits = dense(flatten(p), 3) + dense(flatten(q), 3);" CE,
+               5, 1e-2);
+}
+
+static void test_global_avgpool(void **s) {
+    (void)s;
+    check_grad("network g_gap { input x : f32[batch, 2, 5, 6]; c = conv2d(x, 4, 3, padding = 1);"
+               " p = global_avgpool(c); output logits = dense(flatten(p), 3);" CE,
+               5, 1e-2);
+}
+
+#define ACT(NAME, OP, EPS)                                                                                            \
+    check_grad("network g_" NAME " { input x : f32[batch, 5]; h = dense(x, 6); y = " OP ";"                          \
+               " output logits = dense(y, 3);" CE,                                                                     \
+               5, EPS)
+
+static void test_relu(void **s) {
+    (void)s;
+    ACT("relu", "relu(h)", 1e-3);
+}
+
+static void test_leaky_relu(void **s) {
+    (void)s;
+    ACT("leaky_relu", "leaky_relu(h, 0.2)", 1e-3);
+}
+
+static void test_sigmoid(void **s) {
+    (void)s;
+    ACT("sigmoid", "sigmoid(h)", 1e-2);
+}
+
+static void test_tanh(void **s) {
+    (void)s;
+    ACT("tanh", "tanh(h)", 1e-2);
+}
+
+static void test_gelu(void **s) {
+    (void)s;
+    ACT("gelu", "gelu(h)", 1e-2);
+}
+
+static void test_dropout(void **s) {
+    (void)s;
+    ACT("dropout", "dropout(h, 0.3)", 1e-2);
+}
+
+static void test_softmax(void **s) {
+    (void)s;
+    check_grad("network g_softmax { input x : f32[batch, 4, 5]; h = dense(x, 6);"
+               " y = softmax(h) + softmax(h, axis = 1); output logits = dense(flatten(y), 3);" CE,
+               5, 1e-2);
+}
+
+static void test_log_softmax(void **s) {
+    (void)s;
+    check_grad("network g_log_softmax { input x : f32[batch, 4, 5]; h = dense(x, 6);"
+               " y = log_softmax(h) + log_softmax(h, axis = 1); output logits = dense(flatten(y), 3);" CE,
+               5, 1e-2);
+}
+
+static void test_layernorm(void **s) {
+    (void)s;
+    check_grad("network g_layernorm { input x : f32[batch, 4, 5]; h = dense(x, 6); y = layernorm(h);"
+               " output logits = dense(flatten(y), 3);" CE,
+               5, 1e-2);
+}
+
+static void test_batchnorm2d(void **s) {
+    (void)s;
+    const char *src = "network g_bn2 { input x : f32[batch, 2, 5, 4]; c = conv2d(x, 3, 3, padding = 1); b = batchnorm(c);"
+                      " output logits = dense(flatten(b), 3);" CE;
+    check_grad(src, 5, 1e-2);
+    check_grad(src, 70, 1e-2);
+}
+
+static void test_batchnorm1d(void **s) {
+    (void)s;
+    const char *src = "network g_bn1 { input x : f32[batch, 5]; h = dense(x, 6); b = batchnorm(h, eps = 0.001);"
+                      " output logits = dense(b, 3);" CE;
+    check_grad(src, 5, 1e-2);
+    check_grad(src, 70, 1e-2);
+    check_grad("network g_bn1l { input x : f32[batch, 3, 4]; h = dense(x, 5); b = batchnorm(h);"
+               " output logits = dense(flatten(b), 3);" CE,
+               5, 1e-2);
+}
+
+static void test_embedding(void **s) {
+    (void)s;
+    check_grad("network g_embedding { input ids : i32[batch, 4]; e = embedding(ids, 7, 5);"
+               " output logits = dense(flatten(e), 3);" CE,
+               5, 1e-2);
+}
+
+static void test_flatten_reshape(void **s) {
+    (void)s;
+    check_grad("network g_reshape { input x : f32[batch, 4, 5]; h = dense(x, 6); r = reshape(h, [batch, 3, 8]);"
+               " f = flatten(dense(r, 2)); output logits = dense(f, 3) + dense(reshape(h, [24]), 3);" CE,
+               5, 1e-2);
+}
+
+static void test_concat(void **s) {
+    (void)s;
+    check_grad("network g_concat { input x : f32[batch, 3, 5]; a = dense(x, 4); b = dense(x, 2);"
+               " c = concat(a, b, a, axis = -1); d = concat(a, tanh(a), axis = 1);"
+               " output logits = dense(flatten(c), 3) + dense(flatten(d), 3);" CE,
+               5, 1e-2);
+}
+
+static void test_transpose(void **s) {
+    (void)s;
+    check_grad("network g_transpose { input x : f32[batch, 4, 5]; h = dense(x, 6); t = transpose(h, [0, 2, 1]);"
+               " u = dense(t, 3); v = transpose(reshape(h, [batch, 2, 2, 6]), [0, 3, 1, 2]);"
+               " output logits = dense(flatten(u), 3) + dense(flatten(v), 3);" CE,
+               5, 1e-2);
+}
+
+static void test_matmul(void **s) {
+    (void)s;
+    check_grad("network g_matmul { input x : f32[batch, 4, 5]; a = dense(x, 6); b = dense(x, 6);"
+               " p = matmul(matmul(a, transpose(b, [0, 2, 1])), a);"
+               " q = matmul(reshape(a, [batch, 2, 2, 6]), reshape(b, [batch, 2, 6, 2]));"
+               " output logits = dense(flatten(p), 3) + dense(flatten(q), 3);" CE,
+               5, 1e-2);
+}
+
+static void test_binary_same_shape(void **s) {
+    (void)s;
+    check_grad("network g_binary { input x : f32[batch, 4, 5]; a = dense(x, 6); b = dense(x, 6);"
+               " y = a * b + a - b * b; output logits = dense(flatten(y), 3);" CE,
+               5, 1e-2);
+}
+
+static void test_binary_broadcast(void **s) {
+    (void)s;
+    check_grad("network g_broadcast { input x : f32[batch, 4, 5]; a = dense(x, 6); r = dense(x, 1);"
+               " q = reshape(dense(flatten(x), 6), [batch, 1, 6]);"
+               " y = a * r - q + r * q - a * q; output logits = dense(flatten(y), 3);" CE,
+               5, 1e-2);
+}
+
+static void test_binary_constants(void **s) {
+    (void)s;
+    check_grad("network g_constants { input x : f32[batch, 4, 5]; a = dense(x, 6);"
+               " y = a * 0.5 + 1 - (2 - a) / 4 - -a * 3; output logits = dense(flatten(y), 3);" CE,
+               5, 1e-2);
+}
+
+static void test_mse(void **s) {
+    (void)s;
+    check_grad("network g_mse { input x : f32[batch, 5]; h = tanh(dense(x, 6)); output y = dense(h, 3);"
+               " train { target : f32[batch, 3]; loss = mse(y, target); optimizer = sgd(lr = 0.1); } }",
+               5, 1e-2);
+    check_grad("network g_mse3 { input x : f32[batch, 2, 5]; h = dense(x, 6); output y = dense(sigmoid(h), 3);"
+               " train { target : f32[batch, 2, 3]; loss = mse(y, target); optimizer = sgd(lr = 0.1); } }",
+               5, 1e-2);
+}
+
+/* More than one 32-sample chunk: chunks' gradients are summed by a tree. */
+static void test_many_chunks(void **s) {
+    (void)s;
+    check_grad("network g_chunks { input x : f32[batch, 2, 6, 6]; c = conv2d(x, 3, 3); p = maxpool2d(c, 2);"
+               " h = tanh(dense(flatten(p), 6)); output logits = dense(dropout(h, 0.2), 3);" CE,
+               70, 1e-3);
+}
+
+static void test_no_train_block(void **s) {
+    (void)s;
+    compiled c;
+    compile_net("network g_infer { input x : f32[batch, 4]; output y = dense(x, 2); }", false, &c);
+    assert_null(c.desc->train);
+    pnetrt_model *m;
+    assert_int_equal(pnetrt_create(&m, c.desc, NULL), 0);
+    float x[8] = {0}, loss = 0;
+    const void *ins[1] = {x};
+    assert_int_not_equal(pnetrt_train_step(m, 2, ins, &loss), 0);
+    assert_string_equal(pnetrt_last_error(m), "network 'g_infer' has no train { } block");
+    assert_null(pnetrt_train_grad(m));
+    pnetrt_destroy(m);
+    release(&c);
+}
+
+int main(void) {
+    (void)&pnetrt_barrier; /* the JIT resolves it in this process */
+    setenv("PNET_ADAPTIVE_THREADS", "0", 1);
+    verbose = getenv("PNET_GRAD_VERBOSE") != NULL;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dense),          cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_maxpool2d),      cmocka_unit_test(test_avgpool2d),
+        cmocka_unit_test(test_global_avgpool), cmocka_unit_test(test_relu),
+        cmocka_unit_test(test_leaky_relu),     cmocka_unit_test(test_sigmoid),
+        cmocka_unit_test(test_tanh),           cmocka_unit_test(test_gelu),
+        cmocka_unit_test(test_dropout),        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_log_softmax),    cmocka_unit_test(test_layernorm),
+        cmocka_unit_test(test_batchnorm2d),    cmocka_unit_test(test_batchnorm1d),
+        cmocka_unit_test(test_embedding),      cmocka_unit_test(test_flatten_reshape),
+        cmocka_unit_test(test_concat),         cmocka_unit_test(test_transpose),
+        cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary_same_shape),
+        cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_binary_constants),
+        cmocka_unit_test(test_mse),            cmocka_unit_test(test_many_chunks),
+        cmocka_unit_test(test_no_train_block),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
