@@ -58,6 +58,7 @@ train t1 --epochs 2 --batch 100 --threads 1 || finish
 for cfg in "--threads 2" "--threads 2 --replicas 1" "--threads 3 --replicas 3" "--threads 4 --replicas 2" \
     "--replicas 4 --threads 4"; do
     name=$(printf '%s' "$cfg" | tr -d ' -')
+    # shellcheck disable=SC2086 # $cfg is a list of options
     train "$name" --epochs 2 --batch 100 $cfg || continue
     if same t1 "$name"; then
         pass "2 shuffled epochs, $cfg: checkpoint identical to --threads 1"
