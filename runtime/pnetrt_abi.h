@@ -106,6 +106,11 @@ typedef struct pnetrt_train_desc {
     int64_t batch, epochs, seed;
     int64_t loss;                           /* PNETRT_LOSS_* */
     int64_t classes;                        /* cross_entropy: logits per sample */
+    /* Pipeline training (a network with stages and no batchnorm): stage s's forward (with the
+     * loss, in its stage) and backward on one chunk; 0 and NULL when unavailable. */
+    int64_t nstages;
+    const pnetrt_segment_fn *stage_forward;
+    const pnetrt_segment_fn *stage_backward;
 } pnetrt_train_desc;
 
 typedef struct pnetrt_desc {

@@ -518,7 +518,7 @@ static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, in
 }
 
 /* Threads for each stage of one pipeline: at least one each, the rest by FLOPs share. */
-static void share_threads(const pnetrt_model *m, int threads, int S, int *count) {
+void pnetrt_share_threads(const pnetrt_model *m, int threads, int S, int *count) {
     double total = 0;
     for (int s = 0; s < S; s++) total += m->stage_flops[s];
     int left = threads - S;
@@ -584,7 +584,7 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
                 }
             } else {
                 int rg = t / per, k = t % per;
-                share_threads(m, per, S, count);
+                pnetrt_share_threads(m, per, S, count);
                 int s = 0, first = 0;
                 while (k >= first + count[s]) first += count[s++];
                 if (k == first) bars[rg * S + s] = (spin_barrier){0, 0, count[s]};

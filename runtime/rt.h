@@ -63,6 +63,12 @@ const float *pnetrt_train_grad(const pnetrt_model *m);
 /* Sets the step count (the next step is steps + 1): dropout masks and adam's bias correction
  * depend on it. */
 int pnetrt_set_train_steps(pnetrt_model *m, int64_t steps);
+/* The seed of dropout masks (and of the executables' shuffling). */
+uint64_t pnetrt_train_seed(const pnetrt_model *m);
+/* The training loop's batch size and shuffling (1/0), kept in checkpoints so a resumed run
+ * visits the same batches; pnetrt_train_order is true after a checkpoint was loaded. */
+int pnetrt_set_train_order(pnetrt_model *m, int64_t batch_size, int shuffle);
+bool pnetrt_train_order(const pnetrt_model *m, int64_t *batch_size, int *shuffle);
 /* Steps taken so far (the optimizer's step count). */
 int64_t pnetrt_train_steps(const pnetrt_model *m);
 /* Writes the parameters (PyTorch names) as safetensors, atomically; with optimizer, also the
@@ -84,6 +90,8 @@ pnetrt_trainer **pnetrt_trainer_slot(pnetrt_model *m);
 int pnetrt_fail(pnetrt_model *m, const char *msg);
 float *pnetrt_params_mut(pnetrt_model *m); /* writable parameters (marks prepared stale) */
 int pnetrt_replicas_chosen(const pnetrt_model *m); /* replicas the user set, or 0 */
+/* Threads of a pipeline shared among S stages in proportion to their FLOPs, at least one each. */
+void pnetrt_share_threads(const pnetrt_model *m, int threads, int S, int *count);
 typedef struct pnetrt_spin_barrier {
     _Atomic int count;
     _Atomic int sense;

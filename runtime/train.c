@@ -8,7 +8,10 @@
 #include "io.h"
 #include "rt.h"
 
+#include "handoff.h"
+
 #include <math.h>
+#include <stdatomic.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +28,9 @@ struct pnetrt_trainer {
     uint64_t seed;
     double lr;
     int64_t last_correct;
+    int64_t batch_size;  /* the training loop's batch size and order, kept in checkpoints */
+    int shuffle;         /* 1, 0, or -1 when unknown */
+    bool checkpoint;     /* the last pnetrt_load read a checkpoint */
 };
 
 static void *zalloc(size_t bytes) {
@@ -75,6 +81,7 @@ static pnetrt_trainer *trainer(pnetrt_model *m) {
         }
         t->lr = d->train->lr;
         t->seed = (uint64_t)d->train->seed;
+        t->shuffle = -1;
         *slot = t;
     }
     return *slot;
@@ -194,6 +201,95 @@ static void run_thread(const run *r, int t, int nth, int groups, pnetrt_spin_bar
     pnetrt_barrier_bind(NULL);
 }
 
+/* ---- pipeline training ------------------------------------------------------------------------
+ * R replica pipelines, each a thread group per stage. A replica's chunks form M micro-batches;
+ * stage s runs micro-batch q forward once stage s-1 has, and backward once stage s+1 has, in
+ * GPipe order (every forward, then every backward) or 1F1B (S-s-1 forwards, then one forward and
+ * one backward in turn, then the remaining backwards). Micro-batch q lives in arena slot q mod K:
+ * K = M for GPipe, K = min(S, M) for 1F1B, so 1F1B holds at most S micro-batches' values. The
+ * chunks and their gradient slots are those of the unpipelined step, so the weights are the same
+ * bits for any schedule and micro-batch count. */
+typedef struct pipe {
+    int R, S, per, M;      /* replicas, stages, threads per replica, micro-batches asked for */
+    int count[64];         /* threads per stage */
+    bool one_f_one_b;
+    int64_t cap;           /* samples per arena slot */
+    int slots;             /* arena slots per replica */
+    _Atomic int64_t *done; /* [R][2][S]: forwards, backwards finished per stage */
+} pipe;
+
+static void wait_at_least(_Atomic int64_t *v, int64_t n) {
+    for (long spins = 0; atomic_load_explicit(v, memory_order_acquire) < n; spins++) pnetrt_spin(spins);
+}
+
+static void pipe_thread(const run *r, const pipe *p, int t, pnetrt_spin_barrier *bars, pnetrt_spin_barrier *all) {
+    const pnetrt_desc *d = pnetrt_model_desc(r->m);
+    const pnetrt_train_desc *td = d->train;
+    int64_t C = td->chunk;
+    int sense = 0;
+    int nth = p->R * p->per;
+    int rg = t / p->per, k = t % p->per, s = 0, first = 0;
+    while (k >= first + p->count[s]) first += p->count[s++];
+    int ith = k - first, size = p->count[s];
+    pnetrt_barrier_bind(&bars[rg * p->S + s]);
+    char *scratch = r->t->scratch + (size_t)t * (size_t)d->scratch_bytes;
+    td->prep(r->call, t, nth);
+    pnetrt_barrier_wait(all, &sense);
+    int64_t c0 = r->nch * rg / p->R, c1 = r->nch * (rg + 1) / p->R, nc = c1 - c0;
+    int64_t M = p->M < nc ? p->M : nc;
+    int K = p->one_f_one_b ? (int)(M < p->S ? M : p->S) : (int)M;
+    _Atomic int64_t *fdone = p->done + (size_t)rg * 2 * (size_t)p->S, *bdone = fdone + p->S;
+    size_t slot_bytes = (size_t)p->cap * (size_t)td->sample_bytes;
+    char *arena = r->t->arena + (size_t)rg * (size_t)p->slots * slot_bytes;
+    int64_t warm = p->S - s - 1 < M ? p->S - s - 1 : M; /* 1F1B: forwards before the first backward */
+    int64_t nf = 0, nb = 0;
+    while (nb < M) {
+        /* Next: a forward while warming up (or in GPipe, all of them), then 1F1B pairs. */
+        bool fwd = p->one_f_one_b ? nf < M && (nf < warm || nf - nb == warm) : nf < M;
+        int64_t q = fwd ? nf : nb;
+        if (fwd && s > 0) wait_at_least(&fdone[s - 1], q + 1);
+        if (fwd && s == 0 && q >= K) wait_at_least(&bdone[0], q - K + 1);
+        if (!fwd && s + 1 < p->S) wait_at_least(&bdone[s + 1], q + 1);
+        int64_t q0 = c0 + nc * q / M, q1 = c0 + nc * (q + 1) / M;
+        char *slot = arena + (size_t)(q % K) * slot_bytes;
+        pnetrt_segment_fn f = fwd ? td->stage_forward[s] : td->stage_backward[s];
+        for (int64_t ch = q0; ch < q1; ch++) {
+            f(r->call, ch, slot, p->cap, q0 * C, scratch, ith, size);
+            pnetrt_barrier();
+        }
+        if (ith == 0) atomic_store_explicit(fwd ? &fdone[s] : &bdone[s], q + 1, memory_order_release);
+        if (fwd) nf++;
+        else nb++;
+    }
+    pnetrt_barrier_wait(all, &sense);
+    td->update(r->call, t, nth);
+    pnetrt_barrier_bind(NULL);
+}
+
+/* The pipeline for this step, or false when the network or the thread count does not allow one. */
+static bool plan_pipe(pnetrt_model *m, int64_t nch, int threads, pipe *p) {
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    const pnetrt_train_desc *td = d->train;
+    int S = (int)td->nstages;
+    if (S < 2 || S > 64 || !td->stage_forward || !pnetrt_pipelined(m) || threads < S) return false;
+    memset(p, 0, sizeof *p);
+    p->S = S;
+    p->R = pnetrt_replicas_chosen(m) > 0 ? pnetrt_replicas_chosen(m) : (int)(d->replicas > 0 ? d->replicas : 1);
+    if (p->R * S > threads) p->R = threads / S;
+    if (p->R > nch) p->R = (int)nch;
+    if (p->R < 1) p->R = 1;
+    p->per = threads / p->R;
+    p->M = pnetrt_microbatches(m);
+    if (p->M < 1) p->M = 1;
+    p->one_f_one_b = d->schedule == 1;
+    pnetrt_share_threads(m, p->per, S, p->count);
+    int64_t most = (nch + p->R - 1) / p->R; /* chunks of the largest replica */
+    int64_t M = p->M < most ? p->M : most;
+    p->cap = (most + M - 1) / M * td->chunk;
+    p->slots = p->one_f_one_b ? (int)(M < S ? M : S) : (int)M;
+    return true;
+}
+
 static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, bool eval, double *loss_sum,
                     int64_t *correct) {
     pnetrt_trainer *t = trainer(m);
@@ -209,7 +305,20 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     if (groups > threads) groups = threads;
     if (groups > nch) groups = (int)nch;
     if (groups > 256) groups = 256;
+    pipe p;
+    bool piped = !eval && plan_pipe(m, nch, threads, &p);
     if (reserve(m, t, batch, groups, threads)) return 1;
+    if (piped) {
+        size_t need = (size_t)p.R * (size_t)p.slots * (size_t)p.cap * (size_t)td->sample_bytes;
+        if (need > t->arena_bytes) {
+            free(t->arena);
+            t->arena = zalloc(need);
+            t->arena_bytes = t->arena ? need : 0;
+            if (!t->arena) return failf(m, "out of memory for the pipeline's arena (%zu bytes)", need);
+        }
+        p.done = calloc((size_t)p.R * 2 * (size_t)p.S, sizeof *p.done);
+        if (!p.done) return failf(m, "out of memory");
+    }
     float *params = pnetrt_params_mut(m);
     if (!params) return failf(m, "out of memory");
     if (!eval) t->step++;
@@ -222,7 +331,33 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         int base = threads / groups, extra = threads % groups;
         bars[g] = (pnetrt_spin_barrier){0, 0, base + (g < extra)};
     }
-    if (threads == 1) {
+    if (piped) {
+        pnetrt_spin_barrier *pb = calloc((size_t)p.R * (size_t)p.S, sizeof *pb);
+        if (!pb) {
+            free(p.done);
+            return failf(m, "out of memory");
+        }
+        for (int i = 0; i < p.R * p.S; i++) pb[i] = (pnetrt_spin_barrier){0, 0, p.count[i % p.S]};
+        all.n = p.R * p.per;
+        int team = p.R * p.per;
+        bool alone = false;
+#pragma omp parallel num_threads(team)
+        {
+            if (omp_get_num_threads() != team) {
+#pragma omp single
+                alone = true;
+            } else {
+                pipe_thread(&r, &p, omp_get_thread_num(), pb, &all);
+            }
+        }
+        free(pb);
+        free(p.done);
+        if (alone) {
+            /* The OpenMP runtime gave fewer threads: run unpipelined on one. */
+            pnetrt_spin_barrier one = {0, 0, 1}, single = {0, 0, 1};
+            run_thread(&r, 0, 1, 1, &one, &single);
+        }
+    } else if (threads == 1) {
         run_thread(&r, 0, 1, 1, bars, &all);
     } else {
 #pragma omp parallel num_threads(threads)
@@ -300,6 +435,28 @@ int pnetrt_set_train_steps(pnetrt_model *m, int64_t steps) {
     return 0;
 }
 
+uint64_t pnetrt_train_seed(const pnetrt_model *m) {
+    pnetrt_trainer *const *slot = pnetrt_trainer_slot((pnetrt_model *)m);
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    return *slot ? (*slot)->seed : d && d->train ? (uint64_t)d->train->seed : 0;
+}
+
+int pnetrt_set_train_order(pnetrt_model *m, int64_t batch_size, int shuffle) {
+    pnetrt_trainer *t = m ? trainer(m) : NULL;
+    if (!t) return 1;
+    t->batch_size = batch_size;
+    t->shuffle = shuffle;
+    return 0;
+}
+
+bool pnetrt_train_order(const pnetrt_model *m, int64_t *batch_size, int *shuffle) {
+    pnetrt_trainer *const *slot = pnetrt_trainer_slot((pnetrt_model *)m);
+    if (!*slot || !(*slot)->checkpoint) return false;
+    *batch_size = (*slot)->batch_size;
+    *shuffle = (*slot)->shuffle;
+    return true;
+}
+
 int64_t pnetrt_train_steps(const pnetrt_model *m) {
     pnetrt_trainer *const *slot = pnetrt_trainer_slot((pnetrt_model *)m);
     return *slot ? (*slot)->step : 0;
@@ -368,10 +525,13 @@ int pnetrt_save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch
     snprintf(stp, sizeof stp, "%lld", (long long)(t ? t->step : 0));
     snprintf(sd, sizeof sd, "%llu", (unsigned long long)(t ? t->seed : 0));
     snprintf(lr, sizeof lr, "%.17g", t ? t->lr : 0.0);
-    const char *keys[] = {"format", "network", "epoch", "batch", "step", "seed", "lr"};
-    const char *vals[] = {t ? "pnet-checkpoint" : "pnet-weights", d->name, ep, bt, stp, sd, lr};
+    char bs[32], sh[8];
+    snprintf(bs, sizeof bs, "%lld", (long long)(t ? t->batch_size : 0));
+    snprintf(sh, sizeof sh, "%d", t ? t->shuffle : -1);
+    const char *keys[] = {"format", "network", "epoch", "batch", "step", "seed", "lr", "batch_size", "shuffle"};
+    const char *vals[] = {t ? "pnet-checkpoint" : "pnet-weights", d->name, ep, bt, stp, sd, lr, bs, sh};
     char err[512];
-    if (pnetrt_st_write(path, n, names, ranks, (const int64_t(*)[8])shapes, data, t ? 7 : 2, keys, vals, err, sizeof err)) {
+    if (pnetrt_st_write(path, n, names, ranks, (const int64_t(*)[8])shapes, data, t ? 9 : 2, keys, vals, err, sizeof err)) {
         pnetrt_fail(m, err);
         goto done;
     }
@@ -464,6 +624,10 @@ int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
         free(opt);
         t->step = step;
         t->seed = (uint64_t)seed;
+        int64_t bsz = 0, shf = -1;
+        t->batch_size = meta_int(st, "batch_size", &bsz) ? bsz : 0;
+        t->shuffle = meta_int(st, "shuffle", &shf) ? (int)shf : -1;
+        t->checkpoint = true;
         if (epoch) *epoch = ep;
         if (batch_in_epoch) *batch_in_epoch = bt;
     }

@@ -214,8 +214,11 @@ static int open_trainer(const pnetrt_desc *d, const topts *o, pnetrt_model **m) 
     if (!rc && !o->weights && seed != 0) pnetrt_init_params(d, pnetrt_params_mut(*m), seed);
     if (o->microbatches > 0 && d->nstages <= 1)
         fprintf(stderr, "%s: note: --microbatches has no effect: the network has no pipeline stages\n", prog_name);
-    else if (o->microbatches > 0)
-        fprintf(stderr, "%s: note: --microbatches: pipeline training is not implemented yet; the stages run in turn\n", prog_name);
+    else if (o->microbatches > 0 && !d->train->nstages)
+        fprintf(stderr, "%s: note: --microbatches has no effect: batchnorm needs the whole batch's statistics, so the "
+                "stages train in turn\n", prog_name);
+    else if (!rc && o->microbatches > 0)
+        rc = pnetrt_set_microbatches(*m, (int)o->microbatches);
     if (rc) {
         rc = die("%s", pnetrt_last_error(*m));
         pnetrt_destroy(*m);
@@ -252,8 +255,43 @@ int pnetrt_cmd_train(const pnetrt_desc *d, const char *prog, int argc, char **ar
     int64_t B = o.batch ? o.batch : d->train->batch > 0 ? d->train->batch : 32;
     int64_t start_epoch = 0, start_batch = 0;
     int rc = 0;
-    if (o.resume && pnetrt_load(m, o.resume, &start_epoch, &start_batch)) rc = die("%s", pnetrt_last_error(m));
-    uint64_t seed = o.have_seed ? (uint64_t)o.seed : (uint64_t)d->train->seed;
+    bool shuffle = !o.no_shuffle;
+    if (o.resume) {
+        /* The checkpoint's step, seed, learning rate, batch size and order, unless overridden. */
+        int64_t cb;
+        int cs;
+        if (pnetrt_load(m, o.resume, &start_epoch, &start_batch)) rc = die("%s", pnetrt_last_error(m));
+        else if (!pnetrt_train_order(m, &cb, &cs))
+            rc = die("%s: not a pnet checkpoint (no optimizer state or epoch); to start from these weights use --weights",
+                     o.resume);
+        if (!rc && o.have_lr) rc = pnetrt_set_lr(m, o.lr);
+        if (!rc && o.have_seed) rc = pnetrt_set_train_seed(m, (uint64_t)o.seed);
+        if (!rc && !o.batch && cb > 0) B = cb;
+        if (!rc && !o.no_shuffle && cs >= 0) shuffle = cs == 1;
+        if (!rc && start_batch > 0 && ((o.batch && o.batch != cb) || (o.no_shuffle && cs == 1)))
+            rc = die("%s: the checkpoint stopped in the middle of an epoch at batch size %lld%s; resume it with the same "
+                     "batch size and order", o.resume, (long long)cb, cs == 1 ? ", shuffled" : "");
+        if (!rc && start_epoch >= epochs)
+            fprintf(stderr, "%s: note: %s already holds %lld epochs (--epochs %lld): nothing to train\n", prog_name, o.resume,
+                    (long long)start_epoch, (long long)epochs);
+        if (rc) {
+            pnetrt_destroy(m);
+            pnetrt_data_free(&ds);
+            pnetrt_data_free(&vs);
+            return rc;
+        }
+    }
+    if (o.save) {
+        /* Fail now, not after an epoch of work, when the checkpoint cannot be written there. */
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", o.save);
+        char *slash = strrchr(dir, '/');
+        if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+        else snprintf(dir, sizeof dir, ".");
+        if (access(dir, W_OK) != 0) rc = die("%s: cannot write a checkpoint there: %s", o.save, strerror(errno));
+    }
+    if (!rc) rc = pnetrt_set_train_order(m, B, shuffle ? 1 : 0);
+    uint64_t seed = pnetrt_train_seed(m);
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)ds.n);
     batch_buf b = {malloc((size_t)(B * ds.features * 4)), malloc((size_t)(B * (ds.labels ? 1 : ds.target_elems) * 4))};
     if (!rc && (!idx || !b.x || !b.y)) rc = die("out of memory");
@@ -263,7 +301,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, const char *prog, int argc, char **ar
     bool tty = isatty(STDOUT_FILENO);
     int64_t nb = (ds.n + B - 1) / B;
     for (int64_t e = start_epoch; e < epochs && !rc; e++) {
-        epoch_order(idx, ds.n, seed, e, !o.no_shuffle);
+        epoch_order(idx, ds.n, seed, e, shuffle);
         double lsum = 0, t0 = now(), last = 0;
         int64_t good = 0, seen = 0;
         for (int64_t k = (e == start_epoch ? start_batch : 0); k < nb && !rc; k++) {
@@ -287,8 +325,10 @@ int pnetrt_cmd_train(const pnetrt_desc *d, const char *prog, int argc, char **ar
             }
             if (interrupted) {
                 if (tty) printf("\n");
+                int code = 130;
                 if (o.save) {
-                    if (pnetrt_save(m, o.save, true, e, k + 1)) return die("%s", pnetrt_last_error(m));
+                    if (pnetrt_save(m, o.save, true, e, k + 1)) code = die("%s", pnetrt_last_error(m));
+                    else
                     fprintf(stderr, "%s: interrupted: checkpoint written to %s (epoch %lld, batch %lld); continue with --resume %s\n",
                             prog_name, o.save, (long long)e + 1, (long long)k + 1, o.save);
                 } else {
@@ -298,7 +338,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, const char *prog, int argc, char **ar
                 pnetrt_data_free(&ds);
                 pnetrt_data_free(&vs);
                 free(idx), free(b.x), free(b.y);
-                return 130;
+                return code;
             }
         }
         if (rc) break;

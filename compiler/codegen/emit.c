@@ -435,7 +435,8 @@ static LLVMValueRef gen_train_desc(cg *c, const pn_train_fns *fns) {
         LLVMConstReal(dbl, tr->beta1), LLVMConstReal(dbl, tr->beta2), LLVMConstReal(dbl, tr->eps), cg_i64(c, tr->nesterov),
         cg_i64(c, tr->batch), cg_i64(c, tr->epochs), cg_i64(c, tr->seed),
         cg_i64(c, loss->op == PN_OP_CROSS_ENTROPY ? 1 : 2),
-        cg_i64(c, loss->op == PN_OP_CROSS_ENTROPY ? g->nodes[loss->in[0]].shape.d[1] : 0)};
+        cg_i64(c, loss->op == PN_OP_CROSS_ENTROPY ? g->nodes[loss->in[0]].shape.d[1] : 0),
+        cg_i64(c, fns->nstages), fns->stage_fwd, fns->stage_bwd};
     LLVMValueRef init = LLVMConstStructInContext(c->ctx, f, (unsigned)(sizeof f / sizeof f[0]), 0);
     char buf[160];
     snprintf(buf, sizeof buf, "%s__train", c->px);

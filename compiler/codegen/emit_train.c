@@ -15,7 +15,7 @@ typedef struct tstep {
     step_kind kind;
     int node;
     LLVMValueRef fn;   /* the kernel; for ST_BREAK, the sync that follows the segment */
-    bool grad_out;     /* ST_TRAIN: ctx holds gradients (a backward step) */
+    bool backward;     /* part of the backward pass (else the forward pass or the loss) */
 } tstep;
 
 typedef struct tlist {
@@ -30,6 +30,15 @@ static void push(tlist *l, step_kind k, int node, LLVMValueRef fn) {
         l->s = realloc(l->s, sizeof(tstep) * (size_t)l->cap);
     }
     l->s[l->n++] = (tstep){k, node, fn, false};
+}
+
+static const pn_graph *sort_graph;
+
+static int cmp_backward(const void *a, const void *b) {
+    const pn_graph *g = sort_graph;
+    int x = *(const int *)a, y = *(const int *)b;
+    if (g->nodes[x].stage != g->nodes[y].stage) return g->nodes[y].stage - g->nodes[x].stage;
+    return y - x;
 }
 
 /* What the segment function knows while it is built. */
@@ -258,7 +267,15 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
         if (pred >= 0) written[pred] = true;
         push(&steps, ST_TRAIN, t->loss, cg_gen_loss(c, t->loss, true, acc));
     }
-    for (int i = n - 1; i >= 0 && ok; i--) {
+    /* Backward: by stage, last stage first, and in reverse order within a stage (a reverse
+     * topological order, since reads never go to a later stage). */
+    int *border = malloc(sizeof(int) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) border[i] = i;
+    sort_graph = &tg;
+    qsort(border, (size_t)n, sizeof(int), cmp_backward);
+    int first_bwd = steps.n;
+    for (int bi = 0; bi < n && ok; bi++) {
+        int i = border[bi];
         const pn_node *nd = &tg.nodes[i];
         if (!t->grad[i] || i == t->loss || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST || is_view(nd->op)) continue;
         bool acc[TK_MAX_INPUTS] = {0};
@@ -281,6 +298,8 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
         }
         push(&steps, ST_TRAIN, i, f);
     }
+    free(border);
+    for (int k = first_bwd; k < steps.n; k++) steps.s[k].backward = true;
     /* Evaluation: the inference-mode forward over the same layout, then the loss alone. */
     for (int i = 0; i < n && ok; i++) {
         const pn_node *nd = &tg.nodes[i];
@@ -306,6 +325,28 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
             if (k < steps.n) syncs[s] = steps.s[k].fn;
             s++;
             from = k + 1;
+        }
+        /* Pipeline training: each stage's forward and backward steps on one chunk (when no
+         * batchnorm cuts the step into segments). */
+        fns->nstages = nseg == 1 && tg.nstages > 1 ? tg.nstages : 0;
+        if (fns->nstages) {
+            LLVMValueRef *pf = calloc((size_t)tg.nstages, sizeof *pf), *pb = calloc((size_t)tg.nstages, sizeof *pb);
+            tstep *sel = malloc(sizeof(tstep) * (size_t)(steps.n ? steps.n : 1));
+            for (int st = 0; st < tg.nstages; st++)
+                for (int bw = 0; bw < 2; bw++) {
+                    int ns = 0;
+                    for (int k = 0; k < steps.n; k++)
+                        if (steps.s[k].backward == (bw == 1) && tg.nodes[steps.s[k].node].stage == st) sel[ns++] = steps.s[k];
+                    snprintf(name, sizeof name, "%s__stage%d_%s", c->px, st, bw ? "backward" : "forward");
+                    (bw ? pb : pf)[st] = emit_seg(c, sel, 0, ns, name, input_index);
+                }
+            fns->stage_fwd = fn_array(c, pf, tg.nstages, "stage_fwd");
+            fns->stage_bwd = fn_array(c, pb, tg.nstages, "stage_bwd");
+            free(sel);
+            free(pf);
+            free(pb);
+        } else {
+            fns->stage_fwd = fns->stage_bwd = LLVMConstNull(c->ptr);
         }
         snprintf(name, sizeof name, "%s__evalseg", c->px);
         fns->eval = emit_seg(c, eval.s, 0, eval.n, name, input_index);

@@ -56,6 +56,8 @@ typedef struct pn_train_fns {
     LLVMValueRef segs, syncs; /* constant arrays: nseg segment functions, nseg - 1 syncs */
     LLVMValueRef prep, update, eval;
     int nseg;
+    int nstages;                  /* pipeline training: stages, or 0 when not available */
+    LLVMValueRef stage_fwd, stage_bwd; /* constant arrays of nstages segment functions, or null */
 } pn_train_fns;
 /* Builds them when the graph has a train block (else returns true with *segs NULL). */
 bool cg_gen_training(cg *c, LLVMValueRef *segs, pn_train_fns *fns, char *err, size_t errlen);

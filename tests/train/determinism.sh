@@ -8,7 +8,6 @@
 #   - Ctrl-C (SIGINT) in a longer run: exit 130 and a checkpoint that eval loads, and resuming it
 #     ends identical to the uninterrupted run;
 #   - eval prints `accuracy: A` and `loss: L`, the same for any threads.
-# Checks marked KNOWN BUG fail on purpose until the runtime is fixed (see their notes).
 # Prints one line per check and then `N passed, M failed`; exit status 1 on any failure.
 set -u
 export PNET_ADAPTIVE_THREADS=0 # every requested thread runs, however small the step
@@ -72,23 +71,20 @@ if train a --epochs 1 --batch 100 && train b --resume "$WORK/a.st" --epochs 2 --
     if same t1 b; then pass "1 epoch, then --resume to 2: identical to 2 epochs"; else fail "1 epoch, then --resume to 2: differs from 2 epochs"; fi
 fi
 
-# KNOWN BUG: --resume takes the shuffle seed from --seed (or the train block), not from the
-# checkpoint, whose seed it does restore for dropout; a run with --seed 7 resumed without it
-# shuffles differently. Fix: after pnetrt_load in pnetrt_cmd_train, shuffle with the loaded seed.
+# --resume shuffles with the checkpoint's seed (as its dropout does), not the train block's.
 if train s7 --epochs 2 --batch 100 --seed 7 && train s7a --epochs 1 --batch 100 --seed 7 &&
     train s7b --resume "$WORK/s7a.st" --epochs 2 --batch 100; then
     if same s7 s7b; then
         pass "--seed 7 for 1 epoch, then --resume (no --seed) to 2: identical to 2 epochs"
     else
-        fail "KNOWN BUG: --seed 7 for 1 epoch, then --resume (no --seed) to 2: differs from 2 epochs (shuffle seed not restored)"
+        fail "--seed 7 for 1 epoch, then --resume (no --seed) to 2: differs from 2 epochs (shuffle seed not restored)"
     fi
 fi
 
-# KNOWN BUG: --lr is set before pnetrt_load, which overwrites it with the checkpoint's lr, so
-# --resume CKPT --lr X silently trains at the old rate. Fix: apply --lr after loading.
+# --lr with --resume overrides the checkpoint's learning rate.
 if train l0 --resume "$WORK/a.st" --epochs 2 --batch 100 && train l5 --resume "$WORK/a.st" --epochs 2 --batch 100 --lr 0.5; then
     if same l0 l5; then
-        fail "KNOWN BUG: --resume with --lr 0.5 trains exactly as without it (--lr ignored)"
+        fail "--resume with --lr 0.5 trains exactly as without it (--lr ignored)"
     else
         pass "--resume with --lr 0.5 changes the training"
     fi
@@ -147,4 +143,30 @@ else
     fail "eval output: $(printf '%s' "$ev1" | tr '\n' '|')"
 fi
 if [ "$ev1" = "$ev4" ]; then pass "eval identical for --threads 1 and --threads 4 --replicas 4"; else fail "eval differs: '$ev1' vs '$ev4'"; fi
+
+# Pipeline training (tests/train/cases/pipe.pnet: 2 stages, 1F1B): unpipelined on 1 thread, then
+# pipelined with several micro-batch counts and as 2 replicas of 2-stage pipelines, 2 epochs
+# shuffled: byte-identical checkpoints.
+PX=$DIR/refs/pipe/x.npy PY=$DIR/refs/pipe/y.npy
+if "$PNETC" "$DIR/cases/pipe.pnet" -o "$WORK/pipe" >"$WORK/pipe.log" 2>&1; then
+    ptrain() {
+        out=$1
+        shift
+        "$WORK/pipe" train --data "$PX" --labels "$PY" --epochs 2 --batch 70 --save "$WORK/$out.st" "$@" >"$WORK/$out.log" 2>&1 ||
+            { fail "pipe train $* : $(tail -n 2 "$WORK/$out.log" | tr '\n' ' ')"; return 1; }
+    }
+    if ptrain p1 --threads 1; then
+        for cfg in "--threads 2" "--threads 2 --microbatches 1" "--threads 3 --microbatches 3" \
+            "--threads 4 --replicas 2 --microbatches 2"; do
+            name=p$(printf '%s' "$cfg" | tr -d ' -')
+            # shellcheck disable=SC2086 # $cfg is a list of options
+            if ptrain "$name" $cfg; then
+                if same p1 "$name"; then pass "pipeline $cfg: identical to 1 thread"; else fail "pipeline $cfg: differs from 1 thread"; fi
+            fi
+        done
+    fi
+else
+    fail "compile pipe: $(head -n 3 "$WORK/pipe.log" | tr '\n' ' ')"
+fi
+
 finish
