@@ -63,6 +63,8 @@ const float *pnetrt_train_grad(const pnetrt_model *m);
 /* Sets the step count (the next step is steps + 1): dropout masks and adam's bias correction
  * depend on it. */
 int pnetrt_set_train_steps(pnetrt_model *m, int64_t steps);
+/* How the last training step ran: threads, replicas or pipelines, chunks. */
+const char *pnetrt_train_schedule(const pnetrt_model *m);
 /* The seed of dropout masks (and of the executables' shuffling). */
 uint64_t pnetrt_train_seed(const pnetrt_model *m);
 /* The training loop's batch size and shuffling (1/0), kept in checkpoints so a resumed run

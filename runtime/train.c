@@ -31,6 +31,7 @@ struct pnetrt_trainer {
     int64_t batch_size;  /* the training loop's batch size and order, kept in checkpoints */
     int shuffle;         /* 1, 0, or -1 when unknown */
     bool checkpoint;     /* the last pnetrt_load read a checkpoint */
+    char schedule[160];  /* how the last step ran */
 };
 
 static void *zalloc(size_t bytes) {
@@ -331,6 +332,14 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         int base = threads / groups, extra = threads % groups;
         bars[g] = (pnetrt_spin_barrier){0, 0, base + (g < extra)};
     }
+    if (piped)
+        snprintf(t->schedule, sizeof t->schedule, "%d thread%s: %d pipeline%s of %d stages (%s, %d micro-batch%s)", threads,
+                 threads == 1 ? "" : "s", p.R, p.R == 1 ? "" : "s", p.S, p.one_f_one_b ? "1f1b" : "gpipe", p.M,
+                 p.M == 1 ? "" : "es");
+    else
+        snprintf(t->schedule, sizeof t->schedule, "%d thread%s: %d replica%s, %lld chunk%s of %lld", threads,
+                 threads == 1 ? "" : "s", groups, groups == 1 ? "" : "s", (long long)nch, nch == 1 ? "" : "s",
+                 (long long)td->chunk);
     if (piped) {
         pnetrt_spin_barrier *pb = calloc((size_t)p.R * (size_t)p.S, sizeof *pb);
         if (!pb) {
@@ -433,6 +442,11 @@ int pnetrt_set_train_steps(pnetrt_model *m, int64_t steps) {
     if (steps < 0) return failf(m, "step count %lld is negative", (long long)steps);
     t->step = steps;
     return 0;
+}
+
+const char *pnetrt_train_schedule(const pnetrt_model *m) {
+    pnetrt_trainer *const *slot = pnetrt_trainer_slot((pnetrt_model *)m);
+    return *slot ? (*slot)->schedule : "";
 }
 
 uint64_t pnetrt_train_seed(const pnetrt_model *m) {

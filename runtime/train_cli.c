@@ -429,7 +429,7 @@ int pnetrt_cmd_bench_train(const pnetrt_desc *d, const char *prog, int argc, cha
         t = now();
     }
     if (!rc) {
-        printf("training: batch %lld, %d threads\n", (long long)B, pnetrt_threads(m));
+        printf("training: batch %lld, %s\n", (long long)B, pnetrt_train_schedule(m));
         printf("throughput: %.1f samples/s\n", (double)(steps * B) / (t - t0));
         printf("step: %.3f ms\n", (t - t0) / (double)steps * 1e3);
     }

@@ -158,13 +158,10 @@ h += b" " * ((8 - len(h) % 8) % 8)
 expect_error("--resume of a checkpoint with malformed metadata",
              [net, "train", "--data", good_csv, "--resume", text("meta.safetensors", struct.pack("<Q", len(h)) + h + blob[8 + hlen:], "wb")],
              "meta.safetensors")
-# KNOWN BUG: --resume of a plain weights file (PyTorch names, no checkpoint metadata) is accepted
-# silently and trains from epoch 0 with a zeroed optimizer state; it should fail and point to
-# --weights. Fix: in pnetrt_cmd_train (or pnetrt_load with a `need checkpoint` flag), reject a file
-# whose format metadata is not "pnet-checkpoint".
+# --resume of a plain weights file (no checkpoint metadata) fails and points to --weights.
 init = os.path.join(SRC, "tests", "train", "refs", "mlp_sgd", "init.safetensors")
 rc, out, err = run(net, "train", "--data", good_csv, "--epochs", "1", "--resume", init)
-check("KNOWN BUG: --resume of a weights file without checkpoint metadata fails",
+check("--resume of a weights file without checkpoint metadata fails",
       rc == 1 and len(err.strip().splitlines()) == 1 and "init.safetensors" in err, f"(rc={rc}, stderr={err.strip()!r})")
 # A checkpoint of another network: its tensors have other shapes.
 other = path("other")

@@ -48,7 +48,7 @@ static pn_graph *check_source(const char *src) {
 
 /* Compiles src and loads it into a JIT; with embed, random weights are embedded (running
  * variances positive), else the network starts from libpnetrt's default initialisation. */
-static void compile_net(const char *src, bool embed, compiled *out) {
+static void compile_net(const char *src, bool embed, int opt_level, compiled *out) {
     memset(out, 0, sizeof *out);
     out->g = check_source(src);
     assert_non_null(out->g);
@@ -67,7 +67,7 @@ static void compile_net(const char *src, bool embed, compiled *out) {
             }
         }
     }
-    pn_cg_options opt = {.opt_level = 3, .weights = out->weights};
+    pn_cg_options opt = {.opt_level = opt_level, .weights = out->weights};
     cg c;
     char err[512];
     if (!pn_codegen(out->g, &opt, &c, err, sizeof err)) fail_msg("codegen: %s", err);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "jit_util.h"
 
@@ -75,7 +76,10 @@ static bool close_enough(double fd, double g) { return fabs(fd - g) <= RTOL * fm
 static void check_grad(const char *src, int64_t batch, double eps) {
     if (getenv("EPS")) eps = atof(getenv("EPS"));
     compiled c;
-    compile_net(src, false, &c);
+    struct timespec t0, t1, t2;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    compile_net(src, false, 2, &c);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
     const pnetrt_desc *d = c.desc;
     assert_non_null(d->train);
     void *ins[16];
@@ -133,6 +137,8 @@ static void check_grad(const char *src, int64_t batch, double eps) {
     }
     assert_true(step_loss(m2, batch, in) == loss); /* the weights are back as they were */
 
+    clock_gettime(CLOCK_MONOTONIC, &t2);
+    fprintf(stderr, "TIME %s compile %.3f run %.3f\n", d->name, t1.tv_sec - t0.tv_sec + 1e-9 * (t1.tv_nsec - t0.tv_nsec), t2.tv_sec - t1.tv_sec + 1e-9 * (t2.tv_nsec - t1.tv_nsec));
     free(g);
     pnetrt_destroy(m);
     pnetrt_destroy(m2);
@@ -345,7 +351,7 @@ static void test_many_chunks(void **s) {
 static void test_no_train_block(void **s) {
     (void)s;
     compiled c;
-    compile_net("network g_infer { input x : f32[batch, 4]; output y = dense(x, 2); }", false, &c);
+    compile_net("network g_infer { input x : f32[batch, 4]; output y = dense(x, 2); }", false, 2, &c);
     assert_null(c.desc->train);
     pnetrt_model *m;
     assert_int_equal(pnetrt_create(&m, c.desc, NULL), 0);

@@ -45,7 +45,7 @@ static int64_t elems(const pnetrt_tensor_desc *t, int64_t batch) {
 /* Compiles src and compares it with the reference at batch 1 and 7, and across thread counts. */
 static void check_network(const char *src) {
     compiled c;
-    compile_net(src, true, &c);
+    compile_net(src, true, 3, &c);
     const pnetrt_desc *d = c.desc;
     for (int64_t batch = 1; batch <= 7; batch += 6) {
         void *ins[16], *got[16], *want[16], *got3[16];
@@ -153,7 +153,7 @@ static void test_nested_in_caller_team(void **s) {
     (void)s;
     compiled c;
     compile_net("network nt { input x : f32[batch, 8];\n"
-                "  @partition(0) a = relu(dense(x, 16)); @partition(1) { output y = dense(a, 4); } }", true, &c);
+                "  @partition(0) a = relu(dense(x, 16)); @partition(1) { output y = dense(a, 4); } }", true, 3, &c);
     float x[6 * 8], ref[6 * 4], got[4][6 * 4];
     for (int i = 0; i < 6 * 8; i++) x[i] = (float)(i % 7) - 3;
     void *ins[1] = {x}, *outs[1] = {ref};
