@@ -41,6 +41,7 @@ static const char usage[] =
     "  --emit=graph       print the checked graph IR, one node per line\n"
     "  --emit=dot         print the graph as Graphviz, one cluster per pipeline stage\n"
     "  --auto-partition S  split the layers into S pipeline stages by the cost model; print the file back\n"
+    "  --train-chunk N    samples per gradient chunk in training (default 32; see docs/training.md)\n"
     "  --report           print the schedule: per stage its layers, FLOPs, bytes and cost; balance; bubble\n"
     "  --dump-after=PASS  print the graph IR after an inference pass (prune, fuse, plan_params, plan_memory)\n"
     "  -I DIR             search DIR for imports (before PNET_PATH, the file's directory and the stdlib)\n"
@@ -55,6 +56,7 @@ typedef enum { ACT_EXE, ACT_CHECK, ACT_GRAPH, ACT_DOT, ACT_OBJ, ACT_ASM, ACT_LLV
 typedef struct compile_opts {
     const char *out_path, *triple, *cpu, *weights, *dump_after;
     int opt_level;
+    int train_chunk; /* 0: the default */
 } compile_opts;
 
 /* The directory of the running pnetc, into buf; false when it cannot be found. */
@@ -182,6 +184,7 @@ static int link_exe(const char *obj, const char *out) {
 
 /* Runs the inference passes, generates code and writes what the action asks for. */
 static int compile(pn_graph *g, action act, const compile_opts *o) {
+    g->train_chunk = o->train_chunk;
     for (int i = 0; i < pn_npasses; i++) {
         pn_passes[i].run(g);
         if (o->dump_after && strcmp(o->dump_after, pn_passes[i].name) == 0) return print_graph(g, ACT_GRAPH, NULL);
@@ -288,6 +291,15 @@ int main(int argc, char **argv) {
             act = ACT_CHECK;
         } else if (strcmp(a, "--report") == 0) {
             act = ACT_REPORT;
+        } else if (strcmp(a, "--train-chunk") == 0) {
+            char *end;
+            long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (i + 1 >= argc || *end || v < 1 || v > 65536) {
+                rc = fail("%s", "--train-chunk needs a sample count from 1 to 65536");
+                goto done;
+            }
+            o.train_chunk = (int)v;
+            i++;
         } else if (strcmp(a, "--auto-partition") == 0) {
             char *end;
             long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;

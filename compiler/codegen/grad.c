@@ -353,6 +353,7 @@ static LLVMValueRef bwd_pool(cg *c, int node, const bool *acc) {
     cg_loop_begin(c, &pl, lo, hi, "plane");
     LLVMValueRef xp = cg_gep(c, x, imul(c, pl.iv, I(c, H * W))), dxp = cg_gep(c, dx, imul(c, pl.iv, I(c, H * W)));
     LLVMValueRef dyp = cg_gep(c, dy, imul(c, pl.iv, I(c, OH * OW)));
+    LLVMValueRef yp = cg_gep(c, ctxp(c, TK_Y), imul(c, pl.iv, I(c, OH * OW)));
     bool tiled = is_max && SH == KH && SW == KW && PH == 0 && PW == 0 && KH * KW <= 64;
     if (!acc[0] && (!tiled || H != OH * KH || W != OW * KW)) {
         cg_loop z;
@@ -368,19 +369,16 @@ static LLVMValueRef bwd_pool(cg *c, int node, const bool *acc) {
         cg_loop_begin(c, &ow, I(c, 0), I(c, OW), "ow");
         LLVMValueRef d = cg_load(c, dyp, iadd(c, imul(c, oh.iv, I(c, OW)), ow.iv));
         LLVMValueRef corner = iadd(c, imul(c, oh.iv, I(c, KH * W)), imul(c, ow.iv, I(c, KW)));
-        LLVMValueRef best = F(c, -INFINITY), bidx = I(c, 0);
+        /* The forward pass stored the window's maximum: the first element equal to it takes dy
+         * (a NaN maximum routes nothing). */
+        LLVMValueRef m = cg_load(c, yp, iadd(c, imul(c, oh.iv, I(c, OW)), ow.iv));
+        LLVMValueRef found = LLVMConstInt(c->i1, 0, 0);
         for (int64_t k = 0; k < KH * KW; k++) {
-            LLVMValueRef v = cg_load(c, xp, iadd(c, corner, I(c, (k / KW) * W + k % KW)));
-            LLVMValueRef better = k == 0 ? LLVMConstInt(c->i1, 1, 0)
-                                         : LLVMBuildOr(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, v, best, ""),
-                                                       LLVMBuildAnd(c->b, LLVMBuildFCmp(c->b, LLVMRealUNO, v, v, ""),
-                                                                    LLVMBuildFCmp(c->b, LLVMRealORD, best, best, ""), ""), "");
-            best = fsel(c, better, v, best);
-            bidx = LLVMBuildSelect(c->b, better, I(c, k), bidx, "");
-        }
-        for (int64_t k = 0; k < KH * KW; k++) {
-            LLVMValueRef hit = LLVMBuildICmp(c->b, LLVMIntEQ, bidx, I(c, k), "");
-            put(c, fsel(c, hit, d, F(c, 0.0)), dxp, iadd(c, corner, I(c, (k / KW) * W + k % KW)), acc[0]);
+            LLVMValueRef at = iadd(c, corner, I(c, (k / KW) * W + k % KW));
+            LLVMValueRef eq = LLVMBuildFCmp(c->b, LLVMRealOEQ, cg_load(c, xp, at), m, "");
+            LLVMValueRef hit = LLVMBuildAnd(c->b, eq, LLVMBuildNot(c->b, found, ""), "");
+            found = LLVMBuildOr(c->b, found, eq, "");
+            put(c, fsel(c, hit, d, F(c, 0.0)), dxp, at, acc[0]);
         }
         cg_loop_end(c, &ow);
         cg_loop_end(c, &oh);

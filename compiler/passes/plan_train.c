@@ -33,7 +33,7 @@ void pass_plan_train(pn_graph *g) {
     if (!g->train.present || g->train.loss < 0) return;
     t->present = true;
     t->loss = g->train.loss;
-    t->chunk = TRAIN_CHUNK;
+    t->chunk = g->train_chunk > 0 ? g->train_chunk : TRAIN_CHUNK;
     t->live = zalloc(g, sizeof(bool) * (size_t)n);
     t->grad = zalloc(g, sizeof(bool) * (size_t)n);
     t->act = zalloc(g, sizeof(int) * (size_t)n);
