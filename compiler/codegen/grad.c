@@ -822,9 +822,11 @@ static LLVMValueRef bwd_matmul(cg *c, int node, const bool *acc, char *err, size
     const pn_graph *g = c->g;
     const pn_node *nd = &g->nodes[node];
     const pn_shape *sa = &g->nodes[nd->in[0]].shape, *sb = &g->nodes[nd->in[1]].shape, *so = &nd->shape;
+    /* a [batch, K] times an unbatched b [K, M]: each sample is a 1 x K matrix. */
+    bool rows = so->rank == 2 && sa->rank == 2 && pn_shape_batched(sa) && sb->rank == 2 && !pn_shape_batched(sb);
     for (int k = 0; k < 2; k++) {
         const pn_shape *s = k ? sb : sa;
-        if (!cg_grad_edge(g, node, k)) continue;
+        if (!cg_grad_edge(g, node, k) || (rows && k == 0)) continue;
         if (s->rank != so->rank || s->rank < 3 || memcmp(s->d, so->d, sizeof(int64_t) * (size_t)(s->rank - 2)) != 0) {
             snprintf(err, errlen, "training: the gradient of matmul '%s' needs operand %d to have the output's batch dimensions",
                      nd->name, k + 1);
@@ -832,9 +834,9 @@ static LLVMValueRef bwd_matmul(cg *c, int node, const bool *acc, char *err, size
         }
     }
     int R = so->rank;
-    int64_t N = so->d[R - 2], M = so->d[R - 1], K = sa->rank >= 2 ? sa->d[sa->rank - 1] : sa->d[0];
+    int64_t N = rows ? 1 : so->d[R - 2], M = so->d[R - 1], K = sa->rank >= 2 ? sa->d[sa->rank - 1] : sa->d[0];
     int64_t oper = pn_shape_sample_elems(so) / (N * M); /* matrices per sample */
-    bool bbat = pn_shape_batched(sb) && sb->rank == R, abat = pn_shape_batched(sa) && sa->rank == R;
+    bool bbat = pn_shape_batched(sb) && sb->rank == R && !rows, abat = pn_shape_batched(sa) && sa->rank == R;
     int64_t bper = sb->rank >= 2 ? sb->d[sb->rank - 2] * sb->d[sb->rank - 1] : 0;
     int64_t aper = N * K;
     tk_begin(c, node, "bwd");

@@ -30,7 +30,7 @@ check "--check valid prints nothing" [ ! -s "$tmp/out" ] && check "--check valid
 
 run --emit=graph "$src/examples/digits_mlp.pnet"
 check "--emit=graph exits 0" [ $rc -eq 0 ]
-check "graph has the dense node" grep -q "^  fc1 = dense(x) units=128 bias=true : f32\[batch,128\] stage=0 shard=1" "$tmp/out"
+check "graph has the dense node" grep -q "^  fc1 = dense(fc1.mul.0) units=128 bias=true : f32\[batch,128\] stage=0 shard=1" "$tmp/out"
 check "graph names parameters" grep -q "fc1.weight\[128,64\] fc1.bias\[128\]" "$tmp/out"
 
 run --emit=dot "$src/examples/wide_mlp.pnet"

@@ -48,7 +48,8 @@ static pnetrt_model *make_model(const pnetrt_desc *d, int threads) {
     for (int64_t p = 0; p < d->nparams; p++) {
         const pnetrt_tensor_desc *t = &d->params[p];
         if (!t->trainable || (t->init != PNETRT_INIT_ONES && t->init != PNETRT_INIT_ZEROS)) continue;
-        for (int64_t j = 0; j < pnetrt_sample_elems(t); j++) w[t->offset + j] += (float)(rnd() - 0.5);
+        for (int64_t j = 0; j < pnetrt_sample_elems(t); j++)
+            w[t->offset + j] += (float)(rnd() - 0.5);
     }
     rng = saved;
     assert_int_equal(pnetrt_set_lr(m, 0), 0);
@@ -64,13 +65,17 @@ static void make_inputs(const pnetrt_desc *d, int64_t batch, void **ins) {
         int64_t limit = i < d->ninputs ? t->limit : td->classes;
         ins[i] = malloc((size_t)n * 4 + 4);
         for (int64_t k = 0; k < n; k++) {
-            if (t->dtype) ((int32_t *)ins[i])[k] = (int32_t)(rnd() * (double)limit);
-            else ((float *)ins[i])[k] = (float)(4.0 * rnd() - 2.0);
+            if (t->dtype)
+                ((int32_t *)ins[i])[k] = (int32_t)(rnd() * (double)limit);
+            else
+                ((float *)ins[i])[k] = (float)(4.0 * rnd() - 2.0);
         }
     }
 }
 
-static bool close_enough(double fd, double g) { return fabs(fd - g) <= RTOL * fmax(fabs(fd), fabs(g)) + ATOL; }
+static bool close_enough(double fd, double g) {
+    return fabs(fd - g) <= RTOL * fmax(fabs(fd), fabs(g)) + ATOL;
+}
 
 /* One parameter element checked: the central difference of the loss in *wp by step eps against
  * the analytic gradient g. Where the loss has a kink inside [w - eps, w + eps] (a relu input or a
@@ -118,14 +123,11 @@ static void check_grad(const char *src, int64_t batch, double eps, int opt_level
     if (loss != loss2) fail_msg("%s: loss %.9g on 1 thread, %.9g on 2", d->name, loss, loss2);
     for (int64_t p = 0; p < d->nparams; p++) {
         const pnetrt_tensor_desc *t = &d->params[p];
-        if (t->trainable &&
-            memcmp(g + t->offset, pnetrt_train_grad(m2) + t->offset, (size_t)pnetrt_sample_elems(t) * sizeof(float)) != 0)
+        if (t->trainable && memcmp(g + t->offset, pnetrt_train_grad(m2) + t->offset,
+                                   (size_t)pnetrt_sample_elems(t) * sizeof(float)) != 0)
             fail_msg("%s: the gradient of %s differs between 1 and 2 threads", d->name, t->name);
     }
     if (verbose) printf("%s batch %lld: loss %.7g\n", d->name, (long long)batch, loss);
-    double scale = atof(getenv("SCALE"));
-    for (int64_t i = 0; i < d->param_floats; i++) g[i] *= (float)scale;
-    int detected = 0;
 
     float *w = pnetrt_params_mut(m2);
     bool first = true;
@@ -145,30 +147,29 @@ static void check_grad(const char *src, int64_t batch, double eps, int opt_level
             if (verbose)
                 printf("  %-22s [%3lld] grad % .6e  fd % .6e  err %.2e%s\n", t->name, (long long)j, an, fd,
                        fabs(fd - an), r == FD_KINK ? "  kink" : "");
-            if (r == FD_FAIL) { detected++; continue; }
-            if (0)
+            if (r == FD_FAIL)
                 fail_msg("%s batch %lld: d loss / d %s[%lld]: analytic %.7g, finite difference %.7g", d->name,
                          (long long)batch, t->name, (long long)j, an, fd);
             if (r == FD_KINK && ++kinks > checks)
                 fail_msg("%s: %d of the points checked in %s sit at kinks of the loss", d->name, kinks, t->name);
             done += r == FD_PASS;
         }
-        if (first) printf("SENS %s first-layer detected=%d\n", d->name, detected);
-        if (0) fail_msg("%s: the gradient of %s is too small to check", d->name, t->name);
+        /* The check must be able to see a 10% error in the first layer's gradient. */
+        if (first && !sensitive) fail_msg("%s: the gradient of %s is too small to check", d->name, t->name);
         first = false;
     }
-    printf("SENS %s batch %lld total detected=%d\n", d->name, (long long)batch, detected);
+    assert_true(step_loss(m2, batch, in) == loss); /* the weights are back as they were */
 
     free(g);
     pnetrt_destroy(m);
     pnetrt_destroy(m2);
-    for (int64_t i = 0; i < d->ninputs + d->train->ntrain_inputs; i++) free(ins[i]);
+    for (int64_t i = 0; i < d->ninputs + d->train->ntrain_inputs; i++)
+        free(ins[i]);
     release(&c);
 }
 
 /* Most networks end in three logits and cross_entropy with plain sgd. */
-#define CE                                                                                                             \
-    " train { label : i32[batch]; loss = cross_entropy(logits, label); optimizer = sgd(lr = 0.1); } }"
+#define CE " train { label : i32[batch]; loss = cross_entropy(logits, label); optimizer = sgd(lr = 0.1); } }"
 
 static void test_dense(void **s) {
     (void)s;
@@ -183,10 +184,15 @@ static void test_conv2d(void **s) {
                " d = conv2d(c, 4, [3, 2], stride = 2, padding = [1, 0]); e = conv2d(d, 2, 1, bias = false);"
                " output logits = dense(flatten(e), 3);" CE,
                5, 1e-2, 0);
-    check_grad("network g_conv2 { input x : f32[batch, 3, 8, 9]; c = conv2d(x, 4, [2, 3], stride = [2, 1], padding = [0, 1]);"
-               " d = conv2d(c, 3, 3, stride = 2, padding = 1); e = conv2d(d, 2, [2, 5], padding = 2);"
-               " output logits = dense(flatten(e), 3);" CE,
-               5, 1e-2, 3);
+    check_grad(
+        "network g_conv2 { input x : f32[batch, 3, 8, 9]; c = conv2d(x, 4, [2, 3], stride = [2, 1], padding = [0, 1]);"
+        " d = conv2d(c, 3, 3, stride = 2, padding = 1); e = conv2d(d, 2, [2, 5], padding = 2);"
+        " output logits = dense(flatten(e), 3);" CE,
+        5, 1e-2, 3);
+    /* Strides past the kernel leave inputs no output reads. */
+    check_grad("network g_conv3 { input x : f32[batch, 2, 9, 8]; c = conv2d(x, 3, 1, stride = 2);"
+               " d = conv2d(c, 4, 2, stride = 3, padding = 1); output logits = dense(flatten(d), 3);" CE,
+               5, 1e-2, 0);
 }
 
 static void test_maxpool2d(void **s) {
@@ -214,8 +220,8 @@ static void test_global_avgpool(void **s) {
                5, 1e-2, 0);
 }
 
-#define ACT(NAME, OP, EPS)                                                                                            \
-    check_grad("network g_" NAME " { input x : f32[batch, 5]; h = dense(x, 6); y = " OP ";"                          \
+#define ACT(NAME, OP, EPS)                                                                                             \
+    check_grad("network g_" NAME " { input x : f32[batch, 5]; h = dense(x, 6); y = " OP ";"                            \
                " output logits = dense(y, 3);" CE,                                                                     \
                5, EPS, 0)
 
@@ -254,6 +260,9 @@ static void test_softmax(void **s) {
     check_grad("network g_softmax { input x : f32[batch, 4, 5]; h = dense(x, 6);"
                " y = softmax(h) + softmax(h, axis = 1); output logits = dense(flatten(y), 3);" CE,
                5, 1e-2, 0);
+    check_grad("network g_softmax4 { input x : f32[batch, 2, 5, 4]; c = conv2d(x, 3, 3, padding = 1);"
+               " y = softmax(c, axis = 2) + log_softmax(c, axis = 1); output logits = dense(flatten(y), 3);" CE,
+               5, 1e-2, 0);
 }
 
 static void test_log_softmax(void **s) {
@@ -272,8 +281,9 @@ static void test_layernorm(void **s) {
 
 static void test_batchnorm2d(void **s) {
     (void)s;
-    const char *src = "network g_bn2 { input x : f32[batch, 2, 5, 4]; c = conv2d(x, 3, 3, padding = 1); b = batchnorm(c);"
-                      " output logits = dense(flatten(b), 3);" CE;
+    const char *src =
+        "network g_bn2 { input x : f32[batch, 2, 5, 4]; c = conv2d(x, 3, 3, padding = 1); b = batchnorm(c);"
+        " output logits = dense(flatten(b), 3);" CE;
     check_grad(src, 5, 1e-2, 0);
     check_grad(src, 70, 1e-2, 3);
 }
@@ -301,6 +311,10 @@ static void test_flatten_reshape(void **s) {
     check_grad("network g_reshape { input x : f32[batch, 4, 5]; h = dense(x, 6); r = reshape(h, [batch, 3, 8]);"
                " f = flatten(dense(r, 2)); output logits = dense(f, 3) + dense(reshape(h, [24]), 3);" CE,
                5, 1e-2, 0);
+    /* A view shares its source's gradient buffer, which another consumer also adds into. */
+    check_grad("network g_view_fanout { input x : f32[batch, 4, 5]; h = dense(x, 6);"
+               " output logits = dense(flatten(tanh(h)), 3) + dense(flatten(h), 3);" CE,
+               5, 1e-2, 0);
 }
 
 static void test_concat(void **s) {
@@ -309,6 +323,11 @@ static void test_concat(void **s) {
                " c = concat(a, b, a, axis = -1); d = concat(a, tanh(a), axis = 1);"
                " output logits = dense(flatten(c), 3) + dense(flatten(d), 3);" CE,
                5, 1e-2, 0);
+    check_grad(
+        "network g_concat4 { input x : f32[batch, 2, 5, 4]; c = conv2d(x, 3, 3, padding = 1); d = conv2d(x, 2, 1);"
+        " y = concat(c, d, axis = 1); z = concat(c, c, axis = 2);"
+        " output logits = dense(flatten(y), 3) + dense(flatten(z), 3);" CE,
+        5, 1e-2, 0);
 }
 
 static void test_transpose(void **s) {
@@ -321,10 +340,14 @@ static void test_transpose(void **s) {
 
 static void test_matmul(void **s) {
     (void)s;
-    check_grad("network g_matmul { input x : f32[batch, 4, 5]; a = dense(x, 6); b = dense(x, 6);"
+    check_grad("network g_matmul { input x : f32[batch, 4, 5]; input w : f32[6, 3]; a = dense(x, 6); b = dense(x, 6);"
                " p = matmul(matmul(a, transpose(b, [0, 2, 1])), a);"
                " q = matmul(reshape(a, [batch, 2, 2, 6]), reshape(b, [batch, 2, 6, 2]));"
-               " output logits = dense(flatten(p), 3) + dense(flatten(q), 3);" CE,
+               " output logits = dense(flatten(p), 3) + dense(flatten(q), 3) + dense(flatten(matmul(b, w)), 3);" CE,
+               5, 1e-2, 3);
+    /* Rows times an unbatched matrix: each sample's [1, K] row. */
+    check_grad("network g_matmul_rows { input x : f32[batch, 5]; input w : f32[6, 3]; a = dense(x, 6);"
+               " output logits = matmul(tanh(a), w) + dense(x, 3);" CE,
                5, 1e-2, 3);
 }
 
@@ -337,9 +360,9 @@ static void test_binary_same_shape(void **s) {
 
 static void test_binary_broadcast(void **s) {
     (void)s;
-    check_grad("network g_broadcast { input x : f32[batch, 4, 5]; a = dense(x, 6); r = dense(x, 1);"
+    check_grad("network g_broadcast { input x : f32[batch, 4, 5]; input w : f32[6]; a = dense(x, 6); r = dense(x, 1);"
                " q = reshape(dense(flatten(x), 6), [batch, 1, 6]);"
-               " y = a * r - q + r * q - a * q; output logits = dense(flatten(y), 3);" CE,
+               " y = a * r - q + r * q - a * q + a * w - w; output logits = dense(flatten(y), 3);" CE,
                5, 1e-2, 0);
 }
 
@@ -368,6 +391,14 @@ static void test_many_chunks(void **s) {
                70, 1e-2, 3);
 }
 
+/* Odd widths at -O3: vector loops with tails in layernorm, softmax and the loss. */
+static void test_wide_optimised(void **s) {
+    (void)s;
+    check_grad("network g_wide { input x : f32[batch, 3, 21]; h = dense(x, 47); n = layernorm(h);"
+               " y = softmax(n, axis = 1) + log_softmax(h); output logits = dense(flatten(y), 19);" CE,
+               33, 1e-2, 3);
+}
+
 static void test_no_train_block(void **s) {
     (void)s;
     compiled c;
@@ -389,19 +420,33 @@ int main(void) {
     setenv("PNET_ADAPTIVE_THREADS", "0", 1);
     verbose = getenv("PNET_GRAD_VERBOSE") != NULL;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dense),          cmocka_unit_test(test_conv2d),
-        cmocka_unit_test(test_maxpool2d),      cmocka_unit_test(test_avgpool2d),
-        cmocka_unit_test(test_global_avgpool), cmocka_unit_test(test_relu),
-        cmocka_unit_test(test_leaky_relu),     cmocka_unit_test(test_sigmoid),
-        cmocka_unit_test(test_tanh),           cmocka_unit_test(test_gelu),
-        cmocka_unit_test(test_dropout),        cmocka_unit_test(test_softmax),
-        cmocka_unit_test(test_log_softmax),    cmocka_unit_test(test_layernorm),
-        cmocka_unit_test(test_batchnorm2d),    cmocka_unit_test(test_batchnorm1d),
-        cmocka_unit_test(test_embedding),      cmocka_unit_test(test_flatten_reshape),
-        cmocka_unit_test(test_concat),         cmocka_unit_test(test_transpose),
-        cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary_same_shape),
-        cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_binary_constants),
-        cmocka_unit_test(test_mse),            cmocka_unit_test(test_many_chunks),
+        cmocka_unit_test(test_dense),
+        cmocka_unit_test(test_conv2d),
+        cmocka_unit_test(test_maxpool2d),
+        cmocka_unit_test(test_avgpool2d),
+        cmocka_unit_test(test_global_avgpool),
+        cmocka_unit_test(test_relu),
+        cmocka_unit_test(test_leaky_relu),
+        cmocka_unit_test(test_sigmoid),
+        cmocka_unit_test(test_tanh),
+        cmocka_unit_test(test_gelu),
+        cmocka_unit_test(test_dropout),
+        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_log_softmax),
+        cmocka_unit_test(test_layernorm),
+        cmocka_unit_test(test_batchnorm2d),
+        cmocka_unit_test(test_batchnorm1d),
+        cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_flatten_reshape),
+        cmocka_unit_test(test_concat),
+        cmocka_unit_test(test_transpose),
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_binary_same_shape),
+        cmocka_unit_test(test_binary_broadcast),
+        cmocka_unit_test(test_binary_constants),
+        cmocka_unit_test(test_mse),
+        cmocka_unit_test(test_many_chunks),
+        cmocka_unit_test(test_wide_optimised),
         cmocka_unit_test(test_no_train_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
