@@ -412,16 +412,12 @@ static int take_labels(const char *path, const char *data_path, const array *a, 
 static int csv_fail(char *err, size_t errlen, const char *path, int64_t line, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 static int csv_fail(char *err, size_t errlen, const char *path, int64_t line, const char *fmt, ...) {
-    if (!err || errlen == 0) return -1;
-    int n = snprintf(err, errlen, "%s:%" PRId64 ": ", path, line);
-    if (n >= 0 && (size_t)n < errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
-    for (char *p = err; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    char where[4200];
+    snprintf(where, sizeof where, "%s:%" PRId64, path, line);
+    va_list ap;
+    va_start(ap, fmt);
+    pnetrt_io_vfail(err, errlen, where, fmt, ap);
+    va_end(ap);
     return -1;
 }
 

@@ -11,17 +11,20 @@
 #include <unistd.h>
 
 /* Writes "path: message" to err, flattened to one line, and returns -1. */
-int pnetrt_io_fail(char *err, size_t errlen, const char *path, const char *fmt, ...) {
+int pnetrt_io_vfail(char *err, size_t errlen, const char *path, const char *fmt, va_list ap) {
     if (!err || errlen == 0) return -1;
     int n = snprintf(err, errlen, "%s: ", path);
-    if (n >= 0 && (size_t)n < errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
+    if (n >= 0 && (size_t)n < errlen) vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
     for (char *p = err; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?'; /* names from files may hold newlines */
+    return -1;
+}
+
+int pnetrt_io_fail(char *err, size_t errlen, const char *path, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    pnetrt_io_vfail(err, errlen, path, fmt, ap);
+    va_end(ap);
     return -1;
 }
 

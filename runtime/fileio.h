@@ -2,11 +2,13 @@
 #ifndef PNETRT_FILEIO_H
 #define PNETRT_FILEIO_H
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
 /* Writes "path: message" to err, flattened to one line, and returns -1. */
 int pnetrt_io_fail(char *err, size_t errlen, const char *path, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int pnetrt_io_vfail(char *err, size_t errlen, const char *path, const char *fmt, va_list ap);
 /* a * b into *out; false on overflow. */
 bool pnetrt_io_mul_u64(uint64_t a, uint64_t b, uint64_t *out);
 /* Writes all of buf to fd, retrying short writes. */

@@ -91,6 +91,8 @@ int cg_folded_bn(const cg *c, int node);
 /* Applies one unary elementwise op to v. */
 LLVMValueRef cg_unary(cg *c, const pn_node *op, LLVMValueRef v);
 
+/* The inference kernel of node i (emit.c), or NULL when it needs none (views, inputs). */
+LLVMValueRef cg_gen_kernel(cg *c, int i);
 /* Kernel generators, one per construct. Each builds px__k<node> and returns it, or NULL when the
  * node needs no kernel. Arguments: out, then one pointer per tensor input, then the params. */
 LLVMValueRef cg_gen_dense(cg *c, int node);

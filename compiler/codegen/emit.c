@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static LLVMValueRef gen_kernel(cg *c, int i) {
+LLVMValueRef cg_gen_kernel(cg *c, int i) {
     const pn_node *n = &c->g->nodes[i];
     const pn_mem *m = &c->g->plan.mem[i];
     switch (n->op) {
@@ -201,7 +201,7 @@ static LLVMValueRef gen_forward(cg *c, LLVMValueRef *stages) {
     kernels ks = {0};
     ks.kern = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof *ks.kern);
     for (int i = 0; i < g->nnodes; i++)
-        if (p->live[i] && !p->fused[i]) ks.kern[i] = gen_kernel(c, i);
+        if (p->live[i] && !p->fused[i]) ks.kern[i] = cg_gen_kernel(c, i);
     for (int k = 0; k < g->noutputs && ks.ncopy < 256; k++) {
         int src = g->outputs[k].node;
         const pn_mem *m = &p->mem[src];

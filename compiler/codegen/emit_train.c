@@ -169,32 +169,9 @@ static LLVMValueRef emit_seg(cg *c, const tstep *steps, int from, int to, const 
     return fn;
 }
 
+/* An inference kernel over the training layout, where dropout has a buffer of its own (a copy). */
 static LLVMValueRef infer_kernel(cg *c, int i) {
-    const pn_node *nd = &c->g->nodes[i];
-    switch (nd->op) {
-    case PN_OP_CONV2D: return cg_gen_conv2d(c, i);
-    case PN_OP_MATMUL: return cg_gen_matmul(c, i);
-    case PN_OP_MAXPOOL2D:
-    case PN_OP_AVGPOOL2D: return cg_gen_pool(c, i);
-    case PN_OP_GLOBAL_AVGPOOL: return cg_gen_global_avgpool(c, i);
-    case PN_OP_RELU:
-    case PN_OP_LEAKY_RELU:
-    case PN_OP_SIGMOID:
-    case PN_OP_TANH:
-    case PN_OP_GELU: return cg_gen_eltwise(c, i);
-    case PN_OP_ADD:
-    case PN_OP_SUB:
-    case PN_OP_MUL: return cg_gen_binary(c, i);
-    case PN_OP_SOFTMAX:
-    case PN_OP_LOG_SOFTMAX: return cg_gen_softmax(c, i);
-    case PN_OP_LAYERNORM: return cg_gen_layernorm(c, i);
-    case PN_OP_BATCHNORM: return cg_gen_batchnorm(c, i);
-    case PN_OP_TRANSPOSE: return cg_gen_transpose(c, i);
-    case PN_OP_CONCAT: return cg_gen_concat(c, i);
-    case PN_OP_EMBEDDING: return cg_gen_embedding(c, i);
-    case PN_OP_DROPOUT: return cg_gen_copy(c, i);
-    default: return NULL;
-    }
+    return c->g->nodes[i].op == PN_OP_DROPOUT ? cg_gen_copy(c, i) : cg_gen_kernel(c, i);
 }
 
 static LLVMValueRef fn_array(cg *c, LLVMValueRef *fs, int n, const char *suffix) {
