@@ -133,10 +133,14 @@ report=$(printf '%s' "$rows" | awk -v stamp="$(date '+%Y-%m-%d %H:%M')" -v host=
                       return x >= 10 ? sprintf("%.1f", x) : sprintf("%.2f", x) }
     BEGIN { printf "pnet vs PyTorch training (SGD momentum, cross-entropy) — %s, %s, %d cores, " \
                    "median of %d rounds of %g s\n\n", stamp, host, cores, rounds, secs
-            print "| model | batch | threads | pnet samples/s | PyTorch samples/s | pnet/PyTorch |"
-            print "|---|---:|---:|---:|---:|---:|" }
+            print "| model | batch | threads | pnet samples/s | PyTorch samples/s | pnet/PyTorch | pnet efficiency | PyTorch efficiency |"
+            print "|---|---:|---:|---:|---:|---:|---:|---:|" }
+    # Efficiency: samples/s over threads times the 1-thread row of the same model and batch.
+    function eff(x, one, t) { return (x == "-" || one == "" || one == "-" || one == 0) ? "—" : sprintf("%.0f%%", 100 * x / (t * one)) }
     { ratio = ($4 == "-" || $5 == "-" || $5 == 0) ? "—" : sprintf("%.2f×", $4 / $5)
-      printf "| %s | %d | %d | %s | %s | %s |\n", $1, $2, $3, fmt($4), fmt($5), ratio }')
+      if ($3 == 1) { p1[$1 " " $2] = $4; q1[$1 " " $2] = $5 }
+      printf "| %s | %d | %d | %s | %s | %s | %s | %s |\n", $1, $2, $3, fmt($4), fmt($5), ratio,
+             eff($4, p1[$1 " " $2], $3), eff($5, q1[$1 " " $2], $3) }')
 exec 1>&3 3>&-
 echo "$report"
 if [ -n "$out" ]; then
