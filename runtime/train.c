@@ -32,6 +32,10 @@ struct pnetrt_trainer {
     int shuffle;         /* 1, 0, or -1 when unknown */
     bool checkpoint;     /* the last pnetrt_load read a checkpoint */
     char schedule[160];  /* how the last step ran */
+    double *tree;        /* cap_batch / chunk + 1 values: the loss tree */
+    _Atomic int64_t *done; /* pipeline progress counters, ndone of them */
+    pnetrt_spin_barrier *stage_bars; /* pipeline stage barriers, nbars of them */
+    int ndone, nbars;
 };
 
 static void *zalloc(size_t bytes) {
@@ -49,6 +53,9 @@ void pnetrt_trainer_free(pnetrt_trainer *t) {
     free(t->opt);
     free(t->arena);
     free(t->scratch);
+    free(t->tree);
+    free(t->done);
+    free(t->stage_bars);
     free(t);
 }
 
@@ -99,7 +106,9 @@ static int reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups
         free(t->stats);
         t->slots = zalloc((size_t)nch * (size_t)d->param_floats * sizeof(float));
         t->stats = zalloc((size_t)nch * (size_t)td->stat_floats * sizeof(float));
-        if (!t->slots || !t->stats) {
+        free(t->tree);
+        t->tree = zalloc((size_t)(nch + 1) * sizeof(double));
+        if (!t->slots || !t->stats || !t->tree) {
             t->cap_batch = 0;
             return failf(m, "out of memory for the gradients of a batch of %lld", (long long)batch);
         }
@@ -147,16 +156,12 @@ static int check_inputs(pnetrt_model *m, int64_t batch, const void *const *input
 }
 
 /* The fixed tree over the chunks' values, as the generated update sums gradients. */
-static double tree_sum(const float *v, int64_t stride, int64_t n) {
+static double tree_sum(double *a, const float *v, int64_t stride, int64_t n) {
     if (n <= 0) return 0;
-    double *a = malloc(sizeof(double) * (size_t)n);
-    if (!a) return NAN;
     for (int64_t i = 0; i < n; i++) a[i] = v[i * stride];
     for (int64_t s = 1; s < n; s *= 2)
         for (int64_t i = 0; i + s < n; i += 2 * s) a[i] += a[i + s];
-    double r = a[0];
-    free(a);
-    return r;
+    return a[0];
 }
 
 typedef struct run {
@@ -317,8 +322,21 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
             t->arena_bytes = t->arena ? need : 0;
             if (!t->arena) return failf(m, "out of memory for the pipeline's arena (%zu bytes)", need);
         }
-        p.done = calloc((size_t)p.R * 2 * (size_t)p.S, sizeof *p.done);
-        if (!p.done) return failf(m, "out of memory");
+        /* Progress counters and stage barriers, kept from step to step. */
+        int nd = p.R * 2 * p.S, nb = p.R * p.S;
+        if (nd > t->ndone) {
+            free(t->done);
+            t->done = calloc((size_t)nd, sizeof *t->done);
+            t->ndone = t->done ? nd : 0;
+        }
+        if (nb > t->nbars) {
+            free(t->stage_bars);
+            t->stage_bars = calloc((size_t)nb, sizeof *t->stage_bars);
+            t->nbars = t->stage_bars ? nb : 0;
+        }
+        if (!t->done || !t->stage_bars) return failf(m, "out of memory");
+        for (int i = 0; i < nd; i++) atomic_store_explicit(&t->done[i], 0, memory_order_relaxed);
+        p.done = t->done;
     }
     float *params = pnetrt_params_mut(m);
     if (!params) return failf(m, "out of memory");
@@ -341,11 +359,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
                  threads == 1 ? "" : "s", groups, groups == 1 ? "" : "s", (long long)nch, nch == 1 ? "" : "s",
                  (long long)td->chunk);
     if (piped) {
-        pnetrt_spin_barrier *pb = calloc((size_t)p.R * (size_t)p.S, sizeof *pb);
-        if (!pb) {
-            free(p.done);
-            return failf(m, "out of memory");
-        }
+        pnetrt_spin_barrier *pb = t->stage_bars;
         for (int i = 0; i < p.R * p.S; i++) pb[i] = (pnetrt_spin_barrier){0, 0, p.count[i % p.S]};
         all.n = p.R * p.per;
         int team = p.R * p.per;
@@ -359,8 +373,6 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
                 pipe_thread(&r, &p, omp_get_thread_num(), pb, &all);
             }
         }
-        free(pb);
-        free(p.done);
         if (alone) {
             /* The OpenMP runtime gave fewer threads: run unpipelined on one. */
             pnetrt_spin_barrier one = {0, 0, 1}, single = {0, 0, 1};
@@ -383,8 +395,8 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
             }
         }
     }
-    if (loss_sum) *loss_sum = tree_sum(t->stats, td->stat_floats, nch);
-    t->last_correct = (int64_t)llround(tree_sum(t->stats + 1, td->stat_floats, nch));
+    if (loss_sum) *loss_sum = tree_sum(t->tree, t->stats, td->stat_floats, nch);
+    t->last_correct = (int64_t)llround(tree_sum(t->tree, t->stats + 1, td->stat_floats, nch));
     if (correct) *correct = t->last_correct;
     return 0;
 }
