@@ -83,6 +83,7 @@ static LLVMValueRef tptr(cg *c, tenv *e, int i, bool grad) {
         LLVMValueRef ins = field(c, e->call, TC_INPUTS, c->ptr);
         LLVMValueRef idx = I(c, e->input_index[a]);
         LLVMValueRef base = LLVMBuildLoad2(c->b, c->ptr, LLVMBuildInBoundsGEP2(c->b, c->ptr, ins, &idx, 1, ""), "");
+        if (!pn_shape_batched(&nd->shape)) return base; /* shared by every sample */
         return byte_gep(c, base, LLVMBuildMul(c->b, I(c, pn_shape_sample_elems(&nd->shape) * 4), e->s0, ""));
     }
     int64_t off = grad ? t->grad_off[a] : t->act_off[a];

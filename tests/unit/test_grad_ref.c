@@ -1,0 +1,366 @@
+/* The generated backward kernels against their plain twin (ir/reference_grad.c): every op's
+ * network is compiled in-process, one training step at learning rate 0 runs on 1 and 3 threads
+ * at batch 1, 7 and 37 (two chunks), and the loss and every trained parameter's gradient must
+ * match the reference's, computed in double. Widths are odd, so vector loops run their tails. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jit_util.h"
+#include "ir/reference.h"
+
+/* |jit - ref| <= RTOL * max(|jit|, |ref|) + ATOL: float32 kernels against double. Gradients are
+ * sums of at most a few thousand terms of size about 1, so float rounding stays near 1e-6
+ * relative; a gradient that cancels to about 0 keeps an absolute error below ATOL. */
+#define RTOL 1e-4
+#define ATOL 1e-5
+#define SEED 7
+
+static bool verbose;
+static double worst_seen; /* the largest error seen, as a share of the tolerance */
+
+/* A model with seeded default weights; norm weights and biases moved off ones and zeros. */
+static pnetrt_model *make_model(const pnetrt_desc *d, int threads) {
+    pnetrt_model *m;
+    if (pnetrt_create(&m, d, NULL)) fail_msg("create: %s", pnetrt_last_error(m));
+    assert_int_equal(pnetrt_set_threads(m, threads), 0);
+    float *w = pnetrt_params_mut(m);
+    assert_non_null(w);
+    pnetrt_init_params(d, w, SEED);
+    uint64_t saved = rng;
+    rng = 0x2545F4914F6CDD1Dull;
+    for (int64_t p = 0; p < d->nparams; p++) {
+        const pnetrt_tensor_desc *t = &d->params[p];
+        if (!t->trainable || (t->init != PNETRT_INIT_ONES && t->init != PNETRT_INIT_ZEROS)) continue;
+        for (int64_t j = 0; j < pnetrt_sample_elems(t); j++)
+            w[t->offset + j] += (float)(rnd() - 0.5);
+    }
+    rng = saved;
+    assert_int_equal(pnetrt_set_lr(m, 0), 0);
+    return m;
+}
+
+/* The network's inputs, then its training inputs: features in [-2, 2), ids and labels in range. */
+static int make_inputs(const pnetrt_desc *d, int64_t batch, void **ins) {
+    const pnetrt_train_desc *td = d->train;
+    int n = (int)(d->ninputs + td->ntrain_inputs);
+    assert_true(n <= 16);
+    for (int64_t i = 0; i < n; i++) {
+        const pnetrt_tensor_desc *t = i < d->ninputs ? &d->inputs[i] : &td->train_inputs[i - d->ninputs];
+        int64_t cnt = pnetrt_sample_elems(t) * (t->shape[0] < 0 ? batch : 1);
+        int64_t limit = i < d->ninputs ? t->limit : td->classes;
+        ins[i] = malloc((size_t)cnt * 4 + 4);
+        for (int64_t k = 0; k < cnt; k++) {
+            if (t->dtype)
+                ((int32_t *)ins[i])[k] = (int32_t)(rnd() * (double)limit);
+            else
+                ((float *)ins[i])[k] = (float)(4.0 * rnd() - 2.0);
+        }
+    }
+    return n;
+}
+
+static bool close_enough(double a, double b) {
+    return fabs(a - b) <= RTOL * fmax(fabs(a), fabs(b)) + ATOL;
+}
+
+/* Compares the trained parameters' gradient g with the reference; on the first tensor with a
+ * mismatch, writes its worst element to msg and returns false. */
+static bool grads_match(const pnetrt_desc *d, const float *g, const double *ref, char *msg, size_t len) {
+    for (int64_t p = 0; p < d->nparams; p++) {
+        const pnetrt_tensor_desc *t = &d->params[p];
+        if (!t->trainable) continue;
+        int64_t worst = -1, bad = 0, n = pnetrt_sample_elems(t);
+        double worst_err = 0;
+        for (int64_t j = 0; j < n; j++) {
+            double a = g[t->offset + j], b = ref[t->offset + j];
+            double e = fabs(a - b) / (RTOL * fmax(fabs(a), fabs(b)) + ATOL);
+            if (close_enough(a, b)) {
+                worst_seen = fmax(worst_seen, e);
+                continue;
+            }
+            bad++;
+            if (!(e <= worst_err)) worst_err = e, worst = j;
+        }
+        if (bad) {
+            snprintf(msg, len, "%s: %lld of %lld elements differ; worst [%lld]: kernel %.9g, reference %.9g", t->name,
+                     (long long)bad, (long long)n, (long long)worst, g[t->offset + worst], ref[t->offset + worst]);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The largest trained gradient element, for the sensitivity check. */
+static int64_t largest(const pnetrt_desc *d, const double *ref) {
+    int64_t best = -1;
+    for (int64_t p = 0; p < d->nparams; p++) {
+        const pnetrt_tensor_desc *t = &d->params[p];
+        for (int64_t j = 0; t->trainable && j < pnetrt_sample_elems(t); j++)
+            if (best < 0 || fabs(ref[t->offset + j]) > fabs(ref[best])) best = t->offset + j;
+    }
+    return best;
+}
+
+static const int64_t batches[] = {1, 7, 37};
+static const int thread_counts[] = {1, 3};
+
+/* Compiles src at opt_level; at each batch size up to max_batch and each thread count, one step at
+ * learning rate 0 must give the reference's loss and gradient. */
+static void check_twin_upto(const char *src, int opt_level, int64_t max_batch) {
+    compiled c;
+    compile_net(src, false, opt_level, &c);
+    const pnetrt_desc *d = c.desc;
+    assert_non_null(d->train);
+    size_t nf = (size_t)d->param_floats + 1;
+    double *ref = malloc(nf * sizeof(double));
+    float *params = malloc(nf * sizeof(float));
+    for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+        int64_t batch = batches[b];
+        if (batch > max_batch) break;
+        void *ins[16];
+        int nin = make_inputs(d, batch, ins);
+        const void *const *in = (const void *const *)ins;
+        double rloss = NAN;
+        for (size_t k = 0; k < sizeof thread_counts / sizeof thread_counts[0]; k++) {
+            pnetrt_model *m = make_model(d, thread_counts[k]);
+            if (k == 0) {
+                /* The step updates batchnorm's running statistics: keep the weights it starts from. */
+                memcpy(params, pnetrt_params_mut(m), (size_t)d->param_floats * sizeof(float));
+                char err[256];
+                if (!pn_reference_train_grad(c.g, batch, in, params, pnetrt_train_seed(m), 1, &rloss, ref, err,
+                                             sizeof err))
+                    fail_msg("%s: reference: %s", d->name, err);
+            }
+            float loss = NAN;
+            assert_int_equal(pnetrt_set_train_steps(m, 0), 0);
+            if (pnetrt_train_step(m, batch, in, &loss)) fail_msg("train step: %s", pnetrt_last_error(m));
+            const float *g = pnetrt_train_grad(m);
+            assert_non_null(g);
+            if (verbose)
+                printf("%s batch %lld threads %d: loss %.8g, reference %.8g\n", d->name, (long long)batch,
+                       thread_counts[k], loss, rloss);
+            if (!close_enough(loss, rloss))
+                fail_msg("%s batch %lld threads %d: loss %.9g, reference %.9g", d->name, (long long)batch,
+                         thread_counts[k], loss, rloss);
+            char msg[512];
+            if (!grads_match(d, g, ref, msg, sizeof msg))
+                fail_msg("%s batch %lld threads %d: %s", d->name, (long long)batch, thread_counts[k], msg);
+            /* The comparison must see a 0.1% error in the largest gradient element. */
+            int64_t j = largest(d, ref);
+            if (k == 0 && j >= 0) {
+                float *wrong = malloc(nf * sizeof(float));
+                memcpy(wrong, g, (size_t)d->param_floats * sizeof(float));
+                wrong[j] *= 1.001f;
+                assert_false(grads_match(d, wrong, ref, msg, sizeof msg));
+                free(wrong);
+            }
+            pnetrt_destroy(m);
+        }
+        for (int i = 0; i < nin; i++)
+            free(ins[i]);
+    }
+    if (verbose) printf("%s: worst error so far %.1f%% of the tolerance\n", d->name, 100 * worst_seen);
+    free(ref);
+    free(params);
+    release(&c);
+}
+
+static void check_twin(const char *src, int opt_level) {
+    check_twin_upto(src, opt_level, INT64_MAX);
+}
+
+/* Networks with an input that has no batch axis (w : f32[6, 3]) run at every batch too: such an
+ * input is shared by all chunks (an earlier tptr offset it per chunk; this caught it). */
+#define UNBATCHED_INPUT_MAX_BATCH INT64_MAX
+
+/* Most networks end in three logits and cross_entropy with plain sgd. */
+#define CE " train { label : i32[batch]; loss = cross_entropy(logits, label); optimizer = sgd(lr = 0.1); } }"
+
+static void test_dense(void **s) {
+    (void)s;
+    check_twin("network r_dense { input x : f32[batch, 4, 5]; h = dense(x, 6); y = dense(h, 4, bias = false);"
+               " output logits = dense(flatten(y), 3);" CE,
+               0);
+}
+
+static void test_conv2d(void **s) {
+    (void)s;
+    check_twin("network r_conv { input x : f32[batch, 2, 7, 6]; c = conv2d(x, 3, 3, padding = 1);"
+               " d = conv2d(c, 4, [3, 2], stride = 2, padding = [1, 0]); e = conv2d(d, 2, 1, bias = false);"
+               " output logits = dense(flatten(e), 3);" CE,
+               0);
+    check_twin(
+        "network r_conv2 { input x : f32[batch, 3, 8, 9]; c = conv2d(x, 4, [2, 3], stride = [2, 1], padding = [0, 1]);"
+        " d = conv2d(c, 3, 3, stride = 2, padding = 1); e = conv2d(d, 2, [2, 5], padding = 2);"
+        " output logits = dense(flatten(e), 3);" CE,
+        3);
+    check_twin("network r_conv3 { input x : f32[batch, 2, 9, 8]; c = conv2d(x, 3, 1, stride = 2);"
+               " d = conv2d(c, 4, 2, stride = 3, padding = 1); output logits = dense(flatten(d), 3);" CE,
+               0);
+}
+
+static void test_pooling(void **s) {
+    (void)s;
+    check_twin("network r_maxpool { input x : f32[batch, 2, 7, 7]; c = conv2d(x, 3, 3, padding = 1);"
+               " p = maxpool2d(c, 2); q = maxpool2d(c, 3, stride = 2, padding = 1);"
+               " output logits = dense(flatten(p), 3) + dense(flatten(q), 3);" CE,
+               0);
+    check_twin("network r_avgpool { input x : f32[batch, 2, 7, 7]; c = conv2d(x, 3, 3, padding = 1);"
+               " p = avgpool2d(c, 2); q = avgpool2d(c, 3, stride = 2, padding = 1);"
+               " output logits = dense(flatten(p), 3) + dense(flatten(q), 3);" CE,
+               3);
+    check_twin("network r_gap { input x : f32[batch, 2, 5, 6]; c = conv2d(x, 4, 3, padding = 1);"
+               " p = global_avgpool(c); output logits = dense(flatten(p), 3);" CE,
+               0);
+}
+
+static void test_activations(void **s) {
+    (void)s;
+    check_twin("network r_act { input x : f32[batch, 5]; h = dense(x, 7);"
+               " y = relu(h) + leaky_relu(h, 0.2) + sigmoid(h) + tanh(h) + gelu(h);"
+               " output logits = dense(y, 3);" CE,
+               0);
+}
+
+static void test_dropout(void **s) {
+    (void)s;
+    check_twin("network r_dropout { input x : f32[batch, 2, 6, 6]; c = conv2d(x, 3, 3); p = avgpool2d(c, 2);"
+               " h = tanh(dense(flatten(p), 6)); output logits = dense(dropout(h, 0.2), 3);" CE,
+               3);
+}
+
+static void test_softmax(void **s) {
+    (void)s;
+    check_twin("network r_softmax { input x : f32[batch, 4, 5]; h = dense(x, 6);"
+               " y = softmax(h) + softmax(h, axis = 1) + log_softmax(h) + log_softmax(h, axis = 1);"
+               " output logits = dense(flatten(y), 3);" CE,
+               0);
+    check_twin("network r_softmax4 { input x : f32[batch, 2, 5, 4]; c = conv2d(x, 3, 3, padding = 1);"
+               " y = softmax(c, axis = 2) + log_softmax(c, axis = 1); output logits = dense(flatten(y), 3);" CE,
+               0);
+}
+
+static void test_layernorm(void **s) {
+    (void)s;
+    check_twin("network r_layernorm { input x : f32[batch, 4, 5]; h = dense(x, 6); y = layernorm(h);"
+               " output logits = dense(flatten(y), 3);" CE,
+               0);
+}
+
+static void test_batchnorm(void **s) {
+    (void)s;
+    check_twin("network r_bn2 { input x : f32[batch, 2, 5, 4]; c = conv2d(x, 3, 3, padding = 1); b = batchnorm(c);"
+               " output logits = dense(flatten(b), 3);" CE,
+               3);
+    check_twin("network r_bn1 { input x : f32[batch, 5]; h = dense(x, 6); b = batchnorm(h, eps = 0.001);"
+               " output logits = dense(b, 3);" CE,
+               0);
+    check_twin("network r_bn1l { input x : f32[batch, 3, 4]; h = dense(x, 5); b = batchnorm(h);"
+               " output logits = dense(flatten(b), 3);" CE,
+               0);
+}
+
+static void test_embedding(void **s) {
+    (void)s;
+    check_twin("network r_embedding { input ids : i32[batch, 4]; e = embedding(ids, 7, 5);"
+               " output logits = dense(flatten(e), 3);" CE,
+               0);
+}
+
+static void test_views(void **s) {
+    (void)s;
+    check_twin("network r_reshape { input x : f32[batch, 4, 5]; h = dense(x, 6); r = reshape(h, [batch, 3, 8]);"
+               " f = flatten(dense(r, 2)); output logits = dense(f, 3) + dense(reshape(h, [24]), 3)"
+               " + dense(flatten(tanh(h)), 3);" CE,
+               0);
+}
+
+static void test_concat(void **s) {
+    (void)s;
+    check_twin("network r_concat { input x : f32[batch, 3, 5]; a = dense(x, 4); b = dense(x, 2);"
+               " c = concat(a, b, a, axis = -1); d = concat(a, tanh(a), axis = 1);"
+               " output logits = dense(flatten(c), 3) + dense(flatten(d), 3);" CE,
+               0);
+    check_twin(
+        "network r_concat4 { input x : f32[batch, 2, 5, 4]; c = conv2d(x, 3, 3, padding = 1); d = conv2d(x, 2, 1);"
+        " y = concat(c, d, axis = 1); z = concat(c, c, axis = 2);"
+        " output logits = dense(flatten(y), 3) + dense(flatten(z), 3);" CE,
+        0);
+}
+
+static void test_transpose(void **s) {
+    (void)s;
+    check_twin("network r_transpose { input x : f32[batch, 4, 5]; h = dense(x, 6); t = transpose(h, [0, 2, 1]);"
+               " u = dense(t, 3); v = transpose(reshape(h, [batch, 2, 2, 6]), [0, 3, 1, 2]);"
+               " output logits = dense(flatten(u), 3) + dense(flatten(v), 3);" CE,
+               0);
+}
+
+static void test_matmul(void **s) {
+    (void)s;
+    check_twin_upto(
+        "network r_matmul { input x : f32[batch, 4, 5]; input w : f32[6, 3]; a = dense(x, 6); b = dense(x, 6);"
+        " p = matmul(matmul(a, transpose(b, [0, 2, 1])), a);"
+        " q = matmul(reshape(a, [batch, 2, 2, 6]), reshape(b, [batch, 2, 6, 2]));"
+        " output logits = dense(flatten(p), 3) + dense(flatten(q), 3) + dense(flatten(matmul(b, w)), 3);" CE,
+        3, UNBATCHED_INPUT_MAX_BATCH);
+    check_twin_upto("network r_matmul_rows { input x : f32[batch, 5]; input w : f32[6, 3]; a = dense(x, 6);"
+                    " output logits = matmul(tanh(a), w) + dense(x, 3);" CE,
+                    0, UNBATCHED_INPUT_MAX_BATCH);
+}
+
+static void test_binary(void **s) {
+    (void)s;
+    check_twin("network r_binary { input x : f32[batch, 4, 5]; a = dense(x, 6); b = dense(x, 6);"
+               " y = a * b + a - b * b; output logits = dense(flatten(y), 3);" CE,
+               0);
+    check_twin("network r_constants { input x : f32[batch, 4, 5]; a = dense(x, 6);"
+               " y = a * 0.5 + 1 - (2 - a) / 4 - -a * 3; output logits = dense(flatten(y), 3);" CE,
+               0);
+    check_twin_upto(
+        "network r_broadcast { input x : f32[batch, 4, 5]; input w : f32[6]; a = dense(x, 6); r = dense(x, 1);"
+        " q = reshape(dense(flatten(x), 6), [batch, 1, 6]);"
+        " y = a * r - q + r * q - a * q + a * w - w; output logits = dense(flatten(y), 3);" CE,
+        0, UNBATCHED_INPUT_MAX_BATCH);
+}
+
+static void test_mse(void **s) {
+    (void)s;
+    check_twin("network r_mse { input x : f32[batch, 5]; h = tanh(dense(x, 6)); output y = dense(h, 3);"
+               " train { target : f32[batch, 3]; loss = mse(y, target); optimizer = sgd(lr = 0.1); } }",
+               0);
+    check_twin("network r_mse3 { input x : f32[batch, 2, 5]; h = dense(x, 6); output y = dense(sigmoid(h), 3);"
+               " train { target : f32[batch, 2, 3]; loss = mse(y, target); optimizer = sgd(lr = 0.1); } }",
+               0);
+}
+
+/* Odd widths at -O3: vector loops with tails in dense, layernorm, softmax and the loss. */
+static void test_wide_optimised(void **s) {
+    (void)s;
+    check_twin("network r_wide { input x : f32[batch, 3, 21]; h = dense(x, 47); n = layernorm(h);"
+               " y = softmax(n, axis = 1) + log_softmax(h); output logits = dense(flatten(y), 19);" CE,
+               3);
+}
+
+int main(void) {
+    (void)&pnetrt_barrier; /* the JIT resolves it in this process */
+    setenv("PNET_ADAPTIVE_THREADS", "0", 1);
+    verbose = getenv("PNET_GRAD_VERBOSE") != NULL;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dense),          cmocka_unit_test(test_conv2d),    cmocka_unit_test(test_pooling),
+        cmocka_unit_test(test_activations),    cmocka_unit_test(test_dropout),   cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_layernorm),      cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_views),          cmocka_unit_test(test_concat),    cmocka_unit_test(test_transpose),
+        cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary),    cmocka_unit_test(test_mse),
+        cmocka_unit_test(test_wide_optimised),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
