@@ -57,6 +57,7 @@ typedef struct compile_opts {
     const char *out_path, *triple, *cpu, *weights, *dump_after;
     int opt_level;
     int train_chunk; /* 0: the default */
+    pn_diags *diags; /* for errors at a node's location */
 } compile_opts;
 
 /* The directory of the running pnetc, into buf; false when it cannot be found. */
@@ -200,7 +201,12 @@ static int compile(pn_graph *g, action act, const compile_opts *o) {
     char err[1024];
     int rc = 1;
     if (!pn_codegen(g, &co, &c, err, sizeof err)) {
-        fprintf(stderr, "pnetc: error: %s\n", err);
+        if (c.err_node >= 0 && c.err_node < g->nnodes && o->diags && g->nodes[c.err_node].loc.file != UINT32_MAX) {
+            pn_error(o->diags, g->nodes[c.err_node].loc, "%s", err);
+            pn_diags_flush(o->diags);
+        } else {
+            fprintf(stderr, "pnetc: error: %s\n", err);
+        }
         goto done;
     }
     char path[PATH_MAX], tmp[PATH_MAX] = "";
@@ -269,11 +275,11 @@ static int run_graph_file(const char *file, action act, const compile_opts *o) {
 
 int main(int argc, char **argv) {
     action act = ACT_EXE;
-    compile_opts o = {.opt_level = 3};
     const char *file = NULL, *network = NULL;
     int stages = 0;
     pn_diags diags;
     pn_diags_init(&diags, stderr);
+    compile_opts o = {.opt_level = 3, .diags = &diags};
     pn_program prog;
     pn_program_init(&prog, &diags);
     int rc = 1;

@@ -32,6 +32,7 @@ typedef struct cg {
     LLVMValueRef fn, n, ith, nth, params, scratch;
     int64_t scratch_bytes;  /* the most any kernel needs per thread */
     char train_err[256];    /* why the training code could not be generated, or "" */
+    int err_node;           /* the node a failed pn_codegen is about, or -1 */
 } cg;
 
 /* A counted loop for (iv = lo; iv < hi; iv += 1), built in place. */

@@ -664,6 +664,7 @@ static bool cpu_has_avx512(const char *cpu, const char *features) {
 
 bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
+    c->err_node = -1;
     LLVMInitializeAllTargetInfos();
     LLVMInitializeAllTargets();
     LLVMInitializeAllTargetMCs();

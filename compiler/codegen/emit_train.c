@@ -212,10 +212,12 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
         if (!t->live[i] || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST) continue;
         if (i != t->loss && !pn_shape_batched(&nd->shape)) {
             snprintf(err, errlen, "training: '%s' has no batch axis; every value a loss needs must have one", nd->name);
+            c->err_node = i;
             ok = false;
         }
         if (nd->ninputs > TK_MAX_INPUTS) {
             snprintf(err, errlen, "training: '%s' has more than %d inputs", nd->name, TK_MAX_INPUTS);
+            c->err_node = i;
             ok = false;
         }
     }
@@ -272,6 +274,7 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
         LLVMValueRef f = cg_gen_backward(c, i, acc);
         if (!f && c->train_err[0]) {
             snprintf(err, errlen, "%s", c->train_err);
+            c->err_node = i;
             ok = false;
         }
         push(&steps, ST_TRAIN, i, f);

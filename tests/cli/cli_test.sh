@@ -100,5 +100,22 @@ run --auto-partition 9 "$src/examples/digits_mlp.pnet"
 check "too many stages is an error" [ $rc -eq 1 ]
 check "too many stages says why" grep -q "fewer than 9 stages" "$tmp/err"
 
+# A network the training code cannot differentiate: a clang-style error at the node, exit 1.
+cat >"$tmp/mm.pnet" <<'EOF2'
+network mm {
+    input x : f32[batch, 4, 6];
+    a = dense(x, 6);
+    b = dense(x, 12);
+    m = matmul(reshape(a, [batch, 1, 4, 6]), reshape(b, [batch, 2, 6, 4]));
+    output o = flatten(m);
+    train { label : i32[batch]; loss = cross_entropy(flatten(m), label); optimizer = sgd(lr = 0.1); }
+}
+EOF2
+run "$tmp/mm.pnet" -o "$tmp/mm"
+check "untrainable matmul exits 1" [ $rc -eq 1 ]
+check "untrainable matmul at its node" grep -q "mm.pnet:5:9: error: training: the gradient of matmul 'm'" "$tmp/err"
+run --train-chunk 0 "$src/examples/digits_mlp.pnet"
+check "bad --train-chunk exits 1" [ $rc -eq 1 ]
+
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
