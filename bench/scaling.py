@@ -3,6 +3,11 @@
 efficiency against 1 thread, and the measured pipeline bubble next to the predicted one.
 
 usage: scaling.py PNETC [--threads 1,2,4,...] [--batch 256] [--seconds S] [--out FILE.md]
+       scaling.py PNETC --prepare DIR [--cpu NAME]   compile every variant into DIR, run nothing
+       scaling.py --exe-dir DIR [--threads ...]      run the executables in DIR (made by --prepare)
+
+--prepare and --exe-dir split the work for a machine without pnetc (the 16-core device): compile
+here with `--cpu x86-64-v4`, carry DIR, run there (bench/device.sh does both halves).
 
 Models: mlp_l and cnn (bench/models), and wide_mlp (examples/wide_mlp.pnet). The layer-parallel
 variants with 2 and 4 stages are made by `pnetc --auto-partition`; hybrid is 2 replicas of the
@@ -21,7 +26,10 @@ ROOT = os.path.dirname(HERE)
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("pnetc")
+    ap.add_argument("pnetc", nargs="?")
+    ap.add_argument("--prepare", help="compile every variant into this directory and stop")
+    ap.add_argument("--cpu", help="with --prepare: the target CPU (default: the host)")
+    ap.add_argument("--exe-dir", help="run the executables --prepare made here, compiling nothing")
     ap.add_argument("--threads", default=",".join(str(t) for t in sorted({1, 2, 4, 8, 16, os.cpu_count() or 1}) if t <= (os.cpu_count() or 1)))
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--seconds", type=float, default=2.0)
@@ -29,7 +37,11 @@ def main():
     ap.add_argument("--out")
     a = ap.parse_args()
     threads = [int(t) for t in a.threads.split(",")]
-    tmp = tempfile.mkdtemp(prefix="pnet-scaling-")
+    if not a.exe_dir and not a.pnetc:
+        ap.error("give PNETC, or --exe-dir DIR")
+    tmp = a.prepare or a.exe_dir or tempfile.mkdtemp(prefix="pnet-scaling-")
+    os.makedirs(tmp, exist_ok=True)
+    cpu = ["--cpu", a.cpu] if a.cpu else []
     models = {"mlp_l": os.path.join(HERE, "models", "mlp_l.pnet"), "cnn": os.path.join(HERE, "models", "cnn.pnet"),
               "wide_mlp": os.path.join(ROOT, "examples", "wide_mlp.pnet")}
     rows = []
@@ -37,6 +49,9 @@ def main():
         variants = {"batch": src}
         for s in (2, 4):
             part = os.path.join(tmp, f"{name}_s{s}.pnet")
+            if a.exe_dir:
+                variants[f"pipeline{s}"] = part
+                continue
             p = subprocess.run([a.pnetc, "-I", os.path.join(ROOT, "stdlib"), "--auto-partition", str(s), src, "-o", part],
                                capture_output=True, text=True)
             if p.returncode == 0:
@@ -47,9 +62,17 @@ def main():
             variants["hybrid"] = variants["pipeline2"]
         for vname, vsrc in variants.items():
             exe = os.path.join(tmp, f"{name}_{vname}")
-            p = subprocess.run([a.pnetc, "-I", os.path.join(ROOT, "stdlib"), vsrc, "-o", exe], capture_output=True, text=True)
-            if p.returncode != 0:
-                print(f"{name} {vname}: compile failed: {p.stderr.strip()}", file=sys.stderr)
+            if a.exe_dir:
+                if not os.path.exists(exe):
+                    print(f"{name} {vname}: no {exe}", file=sys.stderr)
+                    continue
+            else:
+                p = subprocess.run([a.pnetc, "-I", os.path.join(ROOT, "stdlib"), *cpu, vsrc, "-o", exe],
+                                   capture_output=True, text=True)
+                if p.returncode != 0:
+                    print(f"{name} {vname}: compile failed: {p.stderr.strip()}", file=sys.stderr)
+                    continue
+            if a.prepare:
                 continue
             base = None
             for t in threads:
@@ -66,6 +89,9 @@ def main():
                 b = re.search(r"bubble: measured ([0-9.]+)%, predicted ([0-9.]+)%", out)
                 rows.append((name, vname, t, sps, sps / base, sps / base / t, b.group(1) if b else "", b.group(2) if b else ""))
                 print(f"{name} {vname} threads {t}: {sps:,.0f} samples/s", file=sys.stderr)
+    if a.prepare:
+        print(f"scaling.py: executables in {tmp}", file=sys.stderr)
+        return
     lines = [f"pnet scaling, batch {a.batch}, {a.microbatches} micro-batches, {os.cpu_count()} cores", "",
              "| model | schedule | threads | samples/s | speedup | efficiency | bubble measured | bubble predicted |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]

@@ -1,0 +1,59 @@
+#!/bin/sh
+# The 16-core measurements of issues 4 and 5, split for the device machine (which has no pnetc):
+#
+#   sh bench/device.sh prepare        here: build pnetc, compile every benchmark executable for
+#                                     x86-64-v4 into build-device/ (git ignores it; carry it)
+#   sh bench/device.sh run [SECONDS]  there: schedule scaling (bench/scaling.py --exe-dir) and
+#                                     training throughput on 1 and all cores, next to PyTorch
+#                                     when python3 can import torch; Markdown into $OUT (or .)
+#
+# With the device tool: run(command="sh bench/device.sh run", carry=["build-device"]).
+set -eu
+cd "$(dirname "$0")/.."
+dir=build-device
+case "${1:-}" in
+prepare)
+    sh scripts/setup.sh
+    cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build build >/dev/null
+    rm -rf "$dir" && mkdir -p "$dir"
+    python3 bench/scaling.py build/pnetc --prepare "$dir" --cpu x86-64-v4
+    for m in mlp_s cnn; do ./build/pnetc --cpu x86-64-v4 "bench/models/$m.pnet" -o "$dir/train_$m"; done
+    du -sh "$dir"
+    ;;
+run)
+    secs=${2:-2}
+    out=${OUT:-.}
+    n=$(nproc)
+    export PNET_ADAPTIVE_THREADS=0
+    python3 bench/scaling.py --exe-dir "$dir" --seconds "$secs" --out "$out/scaling.md" || true
+    torch=0
+    python3 -c "import torch" 2>/dev/null && torch=1
+    {
+        echo "training, $n cores, $secs s per run"
+        echo
+        echo "| model | batch | threads | pnet samples/s | pnet efficiency | PyTorch samples/s | PyTorch efficiency |"
+        echo "|---|---:|---:|---:|---:|---:|---:|"
+        for m in mlp_s cnn; do
+            for b in 64 256; do
+                p1= q1=
+                for t in 1 $n; do
+                    p=$("$dir/train_$m" bench --train --batch "$b" --threads "$t" --seconds "$secs" |
+                        sed -n 's/^throughput: *\([0-9.]*\).*/\1/p')
+                    q=-
+                    [ $torch = 1 ] && q=$(OMP_NUM_THREADS=$t python3 bench/train_torch.py "$m" --batch "$b" --threads "$t" \
+                        --seconds "$secs" 2>/dev/null | sed -n 's/^throughput: *\([0-9.]*\).*/\1/p')
+                    [ -z "$p1" ] && p1=$p q1=$q
+                    echo "$m $b $t $p $p1 ${q:--} ${q1:--}"
+                done
+            done
+        done | awk '{ pe = $5 > 0 ? sprintf("%.0f%%", 100 * $4 / ($3 * $5)) : "-";
+                      qe = ($6 != "-" && $7 != "-" && $7 > 0) ? sprintf("%.0f%%", 100 * $6 / ($3 * $7)) : "-";
+                      printf "| %s | %s | %s | %.0f | %s | %s | %s |\n", $1, $2, $3, $4, pe, $6, qe }'
+    } | tee "$out/training.md"
+    ;;
+*)
+    echo "usage: sh bench/device.sh prepare | run [SECONDS]" >&2
+    exit 2
+    ;;
+esac
