@@ -12,13 +12,12 @@
 #include <string.h>
 #include <time.h>
 
-static const char *prog = "net";
+const char *pnetrt_prog = "net";
 
-static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int die(const char *fmt, ...) {
+int pnetrt_die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: error: ", prog);
+    fprintf(stderr, "%s: error: ", pnetrt_prog);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
@@ -51,7 +50,7 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "  --schedule S              serial (one thread), batch (replicas), pipeline (stages on their own\n"
             "                            threads), or hybrid (replicas of pipelines); default: the network's own\n"
             "  --trace FILE.json         write a Chrome trace (Perfetto, chrome://tracing) of the run\n",
-            prog, d->name, d->target);
+            pnetrt_prog, d->name, d->target);
 }
 
 static bool parse_int(const char *s, long lo, long hi, long *out) {
@@ -101,22 +100,22 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
     if (*i + 1 >= argc) return 0;
     long v;
     if (strcmp(a, "--threads") == 0) {
-        if (!parse_int(argv[++*i], 1, 4096, &v)) return die("--threads needs an integer from 1 to 4096, not '%s'", argv[*i]), -1;
+        if (!parse_int(argv[++*i], 1, 4096, &v)) return pnetrt_die("--threads needs an integer from 1 to 4096, not '%s'", argv[*i]), -1;
         o->threads = (int)v;
     } else if (strcmp(a, "--weights") == 0) {
         o->weights = argv[++*i];
     } else if (strcmp(a, "--replicas") == 0) {
-        if (!parse_int(argv[++*i], 1, 4096, &v)) return die("--replicas needs an integer from 1 to 4096, not '%s'", argv[*i]), -1;
+        if (!parse_int(argv[++*i], 1, 4096, &v)) return pnetrt_die("--replicas needs an integer from 1 to 4096, not '%s'", argv[*i]), -1;
         o->replicas = (int)v;
     } else if (strcmp(a, "--trace") == 0) {
         o->trace = argv[++*i];
     } else if (strcmp(a, "--microbatches") == 0) {
-        if (!parse_int(argv[++*i], 1, 65536, &v)) return die("--microbatches needs an integer from 1 to 65536, not '%s'", argv[*i]), -1;
+        if (!parse_int(argv[++*i], 1, 65536, &v)) return pnetrt_die("--microbatches needs an integer from 1 to 65536, not '%s'", argv[*i]), -1;
         o->microbatches = (int)v;
     } else if (strcmp(a, "--schedule") == 0) {
         const char *s = argv[++*i];
         if (strcmp(s, "serial") && strcmp(s, "batch") && strcmp(s, "pipeline") && strcmp(s, "hybrid"))
-            return die("--schedule needs serial, batch, pipeline or hybrid, not '%s'", s), -1;
+            return pnetrt_die("--schedule needs serial, batch, pipeline or hybrid, not '%s'", s), -1;
         o->schedule = s;
     } else {
         return 0;
@@ -127,7 +126,7 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
 static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
     (void)d;
     if (pnetrt_create(m, d, o->weights)) {
-        int r = die("%s", pnetrt_last_error(*m));
+        int r = pnetrt_die("%s", pnetrt_last_error(*m));
         pnetrt_destroy(*m);
         *m = NULL;
         return r;
@@ -136,9 +135,9 @@ static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
     const char *sch = o->schedule;
     bool staged = d->nstages > 1;
     if (sch && (!strcmp(sch, "pipeline") || !strcmp(sch, "hybrid")) && !staged)
-        fprintf(stderr, "%s: note: --schedule %s has no effect: the network has no pipeline stages\n", prog, sch);
+        fprintf(stderr, "%s: note: --schedule %s has no effect: the network has no pipeline stages\n", pnetrt_prog, sch);
     if (o->microbatches && !staged)
-        fprintf(stderr, "%s: note: --microbatches has no effect: the network has no pipeline stages\n", prog);
+        fprintf(stderr, "%s: note: --microbatches has no effect: the network has no pipeline stages\n", pnetrt_prog);
     bool serial = sch && !strcmp(sch, "serial");
     if (!serial && o->threads > 0) rc = pnetrt_set_threads(*m, o->threads);
     if (!rc && sch) rc = pnetrt_set_schedule(*m, sch);
@@ -146,7 +145,7 @@ static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
     if (!rc && o->microbatches > 0) rc = pnetrt_set_microbatches(*m, o->microbatches);
     if (!rc && o->trace) rc = pnetrt_set_trace(*m, o->trace);
     if (rc) {
-        die("%s", pnetrt_last_error(*m));
+        pnetrt_die("%s", pnetrt_last_error(*m));
         pnetrt_destroy(*m);
         *m = NULL;
         return 1;
@@ -168,22 +167,22 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
             int64_t nts = is_in ? d->ninputs : d->noutputs;
             int k;
             if (!eq) {
-                if (nts != 1) return die("%s '%s' needs the form NAME=FILE.npy", a, v);
+                if (nts != 1) return pnetrt_die("%s '%s' needs the form NAME=FILE.npy", a, v);
                 k = 0;
                 eq = v - 1;
             } else {
                 k = find(ts, nts, v, (size_t)(eq - v));
-                if (k < 0) return die("the network has no %s named '%.*s'", is_in ? "input" : "output", (int)(eq - v), v);
+                if (k < 0) return pnetrt_die("the network has no %s named '%.*s'", is_in ? "input" : "output", (int)(eq - v), v);
             }
             (is_in ? in_path : out_path)[k] = eq + 1;
         } else {
             int k = common_option(&o, argc, argv, &i);
             if (k < 0) return 1;
-            if (k == 0) return die("unknown or incomplete option '%s' for infer; see '%s --help'", a, prog);
+            if (k == 0) return pnetrt_die("unknown or incomplete option '%s' for infer; see '%s --help'", a, pnetrt_prog);
         }
     }
     for (int64_t i = 0; i < d->ninputs; i++)
-        if (!in_path[i]) return die("missing --input %s=FILE.npy", d->inputs[i].name);
+        if (!in_path[i]) return pnetrt_die("missing --input %s=FILE.npy", d->inputs[i].name);
     pnetrt_array in[64] = {{0}}, out[64] = {{0}};
     int rc = 1;
     int64_t batch = -1;
@@ -192,7 +191,7 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
     for (int64_t i = 0; i < d->ninputs; i++) {
         const pnetrt_tensor_desc *t = &d->inputs[i];
         if (pnetrt_npy_read(in_path[i], &in[i], err, sizeof err)) {
-            die("%s", err);
+            pnetrt_die("%s", err);
             goto done;
         }
         bool ok = in[i].dtype == (pnetrt_dtype)t->dtype && in[i].rank == t->rank;
@@ -203,12 +202,12 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
             pnetrt_tensor_desc g = {.dtype = in[i].dtype, .rank = in[i].rank};
             for (int k = 0; k < in[i].rank; k++) g.shape[k] = in[i].shape[k];
             shape_text(&g, got, sizeof got);
-            die("%s: input '%s' must be %s, but the file holds %s", in_path[i], t->name, buf, got);
+            pnetrt_die("%s: input '%s' must be %s, but the file holds %s", in_path[i], t->name, buf, got);
             goto done;
         }
         if (t->shape[0] < 0) {
             if (batch >= 0 && in[i].shape[0] != batch) {
-                die("%s: batch of %lld, but another input has %lld", in_path[i], (long long)in[i].shape[0], (long long)batch);
+                pnetrt_die("%s: batch of %lld, but another input has %lld", in_path[i], (long long)in[i].shape[0], (long long)batch);
                 goto done;
             }
             batch = in[i].shape[0];
@@ -231,20 +230,20 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
         out[i].nbytes = (size_t)elems * 4;
         out[i].data = calloc(1, out[i].nbytes ? out[i].nbytes : 4);
         if (!out[i].data) {
-            die("cannot allocate output '%s'", t->name);
+            pnetrt_die("cannot allocate output '%s'", t->name);
             goto done;
         }
         op[i] = out[i].data;
     }
     if (pnetrt_infer(m, batch, ip, op)) {
-        die("%s", pnetrt_last_error(m));
+        pnetrt_die("%s", pnetrt_last_error(m));
         goto done;
     }
     for (int64_t i = 0; i < d->noutputs; i++) {
         const pnetrt_tensor_desc *t = &d->outputs[i];
         if (out_path[i]) {
             if (pnetrt_npy_write(out_path[i], &out[i], err, sizeof err)) {
-                die("%s", err);
+                pnetrt_die("%s", err);
                 goto done;
             }
             continue;
@@ -267,7 +266,7 @@ done:
         pnetrt_array_free(&in[i]);
         pnetrt_array_free(&out[i]);
     }
-    if (fflush(stdout) != 0) rc = die("cannot write the output: %s", strerror(errno));
+    if (fflush(stdout) != 0) rc = pnetrt_die("cannot write the output: %s", strerror(errno));
     return rc;
 }
 
@@ -284,15 +283,15 @@ static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
         if (strcmp(a, "--batch") == 0 && has) {
-            if (!parse_int(argv[++i], 1, 1 << 24, &batch)) return die("--batch needs a positive integer, not '%s'", argv[i]);
+            if (!parse_int(argv[++i], 1, 1 << 24, &batch)) return pnetrt_die("--batch needs a positive integer, not '%s'", argv[i]);
         } else if (strcmp(a, "--seconds") == 0 && has) {
             char *end;
             seconds = strtod(argv[++i], &end);
-            if (*end || end == argv[i] || !(seconds > 0 && seconds <= 3600)) return die("--seconds needs a number in (0, 3600], not '%s'", argv[i]);
+            if (*end || end == argv[i] || !(seconds > 0 && seconds <= 3600)) return pnetrt_die("--seconds needs a number in (0, 3600], not '%s'", argv[i]);
         } else {
             int k = common_option(&o, argc, argv, &i);
             if (k < 0) return 1;
-            if (k == 0) return die("unknown or incomplete option '%s' for bench; see '%s --help'", a, prog);
+            if (k == 0) return pnetrt_die("unknown or incomplete option '%s' for bench; see '%s --help'", a, pnetrt_prog);
         }
     }
     pnetrt_model *m = NULL;
@@ -307,7 +306,7 @@ static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
         int64_t n = pnetrt_sample_elems(t) * (t->shape[0] < 0 ? batch : 1);
         bufs[i] = malloc((size_t)n * 4 + 4);
         if (!bufs[i]) {
-            die("cannot allocate %lld elements for '%s'", (long long)n, t->name);
+            pnetrt_die("cannot allocate %lld elements for '%s'", (long long)n, t->name);
             goto done;
         }
         for (int64_t k = 0; k < n; k++) {
@@ -322,7 +321,7 @@ static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
     double t0 = now();
     for (int w = 0; w < 3 || now() - t0 < 0.2; w++) {
         if (pnetrt_infer(m, batch, ip, op)) {
-            die("%s", pnetrt_last_error(m));
+            pnetrt_die("%s", pnetrt_last_error(m));
             goto done;
         }
         if (now() - t0 > seconds) break;
@@ -453,7 +452,7 @@ static int cmd_info(const pnetrt_desc *d) {
 int pnetrt_main(const pnetrt_desc *d, int argc, char **argv) {
     if (argc > 0 && argv[0]) {
         const char *s = strrchr(argv[0], '/');
-        prog = s ? s + 1 : argv[0];
+        pnetrt_prog = s ? s + 1 : argv[0];
     }
     if (argc < 2) {
         usage(d, stderr);
@@ -465,16 +464,16 @@ int pnetrt_main(const pnetrt_desc *d, int argc, char **argv) {
         return 0;
     }
     if (strcmp(cmd, "infer") == 0) return cmd_infer(d, argc - 2, argv + 2);
-    if (strcmp(cmd, "train") == 0) return pnetrt_cmd_train(d, prog, argc - 2, argv + 2);
-    if (strcmp(cmd, "eval") == 0) return pnetrt_cmd_eval(d, prog, argc - 2, argv + 2);
+    if (strcmp(cmd, "train") == 0) return pnetrt_cmd_train(d, argc - 2, argv + 2);
+    if (strcmp(cmd, "eval") == 0) return pnetrt_cmd_eval(d, argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0) {
         for (int i = 2; i < argc; i++)
-            if (strcmp(argv[i], "--train") == 0) return pnetrt_cmd_bench_train(d, prog, argc - 2, argv + 2);
+            if (strcmp(argv[i], "--train") == 0) return pnetrt_cmd_bench_train(d, argc - 2, argv + 2);
         return cmd_bench(d, argc - 2, argv + 2);
     }
     if (strcmp(cmd, "info") == 0) {
-        if (argc > 2) return die("info takes no options");
+        if (argc > 2) return pnetrt_die("info takes no options");
         return cmd_info(d);
     }
-    return die("unknown command '%s'; expected infer, train, eval, bench or info (see '%s --help')", cmd, prog);
+    return pnetrt_die("unknown command '%s'; expected infer, train, eval, bench or info (see '%s --help')", cmd, pnetrt_prog);
 }

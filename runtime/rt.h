@@ -54,9 +54,12 @@ int pnetrt_set_train_seed(pnetrt_model *m, uint64_t seed);
 /* Correct predictions (cross_entropy) of the last training step. */
 int64_t pnetrt_train_last_correct(const pnetrt_model *m);
 /* The executables' train, eval and bench --train commands (runtime/train_cli.c). */
-int pnetrt_cmd_train(const pnetrt_desc *d, const char *prog, int argc, char **argv);
-int pnetrt_cmd_eval(const pnetrt_desc *d, const char *prog, int argc, char **argv);
-int pnetrt_cmd_bench_train(const pnetrt_desc *d, const char *prog, int argc, char **argv);
+int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv);
+int pnetrt_cmd_eval(const pnetrt_desc *d, int argc, char **argv);
+int pnetrt_cmd_bench_train(const pnetrt_desc *d, int argc, char **argv);
+/* The executables' name in messages, and their one-line error: "NAME: error: ...", returns 1. */
+extern const char *pnetrt_prog;
+int pnetrt_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The whole batch's parameter gradient of the last step (d->param_floats floats, at each
  * parameter's offset), or NULL before the first step. For tests. */
 const float *pnetrt_train_grad(const pnetrt_model *m);

@@ -16,18 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *prog_name = "net";
-
-static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: error: ", prog_name);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return 1;
-}
 
 static double now(void) {
     struct timespec t;
@@ -66,13 +54,13 @@ static int parse_opts(int argc, char **argv, const char *allowed, topts *o) {
         const char *a = argv[i];
         char key[64];
         snprintf(key, sizeof key, " %s ", a);
-        if (strncmp(a, "--", 2) != 0 || !strstr(allowed, key)) return die("unknown option '%s'", a);
+        if (strncmp(a, "--", 2) != 0 || !strstr(allowed, key)) return pnetrt_die("unknown option '%s'", a);
         if (!strcmp(a, "--no-shuffle")) {
             o->no_shuffle = true;
             continue;
         }
         if (!strcmp(a, "--train")) continue;
-        if (i + 1 >= argc) return die("%s needs a value", a);
+        if (i + 1 >= argc) return pnetrt_die("%s needs a value", a);
         const char *v = argv[++i];
         bool ok = true;
         if (!strcmp(a, "--data")) o->data = v;
@@ -90,16 +78,16 @@ static int parse_opts(int argc, char **argv, const char *allowed, topts *o) {
         else if (!strcmp(a, "--microbatches")) ok = parse_i64(v, 1, 65536, &o->microbatches);
         else if (!strcmp(a, "--lr")) ok = parse_f(v, &o->lr), o->have_lr = true;
         else if (!strcmp(a, "--seconds")) ok = parse_f(v, &o->seconds);
-        if (!ok) return die("%s: bad value '%s'", a, v);
+        if (!ok) return pnetrt_die("%s: bad value '%s'", a, v);
     }
     return 0;
 }
 
 /* The network's data input and training input: exactly one of each. */
 static int io_shape(const pnetrt_desc *d, int64_t *features, int *kind, int64_t *target_elems) {
-    if (!d->train) return die("network '%s' has no train { } block: it cannot be trained or evaluated", d->name);
+    if (!d->train) return pnetrt_die("network '%s' has no train { } block: it cannot be trained or evaluated", d->name);
     if (d->ninputs != 1 || d->train->ntrain_inputs != 1)
-        return die("the train and eval commands need a network with one input and one training input; '%s' has %lld and %lld",
+        return pnetrt_die("the train and eval commands need a network with one input and one training input; '%s' has %lld and %lld",
                    d->name, (long long)d->ninputs, (long long)d->train->ntrain_inputs);
     *features = pnetrt_sample_elems(&d->inputs[0]);
     *kind = d->train->loss == PNETRT_LOSS_CROSS_ENTROPY ? PNETRT_LABELS_CLASS : PNETRT_LABELS_TARGET;
@@ -113,12 +101,12 @@ static int load(const pnetrt_desc *d, const char *data, const char *labels, pnet
     if (io_shape(d, &features, &kind, &te)) return 1;
     char err[512];
     if (pnetrt_data_load(data, labels, features, kind, d->train->classes, te, out, err, sizeof err))
-        return die("%s", err);
+        return pnetrt_die("%s", err);
     if (d->inputs[0].dtype == 1) {
         /* An i32 input (embedding ids): the values must be integers. */
         for (int64_t i = 0; i < out->n * out->features; i++)
             if (out->x[i] != floorf(out->x[i]) || fabsf(out->x[i]) > 2147483647.0f)
-                return die("%s: record %lld: input '%s' takes integers, not %g", data, (long long)(i / out->features),
+                return pnetrt_die("%s: record %lld: input '%s' takes integers, not %g", data, (long long)(i / out->features),
                            d->inputs[0].name, (double)out->x[i]);
     }
     return 0;
@@ -167,7 +155,7 @@ static int evaluate(const pnetrt_desc *d, pnetrt_model *m, const pnetrt_data *ds
     batch_buf b = {malloc((size_t)(B * ds->features * 4)), malloc((size_t)(B * (ds->labels ? 1 : ds->target_elems) * 4))};
     if (!idx || !b.x || !b.y) {
         free(idx), free(b.x), free(b.y);
-        return die("out of memory");
+        return pnetrt_die("out of memory");
     }
     epoch_order(idx, ds->n, 0, 0, false);
     double lsum = 0;
@@ -179,7 +167,7 @@ static int evaluate(const pnetrt_desc *d, pnetrt_model *m, const pnetrt_data *ds
         const void *in[2] = {b.x, b.y};
         double l;
         int64_t g;
-        if (pnetrt_eval(m, n, in, &l, &g)) rc = die("%s", pnetrt_last_error(m));
+        if (pnetrt_eval(m, n, in, &l, &g)) rc = pnetrt_die("%s", pnetrt_last_error(m));
         lsum += l;
         good += g;
     }
@@ -200,7 +188,7 @@ static void on_sigint(int sig) {
 
 static int open_trainer(const pnetrt_desc *d, const topts *o, pnetrt_model **m) {
     if (pnetrt_create(m, d, o->weights)) {
-        int r = die("%s", pnetrt_last_error(*m));
+        int r = pnetrt_die("%s", pnetrt_last_error(*m));
         pnetrt_destroy(*m);
         *m = NULL;
         return r;
@@ -213,29 +201,28 @@ static int open_trainer(const pnetrt_desc *d, const topts *o, pnetrt_model **m) 
     if (!rc) rc = pnetrt_set_train_seed(*m, seed);
     if (!rc && !o->weights && seed != 0) pnetrt_init_params(d, pnetrt_params_mut(*m), seed);
     if (o->microbatches > 0 && d->nstages <= 1)
-        fprintf(stderr, "%s: note: --microbatches has no effect: the network has no pipeline stages\n", prog_name);
+        fprintf(stderr, "%s: note: --microbatches has no effect: the network has no pipeline stages\n", pnetrt_prog);
     else if (o->microbatches > 0 && !d->train->nstages)
         fprintf(stderr, "%s: note: --microbatches has no effect: batchnorm needs the whole batch's statistics, so the "
-                "stages train in turn\n", prog_name);
+                "stages train in turn\n", pnetrt_prog);
     else if (!rc && o->microbatches > 0)
         rc = pnetrt_set_microbatches(*m, (int)o->microbatches);
     if (rc) {
-        rc = die("%s", pnetrt_last_error(*m));
+        rc = pnetrt_die("%s", pnetrt_last_error(*m));
         pnetrt_destroy(*m);
         *m = NULL;
     }
     return rc;
 }
 
-int pnetrt_cmd_train(const pnetrt_desc *d, const char *prog, int argc, char **argv) {
-    prog_name = prog;
+int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
     if (parse_opts(argc, argv,
                    " --data --labels --val --val-labels --epochs --batch --lr --seed --save --weights --resume --threads "
                    "--replicas --microbatches --no-shuffle ",
                    &o))
         return 1;
-    if (!o.data) return die("train needs --data FILE");
+    if (!o.data) return pnetrt_die("train needs --data FILE");
     int64_t features = 0, te = 0;
     int kind = 0;
     if (io_shape(d, &features, &kind, &te)) return 1;
@@ -260,19 +247,19 @@ int pnetrt_cmd_train(const pnetrt_desc *d, const char *prog, int argc, char **ar
         /* The checkpoint's step, seed, learning rate, batch size and order, unless overridden. */
         int64_t cb;
         int cs;
-        if (pnetrt_load(m, o.resume, &start_epoch, &start_batch)) rc = die("%s", pnetrt_last_error(m));
+        if (pnetrt_load(m, o.resume, &start_epoch, &start_batch)) rc = pnetrt_die("%s", pnetrt_last_error(m));
         else if (!pnetrt_train_order(m, &cb, &cs))
-            rc = die("%s: not a pnet checkpoint (no optimizer state or epoch); to start from these weights use --weights",
+            rc = pnetrt_die("%s: not a pnet checkpoint (no optimizer state or epoch); to start from these weights use --weights",
                      o.resume);
         if (!rc && o.have_lr) rc = pnetrt_set_lr(m, o.lr);
         if (!rc && o.have_seed) rc = pnetrt_set_train_seed(m, (uint64_t)o.seed);
         if (!rc && !o.batch && cb > 0) B = cb;
         if (!rc && !o.no_shuffle && cs >= 0) shuffle = cs == 1;
         if (!rc && start_batch > 0 && ((o.batch && o.batch != cb) || (o.no_shuffle && cs == 1)))
-            rc = die("%s: the checkpoint stopped in the middle of an epoch at batch size %lld%s; resume it with the same "
+            rc = pnetrt_die("%s: the checkpoint stopped in the middle of an epoch at batch size %lld%s; resume it with the same "
                      "batch size and order", o.resume, (long long)cb, cs == 1 ? ", shuffled" : "");
         if (!rc && start_epoch >= epochs)
-            fprintf(stderr, "%s: note: %s already holds %lld epochs (--epochs %lld): nothing to train\n", prog_name, o.resume,
+            fprintf(stderr, "%s: note: %s already holds %lld epochs (--epochs %lld): nothing to train\n", pnetrt_prog, o.resume,
                     (long long)start_epoch, (long long)epochs);
         if (rc) {
             pnetrt_destroy(m);
@@ -288,13 +275,13 @@ int pnetrt_cmd_train(const pnetrt_desc *d, const char *prog, int argc, char **ar
         char *slash = strrchr(dir, '/');
         if (slash) *(slash == dir ? slash + 1 : slash) = 0;
         else snprintf(dir, sizeof dir, ".");
-        if (access(dir, W_OK) != 0) rc = die("%s: cannot write a checkpoint there: %s", o.save, strerror(errno));
+        if (access(dir, W_OK) != 0) rc = pnetrt_die("%s: cannot write a checkpoint there: %s", o.save, strerror(errno));
     }
     if (!rc) rc = pnetrt_set_train_order(m, B, shuffle ? 1 : 0);
     uint64_t seed = pnetrt_train_seed(m);
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)ds.n);
     batch_buf b = {malloc((size_t)(B * ds.features * 4)), malloc((size_t)(B * (ds.labels ? 1 : ds.target_elems) * 4))};
-    if (!rc && (!idx || !b.x || !b.y)) rc = die("out of memory");
+    if (!rc && (!idx || !b.x || !b.y)) rc = pnetrt_die("out of memory");
     struct sigaction sa = {0}, old;
     sa.sa_handler = on_sigint;
     sigaction(SIGINT, &sa, &old);
@@ -310,7 +297,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, const char *prog, int argc, char **ar
             const void *in[2] = {b.x, b.y};
             float loss;
             if (pnetrt_train_step(m, n, in, &loss)) {
-                rc = die("%s", pnetrt_last_error(m));
+                rc = pnetrt_die("%s", pnetrt_last_error(m));
                 break;
             }
             lsum += (double)loss * (double)n;
@@ -327,12 +314,12 @@ int pnetrt_cmd_train(const pnetrt_desc *d, const char *prog, int argc, char **ar
                 if (tty) printf("\n");
                 int code = 130;
                 if (o.save) {
-                    if (pnetrt_save(m, o.save, true, e, k + 1)) code = die("%s", pnetrt_last_error(m));
+                    if (pnetrt_save(m, o.save, true, e, k + 1)) code = pnetrt_die("%s", pnetrt_last_error(m));
                     else
                     fprintf(stderr, "%s: interrupted: checkpoint written to %s (epoch %lld, batch %lld); continue with --resume %s\n",
-                            prog_name, o.save, (long long)e + 1, (long long)k + 1, o.save);
+                            pnetrt_prog, o.save, (long long)e + 1, (long long)k + 1, o.save);
                 } else {
-                    fprintf(stderr, "%s: interrupted (no --save given: nothing written)\n", prog_name);
+                    fprintf(stderr, "%s: interrupted (no --save given: nothing written)\n", pnetrt_prog);
                 }
                 pnetrt_destroy(m);
                 pnetrt_data_free(&ds);
@@ -358,7 +345,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, const char *prog, int argc, char **ar
         }
         printf("\n");
         fflush(stdout);
-        if (o.save && pnetrt_save(m, o.save, true, e + 1, 0)) rc = die("%s", pnetrt_last_error(m));
+        if (o.save && pnetrt_save(m, o.save, true, e + 1, 0)) rc = pnetrt_die("%s", pnetrt_last_error(m));
     }
     sigaction(SIGINT, &old, NULL);
     pnetrt_destroy(m);
@@ -370,12 +357,11 @@ int pnetrt_cmd_train(const pnetrt_desc *d, const char *prog, int argc, char **ar
     return rc;
 }
 
-int pnetrt_cmd_eval(const pnetrt_desc *d, const char *prog, int argc, char **argv) {
-    prog_name = prog;
+int pnetrt_cmd_eval(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
     if (parse_opts(argc, argv, " --data --labels --weights --batch --threads --replicas ", &o)) return 1;
-    if (!o.data) return die("eval needs --data FILE");
-    if (!o.weights && !d->embedded) return die("eval needs --weights W.safetensors (the network has no embedded weights)");
+    if (!o.data) return pnetrt_die("eval needs --data FILE");
+    if (!o.weights && !d->embedded) return pnetrt_die("eval needs --weights W.safetensors (the network has no embedded weights)");
     pnetrt_data ds = {0};
     if (load(d, o.data, o.labels, &ds)) return 1;
     pnetrt_model *m = NULL;
@@ -383,7 +369,7 @@ int pnetrt_cmd_eval(const pnetrt_desc *d, const char *prog, int argc, char **arg
     w.weights = NULL;
     int rc = open_trainer(d, &w, &m);
     int64_t ep, bt;
-    if (!rc && o.weights && pnetrt_load(m, o.weights, &ep, &bt)) rc = die("%s", pnetrt_last_error(m));
+    if (!rc && o.weights && pnetrt_load(m, o.weights, &ep, &bt)) rc = pnetrt_die("%s", pnetrt_last_error(m));
     double loss = 0, acc = 0;
     if (!rc) rc = evaluate(d, m, &ds, o.batch ? o.batch : 256, &loss, &acc);
     if (!rc) {
@@ -396,8 +382,7 @@ int pnetrt_cmd_eval(const pnetrt_desc *d, const char *prog, int argc, char **arg
 }
 
 /* Training throughput on random data: steps for about --seconds, after one warm-up step. */
-int pnetrt_cmd_bench_train(const pnetrt_desc *d, const char *prog, int argc, char **argv) {
-    prog_name = prog;
+int pnetrt_cmd_bench_train(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
     if (parse_opts(argc, argv, " --train --batch --seconds --threads --replicas --weights ", &o)) return 1;
     int64_t features = 0, te = 0;
@@ -409,7 +394,7 @@ int pnetrt_cmd_bench_train(const pnetrt_desc *d, const char *prog, int argc, cha
     if (open_trainer(d, &o, &m)) return 1;
     float *x = malloc((size_t)(B * features) * 4);
     void *y = malloc((size_t)(B * (kind == PNETRT_LABELS_CLASS ? 1 : te)) * 4);
-    if (!x || !y) return die("out of memory");
+    if (!x || !y) return pnetrt_die("out of memory");
     uint64_t s = 42;
     for (int64_t i = 0; i < B * features; i++)
         x[i] = d->inputs[0].dtype == 1 ? 0.0f : (float)((double)(splitmix(&s) >> 11) / 9007199254740992.0);
@@ -420,11 +405,11 @@ int pnetrt_cmd_bench_train(const pnetrt_desc *d, const char *prog, int argc, cha
     const void *in[2] = {x, y};
     int rc = 0;
     float loss;
-    if (pnetrt_train_step(m, B, in, &loss)) rc = die("%s", pnetrt_last_error(m));
+    if (pnetrt_train_step(m, B, in, &loss)) rc = pnetrt_die("%s", pnetrt_last_error(m));
     int64_t steps = 0;
     double t0 = now(), t = t0;
     while (!rc && (t - t0 < secs || steps < 3)) {
-        if (pnetrt_train_step(m, B, in, &loss)) rc = die("%s", pnetrt_last_error(m));
+        if (pnetrt_train_step(m, B, in, &loss)) rc = pnetrt_die("%s", pnetrt_last_error(m));
         steps++;
         t = now();
     }

@@ -290,6 +290,15 @@ def make_case(pnetc, src, outroot):
     print("make_refs: %-16s %2d nodes, %d params, %7d bytes" % (case, len(nodes), len(params), total))
 
 
+def newest_pnetc(tool):
+    """The most recently built build*/pnetc of the checkout."""
+    cands = [os.path.join(ROOT, d, "pnetc") for d in sorted(os.listdir(ROOT)) if d.startswith("build")]
+    cands = [c for c in cands if os.access(c, os.X_OK)]
+    if not cands:
+        raise SystemExit("%s: no build*/pnetc found; pass --pnetc PATH" % tool)
+    return max(cands, key=os.path.getmtime)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pnetc", default=None, help="pnetc to run (default: build*/pnetc, newest)")
@@ -298,13 +307,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    pnetc = args.pnetc
-    if pnetc is None:
-        cands = [os.path.join(ROOT, d, "pnetc") for d in sorted(os.listdir(ROOT)) if d.startswith("build")]
-        cands = [c for c in cands if os.access(c, os.X_OK)]
-        if not cands:
-            raise SystemExit("make_refs: no build*/pnetc found; pass --pnetc PATH")
-        pnetc = max(cands, key=os.path.getmtime)
+    pnetc = args.pnetc or newest_pnetc("make_refs")
     srcs = []
     for d in (os.path.join(ROOT, "tests", "e2e", "cases"), os.path.join(ROOT, "examples")):
         srcs += [os.path.join(d, f) for f in sorted(os.listdir(d)) if f.endswith(".pnet")]

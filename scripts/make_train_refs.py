@@ -257,13 +257,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    pnetc = args.pnetc
-    if pnetc is None:
-        cands = [os.path.join(ROOT, d, "pnetc") for d in sorted(os.listdir(ROOT)) if d.startswith("build")]
-        cands = [c for c in cands if os.access(c, os.X_OK)]
-        if not cands:
-            fail("no build*/pnetc found; pass --pnetc PATH")
-        pnetc = max(cands, key=os.path.getmtime)
+    pnetc = args.pnetc or make_refs.newest_pnetc("make_train_refs")
     casedir = os.path.join(ROOT, "tests", "train", "cases")
     srcs = [os.path.join(casedir, f) for f in sorted(os.listdir(casedir)) if f.endswith(".pnet")]
     if args.cases:

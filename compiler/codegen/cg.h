@@ -92,6 +92,8 @@ int cg_folded_bn(const cg *c, int node);
 /* Applies one unary elementwise op to v. */
 LLVMValueRef cg_unary(cg *c, const pn_node *op, LLVMValueRef v);
 
+/* The read-only global holding constant node i's value (emit.c), made on first use. */
+LLVMValueRef cg_const_global(cg *c, int i);
 /* The inference kernel of node i (emit.c), or NULL when it needs none (views, inputs). */
 LLVMValueRef cg_gen_kernel(cg *c, int i);
 /* Kernel generators, one per construct. Each builds px__k<node> and returns it, or NULL when the

@@ -60,6 +60,19 @@ typedef struct fwd {
     LLVMValueRef inputs, outputs, arena, params, scratch, cap;
 } fwd;
 
+LLVMValueRef cg_const_global(cg *c, int i) {
+    char name[96];
+    snprintf(name, sizeof name, "%s__c%d", c->px, i);
+    LLVMValueRef gv = LLVMGetNamedGlobal(c->mod, name);
+    if (!gv) {
+        gv = LLVMAddGlobal(c->mod, c->f32, name);
+        LLVMSetInitializer(gv, cg_f32(c, c->g->nodes[i].fa[PN_FA_VALUE]));
+        LLVMSetGlobalConstant(gv, 1);
+        LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    }
+    return gv;
+}
+
 /* Pointer to the storage of node i inside the forward function. */
 static LLVMValueRef storage(cg *c, fwd *f, int i) {
     const pn_plan *p = &c->g->plan;
@@ -80,18 +93,7 @@ static LLVMValueRef storage(cg *c, fwd *f, int i) {
         return LLVMBuildInBoundsGEP2(c->b, c->i8, f->arena, &idx, 1, "");
     }
     case PN_MEM_ALIAS: return storage(c, f, m->index);
-    case PN_MEM_CONST: {
-        char name[96];
-        snprintf(name, sizeof name, "%s__c%d", c->px, i);
-        LLVMValueRef gv = LLVMGetNamedGlobal(c->mod, name);
-        if (!gv) {
-            gv = LLVMAddGlobal(c->mod, c->f32, name);
-            LLVMSetInitializer(gv, cg_f32(c, c->g->nodes[i].fa[PN_FA_VALUE]));
-            LLVMSetGlobalConstant(gv, 1);
-            LLVMSetLinkage(gv, LLVMPrivateLinkage);
-        }
-        return gv;
-    }
+    case PN_MEM_CONST: return cg_const_global(c, i);
     case PN_MEM_NONE: break;
     }
     PN_ASSERT(!"node without storage");

@@ -58,19 +58,6 @@ static LLVMValueRef byte_gep(cg *c, LLVMValueRef p, LLVMValueRef off) {
     return LLVMBuildInBoundsGEP2(c->b, c->i8, p, &off, 1, "");
 }
 
-static LLVMValueRef const_global(cg *c, int i) {
-    char name[96];
-    snprintf(name, sizeof name, "%s__tc%d", c->px, i);
-    LLVMValueRef gv = LLVMGetNamedGlobal(c->mod, name);
-    if (!gv) {
-        gv = LLVMAddGlobal(c->mod, c->f32, name);
-        LLVMSetInitializer(gv, cg_f32(c, c->g->nodes[i].fa[PN_FA_VALUE]));
-        LLVMSetGlobalConstant(gv, 1);
-        LLVMSetLinkage(gv, LLVMPrivateLinkage);
-    }
-    return gv;
-}
-
 /* Pointer to node i's value (or gradient) at the chunk's first sample. */
 static LLVMValueRef tptr(cg *c, tenv *e, int i, bool grad) {
     const pn_tplan *t = &c->g->tplan;
@@ -78,7 +65,7 @@ static LLVMValueRef tptr(cg *c, tenv *e, int i, bool grad) {
     PN_ASSERT(a >= 0);
     const pn_node *nd = &c->g->nodes[a];
     LLVMValueRef bytes = LLVMBuildMul(c->b, I(c, pn_shape_sample_elems(&nd->shape) * 4), e->sl, "");
-    if (!grad && nd->op == PN_OP_CONST) return const_global(c, a);
+    if (!grad && nd->op == PN_OP_CONST) return cg_const_global(c, a);
     if (!grad && nd->op == PN_OP_INPUT) {
         LLVMValueRef ins = field(c, e->call, TC_INPUTS, c->ptr);
         LLVMValueRef idx = I(c, e->input_index[a]);
@@ -223,6 +210,7 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
     }
     tlist steps = {0}, eval = {0};
     bool *written = calloc((size_t)(n ? n : 1), sizeof(bool));
+    LLVMValueRef *fwd_kern = calloc((size_t)(n ? n : 1), sizeof *fwd_kern);
     /* Forward, training mode. */
     for (int i = 0; i < n && ok; i++) {
         const pn_node *nd = &tg.nodes[i];
@@ -234,9 +222,9 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
         } else if (nd->op == PN_OP_DROPOUT) {
             push(&steps, ST_TRAIN, i, cg_gen_dropout_train(c, i));
         } else if (nd->op == PN_OP_DENSE) {
-            push(&steps, ST_TRAIN, i, cg_gen_dense_train(c, i));
+            push(&steps, ST_TRAIN, i, fwd_kern[i] = cg_gen_dense_train(c, i));
         } else {
-            push(&steps, ST_INFER, i, infer_kernel(c, i));
+            push(&steps, ST_INFER, i, fwd_kern[i] = infer_kernel(c, i));
         }
     }
     /* The loss and its gradient, then the backward pass in reverse order. */
@@ -285,8 +273,9 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
     for (int i = 0; i < n && ok; i++) {
         const pn_node *nd = &tg.nodes[i];
         if (!t->live[i] || i == t->loss || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST || is_view(nd->op)) continue;
-        if (nd->op == PN_OP_DENSE) push(&eval, ST_TRAIN, i, cg_gen_dense_train(c, i));
-        else push(&eval, ST_INFER, i, infer_kernel(c, i));
+        /* The training forward's kernel where the two modes agree (all but batchnorm, dropout). */
+        LLVMValueRef k = fwd_kern[i] ? fwd_kern[i] : infer_kernel(c, i);
+        push(&eval, nd->op == PN_OP_DENSE ? ST_TRAIN : ST_INFER, i, k);
     }
     if (ok) push(&eval, ST_TRAIN, t->loss, cg_gen_loss(c, t->loss, false, false));
     if (ok) {
@@ -341,6 +330,7 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
     free(steps.s);
     free(eval.s);
     free(written);
+    free(fwd_kern);
     free(input_index);
     free(tg.plan.fuse_next);
     free(tg.plan.fused);

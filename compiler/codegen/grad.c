@@ -80,6 +80,14 @@ static void put(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef idx, bool ac
     cg_store(c, v, p, idx);
 }
 
+/* p[lo..hi) = 0. */
+static void zero(cg *c, LLVMValueRef p, LLVMValueRef lo, LLVMValueRef hi) {
+    cg_loop z;
+    cg_loop_begin(c, &z, lo, hi, "z");
+    cg_store(c, F(c, 0.0), p, z.iv);
+    cg_loop_end(c, &z);
+}
+
 /* Sample count of a batched shape for the chunk: n * elems. */
 static LLVMValueRef numel(cg *c, const pn_shape *s) { return cg_numel(c, s); }
 
@@ -189,10 +197,7 @@ static LLVMValueRef bwd_dense(cg *c, int node, const bool *acc) {
         LLVMValueRef gb = cg_gep(c, gw, I(c, align16(U * K)));
         LLVMValueRef lo, hi;
         cg_split(c, I(c, U), &lo, &hi);
-        cg_loop u;
-        cg_loop_begin(c, &u, lo, hi, "u");
-        cg_store(c, F(c, 0.0), gb, u.iv);
-        cg_loop_end(c, &u);
+        zero(c, gb, lo, hi);
         cg_loop r;
         cg_loop_begin(c, &r, I(c, 0), rows, "r");
         LLVMValueRef drow = cg_gep(c, dy, imul(c, r.iv, I(c, U)));
@@ -297,10 +302,7 @@ static LLVMValueRef bwd_conv(cg *c, int node, const bool *acc) {
              I(c, CKK), false, false, NULL);
         LLVMValueRef dxs = cg_gep(c, dx, imul(c, s.iv, I(c, Ci * H * W)));
         if (!acc[0]) {
-            cg_loop z;
-            cg_loop_begin(c, &z, imul(c, clo, I(c, H * W)), imul(c, chi, I(c, H * W)), "z");
-            cg_store(c, F(c, 0.0), dxs, z.iv);
-            cg_loop_end(c, &z);
+            zero(c, dxs, imul(c, clo, I(c, H * W)), imul(c, chi, I(c, H * W)));
         }
         /* col2im: for each (oh, kh) row in range and each kw, the ow range that lands inside. */
         cg_loop cc;
@@ -356,10 +358,7 @@ static LLVMValueRef bwd_pool(cg *c, int node, const bool *acc) {
     LLVMValueRef yp = cg_gep(c, ctxp(c, TK_Y), imul(c, pl.iv, I(c, OH * OW)));
     bool tiled = is_max && SH == KH && SW == KW && PH == 0 && PW == 0 && KH * KW <= 64;
     if (!acc[0] && (!tiled || H != OH * KH || W != OW * KW)) {
-        cg_loop z;
-        cg_loop_begin(c, &z, I(c, 0), I(c, H * W), "z");
-        cg_store(c, F(c, 0.0), dxp, z.iv);
-        cg_loop_end(c, &z);
+        zero(c, dxp, I(c, 0), I(c, H * W));
     }
     if (tiled) {
         /* Windows tile the plane: each window's maximum takes dy, the rest of it 0 (or +0). */
@@ -571,10 +570,7 @@ static LLVMValueRef bwd_binary(cg *c, int node, const bool *acc) {
         LLVMValueRef dys = cg_gep(c, dy, imul(c, s.iv, I(c, E)));
         LLVMValueRef ovs = other_const ? NULL : pn_shape_batched(&other->shape) ? cg_gep(c, ov, imul(c, s.iv, I(c, OE))) : ov;
         if (!acc[k]) {
-            cg_loop z;
-            cg_loop_begin(c, &z, I(c, 0), I(c, KE), "z");
-            cg_store(c, F(c, 0.0), dxs, z.iv);
-            cg_loop_end(c, &z);
+            zero(c, dxs, I(c, 0), I(c, KE));
         }
         cg_loop e;
         cg_loop_begin(c, &e, I(c, 0), I(c, E), "e");
@@ -671,11 +667,8 @@ static LLVMValueRef bwd_layernorm(cg *c, int node, const bool *acc) {
     /* Weight and bias gradients, split over features, summed over rows in order. */
     LLVMValueRef jlo, jhi;
     cg_split(c, I(c, D), &jlo, &jhi);
-    cg_loop z;
-    cg_loop_begin(c, &z, jlo, jhi, "z");
-    cg_store(c, F(c, 0.0), gw, z.iv);
-    cg_store(c, F(c, 0.0), gb, z.iv);
-    cg_loop_end(c, &z);
+    zero(c, gw, jlo, jhi);
+    zero(c, gb, jlo, jhi);
     cg_loop r2;
     cg_loop_begin(c, &r2, I(c, 0), rows, "r2");
     LLVMValueRef m2 = cg_load(c, c->scratch, imul(c, r2.iv, I(c, 2)));

@@ -15,25 +15,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#define FILE_UTIL_PREFIX "pnetrt_data"
+#include "file_util.h"
 #include "data.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static char tmpdir[PATH_MAX];
 
-/* A path inside the test's temporary directory. */
-static char *tpath(char *buf, const char *name) {
-    if (snprintf(buf, PATH_MAX, "%s/%s", tmpdir, name) >= PATH_MAX) fail_msg("path too long");
-    return buf;
-}
-#define P(name) tpath((char[PATH_MAX]){0}, (name))
-
-static void write_bytes(const char *path, const void *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (len) assert_int_equal(fwrite(data, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-}
 
 static void write_text(const char *path, const char *text) {
     write_bytes(path, text, strlen(text));
@@ -47,28 +35,7 @@ static void write_gzip(const char *path, const char *mode, const void *data, siz
     assert_int_equal(gzclose(g), Z_OK);
 }
 
-static size_t read_bytes(const char *path, unsigned char *buf, size_t cap) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    size_t n = fread(buf, 1, cap, f);
-    fclose(f);
-    return n;
-}
 
-/* A .npy 1.0 file whose header is `dict` padded with spaces and '\n' to 64 bytes. */
-static void make_npy(const char *path, const char *dict, const void *data, size_t len) {
-    unsigned char buf[4096];
-    size_t dlen = strlen(dict), total = (10 + dlen + 1 + 63) / 64 * 64;
-    assert_true(total + len <= sizeof buf);
-    memcpy(buf, "\x93NUMPY\x01\x00", 8);
-    buf[8] = (unsigned char)((total - 10) & 0xff);
-    buf[9] = (unsigned char)((total - 10) >> 8);
-    memcpy(buf + 10, dict, dlen);
-    memset(buf + 10 + dlen, ' ', total - 10 - dlen - 1);
-    buf[total - 1] = '\n';
-    if (len) memcpy(buf + total, data, len);
-    write_bytes(path, buf, total + len);
-}
 
 /* An IDX file: 00 00 type ndim, big-endian dims, then `len` bytes of data; its size in bytes is returned in buf. */
 static size_t idx_bytes(unsigned char *buf, int type, int ndim, const uint32_t *dims, const void *data, size_t len) {
@@ -141,27 +108,6 @@ static void assert_floats(const float *got, const float *want, size_t n) {
         if (got[i] != want[i]) fail_msg("value %zu: got %.9g, want %.9g", i, (double)got[i], (double)want[i]);
 }
 
-static int make_tmpdir(void **state) {
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "%s/pnetrt_data_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-/* Empties the directory between tests, so each test sees only its own files. */
-static int clear_tmpdir(void **state) {
-    (void)state;
-    DIR *d = opendir(tmpdir);
-    if (!d) return -1;
-    for (struct dirent *e; (e = readdir(d));)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) unlink(P(e->d_name));
-    closedir(d);
-    return 0;
-}
-
-static int remove_tmpdir(void **state) {
-    clear_tmpdir(state);
-    return rmdir(tmpdir);
-}
 
 /* ---- CSV ---------------------------------------------------------------------------------- */
 
@@ -356,8 +302,8 @@ static void test_npy_f4_i4(void **state) {
     (void)state;
     const char *x = P("x.npy"), *y = P("y.npy");
     const float xv[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12.5f};
-    make_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 2), }", xv, sizeof xv);
-    make_npy(y, "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }", (const int32_t[]){2, 0, 1}, 12);
+    make_npy(x, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2, 2), }", xv, sizeof xv);
+    make_npy(y, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }", (const int32_t[]){2, 0, 1}, 12);
     pnetrt_data d;
     load_ok(x, y, 4, PNETRT_LABELS_CLASS, 3, 0, &d);
     assert_int_equal(d.n, 3);
@@ -378,67 +324,67 @@ static void test_npy_f4_i4(void **state) {
 static void test_npy_f8_i8_u8(void **state) {
     (void)state;
     const char *x = P("x.npy"), *y = P("y.npy");
-    make_npy(x, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }", (const double[]){0.25, -1, 3, 1e10}, 32);
-    make_npy(y, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", (const int64_t[]){9, 4}, 16);
+    make_npy(x, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }", (const double[]){0.25, -1, 3, 1e10}, 32);
+    make_npy(y, 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", (const int64_t[]){9, 4}, 16);
     pnetrt_data d;
     load_ok(x, y, 2, PNETRT_LABELS_CLASS, 10, 0, &d);
     assert_floats(d.x, (const float[]){0.25f, -1, 3, 1e10f}, 4);
     assert_int_equal(d.labels[0], 9);
     assert_int_equal(d.labels[1], 4);
     pnetrt_data_free(&d);
-    make_npy(y, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", (const int64_t[]){9, 1ll << 40}, 16);
+    make_npy(y, 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", (const int64_t[]){9, 1ll << 40}, 16);
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 10, 0, y, 0, "record 1: label 1099511627776 is out of range [0, 10)");
-    make_npy(y, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", (const int64_t[]){-3, 1}, 16);
+    make_npy(y, 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", (const int64_t[]){-3, 1}, 16);
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 10, 0, y, 0, "record 0: label -3 is out of range [0, 10)");
 
     /* uint8 X is not rescaled; (n, 1) labels are accepted */
-    make_npy(x, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }", "\x00\x01\xff\x10\x20\x30", 6);
-    make_npy(y, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 1), }", (const int32_t[]){1, 0}, 8);
+    make_npy(x, 1, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }", "\x00\x01\xff\x10\x20\x30", 6);
+    make_npy(y, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 1), }", (const int32_t[]){1, 0}, 8);
     load_ok(x, y, 3, PNETRT_LABELS_CLASS, 2, 0, &d);
     assert_floats(d.x, (const float[]){0, 1, 255, 16, 32, 48}, 6);
     assert_int_equal(d.labels[0], 1);
     pnetrt_data_free(&d);
 
     /* int32 X */
-    make_npy(x, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 1), }", (const int32_t[]){-7, 70000}, 8);
+    make_npy(x, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 1), }", (const int32_t[]){-7, 70000}, 8);
     load_ok(x, y, 1, PNETRT_LABELS_CLASS, 2, 0, &d);
     assert_floats(d.x, (const float[]){-7, 70000}, 2);
     pnetrt_data_free(&d);
 
     /* a float64 value beyond float32 */
-    make_npy(x, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 1), }", (const double[]){1, 1e300}, 16);
+    make_npy(x, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 1), }", (const double[]){1, 1e300}, 16);
     expect_error(x, y, 1, PNETRT_LABELS_CLASS, 2, 0, x, 0, "record 1: value 0 (1e+300) is not a finite float32");
 }
 
 static void test_npy_mismatch(void **state) {
     (void)state;
     const char *x = P("x.npy"), *y = P("y.npy");
-    make_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", (const float[6]){0}, 24);
-    make_npy(y, "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", (const int32_t[]){0, 1}, 8);
+    make_npy(x, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", (const float[6]){0}, 24);
+    make_npy(y, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", (const int32_t[]){0, 1}, 8);
     char want[PATH_MAX + 64];
     snprintf(want, sizeof want, "holds 2 labels but %s holds 3 samples", x);
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, want);
 
-    make_npy(y, "{'descr': '<i4', 'fortran_order': False, 'shape': (3, 2), }", (const int32_t[6]){0}, 24);
+    make_npy(y, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (3, 2), }", (const int32_t[6]){0}, 24);
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, "class ids have shape (3, 2); expected (3,)");
-    make_npy(y, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", (const float[3]){0}, 12);
+    make_npy(y, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", (const float[3]){0}, 12);
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, "holds float32 values; class ids must be int32");
-    make_npy(y, "{'descr': '<i2', 'fortran_order': False, 'shape': (3,), }", (const int16_t[3]){0}, 6);
+    make_npy(y, 1, "{'descr': '<i2', 'fortran_order': False, 'shape': (3,), }", (const int16_t[3]){0}, 6);
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, "dtype '<i2' is not supported");
-    make_npy(y, "{'descr': '>i4', 'fortran_order': False, 'shape': (3,), }", (const int32_t[3]){0}, 12);
+    make_npy(y, 1, "{'descr': '>i4', 'fortran_order': False, 'shape': (3,), }", (const int32_t[3]){0}, 12);
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, "dtype '>i4' is big-endian");
     write_text(y, "0\n1\n2\n");
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, "is not a .npy or IDX file");
 
     /* errors of the .npy format itself */
-    make_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", (const float[5]){0}, 20);
+    make_npy(x, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", (const float[5]){0}, 20);
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, x, 0,
                  "truncated: header says 24 bytes of data but the file has 20");
-    make_npy(x, "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 2), }", (const float[6]){0}, 24);
+    make_npy(x, 1, "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 2), }", (const float[6]){0}, 24);
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, x, 0, "fortran_order is True");
-    make_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2), }", NULL, 0);
+    make_npy(x, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2), }", NULL, 0);
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, x, 0, "holds no samples");
-    make_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", (const float[]){1, 2, 3, NAN, 5, 6}, 24);
+    make_npy(x, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", (const float[]){1, 2, 3, NAN, 5, 6}, 24);
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, x, 0, "record 1: value 1 (nan) is not a finite float32");
     write_bytes(x, "\x93NUM", 4);
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, x, 0, "not a .npy file");
@@ -447,10 +393,10 @@ static void test_npy_mismatch(void **state) {
 static void test_npy_targets(void **state) {
     (void)state;
     const char *x = P("x.npy"), *y = P("y.npy.gz");
-    make_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", (const float[]){1, 2, 3, 4, 5, 6}, 24);
+    make_npy(x, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", (const float[]){1, 2, 3, 4, 5, 6}, 24);
     /* the targets compressed: write the .npy, then gzip its bytes */
     unsigned char buf[256];
-    make_npy(P("plain.npy"), "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }",
+    make_npy(P("plain.npy"), 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }",
              (const float[]){0.5f, 1, -2, 4}, 16);
     size_t n = read_bytes(P("plain.npy"), buf, sizeof buf);
     write_gzip(y, "wb", buf, n);
@@ -463,10 +409,10 @@ static void test_npy_targets(void **state) {
     pnetrt_data_free(&d);
 
     expect_error(x, y, 3, PNETRT_LABELS_TARGET, 0, 3, y, 0, "expected 3 targets per sample, found shape (2, 2)");
-    make_npy(P("plain.npy"), "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", (const int32_t[]){0, 1}, 8);
+    make_npy(P("plain.npy"), 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", (const int32_t[]){0, 1}, 8);
     expect_error(x, P("plain.npy"), 3, PNETRT_LABELS_TARGET, 0, 1, P("plain.npy"), 0,
                  "holds int32 values; targets must be float32 or float64");
-    make_npy(P("plain.npy"), "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", (const float[]){0, INFINITY},
+    make_npy(P("plain.npy"), 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", (const float[]){0, INFINITY},
              8);
     expect_error(x, P("plain.npy"), 3, PNETRT_LABELS_TARGET, 0, 1, P("plain.npy"), 0,
                  "record 1: target 0 (inf) is not a finite float32");
@@ -519,7 +465,7 @@ static void test_idx(void **state) {
     pnetrt_data_free(&d);
 
     /* a .npy image file with IDX labels */
-    make_npy(x, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1), }", (const float[]){3, 4}, 8);
+    make_npy(x, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 1), }", (const float[]){3, 4}, 8);
     write_bytes(y, buf, idx_bytes(buf, 0x08, 1, (uint32_t[]){2}, "\x01\x00", 2));
     load_ok(x, y, 1, PNETRT_LABELS_CLASS, 2, 0, &d);
     assert_floats(d.x, (const float[]){3, 4}, 2);

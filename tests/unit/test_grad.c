@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "jit_util.h"
+#include "train_util.h"
 
 /* |fd - g| <= RTOL * max(|fd|, |g|) + ATOL. The losses are near 1 and read back as f32, so the
  * central difference carries about 1e-7 / eps of rounding noise; ATOL sits well above it. */
@@ -32,45 +33,6 @@ static float step_loss(pnetrt_model *m, int64_t batch, const void *const *ins) {
     assert_int_equal(pnetrt_set_train_steps(m, 0), 0);
     if (pnetrt_train_step(m, batch, ins, &loss)) fail_msg("train step: %s", pnetrt_last_error(m));
     return loss;
-}
-
-/* A model with seeded default weights; norm weights and biases (ones and zeros) moved off their
- * defaults, so a gradient that forgets gamma cannot pass. */
-static pnetrt_model *make_model(const pnetrt_desc *d, int threads) {
-    pnetrt_model *m;
-    if (pnetrt_create(&m, d, NULL)) fail_msg("create: %s", pnetrt_last_error(m));
-    assert_int_equal(pnetrt_set_threads(m, threads), 0);
-    float *w = pnetrt_params_mut(m);
-    assert_non_null(w);
-    pnetrt_init_params(d, w, SEED);
-    uint64_t saved = rng;
-    rng = 0x2545F4914F6CDD1Dull;
-    for (int64_t p = 0; p < d->nparams; p++) {
-        const pnetrt_tensor_desc *t = &d->params[p];
-        if (!t->trainable || (t->init != PNETRT_INIT_ONES && t->init != PNETRT_INIT_ZEROS)) continue;
-        for (int64_t j = 0; j < pnetrt_sample_elems(t); j++)
-            w[t->offset + j] += (float)(rnd() - 0.5);
-    }
-    rng = saved;
-    assert_int_equal(pnetrt_set_lr(m, 0), 0);
-    return m;
-}
-
-/* The network's inputs, then its training inputs: features in [-2, 2), ids and labels in range. */
-static void make_inputs(const pnetrt_desc *d, int64_t batch, void **ins) {
-    const pnetrt_train_desc *td = d->train;
-    for (int64_t i = 0; i < d->ninputs + td->ntrain_inputs; i++) {
-        const pnetrt_tensor_desc *t = i < d->ninputs ? &d->inputs[i] : &td->train_inputs[i - d->ninputs];
-        int64_t n = pnetrt_sample_elems(t) * (t->shape[0] < 0 ? batch : 1);
-        int64_t limit = i < d->ninputs ? t->limit : td->classes;
-        ins[i] = malloc((size_t)n * 4 + 4);
-        for (int64_t k = 0; k < n; k++) {
-            if (t->dtype)
-                ((int32_t *)ins[i])[k] = (int32_t)(rnd() * (double)limit);
-            else
-                ((float *)ins[i])[k] = (float)(4.0 * rnd() - 2.0);
-        }
-    }
 }
 
 static bool close_enough(double fd, double g) {
@@ -113,7 +75,7 @@ static void check_grad(const char *src, int64_t batch, double eps, int opt_level
     make_inputs(d, batch, ins);
     const void *const *in = (const void *const *)ins;
 
-    pnetrt_model *m = make_model(d, 1), *m2 = make_model(d, 2);
+    pnetrt_model *m = make_model(d, 1, SEED), *m2 = make_model(d, 2, SEED);
     float loss = step_loss(m, batch, in), loss2 = step_loss(m2, batch, in);
     assert_true(isfinite(loss));
     size_t bytes = (size_t)d->param_floats * sizeof(float);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "jit_util.h"
+#include "train_util.h"
 #include "ir/reference.h"
 
 /* |jit - ref| <= RTOL * max(|jit|, |ref|) + ATOL: float32 kernels against double. Gradients are
@@ -25,47 +26,6 @@
 
 static bool verbose;
 static double worst_seen; /* the largest error seen, as a share of the tolerance */
-
-/* A model with seeded default weights; norm weights and biases moved off ones and zeros. */
-static pnetrt_model *make_model(const pnetrt_desc *d, int threads) {
-    pnetrt_model *m;
-    if (pnetrt_create(&m, d, NULL)) fail_msg("create: %s", pnetrt_last_error(m));
-    assert_int_equal(pnetrt_set_threads(m, threads), 0);
-    float *w = pnetrt_params_mut(m);
-    assert_non_null(w);
-    pnetrt_init_params(d, w, SEED);
-    uint64_t saved = rng;
-    rng = 0x2545F4914F6CDD1Dull;
-    for (int64_t p = 0; p < d->nparams; p++) {
-        const pnetrt_tensor_desc *t = &d->params[p];
-        if (!t->trainable || (t->init != PNETRT_INIT_ONES && t->init != PNETRT_INIT_ZEROS)) continue;
-        for (int64_t j = 0; j < pnetrt_sample_elems(t); j++)
-            w[t->offset + j] += (float)(rnd() - 0.5);
-    }
-    rng = saved;
-    assert_int_equal(pnetrt_set_lr(m, 0), 0);
-    return m;
-}
-
-/* The network's inputs, then its training inputs: features in [-2, 2), ids and labels in range. */
-static int make_inputs(const pnetrt_desc *d, int64_t batch, void **ins) {
-    const pnetrt_train_desc *td = d->train;
-    int n = (int)(d->ninputs + td->ntrain_inputs);
-    assert_true(n <= 16);
-    for (int64_t i = 0; i < n; i++) {
-        const pnetrt_tensor_desc *t = i < d->ninputs ? &d->inputs[i] : &td->train_inputs[i - d->ninputs];
-        int64_t cnt = pnetrt_sample_elems(t) * (t->shape[0] < 0 ? batch : 1);
-        int64_t limit = i < d->ninputs ? t->limit : td->classes;
-        ins[i] = malloc((size_t)cnt * 4 + 4);
-        for (int64_t k = 0; k < cnt; k++) {
-            if (t->dtype)
-                ((int32_t *)ins[i])[k] = (int32_t)(rnd() * (double)limit);
-            else
-                ((float *)ins[i])[k] = (float)(4.0 * rnd() - 2.0);
-        }
-    }
-    return n;
-}
 
 static bool close_enough(double a, double b) {
     return fabs(a - b) <= RTOL * fmax(fabs(a), fabs(b)) + ATOL;
@@ -130,7 +90,7 @@ static void check_twin_upto(const char *src, int opt_level, int64_t max_batch) {
         const void *const *in = (const void *const *)ins;
         double rloss = NAN;
         for (size_t k = 0; k < sizeof thread_counts / sizeof thread_counts[0]; k++) {
-            pnetrt_model *m = make_model(d, thread_counts[k]);
+            pnetrt_model *m = make_model(d, thread_counts[k], SEED);
             if (k == 0) {
                 /* The step updates batchnorm's running statistics: keep the weights it starts from. */
                 memcpy(params, pnetrt_params_mut(m), (size_t)d->param_floats * sizeof(float));
