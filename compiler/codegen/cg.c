@@ -3,6 +3,7 @@
 #include "cg.h"
 #include "../support/util.h"
 
+#include <llvm-c/DebugInfo.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,6 +38,7 @@ static LLVMValueRef ic(cg *c, LLVMValueRef like, int v) {
 void cg_loop_begin(cg *c, cg_loop *l, LLVMValueRef lo, LLVMValueRef hi, const char *name) {
     l->pre = LLVMGetInsertBlock(c->b);
     l->nacc = 0;
+    l->unroll = 0;
     l->head = LLVMAppendBasicBlockInContext(c->ctx, c->fn, name);
     l->body = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "body");
     l->exit = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "exit");
@@ -74,8 +76,31 @@ void cg_loop_end(cg *c, cg_loop *l) {
         PN_ASSERT(l->next[i]);
         LLVMAddIncoming(l->acc[i], &l->next[i], &latch, 1);
     }
-    LLVMBuildBr(c->b, l->head);
+    LLVMValueRef br = LLVMBuildBr(c->b, l->head);
+    if (l->unroll > 0) {
+        /* !llvm.loop !{self, !{"llvm.loop.unroll.count", i32 n}} (n = 1: never unrolled). */
+        static const char key[] = "llvm.loop.unroll.count";
+        LLVMMetadataRef hint[2] = {LLVMMDStringInContext2(c->ctx, key, sizeof key - 1),
+                                   LLVMValueAsMetadata(LLVMConstInt(c->i32, (unsigned long long)l->unroll, 0))};
+        LLVMMetadataRef self = LLVMTemporaryMDNode(c->ctx, NULL, 0);
+        LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(c->ctx, hint, 2)};
+        LLVMMetadataRef loop = LLVMMDNodeInContext2(c->ctx, ops, 2);
+        LLVMMetadataReplaceAllUsesWith(self, loop);
+        LLVMSetMetadata(br, LLVMGetMDKindIDInContext(c->ctx, "llvm.loop", 9), LLVMMetadataAsValue(c->ctx, loop));
+    }
     LLVMPositionBuilderAtEnd(c->b, l->exit);
+}
+
+void cg_if_begin(cg *c, cg_if *f, LLVMValueRef cond) {
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "then");
+    f->done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "endif");
+    LLVMBuildCondBr(c->b, cond, then, f->done);
+    LLVMPositionBuilderAtEnd(c->b, then);
+}
+
+void cg_if_end(cg *c, cg_if *f) {
+    LLVMBuildBr(c->b, f->done);
+    LLVMPositionBuilderAtEnd(c->b, f->done);
 }
 
 void cg_split(cg *c, LLVMValueRef total, LLVMValueRef *lo, LLVMValueRef *hi) {
@@ -242,9 +267,17 @@ LLVMValueRef cg_unary(cg *c, const pn_node *op, LLVMValueRef v) {
 }
 
 LLVMValueRef cg_epilogue(cg *c, int node, LLVMValueRef v) {
-    for (int e = c->g->plan.fuse_next[node]; e >= 0; e = c->g->plan.fuse_next[e])
+    for (int e = c->g->plan.fuse_next[node]; e >= 0; e = c->g->plan.fuse_next[e]) {
+        if (c->g->nodes[e].op == PN_OP_MAXPOOL2D) break; /* a pooled conv: the kernel applies the rest */
         if (c->g->nodes[e].op != PN_OP_BATCHNORM) v = cg_unary(c, &c->g->nodes[e], v); /* folded: identity */
+    }
     return v;
+}
+
+int cg_fused_pool(const cg *c, int node) {
+    for (int e = c->g->plan.fuse_next[node]; e >= 0; e = c->g->plan.fuse_next[e])
+        if (c->g->nodes[e].op == PN_OP_MAXPOOL2D) return e;
+    return -1;
 }
 
 int cg_folded_bn(const cg *c, int node) {

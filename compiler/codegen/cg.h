@@ -26,6 +26,7 @@ typedef struct cg {
     bool wide_vectors;      /* the target has AVX-512: prefer 512-bit vectors */
     bool x86;               /* an x86-64 target (AVX2 assumed for the GEMM tiles) */
     int64_t *pack_offset;   /* per node: packed weights in the prepared buffer, or -1 */
+    int64_t *pack_width;    /* per node with packed weights: columns per panel */
     int64_t *fold_bias;     /* per conv2d with a folded batchnorm: its bias in the prepared buffer */
     int64_t prepared_floats;
     /* The kernel being built. */
@@ -42,6 +43,7 @@ typedef struct cg_loop {
     LLVMBasicBlockRef pre;
     LLVMValueRef acc[64], next[64]; /* loop-carried values (reductions) */
     int nacc;
+    int unroll; /* 0: the optimiser decides; n: unroll by n (1: never), set before cg_loop_end */
 } cg_loop;
 
 LLVMValueRef cg_i64(cg *c, int64_t v);
@@ -52,6 +54,12 @@ void cg_loop_end(cg *c, cg_loop *l);
  * after the loop the returned value holds the final result. */
 LLVMValueRef cg_loop_acc(cg *c, cg_loop *l, LLVMValueRef init);
 void cg_loop_next(cg_loop *l, LLVMValueRef acc, LLVMValueRef next);
+/* if (cond) { ... }: the code built between begin and end runs only when cond holds. */
+typedef struct cg_if {
+    LLVMBasicBlockRef done;
+} cg_if;
+void cg_if_begin(cg *c, cg_if *f, LLVMValueRef cond);
+void cg_if_end(cg *c, cg_if *f);
 /* This thread's share [lo, hi) of total items, in contiguous order. */
 void cg_split(cg *c, LLVMValueRef total, LLVMValueRef *lo, LLVMValueRef *hi);
 /* Address of float element idx (i64) of p. */
@@ -87,6 +95,9 @@ LLVMValueRef cg_kernel_begin(cg *c, int node, int ninputs);
 void cg_kernel_end(cg *c);
 /* Applies node's fused elementwise chain (its fuse_next successors) to v. */
 LLVMValueRef cg_epilogue(cg *c, int node, LLVMValueRef v);
+/* The maxpool2d whose windows node's kernel computes (pass_fuse_pool), or -1. cg_epilogue
+ * stops before it; cg_epilogue(c, pool, v) applies what follows it. */
+int cg_fused_pool(const cg *c, int node);
 /* The batchnorm folded into node's weights by the prepare function, or -1. */
 int cg_folded_bn(const cg *c, int node);
 /* Applies one unary elementwise op to v. */
@@ -111,6 +122,11 @@ void cg_micro_tile(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, int64
 void cg_micro_tile_ex(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, int64_t NR, LLVMValueRef boffs,
                       LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1, LLVMValueRef init[][8],
                       LLVMValueRef acc[][8]);
+/* The same for nwin B operands at once that share A: operand w's row k is bpanel +
+ * boffs[w*wstride + k], nv vectors wide, and accumulates into acc[i][w*nv + j] (nv*nwin <= 8). */
+void cg_micro_tile_win(cg *c, LLVMValueRef *arow, int mr, int nv, int nwin, int64_t wstride, LLVMValueRef bpanel,
+                       int64_t NR, LLVMValueRef boffs, LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1,
+                       LLVMValueRef init[][8], LLVMValueRef acc[][8]);
 LLVMValueRef cg_splat(cg *c, LLVMValueRef s, int vw);
 LLVMValueRef cg_mask_const(cg *c, int vw, int valid);
 /* The lane masks of a panel's NV vectors: all lanes, or, when is_tail, the first `tail` columns. */
@@ -119,6 +135,28 @@ LLVMValueRef cg_masked_load(cg *c, LLVMTypeRef vt, LLVMValueRef p, LLVMValueRef 
 void cg_masked_store(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask);
 LLVMValueRef cg_gen_matmul(cg *c, int node);
 LLVMValueRef cg_gen_conv2d(cg *c, int node);
+/* conv2d node with its fused maxpool2d pool (conv_pool.c). */
+LLVMValueRef cg_gen_conv2d_pooled(cg *c, int node, int pool);
+/* The channel panel width of conv node's weights, packed [panel][k][channel] by the prepare
+ * function, when its kernel wants them so (lanes over channels), else 0. */
+int64_t cg_conv_pack_width(const cg *c, int node);
+/* Shared by the conv kernels (conv.c): the bias of a conv (its own or a folded batchnorm's) or
+ * NULL, and a private constant table of n i64 offsets for node's kernel (frees ov). */
+LLVMValueRef cg_conv_bias(cg *c, int node);
+LLVMValueRef cg_offset_table(cg *c, int node, LLVMValueRef *ov, int64_t n);
+/* Stores of a lane grid: lane l of vector j (of nv) of a panel starting at grid position q0 is
+ * output (q / G, q % G) for q = q0 + j*VW + l, so one vector spans a few output rows; columns
+ * >= ow and positions >= qmax are dropped. For each row a vector touches, one masked store. */
+enum { CG_GRID_MAX_ROWS = 20 };
+typedef struct cg_grid_out {
+    int nv, vw, rows;
+    LLVMValueRef q0;
+    int64_t G, ow;
+    LLVMValueRef lanes_row[8][CG_GRID_MAX_ROWS];
+} cg_grid_out;
+void cg_grid_out_init(cg *c, cg_grid_out *go, LLVMValueRef q0, int64_t G, int64_t ow, int64_t qmax, int nv);
+/* Stores vector j of the panel into the output plane (rows of ow floats). */
+void cg_grid_out_store(cg *c, const cg_grid_out *go, int j, LLVMValueRef v, LLVMValueRef plane);
 LLVMValueRef cg_gen_pool(cg *c, int node);
 LLVMValueRef cg_gen_global_avgpool(cg *c, int node);
 LLVMValueRef cg_gen_eltwise(cg *c, int node);

@@ -1,6 +1,7 @@
 /* Kernels for conv2d (direct, NCHW), max/avg pooling and global average pooling. Work is split
  * over (sample, channel) planes; each output sums its taps in a fixed order. */
 #include "cg.h"
+#include "../support/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,63 @@ static void tap_range(cg *c, LLVMValueRef k, int64_t s, int64_t p, int64_t size,
     LLVMValueRef h = LLVMBuildAdd(c->b, LLVMBuildSDiv(c->b, num, cg_i64(c, s), ""), cg_i64(c, 1), "");
     h = cg_select(c, LLVMBuildICmp(c->b, LLVMIntSLT, num, cg_i64(c, 0), ""), cg_i64(c, 0), h);
     *hi = cg_smin(c, h, cg_i64(c, osize));
+}
+
+void cg_grid_out_init(cg *c, cg_grid_out *go, LLVMValueRef q0, int64_t G, int64_t ow, int64_t qmax, int NV) {
+    int VW, MR, nv;
+    cg_gemm_shape(c, &VW, &MR, &nv);
+    go->nv = NV, go->vw = VW, go->q0 = q0, go->G = G, go->ow = ow;
+    go->rows = (int)((VW + G - 1) / G + 1);
+    PN_ASSERT(go->rows <= CG_GRID_MAX_ROWS);
+    LLVMValueRef iota[64];
+    for (int l = 0; l < VW; l++) iota[l] = cg_i64(c, l);
+    for (int q = 0; q < NV; q++) {
+        LLVMValueRef qs = LLVMBuildAdd(c->b, q0, cg_i64(c, q * VW), "");
+        LLVMValueRef qv = LLVMBuildAdd(c->b, cg_splat(c, qs, VW), LLVMConstVector(iota, (unsigned)VW), "");
+        LLVMValueRef rv = LLVMBuildUDiv(c->b, qv, cg_splat(c, cg_i64(c, G), VW), "");
+        LLVMValueRef colv = LLVMBuildSub(c->b, qv, LLVMBuildMul(c->b, rv, cg_splat(c, cg_i64(c, G), VW), ""), "");
+        LLVMValueRef ok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntULT, colv, cg_splat(c, cg_i64(c, ow), VW), ""),
+                                       LLVMBuildICmp(c->b, LLVMIntULT, qv, cg_splat(c, cg_i64(c, qmax), VW), ""), "");
+        LLVMValueRef r0v = LLVMBuildUDiv(c->b, qs, cg_i64(c, G), "");
+        for (int t = 0; t < go->rows; t++) {
+            LLVMValueRef rt = LLVMBuildAdd(c->b, r0v, cg_i64(c, t), "");
+            go->lanes_row[q][t] = LLVMBuildAnd(c->b, ok, LLVMBuildICmp(c->b, LLVMIntEQ, rv, cg_splat(c, rt, VW), ""), "");
+        }
+    }
+}
+
+/* Stores vector j of the panel into the output plane (rows of ow floats). */
+void cg_grid_out_store(cg *c, const cg_grid_out *go, int j, LLVMValueRef v, LLVMValueRef plane) {
+    LLVMValueRef qs = LLVMBuildAdd(c->b, go->q0, cg_i64(c, j * go->vw), "");
+    LLVMValueRef r0v = LLVMBuildUDiv(c->b, qs, cg_i64(c, go->G), "");
+    for (int t = 0; t < go->rows; t++) {
+        /* Lanes of row r sit at out[r*ow + (q - r*G)] = out[q - r*(G - ow)]. */
+        LLVMValueRef rt = LLVMBuildAdd(c->b, r0v, cg_i64(c, t), "");
+        LLVMValueRef at = LLVMBuildSub(c->b, qs, LLVMBuildMul(c->b, rt, cg_i64(c, go->G - go->ow), ""), "");
+        cg_masked_store(c, v, LLVMBuildGEP2(c->b, c->f32, plane, &at, 1, ""), go->lanes_row[j][t]);
+    }
+}
+
+/* A private constant i64 table of n offsets (of B's rows) for node's kernel; frees ov. */
+LLVMValueRef cg_offset_table(cg *c, int node, LLVMValueRef *ov, int64_t n) {
+    LLVMValueRef init_tab = LLVMConstArray2(c->i64, ov, (uint64_t)n);
+    free(ov);
+    char name[128];
+    snprintf(name, sizeof name, "%s__k%d_offsets", c->px, node);
+    LLVMValueRef offs = LLVMAddGlobal(c->mod, LLVMTypeOf(init_tab), name);
+    LLVMSetInitializer(offs, init_tab);
+    LLVMSetGlobalConstant(offs, 1);
+    LLVMSetLinkage(offs, LLVMPrivateLinkage);
+    return offs;
+}
+
+/* The bias of conv node (its own, or a folded batchnorm's), or NULL. */
+LLVMValueRef cg_conv_bias(cg *c, int node) {
+    const pn_node *nd = &c->g->nodes[node];
+    if (cg_folded_bn(c, node) >= 0) /* folded batchnorm: the prepared bias */
+        return cg_gep(c, c->params, cg_i64(c, c->fold_bias[node] - c->g->plan.param_offset[node]));
+    int64_t K = c->g->nodes[nd->in[0]].shape.d[1] * nd->ia[PN_CONV_KH] * nd->ia[PN_CONV_KW];
+    return nd->ia[PN_CONV_BIAS] ? cg_gep(c, c->params, cg_i64(c, align16(nd->ia[PN_CONV_OUT] * K))) : NULL;
 }
 
 /* conv2d with stride 1 and no padding, straight from the input: on the grid q = oh*W + ow (the
@@ -37,20 +95,12 @@ static LLVMValueRef gen_conv2d_shifted(cg *c, int node) {
     for (int64_t ch = 0, k = 0; ch < C; ch++)
         for (int64_t kh = 0; kh < KH; kh++)
             for (int64_t kw = 0; kw < KW; kw++) ov[k++] = cg_i64(c, ch * H * W + kh * W + kw);
-    LLVMValueRef init_tab = LLVMConstArray2(c->i64, ov, (uint64_t)K);
-    free(ov);
-    char name[128];
-    snprintf(name, sizeof name, "%s__k%d_offsets", c->px, node);
-    LLVMValueRef offs = LLVMAddGlobal(c->mod, LLVMTypeOf(init_tab), name);
-    LLVMSetInitializer(offs, init_tab);
-    LLVMSetGlobalConstant(offs, 1);
-    LLVMSetLinkage(offs, LLVMPrivateLinkage);
+    LLVMValueRef offs = cg_offset_table(c, node, ov, K);
     LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
     LLVMValueRef fn = cg_kernel_begin(c, node, 1);
     LLVMValueRef out = LLVMGetParam(fn, 0), in = LLVMGetParam(fn, 1);
     LLVMValueRef wts = c->params;
-    LLVMValueRef bias = nd->ia[PN_CONV_BIAS] ? cg_gep(c, c->params, cg_i64(c, align16(OC * K))) : NULL;
-    if (cg_folded_bn(c, node) >= 0) bias = cg_gep(c, c->params, cg_i64(c, c->fold_bias[node] - c->g->plan.param_offset[node]));
+    LLVMValueRef bias = cg_conv_bias(c, node);
     LLVMValueRef N = pn_shape_batched(xs) ? c->n : cg_i64(c, xs->d[0]);
     /* Work units: (sample, pixel panel, channel group); @shard(features, K) makes K channel
      * groups, each a slice of the output channels. */
@@ -72,26 +122,8 @@ static LLVMValueRef gen_conv2d_shifted(cg *c, int node) {
     int last_valid = (int)(Qmax - (NPQ - 1) * NR);
     LLVMValueRef mask[8];
     cg_panel_masks(c, is_last, last_valid, mask);
-    /* Store straight from the registers: lane q of a vector belongs to output row q / W, column
-     * q % W (dropped when >= OW); for each output row the vector touches, one masked store at the
-     * address where that row's lanes land. */
-    LLVMValueRef iota[64];
-    for (int l = 0; l < VW; l++) iota[l] = cg_i64(c, l);
-    int64_t rows_per_vec = (VW + W - 1) / W + 1;
-    LLVMValueRef lanes_row[8][8], lanes_ok[8];
-    for (int q = 0; q < NV; q++) {
-        LLVMValueRef qs = LLVMBuildAdd(c->b, q0, cg_i64(c, q * VW), "");
-        LLVMValueRef qv = LLVMBuildAdd(c->b, cg_splat(c, qs, VW), LLVMConstVector(iota, (unsigned)VW), "");
-        LLVMValueRef rv = LLVMBuildUDiv(c->b, qv, cg_splat(c, cg_i64(c, W), VW), "");
-        LLVMValueRef colv = LLVMBuildSub(c->b, qv, LLVMBuildMul(c->b, rv, cg_splat(c, cg_i64(c, W), VW), ""), "");
-        lanes_ok[q] = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntULT, colv, cg_splat(c, cg_i64(c, OW), VW), ""),
-                                   LLVMBuildICmp(c->b, LLVMIntULT, qv, cg_splat(c, cg_i64(c, Qmax), VW), ""), "");
-        LLVMValueRef r0v = LLVMBuildUDiv(c->b, qs, cg_i64(c, W), "");
-        for (int64_t t = 0; t < rows_per_vec && t < 8; t++) {
-            LLVMValueRef rt = LLVMBuildAdd(c->b, r0v, cg_i64(c, t), "");
-            lanes_row[q][t] = LLVMBuildAnd(c->b, lanes_ok[q], LLVMBuildICmp(c->b, LLVMIntEQ, rv, cg_splat(c, rt, VW), ""), "");
-        }
-    }
+    cg_grid_out go;
+    cg_grid_out_init(c, &go, q0, W, OW, Qmax, NV);
     cg_loop ot;
     cg_loop_begin(c, &ot, ot_lo, ot_hi, "ot");
     LLVMValueRef oc0 = LLVMBuildMul(c->b, ot.iv, cg_i64(c, MR), "");
@@ -103,27 +135,14 @@ static LLVMValueRef gen_conv2d_shifted(cg *c, int node) {
     }
     cg_micro_tile_ex(c, arow, MR, base, NR, offs, mask, cg_i64(c, 0), cg_i64(c, K), init, acc);
     for (int i = 0; i < MR; i++) {
-        LLVMBasicBlockRef stb = LLVMAppendBasicBlockInContext(c->ctx, fn, "store");
-        LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fn, "next");
         LLVMValueRef oc = LLVMBuildAdd(c->b, oc0, cg_i64(c, i), "");
-        LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, oc, cg_i64(c, OC), ""), stb, next);
-        LLVMPositionBuilderAtEnd(c->b, stb);
+        cg_if st;
+        cg_if_begin(c, &st, LLVMBuildICmp(c->b, LLVMIntSLT, oc, cg_i64(c, OC), ""));
         LLVMValueRef oplane = cg_gep(c, out, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, smp, cg_i64(c, OC), ""), oc, ""),
                                                           cg_i64(c, OH * OW), ""));
         LLVMValueRef bv = bias ? cg_splat(c, cg_load(c, bias, ocs[i]), VW) : LLVMConstNull(vt);
-        for (int q = 0; q < NV; q++) {
-            LLVMValueRef v = cg_epilogue(c, node, cg_fadd(c, acc[i][q], bv, false));
-            LLVMValueRef qs = LLVMBuildAdd(c->b, q0, cg_i64(c, q * VW), "");
-            LLVMValueRef r0v = LLVMBuildUDiv(c->b, qs, cg_i64(c, W), "");
-            for (int64_t t = 0; t < rows_per_vec && t < 8; t++) {
-                /* Lanes of row r sit at out[r*OW + (q - r*W)] = out[q - r*(W - OW)]. */
-                LLVMValueRef rt = LLVMBuildAdd(c->b, r0v, cg_i64(c, t), "");
-                LLVMValueRef at = LLVMBuildSub(c->b, qs, LLVMBuildMul(c->b, rt, cg_i64(c, W - OW), ""), "");
-                cg_masked_store(c, v, cg_gep(c, oplane, at), lanes_row[q][t]);
-            }
-        }
-        LLVMBuildBr(c->b, next);
-        LLVMPositionBuilderAtEnd(c->b, next);
+        for (int q = 0; q < NV; q++) cg_grid_out_store(c, &go, q, cg_epilogue(c, node, cg_fadd(c, acc[i][q], bv, false)), oplane);
+        cg_if_end(c, &st);
     }
     cg_loop_end(c, &ot);
     cg_loop_end(c, &u);
@@ -137,6 +156,8 @@ static LLVMValueRef gen_conv2d_shifted(cg *c, int node) {
  * as it stores NCHW rows. Each output sums its taps in the same order whatever the split. */
 LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     const pn_node *nd = &c->g->nodes[node];
+    int pool = cg_fused_pool(c, node);
+    if (pool >= 0) return cg_gen_conv2d_pooled(c, node, pool);
     if (nd->ia[PN_CONV_SH] == 1 && nd->ia[PN_CONV_SW] == 1 && nd->ia[PN_CONV_PH] == 0 && nd->ia[PN_CONV_PW] == 0)
         return gen_conv2d_shifted(c, node);
     const pn_shape *xs = &c->g->nodes[nd->in[0]].shape;
@@ -153,9 +174,7 @@ LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     LLVMValueRef fn = cg_kernel_begin(c, node, 1);
     LLVMValueRef out = LLVMGetParam(fn, 0), in = LLVMGetParam(fn, 1);
     LLVMValueRef wts = c->params;
-    LLVMValueRef bias = nd->ia[PN_CONV_BIAS] ? cg_gep(c, c->params, cg_i64(c, align16(OC * K))) : NULL;
-    if (cg_folded_bn(c, node) >= 0) /* folded batchnorm: the prepared bias */
-        bias = cg_gep(c, c->params, cg_i64(c, c->fold_bias[node] - c->g->plan.param_offset[node]));
+    LLVMValueRef bias = cg_conv_bias(c, node);
     LLVMValueRef panel = c->scratch;
     LLVMValueRef N = pn_shape_batched(xs) ? c->n : cg_i64(c, xs->d[0]);
     LLVMValueRef lo, hi;

@@ -233,27 +233,33 @@ static LLVMValueRef gen_forward(cg *c, LLVMValueRef *stages) {
 
 /* ---- prepared parameters ------------------------------------------------------------------ */
 
-/* Plans the prepared buffer: a copy of the raw parameters, then the packed panels (and padded
- * bias) of every dense layer wide enough for the register-blocked kernel. */
+/* Plans the prepared buffer: a copy of the raw parameters, then the folded biases, then the
+ * packed panels (and padded bias) of every dense layer, and the packed weights of the convs whose
+ * kernels take lanes over channels. */
 static void plan_packing(cg *c) {
     const pn_graph *g = c->g;
     int VW, MR, NV;
     cg_gemm_shape(c, &VW, &MR, &NV);
-    int64_t NR = (int64_t)VW * NV, cur = g->plan.param_floats;
+    int64_t cur = g->plan.param_floats;
     c->pack_offset = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(int64_t));
+    c->pack_width = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(int64_t));
     c->fold_bias = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(int64_t));
     for (int i = 0; i < g->nnodes; i++) {
         const pn_node *n = &g->nodes[i];
         c->pack_offset[i] = -1;
         c->fold_bias[i] = -1;
-        if (n->op == PN_OP_CONV2D && g->plan.live[i] && cg_folded_bn(c, i) >= 0) {
+        if (!g->plan.live[i] || g->plan.fused[i]) continue;
+        if (n->op == PN_OP_CONV2D && cg_folded_bn(c, i) >= 0) {
             c->fold_bias[i] = cur;
             cur += (n->ia[PN_CONV_OUT] + 15) / 16 * 16;
         }
-        if (n->op != PN_OP_DENSE || !g->plan.live[i]) continue;
-        int64_t U = n->ia[PN_DENSE_UNITS], K = n->params[0].shape.d[1], NP = (U + NR - 1) / NR;
+        int64_t NR = n->op == PN_OP_DENSE ? (int64_t)VW * NV : n->op == PN_OP_CONV2D ? cg_conv_pack_width(c, i) : 0;
+        if (NR == 0) continue;
+        int64_t U = n->ia[0], K = n->params[0].shape.d[1], NP = (U + NR - 1) / NR; /* dense units or conv channels */
+        if (n->op == PN_OP_CONV2D) K *= n->ia[PN_CONV_KH] * n->ia[PN_CONV_KW];
         c->pack_offset[i] = cur;
-        cur += (NP * K * NR + NP * NR + 15) / 16 * 16;
+        c->pack_width[i] = NR;
+        cur += (NP * K * NR + (n->op == PN_OP_DENSE ? NP * NR : 0) + 15) / 16 * 16;
     }
     c->prepared_floats = cur;
 }
@@ -274,9 +280,6 @@ static void bn_scale_shift(cg *c, LLVMValueRef raw, int bn, LLVMValueRef ch, LLV
  * W[u][k] into panels. */
 static LLVMValueRef gen_prepare(cg *c) {
     const pn_graph *g = c->g;
-    int VW, MR, NV;
-    cg_gemm_shape(c, &VW, &MR, &NV);
-    int64_t NR = (int64_t)VW * NV;
     char name[128];
     snprintf(name, sizeof name, "%s__prepare", c->px);
     LLVMTypeRef args[2] = {c->ptr, c->ptr};
@@ -312,9 +315,12 @@ static LLVMValueRef gen_prepare(cg *c) {
     for (int n = 0; n < g->nnodes; n++) {
         if (c->pack_offset[n] < 0) continue;
         const pn_node *nd = &g->nodes[n];
-        int bn = cg_folded_bn(c, n);
-        int64_t U = nd->ia[PN_DENSE_UNITS], K = nd->params[0].shape.d[1], NP = (U + NR - 1) / NR;
-        LLVMValueRef w = cg_gep(c, raw, cg_i64(c, g->plan.param_offset[n]));
+        bool conv = nd->op == PN_OP_CONV2D;
+        /* A conv's weights are read after its batchnorm was folded into them, above. */
+        int bn = conv ? -1 : cg_folded_bn(c, n);
+        int64_t NR = c->pack_width[n], U = nd->ia[0], K = nd->params[0].shape.d[1], NP = (U + NR - 1) / NR;
+        if (conv) K *= nd->ia[PN_CONV_KH] * nd->ia[PN_CONV_KW];
+        LLVMValueRef w = cg_gep(c, conv ? prep : raw, cg_i64(c, g->plan.param_offset[n]));
         LLVMValueRef dst = cg_gep(c, prep, cg_i64(c, c->pack_offset[n]));
         /* dst[(p*K + k)*NR + j] = W[p*NR + j][k], zero past U. */
         cg_loop col;
@@ -332,6 +338,10 @@ static LLVMValueRef gen_prepare(cg *c) {
                                                           cg_i64(c, NR), ""), j, "");
         cg_store(c, v, dst, at);
         cg_loop_end(c, &k);
+        if (conv) { /* the kernel reads the bias where it is */
+            cg_loop_end(c, &col);
+            continue;
+        }
         LLVMValueRef bias = cg_f32(c, 0.0);
         if (nd->ia[PN_DENSE_BIAS]) {
             LLVMValueRef bsrc = cg_gep(c, w, cg_i64(c, (U * K + 15) / 16 * 16));
@@ -775,6 +785,7 @@ bool pn_codegen_emit(cg *c, pn_emit_kind kind, const char *path, char *err, size
 
 void pn_codegen_free(cg *c) {
     free(c->pack_offset);
+    free(c->pack_width);
     free(c->fold_bias);
     if (c->b) LLVMDisposeBuilder(c->b);
     if (c->mod) LLVMDisposeModule(c->mod);

@@ -1,6 +1,7 @@
 /* Kernels for dense and matmul. out[r, u] = sum_k x[r, k] * W[u, k] + b[u], then the fused
  * epilogue; work is split over (row, column) tiles so any thread count gives identical sums. */
 #include "cg.h"
+#include "../support/util.h"
 
 static int64_t align16(int64_t v) { return (v + 15) / 16 * 16; }
 
@@ -171,28 +172,49 @@ void cg_micro_tile_ex(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, in
                       LLVMValueRef acc[][8]) {
     int VW, MR, NV;
     cg_gemm_shape(c, &VW, &MR, &NV);
+    cg_micro_tile_win(c, arow, mr, NV, 1, 0, bpanel, NR, boffs, bmask, k0, k1, init, acc);
+}
+
+void cg_micro_tile_win(cg *c, LLVMValueRef *arow, int mr, int nv, int nwin, int64_t wstride, LLVMValueRef bpanel,
+                       int64_t NR, LLVMValueRef boffs, LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1,
+                       LLVMValueRef init[][8], LLVMValueRef acc[][8]) {
+    int VW, MR, NV;
+    cg_gemm_shape(c, &VW, &MR, &NV);
+    PN_ASSERT(nv * nwin <= 8 && mr <= 16 && (nwin == 1 || boffs));
+    int ncol = nv * nwin;
     LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
     cg_loop k;
     cg_loop_begin(c, &k, k0, k1, "k");
     for (int i = 0; i < mr; i++)
-        for (int j = 0; j < NV; j++) acc[i][j] = cg_loop_acc(c, &k, init[i][j]);
-    LLVMValueRef off = boffs ? LLVMBuildLoad2(c->b, c->i64, LLVMBuildInBoundsGEP2(c->b, c->i64, boffs, &k.iv, 1, ""), "")
-                             : LLVMBuildMul(c->b, k.iv, cg_i64(c, NR), "");
-    LLVMValueRef brow = cg_gep(c, bpanel, off);
+        for (int j = 0; j < ncol; j++) acc[i][j] = cg_loop_acc(c, &k, init[i][j]);
     LLVMValueRef b[8];
-    for (int j = 0; j < NV; j++) {
-        LLVMValueRef at = cg_gep(c, brow, cg_i64(c, j * VW));
-        if (bmask) {
-            b[j] = cg_masked_load(c, vt, at, bmask[j]);
+    for (int w = 0; w < nwin; w++) {
+        LLVMValueRef off;
+        if (boffs) {
+            LLVMValueRef at = LLVMBuildAdd(c->b, k.iv, cg_i64(c, w * wstride), "");
+            off = LLVMBuildLoad2(c->b, c->i64, LLVMBuildInBoundsGEP2(c->b, c->i64, boffs, &at, 1, ""), "");
         } else {
-            b[j] = LLVMBuildLoad2(c->b, vt, at, "");
-            LLVMSetAlignment(b[j], boffs ? 4 : (unsigned)(VW * 4 < 64 ? VW * 4 : 64));
+            off = LLVMBuildMul(c->b, k.iv, cg_i64(c, NR), "");
+        }
+        LLVMValueRef brow = cg_gep(c, bpanel, off);
+        for (int j = 0; j < nv; j++) {
+            LLVMValueRef at = cg_gep(c, brow, cg_i64(c, j * VW));
+            LLVMValueRef *bj = &b[w * nv + j];
+            if (bmask) {
+                *bj = cg_masked_load(c, vt, at, bmask[j]);
+            } else {
+                *bj = LLVMBuildLoad2(c->b, vt, at, "");
+                LLVMSetAlignment(*bj, boffs ? 4 : (unsigned)(VW * 4 < 64 ? VW * 4 : 64));
+            }
         }
     }
     for (int i = 0; i < mr; i++) {
         LLVMValueRef a = cg_splat(c, cg_load(c, arow[i], k.iv), VW);
-        for (int j = 0; j < NV; j++) cg_loop_next(&k, acc[i][j], cg_fma(c, a, b[j], acc[i][j]));
+        for (int j = 0; j < ncol; j++) cg_loop_next(&k, acc[i][j], cg_fma(c, a, b[j], acc[i][j]));
     }
+    /* Fully unrolled, the windows' constant offsets let loads be shared between them, and the
+     * registers spill. */
+    if (nwin > 1) k.unroll = 2;
     cg_loop_end(c, &k);
 }
 

@@ -58,18 +58,6 @@ static LLVMValueRef tk_end(cg *c) {
     return c->fn;
 }
 
-void cg_if_begin(cg *c, cg_if *f, LLVMValueRef cond) {
-    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "then");
-    f->done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "endif");
-    LLVMBuildCondBr(c->b, cond, then, f->done);
-    LLVMPositionBuilderAtEnd(c->b, then);
-}
-
-void cg_if_end(cg *c, cg_if *f) {
-    LLVMBuildBr(c->b, f->done);
-    LLVMPositionBuilderAtEnd(c->b, f->done);
-}
-
 static LLVMValueRef imin(cg *c, LLVMValueRef a, LLVMValueRef b) { return cg_smin(c, a, b); }
 static LLVMValueRef fsel(cg *c, LLVMValueRef cond, LLVMValueRef a, LLVMValueRef b) { return cg_select(c, cond, a, b); }
 static LLVMValueRef fgt0(cg *c, LLVMValueRef v) { return LLVMBuildFCmp(c->b, LLVMRealOGT, v, F(c, 0.0), ""); }

@@ -63,11 +63,6 @@ typedef struct pn_train_fns {
 bool cg_gen_training(cg *c, LLVMValueRef *segs, pn_train_fns *fns, char *err, size_t errlen);
 
 /* Helpers shared by grad.c and optim.c. */
-typedef struct cg_if {
-    LLVMBasicBlockRef done;
-} cg_if;
-void cg_if_begin(cg *c, cg_if *f, LLVMValueRef cond);
-void cg_if_end(cg *c, cg_if *f);
 /* Starts px__<name>(const int64_t *call, int64_t ith, int64_t nth); fields via cg_tcp/tci/tcf. */
 void cg_step_begin(cg *c, const char *name);
 LLVMValueRef cg_tcp(cg *c, int field);

@@ -6,9 +6,19 @@
 void pass_prune(pn_graph *g);        /* live: nodes the outputs need, training-only ones dropped */
 void pass_fold_batchnorm(pn_graph *g); /* batchnorm after conv2d/dense: folded into its weights */
 void pass_fuse(pn_graph *g);         /* fuse_next/fused: elementwise chains into their producer */
+void pass_fuse_pool(pn_graph *g);    /* maxpool over a conv2d chain: computed in the conv's kernel */
 void pass_plan_params(pn_graph *g);  /* param_offset, param_floats: one parameter buffer */
 void pass_plan_memory(pn_graph *g);  /* mem, arena sizes, chunk: one activation arena by liveness */
 void pass_plan_train(pn_graph *g);   /* tplan: what a training step computes and keeps, gradients */
+
+/* The geometry of a maxpool2d computed inside its conv2d's kernel (pass_fuse_pool). */
+typedef struct pn_pool_grid {
+    int64_t fh, fw;     /* phase factors: the pool's stride times the conv's */
+    int64_t rows, cols; /* of one phase plane; cols is also the stride of the kernel's lane grid */
+    int64_t lanes;      /* lanes of one window position's grid: (pooled rows - 1) * cols + pooled cols */
+    int64_t floats;     /* the phase planes of one sample: channels * fh * fw * rows * cols */
+} pn_pool_grid;
+void pn_pool_grid_of(const pn_graph *g, int conv, int pool, pn_pool_grid *out);
 
 typedef struct pn_pass {
     const char *name;

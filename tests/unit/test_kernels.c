@@ -106,6 +106,58 @@ static void test_conv_pool(void **s) {
                   "  output w = global_avgpool(c); }");
 }
 
+/* The number of maxpool2d nodes computed inside their conv's kernel (pass_fuse_pool). */
+static int pooled_convs(const char *src) {
+    compiled c;
+    compile_net(src, true, 3, &c);
+    int n = 0;
+    for (int i = 0; i < c.g->nnodes; i++) n += c.g->nodes[i].op == PN_OP_MAXPOOL2D && c.g->plan.fused[i];
+    release(&c);
+    return n;
+}
+
+/* conv2d + epilogue + maxpool2d in one kernel: lanes over pooled pixels (small K, or padding;
+ * phase planes built with vectors for a combined stride of 2, scalar otherwise) and lanes over
+ * channels (large K, no padding; channel counts that leave a partial panel). */
+static void test_conv_pool_fused(void **s) {
+    (void)s;
+    static const char *nets[] = {
+        /* pixel lanes: padding, odd sizes; a pooled map of 5 x 4 */
+        "network f1 { input x : f32[batch, 3, 11, 9]; output y = maxpool2d(relu(conv2d(x, 7, 3, padding = 1)), 2); }",
+        /* channel lanes: K = 180, 29 channels, 3 x 3 pooled */
+        "network f2 { input x : f32[batch, 20, 9, 8]; output y = maxpool2d(relu(conv2d(x, 29, 3)), 2); }",
+        /* conv stride 2 under pool stride 2: phase factor 4 (scalar planes), with padding */
+        "network f3 { input x : f32[batch, 2, 13, 11]; output y = maxpool2d(conv2d(x, 6, 3, stride = 2, padding = 1), 2); }",
+        /* channel lanes with strides and a non-square window of 6 positions; 1 x 1 pooled map */
+        "network f4 { input x : f32[batch, 24, 7, 9]; output y = maxpool2d(conv2d(x, 40, [3, 2], stride = 2), [2, 3]); }",
+        /* a folded batchnorm before, and an activation after, the pool; no bias */
+        "network f5 { input x : f32[batch, 4, 10, 10];\n"
+        "  output y = tanh(maxpool2d(relu(batchnorm(conv2d(x, 9, 3, bias = false))), 2)); }",
+        "network f6 { input x : f32[batch, 32, 6, 6];\n"
+        "  output y = sigmoid(maxpool2d(batchnorm(conv2d(x, 17, 3, bias = false)) * 0.5, 2)) - 1; }",
+        /* a pooled map wider than one vector of lanes (pixel lanes over several panels) */
+        "network f7 { input x : f32[batch, 1, 40, 37]; output y = maxpool2d(relu(conv2d(x, 5, 3)), 2); }",
+    };
+    for (size_t i = 0; i < sizeof nets / sizeof nets[0]; i++) {
+        assert_int_equal(pooled_convs(nets[i]), 1);
+        check_network(nets[i]);
+    }
+    /* Not fused: overlapping or padded windows, a conv value read twice, nine window positions,
+     * and a pool in another pipeline stage. */
+    static const char *kept[] = {
+        "network k1 { input x : f32[batch, 3, 9, 9]; output y = maxpool2d(conv2d(x, 4, 3), 3, stride = 2); }",
+        "network k2 { input x : f32[batch, 3, 9, 9]; output y = maxpool2d(conv2d(x, 4, 3), 2, padding = 1); }",
+        "network k3 { input x : f32[batch, 3, 9, 9]; c = relu(conv2d(x, 4, 3)); output y = maxpool2d(c, 2); output z = c; }",
+        "network k4 { input x : f32[batch, 3, 9, 9]; output y = maxpool2d(conv2d(x, 4, 3), 3); }",
+        "network k5 { input x : f32[batch, 3, 9, 9]; @partition(0) c = conv2d(x, 4, 3);\n"
+        "  @partition(1) { output y = maxpool2d(c, 2); } }",
+    };
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        assert_int_equal(pooled_convs(kept[i]), 0);
+        check_network(kept[i]);
+    }
+}
+
 static void test_norms(void **s) {
     (void)s;
     check_network("network nm { input x : f32[batch, 6, 5, 3]; input v : f32[batch, 13];\n"
@@ -230,7 +282,8 @@ int main(void) {
     (void)&pnetrt_barrier; /* the JIT resolves it in this process */
     setenv("PNET_ADAPTIVE_THREADS", "0", 1); /* small tests must still run on every thread */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dense),           cmocka_unit_test(test_conv_pool), cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_dense),           cmocka_unit_test(test_conv_pool), cmocka_unit_test(test_conv_pool_fused),
+        cmocka_unit_test(test_norms),
         cmocka_unit_test(test_folded_batchnorm), cmocka_unit_test(test_fused_constants),
         cmocka_unit_test(test_pipeline_stages), cmocka_unit_test(test_feature_shards),
         cmocka_unit_test(test_nested_in_caller_team),
