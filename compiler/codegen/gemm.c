@@ -286,25 +286,23 @@ LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel) {
     LLVMValueRef packed = cg_gep(c, c->params, cg_i64(c, pack_rel));
     LLVMValueRef bias = cg_gep(c, packed, cg_i64(c, NP * K * NR)); /* padded to NP * NR */
     bool has_bias = nd->ia[PN_DENSE_BIAS] != 0 || cg_folded_bn(c, node) >= 0;
-    /* The thread grid: panel groups first, so each thread streams only its share of the weights
-     * (the activations are the smaller operand), then row groups. */
+    /* Work items are (panel, row tile) pairs, panel-major; each thread takes a contiguous run of
+     * them, so it streams only its share of the weights (the activations are the smaller
+     * operand) and the threads' shares differ by at most one tile. @shard(features, K): K
+     * workers, each a slice of the output features. */
     LLVMValueRef RT = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, R, cg_i64(c, MR - 1), ""), cg_i64(c, MR), "RT");
-    LLVMValueRef Gc = cg_smax(c, cg_smin(c, c->nth, cg_i64(c, NP)), cg_i64(c, 1));
-    /* @shard(features, K): K workers (groups) each own a slice of the output features. */
-    if (nd->shard > 1) Gc = cg_smax(c, cg_smin(c, cg_smin(c, c->nth, cg_i64(c, nd->shard)), cg_i64(c, NP)), cg_i64(c, 1));
-    LLVMValueRef Gr = cg_smin(c, cg_smax(c, LLVMBuildSDiv(c->b, c->nth, Gc, ""), cg_i64(c, 1)), RT);
-    Gr = cg_smax(c, Gr, cg_i64(c, 1));
-    LLVMValueRef gr = LLVMBuildSDiv(c->b, c->ith, Gc, ""), gcol = LLVMBuildSRem(c->b, c->ith, Gc, "");
+    LLVMValueRef active = nd->shard > 1 ? cg_smin(c, c->nth, cg_i64(c, nd->shard)) : c->nth;
     LLVMBasicBlockRef work = LLVMAppendBasicBlockInContext(c->ctx, fn, "work");
     LLVMBasicBlockRef idle = LLVMAppendBasicBlockInContext(c->ctx, fn, "idle");
-    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, c->ith, LLVMBuildMul(c->b, Gr, Gc, ""), ""), work, idle);
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, c->ith, active, ""), work, idle);
     LLVMPositionBuilderAtEnd(c->b, idle);
     LLVMBuildRetVoid(c->b);
     LLVMPositionBuilderAtEnd(c->b, work);
-    LLVMValueRef rt_lo = LLVMBuildSDiv(c->b, LLVMBuildMul(c->b, RT, gr, ""), Gr, "");
-    LLVMValueRef rt_hi = LLVMBuildSDiv(c->b, LLVMBuildMul(c->b, RT, LLVMBuildAdd(c->b, gr, cg_i64(c, 1), ""), ""), Gr, "");
-    LLVMValueRef p_lo = LLVMBuildSDiv(c->b, LLVMBuildMul(c->b, cg_i64(c, NP), gcol, ""), Gc, "");
-    LLVMValueRef p_hi = LLVMBuildSDiv(c->b, LLVMBuildMul(c->b, cg_i64(c, NP), LLVMBuildAdd(c->b, gcol, cg_i64(c, 1), ""), ""), Gc, "");
+    LLVMValueRef items = LLVMBuildMul(c->b, RT, cg_i64(c, NP), "");
+    LLVMValueRef it_lo = LLVMBuildSDiv(c->b, LLVMBuildMul(c->b, items, c->ith, ""), active, "");
+    LLVMValueRef it_hi = LLVMBuildSDiv(c->b, LLVMBuildMul(c->b, items, LLVMBuildAdd(c->b, c->ith, cg_i64(c, 1), ""), ""), active, "");
+    LLVMValueRef p_lo = LLVMBuildSDiv(c->b, it_lo, RT, "");
+    LLVMValueRef p_hi = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, it_hi, LLVMBuildSub(c->b, RT, cg_i64(c, 1), ""), ""), RT, "");
     LLVMValueRef Rm1 = LLVMBuildSub(c->b, R, cg_i64(c, 1), "");
     int64_t nkc = (K + GEMM_KC - 1) / GEMM_KC;
     int tail = (int)(U - (NP - 1) * NR); /* valid columns of the last panel */
@@ -326,6 +324,9 @@ LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel) {
     for (int j = 0; j < NV; j++)
         bvec[j] = has_bias ? LLVMBuildLoad2(c->b, vt, cg_gep(c, bias, LLVMBuildAdd(c->b, col0, cg_i64(c, j * VW), "")), "")
                            : LLVMConstNull(vt);
+    LLVMValueRef pfirst = LLVMBuildMul(c->b, p.iv, RT, "");
+    LLVMValueRef rt_lo = cg_smax(c, LLVMBuildSub(c->b, it_lo, pfirst, ""), cg_i64(c, 0));
+    LLVMValueRef rt_hi = cg_smin(c, LLVMBuildSub(c->b, it_hi, pfirst, ""), RT);
     cg_loop rt;
     cg_loop_begin(c, &rt, rt_lo, rt_hi, "rt");
     LLVMValueRef r0 = LLVMBuildMul(c->b, rt.iv, cg_i64(c, MR), "r0");
