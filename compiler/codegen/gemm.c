@@ -162,7 +162,9 @@ void cg_masked_store(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask) {
     LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, ts, 2), f, args, 4, "");
 }
 
-enum { GEMM_KC = 512 };
+/* K block of the dense kernel: a 48-column panel slice of 1024 rows (192 KiB) stays in L2 while
+ * the thread's row tiles pass over it; 1024 measured 5-10% faster than 512 on mlp_l. */
+enum { GEMM_KC = 1024 };
 
 /* The inner product of a micro-tile: for k in [k0, k1), acc[i][j] += a_i[k] * b_k[j*VW ...], with
  * a_i[k] read from row pointer arow[i]. Row b_k is bpanel + k * NR, or, with a table of offsets,

@@ -95,6 +95,9 @@ static void test_dense(void **s) {
     (void)s;
     check_network("network dn { input x : f32[batch, 33]; output y = dense(x, 17); output z = dense(x, 5, bias = false); }");
     check_network("network d3 { input x : f32[batch, 3, 13]; output y = relu(dense(x, 19)); }");
+    /* K in three blocks of the register-tiled kernel, the last one partial; panels split
+     * between threads mid-panel. */
+    check_network("network dk { input x : f32[batch, 2100]; output y = relu(dense(x, 150)); }");
 }
 
 static void test_conv_pool(void **s) {
