@@ -486,12 +486,14 @@ static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValue
         size_t len = 0;
         for (int k = 0; k < n->ninputs && len < sizeof inputs - 1; k++)
             len += (size_t)snprintf(inputs + len, sizeof inputs - len, "%s%s", k ? ", " : "", g->nodes[n->in[k]].name);
-        const pn_mem *m = &p->mem[tail_of(p, i)];
+        /* The memory plan lists each stored value under the node that produces it: the last
+         * link of a fused chain (the pool of a pooled conv, say), not the kernel's node. */
+        const pn_mem *m = &p->mem[i];
+        bool stored = p->live[i] && p->fuse_next[i] < 0 && m->kind == PN_MEM_ARENA;
         LLVMValueRef f[] = {str(c, n->name), str(c, pn_ops[n->op].name), str(c, pn_shape_str(n->dtype, &n->shape, buf, sizeof buf)),
                             str(c, inputs), cg_i64(c, pn_node_param_count(n)), cg_i64(c, pn_node_flops(g, n)),
                             cg_i64(c, n->stage), cg_i64(c, n->shard),
-                            cg_i64(c, m->kind == PN_MEM_ARENA && !p->fused[i] ? m->offset : -1),
-                            cg_i64(c, m->kind == PN_MEM_ARENA && !p->fused[i] ? m->bytes : 0)};
+                            cg_i64(c, stored ? m->offset : -1), cg_i64(c, stored ? m->bytes : 0)};
         lay[nl++] = LLVMConstStructInContext(c->ctx, f, 10, 0);
     }
     for (int k = 0; k < g->noutputs; k++) {
