@@ -1,4 +1,5 @@
-/* Unit tests of the graph IR text form: print, parse back, print again; and its errors. */
+/* Unit tests of the graph IR text form: print, parse back, print again; its errors; and passes,
+ * fed text IR and compared as text IR. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "ir/graph.h"
+#include "passes/passes.h"
 
 static char *print_graph(const pn_graph *g) {
     char *buf = NULL;
@@ -111,11 +113,71 @@ static void test_errors(void **state) {
     expect_error(buf, "needs a 4-d NCHW input");
 }
 
+/* Runs the inference passes up to and including `last` on text IR and returns the printed graph. */
+static char *after_pass(const char *text, const char *last) {
+    char err[256];
+    pn_graph *g = pn_graph_parse(text, strlen(text), err, sizeof err);
+    if (!g) fail_msg("parse: %s", err);
+    for (int i = 0; i < pn_npasses; i++) {
+        pn_passes[i].run(g);
+        if (strcmp(pn_passes[i].name, last) == 0) break;
+    }
+    char *out = print_graph(g);
+    pn_graph_free(g);
+    return out;
+}
+
+#define H "network n stages=1 replicas=1 microbatches=1 schedule=gpipe\n"
+#define X "  x = input() : f32[batch,3,10,10] stage=0 shard=1\n"
+#define C "  c = conv2d(x) out_channels=4 kernel=[3,3] stride=[1,1] padding=[0,0] bias=true : f32[batch,4,8,8] stage=0 shard=1  # c.weight[4,3,3,3] c.bias[4]"
+#define R "  r = relu(c) : f32[batch,4,8,8] stage=0 shard=1"
+#define Y "  output y = p\n"
+
+/* fuse_pool: a maxpool2d with kernel = stride over a conv2d chain joins the chain; overlapping
+ * windows, padding, a second reader of the conv's value or another stage keep it separate. */
+static void test_pass_fuse_pool(void **state) {
+    (void)state;
+    static const char P2[] = "  p = maxpool2d(r) size=[2,2] stride=[2,2] padding=[0,0] : f32[batch,4,4,4] stage=0 shard=1 output";
+    static const char T[] = "  t = tanh(p) : f32[batch,4,4,4] stage=0 shard=1 output";
+    char *got = after_pass(H X C "\n" R "\n" "  p = maxpool2d(r) size=[2,2] stride=[2,2] padding=[0,0] : f32[batch,4,4,4] stage=0 shard=1\n"
+                           "  t = tanh(p) : f32[batch,4,4,4] stage=0 shard=1 output\n  output y = t\n", "fuse_pool");
+    char want[2048];
+    snprintf(want, sizeof want, "%s%s%s\n%s  # fused into c\n%.*s  # fused into c\n%s  # fused into c\n  output y = t\n", H, X, C, R,
+             (int)(strlen(P2) - 7), P2, T);
+    assert_string_equal(got, want);
+    free(got);
+    /* After fuse alone, the pool is still its own kernel. */
+    got = after_pass(H X C "\n" R "\n" "  p = maxpool2d(r) size=[2,2] stride=[2,2] padding=[0,0] : f32[batch,4,4,4] stage=0 shard=1 output\n" Y, "fuse");
+    snprintf(want, sizeof want, "%s%s%s\n%s  # fused into c\n%s\n%s", H, X, C, R, P2, Y);
+    assert_string_equal(got, want);
+    free(got);
+    static const char *kept[] = {
+        "  p = maxpool2d(r) size=[3,3] stride=[2,2] padding=[0,0] : f32[batch,4,3,3] stage=0 shard=1 output\n",
+        "  p = maxpool2d(r) size=[2,2] stride=[2,2] padding=[1,1] : f32[batch,4,5,5] stage=0 shard=1 output\n",
+        "  p = maxpool2d(r) size=[3,3] stride=[3,3] padding=[0,0] : f32[batch,4,2,2] stage=0 shard=1 output\n",
+    };
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+        char in[2048];
+        snprintf(in, sizeof in, "%s%s%s\n%s\n%s%s", H, X, C, R, kept[i], Y);
+        got = after_pass(in, "fuse_pool");
+        assert_null(strstr(strstr(got, "  p = "), "fused"));
+        free(got);
+    }
+    /* r is also an output: the conv's chain ends at r, and p reads it from memory. */
+    char in[2048];
+    snprintf(in, sizeof in, "%s%s%s\n  r = relu(c) : f32[batch,4,8,8] stage=0 shard=1 output\n%s\n  output y = p\n  output z = r\n", H, X, C, P2);
+    got = after_pass(in, "fuse_pool");
+    assert_non_null(strstr(got, "output  # fused into c"));
+    assert_null(strstr(strstr(got, "  p = "), "fused"));
+    free(got);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_round_trip_attributes),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_pass_fuse_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
