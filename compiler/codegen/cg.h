@@ -146,7 +146,8 @@ LLVMValueRef cg_conv_bias(cg *c, int node);
 LLVMValueRef cg_offset_table(cg *c, int node, LLVMValueRef *ov, int64_t n);
 /* Stores of a lane grid: lane l of vector j (of nv) of a panel starting at grid position q0 is
  * output (q / G, q % G) for q = q0 + j*VW + l, so one vector spans a few output rows; columns
- * >= ow and positions >= qmax are dropped. For each row a vector touches, one masked store. */
+ * >= ow and positions >= qmax are dropped. For each row a vector touches, one masked store, skipped
+ * when none of its lanes is in that row. */
 enum { CG_GRID_MAX_ROWS = 20 };
 typedef struct cg_grid_out {
     int nv, vw, rows;

@@ -51,7 +51,11 @@ void cg_grid_out_store(cg *c, const cg_grid_out *go, int j, LLVMValueRef v, LLVM
         /* Lanes of row r sit at out[r*ow + (q - r*G)] = out[q - r*(G - ow)]. */
         LLVMValueRef rt = LLVMBuildAdd(c->b, r0v, cg_i64(c, t), "");
         LLVMValueRef at = LLVMBuildSub(c->b, qs, LLVMBuildMul(c->b, rt, cg_i64(c, go->G - go->ow), ""), "");
+        LLVMValueRef bits = LLVMBuildBitCast(c->b, go->lanes_row[j][t], LLVMIntTypeInContext(c->ctx, (unsigned)go->vw), "");
+        cg_if any;
+        cg_if_begin(c, &any, LLVMBuildICmp(c->b, LLVMIntNE, bits, LLVMConstNull(LLVMTypeOf(bits)), ""));
         cg_masked_store(c, v, LLVMBuildGEP2(c->b, c->f32, plane, &at, 1, ""), go->lanes_row[j][t]);
+        cg_if_end(c, &any);
     }
 }
 
