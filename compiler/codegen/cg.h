@@ -129,6 +129,9 @@ void cg_micro_tile_win(cg *c, LLVMValueRef *arow, int mr, int nv, int nwin, int6
                        LLVMValueRef init[][8], LLVMValueRef acc[][8]);
 LLVMValueRef cg_splat(cg *c, LLVMValueRef s, int vw);
 LLVMValueRef cg_mask_const(cg *c, int vw, int valid);
+/* The i64 vector <0, 1, ..., vw-1>, and the lane mask base + lane < limit (i64 scalars, signed). */
+LLVMValueRef cg_lane_index(cg *c, int vw);
+LLVMValueRef cg_lanes_below(cg *c, int vw, LLVMValueRef base, LLVMValueRef limit);
 /* The lane masks of a panel's NV vectors: all lanes, or, when is_tail, the first `tail` columns. */
 void cg_panel_masks(cg *c, LLVMValueRef is_tail, int tail, LLVMValueRef *mask);
 LLVMValueRef cg_masked_load(cg *c, LLVMTypeRef vt, LLVMValueRef p, LLVMValueRef mask);

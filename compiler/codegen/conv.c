@@ -26,11 +26,9 @@ void cg_grid_out_init(cg *c, cg_grid_out *go, LLVMValueRef q0, int64_t G, int64_
     go->nv = NV, go->vw = VW, go->q0 = q0, go->G = G, go->ow = ow;
     go->rows = (int)((VW + G - 1) / G + 1);
     PN_ASSERT(go->rows <= CG_GRID_MAX_ROWS);
-    LLVMValueRef iota[64];
-    for (int l = 0; l < VW; l++) iota[l] = cg_i64(c, l);
     for (int q = 0; q < NV; q++) {
         LLVMValueRef qs = LLVMBuildAdd(c->b, q0, cg_i64(c, q * VW), "");
-        LLVMValueRef qv = LLVMBuildAdd(c->b, cg_splat(c, qs, VW), LLVMConstVector(iota, (unsigned)VW), "");
+        LLVMValueRef qv = LLVMBuildAdd(c->b, cg_splat(c, qs, VW), cg_lane_index(c, VW), "");
         LLVMValueRef rv = LLVMBuildUDiv(c->b, qv, cg_splat(c, cg_i64(c, G), VW), "");
         LLVMValueRef colv = LLVMBuildSub(c->b, qv, LLVMBuildMul(c->b, rv, cg_splat(c, cg_i64(c, G), VW), ""), "");
         LLVMValueRef ok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntULT, colv, cg_splat(c, cg_i64(c, ow), VW), ""),
@@ -394,10 +392,7 @@ LLVMValueRef cg_gen_pool(cg *c, int node) {
             LLVMValueRef ow0 = LLVMBuildAdd(c->b, fast_lo, LLVMBuildMul(c->b, vv.iv, cg_i64(c, VW), ""), "");
             LLVMValueRef nvalid = cg_smin(c, LLVMBuildSub(c->b, fast_hi, ow0, ""), cg_i64(c, VW));
             LLVMValueRef v = cg_epilogue(c, node, pool_vector(c, nd, ip, oh.iv, ow0, W, VW, nvalid));
-            LLVMValueRef lane[64], nv;
-            for (int i = 0; i < VW; i++) lane[i] = cg_i64(c, i);
-            nv = cg_splat(c, nvalid, VW);
-            cg_masked_store(c, v, cg_gep(c, orow, ow0), LLVMBuildICmp(c->b, LLVMIntSLT, LLVMConstVector(lane, (unsigned)VW), nv, ""));
+            cg_masked_store(c, v, cg_gep(c, orow, ow0), cg_lanes_below(c, VW, cg_i64(c, 0), nvalid));
             cg_loop_end(c, &vv);
             continue;
         }

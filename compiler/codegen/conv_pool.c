@@ -101,13 +101,12 @@ static void gen_phase_planes(cg *c, int node, const pn_pool_grid *pg, LLVMValueR
     LLVMValueRef xrow = cg_gep(c, x, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, ch, cg_i64(c, H * W), ""), LLVMBuildMul(c->b, rc, cg_i64(c, W), ""), ""));
     LLVMValueRef drow = cg_gep(c, plane0, LLVMBuildMul(c->b, li.iv, cg_i64(c, G), ""));
     if (Fw == 2) {
-        LLVMValueRef iota[64], even[64], odd[64];
+        LLVMValueRef even[64], odd[64];
         for (int l = 0; l < VW; l++) {
-            iota[l] = cg_i64(c, l);
             even[l] = LLVMConstInt(c->i32, (unsigned long long)(2 * l), 0);
             odd[l] = LLVMConstInt(c->i32, (unsigned long long)(2 * l + 1), 0);
         }
-        LLVMValueRef iv = LLVMConstVector(iota, (unsigned)VW), okv = cg_splat(c, row_ok, VW);
+        LLVMValueRef iv = cg_lane_index(c, VW), okv = cg_splat(c, row_ok, VW);
         cg_loop lj;
         cg_loop_begin(c, &lj, cg_i64(c, 0), cg_i64(c, (G + VW - 1) / VW), "j");
         LLVMValueRef j0 = LLVMBuildMul(c->b, lj.iv, cg_i64(c, VW), "");
@@ -119,7 +118,7 @@ static void gen_phase_planes(cg *c, int node, const pn_pool_grid *pg, LLVMValueR
                                                               cg_splat(c, cg_i64(c, W), VW), ""), "");
             half[h] = cg_masked_load(c, vt, LLVMBuildGEP2(c->b, c->f32, xrow, &col, 1, ""), m);
         }
-        LLVMValueRef sm = LLVMBuildICmp(c->b, LLVMIntSLT, LLVMBuildAdd(c->b, cg_splat(c, j0, VW), iv, ""), cg_splat(c, cg_i64(c, G), VW), "");
+        LLVMValueRef sm = cg_lanes_below(c, VW, j0, cg_i64(c, G));
         for (int b = 0; b < 2; b++) {
             LLVMValueRef v = LLVMBuildShuffleVector(c->b, half[0], half[1], LLVMConstVector(b ? odd : even, (unsigned)VW), "");
             cg_masked_store(c, v, cg_gep(c, drow, LLVMBuildAdd(c->b, cg_i64(c, b * PL), j0, "")), sm);
@@ -228,15 +227,11 @@ static LLVMValueRef gen_channel_lanes(cg *c, int node, int pool, pool_tile tile)
     /* Bias, epilogue, the maximum over window positions (in the pool kernel's order), then what
      * follows the pool; stored as [pixel][channel]. */
     LLVMValueRef oc0 = LLVMBuildMul(c->b, p.iv, cg_i64(c, NRc), "");
-    LLVMValueRef iota[64];
-    for (int l = 0; l < VW; l++) iota[l] = cg_i64(c, l);
     for (int j = 0; j < nv; j++) {
         LLVMValueRef ocj = LLVMBuildAdd(c->b, oc0, cg_i64(c, j * VW), "");
         LLVMValueRef bv = LLVMConstNull(vt);
         if (bias) {
-            LLVMValueRef m = LLVMBuildICmp(c->b, LLVMIntSLT, LLVMBuildAdd(c->b, cg_splat(c, ocj, VW), LLVMConstVector(iota, (unsigned)VW), ""),
-                                           cg_splat(c, cg_i64(c, OC), VW), "");
-            bv = cg_masked_load(c, vt, LLVMBuildGEP2(c->b, c->f32, bias, &ocj, 1, ""), m);
+            bv = cg_masked_load(c, vt, LLVMBuildGEP2(c->b, c->f32, bias, &ocj, 1, ""), cg_lanes_below(c, VW, ocj, cg_i64(c, OC)));
         }
         for (int i = 0; i < px; i++) {
             LLVMValueRef mx = NULL;

@@ -233,6 +233,18 @@ static LLVMValueRef gen_forward(cg *c, LLVMValueRef *stages) {
 
 /* ---- prepared parameters ------------------------------------------------------------------ */
 
+/* The weights of a dense or conv2d node as a matrix [rows][k]: dense [units][in], conv2d
+ * [out_channels][in_channels * KH * KW]. */
+static void weight_matrix(const pn_node *n, int64_t *rows, int64_t *k) {
+    *k = n->params[0].shape.d[1];
+    if (n->op == PN_OP_CONV2D) {
+        *rows = n->ia[PN_CONV_OUT];
+        *k *= n->ia[PN_CONV_KH] * n->ia[PN_CONV_KW];
+    } else {
+        *rows = n->ia[PN_DENSE_UNITS];
+    }
+}
+
 /* Plans the prepared buffer: a copy of the raw parameters, then the folded biases, then the
  * packed panels (and padded bias) of every dense layer, and the packed weights of the convs whose
  * kernels take lanes over channels. */
@@ -255,8 +267,9 @@ static void plan_packing(cg *c) {
         }
         int64_t NR = n->op == PN_OP_DENSE ? (int64_t)VW * NV : n->op == PN_OP_CONV2D ? cg_conv_pack_width(c, i) : 0;
         if (NR == 0) continue;
-        int64_t U = n->ia[0], K = n->params[0].shape.d[1], NP = (U + NR - 1) / NR; /* dense units or conv channels */
-        if (n->op == PN_OP_CONV2D) K *= n->ia[PN_CONV_KH] * n->ia[PN_CONV_KW];
+        int64_t U, K;
+        weight_matrix(n, &U, &K);
+        int64_t NP = (U + NR - 1) / NR;
         c->pack_offset[i] = cur;
         c->pack_width[i] = NR;
         cur += (NP * K * NR + (n->op == PN_OP_DENSE ? NP * NR : 0) + 15) / 16 * 16;
@@ -295,7 +308,8 @@ static LLVMValueRef gen_prepare(cg *c) {
     for (int n = 0; n < g->nnodes; n++) {
         if (c->fold_bias[n] < 0) continue;
         const pn_node *nd = &g->nodes[n];
-        int64_t OC = nd->ia[PN_CONV_OUT], K = nd->params[0].shape.d[1] * nd->ia[PN_CONV_KH] * nd->ia[PN_CONV_KW];
+        int64_t OC, K;
+        weight_matrix(nd, &OC, &K);
         LLVMValueRef w = cg_gep(c, raw, cg_i64(c, g->plan.param_offset[n]));
         LLVMValueRef pw = cg_gep(c, prep, cg_i64(c, g->plan.param_offset[n]));
         LLVMValueRef pb = cg_gep(c, prep, cg_i64(c, c->fold_bias[n]));
@@ -318,8 +332,9 @@ static LLVMValueRef gen_prepare(cg *c) {
         bool conv = nd->op == PN_OP_CONV2D;
         /* A conv's weights are read after its batchnorm was folded into them, above. */
         int bn = conv ? -1 : cg_folded_bn(c, n);
-        int64_t NR = c->pack_width[n], U = nd->ia[0], K = nd->params[0].shape.d[1], NP = (U + NR - 1) / NR;
-        if (conv) K *= nd->ia[PN_CONV_KH] * nd->ia[PN_CONV_KW];
+        int64_t U, K;
+        weight_matrix(nd, &U, &K);
+        int64_t NR = c->pack_width[n], NP = (U + NR - 1) / NR;
         LLVMValueRef w = cg_gep(c, conv ? prep : raw, cg_i64(c, g->plan.param_offset[n]));
         LLVMValueRef dst = cg_gep(c, prep, cg_i64(c, c->pack_offset[n]));
         /* dst[(p*K + k)*NR + j] = W[p*NR + j][k], zero past U. */

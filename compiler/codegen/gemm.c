@@ -130,6 +130,17 @@ LLVMValueRef cg_splat(cg *c, LLVMValueRef s, int vw) {
     return LLVMBuildShuffleVector(c->b, v, LLVMGetUndef(vt), LLVMConstVector(zero, (unsigned)vw), "");
 }
 
+LLVMValueRef cg_lane_index(cg *c, int vw) {
+    LLVMValueRef l[64];
+    for (int i = 0; i < vw; i++) l[i] = cg_i64(c, i);
+    return LLVMConstVector(l, (unsigned)vw);
+}
+
+LLVMValueRef cg_lanes_below(cg *c, int vw, LLVMValueRef base, LLVMValueRef limit) {
+    LLVMValueRef at = LLVMBuildAdd(c->b, cg_splat(c, base, vw), cg_lane_index(c, vw), "");
+    return LLVMBuildICmp(c->b, LLVMIntSLT, at, cg_splat(c, limit, vw), "");
+}
+
 LLVMValueRef cg_mask_const(cg *c, int vw, int valid) {
     LLVMValueRef m[64];
     for (int i = 0; i < vw; i++) m[i] = LLVMConstInt(c->i1, i < valid, 0);

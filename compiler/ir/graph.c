@@ -131,3 +131,16 @@ int64_t pn_node_flops(const pn_graph *g, const pn_node *n) {
     default: return out;
     }
 }
+
+int pn_fused_head(const pn_graph *g, int i) {
+    const pn_plan *p = &g->plan;
+    if (!p->fused || !p->fuse_next) return i;
+    while (p->fused[i]) {
+        int prev = -1;
+        for (int j = 0; j < g->nnodes && prev < 0; j++)
+            if (p->fuse_next[j] == i) prev = j;
+        if (prev < 0) break;
+        i = prev;
+    }
+    return i;
+}

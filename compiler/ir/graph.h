@@ -190,6 +190,9 @@ void pn_graph_add_output(pn_graph *g, const char *name, int node, pn_loc loc);
 int64_t pn_node_param_count(const pn_node *n);
 /* FLOPs per sample of a node (multiply-add = 2). */
 int64_t pn_node_flops(const pn_graph *g, const pn_node *n);
+/* After pass_fuse: the node whose kernel computes node i (i itself unless it is fused into a
+ * producer's epilogue chain). */
+int pn_fused_head(const pn_graph *g, int i);
 
 /* An op attribute in the text form: kind 'i' integer, 'b' boolean, 'p' pair of integers,
  * 'f' float (in fa[]), 'l' permutation of the node's rank. */

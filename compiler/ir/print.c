@@ -25,21 +25,6 @@ static void print_attrs(const pn_node *n, FILE *out) {
     }
 }
 
-/* After pass_fuse: the node whose kernel computes fused node i in its epilogue, else -1. */
-static int fused_head(const pn_graph *g, int i) {
-    const pn_plan *p = &g->plan;
-    if (!p->fused || !p->fuse_next || !p->fused[i]) return -1;
-    for (int guard = 0; guard < g->nnodes; guard++) {
-        int prev = -1;
-        for (int j = 0; j < g->nnodes && prev < 0; j++)
-            if (p->fuse_next[j] == i) prev = j;
-        if (prev < 0) return -1;
-        if (!p->fused[prev]) return prev;
-        i = prev;
-    }
-    return -1;
-}
-
 void pn_graph_print(const pn_graph *g, FILE *out) {
     fprintf(out, "network %s stages=%d replicas=%d microbatches=%d schedule=%s\n", g->name, g->nstages,
             g->replicas, g->microbatches, g->schedule == PN_SCHED_1F1B ? "1f1b" : "gpipe");
@@ -58,8 +43,8 @@ void pn_graph_print(const pn_graph *g, FILE *out) {
             pn_shape_str(PN_F32, &n->params[k].shape, buf, sizeof buf);
             fprintf(out, "%s%s.%s%s", k ? " " : "  # ", n->name, n->params[k].suffix, buf + 3);
         }
-        int head = fused_head(g, i);
-        if (head >= 0) fprintf(out, "%sfused into %s", n->nparams ? "; " : "  # ", g->nodes[head].name);
+        int head = pn_fused_head(g, i);
+        if (head != i) fprintf(out, "%sfused into %s", n->nparams ? "; " : "  # ", g->nodes[head].name);
         fprintf(out, "\n");
     }
     for (int i = 0; i < g->noutputs; i++)

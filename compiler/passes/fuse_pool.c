@@ -27,18 +27,6 @@ void pn_pool_grid_of(const pn_graph *g, int conv, int pool, pn_pool_grid *out) {
     out->floats = C * out->fh * out->fw * out->rows * out->cols;
 }
 
-/* The conv2d heading the fused chain whose last link is t, or -1. */
-static int chain_head(const pn_graph *g, int t) {
-    const pn_plan *p = &g->plan;
-    for (int h = 0; h < g->nnodes; h++) {
-        if (!p->live[h] || p->fused[h] || g->nodes[h].op != PN_OP_CONV2D) continue;
-        int e = h;
-        while (p->fuse_next[e] >= 0) e = p->fuse_next[e];
-        if (e == t) return h;
-    }
-    return -1;
-}
-
 void pass_fuse_pool(pn_graph *g) {
     pn_plan *p = &g->plan;
     int n = g->nnodes;
@@ -52,9 +40,9 @@ void pass_fuse_pool(pn_graph *g) {
             pl->ia[PN_POOL_PH] != 0 || pl->ia[PN_POOL_PW] != 0 || pl->shape.d[2] < 1 || pl->shape.d[3] < 1 ||
             pl->ia[PN_POOL_SH] * pl->ia[PN_POOL_SW] > POOL_MAX_WINDOW)
             continue;
-        int t = pl->in[0], h = chain_head(g, t);
-        if (h < 0) continue;
+        int t = pl->in[0], h = pn_fused_head(g, t);
         const pn_node *tn = &g->nodes[t], *cv = &g->nodes[h];
+        if (cv->op != PN_OP_CONV2D || !p->live[h]) continue;
         if (uses[t] != 1 || (tn->flags & PN_NODE_OUTPUT) || cv->stage != pl->stage || cv->shard > 1 || pl->shard > 1 ||
             p->fuse_next[t] >= 0 || pl->dtype != PN_F32)
             continue;
