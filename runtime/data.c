@@ -24,10 +24,11 @@
 
 /* ---- whole files ------------------------------------------------------------------------- */
 
-/* A file's bytes; buf[len] is always 0, so text can be scanned with strtod. */
+/* A file's bytes; buf[len] is always 0, so text can be scanned with strtod. gz: they were gunzipped. */
 typedef struct {
     unsigned char *buf;
     size_t len;
+    bool gz;
 } blob;
 
 static void blob_free(blob *b) {
@@ -104,6 +105,7 @@ static int gunzip(const char *path, blob *b, char *err, size_t errlen) {
 static int read_whole(const char *path, blob *out, char *err, size_t errlen) {
     out->buf = NULL;
     out->len = 0;
+    out->gz = false;
     FILE *f = fopen(path, "rb");
     if (!f) return pnetrt_io_fail(err, errlen, path, "cannot open: %s", strerror(errno));
     struct stat sb;
@@ -154,20 +156,72 @@ static int read_whole(const char *path, blob *out, char *err, size_t errlen) {
     buf[len] = 0;
     out->buf = buf;
     out->len = len;
-    if (len >= 2 && buf[0] == 0x1f && buf[1] == 0x8b && gunzip(path, out, err, errlen)) {
-        blob_free(out);
-        return -1;
+    if (len >= 2 && buf[0] == 0x1f && buf[1] == 0x8b) {
+        if (gunzip(path, out, err, errlen)) {
+            blob_free(out);
+            return -1;
+        }
+        out->gz = true;
     }
     return 0;
 }
 
-enum { FMT_CSV, FMT_NPY, FMT_IDX };
+enum { FMT_CSV, FMT_NPY, FMT_IDX, FMT_EMPTY, FMT_BINARY };
 
+#define DATA_TEXT_PROBE 4096 /* bytes of a first line looked at to tell text from binary */
+
+/* A control byte: never part of a CSV file's text (tab, CR and LF are). */
+static bool is_control(unsigned c) {
+    return (c < 0x20 && c != '\t' && c != '\r' && c != '\n') || c == 0x7f;
+}
+
+/* Text: the first line (or its first DATA_TEXT_PROBE bytes) holds no control byte and is well-formed UTF-8.
+   A bad byte on a later line is left to the CSV parser, which names the line. */
+static bool looks_text(const blob *b) {
+    size_t n = b->len < DATA_TEXT_PROBE ? b->len : DATA_TEXT_PROBE;
+    const unsigned char *p = b->buf;
+    for (size_t i = 0; i < n && p[i] != '\n';) {
+        unsigned c = p[i];
+        if (c < 0x80) {
+            if (is_control(c)) return false;
+            i++;
+            continue;
+        }
+        size_t more = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 0;
+        if (!more) return false; /* a continuation byte, an overlong lead (c0, c1) or beyond U+10FFFF */
+        for (size_t k = 1; k <= more; k++) {
+            if (i + k >= n) return true; /* cut off by the probe's end */
+            if ((p[i + k] & 0xc0) != 0x80) return false;
+        }
+        i += more + 1;
+    }
+    return true;
+}
+
+/* format := npy ("\x93NUMPY", or a cut-off prefix of it) | idx (00 00 ...) | empty | text (CSV) | binary */
 static int detect_format(const blob *b) {
+    if (b->len == 0) return FMT_EMPTY;
     size_t m = b->len < 6 ? b->len : 6;
-    if (m > 0 && !memcmp(b->buf, NPY_MAGIC, m)) return FMT_NPY; /* a cut-off magic is a truncated .npy */
+    if (!memcmp(b->buf, NPY_MAGIC, m)) return FMT_NPY; /* a cut-off magic is a truncated .npy */
     if (b->len >= 2 && b->buf[0] == 0 && b->buf[1] == 0) return FMT_IDX;
-    return FMT_CSV;
+    return looks_text(b) ? FMT_CSV : FMT_BINARY;
+}
+
+/* The error of a file whose format does not fit its role: an empty file, binary bytes of no known format, or (for
+   a labels file) text. */
+static int wrong_format(const char *path, const blob *b, int fmt, bool labels, char *err, size_t errlen) {
+    if (fmt == FMT_EMPTY) return pnetrt_io_fail(err, errlen, path, "is empty%s", b->gz ? " once decompressed" : "");
+    if (fmt == FMT_CSV)
+        return pnetrt_io_fail(err, errlen, path,
+                              "is not a .npy or IDX file (it is text; a CSV data file holds the labels in its last "
+                              "column(s))");
+    char bytes[16];
+    size_t n = b->len < 4 ? b->len : 4, k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += (size_t)snprintf(bytes + k, sizeof bytes - k, "%s%02x", i ? " " : "", b->buf[i]);
+    return pnetrt_io_fail(err, errlen, path, "is not a .npy%s file (%s starts with byte%s %s)",
+                          labels ? " or IDX" : ", IDX or CSV", b->gz ? "its decompressed content" : "it",
+                          n == 1 ? "" : "s", bytes);
 }
 
 /* ---- .npy and IDX arrays ----------------------------------------------------------------- */
@@ -247,7 +301,10 @@ static bool per_sample(const array *a, uint64_t *out) {
     return true;
 }
 
-static int parse_npy(const char *path, const blob *b, array *a, char *err, size_t errlen) {
+/* What a parsed array is read as: the samples, class ids or targets; the dtypes it may hold differ. */
+enum { ROLE_X, ROLE_CLASS, ROLE_TARGET };
+
+static int parse_npy(const char *path, const blob *b, int role, array *a, char *err, size_t errlen) {
     pnetrt_npy_view v;
     if (pnetrt_npy_parse(b->buf, b->len, path, &v, err, errlen)) return -1;
     if (v.kind == 'u' && v.itemsize == 1)
@@ -257,8 +314,10 @@ static int parse_npy(const char *path, const blob *b, array *a, char *err, size_
     else if (v.kind == 'f' && (v.itemsize == 4 || v.itemsize == 8))
         a->type = v.itemsize == 4 ? T_F32 : T_F64;
     else
-        return pnetrt_io_fail(err, errlen, path,
-                              "dtype '%s' is not supported; expected float32, float64, int32, int64 or uint8", v.descr);
+        return pnetrt_io_fail(err, errlen, path, "dtype '%s' is not supported; %s", v.descr,
+                              role == ROLE_CLASS    ? "class ids must be int32, int64 or uint8"
+                              : role == ROLE_TARGET ? "targets must be float32 or float64"
+                                                    : "expected float32, float64, int32, int64 or uint8");
     a->rank = v.rank;
     memcpy(a->shape, v.shape, sizeof a->shape);
     a->data = v.data;
@@ -312,9 +371,9 @@ static int parse_idx(const char *path, const blob *b, array *a, char *err, size_
     return 0;
 }
 
-static int parse_binary(const char *path, const blob *b, int fmt, array *a, char *err, size_t errlen) {
+static int parse_binary(const char *path, const blob *b, int fmt, int role, array *a, char *err, size_t errlen) {
     memset(a, 0, sizeof *a);
-    return fmt == FMT_NPY ? parse_npy(path, b, a, err, errlen) : parse_idx(path, b, a, err, errlen);
+    return fmt == FMT_NPY ? parse_npy(path, b, role, a, err, errlen) : parse_idx(path, b, a, err, errlen);
 }
 
 /* The samples of X: n = shape[0], each `features` values converted to float (IDX bytes divided by 255). */
@@ -466,17 +525,19 @@ static int load_csv(const char *path, const blob *b, int64_t features, int kind,
         if (!is_blank(ls, le)) rows++;
     }
     if (rows == 0) return pnetrt_io_fail(err, errlen, path, "empty file: no data rows");
-    uint64_t nx, nt, bx, bt;
+    uint64_t nx, nt, bx, bt, bl;
     if (!pnetrt_io_mul_u64(rows, (uint64_t)features, &nx) || !pnetrt_io_mul_u64(nx, sizeof(float), &bx) ||
         !pnetrt_io_mul_u64(rows, (uint64_t)label_cols, &nt) || !pnetrt_io_mul_u64(nt, sizeof(float), &bt) ||
-        bx > SIZE_MAX || bt > SIZE_MAX)
+        !pnetrt_io_mul_u64(rows, sizeof(int64_t), &bl) || bx > SIZE_MAX || bt > SIZE_MAX || bl > SIZE_MAX)
         return pnetrt_io_fail(err, errlen, path, "too many values to hold in memory");
     out->x = malloc((size_t)bx);
+    out->line = malloc((size_t)bl);
     if (kind == PNETRT_LABELS_CLASS)
         out->labels = malloc((size_t)rows * sizeof *out->labels);
     else
         out->targets = malloc((size_t)bt);
-    if (!out->x || (!out->labels && !out->targets)) return pnetrt_io_fail(err, errlen, path, "out of memory");
+    if (!out->x || !out->line || (!out->labels && !out->targets))
+        return pnetrt_io_fail(err, errlen, path, "out of memory");
     out->n = (int64_t)rows;
     out->features = features;
     out->target_elems = kind == PNETRT_LABELS_CLASS ? 0 : target_elems;
@@ -486,7 +547,13 @@ static int load_csv(const char *path, const blob *b, int64_t features, int kind,
         const char *ls = p;
         p = next_line(p, end, &le);
         line++;
+        for (const char *q = ls; q < le; q++)
+            if (is_control((unsigned char)*q))
+                return csv_fail(err, errlen, path, line,
+                                "byte 0x%02x at position %td is a control character; a CSV file is plain text",
+                                (unsigned char)*q, q - ls + 1);
         if (is_blank(ls, le)) continue;
+        out->line[row] = line;
         int64_t found = 1;
         for (const char *q = ls; q < le; q++)
             found += *q == ',';
@@ -560,6 +627,11 @@ static int load(const char *data_path, const char *labels_path, int64_t features
     blob b;
     if (read_whole(data_path, &b, err, errlen)) return -1;
     int fmt = detect_format(&b);
+    if (fmt == FMT_EMPTY || fmt == FMT_BINARY) {
+        wrong_format(data_path, &b, fmt, false, err, errlen);
+        blob_free(&b);
+        return -1;
+    }
     if (fmt == FMT_CSV) {
         int rc = labels_path ? pnetrt_io_fail(err, errlen, data_path,
                                               "is CSV, whose last column(s) hold the labels; pass no labels file")
@@ -573,17 +645,18 @@ static int load(const char *data_path, const char *labels_path, int64_t features
         blob_free(&b);
         return pnetrt_io_fail(err, errlen, data_path, "is %s file, which needs a labels file", what);
     }
-    int rc =
-        parse_binary(data_path, &b, fmt, &a, err, errlen) || take_x(data_path, &a, fmt, features, out, err, errlen);
+    int rc = parse_binary(data_path, &b, fmt, ROLE_X, &a, err, errlen) ||
+             take_x(data_path, &a, fmt, features, out, err, errlen);
     blob_free(&b);
     if (rc) return -1;
 
     if (read_whole(labels_path, &b, err, errlen)) return -1;
     fmt = detect_format(&b);
-    if (fmt == FMT_CSV)
-        rc = pnetrt_io_fail(err, errlen, labels_path, "is not a .npy or IDX file");
+    if (fmt != FMT_NPY && fmt != FMT_IDX)
+        rc = wrong_format(labels_path, &b, fmt, true, err, errlen);
     else
-        rc = parse_binary(labels_path, &b, fmt, &a, err, errlen) ||
+        rc = parse_binary(labels_path, &b, fmt, kind == PNETRT_LABELS_CLASS ? ROLE_CLASS : ROLE_TARGET, &a, err,
+                          errlen) ||
              take_labels(labels_path, data_path, &a, kind, classes, target_elems, out, err, errlen);
     blob_free(&b);
     return rc ? -1 : 0;
@@ -605,5 +678,15 @@ void pnetrt_data_free(pnetrt_data *d) {
     free(d->x);
     free(d->labels);
     free(d->targets);
+    free(d->line);
     memset(d, 0, sizeof *d);
+}
+
+const char *pnetrt_data_where(const pnetrt_data *d, const char *path, int64_t i, char *buf, size_t len) {
+    if (!buf || !len) return "";
+    if (d && d->line && i >= 0 && i < d->n)
+        snprintf(buf, len, "%s:%" PRId64, path, d->line[i]);
+    else
+        snprintf(buf, len, "%s: record %" PRId64, path, i);
+    return buf;
 }

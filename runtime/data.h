@@ -31,14 +31,19 @@
  *   - IDX (bytes 00 00 then type 08 = uint8 or 0D = float32, then the number of dims; big-endian dims):
  *     uint8 images become floats divided by 255, float32 ones are kept as is. Labels: an idx1 uint8 file of
  *     class ids, or a float32 IDX of targets. The two files of a pair may mix .npy and IDX.
- *   - anything else is CSV: numeric, comma-separated, no header; each row holds `features` values then the
+ *   - text is CSV: numeric, comma-separated, no header; each row holds `features` values then the
  *     label: one integer column (class kind; "3.0" is accepted) or target_elems float columns (target kind).
  *     Blank lines are skipped; CRLF line ends and a UTF-8 BOM are accepted. labels_path must be NULL.
+ *     Text means: the first line (at most its first 4 KiB) holds no control byte but tab and CR, and is
+ *     well-formed UTF-8. A control byte on a later line is a "PATH:LINE:" error.
+ *   - anything else is an error: an empty file "is empty"; other bytes are "not a .npy, IDX or CSV file (it
+ *     starts with bytes ff fe 08 03)". A labels file must be .npy or IDX.
  * Every value must be finite, and class ids must lie in [0, classes).
  *
  * Errors: non-zero, with a one-line message in err (size errlen; err may be NULL): "PATH: problem",
  * "PATH:LINE: problem" for CSV, or "PATH: record N: problem" for a bad value of sample N (counting from 0).
- * Nothing aborts on bad input, and *out is left zeroed on failure.
+ * Nothing aborts on bad input, and *out is left zeroed on failure. Callers that check the samples further name
+ * a bad one the same way through pnetrt_data_where.
  */
 
 #ifdef __cplusplus
@@ -52,6 +57,7 @@ typedef struct pnetrt_data {
     int32_t *labels;      /* n class ids (kind PNETRT_LABELS_CLASS), else NULL */
     float *targets;       /* n * target_elems floats (kind PNETRT_LABELS_TARGET), else NULL */
     int64_t target_elems; /* 0 for kind PNETRT_LABELS_CLASS */
+    int64_t *line;        /* n 1-based line numbers of a CSV file's samples (blank lines counted), else NULL */
 } pnetrt_data;
 
 enum { PNETRT_LABELS_CLASS = 0, PNETRT_LABELS_TARGET = 1 };
@@ -64,6 +70,9 @@ int pnetrt_data_load(const char *data_path, const char *labels_path, int64_t fea
                      int64_t target_elems, pnetrt_data *out, char *err, size_t errlen);
 /* Frees the arrays and clears *d; safe on a zeroed struct. */
 void pnetrt_data_free(pnetrt_data *d);
+/* Where sample i of d (loaded from path) was read, for a message: "PATH:LINE" for CSV, else "PATH: record I".
+   Writes buf (size len) and returns it. */
+const char *pnetrt_data_where(const pnetrt_data *d, const char *path, int64_t i, char *buf, size_t len);
 
 /* ---- internal: implemented in npy.c for data.c -------------------------------------------- */
 

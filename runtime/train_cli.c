@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -95,6 +96,9 @@ static int io_shape(const pnetrt_desc *d, int64_t *features, int *kind, int64_t 
     return 0;
 }
 
+/* Loads a data set and checks it against the network's input: an i32 input (embedding ids) takes
+ * integers, within the vocabulary [0, limit) when it has one. A bad value is named by its CSV
+ * line or its record, before any training starts. */
 static int load(const pnetrt_desc *d, const char *data, const char *labels, pnetrt_data *out) {
     int64_t features = 0, te = 0;
     int kind = 0;
@@ -102,12 +106,23 @@ static int load(const pnetrt_desc *d, const char *data, const char *labels, pnet
     char err[512];
     if (pnetrt_data_load(data, labels, features, kind, d->train->classes, te, out, err, sizeof err))
         return pnetrt_die("%s", err);
-    if (d->inputs[0].dtype == 1) {
-        /* An i32 input (embedding ids): the values must be integers. */
-        for (int64_t i = 0; i < out->n * out->features; i++)
-            if (out->x[i] != floorf(out->x[i]) || fabsf(out->x[i]) > 2147483647.0f)
-                return pnetrt_die("%s: record %lld: input '%s' takes integers, not %g", data, (long long)(i / out->features),
-                           d->inputs[0].name, (double)out->x[i]);
+    const pnetrt_tensor_desc *in = &d->inputs[0];
+    if (in->dtype != 1) return 0;
+    for (int64_t i = 0; i < out->n * out->features; i++) {
+        float v = out->x[i];
+        char where[4200];
+        if (v != floorf(v))
+            return pnetrt_die("%s: input '%s' takes integers, not %g",
+                              pnetrt_data_where(out, data, i / out->features, where, sizeof where), in->name,
+                              (double)v);
+        if (in->limit > 0 && (v < 0 || (double)v >= (double)in->limit))
+            return pnetrt_die("%s: input '%s' holds %.0f, outside the vocabulary [0, %lld)",
+                              pnetrt_data_where(out, data, i / out->features, where, sizeof where), in->name, (double)v,
+                              (long long)in->limit);
+        if (fabsf(v) > 2147483647.0f)
+            return pnetrt_die("%s: input '%s' holds %.0f, outside the int32 range",
+                              pnetrt_data_where(out, data, i / out->features, where, sizeof where), in->name,
+                              (double)v);
     }
     return 0;
 }
@@ -186,7 +201,9 @@ static void on_sigint(int sig) {
     interrupted = 1;
 }
 
-static int open_trainer(const pnetrt_desc *d, const topts *o, pnetrt_model **m) {
+/* A model for training or evaluation, with the parameters of o->weights (parameters and buffers only,
+ * as `infer --weights` reads them), or else the embedded ones, or else, when init, drawn from the seed. */
+static int open_trainer(const pnetrt_desc *d, const topts *o, bool init, pnetrt_model **m) {
     if (pnetrt_create(m, d, o->weights)) {
         int r = pnetrt_die("%s", pnetrt_last_error(*m));
         pnetrt_destroy(*m);
@@ -199,7 +216,7 @@ static int open_trainer(const pnetrt_desc *d, const topts *o, pnetrt_model **m) 
     if (!rc && o->have_lr) rc = pnetrt_set_lr(*m, o->lr);
     uint64_t seed = o->have_seed ? (uint64_t)o->seed : (uint64_t)d->train->seed;
     if (!rc) rc = pnetrt_set_train_seed(*m, seed);
-    if (!rc && !o->weights && seed != 0) pnetrt_init_params(d, pnetrt_params_mut(*m), seed);
+    if (!rc && init && !o->weights && seed != 0) pnetrt_init_params(d, pnetrt_params_mut(*m), seed);
     if (o->microbatches > 0 && d->nstages <= 1)
         fprintf(stderr, "%s: note: --microbatches has no effect: the network has no pipeline stages\n", pnetrt_prog);
     else if (o->microbatches > 0 && !d->train->nstages)
@@ -215,6 +232,32 @@ static int open_trainer(const pnetrt_desc *d, const topts *o, pnetrt_model **m) 
     return rc;
 }
 
+/* Fails now, not after an epoch of work, when a checkpoint cannot be written at path: the path names
+ * a directory, or its directory is missing or not writable. Creates nothing. */
+static int check_save(const char *path) {
+    struct stat sb;
+    if (!*path) return pnetrt_die("--save needs a file name");
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return pnetrt_die("%s: --save names a directory; give a file such as %s%scheckpoint.safetensors", path, path,
+                          path[strlen(path) - 1] == '/' ? "" : "/");
+    char dir[4096];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir) return pnetrt_die("%s: path too long", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        slash[1] = 0;
+    else
+        *slash = 0;
+    if (stat(dir, &sb) != 0)
+        return pnetrt_die("%s: cannot write a checkpoint there: %s: %s", path, dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return pnetrt_die("%s: cannot write a checkpoint there: %s is not a directory", path, dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return pnetrt_die("%s: cannot write a checkpoint there: %s: %s", path, dir, strerror(errno));
+    return 0;
+}
+
 int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
     if (parse_opts(argc, argv,
@@ -223,6 +266,9 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
                    &o))
         return 1;
     if (!o.data) return pnetrt_die("train needs --data FILE");
+    if (o.val_labels && !o.val)
+        return pnetrt_die("--val-labels %s needs --val FILE, the validation data", o.val_labels);
+    if (o.save && check_save(o.save)) return 1;
     int64_t features = 0, te = 0;
     int kind = 0;
     if (io_shape(d, &features, &kind, &te)) return 1;
@@ -233,7 +279,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
         return 1;
     }
     pnetrt_model *m = NULL;
-    if (open_trainer(d, &o, &m)) {
+    if (open_trainer(d, &o, true, &m)) {
         pnetrt_data_free(&ds);
         pnetrt_data_free(&vs);
         return 1;
@@ -267,15 +313,6 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
             pnetrt_data_free(&vs);
             return rc;
         }
-    }
-    if (o.save) {
-        /* Fail now, not after an epoch of work, when the checkpoint cannot be written there. */
-        char dir[4096];
-        snprintf(dir, sizeof dir, "%s", o.save);
-        char *slash = strrchr(dir, '/');
-        if (slash) *(slash == dir ? slash + 1 : slash) = 0;
-        else snprintf(dir, sizeof dir, ".");
-        if (access(dir, W_OK) != 0) rc = pnetrt_die("%s: cannot write a checkpoint there: %s", o.save, strerror(errno));
     }
     if (!rc) rc = pnetrt_set_train_order(m, B, shuffle ? 1 : 0);
     uint64_t seed = pnetrt_train_seed(m);
@@ -363,13 +400,13 @@ int pnetrt_cmd_eval(const pnetrt_desc *d, int argc, char **argv) {
     if (!o.data) return pnetrt_die("eval needs --data FILE");
     if (!o.weights && !d->embedded) return pnetrt_die("eval needs --weights W.safetensors (the network has no embedded weights)");
     pnetrt_data ds = {0};
-    if (load(d, o.data, o.labels, &ds)) return 1;
+    if (load(d, o.data, o.labels, &ds)) {
+        pnetrt_data_free(&ds);
+        return 1;
+    }
+    /* Only the parameters and buffers: a checkpoint of any optimizer, or plain weights, will do. */
     pnetrt_model *m = NULL;
-    topts w = o;
-    w.weights = NULL;
-    int rc = open_trainer(d, &w, &m);
-    int64_t ep, bt;
-    if (!rc && o.weights && pnetrt_load(m, o.weights, &ep, &bt)) rc = pnetrt_die("%s", pnetrt_last_error(m));
+    int rc = open_trainer(d, &o, false, &m);
     double loss = 0, acc = 0;
     if (!rc) rc = evaluate(d, m, &ds, o.batch ? o.batch : 256, &loss, &acc);
     if (!rc) {
@@ -391,7 +428,7 @@ int pnetrt_cmd_bench_train(const pnetrt_desc *d, int argc, char **argv) {
     int64_t B = o.batch ? o.batch : d->train->batch > 0 ? d->train->batch : 32;
     double secs = o.seconds > 0 ? o.seconds : 2.0;
     pnetrt_model *m = NULL;
-    if (open_trainer(d, &o, &m)) return 1;
+    if (open_trainer(d, &o, true, &m)) return 1;
     float *x = malloc((size_t)(B * features) * 4);
     void *y = malloc((size_t)(B * (kind == PNETRT_LABELS_CLASS ? 1 : te)) * 4);
     if (!x || !y) return pnetrt_die("out of memory");

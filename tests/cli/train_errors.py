@@ -176,6 +176,148 @@ expect_error("--weights of a text file", [net, "train", "--data", good_csv, "--w
 expect_error("unwritable --save", [net, "train", "--data", good_csv, "--epochs", "1", "--save", "/nonexistent/dir/c.safetensors"],
              "/nonexistent/dir/c.safetensors")
 
+# Files of no known format: named as empty or binary, never taken for CSV.
+idx_labels = text("l.idx", b"\x00\x00\x08\x01" + struct.pack(">I", N) + bytes(i % CLASSES for i in range(N)), "wb")
+ff = text("i_ff.idx", b"\xff\xfe\x08\x03" + struct.pack(">III", N, 4, 5) + bytes(N * FEATURES), "wb")
+expect_error("IDX with a broken magic, with labels", [net, "train", "--data", ff, "--labels", idx_labels],
+             "i_ff.idx: is not a .npy, IDX or CSV file (it starts with bytes ff fe 08 03)")
+expect_error("IDX with a broken magic, without labels", [net, "train", "--data", ff], "i_ff.idx: is not a .npy, IDX or CSV file")
+empty_idx = text("e.idx", b"", "wb")
+expect_error("empty data file with labels", [net, "train", "--data", empty_idx, "--labels", idx_labels], "e.idx: is empty")
+expect_error("empty labels file", [net, "train", "--data", x, "--labels", empty_idx], "e.idx: is empty")
+rand = bytes((i * 2654435761 >> 7) & 0xff for i in range(3000))
+rand_gz = text("rand.gz", gzip.compress(rand), "wb")
+expect_error("gzip of random bytes with labels", [net, "train", "--data", rand_gz, "--labels", idx_labels],
+             "rand.gz: is not a .npy, IDX or CSV file (its decompressed content starts with bytes")
+expect_error("random labels file", [net, "train", "--data", x, "--labels", text("rand.bin", rand, "wb")],
+             "rand.bin: is not a .npy or IDX file (it starts with bytes")
+expect_error("CSV labels file", [net, "train", "--data", x, "--labels", good_csv], "good.csv: is not a .npy or IDX file (it is text")
+nul = text("nul.csv", ("".join(rows[:2]) + rows[2].replace(",", ",\0", 1) + "".join(rows[3:])).encode(), "wb")
+expect_error("CSV with a NUL byte", [net, "train", "--data", nul], "nul.csv:3: byte 0x00 at position")
+y16 = path("y16.npy")
+with open(y16, "wb") as f:
+    h = "{'descr': '<i2', 'fortran_order': False, 'shape': (%d,), }" % N
+    h += " " * (64 - (10 + len(h) + 1) % 64) + "\n"
+    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h.encode() + struct.pack("<%dh" % N, *range(N)))
+expect_error("int16 labels", [net, "train", "--data", x, "--labels", y16], "y16.npy: dtype '<i2' is not supported; class ids must be")
+
+# Embedding ids (tests/train/cases/misc.pnet: 6 ids in [0, 11), 5 classes), checked as the data loads:
+# by CSV line (blank lines counted) or .npy record, for --data, --val and eval's --data.
+misc = path("misc")
+rc, _, err = run(PNETC, os.path.join(SRC, "tests", "train", "cases", "misc.pnet"), "-o", misc)
+check("compile misc", rc == 0, err)
+id_rows = ["%s,%d\n" % (",".join(str((i * 3 + k) % 11) for k in range(6)), i % 5) for i in range(10)]
+ids_good = text("ids.csv", "".join(id_rows))
+ids_oob = text("ids_oob.csv", "".join(id_rows[:3]) + "\n" + id_rows[3].replace(",", ",11,", 1).replace(",", "", 1)[1:] +
+               "".join(id_rows[4:]))
+rc, out, err = run(misc, "train", "--data", ids_good, "--epochs", "1")
+check("good ids train", rc == 0 and "epoch 1/1" in out, out + err)
+expect_error("id outside the vocabulary, CSV", [misc, "train", "--data", ids_oob],
+             "ids_oob.csv:5: input 'ids' holds 11, outside the vocabulary [0, 11)")
+ids_neg = text("ids_neg.csv", "".join(id_rows[:1]) + "-1" + id_rows[1][id_rows[1].index(","):] + "".join(id_rows[2:]))
+expect_error("negative id, CSV", [misc, "train", "--data", ids_neg], "ids_neg.csv:2: input 'ids' holds -1, outside the vocabulary")
+ids_frac = text("ids_frac.csv", "".join(id_rows[:3]) + "2.5" + id_rows[3][id_rows[3].index(","):] + "".join(id_rows[4:]))
+expect_error("fractional id, CSV", [misc, "train", "--data", ids_frac], "ids_frac.csv:4: input 'ids' takes integers, not 2.5")
+ids_npy = npy("ids.npy", "f4", [10, 6], [float((i * 3 + k) % 11) for i in range(10) for k in range(6)][:46] + [11.0] +
+              [0.0] * 13)
+ids_y = npy("ids_y.npy", "i4", [10], [i % 5 for i in range(10)])
+expect_error("id outside the vocabulary, .npy", [misc, "train", "--data", ids_npy, "--labels", ids_y],
+             "ids.npy: record 7: input 'ids' holds 11, outside the vocabulary [0, 11)")
+rc, out, err = run(misc, "train", "--data", ids_good, "--val", ids_oob, "--epochs", "2")
+check("bad --val ids fail before training", rc == 1 and "epoch" not in out and "ids_oob.csv:5: input 'ids'" in err and
+      len(err.strip().splitlines()) == 1, f"(rc={rc}, stdout={out!r}, stderr={err.strip()!r})")
+mck = path("misc.safetensors")
+rc, out, err = run(misc, "train", "--data", ids_good, "--epochs", "1", "--save", mck)
+check("misc saves a checkpoint", rc == 0, err)
+expect_error("eval of bad ids", [misc, "eval", "--data", ids_oob, "--weights", mck], "ids_oob.csv:5: input 'ids' holds 11")
+
+# Options checked before any training: --val-labels needs --val; --save must name a file in a
+# writable directory.
+rc, out, err = run(net, "train", "--data", good_csv, "--val-labels", y, "--epochs", "1")
+check("--val-labels without --val", rc == 1 and "--val-labels" in err and "--val FILE" in err and "epoch" not in out,
+      f"(rc={rc}, stderr={err.strip()!r})")
+for name, target in [("a directory", TMP), ("a directory with a slash", TMP + "/"),
+                     ("a path under a file", os.path.join(good_csv, "c.safetensors")),
+                     ("a missing directory", path("nodir/c.safetensors"))]:
+    rc, out, err = run(net, "train", "--data", good_csv, "--epochs", "1", "--save", target)
+    check(f"--save {name} fails before training", rc == 1 and "epoch" not in out and target in err and
+          len(err.strip().splitlines()) == 1 and not os.path.exists(os.path.join(TMP, ".tmp")),
+          f"(rc={rc}, stdout={out!r}, stderr={err.strip()!r})")
+before = set(os.listdir(TMP))
+rc, out, err = run(net, "train", "--data", path("nope.csv"), "--save", path("new.safetensors"))
+check("--save checks create nothing", rc == 1 and set(os.listdir(TMP)) == before, f"(rc={rc}, stderr={err.strip()!r})")
+
+
+def strip_checkpoint(src, dst, edit=None):
+    """Writes the parameters of checkpoint src as plain weights (no optimizer state, no metadata);
+    edit(name, bytes) may change a tensor's bytes."""
+    blob = open(src, "rb").read()
+    hlen = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + hlen])
+    out, data = {}, b""
+    for name, t in header.items():
+        if name == "__metadata__" or name.startswith("optimizer."):
+            continue
+        b = blob[8 + hlen + t["data_offsets"][0]:8 + hlen + t["data_offsets"][1]]
+        if edit:
+            b = edit(name, b)
+        out[name] = {"dtype": t["dtype"], "shape": t["shape"], "data_offsets": [len(data), len(data) + len(b)]}
+        data += b
+    h = json.dumps(out).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + data)
+    return dst
+
+
+# eval reads only the parameters and buffers, as infer --weights does: a checkpoint of the same
+# network trained with another optimizer, plain weights, and the network's own checkpoint agree.
+adam_src = open(os.path.join(SRC, "tests", "train", "cases", "mlp_sgd.pnet")).read()
+adam_src = adam_src.replace("network mlp_sgd", "network mlp_adamw").replace(
+    "optimizer = sgd(lr = 0.1, momentum = 0.9, weight_decay = 0.0001, nesterov = true)", "optimizer = adam(lr = 0.01)")
+check("adam variant differs", "adam(" in adam_src)
+adam = path("adamnet")
+rc, _, err = run(PNETC, text("adamnet.pnet", adam_src), "-o", adam)
+ack = path("adam.safetensors")
+rc2, _, err2 = run(adam, "train", "--data", good_csv, "--epochs", "2", "--batch", "4", "--save", ack)
+check("adam variant trains", rc == 0 and rc2 == 0, err + err2)
+rc, want, err = run(adam, "eval", "--data", good_csv, "--weights", ack)
+check("eval of its own adam checkpoint", rc == 0 and "accuracy: " in want and "loss: " in want, err)
+rc, out, err = run(net, "eval", "--data", good_csv, "--weights", ack)
+check("eval of a checkpoint of another optimizer", rc == 0 and out == want, f"(rc={rc}, out={out!r}, want={want!r}, stderr={err.strip()!r})")
+rc, out, err = run(net, "eval", "--data", good_csv, "--weights", strip_checkpoint(ack, path("plain_w.safetensors")))
+check("eval of plain weights", rc == 0 and out == want, f"(rc={rc}, out={out!r}, want={want!r}, stderr={err.strip()!r})")
+rc, out, err = run(net, "infer", "--weights", path("plain_w.safetensors"), "--input", "x=" + x)
+check("infer takes the same plain weights", rc == 0, err)
+rc, out, err = run(net, "eval", "--data", good_csv, "--weights", ckpt)
+check("eval of the network's own checkpoint", rc == 0 and "accuracy: " in out, err)
+expect_error("eval of another network's weights", [net, "eval", "--data", good_csv, "--weights", ock], "fc1.weight")
+# Embedded weights are evaluated as they are, not redrawn from the train block's seed.
+seeded_src = open(os.path.join(SRC, "tests", "train", "cases", "mlp_sgd.pnet")).read().replace("batch     = 8;", "batch = 8;\n        seed = 3;")
+emb = path("emb")
+rc, _, err = run(PNETC, text("seeded.pnet", seeded_src), "--weights", ckpt, "-o", emb)
+rc2, want, err2 = run(net, "eval", "--data", good_csv, "--weights", ckpt)
+rc3, out, err3 = run(emb, "eval", "--data", good_csv)
+check("eval of embedded weights with a train seed", "seed = 3" in seeded_src and rc == rc2 == rc3 == 0 and out == want,
+      f"(out={out!r}, want={want!r}, stderr={(err + err2 + err3).strip()!r})")
+
+# ... and batchnorm's running statistics come from the file.
+bn = path("bn")
+rc, _, err = run(PNETC, os.path.join(SRC, "tests", "train", "cases", "bn.pnet"), "-o", bn)
+bx = npy("bnx.npy", "f4", [16, 3, 8, 8], [((i * 13) % 29) / 29.0 for i in range(16 * 192)])
+by = npy("bny.npy", "i4", [16], [i % 4 for i in range(16)])
+bck = path("bn.safetensors")
+rc2, _, err2 = run(bn, "train", "--data", bx, "--labels", by, "--epochs", "3", "--save", bck)
+check("bn trains", rc == 0 and rc2 == 0, err + err2)
+rc, want, err = run(bn, "eval", "--data", bx, "--labels", by, "--weights", bck)
+rc2, plain, err2 = run(bn, "eval", "--data", bx, "--labels", by, "--weights", strip_checkpoint(bck, path("bn_w.safetensors")))
+check("bn eval of a checkpoint and of plain weights agree", rc == 0 and rc2 == 0 and want == plain, err + err2)
+shifted = strip_checkpoint(bck, path("bn_shift.safetensors"),
+                           lambda name, b: struct.pack("<%df" % (len(b) // 4), *[v + 3.0 for v in struct.unpack("<%df" % (len(b) // 4), b)])
+                           if name.endswith("running_mean") else b)
+rc, out, err = run(bn, "eval", "--data", bx, "--labels", by, "--weights", shifted)
+check("bn eval reads the running statistics", rc == 0 and out != want, f"(rc={rc}, out={out!r}, want={want!r}, stderr={err.strip()!r})")
+
 # A network without a train { } block cannot be trained or evaluated.
 plain = path("plain")
 plain_src = text("plain.pnet", "network plain {\n    input x : f32[batch, 20];\n    output y = softmax(dense(relu(dense(x, 16)), 5));\n}\n")

@@ -212,7 +212,7 @@ static void test_csv_empty(void **state) {
     (void)state;
     const char *path = P("empty.csv");
     write_text(path, "");
-    expect_error(path, NULL, 3, PNETRT_LABELS_CLASS, 4, 0, path, 0, "empty file: no data rows");
+    expect_error(path, NULL, 3, PNETRT_LABELS_CLASS, 4, 0, path, 0, "is empty");
     write_text(path, "\n \r\n\n");
     expect_error(path, NULL, 3, PNETRT_LABELS_CLASS, 4, 0, path, 0, "empty file: no data rows");
 }
@@ -370,11 +370,17 @@ static void test_npy_mismatch(void **state) {
     make_npy(y, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", (const float[3]){0}, 12);
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, "holds float32 values; class ids must be int32");
     make_npy(y, 1, "{'descr': '<i2', 'fortran_order': False, 'shape': (3,), }", (const int16_t[3]){0}, 6);
-    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, "dtype '<i2' is not supported");
+    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0,
+                 "dtype '<i2' is not supported; class ids must be int32, int64 or uint8");
+    make_npy(y, 1, "{'descr': '<f2', 'fortran_order': False, 'shape': (3,), }", (const int16_t[3]){0}, 6);
+    expect_error(x, y, 2, PNETRT_LABELS_TARGET, 0, 1, y, 0,
+                 "dtype '<f2' is not supported; targets must be float32 or float64");
+    expect_error(y, y, 1, PNETRT_LABELS_TARGET, 0, 1, y, 0,
+                 "dtype '<f2' is not supported; expected float32, float64, int32, int64 or uint8");
     make_npy(y, 1, "{'descr': '>i4', 'fortran_order': False, 'shape': (3,), }", (const int32_t[3]){0}, 12);
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, "dtype '>i4' is big-endian");
     write_text(y, "0\n1\n2\n");
-    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, "is not a .npy or IDX file");
+    expect_error(x, y, 2, PNETRT_LABELS_CLASS, 3, 0, y, 0, "is not a .npy or IDX file (it is text;");
 
     /* errors of the .npy format itself */
     make_npy(x, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 2), }", (const float[5]){0}, 20);
@@ -511,6 +517,92 @@ static void test_idx_errors(void **state) {
     expect_error(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, x, 0, "IDX shape is too large");
 }
 
+/* ---- files of no known format --------------------------------------------------------------- */
+
+/* Empty and binary files, as data or labels, with or without a labels file: named as such, never taken for
+   CSV. */
+static void test_unknown_format(void **state) {
+    (void)state;
+    const char *x = P("images-idx3-ubyte"), *y = P("labels-idx1-ubyte"), *e = P("e.idx"), *b = P("b.idx");
+    const char *g = P("b.gz");
+    make_idx_pair(x, y, false);
+    write_bytes(e, "", 0);
+    expect_error(e, y, 6, PNETRT_LABELS_CLASS, 10, 0, e, 0, "is empty");
+    expect_error(e, NULL, 6, PNETRT_LABELS_CLASS, 10, 0, e, 0, "is empty");
+    expect_error(x, e, 6, PNETRT_LABELS_CLASS, 10, 0, e, 0, "is empty");
+    write_gzip(g, "wb", "", 0);
+    expect_error(g, y, 6, PNETRT_LABELS_CLASS, 10, 0, g, 0, "is empty once decompressed");
+
+    /* an IDX file whose magic is broken */
+    unsigned char buf[256];
+    size_t n = read_bytes(x, buf, sizeof buf);
+    buf[0] = 0xff;
+    buf[1] = 0xfe;
+    write_bytes(b, buf, n);
+    expect_error(b, y, 6, PNETRT_LABELS_CLASS, 10, 0, b, 0,
+                 "is not a .npy, IDX or CSV file (it starts with bytes ff fe 08 03)");
+    expect_error(b, NULL, 6, PNETRT_LABELS_CLASS, 10, 0, b, 0,
+                 "is not a .npy, IDX or CSV file (it starts with bytes ff fe 08 03)");
+    expect_error(x, b, 6, PNETRT_LABELS_CLASS, 10, 0, b, 0,
+                 "is not a .npy or IDX file (it starts with bytes ff fe 08 03)");
+    write_bytes(b, "\x01", 1);
+    expect_error(b, y, 6, PNETRT_LABELS_CLASS, 10, 0, b, 0, "(it starts with byte 01)");
+
+    /* compressed binary, and binary after a text-looking start on the same line */
+    write_gzip(g, "wb", "\x88\x08\x6f\x84\x00\x00", 6);
+    expect_error(g, y, 6, PNETRT_LABELS_CLASS, 10, 0, g, 0, "(its decompressed content starts with bytes 88 08 6f 84)");
+    write_bytes(b, "1,2,3\x00\x05", 7);
+    expect_error(b, NULL, 3, PNETRT_LABELS_CLASS, 4, 0, b, 0,
+                 "is not a .npy, IDX or CSV file (it starts with bytes 31 2c 32 2c)");
+    /* bytes that are not UTF-8: a lone continuation byte, a UTF-16 byte order mark */
+    write_bytes(b, "1,\x80,3,0\n", 8);
+    expect_error(b, NULL, 3, PNETRT_LABELS_CLASS, 4, 0, b, 0, "is not a .npy, IDX or CSV file");
+    write_bytes(b,
+                "\xff\xfe"
+                "1\0,\0",
+                6);
+    expect_error(b, NULL, 3, PNETRT_LABELS_CLASS, 4, 0, b, 0,
+                 "is not a .npy, IDX or CSV file (it starts with bytes ff fe 31 00)");
+
+    /* text stays CSV: UTF-8 in a field is a CSV error with its line, and so is a control byte on a later line */
+    expect_csv_error("1,2,3,0\n1,\xc3\xa9,3,0\n", 2, "field 2 '\xc3\xa9' is not a number");
+    write_bytes(b, "1,2,3,0\n\n1,2\x00,3,0\n", 17);
+    expect_error(b, NULL, 3, PNETRT_LABELS_CLASS, 4, 0, b, 3, "byte 0x00 at position 4 is a control character");
+    expect_csv_error("1,2,3,0\n1,2,3,0\x1a\n", 2, "byte 0x1a at position 8 is a control character");
+    /* a text file given with a labels file is still called CSV */
+    write_text(b, "1,2,3,0\n");
+    expect_error(b, y, 3, PNETRT_LABELS_CLASS, 4, 0, b, 0, "is CSV, whose last column(s) hold the labels");
+}
+
+/* ---- where a sample came from --------------------------------------------------------------- */
+
+static void test_where(void **state) {
+    (void)state;
+    const char *path = P("lines.csv");
+    write_text(path, "\n1,2,3,0\n\n  \n4,5,6,1\r\n7,8,9,2");
+    pnetrt_data d;
+    load_ok(path, NULL, 3, PNETRT_LABELS_CLASS, 4, 0, &d);
+    assert_int_equal(d.n, 3);
+    assert_non_null(d.line);
+    assert_int_equal(d.line[0], 2);
+    assert_int_equal(d.line[1], 5);
+    assert_int_equal(d.line[2], 6);
+    char buf[64];
+    assert_string_equal(pnetrt_data_where(&d, "f.csv", 1, buf, sizeof buf), "f.csv:5");
+    assert_string_equal(pnetrt_data_where(&d, "f.csv", 9, buf, sizeof buf), "f.csv: record 9");
+    pnetrt_data_free(&d);
+    assert_null(d.line);
+
+    const char *x = P("images-idx3-ubyte"), *y = P("labels-idx1-ubyte");
+    make_idx_pair(x, y, false);
+    load_ok(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, &d);
+    assert_null(d.line);
+    assert_string_equal(pnetrt_data_where(&d, "x.idx", 1, buf, sizeof buf), "x.idx: record 1");
+    pnetrt_data_free(&d);
+    char small[6];
+    assert_string_equal(pnetrt_data_where(&d, "x.idx", 1, small, sizeof small), "x.idx");
+}
+
 /* ---- arguments and files ------------------------------------------------------------------ */
 
 static void test_arguments(void **state) {
@@ -552,6 +644,8 @@ int main(void) {
         cmocka_unit_test_teardown(test_npy_targets, clear_tmpdir),
         cmocka_unit_test_teardown(test_idx, clear_tmpdir),
         cmocka_unit_test_teardown(test_idx_errors, clear_tmpdir),
+        cmocka_unit_test_teardown(test_unknown_format, clear_tmpdir),
+        cmocka_unit_test_teardown(test_where, clear_tmpdir),
         cmocka_unit_test_teardown(test_arguments, clear_tmpdir),
     };
     return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
