@@ -9,9 +9,11 @@ usage: scaling.py PNETC [--threads 1,2,4,...] [--batch 256] [--seconds S] [--out
 --prepare and --exe-dir split the work for a machine without pnetc (the 16-core device): compile
 here with `--cpu x86-64-v4`, carry DIR, run there (bench/device.sh does both halves).
 
-Models: mlp_l and cnn (bench/models), and wide_mlp (examples/wide_mlp.pnet). The layer-parallel
+Models: mlp_l and cnn (bench/models), wide_mlp (examples/wide_mlp.pnet), and deep_mlp
+(bench/models: eight equal layers, whose 4-stage partition is balanced, for the bubble target). The layer-parallel
 variants with 2 and 4 stages are made by `pnetc --auto-partition`; hybrid is 2 replicas of the
-2-stage pipeline. Micro-batches: 16.
+2-stage pipeline. Micro-batches: 16. "batch" runs one replica per thread (--replicas T); "picked"
+lets the runtime pick the replicas (--schedule batch alone), and the table shows its choice.
 """
 import argparse
 import os
@@ -43,10 +45,11 @@ def main():
     os.makedirs(tmp, exist_ok=True)
     cpu = ["--cpu", a.cpu] if a.cpu else []
     models = {"mlp_l": os.path.join(HERE, "models", "mlp_l.pnet"), "cnn": os.path.join(HERE, "models", "cnn.pnet"),
-              "wide_mlp": os.path.join(ROOT, "examples", "wide_mlp.pnet")}
+              "wide_mlp": os.path.join(ROOT, "examples", "wide_mlp.pnet"),
+              "deep_mlp": os.path.join(HERE, "models", "deep_mlp.pnet")}
     rows = []
     for name, src in models.items():
-        variants = {"batch": src}
+        variants = {"batch": src, "picked": src}
         for s in (2, 4):
             part = os.path.join(tmp, f"{name}_s{s}.pnet")
             if a.exe_dir:
@@ -61,8 +64,8 @@ def main():
         if "pipeline2" in variants:
             variants["hybrid"] = variants["pipeline2"]
         for vname, vsrc in variants.items():
-            exe = os.path.join(tmp, f"{name}_{vname}")
-            if a.exe_dir:
+            exe = os.path.join(tmp, f"{name}_{'batch' if vname == 'picked' else vname}")
+            if a.exe_dir or vname == "picked":  # picked runs the batch variant's executable
                 if not os.path.exists(exe):
                     print(f"{name} {vname}: no {exe}", file=sys.stderr)
                     continue
@@ -76,7 +79,8 @@ def main():
                 continue
             base = None
             for t in threads:
-                sched = {"batch": ["--schedule", "batch", "--replicas", str(t)], "hybrid": ["--schedule", "hybrid", "--replicas", "2"]}
+                sched = {"batch": ["--schedule", "batch", "--replicas", str(t)], "picked": ["--schedule", "batch"],
+                         "hybrid": ["--schedule", "hybrid", "--replicas", "2"]}
                 args = sched.get(vname, ["--schedule", "pipeline"])
                 cmd = [exe, "bench", "--batch", str(a.batch), "--seconds", str(a.seconds), "--threads", str(t),
                        "--microbatches", str(a.microbatches), *args]
@@ -87,16 +91,18 @@ def main():
                 sps = float(m.group(1))
                 base = base or sps
                 b = re.search(r"bubble: measured ([0-9.]+)%, predicted ([0-9.]+)%", out)
-                rows.append((name, vname, t, sps, sps / base, sps / base / t, b.group(1) if b else "", b.group(2) if b else ""))
+                r = re.search(r"replicas ([0-9]+)", out)
+                rows.append((name, vname, t, sps, sps / base, sps / base / t, b.group(1) if b else "", b.group(2) if b else "",
+                             r.group(1) if r else ""))
                 print(f"{name} {vname} threads {t}: {sps:,.0f} samples/s", file=sys.stderr)
     if a.prepare:
         print(f"scaling.py: executables in {tmp}", file=sys.stderr)
         return
     lines = [f"pnet scaling, batch {a.batch}, {a.microbatches} micro-batches, {os.cpu_count()} cores", "",
-             "| model | schedule | threads | samples/s | speedup | efficiency | bubble measured | bubble predicted |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| model | schedule | threads | replicas | samples/s | speedup | efficiency | bubble measured | bubble predicted |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:,.0f} | {r[4]:.2f}× | {100 * r[5]:.0f}% | "
+        lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[8]} | {r[3]:,.0f} | {r[4]:.2f}× | {100 * r[5]:.0f}% | "
                      f"{r[6] + '%' if r[6] else ''} | {r[7] + '%' if r[7] else ''} |")
     text = "\n".join(lines) + "\n"
     print(text)

@@ -254,8 +254,42 @@ done:
     return rc;
 }
 
+/* Stages out of balance get a warning, whatever the output. */
+static void warn_unbalanced(const char *file, const pn_graph *g) {
+    if (g->nstages <= 1) return;
+    pn_stage_stats *st = calloc((size_t)g->nstages, sizeof *st);
+    double balance = pn_report_stats(g, st, g->nstages);
+    if (balance > PN_BALANCE_WARN)
+        fprintf(stderr, "%s: warning: pipeline stages are unbalanced: the slowest costs %.2fx the mean (see --report)\n",
+                file, balance);
+    free(st);
+}
+
+/* --report: the schedule report of the checked graph, to out_path or stdout. */
+static int write_report(const pn_graph *g, const char *out_path) {
+    FILE *out = out_path ? fopen(out_path, "w") : stdout;
+    if (!out) {
+        fprintf(stderr, "pnetc: error: cannot write '%s': %s\n", out_path, strerror(errno));
+        return 1;
+    }
+    pn_graph_report(g, out);
+    bool werr = ferror(out) != 0;
+    werr |= (out == stdout ? fflush(out) : fclose(out)) != 0;
+    if (werr) {
+        fprintf(stderr, "pnetc: error: cannot write '%s'\n", out_path ? out_path : "standard output");
+        return 1;
+    }
+    return 0;
+}
+
 /* FILE.graph: the text form of the graph IR, read back and checked. */
 static int run_graph_file(const char *file, action act, const compile_opts *o) {
+    if (act == ACT_PARTITION) {
+        /* The stages are chosen per source statement and printed back as source. */
+        fprintf(stderr, "%s: error: --auto-partition prints the source back with its @partition groups, so it needs "
+                        "the .pnet file, not graph IR\n", file);
+        return 1;
+    }
     size_t len;
     char *text = pn_read_file(file, &len);
     if (!text) {
@@ -269,7 +303,11 @@ static int run_graph_file(const char *file, action act, const compile_opts *o) {
         fprintf(stderr, "%s: error: %s\n", file, err);
         return 1;
     }
-    int rc = act == ACT_CHECK ? 0 : act == ACT_GRAPH || act == ACT_DOT ? print_graph(g, act, o->out_path) : compile(g, act, o);
+    if (act != ACT_CHECK) warn_unbalanced(file, g);
+    int rc = 0;
+    if (act == ACT_REPORT) rc = write_report(g, o->out_path);
+    else if (act == ACT_GRAPH || act == ACT_DOT) rc = print_graph(g, act, o->out_path);
+    else if (act != ACT_CHECK) rc = compile(g, act, o);
     pn_graph_free(g);
     return rc;
 }
@@ -395,14 +433,7 @@ int main(int argc, char **argv) {
         goto done;
     }
 
-    /* Stages out of balance get a warning, whatever the output. */
-    if (g->nstages > 1 && act != ACT_PARTITION) {
-        pn_stage_stats st[1024];
-        double balance = pn_report_stats(g, st, 1024);
-        if (balance > PN_BALANCE_WARN)
-            fprintf(stderr, "%s: warning: pipeline stages are unbalanced: the slowest costs %.2fx the mean (see --report)\n",
-                    file, balance);
-    }
+    if (act != ACT_PARTITION) warn_unbalanced(file, g);
     if (act == ACT_PARTITION) {
         char err[512];
         FILE *out = o.out_path ? fopen(o.out_path, "w") : stdout;
@@ -418,13 +449,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (act == ACT_REPORT) {
-        FILE *out = o.out_path ? fopen(o.out_path, "w") : stdout;
-        if (!out) {
-            fprintf(stderr, "pnetc: error: cannot write '%s': %s\n", o.out_path, strerror(errno));
-        } else {
-            pn_graph_report(g, out);
-            rc = (out == stdout ? fflush(out) : fclose(out)) == 0 ? 0 : 1;
-        }
+        rc = write_report(g, o.out_path);
         pn_graph_free(g);
         goto done;
     }

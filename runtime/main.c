@@ -13,6 +13,7 @@
 #include <time.h>
 
 const char *pnetrt_prog = "net";
+bool pnetrt_prog_named;
 
 int pnetrt_die(const char *fmt, ...) {
     va_list ap;
@@ -36,7 +37,7 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "  info  print the layers, the memory plan, and the stages and shards\n"
             "  train --data FILE [--labels FILE] [--val FILE [--val-labels FILE]] [--epochs N] [--batch N]\n"
             "        [--lr X] [--seed S] [--save CKPT.safetensors] [--weights INIT.safetensors] [--resume CKPT]\n"
-            "        [--threads N] [--replicas R] [--no-shuffle]\n"
+            "        [--threads N] [--replicas R] [--microbatches M] [--no-shuffle]\n"
             "        train with the network's train { } block (data: CSV, .npy pairs, IDX; gzip or plain)\n"
             "  eval  --data FILE [--labels FILE] --weights W.safetensors [--batch N]\n"
             "        print accuracy and loss in inference mode\n"
@@ -45,8 +46,10 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "options of infer and bench:\n"
             "  --weights W.safetensors   load these weights (PyTorch names)\n"
             "  --threads N               threads (default: all cores, or OMP_NUM_THREADS)\n"
-            "  --replicas R              batch-parallel replicas (default: the network's @shard(batch, R))\n"
+            "  --replicas R              batch-parallel replicas (default: the network's @shard(batch, R); without\n"
+            "                            it, picked per call: intra-op for small batches, replicas for large ones)\n"
             "  --microbatches M          micro-batches per pipeline pass (default: the network's @pipeline)\n"
+            "  --stage-threads N,N,...   threads per pipeline stage, as shares (default: by the stages' FLOPs)\n"
             "  --schedule S              serial (one thread), batch (replicas), pipeline (stages on their own\n"
             "                            threads), or hybrid (replicas of pipelines); default: the network's own\n"
             "  --trace FILE.json         write a Chrome trace (Perfetto, chrome://tracing) of the run\n",
@@ -91,6 +94,8 @@ typedef struct opts {
     int microbatches; /* 0: the network's own (@pipeline(microbatches = M)) */
     const char *schedule; /* NULL: the network's own */
     const char *trace;    /* Chrome trace-event JSON to write, or NULL */
+    int stage_threads[64]; /* --stage-threads: threads per pipeline stage, nstage_threads of them */
+    int nstage_threads;
 } opts;
 
 /* Options every running command takes: --threads, --weights, --replicas, --schedule. Returns 1
@@ -112,6 +117,19 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
     } else if (strcmp(a, "--microbatches") == 0) {
         if (!parse_int(argv[++*i], 1, 65536, &v)) return pnetrt_die("--microbatches needs an integer from 1 to 65536, not '%s'", argv[*i]), -1;
         o->microbatches = (int)v;
+    } else if (strcmp(a, "--stage-threads") == 0) {
+        const char *p = argv[++*i];
+        o->nstage_threads = 0;
+        for (;;) {
+            char *end;
+            errno = 0;
+            long n = strtol(p, &end, 10);
+            if (end == p || errno || n < 1 || n > 4096 || (*end && *end != ',') || o->nstage_threads == 64)
+                return pnetrt_die("--stage-threads needs up to 64 comma-separated integers from 1 to 4096, not '%s'", argv[*i]), -1;
+            o->stage_threads[o->nstage_threads++] = (int)n;
+            if (!*end) break;
+            p = end + 1;
+        }
     } else if (strcmp(a, "--schedule") == 0) {
         const char *s = argv[++*i];
         if (strcmp(s, "serial") && strcmp(s, "batch") && strcmp(s, "pipeline") && strcmp(s, "hybrid"))
@@ -133,16 +151,16 @@ static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
     }
     int rc = 0;
     const char *sch = o->schedule;
-    bool staged = d->nstages > 1;
-    if (sch && (!strcmp(sch, "pipeline") || !strcmp(sch, "hybrid")) && !staged)
-        fprintf(stderr, "%s: note: --schedule %s has no effect: the network has no pipeline stages\n", pnetrt_prog, sch);
-    if (o->microbatches && !staged)
-        fprintf(stderr, "%s: note: --microbatches has no effect: the network has no pipeline stages\n", pnetrt_prog);
     bool serial = sch && !strcmp(sch, "serial");
+    if (serial && o->threads > 1) fprintf(stderr, "%s: note: --threads has no effect with --schedule serial\n", pnetrt_prog);
+    if (serial && o->replicas > 1) fprintf(stderr, "%s: note: --replicas has no effect with --schedule serial\n", pnetrt_prog);
+    if (sch && !strcmp(sch, "batch") && o->microbatches && d->nstages > 1)
+        fprintf(stderr, "%s: note: --microbatches has no effect with --schedule batch, which runs no pipeline\n", pnetrt_prog);
     if (!serial && o->threads > 0) rc = pnetrt_set_threads(*m, o->threads);
     if (!rc && sch) rc = pnetrt_set_schedule(*m, sch);
     if (!rc && !serial && o->replicas > 0) rc = pnetrt_set_replicas(*m, o->replicas);
     if (!rc && o->microbatches > 0) rc = pnetrt_set_microbatches(*m, o->microbatches);
+    if (!rc && o->nstage_threads) rc = pnetrt_set_stage_threads(*m, o->stage_threads, o->nstage_threads);
     if (!rc && o->trace) rc = pnetrt_set_trace(*m, o->trace);
     if (rc) {
         pnetrt_die("%s", pnetrt_last_error(*m));
@@ -151,6 +169,17 @@ static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
         return 1;
     }
     return 0;
+}
+
+/* Writes the --trace file, reporting a failure, and destroys the model. Returns rc, or 1 when the
+ * trace could not be written. */
+static int close_model(pnetrt_model *m, const opts *o, int rc) {
+    if (m && o->trace) {
+        if (pnetrt_write_trace(m, o->trace)) rc = pnetrt_die("%s", pnetrt_last_error(m));
+        pnetrt_set_trace(m, NULL);
+    }
+    pnetrt_destroy(m);
+    return rc;
 }
 
 static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
@@ -261,7 +290,7 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
     }
     rc = 0;
 done:
-    pnetrt_destroy(m);
+    rc = close_model(m, &o, rc);
     for (int i = 0; i < 64; i++) {
         pnetrt_array_free(&in[i]);
         pnetrt_array_free(&out[i]);
@@ -337,8 +366,10 @@ static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
     }
     double total = now() - start;
     qsort(lat, (size_t)runs, sizeof lat[0], cmp_double);
-    printf("network: %s, batch %ld, threads %d, replicas %d, %s, %d runs\n", d->name, batch, pnetrt_threads(m),
-           pnetrt_replicas(m), pnetrt_pipelined(m) ? "pipelined" : "not pipelined", runs);
+    bool picked = d->replicas <= 0 && !pnetrt_replicas_chosen(m);
+    printf("network: %s, batch %ld, threads %d, replicas %d%s, %s, %d runs\n", d->name, batch, pnetrt_threads(m),
+           pnetrt_last_replicas(m), picked ? " (picked by the runtime)" : "",
+           pnetrt_pipelined(m) ? "pipelined" : "not pipelined", runs);
     printf("throughput: %.1f samples/s\n", (double)batch * runs / total);
     printf("latency: median %.3f ms, p90 %.3f ms, min %.3f ms per batch\n", lat[runs / 2] * 1e3,
            lat[(int)(runs * 0.9)] * 1e3, lat[0] * 1e3);
@@ -351,8 +382,7 @@ static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
     rc = 0;
 done:
     for (int i = 0; i < 128; i++) free(bufs[i]);
-    pnetrt_destroy(m);
-    return rc;
+    return close_model(m, &o, rc);
 }
 
 static void human(double bytes, char *buf, size_t n) {
@@ -417,35 +447,8 @@ static int cmd_info(const pnetrt_desc *d) {
         printf("  batch statistics and transposed weights: %s\n", a);
         printf("  segments: %lld (split at batchnorm's batch statistics)\n", (long long)t->nsegments);
     }
-    printf("\nschedule: %lld stage%s, %lld replica%s, %lld micro-batch%s (%s)\n", (long long)d->nstages,
-           d->nstages == 1 ? "" : "s", (long long)d->replicas, d->replicas == 1 ? "" : "s", (long long)d->microbatches,
-           d->microbatches == 1 ? "" : "es", d->schedule ? "1f1b" : "gpipe");
-    for (int64_t s = 0; s < d->nstages; s++) {
-        int64_t f = 0, p = 0, n = 0;
-        for (int64_t i = 0; i < d->nlayers; i++)
-            if (d->layers[i].stage == s) {
-                f += d->layers[i].flops;
-                p += d->layers[i].params;
-                n++;
-            }
-        printf("  stage %lld: %lld layers, %lld FLOPs/sample, %lld parameters\n", (long long)s, (long long)n, (long long)f, (long long)p);
-    }
-    /* The same modelled cost as pnetc --report (FLOPs at 200 GFLOP/s, weights read once per 64
-     * samples at 20 GB/s): the balance and the predicted bubble. */
-    double worst = 0, mean = 0;
-    for (int64_t s = 0; s < d->nstages; s++) {
-        double cost = 0;
-        for (int64_t i = 0; i < d->nlayers; i++)
-            if (d->layers[i].stage == s) cost += (double)d->layers[i].flops / 200e9 + 4.0 * (double)d->layers[i].params / 64 / 20e9;
-        mean += cost / (double)d->nstages;
-        if (cost > worst) worst = cost;
-    }
-    printf("  balance: %.2f (slowest stage over mean)\n", mean > 0 ? worst / mean : 1.0);
-    printf("  predicted bubble: %.1f%% = (S-1)/(M+S-1)\n",
-           100.0 * (double)(d->nstages - 1) / (double)(d->microbatches + d->nstages - 1));
-    for (int64_t i = 0; i < d->nlayers; i++)
-        if (d->layers[i].shard > 1)
-            printf("  %s: output features split across %lld workers\n", d->layers[i].name, (long long)d->layers[i].shard);
+    /* The schedule report pnetc generated with the same code as --report, so the two agree. */
+    if (d->report && d->report[0]) printf("\n%s", d->report);
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
@@ -453,6 +456,7 @@ int pnetrt_main(const pnetrt_desc *d, int argc, char **argv) {
     if (argc > 0 && argv[0]) {
         const char *s = strrchr(argv[0], '/');
         pnetrt_prog = s ? s + 1 : argv[0];
+        pnetrt_prog_named = true;
     }
     if (argc < 2) {
         usage(d, stderr);

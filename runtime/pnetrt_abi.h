@@ -5,7 +5,7 @@
 #define PNETRT_ABI_H
 #include <stdint.h>
 
-#define PNETRT_ABI 5
+#define PNETRT_ABI 6
 
 #ifndef PNETRT_MAX_RANK
 #define PNETRT_MAX_RANK 8
@@ -134,6 +134,7 @@ typedef struct pnetrt_desc {
     int64_t nstages, replicas, microbatches, schedule;
     const char *target;            /* triple and cpu the code was generated for */
     const pnetrt_train_desc *train; /* NULL without a train block */
+    const char *report;            /* the schedule report, as pnetc --report prints it */
 } pnetrt_desc;
 
 /* Provided by libpnetrt for generated code: a barrier across the threads of one forward call. */

@@ -17,7 +17,7 @@
 
 _Static_assert(sizeof(pnetrt_tensor_desc) == 16 * 8, "pnetrt_tensor_desc must be 16 eight-byte fields");
 _Static_assert(sizeof(pnetrt_layer_desc) == 10 * 8, "pnetrt_layer_desc must be 10 eight-byte fields");
-_Static_assert(sizeof(pnetrt_desc) == 26 * 8, "pnetrt_desc must be 26 eight-byte fields");
+_Static_assert(sizeof(pnetrt_desc) == 27 * 8, "pnetrt_desc must be 27 eight-byte fields");
 
 /* One slice of the trace: a stage (or the whole network) on one thread for one micro-batch of one
  * replica. */
@@ -35,6 +35,10 @@ static double now_s(void) {
 
 /* The least work, in FLOPs per call, that justifies one more thread. */
 #define PNETRT_FLOPS_PER_THREAD 4e6
+/* Batch-parallel replicas picked by the runtime: the least FLOPs a shard must do per byte of
+ * weights it streams, and the least samples per shard. */
+#define PNETRT_SHARD_FLOPS_PER_BYTE 32.0
+#define PNETRT_MIN_SHARD 4
 
 struct pnetrt_model {
     const pnetrt_desc *d;
@@ -51,6 +55,7 @@ struct pnetrt_model {
     int microbatches;    /* micro-batches per chunk in a pipeline (@pipeline or pnetrt_set_microbatches) */
     bool pipeline;       /* run pipeline stages concurrently (when the network has several) */
     double *stage_flops; /* FLOPs per sample of each stage, to share threads among stages */
+    int *stage_shares;   /* the user's thread shares per stage (pnetrt_set_stage_threads), or NULL */
     trace_event *trace;  /* events, when tracing; written to trace_path by pnetrt_destroy */
     _Atomic int64_t ntrace;
     int64_t trace_cap;
@@ -65,6 +70,8 @@ struct pnetrt_model {
     bool adaptive;       /* small calls use fewer threads (PNET_ADAPTIVE_THREADS=0 turns it off) */
     bool stale;          /* params changed (training) since prepared was derived */
     bool replicas_set;   /* replicas chosen by the user, not the default */
+    bool replicas_auto;  /* neither the network nor the user chose: each call picks (auto_replicas) */
+    int last_replicas;   /* replicas of the last call */
     pnetrt_trainer *trainer; /* training state, made by the first training call */
     char err[512];
 };
@@ -76,6 +83,12 @@ static int fail(pnetrt_model *m, const char *fmt, ...) {
     vsnprintf(m->err, sizeof m->err, fmt, ap);
     va_end(ap);
     return 1;
+}
+
+/* A one-line note on stderr for an option that does not apply: named by the executable, or by the
+ * network when embedded. */
+static void note(const pnetrt_model *m, const char *msg) {
+    fprintf(stderr, "%s: note: %s\n", pnetrt_prog_named ? pnetrt_prog : m->d->name, msg);
 }
 
 int64_t pnetrt_sample_elems(const pnetrt_tensor_desc *t) {
@@ -144,6 +157,7 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
         return fail(m, "network was compiled for libpnetrt ABI %lld, but this libpnetrt has ABI %d",
                     d ? (long long)d->abi : -1LL, PNETRT_ABI);
     m->replicas = d->replicas > 0 ? (int)d->replicas : 1;
+    m->replicas_auto = d->replicas <= 0;
     m->microbatches = d->microbatches > 0 ? (int)d->microbatches : 1;
     m->pipeline = d->nstages > 1;
     m->stage_flops = calloc((size_t)(d->nstages > 0 ? d->nstages : 1), sizeof(double));
@@ -153,7 +167,11 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
     if (reserve(m, m->threads, m->replicas)) return 1;
     for (int64_t i = 0; i < d->nlayers; i++) m->flops_per_sample += (double)d->layers[i].flops;
     const char *tr = getenv("PNET_TRACE");
-    if (tr && *tr && pnetrt_set_trace(m, tr)) return 1;
+    if (tr && *tr && pnetrt_set_trace(m, tr)) {
+        char e[sizeof m->err];
+        snprintf(e, sizeof e, "PNET_TRACE: %s", m->err);
+        return pnetrt_fail(m, e);
+    }
     const char *ad = getenv("PNET_ADAPTIVE_THREADS");
     m->adaptive = !(ad && strcmp(ad, "0") == 0);
     if (!weights_path && d->embedded) {
@@ -239,7 +257,17 @@ static int reserve(pnetrt_model *m, int threads, int replicas) {
         m->scratch_threads = threads;
     }
     size_t full = (size_t)(d->arena_sample_bytes * d->chunk + d->arena_fixed_bytes);
-    if (grow_arenas(m, &m->arenas, &m->narenas, group_count(threads, replicas), full)) return 1;
+    int groups = group_count(threads, replicas);
+    if (m->replicas_auto && !(m->pipeline && d->nstages > 1)) {
+        /* A call may pick up to one replica per thread (auto_replicas): arenas for them, within an
+         * eighth of this machine's memory. */
+        long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+        double budget = pages > 0 && psize > 0 ? 0.125 * (double)pages * (double)psize : 1e11;
+        int fit = (int)(budget / (double)(full ? full : 1));
+        int cap = group_count(threads, fit < threads ? fit : threads);
+        if (cap > groups) groups = cap;
+    }
+    if (grow_arenas(m, &m->arenas, &m->narenas, groups, full)) return 1;
     m->arena = m->arenas[0];
     if (m->pipeline && d->nstages > 1) {
         int64_t cap = slot_cap(d, m->microbatches);
@@ -269,6 +297,29 @@ int pnetrt_set_replicas(pnetrt_model *m, int replicas) {
     if (m->d && m->d->abi == PNETRT_ABI && reserve(m, m->threads, replicas)) return 1;
     m->replicas = replicas;
     m->replicas_set = true;
+    m->replicas_auto = false;
+    return 0;
+}
+
+int pnetrt_last_replicas(const pnetrt_model *m) { return m ? m->last_replicas : 0; }
+
+int pnetrt_set_stage_threads(pnetrt_model *m, const int *shares, int n) {
+    if (!m || !m->d) return 1;
+    int S = (int)m->d->nstages;
+    if (!shares) {
+        free(m->stage_shares);
+        m->stage_shares = NULL;
+        return 0;
+    }
+    if (S <= 1) {
+        note(m, "stage threads have no effect: the network has no pipeline stages");
+        return 0;
+    }
+    if (n != S) return fail(m, "%d stage thread counts given, but the network has %d stages", n, S);
+    for (int s = 0; s < S; s++)
+        if (shares[s] < 1 || shares[s] > 4096) return fail(m, "stage %d's thread count %d is out of range (1 to 4096)", s, shares[s]);
+    if (!m->stage_shares && !(m->stage_shares = malloc(sizeof(int) * (size_t)S))) return fail(m, "out of memory");
+    memcpy(m->stage_shares, shares, sizeof(int) * (size_t)S);
     return 0;
 }
 
@@ -277,6 +328,7 @@ int pnetrt_replicas(const pnetrt_model *m) { return m ? m->replicas : 0; }
 int pnetrt_set_microbatches(pnetrt_model *m, int microbatches) {
     if (!m) return 1;
     if (microbatches < 1 || microbatches > 65536) return fail(m, "micro-batch count %d is out of range (1 to 65536)", microbatches);
+    if (m->d && m->d->nstages <= 1) note(m, "micro-batches have no effect: the network has no pipeline stages");
     int old = m->microbatches;
     m->microbatches = microbatches;
     if (m->d && m->d->abi == PNETRT_ABI && reserve(m, m->threads, m->replicas)) {
@@ -307,6 +359,8 @@ int pnetrt_set_trace(pnetrt_model *m, const char *path) {
     m->trace_path = NULL;
     atomic_store(&m->ntrace, 0);
     if (!path) return 0;
+    FILE *f = fopen(path, "w"); /* fail now, not after the run */
+    if (!f || fclose(f)) return fail(m, "%s: cannot write the trace: %s", path, strerror(errno));
     m->trace_cap = INT64_C(1) << 20;
     m->trace = malloc(sizeof(trace_event) * (size_t)m->trace_cap);
     m->trace_path = strdup(path);
@@ -354,6 +408,9 @@ int pnetrt_set_schedule(pnetrt_model *m, const char *schedule) {
     if (!schedule) return fail(m, "no schedule given; expected serial, batch, pipeline or hybrid");
     if (strcmp(schedule, "serial") == 0) return pnetrt_set_threads(m, 1) || pnetrt_set_replicas(m, 1) || pnetrt_set_pipeline(m, false);
     if (strcmp(schedule, "batch") == 0) return pnetrt_set_pipeline(m, false);
+    if ((!strcmp(schedule, "pipeline") || !strcmp(schedule, "hybrid")) && m->d && m->d->nstages <= 1)
+        note(m, strcmp(schedule, "pipeline") ? "the hybrid schedule runs as batch-parallel: the network has no pipeline stages"
+                                             : "the pipeline schedule has no effect: the network has no pipeline stages");
     if (strcmp(schedule, "pipeline") == 0) return pnetrt_set_pipeline(m, true) || pnetrt_set_replicas(m, 1);
     if (strcmp(schedule, "hybrid") == 0) return pnetrt_set_pipeline(m, true);
     return fail(m, "unknown schedule '%s'; expected serial, batch, pipeline or hybrid", schedule);
@@ -361,6 +418,8 @@ int pnetrt_set_schedule(pnetrt_model *m, const char *schedule) {
 bool pnetrt_pipelined(const pnetrt_model *m) { return m && m->pipeline; }
 
 int pnetrt_threads(const pnetrt_model *m) { return m ? m->threads : 0; }
+
+int pnetrt_call_threads(const pnetrt_model *m) { return omp_in_parallel() ? 1 : m->threads; }
 const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m) { return m ? m->d : NULL; }
 
 const char *pnetrt_last_error(const pnetrt_model *m) {
@@ -370,7 +429,8 @@ const char *pnetrt_last_error(const pnetrt_model *m) {
 
 void pnetrt_destroy(pnetrt_model *m) {
     if (!m) return;
-    if (m->trace && m->trace_path) pnetrt_write_trace(m, m->trace_path);
+    if (m->trace && m->trace_path && pnetrt_write_trace(m, m->trace_path))
+        fprintf(stderr, "%s: warning: %s\n", m->d->name, m->err);
     free(m->trace);
     free(m->trace_path);
     if (m->prepared && m->prepared != m->params) free(m->prepared);
@@ -381,6 +441,7 @@ void pnetrt_destroy(pnetrt_model *m) {
     free(m->slots);
     free(m->scratch);
     free(m->stage_flops);
+    free(m->stage_shares);
     pnetrt_trainer_free(m->trainer);
     free(m);
 }
@@ -517,19 +578,39 @@ static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, in
     }
 }
 
-/* Threads for each stage of one pipeline: at least one each, the rest by FLOPs share. */
+/* Threads for each stage of one pipeline: one each, then one at a time to the stage with the most
+ * work per thread, so that the slowest stage is as fast as whole threads allow. The work is the
+ * stage's FLOPs, or the user's shares (pnetrt_set_stage_threads), which then come out exactly
+ * when the pipeline has as many threads as the shares add up to. */
 void pnetrt_share_threads(const pnetrt_model *m, int threads, int S, int *count) {
-    double total = 0;
-    for (int s = 0; s < S; s++) total += m->stage_flops[s];
-    int left = threads - S;
     for (int s = 0; s < S; s++) count[s] = 1;
-    for (int s = 0; s < S && left > 0; s++) {
-        int extra = total > 0 ? (int)((double)(threads - S) * m->stage_flops[s] / total) : 0;
-        if (extra > left) extra = left;
-        count[s] += extra;
-        left -= extra;
+    for (int left = threads - S; left > 0; left--) {
+        int best = 0;
+        double most = -1;
+        for (int s = 0; s < S; s++) {
+            double w = m->stage_shares ? (double)m->stage_shares[s] : m->stage_flops[s];
+            if (w / count[s] > most) most = w / count[s], best = s;
+        }
+        count[best]++;
     }
-    for (int s = 0; left > 0; s = (s + 1) % S, left--) count[s]++; /* rounding leftovers */
+}
+
+/* The replica count of a call when neither the network (@shard(batch, R)) nor the user chose one:
+ * batch-parallel for large batches, intra-op (one replica on the whole team) for small ones. A
+ * replica streams every weight once per chunk, so its shard must bring enough FLOPs per weight
+ * byte (PNETRT_SHARD_FLOPS_PER_BYTE) and enough work for a thread. The count divides the team, so
+ * the replica groups are equal. Results do not depend on it. */
+static int auto_replicas(const pnetrt_model *m, int64_t batch, int team) {
+    const pnetrt_desc *d = m->d;
+    if (team <= 1 || m->flops_per_sample <= 0) return 1;
+    double weight_bytes = 4.0 * (double)d->param_floats;
+    double min_shard = PNETRT_SHARD_FLOPS_PER_BYTE * weight_bytes / m->flops_per_sample;
+    if (min_shard < PNETRT_FLOPS_PER_THREAD / m->flops_per_sample) min_shard = PNETRT_FLOPS_PER_THREAD / m->flops_per_sample;
+    if (min_shard < PNETRT_MIN_SHARD) min_shard = PNETRT_MIN_SHARD;
+    int best = 1;
+    for (int r = 2; r <= team && r <= m->narenas; r++)
+        if (team % r == 0 && (double)(batch / r) >= min_shard) best = r;
+    return best;
 }
 
 int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs) {
@@ -551,22 +632,26 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     enum { MAXIO = 64 };
     if (d->ninputs > MAXIO || d->noutputs > MAXIO) return fail(m, "too many inputs or outputs");
     if (batch == 0) return 0;
-    int threads = m->threads < m->scratch_threads ? m->threads : m->scratch_threads;
+    int threads = pnetrt_call_threads(m);
+    if (threads > m->scratch_threads) threads = m->scratch_threads;
     /* Small calls run on fewer threads: each thread should get enough work to pay for the
      * barriers between kernels. Results do not depend on the count. */
     int team = threads;
     double work = m->flops_per_sample * (double)batch;
     if (m->adaptive && work < PNETRT_FLOPS_PER_THREAD * team) team = work < PNETRT_FLOPS_PER_THREAD ? 1 : (int)(work / PNETRT_FLOPS_PER_THREAD);
-    int replicas = m->replicas;
+    int S = (int)d->nstages;
+    bool piped = m->pipeline && S > 1 && S <= 64;
+    int replicas = m->replicas_auto && !piped ? auto_replicas(m, batch, team) : m->replicas;
+    m->last_replicas = replicas;
     int groups = group_count(team, replicas);
     if (groups > m->narenas) groups = m->narenas;
     run_ctx rc = {m, batch, inputs, outputs, replicas, groups};
-    int S = (int)d->nstages;
-    int pg = m->pipeline && S > 1 && S <= 64 ? pipe_groups(team, replicas, S) : 0;
+    int pg = piped ? pipe_groups(team, replicas, S) : 0;
     if (pg * m->microbatches > m->nslots) pg = m->nslots / m->microbatches;
     if (pg >= 1) {
         /* Pipeline: pg replica groups, each with a thread group per stage. */
         int per = team / pg, count[64];
+        pnetrt_share_threads(m, per, S, count); /* once, before the team reads it */
         spin_barrier bars[PNETRT_MAX_GROUPS];
         pnetrt_handoff hand[PNETRT_MAX_GROUPS / 2];
         for (int i = 0; i < pg; i++) pnetrt_handoff_init(&hand[i], S, m->microbatches);
@@ -584,7 +669,6 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
                 }
             } else {
                 int rg = t / per, k = t % per;
-                pnetrt_share_threads(m, per, S, count);
                 int s = 0, first = 0;
                 while (k >= first + count[s]) first += count[s++];
                 if (k == first) bars[rg * S + s] = (spin_barrier){0, 0, count[s]};

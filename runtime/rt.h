@@ -15,15 +15,25 @@ int pnetrt_set_threads(pnetrt_model *m, int threads);
 const char *pnetrt_last_error(const pnetrt_model *m);
 void pnetrt_destroy(pnetrt_model *m);
 int pnetrt_threads(const pnetrt_model *m);
+/* Threads a call may start: pnetrt_threads, or 1 when called from inside an active OpenMP parallel
+ * region, whatever the nesting settings (a nested team would oversubscribe the cores). */
+int pnetrt_call_threads(const pnetrt_model *m);
 /* Batch-parallel replicas: the batch splits into R near-equal shards, each run by its own group of
  * about threads/R threads with its own arena. Results are identical for any R. */
 int pnetrt_set_replicas(pnetrt_model *m, int replicas);
 int pnetrt_replicas(const pnetrt_model *m);
+/* The replicas the last call ran: with neither @shard(batch, R) nor pnetrt_set_replicas, each call
+ * picks its own (batch-parallel for large batches, intra-op for small ones). */
+int pnetrt_last_replicas(const pnetrt_model *m);
 /* Pipeline (layer-parallel) execution of a network with @partition stages: each stage on its own
  * thread group, micro-batches streaming through (GPipe fill and drain). On by default when the
  * network has stages; it needs at least one thread per stage, else stages run in turn. */
 int pnetrt_set_pipeline(pnetrt_model *m, bool on);
 int pnetrt_set_microbatches(pnetrt_model *m, int microbatches);
+/* Threads for each pipeline stage (n = the network's stage count), given as shares: exact when a
+ * pipeline has as many threads as they add up to, in proportion otherwise. NULL: back to the
+ * default, shares by FLOPs. */
+int pnetrt_set_stage_threads(pnetrt_model *m, const int *shares, int n);
 int pnetrt_microbatches(const pnetrt_model *m);
 bool pnetrt_pipelined(const pnetrt_model *m);
 /* "serial" (one thread, one replica), "batch" (replicas, no pipeline), "pipeline" (stages on their
@@ -59,6 +69,7 @@ int pnetrt_cmd_eval(const pnetrt_desc *d, int argc, char **argv);
 int pnetrt_cmd_bench_train(const pnetrt_desc *d, int argc, char **argv);
 /* The executables' name in messages, and their one-line error: "NAME: error: ...", returns 1. */
 extern const char *pnetrt_prog;
+extern bool pnetrt_prog_named; /* set by pnetrt_main: notes name the executable, not the network */
 int pnetrt_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The whole batch's parameter gradient of the last step (d->param_floats floats, at each
  * parameter's offset), or NULL before the first step. For tests. */

@@ -304,7 +304,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     const pnetrt_desc *d = pnetrt_model_desc(m);
     const pnetrt_train_desc *td = d->train;
     int64_t nch = (batch + td->chunk - 1) / td->chunk;
-    int threads = pnetrt_threads(m);
+    int threads = pnetrt_call_threads(m);
     if (threads < 1) threads = 1;
     int groups = pnetrt_replicas_chosen(m);
     if (groups < 1) groups = threads;

@@ -862,6 +862,7 @@ static void exec_shard(ck *c, scope *s, pn_stmt *st, stctx *x, value *ret) {
         c->has_shard_batch = true;
         c->shard_batch_loc = st->loc;
         c->g->replicas = (int)k;
+        c->g->has_shard_batch = true;
         return;
     }
     if (st->form != PN_DIR_STMT) {

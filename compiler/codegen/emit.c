@@ -3,7 +3,9 @@
  * main() for executables. Then verifies, optimises and writes it. */
 #include "codegen.h"
 #include "train.h"
+#include "../ir/report.h"
 #include "../support/util.h"
+#include "pnetrt_abi.h"
 
 #include <llvm-c/Analysis.h>
 #include <llvm-c/Target.h>
@@ -529,13 +531,16 @@ static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValue
         LLVMSetLinkage(embedded, LLVMPrivateLinkage);
         LLVMSetAlignment(embedded, 64);
     }
+    /* The passes only mark nodes, so this is the report pnetc --report prints for the source. */
+    char *report = pn_graph_report_text(g);
     LLVMValueRef f[] = {
-        cg_i64(c, 5), str(c, g->name), cg_i64(c, nin), cg_i64(c, g->noutputs), cg_i64(c, np), cg_i64(c, nl),
+        cg_i64(c, PNETRT_ABI), str(c, g->name), cg_i64(c, nin), cg_i64(c, g->noutputs), cg_i64(c, np), cg_i64(c, nl),
         const_array(c, tensor_type(c), ins, nin, ".inputs"), const_array(c, tensor_type(c), outs, g->noutputs, ".outputs"),
         const_array(c, tensor_type(c), prm, np, ".params"), const_array(c, layer_t, lay, nl, ".layers"),
         cg_i64(c, p->param_floats), cg_i64(c, c->prepared_floats), embedded, cg_i64(c, p->arena_sample_bytes),
         cg_i64(c, p->arena_fixed_bytes), cg_i64(c, p->chunk), cg_i64(c, c->scratch_bytes), forward, stages, prepare, cg_i64(c, g->nstages),
-        cg_i64(c, g->replicas), cg_i64(c, g->microbatches), cg_i64(c, g->schedule), str(c, target), train};
+        cg_i64(c, g->has_shard_batch ? g->replicas : 0), cg_i64(c, g->microbatches), cg_i64(c, g->schedule), str(c, target), train, str(c, report)};
+    free(report);
     int nf = (int)(sizeof f / sizeof f[0]);
     LLVMValueRef init = LLVMConstStructInContext(c->ctx, f, (unsigned)nf, 0);
     snprintf(buf, sizeof buf, "%s__desc", c->px);
@@ -557,6 +562,14 @@ static LLVMValueRef begin_fn(cg *c, const char *suffix, LLVMTypeRef ret, LLVMTyp
     c->fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(ret, args, n, 0));
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
     return c->fn;
+}
+
+/* int PX_SUFFIX(args...) { return TARGET(args...); } */
+static void forward_to(cg *c, const char *suffix, const char *target, LLVMTypeRef *args, unsigned n) {
+    LLVMValueRef fn = begin_fn(c, suffix, c->i32, args, n);
+    LLVMValueRef rt = declare(c, target, c->i32, args, n), vals[8];
+    for (unsigned i = 0; i < n; i++) vals[i] = LLVMGetParam(fn, i);
+    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, args, n, 0), rt, vals, n, ""));
 }
 
 static void gen_api(cg *c) {
@@ -592,37 +605,15 @@ static void gen_api(cg *c) {
     LLVMValueRef iargs[4] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1), ins, outs};
     LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, it, 4, 0), rt, iargs, 4, ""));
     free(at);
-    /* int px_set_threads(px *m, int threads) */
-    LLVMTypeRef st[2] = {c->ptr, c->i32};
-    fn = begin_fn(c, "_set_threads", c->i32, st, 2);
-    rt = declare(c, "pnetrt_set_threads", c->i32, st, 2);
-    LLVMValueRef sargs[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
-    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, st, 2, 0), rt, sargs, 2, ""));
-    /* int px_set_replicas(px *m, int replicas) */
-    fn = begin_fn(c, "_set_replicas", c->i32, st, 2);
-    rt = declare(c, "pnetrt_set_replicas", c->i32, st, 2);
-    LLVMValueRef rargs[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
-    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, st, 2, 0), rt, rargs, 2, ""));
-    /* int px_set_microbatches(px *m, int microbatches); int px_set_schedule(px *m, const char *s) */
-    fn = begin_fn(c, "_set_microbatches", c->i32, st, 2);
-    rt = declare(c, "pnetrt_set_microbatches", c->i32, st, 2);
-    LLVMValueRef margs[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
-    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, st, 2, 0), rt, margs, 2, ""));
-    LLVMTypeRef sct[2] = {c->ptr, c->ptr};
-    fn = begin_fn(c, "_set_schedule", c->i32, sct, 2);
-    rt = declare(c, "pnetrt_set_schedule", c->i32, sct, 2);
-    LLVMValueRef sargs2[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
-    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, sct, 2, 0), rt, sargs2, 2, ""));
-    /* int px_save(px *m, const char *path); int px_load(px *m, const char *path) */
-    LLVMTypeRef svt[2] = {c->ptr, c->ptr};
-    fn = begin_fn(c, "_save", c->i32, svt, 2);
-    rt = declare(c, "pnetrt_save_file", c->i32, svt, 2);
-    LLVMValueRef svargs[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
-    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, svt, 2, 0), rt, svargs, 2, ""));
-    fn = begin_fn(c, "_load", c->i32, svt, 2);
-    rt = declare(c, "pnetrt_load_file", c->i32, svt, 2);
-    LLVMValueRef ldargs[2] = {LLVMGetParam(fn, 0), LLVMGetParam(fn, 1)};
-    LLVMBuildRet(c->b, LLVMBuildCall2(c->b, LLVMFunctionType(c->i32, svt, 2, 0), rt, ldargs, 2, ""));
+    /* Setters, save and load: each passes its arguments on to the libpnetrt function. */
+    LLVMTypeRef pi[2] = {c->ptr, c->i32}, pp[2] = {c->ptr, c->ptr}, ppi[3] = {c->ptr, c->ptr, c->i32};
+    forward_to(c, "_set_threads", "pnetrt_set_threads", pi, 2);
+    forward_to(c, "_set_replicas", "pnetrt_set_replicas", pi, 2);
+    forward_to(c, "_set_microbatches", "pnetrt_set_microbatches", pi, 2);
+    forward_to(c, "_set_stage_threads", "pnetrt_set_stage_threads", ppi, 3);
+    forward_to(c, "_set_schedule", "pnetrt_set_schedule", pp, 2);
+    forward_to(c, "_save", "pnetrt_save_file", pp, 2);
+    forward_to(c, "_load", "pnetrt_load_file", pp, 2);
     if (g->tplan.present) {
         /* int px_train_step(px *m, int64_t batch, inputs..., training inputs..., float *loss) */
         int ntr = 0;

@@ -68,11 +68,15 @@ bool pn_write_header(const pn_graph *g, const char *path, char *err, size_t errl
     fprintf(f, ");\n\n");
     fprintf(f, "/* Sets the number of threads (default: all cores, or OMP_NUM_THREADS). */\n");
     fprintf(f, "int %s_set_threads(%s *net, int threads);\n", n, n);
-    fprintf(f, "/* Sets the batch-parallel replicas (default: the network's @shard(batch, R), else 1): the batch\n"
-               " * splits into R shards run at once, each by about threads/R threads. Results do not change. */\n");
+    fprintf(f, "/* Sets the batch-parallel replicas: the batch splits into R shards run at once, each by about\n"
+               " * threads/R threads. Default: the network's @shard(batch, R); without it, each call picks (one\n"
+               " * replica on all threads for small batches, several for large ones). Results do not change. */\n");
     fprintf(f, "int %s_set_replicas(%s *net, int replicas);\n", n, n);
     fprintf(f, "/* Micro-batches per pipeline pass (default: the network's @pipeline(microbatches = M)). */\n");
     fprintf(f, "int %s_set_microbatches(%s *net, int microbatches);\n", n, n);
+    fprintf(f, "/* Threads for each of the n pipeline stages, as shares: exact when a pipeline has as many\n"
+               " * threads as they add up to, in proportion otherwise (default, or threads = NULL: by FLOPs). */\n");
+    fprintf(f, "int %s_set_stage_threads(%s *net, const int *threads, int n);\n", n, n);
     fprintf(f, "/* \"serial\", \"batch\", \"pipeline\" or \"hybrid\" (default: the network's own directives). */\n");
     fprintf(f, "int %s_set_schedule(%s *net, const char *schedule);\n", n, n);
     fprintf(f, "/* Saves the parameters (PyTorch names) as safetensors, atomically; for a network that trains,\n"

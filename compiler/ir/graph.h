@@ -172,6 +172,7 @@ typedef struct pn_graph {
     int noutputs, capoutputs;
     int nstages;
     int replicas;            /* @shard(batch, R); 1 = none */
+    bool has_shard_batch;    /* @shard(batch, R) was given; without it the runtime picks per call */
     int microbatches;        /* @pipeline(microbatches = M); 1 = none */
     pn_pipe_schedule schedule;
     bool has_pipeline;

@@ -272,6 +272,7 @@ pn_graph *pn_graph_parse(const char *text, size_t len, char *err, size_t errlen)
             if (ok) {
                 g->nstages = (int)st;
                 g->replicas = (int)rep;
+                g->has_shard_batch = rep > 1; /* the text says replicas=1 for no directive too */
                 g->microbatches = (int)mb;
                 g->has_pipeline = mb > 1;
             }

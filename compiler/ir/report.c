@@ -2,8 +2,10 @@
  * modelled cost; the balance; the predicted pipeline bubble; the per-replica batch. The cost
  * model is shared with --auto-partition. */
 #include "report.h"
+#include "../support/util.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 double pn_node_cost(const pn_graph *g, const pn_node *n) {
     double flops = (double)pn_node_flops(g, n);
@@ -56,8 +58,8 @@ void pn_graph_report(const pn_graph *g, FILE *out) {
         human(st[s].flops, "FLOP", a, sizeof a);
         human(st[s].param_bytes, "B", b, sizeof b);
         human(st[s].act_bytes, "B", c, sizeof c);
-        fprintf(out, "  stage %d: %d layers, %s per sample, parameters %s, activations %s per sample, modelled %.3g us per sample\n",
-                s, st[s].layers, a, b, c, st[s].cost * 1e6);
+        fprintf(out, "  stage %d: %d layer%s, %s per sample, parameters %s, activations %s per sample, modelled %.3g us per sample\n",
+                s, st[s].layers, st[s].layers == 1 ? "" : "s", a, b, c, st[s].cost * 1e6);
         fprintf(out, "    layers:");
         int shown = 0;
         for (int i = 0; i < g->nnodes; i++) {
@@ -70,6 +72,9 @@ void pn_graph_report(const pn_graph *g, FILE *out) {
         fprintf(out, "%s\n", shown ? "" : " (none)");
     }
     fprintf(out, "  balance: %.2f (slowest stage over mean)\n", balance);
+    if (balance > PN_BALANCE_WARN)
+        fprintf(out, "  warning: stages are unbalanced: the slowest costs %.2fx the mean (more than %.1fx)\n", balance,
+                PN_BALANCE_WARN);
     fprintf(out, "  predicted bubble: %.1f%% = (S-1)/(M+S-1) with S = %d, M = %d\n", 100.0 * (S - 1) / (M + S - 1), S, M);
     if (g->train.present)
         fprintf(out, "  per-replica batch: %lld (training batch %lld over %d replica%s)\n",
@@ -79,4 +84,17 @@ void pn_graph_report(const pn_graph *g, FILE *out) {
     else
         fprintf(out, "  per-replica batch: B/%d of a run-time batch B (the first B mod %d replicas take one more)\n", R, R);
     free(st);
+}
+
+char *pn_graph_report_text(const pn_graph *g) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return pn_xstrdup("");
+    pn_graph_report(g, f);
+    if (fclose(f) != 0 || !text) {
+        free(text);
+        return pn_xstrdup("");
+    }
+    return text;
 }

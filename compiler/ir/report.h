@@ -19,6 +19,9 @@ typedef struct pn_stage_stats {
 double pn_node_cost(const pn_graph *g, const pn_node *n);
 /* Fills st[0..nstages) and returns the balance: the slowest stage's cost over the mean. */
 double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max);
+/* Writes the report; the same text goes into a compiled network for `./net info`. */
 void pn_graph_report(const pn_graph *g, FILE *out);
+/* The report as a string, which the caller frees. */
+char *pn_graph_report_text(const pn_graph *g);
 
 #endif

@@ -23,9 +23,27 @@ test "$(grep -c "probabilities sum to 1.0000" out.txt)" -eq 3
 # A missing weights file fails cleanly with a one-line reason.
 if ./app /nonexistent.safetensors 2>err.txt; then echo "FAIL: missing weights accepted"; exit 1; fi
 grep -q "nonexistent.safetensors" err.txt
+# Options that do not apply to a network get a note on stderr, named by the network, not an error.
+cat >notes.c <<'EOF2'
+#include "digits_mlp.h"
+int main(void) {
+    digits_mlp *m;
+    int shares[2] = {1, 2};
+    if (digits_mlp_create(&m, NULL)) return 1;
+    int rc = digits_mlp_set_microbatches(m, 4) || digits_mlp_set_schedule(m, "pipeline") ||
+             digits_mlp_set_stage_threads(m, shares, 2);
+    digits_mlp_destroy(m);
+    return rc;
+}
+EOF2
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Werror -I. notes.c digits_mlp.o $(pkg-config --cflags --libs pnetrt) -o notes
+./notes 2>notes.txt
+cat notes.txt
+test "$(grep -c "^digits_mlp: note: .*no pipeline stages" notes.txt)" -eq 3
 # Training through the header: the loss falls, 1 and 2 threads give identical weights, and the
 # saved checkpoint loads back.
 # shellcheck disable=SC2046
 cc -std=c11 -Wall -Werror -I. "$src/examples/embed/train_app.c" digits_mlp.o $(pkg-config --cflags --libs pnetrt) -o train_app
 ./train_app
-echo "2 passed, 0 failed"
+echo "3 passed, 0 failed"

@@ -170,7 +170,8 @@ schedules = [["--schedule", "serial"], ["--threads", "1"], ["--threads", "2"], [
              ["--threads", "5", "--microbatches", "7"], ["--threads", "8", "--schedule", "hybrid", "--replicas", "2"],
              ["--threads", "9", "--schedule", "hybrid", "--replicas", "3", "--microbatches", "16"],
              ["--threads", "3", "--schedule", "batch", "--replicas", "5"], ["--threads", "16", "--microbatches", "40"],
-             ["--threads", "6", "--schedule", "pipeline", "--microbatches", "64"]]
+             ["--threads", "6", "--schedule", "pipeline", "--microbatches", "64"],
+             ["--threads", "7", "--stage-threads", "1,3,2,1"], ["--threads", "5", "--stage-threads", "9,1,1,1"]]
 outs = []
 for a in schedules:
     try:
@@ -200,6 +201,21 @@ p = subprocess.run([pl, "infer", "--input", x37, "--threads", "4"], capture_outp
 check("PNET_TRACE writes a trace", p.returncode == 0 and os.path.getsize(env["PNET_TRACE"]) > 100, p.stderr)
 rc, out, err = run(exe, "infer", "--input", x, "--microbatches", "4")
 check("--microbatches on a network without stages is a note, not an error", rc == 0 and "note:" in err and "no pipeline stages" in err, err)
+rc, out, err = run(exe, "infer", "--input", x, "--stage-threads", "2,1", "--schedule", "hybrid")
+check("--stage-threads and --schedule hybrid on a network without stages are notes", rc == 0 and err.count("note:") == 2, err)
+rc, out, err = run(exe, "infer", "--input", x, "--schedule", "serial", "--replicas", "3", "--threads", "2")
+check("options that --schedule serial overrides get a note", rc == 0 and "--replicas has no effect" in err
+      and "--threads has no effect" in err, err)
+expect_error("--stage-threads count", [pl, "infer", "--input", x37, "--stage-threads", "1,2"], "4 stages")
+expect_error("--stage-threads value", [pl, "infer", "--input", x37, "--stage-threads", "1,0,1,1"], "--stage-threads")
+expect_error("unwritable --trace", [pl, "infer", "--input", x37, "--trace", os.path.join(TMP, "no", "t.json")],
+             "cannot write the trace")
+p = subprocess.run([pl, "infer", "--input", x37], capture_output=True, text=True, timeout=60,
+                   env=dict(os.environ, PNET_TRACE=os.path.join(TMP, "no", "t.json")))
+check("an unwritable PNET_TRACE is an error naming it", p.returncode == 1 and "PNET_TRACE" in p.stderr
+      and len(p.stderr.strip().splitlines()) == 1, p.stderr)
+rc, out, err = run(exe, "bench", "--batch", "1", "--seconds", "0.05", "--threads", "2")
+check("bench says when the runtime picked the replicas", rc == 0 and "replicas 1 (picked by the runtime)" in out, out + err)
 
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -243,6 +243,107 @@ static void test_nested_in_caller_team(void **s) {
     release(&c);
 }
 
+/* With nesting turned on by the caller, a call from inside its team still runs on one thread. */
+static void test_nested_with_nesting_on(void **s) {
+    (void)s;
+    compiled c;
+    compile_net("network nn { input x : f32[batch, 8]; output y = relu(dense(x, 16)); }", true, 3, &c);
+    int prev = omp_get_max_active_levels(), bad = 0;
+    omp_set_max_active_levels(4);
+#pragma omp parallel num_threads(3)
+    {
+        pnetrt_model *m;
+        if (pnetrt_create(&m, c.desc, NULL) || pnetrt_set_threads(m, 4) || pnetrt_call_threads(m) != 1) {
+#pragma omp atomic
+            bad++;
+        }
+        pnetrt_destroy(m);
+    }
+    omp_set_max_active_levels(prev);
+    assert_int_equal(bad, 0);
+    pnetrt_model *m;
+    assert_int_equal(pnetrt_create(&m, c.desc, NULL), 0);
+    assert_int_equal(pnetrt_set_threads(m, 4), 0);
+    assert_int_equal(pnetrt_call_threads(m), 4);
+    pnetrt_destroy(m);
+    release(&c);
+}
+
+/* Without @shard(batch, R), each call picks its replicas: one for small batches, several (a
+ * divisor of the team) for large ones, with the same results; the directive or the user's count
+ * is kept as given. */
+static void test_picked_replicas(void **s) {
+    (void)s;
+    compiled c, d;
+    compile_net("network pr { input x : f32[batch, 64]; output y = dense(relu(dense(x, 64)), 8); }", true, 3, &c);
+    compile_net("network pd { input x : f32[batch, 64]; @shard(batch, 1); output y = dense(relu(dense(x, 64)), 8); }",
+                true, 3, &d);
+    enum { B = 3000 };
+    float *x = malloc(sizeof(float) * B * 64), *ref = malloc(sizeof(float) * B * 8), *got = malloc(sizeof(float) * B * 8);
+    for (int i = 0; i < B * 64; i++) x[i] = (float)rnd() - 0.5f;
+    const void *in[1] = {x};
+    void *out[1] = {ref};
+    pnetrt_model *m;
+    assert_int_equal(pnetrt_create(&m, c.desc, NULL), 0);
+    assert_int_equal(pnetrt_set_threads(m, 1), 0);
+    assert_int_equal(pnetrt_infer(m, B, in, out), 0);
+    assert_int_equal(pnetrt_last_replicas(m), 1);
+    assert_int_equal(pnetrt_set_threads(m, 4), 0);
+    out[0] = got;
+    assert_int_equal(pnetrt_infer(m, 2, in, out), 0);
+    assert_int_equal(pnetrt_last_replicas(m), 1);
+    assert_memory_equal(got, ref, sizeof(float) * 2 * 8);
+    assert_int_equal(pnetrt_infer(m, B, in, out), 0);
+    int r = pnetrt_last_replicas(m);
+    assert_true(r > 1 && 4 % r == 0);
+    assert_memory_equal(got, ref, sizeof(float) * B * 8);
+    assert_int_equal(pnetrt_set_replicas(m, 3), 0);
+    assert_int_equal(pnetrt_infer(m, B, in, out), 0);
+    assert_int_equal(pnetrt_last_replicas(m), 3);
+    assert_memory_equal(got, ref, sizeof(float) * B * 8);
+    pnetrt_destroy(m);
+    assert_int_equal(pnetrt_create(&m, d.desc, NULL), 0);
+    assert_int_equal(pnetrt_set_threads(m, 4), 0);
+    assert_int_equal(pnetrt_infer(m, B, in, out), 0);
+    assert_int_equal(pnetrt_last_replicas(m), 1);
+    pnetrt_destroy(m);
+    free(x), free(ref), free(got);
+    release(&c);
+    release(&d);
+}
+
+/* Threads go to stages by FLOPs (each extra one where the work per thread is largest), or by
+ * the user's shares, exactly when the pipeline has as many threads as they add up to. */
+static void test_stage_threads(void **s) {
+    (void)s;
+    compiled c;
+    compile_net("network st { input x : f32[batch, 64];\n"
+                "  @partition(0) a = dense(x, 64); @partition(1) b = dense(a, 192); @partition(2) { output y = dense(b, 16); } }",
+                true, 3, &c);
+    pnetrt_model *m;
+    assert_int_equal(pnetrt_create(&m, c.desc, NULL), 0);
+    int count[3];
+    pnetrt_share_threads(m, 3, 3, count);
+    assert_true(count[0] == 1 && count[1] == 1 && count[2] == 1);
+    pnetrt_share_threads(m, 7, 3, count); /* FLOPs 4 : 12 : 3; the slowest then does 3 per thread */
+    assert_true(count[0] == 2 && count[1] == 4 && count[2] == 1);
+    int shares[3] = {2, 1, 3};
+    assert_int_equal(pnetrt_set_stage_threads(m, shares, 3), 0);
+    pnetrt_share_threads(m, 6, 3, count);
+    assert_true(count[0] == 2 && count[1] == 1 && count[2] == 3);
+    pnetrt_share_threads(m, 12, 3, count);
+    assert_true(count[0] == 4 && count[1] == 2 && count[2] == 6);
+    assert_int_not_equal(pnetrt_set_stage_threads(m, shares, 2), 0);
+    assert_non_null(strstr(pnetrt_last_error(m), "3 stages"));
+    shares[1] = 0;
+    assert_int_not_equal(pnetrt_set_stage_threads(m, shares, 3), 0);
+    assert_int_equal(pnetrt_set_stage_threads(m, NULL, 0), 0);
+    pnetrt_share_threads(m, 7, 3, count);
+    assert_int_equal(count[1], 4);
+    pnetrt_destroy(m);
+    release(&c);
+}
+
 static void test_activations(void **s) {
     (void)s;
     check_network("network ac { input x : f32[batch, 37];\n"
@@ -297,7 +398,8 @@ int main(void) {
         cmocka_unit_test(test_norms),
         cmocka_unit_test(test_folded_batchnorm), cmocka_unit_test(test_fused_constants),
         cmocka_unit_test(test_pipeline_stages), cmocka_unit_test(test_feature_shards),
-        cmocka_unit_test(test_nested_in_caller_team),
+        cmocka_unit_test(test_nested_in_caller_team), cmocka_unit_test(test_nested_with_nesting_on),
+        cmocka_unit_test(test_picked_replicas), cmocka_unit_test(test_stage_threads),
         cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_outputs),

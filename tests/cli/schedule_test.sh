@@ -1,0 +1,109 @@
+#!/bin/sh
+# The schedule report and automatic partitioning: --report on .pnet and .graph files, ./net info
+# printing the same report, and --auto-partition output that always checks, with a note that
+# agrees with --report of the printed file.
+set -u
+pnetc=$1 src=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0 passes=0
+check() { # check NAME CONDITION...
+    name=$1; shift
+    if "$@"; then passes=$((passes + 1)); else echo "FAIL: $name"; fails=$((fails + 1)); fi
+}
+run() { # run ARGS...: sets rc; stdout in $tmp/out, stderr in $tmp/err
+    "$pnetc" "$@" >"$tmp/out" 2>"$tmp/err"; rc=$?
+}
+
+# An unbalanced four-stage network with a feature-sharded layer, replicas and micro-batches.
+cat >"$tmp/pipe4.pnet" <<'EOF'
+network pipe4 {
+    input x : f32[batch, 64];
+    @partition(0) { a = relu(dense(x, 128)); }
+    @partition(1) { @shard(features, 3) b0 = dense(a, 96); b = relu(b0); }
+    @partition(2) { c = relu(dense(b, 200)); }
+    @partition(3) { d = dense(c, 10); }
+    output y = softmax(d);
+    @shard(batch, 2);
+    @pipeline(microbatches = 4);
+}
+EOF
+run --report "$tmp/pipe4.pnet"; cp "$tmp/out" "$tmp/report.txt"
+check "--report exits 0" [ $rc -eq 0 ]
+check "--report has the unbalanced warning in its text" grep -q "^  warning: stages are unbalanced: the slowest costs 1.81x the mean" "$tmp/report.txt"
+check "--report still warns on stderr" grep -q "warning: pipeline stages are unbalanced" "$tmp/err"
+
+# .graph files: --report works on the graph IR; --auto-partition needs the source.
+run --emit=graph -o "$tmp/pipe4.graph" "$tmp/pipe4.pnet"
+mkdir "$tmp/cwd"
+(cd "$tmp/cwd" && "$pnetc" --report ../pipe4.graph >../out 2>../err); rc=$?
+check "--report FILE.graph exits 0" [ $rc -eq 0 ]
+check "--report FILE.graph prints the report of the .pnet" cmp -s "$tmp/out" "$tmp/report.txt"
+check "--report FILE.graph writes no other file" [ -z "$(ls "$tmp/cwd")" ]
+run --auto-partition 2 "$tmp/pipe4.graph"
+check "--auto-partition FILE.graph exits 1" [ $rc -eq 1 ]
+check "--auto-partition FILE.graph prints nothing" [ ! -s "$tmp/out" ]
+check "--auto-partition FILE.graph says why" grep -q "pipe4.graph: error: --auto-partition prints the source back .* needs the .pnet file" "$tmp/err"
+check "--auto-partition FILE.graph: one error line" [ "$(grep -c 'error' "$tmp/err")" -eq 1 ]
+
+# ./net info prints exactly the report, and ends with a newline.
+run "$tmp/pipe4.pnet" -o "$tmp/pipe4"
+check "pipe4 compiles" [ $rc -eq 0 ]
+"$tmp/pipe4" info >"$tmp/info.txt" 2>"$tmp/err"; rc=$?
+check "info exits 0" [ $rc -eq 0 ]
+sed -n '/^schedule of /,$p' "$tmp/info.txt" >"$tmp/info_report.txt"
+check "info prints the report of pnetc --report" cmp -s "$tmp/info_report.txt" "$tmp/report.txt"
+check "info ends with a newline" [ "$(tail -c 1 "$tmp/info.txt" | od -An -c | tr -d ' ')" = '\n' ]
+check "info keeps its layers table" grep -q "flops/sample" "$tmp/info.txt"
+check "info keeps its memory plan" grep -q "^memory plan:" "$tmp/info.txt"
+
+# A block with its own @partition directives: auto-partition removes them, with a note.
+cat >"$tmp/blk.pnet" <<'EOF'
+block two(x) {
+    @partition(0) a = dense(x, 32);
+    @partition(1) {
+        b = relu(dense(a, 32));
+    }
+    return b;
+}
+network blk {
+    input x : f32[batch, 16];
+    h = two(x);
+    g = relu(dense(h, 64));
+    output y = dense(g, 4);
+}
+EOF
+for S in 1 2 3; do
+    run --auto-partition $S "$tmp/blk.pnet" -o "$tmp/blk$S.pnet"
+    check "blk: --auto-partition $S exits 0" [ $rc -eq 0 ]
+    check "blk: --auto-partition $S notes the block" grep -q "blk.pnet:1:7: note: removed the @partition directives of block 'two'" "$tmp/err"
+    run --check "$tmp/blk$S.pnet"
+    check "blk: --auto-partition $S output checks" [ $rc -eq 0 ]
+    check "blk: --auto-partition $S has S groups" [ "$(grep -c '@partition(' "$tmp/blk$S.pnet")" -eq $S ]
+done
+check "blk: the block keeps its statements, indented" grep -q "^    b = relu(dense(a, 32));$" "$tmp/blk2.pnet"
+mkdir "$tmp/imp"
+printf 'block two(x) {\n    @partition(0) a = dense(x, 8);\n    @partition(1) b = relu(a);\n    return b;\n}\n' >"$tmp/imp/lib.pnet"
+printf 'import "lib";\nnetwork n {\n    input x : f32[batch, 4];\n    h = lib.two(x);\n    output y = dense(h, 2);\n}\n' >"$tmp/imp/n.pnet"
+run --auto-partition 2 "$tmp/imp/n.pnet"
+check "imported block with @partition: exits 1" [ $rc -eq 1 ]
+check "imported block with @partition: prints nothing" [ ! -s "$tmp/out" ]
+check "imported block with @partition: says why" grep -q "error: block 'lib.two' (.*lib.pnet:1:7) has @partition directives" "$tmp/err"
+
+# The note gives the slowest stage that --report finds in the printed file; formatting is kept.
+for S in 1 2 3 4; do
+    run --auto-partition $S "$src/examples/lenet.pnet" -o "$tmp/lenet$S.pnet"
+    note=$(sed -n 's/^pnetc: note: .* slowest stage \([0-9.e+-]*\) us per sample.*/\1/p' "$tmp/err")
+    run --report "$tmp/lenet$S.pnet"
+    worst=$(sed -n 's/.*modelled \([0-9.e+-]*\) us per sample$/\1/p' "$tmp/out" | sort -g | tail -n 1)
+    check "lenet S=$S: the note's slowest stage ($note) is --report's ($worst)" [ "${note:-none}" = "$worst" ]
+    [ $S -eq 3 ] && check "one layer is singular" grep -q "stage 1: 1 layer, " "$tmp/out"
+done
+run --auto-partition 1 "$src/examples/lenet.pnet"
+check "one stage is singular" grep -q "^pnetc: note: 1 stage, " "$tmp/err"
+check "lenet: trailing comments stay on their statement's line" grep -q "^        p1 = maxpool2d(relu(c1), 2);  *# 6 x 14 x 14$" "$tmp/lenet3.pnet"
+check "lenet: no comment after a closing brace" [ "$(grep -c '^ *} *#' "$tmp/lenet3.pnet")" -eq 0 ]
+check "lenet: groups (and train) close at the body's indentation" [ "$(grep -c '^    }$' "$tmp/lenet3.pnet")" -eq 4 ]
+
+echo "$passes passed, $fails failed"
+[ $fails -eq 0 ]
