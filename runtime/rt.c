@@ -35,9 +35,13 @@ static double now_s(void) {
 
 /* The least work, in FLOPs per call, that justifies one more thread. */
 #define PNETRT_FLOPS_PER_THREAD 4e6
-/* Batch-parallel replicas picked by the runtime: the least FLOPs a shard must do per byte of
- * weights it streams, and the least samples per shard. */
+/* Batch-parallel replicas picked by the runtime: the least FLOPs a shard's chunk must do per byte
+ * of weights it streams, from the caches when the weights fit in PNETRT_CACHED_WEIGHTS bytes, from
+ * memory otherwise (where one replica on the whole team reads each weight once instead), and the
+ * least samples per shard. */
 #define PNETRT_SHARD_FLOPS_PER_BYTE 32.0
+#define PNETRT_SHARD_FLOPS_PER_DRAM_BYTE 256.0
+#define PNETRT_CACHED_WEIGHTS (8.0 * 1024 * 1024)
 #define PNETRT_MIN_SHARD 4
 
 struct pnetrt_model {
@@ -597,19 +601,22 @@ void pnetrt_share_threads(const pnetrt_model *m, int threads, int S, int *count)
 
 /* The replica count of a call when neither the network (@shard(batch, R)) nor the user chose one:
  * batch-parallel for large batches, intra-op (one replica on the whole team) for small ones. A
- * replica streams every weight once per chunk, so its shard must bring enough FLOPs per weight
- * byte (PNETRT_SHARD_FLOPS_PER_BYTE) and enough work for a thread. The count divides the team, so
- * the replica groups are equal. Results do not depend on it. */
+ * replica streams every weight once per chunk, so a shard's chunk must bring enough FLOPs per
+ * weight byte (far more when the weights live in memory, not the caches) and enough work for a
+ * thread. The count divides the team, so the replica groups are equal. Results do not depend on it. */
 static int auto_replicas(const pnetrt_model *m, int64_t batch, int team) {
     const pnetrt_desc *d = m->d;
     if (team <= 1 || m->flops_per_sample <= 0) return 1;
     double weight_bytes = 4.0 * (double)d->param_floats;
-    double min_shard = PNETRT_SHARD_FLOPS_PER_BYTE * weight_bytes / m->flops_per_sample;
+    double per_byte = weight_bytes > PNETRT_CACHED_WEIGHTS ? PNETRT_SHARD_FLOPS_PER_DRAM_BYTE : PNETRT_SHARD_FLOPS_PER_BYTE;
+    double min_shard = per_byte * weight_bytes / m->flops_per_sample;
     if (min_shard < PNETRT_FLOPS_PER_THREAD / m->flops_per_sample) min_shard = PNETRT_FLOPS_PER_THREAD / m->flops_per_sample;
     if (min_shard < PNETRT_MIN_SHARD) min_shard = PNETRT_MIN_SHARD;
     int best = 1;
-    for (int r = 2; r <= team && r <= m->narenas; r++)
-        if (team % r == 0 && (double)(batch / r) >= min_shard) best = r;
+    for (int r = 2; r <= team && r <= m->narenas; r++) {
+        int64_t shard = batch / r < d->chunk ? batch / r : d->chunk;
+        if (team % r == 0 && (double)shard >= min_shard) best = r;
+    }
     return best;
 }
 
