@@ -609,13 +609,13 @@ static int auto_replicas(const pnetrt_model *m, int64_t batch, int team) {
     if (team <= 1 || m->flops_per_sample <= 0) return 1;
     double weight_bytes = 4.0 * (double)d->param_floats;
     double per_byte = weight_bytes > PNETRT_CACHED_WEIGHTS ? PNETRT_SHARD_FLOPS_PER_DRAM_BYTE : PNETRT_SHARD_FLOPS_PER_BYTE;
-    double min_shard = per_byte * weight_bytes / m->flops_per_sample;
-    if (min_shard < PNETRT_FLOPS_PER_THREAD / m->flops_per_sample) min_shard = PNETRT_FLOPS_PER_THREAD / m->flops_per_sample;
+    double min_chunk = per_byte * weight_bytes / m->flops_per_sample; /* samples per chunk, for the weights */
+    double min_shard = PNETRT_FLOPS_PER_THREAD / m->flops_per_sample;  /* samples per shard, for the work */
     if (min_shard < PNETRT_MIN_SHARD) min_shard = PNETRT_MIN_SHARD;
     int best = 1;
     for (int r = 2; r <= team && r <= m->narenas; r++) {
-        int64_t shard = batch / r < d->chunk ? batch / r : d->chunk;
-        if (team % r == 0 && (double)shard >= min_shard) best = r;
+        int64_t shard = batch / r, chunk = shard < d->chunk ? shard : d->chunk;
+        if (team % r == 0 && (double)shard >= min_shard && (double)chunk >= min_chunk) best = r;
     }
     return best;
 }
