@@ -367,18 +367,22 @@ static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
     double total = now() - start;
     qsort(lat, (size_t)runs, sizeof lat[0], cmp_double);
     bool picked = d->replicas <= 0 && !pnetrt_replicas_chosen(m);
-    printf("network: %s, batch %ld, threads %d, replicas %d%s, %s, %d runs\n", d->name, batch, pnetrt_threads(m),
+    char used[96] = "";
+    if (pnetrt_last_threads(m) != pnetrt_threads(m))
+        snprintf(used, sizeof used, " (%d used: a smaller call pays for fewer threads)", pnetrt_last_threads(m));
+    printf("network: %s, batch %ld, threads %d%s, replicas %d%s, %s, %d runs\n", d->name, batch, pnetrt_threads(m), used,
            pnetrt_last_replicas(m), picked ? " (picked by the runtime)" : "",
            pnetrt_pipelined(m) ? "pipelined" : "not pipelined", runs);
     printf("throughput: %.1f samples/s\n", (double)batch * runs / total);
     printf("latency: median %.3f ms, p90 %.3f ms, min %.3f ms per batch\n", lat[runs / 2] * 1e3,
            lat[(int)(runs * 0.9)] * 1e3, lat[0] * 1e3);
     double measured = pnetrt_measured_bubble(m);
-    if (measured >= 0) {
-        int S = (int)d->nstages, M = pnetrt_microbatches(m);
-        printf("bubble: measured %.1f%%, predicted %.1f%% = (S-1)/(M+S-1) with S = %d, M = %d\n", 100 * measured,
-               100.0 * (S - 1) / (M + S - 1), S, M);
-    }
+    int64_t Q = 0;
+    double predicted = pnetrt_predicted_bubble(m, &Q);
+    if (measured >= 0 && predicted >= 0)
+        printf("bubble: measured %.1f%%, predicted %.1f%% = (S-1)/(Q+S-1) with S = %d stages, Q = %lld micro-batches "
+               "streamed (%d per chunk)\n", 100 * measured, 100 * predicted, (int)d->nstages, (long long)Q,
+               pnetrt_microbatches(m));
     rc = 0;
 done:
     for (int i = 0; i < 128; i++) free(bufs[i]);

@@ -67,6 +67,7 @@ struct pnetrt_model {
     double t0;           /* trace time origin */
     double busy[64];     /* pipeline stage busy seconds of the last call (group 0) */
     double last_wall;    /* seconds of the last call */
+    int64_t last_stream; /* micro-batches with samples that replica group 0 streamed in the last call */
     char *scratch;       /* threads * d->scratch_bytes */
     int scratch_threads;
     int threads;
@@ -76,6 +77,7 @@ struct pnetrt_model {
     bool replicas_set;   /* replicas chosen by the user, not the default */
     bool replicas_auto;  /* neither the network nor the user chose: each call picks (auto_replicas) */
     int last_replicas;   /* replicas of the last call */
+    int last_team;       /* threads the last call ran on */
     pnetrt_trainer *trainer; /* training state, made by the first training call */
     char err[512];
 };
@@ -306,6 +308,7 @@ int pnetrt_set_replicas(pnetrt_model *m, int replicas) {
 }
 
 int pnetrt_last_replicas(const pnetrt_model *m) { return m ? m->last_replicas : 0; }
+int pnetrt_last_threads(const pnetrt_model *m) { return m ? m->last_team : 0; }
 
 int pnetrt_set_stage_threads(pnetrt_model *m, const int *shares, int n) {
     if (!m || !m->d) return 1;
@@ -397,6 +400,13 @@ int pnetrt_write_trace(pnetrt_model *m, const char *path) {
     bool bad = ferror(f) != 0;
     bad |= fclose(f) != 0;
     return bad ? fail(m, "%s: cannot write the trace", path) : 0;
+}
+
+double pnetrt_predicted_bubble(const pnetrt_model *m, int64_t *streamed) {
+    if (!m || m->last_wall <= 0 || m->d->nstages < 2 || m->last_stream < 1) return -1;
+    double S = (double)m->d->nstages, Q = (double)m->last_stream;
+    if (streamed) *streamed = m->last_stream;
+    return (S - 1) / (Q + S - 1);
 }
 
 double pnetrt_measured_bubble(const pnetrt_model *m) {
@@ -558,7 +568,7 @@ static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, in
     int M = m->microbatches;
     const void *in[64];
     void *out[64];
-    int64_t q = 0;
+    int64_t q = 0, streamed = 0;
     for (int r = rg; r < rc->replicas; r += ngroups) {
         int64_t s0 = rc->batch * r / rc->replicas, s1 = rc->batch * (r + 1) / rc->replicas;
         for (int64_t c0 = s0; c0 < s1; c0 += d->chunk) {
@@ -575,11 +585,13 @@ static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, in
                     double e = now_s();
                     if (ith == 0 && rg == 0 && s < 64) m->busy[s] += e - b;
                     trace_add(m, b, e, s, r, q, n);
+                    streamed++;
                 }
                 if (ith == 0) pnetrt_handoff_post(h, s, q);
             }
         }
     }
+    if (ith == 0 && rg == 0 && s == 0) m->last_stream = streamed;
 }
 
 /* Threads for each stage of one pipeline: one each, then one at a time to the stage with the most
@@ -650,6 +662,7 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     bool piped = m->pipeline && S > 1 && S <= 64;
     int replicas = m->replicas_auto && !piped ? auto_replicas(m, batch, team) : m->replicas;
     m->last_replicas = replicas;
+    m->last_team = team;
     int groups = group_count(team, replicas);
     if (groups > m->narenas) groups = m->narenas;
     run_ctx rc = {m, batch, inputs, outputs, replicas, groups};

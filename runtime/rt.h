@@ -25,6 +25,9 @@ int pnetrt_replicas(const pnetrt_model *m);
 /* The replicas the last call ran: with neither @shard(batch, R) nor pnetrt_set_replicas, each call
  * picks its own (batch-parallel for large batches, intra-op for small ones). */
 int pnetrt_last_replicas(const pnetrt_model *m);
+/* The threads the last call ran on: fewer than pnetrt_threads when the call was too small to pay
+ * for them (PNET_ADAPTIVE_THREADS=0 turns that off) or was made from inside a parallel region. */
+int pnetrt_last_threads(const pnetrt_model *m);
 /* Pipeline (layer-parallel) execution of a network with @partition stages: each stage on its own
  * thread group, micro-batches streaming through (GPipe fill and drain). On by default when the
  * network has stages; it needs at least one thread per stage, else stages run in turn. */
@@ -46,6 +49,10 @@ int pnetrt_write_trace(pnetrt_model *m, const char *path);
 /* The pipeline bubble of the last call, measured: the mean idle share of the stages; -1 when the
  * call was not pipelined. */
 double pnetrt_measured_bubble(const pnetrt_model *m);
+/* The fill-and-drain bubble the last call should have had, (S-1)/(Q+S-1), where Q is the number
+ * of micro-batches one pipeline streamed (M per chunk, over every chunk of its replicas' shards;
+ * empty ones left out); *streamed (may be NULL) receives Q. -1 when the call was not pipelined. */
+double pnetrt_predicted_bubble(const pnetrt_model *m, int64_t *streamed);
 const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m);
 /* The executables' command line: infer, bench, info. */
 int pnetrt_main(const pnetrt_desc *d, int argc, char **argv);
