@@ -369,7 +369,7 @@ static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
     bool picked = d->replicas <= 0 && !pnetrt_replicas_chosen(m);
     char used[96] = "";
     if (pnetrt_last_threads(m) != pnetrt_threads(m))
-        snprintf(used, sizeof used, " (%d used: a smaller call pays for fewer threads)", pnetrt_last_threads(m));
+        snprintf(used, sizeof used, " (%d used: too little work for more; PNET_ADAPTIVE_THREADS=0 uses all)", pnetrt_last_threads(m));
     printf("network: %s, batch %ld, threads %d%s, replicas %d%s, %s, %d runs\n", d->name, batch, pnetrt_threads(m), used,
            pnetrt_last_replicas(m), picked ? " (picked by the runtime)" : "",
            pnetrt_pipelined(m) ? "pipelined" : "not pipelined", runs);
