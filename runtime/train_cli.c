@@ -216,7 +216,9 @@ static int open_trainer(const pnetrt_desc *d, const topts *o, bool init, pnetrt_
     if (!rc && o->have_lr) rc = pnetrt_set_lr(*m, o->lr);
     uint64_t seed = o->have_seed ? (uint64_t)o->seed : (uint64_t)d->train->seed;
     if (!rc) rc = pnetrt_set_train_seed(*m, seed);
-    if (!rc && init && !o->weights && seed != 0) pnetrt_init_params(d, pnetrt_params_mut(*m), seed);
+    /* Without --weights, training starts from the embedded weights when pnetc embedded some, else
+     * from the default initialisation drawn from the seed. */
+    if (!rc && init && !o->weights && !d->embedded && seed != 0) pnetrt_init_params(d, pnetrt_params_mut(*m), seed);
     if (o->microbatches > 0 && d->nstages <= 1)
         fprintf(stderr, "%s: note: --microbatches has no effect: the network has no pipeline stages\n", pnetrt_prog);
     else if (o->microbatches > 0 && !d->train->nstages)

@@ -301,6 +301,15 @@ rc3, out, err3 = run(emb, "eval", "--data", good_csv)
 check("eval of embedded weights with a train seed", "seed = 3" in seeded_src and rc == rc2 == rc3 == 0 and out == want,
       f"(out={out!r}, want={want!r}, stderr={(err + err2 + err3).strip()!r})")
 
+# Training starts from the embedded weights too: the same as from --weights with the same seed.
+plain = path("seeded_plain")
+rc, _, err = run(PNETC, path("seeded.pnet"), "-o", plain)
+rc2, _, err2 = run(emb, "train", "--data", good_csv, "--epochs", "1", "--batch", "4", "--save", path("from_emb.st"))
+rc3, _, err3 = run(plain, "train", "--data", good_csv, "--epochs", "1", "--batch", "4", "--weights", ckpt,
+                   "--save", path("from_w.st"))
+same = rc == rc2 == rc3 == 0 and open(path("from_emb.st"), "rb").read() == open(path("from_w.st"), "rb").read()
+check("train starts from the embedded weights", same, (err + err2 + err3).strip())
+
 # ... and batchnorm's running statistics come from the file.
 bn = path("bn")
 rc, _, err = run(PNETC, os.path.join(SRC, "tests", "train", "cases", "bn.pnet"), "-o", bn)
