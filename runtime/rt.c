@@ -173,10 +173,21 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
     if (reserve(m, m->threads, m->replicas)) return 1;
     for (int64_t i = 0; i < d->nlayers; i++) m->flops_per_sample += (double)d->layers[i].flops;
     const char *tr = getenv("PNET_TRACE");
-    if (tr && *tr && pnetrt_set_trace(m, tr)) {
-        char e[sizeof m->err];
-        snprintf(e, sizeof e, "PNET_TRACE: %s", m->err);
-        return pnetrt_fail(m, e);
+    if (tr && *tr) {
+        /* The first network of the process writes PATH; each later one PATH.K.NAME.json, so no
+         * network's trace overwrites another's. */
+        static _Atomic int traced;
+        int k = atomic_fetch_add(&traced, 1);
+        char path[4096];
+        size_t n = strlen(tr);
+        if (n > 5 && !strcmp(tr + n - 5, ".json")) n -= 5;
+        if (k == 0) snprintf(path, sizeof path, "%s", tr);
+        else snprintf(path, sizeof path, "%.*s.%d.%s.json", (int)n, tr, k + 1, d->name);
+        if (pnetrt_set_trace(m, path)) {
+            char e[sizeof m->err];
+            snprintf(e, sizeof e, "PNET_TRACE: %s", m->err);
+            return pnetrt_fail(m, e);
+        }
     }
     const char *ad = getenv("PNET_ADAPTIVE_THREADS");
     m->adaptive = !(ad && strcmp(ad, "0") == 0);

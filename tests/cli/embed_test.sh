@@ -20,6 +20,9 @@ cat out.txt
 grep -q "rejected batch -1" out.txt
 grep -q "rejected schedule: unknown schedule 'zigzag'" out.txt
 test "$(grep -c "probabilities sum to 1.0000" out.txt)" -eq 3
+# With PNET_TRACE, each of the two networks writes its own trace.
+PNET_TRACE="$tmp/t.json" ./app >/dev/null
+test -s "$tmp/t.json" && test "$(ls "$tmp"/t.2.*.json | wc -l)" -eq 1
 # A missing weights file fails cleanly with a one-line reason.
 if ./app /nonexistent.safetensors 2>err.txt; then echo "FAIL: missing weights accepted"; exit 1; fi
 grep -q "nonexistent.safetensors" err.txt
