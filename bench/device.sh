@@ -18,7 +18,11 @@ prepare)
     cmake --build build >/dev/null
     rm -rf "$dir" && mkdir -p "$dir"
     python3 bench/scaling.py build/pnetc --prepare "$dir" --cpu x86-64-v4
-    for m in mlp_s cnn; do ./build/pnetc --cpu x86-64-v4 "bench/models/$m.pnet" -o "$dir/train_$m"; done
+    for m in mlp_s cnn; do
+        ./build/pnetc --cpu x86-64-v4 "bench/models/$m.pnet" -o "$dir/train_$m"
+        # Chunks of 16 samples: 16 replicas at batch 256 instead of 8 replicas of 2 threads.
+        ./build/pnetc --cpu x86-64-v4 --train-chunk 16 "bench/models/$m.pnet" -o "$dir/train_${m}_c16"
+    done
     du -sh "$dir"
     ;;
 run)
@@ -37,17 +41,19 @@ run)
         echo
         echo "| model | batch | threads | pnet samples/s | pnet efficiency | PyTorch samples/s | PyTorch efficiency |"
         echo "|---|---:|---:|---:|---:|---:|---:|"
-        for m in mlp_s cnn; do
+        for v in mlp_s cnn mlp_s_c16 cnn_c16; do
+            m=${v%_c16}
             for b in 64 256; do
+                [ "$v" != "$m" ] && [ "$b" != 256 ] && continue
                 p1= q1=
                 for t in 1 $n; do
-                    p=$("$dir/train_$m" bench --train --batch "$b" --threads "$t" --seconds "$secs" |
+                    p=$("$dir/train_$v" bench --train --batch "$b" --threads "$t" --seconds "$secs" |
                         sed -n 's/^throughput: *\([0-9.]*\).*/\1/p')
                     q=-
-                    [ $torch = 1 ] && q=$(OMP_NUM_THREADS=$t python3 bench/train_torch.py "$m" --batch "$b" --threads "$t" \
-                        --seconds "$secs" 2>/dev/null | sed -n 's/^throughput: *\([0-9.]*\).*/\1/p')
+                    [ $torch = 1 ] && [ "$v" = "$m" ] && q=$(OMP_NUM_THREADS=$t python3 bench/train_torch.py "$m" --batch "$b" \
+                        --threads "$t" --seconds "$secs" 2>/dev/null | sed -n 's/^throughput: *\([0-9.]*\).*/\1/p')
                     [ -z "$p1" ] && p1=$p q1=$q
-                    echo "$m $b $t $p $p1 ${q:--} ${q1:--}"
+                    echo "$v $b $t $p $p1 ${q:--} ${q1:--}"
                 done
             done
         done | awk '{ pe = $5 > 0 ? sprintf("%.0f%%", 100 * $4 / ($3 * $5)) : "-";
