@@ -276,11 +276,13 @@ static int reserve(pnetrt_model *m, int threads, int replicas) {
     size_t full = (size_t)(d->arena_sample_bytes * d->chunk + d->arena_fixed_bytes);
     int groups = group_count(threads, replicas);
     if (m->replicas_auto && !(m->pipeline && d->nstages > 1)) {
-        /* A call may pick up to one replica per thread (auto_replicas): arenas for them, within an
-         * eighth of this machine's memory. */
+        /* A call may pick up to one replica per thread (auto_replicas): arenas for them, at most
+         * one per core (more replicas than cores gain nothing) and within an eighth of this
+         * machine's memory. */
         long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
         double budget = pages > 0 && psize > 0 ? 0.125 * (double)pages * (double)psize : 1e11;
-        int fit = (int)(budget / (double)(full ? full : 1));
+        int fit = (int)(budget / (double)(full ? full : 1)), cores = omp_get_num_procs();
+        if (fit > cores) fit = cores;
         int cap = group_count(threads, fit < threads ? fit : threads);
         if (cap > groups) groups = cap;
     }

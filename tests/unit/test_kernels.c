@@ -294,8 +294,8 @@ static void test_picked_replicas(void **s) {
     assert_int_equal(pnetrt_last_replicas(m), 1);
     assert_memory_equal(got, ref, sizeof(float) * 2 * 8);
     assert_int_equal(pnetrt_infer(m, B, in, out), 0);
-    int r = pnetrt_last_replicas(m);
-    assert_true(r > 1 && 4 % r == 0);
+    int r = pnetrt_last_replicas(m); /* at most one per core */
+    assert_true(omp_get_num_procs() < 2 ? r == 1 : r > 1 && 4 % r == 0 && r <= omp_get_num_procs());
     assert_memory_equal(got, ref, sizeof(float) * B * 8);
     assert_int_equal(pnetrt_set_replicas(m, 3), 0);
     assert_int_equal(pnetrt_infer(m, B, in, out), 0);
