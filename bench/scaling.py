@@ -90,7 +90,7 @@ def main():
                     continue
                 sps = float(m.group(1))
                 base = base or sps
-                b = re.search(r"bubble: measured ([0-9.]+)%, predicted ([0-9.]+)%", out)
+                b = re.search(r"bubble: measured ([0-9.]+)%[^,]*, predicted ([0-9.]+)%", out)
                 r = re.search(r"replicas ([0-9]+)", out)
                 rows.append((name, vname, t, sps, sps / base, sps / base / t, b.group(1) if b else "", b.group(2) if b else "",
                              r.group(1) if r else ""))
