@@ -367,7 +367,7 @@ static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
     }
     double total = now() - start;
     qsort(lat, (size_t)runs, sizeof lat[0], cmp_double);
-    bool picked = d->replicas <= 0 && !pnetrt_replicas_chosen(m);
+    bool picked = pnetrt_replicas_picked(m);
     char used[96] = "";
     if (pnetrt_last_threads(m) != pnetrt_threads(m))
         snprintf(used, sizeof used, " (%d used: too little work for more; PNET_ADAPTIVE_THREADS=0 uses all)", pnetrt_last_threads(m));

@@ -75,7 +75,6 @@ struct pnetrt_model {
     bool adaptive;       /* small calls use fewer threads (PNET_ADAPTIVE_THREADS=0 turns it off) */
     bool stale;          /* params changed (training) since prepared was derived */
     bool replicas_set;   /* replicas chosen by the user, not the default */
-    bool replicas_auto;  /* neither the network nor the user chose: each call picks (auto_replicas) */
     int last_replicas;   /* replicas of the last call */
     int last_team;       /* threads the last call ran on */
     pnetrt_trainer *trainer; /* training state, made by the first training call */
@@ -128,6 +127,8 @@ static int load_weights(pnetrt_model *m, const char *path) {
 static int prepare(pnetrt_model *m);
 static int reserve(pnetrt_model *m, int threads, int replicas);
 
+bool pnetrt_replicas_picked(const pnetrt_model *m) { return m->d->replicas <= 0 && !m->replicas_set; }
+
 int pnetrt_fail(pnetrt_model *m, const char *msg) {
     snprintf(m->err, sizeof m->err, "%s", msg);
     return 1;
@@ -163,7 +164,6 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
         return fail(m, "network was compiled for libpnetrt ABI %lld, but this libpnetrt has ABI %d",
                     d ? (long long)d->abi : -1LL, PNETRT_ABI);
     m->replicas = d->replicas > 0 ? (int)d->replicas : 1;
-    m->replicas_auto = d->replicas <= 0;
     m->microbatches = d->microbatches > 0 ? (int)d->microbatches : 1;
     m->pipeline = d->nstages > 1;
     m->stage_flops = calloc((size_t)(d->nstages > 0 ? d->nstages : 1), sizeof(double));
@@ -275,7 +275,7 @@ static int reserve(pnetrt_model *m, int threads, int replicas) {
     }
     size_t full = (size_t)(d->arena_sample_bytes * d->chunk + d->arena_fixed_bytes);
     int groups = group_count(threads, replicas);
-    if (m->replicas_auto && !(m->pipeline && d->nstages > 1)) {
+    if (pnetrt_replicas_picked(m) && !(m->pipeline && d->nstages > 1)) {
         /* A call may pick up to one replica per thread (auto_replicas): arenas for them, at most
          * one per core (more replicas than cores gain nothing) and within an eighth of this
          * machine's memory. */
@@ -313,10 +313,13 @@ int pnetrt_set_threads(pnetrt_model *m, int threads) {
 int pnetrt_set_replicas(pnetrt_model *m, int replicas) {
     if (!m) return 1;
     if (replicas < 1 || replicas > 4096) return fail(m, "replica count %d is out of range (1 to 4096)", replicas);
-    if (m->d && m->d->abi == PNETRT_ABI && reserve(m, m->threads, replicas)) return 1;
-    m->replicas = replicas;
+    bool was = m->replicas_set;
     m->replicas_set = true;
-    m->replicas_auto = false;
+    if (m->d && m->d->abi == PNETRT_ABI && reserve(m, m->threads, replicas)) {
+        m->replicas_set = was;
+        return 1;
+    }
+    m->replicas = replicas;
     return 0;
 }
 
@@ -673,7 +676,7 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     if (m->adaptive && work < PNETRT_FLOPS_PER_THREAD * team) team = work < PNETRT_FLOPS_PER_THREAD ? 1 : (int)(work / PNETRT_FLOPS_PER_THREAD);
     int S = (int)d->nstages;
     bool piped = m->pipeline && S > 1 && S <= 64;
-    int replicas = m->replicas_auto && !piped ? auto_replicas(m, batch, team) : m->replicas;
+    int replicas = pnetrt_replicas_picked(m) && !piped ? auto_replicas(m, batch, team) : m->replicas;
     m->last_replicas = replicas;
     m->last_team = team;
     int groups = group_count(team, replicas);

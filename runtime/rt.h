@@ -25,6 +25,9 @@ int pnetrt_replicas(const pnetrt_model *m);
 /* The replicas the last call ran: with neither @shard(batch, R) nor pnetrt_set_replicas, each call
  * picks its own (batch-parallel for large batches, intra-op for small ones). */
 int pnetrt_last_replicas(const pnetrt_model *m);
+/* True when neither the network (@shard(batch, R)) nor the user chose the replicas, so that each
+ * call picks them. */
+bool pnetrt_replicas_picked(const pnetrt_model *m);
 /* The threads the last call ran on: fewer than pnetrt_threads when the call was too small to pay
  * for them (PNET_ADAPTIVE_THREADS=0 turns that off) or was made from inside a parallel region. */
 int pnetrt_last_threads(const pnetrt_model *m);
