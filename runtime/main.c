@@ -37,7 +37,7 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "  info  print the layers, the memory plan, and the stages and shards\n"
             "  train --data FILE [--labels FILE] [--val FILE [--val-labels FILE]] [--epochs N] [--batch N]\n"
             "        [--lr X] [--seed S] [--save CKPT.safetensors] [--weights INIT.safetensors] [--resume CKPT]\n"
-            "        [--threads N] [--replicas R] [--microbatches M] [--no-shuffle]\n"
+            "        [--threads N] [--replicas R] [--microbatches M] [--stage-threads N,N,...] [--no-shuffle]\n"
             "        train with the network's train { } block (data: CSV, .npy pairs, IDX; gzip or plain)\n"
             "  eval  --data FILE [--labels FILE] --weights W.safetensors [--batch N]\n"
             "        print accuracy and loss in inference mode\n"
@@ -118,18 +118,8 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
         if (!parse_int(argv[++*i], 1, 65536, &v)) return pnetrt_die("--microbatches needs an integer from 1 to 65536, not '%s'", argv[*i]), -1;
         o->microbatches = (int)v;
     } else if (strcmp(a, "--stage-threads") == 0) {
-        const char *p = argv[++*i];
-        o->nstage_threads = 0;
-        for (;;) {
-            char *end;
-            errno = 0;
-            long n = strtol(p, &end, 10);
-            if (end == p || errno || n < 1 || n > 4096 || (*end && *end != ',') || o->nstage_threads == 64)
-                return pnetrt_die("--stage-threads needs up to 64 comma-separated integers from 1 to 4096, not '%s'", argv[*i]), -1;
-            o->stage_threads[o->nstage_threads++] = (int)n;
-            if (!*end) break;
-            p = end + 1;
-        }
+        o->nstage_threads = pnetrt_parse_stage_threads(argv[++*i], o->stage_threads);
+        if (o->nstage_threads < 0) return -1;
     } else if (strcmp(a, "--schedule") == 0) {
         const char *s = argv[++*i];
         if (strcmp(s, "serial") && strcmp(s, "batch") && strcmp(s, "pipeline") && strcmp(s, "hybrid"))
@@ -139,6 +129,20 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
         return 0;
     }
     return 1;
+}
+
+int pnetrt_parse_stage_threads(const char *s, int *out) {
+    int n = 0;
+    for (const char *p = s;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 1 || v > 4096 || (*end && *end != ',') || n == 64)
+            return pnetrt_die("--stage-threads needs up to 64 comma-separated integers from 1 to 4096, not '%s'", s), -1;
+        out[n++] = (int)v;
+        if (!*end) return n;
+        p = end + 1;
+    }
 }
 
 static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {

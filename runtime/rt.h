@@ -81,6 +81,8 @@ int pnetrt_cmd_bench_train(const pnetrt_desc *d, int argc, char **argv);
 extern const char *pnetrt_prog;
 extern bool pnetrt_prog_named; /* set by pnetrt_main: notes name the executable, not the network */
 int pnetrt_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* --stage-threads N,N,...: up to 64 counts into out; returns how many, or -1 after an error. */
+int pnetrt_parse_stage_threads(const char *s, int *out);
 /* The whole batch's parameter gradient of the last step (d->param_floats floats, at each
  * parameter's offset), or NULL before the first step. For tests. */
 const float *pnetrt_train_grad(const pnetrt_model *m);

@@ -45,6 +45,7 @@ static bool parse_f(const char *s, double *out) {
 typedef struct topts {
     const char *data, *labels, *val, *val_labels, *save, *weights, *resume;
     long long epochs, batch, seed, threads, replicas, microbatches;
+    int stage_threads[64], nstage_threads; /* --stage-threads */
     double lr, seconds;
     bool no_shuffle, have_lr, have_seed;
 } topts;
@@ -64,7 +65,9 @@ static int parse_opts(int argc, char **argv, const char *allowed, topts *o) {
         if (i + 1 >= argc) return pnetrt_die("%s needs a value", a);
         const char *v = argv[++i];
         bool ok = true;
-        if (!strcmp(a, "--data")) o->data = v;
+        if (!strcmp(a, "--stage-threads")) {
+            if ((o->nstage_threads = pnetrt_parse_stage_threads(v, o->stage_threads)) < 0) return 1;
+        } else if (!strcmp(a, "--data")) o->data = v;
         else if (!strcmp(a, "--labels")) o->labels = v;
         else if (!strcmp(a, "--val")) o->val = v;
         else if (!strcmp(a, "--val-labels")) o->val_labels = v;
@@ -226,6 +229,7 @@ static int open_trainer(const pnetrt_desc *d, const topts *o, bool init, pnetrt_
                 "stages train in turn\n", pnetrt_prog);
     else if (!rc && o->microbatches > 0)
         rc = pnetrt_set_microbatches(*m, (int)o->microbatches);
+    if (!rc && o->nstage_threads) rc = pnetrt_set_stage_threads(*m, o->stage_threads, o->nstage_threads);
     if (rc) {
         rc = pnetrt_die("%s", pnetrt_last_error(*m));
         pnetrt_destroy(*m);
@@ -264,7 +268,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
     if (parse_opts(argc, argv,
                    " --data --labels --val --val-labels --epochs --batch --lr --seed --save --weights --resume --threads "
-                   "--replicas --microbatches --no-shuffle ",
+                   "--replicas --microbatches --stage-threads --no-shuffle ",
                    &o))
         return 1;
     if (!o.data) return pnetrt_die("train needs --data FILE");

@@ -310,6 +310,21 @@ rc3, _, err3 = run(plain, "train", "--data", good_csv, "--epochs", "1", "--batch
 same = rc == rc2 == rc3 == 0 and open(path("from_emb.st"), "rb").read() == open(path("from_w.st"), "rb").read()
 check("train starts from the embedded weights", same, (err + err2 + err3).strip())
 
+# --stage-threads: a pipeline trains to the same bits with the user's thread shares; a bad list
+# is a one-line error.
+pipe = path("pipe")
+rc, _, err = run(PNETC, os.path.join(SRC, "tests", "train", "cases", "pipe.pnet"), "-o", pipe)
+pipe_csv = text("pipe.csv", "".join(",".join(str((i * 7 + k) % 11 / 11) for k in range(100)) + f",{i % 5}\n"
+                                    for i in range(70)))
+runs = [run(pipe, "train", "--data", pipe_csv, "--epochs", "1", "--threads", t, *extra, "--save", path(f"pipe{t}.st"))
+        for t, extra in (("1", []), ("4", ["--stage-threads", "3,1"]))]
+check("--stage-threads trains to the same weights", rc == 0 and all(r[0] == 0 for r in runs)
+      and open(path("pipe1.st"), "rb").read() == open(path("pipe4.st"), "rb").read(), err + "".join(r[2] for r in runs))
+expect_error("--stage-threads of the wrong length", [pipe, "train", "--data", pipe_csv, "--stage-threads", "1,2,3"],
+             "2 stages")
+expect_error("--stage-threads with a zero", [pipe, "train", "--data", pipe_csv, "--stage-threads", "1,0"],
+             "--stage-threads")
+
 # ... and batchnorm's running statistics come from the file.
 bn = path("bn")
 rc, _, err = run(PNETC, os.path.join(SRC, "tests", "train", "cases", "bn.pnet"), "-o", bn)
