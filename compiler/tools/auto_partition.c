@@ -275,7 +275,7 @@ static void spaces(buf *b, int n) {
 /* The main file with the deletions applied; shift[k]: the bytes that deletions 0..k removed. */
 static buf apply_deletions(ap *a, uint32_t *shift) {
     buf t = {0};
-    qsort(a->del.e, (size_t)a->del.n, sizeof *a->del.e, by_offset);
+    if (a->del.n) qsort(a->del.e, (size_t)a->del.n, sizeof *a->del.e, by_offset);
     uint32_t pos = 0, gone = 0;
     for (int i = 0; i < a->del.n; i++) {
         edit *e = &a->del.e[i];
@@ -393,7 +393,7 @@ static buf rewrite(ap *a, const pn_network_def *nd, const int *start, int S) {
             }
         }
     }
-    qsort(ins.e, (size_t)ins.n, sizeof *ins.e, by_offset);
+    if (ins.n) qsort(ins.e, (size_t)ins.n, sizeof *ins.e, by_offset);
     buf out = {0};
     int next = 0;
     for (int li = 0; li < nlines; li++) {
