@@ -1,16 +1,51 @@
 #!/bin/sh
-# Builds the libFuzzer target (parser + checker, with ASan and UBSan) with clang-19 and runs it
-# from a seed corpus of the examples, the stdlib and the diagnostic tests.
-# Usage: scripts/fuzz.sh [SECONDS]   (default 60)
+# Builds the libFuzzer targets (ASan + UBSan, clang-19) and runs each in turn from a seed corpus of the repository's
+# own files; see docs/testing.md for what each target covers.
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default 60 seconds each, all targets)
+#   TARGET: check npy safetensors data graph partition
+# A crash leaves build-fuzz/crash-* (or leak-*, timeout-*, oom-*); the corpora grow in build-fuzz/corpus-TARGET.
+# PNETC=path/to/pnetc adds the examples' graph IR to the graph seeds.
 set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-60}
+[ $# -gt 0 ] && shift
+targets=${*:-check npy safetensors data graph partition}
 sh scripts/setup.sh --fuzz
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang-19 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DPNET_FUZZ=ON -DPNET_TESTS=OFF >/dev/null
-cmake --build build-fuzz --target pnet_fuzz
-corpus=build-fuzz/corpus
-mkdir -p "$corpus"
-cp examples/*.pnet stdlib/*.pnet tests/diag/*.pnet "$corpus"/ 2>/dev/null || true
-./build-fuzz/pnet_fuzz -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
-    -dict=tests/fuzz/pnet.dict "$corpus"
+for t in $targets; do
+    case $t in check) bin=pnet_fuzz ;; npy | safetensors | data | graph | partition) bin=pnet_fuzz_$t ;;
+    *) echo "fuzz.sh: unknown target '$t'; expected check npy safetensors data graph partition" >&2; exit 2 ;; esac
+    cmake --build build-fuzz --target $bin
+done
+
+# seeds: copied into each corpus on every run; the fuzzer keeps what it finds beside them
+seed() {
+    corpus=build-fuzz/corpus-$1
+    mkdir -p "$corpus"
+    case $1 in
+    check | partition) cp examples/*.pnet stdlib/*.pnet tests/diag/*.pnet tests/e2e/cases/*.pnet "$corpus"/ ;;
+    npy) find tests -name '*.npy' -size -64k -exec cp {} "$corpus"/ \; ;;
+    safetensors) find tests -name '*.safetensors' -size -64k -exec cp {} "$corpus"/ \; ;;
+    data) python3 tests/fuzz/seeds.py "$corpus" ;;
+    graph)
+        cp tests/graphs/*.graph "$corpus"/
+        pnetc=${PNETC:-}
+        if [ -n "$pnetc" ]; then
+            for f in examples/*.pnet tests/e2e/cases/*.pnet; do
+                "$pnetc" --emit=graph -o "$corpus/$(basename "$f" .pnet).graph" "$f" 2>/dev/null || true
+            done
+        fi ;;
+    esac
+}
+
+for t in $targets; do
+    seed $t
+    case $t in check) bin=pnet_fuzz dict=pnet ;; partition) bin=pnet_fuzz_$t dict=pnet ;;
+    data) bin=pnet_fuzz_$t dict=npy ;; *) bin=pnet_fuzz_$t dict=$t ;; esac
+    extra=
+    [ $t = partition ] && [ -d build-fuzz/corpus-check ] && extra=corpus-check # read only: new finds go to the first
+    echo "== $bin: $secs s" >&2
+    (cd build-fuzz && ./$bin -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+        -dict=../tests/fuzz/$dict.dict -print_final_stats=1 corpus-$t $extra)
+done

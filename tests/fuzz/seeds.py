@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus of the data loader fuzz target (pnet_fuzz_data) into DIR, from the repository's .npy pairs
+and digits CSV, plus small IDX pairs, each plain and gzip-compressed. See fuzz_data.c for the input layout.
+Usage: tests/fuzz/seeds.py DIR"""
+import ast, glob, gzip, os, struct, sys
+
+root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+out = sys.argv[1]
+os.makedirs(out, exist_ok=True)
+n = 0
+
+
+def seed(kind, features, count, x, y=None):
+    global n
+    head = bytes([kind, features & 0xFF, features >> 8 & 0xFF, count])
+    body = head + x + (b"PNETFUZZ" + y if y is not None else b"")
+    n += 1
+    with open(os.path.join(out, "seed-%03d" % n), "wb") as f:
+        f.write(body)
+
+
+def npy_header(b):
+    hlen = struct.unpack("<H", b[8:10])[0] if b[6] == 1 else struct.unpack("<I", b[8:12])[0]
+    start = 10 if b[6] == 1 else 12
+    return ast.literal_eval(b[start:start + hlen].decode("latin-1"))
+
+
+def prod(dims):
+    p = 1
+    for d in dims:
+        p *= d
+    return p
+
+
+gz = lambda b: gzip.compress(b, mtime=0)
+for xp in sorted(glob.glob(os.path.join(root, "tests/train/refs/*/x.npy")) +
+                 glob.glob(os.path.join(root, "tests/train/data/*_x.npy"))):
+    yp = xp[:-5] + "y.npy" if xp.endswith("/x.npy") else xp.replace("_x.npy", "_y.npy")
+    x, y = open(xp, "rb").read(), open(yp, "rb").read()
+    if len(x) > 20000:
+        continue
+    hx, hy = npy_header(x), npy_header(y)
+    features = prod(hx["shape"][1:])
+    if hy["descr"][1] == "f":
+        seed(1, features, prod(hy["shape"][1:]), x, y)
+    else:
+        seed(0, features, 10, x, y)
+        seed(0, features, 10, gz(x), y)
+
+# IDX: 3 samples of 2x2 bytes with uint8 and float32 labels/targets
+imgs = b"\x00\x00\x08\x03" + struct.pack(">III", 3, 2, 2) + bytes(range(0, 240, 20))
+labels = b"\x00\x00\x08\x01" + struct.pack(">I", 3) + bytes([1, 0, 2])
+targets = b"\x00\x00\x0d\x02" + struct.pack(">II", 3, 2) + struct.pack(">6f", 0.5, -1, 2, 3, 4e-3, 1e3)
+fimgs = b"\x00\x00\x0d\x02" + struct.pack(">II", 3, 4) + struct.pack(">12f", *range(12))
+seed(0, 4, 3, imgs, labels)
+seed(0, 4, 3, gz(imgs), gz(labels))
+seed(0, 4, 3, gz(imgs) + gz(b""), labels)
+seed(1, 4, 2, fimgs, targets)
+seed(1, 4, 2, imgs, gz(targets))
+
+# CSV: the first rows of the digits set (64 features, 10 classes), plain, gzip, CRLF, BOM; and float targets
+rows = gzip.open(os.path.join(root, "examples/data/digits_train.csv.gz"), "rb").read().split(b"\n")[:6]
+csv = b"\n".join(rows) + b"\n"
+seed(0, 64, 10, csv)
+seed(0, 64, 10, gz(csv))
+seed(0, 64, 10, b"\xef\xbb\xbf" + csv.replace(b"\n", b"\r\n"))
+seed(1, 3, 2, b"1.5, 2e-3, -4, 0.25, 1\n\n7,8,9,nan,1\n  1 ,\t2,3,4,5")
+seed(1, 2, 1, b"1,2,3.0\n4,5,6\n")
