@@ -173,10 +173,34 @@ static bool infer_matmul(pn_node *n, const pn_node *a, const pn_node *b, pn_shap
     return true;
 }
 
+/* The number of tensor inputs op takes, from its signature: [*min, *max]. */
+static void arity(pn_op op, int *min, int *max) {
+    const char *sig = pn_ops[op].sig;
+    *min = *max = op == PN_OP_ADD || op == PN_OP_SUB || op == PN_OP_MUL ? 2 : 0;
+    for (const char *p = sig; p && (p = strstr(p, ":tensor")); p += 7) {
+        if (p[7] == 's') {
+            *max = 64; /* none at all is the rule's own error */
+        } else {
+            (*min)++;
+            (*max)++;
+        }
+    }
+}
+
 bool pn_shape_infer(pn_node *n, const pn_node *const *in, int nin, const int64_t *list, int nlist, pn_shape_err *e) {
     char sbuf[128], sbuf2[128];
     const char *op = pn_ops[n->op].name;
     const pn_node *x = nin > 0 ? in[0] : NULL;
+    int min, max;
+    arity(n->op, &min, &max);
+    if (nin < min || nin > max) {
+        e->arg = -1;
+        if (min == max)
+            snprintf(e->msg, sizeof e->msg, "'%s' takes %d input%s, not %d", op, min, min == 1 ? "" : "s", nin);
+        else
+            snprintf(e->msg, sizeof e->msg, "'%s' takes at most %d inputs, not %d", op, max, nin);
+        return false;
+    }
     if (n->op == PN_OP_INPUT) return true; /* shape and type given by the declaration */
     n->dtype = PN_F32;
     n->nparams = 0;

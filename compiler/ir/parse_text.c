@@ -92,6 +92,18 @@ static bool boolean(cursor *c, int64_t *v) {
     return bad(c, "expected true or false");
 }
 
+/* The keyword kw that opens an output or train line: kw, white space, then not '=' (which makes a node named kw). */
+static bool keyword_line(cursor *c, const char *kw) {
+    ws(c);
+    size_t n = strlen(kw);
+    const char *p = c->s + n;
+    if ((size_t)(c->end - c->s) <= n || memcmp(c->s, kw, n) != 0 || (*p != ' ' && *p != '\t')) return false;
+    while (p < c->end && (*p == ' ' || *p == '\t' || *p == '\r')) p++;
+    if (p < c->end && *p == '=') return false;
+    c->s += n;
+    return true;
+}
+
 /* key=INT, for the header and trailer lines */
 static bool keyed_int(cursor *c, const char *key, int64_t *v) {
     char k[64];
@@ -276,13 +288,13 @@ pn_graph *pn_graph_parse(const char *text, size_t len, char *err, size_t errlen)
                 g->microbatches = (int)mb;
                 g->has_pipeline = mb > 1;
             }
-        } else if (lit(&l, "output ")) {
+        } else if (keyword_line(&l, "output")) {
             char node[256];
             ok = word(&l, name, sizeof name) && expect(&l, "=") && word(&l, node, sizeof node);
             intptr_t id = ok ? (intptr_t)pn_strmap_get(&names, node) : 0;
             if (ok && !id) ok = bad(&l, "unknown output node '%s'", node);
             if (ok) pn_graph_add_output(g, name, (int)(id - 1), PN_NOLOC);
-        } else if (lit(&l, "train ")) {
+        } else if (keyword_line(&l, "train")) {
             ok = train_line(&l, g, &names);
         } else {
             ok = word(&l, name, sizeof name) && expect(&l, "=") && node_line(&l, g, &names, name);

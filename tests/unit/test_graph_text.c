@@ -113,6 +113,42 @@ static void test_errors(void **state) {
     expect_error(buf, "needs a 4-d NCHW input");
 }
 
+/* Each op takes the inputs its signature names (found by fuzzing: dense() read a missing input). */
+static void test_input_count(void **state) {
+    (void)state;
+    const char *h = "network n stages=1 replicas=1 microbatches=1 schedule=gpipe\n  a = input() : f32[batch,4] stage=0 shard=1\n";
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s  b = dense() units=3 bias=true : f32[batch,3] stage=0 shard=1\n", h);
+    expect_error(buf, "line 3: 'dense' takes 1 input, not 0");
+    snprintf(buf, sizeof buf, "%s  b = add(a) : f32[batch,4] stage=0 shard=1\n", h);
+    expect_error(buf, "line 3: 'add' takes 2 inputs, not 1");
+    snprintf(buf, sizeof buf, "%s  b = matmul(a, a, a) : f32[batch,4] stage=0 shard=1\n", h);
+    expect_error(buf, "line 3: 'matmul' takes 2 inputs, not 3");
+    snprintf(buf, sizeof buf, "%s  b = input(a) : f32[batch,4] stage=0 shard=1\n", h);
+    expect_error(buf, "line 3: 'input' takes 0 inputs, not 1");
+    snprintf(buf, sizeof buf, "%s  b = concat() axis=1 : f32[batch,4] stage=0 shard=1\n", h);
+    expect_error(buf, "line 3: 'concat' needs at least one tensor");
+}
+
+/* Nodes named like the keywords of the output and train lines print and parse back (found by fuzzing). */
+static void test_keyword_names(void **state) {
+    (void)state;
+    static const char text[] =
+        "network n stages=1 replicas=1 microbatches=1 schedule=gpipe\n"
+        "  output = input() : f32[batch,4] stage=0 shard=1\n"
+        "  train = relu(output) : f32[batch,4] stage=0 shard=1 output\n"
+        "  output train = train\n";
+    char err[256];
+    pn_graph *g = pn_graph_parse(text, strlen(text), err, sizeof err);
+    if (!g) fail_msg("parse: %s", err);
+    assert_int_equal(g->nnodes, 2);
+    assert_string_equal(g->nodes[1].name, "train");
+    char *out = print_graph(g);
+    assert_string_equal(out, text);
+    free(out);
+    pn_graph_free(g);
+}
+
 /* Runs the inference passes up to and including `last` on text IR and returns the printed graph. */
 static char *after_pass(const char *text, const char *last) {
     char err[256];
@@ -177,6 +213,8 @@ int main(void) {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_round_trip_attributes),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_input_count),
+        cmocka_unit_test(test_keyword_names),
         cmocka_unit_test(test_pass_fuse_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
