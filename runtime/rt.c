@@ -2,7 +2,7 @@
  * arena (both allocated once, at create), checks inputs, and runs the generated forward function
  * over chunks of the batch on an OpenMP team. Nothing here aborts on bad input. */
 #include "rt.h"
-#include "handoff.h"
+#include "transport.h"
 #include "io.h"
 
 #include <omp.h>
@@ -54,6 +54,8 @@ struct pnetrt_model {
     int narenas;
     char **slots;        /* pipeline micro-batch slots, slot_cap samples each */
     int nslots;
+    pnetrt_handoff *hand; /* pipeline hand-offs, one per replica group that runs at once */
+    int nhand;
     int64_t slot_cap;
     int replicas;        /* batch-parallel replicas (@shard(batch, R) or pnetrt_set_replicas) */
     int microbatches;    /* micro-batches per chunk in a pipeline (@pipeline or pnetrt_set_microbatches) */
@@ -296,8 +298,15 @@ static int reserve(pnetrt_model *m, int threads, int replicas) {
             m->slot_cap = cap;
         }
         size_t bytes = (size_t)(d->arena_sample_bytes * cap + d->arena_fixed_bytes);
-        if (grow_arenas(m, &m->slots, &m->nslots, pipe_groups(threads, replicas, (int)d->nstages) * m->microbatches, bytes))
-            return 1;
+        int pg = pipe_groups(threads, replicas, (int)d->nstages);
+        if (grow_arenas(m, &m->slots, &m->nslots, pg * m->microbatches, bytes)) return 1;
+        if (pg > m->nhand) {
+            pnetrt_handoff *h = calloc((size_t)pg, sizeof *h);
+            if (!h) return fail(m, "out of memory");
+            free(m->hand);
+            m->hand = h;
+            m->nhand = pg;
+        }
     }
     return 0;
 }
@@ -469,6 +478,7 @@ void pnetrt_destroy(pnetrt_model *m) {
     free(m->arenas);
     for (int i = 0; i < m->nslots; i++) free(m->slots[i]);
     free(m->slots);
+    free(m->hand);
     free(m->scratch);
     free(m->stage_flops);
     free(m->stage_shares);
@@ -575,7 +585,7 @@ static void run_replica(const run_ctx *rc, int r, char *arena, char *scratch, in
 /* One thread's part of a pipeline: stage s of replica group rg (local index ith of nth). The
  * group walks every micro-batch of its replicas' shards in order: micro-batch q of a chunk is
  * a slice of it, lives in arena slot q mod M, and passes between stages through the hand-off
- * (handoff.h): stage s starts q once stage s-1 has finished it, and stage 0 reuses a slot once
+ * (transport.h): stage s starts q once stage s-1 has finished it, and stage 0 reuses a slot once
  * the last stage has finished the micro-batch before it there. GPipe: fill, stream, drain. */
 static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, int nth, pnetrt_handoff *h,
                       char *scratch) {
@@ -591,7 +601,7 @@ static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, in
             int64_t cn = s1 - c0 < d->chunk ? s1 - c0 : d->chunk;
             for (int mb = 0; mb < M; mb++, q++) {
                 int64_t a = c0 + cn * mb / M, n = c0 + cn * (mb + 1) / M - a;
-                pnetrt_handoff_wait(h, s, q);
+                pnetrt_handoff_wait(h, PNETRT_FORWARD, s, q);
                 if (n > 0) {
                     slice_io(rc, a, in, out);
                     pnetrt_call call = {n, in, out, m->prepared, m->slots[rg * M + (int)(q % M)], scratch, m->slot_cap};
@@ -603,7 +613,7 @@ static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, in
                     trace_add(m, b, e, s, r, q, n);
                     streamed++;
                 }
-                if (ith == 0) pnetrt_handoff_post(h, s, q);
+                if (ith == 0) pnetrt_handoff_post(h, PNETRT_FORWARD, s, q);
             }
         }
     }
@@ -684,13 +694,14 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     run_ctx rc = {m, batch, inputs, outputs, replicas, groups};
     int pg = piped ? pipe_groups(team, replicas, S) : 0;
     if (pg * m->microbatches > m->nslots) pg = m->nslots / m->microbatches;
+    if (pg > m->nhand) pg = m->nhand;
     if (pg >= 1) {
         /* Pipeline: pg replica groups, each with a thread group per stage. */
         int per = team / pg, count[64];
         pnetrt_share_threads(m, per, S, count); /* once, before the team reads it */
         spin_barrier bars[PNETRT_MAX_GROUPS];
-        pnetrt_handoff hand[PNETRT_MAX_GROUPS / 2];
-        for (int i = 0; i < pg; i++) pnetrt_handoff_init(&hand[i], S, m->microbatches);
+        pnetrt_handoff *hand = m->hand;
+        for (int i = 0; i < pg; i++) pnetrt_handoff_init(&hand[i], S, m->microbatches, false);
         for (int i = 0; i < 64; i++) m->busy[i] = 0;
         double wall0 = now_s();
 #pragma omp parallel num_threads(pg * per)

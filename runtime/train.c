@@ -8,7 +8,7 @@
 #include "io.h"
 #include "rt.h"
 
-#include "handoff.h"
+#include "transport.h"
 
 #include <math.h>
 #include <stdatomic.h>
@@ -33,9 +33,9 @@ struct pnetrt_trainer {
     bool checkpoint;     /* the last pnetrt_load read a checkpoint */
     char schedule[160];  /* how the last step ran */
     double *tree;        /* cap_batch / chunk + 1 values: the loss tree */
-    _Atomic int64_t *done; /* pipeline progress counters, ndone of them */
+    pnetrt_handoff *hand; /* pipeline hand-offs, one per replica pipeline, nhand of them */
     pnetrt_spin_barrier *stage_bars; /* pipeline stage barriers, nbars of them */
-    int ndone, nbars;
+    int nhand, nbars;
 };
 
 static void *zalloc(size_t bytes) {
@@ -54,7 +54,7 @@ void pnetrt_trainer_free(pnetrt_trainer *t) {
     free(t->arena);
     free(t->scratch);
     free(t->tree);
-    free(t->done);
+    free(t->hand);
     free(t->stage_bars);
     free(t);
 }
@@ -172,6 +172,14 @@ typedef struct run {
     bool eval;
 } run;
 
+/* The reduction point (transport.h) before the chunks' statistics, and with grads their parameter
+ * gradients, are combined; the caller's group wrote chunks [c0, c1). */
+static void reduce_point(const run *r, pnetrt_spin_barrier *all, int *sense, bool grads, int64_t c0, int64_t c1) {
+    const pnetrt_desc *d = pnetrt_model_desc(r->m);
+    pnetrt_chunk_slots sets[2] = {{r->t->stats, d->train->stat_floats}, {r->t->slots, d->param_floats}};
+    pnetrt_reduce_point(all, sense, sets, grads ? 2 : 1, c0, c1);
+}
+
 /* Thread t's part of a step: groups of threads own contiguous chunk runs. */
 static void run_thread(const run *r, int t, int nth, int groups, pnetrt_spin_barrier *bars, pnetrt_spin_barrier *all) {
     const pnetrt_desc *d = pnetrt_model_desc(r->m);
@@ -197,7 +205,10 @@ static void run_thread(const run *r, int t, int nth, int groups, pnetrt_spin_bar
             seg(r->call, ch, arena, own ? C : r->t->cap_batch, own ? ch * C : 0, scratch, ith, size);
             pnetrt_barrier(); /* the group's arena is reused by its next chunk */
         }
-        pnetrt_barrier_wait(all, &sense);
+        /* The chunks' statistics (batchnorm partials, loss), and after the last segment their
+         * gradients, are combined next: by the sync, or by the update and the loss tree. */
+        bool grads = k + 1 == nseg && !r->eval;
+        reduce_point(r, all, &sense, grads, c0, c1);
         if (k + 1 < nseg) {
             td->syncs[k](r->call, t, nth);
             pnetrt_barrier_wait(all, &sense);
@@ -221,12 +232,8 @@ typedef struct pipe {
     bool one_f_one_b;
     int64_t cap;           /* samples per arena slot */
     int slots;             /* arena slots per replica */
-    _Atomic int64_t *done; /* [R][2][S]: forwards, backwards finished per stage */
+    pnetrt_handoff *hand;  /* [R]: one per replica pipeline */
 } pipe;
-
-static void wait_at_least(_Atomic int64_t *v, int64_t n) {
-    for (long spins = 0; atomic_load_explicit(v, memory_order_acquire) < n; spins++) pnetrt_spin(spins);
-}
 
 static void pipe_thread(const run *r, const pipe *p, int t, pnetrt_spin_barrier *bars, pnetrt_spin_barrier *all) {
     const pnetrt_desc *d = pnetrt_model_desc(r->m);
@@ -239,12 +246,13 @@ static void pipe_thread(const run *r, const pipe *p, int t, pnetrt_spin_barrier 
     int ith = k - first, size = p->count[s];
     pnetrt_barrier_bind(&bars[rg * p->S + s]);
     char *scratch = r->t->scratch + (size_t)t * (size_t)d->scratch_bytes;
-    td->prep(r->call, t, nth);
-    pnetrt_barrier_wait(all, &sense);
     int64_t c0 = r->nch * rg / p->R, c1 = r->nch * (rg + 1) / p->R, nc = c1 - c0;
     int64_t M = p->M < nc ? p->M : nc;
     int K = p->one_f_one_b ? (int)(M < p->S ? M : p->S) : (int)M;
-    _Atomic int64_t *fdone = p->done + (size_t)rg * 2 * (size_t)p->S, *bdone = fdone + p->S;
+    pnetrt_handoff *h = &p->hand[rg];
+    if (k == 0) pnetrt_handoff_init(h, p->S, K, true);
+    td->prep(r->call, t, nth);
+    pnetrt_barrier_wait(all, &sense);
     size_t slot_bytes = (size_t)p->cap * (size_t)td->sample_bytes;
     char *arena = r->t->arena + (size_t)rg * (size_t)p->slots * slot_bytes;
     int64_t warm = p->S - s - 1 < M ? p->S - s - 1 : M; /* 1F1B: forwards before the first backward */
@@ -253,9 +261,8 @@ static void pipe_thread(const run *r, const pipe *p, int t, pnetrt_spin_barrier 
         /* Next: a forward while warming up (or in GPipe, all of them), then 1F1B pairs. */
         bool fwd = p->one_f_one_b ? nf < M && (nf < warm || nf - nb == warm) : nf < M;
         int64_t q = fwd ? nf : nb;
-        if (fwd && s > 0) wait_at_least(&fdone[s - 1], q + 1);
-        if (fwd && s == 0 && q >= K) wait_at_least(&bdone[0], q - K + 1);
-        if (!fwd && s + 1 < p->S) wait_at_least(&bdone[s + 1], q + 1);
+        pnetrt_dir dir = fwd ? PNETRT_FORWARD : PNETRT_BACKWARD;
+        pnetrt_handoff_wait(h, dir, s, q);
         int64_t q0 = c0 + nc * q / M, q1 = c0 + nc * (q + 1) / M;
         char *slot = arena + (size_t)(q % K) * slot_bytes;
         pnetrt_segment_fn f = fwd ? td->stage_forward[s] : td->stage_backward[s];
@@ -263,11 +270,11 @@ static void pipe_thread(const run *r, const pipe *p, int t, pnetrt_spin_barrier 
             f(r->call, ch, slot, p->cap, q0 * C, scratch, ith, size);
             pnetrt_barrier();
         }
-        if (ith == 0) atomic_store_explicit(fwd ? &fdone[s] : &bdone[s], q + 1, memory_order_release);
+        if (ith == 0) pnetrt_handoff_post(h, dir, s, q);
         if (fwd) nf++;
         else nb++;
     }
-    pnetrt_barrier_wait(all, &sense);
+    reduce_point(r, all, &sense, true, c0, c1);
     td->update(r->call, t, nth);
     pnetrt_barrier_bind(NULL);
 }
@@ -322,21 +329,20 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
             t->arena_bytes = t->arena ? need : 0;
             if (!t->arena) return failf(m, "out of memory for the pipeline's arena (%zu bytes)", need);
         }
-        /* Progress counters and stage barriers, kept from step to step. */
-        int nd = p.R * 2 * p.S, nb = p.R * p.S;
-        if (nd > t->ndone) {
-            free(t->done);
-            t->done = calloc((size_t)nd, sizeof *t->done);
-            t->ndone = t->done ? nd : 0;
+        /* Hand-offs and stage barriers, kept from step to step. */
+        int nb = p.R * p.S;
+        if (p.R > t->nhand) {
+            free(t->hand);
+            t->hand = calloc((size_t)p.R, sizeof *t->hand);
+            t->nhand = t->hand ? p.R : 0;
         }
         if (nb > t->nbars) {
             free(t->stage_bars);
             t->stage_bars = calloc((size_t)nb, sizeof *t->stage_bars);
             t->nbars = t->stage_bars ? nb : 0;
         }
-        if (!t->done || !t->stage_bars) return failf(m, "out of memory");
-        for (int i = 0; i < nd; i++) atomic_store_explicit(&t->done[i], 0, memory_order_relaxed);
-        p.done = t->done;
+        if (!t->hand || !t->stage_bars) return failf(m, "out of memory");
+        p.hand = t->hand;
     }
     float *params = pnetrt_params_mut(m);
     if (!params) return failf(m, "out of memory");
