@@ -60,12 +60,14 @@ if [ -n "$missing" ]; then
 fi
 
 # 2. ONNX Runtime for Node, privately in bench/.node/ (the CPU binaries ship in the npm package;
-#    ONNXRUNTIME_NODE_INSTALL=skip skips the post-install download of the CUDA ones).
-if [ ! -f bench/.node/node_modules/onnxruntime-node/package.json ]; then
-    echo "bench: installing onnxruntime-node into bench/.node/"
+#    ONNXRUNTIME_NODE_INSTALL=skip skips the post-install download of the CUDA ones). The version
+#    is pinned, so that results stay comparable with docs/performance.md.
+ort_version=1.30.0
+if ! grep -q "\"version\": \"$ort_version\"" bench/.node/node_modules/onnxruntime-node/package.json 2>/dev/null; then
+    echo "bench: installing onnxruntime-node $ort_version into bench/.node/"
     mkdir -p bench/.node
     ONNXRUNTIME_NODE_INSTALL=skip npm install --prefix bench/.node --no-audit --no-fund \
-        --loglevel=error onnxruntime-node >/dev/null
+        --loglevel=error "onnxruntime-node@$ort_version" >/dev/null
 fi
 
 # 3. A private OpenBLAS for PyTorch: Debian's torch calls whatever libblas.so.3 is selected, and

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,12 +31,13 @@ static const char usage[] =
     "(-c). A FILE.graph (the text printed by --emit=graph) is read back as graph IR.\n"
     "\n"
     "options:\n"
-    "  -o FILE            the output file (default: the network's name, NAME.o with -c, or stdout)\n"
-    "  -c                 write an object file and its header NAME.h beside it\n"
+    "  -o FILE            the output file; - for standard output (default: the network's name; NAME.o,\n"
+    "                     NAME.s, NAME.ll for -c, --emit=asm, --emit=llvm; standard output for the rest)\n"
+    "  -c                 write an object file and its C header beside it (-o net.o: net.h)\n"
     "  --emit=llvm        write textual LLVM IR;  --emit=asm: assembly;  --emit=obj: as -c\n"
     "  -O0 .. -O3         optimisation level (default -O3)\n"
     "  --target TRIPLE    target triple (default: the host)\n"
-    "  --cpu NAME         target CPU, such as x86-64-v4 (default: the host's)\n"
+    "  --cpu NAME         target CPU, such as x86-64-v4 or native (default: the host's); help lists them\n"
     "  --weights W.safetensors  embed these weights (PyTorch names) as read-only data\n"
     "  --check            check the file; print nothing and exit 0 when it is valid\n"
     "  --emit=graph       print the checked graph IR, one node per line\n"
@@ -184,6 +186,43 @@ static int link_exe(const char *obj, const char *out) {
     return 0;
 }
 
+/* The header that -c writes beside the object: net.o -> net.h. */
+static void header_path(const char *obj, char *hdr, size_t n) {
+    snprintf(hdr, n, "%s", obj);
+    char *dot = strrchr(hdr, '.'), *slash = strrchr(hdr, '/');
+    if (dot && (!slash || dot > slash)) *dot = 0;
+    strncat(hdr, ".h", n - strlen(hdr) - 1);
+}
+
+/* Whether writing `out` would replace the existing file `in` (the same path, or a link to it). */
+static bool same_file(const char *out, const char *in) {
+    struct stat a, b;
+    if (strcmp(out, in) == 0) return true;
+    return stat(out, &a) == 0 && stat(in, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+/* The output files of act would overwrite an input: an error, not a lost source file. */
+static bool clobbers(action act, const char *file, const compile_opts *o) {
+    if (!o->out_path || strcmp(o->out_path, "-") == 0 || act == ACT_CHECK || act == ACT_PARTITION) return false;
+    char hdr[PATH_MAX] = "";
+    if (act == ACT_OBJ) header_path(o->out_path, hdr, sizeof hdr);
+    const char *ins[2] = {file, o->weights};
+    for (int i = 0; i < 2; i++) {
+        if (!ins[i]) continue;
+        const char *hit = same_file(o->out_path, ins[i]) ? o->out_path : hdr[0] && same_file(hdr, ins[i]) ? hdr : NULL;
+        if (hit) {
+            fprintf(stderr, "pnetc: error: the output '%s' is the input '%s'; choose another name with -o\n", hit, ins[i]);
+            return true;
+        }
+    }
+    if (hdr[0] && strcmp(hdr, o->out_path) == 0) {
+        fprintf(stderr, "pnetc: error: -c writes the header beside the object, as '%s': name the object with -o something other than '%s'\n",
+                hdr, o->out_path);
+        return true;
+    }
+    return false;
+}
+
 /* Runs the inference passes, generates code and writes what the action asks for. */
 static int compile(pn_graph *g, action act, const compile_opts *o) {
     g->train_chunk = o->train_chunk;
@@ -235,12 +274,8 @@ static int compile(pn_graph *g, action act, const compile_opts *o) {
         goto done;
     }
     if (act == ACT_OBJ) {
-        /* The header goes beside the object: net.o -> net.h. */
         char hdr[PATH_MAX];
-        snprintf(hdr, sizeof hdr, "%s", path);
-        char *dot = strrchr(hdr, '.'), *slash = strrchr(hdr, '/');
-        if (dot && (!slash || dot > slash)) *dot = 0;
-        strncat(hdr, ".h", sizeof hdr - strlen(hdr) - 1);
+        header_path(path, hdr, sizeof hdr);
         if (!pn_write_header(g, hdr, err, sizeof err)) {
             fprintf(stderr, "pnetc: error: %s\n", err);
             goto done;
@@ -310,6 +345,19 @@ static int run_graph_file(const char *file, action act, const compile_opts *o) {
     else if (act != ACT_CHECK) rc = compile(g, act, o);
     pn_graph_free(g);
     return rc;
+}
+
+/* --cpu help: the CPUs the target knows, one per line. */
+static int list_cpus(const char *triple) {
+    char *t = pn_target_triple(triple);
+    int n;
+    char **names = pn_target_cpus(t, &n);
+    if (!names) fprintf(stderr, "pnetc: error: cannot list the CPUs of target '%s'\n", t);
+    else printf("CPUs for %s (--cpu NAME; native: this machine's):\n", t);
+    for (int i = 0; i < n; i++) printf("  %s\n", names[i]);
+    pn_target_cpus_free(names, n);
+    free(t);
+    return names ? 0 : 1;
 }
 
 int main(int argc, char **argv) {
@@ -406,10 +454,15 @@ int main(int argc, char **argv) {
             file = a;
         }
     }
+    if (o.cpu && strcmp(o.cpu, "help") == 0) {
+        rc = list_cpus(o.triple);
+        goto done;
+    }
     if (!file) {
         rc = fail("%s", "no input file; see 'pnetc --help'");
         goto done;
     }
+    if (clobbers(act, file, &o)) goto done;
     size_t flen = strlen(file);
     if (flen > 6 && strcmp(file + flen - 6, ".graph") == 0) {
         rc = run_graph_file(file, act, &o);

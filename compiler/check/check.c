@@ -120,23 +120,8 @@ static void cerr(ck *c, pn_loc loc, const char *fmt, ...) {
 }
 
 /* Appends "; did you mean 'x'?" when some candidate is close to name. */
-/* The closest candidate within (len + 2) / 3 edits; ties go to the earliest candidate. */
-static const char *closest(const char *name, const char *const *cands, int n) {
-    const char *best = NULL;
-    int len = (int)strlen(name), bestd = (len + 2) / 3 + 1;
-    for (int i = 0; i < n; i++) {
-        if (!cands[i] || strcmp(cands[i], name) == 0) continue;
-        int dist = pn_edit_distance(name, cands[i]);
-        if (dist < bestd) {
-            bestd = dist;
-            best = cands[i];
-        }
-    }
-    return best;
-}
-
 static const char *suggest(ck *c, const char *name, const char *const *cands, int n) {
-    const char *best = closest(name, cands, n);
+    const char *best = pn_closest(name, cands, n);
     return best ? pn_arena_printf(&c->tmp, "; did you mean '%s'?", best) : "";
 }
 
@@ -924,7 +909,7 @@ static void exec_directive(ck *c, scope *s, pn_stmt *st, stctx *x, value *ret) {
     else if (strcmp(dn, "pipeline") == 0) exec_pipeline(c, s, st, x, ret);
     else {
         const char *names[] = {"partition", "shard", "pipeline"};
-        const char *best = closest(dn, names, 3);
+        const char *best = pn_closest(dn, names, 3);
         if (best) cerr(c, st->name_loc, "unknown directive '@%s'; did you mean '@%s'?", dn, best);
         else cerr(c, st->name_loc, "unknown directive '@%s'; expected @partition, @shard or @pipeline", dn);
         run_body(c, s, st, x, ret);
@@ -971,7 +956,8 @@ static value call_block(ck *c, scope *s, pn_block_def *b, pn_expr *call, naming 
         given[slot] = true;
         vals[slot] = v;
     }
-    for (int i = 0; i < np && ok; i++) {
+    /* A block whose definition had errors was reported there; its defaults are not evaluated. */
+    for (int i = 0; i < np && ok && b->state != 2; i++) {
         pn_param *p = b->params.items[i];
         if (given[i]) continue;
         if (!p->def) {
@@ -1349,6 +1335,7 @@ typedef struct rctx {
     pn_block_def *b;
     pn_strmap defined;
     pn_vec order; /* defined names in order, for suggestions */
+    pn_strmap *params; /* while resolving a parameter's default: the block's parameters */
     bool ok;
 } rctx;
 
@@ -1372,8 +1359,12 @@ static void resolve_expr(rctx *r, pn_expr *e, int depth) {
     switch (e->kind) {
     case PN_EX_NAME:
         if (!pn_strmap_get(&r->defined, e->name) && strcmp(e->name, "batch") != 0) {
-            const char *sug = suggest(r->c, e->name, (const char *const *)r->order.items, r->order.len);
-            rerr(r, e->loc, "use of undeclared name '%s'%s", e->name, sug);
+            if (r->params && pn_strmap_get(r->params, e->name)) {
+                rerr(r, e->loc, "a parameter's default cannot refer to parameter '%s'; defaults are constants", e->name);
+            } else {
+                const char *sug = suggest(r->c, e->name, (const char *const *)r->order.items, r->order.len);
+                rerr(r, e->loc, "use of undeclared name '%s'%s", e->name, sug);
+            }
         }
         break;
     case PN_EX_CALL: {
@@ -1459,10 +1450,16 @@ static void resolve_block(ck *c, pn_block_def *b) {
         pn_strmap_put(&r.defined, p->name, dummy);
         pn_vec_push(&c->tmp, &r.order, (void *)p->name);
         if (p->def) {
-            pn_strmap empty = r.defined;
+            /* A default is a constant expression: no parameter is in scope, so none is suggested. */
+            pn_strmap params = r.defined;
+            pn_vec order = r.order;
             r.defined = (pn_strmap){0};
+            r.order = (pn_vec){0};
+            r.params = &params;
             resolve_expr(&r, p->def, 0);
-            r.defined = empty;
+            r.params = NULL;
+            r.defined = params;
+            r.order = order;
         }
     }
     bool returned = false;

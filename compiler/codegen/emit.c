@@ -691,12 +691,22 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c, char *err, s
     LLVMInitializeAllAsmPrinters();
     char *triple = opt->triple ? LLVMNormalizeTargetTriple(opt->triple) : LLVMGetDefaultTargetTriple();
     bool host = !opt->triple || strcmp(opt->triple, LLVMGetDefaultTargetTriple()) == 0;
-    char *cpu = opt->cpu ? strdup(opt->cpu) : host ? LLVMGetHostCPUName() : strdup("generic");
-    char *features = !opt->cpu && host ? LLVMGetHostCPUFeatures() : strdup("");
+    /* --cpu native: the host's CPU and features, as when no CPU is named. */
+    bool native = opt->cpu && strcmp(opt->cpu, "native") == 0;
+    const char *named = native ? NULL : opt->cpu;
+    if (native && !host) {
+        snprintf(err, errlen, "--cpu native needs the host's target, not '%s'", triple);
+        LLVMDisposeMessage(triple);
+        return false;
+    }
+    char *cpu = named ? strdup(named) : host ? LLVMGetHostCPUName() : strdup("generic");
+    char *features = !named && host ? LLVMGetHostCPUFeatures() : strdup("");
     LLVMTargetRef target;
     char *msg = NULL;
-    if (LLVMGetTargetFromTriple(triple, &target, &msg)) {
-        snprintf(err, errlen, "unknown target '%s': %s", triple, msg ? msg : "");
+    bool bad = LLVMGetTargetFromTriple(triple, &target, &msg);
+    if (bad) snprintf(err, errlen, "unknown target '%s': %s", triple, msg ? msg : "");
+    else if (named) bad = !pn_target_check_cpu(triple, named, err, errlen);
+    if (bad) {
         LLVMDisposeMessage(msg);
         LLVMDisposeMessage(triple);
         free(cpu);

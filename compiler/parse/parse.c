@@ -101,18 +101,29 @@ static bool file_exists(const char *path) {
     return access(path, R_OK) == 0;
 }
 
-/* Finds an import in: -I dirs, PNET_PATH, the importing file's directory, the stdlib. */
-static char *find_import(pn_program *p, const char *name, const char *importer) {
+/* Whether dir/rel exists, into buf; dir is appended to the list of searched directories. */
+static bool try_dir(const char *dir, int dlen, const char *rel, char *buf, size_t n, char *tried, size_t tn) {
+    size_t used = strlen(tried);
+    if (used + 8 < tn) snprintf(tried + used, tn - used, "%s'%.*s'", used ? ", " : "", dlen, dir);
+    if (dlen == 1 && dir[0] == '.') snprintf(buf, n, "%s", rel); /* paths stay as the user wrote them */
+    else snprintf(buf, n, "%.*s/%s", dlen, dir, rel);
+    return file_exists(buf);
+}
+
+/* Finds an import in: -I dirs, PNET_PATH, the importing file's directory, the stdlib. The
+ * directories searched go to tried. */
+static char *find_import(pn_program *p, const char *name, const char *importer, char *tried, size_t tn) {
     char rel[PATH_MAX];
     size_t n = strlen(name);
+    tried[0] = 0;
     if (snprintf(rel, sizeof rel, "%s%s", name, n > 5 && strcmp(name + n - 5, ".pnet") == 0 ? "" : ".pnet") >=
         (int)sizeof rel)
         return NULL;
     char buf[PATH_MAX * 2];
     if (rel[0] == '/') return file_exists(rel) ? pn_xstrdup(rel) : NULL;
     for (int i = 0; i < p->include_dirs.len; i++) {
-        snprintf(buf, sizeof buf, "%s/%s", (const char *)p->include_dirs.items[i], rel);
-        if (file_exists(buf)) return pn_xstrdup(buf);
+        const char *dir = p->include_dirs.items[i];
+        if (try_dir(dir, (int)strlen(dir), rel, buf, sizeof buf, tried, tn)) return pn_xstrdup(buf);
     }
     const char *env = getenv("PNET_PATH");
     if (env && *env) {
@@ -120,21 +131,16 @@ static char *find_import(pn_program *p, const char *name, const char *importer) 
         while (*s) {
             const char *e = strchr(s, ':');
             size_t len = e ? (size_t)(e - s) : strlen(s);
-            if (len > 0 && len < PATH_MAX) {
-                snprintf(buf, sizeof buf, "%.*s/%s", (int)len, s, rel);
-                if (file_exists(buf)) return pn_xstrdup(buf);
-            }
+            if (len > 0 && len < PATH_MAX && try_dir(s, (int)len, rel, buf, sizeof buf, tried, tn)) return pn_xstrdup(buf);
             s += len + (e != NULL);
         }
     }
     const char *slash = strrchr(importer, '/');
-    if (slash) snprintf(buf, sizeof buf, "%.*s/%s", (int)(slash - importer), importer, rel);
-    else snprintf(buf, sizeof buf, "%s", rel);
-    if (file_exists(buf)) return pn_xstrdup(buf);
-    if (p->stdlib_dir) {
-        snprintf(buf, sizeof buf, "%s/%s", p->stdlib_dir, rel);
-        if (file_exists(buf)) return pn_xstrdup(buf);
-    }
+    if (slash ? try_dir(importer, (int)(slash - importer), rel, buf, sizeof buf, tried, tn)
+              : try_dir(".", 1, rel, buf, sizeof buf, tried, tn))
+        return pn_xstrdup(buf);
+    if (p->stdlib_dir && try_dir(p->stdlib_dir, (int)strlen(p->stdlib_dir), rel, buf, sizeof buf, tried, tn))
+        return pn_xstrdup(buf);
     return NULL;
 }
 
@@ -145,10 +151,12 @@ static void load_imports(pn_program *p, pn_module *m) {
             pn_error(p->diags, im->loc, "empty import path");
             continue;
         }
-        char *path = find_import(p, im->path, m->path);
+        char tried[2048];
+        char *path = find_import(p, im->path, m->path, tried, sizeof tried);
         if (!path) {
             pn_error(p->diags, im->loc, "module '%s' not found in the -I directories, PNET_PATH, the directory of '%s' or the stdlib",
                      im->path, m->path);
+            if (tried[0]) pn_note(p->diags, PN_NOLOC, "searched %s", tried);
             continue;
         }
         char canon[PATH_MAX];

@@ -84,3 +84,17 @@ int pn_edit_distance(const char *a, const char *b) {
     }
     return d[la][lb];
 }
+
+const char *pn_closest(const char *name, const char *const *cands, int n) {
+    const char *best = NULL;
+    int len = (int)strlen(name), bestd = (len + 2) / 3 + 1;
+    for (int i = 0; i < n; i++) {
+        if (!cands[i] || strcmp(cands[i], name) == 0) continue;
+        int dist = pn_edit_distance(name, cands[i]);
+        if (dist < bestd) {
+            bestd = dist;
+            best = cands[i];
+        }
+    }
+    return best;
+}

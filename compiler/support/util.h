@@ -17,6 +17,8 @@ char *pn_read_file(const char *path, size_t *len);
 
 /* Edit distance (adjacent swaps count 1), capped: used for "did you mean" hints. */
 int pn_edit_distance(const char *a, const char *b);
+/* The candidate closest to name within (len + 2) / 3 edits, or NULL; ties go to the earliest. */
+const char *pn_closest(const char *name, const char *const *cands, int n);
 
 #define PN_ARRAY_LEN(a) ((int)(sizeof(a) / sizeof((a)[0])))
 

@@ -117,5 +117,44 @@ check "untrainable matmul at its node" grep -q "mm.pnet:5:9: error: training: th
 run --train-chunk 0 "$src/examples/digits_mlp.pnet"
 check "bad --train-chunk exits 1" [ $rc -eq 1 ]
 
+# --cpu: an unknown name is a one-line error with a suggestion, not LLVM's abort; help lists them.
+d="$src/examples/digits_mlp.pnet"
+run --cpu znver -c "$d" -o "$tmp/cpu.o"
+check "unknown --cpu exits 1" [ $rc -eq 1 ]
+check "unknown --cpu one line" [ "$(wc -l <"$tmp/err")" -eq 1 ]
+check "unknown --cpu suggests" grep -q "unknown CPU 'znver' for target 'x86_64.*'; did you mean 'znver1'?" "$tmp/err"
+check "unknown --cpu writes nothing" [ ! -e "$tmp/cpu.o" ]
+run --target aarch64-linux-gnu --cpu znver4 -c "$d" -o "$tmp/cpu.o"
+check "--cpu of another target exits 1" [ $rc -eq 1 ]
+check "--cpu of another target named" grep -q "unknown CPU 'znver4' for target 'aarch64" "$tmp/err"
+run --cpu help
+check "--cpu help exits 0" [ $rc -eq 0 ]
+check "--cpu help lists x86-64-v4" grep -qx "  x86-64-v4" "$tmp/out"
+check "--cpu help lists each CPU once" [ -z "$(sort "$tmp/out" | uniq -d)" ]
+run --cpu native -c "$d" -o "$tmp/native.o"
+check "--cpu native exits 0" [ $rc -eq 0 ]
+run --target aarch64-linux-gnu --cpu native -c "$d" -o "$tmp/native2.o"
+check "--cpu native for another target exits 1" [ $rc -eq 1 ]
+
+# An output that would replace an input is refused: the source and the weights stay.
+cp "$d" "$tmp/self.pnet"; cp "$d" "$tmp/keep.pnet"
+for args in "-o $tmp/self.pnet" "-c -o $tmp/self.pnet" "--emit=llvm -o $tmp/self.pnet" "--emit=graph -o $tmp/./self.pnet"; do
+    # shellcheck disable=SC2086
+    run $args "$tmp/self.pnet"
+    check "output = input refused ($args)" [ $rc -eq 1 ]
+    check "output = input: source kept ($args)" cmp -s "$tmp/self.pnet" "$tmp/keep.pnet"
+done
+check "output = input error" grep -q "the output '.*self.pnet' is the input '.*self.pnet'" "$tmp/err"
+ln -s self.pnet "$tmp/link.pnet"
+run -o "$tmp/link.pnet" "$tmp/self.pnet"
+check "output through a link to the input refused" [ $rc -eq 1 ]
+check "source kept through a link" cmp -s "$tmp/self.pnet" "$tmp/keep.pnet"
+run -c -o "$tmp/hdr.h" "$d"
+check "-c -o X.h refused" [ $rc -eq 1 ]
+check "-c -o X.h explains" grep -q "writes the header beside the object, as '$tmp/hdr.h'" "$tmp/err"
+run --auto-partition 2 -o "$tmp/self.pnet" "$tmp/self.pnet"
+check "--auto-partition may rewrite its input" [ $rc -eq 0 ]
+check "--auto-partition rewrote it" grep -q "@partition" "$tmp/self.pnet"
+
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]

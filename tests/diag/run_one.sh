@@ -9,6 +9,9 @@ args=""
 # shellcheck disable=SC2086
 "$pnetc" --check $args "$name.pnet" 2>"$name.actual" >/dev/null
 rc=$?
+# Paths into the checkout (the stdlib's) read <root>, wherever it is.
+root=$(cd ../.. && pwd)
+sed "s|$root/|<root>/|g" "$name.actual" >"$name.actual.tmp" && mv "$name.actual.tmp" "$name.actual"
 if [ "${PNET_REGEN:-}" = 1 ]; then cp "$name.actual" "$name.stderr"; fi
 want=0
 grep -q "error:" "$name.stderr" && want=1
