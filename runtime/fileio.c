@@ -62,9 +62,12 @@ int pnetrt_io_write_atomic(const char *path, int nparts, const void *const *bufs
         if (fd < 0 && errno != EEXIST) break;
     }
     if (fd < 0) {
+        /* The file is written through a temporary one beside it, so its directory must take new files. */
         int e = errno;
+        int r = pnetrt_io_fail(err, errlen, path, "cannot write it: creating the temporary file %s beside it failed: %s",
+                               tmp, strerror(e));
         free(tmp);
-        return pnetrt_io_fail(err, errlen, path, "cannot create: %s", strerror(e));
+        return r;
     }
     const char *what = NULL;
     int e = 0;

@@ -68,7 +68,11 @@ int pnetrt_train_step(pnetrt_model *m, int64_t batch, const void *const *inputs,
 /* The loss sum and correct predictions of a batch in inference mode (dropout off, batchnorm on its
  * running statistics). */
 int pnetrt_eval(pnetrt_model *m, int64_t batch, const void *const *inputs, double *loss_sum, int64_t *correct);
+/* The learning rate: finite and positive, as the language requires. */
 int pnetrt_set_lr(pnetrt_model *m, double lr);
+/* For gradient tests: later steps compute the loss and gradients but leave the parameters as they
+ * are (learning rate 0, which pnetrt_set_lr refuses). */
+int pnetrt_train_freeze(pnetrt_model *m);
 double pnetrt_lr(const pnetrt_model *m);
 int pnetrt_set_train_seed(pnetrt_model *m, uint64_t seed);
 /* Correct predictions (cross_entropy) of the last training step. */

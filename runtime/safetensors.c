@@ -181,6 +181,10 @@ static int st_load(pnetrt_st *st, char *err, size_t errlen) {
     unsigned char lb[8];
     int e = pread_full(st->fd, lb, 8, 0);
     if (e) return pnetrt_io_fail(err, errlen, path, "read error: %s", strerror(e));
+    /* gzip's magic, where a safetensors header would start with '{'. */
+    unsigned char first = 0;
+    if (lb[0] == 0x1f && lb[1] == 0x8b && (fsize < 9 || pread_full(st->fd, &first, 1, 8) || first != '{'))
+        return pnetrt_io_fail(err, errlen, path, "is gzip-compressed; decompress it (gunzip) to load it as safetensors");
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--)
         hlen = hlen << 8 | lb[i];

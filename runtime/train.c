@@ -426,8 +426,15 @@ int pnetrt_eval(pnetrt_model *m, int64_t batch, const void *const *inputs, doubl
 int pnetrt_set_lr(pnetrt_model *m, double lr) {
     pnetrt_trainer *t = m ? trainer(m) : NULL;
     if (!t) return 1;
-    if (!(lr >= 0) || !isfinite(lr)) return failf(m, "learning rate %g must be a finite non-negative number", lr);
+    if (!(lr > 0) || !isfinite(lr)) return failf(m, "learning rate %g must be a finite positive number", lr);
     t->lr = lr;
+    return 0;
+}
+
+int pnetrt_train_freeze(pnetrt_model *m) {
+    pnetrt_trainer *t = m ? trainer(m) : NULL;
+    if (!t) return 1;
+    t->lr = 0;
     return 0;
 }
 
@@ -508,6 +515,25 @@ static int state_names(const pnetrt_desc *d, const char *const **names) {
     return d->train->momentum != 0 ? 1 : 0;
 }
 
+static const char *optimizer_name(const pnetrt_desc *d) {
+    return d->train->optimizer == PNETRT_OPT_ADAM ? "adam" : "sgd";
+}
+
+/* The optimizer whose state a checkpoint holds: its "optimizer" metadata, or, in checkpoints written
+ * before that key, the names of its state tensors; NULL when it cannot tell. */
+static const char *file_optimizer(const pnetrt_st *st) {
+    const char *o = pnetrt_st_meta(st, "optimizer");
+    if (o && (!strcmp(o, "sgd") || !strcmp(o, "adam"))) return o;
+    for (int i = 0; i < pnetrt_st_count(st); i++) {
+        const char *n = pnetrt_st_name(st, i);
+        size_t len = strlen(n);
+        if (strncmp(n, "optimizer.", 10)) continue;
+        if (len > 8 && !strcmp(n + len - 8, ".exp_avg")) return "adam";
+        if (len > 16 && !strcmp(n + len - 16, ".momentum_buffer")) return "sgd";
+    }
+    return NULL;
+}
+
 int pnetrt_save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
     if (!m) return 1;
     const pnetrt_desc *d = pnetrt_model_desc(m);
@@ -560,10 +586,11 @@ int pnetrt_save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch
     char bs[32], sh[8];
     snprintf(bs, sizeof bs, "%lld", (long long)(t ? t->batch_size : 0));
     snprintf(sh, sizeof sh, "%d", t ? t->shuffle : -1);
-    const char *keys[] = {"format", "network", "epoch", "batch", "step", "seed", "lr", "batch_size", "shuffle"};
-    const char *vals[] = {t ? "pnet-checkpoint" : "pnet-weights", d->name, ep, bt, stp, sd, lr, bs, sh};
+    const char *keys[] = {"format", "network", "epoch", "batch", "step", "seed", "lr", "batch_size", "shuffle", "optimizer"};
+    const char *vals[] = {t ? "pnet-checkpoint" : "pnet-weights", d->name, ep, bt, stp, sd, lr, bs, sh,
+                          d->train ? optimizer_name(d) : ""};
     char err[512];
-    if (pnetrt_st_write(path, n, names, ranks, (const int64_t(*)[8])shapes, data, t ? 9 : 2, keys, vals, err, sizeof err)) {
+    if (pnetrt_st_write(path, n, names, ranks, (const int64_t(*)[8])shapes, data, t ? 10 : 2, keys, vals, err, sizeof err)) {
         pnetrt_fail(m, err);
         goto done;
     }
@@ -620,6 +647,14 @@ int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
     if (fmt && strcmp(fmt, "pnet-checkpoint") == 0 && d->train) {
         pnetrt_trainer *t = trainer(m);
         if (!t) {
+            free(tmp);
+            pnetrt_st_close(st);
+            return 1;
+        }
+        const char *fo = file_optimizer(st);
+        if (fo && strcmp(fo, optimizer_name(d))) {
+            failf(m, "%s: the checkpoint holds the state of the %s optimizer, but network '%s' trains with %s", path, fo,
+                  d->name, optimizer_name(d));
             free(tmp);
             pnetrt_st_close(st);
             return 1;

@@ -377,6 +377,24 @@ static void test_no_train_block(void **s) {
     release(&c);
 }
 
+/* The learning rate must be finite and positive, as the language requires. */
+static void test_set_lr(void **s) {
+    (void)s;
+    compiled c;
+    compile_net("network g_lr { input x : f32[batch, 4]; output logits = dense(x, 3);" CE, false, 0, &c);
+    pnetrt_model *m;
+    assert_int_equal(pnetrt_create(&m, c.desc, NULL), 0);
+    const double bad[] = {0.0, -0.0, -1.0, NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_not_equal(pnetrt_set_lr(m, bad[i]), 0);
+        assert_non_null(strstr(pnetrt_last_error(m), "finite positive"));
+    }
+    assert_int_equal(pnetrt_set_lr(m, 0.25), 0);
+    assert_true(pnetrt_lr(m) == 0.25);
+    pnetrt_destroy(m);
+    release(&c);
+}
+
 int main(void) {
     (void)&pnetrt_barrier; /* the JIT resolves it in this process */
     setenv("PNET_ADAPTIVE_THREADS", "0", 1);
@@ -410,6 +428,7 @@ int main(void) {
         cmocka_unit_test(test_many_chunks),
         cmocka_unit_test(test_wide_optimised),
         cmocka_unit_test(test_no_train_block),
+        cmocka_unit_test(test_set_lr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

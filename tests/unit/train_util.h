@@ -22,7 +22,7 @@ static pnetrt_model *make_model(const pnetrt_desc *d, int threads, uint64_t seed
         for (int64_t j = 0; j < pnetrt_sample_elems(t); j++) w[t->offset + j] += (float)(rnd() - 0.5);
     }
     rng = saved;
-    assert_int_equal(pnetrt_set_lr(m, 0), 0);
+    assert_int_equal(pnetrt_train_freeze(m), 0);
     return m;
 }
 
