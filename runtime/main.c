@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 const char *pnetrt_prog = "net";
@@ -56,13 +57,49 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             pnetrt_prog, d->name, d->target);
 }
 
-static bool parse_int(const char *s, long lo, long hi, long *out) {
+int pnetrt_opt_int(const char *opt, const char *s, long long lo, long long hi, long long *out) {
     char *end;
     errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return pnetrt_die("%s needs an integer from %lld to %lld, not '%s'", opt, lo, hi, s);
     *out = v;
-    return true;
+    return 0;
+}
+
+int pnetrt_opt_num(const char *opt, const char *s, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v > 0 && v <= hi) || !isfinite(v)) {
+        if (isinf(hi)) return pnetrt_die("%s needs a finite positive number, not '%s'", opt, s);
+        return pnetrt_die("%s needs a number in (0, %g], not '%s'", opt, hi, s);
+    }
+    *out = v;
+    return 0;
+}
+
+int pnetrt_opt_once(char *seen, size_t len, const char *opt) {
+    char key[64];
+    snprintf(key, sizeof key, " %s ", opt);
+    if (strstr(seen, key)) return pnetrt_die("%s given twice; give each option once", opt);
+    size_t n = strlen(seen);
+    snprintf(seen + n, len - n, "%s", n ? key + 1 : key);
+    return 0;
+}
+
+/* Paths a and b name the same file: equal strings, or, when both exist, the same device and inode. */
+static bool same_file(const char *a, const char *b) {
+    if (strcmp(a, b) == 0) return true;
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+int pnetrt_check_overwrite(const char *out_opt, const char *out, const char *what, const char *in_opt, const char *in) {
+    if (!out || !in || !same_file(out, in)) return 0;
+    if (strcmp(out, in) == 0)
+        return pnetrt_die("%s: %s and %s name the same file; %s would overwrite it", out, out_opt, in_opt, what);
+    return pnetrt_die("%s and %s are the same file (%s and %s); %s would overwrite it", out, in, out_opt, in_opt, what);
 }
 
 static double now(void) {
@@ -96,6 +133,7 @@ typedef struct opts {
     const char *trace;    /* Chrome trace-event JSON to write, or NULL */
     int stage_threads[64]; /* --stage-threads: threads per pipeline stage, nstage_threads of them */
     int nstage_threads;
+    char seen[256]; /* the options given so far, " --a --b " */
 } opts;
 
 /* Options every running command takes: --threads, --weights, --replicas, --schedule. Returns 1
@@ -103,30 +141,38 @@ typedef struct opts {
 static int common_option(opts *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     if (*i + 1 >= argc) return 0;
-    long v;
-    if (strcmp(a, "--threads") == 0) {
-        if (!parse_int(argv[++*i], 1, 4096, &v)) return pnetrt_die("--threads needs an integer from 1 to 4096, not '%s'", argv[*i]), -1;
+    static const char *const known[] = {"--threads", "--weights", "--replicas", "--trace", "--microbatches",
+                                        "--stage-threads", "--schedule"};
+    int which = -1;
+    for (int k = 0; k < (int)(sizeof known / sizeof known[0]); k++)
+        if (strcmp(a, known[k]) == 0) which = k;
+    if (which < 0) return 0;
+    if (pnetrt_opt_once(o->seen, sizeof o->seen, a)) return -1;
+    const char *s = argv[++*i];
+    long long v;
+    switch (which) {
+    case 0:
+        if (pnetrt_opt_int(a, s, 1, 4096, &v)) return -1;
         o->threads = (int)v;
-    } else if (strcmp(a, "--weights") == 0) {
-        o->weights = argv[++*i];
-    } else if (strcmp(a, "--replicas") == 0) {
-        if (!parse_int(argv[++*i], 1, 4096, &v)) return pnetrt_die("--replicas needs an integer from 1 to 4096, not '%s'", argv[*i]), -1;
+        break;
+    case 1: o->weights = s; break;
+    case 2:
+        if (pnetrt_opt_int(a, s, 1, 4096, &v)) return -1;
         o->replicas = (int)v;
-    } else if (strcmp(a, "--trace") == 0) {
-        o->trace = argv[++*i];
-    } else if (strcmp(a, "--microbatches") == 0) {
-        if (!parse_int(argv[++*i], 1, 65536, &v)) return pnetrt_die("--microbatches needs an integer from 1 to 65536, not '%s'", argv[*i]), -1;
+        break;
+    case 3: o->trace = s; break;
+    case 4:
+        if (pnetrt_opt_int(a, s, 1, 65536, &v)) return -1;
         o->microbatches = (int)v;
-    } else if (strcmp(a, "--stage-threads") == 0) {
-        o->nstage_threads = pnetrt_parse_stage_threads(argv[++*i], o->stage_threads);
+        break;
+    case 5:
+        o->nstage_threads = pnetrt_parse_stage_threads(s, o->stage_threads);
         if (o->nstage_threads < 0) return -1;
-    } else if (strcmp(a, "--schedule") == 0) {
-        const char *s = argv[++*i];
+        break;
+    default:
         if (strcmp(s, "serial") && strcmp(s, "batch") && strcmp(s, "pipeline") && strcmp(s, "hybrid"))
             return pnetrt_die("--schedule needs serial, batch, pipeline or hybrid, not '%s'", s), -1;
         o->schedule = s;
-    } else {
-        return 0;
     }
     return 1;
 }
@@ -207,7 +253,11 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
                 k = find(ts, nts, v, (size_t)(eq - v));
                 if (k < 0) return pnetrt_die("the network has no %s named '%.*s'", is_in ? "input" : "output", (int)(eq - v), v);
             }
-            (is_in ? in_path : out_path)[k] = eq + 1;
+            const char **slot = &(is_in ? in_path : out_path)[k];
+            if (*slot)
+                return pnetrt_die("%s %s given twice ('%s' and '%s'); give each %s once", a, ts[k].name, *slot, eq + 1,
+                                  is_in ? "input" : "output");
+            *slot = eq + 1;
         } else {
             int k = common_option(&o, argc, argv, &i);
             if (k < 0) return 1;
@@ -216,6 +266,24 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
     }
     for (int64_t i = 0; i < d->ninputs; i++)
         if (!in_path[i]) return pnetrt_die("missing --input %s=FILE.npy", d->inputs[i].name);
+    /* No file written may be one that is read, nor another one written. */
+    char oopt[160], iopt[160];
+    for (int64_t i = 0; i < d->noutputs + 1; i++) {
+        const char *w = i < d->noutputs ? out_path[i] : o.trace;
+        if (!w) continue;
+        if (i < d->noutputs) snprintf(oopt, sizeof oopt, "--output %s", d->outputs[i].name);
+        else snprintf(oopt, sizeof oopt, "--trace");
+        const char *what = i < d->noutputs ? "the output" : "the trace";
+        for (int64_t k = 0; k < d->ninputs; k++) {
+            snprintf(iopt, sizeof iopt, "--input %s", d->inputs[k].name);
+            if (pnetrt_check_overwrite(oopt, w, what, iopt, in_path[k])) return 1;
+        }
+        if (pnetrt_check_overwrite(oopt, w, what, "--weights", o.weights)) return 1;
+        for (int64_t k = 0; k < i; k++) {
+            snprintf(iopt, sizeof iopt, "--output %s", d->outputs[k].name);
+            if (pnetrt_check_overwrite(oopt, w, what, iopt, out_path[k])) return 1;
+        }
+    }
     pnetrt_array in[64] = {{0}}, out[64] = {{0}};
     int rc = 1;
     int64_t batch = -1;
@@ -237,6 +305,16 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
             shape_text(&g, got, sizeof got);
             pnetrt_die("%s: input '%s' must be %s, but the file holds %s", in_path[i], t->name, buf, got);
             goto done;
+        }
+        /* Ids an embedding reads must lie in its vocabulary: named by file and sample here, before running. */
+        int64_t per = t->shape[0] < 0 ? pnetrt_sample_elems(t) : (int64_t)(in[i].nbytes / 4);
+        for (int64_t k = 0; t->limit && k < (int64_t)(in[i].nbytes / 4); k++) {
+            int32_t v = ((const int32_t *)in[i].data)[k];
+            if (v < 0 || v >= t->limit) {
+                pnetrt_die("%s: sample %lld: input '%s' holds %d, outside the vocabulary [0, %lld)", in_path[i],
+                           (long long)(per ? k / per : 0), t->name, v, (long long)t->limit);
+                goto done;
+            }
         }
         if (t->shape[0] < 0) {
             if (batch >= 0 && in[i].shape[0] != batch) {
@@ -310,17 +388,15 @@ static int cmp_double(const void *a, const void *b) {
 
 static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
     opts o = {0};
-    long batch = 64;
+    long long batch = 64;
     double seconds = 3.0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
         if (strcmp(a, "--batch") == 0 && has) {
-            if (!parse_int(argv[++i], 1, 1 << 24, &batch)) return pnetrt_die("--batch needs a positive integer, not '%s'", argv[i]);
+            if (pnetrt_opt_once(o.seen, sizeof o.seen, a) || pnetrt_opt_int(a, argv[++i], 1, 1 << 24, &batch)) return 1;
         } else if (strcmp(a, "--seconds") == 0 && has) {
-            char *end;
-            seconds = strtod(argv[++i], &end);
-            if (*end || end == argv[i] || !(seconds > 0 && seconds <= 3600)) return pnetrt_die("--seconds needs a number in (0, 3600], not '%s'", argv[i]);
+            if (pnetrt_opt_once(o.seen, sizeof o.seen, a) || pnetrt_opt_num(a, argv[++i], 3600, &seconds)) return 1;
         } else {
             int k = common_option(&o, argc, argv, &i);
             if (k < 0) return 1;
@@ -375,7 +451,7 @@ static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
     char used[96] = "";
     if (pnetrt_last_threads(m) != pnetrt_threads(m))
         snprintf(used, sizeof used, " (%d used: too little work for more; PNET_ADAPTIVE_THREADS=0 uses all)", pnetrt_last_threads(m));
-    printf("network: %s, batch %ld, threads %d%s, replicas %d%s, %s, %d runs\n", d->name, batch, pnetrt_threads(m), used,
+    printf("network: %s, batch %lld, threads %d%s, replicas %d%s, %s, %d runs\n", d->name, batch, pnetrt_threads(m), used,
            pnetrt_last_replicas(m), picked ? " (picked by the runtime)" : "",
            pnetrt_pipelined(m) ? "pipelined" : "not pipelined", runs);
     printf("throughput: %.1f samples/s\n", (double)batch * runs / total);
@@ -455,7 +531,7 @@ static int cmd_info(const pnetrt_desc *d) {
         printf("  optimizer state: %s\n", a);
         human((double)(t->global_floats + nch * t->stat_floats) * 4, a, sizeof a);
         printf("  batch statistics and transposed weights: %s\n", a);
-        printf("  segments: %lld (split at batchnorm's batch statistics)\n", (long long)t->nsegments);
+        printf("  segments: %lld%s\n", (long long)t->nsegments, t->nsegments > 1 ? " (split at batchnorm's batch statistics)" : "");
     }
     /* The schedule report pnetc generated with the same code as --report, so the two agree. */
     if (d->report && d->report[0]) printf("\n%s", d->report);
@@ -477,6 +553,14 @@ int pnetrt_main(const pnetrt_desc *d, int argc, char **argv) {
         usage(d, stdout);
         return 0;
     }
+    /* `./net COMMAND --help` too: the usage, on stdout, whatever else is given. */
+    bool known = !strcmp(cmd, "infer") || !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "bench") ||
+                 !strcmp(cmd, "info");
+    for (int i = 2; known && i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(d, stdout);
+            return fflush(stdout) == 0 ? 0 : 1;
+        }
     if (strcmp(cmd, "infer") == 0) return cmd_infer(d, argc - 2, argv + 2);
     if (strcmp(cmd, "train") == 0) return pnetrt_cmd_train(d, argc - 2, argv + 2);
     if (strcmp(cmd, "eval") == 0) return pnetrt_cmd_eval(d, argc - 2, argv + 2);

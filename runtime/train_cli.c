@@ -24,24 +24,6 @@ static double now(void) {
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static bool parse_i64(const char *s, long long lo, long long hi, long long *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_f(const char *s, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v) || v < 0) return false;
-    *out = v;
-    return true;
-}
-
 typedef struct topts {
     const char *data, *labels, *val, *val_labels, *save, *weights, *resume;
     long long epochs, batch, seed, threads, replicas, microbatches;
@@ -50,13 +32,16 @@ typedef struct topts {
     bool no_shuffle, have_lr, have_seed;
 } topts;
 
-/* Parses the options of train, eval and bench --train; `allowed` lists the ones the command takes. */
+/* Parses the options of train, eval and bench --train; `allowed` lists the ones the command takes.
+ * Each may be given once. */
 static int parse_opts(int argc, char **argv, const char *allowed, topts *o) {
+    char seen[512] = "";
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         char key[64];
         snprintf(key, sizeof key, " %s ", a);
         if (strncmp(a, "--", 2) != 0 || !strstr(allowed, key)) return pnetrt_die("unknown option '%s'", a);
+        if (pnetrt_opt_once(seen, sizeof seen, a)) return 1;
         if (!strcmp(a, "--no-shuffle")) {
             o->no_shuffle = true;
             continue;
@@ -64,7 +49,7 @@ static int parse_opts(int argc, char **argv, const char *allowed, topts *o) {
         if (!strcmp(a, "--train")) continue;
         if (i + 1 >= argc) return pnetrt_die("%s needs a value", a);
         const char *v = argv[++i];
-        bool ok = true;
+        int bad = 0;
         if (!strcmp(a, "--stage-threads")) {
             if ((o->nstage_threads = pnetrt_parse_stage_threads(v, o->stage_threads)) < 0) return 1;
         } else if (!strcmp(a, "--data")) o->data = v;
@@ -74,15 +59,15 @@ static int parse_opts(int argc, char **argv, const char *allowed, topts *o) {
         else if (!strcmp(a, "--save")) o->save = v;
         else if (!strcmp(a, "--weights")) o->weights = v;
         else if (!strcmp(a, "--resume")) o->resume = v;
-        else if (!strcmp(a, "--epochs")) ok = parse_i64(v, 1, 1000000, &o->epochs);
-        else if (!strcmp(a, "--batch")) ok = parse_i64(v, 1, 1 << 24, &o->batch);
-        else if (!strcmp(a, "--seed")) ok = parse_i64(v, 0, INT64_MAX, &o->seed), o->have_seed = true;
-        else if (!strcmp(a, "--threads")) ok = parse_i64(v, 1, 4096, &o->threads);
-        else if (!strcmp(a, "--replicas")) ok = parse_i64(v, 1, 4096, &o->replicas);
-        else if (!strcmp(a, "--microbatches")) ok = parse_i64(v, 1, 65536, &o->microbatches);
-        else if (!strcmp(a, "--lr")) ok = parse_f(v, &o->lr), o->have_lr = true;
-        else if (!strcmp(a, "--seconds")) ok = parse_f(v, &o->seconds);
-        if (!ok) return pnetrt_die("%s: bad value '%s'", a, v);
+        else if (!strcmp(a, "--epochs")) bad = pnetrt_opt_int(a, v, 1, 1000000, &o->epochs);
+        else if (!strcmp(a, "--batch")) bad = pnetrt_opt_int(a, v, 1, 1 << 24, &o->batch);
+        else if (!strcmp(a, "--seed")) bad = pnetrt_opt_int(a, v, 0, INT64_MAX, &o->seed), o->have_seed = true;
+        else if (!strcmp(a, "--threads")) bad = pnetrt_opt_int(a, v, 1, 4096, &o->threads);
+        else if (!strcmp(a, "--replicas")) bad = pnetrt_opt_int(a, v, 1, 4096, &o->replicas);
+        else if (!strcmp(a, "--microbatches")) bad = pnetrt_opt_int(a, v, 1, 65536, &o->microbatches);
+        else if (!strcmp(a, "--lr")) bad = pnetrt_opt_num(a, v, INFINITY, &o->lr), o->have_lr = true;
+        else if (!strcmp(a, "--seconds")) bad = pnetrt_opt_num(a, v, 3600, &o->seconds);
+        if (bad) return 1;
     }
     return 0;
 }
@@ -274,6 +259,14 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
     if (!o.data) return pnetrt_die("train needs --data FILE");
     if (o.val_labels && !o.val)
         return pnetrt_die("--val-labels %s needs --val FILE, the validation data", o.val_labels);
+    if (o.resume && o.weights)
+        return pnetrt_die("--resume %s and --weights %s both give the starting weights; give one of them", o.resume, o.weights);
+    /* The checkpoint must not overwrite the data; --save CKPT --resume CKPT is the normal flow. */
+    if (pnetrt_check_overwrite("--save", o.save, "the checkpoint", "--data", o.data) ||
+        pnetrt_check_overwrite("--save", o.save, "the checkpoint", "--labels", o.labels) ||
+        pnetrt_check_overwrite("--save", o.save, "the checkpoint", "--val", o.val) ||
+        pnetrt_check_overwrite("--save", o.save, "the checkpoint", "--val-labels", o.val_labels))
+        return 1;
     if (o.save && check_save(o.save)) return 1;
     int64_t features = 0, te = 0;
     int kind = 0;
@@ -310,6 +303,17 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
         if (!rc && start_batch > 0 && ((o.batch && o.batch != cb) || (o.no_shuffle && cs == 1)))
             rc = pnetrt_die("%s: the checkpoint stopped in the middle of an epoch at batch size %lld%s; resume it with the same "
                      "batch size and order", o.resume, (long long)cb, cs == 1 ? ", shuffled" : "");
+        /* A checkpoint taken mid-epoch needs as many batches in this data set. One taken after an
+         * epoch's last batch resumes at the next epoch. */
+        int64_t nbatches = (ds.n + B - 1) / B;
+        if (!rc && start_batch > 0 && start_batch == nbatches) {
+            start_epoch++;
+            start_batch = 0;
+        }
+        if (!rc && start_batch > nbatches && start_epoch < epochs)
+            rc = pnetrt_die("%s: the checkpoint stopped at batch %lld of epoch %lld, but %s gives only %lld batch%s of %lld",
+                            o.resume, (long long)start_batch, (long long)start_epoch + 1, o.data, (long long)nbatches,
+                            nbatches == 1 ? "" : "es", (long long)B);
         if (!rc && start_epoch >= epochs)
             fprintf(stderr, "%s: note: %s already holds %lld epochs (--epochs %lld): nothing to train\n", pnetrt_prog, o.resume,
                     (long long)start_epoch, (long long)epochs);

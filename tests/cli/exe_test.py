@@ -4,6 +4,7 @@ error (naming the file) with exit status 1 for every kind of bad file or option.
 
 usage: exe_test.py PNETC SOURCE_DIR
 """
+import gzip
 import json
 import os
 import struct
@@ -118,6 +119,37 @@ expect_error("unknown command", [exe, "frobnicate"], "frobnicate")
 expect_error("bad bench batch", [exe, "bench", "--batch", "-3"], "--batch")
 expect_error("unwritable output", [exe, "infer", "--input", x, "--output", "probs=/nonexistent/dir/p.npy"], "/nonexistent/dir/p.npy")
 
+# No file written may be a file read: the input, the weights, or another output.
+x_bytes = open(x, "rb").read()
+expect_error("--output onto the input", [exe, "infer", "--input", "x=" + x, "--output", "probs=" + x],
+             "--output probs and --input x name the same file")
+os.link(x, os.path.join(TMP, "x_link.npy"))
+expect_error("--output onto a hard link of the input",
+             [exe, "infer", "--input", "x=" + x, "--output", "probs=" + os.path.join(TMP, "x_link.npy")],
+             "x_link.npy and " + x + " are the same file")
+expect_error("--trace onto the input", [exe, "infer", "--input", "x=" + x, "--trace", x], "--trace and --input x")
+check("the input survives", open(x, "rb").read() == x_bytes)
+# Options given twice.
+expect_error("--input of one name twice", [exe, "infer", "--input", "x=" + x, "--input", "x=" + x], "--input x given twice")
+expect_error("--output of one name twice", [exe, "infer", "--input", x, "--output", "probs=" + os.path.join(TMP, "p1.npy"),
+             "--output", "probs=" + os.path.join(TMP, "p2.npy")], "--output probs given twice")
+expect_error("--threads twice", [exe, "infer", "--input", x, "--threads", "1", "--threads", "2"], "--threads given twice")
+expect_error("bench --batch twice", [exe, "bench", "--batch", "1", "--batch", "2"], "--batch given twice")
+# Every command's --help prints the usage on stdout.
+for cmd in ("infer", "bench", "info", "train", "eval"):
+    rc, out, err = run(exe, cmd, "--help")
+    check(f"{cmd} --help", rc == 0 and out.startswith("usage:") and f"  {cmd}" in out and not err, f"(rc={rc}, {err!r})")
+# Range errors name the limits.
+expect_error("bench --batch 0", [exe, "bench", "--batch", "0"], "--batch needs an integer from 1 to 16777216, not '0'")
+expect_error("bench --train --threads 0", [exe, "bench", "--train", "--threads", "0"],
+             "--threads needs an integer from 1 to 4096, not '0'")
+expect_error("bench --train --batch 0", [exe, "bench", "--train", "--batch", "0"],
+             "--batch needs an integer from 1 to 16777216, not '0'")
+rc, out, err = run(exe, "info")
+check("info names batchnorm's split only with several segments", "  segments: 1\n" in out, out)
+expect_error("an output where no file can be created", [exe, "infer", "--input", x, "--output", "probs=/proc/version"],
+             "/proc/version: cannot write it: creating the temporary file /proc/version.tmp.")
+
 # Weights: a good file loads; a missing tensor, a wrong shape and a corrupt header fail.
 w = {"fc1.weight": ([128, 64], [0.01] * 8192), "fc1.bias": ([128], [0.0] * 128),
      "fc2.weight": ([10, 128], [0.02] * 1280), "fc2.bias": ([10], [0.1 * i for i in range(10)])}
@@ -132,6 +164,12 @@ bad = safetensors(os.path.join(TMP, "c.safetensors"), [(k, s, v) for k, (s, v) i
 expect_error("corrupt header", [exe, "infer", "--input", x, "--weights", bad], "c.safetensors")
 long = safetensors(os.path.join(TMP, "l.safetensors"), [(k, s, v) for k, (s, v) in w.items()], corrupt="length")
 expect_error("header longer than file", [exe, "infer", "--input", x, "--weights", long], "l.safetensors")
+gz = os.path.join(TMP, "wz.safetensors")
+with open(gz, "wb") as f:
+    f.write(gzip.compress(open(full, "rb").read()))
+expect_error("gzip-compressed weights", [exe, "infer", "--input", x, "--weights", gz], "wz.safetensors: is gzip-compressed")
+expect_error("--output onto the weights", [exe, "infer", "--input", x, "--weights", full, "--output", "probs=" + full],
+             "--output probs and --weights name the same file")
 expect_error("unreadable weights", [exe, "bench", "--weights", os.path.join(TMP, "none.safetensors")], "none.safetensors")
 
 # Embedded weights: the same numbers as loading them at run time.
@@ -147,7 +185,11 @@ att = os.path.join(TMP, "att")
 rc, _, err = run(PNETC, "-I", os.path.join(SRC, "stdlib"), os.path.join(SRC, "examples", "attention.pnet"), "-o", att)
 check("compile attention", rc == 0, err)
 ids = npy(os.path.join(TMP, "ids.npy"), "i4", [2, 16], [5] * 31 + [1000])
-expect_error("id out of vocabulary", [att, "infer", "--input", "ids=" + ids], "vocabulary")
+expect_error("id out of vocabulary", [att, "infer", "--input", "ids=" + ids],
+             "ids.npy: sample 1: input 'ids' holds 1000, outside the vocabulary [0, 1000)")
+ids_neg = npy(os.path.join(TMP, "ids_neg.npy"), "i4", [2, 16], [5] * 17 + [-3] + [5] * 14)
+expect_error("negative id", [att, "infer", "--input", "ids=" + ids_neg],
+             "ids_neg.npy: sample 1: input 'ids' holds -3, outside the vocabulary [0, 1000)")
 
 # Every schedule, with more stages, replicas and threads than this machine has cores, under a
 # timeout: identical outputs, no hang.

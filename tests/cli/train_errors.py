@@ -133,8 +133,30 @@ expect_error("eval of a bad file", [net, "eval", "--data", path("label.csv"), "-
 
 # Options.
 for opt, val in [("--lr", "abc"), ("--lr", "-0.1"), ("--lr", "nan"), ("--epochs", "0"), ("--batch", "x"),
-                 ("--threads", "0"), ("--replicas", "-2"), ("--seed", "-1")]:
+                 ("--threads", "0"), ("--replicas", "-2"), ("--seed", "-1"), ("--lr", "0"), ("--lr", "inf")]:
     expect_error(f"bad {opt} {val}", [net, "train", "--data", good_csv, opt, val], opt, val)
+# Range errors worded as infer words them, with the real limits.
+for opt, val, want in [("--threads", "0", "--threads needs an integer from 1 to 4096, not '0'"),
+                       ("--epochs", "0", "--epochs needs an integer from 1 to 1000000, not '0'"),
+                       ("--batch", "0", "--batch needs an integer from 1 to 16777216, not '0'"),
+                       ("--replicas", "0", "--replicas needs an integer from 1 to 4096, not '0'"),
+                       ("--microbatches", "0", "--microbatches needs an integer from 1 to 65536, not '0'"),
+                       ("--lr", "0", "--lr needs a finite positive number, not '0'")]:
+    expect_error(f"{opt} {val} names the range", [net, "train", "--data", good_csv, opt, val], want)
+expect_error("eval --batch 0 names the range", [net, "eval", "--data", good_csv, "--weights", ckpt, "--batch", "0"],
+             "--batch needs an integer from 1 to 16777216, not '0'")
+# Each option once.
+for opt, a, b in [("--data", good_csv, x), ("--labels", y, y), ("--val", good_csv, good_csv), ("--save", path("s1.st"), path("s2.st")),
+                  ("--weights", ckpt, ckpt), ("--resume", ckpt, ckpt), ("--epochs", "1", "2"), ("--no-shuffle", None, None)]:
+    args = [opt] + ([a] if a else []) + [opt] + ([b] if b else [])
+    expect_error(f"{opt} given twice", [net, "train", "--data", good_csv, *args] if opt != "--data" else [net, "train", *args],
+                 f"{opt} given twice")
+expect_error("eval --weights given twice", [net, "eval", "--data", good_csv, "--weights", ckpt, "--weights", ckpt],
+             "--weights given twice")
+for cmd in ("train", "eval"):
+    rc, out, err = run(net, cmd, "--data", good_csv, "--help")
+    check(f"{cmd} --help prints the usage", rc == 0 and out.startswith("usage:") and "train --data FILE" in out and not err,
+          f"(rc={rc}, stderr={err.strip()!r})")
 expect_error("unknown option", [net, "train", "--data", good_csv, "--learning-rate", "0.1"], "--learning-rate")
 expect_error("option without a value", [net, "train", "--data", good_csv, "--epochs"], "--epochs")
 expect_error("train without --data", [net, "train", "--epochs", "1"], "--data")
@@ -175,6 +197,57 @@ expect_error("--weights of a text file", [net, "train", "--data", good_csv, "--w
              "notes.safetensors")
 expect_error("unwritable --save", [net, "train", "--data", good_csv, "--epochs", "1", "--save", "/nonexistent/dir/c.safetensors"],
              "/nonexistent/dir/c.safetensors")
+
+# --save never overwrites a file that is read: the data, labels or validation files (also through
+# a hard link); --save CKPT --resume CKPT is the normal flow.
+csv_bytes, x_bytes, y_bytes = open(good_csv, "rb").read(), open(x, "rb").read(), open(y, "rb").read()
+expect_error("--save onto --data (CSV)", [net, "train", "--data", good_csv, "--epochs", "1", "--save", good_csv],
+             "good.csv: --save and --data name the same file")
+expect_error("--save onto --data (.npy)", [net, "train", "--data", x, "--labels", y, "--epochs", "1", "--save", x],
+             "--save and --data name the same file")
+expect_error("--save onto --labels", [net, "train", "--data", x, "--labels", y, "--epochs", "1", "--save", y],
+             "--save and --labels name the same file")
+expect_error("--save onto --val", [net, "train", "--data", x, "--labels", y, "--val", good_csv, "--epochs", "1", "--save", good_csv],
+             "--save and --val name the same file")
+expect_error("--save onto --val-labels", [net, "train", "--data", good_csv, "--val", x, "--val-labels", y, "--epochs", "1",
+                                          "--save", y], "--save and --val-labels name the same file")
+os.link(good_csv, path("good_link.csv"))
+expect_error("--save onto a hard link of --data", [net, "train", "--data", good_csv, "--epochs", "1", "--save",
+                                                   path("good_link.csv")], "are the same file (--save and --data)")
+check("the data survive", open(good_csv, "rb").read() == csv_bytes and open(x, "rb").read() == x_bytes
+      and open(y, "rb").read() == y_bytes)
+shutil.copy(ckpt, path("again.st"))
+rc, out, err = run(net, "train", "--data", good_csv, "--resume", path("again.st"), "--epochs", "2", "--save", path("again.st"))
+check("--resume CKPT --save CKPT", rc == 0 and "epoch 2/2" in out, f"(rc={rc}, stderr={err.strip()!r})")
+shutil.copy(init, path("init_copy.st"))
+rc, out, err = run(net, "train", "--data", good_csv, "--weights", path("init_copy.st"), "--epochs", "1", "--save", path("init_copy.st"))
+check("--weights W --save W", rc == 0 and "epoch 1/1" in out, f"(rc={rc}, stderr={err.strip()!r})")
+expect_error("--resume with --weights", [net, "train", "--data", good_csv, "--resume", ckpt, "--weights", init],
+             "--resume", "--weights", "both give the starting weights")
+
+
+def edit_meta(src, dst, **meta):
+    blob = open(src, "rb").read()
+    hlen = struct.unpack("<Q", blob[:8])[0]
+    header = json.loads(blob[8:8 + hlen])
+    header["__metadata__"].update(meta)
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + blob[8 + hlen:])
+    return dst
+
+
+# A mid-epoch checkpoint needs as many batches in the data it resumes on (N = 12 at batch 4: 3).
+mid = edit_meta(ckpt, path("mid.st"), epoch="0", batch="5")
+rc, out, err = run(net, "train", "--data", good_csv, "--resume", mid, "--epochs", "3")
+check("--resume past the data's batches", rc == 1 and "epoch" not in out and len(err.strip().splitlines()) == 1 and
+      "mid.st: the checkpoint stopped at batch 5 of epoch 1, but " + good_csv + " gives only 3 batches of 4" in err,
+      f"(rc={rc}, stdout={out!r}, stderr={err.strip()!r})")
+end = edit_meta(ckpt, path("end.st"), epoch="0", batch="3")
+rc, out, err = run(net, "train", "--data", good_csv, "--resume", end, "--epochs", "2")
+check("--resume after an epoch's last batch starts the next epoch", rc == 0 and out.startswith("epoch 2/2") and
+      out.count("epoch") == 1, f"(rc={rc}, stdout={out!r}, stderr={err.strip()!r})")
 
 # Files of no known format: named as empty or binary, never taken for CSV.
 idx_labels = text("l.idx", b"\x00\x00\x08\x01" + struct.pack(">I", N) + bytes(i % CLASSES for i in range(N)), "wb")
@@ -283,6 +356,13 @@ rc2, _, err2 = run(adam, "train", "--data", good_csv, "--epochs", "2", "--batch"
 check("adam variant trains", rc == 0 and rc2 == 0, err + err2)
 rc, want, err = run(adam, "eval", "--data", good_csv, "--weights", ack)
 check("eval of its own adam checkpoint", rc == 0 and "accuracy: " in want and "loss: " in want, err)
+expect_error("--resume of another optimizer's checkpoint", [net, "train", "--data", good_csv, "--resume", ack],
+             "adam.safetensors: the checkpoint holds the state of the adam optimizer, but network 'mlp_sgd' trains with sgd")
+expect_error("--resume of another optimizer's checkpoint, without the optimizer key",
+             [net, "train", "--data", good_csv, "--resume", edit_meta(ack, path("adam_old.st"), optimizer="?")],
+             "the checkpoint holds the state of the adam optimizer")
+expect_error("--resume of an sgd checkpoint into adam", [adam, "train", "--data", good_csv, "--resume", ckpt],
+             "holds the state of the sgd optimizer, but network 'mlp_adamw' trains with adam")
 rc, out, err = run(net, "eval", "--data", good_csv, "--weights", ack)
 check("eval of a checkpoint of another optimizer", rc == 0 and out == want, f"(rc={rc}, out={out!r}, want={want!r}, stderr={err.strip()!r})")
 rc, out, err = run(net, "eval", "--data", good_csv, "--weights", strip_checkpoint(ack, path("plain_w.safetensors")))
