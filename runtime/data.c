@@ -5,6 +5,7 @@
 #define ZLIB_CONST
 #include "data.h"
 #include "fileio.h"
+#include "io.h"
 
 #include <errno.h>
 #include <float.h>
@@ -689,4 +690,52 @@ const char *pnetrt_data_where(const pnetrt_data *d, const char *path, int64_t i,
     else
         snprintf(buf, len, "%s: record %" PRId64, path, i);
     return buf;
+}
+
+int pnetrt_data_read_npy(const char *path, int dtype, pnetrt_array *out, char *err, size_t errlen) {
+    if (err && errlen) err[0] = '\0';
+    memset(out, 0, sizeof *out);
+    blob b;
+    if (read_whole(path, &b, err, errlen)) return -1;
+    array a;
+    int rc = parse_npy(path, &b, ROLE_X, &a, err, errlen);
+    if (!rc && a.rank > PNETRT_MAX_RANK) rc = pnetrt_io_fail(err, errlen, path, "has %d dimensions; at most %d are supported", a.rank, PNETRT_MAX_RANK);
+    uint64_t count = 1, per = 1;
+    for (int i = 0; !rc && i < a.rank; i++)
+        if (!pnetrt_io_mul_u64(count, (uint64_t)a.shape[i], &count) || count > SIZE_MAX / 4)
+            rc = pnetrt_io_fail(err, errlen, path, "too many values to hold in memory");
+    if (!rc && a.rank > 0 && !per_sample(&a, &per)) rc = pnetrt_io_fail(err, errlen, path, "too many values to hold in memory");
+    void *data = rc ? NULL : malloc((size_t)count * 4 + 4);
+    if (!rc && !data) rc = pnetrt_io_fail(err, errlen, path, "out of memory for %" PRIu64 " values", count);
+    bool ints = a.type == T_U8 || a.type == T_I32 || a.type == T_I64;
+    for (size_t i = 0; !rc && i < (size_t)count; i++) {
+        size_t rec = per ? i / per : 0;
+        if (dtype == PNETRT_I32 && ints) {
+            int64_t v = get_int(&a, i);
+            if (v < INT32_MIN || v > INT32_MAX)
+                rc = pnetrt_io_fail(err, errlen, path, "record %zu: value %" PRId64 " is outside the int32 range", rec, v);
+            ((int32_t *)data)[i] = (int32_t)v;
+        } else if (dtype == PNETRT_I32) {
+            double v = get(&a, i);
+            if (v != floor(v) || !(fabs(v) <= 2147483647.0))
+                rc = pnetrt_io_fail(err, errlen, path, "record %zu: value %g is not an int32 integer", rec, v);
+            else ((int32_t *)data)[i] = (int32_t)v;
+        } else {
+            double v = get(&a, i);
+            if (fabs(v) > FLT_MAX && isfinite(v))
+                rc = pnetrt_io_fail(err, errlen, path, "record %zu: value %g is outside the float32 range", rec, v);
+            ((float *)data)[i] = (float)v;
+        }
+    }
+    blob_free(&b);
+    if (rc) {
+        free(data);
+        return -1;
+    }
+    out->dtype = dtype == PNETRT_I32 ? PNETRT_I32 : PNETRT_F32;
+    out->rank = a.rank;
+    for (int i = 0; i < a.rank; i++) out->shape[i] = a.shape[i];
+    out->data = data;
+    out->nbytes = (size_t)count * 4;
+    return 0;
 }

@@ -74,6 +74,13 @@ void pnetrt_data_free(pnetrt_data *d);
    Writes buf (size len) and returns it. */
 const char *pnetrt_data_where(const pnetrt_data *d, const char *path, int64_t i, char *buf, size_t len);
 
+/* Reads a .npy file (gzip-compressed or not) for an input of dtype PNETRT_F32 or PNETRT_I32 (io.h), converting
+   any dtype the data loader takes (float32, float64, int32, int64, uint8) as pnetrt_data_load does, without
+   rescaling: float values outside float32's range, and for PNETRT_I32 values that are not int32 integers, are a
+   "PATH: record N: ..." error. Fills *out like pnetrt_npy_read (free it with pnetrt_array_free). */
+struct pnetrt_array;
+int pnetrt_data_read_npy(const char *path, int dtype, struct pnetrt_array *out, char *err, size_t errlen);
+
 /* ---- internal: implemented in npy.c for data.c -------------------------------------------- */
 
 /* A .npy file parsed in place: data points into the caller's buffer, unconverted (little-endian). */

@@ -1,5 +1,6 @@
 /* The command line of generated executables: `./net infer | bench | info`. Every failure is one
  * line naming the file or option and the problem, with exit status 1. */
+#include "data.h"
 #include "io.h"
 #include "rt.h"
 
@@ -291,11 +292,12 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
     pnetrt_model *m = NULL;
     for (int64_t i = 0; i < d->ninputs; i++) {
         const pnetrt_tensor_desc *t = &d->inputs[i];
-        if (pnetrt_npy_read(in_path[i], &in[i], err, sizeof err)) {
+        /* Any dtype the training loader takes, converted the same way to the input's f32 or i32. */
+        if (pnetrt_data_read_npy(in_path[i], (int)t->dtype, &in[i], err, sizeof err)) {
             pnetrt_die("%s", err);
             goto done;
         }
-        bool ok = in[i].dtype == (pnetrt_dtype)t->dtype && in[i].rank == t->rank;
+        bool ok = in[i].rank == t->rank;
         for (int64_t k = 0; ok && k < t->rank; k++) ok = t->shape[k] < 0 || in[i].shape[k] == t->shape[k];
         shape_text(t, buf, sizeof buf);
         if (!ok) {

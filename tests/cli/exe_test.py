@@ -28,7 +28,7 @@ def check(name, ok, detail=""):
 
 
 def npy(path, dtype, shape, values=None, version=1, raw_tail=b""):
-    descr = {"f4": "<f4", "i4": "<i4", "f8": "<f8"}[dtype]
+    descr = {"f4": "<f4", "i4": "<i4", "f8": "<f8", "i8": "<i8", "u1": "|u1", "i2": "<i2"}[dtype]
     header = "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }" % (
         descr, "".join(f"{d}, " for d in shape) if len(shape) != 1 else f"{shape[0]},")
     pad = 64 - (10 + len(header) + 1) % 64
@@ -37,7 +37,7 @@ def npy(path, dtype, shape, values=None, version=1, raw_tail=b""):
     for d in shape:
         n *= d
     values = values if values is not None else [((i * 7) % 13) / 13.0 for i in range(n)]
-    fmt = {"f4": "f", "i4": "i", "f8": "d"}[dtype]
+    fmt = {"f4": "f", "i4": "i", "f8": "d", "i8": "q", "u1": "B", "i2": "h"}[dtype]
     data = struct.pack("<%d%s" % (n, fmt), *values)
     with open(path, "wb") as f:
         f.write(b"\x93NUMPY" + bytes([version, 0]) + struct.pack("<H", len(header)) + header.encode() + data + raw_tail)
@@ -108,8 +108,16 @@ good = open(x, "rb").read()
 with open(os.path.join(TMP, "trunc.npy"), "wb") as f:
     f.write(good[: len(good) - 10])
 expect_error("truncated npy", [exe, "infer", "--input", "x=" + os.path.join(TMP, "trunc.npy")], "trunc.npy")
-expect_error("wrong dtype", [exe, "infer", "--input", "x=" + npy(os.path.join(TMP, "i.npy"), "i4", [3, 64], [1] * 192)], "i.npy")
-expect_error("float64", [exe, "infer", "--input", "x=" + npy(os.path.join(TMP, "d.npy"), "f8", [3, 64])], "d.npy")
+# Other dtypes convert as the training loader converts them: float64, int32, int64 and uint8.
+ints = [(i * 5) % 7 for i in range(192)]
+want = run(exe, "infer", "--input", "x=" + npy(os.path.join(TMP, "if.npy"), "f4", [3, 64], [float(v) for v in ints]))[1]
+for dt in ("i4", "i8", "u1", "f8"):
+    rc, out, err = run(exe, "infer", "--input", "x=" + npy(os.path.join(TMP, f"{dt}.npy"), dt, [3, 64], ints))
+    check(f"infer converts {dt}", rc == 0 and out == want and want.startswith("probs:"), err)
+expect_error("int16", [exe, "infer", "--input", "x=" + npy(os.path.join(TMP, "h.npy"), "i2", [3, 64], ints)],
+             "h.npy: dtype '<i2' is not supported")
+expect_error("float64 beyond float32", [exe, "infer", "--input", "x=" + npy(os.path.join(TMP, "big.npy"), "f8", [3, 64],
+             [0.0] * 100 + [1e300] + [0.0] * 91)], "big.npy: record 1: value 1e+300 is outside the float32 range")
 expect_error("wrong shape", [exe, "infer", "--input", "x=" + npy(os.path.join(TMP, "s.npy"), "f4", [3, 63])], "s.npy")
 expect_error("wrong rank", [exe, "infer", "--input", "x=" + npy(os.path.join(TMP, "r.npy"), "f4", [192])], "r.npy")
 expect_error("unknown input name", [exe, "infer", "--input", "y=" + x], "'y'")
@@ -190,6 +198,14 @@ expect_error("id out of vocabulary", [att, "infer", "--input", "ids=" + ids],
 ids_neg = npy(os.path.join(TMP, "ids_neg.npy"), "i4", [2, 16], [5] * 17 + [-3] + [5] * 14)
 expect_error("negative id", [att, "infer", "--input", "ids=" + ids_neg],
              "ids_neg.npy: sample 1: input 'ids' holds -3, outside the vocabulary [0, 1000)")
+rc, want, err = run(att, "infer", "--input", "ids=" + npy(os.path.join(TMP, "ids5.npy"), "i4", [2, 16], [5] * 32))
+rc2, out, err2 = run(att, "infer", "--input", "ids=" + npy(os.path.join(TMP, "ids5_8.npy"), "i8", [2, 16], [5] * 32))
+rc3, out3, err3 = run(att, "infer", "--input", "ids=" + npy(os.path.join(TMP, "ids5_f.npy"), "f8", [2, 16], [5.0] * 32))
+check("int64 and float64 ids convert", rc == rc2 == rc3 == 0 and out == out3 == want, err + err2 + err3)
+expect_error("fractional float64 id", [att, "infer", "--input", "ids=" + npy(os.path.join(TMP, "ids_frac.npy"), "f8", [2, 16],
+             [5.0] * 20 + [2.5] + [5.0] * 11)], "ids_frac.npy: record 1: value 2.5 is not an int32 integer")
+expect_error("int64 id beyond int32", [att, "infer", "--input", "ids=" + npy(os.path.join(TMP, "ids_big.npy"), "i8", [2, 16],
+             [5] * 3 + [1 << 40] + [5] * 28)], "ids_big.npy: record 0: value 1099511627776 is outside the int32 range")
 
 # Every schedule, with more stages, replicas and threads than this machine has cores, under a
 # timeout: identical outputs, no hang.
