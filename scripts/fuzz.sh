@@ -26,8 +26,9 @@ seed() {
     case $1 in
     check | partition) cp examples/*.pnet stdlib/*.pnet tests/diag/*.pnet tests/e2e/cases/*.pnet "$corpus"/ ;;
     npy) find tests -name '*.npy' -size -64k -exec cp {} "$corpus"/ \; ;;
-    safetensors) find tests -name '*.safetensors' -size -64k -exec cp {} "$corpus"/ \; ;;
-    data) python3 tests/fuzz/seeds.py "$corpus" ;;
+    safetensors) find tests -name '*.safetensors' -size -64k -exec cp {} "$corpus"/ \;
+        python3 tests/fuzz/seeds.py safetensors "$corpus" ;;
+    data) python3 tests/fuzz/seeds.py data "$corpus" ;;
     graph)
         cp tests/graphs/*.graph "$corpus"/
         pnetc=${PNETC:-}

@@ -1,5 +1,6 @@
 /* libFuzzer target: the .npy readers, in memory (pnetrt_npy_parse, used by the data loaders) and from a file
-   (pnetrt_npy_read, used for inputs and outputs). See docs/testing.md. */
+   (pnetrt_npy_read; pnetrt_data_read_npy, which converts infer's inputs, as float32 and as int32).
+   See docs/testing.md. */
 #include "fuzz_file.h"
 #include "data.h"
 #include "io.h"
@@ -27,6 +28,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         pnetrt_array_free(&a);
     } else if (!err[0] || strchr(err, '\n')) {
         abort();
+    }
+    for (int dtype = PNETRT_F32; dtype <= PNETRT_I32; dtype++) {
+        if (pnetrt_data_read_npy(f.path, dtype, &a, err, sizeof err) == 0) {
+            if (a.dtype != (pnetrt_dtype)dtype) abort();
+            volatile unsigned char sink = 0;
+            for (size_t i = 0; i < a.nbytes; i++) sink ^= ((unsigned char *)a.data)[i];
+            (void)sink;
+            pnetrt_array_free(&a);
+        } else if (!err[0] || strchr(err, '\n')) {
+            abort();
+        }
     }
     return 0;
 }

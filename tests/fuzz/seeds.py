@@ -1,13 +1,43 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of the data loader fuzz target (pnet_fuzz_data) into DIR, from the repository's .npy pairs
-and digits CSV, plus small IDX pairs, each plain and gzip-compressed. See fuzz_data.c for the input layout.
-Usage: tests/fuzz/seeds.py DIR"""
-import ast, glob, gzip, os, struct, sys
+"""Writes generated seeds of a fuzz target into DIR.
+  data: the repository's .npy pairs and digits CSV, plus small IDX pairs, plain and gzip-compressed (the input
+        layout is in fuzz_data.c);
+  safetensors: small files of every float dtype, with metadata, an empty tensor and a scalar.
+Usage: tests/fuzz/seeds.py data|safetensors DIR"""
+import ast, glob, gzip, json, os, struct, sys
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-out = sys.argv[1]
+target, out = sys.argv[1], sys.argv[2]
 os.makedirs(out, exist_ok=True)
 n = 0
+
+
+def safetensors(tensors, meta=None):
+    """tensors: (name, dtype, shape, raw bytes) in file order."""
+    global n
+    head, off, data = {}, 0, b""
+    if meta is not None:
+        head["__metadata__"] = meta
+    for name, dtype, shape, raw in tensors:
+        head[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(raw)]}
+        off += len(raw)
+        data += raw
+    js = json.dumps(head, separators=(",", ":")).encode()
+    js += b" " * (-len(js) % 8)
+    n += 1
+    with open(os.path.join(out, "seed-%03d" % n), "wb") as f:
+        f.write(struct.pack("<Q", len(js)) + js + data)
+
+
+if target == "safetensors":
+    safetensors([("w", "F32", [2, 3], struct.pack("<6f", 1, -2, 3.5, 0, 1e-3, 7)),
+                 ("b", "F32", [3], struct.pack("<3f", 0, 1, 2))], {"format": "pt"})
+    safetensors([("h", "F16", [4], struct.pack("<4H", 0x3c00, 0x8001, 0x7c00, 0x7e00)),
+                 ("bf", "BF16", [2, 2], struct.pack("<4H", 0x3f80, 0x0001, 0xff80, 0x7fc0)),
+                 ("d", "F64", [2], struct.pack("<2d", 1e300, -2.5))])
+    safetensors([("e", "F32", [0, 5], b""), ("s", "F32", [], struct.pack("<f", 4)),
+                 ("i", "I64", [1], struct.pack("<q", 9))], {})
+    sys.exit(0)
 
 
 def seed(kind, features, count, x, y=None):
