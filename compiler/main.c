@@ -126,7 +126,7 @@ static float *load_weights(const pn_graph *g, const char *path) {
         fprintf(stderr, "pnetc: error: %s\n", err);
         return NULL;
     }
-    float *w = calloc((size_t)(g->plan.param_floats ? g->plan.param_floats : 1), sizeof(float));
+    float *w = pn_xcalloc((size_t)(g->plan.param_floats ? g->plan.param_floats : 1), sizeof(float));
     for (int i = 0; w && i < g->nnodes; i++) {
         const pn_node *n = &g->nodes[i];
         int64_t off = g->plan.param_offset[i];
@@ -292,7 +292,7 @@ done:
 /* Stages out of balance get a warning, whatever the output. */
 static void warn_unbalanced(const char *file, const pn_graph *g) {
     if (g->nstages <= 1) return;
-    pn_stage_stats *st = calloc((size_t)g->nstages, sizeof *st);
+    pn_stage_stats *st = pn_xcalloc((size_t)g->nstages, sizeof *st);
     double balance = pn_report_stats(g, st, g->nstages);
     if (balance > PN_BALANCE_WARN)
         fprintf(stderr, "%s: warning: pipeline stages are unbalanced: the slowest costs %.2fx the mean (see --report)\n",

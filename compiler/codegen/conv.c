@@ -93,7 +93,7 @@ static LLVMValueRef gen_conv2d_shifted(cg *c, int node) {
     cg_gemm_shape(c, &VW, &MR, &NV);
     int64_t NR = (int64_t)VW * NV, Qmax = (OH - 1) * W + OW, NPQ = (Qmax + NR - 1) / NR;
     /* The offsets of B's rows. */
-    LLVMValueRef *ov = malloc(sizeof(LLVMValueRef) * (size_t)K);
+    LLVMValueRef *ov = pn_xmalloc(sizeof(LLVMValueRef) * (size_t)K);
     for (int64_t ch = 0, k = 0; ch < C; ch++)
         for (int64_t kh = 0; kh < KH; kh++)
             for (int64_t kw = 0; kw < KW; kw++) ov[k++] = cg_i64(c, ch * H * W + kh * W + kw);

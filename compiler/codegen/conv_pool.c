@@ -172,7 +172,7 @@ static LLVMValueRef gen_channel_lanes(cg *c, int node, int pool, pool_tile tile)
     int VW, MR, NV;
     cg_gemm_shape(c, &VW, &MR, &NV);
     int64_t NRc = (int64_t)nv * VW, NPc = (OC + NRc - 1) / NRc, OCp = NPc * NRc, NT = (PIX + px - 1) / px;
-    LLVMValueRef *ov = malloc(sizeof(LLVMValueRef) * (size_t)K);
+    LLVMValueRef *ov = pn_xmalloc(sizeof(LLVMValueRef) * (size_t)K);
     for (int64_t ch = 0, k = 0; ch < C; ch++)
         for (int64_t kh = 0; kh < KH; kh++)
             for (int64_t kw = 0; kw < KW; kw++) ov[k++] = cg_i64(c, ch * H * W + kh * W + kw);
@@ -291,7 +291,7 @@ LLVMValueRef cg_gen_conv2d_pooled(cg *c, int node, int pool) {
     PN_ASSERT(nv > 0); /* pass_fuse_pool allows at most 8 window positions */
     int64_t NR = (int64_t)VW * nv, NPQ = (Q + NR - 1) / NR, NOT = (OC + mr - 1) / mr;
     /* B's row offsets, per window position (dy, dx) then k = (ch, kh, kw). */
-    LLVMValueRef *ov = malloc(sizeof(LLVMValueRef) * (size_t)(NWIN * K));
+    LLVMValueRef *ov = pn_xmalloc(sizeof(LLVMValueRef) * (size_t)(NWIN * K));
     for (int64_t w = 0, k = 0; w < NWIN; w++)
         for (int64_t ch = 0; ch < C; ch++)
             for (int64_t kh = 0; kh < KH; kh++)

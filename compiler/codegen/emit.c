@@ -203,7 +203,7 @@ static LLVMValueRef gen_forward(cg *c, LLVMValueRef *stages) {
     const pn_graph *g = c->g;
     const pn_plan *p = &g->plan;
     kernels ks = {0};
-    ks.kern = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof *ks.kern);
+    ks.kern = pn_xcalloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof *ks.kern);
     for (int i = 0; i < g->nnodes; i++)
         if (p->live[i] && !p->fused[i]) ks.kern[i] = cg_gen_kernel(c, i);
     for (int k = 0; k < g->noutputs && ks.ncopy < 256; k++) {
@@ -217,7 +217,7 @@ static LLVMValueRef gen_forward(cg *c, LLVMValueRef *stages) {
     char name[128];
     snprintf(name, sizeof name, "%s__forward", c->px);
     LLVMValueRef all = emit_forward(c, &ks, -1, name);
-    LLVMValueRef *fs = calloc((size_t)g->nstages, sizeof *fs);
+    LLVMValueRef *fs = pn_xcalloc((size_t)g->nstages, sizeof *fs);
     for (int s = 0; s < g->nstages; s++) {
         snprintf(name, sizeof name, "%s__forward_stage%d", c->px, s);
         fs[s] = emit_forward(c, &ks, s, name);
@@ -255,9 +255,9 @@ static void plan_packing(cg *c) {
     int VW, MR, NV;
     cg_gemm_shape(c, &VW, &MR, &NV);
     int64_t cur = g->plan.param_floats;
-    c->pack_offset = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(int64_t));
-    c->pack_width = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(int64_t));
-    c->fold_bias = calloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(int64_t));
+    c->pack_offset = pn_xcalloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(int64_t));
+    c->pack_width = pn_xcalloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(int64_t));
+    c->fold_bias = pn_xcalloc((size_t)(g->nnodes ? g->nnodes : 1), sizeof(int64_t));
     for (int i = 0; i < g->nnodes; i++) {
         const pn_node *n = &g->nodes[i];
         c->pack_offset[i] = -1;
@@ -446,7 +446,7 @@ static LLVMValueRef gen_train_desc(cg *c, const pn_train_fns *fns) {
     const pn_graph *g = c->g;
     const pn_tplan *t = &g->tplan;
     if (!t->present) return LLVMConstNull(c->ptr);
-    LLVMValueRef *ins = calloc((size_t)g->nnodes + 1, sizeof *ins);
+    LLVMValueRef *ins = pn_xcalloc((size_t)g->nnodes + 1, sizeof *ins);
     int nin = 0;
     for (int i = 0; i < g->nnodes; i++) {
         const pn_node *n = &g->nodes[i];
@@ -482,8 +482,8 @@ static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValue
     const pn_graph *g = c->g;
     const pn_plan *p = &g->plan;
     int nn = g->nnodes;
-    LLVMValueRef *ins = calloc((size_t)nn + 1, sizeof *ins), *outs = calloc((size_t)g->noutputs + 1, sizeof *outs);
-    LLVMValueRef *prm = calloc((size_t)nn * PN_MAX_PARAMS + 1, sizeof *prm), *lay = calloc((size_t)nn + 1, sizeof *lay);
+    LLVMValueRef *ins = pn_xcalloc((size_t)nn + 1, sizeof *ins), *outs = pn_xcalloc((size_t)g->noutputs + 1, sizeof *outs);
+    LLVMValueRef *prm = pn_xcalloc((size_t)nn * PN_MAX_PARAMS + 1, sizeof *prm), *lay = pn_xcalloc((size_t)nn + 1, sizeof *lay);
     int nin = 0, np = 0, nl = 0;
     char buf[512];
     for (int i = 0; i < nn; i++) {
@@ -588,7 +588,7 @@ static void gen_api(cg *c) {
     int nin = 0;
     for (int i = 0; i < g->nnodes; i++) nin += g->nodes[i].op == PN_OP_INPUT && !(g->nodes[i].flags & PN_NODE_TRAIN);
     int na = 2 + nin + g->noutputs;
-    LLVMTypeRef *at = calloc((size_t)na, sizeof *at);
+    LLVMTypeRef *at = pn_xcalloc((size_t)na, sizeof *at);
     at[0] = c->ptr;
     at[1] = c->i64;
     for (int i = 2; i < na; i++) at[i] = c->ptr;
@@ -619,7 +619,7 @@ static void gen_api(cg *c) {
         int ntr = 0;
         for (int i = 0; i < g->nnodes; i++) ntr += g->nodes[i].op == PN_OP_INPUT && (g->nodes[i].flags & PN_NODE_TRAIN);
         int nt = 2 + nin + ntr + 1;
-        LLVMTypeRef *tt = calloc((size_t)nt, sizeof *tt);
+        LLVMTypeRef *tt = pn_xcalloc((size_t)nt, sizeof *tt);
         tt[0] = c->ptr;
         tt[1] = c->i64;
         for (int i = 2; i < nt; i++) tt[i] = c->ptr;

@@ -182,12 +182,12 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
     /* The graph as the training kernels see it: nothing fused or folded. */
     pn_graph tg = *orig;
     int n = orig->nnodes;
-    tg.plan.fuse_next = malloc(sizeof(int) * (size_t)(n ? n : 1));
-    tg.plan.fused = calloc((size_t)(n ? n : 1), sizeof(bool));
+    tg.plan.fuse_next = pn_xmalloc(sizeof(int) * (size_t)(n ? n : 1));
+    tg.plan.fused = pn_xcalloc((size_t)(n ? n : 1), sizeof(bool));
     for (int i = 0; i < n; i++) tg.plan.fuse_next[i] = -1;
     c->g = &tg;
     const pn_tplan *t = &tg.tplan;
-    int *input_index = calloc((size_t)(n ? n : 1), sizeof(int));
+    int *input_index = pn_xcalloc((size_t)(n ? n : 1), sizeof(int));
     int nin = 0;
     for (int i = 0; i < n; i++)
         if (tg.nodes[i].op == PN_OP_INPUT && !(tg.nodes[i].flags & PN_NODE_TRAIN)) input_index[i] = nin++;
@@ -209,8 +209,8 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
         }
     }
     tlist steps = {0}, eval = {0};
-    bool *written = calloc((size_t)(n ? n : 1), sizeof(bool));
-    LLVMValueRef *fwd_kern = calloc((size_t)(n ? n : 1), sizeof *fwd_kern);
+    bool *written = pn_xcalloc((size_t)(n ? n : 1), sizeof(bool));
+    LLVMValueRef *fwd_kern = pn_xcalloc((size_t)(n ? n : 1), sizeof *fwd_kern);
     /* Forward, training mode. */
     for (int i = 0; i < n && ok; i++) {
         const pn_node *nd = &tg.nodes[i];
@@ -237,7 +237,7 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
     }
     /* Backward: by stage, last stage first, and in reverse order within a stage (a reverse
      * topological order, since reads never go to a later stage). */
-    int *border = malloc(sizeof(int) * (size_t)(n ? n : 1));
+    int *border = pn_xmalloc(sizeof(int) * (size_t)(n ? n : 1));
     for (int i = 0; i < n; i++) border[i] = i;
     sort_graph = &tg;
     qsort(border, (size_t)n, sizeof(int), cmp_backward);
@@ -284,7 +284,7 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
         /* Segments: split at every sync. */
         int nseg = 1;
         for (int k = 0; k < steps.n; k++) nseg += steps.s[k].kind == ST_BREAK;
-        LLVMValueRef *segs = calloc((size_t)nseg, sizeof *segs), *syncs = calloc((size_t)nseg, sizeof *syncs);
+        LLVMValueRef *segs = pn_xcalloc((size_t)nseg, sizeof *segs), *syncs = pn_xcalloc((size_t)nseg, sizeof *syncs);
         for (int k = 0; k < nseg; k++) syncs[k] = LLVMConstNull(c->ptr);
         int from = 0, s = 0;
         char name[160];
@@ -300,8 +300,8 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
          * batchnorm cuts the step into segments). */
         fns->nstages = nseg == 1 && tg.nstages > 1 ? tg.nstages : 0;
         if (fns->nstages) {
-            LLVMValueRef *pf = calloc((size_t)tg.nstages, sizeof *pf), *pb = calloc((size_t)tg.nstages, sizeof *pb);
-            tstep *sel = malloc(sizeof(tstep) * (size_t)(steps.n ? steps.n : 1));
+            LLVMValueRef *pf = pn_xcalloc((size_t)tg.nstages, sizeof *pf), *pb = pn_xcalloc((size_t)tg.nstages, sizeof *pb);
+            tstep *sel = pn_xmalloc(sizeof(tstep) * (size_t)(steps.n ? steps.n : 1));
             for (int st = 0; st < tg.nstages; st++)
                 for (int bw = 0; bw < 2; bw++) {
                     int ns = 0;

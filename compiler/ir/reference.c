@@ -2,6 +2,7 @@
  * double precision per output element, with the loops written the obvious way. Tests compare
  * compiled networks with it on odd sizes. */
 #include "reference.h"
+#include "../support/util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -50,14 +51,14 @@ static void unravel(int64_t flat, const int64_t *d, int r, int64_t *idx) {
 int pn_reference_run(const pn_graph *g, const float *params, int64_t batch, const void *const *inputs,
                      void *const *outputs) {
     int n = g->nnodes;
-    float **val = calloc((size_t)n + 1, sizeof *val);
+    float **val = pn_xcalloc((size_t)n + 1, sizeof *val);
     if (!val) return 1;
     int nin = 0;
     for (int i = 0; i < n; i++) {
         const pn_node *nd = &g->nodes[i];
         if (nd->flags & PN_NODE_TRAIN) continue;
         int64_t cnt = numel(&nd->shape, batch);
-        float *out = calloc((size_t)(cnt ? cnt : 1), sizeof(float));
+        float *out = pn_xcalloc((size_t)(cnt ? cnt : 1), sizeof(float));
         val[i] = out;
         const float *p = params + (g->plan.param_offset && g->plan.param_offset[i] >= 0 ? g->plan.param_offset[i] : 0);
         const float *x = nd->ninputs ? val[nd->in[0]] : NULL;

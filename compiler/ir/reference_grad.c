@@ -3,6 +3,7 @@
  * reverse-mode pass, one obvious loop nest per op, with PyTorch's semantics. Tests compare the
  * generated backward kernels with it on odd sizes. Slow on purpose: no tiling, no threads. */
 #include "reference.h"
+#include "../support/util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -710,12 +711,12 @@ bool pn_reference_train_grad(const pn_graph *g, int64_t batch, const void *const
             batch,
             params,
             grad,
-            calloc((size_t)n, sizeof(double *)),
-            calloc((size_t)n, sizeof(double *)),
-            calloc((size_t)n, sizeof(int64_t)),
+            pn_xcalloc((size_t)n, sizeof(double *)),
+            pn_xcalloc((size_t)n, sizeof(double *)),
+            pn_xcalloc((size_t)n, sizeof(int64_t)),
             seed,
             step};
-    int *input_index = calloc((size_t)n, sizeof(int));
+    int *input_index = pn_xcalloc((size_t)n, sizeof(int));
     bool ok = r.v && r.d && r.n && input_index;
     memset(grad, 0, sizeof(double) * (size_t)g->plan.param_floats);
     /* Inputs: the network's, then the training inputs, each in node order. */
@@ -726,8 +727,8 @@ bool pn_reference_train_grad(const pn_graph *g, int64_t batch, const void *const
     for (int i = 0; i < n && ok; i++) {
         if (!g->tplan.live[i]) continue;
         r.n[i] = numel(&g->nodes[i].shape, batch);
-        r.v[i] = calloc((size_t)r.n[i] + 1, sizeof(double));
-        r.d[i] = calloc((size_t)r.n[i] + 1, sizeof(double));
+        r.v[i] = pn_xcalloc((size_t)r.n[i] + 1, sizeof(double));
+        r.d[i] = pn_xcalloc((size_t)r.n[i] + 1, sizeof(double));
         ok = r.v[i] && r.d[i] && forward(&r, i, inputs, input_index, err, errlen);
     }
     if (ok) {

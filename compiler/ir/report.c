@@ -49,7 +49,7 @@ double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max) {
 
 void pn_graph_report(const pn_graph *g, FILE *out) {
     int S = g->nstages, M = g->microbatches, R = g->replicas;
-    pn_stage_stats *st = calloc((size_t)S, sizeof *st);
+    pn_stage_stats *st = pn_xcalloc((size_t)S, sizeof *st);
     double balance = pn_report_stats(g, st, S);
     char a[32], b[32], c[32];
     fprintf(out, "schedule of %s: %d stage%s, %d replica%s, %d micro-batch%s (%s)\n", g->name, S, S == 1 ? "" : "s", R,

@@ -4,6 +4,7 @@
  * reused by liveness (first fit). Batched values are planned in bytes per sample; the arena holds
  * `chunk` samples of them, then a fixed region for the batch-independent ones. */
 #include "passes.h"
+#include "../support/util.h"
 
 #include <stdlib.h>
 
@@ -56,8 +57,8 @@ static bool is_view(pn_op op) { return op == PN_OP_RESHAPE || op == PN_OP_FLATTE
 void pass_plan_memory(pn_graph *g) {
     pn_plan *p = &g->plan;
     int n = g->nnodes;
-    int *first_output = calloc((size_t)(n ? n : 1), sizeof(int));
-    int *last_use = calloc((size_t)(n ? n : 1), sizeof(int));
+    int *first_output = pn_xcalloc((size_t)(n ? n : 1), sizeof(int));
+    int *last_use = pn_xcalloc((size_t)(n ? n : 1), sizeof(int));
     for (int i = 0; i < n; i++) first_output[i] = -1;
     for (int i = g->noutputs - 1; i >= 0; i--) first_output[g->outputs[i].node] = i;
     int nin = 0;
@@ -93,7 +94,7 @@ void pass_plan_memory(pn_graph *g) {
     /* The execution order, and each node's position in it. Reads never go to a later stage, so
      * sorting by (stage, index) keeps producers before consumers. */
     p->order = pn_arena_alloc(&g->arena, sizeof(int) * (size_t)(n ? n : 1));
-    int *pos = calloc((size_t)(n ? n : 1), sizeof(int));
+    int *pos = pn_xcalloc((size_t)(n ? n : 1), sizeof(int));
     int k = 0;
     for (int s = 0; s < g->nstages; s++)
         for (int i = 0; i < n; i++)

@@ -29,8 +29,8 @@ void *pn_strmap_get(const pn_strmap *m, const char *key) {
 static void grow(pn_strmap *m) {
     pn_strmap n = {0};
     n.cap = m->cap ? m->cap * 2 : 16;
-    n.keys = calloc(n.cap, sizeof *n.keys);
-    n.vals = calloc(n.cap, sizeof *n.vals);
+    n.keys = pn_xcalloc(n.cap, sizeof *n.keys);
+    n.vals = pn_xcalloc(n.cap, sizeof *n.vals);
     PN_ASSERT(n.keys && n.vals);
     for (size_t i = 0; i < m->cap; i++)
         if (m->keys[i]) pn_strmap_put(&n, m->keys[i], m->vals[i]);

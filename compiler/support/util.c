@@ -21,6 +21,15 @@ void *pn_xmalloc(size_t n) {
     return p;
 }
 
+void *pn_xcalloc(size_t n, size_t size) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) {
+        fprintf(stderr, "pnetc: fatal error: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
 void *pn_xrealloc(void *p, size_t n) {
     p = realloc(p, n ? n : 1);
     if (!p) {

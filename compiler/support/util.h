@@ -9,6 +9,7 @@
 _Noreturn void pn_assert_fail(const char *expr, const char *file, int line);
 
 void *pn_xmalloc(size_t n);
+void *pn_xcalloc(size_t n, size_t size);
 void *pn_xrealloc(void *p, size_t n);
 char *pn_xstrdup(const char *s);
 

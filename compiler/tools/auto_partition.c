@@ -324,18 +324,18 @@ static int indent_of(const char *t, uint32_t ls) {
 
 /* Writes the partitioned text: groups of units [start[s], start[s + 1]) as stage s. */
 static buf rewrite(ap *a, const pn_network_def *nd, const int *start, int S) {
-    uint32_t *shift = calloc((size_t)a->del.n + 1, sizeof *shift);
+    uint32_t *shift = pn_xcalloc((size_t)a->del.n + 1, sizeof *shift);
     buf t = apply_deletions(a, shift);
     int nlines = 1;
     for (size_t i = 0; i < t.len; i++) nlines += t.s[i] == '\n';
-    uint32_t *ls = calloc((size_t)nlines + 1, sizeof *ls);
+    uint32_t *ls = pn_xcalloc((size_t)nlines + 1, sizeof *ls);
     for (uint32_t i = 0, k = 1; i < t.len; i++)
         if (t.s[i] == '\n') ls[k++] = i + 1;
     ls[nlines] = (uint32_t)t.len + 1;
-    int *ind = malloc(sizeof(int) * (size_t)nlines); /* the new indentation, or -1 */
-    buf *pre = calloc((size_t)nlines + 1, sizeof *pre); /* text before each line: "}" and "@partition" */
+    int *ind = pn_xmalloc(sizeof(int) * (size_t)nlines); /* the new indentation, or -1 */
+    buf *pre = pn_xcalloc((size_t)nlines + 1, sizeof *pre); /* text before each line: "}" and "@partition" */
     edits ins = {0};                                    /* inline group edges */
-    bool *emptied = calloc((size_t)nlines, sizeof *emptied); /* blank only because of a deletion */
+    bool *emptied = pn_xcalloc((size_t)nlines, sizeof *emptied); /* blank only because of a deletion */
     for (int i = 0; i < nlines; i++) ind[i] = -1;
     for (int k = 0; k < a->del.n; k++) {
         if (!a->del.e[k].partial) continue;
@@ -488,10 +488,10 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
     }
     /* best[s][i]: the least possible slowest stage for units [0, i) in s stages. */
     int n = a.n;
-    pre = calloc((size_t)n + 1, sizeof *pre);
+    pre = pn_xcalloc((size_t)n + 1, sizeof *pre);
     for (int i = 0; i < n; i++) pre[i + 1] = pre[i] + a.u[i].cost;
-    best = malloc(sizeof(double) * (size_t)(S + 1) * (size_t)(n + 1));
-    cut = malloc(sizeof(int) * (size_t)(S + 1) * (size_t)(n + 1));
+    best = pn_xmalloc(sizeof(double) * (size_t)(S + 1) * (size_t)(n + 1));
+    cut = pn_xmalloc(sizeof(int) * (size_t)(S + 1) * (size_t)(n + 1));
 #define B(s, i) best[(size_t)(s) * (size_t)(n + 1) + (size_t)(i)]
 #define C(s, i) cut[(size_t)(s) * (size_t)(n + 1) + (size_t)(i)]
     for (int s = 0; s <= S; s++)
@@ -508,7 +508,7 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
                     C(s, i) = j;
                 }
             }
-    start = calloc((size_t)S + 1, sizeof *start);
+    start = pn_xcalloc((size_t)S + 1, sizeof *start);
     start[S] = n;
     for (int s = S, i = n; s > 0; s--) {
         start[s - 1] = C(s, i);
@@ -531,7 +531,7 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
     }
     text = rewrite(&a, nd, start, S);
     /* The note gives what --report will say of the printed file. */
-    st = calloc((size_t)S, sizeof *st);
+    st = pn_xcalloc((size_t)S, sizeof *st);
     double balance;
     if (!recheck(&a, g->name, text.s, text.len, S, st, &balance)) {
         snprintf(err, errlen, "--auto-partition could not produce a valid file");
