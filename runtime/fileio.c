@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Writes "path: message" to err, flattened to one line, and returns -1. */
@@ -52,6 +53,9 @@ bool pnetrt_io_write_full(int fd, const void *buf, size_t n) {
    see either the old file or the complete new one. */
 int pnetrt_io_write_atomic(const char *path, int nparts, const void *const *bufs, const size_t *lens, char *err,
                         size_t errlen) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return pnetrt_io_fail(err, errlen, path, "cannot write it: it is a directory");
     size_t tlen = strlen(path) + 48;
     char *tmp = malloc(tlen);
     if (!tmp) return pnetrt_io_fail(err, errlen, path, "out of memory");

@@ -80,6 +80,7 @@ struct pnetrt_model {
     int last_replicas;   /* replicas of the last call */
     int last_team;       /* threads the last call ran on */
     pnetrt_trainer *trainer; /* training state, made by the first training call */
+    bool ready;              /* pnetrt_create succeeded: a failed model only answers last_error */
     char err[512];
 };
 
@@ -206,7 +207,30 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
             pnetrt_init_params(d, m->params, 0);
         }
     }
-    return prepare(m);
+    if (prepare(m)) return 1;
+    m->ready = true;
+    return 0;
+}
+
+bool pnetrt_ready(pnetrt_model *m) {
+    if (m && m->ready) return true;
+    if (m) fail(m, "the network was not created successfully");
+    return false;
+}
+
+double pnetrt_memory_limit(void) {
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    return pages > 0 && psize > 0 ? 0.5 * (double)pages * (double)psize : 1e12;
+}
+
+int pnetrt_check_batch(pnetrt_model *m, int64_t batch, const pnetrt_tensor_desc *t, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        int64_t elems = pnetrt_sample_elems(&t[i]);
+        if (t[i].rank > 0 && t[i].shape[0] < 0 && elems > 0 && batch > PTRDIFF_MAX / 4 / elems)
+            return fail(m, "batch size %lld is too large: '%s' would be over %lld bytes", (long long)batch, t[i].name,
+                        (long long)PTRDIFF_MAX);
+    }
+    return 0;
 }
 
 /* Derives the buffer the kernels read (packed weights) from the raw parameters. */
@@ -245,9 +269,7 @@ static int group_count(int threads, int replicas) {
 /* Allocates and touches n arenas of `bytes` each into *arr (growing from *have). */
 static int grow_arenas(pnetrt_model *m, char ***arr, int *have, int n, size_t bytes) {
     if (n <= *have) return 0;
-    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
-    double limit = pages > 0 && psize > 0 ? 0.5 * (double)pages * (double)psize : 1e12;
-    if ((double)bytes * n > limit)
+    if ((double)bytes * n > pnetrt_memory_limit())
         return fail(m, "%d activation arenas of %zu bytes (replicas x micro-batches) need more than half of this machine's memory",
                     n, bytes);
     char **a = realloc(*arr, sizeof(char *) * (size_t)n);
@@ -661,8 +683,10 @@ static int auto_replicas(const pnetrt_model *m, int64_t batch, int team) {
 int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs) {
     if (!m) return 1;
     const pnetrt_desc *d = m->d;
-    if (!d || d->abi != PNETRT_ABI || !m->narenas || !m->prepared) return fail(m, "the network was not created successfully");
+    if (!pnetrt_ready(m)) return 1;
     if (batch < 0) return fail(m, "batch size %lld is negative", (long long)batch);
+    if (pnetrt_check_batch(m, batch, d->inputs, d->ninputs) || pnetrt_check_batch(m, batch, d->outputs, d->noutputs))
+        return 1;
     if (!inputs && d->ninputs) return fail(m, "no input buffers");
     if (!outputs && d->noutputs) return fail(m, "no output buffers");
     for (int64_t i = 0; i < d->ninputs; i++)

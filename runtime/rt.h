@@ -146,5 +146,12 @@ void pnetrt_barrier_wait(pnetrt_spin_barrier *b, int *local_sense);
 void pnetrt_init_params(const pnetrt_desc *d, float *params, uint64_t seed);
 /* Elements per sample of a tensor (its whole size when it has no batch axis). */
 int64_t pnetrt_sample_elems(const pnetrt_tensor_desc *t);
+/* True when pnetrt_create succeeded; otherwise false, with the error set (m may be NULL). */
+bool pnetrt_ready(pnetrt_model *m);
+/* Fails when `batch` samples of any of the n batched tensors t[] would not fit in an address space
+ * (over PTRDIFF_MAX bytes): no caller can hold such a buffer. */
+int pnetrt_check_batch(pnetrt_model *m, int64_t batch, const pnetrt_tensor_desc *t, int64_t n);
+/* Bytes one process may allocate for buffers the runtime touches: half of physical memory. */
+double pnetrt_memory_limit(void);
 
 #endif

@@ -71,15 +71,19 @@ static int failf(pnetrt_model *m, const char *fmt, ...) {
 }
 
 static pnetrt_trainer *trainer(pnetrt_model *m) {
+    if (!pnetrt_ready(m)) return NULL;
     const pnetrt_desc *d = pnetrt_model_desc(m);
-    if (!d || !d->train) {
-        failf(m, "network '%s' has no train { } block", d ? d->name : "?");
+    if (!d->train) {
+        failf(m, "network '%s' has no train { } block", d->name);
         return NULL;
     }
     pnetrt_trainer **slot = pnetrt_trainer_slot(m);
     if (!*slot) {
         pnetrt_trainer *t = calloc(1, sizeof *t);
-        if (!t) return NULL;
+        if (!t) {
+            failf(m, "out of memory for the trainer");
+            return NULL;
+        }
         t->opt = zalloc((size_t)d->train->opt_floats * sizeof(float));
         t->global = zalloc((size_t)d->train->global_floats * sizeof(float));
         if (!t->opt || !t->global) {
@@ -135,10 +139,27 @@ static int reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups
     return 0;
 }
 
+/* The bytes reserve allocates for a batch at most (the pipeline's arena aside): checked before any
+ * input is read, so that a batch larger than memory fails with a message, not a crash or the
+ * kernel's out-of-memory killer. */
+static double step_bytes(const pnetrt_desc *d, int64_t batch) {
+    const pnetrt_train_desc *td = d->train;
+    double nch = (double)((batch + td->chunk - 1) / td->chunk);
+    double per_chunk = 4.0 * (double)(d->param_floats + td->stat_floats) + 8.0;
+    int64_t held = td->nsegments > 1 || batch < 256 * td->chunk ? batch : 256 * td->chunk;
+    return nch * per_chunk + (double)held * (double)td->sample_bytes;
+}
+
 static int check_inputs(pnetrt_model *m, int64_t batch, const void *const *inputs) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
     const pnetrt_train_desc *td = d->train;
     if (batch < 1) return failf(m, "batch size %lld must be at least 1", (long long)batch);
+    if (pnetrt_check_batch(m, batch, d->inputs, d->ninputs) ||
+        pnetrt_check_batch(m, batch, td->train_inputs, td->ntrain_inputs))
+        return 1;
+    if (step_bytes(d, batch) > pnetrt_memory_limit())
+        return failf(m, "a training step on a batch of %lld needs %.3g GB, more than half of this machine's memory",
+                     (long long)batch, step_bytes(d, batch) / 1e9);
     if (!inputs) return failf(m, "no input buffers");
     for (int64_t i = 0; i < d->ninputs + td->ntrain_inputs; i++) {
         const pnetrt_tensor_desc *t = i < d->ninputs ? &d->inputs[i] : &td->train_inputs[i - d->ninputs];
@@ -535,7 +556,7 @@ static const char *file_optimizer(const pnetrt_st *st) {
 }
 
 int pnetrt_save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
-    if (!m) return 1;
+    if (!pnetrt_ready(m)) return 1;
     const pnetrt_desc *d = pnetrt_model_desc(m);
     pnetrt_trainer *t = optimizer ? trainer(m) : NULL;
     if (optimizer && !t) return 1;
@@ -616,7 +637,7 @@ static bool meta_int(const pnetrt_st *st, const char *key, int64_t *out) {
 }
 
 int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batch_in_epoch) {
-    if (!m) return 1;
+    if (!pnetrt_ready(m)) return 1;
     const pnetrt_desc *d = pnetrt_model_desc(m);
     if (epoch) *epoch = 0;
     if (batch_in_epoch) *batch_in_epoch = 0;
@@ -706,13 +727,13 @@ int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
 
 /* The embedding API's px_save and px_load: a checkpoint when the network trains, else weights. */
 int pnetrt_save_file(pnetrt_model *m, const char *path) {
-    if (!m) return 1;
-    if (!path) return failf(m, "no path to save to");
+    if (!pnetrt_ready(m)) return 1;
+    if (!path || !*path) return failf(m, "no path to save to");
     return pnetrt_save(m, path, pnetrt_model_desc(m)->train != NULL, 0, 0);
 }
 
 int pnetrt_load_file(pnetrt_model *m, const char *path) {
-    if (!m) return 1;
-    if (!path) return failf(m, "no path to load from");
+    if (!pnetrt_ready(m)) return 1;
+    if (!path || !*path) return failf(m, "no path to load from");
     return pnetrt_load(m, path, NULL, NULL);
 }

@@ -51,12 +51,15 @@ bool pn_write_header(const pn_graph *g, const char *path, char *err, size_t errl
     fprintf(f, "#define %s_ARENA_CHUNK %lld /* samples per pass over the arena */\n", N, (long long)p->chunk);
     fprintf(f, "#define %s_ARENA_BYTES %lld /* the whole activation arena */\n\n", N,
             (long long)(p->arena_sample_bytes * p->chunk + p->arena_fixed_bytes));
-    fprintf(f, "/* Creates the network. weights_path: a safetensors file with PyTorch's parameter names, or NULL\n"
-               " * for the embedded weights (pnetc --weights) or seeded PyTorch-style initialisation. On failure\n"
-               " * *out may still be set so that the error can be read; destroy it then. */\n");
+    fprintf(f,
+            "/* Creates the network. weights_path: a safetensors file with PyTorch's parameter names, or NULL\n"
+            " * for the embedded weights (pnetc --weights) or seeded PyTorch-style initialisation. On failure\n"
+            " * *out may still be set so that the error can be read; destroy it then (%s on it fail). */\n",
+            g->tplan.present ? "infer, train_step, save and load" : "infer, save and load");
     fprintf(f, "int %s_create(%s **out, const char *weights_path);\n\n", n, n);
     fprintf(f, "/* Runs the network on `batch` samples. Inputs, then outputs, in declaration order; each points\n"
-               " * at batch * SIZE elements (once SIZE when the tensor has no batch axis). Buffers must not overlap. */\n");
+               " * at batch * SIZE elements (once SIZE when the tensor has no batch axis). Buffers must not overlap.\n"
+               " * Batch 0 does nothing and succeeds. */\n");
     fprintf(f, "int %s_infer(%s *net, int64_t batch", n, n);
     for (int i = 0; i < g->nnodes; i++) {
         const pn_node *nd = &g->nodes[i];

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs pnet into a temporary prefix, compiles two examples to objects with headers, and links
-# examples/embed/app.c against them through pkg-config, as a user would.
+# examples/embed/app.c against them through pkg-config, as a user would; then train_app.c and the
+# hostile caller tests/cli/embed_hostile.c.
 set -eu
 build=$1 src=$2
 tmp=$(mktemp -d)
@@ -49,4 +50,14 @@ test "$(grep -c "^digits_mlp: note: .*no pipeline stages" notes.txt)" -eq 3
 # shellcheck disable=SC2046
 cc -std=c11 -Wall -Werror -I. "$src/examples/embed/train_app.c" digits_mlp.o $(pkg-config --cflags --libs pnetrt) -o train_app
 ./train_app
-echo "3 passed, 0 failed"
+# A careless caller (tests/cli/embed_hostile.c): NULL handles and buffers, bad batches and settings,
+# failed creates used anyway, unwritable and truncated files, 100 create/destroy rounds without
+# the heap growing. Every call fails with one line and changes nothing.
+"$tmp/prefix/bin/pnetc" "$src/tests/e2e/cases/parallel_small.pnet" -w -c -o parallel_small.o
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Werror -I. "$src/tests/cli/embed_hostile.c" digits_mlp.o parallel_small.o $(pkg-config --cflags --libs pnetrt) -o hostile
+./hostile 100 >hostile.txt || { cat hostile.txt; exit 1; }
+tail -1 hostile.txt
+grep -q "rejected infer of batch INT64_MAX: batch size 9223372036854775807 is too large" hostile.txt
+grep -q "rejected infer after create with a missing file: the network was not created successfully" hostile.txt
+echo "4 passed, 0 failed"
