@@ -254,6 +254,7 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
                 k = find(ts, nts, v, (size_t)(eq - v));
                 if (k < 0) return pnetrt_die("the network has no %s named '%.*s'", is_in ? "input" : "output", (int)(eq - v), v);
             }
+            if (!eq[1]) return pnetrt_die("%s %s needs a file name after '='", a, ts[k].name);
             const char **slot = &(is_in ? in_path : out_path)[k];
             if (*slot)
                 return pnetrt_die("%s %s given twice ('%s' and '%s'); give each %s once", a, ts[k].name, *slot, eq + 1,

@@ -137,6 +137,10 @@ expect_error("--output onto a hard link of the input",
              "x_link.npy and " + x + " are the same file")
 expect_error("--trace onto the input", [exe, "infer", "--input", "x=" + x, "--trace", x], "--trace and --input x")
 check("the input survives", open(x, "rb").read() == x_bytes)
+# An empty file name.
+expect_error("--input x= names no file", [exe, "infer", "--input", "x="], "--input x needs a file name after '='")
+expect_error("--output probs= names no file", [exe, "infer", "--input", "x=" + x, "--output", "probs="],
+             "--output probs needs a file name after '='")
 # Options given twice.
 expect_error("--input of one name twice", [exe, "infer", "--input", "x=" + x, "--input", "x=" + x], "--input x given twice")
 expect_error("--output of one name twice", [exe, "infer", "--input", x, "--output", "probs=" + os.path.join(TMP, "p1.npy"),
