@@ -289,9 +289,9 @@ done:
     return rc;
 }
 
-/* Stages out of balance get a warning, whatever the output. */
-static void warn_unbalanced(const char *file, const pn_graph *g) {
-    if (g->nstages <= 1) return;
+/* Stages out of balance get a warning, whatever the output (unless -w). */
+static void warn_unbalanced(const char *file, const pn_graph *g, const pn_diags *diags) {
+    if (g->nstages <= 1 || diags->no_warnings) return;
     pn_stage_stats *st = pn_xcalloc((size_t)g->nstages, sizeof *st);
     double balance = pn_report_stats(g, st, g->nstages);
     if (balance > PN_BALANCE_WARN)
@@ -338,7 +338,7 @@ static int run_graph_file(const char *file, action act, const compile_opts *o) {
         fprintf(stderr, "%s: error: %s\n", file, err);
         return 1;
     }
-    if (act != ACT_CHECK) warn_unbalanced(file, g);
+    if (act != ACT_CHECK) warn_unbalanced(file, g, o->diags);
     int rc = 0;
     if (act == ACT_REPORT) rc = write_report(g, o->out_path);
     else if (act == ACT_GRAPH || act == ACT_DOT) rc = print_graph(g, act, o->out_path);
@@ -486,7 +486,7 @@ int main(int argc, char **argv) {
         goto done;
     }
 
-    if (act != ACT_PARTITION) warn_unbalanced(file, g);
+    if (act != ACT_PARTITION) warn_unbalanced(file, g, &diags);
     if (act == ACT_PARTITION) {
         char err[512];
         FILE *out = o.out_path ? fopen(o.out_path, "w") : stdout;

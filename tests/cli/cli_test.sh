@@ -87,6 +87,8 @@ printf 'network un { input x : f32[batch, 64]; @partition(0) a = relu(x); @parti
 run --report "$tmp/un.pnet"
 check "unbalanced stages warn" grep -q "warning: pipeline stages are unbalanced" "$tmp/err"
 check "unbalanced stages still exit 0" [ $rc -eq 0 ]
+run -w --report "$tmp/un.pnet"
+check "-w silences the unbalanced-stages warning" [ ! -s "$tmp/err" ]
 run --auto-partition 3 "$src/bench/models/mlp_l.pnet" -o "$tmp/p3.pnet"
 check "--auto-partition exits 0" [ $rc -eq 0 ]
 check "--auto-partition writes 3 groups" [ "$(grep -c '@partition(' "$tmp/p3.pnet")" -eq 3 ]
