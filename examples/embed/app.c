@@ -40,9 +40,9 @@ int main(int argc, char **argv) {
     if (digits_mlp_set_threads(mlp, 2) != 0 || digits_mlp_set_replicas(mlp, 2) != 0 ||
         digits_mlp_set_schedule(mlp, "batch") != 0) {
         fprintf(stderr, "digits_mlp: %s\n", digits_mlp_last_error(mlp));
-        return 1;
+        goto fail;
     }
-    if (lenet_set_schedule(cnn, "zigzag") == 0) return 1;
+    if (lenet_set_schedule(cnn, "zigzag") == 0) goto fail;
     printf("rejected schedule: %s\n", lenet_last_error(cnn));
     static float x[BATCH * DIGITS_MLP_X_SIZE], probs[BATCH * DIGITS_MLP_PROBS_SIZE];
     static float img[BATCH * LENET_X_SIZE], lprobs[BATCH * LENET_PROBS_SIZE];
@@ -50,10 +50,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < BATCH * LENET_X_SIZE; i++) img[i] = (float)((i * 13) % 29) / 29.0f;
     if (digits_mlp_infer(mlp, BATCH, x, probs) != 0 || lenet_infer(cnn, BATCH, img, lprobs) != 0) {
         fprintf(stderr, "infer failed: %s %s\n", digits_mlp_last_error(mlp), lenet_last_error(cnn));
-        return 1;
+        goto fail;
     }
     /* Bad input is reported, never fatal. */
-    if (digits_mlp_infer(mlp, -1, x, probs) == 0) return 1;
+    if (digits_mlp_infer(mlp, -1, x, probs) == 0) goto fail;
     printf("rejected batch -1: %s\n", digits_mlp_last_error(mlp));
     for (int b = 0; b < BATCH; b++) {
         float sum = 0;
@@ -65,4 +65,8 @@ int main(int argc, char **argv) {
     digits_mlp_destroy(mlp);
     lenet_destroy(cnn);
     return 0;
+fail:
+    digits_mlp_destroy(mlp);
+    lenet_destroy(cnn);
+    return 1;
 }
