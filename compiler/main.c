@@ -2,6 +2,7 @@
  * parse (with imports) -> check (names, blocks, shapes, directives) -> graph IR -> emit. */
 #include "check/check.h"
 #include "codegen/codegen.h"
+#include "fileio.h"
 #include "io.h"
 #include "ir/graph.h"
 #include "ir/report.h"
@@ -15,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -194,13 +194,6 @@ static void header_path(const char *obj, char *hdr, size_t n) {
     strncat(hdr, ".h", n - strlen(hdr) - 1);
 }
 
-/* Whether writing `out` would replace the existing file `in` (the same path, or a link to it). */
-static bool same_file(const char *out, const char *in) {
-    struct stat a, b;
-    if (strcmp(out, in) == 0) return true;
-    return stat(out, &a) == 0 && stat(in, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
 /* The output files of act would overwrite an input: an error, not a lost source file. */
 static bool clobbers(action act, const char *file, const compile_opts *o) {
     if (!o->out_path || strcmp(o->out_path, "-") == 0 || act == ACT_CHECK || act == ACT_PARTITION) return false;
@@ -209,7 +202,7 @@ static bool clobbers(action act, const char *file, const compile_opts *o) {
     const char *ins[2] = {file, o->weights};
     for (int i = 0; i < 2; i++) {
         if (!ins[i]) continue;
-        const char *hit = same_file(o->out_path, ins[i]) ? o->out_path : hdr[0] && same_file(hdr, ins[i]) ? hdr : NULL;
+        const char *hit = pnetrt_io_same_file(o->out_path, ins[i]) ? o->out_path : hdr[0] && pnetrt_io_same_file(hdr, ins[i]) ? hdr : NULL;
         if (hit) {
             fprintf(stderr, "pnetc: error: the output '%s' is the input '%s'; choose another name with -o\n", hit, ins[i]);
             return true;

@@ -119,3 +119,9 @@ int pnetrt_io_write_atomic(const char *path, int nparts, const void *const *bufs
     return 0;
 }
 
+
+bool pnetrt_io_same_file(const char *a, const char *b) {
+    if (strcmp(a, b) == 0) return true;
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}

@@ -1,6 +1,7 @@
 /* The command line of generated executables: `./net infer | bench | info`. Every failure is one
  * line naming the file or option and the problem, with exit status 1. */
 #include "data.h"
+#include "fileio.h"
 #include "io.h"
 #include "rt.h"
 
@@ -11,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 const char *pnetrt_prog = "net";
@@ -89,15 +89,8 @@ int pnetrt_opt_once(char *seen, size_t len, const char *opt) {
     return 0;
 }
 
-/* Paths a and b name the same file: equal strings, or, when both exist, the same device and inode. */
-static bool same_file(const char *a, const char *b) {
-    if (strcmp(a, b) == 0) return true;
-    struct stat sa, sb;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
 int pnetrt_check_overwrite(const char *out_opt, const char *out, const char *what, const char *in_opt, const char *in) {
-    if (!out || !in || !same_file(out, in)) return 0;
+    if (!out || !in || !pnetrt_io_same_file(out, in)) return 0;
     if (strcmp(out, in) == 0)
         return pnetrt_die("%s: %s and %s name the same file; %s would overwrite it", out, out_opt, in_opt, what);
     return pnetrt_die("%s and %s are the same file (%s and %s); %s would overwrite it", out, in, out_opt, in_opt, what);
