@@ -509,7 +509,7 @@ void pnetrt_destroy(pnetrt_model *m) {
 }
 
 /* The barrier between kernels of one forward call: a sense-reversing counter that spins
- * briefly (kernels are short) and then yields, so more threads than cores still progress. The
+ * briefly (kernels are short) and then sleeps (wait.h), so more threads than cores still progress. The
  * OpenMP team of the call sets it up; a call on one thread has none. */
 typedef pnetrt_spin_barrier spin_barrier;
 
@@ -527,21 +527,16 @@ void pnetrt_barrier_wait(pnetrt_spin_barrier *b, int *local_sense) {
     if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
         atomic_store_explicit(&b->count, 0, memory_order_relaxed);
         atomic_store_explicit(&b->sense, sense, memory_order_release);
+        pnetrt_wake(&b->q, &b->sense);
         return;
     }
-    for (long spins = 0; atomic_load_explicit(&b->sense, memory_order_acquire) != sense; spins++) pnetrt_spin(spins);
+    pnetrt_wait_change(&b->q, &b->sense, !sense);
 }
 
 void pnetrt_barrier(void) {
     spin_barrier *b = tls_barrier;
     if (!b || b->n <= 1) return;
-    int sense = tls_sense = !tls_sense;
-    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
-        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
-        atomic_store_explicit(&b->sense, sense, memory_order_release);
-        return;
-    }
-    for (long spins = 0; atomic_load_explicit(&b->sense, memory_order_acquire) != sense; spins++) pnetrt_spin(spins);
+    pnetrt_barrier_wait(b, &tls_sense);
 }
 
 /* Ids read by embeddings must lie in [0, limit). */
@@ -742,7 +737,7 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
                 int rg = t / per, k = t % per;
                 int s = 0, first = 0;
                 while (k >= first + count[s]) first += count[s++];
-                if (k == first) bars[rg * S + s] = (spin_barrier){0, 0, count[s]};
+                if (k == first) bars[rg * S + s] = PNETRT_BARRIER(count[s]);
 #pragma omp barrier
                 tls_barrier = &bars[rg * S + s];
                 tls_sense = 0;
@@ -770,7 +765,7 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
         int g = t < extra * (base + 1) ? t / (base + 1) : extra + (t - extra * (base + 1)) / base;
         int first = g < extra ? g * (base + 1) : extra * (base + 1) + (g - extra) * base;
         int size = base + (g < extra);
-        if (t == first) bars[g] = (spin_barrier){0, 0, size};
+        if (t == first) bars[g] = PNETRT_BARRIER(size);
 #pragma omp barrier
         tls_barrier = &bars[g];
         tls_sense = 0;

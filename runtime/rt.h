@@ -2,6 +2,7 @@
 #ifndef PNETRT_RT_H
 #define PNETRT_RT_H
 #include "pnetrt_abi.h"
+#include "wait.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -133,11 +134,14 @@ float *pnetrt_params_mut(pnetrt_model *m); /* writable parameters (marks prepare
 int pnetrt_replicas_chosen(const pnetrt_model *m); /* replicas the user set, or 0 */
 /* Threads of a pipeline shared among S stages in proportion to their FLOPs, at least one each. */
 void pnetrt_share_threads(const pnetrt_model *m, int threads, int S, int *count);
+/* A sense-reversing barrier of n threads; PNETRT_BARRIER(n) is a fresh one. Waits spin, then sleep (wait.h). */
 typedef struct pnetrt_spin_barrier {
     _Atomic int count;
     _Atomic int sense;
     int n;
+    pnetrt_waitq q;
 } pnetrt_spin_barrier;
+#define PNETRT_BARRIER(threads) ((pnetrt_spin_barrier){.n = (threads)})
 /* Makes b the barrier that generated code's pnetrt_barrier() waits on, on this thread. */
 void pnetrt_barrier_bind(pnetrt_spin_barrier *b);
 void pnetrt_barrier_wait(pnetrt_spin_barrier *b, int *local_sense);

@@ -372,10 +372,10 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, t->opt, batch, nch, t->step, (int64_t)t->seed,
                               t->lr, t->lr / (1 - pow(b1, st)), sqrt(1 - pow(b2, st))};
     run r = {m, t, &call, nch, eval};
-    pnetrt_spin_barrier bars[256], all = {0, 0, threads};
+    pnetrt_spin_barrier bars[256], all = PNETRT_BARRIER(threads);
     for (int g = 0; g < groups; g++) {
         int base = threads / groups, extra = threads % groups;
-        bars[g] = (pnetrt_spin_barrier){0, 0, base + (g < extra)};
+        bars[g] = PNETRT_BARRIER(base + (g < extra));
     }
     if (piped)
         snprintf(t->schedule, sizeof t->schedule, "%d thread%s: %d pipeline%s of %d stages (%s, %d micro-batch%s)", threads,
@@ -387,7 +387,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
                  (long long)td->chunk);
     if (piped) {
         pnetrt_spin_barrier *pb = t->stage_bars;
-        for (int i = 0; i < p.R * p.S; i++) pb[i] = (pnetrt_spin_barrier){0, 0, p.count[i % p.S]};
+        for (int i = 0; i < p.R * p.S; i++) pb[i] = PNETRT_BARRIER(p.count[i % p.S]);
         all.n = p.R * p.per;
         int team = p.R * p.per;
         bool alone = false;
@@ -402,7 +402,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         }
         if (alone) {
             /* The OpenMP runtime gave fewer threads: run unpipelined on one. */
-            pnetrt_spin_barrier one = {0, 0, 1}, single = {0, 0, 1};
+            pnetrt_spin_barrier one = PNETRT_BARRIER(1), single = PNETRT_BARRIER(1);
             run_thread(&r, 0, 1, 1, &one, &single);
         }
     } else if (threads == 1) {
@@ -414,7 +414,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
                 /* Fewer threads than asked: one thread does everything. */
 #pragma omp single
                 {
-                    pnetrt_spin_barrier one = {0, 0, 1}, alone = {0, 0, 1};
+                    pnetrt_spin_barrier one = PNETRT_BARRIER(1), alone = PNETRT_BARRIER(1);
                     run_thread(&r, 0, 1, 1, &one, &alone);
                 }
             } else {

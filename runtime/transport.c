@@ -1,9 +1,7 @@
 /* The thread transport of transport.h: pipeline hand-offs are atomic counters per stage and
  * direction, and a reduction point is a barrier over the team (the slots are shared memory).
- * Waits spin briefly and then yield, so more threads than cores still progress. */
+ * Waits spin briefly and then sleep (wait.h), so more threads than cores still progress. */
 #include "transport.h"
-
-#include <sched.h>
 
 void pnetrt_handoff_init(pnetrt_handoff *h, int stages, int slots, bool training) {
     h->stages = stages;
@@ -12,37 +10,42 @@ void pnetrt_handoff_init(pnetrt_handoff *h, int stages, int slots, bool training
     for (int s = 0; s < stages && s < PNETRT_HANDOFF_MAX; s++) {
         atomic_init(&h->done[PNETRT_FORWARD][s], 0);
         atomic_init(&h->done[PNETRT_BACKWARD][s], 0);
+        for (int d = 0; d < 2; d++) {
+            atomic_init(&h->posts[d][s], 0);
+            h->wq[d][s] = (pnetrt_waitq){0};
+        }
     }
 }
 
-void pnetrt_spin(long spins) {
-    if (spins < 4000) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
-    } else {
-        sched_yield();
+/* Returns once counter > q. The post count is read first, so a post that lands between the two
+ * reads ends the wait at once. */
+static void wait_past(pnetrt_handoff *h, pnetrt_dir dir, int stage, int64_t q) {
+    for (;;) {
+        int seen = atomic_load_explicit(&h->posts[dir][stage], memory_order_acquire);
+        if (atomic_load_explicit(&h->done[dir][stage], memory_order_acquire) > q) return;
+        pnetrt_wait_change(&h->wq[dir][stage], &h->posts[dir][stage], seen);
     }
-}
-
-static void wait_past(_Atomic int64_t *counter, int64_t q) {
-    for (long spins = 0; atomic_load_explicit(counter, memory_order_acquire) <= q; spins++) pnetrt_spin(spins);
 }
 
 void pnetrt_handoff_wait(pnetrt_handoff *h, pnetrt_dir dir, int stage, int64_t q) {
     if (dir == PNETRT_BACKWARD) {
-        if (stage + 1 < h->stages) wait_past(&h->done[PNETRT_BACKWARD][stage + 1], q);
+        if (stage + 1 < h->stages) wait_past(h, PNETRT_BACKWARD, stage + 1, q);
     } else if (stage > 0) {
-        wait_past(&h->done[PNETRT_FORWARD][stage - 1], q);
+        wait_past(h, PNETRT_FORWARD, stage - 1, q);
     } else if (q >= h->slots) {
         /* The slot's previous micro-batch leaves the pipeline after the last forward in
          * inference, after stage 0's backward in training. */
-        wait_past(h->training ? &h->done[PNETRT_BACKWARD][0] : &h->done[PNETRT_FORWARD][h->stages - 1], q - h->slots);
+        if (h->training)
+            wait_past(h, PNETRT_BACKWARD, 0, q - h->slots);
+        else
+            wait_past(h, PNETRT_FORWARD, h->stages - 1, q - h->slots);
     }
 }
 
 void pnetrt_handoff_post(pnetrt_handoff *h, pnetrt_dir dir, int stage, int64_t q) {
     atomic_store_explicit(&h->done[dir][stage], q + 1, memory_order_release);
+    atomic_fetch_add_explicit(&h->posts[dir][stage], 1, memory_order_release);
+    pnetrt_wake(&h->wq[dir][stage], &h->posts[dir][stage]);
 }
 
 void pnetrt_reduce_point(pnetrt_spin_barrier *team, int *sense, const pnetrt_chunk_slots *sets, int nsets, int64_t c0,

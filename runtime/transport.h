@@ -28,13 +28,11 @@ typedef enum pnetrt_dir { PNETRT_FORWARD = 0, PNETRT_BACKWARD = 1 } pnetrt_dir;
 
 typedef struct pnetrt_handoff {
     _Atomic int64_t done[2][PNETRT_HANDOFF_MAX]; /* micro-batches finished, per direction and stage */
+    _Atomic int posts[2][PNETRT_HANDOFF_MAX];    /* bumped by every post: the futex word waiters sleep on */
+    pnetrt_waitq wq[2][PNETRT_HANDOFF_MAX];
     int stages, slots;                           /* slots: micro-batches in flight at most */
     bool training;                               /* a slot is freed by stage 0's backward, not the last forward */
 } pnetrt_handoff;
-
-/* One step of a wait loop: pause while spins is small (the wait is usually short), then yield
- * the core, so more threads than cores still progress. */
-void pnetrt_spin(long spins);
 
 void pnetrt_handoff_init(pnetrt_handoff *h, int stages, int slots, bool training);
 /* Blocks until stage may run micro-batch q in direction dir. Forward: its input is ready (stage >

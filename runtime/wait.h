@@ -1,0 +1,23 @@
+/* The waits of the schedules (barriers between kernels, pipeline hand-offs, reduction points):
+ * spin while waits are short, then sleep in the kernel (a futex), adapting how long to spin to
+ * how long waits have actually taken. A spinning thread on a busy or oversubscribed machine holds
+ * the core that the thread it waits for needs; a sleeping one gives it back.
+ *
+ * Internal to libpnetrt. */
+#ifndef PNETRT_WAIT_H
+#define PNETRT_WAIT_H
+#include <stdatomic.h>
+
+/* Who sleeps on a word, and how long its waiters spin first. Zeroed is ready to use. */
+typedef struct pnetrt_waitq {
+    _Atomic int sleepers; /* threads in (or entering) the kernel wait */
+    _Atomic int spin;     /* spins before sleeping; 0 means the default */
+} pnetrt_waitq;
+
+/* Returns once the 32-bit word w no longer holds old: spins up to the queue's budget, then sleeps
+ * until pnetrt_wake. The budget grows when spinning succeeds and shrinks when it had to sleep. */
+void pnetrt_wait_change(pnetrt_waitq *q, _Atomic int *w, int old);
+/* Wakes the sleepers of w after the caller has stored its new value. */
+void pnetrt_wake(pnetrt_waitq *q, _Atomic int *w);
+
+#endif
