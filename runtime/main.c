@@ -6,6 +6,7 @@
 #include "rt.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <omp.h>
 #include <stdarg.h>
@@ -117,6 +118,23 @@ static int find(const pnetrt_tensor_desc *ts, int64_t n, const char *name, size_
     return -1;
 }
 
+/* --stage-threads N,N,...: at most cap integers from 1 to 4096 into out[0..cap). Returns the count, or -1 after
+ * reporting the problem. */
+static int parse_stage_list(const char *s, int *out, int cap) {
+    int n = 0;
+    for (const char *p = s;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 1 || v > 4096 || (*end && *end != ','))
+            return pnetrt_die("--stage-threads needs comma-separated integers from 1 to 4096, not '%s'", s), -1;
+        if (n == cap) return pnetrt_die("--stage-threads takes at most %d counts, not '%s'", cap, s), -1;
+        out[n++] = (int)v;
+        if (!*end) return n;
+        p = end + 1;
+    }
+}
+
 /* Common options: --threads N and --weights FILE. */
 typedef struct opts {
     const char *weights;
@@ -125,7 +143,7 @@ typedef struct opts {
     int microbatches; /* 0: the network's own (@pipeline(microbatches = M)) */
     const char *schedule; /* NULL: the network's own */
     const char *trace;    /* Chrome trace-event JSON to write, or NULL */
-    int stage_threads[64]; /* --stage-threads: threads per pipeline stage, nstage_threads of them */
+    int *stage_threads; /* --stage-threads: threads per pipeline stage, nstage_threads of them (malloc'd) */
     int nstage_threads;
     char seen[256]; /* the options given so far, " --a --b " */
 } opts;
@@ -159,10 +177,16 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
         if (pnetrt_opt_int(a, s, 1, 65536, &v)) return -1;
         o->microbatches = (int)v;
         break;
-    case 5:
-        o->nstage_threads = pnetrt_parse_stage_threads(s, o->stage_threads);
+    case 5: {
+        /* One entry per comma, however many: the network's stage count is checked when the model opens. */
+        size_t n = 1;
+        for (const char *p = s; *p; p++) n += *p == ',';
+        if (n > INT_MAX / 2) return pnetrt_die("--stage-threads gives too many counts (%zu)", n), -1;
+        if (!(o->stage_threads = malloc(n * sizeof *o->stage_threads))) return pnetrt_die("out of memory"), -1;
+        o->nstage_threads = parse_stage_list(s, o->stage_threads, (int)n);
         if (o->nstage_threads < 0) return -1;
         break;
+    }
     default:
         if (strcmp(s, "serial") && strcmp(s, "batch") && strcmp(s, "pipeline") && strcmp(s, "hybrid"))
             return pnetrt_die("--schedule needs serial, batch, pipeline or hybrid, not '%s'", s), -1;
@@ -171,18 +195,9 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
     return 1;
 }
 
+/* For callers with a fixed table of 64 counts (train_cli.c); infer and bench size theirs from the option. */
 int pnetrt_parse_stage_threads(const char *s, int *out) {
-    int n = 0;
-    for (const char *p = s;;) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 1 || v > 4096 || (*end && *end != ',') || n == 64)
-            return pnetrt_die("--stage-threads needs up to 64 comma-separated integers from 1 to 4096, not '%s'", s), -1;
-        out[n++] = (int)v;
-        if (!*end) return n;
-        p = end + 1;
-    }
+    return parse_stage_list(s, out, 64);
 }
 
 static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
@@ -226,9 +241,19 @@ static int close_model(pnetrt_model *m, const opts *o, int rc) {
     return rc;
 }
 
-static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
-    opts o = {0};
-    const char *in_path[64] = {0}, *out_path[64] = {0};
+/* The tables of `infer`, one entry per input or output of the network. */
+typedef struct infer_io {
+    const char **in_path, **out_path; /* --input and --output files, or NULL */
+    pnetrt_array *in, *out;
+    const void **ip;
+    void **op;
+} infer_io;
+
+static int infer_run(const pnetrt_desc *d, opts *o, int argc, char **argv, const infer_io *io) {
+    const char **in_path = io->in_path, **out_path = io->out_path;
+    pnetrt_array *in = io->in, *out = io->out;
+    const void **ip = io->ip;
+    void **op = io->op;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -254,7 +279,7 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
                                   is_in ? "input" : "output");
             *slot = eq + 1;
         } else {
-            int k = common_option(&o, argc, argv, &i);
+            int k = common_option(o, argc, argv, &i);
             if (k < 0) return 1;
             if (k == 0) return pnetrt_die("unknown or incomplete option '%s' for infer; see '%s --help'", a, pnetrt_prog);
         }
@@ -264,7 +289,7 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
     /* No file written may be one that is read, nor another one written. */
     char oopt[160], iopt[160];
     for (int64_t i = 0; i < d->noutputs + 1; i++) {
-        const char *w = i < d->noutputs ? out_path[i] : o.trace;
+        const char *w = i < d->noutputs ? out_path[i] : o->trace;
         if (!w) continue;
         if (i < d->noutputs) snprintf(oopt, sizeof oopt, "--output %s", d->outputs[i].name);
         else snprintf(oopt, sizeof oopt, "--trace");
@@ -273,13 +298,12 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
             snprintf(iopt, sizeof iopt, "--input %s", d->inputs[k].name);
             if (pnetrt_check_overwrite(oopt, w, what, iopt, in_path[k])) return 1;
         }
-        if (pnetrt_check_overwrite(oopt, w, what, "--weights", o.weights)) return 1;
+        if (pnetrt_check_overwrite(oopt, w, what, "--weights", o->weights)) return 1;
         for (int64_t k = 0; k < i; k++) {
             snprintf(iopt, sizeof iopt, "--output %s", d->outputs[k].name);
             if (pnetrt_check_overwrite(oopt, w, what, iopt, out_path[k])) return 1;
         }
     }
-    pnetrt_array in[64] = {{0}}, out[64] = {{0}};
     int rc = 1;
     int64_t batch = -1;
     char err[512], buf[128];
@@ -321,9 +345,7 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
         }
     }
     if (batch < 0) batch = 1;
-    if (open_model(d, &o, &m)) goto done;
-    const void *ip[64];
-    void *op[64];
+    if (open_model(d, o, &m)) goto done;
     for (int64_t i = 0; i < d->ninputs; i++) ip[i] = in[i].data;
     for (int64_t i = 0; i < d->noutputs; i++) {
         const pnetrt_tensor_desc *t = &d->outputs[i];
@@ -368,12 +390,29 @@ static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
     }
     rc = 0;
 done:
-    rc = close_model(m, &o, rc);
-    for (int i = 0; i < 64; i++) {
-        pnetrt_array_free(&in[i]);
-        pnetrt_array_free(&out[i]);
-    }
+    rc = close_model(m, o, rc);
     if (fflush(stdout) != 0) rc = pnetrt_die("cannot write the output: %s", strerror(errno));
+    return rc;
+}
+
+static int cmd_infer(const pnetrt_desc *d, int argc, char **argv) {
+    opts o = {0};
+    size_t ni = (size_t)d->ninputs + 1, no = (size_t)d->noutputs + 1; /* + 1: never a zero-byte table */
+    infer_io io = {calloc(ni, sizeof *io.in_path), calloc(no, sizeof *io.out_path), calloc(ni, sizeof *io.in),
+                   calloc(no, sizeof *io.out), calloc(ni, sizeof *io.ip), calloc(no, sizeof *io.op)};
+    int rc = io.in_path && io.out_path && io.in && io.out && io.ip && io.op
+                 ? infer_run(d, &o, argc, argv, &io)
+                 : pnetrt_die("out of memory for %lld inputs and %lld outputs", (long long)d->ninputs,
+                              (long long)d->noutputs);
+    for (int64_t i = 0; io.in && i < d->ninputs; i++) pnetrt_array_free(&io.in[i]);
+    for (int64_t i = 0; io.out && i < d->noutputs; i++) pnetrt_array_free(&io.out[i]);
+    free(io.in_path);
+    free(io.out_path);
+    free(io.in);
+    free(io.out);
+    free(io.ip);
+    free(io.op);
+    free(o.stage_threads);
     return rc;
 }
 
@@ -382,28 +421,24 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
-    opts o = {0};
+static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void **bufs, const void **ip, void **op) {
     long long batch = 64;
     double seconds = 3.0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
         if (strcmp(a, "--batch") == 0 && has) {
-            if (pnetrt_opt_once(o.seen, sizeof o.seen, a) || pnetrt_opt_int(a, argv[++i], 1, 1 << 24, &batch)) return 1;
+            if (pnetrt_opt_once(o->seen, sizeof o->seen, a) || pnetrt_opt_int(a, argv[++i], 1, 1 << 24, &batch)) return 1;
         } else if (strcmp(a, "--seconds") == 0 && has) {
-            if (pnetrt_opt_once(o.seen, sizeof o.seen, a) || pnetrt_opt_num(a, argv[++i], 3600, &seconds)) return 1;
+            if (pnetrt_opt_once(o->seen, sizeof o->seen, a) || pnetrt_opt_num(a, argv[++i], 3600, &seconds)) return 1;
         } else {
-            int k = common_option(&o, argc, argv, &i);
+            int k = common_option(o, argc, argv, &i);
             if (k < 0) return 1;
             if (k == 0) return pnetrt_die("unknown or incomplete option '%s' for bench; see '%s --help'", a, pnetrt_prog);
         }
     }
     pnetrt_model *m = NULL;
-    if (open_model(d, &o, &m)) return 1;
-    void *bufs[128] = {0};
-    const void *ip[64];
-    void *op[64];
+    if (open_model(d, o, &m)) return 1;
     int rc = 1;
     uint64_t r = 12345;
     for (int64_t i = 0; i < d->ninputs + d->noutputs; i++) {
@@ -463,8 +498,23 @@ static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
                (long long)Q, pnetrt_microbatches(m));
     rc = 0;
 done:
-    for (int i = 0; i < 128; i++) free(bufs[i]);
-    return close_model(m, &o, rc);
+    return close_model(m, o, rc);
+}
+
+static int cmd_bench(const pnetrt_desc *d, int argc, char **argv) {
+    opts o = {0};
+    size_t n = (size_t)(d->ninputs + d->noutputs) + 1; /* + 1: never a zero-byte table */
+    void **bufs = calloc(n, sizeof *bufs), **op = calloc(n, sizeof *op);
+    const void **ip = calloc(n, sizeof *ip);
+    int rc = bufs && ip && op ? bench_run(d, &o, argc, argv, bufs, ip, op)
+                              : pnetrt_die("out of memory for %lld inputs and %lld outputs", (long long)d->ninputs,
+                                           (long long)d->noutputs);
+    for (size_t i = 0; bufs && i < n; i++) free(bufs[i]);
+    free(bufs);
+    free(ip);
+    free(op);
+    free(o.stage_threads);
+    return rc;
 }
 
 static void human(double bytes, char *buf, size_t n) {

@@ -279,5 +279,31 @@ check("an unwritable PNET_TRACE is an error naming it", p.returncode == 1 and "P
 rc, out, err = run(exe, "bench", "--batch", "1", "--seconds", "0.05", "--threads", "2")
 check("bench says when the runtime picked the replicas", rc == 0 and "replicas 1 (picked by the runtime)" in out, out + err)
 
+# More inputs and outputs than the 64 the executable's tables once held: never a crash. infer and
+# bench either run or fail with one line naming the program; 200 inputs read from one file are
+# no output overwriting an input.
+wide = {"outs": "network outs {\n  input x : f32[batch, 4];\n  h = relu(x);\n"
+                + "".join(f"  output o{k} = h;\n" for k in range(200)) + "}\n",
+        "ins": "network ins {\n" + "".join(f"  input x{k} : f32[batch, 4];\n" for k in range(200))
+               + "  output y = " + " + ".join(f"x{k}" for k in range(200)) + ";\n}\n"}
+x4 = npy(os.path.join(TMP, "x4.npy"), "f4", [2, 4])
+for name, src in wide.items():
+    path = os.path.join(TMP, name)
+    with open(path + ".pnet", "w") as f:
+        f.write(src)
+    rc, _, err = run(PNETC, path + ".pnet", "-o", path)
+    check(f"compile 200 {name}", rc == 0, err)
+    ins = ["--input", "x=" + x4] if name == "outs" else [a for k in range(200) for a in ("--input", f"x{k}=" + x4)]
+    for cmd in (["infer", *ins], ["infer", *ins, "--output", ("o199=" if name == "outs" else "y=") + os.path.join(TMP, "w.npy")],
+                ["bench", "--batch", "2", "--seconds", "0.05"]):
+        rc, out, err = run(path, *cmd)
+        lines = err.strip().splitlines()
+        check(f"{name} {cmd[0]} with 200 {name[:-1]}puts", (rc == 0 and not err) or
+              (rc == 1 and len(lines) == 1 and lines[0].startswith(name + ": error: ") and "same file" not in err),
+              f"(rc={rc}, {err.strip()[:200]!r})")
+# --stage-threads: as many counts as given, checked against the network's stage count.
+expect_error("--stage-threads with 100 counts", [pl, "infer", "--input", x37, "--stage-threads", ",".join(["1"] * 100)],
+             "100 stage thread counts given")
+
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
