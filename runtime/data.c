@@ -18,9 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define DATA_MAX_GUNZIP ((uint64_t)4 << 30) /* bound on a decompressed file: a bad file must not eat memory */
+#define DATA_LIMIT_WHY "half of physical memory"
 #define NPY_MAGIC "\x93NUMPY"
 
 /* ---- whole files ------------------------------------------------------------------------- */
@@ -38,12 +40,44 @@ static void blob_free(blob *b) {
     b->len = 0;
 }
 
+static uint64_t max_bytes_set; /* pnetrt_data_set_max_bytes; 0: the default */
+
+/* The most bytes read from one file: half of physical memory, as the runtime's other buffers (rt.h). */
+static uint64_t data_max_bytes(void) {
+    if (max_bytes_set) return max_bytes_set;
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+    uint64_t half = pages > 0 && psize > 0 ? (uint64_t)pages / 2 * (uint64_t)psize : (uint64_t)1 << 40;
+    return half < (uint64_t)SIZE_MAX / 2 ? half : (uint64_t)SIZE_MAX / 2;
+}
+
+void pnetrt_data_set_max_bytes(uint64_t n) {
+    max_bytes_set = n;
+}
+
+/* "4 GiB", "1.5 MiB", "100 bytes" */
+static const char *bytes_text(uint64_t n, char *buf, size_t len) {
+    static const char *const units[] = {"KiB", "MiB", "GiB", "TiB"};
+    if (n < 1024) {
+        snprintf(buf, len, "%" PRIu64 " bytes", n);
+        return buf;
+    }
+    double v = (double)n / 1024;
+    int u = 0;
+    while (v >= 1024 && u < 3) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, len, v == floor(v) ? "%.0f %s" : "%.1f %s", v, units[u]);
+    return buf;
+}
+
 /* Replaces the gzip data in b by its decompressed content; concatenated members are read one after another. */
 static int gunzip(const char *path, blob *b, char *err, size_t errlen) {
     z_stream zs;
     memset(&zs, 0, sizeof zs);
     if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) return pnetrt_io_fail(err, errlen, path, "out of memory for zlib");
-    uint64_t limit = DATA_MAX_GUNZIP < (uint64_t)SIZE_MAX - 1 ? DATA_MAX_GUNZIP : (uint64_t)SIZE_MAX - 1;
+    uint64_t limit = DATA_MAX_GUNZIP < data_max_bytes() ? DATA_MAX_GUNZIP : data_max_bytes();
+    char lim[32], msg[160];
     size_t cap = b->len < limit / 4 ? b->len * 4 : (size_t)limit;
     if (cap < 4096) cap = 4096;
     unsigned char *out = malloc(cap + 1);
@@ -52,7 +86,9 @@ static int gunzip(const char *path, blob *b, char *err, size_t errlen) {
     while (!problem) {
         if (len == cap) {
             if (cap >= limit) {
-                problem = "gzip data decompresses to more than 4 GiB";
+                snprintf(msg, sizeof msg, "gzip data decompresses to more than %s (the limit: 4 GiB, and at most %s)",
+                         bytes_text(limit, lim, sizeof lim), DATA_LIMIT_WHY);
+                problem = msg;
                 break;
             }
             size_t ncap = cap > limit / 2 ? (size_t)limit : cap * 2;
@@ -102,57 +138,69 @@ static int gunzip(const char *path, blob *b, char *err, size_t errlen) {
     return 0;
 }
 
-/* Reads path whole (a pipe too), and decompresses it if it starts with the gzip magic 1f 8b. */
+/* Reads path whole, and decompresses it if it starts with the gzip magic 1f 8b. Only a regular file is read (see
+   pnetrt_open_regular), and never more than data_max_bytes() of it: the limit is checked as the bytes come. */
 static int read_whole(const char *path, blob *out, char *err, size_t errlen) {
     out->buf = NULL;
     out->len = 0;
     out->gz = false;
-    FILE *f = fopen(path, "rb");
-    if (!f) return pnetrt_io_fail(err, errlen, path, "cannot open: %s", strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb)) {
-        int e = errno;
-        fclose(f);
-        return pnetrt_io_fail(err, errlen, path, "cannot stat: %s", strerror(e));
+    uint64_t size, limit = data_max_bytes();
+    char lim[32];
+    int fd = pnetrt_open_regular(path, &size, err, errlen);
+    if (fd < 0) return -1;
+    if (size > limit || limit >= (uint64_t)SIZE_MAX) {
+        close(fd);
+        return pnetrt_io_fail(err, errlen, path, "is larger than %s, the most a data file may hold (%s)",
+                              bytes_text(limit, lim, sizeof lim), DATA_LIMIT_WHY);
     }
-    if (S_ISDIR(sb.st_mode)) {
-        fclose(f);
-        return pnetrt_io_fail(err, errlen, path, "cannot open: %s", strerror(EISDIR));
-    }
-    size_t cap = 65536;
-    if (S_ISREG(sb.st_mode) && sb.st_size > 0) {
-        if ((uint64_t)sb.st_size >= (uint64_t)SIZE_MAX) {
-            fclose(f);
-            return pnetrt_io_fail(err, errlen, path, "file is too large to read into memory");
-        }
-        cap = (size_t)sb.st_size + 1;
-    }
+    size_t cap = size > 0 ? (size_t)size + 1 : 65536; /* a file of size 0 may still hold bytes (/proc) */
+    if (cap > limit + 1) cap = (size_t)limit + 1;
     unsigned char *buf = malloc(cap);
     size_t len = 0;
-    bool oom = !buf;
-    while (!oom) {
-        size_t want = cap - 1 - len;
-        size_t got = want ? fread(buf + len, 1, want, f) : 0;
-        len += got;
-        if (got < want) break; /* end of file or an error */
-        int c = fgetc(f);      /* a full buffer: grow only if there is more */
-        if (c == EOF) break;
-        unsigned char *nb = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
-        if (!nb) {
-            oom = true;
-            break;
+    const char *problem = buf ? NULL : "out of memory";
+    int e = 0;
+    while (!problem) {
+        if (len == cap - 1) { /* a full buffer: grow it only if there is more (the file grew, or had size 0) */
+            unsigned char c;
+            ssize_t r = read(fd, &c, 1);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) {
+                problem = r < 0 ? "read error" : NULL;
+                e = errno;
+                break;
+            }
+            if (len >= limit) {
+                problem = "too large";
+                break;
+            }
+            size_t ncap = cap - 1 > (limit - 1) / 2 ? (size_t)limit + 1 : cap * 2;
+            unsigned char *nb = realloc(buf, ncap);
+            if (!nb) {
+                problem = "out of memory";
+                break;
+            }
+            buf = nb;
+            cap = ncap;
+            buf[len++] = c;
         }
-        buf = nb;
-        cap *= 2;
-        buf[len++] = (unsigned char)c;
+        size_t want = cap - 1 - len;
+        ssize_t got = read(fd, buf + len, want < ((size_t)1 << 30) ? want : ((size_t)1 << 30));
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            problem = "read error";
+            e = errno;
+        }
+        if (got <= 0) break;
+        len += (size_t)got;
     }
-    int e = errno;
-    bool bad = !oom && ferror(f);
-    fclose(f);
-    if (oom || bad) {
+    close(fd);
+    if (problem) {
         free(buf);
-        return oom ? pnetrt_io_fail(err, errlen, path, "out of memory")
-                   : pnetrt_io_fail(err, errlen, path, "read error: %s", strerror(e));
+        if (!strcmp(problem, "too large"))
+            return pnetrt_io_fail(err, errlen, path, "is larger than %s, the most a data file may hold (%s)",
+                                  bytes_text(limit, lim, sizeof lim), DATA_LIMIT_WHY);
+        if (e) return pnetrt_io_fail(err, errlen, path, "%s: %s", problem, strerror(e));
+        return pnetrt_io_fail(err, errlen, path, "%s", problem);
     }
     buf[len] = 0;
     out->buf = buf;

@@ -22,8 +22,10 @@
  * Ownership: pnetrt_data_load fills a caller-owned pnetrt_data whose arrays it mallocs; pnetrt_data_free
  * frees them. The paths and err stay the caller's.
  *
- * Formats. A gzip file (found by its magic bytes 1f 8b, whatever its name) is decompressed in memory first,
- * up to 4 GiB. The format is then found from the content:
+ * Files. Only a regular file is read: a device, FIFO or socket is refused unopened, "PATH: not a regular file
+ * (a character device)". A file may hold at most half of physical memory. A gzip file (found by its magic bytes
+ * 1f 8b, whatever its name) is decompressed in memory first, to at most 4 GiB and at most half of physical
+ * memory; both limits are checked as the bytes come. The format is then found from the content:
  *   - .npy ("\x93NUMPY"): X holds float32, float64, int32, int64 or uint8 (converted to float as is, not
  *     rescaled), with shape (n, ...) where the product of the trailing dims equals `features`. The labels .npy holds
  *     int32, int64 or uint8 class ids of shape (n,) or (n, 1), or float32/float64 targets of shape (n, ...)
@@ -81,7 +83,18 @@ const char *pnetrt_data_where(const pnetrt_data *d, const char *path, int64_t i,
 struct pnetrt_array;
 int pnetrt_data_read_npy(const char *path, int dtype, struct pnetrt_array *out, char *err, size_t errlen);
 
+/* ---- internal: for tests ------------------------------------------------------------------ */
+
+/* Lowers the most bytes read from one data file, or decompressed from it, from half of physical memory to n (0: back
+   to the default). Not thread-safe. */
+void pnetrt_data_set_max_bytes(uint64_t n);
+
 /* ---- internal: implemented in npy.c for data.c -------------------------------------------- */
+
+/* Opens path for reading if it is a regular file: a character or block device, a FIFO or a socket is refused
+   unopened, "PATH: not a regular file (a character device)", and a directory is "PATH: cannot open: Is a
+   directory". Returns the descriptor, with the file's size in *size, or -1 with the message in err. */
+int pnetrt_open_regular(const char *path, uint64_t *size, char *err, size_t errlen);
 
 /* A .npy file parsed in place: data points into the caller's buffer, unconverted (little-endian). */
 typedef struct pnetrt_npy_view {

@@ -43,7 +43,8 @@ typedef struct pnetrt_array {
     size_t nbytes;
 } pnetrt_array;
 
-/* Reads a .npy file (format 1.0, 2.0 or 3.0) holding little-endian '<f4' or '<i4' data in C order. */
+/* Reads a .npy file (format 1.0, 2.0 or 3.0) holding little-endian '<f4' or '<i4' data in C order. Only a regular
+   file is read: a device or FIFO is "PATH: not a regular file (a FIFO)", never opened or waited on. */
 int pnetrt_npy_read(const char *path, pnetrt_array *out, char *err, size_t errlen);
 /* Writes a .npy 1.0 file like numpy.save; atomic: a temporary file beside `path`, fsync, then rename. */
 int pnetrt_npy_write(const char *path, const pnetrt_array *a, char *err, size_t errlen);

@@ -56,17 +56,17 @@ def csv_rows(n, features=FEATURES):
                    for i in range(n))
 
 
-def run(*args):
+def run(*args, timeout=120):
     try:
-        p = subprocess.run(list(args), capture_output=True, text=True, timeout=120)
+        p = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return -1, "", "timeout"
     return p.returncode, p.stdout, p.stderr
 
 
-def expect_error(name, args, *needles):
+def expect_error(name, args, *needles, timeout=120):
     """Exit status 1 and exactly one stderr line, holding 'error' and every needle."""
-    rc, out, err = run(*args)
+    rc, out, err = run(*args, timeout=timeout)
     lines = [l for l in err.splitlines() if l.strip()]
     if os.environ.get("VERBOSE"):
         print("     ", err.strip().replace(TMP + "/", ""))
@@ -130,6 +130,19 @@ for i in range(20, 40):
 expect_error("corrupt gzip", [net, "train", "--data", text("bad.csv.gz", bytes(corrupt), "wb")], "bad.csv.gz", "gzip")
 expect_error("bad validation file", [net, "train", "--data", good_csv, "--val", path("noval.csv")], "noval.csv")
 expect_error("eval of a bad file", [net, "eval", "--data", path("label.csv"), "--weights", ckpt], "label.csv:4:")
+# Only regular files are read: a device or a FIFO (which no one writes) is refused at once, unopened,
+# never read until memory runs out or waited on.
+fifo = path("fifo")
+os.mkfifo(fifo)
+for what, bad in (("/dev/zero", "/dev/zero"), ("a FIFO", fifo)):
+    kind = "a character device" if bad == "/dev/zero" else "a FIFO"
+    for opt, args in (("train --data", ["train", "--data", bad]),
+                      ("train --labels", ["train", "--data", x, "--labels", bad]),
+                      ("train --val", ["train", "--data", good_csv, "--val", bad]),
+                      ("train --val-labels", ["train", "--data", x, "--labels", y, "--val", x, "--val-labels", bad]),
+                      ("eval --data", ["eval", "--data", bad, "--weights", ckpt]),
+                      ("eval --labels", ["eval", "--data", x, "--labels", bad, "--weights", ckpt])):
+        expect_error(f"{opt} {what}", [net, *args], bad + ": not a regular file (" + kind + ")", timeout=20)
 
 # Options.
 for opt, val in [("--lr", "abc"), ("--lr", "-0.1"), ("--lr", "nan"), ("--epochs", "0"), ("--batch", "x"),

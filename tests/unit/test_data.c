@@ -12,12 +12,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #define FILE_UTIL_PREFIX "pnetrt_data"
 #include "file_util.h"
 #include "data.h"
+#include "io.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -294,6 +296,66 @@ static void test_bad_gzip(void **state) {
     /* only the magic */
     write_bytes(path, "\x1f\x8b", 2);
     expect_error(path, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, path, 0, "truncated gzip data");
+}
+
+/* ---- what is read, and how much ---------------------------------------------------------- */
+
+/* Only regular files are read: a device is never read until memory runs out, a FIFO never waited on. */
+static void test_not_regular(void **state) {
+    (void)state;
+    const char *fifo = P("fifo");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    const char *csv = P("good.csv");
+    write_text(csv, "1,2,3,1\n");
+    expect_error("/dev/zero", NULL, 3, PNETRT_LABELS_CLASS, 2, 0, "/dev/zero", 0, "not a regular file (a character device)");
+    expect_error(fifo, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, fifo, 0, "not a regular file (a FIFO)");
+    expect_error(csv, "/dev/zero", 3, PNETRT_LABELS_CLASS, 2, 0, csv, 0, "pass no labels file");
+    const char *x = P("x.idx"), *y = P("y.idx");
+    make_idx_pair(x, y, false);
+    expect_error(x, "/dev/zero", 6, PNETRT_LABELS_CLASS, 10, 0, "/dev/zero", 0, "not a regular file (a character device)");
+    expect_error(x, fifo, 6, PNETRT_LABELS_CLASS, 10, 0, fifo, 0, "not a regular file (a FIFO)");
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", P("."));
+    expect_error(dir, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, dir, 0, "cannot open: Is a directory");
+    char err[512] = "";
+    pnetrt_array a;
+    assert_int_not_equal(pnetrt_data_read_npy("/dev/zero", 0, &a, err, sizeof err), 0);
+    assert_string_equal(err, "/dev/zero: not a regular file (a character device)");
+    assert_int_not_equal(pnetrt_data_read_npy(fifo, 0, &a, err, sizeof err), 0);
+    assert_non_null(strstr(err, "not a regular file (a FIFO)"));
+    assert_int_not_equal(pnetrt_npy_read(fifo, &a, err, sizeof err), 0);
+    assert_non_null(strstr(err, "not a regular file (a FIFO)"));
+    assert_int_not_equal(pnetrt_npy_read("/dev/zero", &a, err, sizeof err), 0);
+    assert_string_equal(err, "/dev/zero: not a regular file (a character device)");
+}
+
+/* A file, or its decompressed content, larger than the limit (half of physical memory, lowered here) is refused
+   as it is read: a gzip bomb never exhausts memory. */
+static void test_size_limit(void **state) {
+    (void)state;
+    enum { LIMIT = 1 << 20 };
+    size_t n = 8 * LIMIT;
+    char *text = malloc(n);
+    assert_non_null(text);
+    for (size_t i = 0; i < n; i += 8)
+        memcpy(text + i, "1,2,3,1\n", 8);
+    const char *gz = P("bomb.csv.gz"), *plain = P("big.csv"), *small = P("small.csv.gz");
+    write_gzip(gz, "wb", text, n);
+    write_bytes(plain, text, LIMIT + 8);
+    write_gzip(small, "wb", text, LIMIT - 8);
+    pnetrt_data_set_max_bytes(LIMIT);
+    expect_error(gz, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, gz, 0, "gzip data decompresses to more than 1 MiB");
+    expect_error(plain, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, plain, 0,
+                 "is larger than 1 MiB, the most a data file may hold (half of physical memory)");
+    pnetrt_data d;
+    load_ok(small, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, &d);
+    assert_int_equal(d.n, (LIMIT - 8) / 8);
+    pnetrt_data_free(&d);
+    pnetrt_data_set_max_bytes(0);
+    load_ok(gz, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, &d);
+    assert_int_equal(d.n, (int64_t)n / 8);
+    pnetrt_data_free(&d);
+    free(text);
 }
 
 /* ---- .npy pairs --------------------------------------------------------------------------- */
@@ -638,6 +700,8 @@ int main(void) {
         cmocka_unit_test_teardown(test_csv_gzip, clear_tmpdir),
         cmocka_unit_test_teardown(test_csv_with_labels_file, clear_tmpdir),
         cmocka_unit_test_teardown(test_bad_gzip, clear_tmpdir),
+        cmocka_unit_test_teardown(test_not_regular, clear_tmpdir),
+        cmocka_unit_test_teardown(test_size_limit, clear_tmpdir),
         cmocka_unit_test_teardown(test_npy_f4_i4, clear_tmpdir),
         cmocka_unit_test_teardown(test_npy_f8_i8_u8, clear_tmpdir),
         cmocka_unit_test_teardown(test_npy_mismatch, clear_tmpdir),
