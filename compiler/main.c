@@ -120,7 +120,7 @@ static int print_graph(pn_graph *g, action act, const char *out_path) {
 
 /* Reads every parameter of the graph from a safetensors file into the planned buffer. */
 static float *load_weights(const pn_graph *g, const char *path) {
-    char err[512], name[512];
+    char err[512];
     pnetrt_st *st;
     if (pnetrt_st_open(path, &st, err, sizeof err)) {
         fprintf(stderr, "pnetc: error: %s\n", err);
@@ -131,8 +131,10 @@ static float *load_weights(const pn_graph *g, const char *path) {
         const pn_node *n = &g->nodes[i];
         int64_t off = g->plan.param_offset[i];
         for (int k = 0; k < n->nparams; k++) {
-            snprintf(name, sizeof name, "%s.%s", n->name, n->params[k].suffix);
-            if (pnetrt_st_read_f32(st, name, n->params[k].shape.rank, n->params[k].shape.d, w + off, err, sizeof err)) {
+            char *name = pn_xasprintf("%s.%s", n->name, n->params[k].suffix);
+            int bad = pnetrt_st_read_f32(st, name, n->params[k].shape.rank, n->params[k].shape.d, w + off, err, sizeof err);
+            free(name);
+            if (bad) {
                 fprintf(stderr, "pnetc: error: %s\n", err);
                 free(w);
                 w = NULL;
@@ -319,9 +321,10 @@ static int run_graph_file(const char *file, action act, const compile_opts *o) {
         return 1;
     }
     size_t len;
-    char *text = pn_read_file(file, &len);
+    char why[256];
+    char *text = pn_read_file(file, PN_MAX_FILE, &len, why, sizeof why);
     if (!text) {
-        fprintf(stderr, "pnetc: error: cannot read '%s': %s\n", file, strerror(errno));
+        fprintf(stderr, "pnetc: error: cannot read '%s': %s\n", file, why);
         return 1;
     }
     char err[512];

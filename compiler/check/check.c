@@ -110,12 +110,12 @@ static void expansion_notes(ck *c) {
 
 static void cerr(ck *c, pn_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void cerr(ck *c, pn_loc loc, const char *fmt, ...) {
-    char buf[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    char *msg = pn_xvasprintf(fmt, ap);
     va_end(ap);
-    pn_error(c->d, loc, "%s", buf);
+    pn_error(c->d, loc, "%s", msg);
+    free(msg);
     expansion_notes(c);
 }
 
@@ -1341,12 +1341,12 @@ typedef struct rctx {
 
 static void rerr(rctx *r, pn_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void rerr(rctx *r, pn_loc loc, const char *fmt, ...) {
-    char buf[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    char *msg = pn_xvasprintf(fmt, ap);
     va_end(ap);
-    pn_error(r->c->d, loc, "%s", buf);
+    pn_error(r->c->d, loc, "%s", msg);
+    free(msg);
     r->ok = false;
 }
 

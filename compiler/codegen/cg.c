@@ -5,6 +5,7 @@
 
 #include <llvm-c/DebugInfo.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 LLVMValueRef cg_i64(cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
@@ -303,9 +304,9 @@ LLVMValueRef cg_kernel_begin(cg *c, int node, int ninputs) {
     for (int i = 0; i < np; i++) args[i] = c->ptr;
     args[np] = args[np + 1] = args[np + 2] = c->i64;
     LLVMTypeRef ft = LLVMFunctionType(c->vd, args, (unsigned)np + 3, 0);
-    char name[160];
-    snprintf(name, sizeof name, "%s__k%d_%s", c->px, node, pn_ops[n->op].name);
+    char *name = pn_xasprintf("%s__k%d_%s", c->px, node, pn_ops[n->op].name);
     c->fn = LLVMAddFunction(c->mod, name, ft);
+    free(name);
     LLVMSetLinkage(c->fn, LLVMInternalLinkage);
     add_enum_attr(c, c->fn, LLVMAttributeFunctionIndex, "nounwind");
     add_enum_attr(c, c->fn, LLVMAttributeFunctionIndex, "noinline"); /* one call per kernel; readable profiles */

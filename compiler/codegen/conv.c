@@ -61,9 +61,9 @@ void cg_grid_out_store(cg *c, const cg_grid_out *go, int j, LLVMValueRef v, LLVM
 LLVMValueRef cg_offset_table(cg *c, int node, LLVMValueRef *ov, int64_t n) {
     LLVMValueRef init_tab = LLVMConstArray2(c->i64, ov, (uint64_t)n);
     free(ov);
-    char name[128];
-    snprintf(name, sizeof name, "%s__k%d_offsets", c->px, node);
+    char *name = pn_xasprintf("%s__k%d_offsets", c->px, node);
     LLVMValueRef offs = LLVMAddGlobal(c->mod, LLVMTypeOf(init_tab), name);
+    free(name);
     LLVMSetInitializer(offs, init_tab);
     LLVMSetGlobalConstant(offs, 1);
     LLVMSetLinkage(offs, LLVMPrivateLinkage);

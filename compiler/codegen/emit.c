@@ -63,8 +63,7 @@ typedef struct fwd {
 } fwd;
 
 LLVMValueRef cg_const_global(cg *c, int i) {
-    char name[96];
-    snprintf(name, sizeof name, "%s__c%d", c->px, i);
+    char *name = pn_xasprintf("%s__c%d", c->px, i);
     LLVMValueRef gv = LLVMGetNamedGlobal(c->mod, name);
     if (!gv) {
         gv = LLVMAddGlobal(c->mod, c->f32, name);
@@ -72,6 +71,7 @@ LLVMValueRef cg_const_global(cg *c, int i) {
         LLVMSetGlobalConstant(gv, 1);
         LLVMSetLinkage(gv, LLVMPrivateLinkage);
     }
+    free(name);
     return gv;
 }
 
@@ -111,10 +111,10 @@ static LLVMValueRef declare(cg *c, const char *name, LLVMTypeRef ret, LLVMTypeRe
 /* A copy of node src's value into output buffer k (an output that is an input, a constant, or
  * the same node as an earlier output). */
 static LLVMValueRef gen_output_copy(cg *c, int k, int src) {
-    char name[128];
-    snprintf(name, sizeof name, "%s__out%d", c->px, k);
+    char *name = pn_xasprintf("%s__out%d", c->px, k);
     LLVMTypeRef args[5] = {c->ptr, c->ptr, c->i64, c->i64, c->i64};
     c->fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->vd, args, 5, 0));
+    free(name);
     LLVMSetLinkage(c->fn, LLVMInternalLinkage);
     c->n = LLVMGetParam(c->fn, 2);
     c->ith = LLVMGetParam(c->fn, 3);
@@ -214,17 +214,19 @@ static LLVMValueRef gen_forward(cg *c, LLVMValueRef *stages) {
         ks.copy_dst[ks.ncopy] = k;
         ks.copies[ks.ncopy++] = gen_output_copy(c, k, src);
     }
-    char name[128];
-    snprintf(name, sizeof name, "%s__forward", c->px);
+    char *name = pn_xasprintf("%s__forward", c->px);
     LLVMValueRef all = emit_forward(c, &ks, -1, name);
+    free(name);
     LLVMValueRef *fs = pn_xcalloc((size_t)g->nstages, sizeof *fs);
     for (int s = 0; s < g->nstages; s++) {
-        snprintf(name, sizeof name, "%s__forward_stage%d", c->px, s);
+        name = pn_xasprintf("%s__forward_stage%d", c->px, s);
         fs[s] = emit_forward(c, &ks, s, name);
+        free(name);
     }
     LLVMValueRef init = LLVMConstArray2(c->ptr, fs, (uint64_t)g->nstages);
-    snprintf(name, sizeof name, "%s__stages", c->px);
+    name = pn_xasprintf("%s__stages", c->px);
     *stages = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);
+    free(name);
     LLVMSetInitializer(*stages, init);
     LLVMSetGlobalConstant(*stages, 1);
     LLVMSetLinkage(*stages, LLVMPrivateLinkage);
@@ -295,10 +297,10 @@ static void bn_scale_shift(cg *c, LLVMValueRef raw, int bn, LLVMValueRef ch, LLV
  * W[u][k] into panels. */
 static LLVMValueRef gen_prepare(cg *c) {
     const pn_graph *g = c->g;
-    char name[128];
-    snprintf(name, sizeof name, "%s__prepare", c->px);
+    char *name = pn_xasprintf("%s__prepare", c->px);
     LLVMTypeRef args[2] = {c->ptr, c->ptr};
     c->fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->vd, args, 2, 0));
+    free(name);
     LLVMSetLinkage(c->fn, LLVMInternalLinkage);
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
     LLVMValueRef raw = LLVMGetParam(c->fn, 0), prep = LLVMGetParam(c->fn, 1);
@@ -467,9 +469,9 @@ static LLVMValueRef gen_train_desc(cg *c, const pn_train_fns *fns) {
         cg_i64(c, loss->op == PN_OP_CROSS_ENTROPY ? g->nodes[loss->in[0]].shape.d[1] : 0),
         cg_i64(c, fns->nstages), fns->stage_fwd, fns->stage_bwd};
     LLVMValueRef init = LLVMConstStructInContext(c->ctx, f, (unsigned)(sizeof f / sizeof f[0]), 0);
-    char buf[160];
-    snprintf(buf, sizeof buf, "%s__train", c->px);
-    LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init), buf);
+    char *name = pn_xasprintf("%s__train", c->px);
+    LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);
+    free(name);
     LLVMSetInitializer(gv, init);
     LLVMSetGlobalConstant(gv, 1);
     LLVMSetLinkage(gv, LLVMPrivateLinkage);
@@ -485,24 +487,27 @@ static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValue
     LLVMValueRef *ins = pn_xcalloc((size_t)nn + 1, sizeof *ins), *outs = pn_xcalloc((size_t)g->noutputs + 1, sizeof *outs);
     LLVMValueRef *prm = pn_xcalloc((size_t)nn * PN_MAX_PARAMS + 1, sizeof *prm), *lay = pn_xcalloc((size_t)nn + 1, sizeof *lay);
     int nin = 0, np = 0, nl = 0;
-    char buf[512];
+    char buf[512]; /* a shape: at most 8 dims of 20 digits */
     for (int i = 0; i < nn; i++) {
         const pn_node *n = &g->nodes[i];
         if (n->op == PN_OP_INPUT && !(n->flags & PN_NODE_TRAIN))
             ins[nin++] = tensor_desc(c, n->name, n->dtype, &n->shape, 0, 0, 0, 0, id_limit(g, i));
         int64_t off = p->param_offset[i];
         for (int k = 0; k < n->nparams; k++) {
-            snprintf(buf, sizeof buf, "%s.%s", n->name, n->params[k].suffix);
+            char *pname = pn_xasprintf("%s.%s", n->name, n->params[k].suffix);
             int64_t init, fan_in;
             param_init(g, n, k, &init, &fan_in);
-            prm[np++] = tensor_desc(c, buf, PN_F32, &n->params[k].shape, off, init, fan_in, n->params[k].trainable, 0);
+            prm[np++] = tensor_desc(c, pname, PN_F32, &n->params[k].shape, off, init, fan_in, n->params[k].trainable, 0);
+            free(pname);
             off += (pn_shape_sample_elems(&n->params[k].shape) + 15) / 16 * 16;
         }
         if (n->flags & PN_NODE_TRAIN) continue;
-        char inputs[512] = "";
-        size_t len = 0;
-        for (int k = 0; k < n->ninputs && len < sizeof inputs - 1; k++)
-            len += (size_t)snprintf(inputs + len, sizeof inputs - len, "%s%s", k ? ", " : "", g->nodes[n->in[k]].name);
+        char *inputs = pn_xstrdup("");
+        for (int k = 0; k < n->ninputs; k++) {
+            char *more = pn_xasprintf("%s%s%s", inputs, k ? ", " : "", g->nodes[n->in[k]].name);
+            free(inputs);
+            inputs = more;
+        }
         /* The memory plan lists each stored value under the node that produces it: the last
          * link of a fused chain (the pool of a pooled conv, say), not the kernel's node. */
         const pn_mem *m = &p->mem[i];
@@ -512,6 +517,7 @@ static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValue
                             cg_i64(c, n->stage), cg_i64(c, n->shard),
                             cg_i64(c, stored ? m->offset : -1), cg_i64(c, stored ? m->bytes : 0)};
         lay[nl++] = LLVMConstStructInContext(c->ctx, f, 10, 0);
+        free(inputs);
     }
     for (int k = 0; k < g->noutputs; k++) {
         const pn_node *n = &g->nodes[g->outputs[k].node];
@@ -524,8 +530,9 @@ static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValue
     if (opt->weights) {
         LLVMValueRef init = LLVMConstStringInContext(c->ctx, (const char *)opt->weights,
                                                      (unsigned)(p->param_floats * 4), 1);
-        snprintf(buf, sizeof buf, "%s__weights", c->px);
-        embedded = LLVMAddGlobal(c->mod, LLVMTypeOf(init), buf);
+        char *name = pn_xasprintf("%s__weights", c->px);
+        embedded = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);
+        free(name);
         LLVMSetInitializer(embedded, init);
         LLVMSetGlobalConstant(embedded, 1);
         LLVMSetLinkage(embedded, LLVMPrivateLinkage);
@@ -543,8 +550,9 @@ static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValue
     free(report);
     int nf = (int)(sizeof f / sizeof f[0]);
     LLVMValueRef init = LLVMConstStructInContext(c->ctx, f, (unsigned)nf, 0);
-    snprintf(buf, sizeof buf, "%s__desc", c->px);
-    LLVMValueRef desc = LLVMAddGlobal(c->mod, LLVMTypeOf(init), buf);
+    char *name = pn_xasprintf("%s__desc", c->px);
+    LLVMValueRef desc = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);
+    free(name);
     LLVMSetInitializer(desc, init);
     LLVMSetGlobalConstant(desc, 1);
     LLVMSetLinkage(desc, LLVMPrivateLinkage);
@@ -557,9 +565,9 @@ static void gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValue
 /* ---- the embedding API and main ----------------------------------------------------------- */
 
 static LLVMValueRef begin_fn(cg *c, const char *suffix, LLVMTypeRef ret, LLVMTypeRef *args, unsigned n) {
-    char name[160];
-    snprintf(name, sizeof name, "%s%s", c->px, suffix);
+    char *name = pn_xasprintf("%s%s", c->px, suffix);
     c->fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(ret, args, n, 0));
+    free(name);
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
     return c->fn;
 }
@@ -573,9 +581,9 @@ static void forward_to(cg *c, const char *suffix, const char *target, LLVMTypeRe
 }
 
 static void gen_api(cg *c) {
-    char name[160];
-    snprintf(name, sizeof name, "%s__desc", c->px);
+    char *name = pn_xasprintf("%s__desc", c->px);
     LLVMValueRef desc = LLVMGetNamedGlobal(c->mod, name);
+    free(name);
     const pn_graph *g = c->g;
     /* int px_create(px **out, const char *weights) */
     LLVMTypeRef a2[2] = {c->ptr, c->ptr};
@@ -658,9 +666,9 @@ static void gen_api(cg *c) {
 }
 
 static void gen_main(cg *c) {
-    char name[160];
-    snprintf(name, sizeof name, "%s__desc", c->px);
+    char *name = pn_xasprintf("%s__desc", c->px);
     LLVMValueRef desc = LLVMGetNamedGlobal(c->mod, name);
+    free(name);
     LLVMTypeRef mt[2] = {c->i32, c->ptr};
     c->fn = LLVMAddFunction(c->mod, "main", LLVMFunctionType(c->i32, mt, 2, 0));
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
@@ -742,8 +750,6 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c, char *err, s
     c->f32 = LLVMFloatTypeInContext(c->ctx);
     c->ptr = LLVMPointerTypeInContext(c->ctx, 0);
     c->vd = LLVMVoidTypeInContext(c->ctx);
-    char target_desc[256];
-    snprintf(target_desc, sizeof target_desc, "%s %s", triple, cpu);
     c->x86 = strstr(triple, "x86_64") != NULL;
     plan_packing(c);
     LLVMValueRef stages;
@@ -757,7 +763,9 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c, char *err, s
         free(features);
         return false;
     }
+    char *target_desc = pn_xasprintf("%s %s", triple, cpu);
     gen_desc(c, forward, stages, prepare, opt, target_desc, gen_train_desc(c, &fns));
+    free(target_desc);
     gen_api(c);
     if (opt->emit_main) gen_main(c);
     LLVMDisposeMessage(triple);

@@ -163,10 +163,10 @@ static LLVMValueRef infer_kernel(cg *c, int i) {
 }
 
 static LLVMValueRef fn_array(cg *c, LLVMValueRef *fs, int n, const char *suffix) {
-    char name[160];
-    snprintf(name, sizeof name, "%s__%s", c->px, suffix);
+    char *name = pn_xasprintf("%s__%s", c->px, suffix);
     LLVMValueRef init = LLVMConstArray2(c->ptr, fs, (uint64_t)n);
     LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);
+    free(name);
     LLVMSetInitializer(gv, init);
     LLVMSetGlobalConstant(gv, 1);
     LLVMSetLinkage(gv, LLVMPrivateLinkage);
@@ -287,11 +287,11 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
         LLVMValueRef *segs = pn_xcalloc((size_t)nseg, sizeof *segs), *syncs = pn_xcalloc((size_t)nseg, sizeof *syncs);
         for (int k = 0; k < nseg; k++) syncs[k] = LLVMConstNull(c->ptr);
         int from = 0, s = 0;
-        char name[160];
         for (int k = 0; k <= steps.n; k++) {
             if (k < steps.n && steps.s[k].kind != ST_BREAK) continue;
-            snprintf(name, sizeof name, "%s__seg%d", c->px, s);
+            char *name = pn_xasprintf("%s__seg%d", c->px, s);
             segs[s] = emit_seg(c, steps.s, from, k, name, input_index);
+            free(name);
             if (k < steps.n) syncs[s] = steps.s[k].fn;
             s++;
             from = k + 1;
@@ -307,8 +307,9 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
                     int ns = 0;
                     for (int k = 0; k < steps.n; k++)
                         if (steps.s[k].backward == (bw == 1) && tg.nodes[steps.s[k].node].stage == st) sel[ns++] = steps.s[k];
-                    snprintf(name, sizeof name, "%s__stage%d_%s", c->px, st, bw ? "backward" : "forward");
+                    char *name = pn_xasprintf("%s__stage%d_%s", c->px, st, bw ? "backward" : "forward");
                     (bw ? pb : pf)[st] = emit_seg(c, sel, 0, ns, name, input_index);
+                    free(name);
                 }
             fns->stage_fwd = fn_array(c, pf, tg.nstages, "stage_fwd");
             fns->stage_bwd = fn_array(c, pb, tg.nstages, "stage_bwd");
@@ -318,8 +319,9 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
         } else {
             fns->stage_fwd = fns->stage_bwd = LLVMConstNull(c->ptr);
         }
-        snprintf(name, sizeof name, "%s__evalseg", c->px);
+        char *name = pn_xasprintf("%s__evalseg", c->px);
         fns->eval = emit_seg(c, eval.s, 0, eval.n, name, input_index);
+        free(name);
         fns->nseg = nseg;
         fns->segs = fn_array(c, segs, nseg, "segs");
         fns->syncs = fn_array(c, syncs, nseg > 1 ? nseg - 1 : 1, "syncs");

@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static LLVMValueRef ctx_arg;
@@ -35,9 +36,9 @@ static void fn_attr(cg *c, const char *k, const char *v) {
 /* Starts px__t<node>_<what>(ctx, n, ith, nth). */
 static LLVMValueRef tk_begin(cg *c, int node, const char *what) {
     LLVMTypeRef args[4] = {c->ptr, c->i64, c->i64, c->i64};
-    char name[160];
-    snprintf(name, sizeof name, "%s__t%d_%s", c->px, node, what);
+    char *name = pn_xasprintf("%s__t%d_%s", c->px, node, what);
     c->fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->vd, args, 4, 0));
+    free(name);
     LLVMSetLinkage(c->fn, LLVMInternalLinkage);
     unsigned kind = LLVMGetEnumAttributeKindForName("noinline", 8);
     LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, kind, 0));
@@ -1148,9 +1149,9 @@ LLVMValueRef cg_tcf(cg *c, int k) {
 
 void cg_step_begin(cg *c, const char *name) {
     LLVMTypeRef args[3] = {c->ptr, c->i64, c->i64};
-    char full[160];
-    snprintf(full, sizeof full, "%s__%s", c->px, name);
+    char *full = pn_xasprintf("%s__%s", c->px, name);
     c->fn = LLVMAddFunction(c->mod, full, LLVMFunctionType(c->vd, args, 3, 0));
+    free(full);
     LLVMSetLinkage(c->fn, LLVMInternalLinkage);
     if (c->wide_vectors) fn_attr(c, "prefer-vector-width", "512");
     fn_attr(c, "no-builtins", "");
@@ -1219,9 +1220,9 @@ LLVMValueRef cg_gen_bn_sync(cg *c, int node, bool backward) {
     const pn_node *nd = &g->nodes[node];
     int64_t C, S;
     bn_dims(c, node, &C, &S);
-    char name[64];
-    snprintf(name, sizeof name, "bnsync%d_%s", node, backward ? "bwd" : "fwd");
+    char *name = pn_xasprintf("bnsync%d_%s", node, backward ? "bwd" : "fwd");
     cg_step_begin(c, name);
+    free(name);
     LLVMValueRef stats = cg_tcp(c, TC_STATS), batch = cg_tci(c, TC_BATCH), nch = cg_tci(c, TC_NCHUNKS);
     LLVMValueRef gl = cg_gep(c, cg_tcp(c, TC_GLOBAL), I(c, g->tplan.global_off[node]));
     LLVMValueRef prm = cg_gep(c, cg_tcp(c, TC_PARAMS), I(c, g->plan.param_offset[node]));

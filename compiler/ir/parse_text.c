@@ -7,6 +7,7 @@
 #include "graph.h"
 #include "../check/shapes.h"
 #include "../support/strmap.h"
+#include "../support/util.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -51,13 +52,17 @@ static bool expect(cursor *c, const char *t) {
     return lit(c, t) || bad(c, "expected '%s'", t);
 }
 
-static bool word(cursor *c, char *buf, size_t n) {
+/* A name, [A-Za-z0-9_.]+ of any length, on the heap (the caller frees it); NULL if there is none. */
+static char *word(cursor *c) {
     ws(c);
-    size_t k = 0;
-    while (c->s < c->end && (isalnum((unsigned char)*c->s) || *c->s == '_' || *c->s == '.') && k + 1 < n)
-        buf[k++] = *c->s++;
-    buf[k] = 0;
-    return k > 0 || bad(c, "expected a name");
+    const char *start = c->s;
+    while (c->s < c->end && (isalnum((unsigned char)*c->s) || *c->s == '_' || *c->s == '.')) c->s++;
+    size_t k = (size_t)(c->s - start);
+    if (k == 0) return bad(c, "expected a name"), NULL;
+    char *w = pn_xmalloc(k + 1);
+    memcpy(w, start, k);
+    w[k] = 0;
+    return w;
 }
 
 static bool integer(cursor *c, int64_t *v) {
@@ -159,26 +164,32 @@ static bool attr(cursor *c, pn_node *n, const char *key) {
 }
 
 static bool node_line(cursor *c, pn_graph *g, pn_strmap *names, const char *name) {
-    char opname[64], buf[256];
     pn_node n = {.name = pn_arena_strdup(&g->arena, name), .loc = PN_NOLOC};
     int32_t in[64];
     int nin = 0;
-    if (!word(c, opname, sizeof opname)) return false;
-    n.op = op_by_name(opname);
-    if (n.op == PN_OP_COUNT) return bad(c, "unknown op '%s'", opname);
-    if (!expect(c, "(")) return false;
+    char *w = word(c);
+    if (!w) return false;
+    n.op = op_by_name(w);
+    if (n.op == PN_OP_COUNT) bad(c, "unknown op '%s'", w);
+    free(w);
+    if (n.op == PN_OP_COUNT || !expect(c, "(")) return false;
     if (!lit(c, ")")) {
         do {
             if (nin >= 64) return bad(c, "too many inputs");
-            if (!word(c, buf, sizeof buf)) return false;
-            intptr_t id = (intptr_t)pn_strmap_get(names, buf);
-            if (!id) return bad(c, "'%s' is not defined before this line", buf);
+            if (!(w = word(c))) return false;
+            intptr_t id = (intptr_t)pn_strmap_get(names, w);
+            if (!id) bad(c, "'%s' is not defined before this line", w);
+            free(w);
+            if (!id) return false;
             in[nin++] = (int32_t)(id - 1);
         } while (lit(c, ","));
         if (!expect(c, ")")) return false;
     }
     while (!lit(c, ":")) {
-        if (!word(c, buf, sizeof buf) || !expect(c, "=") || !attr(c, &n, buf)) return false;
+        w = word(c);
+        bool ok = w && expect(c, "=") && attr(c, &n, w);
+        free(w);
+        if (!ok) return false;
     }
     pn_dtype t = PN_F32;
     pn_shape s = {0};
@@ -225,11 +236,13 @@ static bool node_line(cursor *c, pn_graph *g, pn_strmap *names, const char *name
 
 static bool train_line(cursor *c, pn_graph *g, pn_strmap *names) {
     pn_train *t = &g->train;
-    char buf[256];
     t->present = true;
-    if (!expect(c, "loss=") || !word(c, buf, sizeof buf)) return false;
-    intptr_t id = (intptr_t)pn_strmap_get(names, buf);
-    if (!id) return bad(c, "unknown loss node '%s'", buf);
+    char *w = expect(c, "loss=") ? word(c) : NULL;
+    if (!w) return false;
+    intptr_t id = (intptr_t)pn_strmap_get(names, w);
+    if (!id) bad(c, "unknown loss node '%s'", w);
+    free(w);
+    if (!id) return false;
     t->loss = (int)(id - 1);
     if (!expect(c, "optimizer=")) return false;
     int64_t b = 0;
@@ -265,11 +278,11 @@ pn_graph *pn_graph_parse(const char *text, size_t len, char *err, size_t errlen)
         c.s = eol ? eol + 1 : c.end;
         ws(&l);
         if (l.s == l.end || *l.s == '#') continue;
-        char name[256];
+        char *name = NULL;
         bool ok;
         if (!g) {
             int64_t st, rep, mb;
-            ok = expect(&l, "network") && word(&l, name, sizeof name);
+            ok = expect(&l, "network") && (name = word(&l));
             if (ok) {
                 g = pn_graph_new(name);
                 ok = keyed_int(&l, "stages", &st) && keyed_int(&l, "replicas", &rep) &&
@@ -289,16 +302,18 @@ pn_graph *pn_graph_parse(const char *text, size_t len, char *err, size_t errlen)
                 g->has_pipeline = mb > 1;
             }
         } else if (keyword_line(&l, "output")) {
-            char node[256];
-            ok = word(&l, name, sizeof name) && expect(&l, "=") && word(&l, node, sizeof node);
+            char *node = NULL;
+            ok = (name = word(&l)) && expect(&l, "=") && (node = word(&l));
             intptr_t id = ok ? (intptr_t)pn_strmap_get(&names, node) : 0;
             if (ok && !id) ok = bad(&l, "unknown output node '%s'", node);
             if (ok) pn_graph_add_output(g, name, (int)(id - 1), PN_NOLOC);
+            free(node);
         } else if (keyword_line(&l, "train")) {
             ok = train_line(&l, g, &names);
         } else {
-            ok = word(&l, name, sizeof name) && expect(&l, "=") && node_line(&l, g, &names, name);
+            ok = (name = word(&l)) && expect(&l, "=") && node_line(&l, g, &names, name);
         }
+        free(name);
         if (!ok) {
             c.failed = true;
             if (!err[0]) snprintf(err, errlen, "line %d: %s", l.line, "invalid graph text");

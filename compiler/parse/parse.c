@@ -15,15 +15,12 @@ int pn_yylex_destroy(yyscan_t scanner);
 struct yy_buffer_state *pn_yy_scan_bytes(const char *bytes, int len, yyscan_t scanner);
 int pn_yyparse(void *scanner, pn_parser *p);
 
-enum { PN_MAX_FILE = 64 * 1024 * 1024 };
-
 bool pn_parse_file(pn_program *prog, pn_module *mod) {
     const pn_source *src = pn_source_get(prog->diags, mod->file);
     pn_parser p = {.arena = &prog->arena, .diags = prog->diags, .mod = mod, .file = mod->file,
                    .text = src->text, .len = src->len};
-    if (src->len > PN_MAX_FILE) {
-        pn_error(prog->diags, (pn_loc){mod->file, 0, 0}, "file is too large (%zu bytes; the limit is %d)",
-                 src->len, PN_MAX_FILE);
+    if (src->len > PN_MAX_FILE) { /* text handed to pn_program_load, not read from a file */
+        pn_error(prog->diags, (pn_loc){mod->file, 0, 0}, "file is larger than %zu MiB", PN_MAX_FILE >> 20);
         return false;
     }
     int before = prog->diags->nerrors;
@@ -169,9 +166,10 @@ static void load_imports(pn_program *p, pn_module *m) {
         }
         if (!dep) {
             size_t len;
-            char *text = pn_read_file(path, &len);
+            char why[256];
+            char *text = pn_read_file(path, PN_MAX_FILE, &len, why, sizeof why);
             if (!text) {
-                pn_error(p->diags, im->loc, "cannot read module '%s': %s", path, strerror(errno));
+                pn_error(p->diags, im->loc, "cannot read module '%s': %s", path, why);
                 free(path);
                 continue;
             }
@@ -196,12 +194,14 @@ pn_module *pn_program_load(pn_program *p, const char *path, const char *text, si
         memcpy(buf, text, len);
         buf[len] = 0;
     } else {
-        buf = pn_read_file(path, &len);
+        char why[256];
+        buf = pn_read_file(path, PN_MAX_FILE, &len, why, sizeof why);
         if (!buf) {
-            pn_error(p->diags, PN_NOLOC, "cannot read '%s': %s", path, strerror(errno));
+            pn_error(p->diags, PN_NOLOC, "cannot read '%s': %s", strcmp(path, "-") == 0 ? "<stdin>" : path, why);
             return NULL;
         }
     }
+    if (!text && strcmp(path, "-") == 0) path = "<stdin>"; /* as clang names it */
     char canon[PATH_MAX];
     const char *key = !text && realpath(path, canon) ? canon : path;
     pn_module *m = new_module(p, path, key, buf, len);

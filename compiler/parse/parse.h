@@ -26,7 +26,8 @@ bool pn_parse_file(pn_program *prog, pn_module *mod);
 void pn_program_init(pn_program *p, pn_diags *d);
 void pn_program_free(pn_program *p);
 /* Loads the main file and, recursively, its imports. NULL (with diagnostics) on failure.
-   text may be given (len bytes) instead of reading path, for tests and fuzzing. */
+   text may be given (len bytes) instead of reading path, for tests and fuzzing. The path "-" is
+   standard input, named "<stdin>" in diagnostics. */
 pn_module *pn_program_load(pn_program *p, const char *path, const char *text, size_t len);
 
 #endif

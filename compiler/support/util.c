@@ -1,11 +1,16 @@
-/* Assertion failure, checked allocation, file reading and edit distance. */
+/* Assertion failure, checked allocation, heap strings, file reading and edit distance. */
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void pn_assert_fail(const char *expr, const char *file, int line) {
     fprintf(stderr, "pnetc: internal error: %s:%d: assertion '%s' failed\n", file, line, expr);
@@ -44,28 +49,81 @@ char *pn_xstrdup(const char *s) {
     return memcpy(pn_xmalloc(n), s, n);
 }
 
-char *pn_read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
+char *pn_xvasprintf(const char *fmt, va_list ap) {
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    PN_ASSERT(n >= 0);
+    char *p = pn_xmalloc((size_t)n + 1);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    return p;
+}
+
+char *pn_xasprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char *p = pn_xvasprintf(fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+static const char *file_kind(mode_t m) {
+    return S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : S_ISFIFO(m) ? "a FIFO"
+         : S_ISSOCK(m) ? "a socket" : "an unknown kind of file";
+}
+
+/* Why a file cannot be read as a source, into err; false when it can. */
+static bool refuse(const struct stat *st, size_t limit, char *err, size_t errlen) {
+    if (S_ISDIR(st->st_mode)) snprintf(err, errlen, "%s", strerror(EISDIR));
+    else if (!S_ISREG(st->st_mode)) snprintf(err, errlen, "not a regular file (%s)", file_kind(st->st_mode));
+    else if ((uintmax_t)st->st_size > limit) snprintf(err, errlen, "file is larger than %zu MiB", limit >> 20);
+    else return false;
+    return true;
+}
+
+char *pn_read_file(const char *path, size_t limit, size_t *len, char *err, size_t errlen) {
+    PN_ASSERT(limit % ((size_t)1 << 20) == 0 && limit < SIZE_MAX - 2);
+    bool in = strcmp(path, "-") == 0, failed = false;
     struct stat st;
-    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        fclose(f);
-        errno = EISDIR;
-        return NULL;
+    err[0] = 0;
+    int fd = STDIN_FILENO;
+    if (!in) {
+        /* The kind first: opening a FIFO blocks until something writes to it, and opening a
+         * device may do something. O_NONBLOCK covers a file swapped for a FIFO meanwhile. */
+        if (stat(path, &st) != 0) return snprintf(err, errlen, "%s", strerror(errno)), NULL;
+        if (refuse(&st, limit, err, errlen)) return NULL;
+        fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) return snprintf(err, errlen, "%s", strerror(errno)), NULL;
+        if (fstat(fd, &st) != 0 || refuse(&st, limit, err, errlen)) {
+            if (!*err) snprintf(err, errlen, "%s", strerror(errno));
+            close(fd);
+            return NULL;
+        }
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     }
+    /* Standard input may be a pipe or a device: read at most limit + 1 bytes, whatever it is. */
     size_t cap = 4096, n = 0;
     char *buf = pn_xmalloc(cap);
     for (;;) {
-        if (n + 1 >= cap) buf = pn_xrealloc(buf, cap *= 2);
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0) break;
+        if (n + 1 >= cap) buf = pn_xrealloc(buf, cap = cap * 2 < limit + 2 ? cap * 2 : limit + 2);
+        ssize_t r = read(fd, buf + n, cap - n - 1);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            snprintf(err, errlen, "%s", strerror(errno));
+            failed = true;
+            break;
+        }
+        n += (size_t)r;
+        if (r == 0 || n > limit) break;
     }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
+    if (!in) close(fd);
+    if (!failed && n > limit) {
+        snprintf(err, errlen, "file is larger than %zu MiB", limit >> 20);
+        failed = true;
+    }
+    if (failed) {
         free(buf);
-        errno = EIO;
         return NULL;
     }
     buf[n] = 0;

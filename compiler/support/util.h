@@ -1,6 +1,7 @@
 /* Always-on internal assertions and checked allocation for the compiler. */
 #ifndef PN_UTIL_H
 #define PN_UTIL_H
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -12,9 +13,19 @@ void *pn_xmalloc(size_t n);
 void *pn_xcalloc(size_t n, size_t size);
 void *pn_xrealloc(void *p, size_t n);
 char *pn_xstrdup(const char *s);
+/* A formatted string of any length on the heap; the caller frees it. */
+char *pn_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *pn_xvasprintf(const char *fmt, va_list ap);
 
-/* Reads a whole file; returns NULL and sets errno on failure. *len gets the byte count. */
-char *pn_read_file(const char *path, size_t *len);
+/* The most bytes a source file may hold. */
+#define PN_MAX_FILE ((size_t)64 << 20)
+
+/* Reads a whole regular file, or standard input when path is "-", of at most limit bytes; *len
+ * gets the byte count. Other kinds of file (devices, FIFOs, sockets) are refused before they are
+ * opened, so none can block or stream without end. On failure returns NULL with the reason, one
+ * line without the path, in err: "No such file or directory", "not a regular file (a FIFO)",
+ * "file is larger than 64 MiB". */
+char *pn_read_file(const char *path, size_t limit, size_t *len, char *err, size_t errlen);
 
 /* Edit distance (adjacent swaps count 1), capped: used for "did you mean" hints. */
 int pn_edit_distance(const char *a, const char *b);

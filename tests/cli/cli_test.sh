@@ -158,5 +158,44 @@ run --auto-partition 2 -o "$tmp/self.pnet" "$tmp/self.pnet"
 check "--auto-partition may rewrite its input" [ $rc -eq 0 ]
 check "--auto-partition rewrote it" grep -q "@partition" "$tmp/self.pnet"
 
+# Names of any length: a 300-character network, input and layer name make an object whose header
+# a C program compiles and links against, an executable, and graph text that reads back.
+build=$(dirname "$pnetc")
+N=n$(printf '%0299d' 0 | tr 0 x) I=in_$(printf '%0297d' 0 | tr 0 z) L=layer_$(printf '%0294d' 0 | tr 0 y)
+printf 'network %s {\n    input %s : f32[batch, 4];\n    %s = dense(%s, units=3);\n    output probs = softmax(%s);\n}\n' \
+    "$N" "$I" "$L" "$I" "$L" >"$tmp/long.pnet"
+U=$(echo "$N" | tr a-z A-Z)
+cat >"$tmp/long_app.c" <<EOF
+#include <math.h>
+#include <stdio.h>
+#include "long.h"
+int main(void) {
+    $N *net;
+    if (${N}_create(&net, NULL) != 0) return 1;
+    float x[2 * ${U}_$(echo "$I" | tr a-z A-Z)_SIZE] = {1, 2, 3, 4, -1, 0, 1, 2}, p[2 * ${U}_PROBS_SIZE];
+    int rc = ${N}_infer(net, 2, x, p);
+    ${N}_destroy(net);
+    printf("%s\\n", rc == 0 && fabs(p[3] + p[4] + p[5] - 1) < 1e-5 ? "ok" : "bad");
+    return 0;
+}
+EOF
+run -c "$tmp/long.pnet" -o "$tmp/long.o"
+check "300-character name: -c exits 0" [ $rc -eq 0 ]
+check "300-character name: whole symbols" sh -c "nm '$tmp/long.o' | grep -q ' T ${N}_set_stage_threads\$'"
+check "300-character name: whole guard macro" grep -q "^#define ${U}_H$" "$tmp/long.h"
+libs="-L$build -Wl,-rpath,$build -lpnetrt -fopenmp -lm"
+# A sanitizer build's libpnetrt needs the sanitizers in the program too.
+# shellcheck disable=SC2086
+cc -std=c11 -Wall -Werror -I"$tmp" "$tmp/long_app.c" "$tmp/long.o" $libs -o "$tmp/long_app" 2>"$tmp/err" ||
+    cc -std=c11 -fsanitize=address,undefined -I"$tmp" "$tmp/long_app.c" "$tmp/long.o" $libs -o "$tmp/long_app" 2>"$tmp/err"
+check "300-character name: the header compiles and links" [ -x "$tmp/long_app" ]
+check "300-character name: create, infer, destroy" sh -c "'$tmp/long_app' | grep -qx ok"
+run -o "$tmp/long_net" "$tmp/long.pnet"
+check "300-character name: executable" [ $rc -eq 0 ]
+check "300-character name: ./net info" sh -c "'$tmp/long_net' info | grep -q '^network $N (target '"
+run --emit=graph -o "$tmp/long.graph" "$tmp/long.pnet"
+run --check "$tmp/long.graph"
+check "300-character name: the graph text reads back" [ $rc -eq 0 ]
+
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]

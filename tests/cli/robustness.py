@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Hostile inputs for pnetc: it must never crash, abort, hang or silently accept.
+"""Hostile inputs for pnetc: it must never crash, abort, hang or silently accept. Files that are
+not regular files (devices, FIFOs) and files over 64 MiB are refused at once with one line.
 
 Each case runs `pnetc --check` under a timeout and requires a clean exit (0 or 1, never a
 signal), no internal-error or sanitizer text, and for bad input exit 1 with a first line in the
@@ -125,6 +126,64 @@ run("block_chain_200.pnet", chain + HEAD + "    z = b0(x);\n" + TAIL)
 expo = "block e0(x) { return relu(x); }\n" + "".join(
     f"block e{k}(x) {{ a = e{k - 1}(x); b = e{k - 1}(a); return b; }}\n" for k in range(1, 40))
 run("block_exponential.pnet", expo + HEAD + "    z = e39(x);\n" + TAIL)
+
+# Files that are not regular files, and too large ones: refused at once with one line naming the
+# file, never read without end (/dev/zero) or waited on (a FIFO nothing writes to).
+def refused(name, args, want, stdin=subprocess.DEVNULL, one_line=True, limit=10):
+    global passed, failed
+    start = time.time()
+    try:
+        p = subprocess.run([PNETC] + args, capture_output=True, timeout=limit, stdin=stdin)
+    except subprocess.TimeoutExpired:
+        print(f"FAIL {name}: timed out after {limit} s")
+        failed += 1
+        return
+    err = p.stderr.decode(errors="replace")
+    lines = err.splitlines()
+    problems = []
+    if p.returncode != 1:
+        problems.append(f"exit code {p.returncode}")
+    if not FIRST.match(err) or want not in lines[0]:
+        problems.append(f"first line is not the error '{want}': {lines[:1]}")
+    if one_line and len(lines) != 1:
+        problems.append(f"{len(lines)} lines of errors")
+    if problems:
+        print(f"FAIL {name}: {'; '.join(problems)}")
+        failed += 1
+    else:
+        print(f"ok   {name} ({time.time() - start:.2f} s)")
+        passed += 1
+
+
+fifo = os.path.join(TMP, "fifo.pnet")
+os.mkfifo(fifo)
+refused("dev_zero", ["--check", "/dev/zero"], "cannot read '/dev/zero': not a regular file (a character device)")
+refused("fifo", ["--check", fifo], f"cannot read '{fifo}': not a regular file (a FIFO)")
+refused("directory", ["--check", TMP], f"cannot read '{TMP}': Is a directory")
+huge = os.path.join(TMP, "huge.pnet")
+with open(huge, "wb") as f:
+    f.truncate(65 * 1024 * 1024)
+refused("file_65mib", ["--check", huge], f"cannot read '{huge}': file is larger than 64 MiB")
+at_limit = (HEAD + TAIL).encode() + b"# "
+run("file_64mib.pnet", at_limit + b"x" * (64 * 1024 * 1024 - len(at_limit) - 1) + b"\n", want_error=False, limit=60)
+with open("/dev/zero", "rb") as zero:
+    refused("stdin_dev_zero", ["--check", "-"], "cannot read '<stdin>': file is larger than 64 MiB", stdin=zero)
+with open(write("stdin.pnet", HEAD + TAIL), "rb") as f:
+    p = subprocess.run([PNETC, "--check", "-"], stdin=f, capture_output=True, timeout=10)
+    ok = p.returncode == 0 and not p.stderr
+    print(f"{'ok  ' if ok else 'FAIL'} stdin_valid{'' if ok else ': ' + p.stderr.decode(errors='replace')[:300]}")
+    passed, failed = passed + ok, failed + (not ok)
+with open(write("stdin_bad.pnet", HEAD + "    z = rleu(x);\n" + TAIL), "rb") as f:
+    refused("stdin_diagnostic", ["--check", "-"], "<stdin>:3:9: error: unknown op or block 'rleu'", stdin=f, one_line=False)
+os.mkfifo(os.path.join(TMP, "fifo_mod.pnet"))
+imp = write("import_fifo.pnet", 'import "fifo_mod";\n' + HEAD + TAIL)
+refused("import_fifo", ["--check", imp], "cannot read module '" + os.path.join(TMP, "fifo_mod.pnet") + "': not a regular file (a FIFO)",
+        one_line=False)
+gfifo = os.path.join(TMP, "fifo.graph")
+os.mkfifo(gfifo)
+refused("graph_fifo", ["--check", gfifo], f"cannot read '{gfifo}': not a regular file (a FIFO)")
+valid = write("weights_net.pnet", "network n { input x : f32[batch, 4]; output y = dense(x, 3); }\n")
+refused("weights_dev_zero", ["--weights", "/dev/zero", "-c", valid, "-o", os.path.join(TMP, "w.o")], "/dev/zero: not a regular file")
 
 # Random mutations of a valid example.
 base = open(os.path.join(os.path.dirname(__file__), "..", "..", "examples", "wide_mlp.pnet"), "rb").read()
