@@ -549,12 +549,36 @@ static bool starts_number(const char *s) {
            ((*s | 0x20) >= 'a' && (*s | 0x20) <= 'z');
 }
 
-/* Parses the field [s, e) as a finite float32 value; *v gets it. Returns a problem, or NULL. */
+/* decimal := [+-]? (digit+ ('.' digit*)? | '.' digit+) ([eE] [+-]? digit+)?
+   What numpy.savetxt writes; strtod's other forms (hexadecimal "0x10", "0x1p3") are not CSV numbers. */
+static bool is_decimal(const char *s, const char *e) {
+    if (s < e && (*s == '+' || *s == '-')) s++;
+    const char *d = s;
+    while (s < e && *s >= '0' && *s <= '9') s++;
+    size_t digits = (size_t)(s - d);
+    if (s < e && *s == '.') {
+        d = ++s;
+        while (s < e && *s >= '0' && *s <= '9') s++;
+        digits += (size_t)(s - d);
+    }
+    if (!digits) return false;
+    if (s < e && (*s == 'e' || *s == 'E')) {
+        s++;
+        if (s < e && (*s == '+' || *s == '-')) s++;
+        d = s;
+        while (s < e && *s >= '0' && *s <= '9') s++;
+        if (s == d) return false;
+    }
+    return s == e;
+}
+
+/* Parses the field [s, e) as a finite float32 value written in decimal; *v gets it. Returns a problem, or NULL. */
 static const char *csv_number(const char *s, const char *e, double *v) {
     char *stop;
     *v = strtod(s, &stop); /* stops at the delimiter at e at the latest: nothing continues a number there */
     if (stop != e || !starts_number(s)) return "is not a number";
     if (!(fabs(*v) <= FLT_MAX)) return "is not a finite float32 value";
+    if (!is_decimal(s, e)) return "is not a decimal number";
     return NULL;
 }
 
@@ -640,9 +664,12 @@ static int load_csv(const char *path, const blob *b, int64_t features, int kind,
                     out->targets[row * target_elems + (c - features)] = (float)v;
             } else {
                 char *stop;
-                v = strtod(ts, &stop); /* any finite integer; the range check comes next */
+                v = strtod(ts, &stop); /* any finite integer written in decimal ("3", "3.0", "3e0"); then its range */
                 if (stop != fe || !starts_number(ts) || !isfinite(v) || v != floor(v))
                     return csv_fail(err, errlen, path, line, "label '%.*s%s' is not an integer", flen, ts, more);
+                if (!is_decimal(ts, fe))
+                    return csv_fail(err, errlen, path, line, "label '%.*s%s' is not a decimal integer", flen, ts,
+                                    more);
                 if (v < 0 || v >= (double)classes)
                     return csv_fail(err, errlen, path, line, "label '%.*s%s' is out of range [0, %" PRId64 ")", flen,
                                     ts, more, classes);

@@ -33,8 +33,9 @@
  *   - IDX (bytes 00 00 then type 08 = uint8 or 0D = float32, then the number of dims; big-endian dims):
  *     uint8 images become floats divided by 255, float32 ones are kept as is. Labels: an idx1 uint8 file of
  *     class ids, or a float32 IDX of targets. The two files of a pair may mix .npy and IDX.
- *   - text is CSV: numeric, comma-separated, no header; each row holds `features` values then the
- *     label: one integer column (class kind; "3.0" is accepted) or target_elems float columns (target kind).
+ *   - text is CSV: numbers written in decimal (strtod's hexadecimal forms, "0x3", are errors), comma-separated,
+ *     no header; each row holds `features` values then the label: one integer column (class kind; "3.0" and
+ *     "3e0" are accepted) or target_elems float columns (target kind).
  *     Blank lines are skipped; CRLF line ends and a UTF-8 BOM are accepted. labels_path must be NULL.
  *     Text means: the first line (at most its first 4 KiB) holds no control byte but tab and CR, and is
  *     well-formed UTF-8. A control byte on a later line is a "PATH:LINE:" error.

@@ -121,7 +121,7 @@ static void test_csv_good(void **state) {
                      "1, 2.5 ,-3,0\r\n"
                      "\n"
                      "4e-1,5,6,2.000000000000000000e+00\r\n"
-                     "0x10,0,1e3,3\n"
+                     "+16,0,1e3,+3\n"
                      "\n  \n");
     pnetrt_data d;
     load_ok(path, NULL, 3, PNETRT_LABELS_CLASS, 4, 0, &d);
@@ -208,6 +208,29 @@ static void test_csv_labels(void **state) {
     expect_csv_error("1,2,3,0\n1,2,3,4\n", 2, "label '4' is out of range [0, 4)");
     expect_csv_error("1,2,3,-1\n", 1, "label '-1' is out of range [0, 4)");
     expect_csv_error("1,2,3,1e300\n", 1, "label '1e300' is out of range [0, 4)");
+    /* decimal only: strtod's hexadecimal forms are refused, by name of file and line */
+    expect_csv_error("1,2,3,0\n1,2,3,0x3\n", 2, "label '0x3' is not a decimal integer");
+    expect_csv_error("1,2,3,0X1\n", 1, "label '0X1' is not a decimal integer");
+    expect_csv_error("1,2,3,0x1p1\n", 1, "label '0x1p1' is not a decimal integer");
+    expect_csv_error("1,2,3,.\n", 1, "label '.' is not an integer");
+    expect_csv_error("1,2,3,3e\n", 1, "label '3e' is not an integer");
+}
+
+/* Every integer a CSV file holds is written in decimal: labels, and features (embedding ids are features). */
+static void test_csv_decimal(void **state) {
+    (void)state;
+    const char *path = P("dec.csv");
+    write_text(path, "-0,1.,.5,-0\n 2 ,3.0e0,4E+0, 3.00 \n");
+    pnetrt_data d;
+    load_ok(path, NULL, 3, PNETRT_LABELS_CLASS, 4, 0, &d);
+    assert_floats(d.x, (const float[]){0, 1, 0.5f, 2, 3, 4}, 6);
+    assert_int_equal(d.labels[0], 0);
+    assert_int_equal(d.labels[1], 3);
+    pnetrt_data_free(&d);
+    expect_csv_error("0x10,2,3,0\n", 1, "field 1 '0x10' is not a decimal number");
+    expect_csv_error("1,2,-0x1p3,0\n", 1, "field 3 '-0x1p3' is not a decimal number");
+    write_text(path, "1,2,3,0.5,0x2\n");
+    expect_error(path, NULL, 3, PNETRT_LABELS_TARGET, 0, 2, path, 1, "field 5 '0x2' is not a decimal number");
 }
 
 static void test_csv_empty(void **state) {
@@ -696,6 +719,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_csv_columns, clear_tmpdir),
         cmocka_unit_test_teardown(test_csv_not_numbers, clear_tmpdir),
         cmocka_unit_test_teardown(test_csv_labels, clear_tmpdir),
+        cmocka_unit_test_teardown(test_csv_decimal, clear_tmpdir),
         cmocka_unit_test_teardown(test_csv_empty, clear_tmpdir),
         cmocka_unit_test_teardown(test_csv_gzip, clear_tmpdir),
         cmocka_unit_test_teardown(test_csv_with_labels_file, clear_tmpdir),
