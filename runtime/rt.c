@@ -7,6 +7,7 @@
 
 #include <omp.h>
 #include <time.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <stdatomic.h>
 #include <errno.h>
@@ -82,9 +83,31 @@ struct pnetrt_model {
     pnetrt_trainer *trainer; /* training state, made by the first training call */
     bool ready;              /* pnetrt_create succeeded: a failed model only answers last_error */
     char err[512];
+    /* Calls that use the arenas or state hold the lock, so threads sharing a handle take turns.
+     * Recursive: set_schedule calls set_threads, save_file calls save. */
+    pthread_mutex_t lock;
+    uint64_t id;             /* unique in the process: which handle a thread's last error is of */
 };
 
 static int fail(pnetrt_model *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The last error of this thread's calls, and the handle it is of: with threads sharing a handle,
+ * m->err may already hold another thread's error when this one reads it. */
+static _Thread_local struct {
+    uint64_t id;
+    char err[512];
+} tls_error;
+
+void pnetrt_lock(pnetrt_model *m) { pthread_mutex_lock(&m->lock); }
+
+int pnetrt_unlock(pnetrt_model *m, int rc) {
+    if (rc) {
+        tls_error.id = m->id;
+        memcpy(tls_error.err, m->err, sizeof tls_error.err);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}
+
 static int fail(pnetrt_model *m, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -161,6 +184,17 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
     pnetrt_model *m = calloc(1, sizeof *m);
     if (!m) return 1;
     *out = m;
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    int bad = pthread_mutex_init(&m->lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+    if (bad) {
+        free(m);
+        return 1;
+    }
+    static _Atomic uint64_t ids;
+    m->id = atomic_fetch_add(&ids, 1) + 1;
     m->d = d;
     m->threads = omp_get_max_threads();
     if (!d || d->abi != PNETRT_ABI)
@@ -333,17 +367,21 @@ static int reserve(pnetrt_model *m, int threads, int replicas) {
     return 0;
 }
 
-int pnetrt_set_threads(pnetrt_model *m, int threads) {
-    if (!m) return 1;
+static int set_threads(pnetrt_model *m, int threads) {
     if (threads < 1 || threads > 4096) return fail(m, "thread count %d is out of range (1 to 4096)", threads);
     if (m->d && m->d->abi == PNETRT_ABI && reserve(m, threads, m->replicas)) return 1;
     m->threads = threads;
     return 0;
 }
 
-int pnetrt_set_replicas(pnetrt_model *m, int replicas) {
+int pnetrt_set_threads(pnetrt_model *m, int threads) {
     if (!m) return 1;
     if (replicas < 1 || replicas > 4096) return fail(m, "replica count %d is out of range (1 to 4096)", replicas);
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, set_threads(m, threads));
+}
+
+static int set_replicas(pnetrt_model *m, int replicas) {
     bool was = m->replicas_set;
     m->replicas_set = true;
     if (m->d && m->d->abi == PNETRT_ABI && reserve(m, m->threads, replicas)) {
@@ -355,10 +393,16 @@ int pnetrt_set_replicas(pnetrt_model *m, int replicas) {
 }
 
 int pnetrt_last_replicas(const pnetrt_model *m) { return m ? m->last_replicas : 0; }
+int pnetrt_set_replicas(pnetrt_model *m, int replicas) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, set_replicas(m, replicas));
+}
+
 int pnetrt_last_threads(const pnetrt_model *m) { return m ? m->last_team : 0; }
 
-int pnetrt_set_stage_threads(pnetrt_model *m, const int *shares, int n) {
-    if (!m || !m->d) return 1;
+/* The counts are checked even when the network has no stages, where they then have no effect. */
+static int set_stage_threads(pnetrt_model *m, const int *shares, int n) {
     int S = (int)m->d->nstages;
     if (!shares) {
         free(m->stage_shares);
@@ -366,21 +410,27 @@ int pnetrt_set_stage_threads(pnetrt_model *m, const int *shares, int n) {
         return 0;
     }
     if (S <= 1) {
+    if (n < 1 || n > 64) return fail(m, "%d stage thread counts given; a network has 1 to 64 stages", n);
+    if (S > 1 && n != S) return fail(m, "%d stage thread counts given, but the network has %d stages", n, S);
+    for (int s = 0; s < n; s++)
+        if (shares[s] < 1 || shares[s] > 4096) return fail(m, "stage %d's thread count %d is out of range (1 to 4096)", s, shares[s]);
         note(m, "stage threads have no effect: the network has no pipeline stages");
         return 0;
     }
-    if (n != S) return fail(m, "%d stage thread counts given, but the network has %d stages", n, S);
-    for (int s = 0; s < S; s++)
-        if (shares[s] < 1 || shares[s] > 4096) return fail(m, "stage %d's thread count %d is out of range (1 to 4096)", s, shares[s]);
     if (!m->stage_shares && !(m->stage_shares = malloc(sizeof(int) * (size_t)S))) return fail(m, "out of memory");
     memcpy(m->stage_shares, shares, sizeof(int) * (size_t)S);
     return 0;
 }
 
 int pnetrt_replicas(const pnetrt_model *m) { return m ? m->replicas : 0; }
+int pnetrt_set_stage_threads(pnetrt_model *m, const int *shares, int n) {
+    if (!m || !m->d) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, set_stage_threads(m, shares, n));
+}
 
-int pnetrt_set_microbatches(pnetrt_model *m, int microbatches) {
-    if (!m) return 1;
+
+static int set_microbatches(pnetrt_model *m, int microbatches) {
     if (microbatches < 1 || microbatches > 65536) return fail(m, "micro-batch count %d is out of range (1 to 65536)", microbatches);
     if (m->d && m->d->nstages <= 1) note(m, "micro-batches have no effect: the network has no pipeline stages");
     int old = m->microbatches;
@@ -392,9 +442,14 @@ int pnetrt_set_microbatches(pnetrt_model *m, int microbatches) {
     return 0;
 }
 
-int pnetrt_set_pipeline(pnetrt_model *m, bool on) {
+int pnetrt_set_microbatches(pnetrt_model *m, int microbatches) {
     if (!m) return 1;
     bool old = m->pipeline;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, set_microbatches(m, microbatches));
+}
+
+static int set_pipeline(pnetrt_model *m, bool on) {
     m->pipeline = on && m->d && m->d->nstages > 1;
     if (m->d && m->d->abi == PNETRT_ABI && reserve(m, m->threads, m->replicas)) {
         m->pipeline = old;
@@ -404,6 +459,12 @@ int pnetrt_set_pipeline(pnetrt_model *m, bool on) {
 }
 
 int pnetrt_microbatches(const pnetrt_model *m) { return m ? m->microbatches : 0; }
+int pnetrt_set_pipeline(pnetrt_model *m, bool on) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, set_pipeline(m, on));
+}
+
 
 int pnetrt_set_trace(pnetrt_model *m, const char *path) {
     if (!m) return 1;
@@ -464,16 +525,15 @@ double pnetrt_measured_bubble(const pnetrt_model *m) {
     return idle / S;
 }
 
-int pnetrt_set_schedule(pnetrt_model *m, const char *schedule) {
-    if (!m) return 1;
+static int set_schedule(pnetrt_model *m, const char *schedule) {
     if (!schedule) return fail(m, "no schedule given; expected serial, batch, pipeline or hybrid");
-    if (strcmp(schedule, "serial") == 0) return pnetrt_set_threads(m, 1) || pnetrt_set_replicas(m, 1) || pnetrt_set_pipeline(m, false);
-    if (strcmp(schedule, "batch") == 0) return pnetrt_set_pipeline(m, false);
+    if (strcmp(schedule, "serial") == 0) return set_threads(m, 1) || set_replicas(m, 1) || set_pipeline(m, false);
+    if (strcmp(schedule, "batch") == 0) return set_pipeline(m, false);
     if ((!strcmp(schedule, "pipeline") || !strcmp(schedule, "hybrid")) && m->d && m->d->nstages <= 1)
         note(m, strcmp(schedule, "pipeline") ? "the hybrid schedule runs as batch-parallel: the network has no pipeline stages"
                                              : "the pipeline schedule has no effect: the network has no pipeline stages");
-    if (strcmp(schedule, "pipeline") == 0) return pnetrt_set_pipeline(m, true) || pnetrt_set_replicas(m, 1);
-    if (strcmp(schedule, "hybrid") == 0) return pnetrt_set_pipeline(m, true);
+    if (strcmp(schedule, "pipeline") == 0) return set_pipeline(m, true) || set_replicas(m, 1);
+    if (strcmp(schedule, "hybrid") == 0) return set_pipeline(m, true);
     return fail(m, "unknown schedule '%s'; expected serial, batch, pipeline or hybrid", schedule);
 }
 bool pnetrt_pipelined(const pnetrt_model *m) { return m && m->pipeline; }
@@ -485,7 +545,7 @@ const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m) { return m ? m->d : 
 
 const char *pnetrt_last_error(const pnetrt_model *m) {
     if (!m) return "no network (creation failed before it began)";
-    return m->err;
+    return tls_error.id == m->id ? tls_error.err : m->err;
 }
 
 void pnetrt_destroy(pnetrt_model *m) {
@@ -493,6 +553,12 @@ void pnetrt_destroy(pnetrt_model *m) {
     if (m->trace && m->trace_path && pnetrt_write_trace(m, m->trace_path))
         fprintf(stderr, "%s: warning: %s\n", m->d->name, m->err);
     free(m->trace);
+
+int pnetrt_set_schedule(pnetrt_model *m, const char *schedule) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, set_schedule(m, schedule));
+}
     free(m->trace_path);
     if (m->prepared && m->prepared != m->params) free(m->prepared);
     if (m->owns_params) free(m->params);
@@ -522,6 +588,8 @@ void pnetrt_barrier_bind(pnetrt_spin_barrier *b) {
 }
 
 void pnetrt_barrier_wait(pnetrt_spin_barrier *b, int *local_sense) {
+    pthread_mutex_destroy(&m->lock);
+    if (tls_error.id == m->id) tls_error.id = 0;
     if (!b || b->n <= 1) return;
     int sense = *local_sense = !*local_sense;
     if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
@@ -675,8 +743,7 @@ static int auto_replicas(const pnetrt_model *m, int64_t batch, int team) {
     return best;
 }
 
-int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs) {
-    if (!m) return 1;
+static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs) {
     const pnetrt_desc *d = m->d;
     if (!pnetrt_ready(m)) return 1;
     if (batch < 0) return fail(m, "batch size %lld is negative", (long long)batch);
@@ -695,8 +762,8 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     }
     enum { MAXIO = 64 };
     if (d->ninputs > MAXIO || d->noutputs > MAXIO) return fail(m, "too many inputs or outputs");
-    if (batch == 0) return 0;
     int threads = pnetrt_call_threads(m);
+    if (batch == 0) return 0; /* nothing to read or write: NULL buffers will do */
     if (threads > m->scratch_threads) threads = m->scratch_threads;
     /* Small calls run on fewer threads: each thread should get enough work to pay for the
      * barriers between kernels. Results do not depend on the count. */
@@ -774,4 +841,10 @@ int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
         tls_barrier = NULL;
     }
     return 0;
+}
+
+int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, infer(m, batch, inputs, outputs));
 }

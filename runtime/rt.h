@@ -13,7 +13,10 @@ typedef struct pnetrt_model pnetrt_model;
 int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_path);
 int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs);
 int pnetrt_set_threads(pnetrt_model *m, int threads);
+/* The message of this thread's last failed call on m (or, when it had none, of the last failed
+ * call on m): threads that share a handle each read their own. */
 const char *pnetrt_last_error(const pnetrt_model *m);
+/* Frees m; no other call on m may be running or follow. */
 void pnetrt_destroy(pnetrt_model *m);
 int pnetrt_threads(const pnetrt_model *m);
 /* Threads a call may start: pnetrt_threads, or 1 when called from inside an active OpenMP parallel
@@ -126,6 +129,11 @@ int pnetrt_save_file(pnetrt_model *m, const char *path);
 int pnetrt_load_file(pnetrt_model *m, const char *path);
 
 /* Internal: shared with train.c. */
+/* Every call that uses a handle's arenas or state holds its lock (recursive), so threads that
+ * share a handle take turns: pnetrt_lock(m); ...; return pnetrt_unlock(m, rc). pnetrt_unlock
+ * keeps a failure's message for pnetrt_last_error on this thread, and returns rc. */
+void pnetrt_lock(pnetrt_model *m);
+int pnetrt_unlock(pnetrt_model *m, int rc);
 typedef struct pnetrt_trainer pnetrt_trainer;
 void pnetrt_trainer_free(pnetrt_trainer *t);
 pnetrt_trainer **pnetrt_trainer_slot(pnetrt_model *m);

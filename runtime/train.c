@@ -5,6 +5,7 @@
  * contiguous runs of chunks; within a group, each kernel is split over the group's threads.
  * Chunk k's parameter gradients land in slot k, and the update sums the slots by a fixed tree,
  * so the trained weights are bitwise identical for any number of threads and replicas. */
+#include "ckpt.h"
 #include "io.h"
 #include "rt.h"
 
@@ -428,8 +429,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     return 0;
 }
 
-int pnetrt_train_step(pnetrt_model *m, int64_t batch, const void *const *inputs, float *loss) {
-    if (!m) return 1;
+static int train_step(pnetrt_model *m, int64_t batch, const void *const *inputs, float *loss) {
     double sum;
     if (run_step(m, batch, inputs, false, &sum, NULL)) return 1;
     const pnetrt_desc *d = pnetrt_model_desc(m);
@@ -439,24 +439,43 @@ int pnetrt_train_step(pnetrt_model *m, int64_t batch, const void *const *inputs,
     return 0;
 }
 
-int pnetrt_eval(pnetrt_model *m, int64_t batch, const void *const *inputs, double *loss_sum, int64_t *correct) {
+int pnetrt_train_step(pnetrt_model *m, int64_t batch, const void *const *inputs, float *loss) {
     if (!m) return 1;
-    return run_step(m, batch, inputs, true, loss_sum, correct);
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, train_step(m, batch, inputs, loss));
 }
 
-int pnetrt_set_lr(pnetrt_model *m, double lr) {
-    pnetrt_trainer *t = m ? trainer(m) : NULL;
+int pnetrt_eval(pnetrt_model *m, int64_t batch, const void *const *inputs, double *loss_sum, int64_t *correct) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, run_step(m, batch, inputs, true, loss_sum, correct));
+}
+
+static int set_lr(pnetrt_model *m, double lr) {
+    pnetrt_trainer *t = trainer(m);
     if (!t) return 1;
     if (!(lr > 0) || !isfinite(lr)) return failf(m, "learning rate %g must be a finite positive number", lr);
     t->lr = lr;
     return 0;
 }
 
-int pnetrt_train_freeze(pnetrt_model *m) {
-    pnetrt_trainer *t = m ? trainer(m) : NULL;
+int pnetrt_set_lr(pnetrt_model *m, double lr) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, set_lr(m, lr));
+}
+
+static int train_freeze(pnetrt_model *m) {
+    pnetrt_trainer *t = trainer(m);
     if (!t) return 1;
     t->lr = 0;
     return 0;
+}
+
+int pnetrt_train_freeze(pnetrt_model *m) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, train_freeze(m));
 }
 
 double pnetrt_lr(const pnetrt_model *m) {
@@ -465,11 +484,17 @@ double pnetrt_lr(const pnetrt_model *m) {
     return *slot ? (*slot)->lr : d && d->train ? d->train->lr : 0;
 }
 
-int pnetrt_set_train_seed(pnetrt_model *m, uint64_t seed) {
-    pnetrt_trainer *t = m ? trainer(m) : NULL;
+static int set_train_seed(pnetrt_model *m, uint64_t seed) {
+    pnetrt_trainer *t = trainer(m);
     if (!t) return 1;
     t->seed = seed;
     return 0;
+}
+
+int pnetrt_set_train_seed(pnetrt_model *m, uint64_t seed) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, set_train_seed(m, seed));
 }
 
 int64_t pnetrt_train_last_correct(const pnetrt_model *m) {
@@ -482,12 +507,18 @@ const float *pnetrt_train_grad(const pnetrt_model *m) {
     return *slot && (*slot)->step > 0 ? (*slot)->slots : NULL;
 }
 
-int pnetrt_set_train_steps(pnetrt_model *m, int64_t steps) {
-    pnetrt_trainer *t = m ? trainer(m) : NULL;
+static int set_train_steps(pnetrt_model *m, int64_t steps) {
+    pnetrt_trainer *t = trainer(m);
     if (!t) return 1;
     if (steps < 0) return failf(m, "step count %lld is negative", (long long)steps);
     t->step = steps;
     return 0;
+}
+
+int pnetrt_set_train_steps(pnetrt_model *m, int64_t steps) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, set_train_steps(m, steps));
 }
 
 const char *pnetrt_train_schedule(const pnetrt_model *m) {
@@ -501,12 +532,18 @@ uint64_t pnetrt_train_seed(const pnetrt_model *m) {
     return *slot ? (*slot)->seed : d && d->train ? (uint64_t)d->train->seed : 0;
 }
 
-int pnetrt_set_train_order(pnetrt_model *m, int64_t batch_size, int shuffle) {
-    pnetrt_trainer *t = m ? trainer(m) : NULL;
+static int set_train_order(pnetrt_model *m, int64_t batch_size, int shuffle) {
+    pnetrt_trainer *t = trainer(m);
     if (!t) return 1;
     t->batch_size = batch_size;
     t->shuffle = shuffle;
     return 0;
+}
+
+int pnetrt_set_train_order(pnetrt_model *m, int64_t batch_size, int shuffle) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, set_train_order(m, batch_size, shuffle));
 }
 
 bool pnetrt_train_order(const pnetrt_model *m, int64_t *batch_size, int *shuffle) {
@@ -555,7 +592,7 @@ static const char *file_optimizer(const pnetrt_st *st) {
     return NULL;
 }
 
-int pnetrt_save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
+static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
     if (!pnetrt_ready(m)) return 1;
     const pnetrt_desc *d = pnetrt_model_desc(m);
     pnetrt_trainer *t = optimizer ? trainer(m) : NULL;
@@ -626,17 +663,13 @@ done:
     return rc;
 }
 
-static bool meta_int(const pnetrt_st *st, const char *key, int64_t *out) {
-    const char *v = pnetrt_st_meta(st, key);
-    if (!v) return false;
-    char *end;
-    long long x = strtoll(v, &end, 10);
-    if (end == v || *end) return false;
-    *out = x;
-    return true;
+int pnetrt_save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, save(m, path, optimizer, epoch, batch_in_epoch));
 }
 
-int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batch_in_epoch) {
+static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batch_in_epoch) {
     if (!pnetrt_ready(m)) return 1;
     const pnetrt_desc *d = pnetrt_model_desc(m);
     if (epoch) *epoch = 0;
@@ -664,13 +697,18 @@ int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
             return pnetrt_fail(m, err);
         }
     }
-    const char *fmt = pnetrt_st_meta(st, "format");
-    if (fmt && strcmp(fmt, "pnet-checkpoint") == 0 && d->train) {
+    if (pnetrt_ckpt_is_checkpoint(st) && d->train) {
         pnetrt_trainer *t = trainer(m);
         if (!t) {
             free(tmp);
             pnetrt_st_close(st);
             return 1;
+        }
+        pnetrt_ckpt_meta meta;
+        if (pnetrt_ckpt_meta_read(st, path, &meta, err, sizeof err)) {
+            free(tmp);
+            pnetrt_st_close(st);
+            return pnetrt_fail(m, err);
         }
         const char *fo = file_optimizer(st);
         if (fo && strcmp(fo, optimizer_name(d))) {
@@ -683,11 +721,13 @@ int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
         const char *const *names;
         int nstate = state_names(d, &names);
         float *opt = calloc((size_t)d->train->opt_floats + 16, sizeof(float));
-        int64_t step = 0, ep = 0, bt = 0, seed = 0;
-        bool bad = !opt || !meta_int(st, "step", &step) || !meta_int(st, "epoch", &ep) || !meta_int(st, "batch", &bt) ||
-                   !meta_int(st, "seed", &seed);
-        for (int k = 0; k < nstate && !bad; k++)
-            for (int64_t p = 0; p < d->nparams && !bad; p++) {
+        if (!opt) {
+            free(tmp);
+            pnetrt_st_close(st);
+            return failf(m, "out of memory");
+        }
+        for (int k = 0; k < nstate; k++)
+            for (int64_t p = 0; p < d->nparams; p++) {
                 const pnetrt_tensor_desc *td = &d->params[p];
                 if (!td->trainable) continue;
                 char name[512];
@@ -700,24 +740,16 @@ int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
                     return pnetrt_fail(m, err);
                 }
             }
-        if (bad) {
-            free(opt);
-            free(tmp);
-            pnetrt_st_close(st);
-            return failf(m, "%s: checkpoint metadata is missing or malformed (epoch, batch, step, seed)", path);
-        }
-        const char *lr = pnetrt_st_meta(st, "lr");
-        if (lr) t->lr = strtod(lr, NULL);
+        if (meta.lr > 0) t->lr = meta.lr;
         memcpy(t->opt, opt, (size_t)d->train->opt_floats * sizeof(float));
         free(opt);
-        t->step = step;
-        t->seed = (uint64_t)seed;
-        int64_t bsz = 0, shf = -1;
-        t->batch_size = meta_int(st, "batch_size", &bsz) ? bsz : 0;
-        t->shuffle = meta_int(st, "shuffle", &shf) ? (int)shf : -1;
+        t->step = meta.step;
+        t->seed = (uint64_t)meta.seed;
+        t->batch_size = meta.batch_size;
+        t->shuffle = meta.shuffle;
         t->checkpoint = true;
-        if (epoch) *epoch = ep;
-        if (batch_in_epoch) *batch_in_epoch = bt;
+        if (epoch) *epoch = meta.epoch;
+        if (batch_in_epoch) *batch_in_epoch = meta.batch;
     }
     memcpy(params, tmp, (size_t)d->param_floats * sizeof(float));
     free(tmp);
@@ -725,15 +757,29 @@ int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
     return 0;
 }
 
+int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batch_in_epoch) {
+    if (!m) {
+        if (epoch) *epoch = 0;
+        if (batch_in_epoch) *batch_in_epoch = 0;
+        return 1;
+    }
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, load(m, path, epoch, batch_in_epoch));
+}
+
 /* The embedding API's px_save and px_load: a checkpoint when the network trains, else weights. */
 int pnetrt_save_file(pnetrt_model *m, const char *path) {
-    if (!pnetrt_ready(m)) return 1;
-    if (!path || !*path) return failf(m, "no path to save to");
-    return pnetrt_save(m, path, pnetrt_model_desc(m)->train != NULL, 0, 0);
+    if (!m) return 1;
+    pnetrt_lock(m);
+    int rc = !pnetrt_ready(m) ? 1
+             : !path || !*path ? failf(m, "no path to save to")
+                               : save(m, path, pnetrt_model_desc(m)->train != NULL, 0, 0);
+    return pnetrt_unlock(m, rc);
 }
 
 int pnetrt_load_file(pnetrt_model *m, const char *path) {
-    if (!pnetrt_ready(m)) return 1;
-    if (!path || !*path) return failf(m, "no path to load from");
-    return pnetrt_load(m, path, NULL, NULL);
+    if (!m) return 1;
+    pnetrt_lock(m);
+    int rc = !pnetrt_ready(m) ? 1 : !path || !*path ? failf(m, "no path to load from") : load(m, path, NULL, NULL);
+    return pnetrt_unlock(m, rc);
 }

@@ -36,6 +36,10 @@ bool pn_write_header(const pn_graph *g, const char *path, char *err, size_t errl
     fprintf(f, "typedef struct %s %s; /* opaque */\n\n", n, n);
     /* Sizes. */
     for (int i = 0; i < g->nnodes; i++) {
+               " * Threads: a handle may be shared. Its calls take turns (each holds the handle's mutex), so\n"
+               " * they give the serial results; for calls that run at once, give each thread its own handle.\n"
+               " * last_error returns the message of the calling thread's last failed call. Destroy the\n"
+               " * handle only when no other call on it runs or will follow.\n"
         const pn_node *nd = &g->nodes[i];
         if (nd->op != PN_OP_INPUT || (nd->flags & PN_NODE_TRAIN)) continue;
         X = upper(nd->name);
@@ -63,7 +67,7 @@ bool pn_write_header(const pn_graph *g, const char *path, char *err, size_t errl
     fprintf(f, "int %s_create(%s **out, const char *weights_path);\n\n", n, n);
     fprintf(f, "/* Runs the network on `batch` samples. Inputs, then outputs, in declaration order; each points\n"
                " * at batch * SIZE elements (once SIZE when the tensor has no batch axis). Buffers must not overlap.\n"
-               " * Batch 0 does nothing and succeeds. */\n");
+               " * Batch 0 does nothing and succeeds, whatever the buffers (NULL too). */\n");
     fprintf(f, "int %s_infer(%s *net, int64_t batch", n, n);
     for (int i = 0; i < g->nnodes; i++) {
         const pn_node *nd = &g->nodes[i];
@@ -82,13 +86,16 @@ bool pn_write_header(const pn_graph *g, const char *path, char *err, size_t errl
     fprintf(f, "/* Micro-batches per pipeline pass (default: the network's @pipeline(microbatches = M)). */\n");
     fprintf(f, "int %s_set_microbatches(%s *net, int microbatches);\n", n, n);
     fprintf(f, "/* Threads for each of the n pipeline stages, as shares: exact when a pipeline has as many\n"
-               " * threads as they add up to, in proportion otherwise (default, or threads = NULL: by FLOPs). */\n");
+               " * threads as they add up to, in proportion otherwise (default, or threads = NULL: by FLOPs).\n"
+               " * Each share is 1 to 4096; n and the shares are checked even without stages (then a note). */\n");
     fprintf(f, "int %s_set_stage_threads(%s *net, const int *threads, int n);\n", n, n);
     fprintf(f, "/* \"serial\", \"batch\", \"pipeline\" or \"hybrid\" (default: the network's own directives). */\n");
     fprintf(f, "int %s_set_schedule(%s *net, const char *schedule);\n", n, n);
     fprintf(f, "/* Saves the parameters (PyTorch names) as safetensors, atomically; for a network that trains,\n"
                " * a checkpoint that also holds the optimizer state. Loads such a file (or any safetensors\n"
-               " * file with every parameter) into the network. */\n");
+               " * file with every parameter) into the network; a checkpoint's metadata (epoch, step, seed,\n"
+               " * learning rate, ...) is checked as strictly as the options that set it. A failed load\n"
+               " * changes nothing. */\n");
     fprintf(f, "int %s_save(%s *net, const char *path);\n", n, n);
     fprintf(f, "int %s_load(%s *net, const char *path);\n", n, n);
     const pn_tplan *t = &g->tplan;

@@ -104,6 +104,9 @@ static void failed_create(const char *path, const char *what) {
 static void infer_batches(digits_mlp *net) {
     expect_ok(digits_mlp_infer(net, B, x, ref), digits_mlp_last_error(net), "infer");
     expect_ok(digits_mlp_infer(net, 0, x, probs), digits_mlp_last_error(net), "infer of batch 0");
+    expect_ok(digits_mlp_infer(net, 0, x, NULL), digits_mlp_last_error(net), "infer of batch 0 with a NULL output");
+    expect_ok(digits_mlp_infer(net, 0, NULL, NULL), digits_mlp_last_error(net), "infer of batch 0 with NULL buffers");
+    expect_fail(digits_mlp_infer(NULL, 0, x, probs), digits_mlp_last_error(NULL), "infer(NULL) of batch 0");
     expect_fail(digits_mlp_infer(net, -1, x, probs), digits_mlp_last_error(net), "infer of batch -1");
     expect_fail(digits_mlp_infer(net, INT64_MIN, x, probs), digits_mlp_last_error(net), "infer of batch INT64_MIN");
     expect_fail(digits_mlp_infer(net, INT64_MAX, x, probs), digits_mlp_last_error(net), "infer of batch INT64_MAX");
@@ -125,6 +128,10 @@ static void settings(digits_mlp *net) {
     expect_fail(digits_mlp_set_lr(net, -1), digits_mlp_last_error(net), "learning rate -1");
     expect_fail(digits_mlp_set_lr(net, 0.0 / 0.0), digits_mlp_last_error(net), "learning rate NaN");
     expect_fail(digits_mlp_set_lr(net, 1.0 / 0.0), digits_mlp_last_error(net), "learning rate inf");
+    /* Stage shares are checked even where there are no stages to share them (digits_mlp). */
+    int shares[2] = {1, 2}, negative[2] = {1, -2};
+    expect_fail(digits_mlp_set_stage_threads(net, shares, -1), digits_mlp_last_error(net), "-1 stage shares");
+    expect_fail(digits_mlp_set_stage_threads(net, negative, 2), digits_mlp_last_error(net), "a stage share of -2");
     /* Thread counts changed between calls, and more threads than cores: the same outputs. */
     int counts[] = {1, 2, 3, 7, 2, 1};
     for (size_t i = 0; i < sizeof counts / sizeof *counts; i++) {
@@ -153,6 +160,80 @@ static void training(digits_mlp *net) {
     expect_ok(digits_mlp_train_step(net, B, x, label, NULL), digits_mlp_last_error(net), "train_step with NULL loss");
     expect_ok(digits_mlp_set_threads(net, 2), digits_mlp_last_error(net), "set_threads");
     expect_ok(digits_mlp_train_step(net, B, x, label, &loss), digits_mlp_last_error(net), "train_step on 2 threads");
+}
+
+/* Writes checkpoint buf[0..n) to path with metadata value `key` replaced by `value` (or, when
+ * rename is set, the key itself renamed to `value`, so the key is missing); 0 on success. */
+static int edit_meta(const unsigned char *buf, size_t n, const char *key, const char *value, int rename,
+                     const char *path) {
+    size_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | buf[i];
+    static char head[1 << 16];
+    if (hlen + 8 > n || hlen >= sizeof head - 256) return 1;
+    memcpy(head, buf + 8, hlen);
+    head[hlen] = 0;
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":\"", key);
+    char *at = strstr(head, pat);
+    if (!at) return 1;
+    char *from = rename ? at + 1 : at + strlen(pat);
+    char *to = rename ? from + strlen(key) : strchr(from, '"');
+    static char out[1 << 16];
+    int len = snprintf(out, sizeof out, "%.*s%s%s", (int)(from - head), head, value, to);
+    while (len > 0 && out[len - 1] == ' ') len--; /* the old padding */
+    while (len % 8) out[len++] = ' ';
+    FILE *f = fopen(path, "wb");
+    if (!f) return 1;
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++) le[i] = (unsigned char)((uint64_t)len >> (8 * i));
+    int bad = fwrite(le, 1, 8, f) != 8 || fwrite(out, 1, (size_t)len, f) != (size_t)len ||
+              fwrite(buf + 8 + hlen, 1, n - 8 - hlen, f) != n - 8 - hlen;
+    return fclose(f) || bad;
+}
+
+/* Every metadata field of a checkpoint is checked as the option that sets it: a bad one fails the
+ * load with one line naming the file and the field, and leaves the network as it was. */
+static void checkpoint_meta(digits_mlp *net, const unsigned char *buf, size_t n) {
+    static const struct {
+        const char *key, *value;
+        int rename;
+    } cases[] = {
+        {"lr", "nan", 0}, {"lr", "-1", 0}, {"lr", "0", 0}, {"lr", "inf", 0}, {"lr", "", 0}, {"lr", " 0.1", 0},
+        {"lr", "0.1x", 0}, {"lr", "1e999", 0},
+        {"epoch", "-3", 0}, {"epoch", "99999999999999999999", 0}, {"epoch", "1e3", 0}, {"epoch", "+1", 0},
+        {"epoch", "0x10", 0}, {"epoch", "1000001", 0}, {"epoch", "", 0}, {"epoch", "epoxh", 1},
+        {"batch", "-1", 0}, {"batch", "18446744073709551616", 0}, {"batch", "1.0", 0},
+        {"step", "-1", 0}, {"step", "1.5", 0}, {"step", "9223372036854775807", 0}, {"step", "stex", 1},
+        {"seed", "-1", 0}, {"seed", "-0", 0}, {"seed", "18446744073709551615", 0}, {"seed", " 7", 0},
+        {"batch_size", "-4", 0}, {"batch_size", "16777217", 0}, {"shuffle", "2", 0}, {"shuffle", "-2", 0},
+        {"optimizer", "rmsprop", 0}, {"optimizer", "adam", 0}, {"optimizer", "", 0},
+    };
+    char msg[160], want[64];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(msg, sizeof msg, "load of a checkpoint whose %s is %s'%s'", cases[i].key, cases[i].rename ? "renamed " : "",
+                 cases[i].value);
+        checks++;
+        if (edit_meta(buf, n, cases[i].key, cases[i].value, cases[i].rename, "meta.safetensors")) {
+            printf("FAIL: %s: cannot write the file\n", msg);
+            failures++;
+            continue;
+        }
+        int rc = digits_mlp_load(net, "meta.safetensors");
+        const char *e = digits_mlp_last_error(net);
+        expect_fail(rc, e, msg);
+        snprintf(want, sizeof want, "metadata field '%s'", cases[i].key);
+        if (rc && (!strstr(e, "meta.safetensors") || (!strstr(e, want) && strcmp(cases[i].key, "optimizer")))) {
+            printf("FAIL: %s: the message names neither the file nor the field\n", msg);
+            failures++;
+        }
+    }
+    expect_ok(digits_mlp_infer(net, B, x, probs), digits_mlp_last_error(net), "infer");
+    expect_same(ref, probs, B * DIGITS_MLP_PROBS_SIZE, "loads with bad metadata");
+    /* Good values: accepted. */
+    expect_ok(edit_meta(buf, n, "epoch", "1000000", 0, "meta.safetensors") || digits_mlp_load(net, "meta.safetensors"),
+              digits_mlp_last_error(net), "load of a checkpoint at epoch 1000000");
+    expect_ok(edit_meta(buf, n, "lr", "1e-3", 0, "meta.safetensors") || digits_mlp_load(net, "meta.safetensors"),
+              digits_mlp_last_error(net), "load of a checkpoint with lr 1e-3");
 }
 
 static void files(digits_mlp *net) {
@@ -194,6 +275,7 @@ static void files(digits_mlp *net) {
     checks++;
     failures += !truncated_ok;
     if (truncated_ok) printf("rejected the checkpoint cut at every length: %s\n", digits_mlp_last_error(net));
+    checkpoint_meta(net, buf, n);
     expect_ok(digits_mlp_infer(net, B, x, probs), digits_mlp_last_error(net), "infer");
     expect_same(ref, probs, B * DIGITS_MLP_PROBS_SIZE, "failed loads");
     expect_ok(digits_mlp_load(net, "good.safetensors"), digits_mlp_last_error(net), "load");
@@ -202,7 +284,7 @@ static void files(digits_mlp *net) {
 /* The network without a train block, with pipeline stages. */
 static void untrained(void) {
     parallel_small *p = NULL;
-    int shares[2] = {1, 2}, bad[2] = {0, 1};
+    int shares[2] = {1, 2}, bad[2] = {0, 1}, negative[2] = {2, -1};
     expect_ok(parallel_small_create(&p, NULL), parallel_small_last_error(p), "create parallel_small");
     if (!p) return;
     expect_ok(parallel_small_infer(p, B, px, pref, ph), parallel_small_last_error(p), "infer");
@@ -210,6 +292,7 @@ static void untrained(void) {
                 "3 stage shares for 2 stages");
     expect_fail(parallel_small_set_stage_threads(p, shares, -1), parallel_small_last_error(p), "-1 stage shares");
     expect_fail(parallel_small_set_stage_threads(p, bad, 2), parallel_small_last_error(p), "a stage share of 0");
+    expect_fail(parallel_small_set_stage_threads(p, negative, 2), parallel_small_last_error(p), "a stage share of -1");
     expect_fail(parallel_small_set_microbatches(p, 1 << 20), parallel_small_last_error(p), "2^20 micro-batches");
     expect_fail(parallel_small_infer(p, INT64_MAX, px, py, ph), parallel_small_last_error(p),
                 "infer of batch INT64_MAX");

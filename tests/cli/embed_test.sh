@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs pnet into a temporary prefix, compiles two examples to objects with headers, and links
 # examples/embed/app.c against them through pkg-config, as a user would; then train_app.c and the
-# hostile caller tests/cli/embed_hostile.c.
+# hostile caller tests/cli/embed_hostile.c, and tests/cli/embed_threads.c (threads sharing a handle).
 set -eu
 build=$1 src=$2
 tmp=$(mktemp -d)
@@ -60,4 +60,14 @@ cc -std=c11 -Wall -Werror -I. "$src/tests/cli/embed_hostile.c" digits_mlp.o para
 tail -1 hostile.txt
 grep -q "rejected infer of batch INT64_MAX: batch size 9223372036854775807 is too large" hostile.txt
 grep -q "rejected infer after create with a missing file: the network was not created successfully" hostile.txt
-echo "4 passed, 0 failed"
+# One handle shared by 8 threads (tests/cli/embed_threads.c): calls take turns, so every result is
+# bitwise the serial one, also with 2 threads per call and with a training step running at once.
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Werror -I. "$src/tests/cli/embed_threads.c" digits_mlp.o $(pkg-config --cflags --libs pnetrt) -pthread -o threads
+./threads >threads.txt || { cat threads.txt; exit 1; }
+cat threads.txt
+# A checkpoint's metadata is untrusted: NET_load (in embed_hostile) and ./net train --resume
+# (tests/cli/ckpt_resume.py) check every field as the option that sets it.
+python3 "$src/tests/cli/ckpt_resume.py" "$tmp/prefix/bin/pnetc" "$src" >ckpt.txt || { cat ckpt.txt; exit 1; }
+tail -1 ckpt.txt
+echo "6 passed, 0 failed"

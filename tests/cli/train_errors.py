@@ -248,6 +248,7 @@ def edit_meta(src, dst, **meta):
     hlen = struct.unpack("<Q", blob[:8])[0]
     header = json.loads(blob[8:8 + hlen])
     header["__metadata__"].update(meta)
+    header["__metadata__"] = {k: v for k, v in header["__metadata__"].items() if v is not None}  # None: no key
     h = json.dumps(header).encode()
     h += b" " * ((8 - len(h) % 8) % 8)
     with open(dst, "wb") as f:
@@ -376,7 +377,7 @@ check("eval of its own adam checkpoint", rc == 0 and "accuracy: " in want and "l
 expect_error("--resume of another optimizer's checkpoint", [net, "train", "--data", good_csv, "--resume", ack],
              "adam.safetensors: the checkpoint holds the state of the adam optimizer, but network 'mlp_sgd' trains with sgd")
 expect_error("--resume of another optimizer's checkpoint, without the optimizer key",
-             [net, "train", "--data", good_csv, "--resume", edit_meta(ack, path("adam_old.st"), optimizer="?")],
+             [net, "train", "--data", good_csv, "--resume", edit_meta(ack, path("adam_old.st"), optimizer=None)],
              "the checkpoint holds the state of the adam optimizer")
 expect_error("--resume of an sgd checkpoint into adam", [adam, "train", "--data", good_csv, "--resume", ckpt],
              "holds the state of the sgd optimizer, but network 'mlp_adamw' trains with adam")
@@ -416,6 +417,9 @@ pipe_csv = text("pipe.csv", "".join(",".join(str((i * 7 + k) % 11 / 11) for k in
 runs = [run(pipe, "train", "--data", pipe_csv, "--epochs", "1", "--threads", t, *extra, "--save", path(f"pipe{t}.st"))
         for t, extra in (("1", []), ("4", ["--stage-threads", "3,1"]))]
 check("--stage-threads trains to the same weights", rc == 0 and all(r[0] == 0 for r in runs)
+expect_error("--resume of a checkpoint of an unknown optimizer",
+             [net, "train", "--data", good_csv, "--resume", edit_meta(ack, path("adam_bad.st"), optimizer="?")],
+             "adam_bad.st: metadata field 'optimizer' is \"?\"; expected \"sgd\" or \"adam\"")
       and open(path("pipe1.st"), "rb").read() == open(path("pipe4.st"), "rb").read(), err + "".join(r[2] for r in runs))
 expect_error("--stage-threads of the wrong length", [pipe, "train", "--data", pipe_csv, "--stage-threads", "1,2,3"],
              "2 stages")

@@ -2,8 +2,9 @@
 """Writes generated seeds of a fuzz target into DIR.
   data: the repository's .npy pairs and digits CSV, plus small IDX pairs, plain and gzip-compressed (the input
         layout is in fuzz_data.c);
-  safetensors: small files of every float dtype, with metadata, an empty tensor and a scalar.
-Usage: tests/fuzz/seeds.py data|safetensors DIR"""
+  safetensors: small files of every float dtype, with metadata, an empty tensor and a scalar;
+  ckpt: small pnet checkpoints (the metadata pnetrt_save writes), good ones and ones at or past each limit.
+Usage: tests/fuzz/seeds.py data|safetensors|ckpt DIR"""
 import ast, glob, gzip, json, os, struct, sys
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -37,6 +38,23 @@ if target == "safetensors":
                  ("d", "F64", [2], struct.pack("<2d", 1e300, -2.5))])
     safetensors([("e", "F32", [0, 5], b""), ("s", "F32", [], struct.pack("<f", 4)),
                  ("i", "I64", [1], struct.pack("<q", 9))], {})
+    sys.exit(0)
+
+if target == "ckpt":
+    w = [("fc.weight", "F32", [2], struct.pack("<2f", 0.5, -1)),
+         ("optimizer.fc.weight.momentum_buffer", "F32", [2], struct.pack("<2f", 0, 0))]
+    good = {"format": "pnet-checkpoint", "network": "net", "epoch": "3", "batch": "0", "step": "96",
+            "seed": "42", "lr": "0.10000000000000001", "batch_size": "32", "shuffle": "1", "optimizer": "sgd"}
+    safetensors(w, good)
+    safetensors(w, dict(good, batch="7", shuffle="0", optimizer="adam", lr="1e-3"))
+    safetensors(w, {k: v for k, v in good.items() if k not in ("lr", "batch_size", "shuffle", "optimizer")})
+    for key, value in [("epoch", "1000000"), ("epoch", "1000001"), ("epoch", "-3"), ("epoch", "99999999999999999999"),
+                       ("step", "9007199254740992"), ("step", "9007199254740993"), ("seed", "9223372036854775807"),
+                       ("seed", "9223372036854775808"), ("seed", "-9223372036854775808"), ("lr", "nan"), ("lr", "-1"),
+                       ("lr", "1e-320"), ("lr", "0x1p-3"), ("lr", "inf"), ("batch_size", "16777216"),
+                       ("shuffle", "-1"), ("optimizer", "rmsprop"), ("batch", "007"), ("epoch", "")]:
+        safetensors(w, dict(good, **{key: value}))
+    safetensors(w, dict(good, format="pnet-weights"))
     sys.exit(0)
 
 
