@@ -6,8 +6,8 @@
 #include "io.h"
 
 #include <omp.h>
-#include <time.h>
 #include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 #include <stdatomic.h>
 #include <errno.h>
@@ -82,14 +82,13 @@ struct pnetrt_model {
     int last_team;       /* threads the last call ran on */
     pnetrt_trainer *trainer; /* training state, made by the first training call */
     bool ready;              /* pnetrt_create succeeded: a failed model only answers last_error */
-    char err[512];
     /* Calls that use the arenas or state hold the lock, so threads sharing a handle take turns.
      * Recursive: set_schedule calls set_threads, save_file calls save. */
     pthread_mutex_t lock;
     uint64_t id;             /* unique in the process: which handle a thread's last error is of */
+    char err[512];
 };
 
-static int fail(pnetrt_model *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The last error of this thread's calls, and the handle it is of: with threads sharing a handle,
  * m->err may already hold another thread's error when this one reads it. */
 static _Thread_local struct {
@@ -108,6 +107,7 @@ int pnetrt_unlock(pnetrt_model *m, int rc) {
     return rc;
 }
 
+static int fail(pnetrt_model *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(pnetrt_model *m, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -183,7 +183,6 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
     *out = NULL;
     pnetrt_model *m = calloc(1, sizeof *m);
     if (!m) return 1;
-    *out = m;
     pthread_mutexattr_t attr;
     pthread_mutexattr_init(&attr);
     pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
@@ -195,6 +194,7 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
     }
     static _Atomic uint64_t ids;
     m->id = atomic_fetch_add(&ids, 1) + 1;
+    *out = m;
     m->d = d;
     m->threads = omp_get_max_threads();
     if (!d || d->abi != PNETRT_ABI)
@@ -376,12 +376,12 @@ static int set_threads(pnetrt_model *m, int threads) {
 
 int pnetrt_set_threads(pnetrt_model *m, int threads) {
     if (!m) return 1;
-    if (replicas < 1 || replicas > 4096) return fail(m, "replica count %d is out of range (1 to 4096)", replicas);
     pnetrt_lock(m);
     return pnetrt_unlock(m, set_threads(m, threads));
 }
 
 static int set_replicas(pnetrt_model *m, int replicas) {
+    if (replicas < 1 || replicas > 4096) return fail(m, "replica count %d is out of range (1 to 4096)", replicas);
     bool was = m->replicas_set;
     m->replicas_set = true;
     if (m->d && m->d->abi == PNETRT_ABI && reserve(m, m->threads, replicas)) {
@@ -392,13 +392,13 @@ static int set_replicas(pnetrt_model *m, int replicas) {
     return 0;
 }
 
-int pnetrt_last_replicas(const pnetrt_model *m) { return m ? m->last_replicas : 0; }
 int pnetrt_set_replicas(pnetrt_model *m, int replicas) {
     if (!m) return 1;
     pnetrt_lock(m);
     return pnetrt_unlock(m, set_replicas(m, replicas));
 }
 
+int pnetrt_last_replicas(const pnetrt_model *m) { return m ? m->last_replicas : 0; }
 int pnetrt_last_threads(const pnetrt_model *m) { return m ? m->last_team : 0; }
 
 /* The counts are checked even when the network has no stages, where they then have no effect. */
@@ -409,11 +409,11 @@ static int set_stage_threads(pnetrt_model *m, const int *shares, int n) {
         m->stage_shares = NULL;
         return 0;
     }
-    if (S <= 1) {
     if (n < 1 || n > 64) return fail(m, "%d stage thread counts given; a network has 1 to 64 stages", n);
     if (S > 1 && n != S) return fail(m, "%d stage thread counts given, but the network has %d stages", n, S);
     for (int s = 0; s < n; s++)
         if (shares[s] < 1 || shares[s] > 4096) return fail(m, "stage %d's thread count %d is out of range (1 to 4096)", s, shares[s]);
+    if (S <= 1) {
         note(m, "stage threads have no effect: the network has no pipeline stages");
         return 0;
     }
@@ -422,13 +422,13 @@ static int set_stage_threads(pnetrt_model *m, const int *shares, int n) {
     return 0;
 }
 
-int pnetrt_replicas(const pnetrt_model *m) { return m ? m->replicas : 0; }
 int pnetrt_set_stage_threads(pnetrt_model *m, const int *shares, int n) {
     if (!m || !m->d) return 1;
     pnetrt_lock(m);
     return pnetrt_unlock(m, set_stage_threads(m, shares, n));
 }
 
+int pnetrt_replicas(const pnetrt_model *m) { return m ? m->replicas : 0; }
 
 static int set_microbatches(pnetrt_model *m, int microbatches) {
     if (microbatches < 1 || microbatches > 65536) return fail(m, "micro-batch count %d is out of range (1 to 65536)", microbatches);
@@ -444,12 +444,12 @@ static int set_microbatches(pnetrt_model *m, int microbatches) {
 
 int pnetrt_set_microbatches(pnetrt_model *m, int microbatches) {
     if (!m) return 1;
-    bool old = m->pipeline;
     pnetrt_lock(m);
     return pnetrt_unlock(m, set_microbatches(m, microbatches));
 }
 
 static int set_pipeline(pnetrt_model *m, bool on) {
+    bool old = m->pipeline;
     m->pipeline = on && m->d && m->d->nstages > 1;
     if (m->d && m->d->abi == PNETRT_ABI && reserve(m, m->threads, m->replicas)) {
         m->pipeline = old;
@@ -458,13 +458,13 @@ static int set_pipeline(pnetrt_model *m, bool on) {
     return 0;
 }
 
-int pnetrt_microbatches(const pnetrt_model *m) { return m ? m->microbatches : 0; }
 int pnetrt_set_pipeline(pnetrt_model *m, bool on) {
     if (!m) return 1;
     pnetrt_lock(m);
     return pnetrt_unlock(m, set_pipeline(m, on));
 }
 
+int pnetrt_microbatches(const pnetrt_model *m) { return m ? m->microbatches : 0; }
 
 int pnetrt_set_trace(pnetrt_model *m, const char *path) {
     if (!m) return 1;
@@ -536,6 +536,12 @@ static int set_schedule(pnetrt_model *m, const char *schedule) {
     if (strcmp(schedule, "hybrid") == 0) return set_pipeline(m, true);
     return fail(m, "unknown schedule '%s'; expected serial, batch, pipeline or hybrid", schedule);
 }
+
+int pnetrt_set_schedule(pnetrt_model *m, const char *schedule) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, set_schedule(m, schedule));
+}
 bool pnetrt_pipelined(const pnetrt_model *m) { return m && m->pipeline; }
 
 int pnetrt_threads(const pnetrt_model *m) { return m ? m->threads : 0; }
@@ -553,12 +559,6 @@ void pnetrt_destroy(pnetrt_model *m) {
     if (m->trace && m->trace_path && pnetrt_write_trace(m, m->trace_path))
         fprintf(stderr, "%s: warning: %s\n", m->d->name, m->err);
     free(m->trace);
-
-int pnetrt_set_schedule(pnetrt_model *m, const char *schedule) {
-    if (!m) return 1;
-    pnetrt_lock(m);
-    return pnetrt_unlock(m, set_schedule(m, schedule));
-}
     free(m->trace_path);
     if (m->prepared && m->prepared != m->params) free(m->prepared);
     if (m->owns_params) free(m->params);
@@ -571,6 +571,8 @@ int pnetrt_set_schedule(pnetrt_model *m, const char *schedule) {
     free(m->stage_flops);
     free(m->stage_shares);
     pnetrt_trainer_free(m->trainer);
+    pthread_mutex_destroy(&m->lock);
+    if (tls_error.id == m->id) tls_error.id = 0;
     free(m);
 }
 
@@ -588,8 +590,6 @@ void pnetrt_barrier_bind(pnetrt_spin_barrier *b) {
 }
 
 void pnetrt_barrier_wait(pnetrt_spin_barrier *b, int *local_sense) {
-    pthread_mutex_destroy(&m->lock);
-    if (tls_error.id == m->id) tls_error.id = 0;
     if (!b || b->n <= 1) return;
     int sense = *local_sense = !*local_sense;
     if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
@@ -747,6 +747,7 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     const pnetrt_desc *d = m->d;
     if (!pnetrt_ready(m)) return 1;
     if (batch < 0) return fail(m, "batch size %lld is negative", (long long)batch);
+    if (batch == 0) return 0; /* nothing to read or write: NULL buffers will do */
     if (pnetrt_check_batch(m, batch, d->inputs, d->ninputs) || pnetrt_check_batch(m, batch, d->outputs, d->noutputs))
         return 1;
     if (!inputs && d->ninputs) return fail(m, "no input buffers");
@@ -763,7 +764,6 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     enum { MAXIO = 64 };
     if (d->ninputs > MAXIO || d->noutputs > MAXIO) return fail(m, "too many inputs or outputs");
     int threads = pnetrt_call_threads(m);
-    if (batch == 0) return 0; /* nothing to read or write: NULL buffers will do */
     if (threads > m->scratch_threads) threads = m->scratch_threads;
     /* Small calls run on fewer threads: each thread should get enough work to pay for the
      * barriers between kernels. Results do not depend on the count. */

@@ -30,16 +30,16 @@ bool pn_write_header(const pn_graph *g, const char *path, char *err, size_t errl
     fprintf(f, " *   %s_infer(net, batch, ...inputs, ...outputs);\n *   %s_destroy(net);\n *\n", n, n);
     fprintf(f, " * The caller owns every buffer it passes; the network owns its weights and arena, allocated\n"
                " * once by %s_create. Calls return 0 on success; otherwise %s_last_error says why.\n"
+               " * Threads: a handle may be shared. Its calls take turns (each holds the handle's mutex), so\n"
+               " * they give the serial results; for calls that run at once, give each thread its own handle.\n"
+               " * last_error returns the message of the calling thread's last failed call. Destroy the\n"
+               " * handle only when no other call on it runs or will follow.\n"
                " * Link with: cc app.c %s.o $(pkg-config --cflags --libs pnetrt) */\n", n, n, n);
     fprintf(f, "#ifndef %s_H\n#define %s_H\n\n#include <stddef.h>\n#include <stdint.h>\n\n", N, N);
     fprintf(f, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n");
     fprintf(f, "typedef struct %s %s; /* opaque */\n\n", n, n);
     /* Sizes. */
     for (int i = 0; i < g->nnodes; i++) {
-               " * Threads: a handle may be shared. Its calls take turns (each holds the handle's mutex), so\n"
-               " * they give the serial results; for calls that run at once, give each thread its own handle.\n"
-               " * last_error returns the message of the calling thread's last failed call. Destroy the\n"
-               " * handle only when no other call on it runs or will follow.\n"
         const pn_node *nd = &g->nodes[i];
         if (nd->op != PN_OP_INPUT || (nd->flags & PN_NODE_TRAIN)) continue;
         X = upper(nd->name);
