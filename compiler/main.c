@@ -99,23 +99,67 @@ static int fail(const char *fmt, const char *arg) {
     return 1;
 }
 
-/* Writes the text or dot form of g to out_path or stdout. */
-static int print_graph(pn_graph *g, action act, const char *out_path) {
-    FILE *out = stdout;
-    if (out_path && !(out = fopen(out_path, "w"))) {
-        fprintf(stderr, "pnetc: error: cannot write '%s': %s\n", out_path, strerror(errno));
+/* "pnetc: error: cannot write 'PATH': why", from fileio's "PATH: why". */
+static void out_error(const char *path, const char *err) {
+    fprintf(stderr, "pnetc: error: cannot write '%s': %s\n", path, pnetrt_io_reason(err, path));
+}
+
+/* A text output of pnetc: standard output for no -o or "-o -", else the file, written as fileio.h
+ * says (a link's target replaced, a device refused, the null device written in place, atomically). */
+typedef struct out_file {
+    FILE *f;
+    const char *path; /* NULL for standard output */
+    pnetrt_io_out o;
+} out_file;
+
+static bool out_open(out_file *of, const char *path) {
+    *of = (out_file){stdout, NULL, {.fd = -1}};
+    if (!path || strcmp(path, "-") == 0) return true;
+    char err[PATH_MAX + 256];
+    if (pnetrt_io_out_open(&of->o, path, err, sizeof err)) {
+        out_error(path, err);
+        return false;
+    }
+    if (!(of->f = fdopen(of->o.fd, "w"))) {
+        fprintf(stderr, "pnetc: error: cannot write '%s': %s\n", path, strerror(errno));
+        pnetrt_io_out_abort(&of->o);
+        return false;
+    }
+    of->path = path;
+    return true;
+}
+
+/* Finishes the output: committed when ok and every write succeeded, else the old file is left as it
+ * was. Returns 0, or 1 after an error message. */
+static int out_close(out_file *of, bool ok) {
+    bool werr = ferror(of->f) != 0 || fflush(of->f) != 0;
+    if (!of->path) {
+        if (werr) fprintf(stderr, "pnetc: error: cannot write 'standard output'\n");
+        return werr || !ok;
+    }
+    fsync(fileno(of->f));
+    werr |= fclose(of->f) != 0;
+    of->o.fd = -1;
+    if (werr || !ok) {
+        pnetrt_io_out_abort(&of->o);
+        if (werr) fprintf(stderr, "pnetc: error: cannot write '%s'\n", of->path);
         return 1;
     }
-    if (act == ACT_DOT) pn_graph_print_dot(g, out);
-    else pn_graph_print(g, out);
-    bool werr = ferror(out) != 0;
-    if (out != stdout) werr |= fclose(out) != 0;
-    else werr |= fflush(out) != 0;
-    if (werr) {
-        fprintf(stderr, "pnetc: error: cannot write '%s'\n", out_path ? out_path : "standard output");
+    char err[PATH_MAX + 256];
+    if (pnetrt_io_out_commit(&of->o, of->path, err, sizeof err)) {
+        out_error(of->path, err);
         return 1;
     }
     return 0;
+}
+
+/* Writes the text or dot form of g to out_path or stdout. */
+static int print_graph(pn_graph *g, action act, const char *out_path) {
+    out_file of;
+    if (!out_open(&of, out_path)) return 1;
+    if (act == ACT_DOT) pn_graph_print_dot(g, of.f);
+    else pn_graph_print(g, of.f);
+    return out_close(&of, true);
 }
 
 /* Reads every parameter of the graph from a safetensors file into the planned buffer. */
@@ -159,7 +203,7 @@ static bool find_runtime(char *buf, size_t n) {
 }
 
 /* Links an object with libpnetrt into an executable, through the system C compiler. */
-static int link_exe(const char *obj, const char *out) {
+static int link_exe(const char *obj, const char *out, const char *name) {
     char rt[PATH_MAX];
     if (!find_runtime(rt, sizeof rt)) {
         fprintf(stderr, "pnetc: error: cannot find libpnetrt.a (looked beside pnetc and in the build tree)\n");
@@ -182,7 +226,7 @@ static int link_exe(const char *obj, const char *out) {
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 127)
-            fprintf(stderr, "pnetc: error: linking '%s' failed\n", out);
+            fprintf(stderr, "pnetc: error: linking '%s' failed\n", name);
         return 1;
     }
     return 0;
@@ -244,13 +288,15 @@ static int compile(pn_graph *g, action act, const compile_opts *o) {
         }
         goto done;
     }
-    char path[PATH_MAX], tmp[PATH_MAX] = "";
+    char path[PATH_MAX], tmp[PATH_MAX] = "", hdr[PATH_MAX];
+    pnetrt_io_out out = {.fd = -1};
     if (act == ACT_EXE) {
         snprintf(path, sizeof path, "%s", o->out_path ? o->out_path : g->name);
         snprintf(tmp, sizeof tmp, "%s/pnetc-XXXXXX.o", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
         int fd = mkstemps(tmp, 2);
         if (fd < 0) {
             fprintf(stderr, "pnetc: error: cannot create a temporary file: %s\n", strerror(errno));
+            tmp[0] = '\0';
             goto done;
         }
         close(fd);
@@ -258,26 +304,57 @@ static int compile(pn_graph *g, action act, const compile_opts *o) {
             fprintf(stderr, "pnetc: error: %s\n", err);
             goto done;
         }
-        rc = link_exe(tmp, path);
+        /* Linked into the temporary file beside the output, then renamed over it (fileio.h); for the null
+         * device, into one beside the object, then removed: the linker never replaces a device. */
+        if (pnetrt_io_out_open(&out, path, err, sizeof err)) {
+            out_error(path, err);
+            goto done;
+        }
+        close(out.fd);
+        out.fd = -1;
+        char exe[PATH_MAX];
+        snprintf(exe, sizeof exe, "%.*s", (int)strlen(tmp) - 2, tmp);
+        if (link_exe(tmp, out.tmp ? out.tmp : exe, path)) goto done;
+        if (!out.tmp) unlink(exe);
+        if (pnetrt_io_out_commit(&out, path, err, sizeof err)) {
+            out_error(path, err);
+            goto done;
+        }
+        rc = 0;
         goto done;
     }
     const char *ext = act == ACT_OBJ ? ".o" : act == ACT_ASM ? ".s" : ".ll";
     if (o->out_path) snprintf(path, sizeof path, "%s", o->out_path);
     else snprintf(path, sizeof path, "%s%s", g->name, ext);
-    if (!pn_codegen_emit(&c, act == ACT_OBJ ? PN_EMIT_OBJ : act == ACT_ASM ? PN_EMIT_ASM : PN_EMIT_LLVM, path, err, sizeof err)) {
+    pn_emit_kind kind = act == ACT_OBJ ? PN_EMIT_OBJ : act == ACT_ASM ? PN_EMIT_ASM : PN_EMIT_LLVM;
+    /* "-o -" is LLVM's standard output; any other file is written through a temporary one (fileio.h). */
+    bool to_stdout = strcmp(path, "-") == 0;
+    if (!to_stdout && pnetrt_io_out_open(&out, path, err, sizeof err)) {
+        out_error(path, err);
+        goto done;
+    }
+    if (out.fd >= 0) close(out.fd);
+    out.fd = -1;
+    if (!pn_codegen_emit(&c, kind, to_stdout ? path : out.tmp ? out.tmp : out.target, err, sizeof err)) {
         fprintf(stderr, "pnetc: error: %s\n", err);
         goto done;
     }
     if (act == ACT_OBJ) {
-        char hdr[PATH_MAX];
+        /* The header beside the object; with -o /dev/null, discarded too. */
         header_path(path, hdr, sizeof hdr);
+        if (!to_stdout && !out.tmp) snprintf(hdr, sizeof hdr, "%s", out.target);
         if (!pn_write_header(g, hdr, err, sizeof err)) {
             fprintf(stderr, "pnetc: error: %s\n", err);
             goto done;
         }
     }
+    if (!to_stdout && pnetrt_io_out_commit(&out, path, err, sizeof err)) {
+        out_error(path, err);
+        goto done;
+    }
     rc = 0;
 done:
+    if (out.target) pnetrt_io_out_abort(&out); /* a failure leaves the old output as it was */
     if (tmp[0]) unlink(tmp);
     if (c.mod || c.ctx) pn_codegen_free(&c);
     free(weights);
@@ -297,19 +374,10 @@ static void warn_unbalanced(const char *file, const pn_graph *g, const pn_diags 
 
 /* --report: the schedule report of the checked graph, to out_path or stdout. */
 static int write_report(const pn_graph *g, const char *out_path) {
-    FILE *out = out_path ? fopen(out_path, "w") : stdout;
-    if (!out) {
-        fprintf(stderr, "pnetc: error: cannot write '%s': %s\n", out_path, strerror(errno));
-        return 1;
-    }
-    pn_graph_report(g, out);
-    bool werr = ferror(out) != 0;
-    werr |= (out == stdout ? fflush(out) : fclose(out)) != 0;
-    if (werr) {
-        fprintf(stderr, "pnetc: error: cannot write '%s'\n", out_path ? out_path : "standard output");
-        return 1;
-    }
-    return 0;
+    out_file of;
+    if (!out_open(&of, out_path)) return 1;
+    pn_graph_report(g, of.f);
+    return out_close(&of, true);
 }
 
 /* FILE.graph: the text form of the graph IR, read back and checked. */
@@ -366,6 +434,7 @@ int main(int argc, char **argv) {
     pn_program prog;
     pn_program_init(&prog, &diags);
     int rc = 1;
+    pnetrt_io_remove_temp_on_signals(); /* no temporary output file is left behind */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -459,6 +528,14 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (clobbers(act, file, &o)) goto done;
+    if (o.out_path && strcmp(o.out_path, "-") != 0 && act != ACT_CHECK) {
+        /* A device, a directory or a directory that takes no new files fails now, not after compiling. */
+        char err[PATH_MAX + 256];
+        if (pnetrt_io_check_output(o.out_path, err, sizeof err)) {
+            out_error(o.out_path, err);
+            goto done;
+        }
+    }
     size_t flen = strlen(file);
     if (flen > 6 && strcmp(file + flen - 6, ".graph") == 0) {
         rc = run_graph_file(file, act, &o);
@@ -485,14 +562,11 @@ int main(int argc, char **argv) {
     if (act != ACT_PARTITION) warn_unbalanced(file, g, &diags);
     if (act == ACT_PARTITION) {
         char err[512];
-        FILE *out = o.out_path ? fopen(o.out_path, "w") : stdout;
-        if (!out) {
-            fprintf(stderr, "pnetc: error: cannot write '%s': %s\n", o.out_path, strerror(errno));
-        } else if (!pn_auto_partition(&prog, g, stages, out, err, sizeof err)) {
-            fprintf(stderr, "%s: error: %s\n", file, err);
-            if (out != stdout) fclose(out);
-        } else {
-            rc = (out == stdout ? fflush(out) : fclose(out)) == 0 ? 0 : 1;
+        out_file of;
+        if (out_open(&of, o.out_path)) {
+            bool ok = pn_auto_partition(&prog, g, stages, of.f, err, sizeof err);
+            if (!ok) fprintf(stderr, "%s: error: %s\n", file, err);
+            rc = out_close(&of, ok);
         }
         pn_graph_free(g);
         goto done;

@@ -16,8 +16,33 @@ bool pnetrt_io_mul_u64(uint64_t a, uint64_t b, uint64_t *out);
 bool pnetrt_io_same_file(const char *a, const char *b);
 /* Writes all of buf to fd, retrying short writes. */
 bool pnetrt_io_write_full(int fd, const void *buf, size_t n);
-/* Writes the parts to a temporary file beside path, fsyncs it and renames it into place. */
+/* Every user-named file a writer replaces (checkpoints, --output, --trace, pnetc's outputs) goes
+ * through pnetrt_io_out_open: a symbolic link is followed, and its target replaced, so the link stays;
+ * a directory, device, FIFO or socket is refused ("not a regular file ..."), except the null device,
+ * which is written in place; the data goes to a temporary file `.NAME.pnet-tmp.PID.N` beside the
+ * target, which commit fsyncs and renames over it. A failure leaves the old file and no temporary
+ * one; temporary files of processes that are gone are removed by the next write of the target. */
+typedef struct pnetrt_io_out {
+    char *target; /* the path with its links followed: the file replaced */
+    char *tmp;    /* the temporary file written, or NULL for the null device (written in place) */
+    int fd;       /* open for writing tmp (or target); the caller may close it and set -1 before commit */
+    bool registered;
+} pnetrt_io_out;
+int pnetrt_io_out_open(pnetrt_io_out *o, const char *path, char *err, size_t errlen);
+/* Syncs and closes the file and renames it over the target; on failure, as abort. path names it in err. */
+int pnetrt_io_out_commit(pnetrt_io_out *o, const char *path, char *err, size_t errlen);
+/* Closes and removes the temporary file: the target is untouched. */
+void pnetrt_io_out_abort(pnetrt_io_out *o);
+/* The reason in an error "PATH: [cannot write it: ]reason" of the functions above, for callers that
+ * name the file their own way ("cannot write 'PATH': reason"). */
+const char *pnetrt_io_reason(const char *err, const char *path);
+/* Fails now, as a write of path would: opens and aborts. */
+int pnetrt_io_check_output(const char *path, char *err, size_t errlen);
+/* The parts, written through pnetrt_io_out_open and committed. */
 int pnetrt_io_write_atomic(const char *path, int nparts, const void *const *bufs, const size_t *lens, char *err,
                            size_t errlen);
+/* For the executables: SIGINT, SIGTERM and SIGHUP, where they have their default action, remove the
+ * temporary file being written before they end the process. */
+void pnetrt_io_remove_temp_on_signals(void);
 
 #endif

@@ -287,7 +287,7 @@ static int infer_run(const pnetrt_desc *d, opts *o, int argc, char **argv, const
     for (int64_t i = 0; i < d->ninputs; i++)
         if (!in_path[i]) return pnetrt_die("missing --input %s=FILE.npy", d->inputs[i].name);
     /* No file written may be one that is read, nor another one written. */
-    char oopt[160], iopt[160];
+    char oopt[160], iopt[160], err0[512];
     for (int64_t i = 0; i < d->noutputs + 1; i++) {
         const char *w = i < d->noutputs ? out_path[i] : o->trace;
         if (!w) continue;
@@ -303,6 +303,8 @@ static int infer_run(const pnetrt_desc *d, opts *o, int argc, char **argv, const
             snprintf(iopt, sizeof iopt, "--output %s", d->outputs[k].name);
             if (pnetrt_check_overwrite(oopt, w, what, iopt, out_path[k])) return 1;
         }
+        /* A device, a directory or an unwritable directory fails now, not after the run. */
+        if (i < d->noutputs && pnetrt_io_check_output(w, err0, sizeof err0)) return pnetrt_die("%s", err0);
     }
     int rc = 1;
     int64_t batch = -1;
@@ -590,6 +592,7 @@ int pnetrt_main(const pnetrt_desc *d, int argc, char **argv) {
         pnetrt_prog = s ? s + 1 : argv[0];
         pnetrt_prog_named = true;
     }
+    pnetrt_io_remove_temp_on_signals(); /* no temporary file of --output or --save is left behind */
     if (argc < 2) {
         usage(d, stderr);
         return 1;

@@ -3,6 +3,7 @@
  * over chunks of the batch on an OpenMP team. Nothing here aborts on bad input. */
 #include "rt.h"
 #include "transport.h"
+#include "fileio.h"
 #include "io.h"
 
 #include <omp.h>
@@ -466,6 +467,11 @@ int pnetrt_set_pipeline(pnetrt_model *m, bool on) {
 
 int pnetrt_microbatches(const pnetrt_model *m) { return m ? m->microbatches : 0; }
 
+/* "PATH: cannot write the trace: why", from fileio's "PATH: why". */
+static int trace_fail(pnetrt_model *m, const char *path, const char *err) {
+    return fail(m, "%s: cannot write the trace: %s", path, pnetrt_io_reason(err, path));
+}
+
 int pnetrt_set_trace(pnetrt_model *m, const char *path) {
     if (!m) return 1;
     free(m->trace);
@@ -474,8 +480,9 @@ int pnetrt_set_trace(pnetrt_model *m, const char *path) {
     m->trace_path = NULL;
     atomic_store(&m->ntrace, 0);
     if (!path) return 0;
-    FILE *f = fopen(path, "w"); /* fail now, not after the run */
-    if (!f || fclose(f)) return fail(m, "%s: cannot write the trace: %s", path, strerror(errno));
+    /* Fail now, not after the run, on what the write would refuse (fileio.h), leaving the file as it is. */
+    char err[512];
+    if (pnetrt_io_check_output(path, err, sizeof err)) return trace_fail(m, path, err);
     m->trace_cap = INT64_C(1) << 20;
     m->trace = malloc(sizeof(trace_event) * (size_t)m->trace_cap);
     m->trace_path = strdup(path);
@@ -488,7 +495,10 @@ int pnetrt_set_trace(pnetrt_model *m, const char *path) {
  * (stage, micro-batch, replica). */
 int pnetrt_write_trace(pnetrt_model *m, const char *path) {
     if (!m || !m->trace) return 1;
-    FILE *f = fopen(path, "w");
+    /* Built in memory, then written as every user-named file is (fileio.h): links followed, atomically. */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
     if (!f) return fail(m, "%s: cannot write the trace: %s", path, strerror(errno));
     int64_t n = atomic_load(&m->ntrace);
     if (n > m->trace_cap) n = m->trace_cap;
@@ -507,7 +517,12 @@ int pnetrt_write_trace(pnetrt_model *m, const char *path) {
     fprintf(f, "\n]}\n");
     bool bad = ferror(f) != 0;
     bad |= fclose(f) != 0;
-    return bad ? fail(m, "%s: cannot write the trace", path) : 0;
+    char err[512];
+    int rc = bad ? fail(m, "%s: cannot write the trace: out of memory", path)
+             : pnetrt_io_write_atomic(path, 1, (const void *const *)&text, &len, err, sizeof err) ? trace_fail(m, path, err)
+                                                                                                   : 0;
+    free(text);
+    return rc;
 }
 
 double pnetrt_predicted_bubble(const pnetrt_model *m, int64_t *streamed) {

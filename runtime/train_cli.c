@@ -1,12 +1,14 @@
 /* The executables' training commands: `./net train`, `./net eval` and `./net bench --train`.
  * Data comes through runtime/data.h; every failure is one line naming the file or option and the
- * problem, with exit status 1. Ctrl-C during training writes a checkpoint (with --save) and
- * exits with status 130. */
+ * problem, with exit status 1. Ctrl-C (SIGINT), SIGTERM or SIGHUP during training writes a
+ * checkpoint (with --save) and exits with status 128 + the signal (130, 143, 129). */
 #include "data.h"
+#include "fileio.h"
 #include "io.h"
 #include "rt.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -183,10 +185,27 @@ static int evaluate(const pnetrt_desc *d, pnetrt_model *m, const pnetrt_data *ds
     return rc;
 }
 
+/* SIGINT, SIGTERM and SIGHUP during training only note the signal: the step finishes, the
+ * checkpoint is written whole, and the process exits with 128 + the signal's number. */
 static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
+static void on_interrupt(int sig) { interrupted = sig; }
+
+static const int stop_signals[3] = {SIGINT, SIGTERM, SIGHUP};
+
+/* Installs on_interrupt, saving the old actions. SIGINT is caught even where it was ignored (a
+ * shell's background job), as before; an ignored SIGHUP (nohup) stays ignored. */
+static void catch_stop_signals(struct sigaction old[3]) {
+    struct sigaction sa = {0};
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < 3; i++) {
+        sigaction(stop_signals[i], NULL, &old[i]);
+        if (stop_signals[i] != SIGHUP || old[i].sa_handler != SIG_IGN) sigaction(stop_signals[i], &sa, NULL);
+    }
+}
+
+static void restore_stop_signals(const struct sigaction old[3]) {
+    for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &old[i], NULL);
 }
 
 /* A model for training or evaluation, with the parameters of o->weights (parameters and buffers only,
@@ -246,6 +265,9 @@ static int check_save(const char *path) {
         return pnetrt_die("%s: cannot write a checkpoint there: %s is not a directory", path, dir);
     if (access(dir, W_OK | X_OK) != 0)
         return pnetrt_die("%s: cannot write a checkpoint there: %s: %s", path, dir, strerror(errno));
+    /* What the save itself would refuse (a device, a FIFO, a link to a directory; fileio.h), now. */
+    char err[PATH_MAX + 256];
+    if (pnetrt_io_check_output(path, err, sizeof err)) return pnetrt_die("%s", err);
     return 0;
 }
 
@@ -329,9 +351,8 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)ds.n);
     batch_buf b = {malloc((size_t)(B * ds.features * 4)), malloc((size_t)(B * (ds.labels ? 1 : ds.target_elems) * 4))};
     if (!rc && (!idx || !b.x || !b.y)) rc = pnetrt_die("out of memory");
-    struct sigaction sa = {0}, old;
-    sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old);
+    struct sigaction old[3];
+    catch_stop_signals(old);
     bool tty = isatty(STDOUT_FILENO);
     int64_t nb = (ds.n + B - 1) / B;
     for (int64_t e = start_epoch; e < epochs && !rc; e++) {
@@ -359,15 +380,17 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
             }
             if (interrupted) {
                 if (tty) printf("\n");
-                int code = 130;
+                int code = 128 + interrupted;
+                const char *sig = interrupted == SIGTERM ? " (SIGTERM)" : interrupted == SIGHUP ? " (SIGHUP)" : "";
                 if (o.save) {
                     if (pnetrt_save(m, o.save, true, e, k + 1)) code = pnetrt_die("%s", pnetrt_last_error(m));
                     else
-                    fprintf(stderr, "%s: interrupted: checkpoint written to %s (epoch %lld, batch %lld); continue with --resume %s\n",
-                            pnetrt_prog, o.save, (long long)e + 1, (long long)k + 1, o.save);
+                    fprintf(stderr, "%s: interrupted%s: checkpoint written to %s (epoch %lld, batch %lld); continue with --resume %s\n",
+                            pnetrt_prog, sig, o.save, (long long)e + 1, (long long)k + 1, o.save);
                 } else {
-                    fprintf(stderr, "%s: interrupted (no --save given: nothing written)\n", pnetrt_prog);
+                    fprintf(stderr, "%s: interrupted%s (no --save given: nothing written)\n", pnetrt_prog, sig);
                 }
+                restore_stop_signals(old);
                 pnetrt_destroy(m);
                 pnetrt_data_free(&ds);
                 pnetrt_data_free(&vs);
@@ -394,7 +417,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
         fflush(stdout);
         if (o.save && pnetrt_save(m, o.save, true, e + 1, 0)) rc = pnetrt_die("%s", pnetrt_last_error(m));
     }
-    sigaction(SIGINT, &old, NULL);
+    restore_stop_signals(old);
     pnetrt_destroy(m);
     pnetrt_data_free(&ds);
     pnetrt_data_free(&vs);

@@ -1,6 +1,7 @@
 /* Writes the C header of an emitted object: the prefixed embedding API with one argument per
  * input and output, per-sample sizes and the memory plan. */
 #include "codegen.h"
+#include "fileio.h"
 #include "../support/util.h"
 
 #include <ctype.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* A name as a macro name, whole whatever its length: upper case, '.' as '_'. The caller frees it. */
 static char *upper(const char *src) {
@@ -16,10 +18,22 @@ static char *upper(const char *src) {
     return dst;
 }
 
+/* "cannot write 'PATH': why", as pnetc's other outputs say it, from fileio's "PATH: why". False. */
+static bool reword(char *err, size_t errlen, const char *path) {
+    char why[1024];
+    snprintf(why, sizeof why, "%s", pnetrt_io_reason(err, path));
+    snprintf(err, errlen, "cannot write '%s': %s", path, why);
+    return false;
+}
+
 bool pn_write_header(const pn_graph *g, const char *path, char *err, size_t errlen) {
-    FILE *f = fopen(path, "w");
+    /* Written as every output of pnetc (fileio.h): links followed, devices refused, atomically. */
+    pnetrt_io_out out;
+    if (pnetrt_io_out_open(&out, path, err, errlen)) return reword(err, errlen, path);
+    FILE *f = fdopen(out.fd, "w");
     if (!f) {
         snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+        pnetrt_io_out_abort(&out);
         return false;
     }
     const char *n = g->name;
@@ -129,8 +143,13 @@ bool pn_write_header(const pn_graph *g, const char *path, char *err, size_t errl
     fprintf(f, "void %s_destroy(%s *net);\n\n", n, n);
     fprintf(f, "#ifdef __cplusplus\n}\n#endif\n#endif\n");
     free(N);
-    bool ok = !ferror(f);
+    bool ok = !ferror(f) && fflush(f) == 0 && (fsync(fileno(f)) == 0 || errno == EINVAL);
     ok &= fclose(f) == 0;
-    if (!ok) snprintf(err, errlen, "cannot write '%s'", path);
-    return ok;
+    out.fd = -1;
+    if (!ok) {
+        snprintf(err, errlen, "cannot write '%s'", path);
+        pnetrt_io_out_abort(&out);
+        return false;
+    }
+    return pnetrt_io_out_commit(&out, path, err, errlen) == 0 || reword(err, errlen, path);
 }

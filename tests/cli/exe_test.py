@@ -176,7 +176,79 @@ expect_error("bench --train --batch 0", [exe, "bench", "--train", "--batch", "0"
 rc, out, err = run(exe, "info")
 check("info names batchnorm's split only with several segments", "  segments: 1\n" in out, out)
 expect_error("an output where no file can be created", [exe, "infer", "--input", x, "--output", "probs=/proc/version"],
-             "/proc/version: cannot write it: creating the temporary file /proc/version.tmp.")
+             "/proc/version: cannot write it: creating the temporary file /proc/.version.pnet-tmp.")
+
+# User-named outputs (docs/codegen.md, "Output files"): a link's target is replaced and the link kept; a
+# device or FIFO is refused before anything runs and left as it was; /dev/null takes what is written.
+def kind(p):
+    return subprocess.run(["stat", "-c", "%F", p], capture_output=True, text=True).stdout.strip()
+
+
+def no_temps(d=TMP):
+    return [n for n in os.listdir(d) if ".pnet-tmp." in n]
+
+
+OUT = os.path.join(TMP, "outputs")
+os.mkdir(OUT)
+probs, plink = os.path.join(OUT, "probs.npy"), os.path.join(OUT, "plink.npy")
+with open(probs, "w") as f:
+    f.write("old")
+os.symlink("probs.npy", plink)
+rc, _, err = run(exe, "infer", "--input", x, "--output", "probs=" + plink)
+check("infer --output through a link writes its target and keeps the link",
+      rc == 0 and os.path.islink(plink) and open(probs, "rb").read(6) == b"\x93NUMPY" and not no_temps(OUT), err)
+fifo = os.path.join(OUT, "fifo")
+os.mkfifo(fifo)
+expect_error("infer --output onto a FIFO", [exe, "infer", "--input", x, "--output", "probs=" + fifo],
+             "fifo: not a regular file (a FIFO); refusing to replace it")
+check("the FIFO stays a FIFO", kind(fifo) == "fifo", kind(fifo))
+devs = []
+try:
+    os.mknod(os.path.join(OUT, "full"), 0o644 | __import__("stat").S_IFCHR, os.makedev(1, 7))  # /dev/full
+    devs.append(os.path.join(OUT, "full"))
+except OSError:
+    print("NOTE mknod needs root: device checks run on /dev/full only where it exists")
+if os.path.exists("/dev/full") and not os.access("/dev", os.W_OK):
+    devs.append("/dev/full")
+for dev in devs:
+    expect_error(f"infer --output onto {dev}", [exe, "infer", "--input", x, "--output", "probs=" + dev],
+                 "not a regular file (a character device); refusing to replace it")
+    expect_error(f"--trace onto {dev}", [exe, "bench", "--batch", "1", "--seconds", "0.05", "--trace", dev],
+                 "cannot write the trace: not a regular file (a character device)")
+    expect_error(f"pnetc -o {dev}", [PNETC, os.path.join(SRC, "examples", "digits_mlp.pnet"), "--emit=llvm", "-o", dev],
+                 "not a regular file (a character device); refusing to replace it")
+    expect_error(f"pnetc -c -o {dev}", [PNETC, os.path.join(SRC, "examples", "digits_mlp.pnet"), "-c", "-o", dev],
+                 "refusing to replace it")
+    check(f"{dev} stays a character device", kind(dev) == "character special file", kind(dev))
+rc, _, err = run(exe, "infer", "--input", x, "--output", "probs=/dev/null")
+check("infer --output /dev/null", rc == 0 and not err and kind("/dev/null") == "character special file", err)
+tlink, ttarget = os.path.join(OUT, "tlink.json"), os.path.join(OUT, "trace.json")
+os.symlink("trace.json", tlink)  # dangling: the trace is written where it points
+rc, _, err = run(exe, "bench", "--batch", "1", "--seconds", "0.05", "--trace", tlink)
+check("--trace through a dangling link writes its target", rc == 0 and os.path.islink(tlink)
+      and json.load(open(ttarget))["traceEvents"] and not no_temps(OUT), err)
+src = os.path.join(SRC, "examples", "digits_mlp.pnet")
+elink, etarget = os.path.join(OUT, "elink"), os.path.join(OUT, "etarget")
+with open(etarget, "w") as f:
+    f.write("old")
+os.symlink("etarget", elink)
+rc, _, err = run(PNETC, src, "-o", elink)
+check("pnetc -o through a link links its target and keeps the link", rc == 0 and os.path.islink(elink)
+      and os.access(etarget, os.X_OK) and run(elink, "info")[0] == 0 and not no_temps(OUT), err)
+null_h = os.stat("/dev/null.h").st_mtime_ns if os.path.exists("/dev/null.h") else None
+for args in (["--emit=llvm"], ["--emit=graph"], ["-c"], []):
+    rc, _, err = run(PNETC, src, *args, "-o", "/dev/null")
+    check(f"pnetc {' '.join(args)} -o /dev/null", rc == 0 and not err and kind("/dev/null") == "character special file"
+          and (os.stat("/dev/null.h").st_mtime_ns if os.path.exists("/dev/null.h") else None) == null_h, err)
+rc, out, err = run(PNETC, src, "--emit=llvm", "-o", "-")
+check("pnetc --emit=llvm -o - prints to standard output", rc == 0 and "ModuleID" in out and not os.path.exists("-"), err)
+obj = os.path.join(OUT, "blocked.o")
+with open(obj, "w") as f:
+    f.write("old")
+os.mkdir(os.path.join(OUT, "blocked.h"))  # the header cannot be written: the object is not replaced either
+rc, _, err = run(PNETC, src, "-c", "-o", obj)
+check("a failed pnetc -c leaves the old object and no temporary file",
+      rc == 1 and "blocked.h" in err and open(obj).read() == "old" and not no_temps(OUT), err)
 
 # Weights: a good file loads; a missing tensor, a wrong shape and a corrupt header fail.
 w = {"fc1.weight": ([128, 64], [0.01] * 8192), "fc1.bias": ([128], [0.0] * 128),

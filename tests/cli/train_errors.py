@@ -338,6 +338,44 @@ before = set(os.listdir(TMP))
 rc, out, err = run(net, "train", "--data", path("nope.csv"), "--save", path("new.safetensors"))
 check("--save checks create nothing", rc == 1 and set(os.listdir(TMP)) == before, f"(rc={rc}, stderr={err.strip()!r})")
 
+# --save follows a link (the target is replaced, the link kept), refuses a device or FIFO before
+# training and leaves it as it was, and removes the temporary files of a killed earlier save.
+def kind(p):
+    return subprocess.run(["stat", "-c", "%F", p], capture_output=True, text=True).stdout.strip()
+
+
+SV = path("saves")
+os.mkdir(SV)
+shutil.copy(ckpt, os.path.join(SV, "real.st"))
+os.symlink("real.st", os.path.join(SV, "link.st"))
+old = open(os.path.join(SV, "real.st"), "rb").read()
+rc, out, err = run(net, "train", "--data", good_csv, "--epochs", "2", "--save", os.path.join(SV, "link.st"))
+check("--save through a link writes its target and keeps the link",
+      rc == 0 and os.path.islink(os.path.join(SV, "link.st")) and open(os.path.join(SV, "real.st"), "rb").read() != old,
+      f"(rc={rc}, stderr={err.strip()!r})")
+rc, out, err = run(net, "eval", "--data", good_csv, "--weights", os.path.join(SV, "link.st"))
+check("the checkpoint saved through the link loads", rc == 0 and "accuracy:" in out, err)
+os.mkfifo(os.path.join(SV, "fifo"))
+specials = [(os.path.join(SV, "fifo"), "a FIFO", "fifo")]
+try:
+    os.mknod(os.path.join(SV, "myfull"), 0o644 | __import__("stat").S_IFCHR, os.makedev(1, 7))  # /dev/full
+    specials.append((os.path.join(SV, "myfull"), "a character device", "character special file"))
+except OSError:
+    print("NOTE mknod needs root: --save onto a character device not checked")
+for target, what, k in specials:
+    rc, out, err = run(net, "train", "--data", good_csv, "--epochs", "1", "--save", target)
+    check(f"--save onto {what} is refused before training", rc == 1 and "epoch" not in out and len(err.strip().splitlines()) == 1
+          and f"not a regular file ({what}); refusing to replace it" in err, f"(rc={rc}, stderr={err.strip()!r})")
+    check(f"--save leaves {what} as it was", kind(target) == k, kind(target))
+dead = subprocess.Popen(["true"])
+dead.wait()
+stale = os.path.join(SV, f".real.st.pnet-tmp.{dead.pid}.0")
+with open(stale, "w") as f:
+    f.write("left by a killed save")
+rc, out, err = run(net, "train", "--data", good_csv, "--epochs", "1", "--save", os.path.join(SV, "link.st"))
+check("a save removes the temporary file of a dead process", rc == 0 and not os.path.exists(stale)
+      and not [n for n in os.listdir(SV) if ".pnet-tmp." in n], f"(rc={rc}, {os.listdir(SV)}, stderr={err.strip()!r})")
+
 
 def strip_checkpoint(src, dst, edit=None):
     """Writes the parameters of checkpoint src as plain weights (no optimizer state, no metadata);

@@ -5,8 +5,8 @@
 # on TRAIN_DIR/data/det_{x,y}.npy (150 samples: batches of 100 = chunks 32+32+32+4, then 50):
 #   - on 1 to 4 threads and 1 to 4 replicas: the saved checkpoints must be byte-identical;
 #   - 1 epoch, then --resume to 2: identical to 2 epochs in one go;
-#   - Ctrl-C (SIGINT) in a longer run: exit 130 and a checkpoint that eval loads, and resuming it
-#     ends identical to the uninterrupted run;
+#   - Ctrl-C (SIGINT), SIGTERM and SIGHUP in a longer run: exit 130, 143 and 129, no temporary file
+#     left, and a checkpoint that eval loads, and resuming it ends identical to the uninterrupted run;
 #   - eval prints `accuracy: A` and `loss: L`, the same for any threads.
 # Prints one line per check and then `N passed, M failed`; exit status 1 on any failure.
 set -u
@@ -90,48 +90,62 @@ if train l0 --resume "$WORK/a.st" --epochs 2 --batch 100 && train l5 --resume "$
     fi
 fi
 
-# Ctrl-C: interrupt a run on 3 replicas once its first checkpoint exists, resume it on 2 threads,
-# and compare with an uninterrupted run on 1 thread. Batches of 34 (5 steps an epoch, the first
-# four of 2 chunks), so the interrupt usually falls inside an epoch.
+# Ctrl-C, then SIGTERM and SIGHUP: interrupt a run on 3 replicas once its first checkpoint exists,
+# resume it on 2 threads, and compare with an uninterrupted run on 1 thread. Batches of 34 (5 steps
+# an epoch, the first four of 2 chunks), so the interrupt usually falls inside an epoch. Each exits
+# with 128 + the signal, writes one line and a whole checkpoint, and leaves no temporary file.
 EP=300
 train u --epochs $EP --batch 34 || finish
-"$WORK/net" train --data "$X" --labels "$Y" --epochs $EP --batch 34 --threads 3 --replicas 3 --save "$WORK/c.st" \
-    >"$WORK/c.log" 2>"$WORK/c.err" &
-bg=$!
-i=0
-while [ ! -f "$WORK/c.st" ] && [ $i -lt 400 ]; do
-    sleep 0.05
-    i=$((i + 1))
-done
-sleep 0.3
-kill -INT "$bg" 2>/dev/null
-wait "$bg"
-rc=$?
-bg=
-if [ $rc -eq 0 ]; then
-    echo "NOTE the $EP-epoch run finished before SIGINT arrived: interrupt checks skipped"
-elif [ $rc -ne 130 ]; then
-    fail "SIGINT: exit $rc, not 130: $(tail -n 2 "$WORK/c.err" | tr '\n' ' ')"
-else
-    pass "SIGINT: exit 130"
+interrupt() { # SIGNAL EXIT_STATUS
+    sig=$1 code=$2
+    rm -f "$WORK/c.st"
+    "$WORK/net" train --data "$X" --labels "$Y" --epochs $EP --batch 34 --threads 3 --replicas 3 --save "$WORK/c.st" \
+        >"$WORK/c.log" 2>"$WORK/c.err" &
+    bg=$!
+    i=0
+    while [ ! -f "$WORK/c.st" ] && [ $i -lt 400 ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+    sleep 0.3
+    kill -"$sig" "$bg" 2>/dev/null
+    wait "$bg"
+    rc=$?
+    bg=
+    if [ $rc -eq 0 ]; then
+        echo "NOTE the $EP-epoch run finished before SIG$sig arrived: interrupt checks skipped"
+        return
+    elif [ $rc -ne "$code" ]; then
+        fail "SIG$sig: exit $rc, not $code: $(tail -n 2 "$WORK/c.err" | tr '\n' ' ')"
+        return
+    fi
+    pass "SIG$sig: exit $code"
     if [ "$(wc -l <"$WORK/c.err")" -eq 1 ] && grep -q "checkpoint written to $WORK/c.st" "$WORK/c.err"; then
-        pass "SIGINT: one-line note naming the checkpoint ($(sed 's/.*(\(.*\)).*/\1/' "$WORK/c.err"))"
+        pass "SIG$sig: one-line note naming the checkpoint ($(sed 's/.*(\(.*\)).*/\1/' "$WORK/c.err"))"
     else
-        fail "SIGINT: stderr is not one line naming the checkpoint: $(tr '\n' '|' <"$WORK/c.err")"
+        fail "SIG$sig: stderr is not one line naming the checkpoint: $(tr '\n' '|' <"$WORK/c.err")"
+    fi
+    if ls -A "$WORK" | grep -q 'pnet-tmp'; then
+        fail "SIG$sig: temporary files left: $(ls -A "$WORK" | grep pnet-tmp | tr '\n' ' ')"
+    else
+        pass "SIG$sig: no temporary file left"
     fi
     if "$WORK/net" eval --data "$X" --labels "$Y" --weights "$WORK/c.st" >"$WORK/ce.log" 2>&1 && grep -q '^accuracy: ' "$WORK/ce.log"; then
-        pass "eval loads the interrupted checkpoint"
+        pass "eval loads the checkpoint of SIG$sig"
     else
-        fail "eval of the interrupted checkpoint: $(tr '\n' ' ' <"$WORK/ce.log")"
+        fail "eval of the checkpoint of SIG$sig: $(tr '\n' ' ' <"$WORK/ce.log")"
     fi
     if train r --resume "$WORK/c.st" --epochs $EP --batch 34 --threads 2; then
         if same u r; then
-            pass "interrupted run resumed to $EP epochs: identical to the uninterrupted run"
+            pass "run interrupted by SIG$sig resumed to $EP epochs: identical to the uninterrupted run"
         else
-            fail "interrupted run resumed to $EP epochs: differs from the uninterrupted run"
+            fail "run interrupted by SIG$sig resumed to $EP epochs: differs from the uninterrupted run"
         fi
     fi
-fi
+}
+interrupt INT 130
+interrupt TERM 143
+interrupt HUP 129
 
 # Eval output: format, and the same for any threads and replicas.
 ev1=$("$WORK/net" eval --data "$X" --labels "$Y" --weights "$WORK/t1.st" --threads 1 2>&1)

@@ -1,4 +1,5 @@
-/* Unit tests of the runtime's file formats: .npy and safetensors round trips, hand-built files, every error. */
+/* Unit tests of the runtime's file formats: .npy and safetensors round trips, hand-built files, every error;
+ * and the atomic writes of user-named files (links, devices, temporary files). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,7 +17,13 @@
 
 #define FILE_UTIL_PREFIX "pnetrt_io"
 #include "file_util.h"
+#include "fileio.h"
 #include "io.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -733,6 +740,160 @@ static void test_st_write_errors(void **state) {
     assert_int_equal(count_dir_entries(), 0);
 }
 
+/* ---- atomic writes of user-named files (fileio.h) ----------------------------------------- */
+
+static void assert_text(const char *path, const char *want) {
+    unsigned char buf[256] = {0};
+    size_t n = read_bytes(path, buf, sizeof buf - 1);
+    assert_int_equal(n, strlen(want));
+    assert_string_equal((char *)buf, want);
+}
+
+static int write_text(const char *path, const char *text, char *err, size_t errlen) {
+    const void *bufs[1] = {text};
+    size_t lens[1] = {strlen(text)};
+    return pnetrt_io_write_atomic(path, 1, bufs, lens, err, errlen);
+}
+
+/* Entries of the test directory whose name starts with prefix. */
+static int count_prefixed(const char *prefix) {
+    DIR *d = opendir(tmpdir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += strncmp(e->d_name, prefix, strlen(prefix)) == 0;
+    closedir(d);
+    return n;
+}
+
+/* A symbolic link (relative, absolute, dangling, a chain) is followed: its target gets the new
+ * content and the link stays a link. */
+static void test_write_through_link(void **state) {
+    (void)state;
+    char err[512] = "", buf[PATH_MAX];
+    write_bytes(P("t.bin"), "old", 3);
+    assert_int_equal(symlink("t.bin", P("rel.bin")), 0);
+    assert_int_equal(write_text(P("rel.bin"), "new", err, sizeof err), 0);
+    assert_text(P("t.bin"), "new");
+    ssize_t n = readlink(P("rel.bin"), buf, sizeof buf);
+    assert_int_equal(n, 5);
+    assert_memory_equal(buf, "t.bin", 5);
+    assert_int_equal(symlink(P("t.bin"), P("abs.bin")), 0);
+    assert_int_equal(symlink("abs.bin", P("chain.bin")), 0);
+    assert_int_equal(write_text(P("chain.bin"), "chained", err, sizeof err), 0);
+    assert_text(P("t.bin"), "chained");
+    struct stat sb;
+    assert_int_equal(lstat(P("chain.bin"), &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_int_equal(symlink("made.bin", P("dangling.bin")), 0);
+    assert_int_equal(write_text(P("dangling.bin"), "made", err, sizeof err), 0);
+    assert_text(P("made.bin"), "made");
+    assert_int_equal(lstat(P("dangling.bin"), &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    assert_int_equal(symlink("loop2.bin", P("loop1.bin")), 0);
+    assert_int_equal(symlink("loop1.bin", P("loop2.bin")), 0);
+    assert_error(write_text(P("loop1.bin"), "x", err, sizeof err), err, P("loop1.bin"), "cannot follow the link");
+    assert_int_equal(count_dir_entries(), 8); /* no temporary file left */
+}
+
+/* A FIFO, a device, a link to one, a directory: refused with one line, and left as they were; the null
+ * device is written in place. */
+static void test_write_refuses_special_files(void **state) {
+    (void)state;
+    char err[512] = "";
+    assert_int_equal(mkfifo(P("fifo"), 0644), 0);
+    assert_error(write_text(P("fifo"), "x", err, sizeof err), err, P("fifo"),
+                 "not a regular file (a FIFO); refusing to replace it");
+    assert_int_equal(symlink("fifo", P("to_fifo")), 0);
+    assert_error(write_text(P("to_fifo"), "x", err, sizeof err), err, P("to_fifo"), "which is not a regular file (a FIFO)");
+    struct stat sb;
+    assert_int_equal(lstat(P("fifo"), &sb), 0);
+    assert_true(S_ISFIFO(sb.st_mode));
+    /* /dev/full's numbers; mknod needs root (CAP_MKNOD), so the device case runs only there */
+    if (mknod(P("full"), S_IFCHR | 0644, makedev(1, 7)) == 0) {
+        assert_error(write_text(P("full"), "x", err, sizeof err), err, P("full"),
+                     "not a regular file (a character device); refusing to replace it");
+        assert_int_equal(lstat(P("full"), &sb), 0);
+        assert_true(S_ISCHR(sb.st_mode));
+        unlink(P("full"));
+    }
+    assert_error(write_text(tmpdir, "x", err, sizeof err), err, tmpdir, "it is a directory");
+    assert_error(write_text("", "x", err, sizeof err), err, "", "no path to write to");
+    assert_int_equal(write_text("/dev/null", "discarded", err, sizeof err), 0);
+    assert_int_equal(stat("/dev/null", &sb), 0);
+    assert_true(S_ISCHR(sb.st_mode));
+    assert_int_equal(count_dir_entries(), 2);
+}
+
+/* The temporary file is `.NAME.pnet-tmp.PID.N` beside the target (a link's target), and abort leaves
+ * the old file as it was. */
+static void test_write_temp_name_and_abort(void **state) {
+    (void)state;
+    char err[512] = "", want[PATH_MAX];
+    write_bytes(P("keep.bin"), "old", 3);
+    assert_int_equal(symlink(P("keep.bin"), P("l.bin")), 0);
+    pnetrt_io_out o;
+    assert_int_equal(pnetrt_io_out_open(&o, P("l.bin"), err, sizeof err), 0);
+    snprintf(want, sizeof want, "%s/.keep.bin.pnet-tmp.%ld.0", tmpdir, (long)getpid());
+    assert_string_equal(o.tmp, want);
+    assert_true(pnetrt_io_write_full(o.fd, "partial", 7));
+    pnetrt_io_out_abort(&o);
+    assert_text(P("keep.bin"), "old");
+    assert_int_equal(count_dir_entries(), 2);
+    assert_int_equal(pnetrt_io_check_output(P("keep.bin"), err, sizeof err), 0);
+    assert_int_equal(count_dir_entries(), 2);
+}
+
+/* Temporary files of a process that is gone (SIGKILL) are removed by the next write of the same
+ * target; those of a live process, and of other targets, stay. */
+static void test_write_removes_stale_temps(void **state) {
+    (void)state;
+    char err[512] = "", name[128];
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0) _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    snprintf(name, sizeof name, ".s.bin.pnet-tmp.%ld.0", (long)dead);
+    write_bytes(P(name), "stale", 5);
+    snprintf(name, sizeof name, ".s.bin.pnet-tmp.%ld.3", (long)getppid());
+    write_bytes(P(name), "live", 4);
+    snprintf(name, sizeof name, ".other.bin.pnet-tmp.%ld.0", (long)dead);
+    write_bytes(P(name), "other", 5);
+    write_bytes(P(".s.bin.pnet-tmp.x.0"), "not ours", 8);
+    assert_int_equal(write_text(P("s.bin"), "saved", err, sizeof err), 0);
+    assert_text(P("s.bin"), "saved");
+    snprintf(name, sizeof name, ".s.bin.pnet-tmp.%ld.0", (long)dead);
+    assert_int_equal(access(P(name), F_OK), -1);
+    assert_int_equal(count_prefixed(".s.bin.pnet-tmp."), 2);
+    assert_int_equal(count_prefixed(".other.bin.pnet-tmp."), 1);
+}
+
+/* SIGTERM, SIGINT or SIGHUP during a write, with pnetrt_io_remove_temp_on_signals, ends the process
+ * as before and leaves no temporary file; the old file stays. */
+static void test_write_signal_removes_temp(void **state) {
+    (void)state;
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+    write_bytes(P("sig.bin"), "old", 3);
+    for (int i = 0; i < 3; i++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            char err[512];
+            pnetrt_io_out o;
+            pnetrt_io_remove_temp_on_signals();
+            if (pnetrt_io_out_open(&o, P("sig.bin"), err, sizeof err)) _exit(2);
+            pnetrt_io_write_full(o.fd, "half", 4);
+            raise(sigs[i]);
+            _exit(3);
+        }
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(WTERMSIG(status), sigs[i]);
+        assert_int_equal(count_prefixed(".sig.bin.pnet-tmp."), 0);
+        assert_text(P("sig.bin"), "old");
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_npy_round_trip_f32, clear_tmpdir),
@@ -767,6 +928,11 @@ int main(void) {
         cmocka_unit_test_teardown(test_st_missing_tensor_and_wrong_shape, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_duplicate_name, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_write_errors, clear_tmpdir),
+        cmocka_unit_test_teardown(test_write_through_link, clear_tmpdir),
+        cmocka_unit_test_teardown(test_write_refuses_special_files, clear_tmpdir),
+        cmocka_unit_test_teardown(test_write_temp_name_and_abort, clear_tmpdir),
+        cmocka_unit_test_teardown(test_write_removes_stale_temps, clear_tmpdir),
+        cmocka_unit_test_teardown(test_write_signal_removes_temp, clear_tmpdir),
     };
     return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
 }
