@@ -90,8 +90,8 @@ if train l0 --resume "$WORK/a.st" --epochs 2 --batch 100 && train l5 --resume "$
     fi
 fi
 
-# Ctrl-C, then SIGTERM and SIGHUP: interrupt a run on 3 replicas once its first checkpoint exists,
-# resume it on 2 threads, and compare with an uninterrupted run on 1 thread. Batches of 34 (5 steps
+# Ctrl-C, then SIGTERM and SIGHUP: interrupt a run on 3 replicas once its first checkpoint exists;
+# resume the Ctrl-C one on 2 threads, and compare with an uninterrupted run on 1 thread. Batches of 34 (5 steps
 # an epoch, the first four of 2 chunks), so the interrupt usually falls inside an epoch. Each exits
 # with 128 + the signal, writes one line and a whole checkpoint, and leaves no temporary file.
 EP=300
@@ -135,6 +135,7 @@ interrupt() { # SIGNAL EXIT_STATUS
     else
         fail "eval of the checkpoint of SIG$sig: $(tr '\n' ' ' <"$WORK/ce.log")"
     fi
+    [ "$sig" = INT ] || return # resuming does not depend on the signal: once is enough
     if train r --resume "$WORK/c.st" --epochs $EP --batch 34 --threads 2; then
         if same u r; then
             pass "run interrupted by SIG$sig resumed to $EP epochs: identical to the uninterrupted run"
