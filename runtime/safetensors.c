@@ -96,6 +96,37 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+static int cmp_offsets(const void *a, const void *b) {
+    const st_entry *x = *(st_entry *const *)a, *y = *(st_entry *const *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+
+/* s[0..len) with control characters as \u00XX, so a message stays on one line and sends no escape
+   sequence to the terminal; cut with "..." past the buffer. */
+static const char *printable(char *buf, size_t cap, const char *s, size_t len) {
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (n + 7 + 4 > cap) {
+            memcpy(buf + n, "...", 4);
+            return buf;
+        }
+        if (c < 0x20 || c == 0x7f)
+            n += (size_t)snprintf(buf + n, cap - n, "\\u%04x", c);
+        else
+            buf[n++] = (char)c;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+static bool has_control(const char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return true;
+    return false;
+}
+
 /* A JSON number that is a non-negative integer below 2^53, as cJSON gives them to us as doubles. */
 static bool json_u64(const cJSON *item, uint64_t *out) {
     if (!cJSON_IsNumber(item)) return false;
@@ -130,7 +161,11 @@ static int parse_entry(pnetrt_st *st, cJSON *item, st_entry *e, char *err, size_
             e->kind = st_dtypes[i].kind;
             e->dtype = st_dtypes[i].name;
         }
-    if (!size) return pnetrt_io_fail(err, errlen, path, "tensor '%s' has unknown dtype '%s'", e->name, dtype->valuestring);
+    if (!size) {
+        char pb[160];
+        return pnetrt_io_fail(err, errlen, path, "tensor '%s' has unknown dtype '%s'", e->name,
+                              printable(pb, sizeof pb, dtype->valuestring, strlen(dtype->valuestring)));
+    }
 
     int rank = cJSON_GetArraySize(shape);
     if (rank > PNETRT_MAX_RANK)
@@ -165,6 +200,92 @@ static int parse_entry(pnetrt_st *st, cJSON *item, st_entry *e, char *err, size_
                     nbytes);
     }
     return 0;
+}
+
+/* cJSON ends a string at a \u0000 escape, so "fc2.bias\u0000evil" would load as the tensor fc2.bias.
+   Refuses any such escape in the header (already valid JSON), naming the top-level key it is in or under. */
+static int check_nul_escapes(const char *path, const char *text, size_t len, char *err, size_t errlen) {
+    int depth = 0;
+    bool expect_key = false;
+    const char *key = NULL;
+    size_t keylen = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '{' || c == '[') {
+            depth++;
+            expect_key = c == '{' && depth == 1;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        } else if (c == ',') {
+            expect_key = depth == 1;
+        } else if (c == '"') {
+            /* string := '"' (char | '\\' escape)* '"'; valid JSON, so an escape never runs past the end */
+            bool is_key = depth == 1 && expect_key, nul = false;
+            size_t start = ++i;
+            expect_key = false;
+            for (; text[i] != '"'; i++)
+                if (text[i] == '\\') nul |= !strncmp(text + ++i, "u0000", 5);
+            if (is_key) {
+                key = text + start;
+                keylen = i - start;
+            }
+            if (!nul) continue;
+            char pb[160];
+            const char *name = printable(pb, sizeof pb, key, keylen);
+            if (is_key)
+                return pnetrt_io_fail(err, errlen, path, "corrupt header: tensor name '%s' holds a NUL character (\\u0000)",
+                                      name);
+            if (keylen == 12 && !memcmp(key, "__metadata__", 12))
+                return pnetrt_io_fail(err, errlen, path,
+                                      "corrupt header: '__metadata__' holds a string with a NUL character (\\u0000)");
+            return pnetrt_io_fail(err, errlen, path,
+                                  "corrupt header: tensor '%s' holds a string with a NUL character (\\u0000)", name);
+        }
+    }
+    return 0;
+}
+
+/* The format requires the data_offsets, sorted, to cover the data block exactly: the first tensor starts
+   at 0, each one where the one before ended, and the last at the end of the file (as the reference
+   implementation checks). Overlaps, gaps and trailing bytes are where a polyglot file hides a payload. */
+static int check_tiling(pnetrt_st *st, char *err, size_t errlen) {
+    const char *path = st->path;
+    if (st->n == 0)
+        return st->data_len ? pnetrt_io_fail(err, errlen, path, "%" PRIu64 " bytes of data, but no tensors", st->data_len)
+                            : 0;
+    st_entry **order = malloc((size_t)st->n * sizeof *order);
+    if (!order) return pnetrt_io_fail(err, errlen, path, "out of memory");
+    memcpy(order, st->sorted, (size_t)st->n * sizeof *order);
+    qsort(order, (size_t)st->n, sizeof *order, cmp_offsets);
+    int rc = 0;
+    const st_entry *prev = NULL;
+    for (int i = 0; i < st->n && !rc; i++) {
+        const st_entry *e = order[i];
+        uint64_t at = prev ? prev->end : 0;
+        if (e->begin < at)
+            rc = pnetrt_io_fail(err, errlen, path,
+                                "tensor '%s' has data_offsets [%" PRIu64 ",%" PRIu64 "], which overlap tensor '%s' at [%" PRIu64
+                                ",%" PRIu64 "]",
+                                e->name, e->begin, e->end, prev->name, prev->begin, prev->end);
+        else if (e->begin > at && prev)
+            rc = pnetrt_io_fail(err, errlen, path,
+                                "tensor '%s' has data_offsets [%" PRIu64 ",%" PRIu64 "], leaving bytes %" PRIu64 " to %" PRIu64
+                                " of the data block after tensor '%s' unused",
+                                e->name, e->begin, e->end, at, e->begin, prev->name);
+        else if (e->begin > at)
+            rc = pnetrt_io_fail(err, errlen, path,
+                                "tensor '%s' has data_offsets [%" PRIu64 ",%" PRIu64 "], leaving bytes 0 to %" PRIu64
+                                " of the data block unused",
+                                e->name, e->begin, e->end, e->begin);
+        prev = e;
+    }
+    if (!rc && prev->end != st->data_len)
+        rc = pnetrt_io_fail(err, errlen, path,
+                            "%" PRIu64 " bytes after the last tensor '%s', which ends at byte %" PRIu64 " of the %" PRIu64
+                            "-byte data block",
+                            st->data_len - prev->end, prev->name, prev->end, st->data_len);
+    free(order);
+    return rc;
 }
 
 static int st_load(pnetrt_st *st, char *err, size_t errlen) {
@@ -228,7 +349,9 @@ static int st_load(pnetrt_st *st, char *err, size_t errlen) {
             free(text);
             return pnetrt_io_fail(err, errlen, path, "corrupt header: unexpected text after the JSON object at byte %zu", at);
         }
+    int bad = check_nul_escapes(path, text, (size_t)(end - text), err, errlen);
     free(text);
+    if (bad) return -1;
     if (!cJSON_IsObject(st->root)) return pnetrt_io_fail(err, errlen, path, "corrupt header: not a JSON object");
 
     int count = 0;
@@ -246,6 +369,11 @@ static int st_load(pnetrt_st *st, char *err, size_t errlen) {
             seen_meta = true; /* free-form strings for the user; nothing here needs them */
             continue;
         }
+        if (has_control(item->string)) {
+            char pb[160];
+            return pnetrt_io_fail(err, errlen, path, "tensor name '%s' holds a control character",
+                                  printable(pb, sizeof pb, item->string, strlen(item->string)));
+        }
         st_entry *en = &st->entries[st->n];
         if (parse_entry(st, item, en, err, errlen)) return -1;
         st->sorted[st->n++] = en;
@@ -255,7 +383,7 @@ static int st_load(pnetrt_st *st, char *err, size_t errlen) {
     for (int i = 1; i < st->n; i++)
         if (!strcmp(st->sorted[i - 1]->name, st->sorted[i]->name))
             return pnetrt_io_fail(err, errlen, path, "corrupt header: duplicate tensor name '%s'", st->sorted[i]->name);
-    return 0;
+    return check_tiling(st, err, errlen);
 }
 
 int pnetrt_st_open(const char *path, pnetrt_st **out, char *err, size_t errlen) {
@@ -476,6 +604,12 @@ static char *build_header(const char *path, int n, const char *const *names, con
     for (int i = 0; i < n; i++) {
         if (!strcmp(names[i], "__metadata__")) {
             pnetrt_io_fail(err, errlen, path, "a tensor cannot be named '__metadata__'");
+            goto out;
+        }
+        if (has_control(names[i])) { /* the reader refuses them: they would break its one-line messages */
+            char pb[160];
+            pnetrt_io_fail(err, errlen, path, "tensor name '%s' holds a control character",
+                           printable(pb, sizeof pb, names[i], strlen(names[i])));
             goto out;
         }
         if (ranks[i] < 0 || ranks[i] > PNETRT_MAX_RANK) {

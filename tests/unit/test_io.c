@@ -389,7 +389,7 @@ static void test_st_round_trip(void **state) {
     const char *path = P("w.safetensors");
     float w[6] = {1, 2, 3, 4, 5, 6}, b[2] = {-1, 0.5f}, s = 9;
     /* names out of order, to check that the writer keeps the given order */
-    const char *names[] = {"fc1.weight", "bias \"q\"\n", "a.scalar", "empty"};
+    const char *names[] = {"fc1.weight", "bias \"q\"\\", "a.scalar", "empty"};
     const int ranks[] = {2, 1, 0, 2};
     const int64_t shapes[][8] = {{2, 3}, {2}, {0}, {4, 0}};
     const float *data[] = {w, b, &s, NULL};
@@ -408,7 +408,7 @@ static void test_st_round_trip(void **state) {
     assert_int_equal(n, 8 + hlen + 36);
     const char *json = "{\"__metadata__\":{\"format\":\"pt\",\"epoch\":\"7\"},"
                        "\"fc1.weight\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]},"
-                       "\"bias \\\"q\\\"\\n\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[24,32]},"
+                       "\"bias \\\"q\\\"\\\\\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[24,32]},"
                        "\"a.scalar\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[32,36]},"
                        "\"empty\":{\"dtype\":\"F32\",\"shape\":[4,0],\"data_offsets\":[36,36]}}";
     assert_true(hlen >= strlen(json) && hlen < strlen(json) + 8);
@@ -497,7 +497,7 @@ static void test_st_f16(void **state) {
     pnetrt_st_close(st);
 }
 
-/* More elements than one conversion chunk, at an odd offset in the data block. */
+/* More elements than one conversion chunk, at an odd offset in the data block (after a 1-element tensor). */
 static void test_st_f16_large(void **state) {
     (void)state;
     enum { N = 70001 };
@@ -509,7 +509,10 @@ static void test_st_f16_large(void **state) {
     h[0] = 0xffff;
     for (int i = 0; i < N; i++)
         h[1 + i] = (uint16_t)(0x3c00 + (i % 1024)); /* 1 + k/1024 */
-    snprintf(json, sizeof json, "{\"big\":{\"dtype\":\"F16\",\"shape\":[%d],\"data_offsets\":[2,%d]}}", N, 2 + 2 * N);
+    snprintf(json, sizeof json,
+             "{\"pad\":{\"dtype\":\"F16\",\"shape\":[1],\"data_offsets\":[0,2]},"
+             "\"big\":{\"dtype\":\"F16\",\"shape\":[%d],\"data_offsets\":[2,%d]}}",
+             N, 2 + 2 * N);
     const char *path = P("big.safetensors");
     make_st(path, json, h, (N + 1) * 2);
     pnetrt_st *st;
@@ -740,6 +743,148 @@ static void test_st_write_errors(void **state) {
     assert_int_equal(count_dir_entries(), 0);
 }
 
+/* ---- safetensors: the data block must be tiled, names must be whole ----------------------- */
+
+/* Overlapping tensors, gaps and trailing bytes are how a polyglot file hides a second payload; the format
+   requires the data_offsets, sorted, to cover the data block exactly. */
+static void test_st_offsets_must_tile(void **state) {
+    (void)state;
+    char err[512] = "";
+    const char *path = P("t.safetensors");
+    float v[4] = {1, 2, 3, 4};
+    static const struct {
+        const char *json;
+        size_t len;
+        const char *want;
+    } cases[] = {
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+         12, "tensor 'b' has data_offsets [4,12], which overlap tensor 'a' at [0,8]"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}",
+         8, "has data_offsets [0,8], which overlap tensor '"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+         "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
+         12, "tensor 'b' has data_offsets [8,12], leaving bytes 4 to 8 of the data block after tensor 'a' unused"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8,
+         "tensor 'a' has data_offsets [4,8], leaving bytes 0 to 4 of the data block unused"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8,
+         "4 bytes after the last tensor 'a', which ends at byte 4 of the 8-byte data block"},
+        {"{}", 4, "4 bytes of data, but no tensors"},
+        {"{\"__metadata__\":{\"k\":\"v\"}}", 1, "1 bytes of data, but no tensors"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        make_st(path, cases[i].json, v, cases[i].len);
+        st_open_error(path, cases[i].want);
+    }
+
+    /* the file's order does not matter, and empty tensors may sit anywhere, even at the same offset */
+    make_st(path,
+            "{\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]},"
+            "\"z1\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]},"
+            "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+            "\"z2\":{\"dtype\":\"F32\",\"shape\":[3,0],\"data_offsets\":[8,8]},"
+            "\"z3\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]},"
+            "\"z4\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[16,16]}}",
+            v, sizeof v);
+    pnetrt_st *st;
+    assert_int_equal(pnetrt_st_open(path, &st, err, sizeof err), 0);
+    assert_int_equal(pnetrt_st_count(st), 6);
+    float f[2];
+    assert_int_equal(pnetrt_st_read_f32(st, "b", 1, (int64_t[]){2}, f, err, sizeof err), 0);
+    assert_true(f[0] == 3 && f[1] == 4);
+    pnetrt_st_close(st);
+    make_st(path, "{\"__metadata__\":{}}", v, 0);
+    assert_int_equal(pnetrt_st_open(path, &st, err, sizeof err), 0);
+    assert_int_equal(pnetrt_st_count(st), 0);
+    pnetrt_st_close(st);
+}
+
+/* cJSON ends a string at a \u0000 escape, so "fc2.bias\u0000evil" would load as fc2.bias. */
+static void test_st_nul_and_control_in_names(void **state) {
+    (void)state;
+    char err[512] = "";
+    const char *path = P("n.safetensors");
+    float v = 0;
+    static const struct {
+        const char *json, *want;
+    } cases[] = {
+        {"{\"fc2.bias\\u0000evil\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+         "corrupt header: tensor name 'fc2.bias\\u0000evil' holds a NUL character (\\u0000)"},
+        {"{\"a\":{\"dtype\":\"F32\\u0000x\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+         "corrupt header: tensor 'a' holds a string with a NUL character (\\u0000)"},
+        {"{\"__metadata__\":{\"k\":\"v\\u0000w\"},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+         "corrupt header: '__metadata__' holds a string with a NUL character (\\u0000)"},
+        {"{\"a\\u001b[31mb\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+         "tensor name 'a\\u001b[31mb' holds a control character"},
+        {"{\"a\nb\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+         "tensor name 'a\\u000ab' holds a control character"},
+        {"{\"a\\u007f\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+         "tensor name 'a\\u007f' holds a control character"},
+        {"{\"a\":{\"dtype\":\"F\\n32\",\"shape\":[1],\"data_offsets\":[0,4]}}", "tensor 'a' has unknown dtype 'F\\u000a32'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        make_st(path, cases[i].json, &v, 4);
+        st_open_error(path, cases[i].want);
+    }
+    /* an escaped backslash before u0000 is no NUL: the name is the 7 characters a\u0000 */
+    make_st(path, "{\"a\\\\u0000\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", &v, 4);
+    pnetrt_st *st;
+    assert_int_equal(pnetrt_st_open(path, &st, err, sizeof err), 0);
+    assert_string_equal(pnetrt_st_name(st, 0), "a\\u0000");
+    pnetrt_st_close(st);
+    /* non-ASCII names are fine */
+    make_st(path, "{\"caf\\u00e9.w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", &v, 4);
+    assert_int_equal(pnetrt_st_open(path, &st, err, sizeof err), 0);
+    assert_string_equal(pnetrt_st_name(st, 0), "caf\xc3\xa9.w");
+    pnetrt_st_close(st);
+    /* the writer refuses what the reader would */
+    const char *out = P("out.safetensors"), *names[] = {"fc1.weight\n"};
+    const int ranks[] = {1};
+    const int64_t shapes[][8] = {{1}};
+    const float *data[] = {&v};
+    assert_error(pnetrt_st_write(out, 1, names, ranks, shapes, data, 0, NULL, NULL, err, sizeof err), err, out,
+                 "tensor name 'fc1.weight\\u000a' holds a control character");
+}
+
+/* The writer's offsets tile the data block: header padded to 8 bytes, then each tensor where the
+   previous one ended, empty tensors and scalars included, and nothing after the last. */
+static void test_st_write_tiles(void **state) {
+    (void)state;
+    char err[512] = "";
+    const char *path = P("tiles.safetensors");
+    static float a[3 * 5], s[1] = {7}, b[9];
+    const char *names[] = {"a", "empty", "s", "b", "empty2"};
+    const int ranks[] = {2, 2, 0, 1, 1};
+    const int64_t shapes[][8] = {{3, 5}, {0, 4}, {0}, {9}, {0}};
+    const float *data[] = {a, NULL, s, b, NULL};
+    const char *keys[] = {"format"}, *values[] = {"pt"};
+    assert_int_equal(pnetrt_st_write(path, 5, names, ranks, shapes, data, 1, keys, values, err, sizeof err), 0);
+
+    static unsigned char raw[4096];
+    size_t n = read_bytes(path, raw, sizeof raw);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | raw[i];
+    assert_int_equal(hlen % 8, 0);
+    assert_int_equal(n, 8 + hlen + (15 + 1 + 9) * 4);
+    char *hdr = strndup((const char *)raw + 8, (size_t)hlen);
+    assert_non_null(hdr);
+    const char *want[] = {"\"data_offsets\":[0,60]", "\"data_offsets\":[60,60]", "\"data_offsets\":[60,64]",
+                          "\"data_offsets\":[64,100]", "\"data_offsets\":[100,100]"};
+    const char *at = hdr;
+    for (int i = 0; i < 5; i++) {
+        const char *hit = strstr(at, want[i]);
+        if (!hit) fail_msg("header \"%s\" lacks %s after byte %td", hdr, want[i], at - hdr);
+        at = hit + 1;
+    }
+    free(hdr);
+    pnetrt_st *st;
+    assert_int_equal(pnetrt_st_open(path, &st, err, sizeof err), 0);
+    assert_int_equal(pnetrt_st_count(st), 5);
+    pnetrt_st_close(st);
+}
+
 /* ---- atomic writes of user-named files (fileio.h) ----------------------------------------- */
 
 static void assert_text(const char *path, const char *want) {
@@ -928,6 +1073,9 @@ int main(void) {
         cmocka_unit_test_teardown(test_st_missing_tensor_and_wrong_shape, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_duplicate_name, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_write_errors, clear_tmpdir),
+        cmocka_unit_test_teardown(test_st_offsets_must_tile, clear_tmpdir),
+        cmocka_unit_test_teardown(test_st_nul_and_control_in_names, clear_tmpdir),
+        cmocka_unit_test_teardown(test_st_write_tiles, clear_tmpdir),
         cmocka_unit_test_teardown(test_write_through_link, clear_tmpdir),
         cmocka_unit_test_teardown(test_write_refuses_special_files, clear_tmpdir),
         cmocka_unit_test_teardown(test_write_temp_name_and_abort, clear_tmpdir),
