@@ -6,6 +6,7 @@
 #include "io.h"
 #include "ir/graph.h"
 #include "ir/report.h"
+#include "pnetrt_abi.h"
 #include "parse/parse.h"
 #include "passes/passes.h"
 #include "tools/auto_partition.h"
@@ -461,8 +462,8 @@ int main(int argc, char **argv) {
         } else if (strcmp(a, "--auto-partition") == 0) {
             char *end;
             long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
-            if (i + 1 >= argc || *end || v < 1 || v > 1024) {
-                rc = fail("%s", "--auto-partition needs a stage count from 1 to 1024");
+            if (i + 1 >= argc || *end || v < 1 || v > PNETRT_MAX_STAGES) {
+                rc = fail("--auto-partition needs a stage count from 1 to %d", PNETRT_MAX_STAGES);
                 goto done;
             }
             stages = (int)v;

@@ -197,7 +197,7 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
 
 /* For callers with a fixed table of 64 counts (train_cli.c); infer and bench size theirs from the option. */
 int pnetrt_parse_stage_threads(const char *s, int *out) {
-    return parse_stage_list(s, out, 64);
+    return parse_stage_list(s, out, PNETRT_MAX_STAGES);
 }
 
 static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {

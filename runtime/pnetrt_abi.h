@@ -11,6 +11,10 @@
 #define PNETRT_MAX_RANK 8
 #endif
 
+/* Limits that pnetc checks and libpnetrt relies on: pipeline stages, and a network's inputs and
+ * outputs (each call keeps a pointer per input and output on its threads' stacks). */
+enum { PNETRT_MAX_STAGES = 64, PNETRT_MAX_IO = 4096 };
+
 /* How a parameter starts when no weights are given: PyTorch's default initialisation. */
 enum {
     PNETRT_INIT_KAIMING = 0, /* U(-b, b), b = 1/sqrt(fan_in): kaiming_uniform(a=sqrt(5)) */

@@ -69,7 +69,7 @@ struct pnetrt_model {
     int64_t trace_cap;
     char *trace_path;
     double t0;           /* trace time origin */
-    double busy[64];     /* pipeline stage busy seconds of the last call (group 0) */
+    double busy[PNETRT_MAX_STAGES]; /* pipeline stage busy seconds of the last call (group 0) */
     double last_wall;    /* seconds of the last call */
     int64_t last_stream; /* micro-batches with samples that replica group 0 streamed in the last call */
     char *scratch;       /* threads * d->scratch_bytes */
@@ -201,6 +201,10 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
     if (!d || d->abi != PNETRT_ABI)
         return fail(m, "network was compiled for libpnetrt ABI %lld, but this libpnetrt has ABI %d",
                     d ? (long long)d->abi : -1LL, PNETRT_ABI);
+    if (d->nstages > PNETRT_MAX_STAGES || d->ninputs > PNETRT_MAX_IO || d->noutputs > PNETRT_MAX_IO)
+        return fail(m, "network has %lld stages, %lld inputs and %lld outputs; libpnetrt takes at most %d stages and %d "
+                       "inputs and outputs", (long long)d->nstages, (long long)d->ninputs, (long long)d->noutputs,
+                    PNETRT_MAX_STAGES, PNETRT_MAX_IO);
     m->replicas = d->replicas > 0 ? (int)d->replicas : 1;
     m->microbatches = d->microbatches > 0 ? (int)d->microbatches : 1;
     m->pipeline = d->nstages > 1;
@@ -410,7 +414,8 @@ static int set_stage_threads(pnetrt_model *m, const int *shares, int n) {
         m->stage_shares = NULL;
         return 0;
     }
-    if (n < 1 || n > 64) return fail(m, "%d stage thread counts given; a network has 1 to 64 stages", n);
+    if (n < 1 || n > PNETRT_MAX_STAGES)
+        return fail(m, "%d stage thread counts given; a network has 1 to %d stages", n, PNETRT_MAX_STAGES);
     if (S > 1 && n != S) return fail(m, "%d stage thread counts given, but the network has %d stages", n, S);
     for (int s = 0; s < n; s++)
         if (shares[s] < 1 || shares[s] > 4096) return fail(m, "stage %d's thread count %d is out of range (1 to 4096)", s, shares[s]);
@@ -534,7 +539,7 @@ double pnetrt_predicted_bubble(const pnetrt_model *m, int64_t *streamed) {
 
 double pnetrt_measured_bubble(const pnetrt_model *m) {
     if (!m || m->last_wall <= 0 || m->d->nstages < 2) return -1;
-    int S = (int)m->d->nstages < 64 ? (int)m->d->nstages : 64;
+    int S = (int)m->d->nstages < PNETRT_MAX_STAGES ? (int)m->d->nstages : PNETRT_MAX_STAGES;
     double idle = 0;
     for (int s = 0; s < S; s++) idle += 1.0 - m->busy[s] / m->last_wall;
     return idle / S;
@@ -669,8 +674,8 @@ static void slice_io(const run_ctx *rc, int64_t first, const void **in, void **o
 static void run_replica(const run_ctx *rc, int r, char *arena, char *scratch, int ith, int nth) {
     const pnetrt_desc *d = rc->m->d;
     int64_t s0 = rc->batch * r / rc->replicas, s1 = rc->batch * (r + 1) / rc->replicas;
-    const void *in[64];
-    void *out[64];
+    const void *in[d->ninputs + 1]; /* at most PNETRT_MAX_IO each (pnetrt_infer) */
+    void *out[d->noutputs + 1];
     for (int64_t s = s0; s < s1; s += d->chunk) {
         int64_t n = s1 - s < d->chunk ? s1 - s : d->chunk;
         slice_io(rc, s, in, out);
@@ -692,8 +697,8 @@ static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, in
     pnetrt_model *m = rc->m;
     const pnetrt_desc *d = m->d;
     int M = m->microbatches;
-    const void *in[64];
-    void *out[64];
+    const void *in[d->ninputs + 1]; /* at most PNETRT_MAX_IO each (pnetrt_infer) */
+    void *out[d->noutputs + 1];
     int64_t q = 0, streamed = 0;
     for (int r = rg; r < rc->replicas; r += ngroups) {
         int64_t s0 = rc->batch * r / rc->replicas, s1 = rc->batch * (r + 1) / rc->replicas;
@@ -709,7 +714,7 @@ static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, in
                     d->stage_forward[s](&call, ith, nth);
                     pnetrt_barrier();
                     double e = now_s();
-                    if (ith == 0 && rg == 0 && s < 64) m->busy[s] += e - b;
+                    if (ith == 0 && rg == 0) m->busy[s] += e - b;
                     trace_add(m, b, e, s, r, q, n);
                     streamed++;
                 }
@@ -776,8 +781,9 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
         if (d->prepare && m->prepared != m->params) d->prepare(m->params, m->prepared);
         m->stale = false;
     }
-    enum { MAXIO = 64 };
-    if (d->ninputs > MAXIO || d->noutputs > MAXIO) return fail(m, "too many inputs or outputs");
+    if (d->ninputs > PNETRT_MAX_IO || d->noutputs > PNETRT_MAX_IO)
+        return fail(m, "%lld inputs and %lld outputs: a network has at most %d of each", (long long)d->ninputs,
+                    (long long)d->noutputs, PNETRT_MAX_IO);
     int threads = pnetrt_call_threads(m);
     if (threads > m->scratch_threads) threads = m->scratch_threads;
     /* Small calls run on fewer threads: each thread should get enough work to pay for the
@@ -786,7 +792,7 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     double work = m->flops_per_sample * (double)batch;
     if (m->adaptive && work < PNETRT_FLOPS_PER_THREAD * team) team = work < PNETRT_FLOPS_PER_THREAD ? 1 : (int)(work / PNETRT_FLOPS_PER_THREAD);
     int S = (int)d->nstages;
-    bool piped = m->pipeline && S > 1 && S <= 64;
+    bool piped = m->pipeline && S > 1 && S <= PNETRT_MAX_STAGES;
     int replicas = pnetrt_replicas_picked(m) && !piped ? auto_replicas(m, batch, team) : m->replicas;
     m->last_replicas = replicas;
     m->last_team = team;
@@ -798,12 +804,12 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     if (pg > m->nhand) pg = m->nhand;
     if (pg >= 1) {
         /* Pipeline: pg replica groups, each with a thread group per stage. */
-        int per = team / pg, count[64];
+        int per = team / pg, count[PNETRT_MAX_STAGES];
         pnetrt_share_threads(m, per, S, count); /* once, before the team reads it */
         spin_barrier bars[PNETRT_MAX_GROUPS];
         pnetrt_handoff *hand = m->hand;
         for (int i = 0; i < pg; i++) pnetrt_handoff_init(&hand[i], S, m->microbatches, false);
-        for (int i = 0; i < 64; i++) m->busy[i] = 0;
+        for (int i = 0; i < PNETRT_MAX_STAGES; i++) m->busy[i] = 0;
         double wall0 = now_s();
 #pragma omp parallel num_threads(pg * per)
         {

@@ -250,7 +250,7 @@ static void run_thread(const run *r, int t, int nth, int groups, pnetrt_spin_bar
  * bits for any schedule and micro-batch count. */
 typedef struct pipe {
     int R, S, per, M;      /* replicas, stages, threads per replica, micro-batches asked for */
-    int count[64];         /* threads per stage */
+    int count[PNETRT_MAX_STAGES]; /* threads per stage */
     bool one_f_one_b;
     int64_t cap;           /* samples per arena slot */
     int slots;             /* arena slots per replica */
@@ -306,7 +306,7 @@ static bool plan_pipe(pnetrt_model *m, int64_t nch, int threads, pipe *p) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
     const pnetrt_train_desc *td = d->train;
     int S = (int)td->nstages;
-    if (S < 2 || S > 64 || !td->stage_forward || !pnetrt_pipelined(m) || threads < S) return false;
+    if (S < 2 || S > PNETRT_MAX_STAGES || !td->stage_forward || !pnetrt_pipelined(m) || threads < S) return false;
     memset(p, 0, sizeof *p);
     p->S = S;
     p->R = pnetrt_replicas_chosen(m) > 0 ? pnetrt_replicas_chosen(m) : (int)(d->replicas > 0 ? d->replicas : 1);

@@ -29,7 +29,7 @@ static double now(void) {
 typedef struct topts {
     const char *data, *labels, *val, *val_labels, *save, *weights, *resume;
     long long epochs, batch, seed, threads, replicas, microbatches;
-    int stage_threads[64], nstage_threads; /* --stage-threads */
+    int stage_threads[PNETRT_MAX_STAGES], nstage_threads; /* --stage-threads */
     double lr, seconds;
     bool no_shuffle, have_lr, have_seed;
 } topts;

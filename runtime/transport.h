@@ -22,7 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum { PNETRT_HANDOFF_MAX = 64 };
+enum { PNETRT_HANDOFF_MAX = PNETRT_MAX_STAGES };
 
 typedef enum pnetrt_dir { PNETRT_FORWARD = 0, PNETRT_BACKWARD = 1 } pnetrt_dir;
 

@@ -3,6 +3,7 @@
 #include "check.h"
 #include "shapes.h"
 #include "../support/util.h"
+#include "pnetrt_abi.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -13,7 +14,7 @@ enum {
     PN_MAX_BLOCK_DEPTH = 64,   /* nested block calls */
     PN_MAX_EXPR_DEPTH = 1000,  /* nested expressions */
     PN_MAX_NODES = 1 << 20,    /* nodes in one graph */
-    PN_MAX_STAGES = 1024,
+    PN_MAX_STAGES = PNETRT_MAX_STAGES,
     PN_MAX_LIST = 64,
 };
 
@@ -96,6 +97,7 @@ typedef struct ck {
     bool in_train;
     bool too_big;
     int output_stmts;
+    int network_inputs, network_outputs; /* against PNETRT_MAX_IO */
     bool depth_reported;
     pn_loc shard_batch_loc, pipeline_loc;
     bool has_shard_batch;
@@ -1006,6 +1008,12 @@ static value call_block(ck *c, scope *s, pn_block_def *b, pn_expr *call, naming 
     return ret;
 }
 
+static void add_output(ck *c, pn_stmt *st, int node) {
+    if (++c->network_outputs == PNETRT_MAX_IO + 1)
+        cerr(c, st->name_loc, "a network has at most %d outputs", PNETRT_MAX_IO);
+    pn_graph_add_output(c->g, st->name, node, st->name_loc);
+}
+
 static void exec_input(ck *c, scope *s, pn_stmt *st, stctx *x) {
     value poison = {.k = V_ERROR, .loc = st->name_loc};
     if (!x->network && !c->in_train) {
@@ -1018,6 +1026,8 @@ static void exec_input(ck *c, scope *s, pn_stmt *st, stctx *x) {
         if (!lookup(s, st->name)) define(c, s, st->name, st->name_loc, poison, false);
         return;
     }
+    if (!c->in_train && ++c->network_inputs == PNETRT_MAX_IO + 1)
+        cerr(c, st->name_loc, "a network has at most %d inputs", PNETRT_MAX_IO);
     pn_type_ast *t = st->type;
     pn_node n = {.op = PN_OP_INPUT, .loc = st->loc, .flags = PN_NODE_NAMED};
     bool ok = true;
@@ -1110,7 +1120,7 @@ static void exec_assign(ck *c, scope *s, pn_stmt *st, stctx *x) {
         v.k = V_ERROR;
     }
     if (st->is_output) {
-        if (v.k == V_TENSOR) pn_graph_add_output(c->g, st->name, v.node, st->name_loc);
+        if (v.k == V_TENSOR) add_output(c, st, v.node);
         else if (v.k != V_ERROR) cerr(c, st->value->loc, "output '%s' must be a tensor, not %s", st->name, vkind_name(v.k));
     }
     define(c, s, st->name, st->name_loc, v, x->network && !st->is_output);
@@ -1141,7 +1151,7 @@ static void exec_output(ck *c, scope *s, pn_stmt *st, stctx *x) {
                 return;
             }
         }
-        pn_graph_add_output(c->g, st->name, b->v.node, st->name_loc);
+        add_output(c, st, b->v.node);
     } else if (b->v.k != V_ERROR) {
         cerr(c, st->name_loc, "output '%s' must be a tensor, not %s", st->name, vkind_name(b->v.k));
     }
@@ -1478,6 +1488,7 @@ static pn_graph *check_network(ck *c, pn_module *m, pn_network_def *nd) {
     c->too_big = false;
     c->in_train = false;
     c->output_stmts = 0;
+    c->network_inputs = c->network_outputs = 0;
     c->has_shard_batch = false;
     c->depth_reported = false;
     pn_strmap_free(&c->node_names);
