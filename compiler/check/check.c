@@ -1,7 +1,7 @@
 /* The checker: evaluates a network's statements, expanding blocks in place, and builds the
  * graph IR while checking names, types, shapes, directives and the train block. */
 #include "check.h"
-#include "shapes.h"
+#include "../ir/shapes.h"
 #include "../support/util.h"
 #include "pnetrt_abi.h"
 

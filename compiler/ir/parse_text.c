@@ -5,7 +5,7 @@
  *     train loss=NODE optimizer=sgd(...)|adam(...) batch=N epochs=N seed=N
  * Parameters are re-derived and every shape is re-inferred and compared with the text. */
 #include "graph.h"
-#include "../check/shapes.h"
+#include "shapes.h"
 #include "../support/strmap.h"
 #include "../support/util.h"
 

@@ -1,4 +1,4 @@
-/* Unit tests of the shape rules (check/shapes.c): every op in ops.def, valid shapes and errors. */
+/* Unit tests of the shape rules (ir/shapes.c): every op in ops.def, valid shapes and errors. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#include "check/shapes.h"
+#include "ir/shapes.h"
 
 #define B PN_BATCH
 #define NARGS(...) ((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))

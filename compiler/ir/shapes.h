@@ -1,7 +1,7 @@
 /* Shape rules: one per op, pure functions of the input shapes and the node's attributes. */
 #ifndef PN_SHAPES_H
 #define PN_SHAPES_H
-#include "../ir/graph.h"
+#include "graph.h"
 
 #include <stddef.h>
 
