@@ -103,9 +103,15 @@ int cg_folded_bn(const cg *c, int node);
 /* Applies one unary elementwise op to v. */
 LLVMValueRef cg_unary(cg *c, const pn_node *op, LLVMValueRef v);
 
-/* The read-only global holding constant node i's value (emit.c), made on first use. */
+/* One row per op of ops.def (dispatch.c): its kernel generators. */
+typedef struct cg_op_row {
+    /* The inference kernel of a node, or NULL when it needs none (inputs, views, losses). */
+    LLVMValueRef (*kernel)(cg *c, int node);
+} cg_op_row;
+const cg_op_row *cg_op(pn_op op);
+/* The read-only global holding constant node i's value (dispatch.c), made on first use. */
 LLVMValueRef cg_const_global(cg *c, int i);
-/* The inference kernel of node i (emit.c), or NULL when it needs none (views, inputs). */
+/* The inference kernel of node i (dispatch.c), or NULL when it needs none (views, inputs). */
 LLVMValueRef cg_gen_kernel(cg *c, int i);
 /* Kernel generators, one per construct. Each builds px__k<node> and returns it, or NULL when the
  * node needs no kernel. Arguments: out, then one pointer per tensor input, then the params. */
@@ -143,7 +149,7 @@ LLVMValueRef cg_gen_conv2d_pooled(cg *c, int node, int pool);
 /* The channel panel width of conv node's weights, packed [panel][k][channel] by the prepare
  * function, when its kernel wants them so (lanes over channels), else 0. */
 int64_t cg_conv_pack_width(const cg *c, int node);
-/* Shared by the conv kernels (conv.c): the bias of a conv (its own or a folded batchnorm's) or
+/* Shared by the conv kernels (conv_common.c): the bias of a conv (its own or a folded batchnorm's) or
  * NULL, and a private constant table of n i64 offsets for node's kernel (frees ov). */
 LLVMValueRef cg_conv_bias(cg *c, int node);
 LLVMValueRef cg_offset_table(cg *c, int node, LLVMValueRef *ov, int64_t n);

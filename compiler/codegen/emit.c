@@ -14,45 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-LLVMValueRef cg_gen_kernel(cg *c, int i) {
-    const pn_node *n = &c->g->nodes[i];
-    const pn_mem *m = &c->g->plan.mem[i];
-    switch (n->op) {
-    case PN_OP_DENSE:
-        return c->pack_offset[i] >= 0 ? cg_gen_dense_packed(c, i, c->pack_offset[i] - c->g->plan.param_offset[i])
-                                      : cg_gen_dense(c, i);
-    case PN_OP_MATMUL: return cg_gen_matmul(c, i);
-    case PN_OP_CONV2D: return cg_gen_conv2d(c, i);
-    case PN_OP_MAXPOOL2D:
-    case PN_OP_AVGPOOL2D: return cg_gen_pool(c, i);
-    case PN_OP_GLOBAL_AVGPOOL: return cg_gen_global_avgpool(c, i);
-    case PN_OP_RELU:
-    case PN_OP_LEAKY_RELU:
-    case PN_OP_SIGMOID:
-    case PN_OP_TANH:
-    case PN_OP_GELU: return cg_gen_eltwise(c, i);
-    case PN_OP_ADD:
-    case PN_OP_SUB:
-    case PN_OP_MUL: return cg_gen_binary(c, i);
-    case PN_OP_SOFTMAX:
-    case PN_OP_LOG_SOFTMAX: return cg_gen_softmax(c, i);
-    case PN_OP_LAYERNORM: return cg_gen_layernorm(c, i);
-    case PN_OP_BATCHNORM: return cg_gen_batchnorm(c, i);
-    case PN_OP_TRANSPOSE: return cg_gen_transpose(c, i);
-    case PN_OP_CONCAT: return cg_gen_concat(c, i);
-    case PN_OP_EMBEDDING: return cg_gen_embedding(c, i);
-    case PN_OP_RESHAPE:
-    case PN_OP_FLATTEN:
-    case PN_OP_DROPOUT: return m->kind == PN_MEM_ALIAS ? NULL : cg_gen_copy(c, i); /* a view, unless it is an output */
-    case PN_OP_INPUT:
-    case PN_OP_CONST:
-    case PN_OP_CROSS_ENTROPY:
-    case PN_OP_MSE:
-    case PN_OP_COUNT: return NULL;
-    }
-    return NULL;
-}
-
 static int tail_of(const pn_plan *p, int n) {
     while (p->fuse_next[n] >= 0) n = p->fuse_next[n];
     return n;
@@ -61,19 +22,6 @@ static int tail_of(const pn_plan *p, int n) {
 typedef struct fwd {
     LLVMValueRef inputs, outputs, arena, params, scratch, cap;
 } fwd;
-
-LLVMValueRef cg_const_global(cg *c, int i) {
-    char *name = pn_xasprintf("%s__c%d", c->px, i);
-    LLVMValueRef gv = LLVMGetNamedGlobal(c->mod, name);
-    if (!gv) {
-        gv = LLVMAddGlobal(c->mod, c->f32, name);
-        LLVMSetInitializer(gv, cg_f32(c, c->g->nodes[i].fa[PN_FA_VALUE]));
-        LLVMSetGlobalConstant(gv, 1);
-        LLVMSetLinkage(gv, LLVMPrivateLinkage);
-    }
-    free(name);
-    return gv;
-}
 
 /* Pointer to the storage of node i inside the forward function. */
 static LLVMValueRef storage(cg *c, fwd *f, int i) {

@@ -1,6 +1,6 @@
 /* The training side of the code generator: the layout of a training kernel's context and the
  * generators of the training kernels (compiler/codegen/grad.c, optim.c) and of the step
- * functions libpnetrt calls (emit_train.c). */
+ * functions libpnetrt calls (step.c). */
 #ifndef PN_CG_TRAIN_H
 #define PN_CG_TRAIN_H
 #include "cg.h"
@@ -51,7 +51,7 @@ LLVMValueRef cg_gen_prep(cg *c);
 /* The training forward of dense, over W^T made by the prep function. */
 LLVMValueRef cg_gen_dense_train(cg *c, int node);
 
-/* The functions of a training step (emit_train.c). */
+/* The functions of a training step (step.c). */
 typedef struct pn_train_fns {
     LLVMValueRef segs, syncs; /* constant arrays: nseg segment functions, nseg - 1 syncs */
     LLVMValueRef prep, update, eval;

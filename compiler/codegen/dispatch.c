@@ -1,0 +1,74 @@
+/* Op dispatch: one row per op of ops.def with its kernel generators, and the constants kernels
+ * read. The inference module (emit.c) and the training step (step.c) both call down into this
+ * file; it calls down into the kernel files (gemm.c, conv.c, eltwise.c, reduce.c, shape.c). */
+#include "cg.h"
+#include "../support/util.h"
+
+#include <stdlib.h>
+
+/* dense: over weight panels packed by prepare when it planned them, else straight. */
+static LLVMValueRef gen_dense(cg *c, int i) {
+    return c->pack_offset[i] >= 0 ? cg_gen_dense_packed(c, i, c->pack_offset[i] - c->g->plan.param_offset[i])
+                                  : cg_gen_dense(c, i);
+}
+
+/* reshape, flatten, inference dropout: a view, unless it is an output. */
+static LLVMValueRef gen_view(cg *c, int i) {
+    return c->g->plan.mem[i].kind == PN_MEM_ALIAS ? NULL : cg_gen_copy(c, i);
+}
+
+/* A NULL kernel: the node needs none (inputs, constants, losses, which only training computes). */
+static const cg_op_row rows[] = {
+    [PN_OP_INPUT] = {NULL},
+    [PN_OP_CONST] = {NULL},
+    [PN_OP_ADD] = {cg_gen_binary},
+    [PN_OP_SUB] = {cg_gen_binary},
+    [PN_OP_MUL] = {cg_gen_binary},
+    [PN_OP_DENSE] = {gen_dense},
+    [PN_OP_CONV2D] = {cg_gen_conv2d},
+    [PN_OP_BATCHNORM] = {cg_gen_batchnorm},
+    [PN_OP_LAYERNORM] = {cg_gen_layernorm},
+    [PN_OP_EMBEDDING] = {cg_gen_embedding},
+    [PN_OP_MAXPOOL2D] = {cg_gen_pool},
+    [PN_OP_AVGPOOL2D] = {cg_gen_pool},
+    [PN_OP_GLOBAL_AVGPOOL] = {cg_gen_global_avgpool},
+    [PN_OP_RELU] = {cg_gen_eltwise},
+    [PN_OP_LEAKY_RELU] = {cg_gen_eltwise},
+    [PN_OP_SIGMOID] = {cg_gen_eltwise},
+    [PN_OP_TANH] = {cg_gen_eltwise},
+    [PN_OP_GELU] = {cg_gen_eltwise},
+    [PN_OP_SOFTMAX] = {cg_gen_softmax},
+    [PN_OP_LOG_SOFTMAX] = {cg_gen_softmax},
+    [PN_OP_DROPOUT] = {gen_view},
+    [PN_OP_RESHAPE] = {gen_view},
+    [PN_OP_FLATTEN] = {gen_view},
+    [PN_OP_TRANSPOSE] = {cg_gen_transpose},
+    [PN_OP_CONCAT] = {cg_gen_concat},
+    [PN_OP_MATMUL] = {cg_gen_matmul},
+    [PN_OP_CROSS_ENTROPY] = {NULL},
+    [PN_OP_MSE] = {NULL},
+};
+_Static_assert(sizeof rows / sizeof rows[0] == PN_OP_COUNT, "one codegen row per op of ops.def");
+
+const cg_op_row *cg_op(pn_op op) {
+    PN_ASSERT(op < PN_OP_COUNT);
+    return &rows[op];
+}
+
+LLVMValueRef cg_gen_kernel(cg *c, int i) {
+    const cg_op_row *r = cg_op(c->g->nodes[i].op);
+    return r->kernel ? r->kernel(c, i) : NULL;
+}
+
+LLVMValueRef cg_const_global(cg *c, int i) {
+    char *name = pn_xasprintf("%s__c%d", c->px, i);
+    LLVMValueRef gv = LLVMGetNamedGlobal(c->mod, name);
+    if (!gv) {
+        gv = LLVMAddGlobal(c->mod, c->f32, name);
+        LLVMSetInitializer(gv, cg_f32(c, c->g->nodes[i].fa[PN_FA_VALUE]));
+        LLVMSetGlobalConstant(gv, 1);
+        LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    }
+    free(name);
+    return gv;
+}
