@@ -20,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+enum { PN_DEP_NAME_MAX = 256 }; /* a network's name, for -MD */
+
 #ifndef PNET_VERSION
 #define PNET_VERSION "0.0.0"
 #endif
@@ -52,6 +54,10 @@ static const char usage[] =
     "  --network NAME     pick the network NAME when the file defines several\n"
     "  --error-limit=N    stop after N errors (default 20, 0 for no limit)\n"
     "  -w                 suppress warnings\n"
+    "  -MD                also write a dependency file in Make syntax: the output depends on the .pnet file,\n"
+    "                     its imports and the weights (default name: the output's with .d)\n"
+    "  -MF FILE           write the dependency file to FILE (implies -MD)\n"
+    "  -MT TARGET         the target the dependency file names (default: the output file)\n"
     "  --help             print this help\n"
     "  --version          print the version\n";
 
@@ -62,6 +68,7 @@ typedef struct compile_opts {
     int opt_level;
     int train_chunk; /* 0: the default */
     pn_diags *diags; /* for errors at a node's location */
+    char *net_name;  /* receives the network's name, for -MD's default output name (NULL: not wanted) */
 } compile_opts;
 
 /* The directory of the running pnetc, into buf; false when it cannot be found. */
@@ -404,12 +411,64 @@ static int run_graph_file(const char *file, action act, const compile_opts *o) {
         return 1;
     }
     if (act != ACT_CHECK) warn_unbalanced(file, g, o->diags);
+    if (o->net_name) snprintf(o->net_name, PN_DEP_NAME_MAX, "%s", g->name);
     int rc = 0;
     if (act == ACT_REPORT) rc = write_report(g, o->out_path);
     else if (act == ACT_GRAPH || act == ACT_DOT) rc = print_graph(g, act, o->out_path);
     else if (act != ACT_CHECK) rc = compile(g, act, o);
     pn_graph_free(g);
     return rc;
+}
+
+/* The file the action writes, into buf: -o, else the default name of the network's output; "" for
+ * standard output. */
+static void output_name(action act, const compile_opts *o, const char *net, char *buf, size_t n) {
+    const char *ext = act == ACT_EXE ? "" : act == ACT_OBJ ? ".o" : act == ACT_ASM ? ".s" : act == ACT_LLVM ? ".ll" : NULL;
+    if (o->out_path) snprintf(buf, n, "%s", strcmp(o->out_path, "-") == 0 ? "" : o->out_path);
+    else if (ext && !o->dump_after) snprintf(buf, n, "%s%s", net, ext);
+    else buf[0] = 0;
+}
+
+/* One path in Make syntax: spaces and '#' escaped with a backslash, '$' doubled. */
+static void dep_put(FILE *f, const char *path) {
+    for (const char *c = path; *c; c++) {
+        if (*c == ' ' || *c == '\t' || *c == '#') fputc('\\', f);
+        else if (*c == '$') fputc('$', f);
+        fputc(*c, f);
+    }
+}
+
+/* -MD: "TARGET: FILE.pnet IMPORT.pnet ... WEIGHTS" to the dependency file, written as fileio.h says.
+ * The target is -MT, else the output; the file is -MF, else the output's name with .d (the input's
+ * base name with .d for output on standard output), as C compilers name it. */
+static int write_deps(const pn_program *prog, const char *file, action act, const compile_opts *o,
+                      const char *net, const char *mf, const char *mt) {
+    char out[PATH_MAX], dpath[PATH_MAX];
+    output_name(act, o, net, out, sizeof out);
+    if (mf) snprintf(dpath, sizeof dpath, "%s", mf);
+    else {
+        const char *base = out[0] ? out : file;
+        if (!out[0] && strrchr(base, '/')) base = strrchr(base, '/') + 1;
+        snprintf(dpath, sizeof dpath, "%s", base);
+        char *dot = strrchr(dpath, '.'), *slash = strrchr(dpath, '/');
+        if (dot && (!slash || dot > slash)) *dot = 0;
+        strncat(dpath, ".d", sizeof dpath - strlen(dpath) - 1);
+    }
+    out_file of;
+    if (!out_open(&of, dpath)) return 1;
+    dep_put(of.f, mt ? mt : out);
+    fputc(':', of.f);
+    int n = prog->modules.len;
+    for (int i = 0; i < (n ? n : 1); i++) {
+        fputs(" \\\n  ", of.f);
+        dep_put(of.f, n ? ((const pn_module *)prog->modules.items[i])->path : file);
+    }
+    if (o->weights) {
+        fputs(" \\\n  ", of.f);
+        dep_put(of.f, o->weights);
+    }
+    fputc('\n', of.f);
+    return out_close(&of, true);
 }
 
 /* --cpu help: the CPUs the target knows, one per line. */
@@ -431,7 +490,10 @@ int main(int argc, char **argv) {
     int stages = 0;
     pn_diags diags;
     pn_diags_init(&diags, stderr);
-    compile_opts o = {.opt_level = 3, .diags = &diags};
+    char net_name[PN_DEP_NAME_MAX] = "";
+    compile_opts o = {.opt_level = 3, .diags = &diags, .net_name = net_name};
+    bool deps = false; /* -MD */
+    const char *dep_file = NULL, *dep_target = NULL;
     pn_program prog;
     pn_program_init(&prog, &diags);
     int rc = 1;
@@ -510,6 +572,15 @@ int main(int argc, char **argv) {
             diags.error_limit = (int)v;
         } else if (strcmp(a, "-w") == 0) {
             diags.no_warnings = true;
+        } else if (strcmp(a, "-MD") == 0) {
+            deps = true;
+        } else if (strcmp(a, "-MF") == 0 || strcmp(a, "-MT") == 0) {
+            if (i + 1 >= argc) {
+                rc = fail("option '%s' needs an argument", a);
+                goto done;
+            }
+            if (a[2] == 'F') dep_file = argv[++i], deps = true;
+            else dep_target = argv[++i];
         } else if (a[0] == '-' && a[1]) {
             rc = fail("unknown argument '%s'; see 'pnetc --help'", a);
             goto done;
@@ -528,6 +599,11 @@ int main(int argc, char **argv) {
         rc = fail("%s", "no input file; see 'pnetc --help'");
         goto done;
     }
+    bool to_stdout = o.out_path ? strcmp(o.out_path, "-") == 0 : o.dump_after || (act != ACT_EXE && act != ACT_OBJ && act != ACT_ASM && act != ACT_LLVM);
+    if (deps && !dep_target && to_stdout) {
+        rc = fail("%s", "-MD: the output goes to standard output or nowhere, so name the target with -MT");
+        goto done;
+    }
     if (clobbers(act, file, &o)) goto done;
     if (o.out_path && strcmp(o.out_path, "-") != 0 && act != ACT_CHECK) {
         /* A device, a directory or a directory that takes no new files fails now, not after compiling. */
@@ -540,6 +616,7 @@ int main(int argc, char **argv) {
     size_t flen = strlen(file);
     if (flen > 6 && strcmp(file + flen - 6, ".graph") == 0) {
         rc = run_graph_file(file, act, &o);
+        if (rc == 0 && deps) rc = write_deps(&prog, file, act, &o, net_name, dep_file, dep_target);
         goto done;
     }
     char stdlib[PATH_MAX];
@@ -555,9 +632,10 @@ int main(int argc, char **argv) {
     bool ok = pn_check(&prog, network, act == ACT_CHECK ? NULL : &g);
     pn_diags_flush(&diags);
     if (!ok) goto done;
+    if (g) snprintf(net_name, sizeof net_name, "%s", g->name);
     if (act == ACT_CHECK) {
         rc = 0;
-        goto done;
+        goto finish;
     }
 
     if (act != ACT_PARTITION) warn_unbalanced(file, g, &diags);
@@ -570,18 +648,20 @@ int main(int argc, char **argv) {
             rc = out_close(&of, ok);
         }
         pn_graph_free(g);
-        goto done;
+        goto finish;
     }
     if (act == ACT_REPORT) {
         rc = write_report(g, o.out_path);
         pn_graph_free(g);
-        goto done;
+        goto finish;
     }
 
     /* Stage 3: passes, code generation and output. */
     if (act == ACT_GRAPH || act == ACT_DOT) rc = o.dump_after ? compile(g, act, &o) : print_graph(g, act, o.out_path);
     else rc = compile(g, act, &o);
     pn_graph_free(g);
+finish: /* the dependency file, once the output is written */
+    if (rc == 0 && deps) rc = write_deps(&prog, file, act, &o, net_name, dep_file, dep_target);
 done:
     pn_diags_flush(&diags);
     pn_program_free(&prog);
