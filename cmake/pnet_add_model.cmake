@@ -5,7 +5,8 @@
 # directory holds NAME.h, and it links pnet::pnetrt and OpenMP. pnetc's dependency file (-MD -MF)
 # names the .pnet file, its imports and the weights, so editing an imported module recompiles.
 # WEIGHTS embeds the weights (pnetc --weights); CPU is pnetc's --cpu; OPTIONS go to pnetc as given
-# (-I DIR, --network NAME, -O2, ...). Relative paths are read from the current source directory.
+# (-I DIR, --network NAME, -O2, ...). Relative paths (SOURCE, WEIGHTS, -I) are read from the current
+# source directory.
 include_guard(GLOBAL)
 
 function(pnet_add_model name)
@@ -31,10 +32,28 @@ function(pnet_add_model name)
   if(arg_CPU)
     list(APPEND cmd --cpu "${arg_CPU}")
   endif()
+  # pnetc runs in the binary directory: an import directory (-I DIR, -IDIR) is read from the source one.
+  set(opts "")
+  set(after_i FALSE)
+  foreach(o IN LISTS arg_OPTIONS)
+    if(after_i OR (o MATCHES "^-I." AND NOT o MATCHES "^-I/"))
+      if(NOT after_i)
+        string(SUBSTRING "${o}" 2 -1 o)
+      endif()
+      cmake_path(ABSOLUTE_PATH o BASE_DIRECTORY "${CMAKE_CURRENT_SOURCE_DIR}" NORMALIZE)
+      if(NOT after_i)
+        set(o "-I${o}")
+      endif()
+      set(after_i FALSE)
+    elseif(o STREQUAL "-I")
+      set(after_i TRUE)
+    endif()
+    list(APPEND opts "${o}")
+  endforeach()
   file(MAKE_DIRECTORY "${dir}")
   add_custom_command(
     OUTPUT "${obj}" "${hdr}"
-    COMMAND pnet::pnetc ${cmd} ${arg_OPTIONS}
+    COMMAND pnet::pnetc ${cmd} ${opts}
     DEPENDS ${deps} $<TARGET_FILE:pnet::pnetc>
     DEPFILE "${dep}"
     COMMENT "Compiling network ${name} from ${arg_SOURCE} with pnetc"
