@@ -525,7 +525,8 @@ int main(int argc, char **argv) {
             char *end;
             long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
             if (i + 1 >= argc || *end || v < 1 || v > PNETRT_MAX_STAGES) {
-                rc = fail("--auto-partition needs a stage count from 1 to %d", PNETRT_MAX_STAGES);
+                fprintf(stderr, "pnetc: error: --auto-partition needs a stage count from 1 to %d\n", PNETRT_MAX_STAGES);
+                rc = 1;
                 goto done;
             }
             stages = (int)v;
