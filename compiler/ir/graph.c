@@ -1,23 +1,10 @@
-/* Graph IR construction, the op table and per-node facts (parameters, FLOPs). */
+/* Graph IR construction and per-node facts (parameters, FLOPs). The op table is in ops.c. */
 #include "graph.h"
 #include "../support/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-const pn_op_info pn_ops[PN_OP_COUNT] = {
-#define PN_OP(id, name, sig, flags) {name, sig, flags},
-#include "../ops.def"
-#undef PN_OP
-};
-_Static_assert(sizeof(pn_ops) / sizeof(pn_ops[0]) == PN_OP_COUNT, "op table out of sync");
-
-pn_op pn_op_lookup(const char *name) {
-    for (int i = 0; i < PN_OP_COUNT; i++)
-        if (!(pn_ops[i].flags & PN_OPF_INTERNAL) && strcmp(pn_ops[i].name, name) == 0) return (pn_op)i;
-    return PN_OP_COUNT;
-}
 
 const char *pn_dtype_name(pn_dtype t) { return t == PN_I32 ? "i32" : "f32"; }
 
@@ -96,40 +83,7 @@ int64_t pn_node_param_count(const pn_node *n) {
 
 int64_t pn_node_flops(const pn_graph *g, const pn_node *n) {
     int64_t out = pn_shape_sample_elems(&n->shape);
-    if (out < 0) return -1;
-    const pn_shape *x = n->ninputs ? &g->nodes[n->in[0]].shape : NULL;
-    switch (n->op) {
-    case PN_OP_DENSE: return 2 * out * x->d[x->rank - 1];
-    case PN_OP_CONV2D: {
-        int64_t cin = x->d[1];
-        return 2 * out * cin * n->ia[PN_CONV_KH] * n->ia[PN_CONV_KW];
-    }
-    case PN_OP_MATMUL: {
-        const pn_shape *a = x;
-        return 2 * out * a->d[a->rank - 1];
-    }
-    case PN_OP_MAXPOOL2D:
-    case PN_OP_AVGPOOL2D: return out * n->ia[PN_POOL_KH] * n->ia[PN_POOL_KW];
-    case PN_OP_GLOBAL_AVGPOOL: return pn_shape_sample_elems(x);
-    case PN_OP_BATCHNORM: return 2 * out;
-    case PN_OP_LAYERNORM:
-    case PN_OP_SOFTMAX:
-    case PN_OP_LOG_SOFTMAX: return 5 * out;
-    case PN_OP_GELU:
-    case PN_OP_SIGMOID:
-    case PN_OP_TANH: return 4 * out;
-    case PN_OP_INPUT:
-    case PN_OP_CONST:
-    case PN_OP_FLATTEN:
-    case PN_OP_RESHAPE:
-    case PN_OP_TRANSPOSE:
-    case PN_OP_CONCAT:
-    case PN_OP_EMBEDDING:
-    case PN_OP_DROPOUT: return 0;
-    case PN_OP_CROSS_ENTROPY:
-    case PN_OP_MSE: return x ? 3 * pn_shape_sample_elems(x) : 0;
-    default: return out;
-    }
+    return out < 0 ? -1 : pn_ops[n->op].flops(g, n, out);
 }
 
 int pn_fused_head(const pn_graph *g, int i) {

@@ -15,6 +15,7 @@ enum {
     PN_OPF_PARAMS = 4,    /* owns parameters */
     PN_OPF_SHARDABLE = 8, /* @shard(features, K) may split its output features */
     PN_OPF_LOSS = 16,     /* a loss: only inside train { } */
+    PN_OPF_EPILOGUE = 32, /* its kernel stores through an epilogue: a fused chain may follow (as may ELTWISE) */
 };
 
 typedef enum {
@@ -24,10 +25,30 @@ typedef enum {
     PN_OP_COUNT
 } pn_op;
 
+struct pn_node;
+struct pn_graph;
+struct pn_shape_err;
+
+/* An op attribute in the text form: kind 'i' integer, 'b' boolean, 'p' pair of integers,
+ * 'f' float (in fa[]), 'l' permutation of the node's rank. */
+typedef struct pn_attr_desc {
+    const char *key;
+    char kind;
+    int slot;
+} pn_attr_desc;
+
+/* One row per op, in ir/ops.c: what the op is (from ops.def) and what it does in the IR. */
 typedef struct pn_op_info {
     const char *name;
     const char *sig;
     unsigned flags;
+    /* The shape rule (ir/shapes.c), run by pn_shape_infer after the arity and type checks. */
+    bool (*shape)(struct pn_node *n, const struct pn_node *const *in, int nin, const int64_t *list, int nlist,
+                  struct pn_shape_err *e);
+    /* FLOPs per sample, given the output's elements per sample. */
+    int64_t (*flops)(const struct pn_graph *g, const struct pn_node *n, int64_t out);
+    const pn_attr_desc *attrs; /* the attributes of the text form */
+    int nattrs;
 } pn_op_info;
 
 extern const pn_op_info pn_ops[PN_OP_COUNT];
@@ -195,13 +216,7 @@ int64_t pn_node_flops(const pn_graph *g, const pn_node *n);
  * producer's epilogue chain). */
 int pn_fused_head(const pn_graph *g, int i);
 
-/* An op attribute in the text form: kind 'i' integer, 'b' boolean, 'p' pair of integers,
- * 'f' float (in fa[]), 'l' permutation of the node's rank. */
-typedef struct pn_attr_desc {
-    const char *key;
-    char kind;
-    int slot;
-} pn_attr_desc;
+/* The attributes of op in the text form (pn_ops[op].attrs). */
 const pn_attr_desc *pn_op_attrs(pn_op op, int *n);
 
 /* Text form: one node per line; see docs/language.md ("Graph IR"). */

@@ -1,5 +1,6 @@
-/* Shape rules for every op in ops.def. Semantics follow PyTorch; layout is NCHW. */
-#include "shapes.h"
+/* Shape rules for every op in ops.def, one function per family, pointed at by the op table
+ * (ops.c). Semantics follow PyTorch; layout is NCHW. */
+#include "ops.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -188,9 +189,8 @@ static void arity(pn_op op, int *min, int *max) {
 }
 
 bool pn_shape_infer(pn_node *n, const pn_node *const *in, int nin, const int64_t *list, int nlist, pn_shape_err *e) {
-    char sbuf[128], sbuf2[128];
+    char sbuf[128];
     const char *op = pn_ops[n->op].name;
-    const pn_node *x = nin > 0 ? in[0] : NULL;
     int min, max;
     arity(n->op, &min, &max);
     if (nin < min || nin > max) {
@@ -212,173 +212,220 @@ bool pn_shape_infer(pn_node *n, const pn_node *const *in, int nin, const int64_t
         if (want_i32 && in[i]->dtype != PN_I32)
             return fail(e, i, "'%s' needs %s of type i32, but this is %s", op,
                         n->op == PN_OP_EMBEDDING ? "ids" : "labels", pn_shape_str(in[i]->dtype, &in[i]->shape, sbuf, sizeof sbuf));
-        if (!want_i32 && !need_f32(in[i], n->op == PN_OP_CONCAT ? i : i, op, e)) return false;
+        if (!want_i32 && !need_f32(in[i], i, op, e)) return false;
     }
-    switch (n->op) {
-    case PN_OP_INPUT: return true;
-    case PN_OP_CONST: n->shape.rank = 0; return true; /* a scalar */
-    case PN_OP_ADD:
-    case PN_OP_SUB:
-    case PN_OP_MUL:
-        if (!pn_broadcast(&in[0]->shape, &in[1]->shape, &n->shape))
-            return fail(e, -1, "operands of '%s' do not broadcast: %s and %s", n->op == PN_OP_ADD ? "+" : n->op == PN_OP_SUB ? "-" : "*",
-                        SHAPE(in[0]), pn_shape_str(in[1]->dtype, &in[1]->shape, sbuf2, sizeof sbuf2));
-        return true;
-    case PN_OP_DENSE: {
-        int64_t units = n->ia[PN_DENSE_UNITS];
-        if (x->shape.rank < 1 || (x->shape.rank == 1 && pn_shape_batched(&x->shape)))
-            return fail(e, 0, "'dense' needs a feature axis, but the input is %s", SHAPE(x));
-        if (units < 1 || units > PN_MAX_DIM) return fail(e, 1, "'dense' units must be between 1 and %d", PN_MAX_DIM);
-        int64_t fin = x->shape.d[x->shape.rank - 1];
-        n->shape = x->shape;
-        n->shape.d[n->shape.rank - 1] = units;
-        add_param(n, "weight", true, 2, (int64_t[]){units, fin});
-        if (n->ia[PN_DENSE_BIAS]) add_param(n, "bias", true, 1, (int64_t[]){units});
-        int64_t pc;
-        if (__builtin_mul_overflow(units, fin, &pc) || pc > PN_MAX_ELEMS)
-            return fail(e, -1, "'dense' weight [%lld, %lld] is too large", (long long)units, (long long)fin);
-        return true;
+    return pn_ops[n->op].shape(n, in, nin, list, nlist, e);
+}
+
+/* ---- the rules, pointed at by the op table (ops.c) ------------------------------------------- */
+#define X (nin > 0 ? in[0] : NULL)
+
+bool pn_shape_input(PN_SHAPE_ARGS) { return true; }
+
+bool pn_shape_const(PN_SHAPE_ARGS) {
+    n->shape.rank = 0; /* a scalar */
+    return true;
+}
+
+bool pn_shape_binary(PN_SHAPE_ARGS) {
+    char sbuf[128], sbuf2[128];
+    if (!pn_broadcast(&in[0]->shape, &in[1]->shape, &n->shape))
+        return fail(e, -1, "operands of '%s' do not broadcast: %s and %s", n->op == PN_OP_ADD ? "+" : n->op == PN_OP_SUB ? "-" : "*",
+                    SHAPE(in[0]), pn_shape_str(in[1]->dtype, &in[1]->shape, sbuf2, sizeof sbuf2));
+    return true;
+}
+
+bool pn_shape_dense(PN_SHAPE_ARGS) {
+    char sbuf[128];
+    const pn_node *x = X;
+    int64_t units = n->ia[PN_DENSE_UNITS];
+    if (x->shape.rank < 1 || (x->shape.rank == 1 && pn_shape_batched(&x->shape)))
+        return fail(e, 0, "'dense' needs a feature axis, but the input is %s", SHAPE(x));
+    if (units < 1 || units > PN_MAX_DIM) return fail(e, 1, "'dense' units must be between 1 and %d", PN_MAX_DIM);
+    int64_t fin = x->shape.d[x->shape.rank - 1];
+    n->shape = x->shape;
+    n->shape.d[n->shape.rank - 1] = units;
+    add_param(n, "weight", true, 2, (int64_t[]){units, fin});
+    if (n->ia[PN_DENSE_BIAS]) add_param(n, "bias", true, 1, (int64_t[]){units});
+    int64_t pc;
+    if (__builtin_mul_overflow(units, fin, &pc) || pc > PN_MAX_ELEMS)
+        return fail(e, -1, "'dense' weight [%lld, %lld] is too large", (long long)units, (long long)fin);
+    return true;
+}
+
+bool pn_shape_conv2d(PN_SHAPE_ARGS) {
+    const pn_node *x = X;
+    int64_t oc = n->ia[PN_CONV_OUT];
+    if (oc < 1 || oc > PN_MAX_DIM) return fail(e, 1, "'conv2d' out_channels must be between 1 and %d", PN_MAX_DIM);
+    if (!infer_window(n, x, PN_CONV_KH, PN_CONV_SH, PN_CONV_PH, true, e)) return false;
+    n->shape.d[1] = oc;
+    int64_t w[4] = {oc, x->shape.d[1], n->ia[PN_CONV_KH], n->ia[PN_CONV_KW]}, pc = 1;
+    for (int i = 0; i < 4; i++)
+        if (__builtin_mul_overflow(pc, w[i], &pc) || pc > PN_MAX_ELEMS)
+            return fail(e, -1, "'conv2d' weight is too large");
+    add_param(n, "weight", true, 4, w);
+    if (n->ia[PN_CONV_BIAS]) add_param(n, "bias", true, 1, (int64_t[]){oc});
+    return true;
+}
+
+bool pn_shape_pool(PN_SHAPE_ARGS) {
+    for (int k = 0; k < 2; k++)
+        if (n->ia[PN_POOL_SH + k] == INT64_MIN) n->ia[PN_POOL_SH + k] = n->ia[PN_POOL_KH + k]; /* default: size */
+    return infer_window(n, X, PN_POOL_KH, PN_POOL_SH, PN_POOL_PH, false, e);
+}
+
+bool pn_shape_global_avgpool(PN_SHAPE_ARGS) {
+    char sbuf[128];
+    const pn_node *x = X;
+    if (x->shape.rank != 4) return fail(e, 0, "'global_avgpool' needs a 4-d NCHW input, but this is %s", SHAPE(x));
+    n->shape = x->shape;
+    n->shape.d[2] = n->shape.d[3] = 1;
+    return true;
+}
+
+bool pn_shape_batchnorm(PN_SHAPE_ARGS) {
+    char sbuf[128];
+    const pn_node *x = X;
+    if (x->shape.rank < 2 || x->shape.rank > 4)
+        return fail(e, 0, "'batchnorm' needs an input of 2 to 4 dimensions [N, C, ...], but this is %s", SHAPE(x));
+    if (!(n->fa[PN_FA_VALUE] > 0)) return fail(e, -1, "'batchnorm' eps must be positive");
+    if (!(n->fa[PN_FA_MOMENTUM] >= 0 && n->fa[PN_FA_MOMENTUM] <= 1)) return fail(e, -1, "'batchnorm' momentum must be between 0 and 1");
+    int64_t c = x->shape.d[1];
+    n->shape = x->shape;
+    add_param(n, "weight", true, 1, &c);
+    add_param(n, "bias", true, 1, &c);
+    add_param(n, "running_mean", false, 1, &c);
+    add_param(n, "running_var", false, 1, &c);
+    return true;
+}
+
+bool pn_shape_layernorm(PN_SHAPE_ARGS) {
+    char sbuf[128];
+    const pn_node *x = X;
+    if (x->shape.rank < 1 || (x->shape.rank == 1 && pn_shape_batched(&x->shape)))
+        return fail(e, 0, "'layernorm' needs a feature axis, but the input is %s", SHAPE(x));
+    if (!(n->fa[PN_FA_VALUE] > 0)) return fail(e, -1, "'layernorm' eps must be positive");
+    int64_t d = x->shape.d[x->shape.rank - 1];
+    n->shape = x->shape;
+    add_param(n, "weight", true, 1, &d);
+    add_param(n, "bias", true, 1, &d);
+    return true;
+}
+
+bool pn_shape_embedding(PN_SHAPE_ARGS) {
+    const pn_node *x = X;
+    int64_t vocab = n->ia[PN_EMB_VOCAB], dim = n->ia[PN_EMB_DIM], pc;
+    if (vocab < 1 || vocab > PN_MAX_DIM) return fail(e, 1, "'embedding' vocab must be between 1 and %d", PN_MAX_DIM);
+    if (dim < 1 || dim > PN_MAX_DIM) return fail(e, 2, "'embedding' dim must be between 1 and %d", PN_MAX_DIM);
+    if (x->shape.rank >= PN_MAX_RANK) return fail(e, 0, "'embedding' result would have more than %d dimensions", PN_MAX_RANK);
+    if (__builtin_mul_overflow(vocab, dim, &pc) || pc > PN_MAX_ELEMS) return fail(e, -1, "'embedding' table is too large");
+    n->shape = x->shape;
+    n->shape.d[n->shape.rank++] = dim;
+    add_param(n, "weight", true, 2, (int64_t[]){vocab, dim});
+    return true;
+}
+
+/* Elementwise activations: the input's shape. */
+bool pn_shape_same(PN_SHAPE_ARGS) {
+    n->shape = X->shape;
+    return true;
+}
+
+bool pn_shape_dropout(PN_SHAPE_ARGS) {
+    if (!(n->fa[PN_FA_VALUE] >= 0 && n->fa[PN_FA_VALUE] < 1)) return fail(e, 1, "'dropout' p must be in [0, 1)");
+    n->shape = X->shape;
+    return true;
+}
+
+bool pn_shape_softmax(PN_SHAPE_ARGS) {
+    char sbuf[128];
+    const pn_node *x = X;
+    const char *op = pn_ops[n->op].name;
+    if (x->shape.rank < 1) return fail(e, 0, "'%s' needs a tensor of at least one dimension", op);
+    if (!norm_axis(&n->ia[PN_AXIS], x->shape.rank))
+        return fail(e, 1, "axis %lld is out of range for %s", (long long)n->ia[PN_AXIS], SHAPE(x));
+    if (n->ia[PN_AXIS] == 0 && pn_shape_batched(&x->shape))
+        return fail(e, 1, "'%s' over the batch axis is not supported", op);
+    n->shape = x->shape;
+    return true;
+}
+
+bool pn_shape_flatten(PN_SHAPE_ARGS) {
+    char sbuf[128];
+    const pn_node *x = X;
+    if (x->shape.rank < 2) return fail(e, 0, "'flatten' needs at least 2 dimensions, but the input is %s", SHAPE(x));
+    int64_t rest = 1;
+    for (int i = 1; i < x->shape.rank; i++) rest *= x->shape.d[i];
+    n->shape = (pn_shape){2, {x->shape.d[0], rest}};
+    return true;
+}
+
+bool pn_shape_reshape(PN_SHAPE_ARGS) { return infer_reshape(n, X, list, nlist, e); }
+
+bool pn_shape_concat(PN_SHAPE_ARGS) {
+    char sbuf[128], sbuf2[128];
+    const pn_node *x = X;
+    if (nin < 1) return fail(e, -1, "'concat' needs at least one tensor");
+    int r = x->shape.rank;
+    if (r < 1) return fail(e, 0, "'concat' needs tensors of at least one dimension");
+    if (!norm_axis(&n->ia[PN_AXIS], r)) return fail(e, nin, "axis %lld is out of range for %s", (long long)n->ia[PN_AXIS], SHAPE(x));
+    int axis = (int)n->ia[PN_AXIS];
+    if (axis == 0 && pn_shape_batched(&x->shape)) return fail(e, nin, "'concat' along the batch axis is not supported");
+    n->shape = x->shape;
+    for (int i = 1; i < nin; i++) {
+        const pn_shape *s = &in[i]->shape;
+        bool ok = s->rank == r;
+        for (int k = 0; ok && k < r; k++) ok = k == axis || s->d[k] == x->shape.d[k];
+        if (ok && pn_shape_batched(s) != pn_shape_batched(&x->shape))
+            return fail(e, i, "'concat' operand %s and %s differ in having a batch axis",
+                        pn_shape_str(in[i]->dtype, s, sbuf2, sizeof sbuf2), SHAPE(x));
+        if (!ok)
+            return fail(e, i, "'concat' operand %s does not match %s outside axis %d",
+                        pn_shape_str(in[i]->dtype, s, sbuf2, sizeof sbuf2), SHAPE(x), axis);
+        if (__builtin_add_overflow(n->shape.d[axis], s->d[axis], &n->shape.d[axis]) || n->shape.d[axis] > PN_MAX_DIM)
+            return fail(e, -1, "'concat' result is too large");
     }
-    case PN_OP_CONV2D: {
-        int64_t oc = n->ia[PN_CONV_OUT];
-        if (oc < 1 || oc > PN_MAX_DIM) return fail(e, 1, "'conv2d' out_channels must be between 1 and %d", PN_MAX_DIM);
-        if (!infer_window(n, x, PN_CONV_KH, PN_CONV_SH, PN_CONV_PH, true, e)) return false;
-        n->shape.d[1] = oc;
-        int64_t w[4] = {oc, x->shape.d[1], n->ia[PN_CONV_KH], n->ia[PN_CONV_KW]}, pc = 1;
-        for (int i = 0; i < 4; i++)
-            if (__builtin_mul_overflow(pc, w[i], &pc) || pc > PN_MAX_ELEMS)
-                return fail(e, -1, "'conv2d' weight is too large");
-        add_param(n, "weight", true, 4, w);
-        if (n->ia[PN_CONV_BIAS]) add_param(n, "bias", true, 1, (int64_t[]){oc});
-        return true;
+    return true;
+}
+
+bool pn_shape_transpose(PN_SHAPE_ARGS) {
+    char sbuf[128];
+    const pn_node *x = X;
+    int r = x->shape.rank;
+    if (nlist != r) return fail(e, 1, "'transpose' permutation has %d entries, but the input %s has %d dimensions", nlist, SHAPE(x), r);
+    bool seen[PN_MAX_RANK] = {0};
+    for (int i = 0; i < r; i++) {
+        int64_t p = list[i];
+        if (p != PN_LIST_BATCH && p < 0 && p >= -r) p += r;
+        if (p == PN_LIST_BATCH || p < 0 || p >= r || seen[p]) return fail(e, 1, "'transpose' needs a permutation of 0..%d", r - 1);
+        seen[p] = true;
+        n->ia[PN_PERM + i] = p;
+        n->shape.d[i] = x->shape.d[p];
     }
-    case PN_OP_MAXPOOL2D:
-    case PN_OP_AVGPOOL2D:
-        for (int k = 0; k < 2; k++)
-            if (n->ia[PN_POOL_SH + k] == INT64_MIN) n->ia[PN_POOL_SH + k] = n->ia[PN_POOL_KH + k]; /* default: size */
-        return infer_window(n, x, PN_POOL_KH, PN_POOL_SH, PN_POOL_PH, false, e);
-    case PN_OP_GLOBAL_AVGPOOL:
-        if (x->shape.rank != 4) return fail(e, 0, "'global_avgpool' needs a 4-d NCHW input, but this is %s", SHAPE(x));
-        n->shape = x->shape;
-        n->shape.d[2] = n->shape.d[3] = 1;
-        return true;
-    case PN_OP_BATCHNORM: {
-        if (x->shape.rank < 2 || x->shape.rank > 4)
-            return fail(e, 0, "'batchnorm' needs an input of 2 to 4 dimensions [N, C, ...], but this is %s", SHAPE(x));
-        if (!(n->fa[PN_FA_VALUE] > 0)) return fail(e, -1, "'batchnorm' eps must be positive");
-        if (!(n->fa[PN_FA_MOMENTUM] >= 0 && n->fa[PN_FA_MOMENTUM] <= 1)) return fail(e, -1, "'batchnorm' momentum must be between 0 and 1");
-        int64_t c = x->shape.d[1];
-        n->shape = x->shape;
-        add_param(n, "weight", true, 1, &c);
-        add_param(n, "bias", true, 1, &c);
-        add_param(n, "running_mean", false, 1, &c);
-        add_param(n, "running_var", false, 1, &c);
-        return true;
-    }
-    case PN_OP_LAYERNORM: {
-        if (x->shape.rank < 1 || (x->shape.rank == 1 && pn_shape_batched(&x->shape)))
-            return fail(e, 0, "'layernorm' needs a feature axis, but the input is %s", SHAPE(x));
-        if (!(n->fa[PN_FA_VALUE] > 0)) return fail(e, -1, "'layernorm' eps must be positive");
-        int64_t d = x->shape.d[x->shape.rank - 1];
-        n->shape = x->shape;
-        add_param(n, "weight", true, 1, &d);
-        add_param(n, "bias", true, 1, &d);
-        return true;
-    }
-    case PN_OP_EMBEDDING: {
-        int64_t vocab = n->ia[PN_EMB_VOCAB], dim = n->ia[PN_EMB_DIM], pc;
-        if (vocab < 1 || vocab > PN_MAX_DIM) return fail(e, 1, "'embedding' vocab must be between 1 and %d", PN_MAX_DIM);
-        if (dim < 1 || dim > PN_MAX_DIM) return fail(e, 2, "'embedding' dim must be between 1 and %d", PN_MAX_DIM);
-        if (x->shape.rank >= PN_MAX_RANK) return fail(e, 0, "'embedding' result would have more than %d dimensions", PN_MAX_RANK);
-        if (__builtin_mul_overflow(vocab, dim, &pc) || pc > PN_MAX_ELEMS) return fail(e, -1, "'embedding' table is too large");
-        n->shape = x->shape;
-        n->shape.d[n->shape.rank++] = dim;
-        add_param(n, "weight", true, 2, (int64_t[]){vocab, dim});
-        return true;
-    }
-    case PN_OP_RELU:
-    case PN_OP_SIGMOID:
-    case PN_OP_TANH:
-    case PN_OP_GELU:
-    case PN_OP_LEAKY_RELU: n->shape = x->shape; return true;
-    case PN_OP_DROPOUT:
-        if (!(n->fa[PN_FA_VALUE] >= 0 && n->fa[PN_FA_VALUE] < 1)) return fail(e, 1, "'dropout' p must be in [0, 1)");
-        n->shape = x->shape;
-        return true;
-    case PN_OP_SOFTMAX:
-    case PN_OP_LOG_SOFTMAX:
-        if (x->shape.rank < 1) return fail(e, 0, "'%s' needs a tensor of at least one dimension", op);
-        if (!norm_axis(&n->ia[PN_AXIS], x->shape.rank))
-            return fail(e, 1, "axis %lld is out of range for %s", (long long)n->ia[PN_AXIS], SHAPE(x));
-        if (n->ia[PN_AXIS] == 0 && pn_shape_batched(&x->shape))
-            return fail(e, 1, "'%s' over the batch axis is not supported", op);
-        n->shape = x->shape;
-        return true;
-    case PN_OP_FLATTEN: {
-        if (x->shape.rank < 2) return fail(e, 0, "'flatten' needs at least 2 dimensions, but the input is %s", SHAPE(x));
-        int64_t rest = 1;
-        for (int i = 1; i < x->shape.rank; i++) rest *= x->shape.d[i];
-        n->shape = (pn_shape){2, {x->shape.d[0], rest}};
-        return true;
-    }
-    case PN_OP_RESHAPE: return infer_reshape(n, x, list, nlist, e);
-    case PN_OP_CONCAT: {
-        if (nin < 1) return fail(e, -1, "'concat' needs at least one tensor");
-        int r = x->shape.rank;
-        if (r < 1) return fail(e, 0, "'concat' needs tensors of at least one dimension");
-        if (!norm_axis(&n->ia[PN_AXIS], r)) return fail(e, nin, "axis %lld is out of range for %s", (long long)n->ia[PN_AXIS], SHAPE(x));
-        int axis = (int)n->ia[PN_AXIS];
-        if (axis == 0 && pn_shape_batched(&x->shape)) return fail(e, nin, "'concat' along the batch axis is not supported");
-        n->shape = x->shape;
-        for (int i = 1; i < nin; i++) {
-            const pn_shape *s = &in[i]->shape;
-            bool ok = s->rank == r;
-            for (int k = 0; ok && k < r; k++) ok = k == axis || s->d[k] == x->shape.d[k];
-            if (ok && pn_shape_batched(s) != pn_shape_batched(&x->shape))
-                return fail(e, i, "'concat' operand %s and %s differ in having a batch axis",
-                            pn_shape_str(in[i]->dtype, s, sbuf2, sizeof sbuf2), SHAPE(x));
-            if (!ok)
-                return fail(e, i, "'concat' operand %s does not match %s outside axis %d",
-                            pn_shape_str(in[i]->dtype, s, sbuf2, sizeof sbuf2), SHAPE(x), axis);
-            if (__builtin_add_overflow(n->shape.d[axis], s->d[axis], &n->shape.d[axis]) || n->shape.d[axis] > PN_MAX_DIM)
-                return fail(e, -1, "'concat' result is too large");
-        }
-        return true;
-    }
-    case PN_OP_TRANSPOSE: {
-        int r = x->shape.rank;
-        if (nlist != r) return fail(e, 1, "'transpose' permutation has %d entries, but the input %s has %d dimensions", nlist, SHAPE(x), r);
-        bool seen[PN_MAX_RANK] = {0};
-        for (int i = 0; i < r; i++) {
-            int64_t p = list[i];
-            if (p != PN_LIST_BATCH && p < 0 && p >= -r) p += r;
-            if (p == PN_LIST_BATCH || p < 0 || p >= r || seen[p]) return fail(e, 1, "'transpose' needs a permutation of 0..%d", r - 1);
-            seen[p] = true;
-            n->ia[PN_PERM + i] = p;
-            n->shape.d[i] = x->shape.d[p];
-        }
-        n->shape.rank = r;
-        if (pn_shape_batched(&x->shape) && n->ia[PN_PERM] != 0) return fail(e, 1, "'transpose' cannot move the batch axis");
-        return true;
-    }
-    case PN_OP_MATMUL: return infer_matmul(n, in[0], in[1], e);
-    case PN_OP_CROSS_ENTROPY: {
-        const pn_node *lab = in[1];
-        if (x->shape.rank != 2) return fail(e, 0, "'cross_entropy' needs logits [N, C], but this is %s", SHAPE(x));
-        if (lab->shape.rank != 1 || lab->shape.d[0] != x->shape.d[0])
-            return fail(e, 1, "'cross_entropy' labels must be [N] for logits %s, but this is %s", SHAPE(x),
-                        pn_shape_str(lab->dtype, &lab->shape, sbuf2, sizeof sbuf2));
-        n->shape.rank = 0;
-        return true;
-    }
-    case PN_OP_MSE:
-        if (in[0]->shape.rank != in[1]->shape.rank ||
-            memcmp(in[0]->shape.d, in[1]->shape.d, sizeof(int64_t) * (size_t)in[0]->shape.rank) != 0)
-            return fail(e, 1, "'mse' needs prediction and target of one shape, but they are %s and %s", SHAPE(in[0]),
-                        pn_shape_str(in[1]->dtype, &in[1]->shape, sbuf2, sizeof sbuf2));
-        n->shape.rank = 0;
-        return true;
-    case PN_OP_COUNT: break;
-    }
-    return fail(e, -1, "internal: no shape rule for '%s'", op);
+    n->shape.rank = r;
+    if (pn_shape_batched(&x->shape) && n->ia[PN_PERM] != 0) return fail(e, 1, "'transpose' cannot move the batch axis");
+    return true;
+}
+
+bool pn_shape_matmul(PN_SHAPE_ARGS) { return infer_matmul(n, in[0], in[1], e); }
+
+bool pn_shape_cross_entropy(PN_SHAPE_ARGS) {
+    char sbuf[128], sbuf2[128];
+    const pn_node *x = X, *lab = in[1];
+    if (x->shape.rank != 2) return fail(e, 0, "'cross_entropy' needs logits [N, C], but this is %s", SHAPE(x));
+    if (lab->shape.rank != 1 || lab->shape.d[0] != x->shape.d[0])
+        return fail(e, 1, "'cross_entropy' labels must be [N] for logits %s, but this is %s", SHAPE(x),
+                    pn_shape_str(lab->dtype, &lab->shape, sbuf2, sizeof sbuf2));
+    n->shape.rank = 0;
+    return true;
+}
+
+bool pn_shape_mse(PN_SHAPE_ARGS) {
+    char sbuf[128], sbuf2[128];
+    if (in[0]->shape.rank != in[1]->shape.rank ||
+        memcmp(in[0]->shape.d, in[1]->shape.d, sizeof(int64_t) * (size_t)in[0]->shape.rank) != 0)
+        return fail(e, 1, "'mse' needs prediction and target of one shape, but they are %s and %s", SHAPE(in[0]),
+                    pn_shape_str(in[1]->dtype, &in[1]->shape, sbuf2, sizeof sbuf2));
+    n->shape.rank = 0;
+    return true;
 }

@@ -3,14 +3,12 @@
  * in one pass), when the producer's value is needed nowhere else. */
 #include "passes.h"
 
-static bool is_unary(pn_op op) {
-    return op == PN_OP_RELU || op == PN_OP_LEAKY_RELU || op == PN_OP_SIGMOID || op == PN_OP_TANH ||
-           op == PN_OP_GELU || op == PN_OP_DROPOUT;
-}
+/* An elementwise op of one tensor (an activation, dropout). */
+static bool is_unary(const pn_node *n) { return (pn_ops[n->op].flags & PN_OPF_ELTWISE) && n->ninputs == 1; }
 
 /* `+ - *` with a scalar constant act elementwise on their other operand, like an activation. */
 static int const_operand(const pn_graph *g, const pn_node *n) {
-    if (n->op != PN_OP_ADD && n->op != PN_OP_SUB && n->op != PN_OP_MUL) return -1;
+    if (!(pn_ops[n->op].flags & PN_OPF_ELTWISE) || n->ninputs != 2) return -1;
     for (int k = 0; k < 2; k++)
         if (g->nodes[n->in[k]].op == PN_OP_CONST) return k;
     return -1;
@@ -18,7 +16,7 @@ static int const_operand(const pn_graph *g, const pn_node *n) {
 
 /* The tensor an epilogue op reads (besides constants), or -1 when n cannot be an epilogue. */
 static int epilogue_source(const pn_graph *g, const pn_node *n) {
-    if (is_unary(n->op)) return n->in[0];
+    if (is_unary(n)) return n->in[0];
     int k = const_operand(g, n);
     if (k < 0) return -1;
     /* The result must keep the source's shape (a scalar constant never broadcasts it). */
@@ -28,11 +26,7 @@ static int epilogue_source(const pn_graph *g, const pn_node *n) {
 }
 
 /* Ops whose kernels write their result through an epilogue. */
-static bool has_epilogue(pn_op op) {
-    return op == PN_OP_DENSE || op == PN_OP_CONV2D || op == PN_OP_MATMUL || op == PN_OP_ADD || op == PN_OP_SUB ||
-           op == PN_OP_MUL || op == PN_OP_BATCHNORM || op == PN_OP_LAYERNORM || op == PN_OP_AVGPOOL2D ||
-           op == PN_OP_MAXPOOL2D || op == PN_OP_GLOBAL_AVGPOOL || is_unary(op);
-}
+static bool has_epilogue(pn_op op) { return pn_ops[op].flags & (PN_OPF_EPILOGUE | PN_OPF_ELTWISE); }
 
 void pass_fuse(pn_graph *g) {
     pn_plan *p = &g->plan;

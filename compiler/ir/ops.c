@@ -1,0 +1,106 @@
+/* The op table: one row per op of ops.def, in its order, with everything the IR knows about the
+ * op: its shape rule, its FLOP count and its attributes in the text form. Adding an op to
+ * ops.def without its ROW_ here does not compile. */
+#include "ops.h"
+
+#include <string.h>
+
+/* ---- FLOPs per sample (multiply-add = 2); out is the output's elements per sample ------------- */
+static const pn_shape *in_shape(const pn_graph *g, const pn_node *n, int k) { return &g->nodes[n->in[k]].shape; }
+
+static int64_t flops_zero(const pn_graph *g, const pn_node *n, int64_t out) { return 0; }
+static int64_t flops_one(const pn_graph *g, const pn_node *n, int64_t out) { return out; }
+static int64_t flops_two(const pn_graph *g, const pn_node *n, int64_t out) { return 2 * out; }
+static int64_t flops_four(const pn_graph *g, const pn_node *n, int64_t out) { return 4 * out; }
+static int64_t flops_five(const pn_graph *g, const pn_node *n, int64_t out) { return 5 * out; }
+
+/* dense and matmul: one multiply-add per output and contracted element. */
+static int64_t flops_contract(const pn_graph *g, const pn_node *n, int64_t out) {
+    const pn_shape *x = in_shape(g, n, 0);
+    return 2 * out * x->d[x->rank - 1];
+}
+
+static int64_t flops_conv2d(const pn_graph *g, const pn_node *n, int64_t out) {
+    return 2 * out * in_shape(g, n, 0)->d[1] * n->ia[PN_CONV_KH] * n->ia[PN_CONV_KW];
+}
+
+static int64_t flops_pool(const pn_graph *g, const pn_node *n, int64_t out) {
+    return out * n->ia[PN_POOL_KH] * n->ia[PN_POOL_KW];
+}
+
+static int64_t flops_global_avgpool(const pn_graph *g, const pn_node *n, int64_t out) {
+    return pn_shape_sample_elems(in_shape(g, n, 0));
+}
+
+static int64_t flops_loss(const pn_graph *g, const pn_node *n, int64_t out) {
+    return n->ninputs ? 3 * pn_shape_sample_elems(in_shape(g, n, 0)) : 0;
+}
+
+/* ---- attributes of the text form: key, kind and slot ----------------------------------------- */
+#define A(key, kind, slot) {key, kind, slot}
+static const pn_attr_desc none[] = {{0}};
+static const pn_attr_desc const_a[] = {A("value", 'f', PN_FA_VALUE)};
+static const pn_attr_desc dense_a[] = {A("units", 'i', PN_DENSE_UNITS), A("bias", 'b', PN_DENSE_BIAS)};
+static const pn_attr_desc conv_a[] = {A("out_channels", 'i', PN_CONV_OUT), A("kernel", 'p', PN_CONV_KH),
+                                      A("stride", 'p', PN_CONV_SH), A("padding", 'p', PN_CONV_PH),
+                                      A("bias", 'b', PN_CONV_BIAS)};
+static const pn_attr_desc bn_a[] = {A("eps", 'f', PN_FA_VALUE), A("momentum", 'f', PN_FA_MOMENTUM)};
+static const pn_attr_desc ln_a[] = {A("eps", 'f', PN_FA_VALUE)};
+static const pn_attr_desc emb_a[] = {A("vocab", 'i', PN_EMB_VOCAB), A("dim", 'i', PN_EMB_DIM)};
+static const pn_attr_desc pool_a[] = {A("size", 'p', PN_POOL_KH), A("stride", 'p', PN_POOL_SH),
+                                      A("padding", 'p', PN_POOL_PH)};
+static const pn_attr_desc slope_a[] = {A("slope", 'f', PN_FA_VALUE)};
+static const pn_attr_desc p_a[] = {A("p", 'f', PN_FA_VALUE)};
+static const pn_attr_desc axis_a[] = {A("axis", 'i', PN_AXIS)};
+static const pn_attr_desc perm_a[] = {A("perm", 'l', PN_PERM)};
+#define ATTRS(t) (t), (int)(sizeof(t) / sizeof((t)[0]))
+#define NO_ATTRS none, 0
+
+/* ---- the rows ---------------------------------------------------------------------------------- */
+/*                         shape rule                 FLOPs                  attributes */
+#define ROW_INPUT          pn_shape_input,            flops_zero,            NO_ATTRS
+#define ROW_CONST          pn_shape_const,            flops_zero,            ATTRS(const_a)
+#define ROW_ADD            pn_shape_binary,           flops_one,             NO_ATTRS
+#define ROW_SUB            pn_shape_binary,           flops_one,             NO_ATTRS
+#define ROW_MUL            pn_shape_binary,           flops_one,             NO_ATTRS
+#define ROW_DENSE          pn_shape_dense,            flops_contract,        ATTRS(dense_a)
+#define ROW_CONV2D         pn_shape_conv2d,           flops_conv2d,          ATTRS(conv_a)
+#define ROW_BATCHNORM      pn_shape_batchnorm,        flops_two,             ATTRS(bn_a)
+#define ROW_LAYERNORM      pn_shape_layernorm,        flops_five,            ATTRS(ln_a)
+#define ROW_EMBEDDING      pn_shape_embedding,        flops_zero,            ATTRS(emb_a)
+#define ROW_MAXPOOL2D      pn_shape_pool,             flops_pool,            ATTRS(pool_a)
+#define ROW_AVGPOOL2D      pn_shape_pool,             flops_pool,            ATTRS(pool_a)
+#define ROW_GLOBAL_AVGPOOL pn_shape_global_avgpool,   flops_global_avgpool,  NO_ATTRS
+#define ROW_RELU           pn_shape_same,             flops_one,             NO_ATTRS
+#define ROW_LEAKY_RELU     pn_shape_same,             flops_one,             ATTRS(slope_a)
+#define ROW_SIGMOID        pn_shape_same,             flops_four,            NO_ATTRS
+#define ROW_TANH           pn_shape_same,             flops_four,            NO_ATTRS
+#define ROW_GELU           pn_shape_same,             flops_four,            NO_ATTRS
+#define ROW_SOFTMAX        pn_shape_softmax,          flops_five,            ATTRS(axis_a)
+#define ROW_LOG_SOFTMAX    pn_shape_softmax,          flops_five,            ATTRS(axis_a)
+#define ROW_FLATTEN        pn_shape_flatten,          flops_zero,            NO_ATTRS
+#define ROW_RESHAPE        pn_shape_reshape,          flops_zero,            NO_ATTRS
+#define ROW_CONCAT         pn_shape_concat,           flops_zero,            ATTRS(axis_a)
+#define ROW_TRANSPOSE      pn_shape_transpose,        flops_zero,            ATTRS(perm_a)
+#define ROW_MATMUL         pn_shape_matmul,           flops_contract,        NO_ATTRS
+#define ROW_DROPOUT        pn_shape_dropout,          flops_zero,            ATTRS(p_a)
+#define ROW_CROSS_ENTROPY  pn_shape_cross_entropy,    flops_loss,            NO_ATTRS
+#define ROW_MSE            pn_shape_mse,              flops_loss,            NO_ATTRS
+
+const pn_op_info pn_ops[] = {
+#define PN_OP(id, name, sig, flags) [PN_OP_##id] = {name, sig, flags, ROW_##id},
+#include "../ops.def"
+#undef PN_OP
+};
+_Static_assert(sizeof(pn_ops) / sizeof(pn_ops[0]) == PN_OP_COUNT, "op table out of sync with ops.def");
+
+pn_op pn_op_lookup(const char *name) {
+    for (int i = 0; i < PN_OP_COUNT; i++)
+        if (!(pn_ops[i].flags & PN_OPF_INTERNAL) && strcmp(pn_ops[i].name, name) == 0) return (pn_op)i;
+    return PN_OP_COUNT;
+}
+
+const pn_attr_desc *pn_op_attrs(pn_op op, int *n) {
+    *n = pn_ops[op].nattrs;
+    return pn_ops[op].attrs;
+}
