@@ -343,3 +343,9 @@ LLVMValueRef cg_numel(cg *c, const pn_shape *s) {
     int64_t e = pn_shape_sample_elems(s);
     return pn_shape_batched(s) ? LLVMBuildMul(c->b, c->n, cg_i64(c, e), "numel") : cg_i64(c, e);
 }
+
+LLVMValueRef cg_declare(cg *c, const char *name, LLVMTypeRef ret, LLVMTypeRef *args, unsigned n) {
+    LLVMValueRef f = LLVMGetNamedFunction(c->mod, name);
+    if (!f) f = LLVMAddFunction(c->mod, name, LLVMFunctionType(ret, args, n, 0));
+    return f;
+}

@@ -90,6 +90,8 @@ LLVMValueRef cg_select(cg *c, LLVMValueRef cond, LLVMValueRef a, LLVMValueRef b)
 LLVMValueRef cg_smin(cg *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_smax(cg *c, LLVMValueRef a, LLVMValueRef b);
 
+/* The function `name` of the module, declared with this type when it is not there yet. */
+LLVMValueRef cg_declare(cg *c, const char *name, LLVMTypeRef ret, LLVMTypeRef *args, unsigned n);
 /* Starts kernel function px__k<node>_<op>(out, in..., params, scratch, n, ith, nth). */
 LLVMValueRef cg_kernel_begin(cg *c, int node, int ninputs);
 void cg_kernel_end(cg *c);
