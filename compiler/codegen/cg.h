@@ -31,6 +31,8 @@ typedef struct cg {
     int64_t prepared_floats;
     /* The kernel being built. */
     LLVMValueRef fn, n, ith, nth, params, scratch;
+    LLVMValueRef tctx;      /* a training kernel's context (train.h) */
+    LLVMValueRef call;      /* a step-wide function's call (train.h) */
     int64_t scratch_bytes;  /* the most any kernel needs per thread */
     char train_err[256];    /* why the training code could not be generated, or "" */
     int err_node;           /* the node a failed pn_codegen is about, or -1 */
@@ -109,6 +111,10 @@ LLVMValueRef cg_unary(cg *c, const pn_node *op, LLVMValueRef v);
 typedef struct cg_op_row {
     /* The inference kernel of a node, or NULL when it needs none (inputs, views, losses). */
     LLVMValueRef (*kernel)(cg *c, int node);
+    /* Its backward kernel (train.h): reads y, dy and the inputs, writes (acc[k]: adds to) the
+     * inputs' gradients and its parameter gradients; NULL when it needs none (views, losses,
+     * batchnorm, whose backward the step splits around a sync). */
+    LLVMValueRef (*backward)(cg *c, int node, const bool *acc);
 } cg_op_row;
 const cg_op_row *cg_op(pn_op op);
 /* The read-only global holding constant node i's value (dispatch.c), made on first use. */

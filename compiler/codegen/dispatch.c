@@ -1,7 +1,8 @@
-/* Op dispatch: one row per op of ops.def with its kernel generators, and the constants kernels
- * read. The inference module (emit.c) and the training step (step.c) both call down into this
- * file; it calls down into the kernel files (gemm.c, conv.c, eltwise.c, reduce.c, shape.c). */
-#include "cg.h"
+/* Op dispatch: one row per op of ops.def with its kernel generators (forward and backward), and
+ * the constants kernels read. The inference module (emit.c) and the training step (step.c) both
+ * call down into this file; it calls down into the kernel files (gemm.c, conv.c, eltwise.c,
+ * reduce.c, shape.c and their *_grad.c twins). */
+#include "train.h"
 #include "../support/util.h"
 
 #include <stdlib.h>
@@ -17,36 +18,37 @@ static LLVMValueRef gen_view(cg *c, int i) {
     return c->g->plan.mem[i].kind == PN_MEM_ALIAS ? NULL : cg_gen_copy(c, i);
 }
 
-/* A NULL kernel: the node needs none (inputs, constants, losses, which only training computes). */
+/* Each op's inference kernel and backward kernel (NULL: none; the training step builds the
+ * losses' and batchnorm's own kernels). */
 static const cg_op_row rows[] = {
-    [PN_OP_INPUT] = {NULL},
-    [PN_OP_CONST] = {NULL},
-    [PN_OP_ADD] = {cg_gen_binary},
-    [PN_OP_SUB] = {cg_gen_binary},
-    [PN_OP_MUL] = {cg_gen_binary},
-    [PN_OP_DENSE] = {gen_dense},
-    [PN_OP_CONV2D] = {cg_gen_conv2d},
-    [PN_OP_BATCHNORM] = {cg_gen_batchnorm},
-    [PN_OP_LAYERNORM] = {cg_gen_layernorm},
-    [PN_OP_EMBEDDING] = {cg_gen_embedding},
-    [PN_OP_MAXPOOL2D] = {cg_gen_pool},
-    [PN_OP_AVGPOOL2D] = {cg_gen_pool},
-    [PN_OP_GLOBAL_AVGPOOL] = {cg_gen_global_avgpool},
-    [PN_OP_RELU] = {cg_gen_eltwise},
-    [PN_OP_LEAKY_RELU] = {cg_gen_eltwise},
-    [PN_OP_SIGMOID] = {cg_gen_eltwise},
-    [PN_OP_TANH] = {cg_gen_eltwise},
-    [PN_OP_GELU] = {cg_gen_eltwise},
-    [PN_OP_SOFTMAX] = {cg_gen_softmax},
-    [PN_OP_LOG_SOFTMAX] = {cg_gen_softmax},
-    [PN_OP_DROPOUT] = {gen_view},
-    [PN_OP_RESHAPE] = {gen_view},
-    [PN_OP_FLATTEN] = {gen_view},
-    [PN_OP_TRANSPOSE] = {cg_gen_transpose},
-    [PN_OP_CONCAT] = {cg_gen_concat},
-    [PN_OP_MATMUL] = {cg_gen_matmul},
-    [PN_OP_CROSS_ENTROPY] = {NULL},
-    [PN_OP_MSE] = {NULL},
+    [PN_OP_INPUT] = {NULL, NULL},
+    [PN_OP_CONST] = {NULL, NULL},
+    [PN_OP_ADD] = {cg_gen_binary, cg_bwd_binary},
+    [PN_OP_SUB] = {cg_gen_binary, cg_bwd_binary},
+    [PN_OP_MUL] = {cg_gen_binary, cg_bwd_binary},
+    [PN_OP_DENSE] = {gen_dense, cg_bwd_dense},
+    [PN_OP_CONV2D] = {cg_gen_conv2d, cg_bwd_conv},
+    [PN_OP_BATCHNORM] = {cg_gen_batchnorm, NULL},
+    [PN_OP_LAYERNORM] = {cg_gen_layernorm, cg_bwd_layernorm},
+    [PN_OP_EMBEDDING] = {cg_gen_embedding, cg_bwd_embedding},
+    [PN_OP_MAXPOOL2D] = {cg_gen_pool, cg_bwd_pool},
+    [PN_OP_AVGPOOL2D] = {cg_gen_pool, cg_bwd_pool},
+    [PN_OP_GLOBAL_AVGPOOL] = {cg_gen_global_avgpool, cg_bwd_global_avgpool},
+    [PN_OP_RELU] = {cg_gen_eltwise, cg_bwd_unary},
+    [PN_OP_LEAKY_RELU] = {cg_gen_eltwise, cg_bwd_unary},
+    [PN_OP_SIGMOID] = {cg_gen_eltwise, cg_bwd_unary},
+    [PN_OP_TANH] = {cg_gen_eltwise, cg_bwd_unary},
+    [PN_OP_GELU] = {cg_gen_eltwise, cg_bwd_unary},
+    [PN_OP_SOFTMAX] = {cg_gen_softmax, cg_bwd_softmax},
+    [PN_OP_LOG_SOFTMAX] = {cg_gen_softmax, cg_bwd_softmax},
+    [PN_OP_DROPOUT] = {gen_view, cg_bwd_unary},
+    [PN_OP_RESHAPE] = {gen_view, NULL},
+    [PN_OP_FLATTEN] = {gen_view, NULL},
+    [PN_OP_TRANSPOSE] = {cg_gen_transpose, cg_bwd_transpose},
+    [PN_OP_CONCAT] = {cg_gen_concat, cg_bwd_concat},
+    [PN_OP_MATMUL] = {cg_gen_matmul, cg_bwd_matmul},
+    [PN_OP_CROSS_ENTROPY] = {NULL, NULL},
+    [PN_OP_MSE] = {NULL, NULL},
 };
 _Static_assert(sizeof rows / sizeof rows[0] == PN_OP_COUNT, "one codegen row per op of ops.def");
 
@@ -58,6 +60,11 @@ const cg_op_row *cg_op(pn_op op) {
 LLVMValueRef cg_gen_kernel(cg *c, int i) {
     const cg_op_row *r = cg_op(c->g->nodes[i].op);
     return r->kernel ? r->kernel(c, i) : NULL;
+}
+
+LLVMValueRef cg_gen_backward(cg *c, int node, const bool *acc) {
+    const cg_op_row *r = cg_op(c->g->nodes[node].op);
+    return r->backward ? r->backward(c, node, acc) : NULL;
 }
 
 LLVMValueRef cg_const_global(cg *c, int i) {

@@ -2,9 +2,10 @@
  * forward (training mode), loss and backward kernels, the syncs between segments (batchnorm's
  * batch statistics), the prep and update functions, the evaluation forward, and the training
  * descriptor libpnetrt reads (pnetrt_train_desc). Kernels see the graph without fusion. */
-#include "train.h"
+#include "tk.h"
 #include "../support/util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +47,6 @@ typedef struct tenv {
     LLVMValueRef call, arena, cap, sl, s0, n, scratch, ith, nth, ctx, chunk;
     int *input_index;
 } tenv;
-
-static LLVMValueRef I(cg *c, int64_t v) { return cg_i64(c, v); }
 
 static LLVMValueRef field(cg *c, LLVMValueRef call, int k, LLVMTypeRef t) {
     LLVMValueRef idx = I(c, k);
@@ -338,4 +337,96 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
     free(tg.plan.fused);
     c->g = orig;
     return ok;
+}
+
+/* ---- losses --------------------------------------------------------------------------------------
+ * stats[0] = the chunk's loss sum, stats[1] = its correct predictions (cross_entropy); the gradient
+ * of the mean loss over the whole batch goes to the prediction. */
+LLVMValueRef cg_gen_loss(cg *c, int node, bool backward, bool acc) {
+    const pn_graph *g = c->g;
+    const pn_node *nd = &g->nodes[node];
+    const pn_shape *ps = &g->nodes[nd->in[0]].shape;
+    cg_tk_begin(c, node, backward ? "loss" : "evalloss");
+    LLVMValueRef p = ctxp(c, TK_X), t = ctxp(c, TK_X + 1), dp = backward ? ctxp(c, TK_DX) : NULL;
+    LLVMValueRef st = ctxp(c, TK_STATS);
+    LLVMValueRef ntot = LLVMBuildSIToFP(c->b, ctxi(c, TK_NTOTAL), c->f32, "");
+    LLVMValueRef zero_th = LLVMBuildICmp(c->b, LLVMIntEQ, c->ith, I(c, 0), "");
+    if (nd->op == PN_OP_CROSS_ENTROPY) {
+        int64_t K = ps->d[1];
+        for (int part = 0; part < 2; part++) {
+            /* part 0: thread 0 sums the loss in row order; part 1: the gradient, split by rows. */
+            if (part == 1 && !backward) break;
+            cg_if f;
+            LLVMValueRef lo = I(c, 0), hi = c->n;
+            if (part == 0) cg_if_begin(c, &f, zero_th);
+            else cg_split(c, c->n, &lo, &hi);
+            cg_loop r;
+            cg_loop_begin(c, &r, lo, hi, "r");
+            LLVMValueRef lsum = part == 0 ? cg_loop_acc(c, &r, F(c, 0.0)) : NULL;
+            LLVMValueRef good = part == 0 ? cg_loop_acc(c, &r, F(c, 0.0)) : NULL;
+            LLVMValueRef row = cg_gep(c, p, imul(c, r.iv, I(c, K)));
+            LLVMValueRef lab = LLVMBuildSExt(c->b, cg_load_i32(c, t, r.iv), c->i64, "");
+            cg_loop k;
+            cg_loop_begin(c, &k, I(c, 0), I(c, K), "k");
+            LLVMValueRef mx = cg_loop_acc(c, &k, F(c, -INFINITY)), am = cg_loop_acc(c, &k, I(c, 0));
+            LLVMValueRef v = cg_load(c, row, k.iv);
+            LLVMValueRef gt = LLVMBuildFCmp(c->b, LLVMRealOGT, v, mx, "");
+            cg_loop_next(&k, mx, fsel(c, gt, v, mx));
+            cg_loop_next(&k, am, LLVMBuildSelect(c->b, gt, k.iv, am, ""));
+            cg_loop_end(c, &k);
+            cg_loop k2;
+            cg_loop_begin(c, &k2, I(c, 0), I(c, K), "k2");
+            LLVMValueRef se = cg_loop_acc(c, &k2, F(c, 0.0));
+            cg_loop_next(&k2, se, cg_fadd(c, se, cg_exp(c, cg_fsub(c, cg_load(c, row, k2.iv), mx)), true));
+            cg_loop_end(c, &k2);
+            if (part == 0) {
+                LLVMValueRef lse = cg_fadd(c, cg_log(c, se), mx, false);
+                LLVMValueRef l = cg_fsub(c, lse, cg_load(c, row, lab));
+                cg_loop_next(&r, lsum, cg_fadd(c, lsum, l, false));
+                LLVMValueRef hit = LLVMBuildICmp(c->b, LLVMIntEQ, am, lab, "");
+                cg_loop_next(&r, good, cg_fadd(c, good, fsel(c, hit, F(c, 1.0), F(c, 0.0)), false));
+            } else {
+                LLVMValueRef inv = cg_fdiv(c, F(c, 1.0), se);
+                LLVMValueRef drow = cg_gep(c, dp, imul(c, r.iv, I(c, K)));
+                cg_loop k3;
+                cg_loop_begin(c, &k3, I(c, 0), I(c, K), "k3");
+                LLVMValueRef sm = cg_fmul(c, cg_exp(c, cg_fsub(c, cg_load(c, row, k3.iv), mx)), inv, false);
+                LLVMValueRef one = LLVMBuildICmp(c->b, LLVMIntEQ, k3.iv, lab, "");
+                LLVMValueRef gv = cg_fdiv(c, cg_fsub(c, sm, fsel(c, one, F(c, 1.0), F(c, 0.0))), ntot);
+                cg_put(c, gv, drow, k3.iv, acc);
+                cg_loop_end(c, &k3);
+            }
+            cg_loop_end(c, &r);
+            if (part == 0) {
+                cg_store(c, lsum, st, I(c, 0));
+                cg_store(c, good, st, I(c, 1));
+                cg_if_end(c, &f);
+            }
+        }
+        return cg_tk_end(c);
+    }
+    /* mse: mean over every element of (p - t)^2. */
+    int64_t E = pn_shape_sample_elems(ps);
+    LLVMValueRef all = LLVMBuildSIToFP(c->b, imul(c, ctxi(c, TK_NTOTAL), I(c, E)), c->f32, "");
+    cg_if f;
+    cg_if_begin(c, &f, zero_th);
+    cg_loop e;
+    cg_loop_begin(c, &e, I(c, 0), numel(c, ps), "e");
+    LLVMValueRef s = cg_loop_acc(c, &e, F(c, 0.0));
+    LLVMValueRef d = cg_fsub(c, cg_load(c, p, e.iv), cg_load(c, t, e.iv));
+    cg_loop_next(&e, s, cg_fma(c, d, d, s));
+    cg_loop_end(c, &e);
+    cg_store(c, s, st, I(c, 0));
+    cg_store(c, F(c, 0.0), st, I(c, 1));
+    cg_if_end(c, &f);
+    if (backward) {
+        LLVMValueRef lo, hi;
+        cg_split(c, numel(c, ps), &lo, &hi);
+        cg_loop e2;
+        cg_loop_begin(c, &e2, lo, hi, "e2");
+        LLVMValueRef d2 = cg_fsub(c, cg_load(c, p, e2.iv), cg_load(c, t, e2.iv));
+        cg_put(c, cg_fdiv(c, cg_fmul(c, d2, F(c, 2.0), false), all), dp, e2.iv, acc);
+        cg_loop_end(c, &e2);
+    }
+    return cg_tk_end(c);
 }

@@ -1,6 +1,6 @@
 /* The training side of the code generator: the layout of a training kernel's context and the
- * generators of the training kernels (compiler/codegen/grad.c, optim.c) and of the step
- * functions libpnetrt calls (step.c). */
+ * generators of the training kernels (the *_grad.c files beside each construct's forward
+ * kernels, optim.c, the losses in step.c) and of the step functions libpnetrt calls (step.c). */
 #ifndef PN_CG_TRAIN_H
 #define PN_CG_TRAIN_H
 #include "cg.h"
@@ -33,9 +33,24 @@ enum {
 
 /* Input k of node carries a gradient back. */
 bool cg_grad_edge(const pn_graph *g, int node, int k);
-/* The backward kernel of node: reads y, dy and the inputs; writes (acc[k]: adds to) the inputs'
- * gradients and its parameter gradients. NULL when the node needs none. */
+/* The backward kernel of node (dispatch.c, its op's row): reads y, dy and the inputs; writes
+ * (acc[k]: adds to) the inputs' gradients and its parameter gradients. NULL when the node needs
+ * none. */
 LLVMValueRef cg_gen_backward(cg *c, int node, const bool *acc);
+/* The backward kernels, one per row of the op table (dispatch.c), beside their forward kernels:
+ * gemm_grad.c, conv_grad.c, eltwise_grad.c, reduce_grad.c, shape_grad.c. */
+LLVMValueRef cg_bwd_dense(cg *c, int node, const bool *acc);
+LLVMValueRef cg_bwd_matmul(cg *c, int node, const bool *acc); /* NULL with c->train_err set: not supported */
+LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc);
+LLVMValueRef cg_bwd_pool(cg *c, int node, const bool *acc);
+LLVMValueRef cg_bwd_global_avgpool(cg *c, int node, const bool *acc);
+LLVMValueRef cg_bwd_unary(cg *c, int node, const bool *acc);
+LLVMValueRef cg_bwd_binary(cg *c, int node, const bool *acc);
+LLVMValueRef cg_bwd_softmax(cg *c, int node, const bool *acc);
+LLVMValueRef cg_bwd_layernorm(cg *c, int node, const bool *acc);
+LLVMValueRef cg_bwd_embedding(cg *c, int node, const bool *acc);
+LLVMValueRef cg_bwd_concat(cg *c, int node, const bool *acc);
+LLVMValueRef cg_bwd_transpose(cg *c, int node, const bool *acc);
 /* Training-mode forward pieces. */
 LLVMValueRef cg_gen_dropout_train(cg *c, int node);
 LLVMValueRef cg_gen_bn_stats(cg *c, int node);  /* chunk mean and M2 per channel */
@@ -62,7 +77,7 @@ typedef struct pn_train_fns {
 /* Builds them when the graph has a train block (else returns true with *segs NULL). */
 bool cg_gen_training(cg *c, LLVMValueRef *segs, pn_train_fns *fns, char *err, size_t errlen);
 
-/* Helpers shared by grad.c and optim.c. */
+/* Step-wide functions (tk.c), shared by optim.c and the batchnorm sync (reduce_grad.c). */
 /* Starts px__<name>(const int64_t *call, int64_t ith, int64_t nth); fields via cg_tcp/tci/tcf. */
 void cg_step_begin(cg *c, const char *name);
 LLVMValueRef cg_tcp(cg *c, int field);

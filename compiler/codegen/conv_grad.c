@@ -1,0 +1,224 @@
+/* The backward kernels of conv2d, max/avg pooling and global average pooling (beside conv.c). */
+#include "tk.h"
+#include "../support/util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- conv2d ------------------------------------------------------------------------------------
+ * Per sample: colT[p][ci*KK + kh*KW + kw] = x[ci, oh*SH + kh - PH, ow*SW + kw - PW] (0 outside);
+ * dW[O x CKK] += dy_s[O x P] colT; for dx, dcolT[P x CKK] = dy_s^T W, then scattered back
+ * (col2im). dW is split by tiles; dx by input channels, so each thread owns its dx planes. */
+LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
+    const pn_graph *g = c->g;
+    const pn_node *nd = &g->nodes[node];
+    const pn_shape *xs = &g->nodes[nd->in[0]].shape;
+    int64_t Ci = xs->d[1], H = xs->d[2], W = xs->d[3], O = nd->shape.d[1], OH = nd->shape.d[2], OW = nd->shape.d[3];
+    int64_t KH = nd->ia[PN_CONV_KH], KW = nd->ia[PN_CONV_KW], SH = nd->ia[PN_CONV_SH], SW = nd->ia[PN_CONV_SW];
+    int64_t PH = nd->ia[PN_CONV_PH], PW = nd->ia[PN_CONV_PW];
+    int64_t KK = KH * KW, CKK = Ci * KK, P = OH * OW;
+    bool need_dx = cg_grad_edge(g, node, 0);
+    cg_tk_begin(c, node, "bwd");
+    cg_need_scratch(c, (P * CKK * 2 + P * O) * 4);
+    LLVMValueRef colT = c->scratch, dcolT = cg_gep(c, c->scratch, I(c, P * CKK)),
+                 dyT = cg_gep(c, c->scratch, I(c, 2 * P * CKK));
+    LLVMValueRef dy = ctxp(c, TK_DY), x = ctxp(c, TK_X), dx = ctxp(c, TK_DX), gw = ctxp(c, TK_GPARAMS);
+    LLVMValueRef clo, chi;
+    cg_split(c, I(c, Ci), &clo, &chi);
+    cg_loop s;
+    cg_loop_begin(c, &s, I(c, 0), c->n, "s");
+    LLVMValueRef xs0 = cg_gep(c, x, imul(c, s.iv, I(c, Ci * H * W)));
+    LLVMValueRef dys = cg_gep(c, dy, imul(c, s.iv, I(c, O * P)));
+    /* colT, by this thread in full: rows p = (oh, ow), columns j = (ci, kh, kw), zero outside. */
+    cg_loop ohl;
+    cg_loop_begin(c, &ohl, I(c, 0), I(c, OH), "oh");
+    cg_loop owl;
+    cg_loop_begin(c, &owl, I(c, 0), I(c, OW), "ow");
+    LLVMValueRef crow = cg_gep(c, colT, imul(c, iadd(c, imul(c, ohl.iv, I(c, OW)), owl.iv), I(c, CKK)));
+    cg_loop cil;
+    cg_loop_begin(c, &cil, I(c, 0), I(c, Ci), "ci");
+    LLVMValueRef xplane = cg_gep(c, xs0, imul(c, cil.iv, I(c, H * W)));
+    LLVMValueRef ccol = cg_gep(c, crow, imul(c, cil.iv, I(c, KK)));
+    for (int64_t kh = 0; kh < KH; kh++) {
+        LLVMValueRef ih = iadd(c, imul(c, ohl.iv, I(c, SH)), I(c, kh - PH));
+        LLVMValueRef hok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih, I(c, 0), ""),
+                                        LLVMBuildICmp(c->b, LLVMIntSLT, ih, I(c, H), ""), "");
+        for (int64_t kw = 0; kw < KW; kw++) {
+            LLVMValueRef iw = iadd(c, imul(c, owl.iv, I(c, SW)), I(c, kw - PW));
+            LLVMValueRef inb = LLVMBuildAnd(c->b, hok, LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, iw, I(c, 0), ""),
+                                                               LLVMBuildICmp(c->b, LLVMIntSLT, iw, I(c, W), ""), ""), "");
+            LLVMValueRef idx = LLVMBuildSelect(c->b, inb, iadd(c, imul(c, ih, I(c, W)), iw), I(c, 0), "");
+            cg_store(c, fsel(c, inb, cg_load(c, xplane, idx), F(c, 0.0)), ccol, I(c, kh * KW + kw));
+        }
+    }
+    cg_loop_end(c, &cil);
+    cg_loop_end(c, &owl);
+    cg_loop_end(c, &ohl);
+    /* dW += dy_s colT (the first sample writes). */
+    LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntEQ, s.iv, I(c, 0), "");
+    for (int a = 0; a < 2; a++) {
+        cg_if f;
+        cg_if_begin(c, &f, a == 0 ? first : LLVMBuildNot(c->b, first, ""));
+        cg_tk_gemm(c, I(c, O), I(c, 0), I(c, CKK), I(c, P), dys, I(c, P), colT, CKK, gw, I(c, CKK), a == 1, true, NULL);
+        cg_if_end(c, &f);
+    }
+    if (nd->ia[PN_CONV_BIAS]) {
+        LLVMValueRef gb = cg_gep(c, gw, I(c, align16(O * CKK)));
+        LLVMValueRef lo, hi;
+        cg_split(c, I(c, O), &lo, &hi);
+        cg_loop o;
+        cg_loop_begin(c, &o, lo, hi, "o");
+        cg_loop q;
+        cg_loop_begin(c, &q, I(c, 0), I(c, P), "q");
+        LLVMValueRef sacc = cg_loop_acc(c, &q, F(c, 0.0));
+        cg_loop_next(&q, sacc, cg_fadd(c, sacc, cg_load(c, dys, iadd(c, imul(c, o.iv, I(c, P)), q.iv)), true));
+        cg_loop_end(c, &q);
+        LLVMValueRef prev = cg_load(c, gb, o.iv);
+        cg_store(c, fsel(c, first, sacc, cg_fadd(c, prev, sacc, false)), gb, o.iv);
+        cg_loop_end(c, &o);
+    }
+    if (need_dx) {
+        /* dyT[p][o], then dcolT for this thread's channels' columns, then col2im. */
+        cg_tk_transpose(c, dyT, I(c, O), dys, I(c, O), P);
+        cg_tk_gemm(c, I(c, P), imul(c, clo, I(c, KK)), imul(c, chi, I(c, KK)), I(c, O), dyT, I(c, O), c->params, CKK, dcolT,
+             I(c, CKK), false, false, NULL);
+        LLVMValueRef dxs = cg_gep(c, dx, imul(c, s.iv, I(c, Ci * H * W)));
+        if (!acc[0]) {
+            cg_zero(c, dxs, imul(c, clo, I(c, H * W)), imul(c, chi, I(c, H * W)));
+        }
+        /* col2im: for each (oh, kh) row in range and each kw, the ow range that lands inside. */
+        cg_loop cc;
+        cg_loop_begin(c, &cc, clo, chi, "ci");
+        LLVMValueRef dplane = cg_gep(c, dxs, imul(c, cc.iv, I(c, H * W)));
+        LLVMValueRef dcol = cg_gep(c, dcolT, imul(c, cc.iv, I(c, KK)));
+        cg_loop oh2;
+        cg_loop_begin(c, &oh2, I(c, 0), I(c, OH), "oh2");
+        for (int64_t kh = 0; kh < KH; kh++) {
+            LLVMValueRef ih = iadd(c, imul(c, oh2.iv, I(c, SH)), I(c, kh - PH));
+            cg_if f;
+            cg_if_begin(c, &f, LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih, I(c, 0), ""),
+                                            LLVMBuildICmp(c->b, LLVMIntSLT, ih, I(c, H), ""), ""));
+            LLVMValueRef drow = cg_gep(c, dplane, imul(c, ih, I(c, W)));
+            LLVMValueRef srow = cg_gep(c, dcol, imul(c, imul(c, oh2.iv, I(c, OW)), I(c, CKK)));
+            for (int64_t kw = 0; kw < KW; kw++) {
+                int64_t lo = PW - kw > 0 ? (PW - kw + SW - 1) / SW : 0;
+                int64_t hi = (W - 1 + PW - kw) >= 0 ? (W - 1 + PW - kw) / SW + 1 : 0;
+                if (hi > OW) hi = OW;
+                if (lo >= hi) continue;
+                cg_loop ow2;
+                cg_loop_begin(c, &ow2, I(c, lo), I(c, hi), "ow2");
+                LLVMValueRef iw = iadd(c, imul(c, ow2.iv, I(c, SW)), I(c, kw - PW));
+                cg_put(c, cg_load(c, srow, iadd(c, imul(c, ow2.iv, I(c, CKK)), I(c, kh * KW + kw))), drow, iw, true);
+                cg_loop_end(c, &ow2);
+            }
+            cg_if_end(c, &f);
+        }
+        cg_loop_end(c, &oh2);
+        cg_loop_end(c, &cc);
+    }
+    cg_loop_end(c, &s);
+    return cg_tk_end(c);
+}
+
+/* ---- pooling ---------------------------------------------------------------------------------- */
+LLVMValueRef cg_bwd_pool(cg *c, int node, const bool *acc) {
+    const pn_graph *g = c->g;
+    const pn_node *nd = &g->nodes[node];
+    const pn_shape *xs = &g->nodes[nd->in[0]].shape;
+    int64_t C = xs->d[1], H = xs->d[2], W = xs->d[3], OH = nd->shape.d[2], OW = nd->shape.d[3];
+    int64_t KH = nd->ia[PN_POOL_KH], KW = nd->ia[PN_POOL_KW], SH = nd->ia[PN_POOL_SH], SW = nd->ia[PN_POOL_SW];
+    int64_t PH = nd->ia[PN_POOL_PH], PW = nd->ia[PN_POOL_PW];
+    bool is_max = nd->op == PN_OP_MAXPOOL2D;
+    cg_tk_begin(c, node, "bwd");
+    LLVMValueRef dy = ctxp(c, TK_DY), x = ctxp(c, TK_X), dx = ctxp(c, TK_DX);
+    LLVMValueRef lo, hi;
+    cg_split(c, imul(c, c->n, I(c, C)), &lo, &hi);
+    cg_loop pl;
+    cg_loop_begin(c, &pl, lo, hi, "plane");
+    LLVMValueRef xp = cg_gep(c, x, imul(c, pl.iv, I(c, H * W))), dxp = cg_gep(c, dx, imul(c, pl.iv, I(c, H * W)));
+    LLVMValueRef dyp = cg_gep(c, dy, imul(c, pl.iv, I(c, OH * OW)));
+    LLVMValueRef yp = cg_gep(c, ctxp(c, TK_Y), imul(c, pl.iv, I(c, OH * OW)));
+    bool tiled = is_max && SH == KH && SW == KW && PH == 0 && PW == 0 && KH * KW <= 64;
+    if (!acc[0] && (!tiled || H != OH * KH || W != OW * KW)) {
+        cg_zero(c, dxp, I(c, 0), I(c, H * W));
+    }
+    if (tiled) {
+        /* Windows tile the plane: each window's maximum takes dy, the rest of it 0 (or +0). */
+        cg_loop oh;
+        cg_loop_begin(c, &oh, I(c, 0), I(c, OH), "oh");
+        cg_loop ow;
+        cg_loop_begin(c, &ow, I(c, 0), I(c, OW), "ow");
+        LLVMValueRef d = cg_load(c, dyp, iadd(c, imul(c, oh.iv, I(c, OW)), ow.iv));
+        LLVMValueRef corner = iadd(c, imul(c, oh.iv, I(c, KH * W)), imul(c, ow.iv, I(c, KW)));
+        /* The forward pass stored the window's maximum: the first element equal to it takes dy
+         * (a NaN maximum routes nothing). */
+        LLVMValueRef m = cg_load(c, yp, iadd(c, imul(c, oh.iv, I(c, OW)), ow.iv));
+        LLVMValueRef found = LLVMConstInt(c->i1, 0, 0);
+        for (int64_t k = 0; k < KH * KW; k++) {
+            LLVMValueRef at = iadd(c, corner, I(c, (k / KW) * W + k % KW));
+            LLVMValueRef eq = LLVMBuildFCmp(c->b, LLVMRealOEQ, cg_load(c, xp, at), m, "");
+            LLVMValueRef hit = LLVMBuildAnd(c->b, eq, LLVMBuildNot(c->b, found, ""), "");
+            found = LLVMBuildOr(c->b, found, eq, "");
+            cg_put(c, fsel(c, hit, d, F(c, 0.0)), dxp, at, acc[0]);
+        }
+        cg_loop_end(c, &ow);
+        cg_loop_end(c, &oh);
+    }
+    for (int64_t oh = 0; oh < OH && !tiled; oh++) {
+        cg_loop ow;
+        cg_loop_begin(c, &ow, I(c, 0), I(c, OW), "ow");
+        LLVMValueRef d = cg_load(c, dyp, iadd(c, I(c, oh * OW), ow.iv));
+        LLVMValueRef best = F(c, -INFINITY), bidx = I(c, -1);
+        for (int64_t kh = 0; kh < KH; kh++) {
+            int64_t ih = oh * SH + kh - PH;
+            if (ih < 0 || ih >= H) continue;
+            for (int64_t kw = 0; kw < KW; kw++) {
+                LLVMValueRef iw = iadd(c, imul(c, ow.iv, I(c, SW)), I(c, kw - PW));
+                LLVMValueRef inb = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, iw, I(c, 0), ""),
+                                                LLVMBuildICmp(c->b, LLVMIntSLT, iw, I(c, W), ""), "");
+                LLVMValueRef idx = iadd(c, I(c, ih * W), LLVMBuildSelect(c->b, inb, iw, I(c, 0), ""));
+                if (is_max) {
+                    LLVMValueRef v = cg_load(c, xp, idx);
+                    /* The first maximum in window order (NaN wins, as in PyTorch). */
+                    LLVMValueRef better = LLVMBuildAnd(c->b, inb,
+                        LLVMBuildOr(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, v, best, ""),
+                                    LLVMBuildAnd(c->b, LLVMBuildFCmp(c->b, LLVMRealUNO, v, v, ""),
+                                                 LLVMBuildFCmp(c->b, LLVMRealORD, best, best, ""), ""), ""), "");
+                    best = fsel(c, better, v, best);
+                    bidx = LLVMBuildSelect(c->b, better, idx, bidx, "");
+                } else {
+                    cg_if f;
+                    cg_if_begin(c, &f, inb);
+                    cg_put(c, cg_fmul(c, d, F(c, 1.0 / (double)(KH * KW)), false), dxp, idx, true);
+                    cg_if_end(c, &f);
+                }
+            }
+        }
+        if (is_max) {
+            cg_if f;
+            cg_if_begin(c, &f, LLVMBuildICmp(c->b, LLVMIntSGE, bidx, I(c, 0), ""));
+            cg_put(c, d, dxp, bidx, true);
+            cg_if_end(c, &f);
+        }
+        cg_loop_end(c, &ow);
+    }
+    cg_loop_end(c, &pl);
+    return cg_tk_end(c);
+}
+
+LLVMValueRef cg_bwd_global_avgpool(cg *c, int node, const bool *acc) {
+    const pn_graph *g = c->g;
+    const pn_shape *xs = &g->nodes[g->nodes[node].in[0]].shape;
+    int64_t HW = xs->d[2] * xs->d[3];
+    cg_tk_begin(c, node, "bwd");
+    LLVMValueRef dy = ctxp(c, TK_DY), dx = ctxp(c, TK_DX);
+    LLVMValueRef lo, hi;
+    cg_split(c, numel(c, xs), &lo, &hi);
+    cg_loop e;
+    cg_loop_begin(c, &e, lo, hi, "e");
+    cg_put(c, cg_fmul(c, cg_load(c, dy, idiv(c, e.iv, I(c, HW))), F(c, 1.0 / (double)HW), false), dx, e.iv, acc[0]);
+    cg_loop_end(c, &e);
+    return cg_tk_end(c);
+}

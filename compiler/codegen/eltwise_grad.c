@@ -1,0 +1,159 @@
+/* Training kernels of the elementwise ops (beside eltwise.c): dropout's training forward, and the
+ * backward of the unary activations, dropout and + - * with broadcasting. */
+#include "tk.h"
+#include "../support/util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The dropout mask of element idx (global across the batch) at a step: keep with probability 1-p.
+ * A counter-based hash, so forward and backward agree and no mask is stored. */
+static LLVMValueRef dropout_keep(cg *c, int node, LLVMValueRef gidx, double p) {
+    LLVMValueRef seed = ctxi(c, TK_SEED), step = ctxi(c, TK_STEP);
+    LLVMValueRef h = LLVMBuildXor(c->b, imul(c, seed, I(c, INT64_C(0x9E3779B97F4A7C15))),
+                                  imul(c, iadd(c, step, I(c, node * 65537)), I(c, INT64_C(0xBF58476D1CE4E5B9))), "");
+    h = iadd(c, h, imul(c, gidx, I(c, INT64_C(0x94D049BB133111EB))));
+    h = LLVMBuildXor(c->b, h, LLVMBuildLShr(c->b, h, I(c, 30), ""), "");
+    h = imul(c, h, I(c, INT64_C(0xBF58476D1CE4E5B9)));
+    h = LLVMBuildXor(c->b, h, LLVMBuildLShr(c->b, h, I(c, 27), ""), "");
+    h = imul(c, h, I(c, INT64_C(0x94D049BB133111EB)));
+    h = LLVMBuildXor(c->b, h, LLVMBuildLShr(c->b, h, I(c, 31), ""), "");
+    LLVMValueRef top = LLVMBuildLShr(c->b, h, I(c, 40), ""); /* 24 bits */
+    return LLVMBuildICmp(c->b, LLVMIntSGE, top, I(c, (int64_t)(p * 16777216.0 + 0.5)), "");
+}
+
+LLVMValueRef cg_gen_dropout_train(cg *c, int node) {
+    const pn_node *nd = &c->g->nodes[node];
+    double p = nd->fa[PN_FA_VALUE];
+    cg_tk_begin(c, node, "dropout");
+    LLVMValueRef y = ctxp(c, TK_Y), x = ctxp(c, TK_X);
+    LLVMValueRef base = imul(c, ctxi(c, TK_S0), I(c, pn_shape_sample_elems(&nd->shape)));
+    LLVMValueRef lo, hi;
+    cg_split(c, numel(c, &nd->shape), &lo, &hi);
+    cg_loop e;
+    cg_loop_begin(c, &e, lo, hi, "e");
+    LLVMValueRef keep = dropout_keep(c, node, iadd(c, base, e.iv), p);
+    LLVMValueRef v = cg_fmul(c, cg_load(c, x, e.iv), F(c, p < 1 ? 1.0 / (1.0 - p) : 0.0), false);
+    cg_store(c, fsel(c, keep, v, F(c, 0.0)), y, e.iv);
+    cg_loop_end(c, &e);
+    return cg_tk_end(c);
+}
+
+LLVMValueRef cg_bwd_unary(cg *c, int node, const bool *acc) {
+    const pn_node *nd = &c->g->nodes[node];
+    cg_tk_begin(c, node, "bwd");
+    LLVMValueRef y = ctxp(c, TK_Y), dy = ctxp(c, TK_DY), x = ctxp(c, TK_X), dx = ctxp(c, TK_DX);
+    LLVMValueRef base = imul(c, ctxi(c, TK_S0), I(c, pn_shape_sample_elems(&nd->shape)));
+    LLVMValueRef lo, hi;
+    cg_split(c, numel(c, &nd->shape), &lo, &hi);
+    cg_loop e;
+    cg_loop_begin(c, &e, lo, hi, "e");
+    LLVMValueRef d = cg_load(c, dy, e.iv), r;
+    switch (nd->op) {
+    case PN_OP_RELU: r = fsel(c, fgt0(c, cg_load(c, x, e.iv)), d, F(c, 0.0)); break;
+    case PN_OP_LEAKY_RELU:
+        r = fsel(c, fgt0(c, cg_load(c, x, e.iv)), d, cg_fmul(c, d, F(c, nd->fa[PN_FA_VALUE]), false));
+        break;
+    case PN_OP_SIGMOID: {
+        LLVMValueRef s = cg_load(c, y, e.iv);
+        r = cg_fmul(c, d, cg_fmul(c, s, cg_fsub(c, F(c, 1.0), s), false), false);
+        break;
+    }
+    case PN_OP_TANH: {
+        LLVMValueRef t = cg_load(c, y, e.iv);
+        r = cg_fmul(c, d, cg_fsub(c, F(c, 1.0), cg_fmul(c, t, t, false)), false);
+        break;
+    }
+    case PN_OP_GELU: r = cg_fmul(c, d, cg_gelu_grad(c, cg_load(c, x, e.iv)), false); break;
+    case PN_OP_DROPOUT: {
+        double p = nd->fa[PN_FA_VALUE];
+        LLVMValueRef keep = dropout_keep(c, node, iadd(c, base, e.iv), p);
+        r = fsel(c, keep, cg_fmul(c, d, F(c, p < 1 ? 1.0 / (1.0 - p) : 0.0), false), F(c, 0.0));
+        break;
+    }
+    default: PN_ASSERT(!"not unary"); r = d;
+    }
+    cg_put(c, r, dx, e.iv, acc[0]);
+    cg_loop_end(c, &e);
+    return cg_tk_end(c);
+}
+
+/* add, sub, mul: operands broadcast to the output (both batched, or one a constant). */
+LLVMValueRef cg_bwd_binary(cg *c, int node, const bool *acc) {
+    const pn_graph *g = c->g;
+    const pn_node *nd = &g->nodes[node];
+    const pn_shape *os = &nd->shape;
+    int64_t E = pn_shape_sample_elems(os);
+    cg_tk_begin(c, node, "bwd");
+    LLVMValueRef dy = ctxp(c, TK_DY);
+    for (int k = 0; k < 2; k++) {
+        if (!cg_grad_edge(g, node, k)) continue;
+        const pn_node *other = &g->nodes[nd->in[1 - k]];
+        const pn_shape *ks = &g->nodes[nd->in[k]].shape;
+        LLVMValueRef dx = ctxp(c, TK_DX + k), ov = ctxp(c, TK_X + 1 - k);
+        double sign = (nd->op == PN_OP_SUB && k == 1) ? -1.0 : 1.0;
+        /* Strides of operand k and of the other operand along the output's sample dims. */
+        int64_t ks_str[PN_MAX_RANK] = {0}, os_str[PN_MAX_RANK] = {0};
+        int R = os->rank;
+        const pn_shape *ss[2] = {ks, &other->shape};
+        int64_t *st[2] = {ks_str, os_str};
+        bool other_const = other->op == PN_OP_CONST;
+        for (int w = 0; w < 2; w++) {
+            const pn_shape *s = ss[w];
+            int rs = s->rank;
+            int64_t own[PN_MAX_RANK], stride = 1;
+            for (int sd = rs - 1; sd >= 0; sd--) {
+                own[sd] = stride;
+                if (!(sd == 0 && pn_shape_batched(s))) stride *= s->d[sd];
+            }
+            for (int d = 1; d < R; d++) {
+                int sd = d - (R - rs);
+                st[w][d] = (sd >= 0 && s->d[sd] != 1 && !(sd == 0 && pn_shape_batched(s))) ? own[sd] : 0;
+            }
+        }
+        int64_t KE = pn_shape_sample_elems(ks), OE = other_const ? 0 : pn_shape_sample_elems(&other->shape);
+        bool same = ks->rank == R && memcmp(ks->d, os->d, sizeof(int64_t) * (size_t)R) == 0;
+        bool osame = other_const || (other->shape.rank == R && memcmp(other->shape.d, os->d, sizeof(int64_t) * (size_t)R) == 0);
+        if (same && osame) {
+            LLVMValueRef lo, hi;
+            cg_split(c, numel(c, os), &lo, &hi);
+            cg_loop e;
+            cg_loop_begin(c, &e, lo, hi, "e");
+            LLVMValueRef d = cg_load(c, dy, e.iv);
+            if (nd->op == PN_OP_MUL) d = cg_fmul(c, d, other_const ? F(c, other->fa[PN_FA_VALUE]) : cg_load(c, ov, e.iv), false);
+            else if (sign < 0) d = LLVMBuildFNeg(c->b, d, "");
+            cg_put(c, d, dx, e.iv, acc[k]);
+            cg_loop_end(c, &e);
+            continue;
+        }
+        /* Broadcast: per sample (both batched), sum over the output elements in order. */
+        LLVMValueRef lo, hi;
+        cg_split(c, c->n, &lo, &hi);
+        cg_loop s;
+        cg_loop_begin(c, &s, lo, hi, "s");
+        LLVMValueRef dxs = cg_gep(c, dx, imul(c, s.iv, I(c, KE)));
+        LLVMValueRef dys = cg_gep(c, dy, imul(c, s.iv, I(c, E)));
+        LLVMValueRef ovs = other_const ? NULL : pn_shape_batched(&other->shape) ? cg_gep(c, ov, imul(c, s.iv, I(c, OE))) : ov;
+        if (!acc[k]) {
+            cg_zero(c, dxs, I(c, 0), I(c, KE));
+        }
+        cg_loop e;
+        cg_loop_begin(c, &e, I(c, 0), I(c, E), "e");
+        LLVMValueRef rem = e.iv, ki = I(c, 0), oi = I(c, 0);
+        for (int d = R - 1; d >= 1; d--) {
+            LLVMValueRef idx = irem(c, rem, I(c, os->d[d]));
+            rem = idiv(c, rem, I(c, os->d[d]));
+            ki = iadd(c, ki, imul(c, idx, I(c, ks_str[d])));
+            oi = iadd(c, oi, imul(c, idx, I(c, os_str[d])));
+        }
+        LLVMValueRef d = cg_load(c, dys, e.iv);
+        if (nd->op == PN_OP_MUL) d = cg_fmul(c, d, other_const ? F(c, other->fa[PN_FA_VALUE]) : cg_load(c, ovs, oi), false);
+        else if (sign < 0) d = LLVMBuildFNeg(c->b, d, "");
+        cg_put(c, d, dxs, ki, true);
+        cg_loop_end(c, &e);
+        cg_loop_end(c, &s);
+    }
+    return cg_tk_end(c);
+}

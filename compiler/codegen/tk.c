@@ -1,0 +1,191 @@
+/* The frame of the training kernels (train.h): a kernel's context and its start, the general
+ * GEMM and transposition the backward kernels share, and the step-wide functions
+ * px__NAME(call, ith, nth) with their fixed reduction tree over chunks. */
+#include "tk.h"
+#include "../support/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void fn_attr(cg *c, const char *k, const char *v) {
+    LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(c->ctx, k, (unsigned)strlen(k), v, (unsigned)strlen(v)));
+}
+
+/* Starts px__t<node>_<what>(ctx, n, ith, nth). */
+LLVMValueRef cg_tk_begin(cg *c, int node, const char *what) {
+    LLVMTypeRef args[4] = {c->ptr, c->i64, c->i64, c->i64};
+    char *name = pn_xasprintf("%s__t%d_%s", c->px, node, what);
+    c->fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->vd, args, 4, 0));
+    free(name);
+    LLVMSetLinkage(c->fn, LLVMInternalLinkage);
+    unsigned kind = LLVMGetEnumAttributeKindForName("noinline", 8);
+    LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, kind, 0));
+    if (c->wide_vectors) fn_attr(c, "prefer-vector-width", "512");
+    fn_attr(c, "no-builtins", "");
+    c->tctx = LLVMGetParam(c->fn, 0);
+    c->n = LLVMGetParam(c->fn, 1);
+    c->ith = LLVMGetParam(c->fn, 2);
+    c->nth = LLVMGetParam(c->fn, 3);
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
+    c->params = ctxp(c, TK_PARAMS);
+    c->scratch = ctxp(c, TK_SCRATCH);
+    return c->fn;
+}
+
+LLVMValueRef cg_tk_end(cg *c) {
+    LLVMBuildRetVoid(c->b);
+    return c->fn;
+}
+
+/* Writes v to p[idx], or adds it when acc. */
+void cg_put(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef idx, bool acc) {
+    if (acc) v = cg_fadd(c, cg_load(c, p, idx), v, false);
+    cg_store(c, v, p, idx);
+}
+
+/* p[lo..hi) = 0. */
+void cg_zero(cg *c, LLVMValueRef p, LLVMValueRef lo, LLVMValueRef hi) {
+    cg_loop z;
+    cg_loop_begin(c, &z, lo, hi, "z");
+    cg_store(c, F(c, 0.0), p, z.iv);
+    cg_loop_end(c, &z);
+}
+
+bool cg_grad_edge(const pn_graph *g, int node, int k) {
+    const pn_node *n = &g->nodes[node];
+    if ((n->op == PN_OP_EMBEDDING && k == 0) || ((n->op == PN_OP_CROSS_ENTROPY || n->op == PN_OP_MSE) && k == 1)) return false;
+    return g->tplan.grad[n->in[k]];
+}
+
+/* ---- a general GEMM ---------------------------------------------------------------------------
+ * C[m*ldc + j] (+)= sum_{k<K} A[m*lda + k] * B[k*ldb + j], for m < M and j in [n0, n1). Register
+ * tiles of MR rows by NV vectors; with split, threads take (panel, row tile) pairs in order. Each
+ * element sums k in ascending order, so any split gives the same bits. */
+void cg_tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,
+                LLVMValueRef lda, LLVMValueRef Bm, int64_t ldb, LLVMValueRef Cm, LLVMValueRef ldc, bool acc, bool split,
+                LLVMValueRef bias) {
+    int VW, MR, NV;
+    cg_gemm_shape(c, &VW, &MR, &NV);
+    int64_t NR = (int64_t)VW * NV;
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
+    LLVMTypeRef it = LLVMVectorType(c->i32, (unsigned)VW);
+    LLVMValueRef width = isub(c, n1, n0);
+    LLVMValueRef panels = idiv(c, iadd(c, width, I(c, NR - 1)), I(c, NR));
+    LLVMValueRef mtiles = idiv(c, iadd(c, M, I(c, MR - 1)), I(c, MR));
+    LLVMValueRef total = imul(c, panels, mtiles), lo = I(c, 0), hi = total;
+    if (split) cg_split(c, total, &lo, &hi);
+    cg_loop t;
+    cg_loop_begin(c, &t, lo, hi, "tile");
+    LLVMValueRef p = idiv(c, t.iv, mtiles), mt = irem(c, t.iv, mtiles);
+    LLVMValueRef col = iadd(c, n0, imul(c, p, I(c, NR)));
+    LLVMValueRef rem = LLVMBuildTrunc(c->b, isub(c, n1, col), c->i32, "");
+    LLVMValueRef mask[8];
+    for (int j = 0; j < NV; j++) {
+        LLVMValueRef lane[64];
+        for (int l = 0; l < VW; l++) lane[l] = LLVMConstInt(c->i32, (unsigned long long)(j * VW + l), 0);
+        LLVMValueRef r = cg_splat(c, rem, VW);
+        mask[j] = LLVMBuildICmp(c->b, LLVMIntSLT, LLVMConstVector(lane, (unsigned)VW), r, "");
+        (void)it;
+    }
+    LLVMValueRef m0 = imul(c, mt, I(c, MR));
+    LLVMValueRef rows = imin(c, I(c, MR), isub(c, M, m0));
+    LLVMValueRef bp = cg_gep(c, Bm, col);
+    for (int full = 1; full >= 0; full--) {
+        cg_if f;
+        cg_if_begin(c, &f, LLVMBuildICmp(c->b, full ? LLVMIntEQ : LLVMIntNE, rows, I(c, MR), ""));
+        int mr = full ? MR : 1;
+        cg_loop r;
+        LLVMValueRef rbase = m0;
+        if (!full) {
+            cg_loop_begin(c, &r, m0, iadd(c, m0, rows), "r");
+            rbase = r.iv;
+        }
+        LLVMValueRef arow[16], crow[16], init[16][8], accv[16][8];
+        for (int i = 0; i < mr; i++) {
+            LLVMValueRef m = iadd(c, rbase, I(c, i));
+            arow[i] = cg_gep(c, A, imul(c, m, lda));
+            crow[i] = cg_gep(c, Cm, iadd(c, imul(c, m, ldc), col));
+            for (int j = 0; j < NV; j++)
+                init[i][j] = acc    ? cg_masked_load(c, vt, cg_gep(c, crow[i], I(c, j * VW)), mask[j])
+                             : bias ? cg_masked_load(c, vt, cg_gep(c, bias, iadd(c, col, I(c, j * VW))), mask[j])
+                                    : LLVMConstNull(vt);
+        }
+        cg_micro_tile_ex(c, arow, mr, bp, ldb, NULL, mask, I(c, 0), K, init, accv);
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < NV; j++) cg_masked_store(c, accv[i][j], cg_gep(c, crow[i], I(c, j * VW)), mask[j]);
+        if (!full) cg_loop_end(c, &r);
+        cg_if_end(c, &f);
+    }
+    cg_loop_end(c, &t);
+}
+
+/* dst[j*ld_dst + i] = src[i*ld_src + j] for i < rows, j < cols (this thread does all of it). */
+void cg_tk_transpose(cg *c, LLVMValueRef dst, LLVMValueRef ld_dst, LLVMValueRef src, LLVMValueRef rows, int64_t cols) {
+    cg_loop i;
+    cg_loop_begin(c, &i, I(c, 0), rows, "ti");
+    cg_loop j;
+    cg_loop_begin(c, &j, I(c, 0), I(c, cols), "tj");
+    cg_store(c, cg_load(c, src, iadd(c, imul(c, i.iv, I(c, cols)), j.iv)), dst, iadd(c, imul(c, j.iv, ld_dst), i.iv));
+    cg_loop_end(c, &j);
+    cg_loop_end(c, &i);
+}
+
+void cg_need_scratch(cg *c, int64_t bytes) {
+    bytes = (bytes + 63) / 64 * 64;
+    if (bytes > c->scratch_bytes) c->scratch_bytes = bytes;
+}
+
+/* ---- step-wide functions ------------------------------------------------------------------------ */
+
+
+LLVMValueRef cg_tcp(cg *c, int k) {
+    LLVMValueRef idx = I(c, k);
+    return LLVMBuildLoad2(c->b, c->ptr, LLVMBuildInBoundsGEP2(c->b, c->i64, c->call, &idx, 1, ""), "");
+}
+LLVMValueRef cg_tci(cg *c, int k) {
+    LLVMValueRef idx = I(c, k);
+    return LLVMBuildLoad2(c->b, c->i64, LLVMBuildInBoundsGEP2(c->b, c->i64, c->call, &idx, 1, ""), "");
+}
+LLVMValueRef cg_tcf(cg *c, int k) {
+    LLVMValueRef idx = I(c, k);
+    LLVMTypeRef dbl = LLVMDoubleTypeInContext(c->ctx);
+    LLVMValueRef v = LLVMBuildLoad2(c->b, dbl, LLVMBuildInBoundsGEP2(c->b, c->i64, c->call, &idx, 1, ""), "");
+    return LLVMBuildFPTrunc(c->b, v, c->f32, "");
+}
+
+void cg_step_begin(cg *c, const char *name) {
+    LLVMTypeRef args[3] = {c->ptr, c->i64, c->i64};
+    char *full = pn_xasprintf("%s__%s", c->px, name);
+    c->fn = LLVMAddFunction(c->mod, full, LLVMFunctionType(c->vd, args, 3, 0));
+    free(full);
+    LLVMSetLinkage(c->fn, LLVMInternalLinkage);
+    if (c->wide_vectors) fn_attr(c, "prefer-vector-width", "512");
+    fn_attr(c, "no-builtins", "");
+    c->call = LLVMGetParam(c->fn, 0);
+    c->ith = LLVMGetParam(c->fn, 1);
+    c->nth = LLVMGetParam(c->fn, 2);
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
+}
+
+/* The fixed reduction tree over nch chunk values a[i * stride], in place: for s = 1, 2, 4, ...,
+ * a[i] (op)= a[i + s] for i a multiple of 2s. body(c, i, j, arg) combines entry j into entry i. */
+
+void cg_tree(cg *c, LLVMValueRef nch, cg_tree_fn body, void *arg) {
+    cg_loop lv;
+    cg_loop_begin(c, &lv, I(c, 0), I(c, 40), "level");
+    LLVMValueRef s = LLVMBuildShl(c->b, I(c, 1), lv.iv, "");
+    cg_if f;
+    cg_if_begin(c, &f, LLVMBuildICmp(c->b, LLVMIntSLT, s, nch, ""));
+    LLVMValueRef s2 = imul(c, s, I(c, 2));
+    cg_loop p;
+    cg_loop_begin(c, &p, I(c, 0), idiv(c, iadd(c, nch, isub(c, s2, I(c, 1))), s2), "pair");
+    LLVMValueRef i = imul(c, p.iv, s2), j = iadd(c, i, s);
+    cg_if f2;
+    cg_if_begin(c, &f2, LLVMBuildICmp(c->b, LLVMIntSLT, j, nch, ""));
+    body(c, i, j, s, arg);
+    cg_if_end(c, &f2);
+    cg_loop_end(c, &p);
+    cg_if_end(c, &f);
+    cg_loop_end(c, &lv);
+}
