@@ -1,4 +1,5 @@
-/* The reference interpreter of the inference graph: the plain twin of every generated kernel. */
+/* The reference interpreter (reference.c): the plain double-precision twin of every generated
+ * kernel, forward and backward, one interpreter for both. */
 #ifndef PN_REFERENCE_H
 #define PN_REFERENCE_H
 #include "graph.h"
@@ -8,7 +9,7 @@
 int pn_reference_run(const pn_graph *g, const float *params, int64_t batch, const void *const *inputs,
                      void *const *outputs);
 
-/* The twin of a training step's gradient (reference_grad.c): the training-mode forward pass in
+/* The twin of a training step's gradient: the training-mode forward pass in
  * double (batchnorm on batch statistics; dropout masks from seed and step as the generated code
  * draws them), then a plain reverse pass. inputs are the network's inputs, then its training
  * inputs, each of `batch` samples; params uses the planned layout. Writes the batch's mean loss

@@ -1,4 +1,4 @@
-/* The generated backward kernels against their plain twin (ir/reference_grad.c): every op's
+/* The generated backward kernels against their plain twin (ir/reference.c): every op's
  * network is compiled in-process, one training step at learning rate 0 runs on 1 and 3 threads
  * at batch 1, 7 and 37 (two chunks), and the loss and every trained parameter's gradient must
  * match the reference's, computed in double. Widths are odd, so vector loops run their tails. */
