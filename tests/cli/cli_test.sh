@@ -183,8 +183,8 @@ run -c "$tmp/long.pnet" -o "$tmp/long.o"
 check "300-character name: -c exits 0" [ $rc -eq 0 ]
 check "300-character name: whole symbols" sh -c "nm '$tmp/long.o' | grep -q ' T ${N}_set_stage_threads\$'"
 check "300-character name: whole guard macro" grep -q "^#define ${U}_H$" "$tmp/long.h"
-libs="-L$build -Wl,-rpath,$build -lpnetrt -fopenmp -lm"
-# A sanitizer build's libpnetrt needs the sanitizers in the program too.
+# A sanitizer build's libpnetrt needs the sanitizers in the program too (its pnetrt.pc names them).
+libs="-L$build -Wl,-rpath,$build -lpnetrt -fopenmp -lm $(grep -o -e '-fsanitize=[a-z,]*' "$build/pnetrt.pc" | head -n 1)"
 # shellcheck disable=SC2086
 cc -std=c11 -Wall -Werror -I"$tmp" "$tmp/long_app.c" "$tmp/long.o" $libs -o "$tmp/long_app" 2>"$tmp/err" ||
     cc -std=c11 -fsanitize=address,undefined -I"$tmp" "$tmp/long_app.c" "$tmp/long.o" $libs -o "$tmp/long_app" 2>"$tmp/err"
