@@ -92,10 +92,6 @@ void pnetrt_data_set_max_bytes(uint64_t n);
 
 /* ---- internal: implemented in npy.c for data.c -------------------------------------------- */
 
-/* Opens path for reading if it is a regular file: a character or block device, a FIFO or a socket is refused
-   unopened, "PATH: not a regular file (a character device)", and a directory is "PATH: cannot open: Is a
-   directory". Returns the descriptor, with the file's size in *size, or -1 with the message in err. */
-int pnetrt_open_regular(const char *path, uint64_t *size, char *err, size_t errlen);
 
 /* A .npy file parsed in place: data points into the caller's buffer, unconverted (little-endian). */
 typedef struct pnetrt_npy_view {

@@ -132,6 +132,40 @@ static const char *kind_of(mode_t m) {
     return S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : "not a plain file";
 }
 
+/* Looked at before it is opened, so that a device is never opened and a FIFO never waited on; then checked
+   again on the open descriptor, which is what is read. */
+int pnetrt_open_regular(const char *path, uint64_t *size, char *err, size_t errlen) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode))
+        return pnetrt_io_fail(err, errlen, path, "not a regular file (%s)", kind_of(sb.st_mode));
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return pnetrt_io_fail(err, errlen, path, "cannot open: %s", strerror(errno));
+    const char *problem = NULL;
+    int e = 0;
+    if (fstat(fd, &sb)) {
+        e = errno;
+        problem = "cannot stat";
+    } else if (S_ISDIR(sb.st_mode)) {
+        e = EISDIR;
+        problem = "cannot open";
+    } else if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return pnetrt_io_fail(err, errlen, path, "not a regular file (%s)", kind_of(sb.st_mode));
+    } else {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK)) {
+            e = errno;
+            problem = "cannot open";
+        }
+    }
+    if (problem) {
+        close(fd);
+        return pnetrt_io_fail(err, errlen, path, "%s: %s", problem, strerror(e));
+    }
+    *size = (uint64_t)sb.st_size;
+    return fd;
+}
+
 /* The null device: writes to it are discarded, so it is written in place, never replaced. */
 static bool is_null_device(const struct stat *sb) {
     struct stat nb;

@@ -45,4 +45,9 @@ int pnetrt_io_write_atomic(const char *path, int nparts, const void *const *bufs
  * temporary file being written before they end the process. */
 void pnetrt_io_remove_temp_on_signals(void);
 
+/* Opens path for reading if it is a regular file: a character or block device, a FIFO or a socket is refused
+   unopened, "PATH: not a regular file (a character device)", and a directory is "PATH: cannot open: Is a
+   directory". Returns the descriptor, with the file's size in *size, or -1 with the message in err. */
+int pnetrt_open_regular(const char *path, uint64_t *size, char *err, size_t errlen);
+
 #endif

@@ -389,8 +389,9 @@ static int st_load(pnetrt_st *st, char *err, size_t errlen) {
 int pnetrt_st_open(const char *path, pnetrt_st **out, char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return pnetrt_io_fail(err, errlen, path, "cannot open: %s", strerror(errno));
+    uint64_t size;
+    int fd = pnetrt_open_regular(path, &size, err, errlen); /* never opens a device or waits on a FIFO */
+    if (fd < 0) return -1;
     pnetrt_st *st = calloc(1, sizeof *st);
     char *p = strdup(path);
     if (!st || !p) {
