@@ -16,6 +16,7 @@ enum {
     PN_OPF_SHARDABLE = 8, /* @shard(features, K) may split its output features */
     PN_OPF_LOSS = 16,     /* a loss: only inside train { } */
     PN_OPF_EPILOGUE = 32, /* its kernel stores through an epilogue: a fused chain may follow (as may ELTWISE) */
+    PN_OPF_VIEW = 64,     /* its value is its input's, reinterpreted: it shares the input's storage */
 };
 
 typedef enum {
@@ -50,6 +51,8 @@ typedef struct pn_op_info {
     int64_t (*flops)(const struct pn_graph *g, const struct pn_node *n, int64_t out);
     const pn_attr_desc *attrs; /* the attributes of the text form */
     int nattrs;
+    unsigned i32_inputs;    /* bit k: tensor input k must be i32 (the others are f32) */
+    unsigned nograd_inputs; /* bit k: no gradient flows into tensor input k */
     /* The reference twin (ir/reference.c), in double: computes node i's value from its inputs';
      * false with the run's error set. */
     bool (*ref_forward)(struct pn_ref *r, int i);

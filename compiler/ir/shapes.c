@@ -188,6 +188,15 @@ static void arity(pn_op op, int *min, int *max) {
     }
 }
 
+/* The name of call argument k in op's signature ("ids" of "ids:tensor vocab:int ..."). */
+static const char *arg_name(pn_op op, int k, char *buf, size_t n) {
+    const char *p = pn_ops[op].sig ? pn_ops[op].sig : "";
+    for (; k > 0 && (p = strchr(p, ' ')); k--) p++;
+    size_t len = p ? strcspn(p, ":") : 0;
+    snprintf(buf, n, "%.*s", (int)len, p ? p : "");
+    return buf;
+}
+
 bool pn_shape_infer(pn_node *n, const pn_node *const *in, int nin, const int64_t *list, int nlist, pn_shape_err *e) {
     char sbuf[128];
     const char *op = pn_ops[n->op].name;
@@ -206,12 +215,14 @@ bool pn_shape_infer(pn_node *n, const pn_node *const *in, int nin, const int64_t
     n->nparams = 0;
     e->arg = -1;
     e->msg[0] = 0;
-    /* Every op reads f32 tensors except embedding ids and cross_entropy labels. */
+    /* Every op reads f32 tensors except the inputs its row marks i32 (embedding ids, labels). */
     for (int i = 0; i < nin; i++) {
-        bool want_i32 = (n->op == PN_OP_EMBEDDING && i == 0) || (n->op == PN_OP_CROSS_ENTROPY && i == 1);
-        if (want_i32 && in[i]->dtype != PN_I32)
-            return fail(e, i, "'%s' needs %s of type i32, but this is %s", op,
-                        n->op == PN_OP_EMBEDDING ? "ids" : "labels", pn_shape_str(in[i]->dtype, &in[i]->shape, sbuf, sizeof sbuf));
+        bool want_i32 = i < 32 && (pn_ops[n->op].i32_inputs >> i & 1);
+        if (want_i32 && in[i]->dtype != PN_I32) {
+            char arg[64];
+            return fail(e, i, "'%s' needs %s of type i32, but this is %s", op, arg_name(n->op, i, arg, sizeof arg),
+                        pn_shape_str(in[i]->dtype, &in[i]->shape, sbuf, sizeof sbuf));
+        }
         if (!want_i32 && !need_f32(in[i], i, op, e)) return false;
     }
     return pn_ops[n->op].shape(n, in, nin, list, nlist, e);

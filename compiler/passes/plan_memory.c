@@ -52,7 +52,8 @@ static int tail_of(const pn_plan *p, int n) {
     return n;
 }
 
-static bool is_view(pn_op op) { return op == PN_OP_RESHAPE || op == PN_OP_FLATTEN || op == PN_OP_DROPOUT; }
+/* Views share their input's storage; so does dropout, the identity at inference. */
+static bool is_view(pn_op op) { return (pn_ops[op].flags & PN_OPF_VIEW) || op == PN_OP_DROPOUT; }
 
 void pass_plan_memory(pn_graph *g) {
     pn_plan *p = &g->plan;

@@ -12,13 +12,10 @@
  * sums are combined by a fixed tree, so the result never depends on how the batch is split. */
 enum { TRAIN_CHUNK = 32 };
 
-static bool is_view(pn_op op) { return op == PN_OP_RESHAPE || op == PN_OP_FLATTEN; }
+static bool is_view(pn_op op) { return pn_ops[op].flags & PN_OPF_VIEW; }
 
 /* Input k of n carries no gradient: embedding ids, labels, regression targets. */
-static bool no_grad_edge(const pn_node *n, int k) {
-    return (n->op == PN_OP_EMBEDDING && k == 0) || (n->op == PN_OP_CROSS_ENTROPY && k == 1) ||
-           (n->op == PN_OP_MSE && k == 1);
-}
+static bool no_grad_edge(const pn_node *n, int k) { return k < 32 && (pn_ops[n->op].nograd_inputs >> k & 1); }
 
 static void *zalloc(pn_graph *g, size_t bytes) {
     void *p = pn_arena_alloc(&g->arena, bytes ? bytes : 1);
