@@ -287,13 +287,10 @@ static int compile(pn_graph *g, action act, const compile_opts *o) {
     cg c;
     char err[1024];
     int rc = 1;
-    if (!pn_codegen(g, &co, &c, err, sizeof err)) {
-        if (c.err_node >= 0 && c.err_node < g->nnodes && o->diags && g->nodes[c.err_node].loc.file != UINT32_MAX) {
-            pn_error(o->diags, g->nodes[c.err_node].loc, "%s", err);
-            pn_diags_flush(o->diags);
-        } else {
-            fprintf(stderr, "pnetc: error: %s\n", err);
-        }
+    if (!pn_codegen(g, &co, &c)) {
+        /* At the node's source range when it has one, else "pnetc: error: ..." (diag.c). */
+        pn_error(o->diags, c.error.loc, "%s", c.error.msg);
+        pn_diags_flush(o->diags);
         goto done;
     }
     char path[PATH_MAX], tmp[PATH_MAX] = "", hdr[PATH_MAX];

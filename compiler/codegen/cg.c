@@ -4,9 +4,19 @@
 #include "../support/util.h"
 
 #include <llvm-c/DebugInfo.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+void cg_fail(cg *c, int node, const char *fmt, ...) {
+    c->error.node = node;
+    c->error.loc = node >= 0 ? c->g->nodes[node].loc : PN_NOLOC;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->error.msg, sizeof c->error.msg, fmt, ap);
+    va_end(ap);
+}
 
 LLVMValueRef cg_i64(cg *c, int64_t v) { return LLVMConstInt(c->i64, (unsigned long long)v, 1); }
 LLVMValueRef cg_f32(cg *c, double v) { return LLVMConstReal(c->f32, v); }

@@ -15,6 +15,14 @@ typedef struct pn_cg_options {
     bool emit_main;         /* an executable: add main() */
 } pn_cg_options;
 
+/* A codegen error, as data: the node it is about (-1: none) and its source range (PN_NOLOC:
+ * none), and the message. The driver prints it through support/diag.c like any other error. */
+typedef struct pn_cg_error {
+    int node;
+    pn_loc loc;
+    char msg[1024];
+} pn_cg_error;
+
 typedef struct cg {
     LLVMContextRef ctx;
     LLVMModuleRef mod;
@@ -34,8 +42,7 @@ typedef struct cg {
     LLVMValueRef tctx;      /* a training kernel's context (train.h) */
     LLVMValueRef call;      /* a step-wide function's call (train.h) */
     int64_t scratch_bytes;  /* the most any kernel needs per thread */
-    char train_err[256];    /* why the training code could not be generated, or "" */
-    int err_node;           /* the node a failed pn_codegen is about, or -1 */
+    pn_cg_error error;      /* why pn_codegen failed (cg_fail) */
 } cg;
 
 /* A counted loop for (iv = lo; iv < hi; iv += 1), built in place. */
@@ -48,6 +55,8 @@ typedef struct cg_loop {
     int unroll; /* 0: the optimiser decides; n: unroll by n (1: never), set before cg_loop_end */
 } cg_loop;
 
+/* Records why code generation failed, about node (or -1); a later failure replaces it. */
+void cg_fail(cg *c, int node, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 LLVMValueRef cg_i64(cg *c, int64_t v);
 LLVMValueRef cg_f32(cg *c, double v);
 void cg_loop_begin(cg *c, cg_loop *l, LLVMValueRef lo, LLVMValueRef hi, const char *name);

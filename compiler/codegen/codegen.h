@@ -6,8 +6,8 @@
 typedef enum { PN_EMIT_OBJ, PN_EMIT_ASM, PN_EMIT_LLVM } pn_emit_kind;
 
 /* Builds, verifies and optimises the module of g (planned by the passes). On failure returns
- * false with a message in err. */
-bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *out, char *err, size_t errlen);
+ * false with the error in out->error (node, location, message) for the driver to print. */
+bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *out);
 bool pn_codegen_emit(cg *c, pn_emit_kind kind, const char *path, char *err, size_t errlen);
 void pn_codegen_free(cg *c);
 /* Targets (target.c): the normalized triple (the host's for NULL; free it), the CPU names LLVM

@@ -187,9 +187,10 @@ static bool cpu_has_avx512(const char *cpu, const char *features) {
     return false;
 }
 
-bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c, char *err, size_t errlen) {
+bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c) {
     memset(c, 0, sizeof *c);
-    c->err_node = -1;
+    c->error.node = -1;
+    c->error.loc = PN_NOLOC;
     LLVMInitializeAllTargetInfos();
     LLVMInitializeAllTargets();
     LLVMInitializeAllTargetMCs();
@@ -200,7 +201,7 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c, char *err, s
     bool native = opt->cpu && strcmp(opt->cpu, "native") == 0;
     const char *named = native ? NULL : opt->cpu;
     if (native && !host) {
-        snprintf(err, errlen, "--cpu native needs the host's target, not '%s'", triple);
+        cg_fail(c, -1, "--cpu native needs the host's target, not '%s'", triple);
         LLVMDisposeMessage(triple);
         return false;
     }
@@ -209,8 +210,8 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c, char *err, s
     LLVMTargetRef target;
     char *msg = NULL;
     bool bad = LLVMGetTargetFromTriple(triple, &target, &msg);
-    if (bad) snprintf(err, errlen, "unknown target '%s': %s", triple, msg ? msg : "");
-    else if (named) bad = !pn_target_check_cpu(triple, named, err, errlen);
+    if (bad) cg_fail(c, -1, "unknown target '%s': %s", triple, msg ? msg : "");
+    else if (named) bad = !pn_target_check_cpu(triple, named, c->error.msg, sizeof c->error.msg);
     if (bad) {
         LLVMDisposeMessage(msg);
         LLVMDisposeMessage(triple);
@@ -222,7 +223,7 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c, char *err, s
                             : opt->opt_level == 2 ? LLVMCodeGenLevelDefault : LLVMCodeGenLevelAggressive;
     c->tm = LLVMCreateTargetMachine(target, triple, cpu, features, lvl, LLVMRelocPIC, LLVMCodeModelDefault);
     if (!c->tm) {
-        snprintf(err, errlen, "cannot create a target machine for '%s' (cpu '%s')", triple, cpu);
+        cg_fail(c, -1, "cannot create a target machine for '%s' (cpu '%s')", triple, cpu);
         LLVMDisposeMessage(triple);
         free(cpu);
         free(features);
@@ -254,7 +255,7 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c, char *err, s
     LLVMValueRef prepare = cg_gen_prepare(c);
     pn_train_fns fns = {0};
     LLVMValueRef segs;
-    if (!cg_gen_training(c, &segs, &fns, err, errlen)) {
+    if (!cg_gen_training(c, &segs, &fns)) {
         LLVMDisposeMessage(triple);
         free(cpu);
         free(features);
@@ -269,7 +270,7 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c, char *err, s
     free(cpu);
     free(features);
     if (LLVMVerifyModule(c->mod, LLVMReturnStatusAction, &msg)) {
-        snprintf(err, errlen, "internal error: invalid LLVM module: %.400s", msg);
+        cg_fail(c, -1, "internal error: invalid LLVM module: %.400s", msg);
         LLVMDisposeMessage(msg);
         return false;
     }
@@ -281,7 +282,7 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c, char *err, s
     LLVMDisposePassBuilderOptions(po);
     if (e) {
         char *m = LLVMGetErrorMessage(e);
-        snprintf(err, errlen, "internal error: optimisation failed: %s", m);
+        cg_fail(c, -1, "internal error: optimisation failed: %s", m);
         LLVMDisposeErrorMessage(m);
         return false;
     }

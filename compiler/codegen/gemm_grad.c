@@ -66,8 +66,8 @@ LLVMValueRef cg_bwd_matmul(cg *c, int node, const bool *acc) {
         const pn_shape *s = k ? sb : sa;
         if (!cg_grad_edge(g, node, k) || (rows && k == 0)) continue;
         if (s->rank != so->rank || s->rank < 3 || memcmp(s->d, so->d, sizeof(int64_t) * (size_t)(s->rank - 2)) != 0) {
-            snprintf(c->train_err, sizeof c->train_err, "training: the gradient of matmul '%s' needs operand %d to have the output's batch dimensions",
-                     nd->name, k + 1);
+            cg_fail(c, node, "training: the gradient of matmul '%s' needs operand %d to have the output's batch dimensions",
+                    nd->name, k + 1);
             return NULL;
         }
     }

@@ -1,7 +1,8 @@
 /* The training step of a network with a train block: the segment functions that run a chunk's
  * forward (training mode), loss and backward kernels, the syncs between segments (batchnorm's
- * batch statistics), the prep and update functions, the evaluation forward, and the training
- * descriptor libpnetrt reads (pnetrt_train_desc). Kernels see the graph without fusion. */
+ * batch statistics), the prep and update functions (optim.c), the evaluation forward, and the
+ * loss kernels (at the end). Kernels see the graph without fusion; desc.c describes the result
+ * to libpnetrt (pnetrt_train_desc). */
 #include "tk.h"
 #include "../support/util.h"
 
@@ -174,7 +175,7 @@ static LLVMValueRef fn_array(cg *c, LLVMValueRef *fs, int n, const char *suffix)
 
 static bool is_view(pn_op op) { return op == PN_OP_RESHAPE || op == PN_OP_FLATTEN; }
 
-bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, size_t errlen) {
+bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
     const pn_graph *orig = c->g;
     *out = NULL;
     if (!orig->tplan.present) return true;
@@ -197,13 +198,11 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
         const pn_node *nd = &tg.nodes[i];
         if (!t->live[i] || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST) continue;
         if (i != t->loss && !pn_shape_batched(&nd->shape)) {
-            snprintf(err, errlen, "training: '%s' has no batch axis; every value a loss needs must have one", nd->name);
-            c->err_node = i;
+            cg_fail(c, i, "training: '%s' has no batch axis; every value a loss needs must have one", nd->name);
             ok = false;
         }
         if (nd->ninputs > TK_MAX_INPUTS) {
-            snprintf(err, errlen, "training: '%s' has more than %d inputs", nd->name, TK_MAX_INPUTS);
-            c->err_node = i;
+            cg_fail(c, i, "training: '%s' has more than %d inputs", nd->name, TK_MAX_INPUTS);
             ok = false;
         }
     }
@@ -259,11 +258,7 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns, char *err, siz
             continue;
         }
         LLVMValueRef f = cg_gen_backward(c, i, acc);
-        if (!f && c->train_err[0]) {
-            snprintf(err, errlen, "%s", c->train_err);
-            c->err_node = i;
-            ok = false;
-        }
+        if (!f && c->error.msg[0]) ok = false; /* the kernel cannot be built (cg_fail said why) */
         push(&steps, ST_TRAIN, i, f);
     }
     free(border);

@@ -40,7 +40,7 @@ LLVMValueRef cg_gen_backward(cg *c, int node, const bool *acc);
 /* The backward kernels, one per row of the op table (dispatch.c), beside their forward kernels:
  * gemm_grad.c, conv_grad.c, eltwise_grad.c, reduce_grad.c, shape_grad.c. */
 LLVMValueRef cg_bwd_dense(cg *c, int node, const bool *acc);
-LLVMValueRef cg_bwd_matmul(cg *c, int node, const bool *acc); /* NULL with c->train_err set: not supported */
+LLVMValueRef cg_bwd_matmul(cg *c, int node, const bool *acc); /* NULL after cg_fail: not supported */
 LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_pool(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_global_avgpool(cg *c, int node, const bool *acc);
@@ -74,8 +74,9 @@ typedef struct pn_train_fns {
     int nstages;                  /* pipeline training: stages, or 0 when not available */
     LLVMValueRef stage_fwd, stage_bwd; /* constant arrays of nstages segment functions, or null */
 } pn_train_fns;
-/* Builds them when the graph has a train block (else returns true with *segs NULL). */
-bool cg_gen_training(cg *c, LLVMValueRef *segs, pn_train_fns *fns, char *err, size_t errlen);
+/* Builds them when the graph has a train block (else returns true with *segs NULL); false after
+ * cg_fail when a kernel cannot be built. */
+bool cg_gen_training(cg *c, LLVMValueRef *segs, pn_train_fns *fns);
 
 /* Step-wide functions (tk.c), shared by optim.c and the batchnorm sync (reduce_grad.c). */
 /* Starts px__<name>(const int64_t *call, int64_t ith, int64_t nth); fields via cg_tcp/tci/tcf. */

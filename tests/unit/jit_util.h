@@ -69,8 +69,7 @@ static void compile_net(const char *src, bool embed, int opt_level, compiled *ou
     }
     pn_cg_options opt = {.opt_level = opt_level, .weights = out->weights};
     cg c;
-    char err[512];
-    if (!pn_codegen(out->g, &opt, &c, err, sizeof err)) fail_msg("codegen: %s", err);
+    if (!pn_codegen(out->g, &opt, &c)) fail_msg("codegen: %s", c.error.msg);
     LLVMMemoryBufferRef buf;
     char *msg = NULL;
     assert_false(LLVMTargetMachineEmitToMemoryBuffer(c.tm, c.mod, LLVMObjectFile, &msg, &buf));
