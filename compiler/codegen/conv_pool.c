@@ -3,7 +3,6 @@
  * Two layouts of the register tile: lanes over pooled pixels, reading the input rearranged into
  * phase planes, or lanes over output channels, over weights packed by the prepare function. */
 #include "cg.h"
-#include "../passes/passes.h"
 #include "../support/util.h"
 
 #include <stdlib.h>
@@ -35,8 +34,7 @@ static double step_cycles(int nacc, int nloads) {
  * lanes, the transposition into NCHW. Ties go to the larger tile. */
 static pool_tile pool_tile_of(const cg *c, int node, int pool) {
     const pn_node *nd = &c->g->nodes[node], *pl = &c->g->nodes[pool];
-    pn_pool_grid pg;
-    pn_pool_grid_of(c->g, node, pool, &pg);
+    pn_pool_grid pg = c->g->plan.pool_grid[node]; /* as pass_fuse_pool decided */
     int VW, MR, NV;
     cg_gemm_shape(c, &VW, &MR, &NV);
     int64_t OC = nd->ia[PN_CONV_OUT], K = c->g->nodes[nd->in[0]].shape.d[1] * nd->ia[PN_CONV_KH] * nd->ia[PN_CONV_KW];
@@ -280,8 +278,7 @@ LLVMValueRef cg_gen_conv2d_pooled(cg *c, int node, int pool) {
     int64_t SH = nd->ia[PN_CONV_SH], SW = nd->ia[PN_CONV_SW], K = C * KH * KW;
     int64_t SPH = pl->ia[PN_POOL_SH], SPW = pl->ia[PN_POOL_SW], POH = pl->shape.d[2], POW = pl->shape.d[3];
     int64_t NWIN = SPH * SPW;
-    pn_pool_grid pg;
-    pn_pool_grid_of(c->g, node, pool, &pg);
+    pn_pool_grid pg = c->g->plan.pool_grid[node]; /* as pass_fuse_pool decided */
     int64_t F = pg.fh, Fw = pg.fw, G = pg.cols, PL = pg.rows * G, Q = pg.lanes;
     int VW, MR, NV;
     cg_gemm_shape(c, &VW, &MR, &NV);

@@ -160,11 +160,20 @@ typedef struct pn_mem {
     int64_t bytes;    /* arena: bytes per sample (batched) or bytes (fixed) */
 } pn_mem;
 
+/* The geometry of a maxpool2d computed inside its conv2d's kernel, as pass_fuse_pool decided it. */
+typedef struct pn_pool_grid {
+    int64_t fh, fw;     /* phase factors: the pool's stride times the conv's */
+    int64_t rows, cols; /* of one phase plane; cols is also the stride of the kernel's lane grid */
+    int64_t lanes;      /* lanes of one window position's grid: (pooled rows - 1) * cols + pooled cols */
+    int64_t floats;     /* the phase planes of one sample: channels * fh * fw * rows * cols */
+} pn_pool_grid;
+
 /* Facts the inference passes attach to a graph, indexed by node. */
 typedef struct pn_plan {
     bool *live;            /* computed at inference */
     int *fuse_next;        /* the elementwise consumer applied in this node's epilogue, or -1 */
     bool *fused;           /* this node is an epilogue of its producer */
+    pn_pool_grid *pool_grid; /* per conv2d that computes a maxpool2d (fuse_pool): its geometry */
     int64_t *param_offset; /* offset in floats of the node's first parameter in the buffer, or -1 */
     pn_mem *mem;
     int *order;            /* execution order: nodes by (stage, index), a topological order */

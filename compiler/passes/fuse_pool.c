@@ -31,6 +31,7 @@ void pass_fuse_pool(pn_graph *g) {
     pn_plan *p = &g->plan;
     int n = g->nnodes;
     int *uses = pn_arena_alloc(&g->arena, sizeof(int) * (size_t)(n ? n : 1));
+    p->pool_grid = pn_arena_alloc(&g->arena, sizeof(pn_pool_grid) * (size_t)(n ? n : 1));
     for (int i = 0; i < n; i++)
         for (int k = 0; p->live[i] && k < g->nodes[i].ninputs; k++) uses[g->nodes[i].in[k]]++;
     for (int i = 0; i < n; i++) {
@@ -51,5 +52,6 @@ void pass_fuse_pool(pn_graph *g) {
         if (pg.floats > POOL_GRID_MAX_FLOATS) continue;
         p->fuse_next[t] = i;
         p->fused[i] = true;
+        p->pool_grid[h] = pg;
     }
 }

@@ -11,13 +11,7 @@ void pass_plan_params(pn_graph *g);  /* param_offset, param_floats: one paramete
 void pass_plan_memory(pn_graph *g);  /* mem, arena sizes, chunk: one activation arena by liveness */
 void pass_plan_train(pn_graph *g);   /* tplan: what a training step computes and keeps, gradients */
 
-/* The geometry of a maxpool2d computed inside its conv2d's kernel (pass_fuse_pool). */
-typedef struct pn_pool_grid {
-    int64_t fh, fw;     /* phase factors: the pool's stride times the conv's */
-    int64_t rows, cols; /* of one phase plane; cols is also the stride of the kernel's lane grid */
-    int64_t lanes;      /* lanes of one window position's grid: (pooled rows - 1) * cols + pooled cols */
-    int64_t floats;     /* the phase planes of one sample: channels * fh * fw * rows * cols */
-} pn_pool_grid;
+/* The geometry of a maxpool2d over conv (pn_pool_grid, in ir/graph.h). */
 void pn_pool_grid_of(const pn_graph *g, int conv, int pool, pn_pool_grid *out);
 
 typedef struct pn_pass {
