@@ -210,6 +210,21 @@ static bool find_runtime(char *buf, size_t n) {
     return access(buf, R_OK) == 0;
 }
 
+/* The line of a failed link's output that says why, without the tool's "path/ld: " prefix: the first
+ * line holding "error" or "failed" that is not collect2's summary, else the first line. Edits msg. */
+static const char *link_reason(char *msg) {
+    char *pick = NULL, *first = NULL;
+    for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n")) {
+        if (!*line) continue;
+        if (!first) first = line;
+        if (!pick && !strstr(line, "collect2") && (strstr(line, "error") || strstr(line, "failed"))) pick = line;
+    }
+    if (!pick) pick = first;
+    if (!pick) return "the linker printed nothing";
+    char *tool = strstr(pick, "ld: ");
+    return tool && tool - pick < 64 ? tool + 4 : pick;
+}
+
 /* Links an object with libpnetrt into an executable, through the system C compiler. */
 static int link_exe(const char *obj, const char *out, const char *name) {
     char rt[PATH_MAX];
@@ -218,26 +233,50 @@ static int link_exe(const char *obj, const char *out, const char *name) {
         return 1;
     }
     const char *cc = getenv("PNET_CC") ? getenv("PNET_CC") : "cc";
-    pid_t pid = fork();
-    if (pid < 0) {
+    /* The linker's messages go through a pipe: a failure becomes one line that says why. */
+    int fds[2];
+    if (pipe(fds)) {
         fprintf(stderr, "pnetc: error: cannot start the linker: %s\n", strerror(errno));
         return 1;
     }
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "pnetc: error: cannot start the linker: %s\n", strerror(errno));
+        close(fds[0]);
+        close(fds[1]);
+        return 1;
+    }
     if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], STDERR_FILENO);
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[1]);
         /* A sanitizer build of pnet links its runtime with the sanitizers too. */
         if (PNET_LINK_FLAGS[0]) execlp(cc, cc, "-o", out, obj, rt, "-lcjson", "-lz", PNET_OPENMP_FLAGS, "-lm", PNET_LINK_FLAGS, (char *)NULL);
         else execlp(cc, cc, "-o", out, obj, rt, "-lcjson", "-lz", PNET_OPENMP_FLAGS, "-lm", (char *)NULL);
-        fprintf(stderr, "pnetc: error: cannot run the linker '%s': %s\n", cc, strerror(errno));
+        dprintf(STDERR_FILENO, "cannot run the linker '%s': %s\n", cc, strerror(errno));
         _exit(127);
     }
+    close(fds[1]);
+    char msg[4096];
+    size_t len = 0;
+    for (;;) {
+        char chunk[1024];
+        ssize_t r = read(fds[0], chunk, sizeof chunk);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        for (ssize_t i = 0; i < r && len + 1 < sizeof msg; i++) msg[len++] = chunk[i];
+    }
+    close(fds[0]);
+    msg[len] = '\0';
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 127)
-            fprintf(stderr, "pnetc: error: linking '%s' failed\n", name);
-        return 1;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        fputs(msg, stderr); /* warnings, if the linker had any */
+        return 0;
     }
-    return 0;
+    fprintf(stderr, "pnetc: error: linking '%s' failed: %s\n", name, link_reason(msg));
+    return 1;
 }
 
 /* The header that -c writes beside the object: net.o -> net.h. */

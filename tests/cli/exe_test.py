@@ -398,5 +398,18 @@ for kind, body in (("outputs", "  input x : f32[batch, 4];\n" + "".join(f"  outp
 expect_error("--stage-threads with 100 counts", [pl, "infer", "--input", x37, "--stage-threads", ",".join(["1"] * 100)],
              "100 stage thread counts given")
 
+# A failed link is one line that says why (the linker's own reason), and a missing linker too.
+fake_cc = os.path.join(TMP, "fake_cc.sh")
+with open(fake_cc, "w") as f:
+    f.write("#!/bin/sh\necho '/usr/bin/ld: final link failed: No space left on device' >&2\n"
+            "echo 'collect2: error: ld returned 1 exit status' >&2\nexit 1\n")
+os.chmod(fake_cc, 0o755)
+for cc, why in ((fake_cc, "final link failed: No space left on device"), ("no-such-cc", "cannot run the linker 'no-such-cc'")):
+    p = subprocess.run([PNETC, os.path.join(SRC, "examples", "digits_mlp.pnet"), "-o", os.path.join(TMP, "linked")],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "PNET_CC": cc})
+    check(f"a failed link ({os.path.basename(cc)}) is one line", p.returncode == 1 and p.stderr.count("\n") == 1 and
+          f"linking '{os.path.join(TMP, 'linked')}' failed: {why}" in p.stderr and not os.path.exists(os.path.join(TMP, "linked")),
+          p.stderr[:300])
+
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
