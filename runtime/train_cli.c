@@ -1,5 +1,5 @@
 /* The executables' training commands: `./net train`, `./net eval` and `./net bench --train`.
- * Data comes through runtime/data.h; every failure is one line naming the file or option and the
+ * Data comes through runtime/io/data.h; every failure is one line naming the file or option and the
  * problem, with exit status 1. Ctrl-C (SIGINT), SIGTERM or SIGHUP during training writes a
  * checkpoint (with --save) and exits with status 128 + the signal (130, 143, 129). */
 #include "data.h"

@@ -1,6 +1,6 @@
 /* npy_compare ACTUAL.npy EXPECTED.npy [--rtol R] [--atol A] [--exact]
  *
- * Compares two .npy arrays (read with runtime/npy.c): the dtypes and shapes must be equal, and every
+ * Compares two .npy arrays (read with runtime/io/npy.c): the dtypes and shapes must be equal, and every
  * element must satisfy |a - e| <= atol + rtol * |e| (defaults rtol 1e-4, atol 1e-5), or be bitwise
  * equal with --exact. NaN never matches (except bitwise-equal NaNs with --exact). Prints the worst
  * element on failure. Exit status 0 when they match, 1 otherwise; every error is one line. */

@@ -1,6 +1,6 @@
 /* st_compare REF.safetensors GOT.safetensors RTOL ATOL
  *
- * Compares the tensors of two safetensors files (read with runtime/safetensors.c): every tensor of
+ * Compares the tensors of two safetensors files (read with runtime/io/safetensors.c): every tensor of
  * REF must be in GOT under the same name with the same shape, and every element must satisfy
  * |got - ref| <= atol + rtol * |ref|; NaN never matches. Tensors only in GOT (such as a training
  * run's optimizer.* state) are ignored. Prints one line per failing tensor with its worst element.

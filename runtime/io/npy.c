@@ -27,9 +27,6 @@
 #define NPY_MAGIC_LEN 6
 #define NPY_MAX_HEADER (1u << 20) /* numpy itself refuses headers over 10 000 bytes by default */
 
-/* ---- errors ------------------------------------------------------------------------------- */
-
-
 /* ---- header dict -------------------------------------------------------------------------- */
 
 /* A cursor over the header text; pos is reported in messages so a corrupt header can be found. */
@@ -191,32 +188,90 @@ static bool read_full(FILE *f, void *buf, size_t n) {
     return fread(buf, 1, n, f) == n;
 }
 
-/* What a file that is not a regular file is, for a message. */
-static int npy_read_file(FILE *f, const char *path, uint64_t fsize, pnetrt_array *out, char *err, size_t errlen) {
-
-    unsigned char pre[12];
-    size_t have = fsize < sizeof pre ? (size_t)fsize : sizeof pre;
-    if (!read_full(f, pre, have)) return pnetrt_io_fail(err, errlen, path, "read error: %s", strerror(errno));
-    if (have < NPY_MAGIC_LEN || memcmp(pre, NPY_MAGIC, NPY_MAGIC_LEN)) {
+/* preamble := "\x93NUMPY" major minor hlen   (hlen: 2 bytes in 1.0, 4 in 2.0 and 3.0, little-endian)
+   b holds the first `have` bytes of a file of `size` bytes (have >= min(size, 12)). The one check of a .npy
+   preamble, for the file reader and the in-memory parser; the file reader (cut_off_magic) calls a cut-off magic
+   a truncated file, the data loaders a file that is not .npy. */
+static int npy_preamble(const unsigned char *b, size_t have, uint64_t size, bool cut_off_magic, const char *path,
+                        size_t *prelen, uint64_t *hlen, char *err, size_t errlen) {
+    if (have < NPY_MAGIC_LEN || memcmp(b, NPY_MAGIC, NPY_MAGIC_LEN)) {
         /* a prefix of the magic is a cut-off .npy file, anything else is another kind of file */
-        if (have < NPY_MAGIC_LEN && !memcmp(pre, NPY_MAGIC, have) && have > 0)
+        if (cut_off_magic && have < NPY_MAGIC_LEN && !memcmp(b, NPY_MAGIC, have) && have > 0)
             return pnetrt_io_fail(err, errlen, path, "truncated header: the file has only %zu bytes", have);
         return pnetrt_io_fail(err, errlen, path, "not a .npy file (bad magic)");
     }
     if (have < 8) return pnetrt_io_fail(err, errlen, path, "truncated header: the file has only %zu bytes", have);
-    unsigned major = pre[6], minor = pre[7];
+    unsigned major = b[6], minor = b[7];
     if (major < 1 || major > 3 || minor != 0)
-        return pnetrt_io_fail(err, errlen, path, "unsupported .npy format version %u.%u; expected 1.0, 2.0 or 3.0", major, minor);
-    size_t prelen = major == 1 ? 10 : 12;
-    if (have < prelen) return pnetrt_io_fail(err, errlen, path, "truncated header: the file has only %zu bytes", have);
-    if (fseek(f, (long)prelen, SEEK_SET)) return pnetrt_io_fail(err, errlen, path, "cannot seek: %s", strerror(errno));
-    uint64_t hlen = major == 1 ? le16(pre + 8) : le32(pre + 8);
-    if (hlen > fsize - prelen)
+        return pnetrt_io_fail(err, errlen, path, "unsupported .npy format version %u.%u; expected 1.0, 2.0 or 3.0",
+                              major, minor);
+    *prelen = major == 1 ? 10 : 12;
+    if (have < *prelen) return pnetrt_io_fail(err, errlen, path, "truncated header: the file has only %zu bytes", have);
+    *hlen = major == 1 ? le16(b + 8) : le32(b + 8);
+    if (*hlen > size - *prelen)
         return pnetrt_io_fail(err, errlen, path,
-                    "truncated header: header says %" PRIu64 " bytes of header but the file has %" PRIu64, hlen,
-                    fsize - prelen);
-    if (hlen > NPY_MAX_HEADER)
-        return pnetrt_io_fail(err, errlen, path, "header of %" PRIu64 " bytes exceeds the limit of %u", hlen, NPY_MAX_HEADER);
+                              "truncated header: header says %" PRIu64 " bytes of header but the file has %" PRIu64,
+                              *hlen, size - *prelen);
+    if (*hlen > NPY_MAX_HEADER)
+        return pnetrt_io_fail(err, errlen, path, "header of %" PRIu64 " bytes exceeds the limit of %u", *hlen,
+                              NPY_MAX_HEADER);
+    return 0;
+}
+
+/* Checks a header's descr and sets what the caller reads it as; the file reader and the in-memory parser take
+   different dtypes. */
+typedef int npy_descr_fn(const char *path, const char *descr, void *out, char *err, size_t errlen);
+
+/* The header dict text[0..hlen), its dtype (by `descr`), C order and data size against the `avail` bytes after
+   the header: the one check of a .npy header dict, for both readers. itemsize is the dtype's bytes per element. */
+static int npy_header_dict(const char *text, size_t hlen, uint64_t avail, const char *path, npy_descr_fn *descr,
+                           void *descr_out, const int *itemsize, npy_header *h, uint64_t *nbytes, char *err,
+                           size_t errlen) {
+    dict_parser p = {text, hlen, 0, path, err, errlen};
+    if (parse_dict(&p, h) || descr(path, h->descr, descr_out, err, errlen)) return -1;
+    if (h->fortran_order)
+        return pnetrt_io_fail(err, errlen, path, "fortran_order is True; only C-order arrays are supported");
+    *nbytes = (uint64_t)*itemsize;
+    for (int i = 0; i < h->rank; i++)
+        if (!pnetrt_io_mul_u64(*nbytes, (uint64_t)h->shape[i], nbytes) || *nbytes > (uint64_t)INT64_MAX)
+            return pnetrt_io_fail(err, errlen, path, "shape is too large: its size in bytes overflows");
+    if (avail < *nbytes)
+        return pnetrt_io_fail(err, errlen, path,
+                              "truncated: header says %" PRIu64 " bytes of data but the file has %" PRIu64, *nbytes,
+                              avail);
+    if (avail > *nbytes)
+        return pnetrt_io_fail(err, errlen, path,
+                              "trailing data: header says %" PRIu64 " bytes of data but the file has %" PRIu64,
+                              *nbytes, avail);
+    return 0;
+}
+
+/* descr := '<f4' | '<i4'   (what pnetrt_npy_read returns) */
+static int descr_f32_i32(const char *path, const char *descr, void *out, char *err, size_t errlen) {
+    pnetrt_dtype *dtype = out;
+    if (!strcmp(descr, "<f4"))
+        *dtype = PNETRT_F32;
+    else if (!strcmp(descr, "<i4"))
+        *dtype = PNETRT_I32;
+    else if (!strcmp(descr, ">f4") || !strcmp(descr, ">i4"))
+        return pnetrt_io_fail(err, errlen, path,
+                              "dtype '%s' is big-endian, which is not supported; expected float32 ('<f4') or int32 "
+                              "('<i4')",
+                              descr);
+    else
+        return pnetrt_io_fail(err, errlen, path,
+                              "dtype '%s' is not supported; expected float32 ('<f4') or int32 ('<i4')", descr);
+    return 0;
+}
+
+static int npy_read_file(FILE *f, const char *path, uint64_t fsize, pnetrt_array *out, char *err, size_t errlen) {
+    unsigned char pre[12];
+    size_t have = fsize < sizeof pre ? (size_t)fsize : sizeof pre;
+    if (!read_full(f, pre, have)) return pnetrt_io_fail(err, errlen, path, "read error: %s", strerror(errno));
+    size_t prelen;
+    uint64_t hlen;
+    if (npy_preamble(pre, have, fsize, true, path, &prelen, &hlen, err, errlen)) return -1;
+    if (fseek(f, (long)prelen, SEEK_SET)) return pnetrt_io_fail(err, errlen, path, "cannot seek: %s", strerror(errno));
 
     char *text = malloc((size_t)hlen + 1);
     if (!text) return pnetrt_io_fail(err, errlen, path, "out of memory");
@@ -226,36 +281,12 @@ static int npy_read_file(FILE *f, const char *path, uint64_t fsize, pnetrt_array
     }
     text[hlen] = '\0';
     npy_header h = {0};
-    dict_parser p = {text, (size_t)hlen, 0, path, err, errlen};
-    int rc = parse_dict(&p, &h);
+    pnetrt_dtype dtype = PNETRT_F32;
+    uint64_t nbytes;
+    int rc = npy_header_dict(text, (size_t)hlen, fsize - prelen - hlen, path, descr_f32_i32, &dtype, &(int){4}, &h,
+                             &nbytes, err, errlen);
     free(text);
     if (rc) return rc;
-
-    pnetrt_dtype dtype;
-    if (!strcmp(h.descr, "<f4"))
-        dtype = PNETRT_F32;
-    else if (!strcmp(h.descr, "<i4"))
-        dtype = PNETRT_I32;
-    else if (!strcmp(h.descr, ">f4") || !strcmp(h.descr, ">i4"))
-        return pnetrt_io_fail(err, errlen, path,
-                    "dtype '%s' is big-endian, which is not supported; expected float32 ('<f4') or int32 ('<i4')",
-                    h.descr);
-    else
-        return pnetrt_io_fail(err, errlen, path, "dtype '%s' is not supported; expected float32 ('<f4') or int32 ('<i4')",
-                    h.descr);
-    if (h.fortran_order) return pnetrt_io_fail(err, errlen, path, "fortran_order is True; only C-order arrays are supported");
-
-    uint64_t nbytes = 4;
-    for (int i = 0; i < h.rank; i++)
-        if (!pnetrt_io_mul_u64(nbytes, (uint64_t)h.shape[i], &nbytes) || nbytes > (uint64_t)INT64_MAX)
-            return pnetrt_io_fail(err, errlen, path, "shape is too large: its size in bytes overflows");
-    uint64_t avail = fsize - prelen - hlen;
-    if (avail < nbytes)
-        return pnetrt_io_fail(err, errlen, path, "truncated: header says %" PRIu64 " bytes of data but the file has %" PRIu64,
-                    nbytes, avail);
-    if (avail > nbytes)
-        return pnetrt_io_fail(err, errlen, path, "trailing data: header says %" PRIu64 " bytes of data but the file has %" PRIu64,
-                    nbytes, avail);
 
     void *data = malloc(nbytes ? (size_t)nbytes : 1);
     if (!data) return pnetrt_io_fail(err, errlen, path, "out of memory for %" PRIu64 " bytes of data", nbytes);
@@ -293,7 +324,8 @@ int pnetrt_npy_read(const char *path, pnetrt_array *out, char *err, size_t errle
 _Static_assert(PNETRT_MAX_RANK == sizeof((pnetrt_npy_view *)0)->shape / sizeof(int64_t), "view rank");
 
 /* descr := ('<' | '|' | '=') ('b' | 'i' | 'u' | 'f') digit+ */
-static int parse_descr(const char *path, const char *descr, pnetrt_npy_view *out, char *err, size_t errlen) {
+static int parse_descr(const char *path, const char *descr, void *view, char *err, size_t errlen) {
+    pnetrt_npy_view *out = view;
     const char *s = descr;
     if (*s == '>') return pnetrt_io_fail(err, errlen, path, "dtype '%s' is big-endian, which is not supported", descr);
     if (*s != '<' && *s != '|' && *s != '=') goto bad;
@@ -313,41 +345,13 @@ bad:
 int pnetrt_npy_parse(const void *buf, size_t len, const char *path, pnetrt_npy_view *out, char *err, size_t errlen) {
     const unsigned char *b = buf;
     memset(out, 0, sizeof *out);
-    if (len < NPY_MAGIC_LEN || memcmp(b, NPY_MAGIC, NPY_MAGIC_LEN))
-        return pnetrt_io_fail(err, errlen, path, "not a .npy file (bad magic)");
-    if (len < 8) return pnetrt_io_fail(err, errlen, path, "truncated header: the file has only %zu bytes", len);
-    unsigned major = b[6], minor = b[7];
-    if (major < 1 || major > 3 || minor != 0)
-        return pnetrt_io_fail(err, errlen, path, "unsupported .npy format version %u.%u; expected 1.0, 2.0 or 3.0",
-                              major, minor);
-    size_t prelen = major == 1 ? 10 : 12;
-    if (len < prelen) return pnetrt_io_fail(err, errlen, path, "truncated header: the file has only %zu bytes", len);
-    uint64_t hlen = major == 1 ? le16(b + 8) : le32(b + 8);
-    if (hlen > len - prelen)
-        return pnetrt_io_fail(err, errlen, path,
-                              "truncated header: header says %" PRIu64 " bytes of header but the file has %zu", hlen,
-                              len - prelen);
-    if (hlen > NPY_MAX_HEADER)
-        return pnetrt_io_fail(err, errlen, path, "header of %" PRIu64 " bytes exceeds the limit of %u", hlen,
-                              NPY_MAX_HEADER);
+    size_t prelen;
+    uint64_t hlen, nbytes;
+    if (npy_preamble(b, len, len, false, path, &prelen, &hlen, err, errlen)) return -1;
     npy_header h = {0};
-    dict_parser p = {(const char *)b + prelen, (size_t)hlen, 0, path, err, errlen};
-    if (parse_dict(&p, &h) || parse_descr(path, h.descr, out, err, errlen)) return -1;
-    if (h.fortran_order)
-        return pnetrt_io_fail(err, errlen, path, "fortran_order is True; only C-order arrays are supported");
-    uint64_t nbytes = (uint64_t)out->itemsize;
-    for (int i = 0; i < h.rank; i++)
-        if (!pnetrt_io_mul_u64(nbytes, (uint64_t)h.shape[i], &nbytes) || nbytes > (uint64_t)INT64_MAX)
-            return pnetrt_io_fail(err, errlen, path, "shape is too large: its size in bytes overflows");
-    uint64_t avail = len - prelen - hlen;
-    if (avail < nbytes)
-        return pnetrt_io_fail(err, errlen, path,
-                              "truncated: header says %" PRIu64 " bytes of data but the file has %" PRIu64, nbytes,
-                              avail);
-    if (avail > nbytes)
-        return pnetrt_io_fail(err, errlen, path,
-                              "trailing data: header says %" PRIu64 " bytes of data but the file has %" PRIu64, nbytes,
-                              avail);
+    if (npy_header_dict((const char *)b + prelen, (size_t)hlen, len - prelen - hlen, path, parse_descr, out,
+                        &out->itemsize, &h, &nbytes, err, errlen))
+        return -1;
     memcpy(out->descr, h.descr, sizeof out->descr);
     out->rank = h.rank;
     memcpy(out->shape, h.shape, sizeof out->shape);
