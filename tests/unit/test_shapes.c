@@ -1,4 +1,5 @@
-/* Unit tests of the shape rules (ir/shapes.c): every op in ops.def, valid shapes and errors. */
+/* Unit tests of the shape rules (ir/shapes.c): every op in ops.def, valid shapes and errors; and
+ * that every row of the op table (ir/ops.c) is complete. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -935,6 +936,25 @@ static void test_every_op_has_a_rule(void **state) {
     for (int op = 0; op < PN_OP_COUNT; op++) assert_true(seen[op]);
 }
 
+/* Every row of the op table is complete: a shape rule, FLOPs and a reference forward for every
+ * op, a reference backward for every op a gradient can flow through, attributes when it has any. */
+static void test_op_table_rows(void **state) {
+    (void)state;
+    for (int op = 0; op < PN_OP_COUNT; op++) {
+        const pn_op_info *o = &pn_ops[op];
+        assert_non_null(o->name);
+        assert_non_null(o->shape);
+        assert_non_null(o->flops);
+        assert_non_null(o->ref_forward);
+        assert_non_null(o->attrs);
+        bool leaf = op == PN_OP_INPUT || op == PN_OP_CONST;
+        if (leaf != (o->ref_backward == NULL)) print_error("op '%s': backward\n", o->name);
+        assert_true(leaf == (o->ref_backward == NULL));
+        for (int k = 0; k < o->nattrs; k++) assert_non_null(o->attrs[k].key);
+        assert_int_equal(o->i32_inputs & ~o->nograd_inputs, 0); /* no gradient flows into an i32 input */
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_input_untouched),
@@ -973,6 +993,7 @@ int main(void) {
         cmocka_unit_test(test_broadcast_errors),
         cmocka_unit_test(test_check_size),
         cmocka_unit_test(test_every_op_has_a_rule),
+        cmocka_unit_test(test_op_table_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
