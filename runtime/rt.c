@@ -21,6 +21,9 @@ _Static_assert(sizeof(pnetrt_tensor_desc) == 16 * 8, "pnetrt_tensor_desc must be
 _Static_assert(sizeof(pnetrt_layer_desc) == 10 * 8, "pnetrt_layer_desc must be 10 eight-byte fields");
 _Static_assert(sizeof(pnetrt_desc) == 27 * 8, "pnetrt_desc must be 27 eight-byte fields");
 
+const char *pnetrt_prog = "net";
+bool pnetrt_prog_named;
+
 /* One slice of the trace: a stage (or the whole network) on one thread for one micro-batch of one
  * replica. */
 typedef struct trace_event {

@@ -81,25 +81,10 @@ double pnetrt_lr(const pnetrt_model *m);
 int pnetrt_set_train_seed(pnetrt_model *m, uint64_t seed);
 /* Correct predictions (cross_entropy) of the last training step. */
 int64_t pnetrt_train_last_correct(const pnetrt_model *m);
-/* The executables' train, eval and bench --train commands (runtime/train_cli.c). */
-int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv);
-int pnetrt_cmd_eval(const pnetrt_desc *d, int argc, char **argv);
-int pnetrt_cmd_bench_train(const pnetrt_desc *d, int argc, char **argv);
-/* The executables' name in messages, and their one-line error: "NAME: error: ...", returns 1. */
+/* The executables' name in messages: "NAME: note: ..." (set by pnetrt_main; notes name the executable, not
+   the network, once pnetrt_prog_named is set). */
 extern const char *pnetrt_prog;
-extern bool pnetrt_prog_named; /* set by pnetrt_main: notes name the executable, not the network */
-int pnetrt_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Option values, checked the same way by every command; each returns 0, or 1 after the one-line error
- * "OPT needs an integer from LO to HI, not 'S'" ("a number in (0, HI]", "a finite positive number"). */
-int pnetrt_opt_int(const char *opt, const char *s, long long lo, long long hi, long long *out);
-int pnetrt_opt_num(const char *opt, const char *s, double hi, double *out);
-/* Records opt in seen (" --a --b ", size len); 1 after an error when it was given before. */
-int pnetrt_opt_once(char *seen, size_t len, const char *opt);
-/* 1 after an error when the file `out` (written, as `what`, through option out_opt) is the file `in`
- * (read through in_opt): the same path, or the same device and inode. NULL paths never clash. */
-int pnetrt_check_overwrite(const char *out_opt, const char *out, const char *what, const char *in_opt, const char *in);
-/* --stage-threads N,N,...: up to 64 counts into out; returns how many, or -1 after an error. */
-int pnetrt_parse_stage_threads(const char *s, int *out);
+extern bool pnetrt_prog_named;
 /* The whole batch's parameter gradient of the last step (d->param_floats floats, at each
  * parameter's offset), or NULL before the first step. For tests. */
 const float *pnetrt_train_grad(const pnetrt_model *m);

@@ -3,7 +3,9 @@
 #include "data.h"
 #include "fileio.h"
 #include "io.h"
+#include "options.h"
 #include "rt.h"
+#include "train_cli.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -14,19 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-const char *pnetrt_prog = "net";
-bool pnetrt_prog_named;
-
-int pnetrt_die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: error: ", pnetrt_prog);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return 1;
-}
 
 static void usage(const pnetrt_desc *d, FILE *f) {
     fprintf(f,
@@ -59,50 +48,6 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             pnetrt_prog, d->name, d->target);
 }
 
-int pnetrt_opt_int(const char *opt, const char *s, long long lo, long long hi, long long *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return pnetrt_die("%s needs an integer from %lld to %lld, not '%s'", opt, lo, hi, s);
-    *out = v;
-    return 0;
-}
-
-int pnetrt_opt_num(const char *opt, const char *s, double hi, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v > 0 && v <= hi) || !isfinite(v)) {
-        if (isinf(hi)) return pnetrt_die("%s needs a finite positive number, not '%s'", opt, s);
-        return pnetrt_die("%s needs a number in (0, %g], not '%s'", opt, hi, s);
-    }
-    *out = v;
-    return 0;
-}
-
-int pnetrt_opt_once(char *seen, size_t len, const char *opt) {
-    char key[64];
-    snprintf(key, sizeof key, " %s ", opt);
-    if (strstr(seen, key)) return pnetrt_die("%s given twice; give each option once", opt);
-    size_t n = strlen(seen);
-    snprintf(seen + n, len - n, "%s", n ? key + 1 : key);
-    return 0;
-}
-
-int pnetrt_check_overwrite(const char *out_opt, const char *out, const char *what, const char *in_opt, const char *in) {
-    if (!out || !in || !pnetrt_io_same_file(out, in)) return 0;
-    if (strcmp(out, in) == 0)
-        return pnetrt_die("%s: %s and %s name the same file; %s would overwrite it", out, out_opt, in_opt, what);
-    return pnetrt_die("%s and %s are the same file (%s and %s); %s would overwrite it", out, in, out_opt, in_opt, what);
-}
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 static void shape_text(const pnetrt_tensor_desc *t, char *buf, size_t n) {
     size_t k = (size_t)snprintf(buf, n, "%s[", t->dtype ? "i32" : "f32");
     for (int64_t i = 0; i < t->rank && k < n; i++) {
@@ -116,23 +61,6 @@ static int find(const pnetrt_tensor_desc *ts, int64_t n, const char *name, size_
     for (int64_t i = 0; i < n; i++)
         if (strlen(ts[i].name) == len && strncmp(ts[i].name, name, len) == 0) return (int)i;
     return -1;
-}
-
-/* --stage-threads N,N,...: at most cap integers from 1 to 4096 into out[0..cap). Returns the count, or -1 after
- * reporting the problem. */
-static int parse_stage_list(const char *s, int *out, int cap) {
-    int n = 0;
-    for (const char *p = s;;) {
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 1 || v > 4096 || (*end && *end != ','))
-            return pnetrt_die("--stage-threads needs comma-separated integers from 1 to 4096, not '%s'", s), -1;
-        if (n == cap) return pnetrt_die("--stage-threads takes at most %d counts, not '%s'", cap, s), -1;
-        out[n++] = (int)v;
-        if (!*end) return n;
-        p = end + 1;
-    }
 }
 
 /* Common options: --threads N and --weights FILE. */
@@ -183,7 +111,7 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
         for (const char *p = s; *p; p++) n += *p == ',';
         if (n > INT_MAX / 2) return pnetrt_die("--stage-threads gives too many counts (%zu)", n), -1;
         if (!(o->stage_threads = malloc(n * sizeof *o->stage_threads))) return pnetrt_die("out of memory"), -1;
-        o->nstage_threads = parse_stage_list(s, o->stage_threads, (int)n);
+        o->nstage_threads = pnetrt_parse_stage_list(s, o->stage_threads, (int)n);
         if (o->nstage_threads < 0) return -1;
         break;
     }
@@ -193,11 +121,6 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
         o->schedule = s;
     }
     return 1;
-}
-
-/* For callers with a fixed table of 64 counts (train_cli.c); infer and bench size theirs from the option. */
-int pnetrt_parse_stage_threads(const char *s, int *out) {
-    return parse_stage_list(s, out, PNETRT_MAX_STAGES);
 }
 
 static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
@@ -460,25 +383,25 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
         else op[i - d->ninputs] = bufs[i];
     }
     /* Warm up, then time whole calls until the time is up. */
-    double t0 = now();
-    for (int w = 0; w < 3 || now() - t0 < 0.2; w++) {
+    double t0 = pnetrt_now();
+    for (int w = 0; w < 3 || pnetrt_now() - t0 < 0.2; w++) {
         if (pnetrt_infer(m, batch, ip, op)) {
             pnetrt_die("%s", pnetrt_last_error(m));
             goto done;
         }
-        if (now() - t0 > seconds) break;
+        if (pnetrt_now() - t0 > seconds) break;
     }
     enum { MAXRUNS = 100000 };
     static double lat[MAXRUNS], bubble[MAXRUNS];
     int runs = 0;
-    double start = now();
-    while (runs < MAXRUNS && (runs < 3 || now() - start < seconds)) {
-        double a = now();
+    double start = pnetrt_now();
+    while (runs < MAXRUNS && (runs < 3 || pnetrt_now() - start < seconds)) {
+        double a = pnetrt_now();
         pnetrt_infer(m, batch, ip, op);
         bubble[runs] = pnetrt_measured_bubble(m);
-        lat[runs++] = now() - a;
+        lat[runs++] = pnetrt_now() - a;
     }
-    double total = now() - start;
+    double total = pnetrt_now() - start;
     qsort(lat, (size_t)runs, sizeof lat[0], cmp_double);
     bool picked = pnetrt_replicas_picked(m);
     char used[96] = "";

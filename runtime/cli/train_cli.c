@@ -5,7 +5,9 @@
 #include "data.h"
 #include "fileio.h"
 #include "io.h"
+#include "options.h"
 #include "rt.h"
+#include "train_cli.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -19,12 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 typedef struct topts {
     const char *data, *labels, *val, *val_labels, *save, *weights, *resume;
@@ -357,7 +353,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
     int64_t nb = (ds.n + B - 1) / B;
     for (int64_t e = start_epoch; e < epochs && !rc; e++) {
         epoch_order(idx, ds.n, seed, e, shuffle);
-        double lsum = 0, t0 = now(), last = 0;
+        double lsum = 0, t0 = pnetrt_now(), last = 0;
         int64_t good = 0, seen = 0;
         for (int64_t k = (e == start_epoch ? start_batch : 0); k < nb && !rc; k++) {
             int64_t n = ds.n - k * B < B ? ds.n - k * B : B;
@@ -371,8 +367,8 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
             lsum += (double)loss * (double)n;
             good += pnetrt_train_last_correct(m);
             seen += n;
-            if (tty && now() - last > 0.1) {
-                last = now();
+            if (tty && pnetrt_now() - last > 0.1) {
+                last = pnetrt_now();
                 int w = 30, f = (int)((k + 1) * w / nb);
                 printf("\repoch %lld/%lld [%.*s%*s] %3d%%", (long long)e + 1, (long long)epochs, f,
                        "==============================", w - f, "", (int)((k + 1) * 100 / nb));
@@ -399,7 +395,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
             }
         }
         if (rc) break;
-        double secs = now() - t0;
+        double secs = pnetrt_now() - t0;
         if (tty) printf("\r%60s\r", "");
         printf("epoch %lld/%lld: loss %.4f", (long long)e + 1, (long long)epochs, seen ? lsum / (double)seen : 0.0);
         if (kind == PNETRT_LABELS_CLASS) printf(", accuracy %.4f", seen ? (double)good / (double)seen : 0.0);
@@ -477,11 +473,11 @@ int pnetrt_cmd_bench_train(const pnetrt_desc *d, int argc, char **argv) {
     float loss;
     if (pnetrt_train_step(m, B, in, &loss)) rc = pnetrt_die("%s", pnetrt_last_error(m));
     int64_t steps = 0;
-    double t0 = now(), t = t0;
+    double t0 = pnetrt_now(), t = t0;
     while (!rc && (t - t0 < secs || steps < 3)) {
         if (pnetrt_train_step(m, B, in, &loss)) rc = pnetrt_die("%s", pnetrt_last_error(m));
         steps++;
-        t = now();
+        t = pnetrt_now();
     }
     if (!rc) {
         printf("training: batch %lld, %s\n", (long long)B, pnetrt_train_schedule(m));

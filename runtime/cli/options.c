@@ -1,0 +1,88 @@
+/* The option helpers of the executables' commands (main.c: infer, bench, info; train_cli.c: train, eval,
+ * bench --train): one-line errors, option values checked the same way by every command, and the clock. */
+#include "options.h"
+#include "fileio.h"
+#include "rt.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int pnetrt_die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: error: ", pnetrt_prog);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+int pnetrt_opt_int(const char *opt, const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return pnetrt_die("%s needs an integer from %lld to %lld, not '%s'", opt, lo, hi, s);
+    *out = v;
+    return 0;
+}
+
+int pnetrt_opt_num(const char *opt, const char *s, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v > 0 && v <= hi) || !isfinite(v)) {
+        if (isinf(hi)) return pnetrt_die("%s needs a finite positive number, not '%s'", opt, s);
+        return pnetrt_die("%s needs a number in (0, %g], not '%s'", opt, hi, s);
+    }
+    *out = v;
+    return 0;
+}
+
+int pnetrt_opt_once(char *seen, size_t len, const char *opt) {
+    char key[64];
+    snprintf(key, sizeof key, " %s ", opt);
+    if (strstr(seen, key)) return pnetrt_die("%s given twice; give each option once", opt);
+    size_t n = strlen(seen);
+    snprintf(seen + n, len - n, "%s", n ? key + 1 : key);
+    return 0;
+}
+
+int pnetrt_check_overwrite(const char *out_opt, const char *out, const char *what, const char *in_opt, const char *in) {
+    if (!out || !in || !pnetrt_io_same_file(out, in)) return 0;
+    if (strcmp(out, in) == 0)
+        return pnetrt_die("%s: %s and %s name the same file; %s would overwrite it", out, out_opt, in_opt, what);
+    return pnetrt_die("%s and %s are the same file (%s and %s); %s would overwrite it", out, in, out_opt, in_opt, what);
+}
+
+double pnetrt_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* --stage-threads N,N,...: at most cap integers from 1 to 4096 into out[0..cap). Returns the count, or -1 after
+ * reporting the problem. */
+int pnetrt_parse_stage_list(const char *s, int *out, int cap) {
+    int n = 0;
+    for (const char *p = s;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 1 || v > 4096 || (*end && *end != ','))
+            return pnetrt_die("--stage-threads needs comma-separated integers from 1 to 4096, not '%s'", s), -1;
+        if (n == cap) return pnetrt_die("--stage-threads takes at most %d counts, not '%s'", cap, s), -1;
+        out[n++] = (int)v;
+        if (!*end) return n;
+        p = end + 1;
+    }
+}
+
+int pnetrt_parse_stage_threads(const char *s, int *out) {
+    return pnetrt_parse_stage_list(s, out, PNETRT_MAX_STAGES);
+}

@@ -1,0 +1,27 @@
+/* The option helpers of the executables' commands: main.c (infer, bench, info) and train_cli.c (train, eval,
+ * bench --train) both call down into options.c, never into each other's helpers. Strings stay the caller's;
+ * pnetrt_parse_stage_list fills the caller's table. */
+#ifndef PNETRT_CLI_OPTIONS_H
+#define PNETRT_CLI_OPTIONS_H
+
+#include <stddef.h>
+
+/* The executables' one-line error: "NAME: error: ..." (NAME: pnetrt_prog, rt.h); returns 1. */
+int pnetrt_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Option values, checked the same way by every command; each returns 0, or 1 after the one-line error
+ * "OPT needs an integer from LO to HI, not 'S'" ("a number in (0, HI]", "a finite positive number"). */
+int pnetrt_opt_int(const char *opt, const char *s, long long lo, long long hi, long long *out);
+int pnetrt_opt_num(const char *opt, const char *s, double hi, double *out);
+/* Records opt in seen (" --a --b ", size len); 1 after an error when it was given before. */
+int pnetrt_opt_once(char *seen, size_t len, const char *opt);
+/* 1 after an error when the file `out` (written, as `what`, through option out_opt) is the file `in`
+ * (read through in_opt): the same path, or the same device and inode. NULL paths never clash. */
+int pnetrt_check_overwrite(const char *out_opt, const char *out, const char *what, const char *in_opt, const char *in);
+/* --stage-threads N,N,...: at most cap integers from 1 to 4096 into out[0..cap). Returns the count, or -1 after
+ * reporting the problem. pnetrt_parse_stage_threads fills a fixed table of PNETRT_MAX_STAGES (64). */
+int pnetrt_parse_stage_list(const char *s, int *out, int cap);
+int pnetrt_parse_stage_threads(const char *s, int *out);
+/* Seconds on the monotonic clock. */
+double pnetrt_now(void);
+
+#endif
