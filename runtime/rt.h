@@ -2,7 +2,6 @@
 #ifndef PNETRT_RT_H
 #define PNETRT_RT_H
 #include "pnetrt_abi.h"
-#include "wait.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -64,7 +63,7 @@ const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m);
 /* The executables' command line: infer, bench, info. */
 int pnetrt_main(const pnetrt_desc *d, int argc, char **argv);
 
-/* ---- training (runtime/train.c) ---- */
+/* ---- training (runtime/core/train.c) ---- */
 /* One training step on a batch: inputs are the network's inputs, then its training inputs (labels
  * or targets), each holding `batch` samples. *loss (may be NULL) receives the batch's mean loss.
  * Results are bitwise identical for any thread or replica count. */
@@ -112,43 +111,5 @@ int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
 /* px_save / px_load of the embedding header: a checkpoint when the network trains, else weights. */
 int pnetrt_save_file(pnetrt_model *m, const char *path);
 int pnetrt_load_file(pnetrt_model *m, const char *path);
-
-/* Internal: shared with train.c. */
-/* Every call that uses a handle's arenas or state holds its lock (recursive), so threads that
- * share a handle take turns: pnetrt_lock(m); ...; return pnetrt_unlock(m, rc). pnetrt_unlock
- * keeps a failure's message for pnetrt_last_error on this thread, and returns rc. */
-void pnetrt_lock(pnetrt_model *m);
-int pnetrt_unlock(pnetrt_model *m, int rc);
-typedef struct pnetrt_trainer pnetrt_trainer;
-void pnetrt_trainer_free(pnetrt_trainer *t);
-pnetrt_trainer **pnetrt_trainer_slot(pnetrt_model *m);
-int pnetrt_fail(pnetrt_model *m, const char *msg);
-float *pnetrt_params_mut(pnetrt_model *m); /* writable parameters (marks prepared stale) */
-int pnetrt_replicas_chosen(const pnetrt_model *m); /* replicas the user set, or 0 */
-/* Threads of a pipeline shared among S stages in proportion to their FLOPs, at least one each. */
-void pnetrt_share_threads(const pnetrt_model *m, int threads, int S, int *count);
-/* A sense-reversing barrier of n threads; PNETRT_BARRIER(n) is a fresh one. Waits spin, then sleep (wait.h). */
-typedef struct pnetrt_spin_barrier {
-    _Atomic int count;
-    _Atomic int sense;
-    int n;
-    pnetrt_waitq q;
-} pnetrt_spin_barrier;
-#define PNETRT_BARRIER(threads) ((pnetrt_spin_barrier){.n = (threads)})
-/* Makes b the barrier that generated code's pnetrt_barrier() waits on, on this thread. */
-void pnetrt_barrier_bind(pnetrt_spin_barrier *b);
-void pnetrt_barrier_wait(pnetrt_spin_barrier *b, int *local_sense);
-
-/* Fills params (d->param_floats floats) with PyTorch's default initialisation, from seed. */
-void pnetrt_init_params(const pnetrt_desc *d, float *params, uint64_t seed);
-/* Elements per sample of a tensor (its whole size when it has no batch axis). */
-int64_t pnetrt_sample_elems(const pnetrt_tensor_desc *t);
-/* True when pnetrt_create succeeded; otherwise false, with the error set (m may be NULL). */
-bool pnetrt_ready(pnetrt_model *m);
-/* Fails when `batch` samples of any of the n batched tensors t[] would not fit in an address space
- * (over PTRDIFF_MAX bytes): no caller can hold such a buffer. */
-int pnetrt_check_batch(pnetrt_model *m, int64_t batch, const pnetrt_tensor_desc *t, int64_t n);
-/* Bytes one process may allocate for buffers the runtime touches: half of physical memory. */
-double pnetrt_memory_limit(void);
 
 #endif

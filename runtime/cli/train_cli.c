@@ -5,6 +5,7 @@
 #include "data.h"
 #include "fileio.h"
 #include "io.h"
+#include "model.h"
 #include "options.h"
 #include "rt.h"
 #include "train_cli.h"

@@ -1,4 +1,4 @@
-/* libFuzzer target: a training checkpoint's metadata (runtime/ckpt.h), as pnetrt_load reads it on
+/* libFuzzer target: a training checkpoint's metadata (runtime/core/ckpt.h), as pnetrt_load reads it on
    --resume and NET_load: the safetensors file is opened, then pnetrt_ckpt_meta_read checks every field.
    Besides "no crash": an error is one non-empty line naming the file; an accepted checkpoint holds only
    values its options allow, and each accepted integer prints back to the exact text of its field.

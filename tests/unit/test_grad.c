@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "jit_util.h"
+#include "model.h"
 #include "train_util.h"
 
 /* |fd - g| <= RTOL * max(|fd|, |g|) + ATOL. The losses are near 1 and read back as f32, so the

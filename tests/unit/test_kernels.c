@@ -15,6 +15,7 @@
 
 #include "ir/reference.h"
 #include "jit_util.h"
+#include "model.h"
 
 /* Runs c at `batch` with `threads`, returning malloc'ed outputs; the reference likewise. */
 static void run_r(compiled *c, int64_t batch, int threads, int replicas, void **ins, void **outs) {

@@ -4,6 +4,7 @@
 #define PNET_TESTS_TRAIN_UTIL_H
 
 #include "jit_util.h"
+#include "model.h"
 
 /* A model with PyTorch-style weights from seed; norm weights and biases (ones and zeros) moved
  * off their defaults, so a gradient that forgets gamma cannot pass. Learning rate 0. */

@@ -7,7 +7,7 @@
  * so the trained weights are bitwise identical for any number of threads and replicas. */
 #include "ckpt.h"
 #include "io.h"
-#include "rt.h"
+#include "model.h"
 
 #include "transport.h"
 
@@ -46,7 +46,7 @@ static void *zalloc(size_t bytes) {
     return p;
 }
 
-void pnetrt_trainer_free(pnetrt_trainer *t) {
+static void trainer_free(pnetrt_trainer *t) {
     if (!t) return;
     free(t->slots);
     free(t->stats);
@@ -88,7 +88,7 @@ static pnetrt_trainer *trainer(pnetrt_model *m) {
         t->opt = zalloc((size_t)d->train->opt_floats * sizeof(float));
         t->global = zalloc((size_t)d->train->global_floats * sizeof(float));
         if (!t->opt || !t->global) {
-            pnetrt_trainer_free(t);
+            trainer_free(t);
             failf(m, "out of memory for the optimizer state");
             return NULL;
         }
@@ -96,6 +96,7 @@ static pnetrt_trainer *trainer(pnetrt_model *m) {
         t->seed = (uint64_t)d->train->seed;
         t->shuffle = -1;
         *slot = t;
+        pnetrt_trainer_hook(m, trainer_free);
     }
     return *slot;
 }

@@ -16,7 +16,8 @@
  * Internal to libpnetrt. */
 #ifndef PNETRT_TRANSPORT_H
 #define PNETRT_TRANSPORT_H
-#include "rt.h"
+#include "barrier.h"
+#include "pnetrt_abi.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>

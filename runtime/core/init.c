@@ -2,7 +2,7 @@
  * weights with a = sqrt(5) (bound 1/sqrt(fan_in)), biases uniform in the same bound, norm scales
  * one and shifts zero, embeddings N(0, 1). A counter-based generator keyed by (seed, parameter,
  * element) makes the values independent of thread count and order. */
-#include "rt.h"
+#include "model.h"
 
 #include <math.h>
 

@@ -1,7 +1,7 @@
 /* The model object behind every generated network: it owns the weights and the activation
  * arena (both allocated once, at create), checks inputs, and runs the generated forward function
  * over chunks of the batch on an OpenMP team. Nothing here aborts on bad input. */
-#include "rt.h"
+#include "model.h"
 #include "transport.h"
 #include "fileio.h"
 #include "io.h"
@@ -85,6 +85,7 @@ struct pnetrt_model {
     int last_replicas;   /* replicas of the last call */
     int last_team;       /* threads the last call ran on */
     pnetrt_trainer *trainer; /* training state, made by the first training call */
+    pnetrt_trainer_free_fn *trainer_free; /* the training module's hook that frees it */
     bool ready;              /* pnetrt_create succeeded: a failed model only answers last_error */
     /* Calls that use the arenas or state hold the lock, so threads sharing a handle take turns.
      * Recursive: set_schedule calls set_threads, save_file calls save. */
@@ -124,13 +125,6 @@ static int fail(pnetrt_model *m, const char *fmt, ...) {
  * network when embedded. */
 static void note(const pnetrt_model *m, const char *msg) {
     fprintf(stderr, "%s: note: %s\n", pnetrt_prog_named ? pnetrt_prog : m->d->name, msg);
-}
-
-int64_t pnetrt_sample_elems(const pnetrt_tensor_desc *t) {
-    int64_t n = 1;
-    for (int64_t i = 0; i < t->rank; i++)
-        if (t->shape[i] >= 0) n *= t->shape[i];
-    return n;
 }
 
 static void *alloc_aligned(size_t bytes) {
@@ -178,6 +172,7 @@ float *pnetrt_params_mut(pnetrt_model *m) {
 }
 
 pnetrt_trainer **pnetrt_trainer_slot(pnetrt_model *m) { return &m->trainer; }
+void pnetrt_trainer_hook(pnetrt_model *m, pnetrt_trainer_free_fn *free_fn) { m->trainer_free = free_fn; }
 int pnetrt_replicas_chosen(const pnetrt_model *m) { return m->replicas_set ? m->replicas : 0; }
 char *pnetrt_scratch(pnetrt_model *m) { return m->scratch; }
 int pnetrt_scratch_threads(const pnetrt_model *m) { return m->scratch_threads; }
@@ -593,41 +588,10 @@ void pnetrt_destroy(pnetrt_model *m) {
     free(m->scratch);
     free(m->stage_flops);
     free(m->stage_shares);
-    pnetrt_trainer_free(m->trainer);
+    if (m->trainer) m->trainer_free(m->trainer);
     pthread_mutex_destroy(&m->lock);
     if (tls_error.id == m->id) tls_error.id = 0;
     free(m);
-}
-
-/* The barrier between kernels of one forward call: a sense-reversing counter that spins
- * briefly (kernels are short) and then sleeps (wait.h), so more threads than cores still progress. The
- * OpenMP team of the call sets it up; a call on one thread has none. */
-typedef pnetrt_spin_barrier spin_barrier;
-
-static _Thread_local spin_barrier *tls_barrier;
-static _Thread_local int tls_sense;
-
-void pnetrt_barrier_bind(pnetrt_spin_barrier *b) {
-    tls_barrier = b;
-    tls_sense = 0;
-}
-
-void pnetrt_barrier_wait(pnetrt_spin_barrier *b, int *local_sense) {
-    if (!b || b->n <= 1) return;
-    int sense = *local_sense = !*local_sense;
-    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
-        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
-        atomic_store_explicit(&b->sense, sense, memory_order_release);
-        pnetrt_wake(&b->q, &b->sense);
-        return;
-    }
-    pnetrt_wait_change(&b->q, &b->sense, !sense);
-}
-
-void pnetrt_barrier(void) {
-    spin_barrier *b = tls_barrier;
-    if (!b || b->n <= 1) return;
-    pnetrt_barrier_wait(b, &tls_sense);
 }
 
 /* Ids read by embeddings must lie in [0, limit). */
@@ -809,7 +773,7 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
         /* Pipeline: pg replica groups, each with a thread group per stage. */
         int per = team / pg, count[PNETRT_MAX_STAGES];
         pnetrt_share_threads(m, per, S, count); /* once, before the team reads it */
-        spin_barrier bars[PNETRT_MAX_GROUPS];
+        pnetrt_spin_barrier bars[PNETRT_MAX_GROUPS];
         pnetrt_handoff *hand = m->hand;
         for (int i = 0; i < pg; i++) pnetrt_handoff_init(&hand[i], S, m->microbatches, false);
         for (int i = 0; i < PNETRT_MAX_STAGES; i++) m->busy[i] = 0;
@@ -821,7 +785,7 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
             if (nth != pg * per) {
                 /* The OpenMP runtime gave fewer threads: one runs every stage in turn. */
                 if (t == 0) {
-                    tls_barrier = NULL;
+                    pnetrt_barrier_bind(NULL);
                     for (int r = 0; r < replicas; r++) run_replica(&rc, r, m->arenas[0], m->scratch, 0, 1);
                 }
             } else {
@@ -830,11 +794,10 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
                 while (k >= first + count[s]) first += count[s++];
                 if (k == first) bars[rg * S + s] = PNETRT_BARRIER(count[s]);
 #pragma omp barrier
-                tls_barrier = &bars[rg * S + s];
-                tls_sense = 0;
+                pnetrt_barrier_bind(&bars[rg * S + s]);
                 char *scratch = m->scratch + (size_t)(rg * per + first) * (size_t)d->scratch_bytes;
                 run_stage(&rc, rg, pg, s, k - first, count[s], &hand[rg], scratch);
-                tls_barrier = NULL;
+                pnetrt_barrier_bind(NULL);
             }
         }
         m->last_wall = now_s() - wall0;
@@ -842,11 +805,11 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     }
     m->last_wall = 0;
     if (team <= 1) {
-        tls_barrier = NULL;
+        pnetrt_barrier_bind(NULL);
         for (int r = 0; r < replicas; r++) run_replica(&rc, r, m->arenas[0], m->scratch, 0, 1);
         return 0;
     }
-    spin_barrier bars[PNETRT_MAX_GROUPS];
+    pnetrt_spin_barrier bars[PNETRT_MAX_GROUPS];
 #pragma omp parallel num_threads(team)
     {
         /* Thread t joins group g; the groups split the team as evenly as it allows. */
@@ -858,11 +821,10 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
         int size = base + (g < extra);
         if (t == first) bars[g] = PNETRT_BARRIER(size);
 #pragma omp barrier
-        tls_barrier = &bars[g];
-        tls_sense = 0;
+        pnetrt_barrier_bind(&bars[g]);
         char *scratch = m->scratch + (size_t)first * (size_t)d->scratch_bytes;
         for (int r = g; r < replicas; r += ng) run_replica(&rc, r, m->arenas[g], scratch, t - first, size);
-        tls_barrier = NULL;
+        pnetrt_barrier_bind(NULL);
     }
     return 0;
 }

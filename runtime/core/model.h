@@ -1,0 +1,47 @@
+/* The model's internal API (rt.c), for the rest of the runtime: the training module (train.c), initialisation
+ * (init.c), the schedules' transport and the executables' commands (runtime/cli). Not public: rt.h is.
+ * The model owns its trainer (through the hook below), its arenas and its lock; callers own what they pass. */
+#ifndef PNETRT_CORE_MODEL_H
+#define PNETRT_CORE_MODEL_H
+
+#include "barrier.h"
+#include "rt.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Every call that uses a handle's arenas or state holds its lock (recursive), so threads that
+ * share a handle take turns: pnetrt_lock(m); ...; return pnetrt_unlock(m, rc). pnetrt_unlock
+ * keeps a failure's message for pnetrt_last_error on this thread, and returns rc. */
+void pnetrt_lock(pnetrt_model *m);
+int pnetrt_unlock(pnetrt_model *m, int rc);
+/* The trainer hook: the training module (train.c) keeps its state in the model's trainer slot and installs
+   the function that frees it, so the model (rt.c) never calls up into train.c. */
+typedef struct pnetrt_trainer pnetrt_trainer;
+typedef void pnetrt_trainer_free_fn(pnetrt_trainer *t);
+pnetrt_trainer **pnetrt_trainer_slot(pnetrt_model *m);
+void pnetrt_trainer_hook(pnetrt_model *m, pnetrt_trainer_free_fn *free_fn);
+int pnetrt_fail(pnetrt_model *m, const char *msg);
+float *pnetrt_params_mut(pnetrt_model *m); /* writable parameters (marks prepared stale) */
+int pnetrt_replicas_chosen(const pnetrt_model *m); /* replicas the user set, or 0 */
+/* Threads of a pipeline shared among S stages in proportion to their FLOPs, at least one each. */
+void pnetrt_share_threads(const pnetrt_model *m, int threads, int S, int *count);
+/* Fills params (d->param_floats floats) with PyTorch's default initialisation, from seed. */
+void pnetrt_init_params(const pnetrt_desc *d, float *params, uint64_t seed);
+/* Elements per sample of a tensor (its whole size when it has no batch axis). Inline: init.c uses it and
+   must not call back into rt.c. */
+static inline int64_t pnetrt_sample_elems(const pnetrt_tensor_desc *t) {
+    int64_t n = 1;
+    for (int64_t i = 0; i < t->rank; i++)
+        if (t->shape[i] >= 0) n *= t->shape[i];
+    return n;
+}
+/* True when pnetrt_create succeeded; otherwise false, with the error set (m may be NULL). */
+bool pnetrt_ready(pnetrt_model *m);
+/* Fails when `batch` samples of any of the n batched tensors t[] would not fit in an address space
+ * (over PTRDIFF_MAX bytes): no caller can hold such a buffer. */
+int pnetrt_check_batch(pnetrt_model *m, int64_t batch, const pnetrt_tensor_desc *t, int64_t n);
+/* Bytes one process may allocate for buffers the runtime touches: half of physical memory. */
+double pnetrt_memory_limit(void);
+
+#endif
