@@ -101,7 +101,9 @@ static pnetrt_trainer *trainer(pnetrt_model *m) {
     return *slot;
 }
 
-/* Grows the per-batch buffers to hold `batch` samples on `groups` replica groups. */
+/* Grows the per-batch buffers to hold `batch` samples on `groups` replica groups. The first step at a batch plans
+   them here (and the pipeline's hand-offs in run_step); a later step at that batch or a smaller one allocates
+   nothing (tests/cli/train_alloc.c counts). */
 static int reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups, int threads) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
     const pnetrt_train_desc *td = d->train;
