@@ -18,37 +18,43 @@ static LLVMValueRef gen_view(cg *c, int i) {
     return c->g->plan.mem[i].kind == PN_MEM_ALIAS ? NULL : cg_gen_copy(c, i);
 }
 
-/* Each op's inference kernel and backward kernel (NULL: none; the training step builds the
- * losses' and batchnorm's own kernels). */
+/* Each op's row, by its ops.def name: the inference kernel, then the backward kernel (NULL: none;
+ * the training step builds the losses' and batchnorm's own kernels). An op of ops.def without a
+ * row here does not compile. */
+/*                        inference              backward */
+#define CG_INPUT          NULL,                  NULL
+#define CG_CONST          NULL,                  NULL
+#define CG_ADD            cg_gen_binary,         cg_bwd_binary
+#define CG_SUB            cg_gen_binary,         cg_bwd_binary
+#define CG_MUL            cg_gen_binary,         cg_bwd_binary
+#define CG_DENSE          gen_dense,             cg_bwd_dense
+#define CG_CONV2D         cg_gen_conv2d,         cg_bwd_conv
+#define CG_BATCHNORM      cg_gen_batchnorm,      NULL
+#define CG_LAYERNORM      cg_gen_layernorm,      cg_bwd_layernorm
+#define CG_EMBEDDING      cg_gen_embedding,      cg_bwd_embedding
+#define CG_MAXPOOL2D      cg_gen_pool,           cg_bwd_pool
+#define CG_AVGPOOL2D      cg_gen_pool,           cg_bwd_pool
+#define CG_GLOBAL_AVGPOOL cg_gen_global_avgpool, cg_bwd_global_avgpool
+#define CG_RELU           cg_gen_eltwise,        cg_bwd_unary
+#define CG_LEAKY_RELU     cg_gen_eltwise,        cg_bwd_unary
+#define CG_SIGMOID        cg_gen_eltwise,        cg_bwd_unary
+#define CG_TANH           cg_gen_eltwise,        cg_bwd_unary
+#define CG_GELU           cg_gen_eltwise,        cg_bwd_unary
+#define CG_SOFTMAX        cg_gen_softmax,        cg_bwd_softmax
+#define CG_LOG_SOFTMAX    cg_gen_softmax,        cg_bwd_softmax
+#define CG_DROPOUT        gen_view,              cg_bwd_unary
+#define CG_RESHAPE        gen_view,              NULL
+#define CG_FLATTEN        gen_view,              NULL
+#define CG_TRANSPOSE      cg_gen_transpose,      cg_bwd_transpose
+#define CG_CONCAT         cg_gen_concat,         cg_bwd_concat
+#define CG_MATMUL         cg_gen_matmul,         cg_bwd_matmul
+#define CG_CROSS_ENTROPY  NULL,                  NULL
+#define CG_MSE            NULL,                  NULL
+
 static const cg_op_row rows[] = {
-    [PN_OP_INPUT] = {NULL, NULL},
-    [PN_OP_CONST] = {NULL, NULL},
-    [PN_OP_ADD] = {cg_gen_binary, cg_bwd_binary},
-    [PN_OP_SUB] = {cg_gen_binary, cg_bwd_binary},
-    [PN_OP_MUL] = {cg_gen_binary, cg_bwd_binary},
-    [PN_OP_DENSE] = {gen_dense, cg_bwd_dense},
-    [PN_OP_CONV2D] = {cg_gen_conv2d, cg_bwd_conv},
-    [PN_OP_BATCHNORM] = {cg_gen_batchnorm, NULL},
-    [PN_OP_LAYERNORM] = {cg_gen_layernorm, cg_bwd_layernorm},
-    [PN_OP_EMBEDDING] = {cg_gen_embedding, cg_bwd_embedding},
-    [PN_OP_MAXPOOL2D] = {cg_gen_pool, cg_bwd_pool},
-    [PN_OP_AVGPOOL2D] = {cg_gen_pool, cg_bwd_pool},
-    [PN_OP_GLOBAL_AVGPOOL] = {cg_gen_global_avgpool, cg_bwd_global_avgpool},
-    [PN_OP_RELU] = {cg_gen_eltwise, cg_bwd_unary},
-    [PN_OP_LEAKY_RELU] = {cg_gen_eltwise, cg_bwd_unary},
-    [PN_OP_SIGMOID] = {cg_gen_eltwise, cg_bwd_unary},
-    [PN_OP_TANH] = {cg_gen_eltwise, cg_bwd_unary},
-    [PN_OP_GELU] = {cg_gen_eltwise, cg_bwd_unary},
-    [PN_OP_SOFTMAX] = {cg_gen_softmax, cg_bwd_softmax},
-    [PN_OP_LOG_SOFTMAX] = {cg_gen_softmax, cg_bwd_softmax},
-    [PN_OP_DROPOUT] = {gen_view, cg_bwd_unary},
-    [PN_OP_RESHAPE] = {gen_view, NULL},
-    [PN_OP_FLATTEN] = {gen_view, NULL},
-    [PN_OP_TRANSPOSE] = {cg_gen_transpose, cg_bwd_transpose},
-    [PN_OP_CONCAT] = {cg_gen_concat, cg_bwd_concat},
-    [PN_OP_MATMUL] = {cg_gen_matmul, cg_bwd_matmul},
-    [PN_OP_CROSS_ENTROPY] = {NULL, NULL},
-    [PN_OP_MSE] = {NULL, NULL},
+#define PN_OP(id, name, sig, flags) [PN_OP_##id] = {CG_##id},
+#include "../ops.def"
+#undef PN_OP
 };
 _Static_assert(sizeof rows / sizeof rows[0] == PN_OP_COUNT, "one codegen row per op of ops.def");
 

@@ -54,7 +54,7 @@ void cg_zero(cg *c, LLVMValueRef p, LLVMValueRef lo, LLVMValueRef hi) {
 
 bool cg_grad_edge(const pn_graph *g, int node, int k) {
     const pn_node *n = &g->nodes[node];
-    if ((n->op == PN_OP_EMBEDDING && k == 0) || ((n->op == PN_OP_CROSS_ENTROPY || n->op == PN_OP_MSE) && k == 1)) return false;
+    if (k < 32 && (pn_ops[n->op].nograd_inputs >> k & 1)) return false; /* ids, labels, targets */
     return g->tplan.grad[n->in[k]];
 }
 
