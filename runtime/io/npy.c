@@ -72,7 +72,9 @@ static int parse_string(dict_parser *p, char *out, size_t outlen) {
     char q = p->s[p->pos++];
     size_t start = p->pos;
     while (p->pos < p->len && p->s[p->pos] != q) {
-        if (p->s[p->pos] == '\\' || p->s[p->pos] == '\n') return dict_fail(p, "unsupported character in string");
+        unsigned char ch = (unsigned char)p->s[p->pos];
+        if (ch == '\\' || ch < 0x20 || ch == 0x7f) /* a NUL would cut the key or dtype short */
+            return dict_fail(p, "unsupported character in string");
         p->pos++;
     }
     if (p->pos >= p->len) return dict_fail(p, "unterminated string");

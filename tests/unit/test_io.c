@@ -309,6 +309,26 @@ static void test_npy_bad_dict(void **state) {
         make_npy(path, 1, cases[i].dict, &one, 4);
         npy_error(path, cases[i].want);
     }
+    /* A NUL or another control byte inside a string would cut a key or the dtype short ('<f4\0'
+     * read as '<f4'): refused. The '@' of each dict becomes the byte under test. */
+    const char *at[] = {"{'descr': '<f4@', 'fortran_order': False, 'shape': (1,)}",
+                        "{'descr@': '<f4', 'fortran_order': False, 'shape': (1,)}"};
+    const unsigned char bytes[] = {0x00, 0x01, 0x1b, 0x7f};
+    for (size_t i = 0; i < 2; i++)
+        for (size_t b = 0; b < sizeof bytes; b++) {
+            make_npy(path, 1, at[i], &one, 4);
+            FILE *f = fopen(path, "r+b");
+            assert_non_null(f);
+            unsigned char buf[256];
+            size_t n = fread(buf, 1, sizeof buf, f);
+            unsigned char *a = memchr(buf, '@', n);
+            assert_non_null(a);
+            *a = bytes[b];
+            rewind(f);
+            assert_int_equal(fwrite(buf, 1, n, f), n);
+            fclose(f);
+            npy_error(path, "unsupported character in string");
+        }
 }
 
 static void test_npy_fortran_order(void **state) {
