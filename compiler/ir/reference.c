@@ -64,7 +64,7 @@ static int64_t bcast_off(const int64_t *idx, int orank, const int64_t *ind, int 
     return off;
 }
 
-/* grad.c's dropout_keep: a counter-based hash of (seed, step, node, element in the batch). */
+/* codegen/eltwise_grad.c's dropout_keep: a counter-based hash of (seed, step, node, element in the batch). */
 static bool dropout_keep(uint64_t seed, int64_t step, int node, int64_t gidx, double p) {
     uint64_t h = (seed * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(step + (int64_t)node * 65537) * 0xBF58476D1CE4E5B9ull);
     h += (uint64_t)gidx * 0x94D049BB133111EBull;
