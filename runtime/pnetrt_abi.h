@@ -1,15 +1,15 @@
 /* The contract between code that pnetc generates and libpnetrt. pnetc emits one pnetrt_desc per
  * network; every field of these structs is 8 bytes wide, so the compiler lays them out as LLVM
- * structs of i64 and ptr with no padding rules to mirror. Bump PNETRT_ABI on any change. */
+ * structs of i64 and ptr with no padding rules to mirror. Bump PNETRT_ABI on any change. Private:
+ * not installed; users see pnetrt_desc only as the opaque type of pnet.h. */
 #ifndef PNETRT_ABI_H
 #define PNETRT_ABI_H
 #include <stdint.h>
 
 #define PNETRT_ABI 6
 
-#ifndef PNETRT_MAX_RANK
+/* The most dimensions of a tensor: the one definition (pnetc's PN_MAX_RANK is this). */
 #define PNETRT_MAX_RANK 8
-#endif
 
 /* Limits that pnetc checks and libpnetrt relies on: pipeline stages, and a network's inputs and
  * outputs (each call keeps a pointer per input and output on its threads' stacks). */
@@ -141,7 +141,6 @@ typedef struct pnetrt_desc {
     const char *report;            /* the schedule report, as pnetc --report prints it */
 } pnetrt_desc;
 
-/* Provided by libpnetrt for generated code: a barrier across the threads of one forward call. */
-void pnetrt_barrier(void);
+/* The functions of libpnetrt that generated code calls are declared, and exported, in pnet.h. */
 
 #endif

@@ -31,6 +31,7 @@ PREFIXES = [
     ("compiler/tools/", "compiler", "tools"),
     ("compiler/main.c", "compiler", "main.c"),
     ("runtime/pnetrt_abi.h", "runtime", "abi"),  # the contract between generated code and libpnetrt
+    ("runtime/pnet.h", "runtime", "abi"),  # the public API, with the functions generated code calls
     ("runtime/io/", "runtime", "io"),
     ("runtime/rt.h", "runtime", "core"),  # the public API of core
     ("runtime/core/", "runtime", "core"),

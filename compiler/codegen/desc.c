@@ -29,15 +29,17 @@ static LLVMValueRef const_array(cg *c, LLVMTypeRef elem, LLVMValueRef *items, in
 }
 
 static LLVMTypeRef tensor_type(cg *c) {
-    LLVMTypeRef f[] = {c->ptr, c->i64, c->i64, LLVMArrayType2(c->i64, 8), c->i64, c->i64, c->i64, c->i64, c->i64};
+    LLVMTypeRef f[] = {c->ptr, c->i64, c->i64, LLVMArrayType2(c->i64, PNETRT_MAX_RANK),
+                       c->i64, c->i64, c->i64, c->i64, c->i64};
     return LLVMStructTypeInContext(c->ctx, f, 9, 0);
 }
 
 static LLVMValueRef tensor_desc(cg *c, const char *name, pn_dtype dt, const pn_shape *s, int64_t offset, int64_t init,
                                 int64_t fan_in, int64_t trainable, int64_t limit) {
-    LLVMValueRef dims[8];
-    for (int i = 0; i < 8; i++) dims[i] = cg_i64(c, i < s->rank ? s->d[i] : 0);
-    LLVMValueRef f[] = {str(c, name), cg_i64(c, dt == PN_I32), cg_i64(c, s->rank), LLVMConstArray2(c->i64, dims, 8),
+    LLVMValueRef dims[PNETRT_MAX_RANK];
+    for (int i = 0; i < PNETRT_MAX_RANK; i++) dims[i] = cg_i64(c, i < s->rank ? s->d[i] : 0);
+    LLVMValueRef f[] = {str(c, name), cg_i64(c, dt == PN_I32), cg_i64(c, s->rank),
+                        LLVMConstArray2(c->i64, dims, PNETRT_MAX_RANK),
                         cg_i64(c, offset), cg_i64(c, init), cg_i64(c, fan_in), cg_i64(c, trainable), cg_i64(c, limit)};
     return LLVMConstNamedStruct(tensor_type(c), f, 9);
 }

@@ -4,6 +4,7 @@
 #define PN_GRAPH_H
 #include "../support/arena.h"
 #include "../support/diag.h"
+#include "pnetrt_abi.h" /* PNETRT_MAX_RANK */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -67,7 +68,7 @@ pn_op pn_op_lookup(const char *name);
 typedef enum { PN_F32, PN_I32 } pn_dtype;
 const char *pn_dtype_name(pn_dtype t);
 
-enum { PN_MAX_RANK = 8, PN_MAX_PARAMS = 4, PN_MAX_IATTR = 16 };
+enum { PN_MAX_RANK = PNETRT_MAX_RANK, PN_MAX_PARAMS = 4, PN_MAX_IATTR = 16 };
 #define PN_BATCH INT64_C(-1) /* the symbolic batch dimension, only ever d[0] */
 
 typedef struct pn_shape {

@@ -1,7 +1,7 @@
 /* The barrier between the kernels of one call: the thread-bound barrier that generated code's pnetrt_barrier()
  * waits on, and the sense-reversing wait that the schedules' reduction points share (transport.c). */
 #include "barrier.h"
-#include "pnetrt_abi.h"
+#include "pnet.h"
 
 #include <stdatomic.h>
 
