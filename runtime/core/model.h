@@ -38,6 +38,11 @@ static inline int64_t pnetrt_sample_elems(const pnetrt_tensor_desc *t) {
 }
 /* True when pnetrt_create succeeded; otherwise false, with the error set (m may be NULL). */
 bool pnetrt_ready(pnetrt_model *m);
+/* The threads a call of `flops` floating-point operations runs on: `threads`, or fewer when each
+ * would get too little work to pay for the barriers (not with PNET_ADAPTIVE_THREADS=0). */
+int pnetrt_work_threads(const pnetrt_model *m, double flops, int threads);
+/* The forward FLOPs of one sample. */
+double pnetrt_flops_per_sample(const pnetrt_model *m);
 /* Fails when `batch` samples of any of the n batched tensors t[] would not fit in an address space
  * (over PTRDIFF_MAX bytes): no caller can hold such a buffer. */
 int pnetrt_check_batch(pnetrt_model *m, int64_t batch, const pnetrt_tensor_desc *t, int64_t n);

@@ -562,6 +562,16 @@ int pnetrt_set_schedule(pnetrt_model *m, const char *schedule) {
 }
 bool pnetrt_pipelined(const pnetrt_model *m) { return m && m->pipeline; }
 
+/* Small calls run on fewer threads: each thread should get PNETRT_FLOPS_PER_THREAD of work to pay
+ * for the barriers between kernels (on a busy machine, each barrier may wait for a thread the
+ * scheduler has not run yet). Results do not depend on the count. */
+int pnetrt_work_threads(const pnetrt_model *m, double flops, int threads) {
+    if (!m->adaptive || flops >= PNETRT_FLOPS_PER_THREAD * threads) return threads;
+    return flops < PNETRT_FLOPS_PER_THREAD ? 1 : (int)(flops / PNETRT_FLOPS_PER_THREAD);
+}
+
+double pnetrt_flops_per_sample(const pnetrt_model *m) { return m->flops_per_sample; }
+
 int pnetrt_threads(const pnetrt_model *m) { return m ? m->threads : 0; }
 
 int pnetrt_call_threads(const pnetrt_model *m) { return omp_in_parallel() ? 1 : m->threads; }
@@ -755,9 +765,7 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     if (threads > m->scratch_threads) threads = m->scratch_threads;
     /* Small calls run on fewer threads: each thread should get enough work to pay for the
      * barriers between kernels. Results do not depend on the count. */
-    int team = threads;
-    double work = m->flops_per_sample * (double)batch;
-    if (m->adaptive && work < PNETRT_FLOPS_PER_THREAD * team) team = work < PNETRT_FLOPS_PER_THREAD ? 1 : (int)(work / PNETRT_FLOPS_PER_THREAD);
+    int team = pnetrt_work_threads(m, m->flops_per_sample * (double)batch, threads);
     int S = (int)d->nstages;
     bool piped = m->pipeline && S > 1 && S <= PNETRT_MAX_STAGES;
     int replicas = pnetrt_replicas_picked(m) && !piped ? auto_replicas(m, batch, team) : m->replicas;

@@ -338,6 +338,9 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     int64_t nch = (batch + td->chunk - 1) / td->chunk;
     int threads = pnetrt_call_threads(m);
     if (threads < 1) threads = 1;
+    /* A small step runs on fewer threads, as a small inference call does (a step is about three
+     * forward passes). The weights do not depend on the count. */
+    threads = pnetrt_work_threads(m, (eval ? 1.0 : 3.0) * pnetrt_flops_per_sample(m) * (double)batch, threads);
     int groups = pnetrt_replicas_chosen(m);
     if (groups < 1) groups = threads;
     if (groups > threads) groups = threads;
