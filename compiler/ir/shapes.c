@@ -1,6 +1,6 @@
 /* Shape rules for every op in ops.def, one function per family, pointed at by the op table
  * (ops.c). Semantics follow PyTorch; layout is NCHW. */
-#include "ops.h"
+#include "shapes.h"
 
 #include <stdarg.h>
 #include <stdio.h>

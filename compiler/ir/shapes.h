@@ -26,4 +26,27 @@ bool pn_broadcast(const pn_shape *a, const pn_shape *b, pn_shape *out);
 /* Checks size limits of a shape; false with err set when it is too large. */
 bool pn_shape_check_size(const pn_shape *s, pn_shape_err *err);
 
+/* The per-op shape rules that the op table (ir/ops.c) points at, by family. */
+#define PN_SHAPE_ARGS pn_node *n, const pn_node *const *in, int nin, const int64_t *list, int nlist, pn_shape_err *e
+bool pn_shape_input(PN_SHAPE_ARGS);
+bool pn_shape_const(PN_SHAPE_ARGS);
+bool pn_shape_binary(PN_SHAPE_ARGS);
+bool pn_shape_dense(PN_SHAPE_ARGS);
+bool pn_shape_conv2d(PN_SHAPE_ARGS);
+bool pn_shape_pool(PN_SHAPE_ARGS);
+bool pn_shape_global_avgpool(PN_SHAPE_ARGS);
+bool pn_shape_batchnorm(PN_SHAPE_ARGS);
+bool pn_shape_layernorm(PN_SHAPE_ARGS);
+bool pn_shape_embedding(PN_SHAPE_ARGS);
+bool pn_shape_same(PN_SHAPE_ARGS);
+bool pn_shape_dropout(PN_SHAPE_ARGS);
+bool pn_shape_softmax(PN_SHAPE_ARGS);
+bool pn_shape_flatten(PN_SHAPE_ARGS);
+bool pn_shape_reshape(PN_SHAPE_ARGS);
+bool pn_shape_concat(PN_SHAPE_ARGS);
+bool pn_shape_transpose(PN_SHAPE_ARGS);
+bool pn_shape_matmul(PN_SHAPE_ARGS);
+bool pn_shape_cross_entropy(PN_SHAPE_ARGS);
+bool pn_shape_mse(PN_SHAPE_ARGS);
+
 #endif
