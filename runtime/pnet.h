@@ -3,7 +3,7 @@
  *   // pnetc examples/digits_mlp.pnet -c  ->  digits_mlp.o (and digits_mlp.h, its own typed API)
  *   #include <pnet.h>
  *   #include <stdio.h>
- *   const void *digits_mlp_descriptor(void); // defined in digits_mlp.o
+ *   #include "digits_mlp.h" // declares digits_mlp_descriptor(), defined in digits_mlp.o
  *   int main(void) {
  *       pnetrt_model *m;
  *       float x[784] = {0}, probs[10];

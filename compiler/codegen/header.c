@@ -141,6 +141,9 @@ bool pn_write_header(const pn_graph *g, const char *path, char *err, size_t errl
     }
     fprintf(f, "const char *%s_last_error(const %s *net);\n", n, n);
     fprintf(f, "void %s_destroy(%s *net);\n\n", n, n);
+    fprintf(f, "/* The network's descriptor, for programs that run it through libpnetrt's own API (pnet.h:\n"
+               " * pnetrt_create(&m, %s_descriptor(), NULL)). */\n", n);
+    fprintf(f, "const void *%s_descriptor(void);\n\n", n);
     fprintf(f, "#ifdef __cplusplus\n}\n#endif\n#endif\n");
     free(N);
     bool ok = !ferror(f) && fflush(f) == 0 && (fsync(fileno(f)) == 0 || errno == EINVAL);
