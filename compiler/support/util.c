@@ -1,5 +1,6 @@
 /* Assertion failure, checked allocation, heap strings, file reading and edit distance. */
 #include "util.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -68,15 +69,10 @@ char *pn_xasprintf(const char *fmt, ...) {
     return p;
 }
 
-static const char *file_kind(mode_t m) {
-    return S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : S_ISFIFO(m) ? "a FIFO"
-         : S_ISSOCK(m) ? "a socket" : "an unknown kind of file";
-}
-
 /* Why a file cannot be read as a source, into err; false when it can. */
 static bool refuse(const struct stat *st, size_t limit, char *err, size_t errlen) {
     if (S_ISDIR(st->st_mode)) snprintf(err, errlen, "%s", strerror(EISDIR));
-    else if (!S_ISREG(st->st_mode)) snprintf(err, errlen, "not a regular file (%s)", file_kind(st->st_mode));
+    else if (!S_ISREG(st->st_mode)) snprintf(err, errlen, "not a regular file (%s)", pnetrt_io_kind(st->st_mode));
     else if ((uintmax_t)st->st_size > limit) snprintf(err, errlen, "file is larger than %zu MiB", limit >> 20);
     else return false;
     return true;

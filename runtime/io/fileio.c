@@ -128,7 +128,7 @@ static char *follow_links(const char *path) {
     return NULL;
 }
 
-static const char *kind_of(mode_t m) {
+const char *pnetrt_io_kind(unsigned m) {
     return S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device" : S_ISFIFO(m) ? "a FIFO" : S_ISSOCK(m) ? "a socket" : "not a plain file";
 }
 
@@ -137,7 +137,7 @@ static const char *kind_of(mode_t m) {
 int pnetrt_open_regular(const char *path, uint64_t *size, char *err, size_t errlen) {
     struct stat sb;
     if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode))
-        return pnetrt_io_fail(err, errlen, path, "not a regular file (%s)", kind_of(sb.st_mode));
+        return pnetrt_io_fail(err, errlen, path, "not a regular file (%s)", pnetrt_io_kind(sb.st_mode));
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) return pnetrt_io_fail(err, errlen, path, "cannot open: %s", strerror(errno));
     const char *problem = NULL;
@@ -150,7 +150,7 @@ int pnetrt_open_regular(const char *path, uint64_t *size, char *err, size_t errl
         problem = "cannot open";
     } else if (!S_ISREG(sb.st_mode)) {
         close(fd);
-        return pnetrt_io_fail(err, errlen, path, "not a regular file (%s)", kind_of(sb.st_mode));
+        return pnetrt_io_fail(err, errlen, path, "not a regular file (%s)", pnetrt_io_kind(sb.st_mode));
     } else {
         int fl = fcntl(fd, F_GETFL);
         if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK)) {
@@ -221,7 +221,7 @@ int pnetrt_io_out_open(pnetrt_io_out *o, const char *path, char *err, size_t err
     }
     if (exists && !S_ISREG(sb.st_mode)) {
         free(target);
-        return pnetrt_io_fail(err, errlen, path, "%snot a regular file (%s); refusing to replace it", via, kind_of(sb.st_mode));
+        return pnetrt_io_fail(err, errlen, path, "%snot a regular file (%s); refusing to replace it", via, pnetrt_io_kind(sb.st_mode));
     }
     /* The temporary file goes beside the target, so the rename stays in one directory (one file system). */
     const char *slash = strrchr(target, '/');

@@ -45,6 +45,9 @@ int pnetrt_io_write_atomic(const char *path, int nparts, const void *const *bufs
  * temporary file being written before they end the process. */
 void pnetrt_io_remove_temp_on_signals(void);
 
+/* What a file of mode m (st_mode) is, for messages: "a character device", "a FIFO", ... */
+const char *pnetrt_io_kind(unsigned m);
+
 /* Opens path for reading if it is a regular file: a character or block device, a FIFO or a socket is refused
    unopened, "PATH: not a regular file (a character device)", and a directory is "PATH: cannot open: Is a
    directory". Returns the descriptor, with the file's size in *size, or -1 with the message in err. */

@@ -288,13 +288,9 @@ static int check_tiling(pnetrt_st *st, char *err, size_t errlen) {
     return rc;
 }
 
-static int st_load(pnetrt_st *st, char *err, size_t errlen) {
+/* Reads the header of the regular file st->fd of fsize bytes (pnetrt_open_regular checked its kind). */
+static int st_load(pnetrt_st *st, uint64_t fsize, char *err, size_t errlen) {
     const char *path = st->path;
-    struct stat sb;
-    if (fstat(st->fd, &sb)) return pnetrt_io_fail(err, errlen, path, "cannot stat: %s", strerror(errno));
-    if (S_ISDIR(sb.st_mode)) return pnetrt_io_fail(err, errlen, path, "cannot open: %s", strerror(EISDIR));
-    if (!S_ISREG(sb.st_mode)) return pnetrt_io_fail(err, errlen, path, "not a regular file");
-    uint64_t fsize = (uint64_t)sb.st_size;
     if (fsize < 8)
         return pnetrt_io_fail(err, errlen, path,
                     "truncated: the file has %" PRIu64 " bytes, too few for the 8-byte header length", fsize);
@@ -402,7 +398,7 @@ int pnetrt_st_open(const char *path, pnetrt_st **out, char *err, size_t errlen) 
     }
     st->fd = fd;
     st->path = p;
-    if (st_load(st, err, errlen)) {
+    if (st_load(st, size, err, errlen)) {
         pnetrt_st_close(st);
         return -1;
     }
