@@ -182,6 +182,8 @@ static LLVMValueRef fma3(cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef d) 
 
 LLVMValueRef cg_fma(cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef d) { return fma3(c, a, b, d); }
 
+LLVMValueRef cg_fconst(cg *c, LLVMValueRef like, double v) { return fc(c, like, v); }
+
 /* exp(x): Cephes expf. n = round(x log2 e), r = x - n ln 2 in two parts, a degree-6 polynomial,
  * then scaled by 2^n through the exponent bits. */
 LLVMValueRef cg_exp(cg *c, LLVMValueRef x) {
@@ -250,31 +252,6 @@ LLVMValueRef cg_gelu_grad(cg *c, LLVMValueRef x) {
     LLVMValueRef phi = cg_fmul(c, cg_exp(c, cg_fmul(c, cg_fmul(c, x, x, false), fc(c, x, -0.5), false)),
                                fc(c, x, 0.39894228040143268), false);
     return fma3(c, x, phi, Phi);
-}
-
-LLVMValueRef cg_unary(cg *c, const pn_node *op, LLVMValueRef v) {
-    LLVMValueRef x = v;
-    switch (op->op) {
-    case PN_OP_RELU: return cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOLT, v, fc(c, x, 0.0), ""), fc(c, x, 0.0), v);
-    case PN_OP_LEAKY_RELU:
-        return cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOLT, v, fc(c, x, 0.0), ""),
-                         cg_fmul(c, v, fc(c, x, op->fa[PN_FA_VALUE]), false), v);
-    case PN_OP_SIGMOID: return cg_sigmoid(c, v);
-    case PN_OP_TANH: return cg_tanh(c, v);
-    case PN_OP_GELU: return cg_gelu(c, v);
-    case PN_OP_DROPOUT: return v; /* identity at inference */
-    case PN_OP_ADD:
-    case PN_OP_SUB:
-    case PN_OP_MUL: {
-        /* One operand is a scalar constant (pass_fuse checked); keep the operand order. */
-        const pn_node *a = &c->g->nodes[op->in[0]], *b = &c->g->nodes[op->in[1]];
-        bool const_first = a->op == PN_OP_CONST;
-        LLVMValueRef k = fc(c, x, (const_first ? a : b)->fa[PN_FA_VALUE]);
-        LLVMValueRef l = const_first ? k : v, r = const_first ? v : k;
-        return op->op == PN_OP_ADD ? cg_fadd(c, l, r, false) : op->op == PN_OP_SUB ? cg_fsub(c, l, r) : cg_fmul(c, l, r, false);
-    }
-    default: PN_ASSERT(!"not a unary elementwise op"); return v;
-    }
 }
 
 LLVMValueRef cg_epilogue(cg *c, int node, LLVMValueRef v) {

@@ -86,6 +86,8 @@ LLVMValueRef cg_fsub(cg *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_fmul(cg *c, LLVMValueRef a, LLVMValueRef b, bool reduce);
 LLVMValueRef cg_fdiv(cg *c, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_fma(cg *c, LLVMValueRef a, LLVMValueRef b, LLVMValueRef d);
+/* The float constant v in the type of `like` (a float or a vector of floats). */
+LLVMValueRef cg_fconst(cg *c, LLVMValueRef like, double v);
 LLVMValueRef cg_call1(cg *c, const char *intrinsic, LLVMValueRef x);
 LLVMValueRef cg_call2(cg *c, const char *intrinsic, LLVMValueRef x, LLVMValueRef y);
 LLVMValueRef cg_max(cg *c, LLVMValueRef a, LLVMValueRef b, bool reduce);
@@ -113,8 +115,14 @@ LLVMValueRef cg_epilogue(cg *c, int node, LLVMValueRef v);
 int cg_fused_pool(const cg *c, int node);
 /* The batchnorm folded into node's weights by the prepare function, or -1. */
 int cg_folded_bn(const cg *c, int node);
-/* Applies one unary elementwise op to v. */
+/* Applies one unary elementwise op to v: its row's `unary` column (dispatch.c). */
 LLVMValueRef cg_unary(cg *c, const pn_node *op, LLVMValueRef v);
+
+/* One element of an elementwise op's backward (eltwise_grad.c): its input's and its value's
+ * arrays, the element's index in them, and the chunk's first element in the batch. */
+typedef struct cg_elt {
+    LLVMValueRef x, y, idx, base;
+} cg_elt;
 
 /* One row per op of ops.def (dispatch.c): its kernel generators. */
 typedef struct cg_op_row {
@@ -124,6 +132,13 @@ typedef struct cg_op_row {
      * inputs' gradients and its parameter gradients; NULL when it needs none (views, losses,
      * batchnorm, whose backward the step splits around a sync). */
     LLVMValueRef (*backward)(cg *c, int node, const bool *acc);
+    /* An elementwise op of one tensor, or + - * by a scalar constant: its value at one element v
+     * (a float or a vector), for its own kernel (cg_gen_eltwise) and for the epilogue of the
+     * producer it is fused into (pass_fuse); NULL for the other ops. In eltwise.c. */
+    LLVMValueRef (*unary)(cg *c, const pn_node *op, LLVMValueRef v);
+    /* Its backward at one element: dy times the derivative (cg_bwd_unary); NULL when unary is or
+     * when cg_bwd_unary is not its backward. In eltwise_grad.c. */
+    LLVMValueRef (*unary_grad)(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
 } cg_op_row;
 const cg_op_row *cg_op(pn_op op);
 /* The read-only global holding constant node i's value (dispatch.c), made on first use. */
@@ -187,6 +202,14 @@ void cg_grid_out_store(cg *c, const cg_grid_out *go, int j, LLVMValueRef v, LLVM
 LLVMValueRef cg_gen_pool(cg *c, int node);
 LLVMValueRef cg_gen_global_avgpool(cg *c, int node);
 LLVMValueRef cg_gen_eltwise(cg *c, int node);
+/* The unary column (eltwise.c): each elementwise op's value at one element. */
+LLVMValueRef cg_ew_relu(cg *c, const pn_node *op, LLVMValueRef v);
+LLVMValueRef cg_ew_leaky_relu(cg *c, const pn_node *op, LLVMValueRef v);
+LLVMValueRef cg_ew_sigmoid(cg *c, const pn_node *op, LLVMValueRef v);
+LLVMValueRef cg_ew_tanh(cg *c, const pn_node *op, LLVMValueRef v);
+LLVMValueRef cg_ew_gelu(cg *c, const pn_node *op, LLVMValueRef v);
+LLVMValueRef cg_ew_identity(cg *c, const pn_node *op, LLVMValueRef v);
+LLVMValueRef cg_ew_const_binary(cg *c, const pn_node *op, LLVMValueRef v);
 LLVMValueRef cg_gen_binary(cg *c, int node);
 LLVMValueRef cg_gen_softmax(cg *c, int node);
 LLVMValueRef cg_gen_layernorm(cg *c, int node);

@@ -18,38 +18,39 @@ static LLVMValueRef gen_view(cg *c, int i) {
     return c->g->plan.mem[i].kind == PN_MEM_ALIAS ? NULL : cg_gen_copy(c, i);
 }
 
-/* Each op's row, by its ops.def name: the inference kernel, then the backward kernel (NULL: none;
- * the training step builds the losses' and batchnorm's own kernels). An op of ops.def without a
- * row here does not compile. */
-/*                        inference              backward */
-#define CG_INPUT          NULL,                  NULL
-#define CG_CONST          NULL,                  NULL
-#define CG_ADD            cg_gen_binary,         cg_bwd_binary
-#define CG_SUB            cg_gen_binary,         cg_bwd_binary
-#define CG_MUL            cg_gen_binary,         cg_bwd_binary
-#define CG_DENSE          gen_dense,             cg_bwd_dense
-#define CG_CONV2D         cg_gen_conv2d,         cg_bwd_conv
-#define CG_BATCHNORM      cg_gen_batchnorm,      NULL
-#define CG_LAYERNORM      cg_gen_layernorm,      cg_bwd_layernorm
-#define CG_EMBEDDING      cg_gen_embedding,      cg_bwd_embedding
-#define CG_MAXPOOL2D      cg_gen_pool,           cg_bwd_pool
-#define CG_AVGPOOL2D      cg_gen_pool,           cg_bwd_pool
-#define CG_GLOBAL_AVGPOOL cg_gen_global_avgpool, cg_bwd_global_avgpool
-#define CG_RELU           cg_gen_eltwise,        cg_bwd_unary
-#define CG_LEAKY_RELU     cg_gen_eltwise,        cg_bwd_unary
-#define CG_SIGMOID        cg_gen_eltwise,        cg_bwd_unary
-#define CG_TANH           cg_gen_eltwise,        cg_bwd_unary
-#define CG_GELU           cg_gen_eltwise,        cg_bwd_unary
-#define CG_SOFTMAX        cg_gen_softmax,        cg_bwd_softmax
-#define CG_LOG_SOFTMAX    cg_gen_softmax,        cg_bwd_softmax
-#define CG_DROPOUT        gen_view,              cg_bwd_unary
-#define CG_RESHAPE        gen_view,              NULL
-#define CG_FLATTEN        gen_view,              NULL
-#define CG_TRANSPOSE      cg_gen_transpose,      cg_bwd_transpose
-#define CG_CONCAT         cg_gen_concat,         cg_bwd_concat
-#define CG_MATMUL         cg_gen_matmul,         cg_bwd_matmul
-#define CG_CROSS_ENTROPY  NULL,                  NULL
-#define CG_MSE            NULL,                  NULL
+/* Each op's row, by its ops.def name: the inference kernel, the backward kernel (NULL: none; the
+ * training step builds the losses' and batchnorm's own kernels), and for the elementwise ops of
+ * one tensor (and + - * by a constant, when fused) their value and derivative at one element
+ * (eltwise.c, eltwise_grad.c). An op of ops.def without a row here does not compile. */
+/*                        inference              backward               unary               unary_grad */
+#define CG_INPUT          NULL,                  NULL,                  NULL,               NULL
+#define CG_CONST          NULL,                  NULL,                  NULL,               NULL
+#define CG_ADD            cg_gen_binary,         cg_bwd_binary,         cg_ew_const_binary, NULL
+#define CG_SUB            cg_gen_binary,         cg_bwd_binary,         cg_ew_const_binary, NULL
+#define CG_MUL            cg_gen_binary,         cg_bwd_binary,         cg_ew_const_binary, NULL
+#define CG_DENSE          gen_dense,             cg_bwd_dense,          NULL,               NULL
+#define CG_CONV2D         cg_gen_conv2d,         cg_bwd_conv,           NULL,               NULL
+#define CG_BATCHNORM      cg_gen_batchnorm,      NULL,                  NULL,               NULL
+#define CG_LAYERNORM      cg_gen_layernorm,      cg_bwd_layernorm,      NULL,               NULL
+#define CG_EMBEDDING      cg_gen_embedding,      cg_bwd_embedding,      NULL,               NULL
+#define CG_MAXPOOL2D      cg_gen_pool,           cg_bwd_pool,           NULL,               NULL
+#define CG_AVGPOOL2D      cg_gen_pool,           cg_bwd_pool,           NULL,               NULL
+#define CG_GLOBAL_AVGPOOL cg_gen_global_avgpool, cg_bwd_global_avgpool, NULL,               NULL
+#define CG_RELU           cg_gen_eltwise,        cg_bwd_unary,          cg_ew_relu,         cg_ew_relu_grad
+#define CG_LEAKY_RELU     cg_gen_eltwise,        cg_bwd_unary,          cg_ew_leaky_relu,   cg_ew_leaky_relu_grad
+#define CG_SIGMOID        cg_gen_eltwise,        cg_bwd_unary,          cg_ew_sigmoid,      cg_ew_sigmoid_grad
+#define CG_TANH           cg_gen_eltwise,        cg_bwd_unary,          cg_ew_tanh,         cg_ew_tanh_grad
+#define CG_GELU           cg_gen_eltwise,        cg_bwd_unary,          cg_ew_gelu,         cg_ew_gelu_grad
+#define CG_SOFTMAX        cg_gen_softmax,        cg_bwd_softmax,        NULL,               NULL
+#define CG_LOG_SOFTMAX    cg_gen_softmax,        cg_bwd_softmax,        NULL,               NULL
+#define CG_DROPOUT        gen_view,              cg_bwd_unary,          cg_ew_identity,     cg_ew_dropout_grad
+#define CG_RESHAPE        gen_view,              NULL,                  NULL,               NULL
+#define CG_FLATTEN        gen_view,              NULL,                  NULL,               NULL
+#define CG_TRANSPOSE      cg_gen_transpose,      cg_bwd_transpose,      NULL,               NULL
+#define CG_CONCAT         cg_gen_concat,         cg_bwd_concat,         NULL,               NULL
+#define CG_MATMUL         cg_gen_matmul,         cg_bwd_matmul,         NULL,               NULL
+#define CG_CROSS_ENTROPY  NULL,                  NULL,                  NULL,               NULL
+#define CG_MSE            NULL,                  NULL,                  NULL,               NULL
 
 static const cg_op_row rows[] = {
 #define PN_OP(id, name, sig, flags) [PN_OP_##id] = {CG_##id},
@@ -66,6 +67,12 @@ const cg_op_row *cg_op(pn_op op) {
 LLVMValueRef cg_gen_kernel(cg *c, int i) {
     const cg_op_row *r = cg_op(c->g->nodes[i].op);
     return r->kernel ? r->kernel(c, i) : NULL;
+}
+
+LLVMValueRef cg_unary(cg *c, const pn_node *op, LLVMValueRef v) {
+    const cg_op_row *r = cg_op(op->op);
+    PN_ASSERT(r->unary); /* pass_fuse fuses only ops with a unary column */
+    return r->unary(c, op, v);
 }
 
 LLVMValueRef cg_gen_backward(cg *c, int node, const bool *acc) {

@@ -1,6 +1,36 @@
 /* Elementwise kernels: unary activations (when not fused into a producer) and + - * with NumPy
- * broadcasting, viewed as rows of the output's last axis. */
+ * broadcasting, viewed as rows of the output's last axis; and each elementwise op's value at one
+ * element (the codegen table's unary column), which its kernel and the epilogues it is fused
+ * into apply. */
 #include "cg.h"
+
+/* ---- the unary column: one element v, a float or a vector of floats ---------------------------- */
+LLVMValueRef cg_ew_relu(cg *c, const pn_node *op, LLVMValueRef v) {
+    return cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOLT, v, cg_fconst(c, v, 0.0), ""), cg_fconst(c, v, 0.0), v);
+}
+
+LLVMValueRef cg_ew_leaky_relu(cg *c, const pn_node *op, LLVMValueRef v) {
+    return cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOLT, v, cg_fconst(c, v, 0.0), ""),
+                     cg_fmul(c, v, cg_fconst(c, v, op->fa[PN_FA_VALUE]), false), v);
+}
+
+LLVMValueRef cg_ew_sigmoid(cg *c, const pn_node *op, LLVMValueRef v) { return cg_sigmoid(c, v); }
+LLVMValueRef cg_ew_tanh(cg *c, const pn_node *op, LLVMValueRef v) { return cg_tanh(c, v); }
+LLVMValueRef cg_ew_gelu(cg *c, const pn_node *op, LLVMValueRef v) { return cg_gelu(c, v); }
+
+/* dropout at inference. */
+LLVMValueRef cg_ew_identity(cg *c, const pn_node *op, LLVMValueRef v) { return v; }
+
+/* + - * where one operand is a scalar constant (pass_fuse checked); keeps the operand order. */
+LLVMValueRef cg_ew_const_binary(cg *c, const pn_node *op, LLVMValueRef v) {
+    const pn_node *a = &c->g->nodes[op->in[0]], *b = &c->g->nodes[op->in[1]];
+    bool const_first = a->op == PN_OP_CONST;
+    LLVMValueRef k = cg_fconst(c, v, (const_first ? a : b)->fa[PN_FA_VALUE]);
+    LLVMValueRef l = const_first ? k : v, r = const_first ? v : k;
+    return op->op == PN_OP_ADD ? cg_fadd(c, l, r, false) : op->op == PN_OP_SUB ? cg_fsub(c, l, r) : cg_fmul(c, l, r, false);
+}
+
+/* ---- kernels ------------------------------------------------------------------------------------ */
 
 LLVMValueRef cg_gen_eltwise(cg *c, int node) {
     const pn_node *nd = &c->g->nodes[node];

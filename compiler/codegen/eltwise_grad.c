@@ -1,5 +1,6 @@
-/* Training kernels of the elementwise ops (beside eltwise.c): dropout's training forward, and the
- * backward of the unary activations, dropout and + - * with broadcasting. */
+/* Training kernels of the elementwise ops (beside eltwise.c): dropout's training forward, the
+ * derivative of each unary activation and dropout at one element (the codegen table's unary_grad
+ * column), their backward kernel, and the backward of + - * with broadcasting. */
 #include "tk.h"
 #include "../support/util.h"
 
@@ -41,8 +42,40 @@ LLVMValueRef cg_gen_dropout_train(cg *c, int node) {
     return cg_tk_end(c);
 }
 
+/* ---- the unary_grad column: dy times the derivative at one element ----------------------------- */
+LLVMValueRef cg_ew_relu_grad(cg *c, int node, LLVMValueRef d, const cg_elt *at) {
+    return fsel(c, fgt0(c, cg_load(c, at->x, at->idx)), d, F(c, 0.0));
+}
+
+LLVMValueRef cg_ew_leaky_relu_grad(cg *c, int node, LLVMValueRef d, const cg_elt *at) {
+    return fsel(c, fgt0(c, cg_load(c, at->x, at->idx)), d, cg_fmul(c, d, F(c, c->g->nodes[node].fa[PN_FA_VALUE]), false));
+}
+
+LLVMValueRef cg_ew_sigmoid_grad(cg *c, int node, LLVMValueRef d, const cg_elt *at) {
+    LLVMValueRef s = cg_load(c, at->y, at->idx);
+    return cg_fmul(c, d, cg_fmul(c, s, cg_fsub(c, F(c, 1.0), s), false), false);
+}
+
+LLVMValueRef cg_ew_tanh_grad(cg *c, int node, LLVMValueRef d, const cg_elt *at) {
+    LLVMValueRef t = cg_load(c, at->y, at->idx);
+    return cg_fmul(c, d, cg_fsub(c, F(c, 1.0), cg_fmul(c, t, t, false)), false);
+}
+
+LLVMValueRef cg_ew_gelu_grad(cg *c, int node, LLVMValueRef d, const cg_elt *at) {
+    return cg_fmul(c, d, cg_gelu_grad(c, cg_load(c, at->x, at->idx)), false);
+}
+
+LLVMValueRef cg_ew_dropout_grad(cg *c, int node, LLVMValueRef d, const cg_elt *at) {
+    double p = c->g->nodes[node].fa[PN_FA_VALUE];
+    LLVMValueRef keep = dropout_keep(c, node, iadd(c, at->base, at->idx), p);
+    return fsel(c, keep, cg_fmul(c, d, F(c, p < 1 ? 1.0 / (1.0 - p) : 0.0), false), F(c, 0.0));
+}
+
+/* The unary activations and dropout: dx = their unary_grad, element by element. */
 LLVMValueRef cg_bwd_unary(cg *c, int node, const bool *acc) {
     const pn_node *nd = &c->g->nodes[node];
+    LLVMValueRef (*grad)(cg *, int, LLVMValueRef, const cg_elt *) = cg_op(nd->op)->unary_grad;
+    PN_ASSERT(grad);
     cg_tk_begin(c, node, "bwd");
     LLVMValueRef y = ctxp(c, TK_Y), dy = ctxp(c, TK_DY), x = ctxp(c, TK_X), dx = ctxp(c, TK_DX);
     LLVMValueRef base = imul(c, ctxi(c, TK_S0), I(c, pn_shape_sample_elems(&nd->shape)));
@@ -50,32 +83,9 @@ LLVMValueRef cg_bwd_unary(cg *c, int node, const bool *acc) {
     cg_split(c, numel(c, &nd->shape), &lo, &hi);
     cg_loop e;
     cg_loop_begin(c, &e, lo, hi, "e");
-    LLVMValueRef d = cg_load(c, dy, e.iv), r;
-    switch (nd->op) {
-    case PN_OP_RELU: r = fsel(c, fgt0(c, cg_load(c, x, e.iv)), d, F(c, 0.0)); break;
-    case PN_OP_LEAKY_RELU:
-        r = fsel(c, fgt0(c, cg_load(c, x, e.iv)), d, cg_fmul(c, d, F(c, nd->fa[PN_FA_VALUE]), false));
-        break;
-    case PN_OP_SIGMOID: {
-        LLVMValueRef s = cg_load(c, y, e.iv);
-        r = cg_fmul(c, d, cg_fmul(c, s, cg_fsub(c, F(c, 1.0), s), false), false);
-        break;
-    }
-    case PN_OP_TANH: {
-        LLVMValueRef t = cg_load(c, y, e.iv);
-        r = cg_fmul(c, d, cg_fsub(c, F(c, 1.0), cg_fmul(c, t, t, false)), false);
-        break;
-    }
-    case PN_OP_GELU: r = cg_fmul(c, d, cg_gelu_grad(c, cg_load(c, x, e.iv)), false); break;
-    case PN_OP_DROPOUT: {
-        double p = nd->fa[PN_FA_VALUE];
-        LLVMValueRef keep = dropout_keep(c, node, iadd(c, base, e.iv), p);
-        r = fsel(c, keep, cg_fmul(c, d, F(c, p < 1 ? 1.0 / (1.0 - p) : 0.0), false), F(c, 0.0));
-        break;
-    }
-    default: PN_ASSERT(!"not unary"); r = d;
-    }
-    cg_put(c, r, dx, e.iv, acc[0]);
+    LLVMValueRef d = cg_load(c, dy, e.iv);
+    cg_elt at = {x, y, e.iv, base};
+    cg_put(c, grad(c, node, d, &at), dx, e.iv, acc[0]);
     cg_loop_end(c, &e);
     return cg_tk_end(c);
 }

@@ -45,6 +45,13 @@ LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_pool(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_global_avgpool(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_unary(cg *c, int node, const bool *acc);
+/* The unary_grad column (eltwise_grad.c): dy times each elementwise op's derivative at one element. */
+LLVMValueRef cg_ew_relu_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
+LLVMValueRef cg_ew_leaky_relu_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
+LLVMValueRef cg_ew_sigmoid_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
+LLVMValueRef cg_ew_tanh_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
+LLVMValueRef cg_ew_gelu_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
+LLVMValueRef cg_ew_dropout_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
 LLVMValueRef cg_bwd_binary(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_softmax(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_layernorm(cg *c, int node, const bool *acc);
