@@ -45,9 +45,18 @@ for t in $targets; do
     seed $t
     case $t in check) bin=pnet_fuzz dict=pnet ;; partition) bin=pnet_fuzz_$t dict=pnet ;;
     data) bin=pnet_fuzz_$t dict=npy ;; *) bin=pnet_fuzz_$t dict=$t ;; esac
+    # the op names come from compiler/ops.def, the one list of ops, after the dictionary's own tokens
+    case $dict in pnet) open= ;; graph) open='(' ;; *) open=none ;; esac
+    if [ "$open" != none ]; then
+        { cat tests/fuzz/$dict.dict
+          sed -n "s/^PN_OP([A-Z0-9_]*, *\"\([a-z0-9_]*\)\".*/\"\1$open\"/p" compiler/ops.def; } >build-fuzz/$dict.dict
+        dictpath=$dict.dict
+    else
+        dictpath=../tests/fuzz/$dict.dict
+    fi
     extra=
     [ $t = partition ] && [ -d build-fuzz/corpus-check ] && extra=corpus-check # read only: new finds go to the first
     echo "== $bin: $secs s" >&2
     (cd build-fuzz && ./$bin -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-        -dict=../tests/fuzz/$dict.dict -print_final_stats=1 corpus-$t $extra)
+        -dict=$dictpath -print_final_stats=1 corpus-$t $extra)
 done

@@ -193,6 +193,8 @@ def evaluate(nodes, params, xs, batch):
             y = torch.tanh(a[0])
         elif op == "gelu":
             y = F.gelu(a[0])
+        elif op == "silu":
+            y = F.silu(a[0])
         elif op == "softmax":
             y = F.softmax(a[0], dim=int(at["axis"]))
         elif op == "log_softmax":

@@ -208,6 +208,7 @@ LLVMValueRef cg_ew_leaky_relu(cg *c, const pn_node *op, LLVMValueRef v);
 LLVMValueRef cg_ew_sigmoid(cg *c, const pn_node *op, LLVMValueRef v);
 LLVMValueRef cg_ew_tanh(cg *c, const pn_node *op, LLVMValueRef v);
 LLVMValueRef cg_ew_gelu(cg *c, const pn_node *op, LLVMValueRef v);
+LLVMValueRef cg_ew_silu(cg *c, const pn_node *op, LLVMValueRef v);
 LLVMValueRef cg_ew_identity(cg *c, const pn_node *op, LLVMValueRef v);
 LLVMValueRef cg_ew_const_binary(cg *c, const pn_node *op, LLVMValueRef v);
 LLVMValueRef cg_gen_binary(cg *c, int node);

@@ -41,6 +41,7 @@ static LLVMValueRef gen_view(cg *c, int i) {
 #define CG_SIGMOID        cg_gen_eltwise,        cg_bwd_unary,          cg_ew_sigmoid,      cg_ew_sigmoid_grad
 #define CG_TANH           cg_gen_eltwise,        cg_bwd_unary,          cg_ew_tanh,         cg_ew_tanh_grad
 #define CG_GELU           cg_gen_eltwise,        cg_bwd_unary,          cg_ew_gelu,         cg_ew_gelu_grad
+#define CG_SILU           cg_gen_eltwise,        cg_bwd_unary,          cg_ew_silu,         cg_ew_silu_grad
 #define CG_SOFTMAX        cg_gen_softmax,        cg_bwd_softmax,        NULL,               NULL
 #define CG_LOG_SOFTMAX    cg_gen_softmax,        cg_bwd_softmax,        NULL,               NULL
 #define CG_DROPOUT        gen_view,              cg_bwd_unary,          cg_ew_identity,     cg_ew_dropout_grad

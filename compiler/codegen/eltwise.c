@@ -17,6 +17,8 @@ LLVMValueRef cg_ew_leaky_relu(cg *c, const pn_node *op, LLVMValueRef v) {
 LLVMValueRef cg_ew_sigmoid(cg *c, const pn_node *op, LLVMValueRef v) { return cg_sigmoid(c, v); }
 LLVMValueRef cg_ew_tanh(cg *c, const pn_node *op, LLVMValueRef v) { return cg_tanh(c, v); }
 LLVMValueRef cg_ew_gelu(cg *c, const pn_node *op, LLVMValueRef v) { return cg_gelu(c, v); }
+/* silu(x) = x sigmoid(x). */
+LLVMValueRef cg_ew_silu(cg *c, const pn_node *op, LLVMValueRef v) { return cg_fmul(c, v, cg_sigmoid(c, v), false); }
 
 /* dropout at inference. */
 LLVMValueRef cg_ew_identity(cg *c, const pn_node *op, LLVMValueRef v) { return v; }

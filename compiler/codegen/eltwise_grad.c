@@ -65,6 +65,13 @@ LLVMValueRef cg_ew_gelu_grad(cg *c, int node, LLVMValueRef d, const cg_elt *at) 
     return cg_fmul(c, d, cg_gelu_grad(c, cg_load(c, at->x, at->idx)), false);
 }
 
+/* silu'(x) = s (1 + x (1 - s)), s = sigmoid(x). */
+LLVMValueRef cg_ew_silu_grad(cg *c, int node, LLVMValueRef d, const cg_elt *at) {
+    LLVMValueRef x = cg_load(c, at->x, at->idx), s = cg_sigmoid(c, x);
+    LLVMValueRef k = cg_fma(c, x, cg_fsub(c, F(c, 1.0), s), F(c, 1.0));
+    return cg_fmul(c, d, cg_fmul(c, s, k, false), false);
+}
+
 LLVMValueRef cg_ew_dropout_grad(cg *c, int node, LLVMValueRef d, const cg_elt *at) {
     double p = c->g->nodes[node].fa[PN_FA_VALUE];
     LLVMValueRef keep = dropout_keep(c, node, iadd(c, at->base, at->idx), p);

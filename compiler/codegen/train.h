@@ -51,6 +51,7 @@ LLVMValueRef cg_ew_leaky_relu_grad(cg *c, int node, LLVMValueRef dy, const cg_el
 LLVMValueRef cg_ew_sigmoid_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
 LLVMValueRef cg_ew_tanh_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
 LLVMValueRef cg_ew_gelu_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
+LLVMValueRef cg_ew_silu_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
 LLVMValueRef cg_ew_dropout_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
 LLVMValueRef cg_bwd_binary(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_softmax(cg *c, int node, const bool *acc);

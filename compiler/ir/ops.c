@@ -80,6 +80,7 @@ static const pn_attr_desc perm_a[] = {A("perm", 'l', PN_PERM)};
 #define ROW_SIGMOID        pn_shape_same,           flops_four,           NO_ATTRS,        0,     0,     pn_ref_sigmoid,        pn_ref_sigmoid_grad
 #define ROW_TANH           pn_shape_same,           flops_four,           NO_ATTRS,        0,     0,     pn_ref_tanh,           pn_ref_tanh_grad
 #define ROW_GELU           pn_shape_same,           flops_four,           NO_ATTRS,        0,     0,     pn_ref_gelu,           pn_ref_gelu_grad
+#define ROW_SILU           pn_shape_same,           flops_five,           NO_ATTRS,        0,     0,     pn_ref_silu,           pn_ref_silu_grad
 #define ROW_SOFTMAX        pn_shape_softmax,        flops_five,           ATTRS(axis_a),   0,     0,     pn_ref_softmax,        pn_ref_softmax_grad
 #define ROW_LOG_SOFTMAX    pn_shape_softmax,        flops_five,           ATTRS(axis_a),   0,     0,     pn_ref_softmax,        pn_ref_softmax_grad
 #define ROW_FLATTEN        pn_shape_flatten,        flops_zero,           NO_ATTRS,        0,     0,     pn_ref_view,           pn_ref_view_grad

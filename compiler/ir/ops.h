@@ -35,6 +35,8 @@ bool pn_ref_tanh(pn_ref *r, int i);
 void pn_ref_tanh_grad(pn_ref *r, int i);
 bool pn_ref_gelu(pn_ref *r, int i);
 void pn_ref_gelu_grad(pn_ref *r, int i);
+bool pn_ref_silu(pn_ref *r, int i);
+void pn_ref_silu_grad(pn_ref *r, int i);
 bool pn_ref_dropout(pn_ref *r, int i);
 void pn_ref_dropout_grad(pn_ref *r, int i);
 bool pn_ref_softmax(pn_ref *r, int i);

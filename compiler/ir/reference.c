@@ -610,6 +610,12 @@ static double tanh_f(double x, double k) { return tanh(x); }
 static double tanh_d(double x, double y, double k) { return 1 - y * y; }
 static double gelu(double x, double k) { return 0.5 * x * erfc(-x / sqrt(2.0)); }
 static double gelu_d(double x, double y, double k) { return gelu_grad(x); }
+/* silu(x) = x sigmoid(x); silu'(x) = s (1 + x (1 - s)). */
+static double silu(double x, double k) { return x / (1.0 + exp(-x)); }
+static double silu_d(double x, double y, double k) {
+    double s = 1.0 / (1.0 + exp(-x));
+    return s * (1 + x * (1 - s));
+}
 
 bool pn_ref_relu(pn_ref *r, int i) { return unary(r, i, relu); }
 void pn_ref_relu_grad(pn_ref *r, int i) { unary_grad(r, i, relu_d); }
@@ -621,6 +627,8 @@ bool pn_ref_tanh(pn_ref *r, int i) { return unary(r, i, tanh_f); }
 void pn_ref_tanh_grad(pn_ref *r, int i) { unary_grad(r, i, tanh_d); }
 bool pn_ref_gelu(pn_ref *r, int i) { return unary(r, i, gelu); }
 void pn_ref_gelu_grad(pn_ref *r, int i) { unary_grad(r, i, gelu_d); }
+bool pn_ref_silu(pn_ref *r, int i) { return unary(r, i, silu); }
+void pn_ref_silu_grad(pn_ref *r, int i) { unary_grad(r, i, silu_d); }
 
 /* Dropout: the identity at inference; in training, the generated code's mask, scaled by 1/(1-p). */
 bool pn_ref_dropout(pn_ref *r, int i) {

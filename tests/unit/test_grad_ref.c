@@ -185,9 +185,17 @@ static void test_pooling(void **s) {
 static void test_activations(void **s) {
     (void)s;
     check_twin("network r_act { input x : f32[batch, 5]; h = dense(x, 7);"
-               " y = relu(h) + leaky_relu(h, 0.2) + sigmoid(h) + tanh(h) + gelu(h);"
+               " y = relu(h) + leaky_relu(h, 0.2) + sigmoid(h) + tanh(h) + gelu(h) + silu(h);"
                " output logits = dense(y, 3);" CE,
                0);
+}
+
+/* silu fused into dense's epilogue at inference; in training its own kernel and backward. */
+static void test_silu(void **s) {
+    (void)s;
+    check_twin("network r_silu { input x : f32[batch, 3, 9]; h = silu(dense(x, 11)); y = silu(h * 3);"
+               " output logits = dense(flatten(y), 3);" CE,
+               3);
 }
 
 static void test_dropout(void **s) {
@@ -320,7 +328,7 @@ int main(void) {
         cmocka_unit_test(test_layernorm),      cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_views),          cmocka_unit_test(test_concat),    cmocka_unit_test(test_transpose),
         cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary),    cmocka_unit_test(test_mse),
-        cmocka_unit_test(test_wide_optimised),
+        cmocka_unit_test(test_wide_optimised), cmocka_unit_test(test_silu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

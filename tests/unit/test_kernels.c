@@ -350,7 +350,8 @@ static void test_activations(void **s) {
     check_network("network ac { input x : f32[batch, 37];\n"
                   "  output a = relu(x); output b = leaky_relu(x, 0.2); output c = sigmoid(x * 8);\n"
                   "  output d = tanh(x * 0.1); output e = tanh(x * 30); output f = gelu(x * 3); output g = dropout(x, 0.3);\n"
-                  "  output h = softmax(x * 10); output i = log_softmax(x); }");
+                  "  output h = softmax(x * 10); output i = log_softmax(x); output j = silu(x * 6);\n"
+                  "  output k = silu(dense(x, 9)); output l = silu(x); }");
 }
 
 static void test_softmax_axes(void **s) {

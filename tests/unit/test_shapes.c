@@ -449,7 +449,7 @@ static void test_embedding(void **state) {
 
 static void test_unary_eltwise(void **state) {
     (void)state;
-    static const pn_op ops[] = {PN_OP_RELU, PN_OP_LEAKY_RELU, PN_OP_SIGMOID, PN_OP_TANH, PN_OP_GELU};
+    static const pn_op ops[] = {PN_OP_RELU, PN_OP_LEAKY_RELU, PN_OP_SIGMOID, PN_OP_TANH, PN_OP_GELU, PN_OP_SILU};
     pn_shape_err e;
     pn_node x = F32(B, 3, 5), i = I32(B, 3);
     for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
