@@ -6,7 +6,7 @@
 #define PNETRT_ABI_H
 #include <stdint.h>
 
-#define PNETRT_ABI 6
+#define PNETRT_ABI 7
 
 /* The most dimensions of a tensor: the one definition (pnetc's PN_MAX_RANK is this). */
 #define PNETRT_MAX_RANK 8
@@ -63,6 +63,10 @@ typedef struct pnetrt_call {
 typedef void (*pnetrt_forward_fn)(const pnetrt_call *call, int64_t ith, int64_t nth);
 /* Derives the prepared parameters (for example batchnorm folded into a conv) from the raw ones. */
 typedef void (*pnetrt_prepare_fn)(const float *raw, float *prepared);
+/* Parameter p's rows [row0, row0 + nrows) (its first axis; a scalar is one row), held alone in
+ * `rows`, into a zeroed prepared buffer, and back out of it. */
+typedef void (*pnetrt_prepare_param_fn)(int64_t p, int64_t row0, int64_t nrows, const float *rows, float *prepared);
+typedef void (*pnetrt_unprepare_param_fn)(int64_t p, int64_t row0, int64_t nrows, const float *prepared, float *rows);
 
 /* One training step's shared state (all 8-byte fields). The batch is split into chunks of
  * train->chunk samples; chunk k's parameter gradients go to slots + k * param_floats and its
@@ -139,6 +143,9 @@ typedef struct pnetrt_desc {
     const char *target;            /* triple and cpu the code was generated for */
     const pnetrt_train_desc *train; /* NULL without a train block */
     const char *report;            /* the schedule report, as pnetc --report prints it */
+    /* One parameter at a time, or NULL where the network folds a batchnorm (then only prepare). */
+    pnetrt_prepare_param_fn prepare_param;
+    pnetrt_unprepare_param_fn unprepare_param;
 } pnetrt_desc;
 
 /* The functions of libpnetrt that generated code calls are declared, and exported, in pnet.h. */

@@ -173,13 +173,16 @@ void cg_gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValueRef 
     }
     /* The passes only mark nodes, so this is the report pnetc --report prints for the source. */
     char *report = pn_graph_report_text(g);
+    LLVMValueRef prepare_param, unprepare_param;
+    cg_gen_param_fns(c, &prepare_param, &unprepare_param);
     LLVMValueRef f[] = {
         cg_i64(c, PNETRT_ABI), str(c, g->name), cg_i64(c, nin), cg_i64(c, g->noutputs), cg_i64(c, np), cg_i64(c, nl),
         const_array(c, tensor_type(c), ins, nin, ".inputs"), const_array(c, tensor_type(c), outs, g->noutputs, ".outputs"),
         const_array(c, tensor_type(c), prm, np, ".params"), const_array(c, layer_t, lay, nl, ".layers"),
         cg_i64(c, p->param_floats), cg_i64(c, c->prepared_floats), embedded, cg_i64(c, p->arena_sample_bytes),
         cg_i64(c, p->arena_fixed_bytes), cg_i64(c, p->chunk), cg_i64(c, c->scratch_bytes), forward, stages, prepare, cg_i64(c, g->nstages),
-        cg_i64(c, g->has_shard_batch ? g->replicas : 0), cg_i64(c, g->microbatches), cg_i64(c, g->schedule), str(c, target), train, str(c, report)};
+        cg_i64(c, g->has_shard_batch ? g->replicas : 0), cg_i64(c, g->microbatches), cg_i64(c, g->schedule), str(c, target), train, str(c, report),
+        prepare_param, unprepare_param};
     free(report);
     int nf = (int)(sizeof f / sizeof f[0]);
     LLVMValueRef init = LLVMConstStructInContext(c->ctx, f, (unsigned)nf, 0);

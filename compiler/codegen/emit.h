@@ -9,6 +9,9 @@
 void cg_plan_packing(cg *c);
 /* void px__prepare(const float *raw, float *prepared). */
 LLVMValueRef cg_gen_prepare(cg *c);
+/* px__prepare_param and px__unprepare_param (prepare.c), or null pointers where the network
+ * folds a batchnorm. */
+void cg_gen_param_fns(cg *c, LLVMValueRef *prepare, LLVMValueRef *unprepare);
 /* The training descriptor, or a null pointer without a train block. */
 LLVMValueRef cg_gen_train_desc(cg *c, const pn_train_fns *fns);
 /* px__desc, the pnetrt_desc constant; target is "triple cpu". */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static void usage(const pnetrt_desc *d, FILE *f) {
@@ -422,6 +423,11 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
         printf("bubble: measured %.1f%% (median of %d calls), predicted %.1f%% = (S-1)/(Q+S-1) with S = %d stages, "
                "Q = %lld micro-batches streamed (%d per chunk)\n", 100 * measured, runs, 100 * predicted, (int)d->nstages,
                (long long)Q, pnetrt_microbatches(m));
+    /* ru_maxrss: the process's peak resident set in KiB, weights, arenas and all. */
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        printf("memory: peak resident %.1f MiB, parameters %.1f MiB\n", (double)ru.ru_maxrss / 1024.0,
+               (double)d->param_floats * 4.0 / (1024.0 * 1024.0));
     rc = 0;
 done:
     return close_model(m, o, rc);

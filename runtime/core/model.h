@@ -28,6 +28,9 @@ int pnetrt_replicas_chosen(const pnetrt_model *m); /* replicas the user set, or 
 void pnetrt_share_threads(const pnetrt_model *m, int threads, int S, int *count);
 /* Fills params (d->param_floats floats) with PyTorch's default initialisation, from seed. */
 void pnetrt_init_params(const pnetrt_desc *d, float *params, uint64_t seed);
+/* Elements [first, first + count) of parameter p's default initialisation into dst[0..count): the
+ * values pnetrt_init_params gives them. */
+void pnetrt_init_param(const pnetrt_desc *d, int64_t p, int64_t first, int64_t count, float *dst, uint64_t seed);
 /* Elements per sample of a tensor (its whole size when it has no batch axis). Inline: init.c uses it and
    must not call back into rt.c. */
 static inline int64_t pnetrt_sample_elems(const pnetrt_tensor_desc *t) {

@@ -8,6 +8,7 @@
 
 #include <omp.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #include <stdatomic.h>
@@ -19,7 +20,7 @@
 
 _Static_assert(sizeof(pnetrt_tensor_desc) == 16 * 8, "pnetrt_tensor_desc must be 16 eight-byte fields");
 _Static_assert(sizeof(pnetrt_layer_desc) == 10 * 8, "pnetrt_layer_desc must be 10 eight-byte fields");
-_Static_assert(sizeof(pnetrt_desc) == 27 * 8, "pnetrt_desc must be 27 eight-byte fields");
+_Static_assert(sizeof(pnetrt_desc) == 29 * 8, "pnetrt_desc must be 29 eight-byte fields");
 
 const char *pnetrt_prog = "net";
 bool pnetrt_prog_named;
@@ -51,9 +52,11 @@ static double now_s(void) {
 
 struct pnetrt_model {
     const pnetrt_desc *d;
-    float *params;       /* owned unless it is the embedded array */
+    float *params;       /* raw parameters: owned unless it is the embedded array; NULL until
+                          * pnetrt_params_mut needs them where d->unprepare_param derives them */
     bool owns_params;
     float *prepared;     /* what the kernels read: params transformed by d->prepare */
+    size_t prepared_bytes; /* prepared's mapping, or 0 when prepared is params */
     char *arena;         /* arenas[0] */
     char **arenas;       /* one activation arena per concurrently running replica */
     int narenas;
@@ -148,7 +151,67 @@ static int load_weights(pnetrt_model *m, const char *path) {
     return 0;
 }
 
-static int prepare(pnetrt_model *m);
+/* Floats of a tensor that one step of load_prepared reads at most (whole rows, at least one). */
+#define PNETRT_LOAD_SLICE ((int64_t)1 << 20)
+
+/* Rows of parameter t (its first axis; a scalar is one row) and floats per row. */
+static void param_rows(const pnetrt_tensor_desc *t, int64_t *rows, int64_t *row) {
+    int64_t n = pnetrt_sample_elems(t);
+    *rows = t->rank > 0 ? t->shape[0] : 1;
+    *row = *rows > 0 ? n / *rows : 0;
+}
+
+/* Fills the prepared buffer one parameter, and a slice of rows, at a time with
+ * d->prepare_param: from the safetensors file st, from the array raw (embedded weights), or else
+ * from the default initialisation. Only a slice of one tensor is ever held besides prepared. */
+static int load_prepared(pnetrt_model *m, pnetrt_st *st, const float *raw) {
+    const pnetrt_desc *d = m->d;
+    int64_t cap = 0;
+    for (int64_t p = 0; p < d->nparams && !raw; p++) {
+        int64_t rows, row;
+        param_rows(&d->params[p], &rows, &row);
+        int64_t per = row > 0 && row < PNETRT_LOAD_SLICE ? PNETRT_LOAD_SLICE / row : 1;
+        int64_t f = (per < rows ? per : rows) * row;
+        if (f > cap) cap = f;
+    }
+    float *buf = cap ? malloc((size_t)cap * sizeof(float)) : NULL;
+    if (cap && !buf) return fail(m, "cannot allocate %zu bytes to load the parameters", (size_t)cap * sizeof(float));
+    int rc = 0;
+    for (int64_t p = 0; p < d->nparams && !rc; p++) {
+        const pnetrt_tensor_desc *t = &d->params[p];
+        int64_t rows, row;
+        param_rows(t, &rows, &row);
+        int64_t per = row > 0 && row < PNETRT_LOAD_SLICE ? PNETRT_LOAD_SLICE / row : 1;
+        for (int64_t r0 = 0; r0 < rows && !rc; r0 += per) {
+            int64_t n = rows - r0 < per ? rows - r0 : per;
+            const float *src = raw ? raw + t->offset + r0 * row : buf;
+            if (st) rc = pnetrt_st_read_f32_range(st, t->name, (int)t->rank, t->shape, r0 * row, n * row, buf, m->err, sizeof m->err);
+            else if (!raw) pnetrt_init_param(d, p, r0 * row, n * row, buf, 0);
+            if (!rc) d->prepare_param(p, r0, n, src, m->prepared);
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+/* The raw parameters, from the prepared buffer: exact copies, as d->prepare_param made them. */
+static float *unprepare(pnetrt_model *m) {
+    const pnetrt_desc *d = m->d;
+    float *raw = alloc_aligned((size_t)d->param_floats * sizeof(float));
+    if (!raw) {
+        fail(m, "cannot allocate %zu bytes for the raw parameters", (size_t)d->param_floats * sizeof(float));
+        return NULL;
+    }
+    memset(raw, 0, (size_t)d->param_floats * sizeof(float));
+    for (int64_t p = 0; p < d->nparams; p++) {
+        int64_t rows, row;
+        param_rows(&d->params[p], &rows, &row);
+        d->unprepare_param(p, 0, rows, m->prepared, raw + d->params[p].offset);
+    }
+    return raw;
+}
+
+static int load(pnetrt_model *m, const char *path);
 static int reserve(pnetrt_model *m, int threads, int replicas);
 
 bool pnetrt_replicas_picked(const pnetrt_model *m) { return m->d->replicas <= 0 && !m->replicas_set; }
@@ -159,7 +222,10 @@ int pnetrt_fail(pnetrt_model *m, const char *msg) {
 }
 
 float *pnetrt_params_mut(pnetrt_model *m) {
-    if (!m->owns_params) {
+    if (!m->params) { /* loaded straight into the prepared buffer */
+        if (!(m->params = unprepare(m))) return NULL;
+        m->owns_params = true;
+    } else if (!m->owns_params) {
         float *p = alloc_aligned((size_t)m->d->param_floats * sizeof(float));
         if (!p) return NULL;
         memcpy(p, m->params, (size_t)m->d->param_floats * sizeof(float));
@@ -231,20 +297,7 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
     }
     const char *ad = getenv("PNET_ADAPTIVE_THREADS");
     m->adaptive = !(ad && strcmp(ad, "0") == 0);
-    if (!weights_path && d->embedded) {
-        m->params = (float *)d->embedded;
-    } else {
-        m->params = alloc_aligned((size_t)d->param_floats * sizeof(float));
-        if (!m->params) return fail(m, "cannot allocate %lld parameters", (long long)d->param_floats);
-        m->owns_params = true;
-        memset(m->params, 0, (size_t)d->param_floats * sizeof(float));
-        if (weights_path) {
-            if (load_weights(m, weights_path)) return 1;
-        } else {
-            pnetrt_init_params(d, m->params, 0);
-        }
-    }
-    if (prepare(m)) return 1;
+    if (load(m, weights_path)) return 1;
     m->ready = true;
     return 0;
 }
@@ -270,6 +323,18 @@ int pnetrt_check_batch(pnetrt_model *m, int64_t batch, const pnetrt_tensor_desc 
     return 0;
 }
 
+/* Maps the zeroed prepared buffer. Its pages join the resident set only when written, so the raw
+ * slots of packed dense layers, which no kernel reads and prepare_param never writes, cost
+ * address space but no memory. */
+static int alloc_prepared(pnetrt_model *m) {
+    size_t bytes = (size_t)m->d->prepared_floats * sizeof(float);
+    void *p = mmap(NULL, bytes ? bytes : 64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return fail(m, "cannot allocate %zu bytes for the parameters", bytes);
+    m->prepared = p;
+    m->prepared_bytes = bytes ? bytes : 64;
+    return 0;
+}
+
 /* Derives the buffer the kernels read (packed weights) from the raw parameters. */
 static int prepare(pnetrt_model *m) {
     const pnetrt_desc *d = m->d;
@@ -277,10 +342,42 @@ static int prepare(pnetrt_model *m) {
         m->prepared = m->params;
         return 0;
     }
-    m->prepared = alloc_aligned((size_t)d->prepared_floats * sizeof(float));
-    if (!m->prepared) return fail(m, "cannot allocate %lld prepared parameters", (long long)d->prepared_floats);
+    if (alloc_prepared(m)) return 1;
     d->prepare(m->params, m->prepared);
     return 0;
+}
+
+/* The parameters, from the weights file at path, else the embedded weights, else the default
+ * initialisation. Where the network prepares one parameter at a time, each tensor goes straight
+ * into the prepared buffer (a file a slice at a time), and raw parameters are derived only when
+ * pnetrt_params_mut asks (training, saving): embedded weights stay the raw ones. Otherwise the
+ * raw buffer is filled and the prepared one derived from it. */
+static int load(pnetrt_model *m, const char *path) {
+    const pnetrt_desc *d = m->d;
+    const float *embedded = path ? NULL : d->embedded;
+    if (d->prepare && d->prepare_param && d->unprepare_param) {
+        pnetrt_st *st = NULL;
+        if (path && pnetrt_st_open(path, &st, m->err, sizeof m->err)) return 1;
+        int rc = alloc_prepared(m) || load_prepared(m, st, embedded);
+        pnetrt_st_close(st);
+        if (!rc && embedded) m->params = (float *)embedded;
+        return rc;
+    }
+    if (embedded) {
+        m->params = (float *)embedded;
+    } else {
+        size_t bytes = (size_t)d->param_floats * sizeof(float);
+        m->params = alloc_aligned(bytes);
+        if (!m->params) return fail(m, "cannot allocate %zu bytes for the parameters", bytes);
+        m->owns_params = true;
+        memset(m->params, 0, bytes);
+        if (path) {
+            if (load_weights(m, path)) return 1;
+        } else {
+            pnetrt_init_params(d, m->params, 0);
+        }
+    }
+    return prepare(m);
 }
 
 enum { PNETRT_MAX_GROUPS = 256 };
@@ -588,7 +685,7 @@ void pnetrt_destroy(pnetrt_model *m) {
         fprintf(stderr, "%s: warning: %s\n", m->d->name, m->err);
     free(m->trace);
     free(m->trace_path);
-    if (m->prepared && m->prepared != m->params) free(m->prepared);
+    if (m->prepared_bytes) munmap(m->prepared, m->prepared_bytes);
     if (m->owns_params) free(m->params);
     for (int i = 0; i < m->narenas; i++) free(m->arenas[i]);
     free(m->arenas);

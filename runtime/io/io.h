@@ -63,6 +63,10 @@ int pnetrt_st_shape(const pnetrt_st *st, const char *name, int *rank, int64_t sh
 /* Finds `name`, checks that its shape is exactly shape[0..rank), converts F32/F16/BF16/F64 to float into dst. */
 int pnetrt_st_read_f32(pnetrt_st *st, const char *name, int rank, const int64_t *shape, float *dst, char *err,
                        size_t errlen);
+/* Like pnetrt_st_read_f32, but only elements [first, first + count) of the tensor (in C order), into
+   dst[0..count): a large tensor is read a slice at a time, straight from the file. */
+int pnetrt_st_read_f32_range(pnetrt_st *st, const char *name, int rank, const int64_t *shape, int64_t first,
+                             int64_t count, float *dst, char *err, size_t errlen);
 /* The string value of key in the file's __metadata__, or NULL. Valid until pnetrt_st_close. */
 const char *pnetrt_st_meta(const pnetrt_st *st, const char *key);
 /* Closes the file and frees st; safe on NULL. */

@@ -488,6 +488,12 @@ const char *pnetrt_st_meta(const pnetrt_st *st, const char *key) {
 
 int pnetrt_st_read_f32(pnetrt_st *st, const char *name, int rank, const int64_t *shape, float *dst, char *err,
                        size_t errlen) {
+    return pnetrt_st_read_f32_range(st, name, rank, shape, 0, -1, dst, err, errlen);
+}
+
+/* count -1: to the end of the tensor. */
+int pnetrt_st_read_f32_range(pnetrt_st *st, const char *name, int rank, const int64_t *shape, int64_t first,
+                             int64_t count, float *dst, char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
     const char *path = st->path;
     st_entry *e = st_find(st, name);
@@ -505,18 +511,23 @@ int pnetrt_st_read_f32(pnetrt_st *st, const char *name, int rank, const int64_t 
     if (e->kind == ST_OTHER)
         return pnetrt_io_fail(err, errlen, path, "tensor '%s' has dtype %s; only F32, F16, BF16 and F64 can be read as float",
                     name, e->dtype);
-    uint64_t off = st->data_start + e->begin, len = e->end - e->begin;
+    unsigned size = e->kind == ST_F64 ? 8 : e->kind == ST_F32 ? 4 : 2;
+    uint64_t elems = (e->end - e->begin) / size;
+    if (count < 0) count = first >= 0 && (uint64_t)first <= elems ? (int64_t)(elems - (uint64_t)first) : 0;
+    if (first < 0 || (uint64_t)first > elems || (uint64_t)count > elems - (uint64_t)first)
+        return pnetrt_io_fail(err, errlen, path, "tensor '%s': elements %lld to %lld are out of range", name,
+                              (long long)first, (long long)(first + count));
+    uint64_t off = st->data_start + e->begin + (uint64_t)first * size, len = (uint64_t)count * size;
     if (len == 0) return 0;
     if (e->kind == ST_F32) {
         int rc = pread_full(st->fd, dst, (size_t)len, off);
         return rc ? pnetrt_io_fail(err, errlen, path, "reading tensor '%s': %s", name, strerror(rc)) : 0;
     }
     /* convert through a bounce buffer, a chunk at a time, so no second copy of the tensor is needed */
-    unsigned size = e->kind == ST_F64 ? 8 : 2;
     uint64_t buf[8192];
-    size_t per = sizeof buf / size, done = 0, count = (size_t)(len / size);
-    while (done < count) {
-        size_t k = count - done < per ? count - done : per;
+    size_t per = sizeof buf / size, done = 0, total = (size_t)count;
+    while (done < total) {
+        size_t k = total - done < per ? total - done : per;
         int rc = pread_full(st->fd, buf, k * size, off + (uint64_t)done * size);
         if (rc) return pnetrt_io_fail(err, errlen, path, "reading tensor '%s': %s", name, strerror(rc));
         const unsigned char *b = (const unsigned char *)buf;

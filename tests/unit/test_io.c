@@ -545,6 +545,34 @@ static void test_st_f16_large(void **state) {
     free(f);
 }
 
+/* A slice of a tensor, F32 and converted, and slices past its end refused with one line. */
+static void test_st_read_range(void **state) {
+    (void)state;
+    char err[512] = "";
+    const float w[6] = {1, 2, 3, 4, 5, 6};
+    const uint16_t h[4] = {0x3c00, 0xc000, 0x3800, 0x0000}; /* 1, -2, 0.5, 0 */
+    unsigned char data[32];
+    memcpy(data, w, 24);
+    memcpy(data + 24, h, 8);
+    const char *path = P("range.safetensors");
+    make_st(path, "{\"w\":{\"dtype\":\"F32\",\"shape\":[3,2],\"data_offsets\":[0,24]},"
+                  "\"h\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[24,32]}}", data, sizeof data);
+    pnetrt_st *st;
+    assert_int_equal(pnetrt_st_open(path, &st, err, sizeof err), 0);
+    float f[6] = {0};
+    assert_int_equal(pnetrt_st_read_f32_range(st, "w", 2, (int64_t[]){3, 2}, 2, 4, f, err, sizeof err), 0);
+    assert_memory_equal(f, w + 2, 4 * sizeof(float));
+    assert_int_equal(pnetrt_st_read_f32_range(st, "h", 1, (int64_t[]){4}, 1, 2, f, err, sizeof err), 0);
+    assert_true(f[0] == -2.0f && f[1] == 0.5f);
+    assert_int_equal(pnetrt_st_read_f32_range(st, "w", 2, (int64_t[]){3, 2}, 6, 0, f, err, sizeof err), 0);
+    assert_int_not_equal(pnetrt_st_read_f32_range(st, "w", 2, (int64_t[]){3, 2}, 4, 3, f, err, sizeof err), 0);
+    assert_non_null(strstr(err, "tensor 'w': elements 4 to 7 are out of range"));
+    assert_int_not_equal(pnetrt_st_read_f32_range(st, "w", 2, (int64_t[]){3, 2}, -1, 1, f, err, sizeof err), 0);
+    assert_int_not_equal(pnetrt_st_read_f32_range(st, "w", 2, (int64_t[]){2, 3}, 0, 1, f, err, sizeof err), 0);
+    assert_non_null(strstr(err, "has shape [3,2], expected [2,3]"));
+    pnetrt_st_close(st);
+}
+
 static void test_st_bf16_f64(void **state) {
     (void)state;
     char err[512] = "";
@@ -1082,6 +1110,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_st_many_tensors, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_f16, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_f16_large, clear_tmpdir),
+        cmocka_unit_test_teardown(test_st_read_range, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_bf16_f64, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_missing_file, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_short_file, clear_tmpdir),
