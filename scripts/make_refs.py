@@ -199,6 +199,10 @@ def evaluate(nodes, params, xs, batch):
             y = F.softmax(a[0], dim=int(at["axis"]))
         elif op == "log_softmax":
             y = F.log_softmax(a[0], dim=int(at["axis"]))
+        elif op == "causal_softmax":
+            t, s = a[0].shape[-2], a[0].shape[-1]
+            masked = torch.ones(t, s, dtype=torch.bool).triu(1)  # column j > row i
+            y = F.softmax(a[0].masked_fill(masked, float("-inf")), dim=-1)
         elif op == "flatten":
             y = a[0].flatten(1)
         elif op == "reshape":

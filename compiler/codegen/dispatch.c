@@ -44,6 +44,7 @@ static LLVMValueRef gen_view(cg *c, int i) {
 #define CG_SILU           cg_gen_eltwise,        cg_bwd_unary,          cg_ew_silu,         cg_ew_silu_grad
 #define CG_SOFTMAX        cg_gen_softmax,        cg_bwd_softmax,        NULL,               NULL
 #define CG_LOG_SOFTMAX    cg_gen_softmax,        cg_bwd_softmax,        NULL,               NULL
+#define CG_CAUSAL_SOFTMAX cg_gen_softmax,        cg_bwd_softmax,        NULL,               NULL
 #define CG_DROPOUT        gen_view,              cg_bwd_unary,          cg_ew_identity,     cg_ew_dropout_grad
 #define CG_RESHAPE        gen_view,              NULL,                  NULL,               NULL
 #define CG_FLATTEN        gen_view,              NULL,                  NULL,               NULL

@@ -1,5 +1,5 @@
-/* Kernels that reduce along an axis: softmax and log_softmax, layernorm (last axis) and
- * batchnorm at inference (running statistics, per channel). */
+/* Kernels that reduce along an axis: softmax, log_softmax and causal_softmax, layernorm (last
+ * axis) and batchnorm at inference (running statistics, per channel). */
 #include "cg.h"
 
 static int64_t align16(int64_t v) { return (v + 15) / 16 * 16; }
@@ -18,7 +18,7 @@ static LLVMValueRef axis_split(cg *c, const pn_shape *s, int axis, int64_t *A, i
 
 LLVMValueRef cg_gen_softmax(cg *c, int node) {
     const pn_node *nd = &c->g->nodes[node];
-    bool logsm = nd->op == PN_OP_LOG_SOFTMAX;
+    bool logsm = nd->op == PN_OP_LOG_SOFTMAX, causal = nd->op == PN_OP_CAUSAL_SOFTMAX;
     int64_t A, inner;
     LLVMValueRef fn = cg_kernel_begin(c, node, 1);
     LLVMValueRef out = LLVMGetParam(fn, 0), in = LLVMGetParam(fn, 1);
@@ -33,13 +33,20 @@ LLVMValueRef cg_gen_softmax(cg *c, int node) {
     LLVMValueRef base = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, o, cg_i64(c, A * inner), ""), i, "");
     LLVMValueRef ip = cg_gep(c, in, base), op = cg_gep(c, out, base);
     LLVMValueRef step = cg_i64(c, inner);
+    /* causal_softmax (the last axis, inner = 1): line t is row t % T of its [T, A] matrix and keeps
+     * columns [0, keep), keep = min(row + 1, A); the rest are stored as 0. */
+    LLVMValueRef keep = cg_i64(c, A);
+    if (causal) {
+        LLVMValueRef row = LLVMBuildSRem(c->b, t.iv, cg_i64(c, nd->shape.d[nd->shape.rank - 2]), "");
+        keep = cg_smin(c, LLVMBuildAdd(c->b, row, cg_i64(c, 1), ""), cg_i64(c, A));
+    }
     cg_loop a;
-    cg_loop_begin(c, &a, cg_i64(c, 0), cg_i64(c, A), "a");
+    cg_loop_begin(c, &a, cg_i64(c, 0), keep, "a");
     LLVMValueRef m = cg_loop_acc(c, &a, cg_f32(c, -__builtin_inff()));
     cg_loop_next(&a, m, cg_max(c, cg_load(c, ip, LLVMBuildMul(c->b, a.iv, step, "")), m, true));
     cg_loop_end(c, &a);
     cg_loop a2;
-    cg_loop_begin(c, &a2, cg_i64(c, 0), cg_i64(c, A), "a2");
+    cg_loop_begin(c, &a2, cg_i64(c, 0), keep, "a2");
     LLVMValueRef sum = cg_loop_acc(c, &a2, cg_f32(c, 0.0));
     LLVMValueRef idx = LLVMBuildMul(c->b, a2.iv, step, "");
     LLVMValueRef e = cg_exp(c, cg_fsub(c, cg_load(c, ip, idx), m));
@@ -48,11 +55,17 @@ LLVMValueRef cg_gen_softmax(cg *c, int node) {
     cg_loop_end(c, &a2);
     LLVMValueRef k = logsm ? cg_fadd(c, m, cg_log(c, sum), false) : cg_fdiv(c, cg_f32(c, 1.0), sum);
     cg_loop a3;
-    cg_loop_begin(c, &a3, cg_i64(c, 0), cg_i64(c, A), "a3");
+    cg_loop_begin(c, &a3, cg_i64(c, 0), keep, "a3");
     LLVMValueRef idx3 = LLVMBuildMul(c->b, a3.iv, step, "");
     LLVMValueRef v = logsm ? cg_fsub(c, cg_load(c, ip, idx3), k) : cg_fmul(c, cg_load(c, op, idx3), k, false);
     cg_store(c, v, op, idx3);
     cg_loop_end(c, &a3);
+    if (causal) {
+        cg_loop z;
+        cg_loop_begin(c, &z, keep, cg_i64(c, A), "masked");
+        cg_store(c, cg_f32(c, 0.0), op, z.iv);
+        cg_loop_end(c, &z);
+    }
     cg_loop_end(c, &t);
     cg_kernel_end(c);
     return fn;

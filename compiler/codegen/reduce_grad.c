@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- softmax, log_softmax, layernorm ------------------------------------------------------------ */
+/* ---- softmax, log_softmax, causal_softmax, layernorm --------------------------------------------- */
+/* causal_softmax's backward is softmax's over the last axis: its masked outputs are 0, so they add
+ * nothing to the sum and get a zero gradient. */
 LLVMValueRef cg_bwd_softmax(cg *c, int node, const bool *acc) {
     const pn_node *nd = &c->g->nodes[node];
     const pn_shape *s = &nd->shape;

@@ -83,6 +83,7 @@ static const pn_attr_desc perm_a[] = {A("perm", 'l', PN_PERM)};
 #define ROW_SILU           pn_shape_same,           flops_five,           NO_ATTRS,        0,     0,     pn_ref_silu,           pn_ref_silu_grad
 #define ROW_SOFTMAX        pn_shape_softmax,        flops_five,           ATTRS(axis_a),   0,     0,     pn_ref_softmax,        pn_ref_softmax_grad
 #define ROW_LOG_SOFTMAX    pn_shape_softmax,        flops_five,           ATTRS(axis_a),   0,     0,     pn_ref_softmax,        pn_ref_softmax_grad
+#define ROW_CAUSAL_SOFTMAX pn_shape_causal_softmax, flops_five,           NO_ATTRS,        0,     0,     pn_ref_softmax,        pn_ref_softmax_grad
 #define ROW_FLATTEN        pn_shape_flatten,        flops_zero,           NO_ATTRS,        0,     0,     pn_ref_view,           pn_ref_view_grad
 #define ROW_RESHAPE        pn_shape_reshape,        flops_zero,           NO_ATTRS,        0,     0,     pn_ref_view,           pn_ref_view_grad
 #define ROW_CONCAT         pn_shape_concat,         flops_zero,           ATTRS(axis_a),   0,     0,     pn_ref_concat,         pn_ref_concat_grad

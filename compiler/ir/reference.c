@@ -647,22 +647,26 @@ void pn_ref_dropout_grad(pn_ref *r, int i) {
         dx[e] += dy[e] * (dropout_keep(r->seed, r->step, i, e, k) && k < 1 ? 1.0 / (1.0 - k) : 0);
 }
 
-/* ---- softmax and log_softmax along an axis ----------------------------------------------------- */
+/* ---- softmax, log_softmax and causal_softmax along an axis -------------------------------------- */
+/* causal_softmax (the last axis, inner = 1): line `line` is row line % T of its [T, S] matrix and
+ * keeps columns 0..row; the rest are 0. */
 bool pn_ref_softmax(pn_ref *r, int i) {
     NODE;
     double *y = r->v[i];
     int64_t A, inner;
     axis_dims(nd, r->batch, (int)nd->ia[PN_AXIS], &A, &inner);
+    bool causal = nd->op == PN_OP_CAUSAL_SOFTMAX;
     for (int64_t line = 0; line < cnt / A; line++) {
         int64_t base = line_base(line, A, inner);
+        int64_t keep = causal && line % od[R - 2] + 1 < A ? line % od[R - 2] + 1 : A;
         double m = -INFINITY, s = 0;
-        for (int64_t a = 0; a < A; a++)
+        for (int64_t a = 0; a < keep; a++)
             m = fmax(m, x[base + a * inner]);
-        for (int64_t a = 0; a < A; a++)
+        for (int64_t a = 0; a < keep; a++)
             s += exp(x[base + a * inner] - m);
         for (int64_t a = 0; a < A; a++) {
             double v = x[base + a * inner] - m;
-            y[base + a * inner] = nd->op == PN_OP_SOFTMAX ? exp(v) / s : v - log(s);
+            y[base + a * inner] = a >= keep ? 0 : nd->op == PN_OP_LOG_SOFTMAX ? v - log(s) : exp(v) / s;
         }
     }
     return true;
@@ -678,10 +682,11 @@ void pn_ref_softmax_grad(pn_ref *r, int i) {
         int64_t base = line_base(line, A, inner);
         double s = 0;
         for (int64_t a = 0; a < A; a++)
-            s += nd->op == PN_OP_SOFTMAX ? dy[base + a * inner] * y[base + a * inner] : dy[base + a * inner];
+            s += nd->op != PN_OP_LOG_SOFTMAX ? dy[base + a * inner] * y[base + a * inner] : dy[base + a * inner];
         for (int64_t a = 0; a < A; a++) {
             int64_t at = base + a * inner;
-            dx[at] += nd->op == PN_OP_SOFTMAX ? y[at] * (dy[at] - s) : dy[at] - exp(y[at]) * s;
+            /* causal_softmax as softmax: its masked y are 0, so their dx is too */
+            dx[at] += nd->op != PN_OP_LOG_SOFTMAX ? y[at] * (dy[at] - s) : dy[at] - exp(y[at]) * s;
         }
     }
 }

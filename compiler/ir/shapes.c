@@ -361,6 +361,19 @@ bool pn_shape_softmax(PN_SHAPE_ARGS) {
     return true;
 }
 
+/* causal_softmax: softmax over the last axis, row i of the last-but-one axis masked to columns
+ * j <= i; both axes are a sample's, so the rank is at least 2 (3 with a batch axis). */
+bool pn_shape_causal_softmax(PN_SHAPE_ARGS) {
+    char sbuf[128];
+    const pn_node *x = X;
+    if (x->shape.rank < 2 + (pn_shape_batched(&x->shape) ? 1 : 0))
+        return fail(e, 0, "'causal_softmax' needs rows and columns after the batch axis ([..., T, S]), but this is %s",
+                    SHAPE(x));
+    n->ia[PN_AXIS] = x->shape.rank - 1;
+    n->shape = x->shape;
+    return true;
+}
+
 bool pn_shape_flatten(PN_SHAPE_ARGS) {
     char sbuf[128];
     const pn_node *x = X;

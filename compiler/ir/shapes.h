@@ -41,6 +41,7 @@ bool pn_shape_embedding(PN_SHAPE_ARGS);
 bool pn_shape_same(PN_SHAPE_ARGS);
 bool pn_shape_dropout(PN_SHAPE_ARGS);
 bool pn_shape_softmax(PN_SHAPE_ARGS);
+bool pn_shape_causal_softmax(PN_SHAPE_ARGS);
 bool pn_shape_flatten(PN_SHAPE_ARGS);
 bool pn_shape_reshape(PN_SHAPE_ARGS);
 bool pn_shape_concat(PN_SHAPE_ARGS);

@@ -216,6 +216,16 @@ static void test_softmax(void **s) {
                0);
 }
 
+/* Decoder attention scores: rows of 5 queries over 5 and 7 keys. */
+static void test_causal_softmax(void **s) {
+    (void)s;
+    check_twin("network r_causal { input x : f32[batch, 5, 4]; q = dense(x, 6); k = dense(x, 6);"
+               " p = causal_softmax(matmul(q, transpose(k, [0, 2, 1]))); a = matmul(p, dense(x, 3));"
+               " w = causal_softmax(dense(x, 7) * 3);"
+               " output logits = dense(flatten(a), 3) + dense(flatten(w), 3);" CE,
+               0);
+}
+
 static void test_layernorm(void **s) {
     (void)s;
     check_twin("network r_layernorm { input x : f32[batch, 4, 5]; h = dense(x, 6); y = layernorm(h);"
@@ -329,6 +339,7 @@ int main(void) {
         cmocka_unit_test(test_views),          cmocka_unit_test(test_concat),    cmocka_unit_test(test_transpose),
         cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary),    cmocka_unit_test(test_mse),
         cmocka_unit_test(test_wide_optimised), cmocka_unit_test(test_silu),
+        cmocka_unit_test(test_causal_softmax),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

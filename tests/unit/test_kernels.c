@@ -360,6 +360,14 @@ static void test_softmax_axes(void **s) {
                   "  output a = softmax(x, axis = 1); output b = log_softmax(x, axis = 2); output c = softmax(x, axis = -1); }");
 }
 
+/* Square and non-square [T, S] matrices, rows of one, and S not a multiple of the vector width. */
+static void test_causal_softmax(void **s) {
+    (void)s;
+    check_network("network cs { input x : f32[batch, 5, 19]; input y : f32[batch, 2, 9, 9]; input z : f32[batch, 1, 3];\n"
+                  "  output a = causal_softmax(x * 4); output b = causal_softmax(y); output c = causal_softmax(z);\n"
+                  "  output d = causal_softmax(transpose(x, [0, 2, 1])); }");
+}
+
 static void test_shapes(void **s) {
     (void)s;
     check_network("network sh { input x : f32[batch, 4, 6]; input y : f32[batch, 3, 6];\n"
@@ -402,7 +410,7 @@ int main(void) {
         cmocka_unit_test(test_pipeline_stages), cmocka_unit_test(test_feature_shards),
         cmocka_unit_test(test_nested_in_caller_team), cmocka_unit_test(test_nested_with_nesting_on),
         cmocka_unit_test(test_picked_replicas), cmocka_unit_test(test_stage_threads),
-        cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_shapes),
+        cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_outputs),
     };

@@ -522,6 +522,25 @@ static void test_softmax_errors(void **state) {
     expect_err(infer1(&n, &s, &e), &e, 0, "'softmax' needs a tensor of at least one dimension");
 }
 
+static void test_causal_softmax(void **state) {
+    (void)state;
+    pn_shape_err e;
+    pn_node x = F32(B, 2, 5, 7), n = op_node(PN_OP_CAUSAL_SOFTMAX);
+    expect_ok(infer1(&n, &x, &e), &e);
+    ASSERT_SHAPE(&n.shape, B, 2, 5, 7);
+    assert_int_equal(n.ia[PN_AXIS], 3); /* the last axis */
+    pn_node u = F32(4, 4);
+    n = op_node(PN_OP_CAUSAL_SOFTMAX);
+    expect_ok(infer1(&n, &u, &e), &e);
+    assert_int_equal(n.ia[PN_AXIS], 1);
+    pn_node rows = F32(B, 7);
+    n = op_node(PN_OP_CAUSAL_SOFTMAX);
+    expect_err(infer1(&n, &rows, &e), &e, 0, "'causal_softmax' needs rows and columns after the batch axis");
+    pn_node v = F32(7);
+    n = op_node(PN_OP_CAUSAL_SOFTMAX);
+    expect_err(infer1(&n, &v, &e), &e, 0, "([..., T, S]), but this is f32[7]");
+}
+
 /* ---- flatten, reshape --------------------------------------------------------------------- */
 
 static void test_flatten(void **state) {
@@ -917,7 +936,7 @@ static void test_every_op_has_a_rule(void **state) {
         case PN_OP_DENSE: n = dense(3, true); break;
         case PN_OP_CONV2D: n = conv(3, 3, 3, 1, 1, true); a = &x4; break;
         case PN_OP_MAXPOOL2D: case PN_OP_AVGPOOL2D: n = pool((pn_op)op, 2, DEFAULT_STRIDE, 0); a = &x4; break;
-        case PN_OP_GLOBAL_AVGPOOL: a = &x4; break;
+        case PN_OP_GLOBAL_AVGPOOL: case PN_OP_CAUSAL_SOFTMAX: a = &x4; break;
         case PN_OP_EMBEDDING: n = embedding(10, 4); a = &ids; break;
         case PN_OP_SOFTMAX: case PN_OP_LOG_SOFTMAX: n.ia[PN_AXIS] = -1; break;
         case PN_OP_CONCAT: n.ia[PN_AXIS] = 1; b = &x2; break;
@@ -976,6 +995,7 @@ int main(void) {
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_softmax_axis),
         cmocka_unit_test(test_softmax_errors),
+        cmocka_unit_test(test_causal_softmax),
         cmocka_unit_test(test_flatten),
         cmocka_unit_test(test_reshape),
         cmocka_unit_test(test_reshape_errors),
