@@ -211,6 +211,9 @@ def evaluate(nodes, params, xs, batch):
             y = torch.cat(a, dim=int(at["axis"]))
         elif op == "transpose":
             y = a[0].permute(*[int(i) for i in at["perm"]])
+        elif op == "slice":
+            ax, start = int(at["axis"]), int(at["start"])
+            y = a[0].narrow(ax, start, int(at["end"]) - start)
         elif op == "matmul":
             y = torch.matmul(a[0], a[1])
         elif op == "dropout":

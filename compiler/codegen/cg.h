@@ -217,6 +217,7 @@ LLVMValueRef cg_gen_layernorm(cg *c, int node);
 LLVMValueRef cg_gen_batchnorm(cg *c, int node);
 LLVMValueRef cg_gen_transpose(cg *c, int node);
 LLVMValueRef cg_gen_concat(cg *c, int node);
+LLVMValueRef cg_gen_slice(cg *c, int node);
 LLVMValueRef cg_gen_embedding(cg *c, int node);
 LLVMValueRef cg_gen_copy(cg *c, int node);
 

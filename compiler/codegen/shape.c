@@ -1,4 +1,5 @@
-/* Kernels that move data: transpose, concat, embedding lookup, and plain copies into outputs. */
+/* Kernels that move data: transpose, concat, slice, embedding lookup, and plain copies into
+ * outputs. */
 #include "cg.h"
 
 /* Row-major element strides of a shape (the batch axis has the stride of one sample). */
@@ -74,6 +75,36 @@ LLVMValueRef cg_gen_concat(cg *c, int node) {
         cg_loop_end(c, &j);
         col += w;
     }
+    cg_loop_end(c, &t);
+    cg_kernel_end(c);
+    return fn;
+}
+
+/* slice along axis: in viewed as [outer, A * inner], out as [outer, L * inner]; row o of out is
+ * the L * inner floats of row o of in from start * inner. */
+LLVMValueRef cg_gen_slice(cg *c, int node) {
+    const pn_node *nd = &c->g->nodes[node];
+    const pn_shape *os = &nd->shape;
+    int axis = (int)nd->ia[PN_AXIS];
+    int64_t A = c->g->nodes[nd->in[0]].shape.d[axis], L = os->d[axis], inner = 1;
+    LLVMValueRef fn = cg_kernel_begin(c, node, 1);
+    LLVMValueRef out = LLVMGetParam(fn, 0), in = LLVMGetParam(fn, 1);
+    LLVMValueRef outer = cg_i64(c, 1);
+    for (int d = 0; d < os->rank; d++) {
+        if (d < axis) outer = LLVMBuildMul(c->b, outer, os->d[d] == PN_BATCH ? c->n : cg_i64(c, os->d[d]), "");
+        else if (d > axis) inner *= os->d[d];
+    }
+    LLVMValueRef lo, hi;
+    cg_split(c, outer, &lo, &hi);
+    cg_loop t;
+    cg_loop_begin(c, &t, lo, hi, "o");
+    LLVMValueRef irow = cg_gep(c, in, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, t.iv, cg_i64(c, A * inner), ""),
+                                                   cg_i64(c, nd->ia[PN_SLICE_START] * inner), ""));
+    LLVMValueRef orow = cg_gep(c, out, LLVMBuildMul(c->b, t.iv, cg_i64(c, L * inner), ""));
+    cg_loop j;
+    cg_loop_begin(c, &j, cg_i64(c, 0), cg_i64(c, L * inner), "j");
+    cg_store(c, cg_load(c, irow, j.iv), orow, j.iv);
+    cg_loop_end(c, &j);
     cg_loop_end(c, &t);
     cg_kernel_end(c);
     return fn;

@@ -1,4 +1,4 @@
-/* The backward kernels of embedding, concat and transpose (beside shape.c). */
+/* The backward kernels of embedding, concat, transpose and slice (beside shape.c). */
 #include "tk.h"
 #include "../support/util.h"
 
@@ -98,6 +98,32 @@ LLVMValueRef cg_bwd_transpose(cg *c, int node, const bool *acc) {
         xi = iadd(c, xi, imul(c, idx, I(c, xs->d[src] == PN_BATCH ? per : xstr[src])));
     }
     cg_put(c, cg_load(c, dy, e.iv), dx, xi, acc[0]);
+    cg_loop_end(c, &e);
+    return cg_tk_end(c);
+}
+
+/* slice: dx is dy scattered into zeros; x viewed as [outer, A * inner], y as [outer, L * inner].
+ * Each element of dx is written (or added to, when acc) once, 0 outside the slice. */
+LLVMValueRef cg_bwd_slice(cg *c, int node, const bool *acc) {
+    const pn_graph *g = c->g;
+    const pn_node *nd = &g->nodes[node];
+    const pn_shape *xs = &g->nodes[nd->in[0]].shape;
+    int axis = (int)nd->ia[PN_AXIS];
+    int64_t A = xs->d[axis], L = nd->shape.d[axis], inner = 1;
+    for (int d = axis + 1; d < xs->rank; d++) inner *= xs->d[d];
+    int64_t lo_col = nd->ia[PN_SLICE_START] * inner, hi_col = lo_col + L * inner;
+    cg_tk_begin(c, node, "bwd");
+    LLVMValueRef dy = ctxp(c, TK_DY), dx = ctxp(c, TK_DX);
+    LLVMValueRef lo, hi;
+    cg_split(c, numel(c, xs), &lo, &hi);
+    cg_loop e;
+    cg_loop_begin(c, &e, lo, hi, "e");
+    LLVMValueRef o = idiv(c, e.iv, I(c, A * inner)), col = irem(c, e.iv, I(c, A * inner));
+    LLVMValueRef in = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, col, I(c, lo_col), ""),
+                                   LLVMBuildICmp(c->b, LLVMIntSLT, col, I(c, hi_col), ""), "");
+    /* An element outside the slice reads dy[0], a valid address, and keeps 0. */
+    LLVMValueRef src = cg_select(c, in, iadd(c, imul(c, o, I(c, L * inner)), isub(c, col, I(c, lo_col))), I(c, 0));
+    cg_put(c, fsel(c, in, cg_load(c, dy, src), F(c, 0.0)), dx, e.iv, acc[0]);
     cg_loop_end(c, &e);
     return cg_tk_end(c);
 }

@@ -59,6 +59,7 @@ LLVMValueRef cg_bwd_layernorm(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_embedding(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_concat(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_transpose(cg *c, int node, const bool *acc);
+LLVMValueRef cg_bwd_slice(cg *c, int node, const bool *acc);
 /* Training-mode forward pieces. */
 LLVMValueRef cg_gen_dropout_train(cg *c, int node);
 LLVMValueRef cg_gen_bn_stats(cg *c, int node);  /* chunk mean and M2 per channel */

@@ -101,8 +101,9 @@ enum {
     PN_CONV_PH = 5, PN_CONV_PW = 6, PN_CONV_BIAS = 7,
     PN_POOL_KH = 0, PN_POOL_KW = 1, PN_POOL_SH = 2, PN_POOL_SW = 3, PN_POOL_PH = 4, PN_POOL_PW = 5,
     PN_EMB_VOCAB = 0, PN_EMB_DIM = 1,
-    PN_AXIS = 0,     /* softmax, log_softmax, concat: non-negative axis; causal_softmax: the last
+    PN_AXIS = 0,     /* softmax, log_softmax, concat, slice: non-negative axis; causal_softmax: the last
                       * axis, set by its shape rule */
+    PN_SLICE_START = 1, PN_SLICE_END = 2, /* slice (axis in PN_AXIS): 0 <= start < end <= size */
     PN_PERM = 0,     /* transpose: ia[0..rank-1] */
     PN_FA_VALUE = 0, /* const value, leaky_relu slope, dropout p, norm eps */
     PN_FA_MOMENTUM = 1,

@@ -55,6 +55,8 @@ static const pn_attr_desc slope_a[] = {A("slope", 'f', PN_FA_VALUE)};
 static const pn_attr_desc p_a[] = {A("p", 'f', PN_FA_VALUE)};
 static const pn_attr_desc axis_a[] = {A("axis", 'i', PN_AXIS)};
 static const pn_attr_desc perm_a[] = {A("perm", 'l', PN_PERM)};
+static const pn_attr_desc slice_a[] = {A("axis", 'i', PN_AXIS), A("start", 'i', PN_SLICE_START),
+                                       A("end", 'i', PN_SLICE_END)};
 #define ATTRS(t) (t), (int)(sizeof(t) / sizeof((t)[0]))
 #define NO_ATTRS none, 0
 #define IN(k) (1u << (k))
@@ -88,6 +90,7 @@ static const pn_attr_desc perm_a[] = {A("perm", 'l', PN_PERM)};
 #define ROW_RESHAPE        pn_shape_reshape,        flops_zero,           NO_ATTRS,        0,     0,     pn_ref_view,           pn_ref_view_grad
 #define ROW_CONCAT         pn_shape_concat,         flops_zero,           ATTRS(axis_a),   0,     0,     pn_ref_concat,         pn_ref_concat_grad
 #define ROW_TRANSPOSE      pn_shape_transpose,      flops_zero,           ATTRS(perm_a),   0,     0,     pn_ref_transpose,      pn_ref_transpose_grad
+#define ROW_SLICE          pn_shape_slice,          flops_zero,           ATTRS(slice_a),  0,     0,     pn_ref_slice,          pn_ref_slice_grad
 #define ROW_MATMUL         pn_shape_matmul,         flops_contract,       NO_ATTRS,        0,     0,     pn_ref_matmul,         pn_ref_matmul_grad
 #define ROW_DROPOUT        pn_shape_dropout,        flops_zero,           ATTRS(p_a),      0,     0,     pn_ref_dropout,        pn_ref_dropout_grad
 #define ROW_CROSS_ENTROPY  pn_shape_cross_entropy,  flops_loss,           NO_ATTRS,        IN(1), IN(1), pn_ref_cross_entropy,  pn_ref_cross_entropy_grad

@@ -45,6 +45,8 @@ bool pn_ref_view(pn_ref *r, int i);
 void pn_ref_view_grad(pn_ref *r, int i);
 bool pn_ref_transpose(pn_ref *r, int i);
 void pn_ref_transpose_grad(pn_ref *r, int i);
+bool pn_ref_slice(pn_ref *r, int i);
+void pn_ref_slice_grad(pn_ref *r, int i);
 bool pn_ref_concat(pn_ref *r, int i);
 void pn_ref_concat_grad(pn_ref *r, int i);
 bool pn_ref_matmul(pn_ref *r, int i);

@@ -725,6 +725,36 @@ void pn_ref_transpose_grad(pn_ref *r, int i) {
     }
 }
 
+/* slice: output element idx is input element idx with start added along the axis. */
+static int64_t slice_src(const pn_ref *r, const pn_node *nd, int64_t *idx) {
+    int64_t xd[PN_MAX_RANK], off = 0;
+    dims(&r->g->nodes[nd->in[0]].shape, r->batch, xd);
+    idx[nd->ia[PN_AXIS]] += nd->ia[PN_SLICE_START];
+    for (int d = 0; d < nd->shape.rank; d++)
+        off = off * xd[d] + idx[d];
+    return off;
+}
+
+bool pn_ref_slice(pn_ref *r, int i) {
+    NODE;
+    double *y = r->v[i];
+    for (int64_t e = 0; e < cnt; e++) {
+        unravel(e, od, R, idx);
+        y[e] = x[slice_src(r, nd, idx)];
+    }
+    return true;
+}
+
+void pn_ref_slice_grad(pn_ref *r, int i) {
+    NODE;
+    const double *dy = r->d[i];
+    double *dx = r->d[nd->in[0]];
+    for (int64_t e = 0; e < cnt; e++) {
+        unravel(e, od, R, idx);
+        dx[slice_src(r, nd, idx)] += dy[e];
+    }
+}
+
 bool pn_ref_concat(pn_ref *r, int i) {
     NODE;
     double *y = r->v[i];

@@ -431,6 +431,35 @@ bool pn_shape_transpose(PN_SHAPE_ARGS) {
     return true;
 }
 
+/* slice(x, axis, start, end): elements start..end-1 along axis. A negative axis, start or end
+ * counts from the end (Python's x[..., -3:-1]); out of range is an error, never clamped: start in
+ * [-size, size), end in [-size, size] and after start. The node keeps them non-negative. */
+bool pn_shape_slice(PN_SHAPE_ARGS) {
+    char sbuf[128];
+    const pn_node *x = X;
+    if (x->shape.rank < 1) return fail(e, 0, "'slice' needs a tensor of at least one dimension");
+    if (!norm_axis(&n->ia[PN_AXIS], x->shape.rank))
+        return fail(e, 1, "axis %lld is out of range for %s", (long long)n->ia[PN_AXIS], SHAPE(x));
+    int axis = (int)n->ia[PN_AXIS];
+    if (axis == 0 && pn_shape_batched(&x->shape)) return fail(e, 1, "'slice' along the batch axis is not supported");
+    int64_t size = x->shape.d[axis], *start = &n->ia[PN_SLICE_START], *end = &n->ia[PN_SLICE_END];
+    if (*start < -size || *start >= size)
+        return fail(e, 2, "'slice' start %lld is out of range for axis %d of %s (%lld to %lld)", (long long)*start, axis,
+                    SHAPE(x), (long long)-size, (long long)size - 1);
+    if (*end < -size || *end > size)
+        return fail(e, 3, "'slice' end %lld is out of range for axis %d of %s (%lld to %lld)", (long long)*end, axis,
+                    SHAPE(x), (long long)-size, (long long)size);
+    int64_t s = *start < 0 ? *start + size : *start, t = *end < 0 ? *end + size : *end;
+    if (t <= s)
+        return fail(e, 3, "'slice' end %lld is not after start %lld: the slice of axis %d would be empty", (long long)*end,
+                    (long long)*start, axis);
+    *start = s;
+    *end = t;
+    n->shape = x->shape;
+    n->shape.d[axis] = t - s;
+    return true;
+}
+
 bool pn_shape_matmul(PN_SHAPE_ARGS) { return infer_matmul(n, in[0], in[1], e); }
 
 bool pn_shape_cross_entropy(PN_SHAPE_ARGS) {

@@ -274,6 +274,15 @@ static void test_concat(void **s) {
         0);
 }
 
+/* The gradient scattered into zeros, into a buffer of its own and onto another consumer's. */
+static void test_slice(void **s) {
+    (void)s;
+    check_twin("network r_slice { input x : f32[batch, 5, 7]; h = dense(x, 9); a = slice(h, 1, 1, 4);"
+               " b = slice(h, -1, -5, -1); c = slice(dense(x, 3), 2, 2, 3);"
+               " output logits = dense(flatten(a), 3) + dense(flatten(b), 3) + dense(flatten(h), 3) + dense(flatten(c), 3);" CE,
+               0);
+}
+
 static void test_transpose(void **s) {
     (void)s;
     check_twin("network r_transpose { input x : f32[batch, 4, 5]; h = dense(x, 6); t = transpose(h, [0, 2, 1]);"
@@ -339,7 +348,7 @@ int main(void) {
         cmocka_unit_test(test_views),          cmocka_unit_test(test_concat),    cmocka_unit_test(test_transpose),
         cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary),    cmocka_unit_test(test_mse),
         cmocka_unit_test(test_wide_optimised), cmocka_unit_test(test_silu),
-        cmocka_unit_test(test_causal_softmax),
+        cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -368,6 +368,14 @@ static void test_causal_softmax(void **s) {
                   "  output d = causal_softmax(transpose(x, [0, 2, 1])); }");
 }
 
+/* Slices of every axis after the batch axis, unbatched, and of one element. */
+static void test_slice(void **s) {
+    (void)s;
+    check_network("network sl { input x : f32[batch, 4, 6, 19]; input w : f32[5, 3];\n"
+                  "  output a = slice(x, 1, 1, 3); output b = slice(x, 2, -4, 6); output c = slice(x, -1, 2, 19);\n"
+                  "  output d = slice(w, 0, 4, 5); output e = slice(relu(x), 3, 18, 19) * 2; }");
+}
+
 static void test_shapes(void **s) {
     (void)s;
     check_network("network sh { input x : f32[batch, 4, 6]; input y : f32[batch, 3, 6];\n"
@@ -410,7 +418,7 @@ int main(void) {
         cmocka_unit_test(test_pipeline_stages), cmocka_unit_test(test_feature_shards),
         cmocka_unit_test(test_nested_in_caller_team), cmocka_unit_test(test_nested_with_nesting_on),
         cmocka_unit_test(test_picked_replicas), cmocka_unit_test(test_stage_threads),
-        cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_shapes),
+        cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice), cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_outputs),
     };

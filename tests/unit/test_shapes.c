@@ -541,6 +541,58 @@ static void test_causal_softmax(void **state) {
     expect_err(infer1(&n, &v, &e), &e, 0, "([..., T, S]), but this is f32[7]");
 }
 
+static pn_node slice_op(int64_t axis, int64_t start, int64_t end) {
+    pn_node n = axis_op(PN_OP_SLICE, axis);
+    n.ia[PN_SLICE_START] = start;
+    n.ia[PN_SLICE_END] = end;
+    return n;
+}
+
+static void test_slice(void **state) {
+    (void)state;
+    pn_shape_err e;
+    pn_node x = F32(B, 6, 5), n = slice_op(1, 2, 5);
+    expect_ok(infer1(&n, &x, &e), &e);
+    ASSERT_SHAPE(&n.shape, B, 3, 5);
+    n = slice_op(-1, -3, -1); /* x[..., -3:-1] */
+    expect_ok(infer1(&n, &x, &e), &e);
+    ASSERT_SHAPE(&n.shape, B, 6, 2);
+    assert_int_equal(n.ia[PN_AXIS], 2);
+    assert_int_equal(n.ia[PN_SLICE_START], 2);
+    assert_int_equal(n.ia[PN_SLICE_END], 4);
+    n = slice_op(2, 0, 5); /* the whole axis */
+    expect_ok(infer1(&n, &x, &e), &e);
+    ASSERT_SHAPE(&n.shape, B, 6, 5);
+    pn_node u = F32(4, 3), i = I32(B, 6);
+    n = slice_op(0, 3, 4);
+    expect_ok(infer1(&n, &u, &e), &e);
+    ASSERT_SHAPE(&n.shape, 1, 3);
+    n = slice_op(1, 0, 1);
+    expect_err(infer1(&n, &i, &e), &e, 0, "'slice' needs an f32 tensor");
+}
+
+static void test_slice_errors(void **state) {
+    (void)state;
+    pn_shape_err e;
+    pn_node x = F32(B, 6, 5), n = slice_op(0, 0, 1);
+    expect_err(infer1(&n, &x, &e), &e, 1, "'slice' along the batch axis is not supported");
+    n = slice_op(3, 0, 1);
+    expect_err(infer1(&n, &x, &e), &e, 1, "axis 3 is out of range for f32[batch,6,5]");
+    n = slice_op(1, 6, 7);
+    expect_err(infer1(&n, &x, &e), &e, 2, "'slice' start 6 is out of range for axis 1 of f32[batch,6,5] (-6 to 5)");
+    n = slice_op(1, -7, 2);
+    expect_err(infer1(&n, &x, &e), &e, 2, "start -7 is out of range");
+    n = slice_op(1, 0, 7);
+    expect_err(infer1(&n, &x, &e), &e, 3, "'slice' end 7 is out of range for axis 1 of f32[batch,6,5] (-6 to 6)");
+    n = slice_op(1, 3, 3);
+    expect_err(infer1(&n, &x, &e), &e, 3, "'slice' end 3 is not after start 3: the slice of axis 1 would be empty");
+    n = slice_op(1, -2, -4);
+    expect_err(infer1(&n, &x, &e), &e, 3, "end -4 is not after start -2");
+    pn_node s = scalar();
+    n = slice_op(0, 0, 1);
+    expect_err(infer1(&n, &s, &e), &e, 0, "'slice' needs a tensor of at least one dimension");
+}
+
 /* ---- flatten, reshape --------------------------------------------------------------------- */
 
 static void test_flatten(void **state) {
@@ -942,6 +994,7 @@ static void test_every_op_has_a_rule(void **state) {
         case PN_OP_CONCAT: n.ia[PN_AXIS] = 1; b = &x2; break;
         case PN_OP_RESHAPE: list = flat; nlist = 1; break;
         case PN_OP_TRANSPOSE: list = perm; nlist = 2; break;
+        case PN_OP_SLICE: n.ia[PN_AXIS] = 1; n.ia[PN_SLICE_START] = 1; n.ia[PN_SLICE_END] = -1; break;
         case PN_OP_CROSS_ENTROPY: b = &lab; break;
         default: break;
         }
@@ -996,6 +1049,8 @@ int main(void) {
         cmocka_unit_test(test_softmax_axis),
         cmocka_unit_test(test_softmax_errors),
         cmocka_unit_test(test_causal_softmax),
+        cmocka_unit_test(test_slice),
+        cmocka_unit_test(test_slice_errors),
         cmocka_unit_test(test_flatten),
         cmocka_unit_test(test_reshape),
         cmocka_unit_test(test_reshape_errors),
