@@ -214,6 +214,9 @@ def evaluate(nodes, params, xs, batch):
         elif op == "slice":
             ax, start = int(at["axis"]), int(at["start"])
             y = a[0].narrow(ax, start, int(at["end"]) - start)
+        elif op == "positions":
+            ax = int(at["axis"])
+            y = torch.arange(a[0].shape[ax], dtype=torch.int32).expand(list(a[0].shape[:ax + 1]))
         elif op == "matmul":
             y = torch.matmul(a[0], a[1])
         elif op == "dropout":
@@ -223,7 +226,7 @@ def evaluate(nodes, params, xs, batch):
         if list(y.shape) != n.shape(batch):
             raise SystemExit("make_refs: node %s has shape %s, but the graph says %s"
                              % (n.name, list(y.shape), n.shape(batch)))
-        if y.dtype != torch.float32 and op != "input":
+        if op != "input" and y.dtype != (torch.int32 if n.dtype == "i32" else torch.float32):
             raise SystemExit("make_refs: node %s computed %s" % (n.name, y.dtype))
         val[n.name] = y.contiguous()
     return val
@@ -271,6 +274,7 @@ def make_case(pnetc, src, outroot):
     gen = torch.Generator().manual_seed(zlib.crc32(case.encode()))
     params = make_params(nodes, gen)
     files = {"weights.safetensors": safetensors_bytes(params)}
+    dtypes = {n.name: n.dtype for n in nodes}
     for b in BATCHES:
         xs = make_inputs(nodes, b, gen)
         with torch.no_grad():
@@ -279,7 +283,7 @@ def make_case(pnetc, src, outroot):
             arr = xs[n.name].numpy().astype("<i4" if n.dtype == "i32" else "<f4")
             files["in_%d_%s.npy" % (b, n.name)] = npy_bytes(arr)
         for oname, node in outputs:
-            arr = val[node].numpy().astype("<f4")
+            arr = val[node].numpy().astype("<i4" if dtypes[node] == "i32" else "<f4")
             if not np.all(np.isfinite(arr)):
                 raise SystemExit("make_refs: output %s of %s is not finite" % (oname, case))
             files["out_%d_%s.npy" % (b, oname)] = npy_bytes(arr)

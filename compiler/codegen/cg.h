@@ -218,6 +218,7 @@ LLVMValueRef cg_gen_batchnorm(cg *c, int node);
 LLVMValueRef cg_gen_transpose(cg *c, int node);
 LLVMValueRef cg_gen_concat(cg *c, int node);
 LLVMValueRef cg_gen_slice(cg *c, int node);
+LLVMValueRef cg_gen_positions(cg *c, int node);
 LLVMValueRef cg_gen_embedding(cg *c, int node);
 LLVMValueRef cg_gen_copy(cg *c, int node);
 

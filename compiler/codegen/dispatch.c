@@ -50,6 +50,7 @@ static LLVMValueRef gen_view(cg *c, int i) {
 #define CG_FLATTEN        gen_view,              NULL,                  NULL,               NULL
 #define CG_TRANSPOSE      cg_gen_transpose,      cg_bwd_transpose,      NULL,               NULL
 #define CG_SLICE          cg_gen_slice,          cg_bwd_slice,          NULL,               NULL
+#define CG_POSITIONS      cg_gen_positions,      NULL,                  NULL,               NULL
 #define CG_CONCAT         cg_gen_concat,         cg_bwd_concat,         NULL,               NULL
 #define CG_MATMUL         cg_gen_matmul,         cg_bwd_matmul,         NULL,               NULL
 #define CG_CROSS_ENTROPY  NULL,                  NULL,                  NULL,               NULL

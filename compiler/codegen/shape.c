@@ -1,5 +1,5 @@
-/* Kernels that move data: transpose, concat, slice, embedding lookup, and plain copies into
- * outputs. */
+/* Kernels that move data: transpose, concat, slice, embedding lookup, positions, and plain copies
+ * into outputs. */
 #include "cg.h"
 
 /* Row-major element strides of a shape (the batch axis has the stride of one sample). */
@@ -130,6 +130,23 @@ LLVMValueRef cg_gen_embedding(cg *c, int node) {
     cg_store(c, cg_load(c, wrow, j.iv), orow, j.iv);
     cg_loop_end(c, &j);
     cg_loop_end(c, &t);
+    cg_kernel_end(c);
+    return fn;
+}
+
+/* positions: i32 element e is e % T, T the output's last axis; x is not read. */
+LLVMValueRef cg_gen_positions(cg *c, int node) {
+    const pn_node *nd = &c->g->nodes[node];
+    int64_t T = nd->shape.d[nd->shape.rank - 1];
+    LLVMValueRef fn = cg_kernel_begin(c, node, 1);
+    LLVMValueRef out = LLVMGetParam(fn, 0);
+    LLVMValueRef lo, hi;
+    cg_split(c, cg_numel(c, &nd->shape), &lo, &hi);
+    cg_loop i;
+    cg_loop_begin(c, &i, lo, hi, "i");
+    LLVMValueRef v = LLVMBuildTrunc(c->b, LLVMBuildSRem(c->b, i.iv, cg_i64(c, T), ""), c->i32, "");
+    LLVMBuildStore(c->b, v, LLVMBuildInBoundsGEP2(c->b, c->i32, out, &i.iv, 1, ""));
+    cg_loop_end(c, &i);
     cg_kernel_end(c);
     return fn;
 }

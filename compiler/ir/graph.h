@@ -54,6 +54,7 @@ typedef struct pn_op_info {
     int nattrs;
     unsigned i32_inputs;    /* bit k: tensor input k must be i32 (the others are f32) */
     unsigned nograd_inputs; /* bit k: no gradient flows into tensor input k */
+    unsigned any_inputs;    /* bit k: tensor input k may be f32 or i32 (only its shape is read) */
     /* The reference twin (ir/reference.c), in double: computes node i's value from its inputs';
      * false with the run's error set. */
     bool (*ref_forward)(struct pn_ref *r, int i);
@@ -101,7 +102,7 @@ enum {
     PN_CONV_PH = 5, PN_CONV_PW = 6, PN_CONV_BIAS = 7,
     PN_POOL_KH = 0, PN_POOL_KW = 1, PN_POOL_SH = 2, PN_POOL_SW = 3, PN_POOL_PH = 4, PN_POOL_PW = 5,
     PN_EMB_VOCAB = 0, PN_EMB_DIM = 1,
-    PN_AXIS = 0,     /* softmax, log_softmax, concat, slice: non-negative axis; causal_softmax: the last
+    PN_AXIS = 0,     /* softmax, log_softmax, concat, slice, positions: non-negative axis; causal_softmax: the last
                       * axis, set by its shape rule */
     PN_SLICE_START = 1, PN_SLICE_END = 2, /* slice (axis in PN_AXIS): 0 <= start < end <= size */
     PN_PERM = 0,     /* transpose: ia[0..rank-1] */

@@ -1,6 +1,7 @@
 /* The op table: one row per op of ops.def, in its order, with everything the IR knows about the
- * op: its shape rule, its FLOP count, its attributes in the text form, its inputs that are i32
- * and those that carry no gradient, and its reference forward and backward in double
+ * op: its shape rule, its FLOP count, its attributes in the text form, its inputs that are i32,
+ * those that carry no gradient and those of either type, and its reference forward and backward
+ * in double
  * (reference.c). Adding an op to ops.def without its ROW_ here does not
  * compile. */
 #include "ops.h"
@@ -62,40 +63,40 @@ static const pn_attr_desc slice_a[] = {A("axis", 'i', PN_AXIS), A("start", 'i', 
 #define IN(k) (1u << (k))
 
 /* ---- the rows ---------------------------------------------------------------------------------- */
-/*                         shape rule               FLOPs                 attributes       i32    no     reference forward,
- *                                                                                         input  grad   backward */
-#define ROW_INPUT          pn_shape_input,          flops_zero,           NO_ATTRS,        0,     0,     pn_ref_input,          NULL
-#define ROW_CONST          pn_shape_const,          flops_zero,           ATTRS(const_a),  0,     0,     pn_ref_const,          NULL
-#define ROW_ADD            pn_shape_binary,         flops_one,            NO_ATTRS,        0,     0,     pn_ref_binary,         pn_ref_binary_grad
-#define ROW_SUB            pn_shape_binary,         flops_one,            NO_ATTRS,        0,     0,     pn_ref_binary,         pn_ref_binary_grad
-#define ROW_MUL            pn_shape_binary,         flops_one,            NO_ATTRS,        0,     0,     pn_ref_binary,         pn_ref_binary_grad
-#define ROW_DENSE          pn_shape_dense,          flops_contract,       ATTRS(dense_a),  0,     0,     pn_ref_dense,          pn_ref_dense_grad
-#define ROW_CONV2D         pn_shape_conv2d,         flops_conv2d,         ATTRS(conv_a),   0,     0,     pn_ref_conv2d,         pn_ref_conv2d_grad
-#define ROW_BATCHNORM      pn_shape_batchnorm,      flops_two,            ATTRS(bn_a),     0,     0,     pn_ref_batchnorm,      pn_ref_batchnorm_grad
-#define ROW_LAYERNORM      pn_shape_layernorm,      flops_five,           ATTRS(ln_a),     0,     0,     pn_ref_layernorm,      pn_ref_layernorm_grad
-#define ROW_EMBEDDING      pn_shape_embedding,      flops_zero,           ATTRS(emb_a),    IN(0), IN(0), pn_ref_embedding,      pn_ref_embedding_grad
-#define ROW_MAXPOOL2D      pn_shape_pool,           flops_pool,           ATTRS(pool_a),   0,     0,     pn_ref_pool,           pn_ref_pool_grad
-#define ROW_AVGPOOL2D      pn_shape_pool,           flops_pool,           ATTRS(pool_a),   0,     0,     pn_ref_pool,           pn_ref_pool_grad
-#define ROW_GLOBAL_AVGPOOL pn_shape_global_avgpool, flops_global_avgpool, NO_ATTRS,        0,     0,     pn_ref_global_avgpool, pn_ref_global_avgpool_grad
-#define ROW_RELU           pn_shape_same,           flops_one,            NO_ATTRS,        0,     0,     pn_ref_relu,           pn_ref_relu_grad
-#define ROW_LEAKY_RELU     pn_shape_same,           flops_one,            ATTRS(slope_a),  0,     0,     pn_ref_leaky_relu,     pn_ref_leaky_relu_grad
-#define ROW_SIGMOID        pn_shape_same,           flops_four,           NO_ATTRS,        0,     0,     pn_ref_sigmoid,        pn_ref_sigmoid_grad
-#define ROW_TANH           pn_shape_same,           flops_four,           NO_ATTRS,        0,     0,     pn_ref_tanh,           pn_ref_tanh_grad
-#define ROW_GELU           pn_shape_same,           flops_four,           NO_ATTRS,        0,     0,     pn_ref_gelu,           pn_ref_gelu_grad
-#define ROW_SILU           pn_shape_same,           flops_five,           NO_ATTRS,        0,     0,     pn_ref_silu,           pn_ref_silu_grad
-#define ROW_SOFTMAX        pn_shape_softmax,        flops_five,           ATTRS(axis_a),   0,     0,     pn_ref_softmax,        pn_ref_softmax_grad
-#define ROW_LOG_SOFTMAX    pn_shape_softmax,        flops_five,           ATTRS(axis_a),   0,     0,     pn_ref_softmax,        pn_ref_softmax_grad
-#define ROW_CAUSAL_SOFTMAX pn_shape_causal_softmax, flops_five,           NO_ATTRS,        0,     0,     pn_ref_softmax,        pn_ref_softmax_grad
-#define ROW_FLATTEN        pn_shape_flatten,        flops_zero,           NO_ATTRS,        0,     0,     pn_ref_view,           pn_ref_view_grad
-#define ROW_RESHAPE        pn_shape_reshape,        flops_zero,           NO_ATTRS,        0,     0,     pn_ref_view,           pn_ref_view_grad
-#define ROW_CONCAT         pn_shape_concat,         flops_zero,           ATTRS(axis_a),   0,     0,     pn_ref_concat,         pn_ref_concat_grad
-#define ROW_TRANSPOSE      pn_shape_transpose,      flops_zero,           ATTRS(perm_a),   0,     0,     pn_ref_transpose,      pn_ref_transpose_grad
-#define ROW_SLICE          pn_shape_slice,          flops_zero,           ATTRS(slice_a),  0,     0,     pn_ref_slice,          pn_ref_slice_grad
-#define ROW_MATMUL         pn_shape_matmul,         flops_contract,       NO_ATTRS,        0,     0,     pn_ref_matmul,         pn_ref_matmul_grad
-#define ROW_DROPOUT        pn_shape_dropout,        flops_zero,           ATTRS(p_a),      0,     0,     pn_ref_dropout,        pn_ref_dropout_grad
-#define ROW_CROSS_ENTROPY  pn_shape_cross_entropy,  flops_loss,           NO_ATTRS,        IN(1), IN(1), pn_ref_cross_entropy,  pn_ref_cross_entropy_grad
-#define ROW_MSE            pn_shape_mse,            flops_loss,           NO_ATTRS,        0,     IN(1), pn_ref_mse,            pn_ref_mse_grad
-
+/*                         shape rule               FLOPs                 attributes      i32    no     any    reference forward,
+ *                                                                                        input  grad   type   backward */
+#define ROW_INPUT          pn_shape_input,          flops_zero,           NO_ATTRS,       0,     0,     0,     pn_ref_input,          NULL
+#define ROW_CONST          pn_shape_const,          flops_zero,           ATTRS(const_a), 0,     0,     0,     pn_ref_const,          NULL
+#define ROW_ADD            pn_shape_binary,         flops_one,            NO_ATTRS,       0,     0,     0,     pn_ref_binary,         pn_ref_binary_grad
+#define ROW_SUB            pn_shape_binary,         flops_one,            NO_ATTRS,       0,     0,     0,     pn_ref_binary,         pn_ref_binary_grad
+#define ROW_MUL            pn_shape_binary,         flops_one,            NO_ATTRS,       0,     0,     0,     pn_ref_binary,         pn_ref_binary_grad
+#define ROW_DENSE          pn_shape_dense,          flops_contract,       ATTRS(dense_a), 0,     0,     0,     pn_ref_dense,          pn_ref_dense_grad
+#define ROW_CONV2D         pn_shape_conv2d,         flops_conv2d,         ATTRS(conv_a),  0,     0,     0,     pn_ref_conv2d,         pn_ref_conv2d_grad
+#define ROW_BATCHNORM      pn_shape_batchnorm,      flops_two,            ATTRS(bn_a),    0,     0,     0,     pn_ref_batchnorm,      pn_ref_batchnorm_grad
+#define ROW_LAYERNORM      pn_shape_layernorm,      flops_five,           ATTRS(ln_a),    0,     0,     0,     pn_ref_layernorm,      pn_ref_layernorm_grad
+#define ROW_EMBEDDING      pn_shape_embedding,      flops_zero,           ATTRS(emb_a),   IN(0), IN(0), 0,     pn_ref_embedding,      pn_ref_embedding_grad
+#define ROW_MAXPOOL2D      pn_shape_pool,           flops_pool,           ATTRS(pool_a),  0,     0,     0,     pn_ref_pool,           pn_ref_pool_grad
+#define ROW_AVGPOOL2D      pn_shape_pool,           flops_pool,           ATTRS(pool_a),  0,     0,     0,     pn_ref_pool,           pn_ref_pool_grad
+#define ROW_GLOBAL_AVGPOOL pn_shape_global_avgpool, flops_global_avgpool, NO_ATTRS,       0,     0,     0,     pn_ref_global_avgpool, pn_ref_global_avgpool_grad
+#define ROW_RELU           pn_shape_same,           flops_one,            NO_ATTRS,       0,     0,     0,     pn_ref_relu,           pn_ref_relu_grad
+#define ROW_LEAKY_RELU     pn_shape_same,           flops_one,            ATTRS(slope_a), 0,     0,     0,     pn_ref_leaky_relu,     pn_ref_leaky_relu_grad
+#define ROW_SIGMOID        pn_shape_same,           flops_four,           NO_ATTRS,       0,     0,     0,     pn_ref_sigmoid,        pn_ref_sigmoid_grad
+#define ROW_TANH           pn_shape_same,           flops_four,           NO_ATTRS,       0,     0,     0,     pn_ref_tanh,           pn_ref_tanh_grad
+#define ROW_GELU           pn_shape_same,           flops_four,           NO_ATTRS,       0,     0,     0,     pn_ref_gelu,           pn_ref_gelu_grad
+#define ROW_SILU           pn_shape_same,           flops_five,           NO_ATTRS,       0,     0,     0,     pn_ref_silu,           pn_ref_silu_grad
+#define ROW_SOFTMAX        pn_shape_softmax,        flops_five,           ATTRS(axis_a),  0,     0,     0,     pn_ref_softmax,        pn_ref_softmax_grad
+#define ROW_LOG_SOFTMAX    pn_shape_softmax,        flops_five,           ATTRS(axis_a),  0,     0,     0,     pn_ref_softmax,        pn_ref_softmax_grad
+#define ROW_CAUSAL_SOFTMAX pn_shape_causal_softmax, flops_five,           NO_ATTRS,       0,     0,     0,     pn_ref_softmax,        pn_ref_softmax_grad
+#define ROW_FLATTEN        pn_shape_flatten,        flops_zero,           NO_ATTRS,       0,     0,     0,     pn_ref_view,           pn_ref_view_grad
+#define ROW_RESHAPE        pn_shape_reshape,        flops_zero,           NO_ATTRS,       0,     0,     0,     pn_ref_view,           pn_ref_view_grad
+#define ROW_CONCAT         pn_shape_concat,         flops_zero,           ATTRS(axis_a),  0,     0,     0,     pn_ref_concat,         pn_ref_concat_grad
+#define ROW_TRANSPOSE      pn_shape_transpose,      flops_zero,           ATTRS(perm_a),  0,     0,     0,     pn_ref_transpose,      pn_ref_transpose_grad
+#define ROW_SLICE          pn_shape_slice,          flops_zero,           ATTRS(slice_a), 0,     0,     0,     pn_ref_slice,          pn_ref_slice_grad
+#define ROW_POSITIONS      pn_shape_positions,      flops_zero,           ATTRS(axis_a),  0,     IN(0), IN(0), pn_ref_positions,      NULL
+#define ROW_MATMUL         pn_shape_matmul,         flops_contract,       NO_ATTRS,       0,     0,     0,     pn_ref_matmul,         pn_ref_matmul_grad
+#define ROW_DROPOUT        pn_shape_dropout,        flops_zero,           ATTRS(p_a),     0,     0,     0,     pn_ref_dropout,        pn_ref_dropout_grad
+#define ROW_CROSS_ENTROPY  pn_shape_cross_entropy,  flops_loss,           NO_ATTRS,       IN(1), IN(1), 0,     pn_ref_cross_entropy,  pn_ref_cross_entropy_grad
+#define ROW_MSE            pn_shape_mse,            flops_loss,           NO_ATTRS,       0,     IN(1), 0,     pn_ref_mse,            pn_ref_mse_grad
 const pn_op_info pn_ops[] = {
 #define PN_OP(id, name, sig, flags) [PN_OP_##id] = {name, sig, flags, ROW_##id},
 #include "../ops.def"

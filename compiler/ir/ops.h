@@ -47,6 +47,7 @@ bool pn_ref_transpose(pn_ref *r, int i);
 void pn_ref_transpose_grad(pn_ref *r, int i);
 bool pn_ref_slice(pn_ref *r, int i);
 void pn_ref_slice_grad(pn_ref *r, int i);
+bool pn_ref_positions(pn_ref *r, int i);
 bool pn_ref_concat(pn_ref *r, int i);
 void pn_ref_concat_grad(pn_ref *r, int i);
 bool pn_ref_matmul(pn_ref *r, int i);

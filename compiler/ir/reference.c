@@ -755,6 +755,14 @@ void pn_ref_slice_grad(pn_ref *r, int i) {
     }
 }
 
+/* positions: element e is e % T, T the last axis's length; no gradient flows into x. */
+bool pn_ref_positions(pn_ref *r, int i) {
+    NODE;
+    for (int64_t e = 0; e < cnt; e++)
+        r->v[i][e] = (double)(e % od[R - 1]);
+    return true;
+}
+
 bool pn_ref_concat(pn_ref *r, int i) {
     NODE;
     double *y = r->v[i];

@@ -215,9 +215,11 @@ bool pn_shape_infer(pn_node *n, const pn_node *const *in, int nin, const int64_t
     n->nparams = 0;
     e->arg = -1;
     e->msg[0] = 0;
-    /* Every op reads f32 tensors except the inputs its row marks i32 (embedding ids, labels). */
+    /* Every op reads f32 tensors except the inputs its row marks i32 (embedding ids, labels) or
+     * of either type (positions' x). */
     for (int i = 0; i < nin; i++) {
         bool want_i32 = i < 32 && (pn_ops[n->op].i32_inputs >> i & 1);
+        if (i < 32 && (pn_ops[n->op].any_inputs >> i & 1)) continue;
         if (want_i32 && in[i]->dtype != PN_I32) {
             char arg[64];
             return fail(e, i, "'%s' needs %s of type i32, but this is %s", op, arg_name(n->op, i, arg, sizeof arg),
@@ -329,6 +331,10 @@ bool pn_shape_embedding(PN_SHAPE_ARGS) {
     if (vocab < 1 || vocab > PN_MAX_DIM) return fail(e, 1, "'embedding' vocab must be between 1 and %d", PN_MAX_DIM);
     if (dim < 1 || dim > PN_MAX_DIM) return fail(e, 2, "'embedding' dim must be between 1 and %d", PN_MAX_DIM);
     if (x->shape.rank >= PN_MAX_RANK) return fail(e, 0, "'embedding' result would have more than %d dimensions", PN_MAX_RANK);
+    /* Ids that positions computes are not checked at run time like an input's: check them here. */
+    if (x->op == PN_OP_POSITIONS && x->shape.d[x->shape.rank - 1] > vocab)
+        return fail(e, 1, "'embedding' vocab %lld is smaller than the %lld positions it looks up", (long long)vocab,
+                    (long long)x->shape.d[x->shape.rank - 1]);
     if (__builtin_mul_overflow(vocab, dim, &pc) || pc > PN_MAX_ELEMS) return fail(e, -1, "'embedding' table is too large");
     n->shape = x->shape;
     n->shape.d[n->shape.rank++] = dim;
@@ -457,6 +463,23 @@ bool pn_shape_slice(PN_SHAPE_ARGS) {
     *end = t;
     n->shape = x->shape;
     n->shape.d[axis] = t - s;
+    return true;
+}
+
+/* positions(x, axis): the i32 indices 0..T-1 of x's axis (of length T), shaped as x's axes up to
+ * that one, so that embedding(positions(ids), T, D) has the shape of embedding(ids, V, D). */
+bool pn_shape_positions(PN_SHAPE_ARGS) {
+    char sbuf[128];
+    const pn_node *x = X;
+    if (x->shape.rank < 1) return fail(e, 0, "'positions' needs a tensor of at least one dimension");
+    if (!norm_axis(&n->ia[PN_AXIS], x->shape.rank))
+        return fail(e, 1, "axis %lld is out of range for %s", (long long)n->ia[PN_AXIS], SHAPE(x));
+    int axis = (int)n->ia[PN_AXIS];
+    if (axis == 0 && pn_shape_batched(&x->shape))
+        return fail(e, 1, "'positions' along the batch axis is not supported: it counts positions within a sample");
+    n->shape = x->shape;
+    n->shape.rank = axis + 1;
+    n->dtype = PN_I32;
     return true;
 }
 

@@ -253,6 +253,16 @@ static void test_embedding(void **s) {
                0);
 }
 
+/* Learned position embeddings: the positions of the ids, and of a hidden state, whose producer
+ * takes no gradient through them. */
+static void test_positions(void **s) {
+    (void)s;
+    check_twin("network r_positions { input ids : i32[batch, 6]; t = embedding(ids, 9, 5);"
+               " h = t + embedding(positions(ids), 6, 5); u = dense(h, 4); v = u + embedding(positions(u), 7, 4);"
+               " output logits = dense(flatten(v), 3);" CE,
+               0);
+}
+
 static void test_views(void **s) {
     (void)s;
     check_twin("network r_reshape { input x : f32[batch, 4, 5]; h = dense(x, 6); r = reshape(h, [batch, 3, 8]);"
@@ -349,6 +359,7 @@ int main(void) {
         cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary),    cmocka_unit_test(test_mse),
         cmocka_unit_test(test_wide_optimised), cmocka_unit_test(test_silu),
         cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice),
+        cmocka_unit_test(test_positions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -75,7 +75,10 @@ static void check_network(const char *src) {
             int64_t n = elems(&d->outputs[i], batch);
             if (memcmp(got[i], got3[i], (size_t)n * 4) != 0)
                 fail_msg("%s output '%s' differs between 1 thread and 3 replicas", d->name, d->outputs[i].name);
-            for (int64_t k = 0; k < n; k++) {
+            if (d->outputs[i].dtype && memcmp(got[i], want[i], (size_t)n * 4) != 0)
+                fail_msg("%s i32 output '%s' batch %lld differs from the reference", d->name, d->outputs[i].name,
+                         (long long)batch);
+            for (int64_t k = 0; k < n && !d->outputs[i].dtype; k++) {
                 double a = ((float *)got[i])[k], e = ((float *)want[i])[k];
                 if (!(fabs(a - e) <= 1e-5 + 1e-4 * fabs(e)))
                     fail_msg("%s output '%s' batch %lld element %lld: got %.9g, reference %.9g", d->name,
@@ -376,6 +379,15 @@ static void test_slice(void **s) {
                   "  output d = slice(w, 0, 4, 5); output e = slice(relu(x), 3, 18, 19) * 2; }");
 }
 
+/* Positions of ids and of a hidden state as outputs, and feeding embeddings (learned positions). */
+static void test_positions(void **s) {
+    (void)s;
+    check_network("network po { input ids : i32[batch, 9]; input x : f32[batch, 3, 5, 2]; input w : f32[4, 6];\n"
+                  "  output p = positions(ids); output q = positions(x, axis = 2); output r = positions(w, axis = 0);\n"
+                  "  output e = embedding(ids, 11, 5) + embedding(positions(ids), 9, 5);\n"
+                  "  output f = embedding(positions(embedding(ids, 11, 3)), 12, 4); }");
+}
+
 static void test_shapes(void **s) {
     (void)s;
     check_network("network sh { input x : f32[batch, 4, 6]; input y : f32[batch, 3, 6];\n"
@@ -418,7 +430,7 @@ int main(void) {
         cmocka_unit_test(test_pipeline_stages), cmocka_unit_test(test_feature_shards),
         cmocka_unit_test(test_nested_in_caller_team), cmocka_unit_test(test_nested_with_nesting_on),
         cmocka_unit_test(test_picked_replicas), cmocka_unit_test(test_stage_threads),
-        cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice), cmocka_unit_test(test_shapes),
+        cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice), cmocka_unit_test(test_positions), cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_outputs),
     };

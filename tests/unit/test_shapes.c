@@ -593,6 +593,49 @@ static void test_slice_errors(void **state) {
     expect_err(infer1(&n, &s, &e), &e, 0, "'slice' needs a tensor of at least one dimension");
 }
 
+static void test_positions(void **state) {
+    (void)state;
+    pn_shape_err e;
+    pn_node ids = I32(B, 7), h = F32(B, 7, 16), n = axis_op(PN_OP_POSITIONS, 1);
+    expect_ok(infer1(&n, &ids, &e), &e); /* ids of either type: only the shape is read */
+    assert_int_equal(n.dtype, PN_I32);
+    ASSERT_SHAPE(&n.shape, B, 7);
+    n = axis_op(PN_OP_POSITIONS, 1);
+    expect_ok(infer1(&n, &h, &e), &e);
+    assert_int_equal(n.dtype, PN_I32);
+    ASSERT_SHAPE(&n.shape, B, 7);
+    n = axis_op(PN_OP_POSITIONS, -1);
+    expect_ok(infer1(&n, &h, &e), &e);
+    ASSERT_SHAPE(&n.shape, B, 7, 16);
+    assert_int_equal(n.ia[PN_AXIS], 2);
+    pn_node u = F32(5, 3);
+    n = axis_op(PN_OP_POSITIONS, 0);
+    expect_ok(infer1(&n, &u, &e), &e);
+    ASSERT_SHAPE(&n.shape, 5);
+    /* The positions feed an embedding of at least as many rows. */
+    pn_node emb = embedding(7, 4);
+    expect_ok(infer1(&emb, &n, &e), &e);
+    ASSERT_SHAPE(&emb.shape, 5, 4);
+    n = axis_op(PN_OP_POSITIONS, 1);
+    expect_ok(infer1(&n, &h, &e), &e);
+    emb = embedding(6, 4);
+    expect_err(infer1(&emb, &n, &e), &e, 1, "'embedding' vocab 6 is smaller than the 7 positions it looks up");
+}
+
+static void test_positions_errors(void **state) {
+    (void)state;
+    pn_shape_err e;
+    pn_node h = F32(B, 7, 16), n = axis_op(PN_OP_POSITIONS, 0);
+    expect_err(infer1(&n, &h, &e), &e, 1, "'positions' along the batch axis is not supported");
+    n = axis_op(PN_OP_POSITIONS, 3);
+    expect_err(infer1(&n, &h, &e), &e, 1, "axis 3 is out of range for f32[batch,7,16]");
+    n = axis_op(PN_OP_POSITIONS, -4);
+    expect_err(infer1(&n, &h, &e), &e, 1, "axis -4 is out of range");
+    pn_node s = scalar();
+    n = axis_op(PN_OP_POSITIONS, 0);
+    expect_err(infer1(&n, &s, &e), &e, 0, "'positions' needs a tensor of at least one dimension");
+}
+
 /* ---- flatten, reshape --------------------------------------------------------------------- */
 
 static void test_flatten(void **state) {
@@ -995,6 +1038,7 @@ static void test_every_op_has_a_rule(void **state) {
         case PN_OP_RESHAPE: list = flat; nlist = 1; break;
         case PN_OP_TRANSPOSE: list = perm; nlist = 2; break;
         case PN_OP_SLICE: n.ia[PN_AXIS] = 1; n.ia[PN_SLICE_START] = 1; n.ia[PN_SLICE_END] = -1; break;
+        case PN_OP_POSITIONS: n.ia[PN_AXIS] = 1; a = &ids; break;
         case PN_OP_CROSS_ENTROPY: b = &lab; break;
         default: break;
         }
@@ -1009,7 +1053,8 @@ static void test_every_op_has_a_rule(void **state) {
 }
 
 /* Every row of the op table is complete: a shape rule, FLOPs and a reference forward for every
- * op, a reference backward for every op a gradient can flow through, attributes when it has any. */
+ * op, a reference backward for every op a gradient can flow through (all but the leaves and the
+ * ops with neither parameters nor an input that takes a gradient), attributes when it has any. */
 static void test_op_table_rows(void **state) {
     (void)state;
     for (int op = 0; op < PN_OP_COUNT; op++) {
@@ -1020,10 +1065,16 @@ static void test_op_table_rows(void **state) {
         assert_non_null(o->ref_forward);
         assert_non_null(o->attrs);
         bool leaf = op == PN_OP_INPUT || op == PN_OP_CONST;
+        int ntensors = 0;
+        for (const char *p = o->sig; p && (p = strstr(p, ":tensor")); p += 7) ntensors++;
+        if (!leaf && ntensors > 0 && o->nograd_inputs == (1u << ntensors) - 1 && !(o->flags & PN_OPF_PARAMS))
+            leaf = true; /* positions: no gradient flows through it */
         if (leaf != (o->ref_backward == NULL)) print_error("op '%s': backward\n", o->name);
         assert_true(leaf == (o->ref_backward == NULL));
         for (int k = 0; k < o->nattrs; k++) assert_non_null(o->attrs[k].key);
         assert_int_equal(o->i32_inputs & ~o->nograd_inputs, 0); /* no gradient flows into an i32 input */
+        assert_int_equal(o->any_inputs & ~o->nograd_inputs, 0); /* nor into one of either type */
+        assert_int_equal(o->any_inputs & o->i32_inputs, 0);
     }
 }
 
@@ -1051,6 +1102,8 @@ int main(void) {
         cmocka_unit_test(test_causal_softmax),
         cmocka_unit_test(test_slice),
         cmocka_unit_test(test_slice_errors),
+        cmocka_unit_test(test_positions),
+        cmocka_unit_test(test_positions_errors),
         cmocka_unit_test(test_flatten),
         cmocka_unit_test(test_reshape),
         cmocka_unit_test(test_reshape_errors),
