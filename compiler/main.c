@@ -251,9 +251,15 @@ static int link_exe(const char *obj, const char *out, const char *name) {
         dup2(fds[1], STDERR_FILENO);
         dup2(fds[1], STDOUT_FILENO);
         close(fds[1]);
-        /* A sanitizer build of pnet links its runtime with the sanitizers too. */
-        if (PNET_LINK_FLAGS[0]) execlp(cc, cc, "-o", out, obj, rt, "-lcjson", "-lz", PNET_OPENMP_FLAGS, "-lm", PNET_LINK_FLAGS, (char *)NULL);
-        else execlp(cc, cc, "-o", out, obj, rt, "-lcjson", "-lz", PNET_OPENMP_FLAGS, "-lm", (char *)NULL);
+        /* A sanitizer build of pnet links its runtime with the sanitizers too, and a runtime
+         * built with MPI links the MPI library (PNET_MPI_LIBS: words separated by spaces). */
+        char mpi[] = PNET_MPI_LIBS;
+        const char *argv[64] = {cc, "-o", out, obj, rt, "-lcjson", "-lz", PNET_OPENMP_FLAGS, "-lm"};
+        int argc = 9;
+        if (PNET_LINK_FLAGS[0]) argv[argc++] = PNET_LINK_FLAGS;
+        for (char *w = strtok(mpi, " "); w && argc < 63; w = strtok(NULL, " ")) argv[argc++] = w;
+        argv[argc] = NULL;
+        execvp(cc, (char *const *)argv);
         dprintf(STDERR_FILENO, "cannot run the linker '%s': %s\n", cc, strerror(errno));
         _exit(127);
     }

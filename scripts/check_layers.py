@@ -32,6 +32,7 @@ PREFIXES = [
     ("compiler/main.c", "compiler", "main.c"),
     ("runtime/pnetrt_abi.h", "runtime", "abi"),  # the contract between generated code and libpnetrt
     ("runtime/pnet.h", "runtime", "abi"),  # the public API, with the functions generated code calls
+    ("runtime/pnet_mpi.h", "runtime", "abi"),  # the optional public API of distributed runs
     ("runtime/io/", "runtime", "io"),
     ("runtime/rt.h", "runtime", "core"),  # the public API of core
     ("runtime/core/", "runtime", "core"),

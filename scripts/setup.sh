@@ -3,7 +3,7 @@
 # Usage: scripts/setup.sh [--fuzz | --test]   (--fuzz also installs clang-19 for the libFuzzer
 # targets; --test the Fashion-MNIST data set that the example.fashion test trains on)
 set -eu
-pkgs="flex bison llvm-19-dev libcmocka-dev libcjson-dev gcc cmake ninja-build pkg-config zlib1g-dev python3"
+pkgs="flex bison llvm-19-dev libcmocka-dev libcjson-dev gcc cmake ninja-build pkg-config zlib1g-dev python3 libopenmpi-dev openmpi-bin"
 if [ "${1:-}" = "--fuzz" ]; then pkgs="$pkgs clang-19 libclang-rt-19-dev"; fi
 if [ "${1:-}" = "--test" ]; then pkgs="$pkgs dataset-fashion-mnist"; fi
 missing=""

@@ -1,5 +1,6 @@
 /* The command line of generated executables: `./net infer | bench | info`. Every failure is one
  * line naming the file or option and the problem, with exit status 1. */
+#include "comm.h"
 #include "data.h"
 #include "fileio.h"
 #include "io.h"
@@ -158,7 +159,7 @@ static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
 /* Writes the --trace file, reporting a failure, and destroys the model. Returns rc, or 1 when the
  * trace could not be written. */
 static int close_model(pnetrt_model *m, const opts *o, int rc) {
-    if (m && o->trace) {
+    if (m && o->trace && pnetrt_rank <= 0) { /* on ranks, rank 0's calls (one merged trace: not yet) */
         if (pnetrt_write_trace(m, o->trace)) rc = pnetrt_die("%s", pnetrt_last_error(m));
         pnetrt_set_trace(m, NULL);
     }
@@ -298,7 +299,8 @@ static int infer_run(const pnetrt_desc *d, opts *o, int argc, char **argv, const
     for (int64_t i = 0; i < d->noutputs; i++) {
         const pnetrt_tensor_desc *t = &d->outputs[i];
         if (out_path[i]) {
-            if (pnetrt_npy_write(out_path[i], &out[i], err, sizeof err)) {
+            /* On ranks, every rank holds the outputs; rank 0 writes them. */
+            if (pnetrt_rank <= 0 && pnetrt_npy_write(out_path[i], &out[i], err, sizeof err)) {
                 pnetrt_die("%s", err);
                 goto done;
             }
@@ -516,6 +518,37 @@ static int cmd_info(const pnetrt_desc *d) {
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
+static int run_command(const pnetrt_desc *d, int argc, char **argv);
+
+/* FNV-1a, for the run's identity below. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+static uint64_t fnv_str(uint64_t h, const char *s) { return fnv(h, s ? s : "", s ? strlen(s) + 1 : 1); }
+
+/* What every rank of a run must share: the network as compiled (its name, target, sizes, schedule
+ * report, and each parameter's name and shape) and the command with its options, except --threads
+ * (ranks on different machines may have different cores). */
+static uint64_t run_identity(const pnetrt_desc *d, int argc, char **argv) {
+    uint64_t h = 14695981039346656037ull;
+    int64_t sizes[] = {d->abi, d->ninputs, d->noutputs, d->nparams, d->nlayers, d->param_floats, d->prepared_floats,
+                       d->arena_sample_bytes, d->chunk, d->nstages, d->embedded != NULL, d->train != NULL};
+    h = fnv(h, sizes, sizeof sizes);
+    h = fnv_str(fnv_str(fnv_str(h, d->name), d->target), d->report);
+    for (int64_t p = 0; p < d->nparams; p++)
+        h = fnv(fnv_str(h, d->params[p].name), d->params[p].shape, sizeof d->params[p].shape);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            i++;
+            continue;
+        }
+        h = fnv_str(h, argv[i]);
+    }
+    return h;
+}
+
 int pnetrt_main(const pnetrt_desc *d, int argc, char **argv) {
     if (argc > 0 && argv[0]) {
         const char *s = strrchr(argv[0], '/');
@@ -527,6 +560,42 @@ int pnetrt_main(const pnetrt_desc *d, int argc, char **argv) {
         usage(d, stderr);
         return 1;
     }
+    /* Started by mpirun: every rank runs this command, on its share of the work (comm.h). Rank 0
+     * alone prints results and writes files; a rank that fails ends the job (below). */
+    bool ranks = pnetrt_comm_launched();
+    if (ranks && !pnetrt_comm_built()) {
+        /* One rank of one is a plain run; more cannot run distributed without MPI. */
+        const char *k = getenv("OMPI_COMM_WORLD_SIZE");
+        ranks = !k || strcmp(k, "1") != 0;
+    }
+    if (ranks) {
+        char err[256];
+        if (pnetrt_comm_init_process(err, sizeof err)) return pnetrt_die("%s", err);
+        pnetrt_comm *w = pnetrt_comm_default();
+        ranks = pnetrt_comm_size(w) > 1;
+        if (ranks) {
+            pnetrt_rank = pnetrt_comm_rank(w);
+            if (pnetrt_rank != 0 && !freopen("/dev/null", "w", stdout)) return pnetrt_die("cannot silence stdout");
+            /* Ranks that run different executables or options would wait on each other forever,
+             * or compute different things: every rank checks rank 0's identity first. */
+            bool mine;
+            if (pnetrt_comm_compare_u64(w, run_identity(d, argc, argv), &mine)) {
+                if (mine)
+                    pnetrt_die("this rank's network or options differ from rank 0's (another executable or other "
+                               "arguments); every rank must run the same command");
+                fflush(stderr);
+                pnetrt_comm_all_ok(w, !mine); /* the messages are out before any rank ends the job */
+                pnetrt_comm_abort(w, 1);
+            }
+        }
+    }
+    int rc = run_command(d, argc, argv);
+    /* A rank that fails ends every rank: the others may be waiting for its messages. */
+    if (ranks && rc != 0) pnetrt_comm_abort(pnetrt_comm_default(), rc);
+    return rc;
+}
+
+static int run_command(const pnetrt_desc *d, int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         usage(d, stdout);

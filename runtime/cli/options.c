@@ -12,10 +12,13 @@
 #include <string.h>
 #include <time.h>
 
+int pnetrt_rank = -1;
+
 int pnetrt_die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: error: ", pnetrt_prog);
+    if (pnetrt_rank >= 0) fprintf(stderr, "%s: rank %d: error: ", pnetrt_prog, pnetrt_rank);
+    else fprintf(stderr, "%s: error: ", pnetrt_prog);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);

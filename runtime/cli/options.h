@@ -6,8 +6,11 @@
 
 #include <stddef.h>
 
-/* The executables' one-line error: "NAME: error: ..." (NAME: pnetrt_prog, rt.h); returns 1. */
+/* The executables' one-line error: "NAME: error: ..." (NAME: pnetrt_prog, rt.h), or "NAME: rank R: error: ..."
+ * in a distributed run; returns 1. */
 int pnetrt_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* This process's rank in a distributed run (mpirun), or -1. */
+extern int pnetrt_rank;
 /* Option values, checked the same way by every command; each returns 0, or 1 after the one-line error
  * "OPT needs an integer from LO to HI, not 'S'" ("a number in (0, HI]", "a finite positive number"). */
 int pnetrt_opt_int(const char *opt, const char *s, long long lo, long long hi, long long *out);

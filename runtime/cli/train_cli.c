@@ -157,7 +157,8 @@ static int evaluate(const pnetrt_desc *d, pnetrt_model *m, const pnetrt_data *ds
     batch_buf b = {malloc((size_t)(B * ds->features * 4)), malloc((size_t)(B * (ds->labels ? 1 : ds->target_elems) * 4))};
     if (!idx || !b.x || !b.y) {
         free(idx), free(b.x), free(b.y);
-        return pnetrt_die("out of memory");
+        return pnetrt_die("out of memory for the evaluation batches (%.0f bytes)",
+                          (double)B * (double)(ds->features + (ds->labels ? 1 : ds->target_elems)) * 4.0);
     }
     epoch_order(idx, ds->n, 0, 0, false);
     double lsum = 0;
@@ -347,7 +348,9 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
     uint64_t seed = pnetrt_train_seed(m);
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)ds.n);
     batch_buf b = {malloc((size_t)(B * ds.features * 4)), malloc((size_t)(B * (ds.labels ? 1 : ds.target_elems) * 4))};
-    if (!rc && (!idx || !b.x || !b.y)) rc = pnetrt_die("out of memory");
+    if (!rc && (!idx || !b.x || !b.y))
+        rc = pnetrt_die("out of memory for the batches (%.0f bytes)",
+                        (double)B * (double)(ds.features + (ds.labels ? 1 : ds.target_elems)) * 4.0 + 8.0 * (double)ds.n);
     struct sigaction old[3];
     catch_stop_signals(old);
     bool tty = isatty(STDOUT_FILENO);
@@ -461,7 +464,9 @@ int pnetrt_cmd_bench_train(const pnetrt_desc *d, int argc, char **argv) {
     if (open_trainer(d, &o, true, &m)) return 1;
     float *x = malloc((size_t)(B * features) * 4);
     void *y = malloc((size_t)(B * (kind == PNETRT_LABELS_CLASS ? 1 : te)) * 4);
-    if (!x || !y) return pnetrt_die("out of memory");
+    if (!x || !y)
+        return pnetrt_die("out of memory for a batch of %lld synthetic samples (%.0f bytes)", (long long)B,
+                          (double)B * (double)(features + (kind == PNETRT_LABELS_CLASS ? 1 : te)) * 4.0);
     uint64_t s = 42;
     for (int64_t i = 0; i < B * features; i++)
         x[i] = d->inputs[0].dtype == 1 ? 0.0f : (float)((double)(splitmix(&s) >> 11) / 9007199254740992.0);

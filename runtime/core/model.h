@@ -22,6 +22,11 @@ typedef void pnetrt_trainer_free_fn(pnetrt_trainer *t);
 pnetrt_trainer **pnetrt_trainer_slot(pnetrt_model *m);
 void pnetrt_trainer_hook(pnetrt_model *m, pnetrt_trainer_free_fn *free_fn);
 int pnetrt_fail(pnetrt_model *m, const char *msg);
+/* The ranks the model runs on (comm.h): the process default when it was created, or the one set
+ * since (which the model then owns and frees); NULL when it runs in this process alone. */
+typedef struct pnetrt_comm pnetrt_comm;
+pnetrt_comm *pnetrt_model_comm(const pnetrt_model *m);
+void pnetrt_model_set_comm(pnetrt_model *m, pnetrt_comm *c);
 float *pnetrt_params_mut(pnetrt_model *m); /* writable parameters (marks prepared stale) */
 int pnetrt_replicas_chosen(const pnetrt_model *m); /* replicas the user set, or 0 */
 /* Threads of a pipeline shared among S stages in proportion to their FLOPs, at least one each. */

@@ -1,6 +1,7 @@
 /* The model object behind every generated network: it owns the weights and the activation
  * arena (both allocated once, at create), checks inputs, and runs the generated forward function
  * over chunks of the batch on an OpenMP team. Nothing here aborts on bad input. */
+#include "comm.h"
 #include "model.h"
 #include "transport.h"
 #include "fileio.h"
@@ -89,6 +90,8 @@ struct pnetrt_model {
     int last_team;       /* threads the last call ran on */
     pnetrt_trainer *trainer; /* training state, made by the first training call */
     pnetrt_trainer_free_fn *trainer_free; /* the training module's hook that frees it */
+    pnetrt_comm *comm;       /* the ranks it runs on (comm.h), or NULL: this process alone */
+    bool owns_comm;          /* comm came from pnetrt_model_set_comm, not the process default */
     bool ready;              /* pnetrt_create succeeded: a failed model only answers last_error */
     /* Calls that use the arenas or state hold the lock, so threads sharing a handle take turns.
      * Recursive: set_schedule calls set_threads, save_file calls save. */
@@ -238,6 +241,12 @@ float *pnetrt_params_mut(pnetrt_model *m) {
 }
 
 pnetrt_trainer **pnetrt_trainer_slot(pnetrt_model *m) { return &m->trainer; }
+pnetrt_comm *pnetrt_model_comm(const pnetrt_model *m) { return m ? m->comm : NULL; }
+void pnetrt_model_set_comm(pnetrt_model *m, pnetrt_comm *c) {
+    if (m->owns_comm) pnetrt_comm_free(m->comm);
+    m->comm = c;
+    m->owns_comm = c != NULL;
+}
 void pnetrt_trainer_hook(pnetrt_model *m, pnetrt_trainer_free_fn *free_fn) { m->trainer_free = free_fn; }
 int pnetrt_replicas_chosen(const pnetrt_model *m) { return m->replicas_set ? m->replicas : 0; }
 char *pnetrt_scratch(pnetrt_model *m) { return m->scratch; }
@@ -262,6 +271,7 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
     *out = m;
     m->d = d;
     m->threads = omp_get_max_threads();
+    m->comm = pnetrt_comm_default();
     if (!d || d->abi != PNETRT_ABI)
         return fail(m, "network was compiled for libpnetrt ABI %lld, but this libpnetrt has ABI %d",
                     d ? (long long)d->abi : -1LL, PNETRT_ABI);
@@ -696,6 +706,7 @@ void pnetrt_destroy(pnetrt_model *m) {
     free(m->stage_flops);
     free(m->stage_shares);
     if (m->trainer) m->trainer_free(m->trainer);
+    if (m->owns_comm) pnetrt_comm_free(m->comm);
     pthread_mutex_destroy(&m->lock);
     if (tls_error.id == m->id) tls_error.id = 0;
     free(m);
@@ -934,8 +945,46 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     return 0;
 }
 
+/* On ranks (comm.h), each computes its contiguous share of the batch, first[r] to first[r + 1], from
+ * the whole batch's inputs that every rank holds, and the ranks all-gather the outputs, so that
+ * every rank returns the whole batch's outputs: those of one process, bit for bit. */
+static int ranked_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs) {
+    const pnetrt_desc *d = m->d;
+    pnetrt_comm *comm = m->comm;
+    int K = pnetrt_comm_size(comm), me = pnetrt_comm_rank(comm);
+    if (K < 2 || batch < 1 || !inputs || !outputs || !m->ready) return infer(m, batch, inputs, outputs);
+    int64_t first[K + 1];
+    for (int k = 0; k <= K; k++) first[k] = batch * k / K;
+    int64_t lo = first[me], n = first[me + 1] - lo;
+    const void *in[d->ninputs > 0 ? d->ninputs : 1];
+    void *out[d->noutputs > 0 ? d->noutputs : 1];
+    for (int64_t i = 0; i < d->ninputs; i++) {
+        const pnetrt_tensor_desc *t = &d->inputs[i];
+        bool batched = t->rank > 0 && t->shape[0] < 0;
+        in[i] = inputs[i] && batched ? (const char *)inputs[i] + lo * pnetrt_sample_elems(t) * 4 : inputs[i];
+    }
+    for (int64_t o = 0; o < d->noutputs; o++) {
+        const pnetrt_tensor_desc *t = &d->outputs[o];
+        bool batched = t->rank > 0 && t->shape[0] < 0;
+        out[o] = outputs[o] && batched ? (char *)outputs[o] + lo * pnetrt_sample_elems(t) * 4 : outputs[o];
+    }
+    int rc = infer(m, n, in, out);
+    if (!pnetrt_comm_all_ok(comm, rc == 0)) return rc ? rc : fail(m, "another rank failed in this inference call");
+    /* An output without a batch axis comes from the last rank, which always has samples. */
+    int64_t last[K + 1];
+    for (int k = 0; k <= K; k++) last[k] = k == K;
+    for (int64_t o = 0; o < d->noutputs; o++) {
+        const pnetrt_tensor_desc *t = &d->outputs[o];
+        bool batched = t->rank > 0 && t->shape[0] < 0;
+        if (pnetrt_comm_allgather_bytes(comm, outputs[o], pnetrt_sample_elems(t) * 4, batched ? first : last, m->err,
+                                        sizeof m->err))
+            return 1;
+    }
+    return 0;
+}
+
 int pnetrt_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs) {
     if (!m) return 1;
     pnetrt_lock(m);
-    return pnetrt_unlock(m, infer(m, batch, inputs, outputs));
+    return pnetrt_unlock(m, ranked_infer(m, batch, inputs, outputs));
 }

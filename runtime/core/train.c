@@ -6,6 +6,8 @@
  * Chunk k's parameter gradients land in slot k, and the update sums the slots by a fixed tree,
  * so the trained weights are bitwise identical for any number of threads and replicas. */
 #include "ckpt.h"
+#include "comm.h"
+#include "gradtree.h"
 #include "io.h"
 #include "model.h"
 
@@ -13,6 +15,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +37,12 @@ struct pnetrt_trainer {
     bool checkpoint;     /* the last pnetrt_load read a checkpoint */
     char schedule[160];  /* how the last step ran */
     double *tree;        /* cap_batch / chunk + 1 values: the loss tree */
+    /* The folded gradient tree (gradtree.h), when a step has one segment: each group's partial
+     * sums, fold_depth buffers of param_floats per group, instead of one slot per chunk. */
+    float *fold;
+    int64_t fold_cap;     /* buffers allocated */
+    int64_t slot_cap;     /* chunk slots allocated */
+    const float *grad;    /* the last step's whole gradient */
     pnetrt_handoff *hand; /* pipeline hand-offs, one per replica pipeline, nhand of them */
     pnetrt_spin_barrier *stage_bars; /* pipeline stage barriers, nbars of them */
     int nhand, nbars;
@@ -49,6 +58,7 @@ static void *zalloc(size_t bytes) {
 static void trainer_free(pnetrt_trainer *t) {
     if (!t) return;
     free(t->slots);
+    free(t->fold);
     free(t->stats);
     free(t->global);
     free(t->opt);
@@ -89,7 +99,8 @@ static pnetrt_trainer *trainer(pnetrt_model *m) {
         t->global = zalloc((size_t)d->train->global_floats * sizeof(float));
         if (!t->opt || !t->global) {
             trainer_free(t);
-            failf(m, "out of memory for the optimizer state");
+            failf(m, "out of memory for the optimizer state (%.0f bytes)",
+                  4.0 * (double)(d->train->opt_floats + d->train->global_floats));
             return NULL;
         }
         t->lr = d->train->lr;
@@ -104,23 +115,40 @@ static pnetrt_trainer *trainer(pnetrt_model *m) {
 /* Grows the per-batch buffers to hold `batch` samples on `groups` replica groups. The first step at a batch plans
    them here (and the pipeline's hand-offs in run_step); a later step at that batch or a smaller one allocates
    nothing (tests/cli/train_alloc.c counts). */
-static int reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups, int threads) {
+static int reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups, int threads, int64_t fold_bufs) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
     const pnetrt_train_desc *td = d->train;
     int64_t C = td->chunk;
+    int64_t nch = (batch + C - 1) / C;
     if (batch > t->cap_batch) {
-        int64_t nch = (batch + C - 1) / C;
-        free(t->slots);
         free(t->stats);
-        t->slots = zalloc((size_t)nch * (size_t)d->param_floats * sizeof(float));
         t->stats = zalloc((size_t)nch * (size_t)td->stat_floats * sizeof(float));
         free(t->tree);
         t->tree = zalloc((size_t)(nch + 1) * sizeof(double));
-        if (!t->slots || !t->stats || !t->tree) {
+        if (!t->stats || !t->tree) {
             t->cap_batch = 0;
-            return failf(m, "out of memory for the gradients of a batch of %lld", (long long)batch);
+            return failf(m, "out of memory for the statistics of a batch of %lld: %.0f bytes needed", (long long)batch,
+                         (double)nch * (double)td->stat_floats * 4.0 + 8.0 * (double)(nch + 1));
         }
         t->cap_batch = batch;
+    }
+    /* The gradients: a folded tree's buffers, or one slot per chunk (a step cut into segments
+     * by batchnorm, which adds the chunks' gradients of a parameter in several segments). */
+    if (fold_bufs > t->fold_cap) {
+        free(t->fold);
+        t->fold = zalloc((size_t)fold_bufs * (size_t)d->param_floats * sizeof(float));
+        t->fold_cap = t->fold ? fold_bufs : 0;
+        if (!t->fold)
+            return failf(m, "out of memory for the gradients: %lld partial sums of %lld parameters, %.0f bytes needed",
+                         (long long)fold_bufs, (long long)d->param_floats, (double)fold_bufs * (double)d->param_floats * 4.0);
+    }
+    if (!fold_bufs && nch > t->slot_cap) {
+        free(t->slots);
+        t->slots = zalloc((size_t)nch * (size_t)d->param_floats * sizeof(float));
+        t->slot_cap = t->slots ? nch : 0;
+        if (!t->slots)
+            return failf(m, "out of memory for the gradients of a batch of %lld: %.0f bytes needed", (long long)batch,
+                         (double)nch * (double)d->param_floats * 4.0);
     }
     /* Each group's chunk (one segment at a time, and evaluation), or the whole batch (several
      * segments: values live across the syncs). */
@@ -138,7 +166,7 @@ static int reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups
         free(t->scratch);
         t->scratch = zalloc(scratch);
         t->scratch_bytes = t->scratch ? scratch : 0;
-        if (!t->scratch) return failf(m, "out of memory for scratch");
+        if (!t->scratch) return failf(m, "out of memory for scratch (%zu bytes)", scratch);
     }
     return 0;
 }
@@ -149,9 +177,12 @@ static int reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups
 static double step_bytes(const pnetrt_desc *d, int64_t batch) {
     const pnetrt_train_desc *td = d->train;
     double nch = (double)((batch + td->chunk - 1) / td->chunk);
-    double per_chunk = 4.0 * (double)(d->param_floats + td->stat_floats) + 8.0;
+    /* Gradients: one slot per chunk with batchnorm or pipeline stages, else the folded tree's
+     * partial sums (gradtree.h; about two stacks' worth for the groups). */
+    double grads = td->nsegments > 1 || td->nstages > 1 ? nch : fmin(nch, 2.0 * pnetrt_tree_depth((int64_t)nch));
+    double per_chunk = 4.0 * (double)td->stat_floats + 8.0;
     int64_t held = td->nsegments > 1 || batch < 256 * td->chunk ? batch : 256 * td->chunk;
-    return nch * per_chunk + (double)held * (double)td->sample_bytes;
+    return nch * per_chunk + grads * 4.0 * (double)d->param_floats + (double)held * (double)td->sample_bytes;
 }
 
 static int check_inputs(pnetrt_model *m, int64_t batch, const void *const *inputs) {
@@ -194,19 +225,56 @@ typedef struct run {
     pnetrt_trainer *t;
     const pnetrt_train_call *call;
     int64_t nch;
+    int64_t lo, hi;        /* this rank's chunks: [lo, hi) of [0, nch) */
+    pnetrt_comm *comm;     /* the ranks (NULL: this process alone) */
+    const int64_t *first;  /* rank r's chunks start at first[r]; first[ranks] = nch */
+    _Atomic int failed;    /* a reduction point failed: err says why */
+    char err[256];
     bool eval;
+    int fold_depth;        /* folding: buffers per group (0: one slot per chunk instead) */
+    float *grad;           /* folding: where the whole gradient ends, for the update */
 } run;
 
+/* Chunk ch's call: its gradients go to buf. The generated code addresses chunk ch's slot as
+ * call->slots + ch * param_floats, so the copy's slots points that far before buf (computed as an
+ * integer: the generated code never reads below buf). */
+static pnetrt_train_call chunk_call(const pnetrt_train_call *call, int64_t ch, float *buf, int64_t P) {
+    pnetrt_train_call c = *call;
+    c.slots = (float *)((uintptr_t)buf - (uintptr_t)ch * (uintptr_t)P * sizeof(float));
+    return c;
+}
+
+/* After every group has folded its chunks: adds the groups' stacks, in chunk order, into one sum
+ * (each thread of the team its share of the elements). Returns the buffer that holds it. */
+static float *fold_finish(const run *r, int groups, int t, int nth) {
+    const pnetrt_desc *d = pnetrt_model_desc(r->m);
+    int64_t P = d->param_floats;
+    pnetrt_range all = {0, P};
+    pnetrt_blk blk[128], mine[128];
+    float *bufs[128];
+    int top = 0;
+    for (int g = 0; g < groups; g++) {
+        int64_t c0 = r->lo + (r->hi - r->lo) * g / groups, c1 = r->lo + (r->hi - r->lo) * (g + 1) / groups;
+        int n = pnetrt_tree_stack(c0, c1, mine, NULL);
+        for (int j = 0; j < n; j++)
+            pnetrt_tree_push(blk, bufs, &top, mine[j], r->t->fold + ((int64_t)g * r->fold_depth + j) * P, &all, 1, t, nth);
+    }
+    pnetrt_tree_finish(blk, bufs, &top, &all, 1, t, nth);
+    return top ? bufs[0] : NULL;
+}
+
 /* The reduction point (transport.h) before the chunks' statistics, and with grads their parameter
- * gradients, are combined; the caller's group wrote chunks [c0, c1). */
-static void reduce_point(const run *r, pnetrt_spin_barrier *all, int *sense, bool grads, int64_t c0, int64_t c1) {
+ * gradients, are combined; the caller (thread t of the team) is in the group that wrote its chunks. */
+static void reduce_point(run *r, pnetrt_spin_barrier *all, int *sense, bool grads, int t) {
     const pnetrt_desc *d = pnetrt_model_desc(r->m);
     pnetrt_chunk_slots sets[2] = {{r->t->stats, d->train->stat_floats}, {r->t->slots, d->param_floats}};
-    pnetrt_reduce_point(all, sense, sets, grads ? 2 : 1, c0, c1);
+    pnetrt_ranks ranks = {r->comm, r->first, t == 0};
+    int nsets = grads && !r->fold_depth ? 2 : 1;
+    if (pnetrt_reduce_point(all, sense, sets, nsets, &ranks, r->err, sizeof r->err)) atomic_store(&r->failed, 1);
 }
 
 /* Thread t's part of a step: groups of threads own contiguous chunk runs. */
-static void run_thread(const run *r, int t, int nth, int groups, pnetrt_spin_barrier *bars, pnetrt_spin_barrier *all) {
+static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *bars, pnetrt_spin_barrier *all) {
     const pnetrt_desc *d = pnetrt_model_desc(r->m);
     const pnetrt_train_desc *td = d->train;
     int64_t C = td->chunk;
@@ -218,28 +286,54 @@ static void run_thread(const run *r, int t, int nth, int groups, pnetrt_spin_bar
     pnetrt_barrier_bind(&bars[g]);
     int sense = 0;
     char *scratch = r->t->scratch + (size_t)t * (size_t)d->scratch_bytes;
-    int64_t c0 = r->nch * g / groups, c1 = r->nch * (g + 1) / groups;
+    int64_t c0 = r->lo + (r->hi - r->lo) * g / groups, c1 = r->lo + (r->hi - r->lo) * (g + 1) / groups;
     bool own = td->nsegments == 1 || r->eval;
     char *arena = own ? r->t->arena + (size_t)g * (size_t)C * (size_t)td->sample_bytes : r->t->arena;
     td->prep(r->call, t, nth);
     pnetrt_barrier_wait(all, &sense);
     int64_t nseg = r->eval ? 1 : td->nsegments;
+    int64_t P = d->param_floats;
+    pnetrt_range every = {0, P};
+    pnetrt_blk blk[128];
+    float *bufs[128];
+    int top = 0;
+    float *fold = r->fold_depth ? r->t->fold + (int64_t)g * r->fold_depth * P : NULL;
     for (int64_t k = 0; k < nseg; k++) {
         pnetrt_segment_fn seg = r->eval ? td->eval : td->segments[k];
         for (int64_t ch = c0; ch < c1; ch++) {
+            if (fold) {
+                /* Folding: the chunk's gradients go to the next free buffer of the group's stack. */
+                pnetrt_train_call cc = chunk_call(r->call, ch, fold + (int64_t)top * P, P);
+                seg(&cc, ch, arena, C, ch * C, scratch, ith, size);
+                pnetrt_barrier(); /* the chunk's gradients are whole, and the arena free again */
+                if (pnetrt_tree_push(blk, bufs, &top, (pnetrt_blk){ch, 1}, fold + (int64_t)top * P, &every, 1, ith, size))
+                    pnetrt_barrier(); /* the buffers added from are free again */
+                continue;
+            }
             seg(r->call, ch, arena, own ? C : r->t->cap_batch, own ? ch * C : 0, scratch, ith, size);
             pnetrt_barrier(); /* the group's arena is reused by its next chunk */
         }
         /* The chunks' statistics (batchnorm partials, loss), and after the last segment their
          * gradients, are combined next: by the sync, or by the update and the loss tree. */
         bool grads = k + 1 == nseg && !r->eval;
-        reduce_point(r, all, &sense, grads, c0, c1);
+        reduce_point(r, all, &sense, grads, t);
         if (k + 1 < nseg) {
             td->syncs[k](r->call, t, nth);
             pnetrt_barrier_wait(all, &sense);
         }
     }
-    if (!r->eval) td->update(r->call, t, nth);
+    if (!r->eval && r->fold_depth) {
+        float *sum = fold_finish(r, groups, t, nth);
+        if (t == 0) r->grad = sum;
+        pnetrt_barrier_wait(all, &sense);
+        /* The update's tree over one slot is the sum itself. */
+        pnetrt_train_call cc = *r->call;
+        cc.slots = sum;
+        cc.nchunks = 1;
+        td->update(&cc, t, nth);
+    } else if (!r->eval) {
+        td->update(r->call, t, nth);
+    }
     pnetrt_barrier_bind(NULL);
 }
 
@@ -260,7 +354,7 @@ typedef struct pipe {
     pnetrt_handoff *hand;  /* [R]: one per replica pipeline */
 } pipe;
 
-static void pipe_thread(const run *r, const pipe *p, int t, pnetrt_spin_barrier *bars, pnetrt_spin_barrier *all) {
+static void pipe_thread(run *r, const pipe *p, int t, pnetrt_spin_barrier *bars, pnetrt_spin_barrier *all) {
     const pnetrt_desc *d = pnetrt_model_desc(r->m);
     const pnetrt_train_desc *td = d->train;
     int64_t C = td->chunk;
@@ -271,7 +365,7 @@ static void pipe_thread(const run *r, const pipe *p, int t, pnetrt_spin_barrier 
     int ith = k - first, size = p->count[s];
     pnetrt_barrier_bind(&bars[rg * p->S + s]);
     char *scratch = r->t->scratch + (size_t)t * (size_t)d->scratch_bytes;
-    int64_t c0 = r->nch * rg / p->R, c1 = r->nch * (rg + 1) / p->R, nc = c1 - c0;
+    int64_t c0 = r->lo + (r->hi - r->lo) * rg / p->R, c1 = r->lo + (r->hi - r->lo) * (rg + 1) / p->R, nc = c1 - c0;
     int64_t M = p->M < nc ? p->M : nc;
     int K = p->one_f_one_b ? (int)(M < p->S ? M : p->S) : (int)M;
     pnetrt_handoff *h = &p->hand[rg];
@@ -299,7 +393,7 @@ static void pipe_thread(const run *r, const pipe *p, int t, pnetrt_spin_barrier 
         if (fwd) nf++;
         else nb++;
     }
-    reduce_point(r, all, &sense, true, c0, c1);
+    reduce_point(r, all, &sense, true, t);
     td->update(r->call, t, nth);
     pnetrt_barrier_bind(NULL);
 }
@@ -328,6 +422,32 @@ static bool plan_pipe(pnetrt_model *m, int64_t nch, int threads, pipe *p) {
     return true;
 }
 
+/* The pipeline's arena, hand-offs and stage barriers, kept from step to step. */
+static int reserve_pipe(pnetrt_model *m, pnetrt_trainer *t, pipe *p) {
+    const pnetrt_train_desc *td = pnetrt_model_desc(m)->train;
+    size_t need = (size_t)p->R * (size_t)p->slots * (size_t)p->cap * (size_t)td->sample_bytes;
+    if (need > t->arena_bytes) {
+        free(t->arena);
+        t->arena = zalloc(need);
+        t->arena_bytes = t->arena ? need : 0;
+        if (!t->arena) return failf(m, "out of memory for the pipeline's arena (%zu bytes)", need);
+    }
+    int nb = p->R * p->S;
+    if (p->R > t->nhand) {
+        free(t->hand);
+        t->hand = calloc((size_t)p->R, sizeof *t->hand);
+        t->nhand = t->hand ? p->R : 0;
+    }
+    if (nb > t->nbars) {
+        free(t->stage_bars);
+        t->stage_bars = calloc((size_t)nb, sizeof *t->stage_bars);
+        t->nbars = t->stage_bars ? nb : 0;
+    }
+    if (!t->hand || !t->stage_bars) return failf(m, "out of memory");
+    p->hand = t->hand;
+    return 0;
+}
+
 static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, bool eval, double *loss_sum,
                     int64_t *correct) {
     pnetrt_trainer *t = trainer(m);
@@ -336,61 +456,64 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     const pnetrt_desc *d = pnetrt_model_desc(m);
     const pnetrt_train_desc *td = d->train;
     int64_t nch = (batch + td->chunk - 1) / td->chunk;
+    /* Ranks take contiguous runs of chunks, as thread groups do within a rank: rank k owns
+     * [first[k], first[k + 1]). */
+    pnetrt_comm *comm = pnetrt_model_comm(m);
+    int K = pnetrt_comm_size(comm), me = pnetrt_comm_rank(comm);
+    int64_t first[K + 1];
+    for (int k = 0; k <= K; k++) first[k] = nch * k / K;
+    int64_t mine = first[me + 1] - first[me];
     int threads = pnetrt_call_threads(m);
     if (threads < 1) threads = 1;
     /* A small step runs on fewer threads, as a small inference call does (a step is about three
      * forward passes). The weights do not depend on the count. */
-    threads = pnetrt_work_threads(m, (eval ? 1.0 : 3.0) * pnetrt_flops_per_sample(m) * (double)batch, threads);
+    threads = pnetrt_work_threads(m, (eval ? 1.0 : 3.0) * pnetrt_flops_per_sample(m) * (double)(mine * td->chunk),
+                                  threads);
     int groups = pnetrt_replicas_chosen(m);
     if (groups < 1) groups = threads;
     if (groups > threads) groups = threads;
-    if (groups > nch) groups = (int)nch;
+    if (groups > mine) groups = mine > 0 ? (int)mine : 1;
     if (groups > 256) groups = 256;
     pipe p;
-    bool piped = !eval && plan_pipe(m, nch, threads, &p);
-    if (reserve(m, t, batch, groups, threads)) return 1;
-    if (piped) {
-        size_t need = (size_t)p.R * (size_t)p.slots * (size_t)p.cap * (size_t)td->sample_bytes;
-        if (need > t->arena_bytes) {
-            free(t->arena);
-            t->arena = zalloc(need);
-            t->arena_bytes = t->arena ? need : 0;
-            if (!t->arena) return failf(m, "out of memory for the pipeline's arena (%zu bytes)", need);
+    bool piped = !eval && mine > 0 && plan_pipe(m, mine, threads, &p);
+    /* Fold the gradient tree as chunks complete (gradtree.h) when a step is one segment and runs
+     * unpipelined in this process: each group then holds its stack's deepest, not a slot per chunk. */
+    int depth = 0, depth1 = 0; /* buffers per group; and for one group, should OpenMP give one thread */
+    if (!eval && td->nsegments == 1 && !piped && K == 1 && pnetrt_tree_depth(mine) <= 128) {
+        pnetrt_blk stack[128];
+        for (int g = 0; g < groups; g++) {
+            int most;
+            pnetrt_tree_stack(first[me] + mine * g / groups, first[me] + mine * (g + 1) / groups, stack, &most);
+            if (most > depth) depth = most;
         }
-        /* Hand-offs and stage barriers, kept from step to step. */
-        int nb = p.R * p.S;
-        if (p.R > t->nhand) {
-            free(t->hand);
-            t->hand = calloc((size_t)p.R, sizeof *t->hand);
-            t->nhand = t->hand ? p.R : 0;
-        }
-        if (nb > t->nbars) {
-            free(t->stage_bars);
-            t->stage_bars = calloc((size_t)nb, sizeof *t->stage_bars);
-            t->nbars = t->stage_bars ? nb : 0;
-        }
-        if (!t->hand || !t->stage_bars) return failf(m, "out of memory");
-        p.hand = t->hand;
+        pnetrt_tree_stack(first[me], first[me + 1], stack, &depth1);
     }
-    float *params = pnetrt_params_mut(m);
-    if (!params) return failf(m, "out of memory");
+    int64_t fold_bufs = (int64_t)groups * depth > depth1 ? (int64_t)groups * depth : depth1;
+    int bad = reserve(m, t, batch, groups, threads, fold_bufs) || (piped && reserve_pipe(m, t, &p));
+    float *params = bad ? NULL : pnetrt_params_mut(m);
+    if (!bad && !params) bad = failf(m, "out of memory");
+    /* Every rank goes on, or none does: a rank that failed here would leave the others waiting in
+     * the step's first reduction point. */
+    if (!pnetrt_comm_all_ok(comm, !bad)) return bad ? 1 : failf(m, "another rank could not start the step");
     if (!eval) t->step++;
     double b1 = td->beta1, b2 = td->beta2, st = (double)t->step;
     pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, t->opt, batch, nch, t->step, (int64_t)t->seed,
                               t->lr, t->lr / (1 - pow(b1, st)), sqrt(1 - pow(b2, st))};
-    run r = {m, t, &call, nch, eval};
+    run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = first[me], .hi = first[me + 1], .comm = comm,
+             .first = first, .eval = eval, .fold_depth = depth};
     pnetrt_spin_barrier bars[256], all = PNETRT_BARRIER(threads);
     for (int g = 0; g < groups; g++) {
         int base = threads / groups, extra = threads % groups;
         bars[g] = PNETRT_BARRIER(base + (g < extra));
     }
+    int at = K > 1 ? snprintf(t->schedule, sizeof t->schedule, "rank %d of %d, ", me, K) : 0;
     if (piped)
-        snprintf(t->schedule, sizeof t->schedule, "%d thread%s: %d pipeline%s of %d stages (%s, %d micro-batch%s)", threads,
+        snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "%d thread%s: %d pipeline%s of %d stages (%s, %d micro-batch%s)", threads,
                  threads == 1 ? "" : "s", p.R, p.R == 1 ? "" : "s", p.S, p.one_f_one_b ? "1f1b" : "gpipe", p.M,
                  p.M == 1 ? "" : "es");
     else
-        snprintf(t->schedule, sizeof t->schedule, "%d thread%s: %d replica%s, %lld chunk%s of %lld", threads,
-                 threads == 1 ? "" : "s", groups, groups == 1 ? "" : "s", (long long)nch, nch == 1 ? "" : "s",
+        snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "%d thread%s: %d replica%s, %lld chunk%s of %lld",
+                 threads, threads == 1 ? "" : "s", groups, groups == 1 ? "" : "s", (long long)mine, mine == 1 ? "" : "s",
                  (long long)td->chunk);
     if (piped) {
         pnetrt_spin_barrier *pb = t->stage_bars;
@@ -410,6 +533,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         if (alone) {
             /* The OpenMP runtime gave fewer threads: run unpipelined on one. */
             pnetrt_spin_barrier one = PNETRT_BARRIER(1), single = PNETRT_BARRIER(1);
+            r.fold_depth = depth1;
             run_thread(&r, 0, 1, 1, &one, &single);
         }
     } else if (threads == 1) {
@@ -422,6 +546,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
 #pragma omp single
                 {
                     pnetrt_spin_barrier one = PNETRT_BARRIER(1), alone = PNETRT_BARRIER(1);
+                    r.fold_depth = depth1;
                     run_thread(&r, 0, 1, 1, &one, &alone);
                 }
             } else {
@@ -429,6 +554,8 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
             }
         }
     }
+    if (atomic_load(&r.failed)) return failf(m, "%s", r.err);
+    if (!eval) t->grad = depth ? r.grad : t->slots;
     if (loss_sum) *loss_sum = tree_sum(t->tree, t->stats, td->stat_floats, nch);
     t->last_correct = (int64_t)llround(tree_sum(t->tree, t->stats + 1, td->stat_floats, nch));
     if (correct) *correct = t->last_correct;
@@ -510,7 +637,7 @@ int64_t pnetrt_train_last_correct(const pnetrt_model *m) {
 
 const float *pnetrt_train_grad(const pnetrt_model *m) {
     pnetrt_trainer *const *slot = pnetrt_trainer_slot((pnetrt_model *)m);
-    return *slot && (*slot)->step > 0 ? (*slot)->slots : NULL;
+    return *slot && (*slot)->step > 0 ? (*slot)->grad : NULL;
 }
 
 static int set_train_steps(pnetrt_model *m, int64_t steps) {
@@ -669,10 +796,19 @@ done:
     return rc;
 }
 
+/* On ranks, rank 0 writes the file (every rank holds the same weights and optimizer state) and the
+ * others learn whether it could. */
+static int save_ranked(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
+    pnetrt_comm *comm = pnetrt_model_comm(m);
+    int rc = pnetrt_comm_rank(comm) == 0 ? save(m, path, optimizer, epoch, batch_in_epoch) : 0;
+    if (!pnetrt_comm_all_ok(comm, rc == 0) && rc == 0) rc = failf(m, "rank 0 could not write %s", path);
+    return rc;
+}
+
 int pnetrt_save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
     if (!m) return 1;
     pnetrt_lock(m);
-    return pnetrt_unlock(m, save(m, path, optimizer, epoch, batch_in_epoch));
+    return pnetrt_unlock(m, save_ranked(m, path, optimizer, epoch, batch_in_epoch));
 }
 
 static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batch_in_epoch) {
@@ -779,7 +915,7 @@ int pnetrt_save_file(pnetrt_model *m, const char *path) {
     pnetrt_lock(m);
     int rc = !pnetrt_ready(m) ? 1
              : !path || !*path ? failf(m, "no path to save to")
-                               : save(m, path, pnetrt_model_desc(m)->train != NULL, 0, 0);
+                               : save_ranked(m, path, pnetrt_model_desc(m)->train != NULL, 0, 0);
     return pnetrt_unlock(m, rc);
 }
 

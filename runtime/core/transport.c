@@ -1,7 +1,10 @@
 /* The thread transport of transport.h: pipeline hand-offs are atomic counters per stage and
- * direction, and a reduction point is a barrier over the team (the slots are shared memory).
+ * direction, and a reduction point is a barrier over the team (the slots are shared memory), with
+ * an all-gather of the other ranks' chunks when the run spans ranks (comm.h).
  * Waits spin briefly and then sleep (wait.h), so more threads than cores still progress. */
 #include "transport.h"
+
+#include "comm.h"
 
 void pnetrt_handoff_init(pnetrt_handoff *h, int stages, int slots, bool training) {
     h->stages = stages;
@@ -48,9 +51,16 @@ void pnetrt_handoff_post(pnetrt_handoff *h, pnetrt_dir dir, int stage, int64_t q
     pnetrt_wake(&h->wq[dir][stage], &h->posts[dir][stage]);
 }
 
-void pnetrt_reduce_point(pnetrt_spin_barrier *team, int *sense, const pnetrt_chunk_slots *sets, int nsets, int64_t c0,
-                         int64_t c1) {
-    /* Every group's slots are in shared memory: once the whole team has arrived, all are written. */
-    (void)sets, (void)nsets, (void)c0, (void)c1;
+int pnetrt_reduce_point(pnetrt_spin_barrier *team, int *sense, const pnetrt_chunk_slots *sets, int nsets,
+                        const pnetrt_ranks *ranks, char *err, size_t n) {
+    /* Every group's slots of this rank are in shared memory: once the whole team has arrived, all
+     * are written. Other ranks' chunks arrive by an all-gather, while the team waits. */
     pnetrt_barrier_wait(team, sense);
+    if (pnetrt_comm_size(ranks->comm) < 2) return 0;
+    int rc = 0;
+    if (ranks->leader)
+        for (int k = 0; k < nsets && !rc; k++)
+            rc = pnetrt_comm_allgather_chunks(ranks->comm, sets[k].base, sets[k].floats, ranks->first, err, n);
+    pnetrt_barrier_wait(team, sense);
+    return rc;
 }

@@ -21,6 +21,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum { PNETRT_HANDOFF_MAX = PNETRT_MAX_STAGES };
@@ -49,10 +50,20 @@ typedef struct pnetrt_chunk_slots {
     int64_t floats;
 } pnetrt_chunk_slots;
 
-/* A reduction point of a team (its barrier and the caller's sense): the caller's group has written
- * chunks [c0, c1) of each of the nsets slot sets; on return, every chunk of every set is written
- * and visible to the caller. */
-void pnetrt_reduce_point(pnetrt_spin_barrier *team, int *sense, const pnetrt_chunk_slots *sets, int nsets, int64_t c0,
-                         int64_t c1);
+/* The ranks a reduction point spans (comm.h): rank r's groups wrote chunks [first[r], first[r + 1]);
+ * the leader is the one thread of this rank's team that communicates. comm NULL: one process. */
+typedef struct pnetrt_comm pnetrt_comm;
+typedef struct pnetrt_ranks {
+    pnetrt_comm *comm;
+    const int64_t *first;
+    bool leader;
+} pnetrt_ranks;
+
+/* A reduction point of a team (its barrier and the caller's sense): the caller's rank has written
+ * its chunks of each of the nsets slot sets; on return, every chunk of every set is written and
+ * visible to the caller. With several ranks, the leader all-gathers the other ranks' chunks
+ * between two barriers of the team. Returns 0, or 1 (to the leader) with err set. */
+int pnetrt_reduce_point(pnetrt_spin_barrier *team, int *sense, const pnetrt_chunk_slots *sets, int nsets,
+                        const pnetrt_ranks *ranks, char *err, size_t n);
 
 #endif

@@ -12,20 +12,26 @@ lib=$(find "$tmp/prefix" -name 'libpnetrt.so' | head -1)
 hdr="$tmp/prefix/include/pnet.h"
 test -n "$lib" || { echo "FAIL: no libpnetrt.so installed"; exit 1; }
 test -f "$hdr" || { echo "FAIL: no include/pnet.h installed"; exit 1; }
-# Only pnet.h is installed of the runtime's headers.
-extra=$(find "$tmp/prefix/include" -name '*.h' ! -name pnet.h)
+# Only pnet.h is installed of the runtime's headers, and pnet_mpi.h when libpnetrt was built with MPI
+# (it alone includes mpi.h).
+extra=$(find "$tmp/prefix/include" -name '*.h' ! -name pnet.h ! -name pnet_mpi.h)
 test -z "$extra" || { echo "FAIL: private headers installed: $extra"; exit 1; }
+mpihdr="$tmp/prefix/include/pnet_mpi.h"
+if [ -f "$mpihdr" ] && grep '^#include' "$mpihdr" | grep -v -e '<mpi.h>' -e '"pnet.h"'; then
+    echo "FAIL: pnet_mpi.h includes more than <mpi.h> and pnet.h"; exit 1
+fi
 if grep '^#include' "$hdr" | grep -v -e '<stddef.h>' -e '<stdint.h>' -e '<stdbool.h>'; then
     echo "FAIL: pnet.h includes more than <stddef.h>, <stdint.h> and <stdbool.h>"; exit 1
 fi
 # Declared: the name before '(' on each line that starts with PNETRT_API (comments hold none).
-grep '^PNETRT_API ' "$hdr" | sed 's/(.*//; s/.*[ *]//' | sort -u >"$tmp/declared"
+cat "$hdr" ${mpihdr:+$(test -f "$mpihdr" && echo "$mpihdr")} | grep '^PNETRT_API ' | sed 's/(.*//; s/.*[ *]//' |
+    sort -u >"$tmp/declared"
 # Exported: every defined dynamic symbol, functions and data alike.
 nm -D --defined-only "$lib" | awk '{print $3}' | sort -u >"$tmp/exported"
 test -s "$tmp/declared" || { echo "FAIL: no PNETRT_API declarations in pnet.h"; exit 1; }
 fail=0
-for s in $(comm -13 "$tmp/declared" "$tmp/exported"); do echo "FAIL: exported but not declared in pnet.h: $s"; fail=1; done
-for s in $(comm -23 "$tmp/declared" "$tmp/exported"); do echo "FAIL: declared in pnet.h but not exported: $s"; fail=1; done
+for s in $(comm -13 "$tmp/declared" "$tmp/exported"); do echo "FAIL: exported but not declared in pnet.h (or pnet_mpi.h): $s"; fail=1; done
+for s in $(comm -23 "$tmp/declared" "$tmp/exported"); do echo "FAIL: declared in pnet.h (or pnet_mpi.h) but not exported: $s"; fail=1; done
 test $fail -eq 0 || exit 1
 echo "$(wc -l <"$tmp/declared") functions declared and exported"
 # The header's opening example, as written, against the shared library through pkg-config.

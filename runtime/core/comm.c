@@ -1,0 +1,224 @@
+/* The ranks of a distributed run (comm.h): Open MPI when libpnetrt was built with it
+ * (PNET_HAVE_MPI), one rank otherwise. Communication is called by one thread of a team at a time
+ * (MPI_THREAD_SERIALIZED) while the others wait at a barrier. */
+#include "comm.h"
+
+#include <limits.h>
+#include <omp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef PNET_HAVE_MPI
+#include <mpi.h>
+#endif
+
+static _Atomic double comm_seconds; /* written by the communicating thread only */
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+double pnetrt_comm_seconds(void) { return atomic_load(&comm_seconds); }
+
+bool pnetrt_comm_launched(void) {
+    /* Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE; PMIx launchers (srun, prterun) set PMIX_RANK. */
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK");
+}
+
+#ifdef PNET_HAVE_MPI
+
+struct pnetrt_comm {
+    MPI_Comm comm;
+    int rank, size;
+    bool world; /* the process default: never freed */
+};
+
+static pnetrt_comm world;
+static bool have_world;
+
+bool pnetrt_comm_built(void) { return true; }
+
+static void finalize(void) {
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin) MPI_Finalize();
+}
+
+static void mpi_error(int code, char *err, size_t n, const char *what) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(code, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "error %d", code);
+    snprintf(err, n, "%s failed: %s", what, msg);
+}
+
+int pnetrt_comm_init_process(char *err, size_t n) {
+    if (have_world) return 0;
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited) {
+        int provided = 0;
+        int rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
+        if (rc != MPI_SUCCESS) {
+            snprintf(err, n, "MPI_Init_thread failed (error %d)", rc);
+            return 1;
+        }
+        atexit(finalize);
+        if (provided < MPI_THREAD_SERIALIZED) {
+            snprintf(err, n, "this MPI library provides thread level %d; pnet needs MPI_THREAD_SERIALIZED", provided);
+            return 1;
+        }
+    }
+    /* Errors are returned, not fatal, so that each is reported with the rank that saw it. */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    world.comm = MPI_COMM_WORLD;
+    MPI_Comm_rank(world.comm, &world.rank);
+    MPI_Comm_size(world.comm, &world.size);
+    world.world = true;
+    have_world = true;
+    /* Ranks on one node share its cores. */
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (!getenv("OMP_NUM_THREADS") && local) {
+        long ranks = strtol(local, NULL, 10);
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        if (ranks > 0 && cores > 0) omp_set_num_threads((int)(cores / ranks > 0 ? cores / ranks : 1));
+    }
+    return 0;
+}
+
+pnetrt_comm *pnetrt_comm_default(void) { return have_world && world.size > 1 ? &world : NULL; }
+
+pnetrt_comm *pnetrt_comm_wrap(const void *mpi_comm) {
+    pnetrt_comm *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    if (MPI_Comm_dup(*(const MPI_Comm *)mpi_comm, &c->comm) != MPI_SUCCESS) {
+        free(c);
+        return NULL;
+    }
+    MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(c->comm, &c->rank);
+    MPI_Comm_size(c->comm, &c->size);
+    return c;
+}
+
+void pnetrt_comm_free(pnetrt_comm *c) {
+    if (!c || c->world) return;
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin) MPI_Comm_free(&c->comm);
+    free(c);
+}
+
+int pnetrt_comm_rank(const pnetrt_comm *c) { return c ? c->rank : 0; }
+int pnetrt_comm_size(const pnetrt_comm *c) { return c ? c->size : 1; }
+
+int pnetrt_comm_allgather_bytes(pnetrt_comm *c, void *base, int64_t unit, const int64_t *first, char *err, size_t n) {
+    if (!c || c->size < 2) return 0;
+    if (unit <= 0 || unit > INT_MAX) {
+        snprintf(err, n, "a gathered item of %lld bytes is too large for one message", (long long)unit);
+        return 1;
+    }
+    int counts[c->size], displs[c->size];
+    for (int r = 0; r < c->size; r++) {
+        if (first[r + 1] - first[r] > INT_MAX || first[r] > INT_MAX) {
+            snprintf(err, n, "too many items (%lld) to gather", (long long)first[c->size]);
+            return 1;
+        }
+        counts[r] = (int)(first[r + 1] - first[r]);
+        displs[r] = (int)first[r];
+    }
+    MPI_Datatype item;
+    if (MPI_Type_contiguous((int)unit, MPI_BYTE, &item) != MPI_SUCCESS || MPI_Type_commit(&item) != MPI_SUCCESS) {
+        snprintf(err, n, "cannot make an MPI datatype of %lld bytes", (long long)unit);
+        return 1;
+    }
+    double t0 = now_s();
+    int rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, base, counts, displs, item, c->comm);
+    atomic_store(&comm_seconds, atomic_load(&comm_seconds) + now_s() - t0);
+    MPI_Type_free(&item);
+    if (rc != MPI_SUCCESS) {
+        mpi_error(rc, err, n, "gathering the ranks' gradients");
+        return 1;
+    }
+    return 0;
+}
+
+int pnetrt_comm_allgather_chunks(pnetrt_comm *c, float *base, int64_t stride, const int64_t *first, char *err,
+                                 size_t n) {
+    if (!c || c->size < 2 || stride == 0) return 0;
+    if (stride > INT_MAX / 4) {
+        /* Items of a quarter of a gigabyte or more: gather float by float in units that fit. */
+        int64_t f[c->size + 1];
+        for (int r = 0; r <= c->size; r++) f[r] = first[r] * stride;
+        return pnetrt_comm_allgather_bytes(c, base, 4, f, err, n);
+    }
+    return pnetrt_comm_allgather_bytes(c, base, stride * 4, first, err, n);
+}
+
+bool pnetrt_comm_all_ok(pnetrt_comm *c, bool ok) {
+    if (!c || c->size < 2) return ok;
+    int mine = ok ? 0 : 1, any = 1;
+    double t0 = now_s();
+    int rc = MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, c->comm);
+    atomic_store(&comm_seconds, atomic_load(&comm_seconds) + now_s() - t0);
+    return rc == MPI_SUCCESS && any == 0;
+}
+
+int pnetrt_comm_compare_u64(pnetrt_comm *c, uint64_t v, bool *mine) {
+    *mine = false;
+    if (!c || c->size < 2) return 0;
+    uint64_t root = v;
+    if (MPI_Bcast(&root, 1, MPI_UINT64_T, 0, c->comm) != MPI_SUCCESS) return c->size;
+    int differ = root != v, total = 0;
+    *mine = differ;
+    if (MPI_Allreduce(&differ, &total, 1, MPI_INT, MPI_SUM, c->comm) != MPI_SUCCESS) return c->size;
+    return total;
+}
+
+_Noreturn void pnetrt_comm_abort(pnetrt_comm *c, int code) {
+    fflush(stdout);
+    fflush(stderr);
+    MPI_Abort(c ? c->comm : MPI_COMM_WORLD, code);
+    _exit(code);
+}
+
+#else /* one rank */
+
+struct pnetrt_comm {
+    int unused;
+};
+
+bool pnetrt_comm_built(void) { return false; }
+int pnetrt_comm_init_process(char *err, size_t n) {
+    snprintf(err, n, "this libpnetrt was built without MPI; rebuild it with libopenmpi-dev installed to run under mpirun");
+    return 1;
+}
+pnetrt_comm *pnetrt_comm_default(void) { return NULL; }
+pnetrt_comm *pnetrt_comm_wrap(const void *mpi_comm) { return (void)mpi_comm, NULL; }
+void pnetrt_comm_free(pnetrt_comm *c) { (void)c; }
+int pnetrt_comm_rank(const pnetrt_comm *c) { return (void)c, 0; }
+int pnetrt_comm_size(const pnetrt_comm *c) { return (void)c, 1; }
+int pnetrt_comm_allgather_chunks(pnetrt_comm *c, float *base, int64_t stride, const int64_t *first, char *err,
+                                 size_t n) {
+    (void)c, (void)base, (void)stride, (void)first, (void)err, (void)n;
+    return 0;
+}
+int pnetrt_comm_allgather_bytes(pnetrt_comm *c, void *base, int64_t unit, const int64_t *first, char *err, size_t n) {
+    (void)c, (void)base, (void)unit, (void)first, (void)err, (void)n;
+    return 0;
+}
+bool pnetrt_comm_all_ok(pnetrt_comm *c, bool ok) { return (void)c, ok; }
+int pnetrt_comm_compare_u64(pnetrt_comm *c, uint64_t v, bool *mine) { return (void)c, (void)v, *mine = false, 0; }
+_Noreturn void pnetrt_comm_abort(pnetrt_comm *c, int code) {
+    (void)c;
+    fflush(stdout);
+    fflush(stderr);
+    _exit(code);
+}
+
+#endif

@@ -1,0 +1,43 @@
+/* The fixed gradient tree of docs/training.md, folded as chunks complete.
+ *
+ * Chunk k's parameter gradients are summed by a fixed pairwise tree: for s = 1, 2, 4, ..., slot i
+ * adds slot i + s for every i that is a multiple of 2s. Each node of that tree is an aligned block
+ * of chunks [i, i + 2s) (cut at the chunk count), whose value is its left half's plus its right
+ * half's. So instead of one slot per chunk, whoever computes a run of chunks in order keeps a
+ * stack of the blocks it has completed and adds the top two as soon as they are siblings, like a
+ * binary counter; the blocks left when every chunk is done are added from the right. Every
+ * addition is one of the tree's, with the same operands, so the sum has the same bits, while at
+ * most pnetrt_tree_depth(n) partial sums are held for a run of n chunks.
+ *
+ * Runs of chunks done by different thread groups or ranks are combined the same way: their
+ * stacks, in chunk order, are pushed onto one stack. Internal to libpnetrt. */
+#ifndef PNETRT_GRADTREE_H
+#define PNETRT_GRADTREE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct pnetrt_blk {
+    int64_t lo, n; /* chunks [lo, lo + n) */
+} pnetrt_blk;
+
+/* Element ranges [lo, hi) of the gradient that a caller adds (its stage's parameters, or all). */
+typedef struct pnetrt_range {
+    int64_t lo, hi;
+} pnetrt_range;
+
+/* The most partial sums a run of n chunks holds at once (wherever it starts). */
+int pnetrt_tree_depth(int64_t n);
+/* The stack that chunks [c0, c1), pushed in order, leave; returns its size. out has room for
+ * pnetrt_tree_depth(c1 - c0) blocks; *most (may be NULL) gets the deepest the stack was. */
+int pnetrt_tree_stack(int64_t c0, int64_t c1, pnetrt_blk *out, int *most);
+/* Pushes block b, held in buf, onto the stack (blk[], bufs[], *top), and adds siblings: each
+ * thread (ith of nth) adds its share of the ranges. When final, also adds what is left from the
+ * right, so that bufs[0] holds the whole tree's sum. Returns true when it added anything (the
+ * caller's threads then meet before they use the freed buffers). */
+bool pnetrt_tree_push(pnetrt_blk *blk, float **bufs, int *top, pnetrt_blk b, float *buf, const pnetrt_range *r, int nr,
+                      int ith, int nth);
+/* Adds the stack's blocks from the right until one is left: bufs[0] then holds the sum. */
+void pnetrt_tree_finish(pnetrt_blk *blk, float **bufs, int *top, const pnetrt_range *r, int nr, int ith, int nth);
+
+#endif

@@ -1,0 +1,139 @@
+#!/bin/sh
+# Distributed runs under mpirun: sh mpi_test.sh PNETC TRAIN_DIR [quick]
+#
+# Data-parallel training over 1 to 4 ranks (oversubscribed on this machine's cores), with shared
+# memory and again with --mca btl self,tcp (the path runs across machines take): the saved weights
+# must be bitwise those of the threads-only run, for batchnorm and dropout with shuffling
+# (dropout_det), adam (mlp_adam), a CNN (cnn), and networks with pipeline stages (pipe: 1F1B,
+# pipe_gpipe: GPipe) whose stages run in each rank. Also: a rank count that leaves a rank without
+# chunks, and errors every rank reports the same way.
+# Prints one line per check and then `N passed, M failed`; exit status 1 on any failure.
+set -u
+export PNET_ADAPTIVE_THREADS=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Open MPI's shared-memory transport needs no special setup in a container; keep its session
+# directory in the test's own temporary directory.
+if [ $# -lt 2 ]; then
+    echo "usage: sh mpi_test.sh PNETC TRAIN_DIR [quick]" >&2
+    exit 2
+fi
+PNETC=$1 DIR=$2 QUICK=${3:-}
+passed=0 failed=0
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pnet-mpi.XXXXXX") || exit 1
+export TMPDIR=$WORK
+trap 'rm -rf "$WORK"' EXIT
+trap 'exit 1' INT TERM HUP
+pass() { passed=$((passed + 1)); echo "PASS $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL $*"; }
+finish() {
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ] || exit 1
+    exit 0
+}
+# mpi NP BTL ARGS...: runs ARGS under mpirun with NP ranks (BTL "" or "tcp"), 60 s at most.
+mpi() {
+    np=$1 btl=$2
+    shift 2
+    if [ "$btl" = tcp ]; then
+        timeout 60 mpirun -np "$np" --oversubscribe --mca btl self,tcp "$@"
+    else
+        timeout 60 mpirun -np "$np" --oversubscribe "$@"
+    fi
+}
+
+# A libpnetrt built without MPI: mpirun of an executable fails on every rank with one line that
+# says so, instead of running K copies of one run.
+if [ "$QUICK" = without-mpi ]; then
+    if "$PNETC" "$DIR/cases/mlp_adam.pnet" -o "$WORK/net" >"$WORK/compile.log" 2>&1; then
+        out=$(mpi 2 shm "$WORK/net" info 2>&1)
+        rc=$?
+        if [ $rc -ne 0 ] && printf '%s\n' "$out" | grep -q "net: error: this libpnetrt was built without MPI"; then
+            pass "built without MPI: mpirun -np 2 fails with a message (exit $rc)"
+        else
+            fail "built without MPI: exit $rc: $(printf '%s' "$out" | head -n 3 | tr '\n' ' ')"
+        fi
+    else
+        fail "compile mlp_adam: $(head -n 2 "$WORK/compile.log" | tr '\n' ' ')"
+    fi
+    finish
+fi
+
+for c in dropout_det mlp_adam cnn pipe pipe_gpipe; do
+    if ! "$PNETC" "$DIR/cases/$c.pnet" -o "$WORK/$c" >"$WORK/$c.compile" 2>&1; then
+        fail "compile $c: $(head -n 2 "$WORK/$c.compile" | tr '\n' ' ')"
+        continue
+    fi
+    if [ "$c" = dropout_det ]; then
+        args="--data $DIR/data/det_x.npy --labels $DIR/data/det_y.npy --epochs 2 --batch 100"
+    else
+        R=$DIR/refs/$c
+        B=$(sed -n 's/^batch *//p' "$R/case.txt")
+        args="--data $R/x.npy --labels $R/y.npy --weights $R/init.safetensors --epochs 1 --batch $B --no-shuffle"
+    fi
+    # shellcheck disable=SC2086 # $args is a list of options
+    if ! "$WORK/$c" train $args --threads 2 --save "$WORK/$c.ref.st" >"$WORK/$c.log" 2>&1; then
+        fail "$c: threads-only run: $(tail -n 2 "$WORK/$c.log" | tr '\n' ' ')"
+        continue
+    fi
+    for np in 1 2 3 4; do
+        [ -n "$QUICK" ] && [ "$np" != 2 ] && [ "$np" != 3 ] && continue
+        for btl in shm tcp; do
+            threads=1
+            [ "$np" = 2 ] && threads=2 # more threads than this rank's share of the cores: still the same bits
+            rm -f "$WORK/$c.st"
+            # shellcheck disable=SC2086
+            if mpi "$np" "$btl" "$WORK/$c" train $args --threads $threads --save "$WORK/$c.st" >"$WORK/$c.mpi.log" 2>&1 &&
+                cmp -s "$WORK/$c.ref.st" "$WORK/$c.st"; then
+                pass "$c: $np ranks ($btl, $threads thread(s) each): weights bitwise the threads-only run's"
+            else
+                fail "$c: $np ranks ($btl): $(tail -n 3 "$WORK/$c.mpi.log" | tr '\n' ' ')"
+            fi
+        done
+    done
+done
+
+# Inference: each rank computes its share of the batch and every rank gets all the outputs; rank 0
+# writes them. Bitwise those of one process, for a CNN and a network with pipeline stages.
+for c in cnn:probs pipe:probs mlp_adam:logits; do
+    net=${c%%:*} out=${c#*:}
+    [ -x "$WORK/$net" ] || continue
+    x=$DIR/refs/$net/x.npy
+    "$WORK/$net" infer --input "x=$x" --output "$out=$WORK/$net.ref.npy" --threads 2 >/dev/null 2>&1 ||
+        { fail "$net: infer: threads-only run failed"; continue; }
+    for np in 2 3 4; do
+        [ -n "$QUICK" ] && [ "$np" = 4 ] && continue
+        for btl in shm tcp; do
+            rm -f "$WORK/$net.npy"
+            if mpi "$np" "$btl" "$WORK/$net" infer --input "x=$x" --output "$out=$WORK/$net.npy" --threads 1 \
+                >"$WORK/$net.infer.log" 2>&1 && cmp -s "$WORK/$net.ref.npy" "$WORK/$net.npy"; then
+                pass "$net: infer on $np ranks ($btl): outputs bitwise the threads-only run's"
+            else
+                fail "$net: infer on $np ranks ($btl): $(tail -n 3 "$WORK/$net.infer.log" | tr '\n' ' ')"
+            fi
+        done
+    done
+done
+
+# More ranks than chunks: dropout_det at batch 20 is one chunk, so ranks 1-3 own none; they still
+# take part in every reduction and end with the same weights.
+X=$DIR/data/det_x.npy Y=$DIR/data/det_y.npy
+if "$WORK/dropout_det" train --data "$X" --labels "$Y" --batch 20 --threads 1 --save "$WORK/small.ref.st" >/dev/null 2>&1 &&
+    mpi 4 shm "$WORK/dropout_det" train --data "$X" --labels "$Y" --batch 20 --threads 1 --save "$WORK/small.st" \
+        >"$WORK/small.log" 2>&1 && cmp -s "$WORK/small.ref.st" "$WORK/small.st"; then
+    pass "4 ranks on one-chunk batches: ranks without chunks keep the same weights"
+else
+    fail "4 ranks on one-chunk batches: $(tail -n 3 "$WORK/small.log" | tr '\n' ' ')"
+fi
+
+# Only rank 0 prints: one "epoch" line per epoch, not one per rank.
+n=$(mpi 3 shm "$WORK/dropout_det" train --data "$X" --labels "$Y" --batch 50 --epochs 1 2>&1 | grep -o "epoch 1/1: loss" | wc -l | tr -d " ")
+if [ "$n" = 1 ]; then pass "3 ranks print one epoch line"; else fail "3 ranks printed $n epoch lines"; fi
+
+# An error that every rank sees (a missing file) ends the job: exit non-zero, each line names a rank.
+out=$(mpi 2 shm "$WORK/dropout_det" train --data "$WORK/missing.npy" --labels "$Y" 2>&1)
+rc=$?
+if [ $rc -ne 0 ] && printf '%s\n' "$out" | grep -q "dropout_det: rank [01]: error: .*missing.npy"; then
+    pass "a missing file: exit $rc, the error names the rank and the file"
+else
+    fail "a missing file: exit $rc: $(printf '%s' "$out" | head -n 3 | tr '\n' ' ')"
+fi
+finish
