@@ -1,0 +1,344 @@
+/* Expressions: constants, names, lists, arithmetic, calls; a block call is expanded in place. Every tensor
+ * they compute becomes a shape-checked node of the graph. */
+#include "check_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- nodes ------------------------------------------------------------------------------- */
+
+/* Shape-checks and appends a node. argloc[i] locates the call's i-th argument for messages. */
+value ck_add_node(ck *c, pn_node *n, const int32_t *inputs, int nin, const int64_t *list, int nlist,
+                  const pn_loc *argloc, int nargloc) {
+    value err = {.k = V_ERROR, .loc = n->loc};
+    if (c->too_big) return err;
+    if (c->g->nnodes >= PN_MAX_NODES) {
+        pn_fatal(c->d, n->loc, "network expands to more than %d nodes", PN_MAX_NODES);
+        ck_expansion_notes(c);
+        c->too_big = true;
+        return err;
+    }
+    const pn_node *in[64] = {0};
+    PN_ASSERT(nin <= 64);
+    int stage = 0;
+    for (int i = 0; i < nin; i++) {
+        in[i] = &c->g->nodes[inputs[i]];
+        if (in[i]->stage > stage) stage = in[i]->stage;
+        if (!c->in_train && (in[i]->flags & PN_NODE_TRAIN)) {
+            ck_error(c, i < nargloc ? argloc[i] : n->loc, "'%s' exists only in training and cannot be used outside train { }",
+                 in[i]->name);
+            return err;
+        }
+    }
+    pn_shape_err se;
+    if (!pn_shape_infer(n, in, nin, list, nlist, &se) || !pn_shape_check_size(&n->shape, &se)) {
+        ck_error(c, se.arg >= 0 && se.arg < nargloc ? argloc[se.arg] : n->loc, "%s", se.msg);
+        return err;
+    }
+    if (c->stage >= 0) {
+        for (int i = 0; i < nin; i++) {
+            if (in[i]->stage > c->stage) {
+                ck_error(c, i < nargloc ? argloc[i] : n->loc, "stage %d reads '%s' from the later stage %d", c->stage,
+                     in[i]->name, in[i]->stage);
+                pn_note(c->d, in[i]->loc, "'%s' is defined here", in[i]->name);
+                return err;
+            }
+        }
+        stage = c->stage;
+    }
+    n->stage = stage;
+    if (c->in_train) n->flags |= PN_NODE_TRAIN;
+    intptr_t dup = (intptr_t)pn_strmap_get(&c->node_names, n->name);
+    if (dup) {
+        ck_error(c, n->loc, "the node name '%s' is used twice", n->name);
+        pn_note(c->d, c->g->nodes[dup - 1].loc, "first used here");
+        return err;
+    }
+    int id = pn_graph_add(c->g, n, inputs, nin);
+    pn_strmap_put(&c->node_names, c->g->nodes[id].name, (void *)(intptr_t)(id + 1));
+    return (value){.k = V_TENSOR, .node = id, .loc = n->loc};
+}
+
+static value make_const(ck *c, naming *nm, double v, pn_loc loc) {
+    pn_node n = {.name = ck_node_name(c, nm, "const", false), .op = PN_OP_CONST, .loc = loc};
+    n.fa[PN_FA_VALUE] = v;
+    return ck_add_node(c, &n, NULL, 0, NULL, 0, NULL, 0);
+}
+
+static value call_block(ck *c, scope *s, pn_block_def *b, pn_expr *call, naming *nm, bool top);
+
+static value binary(ck *c, scope *s, pn_expr *e, naming *nm, bool top) {
+    (void)s;
+    value a = ck_eval(c, s, e->lhs, nm, false);
+    value b = ck_eval(c, s, e->rhs, nm, false);
+    value err = {.k = V_ERROR, .loc = e->loc};
+    if (a.k == V_ERROR || b.k == V_ERROR) return err;
+    if (ck_is_number(&a) && ck_is_number(&b)) {
+        value r = {.loc = e->loc};
+        if (e->op == '/' && ck_num(&b) == 0) {
+            ck_error(c, e->rhs->loc, "division by zero in constant expression");
+            return err;
+        }
+        if (a.k == V_INT && b.k == V_INT && e->op != '/') {
+            r.k = V_INT;
+            bool ovf = e->op == '+' ? __builtin_add_overflow(a.i, b.i, &r.i)
+                     : e->op == '-' ? __builtin_sub_overflow(a.i, b.i, &r.i)
+                                    : __builtin_mul_overflow(a.i, b.i, &r.i);
+            if (ovf) {
+                ck_error(c, e->loc, "integer overflow in constant expression");
+                return err;
+            }
+        } else {
+            r.k = V_FLOAT;
+            r.f = e->op == '+' ? ck_num(&a) + ck_num(&b) : e->op == '-' ? ck_num(&a) - ck_num(&b)
+                : e->op == '*' ? ck_num(&a) * ck_num(&b) : ck_num(&a) / ck_num(&b);
+            if (!isfinite(r.f)) {
+                ck_error(c, e->loc, "constant expression overflows");
+                return err;
+            }
+        }
+        return r;
+    }
+    value *bad = (a.k != V_TENSOR && !ck_is_number(&a)) ? &a : (b.k != V_TENSOR && !ck_is_number(&b)) ? &b : NULL;
+    if (bad) {
+        ck_error(c, bad->loc, "operator '%c' needs tensors or numbers, not %s", e->op, ck_vkind_name(bad->k));
+        return err;
+    }
+    if (e->op == '/') {
+        /* Division only by a number: x / n is x * (1 / n). */
+        if (b.k == V_TENSOR) {
+            ck_error(c, e->rhs->loc, "only division by a number is supported, not by a tensor");
+            return err;
+        }
+        if (ck_num(&b) == 0) {
+            ck_error(c, e->rhs->loc, "division by zero");
+            return err;
+        }
+        b.f = 1.0 / ck_num(&b);
+        b.k = V_FLOAT;
+    }
+    /* At least one tensor: numbers become scalar constants. */
+    if (a.k != V_TENSOR) a = make_const(c, nm, ck_num(&a), a.loc);
+    if (b.k != V_TENSOR) b = make_const(c, nm, ck_num(&b), b.loc);
+    if (a.k == V_ERROR || b.k == V_ERROR) return err;
+    pn_op op = e->op == '+' ? PN_OP_ADD : e->op == '-' ? PN_OP_SUB : PN_OP_MUL; /* '/' became '*' */
+    pn_node n = {.name = ck_node_name(c, nm, pn_ops[op].name, top), .op = op, .loc = e->loc};
+    return ck_add_node(c, &n, (int32_t[]){a.node, b.node}, 2, NULL, 0, (pn_loc[]){a.loc, b.loc}, 2);
+}
+
+static value negate(ck *c, scope *s, pn_expr *e, naming *nm, bool top) {
+    value a = ck_eval(c, s, e->lhs, nm, false);
+    value r = a;
+    r.loc = e->loc;
+    switch (a.k) {
+    case V_INT:
+        if (a.i == INT64_MIN) {
+            ck_error(c, e->loc, "integer overflow in constant expression");
+            r.k = V_ERROR;
+            return r;
+        }
+        r.i = -a.i;
+        return r;
+    case V_FLOAT: r.f = -a.f; return r;
+    case V_TENSOR: {
+        value z = make_const(c, nm, 0.0, e->loc);
+        if (z.k == V_ERROR) return z;
+        pn_node n = {.name = ck_node_name(c, nm, "sub", top), .op = PN_OP_SUB, .loc = e->loc};
+        return ck_add_node(c, &n, (int32_t[]){z.node, a.node}, 2, NULL, 0, (pn_loc[]){e->loc, a.loc}, 2);
+    }
+    case V_ERROR: return a;
+    default:
+        ck_error(c, e->loc, "unary '-' needs a tensor or a number, not %s", ck_vkind_name(a.k));
+        r.k = V_ERROR;
+        return r;
+    }
+}
+
+/* sqrt(n): a constant function of a number, for scales such as 1 / sqrt(dim). */
+static value const_sqrt(ck *c, scope *s, pn_expr *e, naming *nm) {
+    value err = {.k = V_ERROR, .loc = e->loc};
+    if (e->args.len != 1 || ((pn_arg *)e->args.items[0])->key) {
+        ck_error(c, e->loc, "sqrt takes one number");
+        return err;
+    }
+    value v = ck_eval(c, s, ((pn_arg *)e->args.items[0])->value, nm, false);
+    if (v.k == V_ERROR) return v;
+    if (!ck_is_number(&v)) {
+        ck_error(c, v.loc, "sqrt needs a non-negative number, not %s", ck_vkind_name(v.k));
+        return err;
+    }
+    if (ck_num(&v) < 0) {
+        char nb[40];
+        if (v.k == V_INT) snprintf(nb, sizeof nb, "%lld", (long long)v.i);
+        else ck_fmt_num(nb, sizeof nb, v.f);
+        ck_error(c, v.loc, "sqrt needs a non-negative number, but this is %s", nb);
+        return err;
+    }
+    return (value){.k = V_FLOAT, .f = sqrt(ck_num(&v)), .loc = e->loc};
+}
+
+static value eval_call(ck *c, scope *s, pn_expr *e, naming *nm, bool top) {
+    value err = {.k = V_ERROR, .loc = e->loc};
+    ck_mark_used(s, e, 0); /* a rejected call still reads its arguments */
+    if (e->ns) {
+        pn_module *m = pn_strmap_get(&s->mod->ns_map, e->ns);
+        if (!m) {
+            ck_error(c, e->ns_loc, "unknown module '%s'; add 'import \"%s\";'", e->ns, e->ns);
+            return err;
+        }
+        pn_block_def *b = pn_strmap_get(&m->block_map, e->name);
+        if (!b) {
+            ck_error(c, e->name_loc, "module '%s' has no block '%s'%s", e->ns, e->name, ck_suggest_block(c, m, e->name));
+            return err;
+        }
+        return call_block(c, s, b, e, nm, top);
+    }
+    pn_block_def *b = pn_strmap_get(&s->mod->block_map, e->name);
+    if (b) return call_block(c, s, b, e, nm, top);
+    if (strcmp(e->name, "sqrt") == 0) return const_sqrt(c, s, e, nm);
+    pn_op op = pn_op_lookup(e->name);
+    if (op != PN_OP_COUNT) return ck_call_op(c, s, op, e, nm, top);
+    if (strcmp(e->name, "sgd") == 0 || strcmp(e->name, "adam") == 0)
+        ck_error(c, e->name_loc, "'%s' is an optimizer: use it as 'optimizer = %s(...)' inside train { }", e->name, e->name);
+    else
+        ck_error(c, e->name_loc, "unknown op or block '%s'%s", e->name, ck_suggest_callee(c, s->mod, e->name));
+    return err;
+}
+
+value ck_eval(ck *c, scope *s, pn_expr *e, naming *nm, bool top) {
+    value v = {.k = V_ERROR, .loc = e->loc};
+    if (c->too_big) return v;
+    if (++c->expr_depth > PN_MAX_EXPR_DEPTH) {
+        if (!c->depth_reported) ck_error(c, e->loc, "expression is nested too deeply (more than %d levels)", PN_MAX_EXPR_DEPTH);
+        c->depth_reported = true;
+        c->expr_depth--;
+        return v;
+    }
+    switch (e->kind) {
+    case PN_EX_INT: v.k = V_INT; v.i = e->ival; break;
+    case PN_EX_FLOAT: v.k = V_FLOAT; v.f = e->fval; break;
+    case PN_EX_BOOL: v.k = V_BOOL; v.b = e->bval; break;
+    case PN_EX_NAME: {
+        binding *b = ck_lookup(s, e->name);
+        if (b) {
+            b->used = true;
+            v = b->v;
+            v.loc = e->loc;
+        } else if (strcmp(e->name, "batch") == 0) {
+            v.k = V_BATCH;
+        } else {
+            ck_error(c, e->loc, "use of undeclared name '%s'%s", e->name, ck_suggest_name(c, s, e->name));
+        }
+        break;
+    }
+    case PN_EX_LIST: {
+        if (e->args.len > PN_MAX_LIST) {
+            ck_error(c, e->loc, "list has more than %d entries", PN_MAX_LIST);
+            break;
+        }
+        v.k = V_LIST;
+        v.n = e->args.len;
+        v.items = pn_arena_alloc(&c->tmp, sizeof(value) * (size_t)(v.n ? v.n : 1));
+        for (int i = 0; i < v.n; i++) {
+            v.items[i] = ck_eval(c, s, e->args.items[i], nm, false);
+            if (v.items[i].k == V_ERROR) v.k = V_ERROR;
+        }
+        break;
+    }
+    case PN_EX_BINARY: v = binary(c, s, e, nm, top); break;
+    case PN_EX_NEG: v = negate(c, s, e, nm, top); break;
+    case PN_EX_CALL: v = eval_call(c, s, e, nm, top); break;
+    }
+    c->expr_depth--;
+    return v;
+}
+
+static value call_block(ck *c, scope *s, pn_block_def *b, pn_expr *call, naming *nm, bool top) {
+    value err = {.k = V_ERROR, .loc = call->loc};
+    /* Arguments are evaluated in the caller's scope, in source order. */
+    int np = b->params.len;
+    value *vals = pn_arena_alloc(&c->tmp, sizeof(value) * (size_t)(np ? np : 1));
+    bool *given = pn_arena_alloc(&c->tmp, (size_t)(np ? np : 1));
+    bool ok = true;
+    int pos = 0;
+    for (int a = 0; a < call->args.len; a++) {
+        pn_arg *arg = call->args.items[a];
+        value v = ck_eval(c, s, arg->value, nm, false);
+        if (v.k == V_ERROR) ok = false;
+        int slot = -1;
+        if (arg->key) {
+            for (int i = 0; i < np; i++)
+                if (strcmp(((pn_param *)b->params.items[i])->name, arg->key) == 0) slot = i;
+            if (slot < 0) {
+                ck_error(c, arg->key_loc, "block '%s' has no parameter named '%s'", b->name, arg->key);
+                pn_note(c->d, b->name_loc, "block '%s' is defined here", b->name);
+                ok = false;
+                continue;
+            }
+            if (given[slot]) {
+                ck_error(c, arg->key_loc, "argument '%s' of block '%s' is given twice", arg->key, b->name);
+                ok = false;
+                continue;
+            }
+        } else {
+            while (pos < np && given[pos]) pos++;
+            if (pos >= np) {
+                ck_error(c, arg->value->loc, "too many arguments in call to block '%s' (it takes %d)", b->name, np);
+                pn_note(c->d, b->name_loc, "block '%s' is defined here", b->name);
+                ok = false;
+                continue;
+            }
+            slot = pos++;
+        }
+        given[slot] = true;
+        vals[slot] = v;
+    }
+    /* A block whose definition had errors was reported there; its defaults are not evaluated. */
+    for (int i = 0; i < np && ok && b->state != 2; i++) {
+        pn_param *p = b->params.items[i];
+        if (given[i]) continue;
+        if (!p->def) {
+            ck_error(c, call->loc, "missing argument '%s' in call to block '%s'", p->name, b->name);
+            pn_note(c->d, b->name_loc, "block '%s' is defined here", b->name);
+            ok = false;
+            continue;
+        }
+        scope empty = {.mod = b->mod, .is_block = true};
+        naming dn = {.base = "default"};
+        vals[i] = ck_eval(c, &empty, p->def, &dn, false);
+        pn_strmap_free(&dn.counts);
+        pn_strmap_free(&empty.names);
+        if (vals[i].k == V_ERROR) ok = false;
+    }
+    if (!ok || b->state == 2) return err;
+    for (frame *f = c->frames; f; f = f->up) {
+        if (f->block == b) {
+            ck_error(c, call->loc, "recursive call of block '%s'", b->name);
+            return err;
+        }
+    }
+    if (c->block_depth >= PN_MAX_BLOCK_DEPTH) {
+        ck_error(c, call->loc, "block calls are nested too deeply (more than %d)", PN_MAX_BLOCK_DEPTH);
+        return err;
+    }
+    const char *prefix = ck_node_name(c, nm, b->name, top);
+    scope inner = {.mod = b->mod, .prefix = prefix, .is_block = true, .ret_naming = top ? nm : NULL};
+    for (int i = 0; i < np; i++) {
+        pn_param *p = b->params.items[i];
+        ck_define(c, &inner, p->name, p->loc, vals[i], false);
+    }
+    frame f = {b, call->loc, c->frames};
+    c->frames = &f;
+    c->block_depth++;
+    stctx x = {.network = false};
+    value ret = {.k = V_ERROR, .loc = call->loc};
+    int saved_depth = c->expr_depth;
+    c->expr_depth = 0;
+    ck_exec_stmts(c, &inner, &b->body, &x, &ret);
+    c->expr_depth = saved_depth;
+    c->block_depth--;
+    c->frames = f.up;
+    pn_strmap_free(&inner.names);
+    ret.loc = call->loc;
+    return ret;
+}
