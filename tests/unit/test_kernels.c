@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen/train.h"
 #include "ir/reference.h"
 #include "jit_util.h"
 #include "model.h"
@@ -379,6 +380,21 @@ static void test_slice(void **s) {
                   "  output d = slice(w, 0, 4, 5); output e = slice(relu(x), 3, 18, 19) * 2; }");
 }
 
+/* pass_fuse may put any elementwise op of one tensor in an epilogue, which applies its row's
+ * unary column: every such op has one, and one for its backward where cg_bwd_unary is it. */
+static void test_unary_columns(void **s) {
+    (void)s;
+    for (int op = 0; op < PN_OP_COUNT; op++) {
+        const cg_op_row *r = cg_op((pn_op)op);
+        const char *sig = pn_ops[op].sig;
+        bool one_tensor = sig && strstr(sig, ":tensor") && !strstr(strstr(sig, ":tensor") + 7, ":tensor");
+        if ((pn_ops[op].flags & PN_OPF_ELTWISE) && one_tensor) {
+            if (!r->unary) fail_msg("elementwise op '%s' has no unary column", pn_ops[op].name);
+            if (r->backward == cg_bwd_unary && !r->unary_grad) fail_msg("op '%s' has no unary_grad column", pn_ops[op].name);
+        }
+    }
+}
+
 /* Positions of ids and of a hidden state as outputs, and feeding embeddings (learned positions). */
 static void test_positions(void **s) {
     (void)s;
@@ -430,7 +446,7 @@ int main(void) {
         cmocka_unit_test(test_pipeline_stages), cmocka_unit_test(test_feature_shards),
         cmocka_unit_test(test_nested_in_caller_team), cmocka_unit_test(test_nested_with_nesting_on),
         cmocka_unit_test(test_picked_replicas), cmocka_unit_test(test_stage_threads),
-        cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice), cmocka_unit_test(test_positions), cmocka_unit_test(test_shapes),
+        cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice), cmocka_unit_test(test_positions), cmocka_unit_test(test_unary_columns), cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_outputs),
     };
