@@ -120,7 +120,9 @@ static void exec_assign(ck *c, scope *s, pn_stmt *st, stctx *x) {
         else if (v.k != V_ERROR) ck_error(c, st->value->loc, "output '%s' must be a tensor, not %s", st->name, ck_vkind_name(v.k));
     }
     ck_define(c, s, st->name, st->name_loc, v, x->network && !st->is_output);
-    if (st->is_output) ck_lookup(s, st->name)->used = true;
+    /* ck_define refuses some names (a reserved one such as `batch`), and then binds nothing. */
+    binding *b = st->is_output ? ck_lookup(s, st->name) : NULL;
+    if (b) b->used = true;
 }
 
 static void exec_output(ck *c, scope *s, pn_stmt *st, stctx *x) {
