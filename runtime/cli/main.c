@@ -2,6 +2,7 @@
  * line naming the file or option and the problem, with exit status 1. */
 #include "comm.h"
 #include "data.h"
+#include "gradtree.h"
 #include "fileio.h"
 #include "io.h"
 #include "model.h"
@@ -29,7 +30,9 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "        run the network; without --output, print the outputs as text\n"
             "  bench [--batch N] [--seconds S] [options]\n"
             "        measure throughput and latency on random inputs\n"
-            "  info  print the layers, the memory plan, and the stages and shards\n"
+            "  info [--ranks K [--batch N]]\n"
+            "        print the layers, the memory plan, and the stages and shards; with --ranks, how K ranks\n"
+            "        of mpirun share the network: each rank's memory and what it sends (docs/distributed.md)\n"
             "  train --data FILE [--labels FILE] [--val FILE [--val-labels FILE]] [--epochs N] [--batch N]\n"
             "        [--lr X] [--seed S] [--save CKPT.safetensors] [--weights INIT.safetensors] [--resume CKPT]\n"
             "        [--threads N] [--replicas R] [--microbatches M] [--stage-threads N,N,...] [--no-shuffle]\n"
@@ -388,24 +391,23 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
     }
     /* Warm up, then time whole calls until the time is up. */
     double t0 = pnetrt_now();
-    for (int w = 0; w < 3 || pnetrt_now() - t0 < 0.2; w++) {
+    for (int w = 0; pnetrt_bench_more((w < 3 || pnetrt_now() - t0 < 0.2) && pnetrt_now() - t0 <= seconds); w++) {
         if (pnetrt_infer(m, batch, ip, op)) {
             pnetrt_die("%s", pnetrt_last_error(m));
             goto done;
         }
-        if (pnetrt_now() - t0 > seconds) break;
     }
     enum { MAXRUNS = 100000 };
     static double lat[MAXRUNS], bubble[MAXRUNS];
     int runs = 0;
-    double start = pnetrt_now();
-    while (runs < MAXRUNS && (runs < 3 || pnetrt_now() - start < seconds)) {
+    double start = pnetrt_now(), comm0 = pnetrt_comm_seconds();
+    while (pnetrt_bench_more(runs < MAXRUNS && (runs < 3 || pnetrt_now() - start < seconds))) {
         double a = pnetrt_now();
         pnetrt_infer(m, batch, ip, op);
         bubble[runs] = pnetrt_measured_bubble(m);
         lat[runs++] = pnetrt_now() - a;
     }
-    double total = pnetrt_now() - start;
+    double total = pnetrt_now() - start, comm = pnetrt_comm_seconds() - comm0;
     qsort(lat, (size_t)runs, sizeof lat[0], cmp_double);
     bool picked = pnetrt_replicas_picked(m);
     char used[96] = "";
@@ -425,6 +427,7 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
         printf("bubble: measured %.1f%% (median of %d calls), predicted %.1f%% = (S-1)/(Q+S-1) with S = %d stages, "
                "Q = %lld micro-batches streamed (%d per chunk)\n", 100 * measured, runs, 100 * predicted, (int)d->nstages,
                (long long)Q, pnetrt_microbatches(m));
+    pnetrt_bench_comm_report(comm, total);
     /* ru_maxrss: the process's peak resident set in KiB, weights, arenas and all. */
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0)
@@ -461,7 +464,54 @@ static void human(double bytes, char *buf, size_t n) {
     snprintf(buf, n, k ? "%.1f %s" : "%.0f %s", bytes, u[k]);
 }
 
-static int cmd_info(const pnetrt_desc *d) {
+/* info --ranks K: how K ranks share the network (docs/distributed.md), and what each holds and
+ * sends, at a batch of B. */
+static void rank_report(const pnetrt_desc *d, int K, int64_t B) {
+    char a[64], b[64], c[64];
+    printf("\nranks: %d, data parallel: every rank holds the whole network%s and computes its run of each batch's "
+           "chunks\n", K, d->nstages > 1 ? " and runs all its pipeline stages itself" : "");
+    const pnetrt_train_desc *t = d->train;
+    int64_t C = t ? t->chunk : d->chunk, nch = (B + C - 1) / C, P = d->param_floats;
+    human((double)P * 4, a, sizeof a);
+    human(t ? (double)t->opt_floats * 4 : 0, b, sizeof b);
+    printf("  every rank: parameters %s, optimizer state %s\n", a, b);
+    printf("  hand-offs between ranks: none (stages do not span ranks)\n");
+    bool fold = t && t->nsegments == 1 && d->nstages <= 1 && pnetrt_tree_depth(nch) <= 128;
+    int64_t nb[K], total = 0;
+    pnetrt_blk stack[128];
+    for (int r = 0; r < K; r++) {
+        int64_t c0 = nch * r / K, c1 = nch * (r + 1) / K;
+        nb[r] = fold ? pnetrt_tree_stack(c0, c1, stack, NULL) : c1 - c0;
+        total += nb[r];
+    }
+    for (int r = 0; r < K; r++) {
+        int64_t c0 = nch * r / K, c1 = nch * (r + 1) / K;
+        int64_t s0 = c0 * C, s1 = c1 * C < B ? c1 * C : B;
+        human((double)(s1 - s0) * (double)d->arena_sample_bytes, a, sizeof a);
+        printf("  rank %d: samples [%lld, %lld) of a batch of %lld: inference activations %s", r, (long long)s0,
+               (long long)s1, (long long)B, a);
+        if (t) {
+            human((double)(s1 - s0 < C ? s1 - s0 : C) * (double)t->sample_bytes, a, sizeof a);
+            /* Per step: a reduce-scatter of the partial sums' slices and an all-gather of the sum
+             * (folded), or an all-gather of the chunk slots. */
+            double sent, got;
+            if (fold) {
+                sent = (double)nb[r] * (double)P * (K - 1) / K + (double)P / K * (K - 1);
+                got = (double)(total - nb[r]) * (double)P / K + (double)P * (K - 1) / K;
+            } else {
+                sent = (double)nb[r] * (double)P * (K - 1);
+                got = (double)(total - nb[r]) * (double)P;
+            }
+            human(sent * 4, b, sizeof b);
+            human(got * 4, c, sizeof c);
+            printf(", training activations %s per chunk in flight; a step's gradient reduction sends %s and receives %s "
+                   "(%s)", a, b, c, fold ? "the folded tree's partial sums" : "one slot per chunk");
+        }
+        printf("\n");
+    }
+}
+
+static int cmd_info(const pnetrt_desc *d, int K, int64_t B) {
     char a[64], b[64], buf[128];
     printf("network %s (target %s)\n\n", d->name, d->target);
     printf("inputs:\n");
@@ -504,9 +554,19 @@ static int cmd_info(const pnetrt_desc *d) {
                t->loss == PNETRT_LOSS_CROSS_ENTROPY ? "cross_entropy" : "mse");
         human((double)t->sample_bytes, a, sizeof a);
         printf("  kept for backward, and gradients: %s per sample\n", a);
-        human((double)nch * (double)d->param_floats * 4, a, sizeof a);
-        printf("  gradient slots: one per %lld-sample chunk, %lld at batch %lld = %s\n", (long long)t->chunk,
-               (long long)nch, (long long)B, a);
+        if (t->nsegments == 1 && d->nstages <= 1) {
+            /* The tree folded as chunks complete (gradtree.h): one group's deepest stack. */
+            pnetrt_blk stack[128];
+            int most = 1;
+            if (pnetrt_tree_depth(nch) <= 128) pnetrt_tree_stack(0, nch, stack, &most);
+            human((double)most * (double)d->param_floats * 4, a, sizeof a);
+            printf("  gradients: %lld %lld-sample chunks at batch %lld, folded into at most %d partial sums per thread "
+                   "group = %s\n", (long long)nch, (long long)t->chunk, (long long)B, most, a);
+        } else {
+            human((double)nch * (double)d->param_floats * 4, a, sizeof a);
+            printf("  gradient slots: one per %lld-sample chunk, %lld at batch %lld = %s\n", (long long)t->chunk,
+                   (long long)nch, (long long)B, a);
+        }
         human((double)t->opt_floats * 4, a, sizeof a);
         printf("  optimizer state: %s\n", a);
         human((double)(t->global_floats + nch * t->stat_floats) * 4, a, sizeof a);
@@ -515,6 +575,7 @@ static int cmd_info(const pnetrt_desc *d) {
     }
     /* The schedule report pnetc generated with the same code as --report, so the two agree. */
     if (d->report && d->report[0]) printf("\n%s", d->report);
+    if (K > 0) rank_report(d, K, B > 0 ? B : d->train && d->train->batch > 0 ? d->train->batch : 256);
     return fflush(stdout) == 0 ? 0 : 1;
 }
 
@@ -618,8 +679,22 @@ static int run_command(const pnetrt_desc *d, int argc, char **argv) {
         return cmd_bench(d, argc - 2, argv + 2);
     }
     if (strcmp(cmd, "info") == 0) {
-        if (argc > 2) return pnetrt_die("info takes no options");
-        return cmd_info(d);
+        /* info [--ranks K [--batch B]]: K ranks' mapping, memory and messages (default: the train
+         * block's batch, or 256). */
+        long long K = 0, B = 0;
+        char seen[64] = "";
+        for (int i = 2; i < argc; i++) {
+            if (i + 1 < argc && (!strcmp(argv[i], "--ranks") || !strcmp(argv[i], "--batch"))) {
+                if (pnetrt_opt_once(seen, sizeof seen, argv[i])) return 1;
+                bool ranks = !strcmp(argv[i], "--ranks");
+                if (pnetrt_opt_int(argv[i], argv[i + 1], 1, ranks ? 4096 : (1LL << 40), ranks ? &K : &B)) return 1;
+                i++;
+                continue;
+            }
+            return pnetrt_die("info takes --ranks K and --batch B, not '%s'", argv[i]);
+        }
+        if (B && !K) return pnetrt_die("info: --batch goes with --ranks");
+        return cmd_info(d, (int)K, B);
     }
     return pnetrt_die("unknown command '%s'; expected infer, train, eval, bench or info (see '%s --help')", cmd, pnetrt_prog);
 }

@@ -1,6 +1,7 @@
 /* The option helpers of the executables' commands (main.c: infer, bench, info; train_cli.c: train, eval,
  * bench --train): one-line errors, option values checked the same way by every command, and the clock. */
 #include "options.h"
+#include "comm.h"
 #include "fileio.h"
 #include "rt.h"
 
@@ -13,6 +14,20 @@
 #include <time.h>
 
 int pnetrt_rank = -1;
+
+bool pnetrt_bench_more(bool want) { return pnetrt_comm_all_ok(pnetrt_comm_default(), want); }
+
+void pnetrt_bench_comm_report(double comm_seconds, double wall) {
+    pnetrt_comm *c = pnetrt_comm_default();
+    int K = pnetrt_comm_size(c);
+    if (K < 2) return;
+    double *all = pnetrt_rank == 0 ? calloc((size_t)K, sizeof *all) : NULL;
+    pnetrt_comm_gather_f64(c, comm_seconds, all);
+    if (!all) return;
+    printf("ranks: %d; time in communication (waiting on messages included):", K);
+    for (int r = 0; r < K; r++) printf(" rank %d %.1f ms (%.1f%%)%s", r, all[r] * 1e3, wall > 0 ? 100 * all[r] / wall : 0.0, r + 1 < K ? "," : "\n");
+    free(all);
+}
 
 int pnetrt_die(const char *fmt, ...) {
     va_list ap;

@@ -4,6 +4,7 @@
 #ifndef PNETRT_CLI_OPTIONS_H
 #define PNETRT_CLI_OPTIONS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The executables' one-line error: "NAME: error: ..." (NAME: pnetrt_prog, rt.h), or "NAME: rank R: error: ..."
@@ -24,6 +25,11 @@ int pnetrt_check_overwrite(const char *out_opt, const char *out, const char *wha
  * reporting the problem. pnetrt_parse_stage_threads fills a fixed table of PNETRT_MAX_STAGES (64). */
 int pnetrt_parse_stage_list(const char *s, int *out, int cap);
 int pnetrt_parse_stage_threads(const char *s, int *out);
+/* bench's loops on ranks: true while every rank wants another round (each rank's clock alone would
+ * let one rank start a step that the others never join). Alone: want. */
+bool pnetrt_bench_more(bool want);
+/* bench's report of the time each rank spent in communication over `wall` seconds (nothing alone). */
+void pnetrt_bench_comm_report(double comm_seconds, double wall);
 /* Seconds on the monotonic clock. */
 double pnetrt_now(void);
 

@@ -7,6 +7,7 @@
 #include "io.h"
 #include "model.h"
 #include "options.h"
+#include "comm.h"
 #include "rt.h"
 #include "train_cli.h"
 
@@ -479,16 +480,18 @@ int pnetrt_cmd_bench_train(const pnetrt_desc *d, int argc, char **argv) {
     float loss;
     if (pnetrt_train_step(m, B, in, &loss)) rc = pnetrt_die("%s", pnetrt_last_error(m));
     int64_t steps = 0;
-    double t0 = pnetrt_now(), t = t0;
-    while (!rc && (t - t0 < secs || steps < 3)) {
+    double t0 = pnetrt_now(), t = t0, c0 = pnetrt_comm_seconds();
+    while (!rc && pnetrt_bench_more(t - t0 < secs || steps < 3)) {
         if (pnetrt_train_step(m, B, in, &loss)) rc = pnetrt_die("%s", pnetrt_last_error(m));
         steps++;
         t = pnetrt_now();
     }
+    double comm = pnetrt_comm_seconds() - c0;
     if (!rc) {
         printf("training: batch %lld, %s\n", (long long)B, pnetrt_train_schedule(m));
         printf("throughput: %.1f samples/s\n", (double)(steps * B) / (t - t0));
         printf("step: %.3f ms\n", (t - t0) / (double)steps * 1e3);
+        pnetrt_bench_comm_report(comm, t - t0);
     }
     pnetrt_destroy(m);
     free(x);

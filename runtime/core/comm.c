@@ -160,6 +160,57 @@ int pnetrt_comm_allgather_chunks(pnetrt_comm *c, float *base, int64_t stride, co
     return pnetrt_comm_allgather_bytes(c, base, stride * 4, first, err, n);
 }
 
+int pnetrt_comm_exchange_slices(pnetrt_comm *c, float *const *bufs, const int *nb, const int64_t *e, float *recv,
+                                char *err, size_t n) {
+    if (!c || c->size < 2) return 0;
+    int K = c->size, me = c->rank, rc = MPI_SUCCESS;
+    /* Every piece is described by its absolute address (MPI_BOTTOM), so no displacement overflows
+     * an int however large the buffers. */
+    MPI_Datatype st[K], rt[K];
+    int ones[K], zeros[K];
+    int64_t mine = e[me + 1] - e[me], at = 0;
+    for (int r = 0; r < K; r++) {
+        ones[r] = 1;
+        zeros[r] = 0;
+        st[r] = rt[r] = MPI_DATATYPE_NULL;
+    }
+    for (int r = 0; r < K && rc == MPI_SUCCESS; r++) {
+        int64_t len = e[r + 1] - e[r];
+        if (len > INT_MAX || mine * nb[r] > INT_MAX) {
+            snprintf(err, n, "a slice of %lld gradient elements is too large for one message", (long long)len);
+            rc = -1;
+            break;
+        }
+        int lens[nb[me] > 0 ? nb[me] : 1];
+        MPI_Aint where[nb[me] > 0 ? nb[me] : 1];
+        for (int j = 0; j < nb[me]; j++) {
+            lens[j] = (int)len;
+            MPI_Get_address(bufs[j] + e[r], &where[j]);
+        }
+        rc = MPI_Type_create_hindexed(nb[me], lens, where, MPI_FLOAT, &st[r]);
+        if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&st[r]);
+        int rlen = (int)(mine * nb[r]);
+        MPI_Aint rwhere;
+        MPI_Get_address(recv + at, &rwhere);
+        at += mine * nb[r];
+        if (rc == MPI_SUCCESS) rc = MPI_Type_create_hindexed(1, &rlen, &rwhere, MPI_FLOAT, &rt[r]);
+        if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&rt[r]);
+    }
+    if (rc == MPI_SUCCESS) {
+        double t0 = now_s();
+        rc = MPI_Alltoallw(MPI_BOTTOM, ones, zeros, st, MPI_BOTTOM, ones, zeros, rt, c->comm);
+        atomic_store(&comm_seconds, atomic_load(&comm_seconds) + now_s() - t0);
+        if (rc != MPI_SUCCESS) mpi_error(rc, err, n, "exchanging the ranks' gradients");
+    } else if (rc != -1) {
+        mpi_error(rc, err, n, "describing the gradients' slices");
+    }
+    for (int r = 0; r < K; r++) {
+        if (st[r] != MPI_DATATYPE_NULL) MPI_Type_free(&st[r]);
+        if (rt[r] != MPI_DATATYPE_NULL) MPI_Type_free(&rt[r]);
+    }
+    return rc != MPI_SUCCESS;
+}
+
 bool pnetrt_comm_all_ok(pnetrt_comm *c, bool ok) {
     if (!c || c->size < 2) return ok;
     int mine = ok ? 0 : 1, any = 1;
@@ -178,6 +229,14 @@ int pnetrt_comm_compare_u64(pnetrt_comm *c, uint64_t v, bool *mine) {
     *mine = differ;
     if (MPI_Allreduce(&differ, &total, 1, MPI_INT, MPI_SUM, c->comm) != MPI_SUCCESS) return c->size;
     return total;
+}
+
+int pnetrt_comm_gather_f64(pnetrt_comm *c, double v, double *out) {
+    if (!c || c->size < 2) {
+        if (out) out[0] = v;
+        return 0;
+    }
+    return MPI_Gather(&v, 1, MPI_DOUBLE, out, 1, MPI_DOUBLE, 0, c->comm) != MPI_SUCCESS;
 }
 
 _Noreturn void pnetrt_comm_abort(pnetrt_comm *c, int code) {
@@ -212,8 +271,18 @@ int pnetrt_comm_allgather_bytes(pnetrt_comm *c, void *base, int64_t unit, const 
     (void)c, (void)base, (void)unit, (void)first, (void)err, (void)n;
     return 0;
 }
+int pnetrt_comm_exchange_slices(pnetrt_comm *c, float *const *bufs, const int *nb, const int64_t *e, float *recv,
+                                char *err, size_t n) {
+    (void)c, (void)bufs, (void)nb, (void)e, (void)recv, (void)err, (void)n;
+    return 0;
+}
 bool pnetrt_comm_all_ok(pnetrt_comm *c, bool ok) { return (void)c, ok; }
 int pnetrt_comm_compare_u64(pnetrt_comm *c, uint64_t v, bool *mine) { return (void)c, (void)v, *mine = false, 0; }
+int pnetrt_comm_gather_f64(pnetrt_comm *c, double v, double *out) {
+    (void)c;
+    if (out) out[0] = v;
+    return 0;
+}
 _Noreturn void pnetrt_comm_abort(pnetrt_comm *c, int code) {
     (void)c;
     fflush(stdout);

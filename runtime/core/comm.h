@@ -42,11 +42,19 @@ int pnetrt_comm_allgather_chunks(pnetrt_comm *c, float *base, int64_t stride, co
                                  size_t n);
 /* The same for bytes: rank r's part is [first[r], first[r + 1]) of base, in units of `unit` bytes. */
 int pnetrt_comm_allgather_bytes(pnetrt_comm *c, void *base, int64_t unit, const int64_t *first, char *err, size_t n);
+/* The exchange of the folded gradient tree (gradtree.h), a reduce-scatter along the tree: rank r
+ * holds nb[r] partial sums; rank o owns the gradient's elements [e[o], e[o + 1]). Each rank sends
+ * every owner that slice of each of its sums (bufs[j] + e[o]), and receives into recv, rank after
+ * rank in order, nb[r] slices of its own elements from each rank r. Returns 0, or 1 with err. */
+int pnetrt_comm_exchange_slices(pnetrt_comm *c, float *const *bufs, const int *nb, const int64_t *e, float *recv,
+                                char *err, size_t n);
 /* Every rank gets the logical OR of ok == false over the ranks: returns true when all are ok. */
 bool pnetrt_comm_all_ok(pnetrt_comm *c, bool ok);
 /* Compares every rank's v with rank 0's: returns the number of ranks whose v differs (on every
  * rank), and sets *mine when this rank's does. */
 int pnetrt_comm_compare_u64(pnetrt_comm *c, uint64_t v, bool *mine);
+/* Rank 0 gets every rank's v in out[0..size) (out may be NULL elsewhere); one rank: out[0] = v. */
+int pnetrt_comm_gather_f64(pnetrt_comm *c, double v, double *out);
 /* Ends every rank of the job with exit code `code` (after the caller printed why). */
 _Noreturn void pnetrt_comm_abort(pnetrt_comm *c, int code);
 /* Seconds this process spent inside communication calls so far. */

@@ -42,6 +42,8 @@ struct pnetrt_trainer {
     float *fold;
     int64_t fold_cap;     /* buffers allocated */
     int64_t slot_cap;     /* chunk slots allocated */
+    float *recv;          /* on ranks: every rank's partial sums of this rank's slice of the gradient */
+    int64_t recv_cap;     /* floats */
     const float *grad;    /* the last step's whole gradient */
     pnetrt_handoff *hand; /* pipeline hand-offs, one per replica pipeline, nhand of them */
     pnetrt_spin_barrier *stage_bars; /* pipeline stage barriers, nbars of them */
@@ -59,6 +61,7 @@ static void trainer_free(pnetrt_trainer *t) {
     if (!t) return;
     free(t->slots);
     free(t->fold);
+    free(t->recv);
     free(t->stats);
     free(t->global);
     free(t->opt);
@@ -245,11 +248,14 @@ static pnetrt_train_call chunk_call(const pnetrt_train_call *call, int64_t ch, f
 }
 
 /* After every group has folded its chunks: adds the groups' stacks, in chunk order, into one sum
- * (each thread of the team its share of the elements). Returns the buffer that holds it. */
-static float *fold_finish(const run *r, int groups, int t, int nth) {
+ * (each thread of the team its share of the elements), between barriers of the team. On ranks,
+ * the rank's stack then goes to the owners of the gradient's slices (a reduce-scatter along the
+ * tree), each owner adds every rank's partial sums of its slice, and the ranks all-gather the
+ * slices. Returns the buffer that holds the whole gradient. */
+static float *fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrier *all, int *sense) {
     const pnetrt_desc *d = pnetrt_model_desc(r->m);
     int64_t P = d->param_floats;
-    pnetrt_range all = {0, P};
+    pnetrt_range every = {0, P};
     pnetrt_blk blk[128], mine[128];
     float *bufs[128];
     int top = 0;
@@ -257,10 +263,43 @@ static float *fold_finish(const run *r, int groups, int t, int nth) {
         int64_t c0 = r->lo + (r->hi - r->lo) * g / groups, c1 = r->lo + (r->hi - r->lo) * (g + 1) / groups;
         int n = pnetrt_tree_stack(c0, c1, mine, NULL);
         for (int j = 0; j < n; j++)
-            pnetrt_tree_push(blk, bufs, &top, mine[j], r->t->fold + ((int64_t)g * r->fold_depth + j) * P, &all, 1, t, nth);
+            pnetrt_tree_push(blk, bufs, &top, mine[j], r->t->fold + ((int64_t)g * r->fold_depth + j) * P, &every, 1, t, nth);
     }
-    pnetrt_tree_finish(blk, bufs, &top, &all, 1, t, nth);
-    return top ? bufs[0] : NULL;
+    int K = pnetrt_comm_size(r->comm), me = pnetrt_comm_rank(r->comm);
+    if (K < 2) {
+        pnetrt_tree_finish(blk, bufs, &top, &every, 1, t, nth);
+        return bufs[0];
+    }
+    int nb[K];
+    int64_t e[K + 1], at[K];
+    for (int k = 0; k < K; k++) nb[k] = pnetrt_tree_stack(r->first[k], r->first[k + 1], mine, NULL);
+    for (int k = 0; k <= K; k++) e[k] = k == K ? P : P / 16 * k / K * 16;
+    int64_t slice = e[me + 1] - e[me];
+    for (int k = 0, sum = 0; k < K; sum += nb[k], k++) at[k] = (int64_t)sum * slice;
+    pnetrt_barrier_wait(all, sense);
+    if (t == 0 && pnetrt_comm_exchange_slices(r->comm, bufs, nb, e, r->t->recv, r->err, sizeof r->err))
+        atomic_store(&r->failed, 1);
+    pnetrt_barrier_wait(all, sense);
+    /* Every rank's partial sums of this rank's slice, in chunk order. A slice is addressed by the
+     * gradient's element index, so its pointer is offset back by e[me] (as an integer). */
+    pnetrt_range own = {e[me], e[me + 1]};
+    top = 0;
+    for (int k = 0; k < K; k++) {
+        int n = pnetrt_tree_stack(r->first[k], r->first[k + 1], mine, NULL);
+        for (int j = 0; j < n; j++) {
+            float *piece = r->t->recv + at[k] + (int64_t)j * slice;
+            pnetrt_tree_push(blk, bufs, &top, mine[j], (float *)((uintptr_t)piece - (uintptr_t)e[me] * sizeof(float)), &own, 1,
+                             t, nth);
+        }
+    }
+    pnetrt_tree_finish(blk, bufs, &top, &own, 1, t, nth);
+    pnetrt_barrier_wait(all, sense); /* the threads add and copy different shares */
+    float *sum = r->t->fold;
+    int64_t a = e[me] + slice * t / nth, b = e[me] + slice * (t + 1) / nth;
+    if (top) memcpy(sum + a, bufs[0] + a, (size_t)(b - a) * sizeof(float));
+    pnetrt_barrier_wait(all, sense);
+    if (t == 0 && pnetrt_comm_allgather_bytes(r->comm, sum, 4, e, r->err, sizeof r->err)) atomic_store(&r->failed, 1);
+    return sum;
 }
 
 /* The reduction point (transport.h) before the chunks' statistics, and with grads their parameter
@@ -323,7 +362,7 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
         }
     }
     if (!r->eval && r->fold_depth) {
-        float *sum = fold_finish(r, groups, t, nth);
+        float *sum = fold_finish(r, groups, t, nth, all, &sense);
         if (t == 0) r->grad = sum;
         pnetrt_barrier_wait(all, &sense);
         /* The update's tree over one slot is the sum itself. */
@@ -479,7 +518,10 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     /* Fold the gradient tree as chunks complete (gradtree.h) when a step is one segment and runs
      * unpipelined in this process: each group then holds its stack's deepest, not a slot per chunk. */
     int depth = 0, depth1 = 0; /* buffers per group; and for one group, should OpenMP give one thread */
-    if (!eval && td->nsegments == 1 && !piped && K == 1 && pnetrt_tree_depth(mine) <= 128) {
+    /* The same choice on every rank (they must meet at the same reduction points): not for a
+     * network that may run pipelined, whose stages fill the slots at different times. */
+    bool fold = !eval && td->nsegments == 1 && !(td->nstages > 1 && pnetrt_pipelined(m)) && pnetrt_tree_depth(nch) <= 128;
+    if (fold) {
         pnetrt_blk stack[128];
         for (int g = 0; g < groups; g++) {
             int most;
@@ -487,9 +529,25 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
             if (most > depth) depth = most;
         }
         pnetrt_tree_stack(first[me], first[me + 1], stack, &depth1);
+        if (depth < 1) depth = 1; /* a rank without chunks still folds: it receives the gradient */
+        if (depth1 < 1) depth1 = 1;
     }
     int64_t fold_bufs = (int64_t)groups * depth > depth1 ? (int64_t)groups * depth : depth1;
     int bad = reserve(m, t, batch, groups, threads, fold_bufs) || (piped && reserve_pipe(m, t, &p));
+    if (!bad && K > 1 && fold) {
+        /* Every rank's partial sums of this rank's slice of the gradient (fold_finish). */
+        int64_t blocks = 0, P = d->param_floats;
+        pnetrt_blk stack[128];
+        for (int k = 0; k < K; k++) blocks += pnetrt_tree_stack(first[k], first[k + 1], stack, NULL);
+        int64_t need = blocks * ((me + 1 == K ? P : P / 16 * (me + 1) / K * 16) - P / 16 * me / K * 16);
+        if (need > t->recv_cap) {
+            free(t->recv);
+            t->recv = zalloc((size_t)need * sizeof(float));
+            t->recv_cap = t->recv ? need : 0;
+            if (!t->recv)
+                bad = failf(m, "out of memory for the ranks' partial gradients: %.0f bytes needed", 4.0 * (double)need);
+        }
+    }
     float *params = bad ? NULL : pnetrt_params_mut(m);
     if (!bad && !params) bad = failf(m, "out of memory");
     /* Every rank goes on, or none does: a rank that failed here would leave the others waiting in

@@ -57,13 +57,20 @@ if [ "$QUICK" = without-mpi ]; then
     finish
 fi
 
-for c in dropout_det mlp_adam cnn pipe pipe_gpipe; do
-    if ! "$PNETC" "$DIR/cases/$c.pnet" -o "$WORK/$c" >"$WORK/$c.compile" 2>&1; then
+EXAMPLES=$DIR/../../examples
+for c in dropout_det mlp_adam cnn pipe pipe_gpipe digits_mlp; do
+    src=$DIR/cases/$c.pnet
+    [ "$c" = digits_mlp ] && src=$EXAMPLES/digits_mlp.pnet
+    if ! "$PNETC" "$src" -o "$WORK/$c" >"$WORK/$c.compile" 2>&1; then
         fail "compile $c: $(head -n 2 "$WORK/$c.compile" | tr '\n' ' ')"
         continue
     fi
     if [ "$c" = dropout_det ]; then
         args="--data $DIR/data/det_x.npy --labels $DIR/data/det_y.npy --epochs 2 --batch 100"
+    elif [ "$c" = digits_mlp ]; then
+        # 1,437 samples in batches of 1,000 and 437: 32 and 14 chunks, folded by the tree on each
+        # rank and reduced across them (docs/distributed.md).
+        args="--data $EXAMPLES/data/digits_train.csv.gz --epochs 2 --batch 1000"
     else
         R=$DIR/refs/$c
         B=$(sed -n 's/^batch *//p' "$R/case.txt")
@@ -78,7 +85,8 @@ for c in dropout_det mlp_adam cnn pipe pipe_gpipe; do
         [ -n "$QUICK" ] && [ "$np" != 2 ] && [ "$np" != 3 ] && continue
         for btl in shm tcp; do
             threads=1
-            [ "$np" = 2 ] && threads=2 # more threads than this rank's share of the cores: still the same bits
+            # More threads than this rank's share of the cores: still the same bits.
+            { [ "$np" = 2 ] || { [ "$np" = 3 ] && [ "$btl" = shm ]; }; } && threads=2
             rm -f "$WORK/$c.st"
             # shellcheck disable=SC2086
             if mpi "$np" "$btl" "$WORK/$c" train $args --threads $threads --save "$WORK/$c.st" >"$WORK/$c.mpi.log" 2>&1 &&
@@ -122,6 +130,40 @@ if "$WORK/dropout_det" train --data "$X" --labels "$Y" --batch 20 --threads 1 --
     pass "4 ranks on one-chunk batches: ranks without chunks keep the same weights"
 else
     fail "4 ranks on one-chunk batches: $(tail -n 3 "$WORK/small.log" | tr '\n' ' ')"
+fi
+
+# Resuming on another rank count: one epoch on 2 ranks, the second on 3, ends bitwise where two
+# epochs in one process end (shuffled, with dropout and batchnorm: the checkpoint keeps the step,
+# seed and order).
+"$WORK/dropout_det" train --data "$X" --labels "$Y" --batch 50 --epochs 2 --threads 1 --save "$WORK/two.st" >/dev/null 2>&1
+if mpi 2 shm "$WORK/dropout_det" train --data "$X" --labels "$Y" --batch 50 --epochs 1 --threads 1 --save "$WORK/resume.st" \
+        >"$WORK/resume.log" 2>&1 &&
+    mpi 3 tcp "$WORK/dropout_det" train --data "$X" --labels "$Y" --batch 50 --epochs 2 --threads 1 --resume "$WORK/resume.st" \
+        --save "$WORK/resume.st" >>"$WORK/resume.log" 2>&1 && cmp -s "$WORK/two.st" "$WORK/resume.st"; then
+    pass "resume on another rank count (2 ranks, then 3): bitwise the uninterrupted run"
+else
+    fail "resume on another rank count: $(tail -n 3 "$WORK/resume.log" | tr '\n' ' ')"
+fi
+
+# bench and bench --train under mpirun: the ranks agree on every round (no hang), and rank 0 prints
+# each rank's time in communication.
+if out=$(mpi 2 shm "$WORK/mlp_adam" bench --train --batch 256 --seconds 0.3 --threads 1 2>&1) &&
+    printf '%s\n' "$out" | grep -q "^throughput:" && printf '%s\n' "$out" | grep -q "^ranks: 2; time in communication.*rank 1" &&
+    out2=$(mpi 3 tcp "$WORK/cnn" bench --batch 64 --seconds 0.3 --threads 1 2>&1) &&
+    printf '%s\n' "$out2" | grep -q "^ranks: 3; time in communication"; then
+    pass "bench --train on 2 ranks and bench on 3: throughput and each rank's communication time"
+else
+    fail "bench on ranks: $(printf '%s %s' "$out" "${out2:-}" | tail -n 4 | tr '\n' ' ')"
+fi
+
+# info --ranks K: each rank's samples, memory and the bytes its gradient reduction moves.
+out=$("$WORK/digits_mlp" info --ranks 3 --batch 1000 2>&1)
+if printf '%s\n' "$out" | grep -q "^ranks: 3, data parallel" &&
+    printf '%s\n' "$out" | grep -q "rank 2: samples \[672, 1000) of a batch of 1000:.*sends .* and receives .*folded tree" &&
+    ! "$WORK/digits_mlp" info --ranks 0 >/dev/null 2>&1 && ! "$WORK/digits_mlp" info --batch 10 >/dev/null 2>&1; then
+    pass "info --ranks 3 --batch 1000: the mapping, each rank's samples and reduction bytes; bad values refused"
+else
+    fail "info --ranks: $(printf '%s' "$out" | tail -n 4 | tr '\n' ' ')"
 fi
 
 # Only rank 0 prints: one "epoch" line per epoch, not one per rank.
