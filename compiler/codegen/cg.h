@@ -124,13 +124,20 @@ typedef struct cg_elt {
     LLVMValueRef x, y, idx, base;
 } cg_elt;
 
+/* One node's part of a pass of the training step that needs the whole batch (batchnorm's batch
+ * statistics): a kernel on every chunk, a step-wide sync that combines the chunks, then a kernel
+ * on every chunk again (NULL: none). */
+typedef struct cg_pass {
+    LLVMValueRef kernel, sync, after;
+} cg_pass;
+
 /* One row per op of ops.def (dispatch.c): its kernel generators. */
 typedef struct cg_op_row {
     /* The inference kernel of a node, or NULL when it needs none (inputs, views, losses). */
     LLVMValueRef (*kernel)(cg *c, int node);
     /* Its backward kernel (train.h): reads y, dy and the inputs, writes (acc[k]: adds to) the
-     * inputs' gradients and its parameter gradients; NULL when it needs none (views, losses,
-     * batchnorm, whose backward the step splits around a sync). */
+     * inputs' gradients and its parameter gradients; NULL when it needs none (views, losses)
+     * or when `synced` builds it (batchnorm). */
     LLVMValueRef (*backward)(cg *c, int node, const bool *acc);
     /* An elementwise op of one tensor, or + - * by a scalar constant: its value at one element v
      * (a float or a vector), for its own kernel (cg_gen_eltwise) and for the epilogue of the
@@ -139,6 +146,18 @@ typedef struct cg_op_row {
     /* Its backward at one element: dy times the derivative (cg_bwd_unary); NULL when unary is or
      * when cg_bwd_unary is not its backward. In eltwise_grad.c. */
     LLVMValueRef (*unary_grad)(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
+    /* The training step (step.c). `train`: its training forward, a training kernel (train.h),
+     * where it differs from the inference kernel (dense keeps what its backward reads, dropout
+     * draws its mask); NULL: the inference kernel runs in training too. */
+    LLVMValueRef (*train)(cg *c, int node);
+    /* Its kernel in the evaluation forward where the training forward's must not serve: the
+     * inference-mode kernel over the training layout (dropout's copy, batchnorm's running
+     * statistics); NULL: the training forward's own kernel. */
+    LLVMValueRef (*eval)(cg *c, int node);
+    /* An op whose training forward and backward each wait on the whole batch (batchnorm): the
+     * pass, in place of train and backward (acc as for backward; NULL in the forward). Such an
+     * op has an eval column. */
+    cg_pass (*synced)(cg *c, int node, bool backward, const bool *acc);
 } cg_op_row;
 const cg_op_row *cg_op(pn_op op);
 /* The read-only global holding constant node i's value (dispatch.c), made on first use. */

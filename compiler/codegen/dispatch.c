@@ -1,7 +1,8 @@
-/* Op dispatch: one row per op of ops.def with its kernel generators (forward and backward), and
- * the constants kernels read. The inference module (emit.c) and the training step (step.c) both
- * call down into this file; it calls down into the kernel files (gemm.c, conv.c, eltwise.c,
- * reduce.c, shape.c and their *_grad.c twins). */
+/* Op dispatch: one row per op of ops.def with its kernel generators (inference, backward, and
+ * what the training step runs in training and evaluation mode), and the constants kernels read.
+ * The inference module (emit.c) and the training step (step.c) both call down into this file; it
+ * calls down into the kernel files (gemm.c, conv.c, eltwise.c, reduce.c, shape.c and their
+ * *_grad.c twins). */
 #include "train.h"
 #include "../support/util.h"
 
@@ -19,9 +20,10 @@ static LLVMValueRef gen_view(cg *c, int i) {
 }
 
 /* Each op's row, by its ops.def name: the inference kernel, the backward kernel (NULL: none; the
- * training step builds the losses' and batchnorm's own kernels), and for the elementwise ops of
- * one tensor (and + - * by a constant, when fused) their value and derivative at one element
- * (eltwise.c, eltwise_grad.c). An op of ops.def without a row here does not compile. */
+ * training step builds the losses' own kernels, batchnorm's are its synced column below), and for
+ * the elementwise ops of one tensor (and + - * by a constant, when fused) their value and
+ * derivative at one element (eltwise.c, eltwise_grad.c). An op of ops.def without a row here
+ * does not compile. */
 /*                        inference              backward               unary               unary_grad */
 #define CG_INPUT          NULL,                  NULL,                  NULL,               NULL
 #define CG_CONST          NULL,                  NULL,                  NULL,               NULL
@@ -56,8 +58,46 @@ static LLVMValueRef gen_view(cg *c, int i) {
 #define CG_CROSS_ENTROPY  NULL,                  NULL,                  NULL,               NULL
 #define CG_MSE            NULL,                  NULL,                  NULL,               NULL
 
+/* The rest of each op's row, which the training step reads (step.c): its training forward where
+ * that differs from its inference kernel, its kernel in the evaluation forward where that is not
+ * the training forward's, and for an op whose passes both wait on the whole batch, the pass
+ * around a sync (cg_op_row in cg.h). */
+/*                              train                  eval                   synced */
+#define CG_TRAIN_INPUT          NULL,                  NULL,                  NULL
+#define CG_TRAIN_CONST          NULL,                  NULL,                  NULL
+#define CG_TRAIN_ADD            NULL,                  NULL,                  NULL
+#define CG_TRAIN_SUB            NULL,                  NULL,                  NULL
+#define CG_TRAIN_MUL            NULL,                  NULL,                  NULL
+#define CG_TRAIN_DENSE          cg_gen_dense_train,    NULL,                  NULL
+#define CG_TRAIN_CONV2D         NULL,                  NULL,                  NULL
+#define CG_TRAIN_BATCHNORM      NULL,                  cg_gen_batchnorm,      cg_bn_pass
+#define CG_TRAIN_LAYERNORM      NULL,                  NULL,                  NULL
+#define CG_TRAIN_EMBEDDING      NULL,                  NULL,                  NULL
+#define CG_TRAIN_MAXPOOL2D      NULL,                  NULL,                  NULL
+#define CG_TRAIN_AVGPOOL2D      NULL,                  NULL,                  NULL
+#define CG_TRAIN_GLOBAL_AVGPOOL NULL,                  NULL,                  NULL
+#define CG_TRAIN_RELU           NULL,                  NULL,                  NULL
+#define CG_TRAIN_LEAKY_RELU     NULL,                  NULL,                  NULL
+#define CG_TRAIN_SIGMOID        NULL,                  NULL,                  NULL
+#define CG_TRAIN_TANH           NULL,                  NULL,                  NULL
+#define CG_TRAIN_GELU           NULL,                  NULL,                  NULL
+#define CG_TRAIN_SILU           NULL,                  NULL,                  NULL
+#define CG_TRAIN_SOFTMAX        NULL,                  NULL,                  NULL
+#define CG_TRAIN_LOG_SOFTMAX    NULL,                  NULL,                  NULL
+#define CG_TRAIN_CAUSAL_SOFTMAX NULL,                  NULL,                  NULL
+#define CG_TRAIN_DROPOUT        cg_gen_dropout_train,  cg_gen_copy,           NULL
+#define CG_TRAIN_RESHAPE        NULL,                  NULL,                  NULL
+#define CG_TRAIN_FLATTEN        NULL,                  NULL,                  NULL
+#define CG_TRAIN_TRANSPOSE      NULL,                  NULL,                  NULL
+#define CG_TRAIN_SLICE          NULL,                  NULL,                  NULL
+#define CG_TRAIN_POSITIONS      NULL,                  NULL,                  NULL
+#define CG_TRAIN_CONCAT         NULL,                  NULL,                  NULL
+#define CG_TRAIN_MATMUL         NULL,                  NULL,                  NULL
+#define CG_TRAIN_CROSS_ENTROPY  NULL,                  NULL,                  NULL
+#define CG_TRAIN_MSE            NULL,                  NULL,                  NULL
+
 static const cg_op_row rows[] = {
-#define PN_OP(id, name, sig, flags) [PN_OP_##id] = {CG_##id},
+#define PN_OP(id, name, sig, flags) [PN_OP_##id] = {CG_##id, CG_TRAIN_##id},
 #include "../ops.def"
 #undef PN_OP
 };

@@ -142,7 +142,7 @@ static void bn_dims(cg *c, int node, int64_t *C, int64_t *S) {
     *S = pn_shape_sample_elems(s) / s->d[1];
 }
 
-LLVMValueRef cg_gen_bn_stats(cg *c, int node) {
+static LLVMValueRef gen_bn_stats(cg *c, int node) {
     int64_t C, S;
     bn_dims(c, node, &C, &S);
     cg_tk_begin(c, node, "bnstats");
@@ -183,7 +183,7 @@ LLVMValueRef cg_gen_bn_stats(cg *c, int node) {
     return cg_tk_end(c);
 }
 
-LLVMValueRef cg_gen_bn_norm(cg *c, int node) {
+static LLVMValueRef gen_bn_norm(cg *c, int node) {
     int64_t C, S;
     bn_dims(c, node, &C, &S);
     cg_tk_begin(c, node, "bnnorm");
@@ -208,7 +208,7 @@ LLVMValueRef cg_gen_bn_norm(cg *c, int node) {
 
 /* Chunk sums per channel of dy (beta's gradient) and dy*xhat (gamma's), into the chunk's slot
  * and its statistics (stats[off + 2C + c], stats[off + 3C + c]) for the sync. */
-LLVMValueRef cg_gen_bn_bsum(cg *c, int node) {
+static LLVMValueRef gen_bn_bsum(cg *c, int node) {
     int64_t C, S;
     bn_dims(c, node, &C, &S);
     cg_tk_begin(c, node, "bnbsum");
@@ -244,7 +244,7 @@ LLVMValueRef cg_gen_bn_bsum(cg *c, int node) {
 }
 
 /* dx = gamma * rstd * (dy - sum_dy / M - xhat * sum_dyxhat / M), M = values per channel in the batch. */
-LLVMValueRef cg_gen_bn_bdx(cg *c, int node, bool acc) {
+static LLVMValueRef gen_bn_bdx(cg *c, int node, bool acc) {
     int64_t C, S;
     bn_dims(c, node, &C, &S);
     cg_tk_begin(c, node, "bnbdx");
@@ -303,7 +303,9 @@ static void bn_combine(cg *c, LLVMValueRef i, LLVMValueRef j, LLVMValueRef s, vo
     cg_store(c, m2, ai, I(c, t->C));
 }
 
-LLVMValueRef cg_gen_bn_sync(cg *c, int node, bool backward) {
+/* The step-wide function between the chunks' kernels: combines their statistics (or sums) by the
+ * fixed tree into the global ones. */
+static LLVMValueRef gen_bn_sync(cg *c, int node, bool backward) {
     const pn_graph *g = c->g;
     const pn_node *nd = &g->nodes[node];
     int64_t C, S;
@@ -342,4 +344,16 @@ LLVMValueRef cg_gen_bn_sync(cg *c, int node, bool backward) {
     cg_loop_end(c, &ch);
     LLVMBuildRetVoid(c->b);
     return c->fn;
+}
+
+/* batchnorm's pass of the training step (the codegen table's synced column). Forward: the chunks'
+ * statistics, their sync, normalisation. Backward: the chunks' sums of dy and dy*xhat (and the
+ * gamma and beta gradients), their sync, then dx when x takes a gradient. */
+cg_pass cg_bn_pass(cg *c, int node, bool backward, const bool *acc) {
+    cg_pass p = {0};
+    p.kernel = backward ? gen_bn_bsum(c, node) : gen_bn_stats(c, node);
+    p.sync = gen_bn_sync(c, node, backward);
+    if (!backward) p.after = gen_bn_norm(c, node);
+    else if (cg_grad_edge(c->g, node, 0)) p.after = gen_bn_bdx(c, node, acc[0]);
+    return p;
 }

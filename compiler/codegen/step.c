@@ -1,8 +1,9 @@
 /* The training step of a network with a train block: the segment functions that run a chunk's
  * forward (training mode), loss and backward kernels, the syncs between segments (batchnorm's
  * batch statistics), the prep and update functions (optim.c), the evaluation forward, and the
- * loss kernels (at the end). Kernels see the graph without fusion; desc.c describes the result
- * to libpnetrt (pnetrt_train_desc). */
+ * loss kernels (at the end). What each op runs in each pass comes from its row of the codegen
+ * table (dispatch.c). Kernels see the graph without fusion; desc.c describes the result to
+ * libpnetrt (pnetrt_train_desc). */
 #include "tk.h"
 #include "../support/util.h"
 
@@ -32,6 +33,13 @@ static void push(tlist *l, step_kind k, int node, LLVMValueRef fn) {
         l->s = realloc(l->s, sizeof(tstep) * (size_t)l->cap);
     }
     l->s[l->n++] = (tstep){k, node, fn, false};
+}
+
+/* A pass around a sync (cg_pass): the sync ends the segment. */
+static void push_pass(tlist *l, int node, cg_pass p) {
+    push(l, ST_TRAIN, node, p.kernel);
+    if (p.sync) push(l, ST_BREAK, node, p.sync);
+    push(l, ST_TRAIN, node, p.after);
 }
 
 static const pn_graph *sort_graph;
@@ -157,11 +165,6 @@ static LLVMValueRef emit_seg(cg *c, const tstep *steps, int from, int to, const 
     return fn;
 }
 
-/* An inference kernel over the training layout, where dropout has a buffer of its own (a copy). */
-static LLVMValueRef infer_kernel(cg *c, int i) {
-    return c->g->nodes[i].op == PN_OP_DROPOUT ? cg_gen_copy(c, i) : cg_gen_kernel(c, i);
-}
-
 static LLVMValueRef fn_array(cg *c, LLVMValueRef *fs, int n, const char *suffix) {
     char *name = pn_xasprintf("%s__%s", c->px, suffix);
     LLVMValueRef init = LLVMConstArray2(c->ptr, fs, (uint64_t)n);
@@ -173,7 +176,7 @@ static LLVMValueRef fn_array(cg *c, LLVMValueRef *fs, int n, const char *suffix)
     return gv;
 }
 
-static bool is_view(pn_op op) { return op == PN_OP_RESHAPE || op == PN_OP_FLATTEN; }
+static bool is_view(pn_op op) { return pn_ops[op].flags & PN_OPF_VIEW; }
 
 bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
     const pn_graph *orig = c->g;
@@ -209,21 +212,15 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
     tlist steps = {0}, eval = {0};
     bool *written = pn_xcalloc((size_t)(n ? n : 1), sizeof(bool));
     LLVMValueRef *fwd_kern = pn_xcalloc((size_t)(n ? n : 1), sizeof *fwd_kern);
-    /* Forward, training mode. */
+    /* Forward, training mode: the op's synced pass, else its train column, else its inference
+     * kernel. */
     for (int i = 0; i < n && ok; i++) {
         const pn_node *nd = &tg.nodes[i];
         if (!t->live[i] || i == t->loss || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST || is_view(nd->op)) continue;
-        if (nd->op == PN_OP_BATCHNORM) {
-            push(&steps, ST_TRAIN, i, cg_gen_bn_stats(c, i));
-            push(&steps, ST_BREAK, i, cg_gen_bn_sync(c, i, false));
-            push(&steps, ST_TRAIN, i, cg_gen_bn_norm(c, i));
-        } else if (nd->op == PN_OP_DROPOUT) {
-            push(&steps, ST_TRAIN, i, cg_gen_dropout_train(c, i));
-        } else if (nd->op == PN_OP_DENSE) {
-            push(&steps, ST_TRAIN, i, fwd_kern[i] = cg_gen_dense_train(c, i));
-        } else {
-            push(&steps, ST_INFER, i, fwd_kern[i] = infer_kernel(c, i));
-        }
+        const cg_op_row *r = cg_op(nd->op);
+        if (r->synced) push_pass(&steps, i, r->synced(c, i, false, NULL));
+        else if (r->train) push(&steps, ST_TRAIN, i, fwd_kern[i] = r->train(c, i));
+        else push(&steps, ST_INFER, i, fwd_kern[i] = cg_gen_kernel(c, i));
     }
     /* The loss and its gradient, then the backward pass in reverse order. */
     const pn_node *ln = &tg.nodes[t->loss];
@@ -251,10 +248,9 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
             acc[k] = written[b];
             written[b] = true;
         }
-        if (nd->op == PN_OP_BATCHNORM) {
-            push(&steps, ST_TRAIN, i, cg_gen_bn_bsum(c, i));
-            push(&steps, ST_BREAK, i, cg_gen_bn_sync(c, i, true));
-            if (cg_grad_edge(&tg, i, 0)) push(&steps, ST_TRAIN, i, cg_gen_bn_bdx(c, i, acc[0]));
+        const cg_op_row *r = cg_op(nd->op);
+        if (r->synced) {
+            push_pass(&steps, i, r->synced(c, i, true, acc));
             continue;
         }
         LLVMValueRef f = cg_gen_backward(c, i, acc);
@@ -267,9 +263,13 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
     for (int i = 0; i < n && ok; i++) {
         const pn_node *nd = &tg.nodes[i];
         if (!t->live[i] || i == t->loss || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST || is_view(nd->op)) continue;
-        /* The training forward's kernel where the two modes agree (all but batchnorm, dropout). */
-        LLVMValueRef k = fwd_kern[i] ? fwd_kern[i] : infer_kernel(c, i);
-        push(&eval, nd->op == PN_OP_DENSE ? ST_TRAIN : ST_INFER, i, k);
+        /* The op's eval column where the two modes differ, else the training forward's kernel. */
+        const cg_op_row *r = cg_op(nd->op);
+        if (r->eval) push(&eval, ST_INFER, i, r->eval(c, i));
+        else {
+            PN_ASSERT(fwd_kern[i]); /* an op with a synced pass has an eval column */
+            push(&eval, r->train ? ST_TRAIN : ST_INFER, i, fwd_kern[i]);
+        }
     }
     if (ok) push(&eval, ST_TRAIN, t->loss, cg_gen_loss(c, t->loss, false, false));
     if (ok) {

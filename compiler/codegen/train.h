@@ -60,20 +60,18 @@ LLVMValueRef cg_bwd_embedding(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_concat(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_transpose(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_slice(cg *c, int node, const bool *acc);
-/* Training-mode forward pieces. */
+/* The train column: training forwards that differ from the inference kernel. dense's runs over
+ * W^T, made by the prep function (gemm_grad.c); dropout's draws its mask (eltwise_grad.c). */
+LLVMValueRef cg_gen_dense_train(cg *c, int node);
 LLVMValueRef cg_gen_dropout_train(cg *c, int node);
-LLVMValueRef cg_gen_bn_stats(cg *c, int node);  /* chunk mean and M2 per channel */
-LLVMValueRef cg_gen_bn_norm(cg *c, int node);   /* normalise with the batch statistics */
-LLVMValueRef cg_gen_bn_bsum(cg *c, int node);   /* chunk sums of dy and dy*xhat; gamma/beta gradients */
-LLVMValueRef cg_gen_bn_bdx(cg *c, int node, bool acc);
+/* The synced column (reduce_grad.c): batchnorm's forward with batch statistics and its backward,
+ * each a kernel per chunk, a sync of the chunks' statistics and a kernel after it. */
+cg_pass cg_bn_pass(cg *c, int node, bool backward, const bool *acc);
 /* The loss: chunk loss sum and correct count into stats; with backward, the logits' gradient. */
 LLVMValueRef cg_gen_loss(cg *c, int node, bool backward, bool acc);
 /* Step-wide functions px__...(const int64_t *call, int64_t ith, int64_t nth). */
-LLVMValueRef cg_gen_bn_sync(cg *c, int node, bool backward);
 LLVMValueRef cg_gen_update(cg *c);
 LLVMValueRef cg_gen_prep(cg *c);
-/* The training forward of dense, over W^T made by the prep function. */
-LLVMValueRef cg_gen_dense_train(cg *c, int node);
 
 /* The functions of a training step (step.c). */
 typedef struct pn_train_fns {
