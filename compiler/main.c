@@ -6,6 +6,7 @@
 #include "io.h"
 #include "ir/graph.h"
 #include "ir/report.h"
+#include "pnetrt_ranks.h"
 #include "pnetrt_abi.h"
 #include "parse/parse.h"
 #include "passes/passes.h"
@@ -48,6 +49,8 @@ static const char usage[] =
     "  --auto-partition S  split the layers into S pipeline stages by the cost model; print the file back\n"
     "  --train-chunk N    samples per gradient chunk in training (default 32; see docs/training.md)\n"
     "  --report           print the schedule: per stage its layers, FLOPs, bytes and cost; balance; bubble\n"
+    "  --ranks K          with --report: how K ranks of mpirun share the network, each rank's memory and\n"
+    "                     what its gradient reduction sends (docs/distributed.md)\n"
     "  --dump-after=PASS  print the graph IR after an inference pass (prune, fold_batchnorm, fuse, fuse_pool,\n"
     "                     plan_params, plan_memory)\n"
     "  -I DIR             search DIR for imports (before PNET_PATH, the file's directory and the stdlib)\n"
@@ -67,6 +70,7 @@ typedef struct compile_opts {
     const char *out_path, *triple, *cpu, *weights, *dump_after;
     int opt_level;
     int train_chunk; /* 0: the default */
+    int ranks;       /* --report --ranks K: how K ranks of mpirun share the network; 0: not asked */
     pn_diags *diags; /* for errors at a node's location */
     char *net_name;  /* receives the network's name, for -MD's default output name (NULL: not wanted) */
 } compile_opts;
@@ -422,11 +426,32 @@ static void warn_unbalanced(const char *file, const pn_graph *g, const pn_diags 
     free(st);
 }
 
-/* --report: the schedule report of the checked graph, to out_path or stdout. */
-static int write_report(const pn_graph *g, const char *out_path) {
+/* --report: the schedule report of the checked graph, to out_path or stdout; with --ranks K, then
+ * how K ranks share it (runtime/pnetrt_ranks.h, as `./net info --ranks K` prints it), from the
+ * planned graph. */
+static int write_report(pn_graph *g, const compile_opts *o) {
     out_file of;
-    if (!out_open(&of, out_path)) return 1;
+    if (!out_open(&of, o->out_path)) return 1;
     pn_graph_report(g, of.f);
+    if (o->ranks > 0) {
+        g->train_chunk = o->train_chunk;
+        for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(g);
+        const pn_tplan *t = &g->tplan;
+        bool batchnorm = false; /* a training step cut into segments at batch statistics */
+        for (int i = 0; t->present && i < g->nnodes; i++) batchnorm |= t->live[i] && g->nodes[i].op == PN_OP_BATCHNORM;
+        pnetrt_rank_facts x = {
+            .param_floats = g->plan.param_floats,
+            .opt_floats = t->present ? g->plan.param_floats * (g->train.opt == PN_OPT_ADAM ? 2 : 1) : 0,
+            .infer_sample_bytes = g->plan.arena_sample_bytes,
+            .train_sample_bytes = t->present ? t->sample_bytes : 0,
+            .chunk = t->present ? t->chunk : g->plan.chunk,
+            .train = t->present,
+            .fold = t->present && !batchnorm && g->nstages <= 1,
+            .stages = g->nstages > 1,
+        };
+        fprintf(of.f, "\n");
+        pnetrt_rank_report(of.f, &x, o->ranks, g->train.present && g->train.batch > 0 ? g->train.batch : 256);
+    }
     return out_close(&of, true);
 }
 
@@ -455,7 +480,7 @@ static int run_graph_file(const char *file, action act, const compile_opts *o) {
     if (act != ACT_CHECK) warn_unbalanced(file, g, o->diags);
     if (o->net_name) snprintf(o->net_name, PN_DEP_NAME_MAX, "%s", g->name);
     int rc = 0;
-    if (act == ACT_REPORT) rc = write_report(g, o->out_path);
+    if (act == ACT_REPORT) rc = write_report(g, o);
     else if (act == ACT_GRAPH || act == ACT_DOT) rc = print_graph(g, act, o->out_path);
     else if (act != ACT_CHECK) rc = compile(g, act, o);
     pn_graph_free(g);
@@ -554,6 +579,15 @@ int main(int argc, char **argv) {
             act = ACT_CHECK;
         } else if (strcmp(a, "--report") == 0) {
             act = ACT_REPORT;
+        } else if (strcmp(a, "--ranks") == 0) {
+            char *end;
+            long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (i + 1 >= argc || *end || v < 1 || v > 4096) {
+                rc = fail("%s", "--ranks needs a rank count from 1 to 4096");
+                goto done;
+            }
+            o.ranks = (int)v;
+            i++;
         } else if (strcmp(a, "--train-chunk") == 0) {
             char *end;
             long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
@@ -638,6 +672,10 @@ int main(int argc, char **argv) {
         rc = list_cpus(o.triple);
         goto done;
     }
+    if (o.ranks && act != ACT_REPORT) {
+        rc = fail("%s", "--ranks goes with --report (an executable takes its ranks from mpirun)");
+        goto done;
+    }
     if (!file) {
         rc = fail("%s", "no input file; see 'pnetc --help'");
         goto done;
@@ -694,7 +732,7 @@ int main(int argc, char **argv) {
         goto finish;
     }
     if (act == ACT_REPORT) {
-        rc = write_report(g, o.out_path);
+        rc = write_report(g, &o);
         pn_graph_free(g);
         goto finish;
     }

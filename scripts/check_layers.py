@@ -33,6 +33,7 @@ PREFIXES = [
     ("runtime/pnetrt_abi.h", "runtime", "abi"),  # the contract between generated code and libpnetrt
     ("runtime/pnet.h", "runtime", "abi"),  # the public API, with the functions generated code calls
     ("runtime/pnet_mpi.h", "runtime", "abi"),  # the optional public API of distributed runs
+    ("runtime/pnetrt_ranks.h", "runtime", "abi"),  # the rank report and the tree's chunk blocks, shared with pnetc
     ("runtime/io/", "runtime", "io"),
     ("runtime/rt.h", "runtime", "core"),  # the public API of core
     ("runtime/core/", "runtime", "core"),

@@ -2,7 +2,7 @@
  * line naming the file or option and the problem, with exit status 1. */
 #include "comm.h"
 #include "data.h"
-#include "gradtree.h"
+#include "pnetrt_ranks.h"
 #include "fileio.h"
 #include "io.h"
 #include "model.h"
@@ -464,51 +464,22 @@ static void human(double bytes, char *buf, size_t n) {
     snprintf(buf, n, k ? "%.1f %s" : "%.0f %s", bytes, u[k]);
 }
 
-/* info --ranks K: how K ranks share the network (docs/distributed.md), and what each holds and
- * sends, at a batch of B. */
+/* info --ranks K: how K ranks share the network, as pnetc --report --ranks K prints it
+ * (pnetrt_ranks.h). */
 static void rank_report(const pnetrt_desc *d, int K, int64_t B) {
-    char a[64], b[64], c[64];
-    printf("\nranks: %d, data parallel: every rank holds the whole network%s and computes its run of each batch's "
-           "chunks\n", K, d->nstages > 1 ? " and runs all its pipeline stages itself" : "");
     const pnetrt_train_desc *t = d->train;
-    int64_t C = t ? t->chunk : d->chunk, nch = (B + C - 1) / C, P = d->param_floats;
-    human((double)P * 4, a, sizeof a);
-    human(t ? (double)t->opt_floats * 4 : 0, b, sizeof b);
-    printf("  every rank: parameters %s, optimizer state %s\n", a, b);
-    printf("  hand-offs between ranks: none (stages do not span ranks)\n");
-    bool fold = t && t->nsegments == 1 && d->nstages <= 1 && pnetrt_tree_depth(nch) <= 128;
-    int64_t nb[K], total = 0;
-    pnetrt_blk stack[128];
-    for (int r = 0; r < K; r++) {
-        int64_t c0 = nch * r / K, c1 = nch * (r + 1) / K;
-        nb[r] = fold ? pnetrt_tree_stack(c0, c1, stack, NULL) : c1 - c0;
-        total += nb[r];
-    }
-    for (int r = 0; r < K; r++) {
-        int64_t c0 = nch * r / K, c1 = nch * (r + 1) / K;
-        int64_t s0 = c0 * C, s1 = c1 * C < B ? c1 * C : B;
-        human((double)(s1 - s0) * (double)d->arena_sample_bytes, a, sizeof a);
-        printf("  rank %d: samples [%lld, %lld) of a batch of %lld: inference activations %s", r, (long long)s0,
-               (long long)s1, (long long)B, a);
-        if (t) {
-            human((double)(s1 - s0 < C ? s1 - s0 : C) * (double)t->sample_bytes, a, sizeof a);
-            /* Per step: a reduce-scatter of the partial sums' slices and an all-gather of the sum
-             * (folded), or an all-gather of the chunk slots. */
-            double sent, got;
-            if (fold) {
-                sent = (double)nb[r] * (double)P * (K - 1) / K + (double)P / K * (K - 1);
-                got = (double)(total - nb[r]) * (double)P / K + (double)P * (K - 1) / K;
-            } else {
-                sent = (double)nb[r] * (double)P * (K - 1);
-                got = (double)(total - nb[r]) * (double)P;
-            }
-            human(sent * 4, b, sizeof b);
-            human(got * 4, c, sizeof c);
-            printf(", training activations %s per chunk in flight; a step's gradient reduction sends %s and receives %s "
-                   "(%s)", a, b, c, fold ? "the folded tree's partial sums" : "one slot per chunk");
-        }
-        printf("\n");
-    }
+    pnetrt_rank_facts x = {
+        .param_floats = d->param_floats,
+        .opt_floats = t ? t->opt_floats : 0,
+        .infer_sample_bytes = d->arena_sample_bytes,
+        .train_sample_bytes = t ? t->sample_bytes : 0,
+        .chunk = t ? t->chunk : d->chunk,
+        .train = t != NULL,
+        .fold = t && t->nsegments == 1 && d->nstages <= 1,
+        .stages = d->nstages > 1,
+    };
+    printf("\n");
+    pnetrt_rank_report(stdout, &x, K, B);
 }
 
 static int cmd_info(const pnetrt_desc *d, int K, int64_t B) {

@@ -1,31 +1,6 @@
 /* The folded gradient tree (gradtree.h). */
 #include "gradtree.h"
 
-int pnetrt_tree_depth(int64_t n) {
-    int d = 1;
-    while (n > 1) {
-        n = (n + 1) / 2;
-        d++;
-    }
-    return 2 * d + 1;
-}
-
-static bool siblings(pnetrt_blk a, pnetrt_blk b) { return a.n == b.n && a.lo % (2 * a.n) == 0 && b.lo == a.lo + a.n; }
-
-int pnetrt_tree_stack(int64_t c0, int64_t c1, pnetrt_blk *out, int *most) {
-    int top = 0, deepest = 0;
-    for (int64_t c = c0; c < c1; c++) {
-        out[top++] = (pnetrt_blk){c, 1};
-        if (top > deepest) deepest = top;
-        while (top >= 2 && siblings(out[top - 2], out[top - 1])) {
-            out[top - 2].n *= 2;
-            top--;
-        }
-    }
-    if (most) *most = deepest;
-    return top;
-}
-
 /* dst += src over this thread's share of the ranges: the ranges' elements, in order, cut into nth
  * near-equal parts at multiples of 16. */
 static void add(float *dst, const float *src, const pnetrt_range *r, int nr, int ith, int nth) {
@@ -50,7 +25,7 @@ bool pnetrt_tree_push(pnetrt_blk *blk, float **bufs, int *top, pnetrt_blk b, flo
     bufs[t] = buf;
     t++;
     bool added = false;
-    while (t >= 2 && siblings(blk[t - 2], blk[t - 1])) {
+    while (t >= 2 && pnetrt_tree_siblings(blk[t - 2], blk[t - 1])) {
         add(bufs[t - 2], bufs[t - 1], r, nr, ith, nth);
         blk[t - 2].n *= 2;
         t--;

@@ -14,26 +14,18 @@
 #ifndef PNETRT_GRADTREE_H
 #define PNETRT_GRADTREE_H
 
+#include "pnetrt_ranks.h" /* pnetrt_blk, pnetrt_tree_depth, pnetrt_tree_stack */
+
 #include <stdbool.h>
 #include <stdint.h>
-
-typedef struct pnetrt_blk {
-    int64_t lo, n; /* chunks [lo, lo + n) */
-} pnetrt_blk;
 
 /* Element ranges [lo, hi) of the gradient that a caller adds (its stage's parameters, or all). */
 typedef struct pnetrt_range {
     int64_t lo, hi;
 } pnetrt_range;
 
-/* The most partial sums a run of n chunks holds at once (wherever it starts). */
-int pnetrt_tree_depth(int64_t n);
-/* The stack that chunks [c0, c1), pushed in order, leave; returns its size. out has room for
- * pnetrt_tree_depth(c1 - c0) blocks; *most (may be NULL) gets the deepest the stack was. */
-int pnetrt_tree_stack(int64_t c0, int64_t c1, pnetrt_blk *out, int *most);
 /* Pushes block b, held in buf, onto the stack (blk[], bufs[], *top), and adds siblings: each
- * thread (ith of nth) adds its share of the ranges. When final, also adds what is left from the
- * right, so that bufs[0] holds the whole tree's sum. Returns true when it added anything (the
+ * thread (ith of nth) adds its share of the ranges. Returns true when it added anything (the
  * caller's threads then meet before they use the freed buffers). */
 bool pnetrt_tree_push(pnetrt_blk *blk, float **bufs, int *top, pnetrt_blk b, float *buf, const pnetrt_range *r, int nr,
                       int ith, int nth);

@@ -166,6 +166,16 @@ else
     fail "info --ranks: $(printf '%s' "$out" | tail -n 4 | tr '\n' ' ')"
 fi
 
+# pnetc --report --ranks 3 prints the same rank section as ./net info --ranks 3 (the train block's
+# batch); --ranks without --report is an error.
+a=$("$PNETC" --report --ranks 3 "$EXAMPLES/digits_mlp.pnet" 2>&1 | sed -n '/^ranks: /,$p')
+b=$("$WORK/digits_mlp" info --ranks 3 2>&1 | sed -n '/^ranks: /,$p')
+if [ -n "$a" ] && [ "$a" = "$b" ] && ! "$PNETC" --ranks 3 "$EXAMPLES/digits_mlp.pnet" -o "$WORK/x" 2>/dev/null; then
+    pass "pnetc --report --ranks 3 and ./net info --ranks 3 agree"
+else
+    fail "pnetc --report --ranks 3 differs from info --ranks 3: '$a' / '$b'"
+fi
+
 # Only rank 0 prints: one "epoch" line per epoch, not one per rank.
 n=$(mpi 3 shm "$WORK/dropout_det" train --data "$X" --labels "$Y" --batch 50 --epochs 1 2>&1 | grep -o "epoch 1/1: loss" | wc -l | tr -d " ")
 if [ "$n" = 1 ]; then pass "3 ranks print one epoch line"; else fail "3 ranks printed $n epoch lines"; fi

@@ -1,0 +1,104 @@
+/* How K ranks of a distributed run share a network (docs/distributed.md), for `pnetc --report
+ * --ranks K` and `./net info --ranks K`: both print it from the same facts with this code, so the
+ * two agree. Also the chunk indices of the fixed gradient tree (gradtree.h folds it): which aligned
+ * blocks of chunks a run of chunks leaves. Header-only and private: the contract between pnetc and
+ * libpnetrt, like pnetrt_abi.h. */
+#ifndef PNETRT_RANKS_H
+#define PNETRT_RANKS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct pnetrt_blk {
+    int64_t lo, n; /* chunks [lo, lo + n) */
+} pnetrt_blk;
+
+/* The most partial sums a run of n chunks holds at once (wherever it starts). */
+static inline int pnetrt_tree_depth(int64_t n) {
+    int d = 1;
+    while (n > 1) {
+        n = (n + 1) / 2;
+        d++;
+    }
+    return 2 * d + 1;
+}
+
+static inline bool pnetrt_tree_siblings(pnetrt_blk a, pnetrt_blk b) {
+    return a.n == b.n && a.lo % (2 * a.n) == 0 && b.lo == a.lo + a.n;
+}
+
+/* The stack that chunks [c0, c1), pushed in order, leave (sibling blocks added as soon as both are
+ * complete); returns its size. out has room for pnetrt_tree_depth(c1 - c0) blocks; *most (may be
+ * NULL) gets the deepest the stack was. */
+static inline int pnetrt_tree_stack(int64_t c0, int64_t c1, pnetrt_blk *out, int *most) {
+    int top = 0, deepest = 0;
+    for (int64_t c = c0; c < c1; c++) {
+        out[top++] = (pnetrt_blk){c, 1};
+        if (top > deepest) deepest = top;
+        while (top >= 2 && pnetrt_tree_siblings(out[top - 2], out[top - 1])) {
+            out[top - 2].n *= 2;
+            top--;
+        }
+    }
+    if (most) *most = deepest;
+    return top;
+}
+
+/* What the rank report needs to know of a network. */
+typedef struct pnetrt_rank_facts {
+    int64_t param_floats;       /* parameters (padded as laid out) */
+    int64_t opt_floats;         /* optimizer state; 0 without training */
+    int64_t infer_sample_bytes; /* inference activations per sample */
+    int64_t train_sample_bytes; /* training arena per sample (values kept for backward, gradients) */
+    int64_t chunk;              /* samples per gradient chunk */
+    bool train;                 /* the network has a train block */
+    bool fold;                  /* one segment, no pipeline stages: the folded tree (gradtree.h) */
+    bool stages;                /* the network has pipeline stages */
+} pnetrt_rank_facts;
+
+static inline void pnetrt_rank_bytes(double v, char *buf, size_t n) {
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int k = 0;
+    while (v >= 1024 && k < 4) v /= 1024, k++;
+    snprintf(buf, n, k ? "%.1f %s" : "%.0f %s", v, u[k]);
+}
+
+/* K ranks at a batch of B: the mapping, each rank's samples and memory, and the bytes of each
+ * step's gradient reduction (a reduce-scatter of the folded tree's partial sums and an all-gather
+ * of the sum; or an all-gather of one slot per chunk). */
+static inline void pnetrt_rank_report(FILE *f, const pnetrt_rank_facts *x, int K, int64_t B) {
+    char a[32], b[32], c[32];
+    fprintf(f, "ranks: %d, data parallel: every rank holds the whole network%s and computes its run of each batch's chunks\n",
+            K, x->stages ? " and runs all its pipeline stages itself" : "");
+    int64_t C = x->chunk > 0 ? x->chunk : 32, nch = (B + C - 1) / C, P = x->param_floats;
+    pnetrt_rank_bytes((double)P * 4, a, sizeof a);
+    pnetrt_rank_bytes((double)x->opt_floats * 4, b, sizeof b);
+    fprintf(f, "  every rank: parameters %s%s%s\n", a, x->train ? ", optimizer state " : "", x->train ? b : "");
+    fprintf(f, "  hand-offs between ranks: none (stages do not span ranks)\n");
+    bool fold = x->fold && pnetrt_tree_depth(nch) <= 128;
+    int64_t total = 0;
+    pnetrt_blk stack[128];
+    for (int r = 0; r < K; r++)
+        total += fold ? pnetrt_tree_stack(nch * r / K, nch * (r + 1) / K, stack, NULL) : nch * (r + 1) / K - nch * r / K;
+    for (int r = 0; r < K; r++) {
+        int64_t c0 = nch * r / K, c1 = nch * (r + 1) / K;
+        int64_t s0 = c0 * C, s1 = c1 * C < B ? c1 * C : B;
+        pnetrt_rank_bytes((double)(s1 - s0) * (double)x->infer_sample_bytes, a, sizeof a);
+        fprintf(f, "  rank %d: samples [%lld, %lld) of a batch of %lld: inference activations %s", r, (long long)s0,
+                (long long)s1, (long long)B, a);
+        if (x->train) {
+            int64_t nb = fold ? pnetrt_tree_stack(c0, c1, stack, NULL) : c1 - c0;
+            double sent = fold ? (double)nb * (double)P * (K - 1) / K + (double)P / K * (K - 1) : (double)nb * (double)P * (K - 1);
+            double got = fold ? (double)(total - nb) * (double)P / K + (double)P * (K - 1) / K : (double)(total - nb) * (double)P;
+            pnetrt_rank_bytes((double)(s1 - s0 < C ? s1 - s0 : C) * (double)x->train_sample_bytes, a, sizeof a);
+            pnetrt_rank_bytes(sent * 4, b, sizeof b);
+            pnetrt_rank_bytes(got * 4, c, sizeof c);
+            fprintf(f, ", training arena %s per chunk in flight; a step's gradient reduction sends %s and receives %s (%s)", a, b,
+                    c, fold ? "the folded tree's partial sums" : "one slot per chunk");
+        }
+        fprintf(f, "\n");
+    }
+}
+
+#endif
