@@ -176,6 +176,19 @@ else
     fail "pnetc --report --ranks 3 differs from info --ranks 3: '$a' / '$b'"
 fi
 
+# eval on ranks: each computes its chunks' loss and correct counts, all-gathered and summed by the
+# same tree: the printed accuracy and loss are one process's.
+if [ -f "$WORK/digits_mlp.ref.st" ]; then
+    D=$EXAMPLES/data/digits_test.csv.gz
+    one=$("$WORK/digits_mlp" eval --data "$D" --weights "$WORK/digits_mlp.ref.st" 2>&1)
+    three=$(mpi 3 tcp "$WORK/digits_mlp" eval --data "$D" --weights "$WORK/digits_mlp.ref.st" --threads 1 2>&1)
+    if [ -n "$one" ] && [ "$one" = "$three" ]; then
+        pass "eval on 3 ranks prints one process's accuracy and loss"
+    else
+        fail "eval on 3 ranks: '$three', one process: '$one'"
+    fi
+fi
+
 # Only rank 0 prints: one "epoch" line per epoch, not one per rank.
 n=$(mpi 3 shm "$WORK/dropout_det" train --data "$X" --labels "$Y" --batch 50 --epochs 1 2>&1 | grep -o "epoch 1/1: loss" | wc -l | tr -d " ")
 if [ "$n" = 1 ]; then pass "3 ranks print one epoch line"; else fail "3 ranks printed $n epoch lines"; fi
