@@ -3,9 +3,10 @@
 #
 #   sh bench/device.sh prepare        here: build pnetc, compile every benchmark executable for
 #                                     x86-64-v4 into build-device/ (git ignores it; carry it)
-#   sh bench/device.sh run [SECONDS]  there: schedule scaling (bench/scaling.py --exe-dir) and
+#   sh bench/device.sh run [SECONDS]  there: schedule scaling (bench/scaling.py --exe-dir),
 #                                     training throughput on 1 and all cores, next to PyTorch
-#                                     when python3 can import torch; Markdown into $OUT (or .)
+#                                     when python3 can import torch, and all cores as ranks of
+#                                     mpirun against threads (bench/mpi.py); Markdown into $OUT (or .)
 #
 # With the device tool: run(command="sh bench/device.sh run", carry=["build-device"]).
 set -eu
@@ -16,13 +17,19 @@ prepare)
     sh scripts/setup.sh
     cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
     cmake --build build >/dev/null
+    # The schedule and training executables without MPI, so they run on a machine without Open MPI.
+    cmake -S . -B build-nompi -G Ninja -DCMAKE_BUILD_TYPE=Release -DPNET_MPI=OFF >/dev/null
+    cmake --build build-nompi >/dev/null
     rm -rf "$dir" && mkdir -p "$dir"
-    python3 bench/scaling.py build/pnetc --prepare "$dir" --cpu x86-64-v4
+    python3 bench/scaling.py build-nompi/pnetc --prepare "$dir" --cpu x86-64-v4
     for m in mlp_s cnn; do
-        ./build/pnetc --cpu x86-64-v4 "bench/models/$m.pnet" -o "$dir/train_$m"
+        ./build-nompi/pnetc --cpu x86-64-v4 "bench/models/$m.pnet" -o "$dir/train_$m"
         # Chunks of 16 samples: 16 replicas at batch 256 instead of 8 replicas of 2 threads.
-        ./build/pnetc --cpu x86-64-v4 --train-chunk 16 "bench/models/$m.pnet" -o "$dir/train_${m}_c16"
+        ./build-nompi/pnetc --cpu x86-64-v4 --train-chunk 16 "bench/models/$m.pnet" -o "$dir/train_${m}_c16"
     done
+    # Distributed runs: 16 ranks x 1 thread against 1 process x 16 threads (bench/mpi.py). These
+    # executables need Open MPI's library where they run; run skips them when it is missing.
+    python3 bench/mpi.py --prepare "$dir" --pnetc build/pnetc --cpu x86-64-v4
     du -sh "$dir"
     ;;
 run)
@@ -60,6 +67,11 @@ run)
                       qe = ($6 != "-" && $7 != "-" && $7 > 0) ? sprintf("%.0f%%", 100 * $6 / ($3 * $7)) : "-";
                       printf "| %s | %s | %s | %.0f | %s | %s | %s |\n", $1, $2, $3, $4, pe, $6, qe }'
     } | tee "$out/training.md"
+    if command -v mpirun >/dev/null 2>&1 && ! ldd "$dir/mpi_cnn" | grep -q "not found"; then
+        python3 bench/mpi.py --exe-dir "$dir" --ranks "$n" --seconds "$secs" --out "$out/mpi.md" || true
+    else
+        echo "mpi: skipped (no mpirun or no Open MPI library on this machine)" | tee "$out/mpi.md"
+    fi
     ;;
 *)
     echo "usage: sh bench/device.sh prepare | run [SECONDS]" >&2

@@ -2,7 +2,9 @@
 """Distributed runs against threads: K ranks x 1 thread against 1 process x K threads, interleaved.
 
 usage: python3 bench/mpi.py [--pnetc build/pnetc] [--ranks K] [--seconds S] [--rounds R]
-                            [--batch N] [--out FILE.md]
+                            [--batch N] [--out FILE.md] [--cpu CPU]
+       python3 bench/mpi.py --prepare DIR [--pnetc build/pnetc] [--cpu CPU]   (compile only)
+       python3 bench/mpi.py --exe-dir DIR [...]                            (run DIR's executables)
 
 For each case (bench/models/*.pnet; deep_mlp gets an mse train block, as in bench/busy.py) it runs
 `NET bench` (inference) or `NET bench --train` at --batch (256):
@@ -49,16 +51,24 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--out")
+    ap.add_argument("--cpu", help="pnetc --cpu for the executables (the device machine: x86-64-v4)")
+    ap.add_argument("--prepare", help="only compile the executables into this directory")
+    ap.add_argument("--exe-dir", help="run the executables that --prepare put here")
     a = ap.parse_args()
     K = a.ranks
-    tmp = tempfile.mkdtemp(prefix="pnet-mpi-bench.")
+    out_dir = a.prepare or a.exe_dir or tempfile.mkdtemp(prefix="pnet-mpi-bench.")
+    os.makedirs(out_dir, exist_ok=True)
     exes = {}
     for model in sorted({m for m, _ in CASES}):
-        src = os.path.join(tmp, model + ".pnet")
+        exes[model] = os.path.join(out_dir, "mpi_" + model)
+        if a.exe_dir:
+            continue
+        src = os.path.join(out_dir, "mpi_" + model + ".pnet")
         with open(src, "w") as f:
             f.write(source(model))
-        exes[model] = os.path.join(tmp, model)
-        subprocess.run([a.pnetc, "-O3", src, "-o", exes[model]], check=True)
+        subprocess.run([a.pnetc, "-O3"] + (["--cpu", a.cpu] if a.cpu else []) + [src, "-o", exes[model]], check=True)
+    if a.prepare:
+        return
     res = {c: {"threads": [], "ranks": [], "comm": []} for c in CASES}
     for rnd in range(a.rounds):
         for model, train in CASES:
