@@ -1,6 +1,6 @@
 /* A training checkpoint's metadata (the safetensors "__metadata__" that pnetrt_save writes), read
  * and checked as strictly as the options that set each value: a file is untrusted input. Used by
- * pnetrt_load (runtime/core/train.c) and the ckpt fuzz target (tests/fuzz/fuzz_ckpt.c); it needs only
+ * pnetrt_load (runtime/core/ckpt.c) and the ckpt fuzz target (tests/fuzz/fuzz_ckpt.c); it needs only
  * the safetensors reader, so it is header-only and the fuzz build, which has no OpenMP runtime
  * and no libpnetrt, compiles it as it is.
  *

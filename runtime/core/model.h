@@ -1,5 +1,6 @@
-/* The model's internal API (rt.c), for the rest of the runtime: the training module (train.c), initialisation
- * (init.c), the schedules' transport and the executables' commands (runtime/cli). Not public: rt.h is.
+/* The model's internal API (rt.c; the schedules' thread counts in infer.c), for the rest of the runtime: the
+ * training module (train.c), initialisation (init.c), the schedules' transport and the executables' commands
+ * (runtime/cli). Not public: rt.h is.
  * The model owns its trainer (through the hook below), its arenas and its lock; callers own what they pass. */
 #ifndef PNETRT_CORE_MODEL_H
 #define PNETRT_CORE_MODEL_H

@@ -1,15 +1,15 @@
 /* Training in libpnetrt: runs the generated step functions (pnetrt_abi.h, pnetrt_train_desc) on
- * the model's threads, keeps the optimizer state, and saves and loads checkpoints.
+ * the model's threads and keeps the optimizer state; checkpoints are saved and loaded in ckpt.c.
  *
  * A step splits the batch into chunks of train->chunk samples. Replica groups of threads take
  * contiguous runs of chunks; within a group, each kernel is split over the group's threads.
  * Chunk k's parameter gradients land in slot k, and the update sums the slots by a fixed tree,
  * so the trained weights are bitwise identical for any number of threads and replicas. */
-#include "ckpt.h"
 #include "comm.h"
 #include "gradtree.h"
 #include "io.h"
 #include "model.h"
+#include "train_impl.h"
 
 #include "transport.h"
 
@@ -20,35 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct pnetrt_trainer {
-    int64_t cap_batch;  /* samples the buffers hold */
-    float *slots, *stats, *global, *opt;
-    char *arena;        /* one segment at a time: groups * chunk samples; else cap_batch samples */
-    size_t arena_bytes;
-    char *scratch;
-    size_t scratch_bytes;
-    int64_t step;
-    uint64_t seed;
-    double lr;
-    int64_t last_correct;
-    int64_t batch_size;  /* the training loop's batch size and order, kept in checkpoints */
-    int shuffle;         /* 1, 0, or -1 when unknown */
-    bool checkpoint;     /* the last pnetrt_load read a checkpoint */
-    char schedule[160];  /* how the last step ran */
-    double *tree;        /* cap_batch / chunk + 1 values: the loss tree */
-    /* The folded gradient tree (gradtree.h), when a step has one segment: each group's partial
-     * sums, fold_depth buffers of param_floats per group, instead of one slot per chunk. */
-    float *fold;
-    int64_t fold_cap;     /* buffers allocated */
-    int64_t slot_cap;     /* chunk slots allocated */
-    float *recv;          /* on ranks: every rank's partial sums of this rank's slice of the gradient */
-    int64_t recv_cap;     /* floats */
-    const float *grad;    /* the last step's whole gradient */
-    pnetrt_handoff *hand; /* pipeline hand-offs, one per replica pipeline, nhand of them */
-    pnetrt_spin_barrier *stage_bars; /* pipeline stage barriers, nbars of them */
-    int nhand, nbars;
-};
 
 static void *zalloc(size_t bytes) {
     void *p = NULL;
@@ -73,9 +44,8 @@ static void trainer_free(pnetrt_trainer *t) {
     free(t);
 }
 
-static int failf(pnetrt_model *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #include <stdarg.h>
-static int failf(pnetrt_model *m, const char *fmt, ...) {
+int pnetrt_train_failf(pnetrt_model *m, const char *fmt, ...) {
     char buf[512];
     va_list ap;
     va_start(ap, fmt);
@@ -84,26 +54,26 @@ static int failf(pnetrt_model *m, const char *fmt, ...) {
     return pnetrt_fail(m, buf);
 }
 
-static pnetrt_trainer *trainer(pnetrt_model *m) {
+pnetrt_trainer *pnetrt_trainer_get(pnetrt_model *m) {
     if (!pnetrt_ready(m)) return NULL;
     const pnetrt_desc *d = pnetrt_model_desc(m);
     if (!d->train) {
-        failf(m, "network '%s' has no train { } block", d->name);
+        pnetrt_train_failf(m, "network '%s' has no train { } block", d->name);
         return NULL;
     }
     pnetrt_trainer **slot = pnetrt_trainer_slot(m);
     if (!*slot) {
         pnetrt_trainer *t = calloc(1, sizeof *t);
         if (!t) {
-            failf(m, "out of memory for the trainer");
+            pnetrt_train_failf(m, "out of memory for the trainer");
             return NULL;
         }
         t->opt = zalloc((size_t)d->train->opt_floats * sizeof(float));
         t->global = zalloc((size_t)d->train->global_floats * sizeof(float));
         if (!t->opt || !t->global) {
             trainer_free(t);
-            failf(m, "out of memory for the optimizer state (%.0f bytes)",
-                  4.0 * (double)(d->train->opt_floats + d->train->global_floats));
+            pnetrt_train_failf(m, "out of memory for the optimizer state (%.0f bytes)",
+                               4.0 * (double)(d->train->opt_floats + d->train->global_floats));
             return NULL;
         }
         t->lr = d->train->lr;
@@ -130,8 +100,9 @@ static int reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups
         t->tree = zalloc((size_t)(nch + 1) * sizeof(double));
         if (!t->stats || !t->tree) {
             t->cap_batch = 0;
-            return failf(m, "out of memory for the statistics of a batch of %lld: %.0f bytes needed", (long long)batch,
-                         (double)nch * (double)td->stat_floats * 4.0 + 8.0 * (double)(nch + 1));
+            return pnetrt_train_failf(m, "out of memory for the statistics of a batch of %lld: %.0f bytes needed",
+                                      (long long)batch,
+                                      (double)nch * (double)td->stat_floats * 4.0 + 8.0 * (double)(nch + 1));
         }
         t->cap_batch = batch;
     }
@@ -142,16 +113,17 @@ static int reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups
         t->fold = zalloc((size_t)fold_bufs * (size_t)d->param_floats * sizeof(float));
         t->fold_cap = t->fold ? fold_bufs : 0;
         if (!t->fold)
-            return failf(m, "out of memory for the gradients: %lld partial sums of %lld parameters, %.0f bytes needed",
-                         (long long)fold_bufs, (long long)d->param_floats, (double)fold_bufs * (double)d->param_floats * 4.0);
+            return pnetrt_train_failf(
+                m, "out of memory for the gradients: %lld partial sums of %lld parameters, %.0f bytes needed",
+                (long long)fold_bufs, (long long)d->param_floats, (double)fold_bufs * (double)d->param_floats * 4.0);
     }
     if (!fold_bufs && nch > t->slot_cap) {
         free(t->slots);
         t->slots = zalloc((size_t)nch * (size_t)d->param_floats * sizeof(float));
         t->slot_cap = t->slots ? nch : 0;
         if (!t->slots)
-            return failf(m, "out of memory for the gradients of a batch of %lld: %.0f bytes needed", (long long)batch,
-                         (double)nch * (double)d->param_floats * 4.0);
+            return pnetrt_train_failf(m, "out of memory for the gradients of a batch of %lld: %.0f bytes needed",
+                                      (long long)batch, (double)nch * (double)d->param_floats * 4.0);
     }
     /* Each group's chunk (one segment at a time, and evaluation), or the whole batch (several
      * segments: values live across the syncs). */
@@ -162,14 +134,14 @@ static int reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups
         free(t->arena);
         t->arena = zalloc(arena);
         t->arena_bytes = t->arena ? arena : 0;
-        if (!t->arena) return failf(m, "out of memory for the training arena (%zu bytes)", arena);
+        if (!t->arena) return pnetrt_train_failf(m, "out of memory for the training arena (%zu bytes)", arena);
     }
     size_t scratch = (size_t)threads * (size_t)d->scratch_bytes;
     if (scratch > t->scratch_bytes || !t->scratch) {
         free(t->scratch);
         t->scratch = zalloc(scratch);
         t->scratch_bytes = t->scratch ? scratch : 0;
-        if (!t->scratch) return failf(m, "out of memory for scratch (%zu bytes)", scratch);
+        if (!t->scratch) return pnetrt_train_failf(m, "out of memory for scratch (%zu bytes)", scratch);
     }
     return 0;
 }
@@ -191,25 +163,27 @@ static double step_bytes(const pnetrt_desc *d, int64_t batch) {
 static int check_inputs(pnetrt_model *m, int64_t batch, const void *const *inputs) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
     const pnetrt_train_desc *td = d->train;
-    if (batch < 1) return failf(m, "batch size %lld must be at least 1", (long long)batch);
+    if (batch < 1) return pnetrt_train_failf(m, "batch size %lld must be at least 1", (long long)batch);
     if (pnetrt_check_batch(m, batch, d->inputs, d->ninputs) ||
         pnetrt_check_batch(m, batch, td->train_inputs, td->ntrain_inputs))
         return 1;
     if (step_bytes(d, batch) > pnetrt_memory_limit())
-        return failf(m, "a training step on a batch of %lld needs %.3g GB, more than half of this machine's memory",
-                     (long long)batch, step_bytes(d, batch) / 1e9);
-    if (!inputs) return failf(m, "no input buffers");
+        return pnetrt_train_failf(
+            m, "a training step on a batch of %lld needs %.3g GB, more than half of this machine's memory",
+            (long long)batch, step_bytes(d, batch) / 1e9);
+    if (!inputs) return pnetrt_train_failf(m, "no input buffers");
     for (int64_t i = 0; i < d->ninputs + td->ntrain_inputs; i++) {
         const pnetrt_tensor_desc *t = i < d->ninputs ? &d->inputs[i] : &td->train_inputs[i - d->ninputs];
-        if (!inputs[i]) return failf(m, "input '%s' is NULL", t->name);
+        if (!inputs[i]) return pnetrt_train_failf(m, "input '%s' is NULL", t->name);
         int64_t n = pnetrt_sample_elems(t) * (t->shape[0] < 0 ? batch : 1);
         const int32_t *v = inputs[i];
         int64_t limit = i < d->ninputs ? t->limit : (td->loss == PNETRT_LOSS_CROSS_ENTROPY ? td->classes : 0);
         if (t->dtype != 1 || !limit) continue;
         for (int64_t k = 0; k < n; k++)
             if (v[k] < 0 || v[k] >= limit)
-                return failf(m, "%s '%s' holds %d at sample %lld, outside [0, %lld)", i < d->ninputs ? "input" : "label",
-                             t->name, v[k], (long long)(k / pnetrt_sample_elems(t)), (long long)limit);
+                return pnetrt_train_failf(m, "%s '%s' holds %d at sample %lld, outside [0, %lld)",
+                                          i < d->ninputs ? "input" : "label", t->name, v[k],
+                                          (long long)(k / pnetrt_sample_elems(t)), (long long)limit);
     }
     return 0;
 }
@@ -469,7 +443,7 @@ static int reserve_pipe(pnetrt_model *m, pnetrt_trainer *t, pipe *p) {
         free(t->arena);
         t->arena = zalloc(need);
         t->arena_bytes = t->arena ? need : 0;
-        if (!t->arena) return failf(m, "out of memory for the pipeline's arena (%zu bytes)", need);
+        if (!t->arena) return pnetrt_train_failf(m, "out of memory for the pipeline's arena (%zu bytes)", need);
     }
     int nb = p->R * p->S;
     if (p->R > t->nhand) {
@@ -482,14 +456,14 @@ static int reserve_pipe(pnetrt_model *m, pnetrt_trainer *t, pipe *p) {
         t->stage_bars = calloc((size_t)nb, sizeof *t->stage_bars);
         t->nbars = t->stage_bars ? nb : 0;
     }
-    if (!t->hand || !t->stage_bars) return failf(m, "out of memory");
+    if (!t->hand || !t->stage_bars) return pnetrt_train_failf(m, "out of memory");
     p->hand = t->hand;
     return 0;
 }
 
 static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, bool eval, double *loss_sum,
                     int64_t *correct) {
-    pnetrt_trainer *t = trainer(m);
+    pnetrt_trainer *t = pnetrt_trainer_get(m);
     if (!t) return 1;
     if (check_inputs(m, batch, inputs)) return 1;
     const pnetrt_desc *d = pnetrt_model_desc(m);
@@ -545,14 +519,16 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
             t->recv = zalloc((size_t)need * sizeof(float));
             t->recv_cap = t->recv ? need : 0;
             if (!t->recv)
-                bad = failf(m, "out of memory for the ranks' partial gradients: %.0f bytes needed", 4.0 * (double)need);
+                bad = pnetrt_train_failf(m, "out of memory for the ranks' partial gradients: %.0f bytes needed",
+                                         4.0 * (double)need);
         }
     }
     float *params = bad ? NULL : pnetrt_params_mut(m);
-    if (!bad && !params) bad = failf(m, "out of memory");
+    if (!bad && !params) bad = pnetrt_train_failf(m, "out of memory");
     /* Every rank goes on, or none does: a rank that failed here would leave the others waiting in
      * the step's first reduction point. */
-    if (!pnetrt_comm_all_ok(comm, !bad)) return bad ? 1 : failf(m, "another rank could not start the step");
+    if (!pnetrt_comm_all_ok(comm, !bad))
+        return bad ? 1 : pnetrt_train_failf(m, "another rank could not start the step");
     if (!eval) t->step++;
     double b1 = td->beta1, b2 = td->beta2, st = (double)t->step;
     pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, t->opt, batch, nch, t->step, (int64_t)t->seed,
@@ -612,7 +588,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
             }
         }
     }
-    if (atomic_load(&r.failed)) return failf(m, "%s", r.err);
+    if (atomic_load(&r.failed)) return pnetrt_train_failf(m, "%s", r.err);
     if (!eval) t->grad = depth ? r.grad : t->slots;
     if (loss_sum) *loss_sum = tree_sum(t->tree, t->stats, td->stat_floats, nch);
     t->last_correct = (int64_t)llround(tree_sum(t->tree, t->stats + 1, td->stat_floats, nch));
@@ -643,9 +619,10 @@ int pnetrt_eval(pnetrt_model *m, int64_t batch, const void *const *inputs, doubl
 }
 
 static int set_lr(pnetrt_model *m, double lr) {
-    pnetrt_trainer *t = trainer(m);
+    pnetrt_trainer *t = pnetrt_trainer_get(m);
     if (!t) return 1;
-    if (!(lr > 0) || !isfinite(lr)) return failf(m, "learning rate %g must be a finite positive number", lr);
+    if (!(lr > 0) || !isfinite(lr))
+        return pnetrt_train_failf(m, "learning rate %g must be a finite positive number", lr);
     t->lr = lr;
     return 0;
 }
@@ -657,7 +634,7 @@ int pnetrt_set_lr(pnetrt_model *m, double lr) {
 }
 
 static int train_freeze(pnetrt_model *m) {
-    pnetrt_trainer *t = trainer(m);
+    pnetrt_trainer *t = pnetrt_trainer_get(m);
     if (!t) return 1;
     t->lr = 0;
     return 0;
@@ -676,7 +653,7 @@ double pnetrt_lr(const pnetrt_model *m) {
 }
 
 static int set_train_seed(pnetrt_model *m, uint64_t seed) {
-    pnetrt_trainer *t = trainer(m);
+    pnetrt_trainer *t = pnetrt_trainer_get(m);
     if (!t) return 1;
     t->seed = seed;
     return 0;
@@ -699,9 +676,9 @@ const float *pnetrt_train_grad(const pnetrt_model *m) {
 }
 
 static int set_train_steps(pnetrt_model *m, int64_t steps) {
-    pnetrt_trainer *t = trainer(m);
+    pnetrt_trainer *t = pnetrt_trainer_get(m);
     if (!t) return 1;
-    if (steps < 0) return failf(m, "step count %lld is negative", (long long)steps);
+    if (steps < 0) return pnetrt_train_failf(m, "step count %lld is negative", (long long)steps);
     t->step = steps;
     return 0;
 }
@@ -724,7 +701,7 @@ uint64_t pnetrt_train_seed(const pnetrt_model *m) {
 }
 
 static int set_train_order(pnetrt_model *m, int64_t batch_size, int shuffle) {
-    pnetrt_trainer *t = trainer(m);
+    pnetrt_trainer *t = pnetrt_trainer_get(m);
     if (!t) return 1;
     t->batch_size = batch_size;
     t->shuffle = shuffle;
@@ -748,238 +725,4 @@ bool pnetrt_train_order(const pnetrt_model *m, int64_t *batch_size, int *shuffle
 int64_t pnetrt_train_steps(const pnetrt_model *m) {
     pnetrt_trainer *const *slot = pnetrt_trainer_slot((pnetrt_model *)m);
     return *slot ? (*slot)->step : 0;
-}
-
-/* ---- checkpoints --------------------------------------------------------------------------------- */
-
-static const char *const sgd_state[] = {"momentum_buffer"};
-static const char *const adam_state[] = {"exp_avg", "exp_avg_sq"};
-
-static int state_names(const pnetrt_desc *d, const char *const **names) {
-    if (d->train->optimizer == PNETRT_OPT_ADAM) {
-        *names = adam_state;
-        return 2;
-    }
-    *names = sgd_state;
-    return d->train->momentum != 0 ? 1 : 0;
-}
-
-static const char *optimizer_name(const pnetrt_desc *d) {
-    return d->train->optimizer == PNETRT_OPT_ADAM ? "adam" : "sgd";
-}
-
-/* The optimizer whose state a checkpoint holds: its "optimizer" metadata, or, in checkpoints written
- * before that key, the names of its state tensors; NULL when it cannot tell. */
-static const char *file_optimizer(const pnetrt_st *st) {
-    const char *o = pnetrt_st_meta(st, "optimizer");
-    if (o && (!strcmp(o, "sgd") || !strcmp(o, "adam"))) return o;
-    for (int i = 0; i < pnetrt_st_count(st); i++) {
-        const char *n = pnetrt_st_name(st, i);
-        size_t len = strlen(n);
-        if (strncmp(n, "optimizer.", 10)) continue;
-        if (len > 8 && !strcmp(n + len - 8, ".exp_avg")) return "adam";
-        if (len > 16 && !strcmp(n + len - 16, ".momentum_buffer")) return "sgd";
-    }
-    return NULL;
-}
-
-static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
-    if (!pnetrt_ready(m)) return 1;
-    const pnetrt_desc *d = pnetrt_model_desc(m);
-    pnetrt_trainer *t = optimizer ? trainer(m) : NULL;
-    if (optimizer && !t) return 1;
-    const char *const *st_names = NULL;
-    int nstate = t ? state_names(d, &st_names) : 0;
-    int64_t np = d->nparams;
-    int cap = (int)(np * (1 + nstate));
-    const char **names = calloc((size_t)cap + 1, sizeof *names);
-    int *ranks = calloc((size_t)cap + 1, sizeof *ranks);
-    int64_t (*shapes)[8] = calloc((size_t)cap + 1, sizeof *shapes);
-    const float **data = calloc((size_t)cap + 1, sizeof *data);
-    char **owned = calloc((size_t)cap + 1, sizeof *owned);
-    int n = 0, rc = 1;
-    float *params = pnetrt_params_mut(m);
-    if (!names || !ranks || !shapes || !data || !owned || !params) {
-        failf(m, "out of memory");
-        goto done;
-    }
-    for (int64_t p = 0; p < np; p++) {
-        const pnetrt_tensor_desc *td = &d->params[p];
-        names[n] = td->name;
-        ranks[n] = (int)td->rank;
-        memcpy(shapes[n], td->shape, sizeof shapes[n]);
-        data[n++] = params + td->offset;
-    }
-    for (int k = 0; k < nstate; k++)
-        for (int64_t p = 0; p < np; p++) {
-            const pnetrt_tensor_desc *td = &d->params[p];
-            if (!td->trainable) continue;
-            size_t len = strlen(td->name) + strlen(st_names[k]) + 16;
-            owned[n] = malloc(len);
-            if (!owned[n]) {
-                failf(m, "out of memory");
-                goto done;
-            }
-            snprintf(owned[n], len, "optimizer.%s.%s", td->name, st_names[k]);
-            names[n] = owned[n];
-            ranks[n] = (int)td->rank;
-            memcpy(shapes[n], td->shape, sizeof shapes[n]);
-            data[n++] = t->opt + (size_t)k * (size_t)d->param_floats + td->offset;
-        }
-    char ep[32], bt[32], stp[32], sd[32], lr[40];
-    snprintf(ep, sizeof ep, "%lld", (long long)epoch);
-    snprintf(bt, sizeof bt, "%lld", (long long)batch_in_epoch);
-    snprintf(stp, sizeof stp, "%lld", (long long)(t ? t->step : 0));
-    snprintf(sd, sizeof sd, "%llu", (unsigned long long)(t ? t->seed : 0));
-    snprintf(lr, sizeof lr, "%.17g", t ? t->lr : 0.0);
-    char bs[32], sh[8];
-    snprintf(bs, sizeof bs, "%lld", (long long)(t ? t->batch_size : 0));
-    snprintf(sh, sizeof sh, "%d", t ? t->shuffle : -1);
-    const char *keys[] = {"format", "network", "epoch", "batch", "step", "seed", "lr", "batch_size", "shuffle", "optimizer"};
-    const char *vals[] = {t ? "pnet-checkpoint" : "pnet-weights", d->name, ep, bt, stp, sd, lr, bs, sh,
-                          d->train ? optimizer_name(d) : ""};
-    char err[512];
-    if (pnetrt_st_write(path, n, names, ranks, (const int64_t(*)[8])shapes, data, t ? 10 : 2, keys, vals, err, sizeof err)) {
-        pnetrt_fail(m, err);
-        goto done;
-    }
-    rc = 0;
-done:
-    for (int i = 0; i < cap; i++) free(owned ? owned[i] : NULL);
-    free(owned);
-    free(names);
-    free(ranks);
-    free(shapes);
-    free(data);
-    return rc;
-}
-
-/* On ranks, rank 0 writes the file (every rank holds the same weights and optimizer state) and the
- * others learn whether it could. */
-static int save_ranked(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
-    pnetrt_comm *comm = pnetrt_model_comm(m);
-    int rc = pnetrt_comm_rank(comm) == 0 ? save(m, path, optimizer, epoch, batch_in_epoch) : 0;
-    if (!pnetrt_comm_all_ok(comm, rc == 0) && rc == 0) rc = failf(m, "rank 0 could not write %s", path);
-    return rc;
-}
-
-int pnetrt_save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
-    if (!m) return 1;
-    pnetrt_lock(m);
-    return pnetrt_unlock(m, save_ranked(m, path, optimizer, epoch, batch_in_epoch));
-}
-
-static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batch_in_epoch) {
-    if (!pnetrt_ready(m)) return 1;
-    const pnetrt_desc *d = pnetrt_model_desc(m);
-    if (epoch) *epoch = 0;
-    if (batch_in_epoch) *batch_in_epoch = 0;
-    char err[512];
-    pnetrt_st *st;
-    if (pnetrt_st_open(path, &st, err, sizeof err)) return pnetrt_fail(m, err);
-    float *params = pnetrt_params_mut(m);
-    if (!params) {
-        pnetrt_st_close(st);
-        return failf(m, "out of memory");
-    }
-    /* Read into a copy, so a bad file leaves the model as it was. */
-    float *tmp = malloc((size_t)d->param_floats * sizeof(float) + 64);
-    if (!tmp) {
-        pnetrt_st_close(st);
-        return failf(m, "out of memory");
-    }
-    memcpy(tmp, params, (size_t)d->param_floats * sizeof(float));
-    for (int64_t p = 0; p < d->nparams; p++) {
-        const pnetrt_tensor_desc *t = &d->params[p];
-        if (pnetrt_st_read_f32(st, t->name, (int)t->rank, t->shape, tmp + t->offset, err, sizeof err)) {
-            free(tmp);
-            pnetrt_st_close(st);
-            return pnetrt_fail(m, err);
-        }
-    }
-    if (pnetrt_ckpt_is_checkpoint(st) && d->train) {
-        pnetrt_trainer *t = trainer(m);
-        if (!t) {
-            free(tmp);
-            pnetrt_st_close(st);
-            return 1;
-        }
-        pnetrt_ckpt_meta meta;
-        if (pnetrt_ckpt_meta_read(st, path, &meta, err, sizeof err)) {
-            free(tmp);
-            pnetrt_st_close(st);
-            return pnetrt_fail(m, err);
-        }
-        const char *fo = file_optimizer(st);
-        if (fo && strcmp(fo, optimizer_name(d))) {
-            failf(m, "%s: the checkpoint holds the state of the %s optimizer, but network '%s' trains with %s", path, fo,
-                  d->name, optimizer_name(d));
-            free(tmp);
-            pnetrt_st_close(st);
-            return 1;
-        }
-        const char *const *names;
-        int nstate = state_names(d, &names);
-        float *opt = calloc((size_t)d->train->opt_floats + 16, sizeof(float));
-        if (!opt) {
-            free(tmp);
-            pnetrt_st_close(st);
-            return failf(m, "out of memory");
-        }
-        for (int k = 0; k < nstate; k++)
-            for (int64_t p = 0; p < d->nparams; p++) {
-                const pnetrt_tensor_desc *td = &d->params[p];
-                if (!td->trainable) continue;
-                char name[512];
-                snprintf(name, sizeof name, "optimizer.%s.%s", td->name, names[k]);
-                if (pnetrt_st_read_f32(st, name, (int)td->rank, td->shape, opt + (size_t)k * (size_t)d->param_floats + td->offset,
-                                       err, sizeof err)) {
-                    free(opt);
-                    free(tmp);
-                    pnetrt_st_close(st);
-                    return pnetrt_fail(m, err);
-                }
-            }
-        if (meta.lr > 0) t->lr = meta.lr;
-        memcpy(t->opt, opt, (size_t)d->train->opt_floats * sizeof(float));
-        free(opt);
-        t->step = meta.step;
-        t->seed = (uint64_t)meta.seed;
-        t->batch_size = meta.batch_size;
-        t->shuffle = meta.shuffle;
-        t->checkpoint = true;
-        if (epoch) *epoch = meta.epoch;
-        if (batch_in_epoch) *batch_in_epoch = meta.batch;
-    }
-    memcpy(params, tmp, (size_t)d->param_floats * sizeof(float));
-    free(tmp);
-    pnetrt_st_close(st);
-    return 0;
-}
-
-int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batch_in_epoch) {
-    if (!m) {
-        if (epoch) *epoch = 0;
-        if (batch_in_epoch) *batch_in_epoch = 0;
-        return 1;
-    }
-    pnetrt_lock(m);
-    return pnetrt_unlock(m, load(m, path, epoch, batch_in_epoch));
-}
-
-/* The embedding API's px_save and px_load: a checkpoint when the network trains, else weights. */
-int pnetrt_save_file(pnetrt_model *m, const char *path) {
-    if (!m) return 1;
-    pnetrt_lock(m);
-    int rc = !pnetrt_ready(m) ? 1
-             : !path || !*path ? failf(m, "no path to save to")
-                               : save_ranked(m, path, pnetrt_model_desc(m)->train != NULL, 0, 0);
-    return pnetrt_unlock(m, rc);
-}
-
-int pnetrt_load_file(pnetrt_model *m, const char *path) {
-    if (!m) return 1;
-    pnetrt_lock(m);
-    int rc = !pnetrt_ready(m) ? 1 : !path || !*path ? failf(m, "no path to load from") : load(m, path, NULL, NULL);
-    return pnetrt_unlock(m, rc);
 }

@@ -1,0 +1,249 @@
+/* Checkpoints of a model in training: save and load the parameters and, for a checkpoint, the
+ * optimizer's state (named as PyTorch names it) and the training position, as safetensors. The
+ * metadata is read and checked by ckpt.h. On ranks, rank 0 writes the file. */
+#include "ckpt.h"
+#include "comm.h"
+#include "io.h"
+#include "model.h"
+#include "train_impl.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const sgd_state[] = {"momentum_buffer"};
+static const char *const adam_state[] = {"exp_avg", "exp_avg_sq"};
+
+static int state_names(const pnetrt_desc *d, const char *const **names) {
+    if (d->train->optimizer == PNETRT_OPT_ADAM) {
+        *names = adam_state;
+        return 2;
+    }
+    *names = sgd_state;
+    return d->train->momentum != 0 ? 1 : 0;
+}
+
+static const char *optimizer_name(const pnetrt_desc *d) {
+    return d->train->optimizer == PNETRT_OPT_ADAM ? "adam" : "sgd";
+}
+
+/* The optimizer whose state a checkpoint holds: its "optimizer" metadata, or, in checkpoints written
+ * before that key, the names of its state tensors; NULL when it cannot tell. */
+static const char *file_optimizer(const pnetrt_st *st) {
+    const char *o = pnetrt_st_meta(st, "optimizer");
+    if (o && (!strcmp(o, "sgd") || !strcmp(o, "adam"))) return o;
+    for (int i = 0; i < pnetrt_st_count(st); i++) {
+        const char *n = pnetrt_st_name(st, i);
+        size_t len = strlen(n);
+        if (strncmp(n, "optimizer.", 10)) continue;
+        if (len > 8 && !strcmp(n + len - 8, ".exp_avg")) return "adam";
+        if (len > 16 && !strcmp(n + len - 16, ".momentum_buffer")) return "sgd";
+    }
+    return NULL;
+}
+
+static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
+    if (!pnetrt_ready(m)) return 1;
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    pnetrt_trainer *t = optimizer ? pnetrt_trainer_get(m) : NULL;
+    if (optimizer && !t) return 1;
+    const char *const *st_names = NULL;
+    int nstate = t ? state_names(d, &st_names) : 0;
+    int64_t np = d->nparams;
+    int cap = (int)(np * (1 + nstate));
+    const char **names = calloc((size_t)cap + 1, sizeof *names);
+    int *ranks = calloc((size_t)cap + 1, sizeof *ranks);
+    int64_t (*shapes)[8] = calloc((size_t)cap + 1, sizeof *shapes);
+    const float **data = calloc((size_t)cap + 1, sizeof *data);
+    char **owned = calloc((size_t)cap + 1, sizeof *owned);
+    int n = 0, rc = 1;
+    float *params = pnetrt_params_mut(m);
+    if (!names || !ranks || !shapes || !data || !owned || !params) {
+        pnetrt_train_failf(m, "out of memory");
+        goto done;
+    }
+    for (int64_t p = 0; p < np; p++) {
+        const pnetrt_tensor_desc *td = &d->params[p];
+        names[n] = td->name;
+        ranks[n] = (int)td->rank;
+        memcpy(shapes[n], td->shape, sizeof shapes[n]);
+        data[n++] = params + td->offset;
+    }
+    for (int k = 0; k < nstate; k++)
+        for (int64_t p = 0; p < np; p++) {
+            const pnetrt_tensor_desc *td = &d->params[p];
+            if (!td->trainable) continue;
+            size_t len = strlen(td->name) + strlen(st_names[k]) + 16;
+            owned[n] = malloc(len);
+            if (!owned[n]) {
+                pnetrt_train_failf(m, "out of memory");
+                goto done;
+            }
+            snprintf(owned[n], len, "optimizer.%s.%s", td->name, st_names[k]);
+            names[n] = owned[n];
+            ranks[n] = (int)td->rank;
+            memcpy(shapes[n], td->shape, sizeof shapes[n]);
+            data[n++] = t->opt + (size_t)k * (size_t)d->param_floats + td->offset;
+        }
+    char ep[32], bt[32], stp[32], sd[32], lr[40];
+    snprintf(ep, sizeof ep, "%lld", (long long)epoch);
+    snprintf(bt, sizeof bt, "%lld", (long long)batch_in_epoch);
+    snprintf(stp, sizeof stp, "%lld", (long long)(t ? t->step : 0));
+    snprintf(sd, sizeof sd, "%llu", (unsigned long long)(t ? t->seed : 0));
+    snprintf(lr, sizeof lr, "%.17g", t ? t->lr : 0.0);
+    char bs[32], sh[8];
+    snprintf(bs, sizeof bs, "%lld", (long long)(t ? t->batch_size : 0));
+    snprintf(sh, sizeof sh, "%d", t ? t->shuffle : -1);
+    const char *keys[] = {"format", "network", "epoch", "batch", "step", "seed", "lr", "batch_size", "shuffle", "optimizer"};
+    const char *vals[] = {t ? "pnet-checkpoint" : "pnet-weights", d->name, ep, bt, stp, sd, lr, bs, sh,
+                          d->train ? optimizer_name(d) : ""};
+    char err[512];
+    if (pnetrt_st_write(path, n, names, ranks, (const int64_t(*)[8])shapes, data, t ? 10 : 2, keys, vals, err, sizeof err)) {
+        pnetrt_fail(m, err);
+        goto done;
+    }
+    rc = 0;
+done:
+    for (int i = 0; i < cap; i++) free(owned ? owned[i] : NULL);
+    free(owned);
+    free(names);
+    free(ranks);
+    free(shapes);
+    free(data);
+    return rc;
+}
+
+/* On ranks, rank 0 writes the file (every rank holds the same weights and optimizer state) and the
+ * others learn whether it could. */
+static int save_ranked(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
+    pnetrt_comm *comm = pnetrt_model_comm(m);
+    int rc = pnetrt_comm_rank(comm) == 0 ? save(m, path, optimizer, epoch, batch_in_epoch) : 0;
+    if (!pnetrt_comm_all_ok(comm, rc == 0) && rc == 0) rc = pnetrt_train_failf(m, "rank 0 could not write %s", path);
+    return rc;
+}
+
+int pnetrt_save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, save_ranked(m, path, optimizer, epoch, batch_in_epoch));
+}
+
+static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batch_in_epoch) {
+    if (!pnetrt_ready(m)) return 1;
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    if (epoch) *epoch = 0;
+    if (batch_in_epoch) *batch_in_epoch = 0;
+    char err[512];
+    pnetrt_st *st;
+    if (pnetrt_st_open(path, &st, err, sizeof err)) return pnetrt_fail(m, err);
+    float *params = pnetrt_params_mut(m);
+    if (!params) {
+        pnetrt_st_close(st);
+        return pnetrt_train_failf(m, "out of memory");
+    }
+    /* Read into a copy, so a bad file leaves the model as it was. */
+    float *tmp = malloc((size_t)d->param_floats * sizeof(float) + 64);
+    if (!tmp) {
+        pnetrt_st_close(st);
+        return pnetrt_train_failf(m, "out of memory");
+    }
+    memcpy(tmp, params, (size_t)d->param_floats * sizeof(float));
+    for (int64_t p = 0; p < d->nparams; p++) {
+        const pnetrt_tensor_desc *t = &d->params[p];
+        if (pnetrt_st_read_f32(st, t->name, (int)t->rank, t->shape, tmp + t->offset, err, sizeof err)) {
+            free(tmp);
+            pnetrt_st_close(st);
+            return pnetrt_fail(m, err);
+        }
+    }
+    if (pnetrt_ckpt_is_checkpoint(st) && d->train) {
+        pnetrt_trainer *t = pnetrt_trainer_get(m);
+        if (!t) {
+            free(tmp);
+            pnetrt_st_close(st);
+            return 1;
+        }
+        pnetrt_ckpt_meta meta;
+        if (pnetrt_ckpt_meta_read(st, path, &meta, err, sizeof err)) {
+            free(tmp);
+            pnetrt_st_close(st);
+            return pnetrt_fail(m, err);
+        }
+        const char *fo = file_optimizer(st);
+        if (fo && strcmp(fo, optimizer_name(d))) {
+            pnetrt_train_failf(
+                m, "%s: the checkpoint holds the state of the %s optimizer, but network '%s' trains with %s", path, fo,
+                d->name, optimizer_name(d));
+            free(tmp);
+            pnetrt_st_close(st);
+            return 1;
+        }
+        const char *const *names;
+        int nstate = state_names(d, &names);
+        float *opt = calloc((size_t)d->train->opt_floats + 16, sizeof(float));
+        if (!opt) {
+            free(tmp);
+            pnetrt_st_close(st);
+            return pnetrt_train_failf(m, "out of memory");
+        }
+        for (int k = 0; k < nstate; k++)
+            for (int64_t p = 0; p < d->nparams; p++) {
+                const pnetrt_tensor_desc *td = &d->params[p];
+                if (!td->trainable) continue;
+                char name[512];
+                snprintf(name, sizeof name, "optimizer.%s.%s", td->name, names[k]);
+                if (pnetrt_st_read_f32(st, name, (int)td->rank, td->shape, opt + (size_t)k * (size_t)d->param_floats + td->offset,
+                                       err, sizeof err)) {
+                    free(opt);
+                    free(tmp);
+                    pnetrt_st_close(st);
+                    return pnetrt_fail(m, err);
+                }
+            }
+        if (meta.lr > 0) t->lr = meta.lr;
+        memcpy(t->opt, opt, (size_t)d->train->opt_floats * sizeof(float));
+        free(opt);
+        t->step = meta.step;
+        t->seed = (uint64_t)meta.seed;
+        t->batch_size = meta.batch_size;
+        t->shuffle = meta.shuffle;
+        t->checkpoint = true;
+        if (epoch) *epoch = meta.epoch;
+        if (batch_in_epoch) *batch_in_epoch = meta.batch;
+    }
+    memcpy(params, tmp, (size_t)d->param_floats * sizeof(float));
+    free(tmp);
+    pnetrt_st_close(st);
+    return 0;
+}
+
+int pnetrt_load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batch_in_epoch) {
+    if (!m) {
+        if (epoch) *epoch = 0;
+        if (batch_in_epoch) *batch_in_epoch = 0;
+        return 1;
+    }
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, load(m, path, epoch, batch_in_epoch));
+}
+
+/* The embedding API's px_save and px_load: a checkpoint when the network trains, else weights. */
+int pnetrt_save_file(pnetrt_model *m, const char *path) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    int rc = !pnetrt_ready(m)  ? 1
+             : !path || !*path ? pnetrt_train_failf(m, "no path to save to")
+                               : save_ranked(m, path, pnetrt_model_desc(m)->train != NULL, 0, 0);
+    return pnetrt_unlock(m, rc);
+}
+
+int pnetrt_load_file(pnetrt_model *m, const char *path) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    int rc = !pnetrt_ready(m)  ? 1
+             : !path || !*path ? pnetrt_train_failf(m, "no path to load from")
+                               : load(m, path, NULL, NULL);
+    return pnetrt_unlock(m, rc);
+}

@@ -1,0 +1,81 @@
+/* The model's private parts, for the files that make it up: rt.c (the model: create, weights, settings,
+ * destroy, errors and the lock), trace.c (the Chrome trace) and infer.c (the inference schedules). No other file
+ * includes this header: the rest of the runtime uses model.h. The model owns everything the struct points to. */
+#ifndef PNETRT_CORE_MODEL_IMPL_H
+#define PNETRT_CORE_MODEL_IMPL_H
+
+#include "model.h"
+#include "transport.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* One slice of the trace: a stage (or the whole network) on one thread for one micro-batch of one
+ * replica. */
+typedef struct trace_event {
+    double begin, end;
+    int thread, stage, replica;
+    int64_t microbatch, samples;
+} trace_event;
+
+enum { PNETRT_MAX_GROUPS = 256 };
+
+struct pnetrt_model {
+    const pnetrt_desc *d;
+    float *params;       /* raw parameters: owned unless it is the embedded array; NULL until
+                          * pnetrt_params_mut needs them where d->unprepare_param derives them */
+    bool owns_params;
+    float *prepared;     /* what the kernels read: params transformed by d->prepare */
+    size_t prepared_bytes; /* prepared's mapping, or 0 when prepared is params */
+    char *arena;         /* arenas[0] */
+    char **arenas;       /* one activation arena per concurrently running replica */
+    int narenas;
+    char **slots;        /* pipeline micro-batch slots, slot_cap samples each */
+    int nslots;
+    pnetrt_handoff *hand; /* pipeline hand-offs, one per replica group that runs at once */
+    int nhand;
+    int64_t slot_cap;
+    int replicas;        /* batch-parallel replicas (@shard(batch, R) or pnetrt_set_replicas) */
+    int microbatches;    /* micro-batches per chunk in a pipeline (@pipeline or pnetrt_set_microbatches) */
+    bool pipeline;       /* run pipeline stages concurrently (when the network has several) */
+    double *stage_flops; /* FLOPs per sample of each stage, to share threads among stages */
+    int *stage_shares;   /* the user's thread shares per stage (pnetrt_set_stage_threads), or NULL */
+    trace_event *trace;  /* events, when tracing; written to trace_path by pnetrt_destroy */
+    _Atomic int64_t ntrace;
+    int64_t trace_cap;
+    char *trace_path;
+    double t0;           /* trace time origin */
+    double busy[PNETRT_MAX_STAGES]; /* pipeline stage busy seconds of the last call (group 0) */
+    double last_wall;    /* seconds of the last call */
+    int64_t last_stream; /* micro-batches with samples that replica group 0 streamed in the last call */
+    char *scratch;       /* threads * d->scratch_bytes */
+    int scratch_threads;
+    int threads;
+    double flops_per_sample;
+    bool adaptive;       /* small calls use fewer threads (PNET_ADAPTIVE_THREADS=0 turns it off) */
+    bool stale;          /* params changed (training) since prepared was derived */
+    bool replicas_set;   /* replicas chosen by the user, not the default */
+    int last_replicas;   /* replicas of the last call */
+    int last_team;       /* threads the last call ran on */
+    pnetrt_trainer *trainer; /* training state, made by the first training call */
+    pnetrt_trainer_free_fn *trainer_free; /* the training module's hook that frees it */
+    pnetrt_comm *comm;       /* the ranks it runs on (comm.h), or NULL: this process alone */
+    bool owns_comm;          /* comm came from pnetrt_model_set_comm, not the process default */
+    bool ready;              /* pnetrt_create succeeded: a failed model only answers last_error */
+    /* Calls that use the arenas or state hold the lock, so threads sharing a handle take turns.
+     * Recursive: set_schedule calls set_threads, save_file calls save. */
+    pthread_mutex_t lock;
+    uint64_t id;             /* unique in the process: which handle a thread's last error is of */
+    char err[512];
+};
+
+/* Sets the model's error message from a printf format; returns 1. */
+int pnetrt_failf(pnetrt_model *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Replica groups of a pipeline running at once: each needs a thread per stage. 0: too few
+ * threads for one pipeline, so stages run one after another instead. */
+int pnetrt_pipe_groups(int threads, int replicas, int stages);
+/* Replica groups running at once: one per replica, at most one per thread. */
+int pnetrt_group_count(int threads, int replicas);
+
+#endif

@@ -1,0 +1,85 @@
+/* The Chrome trace of a model's inference calls: set_trace starts recording (or PNET_TRACE at
+ * create), the schedules add one slice per stage, micro-batch and replica, and write_trace (or
+ * destroy) writes the trace-event JSON. */
+#include "trace.h"
+#include "model_impl.h"
+#include "fileio.h"
+
+#include <omp.h>
+#include <time.h>
+#include <stdatomic.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+double pnetrt_now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* "PATH: cannot write the trace: why", from fileio's "PATH: why". */
+static int trace_fail(pnetrt_model *m, const char *path, const char *err) {
+    return pnetrt_failf(m, "%s: cannot write the trace: %s", path, pnetrt_io_reason(err, path));
+}
+
+int pnetrt_set_trace(pnetrt_model *m, const char *path) {
+    if (!m) return 1;
+    free(m->trace);
+    free(m->trace_path);
+    m->trace = NULL;
+    m->trace_path = NULL;
+    atomic_store(&m->ntrace, 0);
+    if (!path) return 0;
+    /* Fail now, not after the run, on what the write would refuse (fileio.h), leaving the file as it is. */
+    char err[512];
+    if (pnetrt_io_check_output(path, err, sizeof err)) return trace_fail(m, path, err);
+    m->trace_cap = INT64_C(1) << 20;
+    m->trace = malloc(sizeof(trace_event) * (size_t)m->trace_cap);
+    m->trace_path = strdup(path);
+    if (!m->trace || !m->trace_path) return pnetrt_failf(m, "cannot allocate the trace buffer");
+    m->t0 = pnetrt_now_s();
+    return 0;
+}
+
+/* Chrome trace-event JSON (Perfetto, chrome://tracing): one track per thread, one slice per
+ * (stage, micro-batch, replica). */
+int pnetrt_write_trace(pnetrt_model *m, const char *path) {
+    if (!m || !m->trace) return 1;
+    /* Built in memory, then written as every user-named file is (fileio.h): links followed, atomically. */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) return pnetrt_failf(m, "%s: cannot write the trace: %s", path, strerror(errno));
+    int64_t n = atomic_load(&m->ntrace);
+    if (n > m->trace_cap) n = m->trace_cap;
+    fprintf(f, "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n");
+    fprintf(f, "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 1, \"args\": {\"name\": \"%s\"}}", m->d->name);
+    for (int64_t i = 0; i < n; i++) {
+        const trace_event *e = &m->trace[i];
+        char name[64];
+        if (e->stage >= 0) snprintf(name, sizeof name, "stage %d", e->stage);
+        else snprintf(name, sizeof name, "%s", m->d->name);
+        fprintf(f, ",\n{\"name\": \"%s\", \"cat\": \"pnet\", \"ph\": \"X\", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, "
+                   "\"dur\": %.3f, \"args\": {\"stage\": %d, \"microbatch\": %lld, \"replica\": %d, \"samples\": %lld}}",
+                name, e->thread, e->begin * 1e6, (e->end - e->begin) * 1e6, e->stage,
+                (long long)e->microbatch, e->replica, (long long)e->samples);
+    }
+    fprintf(f, "\n]}\n");
+    bool bad = ferror(f) != 0;
+    bad |= fclose(f) != 0;
+    char err[512];
+    int rc = bad ? pnetrt_failf(m, "%s: cannot write the trace: out of memory", path)
+             : pnetrt_io_write_atomic(path, 1, (const void *const *)&text, &len, err, sizeof err)
+                 ? trace_fail(m, path, err)
+                 : 0;
+    free(text);
+    return rc;
+}
+
+void pnetrt_trace_add(pnetrt_model *m, double b, double e, int stage, int replica, int64_t mb, int64_t n) {
+    if (!m->trace) return;
+    int64_t i = atomic_fetch_add_explicit(&m->ntrace, 1, memory_order_relaxed);
+    if (i < m->trace_cap) m->trace[i] = (trace_event){b - m->t0, e - m->t0, omp_get_thread_num(), stage, replica, mb, n};
+}
