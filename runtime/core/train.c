@@ -33,6 +33,8 @@ static void trainer_free(pnetrt_trainer *t) {
     free(t->slots);
     free(t->fold);
     free(t->recv);
+    free(t->stage_ranges);
+    free(t->stage_first);
     free(t->stats);
     free(t->global);
     free(t->opt);
@@ -350,6 +352,42 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
     pnetrt_barrier_bind(NULL);
 }
 
+/* Each pipeline stage's parameter elements (train_impl.h), from the parameters' names: a parameter
+ * is named after its layer (LAYER.weight, LAYER.bias), and the layer descriptors give each layer's
+ * stage. Returns false, once and for good, when some parameter's layer is not found. */
+static bool stage_map(pnetrt_model *m, pnetrt_trainer *t) {
+    if (t->stage_map) return t->stage_map > 0;
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    int S = (int)d->nstages;
+    int64_t np = d->nparams;
+    int *stage = calloc((size_t)(np > 0 ? np : 1), sizeof *stage);
+    t->stage_ranges = calloc((size_t)(np > 0 ? np : 1), sizeof *t->stage_ranges);
+    t->stage_first = calloc((size_t)S + 1, sizeof *t->stage_first);
+    bool ok = stage && t->stage_ranges && t->stage_first;
+    for (int64_t p = 0; ok && p < np; p++) {
+        const char *name = d->params[p].name, *dot = strrchr(name, '.');
+        size_t len = dot ? (size_t)(dot - name) : strlen(name);
+        stage[p] = -1;
+        for (int64_t l = 0; l < d->nlayers && stage[p] < 0; l++)
+            if (strlen(d->layers[l].name) == len && !strncmp(d->layers[l].name, name, len)) stage[p] = (int)d->layers[l].stage;
+        ok = stage[p] >= 0 && stage[p] < S;
+    }
+    int n = 0;
+    for (int s = 0; ok && s < S; s++) {
+        t->stage_first[s] = n;
+        for (int64_t p = 0; p < np; p++)
+            if (stage[p] == s) {
+                int64_t lo = d->params[p].offset, hi = lo + (pnetrt_sample_elems(&d->params[p]) + 15) / 16 * 16;
+                if (n > t->stage_first[s] && t->stage_ranges[n - 1].hi == lo) t->stage_ranges[n - 1].hi = hi;
+                else t->stage_ranges[n++] = (pnetrt_range){lo, hi};
+            }
+    }
+    if (ok) t->stage_first[S] = n;
+    free(stage);
+    t->stage_map = ok ? 1 : -1;
+    return ok;
+}
+
 /* ---- pipeline training ------------------------------------------------------------------------
  * R replica pipelines, each a thread group per stage. A replica's chunks form M micro-batches;
  * stage s runs micro-batch q forward once stage s-1 has, and backward once stage s+1 has, in
@@ -389,6 +427,15 @@ static void pipe_thread(run *r, const pipe *p, int t, pnetrt_spin_barrier *bars,
     char *arena = r->t->arena + (size_t)rg * (size_t)p->slots * slot_bytes;
     int64_t warm = p->S - s - 1 < M ? p->S - s - 1 : M; /* 1F1B: forwards before the first backward */
     int64_t nf = 0, nb = 0;
+    /* Folding (gradtree.h): the replica's chunks, in order, on one stack whose buffers every stage
+     * shares, each stage adding only its own parameters' elements. */
+    int64_t P = d->param_floats;
+    pnetrt_blk blk[128];
+    float *bufs[128];
+    int top = 0;
+    float *fold = r->fold_depth ? r->t->fold + (int64_t)rg * r->fold_depth * P : NULL;
+    const pnetrt_range *own = fold ? r->t->stage_ranges + r->t->stage_first[s] : NULL;
+    int nown = fold ? r->t->stage_first[s + 1] - r->t->stage_first[s] : 0;
     while (nb < M) {
         /* Next: a forward while warming up (or in GPipe, all of them), then 1F1B pairs. */
         bool fwd = p->one_f_one_b ? nf < M && (nf < warm || nf - nb == warm) : nf < M;
@@ -399,6 +446,14 @@ static void pipe_thread(run *r, const pipe *p, int t, pnetrt_spin_barrier *bars,
         char *slot = arena + (size_t)(q % K) * slot_bytes;
         pnetrt_segment_fn f = fwd ? td->stage_forward[s] : td->stage_backward[s];
         for (int64_t ch = q0; ch < q1; ch++) {
+            if (fold && !fwd) {
+                pnetrt_train_call cc = chunk_call(r->call, ch, fold + (int64_t)top * P, P);
+                f(&cc, ch, slot, p->cap, q0 * C, scratch, ith, size);
+                pnetrt_barrier();
+                if (pnetrt_tree_push(blk, bufs, &top, (pnetrt_blk){ch, 1}, fold + (int64_t)top * P, own, nown, ith, size))
+                    pnetrt_barrier();
+                continue;
+            }
             f(r->call, ch, slot, p->cap, q0 * C, scratch, ith, size);
             pnetrt_barrier();
         }
@@ -407,7 +462,17 @@ static void pipe_thread(run *r, const pipe *p, int t, pnetrt_spin_barrier *bars,
         else nb++;
     }
     reduce_point(r, all, &sense, true, t);
-    td->update(r->call, t, nth);
+    if (fold) {
+        float *sum = fold_finish(r, p->R, t, nth, all, &sense);
+        if (t == 0) r->grad = sum;
+        pnetrt_barrier_wait(all, &sense);
+        pnetrt_train_call cc = *r->call;
+        cc.slots = sum;
+        cc.nchunks = 1;
+        td->update(&cc, t, nth);
+    } else {
+        td->update(r->call, t, nth);
+    }
     pnetrt_barrier_bind(NULL);
 }
 
@@ -494,19 +559,22 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     int depth = 0, depth1 = 0; /* buffers per group; and for one group, should OpenMP give one thread */
     /* The same choice on every rank (they must meet at the same reduction points): not for a
      * network that may run pipelined, whose stages fill the slots at different times. */
-    bool fold = !eval && td->nsegments == 1 && !(td->nstages > 1 && pnetrt_pipelined(m)) && pnetrt_tree_depth(nch) <= 128;
+    bool fold = !eval && td->nsegments == 1 && pnetrt_tree_depth(nch) <= 128 &&
+                (!(td->nstages > 1 && pnetrt_pipelined(m)) || stage_map(m, t));
     if (fold) {
         pnetrt_blk stack[128];
-        for (int g = 0; g < groups; g++) {
+        int runs = piped ? p.R : groups; /* a pipeline's stages share their replica's stack */
+        for (int g = 0; g < runs; g++) {
             int most;
-            pnetrt_tree_stack(first[me] + mine * g / groups, first[me] + mine * (g + 1) / groups, stack, &most);
+            pnetrt_tree_stack(first[me] + mine * g / runs, first[me] + mine * (g + 1) / runs, stack, &most);
             if (most > depth) depth = most;
         }
         pnetrt_tree_stack(first[me], first[me + 1], stack, &depth1);
         if (depth < 1) depth = 1; /* a rank without chunks still folds: it receives the gradient */
         if (depth1 < 1) depth1 = 1;
     }
-    int64_t fold_bufs = (int64_t)groups * depth > depth1 ? (int64_t)groups * depth : depth1;
+    int64_t runs = piped ? p.R : groups;
+    int64_t fold_bufs = runs * depth > depth1 ? runs * depth : depth1;
     int bad = reserve(m, t, batch, groups, threads, fold_bufs) || (piped && reserve_pipe(m, t, &p));
     if (!bad && K > 1 && fold) {
         /* Every rank's partial sums of this rank's slice of the gradient (fold_finish). */

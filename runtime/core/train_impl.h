@@ -4,6 +4,7 @@
 #ifndef PNETRT_CORE_TRAIN_IMPL_H
 #define PNETRT_CORE_TRAIN_IMPL_H
 
+#include "gradtree.h"
 #include "model.h"
 #include "transport.h"
 
@@ -34,6 +35,12 @@ struct pnetrt_trainer {
     float *recv;          /* on ranks: every rank's partial sums of this rank's slice of the gradient */
     int64_t recv_cap;     /* floats */
     const float *grad;    /* the last step's whole gradient */
+    /* Each pipeline stage's parameter elements, for folding a pipelined step's tree: stage s's
+     * ranges are stage_ranges[stage_first[s] .. stage_first[s + 1]); stage_map is 1 when known,
+     * -1 when a parameter's stage could not be found, 0 before the first look. */
+    pnetrt_range *stage_ranges;
+    int *stage_first;
+    int stage_map;
     pnetrt_handoff *hand; /* pipeline hand-offs, one per replica pipeline, nhand of them */
     pnetrt_spin_barrier *stage_bars; /* pipeline stage barriers, nbars of them */
     int nhand, nbars;
