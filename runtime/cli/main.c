@@ -162,7 +162,7 @@ static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
 /* Writes the --trace file, reporting a failure, and destroys the model. Returns rc, or 1 when the
  * trace could not be written. */
 static int close_model(pnetrt_model *m, const opts *o, int rc) {
-    if (m && o->trace && pnetrt_rank <= 0) { /* on ranks, rank 0's calls (one merged trace: not yet) */
+    if (m && o->trace) { /* on ranks, every rank sends its events and rank 0 writes the one file */
         if (pnetrt_write_trace(m, o->trace)) rc = pnetrt_die("%s", pnetrt_last_error(m));
         pnetrt_set_trace(m, NULL);
     }

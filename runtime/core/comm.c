@@ -231,6 +231,46 @@ int pnetrt_comm_compare_u64(pnetrt_comm *c, uint64_t v, bool *mine) {
     return total;
 }
 
+static int gather_self(const char *mine, size_t n, char **all, size_t *total) {
+    *all = malloc(n + 1);
+    if (!*all) return 1;
+    memcpy(*all, mine, n);
+    *total = n;
+    return 0;
+}
+
+int pnetrt_comm_gather_text(pnetrt_comm *c, const char *mine, size_t n, char **all, size_t *total) {
+    *all = NULL;
+    *total = 0;
+    if (!c || c->size < 2) return gather_self(mine, n, all, total);
+    if (n > INT_MAX) return 1;
+    int len = (int)n, K = c->size;
+    int lens[K], displs[K];
+    if (MPI_Gather(&len, 1, MPI_INT, lens, 1, MPI_INT, 0, c->comm) != MPI_SUCCESS) return 1;
+    int64_t sum = 0;
+    if (c->rank == 0)
+        for (int r = 0; r < K; r++) {
+            displs[r] = (int)sum;
+            sum += lens[r];
+        }
+    bool fits = sum <= INT_MAX;
+    char *buf = c->rank == 0 && fits ? malloc((size_t)sum + 1) : NULL;
+    int ok = c->rank != 0 || buf;
+    MPI_Bcast(&ok, 1, MPI_INT, 0, c->comm);
+    if (!ok) return 1;
+    if (MPI_Gatherv(mine, len, MPI_CHAR, buf, lens, displs, MPI_CHAR, 0, c->comm) != MPI_SUCCESS) {
+        free(buf);
+        return 1;
+    }
+    *all = buf;
+    *total = (size_t)sum;
+    return 0;
+}
+
+void pnetrt_comm_barrier(pnetrt_comm *c) {
+    if (c && c->size > 1) MPI_Barrier(c->comm);
+}
+
 int pnetrt_comm_gather_f64(pnetrt_comm *c, double v, double *out) {
     if (!c || c->size < 2) {
         if (out) out[0] = v;
@@ -278,6 +318,15 @@ int pnetrt_comm_exchange_slices(pnetrt_comm *c, float *const *bufs, const int *n
 }
 bool pnetrt_comm_all_ok(pnetrt_comm *c, bool ok) { return (void)c, ok; }
 int pnetrt_comm_compare_u64(pnetrt_comm *c, uint64_t v, bool *mine) { return (void)c, (void)v, *mine = false, 0; }
+int pnetrt_comm_gather_text(pnetrt_comm *c, const char *mine, size_t n, char **all, size_t *total) {
+    (void)c;
+    *all = malloc(n + 1);
+    if (!*all) return 1;
+    memcpy(*all, mine, n);
+    *total = n;
+    return 0;
+}
+void pnetrt_comm_barrier(pnetrt_comm *c) { (void)c; }
 int pnetrt_comm_gather_f64(pnetrt_comm *c, double v, double *out) {
     (void)c;
     if (out) out[0] = v;

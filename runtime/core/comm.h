@@ -53,6 +53,11 @@ bool pnetrt_comm_all_ok(pnetrt_comm *c, bool ok);
 /* Compares every rank's v with rank 0's: returns the number of ranks whose v differs (on every
  * rank), and sets *mine when this rank's does. */
 int pnetrt_comm_compare_u64(pnetrt_comm *c, uint64_t v, bool *mine);
+/* Rank 0 gets every rank's n bytes at mine, concatenated in rank order, in *all (malloc'd, *total
+ * bytes; the caller frees it); elsewhere *all is NULL. One rank: a copy of its own. Returns 0, or 1. */
+int pnetrt_comm_gather_text(pnetrt_comm *c, const char *mine, size_t n, char **all, size_t *total);
+/* Waits for every rank (nothing for one). */
+void pnetrt_comm_barrier(pnetrt_comm *c);
 /* Rank 0 gets every rank's v in out[0..size) (out may be NULL elsewhere); one rank: out[0] = v. */
 int pnetrt_comm_gather_f64(pnetrt_comm *c, double v, double *out);
 /* Ends every rank of the job with exit code `code` (after the caller printed why). */

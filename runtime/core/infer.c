@@ -281,6 +281,7 @@ static int ranked_infer(pnetrt_model *m, int64_t batch, const void *const *input
         out[o] = outputs[o] && batched ? (char *)outputs[o] + lo * pnetrt_sample_elems(t) * 4 : outputs[o];
     }
     int rc = infer(m, n, in, out);
+    double b = pnetrt_now_s();
     if (!pnetrt_comm_all_ok(comm, rc == 0))
         return rc ? rc : pnetrt_failf(m, "another rank failed in this inference call");
     /* An output without a batch axis comes from the last rank, which always has samples. */
@@ -293,6 +294,8 @@ static int ranked_infer(pnetrt_model *m, int64_t batch, const void *const *input
                                         sizeof m->err))
             return 1;
     }
+    /* The agreement and the gathers, waits included: the trace's "messages" slice. */
+    pnetrt_trace_add(m, b, pnetrt_now_s(), PNETRT_TRACE_MESSAGES, 0, 0, n);
     return 0;
 }
 

@@ -2,6 +2,7 @@
  * create), the schedules add one slice per stage, micro-batch and replica, and write_trace (or
  * destroy) writes the trace-event JSON. */
 #include "trace.h"
+#include "comm.h"
 #include "model_impl.h"
 #include "fileio.h"
 
@@ -39,14 +40,20 @@ int pnetrt_set_trace(pnetrt_model *m, const char *path) {
     m->trace = malloc(sizeof(trace_event) * (size_t)m->trace_cap);
     m->trace_path = strdup(path);
     if (!m->trace || !m->trace_path) return pnetrt_failf(m, "cannot allocate the trace buffer");
+    /* On ranks (a collective call then) the clocks start together: each rank's events count from
+     * the moment all of them left this barrier. */
+    pnetrt_comm_barrier(m->comm);
     m->t0 = pnetrt_now_s();
     return 0;
 }
 
 /* Chrome trace-event JSON (Perfetto, chrome://tracing): one track per thread, one slice per
- * (stage, micro-batch, replica). */
+ * (stage, micro-batch, replica). On ranks (a collective call then), one file from rank 0 with a
+ * process per rank (pid = rank, "NET rank R") and, as slices named "messages", the time each
+ * rank spent in the calls' communication. */
 int pnetrt_write_trace(pnetrt_model *m, const char *path) {
     if (!m || !m->trace) return 1;
+    int rank = pnetrt_comm_rank(m->comm), ranks = pnetrt_comm_size(m->comm);
     /* Built in memory, then written as every user-named file is (fileio.h): links followed, atomically. */
     char *text = NULL;
     size_t len = 0;
@@ -54,27 +61,48 @@ int pnetrt_write_trace(pnetrt_model *m, const char *path) {
     if (!f) return pnetrt_failf(m, "%s: cannot write the trace: %s", path, strerror(errno));
     int64_t n = atomic_load(&m->ntrace);
     if (n > m->trace_cap) n = m->trace_cap;
-    fprintf(f, "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n");
-    fprintf(f, "{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 1, \"args\": {\"name\": \"%s\"}}", m->d->name);
+    int pid = ranks > 1 ? rank : 1;
+    if (ranks > 1)
+        fprintf(f, ",\n{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": %d, \"args\": {\"name\": \"%s rank %d\"}}", pid,
+                m->d->name, rank);
+    else
+        fprintf(f, ",\n{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 1, \"args\": {\"name\": \"%s\"}}", m->d->name);
     for (int64_t i = 0; i < n; i++) {
         const trace_event *e = &m->trace[i];
         char name[64];
         if (e->stage >= 0) snprintf(name, sizeof name, "stage %d", e->stage);
+        else if (e->stage == PNETRT_TRACE_MESSAGES) snprintf(name, sizeof name, "messages");
         else snprintf(name, sizeof name, "%s", m->d->name);
-        fprintf(f, ",\n{\"name\": \"%s\", \"cat\": \"pnet\", \"ph\": \"X\", \"pid\": 1, \"tid\": %d, \"ts\": %.3f, "
+        fprintf(f, ",\n{\"name\": \"%s\", \"cat\": \"pnet\", \"ph\": \"X\", \"pid\": %d, \"tid\": %d, \"ts\": %.3f, "
                    "\"dur\": %.3f, \"args\": {\"stage\": %d, \"microbatch\": %lld, \"replica\": %d, \"samples\": %lld}}",
-                name, e->thread, e->begin * 1e6, (e->end - e->begin) * 1e6, e->stage,
+                name, pid, e->thread, e->begin * 1e6, (e->end - e->begin) * 1e6, e->stage,
                 (long long)e->microbatch, e->replica, (long long)e->samples);
     }
-    fprintf(f, "\n]}\n");
     bool bad = ferror(f) != 0;
     bad |= fclose(f) != 0;
+    /* Every rank's events, in rank order, to rank 0; each part begins with ",\n". */
+    char *all = NULL;
+    size_t total = 0;
+    bad |= pnetrt_comm_gather_text(m->comm, text ? text : "", text ? len : 0, &all, &total) != 0;
+    free(text);
+    if (rank != 0) return bad ? pnetrt_failf(m, "%s: cannot send the trace to rank 0", path) : 0;
+    char *out = NULL;
+    size_t outlen = 0;
+    f = bad ? NULL : open_memstream(&out, &outlen);
+    if (f) {
+        fprintf(f, "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n");
+        fwrite(all + (total >= 2 ? 2 : total), 1, total >= 2 ? total - 2 : 0, f); /* without the first ",\n" */
+        fprintf(f, "\n]}\n");
+        bad |= ferror(f) != 0;
+        bad |= fclose(f) != 0;
+    }
+    free(all);
     char err[512];
-    int rc = bad ? pnetrt_failf(m, "%s: cannot write the trace: out of memory", path)
-             : pnetrt_io_write_atomic(path, 1, (const void *const *)&text, &len, err, sizeof err)
+    int rc = bad || !f ? pnetrt_failf(m, "%s: cannot write the trace: out of memory", path)
+             : pnetrt_io_write_atomic(path, 1, (const void *const *)&out, &outlen, err, sizeof err)
                  ? trace_fail(m, path, err)
                  : 0;
-    free(text);
+    free(out);
     return rc;
 }
 

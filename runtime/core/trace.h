@@ -10,8 +10,10 @@
 
 /* Seconds on the monotonic clock: the trace's time, and the schedules' wall time. */
 double pnetrt_now_s(void);
-/* Records a slice [b, e) of stage `stage` (-1: the whole network) of replica `replica` on this
- * thread: micro-batch mb of n samples. Nothing when the model is not tracing. */
+/* A slice's stage for the time a call spent in communication with the other ranks. */
+enum { PNETRT_TRACE_MESSAGES = -2 };
+/* Records a slice [b, e) of stage `stage` (-1: the whole network; PNETRT_TRACE_MESSAGES) of replica
+ * `replica` on this thread: micro-batch mb of n samples. Nothing when the model is not tracing. */
 void pnetrt_trace_add(pnetrt_model *m, double b, double e, int stage, int replica, int64_t mb, int64_t n);
 
 #endif

@@ -121,6 +121,24 @@ for c in cnn:probs pipe:probs mlp_adam:logits; do
     done
 done
 
+# --trace on ranks: one Chrome trace from rank 0 with a process per rank (pid = rank), each with its
+# slices and its "messages" (the calls' communication).
+if mpi 3 shm "$WORK/cnn" infer --input "x=$DIR/refs/cnn/x.npy" --output "probs=$WORK/tr.npy" --trace "$WORK/t.json" \
+        --threads 1 >"$WORK/trace.log" 2>&1 &&
+    python3 - "$WORK/t.json" <<'PY'
+import json, sys
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+pids = {e["pid"] for e in ev if e["ph"] == "X"}
+names = {e["args"]["name"] for e in ev if e["ph"] == "M"}
+msgs = {e["pid"] for e in ev if e["name"] == "messages"}
+sys.exit(0 if pids == {0, 1, 2} and msgs == {0, 1, 2} and names == {"cnn rank 0", "cnn rank 1", "cnn rank 2"} else 1)
+PY
+then
+    pass "--trace on 3 ranks: one file, a process per rank with its slices and messages"
+else
+    fail "--trace on 3 ranks: $(tail -n 3 "$WORK/trace.log" | tr '\n' ' ')"
+fi
+
 # More ranks than chunks: dropout_det at batch 20 is one chunk, so ranks 1-3 own none; they still
 # take part in every reduction and end with the same weights.
 X=$DIR/data/det_x.npy Y=$DIR/data/det_y.npy
