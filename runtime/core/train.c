@@ -223,6 +223,31 @@ static pnetrt_train_call chunk_call(const pnetrt_train_call *call, int64_t ch, f
     return c;
 }
 
+/* A thread's view of its group's (or pipeline replica's) folded stack: the buffers from `base`,
+ * and the gradient elements this thread's group adds (all, or its pipeline stage's). */
+typedef struct fold_stack {
+    pnetrt_blk blk[128];
+    float *bufs[128];
+    int top;
+    float *base;
+    const pnetrt_range *own;
+    int nown;
+} fold_stack;
+
+/* Runs f on chunk ch with its gradients in the stack's next free buffer, then pushes the chunk,
+ * adding siblings; the group's threads meet after each (the gradients whole, the arena and the
+ * buffers added from free again). */
+static void fold_chunk(const run *r, fold_stack *st, pnetrt_segment_fn f, int64_t ch, char *arena, int64_t cap,
+                       int64_t base, char *scratch, int ith, int size) {
+    int64_t P = pnetrt_model_desc(r->m)->param_floats;
+    float *buf = st->base + (int64_t)st->top * P;
+    pnetrt_train_call cc = chunk_call(r->call, ch, buf, P);
+    f(&cc, ch, arena, cap, base, scratch, ith, size);
+    pnetrt_barrier();
+    if (pnetrt_tree_push(st->blk, st->bufs, &st->top, (pnetrt_blk){ch, 1}, buf, st->own, st->nown, ith, size))
+        pnetrt_barrier();
+}
+
 /* After every group has folded its chunks: adds the groups' stacks, in chunk order, into one sum
  * (each thread of the team its share of the elements), between barriers of the team. On ranks,
  * the rank's stack then goes to the owners of the gradient's slices (a reduce-scatter along the
@@ -278,6 +303,23 @@ static float *fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrie
     return sum;
 }
 
+/* The step's update on thread t of the team: with folding, over the sum of the groups' (runs')
+ * stacks, which the update's tree over one slot takes as it is; else over the chunks' slots. */
+static void update(run *r, int runs, int t, int nth, pnetrt_spin_barrier *all, int *sense) {
+    const pnetrt_train_desc *td = pnetrt_model_desc(r->m)->train;
+    if (!r->fold_depth) {
+        td->update(r->call, t, nth);
+        return;
+    }
+    float *sum = fold_finish(r, runs, t, nth, all, sense);
+    if (t == 0) r->grad = sum;
+    pnetrt_barrier_wait(all, sense);
+    pnetrt_train_call cc = *r->call;
+    cc.slots = sum;
+    cc.nchunks = 1;
+    td->update(&cc, t, nth);
+}
+
 /* The reduction point (transport.h) before the chunks' statistics, and with grads their parameter
  * gradients, are combined; the caller (thread t of the team) is in the group that wrote its chunks. */
 static void reduce_point(run *r, pnetrt_spin_barrier *all, int *sense, bool grads, int t) {
@@ -307,22 +349,14 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
     td->prep(r->call, t, nth);
     pnetrt_barrier_wait(all, &sense);
     int64_t nseg = r->eval ? 1 : td->nsegments;
-    int64_t P = d->param_floats;
-    pnetrt_range every = {0, P};
-    pnetrt_blk blk[128];
-    float *bufs[128];
-    int top = 0;
-    float *fold = r->fold_depth ? r->t->fold + (int64_t)g * r->fold_depth * P : NULL;
+    pnetrt_range every = {0, d->param_floats};
+    fold_stack st = {.own = &every, .nown = 1};
+    if (r->fold_depth) st.base = r->t->fold + (int64_t)g * r->fold_depth * d->param_floats;
     for (int64_t k = 0; k < nseg; k++) {
         pnetrt_segment_fn seg = r->eval ? td->eval : td->segments[k];
         for (int64_t ch = c0; ch < c1; ch++) {
-            if (fold) {
-                /* Folding: the chunk's gradients go to the next free buffer of the group's stack. */
-                pnetrt_train_call cc = chunk_call(r->call, ch, fold + (int64_t)top * P, P);
-                seg(&cc, ch, arena, C, ch * C, scratch, ith, size);
-                pnetrt_barrier(); /* the chunk's gradients are whole, and the arena free again */
-                if (pnetrt_tree_push(blk, bufs, &top, (pnetrt_blk){ch, 1}, fold + (int64_t)top * P, &every, 1, ith, size))
-                    pnetrt_barrier(); /* the buffers added from are free again */
+            if (r->fold_depth) { /* one segment (folding's condition): the chunk's gradients are whole after it */
+                fold_chunk(r, &st, seg, ch, arena, C, ch * C, scratch, ith, size);
                 continue;
             }
             seg(r->call, ch, arena, own ? C : r->t->cap_batch, own ? ch * C : 0, scratch, ith, size);
@@ -337,18 +371,7 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
             pnetrt_barrier_wait(all, &sense);
         }
     }
-    if (!r->eval && r->fold_depth) {
-        float *sum = fold_finish(r, groups, t, nth, all, &sense);
-        if (t == 0) r->grad = sum;
-        pnetrt_barrier_wait(all, &sense);
-        /* The update's tree over one slot is the sum itself. */
-        pnetrt_train_call cc = *r->call;
-        cc.slots = sum;
-        cc.nchunks = 1;
-        td->update(&cc, t, nth);
-    } else if (!r->eval) {
-        td->update(r->call, t, nth);
-    }
+    if (!r->eval) update(r, groups, t, nth, all, &sense);
     pnetrt_barrier_bind(NULL);
 }
 
@@ -429,13 +452,12 @@ static void pipe_thread(run *r, const pipe *p, int t, pnetrt_spin_barrier *bars,
     int64_t nf = 0, nb = 0;
     /* Folding (gradtree.h): the replica's chunks, in order, on one stack whose buffers every stage
      * shares, each stage adding only its own parameters' elements. */
-    int64_t P = d->param_floats;
-    pnetrt_blk blk[128];
-    float *bufs[128];
-    int top = 0;
-    float *fold = r->fold_depth ? r->t->fold + (int64_t)rg * r->fold_depth * P : NULL;
-    const pnetrt_range *own = fold ? r->t->stage_ranges + r->t->stage_first[s] : NULL;
-    int nown = fold ? r->t->stage_first[s + 1] - r->t->stage_first[s] : 0;
+    fold_stack st = {0};
+    if (r->fold_depth) {
+        st.base = r->t->fold + (int64_t)rg * r->fold_depth * d->param_floats;
+        st.own = r->t->stage_ranges + r->t->stage_first[s];
+        st.nown = r->t->stage_first[s + 1] - r->t->stage_first[s];
+    }
     while (nb < M) {
         /* Next: a forward while warming up (or in GPipe, all of them), then 1F1B pairs. */
         bool fwd = p->one_f_one_b ? nf < M && (nf < warm || nf - nb == warm) : nf < M;
@@ -446,12 +468,8 @@ static void pipe_thread(run *r, const pipe *p, int t, pnetrt_spin_barrier *bars,
         char *slot = arena + (size_t)(q % K) * slot_bytes;
         pnetrt_segment_fn f = fwd ? td->stage_forward[s] : td->stage_backward[s];
         for (int64_t ch = q0; ch < q1; ch++) {
-            if (fold && !fwd) {
-                pnetrt_train_call cc = chunk_call(r->call, ch, fold + (int64_t)top * P, P);
-                f(&cc, ch, slot, p->cap, q0 * C, scratch, ith, size);
-                pnetrt_barrier();
-                if (pnetrt_tree_push(blk, bufs, &top, (pnetrt_blk){ch, 1}, fold + (int64_t)top * P, own, nown, ith, size))
-                    pnetrt_barrier();
+            if (r->fold_depth && !fwd) {
+                fold_chunk(r, &st, f, ch, slot, p->cap, q0 * C, scratch, ith, size);
                 continue;
             }
             f(r->call, ch, slot, p->cap, q0 * C, scratch, ith, size);
@@ -462,17 +480,7 @@ static void pipe_thread(run *r, const pipe *p, int t, pnetrt_spin_barrier *bars,
         else nb++;
     }
     reduce_point(r, all, &sense, true, t);
-    if (fold) {
-        float *sum = fold_finish(r, p->R, t, nth, all, &sense);
-        if (t == 0) r->grad = sum;
-        pnetrt_barrier_wait(all, &sense);
-        pnetrt_train_call cc = *r->call;
-        cc.slots = sum;
-        cc.nchunks = 1;
-        td->update(&cc, t, nth);
-    } else {
-        td->update(r->call, t, nth);
-    }
+    update(r, p->R, t, nth, all, &sense);
     pnetrt_barrier_bind(NULL);
 }
 
