@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int pnetrt_rank = -1;
 
@@ -30,13 +31,28 @@ void pnetrt_bench_comm_report(double comm_seconds, double wall) {
 }
 
 int pnetrt_die(const char *fmt, ...) {
+    /* One write per message: under mpirun the ranks' stderr streams are merged, and a message
+       written in pieces can be split by another rank's. */
+    char buf[2048];
+    int n = pnetrt_rank >= 0 ? snprintf(buf, sizeof buf, "%s: rank %d: error: ", pnetrt_prog, pnetrt_rank)
+                             : snprintf(buf, sizeof buf, "%s: error: ", pnetrt_prog);
+    if (n < 0 || (size_t)n >= sizeof buf) n = 0;
     va_list ap;
     va_start(ap, fmt);
-    if (pnetrt_rank >= 0) fprintf(stderr, "%s: rank %d: error: ", pnetrt_prog, pnetrt_rank);
-    else fprintf(stderr, "%s: error: ", pnetrt_prog);
-    vfprintf(stderr, fmt, ap);
+    int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    if (m < 0) m = 0;
+    n += m;
+    if ((size_t)n > sizeof buf - 2) n = (int)sizeof buf - 2;
+    buf[n++] = '\n';
+    fflush(stderr);
+    for (const char *p = buf; n > 0;) {
+        ssize_t w = write(STDERR_FILENO, p, (size_t)n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        p += w;
+        n -= (int)w;
+    }
     return 1;
 }
 
