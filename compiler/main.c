@@ -6,6 +6,7 @@
 #include "io.h"
 #include "ir/graph.h"
 #include "ir/report.h"
+#include "ir/bounds.h"
 #include "pnetrt_ranks.h"
 #include "pnetrt_abi.h"
 #include "parse/parse.h"
@@ -446,11 +447,27 @@ static int write_report(pn_graph *g, const compile_opts *o) {
             .train_sample_bytes = t->present ? t->sample_bytes : 0,
             .chunk = t->present ? t->chunk : g->plan.chunk,
             .train = t->present,
-            .fold = t->present && !batchnorm && g->nstages <= 1,
+            .fold = t->present && !batchnorm,
             .stages = g->nstages > 1,
+            .nstages = g->nstages,
+            .microbatches = g->microbatches,
+            .infer_fixed_bytes = g->plan.arena_fixed_bytes,
         };
+        /* Stage boundaries and each stage's parameters, as the descriptor gives them to libpnetrt. */
+        pn_bounds bd;
+        pn_stage_bounds(g, &bd);
+        int S = g->nstages > 0 ? g->nstages : 1;
+        int64_t *sp = pn_xcalloc((size_t)S * 3, sizeof *sp), *rs = sp + S, *rf = sp + 2 * S;
+        for (int i = 0; i < g->nnodes; i++)
+            for (int k = 0; k < g->nodes[i].nparams; k++)
+                if (g->nodes[i].stage >= 0 && g->nodes[i].stage < S)
+                    sp[g->nodes[i].stage] += (pn_shape_sample_elems(&g->nodes[i].params[k].shape) + 15) / 16 * 16;
+        for (int s = 0; s < S; s++) pn_bounds_bytes(&bd, s, &rs[s], &rf[s]);
+        x.stage_param_floats = sp, x.stage_recv_sample = rs, x.stage_recv_fixed = rf;
         fprintf(of.f, "\n");
         pnetrt_rank_report(of.f, &x, o->ranks, g->train.present && g->train.batch > 0 ? g->train.batch : 256);
+        free(sp);
+        pn_bounds_free(&bd);
     }
     return out_close(&of, true);
 }

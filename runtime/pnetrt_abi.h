@@ -6,7 +6,7 @@
 #define PNETRT_ABI_H
 #include <stdint.h>
 
-#define PNETRT_ABI 7
+#define PNETRT_ABI 8
 
 /* The most dimensions of a tensor: the one definition (pnetc's PN_MAX_RANK is this). */
 #define PNETRT_MAX_RANK 8
@@ -146,7 +146,22 @@ typedef struct pnetrt_desc {
     /* One parameter at a time, or NULL where the network folds a batchnorm (then only prepare). */
     pnetrt_prepare_param_fn prepare_param;
     pnetrt_unprepare_param_fn unprepare_param;
+    /* Stage boundaries, for pipeline stages on ranks (each rank runs one stage): stage s > 0
+     * receives, before each micro-batch, the values that earlier stages computed and it or a later
+     * stage reads: stage_recv[3 * j ..] for j in [stage_recv_first[s], stage_recv_first[s + 1]),
+     * each a (kind, offset, bytes) triple of PNETRT_XFER_*. Stage s sends stage s + 1 exactly what
+     * stage s + 1 receives. NULL without stages. */
+    const int64_t *stage_recv_first;  /* nstages + 1 */
+    const int64_t *stage_recv;
+    const int64_t *output_stage;      /* noutputs: the stage whose function writes each output */
+    const int64_t *param_stage;       /* nparams: the stage whose kernels read each parameter */
 } pnetrt_desc;
+
+/* Where a value that crosses a stage boundary lives in a call (pnetrt_call), for n samples:
+ * ARENA: the per-sample region, at arena + offset * cap, bytes * n; FIXED: the arena's fixed
+ * region, at arena + arena_sample_bytes * cap + offset, bytes; OUTPUT: output buffer `offset`,
+ * bytes * n at the call's first sample (bytes in all when the output has no batch axis). */
+enum { PNETRT_XFER_ARENA = 0, PNETRT_XFER_FIXED = 1, PNETRT_XFER_OUTPUT = 2, PNETRT_XFER_OUTPUT_FIXED = 3 };
 
 /* The functions of libpnetrt that generated code calls are declared, and exported, in pnet.h. */
 

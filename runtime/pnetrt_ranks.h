@@ -53,8 +53,15 @@ typedef struct pnetrt_rank_facts {
     int64_t train_sample_bytes; /* training arena per sample (values kept for backward, gradients) */
     int64_t chunk;              /* samples per gradient chunk */
     bool train;                 /* the network has a train block */
-    bool fold;                  /* one segment, no pipeline stages: the folded tree (gradtree.h) */
+    bool fold;                  /* one segment (no batchnorm): the folded tree (gradtree.h) */
     bool stages;                /* the network has pipeline stages */
+    /* Pipeline stages on ranks (inference): stage count, micro-batches per chunk, and per stage
+     * the parameters its kernels read and the bytes it receives from the stage before it, per
+     * sample and per micro-batch (values without a batch axis). NULL arrays: no stages. */
+    int nstages, microbatches;
+    const int64_t *stage_param_floats, *stage_recv_sample, *stage_recv_fixed;
+    int64_t infer_fixed_bytes;  /* inference activations independent of the batch */
+    bool replicas_only;         /* --rank-layout replicas: every rank runs every stage */
 } pnetrt_rank_facts;
 
 static inline void pnetrt_rank_bytes(double v, char *buf, size_t n) {
@@ -64,11 +71,51 @@ static inline void pnetrt_rank_bytes(double v, char *buf, size_t n) {
     snprintf(buf, n, k ? "%.1f %s" : "%.0f %s", v, u[k]);
 }
 
+/* Inference with one pipeline stage per rank: K = R x S ranks, rank k runs stage k mod S of
+ * replica pipeline k / S, on samples [B*r/R, B*(r+1)/R), and holds that stage's parameters and a
+ * ring of 3 micro-batch slots (stages.c). */
+static inline void pnetrt_rank_stage_report(FILE *f, const pnetrt_rank_facts *x, int K, int64_t B) {
+    int S = x->nstages, R = K / S;
+    char a[32], b[32], c[32];
+    int64_t C = x->chunk > 0 ? x->chunk : 32, M = x->microbatches > 0 ? x->microbatches : 1, cap = (C + M - 1) / M;
+    fprintf(f, "ranks: %d for inference, one pipeline stage per rank: %d replica pipeline%s x %d stages; rank k runs stage k "
+               "mod %d of pipeline k / %d, in micro-batches of at most %lld samples (%lld per chunk of %lld)\n",
+            K, R, R == 1 ? "" : "s", S, S, S, (long long)cap, (long long)M, (long long)C);
+    for (int k = 0; k < K; k++) {
+        int r = k / S, s = k % S;
+        pnetrt_rank_bytes((double)x->stage_param_floats[s] * 4, a, sizeof a);
+        pnetrt_rank_bytes(3.0 * (double)(x->infer_sample_bytes * cap + x->infer_fixed_bytes), b, sizeof b);
+        fprintf(f, "  rank %d: stage %d of pipeline %d, samples [%lld, %lld) of a batch of %lld: parameters %s, activations %s (3 "
+                   "micro-batch slots)", k, s, r, (long long)(B * r / R), (long long)(B * (r + 1) / R), (long long)B, a, b);
+        if (s + 1 < S) {
+            pnetrt_rank_bytes((double)(x->stage_recv_sample[s + 1] * cap + x->stage_recv_fixed[s + 1]), c, sizeof c);
+            fprintf(f, "; sends rank %d %s per micro-batch", k + 1, c);
+        }
+        if (s > 0) {
+            pnetrt_rank_bytes((double)(x->stage_recv_sample[s] * cap + x->stage_recv_fixed[s]), c, sizeof c);
+            fprintf(f, "; receives %s per micro-batch from rank %d", c, k - 1);
+        }
+        fprintf(f, "\n");
+    }
+}
+
 /* K ranks at a batch of B: the mapping, each rank's samples and memory, and the bytes of each
  * step's gradient reduction (a reduce-scatter of the folded tree's partial sums and an all-gather
- * of the sum; or an all-gather of one slot per chunk). */
+ * of the sum; or an all-gather of one slot per chunk). With pipeline stages, inference runs a
+ * stage per rank (above) unless replicas_only, and training runs the ranks as replicas. */
 static inline void pnetrt_rank_report(FILE *f, const pnetrt_rank_facts *x, int K, int64_t B) {
     char a[32], b[32], c[32];
+    bool staged = x->stages && x->nstages > 1 && x->stage_param_floats && !x->replicas_only && K > 1;
+    if (staged && K % x->nstages == 0) {
+        pnetrt_rank_stage_report(f, x, K, B);
+        if (!x->train) return;
+        fprintf(f, "training: ");
+    } else if (staged) {
+        fprintf(f, "ranks: %d do not fit %d pipeline stages for inference: run a multiple of %d ranks, or --rank-layout "
+                   "replicas\n", K, x->nstages, x->nstages);
+        if (!x->train) return;
+        fprintf(f, "training: ");
+    }
     fprintf(f, "ranks: %d, data parallel: every rank holds the whole network%s and computes its run of each batch's chunks\n",
             K, x->stages ? " and runs all its pipeline stages itself" : "");
     int64_t C = x->chunk > 0 ? x->chunk : 32, nch = (B + C - 1) / C, P = x->param_floats;

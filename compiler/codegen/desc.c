@@ -2,6 +2,7 @@
  * parameters, layers, sizes and the entry points, and the training descriptor. */
 #include "emit.h"
 #include "../support/util.h"
+#include "../ir/bounds.h"
 #include "../ir/report.h"
 #include "pnetrt_abi.h"
 
@@ -25,6 +26,15 @@ static LLVMValueRef const_array(cg *c, LLVMTypeRef elem, LLVMValueRef *items, in
     LLVMSetInitializer(gv, init);
     LLVMSetGlobalConstant(gv, 1);
     LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    return gv;
+}
+
+/* A constant array of n int64 values, or NULL when n is 0. */
+static LLVMValueRef i64_array(cg *c, const int64_t *v, int64_t n, const char *name) {
+    LLVMValueRef *items = pn_xcalloc((size_t)n + 1, sizeof *items);
+    for (int64_t k = 0; k < n; k++) items[k] = cg_i64(c, v[k]);
+    LLVMValueRef gv = const_array(c, c->i64, items, (int)n, name);
+    free(items);
     return gv;
 }
 
@@ -173,6 +183,8 @@ void cg_gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValueRef 
     }
     /* The passes only mark nodes, so this is the report pnetc --report prints for the source. */
     char *report = pn_graph_report_text(g);
+    pn_bounds bounds;
+    pn_stage_bounds(g, &bounds);
     LLVMValueRef prepare_param, unprepare_param;
     cg_gen_param_fns(c, &prepare_param, &unprepare_param);
     LLVMValueRef f[] = {
@@ -182,8 +194,13 @@ void cg_gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValueRef 
         cg_i64(c, p->param_floats), cg_i64(c, c->prepared_floats), embedded, cg_i64(c, p->arena_sample_bytes),
         cg_i64(c, p->arena_fixed_bytes), cg_i64(c, p->chunk), cg_i64(c, c->scratch_bytes), forward, stages, prepare, cg_i64(c, g->nstages),
         cg_i64(c, g->has_shard_batch ? g->replicas : 0), cg_i64(c, g->microbatches), cg_i64(c, g->schedule), str(c, target), train, str(c, report),
-        prepare_param, unprepare_param};
+        prepare_param, unprepare_param,
+        i64_array(c, bounds.recv_first, g->nstages > 1 ? g->nstages + 1 : 0, ".stage_recv_first"),
+        i64_array(c, bounds.recv, g->nstages > 1 ? 3 * bounds.recv_first[g->nstages] : 0, ".stage_recv"),
+        i64_array(c, bounds.output_stage, g->nstages > 1 ? g->noutputs : 0, ".output_stage"),
+        i64_array(c, bounds.param_stage, g->nstages > 1 ? bounds.nparams : 0, ".param_stage")};
     free(report);
+    pn_bounds_free(&bounds);
     int nf = (int)(sizeof f / sizeof f[0]);
     LLVMValueRef init = LLVMConstStructInContext(c->ctx, f, (unsigned)nf, 0);
     char *name = pn_xasprintf("%s__desc", c->px);

@@ -421,6 +421,16 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
            lat[(int)(runs * 0.9)] * 1e3, lat[0] * 1e3);
     qsort(bubble, (size_t)runs, sizeof bubble[0], cmp_double);
     double measured = bubble[runs / 2]; /* the median call's: one call is at the mercy of the host */
+    int stage = pnetrt_model_rank_stage(m), K = pnetrt_comm_size(pnetrt_model_comm(m));
+    if (stage >= 0) {
+        /* Stages on ranks: each rank measured its own stage's idle share; the bubble is their mean. */
+        double all[K];
+        pnetrt_comm_gather_f64(pnetrt_model_comm(m), measured, all);
+        measured = 0;
+        for (int k = 0; k < K; k++) measured += all[k] / K;
+        printf("ranks: %d, one pipeline stage per rank: %d replica pipeline%s x %d stages\n", K, K / (int)d->nstages,
+               K / (int)d->nstages == 1 ? "" : "s", (int)d->nstages);
+    }
     int64_t Q = 0;
     double predicted = pnetrt_predicted_bubble(m, &Q);
     if (measured >= 0 && predicted >= 0)
@@ -430,9 +440,16 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
     pnetrt_bench_comm_report(comm, total);
     /* ru_maxrss: the process's peak resident set in KiB, weights, arenas and all. */
     struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) == 0)
-        printf("memory: peak resident %.1f MiB, parameters %.1f MiB\n", (double)ru.ru_maxrss / 1024.0,
-               (double)d->param_floats * 4.0 / (1024.0 * 1024.0));
+    double rss = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : -1;
+    if (K > 1) {
+        double all[K];
+        pnetrt_comm_gather_f64(pnetrt_model_comm(m), rss, all);
+        printf("memory: peak resident per rank:");
+        for (int k = 0; k < K; k++) printf(" rank %d %.1f MiB%s", k, all[k], k + 1 < K ? "," : ";");
+        printf(" parameters %.1f MiB in all\n", (double)d->param_floats * 4.0 / (1024.0 * 1024.0));
+    } else if (rss >= 0) {
+        printf("memory: peak resident %.1f MiB, parameters %.1f MiB\n", rss, (double)d->param_floats * 4.0 / (1024.0 * 1024.0));
+    }
     rc = 0;
 done:
     return close_model(m, o, rc);
@@ -475,9 +492,25 @@ static void rank_report(const pnetrt_desc *d, int K, int64_t B) {
         .train_sample_bytes = t ? t->sample_bytes : 0,
         .chunk = t ? t->chunk : d->chunk,
         .train = t != NULL,
-        .fold = t && t->nsegments == 1 && d->nstages <= 1,
+        .fold = t && t->nsegments == 1,
         .stages = d->nstages > 1,
+        .nstages = (int)d->nstages,
+        .microbatches = (int)d->microbatches,
+        .infer_fixed_bytes = d->arena_fixed_bytes,
+        .replicas_only = pnetrt_layout_default == PNETRT_LAYOUT_REPLICAS,
     };
+    int S = d->nstages > 1 && d->param_stage && d->stage_recv_first ? (int)d->nstages : 0;
+    int64_t sp[S + 1], rs[S + 1], rf[S + 1];
+    for (int s = 0; s < S; s++) sp[s] = rs[s] = rf[s] = 0;
+    for (int64_t p = 0; p < d->nparams && S; p++)
+        if (d->param_stage[p] >= 0 && d->param_stage[p] < S) sp[d->param_stage[p]] += (pnetrt_sample_elems(&d->params[p]) + 15) / 16 * 16;
+    for (int s = 0; s < S; s++)
+        for (int64_t j = d->stage_recv_first[s]; j < d->stage_recv_first[s + 1]; j++) {
+            int64_t kind = d->stage_recv[3 * j], bytes = d->stage_recv[3 * j + 2];
+            if (kind == PNETRT_XFER_ARENA || kind == PNETRT_XFER_OUTPUT) rs[s] += bytes;
+            else rf[s] += bytes;
+        }
+    if (S) x.stage_param_floats = sp, x.stage_recv_sample = rs, x.stage_recv_fixed = rf;
     printf("\n");
     pnetrt_rank_report(stdout, &x, K, B);
 }
@@ -581,6 +614,49 @@ static uint64_t run_identity(const pnetrt_desc *d, int argc, char **argv) {
     return h;
 }
 
+/* --rank-layout replicas|stages (or --rank-layout=...), for every command: how the ranks of
+ * mpirun share a network with pipeline stages. Taken out of argv; sets the default of the models
+ * this process creates. Inference defaults to one stage per rank; training runs the ranks as
+ * replicas (stages on ranks run inference only, so far). Returns 0, or 1 after reporting. */
+static int rank_layout_option(int *argc, char **argv) {
+    bool training = *argc > 1 && (!strcmp(argv[1], "train") || !strcmp(argv[1], "eval"));
+    for (int i = 2; i < *argc; i++) training |= !strcmp(argv[1], "bench") && !strcmp(argv[i], "--train");
+    const char *v = NULL;
+    int n = 0;
+    for (int i = 0; i < *argc; i++) {
+        const char *a = argv[i], *val = NULL;
+        int take = 0;
+        if (i >= 2 && !strcmp(a, "--rank-layout")) {
+            if (i + 1 >= *argc) return pnetrt_die("--rank-layout needs replicas or stages");
+            val = argv[i + 1], take = 2;
+        } else if (i >= 2 && !strncmp(a, "--rank-layout=", 14)) {
+            val = a + 14, take = 1;
+        }
+        if (!take) {
+            argv[n++] = argv[i];
+            continue;
+        }
+        if (v) return pnetrt_die("--rank-layout given twice; give each option once");
+        v = val;
+        i += take - 1;
+    }
+    argv[n] = NULL;
+    *argc = n;
+    pnetrt_layout_default = training ? PNETRT_LAYOUT_REPLICAS : PNETRT_LAYOUT_AUTO;
+    if (!v) return 0;
+    if (!strcmp(v, "replicas")) {
+        pnetrt_layout_default = PNETRT_LAYOUT_REPLICAS;
+    } else if (!strcmp(v, "stages")) {
+        if (training)
+            return pnetrt_die("--rank-layout stages: training with one pipeline stage per rank is not built yet; train "
+                              "with --rank-layout replicas (every rank runs every stage)");
+        pnetrt_layout_default = PNETRT_LAYOUT_STAGES;
+    } else {
+        return pnetrt_die("--rank-layout needs replicas or stages, not '%s'", v);
+    }
+    return 0;
+}
+
 int pnetrt_main(const pnetrt_desc *d, int argc, char **argv) {
     if (argc > 0 && argv[0]) {
         const char *s = strrchr(argv[0], '/');
@@ -621,7 +697,8 @@ int pnetrt_main(const pnetrt_desc *d, int argc, char **argv) {
             }
         }
     }
-    int rc = run_command(d, argc, argv);
+    int rc = rank_layout_option(&argc, argv);
+    if (!rc) rc = run_command(d, argc, argv);
     /* A rank that fails ends every rank: the others may be waiting for its messages. */
     if (ranks && rc != 0) pnetrt_comm_abort(pnetrt_comm_default(), rc);
     return rc;

@@ -61,7 +61,7 @@ static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch
     int n = 0, rc = 1;
     float *params = pnetrt_params_mut(m);
     if (!names || !ranks || !shapes || !data || !owned || !params) {
-        pnetrt_train_failf(m, "out of memory");
+        if (params || !pnetrt_model_partial(m)) pnetrt_train_failf(m, "out of memory");
         goto done;
     }
     for (int64_t p = 0; p < np; p++) {
@@ -141,7 +141,7 @@ static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
     float *params = pnetrt_params_mut(m);
     if (!params) {
         pnetrt_st_close(st);
-        return pnetrt_train_failf(m, "out of memory");
+        return pnetrt_model_partial(m) ? 1 : pnetrt_train_failf(m, "out of memory");
     }
     /* Read into a copy, so a bad file leaves the model as it was. */
     float *tmp = malloc((size_t)d->param_floats * sizeof(float) + 64);

@@ -286,6 +286,79 @@ _Noreturn void pnetrt_comm_abort(pnetrt_comm *c, int code) {
     _exit(code);
 }
 
+struct pnetrt_msgs {
+    int n, cap;
+    MPI_Request req[];
+};
+
+pnetrt_msgs *pnetrt_msgs_new(int cap) {
+    pnetrt_msgs *q = calloc(1, sizeof *q + (size_t)(cap > 0 ? cap : 1) * sizeof(MPI_Request));
+    if (q) q->cap = cap > 0 ? cap : 1;
+    return q;
+}
+
+void pnetrt_msgs_free(pnetrt_msgs *q) { free(q); }
+
+static int post(pnetrt_comm *c, void *buf, int64_t bytes, int peer, int tag, pnetrt_msgs *q, bool send, char *err,
+                size_t n) {
+    if (!c || c->size < 2) {
+        snprintf(err, n, "no other rank to %s", send ? "send to" : "receive from");
+        return 1;
+    }
+    if (bytes < 0 || bytes > INT_MAX) {
+        snprintf(err, n, "a message of %lld bytes is too large (at most %d): use more micro-batches", (long long)bytes,
+                 INT_MAX);
+        return 1;
+    }
+    if (q->n == q->cap) {
+        snprintf(err, n, "too many pending messages (%d)", q->cap);
+        return 1;
+    }
+    int rc = send ? MPI_Isend(buf, (int)bytes, MPI_BYTE, peer, tag, c->comm, &q->req[q->n])
+                  : MPI_Irecv(buf, (int)bytes, MPI_BYTE, peer, tag, c->comm, &q->req[q->n]);
+    if (rc != MPI_SUCCESS) {
+        mpi_error(rc, err, n, send ? "sending a stage's values" : "receiving a stage's values");
+        return 1;
+    }
+    q->n++;
+    return 0;
+}
+
+int pnetrt_comm_isend(pnetrt_comm *c, const void *buf, int64_t bytes, int to, int tag, pnetrt_msgs *q, char *err,
+                      size_t n) {
+    return post(c, (void *)buf, bytes, to, tag, q, true, err, n);
+}
+
+int pnetrt_comm_irecv(pnetrt_comm *c, void *buf, int64_t bytes, int from, int tag, pnetrt_msgs *q, char *err,
+                      size_t n) {
+    return post(c, buf, bytes, from, tag, q, false, err, n);
+}
+
+int pnetrt_msgs_wait(pnetrt_msgs *q, char *err, size_t n) {
+    if (!q || !q->n) return 0;
+    double t0 = now_s();
+    /* Poll, then sleep between polls: MPI_Waitall spins, and on a machine with more ranks than
+     * cores (or a busy one) a spinning rank takes the core the rank it waits for needs. The sleep
+     * doubles from 2 us up to 1 ms, so a long wait costs few polls and a short one little delay. */
+    int rc, done = 0;
+    long sleep_ns = 2000;
+    for (int polls = 0;; polls++) {
+        rc = MPI_Testall(q->n, q->req, &done, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS || done) break;
+        if (polls < 64) continue;
+        struct timespec ts = {0, sleep_ns};
+        nanosleep(&ts, NULL);
+        if (sleep_ns < 1000000) sleep_ns *= 2;
+    }
+    atomic_store(&comm_seconds, atomic_load(&comm_seconds) + now_s() - t0);
+    q->n = 0;
+    if (rc != MPI_SUCCESS) {
+        mpi_error(rc, err, n, "a stage's messages");
+        return 1;
+    }
+    return 0;
+}
+
 #else /* one rank */
 
 struct pnetrt_comm {
@@ -332,6 +405,24 @@ int pnetrt_comm_gather_f64(pnetrt_comm *c, double v, double *out) {
     if (out) out[0] = v;
     return 0;
 }
+struct pnetrt_msgs {
+    int unused;
+};
+pnetrt_msgs *pnetrt_msgs_new(int cap) { return (void)cap, calloc(1, sizeof(pnetrt_msgs)); }
+void pnetrt_msgs_free(pnetrt_msgs *q) { free(q); }
+int pnetrt_comm_isend(pnetrt_comm *c, const void *buf, int64_t bytes, int to, int tag, pnetrt_msgs *q, char *err,
+                      size_t n) {
+    (void)c, (void)buf, (void)bytes, (void)to, (void)tag, (void)q;
+    snprintf(err, n, "no other rank to send to");
+    return 1;
+}
+int pnetrt_comm_irecv(pnetrt_comm *c, void *buf, int64_t bytes, int from, int tag, pnetrt_msgs *q, char *err,
+                      size_t n) {
+    (void)c, (void)buf, (void)bytes, (void)from, (void)tag, (void)q;
+    snprintf(err, n, "no other rank to receive from");
+    return 1;
+}
+int pnetrt_msgs_wait(pnetrt_msgs *q, char *err, size_t n) { return (void)q, (void)err, (void)n, 0; }
 _Noreturn void pnetrt_comm_abort(pnetrt_comm *c, int code) {
     (void)c;
     fflush(stdout);

@@ -62,6 +62,22 @@ void pnetrt_comm_barrier(pnetrt_comm *c);
 int pnetrt_comm_gather_f64(pnetrt_comm *c, double v, double *out);
 /* Ends every rank of the job with exit code `code` (after the caller printed why). */
 _Noreturn void pnetrt_comm_abort(pnetrt_comm *c, int code);
+/* Point-to-point messages that overlap compute (the hand-offs of pipeline stages on ranks): a set
+ * of pending sends and receives, posted one at a time and completed together. */
+typedef struct pnetrt_msgs pnetrt_msgs;
+/* A set with room for `cap` pending messages; NULL when out of memory. */
+pnetrt_msgs *pnetrt_msgs_new(int cap);
+void pnetrt_msgs_free(pnetrt_msgs *q);
+/* Posts a send of `bytes` at buf to rank `to` (or a receive into buf from rank `from`) with a tag,
+ * into q; the buffer must stay untouched until pnetrt_msgs_wait. Messages between two ranks with
+ * one tag arrive in the order posted. Returns 0, or 1 with err set. */
+int pnetrt_comm_isend(pnetrt_comm *c, const void *buf, int64_t bytes, int to, int tag, pnetrt_msgs *q, char *err,
+                      size_t n);
+int pnetrt_comm_irecv(pnetrt_comm *c, void *buf, int64_t bytes, int from, int tag, pnetrt_msgs *q, char *err,
+                      size_t n);
+/* Waits for every message of q (counted as time in communication) and empties it. Returns 0, or 1
+ * with err set. */
+int pnetrt_msgs_wait(pnetrt_msgs *q, char *err, size_t n);
 /* Seconds this process spent inside communication calls so far. */
 double pnetrt_comm_seconds(void);
 

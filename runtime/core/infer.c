@@ -160,7 +160,7 @@ static int auto_replicas(const pnetrt_model *m, int64_t batch, int team) {
     return best;
 }
 
-static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs) {
+int pnetrt_infer_check(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs) {
     const pnetrt_desc *d = m->d;
     if (!pnetrt_ready(m)) return 1;
     if (batch < 0) return pnetrt_failf(m, "batch size %lld is negative", (long long)batch);
@@ -173,14 +173,20 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
         if (!inputs[i]) return pnetrt_failf(m, "input '%s' is NULL", d->inputs[i].name);
     for (int64_t i = 0; i < d->noutputs; i++)
         if (!outputs[i]) return pnetrt_failf(m, "output '%s' is NULL", d->outputs[i].name);
-    if (check_ids(m, batch, inputs)) return 1;
+    if (d->ninputs > PNETRT_MAX_IO || d->noutputs > PNETRT_MAX_IO)
+        return pnetrt_failf(m, "%lld inputs and %lld outputs: a network has at most %d of each", (long long)d->ninputs,
+                            (long long)d->noutputs, PNETRT_MAX_IO);
+    return check_ids(m, batch, inputs);
+}
+
+static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs) {
+    const pnetrt_desc *d = m->d;
+    if (pnetrt_infer_check(m, batch, inputs, outputs)) return 1;
+    if (batch == 0) return 0;
     if (m->stale) {
         if (d->prepare && m->prepared != m->params) d->prepare(m->params, m->prepared);
         m->stale = false;
     }
-    if (d->ninputs > PNETRT_MAX_IO || d->noutputs > PNETRT_MAX_IO)
-        return pnetrt_failf(m, "%lld inputs and %lld outputs: a network has at most %d of each", (long long)d->ninputs,
-                            (long long)d->noutputs, PNETRT_MAX_IO);
     int threads = pnetrt_call_threads(m);
     if (threads > m->scratch_threads) threads = m->scratch_threads;
     /* Small calls run on fewer threads: each thread should get enough work to pay for the
@@ -264,6 +270,7 @@ static int ranked_infer(pnetrt_model *m, int64_t batch, const void *const *input
     const pnetrt_desc *d = m->d;
     pnetrt_comm *comm = m->comm;
     int K = pnetrt_comm_size(comm), me = pnetrt_comm_rank(comm);
+    if (K > 1 && m->ready && m->rank_stage >= 0) return pnetrt_stage_infer(m, batch, inputs, outputs);
     if (K < 2 || batch < 1 || !inputs || !outputs || !m->ready) return infer(m, batch, inputs, outputs);
     int64_t first[K + 1];
     for (int k = 0; k <= K; k++) first[k] = batch * k / K;

@@ -45,6 +45,18 @@ static inline int64_t pnetrt_sample_elems(const pnetrt_tensor_desc *t) {
         if (t->shape[i] >= 0) n *= t->shape[i];
     return n;
 }
+/* How ranks share a network with pipeline stages: the process default that the executables set
+ * from --rank-layout before they create a model. AUTO: one stage per rank (K = replicas x stages)
+ * when the network has stages, else replicas. */
+enum { PNETRT_LAYOUT_AUTO = 0, PNETRT_LAYOUT_REPLICAS = 1, PNETRT_LAYOUT_STAGES = 2 };
+extern int pnetrt_layout_default;
+/* Decides how the model's ranks share it (a PNETRT_LAYOUT_*), and reserves this rank's arena
+ * slots when it runs one stage (stages.c). 0, or 1 with the error set (ranks that do not fit). */
+int pnetrt_rank_layout(pnetrt_model *m, int pref);
+/* This rank's pipeline stage when stages run on ranks, else -1; and whether it holds only that
+ * stage's parameters. */
+int pnetrt_model_rank_stage(const pnetrt_model *m);
+bool pnetrt_model_partial(const pnetrt_model *m);
 /* True when pnetrt_create succeeded; otherwise false, with the error set (m may be NULL). */
 bool pnetrt_ready(pnetrt_model *m);
 /* The threads a call of `flops` floating-point operations runs on: `threads`, or fewer when each

@@ -19,7 +19,8 @@ typedef struct trace_event {
     int64_t microbatch, samples;
 } trace_event;
 
-enum { PNETRT_MAX_GROUPS = 256 };
+enum { PNETRT_MAX_GROUPS = 256, PNETRT_RANK_SLOTS = 3 };
+typedef struct pnetrt_msgs pnetrt_msgs;
 
 struct pnetrt_model {
     const pnetrt_desc *d;
@@ -62,6 +63,14 @@ struct pnetrt_model {
     pnetrt_trainer_free_fn *trainer_free; /* the training module's hook that frees it */
     pnetrt_comm *comm;       /* the ranks it runs on (comm.h), or NULL: this process alone */
     bool owns_comm;          /* comm came from pnetrt_model_set_comm, not the process default */
+    /* Pipeline stages on ranks (stages.c): this rank's stage, or -1 when the ranks are replicas of
+     * the whole network; the replica pipelines across the ranks; the ring of arena slots its
+     * micro-batches pass through, and each slot's pending messages. */
+    int rank_stage, rank_pipes;
+    bool partial_params;     /* only rank_stage's parameters were loaded (the others are zeros) */
+    char *rslots[PNETRT_RANK_SLOTS];
+    int64_t rslot_cap;
+    pnetrt_msgs *rsend[PNETRT_RANK_SLOTS], *rrecv[PNETRT_RANK_SLOTS];
     bool ready;              /* pnetrt_create succeeded: a failed model only answers last_error */
     /* Calls that use the arenas or state hold the lock, so threads sharing a handle take turns.
      * Recursive: set_schedule calls set_threads, save_file calls save. */
@@ -77,5 +86,11 @@ int pnetrt_failf(pnetrt_model *m, const char *fmt, ...) __attribute__((format(pr
 int pnetrt_pipe_groups(int threads, int replicas, int stages);
 /* Replica groups running at once: one per replica, at most one per thread. */
 int pnetrt_group_count(int threads, int replicas);
+/* The checks every inference call makes before it runs (infer.c); 0, or 1 with the error set. */
+int pnetrt_infer_check(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs);
+/* Stages on ranks (stages.c): pnetrt_stage_infer runs an inference call as this rank's stage;
+ * pnetrt_stages_free releases the rank's slots. */
+int pnetrt_stage_infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs);
+void pnetrt_stages_free(pnetrt_model *m);
 
 #endif

@@ -18,5 +18,6 @@ int pnetrt_set_comm(pnetrt_model *m, MPI_Comm comm) {
     pnetrt_comm *c = pnetrt_comm_wrap(&comm);
     if (!c) return pnetrt_unlock(m, pnetrt_fail(m, "pnetrt_set_comm: cannot duplicate the communicator"));
     pnetrt_model_set_comm(m, c);
-    return pnetrt_unlock(m, 0);
+    /* A network with pipeline stages runs one stage per rank (it keeps every parameter it loaded). */
+    return pnetrt_unlock(m, pnetrt_rank_layout(m, PNETRT_LAYOUT_AUTO));
 }

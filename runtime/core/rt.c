@@ -18,7 +18,7 @@
 
 _Static_assert(sizeof(pnetrt_tensor_desc) == 16 * 8, "pnetrt_tensor_desc must be 16 eight-byte fields");
 _Static_assert(sizeof(pnetrt_layer_desc) == 10 * 8, "pnetrt_layer_desc must be 10 eight-byte fields");
-_Static_assert(sizeof(pnetrt_desc) == 29 * 8, "pnetrt_desc must be 29 eight-byte fields");
+_Static_assert(sizeof(pnetrt_desc) == 33 * 8, "pnetrt_desc must be 33 eight-byte fields");
 
 const char *pnetrt_prog = "net";
 bool pnetrt_prog_named;
@@ -105,6 +105,7 @@ static int load_prepared(pnetrt_model *m, pnetrt_st *st, const float *raw) {
     int rc = 0;
     for (int64_t p = 0; p < d->nparams && !rc; p++) {
         const pnetrt_tensor_desc *t = &d->params[p];
+        if (m->partial_params && d->param_stage[p] != m->rank_stage) continue; /* another rank's stage */
         int64_t rows, row;
         param_rows(t, &rows, &row);
         int64_t per = row > 0 && row < PNETRT_LOAD_SLICE ? PNETRT_LOAD_SLICE / row : 1;
@@ -148,6 +149,13 @@ int pnetrt_fail(pnetrt_model *m, const char *msg) {
 }
 
 float *pnetrt_params_mut(pnetrt_model *m) {
+    if (m->partial_params) {
+        pnetrt_failf(m,
+                     "this rank holds only pipeline stage %d's parameters (stages on ranks), so it cannot train or save "
+                     "them; training runs the ranks as replicas (--rank-layout replicas)",
+                     m->rank_stage);
+        return NULL;
+    }
     if (!m->params) { /* loaded straight into the prepared buffer */
         if (!(m->params = unprepare(m))) return NULL;
         m->owns_params = true;
@@ -212,6 +220,8 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
     for (int64_t i = 0; i < d->nlayers; i++)
         if (d->layers[i].stage >= 0 && d->layers[i].stage < d->nstages) m->stage_flops[d->layers[i].stage] += (double)d->layers[i].flops;
     if (reserve(m, m->threads, m->replicas)) return 1;
+    m->rank_stage = -1;
+    if (pnetrt_rank_layout(m, pnetrt_layout_default)) return 1;
     for (int64_t i = 0; i < d->nlayers; i++) m->flops_per_sample += (double)d->layers[i].flops;
     const char *tr = getenv("PNET_TRACE");
     if (tr && *tr) {
@@ -296,6 +306,9 @@ static int load(pnetrt_model *m, const char *path) {
     if (d->prepare && d->prepare_param && d->unprepare_param) {
         pnetrt_st *st = NULL;
         if (path && pnetrt_st_open(path, &st, m->err, sizeof m->err)) return 1;
+        /* A rank that runs one pipeline stage reads, prepares and touches only that stage's
+         * parameters: the others stay zero pages of the mapping, which cost no memory. */
+        m->partial_params = m->rank_stage >= 0 && d->param_stage;
         int rc = alloc_prepared(m) || load_prepared(m, st, embedded);
         pnetrt_st_close(st);
         if (!rc && embedded) m->params = (float *)embedded;
@@ -520,6 +533,7 @@ double pnetrt_predicted_bubble(const pnetrt_model *m, int64_t *streamed) {
 
 double pnetrt_measured_bubble(const pnetrt_model *m) {
     if (!m || m->last_wall <= 0 || m->d->nstages < 2) return -1;
+    if (m->rank_stage >= 0) return 1.0 - m->busy[m->rank_stage] / m->last_wall; /* this rank's stage's idle share */
     int S = (int)m->d->nstages < PNETRT_MAX_STAGES ? (int)m->d->nstages : PNETRT_MAX_STAGES;
     double idle = 0;
     for (int s = 0; s < S; s++) idle += 1.0 - m->busy[s] / m->last_wall;
@@ -573,6 +587,7 @@ void pnetrt_destroy(pnetrt_model *m) {
     free(m->scratch);
     free(m->stage_flops);
     free(m->stage_shares);
+    pnetrt_stages_free(m);
     if (m->trainer) m->trainer_free(m->trainer);
     if (m->owns_comm) pnetrt_comm_free(m->comm);
     pthread_mutex_destroy(&m->lock);

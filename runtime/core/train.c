@@ -600,7 +600,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         }
     }
     float *params = bad ? NULL : pnetrt_params_mut(m);
-    if (!bad && !params) bad = pnetrt_train_failf(m, "out of memory");
+    if (!bad && !params) bad = pnetrt_model_partial(m) ? 1 : pnetrt_train_failf(m, "out of memory");
     /* Every rank goes on, or none does: a rank that failed here would leave the others waiting in
      * the step's first reduction point. */
     if (!pnetrt_comm_all_ok(comm, !bad))

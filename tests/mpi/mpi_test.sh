@@ -100,7 +100,9 @@ for c in dropout_det mlp_adam cnn pipe pipe_gpipe digits_mlp; do
 done
 
 # Inference: each rank computes its share of the batch and every rank gets all the outputs; rank 0
-# writes them. Bitwise those of one process, for a CNN and a network with pipeline stages.
+# writes them. Bitwise those of one process, for a CNN and a network with pipeline stages: pipe's
+# two stages run one per rank on 2 ranks (one pipeline) and 4 (two pipelines), and every stage in
+# each rank on 3 (--rank-layout replicas).
 for c in cnn:probs pipe:probs mlp_adam:logits; do
     net=${c%%:*} out=${c#*:}
     [ -x "$WORK/$net" ] || continue
@@ -111,15 +113,74 @@ for c in cnn:probs pipe:probs mlp_adam:logits; do
         [ -n "$QUICK" ] && [ "$np" = 4 ] && continue
         for btl in shm tcp; do
             rm -f "$WORK/$net.npy"
-            if mpi "$np" "$btl" "$WORK/$net" infer --input "x=$x" --output "$out=$WORK/$net.npy" --threads 1 \
+            layout=
+            [ "$net" = pipe ] && [ "$np" = 3 ] && layout="--rank-layout replicas"
+            # shellcheck disable=SC2086 # $layout is a list of options
+            if mpi "$np" "$btl" "$WORK/$net" infer --input "x=$x" --output "$out=$WORK/$net.npy" --threads 1 $layout \
                 >"$WORK/$net.infer.log" 2>&1 && cmp -s "$WORK/$net.ref.npy" "$WORK/$net.npy"; then
-                pass "$net: infer on $np ranks ($btl): outputs bitwise the threads-only run's"
+                pass "$net: infer on $np ranks ($btl${layout:+, $layout}): outputs bitwise the threads-only run's"
             else
                 fail "$net: infer on $np ranks ($btl): $(tail -n 3 "$WORK/$net.infer.log" | tr '\n' ' ')"
             fi
         done
     done
 done
+
+# One pipeline stage per rank: skip3's stage 2 reads a value of stage 0 (forwarded by stage 1) and
+# stage 0 writes an output; 77 samples in micro-batches of a third of a chunk. On 3 ranks (one
+# pipeline) and 6 (two pipelines), both outputs are bitwise the threads-only run's.
+S3=$WORK/skip3
+if "$PNETC" "$DIR/../mpi/cases/skip3.pnet" -o "$S3" >"$WORK/skip3.compile" 2>&1 &&
+    /usr/bin/python3 -c "import numpy as np; np.random.seed(1); np.save('$WORK/sx.npy', np.random.randn(77, 3, 8, 8).astype(np.float32))" &&
+    "$S3" infer --input "x=$WORK/sx.npy" --output "hidden=$WORK/h.ref.npy" --output "probs=$WORK/p.ref.npy" --threads 2 >/dev/null 2>&1; then
+    for np in 3 6; do
+        [ -n "$QUICK" ] && [ "$np" = 6 ] && continue
+        for btl in shm tcp; do
+            rm -f "$WORK/h.npy" "$WORK/p.npy"
+            if mpi "$np" "$btl" "$S3" infer --input "x=$WORK/sx.npy" --output "hidden=$WORK/h.npy" --output "probs=$WORK/p.npy" \
+                --threads 1 >"$WORK/skip3.log" 2>&1 && cmp -s "$WORK/h.ref.npy" "$WORK/h.npy" && cmp -s "$WORK/p.ref.npy" "$WORK/p.npy"; then
+                pass "skip3: one stage per rank on $np ranks ($btl): both outputs bitwise the threads-only run's"
+            else
+                fail "skip3: stages on $np ranks ($btl): $(tail -n 3 "$WORK/skip3.log" | tr '\n' ' ')"
+            fi
+        done
+    done
+    # bench with stages on ranks: the mapping, the measured bubble and each rank's peak memory.
+    out=$(mpi 3 shm "$S3" bench --batch 64 --seconds 0.2 --threads 1 2>&1)
+    if printf '%s\n' "$out" | grep -q "^ranks: 3, one pipeline stage per rank: 1 replica pipeline x 3 stages" &&
+        printf '%s\n' "$out" | grep -q "^bubble: measured" &&
+        printf '%s\n' "$out" | grep -q "^memory: peak resident per rank: rank 0 .* rank 2 .*MiB"; then
+        pass "skip3: bench on 3 stage ranks prints the mapping, the bubble and each rank's peak memory"
+    else
+        fail "skip3: bench on 3 stage ranks: $(printf '%s' "$out" | tail -n 4 | tr '\n' ' ')"
+    fi
+else
+    fail "skip3: compile or threads-only run: $(head -n 2 "$WORK/skip3.compile" | tr '\n' ' ')"
+fi
+
+# Rank layouts that do not fit, each a one-line error on every rank and a non-zero exit: 3 ranks for
+# 2 stages, --rank-layout stages for a network without stages, training with stages on ranks (not
+# built yet), and a bad value.
+if [ -x "$WORK/pipe" ] && [ -x "$WORK/mlp_adam" ]; then
+    x=$DIR/refs/pipe/x.npy
+    o1=$(mpi 3 shm "$WORK/pipe" infer --input "x=$x" --output "probs=$WORK/no.npy" 2>&1)
+    r1=$?
+    o2=$(mpi 2 shm "$WORK/mlp_adam" infer --input "x=$DIR/refs/mlp_adam/x.npy" --output "logits=$WORK/no.npy" --rank-layout stages 2>&1)
+    r2=$?
+    o3=$(mpi 2 shm "$WORK/pipe" train --data "$x" --labels "$DIR/refs/pipe/y.npy" --rank-layout stages 2>&1)
+    r3=$?
+    o4=$("$WORK/pipe" info --rank-layout sideways 2>&1)
+    r4=$?
+    if [ $r1 -ne 0 ] && printf '%s\n' "$o1" | grep -q "pipe: rank 0: error: 3 ranks do not fit network 'pipe' of 2 pipeline stages" &&
+        [ $r2 -ne 0 ] && printf '%s\n' "$o2" | grep -q "error: --rank-layout stages: network '.*' has no pipeline stages" &&
+        [ $r3 -ne 0 ] && printf '%s\n' "$o3" | grep -q "error: --rank-layout stages: training with one pipeline stage per rank is not built yet" &&
+        [ $r4 -ne 0 ] && printf '%s\n' "$o4" | grep -q "error: --rank-layout needs replicas or stages, not 'sideways'" &&
+        [ ! -e "$WORK/no.npy" ]; then
+        pass "rank layouts that do not fit: one-line errors, non-zero exits"
+    else
+        fail "rank layouts: $r1 $r2 $r3 $r4: $(printf '%s|%s|%s|%s' "$o1" "$o2" "$o3" "$o4" | grep error | head -n 4 | tr '\n' ' ')"
+    fi
+fi
 
 # --trace on ranks: one Chrome trace from rank 0 with a process per rank (pid = rank), each with its
 # slices and its "messages" (the calls' communication).

@@ -1,0 +1,26 @@
+/* Stage boundaries: for pipeline stages on ranks (one stage per process), what each stage must
+ * receive from the one before it, which stage writes each output, and which stage reads each
+ * parameter; from the inference plan. The descriptor carries them (pnetrt_abi.h) and the rank
+ * report prints their bytes. */
+#ifndef PN_BOUNDS_H
+#define PN_BOUNDS_H
+#include "graph.h"
+
+#include <stdint.h>
+
+typedef struct pn_bounds {
+    int nstages;
+    int64_t *recv_first;   /* nstages + 1: stage s receives values [recv_first[s], recv_first[s + 1]) */
+    int64_t *recv;         /* 3 per value: PNETRT_XFER_* kind, offset, bytes */
+    int64_t *output_stage; /* per graph output */
+    int64_t *param_stage;  /* per parameter, in the descriptor's order (node after node) */
+    int64_t nparams;
+} pn_bounds;
+
+/* Needs the inference plan (live, fused, mem, order). Free with pn_bounds_free. */
+void pn_stage_bounds(const pn_graph *g, pn_bounds *b);
+void pn_bounds_free(pn_bounds *b);
+/* Bytes stage s receives per sample (batched values) and per micro-batch in all (fixed ones). */
+void pn_bounds_bytes(const pn_bounds *b, int s, int64_t *per_sample, int64_t *fixed);
+
+#endif

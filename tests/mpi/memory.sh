@@ -1,0 +1,65 @@
+#!/bin/sh
+# Model parallelism that saves memory: sh memory.sh PNETC
+#
+# big4 has 4 GiB of parameters in four pipeline stages. Run by `bench` as 4 ranks, one stage per
+# rank, each rank loads, prepares and touches only its stage's quarter: every rank's peak resident
+# memory, as the operating system counts it (getrusage) and bench prints it, stays under 1.6 GiB.
+# One process holding all four stages peaks above 4 GiB. A rank that cannot get its memory (a
+# ulimit on that rank alone) fails with the bytes it needed, and every rank ends, within 30 s.
+# Prints one line per check and then `N passed, M failed`; exit status 1 on any failure.
+set -u
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PNET_ADAPTIVE_THREADS=0
+PNETC=$1
+DIR=$(dirname "$0")
+passed=0 failed=0
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/pnet-memory.XXXXXX") || exit 1
+export TMPDIR=$WORK
+trap 'pkill -9 -f "$WORK/big4" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'exit 1' INT TERM HUP
+pass() { passed=$((passed + 1)); echo "PASS $*"; }
+fail() { failed=$((failed + 1)); echo "FAIL $*"; }
+finish() {
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ] || exit 1
+    exit 0
+}
+"$PNETC" "$DIR/cases/big4.pnet" -o "$WORK/big4" >"$WORK/compile.log" 2>&1 || { fail "compile big4: $(head -n 2 "$WORK/compile.log")"; finish; }
+
+# 4 ranks, one stage each: every rank's peak under 1.6 GiB (1638.4 MiB).
+timeout 120 mpirun -np 4 --oversubscribe "$WORK/big4" bench --batch 4 --seconds 0.1 --threads 1 >"$WORK/ranks.log" 2>&1
+rc=$?
+line=$(grep "^memory: peak resident per rank:" "$WORK/ranks.log")
+if [ $rc -eq 0 ] && [ -n "$line" ] && printf '%s\n' "$line" | awk '{
+        n = 0; ok = 1
+        for (i = 1; i <= NF; i++) if ($i == "rank") { v = $(i + 2) + 0; n++; if (v >= 1638.4 || v <= 0) ok = 0 }
+        exit !(ok && n == 4) }'; then
+    pass "4 GiB of parameters on 4 stage ranks: ${line#memory: }"
+else
+    fail "4 stage ranks: exit $rc: $(tail -n 3 "$WORK/ranks.log" | tr '\n' ' ')"
+fi
+
+# One process holds every stage: above 4 GiB.
+"$WORK/big4" bench --batch 4 --seconds 0.1 --threads 2 >"$WORK/one.log" 2>&1
+rc=$?
+mib=$(sed -n 's/^memory: peak resident \([0-9.]*\) MiB.*/\1/p' "$WORK/one.log")
+if [ $rc -eq 0 ] && [ -n "$mib" ] && awk -v m="$mib" 'BEGIN { exit !(m > 4096) }'; then
+    pass "one process holding all four stages: peak resident $mib MiB"
+else
+    fail "one process: exit $rc, peak '$mib' MiB: $(tail -n 2 "$WORK/one.log" | tr '\n' ' ')"
+fi
+
+# Rank 2 with 2 GB of address space cannot map the parameters: it names the bytes, and every rank
+# ends, non-zero, within 30 s.
+start=$(date +%s)
+timeout 30 mpirun --oversubscribe -np 2 "$WORK/big4" bench --batch 4 --seconds 0.1 --threads 1 : \
+    -np 1 sh -c "ulimit -v 2000000; exec \"$WORK/big4\" bench --batch 4 --seconds 0.1 --threads 1" : \
+    -np 1 "$WORK/big4" bench --batch 4 --seconds 0.1 --threads 1 >"$WORK/oom.log" 2>&1
+rc=$?
+took=$(($(date +%s) - start))
+if [ $rc -ne 0 ] && [ $rc -ne 124 ] && ! pgrep -f "$WORK/big4" >/dev/null 2>&1 &&
+    grep -q "big4: rank 2: error: cannot allocate [0-9]* bytes" "$WORK/oom.log"; then
+    pass "a stage rank out of memory: exit $rc in ${took}s, rank 2 names the bytes it needed"
+else
+    fail "a stage rank out of memory: exit $rc: $(grep -v '^--' "$WORK/oom.log" | head -n 3 | tr '\n' ' ')"
+fi
+finish
