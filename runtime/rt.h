@@ -37,6 +37,10 @@ const float *pnetrt_train_grad(const pnetrt_model *m);
 int pnetrt_set_train_steps(pnetrt_model *m, int64_t steps);
 /* How the last training step ran: threads, replicas or pipelines, chunks. */
 const char *pnetrt_train_schedule(const pnetrt_model *m);
+/* The last pipelined step's measured bubble (the stages' mean idle share of the step, replica 0)
+ * and, in *predicted, (S - 1) / (M + S - 1), which GPipe and 1F1B share; -1 when it was not
+ * pipelined. */
+double pnetrt_train_bubble(const pnetrt_model *m, double *predicted);
 /* The seed of dropout masks (and of the executables' shuffling). */
 uint64_t pnetrt_train_seed(const pnetrt_model *m);
 /* The training loop's batch size and shuffling (1/0), kept in checkpoints so a resumed run

@@ -36,11 +36,15 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "  train --data FILE [--labels FILE] [--val FILE [--val-labels FILE]] [--epochs N] [--batch N]\n"
             "        [--lr X] [--seed S] [--save CKPT.safetensors] [--weights INIT.safetensors] [--resume CKPT]\n"
             "        [--threads N] [--replicas R] [--microbatches M] [--stage-threads N,N,...] [--no-shuffle]\n"
+            "        [--trace FILE.json]\n"
             "        train with the network's train { } block (data: CSV, .npy pairs, IDX; gzip or plain)\n"
             "  eval  --data FILE [--labels FILE] --weights W.safetensors [--batch N]\n"
             "        print accuracy and loss in inference mode\n"
-            "  bench --train [--batch N] [--seconds S] [--threads N] [--replicas R]\n"
+            "  bench --train [--batch N] [--seconds S] [--threads N] [--replicas R] [--trace FILE.json]\n"
             "        measure training throughput on random data\n\n"
+            "under mpirun (docs/distributed.md), every command also takes:\n"
+            "  --rank-layout L           replicas (every rank runs the whole network) or stages (one pipeline\n"
+            "                            stage per rank; the default for inference of a network with stages)\n\n"
             "options of infer and bench:\n"
             "  --weights W.safetensors   load these weights (PyTorch names)\n"
             "  --threads N               threads (default: all cores, or OMP_NUM_THREADS)\n"
@@ -50,7 +54,8 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "  --stage-threads N,N,...   threads per pipeline stage, as shares (default: by the stages' FLOPs)\n"
             "  --schedule S              serial (one thread), batch (replicas), pipeline (stages on their own\n"
             "                            threads), or hybrid (replicas of pipelines); default: the network's own\n"
-            "  --trace FILE.json         write a Chrome trace (Perfetto, chrome://tracing) of the run\n",
+            "  --trace FILE.json         write a Chrome trace (Perfetto, chrome://tracing) of the run (train and\n"
+            "                            bench --train too: forward, backward, reductions and the update)\n",
             pnetrt_prog, d->name, d->target);
 }
 

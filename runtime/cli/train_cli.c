@@ -30,6 +30,7 @@ typedef struct topts {
     int stage_threads[PNETRT_MAX_STAGES], nstage_threads; /* --stage-threads */
     double lr, seconds;
     bool no_shuffle, have_lr, have_seed;
+    const char *trace; /* --trace FILE: a Chrome trace of the steps */
 } topts;
 
 /* Parses the options of train, eval and bench --train; `allowed` lists the ones the command takes.
@@ -59,6 +60,7 @@ static int parse_opts(int argc, char **argv, const char *allowed, topts *o) {
         else if (!strcmp(a, "--save")) o->save = v;
         else if (!strcmp(a, "--weights")) o->weights = v;
         else if (!strcmp(a, "--resume")) o->resume = v;
+        else if (!strcmp(a, "--trace")) o->trace = v;
         else if (!strcmp(a, "--epochs")) bad = pnetrt_opt_int(a, v, 1, 1000000, &o->epochs);
         else if (!strcmp(a, "--batch")) bad = pnetrt_opt_int(a, v, 1, 1 << 24, &o->batch);
         else if (!strcmp(a, "--seed")) bad = pnetrt_opt_int(a, v, 0, INT64_MAX, &o->seed), o->have_seed = true;
@@ -207,6 +209,17 @@ static void restore_stop_signals(const struct sigaction old[3]) {
     for (int i = 0; i < 3; i++) sigaction(stop_signals[i], &old[i], NULL);
 }
 
+/* Writes the --trace file (on ranks, rank 0 writes every rank's events), reporting a failure, and
+ * destroys the model. Returns rc, or 1 when the trace could not be written. */
+static int close_trainer(pnetrt_model *m, const topts *o, int rc) {
+    if (m && o->trace) {
+        if (pnetrt_write_trace(m, o->trace)) rc = pnetrt_die("%s", pnetrt_last_error(m));
+        pnetrt_set_trace(m, NULL);
+    }
+    pnetrt_destroy(m);
+    return rc;
+}
+
 /* A model for training or evaluation, with the parameters of o->weights (parameters and buffers only,
  * as `infer --weights` reads them), or else the embedded ones, or else, when init, drawn from the seed. */
 static int open_trainer(const pnetrt_desc *d, const topts *o, bool init, pnetrt_model **m) {
@@ -233,6 +246,7 @@ static int open_trainer(const pnetrt_desc *d, const topts *o, bool init, pnetrt_
     else if (!rc && o->microbatches > 0)
         rc = pnetrt_set_microbatches(*m, (int)o->microbatches);
     if (!rc && o->nstage_threads) rc = pnetrt_set_stage_threads(*m, o->stage_threads, o->nstage_threads);
+    if (!rc && o->trace) rc = pnetrt_set_trace(*m, o->trace);
     if (rc) {
         rc = pnetrt_die("%s", pnetrt_last_error(*m));
         pnetrt_destroy(*m);
@@ -273,7 +287,7 @@ static int check_save(const char *path) {
 int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
     if (parse_opts(argc, argv,
-                   " --data --labels --val --val-labels --epochs --batch --lr --seed --save --weights --resume --threads "
+                   " --data --labels --val --val-labels --epochs --batch --lr --seed --save --weights --resume --trace --threads "
                    "--replicas --microbatches --stage-threads --no-shuffle ",
                    &o))
         return 1;
@@ -356,6 +370,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
     catch_stop_signals(old);
     bool tty = isatty(STDOUT_FILENO);
     int64_t nb = (ds.n + B - 1) / B;
+    bool told = false;
     for (int64_t e = start_epoch; e < epochs && !rc; e++) {
         epoch_order(idx, ds.n, seed, e, shuffle);
         double lsum = 0, t0 = pnetrt_now(), last = 0;
@@ -368,6 +383,10 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
             if (pnetrt_train_step(m, n, in, &loss)) {
                 rc = pnetrt_die("%s", pnetrt_last_error(m));
                 break;
+            }
+            if (!told) { /* the schedule, once, after the first step chose it */
+                told = true;
+                printf("schedule: %s\n", pnetrt_train_schedule(m));
             }
             lsum += (double)loss * (double)n;
             good += pnetrt_train_last_correct(m);
@@ -392,7 +411,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
                     fprintf(stderr, "%s: interrupted%s (no --save given: nothing written)\n", pnetrt_prog, sig);
                 }
                 restore_stop_signals(old);
-                pnetrt_destroy(m);
+                code = close_trainer(m, &o, code);
                 pnetrt_data_free(&ds);
                 pnetrt_data_free(&vs);
                 free(idx), free(b.x), free(b.y);
@@ -419,7 +438,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
         if (o.save && pnetrt_save(m, o.save, true, e + 1, 0)) rc = pnetrt_die("%s", pnetrt_last_error(m));
     }
     restore_stop_signals(old);
-    pnetrt_destroy(m);
+    rc = close_trainer(m, &o, rc);
     pnetrt_data_free(&ds);
     pnetrt_data_free(&vs);
     free(idx);
@@ -430,7 +449,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
 
 int pnetrt_cmd_eval(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
-    if (parse_opts(argc, argv, " --data --labels --weights --batch --threads --replicas ", &o)) return 1;
+    if (parse_opts(argc, argv, " --data --labels --weights --batch --threads --replicas --trace ", &o)) return 1;
     if (!o.data) return pnetrt_die("eval needs --data FILE");
     if (!o.weights && !d->embedded) return pnetrt_die("eval needs --weights W.safetensors (the network has no embedded weights)");
     pnetrt_data ds = {0};
@@ -447,7 +466,7 @@ int pnetrt_cmd_eval(const pnetrt_desc *d, int argc, char **argv) {
         if (d->train->loss == PNETRT_LOSS_CROSS_ENTROPY) printf("accuracy: %.4f\n", acc);
         printf("loss: %.4f\n", loss);
     }
-    pnetrt_destroy(m);
+    rc = close_trainer(m, &o, rc);
     pnetrt_data_free(&ds);
     return rc;
 }
@@ -455,7 +474,7 @@ int pnetrt_cmd_eval(const pnetrt_desc *d, int argc, char **argv) {
 /* Training throughput on random data: steps for about --seconds, after one warm-up step. */
 int pnetrt_cmd_bench_train(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
-    if (parse_opts(argc, argv, " --train --batch --seconds --threads --replicas --weights ", &o)) return 1;
+    if (parse_opts(argc, argv, " --train --batch --seconds --threads --replicas --weights --trace ", &o)) return 1;
     int64_t features = 0, te = 0;
     int kind = 0;
     if (io_shape(d, &features, &kind, &te)) return 1;
@@ -480,9 +499,11 @@ int pnetrt_cmd_bench_train(const pnetrt_desc *d, int argc, char **argv) {
     float loss;
     if (pnetrt_train_step(m, B, in, &loss)) rc = pnetrt_die("%s", pnetrt_last_error(m));
     int64_t steps = 0;
-    double t0 = pnetrt_now(), t = t0, c0 = pnetrt_comm_seconds();
+    double t0 = pnetrt_now(), t = t0, c0 = pnetrt_comm_seconds(), bubble = 0, predicted = -1;
     while (!rc && pnetrt_bench_more(t - t0 < secs || steps < 3)) {
         if (pnetrt_train_step(m, B, in, &loss)) rc = pnetrt_die("%s", pnetrt_last_error(m));
+        double pr = -1, bu = pnetrt_train_bubble(m, &pr);
+        if (bu >= 0) bubble += bu, predicted = pr;
         steps++;
         t = pnetrt_now();
     }
@@ -491,9 +512,13 @@ int pnetrt_cmd_bench_train(const pnetrt_desc *d, int argc, char **argv) {
         printf("training: batch %lld, %s\n", (long long)B, pnetrt_train_schedule(m));
         printf("throughput: %.1f samples/s\n", (double)(steps * B) / (t - t0));
         printf("step: %.3f ms\n", (t - t0) / (double)steps * 1e3);
+        if (predicted >= 0)
+            printf("bubble: measured %.1f%% (mean of %lld steps: the stages' idle share of a step), predicted %.1f%% for "
+                   "GPipe and for 1F1B = (S-1)/(M+S-1) with S = %lld stages, M micro-batches per replica\n",
+                   100 * bubble / (double)steps, (long long)steps, 100 * predicted, (long long)d->train->nstages);
         pnetrt_bench_comm_report(comm, t - t0);
     }
-    pnetrt_destroy(m);
+    rc = close_trainer(m, &o, rc);
     free(x);
     free(y);
     return rc;

@@ -15,7 +15,7 @@
  * replica. */
 typedef struct trace_event {
     double begin, end;
-    int thread, stage, replica;
+    int thread, stage, replica, kind; /* kind: pnetrt_trace_kind (trace.h) */
     int64_t microbatch, samples;
 } trace_event;
 

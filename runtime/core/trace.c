@@ -47,6 +47,19 @@ int pnetrt_set_trace(pnetrt_model *m, const char *path) {
     return 0;
 }
 
+/* A slice's name: its stage or part of a training step. */
+static void slice_name(const pnetrt_model *m, const trace_event *e, char *name, size_t n) {
+    static const char *const parts[] = {"", "forward", "backward", "forward+backward", "segment", "eval", "prep",
+                                        "reduce", "sync", "update"};
+    if (e->stage == PNETRT_TRACE_MESSAGES) snprintf(name, n, "messages");
+    else if (e->kind == PNETRT_TRACE_INFER && e->stage >= 0) snprintf(name, n, "stage %d", e->stage);
+    else if (e->kind == PNETRT_TRACE_INFER) snprintf(name, n, "%s", m->d->name);
+    else if ((e->kind == PNETRT_TRACE_FORWARD || e->kind == PNETRT_TRACE_BACKWARD) && e->stage >= 0)
+        snprintf(name, n, "stage %d %s", e->stage, parts[e->kind]);
+    else if (e->kind > 0 && e->kind < (int)(sizeof parts / sizeof parts[0])) snprintf(name, n, "%s", parts[e->kind]);
+    else snprintf(name, n, "slice");
+}
+
 /* Chrome trace-event JSON (Perfetto, chrome://tracing): one track per thread, one slice per
  * (stage, micro-batch, replica). On ranks (a collective call then), one file from rank 0 with a
  * process per rank (pid = rank, "NET rank R") and, as slices named "messages", the time each
@@ -67,12 +80,27 @@ int pnetrt_write_trace(pnetrt_model *m, const char *path) {
                 m->d->name, rank);
     else
         fprintf(f, ",\n{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 1, \"args\": {\"name\": \"%s\"}}", m->d->name);
+    /* Each thread's track is named after what it ran first: its replica (group), and its stage in a
+     * pipeline. Thread ids are OpenMP thread numbers; the slices' args say the rest. */
+    int maxtid = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (m->trace[i].thread > maxtid && m->trace[i].thread < 4096) maxtid = m->trace[i].thread;
+    for (int tid = 0; tid <= maxtid; tid++) {
+        for (int64_t i = 0; i < n; i++) {
+            const trace_event *e = &m->trace[i];
+            if (e->thread != tid || e->stage == PNETRT_TRACE_MESSAGES) continue;
+            char name[96];
+            if (e->stage >= 0) snprintf(name, sizeof name, "thread %d: replica %d, stage %d", tid, e->replica, e->stage);
+            else snprintf(name, sizeof name, "thread %d: replica %d", tid, e->replica);
+            fprintf(f, ",\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": %d, \"tid\": %d, \"args\": {\"name\": \"%s\"}}", pid,
+                    tid, name);
+            break;
+        }
+    }
     for (int64_t i = 0; i < n; i++) {
         const trace_event *e = &m->trace[i];
         char name[64];
-        if (e->stage >= 0) snprintf(name, sizeof name, "stage %d", e->stage);
-        else if (e->stage == PNETRT_TRACE_MESSAGES) snprintf(name, sizeof name, "messages");
-        else snprintf(name, sizeof name, "%s", m->d->name);
+        slice_name(m, e, name, sizeof name);
         fprintf(f, ",\n{\"name\": \"%s\", \"cat\": \"pnet\", \"ph\": \"X\", \"pid\": %d, \"tid\": %d, \"ts\": %.3f, "
                    "\"dur\": %.3f, \"args\": {\"stage\": %d, \"microbatch\": %lld, \"replica\": %d, \"samples\": %lld}}",
                 name, pid, e->thread, e->begin * 1e6, (e->end - e->begin) * 1e6, e->stage,
@@ -106,8 +134,17 @@ int pnetrt_write_trace(pnetrt_model *m, const char *path) {
     return rc;
 }
 
-void pnetrt_trace_add(pnetrt_model *m, double b, double e, int stage, int replica, int64_t mb, int64_t n) {
+bool pnetrt_tracing(const pnetrt_model *m) { return m && m->trace; }
+
+void pnetrt_trace_slice(pnetrt_model *m, pnetrt_trace_kind kind, double b, double e, int stage, int replica, int64_t mb,
+                        int64_t n) {
     if (!m->trace) return;
     int64_t i = atomic_fetch_add_explicit(&m->ntrace, 1, memory_order_relaxed);
-    if (i < m->trace_cap) m->trace[i] = (trace_event){b - m->t0, e - m->t0, omp_get_thread_num(), stage, replica, mb, n};
+    if (i < m->trace_cap)
+        m->trace[i] = (trace_event){b - m->t0, e - m->t0, omp_get_thread_num(), stage, replica, (int)kind, mb, n};
 }
+
+void pnetrt_trace_add(pnetrt_model *m, double b, double e, int stage, int replica, int64_t mb, int64_t n) {
+    pnetrt_trace_slice(m, PNETRT_TRACE_INFER, b, e, stage, replica, mb, n);
+}
+

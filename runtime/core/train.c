@@ -10,6 +10,7 @@
 #include "io.h"
 #include "model.h"
 #include "train_impl.h"
+#include "trace.h"
 
 #include "transport.h"
 
@@ -330,6 +331,12 @@ static void reduce_point(run *r, pnetrt_spin_barrier *all, int *sense, bool grad
     if (pnetrt_reduce_point(all, sense, sets, nsets, &ranks, r->err, sizeof r->err)) atomic_store(&r->failed, 1);
 }
 
+/* Samples of chunk ch of the step (the last may be short). */
+static int64_t chunk_samples(const run *r, int64_t ch) {
+    int64_t C = pnetrt_model_desc(r->m)->train->chunk, n = r->call->batch - ch * C;
+    return n < C ? n : C;
+}
+
 /* Thread t's part of a step: groups of threads own contiguous chunk runs. */
 static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *bars, pnetrt_spin_barrier *all) {
     const pnetrt_desc *d = pnetrt_model_desc(r->m);
@@ -346,32 +353,44 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
     int64_t c0 = r->lo + (r->hi - r->lo) * g / groups, c1 = r->lo + (r->hi - r->lo) * (g + 1) / groups;
     bool own = td->nsegments == 1 || r->eval;
     char *arena = own ? r->t->arena + (size_t)g * (size_t)C * (size_t)td->sample_bytes : r->t->arena;
+    bool tr = pnetrt_tracing(r->m);
+    double b = tr ? pnetrt_now_s() : 0;
     td->prep(r->call, t, nth);
+    if (tr) pnetrt_trace_slice(r->m, PNETRT_TRACE_PREP, b, pnetrt_now_s(), -1, g, 0, 0);
     pnetrt_barrier_wait(all, &sense);
     int64_t nseg = r->eval ? 1 : td->nsegments;
+    pnetrt_trace_kind kind = r->eval ? PNETRT_TRACE_EVAL : nseg > 1 ? PNETRT_TRACE_SEGMENT : PNETRT_TRACE_STEP_CHUNK;
     pnetrt_range every = {0, d->param_floats};
     fold_stack st = {.own = &every, .nown = 1};
     if (r->fold_depth) st.base = r->t->fold + (int64_t)g * r->fold_depth * d->param_floats;
     for (int64_t k = 0; k < nseg; k++) {
         pnetrt_segment_fn seg = r->eval ? td->eval : td->segments[k];
         for (int64_t ch = c0; ch < c1; ch++) {
+            if (tr) b = pnetrt_now_s();
             if (r->fold_depth) { /* one segment (folding's condition): the chunk's gradients are whole after it */
                 fold_chunk(r, &st, seg, ch, arena, C, ch * C, scratch, ith, size);
-                continue;
+            } else {
+                seg(r->call, ch, arena, own ? C : r->t->cap_batch, own ? ch * C : 0, scratch, ith, size);
+                pnetrt_barrier(); /* the group's arena is reused by its next chunk */
             }
-            seg(r->call, ch, arena, own ? C : r->t->cap_batch, own ? ch * C : 0, scratch, ith, size);
-            pnetrt_barrier(); /* the group's arena is reused by its next chunk */
+            if (tr) pnetrt_trace_slice(r->m, kind, b, pnetrt_now_s(), -1, g, ch, chunk_samples(r, ch));
         }
         /* The chunks' statistics (batchnorm partials, loss), and after the last segment their
          * gradients, are combined next: by the sync, or by the update and the loss tree. */
         bool grads = k + 1 == nseg && !r->eval;
+        if (tr) b = pnetrt_now_s();
         reduce_point(r, all, &sense, grads, t);
+        if (tr) pnetrt_trace_slice(r->m, PNETRT_TRACE_REDUCE, b, pnetrt_now_s(), -1, g, k, 0);
         if (k + 1 < nseg) {
+            if (tr) b = pnetrt_now_s();
             td->syncs[k](r->call, t, nth);
             pnetrt_barrier_wait(all, &sense);
+            if (tr) pnetrt_trace_slice(r->m, PNETRT_TRACE_SYNC, b, pnetrt_now_s(), -1, g, k, 0);
         }
     }
+    if (tr) b = pnetrt_now_s();
     if (!r->eval) update(r, groups, t, nth, all, &sense);
+    if (tr && !r->eval) pnetrt_trace_slice(r->m, PNETRT_TRACE_UPDATE, b, pnetrt_now_s(), -1, g, 0, 0);
     pnetrt_barrier_bind(NULL);
 }
 
@@ -444,7 +463,10 @@ static void pipe_thread(run *r, const pipe *p, int t, pnetrt_spin_barrier *bars,
     int K = p->one_f_one_b ? (int)(M < p->S ? M : p->S) : (int)M;
     pnetrt_handoff *h = &p->hand[rg];
     if (k == 0) pnetrt_handoff_init(h, p->S, K, true);
+    bool tr = pnetrt_tracing(r->m);
+    double b = tr ? pnetrt_now_s() : 0;
     td->prep(r->call, t, nth);
+    if (tr) pnetrt_trace_slice(r->m, PNETRT_TRACE_PREP, b, pnetrt_now_s(), s, rg, 0, 0);
     pnetrt_barrier_wait(all, &sense);
     size_t slot_bytes = (size_t)p->cap * (size_t)td->sample_bytes;
     char *arena = r->t->arena + (size_t)rg * (size_t)p->slots * slot_bytes;
@@ -467,6 +489,7 @@ static void pipe_thread(run *r, const pipe *p, int t, pnetrt_spin_barrier *bars,
         int64_t q0 = c0 + nc * q / M, q1 = c0 + nc * (q + 1) / M;
         char *slot = arena + (size_t)(q % K) * slot_bytes;
         pnetrt_segment_fn f = fwd ? td->stage_forward[s] : td->stage_backward[s];
+        b = pnetrt_now_s();
         for (int64_t ch = q0; ch < q1; ch++) {
             if (r->fold_depth && !fwd) {
                 fold_chunk(r, &st, f, ch, slot, p->cap, q0 * C, scratch, ith, size);
@@ -475,12 +498,22 @@ static void pipe_thread(run *r, const pipe *p, int t, pnetrt_spin_barrier *bars,
             f(r->call, ch, slot, p->cap, q0 * C, scratch, ith, size);
             pnetrt_barrier();
         }
+        double e = pnetrt_now_s();
+        if (ith == 0 && rg == 0) r->t->busy[s] += e - b;
+        if (tr) {
+            int64_t n = q1 * C < r->call->batch ? q1 * C - q0 * C : r->call->batch - q0 * C;
+            pnetrt_trace_slice(r->m, fwd ? PNETRT_TRACE_FORWARD : PNETRT_TRACE_BACKWARD, b, e, s, rg, q, n);
+        }
         if (ith == 0) pnetrt_handoff_post(h, dir, s, q);
         if (fwd) nf++;
         else nb++;
     }
+    if (tr) b = pnetrt_now_s();
     reduce_point(r, all, &sense, true, t);
+    if (tr) pnetrt_trace_slice(r->m, PNETRT_TRACE_REDUCE, b, pnetrt_now_s(), s, rg, 0, 0);
+    if (tr) b = pnetrt_now_s();
     update(r, p->R, t, nth, all, &sense);
+    if (tr) pnetrt_trace_slice(r->m, PNETRT_TRACE_UPDATE, b, pnetrt_now_s(), s, rg, 0, 0);
     pnetrt_barrier_bind(NULL);
 }
 
@@ -626,6 +659,9 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
                  threads, threads == 1 ? "" : "s", groups, groups == 1 ? "" : "s", (long long)mine, mine == 1 ? "" : "s",
                  (long long)td->chunk);
     if (piped) {
+        for (int i = 0; i < PNETRT_MAX_STAGES; i++) t->busy[i] = 0;
+        t->pipe_mb = p.M < (nch + p.R - 1) / p.R ? p.M : (nch + p.R - 1) / p.R;
+        double w0 = pnetrt_now_s();
         pnetrt_spin_barrier *pb = t->stage_bars;
         for (int i = 0; i < p.R * p.S; i++) pb[i] = PNETRT_BARRIER(p.count[i % p.S]);
         all.n = p.R * p.per;
@@ -640,15 +676,19 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
                 pipe_thread(&r, &p, omp_get_thread_num(), pb, &all);
             }
         }
+        t->wall = pnetrt_now_s() - w0;
         if (alone) {
+            t->wall = 0;
             /* The OpenMP runtime gave fewer threads: run unpipelined on one. */
             pnetrt_spin_barrier one = PNETRT_BARRIER(1), single = PNETRT_BARRIER(1);
             r.fold_depth = depth1;
             run_thread(&r, 0, 1, 1, &one, &single);
         }
     } else if (threads == 1) {
+        t->wall = 0;
         run_thread(&r, 0, 1, 1, bars, &all);
     } else {
+        t->wall = 0;
 #pragma omp parallel num_threads(threads)
         {
             if (omp_get_num_threads() != threads) {
@@ -763,6 +803,19 @@ int pnetrt_set_train_steps(pnetrt_model *m, int64_t steps) {
     if (!m) return 1;
     pnetrt_lock(m);
     return pnetrt_unlock(m, set_train_steps(m, steps));
+}
+
+double pnetrt_train_bubble(const pnetrt_model *m, double *predicted) {
+    pnetrt_trainer *const *slot = pnetrt_trainer_slot((pnetrt_model *)m);
+    const pnetrt_trainer *t = *slot;
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    if (!t || t->wall <= 0 || !d || !d->train || d->train->nstages < 2) return -1;
+    int S = (int)d->train->nstages;
+    double idle = 0;
+    for (int s = 0; s < S; s++) idle += 1.0 - t->busy[s] / t->wall;
+    /* GPipe and 1F1B idle alike in this model: S - 1 micro-batch slots of every stage's S - 1 + M. */
+    if (predicted) *predicted = (double)(S - 1) / (double)(t->pipe_mb + S - 1);
+    return idle / S;
 }
 
 const char *pnetrt_train_schedule(const pnetrt_model *m) {

@@ -44,6 +44,10 @@ struct pnetrt_trainer {
     pnetrt_handoff *hand; /* pipeline hand-offs, one per replica pipeline, nhand of them */
     pnetrt_spin_barrier *stage_bars; /* pipeline stage barriers, nbars of them */
     int nhand, nbars;
+    /* The last pipelined step: each stage's busy seconds (forward and backward, replica 0), the
+     * step's seconds, and its micro-batches per replica; for the measured bubble. */
+    double busy[PNETRT_MAX_STAGES], wall;
+    int64_t pipe_mb;
 };
 
 /* Sets the model's error message from a printf format; returns 1. */

@@ -190,7 +190,7 @@ if mpi 3 shm "$WORK/cnn" infer --input "x=$DIR/refs/cnn/x.npy" --output "probs=$
 import json, sys
 ev = json.load(open(sys.argv[1]))["traceEvents"]
 pids = {e["pid"] for e in ev if e["ph"] == "X"}
-names = {e["args"]["name"] for e in ev if e["ph"] == "M"}
+names = {e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "process_name"}
 msgs = {e["pid"] for e in ev if e["name"] == "messages"}
 sys.exit(0 if pids == {0, 1, 2} and msgs == {0, 1, 2} and names == {"cnn rank 0", "cnn rank 1", "cnn rank 2"} else 1)
 PY
