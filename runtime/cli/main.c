@@ -26,7 +26,7 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "usage: %s COMMAND [options]\n\n"
             "Network '%s', compiled by pnetc for %s.\n\n"
             "commands:\n"
-            "  infer --input NAME=FILE.npy ... [--output NAME=FILE.npy ...] [options]\n"
+            "  infer --input NAME=FILE.npy ... [--output NAME=FILE.npy ...] [--no-scale] [options]\n"
             "        run the network; without --output, print the outputs as text\n"
             "  bench [--batch N] [--seconds S] [options]\n"
             "        measure throughput and latency on random inputs\n"
@@ -36,9 +36,10 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "  train --data FILE [--labels FILE] [--val FILE [--val-labels FILE]] [--epochs N] [--batch N]\n"
             "        [--lr X] [--seed S] [--save CKPT.safetensors] [--weights INIT.safetensors] [--resume CKPT]\n"
             "        [--threads N] [--replicas R] [--microbatches M] [--stage-threads N,N,...] [--no-shuffle]\n"
-            "        [--trace FILE.json]\n"
-            "        train with the network's train { } block (data: CSV, .npy pairs, IDX; gzip or plain)\n"
-            "  eval  --data FILE [--labels FILE] --weights W.safetensors [--batch N]\n"
+            "        [--no-scale] [--trace FILE.json]\n"
+            "        train with the network's train { } block (data: CSV, .npy pairs, IDX; gzip or plain;\n"
+            "        uint8 samples are divided by 255 unless --no-scale)\n"
+            "  eval  --data FILE [--labels FILE] --weights W.safetensors [--batch N] [--no-scale] [--trace FILE.json]\n"
             "        print accuracy and loss in inference mode\n"
             "  bench --train [--batch N] [--seconds S] [--threads N] [--replicas R] [--trace FILE.json]\n"
             "        measure training throughput on random data\n\n"
@@ -188,6 +189,7 @@ static int infer_run(const pnetrt_desc *d, opts *o, int argc, char **argv, const
     pnetrt_array *in = io->in, *out = io->out;
     const void **ip = io->ip;
     void **op = io->op;
+    bool no_scale = false;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -212,6 +214,9 @@ static int infer_run(const pnetrt_desc *d, opts *o, int argc, char **argv, const
                 return pnetrt_die("%s %s given twice ('%s' and '%s'); give each %s once", a, ts[k].name, *slot, eq + 1,
                                   is_in ? "input" : "output");
             *slot = eq + 1;
+        } else if (strcmp(a, "--no-scale") == 0) {
+            if (pnetrt_opt_once(o->seen, sizeof o->seen, a)) return 1;
+            no_scale = true;
         } else {
             int k = common_option(o, argc, argv, &i);
             if (k < 0) return 1;
@@ -246,22 +251,19 @@ static int infer_run(const pnetrt_desc *d, opts *o, int argc, char **argv, const
     pnetrt_model *m = NULL;
     for (int64_t i = 0; i < d->ninputs; i++) {
         const pnetrt_tensor_desc *t = &d->inputs[i];
-        /* Any dtype the training loader takes, converted the same way to the input's f32 or i32. */
-        if (pnetrt_data_read_npy(in_path[i], (int)t->dtype, &in[i], err, sizeof err)) {
+        /* Any dtype and shape the training loader takes, converted and scaled by the same rules (data.h). */
+        char what[192];
+        shape_text(t, buf, sizeof buf);
+        snprintf(what, sizeof what, "input '%s' %s", t->name, buf);
+        bool batched = t->rank > 0 && t->shape[0] < 0;
+        pnetrt_data_opts dopts = {.no_scale = no_scale, .input = what};
+        pnetrt_data_source src;
+        if (pnetrt_data_read_npy(in_path[i], (int)t->dtype, pnetrt_sample_elems(t), batched, &dopts, &in[i], &src, err,
+                                 sizeof err)) {
             pnetrt_die("%s", err);
             goto done;
         }
-        bool ok = in[i].rank == t->rank;
-        for (int64_t k = 0; ok && k < t->rank; k++) ok = t->shape[k] < 0 || in[i].shape[k] == t->shape[k];
-        shape_text(t, buf, sizeof buf);
-        if (!ok) {
-            char got[128];
-            pnetrt_tensor_desc g = {.dtype = in[i].dtype, .rank = in[i].rank};
-            for (int k = 0; k < in[i].rank; k++) g.shape[k] = in[i].shape[k];
-            shape_text(&g, got, sizeof got);
-            pnetrt_die("%s: input '%s' must be %s, but the file holds %s", in_path[i], t->name, buf, got);
-            goto done;
-        }
+        pnetrt_note_scaling(in_path[i], &src, no_scale, t->dtype == PNETRT_I32);
         /* Ids an embedding reads must lie in its vocabulary: named by file and sample here, before running. */
         int64_t per = t->shape[0] < 0 ? pnetrt_sample_elems(t) : (int64_t)(in[i].nbytes / 4);
         for (int64_t k = 0; t->limit && k < (int64_t)(in[i].nbytes / 4); k++) {
@@ -272,7 +274,7 @@ static int infer_run(const pnetrt_desc *d, opts *o, int argc, char **argv, const
                 goto done;
             }
         }
-        if (t->shape[0] < 0) {
+        if (batched) {
             if (batch >= 0 && in[i].shape[0] != batch) {
                 pnetrt_die("%s: batch of %lld, but another input has %lld", in_path[i], (long long)in[i].shape[0], (long long)batch);
                 goto done;

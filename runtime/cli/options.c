@@ -2,6 +2,7 @@
  * bench --train): one-line errors, option values checked the same way by every command, and the clock. */
 #include "options.h"
 #include "comm.h"
+#include "data.h"
 #include "fileio.h"
 #include "rt.h"
 
@@ -54,6 +55,22 @@ int pnetrt_die(const char *fmt, ...) {
         n -= (int)w;
     }
     return 1;
+}
+
+void pnetrt_note_scaling(const char *path, const pnetrt_data_source *s, bool no_scale, bool int_input) {
+    if (pnetrt_rank > 0 || !s->type) return;
+    bool u8 = !strcmp(s->type, "uint8");
+    if (u8 && s->scaled)
+        fprintf(stderr, "%s: note: %s: uint8 samples divided by 255, to [0, 1] (--no-scale keeps 0..255)\n", pnetrt_prog,
+                path);
+    else if (u8 && !int_input)
+        fprintf(stderr, "%s: note: %s: uint8 samples kept as 0..255 (--no-scale)\n", pnetrt_prog, path);
+    else if (no_scale && u8)
+        fprintf(stderr, "%s: note: --no-scale has no effect on %s: the ids of an i32 input are never scaled\n",
+                pnetrt_prog, path);
+    else if (no_scale)
+        fprintf(stderr, "%s: note: --no-scale has no effect on %s: it holds %s, and only uint8 samples are scaled\n",
+                pnetrt_prog, path, s->type);
 }
 
 int pnetrt_opt_int(const char *opt, const char *s, long long lo, long long hi, long long *out) {

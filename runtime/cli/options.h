@@ -30,6 +30,12 @@ int pnetrt_parse_stage_threads(const char *s, int *out);
 bool pnetrt_bench_more(bool want);
 /* bench's report of the time each rank spent in communication over `wall` seconds (nothing alone). */
 void pnetrt_bench_comm_report(double comm_seconds, double wall);
+/* The line on stderr (rank 0's alone) that says how the loader scaled the samples read from path (data.h's one
+ * rule: uint8 samples of an f32 input are divided by 255, unless --no-scale): "NAME: note: PATH: uint8 samples
+ * divided by 255, to [0, 1] (--no-scale keeps 0..255)". Nothing for data the rule leaves alone, unless
+ * --no-scale was given for it. */
+struct pnetrt_data_source;
+void pnetrt_note_scaling(const char *path, const struct pnetrt_data_source *s, bool no_scale, bool int_input);
 /* Seconds on the monotonic clock. */
 double pnetrt_now(void);
 

@@ -31,6 +31,7 @@ typedef struct topts {
     double lr, seconds;
     bool no_shuffle, have_lr, have_seed;
     const char *trace; /* --trace FILE: a Chrome trace of the steps */
+    pnetrt_data_opts dopts; /* --no-scale */
 } topts;
 
 /* Parses the options of train, eval and bench --train; `allowed` lists the ones the command takes.
@@ -48,6 +49,10 @@ static int parse_opts(int argc, char **argv, const char *allowed, topts *o) {
             continue;
         }
         if (!strcmp(a, "--train")) continue;
+        if (!strcmp(a, "--no-scale")) {
+            o->dopts.no_scale = true;
+            continue;
+        }
         if (i + 1 >= argc) return pnetrt_die("%s needs a value", a);
         const char *v = argv[++i];
         int bad = 0;
@@ -89,14 +94,23 @@ static int io_shape(const pnetrt_desc *d, int64_t *features, int *kind, int64_t 
 /* Loads a data set and checks it against the network's input: an i32 input (embedding ids) takes
  * integers, within the vocabulary [0, limit) when it has one. A bad value is named by its CSV
  * line or its record, before any training starts. */
-static int load(const pnetrt_desc *d, const char *data, const char *labels, pnetrt_data *out) {
+static int load(const pnetrt_desc *d, const topts *o, const char *data, const char *labels, pnetrt_data *out) {
     int64_t features = 0, te = 0;
     int kind = 0;
     if (io_shape(d, &features, &kind, &te)) return 1;
-    char err[512];
-    if (pnetrt_data_load(data, labels, features, kind, d->train->classes, te, out, err, sizeof err))
-        return pnetrt_die("%s", err);
     const pnetrt_tensor_desc *in = &d->inputs[0];
+    char err[512], what[192];
+    int k = snprintf(what, sizeof what, "input '%s' %s[", in->name, in->dtype ? "i32" : "f32");
+    for (int64_t i = 0; i < in->rank && k > 0 && k < (int)sizeof what; i++)
+        k += snprintf(what + k, sizeof what - (size_t)k, in->shape[i] < 0 ? "%sbatch" : "%s%lld", i ? "," : "",
+                      (long long)in->shape[i]);
+    if (k > 0 && k < (int)sizeof what) snprintf(what + k, sizeof what - (size_t)k, "]");
+    pnetrt_data_opts opts = o->dopts;
+    opts.int_input = in->dtype == 1;
+    opts.input = what;
+    if (pnetrt_data_load_opts(data, labels, features, kind, d->train->classes, te, &opts, out, err, sizeof err))
+        return pnetrt_die("%s", err);
+    pnetrt_note_scaling(data, &out->source, opts.no_scale, opts.int_input);
     if (in->dtype != 1) return 0;
     for (int64_t i = 0; i < out->n * out->features; i++) {
         float v = out->x[i];
@@ -288,7 +302,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
     if (parse_opts(argc, argv,
                    " --data --labels --val --val-labels --epochs --batch --lr --seed --save --weights --resume --trace --threads "
-                   "--replicas --microbatches --stage-threads --no-shuffle ",
+                   "--replicas --microbatches --stage-threads --no-shuffle --no-scale ",
                    &o))
         return 1;
     if (!o.data) return pnetrt_die("train needs --data FILE");
@@ -307,7 +321,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
     int kind = 0;
     if (io_shape(d, &features, &kind, &te)) return 1;
     pnetrt_data ds = {0}, vs = {0};
-    if (load(d, o.data, o.labels, &ds) || (o.val && load(d, o.val, o.val_labels, &vs))) {
+    if (load(d, &o, o.data, o.labels, &ds) || (o.val && load(d, &o, o.val, o.val_labels, &vs))) {
         pnetrt_data_free(&ds);
         pnetrt_data_free(&vs);
         return 1;
@@ -449,11 +463,12 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
 
 int pnetrt_cmd_eval(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
-    if (parse_opts(argc, argv, " --data --labels --weights --batch --threads --replicas --trace ", &o)) return 1;
+    if (parse_opts(argc, argv, " --data --labels --weights --batch --threads --replicas --trace --no-scale ", &o))
+        return 1;
     if (!o.data) return pnetrt_die("eval needs --data FILE");
     if (!o.weights && !d->embedded) return pnetrt_die("eval needs --weights W.safetensors (the network has no embedded weights)");
     pnetrt_data ds = {0};
-    if (load(d, o.data, o.labels, &ds)) {
+    if (load(d, &o, o.data, o.labels, &ds)) {
         pnetrt_data_free(&ds);
         return 1;
     }

@@ -13,7 +13,7 @@
 
 /* ---- .npy and IDX arrays ----------------------------------------------------------------- */
 
-static const char *type_name(elem_type t) {
+const char *pnetrt_data_type_name(elem_type t) {
     static const char *const names[] = {"uint8", "int32", "int64", "float32", "float64", "float32"};
     return names[t];
 }
@@ -151,15 +151,32 @@ int pnetrt_data_parse_binary(const char *path, const blob *b, int fmt, int role,
     return fmt == FMT_NPY ? pnetrt_data_parse_npy(path, b, role, a, err, errlen) : parse_idx(path, b, a, err, errlen);
 }
 
-/* The samples of X: n = shape[0], each `features` values converted to float (IDX bytes divided by 255). */
-int pnetrt_data_take_x(const char *path, const array *a, int fmt, int64_t features, pnetrt_data *out, char *err,
-                       size_t errlen) {
-    char s[128];
-    uint64_t per;
-    if (a->rank < 1) return pnetrt_io_fail(err, errlen, path, "holds a scalar; expected one sample per row");
-    if (!pnetrt_data_per_sample(a, &per) || per != (uint64_t)features)
-        return pnetrt_io_fail(err, errlen, path, "expected %" PRId64 " values per sample, found shape %s", features,
-                              shape_str(a, s, sizeof s));
+/* The shape rule: (n, d1, ..., dk) holds n samples of d1 * ... * dk values; the dims need not be the input's. */
+int pnetrt_data_check_shape(const char *path, const array *a, int64_t features, bool batched,
+                            const pnetrt_data_opts *o, char *err, size_t errlen) {
+    char s[128], in[160] = "";
+    uint64_t per = 1;
+    bool ok = batched ? a->rank >= 1 && pnetrt_data_per_sample(a, &per)
+                      : a->rank < 1 || (pnetrt_data_per_sample(a, &per) && pnetrt_io_mul_u64(per, (uint64_t)a->shape[0], &per));
+    if (ok && per == (uint64_t)features) return 0;
+    if (o && o->input) snprintf(in, sizeof in, " (%s)", o->input);
+    if (batched && a->rank < 1)
+        return pnetrt_io_fail(err, errlen, path, "holds a %s scalar; expected one sample per row%s",
+                              pnetrt_data_type_name(a->type), in);
+    return pnetrt_io_fail(err, errlen, path, "expected %" PRId64 " values%s%s, found %s of shape %s", features,
+                          batched ? " per sample" : "", in, pnetrt_data_type_name(a->type), shape_str(a, s, sizeof s));
+}
+
+/* The scaling rule: uint8 samples of an f32 input become [0, 1], unless no_scale. */
+bool pnetrt_data_scales(const array *a, const pnetrt_data_opts *o) {
+    return a->type == T_U8 && !(o && (o->no_scale || o->int_input));
+}
+
+/* The samples of X: n = shape[0], each `features` values converted to float, scaled by the rule. */
+int pnetrt_data_take_x(const char *path, const array *a, int64_t features, const pnetrt_data_opts *o,
+                       pnetrt_data *out, char *err, size_t errlen) {
+    if (pnetrt_data_check_shape(path, a, features, true, o, err, errlen)) return -1;
+    uint64_t per = (uint64_t)features;
     if (a->shape[0] == 0) return pnetrt_io_fail(err, errlen, path, "holds no samples");
     uint64_t count, bytes;
     if (!pnetrt_io_mul_u64((uint64_t)a->shape[0], per, &count) || !pnetrt_io_mul_u64(count, sizeof(float), &bytes) ||
@@ -167,7 +184,7 @@ int pnetrt_data_take_x(const char *path, const array *a, int fmt, int64_t featur
         return pnetrt_io_fail(err, errlen, path, "too many values to hold in memory");
     float *x = malloc((size_t)bytes);
     if (!x) return pnetrt_io_fail(err, errlen, path, "out of memory for %" PRIu64 " values", count);
-    bool scale = fmt == FMT_IDX && a->type == T_U8;
+    bool scale = pnetrt_data_scales(a, o);
     for (size_t i = 0; i < (size_t)count; i++) {
         double v = pnetrt_data_get(a, i);
         if (scale) v /= 255.0;
@@ -181,6 +198,8 @@ int pnetrt_data_take_x(const char *path, const array *a, int fmt, int64_t featur
     out->n = a->shape[0];
     out->features = features;
     out->x = x;
+    out->source.type = pnetrt_data_type_name(a->type);
+    out->source.scaled = scale;
     return 0;
 }
 
@@ -198,7 +217,7 @@ int pnetrt_data_take_labels(const char *path, const char *data_path, const array
     if (kind == PNETRT_LABELS_CLASS) {
         if (a->type != T_U8 && a->type != T_I32 && a->type != T_I64)
             return pnetrt_io_fail(err, errlen, path, "holds %s values; class ids must be int32, int64 or uint8",
-                                  type_name(a->type));
+                                  pnetrt_data_type_name(a->type));
         if (!per_ok || per != 1)
             return pnetrt_io_fail(err, errlen, path, "class ids have shape %s; expected (%" PRId64 ",)",
                                   shape_str(a, s, sizeof s), n);
@@ -219,7 +238,7 @@ int pnetrt_data_take_labels(const char *path, const char *data_path, const array
     }
     if (a->type != T_F32 && a->type != T_F64 && a->type != T_F32BE)
         return pnetrt_io_fail(err, errlen, path, "holds %s values; targets must be float32 or float64",
-                              type_name(a->type));
+                              pnetrt_data_type_name(a->type));
     if (!per_ok || per != (uint64_t)target_elems)
         return pnetrt_io_fail(err, errlen, path, "expected %" PRId64 " targets per sample, found shape %s",
                               target_elems, shape_str(a, s, sizeof s));

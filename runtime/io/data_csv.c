@@ -82,7 +82,8 @@ static const char *csv_number(const char *s, const char *e, double *v) {
 
 /* row := field (',' field)*    field := [ \t]* number [ \t]*    with `features` values then the label(s) */
 int pnetrt_data_load_csv(const char *path, const blob *b, int64_t features, int kind, int64_t classes,
-                         int64_t target_elems, pnetrt_data *out, char *err, size_t errlen) {
+                         int64_t target_elems, const pnetrt_data_opts *o, pnetrt_data *out, char *err,
+                         size_t errlen) {
     const char *start = (const char *)b->buf, *end = start + b->len, *le;
     if (b->len >= 3 && !memcmp(start, "\xEF\xBB\xBF", 3)) start += 3;
     int64_t label_cols = kind == PNETRT_LABELS_CLASS ? 1 : target_elems;
@@ -112,6 +113,7 @@ int pnetrt_data_load_csv(const char *path, const blob *b, int64_t features, int 
     out->n = (int64_t)rows;
     out->features = features;
     out->target_elems = kind == PNETRT_LABELS_CLASS ? 0 : target_elems;
+    out->source.type = "text";
 
     int64_t line = 0, row = 0;
     for (const char *p = start; p < end;) {

@@ -6,7 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct pnetrt_data; /* data.h */
+struct pnetrt_data;      /* data.h */
+struct pnetrt_data_opts; /* data.h */
 
 /* ---- data_file.c: whole files and their formats ----------------------------------------- */
 
@@ -56,9 +57,16 @@ int pnetrt_data_parse_npy(const char *path, const blob *b, int role, array *a, c
 /* Parses a blob of format FMT_NPY or FMT_IDX. */
 int pnetrt_data_parse_binary(const char *path, const blob *b, int fmt, int role, array *a, char *err,
                              size_t errlen);
-/* The samples of X: n = shape[0], each `features` values converted to float (IDX bytes divided by 255). */
-int pnetrt_data_take_x(const char *path, const array *a, int fmt, int64_t features, struct pnetrt_data *out,
-                       char *err, size_t errlen);
+/* "uint8", "float32", ... */
+const char *pnetrt_data_type_name(elem_type t);
+/* The shape rule (data.h): batched, a's dims after the first hold `features` values; else all of a's do. */
+int pnetrt_data_check_shape(const char *path, const array *a, int64_t features, bool batched,
+                            const struct pnetrt_data_opts *o, char *err, size_t errlen);
+/* The scaling rule (data.h): whether a's values are divided by 255. o may be NULL. */
+bool pnetrt_data_scales(const array *a, const struct pnetrt_data_opts *o);
+/* The samples of X: n = shape[0], each `features` values converted to float, scaled by the rule. */
+int pnetrt_data_take_x(const char *path, const array *a, int64_t features, const struct pnetrt_data_opts *o,
+                       struct pnetrt_data *out, char *err, size_t errlen);
 /* The labels of the n samples: class ids in [0, classes), or target_elems finite floats each. */
 int pnetrt_data_take_labels(const char *path, const char *data_path, const array *a, int kind, int64_t classes,
                             int64_t target_elems, struct pnetrt_data *out, char *err, size_t errlen);
@@ -67,6 +75,7 @@ int pnetrt_data_take_labels(const char *path, const char *data_path, const array
 
 /* Reads a CSV blob: `features` values then the label(s) on each row. */
 int pnetrt_data_load_csv(const char *path, const blob *b, int64_t features, int kind, int64_t classes,
-                         int64_t target_elems, struct pnetrt_data *out, char *err, size_t errlen);
+                         int64_t target_elems, const struct pnetrt_data_opts *o, struct pnetrt_data *out, char *err,
+                         size_t errlen);
 
 #endif

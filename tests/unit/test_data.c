@@ -342,9 +342,9 @@ static void test_not_regular(void **state) {
     expect_error(dir, NULL, 3, PNETRT_LABELS_CLASS, 2, 0, dir, 0, "cannot open: Is a directory");
     char err[512] = "";
     pnetrt_array a;
-    assert_int_not_equal(pnetrt_data_read_npy("/dev/zero", 0, &a, err, sizeof err), 0);
+    assert_int_not_equal(pnetrt_data_read_npy("/dev/zero", 0, 1, true, NULL, &a, NULL, err, sizeof err), 0);
     assert_string_equal(err, "/dev/zero: not a regular file (a character device)");
-    assert_int_not_equal(pnetrt_data_read_npy(fifo, 0, &a, err, sizeof err), 0);
+    assert_int_not_equal(pnetrt_data_read_npy(fifo, 0, 1, true, NULL, &a, NULL, err, sizeof err), 0);
     assert_non_null(strstr(err, "not a regular file (a FIFO)"));
     assert_int_not_equal(pnetrt_npy_read(fifo, &a, err, sizeof err), 0);
     assert_non_null(strstr(err, "not a regular file (a FIFO)"));
@@ -399,7 +399,7 @@ static void test_npy_f4_i4(void **state) {
     assert_int_equal(d.labels[2], 1);
     pnetrt_data_free(&d);
 
-    expect_error(x, y, 5, PNETRT_LABELS_CLASS, 3, 0, x, 0, "expected 5 values per sample, found shape (3, 2, 2)");
+    expect_error(x, y, 5, PNETRT_LABELS_CLASS, 3, 0, x, 0, "expected 5 values per sample, found float32 of shape (3, 2, 2)");
     expect_error(x, NULL, 4, PNETRT_LABELS_CLASS, 3, 0, x, 0, "is a .npy file, which needs a labels file");
     expect_error(x, y, 4, PNETRT_LABELS_CLASS, 2, 0, y, 0, "record 0: label 2 is out of range [0, 2)");
     expect_error(x, P("missing.npy"), 4, PNETRT_LABELS_CLASS, 3, 0, P("missing.npy"), 0,
@@ -422,11 +422,12 @@ static void test_npy_f8_i8_u8(void **state) {
     make_npy(y, 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", (const int64_t[]){-3, 1}, 16);
     expect_error(x, y, 2, PNETRT_LABELS_CLASS, 10, 0, y, 0, "record 0: label -3 is out of range [0, 10)");
 
-    /* uint8 X is not rescaled; (n, 1) labels are accepted */
+    /* uint8 X is divided by 255, as IDX bytes are (test_scaling_rule); (n, 1) labels are accepted */
     make_npy(x, 1, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3), }", "\x00\x01\xff\x10\x20\x30", 6);
     make_npy(y, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 1), }", (const int32_t[]){1, 0}, 8);
     load_ok(x, y, 3, PNETRT_LABELS_CLASS, 2, 0, &d);
-    assert_floats(d.x, (const float[]){0, 1, 255, 16, 32, 48}, 6);
+    assert_floats(d.x, (const float[]){0, (float)(1 / 255.0), 1, (float)(16 / 255.0), (float)(32 / 255.0),
+                                       (float)(48 / 255.0)}, 6);
     assert_int_equal(d.labels[0], 1);
     pnetrt_data_free(&d);
 
@@ -536,7 +537,7 @@ static void test_idx(void **state) {
     check_idx(&d);
     pnetrt_data_free(&d);
 
-    expect_error(x, y, 784, PNETRT_LABELS_CLASS, 10, 0, x, 0, "expected 784 values per sample, found shape (2, 2, 3)");
+    expect_error(x, y, 784, PNETRT_LABELS_CLASS, 10, 0, x, 0, "expected 784 values per sample, found uint8 of shape (2, 2, 3)");
     expect_error(xg, yg, 6, PNETRT_LABELS_CLASS, 5, 0, yg, 0, "record 0: label 7 is out of range [0, 5)");
     expect_error(x, NULL, 6, PNETRT_LABELS_CLASS, 10, 0, x, 0, "is an IDX file, which needs a labels file");
 
@@ -600,6 +601,139 @@ static void test_idx_errors(void **state) {
     n = idx_bytes(buf, 0x08, 3, (uint32_t[]){0xffffffffu, 0xffffffffu, 0xffffffffu}, "", 0);
     write_bytes(x, buf, n);
     expect_error(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, x, 0, "IDX shape is too large");
+}
+
+/* ---- the one scaling rule and the one shape rule ----------------------------------------- */
+
+static void load_opts_ok(const char *data, const char *labels, int64_t features, int kind, int64_t classes,
+                         int64_t target_elems, const pnetrt_data_opts *o, pnetrt_data *d) {
+    char err[512] = "";
+    if (pnetrt_data_load_opts(data, labels, features, kind, classes, target_elems, o, d, err, sizeof err))
+        fail_msg("load failed: %s", err);
+}
+
+/* uint8 samples mean the same thing in every loader: an IDX file and a .npy of the same bytes give the same
+   floats, divided by 255 for an f32 input, kept 0..255 with no_scale or for an i32 input; nothing else scales. */
+static void test_scaling_rule(void **state) {
+    (void)state;
+    const char *xi = P("images-idx3-ubyte"), *y = P("labels-idx1-ubyte"), *xn = P("x.npy");
+    make_idx_pair(xi, y, false);
+    make_npy(xn, 1, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2, 3), }", idx_pixels, 12);
+    float scaled[12], raw[12];
+    for (int i = 0; i < 12; i++) {
+        scaled[i] = (float)(idx_pixels[i] / 255.0);
+        raw[i] = idx_pixels[i];
+    }
+    const pnetrt_data_opts keep = {.no_scale = true}, ids = {.int_input = true};
+    for (int f = 0; f < 2; f++) {
+        const char *x = f ? xn : xi;
+        pnetrt_data d;
+        load_ok(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, &d);
+        assert_floats(d.x, scaled, 12);
+        assert_string_equal(d.source.type, "uint8");
+        assert_true(d.source.scaled);
+        pnetrt_data_free(&d);
+        load_opts_ok(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, &keep, &d);
+        assert_floats(d.x, raw, 12);
+        assert_string_equal(d.source.type, "uint8");
+        assert_false(d.source.scaled);
+        pnetrt_data_free(&d);
+        load_opts_ok(x, y, 6, PNETRT_LABELS_CLASS, 10, 0, &ids, &d);
+        assert_floats(d.x, raw, 12);
+        assert_false(d.source.scaled);
+        pnetrt_data_free(&d);
+    }
+    /* float32 .npy and CSV text are kept as they are */
+    make_npy(xn, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 6), }", raw, sizeof raw);
+    pnetrt_data d;
+    load_ok(xn, y, 6, PNETRT_LABELS_CLASS, 10, 0, &d);
+    assert_floats(d.x, raw, 12);
+    assert_string_equal(d.source.type, "float32");
+    assert_false(d.source.scaled);
+    pnetrt_data_free(&d);
+    const char *csv = P("u.csv");
+    write_text(csv, "0,255,1\n");
+    load_ok(csv, NULL, 2, PNETRT_LABELS_CLASS, 2, 0, &d);
+    assert_floats(d.x, (const float[]){0, 255}, 2);
+    assert_string_equal(d.source.type, "text");
+    assert_false(d.source.scaled);
+    pnetrt_data_free(&d);
+
+    /* infer's reader applies the same rule */
+    make_npy(xn, 1, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2, 3), }", idx_pixels, 12);
+    char err[512];
+    pnetrt_array a;
+    pnetrt_data_source src;
+    assert_int_equal(pnetrt_data_read_npy(xn, PNETRT_F32, 6, true, NULL, &a, &src, err, sizeof err), 0);
+    assert_floats(a.data, scaled, 12);
+    assert_string_equal(src.type, "uint8");
+    assert_true(src.scaled);
+    pnetrt_array_free(&a);
+    assert_int_equal(pnetrt_data_read_npy(xn, PNETRT_F32, 6, true, &keep, &a, &src, err, sizeof err), 0);
+    assert_floats(a.data, raw, 12);
+    assert_false(src.scaled);
+    pnetrt_array_free(&a);
+    assert_int_equal(pnetrt_data_read_npy(xn, PNETRT_I32, 6, true, NULL, &a, &src, err, sizeof err), 0);
+    assert_int_equal(a.dtype, PNETRT_I32);
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(((int32_t *)a.data)[i], idx_pixels[i]);
+    assert_false(src.scaled);
+    pnetrt_array_free(&a);
+}
+
+/* Fails unless infer's reader fails with the one-line message "path: want". */
+static void expect_read_error(const char *path, int dtype, int64_t features, bool batched, const pnetrt_data_opts *o,
+                              const char *want) {
+    char err[512], full[PATH_MAX + 256];
+    pnetrt_array a;
+    assert_int_not_equal(pnetrt_data_read_npy(path, dtype, features, batched, o, &a, NULL, err, sizeof err), 0);
+    snprintf(full, sizeof full, "%s: %s", path, want);
+    assert_string_equal(err, full);
+    assert_null(a.data);
+}
+
+/* One shape rule for training and infer: (n, ...) holds n samples of the trailing dims' product. */
+static void test_shape_rule(void **state) {
+    (void)state;
+    const char *x = P("x.npy");
+    unsigned char px[3 * 4 * 2];
+    for (int i = 0; i < 24; i++)
+        px[i] = (unsigned char)(i * 10);
+    make_npy(x, 1, "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 4, 2), }", px, sizeof px);
+    char err[512];
+    pnetrt_array a;
+    /* (3, 4, 2) feeds an input of 8 values per sample, f32[batch, 1, 2, 4] or f32[batch, 8] alike */
+    assert_int_equal(pnetrt_data_read_npy(x, PNETRT_F32, 8, true, NULL, &a, NULL, err, sizeof err), 0);
+    assert_int_equal(a.rank, 3);
+    assert_int_equal(a.shape[0], 3);
+    assert_true(((float *)a.data)[23] == (float)(230 / 255.0));
+    pnetrt_array_free(&a);
+    /* an input without a batch dim takes as many values, in all */
+    assert_int_equal(pnetrt_data_read_npy(x, PNETRT_F32, 24, false, NULL, &a, NULL, err, sizeof err), 0);
+    pnetrt_array_free(&a);
+    /* the error names the file's real dtype and shape, and the input */
+    const pnetrt_data_opts in = {.input = "input 'x' f32[batch,1,3,3]"};
+    expect_read_error(x, PNETRT_F32, 9, true, &in,
+                      "expected 9 values per sample (input 'x' f32[batch,1,3,3]), found uint8 of shape (3, 4, 2)");
+    expect_read_error(x, PNETRT_F32, 8, false, NULL, "expected 8 values, found uint8 of shape (3, 4, 2)");
+    make_npy(x, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (), }", (const double[]){2}, 8);
+    expect_read_error(x, PNETRT_F32, 1, true, NULL, "holds a float64 scalar; expected one sample per row");
+    assert_int_equal(pnetrt_data_read_npy(x, PNETRT_F32, 1, false, NULL, &a, NULL, err, sizeof err), 0);
+    pnetrt_array_free(&a);
+    /* the training loader says the same */
+    const char *y = P("y.npy");
+    make_npy(x, 1, "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 4, 2), }", px, sizeof px);
+    make_npy(y, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (3,), }", (const int32_t[]){0, 1, 0}, 12);
+    pnetrt_data d;
+    load_ok(x, y, 8, PNETRT_LABELS_CLASS, 2, 0, &d);
+    assert_int_equal(d.n, 3);
+    pnetrt_data_free(&d);
+    char want[PATH_MAX + 128];
+    snprintf(want, sizeof want, "%s: expected 9 values per sample (input 'x' f32[batch,1,3,3]), found uint8 of "
+                                "shape (3, 4, 2)", x);
+    memset(&d, 0, sizeof d);
+    assert_int_not_equal(pnetrt_data_load_opts(x, y, 9, PNETRT_LABELS_CLASS, 2, 0, &in, &d, err, sizeof err), 0);
+    assert_string_equal(err, want);
 }
 
 /* ---- files of no known format --------------------------------------------------------------- */
@@ -732,6 +866,8 @@ int main(void) {
         cmocka_unit_test_teardown(test_npy_targets, clear_tmpdir),
         cmocka_unit_test_teardown(test_idx, clear_tmpdir),
         cmocka_unit_test_teardown(test_idx_errors, clear_tmpdir),
+        cmocka_unit_test_teardown(test_scaling_rule, clear_tmpdir),
+        cmocka_unit_test_teardown(test_shape_rule, clear_tmpdir),
         cmocka_unit_test_teardown(test_unknown_format, clear_tmpdir),
         cmocka_unit_test_teardown(test_where, clear_tmpdir),
         cmocka_unit_test_teardown(test_arguments, clear_tmpdir),
