@@ -73,6 +73,10 @@ void pnetrt_note_scaling(const char *path, const pnetrt_data_source *s, bool no_
                 pnetrt_prog, path, s->type);
 }
 
+void pnetrt_warn(const char *msg) {
+    if (pnetrt_rank <= 0 && msg && *msg) fprintf(stderr, "%s: warning: %s\n", pnetrt_prog, msg);
+}
+
 int pnetrt_opt_int(const char *opt, const char *s, long long lo, long long hi, long long *out) {
     char *end;
     errno = 0;

@@ -36,6 +36,8 @@ void pnetrt_bench_comm_report(double comm_seconds, double wall);
  * --no-scale was given for it. */
 struct pnetrt_data_source;
 void pnetrt_note_scaling(const char *path, const struct pnetrt_data_source *s, bool no_scale, bool int_input);
+/* "NAME: warning: MSG" on stderr, rank 0's alone; nothing for an empty msg. */
+void pnetrt_warn(const char *msg);
 /* Seconds on the monotonic clock. */
 double pnetrt_now(void);
 

@@ -31,8 +31,20 @@ typedef struct topts {
     double lr, seconds;
     bool no_shuffle, have_lr, have_seed;
     const char *trace; /* --trace FILE: a Chrome trace of the steps */
-    pnetrt_data_opts dopts; /* --no-scale */
+    pnetrt_data_opts dopts; /* --label-column, --no-scale */
 } topts;
+
+/* --label-column first|last|N: the CSV column of the label (of the first target), counted from 1. */
+static int label_column(const char *v, int64_t *out) {
+    long long n;
+    if (!strcmp(v, "first")) return *out = 1, 0;
+    if (!strcmp(v, "last")) return *out = PNETRT_LABEL_LAST, 0;
+    if (!*v || strspn(v, "0123456789") != strlen(v))
+        return pnetrt_die("--label-column needs first, last or a column number from 1, not '%s'", v);
+    if (pnetrt_opt_int("--label-column", v, 1, INT32_MAX, &n)) return 1;
+    *out = n;
+    return 0;
+}
 
 /* Parses the options of train, eval and bench --train; `allowed` lists the ones the command takes.
  * Each may be given once. */
@@ -74,6 +86,7 @@ static int parse_opts(int argc, char **argv, const char *allowed, topts *o) {
         else if (!strcmp(a, "--microbatches")) bad = pnetrt_opt_int(a, v, 1, 65536, &o->microbatches);
         else if (!strcmp(a, "--lr")) bad = pnetrt_opt_num(a, v, INFINITY, &o->lr), o->have_lr = true;
         else if (!strcmp(a, "--seconds")) bad = pnetrt_opt_num(a, v, 3600, &o->seconds);
+        else if (!strcmp(a, "--label-column")) bad = label_column(v, &o->dopts.label_column);
         if (bad) return 1;
     }
     return 0;
@@ -111,6 +124,7 @@ static int load(const pnetrt_desc *d, const topts *o, const char *data, const ch
     if (pnetrt_data_load_opts(data, labels, features, kind, d->train->classes, te, &opts, out, err, sizeof err))
         return pnetrt_die("%s", err);
     pnetrt_note_scaling(data, &out->source, opts.no_scale, opts.int_input);
+    pnetrt_warn(out->warning);
     if (in->dtype != 1) return 0;
     for (int64_t i = 0; i < out->n * out->features; i++) {
         float v = out->x[i];
@@ -302,7 +316,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
     if (parse_opts(argc, argv,
                    " --data --labels --val --val-labels --epochs --batch --lr --seed --save --weights --resume --trace --threads "
-                   "--replicas --microbatches --stage-threads --no-shuffle --no-scale ",
+                   "--replicas --microbatches --stage-threads --no-shuffle --label-column --no-scale ",
                    &o))
         return 1;
     if (!o.data) return pnetrt_die("train needs --data FILE");
@@ -463,7 +477,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
 
 int pnetrt_cmd_eval(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
-    if (parse_opts(argc, argv, " --data --labels --weights --batch --threads --replicas --trace --no-scale ", &o))
+    if (parse_opts(argc, argv, " --data --labels --weights --batch --threads --replicas --trace --label-column --no-scale ", &o))
         return 1;
     if (!o.data) return pnetrt_die("eval needs --data FILE");
     if (!o.weights && !d->embedded) return pnetrt_die("eval needs --weights W.safetensors (the network has no embedded weights)");

@@ -52,7 +52,11 @@ static int load(const char *data_path, const char *labels_path, int64_t features
     }
     const char *what = fmt == FMT_NPY ? "a .npy" : "an IDX";
     array a;
-
+    if (o && o->label_column) {
+        pnetrt_data_blob_free(&b);
+        return pnetrt_io_fail(err, errlen, data_path, "is %s file, whose labels come from a labels file; a label "
+                              "column is chosen only in CSV data", what);
+    }
     if (!labels_path) {
         pnetrt_data_blob_free(&b);
         return pnetrt_io_fail(err, errlen, data_path, "is %s file, which needs a labels file", what);

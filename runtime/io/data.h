@@ -35,11 +35,12 @@
  *     pair may mix .npy and IDX.
  *   - text is CSV: numbers written in decimal (strtod's hexadecimal forms, "0x3", are errors), comma-separated,
  *     no header; each row holds one sample: its `features` values in C order (a row of a f32[batch, 1, 28, 28]
- *     input holds 784 values, pixel (r, c) the value 28 r + c + 1), then the label: one integer column (class
- *     kind; "3.0" and "3e0" are accepted) or target_elems float columns (target kind). Blank lines are
- *     skipped; CRLF line ends and a UTF-8 BOM are accepted. labels_path must be NULL. Text means: the first
- *     line (at most its first 4 KiB) holds no control byte but tab and CR, and is well-formed UTF-8. A control
- *     byte on a later line is a "PATH:LINE:" error.
+ *     input holds 784 values, pixel (r, c) the value 28 r + c + 1), and the label: one integer column (class
+ *     kind; "3.0" and "3e0" are accepted) or target_elems float columns (target kind), in the last column(s)
+ *     by default, else in those from opts->label_column on. Blank lines are skipped; CRLF line ends and a
+ *     UTF-8 BOM are accepted. labels_path must be NULL. Text means: the first line (at most its first 4 KiB)
+ *     holds no control byte but tab and CR, and is well-formed UTF-8. A control byte on a later line is a
+ *     "PATH:LINE:" error.
  *   - anything else is an error: an empty file "is empty"; other bytes are "not a .npy, IDX or CSV file (it
  *     starts with bytes ff fe 08 03)". A labels file must be .npy or IDX.
  * The shape rule, the same for every loader and for infer (pnetrt_data_read_npy): a file of shape
@@ -53,7 +54,8 @@
  * Errors: non-zero, with a one-line message in err (size errlen; err may be NULL): "PATH: problem",
  * "PATH:LINE: problem" for CSV, or "PATH: record N: problem" for a bad value of sample N (counting from 0).
  * Nothing aborts on bad input, and *out is left zeroed on failure. Callers that check the samples further name
- * a bad one the same way through pnetrt_data_where.
+ * a bad one the same way through pnetrt_data_where. A load that succeeds may leave a one-line warning in
+ * out->warning (a CSV label column that looks like a feature column).
  */
 
 #ifdef __cplusplus
@@ -75,12 +77,16 @@ typedef struct pnetrt_data {
     int64_t target_elems; /* 0 for kind PNETRT_LABELS_CLASS */
     int64_t *line;        /* n 1-based line numbers of a CSV file's samples (blank lines counted), else NULL */
     pnetrt_data_source source; /* what the samples were in the file, and whether they were scaled */
+    char warning[512];    /* "" or a one-line warning, "PATH: ..." */
 } pnetrt_data;
 
 enum { PNETRT_LABELS_CLASS = 0, PNETRT_LABELS_TARGET = 1 };
+enum { PNETRT_LABEL_LAST = -1 }; /* pnetrt_data_opts.label_column */
 
 /* How samples are read. A zeroed struct, or NULL, gives the defaults. */
 typedef struct pnetrt_data_opts {
+    int64_t label_column; /* CSV: the label's column (a target's first), counted from 1; PNETRT_LABEL_LAST: the last
+                             column(s); 0: the last, with a warning when the first looks likelier */
     bool no_scale;        /* keep uint8 samples 0..255 instead of dividing them by 255 */
     bool int_input;       /* the samples feed an i32 input (ids), whose values are never scaled */
     const char *input;    /* for messages, or NULL: the input the samples feed, "input 'x' f32[batch,1,28,28]" */

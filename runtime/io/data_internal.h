@@ -73,7 +73,7 @@ int pnetrt_data_take_labels(const char *path, const char *data_path, const array
 
 /* ---- data_csv.c ---------------------------------------------------------------------------- */
 
-/* Reads a CSV blob: `features` values then the label(s) on each row. */
+/* Reads a CSV blob: `features` values and the label(s) on each row, the label(s) in the column(s) o picks. */
 int pnetrt_data_load_csv(const char *path, const blob *b, int64_t features, int kind, int64_t classes,
                          int64_t target_elems, const struct pnetrt_data_opts *o, struct pnetrt_data *out, char *err,
                          size_t errlen);

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The data rules every loader and `infer` share (docs/training.md, "Data"): uint8 samples mean the same
-thing in an IDX file and a .npy file, for train, eval and infer alike, and each says what it did; and one
-shape rule, so infer takes the (n, 4, 5) array that train and eval take for f32[batch, 1, 4, 5], and its
-error names the file's real dtype.
+thing in an IDX file and a .npy file, for train, eval and infer alike, and each says what it did; one shape
+rule, so infer takes the (n, 4, 5) array that train and eval take for f32[batch, 1, 4, 5], and its error
+names the file's real dtype; and the CSV label column, chosen with --label-column and checked.
 
 usage: data_rules.py PNETC
 """
@@ -162,8 +162,57 @@ expect_error("train names the file's dtype and shape", [net, "train", "--data", 
 expect_error("infer --no-scale twice", [net, "infer", "--input", x_u8, "--no-scale", "--no-scale"],
              "--no-scale given twice")
 
+# 3. The CSV label column: the raw bytes with the label last, first, or third.
+def csv(name, col):
+    rows = []
+    for i in range(N):
+        f = [str(v) for v in pixels[i * H * W:(i + 1) * H * W]]
+        f.insert(len(f) if col == "last" else col - 1, str(labels[i]))
+        rows.append(",".join(f) + "\n")
+    return text(name, "".join(rows))
+
+
+last, first, third = csv("last.csv", "last"), csv("first.csv", 1), csv("third.csv", 3)
+for name, data, extra in (("last", last, []), ("--label-column last", last, ["--label-column", "last"]),
+                          ("--label-column first", first, ["--label-column", "first"]),
+                          ("--label-column 1", first, ["--label-column", "1"]),
+                          ("--label-column 3", third, ["--label-column", "3"])):
+    out_st = path("csv.st")
+    rc, out, err = run(net, "train", "--data", data, "--epochs", "2", "--no-shuffle", "--save", out_st, *extra)
+    check(f"CSV {name} trains as the raw bytes do", rc == 0 and err == "" and read(out_st) == read(ck["raw"]),
+          out + err)
+rc, out, err = run(net, "eval", "--data", first, "--label-column", "first", "--weights", ck["raw"])
+rc2, out2, _ = run(net, "eval", "--data", x_raw, "--labels", y, "--weights", ck["raw"])
+check("eval --label-column first", rc == 0 and rc2 == 0 and out == out2 and out.startswith("accuracy: "), out + err)
+rc, out, err = run(net, "train", "--data", first, "--val", first, "--label-column", "first", "--epochs", "1")
+check("--label-column holds for --val", rc == 0 and "val_accuracy" in out, out + err)
+expect_error("--label-column holds for --val's errors", [net, "train", "--data", first, "--val", last, "--label-column",
+             "first", "--epochs", "1"], "last.csv:2: label '239' is out of range [0, 3)")
+# The label in the first column, read from the last: a pixel out of range, and the hint names the column.
+expect_error("label first, read as last", [net, "train", "--data", first],
+             "first.csv:1: label '", "is out of range [0, 3); labels are read from column 21 (the last), but column 1 "
+             "holds class ids on every row: give --label-column first")
+# A last column of class ids too (fewer distinct values than the first): trains, with a warning.
+amb = text("ambiguous.csv", "".join(",".join([str(labels[i])] + ["0.5"] * (H * W - 1) + [str(i % 2)]) + "\n"
+                                    for i in range(N)))
+rc, out, err = run(net, "train", "--data", amb, "--epochs", "1")
+check("a likelier label column warns", rc == 0 and "epoch 1/1" in out and err ==
+      f"img: warning: {amb}: column 21 holds the labels (2 distinct classes), but column 1 also holds class ids on every "
+      "row (3 distinct); if the labels are there, give --label-column first\n", repr(err))
+rc, out, err = run(net, "train", "--data", amb, "--epochs", "1", "--label-column", "last")
+check("no warning once the column is given", rc == 0 and err == "", repr(err))
+expect_error("--label-column 0", [net, "train", "--data", last, "--label-column", "0"],
+             "--label-column needs an integer from 1 to 2147483647, not '0'")
+expect_error("--label-column word", [net, "train", "--data", last, "--label-column", "middle"],
+             "--label-column needs first, last or a column number from 1, not 'middle'")
+expect_error("--label-column past the row", [net, "eval", "--data", last, "--weights", ck["raw"], "--label-column", "22"],
+             "last.csv: a row holds 21 columns (20 features + 1 label), so the label column must lie in [1, 21], not 22")
+expect_error("--label-column for .npy data", [net, "train", "--data", x_u8, "--labels", y, "--label-column", "1"],
+             "x_u8.npy: is a .npy file, whose labels come from a labels file; a label column is chosen only in CSV data")
+expect_error("--label-column twice", [net, "train", "--data", last, "--label-column", "1", "--label-column", "1"],
+             "--label-column given twice")
 rc, out, _ = run(net, "--help")
-check("the usage names --no-scale", "--no-scale" in out, out)
+check("the usage names the options", "--label-column first|last|N" in out and "--no-scale" in out, out)
 
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

@@ -210,6 +210,13 @@ static void test_csv_labels(void **state) {
     expect_csv_error("1,2,3,1e300\n", 1, "label '1e300' is out of range [0, 4)");
     /* decimal only: strtod's hexadecimal forms are refused, by name of file and line */
     expect_csv_error("1,2,3,0\n1,2,3,0x3\n", 2, "label '0x3' is not a decimal integer");
+    {
+        char err[512];
+        pnetrt_data d;
+        assert_int_not_equal(pnetrt_data_load(P("bad.csv"), NULL, 3, PNETRT_LABELS_CLASS, 4, 0, &d, err, sizeof err), 0);
+        assert_non_null(strstr(err, "is not a decimal integer")); /* the form is wrong, not the column: no hint */
+        assert_null(strstr(err, "--label-column"));
+    }
     expect_csv_error("1,2,3,0X1\n", 1, "label '0X1' is not a decimal integer");
     expect_csv_error("1,2,3,0x1p1\n", 1, "label '0x1p1' is not a decimal integer");
     expect_csv_error("1,2,3,.\n", 1, "label '.' is not an integer");
@@ -736,6 +743,88 @@ static void test_shape_rule(void **state) {
     assert_string_equal(err, want);
 }
 
+/* ---- the CSV label column ------------------------------------------------------------------- */
+
+static void test_csv_label_column(void **state) {
+    (void)state;
+    const char *path = P("lc.csv");
+    write_text(path, "2,10,11,12\n0,20,21,22\n");
+    pnetrt_data d;
+    const pnetrt_data_opts first = {.label_column = 1}, second = {.label_column = 2}, bad = {.label_column = 5};
+    load_opts_ok(path, NULL, 3, PNETRT_LABELS_CLASS, 3, 0, &first, &d);
+    assert_floats(d.x, (const float[]){10, 11, 12, 20, 21, 22}, 6);
+    assert_int_equal(d.labels[0], 2);
+    assert_int_equal(d.labels[1], 0);
+    assert_string_equal(d.warning, "");
+    pnetrt_data_free(&d);
+    write_text(path, "10,2,11,12\n20,0,21,22\n");
+    load_opts_ok(path, NULL, 3, PNETRT_LABELS_CLASS, 3, 0, &second, &d);
+    assert_floats(d.x, (const float[]){10, 11, 12, 20, 21, 22}, 6);
+    assert_int_equal(d.labels[0], 2);
+    pnetrt_data_free(&d);
+    /* targets start at the column */
+    write_text(path, "0.5,1.5,7,8\n2.5,3.5,9,10\n");
+    load_opts_ok(path, NULL, 2, PNETRT_LABELS_TARGET, 0, 2, &first, &d);
+    assert_floats(d.x, (const float[]){7, 8, 9, 10}, 4);
+    assert_floats(d.targets, (const float[]){0.5f, 1.5f, 2.5f, 3.5f}, 4);
+    pnetrt_data_free(&d);
+    /* a column past the row, and a label column for a .npy */
+    char err[512];
+    assert_int_not_equal(pnetrt_data_load_opts(path, NULL, 3, PNETRT_LABELS_CLASS, 3, 0, &bad, &d, err, sizeof err), 0);
+    assert_non_null(strstr(err, "a row holds 4 columns (3 features + 1 label), so the label column must lie in [1, 4], "
+                                "not 5"));
+    assert_int_not_equal(pnetrt_data_load_opts(path, NULL, 2, PNETRT_LABELS_TARGET, 0, 2, &(pnetrt_data_opts){.label_column = 4},
+                                               &d, err, sizeof err), 0);
+    assert_non_null(strstr(err, "the first target column must lie in [1, 3], not 4"));
+    const char *x = P("x.npy"), *y = P("y.npy");
+    make_npy(x, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1), }", (const float[]){1}, 4);
+    make_npy(y, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (1,), }", (const int32_t[]){0}, 4);
+    assert_int_not_equal(pnetrt_data_load_opts(x, y, 1, PNETRT_LABELS_CLASS, 3, 0, &first, &d, err, sizeof err), 0);
+    assert_non_null(strstr(err, "is a .npy file, whose labels come from a labels file; a label column is chosen only in "
+                                "CSV data"));
+}
+
+/* A label in the first column, read as the last: a bad label says where labels are read from and which column
+   would do; labels that pass but look like a feature column are a warning. */
+static void test_csv_label_hints(void **state) {
+    (void)state;
+    expect_csv_error("5,2,3,0.5\n", 1, "label '0.5' is not an integer; labels are read from column 4 (the last); "
+                                       "--label-column first|last|N reads another");
+    expect_csv_error("1,2,3,0\n2,0.5,0.5,7\n", 2, "label '7' is out of range [0, 4); labels are read from column 4 "
+                                                  "(the last), but column 1 holds class ids on every row: give "
+                                                  "--label-column first");
+    const char *path = P("w.csv");
+    char err[512], want[PATH_MAX + 256];
+    pnetrt_data d;
+    write_text(path, "3,0.5,1\n1,2.5,1\n0,1.5,1\n");
+    assert_int_not_equal(pnetrt_data_load_opts(path, NULL, 2, PNETRT_LABELS_CLASS, 2, 0,
+                                               &(pnetrt_data_opts){.label_column = 1}, &d, err, sizeof err), 0);
+    assert_non_null(strstr(err, ":1: label '3' is out of range [0, 2); labels are read from column 1 (the first), but "
+                                "column 3 holds class ids on every row: give --label-column last"));
+    /* the warning: the first column holds more distinct class ids than the last */
+    write_text(path, "2,0.5,1\n1,2.5,1\n0,1.5,0\n");
+    load_ok(path, NULL, 2, PNETRT_LABELS_CLASS, 3, 0, &d);
+    snprintf(want, sizeof want, "%s: column 3 holds the labels (2 distinct classes), but column 1 also holds class ids on "
+             "every row (3 distinct); if the labels are there, give --label-column first", path);
+    assert_string_equal(d.warning, want);
+    pnetrt_data_free(&d);
+    load_opts_ok(path, NULL, 2, PNETRT_LABELS_CLASS, 3, 0, &(pnetrt_data_opts){.label_column = 0}, &d);
+    assert_string_equal(d.warning, want);
+    pnetrt_data_free(&d);
+    /* none when the label column is given, nor when the first column varies less (digits: pixel 0 is always 0) */
+    load_opts_ok(path, NULL, 2, PNETRT_LABELS_CLASS, 3, 0, &(pnetrt_data_opts){.label_column = 3}, &d);
+    assert_string_equal(d.warning, "");
+    pnetrt_data_free(&d);
+    load_opts_ok(path, NULL, 2, PNETRT_LABELS_CLASS, 3, 0, &(pnetrt_data_opts){.label_column = PNETRT_LABEL_LAST}, &d);
+    assert_string_equal(d.warning, "");
+    assert_int_equal(d.labels[2], 0);
+    pnetrt_data_free(&d);
+    write_text(path, "0,0.5,1\n0,2.5,2\n0,1.5,0\n");
+    load_ok(path, NULL, 2, PNETRT_LABELS_CLASS, 3, 0, &d);
+    assert_string_equal(d.warning, "");
+    pnetrt_data_free(&d);
+}
+
 /* ---- files of no known format --------------------------------------------------------------- */
 
 /* Empty and binary files, as data or labels, with or without a labels file: named as such, never taken for
@@ -868,6 +957,8 @@ int main(void) {
         cmocka_unit_test_teardown(test_idx_errors, clear_tmpdir),
         cmocka_unit_test_teardown(test_scaling_rule, clear_tmpdir),
         cmocka_unit_test_teardown(test_shape_rule, clear_tmpdir),
+        cmocka_unit_test_teardown(test_csv_label_column, clear_tmpdir),
+        cmocka_unit_test_teardown(test_csv_label_hints, clear_tmpdir),
         cmocka_unit_test_teardown(test_unknown_format, clear_tmpdir),
         cmocka_unit_test_teardown(test_where, clear_tmpdir),
         cmocka_unit_test_teardown(test_arguments, clear_tmpdir),
