@@ -221,6 +221,11 @@ static void on_interrupt(int sig) { interrupted = sig; }
 
 static const int stop_signals[3] = {SIGINT, SIGTERM, SIGHUP};
 
+/* How the stop message names the signal: Ctrl-C goes unnamed. */
+static const char *signal_label(int sig) {
+    return sig == SIGTERM ? " (SIGTERM)" : sig == SIGHUP ? " (SIGHUP)" : "";
+}
+
 /* Installs on_interrupt, saving the old actions. SIGINT is caught even where it was ignored (a
  * shell's background job), as before; an ignored SIGHUP (nohup) stays ignored. */
 static void catch_stop_signals(struct sigaction old[3]) {
@@ -378,8 +383,9 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
                             o.resume, (long long)start_batch, (long long)start_epoch + 1, o.data, (long long)nbatches,
                             nbatches == 1 ? "" : "es", (long long)B);
         if (!rc && start_epoch >= epochs)
-            fprintf(stderr, "%s: note: %s already holds %lld epochs (--epochs %lld): nothing to train\n", pnetrt_prog, o.resume,
-                    (long long)start_epoch, (long long)epochs);
+            fprintf(stderr, "%s: note: %s is a finished run of %lld epoch%s (--epochs %lld): nothing to train; give a larger "
+                    "--epochs to train on\n", pnetrt_prog, o.resume, (long long)start_epoch, start_epoch == 1 ? "" : "s",
+                    (long long)epochs);
         if (rc) {
             pnetrt_destroy(m);
             pnetrt_data_free(&ds);
@@ -402,8 +408,8 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
     for (int64_t e = start_epoch; e < epochs && !rc; e++) {
         epoch_order(idx, ds.n, seed, e, shuffle);
         double lsum = 0, t0 = pnetrt_now(), last = 0;
-        int64_t good = 0, seen = 0;
-        for (int64_t k = (e == start_epoch ? start_batch : 0); k < nb && !rc; k++) {
+        int64_t good = 0, seen = 0, k_done = e == start_epoch ? start_batch : 0;
+        for (int64_t k = k_done; k < nb && !rc; k++) {
             int64_t n = ds.n - k * B < B ? ds.n - k * B : B;
             gather(d, &ds, idx + k * B, n, &b);
             const void *in[2] = {b.x, b.y};
@@ -419,6 +425,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
             lsum += (double)loss * (double)n;
             good += pnetrt_train_last_correct(m);
             seen += n;
+            k_done = k + 1;
             if (tty && pnetrt_now() - last > 0.1) {
                 last = pnetrt_now();
                 int w = 30, f = (int)((k + 1) * w / nb);
@@ -426,33 +433,33 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
                        "==============================", w - f, "", (int)((k + 1) * 100 / nb));
                 fflush(stdout);
             }
-            if (interrupted) {
-                if (tty) printf("\n");
-                int code = 128 + interrupted;
-                const char *sig = interrupted == SIGTERM ? " (SIGTERM)" : interrupted == SIGHUP ? " (SIGHUP)" : "";
-                if (o.save) {
-                    if (pnetrt_save(m, o.save, true, e, k + 1)) code = pnetrt_die("%s", pnetrt_last_error(m));
-                    else
-                    fprintf(stderr, "%s: interrupted%s: checkpoint written to %s (epoch %lld, batch %lld); continue with --resume %s\n",
-                            pnetrt_prog, sig, o.save, (long long)e + 1, (long long)k + 1, o.save);
-                } else {
-                    fprintf(stderr, "%s: interrupted%s (no --save given: nothing written)\n", pnetrt_prog, sig);
-                }
-                restore_stop_signals(old);
-                code = close_trainer(m, &o, code);
-                pnetrt_data_free(&ds);
-                pnetrt_data_free(&vs);
-                free(idx), free(b.x), free(b.y);
-                return code;
-            }
+            if (interrupted) break;
         }
         if (rc) break;
+        /* A signal stops the run after its step. Inside an epoch the checkpoint holds that batch; after an
+         * epoch's last step it is the checkpoint an uninterrupted run writes after that epoch, and after
+         * the run's last step the run is finished: nothing is left to resume. */
+        bool stop = interrupted != 0, epoch_done = !stop || k_done == nb;
+        if (stop && !epoch_done) {
+            if (tty) printf("\n");
+            int code = 128 + interrupted;
+            if (o.save) {
+                if (pnetrt_save(m, o.save, true, e, k_done)) code = pnetrt_die("%s", pnetrt_last_error(m));
+                else
+                    fprintf(stderr, "%s: interrupted%s: checkpoint written to %s (epoch %lld, batch %lld); continue with --resume %s\n",
+                            pnetrt_prog, signal_label(interrupted), o.save, (long long)e + 1, (long long)k_done, o.save);
+            } else {
+                fprintf(stderr, "%s: interrupted%s (no --save given: nothing written)\n", pnetrt_prog, signal_label(interrupted));
+            }
+            rc = code;
+            break;
+        }
         double secs = pnetrt_now() - t0;
         if (tty) printf("\r%60s\r", "");
         printf("epoch %lld/%lld: loss %.4f", (long long)e + 1, (long long)epochs, seen ? lsum / (double)seen : 0.0);
         if (kind == PNETRT_LABELS_CLASS) printf(", accuracy %.4f", seen ? (double)good / (double)seen : 0.0);
         printf(", %.0f samples/s", secs > 0 ? (double)seen / secs : 0.0);
-        if (o.val) {
+        if (o.val && !stop) {
             double vl, va;
             if (evaluate(d, m, &vs, B, &vl, &va)) {
                 rc = 1;
@@ -464,6 +471,20 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
         printf("\n");
         fflush(stdout);
         if (o.save && pnetrt_save(m, o.save, true, e + 1, 0)) rc = pnetrt_die("%s", pnetrt_last_error(m));
+        if (stop && !rc) {
+            const char *sig = signal_label(interrupted);
+            char where[4200] = " (no --save given: nothing written)";
+            if (o.save) snprintf(where, sizeof where, ": checkpoint written to %s", o.save);
+            if (e + 1 == epochs)
+                fprintf(stderr, "%s: interrupted%s during the last step, which completed: training is finished (%lld epoch%s)%s\n",
+                        pnetrt_prog, sig, (long long)epochs, epochs == 1 ? "" : "s", where);
+            else if (o.save)
+                fprintf(stderr, "%s: interrupted%s after epoch %lld%s; continue with --resume %s\n", pnetrt_prog, sig,
+                        (long long)e + 1, where, o.save);
+            else
+                fprintf(stderr, "%s: interrupted%s after epoch %lld%s\n", pnetrt_prog, sig, (long long)e + 1, where);
+            rc = 128 + interrupted;
+        }
     }
     restore_stop_signals(old);
     rc = close_trainer(m, &o, rc);
