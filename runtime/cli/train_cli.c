@@ -253,6 +253,58 @@ static int close_trainer(pnetrt_model *m, const topts *o, int rc) {
     return rc;
 }
 
+/* "42s", "3:07" or "1:02:03". */
+static const char *fmt_eta(double secs, char *buf, size_t len) {
+    long long t = secs > 0 && secs < 1e9 ? (long long)(secs + 0.5) : 0;
+    if (t < 60) snprintf(buf, len, "%llds", t);
+    else if (t < 3600) snprintf(buf, len, "%lld:%02lld", t / 60, t % 60);
+    else snprintf(buf, len, "%lld:%02lld:%02lld", t / 3600, t / 60 % 60, t % 60);
+    return buf;
+}
+
+/* Progress within an epoch. On a terminal a bar, redrawn at most every 0.1 s; otherwise a plain
+ * line every `every` seconds (PNET_PROGRESS, 10 by default; 0: none), so a log shows the run alive
+ * in a long epoch. Both give the batch, the epoch's samples/s and running (mean) loss, and the
+ * ETA of the whole run at the rate so far. */
+typedef struct progress {
+    bool tty;
+    double every, run_t0, last;
+    int64_t run_samples; /* trained since run_t0 */
+    int width;           /* of the bar last drawn, to clear it */
+} progress;
+
+/* After batch k_done of nb (of B samples; n in the epoch) of epoch e: `seen` samples trained in
+ * this process since t0, with loss sum lsum. */
+static void progress_show(progress *p, int64_t e, int64_t epochs, int64_t k_done, int64_t nb, int64_t B, int64_t n,
+                          int64_t seen, double lsum, double t0) {
+    double now = pnetrt_now();
+    if (p->tty ? now - p->last <= 0.1 : p->every <= 0 || now - p->last < p->every) return;
+    p->last = now;
+    int64_t done = k_done < (n + B - 1) / B ? k_done * B : n; /* this epoch, a resumed start included */
+    double rate = now > t0 ? (double)seen / (now - t0) : 0, run_rate = now > p->run_t0 ? (double)p->run_samples / (now - p->run_t0) : 0;
+    double left = (double)(n - done) + (double)(epochs - e - 1) * (double)n;
+    char eta[32];
+    fmt_eta(run_rate > 0 ? left / run_rate : 0, eta, sizeof eta);
+    int pct = (int)(k_done * 100 / nb);
+    if (p->tty) {
+        int w = 20, f = (int)(k_done * w / nb);
+        int len = printf("\repoch %lld/%lld [%.*s%*s] %3d%%  %.0f samples/s  loss %.4f  ETA %s", (long long)e + 1,
+                         (long long)epochs, f, "====================", w - f, "", pct, rate, seen ? lsum / (double)seen : 0.0, eta);
+        if (len - 1 < p->width) printf("%*s", p->width - (len - 1), "");
+        if (len - 1 > p->width) p->width = len - 1;
+    } else {
+        printf("epoch %lld/%lld: batch %lld/%lld (%d%%), loss %.4f, %.0f samples/s, ETA %s\n", (long long)e + 1,
+               (long long)epochs, (long long)k_done, (long long)nb, pct, seen ? lsum / (double)seen : 0.0, rate, eta);
+    }
+    fflush(stdout);
+}
+
+/* Clears the bar before an epoch's line or a message. */
+static void progress_clear(progress *p) {
+    if (p->tty && p->width) printf("\r%*s\r", p->width, "");
+    p->width = 0;
+}
+
 /* A model for training or evaluation, with the parameters of o->weights (parameters and buffers only,
  * as `infer --weights` reads them), or else the embedded ones, or else, when init, drawn from the seed. */
 static int open_trainer(const pnetrt_desc *d, const topts *o, bool init, pnetrt_model **m) {
@@ -336,6 +388,14 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
         pnetrt_check_overwrite("--save", o.save, "the checkpoint", "--val-labels", o.val_labels))
         return 1;
     if (o.save && check_save(o.save)) return 1;
+    progress prog = {.every = 10};
+    const char *pe = getenv("PNET_PROGRESS");
+    if (pe && *pe) {
+        char *end;
+        prog.every = strtod(pe, &end);
+        if (*end || !(prog.every >= 0) || !isfinite(prog.every))
+            return pnetrt_die("PNET_PROGRESS needs the seconds between progress lines (0: none), not '%s'", pe);
+    }
     int64_t features = 0, te = 0;
     int kind = 0;
     if (io_shape(d, &features, &kind, &te)) return 1;
@@ -402,12 +462,14 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
                         (double)B * (double)(ds.features + (ds.labels ? 1 : ds.target_elems)) * 4.0 + 8.0 * (double)ds.n);
     struct sigaction old[3];
     catch_stop_signals(old);
-    bool tty = isatty(STDOUT_FILENO);
+    prog.tty = isatty(STDOUT_FILENO);
+    prog.run_t0 = prog.last = pnetrt_now();
     int64_t nb = (ds.n + B - 1) / B;
     bool told = false;
     for (int64_t e = start_epoch; e < epochs && !rc; e++) {
         epoch_order(idx, ds.n, seed, e, shuffle);
-        double lsum = 0, t0 = pnetrt_now(), last = 0;
+        double lsum = 0, t0 = pnetrt_now();
+        if (prog.tty) prog.last = 0; /* the bar shows at the epoch's first step */
         int64_t good = 0, seen = 0, k_done = e == start_epoch ? start_batch : 0;
         for (int64_t k = k_done; k < nb && !rc; k++) {
             int64_t n = ds.n - k * B < B ? ds.n - k * B : B;
@@ -426,13 +488,8 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
             good += pnetrt_train_last_correct(m);
             seen += n;
             k_done = k + 1;
-            if (tty && pnetrt_now() - last > 0.1) {
-                last = pnetrt_now();
-                int w = 30, f = (int)((k + 1) * w / nb);
-                printf("\repoch %lld/%lld [%.*s%*s] %3d%%", (long long)e + 1, (long long)epochs, f,
-                       "==============================", w - f, "", (int)((k + 1) * 100 / nb));
-                fflush(stdout);
-            }
+            prog.run_samples += n;
+            progress_show(&prog, e, epochs, k_done, nb, B, ds.n, seen, lsum, t0);
             if (interrupted) break;
         }
         if (rc) break;
@@ -441,7 +498,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
          * the run's last step the run is finished: nothing is left to resume. */
         bool stop = interrupted != 0, epoch_done = !stop || k_done == nb;
         if (stop && !epoch_done) {
-            if (tty) printf("\n");
+            if (prog.tty && prog.width) printf("\n");
             int code = 128 + interrupted;
             if (o.save) {
                 if (pnetrt_save(m, o.save, true, e, k_done)) code = pnetrt_die("%s", pnetrt_last_error(m));
@@ -455,7 +512,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
             break;
         }
         double secs = pnetrt_now() - t0;
-        if (tty) printf("\r%60s\r", "");
+        progress_clear(&prog);
         printf("epoch %lld/%lld: loss %.4f", (long long)e + 1, (long long)epochs, seen ? lsum / (double)seen : 0.0);
         if (kind == PNETRT_LABELS_CLASS) printf(", accuracy %.4f", seen ? (double)good / (double)seen : 0.0);
         printf(", %.0f samples/s", secs > 0 ? (double)seen / secs : 0.0);
@@ -470,6 +527,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
         }
         printf("\n");
         fflush(stdout);
+        prog.last = pnetrt_now();
         if (o.save && pnetrt_save(m, o.save, true, e + 1, 0)) rc = pnetrt_die("%s", pnetrt_last_error(m));
         if (stop && !rc) {
             const char *sig = signal_label(interrupted);

@@ -7,6 +7,8 @@ run's, byte for byte, the message says the run is finished, and --resume of it s
 usage: train_progress.py PNETC
 """
 import os
+import pty
+import re
 import signal
 import struct
 import subprocess
@@ -23,6 +25,7 @@ passed = failed = 0
 
 def check(name, ok, detail=""):
     global passed, failed
+    ok = bool(ok)
     passed += ok
     failed += not ok
     print(("PASS " if ok else "FAIL ") + name + ("" if ok else " " + str(detail)))
@@ -80,6 +83,47 @@ base = [slow, "train", "--data", x, "--labels", y, "--threads", "1", "--no-shuff
 
 
 early = []  # a try that landed in the first epoch's (last) step instead
+
+
+# Progress. Not a terminal: only the epoch lines in a short run (10 s by default between progress
+# lines), and with PNET_PROGRESS=S a line every S seconds within the epoch.
+LINE = re.compile(r"^epoch 1/2: batch (\d+)/16 \((\d+)%\), loss \d+\.\d{4}, \d+ samples/s, ETA (\d+s|\d+:\d\d)$")
+rc, out, err = run(*base, "--epochs", "2", "--batch", "128")
+check("not a terminal, a short run: only the epoch lines", rc == 0 and len(out.splitlines()) == 2
+      and all(l.startswith("epoch %d/2: loss" % (i + 1)) for i, l in enumerate(out.splitlines())), (rc, out, err))
+rc, out, err = run(*base, "--epochs", "2", "--batch", "128", env=dict(os.environ, PNET_PROGRESS="0.02"))
+prog = [l for l in out.splitlines() if LINE.match(l)]
+check("PNET_PROGRESS=0.02: progress lines with the batch, loss, samples/s and ETA", rc == 0 and len(prog) >= 2, (rc, out, err))
+check("PNET_PROGRESS=0.02: each epoch still ends with its line",
+      [l for l in out.splitlines() if ": loss" in l and "batch" not in l][-1:] == [out.splitlines()[-1]], out)
+rc, out, err = run(*base, "--epochs", "2", "--batch", "128", env=dict(os.environ, PNET_PROGRESS="0"))
+check("PNET_PROGRESS=0: only the epoch lines", rc == 0 and len(out.splitlines()) == 2, out)
+for bad in ("x", "-1", "nan", "1s"):
+    rc, out, err = run(*base, "--epochs", "1", env=dict(os.environ, PNET_PROGRESS=bad))
+    check("PNET_PROGRESS=%s: a one-line error" % bad,
+          rc == 1 and len(err.splitlines()) == 1 and "PNET_PROGRESS needs the seconds" in err and bad in err and not out,
+          (rc, out, err))
+
+# On a terminal: a bar with the percentage, samples/s, the running loss and the ETA, cleared before
+# the epoch's line.
+master, slave = pty.openpty()
+p = subprocess.Popen(base + ["--epochs", "2", "--batch", "128"], stdout=slave, stderr=subprocess.PIPE)
+os.close(slave)
+chunks = []
+while True:
+    try:
+        b = os.read(master, 4096)
+    except OSError:
+        break
+    if not b:
+        break
+    chunks.append(b)
+p.wait(timeout=300)
+os.close(master)
+tty = b"".join(chunks).decode(errors="replace")
+BAR = re.compile(r"\repoch 1/2 \[=*\s*\] +\d+%  \d+ samples/s  loss \d+\.\d{4}  ETA (\d+s|\d+:\d\d)")
+check("a terminal: the bar shows samples/s, the running loss and the ETA", p.returncode == 0 and BAR.search(tty), repr(tty[:300]))
+check("a terminal: the bar is cleared before the epoch's line", re.search(r"\r +\repoch 1/2: loss", tty), repr(tty[-300:]))
 
 
 def interrupt_last_step(epochs, ckpt, sig=signal.SIGINT):
