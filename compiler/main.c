@@ -44,6 +44,7 @@ static const char usage[] =
     "  --target TRIPLE    target triple (default: the host)\n"
     "  --cpu NAME         target CPU, such as x86-64-v4 or native (default: the host's); help lists them\n"
     "  --weights W.safetensors  embed these weights (PyTorch names) as read-only data\n"
+    "  --weights-prefix P  the weights' names carry the prefix P ('model.fc1.weight': --weights-prefix model.)\n"
     "  --check            check the file; print nothing and exit 0 when it is valid\n"
     "  --emit=graph       print the checked graph IR, one node per line\n"
     "  --emit=dot         print the graph as Graphviz, one cluster per pipeline stage\n"
@@ -68,7 +69,7 @@ static const char usage[] =
 typedef enum { ACT_EXE, ACT_CHECK, ACT_GRAPH, ACT_DOT, ACT_OBJ, ACT_ASM, ACT_LLVM, ACT_REPORT, ACT_PARTITION } action;
 
 typedef struct compile_opts {
-    const char *out_path, *triple, *cpu, *weights, *dump_after;
+    const char *out_path, *triple, *cpu, *weights, *weights_prefix, *dump_after;
     int opt_level;
     int train_chunk; /* 0: the default */
     int ranks;       /* --report --ranks K: how K ranks of mpirun share the network; 0: not asked */
@@ -175,12 +176,18 @@ static int print_graph(pn_graph *g, action act, const char *out_path) {
     return out_close(&of, true);
 }
 
-/* Reads every parameter of the graph from a safetensors file into the planned buffer. */
-static float *load_weights(const pn_graph *g, const char *path) {
+/* Reads every parameter of the graph from a safetensors file (names under `prefix`) into the planned
+ * buffer; warns of the file's other tensors. */
+static float *load_weights(const pn_graph *g, const char *path, const char *prefix, bool warn) {
     char err[512];
     pnetrt_st *st;
     if (pnetrt_st_open(path, &st, err, sizeof err)) {
         fprintf(stderr, "pnetc: error: %s\n", err);
+        return NULL;
+    }
+    if (pnetrt_st_set_prefix(st, prefix, err, sizeof err)) {
+        fprintf(stderr, "pnetc: error: %s\n", err);
+        pnetrt_st_close(st);
         return NULL;
     }
     float *w = pn_xcalloc((size_t)(g->plan.param_floats ? g->plan.param_floats : 1), sizeof(float));
@@ -200,6 +207,12 @@ static float *load_weights(const pn_graph *g, const char *path) {
             off += (pn_shape_sample_elems(&n->params[k].shape) + 15) / 16 * 16;
         }
     }
+    const char *f = pnetrt_st_meta(st, "format");
+    char list[400];
+    int unused = w && warn ? pnetrt_st_unused(st, f && !strcmp(f, "pnet-checkpoint") ? "optimizer." : NULL, list, sizeof list) : 0;
+    if (unused)
+        fprintf(stderr, "pnetc: warning: %s: %d tensor%s %s not parameters of network '%s' and %s not embedded: %s\n", path,
+                unused, unused == 1 ? "" : "s", unused == 1 ? "is" : "are", g->name, unused == 1 ? "was" : "were", list);
     pnetrt_st_close(st);
     return w;
 }
@@ -332,7 +345,8 @@ static int compile(pn_graph *g, action act, const compile_opts *o) {
         return 1;
     }
     float *weights = NULL;
-    if (o->weights && !(weights = load_weights(g, o->weights))) return 1;
+    if (o->weights && !(weights = load_weights(g, o->weights, o->weights_prefix, !o->diags || !o->diags->no_warnings)))
+        return 1;
     pn_cg_options co = {o->triple, o->cpu, o->opt_level, weights, act == ACT_EXE};
     cg c;
     char err[1024];
@@ -642,7 +656,8 @@ int main(int argc, char **argv) {
         } else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
             o.opt_level = a[2] - '0';
         } else if (strcmp(a, "-o") == 0 || strcmp(a, "-I") == 0 || strcmp(a, "--network") == 0 ||
-                   strcmp(a, "--target") == 0 || strcmp(a, "--cpu") == 0 || strcmp(a, "--weights") == 0) {
+                   strcmp(a, "--target") == 0 || strcmp(a, "--cpu") == 0 || strcmp(a, "--weights") == 0 ||
+                   strcmp(a, "--weights-prefix") == 0) {
             if (i + 1 >= argc) {
                 rc = fail("option '%s' needs an argument", a);
                 goto done;
@@ -653,6 +668,7 @@ int main(int argc, char **argv) {
             else if (strcmp(a, "--network") == 0) network = v;
             else if (strcmp(a, "--target") == 0) o.triple = v;
             else if (strcmp(a, "--cpu") == 0) o.cpu = v;
+            else if (strcmp(a, "--weights-prefix") == 0) o.weights_prefix = v;
             else o.weights = v;
         } else if (strncmp(a, "-I", 2) == 0) {
             pn_vec_push(&prog.arena, &prog.include_dirs, (void *)(a + 2));
@@ -687,6 +703,10 @@ int main(int argc, char **argv) {
     }
     if (o.cpu && strcmp(o.cpu, "help") == 0) {
         rc = list_cpus(o.triple);
+        goto done;
+    }
+    if (o.weights_prefix && !o.weights) {
+        rc = fail("--weights-prefix %s needs --weights W.safetensors", o.weights_prefix);
         goto done;
     }
     if (o.ranks && act != ACT_REPORT) {

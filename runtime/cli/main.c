@@ -49,6 +49,8 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "                            stage per rank; the default for inference of a network with stages)\n\n"
             "options of infer and bench:\n"
             "  --weights W.safetensors   load these weights (PyTorch names)\n"
+            "  --weights-prefix P        their names carry the prefix P: 'model.fc1.weight' for fc1.weight\n"
+            "                            with --weights-prefix model. (also for train, eval and bench --train)\n"
             "  --threads N               threads (default: all cores, or OMP_NUM_THREADS)\n"
             "  --replicas R              batch-parallel replicas (default: the network's @shard(batch, R); without\n"
             "                            it, picked per call: intra-op for small batches, replicas for large ones)\n"
@@ -78,7 +80,7 @@ static int find(const pnetrt_tensor_desc *ts, int64_t n, const char *name, size_
 
 /* Common options: --threads N and --weights FILE. */
 typedef struct opts {
-    const char *weights;
+    const char *weights, *weights_prefix;
     int threads;
     int replicas;   /* 0: the network's own (@shard(batch, R)) */
     int microbatches; /* 0: the network's own (@pipeline(microbatches = M)) */
@@ -95,7 +97,7 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     if (*i + 1 >= argc) return 0;
     static const char *const known[] = {"--threads", "--weights", "--replicas", "--trace", "--microbatches",
-                                        "--stage-threads", "--schedule"};
+                                        "--stage-threads", "--schedule", "--weights-prefix"};
     int which = -1;
     for (int k = 0; k < (int)(sizeof known / sizeof known[0]); k++)
         if (strcmp(a, known[k]) == 0) which = k;
@@ -128,6 +130,7 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
         if (o->nstage_threads < 0) return -1;
         break;
     }
+    case 7: o->weights_prefix = s; break;
     default:
         if (strcmp(s, "serial") && strcmp(s, "batch") && strcmp(s, "pipeline") && strcmp(s, "hybrid"))
             return pnetrt_die("--schedule needs serial, batch, pipeline or hybrid, not '%s'", s), -1;
@@ -137,13 +140,15 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
 }
 
 static int open_model(const pnetrt_desc *d, const opts *o, pnetrt_model **m) {
-    (void)d;
-    if (pnetrt_create(m, d, o->weights)) {
+    if (o->weights_prefix && !o->weights) return pnetrt_die("--weights-prefix %s needs --weights FILE", o->weights_prefix);
+    if (pnetrt_create_prefixed(m, d, o->weights, o->weights_prefix)) {
         int r = pnetrt_die("%s", pnetrt_last_error(*m));
         pnetrt_destroy(*m);
         *m = NULL;
         return r;
     }
+    const char *unused = pnetrt_load_warning(*m);
+    if (*unused && pnetrt_rank <= 0) fprintf(stderr, "%s: warning: %s\n", pnetrt_prog, unused);
     int rc = 0;
     const char *sch = o->schedule;
     bool serial = sch && !strcmp(sch, "serial");

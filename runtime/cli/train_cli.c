@@ -25,7 +25,7 @@
 
 
 typedef struct topts {
-    const char *data, *labels, *val, *val_labels, *save, *weights, *resume;
+    const char *data, *labels, *val, *val_labels, *save, *weights, *weights_prefix, *resume;
     long long epochs, batch, seed, threads, replicas, microbatches;
     int stage_threads[PNETRT_MAX_STAGES], nstage_threads; /* --stage-threads */
     double lr, seconds;
@@ -76,6 +76,7 @@ static int parse_opts(int argc, char **argv, const char *allowed, topts *o) {
         else if (!strcmp(a, "--val-labels")) o->val_labels = v;
         else if (!strcmp(a, "--save")) o->save = v;
         else if (!strcmp(a, "--weights")) o->weights = v;
+        else if (!strcmp(a, "--weights-prefix")) o->weights_prefix = v;
         else if (!strcmp(a, "--resume")) o->resume = v;
         else if (!strcmp(a, "--trace")) o->trace = v;
         else if (!strcmp(a, "--epochs")) bad = pnetrt_opt_int(a, v, 1, 1000000, &o->epochs);
@@ -308,12 +309,15 @@ static void progress_clear(progress *p) {
 /* A model for training or evaluation, with the parameters of o->weights (parameters and buffers only,
  * as `infer --weights` reads them), or else the embedded ones, or else, when init, drawn from the seed. */
 static int open_trainer(const pnetrt_desc *d, const topts *o, bool init, pnetrt_model **m) {
-    if (pnetrt_create(m, d, o->weights)) {
+    if (o->weights_prefix && !o->weights) return pnetrt_die("--weights-prefix %s needs --weights FILE", o->weights_prefix);
+    if (pnetrt_create_prefixed(m, d, o->weights, o->weights_prefix)) {
         int r = pnetrt_die("%s", pnetrt_last_error(*m));
         pnetrt_destroy(*m);
         *m = NULL;
         return r;
     }
+    const char *unused = pnetrt_load_warning(*m);
+    if (*unused && pnetrt_rank <= 0) fprintf(stderr, "%s: warning: %s\n", pnetrt_prog, unused);
     int rc = 0;
     if (o->threads > 0) rc = pnetrt_set_threads(*m, (int)o->threads);
     if (!rc && o->replicas > 0) rc = pnetrt_set_replicas(*m, (int)o->replicas);
@@ -372,8 +376,8 @@ static int check_save(const char *path) {
 int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
     if (parse_opts(argc, argv,
-                   " --data --labels --val --val-labels --epochs --batch --lr --seed --save --weights --resume --trace --threads "
-                   "--replicas --microbatches --stage-threads --no-shuffle --label-column --no-scale ",
+                   " --data --labels --val --val-labels --epochs --batch --lr --seed --save --weights --weights-prefix --resume "
+                   "--trace --threads --replicas --microbatches --stage-threads --no-shuffle --label-column --no-scale ",
                    &o))
         return 1;
     if (!o.data) return pnetrt_die("train needs --data FILE");
@@ -556,7 +560,8 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
 
 int pnetrt_cmd_eval(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
-    if (parse_opts(argc, argv, " --data --labels --weights --batch --threads --replicas --trace --label-column --no-scale ", &o))
+    if (parse_opts(argc, argv, " --data --labels --weights --weights-prefix --batch --threads --replicas --trace --label-column --no-scale ",
+                   &o))
         return 1;
     if (!o.data) return pnetrt_die("eval needs --data FILE");
     if (!o.weights && !d->embedded) return pnetrt_die("eval needs --weights W.safetensors (the network has no embedded weights)");
@@ -582,7 +587,7 @@ int pnetrt_cmd_eval(const pnetrt_desc *d, int argc, char **argv) {
 /* Training throughput on random data: steps for about --seconds, after one warm-up step. */
 int pnetrt_cmd_bench_train(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
-    if (parse_opts(argc, argv, " --train --batch --seconds --threads --replicas --weights --trace ", &o)) return 1;
+    if (parse_opts(argc, argv, " --train --batch --seconds --threads --replicas --weights --weights-prefix --trace ", &o)) return 1;
     int64_t features = 0, te = 0;
     int kind = 0;
     if (io_shape(d, &features, &kind, &te)) return 1;

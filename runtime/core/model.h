@@ -57,6 +57,13 @@ int pnetrt_rank_layout(pnetrt_model *m, int pref);
  * stage's parameters. */
 int pnetrt_model_rank_stage(const pnetrt_model *m);
 bool pnetrt_model_partial(const pnetrt_model *m);
+/* pnetrt_create, with every tensor of the weights file looked up as prefix + name (the executables'
+ * --weights-prefix; NULL: none). */
+int pnetrt_create_prefixed(pnetrt_model **out, const pnetrt_desc *d, const char *weights_path, const char *prefix);
+/* After pnetrt_create: "W.safetensors: 2 tensors are not parameters of network 'net' and were not
+ * loaded: 'a', 'b'", or "" when the weights file held only the network's (a pnet checkpoint's
+ * optimizer state aside). The model owns the string. */
+const char *pnetrt_load_warning(const pnetrt_model *m);
 /* True when pnetrt_create succeeded; otherwise false, with the error set (m may be NULL). */
 bool pnetrt_ready(pnetrt_model *m);
 /* The threads a call of `flops` floating-point operations runs on: `threads`, or fewer when each

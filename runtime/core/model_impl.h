@@ -77,6 +77,8 @@ struct pnetrt_model {
     pthread_mutex_t lock;
     uint64_t id;             /* unique in the process: which handle a thread's last error is of */
     char err[512];
+    const char *weights_prefix; /* pnetrt_create_prefixed's, while it loads */
+    char load_warning[512];     /* the weights file's tensors the network does not use, or "" */
 };
 
 /* Sets the model's error message from a printf format; returns 1. */

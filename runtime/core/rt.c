@@ -61,10 +61,34 @@ static void *alloc_aligned(size_t bytes) {
     return p;
 }
 
+/* Opens a weights file, its names looked up under the model's prefix. */
+static int open_weights(pnetrt_model *m, const char *path, pnetrt_st **st) {
+    if (pnetrt_st_open(path, st, m->err, sizeof m->err)) return 1;
+    if (pnetrt_st_set_prefix(*st, m->weights_prefix, m->err, sizeof m->err)) {
+        pnetrt_st_close(*st);
+        *st = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+/* After every parameter was read: the file's other tensors, as a warning. A pnet checkpoint's
+ * optimizer state is no surprise. */
+static void note_unused(pnetrt_model *m, const pnetrt_st *st, const char *path) {
+    const char *f = pnetrt_st_meta(st, "format");
+    char list[400];
+    int n = pnetrt_st_unused(st, f && !strcmp(f, "pnet-checkpoint") ? "optimizer." : NULL, list, sizeof list);
+    if (n)
+        snprintf(m->load_warning, sizeof m->load_warning, "%s: %d tensor%s %s not parameters of network '%s' and %s not loaded: %s",
+                 path, n, n == 1 ? "" : "s", n == 1 ? "is" : "are", m->d->name, n == 1 ? "was" : "were", list);
+}
+
+const char *pnetrt_load_warning(const pnetrt_model *m) { return m ? m->load_warning : ""; }
+
 /* Loads every parameter from a safetensors file, by PyTorch name, with its exact shape. */
 static int load_weights(pnetrt_model *m, const char *path) {
     pnetrt_st *st;
-    if (pnetrt_st_open(path, &st, m->err, sizeof m->err)) return 1;
+    if (open_weights(m, path, &st)) return 1;
     for (int64_t p = 0; p < m->d->nparams; p++) {
         const pnetrt_tensor_desc *t = &m->d->params[p];
         if (pnetrt_st_read_f32(st, t->name, (int)t->rank, t->shape, m->params + t->offset, m->err, sizeof m->err)) {
@@ -72,6 +96,7 @@ static int load_weights(pnetrt_model *m, const char *path) {
             return 1;
         }
     }
+    note_unused(m, st, path);
     pnetrt_st_close(st);
     return 0;
 }
@@ -184,6 +209,10 @@ char *pnetrt_scratch(pnetrt_model *m) { return m->scratch; }
 int pnetrt_scratch_threads(const pnetrt_model *m) { return m->scratch_threads; }
 
 int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_path) {
+    return pnetrt_create_prefixed(out, d, weights_path, NULL);
+}
+
+int pnetrt_create_prefixed(pnetrt_model **out, const pnetrt_desc *d, const char *weights_path, const char *prefix) {
     if (!out) return 1;
     *out = NULL;
     pnetrt_model *m = calloc(1, sizeof *m);
@@ -242,7 +271,10 @@ int pnetrt_create(pnetrt_model **out, const pnetrt_desc *d, const char *weights_
     }
     const char *ad = getenv("PNET_ADAPTIVE_THREADS");
     m->adaptive = !(ad && strcmp(ad, "0") == 0);
-    if (load(m, weights_path)) return 1;
+    m->weights_prefix = prefix;
+    int rc = load(m, weights_path);
+    m->weights_prefix = NULL;
+    if (rc) return 1;
     m->ready = true;
     return 0;
 }
@@ -305,11 +337,12 @@ static int load(pnetrt_model *m, const char *path) {
     const float *embedded = path ? NULL : d->embedded;
     if (d->prepare && d->prepare_param && d->unprepare_param) {
         pnetrt_st *st = NULL;
-        if (path && pnetrt_st_open(path, &st, m->err, sizeof m->err)) return 1;
+        if (path && open_weights(m, path, &st)) return 1;
         /* A rank that runs one pipeline stage reads, prepares and touches only that stage's
          * parameters: the others stay zero pages of the mapping, which cost no memory. */
         m->partial_params = m->rank_stage >= 0 && d->param_stage;
         int rc = alloc_prepared(m) || load_prepared(m, st, embedded);
+        if (!rc && st) note_unused(m, st, path);
         pnetrt_st_close(st);
         if (!rc && embedded) m->params = (float *)embedded;
         return rc;

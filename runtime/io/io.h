@@ -67,6 +67,13 @@ int pnetrt_st_read_f32(pnetrt_st *st, const char *name, int rank, const int64_t 
    dst[0..count): a large tensor is read a slice at a time, straight from the file. */
 int pnetrt_st_read_f32_range(pnetrt_st *st, const char *name, int rank, const int64_t *shape, int64_t first,
                              int64_t count, float *dst, char *err, size_t errlen);
+/* Looks every tensor up as prefix + name from now on (PyTorch's "model.fc1.weight" as "fc1.weight"); NULL or ""
+   for none. A name that is missing but that the file holds under a prefix gets the error "missing tensor
+   'fc1.weight'; the file has 'model.fc1.weight': its names carry the prefix 'model.' (give --weights-prefix model.)". */
+int pnetrt_st_set_prefix(pnetrt_st *st, const char *prefix, char *err, size_t errlen);
+/* The tensors no read has asked for, except those whose names start with skip (may be NULL): their count, and
+   the first 8 names into buf as "'a', 'b' and 3 more" (buf may be NULL). */
+int pnetrt_st_unused(const pnetrt_st *st, const char *skip, char *buf, size_t len);
 /* The string value of key in the file's __metadata__, or NULL. Valid until pnetrt_st_close. */
 const char *pnetrt_st_meta(const pnetrt_st *st, const char *key);
 /* Closes the file and frees st; safe on NULL. */

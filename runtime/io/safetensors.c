@@ -36,6 +36,7 @@ typedef struct {
     int rank;
     int64_t shape[PNETRT_MAX_RANK];
     uint64_t begin, end; /* within the data block */
+    bool used;           /* looked up by a read: pnetrt_st_unused lists the others */
 } st_entry;
 
 struct pnetrt_st {
@@ -46,6 +47,7 @@ struct pnetrt_st {
     int n;
     st_entry *entries; /* file order */
     st_entry **sorted; /* by name, for lookup */
+    char *prefix;      /* pnetrt_st_set_prefix: prepended to every name looked up, or NULL */
 };
 
 /* Every dtype of the format that has a whole-byte size; the supported ones convert to float. */
@@ -421,7 +423,16 @@ void pnetrt_st_close(pnetrt_st *st) {
     free(st->entries);
     free(st->sorted);
     free(st->path);
+    free(st->prefix);
     free(st);
+}
+
+int pnetrt_st_set_prefix(pnetrt_st *st, const char *prefix, char *err, size_t errlen) {
+    char *p = prefix && *prefix ? strdup(prefix) : NULL;
+    if (prefix && *prefix && !p) return pnetrt_io_fail(err, errlen, st->path, "out of memory");
+    free(st->prefix);
+    st->prefix = p;
+    return 0;
 }
 
 /* ---- reading tensors ---------------------------------------------------------------------- */
@@ -470,8 +481,53 @@ static st_entry *st_find(const pnetrt_st *st, const char *name) {
     return hit ? *hit : NULL;
 }
 
+/* The file's name for `name`: with the prefix, into buf (NULL when it does not fit). */
+static const char *st_key(const pnetrt_st *st, const char *name, char *buf, size_t len) {
+    if (!st->prefix) return name;
+    return (size_t)snprintf(buf, len, "%s%s", st->prefix, name) < len ? buf : NULL;
+}
+
+/* "missing tensor 'fc1.weight'", and where the file holds it under a prefix, which: the name with
+ * the prefix given, or another name that ends in ".fc1.weight" (the shortest). */
+static int st_missing(const pnetrt_st *st, const char *name, const char *key, char *err, size_t errlen) {
+    if (st->prefix && st_find(st, name))
+        return pnetrt_io_fail(err, errlen, st->path, "missing tensor '%s'; the file has '%s', without the prefix '%s'", key,
+                              name, st->prefix);
+    size_t len = strlen(name);
+    const st_entry *best = NULL;
+    for (int i = 0; i < st->n; i++) {
+        const char *k = st->entries[i].name;
+        size_t kl = strlen(k);
+        if (kl > len && k[kl - len - 1] == '.' && !strcmp(k + kl - len, name) && (!best || kl < strlen(best->name)))
+            best = &st->entries[i];
+    }
+    if (!best) return pnetrt_io_fail(err, errlen, st->path, "missing tensor '%s'", key);
+    int pl = (int)(strlen(best->name) - len);
+    return pnetrt_io_fail(err, errlen, st->path, "missing tensor '%s'; the file has '%s': its names carry the prefix "
+                          "'%.*s' (give --weights-prefix %.*s)", key, best->name, pl, best->name, pl, best->name);
+}
+
+int pnetrt_st_unused(const pnetrt_st *st, const char *skip, char *buf, size_t len) {
+    int n = 0, shown = 0;
+    size_t at = 0;
+    if (buf && len) buf[0] = '\0';
+    for (int i = 0; st && i < st->n; i++) {
+        const st_entry *e = &st->entries[i];
+        if (e->used || (skip && !strncmp(e->name, skip, strlen(skip)))) continue;
+        n++;
+        if (buf && shown < 8 && at < len) {
+            at += (size_t)snprintf(buf + at, len - at, "%s'%s'", shown ? ", " : "", e->name);
+            shown++;
+        }
+    }
+    if (buf && n > shown && at < len) snprintf(buf + at, len - at, " and %d more", n - shown);
+    return n;
+}
+
 int pnetrt_st_shape(const pnetrt_st *st, const char *name, int *rank, int64_t shape[PNETRT_MAX_RANK]) {
-    const st_entry *e = st && name ? st_find(st, name) : NULL;
+    char buf[1024];
+    const char *key = st && name ? st_key(st, name, buf, sizeof buf) : NULL;
+    const st_entry *e = key ? st_find(st, key) : NULL;
     if (!e) return -1;
     *rank = e->rank;
     for (int i = 0; i < e->rank; i++)
@@ -496,8 +552,13 @@ int pnetrt_st_read_f32_range(pnetrt_st *st, const char *name, int rank, const in
                              int64_t count, float *dst, char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
     const char *path = st->path;
-    st_entry *e = st_find(st, name);
-    if (!e) return pnetrt_io_fail(err, errlen, path, "missing tensor '%s'", name);
+    char kbuf[1024];
+    const char *key = st_key(st, name, kbuf, sizeof kbuf);
+    if (!key) return pnetrt_io_fail(err, errlen, path, "tensor name '%s%s' is too long", st->prefix, name);
+    st_entry *e = st_find(st, key);
+    if (!e) return st_missing(st, name, key, err, errlen);
+    e->used = true;
+    name = key; /* errors name the tensor as the file does */
     bool same = rank == e->rank;
     for (int i = 0; same && i < rank; i++)
         same = shape[i] == e->shape[i];

@@ -731,6 +731,49 @@ static void test_st_missing_tensor_and_wrong_shape(void **state) {
     pnetrt_st_close(NULL);
 }
 
+/* Names under a prefix: found with pnetrt_st_set_prefix, suggested without it; the tensors never read are
+ * listed, in file order. */
+static void test_st_prefix_and_unused(void **state) {
+    (void)state;
+    char err[512] = "", list[256];
+    const char *path = P("pre.safetensors");
+    static const float v[4] = {1, 2, 3, 4};
+    const char *names[] = {"model.fc1.weight", "model.fc1.bias", "fc1.bias", "extra"};
+    const int ranks[] = {1, 1, 1, 1};
+    const int64_t shapes[][8] = {{2}, {1}, {1}, {1}};
+    const float *data[] = {v, v + 2, v + 3, v + 3};
+    assert_int_equal(pnetrt_st_write(path, 4, names, ranks, shapes, data, 0, NULL, NULL, err, sizeof err), 0);
+    pnetrt_st *st;
+    assert_int_equal(pnetrt_st_open(path, &st, err, sizeof err), 0);
+    float f[2];
+    assert_int_equal(pnetrt_st_unused(st, NULL, list, sizeof list), 4);
+    assert_error(pnetrt_st_read_f32(st, "fc1.weight", 1, (int64_t[]){2}, f, err, sizeof err), err, path,
+                 "missing tensor 'fc1.weight'; the file has 'model.fc1.weight': its names carry the prefix 'model.' "
+                 "(give --weights-prefix model.)");
+    assert_int_equal(pnetrt_st_read_f32(st, "fc1.bias", 1, (int64_t[]){1}, f, err, sizeof err), 0);
+    assert_true(f[0] == 4);
+    assert_int_equal(pnetrt_st_set_prefix(st, "model.", err, sizeof err), 0);
+    assert_int_equal(pnetrt_st_read_f32(st, "fc1.weight", 1, (int64_t[]){2}, f, err, sizeof err), 0);
+    assert_true(f[0] == 1 && f[1] == 2);
+    int rank;
+    int64_t shape[PNETRT_MAX_RANK];
+    assert_int_equal(pnetrt_st_shape(st, "fc1.bias", &rank, shape), 0);
+    assert_int_equal(pnetrt_st_shape(st, "extra", &rank, shape), -1);
+    assert_error(pnetrt_st_read_f32(st, "extra", 1, (int64_t[]){1}, f, err, sizeof err), err, path,
+                 "missing tensor 'model.extra'; the file has 'extra', without the prefix 'model.'");
+    assert_error(pnetrt_st_read_f32(st, "fc1.weight", 1, (int64_t[]){3}, f, err, sizeof err), err, path,
+                 "tensor 'model.fc1.weight' has shape [2], expected [3]");
+    /* read so far: fc1.bias and model.fc1.weight (shape lookups and failed lookups do not count) */
+    assert_int_equal(pnetrt_st_unused(st, NULL, list, sizeof list), 2);
+    assert_string_equal(list, "'model.fc1.bias', 'extra'");
+    assert_int_equal(pnetrt_st_unused(st, "model.", list, sizeof list), 1);
+    assert_string_equal(list, "'extra'");
+    assert_int_equal(pnetrt_st_unused(st, NULL, NULL, 0), 2);
+    assert_int_equal(pnetrt_st_set_prefix(st, NULL, err, sizeof err), 0);
+    assert_int_equal(pnetrt_st_read_f32(st, "extra", 1, (int64_t[]){1}, f, err, sizeof err), 0);
+    pnetrt_st_close(st);
+}
+
 static void test_st_duplicate_name(void **state) {
     (void)state;
     char err[512] = "";
@@ -1120,6 +1163,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_st_offsets_disagree_with_shape, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_unknown_dtype, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_missing_tensor_and_wrong_shape, clear_tmpdir),
+        cmocka_unit_test_teardown(test_st_prefix_and_unused, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_duplicate_name, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_write_errors, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_offsets_must_tile, clear_tmpdir),
