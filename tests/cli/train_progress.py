@@ -89,15 +89,17 @@ early = []  # a try that landed in the first epoch's (last) step instead
 # lines), and with PNET_PROGRESS=S a line every S seconds within the epoch.
 LINE = re.compile(r"^epoch 1/2: batch (\d+)/16 \((\d+)%\), loss \d+\.\d{4}, \d+ samples/s, ETA (\d+s|\d+:\d\d)$")
 rc, out, err = run(*base, "--epochs", "2", "--batch", "128")
-check("not a terminal, a short run: only the epoch lines", rc == 0 and len(out.splitlines()) == 2
-      and all(l.startswith("epoch %d/2: loss" % (i + 1)) for i, l in enumerate(out.splitlines())), (rc, out, err))
+# The first line is the schedule, which train prints once.
+check("not a terminal, a short run: the schedule, then only the epoch lines", rc == 0 and len(out.splitlines()) == 3
+      and out.startswith("schedule: ")
+      and all(l.startswith("epoch %d/2: loss" % (i + 1)) for i, l in enumerate(out.splitlines()[1:])), (rc, out, err))
 rc, out, err = run(*base, "--epochs", "2", "--batch", "128", env=dict(os.environ, PNET_PROGRESS="0.02"))
 prog = [l for l in out.splitlines() if LINE.match(l)]
 check("PNET_PROGRESS=0.02: progress lines with the batch, loss, samples/s and ETA", rc == 0 and len(prog) >= 2, (rc, out, err))
 check("PNET_PROGRESS=0.02: each epoch still ends with its line",
       [l for l in out.splitlines() if ": loss" in l and "batch" not in l][-1:] == [out.splitlines()[-1]], out)
 rc, out, err = run(*base, "--epochs", "2", "--batch", "128", env=dict(os.environ, PNET_PROGRESS="0"))
-check("PNET_PROGRESS=0: only the epoch lines", rc == 0 and len(out.splitlines()) == 2, out)
+check("PNET_PROGRESS=0: the schedule, then only the epoch lines", rc == 0 and len(out.splitlines()) == 3, out)
 for bad in ("x", "-1", "nan", "1s"):
     rc, out, err = run(*base, "--epochs", "1", env=dict(os.environ, PNET_PROGRESS=bad))
     check("PNET_PROGRESS=%s: a one-line error" % bad,
