@@ -478,10 +478,22 @@ static int write_report(pn_graph *g, const compile_opts *o) {
                     sp[g->nodes[i].stage] += (pn_shape_sample_elems(&g->nodes[i].params[k].shape) + 15) / 16 * 16;
         for (int s = 0; s < S; s++) pn_bounds_bytes(&bd, s, &rs[s], &rf[s]);
         x.stage_param_floats = sp, x.stage_recv_sample = rs, x.stage_recv_fixed = rf;
+        /* Training one stage per rank: what each stage receives in the training arena. */
+        pn_tbounds tb;
+        pn_train_bounds(g, &tb);
+        int64_t *tf = pn_xcalloc((size_t)S * 2, sizeof *tf), *tw = tf + S;
+        for (int s = 0; s < S && t->present; s++) {
+            for (int64_t j = tb.fwd_first[s]; j < tb.fwd_first[s + 1]; j++) tf[s] += tb.fwd[2 * j + 1];
+            for (int64_t j = tb.bwd_first[s]; j < tb.bwd_first[s + 1]; j++) tw[s] += tb.bwd[2 * j + 1];
+        }
+        if (t->present && !batchnorm && g->nstages > 1) x.train_fwd_sample = tf, x.train_bwd_sample = tw;
+        x.one_f_one_b = g->schedule == PN_SCHED_1F1B;
         fprintf(of.f, "\n");
         pnetrt_rank_report(of.f, &x, o->ranks, g->train.present && g->train.batch > 0 ? g->train.batch : 256);
         free(sp);
+        free(tf);
         pn_bounds_free(&bd);
+        pn_tbounds_free(&tb);
     }
     return out_close(&of, true);
 }

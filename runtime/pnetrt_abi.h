@@ -119,6 +119,13 @@ typedef struct pnetrt_train_desc {
     int64_t nstages;
     const pnetrt_segment_fn *stage_forward;
     const pnetrt_segment_fn *stage_backward;
+    /* Pipeline training with one stage per rank: before its forward of a micro-batch, stage s
+     * receives from stage s - 1 the values stage_fwd[2 * j ..] for j in [stage_fwd_first[s],
+     * stage_fwd_first[s + 1]); before its backward, from stage s + 1 the gradients
+     * stage_bwd[2 * j ..] for j in [stage_bwd_first[s], stage_bwd_first[s + 1]). Each is an
+     * (offset, bytes) pair of the training arena's per-sample layout: at slot + offset * cap, bytes
+     * per sample. NULL when nstages is 0. */
+    const int64_t *stage_fwd_first, *stage_fwd, *stage_bwd_first, *stage_bwd;
 } pnetrt_train_desc;
 
 typedef struct pnetrt_desc {

@@ -61,6 +61,11 @@ typedef struct pnetrt_rank_facts {
     int nstages, microbatches;
     const int64_t *stage_param_floats, *stage_recv_sample, *stage_recv_fixed;
     int64_t infer_fixed_bytes;  /* inference activations independent of the batch */
+    /* Training one stage per rank (the network's stages train as a pipeline): per stage, the
+     * training arena's bytes per sample it receives before a forward and before a backward; NULL:
+     * its stages cannot (batchnorm), and training runs the ranks as replicas. */
+    const int64_t *train_fwd_sample, *train_bwd_sample;
+    bool one_f_one_b;
     bool replicas_only;         /* --rank-layout replicas: every rank runs every stage */
 } pnetrt_rank_facts;
 
@@ -109,7 +114,42 @@ static inline void pnetrt_rank_report(FILE *f, const pnetrt_rank_facts *x, int K
     if (staged && K % x->nstages == 0) {
         pnetrt_rank_stage_report(f, x, K, B);
         if (!x->train) return;
-        fprintf(f, "training: ");
+        if (x->train_fwd_sample) {
+            /* Training: the same ranks and stages, micro-batches of whole chunks. */
+            int S = x->nstages, R = K / S;
+            int64_t C = x->chunk > 0 ? x->chunk : 32, nch = (B + C - 1) / C, P = x->param_floats;
+            int64_t most = (nch + R - 1) / R, M = x->microbatches > 0 ? x->microbatches : 1;
+            if (M > most) M = most;
+            int64_t cap = M > 0 ? (most + M - 1) / M * C : C;
+            fprintf(f, "training: the same ranks and stages (%s), %lld micro-batch%s of at most %lld samples per pipeline and step\n",
+                    x->one_f_one_b ? "1f1b" : "gpipe", (long long)M, M == 1 ? "" : "es", (long long)cap);
+            pnetrt_blk stack[128];
+            for (int k = 0; k < K; k++) {
+                int s = k % S, r = k / S;
+                fprintf(f, "  rank %d: stage %d", k, s);
+                if (s + 1 < S) {
+                    pnetrt_rank_bytes((double)(x->train_fwd_sample[s + 1] * cap), a, sizeof a);
+                    pnetrt_rank_bytes((double)(x->train_bwd_sample[s] * cap), b, sizeof b);
+                    fprintf(f, "; per micro-batch sends rank %d %s of values and receives %s of their gradients", k + 1, a, b);
+                }
+                if (R > 1 && pnetrt_tree_depth(nch) <= 128) {
+                    /* The stage's R ranks reduce its gradient along the tree, as R data-parallel ranks. */
+                    int64_t total = 0, nb = 0;
+                    for (int q = 0; q < R; q++) {
+                        int64_t n = pnetrt_tree_stack(nch * q / R, nch * (q + 1) / R, stack, NULL);
+                        total += n;
+                        if (q == r) nb = n;
+                    }
+                    double sent = (double)nb * (double)P * (R - 1) / R + (double)P / R * (R - 1);
+                    double got = (double)(total - nb) * (double)P / R + (double)P * (R - 1) / R;
+                    pnetrt_rank_bytes(sent * 4, a, sizeof a);
+                    pnetrt_rank_bytes(got * 4, b, sizeof b);
+                    fprintf(f, "; a step's gradient reduction among stage %d's %d ranks sends %s and receives %s", s, R, a, b);
+                }
+                fprintf(f, "\n");
+            }
+        }
+        fprintf(f, "%s: ", x->train_fwd_sample ? "evaluation" : "training");
     } else if (staged) {
         fprintf(f, "ranks: %d do not fit %d pipeline stages for inference: run a multiple of %d ranks, or --rank-layout "
                    "replicas\n", K, x->nstages, x->nstages);

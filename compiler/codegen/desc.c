@@ -99,6 +99,8 @@ LLVMValueRef cg_gen_train_desc(cg *c, const pn_train_fns *fns) {
     }
     const pn_train *tr = &g->train;
     const pn_node *loss = &g->nodes[t->loss];
+    pn_tbounds tb;
+    pn_train_bounds(g, &tb);
     LLVMTypeRef dbl = LLVMDoubleTypeInContext(c->ctx);
     LLVMValueRef f[] = {
         cg_i64(c, nin), const_array(c, tensor_type(c), ins, nin, ".train_inputs"), cg_i64(c, t->chunk),
@@ -110,7 +112,12 @@ LLVMValueRef cg_gen_train_desc(cg *c, const pn_train_fns *fns) {
         cg_i64(c, tr->batch), cg_i64(c, tr->epochs), cg_i64(c, tr->seed),
         cg_i64(c, loss->op == PN_OP_CROSS_ENTROPY ? 1 : 2),
         cg_i64(c, loss->op == PN_OP_CROSS_ENTROPY ? g->nodes[loss->in[0]].shape.d[1] : 0),
-        cg_i64(c, fns->nstages), fns->stage_fwd, fns->stage_bwd};
+        cg_i64(c, fns->nstages), fns->stage_fwd, fns->stage_bwd,
+        i64_array(c, tb.fwd_first, fns->nstages ? fns->nstages + 1 : 0, ".stage_fwd_first"),
+        i64_array(c, tb.fwd, fns->nstages ? 2 * tb.fwd_first[fns->nstages] : 0, ".stage_fwd"),
+        i64_array(c, tb.bwd_first, fns->nstages ? fns->nstages + 1 : 0, ".stage_bwd_first"),
+        i64_array(c, tb.bwd, fns->nstages ? 2 * tb.bwd_first[fns->nstages] : 0, ".stage_bwd")};
+    pn_tbounds_free(&tb);
     LLVMValueRef init = LLVMConstStructInContext(c->ctx, f, (unsigned)(sizeof f / sizeof f[0]), 0);
     char *name = pn_xasprintf("%s__train", c->px);
     LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);

@@ -103,3 +103,64 @@ void pn_bounds_free(pn_bounds *b) {
     free(b->param_stage);
     *b = (pn_bounds){0};
 }
+
+/* Appends the pair (a, b) to *v (n pairs, cap of them). */
+static void push_pair(int64_t **v, int64_t *n, int64_t *cap, int64_t a, int64_t b) {
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 16;
+        *v = pn_xrealloc(*v, (size_t)*cap * 2 * sizeof **v);
+    }
+    (*v)[2 * *n] = a, (*v)[2 * *n + 1] = b;
+    (*n)++;
+}
+
+void pn_train_bounds(const pn_graph *g, pn_tbounds *out) {
+    const pn_tplan *t = &g->tplan;
+    int nn = g->nnodes, S = g->nstages > 0 ? g->nstages : 1;
+    *out = (pn_tbounds){.nstages = S};
+    out->fwd_first = pn_xcalloc((size_t)S + 1, sizeof *out->fwd_first);
+    out->bwd_first = pn_xcalloc((size_t)S + 1, sizeof *out->bwd_first);
+    if (!t->present) return;
+    int *need = pn_xcalloc((size_t)nn + 1, sizeof *need);
+    for (int i = 0; i < nn; i++) need[i] = -1;
+    /* A node's forward and backward read its inputs' values: a value stored by an earlier stage
+     * crosses to the node's stage. */
+    for (int i = 0; i < nn; i++) {
+        if (!t->live[i] && i != t->loss) continue;
+        int si = g->nodes[i].stage;
+        for (int k = 0; k < g->nodes[i].ninputs; k++) {
+            int a = t->act[g->nodes[i].in[k]];
+            if (a < 0 || t->act_off[a] < 0 || g->nodes[a].op == PN_OP_INPUT || g->nodes[a].op == PN_OP_CONST) continue;
+            if (g->nodes[a].stage < si && si > need[a]) need[a] = si;
+        }
+    }
+    int64_t nf = 0, cf = 0, nb = 0, cb = 0;
+    for (int s = 0; s < S; s++) {
+        out->fwd_first[s] = nf;
+        for (int a = 0; a < nn; a++)
+            if (need[a] >= s && g->nodes[a].stage < s) push_pair(&out->fwd, &nf, &cf, t->act_off[a], pn_shape_sample_elems(&g->nodes[a].shape) * 4);
+    }
+    out->fwd_first[S] = nf;
+    /* Stage s's backward needs the gradients of what it sent stage s + 1. */
+    for (int s = 0; s < S; s++) {
+        out->bwd_first[s] = nb;
+        for (int a = 0; a < nn && s + 1 < S; a++) {
+            if (!(need[a] >= s + 1 && g->nodes[a].stage < s + 1)) continue;
+            int ga = t->gbuf[a];
+            if (ga < 0 || t->grad_off[ga] < 0) continue;
+            bool dup = false;
+            for (int64_t j = out->bwd_first[s]; j < nb && !dup; j++) dup = out->bwd[2 * j] == t->grad_off[ga];
+            if (!dup) push_pair(&out->bwd, &nb, &cb, t->grad_off[ga], pn_shape_sample_elems(&g->nodes[ga].shape) * 4);
+        }
+    }
+    out->bwd_first[S] = nb;
+    free(need);
+}
+
+void pn_tbounds_free(pn_tbounds *b) {
+    free(b->fwd_first);
+    free(b->fwd);
+    free(b->bwd_first);
+    free(b->bwd);
+    *b = (pn_tbounds){0};
+}

@@ -17,6 +17,19 @@ typedef struct pn_bounds {
     int64_t nparams;
 } pn_bounds;
 
+/* Training's stage boundaries (the training plan's arena, where every value is per sample):
+ * before its forward of a micro-batch, stage s receives from stage s - 1 the values fwd[2 * j ..]
+ * for j in [fwd_first[s], fwd_first[s + 1]), as (act_off, bytes per sample) pairs; before its
+ * backward, it receives from stage s + 1 the gradients bwd[2 * j ..] for j in [bwd_first[s],
+ * bwd_first[s + 1]), as (grad_off, bytes per sample) pairs: those of the values it sent forward,
+ * with the later stages' contributions added. */
+typedef struct pn_tbounds {
+    int nstages;
+    int64_t *fwd_first, *fwd, *bwd_first, *bwd;
+} pn_tbounds;
+void pn_train_bounds(const pn_graph *g, pn_tbounds *b);
+void pn_tbounds_free(pn_tbounds *b);
+
 /* Needs the inference plan (live, fused, mem, order). Free with pn_bounds_free. */
 void pn_stage_bounds(const pn_graph *g, pn_bounds *b);
 void pn_bounds_free(pn_bounds *b);

@@ -524,6 +524,17 @@ static void rank_report(const pnetrt_desc *d, int K, int64_t B) {
             else rf[s] += bytes;
         }
     if (S) x.stage_param_floats = sp, x.stage_recv_sample = rs, x.stage_recv_fixed = rf;
+    /* Training one stage per rank: what each stage receives in the training arena. */
+    int64_t tf[S + 1], tw[S + 1];
+    const pnetrt_train_desc *td = d->train;
+    bool pipes = S && td && td->nstages > 1 && td->stage_fwd_first;
+    for (int s = 0; s < S && pipes; s++) {
+        tf[s] = tw[s] = 0;
+        for (int64_t j = td->stage_fwd_first[s]; j < td->stage_fwd_first[s + 1]; j++) tf[s] += td->stage_fwd[2 * j + 1];
+        for (int64_t j = td->stage_bwd_first[s]; j < td->stage_bwd_first[s + 1]; j++) tw[s] += td->stage_bwd[2 * j + 1];
+    }
+    if (pipes) x.train_fwd_sample = tf, x.train_bwd_sample = tw;
+    x.one_f_one_b = d->schedule == 1;
     printf("\n");
     pnetrt_rank_report(stdout, &x, K, B);
 }
@@ -629,44 +640,48 @@ static uint64_t run_identity(const pnetrt_desc *d, int argc, char **argv) {
 
 /* --rank-layout replicas|stages (or --rank-layout=...), for every command: how the ranks of
  * mpirun share a network with pipeline stages. Taken out of argv; sets the default of the models
- * this process creates. Inference defaults to one stage per rank; training runs the ranks as
- * replicas (stages on ranks run inference only, so far). Returns 0, or 1 after reporting. */
-static int rank_layout_option(int *argc, char **argv) {
-    bool training = *argc > 1 && (!strcmp(argv[1], "train") || !strcmp(argv[1], "eval"));
-    for (int i = 2; i < *argc; i++) training |= !strcmp(argv[1], "bench") && !strcmp(argv[i], "--train");
+ * this process creates. Inference, and training of a network whose stages pipeline, default to one
+ * stage per rank; evaluation (and so train --val) runs the ranks as replicas. Returns 0, or 1
+ * after reporting. */
+static int rank_layout_option(const pnetrt_desc *d, int *argc, char **argv) {
+    const char *cmd = *argc > 1 ? argv[1] : "";
+    bool training = !strcmp(cmd, "train"), evaluating = !strcmp(cmd, "eval"), val = false;
+    for (int i = 2; i < *argc; i++) {
+        training |= !strcmp(cmd, "bench") && !strcmp(argv[i], "--train");
+        val |= !strcmp(argv[i], "--val");
+    }
+    bool pipes = d->train && d->train->nstages > 1; /* its stages train as a pipeline (no batchnorm) */
     const char *v = NULL;
     int n = 0;
     for (int i = 0; i < *argc; i++) {
-        const char *a = argv[i], *val = NULL;
+        const char *a = argv[i], *value = NULL;
         int take = 0;
         if (i >= 2 && !strcmp(a, "--rank-layout")) {
             if (i + 1 >= *argc) return pnetrt_die("--rank-layout needs replicas or stages");
-            val = argv[i + 1], take = 2;
+            value = argv[i + 1], take = 2;
         } else if (i >= 2 && !strncmp(a, "--rank-layout=", 14)) {
-            val = a + 14, take = 1;
+            value = a + 14, take = 1;
         }
         if (!take) {
             argv[n++] = argv[i];
             continue;
         }
         if (v) return pnetrt_die("--rank-layout given twice; give each option once");
-        v = val;
+        v = value;
         i += take - 1;
     }
     argv[n] = NULL;
     *argc = n;
-    pnetrt_layout_default = training ? PNETRT_LAYOUT_REPLICAS : PNETRT_LAYOUT_AUTO;
-    if (!v) return 0;
-    if (!strcmp(v, "replicas")) {
-        pnetrt_layout_default = PNETRT_LAYOUT_REPLICAS;
-    } else if (!strcmp(v, "stages")) {
-        if (training)
-            return pnetrt_die("--rank-layout stages: training with one pipeline stage per rank is not built yet; train "
-                              "with --rank-layout replicas (every rank runs every stage)");
-        pnetrt_layout_default = PNETRT_LAYOUT_STAGES;
-    } else {
-        return pnetrt_die("--rank-layout needs replicas or stages, not '%s'", v);
-    }
+    if (v && strcmp(v, "replicas") && strcmp(v, "stages")) return pnetrt_die("--rank-layout needs replicas or stages, not '%s'", v);
+    bool stages = v ? !strcmp(v, "stages") : !evaluating && !(training && !pipes) && !(training && val);
+    pnetrt_layout_default = !stages ? PNETRT_LAYOUT_REPLICAS : v ? PNETRT_LAYOUT_STAGES : PNETRT_LAYOUT_AUTO;
+    if (!v || !stages) return 0;
+    if (evaluating || (training && val))
+        return pnetrt_die("--rank-layout stages: evaluation with one pipeline stage per rank is not built yet; %s",
+                          evaluating ? "evaluate with --rank-layout replicas" : "train with --val on --rank-layout replicas");
+    if (training && !pipes && d->nstages > 1)
+        return pnetrt_die("--rank-layout stages: network '%s' trains its stages in turn (batchnorm needs the whole batch), so "
+                          "one stage per rank cannot train it; use --rank-layout replicas", d->name);
     return 0;
 }
 
@@ -710,7 +725,7 @@ int pnetrt_main(const pnetrt_desc *d, int argc, char **argv) {
             }
         }
     }
-    int rc = rank_layout_option(&argc, argv);
+    int rc = rank_layout_option(d, &argc, argv);
     if (!rc) rc = run_command(d, argc, argv);
     /* A rank that fails ends every rank: the others may be waiting for its messages. */
     if (ranks && rc != 0) pnetrt_comm_abort(pnetrt_comm_default(), rc);

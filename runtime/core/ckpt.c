@@ -115,10 +115,46 @@ done:
     return rc;
 }
 
-/* On ranks, rank 0 writes the file (every rank holds the same weights and optimizer state) and the
- * others learn whether it could. */
+/* One pipeline stage per rank: rank s of pipeline 0 holds stage s's parameters and optimizer state
+ * (every pipeline the same); rank 0 receives each stage's elements from it, so that it writes the
+ * file one process would. Returns 0, or 1 with the error set. */
+static int gather_stages(pnetrt_model *m, bool optimizer) {
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    pnetrt_comm *comm = pnetrt_model_comm(m);
+    int me = pnetrt_comm_rank(comm), S = (int)d->nstages;
+    pnetrt_trainer *t = d->train ? pnetrt_trainer_get(m) : NULL;
+    float *params = pnetrt_params_mut(m);
+    bool ok = t && params && pnetrt_train_stage_map(m, t);
+    if (!pnetrt_comm_all_ok(comm, ok)) return ok ? pnetrt_train_failf(m, "another rank could not send its stage") : 1;
+    if (me >= S) return 0; /* the other pipelines hold the same */
+    int64_t P = d->param_floats, slabs = 1 + (optimizer ? d->train->opt_floats / (P > 0 ? P : 1) : 0);
+    int64_t msgs = 0;
+    for (int s = me == 0 ? 1 : me; s < (me == 0 ? S : me + 1); s++) msgs += (t->stage_first[s + 1] - t->stage_first[s]) * slabs;
+    pnetrt_msgs *q = pnetrt_msgs_new((int)msgs + 1);
+    if (!q) return pnetrt_train_failf(m, "out of memory");
+    char err[256] = "";
+    int rc = 0;
+    for (int s = me == 0 ? 1 : me; s < (me == 0 ? S : me + 1) && !rc; s++)
+        for (int j = t->stage_first[s]; j < t->stage_first[s + 1] && !rc; j++)
+            for (int64_t k = 0; k < slabs && !rc; k++) {
+                float *base = k == 0 ? params : t->opt + (k - 1) * P;
+                pnetrt_range g = t->stage_ranges[j];
+                int tag = 3000 + (int)((j - t->stage_first[s]) * slabs + k);
+                rc = me == 0 ? pnetrt_comm_irecv(comm, base + g.lo, (g.hi - g.lo) * 4, s, tag, q, err, sizeof err)
+                             : pnetrt_comm_isend(comm, base + g.lo, (g.hi - g.lo) * 4, 0, tag, q, err, sizeof err);
+            }
+    if (pnetrt_msgs_wait(q, rc ? (char[64]){0} : err, rc ? 64 : sizeof err)) rc = 1;
+    pnetrt_msgs_free(q);
+    return rc ? pnetrt_train_failf(m, "gathering the stages' parameters: %s", err) : 0;
+}
+
+/* On ranks, rank 0 writes the file (every rank holds the same weights and optimizer state; with
+ * one stage per rank, after it gathers the stages') and the others learn whether it could. */
 static int save_ranked(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
     pnetrt_comm *comm = pnetrt_model_comm(m);
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    bool staged = pnetrt_model_rank_stage(m) >= 0 && d->train && d->train->nstages > 1;
+    if (staged && gather_stages(m, optimizer && d->train)) return 1;
     int rc = pnetrt_comm_rank(comm) == 0 ? save(m, path, optimizer, epoch, batch_in_epoch) : 0;
     if (!pnetrt_comm_all_ok(comm, rc == 0) && rc == 0) rc = pnetrt_train_failf(m, "rank 0 could not write %s", path);
     return rc;

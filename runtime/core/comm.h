@@ -28,6 +28,9 @@ int pnetrt_comm_init_process(char *err, size_t n);
 pnetrt_comm *pnetrt_comm_default(void);
 /* Wraps a duplicate of an MPI communicator (an MPI_Comm passed by address); NULL on failure. */
 pnetrt_comm *pnetrt_comm_wrap(const void *mpi_comm);
+/* The ranks of c with the same color, ordered by key (MPI_Comm_split; collective); NULL on failure
+ * or without MPI. Free it with pnetrt_comm_free. */
+pnetrt_comm *pnetrt_comm_split(pnetrt_comm *c, int color, int key);
 /* Frees a communicator from pnetrt_comm_wrap; the default one is never freed. */
 void pnetrt_comm_free(pnetrt_comm *c);
 

@@ -130,7 +130,11 @@ static int load_prepared(pnetrt_model *m, pnetrt_st *st, const float *raw) {
     int rc = 0;
     for (int64_t p = 0; p < d->nparams && !rc; p++) {
         const pnetrt_tensor_desc *t = &d->params[p];
-        if (m->partial_params && d->param_stage[p] != m->rank_stage) continue; /* another rank's stage */
+        if (m->partial_params && d->param_stage[p] != m->rank_stage) {
+            /* Another rank's stage: only checked (present, with its shape), not read. */
+            if (st) rc = pnetrt_st_read_f32_range(st, t->name, (int)t->rank, t->shape, 0, 0, NULL, m->err, sizeof m->err);
+            continue;
+        }
         int64_t rows, row;
         param_rows(t, &rows, &row);
         int64_t per = row > 0 && row < PNETRT_LOAD_SLICE ? PNETRT_LOAD_SLICE / row : 1;
@@ -174,13 +178,6 @@ int pnetrt_fail(pnetrt_model *m, const char *msg) {
 }
 
 float *pnetrt_params_mut(pnetrt_model *m) {
-    if (m->partial_params) {
-        pnetrt_failf(m,
-                     "this rank holds only pipeline stage %d's parameters (stages on ranks), so it cannot train or save "
-                     "them; training runs the ranks as replicas (--rank-layout replicas)",
-                     m->rank_stage);
-        return NULL;
-    }
     if (!m->params) { /* loaded straight into the prepared buffer */
         if (!(m->params = unprepare(m))) return NULL;
         m->owns_params = true;

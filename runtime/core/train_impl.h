@@ -6,6 +6,7 @@
 
 #include "gradtree.h"
 #include "model.h"
+#include "comm.h"
 #include "transport.h"
 
 #include <stdbool.h>
@@ -48,8 +49,19 @@ struct pnetrt_trainer {
      * step's seconds, and its micro-batches per replica; for the measured bubble. */
     double busy[PNETRT_MAX_STAGES], wall;
     int64_t pipe_mb;
+    /* One pipeline stage per rank (train.c): the ranks of this rank's stage, one per pipeline
+     * (the gradient reduction's), and the step's outgoing stage-boundary messages and their
+     * buffer. */
+    pnetrt_comm *stage_comm;
+    char *sendbuf;
+    size_t sendbuf_bytes;
+    pnetrt_msgs *sends, *recvq;
+    int sends_cap, recvq_cap;
 };
 
+/* Fills the trainer's stage_ranges (each pipeline stage's parameter elements) once; false when
+ * some parameter's stage is unknown. */
+bool pnetrt_train_stage_map(pnetrt_model *m, pnetrt_trainer *t);
 /* Sets the model's error message from a printf format; returns 1. */
 int pnetrt_train_failf(pnetrt_model *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The model's trainer, made (and its freeing hook installed) at the first call; NULL, with the error

@@ -5,7 +5,8 @@
 # memory and again with --mca btl self,tcp (the path runs across machines take): the saved weights
 # must be bitwise those of the threads-only run, for batchnorm and dropout with shuffling
 # (dropout_det), adam (mlp_adam), a CNN (cnn), and networks with pipeline stages (pipe: 1F1B,
-# pipe_gpipe: GPipe) whose stages run in each rank. Also: a rank count that leaves a rank without
+# pipe_gpipe: GPipe; skip3: three stages) trained one stage per rank (pipelines of ranks, and
+# replicas of them), or every stage in each rank. Also: a rank count that leaves a rank without
 # chunks, and errors every rank reports the same way.
 # Prints one line per check and then `N passed, M failed`; exit status 1 on any failure.
 set -u
@@ -88,10 +89,14 @@ for c in dropout_det mlp_adam cnn pipe pipe_gpipe digits_mlp; do
             # More threads than this rank's share of the cores: still the same bits.
             { [ "$np" = 2 ] || { [ "$np" = 3 ] && [ "$btl" = shm ]; }; } && threads=2
             rm -f "$WORK/$c.st"
+            # pipe and pipe_gpipe train one stage per rank on 2 ranks (one pipeline) and 4 (two); on 3,
+            # which two stages do not divide, every rank runs both stages (--rank-layout replicas).
+            layout=
+            case $c in pipe*) [ "$np" = 3 ] && layout="--rank-layout replicas" ;; esac
             # shellcheck disable=SC2086
-            if mpi "$np" "$btl" "$WORK/$c" train $args --threads $threads --save "$WORK/$c.st" >"$WORK/$c.mpi.log" 2>&1 &&
+            if mpi "$np" "$btl" "$WORK/$c" train $args --threads $threads --save "$WORK/$c.st" $layout >"$WORK/$c.mpi.log" 2>&1 &&
                 cmp -s "$WORK/$c.ref.st" "$WORK/$c.st"; then
-                pass "$c: $np ranks ($btl, $threads thread(s) each): weights bitwise the threads-only run's"
+                pass "$c: $np ranks ($btl, $threads thread(s) each${layout:+, $layout}): weights bitwise the threads-only run's"
             else
                 fail "$c: $np ranks ($btl): $(tail -n 3 "$WORK/$c.mpi.log" | tr '\n' ' ')"
             fi
@@ -145,6 +150,35 @@ if "$PNETC" "$DIR/../mpi/cases/skip3.pnet" -o "$S3" >"$WORK/skip3.compile" 2>&1 
             fi
         done
     done
+    # Training, one stage per rank: 1F1B with adam over 3 ranks (one pipeline) and 6 (two), two
+    # epochs in batches of 40 (two chunks of 32 and 8 samples, three micro-batches); the weights and
+    # adam's state bitwise the threads-only run's. Then one epoch on 3 ranks, resumed on 6 over TCP.
+    /usr/bin/python3 -c "import numpy as np; np.random.seed(2); np.save('$WORK/sy.npy', np.random.randint(0, 10, 77).astype(np.int32))"
+    targs="--data $WORK/sx.npy --labels $WORK/sy.npy --batch 40 --no-shuffle"
+    # shellcheck disable=SC2086
+    "$S3" train $targs --epochs 2 --threads 2 --save "$WORK/s.ref.st" >/dev/null 2>&1
+    for np in 3 6; do
+        [ -n "$QUICK" ] && [ "$np" = 6 ] && continue
+        for btl in shm tcp; do
+            rm -f "$WORK/s.st"
+            # shellcheck disable=SC2086
+            if mpi "$np" "$btl" "$S3" train $targs --epochs 2 --threads 1 --save "$WORK/s.st" >"$WORK/skip3t.log" 2>&1 &&
+                cmp -s "$WORK/s.ref.st" "$WORK/s.st" && grep -q "^schedule: rank 0 of $np: stage 0 of pipeline 0" "$WORK/skip3t.log"; then
+                pass "skip3: trained one stage per rank on $np ranks ($btl): weights and adam's state bitwise the threads-only run's"
+            else
+                fail "skip3: training on $np stage ranks ($btl): $(tail -n 3 "$WORK/skip3t.log" | tr '\n' ' ')"
+            fi
+        done
+    done
+    rm -f "$WORK/s.st"
+    # shellcheck disable=SC2086
+    if mpi 3 shm "$S3" train $targs --epochs 1 --threads 1 --save "$WORK/s.st" >"$WORK/skip3r.log" 2>&1 &&
+        mpi 6 tcp "$S3" train $targs --epochs 2 --threads 1 --resume "$WORK/s.st" --save "$WORK/s.st" >>"$WORK/skip3r.log" 2>&1 &&
+        cmp -s "$WORK/s.ref.st" "$WORK/s.st"; then
+        pass "skip3: one epoch on 3 stage ranks, resumed on 6: bitwise the uninterrupted run"
+    else
+        fail "skip3: resume across stage rank counts: $(tail -n 3 "$WORK/skip3r.log" | tr '\n' ' ')"
+    fi
     # bench with stages on ranks: the mapping, the measured bubble and each rank's peak memory.
     out=$(mpi 3 shm "$S3" bench --batch 64 --seconds 0.2 --threads 1 2>&1)
     if printf '%s\n' "$out" | grep -q "^ranks: 3, one pipeline stage per rank: 1 replica pipeline x 3 stages" &&
@@ -159,7 +193,7 @@ else
 fi
 
 # Rank layouts that do not fit, each a one-line error on every rank and a non-zero exit: 3 ranks for
-# 2 stages, --rank-layout stages for a network without stages, training with stages on ranks (not
+# 2 stages, --rank-layout stages for a network without stages, evaluation with stages on ranks (not
 # built yet), and a bad value.
 if [ -x "$WORK/pipe" ] && [ -x "$WORK/mlp_adam" ]; then
     x=$DIR/refs/pipe/x.npy
@@ -167,13 +201,14 @@ if [ -x "$WORK/pipe" ] && [ -x "$WORK/mlp_adam" ]; then
     r1=$?
     o2=$(mpi 2 shm "$WORK/mlp_adam" infer --input "x=$DIR/refs/mlp_adam/x.npy" --output "logits=$WORK/no.npy" --rank-layout stages 2>&1)
     r2=$?
-    o3=$(mpi 2 shm "$WORK/pipe" train --data "$x" --labels "$DIR/refs/pipe/y.npy" --rank-layout stages 2>&1)
+    o3=$(mpi 2 shm "$WORK/pipe" eval --data "$x" --labels "$DIR/refs/pipe/y.npy" --weights "$DIR/refs/pipe/init.safetensors" \
+        --rank-layout stages 2>&1)
     r3=$?
     o4=$("$WORK/pipe" info --rank-layout sideways 2>&1)
     r4=$?
     if [ $r1 -ne 0 ] && printf '%s\n' "$o1" | grep -q "pipe: rank 0: error: 3 ranks do not fit network 'pipe' of 2 pipeline stages" &&
         [ $r2 -ne 0 ] && printf '%s\n' "$o2" | grep -q "error: --rank-layout stages: network '.*' has no pipeline stages" &&
-        [ $r3 -ne 0 ] && printf '%s\n' "$o3" | grep -q "error: --rank-layout stages: training with one pipeline stage per rank is not built yet" &&
+        [ $r3 -ne 0 ] && printf '%s\n' "$o3" | grep -q "error: --rank-layout stages: evaluation with one pipeline stage per rank is not built yet" &&
         [ $r4 -ne 0 ] && printf '%s\n' "$o4" | grep -q "error: --rank-layout needs replicas or stages, not 'sideways'" &&
         [ ! -e "$WORK/no.npy" ]; then
         pass "rank layouts that do not fit: one-line errors, non-zero exits"
