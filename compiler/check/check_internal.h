@@ -120,6 +120,8 @@ void ck_expansion_notes(ck *c);
 void ck_error(ck *c, pn_loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* "; did you mean 'x'?" when some candidate is close to name, else "". */
 const char *ck_suggest(ck *c, const char *name, const char *const *cands, int n);
+/* As ck_suggest, for a keyword argument or setting: other frameworks' names first ("learning_rate": 'lr'). */
+const char *ck_suggest_arg(ck *c, const char *name, const char *const *cands, int n);
 const char *ck_suggest_name(ck *c, scope *s, const char *name);
 const char *ck_suggest_block(ck *c, pn_module *m, const char *name);
 const char *ck_suggest_callee(ck *c, pn_module *m, const char *name);

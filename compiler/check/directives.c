@@ -142,7 +142,7 @@ static void exec_pipeline(ck *c, scope *s, pn_stmt *st, stctx *x, value *ret) {
             else ck_error(c, a->value->loc, "unknown pipeline schedule; expected gpipe or 1f1b");
         } else {
             const char *names[] = {"microbatches", "schedule"};
-            ck_error(c, a->key_loc, "@pipeline has no argument named '%s'%s", a->key, ck_suggest(c, a->key, names, 2));
+            ck_error(c, a->key_loc, "@pipeline has no argument named '%s'%s", a->key, ck_suggest_arg(c, a->key, names, 2));
         }
     }
 }

@@ -48,6 +48,39 @@ const char *ck_suggest(ck *c, const char *name, const char *const *cands, int n)
     return best ? pn_arena_printf(&c->tmp, "; did you mean '%s'?", best) : "";
 }
 
+/* The names PyTorch, Keras and TensorFlow give to arguments and settings, and pnet's: each pair
+ * applies where pnet's name is a candidate ("kernel_size" is conv2d's kernel, a pool's size). */
+static const char *const arg_aliases[][3] = {
+    {"learning_rate", "lr", NULL}, {"epsilon", "eps", NULL},           {"betas", "beta1", "beta2"},
+    {"decay", "weight_decay", NULL}, {"batch_size", "batch", NULL},    {"num_epochs", "epochs", NULL},
+    {"out_features", "units", NULL}, {"output_dim", "units", NULL},    {"features", "units", NULL},
+    {"use_bias", "bias", NULL},      {"filters", "out_channels", NULL}, {"kernel_size", "kernel", NULL},
+    {"kernel_size", "size", NULL},   {"pool_size", "size", NULL},      {"strides", "stride", NULL},
+    {"num_embeddings", "vocab", NULL}, {"input_dim", "vocab", NULL},   {"vocab_size", "vocab", NULL},
+    {"embedding_dim", "dim", NULL},  {"output_dim", "dim", NULL},      {"rate", "p", NULL},
+    {"negative_slope", "slope", NULL}, {"alpha", "slope", NULL},       {"dim", "axis", NULL},
+    {"axes", "perm", NULL},          {"dims", "perm", NULL},           {"tensors", "inputs", NULL},
+    {"begin", "start", NULL},        {"stop", "end", NULL},
+};
+
+static bool is_cand(const char *name, const char *const *cands, int n) {
+    for (int i = 0; i < n; i++)
+        if (cands[i] && strcmp(cands[i], name) == 0) return true;
+    return false;
+}
+
+/* As ck_suggest, for a keyword argument or a setting: another framework's name for a candidate
+ * first ("learning_rate": "; did you mean 'lr'?"), then the closest candidate. */
+const char *ck_suggest_arg(ck *c, const char *name, const char *const *cands, int n) {
+    for (int i = 0; i < PN_ARRAY_LEN(arg_aliases); i++) {
+        const char *const *a = arg_aliases[i];
+        if (strcmp(a[0], name) != 0 || !is_cand(a[1], cands, n)) continue;
+        if (a[2] && is_cand(a[2], cands, n)) return pn_arena_printf(&c->tmp, "; did you mean '%s' and '%s'?", a[1], a[2]);
+        return pn_arena_printf(&c->tmp, "; did you mean '%s'?", a[1]);
+    }
+    return ck_suggest(c, name, cands, n);
+}
+
 const char *ck_suggest_name(ck *c, scope *s, const char *name) {
     const char **cands = pn_arena_alloc(&c->tmp, sizeof(char *) * (size_t)(s->order.len + 1));
     for (int i = 0; i < s->order.len; i++) cands[i] = ((struct binding *)s->order.items[i])->name;

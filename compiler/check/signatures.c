@@ -156,7 +156,7 @@ bool ck_bind(ck *c, scope *s, pn_expr *call, const sig *sg, const char *callee, 
                 const char *names[8];
                 for (int i = 0; i < sg->n; i++) names[i] = sg->p[i].name;
                 ck_error(c, arg->key_loc, "'%s' has no argument named '%s'%s", callee, arg->key,
-                     ck_suggest(c, arg->key, names, sg->n));
+                     ck_suggest_arg(c, arg->key, names, sg->n));
                 ok = false;
                 continue;
             }

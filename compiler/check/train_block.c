@@ -100,7 +100,10 @@ void ck_exec_train(ck *c, scope *s, pn_stmt *st, stctx *x) {
         for (int j = 0; j < 5; j++)
             if (strcmp(b->name, settings[j]) == 0) k = j;
         if (k < 0) {
-            ck_error(c, b->name_loc, "unknown train setting '%s'%s", b->name, ck_suggest(c, b->name, settings, 5));
+            bool rate = strcmp(b->name, "lr") == 0 || strcmp(b->name, "learning_rate") == 0;
+            ck_error(c, b->name_loc, "unknown train setting '%s'%s", b->name,
+                     rate ? "; the learning rate is the optimizer's argument: optimizer = sgd(lr = ...)"
+                          : ck_suggest_arg(c, b->name, settings, 5));
             continue;
         }
         if (have[k]) {
