@@ -91,13 +91,25 @@ typedef struct opts {
     char seen[256]; /* the options given so far, " --a --b " */
 } opts;
 
+/* The options every running command takes (common_option). */
+static const char *const known[] = {"--threads", "--weights", "--replicas", "--trace", "--microbatches",
+                                    "--stage-threads", "--schedule", "--weights-prefix"};
+
+/* The error for an option that infer or bench does not take: the closest of its own (" --a --b ")
+ * and the common ones as a suggestion (pnetrt_opt_unknown). */
+static int unknown_option(const char *a, const char *own) {
+    char all[1024];
+    size_t n = (size_t)snprintf(all, sizeof all, "%s", own);
+    for (size_t k = 0; k < sizeof known / sizeof known[0] && n < sizeof all; k++)
+        n += (size_t)snprintf(all + n, sizeof all - n, "%s ", known[k]);
+    return pnetrt_opt_unknown(a, all);
+}
+
 /* Options every running command takes: --threads, --weights, --replicas, --schedule. Returns 1
  * when argv[*i] was one (advancing *i), 0 when not, -1 after reporting a bad value. */
 static int common_option(opts *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     if (*i + 1 >= argc) return 0;
-    static const char *const known[] = {"--threads", "--weights", "--replicas", "--trace", "--microbatches",
-                                        "--stage-threads", "--schedule", "--weights-prefix"};
     int which = -1;
     for (int k = 0; k < (int)(sizeof known / sizeof known[0]); k++)
         if (strcmp(a, known[k]) == 0) which = k;
@@ -226,7 +238,7 @@ static int infer_run(const pnetrt_desc *d, opts *o, int argc, char **argv, const
         } else {
             int k = common_option(o, argc, argv, &i);
             if (k < 0) return 1;
-            if (k == 0) return pnetrt_die("unknown or incomplete option '%s' for infer; see '%s --help'", a, pnetrt_prog);
+            if (k == 0) return unknown_option(a, " --input --output ");
         }
     }
     for (int64_t i = 0; i < d->ninputs; i++)
@@ -379,7 +391,7 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
         } else {
             int k = common_option(o, argc, argv, &i);
             if (k < 0) return 1;
-            if (k == 0) return pnetrt_die("unknown or incomplete option '%s' for bench; see '%s --help'", a, pnetrt_prog);
+            if (k == 0) return unknown_option(a, " --batch --seconds --train ");
         }
     }
     pnetrt_model *m = NULL;
@@ -619,7 +631,7 @@ static uint64_t fnv_str(uint64_t h, const char *s) { return fnv(h, s ? s : "", s
 
 /* What every rank of a run must share: the network as compiled (its name, target, sizes, schedule
  * report, and each parameter's name and shape) and the command with its options, except --threads
- * (ranks on different machines may have different cores). */
+ * (ranks on different machines may have different cores), in either form (--threads N, --threads=N). */
 static uint64_t run_identity(const pnetrt_desc *d, int argc, char **argv) {
     uint64_t h = 14695981039346656037ull;
     int64_t sizes[] = {d->abi, d->ninputs, d->noutputs, d->nparams, d->nlayers, d->param_floats, d->prepared_floats,
@@ -633,6 +645,7 @@ static uint64_t run_identity(const pnetrt_desc *d, int argc, char **argv) {
             i++;
             continue;
         }
+        if (!strncmp(argv[i], "--threads=", 10)) continue;
         h = fnv_str(h, argv[i]);
     }
     return h;
@@ -725,8 +738,12 @@ int pnetrt_main(const pnetrt_desc *d, int argc, char **argv) {
             }
         }
     }
-    int rc = rank_layout_option(d, &argc, argv);
-    if (!rc) rc = run_command(d, argc, argv);
+    /* Every option takes "--opt value" or "--opt=value": the commands parse the first form. */
+    int n;
+    char **split = pnetrt_opt_split(argc, argv, &n);
+    int rc = split ? rank_layout_option(d, &n, split) : pnetrt_die("out of memory for %d arguments", argc);
+    if (!rc) rc = run_command(d, n, split);
+    pnetrt_opt_split_free(split);
     /* A rank that fails ends every rank: the others may be waiting for its messages. */
     if (ranks && rc != 0) pnetrt_comm_abort(pnetrt_comm_default(), rc);
     return rc;
@@ -739,9 +756,12 @@ static int run_command(const pnetrt_desc *d, int argc, char **argv) {
         return 0;
     }
     /* `./net COMMAND --help` too: the usage, on stdout, whatever else is given. */
-    bool known = !strcmp(cmd, "infer") || !strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "bench") ||
-                 !strcmp(cmd, "info");
-    for (int i = 2; known && i < argc; i++)
+    static const char commands[] = " infer train eval bench info ";
+    char key[64];
+    snprintf(key, sizeof key, " %s ", cmd);
+    bool is_cmd = strstr(commands, key) != NULL;
+    pnetrt_cmd = cmd;
+    for (int i = 2; is_cmd && i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(d, stdout);
             return fflush(stdout) == 0 ? 0 : 1;
@@ -767,10 +787,13 @@ static int run_command(const pnetrt_desc *d, int argc, char **argv) {
                 i++;
                 continue;
             }
-            return pnetrt_die("info takes --ranks K and --batch B, not '%s'", argv[i]);
+            return pnetrt_opt_unknown(argv[i], " --ranks --batch ");
         }
         if (B && !K) return pnetrt_die("info: --batch goes with --ranks");
         return cmd_info(d, (int)K, B);
     }
+    char near[16];
+    if (pnetrt_opt_closest(cmd, commands, near, sizeof near))
+        return pnetrt_die("unknown command '%s'; did you mean '%s'?", cmd, near);
     return pnetrt_die("unknown command '%s'; expected infer, train, eval, bench or info (see '%s --help')", cmd, pnetrt_prog);
 }

@@ -1,5 +1,6 @@
 /* The option helpers of the executables' commands (main.c: infer, bench, info; train_cli.c: train, eval,
- * bench --train): one-line errors, option values checked the same way by every command, and the clock. */
+ * bench --train): one-line errors, option values checked the same way by every command, --opt=value,
+ * "did you mean" for an unknown option, and the clock. */
 #include "options.h"
 #include "comm.h"
 #include "data.h"
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 int pnetrt_rank = -1;
+const char *pnetrt_cmd = "this command";
 
 bool pnetrt_bench_more(bool want) { return pnetrt_comm_all_ok(pnetrt_comm_default(), want); }
 
@@ -140,4 +142,127 @@ int pnetrt_parse_stage_list(const char *s, int *out, int cap) {
 
 int pnetrt_parse_stage_threads(const char *s, int *out) {
     return pnetrt_parse_stage_list(s, out, PNETRT_MAX_STAGES);
+}
+
+/* The arguments pnetrt_opt_split was given: a split value is found by its address in them. */
+static char **split_argv;
+static int split_argc;
+
+char **pnetrt_opt_split(int argc, char **argv, int *out_argc) {
+    size_t keys = 0, n = (size_t)argc;
+    for (int i = 1; i < argc; i++) {
+        const char *eq = strncmp(argv[i], "--", 2) == 0 ? strchr(argv[i], '=') : NULL;
+        if (eq && eq > argv[i] + 2) keys += (size_t)(eq - argv[i]) + 1, n++;
+    }
+    /* One block: the new argv, then the "--opt" names. */
+    char **args = malloc((n + 1) * sizeof *args + keys);
+    if (!args) return NULL;
+    char *k = (char *)(args + n + 1);
+    int m = 0;
+    for (int i = 0; i < argc; i++) {
+        char *eq = i && strncmp(argv[i], "--", 2) == 0 ? strchr(argv[i], '=') : NULL;
+        if (!eq || eq == argv[i] + 2) {
+            args[m++] = argv[i];
+            continue;
+        }
+        size_t len = (size_t)(eq - argv[i]);
+        memcpy(k, argv[i], len);
+        k[len] = 0;
+        args[m++] = k;
+        args[m++] = eq + 1;
+        k += len + 1;
+    }
+    args[m] = NULL;
+    split_argv = argv;
+    split_argc = argc;
+    *out_argc = m;
+    return args;
+}
+
+void pnetrt_opt_split_free(char **args) {
+    free(args);
+    split_argv = NULL;
+    split_argc = 0;
+}
+
+/* "--flag=value" when a is the value split from it, else NULL. */
+static const char *split_from(const char *a) {
+    for (int i = 1; i < split_argc; i++) {
+        const char *eq = strncmp(split_argv[i], "--", 2) == 0 ? strchr(split_argv[i], '=') : NULL;
+        if (eq && eq + 1 == a) return split_argv[i];
+    }
+    return NULL;
+}
+
+/* Edit distance with adjacent swaps counting 1, as pnetc's suggestions count it; 1000 past 64 characters. */
+static int distance(const char *a, size_t la, const char *b, size_t lb) {
+    if (la > 64 || lb > 64) return 1000;
+    int d[65][65];
+    for (size_t i = 0; i <= la; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= lb; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= la; i++)
+        for (size_t j = 1; j <= lb; j++) {
+            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb];
+}
+
+const char *pnetrt_opt_closest(const char *word, const char *words, char *buf, size_t n) {
+    while (*word == '-') word++;
+    size_t lw = strlen(word);
+    int bestd = (int)(lw + 2) / 3 + 1; /* within a third of the word, as pnetc suggests */
+    const char *best = NULL;
+    size_t bestl = 0;
+    for (const char *p = words; *p;) {
+        p += strspn(p, " ");
+        size_t l = strcspn(p, " ");
+        const char *name = p;
+        while (l && *name == '-') name++, l--;
+        int dist = l && lw >= 2 ? distance(word, lw, name, l) : 1000;
+        if (dist < bestd) bestd = dist, best = p, bestl = (size_t)(name - p) + l;
+        p = name + l;
+    }
+    if (!best || bestl >= n) return NULL;
+    memcpy(buf, best, bestl);
+    buf[bestl] = 0;
+    return buf;
+}
+
+/* Other tools' names for the executables' options (PyTorch scripts, Keras): each applies where the
+ * command takes pnet's. */
+static const char *const option_aliases[][2] = {
+    {"--learning-rate", "--lr"}, {"--learning_rate", "--lr"}, {"--batch-size", "--batch"},
+    {"--batch_size", "--batch"}, {"--num-epochs", "--epochs"}, {"--checkpoint", "--save"},
+    {"--num-threads", "--threads"}, {"--jobs", "--threads"},
+};
+
+static bool listed(const char *opt, size_t len, const char *opts) {
+    char key[80];
+    if (len + 3 > sizeof key) return false;
+    snprintf(key, sizeof key, " %.*s ", (int)len, opt);
+    return strstr(opts, key) != NULL;
+}
+
+int pnetrt_opt_unknown(const char *arg, const char *opts) {
+    const char *cmd = pnetrt_cmd;
+    const char *joined = split_from(arg);
+    if (joined) {
+        size_t len = (size_t)(arg - 1 - joined);
+        return pnetrt_die("%.*s takes no value ('%s')", (int)len, joined, joined);
+    }
+    if (listed(arg, strlen(arg), opts)) return pnetrt_die("%s needs a value", arg);
+    char buf[80];
+    const char *best = NULL;
+    for (size_t i = 0; !best && i < sizeof option_aliases / sizeof option_aliases[0]; i++)
+        if (!strcmp(arg, option_aliases[i][0]) && listed(option_aliases[i][1], strlen(option_aliases[i][1]), opts))
+            best = option_aliases[i][1];
+    if (!best && arg[0] == '-') best = pnetrt_opt_closest(arg, opts, buf, sizeof buf);
+    if (best) return pnetrt_die("unknown option '%s' for %s; did you mean '%s'?", arg, cmd, best);
+    if (arg[0] != '-') return pnetrt_die("unexpected argument '%s' for %s: each value follows its option; see '%s --help'", arg, cmd, pnetrt_prog);
+    return pnetrt_die("unknown option '%s' for %s; see '%s --help'", arg, cmd, pnetrt_prog);
 }

@@ -21,6 +21,22 @@ int pnetrt_opt_once(char *seen, size_t len, const char *opt);
 /* 1 after an error when the file `out` (written, as `what`, through option out_opt) is the file `in`
  * (read through in_opt): the same path, or the same device and inode. NULL paths never clash. */
 int pnetrt_check_overwrite(const char *out_opt, const char *out, const char *what, const char *in_opt, const char *in);
+/* Every command's arguments with each "--opt=value" split into "--opt" and "value", so every option
+ * takes either form: a new argv of *out_argc entries (argv[0] kept; the values point into argv's
+ * strings), freed with pnetrt_opt_split_free. NULL when out of memory. */
+char **pnetrt_opt_split(int argc, char **argv, int *out_argc);
+void pnetrt_opt_split_free(char **args);
+/* The one-line error for an argument `arg` the command pnetrt_cmd does not take, given the options it
+ * does take (`opts`: " --a --b ", the list its parser checks): "OPT needs a value" for one of them
+ * at the end, "--flag takes no value ('--flag=1')" for a split value, else "unknown option 'A' for
+ * CMD; did you mean '--b'?" with the closest option (or another tool's name for one: --learning-rate
+ * is --lr), or "; see 'PROG --help'". Returns 1. */
+int pnetrt_opt_unknown(const char *arg, const char *opts);
+/* The command being run (infer, train, ...), for pnetrt_opt_unknown's message. */
+extern const char *pnetrt_cmd;
+/* The word of the space-separated `words` closest to `word` (leading dashes aside), into buf; NULL
+ * when none is close. */
+const char *pnetrt_opt_closest(const char *word, const char *words, char *buf, size_t n);
 /* --stage-threads N,N,...: at most cap integers from 1 to 4096 into out[0..cap). Returns the count, or -1 after
  * reporting the problem. pnetrt_parse_stage_threads fills a fixed table of PNETRT_MAX_STAGES (64). */
 int pnetrt_parse_stage_list(const char *s, int *out, int cap);

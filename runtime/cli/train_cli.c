@@ -54,7 +54,7 @@ static int parse_opts(int argc, char **argv, const char *allowed, topts *o) {
         const char *a = argv[i];
         char key[64];
         snprintf(key, sizeof key, " %s ", a);
-        if (strncmp(a, "--", 2) != 0 || !strstr(allowed, key)) return pnetrt_die("unknown option '%s'", a);
+        if (strncmp(a, "--", 2) != 0 || !strstr(allowed, key)) return pnetrt_opt_unknown(a, allowed);
         if (pnetrt_opt_once(seen, sizeof seen, a)) return 1;
         if (!strcmp(a, "--no-shuffle")) {
             o->no_shuffle = true;

@@ -175,6 +175,23 @@ for cmd in ("train", "eval"):
     check(f"{cmd} --help prints the usage", rc == 0 and out.startswith("usage:") and "train --data FILE" in out and not err,
           f"(rc={rc}, stderr={err.strip()!r})")
 expect_error("unknown option", [net, "train", "--data", good_csv, "--learning-rate", "0.1"], "--learning-rate")
+# An unknown option names the closest one the command takes (the list the parser checks, so a new
+# option is suggested too), and another tool's name for one: --learning-rate is --lr.
+for cmd, bad, want in [("train", "--epoch", "--epochs"), ("train", "--weight", "--weights"), ("train", "--val_labels", "--val-labels"),
+                       ("train", "--learning-rate", "--lr"), ("train", "--batch-size", "--batch"), ("eval", "--weight", "--weights")]:
+    expect_error(f"{cmd} {bad} suggests {want}", [net, cmd, "--data", good_csv, "--weights", ckpt, bad, "1"] if cmd == "eval"
+                 else [net, cmd, "--data", good_csv, bad, "1"], f"unknown option '{bad}' for {cmd}; did you mean '{want}'?")
+expect_error("no suggestion for a name far from all", [net, "train", "--data", good_csv, "--frobnicate", "1"],
+             "unknown option '--frobnicate' for train; see ")
+expect_error("bench --train suggests", [net, "bench", "--train", "--second", "1"], "did you mean '--seconds'?")
+# --opt=value is --opt value, for every option of every command; a flag takes no value.
+rc, out, err = run(net, "train", f"--data={good_csv}", "--epochs=1", "--batch=16", "--no-shuffle", f"--save={path('eq.st')}")
+check("train --data=FILE --epochs=1", rc == 0 and "epoch 1/1" in out and os.path.exists(path("eq.st")), f"(rc={rc}, {err.strip()[:300]!r})")
+rc, out2, err = run(net, "eval", f"--data={good_csv}", f"--weights={path('eq.st')}")
+check("eval --data=FILE --weights=FILE", rc == 0 and "accuracy:" in out2, f"(rc={rc}, {err.strip()[:300]!r})")
+expect_error("--epochs=bad names the range", [net, "train", "--data", good_csv, "--epochs=0"], "--epochs needs an integer from 1 to 1000000, not '0'")
+expect_error("--no-shuffle=1", [net, "train", "--data", good_csv, "--no-shuffle=1"], "--no-shuffle takes no value ('--no-shuffle=1')")
+expect_error("--epochs= and --epochs", [net, "train", "--data", good_csv, "--epochs=1", "--epochs", "2"], "--epochs given twice")
 expect_error("option without a value", [net, "train", "--data", good_csv, "--epochs"], "--epochs")
 expect_error("train without --data", [net, "train", "--epochs", "1"], "--data")
 expect_error("eval without --weights", [net, "eval", "--data", good_csv], "--weights")
