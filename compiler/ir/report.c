@@ -16,14 +16,18 @@ double pn_node_cost(const pn_graph *g, const pn_node *n) {
     return flops / PN_COST_FLOPS + (act + params / PN_COST_BATCH) / PN_COST_BYTES;
 }
 
+/* FLOPs in powers of 1000 (KFLOP, MFLOP); bytes in powers of 1024 (KiB, MiB), as `./net info`
+ * prints them beside this report. */
 static void human(double v, const char *unit, char *buf, size_t n) {
-    const char *pre[] = {"", "K", "M", "G", "T"};
+    bool bytes = strcmp(unit, "B") == 0;
+    const char *pre[] = {"", "K", "M", "G", "T"}, *bin[] = {"", "Ki", "Mi", "Gi", "Ti"};
+    double step = bytes ? 1024 : 1000;
     int k = 0;
-    while (v >= 1000 && k < 4) {
-        v /= 1000;
+    while (v >= step && k < 4) {
+        v /= step;
         k++;
     }
-    snprintf(buf, n, k ? "%.1f %s%s" : "%.0f %s%s", v, pre[k], unit);
+    snprintf(buf, n, k ? "%.1f %s%s" : "%.0f %s%s", v, bytes ? bin[k] : pre[k], unit);
 }
 
 double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max) {

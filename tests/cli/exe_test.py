@@ -142,6 +142,10 @@ expect_error("missing input", [exe, "infer"], "--input x")
 expect_error("bad threads", [exe, "infer", "--input", x, "--threads", "0"], "--threads")
 expect_error("unknown command", [exe, "frobnicate"], "frobnicate")
 expect_error("a misspelt command", [exe, "infre"], "unknown command 'infre'; did you mean 'infer'?")
+# info and the schedule report it embeds (pnetc --report) count bytes in the same units, KiB.
+rc, out, err = run(exe, "info")
+check("info and --report agree on units", rc == 0 and "total: 9610 parameters (37.5 KiB)" in out
+      and "parameters 37.5 KiB, activations 1.6 KiB per sample" in out and " KB" not in out and " MB" not in out, out[-600:])
 # An unknown option names the closest one the command takes; --opt=value is --opt value everywhere.
 expect_error("infer --weight suggests", [exe, "infer", "--input", x, "--weight", "w.st"],
              "unknown option '--weight' for infer; did you mean '--weights'?")
