@@ -64,7 +64,9 @@ static const char usage[] =
     "  -MF FILE           write the dependency file to FILE (implies -MD)\n"
     "  -MT TARGET         the target the dependency file names (default: the output file)\n"
     "  --help             print this help\n"
-    "  --version          print the version\n";
+    "  --version          print the version\n"
+    "\n"
+    "An option's value follows it or an '=': --emit graph, --emit=graph, --cpu=native.\n";
 
 typedef enum { ACT_EXE, ACT_CHECK, ACT_GRAPH, ACT_DOT, ACT_OBJ, ACT_ASM, ACT_LLVM, ACT_REPORT, ACT_PARTITION } action;
 
@@ -594,6 +596,61 @@ static int list_cpus(const char *triple) {
     return names ? 0 : 1;
 }
 
+/* pnetc's options: the parser takes these and no others, so an unknown one is matched against them
+ * for a suggestion. One that takes a value takes it as the next argument or after '=' (--emit graph,
+ * --emit=graph, -o out, --cpu=native); -O0..-O3 and -IDIR are read before this table. */
+typedef struct pnetc_opt {
+    const char *name;
+    bool value;
+} pnetc_opt;
+
+static const pnetc_opt pnetc_opts[] = {
+    {"--help", false},          {"-h", false},           {"--version", false},      {"--check", false},
+    {"--report", false},        {"--ranks", true},       {"--train-chunk", true},   {"--auto-partition", true},
+    {"-c", false},              {"--emit", true},        {"--dump-after", true},    {"-o", true},
+    {"-I", true},               {"--network", true},     {"--target", true},        {"--cpu", true},
+    {"--weights", true},        {"--error-limit", true}, {"-w", false},             {"-MD", false},
+    {"-MF", true},              {"-MT", true},           {"--weights-prefix", true},
+};
+
+/* argv[*i] as one of pnetc_opts, with its value in *v (after '=', else the next argument, advancing
+ * *i). NULL after the error: an unknown option (with the closest as a suggestion), a missing value,
+ * or a value given to a flag. */
+static const pnetc_opt *find_option(int argc, char **argv, int *i, const char **v) {
+    const char *a = argv[*i], *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+    size_t len = eq ? (size_t)(eq - a) : strlen(a);
+    for (int k = 0; k < PN_ARRAY_LEN(pnetc_opts); k++) {
+        const pnetc_opt *op = &pnetc_opts[k];
+        if (strlen(op->name) != len || strncmp(op->name, a, len) != 0) continue;
+        if (!op->value && eq) {
+            fprintf(stderr, "pnetc: error: option '%s' takes no value ('%s')\n", op->name, a);
+            return NULL;
+        }
+        if (op->value && !eq && *i + 1 >= argc) {
+            fprintf(stderr, "pnetc: error: option '%s' needs an argument\n", op->name);
+            return NULL;
+        }
+        *v = !op->value ? NULL : eq ? eq + 1 : argv[++*i];
+        return op;
+    }
+    /* The suggestion: the closest name, dashes aside (-check: --check), within a third of its length. */
+    char word[64];
+    const char *w = a;
+    while (*w == '-') w++;
+    snprintf(word, sizeof word, "%.*s", (int)(len - (size_t)(w - a)), w);
+    const char *best = NULL;
+    int bestd = ((int)strlen(word) + 2) / 3 + 1;
+    for (int k = 0; strlen(word) >= 2 && k < PN_ARRAY_LEN(pnetc_opts); k++) {
+        const char *n = pnetc_opts[k].name;
+        while (*n == '-') n++;
+        int dist = pn_edit_distance(word, n);
+        if (dist < bestd) bestd = dist, best = pnetc_opts[k].name;
+    }
+    if (best) fprintf(stderr, "pnetc: error: unknown argument '%s'; did you mean '%s'?\n", a, best);
+    else fprintf(stderr, "pnetc: error: unknown argument '%s'; see 'pnetc --help'\n", a);
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     action act = ACT_EXE;
     const char *file = NULL, *network = NULL;
@@ -610,107 +667,111 @@ int main(int argc, char **argv) {
     pnetrt_io_remove_temp_on_signals(); /* no temporary output file is left behind */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        if (a[0] != '-' || !a[1]) {
+            if (file) {
+                rc = fail("more than one input file ('%s'); pnetc takes one", a);
+                goto done;
+            }
+            file = a;
+            continue;
+        }
+        if (a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
+            o.opt_level = a[2] - '0';
+            continue;
+        }
+        if (a[1] == 'I' && a[2]) { /* -IDIR */
+            pn_vec_push(&prog.arena, &prog.include_dirs, (void *)(a + 2));
+            continue;
+        }
+        const char *v = NULL;
+        const pnetc_opt *op = find_option(argc, argv, &i, &v);
+        if (!op) goto done;
+        const char *name = op->name;
+        if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
             fputs(usage, stdout);
             rc = 0;
             goto done;
-        } else if (strcmp(a, "--version") == 0) {
+        } else if (strcmp(name, "--version") == 0) {
             printf("pnetc %s\n", PNET_VERSION);
             rc = 0;
             goto done;
-        } else if (strcmp(a, "--check") == 0) {
+        } else if (strcmp(name, "--check") == 0) {
             act = ACT_CHECK;
-        } else if (strcmp(a, "--report") == 0) {
+        } else if (strcmp(name, "--report") == 0) {
             act = ACT_REPORT;
-        } else if (strcmp(a, "--ranks") == 0) {
+        } else if (strcmp(name, "--ranks") == 0) {
             char *end;
-            long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
-            if (i + 1 >= argc || *end || v < 1 || v > 4096) {
+            long n = strtol(v, &end, 10);
+            if (!*v || *end || n < 1 || n > 4096) {
                 rc = fail("%s", "--ranks needs a rank count from 1 to 4096");
                 goto done;
             }
-            o.ranks = (int)v;
-            i++;
-        } else if (strcmp(a, "--train-chunk") == 0) {
+            o.ranks = (int)n;
+        } else if (strcmp(name, "--train-chunk") == 0) {
             char *end;
-            long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
-            if (i + 1 >= argc || *end || v < 1 || v > 65536) {
+            long n = strtol(v, &end, 10);
+            if (!*v || *end || n < 1 || n > 65536) {
                 rc = fail("%s", "--train-chunk needs a sample count from 1 to 65536");
                 goto done;
             }
-            o.train_chunk = (int)v;
-            i++;
-        } else if (strcmp(a, "--auto-partition") == 0) {
+            o.train_chunk = (int)n;
+        } else if (strcmp(name, "--auto-partition") == 0) {
             char *end;
-            long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
-            if (i + 1 >= argc || *end || v < 1 || v > PNETRT_MAX_STAGES) {
+            long n = strtol(v, &end, 10);
+            if (!*v || *end || n < 1 || n > PNETRT_MAX_STAGES) {
                 fprintf(stderr, "pnetc: error: --auto-partition needs a stage count from 1 to %d\n", PNETRT_MAX_STAGES);
                 rc = 1;
                 goto done;
             }
-            stages = (int)v;
-            i++;
+            stages = (int)n;
             act = ACT_PARTITION;
-        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--emit=obj") == 0) {
+        } else if (strcmp(name, "-c") == 0) {
             act = ACT_OBJ;
-        } else if (strncmp(a, "--emit=", 7) == 0) {
-            const char *k = a + 7;
-            if (strcmp(k, "graph") == 0) act = ACT_GRAPH;
-            else if (strcmp(k, "dot") == 0) act = ACT_DOT;
-            else if (strcmp(k, "llvm") == 0) act = ACT_LLVM;
-            else if (strcmp(k, "asm") == 0) act = ACT_ASM;
+        } else if (strcmp(name, "--emit") == 0) {
+            if (strcmp(v, "graph") == 0) act = ACT_GRAPH;
+            else if (strcmp(v, "dot") == 0) act = ACT_DOT;
+            else if (strcmp(v, "llvm") == 0) act = ACT_LLVM;
+            else if (strcmp(v, "asm") == 0) act = ACT_ASM;
+            else if (strcmp(v, "obj") == 0) act = ACT_OBJ;
             else {
-                rc = fail("unknown --emit kind '%s'; expected graph, dot, llvm, asm or obj", k);
+                rc = fail("unknown --emit kind '%s'; expected graph, dot, llvm, asm or obj", v);
                 goto done;
             }
-        } else if (strncmp(a, "--dump-after=", 13) == 0) {
-            o.dump_after = a + 13;
-        } else if (a[0] == '-' && a[1] == 'O' && a[2] >= '0' && a[2] <= '3' && !a[3]) {
-            o.opt_level = a[2] - '0';
-        } else if (strcmp(a, "-o") == 0 || strcmp(a, "-I") == 0 || strcmp(a, "--network") == 0 ||
-                   strcmp(a, "--target") == 0 || strcmp(a, "--cpu") == 0 || strcmp(a, "--weights") == 0 ||
-                   strcmp(a, "--weights-prefix") == 0) {
-            if (i + 1 >= argc) {
-                rc = fail("option '%s' needs an argument", a);
-                goto done;
-            }
-            const char *v = argv[++i];
-            if (strcmp(a, "-o") == 0) o.out_path = v;
-            else if (strcmp(a, "-I") == 0) pn_vec_push(&prog.arena, &prog.include_dirs, (void *)v);
-            else if (strcmp(a, "--network") == 0) network = v;
-            else if (strcmp(a, "--target") == 0) o.triple = v;
-            else if (strcmp(a, "--cpu") == 0) o.cpu = v;
-            else if (strcmp(a, "--weights-prefix") == 0) o.weights_prefix = v;
-            else o.weights = v;
-        } else if (strncmp(a, "-I", 2) == 0) {
-            pn_vec_push(&prog.arena, &prog.include_dirs, (void *)(a + 2));
-        } else if (strncmp(a, "--error-limit=", 14) == 0) {
+        } else if (strcmp(name, "--dump-after") == 0) {
+            o.dump_after = v;
+        } else if (strcmp(name, "-o") == 0) {
+            o.out_path = v;
+        } else if (strcmp(name, "-I") == 0) {
+            pn_vec_push(&prog.arena, &prog.include_dirs, (void *)v);
+        } else if (strcmp(name, "--network") == 0) {
+            network = v;
+        } else if (strcmp(name, "--target") == 0) {
+            o.triple = v;
+        } else if (strcmp(name, "--cpu") == 0) {
+            o.cpu = v;
+        } else if (strcmp(name, "--weights") == 0) {
+            o.weights = v;
+        } else if (strcmp(name, "--weights-prefix") == 0) {
+            o.weights_prefix = v;
+        } else if (strcmp(name, "--error-limit") == 0) {
             char *end;
-            long v = strtol(a + 14, &end, 10);
-            if (*end || end == a + 14 || v < 0 || v > INT_MAX) {
-                rc = fail("invalid --error-limit value '%s'", a + 14);
+            long n = strtol(v, &end, 10);
+            if (*end || end == v || n < 0 || n > INT_MAX) {
+                rc = fail("invalid --error-limit value '%s'", v);
                 goto done;
             }
-            diags.error_limit = (int)v;
-        } else if (strcmp(a, "-w") == 0) {
+            diags.error_limit = (int)n;
+        } else if (strcmp(name, "-w") == 0) {
             diags.no_warnings = true;
-        } else if (strcmp(a, "-MD") == 0) {
+        } else if (strcmp(name, "-MD") == 0) {
             deps = true;
-        } else if (strcmp(a, "-MF") == 0 || strcmp(a, "-MT") == 0) {
-            if (i + 1 >= argc) {
-                rc = fail("option '%s' needs an argument", a);
-                goto done;
-            }
-            if (a[2] == 'F') dep_file = argv[++i], deps = true;
-            else dep_target = argv[++i];
-        } else if (a[0] == '-' && a[1]) {
-            rc = fail("unknown argument '%s'; see 'pnetc --help'", a);
-            goto done;
-        } else if (file) {
-            rc = fail("more than one input file ('%s'); pnetc takes one", a);
-            goto done;
+        } else if (strcmp(name, "-MF") == 0) {
+            dep_file = v;
+            deps = true;
+        } else if (strcmp(name, "-MT") == 0) {
+            dep_target = v;
         } else {
-            file = a;
+            PN_ASSERT(!"an option of pnetc_opts without a case in main");
         }
     }
     if (o.cpu && strcmp(o.cpu, "help") == 0) {

@@ -19,6 +19,22 @@ run --version; check "--version exits 0" [ $rc -eq 0 ]; check "--version prints 
 run;           check "no file exits 1" [ $rc -eq 1 ]; check "no file error" grep -q "pnetc: error: no input file" "$tmp/err"
 run --bogus x.pnet; check "unknown option exits 1" [ $rc -eq 1 ]; check "unknown option named" grep -q "unknown argument '--bogus'" "$tmp/err"
 run --emit=foo "$src/examples/digits_mlp.pnet"; check "bad --emit exits 1" [ $rc -eq 1 ]
+# An unknown option names the closest one pnetc takes; every option takes its value after '=' or
+# as the next argument, so --emit graph and --cpu=x86-64-v2 work; a flag given a value is an error.
+d0="$src/examples/digits_mlp.pnet"
+run --chek "$d0"; check "--chek suggests --check" grep -qx "pnetc: error: unknown argument '--chek'; did you mean '--check'?" "$tmp/err"
+run --weight w.st "$d0"; check "--weight suggests --weights" grep -q "unknown argument '--weight'; did you mean '--weights'?" "$tmp/err"
+run --emmit=graph "$d0"; check "--emmit=graph suggests --emit" grep -q "unknown argument '--emmit=graph'; did you mean '--emit'?" "$tmp/err"
+run -check "$d0"; check "-check suggests --check" grep -q "unknown argument '-check'; did you mean '--check'?" "$tmp/err"
+run --frobnicate "$d0"; check "no suggestion for a far name" grep -qx "pnetc: error: unknown argument '--frobnicate'; see 'pnetc --help'" "$tmp/err"
+run --emit=graph "$d0"; cp "$tmp/out" "$tmp/g_eq"
+run --emit graph "$d0"; check "--emit graph exits 0" [ $rc -eq 0 ]; check "--emit graph prints the graph" cmp -s "$tmp/out" "$tmp/g_eq"
+run --emit graph; check "--emit graph without a file" grep -q "no input file" "$tmp/err"
+run "--network=digits_mlp" "--error-limit" 5 "--ranks=2" --report "$d0"; check "--network= --ranks= --error-limit N" [ $rc -eq 0 ]
+check "--ranks=2 reported" grep -q "ranks: 2" "$tmp/out"
+run --check=yes "$d0"; check "a flag with a value" grep -qx "pnetc: error: option '--check' takes no value ('--check=yes')" "$tmp/err"
+run "$d0" --emit; check "--emit without a value" grep -qx "pnetc: error: option '--emit' needs an argument" "$tmp/err"
+run --emit graph=x "$d0"; check "bad --emit kind" grep -q "unknown --emit kind 'graph=x'" "$tmp/err"
 run --check "$tmp/missing.pnet"; check "missing file exits 1" [ $rc -eq 1 ]
 check "missing file one line" [ "$(wc -l <"$tmp/err")" -eq 1 ]
 check "missing file named" grep -q "cannot read '$tmp/missing.pnet'" "$tmp/err"
