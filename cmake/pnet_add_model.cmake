@@ -4,7 +4,8 @@
 # ${CMAKE_CURRENT_BINARY_DIR}/pnet/NAME, and makes NAME a static library target: its include
 # directory holds NAME.h, and it links pnet::pnetrt and OpenMP. pnetc's dependency file (-MD -MF)
 # names the .pnet file, its imports and the weights, so editing an imported module recompiles.
-# WEIGHTS embeds the weights (pnetc --weights); CPU is pnetc's --cpu; OPTIONS go to pnetc as given
+# WEIGHTS embeds the weights (pnetc --weights); CPU is pnetc's --cpu (default: the building machine's
+# CPU, which an older machine may lack; x86-64-v3 for a portable build); OPTIONS go to pnetc as given
 # (-I DIR, --network NAME, -O2, ...). Relative paths (SOURCE, WEIGHTS, -I) are read from the current
 # source directory.
 include_guard(GLOBAL)

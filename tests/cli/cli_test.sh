@@ -153,6 +153,15 @@ run --cpu native -c "$d" -o "$tmp/native.o"
 check "--cpu native exits 0" [ $rc -eq 0 ]
 run --target aarch64-linux-gnu --cpu native -c "$d" -o "$tmp/native2.o"
 check "--cpu native for another target exits 1" [ $rc -eq 1 ]
+# The default CPU is the host's, as --cpu native (language.md, --help); a named baseline is the
+# portable build the docs recommend.
+run "$d" -o "$tmp/dflt"; run --cpu native "$d" -o "$tmp/nat"; run --cpu=x86-64-v2 "$d" -o "$tmp/v2"
+check "the default CPU is the host's" [ "$("$tmp/dflt" info | head -1)" = "$("$tmp/nat" info | head -1)" ]
+"$tmp/v2" info >"$tmp/v2.info"
+check "--cpu x86-64-v2 builds for the baseline" grep -q "^network digits_mlp (target x86_64.* x86-64-v2)" "$tmp/v2.info"
+check "the portable build runs" sh -c '"$0" bench --batch 4 --seconds 0.01 >/dev/null' "$tmp/v2"
+"$pnetc" --help >"$tmp/help"
+check "--help says how to build a portable binary" grep -q -- "--cpu x86-64-v3" "$tmp/help"
 
 # An output that would replace an input is refused: the source and the weights stay.
 cp "$d" "$tmp/self.pnet"; cp "$d" "$tmp/keep.pnet"
