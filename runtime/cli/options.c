@@ -239,6 +239,7 @@ static const char *const option_aliases[][2] = {
     {"--learning-rate", "--lr"}, {"--learning_rate", "--lr"}, {"--batch-size", "--batch"},
     {"--batch_size", "--batch"}, {"--num-epochs", "--epochs"}, {"--checkpoint", "--save"},
     {"--num-threads", "--threads"}, {"--jobs", "--threads"},
+    {"--data", "--input"},       {"--input", "--data"}, /* infer reads --input, train --data */
 };
 
 static bool listed(const char *opt, size_t len, const char *opts) {
