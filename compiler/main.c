@@ -345,7 +345,15 @@ static int compile(pn_graph *g, action act, const compile_opts *o) {
         if (o->dump_after && strcmp(o->dump_after, pn_passes[i].name) == 0) return print_graph(g, ACT_GRAPH, NULL);
     }
     if (o->dump_after) {
-        fprintf(stderr, "pnetc: error: unknown pass '%s' for --dump-after\n", o->dump_after);
+        const char *names[32];
+        char list[512] = "";
+        for (int i = 0; i < pn_npasses && i < 32; i++) {
+            names[i] = pn_passes[i].name;
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
+        }
+        const char *best = pn_closest(o->dump_after, names, pn_npasses < 32 ? pn_npasses : 32);
+        if (best) fprintf(stderr, "pnetc: error: unknown pass '%s' for --dump-after; did you mean '%s'?\n", o->dump_after, best);
+        else fprintf(stderr, "pnetc: error: unknown pass '%s' for --dump-after; expected %s\n", o->dump_after, list);
         return 1;
     }
     float *weights = NULL;
@@ -736,7 +744,11 @@ int main(int argc, char **argv) {
             else if (strcmp(v, "asm") == 0) act = ACT_ASM;
             else if (strcmp(v, "obj") == 0) act = ACT_OBJ;
             else {
-                rc = fail("unknown --emit kind '%s'; expected graph, dot, llvm, asm or obj", v);
+                static const char *const kinds[] = {"graph", "dot", "llvm", "asm", "obj"};
+                const char *best = pn_closest(v, kinds, PN_ARRAY_LEN(kinds));
+                if (best) fprintf(stderr, "pnetc: error: unknown --emit kind '%s'; did you mean '%s'?\n", v, best);
+                else fprintf(stderr, "pnetc: error: unknown --emit kind '%s'; expected graph, dot, llvm, asm or obj\n", v);
+                rc = 1;
                 goto done;
             }
         } else if (strcmp(name, "--dump-after") == 0) {

@@ -35,6 +35,9 @@ check "--ranks=2 reported" grep -q "ranks: 2" "$tmp/out"
 run --check=yes "$d0"; check "a flag with a value" grep -qx "pnetc: error: option '--check' takes no value ('--check=yes')" "$tmp/err"
 run "$d0" --emit; check "--emit without a value" grep -qx "pnetc: error: option '--emit' needs an argument" "$tmp/err"
 run --emit graph=x "$d0"; check "bad --emit kind" grep -q "unknown --emit kind 'graph=x'" "$tmp/err"
+run --emit=grpah "$d0"; check "--emit=grpah suggests graph" grep -qx "pnetc: error: unknown --emit kind 'grpah'; did you mean 'graph'?" "$tmp/err"
+run --dump-after=prun "$d0"; check "--dump-after=prun suggests prune" grep -qx "pnetc: error: unknown pass 'prun' for --dump-after; did you mean 'prune'?" "$tmp/err"
+run --dump-after=nope "$d0"; check "--dump-after=nope lists the passes" grep -q "unknown pass 'nope' for --dump-after; expected prune, fold_batchnorm" "$tmp/err"
 run --check "$tmp/missing.pnet"; check "missing file exits 1" [ $rc -eq 1 ]
 check "missing file one line" [ "$(wc -l <"$tmp/err")" -eq 1 ]
 check "missing file named" grep -q "cannot read '$tmp/missing.pnet'" "$tmp/err"
