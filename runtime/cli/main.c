@@ -23,7 +23,7 @@
 
 static void usage(const pnetrt_desc *d, FILE *f) {
     fprintf(f,
-            "usage: %s COMMAND [options]\n\n"
+            "usage: %s COMMAND [options]    (each option's value follows it or an '=': --epochs 3, --epochs=3)\n\n"
             "Network '%s', compiled by pnetc for %s.\n\n"
             "commands:\n"
             "  infer --input NAME=FILE.npy ... [--output NAME=FILE.npy ...] [--no-scale] [options]\n"

@@ -186,7 +186,8 @@ expect_error("bench --batch twice", [exe, "bench", "--batch", "1", "--batch", "2
 # Every command's --help prints the usage on stdout.
 for cmd in ("infer", "bench", "info", "train", "eval"):
     rc, out, err = run(exe, cmd, "--help")
-    check(f"{cmd} --help", rc == 0 and out.startswith("usage:") and f"  {cmd}" in out and not err, f"(rc={rc}, {err!r})")
+    check(f"{cmd} --help", rc == 0 and out.startswith("usage:") and f"  {cmd}" in out and "--epochs=3" in out and not err,
+          f"(rc={rc}, {err!r})")
 # Range errors name the limits.
 expect_error("bench --batch 0", [exe, "bench", "--batch", "0"], "--batch needs an integer from 1 to 16777216, not '0'")
 expect_error("bench --train --threads 0", [exe, "bench", "--train", "--threads", "0"],
