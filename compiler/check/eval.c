@@ -270,7 +270,10 @@ static value call_block(ck *c, scope *s, pn_block_def *b, pn_expr *call, naming 
             for (int i = 0; i < np; i++)
                 if (strcmp(((pn_param *)b->params.items[i])->name, arg->key) == 0) slot = i;
             if (slot < 0) {
-                ck_error(c, arg->key_loc, "block '%s' has no parameter named '%s'", b->name, arg->key);
+                const char **names = pn_arena_alloc(&c->tmp, sizeof *names * (size_t)(np ? np : 1));
+                for (int i = 0; i < np; i++) names[i] = ((pn_param *)b->params.items[i])->name;
+                ck_error(c, arg->key_loc, "block '%s' has no parameter named '%s'%s", b->name, arg->key,
+                         ck_suggest_arg(c, arg->key, names, np));
                 pn_note(c->d, b->name_loc, "block '%s' is defined here", b->name);
                 ok = false;
                 continue;
