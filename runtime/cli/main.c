@@ -116,6 +116,7 @@ static int common_option(opts *o, int argc, char **argv, int *i) {
     if (which < 0) return 0;
     if (pnetrt_opt_once(o->seen, sizeof o->seen, a)) return -1;
     const char *s = argv[++*i];
+    if (!*s) return pnetrt_die("%s needs a value, not an empty one", a), -1; /* --weights= */
     long long v;
     switch (which) {
     case 0:

@@ -67,6 +67,7 @@ static int parse_opts(int argc, char **argv, const char *allowed, topts *o) {
         }
         if (i + 1 >= argc) return pnetrt_die("%s needs a value", a);
         const char *v = argv[++i];
+        if (!*v) return pnetrt_die("%s needs a value, not an empty one", a); /* --data= */
         int bad = 0;
         if (!strcmp(a, "--stage-threads")) {
             if ((o->nstage_threads = pnetrt_parse_stage_threads(v, o->stage_threads)) < 0) return 1;

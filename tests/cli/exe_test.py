@@ -159,6 +159,7 @@ check("infer --input=x=FILE --threads=2", rc == 0 and rc2 == 0 and out2 == out, 
 rc, out, err = run(exe, "info", "--ranks=2", "--batch=64")
 check("info --ranks=2 --batch=64", rc == 0 and "ranks: 2" in out, f"(rc={rc}, {err.strip()[:300]!r})")
 expect_error("--threads=0 names the range", [exe, "infer", "--input", x, "--threads=0"], "--threads needs an integer from 1 to 4096, not '0'")
+expect_error("--weights= names no file", [exe, "infer", "--input", x, "--weights="], "--weights needs a value, not an empty one")
 expect_error("bench --train=1", [exe, "bench", "--train=1"], "--train takes no value ('--train=1')")
 expect_error("bad bench batch", [exe, "bench", "--batch", "-3"], "--batch")
 expect_error("unwritable output", [exe, "infer", "--input", x, "--output", "probs=/nonexistent/dir/p.npy"], "/nonexistent/dir/p.npy")

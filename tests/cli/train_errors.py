@@ -190,6 +190,7 @@ check("train --data=FILE --epochs=1", rc == 0 and "epoch 1/1" in out and os.path
 rc, out2, err = run(net, "eval", f"--data={good_csv}", f"--weights={path('eq.st')}")
 check("eval --data=FILE --weights=FILE", rc == 0 and "accuracy:" in out2, f"(rc={rc}, {err.strip()[:300]!r})")
 expect_error("--epochs=bad names the range", [net, "train", "--data", good_csv, "--epochs=0"], "--epochs needs an integer from 1 to 1000000, not '0'")
+expect_error("--data= names no file", [net, "train", "--data="], "--data needs a value, not an empty one")
 expect_error("--no-shuffle=1", [net, "train", "--data", good_csv, "--no-shuffle=1"], "--no-shuffle takes no value ('--no-shuffle=1')")
 expect_error("--epochs= and --epochs", [net, "train", "--data", good_csv, "--epochs=1", "--epochs", "2"], "--epochs given twice")
 expect_error("option without a value", [net, "train", "--data", good_csv, "--epochs"], "--epochs")
