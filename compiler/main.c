@@ -641,6 +641,10 @@ static const pnetc_opt *find_option(int argc, char **argv, int *i, const char **
             return NULL;
         }
         *v = !op->value ? NULL : eq ? eq + 1 : argv[++*i];
+        if (*v && !**v) {
+            fprintf(stderr, "pnetc: error: option '%s' needs a value, not an empty one\n", op->name);
+            return NULL;
+        }
         return op;
     }
     /* The suggestion: the closest name, dashes aside (-check: --check), within a third of its length. */

@@ -33,6 +33,7 @@ run --emit graph; check "--emit graph without a file" grep -q "no input file" "$
 run "--network=digits_mlp" "--error-limit" 5 "--ranks=2" --report "$d0"; check "--network= --ranks= --error-limit N" [ $rc -eq 0 ]
 check "--ranks=2 reported" grep -q "ranks: 2" "$tmp/out"
 run --check=yes "$d0"; check "a flag with a value" grep -qx "pnetc: error: option '--check' takes no value ('--check=yes')" "$tmp/err"
+run --weights= "$d0"; check "an empty value" grep -qx "pnetc: error: option '--weights' needs a value, not an empty one" "$tmp/err"
 run "$d0" --emit; check "--emit without a value" grep -qx "pnetc: error: option '--emit' needs an argument" "$tmp/err"
 run --emit graph=x "$d0"; check "bad --emit kind" grep -q "unknown --emit kind 'graph=x'" "$tmp/err"
 run --emit=grpah "$d0"; check "--emit=grpah suggests graph" grep -qx "pnetc: error: unknown --emit kind 'grpah'; did you mean 'graph'?" "$tmp/err"
