@@ -263,6 +263,8 @@ int pnetrt_opt_unknown(const char *arg, const char *opts) {
         if (!strcmp(arg, option_aliases[i][0]) && listed(option_aliases[i][1], strlen(option_aliases[i][1]), opts))
             best = option_aliases[i][1];
     if (!best && arg[0] == '-') best = pnetrt_opt_closest(arg, opts, buf, sizeof buf);
+    /* The options every command takes, which main.c takes out of the arguments first. */
+    if (!best && arg[0] == '-') best = pnetrt_opt_closest(arg, " --rank-layout ", buf, sizeof buf);
     if (best) return pnetrt_die("unknown option '%s' for %s; did you mean '%s'?", arg, cmd, best);
     if (arg[0] != '-') return pnetrt_die("unexpected argument '%s' for %s: each value follows its option; see '%s --help'", arg, cmd, pnetrt_prog);
     return pnetrt_die("unknown option '%s' for %s; see '%s --help'", arg, cmd, pnetrt_prog);

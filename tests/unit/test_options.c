@@ -80,6 +80,8 @@ static void test_unknown(void **state) {
     unknown_message("--data", " --input --output ", msg, sizeof msg);
     assert_string_equal(msg, "net: error: unknown option '--data' for infer; did you mean '--input'?\n");
     pnetrt_cmd = "train";
+    unknown_message("--rank-layuot", opts, msg, sizeof msg); /* every command's, taken out by main.c */
+    assert_string_equal(msg, "net: error: unknown option '--rank-layuot' for train; did you mean '--rank-layout'?\n");
     unknown_message("--epochs", opts, msg, sizeof msg);
     assert_string_equal(msg, "net: error: --epochs needs a value\n");
     unknown_message("stray", opts, msg, sizeof msg);
