@@ -165,6 +165,8 @@ def evaluate(nodes, params, xs, batch):
             y = a[0] - a[1]
         elif op == "mul":
             y = a[0] * a[1]
+        elif op == "div":
+            y = a[0] / a[1]
         elif op == "dense":
             y = F.linear(a[0], p("weight"), p("bias") if has("bias") else None)
         elif op == "conv2d":

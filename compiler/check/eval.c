@@ -104,12 +104,8 @@ static value binary(ck *c, scope *s, pn_expr *e, naming *nm, bool top) {
         ck_error(c, bad->loc, "operator '%c' needs tensors or numbers, not %s", e->op, ck_vkind_name(bad->k));
         return err;
     }
-    if (e->op == '/') {
-        /* Division only by a number: x / n is x * (1 / n). */
-        if (b.k == V_TENSOR) {
-            ck_error(c, e->rhs->loc, "only division by a number is supported, not by a tensor");
-            return err;
-        }
+    if (e->op == '/' && b.k != V_TENSOR) {
+        /* Division by a number: x / n is x * (1 / n); by a tensor, a div node. */
         if (ck_num(&b) == 0) {
             ck_error(c, e->rhs->loc, "division by zero");
             return err;
@@ -117,11 +113,11 @@ static value binary(ck *c, scope *s, pn_expr *e, naming *nm, bool top) {
         b.f = 1.0 / ck_num(&b);
         b.k = V_FLOAT;
     }
+    pn_op op = e->op == '+' ? PN_OP_ADD : e->op == '-' ? PN_OP_SUB : e->op == '/' && b.k == V_TENSOR ? PN_OP_DIV : PN_OP_MUL;
     /* At least one tensor: numbers become scalar constants. */
     if (a.k != V_TENSOR) a = make_const(c, nm, ck_num(&a), a.loc);
     if (b.k != V_TENSOR) b = make_const(c, nm, ck_num(&b), b.loc);
     if (a.k == V_ERROR || b.k == V_ERROR) return err;
-    pn_op op = e->op == '+' ? PN_OP_ADD : e->op == '-' ? PN_OP_SUB : PN_OP_MUL; /* '/' became '*' */
     pn_node n = {.name = ck_node_name(c, nm, pn_ops[op].name, top), .op = op, .loc = e->loc};
     return ck_add_node(c, &n, (int32_t[]){a.node, b.node}, 2, NULL, 0, (pn_loc[]){a.loc, b.loc}, 2);
 }

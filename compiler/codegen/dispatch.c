@@ -30,6 +30,7 @@ static LLVMValueRef gen_view(cg *c, int i) {
 #define CG_ADD            cg_gen_binary,         cg_bwd_binary,         cg_ew_const_binary, NULL
 #define CG_SUB            cg_gen_binary,         cg_bwd_binary,         cg_ew_const_binary, NULL
 #define CG_MUL            cg_gen_binary,         cg_bwd_binary,         cg_ew_const_binary, NULL
+#define CG_DIV            cg_gen_binary,         cg_bwd_binary,         cg_ew_const_binary, NULL
 #define CG_DENSE          gen_dense,             cg_bwd_dense,          NULL,               NULL
 #define CG_CONV2D         cg_gen_conv2d,         cg_bwd_conv,           NULL,               NULL
 #define CG_BATCHNORM      cg_gen_batchnorm,      NULL,                  NULL,               NULL
@@ -68,6 +69,7 @@ static LLVMValueRef gen_view(cg *c, int i) {
 #define CG_TRAIN_ADD            NULL,                  NULL,                  NULL
 #define CG_TRAIN_SUB            NULL,                  NULL,                  NULL
 #define CG_TRAIN_MUL            NULL,                  NULL,                  NULL
+#define CG_TRAIN_DIV            NULL,                  NULL,                  NULL
 #define CG_TRAIN_DENSE          cg_gen_dense_train,    NULL,                  NULL
 #define CG_TRAIN_CONV2D         NULL,                  NULL,                  NULL
 #define CG_TRAIN_BATCHNORM      NULL,                  cg_gen_batchnorm,      cg_bn_pass

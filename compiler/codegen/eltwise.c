@@ -1,4 +1,4 @@
-/* Elementwise kernels: unary activations (when not fused into a producer) and + - * with NumPy
+/* Elementwise kernels: unary activations (when not fused into a producer) and + - * / with NumPy
  * broadcasting, viewed as rows of the output's last axis; and each elementwise op's value at one
  * element (the codegen table's unary column), which its kernel and the epilogues it is fused
  * into apply. */
@@ -23,13 +23,14 @@ LLVMValueRef cg_ew_silu(cg *c, const pn_node *op, LLVMValueRef v) { return cg_fm
 /* dropout at inference. */
 LLVMValueRef cg_ew_identity(cg *c, const pn_node *op, LLVMValueRef v) { return v; }
 
-/* + - * where one operand is a scalar constant (pass_fuse checked); keeps the operand order. */
+/* + - * / where one operand is a scalar constant (pass_fuse checked); keeps the operand order. */
 LLVMValueRef cg_ew_const_binary(cg *c, const pn_node *op, LLVMValueRef v) {
     const pn_node *a = &c->g->nodes[op->in[0]], *b = &c->g->nodes[op->in[1]];
     bool const_first = a->op == PN_OP_CONST;
     LLVMValueRef k = cg_fconst(c, v, (const_first ? a : b)->fa[PN_FA_VALUE]);
     LLVMValueRef l = const_first ? k : v, r = const_first ? v : k;
-    return op->op == PN_OP_ADD ? cg_fadd(c, l, r, false) : op->op == PN_OP_SUB ? cg_fsub(c, l, r) : cg_fmul(c, l, r, false);
+    return op->op == PN_OP_ADD ? cg_fadd(c, l, r, false) : op->op == PN_OP_SUB ? cg_fsub(c, l, r)
+         : op->op == PN_OP_MUL ? cg_fmul(c, l, r, false) : cg_fdiv(c, l, r);
 }
 
 /* ---- kernels ------------------------------------------------------------------------------------ */
@@ -101,7 +102,8 @@ LLVMValueRef cg_gen_binary(cg *c, int node) {
     cg_loop_begin(c, &j, cg_i64(c, 0), cg_i64(c, inner), "j");
     LLVMValueRef x = cg_load(c, arow, LLVMBuildMul(c->b, j.iv, cg_i64(c, ia_last), ""));
     LLVMValueRef y = cg_load(c, brow, LLVMBuildMul(c->b, j.iv, cg_i64(c, ib_last), ""));
-    LLVMValueRef v = nd->op == PN_OP_ADD ? cg_fadd(c, x, y, false) : nd->op == PN_OP_SUB ? cg_fsub(c, x, y) : cg_fmul(c, x, y, false);
+    LLVMValueRef v = nd->op == PN_OP_ADD ? cg_fadd(c, x, y, false) : nd->op == PN_OP_SUB ? cg_fsub(c, x, y)
+                   : nd->op == PN_OP_MUL ? cg_fmul(c, x, y, false) : cg_fdiv(c, x, y);
     cg_store(c, cg_epilogue(c, node, v), orow, j.iv);
     cg_loop_end(c, &j);
     cg_loop_end(c, &t);

@@ -1,6 +1,6 @@
 /* Training kernels of the elementwise ops (beside eltwise.c): dropout's training forward, the
  * derivative of each unary activation and dropout at one element (the codegen table's unary_grad
- * column), their backward kernel, and the backward of + - * with broadcasting. */
+ * column), their backward kernel, and the backward of + - * / with broadcasting. */
 #include "tk.h"
 #include "../support/util.h"
 
@@ -97,7 +97,18 @@ LLVMValueRef cg_bwd_unary(cg *c, int node, const bool *acc) {
     return cg_tk_end(c);
 }
 
-/* add, sub, mul: operands broadcast to the output (both batched, or one a constant). */
+/* dy times the derivative of a binary op with respect to operand k, given the other operand's
+ * value o and operand k's own value x (read only for div's divisor: d(a/b)/db = -a/b^2). */
+static LLVMValueRef binary_grad(cg *c, pn_op op, int k, LLVMValueRef d, LLVMValueRef o, LLVMValueRef x) {
+    switch (op) {
+    case PN_OP_SUB: return k ? LLVMBuildFNeg(c->b, d, "") : d;
+    case PN_OP_MUL: return cg_fmul(c, d, o, false);
+    case PN_OP_DIV: return k ? LLVMBuildFNeg(c->b, cg_fdiv(c, cg_fmul(c, d, o, false), cg_fmul(c, x, x, false)), "") : cg_fdiv(c, d, o);
+    default: return d;
+    }
+}
+
+/* add, sub, mul, div: operands broadcast to the output (both batched, or one a constant). */
 LLVMValueRef cg_bwd_binary(cg *c, int node, const bool *acc) {
     const pn_graph *g = c->g;
     const pn_node *nd = &g->nodes[node];
@@ -109,14 +120,14 @@ LLVMValueRef cg_bwd_binary(cg *c, int node, const bool *acc) {
         if (!cg_grad_edge(g, node, k)) continue;
         const pn_node *other = &g->nodes[nd->in[1 - k]];
         const pn_shape *ks = &g->nodes[nd->in[k]].shape;
-        LLVMValueRef dx = ctxp(c, TK_DX + k), ov = ctxp(c, TK_X + 1 - k);
-        double sign = (nd->op == PN_OP_SUB && k == 1) ? -1.0 : 1.0;
+        LLVMValueRef dx = ctxp(c, TK_DX + k), ov = ctxp(c, TK_X + 1 - k), xv = ctxp(c, TK_X + k);
+        bool own = nd->op == PN_OP_DIV && k == 1; /* the derivative reads operand k's value */
         /* Strides of operand k and of the other operand along the output's sample dims. */
         int64_t ks_str[PN_MAX_RANK] = {0}, os_str[PN_MAX_RANK] = {0};
         int R = os->rank;
         const pn_shape *ss[2] = {ks, &other->shape};
         int64_t *st[2] = {ks_str, os_str};
-        bool other_const = other->op == PN_OP_CONST;
+        bool other_const = other->op == PN_OP_CONST && other->shape.rank == 0; /* a scalar */
         for (int w = 0; w < 2; w++) {
             const pn_shape *s = ss[w];
             int rs = s->rank;
@@ -138,9 +149,8 @@ LLVMValueRef cg_bwd_binary(cg *c, int node, const bool *acc) {
             cg_split(c, numel(c, os), &lo, &hi);
             cg_loop e;
             cg_loop_begin(c, &e, lo, hi, "e");
-            LLVMValueRef d = cg_load(c, dy, e.iv);
-            if (nd->op == PN_OP_MUL) d = cg_fmul(c, d, other_const ? F(c, other->fa[PN_FA_VALUE]) : cg_load(c, ov, e.iv), false);
-            else if (sign < 0) d = LLVMBuildFNeg(c->b, d, "");
+            LLVMValueRef o = other_const ? F(c, other->fa[PN_FA_VALUE]) : cg_load(c, ov, e.iv);
+            LLVMValueRef d = binary_grad(c, nd->op, k, cg_load(c, dy, e.iv), o, own ? cg_load(c, xv, e.iv) : NULL);
             cg_put(c, d, dx, e.iv, acc[k]);
             cg_loop_end(c, &e);
             continue;
@@ -153,6 +163,7 @@ LLVMValueRef cg_bwd_binary(cg *c, int node, const bool *acc) {
         LLVMValueRef dxs = cg_gep(c, dx, imul(c, s.iv, I(c, KE)));
         LLVMValueRef dys = cg_gep(c, dy, imul(c, s.iv, I(c, E)));
         LLVMValueRef ovs = other_const ? NULL : pn_shape_batched(&other->shape) ? cg_gep(c, ov, imul(c, s.iv, I(c, OE))) : ov;
+        LLVMValueRef xvs = pn_shape_batched(ks) ? cg_gep(c, xv, imul(c, s.iv, I(c, KE))) : xv;
         if (!acc[k]) {
             cg_zero(c, dxs, I(c, 0), I(c, KE));
         }
@@ -165,9 +176,8 @@ LLVMValueRef cg_bwd_binary(cg *c, int node, const bool *acc) {
             ki = iadd(c, ki, imul(c, idx, I(c, ks_str[d])));
             oi = iadd(c, oi, imul(c, idx, I(c, os_str[d])));
         }
-        LLVMValueRef d = cg_load(c, dys, e.iv);
-        if (nd->op == PN_OP_MUL) d = cg_fmul(c, d, other_const ? F(c, other->fa[PN_FA_VALUE]) : cg_load(c, ovs, oi), false);
-        else if (sign < 0) d = LLVMBuildFNeg(c->b, d, "");
+        LLVMValueRef o = other_const ? F(c, other->fa[PN_FA_VALUE]) : cg_load(c, ovs, oi);
+        LLVMValueRef d = binary_grad(c, nd->op, k, cg_load(c, dys, e.iv), o, own ? cg_load(c, xvs, ki) : NULL);
         cg_put(c, d, dxs, ki, true);
         cg_loop_end(c, &e);
         cg_loop_end(c, &s);

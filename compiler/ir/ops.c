@@ -70,6 +70,7 @@ static const pn_attr_desc slice_a[] = {A("axis", 'i', PN_AXIS), A("start", 'i', 
 #define ROW_ADD            pn_shape_binary,         flops_one,            NO_ATTRS,       0,     0,     0,     pn_ref_binary,         pn_ref_binary_grad
 #define ROW_SUB            pn_shape_binary,         flops_one,            NO_ATTRS,       0,     0,     0,     pn_ref_binary,         pn_ref_binary_grad
 #define ROW_MUL            pn_shape_binary,         flops_one,            NO_ATTRS,       0,     0,     0,     pn_ref_binary,         pn_ref_binary_grad
+#define ROW_DIV            pn_shape_binary,         flops_one,            NO_ATTRS,       0,     0,     0,     pn_ref_binary,         pn_ref_binary_grad
 #define ROW_DENSE          pn_shape_dense,          flops_contract,       ATTRS(dense_a), 0,     0,     0,     pn_ref_dense,          pn_ref_dense_grad
 #define ROW_CONV2D         pn_shape_conv2d,         flops_conv2d,         ATTRS(conv_a),  0,     0,     0,     pn_ref_conv2d,         pn_ref_conv2d_grad
 #define ROW_BATCHNORM      pn_shape_batchnorm,      flops_two,            ATTRS(bn_a),    0,     0,     0,     pn_ref_batchnorm,      pn_ref_batchnorm_grad

@@ -278,7 +278,7 @@ bool pn_ref_const(pn_ref *r, int i) {
     return true;
 }
 
-/* ---- + - * with NumPy broadcasting ------------------------------------------------------------- */
+/* ---- + - * / with NumPy broadcasting ------------------------------------------------------------- */
 bool pn_ref_binary(pn_ref *r, int i) {
     NODE;
     double *y = r->v[i];
@@ -289,7 +289,7 @@ bool pn_ref_binary(pn_ref *r, int i) {
     for (int64_t e = 0; e < cnt; e++) {
         unravel(e, od, R, idx);
         double a = r->v[nd->in[0]][bcast_off(idx, R, ad, as->rank)], b = r->v[nd->in[1]][bcast_off(idx, R, bd, bs->rank)];
-        y[e] = nd->op == PN_OP_ADD ? a + b : nd->op == PN_OP_SUB ? a - b : a * b;
+        y[e] = nd->op == PN_OP_ADD ? a + b : nd->op == PN_OP_SUB ? a - b : nd->op == PN_OP_MUL ? a * b : a / b;
     }
     return true;
 }
@@ -306,6 +306,11 @@ void pn_ref_binary_grad(pn_ref *r, int i) {
     for (int64_t e = 0; e < cnt; e++) {
         unravel(e, od, R, idx);
         int64_t ao = bcast_off(idx, R, ad, as->rank), bo = bcast_off(idx, R, bd, bs->rank);
+        if (nd->op == PN_OP_DIV) { /* d(a/b) = da/b - a db/b^2 */
+            da[ao] += dy[e] / b[bo];
+            db[bo] -= dy[e] * a[ao] / (b[bo] * b[bo]);
+            continue;
+        }
         da[ao] += nd->op == PN_OP_MUL ? dy[e] * b[bo] : dy[e];
         db[bo] += nd->op == PN_OP_MUL ? dy[e] * a[ao] : nd->op == PN_OP_SUB ? -dy[e] : dy[e];
     }

@@ -177,7 +177,7 @@ static bool infer_matmul(pn_node *n, const pn_node *a, const pn_node *b, pn_shap
 /* The number of tensor inputs op takes, from its signature: [*min, *max]. */
 static void arity(pn_op op, int *min, int *max) {
     const char *sig = pn_ops[op].sig;
-    *min = *max = op == PN_OP_ADD || op == PN_OP_SUB || op == PN_OP_MUL ? 2 : 0;
+    *min = *max = op == PN_OP_ADD || op == PN_OP_SUB || op == PN_OP_MUL || op == PN_OP_DIV ? 2 : 0;
     for (const char *p = sig; p && (p = strstr(p, ":tensor")); p += 7) {
         if (p[7] == 's') {
             *max = 64; /* none at all is the rule's own error */
@@ -243,7 +243,7 @@ bool pn_shape_const(PN_SHAPE_ARGS) {
 bool pn_shape_binary(PN_SHAPE_ARGS) {
     char sbuf[128], sbuf2[128];
     if (!pn_broadcast(&in[0]->shape, &in[1]->shape, &n->shape))
-        return fail(e, -1, "operands of '%s' do not broadcast: %s and %s", n->op == PN_OP_ADD ? "+" : n->op == PN_OP_SUB ? "-" : "*",
+        return fail(e, -1, "operands of '%s' do not broadcast: %s and %s", n->op == PN_OP_ADD ? "+" : n->op == PN_OP_SUB ? "-" : n->op == PN_OP_MUL ? "*" : "/",
                     SHAPE(in[0]), pn_shape_str(in[1]->dtype, &in[1]->shape, sbuf2, sizeof sbuf2));
     return true;
 }

@@ -1,4 +1,4 @@
-/* pass_fuse: applies a chain of elementwise activations, and of `+ - *` by a scalar constant, in
+/* pass_fuse: applies a chain of elementwise activations, and of `+ - * /` by a scalar constant, in
  * the epilogue of the op that produces their input (dense or conv2d, then bias, then activation,
  * in one pass), when the producer's value is needed nowhere else. */
 #include "passes.h"
@@ -6,11 +6,11 @@
 /* An elementwise op of one tensor (an activation, dropout). */
 static bool is_unary(const pn_node *n) { return (pn_ops[n->op].flags & PN_OPF_ELTWISE) && n->ninputs == 1; }
 
-/* `+ - *` with a scalar constant act elementwise on their other operand, like an activation. */
+/* `+ - * /` with a scalar constant act elementwise on their other operand, like an activation. */
 static int const_operand(const pn_graph *g, const pn_node *n) {
     if (!(pn_ops[n->op].flags & PN_OPF_ELTWISE) || n->ninputs != 2) return -1;
     for (int k = 0; k < 2; k++)
-        if (g->nodes[n->in[k]].op == PN_OP_CONST) return k;
+        if (g->nodes[n->in[k]].op == PN_OP_CONST && g->nodes[n->in[k]].shape.rank == 0) return k;
     return -1;
 }
 

@@ -733,6 +733,15 @@ static void test_constant_folding(void **state) {
     assert_input(f, e, 1, "x");
     assert_true(f->g->nodes[e->in[0]].fa[PN_FA_VALUE] == 0.0);
     done(f);
+    /* by a tensor: a div node, the number before it a constant */
+    f = check("network n { input x : f32[batch, 4]; input s : f32[4]; output y = x / s; output z = 2 / x; }\n");
+    expect_clean(f);
+    assert_int_equal(node(f, "y")->op, PN_OP_DIV);
+    assert_input(f, node(f, "y"), 1, "s");
+    assert_int_equal(node(f, "z")->op, PN_OP_DIV);
+    assert_true(node(f, "z.const.0")->fa[PN_FA_VALUE] == 2.0);
+    assert_input(f, node(f, "z"), 1, "x");
+    done(f);
 }
 
 static void test_constant_errors(void **state) {
@@ -746,8 +755,8 @@ static void test_constant_errors(void **state) {
     f = check("network n { input x : f32[batch, 4]; output y = x * (1 / 0); }\n");
     expect_error(f, "division by zero in constant expression");
     done(f);
-    f = check("network n { input x : f32[batch, 4]; output y = 2 / x; }\n");
-    expect_error(f, "only division by a number is supported, not by a tensor");
+    f = check("network n { input x : f32[batch, 4]; input s : f32[batch, 3]; output y = x / s; }\n");
+    expect_error(f, "operands of '/' do not broadcast: f32[batch,4] and f32[batch,3]");
     done(f);
     f = check("network n { input x : f32[batch, 4]; output y = dense(x, 9223372036854775807 + 1); }\n");
     expect_error(f, "integer overflow in constant expression");

@@ -329,6 +329,19 @@ static void test_binary(void **s) {
         0, UNBATCHED_INPUT_MAX_BATCH);
 }
 
+/* Division by a tensor: both operands take a gradient, broadcast either way; a number over a
+ * tensor; an unbatched dividend. Divisors stay away from zero. */
+static void test_div(void **s) {
+    (void)s;
+    check_twin("network r_div { input x : f32[batch, 4, 5]; a = dense(x, 6); b = dense(x, 6); r = dense(x, 1);"
+               " y = a / (b * b + 1) + 2 / (a * a + 1) - b / (r * r + 0.5) + r / (a * a + 2);"
+               " output logits = dense(flatten(y), 3);" CE,
+               0);
+    check_twin_upto("network r_div_w { input x : f32[batch, 4, 5]; input w : f32[6]; a = dense(x, 6);"
+                    " y = (a + w) / (a * a + 1) + w / (a * a + 3); output logits = dense(flatten(y), 3);" CE,
+                    0, UNBATCHED_INPUT_MAX_BATCH);
+}
+
 static void test_mse(void **s) {
     (void)s;
     check_twin("network r_mse { input x : f32[batch, 5]; h = tanh(dense(x, 6)); output y = dense(h, 3);"
@@ -356,7 +369,7 @@ int main(void) {
         cmocka_unit_test(test_activations),    cmocka_unit_test(test_dropout),   cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_layernorm),      cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_views),          cmocka_unit_test(test_concat),    cmocka_unit_test(test_transpose),
-        cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary),    cmocka_unit_test(test_mse),
+        cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary), cmocka_unit_test(test_div),    cmocka_unit_test(test_mse),
         cmocka_unit_test(test_wide_optimised), cmocka_unit_test(test_silu),
         cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice),
         cmocka_unit_test(test_positions),

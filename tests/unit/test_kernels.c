@@ -417,6 +417,16 @@ static void test_binary_broadcast(void **s) {
                   "  output a = x + r; output b = x - c; output m = x * r * c; output k = x * 0.5 + 1; output n = -x; }");
 }
 
+/* Division by a tensor, broadcast both ways and by an unbatched divisor; a number over a tensor
+ * alone and in dense's epilogue. Divisors are kept away from zero. */
+static void test_div(void **s) {
+    (void)s;
+    check_network("network dv { input x : f32[batch, 4, 5]; input r : f32[batch, 1, 5]; input c : f32[batch, 4, 1];\n"
+                  "  input w : f32[5]; v = x * x + 0.5;\n"
+                  "  output a = x / (r * r + 1); output b = c / v; output d = x / (w * w + 0.25); output e = 2 / v;\n"
+                  "  output f = 1 / (sigmoid(dense(x, 7)) + 0.5); }");
+}
+
 static void test_matmul(void **s) {
     (void)s;
     check_network("network mm { input a : f32[batch, 3, 5]; input b : f32[batch, 5, 7]; input w : f32[5]; input m : f32[5, 4];\n"
@@ -447,7 +457,7 @@ int main(void) {
         cmocka_unit_test(test_nested_in_caller_team), cmocka_unit_test(test_nested_with_nesting_on),
         cmocka_unit_test(test_picked_replicas), cmocka_unit_test(test_stage_threads),
         cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice), cmocka_unit_test(test_positions), cmocka_unit_test(test_unary_columns), cmocka_unit_test(test_shapes),
-        cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_div), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_outputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

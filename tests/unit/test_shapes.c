@@ -146,6 +146,9 @@ static void test_eltwise_binary(void **state) {
     n = op_node(PN_OP_MUL);
     expect_ok(infer2(&n, &w, &v, &e), &e);
     ASSERT_SHAPE(&n.shape, B, 4, 5);
+    n = op_node(PN_OP_DIV);
+    expect_ok(infer2(&n, &w, &v, &e), &e);
+    ASSERT_SHAPE(&n.shape, B, 4, 5);
 
     pn_node d = F32(B, 4);
     n = op_node(PN_OP_ADD);
@@ -154,6 +157,8 @@ static void test_eltwise_binary(void **state) {
     expect_err(infer2(&n, &a, &d, &e), &e, -1, "operands of '-'");
     n = op_node(PN_OP_MUL);
     expect_err(infer2(&n, &a, &d, &e), &e, -1, "operands of '*'");
+    n = op_node(PN_OP_DIV);
+    expect_err(infer2(&n, &a, &d, &e), &e, -1, "operands of '/' do not broadcast: f32[batch,3] and f32[batch,4]");
     /* batch against a fixed size */
     pn_node f = F32(2, 3);
     n = op_node(PN_OP_ADD);
@@ -1026,7 +1031,7 @@ static void test_every_op_has_a_rule(void **state) {
         switch ((pn_op)op) {
         case PN_OP_INPUT: n = x2; a = NULL; break;
         case PN_OP_CONST: a = NULL; break;
-        case PN_OP_ADD: case PN_OP_SUB: case PN_OP_MUL: case PN_OP_MSE: b = &x2; break;
+        case PN_OP_ADD: case PN_OP_SUB: case PN_OP_MUL: case PN_OP_DIV: case PN_OP_MSE: b = &x2; break;
         case PN_OP_MATMUL: b = &m; break;
         case PN_OP_DENSE: n = dense(3, true); break;
         case PN_OP_CONV2D: n = conv(3, 3, 3, 1, 1, true); a = &x4; break;
