@@ -585,6 +585,10 @@ static int write_deps(const pn_program *prog, const char *file, action act, cons
         fputs(" \\\n  ", of.f);
         dep_put(of.f, n ? ((const pn_module *)prog->modules.items[i])->path : file);
     }
+    for (int i = 0; i < prog->deps.len; i++) {
+        fputs(" \\\n  ", of.f);
+        dep_put(of.f, prog->deps.items[i]);
+    }
     if (o->weights) {
         fputs(" \\\n  ", of.f);
         dep_put(of.f, o->weights);

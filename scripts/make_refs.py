@@ -157,6 +157,8 @@ def evaluate(nodes, params, xs, batch):
         op, at = n.op, n.attrs
         if op == "input":
             y = xs[n.name]
+        elif op == "const" and "values" in at:  # a tensor constant: its values inline
+            y = torch.tensor(at["values"], dtype=torch.float32).reshape(n.shape(batch))
         elif op == "const":
             y = torch.tensor(float(at["value"]), dtype=torch.float32)
         elif op == "add":

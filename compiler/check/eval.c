@@ -67,6 +67,68 @@ static value make_const(ck *c, naming *nm, double v, pn_loc loc) {
 
 static value call_block(ck *c, scope *s, pn_block_def *b, pn_expr *call, naming *nm, bool top);
 
+/* A tensor constant (`const x : f32[...] = ...;`), whose values are known when compiling. */
+static bool is_const_tensor(ck *c, const value *v) {
+    return v->k == V_TENSOR && c->g->nodes[v->node].op == PN_OP_CONST && c->g->nodes[v->node].data;
+}
+
+/* An operand of a folded constant: its shape and values (a number is a scalar). */
+typedef struct const_operand {
+    pn_shape shape;
+    const float *data;
+    float num;
+} const_operand;
+
+static const_operand const_of(ck *c, const value *v) {
+    if (v->k != V_TENSOR) return (const_operand){.num = (float)ck_num(v)};
+    const pn_node *n = &c->g->nodes[v->node];
+    return (const_operand){.shape = n->shape, .data = n->data};
+}
+
+/* Element `idx` (of the result's axes) of an operand broadcast to a result of rank r. */
+static float const_at(const const_operand *o, const int64_t *idx, int r) {
+    if (!o->data) return o->num;
+    int64_t off = 0;
+    for (int d = 0; d < o->shape.rank; d++) {
+        int64_t size = o->shape.d[d];
+        off = off * size + (size == 1 ? 0 : idx[r - o->shape.rank + d]);
+    }
+    return o->data[off];
+}
+
+/* a OP b where both are tensor constants or numbers (one at least a tensor): computed now, in f32
+ * as the kernels would, into a new constant; so `1 / std` or `-mean` costs nothing when run and
+ * trains (training needs every computed value to have a batch axis). */
+static value fold_consts(ck *c, naming *nm, bool top, pn_op op, const value *a, const value *b, pn_loc loc, char sym) {
+    value err = {.k = V_ERROR, .loc = loc};
+    const_operand x = const_of(c, a), y = const_of(c, b);
+    pn_node n = {.name = ck_node_name(c, nm, pn_ops[op].name, top), .op = PN_OP_CONST, .dtype = PN_F32, .loc = loc};
+    char sa[128], sb[128];
+    if (!pn_broadcast(&x.shape, &y.shape, &n.shape)) {
+        ck_error(c, loc, "operands of '%c' do not broadcast: %s and %s", sym, pn_shape_str(PN_F32, &x.shape, sa, sizeof sa),
+                 pn_shape_str(PN_F32, &y.shape, sb, sizeof sb));
+        return err;
+    }
+    int64_t cnt = pn_shape_sample_elems(&n.shape);
+    float *data = pn_arena_alloc(&c->g->arena, sizeof(float) * (size_t)cnt);
+    for (int64_t e = 0; e < cnt; e++) {
+        int64_t idx[PN_MAX_RANK], rest = e;
+        for (int d = n.shape.rank - 1; d >= 0; d--) {
+            idx[d] = rest % n.shape.d[d];
+            rest /= n.shape.d[d];
+        }
+        float u = const_at(&x, idx, n.shape.rank), v = const_at(&y, idx, n.shape.rank);
+        data[e] = op == PN_OP_ADD ? u + v : op == PN_OP_SUB ? u - v : op == PN_OP_MUL ? u * v : u / v;
+        if (!isfinite(data[e])) {
+            ck_error(c, loc, "%s in constant expression, at element %lld", op == PN_OP_DIV && v == 0 ? "division by zero" : "overflow",
+                     (long long)e);
+            return err;
+        }
+    }
+    n.data = data;
+    return ck_add_node(c, &n, NULL, 0, NULL, 0, NULL, 0);
+}
+
 static value binary(ck *c, scope *s, pn_expr *e, naming *nm, bool top) {
     (void)s;
     value a = ck_eval(c, s, e->lhs, nm, false);
@@ -114,6 +176,8 @@ static value binary(ck *c, scope *s, pn_expr *e, naming *nm, bool top) {
         b.k = V_FLOAT;
     }
     pn_op op = e->op == '+' ? PN_OP_ADD : e->op == '-' ? PN_OP_SUB : e->op == '/' && b.k == V_TENSOR ? PN_OP_DIV : PN_OP_MUL;
+    if ((is_const_tensor(c, &a) || a.k != V_TENSOR) && (is_const_tensor(c, &b) || b.k != V_TENSOR))
+        return fold_consts(c, nm, top, op, &a, &b, e->loc, op == PN_OP_MUL ? '*' : e->op);
     /* At least one tensor: numbers become scalar constants. */
     if (a.k != V_TENSOR) a = make_const(c, nm, ck_num(&a), a.loc);
     if (b.k != V_TENSOR) b = make_const(c, nm, ck_num(&b), b.loc);
@@ -137,6 +201,7 @@ static value negate(ck *c, scope *s, pn_expr *e, naming *nm, bool top) {
         return r;
     case V_FLOAT: r.f = -a.f; return r;
     case V_TENSOR: {
+        if (is_const_tensor(c, &a)) return fold_consts(c, nm, top, PN_OP_SUB, &(value){.k = V_INT}, &a, e->loc, '-');
         value z = make_const(c, nm, 0.0, e->loc);
         if (z.k == V_ERROR) return z;
         pn_node n = {.name = ck_node_name(c, nm, "sub", top), .op = PN_OP_SUB, .loc = e->loc};

@@ -234,8 +234,10 @@ static void resolve_stmts(rctx *r, pn_vec *body, bool *returned, int depth) {
             return;
         }
         switch (st->kind) {
+        case PN_ST_CONST:
         case PN_ST_INPUT:
-            rerr(r, st->loc, "inputs can only be declared in a network");
+            rerr(r, st->loc, st->kind == PN_ST_CONST ? "constants can only be declared in a network, outside train { }"
+                                                     : "inputs can only be declared in a network");
             if (!pn_strmap_get(&r->defined, st->name)) {
                 pn_strmap_put(&r->defined, st->name, st);
                 pn_vec_push(&r->c->tmp, &r->order, (void *)st->name);

@@ -129,9 +129,22 @@ LLVMValueRef cg_gen_backward(cg *c, int node, const bool *acc) {
 LLVMValueRef cg_const_global(cg *c, int i) {
     char *name = pn_xasprintf("%s__c%d", c->px, i);
     LLVMValueRef gv = LLVMGetNamedGlobal(c->mod, name);
+    const pn_node *nd = &c->g->nodes[i];
+    if (!gv && nd->data) { /* a tensor constant: its values, aligned for vector loads */
+        int64_t cnt = pn_shape_sample_elems(&nd->shape);
+        LLVMValueRef *v = pn_xcalloc((size_t)cnt, sizeof *v);
+        for (int64_t k = 0; k < cnt; k++) v[k] = cg_f32(c, nd->data[k]);
+        LLVMValueRef init = LLVMConstArray2(c->f32, v, (uint64_t)cnt);
+        free(v);
+        gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);
+        LLVMSetInitializer(gv, init);
+        LLVMSetAlignment(gv, 64);
+        LLVMSetGlobalConstant(gv, 1);
+        LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    }
     if (!gv) {
         gv = LLVMAddGlobal(c->mod, c->f32, name);
-        LLVMSetInitializer(gv, cg_f32(c, c->g->nodes[i].fa[PN_FA_VALUE]));
+        LLVMSetInitializer(gv, cg_f32(c, nd->fa[PN_FA_VALUE]));
         LLVMSetGlobalConstant(gv, 1);
         LLVMSetLinkage(gv, LLVMPrivateLinkage);
     }

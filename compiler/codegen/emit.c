@@ -61,7 +61,7 @@ static LLVMValueRef gen_output_copy(cg *c, int k, int src) {
     c->nth = LLVMGetParam(c->fn, 4);
     LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
     const pn_shape *s = &c->g->nodes[src].shape;
-    LLVMValueRef total = c->g->plan.mem[src].kind == PN_MEM_CONST ? cg_i64(c, 1) : cg_numel(c, s);
+    LLVMValueRef total = c->g->plan.mem[src].kind == PN_MEM_CONST ? cg_i64(c, s->rank ? pn_shape_sample_elems(s) : 1) : cg_numel(c, s);
     LLVMValueRef lo, hi;
     cg_split(c, total, &lo, &hi);
     cg_loop i;

@@ -124,6 +124,8 @@ typedef struct pn_node {
     unsigned flags;   /* PN_NODE_* */
     int nparams;
     pn_param_info params[PN_MAX_PARAMS];
+    const float *data; /* const of rank >= 1 (`const x : f32[...] = ...;`): its values, in the graph's arena;
+                        * NULL for a scalar constant, whose value is fa[PN_FA_VALUE] */
     pn_loc loc;
 } pn_node;
 

@@ -137,6 +137,29 @@ static pn_op op_by_name(const char *name) {
     return PN_OP_COUNT;
 }
 
+/* values=[v0,v1,...] of a tensor constant, into the graph's arena. */
+static bool const_values(cursor *c, pn_graph *g, pn_node *n, int64_t *count) {
+    int64_t cap = 16, k = 0;
+    float *v = pn_xmalloc(sizeof(float) * (size_t)cap);
+    bool ok = expect(c, "[");
+    while (ok) {
+        double d;
+        if (!(ok = number(c, &d))) break;
+        if (k == cap) v = pn_xrealloc(v, sizeof(float) * (size_t)(cap *= 2));
+        v[k++] = (float)d;
+        if (!lit(c, ",")) break;
+    }
+    ok = ok && expect(c, "]");
+    if (ok) {
+        float *data = pn_arena_alloc(&g->arena, sizeof(float) * (size_t)k);
+        memcpy(data, v, sizeof(float) * (size_t)k);
+        n->data = data;
+        *count = k;
+    }
+    free(v);
+    return ok;
+}
+
 static bool attr(cursor *c, pn_node *n, const char *key) {
     int na;
     const pn_attr_desc *a = pn_op_attrs(n->op, &na);
@@ -185,9 +208,11 @@ static bool node_line(cursor *c, pn_graph *g, pn_strmap *names, const char *name
         } while (lit(c, ","));
         if (!expect(c, ")")) return false;
     }
+    int64_t nvalues = 0;
     while (!lit(c, ":")) {
         w = word(c);
-        bool ok = w && expect(c, "=") && attr(c, &n, w);
+        bool ok = w && expect(c, "=") &&
+                  (n.op == PN_OP_CONST && strcmp(w, "values") == 0 ? const_values(c, g, &n, &nvalues) : attr(c, &n, w));
         free(w);
         if (!ok) return false;
     }
@@ -208,11 +233,16 @@ static bool node_line(cursor *c, pn_graph *g, pn_strmap *names, const char *name
     ws(c);
     if (c->s < c->end && *c->s != '#') return bad(c, "unexpected text after the node");
     const pn_node *inputs[64];
+    char want_buf[128];
     for (int i = 0; i < nin; i++) inputs[i] = &g->nodes[in[i]];
     int64_t list[PN_MAX_RANK];
     int nlist = 0;
     if (n.op == PN_OP_INPUT) {
         n.dtype = t;
+        n.shape = s;
+    } else if (n.data) {
+        if (t != PN_F32 || s.rank < 1 || pn_shape_batched(&s) || pn_shape_sample_elems(&s) != nvalues)
+            return bad(c, "a constant of %lld values cannot be of type %s", (long long)nvalues, pn_shape_str(t, &s, want_buf, sizeof want_buf));
         n.shape = s;
     } else if (n.op == PN_OP_RESHAPE) {
         for (int i = pn_shape_batched(&s) ? 1 : 0; i < s.rank; i++) list[nlist++] = s.d[i];

@@ -7,6 +7,12 @@
 #include <string.h>
 
 static void print_attrs(const pn_node *n, FILE *out) {
+    if (n->data) { /* a tensor constant: its values, which read back exactly */
+        fprintf(out, " values=[");
+        for (int64_t k = 0; k < pn_shape_sample_elems(&n->shape); k++) fprintf(out, "%s%.9g", k ? "," : "", n->data[k]);
+        fprintf(out, "]");
+        return;
+    }
     int na;
     const pn_attr_desc *a = pn_op_attrs(n->op, &na);
     for (int i = 0; i < na; i++) {

@@ -274,7 +274,9 @@ bool pn_ref_input(pn_ref *r, int i) {
 }
 
 bool pn_ref_const(pn_ref *r, int i) {
-    r->v[i][0] = r->g->nodes[i].fa[PN_FA_VALUE];
+    const pn_node *nd = &r->g->nodes[i];
+    if (!nd->data) r->v[i][0] = nd->fa[PN_FA_VALUE];
+    for (int64_t e = 0; nd->data && e < pn_shape_sample_elems(&nd->shape); e++) r->v[i][e] = nd->data[e];
     return true;
 }
 

@@ -236,7 +236,7 @@ bool pn_shape_infer(pn_node *n, const pn_node *const *in, int nin, const int64_t
 bool pn_shape_input(PN_SHAPE_ARGS) { return true; }
 
 bool pn_shape_const(PN_SHAPE_ARGS) {
-    n->shape.rank = 0; /* a scalar */
+    if (!n->data) n->shape.rank = 0; /* a scalar; a tensor constant keeps its declared shape */
     return true;
 }
 

@@ -50,6 +50,7 @@ typedef struct pn_type_ast {
 
 typedef enum {
     PN_ST_INPUT,     /* input x : f32[...];   or, in train, label : i32[...]; */
+    PN_ST_CONST,     /* const x : f32[...] = "file.npy";   or   = [numbers]; */
     PN_ST_ASSIGN,    /* [output] x = expr; */
     PN_ST_OUTPUT,    /* output x; */
     PN_ST_DIRECTIVE, /* @name(args) followed by ';', a statement or a { } group */
@@ -68,6 +69,8 @@ typedef struct pn_stmt {
     bool is_output, has_input_kw;
     pn_expr *value;
     pn_type_ast *type;
+    const char *path; /* CONST: the .npy file, as written (NULL for a list of numbers) */
+    pn_loc path_loc;
     pn_dir_form form;
     pn_vec args; /* DIRECTIVE: pn_arg* */
     pn_vec body; /* DIRECTIVE, TRAIN: pn_stmt* */
@@ -121,6 +124,7 @@ typedef struct pn_program {
     pn_vec modules;      /* pn_module* in load order; modules[0] is the main file */
     pn_strmap by_path;   /* canonical path -> pn_module* */
     pn_vec include_dirs; /* char*: -I directories */
+    pn_vec deps;         /* char*: other files the checker read (constants' .npy), for -MD */
     const char *stdlib_dir;
 } pn_program;
 

@@ -107,6 +107,8 @@ static bool try_dir(const char *dir, int dlen, const char *rel, char *buf, size_
     return file_exists(buf);
 }
 
+static char *find_in(pn_program *p, const char *rel, const char *importer, bool stdlib, char *tried, size_t tn);
+
 /* Finds an import in: -I dirs, PNET_PATH, the importing file's directory, the stdlib. The
  * directories searched go to tried. */
 static char *find_import(pn_program *p, const char *name, const char *importer, char *tried, size_t tn) {
@@ -116,6 +118,15 @@ static char *find_import(pn_program *p, const char *name, const char *importer, 
     if (snprintf(rel, sizeof rel, "%s%s", name, n > 5 && strcmp(name + n - 5, ".pnet") == 0 ? "" : ".pnet") >=
         (int)sizeof rel)
         return NULL;
+    return find_in(p, rel, importer, true, tried, tn);
+}
+
+char *pn_program_find_file(pn_program *p, const char *rel, const char *from, char *tried, size_t tn) {
+    tried[0] = 0;
+    return find_in(p, rel, from, false, tried, tn);
+}
+
+static char *find_in(pn_program *p, const char *rel, const char *importer, bool stdlib, char *tried, size_t tn) {
     char buf[PATH_MAX * 2];
     if (rel[0] == '/') return file_exists(rel) ? pn_xstrdup(rel) : NULL;
     for (int i = 0; i < p->include_dirs.len; i++) {
@@ -136,7 +147,7 @@ static char *find_import(pn_program *p, const char *name, const char *importer, 
     if (slash ? try_dir(importer, (int)(slash - importer), rel, buf, sizeof buf, tried, tn)
               : try_dir(".", 1, rel, buf, sizeof buf, tried, tn))
         return pn_xstrdup(buf);
-    if (p->stdlib_dir && try_dir(p->stdlib_dir, (int)strlen(p->stdlib_dir), rel, buf, sizeof buf, tried, tn))
+    if (stdlib && p->stdlib_dir && try_dir(p->stdlib_dir, (int)strlen(p->stdlib_dir), rel, buf, sizeof buf, tried, tn))
         return pn_xstrdup(buf);
     return NULL;
 }

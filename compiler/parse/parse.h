@@ -29,5 +29,9 @@ void pn_program_free(pn_program *p);
    text may be given (len bytes) instead of reading path, for tests and fuzzing. The path "-" is
    standard input, named "<stdin>" in diagnostics. */
 pn_module *pn_program_load(pn_program *p, const char *path, const char *text, size_t len);
+/* Finds a file named by a module (a constant's .npy) as imports are found, stdlib excepted: an
+ * absolute path as is; else in the -I dirs, PNET_PATH, then the directory of `from`. Returns a
+ * malloc'd path, or NULL with the directories searched in tried. */
+char *pn_program_find_file(pn_program *p, const char *rel, const char *from, char *tried, size_t tn);
 
 #endif

@@ -82,7 +82,7 @@ static pn_expr *binary(pn_parser *p, char op, pn_expr *a, pn_expr *b, pn_loc loc
 #define A p->arena
 }
 
-%token NETWORK "'network'" INPUT "'input'" OUTPUT "'output'" BLOCK "'block'"
+%token NETWORK "'network'" INPUT "'input'" CONST "'const'" OUTPUT "'output'" BLOCK "'block'"
 %token RETURN "'return'" IMPORT "'import'" TRAIN "'train'" TRUE "'true'" FALSE "'false'"
 %token <id> IDENT "identifier" STRING "string"
 %token <num> INT "integer" FLOAT "number"
@@ -198,6 +198,21 @@ stmt:
       $$->name_loc = @2;
       $$->type = $4;
       $$->has_input_kw = true;
+  }
+| CONST IDENT ':' type '=' STRING ';' {
+      $$ = new_stmt(p, PN_ST_CONST, @$);
+      $$->name = $2.s;
+      $$->name_loc = @2;
+      $$->type = $4;
+      $$->path = $6.s;
+      $$->path_loc = @6;
+  }
+| CONST IDENT ':' type '=' expr ';' {
+      $$ = new_stmt(p, PN_ST_CONST, @$);
+      $$->name = $2.s;
+      $$->name_loc = @2;
+      $$->type = $4;
+      $$->value = $6;
   }
 | IDENT ':' type ';' {
       $$ = new_stmt(p, PN_ST_INPUT, @$);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check/check.h"
+#include "io.h"
 #include "parse/parse.h"
 
 #define B PN_BATCH
@@ -763,6 +764,76 @@ static void test_constant_errors(void **state) {
     done(f);
 }
 
+/* const NAME : f32[dims] = [numbers] or "FILE.npy": a const node holding the values; arithmetic
+ * between constants is folded into another constant. */
+static void test_tensor_constants(void **state) {
+    (void)state;
+    cfx *f = check("network n {\n"
+                   "    input x : f32[batch, 2, 3];\n"
+                   "    const m : f32[3] = [1, 2.5, -4];\n"
+                   "    const s : f32[2, 1] = [[2], [0.5]];\n"
+                   "    inv = 1 / s;\n"
+                   "    output y = (x - m) * inv + -m;\n"
+                   "}\n");
+    expect_clean(f);
+    const pn_node *m = node(f, "m");
+    assert_int_equal(m->op, PN_OP_CONST);
+    ASSERT_SHAPE(&m->shape, 3);
+    assert_true(m->data[0] == 1.0f && m->data[1] == 2.5f && m->data[2] == -4.0f);
+    const pn_node *inv = node(f, "inv"); /* folded: no div node */
+    assert_int_equal(inv->op, PN_OP_CONST);
+    ASSERT_SHAPE(&inv->shape, 2, 1);
+    assert_true(inv->data[0] == 0.5f && inv->data[1] == 2.0f);
+    const pn_node *neg = node(f, "y.sub.1");
+    assert_int_equal(neg->op, PN_OP_CONST);
+    assert_true(neg->data[2] == 4.0f);
+    assert_int_equal(node(f, "y.mul.0")->op, PN_OP_MUL);
+    done(f);
+
+    char dir[] = "/tmp/pnet_test_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[PATH_MAX], npy[PATH_MAX + 16], err[256];
+    snprintf(npy, sizeof npy, "%s/mean.npy", dir);
+    float vals[4] = {0.25f, -1, 3, 8};
+    pnetrt_array a = {PNETRT_F32, 2, {2, 2}, vals, sizeof vals};
+    assert_int_equal(pnetrt_npy_write(npy, &a, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/main.pnet", dir); /* the file is found beside the .pnet */
+    f = check_at(path, "network n { input x : f32[batch, 2, 2]; const mean : f32[2, 2] = \"mean.npy\"; output y = x - mean; }\n");
+    expect_clean(f);
+    assert_true(node(f, "mean")->data[3] == 8.0f);
+    assert_int_equal(f->prog.deps.len, 1); /* for -MD */
+    done(f);
+    f = check_at(path, "network n { input x : f32[batch, 4]; const mean : f32[4] = \"mean.npy\"; output y = x - mean; }\n");
+    expect_error(f, "'mean.npy' holds f32[2,2], but constant 'mean' is declared f32[4]");
+    done(f);
+    f = check_at(path, "network n { input x : f32[batch, 4]; const mean : f32[4] = \"none.npy\"; output y = x - mean; }\n");
+    expect_error(f, "cannot find the file 'none.npy' of constant 'mean'");
+    done(f);
+    unlink(npy);
+    rmdir(dir);
+
+    static const char *const bad[][2] = {
+        {"const m : f32[3] = [1, 2];", "constant 'm' is declared f32[3], 3 values, but the list has 2"},
+        {"const m : f32[batch, 3] = [1, 2, 3];", "a constant must be f32 without a 'batch' dimension"},
+        {"const m : i32[2] = [1, 2];", "a constant must be f32 without a 'batch' dimension, not i32[2]"},
+        {"const m : f32[2] = [1, false];", "a constant's values must be numbers, not a boolean"},
+        {"const m : f32[2] = 7;", "a constant's values are a \"FILE.npy\" or a list of numbers, not an integer"},
+        {"const m : f32[2] = [0, 1]; k = 1 / m;", "division by zero in constant expression, at element 0"},
+        {"const m : f32[2] = [1, 1]; const k : f32[3] = [1, 1, 1]; j = m + k;", "operands of '+' do not broadcast: f32[2] and f32[3]"},
+        {"const x : f32[2] = [1, 1];", "redefinition of 'x'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char src[512];
+        snprintf(src, sizeof src, "network n { input x : f32[batch, 2]; %s output y = x; }\n", bad[i][0]);
+        f = check(src);
+        expect_error(f, bad[i][1]);
+        done(f);
+    }
+    f = check("block b(x) { const m : f32[1] = [1]; return x * m; }\nnetwork n { input x : f32[batch, 2]; output y = b(x); }\n");
+    expect_error(f, "constants can only be declared in a network, outside train { }");
+    done(f);
+}
+
 static void test_name_errors(void **state) {
     (void)state;
     cfx *f = check("network n {\n"
@@ -909,6 +980,7 @@ int main(void) {
         cmocka_unit_test(test_unused_warning),
         cmocka_unit_test(test_constant_folding),
         cmocka_unit_test(test_constant_errors),
+        cmocka_unit_test(test_tensor_constants),
         cmocka_unit_test(test_name_errors),
         cmocka_unit_test(test_call_shape_error_location),
         cmocka_unit_test(test_call_forms),

@@ -342,6 +342,15 @@ static void test_div(void **s) {
                     0, UNBATCHED_INPUT_MAX_BATCH);
 }
 
+/* Tensor constants as operands: no gradient flows into them, all flows past them. */
+static void test_tensor_constants(void **s) {
+    (void)s;
+    check_twin("network r_const { input x : f32[batch, 4, 5]; const m : f32[5] = [0.5, -1, 2, 0, 3];"
+               " const sd : f32[4, 1] = [2, 0.5, 4, 1.5]; a = dense(x, 5);"
+               " y = (a - m) / sd + m / (a * a + 1) - sd * a; output logits = dense(flatten(y), 3);" CE,
+               0);
+}
+
 static void test_mse(void **s) {
     (void)s;
     check_twin("network r_mse { input x : f32[batch, 5]; h = tanh(dense(x, 6)); output y = dense(h, 3);"
@@ -369,7 +378,7 @@ int main(void) {
         cmocka_unit_test(test_activations),    cmocka_unit_test(test_dropout),   cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_layernorm),      cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_views),          cmocka_unit_test(test_concat),    cmocka_unit_test(test_transpose),
-        cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary), cmocka_unit_test(test_div),    cmocka_unit_test(test_mse),
+        cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary), cmocka_unit_test(test_div), cmocka_unit_test(test_tensor_constants),    cmocka_unit_test(test_mse),
         cmocka_unit_test(test_wide_optimised), cmocka_unit_test(test_silu),
         cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice),
         cmocka_unit_test(test_positions),

@@ -113,6 +113,39 @@ static void test_errors(void **state) {
     expect_error(buf, "needs a 4-d NCHW input");
 }
 
+/* A tensor constant prints its values and reads them back exactly; a scalar one keeps value=. The
+ * values must fill an f32 type without a batch axis. */
+static void test_const_values(void **state) {
+    (void)state;
+    static const char text[] =
+        "network n stages=1 replicas=1 microbatches=1 schedule=gpipe\n"
+        "  x = input() : f32[batch,2,3] stage=0 shard=1\n"
+        "  m = const() values=[0.100000001,-2,3.5,1.00000001e-07,4,-0] : f32[2,3] stage=0 shard=1\n"
+        "  k = const() value=2 : f32[] stage=0 shard=1\n"
+        "  d = div(x, m) : f32[batch,2,3] stage=0 shard=1\n"
+        "  y = mul(d, k) : f32[batch,2,3] stage=0 shard=1 output\n"
+        "  output y = y\n";
+    char err[256];
+    pn_graph *g = pn_graph_parse(text, strlen(text), err, sizeof err);
+    if (!g) fail_msg("parse: %s", err);
+    assert_non_null(g->nodes[1].data);
+    assert_int_equal(g->nodes[1].shape.rank, 2);
+    assert_true(g->nodes[1].data[0] == 0.1f && g->nodes[1].data[3] == 1e-7f);
+    assert_null(g->nodes[2].data);
+    char *out = print_graph(g);
+    assert_string_equal(out, text);
+    free(out);
+    pn_graph_free(g);
+    const char *h = "network n stages=1 replicas=1 microbatches=1 schedule=gpipe\n";
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s  m = const() values=[1,2,3] : f32[2,2] stage=0 shard=1\n", h);
+    expect_error(buf, "line 2: a constant of 3 values cannot be of type f32[2,2]");
+    snprintf(buf, sizeof buf, "%s  m = const() values=[1,2] : f32[batch,2] stage=0 shard=1\n", h);
+    expect_error(buf, "cannot be of type f32[batch,2]");
+    snprintf(buf, sizeof buf, "%s  m = const() values=[1,x] : f32[2] stage=0 shard=1\n", h);
+    expect_error(buf, "line 2:");
+}
+
 /* Each op takes the inputs its signature names (found by fuzzing: dense() read a missing input). */
 static void test_input_count(void **state) {
     (void)state;
@@ -212,6 +245,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_round_trip_attributes),
+        cmocka_unit_test(test_const_values),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_input_count),
         cmocka_unit_test(test_keyword_names),

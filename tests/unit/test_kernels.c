@@ -427,6 +427,17 @@ static void test_div(void **s) {
                   "  output f = 1 / (sigmoid(dense(x, 7)) + 0.5); }");
 }
 
+/* Tensor constants as operands of + - * / (broadcast, and in either position), of matmul, folded
+ * into another constant, and as an output of their own. */
+static void test_tensor_constants(void **s) {
+    (void)s;
+    check_network("network tc { input x : f32[batch, 3, 5];\n"
+                  "  const m : f32[5] = [0.5, -1, 2, 0, 3.25]; const sd : f32[3, 1] = [2, 0.5, 4];\n"
+                  "  const p : f32[5, 2] = [1, 0, -1, 2, 0.5, 0.5, 3, -2, 1, 1];\n"
+                  "  output a = (x - m) / sd; output b = m * x + sd; output c = matmul(x, p); output d = x / (m * m + 1);\n"
+                  "  output e = 2 - dense(x, 5) * m; output f = p; }");
+}
+
 static void test_matmul(void **s) {
     (void)s;
     check_network("network mm { input a : f32[batch, 3, 5]; input b : f32[batch, 5, 7]; input w : f32[5]; input m : f32[5, 4];\n"
@@ -457,7 +468,7 @@ int main(void) {
         cmocka_unit_test(test_nested_in_caller_team), cmocka_unit_test(test_nested_with_nesting_on),
         cmocka_unit_test(test_picked_replicas), cmocka_unit_test(test_stage_threads),
         cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice), cmocka_unit_test(test_positions), cmocka_unit_test(test_unary_columns), cmocka_unit_test(test_shapes),
-        cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_div), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_div), cmocka_unit_test(test_tensor_constants), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_outputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
