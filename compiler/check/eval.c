@@ -7,6 +7,43 @@
 
 /* ---- nodes ------------------------------------------------------------------------------- */
 
+/* The first dense, going back from node through ops that keep the shape of their input, that was
+ * given more than one axis per sample, or -1. Its result keeps all those axes, so a forgotten
+ * flatten shows up only where the result is used; the error there gets a note at this dense. */
+static int dense_of_many_axes(const pn_graph *g, int node) {
+    int found = -1;
+    for (int steps = 0; node >= 0 && steps < 256; steps++) {
+        const pn_node *n = &g->nodes[node];
+        if (n->op == PN_OP_DENSE) {
+            const pn_shape *xs = &g->nodes[n->in[0]].shape;
+            if (xs->rank - pn_shape_batched(xs) < 2) break;
+            found = node;
+        } else if (!(pn_ops[n->op].flags & PN_OPF_ELTWISE) && n->op != PN_OP_BATCHNORM && n->op != PN_OP_LAYERNORM &&
+                   n->op != PN_OP_SOFTMAX && n->op != PN_OP_LOG_SOFTMAX) {
+            break;
+        }
+        int next = -1; /* the operand of the node's own rank (the other may be a broadcast constant) */
+        for (int k = 0; k < n->ninputs && next < 0; k++)
+            if (g->nodes[n->in[k]].shape.rank == n->shape.rank) next = n->in[k];
+        node = next;
+    }
+    return found;
+}
+
+static void note_dense_axes(ck *c, const int32_t *inputs, int nin) {
+    for (int i = 0; i < nin; i++) {
+        int d = dense_of_many_axes(c->g, inputs[i]);
+        if (d < 0) continue;
+        const pn_node *n = &c->g->nodes[d];
+        char in[128], out[128];
+        pn_shape_str(PN_F32, &c->g->nodes[n->in[0]].shape, in, sizeof in);
+        pn_shape_str(PN_F32, &n->shape, out, sizeof out);
+        pn_note(c->d, n->loc, "this 'dense' of %s maps only the last axis and keeps the others, giving %s; if one feature "
+                "axis was meant, flatten its input first", in, out);
+        return;
+    }
+}
+
 /* Shape-checks and appends a node. argloc[i] locates the call's i-th argument for messages. */
 value ck_add_node(ck *c, pn_node *n, const int32_t *inputs, int nin, const int64_t *list, int nlist,
                   const pn_loc *argloc, int nargloc) {
@@ -33,6 +70,7 @@ value ck_add_node(ck *c, pn_node *n, const int32_t *inputs, int nin, const int64
     pn_shape_err se;
     if (!pn_shape_infer(n, in, nin, list, nlist, &se) || !pn_shape_check_size(&n->shape, &se)) {
         ck_error(c, se.arg >= 0 && se.arg < nargloc ? argloc[se.arg] : n->loc, "%s", se.msg);
+        note_dense_axes(c, inputs, nin);
         return err;
     }
     if (c->stage >= 0) {
