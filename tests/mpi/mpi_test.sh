@@ -5,8 +5,9 @@
 # memory and again with --mca btl self,tcp (the path runs across machines take): the saved weights
 # must be bitwise those of the threads-only run, for batchnorm and dropout with shuffling
 # (dropout_det), adam (mlp_adam), a CNN (cnn), and networks with pipeline stages (pipe: 1F1B,
-# pipe_gpipe: GPipe; skip3: three stages) trained one stage per rank (pipelines of ranks, and
-# replicas of them), or every stage in each rank. Also: a rank count that leaves a rank without
+# pipe_gpipe: GPipe; pipe_std: tensor constants read by both stages; skip3: three stages) trained
+# one stage per rank (pipelines of ranks, and replicas of them), or every stage in each rank. Also:
+# a rank count that leaves a rank without
 # chunks, and errors every rank reports the same way.
 # Prints one line per check and then `N passed, M failed`; exit status 1 on any failure.
 set -u
@@ -59,7 +60,7 @@ if [ "$QUICK" = without-mpi ]; then
 fi
 
 EXAMPLES=$DIR/../../examples
-for c in dropout_det mlp_adam cnn pipe pipe_gpipe digits_mlp; do
+for c in dropout_det mlp_adam cnn pipe pipe_gpipe pipe_std digits_mlp; do
     src=$DIR/cases/$c.pnet
     [ "$c" = digits_mlp ] && src=$EXAMPLES/digits_mlp.pnet
     if ! "$PNETC" "$src" -o "$WORK/$c" >"$WORK/$c.compile" 2>&1; then
