@@ -5,10 +5,10 @@
 # memory and again with --mca btl self,tcp (the path runs across machines take): the saved weights
 # must be bitwise those of the threads-only run, for batchnorm and dropout with shuffling
 # (dropout_det), adam (mlp_adam), a CNN (cnn), and networks with pipeline stages (pipe: 1F1B,
-# pipe_gpipe: GPipe; pipe_std: tensor constants read by both stages; skip3: three stages) trained
-# one stage per rank (pipelines of ranks, and replicas of them), or every stage in each rank. Also:
-# a rank count that leaves a rank without
-# chunks, and errors every rank reports the same way.
+# pipe_gpipe: GPipe; pipe_std: tensor constants that both stages read; skip3: three stages)
+# trained one stage per rank (pipelines of ranks, and replicas of them), or every stage in each
+# rank. Also: a rank count that leaves a rank without chunks, and errors every rank reports the
+# same way.
 # Prints one line per check and then `N passed, M failed`; exit status 1 on any failure.
 set -u
 export PNET_ADAPTIVE_THREADS=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
