@@ -9,7 +9,8 @@ For every tests/train/cases/*.pnet, it prints the checked graph with `pnetc --em
 the nodes the loss needs with PyTorch functional ops in float32 (the op semantics come from
 make_refs.py, the inference reference; batchnorm uses batch statistics and updates its running
 statistics, as a model in train mode does), and trains one epoch without shuffling, batch after
-batch (the last, partial batch as it is), with the optimizer of the train line: torch.optim.SGD,
+batch (the last, partial batch as it is), with the optimizer of the train line (the parameters
+of `frozen = true` layers left out of it): torch.optim.SGD,
 or torch.optim.AdamW for `adam` (its weight decay is decoupled). It writes into
 tests/train/refs/CASE/:
 
@@ -213,6 +214,10 @@ def make_case(pnetc, src, outroot):
     gen = torch.Generator().manual_seed(zlib.crc32(case.encode()))
     init = make_refs.make_params(nodes, gen)
     buffers = {k for k in init if k.endswith(".running_mean") or k.endswith(".running_var")}
+    # The parameters of a `frozen = true` layer are not trained: no gradient, no optimizer step
+    # (PyTorch's requires_grad_(False)); they must come out as they went in.
+    frozen = {p for n in nodes if n.attrs.get("frozen") == "true" for p, _ in n.params}
+    buffers |= frozen
     samples = (5 * batch + 1) // 2  # 2.5 batches: 3 steps, the last one partial
     x, y = make_data(nodes, loss_node, samples, gen)
 
@@ -222,7 +227,10 @@ def make_case(pnetc, src, outroot):
         if not torch.all(torch.isfinite(v)):
             fail("%s: %s is not finite after training" % (case, k))
     atol, worst = tolerance(after, exact)
-    moved = min(float((after[k] - init[k]).abs().max()) for k in init)
+    for k in frozen:
+        if not torch.equal(after[k], init[k]):
+            fail("%s: the frozen %s changed in training" % (case, k))
+    moved = min(float((after[k] - init[k]).abs().max()) for k in init if k not in frozen)
     if moved <= 10 * atol:
         fail("%s: some tensor moves by only %g in training, within the tolerance %g" % (case, moved, atol))
 

@@ -43,13 +43,16 @@ static int64_t flops_loss(const pn_graph *g, const pn_node *n, int64_t out) {
 #define A(key, kind, slot) {key, kind, slot}
 static const pn_attr_desc none[] = {{0}};
 static const pn_attr_desc const_a[] = {A("value", 'f', PN_FA_VALUE)};
-static const pn_attr_desc dense_a[] = {A("units", 'i', PN_DENSE_UNITS), A("bias", 'b', PN_DENSE_BIAS)};
+static const pn_attr_desc dense_a[] = {A("units", 'i', PN_DENSE_UNITS), A("bias", 'b', PN_DENSE_BIAS),
+                                       A("frozen", 'B', PN_DENSE_FROZEN)};
 static const pn_attr_desc conv_a[] = {A("out_channels", 'i', PN_CONV_OUT), A("kernel", 'p', PN_CONV_KH),
                                       A("stride", 'p', PN_CONV_SH), A("padding", 'p', PN_CONV_PH),
-                                      A("bias", 'b', PN_CONV_BIAS)};
-static const pn_attr_desc bn_a[] = {A("eps", 'f', PN_FA_VALUE), A("momentum", 'f', PN_FA_MOMENTUM)};
-static const pn_attr_desc ln_a[] = {A("eps", 'f', PN_FA_VALUE)};
-static const pn_attr_desc emb_a[] = {A("vocab", 'i', PN_EMB_VOCAB), A("dim", 'i', PN_EMB_DIM)};
+                                      A("bias", 'b', PN_CONV_BIAS), A("frozen", 'B', PN_CONV_FROZEN)};
+static const pn_attr_desc bn_a[] = {A("eps", 'f', PN_FA_VALUE), A("momentum", 'f', PN_FA_MOMENTUM),
+                                    A("frozen", 'B', PN_NORM_FROZEN)};
+static const pn_attr_desc ln_a[] = {A("eps", 'f', PN_FA_VALUE), A("frozen", 'B', PN_NORM_FROZEN)};
+static const pn_attr_desc emb_a[] = {A("vocab", 'i', PN_EMB_VOCAB), A("dim", 'i', PN_EMB_DIM),
+                                     A("frozen", 'B', PN_EMB_FROZEN)};
 static const pn_attr_desc pool_a[] = {A("size", 'p', PN_POOL_KH), A("stride", 'p', PN_POOL_SH),
                                       A("padding", 'p', PN_POOL_PH)};
 static const pn_attr_desc slope_a[] = {A("slope", 'f', PN_FA_VALUE)};

@@ -168,7 +168,8 @@ static bool attr(cursor *c, pn_node *n, const char *key) {
         int64_t *v = n->ia + a[i].slot;
         switch (a[i].kind) {
         case 'i': return integer(c, v);
-        case 'b': return boolean(c, v);
+        case 'b':
+        case 'B': return boolean(c, v);
         case 'f': return number(c, &n->fa[a[i].slot]);
         case 'p': return expect(c, "[") && integer(c, v) && expect(c, ",") && integer(c, v + 1) && expect(c, "]");
         case 'l': {

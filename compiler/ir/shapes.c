@@ -47,10 +47,19 @@ bool pn_broadcast(const pn_shape *a, const pn_shape *b, pn_shape *out) {
     return true;
 }
 
+/* The node's `frozen` attribute (ops with parameters): its parameters are not trained. */
+static bool frozen(const pn_node *n) {
+    int na;
+    const pn_attr_desc *a = pn_op_attrs(n->op, &na);
+    for (int i = 0; i < na; i++)
+        if (strcmp(a[i].key, "frozen") == 0) return n->ia[a[i].slot] != 0;
+    return false;
+}
+
 static void add_param(pn_node *n, const char *suffix, bool trainable, int rank, const int64_t *dims) {
     pn_param_info *p = &n->params[n->nparams++];
     p->suffix = suffix;
-    p->trainable = trainable;
+    p->trainable = trainable && !frozen(n);
     p->shape.rank = rank;
     for (int i = 0; i < rank; i++) p->shape.d[i] = dims[i];
 }

@@ -351,6 +351,16 @@ static void test_tensor_constants(void **s) {
                0);
 }
 
+/* frozen = true: the twin and the generated step agree on what is trained (nothing of a frozen
+ * layer) and on the gradients that pass through frozen layers to trained ones before them. */
+static void test_frozen(void **s) {
+    (void)s;
+    check_twin("network r_frozen { input x : f32[batch, 2, 6, 5]; c = conv2d(x, 3, 3, padding = 1, frozen = true);"
+               " d = conv2d(relu(c), 4, 3); n = layernorm(flatten(d), frozen = true); h = dense(n, 7, frozen = true);"
+               " output logits = dense(tanh(h), 3);" CE,
+               0);
+}
+
 static void test_mse(void **s) {
     (void)s;
     check_twin("network r_mse { input x : f32[batch, 5]; h = tanh(dense(x, 6)); output y = dense(h, 3);"
@@ -378,7 +388,7 @@ int main(void) {
         cmocka_unit_test(test_activations),    cmocka_unit_test(test_dropout),   cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_layernorm),      cmocka_unit_test(test_batchnorm), cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_views),          cmocka_unit_test(test_concat),    cmocka_unit_test(test_transpose),
-        cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary), cmocka_unit_test(test_div), cmocka_unit_test(test_tensor_constants),    cmocka_unit_test(test_mse),
+        cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary), cmocka_unit_test(test_div), cmocka_unit_test(test_tensor_constants), cmocka_unit_test(test_frozen),    cmocka_unit_test(test_mse),
         cmocka_unit_test(test_wide_optimised), cmocka_unit_test(test_silu),
         cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice),
         cmocka_unit_test(test_positions),

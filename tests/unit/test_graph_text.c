@@ -146,6 +146,40 @@ static void test_const_values(void **state) {
     expect_error(buf, "line 2:");
 }
 
+/* frozen=true prints and reads back; false is not printed, and reads back when written. */
+static void test_frozen(void **state) {
+    (void)state;
+    static const char text[] =
+        "network n stages=1 replicas=1 microbatches=1 schedule=gpipe\n"
+        "  x = input() : f32[batch,4] stage=0 shard=1\n"
+        "  a = dense(x) units=3 bias=true frozen=true : f32[batch,3] stage=0 shard=1  # a.weight[3,4] a.bias[3]\n"
+        "  b = layernorm(a) eps=1e-05 frozen=true : f32[batch,3] stage=0 shard=1  # b.weight[3] b.bias[3]\n"
+        "  y = dense(b) units=2 bias=false : f32[batch,2] stage=0 shard=1 output  # y.weight[2,3]\n"
+        "  output y = y\n";
+    char err[256];
+    pn_graph *g = pn_graph_parse(text, strlen(text), err, sizeof err);
+    if (!g) fail_msg("parse: %s", err);
+    assert_false(g->nodes[1].params[0].trainable);
+    assert_false(g->nodes[2].params[1].trainable);
+    assert_true(g->nodes[3].params[0].trainable);
+    char *out = print_graph(g);
+    assert_string_equal(out, text);
+    free(out);
+    pn_graph_free(g);
+    static const char unfrozen[] =
+        "network n stages=1 replicas=1 microbatches=1 schedule=gpipe\n"
+        "  x = input() : f32[batch,4] stage=0 shard=1\n"
+        "  y = dense(x) units=3 bias=true frozen=false : f32[batch,3] stage=0 shard=1 output\n"
+        "  output y = y\n";
+    g = pn_graph_parse(unfrozen, strlen(unfrozen), err, sizeof err);
+    if (!g) fail_msg("parse: %s", err);
+    assert_true(g->nodes[1].params[0].trainable);
+    out = print_graph(g);
+    assert_null(strstr(out, "frozen"));
+    free(out);
+    pn_graph_free(g);
+}
+
 /* Each op takes the inputs its signature names (found by fuzzing: dense() read a missing input). */
 static void test_input_count(void **state) {
     (void)state;
@@ -246,6 +280,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_round_trip_attributes),
         cmocka_unit_test(test_const_values),
+        cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_input_count),
         cmocka_unit_test(test_keyword_names),

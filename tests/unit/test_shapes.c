@@ -188,6 +188,7 @@ static void test_dense(void **state) {
     ASSERT_PARAM(&n, 0, "weight", true, 10, 64);
 }
 
+
 static void test_dense_rank3_and_rank1(void **state) {
     (void)state;
     pn_shape_err e;
@@ -826,6 +827,40 @@ static void test_transpose_errors(void **state) {
                "'transpose' permutation has 2 entries, but the input f32[batch,4,5] has 3 dimensions");
 }
 
+/* frozen = true: the same parameters, none trained; batchnorm's buffers stay buffers. */
+static void test_frozen(void **state) {
+    (void)state;
+    pn_shape_err e;
+    pn_node x = F32(B, 64), img = F32(B, 3, 8, 8), n = dense(128, true);
+    n.ia[PN_DENSE_FROZEN] = 1;
+    expect_ok(infer1(&n, &x, &e), &e);
+    ASSERT_PARAM(&n, 0, "weight", false, 128, 64);
+    ASSERT_PARAM(&n, 1, "bias", false, 128);
+    n = conv(4, 3, 3, 1, 0, true);
+    n.ia[PN_CONV_FROZEN] = 1;
+    expect_ok(infer1(&n, &img, &e), &e);
+    ASSERT_PARAM(&n, 0, "weight", false, 4, 3, 3, 3);
+    n = op_node(PN_OP_BATCHNORM);
+    n.fa[PN_FA_VALUE] = 1e-5;
+    n.ia[PN_NORM_FROZEN] = 1;
+    expect_ok(infer1(&n, &img, &e), &e);
+    ASSERT_PARAM(&n, 0, "weight", false, 3);
+    ASSERT_PARAM(&n, 2, "running_mean", false, 3);
+    n = op_node(PN_OP_LAYERNORM);
+    n.fa[PN_FA_VALUE] = 1e-5;
+    n.ia[PN_NORM_FROZEN] = 1;
+    expect_ok(infer1(&n, &x, &e), &e);
+    ASSERT_PARAM(&n, 1, "bias", false, 64);
+    pn_node ids = I32(B, 5);
+    n = embedding(10, 4);
+    n.ia[PN_EMB_FROZEN] = 1;
+    expect_ok(infer1(&n, &ids, &e), &e);
+    ASSERT_PARAM(&n, 0, "weight", false, 10, 4);
+    n = embedding(10, 4); /* not frozen: trained */
+    expect_ok(infer1(&n, &ids, &e), &e);
+    ASSERT_PARAM(&n, 0, "weight", true, 10, 4);
+}
+
 /* ---- matmul ------------------------------------------------------------------------------- */
 
 static void test_matmul(void **state) {
@@ -1118,6 +1153,7 @@ int main(void) {
         cmocka_unit_test(test_transpose),
         cmocka_unit_test(test_transpose_errors),
         cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_matmul_vectors),
         cmocka_unit_test(test_matmul_errors),
         cmocka_unit_test(test_cross_entropy),
