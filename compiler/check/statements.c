@@ -108,7 +108,6 @@ static bool list_numbers(ck *c, const value *v, float *out, int64_t max, int64_t
 
 enum { PN_MAX_CONST_ELEMS = 1 << 24 }; /* 64 MiB of f32 in the object */
 
-
 /* const NAME : f32[dims] = "FILE.npy";  |  const NAME : f32[dims] = [numbers];
  * A tensor whose values are fixed when compiling: a const node, stored in the object. */
 static void exec_const(ck *c, scope *s, pn_stmt *st, stctx *x) {
@@ -140,14 +139,15 @@ static void exec_const(ck *c, scope *s, pn_stmt *st, stctx *x) {
     float *data = ok ? pn_arena_alloc(&c->g->arena, sizeof(float) * (size_t)cnt) : NULL;
     if (ok && st->path) {
         char err[1024], tried[2048];
-        char *found = pn_program_find_file(c->prog, st->path, s->mod && strcmp(s->mod->path, "-") != 0 ? s->mod->path : ".", tried, sizeof tried);
+        const char *from = s->mod && strcmp(s->mod->path, "-") != 0 ? s->mod->path : ".";
+        char *found = pn_program_find_file(c->prog, st->path, from, tried, sizeof tried);
         const char *path = found ? pn_arena_strdup(&c->prog->arena, found) : st->path;
         free(found);
         pn_vec_push(&c->prog->arena, &c->prog->deps, (void *)path);
         pnetrt_array a;
         if (!found && st->path[0] != '/') {
             ck_error(c, st->path_loc, "cannot find the file '%s' of constant '%s' in the -I directories, PNET_PATH or the directory of '%s'",
-                     st->path, st->name, s->mod->path);
+                     st->path, st->name, from);
             if (tried[0]) pn_note(c->d, PN_NOLOC, "searched %s", tried);
             ok = false;
         } else if (pnetrt_npy_read(path, &a, err, sizeof err)) {
@@ -169,7 +169,9 @@ static void exec_const(ck *c, scope *s, pn_stmt *st, stctx *x) {
             pnetrt_array_free(&a);
         }
     } else if (ok) {
-        value lv = ck_eval(c, s, st->value, &(naming){.base = st->name}, false);
+        naming nm = {.base = ck_qualify(c, s, st->name)};
+        value lv = ck_eval(c, s, st->value, &nm, false);
+        pn_strmap_free(&nm.counts);
         int64_t k = 0;
         if (lv.k == V_ERROR) {
             ok = false;
