@@ -84,6 +84,9 @@ typedef struct pnetrt_train_call {
     double lr;
     double adam_step_size;     /* lr / (1 - beta1^step) */
     double adam_bc2_sqrt;      /* sqrt(1 - beta2^step) */
+    /* The parameter elements the update function updates: [elem_lo, elem_hi) of the buffer (0 and
+     * param_floats: every one). Data-parallel ranks each update their slice, then all-gather. */
+    int64_t elem_lo, elem_hi;
 } pnetrt_train_call;
 
 /* A segment: the training kernels of one chunk between two syncs. The arena holds `cap` samples

@@ -30,7 +30,8 @@ int64_t pnetrt_train_last_correct(const pnetrt_model *m);
 extern const char *pnetrt_prog;
 extern bool pnetrt_prog_named;
 /* The whole batch's parameter gradient of the last step (d->param_floats floats, at each
- * parameter's offset), or NULL before the first step. For tests. */
+ * parameter's offset), or NULL before the first step; on ranks, only this rank's slice of it (or
+ * its stage's elements) is current. For tests. */
 const float *pnetrt_train_grad(const pnetrt_model *m);
 /* Sets the step count (the next step is steps + 1): dropout masks and adam's bias correction
  * depend on it. */

@@ -32,6 +32,7 @@ LLVMValueRef cg_gen_update(cg *c) {
     LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntEQ, cg_tci(c, TC_STEP), I(c, 1), "");
     LLVMValueRef lr = cg_tcf(c, TC_LR), step_size = cg_tcf(c, TC_ADAM_STEP), bc2 = cg_tcf(c, TC_ADAM_BC2);
     LLVMValueRef decay = cg_fsub(c, F(c, 1.0), cg_fmul(c, lr, F(c, tr->weight_decay), false));
+    LLVMValueRef elo = cg_tci(c, TC_ELEM_LO), ehi = cg_tci(c, TC_ELEM_HI);
     int64_t P = g->plan.param_floats;
     for (int i = 0; i < g->nnodes; i++) {
         const pn_node *nd = &g->nodes[i];
@@ -40,8 +41,15 @@ LLVMValueRef cg_gen_update(cg *c) {
         for (int k = 0; k < nd->nparams; k++) {
             int64_t cnt = pn_shape_sample_elems(&nd->params[k].shape);
             if (nd->params[k].trainable) {
-                LLVMValueRef lo, hi;
-                cg_split(c, I(c, cnt), &lo, &hi);
+                /* This thread's share of the tensor's elements within [elem_lo, elem_hi). */
+                LLVMValueRef a = LLVMBuildSub(c->b, elo, I(c, off), ""), b = LLVMBuildSub(c->b, ehi, I(c, off), "");
+                a = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, I(c, 0), ""), I(c, 0), a, "");
+                b = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSGT, b, I(c, cnt), ""), I(c, cnt), b, "");
+                b = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, b, a, ""), a, b, "");
+                LLVMValueRef span = LLVMBuildSub(c->b, b, a, ""), lo, hi;
+                cg_split(c, span, &lo, &hi);
+                lo = LLVMBuildAdd(c->b, a, lo, "lo");
+                hi = LLVMBuildAdd(c->b, a, hi, "hi");
                 slot_tree t = {slots, lo, hi, P, off};
                 cg_tree(c, nch, add_slots, &t);
                 LLVMValueRef gp = cg_gep(c, slots, I(c, off)), w = cg_gep(c, params, I(c, off));

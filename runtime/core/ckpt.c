@@ -154,6 +154,8 @@ static int save_ranked(pnetrt_model *m, const char *path, bool optimizer, int64_
     pnetrt_comm *comm = pnetrt_model_comm(m);
     const pnetrt_desc *d = pnetrt_model_desc(m);
     bool staged = pnetrt_model_rank_stage(m) >= 0 && d->train && d->train->nstages > 1;
+    /* Ranks that updated slices of the optimizer state gather it first. */
+    if (optimizer && d->train && pnetrt_train_opt_whole(m)) return 1;
     if (staged && gather_stages(m, optimizer && d->train)) return 1;
     int rc = pnetrt_comm_rank(comm) == 0 ? save(m, path, optimizer, epoch, batch_in_epoch) : 0;
     if (!pnetrt_comm_all_ok(comm, rc == 0) && rc == 0) rc = pnetrt_train_failf(m, "rank 0 could not write %s", path);
@@ -240,6 +242,7 @@ static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
             }
         if (meta.lr > 0) t->lr = meta.lr;
         memcpy(t->opt, opt, (size_t)d->train->opt_floats * sizeof(float));
+        t->opt_comm = NULL; /* whole on every rank again */
         free(opt);
         t->step = meta.step;
         t->seed = (uint64_t)meta.seed;

@@ -253,6 +253,12 @@ static void fold_chunk(const run *r, fold_stack *st, pnetrt_segment_fn f, int64_
         pnetrt_barrier();
 }
 
+/* Slice k of K of the gradient's (and the parameters') P elements, [e[k], e[k + 1]): whole
+ * 16-float blocks, the last slice taking the rest. */
+static void slices(int64_t P, int K, int64_t *e) {
+    for (int k = 0; k <= K; k++) e[k] = k == K ? P : P / 16 * k / K * 16;
+}
+
 /* After every group has folded its chunks: adds the groups' stacks, in chunk order, into one sum
  * (each thread of the team its share of the elements), between barriers of the team. On ranks,
  * the rank's stack then goes to the owners of the gradient's slices (a reduce-scatter along the
@@ -279,7 +285,7 @@ static float *fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrie
     int nb[K];
     int64_t e[K + 1], at[K];
     for (int k = 0; k < K; k++) nb[k] = pnetrt_tree_stack(r->first[k], r->first[k + 1], mine, NULL);
-    for (int k = 0; k <= K; k++) e[k] = k == K ? P : P / 16 * k / K * 16;
+    slices(P, K, e);
     int64_t slice = e[me + 1] - e[me];
     for (int k = 0, sum = 0; k < K; sum += nb[k], k++) at[k] = (int64_t)sum * slice;
     pnetrt_barrier_wait(all, sense);
@@ -303,9 +309,7 @@ static float *fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrie
     float *sum = r->t->fold;
     int64_t a = e[me] + slice * t / nth, b = e[me] + slice * (t + 1) / nth;
     if (top) memcpy(sum + a, bufs[0] + a, (size_t)(b - a) * sizeof(float));
-    pnetrt_barrier_wait(all, sense);
-    if (t == 0 && pnetrt_comm_allgather_bytes(r->comm, sum, 4, e, r->err, sizeof r->err)) atomic_store(&r->failed, 1);
-    return sum;
+    return sum; /* this rank's slice of the gradient: the update takes it from here */
 }
 
 /* The step's update on thread t of the team: with folding, over the sum of the groups' (runs')
@@ -322,7 +326,40 @@ static void update(run *r, int runs, int t, int nth, pnetrt_spin_barrier *all, i
     pnetrt_train_call cc = *r->call;
     cc.slots = sum;
     cc.nchunks = 1;
+    int K = pnetrt_comm_size(r->comm);
+    if (K < 2) {
+        td->update(&cc, t, nth);
+        return;
+    }
+    /* On ranks each updates its slice of the parameters (and of the optimizer state, which stays
+     * sliced until a save gathers it), and the ranks all-gather the parameters. */
+    int64_t e[K + 1];
+    slices(pnetrt_model_desc(r->m)->param_floats, K, e);
+    int me = pnetrt_comm_rank(r->comm);
+    cc.elem_lo = e[me];
+    cc.elem_hi = e[me + 1];
     td->update(&cc, t, nth);
+    pnetrt_barrier_wait(all, sense);
+    if (t == 0) {
+        if (pnetrt_comm_allgather_bytes(r->comm, cc.params, 4, e, r->err, sizeof r->err)) atomic_store(&r->failed, 1);
+        r->t->opt_comm = r->comm;
+    }
+    pnetrt_barrier_wait(all, sense);
+}
+
+int pnetrt_train_opt_whole(pnetrt_model *m) {
+    pnetrt_trainer *t = *pnetrt_trainer_slot(m);
+    if (!t || !t->opt_comm) return 0;
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    int K = pnetrt_comm_size(t->opt_comm);
+    int64_t P = d->param_floats, e[K + 1];
+    slices(P, K, e);
+    char err[256];
+    for (int64_t k = 0; k < d->train->opt_floats / (P > 0 ? P : 1); k++)
+        if (pnetrt_comm_allgather_bytes(t->opt_comm, t->opt + k * P, 4, e, err, sizeof err))
+            return pnetrt_train_failf(m, "gathering the optimizer state: %s", err);
+    t->opt_comm = NULL;
+    return 0;
 }
 
 /* The reduction point (transport.h) before the chunks' statistics, and with grads their parameter
@@ -784,7 +821,7 @@ static int rank_pipe_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, con
     t->step++;
     double b1 = td->beta1, b2 = td->beta2, stp = (double)t->step;
     pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, t->opt, batch, nch, t->step, (int64_t)t->seed,
-                              t->lr, t->lr / (1 - pow(b1, stp)), sqrt(1 - pow(b2, stp))};
+                              t->lr, t->lr / (1 - pow(b1, stp)), sqrt(1 - pow(b2, stp)), 0, P};
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = lo, .hi = lo + nc, .comm = p.R > 1 ? t->stage_comm : NULL,
              .first = pfirst, .eval = false, .fold_depth = depth};
     snprintf(t->schedule, sizeof t->schedule, "rank %d of %d: stage %d of pipeline %d (%d pipeline%s x %d stages, %s, %lld micro-batch%s), %d thread%s",
@@ -917,7 +954,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     if (!eval) t->step++;
     double b1 = td->beta1, b2 = td->beta2, st = (double)t->step;
     pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, t->opt, batch, nch, t->step, (int64_t)t->seed,
-                              t->lr, t->lr / (1 - pow(b1, st)), sqrt(1 - pow(b2, st))};
+                              t->lr, t->lr / (1 - pow(b1, st)), sqrt(1 - pow(b2, st)), 0, d->param_floats};
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = first[me], .hi = first[me + 1], .comm = comm,
              .first = first, .eval = eval, .fold_depth = depth};
     pnetrt_spin_barrier bars[256], all = PNETRT_BARRIER(threads);

@@ -57,11 +57,16 @@ struct pnetrt_trainer {
     size_t sendbuf_bytes;
     pnetrt_msgs *sends, *recvq;
     int sends_cap, recvq_cap;
+    /* The ranks whose last step each updated only its slice of the optimizer state (NULL: whole). */
+    pnetrt_comm *opt_comm;
 };
 
 /* Fills the trainer's stage_ranges (each pipeline stage's parameter elements) once; false when
  * some parameter's stage is unknown. */
 bool pnetrt_train_stage_map(pnetrt_model *m, pnetrt_trainer *t);
+/* Makes every rank's optimizer state whole again after sliced updates (collective over the ranks
+ * that sliced it; every rank of the model calls it). 0, or 1 with the error set. */
+int pnetrt_train_opt_whole(pnetrt_model *m);
 /* Sets the model's error message from a printf format; returns 1. */
 int pnetrt_train_failf(pnetrt_model *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The model's trainer, made (and its freeing hook installed) at the first call; NULL, with the error
