@@ -27,9 +27,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 from busy import source  # noqa: E402  (the models, with deep_mlp's train block)
 
-# deep_mlp_2stages: deep_mlp cut into two pipeline stages by pnetc --auto-partition 2, inference;
-# its ranks run one stage each (K = K/2 pipelines x 2 stages), its threads the threads' pipeline.
-CASES = [("cnn", True), ("mlp_s", True), ("deep_mlp", False), ("deep_mlp", True), ("deep_mlp_2stages", False)]
+# deep_mlp_2stages: deep_mlp cut into two pipeline stages by pnetc --auto-partition 2, with
+# @pipeline(microbatches = 4, schedule = 1f1b); inference and 1F1B training. Its ranks run one
+# stage each (K/2 pipelines x 2 stages), its threads the threads' pipeline.
+CASES = [("cnn", True), ("mlp_s", True), ("deep_mlp", False), ("deep_mlp", True), ("deep_mlp_2stages", False),
+         ("deep_mlp_2stages", True)]
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 
 
@@ -70,8 +72,9 @@ def main():
             f.write(source(model.replace("_2stages", "")))
         if model.endswith("_2stages"):
             staged = subprocess.run([a.pnetc, "--auto-partition", "2", src], check=True, capture_output=True, text=True).stdout
+            end = staged.rstrip().rfind("}")
             with open(src, "w") as f:
-                f.write(staged)
+                f.write(staged[:end] + "    @pipeline(microbatches = 4, schedule = 1f1b);\n}\n")
         subprocess.run([a.pnetc, "-O3"] + (["--cpu", a.cpu] if a.cpu else []) + [src, "-o", exes[model]], check=True)
     if a.prepare:
         return

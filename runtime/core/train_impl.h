@@ -64,6 +64,77 @@ struct pnetrt_trainer {
 /* Fills the trainer's stage_ranges (each pipeline stage's parameter elements) once; false when
  * some parameter's stage is unknown. */
 bool pnetrt_train_stage_map(pnetrt_model *m, pnetrt_trainer *t);
+/* ---- what the training module's files share (train.c, train_fold.c, train_pipe.c, train_ranks.c) */
+
+/* A step in progress: the call, this rank's chunks and its ranks. */
+typedef struct run {
+    pnetrt_model *m;
+    pnetrt_trainer *t;
+    const pnetrt_train_call *call;
+    int64_t nch;
+    int64_t lo, hi;        /* this rank's chunks: [lo, hi) of [0, nch) */
+    pnetrt_comm *comm;     /* the ranks (NULL: this process alone) */
+    const int64_t *first;  /* rank r's chunks start at first[r]; first[ranks] = nch */
+    _Atomic int failed;    /* a reduction point failed: err says why */
+    char err[256];
+    bool eval;
+    int fold_depth;        /* folding: buffers per group (0: one slot per chunk instead) */
+    float *grad;           /* folding: where the whole gradient ends, for the update */
+} run;
+
+/* A thread's view of its group's (or pipeline replica's) folded stack: the buffers from `base`,
+ * and the gradient elements this thread's group adds (all, or its pipeline stage's). */
+typedef struct fold_stack {
+    pnetrt_blk blk[128];
+    float *bufs[128];
+    int top;
+    float *base;
+    const pnetrt_range *own;
+    int nown;
+} fold_stack;
+
+/* ---- pipeline training ------------------------------------------------------------------------
+ * R replica pipelines, each a thread group per stage. A replica's chunks form M micro-batches;
+ * stage s runs micro-batch q forward once stage s-1 has, and backward once stage s+1 has, in
+ * GPipe order (every forward, then every backward) or 1F1B (S-s-1 forwards, then one forward and
+ * one backward in turn, then the remaining backwards). Micro-batch q lives in arena slot q mod K:
+ * K = M for GPipe, K = min(S, M) for 1F1B, so 1F1B holds at most S micro-batches' values. The
+ * chunks and their gradient slots are those of the unpipelined step, so the weights are the same
+ * bits for any schedule and micro-batch count. */
+typedef struct pipe {
+    int R, S, per, M;      /* replicas, stages, threads per replica, micro-batches asked for */
+    int count[PNETRT_MAX_STAGES]; /* threads per stage */
+    bool one_f_one_b;
+    int64_t cap;           /* samples per arena slot */
+    int slots;             /* arena slots per replica */
+    pnetrt_handoff *hand;  /* [R]: one per replica pipeline */
+} pipe;
+
+/* Zeroed, 64-byte aligned memory; NULL when out of memory. */
+void *pnetrt_train_zalloc(size_t bytes);
+/* Grows the trainer's buffers for a step of `batch` samples on `groups` groups of `threads`
+ * threads, with fold_bufs folded partial sums (0: one gradient slot per chunk). 0, or 1 with the
+ * error set. */
+int pnetrt_train_reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups, int threads, int64_t fold_bufs);
+/* The fixed tree over n values v[i * stride] (a: n doubles of room), as the update sums gradients. */
+double pnetrt_train_tree_sum(double *a, const float *v, int64_t stride, int64_t n);
+/* Samples of chunk ch of the step (the last may be short). */
+int64_t pnetrt_train_chunk_samples(const run *r, int64_t ch);
+/* train_fold.c: runs f on chunk ch and folds its gradient into the stack; the step's update (after
+ * the gradient's reduction) on thread t of nth; a reduction point of the chunks' statistics (and
+ * with grads their gradient slots). */
+void pnetrt_train_fold_chunk(const run *r, fold_stack *st, pnetrt_segment_fn f, int64_t ch, char *arena, int64_t cap,
+                             int64_t base, char *scratch, int ith, int size);
+void pnetrt_train_update(run *r, int runs, int t, int nth, pnetrt_spin_barrier *all, int *sense);
+void pnetrt_train_reduce_point(run *r, pnetrt_spin_barrier *all, int *sense, bool grads, int t);
+/* train_pipe.c: the pipeline of this step on `threads` threads, or false when the network or the
+ * thread count allows none; its arena and hand-offs; thread t's part of it. */
+bool pnetrt_train_plan_pipe(pnetrt_model *m, int64_t nch, int threads, pipe *p);
+int pnetrt_train_reserve_pipe(pnetrt_model *m, pnetrt_trainer *t, pipe *p);
+void pnetrt_train_pipe_thread(run *r, const pipe *p, int t, pnetrt_spin_barrier *bars, pnetrt_spin_barrier *all);
+/* train_ranks.c: a training step with one pipeline stage per rank; loss_sum gets the batch's. */
+int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, const void *const *inputs, double *loss_sum);
+
 /* Makes every rank's optimizer state whole again after sliced updates (collective over the ranks
  * that sliced it; every rank of the model calls it). 0, or 1 with the error set. */
 int pnetrt_train_opt_whole(pnetrt_model *m);

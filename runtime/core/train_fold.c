@@ -1,0 +1,159 @@
+/* The gradient of a training step (train_impl.h): each group's chunks folded into the fixed tree
+ * as they complete (gradtree.h), the groups' and ranks' partial sums combined by the same tree (a
+ * reduce-scatter along it across ranks), the update of the parameters (on ranks, each its slice,
+ * then an all-gather), and the reduction points of the chunks' statistics. */
+#include "comm.h"
+#include "gradtree.h"
+#include "model.h"
+#include "trace.h"
+#include "train_impl.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Chunk ch's call: its gradients go to buf. The generated code addresses chunk ch's slot as
+ * call->slots + ch * param_floats, so the copy's slots points that far before buf (computed as an
+ * integer: the generated code never reads below buf). */
+static pnetrt_train_call chunk_call(const pnetrt_train_call *call, int64_t ch, float *buf, int64_t P) {
+    pnetrt_train_call c = *call;
+    c.slots = (float *)((uintptr_t)buf - (uintptr_t)ch * (uintptr_t)P * sizeof(float));
+    return c;
+}
+
+/* Runs f on chunk ch with its gradients in the stack's next free buffer, then pushes the chunk,
+ * adding siblings; the group's threads meet after each (the gradients whole, the arena and the
+ * buffers added from free again). */
+void pnetrt_train_fold_chunk(const run *r, fold_stack *st, pnetrt_segment_fn f, int64_t ch, char *arena, int64_t cap,
+                       int64_t base, char *scratch, int ith, int size) {
+    int64_t P = pnetrt_model_desc(r->m)->param_floats;
+    float *buf = st->base + (int64_t)st->top * P;
+    pnetrt_train_call cc = chunk_call(r->call, ch, buf, P);
+    f(&cc, ch, arena, cap, base, scratch, ith, size);
+    pnetrt_barrier();
+    if (pnetrt_tree_push(st->blk, st->bufs, &st->top, (pnetrt_blk){ch, 1}, buf, st->own, st->nown, ith, size))
+        pnetrt_barrier();
+}
+
+/* Slice k of K of the gradient's (and the parameters') P elements, [e[k], e[k + 1]): whole
+ * 16-float blocks, the last slice taking the rest. */
+static void slices(int64_t P, int K, int64_t *e) {
+    for (int k = 0; k <= K; k++) e[k] = k == K ? P : P / 16 * k / K * 16;
+}
+
+/* After every group has folded its chunks: adds the groups' stacks, in chunk order, into one sum
+ * (each thread of the team its share of the elements), between barriers of the team. On ranks,
+ * the rank's stack then goes to the owners of the gradient's slices (a reduce-scatter along the
+ * tree), each owner adds every rank's partial sums of its slice, and the ranks all-gather the
+ * slices. Returns the buffer that holds the whole gradient. */
+static float *fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrier *all, int *sense) {
+    const pnetrt_desc *d = pnetrt_model_desc(r->m);
+    int64_t P = d->param_floats;
+    pnetrt_range every = {0, P};
+    pnetrt_blk blk[128], mine[128];
+    float *bufs[128];
+    int top = 0;
+    for (int g = 0; g < groups; g++) {
+        int64_t c0 = r->lo + (r->hi - r->lo) * g / groups, c1 = r->lo + (r->hi - r->lo) * (g + 1) / groups;
+        int n = pnetrt_tree_stack(c0, c1, mine, NULL);
+        for (int j = 0; j < n; j++)
+            pnetrt_tree_push(blk, bufs, &top, mine[j], r->t->fold + ((int64_t)g * r->fold_depth + j) * P, &every, 1, t, nth);
+    }
+    int K = pnetrt_comm_size(r->comm), me = pnetrt_comm_rank(r->comm);
+    if (K < 2) {
+        pnetrt_tree_finish(blk, bufs, &top, &every, 1, t, nth);
+        return bufs[0];
+    }
+    int nb[K];
+    int64_t e[K + 1], at[K];
+    for (int k = 0; k < K; k++) nb[k] = pnetrt_tree_stack(r->first[k], r->first[k + 1], mine, NULL);
+    slices(P, K, e);
+    int64_t slice = e[me + 1] - e[me];
+    for (int k = 0, sum = 0; k < K; sum += nb[k], k++) at[k] = (int64_t)sum * slice;
+    pnetrt_barrier_wait(all, sense);
+    if (t == 0 && pnetrt_comm_exchange_slices(r->comm, bufs, nb, e, r->t->recv, r->err, sizeof r->err))
+        atomic_store(&r->failed, 1);
+    pnetrt_barrier_wait(all, sense);
+    /* Every rank's partial sums of this rank's slice, in chunk order. A slice is addressed by the
+     * gradient's element index, so its pointer is offset back by e[me] (as an integer). */
+    pnetrt_range own = {e[me], e[me + 1]};
+    top = 0;
+    for (int k = 0; k < K; k++) {
+        int n = pnetrt_tree_stack(r->first[k], r->first[k + 1], mine, NULL);
+        for (int j = 0; j < n; j++) {
+            float *piece = r->t->recv + at[k] + (int64_t)j * slice;
+            pnetrt_tree_push(blk, bufs, &top, mine[j], (float *)((uintptr_t)piece - (uintptr_t)e[me] * sizeof(float)), &own, 1,
+                             t, nth);
+        }
+    }
+    pnetrt_tree_finish(blk, bufs, &top, &own, 1, t, nth);
+    pnetrt_barrier_wait(all, sense); /* the threads add and copy different shares */
+    float *sum = r->t->fold;
+    int64_t a = e[me] + slice * t / nth, b = e[me] + slice * (t + 1) / nth;
+    if (top) memcpy(sum + a, bufs[0] + a, (size_t)(b - a) * sizeof(float));
+    return sum; /* this rank's slice of the gradient: the update takes it from here */
+}
+
+/* The step's update on thread t of the team: with folding, over the sum of the groups' (runs')
+ * stacks, which the update's tree over one slot takes as it is; else over the chunks' slots. */
+void pnetrt_train_update(run *r, int runs, int t, int nth, pnetrt_spin_barrier *all, int *sense) {
+    const pnetrt_train_desc *td = pnetrt_model_desc(r->m)->train;
+    if (!r->fold_depth) {
+        td->update(r->call, t, nth);
+        return;
+    }
+    float *sum = fold_finish(r, runs, t, nth, all, sense);
+    if (t == 0) r->grad = sum;
+    pnetrt_barrier_wait(all, sense);
+    pnetrt_train_call cc = *r->call;
+    cc.slots = sum;
+    cc.nchunks = 1;
+    int K = pnetrt_comm_size(r->comm);
+    if (K < 2) {
+        td->update(&cc, t, nth);
+        return;
+    }
+    /* On ranks each updates its slice of the parameters (and of the optimizer state, which stays
+     * sliced until a save gathers it), and the ranks all-gather the parameters. */
+    int64_t e[K + 1];
+    slices(pnetrt_model_desc(r->m)->param_floats, K, e);
+    int me = pnetrt_comm_rank(r->comm);
+    cc.elem_lo = e[me];
+    cc.elem_hi = e[me + 1];
+    td->update(&cc, t, nth);
+    pnetrt_barrier_wait(all, sense);
+    if (t == 0) {
+        if (pnetrt_comm_allgather_bytes(r->comm, cc.params, 4, e, r->err, sizeof r->err)) atomic_store(&r->failed, 1);
+        r->t->opt_comm = r->comm;
+    }
+    pnetrt_barrier_wait(all, sense);
+}
+
+int pnetrt_train_opt_whole(pnetrt_model *m) {
+    pnetrt_trainer *t = *pnetrt_trainer_slot(m);
+    if (!t || !t->opt_comm) return 0;
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    int K = pnetrt_comm_size(t->opt_comm);
+    int64_t P = d->param_floats, e[K + 1];
+    slices(P, K, e);
+    char err[256];
+    for (int64_t k = 0; k < d->train->opt_floats / (P > 0 ? P : 1); k++)
+        if (pnetrt_comm_allgather_bytes(t->opt_comm, t->opt + k * P, 4, e, err, sizeof err))
+            return pnetrt_train_failf(m, "gathering the optimizer state: %s", err);
+    t->opt_comm = NULL;
+    return 0;
+}
+
+/* The reduction point (transport.h) before the chunks' statistics, and with grads their parameter
+ * gradients, are combined; the caller (thread t of the team) is in the group that wrote its chunks. */
+void pnetrt_train_reduce_point(run *r, pnetrt_spin_barrier *all, int *sense, bool grads, int t) {
+    const pnetrt_desc *d = pnetrt_model_desc(r->m);
+    pnetrt_chunk_slots sets[2] = {{r->t->stats, d->train->stat_floats}, {r->t->slots, d->param_floats}};
+    pnetrt_ranks ranks = {r->comm, r->first, t == 0};
+    int nsets = grads && !r->fold_depth ? 2 : 1;
+    if (pnetrt_reduce_point(all, sense, sets, nsets, &ranks, r->err, sizeof r->err)) atomic_store(&r->failed, 1);
+}
