@@ -4,9 +4,11 @@
 Called by bench/run.sh once everything is built, installed and exported:
   /usr/bin/python3 bench/compare.py --exe-dir DIR --onnx-dir DIR [--seconds S] [--peak GFLOPS]
                                     [--models a,b] [--batches 1,64,256] [--threads 1,N]
-                                    [--out FILE.md] [--blas-lib DIR]
+                                    [--out FILE.md] [--blas-lib DIR] [--python PY]
 For every model x batch x threads the three are measured one after another (interleaved), each
-in its own process, so that drifting machine load hits all three alike.
+in its own process, so that drifting machine load hits all three alike. PyTorch on T threads is
+measured in each configuration torch {1, T} x BLAS {1, T} and the fastest one is reported, with
+its name (bench/peer.py: a peer runs as its users would tune it).
 """
 import argparse
 import datetime
@@ -15,6 +17,8 @@ import platform
 import re
 import subprocess
 import sys
+
+import peer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 THROUGHPUT = re.compile(r"throughput:\s*([0-9.eE+-]+)\s*samples/s")
@@ -74,6 +78,7 @@ def main():
     ap.add_argument("--threads", default=f"1,{os.cpu_count()}")
     ap.add_argument("--out", help="also write the Markdown report to this file")
     ap.add_argument("--blas-lib", help="a directory with an optimised libblas.so.3 for PyTorch")
+    ap.add_argument("--python", default=sys.executable, help="the interpreter that runs torch_bench.py")
     a = ap.parse_args()
 
     models = [m for m in a.models.split(",") if m]
@@ -96,16 +101,19 @@ def main():
         for b in batches:
             for t in threads:
                 env = dict(os.environ, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t))
-                tenv = dict(torch_env, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t))
                 common = ["--batch", str(b), "--threads", str(t), "--seconds", str(secs)]
                 r_pnet = run([exe, "bench"] + common, env=env, timeout=timeout)
                 r_ort = run(["node", os.path.join(HERE, "ort_bench.js"), onnx] + common,
                             env=env, timeout=timeout)
-                r_torch = run([sys.executable, os.path.join(HERE, "torch_bench.py"), m] + common,
-                              env=tenv, timeout=timeout)
-                rows.append((m, b, t, r_pnet, r_ort, r_torch))
-                log(f"  {m:6} batch {b:4} threads {t}: pnet {fmt(r_pnet)}  ORT {fmt(r_ort)}  "
-                    f"PyTorch {fmt(r_torch)} samples/s")
+                tried = {}
+                for tt, bb in peer.configs(t):
+                    tried[tt, bb] = run([a.python, os.path.join(HERE, "torch_bench.py"), m, "--batch",
+                                         str(b), "--threads", str(tt), "--seconds", str(secs)],
+                                        env=peer.env(torch_env, bb), timeout=timeout)
+                cfg, r_torch = peer.best(tried)
+                rows.append((m, b, t, r_pnet, r_ort, r_torch, cfg))
+                log(f"  {m:6} batch {b:4} threads {t}: pnet {fmt(r_pnet)}  ORT {fmt(r_ort)}  PyTorch "
+                    + ", ".join(f"{peer.label(c)}: {fmt(v)}" for c, v in tried.items()) + " samples/s")
 
     lines = []
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -113,10 +121,14 @@ def main():
                  f"{os.cpu_count()} cores, {secs:g} s per measurement")
     lines.append("")
     lines.append("| model | batch | threads | pnet samples/s | ORT samples/s | PyTorch samples/s "
-                 "| pnet/ORT | pnet/PyTorch |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for m, b, t, p, o, q in rows:
-        lines.append(f"| {m} | {b} | {t} | {fmt(p)} | {fmt(o)} | {fmt(q)} | {ratio(p, o)} | {ratio(p, q)} |")
+                 "| PyTorch torch × BLAS threads | pnet/ORT | pnet/PyTorch |")
+    lines.append("|---|---:|---:|---:|---:|---:|---|---:|---:|")
+    for m, b, t, p, o, q, c in rows:
+        lines.append(f"| {m} | {b} | {t} | {fmt(p)} | {fmt(o)} | {fmt(q)} | "
+                     f"{'—' if c is None else peer.label(c)} | {ratio(p, o)} | {ratio(p, q)} |")
+    lines.append("")
+    lines.append("PyTorch at its fastest of torch {1, T} × BLAS {1, T} threads on T threads "
+                 "(bench/peer.py).")
     lines.append("")
     big = max(batches)
     lines.append(f"Batch {big}, {all_threads} threads: GFLOP/s and share of the "
@@ -125,7 +137,7 @@ def main():
     lines.append("| model | FLOPs/sample | pnet GFLOP/s | ORT GFLOP/s | PyTorch GFLOP/s "
                  "| pnet % peak | ORT % peak | PyTorch % peak |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for m, b, t, p, o, q in rows:
+    for m, b, t, p, o, q, _ in rows:
         if b != big or t != all_threads:
             continue
         g = [None if v is None else v * flops[m] / 1e9 for v in (p, o, q)]
@@ -138,7 +150,7 @@ def main():
         with open(a.out, "w") as f:
             f.write(report)
         log(f"compare: wrote {a.out}")
-    if any(v is None for r in rows for v in r[3:]):
+    if any(v is None for r in rows for v in r[3:6]):
         sys.exit(1)
 
 

@@ -5,7 +5,8 @@
 #                                     x86-64-v4 into build-device/ (git ignores it; carry it)
 #   sh bench/device.sh run [SECONDS]  there: schedule scaling (bench/scaling.py --exe-dir),
 #                                     training throughput on 1 and all cores, next to PyTorch
-#                                     when python3 can import torch, and all cores as ranks of
+#                                     when python3 can import torch (at its fastest of torch
+#                                     {1, T} x BLAS {1, T} threads), and all cores as ranks of
 #                                     mpirun against threads (bench/mpi.py); Markdown into $OUT (or .)
 #
 # With the device tool: run(command="sh bench/device.sh run", carry=["build-device"]).
@@ -46,8 +47,8 @@ run)
     {
         echo "training, $n cores, $secs s per run"
         echo
-        echo "| model | batch | threads | pnet samples/s | pnet efficiency | PyTorch samples/s | PyTorch efficiency |"
-        echo "|---|---:|---:|---:|---:|---:|---:|"
+        echo "| model | batch | threads | pnet samples/s | pnet efficiency | PyTorch samples/s | PyTorch torch × BLAS threads | PyTorch efficiency |"
+        echo "|---|---:|---:|---:|---:|---:|---|---:|"
         for v in mlp_s cnn mlp_s_c16 cnn_c16; do
             m=${v%_c16}
             for b in 64 256; do
@@ -56,16 +57,31 @@ run)
                 for t in 1 $n; do
                     p=$("$dir/train_$v" bench --train --batch "$b" --threads "$t" --seconds "$secs" |
                         sed -n 's/^throughput: *\([0-9.]*\).*/\1/p')
-                    q=-
-                    [ $torch = 1 ] && [ "$v" = "$m" ] && q=$(OMP_NUM_THREADS=$t python3 bench/train_torch.py "$m" --batch "$b" \
-                        --threads "$t" --seconds "$secs" 2>/dev/null | sed -n 's/^throughput: *\([0-9.]*\).*/\1/p')
+                    # PyTorch at its fastest configuration, as bench/train.sh runs it (one run each).
+                    q=- qc=-
+                    if [ $torch = 1 ] && [ "$v" = "$m" ]; then
+                        q=0
+                        for tt in $(printf '%s\n' 1 "$t" | sort -nu); do
+                            for bb in $(printf '%s\n' 1 "$t" | sort -nu); do
+                                x=$(env OMP_NUM_THREADS="$bb" OPENBLAS_NUM_THREADS="$bb" MKL_NUM_THREADS="$bb" \
+                                    python3 bench/train_torch.py "$m" --batch "$b" --threads "$tt" --seconds "$secs" \
+                                    2>/dev/null | sed -n 's/^throughput: *\([0-9.]*\).*/\1/p')
+                                if [ -z "$x" ]; then q=-1
+                                elif awk -v x="$x" -v q="$q" 'BEGIN { exit !(q >= 0 && x > q) }'; then
+                                    q=$x qc="${tt}×$bb"
+                                fi
+                            done
+                        done
+                        [ "$q" = -1 ] && q=- qc=-   # a configuration failed: no best to report
+                    fi
                     [ -z "$p1" ] && p1=$p q1=$q
-                    echo "$v $b $t $p $p1 ${q:--} ${q1:--}"
+                    echo "$v $b $t $p $p1 ${q:--} ${q1:--} $qc"
                 done
             done
         done | awk '{ pe = $5 > 0 ? sprintf("%.0f%%", 100 * $4 / ($3 * $5)) : "-";
                       qe = ($6 != "-" && $7 != "-" && $7 > 0) ? sprintf("%.0f%%", 100 * $6 / ($3 * $7)) : "-";
-                      printf "| %s | %s | %s | %.0f | %s | %s | %s |\n", $1, $2, $3, $4, pe, $6, qe }'
+                      qc = $8; sub(/×/, " × ", qc); if (qc == "-") qc = "—"
+                      printf "| %s | %s | %s | %.0f | %s | %s | %s | %s |\n", $1, $2, $3, $4, pe, $6, qc, qe }'
     } | tee "$out/training.md"
     if command -v mpirun >/dev/null 2>&1 && ! ldd "$dir/mpi_cnn" | grep -q "not found"; then
         python3 bench/mpi.py --exe-dir "$dir" --ranks "$n" --seconds "$secs" --out "$out/mpi.md" || true

@@ -2,7 +2,9 @@
 """The PyTorch peer: measures inference throughput of one standard network.
 
 usage: /usr/bin/python3 bench/torch_bench.py MODEL --batch N --threads T --seconds S
-Prints 'throughput: X samples/s' (and a latency line), like a pnet executable's bench command.
+Prints 'throughput: X samples/s' (and a latency line), like a pnet executable's bench command, and
+'threads: torch T, OpenBLAS B'. --threads sets torch's own threads; the BLAS library's come from
+the environment, which compare.py sets per configuration (bench/peer.py).
 """
 import argparse
 import os
@@ -13,6 +15,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 import nets  # noqa: E402
+import peer  # noqa: E402
 
 
 def main():
@@ -49,6 +52,7 @@ def main():
     print(f"network: {a.model} (pytorch {torch.__version__}), batch {a.batch}, "
           f"threads {a.threads}, {len(lat)} runs")
     print(f"throughput: {len(lat) * a.batch / total:.1f} samples/s")
+    print(peer.threads_line(torch))
     print(f"latency: median {statistics.median(lat) * 1e3:.3f} ms, "
           f"p90 {lat[int(0.9 * (len(lat) - 1))] * 1e3:.3f} ms, min {lat[0] * 1e3:.3f} ms per batch")
 

@@ -1,21 +1,24 @@
 #!/bin/sh
 # pnet training benchmark: `NET bench --train` vs the same training step in PyTorch.
 #
-# usage: sh bench/train.sh [--rounds R] [--seconds S] [--models a,b] [--batches a,b] [--out FILE.md]
-#                          [--system-blas]
+# usage: sh bench/train.sh [--rounds R] [--seconds S] [--models a,b] [--batches a,b] [--threads a,b]
+#                          [--out FILE.md] [--system-blas]
 #   --rounds R     measurements per engine and configuration; the table shows the median (3)
 #   --seconds S    timed seconds per measurement (3)
 #   --models LIST  a comma-separated subset of mlp_s,cnn (the models with a train { } block)
 #   --batches LIST batch sizes (64,256)
+#   --threads LIST thread counts (1,nproc)
 #   --out FILE.md  also write the Markdown report to FILE.md
 #   --system-blas  give PyTorch the system libblas.so.3 instead of the private OpenBLAS
 # The environment variables ROUNDS, SECONDS and OUT set the same as the options; PNETC names the
-# compiler (default build/pnetc, built like scripts/test.sh does when missing).
+# compiler (default build/pnetc, built like scripts/test.sh does when missing), PY the Python
+# that runs bench/train_torch.py (default /usr/bin/python3).
 #
-# For every model x batch x threads {1, nproc}: compiles the model once (-O3, host CPU), then for
-# R rounds runs pnet and bench/train_torch.py one right after the other (the first of the pair
-# alternates), each in a fresh process. Report on stdout, progress on stderr; exit 1 when any
-# measurement failed.
+# For every model x batch x threads T: compiles the model once (-O3, host CPU), then for R rounds
+# runs pnet and bench/train_torch.py in each configuration torch {1, T} x BLAS {1, T} threads one
+# right after the other (pnet first in odd rounds, last in even ones), each in a fresh process.
+# PyTorch's row is its configuration with the best median (a peer runs as its users would tune
+# it; bench/README.md). Report on stdout, progress on stderr; exit 1 when any measurement failed.
 set -eu
 self="$0"
 cd "$(dirname "$0")/.."
@@ -24,7 +27,7 @@ cd "$(dirname "$0")/.."
 # shellcheck disable=SC3028
 seconds="${SECONDS:-3}"
 rounds="${ROUNDS:-3}"; out="${OUT:-}"; models="mlp_s,cnn"
-batches="64,256"; system_blas=0
+batches="64,256"; threads=""; system_blas=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) rounds="$2"; shift ;;
@@ -35,10 +38,12 @@ while [ $# -gt 0 ]; do
         --models=*) models="${1#--models=}" ;;
         --batches) batches="$2"; shift ;;
         --batches=*) batches="${1#--batches=}" ;;
+        --threads) threads="$2"; shift ;;
+        --threads=*) threads="${1#--threads=}" ;;
         --out) out="$2"; shift ;;
         --out=*) out="${1#--out=}" ;;
         --system-blas) system_blas=1 ;;
-        -h|--help) sed -n '2,18p' "$self" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$self" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "train.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -46,8 +51,9 @@ done
 case "$out" in ""|/*) ;; *) out="$(pwd)/$out" ;; esac  # (we cd'ed to the repo root)
 
 exec 3>&1 1>&2                # until the report: everything to stderr
-PY=/usr/bin/python3          # Debian's interpreter: the one python3-torch serves
+PY="${PY:-/usr/bin/python3}" # Debian's interpreter: the one python3-torch serves
 nproc=$(nproc)
+[ -n "$threads" ] || threads="1,$nproc"
 
 # 1. The compiler; the executables go beside it, into its bench/train/.
 pnetc="${PNETC:-build/pnetc}"
@@ -93,37 +99,66 @@ median() {
               else print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
 }
 
-# 3. Measure, interleaved per configuration.
+# 3. Measure, interleaved per configuration. A round's values go to $vals as "KEY VALUE" lines:
+#    KEY is "pnet" or PyTorch's configuration "TORCHxBLAS".
 echo "train.sh: $rounds rounds of ${seconds} s per engine and configuration"
 rows=""; failed=0
 for m in $(echo "$models" | tr , ' '); do
     for b in $(echo "$batches" | tr , ' '); do
-        for t in $(printf '%s\n' 1 "$nproc" | sort -nu); do
-            export OMP_NUM_THREADS="$t" OPENBLAS_NUM_THREADS="$t"
-            common="--batch $b --threads $t --seconds $seconds"
-            p=""; q=""; r=1
-            while [ "$r" -le "$rounds" ]; do
-                # shellcheck disable=SC2086
-                if [ $((r % 2)) = 1 ]; then
-                    pv=$(measure "$exe_dir/$m" bench --train $common)
-                    qv=$(measure env LD_LIBRARY_PATH="$torch_ld" "$PY" bench/train_torch.py "$m" $common)
-                else
-                    qv=$(measure env LD_LIBRARY_PATH="$torch_ld" "$PY" bench/train_torch.py "$m" $common)
-                    pv=$(measure "$exe_dir/$m" bench --train $common)
-                fi
-                echo "  $m batch $b threads $t round $r: pnet $pv  PyTorch $qv samples/s"
-                p="$p $pv"; q="$q $qv"; r=$((r + 1))
+        for t in $(echo "$threads" | tr , '\n' | sort -nu); do
+            common="--batch $b --seconds $seconds"
+            configs=""
+            for tt in $(printf '%s\n' 1 "$t" | sort -nu); do
+                for bb in $(printf '%s\n' 1 "$t" | sort -nu); do configs="$configs ${tt}x$bb"; done
             done
-            # shellcheck disable=SC2086  # (split into the rounds' values)
-            { pm=$(median $p); qm=$(median $q); }
-            if [ "$pm" = "-" ] || [ "$qm" = "-" ]; then failed=1; fi
-            rows="$rows$m $b $t $pm $qm
+            vals=""; r=1
+            while [ "$r" -le "$rounds" ]; do
+                line=""
+                pv=""
+                # shellcheck disable=SC2086
+                [ $((r % 2)) = 1 ] && pv=$(measure env OMP_NUM_THREADS="$t" "$exe_dir/$m" bench --train --threads "$t" $common)
+                for c in $configs; do
+                    # shellcheck disable=SC2086
+                    qv=$(measure env LD_LIBRARY_PATH="$torch_ld" OMP_NUM_THREADS="${c#*x}" \
+                        OPENBLAS_NUM_THREADS="${c#*x}" MKL_NUM_THREADS="${c#*x}" \
+                        "$PY" bench/train_torch.py "$m" --threads "${c%x*}" $common)
+                    vals="$vals$c $qv
+"
+                    line="$line  PyTorch ${c%x*}×${c#*x} $qv"
+                done
+                # shellcheck disable=SC2086
+                [ $((r % 2)) = 0 ] && pv=$(measure env OMP_NUM_THREADS="$t" "$exe_dir/$m" bench --train --threads "$t" $common)
+                vals="${vals}pnet $pv
+"
+                echo "  $m batch $b threads $t round $r: pnet $pv$line samples/s"
+                r=$((r + 1))
+            done
+            # The medians: "PNET BEST CONFIG" then each configuration's "CONFIG=MEDIAN" ("-" when a
+            # round failed; BEST is "-" when any configuration failed).
+            row=$(printf '%s' "$vals" | awk '
+                !($1 in n) && $1 != "pnet" { order[++nk] = $1 }
+                { n[$1]++; v[$1, n[$1]] = $2; if ($2 == "-") bad[$1] = 1 }
+                function med(k,   i, j, t, c) {
+                    if (bad[k]) return "-"
+                    c = n[k]; for (i = 1; i <= c; i++) a[i] = v[k, i]
+                    for (i = 2; i <= c; i++) for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) {
+                        t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+                    return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2 }
+                END { best = ""; cfgs = ""
+                      for (i = 1; i <= nk; i++) {
+                          k = order[i]; q = med(k); cfgs = cfgs " " k "=" q
+                          if (q == "-") anybad = 1
+                          else if (best == "" || q + 0 > bq + 0) { best = k; bq = q } }
+                      if (anybad || best == "") { best = "-"; bq = "-" }
+                      print med("pnet"), bq, best cfgs }')
+            case " $row " in *" - "*|*"=- "*) failed=1 ;; esac
+            rows="$rows$m $b $t $row
 "
         done
     done
 done
 
-# 4. The report.
+# 4. The report: the table, then every PyTorch configuration of the rows on more than one thread.
 report=$(printf '%s' "$rows" | awk -v stamp="$(date '+%Y-%m-%d %H:%M')" -v host="$(hostname)" \
     -v cores="$nproc" -v secs="$seconds" -v rounds="$rounds" '
     function group(s,   r) { r = ""; while (length(s) > 3) { r = "," substr(s, length(s) - 2) r;
@@ -131,16 +166,26 @@ report=$(printf '%s' "$rows" | awk -v stamp="$(date '+%Y-%m-%d %H:%M')" -v host=
                              return s r }
     function fmt(x) { if (x == "-") return "—"; if (x >= 100) return group(sprintf("%.0f", x));
                       return x >= 10 ? sprintf("%.1f", x) : sprintf("%.2f", x) }
+    function label(c) { if (c == "-") return "—"; sub(/x/, " × ", c); return c }
     BEGIN { printf "pnet vs PyTorch training (SGD momentum, cross-entropy) — %s, %s, %d cores, " \
-                   "median of %d rounds of %g s\n\n", stamp, host, cores, rounds, secs
-            print "| model | batch | threads | pnet samples/s | PyTorch samples/s | pnet/PyTorch | pnet efficiency | PyTorch efficiency |"
-            print "|---|---:|---:|---:|---:|---:|---:|---:|" }
+                   "median of %d interleaved rounds of %g s\n\n", stamp, host, cores, rounds, secs
+            print "| model | batch | threads | pnet samples/s | PyTorch samples/s | PyTorch torch × BLAS threads | pnet/PyTorch | pnet efficiency | PyTorch efficiency |"
+            print "|---|---:|---:|---:|---:|---|---:|---:|---:|" }
     # Efficiency: samples/s over threads times the 1-thread row of the same model and batch.
     function eff(x, one, t) { return (x == "-" || one == "" || one == "-" || one == 0) ? "—" : sprintf("%.0f%%", 100 * x / (t * one)) }
     { ratio = ($4 == "-" || $5 == "-" || $5 == 0) ? "—" : sprintf("%.2f×", $4 / $5)
       if ($3 == 1) { p1[$1 " " $2] = $4; q1[$1 " " $2] = $5 }
-      printf "| %s | %d | %d | %s | %s | %s | %s | %s |\n", $1, $2, $3, fmt($4), fmt($5), ratio,
-             eff($4, p1[$1 " " $2], $3), eff($5, q1[$1 " " $2], $3) }')
+      printf "| %s | %d | %d | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, fmt($4), fmt($5),
+             label($6), ratio, eff($4, p1[$1 " " $2], $3), eff($5, q1[$1 " " $2], $3)
+      if ($3 > 1) { line = sprintf("| %s | %d | %d |", $1, $2, $3)
+                    for (i = 7; i <= NF; i++) { split($i, kv, "=")
+                        line = line sprintf(kv[1] == $6 ? " **%s** |" : " %s |", fmt(kv[2])) }
+                    multi = multi line "\n" } }
+    END { if (multi == "") exit
+          print "\nPyTorch in each configuration of torch × BLAS threads (T = the row'"'"'s threads), median samples/s; the fastest in bold:\n"
+          print "| model | batch | threads | 1 × 1 | 1 × T | T × 1 | T × T |"
+          print "|---|---:|---:|---:|---:|---:|---:|"
+          printf "%s", multi }')
 exec 1>&3 3>&-
 echo "$report"
 if [ -n "$out" ]; then

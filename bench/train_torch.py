@@ -2,7 +2,10 @@
 """The PyTorch peer of `NET bench --train`: measures training throughput of one standard network.
 
 usage: /usr/bin/python3 bench/train_torch.py MODEL --batch N --threads T --seconds S
-Prints 'throughput: X samples/s' (and a step line), like a pnet executable's bench --train.
+Prints 'throughput: X samples/s' (and a step line), like a pnet executable's bench --train, and
+'threads: torch T, OpenBLAS B'. --threads sets torch's own threads; the BLAS library's come from
+the environment (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS), which train.sh sets per configuration
+(bench/peer.py).
 
 The network is bench/nets.py's, which matches bench/models/MODEL.pnet layer for layer, without
 its final softmax: the .pnet train { } block takes cross_entropy(logits, label), so the loss sees
@@ -19,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 import nets  # noqa: E402
+import peer  # noqa: E402
 
 TRAINABLE = ("mlp_s", "cnn")  # the bench models with a train { } block
 CLASSES = 10
@@ -69,6 +73,7 @@ def main():
     print(f"training: {a.model} (pytorch {torch.__version__}), batch {a.batch}, "
           f"threads {a.threads}, {len(lat)} steps")
     print(f"throughput: {len(lat) * a.batch / total:.1f} samples/s")
+    print(peer.threads_line(torch))
     print(f"step: median {statistics.median(lat) * 1e3:.3f} ms")
 
 
