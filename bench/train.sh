@@ -92,13 +92,6 @@ measure() {
     fi
 }
 
-# The median of the arguments, or "-" when any is "-".
-median() {
-    printf '%s\n' "$@" | sort -g | awk '/^-$/ { bad = 1 } { v[NR] = $1 }
-        END { if (bad || NR == 0) print "-";
-              else print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
-}
-
 # 3. Measure, interleaved per configuration. A round's values go to $vals as "KEY VALUE" lines:
 #    KEY is "pnet" or PyTorch's configuration "TORCHxBLAS".
 echo "train.sh: $rounds rounds of ${seconds} s per engine and configuration"
