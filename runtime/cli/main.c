@@ -3,6 +3,7 @@
 #include "comm.h"
 #include "data.h"
 #include "pnetrt_ranks.h"
+#include "profile_cli.h"
 #include "fileio.h"
 #include "io.h"
 #include "model.h"
@@ -28,8 +29,9 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "commands:\n"
             "  infer --input NAME=FILE.npy ... [--output NAME=FILE.npy ...] [--no-scale] [options]\n"
             "        run the network; without --output, print the outputs as text\n"
-            "  bench [--batch N] [--seconds S] [options]\n"
-            "        measure throughput and latency on random inputs\n"
+            "  bench [--batch N] [--seconds S] [--profile FILE.json] [options]\n"
+            "        measure throughput and latency on random inputs; with --profile, time every layer\n"
+            "        alone instead and write the seconds per sample for pnetc --profile\n"
             "  info [--ranks K [--batch N]]\n"
             "        print the layers, the memory plan, and the stages and shards; with --ranks, how K ranks\n"
             "        of mpirun share the network: each rank's memory and what it sends (docs/distributed.md)\n"
@@ -382,6 +384,7 @@ static int cmp_double(const void *a, const void *b) {
 static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void **bufs, const void **ip, void **op) {
     long long batch = 64;
     double seconds = 3.0;
+    const char *profile = NULL;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -389,6 +392,9 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
             if (pnetrt_opt_once(o->seen, sizeof o->seen, a) || pnetrt_opt_int(a, argv[++i], 1, 1 << 24, &batch)) return 1;
         } else if (strcmp(a, "--seconds") == 0 && has) {
             if (pnetrt_opt_once(o->seen, sizeof o->seen, a) || pnetrt_opt_num(a, argv[++i], 3600, &seconds)) return 1;
+        } else if (strcmp(a, "--profile") == 0 && has) {
+            if (pnetrt_opt_once(o->seen, sizeof o->seen, a)) return 1;
+            profile = argv[++i];
         } else {
             int k = common_option(o, argc, argv, &i);
             if (k < 0) return 1;
@@ -422,6 +428,10 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
             pnetrt_die("%s", pnetrt_last_error(m));
             goto done;
         }
+    }
+    if (profile) {
+        rc = pnetrt_bench_profile(m, batch, ip, (void **)op, profile);
+        goto done;
     }
     enum { MAXRUNS = 100000 };
     static double lat[MAXRUNS], bubble[MAXRUNS];

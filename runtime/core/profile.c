@@ -1,0 +1,116 @@
+/* bench --profile: every layer's kernel timed alone (the descriptor's layer_forward entries) on
+ * the model's threads, over one chunk of the caller's inputs, after a whole forward call has
+ * filled the arena with the values each layer reads. Also times the barrier between kernels, the
+ * per-kernel overhead a pipeline pays once per micro-batch. Allocates its own arena and scratch:
+ * it never touches the model's, so inference after it is unchanged. */
+#include "model_impl.h"
+#include "trace.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Seconds each timed round aims at, and the rounds per layer (the median is kept). */
+#define PROFILE_ROUND_S 0.004
+#define PROFILE_ROUNDS 5
+
+static int cmp_f64(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* One thread's part: the whole forward, then each layer in turn. Thread 0 picks each layer's
+ * repetition count from a first timed call, so that every thread runs the same loop. */
+static void profile_thread(const pnetrt_desc *d, const pnetrt_call *call, int ith, int nth, pnetrt_spin_barrier *bar,
+                           volatile int64_t *reps, double *sec, double *barrier_s) {
+    pnetrt_barrier_bind(nth > 1 ? bar : NULL);
+    d->forward(call, ith, nth);
+    pnetrt_barrier();
+    for (int64_t k = 0; k < d->nlayers; k++) {
+        pnetrt_forward_fn f = d->layer_forward[k];
+        if (!f) continue;
+        double t = pnetrt_now_s();
+        f(call, ith, nth); /* warm: caches, pages, the packed weights */
+        pnetrt_barrier();
+        f(call, ith, nth);
+        pnetrt_barrier();
+        if (ith == 0) {
+            double one = (pnetrt_now_s() - t) / 2;
+            int64_t r = one > 0 ? (int64_t)(PROFILE_ROUND_S / one) : 1000;
+            *reps = r < 1 ? 1 : r > 1000 ? 1000 : r;
+        }
+        pnetrt_barrier();
+        int64_t r = *reps;
+        double round[PROFILE_ROUNDS];
+        for (int q = 0; q < PROFILE_ROUNDS; q++) {
+            double b = pnetrt_now_s();
+            for (int64_t i = 0; i < r; i++) {
+                f(call, ith, nth);
+                pnetrt_barrier();
+            }
+            round[q] = (pnetrt_now_s() - b) / (double)r;
+        }
+        if (ith == 0) {
+            qsort(round, PROFILE_ROUNDS, sizeof round[0], cmp_f64);
+            sec[k] = round[PROFILE_ROUNDS / 2];
+        }
+        pnetrt_barrier();
+    }
+    /* The barrier alone: what each kernel of a stage adds to every micro-batch. */
+    double round[PROFILE_ROUNDS];
+    for (int q = 0; q < PROFILE_ROUNDS; q++) {
+        double b = pnetrt_now_s();
+        for (int i = 0; i < 200; i++) pnetrt_barrier();
+        round[q] = (pnetrt_now_s() - b) / 200;
+    }
+    if (ith == 0) {
+        qsort(round, PROFILE_ROUNDS, sizeof round[0], cmp_f64);
+        *barrier_s = nth > 1 ? round[PROFILE_ROUNDS / 2] : 0;
+    }
+    pnetrt_barrier_bind(NULL);
+}
+
+int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs, double *sec,
+                          double *barrier_s, int64_t *samples) {
+    const pnetrt_desc *d = m->d;
+    if (!pnetrt_ready(m)) return 1;
+    if (!d->layer_forward) return pnetrt_failf(m, "network '%s' has no per-layer entries to profile", d->name);
+    if (pnetrt_infer_check(m, batch, inputs, outputs)) return 1;
+    if (batch < 1) return pnetrt_failf(m, "a profile needs at least one sample");
+    if (m->stale) {
+        if (d->prepare && m->prepared != m->params) d->prepare(m->params, m->prepared);
+        m->stale = false;
+    }
+    int64_t n = batch < d->chunk ? batch : d->chunk;
+    int threads = pnetrt_call_threads(m);
+    if (threads < 1) threads = 1;
+    size_t abytes = (size_t)(d->arena_sample_bytes * n + d->arena_fixed_bytes) + 64;
+    size_t sbytes = (size_t)threads * (size_t)d->scratch_bytes + 64;
+    char *arena = aligned_alloc(64, (abytes + 63) / 64 * 64), *scratch = aligned_alloc(64, (sbytes + 63) / 64 * 64);
+    if (!arena || !scratch) {
+        free(arena);
+        free(scratch);
+        return pnetrt_failf(m, "out of memory for the profile's arena (%zu bytes)", abytes + sbytes);
+    }
+    memset(arena, 0, abytes);
+    for (int64_t k = 0; k < d->nlayers; k++) sec[k] = 0;
+    *barrier_s = 0;
+    *samples = n;
+    pnetrt_call call = {n, inputs, outputs, m->prepared, arena, scratch, n};
+    pnetrt_spin_barrier bar = PNETRT_BARRIER(threads);
+    volatile int64_t reps = 1;
+    bool short_team = false;
+#pragma omp parallel num_threads(threads)
+    {
+        if (omp_get_num_threads() != threads) {
+            if (omp_get_thread_num() == 0) short_team = true;
+        } else {
+            profile_thread(d, &call, omp_get_thread_num(), threads, &bar, &reps, sec, barrier_s);
+        }
+    }
+    if (short_team) profile_thread(d, &call, 0, 1, NULL, &reps, sec, barrier_s);
+    for (int64_t k = 0; k < d->nlayers; k++) sec[k] /= (double)n;
+    free(arena);
+    free(scratch);
+    return 0;
+}
