@@ -463,10 +463,11 @@ static void warn_unbalanced(const char *file, const pn_graph *g, const pn_diags 
 static int write_report(pn_graph *g, const compile_opts *o) {
     out_file of;
     if (!out_open(&of, o->out_path)) return 1;
+    /* The passes only mark nodes; the memory plan gives the report the samples of one call. */
+    g->train_chunk = o->train_chunk;
+    for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(g);
     pn_graph_report(g, of.f);
     if (o->ranks > 0) {
-        g->train_chunk = o->train_chunk;
-        for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(g);
         const pn_tplan *t = &g->tplan;
         bool batchnorm = false; /* a training step cut into segments at batch statistics */
         for (int i = 0; t->present && i < g->nnodes; i++) batchnorm |= t->live[i] && g->nodes[i].op == PN_OP_BATCHNORM;
@@ -894,6 +895,7 @@ int main(int argc, char **argv) {
         char err[512];
         out_file of;
         if (out_open(&of, o.out_path)) {
+            g->train_chunk = o.train_chunk;
             bool ok = pn_auto_partition(&prog, g, stages, of.f, err, sizeof err);
             if (!ok) fprintf(stderr, "%s: error: %s\n", file, err);
             rc = out_close(&of, ok);

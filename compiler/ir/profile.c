@@ -29,7 +29,7 @@ static bool number(const cJSON *o, const char *key, double lo, double *v, char *
 
 static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t errlen) {
     if (!cJSON_IsObject(root)) return bad(err, errlen, "not a JSON object");
-    double version = 0, threads = 1, batch = 0, samples = 0, barrier = 0;
+    double version = 0, threads = 1, batch = 0, samples = 0, barrier = 0, handoff = 0;
     const cJSON *net = cJSON_GetObjectItemCaseSensitive(root, "network");
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(root, "layers");
     if (!cJSON_GetObjectItemCaseSensitive(root, "pnet_profile") || !cJSON_IsString(net) || !cJSON_IsArray(ls))
@@ -37,7 +37,8 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
     if (!number(root, "pnet_profile", 1, &version, err, errlen)) return false;
     if (version != 1) return bad(err, errlen, "a newer format (\"pnet_profile\" is not 1)");
     if (!number(root, "threads", 1, &threads, err, errlen) || !number(root, "batch", 0, &batch, err, errlen) ||
-        !number(root, "samples", 0, &samples, err, errlen) || !number(root, "barrier_s", 0, &barrier, err, errlen))
+        !number(root, "samples", 0, &samples, err, errlen) || !number(root, "barrier_s", 0, &barrier, err, errlen) ||
+        !number(root, "handoff_s", 0, &handoff, err, errlen))
         return false;
     p->network = pn_xstrdup(net->valuestring);
     const cJSON *machine = cJSON_GetObjectItemCaseSensitive(root, "machine");
@@ -47,20 +48,23 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
     p->batch = (long long)batch;
     p->samples = samples >= 1 ? (long long)samples : batch >= 1 ? (long long)batch : PN_COST_BATCH;
     p->barrier_s = barrier;
+    p->handoff_s = handoff;
     int n = cJSON_GetArraySize(ls);
     p->names = pn_xcalloc((size_t)n + 1, sizeof *p->names);
     p->forward_s = pn_xcalloc((size_t)n + 1, sizeof *p->forward_s);
+    p->call_s = pn_xcalloc((size_t)n + 1, sizeof *p->call_s);
     p->kernel = pn_xcalloc((size_t)n + 1, sizeof *p->kernel);
     const cJSON *l;
     cJSON_ArrayForEach(l, ls) {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(l, "name");
         const cJSON *kernel = cJSON_GetObjectItemCaseSensitive(l, "kernel");
-        double t = -1;
+        double t = -1, c = 0;
         if (!cJSON_IsObject(l) || !cJSON_IsString(name) || !cJSON_GetObjectItemCaseSensitive(l, "forward_s"))
             return bad(err, errlen, "a layer without \"name\" and \"forward_s\"");
-        if (!number(l, "forward_s", 0, &t, err, errlen)) return false;
+        if (!number(l, "forward_s", 0, &t, err, errlen) || !number(l, "call_s", 0, &c, err, errlen)) return false;
         p->names[p->nlayers] = pn_xstrdup(name->valuestring);
         p->forward_s[p->nlayers] = t;
+        p->call_s[p->nlayers] = c;
         p->kernel[p->nlayers] = !cJSON_IsFalse(kernel);
         p->nlayers++;
     }
@@ -72,6 +76,7 @@ void pn_profile_free(pn_profile *p) {
     for (int k = 0; k < p->nlayers; k++) free(p->names[k]);
     free(p->names);
     free(p->forward_s);
+    free(p->call_s);
     free(p->kernel);
     free(p->path);
     free(p->network);

@@ -61,8 +61,10 @@ static void node_cost_parts(const pn_graph *g, const pn_node *n, double *var, do
     *var = *call = 0;
     if (g->profile) {
         int k = profile_layer(g->profile, n);
-        if (k >= 0) {
-            *var = g->profile->forward_s[k];
+        if (k >= 0) { /* forward_s at the profile's samples per call, of which call_s per call */
+            double c = g->profile->call_s[k], n = (double)g->profile->samples;
+            *call = c < g->profile->forward_s[k] * n ? c : g->profile->forward_s[k] * n;
+            *var = g->profile->forward_s[k] - *call / n;
             return;
         }
     }
@@ -87,10 +89,16 @@ static bool node_kernel(const pn_graph *g, const pn_node *n) {
     return pn_node_cost_kind(n) >= 0 && !fused_static(g, (int)(n - g->nodes));
 }
 
-long long pn_report_chunk(const pn_graph *g) {
-    if (g->profile && g->profile->samples > 0) return g->profile->samples;
+long long pn_report_batch(const pn_graph *g) {
+    if (g->profile && g->profile->batch > 0) return g->profile->batch;
     if (g->train.present && g->train.batch > 0) return (long long)g->train.batch;
     return PN_COST_BATCH;
+}
+
+long long pn_report_chunk(const pn_graph *g) {
+    if (g->profile && g->profile->samples > 0) return g->profile->samples;
+    long long B = pn_report_batch(g);
+    return g->plan.chunk > 0 && g->plan.chunk < B ? (long long)g->plan.chunk : B;
 }
 
 double pn_node_cost(const pn_graph *g, const pn_node *n) {
@@ -99,31 +107,35 @@ double pn_node_cost(const pn_graph *g, const pn_node *n) {
     return var + call / (double)pn_report_chunk(g);
 }
 
-double pn_pipeline_time(const pn_stage_stats *st, int S, long long C, int M, double *bubble) {
-    double m = (double)C / M, sum = 0, worst = 0;
-    for (int s = 0; s < S; s++) {
-        double t = st[s].cost * m + st[s].call;
-        sum += t;
-        if (t > worst) worst = t;
-    }
-    double wall = sum + (M - 1) * worst; /* fill and drain, and the slowest stage between */
-    if (bubble) {
-        double idle = 0;
-        for (int s = 0; s < S && wall > 0; s++) idle += 1.0 - M * (st[s].cost * m + st[s].call) / wall;
-        *bubble = S > 0 ? idle / S : 0;
-    }
-    return C > 0 ? wall / (double)C : 0;
+double pn_pipeline_time(const pn_stage_stats *st, int S, long long B, long long C, int M, double *bubble) {
+    if (C < 1 || C > B) C = B;
+    long long Q = (B + C - 1) / C * M; /* micro-batches streamed: M per chunk */
+    double m = (double)B / (double)Q, busy = 0;
+    double *end = pn_xcalloc((size_t)(S > 0 ? S : 1), sizeof *end); /* each stage's last finish */
+    for (long long q = 0; q < Q; q++)
+        for (int s = 0; s < S; s++) {
+            double start = end[s];
+            /* Waiting for the stage before costs the hand-off's latency on top. */
+            if (s > 0 && end[s - 1] > start) start = end[s - 1] + st[s].wait;
+            end[s] = start + st[s].cost * m + st[s].call;
+        }
+    double wall = S > 0 ? end[S - 1] : 0;
+    for (int s = 0; s < S; s++) busy += (double)Q * (st[s].cost * m + st[s].call);
+    free(end);
+    if (bubble) *bubble = S > 0 && wall > 0 ? 1.0 - busy / (S * wall) : 0;
+    return B > 0 ? wall / (double)B : 0;
 }
 
-int pn_best_microbatches(const pn_stage_stats *st, int S, long long C) {
+int pn_best_microbatches(const pn_stage_stats *st, int S, long long B, long long C) {
+    if (C < 1 || C > B) C = B;
     int top = C < PN_MAX_AUTO_MICROBATCHES ? (int)C : PN_MAX_AUTO_MICROBATCHES, best = 1;
-    double least = pn_pipeline_time(st, S, C, 1, NULL);
+    double least = pn_pipeline_time(st, S, B, C, 1, NULL);
     for (int M = 2; M <= top; M++) {
-        double t = pn_pipeline_time(st, S, C, M, NULL);
+        double t = pn_pipeline_time(st, S, B, C, M, NULL);
         if (t < least) least = t;
     }
     for (int M = 1; M <= top; M++)
-        if (pn_pipeline_time(st, S, C, M, NULL) <= least * 1.01) return M;
+        if (pn_pipeline_time(st, S, B, C, M, NULL) <= least * 1.01) return M;
     return best;
 }
 
@@ -158,9 +170,13 @@ double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max) {
         x->call += call;
         x->kernels += node_kernel(g, n);
     }
-    /* A micro-batch also pays a barrier after each kernel (on a team; measured by a profile) and
-     * the hand-off to the next stage. */
-    for (int s = 0; s < S; s++) st[s].call += (g->profile ? g->profile->barrier_s * st[s].kernels : 0) + (S > 1 ? PN_COST_HANDOFF : 0);
+    /* A micro-batch also pays a barrier after each kernel (on a team; measured by a profile), and a
+     * stage that waits for the one before starts a hand-off's latency after it finishes. */
+    double handoff = g->profile && g->profile->handoff_s > 0 ? g->profile->handoff_s : PN_COST_HANDOFF;
+    for (int s = 0; s < S; s++) {
+        st[s].call += g->profile ? g->profile->barrier_s * st[s].kernels : 0;
+        st[s].wait = s > 0 ? handoff : 0;
+    }
     double mean = 0, worst = 0, C = (double)pn_report_chunk(g);
     for (int s = 0; s < S; s++) {
         double c = st[s].cost + st[s].call / C;
@@ -177,7 +193,7 @@ void pn_graph_report(const pn_graph *g, FILE *out) {
     char a[32], b[32], c[32];
     fprintf(out, "schedule of %s: %d stage%s, %d replica%s, %d micro-batch%s (%s)\n", g->name, S, S == 1 ? "" : "s", R,
             R == 1 ? "" : "s", M, M == 1 ? "" : "es", g->schedule == PN_SCHED_1F1B ? "1f1b" : "gpipe");
-    long long C = pn_report_chunk(g);
+    long long C = pn_report_chunk(g), B = pn_report_batch(g);
     const pn_profile *p = g->profile;
     if (p)
         fprintf(out, "  costs: measured by bench --profile (%s: %s, %d thread%s, %lld samples per call)\n", p->path, p->cpu,
@@ -214,17 +230,17 @@ void pn_graph_report(const pn_graph *g, FILE *out) {
         /* The stages as costed: a micro-batch of C/M samples takes each stage cost * C/M plus its
          * per-call share; the pipeline fills, streams at the slowest stage's pace, and drains. */
         double bubble, worst = 0, sum = 0, m = (double)C / M;
-        double t = pn_pipeline_time(st, S, C, M, &bubble);
+        double t = pn_pipeline_time(st, S, B, C, M, &bubble);
         for (int s = 0; s < S; s++) {
             double ts = st[s].cost * m + st[s].call;
             sum += ts;
             if (ts > worst) worst = ts;
         }
-        int best = pn_best_microbatches(st, S, C);
-        fprintf(out, "  predicted with these costs at %lld samples per pass: slowest stage %.0f%% of the stages' time, "
-                     "bubble %.1f%%, %.3g us per sample",
-                C, sum > 0 ? 100 * worst / sum : 0, 100 * bubble, t * 1e6);
-        if (best != M) fprintf(out, " (M = %d: %.3g us)", best, pn_pipeline_time(st, S, C, best, NULL) * 1e6);
+        int best = pn_best_microbatches(st, S, B, C);
+        fprintf(out, "  predicted with these costs for a batch of %lld in chunks of %lld: slowest stage %.0f%% of the stages' "
+                     "time, bubble %.1f%%, %.3g us per sample",
+                B, C, sum > 0 ? 100 * worst / sum : 0, 100 * bubble, t * 1e6);
+        if (best != M) fprintf(out, " (M = %d: %.3g us)", best, pn_pipeline_time(st, S, B, C, best, NULL) * 1e6);
         fprintf(out, "\n");
     }
     if (g->train.present)

@@ -24,7 +24,7 @@ extern const pn_cost_rate pn_cost_rates[PN_COST_NKINDS];
 
 #define PN_COST_BATCH 64       /* samples per kernel call: bench's default batch */
 #define PN_COST_BARRIER 2e-6   /* seconds a barrier between kernels takes on a team (no profile) */
-#define PN_COST_HANDOFF 3e-6   /* seconds a micro-batch's hand-off between stages takes */
+#define PN_COST_HANDOFF 3e-6   /* seconds from a hand-off to the waiting stage's start (no profile) */
 #define PN_BALANCE_WARN 1.5    /* warn above this slowest-over-mean ratio */
 #define PN_MAX_AUTO_MICROBATCHES 64
 
@@ -33,10 +33,10 @@ typedef struct pn_profile {
     char *path, *network, *cpu;
     int threads;
     long long batch, samples;
-    double barrier_s;
+    double barrier_s, handoff_s; /* handoff_s: 0 when the profile did not measure it */
     int nlayers;
     char **names;
-    double *forward_s;
+    double *forward_s, *call_s; /* call_s: the part of a call that does not grow with its samples */
     bool *kernel; /* the layer has a kernel of its own (else it was fused into another's) */
 } pn_profile;
 
@@ -49,7 +49,8 @@ bool pn_profile_matches(const pn_profile *p, const pn_graph *g, char *err, size_
 typedef struct pn_stage_stats {
     int layers, kernels;
     double flops, param_bytes, act_bytes, cost;
-    double call; /* seconds each micro-batch adds whatever its size: calls, barriers, the hand-off */
+    double call; /* seconds each micro-batch adds whatever its size: kernel calls, barriers */
+    double wait; /* seconds from a micro-batch's hand-off to the start of a stage that waited for it */
 } pn_stage_stats;
 
 /* The kind whose rates price node n, or -1 when it has no kernel (an input, a constant, a view). */
@@ -58,15 +59,20 @@ int pn_node_cost_kind(const pn_node *n);
 double pn_node_cost(const pn_graph *g, const pn_node *n);
 /* Fills st[0..nstages) and returns the balance: the slowest stage's cost over the mean. */
 double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max);
-/* The samples one pipeline pass (a chunk) streams: the profile's batch, the training batch, or
+/* The batch of one call that the predictions are for: the profile's, the training batch, or
  * PN_COST_BATCH. */
+long long pn_report_batch(const pn_graph *g);
+/* The samples of one kernel call, a chunk: the profile's, or the batch capped by the memory
+ * plan's chunk once the passes have run. */
 long long pn_report_chunk(const pn_graph *g);
-/* Predicted pipeline of S stages (st) over a chunk of C samples in M micro-batches: the seconds
- * per sample, and (when bubble is not NULL) the stages' mean idle share. */
-double pn_pipeline_time(const pn_stage_stats *st, int S, long long C, int M, double *bubble);
+/* Predicted pipeline of S stages (st) over a call of B samples in chunks of C, M micro-batches
+ * each, all streamed one after another (simulated micro-batch by micro-batch: a stage starts one
+ * when it has finished the one before and, a hand-off later, the stage before has finished it):
+ * the seconds per sample, and (when bubble is not NULL) the stages' mean idle share. */
+double pn_pipeline_time(const pn_stage_stats *st, int S, long long B, long long C, int M, double *bubble);
 /* The micro-batch count, 1..PN_MAX_AUTO_MICROBATCHES and at most C, that pn_pipeline_time finds
  * fastest (the least of those within 1% of the best). */
-int pn_best_microbatches(const pn_stage_stats *st, int S, long long C);
+int pn_best_microbatches(const pn_stage_stats *st, int S, long long B, long long C);
 /* Writes the report; the same text goes into a compiled network for `./net info`. */
 void pn_graph_report(const pn_graph *g, FILE *out);
 /* The report as a string, which the caller frees. */

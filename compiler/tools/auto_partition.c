@@ -11,6 +11,7 @@
 #include "../check/check.h"
 #include "../ir/report.h"
 #include "../parse/parse.h"
+#include "../passes/passes.h"
 #include "../support/util.h"
 
 #include <float.h>
@@ -57,6 +58,7 @@ typedef struct ap {
     char *err;
     size_t errlen;
     bool failed;
+    int train_chunk;  /* pnetc --train-chunk, for the memory plan */
 } ap;
 
 static void push_edit(edits *es, uint32_t off, uint32_t len, const char *text) {
@@ -435,7 +437,7 @@ static buf rewrite(ap *a, const pn_network_def *nd, const int *start, int S, con
 /* Checks the partitioned text as pnetc would read it, and fills its report's stage costs (measured
  * where the profile names a layer) and the chunk they are for. */
 static bool recheck(ap *a, const char *network, const pn_profile *profile, const char *text, size_t len, int S,
-                    pn_stage_stats *st, double *balance, long long *chunk) {
+                    pn_stage_stats *st, double *balance, long long *batch, long long *chunk) {
     pn_diags d;
     pn_diags_init(&d, stderr);
     d.no_warnings = true;
@@ -447,7 +449,10 @@ static bool recheck(ap *a, const char *network, const pn_profile *profile, const
     bool ok = pn_program_load(&p, a->m->path, text, len) && !d.nerrors && pn_check(&p, network, &g);
     if (ok && g->nstages == S) {
         g->profile = profile;
+        g->train_chunk = a->train_chunk;
+        for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(g); /* the memory plan's chunk */
         *balance = pn_report_stats(g, st, S);
+        *batch = pn_report_batch(g);
         *chunk = pn_report_chunk(g);
     } else {
         fprintf(stderr, "pnetc: error: internal error: the partitioned file does not check (please report this):\n");
@@ -461,13 +466,15 @@ static bool recheck(ap *a, const char *network, const pn_profile *profile, const
 }
 
 bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, char *err, size_t errlen) {
+    int train_chunk = g->train_chunk;
     pn_module *m = prog->modules.items[0];
     pn_network_def *nd = NULL;
     for (int i = 0; i < m->networks.len; i++)
         if (strcmp(((pn_network_def *)m->networks.items[i])->name, g->name) == 0) nd = m->networks.items[i];
     PN_ASSERT(nd);
     const pn_source *src = pn_source_get(prog->diags, m->file);
-    ap a = {.prog = prog, .m = m, .text = src->text, .len = (uint32_t)src->len, .err = err, .errlen = errlen};
+    ap a = {.prog = prog, .m = m, .text = src->text, .len = (uint32_t)src->len, .err = err, .errlen = errlen,
+            .train_chunk = train_chunk};
     bool ok = false;
     double *pre = NULL, *best = NULL;
     int *cut = NULL, *start = NULL;
@@ -552,19 +559,19 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
      * bubble against what each micro-batch pays whatever its size (report.h). */
     st = pn_xcalloc((size_t)S, sizeof *st);
     double balance;
-    long long chunk = 0;
+    long long batch = 0, chunk = 0;
     int M = 1;
-    if (!recheck(&a, g->name, g->profile, text.s, text.len, S, st, &balance, &chunk)) {
+    if (!recheck(&a, g->name, g->profile, text.s, text.len, S, st, &balance, &batch, &chunk)) {
         snprintf(err, errlen, "--auto-partition could not produce a valid file");
         goto out;
     }
     if (S > 1) {
-        M = pn_best_microbatches(st, S, chunk);
+        M = pn_best_microbatches(st, S, batch, chunk);
         char lead[96];
         snprintf(lead, sizeof lead, "@pipeline(microbatches = %d%s);", M, g->schedule == PN_SCHED_1F1B ? ", schedule = 1f1b" : "");
         free(text.s);
         text = rewrite(&a, nd, start, S, lead);
-        if (!recheck(&a, g->name, g->profile, text.s, text.len, S, st, &balance, &chunk)) {
+        if (!recheck(&a, g->name, g->profile, text.s, text.len, S, st, &balance, &batch, &chunk)) {
             snprintf(err, errlen, "--auto-partition could not produce a valid file");
             goto out;
         }
@@ -584,10 +591,12 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
         if (c > worst) worst = c;
     }
     double bubble = 0;
-    pn_pipeline_time(st, S, chunk, M, &bubble);
+    pn_pipeline_time(st, S, batch, chunk, M, &bubble);
     fprintf(stderr, "pnetc: note: %d stage%s, %s slowest stage %.3g us per sample, mean %.3g us, balance %.2f", S,
             S == 1 ? "" : "s", g->profile ? "measured" : "modelled", worst * 1e6, mean * 1e6, balance);
-    if (S > 1) fprintf(stderr, "; %d micro-batches of %lld samples, predicted bubble %.1f%%", M, chunk, 100 * bubble);
+    if (S > 1)
+        fprintf(stderr, "; %d micro-batches per chunk of %lld samples, predicted bubble %.1f%% for a batch of %lld", M, chunk,
+                100 * bubble, batch);
     fprintf(stderr, "\n");
     ok = true;
 out:

@@ -435,12 +435,14 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
     }
     enum { MAXRUNS = 100000 };
     static double lat[MAXRUNS], bubble[MAXRUNS];
+    double busy[PNETRT_MAX_STAGES] = {0};
     int runs = 0;
     double start = pnetrt_now(), comm0 = pnetrt_comm_seconds();
     while (pnetrt_bench_more(runs < MAXRUNS && (runs < 3 || pnetrt_now() - start < seconds))) {
         double a = pnetrt_now();
         pnetrt_infer(m, batch, ip, op);
         bubble[runs] = pnetrt_measured_bubble(m);
+        for (int s = 0; s < (int)d->nstages && s < PNETRT_MAX_STAGES; s++) busy[s] += pnetrt_stage_busy(m, s);
         lat[runs++] = pnetrt_now() - a;
     }
     double total = pnetrt_now() - start, comm = pnetrt_comm_seconds() - comm0;
@@ -473,6 +475,17 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
         printf("bubble: measured %.1f%% (median of %d calls), predicted %.1f%% = (S-1)/(Q+S-1) with S = %d stages, "
                "Q = %lld micro-batches streamed (%d per chunk)\n", 100 * measured, runs, 100 * predicted, (int)d->nstages,
                (long long)Q, pnetrt_microbatches(m));
+    if (measured >= 0 && predicted >= 0 && stage < 0) {
+        /* Each stage's busy time (its trace slices), per sample of replica group 0's share. */
+        double sum = 0, worst = 0, per = (double)runs * (double)batch / pnetrt_last_replicas(m);
+        printf("stages: busy");
+        for (int s = 0; s < (int)d->nstages && s < PNETRT_MAX_STAGES; s++) {
+            printf("%s %.3g", s ? "," : "", busy[s] / per * 1e6);
+            sum += busy[s];
+            worst = busy[s] > worst ? busy[s] : worst;
+        }
+        printf(" us per sample; the slowest %.0f%% of the stages' time\n", sum > 0 ? 100 * worst / sum : 0);
+    }
     pnetrt_bench_comm_report(comm, total);
     /* ru_maxrss: the process's peak resident set in KiB, weights, arenas and all. */
     struct rusage ru;

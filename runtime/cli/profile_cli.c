@@ -1,5 +1,6 @@
 /* bench --profile FILE.json: every layer's forward seconds per sample on this machine at the batch
- * and threads given (pnetrt_profile_layers), the barrier between kernels, and the machine, as the
+ * and threads given and the part of a call that does not grow with its samples
+ * (pnetrt_profile_layers), the barrier between kernels, a hand-off, and the machine, as the
  * JSON that pnetc --profile reads (docs/schedules.md, "Measured costs"). */
 #include "profile_cli.h"
 #include "model.h"
@@ -44,10 +45,11 @@ static void json_str(FILE *f, const char *s) {
 
 int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs, const char *path) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
-    double *sec = calloc((size_t)d->nlayers + 1, sizeof *sec), barrier = 0;
+    double *sec = calloc(2 * ((size_t)d->nlayers + 1), sizeof *sec), barrier = 0, handoff = 0;
     int64_t samples = 0;
     if (!sec) return pnetrt_die("out of memory for a profile of %lld layers", (long long)d->nlayers);
-    if (pnetrt_profile_layers(m, batch, inputs, outputs, sec, &barrier, &samples)) {
+    double *call = sec + d->nlayers + 1;
+    if (pnetrt_profile_layers(m, batch, inputs, outputs, sec, call, &barrier, &handoff, &samples)) {
         free(sec);
         return pnetrt_die("%s", pnetrt_last_error(m));
     }
@@ -67,8 +69,8 @@ int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inpu
     fprintf(f, ", \"cpus\": %ld, \"target\": ", sysconf(_SC_NPROCESSORS_ONLN));
     json_str(f, d->target);
     fprintf(f, "},\n  \"batch\": %lld,\n  \"samples\": %lld,\n  \"threads\": %d,\n  \"barrier_s\": %.6g,\n"
-               "  \"forward_s\": %.6g,\n  \"layers\": [\n",
-            (long long)batch, (long long)samples, pnetrt_threads(m), barrier, total);
+               "  \"handoff_s\": %.6g,\n  \"forward_s\": %.6g,\n  \"layers\": [\n",
+            (long long)batch, (long long)samples, pnetrt_threads(m), barrier, handoff, total);
     for (int64_t k = 0; k < d->nlayers; k++) {
         const pnetrt_layer_desc *l = &d->layers[k];
         fprintf(f, "    {\"name\": ");
@@ -79,16 +81,16 @@ int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inpu
         json_str(f, l->type);
         fprintf(f, ", \"inputs\": ");
         json_str(f, l->inputs);
-        fprintf(f, ", \"flops\": %lld, \"params\": %lld, \"stage\": %lld, \"kernel\": %s, \"forward_s\": %.6g}%s\n",
+        fprintf(f, ", \"flops\": %lld, \"params\": %lld, \"stage\": %lld, \"kernel\": %s, \"forward_s\": %.6g, \"call_s\": %.6g}%s\n",
                 (long long)l->flops, (long long)l->params, (long long)l->stage, d->layer_forward[k] ? "true" : "false", sec[k],
-                k + 1 < d->nlayers ? "," : "");
+                call[k], k + 1 < d->nlayers ? "," : "");
     }
     fprintf(f, "  ]\n}\n");
     free(sec);
     if (fclose(f) != 0) return pnetrt_die("%s: cannot write the profile: %s", path, strerror(errno));
     printf("profile: %lld layers of %s, %.3g us per sample in all at %lld samples per call on %d thread%s, barrier "
-           "%.3g us; written to %s\n",
+           "%.3g us, hand-off %.3g us; written to %s\n",
            (long long)d->nlayers, d->name, total * 1e6, (long long)samples, pnetrt_threads(m),
-           pnetrt_threads(m) == 1 ? "" : "s", barrier * 1e6, path);
+           pnetrt_threads(m) == 1 ? "" : "s", barrier * 1e6, handoff * 1e6, path);
     return 0;
 }

@@ -1,16 +1,20 @@
 /* bench --profile: every layer's kernel timed alone (the descriptor's layer_forward entries) on
  * the model's threads, over one chunk of the caller's inputs, after a whole forward call has
- * filled the arena with the values each layer reads. Also times the barrier between kernels, the
- * per-kernel overhead a pipeline pays once per micro-batch. Allocates its own arena and scratch:
- * it never touches the model's, so inference after it is unchanged. */
+ * filled the arena with the values each layer reads; and again over an eighth of the samples, so
+ * that a layer's time splits into a part per sample and a part per call, which a pipeline pays
+ * once per micro-batch. Also times the barrier between kernels and a pipeline hand-off between
+ * two threads (transport.h). Allocates its own arena and scratch: it never touches the model's,
+ * so inference after it is unchanged. */
 #include "model_impl.h"
 #include "trace.h"
+#include "transport.h"
 
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Seconds each timed round aims at, and the rounds per layer (the median is kept). */
+/* Seconds each timed round aims at, and the rounds per layer: the least is kept, since a busy
+ * machine only ever slows a round down. */
 #define PROFILE_ROUND_S 0.004
 #define PROFILE_ROUNDS 5
 
@@ -21,39 +25,52 @@ static int cmp_f64(const void *a, const void *b) {
 
 /* One thread's part: the whole forward, then each layer in turn. Thread 0 picks each layer's
  * repetition count from a first timed call, so that every thread runs the same loop. */
-static void profile_thread(const pnetrt_desc *d, const pnetrt_call *call, int ith, int nth, pnetrt_spin_barrier *bar,
-                           volatile int64_t *reps, double *sec, double *barrier_s) {
+/* Seconds of one call of layer f over call (the least round), on every thread of the team;
+ * thread 0's answer. */
+static double time_layer(pnetrt_forward_fn f, const pnetrt_call *call, int ith, int nth, volatile int64_t *reps) {
+    double t = pnetrt_now_s();
+    f(call, ith, nth); /* warm: caches, pages, the packed weights */
+    pnetrt_barrier();
+    f(call, ith, nth);
+    pnetrt_barrier();
+    if (ith == 0) {
+        double one = (pnetrt_now_s() - t) / 2;
+        int64_t r = one > 0 ? (int64_t)(PROFILE_ROUND_S / one) : 1000;
+        *reps = r < 1 ? 1 : r > 1000 ? 1000 : r;
+    }
+    pnetrt_barrier();
+    int64_t r = *reps;
+    double round[PROFILE_ROUNDS];
+    for (int q = 0; q < PROFILE_ROUNDS; q++) {
+        double b = pnetrt_now_s();
+        for (int64_t i = 0; i < r; i++) {
+            f(call, ith, nth);
+            pnetrt_barrier();
+        }
+        round[q] = (pnetrt_now_s() - b) / (double)r;
+    }
+    pnetrt_barrier(); /* every thread is done with *reps */
+    qsort(round, PROFILE_ROUNDS, sizeof round[0], cmp_f64);
+    return round[0];
+}
+
+/* One thread's part: the whole forward, then each layer in turn at n and at n1 samples. Thread 0
+ * picks each layer's repetition count from a first timed call, so that every thread runs the same
+ * loop. */
+static void profile_thread(const pnetrt_desc *d, const pnetrt_call *call, int64_t n1, int ith, int nth,
+                           pnetrt_spin_barrier *bar, volatile int64_t *reps, double *at_n, double *at_n1,
+                           double *barrier_s) {
     pnetrt_barrier_bind(nth > 1 ? bar : NULL);
     d->forward(call, ith, nth);
     pnetrt_barrier();
+    pnetrt_call small = *call;
+    small.n = n1;
     for (int64_t k = 0; k < d->nlayers; k++) {
         pnetrt_forward_fn f = d->layer_forward[k];
         if (!f) continue;
-        double t = pnetrt_now_s();
-        f(call, ith, nth); /* warm: caches, pages, the packed weights */
-        pnetrt_barrier();
-        f(call, ith, nth);
-        pnetrt_barrier();
-        if (ith == 0) {
-            double one = (pnetrt_now_s() - t) / 2;
-            int64_t r = one > 0 ? (int64_t)(PROFILE_ROUND_S / one) : 1000;
-            *reps = r < 1 ? 1 : r > 1000 ? 1000 : r;
-        }
-        pnetrt_barrier();
-        int64_t r = *reps;
-        double round[PROFILE_ROUNDS];
-        for (int q = 0; q < PROFILE_ROUNDS; q++) {
-            double b = pnetrt_now_s();
-            for (int64_t i = 0; i < r; i++) {
-                f(call, ith, nth);
-                pnetrt_barrier();
-            }
-            round[q] = (pnetrt_now_s() - b) / (double)r;
-        }
-        if (ith == 0) {
-            qsort(round, PROFILE_ROUNDS, sizeof round[0], cmp_f64);
-            sec[k] = round[PROFILE_ROUNDS / 2];
-        }
+        double t = time_layer(f, call, ith, nth, reps);
+        double t1 = n1 < call->n ? time_layer(f, &small, ith, nth, reps) : t;
+        if (ith == 0) at_n[k] = t, at_n1[k] = t1;
         pnetrt_barrier();
     }
     /* The barrier alone: what each kernel of a stage adds to every micro-batch. */
@@ -70,8 +87,42 @@ static void profile_thread(const pnetrt_desc *d, const pnetrt_call *call, int it
     pnetrt_barrier_bind(NULL);
 }
 
+/* A pipeline hand-off: two stages on two threads pass micro-batches back and forth through one
+ * slot, each working HANDOFF_WORK_S between, as long as a micro-batch takes, so that each wait
+ * outlasts the spinning and sleeps, as a stage's wait for a slower one does. What the round
+ * trips take beyond the work is the hand-offs' latency: seconds per hand-off, or 0 when the OpenMP
+ * runtime gives fewer than two threads. */
+#define HANDOFF_WORK_S 0.0005
+static double time_handoff(void) {
+    enum { ROUNDS = 100 };
+    pnetrt_handoff h;
+    pnetrt_handoff_init(&h, 2, 1, false);
+    double b = 0, e = 0, work[2] = {0, 0};
+    bool two = true;
+#pragma omp parallel num_threads(2)
+    {
+        if (omp_get_num_threads() != 2) {
+            two = false;
+        } else {
+            int s = omp_get_thread_num();
+            if (s == 0) b = pnetrt_now_s();
+            for (int64_t q = 0; q < ROUNDS; q++) {
+                pnetrt_handoff_wait(&h, PNETRT_FORWARD, s, q);
+                double w = pnetrt_now_s(), now;
+                while ((now = pnetrt_now_s()) - w < HANDOFF_WORK_S) {
+                }
+                work[s] += now - w;
+                pnetrt_handoff_post(&h, PNETRT_FORWARD, s, q);
+            }
+            if (s == 1) e = pnetrt_now_s();
+        }
+    }
+    double late = (e - b - work[0] - work[1]) / (2.0 * ROUNDS);
+    return two && late > 0 ? late : 0;
+}
+
 int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs, double *sec,
-                          double *barrier_s, int64_t *samples) {
+                          double *call_s, double *barrier_s, double *handoff_s, int64_t *samples) {
     const pnetrt_desc *d = m->d;
     if (!pnetrt_ready(m)) return 1;
     if (!d->layer_forward) return pnetrt_failf(m, "network '%s' has no per-layer entries to profile", d->name);
@@ -93,8 +144,15 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
         return pnetrt_failf(m, "out of memory for the profile's arena (%zu bytes)", abytes + sbytes);
     }
     memset(arena, 0, abytes);
-    for (int64_t k = 0; k < d->nlayers; k++) sec[k] = 0;
+    double *at_n1 = calloc((size_t)d->nlayers + 1, sizeof *at_n1);
+    if (!at_n1) {
+        free(arena);
+        free(scratch);
+        return pnetrt_failf(m, "out of memory for a profile of %lld layers", (long long)d->nlayers);
+    }
+    for (int64_t k = 0; k < d->nlayers; k++) sec[k] = call_s[k] = 0;
     *barrier_s = 0;
+    int64_t n1 = n >= 16 ? n / 8 : n > 1 ? 1 : n;
     *samples = n;
     pnetrt_call call = {n, inputs, outputs, m->prepared, arena, scratch, n};
     pnetrt_spin_barrier bar = PNETRT_BARRIER(threads);
@@ -105,11 +163,20 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
         if (omp_get_num_threads() != threads) {
             if (omp_get_thread_num() == 0) short_team = true;
         } else {
-            profile_thread(d, &call, omp_get_thread_num(), threads, &bar, &reps, sec, barrier_s);
+            profile_thread(d, &call, n1, omp_get_thread_num(), threads, &bar, &reps, sec, at_n1, barrier_s);
         }
     }
-    if (short_team) profile_thread(d, &call, 0, 1, NULL, &reps, sec, barrier_s);
-    for (int64_t k = 0; k < d->nlayers; k++) sec[k] /= (double)n;
+    if (short_team) profile_thread(d, &call, n1, 0, 1, NULL, &reps, sec, at_n1, barrier_s);
+    /* t(n) = n * per sample + per call, from the two sizes; neither below zero. */
+    for (int64_t k = 0; k < d->nlayers; k++) {
+        double c = n1 < n ? (at_n1[k] * (double)n - sec[k] * (double)n1) / (double)(n - n1) : 0;
+        if (c < 0) c = 0;
+        if (c > sec[k]) c = sec[k];
+        call_s[k] = c;
+        sec[k] /= (double)n;
+    }
+    *handoff_s = time_handoff();
+    free(at_n1);
     free(arena);
     free(scratch);
     return 0;

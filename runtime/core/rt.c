@@ -561,6 +561,10 @@ double pnetrt_predicted_bubble(const pnetrt_model *m, int64_t *streamed) {
     return (S - 1) / (Q + S - 1);
 }
 
+double pnetrt_stage_busy(const pnetrt_model *m, int s) {
+    return m && s >= 0 && s < PNETRT_MAX_STAGES && m->last_wall > 0 ? m->busy[s] : 0;
+}
+
 double pnetrt_measured_bubble(const pnetrt_model *m) {
     if (!m || m->last_wall <= 0 || m->d->nstages < 2) return -1;
     if (m->rank_stage >= 0) return 1.0 - m->busy[m->rank_stage] / m->last_wall; /* this rank's stage's idle share */

@@ -108,7 +108,7 @@ check "lenet: groups (and train) close at the body's indentation" [ "$(grep -c '
 # Micro-batches: --auto-partition writes the count its costs find fastest, replacing the old one.
 run --auto-partition 2 "$src/examples/lenet.pnet" -o "$tmp/l2.pnet"
 check "auto-partition writes one @pipeline" [ "$(grep -c '^    @pipeline(microbatches = [0-9]*);$' "$tmp/l2.pnet")" -eq 1 ]
-check "the note gives the micro-batches and the bubble" grep -q "; [0-9]* micro-batches of 64 samples, predicted bubble" "$tmp/err"
+check "the note gives the micro-batches and the bubble" grep -q "; [0-9]* micro-batches per chunk of 64 samples, predicted bubble [0-9.]*% for a batch of 64$" "$tmp/err"
 run --auto-partition 2 -I "$src/stdlib" "$src/examples/wide_mlp.pnet" -o "$tmp/w2.pnet"
 check "wide_mlp: the old @pipeline goes" [ "$(grep -c '@pipeline' "$tmp/w2.pnet")" -eq 1 ]
 run --auto-partition 1 "$src/examples/lenet.pnet" -o "$tmp/l1.pnet"
@@ -121,15 +121,16 @@ check "bench --profile exits 0" [ $rc -eq 0 ]
 check "bench --profile says where" grep -q "^profile: 14 layers of lenet, .* on 1 thread, .* written to $tmp/prof.json$" "$tmp/out"
 check "the profile names the machine" grep -q '"machine": {"cpu": ".*", "cpus": [0-9]*' "$tmp/prof.json"
 check "the profile times the conv" grep -q '"name": "c1", "op": "conv2d", .*"kernel": true, "forward_s": [0-9]' "$tmp/prof.json"
-check "a fused relu has no kernel" grep -q '"name": "p1.relu.0", .*"kernel": false, "forward_s": 0}' "$tmp/prof.json"
+check "a fused relu has no kernel" grep -q '"name": "p1.relu.0", .*"kernel": false, "forward_s": 0, "call_s": 0}' "$tmp/prof.json"
+check "the profile times a hand-off" grep -q "^  \"handoff_s\": [0-9]" "$tmp/prof.json"
 run --report --profile "$tmp/prof.json" "$tmp/l2.pnet"
 check "--report --profile exits 0" [ $rc -eq 0 ]
 check "--report --profile says so" grep -q "^  costs: measured by bench --profile ($tmp/prof.json: .*, 1 thread, 32 samples per call)$" "$tmp/out"
 check "--report --profile: measured stages" [ "$(grep -c '^  stage [01]: .* measured [0-9.e+-]* us per sample ([0-9]*%)$' "$tmp/out")" -eq 2 ]
-check "--report --profile predicts at the profile's batch" grep -q "predicted with these costs at 32 samples per pass: slowest stage [0-9]*% " "$tmp/out"
+check "--report --profile predicts at the profile's batch" grep -q "predicted with these costs for a batch of 32 in chunks of 32: slowest stage [0-9]*% " "$tmp/out"
 run --auto-partition 2 --profile "$tmp/prof.json" "$src/examples/lenet.pnet" -o "$tmp/lp.pnet"
 check "--auto-partition --profile exits 0" [ $rc -eq 0 ]
-check "--auto-partition --profile: a measured note" grep -q "^pnetc: note: 2 stages, measured slowest stage .*micro-batches of 32 samples" "$tmp/err"
+check "--auto-partition --profile: a measured note" grep -q "^pnetc: note: 2 stages, measured slowest stage .*micro-batches per chunk of 32 samples" "$tmp/err"
 note=$(sed -n 's/^pnetc: note: .* slowest stage \([0-9.e+-]*\) us per sample.*/\1/p' "$tmp/err")
 run --report --profile "$tmp/prof.json" "$tmp/lp.pnet"
 worst=$(sed -n 's/.*measured \([0-9.e+-]*\) us per sample (.*/\1/p' "$tmp/out" | sort -g | tail -n 1)

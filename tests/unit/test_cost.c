@@ -66,25 +66,42 @@ static void test_pipeline_time(void **state) {
     pn_stage_stats st[4] = {{.cost = 1e-6}, {.cost = 1e-6}, {.cost = 1e-6}, {.cost = 1e-6}};
     double bubble;
     /* Equal stages, nothing per call: the textbook bubble (S-1)/(M+S-1), and more is better. */
-    pn_pipeline_time(st, 4, 64, 8, &bubble);
+    pn_pipeline_time(st, 4, 64, 64, 8, &bubble);
     assert_true(fabs(bubble - 3.0 / 11.0) < 1e-12);
     /* (the least count within 1% of the best time) */
-    int many = pn_best_microbatches(st, 4, 64);
+    int many = pn_best_microbatches(st, 4, 64, 64);
     assert_true(many >= 32 && many <= 64);
-    assert_true(pn_pipeline_time(st, 4, 64, many, NULL) <= 1.01 * pn_pipeline_time(st, 4, 64, 64, NULL));
-    assert_true(pn_best_microbatches(st, 4, 8) <= 8); /* at most one sample each */
+    assert_true(pn_pipeline_time(st, 4, 64, 64, many, NULL) <= 1.01 * pn_pipeline_time(st, 4, 64, 64, 64, NULL));
+    assert_true(pn_best_microbatches(st, 4, 8, 8) <= 8); /* at most one sample each */
+    /* Chunks stream one after another: a batch of four chunks fills the pipeline once. */
+    pn_pipeline_time(st, 4, 256, 64, 8, &bubble);
+    assert_true(fabs(bubble - 3.0 / 35.0) < 1e-12);
+    assert_true(fabs(pn_pipeline_time(st, 4, 256, 64, 8, NULL) - 35.0 * 1e-6 * 8 / 256) < 1e-15);
     /* A large cost per micro-batch: one micro-batch is best. */
     for (int s = 0; s < 4; s++) st[s].call = 1e-3;
-    assert_int_equal(pn_best_microbatches(st, 4, 64), 1);
+    assert_int_equal(pn_best_microbatches(st, 4, 64, 64), 1);
     /* In between, a count in between. */
     for (int s = 0; s < 4; s++) st[s].call = 2e-6;
-    int M = pn_best_microbatches(st, 4, 64);
+    int M = pn_best_microbatches(st, 4, 64, 64);
     assert_true(M > 1 && M < 64);
-    assert_true(pn_pipeline_time(st, 4, 64, M, NULL) <= pn_pipeline_time(st, 4, 64, 1, NULL));
-    assert_true(pn_pipeline_time(st, 4, 64, M, NULL) <= pn_pipeline_time(st, 4, 64, 64, NULL));
+    assert_true(pn_pipeline_time(st, 4, 64, 64, M, NULL) <= pn_pipeline_time(st, 4, 64, 64, 1, NULL));
+    assert_true(pn_pipeline_time(st, 4, 64, 64, M, NULL) <= pn_pipeline_time(st, 4, 64, 64, 64, NULL));
+    /* Equal stages where a wait costs a hand-off's latency: the second stage starts that much late,
+     * and never waits again; both idle the longer. */
+    pn_stage_stats lag[2] = {{.cost = 1e-6}, {.cost = 1e-6, .wait = 8e-6}};
+    double t = pn_pipeline_time(lag, 2, 64, 64, 8, &bubble);
+    assert_true(fabs(t - (8e-6 + 8e-6 + 8 * 8e-6) / 64) < 1e-15);
+    assert_true(fabs(bubble - 0.2) < 1e-12);
+    /* A faster second stage waits whenever it has caught up (micro-batches 0, 3 and 6 here): it ends
+     * at 70 us where the first ends at 64. */
+    lag[1].cost = 0.375e-6;
+    assert_true(fabs(pn_pipeline_time(lag, 2, 64, 64, 8, NULL) - 70e-6 / 64) < 1e-15);
+    /* A slower second stage never waits after the first micro-batch. */
+    lag[1].cost = 3e-6;
+    assert_true(fabs(pn_pipeline_time(lag, 2, 64, 64, 8, NULL) - (8e-6 + 8e-6 + 8 * 24e-6) / 64) < 1e-15);
     /* One slow stage: it sets the pace, and the others idle. */
     pn_stage_stats un[2] = {{.cost = 3e-6}, {.cost = 1e-6}};
-    pn_pipeline_time(un, 2, 64, 64, &bubble);
+    pn_pipeline_time(un, 2, 64, 64, 64, &bubble);
     assert_true(bubble > 0.3 && bubble < 0.35); /* the fast stage idles 2/3 of the time */
 }
 
@@ -126,11 +143,13 @@ static void test_profile_report(void **state) {
     assert_int_equal(st[0].kernels, 1);
     assert_int_equal(st[1].kernels, 3);
     assert_int_equal(pn_report_chunk(g), 32);
-    assert_true(balance > 1.4 && balance < 1.5); /* 3 against a mean of 2, plus the hand-offs */
+    assert_int_equal(pn_report_batch(g), 32);
+    assert_true(fabs(balance - 1.5) < 1e-9); /* 3 against a mean of 2 */
+    assert_true(st[0].wait == 0 && st[1].wait == PN_COST_HANDOFF); /* the profile measured no hand-off */
     char *text = pn_graph_report_text(g);
     assert_non_null(strstr(text, "costs: measured by bench --profile"));
     assert_non_null(strstr(text, "Test CPU"));
-    assert_non_null(strstr(text, "predicted with these costs at 32 samples per pass"));
+    assert_non_null(strstr(text, "predicted with these costs for a batch of 32 in chunks of 32"));
     free(text);
     pn_graph_free(g);
     /* Another network's profile is refused. */
