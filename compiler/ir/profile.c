@@ -44,6 +44,8 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
     const cJSON *machine = cJSON_GetObjectItemCaseSensitive(root, "machine");
     const cJSON *cpu = machine ? cJSON_GetObjectItemCaseSensitive(machine, "cpu") : NULL;
     p->cpu = pn_xstrdup(cJSON_IsString(cpu) ? cpu->valuestring : "unknown CPU");
+    const cJSON *cpus = machine ? cJSON_GetObjectItemCaseSensitive(machine, "cpus") : NULL;
+    p->cpus = cJSON_IsNumber(cpus) && cpus->valuedouble >= 1 && cpus->valuedouble < 1e6 ? (int)cpus->valuedouble : 0;
     p->threads = threads < 1e6 ? (int)threads : 1000000;
     p->batch = (long long)batch;
     p->samples = samples >= 1 ? (long long)samples : batch >= 1 ? (long long)batch : PN_COST_BATCH;

@@ -242,6 +242,9 @@ void pn_graph_report(const pn_graph *g, FILE *out) {
                 B, C, sum > 0 ? 100 * worst / sum : 0, 100 * bubble, t * 1e6);
         if (best != M) fprintf(out, " (M = %d: %.3g us)", best, pn_pipeline_time(st, S, B, C, best, NULL) * 1e6);
         fprintf(out, "\n");
+        if (p && p->cpus > 0 && p->cpus < S)
+            fprintf(out, "  note: the profiled machine has %d CPU%s for %d stages: stages will take turns on the cores, "
+                         "which the prediction does not model\n", p->cpus, p->cpus == 1 ? "" : "s", S);
     }
     if (g->train.present)
         fprintf(out, "  per-replica batch: %lld (training batch %lld over %d replica%s)\n",

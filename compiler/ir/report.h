@@ -31,7 +31,7 @@ extern const pn_cost_rate pn_cost_rates[PN_COST_NKINDS];
 /* Per-layer forward seconds per sample that bench --profile measured (runtime/cli/profile_cli.c). */
 typedef struct pn_profile {
     char *path, *network, *cpu;
-    int threads;
+    int threads, cpus; /* cpus: the machine's, or 0 when the profile does not say */
     long long batch, samples;
     double barrier_s, handoff_s; /* handoff_s: 0 when the profile did not measure it */
     int nlayers;

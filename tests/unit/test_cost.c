@@ -131,6 +131,7 @@ static void test_profile_report(void **state) {
         err, sizeof err);
     if (!p) fail_msg("%s", err);
     assert_string_equal(p->cpu, "Test CPU");
+    assert_int_equal(p->cpus, 2);
     assert_int_equal(p->nlayers, 6);
     assert_int_equal(p->samples, 32);
     pn_graph *g = parse(two_stages);
@@ -150,6 +151,11 @@ static void test_profile_report(void **state) {
     assert_non_null(strstr(text, "costs: measured by bench --profile"));
     assert_non_null(strstr(text, "Test CPU"));
     assert_non_null(strstr(text, "predicted with these costs for a batch of 32 in chunks of 32"));
+    assert_null(strstr(text, "stages will take turns"));
+    free(text);
+    p->cpus = 1;
+    text = pn_graph_report_text(g);
+    assert_non_null(strstr(text, "  note: the profiled machine has 1 CPU for 2 stages: stages will take turns on the cores"));
     free(text);
     pn_graph_free(g);
     /* Another network's profile is refused. */
