@@ -27,6 +27,32 @@ static bool number(const cJSON *o, const char *key, double lo, double *v, char *
     return true;
 }
 
+/* "training": {"threads", "batch", "step_s", "update_s", "stages": [{"forward_s", "backward_s"}...]} */
+static bool read_training(const cJSON *tr, pn_profile *p, char *err, size_t errlen) {
+    double threads = 1, batch = 0;
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(tr, "stages");
+    if (!cJSON_IsObject(tr) || (st && !cJSON_IsArray(st))) return bad(err, errlen, "\"training\" is not an object with a \"stages\" array");
+    if (!number(tr, "threads", 1, &threads, err, errlen) || !number(tr, "batch", 0, &batch, err, errlen) ||
+        !number(tr, "step_s", 0, &p->train_step_s, err, errlen) || !number(tr, "update_s", 0, &p->train_update_s, err, errlen))
+        return false;
+    p->has_training = true;
+    p->train_threads = threads < 1e6 ? (int)threads : 1000000;
+    p->train_batch = (long long)batch;
+    int n = st ? cJSON_GetArraySize(st) : 0;
+    p->train_forward_s = pn_xcalloc((size_t)n + 1, sizeof *p->train_forward_s);
+    p->train_backward_s = pn_xcalloc((size_t)n + 1, sizeof *p->train_backward_s);
+    const cJSON *s;
+    int k = 0;
+    cJSON_ArrayForEach(s, st) {
+        if (!cJSON_IsObject(s) || !number(s, "forward_s", 0, &p->train_forward_s[k], err, errlen) ||
+            !number(s, "backward_s", 0, &p->train_backward_s[k], err, errlen))
+            return cJSON_IsObject(s) ? false : bad(err, errlen, "a training stage is not an object");
+        k++;
+    }
+    p->train_nstages = n;
+    return true;
+}
+
 static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t errlen) {
     if (!cJSON_IsObject(root)) return bad(err, errlen, "not a JSON object");
     double version = 0, threads = 1, batch = 0, samples = 0, barrier = 0, handoff = 0;
@@ -70,6 +96,8 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
         p->kernel[p->nlayers] = !cJSON_IsFalse(kernel);
         p->nlayers++;
     }
+    const cJSON *tr = cJSON_GetObjectItemCaseSensitive(root, "training");
+    if (tr) return read_training(tr, p, err, errlen);
     return true;
 }
 
@@ -79,6 +107,8 @@ void pn_profile_free(pn_profile *p) {
     free(p->names);
     free(p->forward_s);
     free(p->call_s);
+    free(p->train_forward_s);
+    free(p->train_backward_s);
     free(p->kernel);
     free(p->path);
     free(p->network);

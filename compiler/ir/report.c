@@ -246,6 +246,24 @@ void pn_graph_report(const pn_graph *g, FILE *out) {
             fprintf(out, "  note: the profiled machine has %d CPU%s for %d stages: stages will take turns on the cores, "
                          "which the prediction does not model\n", p->cpus, p->cpus == 1 ? "" : "s", S);
     }
+    if (p && p->has_training && p->train_nstages == S && S > 1) {
+        /* Measured training: a step's forward and backward per stage, and its update. */
+        double sum = 0, worst = 0;
+        fprintf(out, "  training, measured (%d threads, batch %lld):", p->train_threads, p->train_batch);
+        for (int s = 0; s < S; s++) {
+            double t = p->train_forward_s[s] + p->train_backward_s[s];
+            fprintf(out, "%s stage %d forward %.3g + backward %.3g us", s ? "," : "", s, p->train_forward_s[s] * 1e6,
+                    p->train_backward_s[s] * 1e6);
+            sum += t;
+            worst = t > worst ? t : worst;
+        }
+        fprintf(out, " per sample; the slowest stage %.0f%% of the stages' time; update %.3g us per sample\n",
+                sum > 0 ? 100 * worst / sum : 0, p->train_update_s * 1e6);
+    } else if (p && p->has_training) {
+        fprintf(out, "  training, measured (%d thread%s, batch %lld, not pipelined): forward and backward %.3g us, update %.3g us per sample\n",
+                p->train_threads, p->train_threads == 1 ? "" : "s", p->train_batch, p->train_step_s * 1e6,
+                p->train_update_s * 1e6);
+    }
     if (g->train.present)
         fprintf(out, "  per-replica batch: %lld (training batch %lld over %d replica%s)\n",
                 (long long)((g->train.batch + R - 1) / R), (long long)g->train.batch, R, R == 1 ? "" : "s");

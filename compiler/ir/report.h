@@ -38,6 +38,12 @@ typedef struct pn_profile {
     char **names;
     double *forward_s, *call_s; /* call_s: the part of a call that does not grow with its samples */
     bool *kernel; /* the layer has a kernel of its own (else it was fused into another's) */
+    /* Training steps, for a network that trains: per stage forward and backward seconds per sample
+     * when the steps ran pipelined (train_nstages > 0), else step_s for both; the update's. */
+    bool has_training;
+    int train_threads, train_nstages;
+    long long train_batch;
+    double *train_forward_s, *train_backward_s, train_step_s, train_update_s;
 } pn_profile;
 
 /* Reads a bench --profile file; NULL with a one-line reason in err. */

@@ -84,6 +84,20 @@ double pnetrt_stage_busy(const pnetrt_model *m, int s);
  * threads (*handoff_s). 0, or 1 with the error set. */
 int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs, double *sec,
                           double *call_s, double *barrier_s, double *handoff_s, int64_t *samples);
+/* bench --profile of a network that trains (profile.c): a few training steps of `batch` samples of
+ * the inputs (the network's, then its training inputs) for about `seconds`, timed by their trace
+ * slices. A pipelined step gives each stage's forward and backward seconds per sample; any step
+ * gives the update's (the gradient tree and the optimizer) per sample, and an unpipelined one its
+ * forward and backward together (step_s). 0, or 1 with the error set; nothing without a train block. */
+typedef struct pnetrt_train_profile {
+    int nstages, threads;
+    bool pipelined;
+    int64_t steps;
+    double forward_s[PNETRT_MAX_STAGES], backward_s[PNETRT_MAX_STAGES];
+    double step_s, update_s;
+} pnetrt_train_profile;
+int pnetrt_profile_training(pnetrt_model *m, int64_t batch, const void *const *inputs, double seconds,
+                            pnetrt_train_profile *out);
 /* Bytes one process may allocate for buffers the runtime touches: half of physical memory. */
 double pnetrt_memory_limit(void);
 

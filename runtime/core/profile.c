@@ -6,10 +6,12 @@
  * two threads (transport.h). Allocates its own arena and scratch: it never touches the model's,
  * so inference after it is unchanged. */
 #include "model_impl.h"
+#include "pnet.h"
 #include "trace.h"
 #include "transport.h"
 
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,4 +176,68 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
     free(arena);
     free(scratch);
     return 0;
+}
+
+/* Sums the in-memory trace's slices of one kind per stage (stage -1: the whole network, into
+ * index 0): seconds and samples. */
+static void trace_sums(const pnetrt_model *m, int kind, int S, double *sec, double *samples) {
+    int64_t n = atomic_load(&m->ntrace);
+    if (n > m->trace_cap) n = m->trace_cap;
+    for (int64_t i = 0; i < n; i++) {
+        const trace_event *e = &m->trace[i];
+        int s = e->stage < 0 ? 0 : e->stage;
+        if (e->kind != kind || s >= S) continue;
+        sec[s] += e->end - e->begin;
+        samples[s] += (double)e->samples;
+    }
+}
+
+int pnetrt_profile_training(pnetrt_model *m, int64_t batch, const void *const *inputs, double seconds,
+                            pnetrt_train_profile *out) {
+    const pnetrt_desc *d = m->d;
+    *out = (pnetrt_train_profile){0};
+    if (!d->train) return 0;
+    int S = d->nstages > 0 && d->nstages <= PNETRT_MAX_STAGES ? (int)d->nstages : 1;
+    /* The steps' own trace, in memory (no path: nothing is written), in place of the caller's. */
+    trace_event *saved = m->trace;
+    int64_t saved_n = atomic_load(&m->ntrace), saved_cap = m->trace_cap;
+    double saved_t0 = m->t0;
+    m->trace_cap = INT64_C(1) << 18;
+    m->trace = malloc(sizeof(trace_event) * (size_t)m->trace_cap);
+    int rc = 0;
+    if (!m->trace) rc = pnetrt_failf(m, "cannot allocate the profile's trace");
+    float loss;
+    if (!rc) rc = pnetrt_train_step(m, batch, inputs, &loss); /* warm: the trainer's buffers */
+    atomic_store(&m->ntrace, 0);
+    m->t0 = pnetrt_now_s();
+    double t0 = pnetrt_now_s();
+    int64_t steps = 0;
+    while (!rc && (steps < 3 || pnetrt_now_s() - t0 < seconds)) {
+        rc = pnetrt_train_step(m, batch, inputs, &loss);
+        steps++;
+    }
+    if (!rc) {
+        double samples[PNETRT_MAX_STAGES] = {0}, none[PNETRT_MAX_STAGES] = {0}, whole[1] = {0}, n1[1] = {0};
+        trace_sums(m, PNETRT_TRACE_FORWARD, S, out->forward_s, samples);
+        for (int s = 0; s < S; s++) out->forward_s[s] = samples[s] > 0 ? out->forward_s[s] / samples[s] : 0;
+        for (int s = 0; s < S; s++) samples[s] = 0;
+        trace_sums(m, PNETRT_TRACE_BACKWARD, S, out->backward_s, samples);
+        for (int s = 0; s < S; s++) out->backward_s[s] = samples[s] > 0 ? out->backward_s[s] / samples[s] : 0;
+        out->pipelined = samples[0] > 0;
+        trace_sums(m, PNETRT_TRACE_STEP_CHUNK, 1, whole, n1);
+        trace_sums(m, PNETRT_TRACE_SEGMENT, 1, whole, n1);
+        out->step_s = n1[0] > 0 ? whole[0] / n1[0] : 0;
+        double upd[PNETRT_MAX_STAGES] = {0};
+        trace_sums(m, PNETRT_TRACE_UPDATE, S, upd, none);
+        for (int s = 0; s < S; s++) out->update_s += upd[s] / (double)(steps * batch);
+        out->steps = steps;
+        out->nstages = S;
+        out->threads = pnetrt_call_threads(m);
+    }
+    free(m->trace);
+    m->trace = saved;
+    m->trace_cap = saved_cap;
+    m->t0 = saved_t0;
+    atomic_store(&m->ntrace, saved_n);
+    return rc;
 }

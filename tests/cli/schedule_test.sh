@@ -123,6 +123,15 @@ check "the profile names the machine" grep -q '"machine": {"cpu": ".*", "cpus": 
 check "the profile times the conv" grep -q '"name": "c1", "op": "conv2d", .*"kernel": true, "forward_s": [0-9]' "$tmp/prof.json"
 check "a fused relu has no kernel" grep -q '"name": "p1.relu.0", .*"kernel": false, "forward_s": 0, "call_s": 0}' "$tmp/prof.json"
 check "the profile times a hand-off" grep -q "^  \"handoff_s\": [0-9]" "$tmp/prof.json"
+check "the profile times training steps" grep -q '^  "training": {"threads": 1, "batch": 32, "steps": [0-9]*, "pipelined": false, "step_s": [0-9]' "$tmp/prof.json"
+run "$tmp/l2.pnet" -o "$tmp/l2"
+"$tmp/l2" bench --batch 32 --threads 1 --profile "$tmp/prof2.json" >"$tmp/out" 2>"$tmp/err"; rc=$?
+check "bench --profile of two stages exits 0" [ $rc -eq 0 ]
+check "two stages train pipelined, a thread each" grep -q '^  "training": {"threads": 2, "batch": 32, .*"pipelined": true' "$tmp/prof2.json"
+check "each stage's backward" [ "$(grep -c '^    {"stage": [01], "forward_s": [0-9.e-]*, "backward_s": [0-9.e-]*}' "$tmp/prof2.json")" -eq 2 ]
+check "bench --profile prints the training" grep -q "^profile: training on 2 threads, [0-9]* steps: stage 0 forward .* + backward .*, stage 1 forward" "$tmp/out"
+run --report --profile "$tmp/prof2.json" "$tmp/l2.pnet"
+check "--report --profile: measured training" grep -q "^  training, measured (2 threads, batch 32): stage 0 forward .* backward .* the slowest stage [0-9]*% of the stages' time; update" "$tmp/out"
 run --report --profile "$tmp/prof.json" "$tmp/l2.pnet"
 check "--report --profile exits 0" [ $rc -eq 0 ]
 check "--report --profile says so" grep -q "^  costs: measured by bench --profile ($tmp/prof.json: .*, 1 thread, 32 samples per call)$" "$tmp/out"

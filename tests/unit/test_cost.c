@@ -127,7 +127,10 @@ static void test_profile_report(void **state) {
         " {\"name\": \"r\", \"kernel\": false, \"forward_s\": 0},"
         " {\"name\": \"p\", \"kernel\": true, \"forward_s\": 0.5e-6},"
         " {\"name\": \"d\", \"kernel\": true, \"forward_s\": 0.25e-6},"
-        " {\"name\": \"s\", \"kernel\": true, \"forward_s\": 0.25e-6}]}\n"),
+        " {\"name\": \"s\", \"kernel\": true, \"forward_s\": 0.25e-6}],"
+        " \"training\": {\"threads\": 2, \"batch\": 32, \"steps\": 9, \"pipelined\": true, \"step_s\": 0, \"update_s\": 1e-6,"
+        " \"stages\": [{\"stage\": 0, \"forward_s\": 3e-6, \"backward_s\": 6e-6},"
+        " {\"stage\": 1, \"forward_s\": 1e-6, \"backward_s\": 2e-6}]}}\n"),
         err, sizeof err);
     if (!p) fail_msg("%s", err);
     assert_string_equal(p->cpu, "Test CPU");
@@ -151,6 +154,8 @@ static void test_profile_report(void **state) {
     assert_non_null(strstr(text, "costs: measured by bench --profile"));
     assert_non_null(strstr(text, "Test CPU"));
     assert_non_null(strstr(text, "predicted with these costs for a batch of 32 in chunks of 32"));
+    assert_non_null(strstr(text, "  training, measured (2 threads, batch 32): stage 0 forward 3 + backward 6 us, stage 1 forward 1 + "
+                                 "backward 2 us per sample; the slowest stage 75% of the stages' time; update 1 us per sample\n"));
     assert_null(strstr(text, "stages will take turns"));
     free(text);
     p->cpus = 1;
@@ -189,6 +194,12 @@ static void test_profile_errors(void **state) {
                "not a bench --profile file: \"forward_s\" is not a number of at least 0");
     expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\"}]}",
                "not a bench --profile file: a layer without \"name\" and \"forward_s\"");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [], \"training\": []}",
+               "not a bench --profile file: \"training\" is not an object with a \"stages\" array");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [], \"training\": {\"stages\": [{\"forward_s\": -2}]}}",
+               "not a bench --profile file: \"forward_s\" is not a number of at least 0");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [], \"training\": {\"stages\": [3]}}",
+               "not a bench --profile file: a training stage is not an object");
     expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"threads\": \"two\", \"layers\": []}",
                "not a bench --profile file: \"threads\" is not a number of at least 1");
     char err[256];
