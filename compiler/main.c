@@ -53,6 +53,8 @@ static const char usage[] =
     "  --auto-partition S  split the layers into S pipeline stages by the cost model; print the file back\n"
     "  --train-chunk N    samples per gradient chunk in training (default 32; see docs/training.md)\n"
     "  --report           print the schedule: per stage its layers, FLOPs, bytes and cost; balance; bubble\n"
+    "  --profile P.json   with --report or --auto-partition: per-layer times that `./net bench --profile`\n"
+    "                     measured, instead of the cost model (docs/schedules.md)\n"
     "  --ranks K          with --report: how K ranks of mpirun share the network, each rank's memory and\n"
     "                     what its gradient reduction sends (docs/distributed.md)\n"
     "  --dump-after=PASS  print the graph IR after an inference pass (prune, fold_batchnorm, fuse, fuse_pool,\n"
@@ -79,6 +81,8 @@ typedef struct compile_opts {
     int ranks;       /* --report --ranks K: how K ranks of mpirun share the network; 0: not asked */
     pn_diags *diags; /* for errors at a node's location */
     char *net_name;  /* receives the network's name, for -MD's default output name (NULL: not wanted) */
+    const pn_profile *profile; /* --profile's measured costs, or NULL */
+    const char *profile_path;
 } compile_opts;
 
 /* The directory of the running pnetc, into buf; false when it cannot be found. */
@@ -459,10 +463,11 @@ static void warn_unbalanced(const char *file, const pn_graph *g, const pn_diags 
 static int write_report(pn_graph *g, const compile_opts *o) {
     out_file of;
     if (!out_open(&of, o->out_path)) return 1;
+    /* The passes only mark nodes; the memory plan gives the report the samples of one call. */
+    g->train_chunk = o->train_chunk;
+    for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(g);
     pn_graph_report(g, of.f);
     if (o->ranks > 0) {
-        g->train_chunk = o->train_chunk;
-        for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(g);
         const pn_tplan *t = &g->tplan;
         bool batchnorm = false; /* a training step cut into segments at batch statistics */
         for (int i = 0; t->present && i < g->nnodes; i++) batchnorm |= t->live[i] && g->nodes[i].op == PN_OP_BATCHNORM;
@@ -531,6 +536,14 @@ static int run_graph_file(const char *file, action act, const compile_opts *o) {
     if (!g) {
         fprintf(stderr, "%s: error: %s\n", file, err);
         return 1;
+    }
+    if (o->profile) {
+        if (!pn_profile_matches(o->profile, g, err, sizeof err)) {
+            fprintf(stderr, "%s: error: %s\n", o->profile_path, err);
+            pn_graph_free(g);
+            return 1;
+        }
+        g->profile = o->profile;
     }
     if (act != ACT_CHECK) warn_unbalanced(file, g, o->diags);
     if (o->net_name) snprintf(o->net_name, PN_DEP_NAME_MAX, "%s", g->name);
@@ -624,7 +637,7 @@ static const pnetc_opt pnetc_opts[] = {
     {"-c", false},              {"--emit", true},        {"--dump-after", true},    {"-o", true},
     {"-I", true},               {"--network", true},     {"--target", true},        {"--cpu", true},
     {"--weights", true},        {"--error-limit", true}, {"-w", false},             {"-MD", false},
-    {"-MF", true},              {"-MT", true},           {"--weights-prefix", true},
+    {"-MF", true},              {"-MT", true},           {"--weights-prefix", true}, {"--profile", true},
 };
 
 /* argv[*i] as one of pnetc_opts, with its value in *v (after '=', else the next argument, advancing
@@ -671,7 +684,8 @@ static const pnetc_opt *find_option(int argc, char **argv, int *i, const char **
 
 int main(int argc, char **argv) {
     action act = ACT_EXE;
-    const char *file = NULL, *network = NULL;
+    const char *file = NULL, *network = NULL, *profile_path = NULL;
+    pn_profile *profile = NULL; /* --profile's measured costs */
     int stages = 0;
     pn_diags diags;
     pn_diags_init(&diags, stderr);
@@ -717,6 +731,8 @@ int main(int argc, char **argv) {
             act = ACT_CHECK;
         } else if (strcmp(name, "--report") == 0) {
             act = ACT_REPORT;
+        } else if (strcmp(name, "--profile") == 0) {
+            profile_path = v;
         } else if (strcmp(name, "--ranks") == 0) {
             char *end;
             long n = strtol(v, &end, 10);
@@ -804,6 +820,20 @@ int main(int argc, char **argv) {
         rc = fail("--weights-prefix %s needs --weights W.safetensors", o.weights_prefix);
         goto done;
     }
+    if (profile_path && act != ACT_REPORT && act != ACT_PARTITION) {
+        rc = fail("%s", "--profile goes with --report or --auto-partition");
+        goto done;
+    }
+    if (profile_path) {
+        char err[512];
+        profile = pn_profile_load(profile_path, err, sizeof err);
+        if (!profile) {
+            fprintf(stderr, "%s: error: %s\n", profile_path, err);
+            goto done;
+        }
+        o.profile = profile;
+        o.profile_path = profile_path;
+    }
     if (o.ranks && act != ACT_REPORT) {
         rc = fail("%s", "--ranks goes with --report (an executable takes its ranks from mpirun)");
         goto done;
@@ -851,11 +881,21 @@ int main(int argc, char **argv) {
         goto finish;
     }
 
+    if (profile) {
+        char err[512];
+        if (!pn_profile_matches(profile, g, err, sizeof err)) {
+            fprintf(stderr, "%s: error: %s\n", profile_path, err);
+            pn_graph_free(g);
+            goto done;
+        }
+        g->profile = profile;
+    }
     if (act != ACT_PARTITION) warn_unbalanced(file, g, &diags);
     if (act == ACT_PARTITION) {
         char err[512];
         out_file of;
         if (out_open(&of, o.out_path)) {
+            g->train_chunk = o.train_chunk;
             bool ok = pn_auto_partition(&prog, g, stages, of.f, err, sizeof err);
             if (!ok) fprintf(stderr, "%s: error: %s\n", file, err);
             rc = out_close(&of, ok);
@@ -876,6 +916,7 @@ int main(int argc, char **argv) {
 finish: /* the dependency file, once the output is written */
     if (rc == 0 && deps) rc = write_deps(&prog, file, act, &o, net_name, dep_file, dep_target);
 done:
+    pn_profile_free(profile);
     pn_diags_flush(&diags);
     pn_program_free(&prog);
     pn_diags_free(&diags);

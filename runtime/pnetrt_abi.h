@@ -6,7 +6,7 @@
 #define PNETRT_ABI_H
 #include <stdint.h>
 
-#define PNETRT_ABI 8
+#define PNETRT_ABI 9
 
 /* The most dimensions of a tensor: the one definition (pnetc's PN_MAX_RANK is this). */
 #define PNETRT_MAX_RANK 8
@@ -165,6 +165,10 @@ typedef struct pnetrt_desc {
     const int64_t *stage_recv;
     const int64_t *output_stage;      /* noutputs: the stage whose function writes each output */
     const int64_t *param_stage;       /* nparams: the stage whose kernels read each parameter */
+    /* nlayers: layer k's kernel alone, over the same call as forward (its inputs must be in the
+     * arena already: run forward first), or NULL where it has no kernel of its own (an input, a
+     * view, a link fused into an earlier layer's kernel). For bench --profile. */
+    const pnetrt_forward_fn *layer_forward;
 } pnetrt_desc;
 
 /* Where a value that crosses a stage boundary lives in a call (pnetrt_call), for n samples:

@@ -129,7 +129,7 @@ LLVMValueRef cg_gen_train_desc(cg *c, const pn_train_fns *fns) {
     return gv;
 }
 
-void cg_gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValueRef prepare, const pn_cg_options *opt,
+void cg_gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValueRef layers, LLVMValueRef prepare, const pn_cg_options *opt,
                      const char *target, LLVMValueRef train) {
     const pn_graph *g = c->g;
     const pn_plan *p = &g->plan;
@@ -205,7 +205,7 @@ void cg_gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValueRef 
         i64_array(c, bounds.recv_first, g->nstages > 1 ? g->nstages + 1 : 0, ".stage_recv_first"),
         i64_array(c, bounds.recv, g->nstages > 1 ? 3 * bounds.recv_first[g->nstages] : 0, ".stage_recv"),
         i64_array(c, bounds.output_stage, g->nstages > 1 ? g->noutputs : 0, ".output_stage"),
-        i64_array(c, bounds.param_stage, g->nstages > 1 ? bounds.nparams : 0, ".param_stage")};
+        i64_array(c, bounds.param_stage, g->nstages > 1 ? bounds.nparams : 0, ".param_stage"), layers};
     free(report);
     pn_bounds_free(&bounds);
     int nf = (int)(sizeof f / sizeof f[0]);

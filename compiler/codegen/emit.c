@@ -81,8 +81,9 @@ typedef struct kernels {
 } kernels;
 
 /* A forward function over the kernels of `stage` (all stages when -1), in execution order,
- * with a barrier between kernels; output copies run with the last stage. */
-static LLVMValueRef emit_forward(cg *c, const kernels *ks, int stage, const char *name) {
+ * with a barrier between kernels; output copies run with the last stage. With only >= 0: node
+ * only's kernel alone, no copies (a layer's entry for bench --profile). */
+static LLVMValueRef emit_forward(cg *c, const kernels *ks, int stage, int only, const char *name) {
     const pn_graph *g = c->g;
     const pn_plan *p = &g->plan;
     LLVMTypeRef args[3] = {c->ptr, c->i64, c->i64};
@@ -109,7 +110,7 @@ static LLVMValueRef emit_forward(cg *c, const kernels *ks, int stage, const char
     bool first = true;
     for (int j = 0; j < g->nnodes; j++) {
         int i = p->order[j];
-        if (!ks->kern[i] || (stage >= 0 && g->nodes[i].stage != stage)) continue;
+        if (!ks->kern[i] || (stage >= 0 && g->nodes[i].stage != stage) || (only >= 0 && i != only)) continue;
         if (!first) LLVMBuildCall2(c->b, barrier_t, barrier, NULL, 0, "");
         first = false;
         const pn_node *nd = &g->nodes[i];
@@ -125,7 +126,7 @@ static LLVMValueRef emit_forward(cg *c, const kernels *ks, int stage, const char
         a[na++] = nth;
         LLVMBuildCall2(c->b, LLVMGlobalGetValueType(ks->kern[i]), ks->kern[i], a, (unsigned)na, "");
     }
-    for (int k = 0; k < ks->ncopy && (stage < 0 || stage == g->nstages - 1); k++) {
+    for (int k = 0; k < ks->ncopy && only < 0 && (stage < 0 || stage == g->nstages - 1); k++) {
         if (!first) LLVMBuildCall2(c->b, barrier_t, barrier, NULL, 0, "");
         first = false;
         LLVMValueRef idx = cg_i64(c, ks->copy_dst[k]);
@@ -137,9 +138,24 @@ static LLVMValueRef emit_forward(cg *c, const kernels *ks, int stage, const char
     return fn;
 }
 
-/* The kernels, then the forward function over all of them and one per pipeline stage (into
- * *stages, an array constant of nstages function pointers). */
-static LLVMValueRef gen_forward(cg *c, LLVMValueRef *stages) {
+/* A private constant array of n function pointers (null where fs[k] is NULL). */
+static LLVMValueRef fn_table(cg *c, LLVMValueRef *fs, int n, const char *suffix) {
+    for (int k = 0; k < n; k++)
+        if (!fs[k]) fs[k] = LLVMConstNull(c->ptr);
+    LLVMValueRef init = LLVMConstArray2(c->ptr, fs, (uint64_t)n);
+    char *name = pn_xasprintf("%s__%s", c->px, suffix);
+    LLVMValueRef gv = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);
+    free(name);
+    LLVMSetInitializer(gv, init);
+    LLVMSetGlobalConstant(gv, 1);
+    LLVMSetLinkage(gv, LLVMPrivateLinkage);
+    return gv;
+}
+
+/* The kernels, then the forward function over all of them, one per pipeline stage (into
+ * *stages, an array constant of nstages function pointers) and one per layer of the descriptor
+ * (into *layers: every node outside train { }, null where it has no kernel of its own). */
+static LLVMValueRef gen_forward(cg *c, LLVMValueRef *stages, LLVMValueRef *layers) {
     const pn_graph *g = c->g;
     const pn_plan *p = &g->plan;
     kernels ks = {0};
@@ -155,22 +171,29 @@ static LLVMValueRef gen_forward(cg *c, LLVMValueRef *stages) {
         ks.copies[ks.ncopy++] = gen_output_copy(c, k, src);
     }
     char *name = pn_xasprintf("%s__forward", c->px);
-    LLVMValueRef all = emit_forward(c, &ks, -1, name);
+    LLVMValueRef all = emit_forward(c, &ks, -1, -1, name);
     free(name);
     LLVMValueRef *fs = pn_xcalloc((size_t)g->nstages, sizeof *fs);
     for (int s = 0; s < g->nstages; s++) {
         name = pn_xasprintf("%s__forward_stage%d", c->px, s);
-        fs[s] = emit_forward(c, &ks, s, name);
+        fs[s] = emit_forward(c, &ks, s, -1, name);
         free(name);
     }
-    LLVMValueRef init = LLVMConstArray2(c->ptr, fs, (uint64_t)g->nstages);
-    name = pn_xasprintf("%s__stages", c->px);
-    *stages = LLVMAddGlobal(c->mod, LLVMTypeOf(init), name);
-    free(name);
-    LLVMSetInitializer(*stages, init);
-    LLVMSetGlobalConstant(*stages, 1);
-    LLVMSetLinkage(*stages, LLVMPrivateLinkage);
+    *stages = fn_table(c, fs, g->nstages, "stages");
     free(fs);
+    LLVMValueRef *ls = pn_xcalloc((size_t)g->nnodes + 1, sizeof *ls);
+    int nl = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        if (g->nodes[i].flags & PN_NODE_TRAIN) continue;
+        if (ks.kern[i]) {
+            name = pn_xasprintf("%s__forward_layer%d", c->px, nl);
+            ls[nl] = emit_forward(c, &ks, -1, i, name);
+            free(name);
+        }
+        nl++;
+    }
+    *layers = fn_table(c, ls, nl, "layer_forward");
+    free(ls);
     free(ks.kern);
     return all;
 }
@@ -250,8 +273,8 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c) {
     c->vd = LLVMVoidTypeInContext(c->ctx);
     c->x86 = strstr(triple, "x86_64") != NULL;
     cg_plan_packing(c);
-    LLVMValueRef stages;
-    LLVMValueRef forward = gen_forward(c, &stages);
+    LLVMValueRef stages, layers;
+    LLVMValueRef forward = gen_forward(c, &stages, &layers);
     LLVMValueRef prepare = cg_gen_prepare(c);
     pn_train_fns fns = {0};
     LLVMValueRef segs;
@@ -262,7 +285,7 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c) {
         return false;
     }
     char *target_desc = pn_xasprintf("%s %s", triple, cpu);
-    cg_gen_desc(c, forward, stages, prepare, opt, target_desc, cg_gen_train_desc(c, &fns));
+    cg_gen_desc(c, forward, stages, layers, prepare, opt, target_desc, cg_gen_train_desc(c, &fns));
     free(target_desc);
     cg_gen_api(c);
     if (opt->emit_main) cg_gen_main(c);

@@ -15,7 +15,7 @@ void cg_gen_param_fns(cg *c, LLVMValueRef *prepare, LLVMValueRef *unprepare);
 /* The training descriptor, or a null pointer without a train block. */
 LLVMValueRef cg_gen_train_desc(cg *c, const pn_train_fns *fns);
 /* px__desc, the pnetrt_desc constant; target is "triple cpu". */
-void cg_gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValueRef prepare, const pn_cg_options *opt,
+void cg_gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValueRef layers, LLVMValueRef prepare, const pn_cg_options *opt,
                  const char *target, LLVMValueRef train);
 /* The exported px_* functions over px__desc, and main(). */
 void cg_gen_api(cg *c);

@@ -227,6 +227,7 @@ typedef struct pn_graph {
     pn_plan plan; /* filled by the inference passes; zero until then */
     pn_tplan tplan; /* filled by pass_plan_train when the network has a train block */
     int train_chunk;  /* pnetc --train-chunk: samples per gradient chunk; 0 = the default */
+    const struct pn_profile *profile; /* measured costs (pnetc --profile, ir/report.h), or NULL; not owned */
 } pn_graph;
 
 pn_graph *pn_graph_new(const char *name);

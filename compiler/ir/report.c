@@ -7,13 +7,136 @@
 #include <stdlib.h>
 #include <string.h>
 
-double pn_node_cost(const pn_graph *g, const pn_node *n) {
+const pn_cost_rate pn_cost_rates[PN_COST_NKINDS] = {
+#define PN_COST_KIND(id, name, flops, bytes, call) {name, flops, bytes, call},
+#include "cost_table.def"
+#undef PN_COST_KIND
+};
+
+int pn_node_cost_kind(const pn_node *n) {
+    switch (n->op) {
+    case PN_OP_INPUT:
+    case PN_OP_CONST: return -1;
+    case PN_OP_CONV2D: return PN_COST_CONV;
+    case PN_OP_DENSE:
+    case PN_OP_MATMUL:
+    case PN_OP_EMBEDDING: return PN_COST_DENSE;
+    case PN_OP_MAXPOOL2D:
+    case PN_OP_AVGPOOL2D:
+    case PN_OP_GLOBAL_AVGPOOL: return PN_COST_POOL;
+    case PN_OP_BATCHNORM:
+    case PN_OP_LAYERNORM:
+    case PN_OP_SOFTMAX:
+    case PN_OP_LOG_SOFTMAX:
+    case PN_OP_CAUSAL_SOFTMAX: return PN_COST_NORM;
+    default: return pn_ops[n->op].flags & PN_OPF_VIEW ? -1 : PN_COST_ELTWISE;
+    }
+}
+
+/* Whether pass_fuse will run node i in the epilogue of its input's kernel (an activation after a
+ * dense or conv2d used nowhere else): then it costs nothing of its own. The same test as the pass,
+ * on the graph before it runs. */
+static bool fused_static(const pn_graph *g, int i) {
+    const pn_node *e = &g->nodes[i];
+    if (!(pn_ops[e->op].flags & PN_OPF_ELTWISE) || e->ninputs != 1) return false;
+    const pn_node *s = &g->nodes[e->in[0]];
+    if (!(pn_ops[s->op].flags & (PN_OPF_EPILOGUE | PN_OPF_ELTWISE)) || (s->flags & PN_NODE_OUTPUT) || s->stage != e->stage ||
+        s->shard > 1 || s->dtype != PN_F32)
+        return false;
+    int uses = 0;
+    for (int j = 0; j < g->nnodes; j++)
+        for (int k = 0; k < g->nodes[j].ninputs; k++) uses += g->nodes[j].in[k] == e->in[0] && !(g->nodes[j].flags & PN_NODE_TRAIN);
+    return uses == 1;
+}
+
+/* The profile's layer named like n, or -1. */
+static int profile_layer(const pn_profile *p, const pn_node *n) {
+    for (int k = 0; k < p->nlayers; k++)
+        if (strcmp(p->names[k], n->name) == 0) return k;
+    return -1;
+}
+
+/* Node n's seconds per sample (*var) and seconds per kernel call whatever its samples (*call). */
+static void node_cost_parts(const pn_graph *g, const pn_node *n, double *var, double *call) {
+    *var = *call = 0;
+    if (g->profile) {
+        int k = profile_layer(g->profile, n);
+        if (k >= 0) { /* forward_s at the profile's samples per call, of which call_s per call */
+            double c = g->profile->call_s[k], n = (double)g->profile->samples;
+            *call = c < g->profile->forward_s[k] * n ? c : g->profile->forward_s[k] * n;
+            *var = g->profile->forward_s[k] - *call / n;
+            return;
+        }
+    }
+    int kind = pn_node_cost_kind(n);
+    if (kind < 0 || fused_static(g, (int)(n - g->nodes))) return;
+    const pn_cost_rate *r = &pn_cost_rates[kind];
     double flops = (double)pn_node_flops(g, n);
-    double act = 4.0 * (double)pn_shape_sample_elems(&n->shape), params = 4.0 * (double)pn_node_param_count(n);
     if (flops < 0) flops = 0;
-    /* Seconds per sample on one core: FLOPs at ~200 GFLOP/s, the output written at ~20 GB/s, and
-     * the weights read once per PN_COST_BATCH samples. */
-    return flops / PN_COST_FLOPS + (act + params / PN_COST_BATCH) / PN_COST_BYTES;
+    double bytes = 4.0 * (double)pn_shape_sample_elems(&n->shape) + 4.0 * (double)pn_node_param_count(n) / PN_COST_BATCH;
+    for (int k = 0; k < n->ninputs; k++)
+        if (g->nodes[n->in[k]].op != PN_OP_CONST) bytes += 4.0 * (double)pn_shape_sample_elems(&g->nodes[n->in[k]].shape);
+    *var = flops / r->flops_per_s + bytes / r->bytes_per_s;
+    *call = r->call_s;
+}
+
+/* Whether node n runs a kernel of its own. */
+static bool node_kernel(const pn_graph *g, const pn_node *n) {
+    if (g->profile) {
+        int k = profile_layer(g->profile, n);
+        if (k >= 0) return g->profile->kernel[k];
+    }
+    return pn_node_cost_kind(n) >= 0 && !fused_static(g, (int)(n - g->nodes));
+}
+
+long long pn_report_batch(const pn_graph *g) {
+    if (g->profile && g->profile->batch > 0) return g->profile->batch;
+    if (g->train.present && g->train.batch > 0) return (long long)g->train.batch;
+    return PN_COST_BATCH;
+}
+
+long long pn_report_chunk(const pn_graph *g) {
+    if (g->profile && g->profile->samples > 0) return g->profile->samples;
+    long long B = pn_report_batch(g);
+    return g->plan.chunk > 0 && g->plan.chunk < B ? (long long)g->plan.chunk : B;
+}
+
+double pn_node_cost(const pn_graph *g, const pn_node *n) {
+    double var, call;
+    node_cost_parts(g, n, &var, &call);
+    return var + call / (double)pn_report_chunk(g);
+}
+
+double pn_pipeline_time(const pn_stage_stats *st, int S, long long B, long long C, int M, double *bubble) {
+    if (C < 1 || C > B) C = B;
+    long long Q = (B + C - 1) / C * M; /* micro-batches streamed: M per chunk */
+    double m = (double)B / (double)Q, busy = 0;
+    double *end = pn_xcalloc((size_t)(S > 0 ? S : 1), sizeof *end); /* each stage's last finish */
+    for (long long q = 0; q < Q; q++)
+        for (int s = 0; s < S; s++) {
+            double start = end[s];
+            /* Waiting for the stage before costs the hand-off's latency on top. */
+            if (s > 0 && end[s - 1] > start) start = end[s - 1] + st[s].wait;
+            end[s] = start + st[s].cost * m + st[s].call;
+        }
+    double wall = S > 0 ? end[S - 1] : 0;
+    for (int s = 0; s < S; s++) busy += (double)Q * (st[s].cost * m + st[s].call);
+    free(end);
+    if (bubble) *bubble = S > 0 && wall > 0 ? 1.0 - busy / (S * wall) : 0;
+    return B > 0 ? wall / (double)B : 0;
+}
+
+int pn_best_microbatches(const pn_stage_stats *st, int S, long long B, long long C) {
+    if (C < 1 || C > B) C = B;
+    int top = C < PN_MAX_AUTO_MICROBATCHES ? (int)C : PN_MAX_AUTO_MICROBATCHES, best = 1;
+    double least = pn_pipeline_time(st, S, B, C, 1, NULL);
+    for (int M = 2; M <= top; M++) {
+        double t = pn_pipeline_time(st, S, B, C, M, NULL);
+        if (t < least) least = t;
+    }
+    for (int M = 1; M <= top; M++)
+        if (pn_pipeline_time(st, S, B, C, M, NULL) <= least * 1.01) return M;
+    return best;
 }
 
 /* FLOPs in powers of 1000 (KFLOP, MFLOP); bytes in powers of 1024 (KiB, MiB), as `./net info`
@@ -41,12 +164,24 @@ double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max) {
         x->flops += (double)(pn_node_flops(g, n) > 0 ? pn_node_flops(g, n) : 0);
         x->param_bytes += 4.0 * (double)pn_node_param_count(n);
         x->act_bytes += 4.0 * (double)pn_shape_sample_elems(&n->shape);
-        x->cost += pn_node_cost(g, n);
+        double var, call;
+        node_cost_parts(g, n, &var, &call);
+        x->cost += var;
+        x->call += call;
+        x->kernels += node_kernel(g, n);
     }
-    double mean = 0, worst = 0;
+    /* A micro-batch also pays a barrier after each kernel (on a team; measured by a profile), and a
+     * stage that waits for the one before starts a hand-off's latency after it finishes. */
+    double handoff = g->profile && g->profile->handoff_s > 0 ? g->profile->handoff_s : PN_COST_HANDOFF;
     for (int s = 0; s < S; s++) {
-        mean += st[s].cost / S;
-        if (st[s].cost > worst) worst = st[s].cost;
+        st[s].call += g->profile ? g->profile->barrier_s * st[s].kernels : 0;
+        st[s].wait = s > 0 ? handoff : 0;
+    }
+    double mean = 0, worst = 0, C = (double)pn_report_chunk(g);
+    for (int s = 0; s < S; s++) {
+        double c = st[s].cost + st[s].call / C;
+        mean += c / S;
+        if (c > worst) worst = c;
     }
     return mean > 0 ? worst / mean : 1.0;
 }
@@ -58,12 +193,23 @@ void pn_graph_report(const pn_graph *g, FILE *out) {
     char a[32], b[32], c[32];
     fprintf(out, "schedule of %s: %d stage%s, %d replica%s, %d micro-batch%s (%s)\n", g->name, S, S == 1 ? "" : "s", R,
             R == 1 ? "" : "s", M, M == 1 ? "" : "es", g->schedule == PN_SCHED_1F1B ? "1f1b" : "gpipe");
+    long long C = pn_report_chunk(g), B = pn_report_batch(g);
+    const pn_profile *p = g->profile;
+    if (p)
+        fprintf(out, "  costs: measured by bench --profile (%s: %s, %d thread%s, %lld samples per call)\n", p->path, p->cpu,
+                p->threads, p->threads == 1 ? "" : "s", p->samples);
+    else
+        fprintf(out, "  costs: modelled per op kind (compiler/ir/cost_table.def), at %lld samples per call\n", C);
+    double total = 0;
+    for (int s = 0; s < S; s++) total += st[s].cost + st[s].call / (double)C;
     for (int s = 0; s < S; s++) {
         human(st[s].flops, "FLOP", a, sizeof a);
         human(st[s].param_bytes, "B", b, sizeof b);
         human(st[s].act_bytes, "B", c, sizeof c);
-        fprintf(out, "  stage %d: %d layer%s, %s per sample, parameters %s, activations %s per sample, modelled %.3g us per sample\n",
-                s, st[s].layers, st[s].layers == 1 ? "" : "s", a, b, c, st[s].cost * 1e6);
+        double cost = st[s].cost + st[s].call / (double)C;
+        fprintf(out, "  stage %d: %d layer%s, %s per sample, parameters %s, activations %s per sample, %s %.3g us per sample (%.0f%%)\n",
+                s, st[s].layers, st[s].layers == 1 ? "" : "s", a, b, c, p ? "measured" : "modelled", cost * 1e6,
+                total > 0 ? 100 * cost / total : 0);
         fprintf(out, "    layers:");
         int shown = 0;
         for (int i = 0; i < g->nnodes; i++) {
@@ -80,6 +226,44 @@ void pn_graph_report(const pn_graph *g, FILE *out) {
         fprintf(out, "  warning: stages are unbalanced: the slowest costs %.2fx the mean (more than %.1fx)\n", balance,
                 PN_BALANCE_WARN);
     fprintf(out, "  predicted bubble: %.1f%% = (S-1)/(M+S-1) with S = %d, M = %d\n", 100.0 * (S - 1) / (M + S - 1), S, M);
+    if (S > 1) {
+        /* The stages as costed: a micro-batch of C/M samples takes each stage cost * C/M plus its
+         * per-call share; the pipeline fills, streams at the slowest stage's pace, and drains. */
+        double bubble, worst = 0, sum = 0, m = (double)C / M;
+        double t = pn_pipeline_time(st, S, B, C, M, &bubble);
+        for (int s = 0; s < S; s++) {
+            double ts = st[s].cost * m + st[s].call;
+            sum += ts;
+            if (ts > worst) worst = ts;
+        }
+        int best = pn_best_microbatches(st, S, B, C);
+        fprintf(out, "  predicted with these costs for a batch of %lld in chunks of %lld: slowest stage %.0f%% of the stages' "
+                     "time, bubble %.1f%%, %.3g us per sample",
+                B, C, sum > 0 ? 100 * worst / sum : 0, 100 * bubble, t * 1e6);
+        if (best != M) fprintf(out, " (M = %d: %.3g us)", best, pn_pipeline_time(st, S, B, C, best, NULL) * 1e6);
+        fprintf(out, "\n");
+        if (p && p->cpus > 0 && p->cpus < S)
+            fprintf(out, "  note: the profiled machine has %d CPU%s for %d stages: stages will take turns on the cores, "
+                         "which the prediction does not model\n", p->cpus, p->cpus == 1 ? "" : "s", S);
+    }
+    if (p && p->has_training && p->train_nstages == S && S > 1) {
+        /* Measured training: a step's forward and backward per stage, and its update. */
+        double sum = 0, worst = 0;
+        fprintf(out, "  training, measured (%d threads, batch %lld):", p->train_threads, p->train_batch);
+        for (int s = 0; s < S; s++) {
+            double t = p->train_forward_s[s] + p->train_backward_s[s];
+            fprintf(out, "%s stage %d forward %.3g + backward %.3g us", s ? "," : "", s, p->train_forward_s[s] * 1e6,
+                    p->train_backward_s[s] * 1e6);
+            sum += t;
+            worst = t > worst ? t : worst;
+        }
+        fprintf(out, " per sample; the slowest stage %.0f%% of the stages' time; update %.3g us per sample\n",
+                sum > 0 ? 100 * worst / sum : 0, p->train_update_s * 1e6);
+    } else if (p && p->has_training) {
+        fprintf(out, "  training, measured (%d thread%s, batch %lld, not pipelined): forward and backward %.3g us, update %.3g us per sample\n",
+                p->train_threads, p->train_threads == 1 ? "" : "s", p->train_batch, p->train_step_s * 1e6,
+                p->train_update_s * 1e6);
+    }
     if (g->train.present)
         fprintf(out, "  per-replica batch: %lld (training batch %lld over %d replica%s)\n",
                 (long long)((g->train.batch + R - 1) / R), (long long)g->train.batch, R, R == 1 ? "" : "s");

@@ -1,24 +1,84 @@
-/* The schedule report (pnetc --report) and the cost model behind it and --auto-partition. */
+/* The schedule report (pnetc --report) and the cost model behind it and --auto-partition: per
+ * node seconds per sample, measured (a bench --profile file, pn_profile) or modelled per op kind
+ * (cost_table.def). The graph's profile stays its caller's. */
 #ifndef PN_REPORT_H
 #define PN_REPORT_H
 #include "graph.h"
 
 #include <stdio.h>
 
-#define PN_COST_FLOPS 200e9 /* FLOP/s of one core, roughly */
-#define PN_COST_BYTES 20e9  /* bytes/s from memory, roughly */
-#define PN_COST_BATCH 64    /* samples that share one read of the weights */
-#define PN_BALANCE_WARN 1.5 /* warn above this slowest-over-mean ratio */
+/* The op kinds of the static model: PN_COST_CONV, PN_COST_DENSE, PN_COST_POOL, PN_COST_NORM,
+ * PN_COST_ELTWISE, each with its own rates (cost_table.def, which bench/calibrate_cost.py writes). */
+typedef enum pn_cost_kind {
+#define PN_COST_KIND(id, name, flops, bytes, call) PN_COST_##id,
+#include "cost_table.def"
+#undef PN_COST_KIND
+    PN_COST_NKINDS
+} pn_cost_kind;
+
+typedef struct pn_cost_rate {
+    const char *name;
+    double flops_per_s, bytes_per_s, call_s;
+} pn_cost_rate;
+extern const pn_cost_rate pn_cost_rates[PN_COST_NKINDS];
+
+#define PN_COST_BATCH 64       /* samples per kernel call: bench's default batch */
+#define PN_COST_BARRIER 2e-6   /* seconds a barrier between kernels takes on a team (no profile) */
+#define PN_COST_HANDOFF 3e-6   /* seconds from a hand-off to the waiting stage's start (no profile) */
+#define PN_BALANCE_WARN 1.5    /* warn above this slowest-over-mean ratio */
+#define PN_MAX_AUTO_MICROBATCHES 64
+
+/* Per-layer forward seconds per sample that bench --profile measured (runtime/cli/profile_cli.c). */
+typedef struct pn_profile {
+    char *path, *network, *cpu;
+    int threads, cpus; /* cpus: the machine's, or 0 when the profile does not say */
+    long long batch, samples;
+    double barrier_s, handoff_s; /* handoff_s: 0 when the profile did not measure it */
+    int nlayers;
+    char **names;
+    double *forward_s, *call_s; /* call_s: the part of a call that does not grow with its samples */
+    bool *kernel; /* the layer has a kernel of its own (else it was fused into another's) */
+    /* Training steps, for a network that trains: per stage forward and backward seconds per sample
+     * when the steps ran pipelined (train_nstages > 0), else step_s for both; the update's. */
+    bool has_training;
+    int train_threads, train_nstages;
+    long long train_batch;
+    double *train_forward_s, *train_backward_s, train_step_s, train_update_s;
+} pn_profile;
+
+/* Reads a bench --profile file; NULL with a one-line reason in err. */
+pn_profile *pn_profile_load(const char *path, char *err, size_t errlen);
+void pn_profile_free(pn_profile *p);
+/* Checks that the profile is of network g and names its layers; the reason in err when not. */
+bool pn_profile_matches(const pn_profile *p, const pn_graph *g, char *err, size_t errlen);
 
 typedef struct pn_stage_stats {
-    int layers;
+    int layers, kernels;
     double flops, param_bytes, act_bytes, cost;
+    double call; /* seconds each micro-batch adds whatever its size: kernel calls, barriers */
+    double wait; /* seconds from a micro-batch's hand-off to the start of a stage that waited for it */
 } pn_stage_stats;
 
-/* Modelled seconds per sample of one node. */
+/* The kind whose rates price node n, or -1 when it has no kernel (an input, a constant, a view). */
+int pn_node_cost_kind(const pn_node *n);
+/* Seconds per sample of one node: measured (g->profile) or modelled. */
 double pn_node_cost(const pn_graph *g, const pn_node *n);
 /* Fills st[0..nstages) and returns the balance: the slowest stage's cost over the mean. */
 double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max);
+/* The batch of one call that the predictions are for: the profile's, the training batch, or
+ * PN_COST_BATCH. */
+long long pn_report_batch(const pn_graph *g);
+/* The samples of one kernel call, a chunk: the profile's, or the batch capped by the memory
+ * plan's chunk once the passes have run. */
+long long pn_report_chunk(const pn_graph *g);
+/* Predicted pipeline of S stages (st) over a call of B samples in chunks of C, M micro-batches
+ * each, all streamed one after another (simulated micro-batch by micro-batch: a stage starts one
+ * when it has finished the one before and, a hand-off later, the stage before has finished it):
+ * the seconds per sample, and (when bubble is not NULL) the stages' mean idle share. */
+double pn_pipeline_time(const pn_stage_stats *st, int S, long long B, long long C, int M, double *bubble);
+/* The micro-batch count, 1..PN_MAX_AUTO_MICROBATCHES and at most C, that pn_pipeline_time finds
+ * fastest (the least of those within 1% of the best). */
+int pn_best_microbatches(const pn_stage_stats *st, int S, long long B, long long C);
 /* Writes the report; the same text goes into a compiled network for `./net info`. */
 void pn_graph_report(const pn_graph *g, FILE *out);
 /* The report as a string, which the caller frees. */

@@ -1,8 +1,9 @@
 /* pnetc --auto-partition S: splits a network's layer statements into S contiguous pipeline
  * stages so that the slowest stage is as fast as possible under the report's cost model
  * (dynamic programming over contiguous ranges), then prints the source file back with the
- * @partition groups it chose. It replaces all partitioning: the network's old groups go, and so
- * do the @partition directives of the blocks it calls. The text is rewritten in two steps:
+ * @partition groups it chose, and the @pipeline(microbatches = M) that the same costs find fastest
+ * for them. It replaces all partitioning: the network's old groups and @pipeline go, and so do the
+ * @partition directives of the blocks it calls. The text is rewritten in two steps:
  * deletions first (the old directives), then the new groups, line by line where the statements
  * stand on their own lines (re-indented), inline where they do not. The result is checked
  * again before it is printed, and the note gives --report's figures for it. */
@@ -10,6 +11,7 @@
 #include "../check/check.h"
 #include "../ir/report.h"
 #include "../parse/parse.h"
+#include "../passes/passes.h"
 #include "../support/util.h"
 
 #include <float.h>
@@ -56,6 +58,7 @@ typedef struct ap {
     char *err;
     size_t errlen;
     bool failed;
+    int train_chunk;  /* pnetc --train-chunk, for the memory plan */
 } ap;
 
 static void push_edit(edits *es, uint32_t off, uint32_t len, const char *text) {
@@ -322,8 +325,9 @@ static int indent_of(const char *t, uint32_t ls) {
     return n;
 }
 
-/* Writes the partitioned text: groups of units [start[s], start[s + 1]) as stage s. */
-static buf rewrite(ap *a, const pn_network_def *nd, const int *start, int S) {
+/* Writes the partitioned text: groups of units [start[s], start[s + 1]) as stage s, with the
+ * directive lead (or nothing when NULL) on the line before stage 0's group. */
+static buf rewrite(ap *a, const pn_network_def *nd, const int *start, int S, const char *lead) {
     uint32_t *shift = pn_xcalloc((size_t)a->del.n + 1, sizeof *shift);
     buf t = apply_deletions(a, shift);
     int nlines = 1;
@@ -362,6 +366,7 @@ static buf rewrite(ap *a, const pn_network_def *nd, const int *start, int S) {
         uint32_t f = mapped(a, shift, first->full.off), l = mapped(a, shift, last->full.off + last->full.len);
         uint32_t after = clean_rest(t.s, (uint32_t)t.len, l, true);
         if (!starts_line(t.s, f) || !after) {
+            if (s == 0 && lead) push_edit(&ins, f, 0, pn_xasprintf("%s ", lead));
             snprintf(head, sizeof head, "@partition(%d) { ", s);
             push_edit(&ins, f, 0, pn_xstrdup(head));
             push_edit(&ins, l, 0, pn_xstrdup(" }"));
@@ -370,6 +375,11 @@ static buf rewrite(ap *a, const pn_network_def *nd, const int *start, int S) {
         int l0 = line_of(ls, nlines, f), l1 = line_of(ls, nlines, after - 1);
         /* Comment lines right above the first statement go into the group with it. */
         while (l0 > 0 && t.s[ls[l0 - 1] + (uint32_t)indent_of(t.s, ls[l0 - 1])] == '#') l0--;
+        if (s == 0 && lead) {
+            spaces(&pre[l0], base);
+            put_str(&pre[l0], lead);
+            put_str(&pre[l0], "\n");
+        }
         spaces(&pre[l0], base);
         snprintf(head, sizeof head, "@partition(%d) {\n", s);
         put_str(&pre[l0], head);
@@ -424,8 +434,10 @@ static buf rewrite(ap *a, const pn_network_def *nd, const int *start, int S) {
     return out;
 }
 
-/* Checks the partitioned text as pnetc would read it, and fills its report's stage costs. */
-static bool recheck(ap *a, const char *network, const char *text, size_t len, int S, pn_stage_stats *st, double *balance) {
+/* Checks the partitioned text as pnetc would read it, and fills its report's stage costs (measured
+ * where the profile names a layer) and the chunk they are for. */
+static bool recheck(ap *a, const char *network, const pn_profile *profile, const char *text, size_t len, int S,
+                    pn_stage_stats *st, double *balance, long long *batch, long long *chunk) {
     pn_diags d;
     pn_diags_init(&d, stderr);
     d.no_warnings = true;
@@ -436,7 +448,12 @@ static bool recheck(ap *a, const char *network, const char *text, size_t len, in
     pn_graph *g = NULL;
     bool ok = pn_program_load(&p, a->m->path, text, len) && !d.nerrors && pn_check(&p, network, &g);
     if (ok && g->nstages == S) {
+        g->profile = profile;
+        g->train_chunk = a->train_chunk;
+        for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(g); /* the memory plan's chunk */
         *balance = pn_report_stats(g, st, S);
+        *batch = pn_report_batch(g);
+        *chunk = pn_report_chunk(g);
     } else {
         fprintf(stderr, "pnetc: error: internal error: the partitioned file does not check (please report this):\n");
         pn_diags_flush(&d);
@@ -449,13 +466,15 @@ static bool recheck(ap *a, const char *network, const char *text, size_t len, in
 }
 
 bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, char *err, size_t errlen) {
+    int train_chunk = g->train_chunk;
     pn_module *m = prog->modules.items[0];
     pn_network_def *nd = NULL;
     for (int i = 0; i < m->networks.len; i++)
         if (strcmp(((pn_network_def *)m->networks.items[i])->name, g->name) == 0) nd = m->networks.items[i];
     PN_ASSERT(nd);
     const pn_source *src = pn_source_get(prog->diags, m->file);
-    ap a = {.prog = prog, .m = m, .text = src->text, .len = (uint32_t)src->len, .err = err, .errlen = errlen};
+    ap a = {.prog = prog, .m = m, .text = src->text, .len = (uint32_t)src->len, .err = err, .errlen = errlen,
+            .train_chunk = train_chunk};
     bool ok = false;
     double *pre = NULL, *best = NULL;
     int *cut = NULL, *start = NULL;
@@ -463,6 +482,12 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
     buf text = {0};
     collect(&a, &nd->body);
     strip_all(&a, &nd->body);
+    /* The old @pipeline goes: the micro-batch count is chosen again, for the new stages. */
+    for (int i = 0; i < nd->body.len; i++) {
+        pn_stmt *st = nd->body.items[i];
+        if (st->kind == PN_ST_DIRECTIVE && strcmp(st->name, "pipeline") == 0)
+            delete_text(&a, st->full.off, st->full.off + st->full.len);
+    }
     visit_stmts(&a, m, &nd->body);
     if (a.failed) goto out;
     if (a.n < S) {
@@ -529,13 +554,27 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
             }
         }
     }
-    text = rewrite(&a, nd, start, S);
-    /* The note gives what --report will say of the printed file. */
+    text = rewrite(&a, nd, start, S, NULL);
+    /* The micro-batches: the count that the same costs find fastest for these stages, trading the
+     * bubble against what each micro-batch pays whatever its size (report.h). */
     st = pn_xcalloc((size_t)S, sizeof *st);
     double balance;
-    if (!recheck(&a, g->name, text.s, text.len, S, st, &balance)) {
+    long long batch = 0, chunk = 0;
+    int M = 1;
+    if (!recheck(&a, g->name, g->profile, text.s, text.len, S, st, &balance, &batch, &chunk)) {
         snprintf(err, errlen, "--auto-partition could not produce a valid file");
         goto out;
+    }
+    if (S > 1) {
+        M = pn_best_microbatches(st, S, batch, chunk);
+        char lead[96];
+        snprintf(lead, sizeof lead, "@pipeline(microbatches = %d%s);", M, g->schedule == PN_SCHED_1F1B ? ", schedule = 1f1b" : "");
+        free(text.s);
+        text = rewrite(&a, nd, start, S, lead);
+        if (!recheck(&a, g->name, g->profile, text.s, text.len, S, st, &balance, &batch, &chunk)) {
+            snprintf(err, errlen, "--auto-partition could not produce a valid file");
+            goto out;
+        }
     }
     fwrite(text.s, 1, text.len, out);
     for (int i = 0; i < a.stripped.len; i++) {
@@ -547,11 +586,18 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
     }
     double worst = 0, mean = 0;
     for (int s = 0; s < S; s++) {
-        mean += st[s].cost / S;
-        if (st[s].cost > worst) worst = st[s].cost;
+        double c = st[s].cost + st[s].call / (double)chunk;
+        mean += c / S;
+        if (c > worst) worst = c;
     }
-    fprintf(stderr, "pnetc: note: %d stage%s, modelled slowest stage %.3g us per sample, mean %.3g us, balance %.2f\n", S,
-            S == 1 ? "" : "s", worst * 1e6, mean * 1e6, balance);
+    double bubble = 0;
+    pn_pipeline_time(st, S, batch, chunk, M, &bubble);
+    fprintf(stderr, "pnetc: note: %d stage%s, %s slowest stage %.3g us per sample, mean %.3g us, balance %.2f", S,
+            S == 1 ? "" : "s", g->profile ? "measured" : "modelled", worst * 1e6, mean * 1e6, balance);
+    if (S > 1)
+        fprintf(stderr, "; %d micro-batches per chunk of %lld samples, predicted bubble %.1f%% for a batch of %lld", M, chunk,
+                100 * bubble, batch);
+    fprintf(stderr, "\n");
     ok = true;
 out:
     free(text.s);

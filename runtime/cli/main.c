@@ -3,6 +3,7 @@
 #include "comm.h"
 #include "data.h"
 #include "pnetrt_ranks.h"
+#include "profile_cli.h"
 #include "fileio.h"
 #include "io.h"
 #include "model.h"
@@ -28,8 +29,9 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "commands:\n"
             "  infer --input NAME=FILE.npy ... [--output NAME=FILE.npy ...] [--no-scale] [options]\n"
             "        run the network; without --output, print the outputs as text\n"
-            "  bench [--batch N] [--seconds S] [options]\n"
-            "        measure throughput and latency on random inputs\n"
+            "  bench [--batch N] [--seconds S] [--profile FILE.json] [options]\n"
+            "        measure throughput and latency on random inputs; with --profile, time every layer\n"
+            "        alone instead and write the seconds per sample for pnetc --profile\n"
             "  info [--ranks K [--batch N]]\n"
             "        print the layers, the memory plan, and the stages and shards; with --ranks, how K ranks\n"
             "        of mpirun share the network: each rank's memory and what it sends (docs/distributed.md)\n"
@@ -382,6 +384,7 @@ static int cmp_double(const void *a, const void *b) {
 static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void **bufs, const void **ip, void **op) {
     long long batch = 64;
     double seconds = 3.0;
+    const char *profile = NULL;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -389,6 +392,9 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
             if (pnetrt_opt_once(o->seen, sizeof o->seen, a) || pnetrt_opt_int(a, argv[++i], 1, 1 << 24, &batch)) return 1;
         } else if (strcmp(a, "--seconds") == 0 && has) {
             if (pnetrt_opt_once(o->seen, sizeof o->seen, a) || pnetrt_opt_num(a, argv[++i], 3600, &seconds)) return 1;
+        } else if (strcmp(a, "--profile") == 0 && has) {
+            if (pnetrt_opt_once(o->seen, sizeof o->seen, a)) return 1;
+            profile = argv[++i];
         } else {
             int k = common_option(o, argc, argv, &i);
             if (k < 0) return 1;
@@ -423,14 +429,20 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
             goto done;
         }
     }
+    if (profile) {
+        rc = pnetrt_bench_profile(m, batch, ip, (void **)op, profile);
+        goto done;
+    }
     enum { MAXRUNS = 100000 };
     static double lat[MAXRUNS], bubble[MAXRUNS];
+    double busy[PNETRT_MAX_STAGES] = {0};
     int runs = 0;
     double start = pnetrt_now(), comm0 = pnetrt_comm_seconds();
     while (pnetrt_bench_more(runs < MAXRUNS && (runs < 3 || pnetrt_now() - start < seconds))) {
         double a = pnetrt_now();
         pnetrt_infer(m, batch, ip, op);
         bubble[runs] = pnetrt_measured_bubble(m);
+        for (int s = 0; s < (int)d->nstages && s < PNETRT_MAX_STAGES; s++) busy[s] += pnetrt_stage_busy(m, s);
         lat[runs++] = pnetrt_now() - a;
     }
     double total = pnetrt_now() - start, comm = pnetrt_comm_seconds() - comm0;
@@ -463,6 +475,17 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
         printf("bubble: measured %.1f%% (median of %d calls), predicted %.1f%% = (S-1)/(Q+S-1) with S = %d stages, "
                "Q = %lld micro-batches streamed (%d per chunk)\n", 100 * measured, runs, 100 * predicted, (int)d->nstages,
                (long long)Q, pnetrt_microbatches(m));
+    if (measured >= 0 && predicted >= 0 && stage < 0) {
+        /* Each stage's busy time (its trace slices), per sample of replica group 0's share. */
+        double sum = 0, worst = 0, per = (double)runs * (double)batch / pnetrt_last_replicas(m);
+        printf("stages: busy");
+        for (int s = 0; s < (int)d->nstages && s < PNETRT_MAX_STAGES; s++) {
+            printf("%s %.3g", s ? "," : "", busy[s] / per * 1e6);
+            sum += busy[s];
+            worst = busy[s] > worst ? busy[s] : worst;
+        }
+        printf(" us per sample; the slowest %.0f%% of the stages' time\n", sum > 0 ? 100 * worst / sum : 0);
+    }
     pnetrt_bench_comm_report(comm, total);
     /* ru_maxrss: the process's peak resident set in KiB, weights, arenas and all. */
     struct rusage ru;

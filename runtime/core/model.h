@@ -74,6 +74,30 @@ double pnetrt_flops_per_sample(const pnetrt_model *m);
 /* Fails when `batch` samples of any of the n batched tensors t[] would not fit in an address space
  * (over PTRDIFF_MAX bytes): no caller can hold such a buffer. */
 int pnetrt_check_batch(pnetrt_model *m, int64_t batch, const pnetrt_tensor_desc *t, int64_t n);
+/* Seconds pipeline stage s of replica group 0 was busy in the last inference call (its slices in
+ * the trace), or 0. */
+double pnetrt_stage_busy(const pnetrt_model *m, int s);
+/* bench --profile (profile.c): each layer's forward seconds per sample, sec[0..nlayers) (0 where a layer
+ * has no kernel of its own), over min(batch, chunk) samples (*samples) of the inputs on the model's
+ * threads, and call_s[k], the part of one call's time that does not grow with its samples; the
+ * barrier between two kernels (*barrier_s; 0 on one thread), and a pipeline hand-off between two
+ * threads (*handoff_s). 0, or 1 with the error set. */
+int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs, double *sec,
+                          double *call_s, double *barrier_s, double *handoff_s, int64_t *samples);
+/* bench --profile of a network that trains (profile.c): a few training steps of `batch` samples of
+ * the inputs (the network's, then its training inputs) for about `seconds`, timed by their trace
+ * slices. A pipelined step gives each stage's forward and backward seconds per sample; any step
+ * gives the update's (the gradient tree and the optimizer) per sample, and an unpipelined one its
+ * forward and backward together (step_s). 0, or 1 with the error set; nothing without a train block. */
+typedef struct pnetrt_train_profile {
+    int nstages, threads;
+    bool pipelined;
+    int64_t steps;
+    double forward_s[PNETRT_MAX_STAGES], backward_s[PNETRT_MAX_STAGES];
+    double step_s, update_s;
+} pnetrt_train_profile;
+int pnetrt_profile_training(pnetrt_model *m, int64_t batch, const void *const *inputs, double seconds,
+                            pnetrt_train_profile *out);
 /* Bytes one process may allocate for buffers the runtime touches: half of physical memory. */
 double pnetrt_memory_limit(void);
 

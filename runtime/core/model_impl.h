@@ -1,5 +1,5 @@
 /* The model's private parts, for the files that make it up: rt.c (the model: create, weights, settings,
- * destroy, errors and the lock), trace.c (the Chrome trace) and infer.c (the inference schedules). No other file
+ * destroy, errors and the lock), trace.c (the Chrome trace), infer.c (the inference schedules) and profile.c (bench --profile). No other file
  * includes this header: the rest of the runtime uses model.h. The model owns everything the struct points to. */
 #ifndef PNETRT_CORE_MODEL_IMPL_H
 #define PNETRT_CORE_MODEL_IMPL_H

@@ -18,7 +18,7 @@
 
 _Static_assert(sizeof(pnetrt_tensor_desc) == 16 * 8, "pnetrt_tensor_desc must be 16 eight-byte fields");
 _Static_assert(sizeof(pnetrt_layer_desc) == 10 * 8, "pnetrt_layer_desc must be 10 eight-byte fields");
-_Static_assert(sizeof(pnetrt_desc) == 33 * 8, "pnetrt_desc must be 33 eight-byte fields");
+_Static_assert(sizeof(pnetrt_desc) == 34 * 8, "pnetrt_desc must be 34 eight-byte fields");
 
 const char *pnetrt_prog = "net";
 bool pnetrt_prog_named;
@@ -559,6 +559,10 @@ double pnetrt_predicted_bubble(const pnetrt_model *m, int64_t *streamed) {
     double S = (double)m->d->nstages, Q = (double)m->last_stream;
     if (streamed) *streamed = m->last_stream;
     return (S - 1) / (Q + S - 1);
+}
+
+double pnetrt_stage_busy(const pnetrt_model *m, int s) {
+    return m && s >= 0 && s < PNETRT_MAX_STAGES && m->last_wall > 0 ? m->busy[s] : 0;
 }
 
 double pnetrt_measured_bubble(const pnetrt_model *m) {

@@ -1,0 +1,243 @@
+/* bench --profile: every layer's kernel timed alone (the descriptor's layer_forward entries) on
+ * the model's threads, over one chunk of the caller's inputs, after a whole forward call has
+ * filled the arena with the values each layer reads; and again over an eighth of the samples, so
+ * that a layer's time splits into a part per sample and a part per call, which a pipeline pays
+ * once per micro-batch. Also times the barrier between kernels and a pipeline hand-off between
+ * two threads (transport.h). Allocates its own arena and scratch: it never touches the model's,
+ * so inference after it is unchanged. */
+#include "model_impl.h"
+#include "pnet.h"
+#include "trace.h"
+#include "transport.h"
+
+#include <omp.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Seconds each timed round aims at, and the rounds per layer: the least is kept, since a busy
+ * machine only ever slows a round down. */
+#define PROFILE_ROUND_S 0.004
+#define PROFILE_ROUNDS 5
+
+static int cmp_f64(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* One thread's part: the whole forward, then each layer in turn. Thread 0 picks each layer's
+ * repetition count from a first timed call, so that every thread runs the same loop. */
+/* Seconds of one call of layer f over call (the least round), on every thread of the team;
+ * thread 0's answer. */
+static double time_layer(pnetrt_forward_fn f, const pnetrt_call *call, int ith, int nth, volatile int64_t *reps) {
+    double t = pnetrt_now_s();
+    f(call, ith, nth); /* warm: caches, pages, the packed weights */
+    pnetrt_barrier();
+    f(call, ith, nth);
+    pnetrt_barrier();
+    if (ith == 0) {
+        double one = (pnetrt_now_s() - t) / 2;
+        int64_t r = one > 0 ? (int64_t)(PROFILE_ROUND_S / one) : 1000;
+        *reps = r < 1 ? 1 : r > 1000 ? 1000 : r;
+    }
+    pnetrt_barrier();
+    int64_t r = *reps;
+    double round[PROFILE_ROUNDS];
+    for (int q = 0; q < PROFILE_ROUNDS; q++) {
+        double b = pnetrt_now_s();
+        for (int64_t i = 0; i < r; i++) {
+            f(call, ith, nth);
+            pnetrt_barrier();
+        }
+        round[q] = (pnetrt_now_s() - b) / (double)r;
+    }
+    pnetrt_barrier(); /* every thread is done with *reps */
+    qsort(round, PROFILE_ROUNDS, sizeof round[0], cmp_f64);
+    return round[0];
+}
+
+/* One thread's part: the whole forward, then each layer in turn at n and at n1 samples. Thread 0
+ * picks each layer's repetition count from a first timed call, so that every thread runs the same
+ * loop. */
+static void profile_thread(const pnetrt_desc *d, const pnetrt_call *call, int64_t n1, int ith, int nth,
+                           pnetrt_spin_barrier *bar, volatile int64_t *reps, double *at_n, double *at_n1,
+                           double *barrier_s) {
+    pnetrt_barrier_bind(nth > 1 ? bar : NULL);
+    d->forward(call, ith, nth);
+    pnetrt_barrier();
+    pnetrt_call small = *call;
+    small.n = n1;
+    for (int64_t k = 0; k < d->nlayers; k++) {
+        pnetrt_forward_fn f = d->layer_forward[k];
+        if (!f) continue;
+        double t = time_layer(f, call, ith, nth, reps);
+        double t1 = n1 < call->n ? time_layer(f, &small, ith, nth, reps) : t;
+        if (ith == 0) at_n[k] = t, at_n1[k] = t1;
+        pnetrt_barrier();
+    }
+    /* The barrier alone: what each kernel of a stage adds to every micro-batch. */
+    double round[PROFILE_ROUNDS];
+    for (int q = 0; q < PROFILE_ROUNDS; q++) {
+        double b = pnetrt_now_s();
+        for (int i = 0; i < 200; i++) pnetrt_barrier();
+        round[q] = (pnetrt_now_s() - b) / 200;
+    }
+    if (ith == 0) {
+        qsort(round, PROFILE_ROUNDS, sizeof round[0], cmp_f64);
+        *barrier_s = nth > 1 ? round[PROFILE_ROUNDS / 2] : 0;
+    }
+    pnetrt_barrier_bind(NULL);
+}
+
+/* A pipeline hand-off: two stages on two threads pass micro-batches back and forth through one
+ * slot with nothing to compute, so that each wait is a whole hand-off that the waiter catches
+ * spinning, as a stage's short waits are (a long wait sleeps, but then the hand-off is small
+ * beside the micro-batch). Seconds per hand-off, or 0 when the OpenMP runtime gives fewer than two
+ * threads. */
+static double time_handoff(void) {
+    enum { ROUNDS = 2000 };
+    pnetrt_handoff h;
+    pnetrt_handoff_init(&h, 2, 1, false);
+    double b = 0, e = 0;
+    bool two = true;
+#pragma omp parallel num_threads(2)
+    {
+        if (omp_get_num_threads() != 2) {
+            two = false;
+        } else {
+            int s = omp_get_thread_num();
+            if (s == 0) b = pnetrt_now_s();
+            for (int64_t q = 0; q < ROUNDS; q++) {
+                pnetrt_handoff_wait(&h, PNETRT_FORWARD, s, q);
+                pnetrt_handoff_post(&h, PNETRT_FORWARD, s, q);
+            }
+            if (s == 1) e = pnetrt_now_s();
+        }
+    }
+    return two && e > b ? (e - b) / (2.0 * ROUNDS) : 0;
+}
+
+int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs, double *sec,
+                          double *call_s, double *barrier_s, double *handoff_s, int64_t *samples) {
+    const pnetrt_desc *d = m->d;
+    if (!pnetrt_ready(m)) return 1;
+    if (!d->layer_forward) return pnetrt_failf(m, "network '%s' has no per-layer entries to profile", d->name);
+    if (pnetrt_infer_check(m, batch, inputs, outputs)) return 1;
+    if (batch < 1) return pnetrt_failf(m, "a profile needs at least one sample");
+    if (m->stale) {
+        if (d->prepare && m->prepared != m->params) d->prepare(m->params, m->prepared);
+        m->stale = false;
+    }
+    int64_t n = batch < d->chunk ? batch : d->chunk;
+    int threads = pnetrt_call_threads(m);
+    if (threads < 1) threads = 1;
+    size_t abytes = (size_t)(d->arena_sample_bytes * n + d->arena_fixed_bytes) + 64;
+    size_t sbytes = (size_t)threads * (size_t)d->scratch_bytes + 64;
+    char *arena = aligned_alloc(64, (abytes + 63) / 64 * 64), *scratch = aligned_alloc(64, (sbytes + 63) / 64 * 64);
+    if (!arena || !scratch) {
+        free(arena);
+        free(scratch);
+        return pnetrt_failf(m, "out of memory for the profile's arena (%zu bytes)", abytes + sbytes);
+    }
+    memset(arena, 0, abytes);
+    double *at_n1 = calloc((size_t)d->nlayers + 1, sizeof *at_n1);
+    if (!at_n1) {
+        free(arena);
+        free(scratch);
+        return pnetrt_failf(m, "out of memory for a profile of %lld layers", (long long)d->nlayers);
+    }
+    for (int64_t k = 0; k < d->nlayers; k++) sec[k] = call_s[k] = 0;
+    *barrier_s = 0;
+    int64_t n1 = n >= 16 ? n / 8 : n > 1 ? 1 : n;
+    *samples = n;
+    pnetrt_call call = {n, inputs, outputs, m->prepared, arena, scratch, n};
+    pnetrt_spin_barrier bar = PNETRT_BARRIER(threads);
+    volatile int64_t reps = 1;
+    bool short_team = false;
+#pragma omp parallel num_threads(threads)
+    {
+        if (omp_get_num_threads() != threads) {
+            if (omp_get_thread_num() == 0) short_team = true;
+        } else {
+            profile_thread(d, &call, n1, omp_get_thread_num(), threads, &bar, &reps, sec, at_n1, barrier_s);
+        }
+    }
+    if (short_team) profile_thread(d, &call, n1, 0, 1, NULL, &reps, sec, at_n1, barrier_s);
+    /* t(n) = n * per sample + per call, from the two sizes; neither below zero. */
+    for (int64_t k = 0; k < d->nlayers; k++) {
+        double c = n1 < n ? (at_n1[k] * (double)n - sec[k] * (double)n1) / (double)(n - n1) : 0;
+        if (c < 0) c = 0;
+        if (c > sec[k]) c = sec[k];
+        call_s[k] = c;
+        sec[k] /= (double)n;
+    }
+    *handoff_s = time_handoff();
+    free(at_n1);
+    free(arena);
+    free(scratch);
+    return 0;
+}
+
+/* Sums the in-memory trace's slices of one kind per stage (stage -1: the whole network, into
+ * index 0): seconds and samples. */
+static void trace_sums(const pnetrt_model *m, int kind, int S, double *sec, double *samples) {
+    int64_t n = atomic_load(&m->ntrace);
+    if (n > m->trace_cap) n = m->trace_cap;
+    for (int64_t i = 0; i < n; i++) {
+        const trace_event *e = &m->trace[i];
+        int s = e->stage < 0 ? 0 : e->stage;
+        if (e->kind != kind || s >= S) continue;
+        sec[s] += e->end - e->begin;
+        samples[s] += (double)e->samples;
+    }
+}
+
+int pnetrt_profile_training(pnetrt_model *m, int64_t batch, const void *const *inputs, double seconds,
+                            pnetrt_train_profile *out) {
+    const pnetrt_desc *d = m->d;
+    *out = (pnetrt_train_profile){0};
+    if (!d->train) return 0;
+    int S = d->nstages > 0 && d->nstages <= PNETRT_MAX_STAGES ? (int)d->nstages : 1;
+    /* The steps' own trace, in memory (no path: nothing is written), in place of the caller's. */
+    trace_event *saved = m->trace;
+    int64_t saved_n = atomic_load(&m->ntrace), saved_cap = m->trace_cap;
+    double saved_t0 = m->t0;
+    m->trace_cap = INT64_C(1) << 18;
+    m->trace = malloc(sizeof(trace_event) * (size_t)m->trace_cap);
+    int rc = 0;
+    if (!m->trace) rc = pnetrt_failf(m, "cannot allocate the profile's trace");
+    float loss;
+    if (!rc) rc = pnetrt_train_step(m, batch, inputs, &loss); /* warm: the trainer's buffers */
+    atomic_store(&m->ntrace, 0);
+    m->t0 = pnetrt_now_s();
+    double t0 = pnetrt_now_s();
+    int64_t steps = 0;
+    while (!rc && (steps < 3 || pnetrt_now_s() - t0 < seconds)) {
+        rc = pnetrt_train_step(m, batch, inputs, &loss);
+        steps++;
+    }
+    if (!rc) {
+        double samples[PNETRT_MAX_STAGES] = {0}, none[PNETRT_MAX_STAGES] = {0}, whole[1] = {0}, n1[1] = {0};
+        trace_sums(m, PNETRT_TRACE_FORWARD, S, out->forward_s, samples);
+        for (int s = 0; s < S; s++) out->forward_s[s] = samples[s] > 0 ? out->forward_s[s] / samples[s] : 0;
+        for (int s = 0; s < S; s++) samples[s] = 0;
+        trace_sums(m, PNETRT_TRACE_BACKWARD, S, out->backward_s, samples);
+        for (int s = 0; s < S; s++) out->backward_s[s] = samples[s] > 0 ? out->backward_s[s] / samples[s] : 0;
+        out->pipelined = samples[0] > 0;
+        trace_sums(m, PNETRT_TRACE_STEP_CHUNK, 1, whole, n1);
+        trace_sums(m, PNETRT_TRACE_SEGMENT, 1, whole, n1);
+        out->step_s = n1[0] > 0 ? whole[0] / n1[0] : 0;
+        double upd[PNETRT_MAX_STAGES] = {0};
+        trace_sums(m, PNETRT_TRACE_UPDATE, S, upd, none);
+        for (int s = 0; s < S; s++) out->update_s += upd[s] / (double)(steps * batch);
+        out->steps = steps;
+        out->nstages = S;
+        out->threads = pnetrt_call_threads(m);
+    }
+    free(m->trace);
+    m->trace = saved;
+    m->trace_cap = saved_cap;
+    m->t0 = saved_t0;
+    atomic_store(&m->ntrace, saved_n);
+    return rc;
+}

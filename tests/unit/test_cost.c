@@ -1,0 +1,216 @@
+/* Unit tests of the cost model (compiler/ir/report.c, profile.c): op kinds, fused activations,
+ * the pipeline time and micro-batch choice, and bench --profile files read back, good and bad. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ir/report.h"
+
+static const char two_stages[] =
+    "network p stages=2 replicas=1 microbatches=4 schedule=gpipe\n"
+    "  x = input() : f32[batch,3,8,8] stage=0 shard=1\n"
+    "  c = conv2d(x) out_channels=4 kernel=[3,3] stride=[1,1] padding=[1,1] bias=false : f32[batch,4,8,8] stage=0 shard=1  # c.weight[4,3,3,3]\n"
+    "  r = relu(c) : f32[batch,4,8,8] stage=0 shard=1\n"
+    "  p = maxpool2d(r) size=[2,2] stride=[2,2] padding=[0,0] : f32[batch,4,4,4] stage=1 shard=1\n"
+    "  f = flatten(p) : f32[batch,64] stage=1 shard=1\n"
+    "  d = dense(f) units=10 bias=true : f32[batch,10] stage=1 shard=1  # d.weight[10,64] d.bias[10]\n"
+    "  s = softmax(d) axis=1 : f32[batch,10] stage=1 shard=1 output\n"
+    "  output y = s\n";
+
+static pn_graph *parse(const char *text) {
+    char err[256];
+    pn_graph *g = pn_graph_parse(text, strlen(text), err, sizeof err);
+    if (!g) fail_msg("%s", err);
+    return g;
+}
+
+static void test_kinds(void **state) {
+    (void)state;
+    pn_graph *g = parse(two_stages);
+    assert_int_equal(pn_node_cost_kind(&g->nodes[0]), -1); /* input */
+    assert_int_equal(pn_node_cost_kind(&g->nodes[1]), PN_COST_CONV);
+    assert_int_equal(pn_node_cost_kind(&g->nodes[2]), PN_COST_ELTWISE);
+    assert_int_equal(pn_node_cost_kind(&g->nodes[3]), PN_COST_POOL);
+    assert_int_equal(pn_node_cost_kind(&g->nodes[4]), -1); /* a view */
+    assert_int_equal(pn_node_cost_kind(&g->nodes[5]), PN_COST_DENSE);
+    assert_int_equal(pn_node_cost_kind(&g->nodes[6]), PN_COST_NORM);
+    /* The relu runs in the conv's epilogue: nothing of its own. The conv costs its FLOPs at the
+     * convolution rate at least. */
+    assert_true(pn_node_cost(g, &g->nodes[2]) == 0);
+    assert_true(pn_node_cost(g, &g->nodes[1]) >= (double)pn_node_flops(g, &g->nodes[1]) / pn_cost_rates[PN_COST_CONV].flops_per_s);
+    assert_true(pn_node_cost(g, &g->nodes[4]) == 0);
+    assert_true(pn_node_cost(g, &g->nodes[6]) > 0);
+    pn_graph_free(g);
+}
+
+/* A relu of an input has no kernel to ride on: it costs element-wise time. */
+static void test_unfused_eltwise(void **state) {
+    (void)state;
+    pn_graph *g = parse("network e stages=1 replicas=1 microbatches=1 schedule=gpipe\n"
+                        "  x = input() : f32[batch,1024] stage=0 shard=1\n"
+                        "  r = relu(x) : f32[batch,1024] stage=0 shard=1 output\n"
+                        "  output y = r\n");
+    assert_true(pn_node_cost(g, &g->nodes[1]) > 0);
+    pn_graph_free(g);
+}
+
+static void test_pipeline_time(void **state) {
+    (void)state;
+    pn_stage_stats st[4] = {{.cost = 1e-6}, {.cost = 1e-6}, {.cost = 1e-6}, {.cost = 1e-6}};
+    double bubble;
+    /* Equal stages, nothing per call: the textbook bubble (S-1)/(M+S-1), and more is better. */
+    pn_pipeline_time(st, 4, 64, 64, 8, &bubble);
+    assert_true(fabs(bubble - 3.0 / 11.0) < 1e-12);
+    /* (the least count within 1% of the best time) */
+    int many = pn_best_microbatches(st, 4, 64, 64);
+    assert_true(many >= 32 && many <= 64);
+    assert_true(pn_pipeline_time(st, 4, 64, 64, many, NULL) <= 1.01 * pn_pipeline_time(st, 4, 64, 64, 64, NULL));
+    assert_true(pn_best_microbatches(st, 4, 8, 8) <= 8); /* at most one sample each */
+    /* Chunks stream one after another: a batch of four chunks fills the pipeline once. */
+    pn_pipeline_time(st, 4, 256, 64, 8, &bubble);
+    assert_true(fabs(bubble - 3.0 / 35.0) < 1e-12);
+    assert_true(fabs(pn_pipeline_time(st, 4, 256, 64, 8, NULL) - 35.0 * 1e-6 * 8 / 256) < 1e-15);
+    /* A large cost per micro-batch: one micro-batch is best. */
+    for (int s = 0; s < 4; s++) st[s].call = 1e-3;
+    assert_int_equal(pn_best_microbatches(st, 4, 64, 64), 1);
+    /* In between, a count in between. */
+    for (int s = 0; s < 4; s++) st[s].call = 2e-6;
+    int M = pn_best_microbatches(st, 4, 64, 64);
+    assert_true(M > 1 && M < 64);
+    assert_true(pn_pipeline_time(st, 4, 64, 64, M, NULL) <= pn_pipeline_time(st, 4, 64, 64, 1, NULL));
+    assert_true(pn_pipeline_time(st, 4, 64, 64, M, NULL) <= pn_pipeline_time(st, 4, 64, 64, 64, NULL));
+    /* Equal stages where a wait costs a hand-off's latency: the second stage starts that much late,
+     * and never waits again; both idle the longer. */
+    pn_stage_stats lag[2] = {{.cost = 1e-6}, {.cost = 1e-6, .wait = 8e-6}};
+    double t = pn_pipeline_time(lag, 2, 64, 64, 8, &bubble);
+    assert_true(fabs(t - (8e-6 + 8e-6 + 8 * 8e-6) / 64) < 1e-15);
+    assert_true(fabs(bubble - 0.2) < 1e-12);
+    /* A faster second stage waits whenever it has caught up (micro-batches 0, 3 and 6 here): it ends
+     * at 70 us where the first ends at 64. */
+    lag[1].cost = 0.375e-6;
+    assert_true(fabs(pn_pipeline_time(lag, 2, 64, 64, 8, NULL) - 70e-6 / 64) < 1e-15);
+    /* A slower second stage never waits after the first micro-batch. */
+    lag[1].cost = 3e-6;
+    assert_true(fabs(pn_pipeline_time(lag, 2, 64, 64, 8, NULL) - (8e-6 + 8e-6 + 8 * 24e-6) / 64) < 1e-15);
+    /* One slow stage: it sets the pace, and the others idle. */
+    pn_stage_stats un[2] = {{.cost = 3e-6}, {.cost = 1e-6}};
+    pn_pipeline_time(un, 2, 64, 64, 64, &bubble);
+    assert_true(bubble > 0.3 && bubble < 0.35); /* the fast stage idles 2/3 of the time */
+}
+
+static char path[64];
+
+static const char *write_profile(const char *text) {
+    snprintf(path, sizeof path, "/tmp/pnet_test_cost_%d.json", (int)getpid());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static void test_profile_report(void **state) {
+    (void)state;
+    char err[256];
+    pn_profile *p = pn_profile_load(write_profile(
+        "{\"pnet_profile\": 1, \"network\": \"p\", \"machine\": {\"cpu\": \"Test CPU\", \"cpus\": 2}, \"batch\": 32,"
+        " \"samples\": 32, \"threads\": 1, \"barrier_s\": 0, \"later\": [1, {\"x\": null}],"
+        " \"layers\": [{\"name\": \"x\", \"kernel\": false, \"forward_s\": 0},"
+        " {\"name\": \"c\", \"op\": \"conv2d\", \"kernel\": true, \"forward_s\": 3e-6},"
+        " {\"name\": \"r\", \"kernel\": false, \"forward_s\": 0},"
+        " {\"name\": \"p\", \"kernel\": true, \"forward_s\": 0.5e-6},"
+        " {\"name\": \"d\", \"kernel\": true, \"forward_s\": 0.25e-6},"
+        " {\"name\": \"s\", \"kernel\": true, \"forward_s\": 0.25e-6}],"
+        " \"training\": {\"threads\": 2, \"batch\": 32, \"steps\": 9, \"pipelined\": true, \"step_s\": 0, \"update_s\": 1e-6,"
+        " \"stages\": [{\"stage\": 0, \"forward_s\": 3e-6, \"backward_s\": 6e-6},"
+        " {\"stage\": 1, \"forward_s\": 1e-6, \"backward_s\": 2e-6}]}}\n"),
+        err, sizeof err);
+    if (!p) fail_msg("%s", err);
+    assert_string_equal(p->cpu, "Test CPU");
+    assert_int_equal(p->cpus, 2);
+    assert_int_equal(p->nlayers, 6);
+    assert_int_equal(p->samples, 32);
+    pn_graph *g = parse(two_stages);
+    assert_true(pn_profile_matches(p, g, err, sizeof err));
+    g->profile = p;
+    pn_stage_stats st[2];
+    double balance = pn_report_stats(g, st, 2);
+    assert_true(fabs(st[0].cost - 3e-6) < 1e-15);
+    assert_true(fabs(st[1].cost - 1e-6) < 1e-15);
+    assert_int_equal(st[0].kernels, 1);
+    assert_int_equal(st[1].kernels, 3);
+    assert_int_equal(pn_report_chunk(g), 32);
+    assert_int_equal(pn_report_batch(g), 32);
+    assert_true(fabs(balance - 1.5) < 1e-9); /* 3 against a mean of 2 */
+    assert_true(st[0].wait == 0 && st[1].wait == PN_COST_HANDOFF); /* the profile measured no hand-off */
+    char *text = pn_graph_report_text(g);
+    assert_non_null(strstr(text, "costs: measured by bench --profile"));
+    assert_non_null(strstr(text, "Test CPU"));
+    assert_non_null(strstr(text, "predicted with these costs for a batch of 32 in chunks of 32"));
+    assert_non_null(strstr(text, "  training, measured (2 threads, batch 32): stage 0 forward 3 + backward 6 us, stage 1 forward 1 + "
+                                 "backward 2 us per sample; the slowest stage 75% of the stages' time; update 1 us per sample\n"));
+    assert_null(strstr(text, "stages will take turns"));
+    free(text);
+    p->cpus = 1;
+    text = pn_graph_report_text(g);
+    assert_non_null(strstr(text, "  note: the profiled machine has 1 CPU for 2 stages: stages will take turns on the cores"));
+    free(text);
+    pn_graph_free(g);
+    /* Another network's profile is refused. */
+    g = parse("network q stages=1 replicas=1 microbatches=1 schedule=gpipe\n"
+              "  x = input() : f32[batch,4] stage=0 shard=1\n"
+              "  r = relu(x) : f32[batch,4] stage=0 shard=1 output\n"
+              "  output y = r\n");
+    assert_false(pn_profile_matches(p, g, err, sizeof err));
+    assert_string_equal(err, "the profile is of network 'p', not 'q'");
+    pn_graph_free(g);
+    pn_profile_free(p);
+    unlink(path);
+}
+
+static void expect_bad(const char *text, const char *message) {
+    char err[256];
+    pn_profile *p = pn_profile_load(write_profile(text), err, sizeof err);
+    assert_null(p);
+    assert_string_equal(err, message);
+    unlink(path);
+}
+
+static void test_profile_errors(void **state) {
+    (void)state;
+    expect_bad("{", "not a bench --profile file: not valid JSON");
+    expect_bad("[]", "not a bench --profile file: not a JSON object");
+    expect_bad("{\"network\": \"p\", \"layers\": []}", "not a bench --profile file: no \"pnet_profile\", \"network\" or \"layers\"");
+    expect_bad("{\"pnet_profile\": 2, \"network\": \"p\", \"layers\": []}",
+               "not a bench --profile file: a newer format (\"pnet_profile\" is not 1)");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": -1}]}",
+               "not a bench --profile file: \"forward_s\" is not a number of at least 0");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\"}]}",
+               "not a bench --profile file: a layer without \"name\" and \"forward_s\"");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [], \"training\": []}",
+               "not a bench --profile file: \"training\" is not an object with a \"stages\" array");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [], \"training\": {\"stages\": [{\"forward_s\": -2}]}}",
+               "not a bench --profile file: \"forward_s\" is not a number of at least 0");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [], \"training\": {\"stages\": [3]}}",
+               "not a bench --profile file: a training stage is not an object");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"threads\": \"two\", \"layers\": []}",
+               "not a bench --profile file: \"threads\" is not a number of at least 1");
+    char err[256];
+    assert_null(pn_profile_load("/nonexistent/p.json", err, sizeof err));
+    assert_non_null(strstr(err, "cannot read the profile"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kinds),          cmocka_unit_test(test_unfused_eltwise), cmocka_unit_test(test_pipeline_time),
+        cmocka_unit_test(test_profile_report), cmocka_unit_test(test_profile_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
