@@ -128,7 +128,7 @@ def main():
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("filters", nargs="*")
-    a = ap.parse_args()
+    a = ap.parse_intermixed_args()
     if not os.path.isdir(a.data):
         print(f"skipped: no ONNX test data in {a.data} (Debian's libonnx-testdata)")
         return 77

@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OPSET_MIN = 7, OPSET_MAX = 18, MAX_IN = 8 };
+/* Opsets of the default domain: an op whose meaning changed across them is checked by its attributes
+ * (before opset 7, Add's broadcast; before 13, Softmax's axis; ...). */
+enum { OPSET_MIN = 1, OPSET_MAX = 18, MAX_IN = 8 };
 
 /* An ONNX tensor: a graph node's value, or a constant (initializer or Constant node). */
 typedef struct value {

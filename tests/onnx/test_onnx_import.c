@@ -327,11 +327,17 @@ static void test_unsupported(void **state) {
     output(m, "y");
     expect_error(m, "dimension 1 of input 'x' is symbolic ('N'); only the first may be");
 
-    m = model_new(5);
+    m = model_new(19);
     input(m, "x", 2, batch4);
     node(m, "Relu", "r", "x", "y");
     output(m, "y");
-    expect_error(m, "opset 5 is not supported (7 to 18 are)");
+    expect_error(m, "opset 19 is not supported (1 to 18 are)");
+
+    m = model_new(6); /* the broadcast attribute of Add before opset 7 */
+    input(m, "x", 2, batch4);
+    attr_i(node(m, "Add", "a", "x x", "y"), "broadcast", 1);
+    output(m, "y");
+    expect_error(m, "node 'a' (Add, opset 6): attribute 'broadcast' is not supported");
 }
 
 /* A shape rule's error, as the checker gives it, after the node. */
