@@ -16,7 +16,7 @@
 
 /* Opsets of the default domain: an op whose meaning changed across them is checked by its attributes
  * (before opset 7, Add's broadcast; before 13, Softmax's axis; ...). */
-enum { OPSET_MIN = 1, OPSET_MAX = 18, MAX_IN = 8 };
+enum { OPSET_MIN = 1, OPSET_MAX = 18, MAX_IN = 64 };
 
 /* An ONNX tensor: a graph node's value, or a constant (initializer or Constant node). */
 typedef struct value {
@@ -159,10 +159,11 @@ static value *read_tensor(imp *im, const Onnx__TensorProto *t, const char *name)
     size_t n = (size_t)v->numel;
     const ProtobufCBinaryData *raw = t->has_raw_data ? &t->raw_data : NULL;
     if (v->dtype == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) {
+        /* The data is checked against the dimensions before anything is allocated for it. */
+        if (raw ? raw->len != n * sizeof(float) : t->n_float_data != n)
+            return fail(im, "constant '%s' holds %zu values for its %zu elements", v->name, raw ? raw->len / 4 : t->n_float_data, n), NULL;
         v->f = pn_arena_alloc(&im->arena, n * sizeof(float) + 1);
-        if (raw && raw->len == n * sizeof(float)) memcpy(v->f, raw->data, n * sizeof(float));
-        else if (!raw && t->n_float_data == n) memcpy(v->f, t->float_data, n * sizeof(float));
-        else return fail(im, "constant '%s' holds %zu values for its %zu elements", v->name, raw ? raw->len / 4 : t->n_float_data, n), NULL;
+        if (n) memcpy(v->f, raw ? (const void *)raw->data : (const void *)t->float_data, n * sizeof(float));
     } else if (v->dtype == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || v->dtype == ONNX__TENSOR_PROTO__DATA_TYPE__INT32) {
         bool is64 = v->dtype == ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
         size_t es = is64 ? 8 : 4, have = raw ? raw->len / es : is64 ? t->n_int64_data : t->n_int32_data;
@@ -242,11 +243,12 @@ static bool only(imp *im, const char *known) {
     for (size_t k = 0; k < im->node->n_attribute; k++) {
         const char *a = S(im->node->attribute[k]->name);
         size_t n = strlen(a);
-        const char *p = known;
         bool found = false;
-        while (!found && (p = strstr(p, a)) != NULL) {
-            found = n && (p == known || p[-1] == ' ') && (p[n] == ' ' || p[n] == 0);
-            p += n ? n : 1;
+        for (const char *p = known; *p && !found;) {
+            size_t len = strcspn(p, " ");
+            found = n && len == n && memcmp(p, a, n) == 0;
+            p += len;
+            p += *p == ' ';
         }
         if (!found) return fail(im, "attribute '%s' is not supported", a);
     }
@@ -267,7 +269,7 @@ static double attr_f(const imp *im, const char *name, double def) {
 static int attr_ints(const imp *im, const char *name, int64_t *out, int max) {
     const Onnx__AttributeProto *a = attr(im, name);
     if (!a || a->n_ints > (size_t)max) return -1;
-    memcpy(out, a->ints, a->n_ints * sizeof(int64_t));
+    if (a->n_ints) memcpy(out, a->ints, a->n_ints * sizeof(int64_t));
     return (int)a->n_ints;
 }
 
@@ -296,6 +298,16 @@ static pn_node plain(imp *im, pn_op op) {
     return (pn_node){.name = ident(im, im->node->output[0]), .op = op};
 }
 
+/* A node that computes a step of output 0 (named after it with a suffix), or output 0 itself when
+ * suffix is NULL; -1 after an error. */
+static int step(imp *im, pn_op op, const char *suffix, const int32_t *in, int nin, const int64_t *list, int nlist, double f) {
+    char *name = suffix ? pn_xasprintf("%s_%s", im->node->output[0], suffix) : NULL;
+    pn_node n = {.name = ident(im, name ? name : im->node->output[0]), .op = op};
+    free(name);
+    n.fa[PN_FA_VALUE] = f;
+    return add(im, &n, in, nin, list, nlist);
+}
+
 /* Parameter k of node id gets data (copied), under NODE.SUFFIX. */
 static void weight(imp *im, int id, int k, const float *data) {
     const pn_node *n = &im->g->nodes[id];
@@ -313,14 +325,18 @@ static void weight(imp *im, int id, int k, const float *data) {
     w->ranks[w->n] = p->shape.rank;
     for (int d = 0; d < p->shape.rank; d++) w->shapes[w->n][d] = p->shape.d[d];
     w->data[w->n] = pn_xmalloc((size_t)count * sizeof(float) + 1);
-    memcpy(w->data[w->n], data, (size_t)count * sizeof(float));
+    if (count > 0) memcpy(w->data[w->n], data, (size_t)count * sizeof(float));
     w->n++;
 }
 
 static bool is_vector(const value *v, int64_t n) { return v->numel == n && (v->rank <= 1 || (v->rank == 2 && v->dims[0] == 1)); }
 
 /* A dense layer: y = x W^T + b, W [units, in] given as w[u * in + k]; bias NULL for none. */
-static bool dense(imp *im, int x, const value *named, int64_t units, const float *w, const float *bias) {
+static bool dense(imp *im, int x, const value *named, int64_t units, int64_t in, const float *w, const float *bias) {
+    const pn_shape *s = &im->g->nodes[x].shape;
+    if (s->rank < 1 || s->d[s->rank - 1] != in)
+        return fail(im, "the weight has %lld inputs, but the input's last dimension is %lld", (long long)in,
+                    s->rank ? (long long)s->d[s->rank - 1] : 0LL);
     pn_node n = {.name = layer_name(im, named), .op = PN_OP_DENSE};
     n.ia[PN_DENSE_UNITS] = units;
     n.ia[PN_DENSE_BIAS] = bias != NULL;
@@ -332,13 +348,47 @@ static bool dense(imp *im, int x, const value *named, int64_t units, const float
     return true;
 }
 
+/* Gemm with B computed: matmul of the (transposed) operands, times alpha, plus beta * C for C
+ * computed or a scalar constant. */
+static bool gemm_computed(imp *im, int a, int b) {
+    static const int64_t swap[2] = {1, 0};
+    if (attr_i(im, "transA", 0) && (a = step(im, PN_OP_TRANSPOSE, "At", (int32_t[]){a}, 1, swap, 2, 0)) < 0) return false;
+    if (attr_i(im, "transB", 0) && (b = step(im, PN_OP_TRANSPOSE, "Bt", (int32_t[]){b}, 1, swap, 2, 0)) < 0) return false;
+    double alpha = attr_f(im, "alpha", 1.0), beta = attr_f(im, "beta", 1.0);
+    bool scale = alpha != 1.0, bias = has_input(im, 2) && beta != 0.0;
+    int y = step(im, PN_OP_MATMUL, scale || bias ? "matmul" : NULL, (int32_t[]){a, b}, 2, NULL, 0, 0);
+    if (y < 0) return false;
+    if (scale) {
+        int k = step(im, PN_OP_CONST, "alpha", NULL, 0, NULL, 0, alpha);
+        if (k < 0 || (y = step(im, PN_OP_MUL, bias ? "scaled" : NULL, (int32_t[]){y, k}, 2, NULL, 0, 0)) < 0) return false;
+    }
+    if (bias) {
+        value *c = input(im, 2);
+        if (!c) return false;
+        int ci = c->node;
+        if (ci < 0) {
+            if (!(c = cst(im, 2, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT))) return false;
+            if (c->numel != 1) return fail(im, "C must be computed or a scalar when B is computed");
+            if ((ci = step(im, PN_OP_CONST, "C", NULL, 0, NULL, 0, c->f[0] * beta)) < 0) return false;
+        } else if (beta != 1.0) {
+            int k = step(im, PN_OP_CONST, "beta", NULL, 0, NULL, 0, beta);
+            if (k < 0 || (ci = step(im, PN_OP_MUL, "C", (int32_t[]){ci, k}, 2, NULL, 0, 0)) < 0) return false;
+        }
+        if ((y = step(im, PN_OP_ADD, NULL, (int32_t[]){y, ci}, 2, NULL, 0, 0)) < 0) return false;
+    }
+    bind(im, im->node->output[0], y);
+    return true;
+}
+
 /* Gemm: Y = alpha * A' B' + beta * C, with A computed and B, C constants: a dense layer. */
 static bool op_gemm(imp *im) {
     if (!only(im, "alpha beta transA transB broadcast") || !one_output(im)) return false;
-    if (attr_i(im, "transA", 0)) return fail(im, "transA = %lld is not supported", (long long)attr_i(im, "transA", 0));
     int x = act(im, 0);
-    value *b = x < 0 ? NULL : cst(im, 1, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
+    value *b = x < 0 ? NULL : input(im, 1);
     if (!b) return false;
+    if (b->node >= 0) return gemm_computed(im, x, b->node);
+    if (attr_i(im, "transA", 0)) return fail(im, "transA = %lld with a constant B is not supported", (long long)attr_i(im, "transA", 0));
+    if (!(b = cst(im, 1, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT))) return false;
     if (b->rank != 2) return fail(im, "B must have 2 dimensions");
     bool tb = attr_i(im, "transB", 0) != 0;
     double alpha = attr_f(im, "alpha", 1.0), beta = attr_f(im, "beta", 1.0);
@@ -361,7 +411,7 @@ static bool op_gemm(imp *im) {
             bias[u] = beta == 1.0 ? e : (float)(beta * e);
         }
     }
-    bool ok = dense(im, x, b, N, w, bias);
+    bool ok = dense(im, x, b, N, K, w, bias);
     free(w);
     free(bias);
     return ok;
@@ -382,6 +432,139 @@ static int sole_reader(const imp *im, size_t i, const char *name) {
         }
     }
     return found;
+}
+
+/* ---- patterns of older exports: GELU and LayerNorm written with primitives -------------------- */
+
+/* The node after index that alone reads tensor name, if its op type is op; -1 otherwise. */
+static int next_op(const imp *im, size_t index, const char *name, const char *op) {
+    int j = sole_reader(im, index, name);
+    if (j < 0) return -1;
+    const Onnx__NodeProto *nd = im->gp->node[j];
+    return strcmp(S(nd->op_type), op) == 0 && nd->n_output == 1 && (!nd->domain || !*nd->domain) ? j : -1;
+}
+
+/* Node j's input that is not tensor name (j has two inputs, one of them name); NULL otherwise. */
+static const char *other_input(const imp *im, int j, const char *name) {
+    const Onnx__NodeProto *nd = im->gp->node[j];
+    if (nd->n_input != 2) return NULL;
+    if (strcmp(S(nd->input[0]), name) == 0) return S(nd->input[1]);
+    return strcmp(S(nd->input[1]), name) == 0 ? S(nd->input[0]) : NULL;
+}
+
+/* Tensor name is a FLOAT scalar constant within 1e-6 of want (NaN want: any), into *v. */
+static bool scalar_is(const imp *im, const char *name, double want, double *v) {
+    const value *c = name ? pn_strmap_get(&im->values, name) : NULL;
+    if (!c || c->node >= 0 || !c->f || c->numel != 1) return false;
+    if (v) *v = c->f[0];
+    return want != want || (c->f[0] > want - 1e-6 && c->f[0] < want + 1e-6);
+}
+
+/* GELU as torch.onnx.export writes it before opset 20:
+ *   Mul(Mul(x, Add(Erf(Div(x, sqrt(2))), 1)), 0.5)
+ * at the Div: one gelu node, the other four absorbed. False (and no error) when it does not match. */
+static bool gelu_pattern(imp *im, size_t i) {
+    const Onnx__NodeProto *div = im->node;
+    if (div->n_input != 2 || div->n_output != 1 || !scalar_is(im, div->input[1], 1.4142135623730951, NULL)) return false;
+    const value *x = pn_strmap_get(&im->values, S(div->input[0]));
+    if (!x || x->node < 0) return false;
+    int erf = next_op(im, i, div->output[0], "Erf");
+    int plus = erf < 0 ? -1 : next_op(im, (size_t)erf, im->gp->node[erf]->output[0], "Add");
+    if (plus < 0 || !scalar_is(im, other_input(im, plus, im->gp->node[erf]->output[0]), 1.0, NULL)) return false;
+    int mul = next_op(im, (size_t)plus, im->gp->node[plus]->output[0], "Mul");
+    const char *xin = mul < 0 ? NULL : other_input(im, mul, im->gp->node[plus]->output[0]);
+    if (!xin || strcmp(xin, S(div->input[0])) != 0) return false;
+    int half = next_op(im, (size_t)mul, im->gp->node[mul]->output[0], "Mul");
+    if (half < 0 || !scalar_is(im, other_input(im, half, im->gp->node[mul]->output[0]), 0.5, NULL)) return false;
+    const char *out = im->gp->node[half]->output[0];
+    pn_node n = {.name = ident(im, out), .op = PN_OP_GELU};
+    int id = add(im, &n, (int32_t[]){x->node}, 1, NULL, 0);
+    if (id < 0) return true; /* matched; the error is set */
+    im->absorbed[erf] = im->absorbed[plus] = im->absorbed[mul] = im->absorbed[half] = true;
+    bind(im, out, id);
+    return true;
+}
+
+/* ReduceMean over the last axis of a rank-r tensor, keeping it. */
+static bool mean_last(const imp *im, int j, int r) {
+    const Onnx__NodeProto *nd = im->gp->node[j];
+    int64_t axes[2] = {0};
+    int na = 0;
+    for (size_t k = 0; k < nd->n_attribute; k++) {
+        const Onnx__AttributeProto *a = nd->attribute[k];
+        if (!strcmp(S(a->name), "keepdims") && a->i != 1) return false;
+        if (!strcmp(S(a->name), "axes")) {
+            if (a->n_ints != 1) return false;
+            axes[na++] = a->ints[0];
+        } else if (strcmp(S(a->name), "keepdims") != 0) return false;
+    }
+    return nd->n_input == 1 && na == 1 && (axes[0] == -1 || axes[0] == r - 1);
+}
+
+/* LayerNorm as torch.onnx.export writes it before opset 17:
+ *   d = Sub(x, ReduceMean(x)); q = Div(d, Sqrt(Add(ReduceMean(Pow(d, 2)), eps)));
+ *   y = Add(Mul(q, weight), bias)
+ * over the last axis, at the first ReduceMean: one layernorm node. False when it does not match. */
+static bool layernorm_pattern(imp *im, size_t i) {
+    const Onnx__NodeProto *r1 = im->node;
+    const value *x = r1->n_input == 1 ? pn_strmap_get(&im->values, S(r1->input[0])) : NULL;
+    if (!x || x->node < 0 || r1->n_output != 1) return false;
+    const pn_shape *s = &im->g->nodes[x->node].shape;
+    if (s->rank < 1 || !mean_last(im, (int)i, s->rank)) return false;
+    int sub = next_op(im, i, r1->output[0], "Sub");
+    if (sub < 0 || strcmp(S(im->gp->node[sub]->input[0]), S(r1->input[0])) != 0) return false;
+    const char *d = im->gp->node[sub]->output[0];
+    int pw = -1, dv = -1, readers = 0; /* d is read by the Pow and the Div only */
+    for (size_t j = (size_t)sub + 1; j < im->gp->n_node; j++) {
+        const Onnx__NodeProto *nd = im->gp->node[j];
+        for (size_t k = 0; k < nd->n_input; k++) {
+            if (strcmp(S(nd->input[k]), d) != 0) continue;
+            readers++;
+            if (!strcmp(S(nd->op_type), "Pow") && k == 0) pw = (int)j;
+            else if (!strcmp(S(nd->op_type), "Div") && k == 0) dv = (int)j;
+        }
+    }
+    for (size_t k = 0; k < im->gp->n_output; k++)
+        if (strcmp(S(im->gp->output[k]->name), d) == 0) return false;
+    if (readers != 2 || pw < 0 || dv < 0 || im->gp->node[pw]->n_input != 2 || !scalar_is(im, im->gp->node[pw]->input[1], 2.0, NULL))
+        return false;
+    int r2 = next_op(im, (size_t)pw, im->gp->node[pw]->output[0], "ReduceMean");
+    if (r2 < 0 || !mean_last(im, r2, s->rank)) return false;
+    int ae = next_op(im, (size_t)r2, im->gp->node[r2]->output[0], "Add");
+    double eps = 0;
+    if (ae < 0 || !scalar_is(im, other_input(im, ae, im->gp->node[r2]->output[0]), 0.0 / 0.0, &eps) || !(eps > 0)) return false;
+    int sq = next_op(im, (size_t)ae, im->gp->node[ae]->output[0], "Sqrt");
+    if (sq < 0 || next_op(im, (size_t)sq, im->gp->node[sq]->output[0], "Div") != dv ||
+        strcmp(S(im->gp->node[dv]->input[1]), im->gp->node[sq]->output[0]) != 0)
+        return false;
+    /* The affine part, when there is one: Mul by a vector, then Add of a vector. */
+    int64_t D = s->d[s->rank - 1];
+    const char *out = im->gp->node[dv]->output[0];
+    const value *w = NULL, *b = NULL;
+    int mul = next_op(im, (size_t)dv, out, "Mul"), badd = -1;
+    if (mul >= 0) {
+        w = pn_strmap_get(&im->values, S(other_input(im, mul, out)));
+        badd = next_op(im, (size_t)mul, im->gp->node[mul]->output[0], "Add");
+        b = badd < 0 ? NULL : pn_strmap_get(&im->values, S(other_input(im, badd, im->gp->node[mul]->output[0])));
+        if (!w || w->node >= 0 || !w->f || !is_vector(w, D) || w->rank != 1 || !b || b->node >= 0 || !b->f || !is_vector(b, D) || b->rank != 1)
+            w = b = NULL, mul = badd = -1;
+    }
+    if (mul >= 0) out = im->gp->node[badd]->output[0];
+    pn_node n = {.name = w ? layer_name(im, w) : ident(im, out), .op = PN_OP_LAYERNORM};
+    n.fa[PN_FA_VALUE] = eps;
+    int id = add(im, &n, (int32_t[]){x->node}, 1, NULL, 0);
+    if (id < 0) return true;
+    float *ones = pn_xmalloc((size_t)D * sizeof(float) + 1), *zeros = pn_xcalloc((size_t)D + 1, sizeof(float));
+    for (int64_t k = 0; k < D; k++) ones[k] = 1.0f;
+    weight(im, id, 0, w ? w->f : ones);
+    weight(im, id, 1, b ? b->f : zeros);
+    free(ones);
+    free(zeros);
+    int absorbed[] = {sub, pw, r2, ae, sq, dv, mul, badd};
+    for (size_t k = 0; k < sizeof absorbed / sizeof *absorbed; k++)
+        if (absorbed[k] >= 0) im->absorbed[absorbed[k]] = true;
+    bind(im, out, id);
+    return true;
 }
 
 /* MatMul: A B with B a 2-d constant is a dense layer (its bias the vector a lone Add then adds); two
@@ -415,7 +598,7 @@ static bool op_matmul(imp *im, size_t index) {
             im->absorbed[j] = true;
         }
     }
-    bool ok = dense(im, x, b, N, w, bias);
+    bool ok = dense(im, x, b, N, K, w, bias);
     if (ok && bias) bind(im, add_node->output[0], im->g->nnodes - 1);
     free(w);
     return ok;
@@ -445,6 +628,76 @@ static bool op_binary(imp *im, pn_op op) {
     int id = add(im, &n, in, 2, NULL, 0);
     if (id >= 0) bind(im, im->node->output[0], id);
     return id >= 0;
+}
+
+/* Div of a computed tensor by a scalar constant c: a multiplication by 1 / c. */
+static bool op_div(imp *im) {
+    if (!only(im, "") || !one_output(im)) return false;
+    int x = act(im, 0);
+    value *c = x < 0 ? NULL : input(im, 1);
+    if (!c) return false;
+    if (c->node >= 0) return fail(im, "a computed divisor is not supported (only a scalar constant)");
+    if (!(c = cst(im, 1, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT))) return false;
+    if (c->numel != 1 || c->f[0] == 0) return fail(im, "the divisor must be a non-zero scalar constant");
+    int k = step(im, PN_OP_CONST, "reciprocal", NULL, 0, NULL, 0, 1.0 / c->f[0]);
+    int id = k < 0 ? -1 : step(im, PN_OP_MUL, NULL, (int32_t[]){x, k}, 2, NULL, 0, 0);
+    if (id >= 0) bind(im, im->node->output[0], id);
+    return id >= 0;
+}
+
+static bool op_transpose(imp *im) {
+    if (!only(im, "perm") || !one_output(im)) return false;
+    int x = act(im, 0);
+    if (x < 0) return false;
+    int r = im->g->nodes[x].shape.rank;
+    int64_t perm[PN_MAX_RANK];
+    int n = attr_ints(im, "perm", perm, PN_MAX_RANK);
+    if (n < 0 && attr(im, "perm")) return fail(im, "perm has too many entries");
+    if (n < 0)
+        for (n = 0; n < r; n++) perm[n] = r - 1 - n; /* the default reverses the axes */
+    int id = step(im, PN_OP_TRANSPOSE, NULL, (int32_t[]){x}, 1, perm, n, 0);
+    if (id >= 0) bind(im, im->node->output[0], id);
+    return id >= 0;
+}
+
+static bool op_concat(imp *im) {
+    if (!only(im, "axis") || !one_output(im)) return false;
+    if (!attr(im, "axis")) return fail(im, "axis is missing");
+    int32_t in[MAX_IN];
+    int nin = (int)im->node->n_input;
+    if (nin < 1 || nin > MAX_IN) return fail(im, "%d inputs are not supported (1 to %d)", nin, MAX_IN);
+    for (int k = 0; k < nin; k++)
+        if ((in[k] = act(im, k)) < 0) return false;
+    pn_node n = plain(im, PN_OP_CONCAT);
+    n.ia[PN_AXIS] = attr_i(im, "axis", 0);
+    int id = add(im, &n, in, nin, NULL, 0);
+    if (id >= 0) bind(im, im->node->output[0], id);
+    return id >= 0;
+}
+
+/* LayerNormalization (opset 17) over the last axis: Scale and B constant vectors. */
+static bool op_layernorm(imp *im) {
+    if (!only(im, "axis epsilon stash_type") || !one_output(im)) return false;
+    int x = act(im, 0);
+    value *scale = x < 0 ? NULL : cst(im, 1, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT), *b = NULL;
+    if (!scale) return false;
+    const pn_shape *s = &im->g->nodes[x].shape;
+    int64_t axis = attr_i(im, "axis", -1);
+    if (axis != -1 && axis != s->rank - 1) return fail(im, "axis = %lld is not supported (only the last axis)", (long long)axis);
+    if (attr_i(im, "stash_type", 1) != 1) return fail(im, "stash_type = %lld is not supported", (long long)attr_i(im, "stash_type", 1));
+    if (has_input(im, 2) && !(b = cst(im, 2, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT))) return false;
+    int64_t D = s->rank ? s->d[s->rank - 1] : 0;
+    if (!is_vector(scale, D) || (b && !is_vector(b, D))) return fail(im, "Scale and B must be vectors of %lld elements", (long long)D);
+    pn_node n = {.name = layer_name(im, scale), .op = PN_OP_LAYERNORM};
+    n.fa[PN_FA_VALUE] = attr_f(im, "epsilon", 1e-5);
+    int id = add(im, &n, (int32_t[]){x}, 1, NULL, 0);
+    if (id < 0) return false;
+    float *zero = b ? NULL : pn_xcalloc((size_t)D + 1, sizeof(float));
+    weight(im, id, 0, scale->f);
+    weight(im, id, 1, b ? b->f : zero);
+    free(zero);
+    bind(im, im->node->output[0], id);
+    return true;
 }
 
 /* Relu, Sigmoid, Tanh, LeakyRelu: x in, one op out. */
@@ -710,11 +963,11 @@ static bool op_constant(imp *im) {
         v->dtype = ints ? ONNX__TENSOR_PROTO__DATA_TYPE__INT64 : ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
         if (ints) {
             v->i = pn_arena_alloc(&im->arena, (size_t)v->numel * sizeof(int64_t) + 1);
-            if (list) memcpy(v->i, a->ints, (size_t)v->numel * sizeof(int64_t));
+            if (list && v->numel) memcpy(v->i, a->ints, (size_t)v->numel * sizeof(int64_t));
             else v->i[0] = a->i;
         } else {
             v->f = pn_arena_alloc(&im->arena, (size_t)v->numel * sizeof(float) + 1);
-            if (list) memcpy(v->f, a->floats, (size_t)v->numel * sizeof(float));
+            if (list && v->numel) memcpy(v->f, a->floats, (size_t)v->numel * sizeof(float));
             else v->f[0] = a->f;
         }
     }
@@ -749,6 +1002,11 @@ static bool import_node(imp *im, size_t index) {
     if (!strcmp(op, "Dropout")) return op_alias(im, true);
     if (!strcmp(op, "Constant")) return op_constant(im);
     if (!strcmp(op, "Pad")) return op_pad(im);
+    if (!strcmp(op, "Div")) return gelu_pattern(im, index) || op_div(im);
+    if (!strcmp(op, "ReduceMean")) return layernorm_pattern(im, index) || fail(im, "only the LayerNorm pattern of ReduceMean is supported");
+    if (!strcmp(op, "Transpose")) return op_transpose(im);
+    if (!strcmp(op, "Concat")) return op_concat(im);
+    if (!strcmp(op, "LayerNormalization")) return op_layernorm(im);
     return fail(im, "the op is not supported");
 }
 
@@ -794,6 +1052,13 @@ static bool import_graph(imp *im) {
         if (!pn_strmap_get(&im->values, S(gp->input[k]->name)) && !import_input(im, gp->input[k])) return false;
     if (im->g->nnodes == 0) return fail(im, "the graph has no inputs");
     im->absorbed = pn_xcalloc(gp->n_node + 1, sizeof(bool));
+    /* Constant nodes first: they read nothing, and the patterns look ahead at their values. */
+    for (size_t k = 0; k < gp->n_node; k++) {
+        im->node = gp->node[k];
+        if (strcmp(S(im->node->op_type), "Constant") != 0 || (im->node->domain && *im->node->domain)) continue;
+        if (!op_constant(im)) return false;
+        im->absorbed[k] = true;
+    }
     for (size_t k = 0; k < gp->n_node; k++) {
         im->node = gp->node[k];
         if (!im->absorbed[k] && !import_node(im, k)) return false;

@@ -349,6 +349,40 @@ static void test_shape_error(void **state) {
     expect_error(m, "node 'p' (MaxPool, opset 13): 'maxpool2d' needs a 4-d NCHW input, but this is f32[batch,4]");
 }
 
+/* Models that decode but lie: found by the fuzzer (pnet_fuzz_onnx) or written to break it. */
+static void test_hostile(void **state) {
+    model *m = model_new(13); /* an attribute without a name */
+    input(m, "x", 2, batch4);
+    attr_i(node(m, "Relu", "r", "x", "y"), "", 1);
+    output(m, "y");
+    expect_error(m, "node 'r' (Relu, opset 13): attribute '' is not supported");
+
+    m = model_new(13); /* B's rows are not A's columns: the weight would be read past its end */
+    input(m, "x", 2, batch4);
+    static const int64_t wd[] = {3, 2};
+    static const float W[6] = {0};
+    init(m, "fc.weight", 2, wd, W, NULL);
+    attr_i(node(m, "Gemm", "g", "x fc.weight", "y"), "transB", 1);
+    output(m, "y");
+    expect_error(m, "node 'g' (Gemm, opset 13): the weight has 2 inputs, but the input's last dimension is 4");
+
+    m = model_new(13); /* 2^40 elements declared, none given: refused before any allocation */
+    input(m, "x", 2, batch4);
+    static const int64_t huge[] = {1 << 20, 1 << 20};
+    static const float none[1] = {0};
+    init(m, "w", 2, huge, none, NULL);
+    m->inits[0]->n_float_data = 1;
+    node(m, "MatMul", "mm", "x w", "y");
+    output(m, "y");
+    expect_error(m, "constant 'w' holds 1 values for its 1099511627776 elements");
+
+    m = model_new(13); /* a node reading a tensor that no node writes */
+    input(m, "x", 2, batch4);
+    node(m, "Relu", "r", "nowhere", "y");
+    output(m, "y");
+    expect_error(m, "node 'r' (Relu, opset 13): input 'nowhere' is not defined before the node");
+}
+
 static void test_malformed(void **state) {
     pn_onnx_weights w;
     char err[512];
@@ -379,7 +413,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_dense), cmocka_unit_test(test_matmul_add),  cmocka_unit_test(test_names),
         cmocka_unit_test(test_conv_group), cmocka_unit_test(test_conv_pads),   cmocka_unit_test(test_unsupported),
-        cmocka_unit_test(test_shape_error), cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_shape_error), cmocka_unit_test(test_hostile),    cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

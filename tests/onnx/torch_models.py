@@ -4,8 +4,9 @@
 Exports an MLP (Gemm, Relu, Tanh, Mul by a constant, LogSoftmax), a LeNet-5 (examples/lenet's
 architecture with a batch norm: Conv, MaxPool, Flatten, Gemm, Softmax) and a small CNN (Conv with
 stride and padding, BatchNormalization, AveragePool, GlobalAveragePool, Reshape, MatMul + Add,
-Sigmoid, LeakyRelu, Dropout, Sub, the zero Pad before AveragePool) with torch.onnx.export at opsets 11 and 13, batch dimension
-symbolic, and for each:
+Sigmoid, LeakyRelu, Dropout, Sub, the zero Pad before AveragePool) with torch.onnx.export at opsets
+11 and 13, and an attention block (MatMul of computed tensors, Transpose, Div, Concat, GELU and
+LayerNorm: as primitives at 11 and 13, LayerNormalization at 17), batch dimension symbolic; for each:
   - compiles it with pnetc and compares `infer` at batch 1 and 5 with PyTorch (rtol 1e-4, atol 1e-5);
   - writes --emit=pnet and --weights-out, compiles that .pnet with those weights, and checks that its
     outputs are bitwise those of the .onnx compiled directly;
@@ -73,6 +74,18 @@ class CNN(nn.Module):
         return torch.matmul(h, self.w) + self.b
 
 
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+        self.fc, self.ln = nn.Linear(16, 8), nn.LayerNorm(8)
+
+    def forward(self, x):
+        att = torch.softmax(torch.matmul(self.q(x), self.k(x).transpose(1, 2)) / 8 ** 0.5, dim=-1)
+        h = torch.cat([x, torch.matmul(att, self.v(x))], dim=2)
+        return self.ln(nn.functional.gelu(self.fc(h)))
+
+
 def run(args, what):
     p = subprocess.run(args, capture_output=True, text=True)
     if p.returncode != 0:
@@ -87,7 +100,8 @@ def infer(exe, x_path, out_path, tag):
 
 def main():
     torch.manual_seed(0)
-    for name, model, shape in [("mlp", MLP(), (20,)), ("lenet", LeNet(), (1, 28, 28)), ("cnn", CNN(), (3, 12, 12))]:
+    for name, model, shape, opsets in [("mlp", MLP(), (20,), (11, 13)), ("lenet", LeNet(), (1, 28, 28), (11, 13)),
+                                       ("cnn", CNN(), (3, 12, 12), (11, 13)), ("block", Block(), (4, 8), (11, 13, 17))]:
         model.eval()
         with torch.no_grad():  # running statistics that are not the identity
             for m in model.modules():
@@ -96,7 +110,7 @@ def main():
                     m.running_var.uniform_(0.5, 2.0)
                     m.weight.uniform_(0.5, 1.5)
                     m.bias.uniform_(-0.5, 0.5)
-        for opset in (11, 13):
+        for opset in opsets:
             tag = f"{name}_{opset}"
             onnx_path = os.path.join(WORK, tag + ".onnx")
             torch.onnx.export(model, torch.randn(2, *shape), onnx_path, opset_version=opset,
