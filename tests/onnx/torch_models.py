@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """ONNX import against PyTorch (ctest onnx.torch; docs/onnx.md).
 
-Exports an MLP (Gemm, Relu, Tanh, Mul by a constant, LogSoftmax), a LeNet-5 (examples/lenet's
+Exports examples/resnet_small's architecture (Conv with the batch norm folded in, residual Add,
+GlobalAveragePool), an MLP (Gemm, Relu, Tanh, Mul by a constant, LogSoftmax), a LeNet-5 (examples/lenet's
 architecture with a batch norm: Conv, MaxPool, Flatten, Gemm, Softmax) and a small CNN (Conv with
 stride and padding, BatchNormalization, AveragePool, GlobalAveragePool, Reshape, MatMul + Add,
 Sigmoid, LeakyRelu, Dropout, Sub, the zero Pad before AveragePool) with torch.onnx.export at opsets
@@ -10,7 +11,8 @@ LayerNorm: as primitives at 11 and 13, LayerNormalization at 17), batch dimensio
   - compiles it with pnetc and compares `infer` at batch 1 and 5 with PyTorch (rtol 1e-4, atol 1e-5);
   - writes --emit=pnet and --weights-out, compiles that .pnet with those weights, and checks that its
     outputs are bitwise those of the .onnx compiled directly;
-  - compiles it with -c and checks the header names the input and output.
+  - compiles it with -c and checks the header names the input and output;
+and checks --check, --report, --emit=dot|llvm|graph on one, and that --auto-partition refuses it.
 Usage: torch_models.py PNETC WORKDIR. Needs Debian's python3-torch (re-runs under /usr/bin/python3
 when this python has no torch); exit 77 (skipped) without it.
 """
@@ -86,6 +88,33 @@ class Block(nn.Module):
         return self.ln(nn.functional.gelu(self.fc(h)))
 
 
+def conv_block(cin, cout, stride=1):  # stdlib nn.conv_block
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class Basic(nn.Module):  # examples/resnet_small.pnet's block basic
+    def __init__(self, ch):
+        super().__init__()
+        self.a = conv_block(ch, ch)
+        self.conv, self.bn = nn.Conv2d(ch, ch, 3, 1, 1, bias=False), nn.BatchNorm2d(ch)
+
+    def forward(self, x):
+        return torch.relu(x + self.bn(self.conv(self.a(x))))
+
+
+class ResNetSmall(nn.Module):  # examples/resnet_small.pnet
+    def __init__(self):
+        super().__init__()
+        self.stem, self.res1 = conv_block(3, 16), Basic(16)
+        self.down, self.res2 = conv_block(16, 32, 2), Basic(32)
+        self.up, self.down_fc, self.logits = nn.Linear(32, 64), nn.Linear(64, 64), nn.Linear(64, 10)
+
+    def forward(self, x):
+        h = self.res2(self.down(self.res1(self.stem(x))))
+        h = torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1)
+        return torch.softmax(self.logits(self.down_fc(torch.relu(self.up(h)))), dim=1)
+
+
 def run(args, what):
     p = subprocess.run(args, capture_output=True, text=True)
     if p.returncode != 0:
@@ -101,7 +130,8 @@ def infer(exe, x_path, out_path, tag):
 def main():
     torch.manual_seed(0)
     for name, model, shape, opsets in [("mlp", MLP(), (20,), (11, 13)), ("lenet", LeNet(), (1, 28, 28), (11, 13)),
-                                       ("cnn", CNN(), (3, 12, 12), (11, 13)), ("block", Block(), (4, 8), (11, 13, 17))]:
+                                       ("cnn", CNN(), (3, 12, 12), (11, 13)), ("block", Block(), (4, 8), (11, 13, 17)),
+                                       ("resnet_small", ResNetSmall(), (3, 32, 32), (11, 13))]:
         model.eval()
         with torch.no_grad():  # running statistics that are not the identity
             for m in model.modules():
@@ -155,6 +185,18 @@ def main():
                     failures.append(f"{tag}: the header does not name input_1 and out")
                 else:
                     print(f"PASS {tag} -c writes an object and its header")
+    # The other outputs of pnetc on an ONNX file; --auto-partition points at --emit=pnet.
+    lenet = os.path.join(WORK, "lenet_13.onnx")
+    for args, want in [(["--check"], ""), (["--report"], "FLOP per sample"), (["--emit=dot"], "digraph"),
+                       (["--emit=llvm", "-o", "-"], "define"), (["--emit=graph"], "conv2d(")]:
+        p = subprocess.run([PNETC, *args, lenet], capture_output=True, text=True)
+        if p.returncode != 0 or want not in p.stdout:
+            failures.append(f"pnetc {' '.join(args)} lenet_13.onnx: exit {p.returncode}: {p.stderr.strip()[:200]}")
+        else:
+            print(f"PASS pnetc {' '.join(args)} on an ONNX file")
+    p = subprocess.run([PNETC, "--auto-partition", "2", lenet], capture_output=True, text=True)
+    if p.returncode != 1 or "--emit=pnet" not in p.stderr or len(p.stderr.splitlines()) != 1:
+        failures.append(f"--auto-partition of an ONNX file: exit {p.returncode}: {p.stderr.strip()[:200]}")
     for f in failures:
         print("FAIL", f)
     print(f"{len(failures)} failures")
