@@ -746,6 +746,24 @@ static bool op_pad(imp *im) {
     return true;
 }
 
+/* Gather on axis 0 of a 2-d FLOAT initializer [vocab, dim] by computed ids: an embedding. */
+static bool op_gather(imp *im) {
+    if (!only(im, "axis") || !one_output(im)) return false;
+    if (attr_i(im, "axis", 0) != 0) return fail(im, "axis = %lld is not supported (only 0)", (long long)attr_i(im, "axis", 0));
+    value *table = cst(im, 0, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
+    int ids = table ? act(im, 1) : -1;
+    if (ids < 0) return false;
+    if (table->rank != 2) return fail(im, "the table must have 2 dimensions [vocab, dim]");
+    pn_node n = {.name = layer_name(im, table), .op = PN_OP_EMBEDDING};
+    n.ia[PN_EMB_VOCAB] = table->dims[0];
+    n.ia[PN_EMB_DIM] = table->dims[1];
+    int id = add(im, &n, (int32_t[]){ids}, 1, NULL, 0);
+    if (id < 0) return false;
+    weight(im, id, 0, table->f);
+    bind(im, im->node->output[0], id);
+    return true;
+}
+
 /* Softmax, LogSoftmax: over one axis. Before opset 13 the input is seen as 2-d [before axis, from
  * axis], which is a softmax over the last axis only when axis is the last. */
 static bool op_softmax(imp *im, pn_op op) {
@@ -1005,6 +1023,7 @@ static bool import_node(imp *im, size_t index) {
     if (!strcmp(op, "Div")) return gelu_pattern(im, index) || op_div(im);
     if (!strcmp(op, "ReduceMean")) return layernorm_pattern(im, index) || fail(im, "only the LayerNorm pattern of ReduceMean is supported");
     if (!strcmp(op, "Transpose")) return op_transpose(im);
+    if (!strcmp(op, "Gather")) return op_gather(im);
     if (!strcmp(op, "Concat")) return op_concat(im);
     if (!strcmp(op, "LayerNormalization")) return op_layernorm(im);
     return fail(im, "the op is not supported");
@@ -1017,12 +1036,14 @@ static bool import_input(imp *im, const Onnx__ValueInfoProto *vi) {
     if (!t || t->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !t->tensor_type)
         return fail(im, "input '%s' is not a tensor", name);
     const Onnx__TypeProto__Tensor *tt = t->tensor_type;
-    if (tt->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
-        return fail(im, "input '%s' is %s; only FLOAT inputs are supported", name, type_name(tt->elem_type));
+    bool ints = tt->elem_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || tt->elem_type == ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
+    if (tt->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && !ints)
+        return fail(im, "input '%s' is %s; only FLOAT, INT64 and INT32 inputs are supported", name, type_name(tt->elem_type));
     if (!tt->shape) return fail(im, "input '%s' has no shape", name);
     if (tt->shape->n_dim < 1 || tt->shape->n_dim > PN_MAX_RANK)
         return fail(im, "input '%s' has %zu dimensions (1 to %d are supported)", name, tt->shape->n_dim, PN_MAX_RANK);
-    pn_node n = {.name = ident(im, name), .op = PN_OP_INPUT, .dtype = PN_F32, .flags = PN_NODE_NAMED};
+    /* Integer inputs (token ids) are i32: the executables read int64 .npy files and check the range. */
+    pn_node n = {.name = ident(im, name), .op = PN_OP_INPUT, .dtype = ints ? PN_I32 : PN_F32, .flags = PN_NODE_NAMED};
     n.shape.rank = (int)tt->shape->n_dim;
     for (int k = 0; k < n.shape.rank; k++) {
         const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];

@@ -6,7 +6,7 @@ GlobalAveragePool), an MLP (Gemm, Relu, Tanh, Mul by a constant, LogSoftmax), a 
 architecture with a batch norm: Conv, MaxPool, Flatten, Gemm, Softmax) and a small CNN (Conv with
 stride and padding, BatchNormalization, AveragePool, GlobalAveragePool, Reshape, MatMul + Add,
 Sigmoid, LeakyRelu, Dropout, Sub, the zero Pad before AveragePool) with torch.onnx.export at opsets
-11 and 13, and an attention block (MatMul of computed tensors, Transpose, Div, Concat, GELU and
+11 and 13, an embedding (Gather from int64 ids), and an attention block (MatMul of computed tensors, Transpose, Div, Concat, GELU and
 LayerNorm: as primitives at 11 and 13, LayerNormalization at 17), batch dimension symbolic; for each:
   - compiles it with pnetc and compares `infer` at batch 1 and 5 with PyTorch (rtol 1e-4, atol 1e-5);
   - writes --emit=pnet and --weights-out, compiles that .pnet with those weights, and checks that its
@@ -115,6 +115,15 @@ class ResNetSmall(nn.Module):  # examples/resnet_small.pnet
         return torch.softmax(self.logits(self.down_fc(torch.relu(self.up(h)))), dim=1)
 
 
+class Embed(nn.Module):  # Gather on an initializer, from int64 token ids
+    def __init__(self):
+        super().__init__()
+        self.tok, self.fc = nn.Embedding(50, 8), nn.Linear(48, 5)
+
+    def forward(self, ids):
+        return self.fc(torch.flatten(torch.tanh(self.tok(ids)), 1))
+
+
 def run(args, what):
     p = subprocess.run(args, capture_output=True, text=True)
     if p.returncode != 0:
@@ -131,7 +140,9 @@ def main():
     torch.manual_seed(0)
     for name, model, shape, opsets in [("mlp", MLP(), (20,), (11, 13)), ("lenet", LeNet(), (1, 28, 28), (11, 13)),
                                        ("cnn", CNN(), (3, 12, 12), (11, 13)), ("block", Block(), (4, 8), (11, 13, 17)),
-                                       ("resnet_small", ResNetSmall(), (3, 32, 32), (11, 13))]:
+                                       ("resnet_small", ResNetSmall(), (3, 32, 32), (11, 13)),
+                                       ("embed", Embed(), (6,), (11, 13))]:
+        sample = (lambda *s: torch.randint(0, 50, s)) if name == "embed" else torch.randn
         model.eval()
         with torch.no_grad():  # running statistics that are not the identity
             for m in model.modules():
@@ -143,14 +154,14 @@ def main():
         for opset in opsets:
             tag = f"{name}_{opset}"
             onnx_path = os.path.join(WORK, tag + ".onnx")
-            torch.onnx.export(model, torch.randn(2, *shape), onnx_path, opset_version=opset,
+            torch.onnx.export(model, sample(2, *shape), onnx_path, opset_version=opset,
                               input_names=["input.1"], output_names=["out"],
                               dynamic_axes={"input.1": {0: "batch_size"}, "out": {0: "batch_size"}})
             exe = os.path.join(WORK, tag)
             if not run([PNETC, onnx_path, "-o", exe], f"{tag} compile"):
                 continue
             for batch in (1, 5):
-                x = torch.randn(batch, *shape)
+                x = sample(batch, *shape)
                 x_path = os.path.join(WORK, f"{tag}_x{batch}.npy")
                 np.save(x_path, x.numpy())
                 out = os.path.join(WORK, f"{tag}_y{batch}.npy")
