@@ -536,6 +536,12 @@ static int run_onnx_file(const char *file, action act, const compile_opts *o) {
                 : "--auto-partition prints the source back, so it needs a .pnet file: write one with --emit=pnet");
         return 1;
     }
+    const char *wout = o->weights_out, *out = o->out_path && strcmp(o->out_path, "-") != 0 ? o->out_path : NULL;
+    if (wout && (pnetrt_io_same_file(wout, file) || (out && (strcmp(wout, out) == 0 || pnetrt_io_same_file(wout, out))))) {
+        fprintf(stderr, "pnetc: error: --weights-out '%s' is the %s; choose another name\n", wout,
+                pnetrt_io_same_file(wout, file) ? "input model" : "output");
+        return 1;
+    }
     size_t len;
     char why[256], err[1024];
     uint8_t *data = (uint8_t *)pn_read_file(file, (size_t)2 << 30, &len, why, sizeof why);

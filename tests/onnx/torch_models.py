@@ -208,6 +208,15 @@ def main():
     p = subprocess.run([PNETC, "--auto-partition", "2", lenet], capture_output=True, text=True)
     if p.returncode != 1 or "--emit=pnet" not in p.stderr or len(p.stderr.splitlines()) != 1:
         failures.append(f"--auto-partition of an ONNX file: exit {p.returncode}: {p.stderr.strip()[:200]}")
+    # --weights-out never replaces the model or the output.
+    model = open(lenet, "rb").read()
+    for extra in ([], ["-o", os.path.join(WORK, "same")]):
+        wout = lenet if not extra else extra[1]
+        p = subprocess.run([PNETC, lenet, "--weights-out", wout, *extra], capture_output=True, text=True)
+        if p.returncode != 1 or len(p.stderr.splitlines()) != 1 or open(lenet, "rb").read() != model:
+            failures.append(f"--weights-out {wout}: exit {p.returncode}: {p.stderr.strip()[:200]}")
+        else:
+            print(f"PASS --weights-out refuses to replace the {'output' if extra else 'model'}")
     for f in failures:
         print("FAIL", f)
     print(f"{len(failures)} failures")
