@@ -7,6 +7,8 @@
 #include "ir/graph.h"
 #include "ir/report.h"
 #include "ir/bounds.h"
+#include "ir/pnet_source.h"
+#include "onnx/onnx.h"
 #include "pnetrt_ranks.h"
 #include "pnetrt_abi.h"
 #include "parse/parse.h"
@@ -31,9 +33,11 @@ enum { PN_DEP_NAME_MAX = 256 }; /* a network's name, for -MD */
 static const char usage[] =
     "usage: pnetc [options] FILE.pnet\n"
     "       pnetc [options] FILE.graph\n"
+    "       pnetc [options] FILE.onnx\n"
     "\n"
     "Compiles a .pnet network into an executable (default), or an object file with a C header\n"
-    "(-c). A FILE.graph (the text printed by --emit=graph) is read back as graph IR.\n"
+    "(-c). A FILE.graph (the text printed by --emit=graph) is read back as graph IR; a FILE.onnx\n"
+    "is imported with its weights (docs/onnx.md).\n"
     "\n"
     "options:\n"
     "  -o FILE            the output file; - for standard output (default: the network's name; NAME.o,\n"
@@ -50,6 +54,8 @@ static const char usage[] =
     "  --check            check the file; print nothing and exit 0 when it is valid\n"
     "  --emit=graph       print the checked graph IR, one node per line\n"
     "  --emit=dot         print the graph as Graphviz, one cluster per pipeline stage\n"
+    "  --emit=pnet        FILE.onnx: print the network as .pnet source, one statement per node\n"
+    "  --weights-out W.safetensors  FILE.onnx: also write its weights there, named as the network's parameters\n"
     "  --auto-partition S  split the layers into S pipeline stages by the cost model; print the file back\n"
     "  --train-chunk N    samples per gradient chunk in training (default 32; see docs/training.md)\n"
     "  --report           print the schedule: per stage its layers, FLOPs, bytes and cost; balance; bubble\n"
@@ -72,10 +78,10 @@ static const char usage[] =
     "\n"
     "An option's value follows it or an '=': --emit graph, --emit=graph, --cpu=native.\n";
 
-typedef enum { ACT_EXE, ACT_CHECK, ACT_GRAPH, ACT_DOT, ACT_OBJ, ACT_ASM, ACT_LLVM, ACT_REPORT, ACT_PARTITION } action;
+typedef enum { ACT_EXE, ACT_CHECK, ACT_GRAPH, ACT_DOT, ACT_OBJ, ACT_ASM, ACT_LLVM, ACT_REPORT, ACT_PARTITION, ACT_PNET } action;
 
 typedef struct compile_opts {
-    const char *out_path, *triple, *cpu, *weights, *weights_prefix, *dump_after;
+    const char *out_path, *triple, *cpu, *weights, *weights_prefix, *dump_after, *weights_out;
     int opt_level;
     int train_chunk; /* 0: the default */
     int ranks;       /* --report --ranks K: how K ranks of mpirun share the network; 0: not asked */
@@ -555,6 +561,79 @@ static int run_graph_file(const char *file, action act, const compile_opts *o) {
     return rc;
 }
 
+/* FILE.onnx: the ONNX front end's graph (compiler/onnx), its weights embedded through a safetensors file
+ * (--weights-out, else a temporary one), then as for FILE.graph. */
+static int run_onnx_file(const char *file, action act, const compile_opts *o) {
+    if (!pn_onnx_supported) {
+        fprintf(stderr, "pnetc: error: %s: this pnetc was built without ONNX support\n", file);
+        return 1;
+    }
+    if (act == ACT_PARTITION || o->weights) {
+        fprintf(stderr, "%s: error: %s\n", file, o->weights ? "--weights: an ONNX model carries its own weights"
+                : "--auto-partition prints the source back, so it needs a .pnet file: write one with --emit=pnet");
+        return 1;
+    }
+    const char *wout = o->weights_out, *out = o->out_path && strcmp(o->out_path, "-") != 0 ? o->out_path : NULL;
+    if (wout && (pnetrt_io_same_file(wout, file) || (out && (strcmp(wout, out) == 0 || pnetrt_io_same_file(wout, out))))) {
+        fprintf(stderr, "pnetc: error: --weights-out '%s' is the %s; choose another name\n", wout,
+                pnetrt_io_same_file(wout, file) ? "input model" : "output");
+        return 1;
+    }
+    size_t len;
+    char why[256], err[1024];
+    uint8_t *data = (uint8_t *)pn_read_file(file, (size_t)2 << 30, &len, why, sizeof why);
+    if (!data) {
+        fprintf(stderr, "pnetc: error: cannot read '%s': %s\n", file, why);
+        return 1;
+    }
+    pn_onnx_weights w;
+    pn_graph *g = pn_onnx_import(data, len, &w, err, sizeof err);
+    free(data);
+    if (!g) {
+        fprintf(stderr, "%s: error: %s\n", file, err);
+        return 1;
+    }
+    compile_opts wo = *o;
+    char tmp[PATH_MAX] = "";
+    int rc = 1;
+    if (w.n && (o->weights_out || (act != ACT_CHECK && act != ACT_GRAPH && act != ACT_DOT && act != ACT_PNET && act != ACT_REPORT))) {
+        if (!o->weights_out) {
+            snprintf(tmp, sizeof tmp, "%s/pnetc-XXXXXX.safetensors", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+            int fd = mkstemps(tmp, 12);
+            if (fd < 0) {
+                fprintf(stderr, "pnetc: error: cannot create a temporary file: %s\n", strerror(errno));
+                tmp[0] = 0;
+                goto out;
+            }
+            close(fd);
+        }
+        wo.weights = o->weights_out ? o->weights_out : tmp;
+        if (pnetrt_st_write(wo.weights, w.n, (const char *const *)w.names, w.ranks, (const int64_t(*)[8])w.shapes,
+                            (const float *const *)w.data, 0, NULL, NULL, err, sizeof err)) {
+            out_error(wo.weights, err);
+            goto out;
+        }
+    }
+    if (act != ACT_CHECK) warn_unbalanced(file, g, o->diags);
+    if (o->net_name) snprintf(o->net_name, PN_DEP_NAME_MAX, "%s", g->name);
+    if (act == ACT_CHECK) rc = 0;
+    else if (act == ACT_REPORT) rc = write_report(g, o);
+    else if (act == ACT_GRAPH || act == ACT_DOT) rc = print_graph(g, act, o->out_path);
+    else if (act == ACT_PNET) {
+        out_file of;
+        if (out_open(&of, o->out_path)) {
+            bool ok = pn_graph_print_pnet(g, of.f, err, sizeof err);
+            if (!ok) fprintf(stderr, "%s: error: %s\n", file, err);
+            rc = out_close(&of, ok);
+        }
+    } else rc = compile(g, act, &wo);
+out:
+    if (tmp[0]) unlink(tmp);
+    pn_onnx_weights_free(&w);
+    pn_graph_free(g);
+    return rc;
+}
+
 /* The file the action writes, into buf: -o, else the default name of the network's output; "" for
  * standard output. */
 static void output_name(action act, const compile_opts *o, const char *net, char *buf, size_t n) {
@@ -638,6 +717,7 @@ static const pnetc_opt pnetc_opts[] = {
     {"-I", true},               {"--network", true},     {"--target", true},        {"--cpu", true},
     {"--weights", true},        {"--error-limit", true}, {"-w", false},             {"-MD", false},
     {"-MF", true},              {"-MT", true},           {"--weights-prefix", true}, {"--profile", true},
+    {"--weights-out", true},
 };
 
 /* argv[*i] as one of pnetc_opts, with its value in *v (after '=', else the next argument, advancing
@@ -767,11 +847,12 @@ int main(int argc, char **argv) {
             else if (strcmp(v, "llvm") == 0) act = ACT_LLVM;
             else if (strcmp(v, "asm") == 0) act = ACT_ASM;
             else if (strcmp(v, "obj") == 0) act = ACT_OBJ;
+            else if (strcmp(v, "pnet") == 0) act = ACT_PNET;
             else {
-                static const char *const kinds[] = {"graph", "dot", "llvm", "asm", "obj"};
+                static const char *const kinds[] = {"graph", "dot", "llvm", "asm", "obj", "pnet"};
                 const char *best = pn_closest(v, kinds, PN_ARRAY_LEN(kinds));
                 if (best) fprintf(stderr, "pnetc: error: unknown --emit kind '%s'; did you mean '%s'?\n", v, best);
-                else fprintf(stderr, "pnetc: error: unknown --emit kind '%s'; expected graph, dot, llvm, asm or obj\n", v);
+                else fprintf(stderr, "pnetc: error: unknown --emit kind '%s'; expected graph, dot, llvm, asm, obj or pnet\n", v);
                 rc = 1;
                 goto done;
             }
@@ -791,6 +872,8 @@ int main(int argc, char **argv) {
             o.weights = v;
         } else if (strcmp(name, "--weights-prefix") == 0) {
             o.weights_prefix = v;
+        } else if (strcmp(name, "--weights-out") == 0) {
+            o.weights_out = v;
         } else if (strcmp(name, "--error-limit") == 0) {
             char *end;
             long n = strtol(v, &end, 10);
@@ -860,6 +943,15 @@ int main(int argc, char **argv) {
     if (flen > 6 && strcmp(file + flen - 6, ".graph") == 0) {
         rc = run_graph_file(file, act, &o);
         if (rc == 0 && deps) rc = write_deps(&prog, file, act, &o, net_name, dep_file, dep_target);
+        goto done;
+    }
+    if (flen > 5 && strcmp(file + flen - 5, ".onnx") == 0) {
+        rc = run_onnx_file(file, act, &o);
+        if (rc == 0 && deps) rc = write_deps(&prog, file, act, &o, net_name, dep_file, dep_target);
+        goto done;
+    }
+    if (act == ACT_PNET || o.weights_out) {
+        rc = fail("%s", act == ACT_PNET ? "--emit=pnet reads an ONNX model (FILE.onnx)" : "--weights-out reads an ONNX model (FILE.onnx)");
         goto done;
     }
     char stdlib[PATH_MAX];

@@ -16,7 +16,7 @@ import sys
 # Layers, lowest first: a file may include files of its own layer or lower ones. A path's layer is the
 # longest prefix below that matches it.
 LAYERS = {
-    "compiler": ["support", "parse", "ir", "check", "passes", "codegen", "tools", "main.c"],
+    "compiler": ["support", "parse", "ir", "check", "onnx", "passes", "codegen", "tools", "main.c"],
     "runtime": ["abi", "io", "core", "cli"],
 }
 PREFIXES = [
@@ -26,6 +26,7 @@ PREFIXES = [
     ("compiler/ops.def", "compiler", "ir"),  # the op table (STYLE 3), indexed by ir and the stages above it
     ("compiler/ir/", "compiler", "ir"),
     ("compiler/check/", "compiler", "check"),
+    ("compiler/onnx/", "compiler", "onnx"),  # the ONNX front end: builds graph IR as check does
     ("compiler/passes/", "compiler", "passes"),
     ("compiler/codegen/", "compiler", "codegen"),
     ("compiler/tools/", "compiler", "tools"),

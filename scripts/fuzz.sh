@@ -2,20 +2,20 @@
 # Builds the libFuzzer targets (ASan + UBSan, clang-19) and runs each in turn from a seed corpus of the repository's
 # own files; see docs/testing.md for what each target covers.
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (default 60 seconds each, all targets)
-#   TARGET: check npy safetensors data graph partition ckpt
+#   TARGET: check npy safetensors data graph partition ckpt onnx
 # A crash leaves build-fuzz/crash-* (or leak-*, timeout-*, oom-*); the corpora grow in build-fuzz/corpus-TARGET.
 # PNETC=path/to/pnetc adds the examples' graph IR to the graph seeds.
 set -eu
 cd "$(dirname "$0")/.."
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-check npy safetensors data graph partition ckpt}
+targets=${*:-check npy safetensors data graph partition ckpt onnx}
 sh scripts/setup.sh --fuzz
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang-19 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DPNET_FUZZ=ON -DPNET_TESTS=OFF >/dev/null
 for t in $targets; do
-    case $t in check) bin=pnet_fuzz ;; npy | safetensors | data | graph | partition | ckpt) bin=pnet_fuzz_$t ;;
-    *) echo "fuzz.sh: unknown target '$t'; expected check npy safetensors data graph partition ckpt" >&2; exit 2 ;; esac
+    case $t in check) bin=pnet_fuzz ;; npy | safetensors | data | graph | partition | ckpt | onnx) bin=pnet_fuzz_$t ;;
+    *) echo "fuzz.sh: unknown target '$t'; expected check npy safetensors data graph partition ckpt onnx" >&2; exit 2 ;; esac
     cmake --build build-fuzz --target $bin
 done
 
@@ -30,6 +30,10 @@ seed() {
         python3 tests/fuzz/seeds.py safetensors "$corpus" ;;
     data) python3 tests/fuzz/seeds.py data "$corpus" ;;
     ckpt) python3 tests/fuzz/seeds.py ckpt "$corpus" ;;
+    onnx) # the ONNX conformance suite's small models (libonnx-testdata), one file per test
+        for f in /usr/share/libonnx-testdata/data/*/*/model.onnx; do
+            [ -f "$f" ] && [ "$(stat -c %s "$f")" -lt 65536 ] && cp "$f" "$corpus/$(basename "$(dirname "$f")").onnx"
+        done ;;
     graph)
         cp tests/graphs/*.graph "$corpus"/
         pnetc=${PNETC:-}

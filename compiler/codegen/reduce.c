@@ -53,11 +53,13 @@ LLVMValueRef cg_gen_softmax(cg *c, int node) {
     if (!logsm) cg_store(c, e, op, idx);
     cg_loop_next(&a2, sum, cg_fadd(c, sum, e, true));
     cg_loop_end(c, &a2);
-    LLVMValueRef k = logsm ? cg_fadd(c, m, cg_log(c, sum), false) : cg_fdiv(c, cg_f32(c, 1.0), sum);
+    /* log_softmax is (x - max) - log(sum), never x - (max + log(sum)): the rounding of a large max plus
+     * the log would be the result's error (the ONNX test test_logsoftmax_large_number). */
+    LLVMValueRef k = logsm ? cg_log(c, sum) : cg_fdiv(c, cg_f32(c, 1.0), sum);
     cg_loop a3;
     cg_loop_begin(c, &a3, cg_i64(c, 0), keep, "a3");
     LLVMValueRef idx3 = LLVMBuildMul(c->b, a3.iv, step, "");
-    LLVMValueRef v = logsm ? cg_fsub(c, cg_load(c, ip, idx3), k) : cg_fmul(c, cg_load(c, op, idx3), k, false);
+    LLVMValueRef v = logsm ? cg_fsub(c, cg_fsub(c, cg_load(c, ip, idx3), m), k) : cg_fmul(c, cg_load(c, op, idx3), k, false);
     cg_store(c, v, op, idx3);
     cg_loop_end(c, &a3);
     if (causal) {

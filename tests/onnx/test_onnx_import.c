@@ -1,0 +1,419 @@
+/* Unit tests of the ONNX front end (compiler/onnx): models built here with protobuf-c, imported from
+ * their packed bytes; the graph, the weights, the names and every error message are checked. */
+#include "onnx/onnx.h"
+#include "onnx/onnx.pb-c.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/* ---- building models (never freed: each test builds a few small ones) --------------------- */
+
+typedef struct model {
+    Onnx__ModelProto m;
+    Onnx__GraphProto g;
+    Onnx__OperatorSetIdProto opset, *opsets[1];
+    Onnx__NodeProto *nodes[32];
+    Onnx__ValueInfoProto *ins[8], *outs[8];
+    Onnx__TensorProto *inits[16];
+} model;
+
+static model *model_new(int64_t opset) {
+    model *m = calloc(1, sizeof *m);
+    onnx__model_proto__init(&m->m);
+    onnx__graph_proto__init(&m->g);
+    onnx__operator_set_id_proto__init(&m->opset);
+    m->opset.domain = "";
+    m->opset.has_version = 1;
+    m->opset.version = opset;
+    m->opsets[0] = &m->opset;
+    m->m.n_opset_import = 1;
+    m->m.opset_import = m->opsets;
+    m->m.graph = &m->g;
+    m->g.name = "net";
+    m->g.node = m->nodes;
+    m->g.input = m->ins;
+    m->g.output = m->outs;
+    m->g.initializer = m->inits;
+    return m;
+}
+
+/* An f32 input; dims[k] < 0 is symbolic. */
+static void input(model *m, const char *name, int rank, const int64_t *dims) {
+    Onnx__ValueInfoProto *vi = calloc(1, sizeof *vi);
+    Onnx__TypeProto *t = calloc(1, sizeof *t);
+    Onnx__TypeProto__Tensor *tt = calloc(1, sizeof *tt);
+    Onnx__TensorShapeProto *s = calloc(1, sizeof *s);
+    onnx__value_info_proto__init(vi);
+    onnx__type_proto__init(t);
+    onnx__type_proto__tensor__init(tt);
+    onnx__tensor_shape_proto__init(s);
+    s->n_dim = (size_t)rank;
+    s->dim = calloc((size_t)rank, sizeof *s->dim);
+    for (int k = 0; k < rank; k++) {
+        Onnx__TensorShapeProto__Dimension *d = calloc(1, sizeof *d);
+        onnx__tensor_shape_proto__dimension__init(d);
+        if (dims[k] < 0) d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM, d->dim_param = "N";
+        else d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE, d->dim_value = dims[k];
+        s->dim[k] = d;
+    }
+    tt->has_elem_type = 1;
+    tt->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    tt->shape = s;
+    t->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    t->tensor_type = tt;
+    vi->name = (char *)name;
+    vi->type = t;
+    m->ins[m->g.n_input++] = vi;
+}
+
+static void output(model *m, const char *name) {
+    Onnx__ValueInfoProto *vi = calloc(1, sizeof *vi);
+    onnx__value_info_proto__init(vi);
+    vi->name = (char *)name;
+    m->outs[m->g.n_output++] = vi;
+}
+
+/* An initializer of type dtype (FLOAT: f; INT64: i). */
+static void init(model *m, const char *name, int rank, const int64_t *dims, const float *f, const int64_t *i) {
+    Onnx__TensorProto *t = calloc(1, sizeof *t);
+    onnx__tensor_proto__init(t);
+    t->name = (char *)name;
+    t->n_dims = (size_t)rank;
+    t->dims = (int64_t *)dims;
+    size_t n = 1;
+    for (int k = 0; k < rank; k++) n *= (size_t)dims[k];
+    t->has_data_type = 1;
+    t->data_type = f ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT : ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+    if (f) t->n_float_data = n, t->float_data = (float *)f;
+    else t->n_int64_data = n, t->int64_data = (int64_t *)i;
+    m->inits[m->g.n_initializer++] = t;
+}
+
+/* A node: ins and outs are space-separated tensor names ("" for none). */
+static char **names(const char *list, size_t *n) {
+    char *copy = strdup(list), **v = calloc(16, sizeof *v);
+    *n = 0;
+    for (char *w = strtok(copy, " "); w; w = strtok(NULL, " ")) v[(*n)++] = w;
+    return v;
+}
+
+static Onnx__NodeProto *node(model *m, const char *op, const char *name, const char *ins, const char *outs) {
+    Onnx__NodeProto *n = calloc(1, sizeof *n);
+    onnx__node_proto__init(n);
+    n->op_type = (char *)op;
+    n->name = (char *)name;
+    n->input = names(ins, &n->n_input);
+    n->output = names(outs, &n->n_output);
+    n->attribute = calloc(8, sizeof *n->attribute);
+    m->nodes[m->g.n_node++] = n;
+    return n;
+}
+
+static Onnx__AttributeProto *attr(Onnx__NodeProto *n, const char *name, Onnx__AttributeProto__AttributeType type) {
+    Onnx__AttributeProto *a = calloc(1, sizeof *a);
+    onnx__attribute_proto__init(a);
+    a->name = (char *)name;
+    a->has_type = 1;
+    a->type = type;
+    n->attribute[n->n_attribute++] = a;
+    return a;
+}
+
+static void attr_i(Onnx__NodeProto *n, const char *name, int64_t v) {
+    Onnx__AttributeProto *a = attr(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+    a->has_i = 1;
+    a->i = v;
+}
+
+static void attr_f(Onnx__NodeProto *n, const char *name, float v) {
+    Onnx__AttributeProto *a = attr(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+    a->has_f = 1;
+    a->f = v;
+}
+
+static void attr_ints(Onnx__NodeProto *n, const char *name, int count, const int64_t *v) {
+    Onnx__AttributeProto *a = attr(n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+    a->n_ints = (size_t)count;
+    a->ints = (int64_t *)v;
+}
+
+/* Imports the packed model; err receives the message of a failure. */
+static pn_graph *import(model *m, pn_onnx_weights *w, char *err, size_t errlen) {
+    size_t len = onnx__model_proto__get_packed_size(&m->m);
+    uint8_t *buf = malloc(len + 1);
+    onnx__model_proto__pack(&m->m, buf);
+    pn_graph *g = pn_onnx_import(buf, len, w, err, errlen);
+    free(buf);
+    return g;
+}
+
+/* The import fails with exactly msg. */
+static void expect_error(model *m, const char *msg) {
+    pn_onnx_weights w;
+    char err[512];
+    pn_graph *g = import(m, &w, err, sizeof err);
+    assert_null(g);
+    assert_string_equal(err, msg);
+}
+
+static int find(const pn_graph *g, const char *name) {
+    for (int i = 0; i < g->nnodes; i++)
+        if (strcmp(g->nodes[i].name, name) == 0) return i;
+    return -1;
+}
+
+static const float *weight_data(const pn_onnx_weights *w, const char *name) {
+    for (int k = 0; k < w->n; k++)
+        if (strcmp(w->names[k], name) == 0) return w->data[k];
+    return NULL;
+}
+
+/* ---- tests --------------------------------------------------------------------------------- */
+
+static const int64_t batch4[] = {-1, 4};
+
+/* Gemm with transB, alpha and beta: a dense layer named after its weight, alpha and beta folded in. */
+static void test_gemm_dense(void **state) {
+    model *m = model_new(13);
+    input(m, "input.1", 2, batch4);
+    static const int64_t wd[] = {3, 4}, bd[] = {3};
+    static const float W[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, B[3] = {1, -1, 0.5f};
+    init(m, "fc.weight", 2, wd, W, NULL);
+    init(m, "fc.bias", 1, bd, B, NULL);
+    Onnx__NodeProto *n = node(m, "Gemm", "/fc/Gemm", "input.1 fc.weight fc.bias", "/fc/Gemm_output_0");
+    attr_i(n, "transB", 1);
+    attr_f(n, "alpha", 2.0f);
+    attr_f(n, "beta", 3.0f);
+    node(m, "Relu", "r", "/fc/Gemm_output_0", "0");
+    output(m, "0");
+    pn_onnx_weights w;
+    char err[512];
+    pn_graph *g = import(m, &w, err, sizeof err);
+    assert_non_null(g);
+    assert_string_equal(g->name, "net");
+    int x = find(g, "input_1"), fc = find(g, "fc"), r = find(g, "v0");
+    assert_true(x >= 0 && fc >= 0 && r >= 0);
+    assert_int_equal(g->nodes[x].shape.rank, 2);
+    assert_int_equal(g->nodes[x].shape.d[0], PN_BATCH);
+    assert_int_equal(g->nodes[fc].op, PN_OP_DENSE);
+    assert_int_equal(g->nodes[fc].ia[PN_DENSE_UNITS], 3);
+    assert_int_equal(g->nodes[r].op, PN_OP_RELU);
+    assert_int_equal(g->noutputs, 1);
+    assert_string_equal(g->outputs[0].name, "v0");
+    const float *wt = weight_data(&w, "fc.weight"), *bias = weight_data(&w, "fc.bias");
+    assert_non_null(wt);
+    assert_non_null(bias);
+    assert_true(wt[0] == 2.0f && wt[11] == 24.0f);
+    assert_true(bias[0] == 3.0f && bias[1] == -3.0f && bias[2] == 1.5f);
+    pn_onnx_weights_free(&w);
+    pn_graph_free(g);
+}
+
+/* MatMul by a constant [K, N] then Add of a vector: one dense layer, W transposed, with the bias. */
+static void test_matmul_add(void **state) {
+    model *m = model_new(11);
+    input(m, "x", 2, batch4);
+    static const int64_t wd[] = {4, 2}, bd[] = {2};
+    static const float W[8] = {1, 2, 3, 4, 5, 6, 7, 8}, B[2] = {10, 20};
+    init(m, "w", 2, wd, W, NULL);
+    init(m, "b", 1, bd, B, NULL);
+    node(m, "MatMul", "mm", "x w", "h");
+    node(m, "Add", "add", "h b", "y");
+    output(m, "y");
+    pn_onnx_weights w;
+    char err[512];
+    pn_graph *g = import(m, &w, err, sizeof err);
+    assert_non_null(g);
+    assert_int_equal(g->nnodes, 2);
+    assert_int_equal(g->nodes[1].op, PN_OP_DENSE);
+    assert_int_equal(g->nodes[1].ia[PN_DENSE_BIAS], 1);
+    const float *wt = weight_data(&w, "w.weight");
+    assert_non_null(wt);
+    assert_true(wt[0] == 1 && wt[1] == 3 && wt[4] == 2); /* [2, 4]: row 0 is column 0 of W */
+    assert_true(weight_data(&w, "w.bias")[1] == 20);
+    assert_string_equal(g->outputs[0].name, "y");
+    pn_onnx_weights_free(&w);
+    pn_graph_free(g);
+}
+
+/* The naming rule of docs/onnx.md. */
+static void test_names(void **state) {
+    model *m = model_new(13);
+    input(m, "0", 2, batch4);
+    node(m, "Relu", "a", "0", "onnx::Relu_3");
+    node(m, "Relu", "b", "onnx::Relu_3", "/layer/Relu_output_0");
+    node(m, "Relu", "c", "/layer/Relu_output_0", "relu");
+    node(m, "Sigmoid", "d", "relu", "a.b");
+    node(m, "Sigmoid", "e", "a.b", "a_b");
+    node(m, "Tanh", "f", "a_b", "a:b");
+    output(m, "a:b");
+    pn_onnx_weights w;
+    char err[512];
+    pn_graph *g = import(m, &w, err, sizeof err);
+    assert_non_null(g);
+    const char *want[] = {"v0", "onnx__Relu_3", "layer_Relu", "relu_", "a_b", "a_b_2", "a_b_3"};
+    assert_int_equal(g->nnodes, 7);
+    for (int i = 0; i < 7; i++) assert_string_equal(g->nodes[i].name, want[i]);
+    assert_string_equal(g->outputs[0].name, "a_b_3");
+    pn_onnx_weights_free(&w);
+    pn_graph_free(g);
+}
+
+static const int64_t nchw[] = {-1, 64, 8, 8};
+
+static void test_conv_group(void **state) {
+    model *m = model_new(13);
+    input(m, "x", 4, nchw);
+    static const int64_t wd[] = {64, 2, 3, 3};
+    static float W[64 * 2 * 9];
+    init(m, "W", 4, wd, W, NULL);
+    Onnx__NodeProto *n = node(m, "Conv", "Conv_3", "x W", "y");
+    attr_i(n, "group", 32);
+    output(m, "y");
+    expect_error(m, "node 'Conv_3' (Conv, opset 13): group = 32 is not supported");
+}
+
+static void test_conv_pads(void **state) {
+    model *m = model_new(13);
+    input(m, "x", 4, nchw);
+    static const int64_t wd[] = {4, 64, 3, 3}, pads[] = {1, 1, 0, 0};
+    static float W[4 * 64 * 9];
+    init(m, "W", 4, wd, W, NULL);
+    Onnx__NodeProto *n = node(m, "Conv", "c", "x W", "y");
+    attr_ints(n, "pads", 4, pads);
+    output(m, "y");
+    expect_error(m, "node 'c' (Conv, opset 13): pads = [1, 1, 0, 0] is not supported (only symmetric padding)");
+}
+
+static void test_unsupported(void **state) {
+    model *m = model_new(13);
+    input(m, "x", 2, batch4);
+    node(m, "Erf", "", "x", "y");
+    output(m, "y");
+    expect_error(m, "node 'y' (Erf, opset 13): the op is not supported");
+
+    m = model_new(13);
+    input(m, "x", 2, batch4);
+    attr_i(node(m, "Relu", "r", "x", "y"), "foo", 1);
+    output(m, "y");
+    expect_error(m, "node 'r' (Relu, opset 13): attribute 'foo' is not supported");
+
+    m = model_new(11);
+    static const int64_t d3[] = {-1, 4, 5};
+    input(m, "x", 3, d3);
+    attr_i(node(m, "Softmax", "s", "x", "y"), "axis", 1);
+    output(m, "y");
+    expect_error(m, "node 's' (Softmax, opset 11): axis = 1 on a 3-d input is not supported before opset 13 (only the last axis)");
+
+    m = model_new(13);
+    input(m, "x", 2, batch4);
+    static const int64_t vd[] = {4};
+    static const float v[4] = {1, 2, 3, 4};
+    init(m, "v", 1, vd, v, NULL);
+    node(m, "Mul", "m", "x v", "y");
+    output(m, "y");
+    expect_error(m, "node 'm' (Mul, opset 13): input 1 ('v') is a constant tensor of 4 elements; only scalar constants are supported");
+
+    m = model_new(13);
+    static const int64_t d2[] = {-1, -1};
+    input(m, "x", 2, d2);
+    node(m, "Relu", "r", "x", "y");
+    output(m, "y");
+    expect_error(m, "dimension 1 of input 'x' is symbolic ('N'); only the first may be");
+
+    m = model_new(19);
+    input(m, "x", 2, batch4);
+    node(m, "Relu", "r", "x", "y");
+    output(m, "y");
+    expect_error(m, "opset 19 is not supported (1 to 18 are)");
+
+    m = model_new(6); /* the broadcast attribute of Add before opset 7 */
+    input(m, "x", 2, batch4);
+    attr_i(node(m, "Add", "a", "x x", "y"), "broadcast", 1);
+    output(m, "y");
+    expect_error(m, "node 'a' (Add, opset 6): attribute 'broadcast' is not supported");
+}
+
+/* A shape rule's error, as the checker gives it, after the node. */
+static void test_shape_error(void **state) {
+    model *m = model_new(13);
+    input(m, "x", 2, batch4);
+    attr_ints(node(m, "MaxPool", "p", "x", "y"), "kernel_shape", 2, (const int64_t[]){2, 2});
+    output(m, "y");
+    expect_error(m, "node 'p' (MaxPool, opset 13): 'maxpool2d' needs a 4-d NCHW input, but this is f32[batch,4]");
+}
+
+/* Models that decode but lie: found by the fuzzer (pnet_fuzz_onnx) or written to break it. */
+static void test_hostile(void **state) {
+    model *m = model_new(13); /* an attribute without a name */
+    input(m, "x", 2, batch4);
+    attr_i(node(m, "Relu", "r", "x", "y"), "", 1);
+    output(m, "y");
+    expect_error(m, "node 'r' (Relu, opset 13): attribute '' is not supported");
+
+    m = model_new(13); /* B's rows are not A's columns: the weight would be read past its end */
+    input(m, "x", 2, batch4);
+    static const int64_t wd[] = {3, 2};
+    static const float W[6] = {0};
+    init(m, "fc.weight", 2, wd, W, NULL);
+    attr_i(node(m, "Gemm", "g", "x fc.weight", "y"), "transB", 1);
+    output(m, "y");
+    expect_error(m, "node 'g' (Gemm, opset 13): the weight has 2 inputs, but the input's last dimension is 4");
+
+    m = model_new(13); /* 2^40 elements declared, none given: refused before any allocation */
+    input(m, "x", 2, batch4);
+    static const int64_t huge[] = {1 << 20, 1 << 20};
+    static const float none[1] = {0};
+    init(m, "w", 2, huge, none, NULL);
+    m->inits[0]->n_float_data = 1;
+    node(m, "MatMul", "mm", "x w", "y");
+    output(m, "y");
+    expect_error(m, "constant 'w' holds 1 values for its 1099511627776 elements");
+
+    m = model_new(13); /* a node reading a tensor that no node writes */
+    input(m, "x", 2, batch4);
+    node(m, "Relu", "r", "nowhere", "y");
+    output(m, "y");
+    expect_error(m, "node 'r' (Relu, opset 13): input 'nowhere' is not defined before the node");
+}
+
+static void test_malformed(void **state) {
+    pn_onnx_weights w;
+    char err[512];
+    static const uint8_t junk[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 'x'};
+    assert_null(pn_onnx_import(junk, sizeof junk, &w, err, sizeof err));
+    assert_string_equal(err, "not an ONNX model: the protobuf does not decode as a ModelProto");
+    /* Every prefix of a valid model fails with one line or imports; none crashes. */
+    model *m = model_new(13);
+    input(m, "x", 2, batch4);
+    node(m, "Relu", "r", "x", "y");
+    output(m, "y");
+    size_t len = onnx__model_proto__get_packed_size(&m->m);
+    uint8_t *buf = malloc(len);
+    onnx__model_proto__pack(&m->m, buf);
+    for (size_t n = 0; n <= len; n++) {
+        pn_graph *g = pn_onnx_import(buf, n, &w, err, sizeof err);
+        if (g) {
+            pn_onnx_weights_free(&w);
+            pn_graph_free(g);
+        } else {
+            assert_true(err[0] && !strchr(err, '\n'));
+        }
+    }
+    free(buf);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gemm_dense), cmocka_unit_test(test_matmul_add),  cmocka_unit_test(test_names),
+        cmocka_unit_test(test_conv_group), cmocka_unit_test(test_conv_pads),   cmocka_unit_test(test_unsupported),
+        cmocka_unit_test(test_shape_error), cmocka_unit_test(test_hostile),    cmocka_unit_test(test_malformed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""ONNX import against PyTorch (ctest onnx.torch; docs/onnx.md).
+
+Exports examples/resnet_small's architecture (Conv with the batch norm folded in, residual Add,
+GlobalAveragePool), an MLP (Gemm, Relu, Tanh, Mul by a constant, LogSoftmax), a LeNet-5 (examples/lenet's
+architecture with a batch norm: Conv, MaxPool, Flatten, Gemm, Softmax) and a small CNN (Conv with
+stride and padding, BatchNormalization, AveragePool, GlobalAveragePool, Reshape, MatMul + Add,
+Sigmoid, LeakyRelu, Dropout, Sub, the zero Pad before AveragePool) with torch.onnx.export at opsets
+11 and 13, an embedding (Gather from int64 ids), and an attention block (MatMul of computed tensors, Transpose, Div, Concat, GELU and
+LayerNorm: as primitives at 11 and 13, LayerNormalization at 17), batch dimension symbolic; for each:
+  - compiles it with pnetc and compares `infer` at batch 1 and 5 with PyTorch (rtol 1e-4, atol 1e-5);
+  - writes --emit=pnet and --weights-out, compiles that .pnet with those weights, and checks that its
+    outputs are bitwise those of the .onnx compiled directly;
+  - compiles it with -c and checks the header names the input and output;
+and checks --check, --report, --emit=dot|llvm|graph on one, and that --auto-partition refuses it.
+Usage: torch_models.py PNETC WORKDIR. Needs Debian's python3-torch (re-runs under /usr/bin/python3
+when this python has no torch); exit 77 (skipped) without it.
+"""
+import os
+import subprocess
+import sys
+
+try:
+    import numpy as np
+    import torch
+    import torch.nn as nn
+except ImportError:
+    if sys.executable != "/usr/bin/python3" and os.path.exists("/usr/bin/python3"):
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
+    print("skipped: no torch (Debian's python3-torch)")
+    sys.exit(77)
+
+PNETC, WORK = sys.argv[1], sys.argv[2]
+os.makedirs(WORK, exist_ok=True)
+failures = []
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(20, 32), nn.Linear(32, 16), nn.Linear(16, 5)
+
+    def forward(self, x):
+        return torch.log_softmax(self.fc3(torch.tanh(self.fc2(torch.relu(self.fc1(x)))) * 0.5), dim=1)
+
+
+class LeNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 6, 5, padding=2), nn.Conv2d(6, 16, 5)
+        self.bn = nn.BatchNorm2d(16)
+        self.fc1, self.fc2, self.fc3 = nn.Linear(400, 120), nn.Linear(120, 84), nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = nn.functional.max_pool2d(torch.relu(self.c1(x)), 2)
+        x = nn.functional.max_pool2d(torch.relu(self.bn(self.c2(x))), 2)
+        x = torch.flatten(x, 1)
+        return torch.softmax(self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x))))), dim=1)
+
+
+class CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.drop = nn.Dropout(0.3)
+        self.w = nn.Parameter(torch.randn(8, 6))
+        self.b = nn.Parameter(torch.randn(6))
+
+    def forward(self, x):
+        y = nn.functional.leaky_relu(self.bn(self.conv(x)), 0.1)
+        z = nn.functional.avg_pool2d(torch.sigmoid(self.conv2(y)), 2)
+        g = nn.functional.adaptive_avg_pool2d(z - torch.relu(nn.functional.max_pool2d(y, 2)), 1)
+        h = self.drop(g.reshape(-1, 8))
+        return torch.matmul(h, self.w) + self.b
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(8, 8), nn.Linear(8, 8), nn.Linear(8, 8)
+        self.fc, self.ln = nn.Linear(16, 8), nn.LayerNorm(8)
+
+    def forward(self, x):
+        att = torch.softmax(torch.matmul(self.q(x), self.k(x).transpose(1, 2)) / 8 ** 0.5, dim=-1)
+        h = torch.cat([x, torch.matmul(att, self.v(x))], dim=2)
+        return self.ln(nn.functional.gelu(self.fc(h)))
+
+
+def conv_block(cin, cout, stride=1):  # stdlib nn.conv_block
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class Basic(nn.Module):  # examples/resnet_small.pnet's block basic
+    def __init__(self, ch):
+        super().__init__()
+        self.a = conv_block(ch, ch)
+        self.conv, self.bn = nn.Conv2d(ch, ch, 3, 1, 1, bias=False), nn.BatchNorm2d(ch)
+
+    def forward(self, x):
+        return torch.relu(x + self.bn(self.conv(self.a(x))))
+
+
+class ResNetSmall(nn.Module):  # examples/resnet_small.pnet
+    def __init__(self):
+        super().__init__()
+        self.stem, self.res1 = conv_block(3, 16), Basic(16)
+        self.down, self.res2 = conv_block(16, 32, 2), Basic(32)
+        self.up, self.down_fc, self.logits = nn.Linear(32, 64), nn.Linear(64, 64), nn.Linear(64, 10)
+
+    def forward(self, x):
+        h = self.res2(self.down(self.res1(self.stem(x))))
+        h = torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1)
+        return torch.softmax(self.logits(self.down_fc(torch.relu(self.up(h)))), dim=1)
+
+
+class Embed(nn.Module):  # Gather on an initializer, from int64 token ids
+    def __init__(self):
+        super().__init__()
+        self.tok, self.fc = nn.Embedding(50, 8), nn.Linear(48, 5)
+
+    def forward(self, ids):
+        return self.fc(torch.flatten(torch.tanh(self.tok(ids)), 1))
+
+
+def run(args, what):
+    p = subprocess.run(args, capture_output=True, text=True)
+    if p.returncode != 0:
+        failures.append(f"{what}: exit {p.returncode}: {(p.stderr or p.stdout).strip()[:300]}")
+        return False
+    return True
+
+
+def infer(exe, x_path, out_path, tag):
+    return run([exe, "infer", "--input", f"input_1={x_path}", "--output", f"out={out_path}"], f"{tag} infer")
+
+
+def main():
+    torch.manual_seed(0)
+    for name, model, shape, opsets in [("mlp", MLP(), (20,), (11, 13)), ("lenet", LeNet(), (1, 28, 28), (11, 13)),
+                                       ("cnn", CNN(), (3, 12, 12), (11, 13)), ("block", Block(), (4, 8), (11, 13, 17)),
+                                       ("resnet_small", ResNetSmall(), (3, 32, 32), (11, 13)),
+                                       ("embed", Embed(), (6,), (11, 13))]:
+        sample = (lambda *s: torch.randint(0, 50, s)) if name == "embed" else torch.randn
+        model.eval()
+        with torch.no_grad():  # running statistics that are not the identity
+            for m in model.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 2.0)
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.5, 0.5)
+        for opset in opsets:
+            tag = f"{name}_{opset}"
+            onnx_path = os.path.join(WORK, tag + ".onnx")
+            torch.onnx.export(model, sample(2, *shape), onnx_path, opset_version=opset,
+                              input_names=["input.1"], output_names=["out"],
+                              dynamic_axes={"input.1": {0: "batch_size"}, "out": {0: "batch_size"}})
+            exe = os.path.join(WORK, tag)
+            if not run([PNETC, onnx_path, "-o", exe], f"{tag} compile"):
+                continue
+            for batch in (1, 5):
+                x = sample(batch, *shape)
+                x_path = os.path.join(WORK, f"{tag}_x{batch}.npy")
+                np.save(x_path, x.numpy())
+                out = os.path.join(WORK, f"{tag}_y{batch}.npy")
+                if not infer(exe, x_path, out, tag):
+                    continue
+                with torch.no_grad():
+                    want = model(x).numpy()
+                got = np.load(out)
+                if got.shape != want.shape or not np.allclose(got, want, rtol=1e-4, atol=1e-5):
+                    err = np.abs(got - want).max() if got.shape == want.shape else f"shape {got.shape} != {want.shape}"
+                    failures.append(f"{tag} batch {batch}: differs from PyTorch (max abs error {err})")
+                else:
+                    print(f"PASS {tag} batch {batch} matches PyTorch")
+            # Round trip: --emit=pnet with --weights-out, compiled with those weights, bitwise the same.
+            src, st = os.path.join(WORK, tag + ".pnet"), os.path.join(WORK, tag + ".safetensors")
+            exe2 = exe + "_pnet"
+            if (run([PNETC, "--emit=pnet", onnx_path, "-o", src, "--weights-out", st], f"{tag} --emit=pnet")
+                    and run([PNETC, src, "--weights", st, "-o", exe2], f"{tag} compile .pnet")):
+                x_path = os.path.join(WORK, f"{tag}_x5.npy")
+                out2 = os.path.join(WORK, f"{tag}_y5_pnet.npy")
+                if infer(exe2, x_path, out2, tag + " .pnet"):
+                    a, b = np.load(os.path.join(WORK, f"{tag}_y5.npy")), np.load(out2)
+                    if a.tobytes() != b.tobytes():
+                        failures.append(f"{tag}: the emitted .pnet's outputs are not bitwise the .onnx's")
+                    else:
+                        print(f"PASS {tag} round trip through .pnet is bitwise")
+            # -c: an object and a header that name the input and output.
+            obj = os.path.join(WORK, tag + ".o")
+            if run([PNETC, "-c", onnx_path, "-o", obj], f"{tag} -c"):
+                hdr = open(os.path.join(WORK, tag + ".h")).read()
+                if "input_1" not in hdr.lower() or "out" not in hdr.lower():
+                    failures.append(f"{tag}: the header does not name input_1 and out")
+                else:
+                    print(f"PASS {tag} -c writes an object and its header")
+    # The other outputs of pnetc on an ONNX file; --auto-partition points at --emit=pnet.
+    lenet = os.path.join(WORK, "lenet_13.onnx")
+    for args, want in [(["--check"], ""), (["--report"], "FLOP per sample"), (["--emit=dot"], "digraph"),
+                       (["--emit=llvm", "-o", "-"], "define"), (["--emit=graph"], "conv2d(")]:
+        p = subprocess.run([PNETC, *args, lenet], capture_output=True, text=True)
+        if p.returncode != 0 or want not in p.stdout:
+            failures.append(f"pnetc {' '.join(args)} lenet_13.onnx: exit {p.returncode}: {p.stderr.strip()[:200]}")
+        else:
+            print(f"PASS pnetc {' '.join(args)} on an ONNX file")
+    p = subprocess.run([PNETC, "--auto-partition", "2", lenet], capture_output=True, text=True)
+    if p.returncode != 1 or "--emit=pnet" not in p.stderr or len(p.stderr.splitlines()) != 1:
+        failures.append(f"--auto-partition of an ONNX file: exit {p.returncode}: {p.stderr.strip()[:200]}")
+    # --weights-out never replaces the model or the output.
+    model = open(lenet, "rb").read()
+    for extra in ([], ["-o", os.path.join(WORK, "same")]):
+        wout = lenet if not extra else extra[1]
+        p = subprocess.run([PNETC, lenet, "--weights-out", wout, *extra], capture_output=True, text=True)
+        if p.returncode != 1 or len(p.stderr.splitlines()) != 1 or open(lenet, "rb").read() != model:
+            failures.append(f"--weights-out {wout}: exit {p.returncode}: {p.stderr.strip()[:200]}")
+        else:
+            print(f"PASS --weights-out refuses to replace the {'output' if extra else 'model'}")
+    for f in failures:
+        print("FAIL", f)
+    print(f"{len(failures)} failures")
+    return 1 if failures else 0
+
+
+sys.exit(main())
