@@ -17,6 +17,9 @@ int pnetrt_call_threads(const pnetrt_model *m);
 /* True when neither the network (@shard(batch, R)) nor the user chose the replicas, so that each
  * call picks them. */
 bool pnetrt_replicas_picked(const pnetrt_model *m);
+/* Whether the last call took the claimed plan: one thread per arena, each claiming units of the
+ * batch, no barriers between kernels (infer.c; the runtime's pick on a busy machine). */
+bool pnetrt_last_claimed(const pnetrt_model *m);
 const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m);
 
 /* ---- training (runtime/core/train.c) ---- */

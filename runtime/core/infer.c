@@ -6,8 +6,10 @@
 #include "model_impl.h"
 #include "trace.h"
 #include "transport.h"
+#include "wait.h"
 
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,6 +23,8 @@
 #define PNETRT_SHARD_FLOPS_PER_DRAM_BYTE 256.0
 #define PNETRT_CACHED_WEIGHTS (8.0 * 1024 * 1024)
 #define PNETRT_MIN_SHARD 4
+/* The claimed plan (adaptive_plan): one call in PNETRT_PROBE_EVERY tries the plan not in favour. */
+#define PNETRT_PROBE_EVERY 32
 
 /* Small calls run on fewer threads: each thread should get PNETRT_FLOPS_PER_THREAD of work to pay
  * for the barriers between kernels (on a busy machine, each barrier may wait for a thread the
@@ -84,6 +88,60 @@ static void run_replica(const run_ctx *rc, int r, char *arena, char *scratch, in
     }
 }
 
+/* The claimed plan: one thread per arena, each claiming the next unit of the batch as it finishes
+ * the last, through the forward function on that thread alone. No barrier joins the threads
+ * between kernels, so a thread that the scheduler runs late (a busy machine, more threads than
+ * cores) holds up no other: the others take its units. Same bits: a sample's outputs depend on
+ * neither the chunk it is computed in nor the thread. */
+static void run_claimed(const run_ctx *rc, _Atomic int64_t *next, int64_t unit, int t, char *arena, char *scratch) {
+    const pnetrt_desc *d = rc->m->d;
+    const void *in[d->ninputs + 1]; /* at most PNETRT_MAX_IO each (pnetrt_infer) */
+    void *out[d->noutputs + 1];
+    for (;;) {
+        int64_t s = atomic_fetch_add_explicit(next, unit, memory_order_relaxed);
+        if (s >= rc->batch) return;
+        int64_t n = rc->batch - s < unit ? rc->batch - s : unit;
+        slice_io(rc, s, in, out);
+        pnetrt_call call = {n, in, out, rc->m->prepared, arena, scratch, d->chunk};
+        double b = rc->m->trace ? pnetrt_now_s() : 0;
+        d->forward(&call, 0, 1);
+        if (rc->m->trace) pnetrt_trace_add(rc->m, b, pnetrt_now_s(), -1, t, s / unit, n);
+    }
+}
+
+/* The claimed plan's unit: four per thread, of at least 8 samples and at most a chunk. */
+static int64_t claim_unit(const pnetrt_desc *d, int64_t batch, int workers) {
+    int64_t u = (batch + 4 * workers - 1) / (4 * workers);
+    if (u < 2 * PNETRT_MIN_SHARD) u = 2 * PNETRT_MIN_SHARD;
+    return u < d->chunk ? u : d->chunk;
+}
+
+/* Whether a call whose replicas the runtime picks takes the claimed plan instead of the static one
+ * (auto_replicas' replicas on groups joined by barriers). Each plan's cost is its seconds per
+ * sample, measured on the calls that take it (plan_measured); a call takes the cheaper, except
+ * that until both are measured, and then one call in PNETRT_PROBE_EVERY, it tries the other, so
+ * that a machine which turns busy, or quiet again, is noticed within a few dozen calls. A new
+ * batch size or team starts over. */
+static bool adaptive_plan(pnetrt_model *m, int64_t batch, int team) {
+    if (batch != m->plan_batch || team != m->plan_team) {
+        m->plan_cost[0] = m->plan_cost[1] = 0;
+        m->plan_batch = batch, m->plan_team = team, m->plan_calls = 0;
+    }
+    if (m->plan_cost[0] == 0) return false;
+    if (m->plan_cost[1] == 0) return true;
+    bool best = m->plan_cost[1] < m->plan_cost[0];
+    if (++m->plan_calls < PNETRT_PROBE_EVERY) return best;
+    m->plan_calls = 0;
+    return !best;
+}
+
+/* A plan's cost after a call of `seconds`: the mean with its last while it keeps being taken, the
+ * call alone after a probe (the old figure is stale). */
+static void plan_measured(pnetrt_model *m, bool claimed, bool probe, double seconds, int64_t batch) {
+    double c = seconds / (double)batch, *p = &m->plan_cost[claimed];
+    *p = *p == 0 || probe ? c : 0.5 * (*p + c);
+}
+
 /* One thread's part of a pipeline: stage s of replica group rg (local index ith of nth). The
  * group walks every micro-batch of its replicas' shards in order: micro-batch q of a chunk is
  * a slice of it, lives in arena slot q mod M, and passes between stages through the hand-off
@@ -120,6 +178,69 @@ static void run_stage(const run_ctx *rc, int rg, int ngroups, int s, int ith, in
         }
     }
     if (ith == 0 && rg == 0 && s == 0) m->last_stream = streamed;
+}
+
+/* The claimed pipeline: S threads, none bound to a stage. A thread runs whichever stage may run its
+ * next micro-batch (the later stages first, which frees slots), one thread per stage at a time, so
+ * a thread that the scheduler runs late holds up only the stage it is in while the others carry
+ * on. Same bits as the bound pipeline: each stage runs its micro-batches in order, in the same
+ * slots. One replica; micro-batch q is slice q mod M of chunk q / M. */
+typedef struct claim_pipe {
+    _Atomic int64_t done[PNETRT_MAX_STAGES]; /* micro-batches each stage has finished */
+    _Atomic int held[PNETRT_MAX_STAGES];     /* a thread is running the stage */
+    _Atomic int progress;                    /* bumped when a stage finishes one: the futex word */
+    pnetrt_waitq wq;
+    _Atomic int64_t streamed;                /* stage 0's micro-batches with samples */
+} claim_pipe;
+
+static bool stage_ready(const claim_pipe *cp, int s, int S, int M, int64_t q) {
+    if (s > 0) return atomic_load_explicit(&cp->done[s - 1], memory_order_acquire) > q;
+    return q < M || atomic_load_explicit(&cp->done[S - 1], memory_order_acquire) > q - M; /* its slot is free */
+}
+
+static void run_claimed_stages(const run_ctx *rc, claim_pipe *cp, int64_t Q, char *scratch) {
+    pnetrt_model *m = rc->m;
+    const pnetrt_desc *d = m->d;
+    int S = (int)d->nstages, M = m->microbatches;
+    const void *in[d->ninputs + 1]; /* at most PNETRT_MAX_IO each (pnetrt_infer) */
+    void *out[d->noutputs + 1];
+    for (;;) {
+        int seen = atomic_load_explicit(&cp->progress, memory_order_acquire);
+        bool left = false, ran = false;
+        for (int s = S - 1; s >= 0 && !ran; s--) {
+            int64_t q = atomic_load_explicit(&cp->done[s], memory_order_acquire);
+            if (q >= Q) continue;
+            left = true;
+            if (!stage_ready(cp, s, S, M, q)) continue;
+            int free_ = 0;
+            if (!atomic_compare_exchange_strong_explicit(&cp->held[s], &free_, 1, memory_order_acq_rel, memory_order_relaxed))
+                continue;
+            q = atomic_load_explicit(&cp->done[s], memory_order_acquire); /* stable while held */
+            if (q < Q && stage_ready(cp, s, S, M, q)) {
+                int64_t c0 = q / M * d->chunk, cn = rc->batch - c0 < d->chunk ? rc->batch - c0 : d->chunk, mb = q % M;
+                int64_t a = c0 + cn * mb / M, n = c0 + cn * (mb + 1) / M - a;
+                if (n > 0) {
+                    slice_io(rc, a, in, out);
+                    pnetrt_call call = {n, in, out, m->prepared, m->slots[q % M], scratch, m->slot_cap};
+                    double b = pnetrt_now_s();
+                    d->stage_forward[s](&call, 0, 1);
+                    double e = pnetrt_now_s();
+                    m->busy[s] += e - b; /* the stage's holder alone adds */
+                    pnetrt_trace_add(m, b, e, s, 0, q, n);
+                    if (s == 0) atomic_fetch_add_explicit(&cp->streamed, 1, memory_order_relaxed);
+                }
+                atomic_store_explicit(&cp->done[s], q + 1, memory_order_release);
+                ran = true;
+            }
+            atomic_store_explicit(&cp->held[s], 0, memory_order_release);
+            if (ran) {
+                atomic_fetch_add_explicit(&cp->progress, 1, memory_order_acq_rel);
+                pnetrt_wake(&cp->wq, &cp->progress);
+            }
+        }
+        if (!left) return;
+        if (!ran) pnetrt_wait_change(&cp->wq, &cp->progress, seen);
+    }
 }
 
 /* Threads for each stage of one pipeline: one each, then one at a time to the stage with the most
@@ -203,6 +324,32 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     int pg = piped ? pnetrt_pipe_groups(team, replicas, S) : 0;
     if (pg * m->microbatches > m->nslots) pg = m->nslots / m->microbatches;
     if (pg > m->nhand) pg = m->nhand;
+    /* A call that may run in either of two plans of the same bits takes the one measured cheaper
+     * (adaptive_plan; not with PNET_ADAPTIVE_THREADS=0): replicas that the runtime picks, static
+     * or claimed; a one-replica pipeline of one thread per stage, bound or claimed. */
+    int workers = team < m->narenas ? team : m->narenas;
+    bool adaptive = m->adaptive && (pg >= 1 ? pg == 1 && replicas == 1 && team == S
+                                            : !piped && pnetrt_replicas_picked(m) && workers > 1 &&
+                                                  batch >= 2 * claim_unit(d, batch, workers));
+    bool claimed = adaptive && adaptive_plan(m, batch, team);
+    bool probe = adaptive && (claimed != (m->plan_cost[1] > 0 && m->plan_cost[1] < m->plan_cost[0]));
+    m->last_claimed = claimed;
+    double plan0 = pnetrt_now_s();
+    if (pg >= 1 && claimed) {
+        claim_pipe cp;
+        memset(&cp, 0, sizeof cp);
+        int64_t Q = (batch + d->chunk - 1) / d->chunk * m->microbatches;
+        for (int i = 0; i < PNETRT_MAX_STAGES; i++) m->busy[i] = 0;
+#pragma omp parallel num_threads(S)
+        {
+            pnetrt_barrier_bind(NULL);
+            run_claimed_stages(&rc, &cp, Q, m->scratch + (size_t)omp_get_thread_num() * (size_t)d->scratch_bytes);
+        }
+        m->last_wall = pnetrt_now_s() - plan0;
+        m->last_stream = atomic_load(&cp.streamed);
+        plan_measured(m, true, probe, m->last_wall, batch);
+        return 0;
+    }
     if (pg >= 1) {
         /* Pipeline: pg replica groups, each with a thread group per stage. */
         int per = team / pg, count[PNETRT_MAX_STAGES];
@@ -235,9 +382,23 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
             }
         }
         m->last_wall = pnetrt_now_s() - wall0;
+        if (adaptive) plan_measured(m, false, probe, m->last_wall, batch);
         return 0;
     }
     m->last_wall = 0;
+    if (claimed) {
+        m->last_replicas = m->last_team = workers;
+        int64_t unit = claim_unit(d, batch, workers);
+        _Atomic int64_t next = 0;
+#pragma omp parallel num_threads(workers)
+        {
+            int t = omp_get_thread_num();
+            pnetrt_barrier_bind(NULL);
+            run_claimed(&rc, &next, unit, t, m->arenas[t], m->scratch + (size_t)t * (size_t)d->scratch_bytes);
+        }
+        plan_measured(m, true, probe, pnetrt_now_s() - plan0, batch);
+        return 0;
+    }
     if (team <= 1) {
         pnetrt_barrier_bind(NULL);
         for (int r = 0; r < replicas; r++) run_replica(&rc, r, m->arenas[0], m->scratch, 0, 1);
@@ -260,6 +421,7 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
         for (int r = g; r < replicas; r += ng) run_replica(&rc, r, m->arenas[g], scratch, t - first, size);
         pnetrt_barrier_bind(NULL);
     }
+    if (adaptive) plan_measured(m, false, probe, pnetrt_now_s() - plan0, batch);
     return 0;
 }
 

@@ -317,6 +317,64 @@ static void test_picked_replicas(void **s) {
     release(&d);
 }
 
+/* A call whose replicas the runtime picks runs either the static plan or the claimed one (each
+ * thread claiming units of the batch, no barriers), by their measured cost, probing the other one
+ * call in 32: over 80 calls both run, and every output is bitwise the one-thread run's. */
+static void test_claimed_plan(void **s) {
+    (void)s;
+    compiled c;
+    compile_net("network cp { input x : f32[batch, 64]; output y = dense(relu(dense(x, 256)), 8); }", true, 3, &c);
+    enum { B = 1000 };
+    float *x = malloc(sizeof(float) * B * 64), *ref = malloc(sizeof(float) * B * 8), *got = malloc(sizeof(float) * B * 8);
+    for (int i = 0; i < B * 64; i++) x[i] = (float)rnd() - 0.5f;
+    const void *in[1] = {x};
+    void *out[1] = {ref};
+    setenv("PNET_ADAPTIVE_THREADS", "1", 1);
+    pnetrt_model *m;
+    assert_int_equal(pnetrt_create(&m, c.desc, NULL), 0);
+    setenv("PNET_ADAPTIVE_THREADS", "0", 1);
+    assert_int_equal(pnetrt_set_threads(m, 1), 0);
+    assert_int_equal(pnetrt_infer(m, B, in, out), 0);
+    assert_false(pnetrt_last_claimed(m));
+    assert_int_equal(pnetrt_set_threads(m, 2), 0);
+    out[0] = got;
+    int claimed = 0, plain = 0;
+    for (int k = 0; k < 80; k++) {
+        memset(got, 0, sizeof(float) * B * 8);
+        assert_int_equal(pnetrt_infer(m, B, in, out), 0);
+        assert_memory_equal(got, ref, sizeof(float) * B * 8);
+        if (pnetrt_last_claimed(m)) claimed++, assert_int_equal(pnetrt_last_threads(m), 2);
+        else plain++;
+    }
+    assert_true(omp_get_num_procs() < 2 || (claimed >= 2 && plain >= 2));
+    pnetrt_destroy(m);
+    release(&c);
+    /* A two-stage pipeline on two threads: bound to a stage each, or claiming the stages. */
+    compile_net("network cq { input x : f32[batch, 64];\n"
+                "  @partition(0) h = relu(dense(x, 256)); @partition(1) { output y = dense(h, 8); } }", true, 3, &c);
+    setenv("PNET_ADAPTIVE_THREADS", "1", 1);
+    assert_int_equal(pnetrt_create(&m, c.desc, NULL), 0);
+    setenv("PNET_ADAPTIVE_THREADS", "0", 1);
+    assert_int_equal(pnetrt_set_threads(m, 1), 0);
+    out[0] = ref;
+    assert_int_equal(pnetrt_infer(m, B, in, out), 0);
+    out[0] = got;
+    assert_int_equal(pnetrt_set_threads(m, 2), 0);
+    assert_true(pnetrt_pipelined(m));
+    claimed = plain = 0;
+    for (int k = 0; k < 80; k++) {
+        memset(got, 0, sizeof(float) * B * 8);
+        assert_int_equal(pnetrt_infer(m, B, in, out), 0);
+        assert_memory_equal(got, ref, sizeof(float) * B * 8);
+        if (pnetrt_last_claimed(m)) claimed++;
+        else plain++;
+    }
+    assert_true(claimed >= 2 && plain >= 2);
+    pnetrt_destroy(m);
+    free(x), free(ref), free(got);
+    release(&c);
+}
+
 /* Threads go to stages by FLOPs (each extra one where the work per thread is largest), or by
  * the user's shares, exactly when the pipeline has as many threads as they add up to. */
 static void test_stage_threads(void **s) {
@@ -466,7 +524,8 @@ int main(void) {
         cmocka_unit_test(test_folded_batchnorm), cmocka_unit_test(test_fused_constants),
         cmocka_unit_test(test_pipeline_stages), cmocka_unit_test(test_feature_shards),
         cmocka_unit_test(test_nested_in_caller_team), cmocka_unit_test(test_nested_with_nesting_on),
-        cmocka_unit_test(test_picked_replicas), cmocka_unit_test(test_stage_threads),
+        cmocka_unit_test(test_picked_replicas), cmocka_unit_test(test_claimed_plan),
+        cmocka_unit_test(test_stage_threads),
         cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice), cmocka_unit_test(test_positions), cmocka_unit_test(test_unary_columns), cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_div), cmocka_unit_test(test_tensor_constants), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_outputs),
