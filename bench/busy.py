@@ -58,6 +58,7 @@ def build(pnetc, model, outdir):
     subprocess.run([pnetc, "-O3", src, "-o", plain], check=True)
     piped_src = os.path.join(outdir, model + "_p2.pnet")
     text = subprocess.run([pnetc, "--auto-partition", "2", src], check=True, capture_output=True, text=True).stdout
+    text = re.sub(r"(?m)^ *@pipeline\(.*\);\n", "", text)  # the auto-partition's own micro-batch count
     at = text.find("    train {")
     at = at if at >= 0 else text.rstrip().rfind("}")
     with open(piped_src, "w") as f:

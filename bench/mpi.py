@@ -72,6 +72,7 @@ def main():
             f.write(source(model.replace("_2stages", "")))
         if model.endswith("_2stages"):
             staged = subprocess.run([a.pnetc, "--auto-partition", "2", src], check=True, capture_output=True, text=True).stdout
+            staged = re.sub(r"(?m)^ *@pipeline\(.*\);\n", "", staged)  # the auto-partition's own micro-batch count
             end = staged.rstrip().rfind("}")
             with open(src, "w") as f:
                 f.write(staged[:end] + "    @pipeline(microbatches = 4, schedule = 1f1b);\n}\n")
