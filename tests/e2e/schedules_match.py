@@ -11,7 +11,7 @@ replicas on 5 threads; and the auto-partitioned network as a pipeline on 6 threa
 micro-batches and as hybrid with 2 replicas on 8 threads (also with 3 micro-batches when the
 network has no @pipeline). Every output file must equal the serial one exactly. Thread counts
 exceed the cores on purpose (PNET_ADAPTIVE_THREADS=0 keeps them), and each command has a time
-limit (PNET_TEST_TIMEOUT, default 60 s), so a hang fails rather than blocks. Prints one line
+limit (PNET_TEST_TIMEOUT, default 240 s), so a hang fails rather than blocks. Prints one line
 per check and `N passed, M failed`; exit status 1 on any failure.
 """
 import os
@@ -25,7 +25,7 @@ if len(sys.argv) not in (4, 5):
     sys.exit("usage: schedules_match.py PNETC EXAMPLE.pnet WORKDIR [BATCH]")
 PNETC, SRC, WORK = sys.argv[1], os.path.abspath(sys.argv[2]), sys.argv[3]
 BATCH = int(sys.argv[4]) if len(sys.argv) == 5 else 37
-LIMIT = float(os.environ.get("PNET_TEST_TIMEOUT", "60"))  # seconds per command
+LIMIT = float(os.environ.get("PNET_TEST_TIMEOUT", "240"))  # seconds per command
 STDLIB = os.path.join(os.path.dirname(os.path.dirname(SRC)), "stdlib")
 INCLUDES = ["-I", os.path.dirname(SRC), "-I", STDLIB]
 os.environ["PNET_ADAPTIVE_THREADS"] = "0"  # every requested thread runs, however small the call
