@@ -198,6 +198,46 @@ static void test_silu(void **s) {
                3);
 }
 
+/* elu and softplus fused into conv2d's and dense's epilogues at inference; in training their own
+ * kernels and backward, softplus across its threshold 20. */
+static void test_elu_softplus(void **s) {
+    (void)s;
+    check_twin("network r_elu { input x : f32[batch, 2, 5, 4]; c = elu(conv2d(x, 3, 3, padding = 1));"
+               " h = softplus(dense(flatten(c), 11)); y = elu(h * 3 - 2, alpha = 0.5) + softplus(h * 20 - 10);"
+               " output logits = dense(y, 3);" CE,
+               3);
+}
+
+/* prelu's slopes per channel of NCHW and per feature of [batch, F], and frozen ones: the gradient
+ * still flows through to the layers before. */
+static void test_prelu(void **s) {
+    (void)s;
+    check_twin("network r_prelu { input x : f32[batch, 2, 5, 4]; c = prelu(conv2d(x, 3, 3, padding = 1));"
+               " h = prelu(dense(flatten(c), 9)); f = prelu(dense(h, 5), frozen = true);"
+               " output logits = dense(f, 3);" CE,
+               0);
+}
+
+/* pad's gradient is the slice of dy inside the padding, into a conv2d's and an avgpool2d's input. */
+static void test_pad(void **s) {
+    (void)s;
+    check_twin("network r_pad { input x : f32[batch, 2, 5, 4]; c = conv2d(x, 3, 3); p = pad(c, [0, 2, 1, 3]);"
+               " d = conv2d(pad(relu(p), [1, 1]), 2, 3, stride = 2); q = avgpool2d(pad(c, [1, 0]), 2);"
+               " output logits = dense(flatten(d), 3) + dense(flatten(q), 3);" CE,
+               0);
+}
+
+/* Grouped conv2d: two groups, depthwise with stride and padding, a depthwise multiplier without
+ * bias; the data and weight gradients per group. */
+static void test_grouped_conv(void **s) {
+    (void)s;
+    check_twin("network r_gconv { input x : f32[batch, 4, 6, 5]; a = conv2d(x, 6, 3, padding = 1, groups = 2);"
+               " b = conv2d(relu(a), 6, 3, stride = 2, padding = 1, groups = 6);"
+               " c = conv2d(b, 12, [2, 3], bias = false, groups = 6);"
+               " output logits = dense(flatten(c), 3);" CE,
+               0);
+}
+
 static void test_dropout(void **s) {
     (void)s;
     check_twin("network r_dropout { input x : f32[batch, 2, 6, 6]; c = conv2d(x, 3, 3); p = avgpool2d(c, 2);"
@@ -390,6 +430,8 @@ int main(void) {
         cmocka_unit_test(test_views),          cmocka_unit_test(test_concat),    cmocka_unit_test(test_transpose),
         cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary), cmocka_unit_test(test_div), cmocka_unit_test(test_tensor_constants), cmocka_unit_test(test_frozen),    cmocka_unit_test(test_mse),
         cmocka_unit_test(test_wide_optimised), cmocka_unit_test(test_silu),
+        cmocka_unit_test(test_elu_softplus),   cmocka_unit_test(test_prelu), cmocka_unit_test(test_pad),
+        cmocka_unit_test(test_grouped_conv),
         cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice),
         cmocka_unit_test(test_positions),
     };
