@@ -91,6 +91,72 @@ static LLVMValueRef gen_conv2d_shifted(cg *c, int node) {
     return fn;
 }
 
+/* A grouped conv2d whose groups have fewer output channels than a GEMM tile has rows (depthwise,
+ * or a small multiplier), by direct taps: per (sample, output channel, output row), the row starts
+ * at the bias and adds each tap (channel of the group, kh, kw) in order over the columns where it
+ * lands inside the image, vectorised along the row, then takes the epilogue. */
+static LLVMValueRef gen_conv2d_direct(cg *c, int node) {
+    const pn_node *nd = &c->g->nodes[node];
+    const pn_shape *xs = &c->g->nodes[nd->in[0]].shape;
+    int64_t C = xs->d[1], H = xs->d[2], W = xs->d[3], G = nd->ia[PN_CONV_GROUPS], Cg = C / G;
+    int64_t OC = nd->ia[PN_CONV_OUT], Og = OC / G, KH = nd->ia[PN_CONV_KH], KW = nd->ia[PN_CONV_KW];
+    int64_t SH = nd->ia[PN_CONV_SH], SW = nd->ia[PN_CONV_SW], PH = nd->ia[PN_CONV_PH], PW = nd->ia[PN_CONV_PW];
+    int64_t OH = nd->shape.d[2], OW = nd->shape.d[3];
+    LLVMValueRef fn = cg_kernel_begin(c, node, 1);
+    LLVMValueRef out = LLVMGetParam(fn, 0), in = LLVMGetParam(fn, 1), wts = c->params;
+    LLVMValueRef bias = cg_conv_bias(c, node);
+    LLVMValueRef N = pn_shape_batched(xs) ? c->n : cg_i64(c, xs->d[0]);
+    LLVMValueRef lo, hi;
+    cg_split(c, LLVMBuildMul(c->b, N, cg_i64(c, OC * OH), ""), &lo, &hi);
+    cg_loop u;
+    cg_loop_begin(c, &u, lo, hi, "row");
+    LLVMValueRef oh = LLVMBuildSRem(c->b, u.iv, cg_i64(c, OH), ""), plane_o = LLVMBuildSDiv(c->b, u.iv, cg_i64(c, OH), "");
+    LLVMValueRef oc = LLVMBuildSRem(c->b, plane_o, cg_i64(c, OC), ""), smp = LLVMBuildSDiv(c->b, plane_o, cg_i64(c, OC), "");
+    LLVMValueRef ch0 = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, smp, cg_i64(c, C), ""),
+                                    LLVMBuildMul(c->b, LLVMBuildSDiv(c->b, oc, cg_i64(c, Og), ""), cg_i64(c, Cg), ""), "");
+    LLVMValueRef orow = cg_gep(c, out, LLVMBuildMul(c->b, u.iv, cg_i64(c, OW), ""));
+    LLVMValueRef b = bias ? cg_load(c, bias, oc) : cg_f32(c, 0.0);
+    cg_loop j;
+    cg_loop_begin(c, &j, cg_i64(c, 0), cg_i64(c, OW), "init");
+    cg_store(c, b, orow, j.iv);
+    cg_loop_end(c, &j);
+    cg_loop ci;
+    cg_loop_begin(c, &ci, cg_i64(c, 0), cg_i64(c, Cg), "ci");
+    LLVMValueRef plane = cg_gep(c, in, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, ch0, ci.iv, ""), cg_i64(c, H * W), ""));
+    LLVMValueRef wrow = cg_gep(c, wts, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oc, cg_i64(c, Cg), ""), ci.iv, ""),
+                                                    cg_i64(c, KH * KW), ""));
+    for (int64_t kh = 0; kh < KH; kh++) {
+        LLVMValueRef ih = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oh, cg_i64(c, SH), ""), cg_i64(c, kh - PH), "");
+        cg_if inside;
+        cg_if_begin(c, &inside, LLVMBuildICmp(c->b, LLVMIntULT, ih, cg_i64(c, H), ""));
+        LLVMValueRef xrow = cg_gep(c, plane, LLVMBuildMul(c->b, ih, cg_i64(c, W), ""));
+        for (int64_t kw = 0; kw < KW; kw++) {
+            /* Columns whose input iw = ow*SW + kw - PW lies in [0, W). */
+            int64_t olo = PW - kw > 0 ? (PW - kw + SW - 1) / SW : 0;
+            int64_t ohi = W - 1 + PW - kw >= 0 ? (W - 1 + PW - kw) / SW + 1 : 0;
+            if (ohi > OW) ohi = OW;
+            if (olo >= ohi) continue;
+            LLVMValueRef wv = cg_load(c, wrow, cg_i64(c, kh * KW + kw));
+            cg_loop o;
+            cg_loop_begin(c, &o, cg_i64(c, olo), cg_i64(c, ohi), "ow");
+            LLVMValueRef xv = cg_load(c, xrow, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, o.iv, cg_i64(c, SW), ""), cg_i64(c, kw - PW), ""));
+            cg_store(c, cg_fma(c, wv, xv, cg_load(c, orow, o.iv)), orow, o.iv);
+            cg_loop_end(c, &o);
+        }
+        cg_if_end(c, &inside);
+    }
+    cg_loop_end(c, &ci);
+    if (c->g->plan.fuse_next[node] >= 0) {
+        cg_loop e;
+        cg_loop_begin(c, &e, cg_i64(c, 0), cg_i64(c, OW), "epilogue");
+        cg_store(c, cg_epilogue(c, node, cg_load(c, orow, e.iv)), orow, e.iv);
+        cg_loop_end(c, &e);
+    }
+    cg_loop_end(c, &u);
+    cg_kernel_end(c);
+    return fn;
+}
+
 /* conv2d as implicit GEMM per (sample, pixel panel): the thread gathers the panel's patches into
  * its scratch as [C*KH*KW][NR] (zero where the window leaves the image), then multiplies the
  * weight rows [OC][C*KH*KW] by it in MR x NR register tiles, adding bias and the fused epilogue
@@ -104,6 +170,9 @@ LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     if (pool >= 0) return cg_gen_conv2d_pooled(c, node, pool); /* pass_fuse_pool: groups = 1 */
     if (groups == 1 && nd->ia[PN_CONV_SH] == 1 && nd->ia[PN_CONV_SW] == 1 && nd->ia[PN_CONV_PH] == 0 && nd->ia[PN_CONV_PW] == 0)
         return gen_conv2d_shifted(c, node);
+    int VW0, MR0, NV0;
+    cg_gemm_shape(c, &VW0, &MR0, &NV0);
+    if (groups > 1 && nd->ia[PN_CONV_OUT] / groups < MR0) return gen_conv2d_direct(c, node);
     const pn_shape *xs = &c->g->nodes[nd->in[0]].shape;
     int64_t C = xs->d[1] / groups, H = xs->d[2], W = xs->d[3];
     int64_t OC = nd->ia[PN_CONV_OUT] / groups, OCT = nd->ia[PN_CONV_OUT], KH = nd->ia[PN_CONV_KH], KW = nd->ia[PN_CONV_KW];

@@ -233,8 +233,8 @@ static void test_grouped_conv(void **s) {
     (void)s;
     check_twin("network r_gconv { input x : f32[batch, 4, 6, 5]; a = conv2d(x, 6, 3, padding = 1, groups = 2);"
                " b = conv2d(relu(a), 6, 3, stride = 2, padding = 1, groups = 6);"
-               " c = conv2d(b, 12, [2, 3], bias = false, groups = 6);"
-               " output logits = dense(flatten(c), 3);" CE,
+               " c = conv2d(b, 12, [2, 3], bias = false, groups = 6); d = conv2d(x, 16, 3, groups = 2);"
+               " output logits = dense(flatten(c), 3) + dense(flatten(d), 3);" CE,
                0);
 }
 

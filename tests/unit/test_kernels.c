@@ -398,15 +398,17 @@ static void test_pad(void **s) {
                   "  output d = pad(w, [2, 0]); output e = pad(relu(x), [0, 0, 0, 16]) * 2; }");
 }
 
-/* Grouped conv2d: groups 2, depthwise (with stride, padding and a multiplier), stride 1 without
- * padding (the dense conv's shifted path), a folded batchnorm and a maxpool2d (not fused in). */
+/* Grouped conv2d by direct taps (fewer outputs per group than a tile's rows): groups 2, depthwise
+ * (with stride, padding and a multiplier), stride 1 without padding (the dense conv's shifted
+ * path), a folded batchnorm and a maxpool2d (not fused in); and as a GEMM per group (g, h). */
 static void test_grouped_conv(void **s) {
     (void)s;
     check_network("network gc { input x : f32[batch, 6, 11, 9];\n"
                   "  output a = conv2d(x, 4, 3, padding = 1, groups = 2); output b = relu(conv2d(x, 6, 3, stride = 2, padding = 1, groups = 6));\n"
                   "  output c = conv2d(x, 12, [3, 2], bias = false, groups = 6); output d = conv2d(x, 9, 1, groups = 3);\n"
                   "  output e = relu(batchnorm(conv2d(x, 6, 3, bias = false, groups = 6)));\n"
-                  "  output f = maxpool2d(relu(conv2d(x, 6, 3, groups = 3)), 2); }");
+                  "  output f = maxpool2d(relu(conv2d(x, 6, 3, groups = 3)), 2);\n"
+                  "  output g = conv2d(x, 16, 3, padding = 1, groups = 2); output h = relu(conv2d(x, 18, [2, 3], stride = 2, groups = 2)); }");
 }
 
 /* pass_fuse may put any elementwise op of one tensor in an epilogue, which applies its row's
