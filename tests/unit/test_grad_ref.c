@@ -218,6 +218,25 @@ static void test_prelu(void **s) {
                0);
 }
 
+/* Without weights, prelu's slopes start at 0.25 (nn.PReLU's init, PNETRT_INIT_QUARTER). */
+static void test_prelu_init(void **s) {
+    (void)s;
+    compiled c;
+    compile_net("network r_prelu0 { input x : f32[batch, 5]; output logits = prelu(dense(x, 3));" CE, false, 0, &c);
+    pnetrt_model *m = make_model(c.desc, 1, SEED);
+    const pnetrt_desc *d = c.desc;
+    int found = 0;
+    for (int64_t p = 0; p < d->nparams; p++) {
+        if (strcmp(d->params[p].name, "logits.weight") != 0) continue;
+        const float *w = pnetrt_params_mut(m) + d->params[p].offset;
+        for (int k = 0; k < 3; k++) assert_true(w[k] == 0.25f);
+        found = 1;
+    }
+    assert_true(found);
+    pnetrt_destroy(m);
+    release(&c);
+}
+
 /* pad's gradient is the slice of dy inside the padding, into a conv2d's and an avgpool2d's input. */
 static void test_pad(void **s) {
     (void)s;
@@ -430,7 +449,7 @@ int main(void) {
         cmocka_unit_test(test_views),          cmocka_unit_test(test_concat),    cmocka_unit_test(test_transpose),
         cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary), cmocka_unit_test(test_div), cmocka_unit_test(test_tensor_constants), cmocka_unit_test(test_frozen),    cmocka_unit_test(test_mse),
         cmocka_unit_test(test_wide_optimised), cmocka_unit_test(test_silu),
-        cmocka_unit_test(test_elu_softplus),   cmocka_unit_test(test_prelu), cmocka_unit_test(test_pad),
+        cmocka_unit_test(test_elu_softplus),   cmocka_unit_test(test_prelu), cmocka_unit_test(test_prelu_init), cmocka_unit_test(test_pad),
         cmocka_unit_test(test_grouped_conv),
         cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice),
         cmocka_unit_test(test_positions),
