@@ -6,7 +6,7 @@
 #define PNETRT_ABI_H
 #include <stdint.h>
 
-#define PNETRT_ABI 9
+#define PNETRT_ABI 10
 
 /* The most dimensions of a tensor: the one definition (pnetc's PN_MAX_RANK is this). */
 #define PNETRT_MAX_RANK 8
@@ -22,6 +22,7 @@ enum {
     PNETRT_INIT_ONES = 2,
     PNETRT_INIT_ZEROS = 3,
     PNETRT_INIT_NORMAL = 4,  /* N(0, 1): embedding */
+    PNETRT_INIT_QUARTER = 5, /* 0.25: prelu's slopes */
 };
 
 typedef struct pnetrt_tensor_desc {

@@ -173,7 +173,7 @@ def evaluate(nodes, params, xs, batch):
             y = F.linear(a[0], p("weight"), p("bias") if has("bias") else None)
         elif op == "conv2d":
             y = F.conv2d(a[0], p("weight"), p("bias") if has("bias") else None,
-                         stride=pair(at["stride"]), padding=pair(at["padding"]))
+                         stride=pair(at["stride"]), padding=pair(at["padding"]), groups=int(at.get("groups", 1)))
         elif op == "batchnorm":
             y = F.batch_norm(a[0], p("running_mean"), p("running_var"), p("weight"), p("bias"),
                              training=False, eps=float(at["eps"]))
@@ -199,6 +199,12 @@ def evaluate(nodes, params, xs, batch):
             y = F.gelu(a[0])
         elif op == "silu":
             y = F.silu(a[0])
+        elif op == "elu":
+            y = F.elu(a[0], float(at["alpha"]))
+        elif op == "softplus":
+            y = F.softplus(a[0])  # beta 1, threshold 20
+        elif op == "prelu":
+            y = F.prelu(a[0], p("weight"))
         elif op == "softmax":
             y = F.softmax(a[0], dim=int(at["axis"]))
         elif op == "log_softmax":
@@ -218,6 +224,8 @@ def evaluate(nodes, params, xs, batch):
         elif op == "slice":
             ax, start = int(at["axis"]), int(at["start"])
             y = a[0].narrow(ax, start, int(at["end"]) - start)
+        elif op == "pad":
+            y = F.pad(a[0], (int(at["left"]), int(at["right"]), int(at["top"]), int(at["bottom"])))
         elif op == "positions":
             ax = int(at["axis"])
             y = torch.arange(a[0].shape[ax], dtype=torch.int32).expand(list(a[0].shape[:ax + 1]))

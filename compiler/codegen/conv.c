@@ -91,19 +91,91 @@ static LLVMValueRef gen_conv2d_shifted(cg *c, int node) {
     return fn;
 }
 
+/* A grouped conv2d whose groups have fewer output channels than a GEMM tile has rows (depthwise,
+ * or a small multiplier), by direct taps: per (sample, output channel, output row), the row starts
+ * at the bias and adds each tap (channel of the group, kh, kw) in order over the columns where it
+ * lands inside the image, vectorised along the row, then takes the epilogue. */
+static LLVMValueRef gen_conv2d_direct(cg *c, int node) {
+    const pn_node *nd = &c->g->nodes[node];
+    const pn_shape *xs = &c->g->nodes[nd->in[0]].shape;
+    int64_t C = xs->d[1], H = xs->d[2], W = xs->d[3], G = nd->ia[PN_CONV_GROUPS], Cg = C / G;
+    int64_t OC = nd->ia[PN_CONV_OUT], Og = OC / G, KH = nd->ia[PN_CONV_KH], KW = nd->ia[PN_CONV_KW];
+    int64_t SH = nd->ia[PN_CONV_SH], SW = nd->ia[PN_CONV_SW], PH = nd->ia[PN_CONV_PH], PW = nd->ia[PN_CONV_PW];
+    int64_t OH = nd->shape.d[2], OW = nd->shape.d[3];
+    LLVMValueRef fn = cg_kernel_begin(c, node, 1);
+    LLVMValueRef out = LLVMGetParam(fn, 0), in = LLVMGetParam(fn, 1), wts = c->params;
+    LLVMValueRef bias = cg_conv_bias(c, node);
+    LLVMValueRef N = pn_shape_batched(xs) ? c->n : cg_i64(c, xs->d[0]);
+    LLVMValueRef lo, hi;
+    cg_split(c, LLVMBuildMul(c->b, N, cg_i64(c, OC * OH), ""), &lo, &hi);
+    cg_loop u;
+    cg_loop_begin(c, &u, lo, hi, "row");
+    LLVMValueRef oh = LLVMBuildSRem(c->b, u.iv, cg_i64(c, OH), ""), plane_o = LLVMBuildSDiv(c->b, u.iv, cg_i64(c, OH), "");
+    LLVMValueRef oc = LLVMBuildSRem(c->b, plane_o, cg_i64(c, OC), ""), smp = LLVMBuildSDiv(c->b, plane_o, cg_i64(c, OC), "");
+    LLVMValueRef ch0 = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, smp, cg_i64(c, C), ""),
+                                    LLVMBuildMul(c->b, LLVMBuildSDiv(c->b, oc, cg_i64(c, Og), ""), cg_i64(c, Cg), ""), "");
+    LLVMValueRef orow = cg_gep(c, out, LLVMBuildMul(c->b, u.iv, cg_i64(c, OW), ""));
+    LLVMValueRef b = bias ? cg_load(c, bias, oc) : cg_f32(c, 0.0);
+    cg_loop j;
+    cg_loop_begin(c, &j, cg_i64(c, 0), cg_i64(c, OW), "init");
+    cg_store(c, b, orow, j.iv);
+    cg_loop_end(c, &j);
+    cg_loop ci;
+    cg_loop_begin(c, &ci, cg_i64(c, 0), cg_i64(c, Cg), "ci");
+    LLVMValueRef plane = cg_gep(c, in, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, ch0, ci.iv, ""), cg_i64(c, H * W), ""));
+    LLVMValueRef wrow = cg_gep(c, wts, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oc, cg_i64(c, Cg), ""), ci.iv, ""),
+                                                    cg_i64(c, KH * KW), ""));
+    for (int64_t kh = 0; kh < KH; kh++) {
+        LLVMValueRef ih = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, oh, cg_i64(c, SH), ""), cg_i64(c, kh - PH), "");
+        cg_if inside;
+        cg_if_begin(c, &inside, LLVMBuildICmp(c->b, LLVMIntULT, ih, cg_i64(c, H), ""));
+        LLVMValueRef xrow = cg_gep(c, plane, LLVMBuildMul(c->b, ih, cg_i64(c, W), ""));
+        for (int64_t kw = 0; kw < KW; kw++) {
+            /* Columns whose input iw = ow*SW + kw - PW lies in [0, W). */
+            int64_t olo = PW - kw > 0 ? (PW - kw + SW - 1) / SW : 0;
+            int64_t ohi = W - 1 + PW - kw >= 0 ? (W - 1 + PW - kw) / SW + 1 : 0;
+            if (ohi > OW) ohi = OW;
+            if (olo >= ohi) continue;
+            LLVMValueRef wv = cg_load(c, wrow, cg_i64(c, kh * KW + kw));
+            cg_loop o;
+            cg_loop_begin(c, &o, cg_i64(c, olo), cg_i64(c, ohi), "ow");
+            LLVMValueRef xv = cg_load(c, xrow, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, o.iv, cg_i64(c, SW), ""), cg_i64(c, kw - PW), ""));
+            cg_store(c, cg_fma(c, wv, xv, cg_load(c, orow, o.iv)), orow, o.iv);
+            cg_loop_end(c, &o);
+        }
+        cg_if_end(c, &inside);
+    }
+    cg_loop_end(c, &ci);
+    if (c->g->plan.fuse_next[node] >= 0) {
+        cg_loop e;
+        cg_loop_begin(c, &e, cg_i64(c, 0), cg_i64(c, OW), "epilogue");
+        cg_store(c, cg_epilogue(c, node, cg_load(c, orow, e.iv)), orow, e.iv);
+        cg_loop_end(c, &e);
+    }
+    cg_loop_end(c, &u);
+    cg_kernel_end(c);
+    return fn;
+}
+
 /* conv2d as implicit GEMM per (sample, pixel panel): the thread gathers the panel's patches into
  * its scratch as [C*KH*KW][NR] (zero where the window leaves the image), then multiplies the
  * weight rows [OC][C*KH*KW] by it in MR x NR register tiles, adding bias and the fused epilogue
- * as it stores NCHW rows. Each output sums its taps in the same order whatever the split. */
+ * as it stores NCHW rows. Each output sums its taps in the same order whatever the split. With
+ * groups G (only this path takes them), each group gathers its C/G channels and multiplies its
+ * OC/G weight rows, one group after another; for G = 1 the group loop runs once. */
 LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     const pn_node *nd = &c->g->nodes[node];
     int pool = cg_fused_pool(c, node);
-    if (pool >= 0) return cg_gen_conv2d_pooled(c, node, pool);
-    if (nd->ia[PN_CONV_SH] == 1 && nd->ia[PN_CONV_SW] == 1 && nd->ia[PN_CONV_PH] == 0 && nd->ia[PN_CONV_PW] == 0)
+    int64_t groups = nd->ia[PN_CONV_GROUPS];
+    if (pool >= 0) return cg_gen_conv2d_pooled(c, node, pool); /* pass_fuse_pool: groups = 1 */
+    if (groups == 1 && nd->ia[PN_CONV_SH] == 1 && nd->ia[PN_CONV_SW] == 1 && nd->ia[PN_CONV_PH] == 0 && nd->ia[PN_CONV_PW] == 0)
         return gen_conv2d_shifted(c, node);
+    int VW0, MR0, NV0;
+    cg_gemm_shape(c, &VW0, &MR0, &NV0);
+    if (groups > 1 && nd->ia[PN_CONV_OUT] / groups < MR0) return gen_conv2d_direct(c, node);
     const pn_shape *xs = &c->g->nodes[nd->in[0]].shape;
-    int64_t C = xs->d[1], H = xs->d[2], W = xs->d[3];
-    int64_t OC = nd->ia[PN_CONV_OUT], KH = nd->ia[PN_CONV_KH], KW = nd->ia[PN_CONV_KW];
+    int64_t C = xs->d[1] / groups, H = xs->d[2], W = xs->d[3];
+    int64_t OC = nd->ia[PN_CONV_OUT] / groups, OCT = nd->ia[PN_CONV_OUT], KH = nd->ia[PN_CONV_KH], KW = nd->ia[PN_CONV_KW];
     int64_t SH = nd->ia[PN_CONV_SH], SW = nd->ia[PN_CONV_SW], PH = nd->ia[PN_CONV_PH], PW = nd->ia[PN_CONV_PW];
     int64_t OH = nd->shape.d[2], OW = nd->shape.d[3], P = OH * OW, K = C * KH * KW;
     int VW, MR, NV;
@@ -125,7 +197,12 @@ LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     LLVMValueRef smp = LLVMBuildSDiv(c->b, u.iv, cg_i64(c, NPP), "s");
     LLVMValueRef pp = LLVMBuildSRem(c->b, u.iv, cg_i64(c, NPP), "pp");
     LLVMValueRef pix0 = LLVMBuildMul(c->b, pp, cg_i64(c, NR), "pix0");
-    LLVMValueRef xb = cg_gep(c, in, LLVMBuildMul(c->b, smp, cg_i64(c, C * H * W), ""));
+    cg_loop grp;
+    cg_loop_begin(c, &grp, cg_i64(c, 0), cg_i64(c, groups), "group");
+    LLVMValueRef xb = cg_gep(c, in, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, smp, cg_i64(c, groups), ""), grp.iv, ""),
+                                                 cg_i64(c, C * H * W), ""));
+    LLVMValueRef gw = cg_gep(c, wts, LLVMBuildMul(c->b, grp.iv, cg_i64(c, OC * K), ""));
+    LLVMValueRef goc = LLVMBuildMul(c->b, grp.iv, cg_i64(c, OC), ""); /* the group's first output channel */
     /* Gather: panel[k][j] = x[ch][oh*SH + kh - PH][ow*SW + kw - PW] for pixel pix0 + j = oh*OW + ow.
      * The panel covers a few output rows; within one, consecutive ow read consecutive (stride SW)
      * inputs, so each row segment is a plain strided copy with zeros where the window leaves the
@@ -189,7 +266,7 @@ LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     LLVMValueRef arow[16], init[16][8], acc[16][8], ocs[16];
     for (int i = 0; i < MR; i++) {
         ocs[i] = LLVMBuildAdd(c->b, oc0, cg_i64(c, i), "");
-        arow[i] = cg_gep(c, wts, LLVMBuildMul(c->b, cg_smin(c, ocs[i], cg_i64(c, OC - 1)), cg_i64(c, K), ""));
+        arow[i] = cg_gep(c, gw, LLVMBuildMul(c->b, cg_smin(c, ocs[i], cg_i64(c, OC - 1)), cg_i64(c, K), ""));
         for (int q = 0; q < NV; q++) init[i][q] = LLVMConstNull(vt);
     }
     cg_micro_tile(c, arow, MR, panel, NR, cg_i64(c, 0), cg_i64(c, K), init, acc);
@@ -198,9 +275,10 @@ LLVMValueRef cg_gen_conv2d(cg *c, int node) {
         LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, fn, "next");
         LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, ocs[i], cg_i64(c, OC), ""), st, next);
         LLVMPositionBuilderAtEnd(c->b, st);
-        LLVMValueRef orow = cg_gep(c, out, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, smp, cg_i64(c, OC), ""), ocs[i], ""),
+        LLVMValueRef oc = LLVMBuildAdd(c->b, goc, ocs[i], "");
+        LLVMValueRef orow = cg_gep(c, out, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, smp, cg_i64(c, OCT), ""), oc, ""),
                                                                          cg_i64(c, P), ""), pix0, ""));
-        LLVMValueRef bv = bias ? cg_splat(c, cg_load(c, bias, ocs[i]), VW) : LLVMConstNull(vt);
+        LLVMValueRef bv = bias ? cg_splat(c, cg_load(c, bias, oc), VW) : LLVMConstNull(vt);
         for (int q = 0; q < NV; q++) {
             LLVMValueRef val = cg_epilogue(c, node, cg_fadd(c, acc[i][q], bv, false));
             cg_masked_store(c, val, cg_gep(c, orow, cg_i64(c, q * VW)), mask[q]);
@@ -209,6 +287,7 @@ LLVMValueRef cg_gen_conv2d(cg *c, int node) {
         LLVMPositionBuilderAtEnd(c->b, next);
     }
     cg_loop_end(c, &ot);
+    cg_loop_end(c, &grp);
     cg_loop_end(c, &u);
     cg_kernel_end(c);
     return fn;

@@ -62,6 +62,6 @@ LLVMValueRef cg_conv_bias(cg *c, int node) {
     const pn_node *nd = &c->g->nodes[node];
     if (cg_folded_bn(c, node) >= 0) /* folded batchnorm: the prepared bias */
         return cg_gep(c, c->params, cg_i64(c, c->fold_bias[node] - c->g->plan.param_offset[node]));
-    int64_t K = c->g->nodes[nd->in[0]].shape.d[1] * nd->ia[PN_CONV_KH] * nd->ia[PN_CONV_KW];
+    int64_t K = nd->params[0].shape.d[1] * nd->ia[PN_CONV_KH] * nd->ia[PN_CONV_KW]; /* in_channels / groups */
     return nd->ia[PN_CONV_BIAS] ? cg_gep(c, c->params, cg_i64(c, align16(nd->ia[PN_CONV_OUT] * K))) : NULL;
 }

@@ -10,7 +10,9 @@
 /* ---- conv2d ------------------------------------------------------------------------------------
  * Per sample: colT[p][ci*KK + kh*KW + kw] = x[ci, oh*SH + kh - PH, ow*SW + kw - PW] (0 outside);
  * dW[O x CKK] += dy_s[O x P] colT; for dx, dcolT[P x CKK] = dy_s^T W, then scattered back
- * (col2im). dW is split by tiles; dx by input channels, so each thread owns its dx planes. */
+ * (col2im). dW is split by tiles; dx by input channels, so each thread owns its dx planes. With
+ * groups G, group g's weights [O/G][WK] (WK = C/G * KK) meet colT's columns of its channels and
+ * dy's rows of its outputs: one GEMM per group for dW and for dcolT, over the same colT. */
 LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
     const pn_graph *g = c->g;
     const pn_node *nd = &g->nodes[node];
@@ -18,7 +20,7 @@ LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
     int64_t Ci = xs->d[1], H = xs->d[2], W = xs->d[3], O = nd->shape.d[1], OH = nd->shape.d[2], OW = nd->shape.d[3];
     int64_t KH = nd->ia[PN_CONV_KH], KW = nd->ia[PN_CONV_KW], SH = nd->ia[PN_CONV_SH], SW = nd->ia[PN_CONV_SW];
     int64_t PH = nd->ia[PN_CONV_PH], PW = nd->ia[PN_CONV_PW];
-    int64_t KK = KH * KW, CKK = Ci * KK, P = OH * OW;
+    int64_t KK = KH * KW, CKK = Ci * KK, P = OH * OW, G = nd->ia[PN_CONV_GROUPS], Og = O / G, WK = CKK / G;
     bool need_dx = cg_grad_edge(g, node, 0);
     cg_tk_begin(c, node, "bwd");
     cg_need_scratch(c, (P * CKK * 2 + P * O) * 4);
@@ -61,11 +63,20 @@ LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
     for (int a = 0; a < 2; a++) {
         cg_if f;
         cg_if_begin(c, &f, a == 0 ? first : LLVMBuildNot(c->b, first, ""));
-        cg_tk_gemm(c, I(c, O), I(c, 0), I(c, CKK), I(c, P), dys, I(c, P), colT, CKK, gw, I(c, CKK), a == 1, true, NULL);
+        if (G == 1) {
+            cg_tk_gemm(c, I(c, O), I(c, 0), I(c, CKK), I(c, P), dys, I(c, P), colT, CKK, gw, I(c, CKK), a == 1, true, NULL);
+        } else {
+            cg_loop gl;
+            cg_loop_begin(c, &gl, I(c, 0), I(c, G), "group");
+            cg_tk_gemm(c, I(c, Og), I(c, 0), I(c, WK), I(c, P), cg_gep(c, dys, imul(c, gl.iv, I(c, Og * P))), I(c, P),
+                       cg_gep(c, colT, imul(c, gl.iv, I(c, WK))), CKK, cg_gep(c, gw, imul(c, gl.iv, I(c, Og * WK))), I(c, WK),
+                       a == 1, true, NULL);
+            cg_loop_end(c, &gl);
+        }
         cg_if_end(c, &f);
     }
     if (nd->ia[PN_CONV_BIAS]) {
-        LLVMValueRef gb = cg_gep(c, gw, I(c, align16(O * CKK)));
+        LLVMValueRef gb = cg_gep(c, gw, I(c, align16(O * WK)));
         LLVMValueRef lo, hi;
         cg_split(c, I(c, O), &lo, &hi);
         cg_loop o;
@@ -82,8 +93,20 @@ LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
     if (need_dx) {
         /* dyT[p][o], then dcolT for this thread's channels' columns, then col2im. */
         cg_tk_transpose(c, dyT, I(c, O), dys, I(c, O), P);
-        cg_tk_gemm(c, I(c, P), imul(c, clo, I(c, KK)), imul(c, chi, I(c, KK)), I(c, O), dyT, I(c, O), c->params, CKK, dcolT,
-             I(c, CKK), false, false, NULL);
+        if (G == 1) {
+            cg_tk_gemm(c, I(c, P), imul(c, clo, I(c, KK)), imul(c, chi, I(c, KK)), I(c, O), dyT, I(c, O), c->params, CKK, dcolT,
+                 I(c, CKK), false, false, NULL);
+        } else { /* group g: this thread's columns of [g WK, (g + 1) WK), relative to the group */
+            cg_loop gl;
+            cg_loop_begin(c, &gl, I(c, 0), I(c, G), "group");
+            LLVMValueRef g0 = imul(c, gl.iv, I(c, WK));
+            LLVMValueRef n0 = cg_smin(c, cg_smax(c, isub(c, imul(c, clo, I(c, KK)), g0), I(c, 0)), I(c, WK));
+            LLVMValueRef n1 = cg_smin(c, cg_smax(c, isub(c, imul(c, chi, I(c, KK)), g0), n0), I(c, WK));
+            cg_tk_gemm(c, I(c, P), n0, n1, I(c, Og), cg_gep(c, dyT, imul(c, gl.iv, I(c, Og))), I(c, O),
+                       cg_gep(c, c->params, imul(c, gl.iv, I(c, Og * WK))), WK, cg_gep(c, dcolT, g0), I(c, CKK), false, false,
+                       NULL);
+            cg_loop_end(c, &gl);
+        }
         LLVMValueRef dxs = cg_gep(c, dx, imul(c, s.iv, I(c, Ci * H * W)));
         if (!acc[0]) {
             cg_zero(c, dxs, imul(c, clo, I(c, H * W)), imul(c, chi, I(c, H * W)));

@@ -54,7 +54,7 @@ static LLVMValueRef tensor_desc(cg *c, const char *name, pn_dtype dt, const pn_s
     return LLVMConstNamedStruct(tensor_type(c), f, 9);
 }
 
-enum { INIT_KAIMING, INIT_BIAS, INIT_ONES, INIT_ZEROS, INIT_NORMAL }; /* PNETRT_INIT_* */
+enum { INIT_KAIMING, INIT_BIAS, INIT_ONES, INIT_ZEROS, INIT_NORMAL, INIT_QUARTER }; /* PNETRT_INIT_* */
 
 static void param_init(const pn_graph *g, const pn_node *n, int k, int64_t *init, int64_t *fan_in) {
     const char *s = n->params[k].suffix;
@@ -67,6 +67,7 @@ static void param_init(const pn_graph *g, const pn_node *n, int k, int64_t *init
         *init = strcmp(s, "weight") == 0 ? INIT_KAIMING : INIT_BIAS;
         return;
     case PN_OP_EMBEDDING: *init = INIT_NORMAL; return;
+    case PN_OP_PRELU: *init = INIT_QUARTER; return; /* nn.PReLU's init = 0.25 */
     default:
         *init = strcmp(s, "weight") == 0 || strcmp(s, "running_var") == 0 ? INIT_ONES : INIT_ZEROS;
         (void)g;

@@ -45,6 +45,9 @@ static LLVMValueRef gen_view(cg *c, int i) {
 #define CG_TANH           cg_gen_eltwise,        cg_bwd_unary,          cg_ew_tanh,         cg_ew_tanh_grad
 #define CG_GELU           cg_gen_eltwise,        cg_bwd_unary,          cg_ew_gelu,         cg_ew_gelu_grad
 #define CG_SILU           cg_gen_eltwise,        cg_bwd_unary,          cg_ew_silu,         cg_ew_silu_grad
+#define CG_ELU            cg_gen_eltwise,        cg_bwd_unary,          cg_ew_elu,          cg_ew_elu_grad
+#define CG_SOFTPLUS       cg_gen_eltwise,        cg_bwd_unary,          cg_ew_softplus,     cg_ew_softplus_grad
+#define CG_PRELU          cg_gen_prelu,          cg_bwd_prelu,          NULL,               NULL
 #define CG_SOFTMAX        cg_gen_softmax,        cg_bwd_softmax,        NULL,               NULL
 #define CG_LOG_SOFTMAX    cg_gen_softmax,        cg_bwd_softmax,        NULL,               NULL
 #define CG_CAUSAL_SOFTMAX cg_gen_softmax,        cg_bwd_softmax,        NULL,               NULL
@@ -53,6 +56,7 @@ static LLVMValueRef gen_view(cg *c, int i) {
 #define CG_FLATTEN        gen_view,              NULL,                  NULL,               NULL
 #define CG_TRANSPOSE      cg_gen_transpose,      cg_bwd_transpose,      NULL,               NULL
 #define CG_SLICE          cg_gen_slice,          cg_bwd_slice,          NULL,               NULL
+#define CG_PAD            cg_gen_pad,            cg_bwd_pad,            NULL,               NULL
 #define CG_POSITIONS      cg_gen_positions,      NULL,                  NULL,               NULL
 #define CG_CONCAT         cg_gen_concat,         cg_bwd_concat,         NULL,               NULL
 #define CG_MATMUL         cg_gen_matmul,         cg_bwd_matmul,         NULL,               NULL
@@ -84,6 +88,9 @@ static LLVMValueRef gen_view(cg *c, int i) {
 #define CG_TRAIN_TANH           NULL,                  NULL,                  NULL
 #define CG_TRAIN_GELU           NULL,                  NULL,                  NULL
 #define CG_TRAIN_SILU           NULL,                  NULL,                  NULL
+#define CG_TRAIN_ELU            NULL,                  NULL,                  NULL
+#define CG_TRAIN_SOFTPLUS       NULL,                  NULL,                  NULL
+#define CG_TRAIN_PRELU          NULL,                  NULL,                  NULL
 #define CG_TRAIN_SOFTMAX        NULL,                  NULL,                  NULL
 #define CG_TRAIN_LOG_SOFTMAX    NULL,                  NULL,                  NULL
 #define CG_TRAIN_CAUSAL_SOFTMAX NULL,                  NULL,                  NULL
@@ -92,6 +99,7 @@ static LLVMValueRef gen_view(cg *c, int i) {
 #define CG_TRAIN_FLATTEN        NULL,                  NULL,                  NULL
 #define CG_TRAIN_TRANSPOSE      NULL,                  NULL,                  NULL
 #define CG_TRAIN_SLICE          NULL,                  NULL,                  NULL
+#define CG_TRAIN_PAD            NULL,                  NULL,                  NULL
 #define CG_TRAIN_POSITIONS      NULL,                  NULL,                  NULL
 #define CG_TRAIN_CONCAT         NULL,                  NULL,                  NULL
 #define CG_TRAIN_MATMUL         NULL,                  NULL,                  NULL

@@ -20,6 +20,25 @@ LLVMValueRef cg_ew_gelu(cg *c, const pn_node *op, LLVMValueRef v) { return cg_ge
 /* silu(x) = x sigmoid(x). */
 LLVMValueRef cg_ew_silu(cg *c, const pn_node *op, LLVMValueRef v) { return cg_fmul(c, v, cg_sigmoid(c, v), false); }
 
+/* elu(x) = x > 0 ? x : alpha (exp(x) - 1). */
+LLVMValueRef cg_ew_elu(cg *c, const pn_node *op, LLVMValueRef v) {
+    LLVMValueRef neg = cg_fmul(c, cg_fconst(c, v, op->fa[PN_FA_VALUE]), cg_fsub(c, cg_exp(c, v), cg_fconst(c, v, 1.0)), false);
+    return cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOGT, v, cg_fconst(c, v, 0.0), ""), v, neg);
+}
+
+/* softplus(x) = max(x, 0) + log1p(exp(-|x|)), and x itself past PyTorch's threshold 20. For u in
+ * (0, 1], log1p(u) = 2 atanh(z), z = u / (2 + u) <= 1/3: the odd series to z^13 is within 5e-8
+ * relative, exact for tiny u, and vectorises (no libm call). */
+LLVMValueRef cg_ew_softplus(cg *c, const pn_node *op, LLVMValueRef v) {
+    LLVMValueRef u = cg_exp(c, LLVMBuildFNeg(c->b, cg_call1(c, "llvm.fabs", v), ""));
+    LLVMValueRef z = cg_fdiv(c, u, cg_fadd(c, cg_fconst(c, v, 2.0), u, false)), z2 = cg_fmul(c, z, z, false);
+    LLVMValueRef p = cg_fconst(c, v, 1.0 / 13.0);
+    for (int k = 11; k >= 1; k -= 2) p = cg_fma(c, p, z2, cg_fconst(c, v, 1.0 / k));
+    LLVMValueRef l = cg_fmul(c, cg_fmul(c, z, cg_fconst(c, v, 2.0), false), p, false);
+    LLVMValueRef sp = cg_fadd(c, cg_max(c, v, cg_fconst(c, v, 0.0), false), l, false);
+    return cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOGT, v, cg_fconst(c, v, 20.0), ""), v, sp);
+}
+
 /* dropout at inference. */
 LLVMValueRef cg_ew_identity(cg *c, const pn_node *op, LLVMValueRef v) { return v; }
 
@@ -46,6 +65,35 @@ LLVMValueRef cg_gen_eltwise(cg *c, int node) {
     LLVMValueRef v = cg_unary(c, nd, cg_load(c, in, i.iv));
     cg_store(c, cg_epilogue(c, node, v), out, i.iv);
     cg_loop_end(c, &i);
+    cg_kernel_end(c);
+    return fn;
+}
+
+/* prelu: y = x > 0 ? x : w[ch] x, ch along axis 1. Rows are [outer][C][inner]; with inner = 1
+ * (a [batch, F] input) a row is one sample's C channels, else one channel's inner elements. */
+LLVMValueRef cg_gen_prelu(cg *c, int node) {
+    const pn_node *nd = &c->g->nodes[node];
+    const pn_shape *s = &nd->shape;
+    int64_t C = s->d[1], inner = pn_shape_sample_elems(s) / (pn_shape_batched(s) ? 1 : s->d[0]) / C;
+    LLVMValueRef fn = cg_kernel_begin(c, node, 1);
+    LLVMValueRef out = LLVMGetParam(fn, 0), in = LLVMGetParam(fn, 1), w = c->params;
+    LLVMValueRef outer = pn_shape_batched(s) ? c->n : cg_i64(c, s->d[0]);
+    bool flat = inner == 1;
+    LLVMValueRef lo, hi;
+    cg_split(c, flat ? outer : LLVMBuildMul(c->b, outer, cg_i64(c, C), ""), &lo, &hi);
+    cg_loop t;
+    cg_loop_begin(c, &t, lo, hi, "row");
+    int64_t width = flat ? C : inner;
+    LLVMValueRef base = LLVMBuildMul(c->b, t.iv, cg_i64(c, width), "");
+    LLVMValueRef irow = cg_gep(c, in, base), orow = cg_gep(c, out, base);
+    LLVMValueRef slope = flat ? NULL : cg_load(c, w, LLVMBuildSRem(c->b, t.iv, cg_i64(c, C), ""));
+    cg_loop j;
+    cg_loop_begin(c, &j, cg_i64(c, 0), cg_i64(c, width), "j");
+    LLVMValueRef v = cg_load(c, irow, j.iv), k = flat ? cg_load(c, w, j.iv) : slope;
+    v = cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOGT, v, cg_f32(c, 0.0), ""), v, cg_fmul(c, v, k, false));
+    cg_store(c, v, orow, j.iv);
+    cg_loop_end(c, &j);
+    cg_loop_end(c, &t);
     cg_kernel_end(c);
     return fn;
 }

@@ -72,6 +72,20 @@ LLVMValueRef cg_ew_silu_grad(cg *c, int node, LLVMValueRef d, const cg_elt *at) 
     return cg_fmul(c, d, cg_fmul(c, s, k, false), false);
 }
 
+/* elu'(x) = 1 above 0, alpha exp(x) below. */
+LLVMValueRef cg_ew_elu_grad(cg *c, int node, LLVMValueRef d, const cg_elt *at) {
+    LLVMValueRef x = cg_load(c, at->x, at->idx);
+    LLVMValueRef k = cg_fmul(c, F(c, c->g->nodes[node].fa[PN_FA_VALUE]), cg_exp(c, x), false);
+    return fsel(c, fgt0(c, x), d, cg_fmul(c, d, k, false));
+}
+
+/* softplus'(x) = sigmoid(x), 1 past the threshold 20. */
+LLVMValueRef cg_ew_softplus_grad(cg *c, int node, LLVMValueRef d, const cg_elt *at) {
+    LLVMValueRef x = cg_load(c, at->x, at->idx);
+    LLVMValueRef big = LLVMBuildFCmp(c->b, LLVMRealOGT, x, F(c, 20.0), "");
+    return fsel(c, big, d, cg_fmul(c, d, cg_sigmoid(c, x), false));
+}
+
 LLVMValueRef cg_ew_dropout_grad(cg *c, int node, LLVMValueRef d, const cg_elt *at) {
     double p = c->g->nodes[node].fa[PN_FA_VALUE];
     LLVMValueRef keep = dropout_keep(c, node, iadd(c, at->base, at->idx), p);
@@ -182,5 +196,47 @@ LLVMValueRef cg_bwd_binary(cg *c, int node, const bool *acc) {
         cg_loop_end(c, &e);
         cg_loop_end(c, &s);
     }
+    return cg_tk_end(c);
+}
+
+/* prelu: dx = x > 0 ? dy : w[ch] dy, split by elements; dw[ch] = the sum of dy x over x <= 0 in
+ * this chunk, split by channels, each summed in sample order. */
+LLVMValueRef cg_bwd_prelu(cg *c, int node, const bool *acc) {
+    const pn_graph *g = c->g;
+    const pn_node *nd = &g->nodes[node];
+    const pn_shape *s = &nd->shape;
+    int64_t C = s->d[1], inner = pn_shape_sample_elems(s) / (pn_shape_batched(s) ? 1 : s->d[0]) / C;
+    cg_tk_begin(c, node, "bwd");
+    LLVMValueRef dy = ctxp(c, TK_DY), x = ctxp(c, TK_X), dx = ctxp(c, TK_DX), gw = ctxp(c, TK_GPARAMS), w = c->params;
+    LLVMValueRef outer = pn_shape_batched(s) ? c->n : I(c, s->d[0]);
+    if (cg_grad_edge(g, node, 0)) {
+        LLVMValueRef lo, hi;
+        cg_split(c, numel(c, s), &lo, &hi);
+        cg_loop e;
+        cg_loop_begin(c, &e, lo, hi, "e");
+        LLVMValueRef k = cg_load(c, w, irem(c, idiv(c, e.iv, I(c, inner)), I(c, C)));
+        LLVMValueRef d = cg_load(c, dy, e.iv);
+        cg_put(c, fsel(c, fgt0(c, cg_load(c, x, e.iv)), d, cg_fmul(c, d, k, false)), dx, e.iv, acc[0]);
+        cg_loop_end(c, &e);
+    }
+    LLVMValueRef lo, hi;
+    cg_split(c, I(c, C), &lo, &hi);
+    cg_loop ch;
+    cg_loop_begin(c, &ch, lo, hi, "ch");
+    cg_loop smp;
+    cg_loop_begin(c, &smp, I(c, 0), outer, "s");
+    LLVMValueRef sum = cg_loop_acc(c, &smp, F(c, 0.0));
+    LLVMValueRef row = iadd(c, imul(c, smp.iv, I(c, C * inner)), imul(c, ch.iv, I(c, inner)));
+    cg_loop q;
+    cg_loop_begin(c, &q, I(c, 0), I(c, inner), "q");
+    LLVMValueRef part = cg_loop_acc(c, &q, sum);
+    LLVMValueRef xv = cg_load(c, x, iadd(c, row, q.iv));
+    LLVMValueRef term = fsel(c, fgt0(c, xv), F(c, 0.0), cg_fmul(c, cg_load(c, dy, iadd(c, row, q.iv)), xv, false));
+    cg_loop_next(&q, part, cg_fadd(c, part, term, true));
+    cg_loop_end(c, &q);
+    cg_loop_next(&smp, sum, part);
+    cg_loop_end(c, &smp);
+    cg_store(c, sum, gw, ch.iv);
+    cg_loop_end(c, &ch);
     return cg_tk_end(c);
 }

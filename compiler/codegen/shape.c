@@ -1,4 +1,4 @@
-/* Kernels that move data: transpose, concat, slice, embedding lookup, positions, and plain copies
+/* Kernels that move data: transpose, concat, slice, pad, embedding lookup, positions, and plain copies
  * into outputs. */
 #include "cg.h"
 
@@ -105,6 +105,41 @@ LLVMValueRef cg_gen_slice(cg *c, int node) {
     cg_loop_begin(c, &j, cg_i64(c, 0), cg_i64(c, L * inner), "j");
     cg_store(c, cg_load(c, irow, j.iv), orow, j.iv);
     cg_loop_end(c, &j);
+    cg_loop_end(c, &t);
+    cg_kernel_end(c);
+    return fn;
+}
+
+/* pad: per output row (plane, oh) of OW floats, zeros left, the input row ih = oh - top (when
+ * inside), zeros right; the whole row zero above and below the input. */
+LLVMValueRef cg_gen_pad(cg *c, int node) {
+    const pn_node *nd = &c->g->nodes[node];
+    const pn_shape *xs = &c->g->nodes[nd->in[0]].shape;
+    int64_t H = xs->d[2], W = xs->d[3], OH = nd->shape.d[2], OW = nd->shape.d[3];
+    int64_t top = nd->ia[PN_PAD_TOP], left = nd->ia[PN_PAD_LEFT];
+    LLVMValueRef fn = cg_kernel_begin(c, node, 1);
+    LLVMValueRef out = LLVMGetParam(fn, 0), in = LLVMGetParam(fn, 1);
+    LLVMValueRef planes = LLVMBuildMul(c->b, pn_shape_batched(xs) ? c->n : cg_i64(c, xs->d[0]), cg_i64(c, xs->d[1]), "");
+    LLVMValueRef lo, hi;
+    cg_split(c, LLVMBuildMul(c->b, planes, cg_i64(c, OH), ""), &lo, &hi);
+    cg_loop t;
+    cg_loop_begin(c, &t, lo, hi, "row");
+    LLVMValueRef pl = LLVMBuildSDiv(c->b, t.iv, cg_i64(c, OH), ""), oh = LLVMBuildSRem(c->b, t.iv, cg_i64(c, OH), "");
+    LLVMValueRef ih = LLVMBuildSub(c->b, oh, cg_i64(c, top), "");
+    LLVMValueRef inside = LLVMBuildICmp(c->b, LLVMIntULT, ih, cg_i64(c, H), "");
+    LLVMValueRef orow = cg_gep(c, out, LLVMBuildMul(c->b, t.iv, cg_i64(c, OW), ""));
+    /* Outside the input, the copy is empty: [left, left) and the zeros cover the row. */
+    LLVMValueRef c0 = cg_select(c, inside, cg_i64(c, left), cg_i64(c, OW)), c1 = cg_select(c, inside, cg_i64(c, left + W), cg_i64(c, OW));
+    LLVMValueRef ihc = cg_select(c, inside, ih, cg_i64(c, 0));
+    LLVMValueRef irow = cg_gep(c, in, LLVMBuildSub(c->b, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, pl, cg_i64(c, H), ""), ihc, ""),
+                                                                    cg_i64(c, W), ""), cg_i64(c, left), ""));
+    LLVMValueRef bounds[4] = {cg_i64(c, 0), c0, c1, cg_i64(c, OW)};
+    for (int part = 0; part < 3; part++) {
+        cg_loop j;
+        cg_loop_begin(c, &j, bounds[part], bounds[part + 1], part == 1 ? "copy" : "zero");
+        cg_store(c, part == 1 ? cg_load(c, irow, j.iv) : cg_f32(c, 0.0), orow, j.iv);
+        cg_loop_end(c, &j);
+    }
     cg_loop_end(c, &t);
     cg_kernel_end(c);
     return fn;

@@ -1,4 +1,4 @@
-/* The backward kernels of embedding, concat, transpose and slice (beside shape.c). */
+/* The backward kernels of embedding, concat, transpose, slice and pad (beside shape.c). */
 #include "tk.h"
 #include "../support/util.h"
 
@@ -125,5 +125,29 @@ LLVMValueRef cg_bwd_slice(cg *c, int node, const bool *acc) {
     LLVMValueRef src = cg_select(c, in, iadd(c, imul(c, o, I(c, L * inner)), isub(c, col, I(c, lo_col))), I(c, 0));
     cg_put(c, fsel(c, in, cg_load(c, dy, src), F(c, 0.0)), dx, e.iv, acc[0]);
     cg_loop_end(c, &e);
+    return cg_tk_end(c);
+}
+
+/* pad: dx is the slice of dy inside the padding; split by input rows (plane, ih). */
+LLVMValueRef cg_bwd_pad(cg *c, int node, const bool *acc) {
+    const pn_graph *g = c->g;
+    const pn_node *nd = &g->nodes[node];
+    const pn_shape *xs = &g->nodes[nd->in[0]].shape;
+    int64_t H = xs->d[2], W = xs->d[3], OH = nd->shape.d[2], OW = nd->shape.d[3];
+    cg_tk_begin(c, node, "bwd");
+    LLVMValueRef dy = ctxp(c, TK_DY), dx = ctxp(c, TK_DX);
+    LLVMValueRef lo, hi;
+    cg_split(c, imul(c, pn_shape_batched(xs) ? c->n : I(c, xs->d[0]), I(c, xs->d[1] * H)), &lo, &hi);
+    cg_loop t;
+    cg_loop_begin(c, &t, lo, hi, "row");
+    LLVMValueRef pl = idiv(c, t.iv, I(c, H)), ih = irem(c, t.iv, I(c, H));
+    LLVMValueRef src = iadd(c, imul(c, iadd(c, imul(c, pl, I(c, OH)), iadd(c, ih, I(c, nd->ia[PN_PAD_TOP]))), I(c, OW)),
+                            I(c, nd->ia[PN_PAD_LEFT]));
+    LLVMValueRef srow = cg_gep(c, dy, src), drow = cg_gep(c, dx, imul(c, t.iv, I(c, W)));
+    cg_loop j;
+    cg_loop_begin(c, &j, I(c, 0), I(c, W), "j");
+    cg_put(c, cg_load(c, srow, j.iv), drow, j.iv, acc[0]);
+    cg_loop_end(c, &j);
+    cg_loop_end(c, &t);
     return cg_tk_end(c);
 }

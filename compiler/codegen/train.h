@@ -52,6 +52,8 @@ LLVMValueRef cg_ew_sigmoid_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *
 LLVMValueRef cg_ew_tanh_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
 LLVMValueRef cg_ew_gelu_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
 LLVMValueRef cg_ew_silu_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
+LLVMValueRef cg_ew_elu_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
+LLVMValueRef cg_ew_softplus_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
 LLVMValueRef cg_ew_dropout_grad(cg *c, int node, LLVMValueRef dy, const cg_elt *at);
 LLVMValueRef cg_bwd_binary(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_softmax(cg *c, int node, const bool *acc);
@@ -60,6 +62,8 @@ LLVMValueRef cg_bwd_embedding(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_concat(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_transpose(cg *c, int node, const bool *acc);
 LLVMValueRef cg_bwd_slice(cg *c, int node, const bool *acc);
+LLVMValueRef cg_bwd_pad(cg *c, int node, const bool *acc);
+LLVMValueRef cg_bwd_prelu(cg *c, int node, const bool *acc);
 /* The train column: training forwards that differ from the inference kernel. dense's runs over
  * W^T, made by the prep function (gemm_grad.c); dropout's draws its mask (eltwise_grad.c). */
 LLVMValueRef cg_gen_dense_train(cg *c, int node);

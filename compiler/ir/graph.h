@@ -34,7 +34,7 @@ struct pn_ref;
 
 /* An op attribute in the text form: kind 'i' integer, 'b' boolean, 'p' pair of integers,
  * 'f' float (in fa[]), 'l' permutation of the node's rank; 'B' a boolean printed only when true
- * (`frozen`), false when absent. */
+ * (`frozen`), false when absent; 'g' an integer printed only when not 1, 1 when absent (conv2d `groups`). */
 typedef struct pn_attr_desc {
     const char *key;
     char kind;
@@ -101,14 +101,17 @@ enum {
     PN_DENSE_UNITS = 0, PN_DENSE_BIAS = 1, PN_DENSE_FROZEN = 2,
     PN_CONV_OUT = 0, PN_CONV_KH = 1, PN_CONV_KW = 2, PN_CONV_SH = 3, PN_CONV_SW = 4,
     PN_CONV_PH = 5, PN_CONV_PW = 6, PN_CONV_BIAS = 7, PN_CONV_FROZEN = 8,
+    PN_CONV_GROUPS = 9, /* conv2d: channel groups, dividing in and out channels (1: dense) */
     PN_POOL_KH = 0, PN_POOL_KW = 1, PN_POOL_SH = 2, PN_POOL_SW = 3, PN_POOL_PH = 4, PN_POOL_PW = 5,
     PN_EMB_VOCAB = 0, PN_EMB_DIM = 1, PN_EMB_FROZEN = 2,
     PN_NORM_FROZEN = 0, /* batchnorm, layernorm (their eps and momentum are in fa[]) */
+    PN_PRELU_FROZEN = 0,
+    PN_PAD_TOP = 0, PN_PAD_BOTTOM = 1, PN_PAD_LEFT = 2, PN_PAD_RIGHT = 3, /* pad: zeros around axes 2 and 3 */
     PN_AXIS = 0,     /* softmax, log_softmax, concat, slice, positions: non-negative axis; causal_softmax: the last
                       * axis, set by its shape rule */
     PN_SLICE_START = 1, PN_SLICE_END = 2, /* slice (axis in PN_AXIS): 0 <= start < end <= size */
     PN_PERM = 0,     /* transpose: ia[0..rank-1] */
-    PN_FA_VALUE = 0, /* const value, leaky_relu slope, dropout p, norm eps */
+    PN_FA_VALUE = 0, /* const value, leaky_relu slope, elu alpha, dropout p, norm eps */
     PN_FA_MOMENTUM = 1,
 };
 

@@ -23,8 +23,10 @@ static int64_t flops_contract(const pn_graph *g, const pn_node *n, int64_t out) 
     return 2 * out * x->d[x->rank - 1];
 }
 
+/* conv2d: each output reads its group's channels (all of them when groups = 1). */
 static int64_t flops_conv2d(const pn_graph *g, const pn_node *n, int64_t out) {
-    return 2 * out * in_shape(g, n, 0)->d[1] * n->ia[PN_CONV_KH] * n->ia[PN_CONV_KW];
+    int64_t groups = n->ia[PN_CONV_GROUPS] > 1 ? n->ia[PN_CONV_GROUPS] : 1;
+    return 2 * out * (in_shape(g, n, 0)->d[1] / groups) * n->ia[PN_CONV_KH] * n->ia[PN_CONV_KW];
 }
 
 static int64_t flops_pool(const pn_graph *g, const pn_node *n, int64_t out) {
@@ -47,7 +49,8 @@ static const pn_attr_desc dense_a[] = {A("units", 'i', PN_DENSE_UNITS), A("bias"
                                        A("frozen", 'B', PN_DENSE_FROZEN)};
 static const pn_attr_desc conv_a[] = {A("out_channels", 'i', PN_CONV_OUT), A("kernel", 'p', PN_CONV_KH),
                                       A("stride", 'p', PN_CONV_SH), A("padding", 'p', PN_CONV_PH),
-                                      A("bias", 'b', PN_CONV_BIAS), A("frozen", 'B', PN_CONV_FROZEN)};
+                                      A("bias", 'b', PN_CONV_BIAS), A("frozen", 'B', PN_CONV_FROZEN),
+                                      A("groups", 'g', PN_CONV_GROUPS)};
 static const pn_attr_desc bn_a[] = {A("eps", 'f', PN_FA_VALUE), A("momentum", 'f', PN_FA_MOMENTUM),
                                     A("frozen", 'B', PN_NORM_FROZEN)};
 static const pn_attr_desc ln_a[] = {A("eps", 'f', PN_FA_VALUE), A("frozen", 'B', PN_NORM_FROZEN)};
@@ -56,6 +59,10 @@ static const pn_attr_desc emb_a[] = {A("vocab", 'i', PN_EMB_VOCAB), A("dim", 'i'
 static const pn_attr_desc pool_a[] = {A("size", 'p', PN_POOL_KH), A("stride", 'p', PN_POOL_SH),
                                       A("padding", 'p', PN_POOL_PH)};
 static const pn_attr_desc slope_a[] = {A("slope", 'f', PN_FA_VALUE)};
+static const pn_attr_desc alpha_a[] = {A("alpha", 'f', PN_FA_VALUE)};
+static const pn_attr_desc prelu_a[] = {A("frozen", 'B', PN_PRELU_FROZEN)};
+static const pn_attr_desc pad_a[] = {A("top", 'i', PN_PAD_TOP), A("bottom", 'i', PN_PAD_BOTTOM), A("left", 'i', PN_PAD_LEFT),
+                                     A("right", 'i', PN_PAD_RIGHT)};
 static const pn_attr_desc p_a[] = {A("p", 'f', PN_FA_VALUE)};
 static const pn_attr_desc axis_a[] = {A("axis", 'i', PN_AXIS)};
 static const pn_attr_desc perm_a[] = {A("perm", 'l', PN_PERM)};
@@ -88,6 +95,9 @@ static const pn_attr_desc slice_a[] = {A("axis", 'i', PN_AXIS), A("start", 'i', 
 #define ROW_TANH           pn_shape_same,           flops_four,           NO_ATTRS,       0,     0,     0,     pn_ref_tanh,           pn_ref_tanh_grad
 #define ROW_GELU           pn_shape_same,           flops_four,           NO_ATTRS,       0,     0,     0,     pn_ref_gelu,           pn_ref_gelu_grad
 #define ROW_SILU           pn_shape_same,           flops_five,           NO_ATTRS,       0,     0,     0,     pn_ref_silu,           pn_ref_silu_grad
+#define ROW_ELU            pn_shape_same,           flops_four,           ATTRS(alpha_a), 0,     0,     0,     pn_ref_elu,            pn_ref_elu_grad
+#define ROW_SOFTPLUS       pn_shape_same,           flops_five,           NO_ATTRS,       0,     0,     0,     pn_ref_softplus,       pn_ref_softplus_grad
+#define ROW_PRELU          pn_shape_prelu,          flops_two,            ATTRS(prelu_a), 0,     0,     0,     pn_ref_prelu,          pn_ref_prelu_grad
 #define ROW_SOFTMAX        pn_shape_softmax,        flops_five,           ATTRS(axis_a),  0,     0,     0,     pn_ref_softmax,        pn_ref_softmax_grad
 #define ROW_LOG_SOFTMAX    pn_shape_softmax,        flops_five,           ATTRS(axis_a),  0,     0,     0,     pn_ref_softmax,        pn_ref_softmax_grad
 #define ROW_CAUSAL_SOFTMAX pn_shape_causal_softmax, flops_five,           NO_ATTRS,       0,     0,     0,     pn_ref_softmax,        pn_ref_softmax_grad
@@ -96,6 +106,7 @@ static const pn_attr_desc slice_a[] = {A("axis", 'i', PN_AXIS), A("start", 'i', 
 #define ROW_CONCAT         pn_shape_concat,         flops_zero,           ATTRS(axis_a),  0,     0,     0,     pn_ref_concat,         pn_ref_concat_grad
 #define ROW_TRANSPOSE      pn_shape_transpose,      flops_zero,           ATTRS(perm_a),  0,     0,     0,     pn_ref_transpose,      pn_ref_transpose_grad
 #define ROW_SLICE          pn_shape_slice,          flops_zero,           ATTRS(slice_a), 0,     0,     0,     pn_ref_slice,          pn_ref_slice_grad
+#define ROW_PAD            pn_shape_pad,            flops_zero,           ATTRS(pad_a),   0,     0,     0,     pn_ref_pad,            pn_ref_pad_grad
 #define ROW_POSITIONS      pn_shape_positions,      flops_zero,           ATTRS(axis_a),  0,     IN(0), IN(0), pn_ref_positions,      NULL
 #define ROW_MATMUL         pn_shape_matmul,         flops_contract,       NO_ATTRS,       0,     0,     0,     pn_ref_matmul,         pn_ref_matmul_grad
 #define ROW_DROPOUT        pn_shape_dropout,        flops_zero,           ATTRS(p_a),     0,     0,     0,     pn_ref_dropout,        pn_ref_dropout_grad

@@ -167,7 +167,8 @@ static bool attr(cursor *c, pn_node *n, const char *key) {
         if (strcmp(a[i].key, key) != 0) continue;
         int64_t *v = n->ia + a[i].slot;
         switch (a[i].kind) {
-        case 'i': return integer(c, v);
+        case 'i':
+        case 'g': return integer(c, v);
         case 'b':
         case 'B': return boolean(c, v);
         case 'f': return number(c, &n->fa[a[i].slot]);
@@ -210,6 +211,10 @@ static bool node_line(cursor *c, pn_graph *g, pn_strmap *names, const char *name
         if (!expect(c, ")")) return false;
     }
     int64_t nvalues = 0;
+    int nattr;
+    const pn_attr_desc *ad = pn_op_attrs(n.op, &nattr);
+    for (int i = 0; i < nattr; i++)
+        if (ad[i].kind == 'g') n.ia[ad[i].slot] = 1; /* absent: 1 */
     while (!lit(c, ":")) {
         w = word(c);
         bool ok = w && expect(c, "=") &&
@@ -250,6 +255,9 @@ static bool node_line(cursor *c, pn_graph *g, pn_strmap *names, const char *name
     } else if (n.op == PN_OP_TRANSPOSE) {
         nlist = (int)n.ia[PN_MAX_IATTR - 1];
         memcpy(list, n.ia + PN_PERM, sizeof(int64_t) * (size_t)nlist);
+    } else if (n.op == PN_OP_PAD) { /* the rule reads its four sides from the list */
+        nlist = 4;
+        memcpy(list, n.ia + PN_PAD_TOP, sizeof(int64_t) * 4);
     }
     n.ia[PN_MAX_IATTR - 1] = 0;
     pn_shape_err se;

@@ -98,6 +98,7 @@ static bool call(writer *w, int i) {
         if (a[PN_CONV_SH] != 1 || a[PN_CONV_SW] != 1) fputs(", stride = ", o), pair(w, a + PN_CONV_SH);
         if (a[PN_CONV_PH] || a[PN_CONV_PW]) fputs(", padding = ", o), pair(w, a + PN_CONV_PH);
         if (!a[PN_CONV_BIAS]) fputs(", bias = false", o);
+        if (a[PN_CONV_GROUPS] != 1) fprintf(o, ", groups = %lld", (long long)a[PN_CONV_GROUPS]);
         break;
     case PN_OP_MAXPOOL2D:
     case PN_OP_AVGPOOL2D:
@@ -120,6 +121,14 @@ static bool call(writer *w, int i) {
     case PN_OP_LEAKY_RELU:
         fputs(", slope = ", o);
         number(w, n->fa[PN_FA_VALUE]);
+        break;
+    case PN_OP_ELU:
+        fputs(", alpha = ", o);
+        number(w, n->fa[PN_FA_VALUE]);
+        break;
+    case PN_OP_PAD:
+        fprintf(o, ", [%lld, %lld, %lld, %lld]", (long long)a[PN_PAD_TOP], (long long)a[PN_PAD_BOTTOM], (long long)a[PN_PAD_LEFT],
+                (long long)a[PN_PAD_RIGHT]);
         break;
     case PN_OP_DROPOUT:
         fputs(", p = ", o);

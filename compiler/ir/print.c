@@ -21,6 +21,7 @@ static void print_attrs(const pn_node *n, FILE *out) {
         case 'i': fprintf(out, " %s=%lld", a[i].key, (long long)v[0]); break;
         case 'b': fprintf(out, " %s=%s", a[i].key, v[0] ? "true" : "false"); break;
         case 'B': if (v[0]) fprintf(out, " %s=true", a[i].key); break;
+        case 'g': if (v[0] != 1) fprintf(out, " %s=%lld", a[i].key, (long long)v[0]); break;
         case 'p': fprintf(out, " %s=[%lld,%lld]", a[i].key, (long long)v[0], (long long)v[1]); break;
         case 'f': fprintf(out, " %s=%.9g", a[i].key, n->fa[a[i].slot]); break;
         case 'l':

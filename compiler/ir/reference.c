@@ -356,23 +356,26 @@ void pn_ref_dense_grad(pn_ref *r, int i) {
 }
 
 /* ---- conv2d ---------------------------------------------------------------------------------- */
+/* With groups G, output channel o reads the Cg = C / G input channels of its group o / (O / G);
+ * its weights are [o][Cg][KH][KW]. */
 bool pn_ref_conv2d(pn_ref *r, int i) {
     NODE;
     double *y = r->v[i];
     const float *p = param(r, i);
     geom q = geometry(r, nd);
-    const float *bias = nd->ia[PN_CONV_BIAS] ? p + al16(q.O * q.C * q.KH * q.KW) : NULL;
+    int64_t G = nd->ia[PN_CONV_GROUPS], Cg = q.C / G, Og = q.O / G;
+    const float *bias = nd->ia[PN_CONV_BIAS] ? p + al16(q.O * Cg * q.KH * q.KW) : NULL;
     for (int64_t s = 0; s < q.N; s++)
         for (int64_t o = 0; o < q.O; o++)
             for (int64_t oh = 0; oh < q.OH; oh++)
                 for (int64_t ow = 0; ow < q.OW; ow++) {
                     double acc = bias ? bias[o] : 0;
-                    for (int64_t c = 0; c < q.C; c++)
+                    for (int64_t c = 0; c < Cg; c++)
                         for (int64_t kh = 0; kh < q.KH; kh++)
                             for (int64_t kw = 0; kw < q.KW; kw++) {
-                                int64_t at = window_at(&q, oh, ow, kh, kw);
+                                int64_t at = window_at(&q, oh, ow, kh, kw), ci = o / Og * Cg + c;
                                 if (at >= 0)
-                                    acc += x[(s * q.C + c) * q.H * q.W + at] * p[((o * q.C + c) * q.KH + kh) * q.KW + kw];
+                                    acc += x[(s * q.C + ci) * q.H * q.W + at] * p[((o * Cg + c) * q.KH + kh) * q.KW + kw];
                             }
                     y[((s * q.O + o) * q.OH + oh) * q.OW + ow] = acc;
                 }
@@ -385,19 +388,21 @@ void pn_ref_conv2d_grad(pn_ref *r, int i) {
     double *dx = r->d[nd->in[0]], *gp = gparam(r, i);
     const float *p = param(r, i);
     geom q = geometry(r, nd);
+    int64_t G = nd->ia[PN_CONV_GROUPS], Cg = q.C / G, Og = q.O / G;
     for (int64_t s = 0; s < q.N; s++)
         for (int64_t o = 0; o < q.O; o++)
             for (int64_t oh = 0; oh < q.OH; oh++)
                 for (int64_t ow = 0; ow < q.OW; ow++) {
                     double d = dy[((s * q.O + o) * q.OH + oh) * q.OW + ow];
-                    if (nd->ia[PN_CONV_BIAS]) gp[al16(q.O * q.C * q.KH * q.KW) + o] += d;
-                    for (int64_t c = 0; c < q.C; c++)
+                    if (nd->ia[PN_CONV_BIAS]) gp[al16(q.O * Cg * q.KH * q.KW) + o] += d;
+                    for (int64_t c = 0; c < Cg; c++)
                         for (int64_t kh = 0; kh < q.KH; kh++)
                             for (int64_t kw = 0; kw < q.KW; kw++) {
-                                int64_t at = window_at(&q, oh, ow, kh, kw), w = ((o * q.C + c) * q.KH + kh) * q.KW + kw;
+                                int64_t at = window_at(&q, oh, ow, kh, kw), w = ((o * Cg + c) * q.KH + kh) * q.KW + kw;
+                                int64_t ci = o / Og * Cg + c;
                                 if (at < 0) continue;
-                                gp[w] += d * x[(s * q.C + c) * q.H * q.W + at];
-                                dx[(s * q.C + c) * q.H * q.W + at] += d * p[w];
+                                gp[w] += d * x[(s * q.C + ci) * q.H * q.W + at];
+                                dx[(s * q.C + ci) * q.H * q.W + at] += d * p[w];
                             }
                 }
 }
@@ -624,6 +629,13 @@ static double silu_d(double x, double y, double k) {
     return s * (1 + x * (1 - s));
 }
 
+/* elu(x) = x > 0 ? x : alpha (exp(x) - 1); elu'(x) = alpha exp(x) below 0. */
+static double elu(double x, double k) { return x > 0 ? x : k * expm1(x); }
+static double elu_d(double x, double y, double k) { return x > 0 ? 1 : k * exp(x); }
+/* softplus(x) = log(1 + exp(x)), x past PyTorch's threshold 20; its derivative sigmoid(x). */
+static double softplus(double x, double k) { return x > 20 ? x : log1p(exp(x)); }
+static double softplus_d(double x, double y, double k) { return x > 20 ? 1 : 1.0 / (1.0 + exp(-x)); }
+
 bool pn_ref_relu(pn_ref *r, int i) { return unary(r, i, relu); }
 void pn_ref_relu_grad(pn_ref *r, int i) { unary_grad(r, i, relu_d); }
 bool pn_ref_leaky_relu(pn_ref *r, int i) { return unary(r, i, leaky_relu); }
@@ -636,6 +648,38 @@ bool pn_ref_gelu(pn_ref *r, int i) { return unary(r, i, gelu); }
 void pn_ref_gelu_grad(pn_ref *r, int i) { unary_grad(r, i, gelu_d); }
 bool pn_ref_silu(pn_ref *r, int i) { return unary(r, i, silu); }
 void pn_ref_silu_grad(pn_ref *r, int i) { unary_grad(r, i, silu_d); }
+bool pn_ref_elu(pn_ref *r, int i) { return unary(r, i, elu); }
+void pn_ref_elu_grad(pn_ref *r, int i) { unary_grad(r, i, elu_d); }
+bool pn_ref_softplus(pn_ref *r, int i) { return unary(r, i, softplus); }
+void pn_ref_softplus_grad(pn_ref *r, int i) { unary_grad(r, i, softplus_d); }
+
+/* prelu: y = x > 0 ? x : w[c] x along channel axis 1; dw[c] sums dy x over x <= 0. */
+static int64_t prelu_channel(const pn_node *nd, const int64_t *od, int64_t e) {
+    int64_t inner = 1;
+    for (int d = 2; d < nd->shape.rank; d++) inner *= od[d];
+    return e / inner % od[1];
+}
+
+bool pn_ref_prelu(pn_ref *r, int i) {
+    NODE;
+    double *y = r->v[i];
+    const float *p = param(r, i);
+    for (int64_t e = 0; e < cnt; e++)
+        y[e] = x[e] > 0 ? x[e] : p[prelu_channel(nd, od, e)] * x[e];
+    return true;
+}
+
+void pn_ref_prelu_grad(pn_ref *r, int i) {
+    NODE;
+    const double *dy = r->d[i];
+    double *dx = r->d[nd->in[0]], *gp = gparam(r, i);
+    const float *p = param(r, i);
+    for (int64_t e = 0; e < cnt; e++) {
+        int64_t ch = prelu_channel(nd, od, e);
+        dx[e] += x[e] > 0 ? dy[e] : dy[e] * p[ch];
+        if (x[e] <= 0) gp[ch] += dy[e] * x[e];
+    }
+}
 
 /* Dropout: the identity at inference; in training, the generated code's mask, scaled by 1/(1-p). */
 bool pn_ref_dropout(pn_ref *r, int i) {
@@ -740,6 +784,37 @@ static int64_t slice_src(const pn_ref *r, const pn_node *nd, int64_t *idx) {
     for (int d = 0; d < nd->shape.rank; d++)
         off = off * xd[d] + idx[d];
     return off;
+}
+
+/* pad: output element idx reads input (h - top, w - left), or is 0 outside; -1 there. */
+static int64_t pad_src(const pn_ref *r, const pn_node *nd, const int64_t *idx) {
+    int64_t xd[PN_MAX_RANK];
+    dims(&r->g->nodes[nd->in[0]].shape, r->batch, xd);
+    int64_t h = idx[2] - nd->ia[PN_PAD_TOP], w = idx[3] - nd->ia[PN_PAD_LEFT];
+    if (h < 0 || h >= xd[2] || w < 0 || w >= xd[3]) return -1;
+    return ((idx[0] * xd[1] + idx[1]) * xd[2] + h) * xd[3] + w;
+}
+
+bool pn_ref_pad(pn_ref *r, int i) {
+    NODE;
+    double *y = r->v[i];
+    for (int64_t e = 0; e < cnt; e++) {
+        unravel(e, od, R, idx);
+        int64_t at = pad_src(r, nd, idx);
+        y[e] = at >= 0 ? x[at] : 0;
+    }
+    return true;
+}
+
+void pn_ref_pad_grad(pn_ref *r, int i) {
+    NODE;
+    const double *dy = r->d[i];
+    double *dx = r->d[nd->in[0]];
+    for (int64_t e = 0; e < cnt; e++) {
+        unravel(e, od, R, idx);
+        int64_t at = pad_src(r, nd, idx);
+        if (at >= 0) dx[at] += dy[e];
+    }
 }
 
 bool pn_ref_slice(pn_ref *r, int i) {

@@ -275,13 +275,21 @@ bool pn_shape_dense(PN_SHAPE_ARGS) {
     return true;
 }
 
+/* conv2d: weight [out_channels, in_channels / groups, KH, KW], as PyTorch's. */
 bool pn_shape_conv2d(PN_SHAPE_ARGS) {
+    char sbuf[128];
     const pn_node *x = X;
-    int64_t oc = n->ia[PN_CONV_OUT];
+    int64_t oc = n->ia[PN_CONV_OUT], groups = n->ia[PN_CONV_GROUPS];
     if (oc < 1 || oc > PN_MAX_DIM) return fail(e, 1, "'conv2d' out_channels must be between 1 and %d", PN_MAX_DIM);
     if (!infer_window(n, x, PN_CONV_KH, PN_CONV_SH, PN_CONV_PH, true, e)) return false;
+    if (groups < 1 || groups > PN_MAX_DIM) return fail(e, 7, "'conv2d' groups must be between 1 and %d", PN_MAX_DIM);
+    if (x->shape.d[1] % groups != 0)
+        return fail(e, 7, "'conv2d' groups %lld does not divide the %lld input channels of %s", (long long)groups,
+                    (long long)x->shape.d[1], SHAPE(x));
+    if (oc % groups != 0)
+        return fail(e, 7, "'conv2d' groups %lld does not divide out_channels %lld", (long long)groups, (long long)oc);
     n->shape.d[1] = oc;
-    int64_t w[4] = {oc, x->shape.d[1], n->ia[PN_CONV_KH], n->ia[PN_CONV_KW]}, pc = 1;
+    int64_t w[4] = {oc, x->shape.d[1] / groups, n->ia[PN_CONV_KH], n->ia[PN_CONV_KW]}, pc = 1;
     for (int i = 0; i < 4; i++)
         if (__builtin_mul_overflow(pc, w[i], &pc) || pc > PN_MAX_ELEMS)
             return fail(e, -1, "'conv2d' weight is too large");
@@ -472,6 +480,37 @@ bool pn_shape_slice(PN_SHAPE_ARGS) {
     *end = t;
     n->shape = x->shape;
     n->shape.d[axis] = t - s;
+    return true;
+}
+
+/* pad(x, padding): zeros around the spatial axes of an NCHW tensor; padding is [rows, cols] (both
+ * sides) or [top, bottom, left, right], kept in ia[PN_PAD_TOP..PN_PAD_RIGHT]. */
+bool pn_shape_pad(PN_SHAPE_ARGS) {
+    char sbuf[128];
+    const pn_node *x = X;
+    if (x->shape.rank != 4) return fail(e, 0, "'pad' needs a 4-d NCHW input, but this is %s", SHAPE(x));
+    if (nlist != 2 && nlist != 4)
+        return fail(e, 1, "'pad' padding must be [rows, cols] or [top, bottom, left, right], not a list of %d", nlist);
+    for (int k = 0; k < nlist; k++)
+        if (list[k] < 0 || list[k] > PN_MAX_DIM)
+            return fail(e, 1, "'pad' padding must be between 0 and %d, not %lld", PN_MAX_DIM, (long long)list[k]);
+    int64_t *p = &n->ia[PN_PAD_TOP];
+    if (nlist == 2) p[0] = p[1] = list[0], p[2] = p[3] = list[1];
+    else for (int k = 0; k < 4; k++) p[k] = list[k];
+    n->shape = x->shape;
+    n->shape.d[2] += p[0] + p[1];
+    n->shape.d[3] += p[2] + p[3];
+    return pn_shape_check_size(&n->shape, e);
+}
+
+/* prelu(x): y = x > 0 ? x : weight[c] x, one learnable slope per channel c (axis 1). */
+bool pn_shape_prelu(PN_SHAPE_ARGS) {
+    char sbuf[128];
+    const pn_node *x = X;
+    if (x->shape.rank < 2) return fail(e, 0, "'prelu' needs a channel axis (axis 1), but the input is %s", SHAPE(x));
+    int64_t c = x->shape.d[1];
+    n->shape = x->shape;
+    add_param(n, "weight", true, 1, &c);
     return true;
 }
 

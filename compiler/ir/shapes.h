@@ -47,6 +47,8 @@ bool pn_shape_reshape(PN_SHAPE_ARGS);
 bool pn_shape_concat(PN_SHAPE_ARGS);
 bool pn_shape_transpose(PN_SHAPE_ARGS);
 bool pn_shape_slice(PN_SHAPE_ARGS);
+bool pn_shape_pad(PN_SHAPE_ARGS);
+bool pn_shape_prelu(PN_SHAPE_ARGS);
 bool pn_shape_positions(PN_SHAPE_ARGS);
 bool pn_shape_matmul(PN_SHAPE_ARGS);
 bool pn_shape_cross_entropy(PN_SHAPE_ARGS);

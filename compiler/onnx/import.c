@@ -726,23 +726,348 @@ static bool op_alias(imp *im, bool dropout) {
     return x >= 0;
 }
 
-/* Pad that pads nothing (torch.onnx.export writes one before each AveragePool): the output is the
- * input. Other padding is not supported yet. */
+/* ---- the ops of issue 18: Pad, Elu, Softplus, PRelu ------------------------------------------ */
+
+/* Pad, mode constant with value 0: pads nothing (torch.onnx.export writes one before each
+ * AveragePool), the output is the input; pads only the two spatial axes of a 4-d input, a pad
+ * node. The pads come from the attribute before opset 11, from input 1 on (and input 3, the axes
+ * they apply to, at opset 18); the value from the attribute, or input 2. */
 static bool op_pad(imp *im) {
     if (!only(im, "mode pads value") || !one_output(im)) return false;
     if (!attr_is(im, "mode", "constant", true)) return fail(im, "only mode = constant is supported");
     int x = act(im, 0);
     if (x < 0) return false;
-    int64_t buf[2 * PN_MAX_RANK], *p = buf;
-    int64_t n = attr_ints(im, "pads", buf, 2 * PN_MAX_RANK);
+    const pn_shape *s = &im->g->nodes[x].shape;
+    int r = s->rank;
+    int64_t p[2 * PN_MAX_RANK] = {0}, given[2 * PN_MAX_RANK], axes[PN_MAX_RANK];
+    int n = attr_ints(im, "pads", given, 2 * PN_MAX_RANK), na = r;
+    double fill = attr_f(im, "value", 0.0);
+    for (int k = 0; k < r; k++) axes[k] = k;
     if (im->opset >= 11) {
         value *v = cst(im, 1, ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
         if (!v) return false;
-        p = v->i, n = v->numel;
+        if (v->numel > 2 * PN_MAX_RANK) return fail(im, "pads has %lld entries", (long long)v->numel);
+        n = (int)v->numel;
+        if (n) memcpy(given, v->i, sizeof(int64_t) * (size_t)n);
+        if (has_input(im, 2)) {
+            value *c = input(im, 2);
+            if (!c) return false;
+            if (c->node >= 0 || c->numel != 1 || (!c->f && !c->i)) return fail(im, "constant_value must be a scalar constant");
+            fill = c->f ? c->f[0] : (double)c->i[0];
+        }
+        if (has_input(im, 3)) {
+            value *a = cst(im, 3, ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+            if (!a) return false;
+            if (a->numel > r) return fail(im, "axes has %lld entries for a %d-d input", (long long)a->numel, r);
+            na = (int)a->numel;
+            for (int k = 0; k < na; k++) {
+                axes[k] = a->i[k] < 0 ? a->i[k] + r : a->i[k];
+                if (axes[k] < 0 || axes[k] >= r) return fail(im, "axis %lld is out of range", (long long)a->i[k]);
+            }
+        }
     }
-    for (int64_t k = 0; k < n; k++)
-        if (p[k] != 0) return fail(im, "pads other than zero are not supported");
-    bind(im, im->node->output[0], x);
+    if (n < 0) n = 0;
+    if (n != 2 * na) return fail(im, "pads has %d entries for %d axes", n, na);
+    for (int k = 0; k < na; k++) p[axes[k]] = given[k], p[r + axes[k]] = given[na + k];
+    bool zero = true;
+    for (int k = 0; k < 2 * r; k++) zero &= p[k] == 0;
+    if (zero) {
+        bind(im, im->node->output[0], x);
+        return true;
+    }
+    if (fill != 0) return fail(im, "value = %g is not supported (only zero padding)", fill);
+    for (int k = 0; k < 2 * r; k++)
+        if (p[k] < 0) return fail(im, "negative pads (cropping) are not supported");
+    if (r != 4 || p[0] || p[1] || p[r] || p[r + 1])
+        return fail(im, "padding axes other than the two spatial axes of a 4-d input is not supported");
+    int64_t sides[4] = {p[2], p[r + 2], p[3], p[r + 3]}; /* top, bottom, left, right */
+    pn_node node = plain(im, PN_OP_PAD);
+    int id = add(im, &node, (int32_t[]){x}, 1, sides, 4);
+    if (id >= 0) bind(im, im->node->output[0], id);
+    return id >= 0;
+}
+
+/* ---- constant folding: the shape arithmetic of older exports --------------------------------- */
+/* torch.onnx.export (1.13) computes a ZeroPad2d's pads with ConstantOfShape, Concat, Reshape,
+ * Slice, Transpose and Cast of constants: such a node whose inputs are all constants is evaluated
+ * here into a constant, which the node reading it (Pad) then takes as given. */
+enum { FOLD_MAX_ELEMS = 1 << 20 };
+
+static bool all_constant(const imp *im) {
+    if (im->node->n_input == 0) return false;
+    for (size_t k = 0; k < im->node->n_input; k++) {
+        if (!has_input(im, (int)k)) continue;
+        const value *v = pn_strmap_get(&im->values, im->node->input[k]);
+        if (!v || v->node >= 0) return false;
+    }
+    return true;
+}
+
+/* Input k as a readable constant of numbers (FLOAT, INT64 or INT32); NULL after an error. */
+static value *fold_in(imp *im, int k) {
+    value *v = input(im, k);
+    if (!v) return NULL;
+    if (v->why) return fail(im, "constant '%s': %s", v->name, v->why), NULL;
+    if (!v->f && !v->i) return fail(im, "constant '%s' is %s", v->name, type_name(v->dtype)), NULL;
+    return v;
+}
+
+/* A new constant for output 0 of the given dims, of like's element type (ints or floats). */
+static value *fold_out(imp *im, const value *like, int rank, const int64_t *dims) {
+    value *v = new_value(im, im->node->output[0]);
+    v->dtype = like->dtype;
+    v->rank = rank;
+    v->numel = 1;
+    for (int k = 0; k < rank; k++) {
+        v->dims[k] = dims[k];
+        if (dims[k] < 0 || __builtin_mul_overflow(v->numel, dims[k], &v->numel) || v->numel > FOLD_MAX_ELEMS)
+            return fail(im, "the folded constant is too large"), NULL;
+    }
+    if (like->i) v->i = pn_arena_alloc(&im->arena, (size_t)v->numel * sizeof(int64_t) + 1);
+    else v->f = pn_arena_alloc(&im->arena, (size_t)v->numel * sizeof(float) + 1);
+    return v;
+}
+
+static void fold_copy(value *dst, int64_t di, const value *src, int64_t si) {
+    if (dst->i) dst->i[di] = src->i ? src->i[si] : (int64_t)src->f[si];
+    else dst->f[di] = src->f ? src->f[si] : (float)src->i[si];
+}
+
+/* Row-major strides of v; off of multi-index idx. */
+static void strides_of(const value *v, int64_t *st) {
+    int64_t s = 1;
+    for (int k = v->rank - 1; k >= 0; k--) st[k] = s, s *= v->dims[k];
+}
+
+static void unravel_dims(int64_t e, const int64_t *dims, int rank, int64_t *idx) {
+    for (int k = rank - 1; k >= 0; k--) {
+        idx[k] = dims[k] ? e % dims[k] : 0;
+        e = dims[k] ? e / dims[k] : 0;
+    }
+}
+
+static bool fold_constant_of_shape(imp *im) {
+    value *shape = cst(im, 0, ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+    if (!shape) return false;
+    if (shape->numel > PN_MAX_RANK) return fail(im, "the shape has %lld entries", (long long)shape->numel);
+    const Onnx__AttributeProto *a = attr(im, "value");
+    value zero = {.dtype = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, .numel = 1, .f = (float[]){0}}, *fillv = &zero;
+    if (a && a->t && !(fillv = read_tensor(im, a->t, "value"))) return false;
+    if (fillv->why || (!fillv->f && !fillv->i) || fillv->numel != 1) return fail(im, "value must be one number");
+    value *out = fold_out(im, fillv, (int)shape->numel, shape->i);
+    if (!out) return false;
+    for (int64_t e = 0; e < out->numel; e++) fold_copy(out, e, fillv, 0);
+    pn_strmap_put(&im->values, out->name, out);
+    return true;
+}
+
+static bool fold_concat(imp *im) {
+    int nin = (int)im->node->n_input;
+    value *in[MAX_IN];
+    if (nin < 1 || nin > MAX_IN) return fail(im, "%d inputs are not supported", nin);
+    for (int k = 0; k < nin; k++)
+        if (!(in[k] = fold_in(im, k))) return false;
+    int r = in[0]->rank;
+    int64_t axis = attr_i(im, "axis", 0);
+    if (axis < 0) axis += r;
+    if (axis < 0 || axis >= r) return fail(im, "axis = %lld is out of range", (long long)attr_i(im, "axis", 0));
+    int64_t dims[PN_MAX_RANK];
+    memcpy(dims, in[0]->dims, sizeof dims);
+    dims[axis] = 0;
+    for (int k = 0; k < nin; k++) {
+        if (in[k]->rank != r || !in[k]->i != !in[0]->i) return fail(im, "the inputs differ in rank or type");
+        for (int d = 0; d < r; d++)
+            if (d != axis && in[k]->dims[d] != in[0]->dims[d]) return fail(im, "the inputs differ in shape");
+        dims[axis] += in[k]->dims[axis];
+    }
+    value *out = fold_out(im, in[0], r, dims);
+    if (!out) return false;
+    int64_t idx[PN_MAX_RANK], st[PN_MAX_RANK];
+    for (int64_t e = 0; e < out->numel; e++) {
+        unravel_dims(e, dims, r, idx);
+        int k = 0;
+        while (idx[axis] >= in[k]->dims[axis]) idx[axis] -= in[k++]->dims[axis];
+        strides_of(in[k], st);
+        int64_t off = 0;
+        for (int d = 0; d < r; d++) off += idx[d] * st[d];
+        fold_copy(out, e, in[k], off);
+    }
+    pn_strmap_put(&im->values, out->name, out);
+    return true;
+}
+
+static bool fold_reshape(imp *im) {
+    value *x = fold_in(im, 0), *shape = x ? cst(im, 1, ONNX__TENSOR_PROTO__DATA_TYPE__INT64) : NULL;
+    if (!shape) return false;
+    if (shape->numel > PN_MAX_RANK) return fail(im, "the shape has %lld entries", (long long)shape->numel);
+    int64_t dims[PN_MAX_RANK], known = 1;
+    int infer = -1, r = (int)shape->numel;
+    for (int k = 0; k < r; k++) {
+        dims[k] = shape->i[k] == 0 && k < x->rank ? x->dims[k] : shape->i[k];
+        if (dims[k] == -1 && infer < 0) infer = k;
+        else if (dims[k] < 0 || __builtin_mul_overflow(known, dims[k], &known)) return fail(im, "the shape is invalid");
+    }
+    if (infer >= 0) dims[infer] = known ? x->numel / known : 0;
+    value *out = fold_out(im, x, r, dims);
+    if (!out) return false;
+    if (out->numel != x->numel) return fail(im, "cannot reshape %lld elements into %lld", (long long)x->numel, (long long)out->numel);
+    for (int64_t e = 0; e < out->numel; e++) fold_copy(out, e, x, e);
+    pn_strmap_put(&im->values, out->name, out);
+    return true;
+}
+
+/* Slice with ONNX's clamping: starts, ends, axes, steps from inputs 1-4 (attributes before opset 10). */
+static bool fold_slice(imp *im) {
+    value *x = fold_in(im, 0);
+    if (!x) return false;
+    int r = x->rank, n;
+    int64_t starts[PN_MAX_RANK], ends[PN_MAX_RANK], axes[PN_MAX_RANK], steps[PN_MAX_RANK];
+    if (im->opset < 10) {
+        n = attr_ints(im, "starts", starts, PN_MAX_RANK);
+        if (n < 0 || attr_ints(im, "ends", ends, PN_MAX_RANK) != n) return fail(im, "starts and ends must match");
+        if (attr(im, "axes") && attr_ints(im, "axes", axes, PN_MAX_RANK) != n) return fail(im, "axes must match starts");
+        if (!attr(im, "axes"))
+            for (int k = 0; k < n; k++) axes[k] = k;
+        for (int k = 0; k < n; k++) steps[k] = 1;
+    } else {
+        value *v[4] = {NULL};
+        for (int k = 0; k < 4; k++)
+            if ((k < 2 || has_input(im, k + 1)) && !(v[k] = cst(im, k + 1, ONNX__TENSOR_PROTO__DATA_TYPE__INT64))) return false;
+        n = (int)v[0]->numel;
+        if (n > PN_MAX_RANK || v[1]->numel != n || (v[2] && v[2]->numel != n) || (v[3] && v[3]->numel != n))
+            return fail(im, "starts, ends, axes and steps must have the same length");
+        for (int k = 0; k < n; k++) {
+            starts[k] = v[0]->i[k], ends[k] = v[1]->i[k];
+            axes[k] = v[2] ? v[2]->i[k] : k;
+            steps[k] = v[3] ? v[3]->i[k] : 1;
+        }
+    }
+    int64_t first[PN_MAX_RANK], step[PN_MAX_RANK], dims[PN_MAX_RANK];
+    for (int d = 0; d < r; d++) first[d] = 0, step[d] = 1, dims[d] = x->dims[d];
+    for (int k = 0; k < n; k++) {
+        int64_t a = axes[k] < 0 ? axes[k] + r : axes[k], dim, s = steps[k], b = starts[k], e = ends[k];
+        if (a < 0 || a >= r || s == 0) return fail(im, "axis %lld or step %lld is invalid", (long long)axes[k], (long long)s);
+        dim = x->dims[a];
+        if (b < 0) b += dim;
+        if (e < 0) e += dim;
+        if (s > 0) {
+            b = b < 0 ? 0 : b > dim ? dim : b;
+            e = e < 0 ? 0 : e > dim ? dim : e;
+            dims[a] = e > b ? (e - b + s - 1) / s : 0;
+        } else {
+            b = b < 0 ? 0 : b > dim - 1 ? dim - 1 : b;
+            e = e < -1 ? -1 : e > dim - 1 ? dim - 1 : e;
+            dims[a] = b > e ? (b - e - s - 1) / -s : 0;
+        }
+        first[a] = b, step[a] = s;
+    }
+    value *out = fold_out(im, x, r, dims);
+    if (!out) return false;
+    int64_t idx[PN_MAX_RANK], st[PN_MAX_RANK];
+    strides_of(x, st);
+    for (int64_t e = 0; e < out->numel; e++) {
+        unravel_dims(e, dims, r, idx);
+        int64_t off = 0;
+        for (int d = 0; d < r; d++) off += (first[d] + idx[d] * step[d]) * st[d];
+        fold_copy(out, e, x, off);
+    }
+    pn_strmap_put(&im->values, out->name, out);
+    return true;
+}
+
+static bool fold_transpose(imp *im) {
+    value *x = fold_in(im, 0);
+    if (!x) return false;
+    int r = x->rank;
+    int64_t perm[PN_MAX_RANK], dims[PN_MAX_RANK], idx[PN_MAX_RANK], st[PN_MAX_RANK];
+    int n = attr_ints(im, "perm", perm, PN_MAX_RANK);
+    if (n < 0)
+        for (n = 0; n < r; n++) perm[n] = r - 1 - n;
+    bool seen[PN_MAX_RANK] = {0};
+    if (n != r) return fail(im, "perm has %d entries for %d axes", n, r);
+    for (int k = 0; k < r; k++) {
+        if (perm[k] < 0 || perm[k] >= r || seen[perm[k]]) return fail(im, "perm is not a permutation");
+        seen[perm[k]] = true;
+        dims[k] = x->dims[perm[k]];
+    }
+    value *out = fold_out(im, x, r, dims);
+    if (!out) return false;
+    strides_of(x, st);
+    for (int64_t e = 0; e < out->numel; e++) {
+        unravel_dims(e, dims, r, idx);
+        int64_t off = 0;
+        for (int k = 0; k < r; k++) off += idx[k] * st[perm[k]];
+        fold_copy(out, e, x, off);
+    }
+    pn_strmap_put(&im->values, out->name, out);
+    return true;
+}
+
+static bool fold_cast(imp *im) {
+    value *x = fold_in(im, 0);
+    if (!x) return false;
+    int64_t to = attr_i(im, "to", 0);
+    bool ints = to == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
+    if (!ints && to != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) return fail(im, "a cast to %s is not supported", type_name((int)to));
+    value like = {.dtype = (int)to, .i = ints ? (int64_t[]){0} : NULL};
+    value *out = fold_out(im, &like, x->rank, x->dims);
+    if (!out) return false;
+    for (int64_t e = 0; e < out->numel; e++) fold_copy(out, e, x, e);
+    pn_strmap_put(&im->values, out->name, out);
+    return true;
+}
+
+/* Folds node op when it is one of the above and all its inputs are constants: *done then tells
+ * whether it succeeded. False: not folded, the node is imported as usual. */
+static bool fold_node(imp *im, const char *op, bool *done) {
+    static const char *const ops[] = {"ConstantOfShape", "Concat", "Reshape", "Slice", "Transpose", "Cast"};
+    static bool (*const fns[])(imp *) = {fold_constant_of_shape, fold_concat, fold_reshape, fold_slice, fold_transpose, fold_cast};
+    for (size_t k = 0; k < sizeof ops / sizeof *ops; k++) {
+        if (strcmp(op, ops[k]) != 0) continue;
+        if (!all_constant(im)) return false;
+        *done = one_output(im) && fns[k](im);
+        return true;
+    }
+    return false;
+}
+
+/* Elu (alpha) and Softplus: activations of one tensor. */
+static bool op_elu_softplus(imp *im, pn_op op) {
+    if (!only(im, op == PN_OP_ELU ? "alpha" : "") || !one_output(im)) return false;
+    int x = act(im, 0);
+    if (x < 0) return false;
+    pn_node n = plain(im, op);
+    n.fa[PN_FA_VALUE] = attr_f(im, "alpha", 1.0);
+    int id = add(im, &n, (int32_t[]){x}, 1, NULL, 0);
+    if (id >= 0) bind(im, im->node->output[0], id);
+    return id >= 0;
+}
+
+/* PRelu with a constant slope that varies along axis 1 at most (broadcast to X from the right:
+ * [C] for a [N, C] input, [C, 1, 1] for [N, C, H, W]) or is one value ([1]): a prelu layer named
+ * after the slope, whose weight [C] the slope's values fill. */
+static bool op_prelu(imp *im) {
+    if (!only(im, "") || !one_output(im)) return false;
+    int x = act(im, 0);
+    value *sl = x < 0 ? NULL : cst(im, 1, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
+    if (!sl) return false;
+    const pn_shape *s = &im->g->nodes[x].shape;
+    if (s->rank < 2) return fail(im, "X needs a channel axis (axis 1)");
+    int64_t C = s->d[1];
+    bool ok = sl->rank < s->rank && (sl->numel == 1 || sl->numel == C);
+    for (int k = 0; ok && k < sl->rank; k++) {
+        int axis = s->rank - sl->rank + k;
+        ok = sl->dims[k] == 1 || (axis == 1 && sl->dims[k] == C);
+    }
+    if (!ok) return fail(im, "the slope must vary along axis 1 of X at most ([%lld], [%lld, 1, 1] or [1])", (long long)C, (long long)C);
+    pn_node n = {.name = layer_name(im, sl), .op = PN_OP_PRELU};
+    int id = add(im, &n, (int32_t[]){x}, 1, NULL, 0);
+    if (id < 0) return false;
+    float *w = pn_xmalloc((size_t)C * sizeof(float) + 1);
+    for (int64_t c = 0; c < C; c++) w[c] = sl->f[sl->numel == 1 ? 0 : c];
+    weight(im, id, 0, w);
+    free(w);
+    bind(im, im->node->output[0], id);
     return true;
 }
 
@@ -881,11 +1206,11 @@ static bool window(imp *im, pn_node *n, int ik, int is, bool need_kernel) {
     return true;
 }
 
-/* Conv: X computed [N, C, H, W], W constant [M, C, kh, kw], B constant [M]; group 1, dilation 1. */
+/* Conv: X computed [N, C, H, W], W constant [M, C / group, kh, kw], B constant [M]; dilation 1. */
 static bool op_conv(imp *im) {
     if (!only(im, "auto_pad dilations group kernel_shape pads strides") || !one_output(im)) return false;
     int64_t group = attr_i(im, "group", 1);
-    if (group != 1) return fail(im, "group = %lld is not supported", (long long)group);
+    if (group < 1) return fail(im, "group = %lld is not supported", (long long)group);
     int x = act(im, 0);
     value *w = x < 0 ? NULL : cst(im, 1, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT), *b = NULL;
     if (!w) return false;
@@ -896,9 +1221,11 @@ static bool op_conv(imp *im) {
     if (!window(im, &n, PN_CONV_KH, PN_CONV_SH, false) || !window_pads(im, &n.ia[PN_CONV_PH], &n.ia[PN_CONV_PW])) return false;
     if (!attr(im, "kernel_shape")) n.ia[PN_CONV_KH] = w->dims[2], n.ia[PN_CONV_KW] = w->dims[3];
     if (n.ia[PN_CONV_KH] != w->dims[2] || n.ia[PN_CONV_KW] != w->dims[3]) return fail(im, "kernel_shape does not match W");
-    if (im->g->nodes[x].shape.rank == 4 && im->g->nodes[x].shape.d[1] != w->dims[1])
-        return fail(im, "W has %lld input channels, but X has %lld", (long long)w->dims[1], (long long)im->g->nodes[x].shape.d[1]);
+    if (im->g->nodes[x].shape.rank == 4 && im->g->nodes[x].shape.d[1] != w->dims[1] * group)
+        return fail(im, "W has %lld input channels per group (group = %lld), but X has %lld", (long long)w->dims[1],
+                    (long long)group, (long long)im->g->nodes[x].shape.d[1]);
     n.ia[PN_CONV_OUT] = w->dims[0];
+    n.ia[PN_CONV_GROUPS] = group;
     n.ia[PN_CONV_BIAS] = b != NULL;
     int id = add(im, &n, (int32_t[]){x}, 1, NULL, 0);
     if (id < 0) return false;
@@ -998,6 +1325,8 @@ static bool import_node(imp *im, size_t index) {
     const char *op = S(nd->op_type);
     if (nd->domain && *nd->domain && strcmp(nd->domain, "ai.onnx") != 0)
         return fail(im, "the domain '%s' is not supported", nd->domain);
+    bool folded;
+    if (fold_node(im, op, &folded)) return folded;
     if (!strcmp(op, "Gemm")) return op_gemm(im);
     if (!strcmp(op, "MatMul")) return op_matmul(im, index);
     if (!strcmp(op, "Add")) return op_binary(im, PN_OP_ADD);
@@ -1020,6 +1349,9 @@ static bool import_node(imp *im, size_t index) {
     if (!strcmp(op, "Dropout")) return op_alias(im, true);
     if (!strcmp(op, "Constant")) return op_constant(im);
     if (!strcmp(op, "Pad")) return op_pad(im);
+    if (!strcmp(op, "Elu")) return op_elu_softplus(im, PN_OP_ELU);
+    if (!strcmp(op, "Softplus")) return op_elu_softplus(im, PN_OP_SOFTPLUS);
+    if (!strcmp(op, "PRelu")) return op_prelu(im);
     if (!strcmp(op, "Div")) return gelu_pattern(im, index) || op_div(im);
     if (!strcmp(op, "ReduceMean")) return layernorm_pattern(im, index) || fail(im, "only the LayerNorm pattern of ReduceMean is supported");
     if (!strcmp(op, "Transpose")) return op_transpose(im);

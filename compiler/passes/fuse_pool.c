@@ -43,7 +43,7 @@ void pass_fuse_pool(pn_graph *g) {
             continue;
         int t = pl->in[0], h = pn_fused_head(g, t);
         const pn_node *tn = &g->nodes[t], *cv = &g->nodes[h];
-        if (cv->op != PN_OP_CONV2D || !p->live[h]) continue;
+        if (cv->op != PN_OP_CONV2D || cv->ia[PN_CONV_GROUPS] != 1 || !p->live[h]) continue;
         if (uses[t] != 1 || (tn->flags & PN_NODE_OUTPUT) || cv->stage != pl->stage || cv->shard > 1 || pl->shard > 1 ||
             p->fuse_next[t] >= 0 || pl->dtype != PN_F32)
             continue;

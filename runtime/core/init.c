@@ -1,7 +1,7 @@
 /* Default parameter initialisation, following PyTorch's rules for each layer: kaiming-uniform
  * weights with a = sqrt(5) (bound 1/sqrt(fan_in)), biases uniform in the same bound, norm scales
- * one and shifts zero, embeddings N(0, 1). A counter-based generator keyed by (seed, parameter,
- * element) makes the values independent of thread count and order. */
+ * one and shifts zero, embeddings N(0, 1), prelu slopes 0.25. A counter-based generator keyed by
+ * (seed, parameter, element) makes the values independent of thread count and order. */
 #include "model.h"
 
 #include <math.h>
@@ -29,6 +29,7 @@ void pnetrt_init_param(const pnetrt_desc *d, int64_t p, int64_t first, int64_t c
         case PNETRT_INIT_BIAS: dst[k] = (float)((2.0 * uniform(seed, (uint64_t)p, i) - 1.0) * bound); break;
         case PNETRT_INIT_ONES: dst[k] = 1.0f; break;
         case PNETRT_INIT_ZEROS: dst[k] = 0.0f; break;
+        case PNETRT_INIT_QUARTER: dst[k] = 0.25f; break;
         case PNETRT_INIT_NORMAL: {
             double u1 = uniform(seed, (uint64_t)p, 2 * i) + 1.0 / 33554432.0;
             double u2 = uniform(seed, (uint64_t)p, 2 * i + 1);

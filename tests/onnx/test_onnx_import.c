@@ -267,6 +267,7 @@ static void test_names(void **state) {
 
 static const int64_t nchw[] = {-1, 64, 8, 8};
 
+/* group: weight [M, C / group, kh, kw], a grouped conv2d; a group that does not fit X is an error. */
 static void test_conv_group(void **state) {
     model *m = model_new(13);
     input(m, "x", 4, nchw);
@@ -276,7 +277,162 @@ static void test_conv_group(void **state) {
     Onnx__NodeProto *n = node(m, "Conv", "Conv_3", "x W", "y");
     attr_i(n, "group", 32);
     output(m, "y");
-    expect_error(m, "node 'Conv_3' (Conv, opset 13): group = 32 is not supported");
+    pn_onnx_weights w;
+    char err[512];
+    pn_graph *g = import(m, &w, err, sizeof err);
+    assert_non_null(g);
+    const pn_node *c = &g->nodes[1];
+    assert_int_equal(c->op, PN_OP_CONV2D);
+    assert_int_equal(c->ia[PN_CONV_GROUPS], 32);
+    assert_int_equal(c->params[0].shape.d[1], 2);
+    pn_onnx_weights_free(&w);
+    pn_graph_free(g);
+
+    m = model_new(13);
+    input(m, "x", 4, nchw);
+    init(m, "W", 4, wd, W, NULL);
+    attr_i(node(m, "Conv", "Conv_3", "x W", "y"), "group", 3);
+    output(m, "y");
+    expect_error(m, "node 'Conv_3' (Conv, opset 13): W has 2 input channels per group (group = 3), but X has 64");
+}
+
+static const int64_t small4[] = {-1, 3, 5, 4};
+
+/* Pad: zero pads are the identity, spatial ones a pad node (attribute before opset 11, input on);
+ * everything else is an error. */
+static void test_pad(void **state) {
+    static const int64_t none[8] = {0}, spatial[8] = {0, 0, 1, 2, 0, 0, 3, 4}, chan[8] = {0, 1, 0, 0, 0, 0, 0, 0};
+    static const int64_t pd[] = {8};
+    pn_onnx_weights w;
+    char err[512];
+    for (int opset = 2; opset <= 11; opset += 9) {
+        model *m = model_new(opset);
+        input(m, "x", 4, small4);
+        Onnx__NodeProto *a = node(m, "Pad", "p0", opset < 11 ? "x" : "x none", "z");
+        Onnx__NodeProto *b = node(m, "Pad", "p1", opset < 11 ? "z" : "z spatial", "y");
+        if (opset < 11) attr_ints(a, "pads", 8, none), attr_ints(b, "pads", 8, spatial);
+        else init(m, "none", 1, pd, NULL, none), init(m, "spatial", 1, pd, NULL, spatial);
+        output(m, "y");
+        pn_graph *g = import(m, &w, err, sizeof err);
+        assert_non_null(g);
+        assert_int_equal(g->nnodes, 2); /* the zero Pad is the identity */
+        const pn_node *p = &g->nodes[1];
+        assert_int_equal(p->op, PN_OP_PAD);
+        assert_true(p->ia[PN_PAD_TOP] == 1 && p->ia[PN_PAD_BOTTOM] == 3 && p->ia[PN_PAD_LEFT] == 2 && p->ia[PN_PAD_RIGHT] == 4);
+        assert_true(p->shape.d[2] == 9 && p->shape.d[3] == 10);
+        pn_onnx_weights_free(&w);
+        pn_graph_free(g);
+    }
+    model *m = model_new(11);
+    input(m, "x", 4, small4);
+    init(m, "chan", 1, pd, NULL, chan);
+    node(m, "Pad", "p", "x chan", "y");
+    output(m, "y");
+    expect_error(m, "node 'p' (Pad, opset 11): padding axes other than the two spatial axes of a 4-d input is not supported");
+
+    m = model_new(2);
+    input(m, "x", 4, small4);
+    Onnx__NodeProto *n = node(m, "Pad", "p", "x", "y");
+    attr_ints(n, "pads", 8, spatial);
+    attr_f(n, "value", 1.5f);
+    output(m, "y");
+    expect_error(m, "node 'p' (Pad, opset 2): value = 1.5 is not supported (only zero padding)");
+
+    m = model_new(2);
+    input(m, "x", 4, small4);
+    n = node(m, "Pad", "p", "x", "y");
+    attr_ints(n, "pads", 8, spatial);
+    Onnx__AttributeProto *mode = attr(n, "mode", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+    mode->has_s = 1;
+    mode->s.data = (uint8_t *)"reflect";
+    mode->s.len = 7;
+    output(m, "y");
+    expect_error(m, "node 'p' (Pad, opset 2): only mode = constant is supported");
+}
+
+/* torch.onnx.export (1.13) computes a ZeroPad2d's pads from constants: folded, then a pad node. */
+static void test_folded_pads(void **state) {
+    model *m = model_new(13);
+    input(m, "x", 4, small4);
+    static const int64_t d1[] = {1}, d4[] = {4}, d2[] = {2};
+    static const int64_t four[] = {4}, lrtb[] = {1, 2, 0, 1}, shape[] = {-1, 2}, start[] = {-1}, end[] = {INT64_MIN + 1},
+                         axis0[] = {0}, back[] = {-1}, flat[] = {-1};
+    init(m, "n", 1, d1, NULL, four);
+    init(m, "given", 1, d4, NULL, lrtb);
+    init(m, "shape", 1, d2, NULL, shape);
+    init(m, "start", 1, d1, NULL, start);
+    init(m, "end", 1, d1, NULL, end);
+    init(m, "axis0", 1, d1, NULL, axis0);
+    init(m, "back", 1, d1, NULL, back);
+    init(m, "flat", 1, d1, NULL, flat);
+    node(m, "ConstantOfShape", "cs", "n", "zeros"); /* float zeros: cast below */
+    attr_i(node(m, "Cast", "c0", "zeros", "zi"), "to", 7);
+    attr_i(node(m, "Concat", "cc", "given zi", "all"), "axis", 0);
+    node(m, "Reshape", "r", "all shape", "pairs");
+    node(m, "Slice", "s", "pairs start end axis0 back", "rev");
+    attr_ints(node(m, "Transpose", "t", "rev", "cols"), "perm", 2, (const int64_t[]){1, 0});
+    node(m, "Reshape", "r2", "cols flat", "pads");
+    node(m, "Pad", "p", "x pads", "y");
+    output(m, "y");
+    pn_onnx_weights w;
+    char err[512];
+    pn_graph *g = import(m, &w, err, sizeof err);
+    if (!g) fail_msg("%s", err);
+    assert_int_equal(g->nnodes, 2);
+    const pn_node *p = &g->nodes[1];
+    assert_int_equal(p->op, PN_OP_PAD);
+    /* pairs [[1,2],[0,1],[0,0],[0,0]] reversed, transposed: begins [0,0,0,1], ends [0,0,1,2] */
+    assert_true(p->ia[PN_PAD_TOP] == 0 && p->ia[PN_PAD_LEFT] == 1 && p->ia[PN_PAD_BOTTOM] == 1 && p->ia[PN_PAD_RIGHT] == 2);
+    pn_onnx_weights_free(&w);
+    pn_graph_free(g);
+}
+
+/* Elu (alpha), Softplus, and PRelu with slopes [C, 1, 1], [F] and [1], named after the slope. */
+static void test_activations(void **state) {
+    model *m = model_new(13);
+    input(m, "x", 4, small4);
+    static const int64_t c11[] = {3, 1, 1}, one[] = {1}, c[] = {3}, wrong[] = {4};
+    static const float s3[] = {0.1f, -0.2f, 0.3f}, s1[] = {0.5f}, s4[] = {1, 2, 3, 4};
+    init(m, "act.weight", 3, c11, s3, NULL);
+    init(m, "one", 1, one, s1, NULL);
+    attr_f(node(m, "Elu", "e", "x", "h"), "alpha", 0.5f);
+    node(m, "Softplus", "s", "h", "h2");
+    node(m, "PRelu", "pr", "h2 act.weight", "h3");
+    node(m, "PRelu", "pr2", "h3 one", "y");
+    output(m, "y");
+    pn_onnx_weights w;
+    char err[512];
+    pn_graph *g = import(m, &w, err, sizeof err);
+    if (!g) fail_msg("%s", err);
+    assert_int_equal(g->nodes[1].op, PN_OP_ELU);
+    assert_true(g->nodes[1].fa[PN_FA_VALUE] == 0.5);
+    assert_int_equal(g->nodes[2].op, PN_OP_SOFTPLUS);
+    assert_int_equal(g->nodes[3].op, PN_OP_PRELU);
+    assert_string_equal(g->nodes[3].name, "act");
+    const float *a = weight_data(&w, "act.weight"), *b = weight_data(&w, "one.weight");
+    assert_true(a && a[1] == -0.2f && b && b[0] == 0.5f && b[2] == 0.5f);
+    pn_onnx_weights_free(&w);
+    pn_graph_free(g);
+
+    m = model_new(13); /* [C] on a 4-d input would broadcast along W, not the channels */
+    input(m, "x", 4, small4);
+    init(m, "s", 1, wrong, s4, NULL);
+    node(m, "PRelu", "pr", "x s", "y");
+    output(m, "y");
+    expect_error(m, "node 'pr' (PRelu, opset 13): the slope must vary along axis 1 of X at most ([3], [3, 1, 1] or [1])");
+
+    m = model_new(13);
+    input(m, "x", 4, small4);
+    init(m, "s", 1, c, s3, NULL);
+    node(m, "PRelu", "pr", "x s", "y");
+    output(m, "y");
+    expect_error(m, "node 'pr' (PRelu, opset 13): the slope must vary along axis 1 of X at most ([3], [3, 1, 1] or [1])");
+
+    m = model_new(13);
+    input(m, "x", 4, small4);
+    node(m, "PRelu", "pr", "x x", "y");
+    output(m, "y");
+    expect_error(m, "node 'pr' (PRelu, opset 13): input 1 ('x') must be a constant (an initializer)");
 }
 
 static void test_conv_pads(void **state) {
@@ -414,6 +570,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_dense), cmocka_unit_test(test_matmul_add),  cmocka_unit_test(test_names),
         cmocka_unit_test(test_conv_group), cmocka_unit_test(test_conv_pads),   cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_shape_error), cmocka_unit_test(test_hostile),    cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_pad),         cmocka_unit_test(test_folded_pads), cmocka_unit_test(test_activations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

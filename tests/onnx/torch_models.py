@@ -7,7 +7,9 @@ architecture with a batch norm: Conv, MaxPool, Flatten, Gemm, Softmax) and a sma
 stride and padding, BatchNormalization, AveragePool, GlobalAveragePool, Reshape, MatMul + Add,
 Sigmoid, LeakyRelu, Dropout, Sub, the zero Pad before AveragePool) with torch.onnx.export at opsets
 11 and 13, an embedding (Gather from int64 ids), and an attention block (MatMul of computed tensors, Transpose, Div, Concat, GELU and
-LayerNorm: as primitives at 11 and 13, LayerNormalization at 17), batch dimension symbolic; for each:
+LayerNorm: as primitives at 11 and 13, LayerNormalization at 17), and a mobile block (ZeroPad2d,
+depthwise and grouped Conv, PRelu per channel, per feature and of one slope, Elu, Softplus) at 11 and
+13, batch dimension symbolic; for each:
   - compiles it with pnetc and compares `infer` at batch 1 and 5 with PyTorch (rtol 1e-4, atol 1e-5);
   - writes --emit=pnet and --weights-out, compiles that .pnet with those weights, and checks that its
     outputs are bitwise those of the .onnx compiled directly;
@@ -124,6 +126,25 @@ class Embed(nn.Module):  # Gather on an initializer, from int64 token ids
         return self.fc(torch.flatten(torch.tanh(self.tok(ids)), 1))
 
 
+class Mobile(nn.Module):  # the ops of issue 18: Elu, Softplus, PRelu, Pad, grouped and depthwise Conv
+    def __init__(self):
+        super().__init__()
+        self.pad = nn.ZeroPad2d((1, 2, 0, 1))  # left, right, top, bottom
+        self.dw = nn.Conv2d(4, 8, 3, stride=2, groups=4)  # depthwise, multiplier 2
+        self.act = nn.PReLU(8)  # slope [8, 1, 1] in the export
+        self.pw = nn.Conv2d(8, 6, 1, groups=2)
+        self.same = nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False)
+        self.one = nn.PReLU()  # one slope: [1]
+        self.fc = nn.Linear(6 * 3 * 4, 7)
+        self.feat = nn.PReLU(7)  # per feature of [N, 7]: [7]
+
+    def forward(self, x):
+        h = self.act(self.dw(self.pad(x)))
+        h = nn.functional.elu(self.pw(h), 0.7)
+        h = self.one(self.same(h)) + nn.functional.softplus(h)
+        return self.feat(self.fc(torch.flatten(h, 1)))
+
+
 def run(args, what):
     p = subprocess.run(args, capture_output=True, text=True)
     if p.returncode != 0:
@@ -141,11 +162,13 @@ def main():
     for name, model, shape, opsets in [("mlp", MLP(), (20,), (11, 13)), ("lenet", LeNet(), (1, 28, 28), (11, 13)),
                                        ("cnn", CNN(), (3, 12, 12), (11, 13)), ("block", Block(), (4, 8), (11, 13, 17)),
                                        ("resnet_small", ResNetSmall(), (3, 32, 32), (11, 13)),
-                                       ("embed", Embed(), (6,), (11, 13))]:
+                                       ("embed", Embed(), (6,), (11, 13)), ("mobile", Mobile(), (4, 7, 6), (11, 13))]:
         sample = (lambda *s: torch.randint(0, 50, s)) if name == "embed" else torch.randn
         model.eval()
         with torch.no_grad():  # running statistics that are not the identity
             for m in model.modules():
+                if isinstance(m, nn.PReLU):  # slopes of both signs, not PyTorch's 0.25
+                    m.weight.uniform_(-0.5, 0.5)
                 if isinstance(m, nn.BatchNorm2d):
                     m.running_mean.uniform_(-0.5, 0.5)
                     m.running_var.uniform_(0.5, 2.0)

@@ -198,6 +198,65 @@ static void test_silu(void **s) {
                3);
 }
 
+/* elu and softplus fused into conv2d's and dense's epilogues at inference; in training their own
+ * kernels and backward, softplus across its threshold 20. */
+static void test_elu_softplus(void **s) {
+    (void)s;
+    check_twin("network r_elu { input x : f32[batch, 2, 5, 4]; c = elu(conv2d(x, 3, 3, padding = 1));"
+               " h = softplus(dense(flatten(c), 11)); y = elu(h * 3 - 2, alpha = 0.5) + softplus(h * 20 - 10);"
+               " output logits = dense(y, 3);" CE,
+               3);
+}
+
+/* prelu's slopes per channel of NCHW and per feature of [batch, F], and frozen ones: the gradient
+ * still flows through to the layers before. */
+static void test_prelu(void **s) {
+    (void)s;
+    check_twin("network r_prelu { input x : f32[batch, 2, 5, 4]; c = prelu(conv2d(x, 3, 3, padding = 1));"
+               " h = prelu(dense(flatten(c), 9)); f = prelu(dense(h, 5), frozen = true);"
+               " output logits = dense(f, 3);" CE,
+               0);
+}
+
+/* Without weights, prelu's slopes start at 0.25 (nn.PReLU's init, PNETRT_INIT_QUARTER). */
+static void test_prelu_init(void **s) {
+    (void)s;
+    compiled c;
+    compile_net("network r_prelu0 { input x : f32[batch, 5]; output logits = prelu(dense(x, 3));" CE, false, 0, &c);
+    pnetrt_model *m = make_model(c.desc, 1, SEED);
+    const pnetrt_desc *d = c.desc;
+    int found = 0;
+    for (int64_t p = 0; p < d->nparams; p++) {
+        if (strcmp(d->params[p].name, "logits.weight") != 0) continue;
+        const float *w = pnetrt_params_mut(m) + d->params[p].offset;
+        for (int k = 0; k < 3; k++) assert_true(w[k] == 0.25f);
+        found = 1;
+    }
+    assert_true(found);
+    pnetrt_destroy(m);
+    release(&c);
+}
+
+/* pad's gradient is the slice of dy inside the padding, into a conv2d's and an avgpool2d's input. */
+static void test_pad(void **s) {
+    (void)s;
+    check_twin("network r_pad { input x : f32[batch, 2, 5, 4]; c = conv2d(x, 3, 3); p = pad(c, [0, 2, 1, 3]);"
+               " d = conv2d(pad(relu(p), [1, 1]), 2, 3, stride = 2); q = avgpool2d(pad(c, [1, 0]), 2);"
+               " output logits = dense(flatten(d), 3) + dense(flatten(q), 3);" CE,
+               0);
+}
+
+/* Grouped conv2d: two groups, depthwise with stride and padding, a depthwise multiplier without
+ * bias; the data and weight gradients per group. */
+static void test_grouped_conv(void **s) {
+    (void)s;
+    check_twin("network r_gconv { input x : f32[batch, 4, 6, 5]; a = conv2d(x, 6, 3, padding = 1, groups = 2);"
+               " b = conv2d(relu(a), 6, 3, stride = 2, padding = 1, groups = 6);"
+               " c = conv2d(b, 12, [2, 3], bias = false, groups = 6); d = conv2d(x, 16, 3, groups = 2);"
+               " output logits = dense(flatten(c), 3) + dense(flatten(d), 3);" CE,
+               0);
+}
+
 static void test_dropout(void **s) {
     (void)s;
     check_twin("network r_dropout { input x : f32[batch, 2, 6, 6]; c = conv2d(x, 3, 3); p = avgpool2d(c, 2);"
@@ -390,6 +449,8 @@ int main(void) {
         cmocka_unit_test(test_views),          cmocka_unit_test(test_concat),    cmocka_unit_test(test_transpose),
         cmocka_unit_test(test_matmul),         cmocka_unit_test(test_binary), cmocka_unit_test(test_div), cmocka_unit_test(test_tensor_constants), cmocka_unit_test(test_frozen),    cmocka_unit_test(test_mse),
         cmocka_unit_test(test_wide_optimised), cmocka_unit_test(test_silu),
+        cmocka_unit_test(test_elu_softplus),   cmocka_unit_test(test_prelu), cmocka_unit_test(test_prelu_init), cmocka_unit_test(test_pad),
+        cmocka_unit_test(test_grouped_conv),
         cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice),
         cmocka_unit_test(test_positions),
     };

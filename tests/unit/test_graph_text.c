@@ -82,6 +82,35 @@ static void test_round_trip_attributes(void **state) {
     pn_graph_free(g);
 }
 
+/* Issue 18's attributes: conv2d's groups (printed only when not 1, 1 when absent), pad's four
+ * sides (handed back to its rule as its list), elu's alpha, prelu's parameter. */
+static const char *const new_ops =
+    "network n stages=1 replicas=1 microbatches=1 schedule=gpipe\n"
+    "  x = input() : f32[batch,4,6,5] stage=0 shard=1\n"
+    "  p = pad(x) top=1 bottom=0 left=2 right=3 : f32[batch,4,7,10] stage=0 shard=1\n"
+    "  c = conv2d(p) out_channels=8 kernel=[3,3] stride=[1,1] padding=[1,1] bias=true groups=4 : f32[batch,8,7,10] stage=0 shard=1  # c.weight[8,1,3,3] c.bias[8]\n"
+    "  d = conv2d(c) out_channels=2 kernel=[1,1] stride=[1,1] padding=[0,0] bias=false : f32[batch,2,7,10] stage=0 shard=1  # d.weight[2,8,1,1]\n"
+    "  e = elu(d) alpha=0.5 : f32[batch,2,7,10] stage=0 shard=1\n"
+    "  s = softplus(e) : f32[batch,2,7,10] stage=0 shard=1\n"
+    "  y = prelu(s) : f32[batch,2,7,10] stage=0 shard=1 output  # y.weight[2]\n"
+    "  output y = y\n";
+
+static void test_round_trip_new_ops(void **state) {
+    (void)state;
+    char err[256];
+    pn_graph *g = pn_graph_parse(new_ops, strlen(new_ops), err, sizeof err);
+    if (!g) fail_msg("%s", err);
+    assert_int_equal(g->nodes[1].ia[PN_PAD_RIGHT], 3);
+    assert_int_equal(g->nodes[2].ia[PN_CONV_GROUPS], 4);
+    assert_int_equal(g->nodes[3].ia[PN_CONV_GROUPS], 1);
+    assert_true(g->nodes[4].fa[PN_FA_VALUE] == 0.5);
+    assert_int_equal(g->nodes[6].nparams, 1);
+    char *text = print_graph(g);
+    assert_string_equal(text, new_ops);
+    free(text);
+    pn_graph_free(g);
+}
+
 static void expect_error(const char *text, const char *want) {
     char err[256];
     pn_graph *g = pn_graph_parse(text, strlen(text), err, sizeof err);
@@ -279,6 +308,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_round_trip_attributes),
+        cmocka_unit_test(test_round_trip_new_ops),
         cmocka_unit_test(test_const_values),
         cmocka_unit_test(test_frozen),
         cmocka_unit_test(test_errors),

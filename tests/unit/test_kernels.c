@@ -438,6 +438,37 @@ static void test_slice(void **s) {
                   "  output d = slice(w, 0, 4, 5); output e = slice(relu(x), 3, 18, 19) * 2; }");
 }
 
+/* elu and softplus on their own kernels and fused (softplus across its threshold and far below);
+ * prelu per channel of NCHW, per feature of [batch, F] and of [batch, C, L]. */
+static void test_elu_softplus_prelu(void **s) {
+    (void)s;
+    check_network("network ep { input x : f32[batch, 37]; input y : f32[batch, 3, 7, 5];\n"
+                  "  output a = elu(x * 4); output b = elu(x, alpha = 0.3); output c = softplus(x * 30);\n"
+                  "  output d = softplus(dense(x, 9)) * 2; output e = elu(conv2d(y, 4, 3, padding = 1)) + 1;\n"
+                  "  output f = prelu(x * 3); output g = prelu(conv2d(y, 5, 3)); output h = prelu(reshape(y, [batch, 3, 35])); }");
+}
+
+/* pad: [rows, cols], four sides, before a conv2d, of an unbatched input and at the vector width. */
+static void test_pad(void **s) {
+    (void)s;
+    check_network("network pd { input x : f32[batch, 3, 6, 19]; input w : f32[2, 3, 4, 5];\n"
+                  "  output a = pad(x, [1, 2]); output b = pad(x, [0, 3, 17, 1]); output c = conv2d(pad(x, [1, 1]), 4, 3);\n"
+                  "  output d = pad(w, [2, 0]); output e = pad(relu(x), [0, 0, 0, 16]) * 2; }");
+}
+
+/* Grouped conv2d by direct taps (fewer outputs per group than a tile's rows): groups 2, depthwise
+ * (with stride, padding and a multiplier), stride 1 without padding (the dense conv's shifted
+ * path), a folded batchnorm and a maxpool2d (not fused in); and as a GEMM per group (g, h). */
+static void test_grouped_conv(void **s) {
+    (void)s;
+    check_network("network gc { input x : f32[batch, 6, 11, 9];\n"
+                  "  output a = conv2d(x, 4, 3, padding = 1, groups = 2); output b = relu(conv2d(x, 6, 3, stride = 2, padding = 1, groups = 6));\n"
+                  "  output c = conv2d(x, 12, [3, 2], bias = false, groups = 6); output d = conv2d(x, 9, 1, groups = 3);\n"
+                  "  output e = relu(batchnorm(conv2d(x, 6, 3, bias = false, groups = 6)));\n"
+                  "  output f = maxpool2d(relu(conv2d(x, 6, 3, groups = 3)), 2);\n"
+                  "  output g = conv2d(x, 16, 3, padding = 1, groups = 2); output h = relu(conv2d(x, 18, [2, 3], stride = 2, groups = 2)); }");
+}
+
 /* pass_fuse may put any elementwise op of one tensor in an epilogue, which applies its row's
  * unary column: every such op has one, and one for its backward where cg_bwd_unary is it. */
 static void test_unary_columns(void **s) {
@@ -526,7 +557,7 @@ int main(void) {
         cmocka_unit_test(test_nested_in_caller_team), cmocka_unit_test(test_nested_with_nesting_on),
         cmocka_unit_test(test_picked_replicas), cmocka_unit_test(test_claimed_plan),
         cmocka_unit_test(test_stage_threads),
-        cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice), cmocka_unit_test(test_positions), cmocka_unit_test(test_unary_columns), cmocka_unit_test(test_shapes),
+        cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice), cmocka_unit_test(test_positions), cmocka_unit_test(test_elu_softplus_prelu), cmocka_unit_test(test_pad), cmocka_unit_test(test_grouped_conv), cmocka_unit_test(test_unary_columns), cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_div), cmocka_unit_test(test_tensor_constants), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_outputs),
     };

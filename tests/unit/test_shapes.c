@@ -91,6 +91,7 @@ static pn_node conv(int64_t oc, int64_t kh, int64_t kw, int64_t s, int64_t p, bo
     n.ia[PN_CONV_SH] = n.ia[PN_CONV_SW] = s;
     n.ia[PN_CONV_PH] = n.ia[PN_CONV_PW] = p;
     n.ia[PN_CONV_BIAS] = bias;
+    n.ia[PN_CONV_GROUPS] = 1;
     return n;
 }
 
@@ -242,6 +243,32 @@ static void test_conv2d(void **state) {
     ASSERT_SHAPE(&n.shape, B, 16, 10, 10);
     assert_int_equal(n.nparams, 1);
     ASSERT_PARAM(&n, 0, "weight", true, 16, 6, 5, 5);
+}
+
+/* groups: weight [out, in / groups, KH, KW]; depthwise at groups = in_channels. */
+static void test_conv2d_groups(void **state) {
+    (void)state;
+    pn_shape_err e;
+    pn_node x = F32(B, 8, 10, 10), n = conv(4, 3, 3, 1, 1, true);
+    n.ia[PN_CONV_GROUPS] = 2;
+    expect_ok(infer1(&n, &x, &e), &e);
+    ASSERT_SHAPE(&n.shape, B, 4, 10, 10);
+    ASSERT_PARAM(&n, 0, "weight", true, 4, 4, 3, 3);
+    ASSERT_PARAM(&n, 1, "bias", true, 4);
+    n = conv(16, 3, 3, 2, 1, false);
+    n.ia[PN_CONV_GROUPS] = 8; /* depthwise, multiplier 2 */
+    expect_ok(infer1(&n, &x, &e), &e);
+    ASSERT_SHAPE(&n.shape, B, 16, 5, 5);
+    ASSERT_PARAM(&n, 0, "weight", true, 16, 1, 3, 3);
+    n = conv(4, 3, 3, 1, 1, true);
+    n.ia[PN_CONV_GROUPS] = 3;
+    expect_err(infer1(&n, &x, &e), &e, 7, "'conv2d' groups 3 does not divide the 8 input channels of f32[batch,8,10,10]");
+    n = conv(6, 3, 3, 1, 1, true);
+    n.ia[PN_CONV_GROUPS] = 4;
+    expect_err(infer1(&n, &x, &e), &e, 7, "'conv2d' groups 4 does not divide out_channels 6");
+    n = conv(4, 3, 3, 1, 1, true);
+    n.ia[PN_CONV_GROUPS] = 0;
+    expect_err(infer1(&n, &x, &e), &e, 7, "'conv2d' groups must be between 1 and 2147483647");
 }
 
 static void test_conv2d_stride_padding(void **state) {
@@ -455,7 +482,7 @@ static void test_embedding(void **state) {
 
 static void test_unary_eltwise(void **state) {
     (void)state;
-    static const pn_op ops[] = {PN_OP_RELU, PN_OP_LEAKY_RELU, PN_OP_SIGMOID, PN_OP_TANH, PN_OP_GELU, PN_OP_SILU};
+    static const pn_op ops[] = {PN_OP_RELU, PN_OP_LEAKY_RELU, PN_OP_SIGMOID, PN_OP_TANH, PN_OP_GELU, PN_OP_SILU, PN_OP_ELU, PN_OP_SOFTPLUS};
     pn_shape_err e;
     pn_node x = F32(B, 3, 5), i = I32(B, 3);
     for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
@@ -469,6 +496,59 @@ static void test_unary_eltwise(void **state) {
         expect_err(infer1(&n, &i, &e), &e, 0, "needs an f32 tensor");
         assert_non_null(strstr(e.msg, pn_ops[ops[k]].name));
     }
+}
+
+/* elu and softplus are activations; prelu owns one slope per channel (axis 1). */
+static void test_elu_softplus_prelu(void **state) {
+    (void)state;
+    pn_shape_err e;
+    pn_node x = F32(B, 3, 5), n = op_node(PN_OP_ELU);
+    n.fa[PN_FA_VALUE] = 1.0;
+    expect_ok(infer1(&n, &x, &e), &e);
+    ASSERT_SHAPE(&n.shape, B, 3, 5);
+    n = op_node(PN_OP_SOFTPLUS);
+    expect_ok(infer1(&n, &x, &e), &e);
+    assert_int_equal(n.nparams, 0);
+    n = op_node(PN_OP_PRELU);
+    expect_ok(infer1(&n, &x, &e), &e);
+    ASSERT_SHAPE(&n.shape, B, 3, 5);
+    assert_int_equal(n.nparams, 1);
+    ASSERT_PARAM(&n, 0, "weight", true, 3);
+    pn_node img = F32(B, 6, 4, 4);
+    n = op_node(PN_OP_PRELU);
+    n.ia[PN_PRELU_FROZEN] = 1;
+    expect_ok(infer1(&n, &img, &e), &e);
+    ASSERT_PARAM(&n, 0, "weight", false, 6);
+    pn_node v = F32(B);
+    n = op_node(PN_OP_PRELU);
+    expect_err(infer1(&n, &v, &e), &e, 0, "'prelu' needs a channel axis (axis 1), but the input is f32[batch]");
+    pn_node i = I32(B, 3);
+    n = op_node(PN_OP_PRELU);
+    expect_err(infer1(&n, &i, &e), &e, 0, "'prelu' needs an f32 tensor");
+}
+
+/* pad: [rows, cols] pads both sides, [top, bottom, left, right] each. */
+static void test_pad(void **state) {
+    (void)state;
+    pn_shape_err e;
+    pn_node x = F32(B, 3, 6, 5), n = op_node(PN_OP_PAD);
+    static const int64_t two[] = {1, 2}, four[] = {0, 1, 3, 2}, neg[] = {0, -1, 0, 0}, three[] = {1, 1, 1};
+    expect_ok(infer_list(&n, &x, NULL, two, 2, &e), &e);
+    ASSERT_SHAPE(&n.shape, B, 3, 8, 9);
+    assert_int_equal(n.ia[PN_PAD_TOP], 1);
+    assert_int_equal(n.ia[PN_PAD_RIGHT], 2);
+    n = op_node(PN_OP_PAD);
+    expect_ok(infer_list(&n, &x, NULL, four, 4, &e), &e);
+    ASSERT_SHAPE(&n.shape, B, 3, 7, 10);
+    assert_int_equal(n.ia[PN_PAD_LEFT], 3);
+    n = op_node(PN_OP_PAD);
+    expect_err(infer_list(&n, &x, NULL, neg, 4, &e), &e, 1, "'pad' padding must be between 0 and 2147483647, not -1");
+    n = op_node(PN_OP_PAD);
+    expect_err(infer_list(&n, &x, NULL, three, 3, &e), &e, 1,
+               "'pad' padding must be [rows, cols] or [top, bottom, left, right], not a list of 3");
+    pn_node x2 = F32(B, 6);
+    n = op_node(PN_OP_PAD);
+    expect_err(infer_list(&n, &x2, NULL, two, 2, &e), &e, 0, "'pad' needs a 4-d NCHW input, but this is f32[batch,6]");
 }
 
 static void test_dropout(void **state) {
@@ -1061,7 +1141,7 @@ static void test_every_op_has_a_rule(void **state) {
         const pn_node *a = &x2, *b = NULL;
         const int64_t *list = NULL;
         int nlist = 0;
-        static const int64_t flat[] = {-1}, perm[] = {0, 1};
+        static const int64_t flat[] = {-1}, perm[] = {0, 1}, pad2[] = {1, 1};
         n.fa[PN_FA_VALUE] = 0.1;
         switch ((pn_op)op) {
         case PN_OP_INPUT: n = x2; a = NULL; break;
@@ -1078,6 +1158,7 @@ static void test_every_op_has_a_rule(void **state) {
         case PN_OP_RESHAPE: list = flat; nlist = 1; break;
         case PN_OP_TRANSPOSE: list = perm; nlist = 2; break;
         case PN_OP_SLICE: n.ia[PN_AXIS] = 1; n.ia[PN_SLICE_START] = 1; n.ia[PN_SLICE_END] = -1; break;
+        case PN_OP_PAD: list = pad2; nlist = 2; a = &x4; break;
         case PN_OP_POSITIONS: n.ia[PN_AXIS] = 1; a = &ids; break;
         case PN_OP_CROSS_ENTROPY: b = &lab; break;
         default: break;
@@ -1128,6 +1209,7 @@ int main(void) {
         cmocka_unit_test(test_dense_errors),
         cmocka_unit_test(test_conv2d),
         cmocka_unit_test(test_conv2d_stride_padding),
+        cmocka_unit_test(test_conv2d_groups),
         cmocka_unit_test(test_conv2d_errors),
         cmocka_unit_test(test_pool_default_stride),
         cmocka_unit_test(test_pool_errors),
@@ -1142,6 +1224,8 @@ int main(void) {
         cmocka_unit_test(test_causal_softmax),
         cmocka_unit_test(test_slice),
         cmocka_unit_test(test_slice_errors),
+        cmocka_unit_test(test_pad),
+        cmocka_unit_test(test_elu_softplus_prelu),
         cmocka_unit_test(test_positions),
         cmocka_unit_test(test_positions_errors),
         cmocka_unit_test(test_flatten),
