@@ -487,18 +487,7 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
         printf(" us per sample; the slowest %.0f%% of the stages' time\n", sum > 0 ? 100 * worst / sum : 0);
     }
     pnetrt_bench_comm_report(comm, total);
-    /* ru_maxrss: the process's peak resident set in KiB, weights, arenas and all. */
-    struct rusage ru;
-    double rss = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : -1;
-    if (K > 1) {
-        double all[K];
-        pnetrt_comm_gather_f64(pnetrt_model_comm(m), rss, all);
-        printf("memory: peak resident per rank:");
-        for (int k = 0; k < K; k++) printf(" rank %d %.1f MiB%s", k, all[k], k + 1 < K ? "," : ";");
-        printf(" parameters %.1f MiB in all\n", (double)d->param_floats * 4.0 / (1024.0 * 1024.0));
-    } else if (rss >= 0) {
-        printf("memory: peak resident %.1f MiB, parameters %.1f MiB\n", rss, (double)d->param_floats * 4.0 / (1024.0 * 1024.0));
-    }
+    pnetrt_bench_memory_report(d->param_floats);
     rc = 0;
 done:
     return close_model(m, o, rc);

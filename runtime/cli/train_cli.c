@@ -631,6 +631,7 @@ int pnetrt_cmd_bench_train(const pnetrt_desc *d, int argc, char **argv) {
                    "GPipe and for 1F1B = (S-1)/(M+S-1) with S = %lld stages, M micro-batches per replica\n",
                    100 * bubble / (double)steps, (long long)steps, 100 * predicted, (long long)d->train->nstages);
         pnetrt_bench_comm_report(comm, t - t0);
+        pnetrt_bench_memory_report(d->param_floats);
     }
     rc = close_trainer(m, &o, rc);
     free(x);

@@ -168,6 +168,36 @@ int pnetrt_save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch
     return pnetrt_unlock(m, save_ranked(m, path, optimizer, epoch, batch_in_epoch));
 }
 
+/* Whether this rank keeps parameter p: every one, unless it runs one pipeline stage and holds only
+ * that stage's (the others are checked in the file, not read). */
+static bool held(const pnetrt_model *m, int64_t p) {
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    return !pnetrt_model_partial(m) || d->param_stage[p] == pnetrt_model_rank_stage(m);
+}
+
+/* Parameter p (or its optimizer state) from the file into dst, or, one this rank does not keep,
+ * only checked. */
+static int read_held(pnetrt_model *m, pnetrt_st *st, int64_t p, const char *name, float *dst, char *err, size_t n) {
+    const pnetrt_tensor_desc *t = &pnetrt_model_desc(m)->params[p];
+    return held(m, p) ? pnetrt_st_read_f32(st, name, (int)t->rank, t->shape, dst, err, n)
+                      : pnetrt_st_read_f32_range(st, name, (int)t->rank, t->shape, 0, 0, NULL, err, n);
+}
+
+/* Copies the elements of the parameters this rank keeps from src to dst (slab k of `slabs`). */
+static void copy_held(pnetrt_model *m, float *dst, const float *src, int64_t slabs) {
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    if (!pnetrt_model_partial(m)) {
+        memcpy(dst, src, (size_t)(d->param_floats * slabs) * sizeof(float));
+        return;
+    }
+    for (int64_t k = 0; k < slabs; k++)
+        for (int64_t p = 0; p < d->nparams; p++)
+            if (held(m, p)) {
+                int64_t at = k * d->param_floats + d->params[p].offset;
+                memcpy(dst + at, src + at, (size_t)pnetrt_sample_elems(&d->params[p]) * sizeof(float));
+            }
+}
+
 static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batch_in_epoch) {
     if (!pnetrt_ready(m)) return 1;
     const pnetrt_desc *d = pnetrt_model_desc(m);
@@ -181,17 +211,18 @@ static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
         pnetrt_st_close(st);
         return pnetrt_model_partial(m) ? 1 : pnetrt_train_failf(m, "out of memory");
     }
-    /* Read into a copy, so a bad file leaves the model as it was. */
-    float *tmp = malloc((size_t)d->param_floats * sizeof(float) + 64);
+    /* Read into a copy, so a bad file leaves the model as it was; a stage rank's copy holds, and
+     * touches, only its stage's parameters. */
+    float *tmp = pnetrt_zmap((size_t)d->param_floats * sizeof(float) + 64);
     if (!tmp) {
         pnetrt_st_close(st);
         return pnetrt_train_failf(m, "out of memory");
     }
-    memcpy(tmp, params, (size_t)d->param_floats * sizeof(float));
+    copy_held(m, tmp, params, 1);
     for (int64_t p = 0; p < d->nparams; p++) {
         const pnetrt_tensor_desc *t = &d->params[p];
-        if (pnetrt_st_read_f32(st, t->name, (int)t->rank, t->shape, tmp + t->offset, err, sizeof err)) {
-            free(tmp);
+        if (read_held(m, st, p, t->name, tmp + t->offset, err, sizeof err)) {
+            pnetrt_zunmap(tmp);
             pnetrt_st_close(st);
             return pnetrt_fail(m, err);
         }
@@ -199,13 +230,13 @@ static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
     if (pnetrt_ckpt_is_checkpoint(st) && d->train) {
         pnetrt_trainer *t = pnetrt_trainer_get(m);
         if (!t) {
-            free(tmp);
+            pnetrt_zunmap(tmp);
             pnetrt_st_close(st);
             return 1;
         }
         pnetrt_ckpt_meta meta;
         if (pnetrt_ckpt_meta_read(st, path, &meta, err, sizeof err)) {
-            free(tmp);
+            pnetrt_zunmap(tmp);
             pnetrt_st_close(st);
             return pnetrt_fail(m, err);
         }
@@ -214,15 +245,15 @@ static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
             pnetrt_train_failf(
                 m, "%s: the checkpoint holds the state of the %s optimizer, but network '%s' trains with %s", path, fo,
                 d->name, optimizer_name(d));
-            free(tmp);
+            pnetrt_zunmap(tmp);
             pnetrt_st_close(st);
             return 1;
         }
         const char *const *names;
         int nstate = state_names(d, &names);
-        float *opt = calloc((size_t)d->train->opt_floats + 16, sizeof(float));
+        float *opt = pnetrt_zmap(((size_t)d->train->opt_floats + 16) * sizeof(float));
         if (!opt) {
-            free(tmp);
+            pnetrt_zunmap(tmp);
             pnetrt_st_close(st);
             return pnetrt_train_failf(m, "out of memory");
         }
@@ -232,18 +263,17 @@ static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
                 if (!td->trainable) continue;
                 char name[512];
                 snprintf(name, sizeof name, "optimizer.%s.%s", td->name, names[k]);
-                if (pnetrt_st_read_f32(st, name, (int)td->rank, td->shape, opt + (size_t)k * (size_t)d->param_floats + td->offset,
-                                       err, sizeof err)) {
-                    free(opt);
-                    free(tmp);
+                if (read_held(m, st, p, name, opt + (size_t)k * (size_t)d->param_floats + td->offset, err, sizeof err)) {
+                    pnetrt_zunmap(opt);
+                    pnetrt_zunmap(tmp);
                     pnetrt_st_close(st);
                     return pnetrt_fail(m, err);
                 }
             }
         if (meta.lr > 0) t->lr = meta.lr;
-        memcpy(t->opt, opt, (size_t)d->train->opt_floats * sizeof(float));
+        copy_held(m, t->opt, opt, d->train->opt_floats / (d->param_floats > 0 ? d->param_floats : 1));
         t->opt_comm = NULL; /* whole on every rank again */
-        free(opt);
+        pnetrt_zunmap(opt);
         t->step = meta.step;
         t->seed = (uint64_t)meta.seed;
         t->batch_size = meta.batch_size;
@@ -252,8 +282,8 @@ static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
         if (epoch) *epoch = meta.epoch;
         if (batch_in_epoch) *batch_in_epoch = meta.batch;
     }
-    memcpy(params, tmp, (size_t)d->param_floats * sizeof(float));
-    free(tmp);
+    copy_held(m, params, tmp, 1);
+    pnetrt_zunmap(tmp);
     pnetrt_st_close(st);
     return 0;
 }

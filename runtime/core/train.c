@@ -24,30 +24,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-void *pnetrt_train_zalloc(size_t bytes) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
-    memset(p, 0, bytes ? bytes : 64);
-    return p;
-}
+/* Mapped, so that pages join the resident set only as they are written: a rank that runs one
+ * pipeline stage touches only its stage's part of the optimizer state, the global area and the
+ * arena, which span the whole network. */
+void *pnetrt_train_zalloc(size_t bytes) { return pnetrt_zmap(bytes ? bytes : 64); }
+
+void pnetrt_train_free(void *p) { pnetrt_zunmap(p); }
 
 static void trainer_free(pnetrt_trainer *t) {
     if (!t) return;
-    free(t->slots);
-    free(t->fold);
-    free(t->recv);
+    pnetrt_train_free(t->slots);
+    pnetrt_train_free(t->fold);
+    pnetrt_train_free(t->recv);
     free(t->stage_ranges);
     free(t->stage_first);
-    free(t->stats);
-    free(t->global);
-    free(t->opt);
-    free(t->arena);
-    free(t->scratch);
-    free(t->tree);
+    pnetrt_train_free(t->stats);
+    pnetrt_train_free(t->global);
+    pnetrt_train_free(t->opt);
+    pnetrt_train_free(t->arena);
+    pnetrt_train_free(t->scratch);
+    pnetrt_train_free(t->tree);
     free(t->hand);
     free(t->stage_bars);
     pnetrt_comm_free(t->stage_comm);
-    free(t->sendbuf);
+    pnetrt_train_free(t->sendbuf);
     pnetrt_msgs_free(t->sends);
     pnetrt_msgs_free(t->recvq);
     free(t);
@@ -97,15 +97,16 @@ pnetrt_trainer *pnetrt_trainer_get(pnetrt_model *m) {
 /* Grows the per-batch buffers to hold `batch` samples on `groups` replica groups. The first step at a batch plans
    them here (and the pipeline's hand-offs in run_step); a later step at that batch or a smaller one allocates
    nothing (tests/cli/train_alloc.c counts). */
-int pnetrt_train_reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups, int threads, int64_t fold_bufs) {
+int pnetrt_train_reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups, int threads, int64_t fold_bufs,
+                         int64_t fold_floats) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
     const pnetrt_train_desc *td = d->train;
     int64_t C = td->chunk;
     int64_t nch = (batch + C - 1) / C;
     if (batch > t->cap_batch) {
-        free(t->stats);
+        pnetrt_train_free(t->stats);
         t->stats = pnetrt_train_zalloc((size_t)nch * (size_t)td->stat_floats * sizeof(float));
-        free(t->tree);
+        pnetrt_train_free(t->tree);
         t->tree = pnetrt_train_zalloc((size_t)(nch + 1) * sizeof(double));
         if (!t->stats || !t->tree) {
             t->cap_batch = 0;
@@ -117,17 +118,17 @@ int pnetrt_train_reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int 
     }
     /* The gradients: a folded tree's buffers, or one slot per chunk (a step cut into segments
      * by batchnorm, which adds the chunks' gradients of a parameter in several segments). */
-    if (fold_bufs > t->fold_cap) {
-        free(t->fold);
-        t->fold = pnetrt_train_zalloc((size_t)fold_bufs * (size_t)d->param_floats * sizeof(float));
-        t->fold_cap = t->fold ? fold_bufs : 0;
+    if (fold_bufs * fold_floats > t->fold_cap) {
+        pnetrt_train_free(t->fold);
+        t->fold = pnetrt_train_zalloc((size_t)fold_bufs * (size_t)fold_floats * sizeof(float));
+        t->fold_cap = t->fold ? fold_bufs * fold_floats : 0;
         if (!t->fold)
             return pnetrt_train_failf(
                 m, "out of memory for the gradients: %lld partial sums of %lld parameters, %.0f bytes needed",
-                (long long)fold_bufs, (long long)d->param_floats, (double)fold_bufs * (double)d->param_floats * 4.0);
+                (long long)fold_bufs, (long long)fold_floats, (double)fold_bufs * (double)fold_floats * 4.0);
     }
     if (!fold_bufs && nch > t->slot_cap) {
-        free(t->slots);
+        pnetrt_train_free(t->slots);
         t->slots = pnetrt_train_zalloc((size_t)nch * (size_t)d->param_floats * sizeof(float));
         t->slot_cap = t->slots ? nch : 0;
         if (!t->slots)
@@ -140,14 +141,14 @@ int pnetrt_train_reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int 
     if (td->nsegments > 1 && (size_t)t->cap_batch * (size_t)td->sample_bytes > arena)
         arena = (size_t)t->cap_batch * (size_t)td->sample_bytes;
     if (arena > t->arena_bytes) {
-        free(t->arena);
+        pnetrt_train_free(t->arena);
         t->arena = pnetrt_train_zalloc(arena);
         t->arena_bytes = t->arena ? arena : 0;
         if (!t->arena) return pnetrt_train_failf(m, "out of memory for the training arena (%zu bytes)", arena);
     }
     size_t scratch = (size_t)threads * (size_t)d->scratch_bytes;
     if (scratch > t->scratch_bytes || !t->scratch) {
-        free(t->scratch);
+        pnetrt_train_free(t->scratch);
         t->scratch = pnetrt_train_zalloc(scratch);
         t->scratch_bytes = t->scratch ? scratch : 0;
         if (!t->scratch) return pnetrt_train_failf(m, "out of memory for scratch (%zu bytes)", scratch);
@@ -240,7 +241,7 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
     pnetrt_trace_kind kind = r->eval ? PNETRT_TRACE_EVAL : nseg > 1 ? PNETRT_TRACE_SEGMENT : PNETRT_TRACE_STEP_CHUNK;
     pnetrt_range every = {0, d->param_floats};
     fold_stack st = {.own = &every, .nown = 1};
-    if (r->fold_depth) st.base = r->t->fold + (int64_t)g * r->fold_depth * d->param_floats;
+    if (r->fold_depth) st.base = r->t->fold + (int64_t)g * r->fold_depth * d->param_floats; /* every element: elem_lo 0 */
     for (int64_t k = 0; k < nseg; k++) {
         pnetrt_segment_fn seg = r->eval ? td->eval : td->segments[k];
         for (int64_t ch = c0; ch < c1; ch++) {
@@ -337,7 +338,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     }
     int64_t runs = piped ? p.R : groups;
     int64_t fold_bufs = runs * depth > depth1 ? runs * depth : depth1;
-    int bad = pnetrt_train_reserve(m, t, batch, groups, threads, fold_bufs) || (piped && pnetrt_train_reserve_pipe(m, t, &p));
+    int bad = pnetrt_train_reserve(m, t, batch, groups, threads, fold_bufs, d->param_floats) || (piped && pnetrt_train_reserve_pipe(m, t, &p));
     if (!bad && K > 1 && fold) {
         /* Every rank's partial sums of this rank's slice of the gradient (fold_finish). */
         int64_t blocks = 0, P = d->param_floats;
@@ -345,7 +346,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         for (int k = 0; k < K; k++) blocks += pnetrt_tree_stack(first[k], first[k + 1], stack, NULL);
         int64_t need = blocks * ((me + 1 == K ? P : P / 16 * (me + 1) / K * 16) - P / 16 * me / K * 16);
         if (need > t->recv_cap) {
-            free(t->recv);
+            pnetrt_train_free(t->recv);
             t->recv = pnetrt_train_zalloc((size_t)need * sizeof(float));
             t->recv_cap = t->recv ? need : 0;
             if (!t->recv)

@@ -165,10 +165,20 @@ int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, co
     if (!bad && pnetrt_tree_depth(nch) > 128) bad = pnetrt_train_failf(m, "too many chunks (%lld) in one step", (long long)nch);
     if (!bad) pnetrt_tree_stack(lo, lo + nc, stack, &depth);
     if (depth < 1) depth = 1;
-    if (!bad) bad = pnetrt_train_reserve(m, t, batch, 1, threads, depth);
+    /* The rank's elements: its stage's parameters, [lo, hi) of the buffer (pnetrt_train_stage_map
+     * merges neighbours, and the compiler lays the parameters out in stage order, so one range
+     * in practice; else the span from the first to the last). Its partial sums hold only these. */
+    int64_t elo = P, ehi = 0;
+    for (int j = bad ? 0 : t->stage_first[p.s]; !bad && j < t->stage_first[p.s + 1]; j++) {
+        if (t->stage_ranges[j].lo < elo) elo = t->stage_ranges[j].lo;
+        if (t->stage_ranges[j].hi > ehi) ehi = t->stage_ranges[j].hi;
+    }
+    if (ehi > P) ehi = P;
+    if (ehi <= elo) elo = ehi = 0; /* a stage without parameters */
+    if (!bad) bad = pnetrt_train_reserve(m, t, batch, 1, threads, depth, ehi - elo > 0 ? ehi - elo : 16);
     size_t arena = (size_t)p.K * (size_t)p.cap * (size_t)td->sample_bytes;
     if (!bad && arena > t->arena_bytes) {
-        free(t->arena);
+        pnetrt_train_free(t->arena);
         t->arena = pnetrt_train_zalloc(arena);
         t->arena_bytes = t->arena ? arena : 0;
         if (!t->arena) bad = pnetrt_train_failf(m, "out of memory for the pipeline's arena (%zu bytes)", arena);
@@ -181,7 +191,7 @@ int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, co
         for (int64_t j = td->stage_bwd_first[p.s - 1]; j < td->stage_bwd_first[p.s]; j++) out_b += td->stage_bwd[2 * j + 1], nmsg++;
     size_t sendb = (size_t)((out_f + out_b) * p.cap + 64 * nmsg) * (size_t)(p.M > 0 ? p.M : 1) + 64;
     if (!bad && sendb > t->sendbuf_bytes) {
-        free(t->sendbuf);
+        pnetrt_train_free(t->sendbuf);
         t->sendbuf = pnetrt_train_zalloc(sendb);
         t->sendbuf_bytes = t->sendbuf ? sendb : 0;
         if (!t->sendbuf) bad = pnetrt_train_failf(m, "out of memory for a step's messages (%zu bytes)", sendb);
@@ -206,9 +216,10 @@ int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, co
     if (!bad && p.R > 1) {
         int64_t blocks = 0;
         for (int k = 0; k < p.R; k++) blocks += pnetrt_tree_stack(pfirst[k], pfirst[k + 1], stack, NULL);
-        int64_t need = blocks * ((p.r + 1 == p.R ? P : P / 16 * (p.r + 1) / p.R * 16) - P / 16 * p.r / p.R * 16);
+        int64_t W = ehi - elo;
+        int64_t need = blocks * ((p.r + 1 == p.R ? W : W / 16 * (p.r + 1) / p.R * 16) - W / 16 * p.r / p.R * 16);
         if (need > t->recv_cap) {
-            free(t->recv);
+            pnetrt_train_free(t->recv);
             t->recv = pnetrt_train_zalloc((size_t)need * sizeof(float));
             t->recv_cap = t->recv ? need : 0;
             if (!t->recv)
@@ -221,7 +232,7 @@ int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, co
     t->step++;
     double b1 = td->beta1, b2 = td->beta2, stp = (double)t->step;
     pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, t->opt, batch, nch, t->step, (int64_t)t->seed,
-                              t->lr, t->lr / (1 - pow(b1, stp)), sqrt(1 - pow(b2, stp)), 0, P};
+                              t->lr, t->lr / (1 - pow(b1, stp)), sqrt(1 - pow(b2, stp)), elo, ehi};
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = lo, .hi = lo + nc, .comm = p.R > 1 ? t->stage_comm : NULL,
              .first = pfirst, .eval = false, .fold_depth = depth};
     snprintf(t->schedule, sizeof t->schedule, "rank %d of %d: stage %d of pipeline %d (%d pipeline%s x %d stages, %s, %lld micro-batch%s), %d thread%s",
