@@ -205,6 +205,9 @@ float *pnetrt_params_mut(pnetrt_model *m) {
     if (!m->params) { /* loaded straight into the prepared buffer */
         if (!(m->params = unprepare(m))) return NULL;
         m->owns_params = true;
+        /* The prepared copy is derived again before any call reads it (stale, below): give its
+         * pages back, so that training holds one copy of the parameters. */
+        if (m->prepared_bytes) madvise(m->prepared, m->prepared_bytes, MADV_DONTNEED);
     } else if (!m->owns_params) {
         float *p = pnetrt_zmap((size_t)m->d->param_floats * sizeof(float));
         if (!p) return NULL;
