@@ -6,7 +6,7 @@
 #define PNETRT_ABI_H
 #include <stdint.h>
 
-#define PNETRT_ABI 9
+#define PNETRT_ABI 10
 
 /* The most dimensions of a tensor: the one definition (pnetc's PN_MAX_RANK is this). */
 #define PNETRT_MAX_RANK 8
@@ -129,6 +129,10 @@ typedef struct pnetrt_train_desc {
      * (offset, bytes) pair of the training arena's per-sample layout: at slot + offset * cap, bytes
      * per sample. NULL when nstages is 0. */
     const int64_t *stage_fwd_first, *stage_fwd, *stage_bwd_first, *stage_bwd;
+    /* Evaluation with one stage per rank: stage s's part of eval (its inference-mode forward
+     * kernels, and the loss in its stage), over the training arena's layout, receiving and sending
+     * stage_fwd's values as the training forward does. NULL when nstages is 0. */
+    const pnetrt_segment_fn *stage_eval;
 } pnetrt_train_desc;
 
 typedef struct pnetrt_desc {

@@ -79,7 +79,7 @@ typedef struct pn_train_fns {
     LLVMValueRef prep, update, eval;
     int nseg;
     int nstages;                  /* pipeline training: stages, or 0 when not available */
-    LLVMValueRef stage_fwd, stage_bwd; /* constant arrays of nstages segment functions, or null */
+    LLVMValueRef stage_fwd, stage_bwd, stage_eval; /* constant arrays of nstages segment functions, or null */
 } pn_train_fns;
 /* Builds them when the graph has a train block (else returns true with *segs NULL); false after
  * cg_fail when a kernel cannot be built. */

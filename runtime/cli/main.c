@@ -42,8 +42,8 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "        train with the network's train { } block (data: CSV, .npy pairs, IDX; gzip or plain;\n"
             "        uint8 samples are divided by 255 unless --no-scale; a CSV row's label is its last column)\n"
             "  eval  --data FILE [--labels FILE] --weights W.safetensors [--batch N] [--label-column C] [--no-scale]\n"
-            "        [--trace FILE.json]\n"
-            "        print accuracy and loss in inference mode\n"
+            "        [--trace FILE.json] [--exact]\n"
+            "        print accuracy and loss in inference mode (--exact: every digit, and the correct count)\n"
             "  bench --train [--batch N] [--seconds S] [--threads N] [--replicas R] [--trace FILE.json]\n"
             "        measure training throughput on random data\n\n"
             "under mpirun (docs/distributed.md), every command also takes:\n"
@@ -666,16 +666,13 @@ static uint64_t run_identity(const pnetrt_desc *d, int argc, char **argv) {
 
 /* --rank-layout replicas|stages (or --rank-layout=...), for every command: how the ranks of
  * mpirun share a network with pipeline stages. Taken out of argv; sets the default of the models
- * this process creates. Inference, and training of a network whose stages pipeline, default to one
- * stage per rank; evaluation (and so train --val) runs the ranks as replicas. Returns 0, or 1
- * after reporting. */
+ * this process creates. Inference, and training and evaluation (train --val too) of a network
+ * whose stages pipeline, default to one stage per rank; a network whose stages train in turn
+ * (batchnorm) trains and evaluates with the ranks as replicas. Returns 0, or 1 after reporting. */
 static int rank_layout_option(const pnetrt_desc *d, int *argc, char **argv) {
     const char *cmd = *argc > 1 ? argv[1] : "";
-    bool training = !strcmp(cmd, "train"), evaluating = !strcmp(cmd, "eval"), val = false;
-    for (int i = 2; i < *argc; i++) {
-        training |= !strcmp(cmd, "bench") && !strcmp(argv[i], "--train");
-        val |= !strcmp(argv[i], "--val");
-    }
+    bool training = !strcmp(cmd, "train"), evaluating = !strcmp(cmd, "eval");
+    for (int i = 2; i < *argc; i++) training |= !strcmp(cmd, "bench") && !strcmp(argv[i], "--train");
     bool pipes = d->train && d->train->nstages > 1; /* its stages train as a pipeline (no batchnorm) */
     const char *v = NULL;
     int n = 0;
@@ -699,15 +696,13 @@ static int rank_layout_option(const pnetrt_desc *d, int *argc, char **argv) {
     argv[n] = NULL;
     *argc = n;
     if (v && strcmp(v, "replicas") && strcmp(v, "stages")) return pnetrt_die("--rank-layout needs replicas or stages, not '%s'", v);
-    bool stages = v ? !strcmp(v, "stages") : !evaluating && !(training && !pipes) && !(training && val);
+    bool stages = v ? !strcmp(v, "stages") : !((training || evaluating) && !pipes);
     pnetrt_layout_default = !stages ? PNETRT_LAYOUT_REPLICAS : v ? PNETRT_LAYOUT_STAGES : PNETRT_LAYOUT_AUTO;
     if (!v || !stages) return 0;
-    if (evaluating || (training && val))
-        return pnetrt_die("--rank-layout stages: evaluation with one pipeline stage per rank is not built yet; %s",
-                          evaluating ? "evaluate with --rank-layout replicas" : "train with --val on --rank-layout replicas");
-    if (training && !pipes && d->nstages > 1)
-        return pnetrt_die("--rank-layout stages: network '%s' trains its stages in turn (batchnorm needs the whole batch), so "
-                          "one stage per rank cannot train it; use --rank-layout replicas", d->name);
+    if ((training || evaluating) && !pipes && d->nstages > 1)
+        return pnetrt_die("--rank-layout stages: network '%s' %s its stages in turn (batchnorm needs the whole batch), so "
+                          "one stage per rank cannot %s it; use --rank-layout replicas",
+                          d->name, training ? "trains" : "evaluates", training ? "train" : "evaluate");
     return 0;
 }
 

@@ -282,19 +282,18 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     const pnetrt_desc *d = pnetrt_model_desc(m);
     const pnetrt_train_desc *td = d->train;
     if (pnetrt_model_rank_stage(m) >= 0) {
-        /* One pipeline stage per rank: training runs the rank's stage; a rank that holds every
-         * parameter (an embedding program's) evaluates, or trains a network whose stages cannot
-         * pipeline, as a replica. */
-        if (!eval && td->nstages > 1 && td->stage_fwd_first) {
-            int rc = pnetrt_train_rank_step(m, t, batch, inputs, loss_sum);
+        /* One pipeline stage per rank: training and evaluation run the rank's stage; a rank that
+         * holds every parameter (an embedding program's) trains a network whose stages cannot
+         * pipeline as a replica. */
+        if (td->nstages > 1 && td->stage_fwd_first && td->stage_eval) {
+            int rc = pnetrt_train_rank_step(m, t, batch, inputs, eval, loss_sum);
             if (!rc && correct) *correct = t->last_correct;
             return rc;
         }
         if (pnetrt_model_partial(m))
-            return eval ? pnetrt_train_failf(m, "evaluation with one pipeline stage per rank is not built yet; evaluate with "
-                                                "--rank-layout replicas")
-                        : pnetrt_train_failf(m, "network '%s' trains its stages in turn (batchnorm needs the whole batch), so "
-                                                "one stage per rank cannot train it; use --rank-layout replicas", d->name);
+            return pnetrt_train_failf(m, "network '%s' %s its stages in turn (batchnorm needs the whole batch), so one stage "
+                                         "per rank cannot run it; use --rank-layout replicas",
+                                      d->name, eval ? "evaluates" : "trains");
     }
     int64_t nch = (batch + td->chunk - 1) / td->chunk;
     /* Ranks take contiguous runs of chunks, as thread groups do within a rank: rank k owns

@@ -140,8 +140,11 @@ void pnetrt_train_reduce_point(run *r, pnetrt_spin_barrier *all, int *sense, boo
 bool pnetrt_train_plan_pipe(pnetrt_model *m, int64_t nch, int threads, pipe *p);
 int pnetrt_train_reserve_pipe(pnetrt_model *m, pnetrt_trainer *t, pipe *p);
 void pnetrt_train_pipe_thread(run *r, const pipe *p, int t, pnetrt_spin_barrier *bars, pnetrt_spin_barrier *all);
-/* train_ranks.c: a training step with one pipeline stage per rank; loss_sum gets the batch's. */
-int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, const void *const *inputs, double *loss_sum);
+/* train_ranks.c: a training step, or with eval an evaluation (the stages' eval functions, forward
+ * alone), with one pipeline stage per rank; loss_sum gets the batch's loss, t->last_correct its
+ * correct predictions. */
+int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, const void *const *inputs, bool eval,
+                           double *loss_sum);
 
 /* Makes every rank's optimizer state whole again after sliced updates (collective over the ranks
  * that sliced it; every rank of the model calls it). 0, or 1 with the error set. */
