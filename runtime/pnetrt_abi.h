@@ -87,6 +87,9 @@ typedef struct pnetrt_train_call {
     /* The parameter elements the update function updates: [elem_lo, elem_hi) of the buffer (0 and
      * param_floats: every one). Data-parallel ranks each update their slice, then all-gather. */
     int64_t elem_lo, elem_hi;
+    /* Floats from one optimizer state vector to the next (adam's exp_avg, then exp_avg_sq at
+     * opt + opt_stride): param_floats, or a stage rank's stage's elements. */
+    int64_t opt_stride;
 } pnetrt_train_call;
 
 /* A segment: the training kernels of one chunk between two syncs. The arena holds `cap` samples

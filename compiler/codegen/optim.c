@@ -32,7 +32,7 @@ LLVMValueRef cg_gen_update(cg *c) {
     LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntEQ, cg_tci(c, TC_STEP), I(c, 1), "");
     LLVMValueRef lr = cg_tcf(c, TC_LR), step_size = cg_tcf(c, TC_ADAM_STEP), bc2 = cg_tcf(c, TC_ADAM_BC2);
     LLVMValueRef decay = cg_fsub(c, F(c, 1.0), cg_fmul(c, lr, F(c, tr->weight_decay), false));
-    LLVMValueRef elo = cg_tci(c, TC_ELEM_LO), ehi = cg_tci(c, TC_ELEM_HI);
+    LLVMValueRef elo = cg_tci(c, TC_ELEM_LO), ehi = cg_tci(c, TC_ELEM_HI), ostride = cg_tci(c, TC_OPT_STRIDE);
     int64_t P = g->plan.param_floats;
     for (int i = 0; i < g->nnodes; i++) {
         const pn_node *nd = &g->nodes[i];
@@ -53,7 +53,7 @@ LLVMValueRef cg_gen_update(cg *c) {
                 slot_tree t = {slots, lo, hi, P, off};
                 cg_tree(c, nch, add_slots, &t);
                 LLVMValueRef gp = cg_gep(c, slots, I(c, off)), w = cg_gep(c, params, I(c, off));
-                LLVMValueRef m = cg_gep(c, opt, I(c, off)), v = cg_gep(c, opt, I(c, P + off));
+                LLVMValueRef m = cg_gep(c, opt, I(c, off)), v = cg_gep(c, opt, LLVMBuildAdd(c->b, ostride, I(c, off), ""));
                 cg_loop e;
                 cg_loop_begin(c, &e, lo, hi, "e");
                 LLVMValueRef gv = cg_load(c, gp, e.iv), wv = cg_load(c, w, e.iv);

@@ -44,7 +44,9 @@ static const char *file_optimizer(const pnetrt_st *st) {
     return NULL;
 }
 
-static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
+/* Writes the checkpoint (optimizer) or weights; the optimizer state from `opt` (every element,
+ * state vector k at opt + k * param_floats) when given, else from the trainer's. */
+static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch, const float *opt) {
     if (!pnetrt_ready(m)) return 1;
     const pnetrt_desc *d = pnetrt_model_desc(m);
     pnetrt_trainer *t = optimizer ? pnetrt_trainer_get(m) : NULL;
@@ -85,7 +87,7 @@ static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch
             names[n] = owned[n];
             ranks[n] = (int)td->rank;
             memcpy(shapes[n], td->shape, sizeof shapes[n]);
-            data[n++] = t->opt + (size_t)k * (size_t)d->param_floats + td->offset;
+            data[n++] = (opt ? opt + (size_t)k * (size_t)d->param_floats : pnetrt_train_opt(t, k)) + td->offset;
         }
     char ep[32], bt[32], stp[32], sd[32], lr[40];
     snprintf(ep, sizeof ep, "%lld", (long long)epoch);
@@ -117,8 +119,10 @@ done:
 
 /* One pipeline stage per rank: rank s of pipeline 0 holds stage s's parameters and optimizer state
  * (every pipeline the same); rank 0 receives each stage's elements from it, so that it writes the
- * file one process would. Returns 0, or 1 with the error set. */
-static int gather_stages(pnetrt_model *m, bool optimizer) {
+ * file one process would: the parameters into its own buffer, the optimizer state into *whole
+ * (every element; rank 0's optimizer state holds its stage's alone), which the caller frees with
+ * pnetrt_zunmap. Returns 0, or 1 with the error set. */
+static int gather_stages(pnetrt_model *m, bool optimizer, float **whole) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
     pnetrt_comm *comm = pnetrt_model_comm(m);
     int me = pnetrt_comm_rank(comm), S = (int)d->nstages;
@@ -128,6 +132,15 @@ static int gather_stages(pnetrt_model *m, bool optimizer) {
     if (!pnetrt_comm_all_ok(comm, ok)) return ok ? pnetrt_train_failf(m, "another rank could not send its stage") : 1;
     if (me >= S) return 0; /* the other pipelines hold the same */
     int64_t P = d->param_floats, slabs = 1 + (optimizer ? d->train->opt_floats / (P > 0 ? P : 1) : 0);
+    if (me == 0 && slabs > 1) {
+        if (!(*whole = pnetrt_zmap((size_t)(d->train->opt_floats + 16) * sizeof(float))))
+            return pnetrt_train_failf(m, "out of memory for the optimizer state: %.0f bytes needed", 4.0 * (double)d->train->opt_floats);
+        for (int j = t->stage_first[0]; j < t->stage_first[1]; j++)
+            for (int64_t k = 1; k < slabs; k++) {
+                pnetrt_range g = t->stage_ranges[j];
+                memcpy(*whole + (k - 1) * P + g.lo, pnetrt_train_opt(t, k - 1) + g.lo, (size_t)(g.hi - g.lo) * sizeof(float));
+            }
+    }
     int64_t msgs = 0;
     for (int s = me == 0 ? 1 : me; s < (me == 0 ? S : me + 1); s++) msgs += (t->stage_first[s + 1] - t->stage_first[s]) * slabs;
     pnetrt_msgs *q = pnetrt_msgs_new((int)msgs + 1);
@@ -137,7 +150,7 @@ static int gather_stages(pnetrt_model *m, bool optimizer) {
     for (int s = me == 0 ? 1 : me; s < (me == 0 ? S : me + 1) && !rc; s++)
         for (int j = t->stage_first[s]; j < t->stage_first[s + 1] && !rc; j++)
             for (int64_t k = 0; k < slabs && !rc; k++) {
-                float *base = k == 0 ? params : t->opt + (k - 1) * P;
+                float *base = k == 0 ? params : me == 0 ? *whole + (k - 1) * P : pnetrt_train_opt(t, k - 1);
                 pnetrt_range g = t->stage_ranges[j];
                 int tag = 3000 + (int)((j - t->stage_first[s]) * slabs + k);
                 rc = me == 0 ? pnetrt_comm_irecv(comm, base + g.lo, (g.hi - g.lo) * 4, s, tag, q, err, sizeof err)
@@ -156,8 +169,13 @@ static int save_ranked(pnetrt_model *m, const char *path, bool optimizer, int64_
     bool staged = pnetrt_model_rank_stage(m) >= 0 && d->train && d->train->nstages > 1;
     /* Ranks that updated slices of the optimizer state gather it first. */
     if (optimizer && d->train && pnetrt_train_opt_whole(m)) return 1;
-    if (staged && gather_stages(m, optimizer && d->train)) return 1;
-    int rc = pnetrt_comm_rank(comm) == 0 ? save(m, path, optimizer, epoch, batch_in_epoch) : 0;
+    float *whole = NULL;
+    if (staged && gather_stages(m, optimizer && d->train, &whole)) {
+        pnetrt_zunmap(whole);
+        return 1;
+    }
+    int rc = pnetrt_comm_rank(comm) == 0 ? save(m, path, optimizer, epoch, batch_in_epoch, whole) : 0;
+    pnetrt_zunmap(whole);
     if (!pnetrt_comm_all_ok(comm, rc == 0) && rc == 0) rc = pnetrt_train_failf(m, "rank 0 could not write %s", path);
     return rc;
 }
@@ -271,7 +289,18 @@ static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
                 }
             }
         if (meta.lr > 0) t->lr = meta.lr;
-        copy_held(m, t->opt, opt, d->train->opt_floats / (d->param_floats > 0 ? d->param_floats : 1));
+        /* Into the trainer's optimizer state: every element, or a stage rank's stage's. */
+        int64_t P = d->param_floats, slabs = d->train->opt_floats / (P > 0 ? P : 1);
+        if (t->opt_first == 0 && t->opt_elems == P) {
+            copy_held(m, t->opt, opt, slabs);
+        } else {
+            for (int64_t k = 0; k < slabs; k++)
+                for (int64_t p = 0; p < d->nparams; p++) {
+                    int64_t at = d->params[p].offset, n = pnetrt_sample_elems(&d->params[p]);
+                    if (held(m, p) && at >= t->opt_first && at + n <= t->opt_first + t->opt_elems)
+                        memcpy(pnetrt_train_opt(t, k) + at, opt + k * P + at, (size_t)n * sizeof(float));
+                }
+        }
         t->opt_comm = NULL; /* whole on every rank again */
         pnetrt_zunmap(opt);
         t->step = meta.step;

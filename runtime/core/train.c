@@ -63,6 +63,15 @@ int pnetrt_train_failf(pnetrt_model *m, const char *fmt, ...) {
     return pnetrt_fail(m, buf);
 }
 
+float *pnetrt_train_opt(const pnetrt_trainer *t, int64_t k) {
+    return (float *)((uintptr_t)(t->opt + k * t->opt_elems) - (uintptr_t)t->opt_first * sizeof(float));
+}
+
+bool pnetrt_train_staged(pnetrt_model *m) {
+    const pnetrt_train_desc *td = pnetrt_model_desc(m)->train;
+    return pnetrt_model_rank_stage(m) >= 0 && td && td->nstages > 1 && td->stage_fwd_first && td->stage_eval;
+}
+
 pnetrt_trainer *pnetrt_trainer_get(pnetrt_model *m) {
     if (!pnetrt_ready(m)) return NULL;
     const pnetrt_desc *d = pnetrt_model_desc(m);
@@ -77,12 +86,28 @@ pnetrt_trainer *pnetrt_trainer_get(pnetrt_model *m) {
             pnetrt_train_failf(m, "out of memory for the trainer");
             return NULL;
         }
-        t->opt = pnetrt_train_zalloc((size_t)d->train->opt_floats * sizeof(float));
+        /* The optimizer state: of every parameter, or on a rank that trains one pipeline stage,
+         * of its stage's elements alone (the span of its parameters). */
+        int64_t P = d->param_floats, nopt = d->train->opt_floats / (P > 0 ? P : 1);
+        t->opt_first = 0;
+        t->opt_elems = P;
+        if (pnetrt_train_staged(m) && pnetrt_train_stage_map(m, t)) {
+            int s = pnetrt_model_rank_stage(m);
+            int64_t lo = P, hi = 0;
+            for (int j = t->stage_first[s]; j < t->stage_first[s + 1]; j++) {
+                if (t->stage_ranges[j].lo < lo) lo = t->stage_ranges[j].lo;
+                if (t->stage_ranges[j].hi > hi) hi = t->stage_ranges[j].hi;
+            }
+            if (hi > P) hi = P;
+            t->opt_first = hi > lo ? lo : 0;
+            t->opt_elems = hi > lo ? hi - lo : 0;
+        }
+        t->opt = pnetrt_train_zalloc((size_t)(nopt * t->opt_elems) * sizeof(float));
         t->global = pnetrt_train_zalloc((size_t)d->train->global_floats * sizeof(float));
         if (!t->opt || !t->global) {
             trainer_free(t);
             pnetrt_train_failf(m, "out of memory for the optimizer state (%.0f bytes)",
-                               4.0 * (double)(d->train->opt_floats + d->train->global_floats));
+                               4.0 * (double)(nopt * t->opt_elems + d->train->global_floats));
             return NULL;
         }
         t->lr = d->train->lr;
@@ -159,15 +184,19 @@ int pnetrt_train_reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int 
 /* The bytes reserve allocates for a batch at most (the pipeline's arena aside): checked before any
  * input is read, so that a batch larger than memory fails with a message, not a crash or the
  * kernel's out-of-memory killer. */
-static double step_bytes(const pnetrt_desc *d, int64_t batch) {
+static double step_bytes(pnetrt_model *m, int64_t batch) {
+    const pnetrt_desc *d = pnetrt_model_desc(m);
     const pnetrt_train_desc *td = d->train;
     double nch = (double)((batch + td->chunk - 1) / td->chunk);
-    /* Gradients: one slot per chunk with batchnorm or pipeline stages, else the folded tree's
-     * partial sums (gradtree.h; about two stacks' worth for the groups). */
-    double grads = td->nsegments > 1 || td->nstages > 1 ? nch : fmin(nch, 2.0 * pnetrt_tree_depth((int64_t)nch));
+    /* Gradients: one slot per chunk with batchnorm, else the folded tree's partial sums
+     * (gradtree.h; about two stacks' worth for the groups), of a stage rank's stage's elements
+     * alone (its optimizer state's). */
+    double grads = td->nsegments > 1 ? nch : fmin(nch, 2.0 * pnetrt_tree_depth((int64_t)nch));
+    pnetrt_trainer *const *slot = pnetrt_trainer_slot(m);
+    double elems = *slot && pnetrt_train_staged(m) ? (double)(*slot)->opt_elems : (double)d->param_floats;
     double per_chunk = 4.0 * (double)td->stat_floats + 8.0;
     int64_t held = td->nsegments > 1 || batch < 256 * td->chunk ? batch : 256 * td->chunk;
-    return nch * per_chunk + grads * 4.0 * (double)d->param_floats + (double)held * (double)td->sample_bytes;
+    return nch * per_chunk + grads * 4.0 * elems + (double)held * (double)td->sample_bytes;
 }
 
 static int check_inputs(pnetrt_model *m, int64_t batch, const void *const *inputs) {
@@ -177,10 +206,10 @@ static int check_inputs(pnetrt_model *m, int64_t batch, const void *const *input
     if (pnetrt_check_batch(m, batch, d->inputs, d->ninputs) ||
         pnetrt_check_batch(m, batch, td->train_inputs, td->ntrain_inputs))
         return 1;
-    if (step_bytes(d, batch) > pnetrt_memory_limit())
+    if (step_bytes(m, batch) > pnetrt_memory_limit())
         return pnetrt_train_failf(
             m, "a training step on a batch of %lld needs %.3g GB, more than half of this machine's memory",
-            (long long)batch, step_bytes(d, batch) / 1e9);
+            (long long)batch, step_bytes(m, batch) / 1e9);
     if (!inputs) return pnetrt_train_failf(m, "no input buffers");
     for (int64_t i = 0; i < d->ninputs + td->ntrain_inputs; i++) {
         const pnetrt_tensor_desc *t = i < d->ninputs ? &d->inputs[i] : &td->train_inputs[i - d->ninputs];
@@ -285,7 +314,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         /* One pipeline stage per rank: training and evaluation run the rank's stage; a rank that
          * holds every parameter (an embedding program's) trains a network whose stages cannot
          * pipeline as a replica. */
-        if (td->nstages > 1 && td->stage_fwd_first && td->stage_eval) {
+        if (pnetrt_train_staged(m)) {
             int rc = pnetrt_train_rank_step(m, t, batch, inputs, eval, loss_sum);
             if (!rc && correct) *correct = t->last_correct;
             return rc;
@@ -361,8 +390,9 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         return bad ? 1 : pnetrt_train_failf(m, "another rank could not start the step");
     if (!eval) t->step++;
     double b1 = td->beta1, b2 = td->beta2, st = (double)t->step;
-    pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, t->opt, batch, nch, t->step, (int64_t)t->seed,
-                              t->lr, t->lr / (1 - pow(b1, st)), sqrt(1 - pow(b2, st)), 0, d->param_floats};
+    pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, pnetrt_train_opt(t, 0), batch, nch, t->step,
+                              (int64_t)t->seed, t->lr, t->lr / (1 - pow(b1, st)), sqrt(1 - pow(b2, st)), 0, d->param_floats,
+                              t->opt_elems};
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = first[me], .hi = first[me + 1], .comm = comm,
              .first = first, .eval = eval, .fold_depth = depth};
     pnetrt_spin_barrier bars[256], all = PNETRT_BARRIER(threads);

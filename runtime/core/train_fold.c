@@ -150,7 +150,7 @@ int pnetrt_train_opt_whole(pnetrt_model *m) {
     slices(t->opt_lo, t->opt_hi, K, e);
     char err[256];
     for (int64_t k = 0; k < d->train->opt_floats / (P > 0 ? P : 1); k++)
-        if (pnetrt_comm_allgather_bytes(t->opt_comm, t->opt + k * P, 4, e, err, sizeof err))
+        if (pnetrt_comm_allgather_bytes(t->opt_comm, pnetrt_train_opt(t, k), 4, e, err, sizeof err))
             return pnetrt_train_failf(m, "gathering the optimizer state: %s", err);
     t->opt_comm = NULL;
     return 0;

@@ -60,7 +60,16 @@ struct pnetrt_trainer {
     /* The ranks whose last step each updated only its slice of the optimizer state (NULL: whole). */
     pnetrt_comm *opt_comm;
     int64_t opt_lo, opt_hi; /* the elements those ranks sliced */
+    /* The elements the optimizer state holds, [opt_first, opt_first + opt_elems): every one, or on
+     * a rank that trains one pipeline stage its stage's; each state vector is opt_elems floats. */
+    int64_t opt_first, opt_elems;
 };
+
+/* State vector k of the optimizer (adam: 0 exp_avg, 1 exp_avg_sq), addressed by element index:
+ * valid for the elements it holds (offset back by opt_first, as an integer). */
+float *pnetrt_train_opt(const pnetrt_trainer *t, int64_t k);
+/* Whether a step of this model runs one pipeline stage per rank (train_ranks.c). */
+bool pnetrt_train_staged(pnetrt_model *m);
 
 /* Fills the trainer's stage_ranges (each pipeline stage's parameter elements) once; false when
  * some parameter's stage is unknown. */

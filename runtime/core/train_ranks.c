@@ -237,8 +237,8 @@ int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, co
     if (!pnetrt_comm_all_ok(comm, !bad)) return bad ? 1 : pnetrt_train_failf(m, "another rank could not start the step");
     if (!eval) t->step++;
     double b1 = td->beta1, b2 = td->beta2, stp = (double)t->step;
-    pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, t->opt, batch, nch, t->step, (int64_t)t->seed,
-                              t->lr, t->lr / (1 - pow(b1, stp)), sqrt(1 - pow(b2, stp)), elo, ehi};
+    pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, pnetrt_train_opt(t, 0), batch, nch, t->step,
+                              (int64_t)t->seed, t->lr, t->lr / (1 - pow(b1, stp)), sqrt(1 - pow(b2, stp)), elo, ehi, t->opt_elems};
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = lo, .hi = lo + nc, .comm = p.R > 1 ? t->stage_comm : NULL,
              .first = pfirst, .eval = eval, .fold_depth = eval ? 0 : depth};
     if (!eval) snprintf(t->schedule, sizeof t->schedule, "rank %d of %d: stage %d of pipeline %d (%d pipeline%s x %d stages, %s, %lld micro-batch%s), %d thread%s",
