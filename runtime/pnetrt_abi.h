@@ -88,6 +88,9 @@ typedef struct pnetrt_train_call {
     /* The parameter elements the update function updates: [elem_lo, elem_hi) of the buffer (0 and
      * param_floats: every one). Data-parallel ranks each update their slice, then all-gather. */
     int64_t elem_lo, elem_hi;
+    /* Floats from one optimizer state vector to the next (adam's exp_avg, then exp_avg_sq at
+     * opt + opt_stride): param_floats, or a stage rank's stage's elements. */
+    int64_t opt_stride;
 } pnetrt_train_call;
 
 /* A segment: the training kernels of one chunk between two syncs. The arena holds `cap` samples
@@ -130,6 +133,10 @@ typedef struct pnetrt_train_desc {
      * (offset, bytes) pair of the training arena's per-sample layout: at slot + offset * cap, bytes
      * per sample. NULL when nstages is 0. */
     const int64_t *stage_fwd_first, *stage_fwd, *stage_bwd_first, *stage_bwd;
+    /* Evaluation with one stage per rank: stage s's part of eval (its inference-mode forward
+     * kernels, and the loss in its stage), over the training arena's layout, receiving and sending
+     * stage_fwd's values as the training forward does. NULL when nstages is 0. */
+    const pnetrt_segment_fn *stage_eval;
 } pnetrt_train_desc;
 
 typedef struct pnetrt_desc {

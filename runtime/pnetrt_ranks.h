@@ -107,7 +107,8 @@ static inline void pnetrt_rank_stage_report(FILE *f, const pnetrt_rank_facts *x,
 /* K ranks at a batch of B: the mapping, each rank's samples and memory, and the bytes of each
  * step's gradient reduction (a reduce-scatter of the folded tree's partial sums and an all-gather
  * of the sum; or an all-gather of one slot per chunk). With pipeline stages, inference runs a
- * stage per rank (above) unless replicas_only, and training runs the ranks as replicas. */
+ * stage per rank (above) unless replicas_only, and so do training and evaluation where the stages
+ * train as a pipeline; else they run the ranks as replicas. */
 static inline void pnetrt_rank_report(FILE *f, const pnetrt_rank_facts *x, int K, int64_t B) {
     char a[32], b[32], c[32];
     bool staged = x->stages && x->nstages > 1 && x->stage_param_floats && !x->replicas_only && K > 1;
@@ -117,7 +118,7 @@ static inline void pnetrt_rank_report(FILE *f, const pnetrt_rank_facts *x, int K
         if (x->train_fwd_sample) {
             /* Training: the same ranks and stages, micro-batches of whole chunks. */
             int S = x->nstages, R = K / S;
-            int64_t C = x->chunk > 0 ? x->chunk : 32, nch = (B + C - 1) / C, P = x->param_floats;
+            int64_t C = x->chunk > 0 ? x->chunk : 32, nch = (B + C - 1) / C;
             int64_t most = (nch + R - 1) / R, M = x->microbatches > 0 ? x->microbatches : 1;
             if (M > most) M = most;
             int64_t cap = M > 0 ? (most + M - 1) / M * C : C;
@@ -126,7 +127,12 @@ static inline void pnetrt_rank_report(FILE *f, const pnetrt_rank_facts *x, int K
             pnetrt_blk stack[128];
             for (int k = 0; k < K; k++) {
                 int s = k % S, r = k / S;
-                fprintf(f, "  rank %d: stage %d", k, s);
+                /* The rank holds its stage's elements alone: parameters, optimizer state, and
+                 * partial sums of the gradient, which its stage's ranks reduce. */
+                int64_t P = x->stage_param_floats[s];
+                pnetrt_rank_bytes((double)P * 4 * (double)x->opt_floats / (double)(x->param_floats > 0 ? x->param_floats : 1), a,
+                                  sizeof a);
+                fprintf(f, "  rank %d: stage %d, optimizer state %s", k, s, a);
                 if (s + 1 < S) {
                     pnetrt_rank_bytes((double)(x->train_fwd_sample[s + 1] * cap), a, sizeof a);
                     pnetrt_rank_bytes((double)(x->train_bwd_sample[s] * cap), b, sizeof b);
@@ -149,7 +155,13 @@ static inline void pnetrt_rank_report(FILE *f, const pnetrt_rank_facts *x, int K
                 fprintf(f, "\n");
             }
         }
-        fprintf(f, "%s: ", x->train_fwd_sample ? "evaluation" : "training");
+        if (x->train_fwd_sample) {
+            /* Evaluation: the same ranks and stages, the forward alone. */
+            fprintf(f, "evaluation: the same ranks and stages, their forward alone, in micro-batches of whole chunks\n");
+            fprintf(f, "with --rank-layout replicas: ");
+        } else {
+            fprintf(f, "training: ");
+        }
     } else if (staged) {
         fprintf(f, "ranks: %d do not fit %d pipeline stages for inference: run a multiple of %d ranks, or --rank-layout "
                    "replicas\n", K, x->nstages, x->nstages);

@@ -32,7 +32,7 @@ LLVMValueRef cg_gen_update(cg *c) {
     LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntEQ, cg_tci(c, TC_STEP), I(c, 1), "");
     LLVMValueRef lr = cg_tcf(c, TC_LR), step_size = cg_tcf(c, TC_ADAM_STEP), bc2 = cg_tcf(c, TC_ADAM_BC2);
     LLVMValueRef decay = cg_fsub(c, F(c, 1.0), cg_fmul(c, lr, F(c, tr->weight_decay), false));
-    LLVMValueRef elo = cg_tci(c, TC_ELEM_LO), ehi = cg_tci(c, TC_ELEM_HI);
+    LLVMValueRef elo = cg_tci(c, TC_ELEM_LO), ehi = cg_tci(c, TC_ELEM_HI), ostride = cg_tci(c, TC_OPT_STRIDE);
     int64_t P = g->plan.param_floats;
     for (int i = 0; i < g->nnodes; i++) {
         const pn_node *nd = &g->nodes[i];
@@ -53,7 +53,7 @@ LLVMValueRef cg_gen_update(cg *c) {
                 slot_tree t = {slots, lo, hi, P, off};
                 cg_tree(c, nch, add_slots, &t);
                 LLVMValueRef gp = cg_gep(c, slots, I(c, off)), w = cg_gep(c, params, I(c, off));
-                LLVMValueRef m = cg_gep(c, opt, I(c, off)), v = cg_gep(c, opt, I(c, P + off));
+                LLVMValueRef m = cg_gep(c, opt, I(c, off)), v = cg_gep(c, opt, LLVMBuildAdd(c->b, ostride, I(c, off), ""));
                 cg_loop e;
                 cg_loop_begin(c, &e, lo, hi, "e");
                 LLVMValueRef gv = cg_load(c, gp, e.iv), wv = cg_load(c, w, e.iv);
@@ -87,20 +87,25 @@ LLVMValueRef cg_gen_update(cg *c) {
 }
 
 /* px__prep(call, ith, nth): at the start of a step, each dense layer's W [U, K] transposed into the
- * global area as W^T [K, U], the B operand of the forward GEMM. Split over k. */
+ * global area as W^T [K, U], the B operand of the forward GEMM. Split over k. Only the layers whose
+ * W lies in the call's [elem_lo, elem_hi): a rank that trains one pipeline stage prepares (and
+ * touches the global area of) its stage's layers alone. */
 LLVMValueRef cg_gen_prep(cg *c) {
     const pn_graph *g = c->g;
     cg_step_begin(c, "prep");
     LLVMValueRef params = cg_tcp(c, TC_PARAMS), global = cg_tcp(c, TC_GLOBAL);
+    LLVMValueRef elo = cg_tci(c, TC_ELEM_LO), ehi = cg_tci(c, TC_ELEM_HI);
     for (int i = 0; i < g->nnodes; i++) {
         const pn_node *nd = &g->nodes[i];
         if (!g->tplan.live[i] || nd->op != PN_OP_DENSE) continue;
         int64_t U = nd->params[0].shape.d[0], K = nd->params[0].shape.d[1];
         LLVMValueRef w = cg_gep(c, params, I(c, g->plan.param_offset[i])), wt = cg_gep(c, global, I(c, g->tplan.global_off[i]));
         /* Blocks of 16 k by 64 u: W is read a cache line at a time, W^T written in rows. */
-        int64_t KB = (K + 15) / 16;
+        int64_t KB = (K + 15) / 16, off = g->plan.param_offset[i];
+        LLVMValueRef in = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, I(c, off), ehi, ""),
+                                       LLVMBuildICmp(c->b, LLVMIntSGT, I(c, off + U * K), elo, ""), "");
         LLVMValueRef lo, hi;
-        cg_split(c, I(c, KB), &lo, &hi);
+        cg_split(c, LLVMBuildSelect(c->b, in, I(c, KB), I(c, 0), ""), &lo, &hi);
         cg_loop kb;
         cg_loop_begin(c, &kb, lo, hi, "kb");
         LLVMValueRef k0 = LLVMBuildMul(c->b, kb.iv, I(c, 16), "");

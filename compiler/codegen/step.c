@@ -307,11 +307,22 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
                 }
             fns->stage_fwd = fn_array(c, pf, tg.nstages, "stage_fwd");
             fns->stage_bwd = fn_array(c, pb, tg.nstages, "stage_bwd");
+            /* Evaluation with one stage per rank: each stage's part of the evaluation forward (and
+             * the loss, in its stage), over the same layout as the training forward's. */
+            for (int st = 0; st < tg.nstages; st++) {
+                int ns = 0;
+                for (int k = 0; k < eval.n; k++)
+                    if (tg.nodes[eval.s[k].node].stage == st) sel[ns++] = eval.s[k];
+                char *name = pn_xasprintf("%s__stage%d_eval", c->px, st);
+                pf[st] = emit_seg(c, sel, 0, ns, name, input_index);
+                free(name);
+            }
+            fns->stage_eval = fn_array(c, pf, tg.nstages, "stage_eval");
             free(sel);
             free(pf);
             free(pb);
         } else {
-            fns->stage_fwd = fns->stage_bwd = LLVMConstNull(c->ptr);
+            fns->stage_fwd = fns->stage_bwd = fns->stage_eval = LLVMConstNull(c->ptr);
         }
         char *name = pn_xasprintf("%s__evalseg", c->px);
         fns->eval = emit_seg(c, eval.s, 0, eval.n, name, input_index);

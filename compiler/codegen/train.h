@@ -28,7 +28,7 @@ enum {
 /* The step call (pnetrt_train_call in runtime/pnetrt_abi.h), 8-byte fields. */
 enum {
     TC_INPUTS = 0, TC_PARAMS, TC_SLOTS, TC_STATS, TC_GLOBAL, TC_OPT, TC_BATCH, TC_NCHUNKS, TC_STEP, TC_SEED,
-    TC_LR, TC_ADAM_STEP, TC_ADAM_BC2, TC_ELEM_LO, TC_ELEM_HI, TC_COUNT
+    TC_LR, TC_ADAM_STEP, TC_ADAM_BC2, TC_ELEM_LO, TC_ELEM_HI, TC_OPT_STRIDE, TC_COUNT
 };
 
 /* Input k of node carries a gradient back. */
@@ -83,7 +83,7 @@ typedef struct pn_train_fns {
     LLVMValueRef prep, update, eval;
     int nseg;
     int nstages;                  /* pipeline training: stages, or 0 when not available */
-    LLVMValueRef stage_fwd, stage_bwd; /* constant arrays of nstages segment functions, or null */
+    LLVMValueRef stage_fwd, stage_bwd, stage_eval; /* constant arrays of nstages segment functions, or null */
 } pn_train_fns;
 /* Builds them when the graph has a train block (else returns true with *segs NULL); false after
  * cg_fail when a kernel cannot be built. */

@@ -42,13 +42,14 @@ static void usage(const pnetrt_desc *d, FILE *f) {
             "        train with the network's train { } block (data: CSV, .npy pairs, IDX; gzip or plain;\n"
             "        uint8 samples are divided by 255 unless --no-scale; a CSV row's label is its last column)\n"
             "  eval  --data FILE [--labels FILE] --weights W.safetensors [--batch N] [--label-column C] [--no-scale]\n"
-            "        [--trace FILE.json]\n"
-            "        print accuracy and loss in inference mode\n"
+            "        [--trace FILE.json] [--exact]\n"
+            "        print accuracy and loss in inference mode (--exact: every digit, and the correct count)\n"
             "  bench --train [--batch N] [--seconds S] [--threads N] [--replicas R] [--trace FILE.json]\n"
             "        measure training throughput on random data\n\n"
             "under mpirun (docs/distributed.md), every command also takes:\n"
             "  --rank-layout L           replicas (every rank runs the whole network) or stages (one pipeline\n"
-            "                            stage per rank; the default for inference of a network with stages)\n\n"
+            "                            stage per rank; the default for a network with stages, and for its\n"
+            "                            training and evaluation where its stages train as a pipeline)\n\n"
             "options of infer and bench:\n"
             "  --weights W.safetensors   load these weights (PyTorch names)\n"
             "  --weights-prefix P        their names carry the prefix P: 'model.fc1.weight' for fc1.weight\n"
@@ -489,18 +490,7 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
         printf(" us per sample; the slowest %.0f%% of the stages' time\n", sum > 0 ? 100 * worst / sum : 0);
     }
     pnetrt_bench_comm_report(comm, total);
-    /* ru_maxrss: the process's peak resident set in KiB, weights, arenas and all. */
-    struct rusage ru;
-    double rss = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : -1;
-    if (K > 1) {
-        double all[K];
-        pnetrt_comm_gather_f64(pnetrt_model_comm(m), rss, all);
-        printf("memory: peak resident per rank:");
-        for (int k = 0; k < K; k++) printf(" rank %d %.1f MiB%s", k, all[k], k + 1 < K ? "," : ";");
-        printf(" parameters %.1f MiB in all\n", (double)d->param_floats * 4.0 / (1024.0 * 1024.0));
-    } else if (rss >= 0) {
-        printf("memory: peak resident %.1f MiB, parameters %.1f MiB\n", rss, (double)d->param_floats * 4.0 / (1024.0 * 1024.0));
-    }
+    pnetrt_bench_memory_report(d->param_floats);
     rc = 0;
 done:
     return close_model(m, o, rc);
@@ -679,16 +669,13 @@ static uint64_t run_identity(const pnetrt_desc *d, int argc, char **argv) {
 
 /* --rank-layout replicas|stages (or --rank-layout=...), for every command: how the ranks of
  * mpirun share a network with pipeline stages. Taken out of argv; sets the default of the models
- * this process creates. Inference, and training of a network whose stages pipeline, default to one
- * stage per rank; evaluation (and so train --val) runs the ranks as replicas. Returns 0, or 1
- * after reporting. */
+ * this process creates. Inference, and training and evaluation (train --val too) of a network
+ * whose stages pipeline, default to one stage per rank; a network whose stages train in turn
+ * (batchnorm) trains and evaluates with the ranks as replicas. Returns 0, or 1 after reporting. */
 static int rank_layout_option(const pnetrt_desc *d, int *argc, char **argv) {
     const char *cmd = *argc > 1 ? argv[1] : "";
-    bool training = !strcmp(cmd, "train"), evaluating = !strcmp(cmd, "eval"), val = false;
-    for (int i = 2; i < *argc; i++) {
-        training |= !strcmp(cmd, "bench") && !strcmp(argv[i], "--train");
-        val |= !strcmp(argv[i], "--val");
-    }
+    bool training = !strcmp(cmd, "train"), evaluating = !strcmp(cmd, "eval");
+    for (int i = 2; i < *argc; i++) training |= !strcmp(cmd, "bench") && !strcmp(argv[i], "--train");
     bool pipes = d->train && d->train->nstages > 1; /* its stages train as a pipeline (no batchnorm) */
     const char *v = NULL;
     int n = 0;
@@ -712,15 +699,13 @@ static int rank_layout_option(const pnetrt_desc *d, int *argc, char **argv) {
     argv[n] = NULL;
     *argc = n;
     if (v && strcmp(v, "replicas") && strcmp(v, "stages")) return pnetrt_die("--rank-layout needs replicas or stages, not '%s'", v);
-    bool stages = v ? !strcmp(v, "stages") : !evaluating && !(training && !pipes) && !(training && val);
+    bool stages = v ? !strcmp(v, "stages") : !((training || evaluating) && !pipes);
     pnetrt_layout_default = !stages ? PNETRT_LAYOUT_REPLICAS : v ? PNETRT_LAYOUT_STAGES : PNETRT_LAYOUT_AUTO;
     if (!v || !stages) return 0;
-    if (evaluating || (training && val))
-        return pnetrt_die("--rank-layout stages: evaluation with one pipeline stage per rank is not built yet; %s",
-                          evaluating ? "evaluate with --rank-layout replicas" : "train with --val on --rank-layout replicas");
-    if (training && !pipes && d->nstages > 1)
-        return pnetrt_die("--rank-layout stages: network '%s' trains its stages in turn (batchnorm needs the whole batch), so "
-                          "one stage per rank cannot train it; use --rank-layout replicas", d->name);
+    if ((training || evaluating) && !pipes && d->nstages > 1)
+        return pnetrt_die("--rank-layout stages: network '%s' %s its stages in turn (batchnorm needs the whole batch), so "
+                          "one stage per rank cannot %s it; use --rank-layout replicas",
+                          d->name, training ? "trains" : "evaluates", training ? "train" : "evaluate");
     return 0;
 }
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +32,26 @@ void pnetrt_bench_comm_report(double comm_seconds, double wall) {
     printf("ranks: %d; time in communication (waiting on messages included):", K);
     for (int r = 0; r < K; r++) printf(" rank %d %.1f ms (%.1f%%)%s", r, all[r] * 1e3, wall > 0 ? 100 * all[r] / wall : 0.0, r + 1 < K ? "," : "\n");
     free(all);
+}
+
+void pnetrt_bench_memory_report(int64_t param_floats) {
+    /* ru_maxrss: the process's peak resident set in KiB, weights, arenas and all. */
+    struct rusage ru;
+    double rss = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : -1;
+    double params = (double)param_floats * 4.0 / (1024.0 * 1024.0);
+    pnetrt_comm *c = pnetrt_comm_default();
+    int K = pnetrt_comm_size(c);
+    if (K > 1) {
+        double *all = pnetrt_rank == 0 ? calloc((size_t)K, sizeof *all) : NULL;
+        pnetrt_comm_gather_f64(c, rss, all);
+        if (!all) return;
+        printf("memory: peak resident per rank:");
+        for (int k = 0; k < K; k++) printf(" rank %d %.1f MiB%s", k, all[k], k + 1 < K ? "," : ";");
+        printf(" parameters %.1f MiB in all\n", params);
+        free(all);
+    } else if (rss >= 0) {
+        printf("memory: peak resident %.1f MiB, parameters %.1f MiB\n", rss, params);
+    }
 }
 
 int pnetrt_die(const char *fmt, ...) {

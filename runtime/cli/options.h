@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The executables' one-line error: "NAME: error: ..." (NAME: pnetrt_prog, rt.h), or "NAME: rank R: error: ..."
  * in a distributed run; returns 1. */
@@ -46,6 +47,9 @@ int pnetrt_parse_stage_threads(const char *s, int *out);
 bool pnetrt_bench_more(bool want);
 /* bench's report of the time each rank spent in communication over `wall` seconds (nothing alone). */
 void pnetrt_bench_comm_report(double comm_seconds, double wall);
+/* bench's line of the peak resident memory, as the operating system counts it (getrusage): this
+ * process's, or on ranks every rank's (rank 0 prints; every rank calls it). */
+void pnetrt_bench_memory_report(int64_t param_floats);
 /* The line on stderr (rank 0's alone) that says how the loader scaled the samples read from path (data.h's one
  * rule: uint8 samples of an f32 input are divided by 255, unless --no-scale): "NAME: note: PATH: uint8 samples
  * divided by 255, to [0, 1] (--no-scale keeps 0..255)". Nothing for data the rule leaves alone, unless

@@ -29,7 +29,7 @@ typedef struct topts {
     long long epochs, batch, seed, threads, replicas, microbatches;
     int stage_threads[PNETRT_MAX_STAGES], nstage_threads; /* --stage-threads */
     double lr, seconds;
-    bool no_shuffle, have_lr, have_seed;
+    bool no_shuffle, have_lr, have_seed, exact;
     const char *trace; /* --trace FILE: a Chrome trace of the steps */
     pnetrt_data_opts dopts; /* --label-column, --no-scale */
 } topts;
@@ -61,6 +61,10 @@ static int parse_opts(int argc, char **argv, const char *allowed, topts *o) {
             continue;
         }
         if (!strcmp(a, "--train")) continue;
+        if (!strcmp(a, "--exact")) {
+            o->exact = true;
+            continue;
+        }
         if (!strcmp(a, "--no-scale")) {
             o->dopts.no_scale = true;
             continue;
@@ -185,7 +189,8 @@ static void epoch_order(int64_t *idx, int64_t n, uint64_t seed, int64_t e, bool 
     }
 }
 
-static int evaluate(const pnetrt_desc *d, pnetrt_model *m, const pnetrt_data *ds, int64_t B, double *loss, double *acc) {
+static int evaluate(const pnetrt_desc *d, pnetrt_model *m, const pnetrt_data *ds, int64_t B, double *loss, double *acc,
+                    int64_t *correct) {
     int64_t *idx = malloc(sizeof(int64_t) * (size_t)(ds->n ? ds->n : 1));
     batch_buf b = {malloc((size_t)(B * ds->features * 4)), malloc((size_t)(B * (ds->labels ? 1 : ds->target_elems) * 4))};
     if (!idx || !b.x || !b.y) {
@@ -210,6 +215,7 @@ static int evaluate(const pnetrt_desc *d, pnetrt_model *m, const pnetrt_data *ds
     double denom = (double)ds->n * (ds->labels ? 1.0 : (double)ds->target_elems);
     *loss = lsum / denom;
     *acc = (double)good / (double)ds->n;
+    if (correct) *correct = good;
     free(idx);
     free(b.x);
     free(b.y);
@@ -523,7 +529,7 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
         printf(", %.0f samples/s", secs > 0 ? (double)seen / secs : 0.0);
         if (o.val && !stop) {
             double vl, va;
-            if (evaluate(d, m, &vs, B, &vl, &va)) {
+            if (evaluate(d, m, &vs, B, &vl, &va, NULL)) {
                 rc = 1;
                 break;
             }
@@ -561,7 +567,8 @@ int pnetrt_cmd_train(const pnetrt_desc *d, int argc, char **argv) {
 
 int pnetrt_cmd_eval(const pnetrt_desc *d, int argc, char **argv) {
     topts o = {0};
-    if (parse_opts(argc, argv, " --data --labels --weights --weights-prefix --batch --threads --replicas --trace --label-column --no-scale ",
+    if (parse_opts(argc, argv,
+                   " --data --labels --weights --weights-prefix --batch --threads --replicas --trace --label-column --no-scale --exact ",
                    &o))
         return 1;
     if (!o.data) return pnetrt_die("eval needs --data FILE");
@@ -575,8 +582,13 @@ int pnetrt_cmd_eval(const pnetrt_desc *d, int argc, char **argv) {
     pnetrt_model *m = NULL;
     int rc = open_trainer(d, &o, false, &m);
     double loss = 0, acc = 0;
-    if (!rc) rc = evaluate(d, m, &ds, o.batch ? o.batch : 256, &loss, &acc);
-    if (!rc) {
+    int64_t good = 0;
+    if (!rc) rc = evaluate(d, m, &ds, o.batch ? o.batch : 256, &loss, &acc, &good);
+    if (!rc && o.exact) { /* every digit, to compare runs bit for bit */
+        if (d->train->loss == PNETRT_LOSS_CROSS_ENTROPY)
+            printf("accuracy: %.17g (%lld of %lld)\n", acc, (long long)good, (long long)ds.n);
+        printf("loss: %.17g\n", loss);
+    } else if (!rc) {
         if (d->train->loss == PNETRT_LOSS_CROSS_ENTROPY) printf("accuracy: %.4f\n", acc);
         printf("loss: %.4f\n", loss);
     }
@@ -631,6 +643,7 @@ int pnetrt_cmd_bench_train(const pnetrt_desc *d, int argc, char **argv) {
                    "GPipe and for 1F1B = (S-1)/(M+S-1) with S = %lld stages, M micro-batches per replica\n",
                    100 * bubble / (double)steps, (long long)steps, 100 * predicted, (long long)d->train->nstages);
         pnetrt_bench_comm_report(comm, t - t0);
+        pnetrt_bench_memory_report(d->param_floats);
     }
     rc = close_trainer(m, &o, rc);
     free(x);

@@ -44,7 +44,9 @@ static const char *file_optimizer(const pnetrt_st *st) {
     return NULL;
 }
 
-static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
+/* Writes the checkpoint (optimizer) or weights; the optimizer state from `opt` (every element,
+ * state vector k at opt + k * param_floats) when given, else from the trainer's. */
+static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch, const float *opt) {
     if (!pnetrt_ready(m)) return 1;
     const pnetrt_desc *d = pnetrt_model_desc(m);
     pnetrt_trainer *t = optimizer ? pnetrt_trainer_get(m) : NULL;
@@ -85,7 +87,7 @@ static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch
             names[n] = owned[n];
             ranks[n] = (int)td->rank;
             memcpy(shapes[n], td->shape, sizeof shapes[n]);
-            data[n++] = t->opt + (size_t)k * (size_t)d->param_floats + td->offset;
+            data[n++] = (opt ? opt + (size_t)k * (size_t)d->param_floats : pnetrt_train_opt(t, k)) + td->offset;
         }
     char ep[32], bt[32], stp[32], sd[32], lr[40];
     snprintf(ep, sizeof ep, "%lld", (long long)epoch);
@@ -117,8 +119,10 @@ done:
 
 /* One pipeline stage per rank: rank s of pipeline 0 holds stage s's parameters and optimizer state
  * (every pipeline the same); rank 0 receives each stage's elements from it, so that it writes the
- * file one process would. Returns 0, or 1 with the error set. */
-static int gather_stages(pnetrt_model *m, bool optimizer) {
+ * file one process would: the parameters into its own buffer, the optimizer state into *whole
+ * (every element; rank 0's optimizer state holds its stage's alone), which the caller frees with
+ * pnetrt_zunmap. Returns 0, or 1 with the error set. */
+static int gather_stages(pnetrt_model *m, bool optimizer, float **whole) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
     pnetrt_comm *comm = pnetrt_model_comm(m);
     int me = pnetrt_comm_rank(comm), S = (int)d->nstages;
@@ -128,6 +132,15 @@ static int gather_stages(pnetrt_model *m, bool optimizer) {
     if (!pnetrt_comm_all_ok(comm, ok)) return ok ? pnetrt_train_failf(m, "another rank could not send its stage") : 1;
     if (me >= S) return 0; /* the other pipelines hold the same */
     int64_t P = d->param_floats, slabs = 1 + (optimizer ? d->train->opt_floats / (P > 0 ? P : 1) : 0);
+    if (me == 0 && slabs > 1) {
+        if (!(*whole = pnetrt_zmap((size_t)(d->train->opt_floats + 16) * sizeof(float))))
+            return pnetrt_train_failf(m, "out of memory for the optimizer state: %.0f bytes needed", 4.0 * (double)d->train->opt_floats);
+        for (int j = t->stage_first[0]; j < t->stage_first[1]; j++)
+            for (int64_t k = 1; k < slabs; k++) {
+                pnetrt_range g = t->stage_ranges[j];
+                memcpy(*whole + (k - 1) * P + g.lo, pnetrt_train_opt(t, k - 1) + g.lo, (size_t)(g.hi - g.lo) * sizeof(float));
+            }
+    }
     int64_t msgs = 0;
     for (int s = me == 0 ? 1 : me; s < (me == 0 ? S : me + 1); s++) msgs += (t->stage_first[s + 1] - t->stage_first[s]) * slabs;
     pnetrt_msgs *q = pnetrt_msgs_new((int)msgs + 1);
@@ -137,7 +150,7 @@ static int gather_stages(pnetrt_model *m, bool optimizer) {
     for (int s = me == 0 ? 1 : me; s < (me == 0 ? S : me + 1) && !rc; s++)
         for (int j = t->stage_first[s]; j < t->stage_first[s + 1] && !rc; j++)
             for (int64_t k = 0; k < slabs && !rc; k++) {
-                float *base = k == 0 ? params : t->opt + (k - 1) * P;
+                float *base = k == 0 ? params : me == 0 ? *whole + (k - 1) * P : pnetrt_train_opt(t, k - 1);
                 pnetrt_range g = t->stage_ranges[j];
                 int tag = 3000 + (int)((j - t->stage_first[s]) * slabs + k);
                 rc = me == 0 ? pnetrt_comm_irecv(comm, base + g.lo, (g.hi - g.lo) * 4, s, tag, q, err, sizeof err)
@@ -156,8 +169,13 @@ static int save_ranked(pnetrt_model *m, const char *path, bool optimizer, int64_
     bool staged = pnetrt_model_rank_stage(m) >= 0 && d->train && d->train->nstages > 1;
     /* Ranks that updated slices of the optimizer state gather it first. */
     if (optimizer && d->train && pnetrt_train_opt_whole(m)) return 1;
-    if (staged && gather_stages(m, optimizer && d->train)) return 1;
-    int rc = pnetrt_comm_rank(comm) == 0 ? save(m, path, optimizer, epoch, batch_in_epoch) : 0;
+    float *whole = NULL;
+    if (staged && gather_stages(m, optimizer && d->train, &whole)) {
+        pnetrt_zunmap(whole);
+        return 1;
+    }
+    int rc = pnetrt_comm_rank(comm) == 0 ? save(m, path, optimizer, epoch, batch_in_epoch, whole) : 0;
+    pnetrt_zunmap(whole);
     if (!pnetrt_comm_all_ok(comm, rc == 0) && rc == 0) rc = pnetrt_train_failf(m, "rank 0 could not write %s", path);
     return rc;
 }
@@ -166,6 +184,36 @@ int pnetrt_save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch
     if (!m) return 1;
     pnetrt_lock(m);
     return pnetrt_unlock(m, save_ranked(m, path, optimizer, epoch, batch_in_epoch));
+}
+
+/* Whether this rank keeps parameter p: every one, unless it runs one pipeline stage and holds only
+ * that stage's (the others are checked in the file, not read). */
+static bool held(const pnetrt_model *m, int64_t p) {
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    return !pnetrt_model_partial(m) || d->param_stage[p] == pnetrt_model_rank_stage(m);
+}
+
+/* Parameter p (or its optimizer state) from the file into dst, or, one this rank does not keep,
+ * only checked. */
+static int read_held(pnetrt_model *m, pnetrt_st *st, int64_t p, const char *name, float *dst, char *err, size_t n) {
+    const pnetrt_tensor_desc *t = &pnetrt_model_desc(m)->params[p];
+    return held(m, p) ? pnetrt_st_read_f32(st, name, (int)t->rank, t->shape, dst, err, n)
+                      : pnetrt_st_read_f32_range(st, name, (int)t->rank, t->shape, 0, 0, NULL, err, n);
+}
+
+/* Copies the elements of the parameters this rank keeps from src to dst (slab k of `slabs`). */
+static void copy_held(pnetrt_model *m, float *dst, const float *src, int64_t slabs) {
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    if (!pnetrt_model_partial(m)) {
+        memcpy(dst, src, (size_t)(d->param_floats * slabs) * sizeof(float));
+        return;
+    }
+    for (int64_t k = 0; k < slabs; k++)
+        for (int64_t p = 0; p < d->nparams; p++)
+            if (held(m, p)) {
+                int64_t at = k * d->param_floats + d->params[p].offset;
+                memcpy(dst + at, src + at, (size_t)pnetrt_sample_elems(&d->params[p]) * sizeof(float));
+            }
 }
 
 static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batch_in_epoch) {
@@ -181,17 +229,18 @@ static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
         pnetrt_st_close(st);
         return pnetrt_model_partial(m) ? 1 : pnetrt_train_failf(m, "out of memory");
     }
-    /* Read into a copy, so a bad file leaves the model as it was. */
-    float *tmp = malloc((size_t)d->param_floats * sizeof(float) + 64);
+    /* Read into a copy, so a bad file leaves the model as it was; a stage rank's copy holds, and
+     * touches, only its stage's parameters. */
+    float *tmp = pnetrt_zmap((size_t)d->param_floats * sizeof(float) + 64);
     if (!tmp) {
         pnetrt_st_close(st);
         return pnetrt_train_failf(m, "out of memory");
     }
-    memcpy(tmp, params, (size_t)d->param_floats * sizeof(float));
+    copy_held(m, tmp, params, 1);
     for (int64_t p = 0; p < d->nparams; p++) {
         const pnetrt_tensor_desc *t = &d->params[p];
-        if (pnetrt_st_read_f32(st, t->name, (int)t->rank, t->shape, tmp + t->offset, err, sizeof err)) {
-            free(tmp);
+        if (read_held(m, st, p, t->name, tmp + t->offset, err, sizeof err)) {
+            pnetrt_zunmap(tmp);
             pnetrt_st_close(st);
             return pnetrt_fail(m, err);
         }
@@ -199,13 +248,13 @@ static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
     if (pnetrt_ckpt_is_checkpoint(st) && d->train) {
         pnetrt_trainer *t = pnetrt_trainer_get(m);
         if (!t) {
-            free(tmp);
+            pnetrt_zunmap(tmp);
             pnetrt_st_close(st);
             return 1;
         }
         pnetrt_ckpt_meta meta;
         if (pnetrt_ckpt_meta_read(st, path, &meta, err, sizeof err)) {
-            free(tmp);
+            pnetrt_zunmap(tmp);
             pnetrt_st_close(st);
             return pnetrt_fail(m, err);
         }
@@ -214,15 +263,15 @@ static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
             pnetrt_train_failf(
                 m, "%s: the checkpoint holds the state of the %s optimizer, but network '%s' trains with %s", path, fo,
                 d->name, optimizer_name(d));
-            free(tmp);
+            pnetrt_zunmap(tmp);
             pnetrt_st_close(st);
             return 1;
         }
         const char *const *names;
         int nstate = state_names(d, &names);
-        float *opt = calloc((size_t)d->train->opt_floats + 16, sizeof(float));
+        float *opt = pnetrt_zmap(((size_t)d->train->opt_floats + 16) * sizeof(float));
         if (!opt) {
-            free(tmp);
+            pnetrt_zunmap(tmp);
             pnetrt_st_close(st);
             return pnetrt_train_failf(m, "out of memory");
         }
@@ -232,18 +281,28 @@ static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
                 if (!td->trainable) continue;
                 char name[512];
                 snprintf(name, sizeof name, "optimizer.%s.%s", td->name, names[k]);
-                if (pnetrt_st_read_f32(st, name, (int)td->rank, td->shape, opt + (size_t)k * (size_t)d->param_floats + td->offset,
-                                       err, sizeof err)) {
-                    free(opt);
-                    free(tmp);
+                if (read_held(m, st, p, name, opt + (size_t)k * (size_t)d->param_floats + td->offset, err, sizeof err)) {
+                    pnetrt_zunmap(opt);
+                    pnetrt_zunmap(tmp);
                     pnetrt_st_close(st);
                     return pnetrt_fail(m, err);
                 }
             }
         if (meta.lr > 0) t->lr = meta.lr;
-        memcpy(t->opt, opt, (size_t)d->train->opt_floats * sizeof(float));
+        /* Into the trainer's optimizer state: every element, or a stage rank's stage's. */
+        int64_t P = d->param_floats, slabs = d->train->opt_floats / (P > 0 ? P : 1);
+        if (t->opt_first == 0 && t->opt_elems == P) {
+            copy_held(m, t->opt, opt, slabs);
+        } else {
+            for (int64_t k = 0; k < slabs; k++)
+                for (int64_t p = 0; p < d->nparams; p++) {
+                    int64_t at = d->params[p].offset, n = pnetrt_sample_elems(&d->params[p]);
+                    if (held(m, p) && at >= t->opt_first && at + n <= t->opt_first + t->opt_elems)
+                        memcpy(pnetrt_train_opt(t, k) + at, opt + k * P + at, (size_t)n * sizeof(float));
+                }
+        }
         t->opt_comm = NULL; /* whole on every rank again */
-        free(opt);
+        pnetrt_zunmap(opt);
         t->step = meta.step;
         t->seed = (uint64_t)meta.seed;
         t->batch_size = meta.batch_size;
@@ -252,8 +311,8 @@ static int load(pnetrt_model *m, const char *path, int64_t *epoch, int64_t *batc
         if (epoch) *epoch = meta.epoch;
         if (batch_in_epoch) *batch_in_epoch = meta.batch;
     }
-    memcpy(params, tmp, (size_t)d->param_floats * sizeof(float));
-    free(tmp);
+    copy_held(m, params, tmp, 1);
+    pnetrt_zunmap(tmp);
     pnetrt_st_close(st);
     return 0;
 }

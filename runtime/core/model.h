@@ -9,6 +9,7 @@
 #include "rt.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Every call that uses a handle's arenas or state holds its lock (recursive), so threads that
@@ -29,6 +30,10 @@ typedef struct pnetrt_comm pnetrt_comm;
 pnetrt_comm *pnetrt_model_comm(const pnetrt_model *m);
 void pnetrt_model_set_comm(pnetrt_model *m, pnetrt_comm *c);
 float *pnetrt_params_mut(pnetrt_model *m); /* writable parameters (marks prepared stale) */
+/* Zeroed, page-aligned memory whose pages cost memory only once written; NULL when out of address
+ * space. Freed (NULL too) by pnetrt_zunmap. */
+void *pnetrt_zmap(size_t bytes);
+void pnetrt_zunmap(void *p);
 int pnetrt_replicas_chosen(const pnetrt_model *m); /* replicas the user set, or 0 */
 /* Threads of a pipeline shared among S stages in proportion to their FLOPs, at least one each. */
 void pnetrt_share_threads(const pnetrt_model *m, int threads, int S, int *count);

@@ -61,6 +61,28 @@ static void *alloc_aligned(size_t bytes) {
     return p;
 }
 
+/* Zeroed memory that joins the resident set only a page at a time, as it is written: a mapping,
+ * page-aligned, with its size in a header page before it. Freed by pnetrt_zunmap. */
+void *pnetrt_zmap(size_t bytes) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), all = bytes + page;
+    char *p = mmap(NULL, all, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    *(size_t *)p = all;
+    return p + page;
+}
+
+void pnetrt_zunmap(void *p) {
+    if (!p) return;
+    char *base = (char *)p - (size_t)sysconf(_SC_PAGESIZE);
+    munmap(base, *(size_t *)base);
+}
+
+/* Whether the model's parameter p is one this rank reads and keeps (all, unless it runs one
+ * pipeline stage and holds only that stage's). */
+static bool param_held(const pnetrt_model *m, int64_t p) {
+    return !m->partial_params || m->d->param_stage[p] == m->rank_stage;
+}
+
 /* Opens a weights file, its names looked up under the model's prefix. */
 static int open_weights(pnetrt_model *m, const char *path, pnetrt_st **st) {
     if (pnetrt_st_open(path, st, m->err, sizeof m->err)) return 1;
@@ -91,7 +113,9 @@ static int load_weights(pnetrt_model *m, const char *path) {
     if (open_weights(m, path, &st)) return 1;
     for (int64_t p = 0; p < m->d->nparams; p++) {
         const pnetrt_tensor_desc *t = &m->d->params[p];
-        if (pnetrt_st_read_f32(st, t->name, (int)t->rank, t->shape, m->params + t->offset, m->err, sizeof m->err)) {
+        int rc = param_held(m, p) ? pnetrt_st_read_f32(st, t->name, (int)t->rank, t->shape, m->params + t->offset, m->err, sizeof m->err)
+                                  : pnetrt_st_read_f32_range(st, t->name, (int)t->rank, t->shape, 0, 0, NULL, m->err, sizeof m->err);
+        if (rc) {
             pnetrt_st_close(st);
             return 1;
         }
@@ -130,7 +154,7 @@ static int load_prepared(pnetrt_model *m, pnetrt_st *st, const float *raw) {
     int rc = 0;
     for (int64_t p = 0; p < d->nparams && !rc; p++) {
         const pnetrt_tensor_desc *t = &d->params[p];
-        if (m->partial_params && d->param_stage[p] != m->rank_stage) {
+        if (!param_held(m, p)) {
             /* Another rank's stage: only checked (present, with its shape), not read. */
             if (st) rc = pnetrt_st_read_f32_range(st, t->name, (int)t->rank, t->shape, 0, 0, NULL, m->err, sizeof m->err);
             continue;
@@ -153,13 +177,13 @@ static int load_prepared(pnetrt_model *m, pnetrt_st *st, const float *raw) {
 /* The raw parameters, from the prepared buffer: exact copies, as d->prepare_param made them. */
 static float *unprepare(pnetrt_model *m) {
     const pnetrt_desc *d = m->d;
-    float *raw = alloc_aligned((size_t)d->param_floats * sizeof(float));
+    float *raw = pnetrt_zmap((size_t)d->param_floats * sizeof(float));
     if (!raw) {
         pnetrt_failf(m, "cannot allocate %zu bytes for the raw parameters", (size_t)d->param_floats * sizeof(float));
         return NULL;
     }
-    memset(raw, 0, (size_t)d->param_floats * sizeof(float));
     for (int64_t p = 0; p < d->nparams; p++) {
+        if (!param_held(m, p)) continue; /* another rank's stage: zero pages */
         int64_t rows, row;
         param_rows(&d->params[p], &rows, &row);
         d->unprepare_param(p, 0, rows, m->prepared, raw + d->params[p].offset);
@@ -182,8 +206,11 @@ float *pnetrt_params_mut(pnetrt_model *m) {
     if (!m->params) { /* loaded straight into the prepared buffer */
         if (!(m->params = unprepare(m))) return NULL;
         m->owns_params = true;
+        /* The prepared copy is derived again before any call reads it (stale, below): give its
+         * pages back, so that training holds one copy of the parameters. */
+        if (m->prepared_bytes) madvise(m->prepared, m->prepared_bytes, MADV_DONTNEED);
     } else if (!m->owns_params) {
-        float *p = alloc_aligned((size_t)m->d->param_floats * sizeof(float));
+        float *p = pnetrt_zmap((size_t)m->d->param_floats * sizeof(float));
         if (!p) return NULL;
         memcpy(p, m->params, (size_t)m->d->param_floats * sizeof(float));
         if (m->prepared == m->params) m->prepared = p;
@@ -349,14 +376,18 @@ static int load(pnetrt_model *m, const char *path) {
         m->params = (float *)embedded;
     } else {
         size_t bytes = (size_t)d->param_floats * sizeof(float);
-        m->params = alloc_aligned(bytes);
+        m->params = pnetrt_zmap(bytes);
         if (!m->params) return pnetrt_failf(m, "cannot allocate %zu bytes for the parameters", bytes);
         m->owns_params = true;
-        memset(m->params, 0, bytes);
+        /* A rank that runs one pipeline stage of a network that needs no preparing reads and
+         * touches only that stage's parameters, as with prepare_param above. */
+        m->partial_params = m->rank_stage >= 0 && d->param_stage && !d->prepare;
         if (path) {
             if (load_weights(m, path)) return 1;
         } else {
-            pnetrt_init_params(d, m->params, 0);
+            for (int64_t p = 0; p < d->nparams; p++)
+                if (param_held(m, p))
+                    pnetrt_init_param(d, p, 0, pnetrt_sample_elems(&d->params[p]), m->params + d->params[p].offset, 0);
         }
     }
     return prepare(m);
@@ -613,7 +644,7 @@ void pnetrt_destroy(pnetrt_model *m) {
     free(m->trace);
     free(m->trace_path);
     if (m->prepared_bytes) munmap(m->prepared, m->prepared_bytes);
-    if (m->owns_params) free(m->params);
+    if (m->owns_params) pnetrt_zunmap(m->params);
     for (int i = 0; i < m->narenas; i++) free(m->arenas[i]);
     free(m->arenas);
     for (int i = 0; i < m->nslots; i++) free(m->slots[i]);

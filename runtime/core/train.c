@@ -24,30 +24,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-void *pnetrt_train_zalloc(size_t bytes) {
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
-    memset(p, 0, bytes ? bytes : 64);
-    return p;
-}
+/* Mapped, so that pages join the resident set only as they are written: a rank that runs one
+ * pipeline stage touches only its stage's part of the optimizer state, the global area and the
+ * arena, which span the whole network. */
+void *pnetrt_train_zalloc(size_t bytes) { return pnetrt_zmap(bytes ? bytes : 64); }
+
+void pnetrt_train_free(void *p) { pnetrt_zunmap(p); }
 
 static void trainer_free(pnetrt_trainer *t) {
     if (!t) return;
-    free(t->slots);
-    free(t->fold);
-    free(t->recv);
+    pnetrt_train_free(t->slots);
+    pnetrt_train_free(t->fold);
+    pnetrt_train_free(t->recv);
     free(t->stage_ranges);
     free(t->stage_first);
-    free(t->stats);
-    free(t->global);
-    free(t->opt);
-    free(t->arena);
-    free(t->scratch);
-    free(t->tree);
+    pnetrt_train_free(t->stats);
+    pnetrt_train_free(t->global);
+    pnetrt_train_free(t->opt);
+    pnetrt_train_free(t->arena);
+    pnetrt_train_free(t->scratch);
+    pnetrt_train_free(t->tree);
     free(t->hand);
     free(t->stage_bars);
     pnetrt_comm_free(t->stage_comm);
-    free(t->sendbuf);
+    pnetrt_train_free(t->sendbuf);
     pnetrt_msgs_free(t->sends);
     pnetrt_msgs_free(t->recvq);
     free(t);
@@ -61,6 +61,15 @@ int pnetrt_train_failf(pnetrt_model *m, const char *fmt, ...) {
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     return pnetrt_fail(m, buf);
+}
+
+float *pnetrt_train_opt(const pnetrt_trainer *t, int64_t k) {
+    return (float *)((uintptr_t)(t->opt + k * t->opt_elems) - (uintptr_t)t->opt_first * sizeof(float));
+}
+
+bool pnetrt_train_staged(pnetrt_model *m) {
+    const pnetrt_train_desc *td = pnetrt_model_desc(m)->train;
+    return pnetrt_model_rank_stage(m) >= 0 && td && td->nstages > 1 && td->stage_fwd_first && td->stage_eval;
 }
 
 pnetrt_trainer *pnetrt_trainer_get(pnetrt_model *m) {
@@ -77,12 +86,28 @@ pnetrt_trainer *pnetrt_trainer_get(pnetrt_model *m) {
             pnetrt_train_failf(m, "out of memory for the trainer");
             return NULL;
         }
-        t->opt = pnetrt_train_zalloc((size_t)d->train->opt_floats * sizeof(float));
+        /* The optimizer state: of every parameter, or on a rank that trains one pipeline stage,
+         * of its stage's elements alone (the span of its parameters). */
+        int64_t P = d->param_floats, nopt = d->train->opt_floats / (P > 0 ? P : 1);
+        t->opt_first = 0;
+        t->opt_elems = P;
+        if (pnetrt_train_staged(m) && pnetrt_train_stage_map(m, t)) {
+            int s = pnetrt_model_rank_stage(m);
+            int64_t lo = P, hi = 0;
+            for (int j = t->stage_first[s]; j < t->stage_first[s + 1]; j++) {
+                if (t->stage_ranges[j].lo < lo) lo = t->stage_ranges[j].lo;
+                if (t->stage_ranges[j].hi > hi) hi = t->stage_ranges[j].hi;
+            }
+            if (hi > P) hi = P;
+            t->opt_first = hi > lo ? lo : 0;
+            t->opt_elems = hi > lo ? hi - lo : 0;
+        }
+        t->opt = pnetrt_train_zalloc((size_t)(nopt * t->opt_elems) * sizeof(float));
         t->global = pnetrt_train_zalloc((size_t)d->train->global_floats * sizeof(float));
         if (!t->opt || !t->global) {
             trainer_free(t);
             pnetrt_train_failf(m, "out of memory for the optimizer state (%.0f bytes)",
-                               4.0 * (double)(d->train->opt_floats + d->train->global_floats));
+                               4.0 * (double)(nopt * t->opt_elems + d->train->global_floats));
             return NULL;
         }
         t->lr = d->train->lr;
@@ -97,15 +122,16 @@ pnetrt_trainer *pnetrt_trainer_get(pnetrt_model *m) {
 /* Grows the per-batch buffers to hold `batch` samples on `groups` replica groups. The first step at a batch plans
    them here (and the pipeline's hand-offs in run_step); a later step at that batch or a smaller one allocates
    nothing (tests/cli/train_alloc.c counts). */
-int pnetrt_train_reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups, int threads, int64_t fold_bufs) {
+int pnetrt_train_reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups, int threads, int64_t fold_bufs,
+                         int64_t fold_floats) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
     const pnetrt_train_desc *td = d->train;
     int64_t C = td->chunk;
     int64_t nch = (batch + C - 1) / C;
     if (batch > t->cap_batch) {
-        free(t->stats);
+        pnetrt_train_free(t->stats);
         t->stats = pnetrt_train_zalloc((size_t)nch * (size_t)td->stat_floats * sizeof(float));
-        free(t->tree);
+        pnetrt_train_free(t->tree);
         t->tree = pnetrt_train_zalloc((size_t)(nch + 1) * sizeof(double));
         if (!t->stats || !t->tree) {
             t->cap_batch = 0;
@@ -117,17 +143,17 @@ int pnetrt_train_reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int 
     }
     /* The gradients: a folded tree's buffers, or one slot per chunk (a step cut into segments
      * by batchnorm, which adds the chunks' gradients of a parameter in several segments). */
-    if (fold_bufs > t->fold_cap) {
-        free(t->fold);
-        t->fold = pnetrt_train_zalloc((size_t)fold_bufs * (size_t)d->param_floats * sizeof(float));
-        t->fold_cap = t->fold ? fold_bufs : 0;
+    if (fold_bufs * fold_floats > t->fold_cap) {
+        pnetrt_train_free(t->fold);
+        t->fold = pnetrt_train_zalloc((size_t)fold_bufs * (size_t)fold_floats * sizeof(float));
+        t->fold_cap = t->fold ? fold_bufs * fold_floats : 0;
         if (!t->fold)
             return pnetrt_train_failf(
                 m, "out of memory for the gradients: %lld partial sums of %lld parameters, %.0f bytes needed",
-                (long long)fold_bufs, (long long)d->param_floats, (double)fold_bufs * (double)d->param_floats * 4.0);
+                (long long)fold_bufs, (long long)fold_floats, (double)fold_bufs * (double)fold_floats * 4.0);
     }
     if (!fold_bufs && nch > t->slot_cap) {
-        free(t->slots);
+        pnetrt_train_free(t->slots);
         t->slots = pnetrt_train_zalloc((size_t)nch * (size_t)d->param_floats * sizeof(float));
         t->slot_cap = t->slots ? nch : 0;
         if (!t->slots)
@@ -140,14 +166,14 @@ int pnetrt_train_reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int 
     if (td->nsegments > 1 && (size_t)t->cap_batch * (size_t)td->sample_bytes > arena)
         arena = (size_t)t->cap_batch * (size_t)td->sample_bytes;
     if (arena > t->arena_bytes) {
-        free(t->arena);
+        pnetrt_train_free(t->arena);
         t->arena = pnetrt_train_zalloc(arena);
         t->arena_bytes = t->arena ? arena : 0;
         if (!t->arena) return pnetrt_train_failf(m, "out of memory for the training arena (%zu bytes)", arena);
     }
     size_t scratch = (size_t)threads * (size_t)d->scratch_bytes;
     if (scratch > t->scratch_bytes || !t->scratch) {
-        free(t->scratch);
+        pnetrt_train_free(t->scratch);
         t->scratch = pnetrt_train_zalloc(scratch);
         t->scratch_bytes = t->scratch ? scratch : 0;
         if (!t->scratch) return pnetrt_train_failf(m, "out of memory for scratch (%zu bytes)", scratch);
@@ -158,15 +184,19 @@ int pnetrt_train_reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int 
 /* The bytes reserve allocates for a batch at most (the pipeline's arena aside): checked before any
  * input is read, so that a batch larger than memory fails with a message, not a crash or the
  * kernel's out-of-memory killer. */
-static double step_bytes(const pnetrt_desc *d, int64_t batch) {
+static double step_bytes(pnetrt_model *m, int64_t batch) {
+    const pnetrt_desc *d = pnetrt_model_desc(m);
     const pnetrt_train_desc *td = d->train;
     double nch = (double)((batch + td->chunk - 1) / td->chunk);
-    /* Gradients: one slot per chunk with batchnorm or pipeline stages, else the folded tree's
-     * partial sums (gradtree.h; about two stacks' worth for the groups). */
-    double grads = td->nsegments > 1 || td->nstages > 1 ? nch : fmin(nch, 2.0 * pnetrt_tree_depth((int64_t)nch));
+    /* Gradients: one slot per chunk with batchnorm, else the folded tree's partial sums
+     * (gradtree.h; about two stacks' worth for the groups), of a stage rank's stage's elements
+     * alone (its optimizer state's). */
+    double grads = td->nsegments > 1 ? nch : fmin(nch, 2.0 * pnetrt_tree_depth((int64_t)nch));
+    pnetrt_trainer *const *slot = pnetrt_trainer_slot(m);
+    double elems = *slot && pnetrt_train_staged(m) ? (double)(*slot)->opt_elems : (double)d->param_floats;
     double per_chunk = 4.0 * (double)td->stat_floats + 8.0;
     int64_t held = td->nsegments > 1 || batch < 256 * td->chunk ? batch : 256 * td->chunk;
-    return nch * per_chunk + grads * 4.0 * (double)d->param_floats + (double)held * (double)td->sample_bytes;
+    return nch * per_chunk + grads * 4.0 * elems + (double)held * (double)td->sample_bytes;
 }
 
 static int check_inputs(pnetrt_model *m, int64_t batch, const void *const *inputs) {
@@ -176,10 +206,10 @@ static int check_inputs(pnetrt_model *m, int64_t batch, const void *const *input
     if (pnetrt_check_batch(m, batch, d->inputs, d->ninputs) ||
         pnetrt_check_batch(m, batch, td->train_inputs, td->ntrain_inputs))
         return 1;
-    if (step_bytes(d, batch) > pnetrt_memory_limit())
+    if (step_bytes(m, batch) > pnetrt_memory_limit())
         return pnetrt_train_failf(
             m, "a training step on a batch of %lld needs %.3g GB, more than half of this machine's memory",
-            (long long)batch, step_bytes(d, batch) / 1e9);
+            (long long)batch, step_bytes(m, batch) / 1e9);
     if (!inputs) return pnetrt_train_failf(m, "no input buffers");
     for (int64_t i = 0; i < d->ninputs + td->ntrain_inputs; i++) {
         const pnetrt_tensor_desc *t = i < d->ninputs ? &d->inputs[i] : &td->train_inputs[i - d->ninputs];
@@ -240,7 +270,7 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
     pnetrt_trace_kind kind = r->eval ? PNETRT_TRACE_EVAL : nseg > 1 ? PNETRT_TRACE_SEGMENT : PNETRT_TRACE_STEP_CHUNK;
     pnetrt_range every = {0, d->param_floats};
     fold_stack st = {.own = &every, .nown = 1};
-    if (r->fold_depth) st.base = r->t->fold + (int64_t)g * r->fold_depth * d->param_floats;
+    if (r->fold_depth) st.base = r->t->fold + (int64_t)g * r->fold_depth * d->param_floats; /* every element: elem_lo 0 */
     for (int64_t k = 0; k < nseg; k++) {
         pnetrt_segment_fn seg = r->eval ? td->eval : td->segments[k];
         for (int64_t ch = c0; ch < c1; ch++) {
@@ -281,19 +311,18 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     const pnetrt_desc *d = pnetrt_model_desc(m);
     const pnetrt_train_desc *td = d->train;
     if (pnetrt_model_rank_stage(m) >= 0) {
-        /* One pipeline stage per rank: training runs the rank's stage; a rank that holds every
-         * parameter (an embedding program's) evaluates, or trains a network whose stages cannot
-         * pipeline, as a replica. */
-        if (!eval && td->nstages > 1 && td->stage_fwd_first) {
-            int rc = pnetrt_train_rank_step(m, t, batch, inputs, loss_sum);
+        /* One pipeline stage per rank: training and evaluation run the rank's stage; a rank that
+         * holds every parameter (an embedding program's) trains a network whose stages cannot
+         * pipeline as a replica. */
+        if (pnetrt_train_staged(m)) {
+            int rc = pnetrt_train_rank_step(m, t, batch, inputs, eval, loss_sum);
             if (!rc && correct) *correct = t->last_correct;
             return rc;
         }
         if (pnetrt_model_partial(m))
-            return eval ? pnetrt_train_failf(m, "evaluation with one pipeline stage per rank is not built yet; evaluate with "
-                                                "--rank-layout replicas")
-                        : pnetrt_train_failf(m, "network '%s' trains its stages in turn (batchnorm needs the whole batch), so "
-                                                "one stage per rank cannot train it; use --rank-layout replicas", d->name);
+            return pnetrt_train_failf(m, "network '%s' %s its stages in turn (batchnorm needs the whole batch), so one stage "
+                                         "per rank cannot run it; use --rank-layout replicas",
+                                      d->name, eval ? "evaluates" : "trains");
     }
     int64_t nch = (batch + td->chunk - 1) / td->chunk;
     /* Ranks take contiguous runs of chunks, as thread groups do within a rank: rank k owns
@@ -337,7 +366,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     }
     int64_t runs = piped ? p.R : groups;
     int64_t fold_bufs = runs * depth > depth1 ? runs * depth : depth1;
-    int bad = pnetrt_train_reserve(m, t, batch, groups, threads, fold_bufs) || (piped && pnetrt_train_reserve_pipe(m, t, &p));
+    int bad = pnetrt_train_reserve(m, t, batch, groups, threads, fold_bufs, d->param_floats) || (piped && pnetrt_train_reserve_pipe(m, t, &p));
     if (!bad && K > 1 && fold) {
         /* Every rank's partial sums of this rank's slice of the gradient (fold_finish). */
         int64_t blocks = 0, P = d->param_floats;
@@ -345,7 +374,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         for (int k = 0; k < K; k++) blocks += pnetrt_tree_stack(first[k], first[k + 1], stack, NULL);
         int64_t need = blocks * ((me + 1 == K ? P : P / 16 * (me + 1) / K * 16) - P / 16 * me / K * 16);
         if (need > t->recv_cap) {
-            free(t->recv);
+            pnetrt_train_free(t->recv);
             t->recv = pnetrt_train_zalloc((size_t)need * sizeof(float));
             t->recv_cap = t->recv ? need : 0;
             if (!t->recv)
@@ -361,8 +390,9 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         return bad ? 1 : pnetrt_train_failf(m, "another rank could not start the step");
     if (!eval) t->step++;
     double b1 = td->beta1, b2 = td->beta2, st = (double)t->step;
-    pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, t->opt, batch, nch, t->step, (int64_t)t->seed,
-                              t->lr, t->lr / (1 - pow(b1, st)), sqrt(1 - pow(b2, st)), 0, d->param_floats};
+    pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, pnetrt_train_opt(t, 0), batch, nch, t->step,
+                              (int64_t)t->seed, t->lr, t->lr / (1 - pow(b1, st)), sqrt(1 - pow(b2, st)), 0, d->param_floats,
+                              t->opt_elems};
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = first[me], .hi = first[me + 1], .comm = comm,
              .first = first, .eval = eval, .fold_depth = depth};
     pnetrt_spin_barrier bars[256], all = PNETRT_BARRIER(threads);

@@ -31,7 +31,7 @@ static pnetrt_train_call chunk_call(const pnetrt_train_call *call, int64_t ch, f
 void pnetrt_train_fold_chunk(const run *r, fold_stack *st, pnetrt_segment_fn f, int64_t ch, char *arena, int64_t cap,
                        int64_t base, char *scratch, int ith, int size) {
     int64_t P = pnetrt_model_desc(r->m)->param_floats;
-    float *buf = st->base + (int64_t)st->top * P;
+    float *buf = pnetrt_train_fold_buf(r->call, st->base, st->top);
     pnetrt_train_call cc = chunk_call(r->call, ch, buf, P);
     f(&cc, ch, arena, cap, base, scratch, ith, size);
     pnetrt_barrier();
@@ -39,10 +39,15 @@ void pnetrt_train_fold_chunk(const run *r, fold_stack *st, pnetrt_segment_fn f, 
         pnetrt_barrier();
 }
 
-/* Slice k of K of the gradient's (and the parameters') P elements, [e[k], e[k + 1]): whole
- * 16-float blocks, the last slice taking the rest. */
-static void slices(int64_t P, int K, int64_t *e) {
-    for (int k = 0; k <= K; k++) e[k] = k == K ? P : P / 16 * k / K * 16;
+float *pnetrt_train_fold_buf(const pnetrt_train_call *call, float *base, int64_t j) {
+    int64_t W = call->elem_hi - call->elem_lo;
+    return (float *)((uintptr_t)(base + j * W) - (uintptr_t)call->elem_lo * sizeof(float));
+}
+
+/* Slice k of K of the gradient's (and the parameters') elements [lo, hi), [e[k], e[k + 1]): whole
+ * 16-float blocks (lo is a parameter's offset, a multiple of 16), the last slice taking the rest. */
+static void slices(int64_t lo, int64_t hi, int K, int64_t *e) {
+    for (int k = 0; k <= K; k++) e[k] = k == K ? hi : lo + (hi - lo) / 16 * k / K * 16;
 }
 
 /* After every group has folded its chunks: adds the groups' stacks, in chunk order, into one sum
@@ -52,8 +57,8 @@ static void slices(int64_t P, int K, int64_t *e) {
  * slices. Returns the buffer that holds the whole gradient. */
 static float *fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrier *all, int *sense) {
     const pnetrt_desc *d = pnetrt_model_desc(r->m);
-    int64_t P = d->param_floats;
-    pnetrt_range every = {0, P};
+    (void)d;
+    pnetrt_range every = {r->call->elem_lo, r->call->elem_hi}; /* this rank's elements: all, or its stage's */
     pnetrt_blk blk[128], mine[128];
     float *bufs[128];
     int top = 0;
@@ -61,7 +66,8 @@ static float *fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrie
         int64_t c0 = r->lo + (r->hi - r->lo) * g / groups, c1 = r->lo + (r->hi - r->lo) * (g + 1) / groups;
         int n = pnetrt_tree_stack(c0, c1, mine, NULL);
         for (int j = 0; j < n; j++)
-            pnetrt_tree_push(blk, bufs, &top, mine[j], r->t->fold + ((int64_t)g * r->fold_depth + j) * P, &every, 1, t, nth);
+            pnetrt_tree_push(blk, bufs, &top, mine[j], pnetrt_train_fold_buf(r->call, r->t->fold, (int64_t)g * r->fold_depth + j),
+                             &every, 1, t, nth);
     }
     int K = pnetrt_comm_size(r->comm), me = pnetrt_comm_rank(r->comm);
     if (K < 2) {
@@ -71,7 +77,7 @@ static float *fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrie
     int nb[K];
     int64_t e[K + 1], at[K];
     for (int k = 0; k < K; k++) nb[k] = pnetrt_tree_stack(r->first[k], r->first[k + 1], mine, NULL);
-    slices(P, K, e);
+    slices(every.lo, every.hi, K, e);
     int64_t slice = e[me + 1] - e[me];
     for (int k = 0, sum = 0; k < K; sum += nb[k], k++) at[k] = (int64_t)sum * slice;
     pnetrt_barrier_wait(all, sense);
@@ -92,7 +98,7 @@ static float *fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrie
     }
     pnetrt_tree_finish(blk, bufs, &top, &own, 1, t, nth);
     pnetrt_barrier_wait(all, sense); /* the threads add and copy different shares */
-    float *sum = r->t->fold;
+    float *sum = pnetrt_train_fold_buf(r->call, r->t->fold, 0);
     int64_t a = e[me] + slice * t / nth, b = e[me] + slice * (t + 1) / nth;
     if (top) memcpy(sum + a, bufs[0] + a, (size_t)(b - a) * sizeof(float));
     return sum; /* this rank's slice of the gradient: the update takes it from here */
@@ -120,7 +126,7 @@ void pnetrt_train_update(run *r, int runs, int t, int nth, pnetrt_spin_barrier *
     /* On ranks each updates its slice of the parameters (and of the optimizer state, which stays
      * sliced until a save gathers it), and the ranks all-gather the parameters. */
     int64_t e[K + 1];
-    slices(pnetrt_model_desc(r->m)->param_floats, K, e);
+    slices(r->call->elem_lo, r->call->elem_hi, K, e);
     int me = pnetrt_comm_rank(r->comm);
     cc.elem_lo = e[me];
     cc.elem_hi = e[me + 1];
@@ -129,6 +135,8 @@ void pnetrt_train_update(run *r, int runs, int t, int nth, pnetrt_spin_barrier *
     if (t == 0) {
         if (pnetrt_comm_allgather_bytes(r->comm, cc.params, 4, e, r->err, sizeof r->err)) atomic_store(&r->failed, 1);
         r->t->opt_comm = r->comm;
+        r->t->opt_lo = r->call->elem_lo;
+        r->t->opt_hi = r->call->elem_hi;
     }
     pnetrt_barrier_wait(all, sense);
 }
@@ -139,10 +147,10 @@ int pnetrt_train_opt_whole(pnetrt_model *m) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
     int K = pnetrt_comm_size(t->opt_comm);
     int64_t P = d->param_floats, e[K + 1];
-    slices(P, K, e);
+    slices(t->opt_lo, t->opt_hi, K, e);
     char err[256];
     for (int64_t k = 0; k < d->train->opt_floats / (P > 0 ? P : 1); k++)
-        if (pnetrt_comm_allgather_bytes(t->opt_comm, t->opt + k * P, 4, e, err, sizeof err))
+        if (pnetrt_comm_allgather_bytes(t->opt_comm, pnetrt_train_opt(t, k), 4, e, err, sizeof err))
             return pnetrt_train_failf(m, "gathering the optimizer state: %s", err);
     t->opt_comm = NULL;
     return 0;

@@ -31,7 +31,7 @@ struct pnetrt_trainer {
     /* The folded gradient tree (gradtree.h), when a step has one segment: each group's partial
      * sums, fold_depth buffers of param_floats per group, instead of one slot per chunk. */
     float *fold;
-    int64_t fold_cap;     /* buffers allocated */
+    int64_t fold_cap;     /* floats allocated */
     int64_t slot_cap;     /* chunk slots allocated */
     float *recv;          /* on ranks: every rank's partial sums of this rank's slice of the gradient */
     int64_t recv_cap;     /* floats */
@@ -59,7 +59,17 @@ struct pnetrt_trainer {
     int sends_cap, recvq_cap;
     /* The ranks whose last step each updated only its slice of the optimizer state (NULL: whole). */
     pnetrt_comm *opt_comm;
+    int64_t opt_lo, opt_hi; /* the elements those ranks sliced */
+    /* The elements the optimizer state holds, [opt_first, opt_first + opt_elems): every one, or on
+     * a rank that trains one pipeline stage its stage's; each state vector is opt_elems floats. */
+    int64_t opt_first, opt_elems;
 };
+
+/* State vector k of the optimizer (adam: 0 exp_avg, 1 exp_avg_sq), addressed by element index:
+ * valid for the elements it holds (offset back by opt_first, as an integer). */
+float *pnetrt_train_opt(const pnetrt_trainer *t, int64_t k);
+/* Whether a step of this model runs one pipeline stage per rank (train_ranks.c). */
+bool pnetrt_train_staged(pnetrt_model *m);
 
 /* Fills the trainer's stage_ranges (each pipeline stage's parameter elements) once; false when
  * some parameter's stage is unknown. */
@@ -110,12 +120,19 @@ typedef struct pipe {
     pnetrt_handoff *hand;  /* [R]: one per replica pipeline */
 } pipe;
 
-/* Zeroed, 64-byte aligned memory; NULL when out of memory. */
+/* Zeroed, page-aligned memory whose pages cost memory only once written; NULL when out of memory.
+ * Freed (NULL too) by pnetrt_train_free. */
 void *pnetrt_train_zalloc(size_t bytes);
+void pnetrt_train_free(void *p);
 /* Grows the trainer's buffers for a step of `batch` samples on `groups` groups of `threads`
- * threads, with fold_bufs folded partial sums (0: one gradient slot per chunk). 0, or 1 with the
- * error set. */
-int pnetrt_train_reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups, int threads, int64_t fold_bufs);
+ * threads, with fold_bufs folded partial sums of fold_floats elements each (0: one gradient slot
+ * per chunk). 0, or 1 with the error set. */
+int pnetrt_train_reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int groups, int threads, int64_t fold_bufs,
+                         int64_t fold_floats);
+/* Folded partial sum j from base: a step's partial sums hold only the elements [elem_lo, elem_hi)
+ * of its call (all, or a stage rank's stage's), and are addressed by element index, so the
+ * pointer is offset back by elem_lo (as an integer: nothing reads below it). */
+float *pnetrt_train_fold_buf(const pnetrt_train_call *call, float *base, int64_t j);
 /* The fixed tree over n values v[i * stride] (a: n doubles of room), as the update sums gradients. */
 double pnetrt_train_tree_sum(double *a, const float *v, int64_t stride, int64_t n);
 /* Samples of chunk ch of the step (the last may be short). */
@@ -132,8 +149,11 @@ void pnetrt_train_reduce_point(run *r, pnetrt_spin_barrier *all, int *sense, boo
 bool pnetrt_train_plan_pipe(pnetrt_model *m, int64_t nch, int threads, pipe *p);
 int pnetrt_train_reserve_pipe(pnetrt_model *m, pnetrt_trainer *t, pipe *p);
 void pnetrt_train_pipe_thread(run *r, const pipe *p, int t, pnetrt_spin_barrier *bars, pnetrt_spin_barrier *all);
-/* train_ranks.c: a training step with one pipeline stage per rank; loss_sum gets the batch's. */
-int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, const void *const *inputs, double *loss_sum);
+/* train_ranks.c: a training step, or with eval an evaluation (the stages' eval functions, forward
+ * alone), with one pipeline stage per rank; loss_sum gets the batch's loss, t->last_correct its
+ * correct predictions. */
+int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, const void *const *inputs, bool eval,
+                           double *loss_sum);
 
 /* Makes every rank's optimizer state whole again after sliced updates (collective over the ranks
  * that sliced it; every rank of the model calls it). 0, or 1 with the error set. */

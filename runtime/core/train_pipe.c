@@ -150,7 +150,7 @@ int pnetrt_train_reserve_pipe(pnetrt_model *m, pnetrt_trainer *t, pipe *p) {
     const pnetrt_train_desc *td = pnetrt_model_desc(m)->train;
     size_t need = (size_t)p->R * (size_t)p->slots * (size_t)p->cap * (size_t)td->sample_bytes;
     if (need > t->arena_bytes) {
-        free(t->arena);
+        pnetrt_train_free(t->arena);
         t->arena = pnetrt_train_zalloc(need);
         t->arena_bytes = t->arena ? need : 0;
         if (!t->arena) return pnetrt_train_failf(m, "out of memory for the pipeline's arena (%zu bytes)", need);

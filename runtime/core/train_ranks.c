@@ -71,13 +71,13 @@ static void rank_pipe_thread(run *r, rpipe *p, int t, int nth, pnetrt_spin_barri
     int64_t c0 = r->lo, nc = r->hi - r->lo, M = p->M;
     size_t slot_bytes = (size_t)p->cap * (size_t)td->sample_bytes;
     int64_t warm = S - s - 1 < M ? S - s - 1 : M;
-    int64_t nf = 0, nb = 0;
+    int64_t nf = 0, nb = r->eval ? M : 0; /* evaluation: forwards alone */
     fold_stack st = {0};
     st.base = r->t->fold;
     st.own = r->t->stage_ranges + r->t->stage_first[s];
     st.nown = r->t->stage_first[s + 1] - r->t->stage_first[s];
-    while (nb < M) {
-        bool fwd = p->one_f_one_b ? nf < M && (nf < warm || nf - nb == warm) : nf < M;
+    while (nb < M || nf < M) {
+        bool fwd = r->eval || (p->one_f_one_b ? nf < M && (nf < warm || nf - nb == warm) : nf < M);
         int64_t q = fwd ? nf : nb;
         int64_t q0 = c0 + nc * q / M, q1 = c0 + nc * (q + 1) / M;
         int64_t n = (q1 * C < r->call->batch ? q1 * C : r->call->batch) - q0 * C;
@@ -95,7 +95,7 @@ static void rank_pipe_thread(run *r, rpipe *p, int t, int nth, pnetrt_spin_barri
         }
         if (in) pnetrt_barrier_wait(team, &sense);
         if (atomic_load(&p->failed)) break;
-        pnetrt_segment_fn f = fwd ? td->stage_forward[s] : td->stage_backward[s];
+        pnetrt_segment_fn f = r->eval ? td->stage_eval[s] : fwd ? td->stage_forward[s] : td->stage_backward[s];
         b = pnetrt_now_s();
         for (int64_t ch = q0; ch < q1; ch++) {
             if (!fwd) {
@@ -106,8 +106,8 @@ static void rank_pipe_thread(run *r, rpipe *p, int t, int nth, pnetrt_spin_barri
             pnetrt_barrier();
         }
         double e = pnetrt_now_s();
-        if (t == 0) r->t->busy[s] += e - b;
-        if (tr) pnetrt_trace_slice(r->m, fwd ? PNETRT_TRACE_FORWARD : PNETRT_TRACE_BACKWARD, b, e, s, p->r, q, n);
+        if (t == 0 && !r->eval) r->t->busy[s] += e - b;
+        if (tr) pnetrt_trace_slice(r->m, r->eval ? PNETRT_TRACE_EVAL : fwd ? PNETRT_TRACE_FORWARD : PNETRT_TRACE_BACKWARD, b, e, s, p->r, q, n);
         /* Send the next stage its values, or the stage before its gradients. */
         bool out = fwd ? s < S - 1 : s > 0;
         if (out && t == 0) {
@@ -131,13 +131,18 @@ static void rank_pipe_thread(run *r, rpipe *p, int t, int nth, pnetrt_spin_barri
         pnetrt_barrier_bind(NULL);
         return;
     }
+    if (r->eval) {
+        pnetrt_barrier_bind(NULL);
+        return;
+    }
     if (tr) b = pnetrt_now_s();
     pnetrt_train_update(r, 1, t, nth, team, &sense);
     if (tr) pnetrt_trace_slice(r->m, PNETRT_TRACE_UPDATE, b, pnetrt_now_s(), s, p->r, 0, 0);
     pnetrt_barrier_bind(NULL);
 }
 
-int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, const void *const *inputs, double *loss_sum) {
+int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, const void *const *inputs, bool eval,
+                           double *loss_sum) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
     const pnetrt_train_desc *td = d->train;
     pnetrt_comm *comm = pnetrt_model_comm(m);
@@ -152,7 +157,7 @@ int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, co
     int64_t Mmost = M < most ? M : most;
     p.cap = Mmost > 0 ? (most + Mmost - 1) / Mmost * C : C;
     p.K = p.one_f_one_b ? (Mmost < S ? Mmost : S) : Mmost;
-    if (p.K < 1) p.K = 1;
+    if (p.K < 1 || eval) p.K = 1; /* evaluation: a slot is free again once its values are sent (copied) */
     for (int64_t j = td->stage_fwd_first[p.s]; j < td->stage_fwd_first[p.s + 1]; j++) p.fwd_bytes += td->stage_fwd[2 * j + 1];
     for (int64_t j = td->stage_bwd_first[p.s]; j < td->stage_bwd_first[p.s + 1]; j++) p.bwd_bytes += td->stage_bwd[2 * j + 1];
     int threads = pnetrt_call_threads(m);
@@ -165,10 +170,21 @@ int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, co
     if (!bad && pnetrt_tree_depth(nch) > 128) bad = pnetrt_train_failf(m, "too many chunks (%lld) in one step", (long long)nch);
     if (!bad) pnetrt_tree_stack(lo, lo + nc, stack, &depth);
     if (depth < 1) depth = 1;
-    if (!bad) bad = pnetrt_train_reserve(m, t, batch, 1, threads, depth);
+    /* The rank's elements: its stage's parameters, [lo, hi) of the buffer (pnetrt_train_stage_map
+     * merges neighbours, and the compiler lays the parameters out in stage order, so one range
+     * in practice; else the span from the first to the last). Its partial sums hold only these. */
+    int64_t elo = P, ehi = 0;
+    for (int j = bad ? 0 : t->stage_first[p.s]; !bad && j < t->stage_first[p.s + 1]; j++) {
+        if (t->stage_ranges[j].lo < elo) elo = t->stage_ranges[j].lo;
+        if (t->stage_ranges[j].hi > ehi) ehi = t->stage_ranges[j].hi;
+    }
+    if (ehi > P) ehi = P;
+    if (ehi <= elo) elo = ehi = 0; /* a stage without parameters */
+    /* Evaluation holds no gradient (fold_bufs -1). */
+    if (!bad) bad = pnetrt_train_reserve(m, t, batch, 1, threads, eval ? -1 : depth, ehi - elo > 0 ? ehi - elo : 16);
     size_t arena = (size_t)p.K * (size_t)p.cap * (size_t)td->sample_bytes;
     if (!bad && arena > t->arena_bytes) {
-        free(t->arena);
+        pnetrt_train_free(t->arena);
         t->arena = pnetrt_train_zalloc(arena);
         t->arena_bytes = t->arena ? arena : 0;
         if (!t->arena) bad = pnetrt_train_failf(m, "out of memory for the pipeline's arena (%zu bytes)", arena);
@@ -177,11 +193,11 @@ int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, co
     int64_t out_f = 0, out_b = 0, nmsg = 0;
     if (p.s + 1 < S)
         for (int64_t j = td->stage_fwd_first[p.s + 1]; j < td->stage_fwd_first[p.s + 2]; j++) out_f += td->stage_fwd[2 * j + 1], nmsg++;
-    if (p.s > 0)
+    if (p.s > 0 && !eval)
         for (int64_t j = td->stage_bwd_first[p.s - 1]; j < td->stage_bwd_first[p.s]; j++) out_b += td->stage_bwd[2 * j + 1], nmsg++;
     size_t sendb = (size_t)((out_f + out_b) * p.cap + 64 * nmsg) * (size_t)(p.M > 0 ? p.M : 1) + 64;
     if (!bad && sendb > t->sendbuf_bytes) {
-        free(t->sendbuf);
+        pnetrt_train_free(t->sendbuf);
         t->sendbuf = pnetrt_train_zalloc(sendb);
         t->sendbuf_bytes = t->sendbuf ? sendb : 0;
         if (!t->sendbuf) bad = pnetrt_train_failf(m, "out of memory for a step's messages (%zu bytes)", sendb);
@@ -203,12 +219,13 @@ int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, co
     if (!bad && !t->stage_comm && p.R > 1 && !(t->stage_comm = pnetrt_comm_split(comm, p.s, p.r)))
         bad = pnetrt_train_failf(m, "cannot make the communicator of pipeline stage %d's ranks", p.s);
     /* The stage's ranks exchange partial sums of their slices of the gradient (fold_finish). */
-    if (!bad && p.R > 1) {
+    if (!bad && p.R > 1 && !eval) {
         int64_t blocks = 0;
         for (int k = 0; k < p.R; k++) blocks += pnetrt_tree_stack(pfirst[k], pfirst[k + 1], stack, NULL);
-        int64_t need = blocks * ((p.r + 1 == p.R ? P : P / 16 * (p.r + 1) / p.R * 16) - P / 16 * p.r / p.R * 16);
+        int64_t W = ehi - elo;
+        int64_t need = blocks * ((p.r + 1 == p.R ? W : W / 16 * (p.r + 1) / p.R * 16) - W / 16 * p.r / p.R * 16);
         if (need > t->recv_cap) {
-            free(t->recv);
+            pnetrt_train_free(t->recv);
             t->recv = pnetrt_train_zalloc((size_t)need * sizeof(float));
             t->recv_cap = t->recv ? need : 0;
             if (!t->recv)
@@ -218,17 +235,19 @@ int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, co
     float *params = bad ? NULL : pnetrt_params_mut(m);
     if (!bad && !params) bad = pnetrt_train_failf(m, "out of memory");
     if (!pnetrt_comm_all_ok(comm, !bad)) return bad ? 1 : pnetrt_train_failf(m, "another rank could not start the step");
-    t->step++;
+    if (!eval) t->step++;
     double b1 = td->beta1, b2 = td->beta2, stp = (double)t->step;
-    pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, t->opt, batch, nch, t->step, (int64_t)t->seed,
-                              t->lr, t->lr / (1 - pow(b1, stp)), sqrt(1 - pow(b2, stp)), 0, P};
+    pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, pnetrt_train_opt(t, 0), batch, nch, t->step,
+                              (int64_t)t->seed, t->lr, t->lr / (1 - pow(b1, stp)), sqrt(1 - pow(b2, stp)), elo, ehi, t->opt_elems};
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = lo, .hi = lo + nc, .comm = p.R > 1 ? t->stage_comm : NULL,
-             .first = pfirst, .eval = false, .fold_depth = depth};
-    snprintf(t->schedule, sizeof t->schedule, "rank %d of %d: stage %d of pipeline %d (%d pipeline%s x %d stages, %s, %lld micro-batch%s), %d thread%s",
+             .first = pfirst, .eval = eval, .fold_depth = eval ? 0 : depth};
+    if (!eval) snprintf(t->schedule, sizeof t->schedule, "rank %d of %d: stage %d of pipeline %d (%d pipeline%s x %d stages, %s, %lld micro-batch%s), %d thread%s",
              me, K, p.s, p.r, p.R, p.R == 1 ? "" : "s", S, p.one_f_one_b ? "1f1b" : "gpipe", (long long)M, M == 1 ? "" : "es",
              threads, threads == 1 ? "" : "s");
-    for (int i = 0; i < PNETRT_MAX_STAGES; i++) t->busy[i] = 0;
-    t->pipe_mb = p.M;
+    if (!eval) {
+        for (int i = 0; i < PNETRT_MAX_STAGES; i++) t->busy[i] = 0;
+        t->pipe_mb = p.M;
+    }
     pnetrt_spin_barrier grp = PNETRT_BARRIER(threads), team = PNETRT_BARRIER(threads);
     double w0 = pnetrt_now_s();
     if (threads == 1) {
@@ -249,7 +268,7 @@ int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, co
             rank_pipe_thread(&r, &p, 0, 1, &one, &single);
         }
     }
-    t->wall = pnetrt_now_s() - w0;
+    if (!eval) t->wall = pnetrt_now_s() - w0;
     bool ok = !atomic_load(&r.failed);
     /* The chunks' statistics come from the last stage's ranks: pipeline r's from rank r * S + S - 1. */
     int64_t fl[K + 1];
@@ -259,7 +278,7 @@ int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, co
     if (ok && pnetrt_comm_allgather_chunks(comm, t->stats, td->stat_floats, fl, r.err, sizeof r.err)) ok = false;
     pnetrt_trace_slice(m, PNETRT_TRACE_REDUCE, b, pnetrt_now_s(), p.s, p.r, 1, 0);
     if (!pnetrt_comm_all_ok(comm, ok)) return pnetrt_train_failf(m, "%s", ok ? "another rank failed in this step" : r.err);
-    t->grad = r.grad;
+    if (!eval) t->grad = r.grad;
     if (loss_sum) *loss_sum = pnetrt_train_tree_sum(t->tree, t->stats, td->stat_floats, nch);
     t->last_correct = (int64_t)llround(pnetrt_train_tree_sum(t->tree, t->stats + 1, td->stat_floats, nch));
     return 0;

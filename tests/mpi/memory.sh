@@ -6,6 +6,7 @@
 # memory, as the operating system counts it (getrusage) and bench prints it, stays under 1.6 GiB.
 # One process holding all four stages peaks above 4 GiB. A rank that cannot get its memory (a
 # ulimit on that rank alone) fails with the bytes it needed, and every rank ends, within 30 s.
+# Training with one stage per rank (big4t) peaks per rank under half of one process's memory.
 # Prints one line per check and then `N passed, M failed`; exit status 1 on any failure.
 set -u
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 PNET_ADAPTIVE_THREADS=0
@@ -46,6 +47,28 @@ if [ $rc -eq 0 ] && [ -n "$mib" ] && awk -v m="$mib" 'BEGIN { exit !(m > 4096) }
     pass "one process holding all four stages: peak resident $mib MiB"
 else
     fail "one process: exit $rc, peak '$mib' MiB: $(tail -n 2 "$WORK/one.log" | tr '\n' ' ')"
+fi
+
+# Training: big4t (112 MiB of parameters in four stages, adam) trained by `bench --train` with one
+# stage per rank. Each rank holds its stage's parameters, optimizer state, partial sums of the
+# gradient and activations alone: every rank's peak under half of one process's, which holds all.
+if "$PNETC" "$DIR/cases/big4t.pnet" -o "$WORK/big4t" >"$WORK/compile.log" 2>&1; then
+    "$WORK/big4t" bench --train --batch 32 --seconds 0.1 --threads 2 >"$WORK/tone.log" 2>&1
+    rc1=$?
+    one=$(sed -n 's/^memory: peak resident \([0-9.]*\) MiB.*/\1/p' "$WORK/tone.log")
+    timeout 120 mpirun -np 4 --oversubscribe "$WORK/big4t" bench --train --batch 32 --seconds 0.1 --threads 1 >"$WORK/tranks.log" 2>&1
+    rc=$?
+    line=$(grep "^memory: peak resident per rank:" "$WORK/tranks.log")
+    if [ $rc1 -eq 0 ] && [ -n "$one" ] && [ $rc -eq 0 ] && [ -n "$line" ] && printf '%s\n' "$line" | awk -v one="$one" '{
+            n = 0; ok = 1
+            for (i = 1; i <= NF; i++) if ($i == "rank") { v = $(i + 2) + 0; n++; if (v >= one / 2 || v <= 0) ok = 0 }
+            exit !(ok && n == 4) }'; then
+        pass "training 4 stages on 4 ranks: ${line#memory: }, against $one MiB in one process"
+    else
+        fail "training on 4 stage ranks: exit $rc1/$rc, one process '$one' MiB: $line $(tail -n 2 "$WORK/tranks.log" | tr '\n' ' ')"
+    fi
+else
+    fail "compile big4t: $(head -n 2 "$WORK/compile.log")"
 fi
 
 # Rank 2 with 2 GB of address space cannot map the parameters: it names the bytes, and every rank

@@ -7,8 +7,9 @@
 # (dropout_det), adam (mlp_adam), a CNN (cnn), and networks with pipeline stages (pipe: 1F1B,
 # pipe_gpipe: GPipe; pipe_std: tensor constants that both stages read; skip3: three stages)
 # trained one stage per rank (pipelines of ranks, and replicas of them), or every stage in each
-# rank. Also: a rank count that leaves a rank without chunks, and errors every rank reports the
-# same way.
+# rank. Evaluation (eval, train --val) one stage per rank: every digit of the accuracy and loss is
+# one process's. Also: a rank count that leaves a rank without chunks, and errors every rank reports
+# the same way.
 # Prints one line per check and then `N passed, M failed`; exit status 1 on any failure.
 set -u
 export PNET_ADAPTIVE_THREADS=0 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -132,6 +133,27 @@ for c in cnn:probs pipe:probs mlp_adam:logits; do
     done
 done
 
+# Evaluation of pipe (1F1B, two stages) one stage per rank on 2 ranks and 4 (two pipelines), and
+# with --rank-layout replicas on 2: every digit of the accuracy and loss is one process's.
+if [ -x "$WORK/pipe" ]; then
+    R=$DIR/refs/pipe
+    eargs="--data $R/x.npy --labels $R/y.npy --weights $R/after.safetensors --batch 50 --exact"
+    # shellcheck disable=SC2086
+    one=$("$WORK/pipe" eval $eargs --threads 2 2>&1)
+    for run in 2:shm 2:tcp 4:shm 4:tcp 2:shm:replicas; do
+        np=${run%%:*} rest=${run#*:} btl=${rest%%:*} layout=
+        [ "$rest" != "$btl" ] && layout="--rank-layout ${rest#*:}"
+        [ -n "$QUICK" ] && [ "$np" = 4 ] && continue
+        # shellcheck disable=SC2086
+        got=$(mpi "$np" "$btl" "$WORK/pipe" eval $eargs --threads 1 $layout 2>&1)
+        if printf '%s\n' "$one" | grep -q "^accuracy: .* of 175)" && [ "$one" = "$got" ]; then
+            pass "pipe: eval on $np ranks ($btl${layout:+, $layout}): accuracy and loss bitwise one process's"
+        else
+            fail "pipe: eval on $np ranks ($btl${layout:+, $layout}): '$got', one process: '$one'"
+        fi
+    done
+fi
+
 # One pipeline stage per rank: skip3's stage 2 reads a value of stage 0 (forwarded by stage 1) and
 # stage 0 writes an output; 77 samples in micro-batches of a third of a chunk. On 3 ranks (one
 # pipeline) and 6 (two pipelines), both outputs are bitwise the threads-only run's.
@@ -180,6 +202,40 @@ if "$PNETC" "$DIR/../mpi/cases/skip3.pnet" -o "$S3" >"$WORK/skip3.compile" 2>&1 
     else
         fail "skip3: resume across stage rank counts: $(tail -n 3 "$WORK/skip3r.log" | tr '\n' ' ')"
     fi
+    # Evaluation, one stage per rank (the default, as for inference): the stages' evaluation
+    # forward through the pipeline of ranks, the loss and the correct count on the last stage's
+    # ranks; every digit (--exact) is one process's, on 3 ranks (one pipeline) and 6 (two).
+    eargs="--data $WORK/sx.npy --labels $WORK/sy.npy --weights $WORK/s.ref.st --batch 40 --exact"
+    # shellcheck disable=SC2086
+    one=$("$S3" eval $eargs --threads 2 2>&1)
+    for np in 3 6; do
+        [ -n "$QUICK" ] && [ "$np" = 6 ] && continue
+        for btl in shm tcp; do
+            # shellcheck disable=SC2086
+            got=$(mpi "$np" "$btl" "$S3" eval $eargs --threads 1 2>&1)
+            if printf '%s\n' "$one" | grep -q "^loss: [0-9.]*[0-9]\{10\}" && [ "$one" = "$got" ]; then
+                pass "skip3: eval one stage per rank on $np ranks ($btl): accuracy and loss bitwise one process's"
+            else
+                fail "skip3: eval on $np stage ranks ($btl): '$got', one process: '$one'"
+            fi
+        done
+    done
+    # train --val with one stage per rank: the validation of each epoch runs through the stage
+    # ranks too; the epoch lines and the weights are one process's.
+    # shellcheck disable=SC2086
+    "$S3" train $targs --epochs 2 --threads 2 --val "$WORK/sx.npy" --val-labels "$WORK/sy.npy" --save "$WORK/sv.ref.st" 2>/dev/null |
+        grep -o "epoch [0-9]/2: .*" | sed 's/[0-9]* samples\/s//' >"$WORK/sv.ref.txt"
+    rm -f "$WORK/sv.st"
+    # shellcheck disable=SC2086
+    mpi 3 tcp "$S3" train $targs --epochs 2 --threads 1 --val "$WORK/sx.npy" --val-labels "$WORK/sy.npy" --save "$WORK/sv.st" \
+        >"$WORK/sv.log" 2>&1
+    grep -o "epoch [0-9]/2: .*" "$WORK/sv.log" | sed 's/[0-9]* samples\/s//' >"$WORK/sv.txt"
+    if grep -q "^schedule: rank 0 of 3: stage 0 of pipeline 0" "$WORK/sv.log" && grep -q "val_accuracy" "$WORK/sv.txt" &&
+        cmp -s "$WORK/sv.ref.txt" "$WORK/sv.txt" && cmp -s "$WORK/sv.ref.st" "$WORK/sv.st"; then
+        pass "skip3: train --val on 3 stage ranks (tcp): the epochs' validation and the weights are one process's"
+    else
+        fail "skip3: train --val on 3 stage ranks: $(tail -n 3 "$WORK/sv.log" | tr '\n' ' ')"
+    fi
     # bench with stages on ranks: the mapping, the measured bubble and each rank's peak memory.
     out=$(mpi 3 shm "$S3" bench --batch 64 --seconds 0.2 --threads 1 2>&1)
     if printf '%s\n' "$out" | grep -q "^ranks: 3, one pipeline stage per rank: 1 replica pipeline x 3 stages" &&
@@ -194,22 +250,21 @@ else
 fi
 
 # Rank layouts that do not fit, each a one-line error on every rank and a non-zero exit: 3 ranks for
-# 2 stages, --rank-layout stages for a network without stages, evaluation with stages on ranks (not
-# built yet), and a bad value.
+# 2 stages (inference, and evaluation, which runs one stage per rank too), --rank-layout stages for a
+# network without stages, and a bad value.
 if [ -x "$WORK/pipe" ] && [ -x "$WORK/mlp_adam" ]; then
     x=$DIR/refs/pipe/x.npy
     o1=$(mpi 3 shm "$WORK/pipe" infer --input "x=$x" --output "probs=$WORK/no.npy" 2>&1)
     r1=$?
     o2=$(mpi 2 shm "$WORK/mlp_adam" infer --input "x=$DIR/refs/mlp_adam/x.npy" --output "logits=$WORK/no.npy" --rank-layout stages 2>&1)
     r2=$?
-    o3=$(mpi 2 shm "$WORK/pipe" eval --data "$x" --labels "$DIR/refs/pipe/y.npy" --weights "$DIR/refs/pipe/init.safetensors" \
-        --rank-layout stages 2>&1)
+    o3=$(mpi 3 shm "$WORK/pipe" eval --data "$x" --labels "$DIR/refs/pipe/y.npy" --weights "$DIR/refs/pipe/init.safetensors" 2>&1)
     r3=$?
     o4=$("$WORK/pipe" info --rank-layout sideways 2>&1)
     r4=$?
     if [ $r1 -ne 0 ] && printf '%s\n' "$o1" | grep -q "pipe: rank 0: error: 3 ranks do not fit network 'pipe' of 2 pipeline stages" &&
         [ $r2 -ne 0 ] && printf '%s\n' "$o2" | grep -q "error: --rank-layout stages: network '.*' has no pipeline stages" &&
-        [ $r3 -ne 0 ] && printf '%s\n' "$o3" | grep -q "error: --rank-layout stages: evaluation with one pipeline stage per rank is not built yet" &&
+        [ $r3 -ne 0 ] && printf '%s\n' "$o3" | grep -q "pipe: rank 0: error: 3 ranks do not fit network 'pipe' of 2 pipeline stages" &&
         [ $r4 -ne 0 ] && printf '%s\n' "$o4" | grep -q "error: --rank-layout needs replicas or stages, not 'sideways'" &&
         [ ! -e "$WORK/no.npy" ]; then
         pass "rank layouts that do not fit: one-line errors, non-zero exits"
