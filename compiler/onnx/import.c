@@ -108,6 +108,16 @@ static const char *ident(imp *im, const char *onnx) {
     return kept;
 }
 
+/* A graph input's or output's own name, kept beside its identifier id for the executables'
+ * --input NAME=FILE and info (pnetrt_tensor_desc.source_name): NULL when it is the identifier, or
+ * when it cannot be given there (empty, holding '=' or a control character). */
+static const char *source_name(imp *im, const char *onnx, const char *id) {
+    if (!*onnx || strcmp(onnx, id) == 0) return NULL;
+    for (const unsigned char *c = (const unsigned char *)onnx; *c; c++)
+        if (*c < 0x20 || *c == 0x7f || *c == '=') return NULL;
+    return pn_arena_strdup(&im->g->arena, onnx);
+}
+
 /* A layer's name from its weight's initializer: "fc1.weight" -> "fc1", so that its parameters keep
  * the ONNX names where those are identifiers (docs/onnx.md). */
 static const char *layer_name(imp *im, const value *weight) {
@@ -1044,6 +1054,7 @@ static bool import_input(imp *im, const Onnx__ValueInfoProto *vi) {
         return fail(im, "input '%s' has %zu dimensions (1 to %d are supported)", name, tt->shape->n_dim, PN_MAX_RANK);
     /* Integer inputs (token ids) are i32: the executables read int64 .npy files and check the range. */
     pn_node n = {.name = ident(im, name), .op = PN_OP_INPUT, .dtype = ints ? PN_I32 : PN_F32, .flags = PN_NODE_NAMED};
+    n.source_name = source_name(im, name, n.name);
     n.shape.rank = (int)tt->shape->n_dim;
     for (int k = 0; k < n.shape.rank; k++) {
         const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];
@@ -1098,6 +1109,7 @@ static bool import_graph(imp *im) {
         const char *out = ident(im, name);
         pn_strmap_put(&im->taken, node_name, (void *)1);
         pn_graph_add_output(im->g, out, v->node, PN_NOLOC);
+        im->g->outputs[im->g->noutputs - 1].source_name = source_name(im, name, out);
     }
     return true;
 }

@@ -132,8 +132,78 @@ def run(args, what):
     return True
 
 
-def infer(exe, x_path, out_path, tag):
-    return run([exe, "infer", "--input", f"input_1={x_path}", "--output", f"out={out_path}"], f"{tag} infer")
+def infer(exe, x_path, out_path, tag, inp="input.1", out="out"):
+    """Runs exe's infer; a network compiled from the .onnx takes the graph's own names (input.1),
+    one compiled from its .pnet source their identifiers (input_1)."""
+    return run([exe, "infer", "--input", f"{inp}={x_path}", "--output", f"{out}={out_path}"], f"{tag} infer")
+
+
+def default_names():
+    """PyTorch's own names ("onnx::Gemm_0", "7"): the executable takes them and their identifiers
+    alike, and info shows both."""
+    import onnx
+    tag = "mlp_names"
+    path = os.path.join(WORK, tag + ".onnx")
+    model = MLP().eval()
+    torch.onnx.export(model, torch.randn(2, 20), path, opset_version=13, dynamic_axes={"onnx::Gemm_0": {0: "n"}})
+    g = onnx.load(path).graph
+    inp, out = g.input[0].name, g.output[0].name
+    exe = os.path.join(WORK, tag)
+    if not run([PNETC, path, "-o", exe], f"{tag} compile"):
+        return
+    p = subprocess.run([exe, "info"], capture_output=True, text=True)
+    lines = [l.split() for l in p.stdout.splitlines()]
+    ids = {}
+    for name in (inp, out):
+        row = [l for l in lines if len(l) == 6 and l[2:] == ["(\"" + name + "\"", "in", "the", "model)"]]
+        if p.returncode != 0 or len(row) != 1:
+            failures.append(f"{tag}: info does not show '{name}' beside its identifier: {p.stdout[:300]}")
+            return
+        ids[name] = row[0][0]
+    x = torch.randn(3, 20)
+    x_path = os.path.join(WORK, tag + "_x.npy")
+    np.save(x_path, x.numpy())
+    y1, y2 = os.path.join(WORK, tag + "_y1.npy"), os.path.join(WORK, tag + "_y2.npy")
+    if infer(exe, x_path, y1, tag, inp, out) and infer(exe, x_path, y2, tag, ids[inp], ids[out]):
+        with torch.no_grad():
+            want = model(x).numpy()
+        a, b = np.load(y1), np.load(y2)
+        if a.tobytes() != b.tobytes() or not np.allclose(a, want, rtol=1e-4, atol=1e-5):
+            failures.append(f"{tag}: --input {inp} and --input {ids[inp]} differ, or differ from PyTorch")
+        else:
+            print(f"PASS {tag}: infer takes the graph's own names ({inp}, {out}) and their identifiers")
+    p = subprocess.run([exe, "infer", "--input", f"{inp}x={x_path}"], capture_output=True, text=True)
+    if p.returncode != 1 or len(p.stderr.splitlines()) != 1 or f"no input named '{inp}x'" not in p.stderr:
+        failures.append(f"{tag}: an unknown input name: exit {p.returncode}: {p.stderr.strip()[:200]}")
+
+
+def auto_partition(tag):
+    """--auto-partition 2 on an .onnx file prints its .pnet source with @partition and @pipeline; with
+    --weights-out's weights it gives bitwise the outputs of the .onnx compiled directly; --profile too."""
+    onnx_path = os.path.join(WORK, tag + ".onnx")
+    src, st = os.path.join(WORK, tag + "_ap.pnet"), os.path.join(WORK, tag + "_ap.safetensors")
+    p = subprocess.run([PNETC, "--auto-partition", "2", onnx_path, "--weights-out", st], capture_output=True, text=True)
+    if p.returncode != 0 or "@partition(1)" not in p.stdout or "@pipeline(microbatches = " not in p.stdout \
+            or "2 stages" not in p.stderr:
+        failures.append(f"--auto-partition 2 {tag}.onnx: exit {p.returncode}: {p.stderr.strip()[:300]}")
+        return
+    open(src, "w").write(p.stdout)
+    exe = os.path.join(WORK, tag + "_ap")
+    x_path, out = os.path.join(WORK, f"{tag}_x5.npy"), os.path.join(WORK, f"{tag}_y5_ap.npy")
+    if run([PNETC, src, "--weights", st, "-o", exe], f"{tag} compile the partitioned .pnet") \
+            and infer(exe, x_path, out, tag + " partitioned", "input_1"):
+        if np.load(out).tobytes() != np.load(os.path.join(WORK, f"{tag}_y5.npy")).tobytes():
+            failures.append(f"{tag}: the partitioned .pnet's outputs are not bitwise the .onnx's")
+        else:
+            print(f"PASS {tag}: --auto-partition 2 of the .onnx compiles to bitwise its outputs")
+    prof = os.path.join(WORK, tag + "_profile.json")
+    if run([os.path.join(WORK, tag), "bench", "--profile", prof, "--batch", "4", "--seconds", "0.2", "--threads", "1"],
+           f"{tag} bench --profile"):
+        p = subprocess.run([PNETC, "--auto-partition", "2", "--profile", prof, onnx_path], capture_output=True, text=True)
+        if p.returncode != 0 or "@partition(1)" not in p.stdout or "measured slowest stage" not in p.stderr:
+            failures.append(f"--auto-partition 2 --profile on {tag}.onnx: exit {p.returncode}: {p.stderr.strip()[:300]}")
+        else:
+            print(f"PASS {tag}: --auto-partition --profile on the .onnx uses the measured costs")
 
 
 def main():
@@ -182,7 +252,7 @@ def main():
                     and run([PNETC, src, "--weights", st, "-o", exe2], f"{tag} compile .pnet")):
                 x_path = os.path.join(WORK, f"{tag}_x5.npy")
                 out2 = os.path.join(WORK, f"{tag}_y5_pnet.npy")
-                if infer(exe2, x_path, out2, tag + " .pnet"):
+                if infer(exe2, x_path, out2, tag + " .pnet", "input_1"):
                     a, b = np.load(os.path.join(WORK, f"{tag}_y5.npy")), np.load(out2)
                     if a.tobytes() != b.tobytes():
                         failures.append(f"{tag}: the emitted .pnet's outputs are not bitwise the .onnx's")
@@ -196,7 +266,10 @@ def main():
                     failures.append(f"{tag}: the header does not name input_1 and out")
                 else:
                     print(f"PASS {tag} -c writes an object and its header")
-    # The other outputs of pnetc on an ONNX file; --auto-partition points at --emit=pnet.
+    default_names()
+    for tag in ("lenet_13", "block_17"):
+        auto_partition(tag)
+    # The other outputs of pnetc on an ONNX file.
     lenet = os.path.join(WORK, "lenet_13.onnx")
     for args, want in [(["--check"], ""), (["--report"], "FLOP per sample"), (["--emit=dot"], "digraph"),
                        (["--emit=llvm", "-o", "-"], "define"), (["--emit=graph"], "conv2d(")]:
@@ -205,9 +278,6 @@ def main():
             failures.append(f"pnetc {' '.join(args)} lenet_13.onnx: exit {p.returncode}: {p.stderr.strip()[:200]}")
         else:
             print(f"PASS pnetc {' '.join(args)} on an ONNX file")
-    p = subprocess.run([PNETC, "--auto-partition", "2", lenet], capture_output=True, text=True)
-    if p.returncode != 1 or "--emit=pnet" not in p.stderr or len(p.stderr.splitlines()) != 1:
-        failures.append(f"--auto-partition of an ONNX file: exit {p.returncode}: {p.stderr.strip()[:200]}")
     # --weights-out never replaces the model or the output.
     model = open(lenet, "rb").read()
     for extra in ([], ["-o", os.path.join(WORK, "same")]):
