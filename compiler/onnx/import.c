@@ -29,7 +29,14 @@ typedef struct value {
     int64_t *i;              /* INT64 and INT32 constants */
     const char *name;        /* the ONNX name */
     const char *why;         /* a constant whose data cannot be read: why, else NULL */
+    /* A FLOAT constant that is rows 0..n-1 of the 2-d initializer rows_of (a Gather by the constant
+     * ids 0..n-1, as PyTorch exports `pos(arange(T))`), else NULL: an Add maps it onto
+     * embedding(positions(...)). */
+    const struct value *rows_of;
 } value;
+
+/* In an INT64 constant computed from a Shape: the batch dimension, whose size is not known. */
+#define BATCH_DIM INT64_MIN
 
 typedef struct imp {
     const Onnx__GraphProto *gp;
@@ -118,19 +125,25 @@ static const char *source_name(imp *im, const char *onnx, const char *id) {
     return pn_arena_strdup(&im->g->arena, onnx);
 }
 
-/* A layer's name from its weight's initializer: "fc1.weight" -> "fc1", so that its parameters keep
- * the ONNX names where those are identifiers (docs/onnx.md). */
-static const char *layer_name(imp *im, const value *weight) {
-    const char *s = S(weight->name);
-    size_t n = strlen(s);
-    if (n > 7 && strcmp(s + n - 7, ".weight") == 0) {
-        char *stem = pn_xasprintf("%.*s", (int)(n - 7), s);
-        const char *id = ident(im, stem);
-        free(stem);
-        return id;
-    }
-    return ident(im, s);
+/* The length of s without the suffix, or 0 when s does not end with it (or is only it). */
+static size_t stem_len(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n > k && strcmp(s + n - k, suffix) == 0 ? n - k : 0;
 }
+
+/* A layer's name from its weight's (or bias's) initializer: "fc1.weight" -> "fc1", so that its
+ * parameters keep the ONNX names where those are identifiers (docs/onnx.md); with suffix, the stem
+ * and suffix ("pos.weight", "_positions" -> "pos_positions"). */
+static const char *layer_name_with(imp *im, const value *weight, const char *suffix) {
+    const char *s = S(weight->name);
+    size_t n = stem_len(s, ".weight") ? stem_len(s, ".weight") : stem_len(s, ".bias") ? stem_len(s, ".bias") : strlen(s);
+    char *stem = pn_xasprintf("%.*s%s", (int)n, s, suffix);
+    const char *id = ident(im, stem);
+    free(stem);
+    return id;
+}
+
+static const char *layer_name(imp *im, const value *weight) { return layer_name_with(im, weight, ""); }
 
 /* ---- values ---------------------------------------------------------------------------- */
 
@@ -188,6 +201,11 @@ static value *read_tensor(imp *im, const Onnx__TensorProto *t, const char *name)
                 v->i[k] = x;
             } else v->i[k] = is64 ? t->int64_data[k] : t->int32_data[k];
         }
+    } else if (v->dtype == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL) { /* as 0 and 1 in v->i: masks */
+        size_t have = raw ? raw->len : t->n_int32_data;
+        if (have != n) return fail(im, "constant '%s' holds %zu values for its %zu elements", v->name, have, n), NULL;
+        v->i = pn_arena_alloc(&im->arena, n * sizeof(int64_t) + 1);
+        for (size_t k = 0; k < n; k++) v->i[k] = (raw ? raw->data[k] : t->int32_data[k]) != 0;
     } else {
         v->why = "its element type is not supported";
     }
@@ -221,7 +239,10 @@ static value *cst(imp *im, int k, int dtype) {
     if (!v) return NULL;
     if (v->node >= 0) return fail(im, "input %d ('%s') must be a constant (an initializer)", k, v->name), NULL;
     if (v->why) return fail(im, "constant '%s': %s", v->name, v->why), NULL;
-    bool ok = dtype == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ? v->f != NULL : v->i != NULL;
+    bool is_bool = v->dtype == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
+    bool ok = dtype == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT  ? v->f != NULL
+              : dtype == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL ? v->i != NULL && is_bool
+                                                             : v->i != NULL && !is_bool;
     if (!ok) return fail(im, "constant '%s' is %s, not %s", v->name, type_name(v->dtype), type_name(dtype)), NULL;
     return v;
 }
@@ -577,6 +598,279 @@ static bool layernorm_pattern(imp *im, size_t i) {
     return true;
 }
 
+/* ---- shape arithmetic: Shape, Gather, Cast and Range of constants, folded --------------------- */
+
+/* PyTorch computes sequence lengths from shapes (`arange(ids.shape[1])` is Shape, Gather, Cast and
+ * Range): each of these ops on constants, or Shape of a tensor whose sizes are known, is folded into
+ * a constant. The batch dimension's size is not known: it is BATCH_DIM, which only Gather, Cast and
+ * Reshape (as 0, "copy") may pass on. */
+
+/* The node's output 0 becomes the constant v. */
+static bool bind_const(imp *im, value *v) {
+    v->name = pn_arena_strdup(&im->arena, im->node->output[0]);
+    pn_strmap_put(&im->values, v->name, v);
+    return true;
+}
+
+/* A new constant of the given type and shape, its data allocated. */
+static value *new_const(imp *im, int dtype, int rank, const int64_t *dims) {
+    value *v = new_value(im, im->node->output[0]);
+    v->dtype = dtype;
+    v->rank = rank;
+    v->numel = 1;
+    for (int k = 0; k < rank; k++) v->numel *= (v->dims[k] = dims[k]);
+    if (dtype == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) v->f = pn_arena_alloc(&im->arena, (size_t)v->numel * sizeof(float) + 1);
+    else v->i = pn_arena_alloc(&im->arena, (size_t)v->numel * sizeof(int64_t) + 1);
+    return v;
+}
+
+/* Shape of a computed tensor (opset 15's start and end too): its sizes, the batch as BATCH_DIM. */
+static bool op_shape(imp *im) {
+    if (!only(im, "start end") || !one_output(im)) return false;
+    int x = act(im, 0);
+    if (x < 0) return false;
+    const pn_shape *s = &im->g->nodes[x].shape;
+    int64_t lo = attr_i(im, "start", 0), hi = attr_i(im, "end", s->rank);
+    if (lo < 0) lo += s->rank;
+    if (hi < 0) hi += s->rank;
+    lo = lo < 0 ? 0 : lo > s->rank ? s->rank : lo;
+    hi = hi < lo ? lo : hi > s->rank ? s->rank : hi;
+    value *v = new_const(im, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, (int64_t[]){hi - lo});
+    for (int64_t k = lo; k < hi; k++) v->i[k - lo] = s->d[k] == PN_BATCH ? BATCH_DIM : s->d[k];
+    return bind_const(im, v);
+}
+
+/* Gather on axis 0 of a constant by constant ids: a constant. Rows 0..n-1 of a 2-d FLOAT table,
+ * in order, remember the table (value.rows_of). */
+static bool gather_constants(imp *im, value *data, value *ids) {
+    if (data->why || ids->why) return fail(im, "constant '%s': %s", data->why ? data->name : ids->name, data->why ? data->why : ids->why);
+    if (!ids->i || ids->dtype == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL) return fail(im, "the indices must be INT64 or INT32");
+    if (attr_i(im, "axis", 0) != 0) return fail(im, "axis = %lld of constants is not supported (only 0)", (long long)attr_i(im, "axis", 0));
+    if (data->rank < 1 || ids->rank + data->rank - 1 > PN_MAX_RANK) return fail(im, "the data must have 1 to %d dimensions", PN_MAX_RANK);
+    int64_t dims[PN_MAX_RANK], row = data->numel / (data->dims[0] ? data->dims[0] : 1);
+    int rank = 0;
+    for (int k = 0; k < ids->rank; k++) dims[rank++] = ids->dims[k];
+    for (int k = 1; k < data->rank; k++) dims[rank++] = data->dims[k];
+    value *v = new_const(im, data->f ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT : ONNX__TENSOR_PROTO__DATA_TYPE__INT64, rank, dims);
+    bool in_order = data->f && data->rank == 2 && ids->rank == 1;
+    for (int64_t k = 0; k < ids->numel; k++) {
+        int64_t r = ids->i[k] < 0 ? ids->i[k] + data->dims[0] : ids->i[k];
+        if (r < 0 || r >= data->dims[0]) return fail(im, "index %lld is out of range for %lld rows", (long long)ids->i[k], (long long)data->dims[0]);
+        in_order &= r == k;
+        if (data->f) memcpy(v->f + k * row, data->f + r * row, (size_t)row * sizeof(float));
+        else memcpy(v->i + k * row, data->i + r * row, (size_t)row * sizeof(int64_t));
+    }
+    v->rows_of = in_order ? data : NULL;
+    return bind_const(im, v);
+}
+
+/* Cast of a constant (to FLOAT, INT64 or INT32), or of a computed tensor to its own type. */
+static bool op_cast(imp *im) {
+    if (!only(im, "to saturate") || !one_output(im)) return false;
+    value *x = input(im, 0);
+    if (!x) return false;
+    int64_t to = attr_i(im, "to", 0);
+    bool to_float = to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    bool to_int = to == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
+    if (x->node >= 0) {
+        pn_dtype t = im->g->nodes[x->node].dtype;
+        if (!((to_float && t == PN_F32) || (to_int && t == PN_I32)))
+            return fail(im, "to = %s of a computed %s tensor is not supported", type_name((int)to), pn_dtype_name(t));
+        bind(im, im->node->output[0], x->node);
+        return true;
+    }
+    if (x->why) return fail(im, "constant '%s': %s", x->name, x->why);
+    if (!to_float && !to_int) return fail(im, "to = %s is not supported", type_name((int)to));
+    value *v = new_const(im, to_float ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT : ONNX__TENSOR_PROTO__DATA_TYPE__INT64, x->rank, x->dims);
+    for (int64_t k = 0; k < x->numel; k++) {
+        if (x->i && x->i[k] == BATCH_DIM && !to_int) return fail(im, "the batch size is not known when compiling");
+        if (to_float) v->f[k] = x->f ? x->f[k] : (float)x->i[k];
+        else if (x->i) v->i[k] = x->i[k];
+        else if (!(x->f[k] > -9.2e18f && x->f[k] < 9.2e18f)) return fail(im, "the value %g cannot be cast to an integer", (double)x->f[k]);
+        else v->i[k] = (int64_t)x->f[k];
+    }
+    return bind_const(im, v);
+}
+
+/* Range of integer scalar constants: start, start + delta, ... before limit. */
+static bool op_range(imp *im) {
+    if (!only(im, "") || !one_output(im)) return false;
+    int64_t a[3];
+    for (int k = 0; k < 3; k++) {
+        value *c = cst(im, k, ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+        if (!c) return false;
+        if (c->numel != 1) return fail(im, "input %d must be a scalar", k);
+        if (c->i[0] == BATCH_DIM) return fail(im, "a range over the batch is not supported: the batch size is not known when compiling");
+        a[k] = c->i[0];
+    }
+    if (a[2] == 0) return fail(im, "delta must not be 0");
+    if (a[0] < -PN_MAX_DIM || a[0] > PN_MAX_DIM || a[1] < -PN_MAX_DIM || a[1] > PN_MAX_DIM)
+        return fail(im, "start and limit must lie within [%d, %d]", -PN_MAX_DIM, PN_MAX_DIM);
+    int64_t n = (a[1] - a[0] + a[2] - (a[2] > 0 ? 1 : -1)) / a[2];
+    if (n < 0) n = 0;
+    if (n > (int64_t)1 << 24) return fail(im, "a range of %lld values is not supported", (long long)n);
+    value *v = new_const(im, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, &n);
+    for (int64_t k = 0; k < n; k++) v->i[k] = a[0] + k * a[2];
+    return bind_const(im, v);
+}
+
+/* Slice of a computed tensor by constant starts, ends, axes (default: the first ones) and steps 1:
+ * one `slice` per axis that it narrows. Out-of-range ends are clamped, as ONNX says. */
+static bool op_slice(imp *im) {
+    bool attrs = im->opset < 10;
+    if (!only(im, attrs ? "axes ends starts" : "") || !one_output(im)) return false;
+    int x = act(im, 0);
+    if (x < 0) return false;
+    int64_t v[4][PN_MAX_RANK];
+    int n[4] = {-1, -1, -1, -1};
+    static const char *const names[] = {"starts", "ends", "axes", "steps"};
+    for (int k = 0; k < 4; k++) {
+        if (attrs) {
+            n[k] = k < 3 ? attr_ints(im, names[k], v[k], PN_MAX_RANK) : -1;
+            if (n[k] < 0 && attr(im, names[k])) return fail(im, "%s has too many entries", names[k]);
+            continue;
+        }
+        if (!has_input(im, 1 + k)) continue;
+        value *c = cst(im, 1 + k, ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+        if (!c) return false;
+        if (c->rank != 1 || c->numel > PN_MAX_RANK) return fail(im, "%s must be a 1-d constant of at most %d values", names[k], PN_MAX_RANK);
+        n[k] = (int)c->numel;
+        for (int j = 0; j < n[k]; j++) v[k][j] = c->i[j];
+    }
+    if (n[0] < 0 || n[1] != n[0] || (n[2] >= 0 && n[2] != n[0]) || (n[3] >= 0 && n[3] != n[0]))
+        return fail(im, "starts, ends, axes and steps must be given with as many values");
+    int y = x, todo = 0, done = 0;
+    unsigned seen = 0;
+    const pn_shape *s = &im->g->nodes[x].shape;
+    int64_t lo[PN_MAX_RANK], hi[PN_MAX_RANK], ax[PN_MAX_RANK];
+    for (int k = 0; k < n[0]; k++) {
+        int64_t a = n[2] >= 0 ? v[2][k] : k;
+        if (a < 0) a += s->rank;
+        if (a < 0 || a >= s->rank) return fail(im, "axis %lld is out of range", (long long)(n[2] >= 0 ? v[2][k] : k));
+        if (n[3] >= 0 && v[3][k] != 1) return fail(im, "steps = %lld is not supported (only 1)", (long long)v[3][k]);
+        if (seen & (1u << a)) return fail(im, "axis %lld is given twice", (long long)a);
+        seen |= 1u << a;
+        int64_t d = s->d[a], b = v[0][k], e = v[1][k];
+        if (d == PN_BATCH) {
+            if ((b == 0 || b <= -PN_MAX_DIM) && e >= PN_MAX_DIM) continue; /* the whole batch */
+            return fail(im, "slicing the batch axis is not supported");
+        }
+        b = b < 0 ? b + d : b, e = e < 0 ? e + d : e;
+        b = b < 0 ? 0 : b > d ? d : b, e = e < 0 ? 0 : e > d ? d : e;
+        if (e <= b) return fail(im, "the slice of axis %lld would be empty", (long long)a);
+        if (b == 0 && e == d) continue;
+        lo[todo] = b, hi[todo] = e, ax[todo] = a;
+        todo++;
+    }
+    for (int k = 0; k < todo; k++) {
+        char *name = done + 1 < todo ? pn_xasprintf("%s_%d", im->node->output[0], done + 1) : NULL;
+        pn_node sl = {.name = ident(im, name ? name : im->node->output[0]), .op = PN_OP_SLICE};
+        free(name);
+        sl.ia[PN_AXIS] = ax[k], sl.ia[PN_SLICE_START] = lo[k], sl.ia[PN_SLICE_END] = hi[k];
+        if ((y = add(im, &sl, (int32_t[]){y}, 1, NULL, 0)) < 0) return false;
+        done++;
+    }
+    bind(im, im->node->output[0], y);
+    return true;
+}
+
+/* ---- patterns of attention: learned positions, the causal mask -------------------------------- */
+
+/* Add of a computed x [batch, ..., T, D] and rows 0..T-1 of an embedding table [vocab, D] (what
+ * PyTorch exports for `x + pos(arange(T))`): x + embedding(positions(x, axis = rank - 2)), the
+ * table the embedding's weight. False (and no error) when the Add is not that. */
+static bool positions_pattern(imp *im) {
+    const Onnx__NodeProto *nd = im->node;
+    if (nd->n_input != 2 || nd->n_output != 1 || nd->n_attribute) return false;
+    value *a = pn_strmap_get(&im->values, S(nd->input[0])), *b = pn_strmap_get(&im->values, S(nd->input[1]));
+    if (!a || !b) return false;
+    bool first = a->node < 0;
+    value *rows = first ? a : b, *x = first ? b : a;
+    if (x->node < 0 || !rows->rows_of) return false;
+    const pn_shape *s = &im->g->nodes[x->node].shape;
+    int r = s->rank;
+    if (!pn_shape_batched(s) || r < 3 || s->d[r - 2] != rows->dims[0] || s->d[r - 1] != rows->dims[1] || im->g->nodes[x->node].dtype != PN_F32)
+        return false;
+    const value *table = rows->rows_of;
+    pn_node p = {.name = layer_name_with(im, table, "_positions"), .op = PN_OP_POSITIONS};
+    p.ia[PN_AXIS] = r - 2;
+    int pos = add(im, &p, (int32_t[]){x->node}, 1, NULL, 0);
+    if (pos < 0) return true;
+    pn_node e = {.name = layer_name(im, table), .op = PN_OP_EMBEDDING};
+    e.ia[PN_EMB_VOCAB] = table->dims[0];
+    e.ia[PN_EMB_DIM] = table->dims[1];
+    int emb = add(im, &e, (int32_t[]){pos}, 1, NULL, 0);
+    if (emb < 0) return true;
+    weight(im, emb, 0, table->f);
+    pn_node sum = plain(im, PN_OP_ADD);
+    int id = add(im, &sum, first ? (int32_t[]){emb, x->node} : (int32_t[]){x->node, emb}, 2, NULL, 0);
+    if (id >= 0) bind(im, nd->output[0], id);
+    return true;
+}
+
+/* A mask value that removes an entry from a softmax: -inf, or at most -1e4 (exp underflows). */
+static bool masks(double v) { return v <= -1e4; }
+
+/* Constant m, over the scores s [batch, ..., T, S] (m's leading dimensions 1), is the causal mask:
+ * kind 0 adds 0 where j <= i and a masking value where j > i; kind 1 is true where j > i (masked_fill);
+ * kind 2 true where j <= i (Where(m, scores, -inf)). */
+static bool is_causal(const value *m, const pn_shape *s, int kind) {
+    int r = s->rank;
+    if (m->why || m->rank < 2 || m->rank > r || (kind == 0 ? !m->f : !m->i)) return false;
+    int64_t T = s->d[r - 2], S2 = s->d[r - 1];
+    if (m->dims[m->rank - 2] != T || m->dims[m->rank - 1] != S2 || m->numel != T * S2) return false;
+    for (int64_t i = 0; i < T; i++)
+        for (int64_t j = 0; j < S2; j++) {
+            int64_t k = i * S2 + j;
+            bool masked = kind == 0 ? masks(m->f[k]) : (m->i[k] != 0) == (kind == 1);
+            if (masked != (j > i) || (kind == 0 && !masked && m->f[k] != 0)) return false;
+        }
+    return true;
+}
+
+/* The causal mask before a softmax over the last axis, as PyTorch exports it: Add(scores, M) with M
+ * a constant of 0 and -inf (or a large negative value), or Where(mask, -inf, scores) of a boolean
+ * constant (masked_fill), then Softmax: one causal_softmax node, at the Add or Where, the Softmax
+ * absorbed. False (and no error) when it does not match. */
+static bool causal_pattern(imp *im, size_t index) {
+    const Onnx__NodeProto *nd = im->node;
+    bool where = strcmp(S(nd->op_type), "Where") == 0;
+    if (nd->n_input != (where ? 3u : 2u) || nd->n_output != 1 || nd->n_attribute) return false;
+    value *in[3] = {NULL};
+    for (size_t k = 0; k < nd->n_input; k++)
+        if (!(in[k] = pn_strmap_get(&im->values, S(nd->input[k])))) return false;
+    const value *scores = NULL, *mask = NULL;
+    int kind = 0;
+    double v;
+    if (!where) {
+        scores = in[0]->node >= 0 ? in[0] : in[1];
+        mask = in[0]->node >= 0 ? in[1] : in[0];
+    } else if (in[2]->node >= 0 && scalar_is(im, nd->input[1], 0.0 / 0.0, &v) && masks(v)) {
+        scores = in[2], mask = in[0], kind = 1;
+    } else if (in[1]->node >= 0 && scalar_is(im, nd->input[2], 0.0 / 0.0, &v) && masks(v)) {
+        scores = in[1], mask = in[0], kind = 2;
+    }
+    if (!scores || scores->node < 0 || mask->node >= 0) return false;
+    const pn_shape *s = &im->g->nodes[scores->node].shape;
+    if (s->rank < 2 + pn_shape_batched(s) || !is_causal(mask, s, kind)) return false;
+    int j = next_op(im, index, nd->output[0], "Softmax");
+    if (j < 0) return false;
+    const Onnx__NodeProto *sm = im->gp->node[j];
+    int64_t axis = im->opset >= 13 ? -1 : 1;
+    for (size_t k = 0; k < sm->n_attribute; k++) {
+        if (strcmp(S(sm->attribute[k]->name), "axis") != 0) return false;
+        axis = sm->attribute[k]->i;
+    }
+    if (axis < 0) axis += s->rank;
+    if (axis != s->rank - 1) return false;
+    pn_node n = {.name = ident(im, sm->output[0]), .op = PN_OP_CAUSAL_SOFTMAX};
+    int id = add(im, &n, (int32_t[]){scores->node}, 1, NULL, 0);
+    if (id < 0) return true;
+    im->absorbed[j] = true;
+    bind(im, sm->output[0], id);
+    return true;
+}
+
 /* MatMul: A B with B a 2-d constant is a dense layer (its bias the vector a lone Add then adds); two
  * computed tensors are a matmul. */
 static bool op_matmul(imp *im, size_t index) {
@@ -597,6 +891,7 @@ static bool op_matmul(imp *im, size_t index) {
     for (int64_t u = 0; u < N; u++)
         for (int64_t k = 0; k < K; k++) w[u * K + k] = b->f[k * N + u];
     const float *bias = NULL;
+    const value *named = b;
     int j = sole_reader(im, index, im->node->output[0]);
     const Onnx__NodeProto *add_node = j >= 0 ? im->gp->node[j] : NULL;
     if (add_node && strcmp(S(add_node->op_type), "Add") == 0 && add_node->n_input == 2 && add_node->n_output == 1 &&
@@ -606,9 +901,11 @@ static bool op_matmul(imp *im, size_t index) {
         if (c && c->node < 0 && c->f && c->rank == 1 && c->numel == N) {
             bias = c->f;
             im->absorbed[j] = true;
+            /* PyTorch's MatMul weight is a transposed copy ("onnx::MatMul_74"); its bias keeps "q.bias". */
+            if (!stem_len(S(b->name), ".weight") && stem_len(S(c->name), ".bias")) named = c;
         }
     }
-    bool ok = dense(im, x, b, N, K, w, bias);
+    bool ok = dense(im, x, named, N, K, w, bias);
     if (ok && bias) bind(im, add_node->output[0], im->g->nnodes - 1);
     free(w);
     return ok;
@@ -731,7 +1028,16 @@ static bool op_alias(imp *im, bool dropout) {
         if (t->node >= 0 || (t->i && t->i[0]) || (!t->i && t->numel))
             return fail(im, "training_mode must be a constant false");
     }
-    int x = act(im, 0);
+    value *in = input(im, 0);
+    if (in && in->node < 0 && !dropout) { /* PyTorch shares equal initializers through Identity */
+        value *v = new_value(im, im->node->output[0]);
+        const char *name = v->name;
+        *v = *in;
+        v->name = name;
+        pn_strmap_put(&im->values, v->name, v);
+        return true;
+    }
+    int x = in ? act(im, 0) : -1;
     if (x >= 0) bind(im, im->node->output[0], x);
     return x >= 0;
 }
@@ -759,6 +1065,9 @@ static bool op_pad(imp *im) {
 /* Gather on axis 0 of a 2-d FLOAT initializer [vocab, dim] by computed ids: an embedding. */
 static bool op_gather(imp *im) {
     if (!only(im, "axis") || !one_output(im)) return false;
+    value *data = input(im, 0), *ix = data ? input(im, 1) : NULL;
+    if (!ix) return false;
+    if (data->node < 0 && ix->node < 0) return gather_constants(im, data, ix);
     if (attr_i(im, "axis", 0) != 0) return fail(im, "axis = %lld is not supported (only 0)", (long long)attr_i(im, "axis", 0));
     value *table = cst(im, 0, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
     int ids = table ? act(im, 1) : -1;
@@ -804,11 +1113,12 @@ static bool reshape(imp *im, int x, const int64_t *want, int n) {
     if (batched) {
         bool rest_infers = false;
         for (int k = 1; k < n; k++) rest_infers |= want[k] == -1;
-        if (n < 1 || !(want[0] == 0 || (want[0] == -1 && !rest_infers)))
+        if (n < 1 || !(want[0] == 0 || want[0] == BATCH_DIM || (want[0] == -1 && !rest_infers)))
             return fail(im, "the new shape must keep the batch dimension first (0, or -1 with the other dimensions given)");
         start = 1;
     }
     for (int k = start; k < n; k++) {
+        if (want[k] == BATCH_DIM) return fail(im, "dimension %d of the new shape is the batch size, which only dimension 0 may be", k);
         if (want[k] == 0) {
             if (k >= s->rank) return fail(im, "dimension %d of the new shape copies a dimension the input does not have", k);
             list[nlist++] = s->d[k];
@@ -1010,7 +1320,7 @@ static bool import_node(imp *im, size_t index) {
         return fail(im, "the domain '%s' is not supported", nd->domain);
     if (!strcmp(op, "Gemm")) return op_gemm(im);
     if (!strcmp(op, "MatMul")) return op_matmul(im, index);
-    if (!strcmp(op, "Add")) return op_binary(im, PN_OP_ADD);
+    if (!strcmp(op, "Add")) return positions_pattern(im) || causal_pattern(im, index) || op_binary(im, PN_OP_ADD);
     if (!strcmp(op, "Sub")) return op_binary(im, PN_OP_SUB);
     if (!strcmp(op, "Mul")) return op_binary(im, PN_OP_MUL);
     if (!strcmp(op, "Relu")) return op_unary(im, PN_OP_RELU, "");
@@ -1036,6 +1346,11 @@ static bool import_node(imp *im, size_t index) {
     if (!strcmp(op, "Gather")) return op_gather(im);
     if (!strcmp(op, "Concat")) return op_concat(im);
     if (!strcmp(op, "LayerNormalization")) return op_layernorm(im);
+    if (!strcmp(op, "Shape")) return op_shape(im);
+    if (!strcmp(op, "Cast")) return op_cast(im);
+    if (!strcmp(op, "Range")) return op_range(im);
+    if (!strcmp(op, "Slice")) return op_slice(im);
+    if (!strcmp(op, "Where")) return causal_pattern(im, index) || fail(im, "only the causal mask before a Softmax is supported");
     return fail(im, "the op is not supported");
 }
 
