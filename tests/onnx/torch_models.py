@@ -3,16 +3,23 @@
 
 Exports examples/resnet_small's architecture (Conv with the batch norm folded in, residual Add,
 GlobalAveragePool), an MLP (Gemm, Relu, Tanh, Mul by a constant, LogSoftmax), a LeNet-5 (examples/lenet's
-architecture with a batch norm: Conv, MaxPool, Flatten, Gemm, Softmax) and a small CNN (Conv with
+architecture with a batch norm: Conv, MaxPool, Flatten, Gemm, Softmax), a small CNN (Conv with
 stride and padding, BatchNormalization, AveragePool, GlobalAveragePool, Reshape, MatMul + Add,
-Sigmoid, LeakyRelu, Dropout, Sub, the zero Pad before AveragePool) with torch.onnx.export at opsets
-11 and 13, an embedding (Gather from int64 ids), and an attention block (MatMul of computed tensors, Transpose, Div, Concat, GELU and
-LayerNorm: as primitives at 11 and 13, LayerNormalization at 17), batch dimension symbolic; for each:
-  - compiles it with pnetc and compares `infer` at batch 1 and 5 with PyTorch (rtol 1e-4, atol 1e-5);
+Sigmoid, LeakyRelu, Dropout, Sub, the zero Pad before AveragePool) and the bench models mlp_s and
+cnn (bench/nets.py) with torch.onnx.export at opsets 11 and 13, an embedding (Gather from int64
+ids), an attention block (MatMul of computed tensors, Transpose, Div, Concat, GELU and LayerNorm:
+as primitives at 11 and 13, LayerNormalization at 17), examples/attention's tiny_transformer and
+examples/decoder's tiny_decoder at 11, 13 and 17 (learned positions through Shape, Gather, Cast,
+Range; the causal mask as masked_fill's Where, or added; Slice; layer norms PyTorch shares through
+Identity), batch dimension symbolic; for each:
+  - compiles it with pnetc and compares `infer` at batch 1 and 5, given the graph's own input name
+    (input.1), with PyTorch (rtol 1e-4, atol 1e-5);
   - writes --emit=pnet and --weights-out, compiles that .pnet with those weights, and checks that its
     outputs are bitwise those of the .onnx compiled directly;
   - compiles it with -c and checks the header names the input and output;
-and checks --check, --report, --emit=dot|llvm|graph on one, and that --auto-partition refuses it.
+then: PyTorch's default names (onnx::Gemm_0) given to infer and shown by info; --auto-partition 2
+of an .onnx file compiled with --weights-out's weights, bitwise the direct outputs, and with
+--profile; --check, --report, --emit=dot|llvm|graph on one.
 Usage: torch_models.py PNETC WORKDIR. Needs Debian's python3-torch (re-runs under /usr/bin/python3
 when this python has no torch); exit 77 (skipped) without it.
 """
@@ -124,6 +131,64 @@ class Embed(nn.Module):  # Gather on an initializer, from int64 token ids
         return self.fc(torch.flatten(torch.tanh(self.tok(ids)), 1))
 
 
+class Attention(nn.Module):  # stdlib nn.attention: single-head self-attention with an output projection
+    def __init__(self, dim):
+        super().__init__()
+        self.q, self.k, self.v, self.out = (nn.Linear(dim, dim) for _ in range(4))
+        self.dim = dim
+
+    def forward(self, x):
+        scores = torch.matmul(self.q(x), self.k(x).transpose(1, 2))
+        return self.out(torch.matmul(torch.softmax(scores / self.dim ** 0.5, dim=-1), self.v(x)))
+
+
+class Encoder(nn.Module):  # stdlib nn.encoder: post-norm attention and MLP, each with a residual
+    def __init__(self, dim, mult=4):
+        super().__init__()
+        self.a, self.n1, self.n2 = Attention(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.up, self.down = nn.Linear(dim, dim * mult), nn.Linear(dim * mult, dim)
+
+    def forward(self, x):
+        n1 = self.n1(x + self.a(x))
+        return self.n2(n1 + self.down(torch.relu(self.up(n1))))
+
+
+class Transformer(nn.Module):  # examples/attention.pnet (tiny_transformer)
+    def __init__(self):
+        super().__init__()
+        self.tok, self.enc, self.ln = nn.Embedding(1000, 32), Encoder(32), nn.LayerNorm(32)
+        self.att, self.drop, self.logits = Attention(32), nn.Dropout(0.1), nn.Linear(512, 4)
+
+    def forward(self, ids):
+        h = self.att(self.ln(self.enc(self.tok(ids) * 32 ** 0.5)))
+        return torch.softmax(self.logits(self.drop(torch.flatten(h, 1))), dim=1)
+
+
+class Decoder(nn.Module):  # examples/decoder.pnet (tiny_decoder)
+    """Learned positions `pos(arange(T))` and the causal mask, as masked_fill of a boolean buffer
+    (Where) or, with additive=True, an added buffer of 0 and -inf; the last position by slicing."""
+    def __init__(self, additive=False):
+        super().__init__()
+        self.additive = additive
+        self.tok, self.pos = nn.Embedding(64, 24), nn.Embedding(12, 24)
+        self.ln0, self.ln1, self.ln2 = nn.LayerNorm(24), nn.LayerNorm(24), nn.LayerNorm(24)
+        self.q, self.k, self.v, self.o = (nn.Linear(24, 24) for _ in range(4))
+        self.up, self.down, self.head = nn.Linear(24, 48), nn.Linear(48, 24), nn.Linear(24, 64)
+        if additive:
+            self.register_buffer("mask", torch.triu(torch.full((12, 12), float("-inf")), 1))
+        else:
+            self.register_buffer("mask", torch.triu(torch.ones(12, 12, dtype=torch.bool), 1))
+
+    def forward(self, ids):
+        h0 = self.tok(ids) + self.pos(torch.arange(ids.shape[1]))
+        x = self.ln0(h0)
+        s = torch.matmul(self.q(x), self.k(x).transpose(1, 2)) / 24 ** 0.5
+        s = s + self.mask if self.additive else s.masked_fill(self.mask, float("-inf"))
+        h1 = h0 + self.o(torch.matmul(torch.softmax(s, dim=-1), self.v(x)))
+        h2 = h1 + self.down(nn.functional.silu(self.up(self.ln1(h1))))
+        return torch.softmax(self.head(self.ln2(torch.flatten(h2[:, -1:, :], 1))), dim=1)
+
+
 def run(args, what):
     p = subprocess.run(args, capture_output=True, text=True)
     if p.returncode != 0:
@@ -208,12 +273,26 @@ def auto_partition(tag):
 
 def main():
     torch.manual_seed(0)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+    import nets  # the bench models, as bench/export.py exports them
+    vocab = {"embed": 50, "transformer": 1000, "decoder": 64, "decoder_add": 64}
     for name, model, shape, opsets in [("mlp", MLP(), (20,), (11, 13)), ("lenet", LeNet(), (1, 28, 28), (11, 13)),
                                        ("cnn", CNN(), (3, 12, 12), (11, 13)), ("block", Block(), (4, 8), (11, 13, 17)),
                                        ("resnet_small", ResNetSmall(), (3, 32, 32), (11, 13)),
-                                       ("embed", Embed(), (6,), (11, 13))]:
-        sample = (lambda *s: torch.randint(0, 50, s)) if name == "embed" else torch.randn
+                                       ("embed", Embed(), (6,), (11, 13)),
+                                       ("transformer", Transformer(), (16,), (11, 13, 17)),
+                                       ("decoder", Decoder(), (12,), (11, 13, 17)),
+                                       ("decoder_add", Decoder(additive=True), (12,), (13,)),
+                                       ("bench_mlp_s", nets.build("mlp_s"), (784,), (11, 13)),
+                                       ("bench_cnn", nets.build("cnn"), (1, 28, 28), (11, 13))]:
+        sample = (lambda *s, v=vocab.get(name): torch.randint(0, v, s)) if name in vocab else torch.randn
         model.eval()
+        if name == "transformer":  # layer norms that are not the identity
+            with torch.no_grad():
+                for m in model.modules():
+                    if isinstance(m, nn.LayerNorm):
+                        m.weight.uniform_(0.5, 1.5)
+                        m.bias.uniform_(-0.5, 0.5)
         with torch.no_grad():  # running statistics that are not the identity
             for m in model.modules():
                 if isinstance(m, nn.BatchNorm2d):
