@@ -1313,6 +1313,86 @@ static bool op_constant(imp *im) {
     return true;
 }
 
+/* ---- 1-d windows: Conv, MaxPool, AveragePool and GlobalAveragePool over [N, C, L] --------------- */
+
+/* Node input 0 is a computed 3-d tensor [N, C, L]. */
+static bool is_1d(imp *im) {
+    const value *v = im->node->n_input ? pn_strmap_get(&im->values, S(im->node->input[0])) : NULL;
+    return v && v->node >= 0 && im->g->nodes[v->node].shape.rank == 3;
+}
+
+/* Attribute a of a 1-d window with a height of 1 in front: kernel_shape, strides and dilations
+ * [a] -> [1, a], pads [b, e] -> [0, b, 0, e]; any other attribute as it is. */
+static Onnx__AttributeProto *attr_2d(imp *im, const Onnx__AttributeProto *a) {
+    Onnx__AttributeProto *b = pn_arena_alloc(&im->arena, sizeof *b);
+    *b = *a;
+    const char *n = S(a->name);
+    bool pads = !strcmp(n, "pads");
+    if ((pads || !strcmp(n, "kernel_shape") || !strcmp(n, "strides") || !strcmp(n, "dilations")) && a->n_ints == (pads ? 2u : 1u)) {
+        b->n_ints = pads ? 4 : 2;
+        b->ints = pn_arena_alloc(&im->arena, 4 * sizeof(int64_t));
+        if (pads) b->ints[0] = 0, b->ints[1] = a->ints[0], b->ints[2] = 0, b->ints[3] = a->ints[1];
+        else b->ints[0] = 1, b->ints[1] = a->ints[0];
+    }
+    return b;
+}
+
+/* The key of name's 4-d form: name and a byte that no ONNX name holds (names are UTF-8). */
+static char *key_2d(imp *im, const char *name) {
+    size_t n = strlen(S(name));
+    char *k = pn_arena_alloc(&im->arena, n + 2);
+    memcpy(k, S(name), n);
+    k[n] = '\xff', k[n + 1] = 0;
+    return k;
+}
+
+/* A 1-d Conv, MaxPool, AveragePool or GlobalAveragePool (op: PN_OP_CONV2D, ...): its 2-d form over
+ * x reshaped to [N, C, 1, L], with a Conv's W [M, C, k] as [M, C, 1, k], then reshaped back. The 2-d
+ * node is imported by its own function from a copy of the node that reads and writes the 4-d
+ * tensors under keys of their own. */
+static bool window_1d(imp *im, pn_op op) {
+    const Onnx__NodeProto *nd = im->node;
+    if (!one_output(im)) return false;
+    int x = act(im, 0);
+    if (x < 0) return false;
+    const pn_shape *s = &im->g->nodes[x].shape;
+    bool batched = pn_shape_batched(s);
+    int64_t list[4] = {s->d[0], s->d[1], 1, s->d[2]};
+    int in4 = step(im, PN_OP_RESHAPE, "2d", (int32_t[]){x}, 1, list + batched, 4 - batched, 0);
+    if (in4 < 0) return false;
+    Onnx__NodeProto copy = *nd;
+    char **inputs = pn_arena_alloc(&im->arena, (nd->n_input + 1) * sizeof *inputs), *outputs[1];
+    Onnx__AttributeProto **attrs = pn_arena_alloc(&im->arena, (nd->n_attribute + 1) * sizeof *attrs);
+    for (size_t k = 0; k < nd->n_input; k++) inputs[k] = nd->input[k];
+    for (size_t k = 0; k < nd->n_attribute; k++) attrs[k] = attr_2d(im, nd->attribute[k]);
+    /* The keys end in a byte no ONNX name holds, so they name no other tensor. */
+    inputs[0] = key_2d(im, nd->input[0]);
+    outputs[0] = key_2d(im, nd->output[0]);
+    bind(im, inputs[0], in4);
+    if (op == PN_OP_CONV2D && nd->n_input >= 2) {
+        value *w = pn_strmap_get(&im->values, S(nd->input[1]));
+        if (w && w->node < 0 && w->rank == 3) {
+            value *w4 = pn_arena_alloc(&im->arena, sizeof *w4);
+            *w4 = *w; /* the same data and name: the layer is named after it */
+            w4->rank = 4;
+            w4->dims[3] = w->dims[2], w4->dims[2] = 1;
+            inputs[1] = key_2d(im, nd->input[1]);
+            pn_strmap_put(&im->values, inputs[1], w4);
+        }
+    }
+    copy.input = inputs, copy.output = outputs, copy.n_output = 1, copy.attribute = attrs;
+    im->node = &copy;
+    bool ok = op == PN_OP_CONV2D ? op_conv(im) : op == PN_OP_GLOBAL_AVGPOOL ? op_global_avgpool(im) : op_pool(im, op);
+    im->node = nd;
+    const value *y = ok ? pn_strmap_get(&im->values, outputs[0]) : NULL;
+    if (!y) return false;
+    const pn_shape *ys = &im->g->nodes[y->node].shape;
+    int64_t back[3] = {ys->d[0], ys->d[1], ys->d[3]};
+    int id = step(im, PN_OP_RESHAPE, NULL, (int32_t[]){y->node}, 1, back + batched, 3 - batched, 0);
+    if (id >= 0) bind(im, nd->output[0], id);
+    return id >= 0;
+}
+
 static bool import_node(imp *im, size_t index) {
     const Onnx__NodeProto *nd = im->node;
     const char *op = S(nd->op_type);
@@ -1331,10 +1411,10 @@ static bool import_node(imp *im, size_t index) {
     if (!strcmp(op, "LogSoftmax")) return op_softmax(im, PN_OP_LOG_SOFTMAX);
     if (!strcmp(op, "Flatten")) return op_flatten(im);
     if (!strcmp(op, "Reshape")) return op_reshape(im);
-    if (!strcmp(op, "Conv")) return op_conv(im);
-    if (!strcmp(op, "MaxPool")) return op_pool(im, PN_OP_MAXPOOL2D);
-    if (!strcmp(op, "AveragePool")) return op_pool(im, PN_OP_AVGPOOL2D);
-    if (!strcmp(op, "GlobalAveragePool")) return op_global_avgpool(im);
+    if (!strcmp(op, "Conv")) return is_1d(im) ? window_1d(im, PN_OP_CONV2D) : op_conv(im);
+    if (!strcmp(op, "MaxPool")) return is_1d(im) ? window_1d(im, PN_OP_MAXPOOL2D) : op_pool(im, PN_OP_MAXPOOL2D);
+    if (!strcmp(op, "AveragePool")) return is_1d(im) ? window_1d(im, PN_OP_AVGPOOL2D) : op_pool(im, PN_OP_AVGPOOL2D);
+    if (!strcmp(op, "GlobalAveragePool")) return is_1d(im) ? window_1d(im, PN_OP_GLOBAL_AVGPOOL) : op_global_avgpool(im);
     if (!strcmp(op, "BatchNormalization")) return op_batchnorm(im);
     if (!strcmp(op, "Identity")) return op_alias(im, false);
     if (!strcmp(op, "Dropout")) return op_alias(im, true);
