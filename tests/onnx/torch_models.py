@@ -5,8 +5,8 @@ Exports examples/resnet_small's architecture (Conv with the batch norm folded in
 GlobalAveragePool), an MLP (Gemm, Relu, Tanh, Mul by a constant, LogSoftmax), a LeNet-5 (examples/lenet's
 architecture with a batch norm: Conv, MaxPool, Flatten, Gemm, Softmax), a small CNN (Conv with
 stride and padding, BatchNormalization, AveragePool, GlobalAveragePool, Reshape, MatMul + Add,
-Sigmoid, LeakyRelu, Dropout, Sub, the zero Pad before AveragePool) and the bench models mlp_s and
-cnn (bench/nets.py) with torch.onnx.export at opsets 11 and 13, an embedding (Gather from int64
+Sigmoid, LeakyRelu, Dropout, Sub, the zero Pad before AveragePool), 1-d Conv, MaxPool, AveragePool
+and GlobalAveragePool, and the bench models mlp_s and cnn (bench/nets.py) with torch.onnx.export at opsets 11 and 13, an embedding (Gather from int64
 ids), an attention block (MatMul of computed tensors, Transpose, Div, Concat, GELU and LayerNorm:
 as primitives at 11 and 13, LayerNormalization at 17), examples/attention's tiny_transformer and
 examples/decoder's tiny_decoder at 11, 13 and 17 (learned positions through Shape, Gather, Cast,
@@ -129,6 +129,18 @@ class Embed(nn.Module):  # Gather on an initializer, from int64 token ids
 
     def forward(self, ids):
         return self.fc(torch.flatten(torch.tanh(self.tok(ids)), 1))
+
+
+class Conv1d(nn.Module):  # 1-d windows: conv2d and the pools over a unit height
+    def __init__(self):
+        super().__init__()
+        self.c1, self.bn = nn.Conv1d(3, 8, 5, padding=2), nn.BatchNorm1d(8)
+        self.c2, self.fc = nn.Conv1d(8, 8, 3, stride=2, bias=False), nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = nn.functional.max_pool1d(torch.relu(self.bn(self.c1(x))), 2)
+        x = nn.functional.avg_pool1d(torch.tanh(self.c2(x)), 2)
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool1d(x, 1), 1))
 
 
 class Attention(nn.Module):  # stdlib nn.attention: single-head self-attention with an output projection
@@ -279,7 +291,7 @@ def main():
     for name, model, shape, opsets in [("mlp", MLP(), (20,), (11, 13)), ("lenet", LeNet(), (1, 28, 28), (11, 13)),
                                        ("cnn", CNN(), (3, 12, 12), (11, 13)), ("block", Block(), (4, 8), (11, 13, 17)),
                                        ("resnet_small", ResNetSmall(), (3, 32, 32), (11, 13)),
-                                       ("embed", Embed(), (6,), (11, 13)),
+                                       ("embed", Embed(), (6,), (11, 13)), ("conv1d", Conv1d(), (3, 40), (11, 13)),
                                        ("transformer", Transformer(), (16,), (11, 13, 17)),
                                        ("decoder", Decoder(), (12,), (11, 13, 17)),
                                        ("decoder_add", Decoder(additive=True), (12,), (13,)),
@@ -295,7 +307,7 @@ def main():
                         m.bias.uniform_(-0.5, 0.5)
         with torch.no_grad():  # running statistics that are not the identity
             for m in model.modules():
-                if isinstance(m, nn.BatchNorm2d):
+                if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                     m.running_mean.uniform_(-0.5, 0.5)
                     m.running_var.uniform_(0.5, 2.0)
                     m.weight.uniform_(0.5, 1.5)
