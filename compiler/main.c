@@ -57,6 +57,7 @@ static const char usage[] =
     "  --emit=pnet        FILE.onnx: print the network as .pnet source, one statement per node\n"
     "  --weights-out W.safetensors  FILE.onnx: also write its weights there, named as the network's parameters\n"
     "  --auto-partition S  split the layers into S pipeline stages by the cost model; print the file back\n"
+    "                     (FILE.onnx: its .pnet source, as --emit=pnet writes it)\n"
     "  --train-chunk N    samples per gradient chunk in training (default 32; see docs/training.md)\n"
     "  --report           print the schedule: per stage its layers, FLOPs, bytes and cost; balance; bubble\n"
     "  --profile P.json   with --report or --auto-partition: per-layer times that `./net bench --profile`\n"
@@ -328,7 +329,9 @@ static void header_path(const char *obj, char *hdr, size_t n) {
 
 /* The output files of act would overwrite an input: an error, not a lost source file. */
 static bool clobbers(action act, const char *file, const compile_opts *o) {
-    if (!o->out_path || strcmp(o->out_path, "-") == 0 || act == ACT_CHECK || act == ACT_PARTITION) return false;
+    size_t n = strlen(file);
+    bool onnx = n > 5 && strcmp(file + n - 5, ".onnx") == 0; /* --auto-partition rewrites a .pnet file in place, never a model */
+    if (!o->out_path || strcmp(o->out_path, "-") == 0 || act == ACT_CHECK || (act == ACT_PARTITION && !onnx)) return false;
     char hdr[PATH_MAX] = "";
     if (act == ACT_OBJ) header_path(o->out_path, hdr, sizeof hdr);
     const char *ins[2] = {file, o->weights};

@@ -273,6 +273,12 @@ def auto_partition(tag):
             failures.append(f"{tag}: the partitioned .pnet's outputs are not bitwise the .onnx's")
         else:
             print(f"PASS {tag}: --auto-partition 2 of the .onnx compiles to bitwise its outputs")
+    copy = os.path.join(WORK, tag + "_copy.onnx")  # -o the model itself: refused, the model intact
+    model = open(onnx_path, "rb").read()
+    open(copy, "wb").write(model)
+    p = subprocess.run([PNETC, "--auto-partition", "2", copy, "-o", copy], capture_output=True, text=True)
+    if p.returncode != 1 or len(p.stderr.splitlines()) != 1 or open(copy, "rb").read() != model:
+        failures.append(f"--auto-partition 2 {tag}.onnx -o the model: exit {p.returncode}: {p.stderr.strip()[:200]}")
     prof = os.path.join(WORK, tag + "_profile.json")
     if run([os.path.join(WORK, tag), "bench", "--profile", prof, "--batch", "4", "--seconds", "0.2", "--threads", "1"],
            f"{tag} bench --profile"):
