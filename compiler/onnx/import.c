@@ -664,7 +664,7 @@ static bool gather_constants(imp *im, value *data, value *ids) {
     return bind_const(im, v);
 }
 
-/* Cast of a constant (to FLOAT, INT64 or INT32), or of a computed tensor to its own type. */
+/* Cast of a constant (to FLOAT, INT64, INT32 or BOOL), or of a computed tensor to its own type. */
 static bool op_cast(imp *im) {
     if (!only(im, "to saturate") || !one_output(im)) return false;
     value *x = input(im, 0);
@@ -680,9 +680,12 @@ static bool op_cast(imp *im) {
         return true;
     }
     if (x->why) return fail(im, "constant '%s': %s", x->name, x->why);
-    if (!to_float && !to_int) return fail(im, "to = %s is not supported", type_name((int)to));
-    value *v = new_const(im, to_float ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT : ONNX__TENSOR_PROTO__DATA_TYPE__INT64, x->rank, x->dims);
-    for (int64_t k = 0; k < x->numel; k++) {
+    bool to_bool = to == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
+    if (!to_float && !to_int && !to_bool) return fail(im, "to = %s is not supported", type_name((int)to));
+    value *v = new_const(im, to_float ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT : to_bool ? (int)to : ONNX__TENSOR_PROTO__DATA_TYPE__INT64,
+                         x->rank, x->dims);
+    for (int64_t k = 0; k < x->numel && to_bool; k++) v->i[k] = x->f ? x->f[k] != 0 : x->i[k] != 0;
+    for (int64_t k = 0; k < x->numel && !to_bool; k++) {
         if (x->i && x->i[k] == BATCH_DIM && !to_int) return fail(im, "the batch size is not known when compiling");
         if (to_float) v->f[k] = x->f ? x->f[k] : (float)x->i[k];
         else if (x->i) v->i[k] = x->i[k];
@@ -714,13 +717,148 @@ static bool op_range(imp *im) {
     return bind_const(im, v);
 }
 
+/* A constant sliced on axes ax[0..n) to [lo[k], hi[k]): a constant (GPT's `mask[:, :, :T, :T]`). */
+static bool slice_constant(imp *im, const value *c, const int64_t *lo, const int64_t *hi, const int64_t *ax, int n) {
+    int64_t first[PN_MAX_RANK], dims[PN_MAX_RANK];
+    for (int k = 0; k < c->rank; k++) first[k] = 0, dims[k] = c->dims[k];
+    for (int k = 0; k < n; k++) first[ax[k]] = lo[k], dims[ax[k]] = hi[k] - lo[k];
+    value *v = new_const(im, c->dtype, c->rank, dims);
+    for (int64_t o = 0; o < v->numel; o++) {
+        int64_t rest = o, src = 0, stride = 1;
+        for (int k = c->rank - 1; k >= 0; k--) {
+            src += (first[k] + rest % dims[k]) * stride;
+            rest /= dims[k];
+            stride *= c->dims[k];
+        }
+        if (c->f) v->f[o] = c->f[src];
+        else v->i[o] = c->i[src];
+    }
+    return bind_const(im, v);
+}
+
+/* Add, Sub, Mul or Div (op '+', '-', '*', '/') of two constants of one shape, or of one and a scalar:
+ * a constant (shape arithmetic such as `C // heads`); integers divide as C does, as ONNX says.
+ * False (and no error) when an input is computed. */
+static bool fold_arith(imp *im, char op) {
+    const Onnx__NodeProto *nd = im->node;
+    value *a = nd->n_input == 2 ? pn_strmap_get(&im->values, S(nd->input[0])) : NULL;
+    value *b = a ? pn_strmap_get(&im->values, S(nd->input[1])) : NULL;
+    if (!b || a->node >= 0 || b->node >= 0 || nd->n_attribute) return false;
+    if (!one_output(im)) return true;
+    if (a->why || b->why || (!a->f && !a->i) || (!b->f && !b->i))
+        return fail(im, "constant '%s': %s", a->why ? a->name : b->name, a->why ? a->why : b->why ? b->why : "it holds no values");
+    if ((a->f != NULL) != (b->f != NULL)) return fail(im, "the constants are of different types");
+    const value *big = a->numel >= b->numel ? a : b;
+    bool same = a->rank == b->rank && a->numel == b->numel;
+    for (int k = 0; same && k < a->rank; k++) same = a->dims[k] == b->dims[k];
+    if (!same && a->numel != 1 && b->numel != 1) return fail(im, "only constants of one shape, or one and a scalar, are supported");
+    value *v = new_const(im, a->f ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT : ONNX__TENSOR_PROTO__DATA_TYPE__INT64, big->rank, big->dims);
+    for (int64_t k = 0; k < v->numel; k++) {
+        int64_t i = a->numel == 1 ? 0 : k, j = b->numel == 1 ? 0 : k;
+        if (a->f) {
+            float x = a->f[i], y = b->f[j];
+            v->f[k] = op == '+' ? x + y : op == '-' ? x - y : op == '*' ? x * y : x / y;
+            continue;
+        }
+        int64_t x = a->i[i], y = b->i[j], r = 0;
+        if (x == BATCH_DIM || y == BATCH_DIM) return fail(im, "arithmetic on the batch size is not supported: it is not known when compiling");
+        bool over = op == '+' ? __builtin_add_overflow(x, y, &r) : op == '-' ? __builtin_sub_overflow(x, y, &r)
+                    : op == '*' ? __builtin_mul_overflow(x, y, &r) : (y == 0 || (x == INT64_MIN && y == -1));
+        if (over) return fail(im, "the integer %s of %lld and %lld is not defined", op == '/' ? "quotient" : "result", (long long)x, (long long)y);
+        v->i[k] = op == '/' ? x / y : r;
+    }
+    return bind_const(im, v);
+}
+
+/* Equal of two constants of one shape, or of a constant and a scalar constant: a BOOL constant
+ * (GPT's `mask == 0`, before a Where). */
+static bool op_equal(imp *im) {
+    if (!only(im, "") || !one_output(im)) return false;
+    value *a = input(im, 0), *b = a ? input(im, 1) : NULL;
+    if (!b) return false;
+    if (a->node >= 0 || b->node >= 0) return fail(im, "Equal of computed tensors is not supported (only of constants)");
+    if (a->why || b->why) return fail(im, "constant '%s': %s", a->why ? a->name : b->name, a->why ? a->why : b->why);
+    if (b->numel != 1 && a->numel == 1) {
+        value *t = a;
+        a = b, b = t;
+    }
+    bool same = a->rank == b->rank && a->numel == b->numel;
+    for (int k = 0; same && k < a->rank; k++) same = a->dims[k] == b->dims[k];
+    if (!same && b->numel != 1) return fail(im, "only constants of one shape, or one and a scalar, are supported");
+    value *v = new_const(im, ONNX__TENSOR_PROTO__DATA_TYPE__BOOL, a->rank, a->dims);
+    for (int64_t k = 0; k < a->numel; k++) {
+        int64_t j = b->numel == 1 ? 0 : k;
+        double x = a->f ? a->f[k] : (double)a->i[k], y = b->f ? b->f[j] : (double)b->i[j];
+        v->i[k] = x == y;
+    }
+    return bind_const(im, v);
+}
+
+/* Unsqueeze of a constant (axes an attribute before opset 13, an input from 13): a constant. */
+static bool op_unsqueeze(imp *im) {
+    if (!only(im, im->opset < 13 ? "axes" : "") || !one_output(im)) return false;
+    value *x = input(im, 0);
+    if (!x) return false;
+    if (x->node >= 0) return fail(im, "Unsqueeze of a computed tensor is not supported (only of constants)");
+    if (x->why) return fail(im, "constant '%s': %s", x->name, x->why);
+    int64_t axes[PN_MAX_RANK];
+    int n = -1;
+    if (im->opset < 13) {
+        n = attr_ints(im, "axes", axes, PN_MAX_RANK);
+    } else {
+        value *c = cst(im, 1, ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+        if (!c) return false;
+        if (c->numel <= PN_MAX_RANK) {
+            n = (int)c->numel;
+            for (int k = 0; k < n; k++) axes[k] = c->i[k];
+        }
+    }
+    int r = x->rank + n;
+    if (n < 0 || r > PN_MAX_RANK) return fail(im, "axes must name at most %d new axes", PN_MAX_RANK - x->rank);
+    bool one[PN_MAX_RANK] = {false};
+    for (int k = 0; k < n; k++) {
+        int64_t a = axes[k] < 0 ? axes[k] + r : axes[k];
+        if (a < 0 || a >= r || one[a]) return fail(im, "axis %lld is out of range or repeated", (long long)axes[k]);
+        one[a] = true;
+    }
+    int64_t dims[PN_MAX_RANK];
+    for (int k = 0, j = 0; k < r; k++) dims[k] = one[k] ? 1 : x->dims[j++];
+    value *v = new_const(im, x->dtype, r, dims);
+    if (x->f) memcpy(v->f, x->f, (size_t)x->numel * sizeof(float));
+    else memcpy(v->i, x->i, (size_t)x->numel * sizeof(int64_t));
+    return bind_const(im, v);
+}
+
+/* Concat of 1-d integer constants (a shape: `view(B, T, C)` is Shape, Gather, Unsqueeze, Concat). */
+static bool concat_constants(imp *im) {
+    int64_t dims[1] = {0};
+    int nin = (int)im->node->n_input;
+    for (int k = 0; k < nin; k++) {
+        value *c = cst(im, k, ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+        if (!c) return false;
+        if (c->rank != 1) return fail(im, "only 1-d integer constants are concatenated");
+        dims[0] += c->numel;
+    }
+    if (dims[0] > PN_MAX_RANK * 8) return fail(im, "a constant of %lld values is not supported", (long long)dims[0]);
+    value *v = new_const(im, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, dims);
+    int64_t at = 0;
+    for (int k = 0; k < nin; k++) {
+        value *c = pn_strmap_get(&im->values, im->node->input[k]);
+        memcpy(v->i + at, c->i, (size_t)c->numel * sizeof(int64_t));
+        at += c->numel;
+    }
+    return bind_const(im, v);
+}
+
 /* Slice of a computed tensor by constant starts, ends, axes (default: the first ones) and steps 1:
  * one `slice` per axis that it narrows. Out-of-range ends are clamped, as ONNX says. */
 static bool op_slice(imp *im) {
     bool attrs = im->opset < 10;
     if (!only(im, attrs ? "axes ends starts" : "") || !one_output(im)) return false;
-    int x = act(im, 0);
-    if (x < 0) return false;
+    value *xv = input(im, 0);
+    if (!xv) return false;
+    if (xv->node < 0 && xv->why) return fail(im, "constant '%s': %s", xv->name, xv->why);
+    int x = xv->node;
     int64_t v[4][PN_MAX_RANK];
     int n[4] = {-1, -1, -1, -1};
     static const char *const names[] = {"starts", "ends", "axes", "steps"};
@@ -741,7 +879,9 @@ static bool op_slice(imp *im) {
         return fail(im, "starts, ends, axes and steps must be given with as many values");
     int y = x, todo = 0, done = 0;
     unsigned seen = 0;
-    const pn_shape *s = &im->g->nodes[x].shape;
+    pn_shape cs = {.rank = xv->rank}; /* a constant's shape */
+    for (int k = 0; k < xv->rank && x < 0; k++) cs.d[k] = xv->dims[k];
+    const pn_shape *s = x >= 0 ? &im->g->nodes[x].shape : &cs;
     int64_t lo[PN_MAX_RANK], hi[PN_MAX_RANK], ax[PN_MAX_RANK];
     for (int k = 0; k < n[0]; k++) {
         int64_t a = n[2] >= 0 ? v[2][k] : k;
@@ -762,6 +902,7 @@ static bool op_slice(imp *im) {
         lo[todo] = b, hi[todo] = e, ax[todo] = a;
         todo++;
     }
+    if (x < 0) return slice_constant(im, xv, lo, hi, ax, todo);
     for (int k = 0; k < todo; k++) {
         char *name = done + 1 < todo ? pn_xasprintf("%s_%d", im->node->output[0], done + 1) : NULL;
         pn_node sl = {.name = ident(im, name ? name : im->node->output[0]), .op = PN_OP_SLICE};
@@ -816,7 +957,7 @@ static bool masks(double v) { return v <= -1e4; }
  * kind 2 true where j <= i (Where(m, scores, -inf)). */
 static bool is_causal(const value *m, const pn_shape *s, int kind) {
     int r = s->rank;
-    if (m->why || m->rank < 2 || m->rank > r || (kind == 0 ? !m->f : !m->i)) return false;
+    if (m->why || m->rank < 2 || (kind == 0 ? !m->f : !m->i)) return false; /* leading dimensions 1: numel says */
     int64_t T = s->d[r - 2], S2 = s->d[r - 1];
     if (m->dims[m->rank - 2] != T || m->dims[m->rank - 1] != S2 || m->numel != T * S2) return false;
     for (int64_t i = 0; i < T; i++)
@@ -973,6 +1114,12 @@ static bool op_concat(imp *im) {
     int32_t in[MAX_IN];
     int nin = (int)im->node->n_input;
     if (nin < 1 || nin > MAX_IN) return fail(im, "%d inputs are not supported (1 to %d)", nin, MAX_IN);
+    bool constants = true;
+    for (int k = 0; k < nin && constants; k++) {
+        value *c = pn_strmap_get(&im->values, S(im->node->input[k]));
+        constants = c && c->node < 0;
+    }
+    if (constants) return concat_constants(im);
     for (int k = 0; k < nin; k++)
         if ((in[k] = act(im, k)) < 0) return false;
     pn_node n = plain(im, PN_OP_CONCAT);
@@ -1337,13 +1484,12 @@ static Onnx__AttributeProto *attr_2d(imp *im, const Onnx__AttributeProto *a) {
     return b;
 }
 
-/* The key of name's 4-d form: name and a byte that no ONNX name holds (names are UTF-8). */
+/* The key of name's 4-d form: name#2d. Messages may show it. */
 static char *key_2d(imp *im, const char *name) {
-    size_t n = strlen(S(name));
-    char *k = pn_arena_alloc(&im->arena, n + 2);
-    memcpy(k, S(name), n);
-    k[n] = '\xff', k[n + 1] = 0;
-    return k;
+    char *k = pn_xasprintf("%s#2d", S(name));
+    char *kept = pn_arena_strdup(&im->arena, k);
+    free(k);
+    return kept;
 }
 
 /* A 1-d Conv, MaxPool, AveragePool or GlobalAveragePool (op: PN_OP_CONV2D, ...): its 2-d form over
@@ -1365,7 +1511,6 @@ static bool window_1d(imp *im, pn_op op) {
     Onnx__AttributeProto **attrs = pn_arena_alloc(&im->arena, (nd->n_attribute + 1) * sizeof *attrs);
     for (size_t k = 0; k < nd->n_input; k++) inputs[k] = nd->input[k];
     for (size_t k = 0; k < nd->n_attribute; k++) attrs[k] = attr_2d(im, nd->attribute[k]);
-    /* The keys end in a byte no ONNX name holds, so they name no other tensor. */
     inputs[0] = key_2d(im, nd->input[0]);
     outputs[0] = key_2d(im, nd->output[0]);
     bind(im, inputs[0], in4);
@@ -1400,9 +1545,9 @@ static bool import_node(imp *im, size_t index) {
         return fail(im, "the domain '%s' is not supported", nd->domain);
     if (!strcmp(op, "Gemm")) return op_gemm(im);
     if (!strcmp(op, "MatMul")) return op_matmul(im, index);
-    if (!strcmp(op, "Add")) return positions_pattern(im) || causal_pattern(im, index) || op_binary(im, PN_OP_ADD);
-    if (!strcmp(op, "Sub")) return op_binary(im, PN_OP_SUB);
-    if (!strcmp(op, "Mul")) return op_binary(im, PN_OP_MUL);
+    if (!strcmp(op, "Add")) return fold_arith(im, '+') || positions_pattern(im) || causal_pattern(im, index) || op_binary(im, PN_OP_ADD);
+    if (!strcmp(op, "Sub")) return fold_arith(im, '-') || op_binary(im, PN_OP_SUB);
+    if (!strcmp(op, "Mul")) return fold_arith(im, '*') || op_binary(im, PN_OP_MUL);
     if (!strcmp(op, "Relu")) return op_unary(im, PN_OP_RELU, "");
     if (!strcmp(op, "LeakyRelu")) return op_unary(im, PN_OP_LEAKY_RELU, "alpha");
     if (!strcmp(op, "Sigmoid")) return op_unary(im, PN_OP_SIGMOID, "");
@@ -1420,7 +1565,7 @@ static bool import_node(imp *im, size_t index) {
     if (!strcmp(op, "Dropout")) return op_alias(im, true);
     if (!strcmp(op, "Constant")) return op_constant(im);
     if (!strcmp(op, "Pad")) return op_pad(im);
-    if (!strcmp(op, "Div")) return gelu_pattern(im, index) || op_div(im);
+    if (!strcmp(op, "Div")) return fold_arith(im, '/') || gelu_pattern(im, index) || op_div(im);
     if (!strcmp(op, "ReduceMean")) return layernorm_pattern(im, index) || fail(im, "only the LayerNorm pattern of ReduceMean is supported");
     if (!strcmp(op, "Transpose")) return op_transpose(im);
     if (!strcmp(op, "Gather")) return op_gather(im);
@@ -1430,6 +1575,8 @@ static bool import_node(imp *im, size_t index) {
     if (!strcmp(op, "Cast")) return op_cast(im);
     if (!strcmp(op, "Range")) return op_range(im);
     if (!strcmp(op, "Slice")) return op_slice(im);
+    if (!strcmp(op, "Equal")) return op_equal(im);
+    if (!strcmp(op, "Unsqueeze")) return op_unsqueeze(im);
     if (!strcmp(op, "Where")) return causal_pattern(im, index) || fail(im, "only the causal mask before a Softmax is supported");
     return fail(im, "the op is not supported");
 }

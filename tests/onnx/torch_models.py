@@ -11,7 +11,9 @@ ids), an attention block (MatMul of computed tensors, Transpose, Div, Concat, GE
 as primitives at 11 and 13, LayerNormalization at 17), examples/attention's tiny_transformer and
 examples/decoder's tiny_decoder at 11, 13 and 17 (learned positions through Shape, Gather, Cast,
 Range; the causal mask as masked_fill's Where, or added; Slice; layer norms PyTorch shares through
-Identity), batch dimension symbolic; for each:
+Identity), and nanoGPT's model at 11, 13 and 17 (multi-head: view by a shape that Shape, Gather,
+Unsqueeze, Div and Concat compute, the batch size unknown; the mask sliced from a buffer and
+compared with Equal), batch dimension symbolic; for each:
   - compiles it with pnetc and compares `infer` at batch 1 and 5, given the graph's own input name
     (input.1), with PyTorch (rtol 1e-4, atol 1e-5);
   - writes --emit=pnet and --weights-out, compiles that .pnet with those weights, and checks that its
@@ -23,6 +25,7 @@ of an .onnx file compiled with --weights-out's weights, bitwise the direct outpu
 Usage: torch_models.py PNETC WORKDIR. Needs Debian's python3-torch (re-runs under /usr/bin/python3
 when this python has no torch); exit 77 (skipped) without it.
 """
+import math
 import os
 import subprocess
 import sys
@@ -201,6 +204,30 @@ class Decoder(nn.Module):  # examples/decoder.pnet (tiny_decoder)
         return torch.softmax(self.head(self.ln2(torch.flatten(h2[:, -1:, :], 1))), dim=1)
 
 
+class GPT(nn.Module):  # nanoGPT's model: multi-head causal self-attention, its mask sliced from a buffer
+    def __init__(self, vocab=50, block=16, dim=24, heads=3):
+        super().__init__()
+        self.heads = heads
+        self.wte, self.wpe = nn.Embedding(vocab, dim), nn.Embedding(block, dim)
+        self.ln1, self.ln2, self.ln_f = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.q, self.k, self.v, self.c_proj = (nn.Linear(dim, dim) for _ in range(4))
+        self.fc, self.proj = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+        self.lm_head = nn.Linear(dim, vocab, bias=False)
+        self.register_buffer("bias", torch.tril(torch.ones(block, block)).view(1, 1, block, block))
+
+    def forward(self, idx):
+        x = self.wte(idx) + self.wpe(torch.arange(0, idx.size(1), dtype=torch.long))
+        B, T, C = x.size()  # Shape, Gather, Unsqueeze, Concat: the view's shape, the batch unknown
+        h = self.ln1(x)
+        q, k, v = (lin(h).view(B, T, self.heads, C // self.heads).transpose(1, 2) for lin in (self.q, self.k, self.v))
+        att = torch.matmul(q, k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+        y = torch.matmul(torch.softmax(att, dim=-1), v).transpose(1, 2).contiguous().view(B, T, C)
+        x = x + self.c_proj(y)
+        x = x + self.proj(nn.functional.gelu(self.fc(self.ln2(x))))
+        return self.lm_head(self.ln_f(x))
+
+
 def run(args, what):
     p = subprocess.run(args, capture_output=True, text=True)
     if p.returncode != 0:
@@ -293,7 +320,7 @@ def main():
     torch.manual_seed(0)
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
     import nets  # the bench models, as bench/export.py exports them
-    vocab = {"embed": 50, "transformer": 1000, "decoder": 64, "decoder_add": 64}
+    vocab = {"embed": 50, "transformer": 1000, "decoder": 64, "decoder_add": 64, "gpt": 50}
     for name, model, shape, opsets in [("mlp", MLP(), (20,), (11, 13)), ("lenet", LeNet(), (1, 28, 28), (11, 13)),
                                        ("cnn", CNN(), (3, 12, 12), (11, 13)), ("block", Block(), (4, 8), (11, 13, 17)),
                                        ("resnet_small", ResNetSmall(), (3, 32, 32), (11, 13)),
@@ -301,6 +328,7 @@ def main():
                                        ("transformer", Transformer(), (16,), (11, 13, 17)),
                                        ("decoder", Decoder(), (12,), (11, 13, 17)),
                                        ("decoder_add", Decoder(additive=True), (12,), (13,)),
+                                       ("gpt", GPT(), (12,), (11, 13, 17)),
                                        ("bench_mlp_s", nets.build("mlp_s"), (784,), (11, 13)),
                                        ("bench_cnn", nets.build("cnn"), (1, 28, 28), (11, 13))]:
         sample = (lambda *s, v=vocab.get(name): torch.randint(0, v, s)) if name in vocab else torch.randn
