@@ -516,6 +516,54 @@ static void test_shape_ops(void **state) {
     pn_graph_free(g);
 }
 
+/* `x.view(B, T, 2, C // 2)` with `B, T, C = x.size()`: the shape folded, the batch unknown. */
+static void test_view_shape(void **state) {
+    static const int64_t xd[] = {-1, 6, 4}, one[] = {1}, i0[] = {0}, i1[] = {1}, i2[] = {2}, ax0[] = {0};
+    model *m = model_new(13);
+    input(m, "x", 3, xd);
+    init(m, "zero", 0, one, NULL, i0);
+    init(m, "one", 0, one, NULL, i1);
+    init(m, "two", 0, one, NULL, i2);
+    init(m, "axes", 1, one, NULL, ax0);
+    node(m, "Shape", "sh", "x", "shape");
+    node(m, "Gather", "g0", "shape zero", "B");
+    node(m, "Gather", "g1", "shape one", "T");
+    node(m, "Gather", "g2", "shape two", "C");
+    node(m, "Div", "d", "C two", "half");
+    node(m, "Unsqueeze", "u0", "B axes", "B1");
+    node(m, "Unsqueeze", "u1", "T axes", "T1");
+    node(m, "Unsqueeze", "u2", "two axes", "H1");
+    node(m, "Unsqueeze", "u3", "half axes", "D1");
+    attr_i(node(m, "Concat", "c", "B1 T1 H1 D1", "shape4"), "axis", 0);
+    node(m, "Reshape", "r", "x shape4", "y");
+    output(m, "y");
+    pn_onnx_weights w;
+    char err[512];
+    pn_graph *g = import(m, &w, err, sizeof err);
+    if (!g) fail_msg("%s", err);
+    int y = find(g, "y");
+    assert_true(y >= 0);
+    assert_int_equal(g->nodes[y].op, PN_OP_RESHAPE);
+    assert_int_equal(g->nodes[y].shape.rank, 4);
+    assert_int_equal(g->nodes[y].shape.d[0], PN_BATCH);
+    assert_int_equal(g->nodes[y].shape.d[2], 2);
+    assert_int_equal(g->nodes[y].shape.d[3], 2);
+    pn_onnx_weights_free(&w);
+    pn_graph_free(g);
+
+    m = model_new(13); /* B * T needs the batch size */
+    input(m, "x", 3, xd);
+    init(m, "zero", 0, one, NULL, i0);
+    init(m, "one", 0, one, NULL, i1);
+    node(m, "Shape", "sh", "x", "shape");
+    node(m, "Gather", "g0", "shape zero", "B");
+    node(m, "Gather", "g1", "shape one", "T");
+    node(m, "Mul", "bt", "B T", "BT");
+    node(m, "Range", "rg", "zero BT one", "y");
+    output(m, "y");
+    expect_error(m, "node 'bt' (Mul, opset 13): arithmetic on the batch size is not supported: it is not known when compiling");
+}
+
 static void test_malformed(void **state) {
     pn_onnx_weights w;
     char err[512];
@@ -548,6 +596,7 @@ int main(void) {
         cmocka_unit_test(test_conv_group), cmocka_unit_test(test_conv_pads),   cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_shape_error), cmocka_unit_test(test_hostile),    cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_source_names), cmocka_unit_test(test_positions_causal), cmocka_unit_test(test_shape_ops),
+        cmocka_unit_test(test_view_shape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
