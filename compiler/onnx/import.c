@@ -1635,7 +1635,7 @@ static bool import_graph(imp *im) {
     }
     for (size_t k = 0; k < gp->n_node; k++) {
         im->node = gp->node[k];
-        if (!im->absorbed[k] && !import_node(im, k)) return false;
+        if (!im->absorbed[k] && (!import_node(im, k) || im->failed)) return false; /* a pattern may match, then fail */
     }
     im->node = NULL;
     if (gp->n_output == 0) return fail(im, "the graph has no outputs");
