@@ -648,6 +648,7 @@ static bool gather_constants(imp *im, value *data, value *ids) {
     if (attr_i(im, "axis", 0) != 0) return fail(im, "axis = %lld of constants is not supported (only 0)", (long long)attr_i(im, "axis", 0));
     if (data->rank < 1 || ids->rank + data->rank - 1 > PN_MAX_RANK) return fail(im, "the data must have 1 to %d dimensions", PN_MAX_RANK);
     int64_t dims[PN_MAX_RANK], row = data->numel / (data->dims[0] ? data->dims[0] : 1);
+    if (ids->numel > 0 && row > ((int64_t)1 << 28) / ids->numel) return fail(im, "the gathered constant would hold more than 2^28 values");
     int rank = 0;
     for (int k = 0; k < ids->rank; k++) dims[rank++] = ids->dims[k];
     for (int k = 1; k < data->rank; k++) dims[rank++] = data->dims[k];
