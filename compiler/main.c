@@ -57,6 +57,7 @@ static const char usage[] =
     "  --emit=pnet        FILE.onnx: print the network as .pnet source, one statement per node\n"
     "  --weights-out W.safetensors  FILE.onnx: also write its weights there, named as the network's parameters\n"
     "  --auto-partition S  split the layers into S pipeline stages by the cost model; print the file back\n"
+    "                     (FILE.onnx: its .pnet source, as --emit=pnet writes it)\n"
     "  --train-chunk N    samples per gradient chunk in training (default 32; see docs/training.md)\n"
     "  --report           print the schedule: per stage its layers, FLOPs, bytes and cost; balance; bubble\n"
     "  --profile P.json   with --report or --auto-partition: per-layer times that `./net bench --profile`\n"
@@ -89,6 +90,7 @@ typedef struct compile_opts {
     char *net_name;  /* receives the network's name, for -MD's default output name (NULL: not wanted) */
     const pn_profile *profile; /* --profile's measured costs, or NULL */
     const char *profile_path;
+    int stages;      /* --auto-partition S */
 } compile_opts;
 
 /* The directory of the running pnetc, into buf; false when it cannot be found. */
@@ -327,7 +329,9 @@ static void header_path(const char *obj, char *hdr, size_t n) {
 
 /* The output files of act would overwrite an input: an error, not a lost source file. */
 static bool clobbers(action act, const char *file, const compile_opts *o) {
-    if (!o->out_path || strcmp(o->out_path, "-") == 0 || act == ACT_CHECK || act == ACT_PARTITION) return false;
+    size_t n = strlen(file);
+    bool onnx = n > 5 && strcmp(file + n - 5, ".onnx") == 0; /* --auto-partition rewrites a .pnet file in place, never a model */
+    if (!o->out_path || strcmp(o->out_path, "-") == 0 || act == ACT_CHECK || (act == ACT_PARTITION && !onnx)) return false;
     char hdr[PATH_MAX] = "";
     if (act == ACT_OBJ) header_path(o->out_path, hdr, sizeof hdr);
     const char *ins[2] = {file, o->weights};
@@ -561,6 +565,47 @@ static int run_graph_file(const char *file, action act, const compile_opts *o) {
     return rc;
 }
 
+/* --auto-partition S on FILE.onnx: the network's .pnet source (as --emit=pnet writes it), parsed and
+ * checked as a .pnet file is, then partitioned and printed back by the same tool. */
+static int partition_onnx(const char *file, const pn_graph *g, const compile_opts *o) {
+    char err[1024], *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (!mem) {
+        fprintf(stderr, "pnetc: error: out of memory\n");
+        return 1;
+    }
+    bool ok = pn_graph_print_pnet(g, mem, err, sizeof err);
+    fclose(mem);
+    if (!ok) {
+        fprintf(stderr, "%s: error: %s\n", file, err);
+        free(text);
+        return 1;
+    }
+    pn_program prog;
+    pn_program_init(&prog, o->diags);
+    pn_graph *pg = NULL;
+    int rc = 1;
+    if (pn_program_load(&prog, file, text, len) && !o->diags->nerrors && pn_check(&prog, g->name, &pg)) {
+        pg->profile = o->profile;
+        pg->train_chunk = o->train_chunk;
+        out_file of;
+        if (out_open(&of, o->out_path)) {
+            ok = pn_auto_partition(&prog, pg, o->stages, of.f, err, sizeof err);
+            if (!ok) fprintf(stderr, "%s: error: %s\n", file, err);
+            rc = out_close(&of, ok);
+        }
+    } else {
+        /* The emitted source is meant to check: a failure here is pnetc's. */
+        fprintf(stderr, "pnetc: error: internal error: %s's .pnet source does not check (please report this):\n", file);
+    }
+    pn_diags_flush(o->diags);
+    if (pg) pn_graph_free(pg);
+    pn_program_free(&prog);
+    free(text);
+    return rc;
+}
+
 /* FILE.onnx: the ONNX front end's graph (compiler/onnx), its weights embedded through a safetensors file
  * (--weights-out, else a temporary one), then as for FILE.graph. */
 static int run_onnx_file(const char *file, action act, const compile_opts *o) {
@@ -568,9 +613,8 @@ static int run_onnx_file(const char *file, action act, const compile_opts *o) {
         fprintf(stderr, "pnetc: error: %s: this pnetc was built without ONNX support\n", file);
         return 1;
     }
-    if (act == ACT_PARTITION || o->weights) {
-        fprintf(stderr, "%s: error: %s\n", file, o->weights ? "--weights: an ONNX model carries its own weights"
-                : "--auto-partition prints the source back, so it needs a .pnet file: write one with --emit=pnet");
+    if (o->weights) {
+        fprintf(stderr, "%s: error: --weights: an ONNX model carries its own weights\n", file);
         return 1;
     }
     const char *wout = o->weights_out, *out = o->out_path && strcmp(o->out_path, "-") != 0 ? o->out_path : NULL;
@@ -596,7 +640,13 @@ static int run_onnx_file(const char *file, action act, const compile_opts *o) {
     compile_opts wo = *o;
     char tmp[PATH_MAX] = "";
     int rc = 1;
-    if (w.n && (o->weights_out || (act != ACT_CHECK && act != ACT_GRAPH && act != ACT_DOT && act != ACT_PNET && act != ACT_REPORT))) {
+    if (o->profile && !pn_profile_matches(o->profile, g, err, sizeof err)) {
+        fprintf(stderr, "%s: error: %s\n", o->profile_path, err);
+        goto out;
+    }
+    g->profile = o->profile;
+    if (w.n && (o->weights_out ||
+                (act != ACT_CHECK && act != ACT_GRAPH && act != ACT_DOT && act != ACT_PNET && act != ACT_REPORT && act != ACT_PARTITION))) {
         if (!o->weights_out) {
             snprintf(tmp, sizeof tmp, "%s/pnetc-XXXXXX.safetensors", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
             int fd = mkstemps(tmp, 12);
@@ -614,9 +664,10 @@ static int run_onnx_file(const char *file, action act, const compile_opts *o) {
             goto out;
         }
     }
-    if (act != ACT_CHECK) warn_unbalanced(file, g, o->diags);
+    if (act != ACT_CHECK && act != ACT_PARTITION) warn_unbalanced(file, g, o->diags);
     if (o->net_name) snprintf(o->net_name, PN_DEP_NAME_MAX, "%s", g->name);
     if (act == ACT_CHECK) rc = 0;
+    else if (act == ACT_PARTITION) rc = partition_onnx(file, g, o);
     else if (act == ACT_REPORT) rc = write_report(g, o);
     else if (act == ACT_GRAPH || act == ACT_DOT) rc = print_graph(g, act, o->out_path);
     else if (act == ACT_PNET) {
@@ -837,7 +888,7 @@ int main(int argc, char **argv) {
                 rc = 1;
                 goto done;
             }
-            stages = (int)n;
+            stages = o.stages = (int)n;
             act = ACT_PARTITION;
         } else if (strcmp(name, "-c") == 0) {
             act = ACT_OBJ;

@@ -35,6 +35,9 @@ typedef struct pnetrt_tensor_desc {
     int64_t fan_in;                  /* params: fan-in for the default initialisation */
     int64_t trainable;               /* params: 0 for buffers such as running statistics */
     int64_t limit;                   /* i32 inputs read as ids: values must lie in [0, limit); else 0 */
+    /* Inputs and outputs: the name the model file gave it where that is not `name` (an ONNX graph's
+     * "input.1" or "0", whose identifier is input_1 or v0), else NULL. Either finds it. */
+    const char *source_name;
 } pnetrt_tensor_desc;
 
 typedef struct pnetrt_layer_desc {

@@ -40,18 +40,20 @@ static LLVMValueRef i64_array(cg *c, const int64_t *v, int64_t n, const char *na
 
 static LLVMTypeRef tensor_type(cg *c) {
     LLVMTypeRef f[] = {c->ptr, c->i64, c->i64, LLVMArrayType2(c->i64, PNETRT_MAX_RANK),
-                       c->i64, c->i64, c->i64, c->i64, c->i64};
-    return LLVMStructTypeInContext(c->ctx, f, 9, 0);
+                       c->i64, c->i64, c->i64, c->i64, c->i64, c->ptr};
+    return LLVMStructTypeInContext(c->ctx, f, 10, 0);
 }
 
+/* source: the name in the model file (pnetrt_tensor_desc.source_name), or NULL. */
 static LLVMValueRef tensor_desc(cg *c, const char *name, pn_dtype dt, const pn_shape *s, int64_t offset, int64_t init,
-                                int64_t fan_in, int64_t trainable, int64_t limit) {
+                                int64_t fan_in, int64_t trainable, int64_t limit, const char *source) {
     LLVMValueRef dims[PNETRT_MAX_RANK];
     for (int i = 0; i < PNETRT_MAX_RANK; i++) dims[i] = cg_i64(c, i < s->rank ? s->d[i] : 0);
     LLVMValueRef f[] = {str(c, name), cg_i64(c, dt == PN_I32), cg_i64(c, s->rank),
                         LLVMConstArray2(c->i64, dims, PNETRT_MAX_RANK),
-                        cg_i64(c, offset), cg_i64(c, init), cg_i64(c, fan_in), cg_i64(c, trainable), cg_i64(c, limit)};
-    return LLVMConstNamedStruct(tensor_type(c), f, 9);
+                        cg_i64(c, offset), cg_i64(c, init), cg_i64(c, fan_in), cg_i64(c, trainable), cg_i64(c, limit),
+                        source ? str(c, source) : LLVMConstNull(c->ptr)};
+    return LLVMConstNamedStruct(tensor_type(c), f, 10);
 }
 
 enum { INIT_KAIMING, INIT_BIAS, INIT_ONES, INIT_ZEROS, INIT_NORMAL, INIT_QUARTER }; /* PNETRT_INIT_* */
@@ -96,7 +98,7 @@ LLVMValueRef cg_gen_train_desc(cg *c, const pn_train_fns *fns) {
     int nin = 0;
     for (int i = 0; i < g->nnodes; i++) {
         const pn_node *n = &g->nodes[i];
-        if (n->op == PN_OP_INPUT && (n->flags & PN_NODE_TRAIN)) ins[nin++] = tensor_desc(c, n->name, n->dtype, &n->shape, 0, 0, 0, 0, 0);
+        if (n->op == PN_OP_INPUT && (n->flags & PN_NODE_TRAIN)) ins[nin++] = tensor_desc(c, n->name, n->dtype, &n->shape, 0, 0, 0, 0, 0, NULL);
     }
     const pn_train *tr = &g->train;
     const pn_node *loss = &g->nodes[t->loss];
@@ -142,13 +144,13 @@ void cg_gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValueRef 
     for (int i = 0; i < nn; i++) {
         const pn_node *n = &g->nodes[i];
         if (n->op == PN_OP_INPUT && !(n->flags & PN_NODE_TRAIN))
-            ins[nin++] = tensor_desc(c, n->name, n->dtype, &n->shape, 0, 0, 0, 0, id_limit(g, i));
+            ins[nin++] = tensor_desc(c, n->name, n->dtype, &n->shape, 0, 0, 0, 0, id_limit(g, i), n->source_name);
         int64_t off = p->param_offset[i];
         for (int k = 0; k < n->nparams; k++) {
             char *pname = pn_xasprintf("%s.%s", n->name, n->params[k].suffix);
             int64_t init, fan_in;
             param_init(g, n, k, &init, &fan_in);
-            prm[np++] = tensor_desc(c, pname, PN_F32, &n->params[k].shape, off, init, fan_in, n->params[k].trainable, 0);
+            prm[np++] = tensor_desc(c, pname, PN_F32, &n->params[k].shape, off, init, fan_in, n->params[k].trainable, 0, NULL);
             free(pname);
             off += (pn_shape_sample_elems(&n->params[k].shape) + 15) / 16 * 16;
         }
@@ -172,7 +174,7 @@ void cg_gen_desc(cg *c, LLVMValueRef forward, LLVMValueRef stages, LLVMValueRef 
     }
     for (int k = 0; k < g->noutputs; k++) {
         const pn_node *n = &g->nodes[g->outputs[k].node];
-        outs[k] = tensor_desc(c, g->outputs[k].name, n->dtype, &n->shape, 0, 0, 0, 0, 0);
+        outs[k] = tensor_desc(c, g->outputs[k].name, n->dtype, &n->shape, 0, 0, 0, 0, 0, g->outputs[k].source_name);
     }
     LLVMTypeRef lt[10];
     for (int k = 0; k < 10; k++) lt[k] = k < 4 ? c->ptr : c->i64;

@@ -67,7 +67,7 @@ void pn_graph_add_output(pn_graph *g, const char *name, int node, pn_loc loc) {
         g->capoutputs = g->capoutputs ? g->capoutputs * 2 : 4;
         g->outputs = pn_xrealloc(g->outputs, sizeof(pn_output) * (size_t)g->capoutputs);
     }
-    g->outputs[g->noutputs++] = (pn_output){pn_arena_strdup(&g->arena, name), node, loc};
+    g->outputs[g->noutputs++] = (pn_output){pn_arena_strdup(&g->arena, name), node, loc, NULL};
     g->nodes[node].flags |= PN_NODE_OUTPUT;
 }
 

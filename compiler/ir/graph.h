@@ -131,6 +131,8 @@ typedef struct pn_node {
     pn_param_info params[PN_MAX_PARAMS];
     const float *data; /* const of rank >= 1 (`const x : f32[...] = ...;`): its values, in the graph's arena;
                         * NULL for a scalar constant, whose value is fa[PN_FA_VALUE] */
+    const char *source_name; /* an input's name in the model file it came from (an ONNX graph input
+                              * such as "input.1") where that differs from name, else NULL */
     pn_loc loc;
 } pn_node;
 
@@ -138,6 +140,7 @@ typedef struct pn_output {
     const char *name;
     int node;
     pn_loc loc;
+    const char *source_name; /* its name in the model file (an ONNX graph output) where that differs, else NULL */
 } pn_output;
 
 typedef enum { PN_SCHED_GPIPE, PN_SCHED_1F1B } pn_pipe_schedule;

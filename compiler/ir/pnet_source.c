@@ -165,6 +165,13 @@ static bool call(writer *w, int i) {
     return !w->failed;
 }
 
+/* Ends a line, with the name the model file gave the input or output (its importer keeps only names
+ * without control characters) as a comment. */
+static void source_comment(FILE *out, const char *source) {
+    if (source) fprintf(out, "  # \"%s\" in the model", source);
+    fputc('\n', out);
+}
+
 bool pn_graph_print_pnet(const pn_graph *g, FILE *out, char *err, size_t errlen) {
     writer w = {g, out, err, errlen, false};
     if (!is_ident(g->name)) return bad(&w, "the network's name '%s' is not an identifier", g->name);
@@ -177,7 +184,8 @@ bool pn_graph_print_pnet(const pn_graph *g, FILE *out, char *err, size_t errlen)
         if (n->op == PN_OP_INPUT) {
             fprintf(out, "    input %s : %s", n->name, pn_dtype_name(n->dtype));
             dims(&w, &n->shape);
-            fputs(";\n", out);
+            fputs(";", out);
+            source_comment(out, n->source_name);
             continue;
         }
         fprintf(out, "    %s = ", n->name);
@@ -187,8 +195,9 @@ bool pn_graph_print_pnet(const pn_graph *g, FILE *out, char *err, size_t errlen)
     for (int k = 0; k < g->noutputs; k++) {
         const pn_output *o = &g->outputs[k];
         if (!is_ident(o->name)) return bad(&w, "output '%s' is not named by an identifier", o->name);
-        if (strcmp(o->name, g->nodes[o->node].name) == 0) fprintf(out, "    output %s;\n", o->name);
-        else fprintf(out, "    output %s = %s;\n", o->name, g->nodes[o->node].name);
+        if (strcmp(o->name, g->nodes[o->node].name) == 0) fprintf(out, "    output %s;", o->name);
+        else fprintf(out, "    output %s = %s;", o->name, g->nodes[o->node].name);
+        source_comment(out, o->source_name);
     }
     fputs("}\n", out);
     return !w.failed;

@@ -29,7 +29,14 @@ typedef struct value {
     int64_t *i;              /* INT64 and INT32 constants */
     const char *name;        /* the ONNX name */
     const char *why;         /* a constant whose data cannot be read: why, else NULL */
+    /* A FLOAT constant that is rows 0..n-1 of the 2-d initializer rows_of (a Gather by the constant
+     * ids 0..n-1, as PyTorch exports `pos(arange(T))`), else NULL: an Add maps it onto
+     * embedding(positions(...)). */
+    const struct value *rows_of;
 } value;
+
+/* In an INT64 constant computed from a Shape: the batch dimension, whose size is not known. */
+#define BATCH_DIM INT64_MIN
 
 typedef struct imp {
     const Onnx__GraphProto *gp;
@@ -108,19 +115,35 @@ static const char *ident(imp *im, const char *onnx) {
     return kept;
 }
 
-/* A layer's name from its weight's initializer: "fc1.weight" -> "fc1", so that its parameters keep
- * the ONNX names where those are identifiers (docs/onnx.md). */
-static const char *layer_name(imp *im, const value *weight) {
-    const char *s = S(weight->name);
-    size_t n = strlen(s);
-    if (n > 7 && strcmp(s + n - 7, ".weight") == 0) {
-        char *stem = pn_xasprintf("%.*s", (int)(n - 7), s);
-        const char *id = ident(im, stem);
-        free(stem);
-        return id;
-    }
-    return ident(im, s);
+/* A graph input's or output's own name, kept beside its identifier id for the executables'
+ * --input NAME=FILE and info (pnetrt_tensor_desc.source_name): NULL when it is the identifier, or
+ * when it cannot be given there (empty, holding '=' or a control character). */
+static const char *source_name(imp *im, const char *onnx, const char *id) {
+    if (!*onnx || strcmp(onnx, id) == 0) return NULL;
+    for (const unsigned char *c = (const unsigned char *)onnx; *c; c++)
+        if (*c < 0x20 || *c == 0x7f || *c == '=') return NULL;
+    return pn_arena_strdup(&im->g->arena, onnx);
 }
+
+/* The length of s without the suffix, or 0 when s does not end with it (or is only it). */
+static size_t stem_len(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n > k && strcmp(s + n - k, suffix) == 0 ? n - k : 0;
+}
+
+/* A layer's name from its weight's (or bias's) initializer: "fc1.weight" -> "fc1", so that its
+ * parameters keep the ONNX names where those are identifiers (docs/onnx.md); with suffix, the stem
+ * and suffix ("pos.weight", "_positions" -> "pos_positions"). */
+static const char *layer_name_with(imp *im, const value *weight, const char *suffix) {
+    const char *s = S(weight->name);
+    size_t n = stem_len(s, ".weight") ? stem_len(s, ".weight") : stem_len(s, ".bias") ? stem_len(s, ".bias") : strlen(s);
+    char *stem = pn_xasprintf("%.*s%s", (int)n, s, suffix);
+    const char *id = ident(im, stem);
+    free(stem);
+    return id;
+}
+
+static const char *layer_name(imp *im, const value *weight) { return layer_name_with(im, weight, ""); }
 
 /* ---- values ---------------------------------------------------------------------------- */
 
@@ -178,6 +201,11 @@ static value *read_tensor(imp *im, const Onnx__TensorProto *t, const char *name)
                 v->i[k] = x;
             } else v->i[k] = is64 ? t->int64_data[k] : t->int32_data[k];
         }
+    } else if (v->dtype == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL) { /* as 0 and 1 in v->i: masks */
+        size_t have = raw ? raw->len : t->n_int32_data;
+        if (have != n) return fail(im, "constant '%s' holds %zu values for its %zu elements", v->name, have, n), NULL;
+        v->i = pn_arena_alloc(&im->arena, n * sizeof(int64_t) + 1);
+        for (size_t k = 0; k < n; k++) v->i[k] = (raw ? raw->data[k] : t->int32_data[k]) != 0;
     } else {
         v->why = "its element type is not supported";
     }
@@ -211,7 +239,10 @@ static value *cst(imp *im, int k, int dtype) {
     if (!v) return NULL;
     if (v->node >= 0) return fail(im, "input %d ('%s') must be a constant (an initializer)", k, v->name), NULL;
     if (v->why) return fail(im, "constant '%s': %s", v->name, v->why), NULL;
-    bool ok = dtype == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT ? v->f != NULL : v->i != NULL;
+    bool is_bool = v->dtype == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
+    bool ok = dtype == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT  ? v->f != NULL
+              : dtype == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL ? v->i != NULL && is_bool
+                                                             : v->i != NULL && !is_bool;
     if (!ok) return fail(im, "constant '%s' is %s, not %s", v->name, type_name(v->dtype), type_name(dtype)), NULL;
     return v;
 }
@@ -567,6 +598,421 @@ static bool layernorm_pattern(imp *im, size_t i) {
     return true;
 }
 
+/* ---- shape arithmetic: Shape, Gather, Cast and Range of constants, folded --------------------- */
+
+/* PyTorch computes sequence lengths from shapes (`arange(ids.shape[1])` is Shape, Gather, Cast and
+ * Range): each of these ops on constants, or Shape of a tensor whose sizes are known, is folded into
+ * a constant. The batch dimension's size is not known: it is BATCH_DIM, which only Gather, Cast and
+ * Reshape (as 0, "copy") may pass on. */
+
+/* The node's output 0 becomes the constant v. */
+static bool bind_const(imp *im, value *v) {
+    v->name = pn_arena_strdup(&im->arena, im->node->output[0]);
+    pn_strmap_put(&im->values, v->name, v);
+    return true;
+}
+
+/* A new constant of the given type and shape, its data allocated. */
+static value *new_const(imp *im, int dtype, int rank, const int64_t *dims) {
+    value *v = new_value(im, im->node->output[0]);
+    v->dtype = dtype;
+    v->rank = rank;
+    v->numel = 1;
+    for (int k = 0; k < rank; k++) v->numel *= (v->dims[k] = dims[k]);
+    if (dtype == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) v->f = pn_arena_alloc(&im->arena, (size_t)v->numel * sizeof(float) + 1);
+    else v->i = pn_arena_alloc(&im->arena, (size_t)v->numel * sizeof(int64_t) + 1);
+    return v;
+}
+
+/* Shape of a computed tensor (opset 15's start and end too): its sizes, the batch as BATCH_DIM. */
+static bool op_shape(imp *im) {
+    if (!only(im, "start end") || !one_output(im)) return false;
+    int x = act(im, 0);
+    if (x < 0) return false;
+    const pn_shape *s = &im->g->nodes[x].shape;
+    int64_t lo = attr_i(im, "start", 0), hi = attr_i(im, "end", s->rank);
+    if (lo < 0) lo += s->rank;
+    if (hi < 0) hi += s->rank;
+    lo = lo < 0 ? 0 : lo > s->rank ? s->rank : lo;
+    hi = hi < lo ? lo : hi > s->rank ? s->rank : hi;
+    value *v = new_const(im, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, (int64_t[]){hi - lo});
+    for (int64_t k = lo; k < hi; k++) v->i[k - lo] = s->d[k] == PN_BATCH ? BATCH_DIM : s->d[k];
+    return bind_const(im, v);
+}
+
+/* Gather on axis 0 of a constant by constant ids: a constant. Rows 0..n-1 of a 2-d FLOAT table,
+ * in order, remember the table (value.rows_of). */
+static bool gather_constants(imp *im, value *data, value *ids) {
+    if (data->why || ids->why) return fail(im, "constant '%s': %s", data->why ? data->name : ids->name, data->why ? data->why : ids->why);
+    if (!ids->i || ids->dtype == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL) return fail(im, "the indices must be INT64 or INT32");
+    if (attr_i(im, "axis", 0) != 0) return fail(im, "axis = %lld of constants is not supported (only 0)", (long long)attr_i(im, "axis", 0));
+    if (data->rank < 1 || ids->rank + data->rank - 1 > PN_MAX_RANK) return fail(im, "the data must have 1 to %d dimensions", PN_MAX_RANK);
+    int64_t dims[PN_MAX_RANK], row = data->numel / (data->dims[0] ? data->dims[0] : 1);
+    if (ids->numel > 0 && row > ((int64_t)1 << 28) / ids->numel) return fail(im, "the gathered constant would hold more than 2^28 values");
+    int rank = 0;
+    for (int k = 0; k < ids->rank; k++) dims[rank++] = ids->dims[k];
+    for (int k = 1; k < data->rank; k++) dims[rank++] = data->dims[k];
+    value *v = new_const(im, data->f ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT : ONNX__TENSOR_PROTO__DATA_TYPE__INT64, rank, dims);
+    bool in_order = data->f && data->rank == 2 && ids->rank == 1;
+    for (int64_t k = 0; k < ids->numel; k++) {
+        int64_t r = ids->i[k] < 0 ? ids->i[k] + data->dims[0] : ids->i[k];
+        if (r < 0 || r >= data->dims[0]) return fail(im, "index %lld is out of range for %lld rows", (long long)ids->i[k], (long long)data->dims[0]);
+        in_order &= r == k;
+        if (data->f) memcpy(v->f + k * row, data->f + r * row, (size_t)row * sizeof(float));
+        else memcpy(v->i + k * row, data->i + r * row, (size_t)row * sizeof(int64_t));
+    }
+    v->rows_of = in_order ? data : NULL;
+    return bind_const(im, v);
+}
+
+/* Cast of a constant (to FLOAT, INT64, INT32 or BOOL), or of a computed tensor to its own type. */
+static bool op_cast(imp *im) {
+    if (!only(im, "to saturate") || !one_output(im)) return false;
+    value *x = input(im, 0);
+    if (!x) return false;
+    int64_t to = attr_i(im, "to", 0);
+    bool to_float = to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    bool to_int = to == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
+    if (x->node >= 0) {
+        pn_dtype t = im->g->nodes[x->node].dtype;
+        if (!((to_float && t == PN_F32) || (to_int && t == PN_I32)))
+            return fail(im, "to = %s of a computed %s tensor is not supported", type_name((int)to), pn_dtype_name(t));
+        bind(im, im->node->output[0], x->node);
+        return true;
+    }
+    if (x->why) return fail(im, "constant '%s': %s", x->name, x->why);
+    bool to_bool = to == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
+    if (!to_float && !to_int && !to_bool) return fail(im, "to = %s is not supported", type_name((int)to));
+    value *v = new_const(im, to_float ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT : to_bool ? (int)to : ONNX__TENSOR_PROTO__DATA_TYPE__INT64,
+                         x->rank, x->dims);
+    for (int64_t k = 0; k < x->numel && to_bool; k++) v->i[k] = x->f ? x->f[k] != 0 : x->i[k] != 0;
+    for (int64_t k = 0; k < x->numel && !to_bool; k++) {
+        if (x->i && x->i[k] == BATCH_DIM && !to_int) return fail(im, "the batch size is not known when compiling");
+        if (to_float) v->f[k] = x->f ? x->f[k] : (float)x->i[k];
+        else if (x->i) v->i[k] = x->i[k];
+        else if (!(x->f[k] > -9.2e18f && x->f[k] < 9.2e18f)) return fail(im, "the value %g cannot be cast to an integer", (double)x->f[k]);
+        else v->i[k] = (int64_t)x->f[k];
+    }
+    return bind_const(im, v);
+}
+
+/* Range of integer scalar constants: start, start + delta, ... before limit. */
+static bool op_range(imp *im) {
+    if (!only(im, "") || !one_output(im)) return false;
+    int64_t a[3];
+    for (int k = 0; k < 3; k++) {
+        value *c = cst(im, k, ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+        if (!c) return false;
+        if (c->numel != 1) return fail(im, "input %d must be a scalar", k);
+        if (c->i[0] == BATCH_DIM) return fail(im, "a range over the batch is not supported: the batch size is not known when compiling");
+        a[k] = c->i[0];
+    }
+    if (a[2] == 0) return fail(im, "delta must not be 0");
+    if (a[0] < -PN_MAX_DIM || a[0] > PN_MAX_DIM || a[1] < -PN_MAX_DIM || a[1] > PN_MAX_DIM)
+        return fail(im, "start and limit must lie within [%d, %d]", -PN_MAX_DIM, PN_MAX_DIM);
+    int64_t n = (a[1] - a[0] + a[2] - (a[2] > 0 ? 1 : -1)) / a[2];
+    if (n < 0) n = 0;
+    if (n > (int64_t)1 << 24) return fail(im, "a range of %lld values is not supported", (long long)n);
+    value *v = new_const(im, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, &n);
+    for (int64_t k = 0; k < n; k++) v->i[k] = a[0] + k * a[2];
+    return bind_const(im, v);
+}
+
+/* A constant sliced on axes ax[0..n) to [lo[k], hi[k]): a constant (GPT's `mask[:, :, :T, :T]`). */
+static bool slice_constant(imp *im, const value *c, const int64_t *lo, const int64_t *hi, const int64_t *ax, int n) {
+    int64_t first[PN_MAX_RANK], dims[PN_MAX_RANK];
+    for (int k = 0; k < c->rank; k++) first[k] = 0, dims[k] = c->dims[k];
+    for (int k = 0; k < n; k++) first[ax[k]] = lo[k], dims[ax[k]] = hi[k] - lo[k];
+    value *v = new_const(im, c->dtype, c->rank, dims);
+    for (int64_t o = 0; o < v->numel; o++) {
+        int64_t rest = o, src = 0, stride = 1;
+        for (int k = c->rank - 1; k >= 0; k--) {
+            src += (first[k] + rest % dims[k]) * stride;
+            rest /= dims[k];
+            stride *= c->dims[k];
+        }
+        if (c->f) v->f[o] = c->f[src];
+        else v->i[o] = c->i[src];
+    }
+    return bind_const(im, v);
+}
+
+/* Add, Sub, Mul or Div (op '+', '-', '*', '/') of two constants of one shape, or of one and a scalar:
+ * a constant (shape arithmetic such as `C // heads`); integers divide as C does, as ONNX says.
+ * False (and no error) when an input is computed. */
+static bool fold_arith(imp *im, char op) {
+    const Onnx__NodeProto *nd = im->node;
+    value *a = nd->n_input == 2 ? pn_strmap_get(&im->values, S(nd->input[0])) : NULL;
+    value *b = a ? pn_strmap_get(&im->values, S(nd->input[1])) : NULL;
+    if (!b || a->node >= 0 || b->node >= 0 || nd->n_attribute) return false;
+    if (!one_output(im)) return true;
+    if (a->why || b->why || (!a->f && !a->i) || (!b->f && !b->i))
+        return fail(im, "constant '%s': %s", a->why ? a->name : b->name, a->why ? a->why : b->why ? b->why : "it holds no values");
+    if ((a->f != NULL) != (b->f != NULL)) return fail(im, "the constants are of different types");
+    const value *big = a->numel >= b->numel ? a : b;
+    bool same = a->rank == b->rank && a->numel == b->numel;
+    for (int k = 0; same && k < a->rank; k++) same = a->dims[k] == b->dims[k];
+    if (!same && a->numel != 1 && b->numel != 1) return fail(im, "only constants of one shape, or one and a scalar, are supported");
+    value *v = new_const(im, a->f ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT : ONNX__TENSOR_PROTO__DATA_TYPE__INT64, big->rank, big->dims);
+    for (int64_t k = 0; k < v->numel; k++) {
+        int64_t i = a->numel == 1 ? 0 : k, j = b->numel == 1 ? 0 : k;
+        if (a->f) {
+            float x = a->f[i], y = b->f[j];
+            v->f[k] = op == '+' ? x + y : op == '-' ? x - y : op == '*' ? x * y : x / y;
+            continue;
+        }
+        int64_t x = a->i[i], y = b->i[j], r = 0;
+        if (x == BATCH_DIM || y == BATCH_DIM) return fail(im, "arithmetic on the batch size is not supported: it is not known when compiling");
+        bool over = op == '+' ? __builtin_add_overflow(x, y, &r) : op == '-' ? __builtin_sub_overflow(x, y, &r)
+                    : op == '*' ? __builtin_mul_overflow(x, y, &r) : (y == 0 || (x == INT64_MIN && y == -1));
+        if (over) return fail(im, "the integer %s of %lld and %lld is not defined", op == '/' ? "quotient" : "result", (long long)x, (long long)y);
+        v->i[k] = op == '/' ? x / y : r;
+    }
+    return bind_const(im, v);
+}
+
+/* Equal of two constants of one shape, or of a constant and a scalar constant: a BOOL constant
+ * (GPT's `mask == 0`, before a Where). */
+static bool op_equal(imp *im) {
+    if (!only(im, "") || !one_output(im)) return false;
+    value *a = input(im, 0), *b = a ? input(im, 1) : NULL;
+    if (!b) return false;
+    if (a->node >= 0 || b->node >= 0) return fail(im, "Equal of computed tensors is not supported (only of constants)");
+    if (a->why || b->why) return fail(im, "constant '%s': %s", a->why ? a->name : b->name, a->why ? a->why : b->why);
+    if (b->numel != 1 && a->numel == 1) {
+        value *t = a;
+        a = b, b = t;
+    }
+    bool same = a->rank == b->rank && a->numel == b->numel;
+    for (int k = 0; same && k < a->rank; k++) same = a->dims[k] == b->dims[k];
+    if (!same && b->numel != 1) return fail(im, "only constants of one shape, or one and a scalar, are supported");
+    value *v = new_const(im, ONNX__TENSOR_PROTO__DATA_TYPE__BOOL, a->rank, a->dims);
+    for (int64_t k = 0; k < a->numel; k++) {
+        int64_t j = b->numel == 1 ? 0 : k;
+        double x = a->f ? a->f[k] : (double)a->i[k], y = b->f ? b->f[j] : (double)b->i[j];
+        v->i[k] = x == y;
+    }
+    return bind_const(im, v);
+}
+
+/* Unsqueeze of a constant (axes an attribute before opset 13, an input from 13): a constant. */
+static bool op_unsqueeze(imp *im) {
+    if (!only(im, im->opset < 13 ? "axes" : "") || !one_output(im)) return false;
+    value *x = input(im, 0);
+    if (!x) return false;
+    if (x->node >= 0) return fail(im, "Unsqueeze of a computed tensor is not supported (only of constants)");
+    if (x->why) return fail(im, "constant '%s': %s", x->name, x->why);
+    int64_t axes[PN_MAX_RANK];
+    int n = -1;
+    if (im->opset < 13) {
+        n = attr_ints(im, "axes", axes, PN_MAX_RANK);
+    } else {
+        value *c = cst(im, 1, ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+        if (!c) return false;
+        if (c->numel <= PN_MAX_RANK) {
+            n = (int)c->numel;
+            for (int k = 0; k < n; k++) axes[k] = c->i[k];
+        }
+    }
+    int r = x->rank + n;
+    if (n < 0 || r > PN_MAX_RANK) return fail(im, "axes must name at most %d new axes", PN_MAX_RANK - x->rank);
+    bool one[PN_MAX_RANK] = {false};
+    for (int k = 0; k < n; k++) {
+        int64_t a = axes[k] < 0 ? axes[k] + r : axes[k];
+        if (a < 0 || a >= r || one[a]) return fail(im, "axis %lld is out of range or repeated", (long long)axes[k]);
+        one[a] = true;
+    }
+    int64_t dims[PN_MAX_RANK];
+    for (int k = 0, j = 0; k < r; k++) dims[k] = one[k] ? 1 : x->dims[j++];
+    value *v = new_const(im, x->dtype, r, dims);
+    if (x->f) memcpy(v->f, x->f, (size_t)x->numel * sizeof(float));
+    else memcpy(v->i, x->i, (size_t)x->numel * sizeof(int64_t));
+    return bind_const(im, v);
+}
+
+/* Concat of 1-d integer constants (a shape: `view(B, T, C)` is Shape, Gather, Unsqueeze, Concat). */
+static bool concat_constants(imp *im) {
+    int64_t dims[1] = {0};
+    int nin = (int)im->node->n_input;
+    for (int k = 0; k < nin; k++) {
+        value *c = cst(im, k, ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+        if (!c) return false;
+        if (c->rank != 1) return fail(im, "only 1-d integer constants are concatenated");
+        dims[0] += c->numel;
+    }
+    if (dims[0] > PN_MAX_RANK * 8) return fail(im, "a constant of %lld values is not supported", (long long)dims[0]);
+    value *v = new_const(im, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, dims);
+    int64_t at = 0;
+    for (int k = 0; k < nin; k++) {
+        value *c = pn_strmap_get(&im->values, im->node->input[k]);
+        memcpy(v->i + at, c->i, (size_t)c->numel * sizeof(int64_t));
+        at += c->numel;
+    }
+    return bind_const(im, v);
+}
+
+/* Slice of a computed tensor by constant starts, ends, axes (default: the first ones) and steps 1:
+ * one `slice` per axis that it narrows. Out-of-range ends are clamped, as ONNX says. */
+static bool op_slice(imp *im) {
+    bool attrs = im->opset < 10;
+    if (!only(im, attrs ? "axes ends starts" : "") || !one_output(im)) return false;
+    value *xv = input(im, 0);
+    if (!xv) return false;
+    if (xv->node < 0 && xv->why) return fail(im, "constant '%s': %s", xv->name, xv->why);
+    int x = xv->node;
+    int64_t v[4][PN_MAX_RANK];
+    int n[4] = {-1, -1, -1, -1};
+    static const char *const names[] = {"starts", "ends", "axes", "steps"};
+    for (int k = 0; k < 4; k++) {
+        if (attrs) {
+            n[k] = k < 3 ? attr_ints(im, names[k], v[k], PN_MAX_RANK) : -1;
+            if (n[k] < 0 && attr(im, names[k])) return fail(im, "%s has too many entries", names[k]);
+            continue;
+        }
+        if (!has_input(im, 1 + k)) continue;
+        value *c = cst(im, 1 + k, ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+        if (!c) return false;
+        if (c->rank != 1 || c->numel > PN_MAX_RANK) return fail(im, "%s must be a 1-d constant of at most %d values", names[k], PN_MAX_RANK);
+        n[k] = (int)c->numel;
+        for (int j = 0; j < n[k]; j++) v[k][j] = c->i[j];
+    }
+    if (n[0] < 0 || n[1] != n[0] || (n[2] >= 0 && n[2] != n[0]) || (n[3] >= 0 && n[3] != n[0]))
+        return fail(im, "starts, ends, axes and steps must be given with as many values");
+    int y = x, todo = 0, done = 0;
+    unsigned seen = 0;
+    pn_shape cs = {.rank = xv->rank}; /* a constant's shape */
+    for (int k = 0; k < xv->rank && x < 0; k++) cs.d[k] = xv->dims[k];
+    const pn_shape *s = x >= 0 ? &im->g->nodes[x].shape : &cs;
+    int64_t lo[PN_MAX_RANK], hi[PN_MAX_RANK], ax[PN_MAX_RANK];
+    for (int k = 0; k < n[0]; k++) {
+        int64_t a = n[2] >= 0 ? v[2][k] : k;
+        if (a < 0) a += s->rank;
+        if (a < 0 || a >= s->rank) return fail(im, "axis %lld is out of range", (long long)(n[2] >= 0 ? v[2][k] : k));
+        if (n[3] >= 0 && v[3][k] != 1) return fail(im, "steps = %lld is not supported (only 1)", (long long)v[3][k]);
+        if (seen & (1u << a)) return fail(im, "axis %lld is given twice", (long long)a);
+        seen |= 1u << a;
+        int64_t d = s->d[a], b = v[0][k], e = v[1][k];
+        if (d == PN_BATCH) {
+            if ((b == 0 || b <= -PN_MAX_DIM) && e >= PN_MAX_DIM) continue; /* the whole batch */
+            return fail(im, "slicing the batch axis is not supported");
+        }
+        b = b < 0 ? b + d : b, e = e < 0 ? e + d : e;
+        b = b < 0 ? 0 : b > d ? d : b, e = e < 0 ? 0 : e > d ? d : e;
+        if (e <= b) return fail(im, "the slice of axis %lld would be empty", (long long)a);
+        if (b == 0 && e == d) continue;
+        lo[todo] = b, hi[todo] = e, ax[todo] = a;
+        todo++;
+    }
+    if (x < 0) return slice_constant(im, xv, lo, hi, ax, todo);
+    for (int k = 0; k < todo; k++) {
+        char *name = done + 1 < todo ? pn_xasprintf("%s_%d", im->node->output[0], done + 1) : NULL;
+        pn_node sl = {.name = ident(im, name ? name : im->node->output[0]), .op = PN_OP_SLICE};
+        free(name);
+        sl.ia[PN_AXIS] = ax[k], sl.ia[PN_SLICE_START] = lo[k], sl.ia[PN_SLICE_END] = hi[k];
+        if ((y = add(im, &sl, (int32_t[]){y}, 1, NULL, 0)) < 0) return false;
+        done++;
+    }
+    bind(im, im->node->output[0], y);
+    return true;
+}
+
+/* ---- patterns of attention: learned positions, the causal mask -------------------------------- */
+
+/* Add of a computed x [batch, ..., T, D] and rows 0..T-1 of an embedding table [vocab, D] (what
+ * PyTorch exports for `x + pos(arange(T))`): x + embedding(positions(x, axis = rank - 2)), the
+ * table the embedding's weight. False (and no error) when the Add is not that. */
+static bool positions_pattern(imp *im) {
+    const Onnx__NodeProto *nd = im->node;
+    if (nd->n_input != 2 || nd->n_output != 1 || nd->n_attribute) return false;
+    value *a = pn_strmap_get(&im->values, S(nd->input[0])), *b = pn_strmap_get(&im->values, S(nd->input[1]));
+    if (!a || !b) return false;
+    bool first = a->node < 0;
+    value *rows = first ? a : b, *x = first ? b : a;
+    if (x->node < 0 || !rows->rows_of) return false;
+    const pn_shape *s = &im->g->nodes[x->node].shape;
+    int r = s->rank;
+    if (!pn_shape_batched(s) || r < 3 || s->d[r - 2] != rows->dims[0] || s->d[r - 1] != rows->dims[1] || im->g->nodes[x->node].dtype != PN_F32)
+        return false;
+    const value *table = rows->rows_of;
+    pn_node p = {.name = layer_name_with(im, table, "_positions"), .op = PN_OP_POSITIONS};
+    p.ia[PN_AXIS] = r - 2;
+    int pos = add(im, &p, (int32_t[]){x->node}, 1, NULL, 0);
+    if (pos < 0) return true;
+    pn_node e = {.name = layer_name(im, table), .op = PN_OP_EMBEDDING};
+    e.ia[PN_EMB_VOCAB] = table->dims[0];
+    e.ia[PN_EMB_DIM] = table->dims[1];
+    int emb = add(im, &e, (int32_t[]){pos}, 1, NULL, 0);
+    if (emb < 0) return true;
+    weight(im, emb, 0, table->f);
+    pn_node sum = plain(im, PN_OP_ADD);
+    int id = add(im, &sum, first ? (int32_t[]){emb, x->node} : (int32_t[]){x->node, emb}, 2, NULL, 0);
+    if (id >= 0) bind(im, nd->output[0], id);
+    return true;
+}
+
+/* A mask value that removes an entry from a softmax: -inf, or at most -1e4 (exp underflows). */
+static bool masks(double v) { return v <= -1e4; }
+
+/* Constant m, over the scores s [batch, ..., T, S] (m's leading dimensions 1), is the causal mask:
+ * kind 0 adds 0 where j <= i and a masking value where j > i; kind 1 is true where j > i (masked_fill);
+ * kind 2 true where j <= i (Where(m, scores, -inf)). */
+static bool is_causal(const value *m, const pn_shape *s, int kind) {
+    int r = s->rank;
+    if (m->why || m->rank < 2 || (kind == 0 ? !m->f : !m->i)) return false; /* leading dimensions 1: numel says */
+    int64_t T = s->d[r - 2], S2 = s->d[r - 1];
+    if (m->dims[m->rank - 2] != T || m->dims[m->rank - 1] != S2 || m->numel != T * S2) return false;
+    for (int64_t i = 0; i < T; i++)
+        for (int64_t j = 0; j < S2; j++) {
+            int64_t k = i * S2 + j;
+            bool masked = kind == 0 ? masks(m->f[k]) : (m->i[k] != 0) == (kind == 1);
+            if (masked != (j > i) || (kind == 0 && !masked && m->f[k] != 0)) return false;
+        }
+    return true;
+}
+
+/* The causal mask before a softmax over the last axis, as PyTorch exports it: Add(scores, M) with M
+ * a constant of 0 and -inf (or a large negative value), or Where(mask, -inf, scores) of a boolean
+ * constant (masked_fill), then Softmax: one causal_softmax node, at the Add or Where, the Softmax
+ * absorbed. False (and no error) when it does not match. */
+static bool causal_pattern(imp *im, size_t index) {
+    const Onnx__NodeProto *nd = im->node;
+    bool where = strcmp(S(nd->op_type), "Where") == 0;
+    if (nd->n_input != (where ? 3u : 2u) || nd->n_output != 1 || nd->n_attribute) return false;
+    value *in[3] = {NULL};
+    for (size_t k = 0; k < nd->n_input; k++)
+        if (!(in[k] = pn_strmap_get(&im->values, S(nd->input[k])))) return false;
+    const value *scores = NULL, *mask = NULL;
+    int kind = 0;
+    double v;
+    if (!where) {
+        scores = in[0]->node >= 0 ? in[0] : in[1];
+        mask = in[0]->node >= 0 ? in[1] : in[0];
+    } else if (in[2]->node >= 0 && scalar_is(im, nd->input[1], 0.0 / 0.0, &v) && masks(v)) {
+        scores = in[2], mask = in[0], kind = 1;
+    } else if (in[1]->node >= 0 && scalar_is(im, nd->input[2], 0.0 / 0.0, &v) && masks(v)) {
+        scores = in[1], mask = in[0], kind = 2;
+    }
+    if (!scores || scores->node < 0 || mask->node >= 0) return false;
+    const pn_shape *s = &im->g->nodes[scores->node].shape;
+    if (s->rank < 2 + pn_shape_batched(s) || !is_causal(mask, s, kind)) return false;
+    int j = next_op(im, index, nd->output[0], "Softmax");
+    if (j < 0) return false;
+    const Onnx__NodeProto *sm = im->gp->node[j];
+    int64_t axis = im->opset >= 13 ? -1 : 1;
+    for (size_t k = 0; k < sm->n_attribute; k++) {
+        if (strcmp(S(sm->attribute[k]->name), "axis") != 0) return false;
+        axis = sm->attribute[k]->i;
+    }
+    if (axis < 0) axis += s->rank;
+    if (axis != s->rank - 1) return false;
+    pn_node n = {.name = ident(im, sm->output[0]), .op = PN_OP_CAUSAL_SOFTMAX};
+    int id = add(im, &n, (int32_t[]){scores->node}, 1, NULL, 0);
+    if (id < 0) return true;
+    im->absorbed[j] = true;
+    bind(im, sm->output[0], id);
+    return true;
+}
+
 /* MatMul: A B with B a 2-d constant is a dense layer (its bias the vector a lone Add then adds); two
  * computed tensors are a matmul. */
 static bool op_matmul(imp *im, size_t index) {
@@ -587,6 +1033,7 @@ static bool op_matmul(imp *im, size_t index) {
     for (int64_t u = 0; u < N; u++)
         for (int64_t k = 0; k < K; k++) w[u * K + k] = b->f[k * N + u];
     const float *bias = NULL;
+    const value *named = b;
     int j = sole_reader(im, index, im->node->output[0]);
     const Onnx__NodeProto *add_node = j >= 0 ? im->gp->node[j] : NULL;
     if (add_node && strcmp(S(add_node->op_type), "Add") == 0 && add_node->n_input == 2 && add_node->n_output == 1 &&
@@ -596,9 +1043,11 @@ static bool op_matmul(imp *im, size_t index) {
         if (c && c->node < 0 && c->f && c->rank == 1 && c->numel == N) {
             bias = c->f;
             im->absorbed[j] = true;
+            /* PyTorch's MatMul weight is a transposed copy ("onnx::MatMul_74"); its bias keeps "q.bias". */
+            if (!stem_len(S(b->name), ".weight") && stem_len(S(c->name), ".bias")) named = c;
         }
     }
-    bool ok = dense(im, x, b, N, K, w, bias);
+    bool ok = dense(im, x, named, N, K, w, bias);
     if (ok && bias) bind(im, add_node->output[0], im->g->nnodes - 1);
     free(w);
     return ok;
@@ -666,6 +1115,12 @@ static bool op_concat(imp *im) {
     int32_t in[MAX_IN];
     int nin = (int)im->node->n_input;
     if (nin < 1 || nin > MAX_IN) return fail(im, "%d inputs are not supported (1 to %d)", nin, MAX_IN);
+    bool constants = true;
+    for (int k = 0; k < nin && constants; k++) {
+        value *c = pn_strmap_get(&im->values, S(im->node->input[k]));
+        constants = c && c->node < 0;
+    }
+    if (constants) return concat_constants(im);
     for (int k = 0; k < nin; k++)
         if ((in[k] = act(im, k)) < 0) return false;
     pn_node n = plain(im, PN_OP_CONCAT);
@@ -721,7 +1176,16 @@ static bool op_alias(imp *im, bool dropout) {
         if (t->node >= 0 || (t->i && t->i[0]) || (!t->i && t->numel))
             return fail(im, "training_mode must be a constant false");
     }
-    int x = act(im, 0);
+    value *in = input(im, 0);
+    if (in && in->node < 0 && !dropout) { /* PyTorch shares equal initializers through Identity */
+        value *v = new_value(im, im->node->output[0]);
+        const char *name = v->name;
+        *v = *in;
+        v->name = name;
+        pn_strmap_put(&im->values, v->name, v);
+        return true;
+    }
+    int x = in ? act(im, 0) : -1;
     if (x >= 0) bind(im, im->node->output[0], x);
     return x >= 0;
 }
@@ -1074,6 +1538,9 @@ static bool op_prelu(imp *im) {
 /* Gather on axis 0 of a 2-d FLOAT initializer [vocab, dim] by computed ids: an embedding. */
 static bool op_gather(imp *im) {
     if (!only(im, "axis") || !one_output(im)) return false;
+    value *data = input(im, 0), *ix = data ? input(im, 1) : NULL;
+    if (!ix) return false;
+    if (data->node < 0 && ix->node < 0) return gather_constants(im, data, ix);
     if (attr_i(im, "axis", 0) != 0) return fail(im, "axis = %lld is not supported (only 0)", (long long)attr_i(im, "axis", 0));
     value *table = cst(im, 0, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT);
     int ids = table ? act(im, 1) : -1;
@@ -1119,11 +1586,12 @@ static bool reshape(imp *im, int x, const int64_t *want, int n) {
     if (batched) {
         bool rest_infers = false;
         for (int k = 1; k < n; k++) rest_infers |= want[k] == -1;
-        if (n < 1 || !(want[0] == 0 || (want[0] == -1 && !rest_infers)))
+        if (n < 1 || !(want[0] == 0 || want[0] == BATCH_DIM || (want[0] == -1 && !rest_infers)))
             return fail(im, "the new shape must keep the batch dimension first (0, or -1 with the other dimensions given)");
         start = 1;
     }
     for (int k = start; k < n; k++) {
+        if (want[k] == BATCH_DIM) return fail(im, "dimension %d of the new shape is the batch size, which only dimension 0 may be", k);
         if (want[k] == 0) {
             if (k >= s->rank) return fail(im, "dimension %d of the new shape copies a dimension the input does not have", k);
             list[nlist++] = s->d[k];
@@ -1320,6 +1788,84 @@ static bool op_constant(imp *im) {
     return true;
 }
 
+/* ---- 1-d windows: Conv, MaxPool, AveragePool and GlobalAveragePool over [N, C, L] --------------- */
+
+/* Node input 0 is a computed 3-d tensor [N, C, L]. */
+static bool is_1d(imp *im) {
+    const value *v = im->node->n_input ? pn_strmap_get(&im->values, S(im->node->input[0])) : NULL;
+    return v && v->node >= 0 && im->g->nodes[v->node].shape.rank == 3;
+}
+
+/* Attribute a of a 1-d window with a height of 1 in front: kernel_shape, strides and dilations
+ * [a] -> [1, a], pads [b, e] -> [0, b, 0, e]; any other attribute as it is. */
+static Onnx__AttributeProto *attr_2d(imp *im, const Onnx__AttributeProto *a) {
+    Onnx__AttributeProto *b = pn_arena_alloc(&im->arena, sizeof *b);
+    *b = *a;
+    const char *n = S(a->name);
+    bool pads = !strcmp(n, "pads");
+    if ((pads || !strcmp(n, "kernel_shape") || !strcmp(n, "strides") || !strcmp(n, "dilations")) && a->n_ints == (pads ? 2u : 1u)) {
+        b->n_ints = pads ? 4 : 2;
+        b->ints = pn_arena_alloc(&im->arena, 4 * sizeof(int64_t));
+        if (pads) b->ints[0] = 0, b->ints[1] = a->ints[0], b->ints[2] = 0, b->ints[3] = a->ints[1];
+        else b->ints[0] = 1, b->ints[1] = a->ints[0];
+    }
+    return b;
+}
+
+/* The key of name's 4-d form: name#2d. Messages may show it. */
+static char *key_2d(imp *im, const char *name) {
+    char *k = pn_xasprintf("%s#2d", S(name));
+    char *kept = pn_arena_strdup(&im->arena, k);
+    free(k);
+    return kept;
+}
+
+/* A 1-d Conv, MaxPool, AveragePool or GlobalAveragePool (op: PN_OP_CONV2D, ...): its 2-d form over
+ * x reshaped to [N, C, 1, L], with a Conv's W [M, C, k] as [M, C, 1, k], then reshaped back. The 2-d
+ * node is imported by its own function from a copy of the node that reads and writes the 4-d
+ * tensors under keys of their own. */
+static bool window_1d(imp *im, pn_op op) {
+    const Onnx__NodeProto *nd = im->node;
+    if (!one_output(im)) return false;
+    int x = act(im, 0);
+    if (x < 0) return false;
+    const pn_shape *s = &im->g->nodes[x].shape;
+    bool batched = pn_shape_batched(s);
+    int64_t list[4] = {s->d[0], s->d[1], 1, s->d[2]};
+    int in4 = step(im, PN_OP_RESHAPE, "2d", (int32_t[]){x}, 1, list + batched, 4 - batched, 0);
+    if (in4 < 0) return false;
+    Onnx__NodeProto copy = *nd;
+    char **inputs = pn_arena_alloc(&im->arena, (nd->n_input + 1) * sizeof *inputs), *outputs[1];
+    Onnx__AttributeProto **attrs = pn_arena_alloc(&im->arena, (nd->n_attribute + 1) * sizeof *attrs);
+    for (size_t k = 0; k < nd->n_input; k++) inputs[k] = nd->input[k];
+    for (size_t k = 0; k < nd->n_attribute; k++) attrs[k] = attr_2d(im, nd->attribute[k]);
+    inputs[0] = key_2d(im, nd->input[0]);
+    outputs[0] = key_2d(im, nd->output[0]);
+    bind(im, inputs[0], in4);
+    if (op == PN_OP_CONV2D && nd->n_input >= 2) {
+        value *w = pn_strmap_get(&im->values, S(nd->input[1]));
+        if (w && w->node < 0 && w->rank == 3) {
+            value *w4 = pn_arena_alloc(&im->arena, sizeof *w4);
+            *w4 = *w; /* the same data and name: the layer is named after it */
+            w4->rank = 4;
+            w4->dims[3] = w->dims[2], w4->dims[2] = 1;
+            inputs[1] = key_2d(im, nd->input[1]);
+            pn_strmap_put(&im->values, inputs[1], w4);
+        }
+    }
+    copy.input = inputs, copy.output = outputs, copy.n_output = 1, copy.attribute = attrs;
+    im->node = &copy;
+    bool ok = op == PN_OP_CONV2D ? op_conv(im) : op == PN_OP_GLOBAL_AVGPOOL ? op_global_avgpool(im) : op_pool(im, op);
+    im->node = nd;
+    const value *y = ok ? pn_strmap_get(&im->values, outputs[0]) : NULL;
+    if (!y) return false;
+    const pn_shape *ys = &im->g->nodes[y->node].shape;
+    int64_t back[3] = {ys->d[0], ys->d[1], ys->d[3]};
+    int id = step(im, PN_OP_RESHAPE, NULL, (int32_t[]){y->node}, 1, back + batched, 3 - batched, 0);
+    if (id >= 0) bind(im, nd->output[0], id);
+    return id >= 0;
+}
+
 static bool import_node(imp *im, size_t index) {
     const Onnx__NodeProto *nd = im->node;
     const char *op = S(nd->op_type);
@@ -1329,9 +1875,9 @@ static bool import_node(imp *im, size_t index) {
     if (fold_node(im, op, &folded)) return folded;
     if (!strcmp(op, "Gemm")) return op_gemm(im);
     if (!strcmp(op, "MatMul")) return op_matmul(im, index);
-    if (!strcmp(op, "Add")) return op_binary(im, PN_OP_ADD);
-    if (!strcmp(op, "Sub")) return op_binary(im, PN_OP_SUB);
-    if (!strcmp(op, "Mul")) return op_binary(im, PN_OP_MUL);
+    if (!strcmp(op, "Add")) return fold_arith(im, '+') || positions_pattern(im) || causal_pattern(im, index) || op_binary(im, PN_OP_ADD);
+    if (!strcmp(op, "Sub")) return fold_arith(im, '-') || op_binary(im, PN_OP_SUB);
+    if (!strcmp(op, "Mul")) return fold_arith(im, '*') || op_binary(im, PN_OP_MUL);
     if (!strcmp(op, "Relu")) return op_unary(im, PN_OP_RELU, "");
     if (!strcmp(op, "LeakyRelu")) return op_unary(im, PN_OP_LEAKY_RELU, "alpha");
     if (!strcmp(op, "Sigmoid")) return op_unary(im, PN_OP_SIGMOID, "");
@@ -1340,10 +1886,10 @@ static bool import_node(imp *im, size_t index) {
     if (!strcmp(op, "LogSoftmax")) return op_softmax(im, PN_OP_LOG_SOFTMAX);
     if (!strcmp(op, "Flatten")) return op_flatten(im);
     if (!strcmp(op, "Reshape")) return op_reshape(im);
-    if (!strcmp(op, "Conv")) return op_conv(im);
-    if (!strcmp(op, "MaxPool")) return op_pool(im, PN_OP_MAXPOOL2D);
-    if (!strcmp(op, "AveragePool")) return op_pool(im, PN_OP_AVGPOOL2D);
-    if (!strcmp(op, "GlobalAveragePool")) return op_global_avgpool(im);
+    if (!strcmp(op, "Conv")) return is_1d(im) ? window_1d(im, PN_OP_CONV2D) : op_conv(im);
+    if (!strcmp(op, "MaxPool")) return is_1d(im) ? window_1d(im, PN_OP_MAXPOOL2D) : op_pool(im, PN_OP_MAXPOOL2D);
+    if (!strcmp(op, "AveragePool")) return is_1d(im) ? window_1d(im, PN_OP_AVGPOOL2D) : op_pool(im, PN_OP_AVGPOOL2D);
+    if (!strcmp(op, "GlobalAveragePool")) return is_1d(im) ? window_1d(im, PN_OP_GLOBAL_AVGPOOL) : op_global_avgpool(im);
     if (!strcmp(op, "BatchNormalization")) return op_batchnorm(im);
     if (!strcmp(op, "Identity")) return op_alias(im, false);
     if (!strcmp(op, "Dropout")) return op_alias(im, true);
@@ -1352,12 +1898,19 @@ static bool import_node(imp *im, size_t index) {
     if (!strcmp(op, "Elu")) return op_elu_softplus(im, PN_OP_ELU);
     if (!strcmp(op, "Softplus")) return op_elu_softplus(im, PN_OP_SOFTPLUS);
     if (!strcmp(op, "PRelu")) return op_prelu(im);
-    if (!strcmp(op, "Div")) return gelu_pattern(im, index) || op_div(im);
+    if (!strcmp(op, "Div")) return fold_arith(im, '/') || gelu_pattern(im, index) || op_div(im);
     if (!strcmp(op, "ReduceMean")) return layernorm_pattern(im, index) || fail(im, "only the LayerNorm pattern of ReduceMean is supported");
     if (!strcmp(op, "Transpose")) return op_transpose(im);
     if (!strcmp(op, "Gather")) return op_gather(im);
     if (!strcmp(op, "Concat")) return op_concat(im);
     if (!strcmp(op, "LayerNormalization")) return op_layernorm(im);
+    if (!strcmp(op, "Shape")) return op_shape(im);
+    if (!strcmp(op, "Cast")) return op_cast(im);
+    if (!strcmp(op, "Range")) return op_range(im);
+    if (!strcmp(op, "Slice")) return op_slice(im);
+    if (!strcmp(op, "Equal")) return op_equal(im);
+    if (!strcmp(op, "Unsqueeze")) return op_unsqueeze(im);
+    if (!strcmp(op, "Where")) return causal_pattern(im, index) || fail(im, "only the causal mask before a Softmax is supported");
     return fail(im, "the op is not supported");
 }
 
@@ -1376,6 +1929,7 @@ static bool import_input(imp *im, const Onnx__ValueInfoProto *vi) {
         return fail(im, "input '%s' has %zu dimensions (1 to %d are supported)", name, tt->shape->n_dim, PN_MAX_RANK);
     /* Integer inputs (token ids) are i32: the executables read int64 .npy files and check the range. */
     pn_node n = {.name = ident(im, name), .op = PN_OP_INPUT, .dtype = ints ? PN_I32 : PN_F32, .flags = PN_NODE_NAMED};
+    n.source_name = source_name(im, name, n.name);
     n.shape.rank = (int)tt->shape->n_dim;
     for (int k = 0; k < n.shape.rank; k++) {
         const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[k];
@@ -1414,7 +1968,7 @@ static bool import_graph(imp *im) {
     }
     for (size_t k = 0; k < gp->n_node; k++) {
         im->node = gp->node[k];
-        if (!im->absorbed[k] && !import_node(im, k)) return false;
+        if (!im->absorbed[k] && (!import_node(im, k) || im->failed)) return false; /* a pattern may match, then fail */
     }
     im->node = NULL;
     if (gp->n_output == 0) return fail(im, "the graph has no outputs");
@@ -1430,6 +1984,7 @@ static bool import_graph(imp *im) {
         const char *out = ident(im, name);
         pn_strmap_put(&im->taken, node_name, (void *)1);
         pn_graph_add_output(im->g, out, v->node, PN_NOLOC);
+        im->g->outputs[im->g->noutputs - 1].source_name = source_name(im, name, out);
     }
     return true;
 }

@@ -75,9 +75,16 @@ static void shape_text(const pnetrt_tensor_desc *t, char *buf, size_t n) {
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
+static bool same(const char *s, const char *name, size_t len) { return s && strlen(s) == len && strncmp(s, name, len) == 0; }
+
+/* The tensor named name[0..len): by the model file's own name (an ONNX graph's "input.1"), else by
+ * its identifier (input_1); -1 when none is. The file's names come first, so that each of them finds
+ * its tensor even where it is another tensor's identifier. */
 static int find(const pnetrt_tensor_desc *ts, int64_t n, const char *name, size_t len) {
     for (int64_t i = 0; i < n; i++)
-        if (strlen(ts[i].name) == len && strncmp(ts[i].name, name, len) == 0) return (int)i;
+        if (same(ts[i].source_name, name, len)) return (int)i;
+    for (int64_t i = 0; i < n; i++)
+        if (same(ts[i].name, name, len)) return (int)i;
     return -1;
 }
 
@@ -567,18 +574,24 @@ static void rank_report(const pnetrt_desc *d, int K, int64_t B) {
     pnetrt_rank_report(stdout, &x, K, B);
 }
 
+/* An input or output of info: its identifier and shape, and the model file's own name beside them. */
+static void print_io(const pnetrt_tensor_desc *t, const char *shape) {
+    if (t->source_name) printf("  %s %s (\"%s\" in the model)\n", t->name, shape, t->source_name);
+    else printf("  %s %s\n", t->name, shape);
+}
+
 static int cmd_info(const pnetrt_desc *d, int K, int64_t B) {
     char a[64], b[64], buf[128];
     printf("network %s (target %s)\n\n", d->name, d->target);
     printf("inputs:\n");
     for (int64_t i = 0; i < d->ninputs; i++) {
         shape_text(&d->inputs[i], buf, sizeof buf);
-        printf("  %s %s\n", d->inputs[i].name, buf);
+        print_io(&d->inputs[i], buf);
     }
     printf("outputs:\n");
     for (int64_t i = 0; i < d->noutputs; i++) {
         shape_text(&d->outputs[i], buf, sizeof buf);
-        printf("  %s %s\n", d->outputs[i].name, buf);
+        print_io(&d->outputs[i], buf);
     }
     printf("\nlayers:\n  %-28s %-14s %-22s %12s %14s %6s %6s\n", "name", "op", "shape", "params", "flops/sample", "stage", "shard");
     int64_t params = 0, flops = 0;

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-_Static_assert(sizeof(pnetrt_tensor_desc) == 16 * 8, "pnetrt_tensor_desc must be 16 eight-byte fields");
+_Static_assert(sizeof(pnetrt_tensor_desc) == 17 * 8, "pnetrt_tensor_desc must be 17 eight-byte fields");
 _Static_assert(sizeof(pnetrt_layer_desc) == 10 * 8, "pnetrt_layer_desc must be 10 eight-byte fields");
 _Static_assert(sizeof(pnetrt_desc) == 34 * 8, "pnetrt_desc must be 34 eight-byte fields");
 

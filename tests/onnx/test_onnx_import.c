@@ -3,6 +3,7 @@
 #include "onnx/onnx.h"
 #include "onnx/onnx.pb-c.h"
 
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -539,6 +540,186 @@ static void test_hostile(void **state) {
     expect_error(m, "node 'r' (Relu, opset 13): input 'nowhere' is not defined before the node");
 }
 
+/* The graph's own input and output names stay beside their identifiers (the executables take both). */
+static void test_source_names(void **state) {
+    model *m = model_new(13);
+    input(m, "input.1", 2, batch4);
+    input(m, "x", 2, batch4);
+    node(m, "Add", "a", "input.1 x", "onnx::Add_3");
+    node(m, "Relu", "r", "onnx::Add_3", "y");
+    output(m, "onnx::Add_3");
+    output(m, "y");
+    pn_onnx_weights w;
+    char err[512];
+    pn_graph *g = import(m, &w, err, sizeof err);
+    assert_non_null(g);
+    assert_string_equal(g->nodes[find(g, "input_1")].source_name, "input.1");
+    assert_null(g->nodes[find(g, "x")].source_name);
+    assert_string_equal(g->outputs[0].name, "onnx__Add_3");
+    assert_string_equal(g->outputs[0].source_name, "onnx::Add_3");
+    assert_null(g->outputs[1].source_name);
+    pn_onnx_weights_free(&w);
+    pn_graph_free(g);
+}
+
+/* A BOOL initializer, from 0/1 values. */
+static void init_bool(model *m, const char *name, int rank, const int64_t *dims, const int32_t *v) {
+    init(m, name, rank, dims, NULL, (const int64_t *)v);
+    Onnx__TensorProto *t = m->inits[m->g.n_initializer - 1];
+    t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__BOOL;
+    t->n_int32_data = t->n_int64_data;
+    t->int32_data = (int32_t *)v;
+    t->n_int64_data = 0;
+    t->int64_data = NULL;
+}
+
+/* PyTorch's decoder attention: x + pos(arange(x.shape[1])) through Shape, Gather, Cast and Range,
+ * and masked_fill's Where before a Softmax: embedding(positions(x)) and causal_softmax. */
+static void test_positions_causal(void **state) {
+    model *m = model_new(13);
+    static const int64_t xd[] = {-1, 3, 2}, pd[] = {5, 2}, one[] = {1}, md[] = {3, 3};
+    static const float P[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, ninf[1] = {-INFINITY};
+    static const int64_t i1[] = {1}, i0[] = {0};
+    static const int32_t mask[9] = {0, 1, 1, 0, 0, 1, 0, 0, 0};
+    input(m, "x", 3, xd);
+    init(m, "pos.weight", 2, pd, P, NULL);
+    init(m, "one", 0, one, NULL, i1);
+    init(m, "zero", 0, one, NULL, i0);
+    init(m, "ninf", 0, one, ninf, NULL);
+    init_bool(m, "mask", 2, md, mask);
+    node(m, "Shape", "sh", "x", "shape");
+    attr_i(node(m, "Gather", "g", "shape one", "T"), "axis", 0);
+    attr_i(node(m, "Cast", "c", "T", "T64"), "to", ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+    node(m, "Range", "rg", "zero T64 one", "ar");
+    node(m, "Gather", "gp", "pos.weight ar", "pe");
+    node(m, "Add", "add", "x pe", "h");
+    attr_ints(node(m, "Transpose", "t", "h", "ht"), "perm", 3, (const int64_t[]){0, 2, 1});
+    node(m, "MatMul", "mm", "h ht", "s");
+    node(m, "Where", "w", "mask ninf s", "sm");
+    attr_i(node(m, "Softmax", "sx", "sm", "y"), "axis", -1);
+    output(m, "y");
+    pn_onnx_weights w;
+    char err[512];
+    pn_graph *g = import(m, &w, err, sizeof err);
+    if (!g) fail_msg("%s", err);
+    int pos = find(g, "pos_positions"), emb = find(g, "pos"), add = find(g, "h"), sm = find(g, "y");
+    assert_true(pos >= 0 && emb >= 0 && add >= 0 && sm >= 0);
+    assert_int_equal(g->nodes[pos].op, PN_OP_POSITIONS);
+    assert_int_equal(g->nodes[pos].ia[PN_AXIS], 1);
+    assert_int_equal(g->nodes[emb].op, PN_OP_EMBEDDING);
+    assert_int_equal(g->nodes[emb].ia[PN_EMB_VOCAB], 5);
+    assert_int_equal(g->nodes[add].op, PN_OP_ADD);
+    assert_int_equal(g->nodes[sm].op, PN_OP_CAUSAL_SOFTMAX);
+    assert_true(weight_data(&w, "pos.weight") && weight_data(&w, "pos.weight")[9] == 9);
+    pn_onnx_weights_free(&w);
+    pn_graph_free(g);
+
+    /* Not the causal mask (the diagonal masked too): Where is refused. */
+    static const int32_t strict[9] = {1, 1, 1, 0, 1, 1, 0, 0, 1};
+    m = model_new(13);
+    static const int64_t sd[] = {-1, 3, 3};
+    input(m, "s", 3, sd);
+    init(m, "ninf", 0, one, ninf, NULL);
+    init_bool(m, "mask", 2, md, strict);
+    node(m, "Where", "w", "mask ninf s", "sm");
+    node(m, "Softmax", "sx", "sm", "y");
+    output(m, "y");
+    expect_error(m, "node 'w' (Where, opset 13): only the causal mask before a Softmax is supported");
+}
+
+/* Shape arithmetic that needs the batch size, and Slice's limits. */
+static void test_shape_ops(void **state) {
+    static const int64_t one[] = {1}, i0[] = {0}, i1[] = {1}, xd[] = {-1, 6, 2};
+    model *m = model_new(13);
+    input(m, "x", 3, xd);
+    init(m, "zero", 0, one, NULL, i0);
+    init(m, "one", 0, one, NULL, i1);
+    node(m, "Shape", "sh", "x", "shape");
+    attr_i(node(m, "Gather", "g", "shape zero", "N"), "axis", 0);
+    node(m, "Range", "rg", "zero N one", "y");
+    output(m, "y");
+    expect_error(m, "node 'rg' (Range, opset 13): a range over the batch is not supported: the batch size is not known when compiling");
+
+    static const int64_t st[] = {1}, en[] = {5}, ax[] = {1}, sp[] = {2}, big[] = {INT64_MAX};
+    m = model_new(13);
+    input(m, "x", 3, xd);
+    init(m, "st", 1, one, NULL, st);
+    init(m, "en", 1, one, NULL, en);
+    init(m, "ax", 1, one, NULL, ax);
+    init(m, "sp", 1, one, NULL, sp);
+    node(m, "Slice", "sl", "x st en ax sp", "y");
+    output(m, "y");
+    expect_error(m, "node 'sl' (Slice, opset 13): steps = 2 is not supported (only 1)");
+
+    m = model_new(13); /* an end past the axis is clamped */
+    input(m, "x", 3, xd);
+    init(m, "st", 1, one, NULL, st);
+    init(m, "en", 1, one, NULL, big);
+    init(m, "ax", 1, one, NULL, ax);
+    node(m, "Slice", "sl", "x st en ax", "y");
+    output(m, "y");
+    pn_onnx_weights w;
+    char err[512];
+    pn_graph *g = import(m, &w, err, sizeof err);
+    if (!g) fail_msg("%s", err);
+    int y = find(g, "y");
+    assert_true(y >= 0);
+    assert_int_equal(g->nodes[y].op, PN_OP_SLICE);
+    assert_int_equal(g->nodes[y].ia[PN_SLICE_START], 1);
+    assert_int_equal(g->nodes[y].ia[PN_SLICE_END], 6);
+    assert_int_equal(g->nodes[y].shape.d[1], 5);
+    pn_onnx_weights_free(&w);
+    pn_graph_free(g);
+}
+
+/* `x.view(B, T, 2, C // 2)` with `B, T, C = x.size()`: the shape folded, the batch unknown. */
+static void test_view_shape(void **state) {
+    static const int64_t xd[] = {-1, 6, 4}, one[] = {1}, i0[] = {0}, i1[] = {1}, i2[] = {2}, ax0[] = {0};
+    model *m = model_new(13);
+    input(m, "x", 3, xd);
+    init(m, "zero", 0, one, NULL, i0);
+    init(m, "one", 0, one, NULL, i1);
+    init(m, "two", 0, one, NULL, i2);
+    init(m, "axes", 1, one, NULL, ax0);
+    node(m, "Shape", "sh", "x", "shape");
+    node(m, "Gather", "g0", "shape zero", "B");
+    node(m, "Gather", "g1", "shape one", "T");
+    node(m, "Gather", "g2", "shape two", "C");
+    node(m, "Div", "d", "C two", "half");
+    node(m, "Unsqueeze", "u0", "B axes", "B1");
+    node(m, "Unsqueeze", "u1", "T axes", "T1");
+    node(m, "Unsqueeze", "u2", "two axes", "H1");
+    node(m, "Unsqueeze", "u3", "half axes", "D1");
+    attr_i(node(m, "Concat", "c", "B1 T1 H1 D1", "shape4"), "axis", 0);
+    node(m, "Reshape", "r", "x shape4", "y");
+    output(m, "y");
+    pn_onnx_weights w;
+    char err[512];
+    pn_graph *g = import(m, &w, err, sizeof err);
+    if (!g) fail_msg("%s", err);
+    int y = find(g, "y");
+    assert_true(y >= 0);
+    assert_int_equal(g->nodes[y].op, PN_OP_RESHAPE);
+    assert_int_equal(g->nodes[y].shape.rank, 4);
+    assert_int_equal(g->nodes[y].shape.d[0], PN_BATCH);
+    assert_int_equal(g->nodes[y].shape.d[2], 2);
+    assert_int_equal(g->nodes[y].shape.d[3], 2);
+    pn_onnx_weights_free(&w);
+    pn_graph_free(g);
+
+    m = model_new(13); /* B * T needs the batch size */
+    input(m, "x", 3, xd);
+    init(m, "zero", 0, one, NULL, i0);
+    init(m, "one", 0, one, NULL, i1);
+    node(m, "Shape", "sh", "x", "shape");
+    node(m, "Gather", "g0", "shape zero", "B");
+    node(m, "Gather", "g1", "shape one", "T");
+    node(m, "Mul", "bt", "B T", "BT");
+    node(m, "Range", "rg", "zero BT one", "y");
+    output(m, "y");
+    expect_error(m, "node 'bt' (Mul, opset 13): arithmetic on the batch size is not supported: it is not known when compiling");
+}
+
 static void test_malformed(void **state) {
     pn_onnx_weights w;
     char err[512];
@@ -571,6 +752,8 @@ int main(void) {
         cmocka_unit_test(test_conv_group), cmocka_unit_test(test_conv_pads),   cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_shape_error), cmocka_unit_test(test_hostile),    cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_pad),         cmocka_unit_test(test_folded_pads), cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_source_names), cmocka_unit_test(test_positions_causal), cmocka_unit_test(test_shape_ops),
+        cmocka_unit_test(test_view_shape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
