@@ -7,6 +7,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The bias gradient of channels o0 .. o0 + n - 1: each sums its P values of dy in order, a chain of
+ * dependent additions; the n chains are interleaved, so that their additions overlap instead of
+ * each waiting for the one before (the same additions, so the same bits, as one channel at a time).
+ * The first sample writes, the others add. */
+enum { BIAS_CHAINS = 8 };
+static void bias_sums(cg *c, LLVMValueRef dys, LLVMValueRef gb, LLVMValueRef first, LLVMValueRef o0, int n, int64_t P) {
+    LLVMValueRef sacc[BIAS_CHAINS], row[BIAS_CHAINS];
+    for (int i = 0; i < n; i++) row[i] = cg_gep(c, dys, imul(c, iadd(c, o0, I(c, i)), I(c, P)));
+    cg_loop q;
+    cg_loop_begin(c, &q, I(c, 0), I(c, P), "q");
+    for (int i = 0; i < n; i++) sacc[i] = cg_loop_acc(c, &q, F(c, 0.0));
+    for (int i = 0; i < n; i++) cg_loop_next(&q, sacc[i], cg_fadd(c, sacc[i], cg_load(c, row[i], q.iv), true));
+    cg_loop_end(c, &q);
+    for (int i = 0; i < n; i++) {
+        LLVMValueRef at = iadd(c, o0, I(c, i));
+        LLVMValueRef prev = cg_load(c, gb, at);
+        cg_store(c, fsel(c, first, sacc[i], cg_fadd(c, prev, sacc[i], false)), gb, at);
+    }
+}
+
 /* ---- conv2d ------------------------------------------------------------------------------------
  * Per sample: colT[p][ci*KK + kh*KW + kw] = x[ci, oh*SH + kh - PH, ow*SW + kw - PW] (0 outside);
  * dW[O x CKK] += dy_s[O x P] colT; for dx, dcolT[P x CKK] = dy_s^T W, then scattered back
@@ -65,18 +85,18 @@ LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
         cg_if_end(c, &f);
     }
     if (nd->ia[PN_CONV_BIAS]) {
+        /* This thread's channels, BIAS_CHAINS at a time, then one at a time. */
         LLVMValueRef gb = cg_gep(c, gw, I(c, align16(O * CKK)));
         LLVMValueRef lo, hi;
         cg_split(c, I(c, O), &lo, &hi);
+        LLVMValueRef groups = idiv(c, isub(c, hi, lo), I(c, BIAS_CHAINS));
+        cg_loop og;
+        cg_loop_begin(c, &og, I(c, 0), groups, "og");
+        bias_sums(c, dys, gb, first, iadd(c, lo, imul(c, og.iv, I(c, BIAS_CHAINS))), BIAS_CHAINS, P);
+        cg_loop_end(c, &og);
         cg_loop o;
-        cg_loop_begin(c, &o, lo, hi, "o");
-        cg_loop q;
-        cg_loop_begin(c, &q, I(c, 0), I(c, P), "q");
-        LLVMValueRef sacc = cg_loop_acc(c, &q, F(c, 0.0));
-        cg_loop_next(&q, sacc, cg_fadd(c, sacc, cg_load(c, dys, iadd(c, imul(c, o.iv, I(c, P)), q.iv)), true));
-        cg_loop_end(c, &q);
-        LLVMValueRef prev = cg_load(c, gb, o.iv);
-        cg_store(c, fsel(c, first, sacc, cg_fadd(c, prev, sacc, false)), gb, o.iv);
+        cg_loop_begin(c, &o, iadd(c, lo, imul(c, groups, I(c, BIAS_CHAINS))), hi, "o");
+        bias_sums(c, dys, gb, first, o.iv, 1, P);
         cg_loop_end(c, &o);
     }
     if (need_dx) {
