@@ -7,6 +7,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The bias gradient of channels o0 .. o0 + n - 1: each sums its P values of dy in order, a chain of
+ * dependent additions; the n chains are interleaved, so that their additions overlap instead of
+ * each waiting for the one before (the same additions, so the same bits, as one channel at a time).
+ * The first sample writes, the others add. */
+enum { BIAS_CHAINS = 8 };
+static void bias_sums(cg *c, LLVMValueRef dys, LLVMValueRef gb, LLVMValueRef first, LLVMValueRef o0, int n, int64_t P) {
+    LLVMValueRef sacc[BIAS_CHAINS], row[BIAS_CHAINS];
+    for (int i = 0; i < n; i++) row[i] = cg_gep(c, dys, imul(c, iadd(c, o0, I(c, i)), I(c, P)));
+    cg_loop q;
+    cg_loop_begin(c, &q, I(c, 0), I(c, P), "q");
+    for (int i = 0; i < n; i++) sacc[i] = cg_loop_acc(c, &q, F(c, 0.0));
+    for (int i = 0; i < n; i++) cg_loop_next(&q, sacc[i], cg_fadd(c, sacc[i], cg_load(c, row[i], q.iv), true));
+    cg_loop_end(c, &q);
+    for (int i = 0; i < n; i++) {
+        LLVMValueRef at = iadd(c, o0, I(c, i));
+        LLVMValueRef prev = cg_load(c, gb, at);
+        cg_store(c, fsel(c, first, sacc[i], cg_fadd(c, prev, sacc[i], false)), gb, at);
+    }
+}
+
 /* ---- conv2d ------------------------------------------------------------------------------------
  * Per sample: colT[p][ci*KK + kh*KW + kw] = x[ci, oh*SH + kh - PH, ow*SW + kw - PW] (0 outside);
  * dW[O x CKK] += dy_s[O x P] colT; for dx, dcolT[P x CKK] = dy_s^T W, then scattered back
@@ -76,18 +96,18 @@ LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
         cg_if_end(c, &f);
     }
     if (nd->ia[PN_CONV_BIAS]) {
+        /* This thread's channels, BIAS_CHAINS at a time, then one at a time. */
         LLVMValueRef gb = cg_gep(c, gw, I(c, align16(O * WK)));
         LLVMValueRef lo, hi;
         cg_split(c, I(c, O), &lo, &hi);
+        LLVMValueRef groups = idiv(c, isub(c, hi, lo), I(c, BIAS_CHAINS));
+        cg_loop og;
+        cg_loop_begin(c, &og, I(c, 0), groups, "og");
+        bias_sums(c, dys, gb, first, iadd(c, lo, imul(c, og.iv, I(c, BIAS_CHAINS))), BIAS_CHAINS, P);
+        cg_loop_end(c, &og);
         cg_loop o;
-        cg_loop_begin(c, &o, lo, hi, "o");
-        cg_loop q;
-        cg_loop_begin(c, &q, I(c, 0), I(c, P), "q");
-        LLVMValueRef sacc = cg_loop_acc(c, &q, F(c, 0.0));
-        cg_loop_next(&q, sacc, cg_fadd(c, sacc, cg_load(c, dys, iadd(c, imul(c, o.iv, I(c, P)), q.iv)), true));
-        cg_loop_end(c, &q);
-        LLVMValueRef prev = cg_load(c, gb, o.iv);
-        cg_store(c, fsel(c, first, sacc, cg_fadd(c, prev, sacc, false)), gb, o.iv);
+        cg_loop_begin(c, &o, iadd(c, lo, imul(c, groups, I(c, BIAS_CHAINS))), hi, "o");
+        bias_sums(c, dys, gb, first, o.iv, 1, P);
         cg_loop_end(c, &o);
     }
     if (need_dx) {
@@ -146,6 +166,59 @@ LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
 }
 
 /* ---- pooling ---------------------------------------------------------------------------------- */
+
+/* Shuffle mask of lanes first, first + step, ... (n of them), as i32 constants. */
+static LLVMValueRef lanes(cg *c, int n, int first, int step) {
+    LLVMValueRef l[64];
+    for (int i = 0; i < n; i++) l[i] = LLVMConstInt(c->i32, (unsigned long long)(first + i * step), 0);
+    return LLVMConstVector(l, (unsigned)n);
+}
+
+/* Max-pool 2x2, stride 2, over a plane it tiles exactly (H = 2 OH, W = 2 OW): the scalar loop's
+ * routing, VW windows at a time. A window row's two columns are the even and odd lanes of 2 VW
+ * floats of x; each window's first element equal to its stored maximum takes dy, in the scalar
+ * order (row 0 column 0, row 0 column 1, row 1 column 0, row 1 column 1), the others 0 (or + 0
+ * with acc), so the values are the scalar loop's. */
+static void pool2_bwd_vec(cg *c, LLVMValueRef xp, LLVMValueRef yp, LLVMValueRef dyp, LLVMValueRef dxp, int64_t OH,
+                          int64_t OW, bool acc) {
+    int VW, MR, NV;
+    cg_gemm_shape(c, &VW, &MR, &NV);
+    int64_t W = 2 * OW;
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW), vt2 = LLVMVectorType(c->f32, (unsigned)(2 * VW));
+    LLVMValueRef even = lanes(c, VW, 0, 2), odd = lanes(c, VW, 1, 2), zero = LLVMConstNull(vt);
+    LLVMValueRef inter[64]; /* even and odd lanes back into one row: lane 2i from a[i], 2i + 1 from b[i] */
+    for (int i = 0; i < 2 * VW; i++) inter[i] = LLVMConstInt(c->i32, (unsigned long long)(i % 2 ? VW + i / 2 : i / 2), 0);
+    LLVMValueRef weave = LLVMConstVector(inter, (unsigned)(2 * VW));
+    cg_loop oh;
+    cg_loop_begin(c, &oh, I(c, 0), I(c, OH), "oh");
+    for (int64_t ob = 0; ob < OW; ob += VW) {
+        int n = (int)(OW - ob < VW ? OW - ob : VW);
+        LLVMValueRef m1 = cg_mask_const(c, VW, n), m2 = cg_mask_const(c, 2 * VW, 2 * n);
+        LLVMValueRef at = iadd(c, imul(c, oh.iv, I(c, OW)), I(c, ob));
+        LLVMValueRef d = cg_masked_load(c, vt, cg_gep(c, dyp, at), m1);
+        LLVMValueRef m = cg_masked_load(c, vt, cg_gep(c, yp, at), m1);
+        LLVMValueRef row[2], v[4], found = NULL;
+        for (int kh = 0; kh < 2; kh++) {
+            row[kh] = iadd(c, imul(c, iadd(c, imul(c, oh.iv, I(c, 2)), I(c, kh)), I(c, W)), I(c, 2 * ob));
+            LLVMValueRef xr = cg_masked_load(c, vt2, cg_gep(c, xp, row[kh]), m2);
+            LLVMValueRef cols[2] = {LLVMBuildShuffleVector(c->b, xr, xr, even, ""), LLVMBuildShuffleVector(c->b, xr, xr, odd, "")};
+            for (int kw = 0; kw < 2; kw++) {
+                LLVMValueRef eq = LLVMBuildFCmp(c->b, LLVMRealOEQ, cols[kw], m, "");
+                LLVMValueRef hit = found ? LLVMBuildAnd(c->b, eq, LLVMBuildNot(c->b, found, ""), "") : eq;
+                found = found ? LLVMBuildOr(c->b, found, eq, "") : eq;
+                v[kh * 2 + kw] = cg_select(c, hit, d, zero);
+            }
+        }
+        for (int kh = 0; kh < 2; kh++) {
+            LLVMValueRef out = LLVMBuildShuffleVector(c->b, v[kh * 2], v[kh * 2 + 1], weave, "");
+            LLVMValueRef p = cg_gep(c, dxp, row[kh]);
+            if (acc) out = LLVMBuildFAdd(c->b, cg_masked_load(c, vt2, p, m2), out, "");
+            cg_masked_store(c, out, p, m2);
+        }
+    }
+    cg_loop_end(c, &oh);
+}
+
 LLVMValueRef cg_bwd_pool(cg *c, int node, const bool *acc) {
     const pn_graph *g = c->g;
     const pn_node *nd = &g->nodes[node];
@@ -167,7 +240,9 @@ LLVMValueRef cg_bwd_pool(cg *c, int node, const bool *acc) {
     if (!acc[0] && (!tiled || H != OH * KH || W != OW * KW)) {
         cg_zero(c, dxp, I(c, 0), I(c, H * W));
     }
-    if (tiled) {
+    if (tiled && KH == 2 && KW == 2 && H == 2 * OH && W == 2 * OW && c->x86) {
+        pool2_bwd_vec(c, xp, yp, dyp, dxp, OH, OW, acc[0]);
+    } else if (tiled) {
         /* Windows tile the plane: each window's maximum takes dy, the rest of it 0 (or +0). */
         cg_loop oh;
         cg_loop_begin(c, &oh, I(c, 0), I(c, OH), "oh");

@@ -86,12 +86,61 @@ LLVMValueRef cg_gen_update(cg *c) {
     return c->fn;
 }
 
+/* Copies W[u][k] to W^T[k][u] for u in [u0, u1), k in [k0, k1), one element at a time. */
+static void transpose_scalar(cg *c, LLVMValueRef w, int64_t K, LLVMValueRef wt, int64_t U, LLVMValueRef u0, LLVMValueRef u1,
+                             LLVMValueRef k0, LLVMValueRef k1) {
+    cg_loop k;
+    cg_loop_begin(c, &k, k0, k1, "k");
+    cg_loop u;
+    cg_loop_begin(c, &u, u0, u1, "u");
+    cg_store(c, cg_load(c, w, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, u.iv, I(c, K), ""), k.iv, "")), wt,
+             LLVMBuildAdd(c->b, LLVMBuildMul(c->b, k.iv, I(c, U), ""), u.iv, ""));
+    cg_loop_end(c, &u);
+    cg_loop_end(c, &k);
+}
+
+/* One VW x VW block, W rows u0.. and lanes k0.. into W^T rows k0.. and lanes u0.., in registers:
+ * for d = VW/2, ..., 1 each pair of rows i, i + d (bit d of i clear) swaps its off-diagonal d-blocks,
+ * which swaps bit d of the row index with bit d of the lane index; after every d, row and lane
+ * have traded places. Each load and store is one row of VW floats. */
+static void transpose_block(cg *c, int VW, LLVMValueRef w, int64_t K, LLVMValueRef wt, int64_t U, LLVMValueRef u0,
+                            LLVMValueRef k0) {
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
+    LLVMValueRef r[16];
+    for (int i = 0; i < VW; i++) {
+        LLVMValueRef at = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, u0, I(c, i), ""), I(c, K), ""), k0, "");
+        r[i] = LLVMBuildLoad2(c->b, vt, cg_gep(c, w, at), "");
+        LLVMSetAlignment(r[i], 4);
+    }
+    for (int d = VW / 2; d >= 1; d /= 2)
+        for (int i = 0; i < VW; i++) {
+            if (i & d) continue;
+            LLVMValueRef mi[16], mj[16];
+            for (int l = 0; l < VW; l++) {
+                mi[l] = LLVMConstInt(c->i32, (unsigned long long)(l & d ? VW + l - d : l), 0);
+                mj[l] = LLVMConstInt(c->i32, (unsigned long long)(l & d ? VW + l : l + d), 0);
+            }
+            LLVMValueRef ni = LLVMBuildShuffleVector(c->b, r[i], r[i + d], LLVMConstVector(mi, (unsigned)VW), "");
+            LLVMValueRef nj = LLVMBuildShuffleVector(c->b, r[i], r[i + d], LLVMConstVector(mj, (unsigned)VW), "");
+            r[i] = ni;
+            r[i + d] = nj;
+        }
+    for (int i = 0; i < VW; i++) {
+        LLVMValueRef at = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, k0, I(c, i), ""), I(c, U), ""), u0, "");
+        LLVMSetAlignment(LLVMBuildStore(c->b, r[i], cg_gep(c, wt, at)), 4);
+    }
+}
+
 /* px__prep(call, ith, nth): at the start of a step, each dense layer's W [U, K] transposed into the
- * global area as W^T [K, U], the B operand of the forward GEMM. Split over k. Only the layers whose
- * W lies in the call's [elem_lo, elem_hi): a rank that trains one pipeline stage prepares (and
- * touches the global area of) its stage's layers alone. */
+ * global area as W^T [K, U], the B operand of the forward GEMM. Split over blocks of VW k (the
+ * vector width); a whole block goes through registers VW u at a time (transpose_block), the rest
+ * element by element, as the scalar twin did everything (tests: train.*, test_grad_ref). Only the
+ * layers whose W lies in the call's [elem_lo, elem_hi): a rank that trains one pipeline stage
+ * prepares (and touches the global area of) its stage's layers alone. */
 LLVMValueRef cg_gen_prep(cg *c) {
     const pn_graph *g = c->g;
+    int VW, MR, NV;
+    cg_gemm_shape(c, &VW, &MR, &NV);
     cg_step_begin(c, "prep");
     LLVMValueRef params = cg_tcp(c, TC_PARAMS), global = cg_tcp(c, TC_GLOBAL);
     LLVMValueRef elo = cg_tci(c, TC_ELEM_LO), ehi = cg_tci(c, TC_ELEM_HI);
@@ -100,29 +149,29 @@ LLVMValueRef cg_gen_prep(cg *c) {
         if (!g->tplan.live[i] || nd->op != PN_OP_DENSE) continue;
         int64_t U = nd->params[0].shape.d[0], K = nd->params[0].shape.d[1];
         LLVMValueRef w = cg_gep(c, params, I(c, g->plan.param_offset[i])), wt = cg_gep(c, global, I(c, g->tplan.global_off[i]));
-        /* Blocks of 16 k by 64 u: W is read a cache line at a time, W^T written in rows. */
-        int64_t KB = (K + 15) / 16, off = g->plan.param_offset[i];
+        int64_t KB = (K + VW - 1) / VW, KF = K / VW, UF = U / VW, off = g->plan.param_offset[i];
         LLVMValueRef in = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, I(c, off), ehi, ""),
                                        LLVMBuildICmp(c->b, LLVMIntSGT, I(c, off + U * K), elo, ""), "");
         LLVMValueRef lo, hi;
         cg_split(c, LLVMBuildSelect(c->b, in, I(c, KB), I(c, 0), ""), &lo, &hi);
         cg_loop kb;
         cg_loop_begin(c, &kb, lo, hi, "kb");
-        LLVMValueRef k0 = LLVMBuildMul(c->b, kb.iv, I(c, 16), "");
-        LLVMValueRef k1 = cg_smin(c, LLVMBuildAdd(c->b, k0, I(c, 16), ""), I(c, K));
-        cg_loop ub;
-        cg_loop_begin(c, &ub, I(c, 0), I(c, (U + 63) / 64), "ub");
-        LLVMValueRef u0 = LLVMBuildMul(c->b, ub.iv, I(c, 64), "");
-        LLVMValueRef u1 = cg_smin(c, LLVMBuildAdd(c->b, u0, I(c, 64), ""), I(c, U));
-        cg_loop k;
-        cg_loop_begin(c, &k, k0, k1, "k");
-        cg_loop u;
-        cg_loop_begin(c, &u, u0, u1, "u");
-        cg_store(c, cg_load(c, w, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, u.iv, I(c, K), ""), k.iv, "")), wt,
-                 LLVMBuildAdd(c->b, LLVMBuildMul(c->b, k.iv, I(c, U), ""), u.iv, ""));
-        cg_loop_end(c, &u);
-        cg_loop_end(c, &k);
-        cg_loop_end(c, &ub);
+        LLVMValueRef k0 = LLVMBuildMul(c->b, kb.iv, I(c, VW), "");
+        LLVMValueRef k1 = cg_smin(c, LLVMBuildAdd(c->b, k0, I(c, VW), ""), I(c, K));
+        cg_if whole;
+        cg_if_begin(c, &whole, LLVMBuildICmp(c->b, LLVMIntSLT, kb.iv, I(c, KF), ""));
+        if (UF > 0) {
+            cg_loop ub;
+            cg_loop_begin(c, &ub, I(c, 0), I(c, UF), "ub");
+            transpose_block(c, VW, w, K, wt, U, LLVMBuildMul(c->b, ub.iv, I(c, VW), ""), k0);
+            cg_loop_end(c, &ub);
+        }
+        if (UF * VW < U) transpose_scalar(c, w, K, wt, U, I(c, UF * VW), I(c, U), k0, k1);
+        cg_if_end(c, &whole);
+        cg_if part;
+        cg_if_begin(c, &part, LLVMBuildICmp(c->b, LLVMIntSGE, kb.iv, I(c, KF), ""));
+        transpose_scalar(c, w, K, wt, U, I(c, 0), I(c, U), k0, k1);
+        cg_if_end(c, &part);
         cg_loop_end(c, &kb);
     }
     LLVMBuildRetVoid(c->b);

@@ -67,6 +67,16 @@ void cg_tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMVal
                 LLVMValueRef bias) {
     int VW, MR, NV;
     cg_gemm_shape(c, &VW, &MR, &NV);
+    /* A narrow C (a known width under NV vectors: conv1's dW has Ci*KH*KW = 9 columns) takes
+     * fewer vectors per row and more rows per tile, so that fewer lanes idle under the mask. The
+     * sums are the same: each element still adds its k in ascending order. */
+    if (LLVMIsAConstantInt(n0) && LLVMIsAConstantInt(n1)) {
+        int64_t w = LLVMConstIntGetSExtValue(n1) - LLVMConstIntGetSExtValue(n0);
+        if (w > 0 && w <= (int64_t)VW * (NV - 1)) {
+            NV = (int)((w + VW - 1) / VW);
+            MR = NV == 1 ? 16 : 12;
+        }
+    }
     int64_t NR = (int64_t)VW * NV;
     LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
     LLVMTypeRef it = LLVMVectorType(c->i32, (unsigned)VW);
@@ -111,7 +121,7 @@ void cg_tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMVal
                              : bias ? cg_masked_load(c, vt, cg_gep(c, bias, iadd(c, col, I(c, j * VW))), mask[j])
                                     : LLVMConstNull(vt);
         }
-        cg_micro_tile_ex(c, arow, mr, bp, ldb, NULL, mask, I(c, 0), K, init, accv);
+        cg_micro_tile_win(c, arow, mr, NV, 1, 0, bp, ldb, NULL, mask, I(c, 0), K, init, accv);
         for (int i = 0; i < mr; i++)
             for (int j = 0; j < NV; j++) cg_masked_store(c, accv[i][j], cg_gep(c, crow[i], I(c, j * VW)), mask[j]);
         if (!full) cg_loop_end(c, &r);
