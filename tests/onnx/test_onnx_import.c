@@ -24,8 +24,34 @@ typedef struct model {
     Onnx__TensorProto *inits[16];
 } model;
 
+/* The models' pieces: kept here and freed when the tests end (release_all), so that
+ * LeakSanitizer sees no leak. */
+static void **kept;
+static size_t nkept, capkept;
+
+static void *keep(void *p) {
+    if (!p) return NULL;
+    if (nkept == capkept) {
+        capkept = capkept ? 2 * capkept : 256;
+        kept = realloc(kept, capkept * sizeof *kept);
+    }
+    kept[nkept++] = p;
+    return p;
+}
+
+static void *tcalloc(size_t n, size_t size) { return keep(calloc(n, size)); }
+static char *tstrdup(const char *s) { return keep(strdup(s)); }
+
+static int release_all(void **state) {
+    (void)state;
+    for (size_t i = 0; i < nkept; i++) free(kept[i]);
+    free(kept);
+    kept = NULL, nkept = capkept = 0;
+    return 0;
+}
+
 static model *model_new(int64_t opset) {
-    model *m = calloc(1, sizeof *m);
+    model *m = tcalloc(1, sizeof *m);
     onnx__model_proto__init(&m->m);
     onnx__graph_proto__init(&m->g);
     onnx__operator_set_id_proto__init(&m->opset);
@@ -46,18 +72,18 @@ static model *model_new(int64_t opset) {
 
 /* An f32 input; dims[k] < 0 is symbolic. */
 static void input(model *m, const char *name, int rank, const int64_t *dims) {
-    Onnx__ValueInfoProto *vi = calloc(1, sizeof *vi);
-    Onnx__TypeProto *t = calloc(1, sizeof *t);
-    Onnx__TypeProto__Tensor *tt = calloc(1, sizeof *tt);
-    Onnx__TensorShapeProto *s = calloc(1, sizeof *s);
+    Onnx__ValueInfoProto *vi = tcalloc(1, sizeof *vi);
+    Onnx__TypeProto *t = tcalloc(1, sizeof *t);
+    Onnx__TypeProto__Tensor *tt = tcalloc(1, sizeof *tt);
+    Onnx__TensorShapeProto *s = tcalloc(1, sizeof *s);
     onnx__value_info_proto__init(vi);
     onnx__type_proto__init(t);
     onnx__type_proto__tensor__init(tt);
     onnx__tensor_shape_proto__init(s);
     s->n_dim = (size_t)rank;
-    s->dim = calloc((size_t)rank, sizeof *s->dim);
+    s->dim = tcalloc((size_t)rank, sizeof *s->dim);
     for (int k = 0; k < rank; k++) {
-        Onnx__TensorShapeProto__Dimension *d = calloc(1, sizeof *d);
+        Onnx__TensorShapeProto__Dimension *d = tcalloc(1, sizeof *d);
         onnx__tensor_shape_proto__dimension__init(d);
         if (dims[k] < 0) d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM, d->dim_param = "N";
         else d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE, d->dim_value = dims[k];
@@ -74,7 +100,7 @@ static void input(model *m, const char *name, int rank, const int64_t *dims) {
 }
 
 static void output(model *m, const char *name) {
-    Onnx__ValueInfoProto *vi = calloc(1, sizeof *vi);
+    Onnx__ValueInfoProto *vi = tcalloc(1, sizeof *vi);
     onnx__value_info_proto__init(vi);
     vi->name = (char *)name;
     m->outs[m->g.n_output++] = vi;
@@ -82,7 +108,7 @@ static void output(model *m, const char *name) {
 
 /* An initializer of type dtype (FLOAT: f; INT64: i). */
 static void init(model *m, const char *name, int rank, const int64_t *dims, const float *f, const int64_t *i) {
-    Onnx__TensorProto *t = calloc(1, sizeof *t);
+    Onnx__TensorProto *t = tcalloc(1, sizeof *t);
     onnx__tensor_proto__init(t);
     t->name = (char *)name;
     t->n_dims = (size_t)rank;
@@ -98,26 +124,26 @@ static void init(model *m, const char *name, int rank, const int64_t *dims, cons
 
 /* A node: ins and outs are space-separated tensor names ("" for none). */
 static char **names(const char *list, size_t *n) {
-    char *copy = strdup(list), **v = calloc(16, sizeof *v);
+    char *copy = tstrdup(list), **v = tcalloc(16, sizeof *v);
     *n = 0;
     for (char *w = strtok(copy, " "); w; w = strtok(NULL, " ")) v[(*n)++] = w;
     return v;
 }
 
 static Onnx__NodeProto *node(model *m, const char *op, const char *name, const char *ins, const char *outs) {
-    Onnx__NodeProto *n = calloc(1, sizeof *n);
+    Onnx__NodeProto *n = tcalloc(1, sizeof *n);
     onnx__node_proto__init(n);
     n->op_type = (char *)op;
     n->name = (char *)name;
     n->input = names(ins, &n->n_input);
     n->output = names(outs, &n->n_output);
-    n->attribute = calloc(8, sizeof *n->attribute);
+    n->attribute = tcalloc(8, sizeof *n->attribute);
     m->nodes[m->g.n_node++] = n;
     return n;
 }
 
 static Onnx__AttributeProto *attr(Onnx__NodeProto *n, const char *name, Onnx__AttributeProto__AttributeType type) {
-    Onnx__AttributeProto *a = calloc(1, sizeof *a);
+    Onnx__AttributeProto *a = tcalloc(1, sizeof *a);
     onnx__attribute_proto__init(a);
     a->name = (char *)name;
     a->has_type = 1;
@@ -755,5 +781,5 @@ int main(void) {
         cmocka_unit_test(test_source_names), cmocka_unit_test(test_positions_causal), cmocka_unit_test(test_shape_ops),
         cmocka_unit_test(test_view_shape),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, release_all);
 }
