@@ -459,10 +459,13 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
     char used[96] = "";
     if (pnetrt_last_threads(m) != pnetrt_threads(m))
         snprintf(used, sizeof used, " (%d used: %s; PNET_ADAPTIVE_THREADS=0 uses all)", pnetrt_last_threads(m),
-                 pnetrt_last_claimed(m) ? "one per core" : "too little work for more");
+                 pnetrt_last_plan(m) == PNETRT_PLAN_CLAIMED ? "one per core"
+                 : pnetrt_last_plan(m) == PNETRT_PLAN_ONE ? "one runs faster on this busy machine"
+                                                           : "too little work for more");
     printf("network: %s, batch %lld, threads %d%s, replicas %d%s, %s, %d runs\n", d->name, batch, pnetrt_threads(m), used,
            pnetrt_last_replicas(m),
-           !picked ? "" : pnetrt_last_claimed(m) ? " (picked by the runtime: one thread each, claiming chunks)" : " (picked by the runtime)",
+           pnetrt_last_plan(m) == PNETRT_PLAN_CLAIMED && picked ? " (picked by the runtime: one thread each, claiming chunks)"
+           : picked ? " (picked by the runtime)" : "",
            pnetrt_pipelined(m) ? "pipelined" : "not pipelined", runs);
     printf("throughput: %.1f samples/s\n", (double)batch * runs / total);
     printf("latency: median %.3f ms, p90 %.3f ms, min %.3f ms per batch\n", lat[runs / 2] * 1e3,

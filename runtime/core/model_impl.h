@@ -59,14 +59,15 @@ struct pnetrt_model {
     bool replicas_set;   /* replicas chosen by the user, not the default */
     int last_replicas;   /* replicas of the last call */
     int last_team;       /* threads the last call ran on */
-    /* The two plans of a call whose replicas the runtime picks (infer.c, adaptive_plan): the
-     * static one and the claimed one, each one's recent seconds per sample (0: not yet measured),
-     * the calls since the last probe of the other, and the batch and team they were measured at. */
-    double plan_cost[2];
-    int plan_calls;
+    /* The plans of a call (infer.c, adaptive_plan: static, claimed, one thread): each one's recent
+     * seconds per sample (0: not yet measured), the calls since the last probe, which plan the next
+     * probe tries and after how many calls (0: PNETRT_PROBE_EVERY), and the batch and team they
+     * were measured at. */
+    double plan_cost[3];
+    int plan_calls, plan_next, plan_every;
     int64_t plan_batch;
     int plan_team;
-    bool last_claimed;   /* the last call claimed chunks (one thread per arena, no barriers) */
+    int last_plan;       /* the plan the last call took (PNETRT_PLAN_*, rt.h) */
     pnetrt_trainer *trainer; /* training state, made by the first training call */
     pnetrt_trainer_free_fn *trainer_free; /* the training module's hook that frees it */
     pnetrt_comm *comm;       /* the ranks it runs on (comm.h), or NULL: this process alone */

@@ -195,7 +195,7 @@ static int load(pnetrt_model *m, const char *path);
 static int reserve(pnetrt_model *m, int threads, int replicas);
 
 bool pnetrt_replicas_picked(const pnetrt_model *m) { return m->d->replicas <= 0 && !m->replicas_set; }
-bool pnetrt_last_claimed(const pnetrt_model *m) { return m && m->last_claimed; }
+int pnetrt_last_plan(const pnetrt_model *m) { return m ? m->last_plan : PNETRT_PLAN_STATIC; }
 
 int pnetrt_fail(pnetrt_model *m, const char *msg) {
     snprintf(m->err, sizeof m->err, "%s", msg);
