@@ -124,27 +124,27 @@ static int64_t claim_unit(const pnetrt_desc *d, int64_t batch, int workers) {
 enum { PLAN_STATIC = PNETRT_PLAN_STATIC, PLAN_CLAIMED = PNETRT_PLAN_CLAIMED, PLAN_ONE = PNETRT_PLAN_ONE, PLAN_COUNT };
 
 /* Which plan a call takes. Each plan's cost is its seconds per sample, measured on the calls that
- * take it (plan_measured); a call takes the cheapest, except that until every plan is measured,
+ * take it (plan_measured); a call takes the cheapest of the first nplans, except that until each is measured,
  * and then one call in PNETRT_PROBE_EVERY, it tries another (each in turn), so that a machine
  * which turns busy, or quiet again, is noticed within a few dozen calls. A new batch size or team
  * starts over. *probe: the call tries a plan that is not the cheapest. */
-static int adaptive_plan(pnetrt_model *m, int64_t batch, int team, bool *probe) {
+static int adaptive_plan(pnetrt_model *m, int64_t batch, int team, int nplans, bool *probe) {
     if (batch != m->plan_batch || team != m->plan_team) {
         for (int p = 0; p < PLAN_COUNT; p++) m->plan_cost[p] = 0;
         m->plan_batch = batch, m->plan_team = team, m->plan_calls = 0, m->plan_next = 0, m->plan_every = 0;
     }
     *probe = true;
-    for (int p = 0; p < PLAN_COUNT; p++)
+    for (int p = 0; p < nplans; p++)
         if (m->plan_cost[p] == 0) return p;
     int best = 0;
-    for (int p = 1; p < PLAN_COUNT; p++)
+    for (int p = 1; p < nplans; p++)
         if (m->plan_cost[p] < m->plan_cost[best]) best = p;
     *probe = false;
     if (++m->plan_calls < (m->plan_every ? m->plan_every : PNETRT_PROBE_EVERY)) return best;
     m->plan_calls = 0;
-    m->plan_next = (m->plan_next + 1) % (PLAN_COUNT - 1);
+    m->plan_next = (m->plan_next + 1) % (nplans - 1);
     *probe = true;
-    return (best + 1 + m->plan_next) % PLAN_COUNT;
+    return (best + 1 + m->plan_next) % nplans;
 }
 
 /* A plan's cost after a call of `seconds`: the mean with its last while it keeps being taken, the
@@ -352,7 +352,8 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
                                             : !piped && pnetrt_replicas_picked(m) && workers > 1 &&
                                                   batch >= 2 * claim_unit(d, batch, workers));
     bool probe = false;
-    int plan = adaptive ? adaptive_plan(m, batch, team, &probe) : PLAN_STATIC;
+    /* A pipeline stays a pipeline (static or claimed stages); picked replicas may also run alone. */
+    int plan = adaptive ? adaptive_plan(m, batch, team, pg >= 1 ? PLAN_ONE : PLAN_COUNT, &probe) : PLAN_STATIC;
     bool claimed = plan == PLAN_CLAIMED;
     m->last_plan = plan;
     double plan0 = pnetrt_now_s();
