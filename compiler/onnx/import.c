@@ -1253,8 +1253,9 @@ static bool op_pad(imp *im) {
 
 /* ---- constant folding: the shape arithmetic of older exports --------------------------------- */
 /* torch.onnx.export (1.13) computes a ZeroPad2d's pads with ConstantOfShape, Concat, Reshape,
- * Slice, Transpose and Cast of constants: such a node whose inputs are all constants is evaluated
- * here into a constant, which the node reading it (Pad) then takes as given. */
+ * Slice, Transpose and Cast of constants: such a node whose inputs are all constants (but Cast,
+ * which op_cast folds) is evaluated here into a constant, which the node reading it (Pad) then
+ * takes as given. */
 enum { FOLD_MAX_ELEMS = 1 << 20 };
 
 static bool all_constant(const imp *im) {
@@ -1467,25 +1468,12 @@ static bool fold_transpose(imp *im) {
     return true;
 }
 
-static bool fold_cast(imp *im) {
-    value *x = fold_in(im, 0);
-    if (!x) return false;
-    int64_t to = attr_i(im, "to", 0);
-    bool ints = to == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 || to == ONNX__TENSOR_PROTO__DATA_TYPE__INT32;
-    if (!ints && to != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) return fail(im, "a cast to %s is not supported", type_name((int)to));
-    value like = {.dtype = (int)to, .i = ints ? (int64_t[]){0} : NULL};
-    value *out = fold_out(im, &like, x->rank, x->dims);
-    if (!out) return false;
-    for (int64_t e = 0; e < out->numel; e++) fold_copy(out, e, x, e);
-    pn_strmap_put(&im->values, out->name, out);
-    return true;
-}
-
 /* Folds node op when it is one of the above and all its inputs are constants: *done then tells
  * whether it succeeded. False: not folded, the node is imported as usual. */
 static bool fold_node(imp *im, const char *op, bool *done) {
-    static const char *const ops[] = {"ConstantOfShape", "Concat", "Reshape", "Slice", "Transpose", "Cast"};
-    static bool (*const fns[])(imp *) = {fold_constant_of_shape, fold_concat, fold_reshape, fold_slice, fold_transpose, fold_cast};
+    /* Cast is op_cast's: it also folds constants, to BOOL too, and knows the batch size's mark. */
+    static const char *const ops[] = {"ConstantOfShape", "Concat", "Reshape", "Slice", "Transpose"};
+    static bool (*const fns[])(imp *) = {fold_constant_of_shape, fold_concat, fold_reshape, fold_slice, fold_transpose};
     for (size_t k = 0; k < sizeof ops / sizeof *ops; k++) {
         if (strcmp(op, ops[k]) != 0) continue;
         if (!all_constant(im)) return false;
