@@ -348,7 +348,7 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
      * (adaptive_plan; not with PNET_ADAPTIVE_THREADS=0): replicas that the runtime picks, static
      * or claimed; a one-replica pipeline of one thread per stage, bound or claimed. */
     int workers = team < m->narenas ? team : m->narenas;
-    bool adaptive = m->adaptive && (pg >= 1 ? pg == 1 && replicas == 1 && team == S
+    bool adaptive = m->adaptive && !m->schedule_set && (pg >= 1 ? pg == 1 && replicas == 1 && team == S
                                             : !piped && pnetrt_replicas_picked(m) && workers > 1 &&
                                                   batch >= 2 * claim_unit(d, batch, workers));
     bool probe = false;

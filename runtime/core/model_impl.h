@@ -68,6 +68,7 @@ struct pnetrt_model {
     int64_t plan_batch;
     int plan_team;
     int last_plan;       /* the plan the last call took (PNETRT_PLAN_*, rt.h) */
+    bool schedule_set;   /* the user set a schedule (pnetrt_set_schedule): calls take no other plan */
     pnetrt_trainer *trainer; /* training state, made by the first training call */
     pnetrt_trainer_free_fn *trainer_free; /* the training module's hook that frees it */
     pnetrt_comm *comm;       /* the ranks it runs on (comm.h), or NULL: this process alone */

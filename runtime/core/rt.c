@@ -608,6 +608,7 @@ double pnetrt_measured_bubble(const pnetrt_model *m) {
 
 static int set_schedule(pnetrt_model *m, const char *schedule) {
     if (!schedule) return pnetrt_failf(m, "no schedule given; expected serial, batch, pipeline or hybrid");
+    m->schedule_set = true; /* the user's schedule runs as asked: no adaptive plan (infer.c) */
     if (strcmp(schedule, "serial") == 0) return set_threads(m, 1) || set_replicas(m, 1) || set_pipeline(m, false);
     if (strcmp(schedule, "batch") == 0) return set_pipeline(m, false);
     if ((!strcmp(schedule, "pipeline") || !strcmp(schedule, "hybrid")) && m->d && m->d->nstages <= 1)
