@@ -121,7 +121,7 @@ static int64_t claim_unit(const pnetrt_desc *d, int64_t batch, int workers) {
  * replicas on groups joined by barriers, or a pipeline of a thread bound to each stage), the
  * claimed one (run_claimed, run_claimed_stages), and the whole call on one thread, which on a busy
  * machine beats any plan that waits for a thread the scheduler has not run. */
-enum { PLAN_STATIC = PNETRT_PLAN_STATIC, PLAN_CLAIMED = PNETRT_PLAN_CLAIMED, PLAN_ONE = PNETRT_PLAN_ONE, PLAN_COUNT };
+enum { PLAN_COUNT = PNETRT_PLAN_ONE + 1 };
 
 /* Which plan a call takes. Each plan's cost is its seconds per sample, measured on the calls that
  * take it (plan_measured); a call takes the cheapest of the first nplans, except that until each is measured,
@@ -353,20 +353,19 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
                                                   batch >= 2 * claim_unit(d, batch, workers));
     bool probe = false;
     /* A pipeline stays a pipeline (static or claimed stages); picked replicas may also run alone. */
-    int plan = adaptive ? adaptive_plan(m, batch, team, pg >= 1 ? PLAN_ONE : PLAN_COUNT, &probe) : PLAN_STATIC;
-    bool claimed = plan == PLAN_CLAIMED;
+    int plan = adaptive ? adaptive_plan(m, batch, team, pg >= 1 ? PNETRT_PLAN_ONE : PLAN_COUNT, &probe) : PNETRT_PLAN_STATIC;
     m->last_plan = plan;
     double plan0 = pnetrt_now_s();
-    if (plan == PLAN_ONE) {
+    if (plan == PNETRT_PLAN_ONE) {
         m->last_replicas = m->last_team = 1;
         pnetrt_barrier_bind(NULL);
         run_ctx one = {m, batch, inputs, outputs, 1, 1};
         run_replica(&one, 0, m->arenas[0], m->scratch, 0, 1);
         m->last_wall = 0;
-        plan_measured(m, PLAN_ONE, probe, pnetrt_now_s() - plan0, batch);
+        plan_measured(m, PNETRT_PLAN_ONE, probe, pnetrt_now_s() - plan0, batch);
         return 0;
     }
-    if (pg >= 1 && claimed) {
+    if (pg >= 1 && plan == PNETRT_PLAN_CLAIMED) {
         claim_pipe cp;
         memset(&cp, 0, sizeof cp);
         int64_t Q = (batch + d->chunk - 1) / d->chunk * m->microbatches;
@@ -378,7 +377,7 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
         }
         m->last_wall = pnetrt_now_s() - plan0;
         m->last_stream = atomic_load(&cp.streamed);
-        plan_measured(m, PLAN_CLAIMED, probe, m->last_wall, batch);
+        plan_measured(m, PNETRT_PLAN_CLAIMED, probe, m->last_wall, batch);
         return 0;
     }
     if (pg >= 1) {
@@ -413,11 +412,11 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
             }
         }
         m->last_wall = pnetrt_now_s() - wall0;
-        if (adaptive) plan_measured(m, PLAN_STATIC, probe, m->last_wall, batch);
+        if (adaptive) plan_measured(m, PNETRT_PLAN_STATIC, probe, m->last_wall, batch);
         return 0;
     }
     m->last_wall = 0;
-    if (claimed) {
+    if (plan == PNETRT_PLAN_CLAIMED) {
         m->last_replicas = m->last_team = workers;
         int64_t unit = claim_unit(d, batch, workers);
         _Atomic int64_t next = 0;
@@ -427,7 +426,7 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
             pnetrt_barrier_bind(NULL);
             run_claimed(&rc, &next, unit, t, m->arenas[t], m->scratch + (size_t)t * (size_t)d->scratch_bytes);
         }
-        plan_measured(m, PLAN_CLAIMED, probe, pnetrt_now_s() - plan0, batch);
+        plan_measured(m, PNETRT_PLAN_CLAIMED, probe, pnetrt_now_s() - plan0, batch);
         return 0;
     }
     if (team <= 1) {
@@ -452,7 +451,7 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
         for (int r = g; r < replicas; r += ng) run_replica(&rc, r, m->arenas[g], scratch, t - first, size);
         pnetrt_barrier_bind(NULL);
     }
-    if (adaptive) plan_measured(m, PLAN_STATIC, probe, pnetrt_now_s() - plan0, batch);
+    if (adaptive) plan_measured(m, PNETRT_PLAN_STATIC, probe, pnetrt_now_s() - plan0, batch);
     return 0;
 }
 
