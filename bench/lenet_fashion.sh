@@ -12,7 +12,7 @@
 #   --out      also write the report there
 # The data come from Debian's dataset-fashion-mnist (PNET_FASHION_DIR overrides the directory); the
 # compiler is build/pnetc (PNETC), PyTorch's Python /usr/bin/python3 (PY), on the private OpenBLAS
-# of bench/run.sh when it is there (build/bench/openblas/). Progress goes to stderr, the report
+# of bench/openblas.sh (never the reference BLAS). Progress goes to stderr, the report
 # (Markdown) to stdout.
 set -eu
 cd "$(dirname "$0")/.."
@@ -39,13 +39,7 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$pnetc" -O3 examples/lenet.pnet -o "$tmp/lenet"
-blas_dir="build/bench/openblas/usr/lib/x86_64-linux-gnu/openblas-openmp"
-torch_ld="${LD_LIBRARY_PATH:-}"
-if [ -f "$blas_dir/libblas.so.3" ]; then
-    torch_ld="$(pwd)/$blas_dir${torch_ld:+:$torch_ld}"
-else
-    echo "lenet_fashion.sh: warning: no $blas_dir (run bench/run.sh once); PyTorch runs on the system BLAS" >&2
-fi
+torch_ld="$(sh bench/openblas.sh)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"  # never the reference BLAS
 torch_env() { # torch_env BLAS_THREADS CMD...: PyTorch's process with that many BLAS threads
     b=$1; shift
     env LD_LIBRARY_PATH="$torch_ld" OMP_NUM_THREADS="$b" OPENBLAS_NUM_THREADS="$b" MKL_NUM_THREADS="$b" "$@"

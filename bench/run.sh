@@ -73,24 +73,9 @@ fi
 # 3. A private OpenBLAS for PyTorch: Debian's torch calls whatever libblas.so.3 is selected, and
 #    by default that is the unoptimised reference BLAS. Extracted, not installed, so that the
 #    system's BLAS alternative (and everything else using it) stays as it is.
-blas_dir="build/bench/openblas/usr/lib/x86_64-linux-gnu/openblas-openmp"
 blas_arg=""
 if [ "$system_blas" = 0 ]; then
-    if [ ! -f "$blas_dir/libblas.so.3" ]; then
-        echo "bench: fetching libopenblas0-openmp for PyTorch into build/bench/openblas/"
-        mkdir -p build/bench/openblas
-        tmp=$(mktemp -d)
-        if (cd "$tmp" && apt-get download -q libopenblas0-openmp >/dev/null 2>&1 ||
-            { $SUDO apt-get update -q >/dev/null && apt-get download -q libopenblas0-openmp >/dev/null 2>&1; }); then
-            dpkg-deb -x "$tmp"/libopenblas0-openmp_*.deb build/bench/openblas
-        fi
-        rm -rf "$tmp"
-    fi
-    if [ -f "$blas_dir/libblas.so.3" ]; then
-        blas_arg="--blas-lib=$(pwd)/$blas_dir"
-    else
-        echo "bench: warning: no OpenBLAS; PyTorch runs on the system BLAS" >&2
-    fi
+    blas_arg="--blas-lib=$(sh bench/openblas.sh)"
 fi
 
 # 4. pnet itself, as scripts/test.sh builds it, and the models.

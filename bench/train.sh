@@ -68,16 +68,11 @@ for m in $(echo "$models" | tr , ' '); do
     "$pnetc" -O3 "bench/models/$m.pnet" -o "$exe_dir/$m"
 done
 
-# 2. PyTorch's BLAS: the private OpenBLAS that bench/run.sh extracts (see bench/README.md).
-blas_dir="build/bench/openblas/usr/lib/x86_64-linux-gnu/openblas-openmp"
-torch_ld="${LD_LIBRARY_PATH:-}"
+# 2. PyTorch's BLAS: the private OpenBLAS of bench/openblas.sh (never the reference BLAS), unless
+#    --system-blas.
+torch_ld="${LD_LIBRARY_PATH:-}"; blas_name="system libblas.so.3"
 if [ "$system_blas" = 0 ]; then
-    if [ -f "$blas_dir/libblas.so.3" ]; then
-        torch_ld="$(pwd)/$blas_dir${torch_ld:+:$torch_ld}"
-    else
-        echo "train.sh: warning: no $blas_dir (run bench/run.sh once); PyTorch runs on the" \
-             "system BLAS" >&2
-    fi
+    torch_ld="$(sh bench/openblas.sh)${torch_ld:+:$torch_ld}"; blas_name="OpenBLAS (openmp)"
 fi
 
 tmo=$(awk -v s="$seconds" 'BEGIN { printf "%d", s * 3 + 120 }')  # covers start-up and warm-up
@@ -153,7 +148,7 @@ done
 
 # 4. The report: the table, then every PyTorch configuration of the rows on more than one thread.
 report=$(printf '%s' "$rows" | awk -v stamp="$(date '+%Y-%m-%d %H:%M')" -v host="$(hostname)" \
-    -v cores="$nproc" -v secs="$seconds" -v rounds="$rounds" '
+    -v cores="$nproc" -v secs="$seconds" -v rounds="$rounds" -v blas="$blas_name" '
     function group(s,   r) { r = ""; while (length(s) > 3) { r = "," substr(s, length(s) - 2) r;
                                                              s = substr(s, 1, length(s) - 3) }
                              return s r }
@@ -161,7 +156,7 @@ report=$(printf '%s' "$rows" | awk -v stamp="$(date '+%Y-%m-%d %H:%M')" -v host=
                       return x >= 10 ? sprintf("%.1f", x) : sprintf("%.2f", x) }
     function label(c) { if (c == "-") return "—"; sub(/x/, " × ", c); return c }
     BEGIN { printf "pnet vs PyTorch training (SGD momentum, cross-entropy) — %s, %s, %d cores, " \
-                   "median of %d interleaved rounds of %g s\n\n", stamp, host, cores, rounds, secs
+                   "median of %d interleaved rounds of %g s; PyTorch on %s\n\n", stamp, host, cores, rounds, secs, blas
             print "| model | batch | threads | pnet samples/s | PyTorch samples/s | PyTorch torch × BLAS threads | pnet/PyTorch | pnet efficiency | PyTorch efficiency |"
             print "|---|---:|---:|---:|---:|---|---:|---:|---:|" }
     # Efficiency: samples/s over threads times the 1-thread row of the same model and batch.
