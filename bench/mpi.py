@@ -13,7 +13,9 @@ For each case (bench/models/*.pnet; deep_mlp gets an mse train block, as in benc
 one after the other in every round (interleaved), R rounds (3), and reports the median samples/s
 of each, their ratio (the distributed-runs issue's target: ranks >= 0.9 x threads), and the share
 of the ranks' run spent in communication (waiting on messages included) that `bench` reports per
-rank. K defaults to the machine's cores. Report on stdout (and --out), progress on stderr.
+rank, and (from the ranks run's --trace) the part of it after the last rank reached each
+collective call: the transfer, without the waiting on a slower rank. K defaults to the machine's
+cores. Report on stdout (and --out), progress on stderr.
 """
 import argparse
 import os
@@ -45,6 +47,36 @@ def run(cmd):
     m = re.search(r"^ranks: \d+; time in communication.*$", out, re.M)
     shares = [float(x) for x in re.findall(r"\(([0-9.]+)%\)", m.group(0))] if m else []
     return tput, shares
+
+
+def transfer_share(path):
+    """From a ranks run's trace (one process per rank, clocks aligned at start): the largest share
+    of any rank's traced time spent in its "messages" slices after the last rank had arrived.
+
+    Every rank of a data-parallel step makes the same collective calls in the same order (the
+    gradient's reduce-scatter, the parameters' all-gather), so the k-th "messages" slice of each
+    rank is the same call. A rank that arrives before the others waits inside the call for the
+    slowest rank's compute: that is load imbalance, which threads pay at their barriers too, not
+    data moving. The part of the call after the last arrival, max over ranks of end minus the
+    latest begin, is the transfer. Returns None when the ranks' slices do not pair up (pipelines:
+    point-to-point waits)."""
+    import json
+    with open(path) as f:
+        events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
+    ranks = sorted({e["pid"] for e in events})
+    msgs = {p: sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e["pid"] == p and e["name"] == "messages")
+            for p in ranks}
+    span = {p: max(e["ts"] + e["dur"] for e in events if e["pid"] == p) - min(e["ts"] for e in events if e["pid"] == p)
+            for p in ranks}
+    counts = {len(v) for v in msgs.values()}
+    if len(ranks) < 2 or len(counts) != 1 or counts == {0}:
+        return None
+    moved = {p: 0.0 for p in ranks}
+    for k in range(counts.pop()):
+        last = max(msgs[p][k][0] for p in ranks)
+        for p in ranks:
+            moved[p] += max(0.0, msgs[p][k][1] - last)
+    return max(100 * moved[p] / span[p] for p in ranks if span[p] > 0)
 
 
 def main():
@@ -79,27 +111,37 @@ def main():
         subprocess.run([a.pnetc, "-O3"] + (["--cpu", a.cpu] if a.cpu else []) + [src, "-o", exes[model]], check=True)
     if a.prepare:
         return
-    res = {c: {"threads": [], "ranks": [], "comm": []} for c in CASES}
+    res = {c: {"threads": [], "ranks": [], "comm": [], "moved": []} for c in CASES}
     for rnd in range(a.rounds):
         for model, train in CASES:
             base = [exes[model], "bench"] + (["--train"] if train else []) + ["--batch", str(a.batch),
                                                                                "--seconds", str(a.seconds)]
             t, _ = run(base + ["--threads", str(K)])
-            r, shares = run(["mpirun", "-np", str(K), "--oversubscribe", "--bind-to", "none"] + base + ["--threads", "1"])
+            trace = os.path.join(out_dir, "trace.json")
+            if os.path.exists(trace):
+                os.remove(trace)
+            r, shares = run(["mpirun", "-np", str(K), "--oversubscribe", "--bind-to", "none"] + base +
+                            ["--threads", "1", "--trace", trace])
+            moved = transfer_share(trace) if os.path.exists(trace) else None
             res[(model, train)]["threads"].append(t)
             res[(model, train)]["ranks"].append(r)
             res[(model, train)]["comm"].append(max(shares) if shares else float("nan"))
+            res[(model, train)]["moved"].append(float("nan") if moved is None else moved)
             log(f"round {rnd + 1}: {model} {'train' if train else 'infer'}: threads {t:.0f}, ranks {r:.0f} samples/s")
     cpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True).stdout.strip()
     lines = [f"{K} ranks x 1 thread against 1 process x {K} threads, batch {a.batch}, {a.seconds:g} s per run, "
              f"median of {a.rounds} interleaved rounds ({cpu}, {os.cpu_count()} cores). Communication: the largest "
-             "share of any rank's run spent in communication calls, waiting included.", "",
-             "| model | step | threads samples/s | ranks samples/s | ranks / threads | communication |",
-             "|---|---|---:|---:|---:|---:|"]
+             "share of any rank's run spent in communication calls, waiting on the other ranks included (as `bench` "
+             "prints it); of it, transfer: the largest share of any rank's traced time spent in collective calls "
+             "after the last rank arrived (`--trace`, paired calls; — for pipelines, whose waits are point to point).", "",
+             "| model | step | threads samples/s | ranks samples/s | ranks / threads | communication | of it, transfer |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for model, train in CASES:
         v = res[(model, train)]
         t, r, c = statistics.median(v["threads"]), statistics.median(v["ranks"]), statistics.median(v["comm"])
-        lines.append(f"| {model} | {'train' if train else 'infer'} | {t:.0f} | {r:.0f} | {r / t:.2f} | {c:.1f}% |")
+        mv = [x for x in v["moved"] if x == x]
+        moved = f"{statistics.median(mv):.1f}%" if mv else "—"
+        lines.append(f"| {model} | {'train' if train else 'infer'} | {t:.0f} | {r:.0f} | {r / t:.2f} | {c:.1f}% | {moved} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if a.out:

@@ -5,7 +5,8 @@
 #                        [--system-blas]
 #   --quick        1 s per measurement instead of 3 s
 #   --out FILE.md  also write the Markdown report to FILE.md
-#   --peak GFLOPS  the machine's fp32 peak for the "% of peak" table (default 440)
+#   --peak GFLOPS  the machine's fp32 peak for the "% of peak" table (default: measured by
+#                  bench/peak.sh on all cores before the runs)
 #   --seconds S    timed seconds per measurement (overrides --quick)
 #   --models LIST  a comma-separated subset of mlp_s,mlp_l,cnn
 #   --system-blas  give PyTorch the system libblas.so.3 (on Debian by default the slow reference
@@ -18,7 +19,7 @@ set -eu
 self="$0"
 cd "$(dirname "$0")/.."
 
-seconds=3; out=""; peak=440; models="mlp_s,mlp_l,cnn"; system_blas=0; seconds_set=0
+seconds=3; out=""; peak=""; models="mlp_s,mlp_l,cnn"; system_blas=0; seconds_set=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) [ "$seconds_set" = 1 ] || seconds=1 ;;
@@ -92,6 +93,8 @@ $PY bench/export.py build/bench/onnx $(echo "$models" | tr , ' ')
 
 # 6. Measure, interleaved per configuration.
 echo "bench: measuring ${seconds} s per run; progress on stderr, the report on stdout"
+[ -n "$peak" ] || peak=$(sh bench/peak.sh)
+echo "bench: fp32 peak measured: $peak GFLOP/s on $(nproc) threads" >&2
 set -- --exe-dir build/bench --onnx-dir build/bench/onnx --seconds "$seconds" --peak "$peak" \
     --models "$models" --threads "1,$(nproc)"
 [ -n "$out" ] && set -- "$@" --out "$out"

@@ -18,7 +18,9 @@
 # runs pnet and bench/train_torch.py in each configuration torch {1, T} x BLAS {1, T} threads one
 # right after the other (pnet first in odd rounds, last in even ones), each in a fresh process.
 # PyTorch's row is its configuration with the best median (a peer runs as its users would tune
-# it; bench/README.md). Report on stdout, progress on stderr; exit 1 when any measurement failed.
+# it; bench/README.md). The "% of peak" column counts 3 forward passes per training sample against
+# the fp32 peak that bench/peak.sh measures on the same thread count just before.
+# Report on stdout, progress on stderr; exit 1 when any measurement failed.
 set -eu
 self="$0"
 cd "$(dirname "$0")/.."
@@ -64,8 +66,10 @@ fi
 [ -x "$pnetc" ] || { echo "train.sh: no compiler at $pnetc" >&2; exit 2; }
 exe_dir="$(dirname "$pnetc")/bench/train"
 mkdir -p "$exe_dir"
+flops=""  # "MODEL=FLOPs per sample of the forward pass" (EXE info), for the share of peak
 for m in $(echo "$models" | tr , ' '); do
     "$pnetc" -O3 "bench/models/$m.pnet" -o "$exe_dir/$m"
+    flops="$flops $m=$("$exe_dir/$m" info | sed -n 's/^ *total: .*, \([0-9]*\) FLOPs per sample.*/\1/p')"
 done
 
 # 2. PyTorch's BLAS: the private OpenBLAS of bench/openblas.sh (never the reference BLAS), unless
@@ -74,6 +78,11 @@ torch_ld="${LD_LIBRARY_PATH:-}"; blas_name="system libblas.so.3"
 if [ "$system_blas" = 0 ]; then
     torch_ld="$(sh bench/openblas.sh)${torch_ld:+:$torch_ld}"; blas_name="OpenBLAS (openmp)"
 fi
+
+# The machine's fp32 peak on each thread count (bench/peak.sh), measured before the runs.
+peaks=""
+for t in $(echo "$threads" | tr , '\n' | sort -nu); do peaks="$peaks $t=$(sh bench/peak.sh "$t")"; done
+echo "train.sh: fp32 peak measured (threads=GFLOP/s):$peaks"
 
 tmo=$(awk -v s="$seconds" 'BEGIN { printf "%d", s * 3 + 120 }')  # covers start-up and warm-up
 # One measurement: prints its samples/s, or "-" (and the output on stderr) when it failed.
@@ -148,7 +157,7 @@ done
 
 # 4. The report: the table, then every PyTorch configuration of the rows on more than one thread.
 report=$(printf '%s' "$rows" | awk -v stamp="$(date '+%Y-%m-%d %H:%M')" -v host="$(hostname)" \
-    -v cores="$nproc" -v secs="$seconds" -v rounds="$rounds" -v blas="$blas_name" '
+    -v cores="$nproc" -v secs="$seconds" -v rounds="$rounds" -v blas="$blas_name" -v flops="$flops" -v peaks="$peaks" '
     function group(s,   r) { r = ""; while (length(s) > 3) { r = "," substr(s, length(s) - 2) r;
                                                              s = substr(s, 1, length(s) - 3) }
                              return s r }
@@ -156,15 +165,19 @@ report=$(printf '%s' "$rows" | awk -v stamp="$(date '+%Y-%m-%d %H:%M')" -v host=
                       return x >= 10 ? sprintf("%.1f", x) : sprintf("%.2f", x) }
     function label(c) { if (c == "-") return "—"; sub(/x/, " × ", c); return c }
     BEGIN { printf "pnet vs PyTorch training (SGD momentum, cross-entropy) — %s, %s, %d cores, " \
-                   "median of %d interleaved rounds of %g s; PyTorch on %s\n\n", stamp, host, cores, rounds, secs, blas
-            print "| model | batch | threads | pnet samples/s | PyTorch samples/s | PyTorch torch × BLAS threads | pnet/PyTorch | pnet efficiency | PyTorch efficiency |"
-            print "|---|---:|---:|---:|---:|---|---:|---:|---:|" }
+                   "median of %d interleaved rounds of %g s; PyTorch on %s; fp32 peak measured (threads=GFLOP/s):%s\n\n", stamp, host, cores, rounds, secs, blas, peaks
+            print "| model | batch | threads | pnet samples/s | PyTorch samples/s | PyTorch torch × BLAS threads | pnet/PyTorch | pnet efficiency | PyTorch efficiency | pnet % of peak |"
+            print "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+            n = split(flops, f, " "); for (i = 1; i <= n; i++) { split(f[i], kv, "="); fl[kv[1]] = kv[2] }
+            n = split(peaks, f, " "); for (i = 1; i <= n; i++) { split(f[i], kv, "="); pk[kv[1]] = kv[2] } }
+    # Share of peak: a training sample costs about 3 forward passes (forward, dx and dW).
+    function share(x, m, t) { return (x == "-" || !(m in fl) || pk[t] + 0 == 0) ? "—" : sprintf("%.0f%%", 100 * x * 3 * fl[m] / (pk[t] * 1e9)) }
     # Efficiency: samples/s over threads times the 1-thread row of the same model and batch.
     function eff(x, one, t) { return (x == "-" || one == "" || one == "-" || one == 0) ? "—" : sprintf("%.0f%%", 100 * x / (t * one)) }
     { ratio = ($4 == "-" || $5 == "-" || $5 == 0) ? "—" : sprintf("%.2f×", $4 / $5)
       if ($3 == 1) { p1[$1 " " $2] = $4; q1[$1 " " $2] = $5 }
-      printf "| %s | %d | %d | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, fmt($4), fmt($5),
-             label($6), ratio, eff($4, p1[$1 " " $2], $3), eff($5, q1[$1 " " $2], $3)
+      printf "| %s | %d | %d | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, fmt($4), fmt($5),
+             label($6), ratio, eff($4, p1[$1 " " $2], $3), eff($5, q1[$1 " " $2], $3), share($4, $1, $3)
       if ($3 > 1) { line = sprintf("| %s | %d | %d |", $1, $2, $3)
                     for (i = 7; i <= NF; i++) { split($i, kv, "=")
                         line = line sprintf(kv[1] == $6 ? " **%s** |" : " %s |", fmt(kv[2])) }

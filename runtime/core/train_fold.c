@@ -81,8 +81,13 @@ static float *fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrie
     int64_t slice = e[me + 1] - e[me];
     for (int k = 0, sum = 0; k < K; sum += nb[k], k++) at[k] = (int64_t)sum * slice;
     pnetrt_barrier_wait(all, sense);
-    if (t == 0 && pnetrt_comm_exchange_slices(r->comm, bufs, nb, e, r->t->recv, r->err, sizeof r->err))
-        atomic_store(&r->failed, 1);
+    if (t == 0) {
+        double b = pnetrt_now_s();
+        if (pnetrt_comm_exchange_slices(r->comm, bufs, nb, e, r->t->recv, r->err, sizeof r->err)) atomic_store(&r->failed, 1);
+        /* "messages" slices: the reduce-scatter here and the all-gather after the update, in the same
+         * order on every rank (bench/mpi.py pairs them to tell transfer from waiting on a slower rank). */
+        pnetrt_trace_add(r->m, b, pnetrt_now_s(), PNETRT_TRACE_MESSAGES, 0, r->t->step, 0);
+    }
     pnetrt_barrier_wait(all, sense);
     /* Every rank's partial sums of this rank's slice, in chunk order. A slice is addressed by the
      * gradient's element index, so its pointer is offset back by e[me] (as an integer). */
@@ -133,7 +138,9 @@ void pnetrt_train_update(run *r, int runs, int t, int nth, pnetrt_spin_barrier *
     td->update(&cc, t, nth);
     pnetrt_barrier_wait(all, sense);
     if (t == 0) {
+        double b = pnetrt_now_s();
         if (pnetrt_comm_allgather_bytes(r->comm, cc.params, 4, e, r->err, sizeof r->err)) atomic_store(&r->failed, 1);
+        pnetrt_trace_add(r->m, b, pnetrt_now_s(), PNETRT_TRACE_MESSAGES, 0, r->t->step, 0);
         r->t->opt_comm = r->comm;
         r->t->opt_lo = r->call->elem_lo;
         r->t->opt_hi = r->call->elem_hi;

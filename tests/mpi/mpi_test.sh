@@ -291,6 +291,23 @@ else
     fail "--trace on 3 ranks: $(tail -n 3 "$WORK/trace.log" | tr '\n' ' ')"
 fi
 
+# Data-parallel training on ranks traces its collectives too: every step's reduce-scatter and
+# all-gather are "messages" slices, the same number on every rank (bench/mpi.py pairs them).
+if mpi 2 shm "$WORK/cnn" bench --train --batch 128 --seconds 0.3 --threads 1 --trace "$WORK/tt.json" \
+        >"$WORK/ttrace.log" 2>&1 &&
+    python3 - "$WORK/tt.json" <<'PY'
+import json, sys
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+n = {p: sum(1 for e in ev if e["ph"] == "X" and e["pid"] == p and e["name"] == "messages") for p in (0, 1)}
+up = {p: sum(1 for e in ev if e["ph"] == "X" and e["pid"] == p and e["name"] == "update") for p in (0, 1)}
+sys.exit(0 if n[0] == n[1] == 2 * up[0] and up[0] > 0 and up[0] == up[1] else 1)
+PY
+then
+    pass "bench --train --trace on 2 ranks: two messages slices per step on each rank"
+else
+    fail "bench --train --trace on 2 ranks: $(tail -n 3 "$WORK/ttrace.log" | tr '\n' ' ')"
+fi
+
 # More ranks than chunks: dropout_det at batch 20 is one chunk, so ranks 1-3 own none; they still
 # take part in every reduction and end with the same weights.
 X=$DIR/data/det_x.npy Y=$DIR/data/det_y.npy
