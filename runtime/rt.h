@@ -28,6 +28,9 @@ const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m);
 /* For gradient tests: later steps compute the loss and gradients but leave the parameters as they
  * are (learning rate 0, which pnetrt_set_lr refuses). */
 int pnetrt_train_freeze(pnetrt_model *m);
+/* For tests: a pipelined step weighs running on one thread from the first step, not only once
+ * the pipeline was seen idle longer than it works (train.c, one_worth). */
+int pnetrt_train_try_plans(pnetrt_model *m);
 /* Correct predictions (cross_entropy) of the last training step. */
 int64_t pnetrt_train_last_correct(const pnetrt_model *m);
 /* The executables' name in messages: "NAME: note: ..." (set by pnetrt_main; notes name the executable, not

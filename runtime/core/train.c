@@ -303,6 +303,18 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
 }
 
 
+/* Whether a pipelined step should weigh running on one thread (plan.h): once measured at this
+ * batch, always; before, only after a pipelined step whose wall time exceeded its stages' busy
+ * time added up, which is about what one thread would take. A quiet machine's pipeline never
+ * does, so it is not slowed by trying a plan that cannot win; a pipeline whose stage threads wait
+ * for cores (a busy machine) does within a step. */
+static bool one_worth(const pnetrt_trainer *t, int64_t batch, int S) {
+    if (t->try_plans || (t->plans.batch == batch && t->plans.cost[1] > 0)) return true;
+    double work = 0;
+    for (int s = 0; s < S && s < PNETRT_MAX_STAGES; s++) work += t->busy[s];
+    return t->wall > 0 && t->wall > work;
+}
+
 static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, bool eval, double *loss_sum,
                     int64_t *correct) {
     pnetrt_trainer *t = pnetrt_trainer_get(m);
@@ -397,8 +409,9 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
              .first = first, .eval = eval, .fold_depth = depth};
     /* A pipelined step in this process may instead run unpipelined on one thread, same bits,
      * when that is measured cheaper (plan.h): on a busy machine, a stage thread that waits for a
-     * core holds up the other stages, and each step's join waits for every thread. */
-    bool adapt = piped && K == 1 && pnetrt_plans_free(m, true), probe = false;
+     * core holds up the other stages, and each step's join waits for every thread. One thread is
+     * first tried once the pipeline has been seen to idle longer than it works (one_worth). */
+    bool adapt = piped && K == 1 && p.R == 1 && pnetrt_plans_free(m, true) && one_worth(t, batch, p.S), probe = false;
     t->last_plan = adapt && pnetrt_plan_pick(&t->plans, batch, threads, 2, &probe) ? PNETRT_PLAN_ONE : PNETRT_PLAN_STATIC;
     bool one = t->last_plan == PNETRT_PLAN_ONE;
     pnetrt_spin_barrier bars[256], all = PNETRT_BARRIER(threads);
@@ -528,6 +541,19 @@ int pnetrt_train_freeze(pnetrt_model *m) {
     if (!m) return 1;
     pnetrt_lock(m);
     return pnetrt_unlock(m, train_freeze(m));
+}
+
+static int train_try_plans(pnetrt_model *m) {
+    pnetrt_trainer *t = pnetrt_trainer_get(m);
+    if (!t) return 1;
+    t->try_plans = true;
+    return 0;
+}
+
+int pnetrt_train_try_plans(pnetrt_model *m) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, train_try_plans(m));
 }
 
 double pnetrt_lr(const pnetrt_model *m) {

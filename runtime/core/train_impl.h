@@ -54,6 +54,7 @@ struct pnetrt_trainer {
      * the step unpipelined on one thread (same bits); the last step's. */
     pnetrt_plans plans;
     int last_plan;
+    bool try_plans; /* weigh every plan from the first step (pnetrt_train_try_plans) */
     /* One pipeline stage per rank (train.c): the ranks of this rank's stage, one per pipeline
      * (the gradient reduction's), and the step's outgoing stage-boundary messages and their
      * buffer. */
