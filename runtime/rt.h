@@ -17,9 +17,10 @@ int pnetrt_call_threads(const pnetrt_model *m);
 /* True when neither the network (@shard(batch, R)) nor the user chose the replicas, so that each
  * call picks them. */
 bool pnetrt_replicas_picked(const pnetrt_model *m);
-/* The plan the last inference call took (infer.c, adaptive_plan): the static one; the claimed
- * one (threads claiming units of the batch, or the stages of a pipeline, with no barriers between
- * kernels); or one thread alone (faster than waiting for threads on a busy machine). */
+/* The plan the last inference call took (infer.c, plan.h): the static one; the claimed one
+ * (threads claiming units of the batch, or the stages of a pipeline, with no barriers between
+ * kernels); or one thread alone, a pipeline's stages in turn (faster than waiting for threads on a
+ * busy machine). A pipelined training step takes the static plan or one thread (train.c). */
 enum { PNETRT_PLAN_STATIC = 0, PNETRT_PLAN_CLAIMED = 1, PNETRT_PLAN_ONE = 2 };
 int pnetrt_last_plan(const pnetrt_model *m);
 const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m);
