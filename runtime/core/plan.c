@@ -35,7 +35,8 @@ void pnetrt_plan_measured(pnetrt_plans *p, int plan, bool probe, double seconds,
     *cost = *cost == 0 || probe ? c : 0.5 * (*cost + c);
     if (!probe) return;
     bool dearer = false;
-    for (int q = 0; q < PNETRT_PLANS; q++) dearer |= q != plan && p->cost[q] > 0 && p->cost[q] < c;
+    for (int q = 0; q < PNETRT_PLANS; q++)
+        dearer |= q != plan && p->cost[q] > 0 && p->cost[q] < c;
     int every = p->every ? p->every : PNETRT_PROBE_EVERY;
     p->every = !dearer ? PNETRT_PROBE_EVERY : every * 2 < PNETRT_PROBE_MAX ? every * 2 : PNETRT_PROBE_MAX;
 }
