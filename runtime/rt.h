@@ -17,9 +17,10 @@ int pnetrt_call_threads(const pnetrt_model *m);
 /* True when neither the network (@shard(batch, R)) nor the user chose the replicas, so that each
  * call picks them. */
 bool pnetrt_replicas_picked(const pnetrt_model *m);
-/* The plan the last inference call took (infer.c, adaptive_plan): the static one; the claimed
- * one (threads claiming units of the batch, or the stages of a pipeline, with no barriers between
- * kernels); or one thread alone (faster than waiting for threads on a busy machine). */
+/* The plan the last inference call took (infer.c, plan.h): the static one; the claimed one
+ * (threads claiming units of the batch, or the stages of a pipeline, with no barriers between
+ * kernels); or one thread alone, a pipeline's stages in turn (faster than waiting for threads on a
+ * busy machine). A pipelined training step takes the static plan or one thread (train.c). */
 enum { PNETRT_PLAN_STATIC = 0, PNETRT_PLAN_CLAIMED = 1, PNETRT_PLAN_ONE = 2 };
 int pnetrt_last_plan(const pnetrt_model *m);
 const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m);
@@ -28,6 +29,9 @@ const pnetrt_desc *pnetrt_model_desc(const pnetrt_model *m);
 /* For gradient tests: later steps compute the loss and gradients but leave the parameters as they
  * are (learning rate 0, which pnetrt_set_lr refuses). */
 int pnetrt_train_freeze(pnetrt_model *m);
+/* For tests: a pipelined step weighs running on one thread from the first step, not only once
+ * the pipeline was seen idle longer than it works (train.c, one_worth). */
+int pnetrt_train_try_plans(pnetrt_model *m);
 /* Correct predictions (cross_entropy) of the last training step. */
 int64_t pnetrt_train_last_correct(const pnetrt_model *m);
 /* The executables' name in messages: "NAME: note: ..." (set by pnetrt_main; notes name the executable, not

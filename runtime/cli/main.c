@@ -466,7 +466,10 @@ static int bench_run(const pnetrt_desc *d, opts *o, int argc, char **argv, void 
            pnetrt_last_replicas(m),
            pnetrt_last_plan(m) == PNETRT_PLAN_CLAIMED && picked ? " (picked by the runtime: one thread each, claiming chunks)"
            : picked ? " (picked by the runtime)" : "",
-           pnetrt_pipelined(m) ? "pipelined" : "not pipelined", runs);
+           !pnetrt_pipelined(m) ? "not pipelined"
+           : pnetrt_last_plan(m) == PNETRT_PLAN_ONE ? "pipelined (the last call ran its stages in turn on one thread)"
+                                                    : "pipelined",
+           runs);
     printf("throughput: %.1f samples/s\n", (double)batch * runs / total);
     printf("latency: median %.3f ms, p90 %.3f ms, min %.3f ms per batch\n", lat[runs / 2] * 1e3,
            lat[(int)(runs * 0.9)] * 1e3, lat[0] * 1e3);

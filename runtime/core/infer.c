@@ -23,9 +23,6 @@
 #define PNETRT_SHARD_FLOPS_PER_DRAM_BYTE 256.0
 #define PNETRT_CACHED_WEIGHTS (8.0 * 1024 * 1024)
 #define PNETRT_MIN_SHARD 4
-/* The plans of a call (adaptive_plan): one call in PNETRT_PROBE_EVERY tries a plan not in favour. */
-#define PNETRT_PROBE_EVERY 32
-#define PNETRT_PROBE_MAX 512
 
 /* Small calls run on fewer threads: each thread should get PNETRT_FLOPS_PER_THREAD of work to pay
  * for the barriers between kernels (on a busy machine, each barrier may wait for a thread the
@@ -117,50 +114,12 @@ static int64_t claim_unit(const pnetrt_desc *d, int64_t batch, int workers) {
     return u < d->chunk ? u : d->chunk;
 }
 
-/* The plans a call may take (adaptive_plan), all of the same bits: the static one (auto_replicas'
+/* The plans a call may take (plan.h), all of the same bits: the static one (auto_replicas'
  * replicas on groups joined by barriers, or a pipeline of a thread bound to each stage), the
  * claimed one (run_claimed, run_claimed_stages), and the whole call on one thread, which on a busy
- * machine beats any plan that waits for a thread the scheduler has not run. */
-enum { PLAN_COUNT = PNETRT_PLAN_ONE + 1 };
-
-/* Which plan a call takes. Each plan's cost is its seconds per sample, measured on the calls that
- * take it (plan_measured); a call takes the cheapest of the first nplans, except that until each is measured,
- * and then one call in PNETRT_PROBE_EVERY, it tries another (each in turn), so that a machine
- * which turns busy, or quiet again, is noticed within a few dozen calls. A new batch size or team
- * starts over. *probe: the call tries a plan that is not the cheapest. */
-static int adaptive_plan(pnetrt_model *m, int64_t batch, int team, int nplans, bool *probe) {
-    if (batch != m->plan_batch || team != m->plan_team) {
-        for (int p = 0; p < PLAN_COUNT; p++) m->plan_cost[p] = 0;
-        m->plan_batch = batch, m->plan_team = team, m->plan_calls = 0, m->plan_next = 0, m->plan_every = 0;
-    }
-    *probe = true;
-    for (int p = 0; p < nplans; p++)
-        if (m->plan_cost[p] == 0) return p;
-    int best = 0;
-    for (int p = 1; p < nplans; p++)
-        if (m->plan_cost[p] < m->plan_cost[best]) best = p;
-    *probe = false;
-    if (++m->plan_calls < (m->plan_every ? m->plan_every : PNETRT_PROBE_EVERY)) return best;
-    m->plan_calls = 0;
-    m->plan_next = (m->plan_next + 1) % (nplans - 1);
-    *probe = true;
-    return (best + 1 + m->plan_next) % nplans;
-}
-
-/* A plan's cost after a call of `seconds`: the mean with its last while it keeps being taken, the
- * call alone after a probe (the old figure is stale). A probe that finds its plan still dearer than
- * another doubles the calls until the next (up to PNETRT_PROBE_MAX), so that probes cost little
- * where one plan keeps winning; one that finds it cheapest brings them back to every
- * PNETRT_PROBE_EVERY calls. */
-static void plan_measured(pnetrt_model *m, int plan, bool probe, double seconds, int64_t batch) {
-    double c = seconds / (double)batch, *p = &m->plan_cost[plan];
-    *p = *p == 0 || probe ? c : 0.5 * (*p + c);
-    if (!probe) return;
-    bool dearer = false;
-    for (int q = 0; q < PLAN_COUNT; q++) dearer |= q != plan && m->plan_cost[q] > 0 && m->plan_cost[q] < c;
-    int every = m->plan_every ? m->plan_every : PNETRT_PROBE_EVERY;
-    m->plan_every = !dearer ? PNETRT_PROBE_EVERY : every * 2 < PNETRT_PROBE_MAX ? every * 2 : PNETRT_PROBE_MAX;
-}
+ * machine beats any plan that waits for a thread the scheduler has not run: every parallel region
+ * ends in a join that waits until each of its threads has had a core at least once. */
+_Static_assert(PNETRT_PLANS == PNETRT_PLAN_ONE + 1, "plan.h holds a cost for each of rt.h's plans");
 
 /* One thread's part of a pipeline: stage s of replica group rg (local index ith of nth). The
  * group walks every micro-batch of its replicas' shards in order: micro-batch q of a chunk is
@@ -344,16 +303,18 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
     int pg = piped ? pnetrt_pipe_groups(team, replicas, S) : 0;
     if (pg * m->microbatches > m->nslots) pg = m->nslots / m->microbatches;
     if (pg > m->nhand) pg = m->nhand;
-    /* A call that may run in either of two plans of the same bits takes the one measured cheaper
-     * (adaptive_plan; not with PNET_ADAPTIVE_THREADS=0): replicas that the runtime picks, static
-     * or claimed; a one-replica pipeline of one thread per stage, bound or claimed. */
+    /* A call that may run in several plans of the same bits takes the one measured cheapest
+     * (plan.h; not with PNET_ADAPTIVE_THREADS=0 or a schedule the user set): replicas that the
+     * runtime picks, static, claimed or on one thread; a one-replica pipeline of one thread per
+     * stage, bound, claimed, or every stage in turn on one thread, unless the user set its
+     * micro-batches or stage threads. */
     int workers = team < m->narenas ? team : m->narenas;
     bool adaptive = m->adaptive && !m->schedule_set && (pg >= 1 ? pg == 1 && replicas == 1 && team == S
                                             : !piped && pnetrt_replicas_picked(m) && workers > 1 &&
                                                   batch >= 2 * claim_unit(d, batch, workers));
     bool probe = false;
-    /* A pipeline stays a pipeline (static or claimed stages); picked replicas may also run alone. */
-    int plan = adaptive ? adaptive_plan(m, batch, team, pg >= 1 ? PNETRT_PLAN_ONE : PLAN_COUNT, &probe) : PNETRT_PLAN_STATIC;
+    int nplans = pg >= 1 && m->pipe_set ? PNETRT_PLAN_ONE : PNETRT_PLANS;
+    int plan = adaptive ? pnetrt_plan_pick(&m->plans, batch, team, nplans, &probe) : PNETRT_PLAN_STATIC;
     m->last_plan = plan;
     double plan0 = pnetrt_now_s();
     if (plan == PNETRT_PLAN_ONE) {
@@ -362,7 +323,7 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
         run_ctx one = {m, batch, inputs, outputs, 1, 1};
         run_replica(&one, 0, m->arenas[0], m->scratch, 0, 1);
         m->last_wall = 0;
-        plan_measured(m, PNETRT_PLAN_ONE, probe, pnetrt_now_s() - plan0, batch);
+        pnetrt_plan_measured(&m->plans, PNETRT_PLAN_ONE, probe, pnetrt_now_s() - plan0, batch);
         return 0;
     }
     if (pg >= 1 && plan == PNETRT_PLAN_CLAIMED) {
@@ -377,7 +338,7 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
         }
         m->last_wall = pnetrt_now_s() - plan0;
         m->last_stream = atomic_load(&cp.streamed);
-        plan_measured(m, PNETRT_PLAN_CLAIMED, probe, m->last_wall, batch);
+        pnetrt_plan_measured(&m->plans, PNETRT_PLAN_CLAIMED, probe, m->last_wall, batch);
         return 0;
     }
     if (pg >= 1) {
@@ -412,7 +373,7 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
             }
         }
         m->last_wall = pnetrt_now_s() - wall0;
-        if (adaptive) plan_measured(m, PNETRT_PLAN_STATIC, probe, m->last_wall, batch);
+        if (adaptive) pnetrt_plan_measured(&m->plans, PNETRT_PLAN_STATIC, probe, m->last_wall, batch);
         return 0;
     }
     m->last_wall = 0;
@@ -426,7 +387,7 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
             pnetrt_barrier_bind(NULL);
             run_claimed(&rc, &next, unit, t, m->arenas[t], m->scratch + (size_t)t * (size_t)d->scratch_bytes);
         }
-        plan_measured(m, PNETRT_PLAN_CLAIMED, probe, pnetrt_now_s() - plan0, batch);
+        pnetrt_plan_measured(&m->plans, PNETRT_PLAN_CLAIMED, probe, pnetrt_now_s() - plan0, batch);
         return 0;
     }
     if (team <= 1) {
@@ -451,7 +412,7 @@ static int infer(pnetrt_model *m, int64_t batch, const void *const *inputs, void
         for (int r = g; r < replicas; r += ng) run_replica(&rc, r, m->arenas[g], scratch, t - first, size);
         pnetrt_barrier_bind(NULL);
     }
-    if (adaptive) plan_measured(m, PNETRT_PLAN_STATIC, probe, pnetrt_now_s() - plan0, batch);
+    if (adaptive) pnetrt_plan_measured(&m->plans, PNETRT_PLAN_STATIC, probe, pnetrt_now_s() - plan0, batch);
     return 0;
 }
 

@@ -71,6 +71,10 @@ int pnetrt_create_prefixed(pnetrt_model **out, const pnetrt_desc *d, const char 
 const char *pnetrt_load_warning(const pnetrt_model *m);
 /* True when pnetrt_create succeeded; otherwise false, with the error set (m may be NULL). */
 bool pnetrt_ready(pnetrt_model *m);
+/* Whether a call may take any of its plans of the same bits (plan.h): PNET_ADAPTIVE_THREADS is
+ * not 0 and the user set no schedule; with `pipe`, nor a pipeline's micro-batches or stage
+ * threads, so that the pipeline the user asked for runs as one. */
+bool pnetrt_plans_free(const pnetrt_model *m, bool pipe);
 /* The threads a call of `flops` floating-point operations runs on: `threads`, or fewer when each
  * would get too little work to pay for the barriers (not with PNET_ADAPTIVE_THREADS=0). */
 int pnetrt_work_threads(const pnetrt_model *m, double flops, int threads);

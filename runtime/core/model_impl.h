@@ -5,6 +5,7 @@
 #define PNETRT_CORE_MODEL_IMPL_H
 
 #include "model.h"
+#include "plan.h"
 #include "transport.h"
 
 #include <pthread.h>
@@ -59,16 +60,10 @@ struct pnetrt_model {
     bool replicas_set;   /* replicas chosen by the user, not the default */
     int last_replicas;   /* replicas of the last call */
     int last_team;       /* threads the last call ran on */
-    /* The plans of a call (infer.c, adaptive_plan: static, claimed, one thread): each one's recent
-     * seconds per sample (0: not yet measured), the calls since the last probe, which plan the next
-     * probe tries and after how many calls (0: PNETRT_PROBE_EVERY), and the batch and team they
-     * were measured at. */
-    double plan_cost[3];
-    int plan_calls, plan_next, plan_every;
-    int64_t plan_batch;
-    int plan_team;
+    pnetrt_plans plans;  /* the inference calls' plans (infer.c, plan.h) */
     int last_plan;       /* the plan the last call took (PNETRT_PLAN_*, rt.h) */
     bool schedule_set;   /* the user set a schedule (pnetrt_set_schedule): calls take no other plan */
+    bool pipe_set;       /* the user set micro-batches or stage threads: a pipeline stays one */
     pnetrt_trainer *trainer; /* training state, made by the first training call */
     pnetrt_trainer_free_fn *trainer_free; /* the training module's hook that frees it */
     pnetrt_comm *comm;       /* the ranks it runs on (comm.h), or NULL: this process alone */

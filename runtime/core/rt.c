@@ -537,6 +537,7 @@ static int set_stage_threads(pnetrt_model *m, const int *shares, int n) {
     if (!m->stage_shares && !(m->stage_shares = malloc(sizeof(int) * (size_t)S)))
         return pnetrt_failf(m, "out of memory");
     memcpy(m->stage_shares, shares, sizeof(int) * (size_t)S);
+    m->pipe_set = true; /* the user's pipeline runs as a pipeline (infer.c, train.c) */
     return 0;
 }
 
@@ -558,6 +559,7 @@ static int set_microbatches(pnetrt_model *m, int microbatches) {
         m->microbatches = old;
         return 1;
     }
+    m->pipe_set = true; /* the user's pipeline runs as a pipeline (infer.c, train.c) */
     return 0;
 }
 
@@ -625,6 +627,10 @@ int pnetrt_set_schedule(pnetrt_model *m, const char *schedule) {
     return pnetrt_unlock(m, set_schedule(m, schedule));
 }
 bool pnetrt_pipelined(const pnetrt_model *m) { return m && m->pipeline; }
+
+bool pnetrt_plans_free(const pnetrt_model *m, bool pipe) {
+    return m->adaptive && !m->schedule_set && !(pipe && m->pipe_set);
+}
 
 double pnetrt_flops_per_sample(const pnetrt_model *m) { return m->flops_per_sample; }
 

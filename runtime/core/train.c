@@ -303,6 +303,18 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
 }
 
 
+/* Whether a pipelined step should weigh running on one thread (plan.h): once measured at this
+ * batch, always; before, only after a pipelined step whose wall time exceeded its stages' busy
+ * time added up, which is about what one thread would take. A quiet machine's pipeline never
+ * does, so it is not slowed by trying a plan that cannot win; a pipeline whose stage threads wait
+ * for cores (a busy machine) does within a step. */
+static bool one_worth(const pnetrt_trainer *t, int64_t batch, int S) {
+    if (t->try_plans || (t->plans.batch == batch && t->plans.cost[1] > 0)) return true;
+    double work = 0;
+    for (int s = 0; s < S && s < PNETRT_MAX_STAGES; s++) work += t->busy[s];
+    return t->wall > 0 && t->wall > work;
+}
+
 static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, bool eval, double *loss_sum,
                     int64_t *correct) {
     pnetrt_trainer *t = pnetrt_trainer_get(m);
@@ -395,13 +407,23 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
                               t->opt_elems};
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = first[me], .hi = first[me + 1], .comm = comm,
              .first = first, .eval = eval, .fold_depth = depth};
+    /* A pipelined step in this process may instead run unpipelined on one thread, same bits,
+     * when that is measured cheaper (plan.h): on a busy machine, a stage thread that waits for a
+     * core holds up the other stages, and each step's join waits for every thread. One thread is
+     * first tried once the pipeline has been seen to idle longer than it works (one_worth). */
+    bool adapt = piped && K == 1 && p.R == 1 && pnetrt_plans_free(m, true) && one_worth(t, batch, p.S), probe = false;
+    t->last_plan = adapt && pnetrt_plan_pick(&t->plans, batch, threads, 2, &probe) ? PNETRT_PLAN_ONE : PNETRT_PLAN_STATIC;
+    bool one = t->last_plan == PNETRT_PLAN_ONE;
     pnetrt_spin_barrier bars[256], all = PNETRT_BARRIER(threads);
     for (int g = 0; g < groups; g++) {
         int base = threads / groups, extra = threads % groups;
         bars[g] = PNETRT_BARRIER(base + (g < extra));
     }
     int at = K > 1 ? snprintf(t->schedule, sizeof t->schedule, "rank %d of %d, ", me, K) : 0;
-    if (piped)
+    if (one)
+        snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "1 thread: %lld chunk%s of %lld, unpipelined (one runs "
+                 "faster on this busy machine)", (long long)mine, mine == 1 ? "" : "s", (long long)td->chunk);
+    else if (piped)
         snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "%d thread%s: %d pipeline%s of %d stages (%s, %d micro-batch%s)", threads,
                  threads == 1 ? "" : "s", p.R, p.R == 1 ? "" : "s", p.S, p.one_f_one_b ? "1f1b" : "gpipe", p.M,
                  p.M == 1 ? "" : "es");
@@ -409,7 +431,14 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "%d thread%s: %d replica%s, %lld chunk%s of %lld",
                  threads, threads == 1 ? "" : "s", groups, groups == 1 ? "" : "s", (long long)mine, mine == 1 ? "" : "s",
                  (long long)td->chunk);
-    if (piped) {
+    if (one) {
+        t->wall = 0;
+        double w0 = pnetrt_now_s();
+        pnetrt_spin_barrier solo = PNETRT_BARRIER(1), single = PNETRT_BARRIER(1);
+        r.fold_depth = depth1;
+        run_thread(&r, 0, 1, 1, &solo, &single);
+        pnetrt_plan_measured(&t->plans, 1, probe, pnetrt_now_s() - w0, batch);
+    } else if (piped) {
         for (int i = 0; i < PNETRT_MAX_STAGES; i++) t->busy[i] = 0;
         t->pipe_mb = p.M < (nch + p.R - 1) / p.R ? p.M : (nch + p.R - 1) / p.R;
         double w0 = pnetrt_now_s();
@@ -428,6 +457,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
             }
         }
         t->wall = pnetrt_now_s() - w0;
+        if (adapt && !alone) pnetrt_plan_measured(&t->plans, 0, probe, t->wall, batch);
         if (alone) {
             t->wall = 0;
             /* The OpenMP runtime gave fewer threads: run unpipelined on one. */
@@ -511,6 +541,19 @@ int pnetrt_train_freeze(pnetrt_model *m) {
     if (!m) return 1;
     pnetrt_lock(m);
     return pnetrt_unlock(m, train_freeze(m));
+}
+
+static int train_try_plans(pnetrt_model *m) {
+    pnetrt_trainer *t = pnetrt_trainer_get(m);
+    if (!t) return 1;
+    t->try_plans = true;
+    return 0;
+}
+
+int pnetrt_train_try_plans(pnetrt_model *m) {
+    if (!m) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, train_try_plans(m));
 }
 
 double pnetrt_lr(const pnetrt_model *m) {

@@ -5,6 +5,7 @@
 #define PNETRT_CORE_TRAIN_IMPL_H
 
 #include "gradtree.h"
+#include "plan.h"
 #include "model.h"
 #include "comm.h"
 #include "transport.h"
@@ -49,6 +50,11 @@ struct pnetrt_trainer {
      * step's seconds, and its micro-batches per replica; for the measured bubble. */
     double busy[PNETRT_MAX_STAGES], wall;
     int64_t pipe_mb;
+    /* A pipelined step's plans (plan.h): PNETRT_PLAN_STATIC, the pipeline, or PNETRT_PLAN_ONE,
+     * the step unpipelined on one thread (same bits); the last step's. */
+    pnetrt_plans plans;
+    int last_plan;
+    bool try_plans; /* weigh every plan from the first step (pnetrt_train_try_plans) */
     /* One pipeline stage per rank (train.c): the ranks of this rank's stage, one per pipeline
      * (the gradient reduction's), and the step's outgoing stage-boundary messages and their
      * buffer. */

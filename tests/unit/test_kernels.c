@@ -351,7 +351,8 @@ static void test_claimed_plan(void **s) {
     assert_true(omp_get_num_procs() < 2 || (claimed >= 1 && plain >= 1 && alone >= 1 && claimed + plain + alone == 80));
     pnetrt_destroy(m);
     release(&c);
-    /* A two-stage pipeline on two threads: bound to a stage each, or claiming the stages. */
+    /* A two-stage pipeline on two threads: bound to a stage each, claiming the stages, or every
+     * stage in turn on one thread. */
     compile_net("network cq { input x : f32[batch, 64];\n"
                 "  @partition(0) h = relu(dense(x, 256)); @partition(1) { output y = dense(h, 8); } }", true, 3, &c);
     setenv("PNET_ADAPTIVE_THREADS", "1", 1);
@@ -372,9 +373,72 @@ static void test_claimed_plan(void **s) {
         else if (pnetrt_last_plan(m) == PNETRT_PLAN_ONE) alone++;
         else plain++;
     }
-    assert_true(claimed >= 1 && plain >= 1 && alone == 0); /* a pipeline stays one */
+    assert_true(claimed >= 1 && plain >= 1 && alone >= 1 && claimed + plain + alone == 80);
+    /* Micro-batches the user sets keep the pipeline a pipeline: bound or claimed stages only. */
+    assert_int_equal(pnetrt_set_microbatches(m, 4), 0);
+    claimed = plain = alone = 0;
+    for (int k = 0; k < 40; k++) {
+        assert_int_equal(pnetrt_infer(m, B, in, out), 0);
+        assert_memory_equal(got, ref, sizeof(float) * B * 8);
+        alone += pnetrt_last_plan(m) == PNETRT_PLAN_ONE;
+    }
+    assert_int_equal(alone, 0);
     pnetrt_destroy(m);
     free(x), free(ref), free(got);
+    release(&c);
+}
+
+/* A pipelined training step runs as the pipeline or, when measured cheaper, unpipelined on one
+ * thread (probing the other one step in 32; from the first step with pnetrt_train_try_plans):
+ * over 80 steps both run, and every step's gradient and
+ * the weights after them are bitwise those of the pipeline alone (PNET_ADAPTIVE_THREADS=0).
+ * Micro-batches the user sets keep every step pipelined. */
+static void test_train_plan(void **s) {
+    (void)s;
+    compiled c;
+    compile_net("network tp { input x : f32[batch, 64];\n"
+                "  @partition(0) h = relu(dense(x, 256)); @partition(1) { output y = dense(h, 8); }\n"
+                "  @pipeline(microbatches = 4, schedule = 1f1b);\n"
+                "  train { t : f32[batch, 8]; loss = mse(y, t); optimizer = sgd(lr = 0.01, momentum = 0.9); batch = 256; } }",
+                false, 3, &c);
+    const pnetrt_desc *d = c.desc;
+    enum { B = 256 };
+    int64_t P = d->param_floats;
+    float *x = malloc(sizeof(float) * B * 64), *t = malloc(sizeof(float) * B * 8);
+    for (int i = 0; i < B * 64; i++) x[i] = (float)rnd() - 0.5f;
+    for (int i = 0; i < B * 8; i++) t[i] = (float)rnd() - 0.5f;
+    const void *in[2] = {x, t};
+    pnetrt_model *ref, *m;
+    setenv("PNET_ADAPTIVE_THREADS", "0", 1);
+    assert_int_equal(pnetrt_create(&ref, d, NULL), 0);
+    setenv("PNET_ADAPTIVE_THREADS", "1", 1);
+    assert_int_equal(pnetrt_create(&m, d, NULL), 0);
+    setenv("PNET_ADAPTIVE_THREADS", "0", 1);
+    assert_int_equal(pnetrt_set_threads(ref, 2), 0);
+    assert_int_equal(pnetrt_set_threads(m, 2), 0);
+    memcpy(pnetrt_params_mut(m), pnetrt_params_mut(ref), sizeof(float) * (size_t)P);
+    assert_int_equal(pnetrt_train_try_plans(m), 0); /* a quiet machine's pipeline would not try one thread */
+    int piped = 0, alone = 0;
+    float l0, l1;
+    for (int k = 0; k < 80; k++) {
+        assert_int_equal(pnetrt_train_step(ref, B, in, &l0), 0);
+        assert_non_null(strstr(pnetrt_train_schedule(ref), "pipeline of 2 stages"));
+        assert_int_equal(pnetrt_train_step(m, B, in, &l1), 0);
+        assert_memory_equal(&l1, &l0, sizeof l0);
+        assert_memory_equal(pnetrt_train_grad(m), pnetrt_train_grad(ref), sizeof(float) * (size_t)P);
+        if (strstr(pnetrt_train_schedule(m), "unpipelined")) alone++;
+        else if (strstr(pnetrt_train_schedule(m), "pipeline of 2 stages")) piped++;
+    }
+    assert_true(piped >= 1 && alone >= 1 && piped + alone == 80);
+    assert_memory_equal(pnetrt_params_mut(m), pnetrt_params_mut(ref), sizeof(float) * (size_t)P);
+    assert_int_equal(pnetrt_set_microbatches(m, 4), 0);
+    for (int k = 0; k < 40; k++) {
+        assert_int_equal(pnetrt_train_step(m, B, in, &l1), 0);
+        assert_non_null(strstr(pnetrt_train_schedule(m), "pipeline of 2 stages"));
+    }
+    pnetrt_destroy(m);
+    pnetrt_destroy(ref);
+    free(x), free(t);
     release(&c);
 }
 
@@ -558,7 +622,7 @@ int main(void) {
         cmocka_unit_test(test_folded_batchnorm), cmocka_unit_test(test_fused_constants),
         cmocka_unit_test(test_pipeline_stages), cmocka_unit_test(test_feature_shards),
         cmocka_unit_test(test_nested_in_caller_team), cmocka_unit_test(test_nested_with_nesting_on),
-        cmocka_unit_test(test_picked_replicas), cmocka_unit_test(test_claimed_plan),
+        cmocka_unit_test(test_picked_replicas), cmocka_unit_test(test_claimed_plan), cmocka_unit_test(test_train_plan),
         cmocka_unit_test(test_stage_threads),
         cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice), cmocka_unit_test(test_positions), cmocka_unit_test(test_elu_softplus_prelu), cmocka_unit_test(test_pad), cmocka_unit_test(test_grouped_conv), cmocka_unit_test(test_unary_columns), cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_div), cmocka_unit_test(test_tensor_constants), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
