@@ -13,6 +13,9 @@ static LLVMValueRef F(cg *c, double v) { return cg_f32(c, v); }
 
 /* Elements of a tensor other than a dense W that a thread updates at a time (a unit). */
 #define UPD_UNIT 4096
+/* Blocks of VW rows of a dense W per unit: W^T's rows then take WT_BLOCKS adjacent vectors at a
+ * time, and the unit's rows stay in L2 (64 rows of 784 floats: 200 KB) until transposed. */
+#define WT_BLOCKS 4
 
 typedef struct slot_tree {
     LLVMValueRef slots, lo, hi;
@@ -143,7 +146,7 @@ static void transpose_block(cg *c, int VW, LLVMValueRef w, int64_t K, LLVMValueR
 }
 
 /* For each trained tensor, this thread's share of its units within [elem_lo, elem_hi), a unit
- * UPD_UNIT elements, or for a dense layer's W [U, K] a block of VW rows, each updated by
+ * UPD_UNIT elements, or for a dense layer's W [U, K] WT_BLOCKS * VW rows, each updated by
  * update_block. After a block of W's rows, when every element of W is in range, the rows go to
  * W^T as px__prep puts them (a copy: the same bits) while they are in cache. */
 LLVMValueRef cg_gen_update(cg *c) {
@@ -176,7 +179,7 @@ LLVMValueRef cg_gen_update(cg *c) {
             if (nd->params[k].trainable) {
                 bool wt = k == 0 && nd->op == PN_OP_DENSE && g->tplan.live[i];
                 int64_t U = wt ? nd->params[0].shape.d[0] : 0, K = wt ? nd->params[0].shape.d[1] : 0;
-                int64_t unit = wt ? VW * K : UPD_UNIT;
+                int64_t rows = WT_BLOCKS * VW, unit = wt ? rows * K : UPD_UNIT;
                 /* The tensor's elements within [elem_lo, elem_hi): [a, b). */
                 LLVMValueRef a = LLVMBuildSub(c->b, elo, I(c, off), ""), b = LLVMBuildSub(c->b, ehi, I(c, off), "");
                 a = cg_smax(c, a, I(c, 0));
@@ -192,29 +195,34 @@ LLVMValueRef cg_gen_update(cg *c) {
                 x1 = cg_smax(c, x1, x0);
                 update_block(c, &u, off, x0, x1);
                 if (wt) {
+                    /* The unit's rows [r0, r0 + rows) of W: VW x VW blocks through registers, k block
+                     * by k block, so each row of W^T gets WT_BLOCKS adjacent vectors (16 rows at a
+                     * time, the strided stores cost more than the prep did); the ragged columns and
+                     * rows element by element. */
                     LLVMValueRef whole = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntEQ, a, I(c, 0), ""),
                                                       LLVMBuildICmp(c->b, LLVMIntEQ, b, I(c, cnt), ""), "");
                     LLVMValueRef w = cg_gep(c, u.params, I(c, off)), wtp = cg_gep(c, global, I(c, g->tplan.global_off[i]));
-                    LLVMValueRef u0 = LLVMBuildMul(c->b, un.iv, I(c, VW), "");
-                    LLVMValueRef full = LLVMBuildICmp(c->b, LLVMIntSLE, LLVMBuildAdd(c->b, u0, I(c, VW), ""), I(c, U), "");
-                    int64_t KF = K / VW;
+                    int64_t KF = K / VW, UF = U / VW * VW;
+                    LLVMValueRef r0 = LLVMBuildMul(c->b, un.iv, I(c, rows), "");
+                    LLVMValueRef rf = cg_smax(c, cg_smin(c, LLVMBuildAdd(c->b, r0, I(c, rows), ""), I(c, UF)), r0);
                     cg_if f;
-                    cg_if_begin(c, &f, LLVMBuildAnd(c->b, whole, full, ""));
-                    if (KF > 0) {
+                    cg_if_begin(c, &f, whole);
+                    if (KF > 0 && UF > 0) {
                         cg_loop kb;
                         cg_loop_begin(c, &kb, I(c, 0), I(c, KF), "kb");
-                        transpose_block(c, VW, w, K, wtp, U, u0, LLVMBuildMul(c->b, kb.iv, I(c, VW), ""));
+                        cg_loop ub;
+                        cg_loop_begin(c, &ub, I(c, 0), LLVMBuildSDiv(c->b, LLVMBuildSub(c->b, rf, r0, ""), I(c, VW), ""), "ub");
+                        transpose_block(c, VW, w, K, wtp, U, LLVMBuildAdd(c->b, r0, LLVMBuildMul(c->b, ub.iv, I(c, VW), ""), ""),
+                                        LLVMBuildMul(c->b, kb.iv, I(c, VW), ""));
+                        cg_loop_end(c, &ub);
                         cg_loop_end(c, &kb);
                     }
-                    if (KF * VW < K)
-                        transpose_scalar(c, w, K, wtp, U, u0, LLVMBuildAdd(c->b, u0, I(c, VW), ""), I(c, KF * VW), I(c, K));
-                    cg_if_end(c, &f);
-                    if (U % VW) {
-                        cg_if p;
-                        cg_if_begin(c, &p, LLVMBuildAnd(c->b, whole, LLVMBuildNot(c->b, full, ""), ""));
-                        transpose_scalar(c, w, K, wtp, U, u0, I(c, U), I(c, 0), I(c, K));
-                        cg_if_end(c, &p);
+                    if (KF * VW < K) transpose_scalar(c, w, K, wtp, U, r0, rf, I(c, KF * VW), I(c, K));
+                    if (UF < U) {
+                        LLVMValueRef p0 = cg_smax(c, r0, I(c, UF)), p1 = cg_smin(c, LLVMBuildAdd(c->b, r0, I(c, rows), ""), I(c, U));
+                        transpose_scalar(c, w, K, wtp, U, p0, cg_smax(c, p1, p0), I(c, 0), I(c, K));
                     }
+                    cg_if_end(c, &f);
                 }
                 cg_loop_end(c, &un);
             }
