@@ -6,7 +6,7 @@
 #define PNETRT_ABI_H
 #include <stdint.h>
 
-#define PNETRT_ABI 10
+#define PNETRT_ABI 11
 
 /* The most dimensions of a tensor: the one definition (pnetc's PN_MAX_RANK is this). */
 #define PNETRT_MAX_RANK 8
@@ -14,6 +14,8 @@
 /* Limits that pnetc checks and libpnetrt relies on: pipeline stages, and a network's inputs and
  * outputs (each call keeps a pointer per input and output on its threads' stacks). */
 enum { PNETRT_MAX_STAGES = 64, PNETRT_MAX_IO = 4096 };
+/* The most partial sums of the gradient that a step's update adds (pnetrt_train_call's sums). */
+enum { PNETRT_MAX_SUMS = 8 };
 
 /* How a parameter starts when no weights are given: PyTorch's default initialisation. */
 enum {
@@ -94,6 +96,12 @@ typedef struct pnetrt_train_call {
     /* Floats from one optimizer state vector to the next (adam's exp_avg, then exp_avg_sq at
      * opt + opt_stride): param_floats, or a stage rank's stage's elements. */
     int64_t opt_stride;
+    /* With the gradient tree folded (runtime gradtree.h): the tree's partial sums left at the
+     * update, addressed by element index, which the update adds from the right, sums[0] +
+     * (sums[1] + (... + sums[nsums - 1])), as the tree would; nsums <= PNETRT_MAX_SUMS. 0: the
+     * update sums the chunks' slots by the tree instead. */
+    float *const *sums;
+    int64_t nsums;
 } pnetrt_train_call;
 
 /* A segment: the training kernels of one chunk between two syncs. The arena holds `cap` samples

@@ -35,9 +35,10 @@ bool pnetrt_tree_push(pnetrt_blk *blk, float **bufs, int *top, pnetrt_blk b, flo
     return added;
 }
 
-void pnetrt_tree_finish(pnetrt_blk *blk, float **bufs, int *top, const pnetrt_range *r, int nr, int ith, int nth) {
+void pnetrt_tree_finish(pnetrt_blk *blk, float **bufs, int *top, int keep, const pnetrt_range *r, int nr, int ith,
+                        int nth) {
     int t = *top;
-    while (t >= 2) {
+    while (t >= 2 && t > keep) {
         add(bufs[t - 2], bufs[t - 1], r, nr, ith, nth);
         blk[t - 2].n += blk[t - 1].n;
         t--;

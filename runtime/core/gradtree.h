@@ -29,7 +29,14 @@ typedef struct pnetrt_range {
  * caller's threads then meet before they use the freed buffers). */
 bool pnetrt_tree_push(pnetrt_blk *blk, float **bufs, int *top, pnetrt_blk b, float *buf, const pnetrt_range *r, int nr,
                       int ith, int nth);
-/* Adds the stack's blocks from the right until one is left: bufs[0] then holds the sum. */
-void pnetrt_tree_finish(pnetrt_blk *blk, float **bufs, int *top, const pnetrt_range *r, int nr, int ith, int nth);
+/* Adds the stack's blocks from the right until keep (at least 1) are left: with keep 1, bufs[0]
+ * then holds the sum; else the sum is bufs[0] + (bufs[1] + (... + bufs[keep - 1])), which the
+ * step's update adds as it reads them (the same additions, so the same bits).
+ *
+ * Pushing a run's last block without adding its siblings, then adding from the right, also makes
+ * the same additions: the siblings the push would add are the stack's top blocks, added from the
+ * right, and a block the last one would be added into can be no other block's right sibling. */
+void pnetrt_tree_finish(pnetrt_blk *blk, float **bufs, int *top, int keep, const pnetrt_range *r, int nr, int ith,
+                        int nth);
 
 #endif

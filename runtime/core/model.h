@@ -30,6 +30,9 @@ typedef struct pnetrt_comm pnetrt_comm;
 pnetrt_comm *pnetrt_model_comm(const pnetrt_model *m);
 void pnetrt_model_set_comm(pnetrt_model *m, pnetrt_comm *c);
 float *pnetrt_params_mut(pnetrt_model *m); /* writable parameters (marks prepared stale) */
+/* The parameters' generation: a new one (never 0) each time pnetrt_params_mut hands them out to
+ * be written, so that a copy derived from them (a trainer's W^T) knows when it is stale. */
+uint64_t pnetrt_params_gen(const pnetrt_model *m);
 /* Zeroed, page-aligned memory whose pages cost memory only once written; NULL when out of address
  * space. Freed (NULL too) by pnetrt_zunmap. */
 void *pnetrt_zmap(size_t bytes);

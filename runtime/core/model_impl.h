@@ -57,6 +57,7 @@ struct pnetrt_model {
     double flops_per_sample;
     bool adaptive;       /* small calls use fewer threads (PNET_ADAPTIVE_THREADS=0 turns it off) */
     bool stale;          /* params changed (training) since prepared was derived */
+    uint64_t params_gen; /* pnetrt_params_gen */
     bool replicas_set;   /* replicas chosen by the user, not the default */
     int last_replicas;   /* replicas of the last call */
     int last_team;       /* threads the last call ran on */

@@ -218,8 +218,11 @@ float *pnetrt_params_mut(pnetrt_model *m) {
         m->owns_params = true;
     }
     m->stale = true;
+    m->params_gen++;
     return m->params;
 }
+
+uint64_t pnetrt_params_gen(const pnetrt_model *m) { return m->params_gen; }
 
 pnetrt_trainer **pnetrt_trainer_slot(pnetrt_model *m) { return &m->trainer; }
 pnetrt_comm *pnetrt_model_comm(const pnetrt_model *m) { return m ? m->comm : NULL; }

@@ -263,8 +263,10 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
     char *arena = own ? r->t->arena + (size_t)g * (size_t)C * (size_t)td->sample_bytes : r->t->arena;
     bool tr = pnetrt_tracing(r->m);
     double b = tr ? pnetrt_now_s() : 0;
-    td->prep(r->call, t, nth);
-    if (tr) pnetrt_trace_slice(r->m, PNETRT_TRACE_PREP, b, pnetrt_now_s(), -1, g, 0, 0);
+    if (!r->wt_ok) {
+        td->prep(r->call, t, nth);
+        if (tr) pnetrt_trace_slice(r->m, PNETRT_TRACE_PREP, b, pnetrt_now_s(), -1, g, 0, 0);
+    }
     pnetrt_barrier_wait(all, &sense);
     int64_t nseg = r->eval ? 1 : td->nsegments;
     pnetrt_trace_kind kind = r->eval ? PNETRT_TRACE_EVAL : nseg > 1 ? PNETRT_TRACE_SEGMENT : PNETRT_TRACE_STEP_CHUNK;
@@ -394,6 +396,10 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
                                          4.0 * (double)need);
         }
     }
+    /* The transposed weights are still the parameters' when no one wrote these since (the step
+     * itself writes them only through its update, which transposes W again). */
+    bool wt_ok = t->wt_gen && t->wt_gen == pnetrt_params_gen(m);
+    t->wt_gen = 0;
     float *params = bad ? NULL : pnetrt_params_mut(m);
     if (!bad && !params) bad = pnetrt_model_partial(m) ? 1 : pnetrt_train_failf(m, "out of memory");
     /* Every rank goes on, or none does: a rank that failed here would leave the others waiting in
@@ -404,9 +410,9 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     double b1 = td->beta1, b2 = td->beta2, st = (double)t->step;
     pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, pnetrt_train_opt(t, 0), batch, nch, t->step,
                               (int64_t)t->seed, t->lr, t->lr / (1 - pow(b1, st)), sqrt(1 - pow(b2, st)), 0, d->param_floats,
-                              t->opt_elems};
+                              t->opt_elems, NULL, 0};
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = first[me], .hi = first[me + 1], .comm = comm,
-             .first = first, .eval = eval, .fold_depth = depth};
+             .first = first, .eval = eval, .fold_depth = depth, .wt_ok = wt_ok};
     /* A pipelined step in this process may instead run unpipelined on one thread, same bits,
      * when that is measured cheaper (plan.h): on a busy machine, a stage thread that waits for a
      * core holds up the other stages, and each step's join waits for every thread. One thread is
@@ -486,7 +492,10 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         }
     }
     if (atomic_load(&r.failed)) return pnetrt_train_failf(m, "%s", r.err);
-    if (!eval) t->grad = depth ? r.grad : t->slots;
+    if (!eval) pnetrt_train_keep_grad(t, &r);
+    /* In this process alone the prep made W^T of every dense layer, or it was still valid, and
+     * the update wrote it again with W (optim.c); ranks all-gather W after their updates. */
+    if (K < 2) t->wt_gen = pnetrt_params_gen(m);
     if (loss_sum) *loss_sum = pnetrt_train_tree_sum(t->tree, t->stats, td->stat_floats, nch);
     t->last_correct = (int64_t)llround(pnetrt_train_tree_sum(t->tree, t->stats + 1, td->stat_floats, nch));
     if (correct) *correct = t->last_correct;
@@ -582,7 +591,7 @@ int64_t pnetrt_train_last_correct(const pnetrt_model *m) {
 
 const float *pnetrt_train_grad(const pnetrt_model *m) {
     pnetrt_trainer *const *slot = pnetrt_trainer_slot((pnetrt_model *)m);
-    return *slot && (*slot)->step > 0 ? (*slot)->grad : NULL;
+    return *slot && (*slot)->step > 0 ? pnetrt_train_whole_grad(*slot) : NULL;
 }
 
 static int set_train_steps(pnetrt_model *m, int64_t steps) {

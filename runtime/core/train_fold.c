@@ -25,9 +25,14 @@ static pnetrt_train_call chunk_call(const pnetrt_train_call *call, int64_t ch, f
     return c;
 }
 
+/* Whether the update adds the tree's last partial sums as it reads them (fold_finish): in this
+ * process alone; on ranks the tree is finished slice by slice on the owners first. */
+static bool fused(const run *r) { return pnetrt_comm_size(r->comm) < 2; }
+
 /* Runs f on chunk ch with its gradients in the stack's next free buffer, then pushes the chunk,
  * adding siblings; the group's threads meet after each (the gradients whole, the arena and the
- * buffers added from free again). */
+ * buffers added from free again). The step's last chunk, when the update finishes the tree, is
+ * pushed without adding: the update adds it as it reads the stack (gradtree.h). */
 void pnetrt_train_fold_chunk(const run *r, fold_stack *st, pnetrt_segment_fn f, int64_t ch, char *arena, int64_t cap,
                        int64_t base, char *scratch, int ith, int size) {
     int64_t P = pnetrt_model_desc(r->m)->param_floats;
@@ -35,6 +40,11 @@ void pnetrt_train_fold_chunk(const run *r, fold_stack *st, pnetrt_segment_fn f, 
     pnetrt_train_call cc = chunk_call(r->call, ch, buf, P);
     f(&cc, ch, arena, cap, base, scratch, ith, size);
     pnetrt_barrier();
+    if (ch == r->hi - 1 && fused(r)) {
+        st->blk[st->top] = (pnetrt_blk){ch, 1};
+        st->bufs[st->top++] = buf;
+        return;
+    }
     if (pnetrt_tree_push(st->blk, st->bufs, &st->top, (pnetrt_blk){ch, 1}, buf, st->own, st->nown, ith, size))
         pnetrt_barrier();
 }
@@ -50,29 +60,36 @@ static void slices(int64_t lo, int64_t hi, int K, int64_t *e) {
     for (int k = 0; k <= K; k++) e[k] = k == K ? hi : lo + (hi - lo) / 16 * k / K * 16;
 }
 
-/* After every group has folded its chunks: adds the groups' stacks, in chunk order, into one sum
- * (each thread of the team its share of the elements), between barriers of the team. On ranks,
- * the rank's stack then goes to the owners of the gradient's slices (a reduce-scatter along the
- * tree), each owner adds every rank's partial sums of its slice, and the ranks all-gather the
- * slices. Returns the buffer that holds the whole gradient. */
-static float *fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrier *all, int *sense) {
-    const pnetrt_desc *d = pnetrt_model_desc(r->m);
-    (void)d;
+/* After every group has folded its chunks: pushes the groups' stacks, in chunk order, onto one
+ * (each thread of the team adding its share of the elements). In this process alone the blocks
+ * left, at most PNETRT_MAX_SUMS of them (the rightmost added first where there are more), go to
+ * the update, which adds them as it reads them; the last group's last chunk was pushed without
+ * adding (pnetrt_train_fold_chunk), and is pushed so here. On ranks, the tree is finished: the
+ * rank's stack goes to the owners of the gradient's slices (a reduce-scatter along the tree),
+ * each owner adds every rank's partial sums of its slice, and the ranks all-gather the slices
+ * after the update. Fills sums and returns how many it holds. */
+static int fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrier *all, int *sense, float **sums) {
     pnetrt_range every = {r->call->elem_lo, r->call->elem_hi}; /* this rank's elements: all, or its stage's */
     pnetrt_blk blk[128], mine[128];
     float *bufs[128];
     int top = 0;
     for (int g = 0; g < groups; g++) {
         int64_t c0 = r->lo + (r->hi - r->lo) * g / groups, c1 = r->lo + (r->hi - r->lo) * (g + 1) / groups;
-        int n = pnetrt_tree_stack(c0, c1, mine, NULL);
+        bool raw = fused(r) && c1 == r->hi && c1 > c0; /* holds the step's last chunk, pushed unadded */
+        int n = pnetrt_tree_stack(c0, raw ? c1 - 1 : c1, mine, NULL);
         for (int j = 0; j < n; j++)
             pnetrt_tree_push(blk, bufs, &top, mine[j], pnetrt_train_fold_buf(r->call, r->t->fold, (int64_t)g * r->fold_depth + j),
                              &every, 1, t, nth);
+        if (raw) {
+            blk[top] = (pnetrt_blk){c1 - 1, 1};
+            bufs[top++] = pnetrt_train_fold_buf(r->call, r->t->fold, (int64_t)g * r->fold_depth + n);
+        }
     }
     int K = pnetrt_comm_size(r->comm), me = pnetrt_comm_rank(r->comm);
     if (K < 2) {
-        pnetrt_tree_finish(blk, bufs, &top, &every, 1, t, nth);
-        return bufs[0];
+        pnetrt_tree_finish(blk, bufs, &top, PNETRT_MAX_SUMS, &every, 1, t, nth);
+        memcpy(sums, bufs, (size_t)top * sizeof *sums);
+        return top;
     }
     int nb[K];
     int64_t e[K + 1], at[K];
@@ -101,28 +118,35 @@ static float *fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrie
                              t, nth);
         }
     }
-    pnetrt_tree_finish(blk, bufs, &top, &own, 1, t, nth);
+    pnetrt_tree_finish(blk, bufs, &top, 1, &own, 1, t, nth);
     pnetrt_barrier_wait(all, sense); /* the threads add and copy different shares */
     float *sum = pnetrt_train_fold_buf(r->call, r->t->fold, 0);
     int64_t a = e[me] + slice * t / nth, b = e[me] + slice * (t + 1) / nth;
     if (top) memcpy(sum + a, bufs[0] + a, (size_t)(b - a) * sizeof(float));
-    return sum; /* this rank's slice of the gradient: the update takes it from here */
+    sums[0] = sum; /* this rank's slice of the gradient: the update takes it from here */
+    return 1;
 }
 
-/* The step's update on thread t of the team: with folding, over the sum of the groups' (runs')
- * stacks, which the update's tree over one slot takes as it is; else over the chunks' slots. */
+/* The step's update on thread t of the team: with folding, over the tree's partial sums that
+ * fold_finish leaves; else over the chunks' slots. */
 void pnetrt_train_update(run *r, int runs, int t, int nth, pnetrt_spin_barrier *all, int *sense) {
     const pnetrt_train_desc *td = pnetrt_model_desc(r->m)->train;
     if (!r->fold_depth) {
         td->update(r->call, t, nth);
         return;
     }
-    float *sum = fold_finish(r, runs, t, nth, all, sense);
-    if (t == 0) r->grad = sum;
+    float *sums[PNETRT_MAX_SUMS];
+    int n = fold_finish(r, runs, t, nth, all, sense, sums);
+    if (t == 0) {
+        memcpy(r->sums, sums, (size_t)n * sizeof *sums);
+        r->nsums = n;
+    }
     pnetrt_barrier_wait(all, sense);
     pnetrt_train_call cc = *r->call;
-    cc.slots = sum;
+    cc.slots = sums[0];
     cc.nchunks = 1;
+    cc.sums = sums;
+    cc.nsums = n;
     int K = pnetrt_comm_size(r->comm);
     if (K < 2) {
         td->update(&cc, t, nth);
@@ -146,6 +170,31 @@ void pnetrt_train_update(run *r, int runs, int t, int nth, pnetrt_spin_barrier *
         r->t->opt_hi = r->call->elem_hi;
     }
     pnetrt_barrier_wait(all, sense);
+}
+
+/* The step's gradient, for pnetrt_train_grad: the update read the tree's last partial sums
+ * without writing their sum, so it is added here, the same additions from the right. */
+void pnetrt_train_keep_grad(pnetrt_trainer *t, const run *r) {
+    if (!r->fold_depth) {
+        t->grad = t->slots;
+        t->nsums = 0;
+        return;
+    }
+    memcpy(t->sums, r->sums, (size_t)r->nsums * sizeof *r->sums);
+    t->nsums = r->nsums;
+    t->sums_lo = r->call->elem_lo;
+    t->sums_hi = r->call->elem_hi;
+    t->grad = r->sums[0];
+}
+
+const float *pnetrt_train_whole_grad(pnetrt_trainer *t) {
+    for (int j = t->nsums - 2; j >= 0; j--) {
+        float *restrict d = t->sums[j];
+        const float *restrict s = t->sums[j + 1];
+        for (int64_t e = t->sums_lo; e < t->sums_hi; e++) d[e] += s[e];
+    }
+    if (t->nsums > 1) t->nsums = 1;
+    return t->grad;
 }
 
 int pnetrt_train_opt_whole(pnetrt_model *m) {

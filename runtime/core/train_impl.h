@@ -36,7 +36,15 @@ struct pnetrt_trainer {
     int64_t slot_cap;     /* chunk slots allocated */
     float *recv;          /* on ranks: every rank's partial sums of this rank's slice of the gradient */
     int64_t recv_cap;     /* floats */
-    const float *grad;    /* the last step's whole gradient */
+    const float *grad;    /* the last step's whole gradient, once sums are added (pnetrt_train_whole_grad) */
+    float *sums[PNETRT_MAX_SUMS]; /* folding: the last step's partial sums that its update added as */
+    int nsums;                    /* it read them, not yet added here (1: grad is whole) */
+    int64_t sums_lo, sums_hi;     /* their elements */
+    /* The generation of the parameters (pnetrt_params_gen) that the global area's transposed
+     * weights (W^T, px__prep's) were made from, by the prep or the update; 0: none. A step whose
+     * parameters are still of that generation skips the prep. Every writer of the parameters gets
+     * them from pnetrt_params_mut, which starts a new generation, so it clears this. */
+    uint64_t wt_gen;
     /* Each pipeline stage's parameter elements, for folding a pipelined step's tree: stage s's
      * ranges are stage_ranges[stage_first[s] .. stage_first[s + 1]); stage_map is 1 when known,
      * -1 when a parameter's stage could not be found, 0 before the first look. */
@@ -95,7 +103,9 @@ typedef struct run {
     char err[256];
     bool eval;
     int fold_depth;        /* folding: buffers per group (0: one slot per chunk instead) */
-    float *grad;           /* folding: where the whole gradient ends, for the update */
+    bool wt_ok;            /* the transposed weights are the parameters': skip the prep */
+    float *sums[PNETRT_MAX_SUMS]; /* folding: the partial sums the update added (fold_finish) */
+    int nsums;
 } run;
 
 /* A thread's view of its group's (or pipeline replica's) folded stack: the buffers from `base`,
@@ -150,6 +160,10 @@ void pnetrt_train_fold_chunk(const run *r, fold_stack *st, pnetrt_segment_fn f, 
                              int64_t base, char *scratch, int ith, int size);
 void pnetrt_train_update(run *r, int runs, int t, int nth, pnetrt_spin_barrier *all, int *sense);
 void pnetrt_train_reduce_point(run *r, pnetrt_spin_barrier *all, int *sense, bool grads, int t);
+/* After a step: keeps where its gradient is (the partial sums the update added, when folding),
+ * and, for pnetrt_train_grad, adds them into the whole gradient. */
+void pnetrt_train_keep_grad(pnetrt_trainer *t, const run *r);
+const float *pnetrt_train_whole_grad(pnetrt_trainer *t);
 /* train_pipe.c: the pipeline of this step on `threads` threads, or false when the network or the
  * thread count allows none; its arena and hand-offs; thread t's part of it. */
 bool pnetrt_train_plan_pipe(pnetrt_model *m, int64_t nch, int threads, pipe *p);

@@ -69,8 +69,10 @@ void pnetrt_train_pipe_thread(run *r, const pipe *p, int t, pnetrt_spin_barrier 
     if (k == 0) pnetrt_handoff_init(h, p->S, K, true);
     bool tr = pnetrt_tracing(r->m);
     double b = tr ? pnetrt_now_s() : 0;
-    td->prep(r->call, t, nth);
-    if (tr) pnetrt_trace_slice(r->m, PNETRT_TRACE_PREP, b, pnetrt_now_s(), s, rg, 0, 0);
+    if (!r->wt_ok) {
+        td->prep(r->call, t, nth);
+        if (tr) pnetrt_trace_slice(r->m, PNETRT_TRACE_PREP, b, pnetrt_now_s(), s, rg, 0, 0);
+    }
     pnetrt_barrier_wait(all, &sense);
     size_t slot_bytes = (size_t)p->cap * (size_t)td->sample_bytes;
     char *arena = r->t->arena + (size_t)rg * (size_t)p->slots * slot_bytes;

@@ -238,7 +238,7 @@ int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, co
     if (!eval) t->step++;
     double b1 = td->beta1, b2 = td->beta2, stp = (double)t->step;
     pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, pnetrt_train_opt(t, 0), batch, nch, t->step,
-                              (int64_t)t->seed, t->lr, t->lr / (1 - pow(b1, stp)), sqrt(1 - pow(b2, stp)), elo, ehi, t->opt_elems};
+                              (int64_t)t->seed, t->lr, t->lr / (1 - pow(b1, stp)), sqrt(1 - pow(b2, stp)), elo, ehi, t->opt_elems, NULL, 0};
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = lo, .hi = lo + nc, .comm = p.R > 1 ? t->stage_comm : NULL,
              .first = pfirst, .eval = eval, .fold_depth = eval ? 0 : depth};
     if (!eval) snprintf(t->schedule, sizeof t->schedule, "rank %d of %d: stage %d of pipeline %d (%d pipeline%s x %d stages, %s, %lld micro-batch%s), %d thread%s",
@@ -278,7 +278,7 @@ int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, co
     if (ok && pnetrt_comm_allgather_chunks(comm, t->stats, td->stat_floats, fl, r.err, sizeof r.err)) ok = false;
     pnetrt_trace_slice(m, PNETRT_TRACE_REDUCE, b, pnetrt_now_s(), p.s, p.r, 1, 0);
     if (!pnetrt_comm_all_ok(comm, ok)) return pnetrt_train_failf(m, "%s", ok ? "another rank failed in this step" : r.err);
-    if (!eval) t->grad = r.grad;
+    if (!eval) pnetrt_train_keep_grad(t, &r);
     if (loss_sum) *loss_sum = pnetrt_train_tree_sum(t->tree, t->stats, td->stat_floats, nch);
     t->last_correct = (int64_t)llround(pnetrt_train_tree_sum(t->tree, t->stats + 1, td->stat_floats, nch));
     return 0;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "jit_util.h"
 #include "model.h"
@@ -47,14 +48,16 @@ static bool close_enough(double fd, double g) {
  * point proves nothing and is reported as a kink. */
 typedef enum { FD_PASS, FD_FAIL, FD_KINK } fd_result;
 
-static fd_result check_element(pnetrt_model *m, int64_t batch, const void *const *in, float *wp, double eps, double l0,
+static fd_result check_element(pnetrt_model *m, int64_t batch, const void *const *in, int64_t at, double eps, double l0,
                                double g, double *fd, bool *sensitive) {
-    float w0 = *wp, hi = (float)(w0 + eps), lo = (float)(w0 - eps);
-    *wp = hi;
+    /* Each write goes through pnetrt_params_mut, as every writer's must (so the trainer knows its
+     * transposed weights are stale). */
+    float w0 = pnetrt_params_mut(m)[at], hi = (float)(w0 + eps), lo = (float)(w0 - eps);
+    pnetrt_params_mut(m)[at] = hi;
     double lp = step_loss(m, batch, in);
-    *wp = lo;
+    pnetrt_params_mut(m)[at] = lo;
     double lm = step_loss(m, batch, in);
-    *wp = w0;
+    pnetrt_params_mut(m)[at] = w0;
     *fd = (lp - lm) / ((double)hi - (double)lo);
     double right = (lp - l0) / ((double)hi - w0), left = (l0 - lm) / (w0 - (double)lo);
     if (close_enough(*fd, g)) {
@@ -92,7 +95,6 @@ static void check_grad(const char *src, int64_t batch, double eps, int opt_level
     }
     if (verbose) printf("%s batch %lld: loss %.7g\n", d->name, (long long)batch, loss);
 
-    float *w = pnetrt_params_mut(m2);
     bool first = true;
     for (int64_t p = 0; p < d->nparams; p++) {
         const pnetrt_tensor_desc *t = &d->params[p];
@@ -106,7 +108,7 @@ static void check_grad(const char *src, int64_t batch, double eps, int opt_level
         for (int k = 0; done < checks && done < n; k++) {
             int64_t j = k == 0 ? best : (int64_t)(rnd() * (double)n);
             double an = g[t->offset + j], fd;
-            fd_result r = check_element(m2, batch, in, &w[t->offset + j], eps, loss, an, &fd, &sensitive);
+            fd_result r = check_element(m2, batch, in, t->offset + j, eps, loss, an, &fd, &sensitive);
             if (verbose)
                 printf("  %-22s [%3lld] grad % .6e  fd % .6e  err %.2e%s\n", t->name, (long long)j, an, fd,
                        fabs(fd - an), r == FD_KINK ? "  kink" : "");
@@ -396,6 +398,64 @@ static void test_set_lr(void **s) {
     release(&c);
 }
 
+/* A model at lr 0.1 (make_model's is 0), one step from seed. */
+static pnetrt_model *stepped(const pnetrt_desc *d, uint64_t seed, int64_t batch, const void *const *in) {
+    pnetrt_model *m = make_model(d, 1, seed);
+    assert_int_equal(pnetrt_set_lr(m, 0.1), 0);
+    step_loss(m, batch, in);
+    return m;
+}
+
+static void assert_same_params(pnetrt_model *a, pnetrt_model *b, size_t bytes) {
+    assert_memory_equal(pnetrt_params_mut(a), pnetrt_params_mut(b), bytes);
+}
+
+/* The update transposes each dense W into W^T as it writes it, so the next step skips the prep
+ * (the trainer's wt_gen); a step after the parameters were written another way (a checkpoint
+ * loaded, pnetrt_params_mut) must prepare again, and gives the bits of a fresh model. Widths not
+ * multiples of 16, and three chunks, so that the transposes' tails and the folded tree run. */
+static void test_stale_transpose(void **s) {
+    (void)s;
+    compiled c;
+    compile_net("network g_wt { input x : f32[batch, 37]; h = relu(dense(x, 40)); output logits = dense(h, 3);"
+                " train { label : i32[batch]; loss = cross_entropy(logits, label);"
+                " optimizer = sgd(lr = 0.1, momentum = 0.9); } }",
+                false, 3, &c);
+    const pnetrt_desc *d = c.desc;
+    int64_t batch = 70;
+    void *ins[16];
+    make_inputs(d, batch, ins);
+    const void *const *in = (const void *const *)ins;
+    size_t bytes = (size_t)d->param_floats * sizeof(float);
+    char path[] = "/tmp/pnet_test_wt_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+
+    pnetrt_model *a = make_model(d, 1, SEED), *fresh = stepped(d, SEED, batch, in);
+    assert_int_equal(pnetrt_set_lr(a, 0.1), 0);
+    assert_int_equal(pnetrt_save(a, path, true, 0, 0), 0);
+    step_loss(a, batch, in);
+    step_loss(a, batch, in); /* W^T from the last update: no prep */
+    assert_int_not_equal(memcmp(pnetrt_params_mut(a), pnetrt_params_mut(fresh), bytes), 0);
+    assert_int_equal(pnetrt_load(a, path, NULL, NULL), 0);
+    step_loss(a, batch, in);
+    assert_same_params(a, fresh, bytes);
+
+    step_loss(a, batch, in);
+    pnetrt_init_params(d, pnetrt_params_mut(a), SEED + 1);
+    step_loss(a, batch, in);
+    pnetrt_model *fresh2 = stepped(d, SEED + 1, batch, in);
+    assert_same_params(a, fresh2, bytes);
+
+    unlink(path);
+    pnetrt_destroy(a);
+    pnetrt_destroy(fresh);
+    pnetrt_destroy(fresh2);
+    for (int64_t i = 0; i < d->ninputs + d->train->ntrain_inputs; i++) free(ins[i]);
+    release(&c);
+}
+
 int main(void) {
     (void)&pnetrt_barrier; /* the JIT resolves it in this process */
     setenv("PNET_ADAPTIVE_THREADS", "0", 1);
@@ -430,6 +490,7 @@ int main(void) {
         cmocka_unit_test(test_wide_optimised),
         cmocka_unit_test(test_no_train_block),
         cmocka_unit_test(test_set_lr),
+        cmocka_unit_test(test_stale_transpose),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

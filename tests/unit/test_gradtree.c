@@ -1,8 +1,10 @@
 /* The folded gradient tree (runtime/core/gradtree.c) against the fixed tree it replaces: for
  * chunk counts 1..70 and every way of cutting the chunks into 1-5 contiguous runs (thread groups
  * or ranks), folding each run as its chunks complete and then adding the runs' stacks gives the
- * same bits as the in-place tree over one slot per chunk (docs/training.md). Also the stack's
- * depth stays within pnetrt_tree_depth. */
+ * same bits as the in-place tree over one slot per chunk (docs/training.md). So does the step's
+ * fused form (train_fold.c): the last chunk pushed without adding, the stack finished down to a
+ * few blocks, which the update adds from the right as it reads them. Also the stack's depth stays
+ * within pnetrt_tree_depth. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -73,11 +75,52 @@ static void folded(int n, const int *cut, int runs, float *out, int nth) {
         int k = pnetrt_tree_stack(cut[g], cut[g + 1], sim, NULL);
         for (int j = 0; j < k; j++) pnetrt_tree_push(blk, bufs, &top, sim[j], buf[g][j], &all, 1, 0, 1);
     }
-    pnetrt_tree_finish(blk, bufs, &top, &all, 1, 0, 1);
+    pnetrt_tree_finish(blk, bufs, &top, 1, &all, 1, 0, 1);
     assert_int_equal(top, 1);
     assert_int_equal(blk[0].lo, 0);
     assert_int_equal(blk[0].n, n);
     memcpy(out, bufs[0], sizeof(float) * P);
+}
+
+/* The fused form: runs folded as above, except that the last run's last chunk is pushed without
+ * adding (in the run and when the runs' stacks are combined); the stack finished down to keep
+ * blocks; then the update's sum, added from the right in a register. */
+static void fused(int n, const int *cut, int runs, int keep, float *out) {
+    static float buf[5][64][P];
+    pnetrt_range all = {0, P};
+    pnetrt_blk blk[64], sim[64];
+    float *bufs[64];
+    int top = 0;
+    for (int g = 0; g < runs; g++) {
+        bool raw = cut[g + 1] == n && cut[g + 1] > cut[g];
+        int gt = 0;
+        for (int c = cut[g]; c < cut[g + 1]; c++) {
+            memcpy(buf[g][gt], slots[c], sizeof slots[c]);
+            if (raw && c == n - 1) {
+                blk[gt] = (pnetrt_blk){c, 1};
+                bufs[gt] = buf[g][gt];
+                gt++;
+            } else {
+                pnetrt_tree_push(blk, bufs, &gt, (pnetrt_blk){c, 1}, buf[g][gt], &all, 1, 0, 1);
+            }
+        }
+    }
+    for (int g = 0; g < runs; g++) {
+        bool raw = cut[g + 1] == n && cut[g + 1] > cut[g];
+        int k = pnetrt_tree_stack(cut[g], raw ? cut[g + 1] - 1 : cut[g + 1], sim, NULL);
+        for (int j = 0; j < k; j++) pnetrt_tree_push(blk, bufs, &top, sim[j], buf[g][j], &all, 1, 0, 1);
+        if (raw) {
+            blk[top] = (pnetrt_blk){n - 1, 1};
+            bufs[top++] = buf[g][k];
+        }
+    }
+    pnetrt_tree_finish(blk, bufs, &top, keep, &all, 1, 0, 1);
+    assert_true(top >= 1 && top <= keep);
+    for (int e = 0; e < P; e++) {
+        float v = bufs[top - 1][e];
+        for (int j = top - 2; j >= 0; j--) v = bufs[j][e] + v;
+        out[e] = v;
+    }
 }
 
 static void test_same_bits(void **state) {
@@ -97,6 +140,10 @@ static void test_same_bits(void **state) {
                     if (cut[g + 1] < cut[g]) cut[g + 1] = cut[g];
                 folded(n, cut, runs, got, 1 + shift);
                 assert_memory_equal(want, got, sizeof want);
+                for (int keep = 1; keep <= 4; keep += 3) {
+                    fused(n, cut, runs, keep, got);
+                    assert_memory_equal(want, got, sizeof want);
+                }
                 checked++;
             }
     }
