@@ -310,8 +310,11 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
  * time added up, which is about what one thread would take. A quiet machine's pipeline never
  * does, so it is not slowed by trying a plan that cannot win; a pipeline whose stage threads wait
  * for cores (a busy machine) does within a step. */
+/* A pipelined step's two plans, the first two slots of its pnetrt_plans (plan.h). */
+enum { STEP_PIPELINE = 0, STEP_ONE = 1 };
+
 static bool one_worth(const pnetrt_trainer *t, int64_t batch, int S) {
-    if (t->try_plans || (t->plans.batch == batch && t->plans.cost[1] > 0)) return true;
+    if (t->try_plans || (t->plans.batch == batch && t->plans.cost[STEP_ONE] > 0)) return true;
     double work = 0;
     for (int s = 0; s < S && s < PNETRT_MAX_STAGES; s++) work += t->busy[s];
     return t->wall > 0 && t->wall > work;
@@ -418,7 +421,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
      * core holds up the other stages, and each step's join waits for every thread. One thread is
      * first tried once the pipeline has been seen to idle longer than it works (one_worth). */
     bool adapt = piped && K == 1 && p.R == 1 && pnetrt_plans_free(m, true) && one_worth(t, batch, p.S), probe = false;
-    t->last_plan = adapt && pnetrt_plan_pick(&t->plans, batch, threads, 2, &probe) ? PNETRT_PLAN_ONE : PNETRT_PLAN_STATIC;
+    t->last_plan = adapt && pnetrt_plan_pick(&t->plans, batch, threads, 2, &probe) == STEP_ONE ? PNETRT_PLAN_ONE : PNETRT_PLAN_STATIC;
     bool one = t->last_plan == PNETRT_PLAN_ONE;
     pnetrt_spin_barrier bars[256], all = PNETRT_BARRIER(threads);
     for (int g = 0; g < groups; g++) {
@@ -443,7 +446,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         pnetrt_spin_barrier solo = PNETRT_BARRIER(1), single = PNETRT_BARRIER(1);
         r.fold_depth = depth1;
         run_thread(&r, 0, 1, 1, &solo, &single);
-        pnetrt_plan_measured(&t->plans, 1, probe, pnetrt_now_s() - w0, batch);
+        pnetrt_plan_measured(&t->plans, STEP_ONE, probe, pnetrt_now_s() - w0, batch);
     } else if (piped) {
         for (int i = 0; i < PNETRT_MAX_STAGES; i++) t->busy[i] = 0;
         t->pipe_mb = p.M < (nch + p.R - 1) / p.R ? p.M : (nch + p.R - 1) / p.R;
@@ -463,7 +466,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
             }
         }
         t->wall = pnetrt_now_s() - w0;
-        if (adapt && !alone) pnetrt_plan_measured(&t->plans, 0, probe, t->wall, batch);
+        if (adapt && !alone) pnetrt_plan_measured(&t->plans, STEP_PIPELINE, probe, t->wall, batch);
         if (alone) {
             t->wall = 0;
             /* The OpenMP runtime gave fewer threads: run unpipelined on one. */

@@ -188,12 +188,9 @@ void pnetrt_train_keep_grad(pnetrt_trainer *t, const run *r) {
 }
 
 const float *pnetrt_train_whole_grad(pnetrt_trainer *t) {
-    for (int j = t->nsums - 2; j >= 0; j--) {
-        float *restrict d = t->sums[j];
-        const float *restrict s = t->sums[j + 1];
-        for (int64_t e = t->sums_lo; e < t->sums_hi; e++) d[e] += s[e];
-    }
-    if (t->nsums > 1) t->nsums = 1;
+    pnetrt_blk blk[PNETRT_MAX_SUMS] = {0}; /* the blocks' chunk counts do not matter to the adds */
+    pnetrt_range every = {t->sums_lo, t->sums_hi};
+    pnetrt_tree_finish(blk, t->sums, &t->nsums, 1, &every, 1, 0, 1);
     return t->grad;
 }
 
