@@ -14,6 +14,10 @@
 
 #ifdef PNET_HAVE_MPI
 #include <mpi.h>
+
+/* The gradient exchange's tags: piece j of a rank's partial sums goes as EXCHANGE_TAG + j (j < 128,
+ * and MPI guarantees tags up to 32767). */
+enum { EXCHANGE_TAG = 20000 };
 #endif
 
 static _Atomic double comm_seconds; /* written by the communicating thread only */
@@ -165,50 +169,34 @@ int pnetrt_comm_exchange_slices(pnetrt_comm *c, float *const *bufs, const int *n
                                 char *err, size_t n) {
     if (!c || c->size < 2) return 0;
     int K = c->size, me = c->rank, rc = MPI_SUCCESS;
-    /* Every piece is described by its absolute address (MPI_BOTTOM), so no displacement overflows
-     * an int however large the buffers. */
-    MPI_Datatype st[K], rt[K];
-    int ones[K], zeros[K];
-    int64_t mine = e[me + 1] - e[me], at = 0;
+    int64_t mine = e[me + 1] - e[me], at = 0, msgs = 0;
     for (int r = 0; r < K; r++) {
-        ones[r] = 1;
-        zeros[r] = 0;
-        st[r] = rt[r] = MPI_DATATYPE_NULL;
+        if (r == me) continue;
+        if (e[r + 1] - e[r] > INT_MAX || mine > INT_MAX) {
+            snprintf(err, n, "a slice of %lld gradient elements is too large for one message",
+                     (long long)(mine > INT_MAX ? mine : e[r + 1] - e[r]));
+            return 1;
+        }
+        msgs += nb[r] + nb[me];
     }
+    /* Each piece is one contiguous message (tags EXCHANGE_TAG + j apart from the stages' and the
+     * checkpoints'), so that ranks on one node copy it once, straight from the sender's buffer; this
+     * rank's own pieces stay where they are. */
+    MPI_Request req[msgs > 0 ? msgs : 1];
+    int q = 0;
     for (int r = 0; r < K && rc == MPI_SUCCESS; r++) {
-        int64_t len = e[r + 1] - e[r];
-        if (len > INT_MAX || mine * nb[r] > INT_MAX) {
-            snprintf(err, n, "a slice of %lld gradient elements is too large for one message", (long long)len);
-            rc = -1;
-            break;
-        }
-        int lens[nb[me] > 0 ? nb[me] : 1];
-        MPI_Aint where[nb[me] > 0 ? nb[me] : 1];
-        for (int j = 0; j < nb[me]; j++) {
-            lens[j] = (int)len;
-            MPI_Get_address(bufs[j] + e[r], &where[j]);
-        }
-        rc = MPI_Type_create_hindexed(nb[me], lens, where, MPI_FLOAT, &st[r]);
-        if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&st[r]);
-        int rlen = (int)(mine * nb[r]);
-        MPI_Aint rwhere;
-        MPI_Get_address(recv + at, &rwhere);
-        at += mine * nb[r];
-        if (rc == MPI_SUCCESS) rc = MPI_Type_create_hindexed(1, &rlen, &rwhere, MPI_FLOAT, &rt[r]);
-        if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&rt[r]);
+        if (r == me) continue;
+        for (int j = 0; j < nb[r] && rc == MPI_SUCCESS; j++, at += mine)
+            rc = MPI_Irecv(recv + at, (int)mine, MPI_FLOAT, r, EXCHANGE_TAG + j, c->comm, &req[q++]);
+        for (int j = 0; j < nb[me] && rc == MPI_SUCCESS; j++)
+            rc = MPI_Isend(bufs[j] + e[r], (int)(e[r + 1] - e[r]), MPI_FLOAT, r, EXCHANGE_TAG + j, c->comm, &req[q++]);
     }
     if (rc == MPI_SUCCESS) {
         double t0 = now_s();
-        rc = MPI_Alltoallw(MPI_BOTTOM, ones, zeros, st, MPI_BOTTOM, ones, zeros, rt, c->comm);
+        rc = q > 0 ? MPI_Waitall(q, req, MPI_STATUSES_IGNORE) : MPI_SUCCESS;
         atomic_store(&comm_seconds, atomic_load(&comm_seconds) + now_s() - t0);
-        if (rc != MPI_SUCCESS) mpi_error(rc, err, n, "exchanging the ranks' gradients");
-    } else if (rc != -1) {
-        mpi_error(rc, err, n, "describing the gradients' slices");
     }
-    for (int r = 0; r < K; r++) {
-        if (st[r] != MPI_DATATYPE_NULL) MPI_Type_free(&st[r]);
-        if (rt[r] != MPI_DATATYPE_NULL) MPI_Type_free(&rt[r]);
-    }
+    if (rc != MPI_SUCCESS) mpi_error(rc, err, n, "exchanging the ranks' gradients");
     return rc != MPI_SUCCESS;
 }
 

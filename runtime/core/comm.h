@@ -47,8 +47,9 @@ int pnetrt_comm_allgather_chunks(pnetrt_comm *c, float *base, int64_t stride, co
 int pnetrt_comm_allgather_bytes(pnetrt_comm *c, void *base, int64_t unit, const int64_t *first, char *err, size_t n);
 /* The exchange of the folded gradient tree (gradtree.h), a reduce-scatter along the tree: rank r
  * holds nb[r] partial sums; rank o owns the gradient's elements [e[o], e[o + 1]). Each rank sends
- * every owner that slice of each of its sums (bufs[j] + e[o]), and receives into recv, rank after
- * rank in order, nb[r] slices of its own elements from each rank r. Returns 0, or 1 with err. */
+ * every other owner that slice of each of its sums (bufs[j] + e[o]), and receives into recv, rank
+ * after rank in order (itself skipped), nb[r] slices of its own elements from each other rank r.
+ * Returns 0, or 1 with err. */
 int pnetrt_comm_exchange_slices(pnetrt_comm *c, float *const *bufs, const int *nb, const int64_t *e, float *recv,
                                 char *err, size_t n);
 /* Every rank gets the logical OR of ok == false over the ranks: returns true when all are ok. */

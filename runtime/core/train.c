@@ -385,10 +385,10 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     int64_t fold_bufs = runs * depth > depth1 ? runs * depth : depth1;
     int bad = pnetrt_train_reserve(m, t, batch, groups, threads, fold_bufs, d->param_floats) || (piped && pnetrt_train_reserve_pipe(m, t, &p));
     if (!bad && K > 1 && fold) {
-        /* Every rank's partial sums of this rank's slice of the gradient (fold_finish). */
+        /* The other ranks' partial sums of this rank's slice of the gradient (fold_finish). */
         int64_t blocks = 0, P = d->param_floats;
         pnetrt_blk stack[128];
-        for (int k = 0; k < K; k++) blocks += pnetrt_tree_stack(first[k], first[k + 1], stack, NULL);
+        for (int k = 0; k < K; k++) blocks += k == me ? 0 : pnetrt_tree_stack(first[k], first[k + 1], stack, NULL);
         int64_t need = blocks * ((me + 1 == K ? P : P / 16 * (me + 1) / K * 16) - P / 16 * me / K * 16);
         if (need > t->recv_cap) {
             pnetrt_train_free(t->recv);

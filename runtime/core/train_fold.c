@@ -66,7 +66,8 @@ static void slices(int64_t lo, int64_t hi, int K, int64_t *e) {
  * the update, which adds them as it reads them; the last group's last chunk was pushed without
  * adding (pnetrt_train_fold_chunk), and is pushed so here. On ranks, the tree is finished: the
  * rank's stack goes to the owners of the gradient's slices (a reduce-scatter along the tree),
- * each owner adds every rank's partial sums of its slice, and the ranks all-gather the slices
+ * each owner adds every rank's partial sums of its slice (its own where they are) until at most
+ * PNETRT_MAX_SUMS are left for its update of the slice, and the ranks all-gather the parameters
  * after the update. Fills sums and returns how many it holds. */
 static int fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrier *all, int *sense, float **sums) {
     pnetrt_range every = {r->call->elem_lo, r->call->elem_hi}; /* this rank's elements: all, or its stage's */
@@ -96,35 +97,35 @@ static int fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrier *
     for (int k = 0; k < K; k++) nb[k] = pnetrt_tree_stack(r->first[k], r->first[k + 1], mine, NULL);
     slices(every.lo, every.hi, K, e);
     int64_t slice = e[me + 1] - e[me];
-    for (int k = 0, sum = 0; k < K; sum += nb[k], k++) at[k] = (int64_t)sum * slice;
+    for (int k = 0, sum = 0; k < K; sum += k == me ? 0 : nb[k], k++) at[k] = (int64_t)sum * slice;
+    float *own[128]; /* this rank's partial sums, which stay in place */
+    memcpy(own, bufs, (size_t)top * sizeof *own);
     pnetrt_barrier_wait(all, sense);
     if (t == 0) {
         double b = pnetrt_now_s();
-        if (pnetrt_comm_exchange_slices(r->comm, bufs, nb, e, r->t->recv, r->err, sizeof r->err)) atomic_store(&r->failed, 1);
+        if (pnetrt_comm_exchange_slices(r->comm, own, nb, e, r->t->recv, r->err, sizeof r->err)) atomic_store(&r->failed, 1);
         /* "messages" slices: the reduce-scatter here and the all-gather after the update, in the same
          * order on every rank (bench/mpi.py pairs them to tell transfer from waiting on a slower rank). */
         pnetrt_trace_add(r->m, b, pnetrt_now_s(), PNETRT_TRACE_MESSAGES, 0, r->t->step, 0);
     }
     pnetrt_barrier_wait(all, sense);
-    /* Every rank's partial sums of this rank's slice, in chunk order. A slice is addressed by the
-     * gradient's element index, so its pointer is offset back by e[me] (as an integer). */
-    pnetrt_range own = {e[me], e[me + 1]};
+    /* Every rank's partial sums of this rank's slice, in chunk order. A received slice is addressed
+     * by the gradient's element index, so its pointer is offset back by e[me] (as an integer). The
+     * blocks left, at most PNETRT_MAX_SUMS, go to the update, which adds them as it reads them. */
+    pnetrt_range slice_own = {e[me], e[me + 1]};
     top = 0;
     for (int k = 0; k < K; k++) {
         int n = pnetrt_tree_stack(r->first[k], r->first[k + 1], mine, NULL);
         for (int j = 0; j < n; j++) {
-            float *piece = r->t->recv + at[k] + (int64_t)j * slice;
-            pnetrt_tree_push(blk, bufs, &top, mine[j], (float *)((uintptr_t)piece - (uintptr_t)e[me] * sizeof(float)), &own, 1,
-                             t, nth);
+            float *buf = k == me ? own[j]
+                                 : (float *)((uintptr_t)(r->t->recv + at[k] + (int64_t)j * slice) -
+                                             (uintptr_t)e[me] * sizeof(float));
+            pnetrt_tree_push(blk, bufs, &top, mine[j], buf, &slice_own, 1, t, nth);
         }
     }
-    pnetrt_tree_finish(blk, bufs, &top, 1, &own, 1, t, nth);
-    pnetrt_barrier_wait(all, sense); /* the threads add and copy different shares */
-    float *sum = pnetrt_train_fold_buf(r->call, r->t->fold, 0);
-    int64_t a = e[me] + slice * t / nth, b = e[me] + slice * (t + 1) / nth;
-    if (top) memcpy(sum + a, bufs[0] + a, (size_t)(b - a) * sizeof(float));
-    sums[0] = sum; /* this rank's slice of the gradient: the update takes it from here */
-    return 1;
+    pnetrt_tree_finish(blk, bufs, &top, PNETRT_MAX_SUMS, &slice_own, 1, t, nth);
+    memcpy(sums, bufs, (size_t)top * sizeof *sums);
+    return top;
 }
 
 /* The step's update on thread t of the team: with folding, over the tree's partial sums that
@@ -182,15 +183,23 @@ void pnetrt_train_keep_grad(pnetrt_trainer *t, const run *r) {
     }
     memcpy(t->sums, r->sums, (size_t)r->nsums * sizeof *r->sums);
     t->nsums = r->nsums;
-    t->sums_lo = r->call->elem_lo;
-    t->sums_hi = r->call->elem_hi;
-    t->grad = r->sums[0];
+    int K = pnetrt_comm_size(r->comm);
+    int64_t e[K + 1];
+    slices(r->call->elem_lo, r->call->elem_hi, K, e); /* on ranks, this rank's slice is current */
+    t->sums_lo = e[pnetrt_comm_rank(r->comm)];
+    t->sums_hi = e[pnetrt_comm_rank(r->comm) + 1];
+    t->grad_home = pnetrt_train_fold_buf(r->call, r->t->fold, 0);
+    t->grad = t->grad_home;
 }
 
 const float *pnetrt_train_whole_grad(pnetrt_trainer *t) {
+    if (!t->nsums) return t->grad;
     pnetrt_blk blk[PNETRT_MAX_SUMS] = {0}; /* the blocks' chunk counts do not matter to the adds */
     pnetrt_range every = {t->sums_lo, t->sums_hi};
     pnetrt_tree_finish(blk, t->sums, &t->nsums, 1, &every, 1, 0, 1);
+    if (t->sums[0] != t->grad_home)
+        memcpy(t->grad_home + t->sums_lo, t->sums[0] + t->sums_lo, (size_t)(t->sums_hi - t->sums_lo) * sizeof(float));
+    t->nsums = 0;
     return t->grad;
 }
 

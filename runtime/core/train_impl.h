@@ -34,12 +34,13 @@ struct pnetrt_trainer {
     float *fold;
     int64_t fold_cap;     /* floats allocated */
     int64_t slot_cap;     /* chunk slots allocated */
-    float *recv;          /* on ranks: every rank's partial sums of this rank's slice of the gradient */
+    float *recv;          /* on ranks: the other ranks' partial sums of this rank's slice of the gradient */
     int64_t recv_cap;     /* floats */
     const float *grad;    /* the last step's whole gradient, once sums are added (pnetrt_train_whole_grad) */
     float *sums[PNETRT_MAX_SUMS]; /* folding: the last step's partial sums that its update added as */
     int nsums;                    /* it read them, not yet added here (1: grad is whole) */
-    int64_t sums_lo, sums_hi;     /* their elements */
+    int64_t sums_lo, sums_hi;     /* their elements (on ranks, this rank's slice) */
+    float *grad_home;             /* where grad is returned: sums[0] may be a received slice */
     /* The generation of the parameters (pnetrt_params_gen) that the global area's transposed
      * weights (W^T, px__prep's) were made from, by the prep or the update; 0: none. A step whose
      * parameters are still of that generation skips the prep. Every writer of the parameters gets
