@@ -68,9 +68,9 @@ def build(pnetc, model, outdir):
     return plain, piped
 
 
-def measure(cmd, seconds):
+def measure(cmd, seconds, env=None):
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 10 + 60).stdout
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 10 + 60, env=env).stdout
     except subprocess.TimeoutExpired:
         return None
     m = re.search(r"throughput: ([0-9.]+) samples/s", out)

@@ -54,6 +54,42 @@ static int rank_msgs(run *r, rpipe *p, const int64_t *list, int64_t j0, int64_t 
     return 0;
 }
 
+/* One operation of the rank's schedule: the forward or the backward of micro-batch q, chunks
+ * [q0, q1) (n samples) in arena slot `slot`. */
+typedef struct rop {
+    bool fwd;
+    int64_t q, q0, q1, n;
+    char *slot;
+} rop;
+
+/* The operation after nf forwards and nb backwards, in the schedule's order (GPipe, or 1F1B with
+ * `warm` forwards first); false when none is left. */
+static bool next_op(const run *r, const rpipe *p, int64_t nf, int64_t nb, int64_t warm, rop *o) {
+    int64_t M = p->M, C = pnetrt_model_desc(r->m)->train->chunk;
+    if (nb >= M && nf >= M) return false;
+    o->fwd = r->eval || (p->one_f_one_b ? nf < M && (nf < warm || nf - nb == warm) : nf < M);
+    o->q = o->fwd ? nf : nb;
+    int64_t c0 = r->lo, nc = r->hi - r->lo;
+    o->q0 = c0 + nc * o->q / M;
+    o->q1 = c0 + nc * (o->q + 1) / M;
+    o->n = (o->q1 * C < r->call->batch ? o->q1 * C : r->call->batch) - o->q0 * C;
+    o->slot = r->t->arena + (size_t)(o->q % p->K) * (size_t)p->cap * (size_t)pnetrt_model_desc(r->m)->train->sample_bytes;
+    return true;
+}
+
+/* Whether operation o receives: a forward the values of stage s - 1, a backward the gradients of s + 1. */
+static bool receives(const rpipe *p, const rop *o) { return o->fwd ? p->s > 0 : p->s < p->S - 1; }
+
+/* Posts operation o's receives into its slot (thread 0). Returns 0, or 1 with r->err set. */
+static int post_recv(run *r, rpipe *p, const rop *o, int me) {
+    const pnetrt_train_desc *td = pnetrt_model_desc(r->m)->train;
+    int s = p->s;
+    return o->fwd ? rank_msgs(r, p, td->stage_fwd, td->stage_fwd_first[s], td->stage_fwd_first[s + 1], o->slot, o->n,
+                              me - 1, false, 1000, r->t->recvq)
+                  : rank_msgs(r, p, td->stage_bwd, td->stage_bwd_first[s], td->stage_bwd_first[s + 1], o->slot, o->n,
+                              me + 1, false, 2000, r->t->recvq);
+}
+
 /* Thread t of the rank's team: the generated code's barriers are grp's (bound), the schedule's own
  * waits team's, each with its own sense. */
 static void rank_pipe_thread(run *r, rpipe *p, int t, int nth, pnetrt_spin_barrier *grp, pnetrt_spin_barrier *team) {
@@ -68,30 +104,33 @@ static void rank_pipe_thread(run *r, rpipe *p, int t, int nth, pnetrt_spin_barri
     td->prep(r->call, t, nth);
     if (tr) pnetrt_trace_slice(r->m, PNETRT_TRACE_PREP, b, pnetrt_now_s(), s, p->r, 0, 0);
     pnetrt_barrier_wait(team, &sense);
-    int64_t c0 = r->lo, nc = r->hi - r->lo, M = p->M;
-    size_t slot_bytes = (size_t)p->cap * (size_t)td->sample_bytes;
-    int64_t warm = S - s - 1 < M ? S - s - 1 : M;
-    int64_t nf = 0, nb = r->eval ? M : 0; /* evaluation: forwards alone */
+    int64_t warm = S - s - 1 < p->M ? S - s - 1 : p->M;
+    int64_t nf = 0, nb = r->eval ? p->M : 0; /* evaluation: forwards alone */
     fold_stack st = {0};
     st.base = r->t->fold;
     st.own = r->t->stage_ranges + r->t->stage_first[s];
     st.nown = r->t->stage_first[s + 1] - r->t->stage_first[s];
-    while (nb < M || nf < M) {
-        bool fwd = r->eval || (p->one_f_one_b ? nf < M && (nf < warm || nf - nb == warm) : nf < M);
-        int64_t q = fwd ? nf : nb;
-        int64_t q0 = c0 + nc * q / M, q1 = c0 + nc * (q + 1) / M;
-        int64_t n = (q1 * C < r->call->batch ? q1 * C : r->call->batch) - q0 * C;
-        char *slot = r->t->arena + (size_t)(q % p->K) * slot_bytes;
+    rop cur, nxt;
+    bool posted = false; /* thread 0: cur's receive went out during the operation before it */
+    while (next_op(r, p, nf, nb, warm, &cur)) {
+        bool fwd = cur.fwd;
+        int64_t q = cur.q, q0 = cur.q0, q1 = cur.q1, n = cur.n;
+        char *slot = cur.slot;
         /* Receive what this stage reads: values from s - 1, or gradients from s + 1. */
-        bool in = fwd ? s > 0 : s < S - 1;
+        bool in = receives(p, &cur);
         if (in && t == 0 && !atomic_load(&p->failed)) {
             double w = pnetrt_now_s();
-            int rc = fwd ? rank_msgs(r, p, td->stage_fwd, td->stage_fwd_first[s], td->stage_fwd_first[s + 1], slot, n, me - 1,
-                                     false, 1000, r->t->recvq)
-                         : rank_msgs(r, p, td->stage_bwd, td->stage_bwd_first[s], td->stage_bwd_first[s + 1], slot, n, me + 1,
-                                     false, 2000, r->t->recvq);
-            if (rc || pnetrt_msgs_wait(r->t->recvq, r->err, sizeof r->err)) atomic_store(&p->failed, 1);
+            if ((!posted && post_recv(r, p, &cur, me)) || pnetrt_msgs_wait(r->t->recvq, r->err, sizeof r->err))
+                atomic_store(&p->failed, 1);
             if (tr) pnetrt_trace_add(r->m, w, pnetrt_now_s(), PNETRT_TRACE_MESSAGES, p->r, q, n);
+        }
+        /* The next operation's receive goes out now, to arrive while this one computes, unless
+         * it lands in this one's slot. */
+        posted = false;
+        if (t == 0 && !atomic_load(&p->failed) && next_op(r, p, nf + fwd, nb + !fwd, warm, &nxt) && receives(p, &nxt) &&
+            nxt.slot != cur.slot) {
+            if (post_recv(r, p, &nxt, me)) atomic_store(&p->failed, 1);
+            else posted = true;
         }
         if (in) pnetrt_barrier_wait(team, &sense);
         if (atomic_load(&p->failed)) break;

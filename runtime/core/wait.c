@@ -4,6 +4,8 @@
 
 #include <limits.h>
 #include <sched.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <linux/futex.h>
@@ -31,10 +33,29 @@ static void sleep_on(_Atomic int *w, int old) {
 #endif
 }
 
+/* PNET_WAIT_POLICY, read once: adaptive (the default: spin, then sleep), active (spin only, as
+ * before waits could sleep; for a machine the run has to itself) or passive (sleep at once). */
+enum { POLICY_UNREAD, POLICY_ADAPTIVE, POLICY_ACTIVE, POLICY_PASSIVE };
+static _Atomic int policy;
+
+static int wait_policy(void) {
+    int p = atomic_load_explicit(&policy, memory_order_relaxed);
+    if (p != POLICY_UNREAD) return p;
+    const char *e = getenv("PNET_WAIT_POLICY");
+    p = !e ? POLICY_ADAPTIVE : !strcmp(e, "active") ? POLICY_ACTIVE : !strcmp(e, "passive") ? POLICY_PASSIVE : POLICY_ADAPTIVE;
+    atomic_store_explicit(&policy, p, memory_order_relaxed);
+    return p;
+}
+
 void pnetrt_wait_change(pnetrt_waitq *q, _Atomic int *w, int old) {
     if (atomic_load_explicit(w, memory_order_acquire) != old) return;
-    int budget = atomic_load_explicit(&q->spin, memory_order_relaxed);
-    if (budget == 0) budget = SPIN_DEFAULT;
+    int p = wait_policy();
+    if (p == POLICY_ACTIVE) {
+        while (atomic_load_explicit(w, memory_order_acquire) == old) cpu_relax();
+        return;
+    }
+    int budget = p == POLICY_PASSIVE ? 0 : atomic_load_explicit(&q->spin, memory_order_relaxed);
+    if (budget == 0 && p != POLICY_PASSIVE) budget = SPIN_DEFAULT;
     for (int i = 0; i < budget; i++) {
         cpu_relax();
         if (atomic_load_explicit(w, memory_order_acquire) != old) {
@@ -44,7 +65,8 @@ void pnetrt_wait_change(pnetrt_waitq *q, _Atomic int *w, int old) {
         }
     }
     /* The wait outlasted the budget: sleep, and spin less next time. */
-    atomic_store_explicit(&q->spin, budget / 2 > SPIN_MIN ? budget / 2 : SPIN_MIN, memory_order_relaxed);
+    if (p != POLICY_PASSIVE)
+        atomic_store_explicit(&q->spin, budget / 2 > SPIN_MIN ? budget / 2 : SPIN_MIN, memory_order_relaxed);
     atomic_fetch_add_explicit(&q->sleepers, 1, memory_order_seq_cst);
     while (atomic_load_explicit(w, memory_order_seq_cst) == old) sleep_on(w, old);
     atomic_fetch_sub_explicit(&q->sleepers, 1, memory_order_relaxed);

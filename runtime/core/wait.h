@@ -1,7 +1,8 @@
 /* The waits of the schedules (barriers between kernels, pipeline hand-offs, reduction points):
  * spin while waits are short, then sleep in the kernel (a futex), adapting how long to spin to
  * how long waits have actually taken. A spinning thread on a busy or oversubscribed machine holds
- * the core that the thread it waits for needs; a sleeping one gives it back.
+ * the core that the thread it waits for needs; a sleeping one gives it back. PNET_WAIT_POLICY=active
+ * spins only (as OMP_WAIT_POLICY=active), =passive sleeps at once.
  *
  * Internal to libpnetrt. */
 #ifndef PNETRT_WAIT_H
