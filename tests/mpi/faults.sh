@@ -6,7 +6,8 @@
 #   - a rank killed by SIGKILL in the middle of training (a checkpoint written before stays valid);
 #   - a data file that one rank cannot read (the ranks run in different working directories);
 #   - a rank that cannot get its memory (a ulimit on that rank alone);
-#   - ranks that run different options (the run's identity is checked at start).
+#   - ranks that run different options, or different networks (the run's identity is checked at
+#     start).
 # Prints one line per check and then `N passed, M failed`; exit status 1 on any failure.
 set -u
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -88,5 +89,21 @@ if [ $rc -ne 0 ] && [ $rc -ne 124 ] && gone && grep -q "net: rank 1: error: this
     pass "different options on the ranks: exit $rc before training, rank 1 named"
 else
     fail "different options on the ranks: exit $rc: $(grep -v '^--' "$WORK/opts.log" | head -n 3 | tr '\n' ' ')"
+fi
+
+# 5. A different network on rank 1 (its dropout rate changed), with the same options: found at start.
+sed 's/dropout(f, 0.3)/dropout(f, 0.25)/' "$DIR/cases/dropout_det.pnet" >"$WORK/other.pnet"
+if "$PNETC" "$WORK/other.pnet" -o "$WORK/net_other" >/dev/null 2>&1; then
+    timeout 30 mpirun --oversubscribe -np 1 "$WORK/net" train --data "$X" --labels "$Y" --epochs 1 : \
+        -np 1 "$WORK/net_other" train --data "$X" --labels "$Y" --epochs 1 >"$WORK/exe.log" 2>&1
+    rc=$?
+    if [ $rc -ne 0 ] && [ $rc -ne 124 ] && gone && grep -q "rank 1: error: this rank's network or options differ from rank 0's" "$WORK/exe.log" &&
+        ! grep -q "^epoch" "$WORK/exe.log"; then
+        pass "a different network on rank 1: exit $rc before training, rank 1 named"
+    else
+        fail "a different network on rank 1: exit $rc: $(grep -v '^--' "$WORK/exe.log" | head -n 3 | tr '\n' ' ')"
+    fi
+else
+    fail "compile the changed network"
 fi
 finish

@@ -32,14 +32,16 @@ finish() {
     [ "$failed" -eq 0 ] || exit 1
     exit 0
 }
-# mpi NP BTL ARGS...: runs ARGS under mpirun with NP ranks (BTL "" or "tcp"), 60 s at most.
+# mpi NP BTL ARGS...: runs ARGS under mpirun with NP ranks (BTL "shm": shared memory, Open MPI's
+# vader, forced so that a silent fall back to TCP would fail; "tcp": the path runs across machines
+# take), 60 s at most.
 mpi() {
     np=$1 btl=$2
     shift 2
     if [ "$btl" = tcp ]; then
         timeout 60 mpirun -np "$np" --oversubscribe --mca btl self,tcp "$@"
     else
-        timeout 60 mpirun -np "$np" --oversubscribe "$@"
+        timeout 60 mpirun -np "$np" --oversubscribe --mca btl self,vader "$@"
     fi
 }
 
@@ -379,6 +381,17 @@ fi
 # Only rank 0 prints: one "epoch" line per epoch, not one per rank.
 n=$(mpi 3 shm "$WORK/dropout_det" train --data "$X" --labels "$Y" --batch 50 --epochs 1 2>&1 | grep -o "epoch 1/1: loss" | wc -l | tr -d " ")
 if [ "$n" = 1 ]; then pass "3 ranks print one epoch line"; else fail "3 ranks printed $n epoch lines"; fi
+
+# Each rank's default team: the node's cores divided by the ranks on it (OMPI_COMM_WORLD_LOCAL_SIZE),
+# so that ranks never oversubscribe the cores.
+want=$(($(getconf _NPROCESSORS_ONLN) / 2))
+[ "$want" -ge 1 ] || want=1
+out=$(unset OMP_NUM_THREADS; mpi 2 shm "$WORK/dropout_det" train --data "$X" --labels "$Y" --batch 50 --epochs 1 2>&1)
+if printf '%s\n' "$out" | grep -q "rank 0 of 2, $want thread"; then
+    pass "2 ranks without --threads: $want thread(s) each, the cores divided by the node's ranks"
+else
+    fail "2 ranks without --threads: expected $want thread(s) each: $(printf '%s' "$out" | grep -m1 schedule)"
+fi
 
 # An error that every rank sees (a missing file) ends the job: exit non-zero, each line names a rank.
 out=$(mpi 2 shm "$WORK/dropout_det" train --data "$WORK/missing.npy" --labels "$Y" 2>&1)
