@@ -11,12 +11,12 @@
 
 enum { PNETRT_PLANS = 3 };
 
-/* Each plan's recent seconds per sample (0: not yet measured), the calls since the last probe,
- * which plan the next probe tries and after how many calls (0: the default), and the batch and
- * team they were measured at. */
+/* Each plan's recent seconds per sample (0: not yet measured), the calls since its last probe and
+ * after how many it is probed again (0: the default), the plan in favour, the plan a probe
+ * measures again (plus one; 0: none), and the batch and team they were measured at. */
 typedef struct pnetrt_plans {
     double cost[PNETRT_PLANS];
-    int calls, next, every;
+    int calls[PNETRT_PLANS], every[PNETRT_PLANS], fav, again;
     int64_t batch;
     int team;
 } pnetrt_plans;
