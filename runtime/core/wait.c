@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,7 +43,14 @@ static int wait_policy(void) {
     int p = atomic_load_explicit(&policy, memory_order_relaxed);
     if (p != POLICY_UNREAD) return p;
     const char *e = getenv("PNET_WAIT_POLICY");
-    p = !e ? POLICY_ADAPTIVE : !strcmp(e, "active") ? POLICY_ACTIVE : !strcmp(e, "passive") ? POLICY_PASSIVE : POLICY_ADAPTIVE;
+    p = !e || !strcmp(e, "adaptive") ? POLICY_ADAPTIVE
+        : !strcmp(e, "active")         ? POLICY_ACTIVE
+        : !strcmp(e, "passive")        ? POLICY_PASSIVE
+                                       : POLICY_UNREAD;
+    if (p == POLICY_UNREAD) {
+        fprintf(stderr, "pnet: warning: PNET_WAIT_POLICY='%s' is not active, passive or adaptive; using adaptive\n", e);
+        p = POLICY_ADAPTIVE;
+    }
     atomic_store_explicit(&policy, p, memory_order_relaxed);
     return p;
 }
@@ -54,8 +62,9 @@ void pnetrt_wait_change(pnetrt_waitq *q, _Atomic int *w, int old) {
         while (atomic_load_explicit(w, memory_order_acquire) == old) cpu_relax();
         return;
     }
-    int budget = p == POLICY_PASSIVE ? 0 : atomic_load_explicit(&q->spin, memory_order_relaxed);
-    if (budget == 0 && p != POLICY_PASSIVE) budget = SPIN_DEFAULT;
+    int budget = atomic_load_explicit(&q->spin, memory_order_relaxed);
+    if (budget == 0) budget = SPIN_DEFAULT;
+    if (p == POLICY_PASSIVE) budget = 0;
     for (int i = 0; i < budget; i++) {
         cpu_relax();
         if (atomic_load_explicit(w, memory_order_acquire) != old) {
