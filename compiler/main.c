@@ -479,7 +479,7 @@ static int write_report(pn_graph *g, const compile_opts *o) {
     pn_graph_report(g, of.f);
     if (o->ranks > 0) {
         const pn_tplan *t = &g->tplan;
-        bool batchnorm = false; /* a training step cut into segments at batch statistics */
+        bool batchnorm = false; /* a training step cut into segments at batch statistics: no pipeline */
         for (int i = 0; t->present && i < g->nnodes; i++) batchnorm |= t->live[i] && g->nodes[i].op == PN_OP_BATCHNORM;
         pnetrt_rank_facts x = {
             .param_floats = g->plan.param_floats,
@@ -488,7 +488,9 @@ static int write_report(pn_graph *g, const compile_opts *o) {
             .train_sample_bytes = t->present ? t->sample_bytes : 0,
             .chunk = t->present ? t->chunk : g->plan.chunk,
             .train = t->present,
-            .fold = t->present && !batchnorm,
+            /* Every op writes its parameters' gradients in one segment (codegen/step.c), so a
+             * step cut at batchnorm's statistics folds too (pnetrt_train_folds). */
+            .fold = t->present,
             .stages = g->nstages > 1,
             .nstages = g->nstages,
             .microbatches = g->microbatches,

@@ -6,7 +6,7 @@
 #define PNETRT_ABI_H
 #include <stdint.h>
 
-#define PNETRT_ABI 11
+#define PNETRT_ABI 12
 
 /* The most dimensions of a tensor: the one definition (pnetc's PN_MAX_RANK is this). */
 #define PNETRT_MAX_RANK 8
@@ -148,6 +148,11 @@ typedef struct pnetrt_train_desc {
      * kernels, and the loss in its stage), over the training arena's layout, receiving and sending
      * stage_fwd's values as the training forward does. NULL when nstages is 0. */
     const pnetrt_segment_fn *stage_eval;
+    /* nparams (pnetrt_desc's params, in order): the segment whose kernels write each parameter's
+     * gradient into its chunk's slot, -1 for none (a buffer such as a running statistic), -2 for
+     * several. Where none is -2, a step of several segments folds the gradient tree as one segment
+     * does (gradtree.h): segment k folds the elements its kernels wrote. */
+    const int64_t *grad_segment;
 } pnetrt_train_desc;
 
 typedef struct pnetrt_desc {

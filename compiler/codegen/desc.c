@@ -119,7 +119,8 @@ LLVMValueRef cg_gen_train_desc(cg *c, const pn_train_fns *fns) {
         i64_array(c, tb.fwd_first, fns->nstages ? fns->nstages + 1 : 0, ".stage_fwd_first"),
         i64_array(c, tb.fwd, fns->nstages ? 2 * tb.fwd_first[fns->nstages] : 0, ".stage_fwd"),
         i64_array(c, tb.bwd_first, fns->nstages ? fns->nstages + 1 : 0, ".stage_bwd_first"),
-        i64_array(c, tb.bwd, fns->nstages ? 2 * tb.bwd_first[fns->nstages] : 0, ".stage_bwd"), fns->stage_eval};
+        i64_array(c, tb.bwd, fns->nstages ? 2 * tb.bwd_first[fns->nstages] : 0, ".stage_bwd"), fns->stage_eval,
+        i64_array(c, fns->grad_segment, fns->nparams, ".grad_segment")};
     pn_tbounds_free(&tb);
     LLVMValueRef init = LLVMConstStructInContext(c->ctx, f, (unsigned)(sizeof f / sizeof f[0]), 0);
     char *name = pn_xasprintf("%s__train", c->px);

@@ -279,6 +279,7 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c) {
     pn_train_fns fns = {0};
     LLVMValueRef segs;
     if (!cg_gen_training(c, &segs, &fns)) {
+        free(fns.grad_segment);
         LLVMDisposeMessage(triple);
         free(cpu);
         free(features);
@@ -286,6 +287,7 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c) {
     }
     char *target_desc = pn_xasprintf("%s %s", triple, cpu);
     cg_gen_desc(c, forward, stages, layers, prepare, opt, target_desc, cg_gen_train_desc(c, &fns));
+    free(fns.grad_segment);
     free(target_desc);
     cg_gen_api(c);
     if (opt->emit_main) cg_gen_main(c);

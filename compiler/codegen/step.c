@@ -19,6 +19,7 @@ typedef struct tstep {
     int node;
     LLVMValueRef fn;   /* the kernel; for ST_BREAK, the sync that follows the segment */
     bool backward;     /* part of the backward pass (else the forward pass or the loss) */
+    bool after;        /* the part of a synced pass after its sync (cg_pass: writes no parameter gradient) */
 } tstep;
 
 typedef struct tlist {
@@ -26,20 +27,45 @@ typedef struct tlist {
     int n, cap;
 } tlist;
 
-static void push(tlist *l, step_kind k, int node, LLVMValueRef fn) {
-    if (!fn && k != ST_BREAK) return;
+static bool push(tlist *l, step_kind k, int node, LLVMValueRef fn) {
+    if (!fn && k != ST_BREAK) return false;
     if (l->n == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 32;
         l->s = realloc(l->s, sizeof(tstep) * (size_t)l->cap);
     }
-    l->s[l->n++] = (tstep){k, node, fn, false};
+    l->s[l->n++] = (tstep){k, node, fn, false, false};
+    return true;
 }
 
 /* A pass around a sync (cg_pass): the sync ends the segment. */
 static void push_pass(tlist *l, int node, cg_pass p) {
     push(l, ST_TRAIN, node, p.kernel);
     if (p.sync) push(l, ST_BREAK, node, p.sync);
-    push(l, ST_TRAIN, node, p.after);
+    if (push(l, ST_TRAIN, node, p.after)) l->s[l->n - 1].after = true;
+}
+
+/* The segment whose kernels write each parameter's gradients (pn_train_fns.grad_segment): a
+ * node's backward kernels, except the part of a synced pass after its sync, write them. */
+static int64_t *grad_segments(const pn_graph *g, const tlist *steps, int64_t *nparams) {
+    int n = g->nnodes, np = 0;
+    int64_t *node_seg = pn_xmalloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) {
+        node_seg[i] = -1;
+        np += g->nodes[i].nparams;
+    }
+    for (int k = 0, s = 0; k < steps->n; k++) {
+        const tstep *st = &steps->s[k];
+        if (st->kind == ST_BREAK) s++;
+        else if (st->kind == ST_TRAIN && st->backward && !st->after && g->nodes[st->node].nparams)
+            node_seg[st->node] = node_seg[st->node] == -1 || node_seg[st->node] == s ? s : -2;
+    }
+    int64_t *seg = pn_xmalloc(sizeof(int64_t) * (size_t)(np ? np : 1));
+    np = 0;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < g->nodes[i].nparams; k++) seg[np++] = g->nodes[i].params[k].trainable ? node_seg[i] : -1;
+    free(node_seg);
+    *nparams = np;
+    return seg;
 }
 
 static const pn_graph *sort_graph;
@@ -328,6 +354,7 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
         fns->eval = emit_seg(c, eval.s, 0, eval.n, name, input_index);
         free(name);
         fns->nseg = nseg;
+        fns->grad_segment = grad_segments(&tg, &steps, &fns->nparams);
         fns->segs = fn_array(c, segs, nseg, "segs");
         fns->syncs = fn_array(c, syncs, nseg > 1 ? nseg - 1 : 1, "syncs");
         free(segs);

@@ -84,6 +84,9 @@ typedef struct pn_train_fns {
     int nseg;
     int nstages;                  /* pipeline training: stages, or 0 when not available */
     LLVMValueRef stage_fwd, stage_bwd, stage_eval; /* constant arrays of nstages segment functions, or null */
+    /* Per parameter tensor (nparams, in the descriptor's order): the segment whose kernels write
+     * its gradient, -1 for none, -2 for several (pnetrt_train_desc.grad_segment). The caller frees. */
+    int64_t *grad_segment, nparams;
 } pn_train_fns;
 /* Builds them when the graph has a train block (else returns true with *segs NULL); false after
  * cg_fail when a kernel cannot be built. */

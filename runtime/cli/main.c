@@ -546,7 +546,7 @@ static void rank_report(const pnetrt_desc *d, int K, int64_t B) {
         .train_sample_bytes = t ? t->sample_bytes : 0,
         .chunk = t ? t->chunk : d->chunk,
         .train = t != NULL,
-        .fold = t && t->nsegments == 1,
+        .fold = t && pnetrt_train_folds(d),
         .stages = d->nstages > 1,
         .nstages = (int)d->nstages,
         .microbatches = (int)d->microbatches,
@@ -629,7 +629,7 @@ static int cmd_info(const pnetrt_desc *d, int K, int64_t B) {
                t->loss == PNETRT_LOSS_CROSS_ENTROPY ? "cross_entropy" : "mse");
         human((double)t->sample_bytes, a, sizeof a);
         printf("  kept for backward, and gradients: %s per sample\n", a);
-        if (t->nsegments == 1 && d->nstages <= 1) {
+        if (pnetrt_train_folds(d) && d->nstages <= 1) {
             /* The tree folded as chunks complete (gradtree.h): one group's deepest stack. */
             pnetrt_blk stack[128];
             int most = 1;

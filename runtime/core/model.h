@@ -110,6 +110,10 @@ typedef struct pnetrt_train_profile {
 } pnetrt_train_profile;
 int pnetrt_profile_training(pnetrt_model *m, int64_t batch, const void *const *inputs, double seconds,
                             pnetrt_train_profile *out);
+/* Whether a training step of this network folds its gradient tree as chunks complete (gradtree.h,
+ * train_fold.c): one segment, or segments that each write their own parameters' gradients
+ * (pnetrt_train_desc.grad_segment); else it keeps one gradient slot per chunk. */
+bool pnetrt_train_folds(const pnetrt_desc *d);
 /* Bytes one process may allocate for buffers the runtime touches: half of physical memory. */
 double pnetrt_memory_limit(void);
 

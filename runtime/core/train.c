@@ -38,6 +38,8 @@ static void trainer_free(pnetrt_trainer *t) {
     pnetrt_train_free(t->recv);
     free(t->stage_ranges);
     free(t->stage_first);
+    free(t->seg_ranges);
+    free(t->seg_first);
     pnetrt_train_free(t->stats);
     pnetrt_train_free(t->global);
     pnetrt_train_free(t->opt);
@@ -141,8 +143,8 @@ int pnetrt_train_reserve(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, int 
         }
         t->cap_batch = batch;
     }
-    /* The gradients: a folded tree's buffers, or one slot per chunk (a step cut into segments
-     * by batchnorm, which adds the chunks' gradients of a parameter in several segments). */
+    /* The gradients: a folded tree's buffers, or one slot per chunk (a step whose parameter
+     * gradients are written in several segments: pnetrt_train_folds). */
     if (fold_bufs * fold_floats > t->fold_cap) {
         pnetrt_train_free(t->fold);
         t->fold = pnetrt_train_zalloc((size_t)fold_bufs * (size_t)fold_floats * sizeof(float));
@@ -188,10 +190,11 @@ static double step_bytes(pnetrt_model *m, int64_t batch) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
     const pnetrt_train_desc *td = d->train;
     double nch = (double)((batch + td->chunk - 1) / td->chunk);
-    /* Gradients: one slot per chunk with batchnorm, else the folded tree's partial sums
+    /* Gradients: one slot per chunk where a parameter's gradient is written in several segments,
+     * else the folded tree's partial sums
      * (gradtree.h; about two stacks' worth for the groups), of a stage rank's stage's elements
      * alone (its optimizer state's). */
-    double grads = td->nsegments > 1 ? nch : fmin(nch, 2.0 * pnetrt_tree_depth((int64_t)nch));
+    double grads = !pnetrt_train_folds(d) ? nch : fmin(nch, 2.0 * pnetrt_tree_depth((int64_t)nch));
     pnetrt_trainer *const *slot = pnetrt_trainer_slot(m);
     double elems = *slot && pnetrt_train_staged(m) ? (double)(*slot)->opt_elems : (double)d->param_floats;
     double per_chunk = 4.0 * (double)td->stat_floats + 8.0;
@@ -275,10 +278,19 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
     if (r->fold_depth) st.base = r->t->fold + (int64_t)g * r->fold_depth * d->param_floats; /* every element: elem_lo 0 */
     for (int64_t k = 0; k < nseg; k++) {
         pnetrt_segment_fn seg = r->eval ? td->eval : td->segments[k];
+        if (r->fold_depth && nseg > 1) {
+            /* Segment k folds the gradients its kernels wrote, and only those: the group's chunks
+             * run in the same order in every segment, so its stack has the same blocks in the same
+             * buffers at every point, and each segment's sums sit in its own elements of them. */
+            st.top = 0;
+            st.own = r->t->seg_ranges + r->t->seg_first[k];
+            st.nown = r->t->seg_first[k + 1] - r->t->seg_first[k];
+        }
         for (int64_t ch = c0; ch < c1; ch++) {
             if (tr) b = pnetrt_now_s();
-            if (r->fold_depth) { /* one segment (folding's condition): the chunk's gradients are whole after it */
-                pnetrt_train_fold_chunk(r, &st, seg, ch, arena, C, ch * C, scratch, ith, size);
+            if (r->fold_depth) { /* the chunk's gradients of this segment's parameters are whole after it */
+                pnetrt_train_fold_chunk(r, &st, seg, ch, arena, own ? C : r->t->cap_batch, own ? ch * C : 0, scratch,
+                                        ith, size);
             } else {
                 seg(r->call, ch, arena, own ? C : r->t->cap_batch, own ? ch * C : 0, scratch, ith, size);
                 pnetrt_barrier(); /* the group's arena is reused by its next chunk */
@@ -305,16 +317,18 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
 }
 
 
-/* Whether a pipelined step should weigh running on one thread (plan.h): once measured at this
- * batch, always; before, only after a pipelined step whose wall time exceeded its stages' busy
- * time added up, which is about what one thread would take. A quiet machine's pipeline never
- * does, so it is not slowed by trying a plan that cannot win; a pipeline whose stage threads wait
- * for cores (a busy machine) does within a step. */
-/* A pipelined step's two plans, the first two slots of its pnetrt_plans (plan.h). */
-enum { STEP_PIPELINE = 0, STEP_ONE = 1 };
+/* A step's two plans, the first two slots of its pnetrt_plans (plan.h): as scheduled (a pipeline,
+ * or replicas on the team's threads), or on one thread. */
+enum { STEP_PIPELINE = 0, STEP_SPLIT = 0, STEP_ONE = 1 };
 
-static bool one_worth(const pnetrt_trainer *t, int64_t batch, int S) {
+/* Whether a step should weigh running on one thread (plan.h): once measured at this batch,
+ * always; before, a pipelined step only after one whose wall time exceeded its stages' busy time
+ * added up, which is about what one thread would take, and a replicas' step only while the machine
+ * has more runnable threads than cores (wait.h). A quiet machine's step never does, so it is not
+ * slowed by trying a plan that cannot win; a busy machine's does within a step. */
+static bool one_worth(const pnetrt_trainer *t, int64_t batch, bool piped, int S) {
     if (t->try_plans || (t->plans.batch == batch && t->plans.cost[STEP_ONE] > 0)) return true;
+    if (!piped) return pnetrt_machine_oversubscribed();
     double work = 0;
     for (int s = 0; s < S && s < PNETRT_MAX_STAGES; s++) work += t->busy[s];
     return t->wall > 0 && t->wall > work;
@@ -362,13 +376,16 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     if (groups > 256) groups = 256;
     pipe p;
     bool piped = !eval && mine > 0 && pnetrt_train_plan_pipe(m, mine, threads, &p);
-    /* Fold the gradient tree as chunks complete (gradtree.h) when a step is one segment and runs
-     * unpipelined in this process: each group then holds its stack's deepest, not a slot per chunk. */
+    /* Fold the gradient tree as chunks complete (gradtree.h) unless a parameter's gradient is
+     * written in several segments: each group then holds its stack's deepest, not a slot per
+     * chunk. A step cut into segments by batchnorm folds each segment's parameters' gradients as
+     * that segment completes its chunks, in the same buffers (run_thread). */
     int depth = 0, depth1 = 0; /* buffers per group; and for one group, should OpenMP give one thread */
     /* The same choice on every rank (they must meet at the same reduction points): not for a
      * network that may run pipelined, whose stages fill the slots at different times. */
-    bool fold = !eval && td->nsegments == 1 && pnetrt_tree_depth(nch) <= 128 &&
-                (!(td->nstages > 1 && pnetrt_pipelined(m)) || pnetrt_train_stage_map(m, t));
+    bool fold = !eval && pnetrt_tree_depth(nch) <= 128 &&
+                (td->nsegments == 1 ? !(td->nstages > 1 && pnetrt_pipelined(m)) || pnetrt_train_stage_map(m, t)
+                                    : pnetrt_train_segment_map(d, t));
     if (fold) {
         pnetrt_blk stack[128];
         int runs = piped ? p.R : groups; /* a pipeline's stages share their replica's stack */
@@ -416,11 +433,17 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
                               t->opt_elems, NULL, 0};
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = first[me], .hi = first[me + 1], .comm = comm,
              .first = first, .eval = eval, .fold_depth = depth, .wt_ok = wt_ok};
-    /* A pipelined step in this process may instead run unpipelined on one thread, same bits,
-     * when that is measured cheaper (plan.h): on a busy machine, a stage thread that waits for a
-     * core holds up the other stages, and each step's join waits for every thread. One thread is
-     * first tried once the pipeline has been seen to idle longer than it works (one_worth). */
-    bool adapt = piped && K == 1 && p.R == 1 && pnetrt_plans_free(m, true) && one_worth(t, batch, p.S), probe = false;
+    /* A step in this process may instead run on one thread, same bits, when that is measured
+     * cheaper (plan.h): on a busy machine, a thread that waits for a core holds up the others at
+     * the next reduction point, a pipeline's other stages too, and each step's join waits for
+     * every thread. One thread is first tried once the step has been seen to need it (one_worth):
+     * a pipeline of one replica, or replicas that the runtime picked for a training step (not
+     * evaluation, whose calls would mix their costs with training's). */
+    bool adapt = !eval && threads > 1 && K == 1 &&
+                 (piped ? p.R == 1 && pnetrt_plans_free(m, true)
+                        : pnetrt_plans_free(m, false) && !pnetrt_replicas_chosen(m)) &&
+                 one_worth(t, batch, piped, piped ? p.S : 0),
+         probe = false;
     t->last_plan = adapt && pnetrt_plan_pick(&t->plans, batch, threads, 2, &probe) == STEP_ONE ? PNETRT_PLAN_ONE : PNETRT_PLAN_STATIC;
     bool one = t->last_plan == PNETRT_PLAN_ONE;
     pnetrt_spin_barrier bars[256], all = PNETRT_BARRIER(threads);
@@ -430,8 +453,9 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     }
     int at = K > 1 ? snprintf(t->schedule, sizeof t->schedule, "rank %d of %d, ", me, K) : 0;
     if (one)
-        snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "1 thread: %lld chunk%s of %lld, unpipelined (one runs "
-                 "faster on this busy machine)", (long long)mine, mine == 1 ? "" : "s", (long long)td->chunk);
+        snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "1 thread: %lld chunk%s of %lld, %s (one runs "
+                 "faster on this busy machine)", (long long)mine, mine == 1 ? "" : "s", (long long)td->chunk,
+                 piped ? "unpipelined" : "one replica");
     else if (piped)
         snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "%d thread%s: %d pipeline%s of %d stages (%s, %d micro-batch%s)", threads,
                  threads == 1 ? "" : "s", p.R, p.R == 1 ? "" : "s", p.S, p.one_f_one_b ? "1f1b" : "gpipe", p.M,
@@ -479,12 +503,15 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         run_thread(&r, 0, 1, 1, bars, &all);
     } else {
         t->wall = 0;
+        double w0 = pnetrt_now_s();
+        bool fewer = false;
 #pragma omp parallel num_threads(threads)
         {
             if (omp_get_num_threads() != threads) {
                 /* Fewer threads than asked: one thread does everything. */
 #pragma omp single
                 {
+                    fewer = true;
                     pnetrt_spin_barrier one = PNETRT_BARRIER(1), alone = PNETRT_BARRIER(1);
                     r.fold_depth = depth1;
                     run_thread(&r, 0, 1, 1, &one, &alone);
@@ -493,6 +520,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
                 run_thread(&r, omp_get_thread_num(), threads, groups, bars, &all);
             }
         }
+        if (adapt && !fewer) pnetrt_plan_measured(&t->plans, STEP_SPLIT, probe, pnetrt_now_s() - w0, batch);
     }
     if (atomic_load(&r.failed)) return pnetrt_train_failf(m, "%s", r.err);
     if (!eval) pnetrt_train_keep_grad(t, &r);

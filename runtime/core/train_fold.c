@@ -227,3 +227,36 @@ void pnetrt_train_reduce_point(run *r, pnetrt_spin_barrier *all, int *sense, boo
     int nsets = grads && !r->fold_depth ? 2 : 1;
     if (pnetrt_reduce_point(all, sense, sets, nsets, &ranks, r->err, sizeof r->err)) atomic_store(&r->failed, 1);
 }
+
+bool pnetrt_train_folds(const pnetrt_desc *d) {
+    const pnetrt_train_desc *td = d->train;
+    if (td->nsegments == 1) return true;
+    if (!td->grad_segment) return false;
+    for (int64_t p = 0; p < d->nparams; p++)
+        if (td->grad_segment[p] < -1 || td->grad_segment[p] >= td->nsegments) return false;
+    return true;
+}
+
+/* Segment k's elements, in parameter order, adjacent parameters' merged (each padded to 16 floats,
+ * as the buffer lays them out). */
+bool pnetrt_train_segment_map(const pnetrt_desc *d, pnetrt_trainer *t) {
+    if (t->seg_map) return t->seg_map > 0;
+    const pnetrt_train_desc *td = d->train;
+    int64_t np = d->nparams, S = td->nsegments;
+    t->seg_ranges = calloc((size_t)(np > 0 ? np : 1), sizeof *t->seg_ranges);
+    t->seg_first = calloc((size_t)S + 1, sizeof *t->seg_first);
+    bool ok = t->seg_ranges && t->seg_first && pnetrt_train_folds(d);
+    int n = 0;
+    for (int64_t s = 0; ok && s < S; s++) {
+        t->seg_first[s] = n;
+        for (int64_t p = 0; p < np; p++)
+            if (td->grad_segment[p] == s) {
+                int64_t lo = d->params[p].offset, hi = lo + (pnetrt_sample_elems(&d->params[p]) + 15) / 16 * 16;
+                if (n > t->seg_first[s] && t->seg_ranges[n - 1].hi == lo) t->seg_ranges[n - 1].hi = hi;
+                else t->seg_ranges[n++] = (pnetrt_range){lo, hi};
+            }
+    }
+    if (ok) t->seg_first[S] = n;
+    t->seg_map = ok ? 1 : -1;
+    return ok;
+}

@@ -29,7 +29,8 @@ struct pnetrt_trainer {
     bool checkpoint;     /* the last pnetrt_load read a checkpoint */
     char schedule[160];  /* how the last step ran */
     double *tree;        /* cap_batch / chunk + 1 values: the loss tree */
-    /* The folded gradient tree (gradtree.h), when a step has one segment: each group's partial
+    /* The folded gradient tree (gradtree.h), unless a parameter's gradient is written in several
+     * segments (pnetrt_train_folds): each group's partial
      * sums, fold_depth buffers of param_floats per group, instead of one slot per chunk. */
     float *fold;
     int64_t fold_cap;     /* floats allocated */
@@ -52,6 +53,13 @@ struct pnetrt_trainer {
     pnetrt_range *stage_ranges;
     int *stage_first;
     int stage_map;
+    /* The same for the segments of a step cut at batchnorm's batch statistics: the elements whose
+     * gradients segment k's kernels write (pnetrt_train_desc.grad_segment), seg_ranges[seg_first[k]
+     * .. seg_first[k + 1]); seg_map as stage_map (-1: some parameter's gradient is written in
+     * several segments, so the step keeps one slot per chunk). */
+    pnetrt_range *seg_ranges;
+    int *seg_first;
+    int seg_map;
     pnetrt_handoff *hand; /* pipeline hand-offs, one per replica pipeline, nhand of them */
     pnetrt_spin_barrier *stage_bars; /* pipeline stage barriers, nbars of them */
     int nhand, nbars;
@@ -89,6 +97,9 @@ bool pnetrt_train_staged(pnetrt_model *m);
 /* Fills the trainer's stage_ranges (each pipeline stage's parameter elements) once; false when
  * some parameter's stage is unknown. */
 bool pnetrt_train_stage_map(pnetrt_model *m, pnetrt_trainer *t);
+/* Fills the trainer's seg_ranges once, for a network of several segments that folds; false when
+ * out of memory. */
+bool pnetrt_train_segment_map(const pnetrt_desc *d, pnetrt_trainer *t);
 /* ---- what the training module's files share (train.c, train_fold.c, train_pipe.c, train_ranks.c) */
 
 /* A step in progress: the call, this rank's chunks and its ranks. */

@@ -2,11 +2,14 @@
 #define _GNU_SOURCE
 #include "wait.h"
 
+#include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #ifdef __linux__
 #include <linux/futex.h>
@@ -16,6 +19,10 @@
 /* Spin budget, in pause instructions (tens of nanoseconds each): kernels between two barriers of
  * a small network take a few microseconds, a futex sleep and wake-up costs about as much. */
 enum { SPIN_DEFAULT = 4096, SPIN_MIN = 64, SPIN_MAX = 1 << 15 };
+/* How long a wait on a quiet machine spins past its budget before it sleeps anyway (as
+ * KMP_BLOCKTIME bounds an active OpenMP wait): a pipeline's longest waits, its fill and drain, take
+ * milliseconds; a thread left waiting longer (a stage of a stream with no input) gives its core back. */
+#define SPIN_QUIET_NS 50000000LL
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -32,6 +39,77 @@ static void sleep_on(_Atomic int *w, int old) {
     (void)w, (void)old;
     sched_yield();
 #endif
+}
+
+/* Whether spinning costs anyone a core: more threads runnable on the machine than it has CPUs
+ * (the fourth field of /proc/loadavg counts them, spinners and this thread included). A waiter
+ * whose budget runs out on a machine that is not oversubscribed spins on instead of sleeping, as
+ * an active wait would: its wake-up would cost the critical path tens of microseconds, and the
+ * core it holds is one that nobody else wants. The answer is read at most once a millisecond and
+ * shared by every waiter. Where this cannot be known (no /proc, or a process confined to some of
+ * the machine's CPUs, whose load the machine-wide count does not show), the machine counts as busy
+ * and waits sleep when their budget runs out. */
+enum { LOAD_UNREAD = 0, LOAD_QUIET = 1, LOAD_BUSY = 2 };
+static _Atomic int load_verdict, load_fd = -2;
+static _Atomic long long load_at_ns;
+static long load_cpus;
+
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The runnable count of a /proc/loadavg line ("0.10 0.20 0.30 2/345 6789"), or -1. */
+static long runnable_of(const char *line) {
+    const char *s = line;
+    for (int f = 0; f < 3; f++) {
+        s = strchr(s, ' ');
+        if (!s) return -1;
+        s++;
+    }
+    char *end;
+    long n = strtol(s, &end, 10);
+    return end != s && *end == '/' ? n : -1;
+}
+
+static int load_open(void) {
+    int fd = atomic_load_explicit(&load_fd, memory_order_acquire);
+    if (fd != -2) return fd;
+    fd = -1;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+#ifdef __linux__
+    cpu_set_t set;
+    if (online > 0 && !sched_getaffinity(0, sizeof set, &set) && CPU_COUNT(&set) == online)
+        fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+#endif
+    load_cpus = online;
+    int expect = -2;
+    if (!atomic_compare_exchange_strong(&load_fd, &expect, fd)) {
+        if (fd >= 0) close(fd);
+        fd = expect;
+    }
+    return fd;
+}
+
+bool pnetrt_machine_oversubscribed(void) {
+    long long now = now_ns(), at = atomic_load_explicit(&load_at_ns, memory_order_relaxed);
+    int v = atomic_load_explicit(&load_verdict, memory_order_relaxed);
+    if (v != LOAD_UNREAD && now - at < 1000000) return v == LOAD_BUSY;
+    /* One waiter reads; the others take the last answer meanwhile. */
+    if (v != LOAD_UNREAD && !atomic_compare_exchange_strong(&load_at_ns, &at, now)) return v == LOAD_BUSY;
+    int fd = load_open();
+    char line[128];
+    ssize_t n = fd >= 0 ? pread(fd, line, sizeof line - 1, 0) : -1;
+    long running = -1;
+    if (n > 0) {
+        line[n] = 0;
+        running = runnable_of(line);
+    }
+    v = running >= 1 && running <= load_cpus ? LOAD_QUIET : LOAD_BUSY;
+    atomic_store_explicit(&load_at_ns, now, memory_order_relaxed);
+    atomic_store_explicit(&load_verdict, v, memory_order_relaxed);
+    return v == LOAD_BUSY;
 }
 
 /* PNET_WAIT_POLICY, read once: adaptive (the default: spin, then sleep), active (spin only, as
@@ -65,13 +143,22 @@ void pnetrt_wait_change(pnetrt_waitq *q, _Atomic int *w, int old) {
     int budget = atomic_load_explicit(&q->spin, memory_order_relaxed);
     if (budget == 0) budget = SPIN_DEFAULT;
     if (p == POLICY_PASSIVE) budget = 0;
-    for (int i = 0; i < budget; i++) {
-        cpu_relax();
-        if (atomic_load_explicit(w, memory_order_acquire) != old) {
-            /* Spinning paid off: allow waits up to twice this long next time. */
-            if (2 * i > budget) atomic_store_explicit(&q->spin, budget * 2 < SPIN_MAX ? budget * 2 : SPIN_MAX, memory_order_relaxed);
-            return;
+    /* Spin the budget; on a machine with a core for every runnable thread, go on spinning
+     * (checking the load after each budget) for up to SPIN_QUIET_NS in all. */
+    long long start = 0;
+    for (int round = 0;; round++) {
+        for (int i = 0; i < budget; i++) {
+            cpu_relax();
+            if (atomic_load_explicit(w, memory_order_acquire) != old) {
+                /* Spinning paid off: allow waits up to twice this long next time. */
+                if (round > 0 || 2 * i > budget)
+                    atomic_store_explicit(&q->spin, budget * 2 < SPIN_MAX ? budget * 2 : SPIN_MAX, memory_order_relaxed);
+                return;
+            }
         }
+        if (budget == 0 || pnetrt_machine_oversubscribed()) break;
+        if (round == 0) start = now_ns();
+        else if (now_ns() - start > SPIN_QUIET_NS) break;
     }
     /* The wait outlasted the budget: sleep, and spin less next time. */
     if (p != POLICY_PASSIVE)

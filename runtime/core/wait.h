@@ -8,6 +8,7 @@
 #ifndef PNETRT_WAIT_H
 #define PNETRT_WAIT_H
 #include <stdatomic.h>
+#include <stdbool.h>
 
 /* Who sleeps on a word, and how long its waiters spin first. Zeroed is ready to use. */
 typedef struct pnetrt_waitq {
@@ -20,5 +21,9 @@ typedef struct pnetrt_waitq {
 void pnetrt_wait_change(pnetrt_waitq *q, _Atomic int *w, int old);
 /* Wakes the sleepers of w after the caller has stored its new value. */
 void pnetrt_wake(pnetrt_waitq *q, _Atomic int *w);
+/* Whether the machine has more runnable threads than CPUs (this process's included), as last read
+ * from /proc/loadavg, at most a millisecond ago; true where that cannot be known. Waits sleep
+ * only then; plans (plan.h) weigh one thread only then, until it has been measured. */
+bool pnetrt_machine_oversubscribed(void);
 
 #endif

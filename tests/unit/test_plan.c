@@ -8,7 +8,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "plan.h"
+#include "wait.h"
 
 /* Runs calls until the next probe; returns the plan the calls before it took (all the same). */
 static int calls_until_probe(pnetrt_plans *p, int nplans, int *probed) {
@@ -107,12 +113,57 @@ static void test_new_batch_starts_over(void **state) {
     assert_int_equal(p.fav, 0);
 }
 
+/* The waits' reading of the machine's load (wait.c): with more busy threads than CPUs running,
+ * the machine is seen oversubscribed within a few milliseconds (its answer is at most 1 ms old),
+ * and a wait then still ends when the word changes. */
+static _Atomic int hog_stop, word;
+static pnetrt_waitq hog_q;
+
+static void *hog(void *arg) {
+    (void)arg;
+    while (!atomic_load_explicit(&hog_stop, memory_order_relaxed)) {
+    }
+    return NULL;
+}
+
+static void *setter(void *arg) {
+    (void)arg;
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    atomic_store(&word, 1);
+    pnetrt_wake(&hog_q, &word);
+    return NULL;
+}
+
+static void test_oversubscription_is_seen(void **state) {
+    (void)state;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = (int)(cpus > 0 && cpus < 64 ? 2 * cpus + 1 : 9);
+    pthread_t th[129];
+    for (int i = 0; i < n; i++) assert_int_equal(pthread_create(&th[i], NULL, hog, NULL), 0);
+    bool seen = false;
+    struct timespec ts = {0, 2 * 1000 * 1000};
+    for (int i = 0; i < 500 && !seen; i++) {
+        seen = pnetrt_machine_oversubscribed();
+        nanosleep(&ts, NULL);
+    }
+    assert_true(seen);
+    pthread_t s;
+    assert_int_equal(pthread_create(&s, NULL, setter, NULL), 0);
+    pnetrt_wait_change(&hog_q, &word, 0);
+    assert_int_equal(atomic_load(&word), 1);
+    pthread_join(s, NULL);
+    atomic_store(&hog_stop, 1);
+    for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_noise_does_not_move_the_favourite),
         cmocka_unit_test(test_a_clear_win_takes_over_and_back),
         cmocka_unit_test(test_probes_back_off_while_they_lose),
         cmocka_unit_test(test_new_batch_starts_over),
+        cmocka_unit_test(test_oversubscription_is_seen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
