@@ -629,14 +629,15 @@ static int cmd_info(const pnetrt_desc *d, int K, int64_t B) {
                t->loss == PNETRT_LOSS_CROSS_ENTROPY ? "cross_entropy" : "mse");
         human((double)t->sample_bytes, a, sizeof a);
         printf("  kept for backward, and gradients: %s per sample\n", a);
-        if (pnetrt_train_folds(d) && d->nstages <= 1) {
-            /* The tree folded as chunks complete (gradtree.h): one group's deepest stack. */
+        if (pnetrt_train_folds(d)) {
+            /* The tree folded as chunks complete (gradtree.h): one group's (or pipeline
+             * replica's, whose stages share it) deepest stack. */
             pnetrt_blk stack[128];
             int most = 1;
             if (pnetrt_tree_depth(nch) <= 128) pnetrt_tree_stack(0, nch, stack, &most);
             human((double)most * (double)d->param_floats * 4, a, sizeof a);
             printf("  gradients: %lld %lld-sample chunks at batch %lld, folded into at most %d partial sums per thread "
-                   "group = %s\n", (long long)nch, (long long)t->chunk, (long long)B, most, a);
+                   "group or pipeline = %s\n", (long long)nch, (long long)t->chunk, (long long)B, most, a);
         } else {
             human((double)nch * (double)d->param_floats * 4, a, sizeof a);
             printf("  gradient slots: one per %lld-sample chunk, %lld at batch %lld = %s\n", (long long)t->chunk,
