@@ -41,16 +41,24 @@ static void sleep_on(_Atomic int *w, int old) {
 #endif
 }
 
-/* Whether spinning costs anyone a core: more threads runnable on the machine than it has CPUs
- * (the fourth field of /proc/loadavg counts them, spinners and this thread included). A waiter
- * whose budget runs out on a machine that is not oversubscribed spins on instead of sleeping, as
- * an active wait would: its wake-up would cost the critical path tens of microseconds, and the
- * core it holds is one that nobody else wants. The answer is read at most once a millisecond and
- * shared by every waiter. Where this cannot be known (no /proc, or a process confined to some of
- * the machine's CPUs, whose load the machine-wide count does not show), the machine counts as busy
- * and waits sleep when their budget runs out. */
-enum { LOAD_UNREAD = 0, LOAD_QUIET = 1, LOAD_BUSY = 2 };
-static _Atomic int load_verdict, load_fd = -2;
+/* Whether spinning costs anyone a core, from two readings of the kernel's scheduler:
+ * - the machine: more threads runnable than it has CPUs (the fourth field of /proc/loadavg counts
+ *   them, spinners and the asking thread included), in two readings in a row, read at most once a
+ *   millisecond and shared by every waiter. A moment's extra runnable thread (a kernel worker, an
+ *   MPI launcher's progress thread: one reading in ten during a 2-rank run here) is no reason to
+ *   sleep, and the threads of a busy machine stay longer than 1 ms. Not known for a process
+ *   confined to some of the machine's CPUs (taskset, a cpuset, mpirun's binding of each rank to a
+ *   core), whose CPUs' load the machine-wide count does not show;
+ * - the asking thread: it waited for its CPU (the second field of /proc/thread-self/schedstat, the
+ *   time it was runnable but not running) for more than a fifth of the time since its last
+ *   reading, at least a millisecond before. A spinner that shares its core with another runnable
+ *   thread is preempted for about half of every time slice.
+ * A waiter whose budget runs out on a machine that neither reading finds oversubscribed spins on
+ * instead of sleeping, as an active wait would: its wake-up would cost the critical path tens of
+ * microseconds, and the core it holds is one that nobody else wants. Where neither can be read
+ * (no /proc), the machine counts as busy and waits sleep when their budget runs out. */
+enum { LOAD_UNREAD = 0, LOAD_QUIET = 1, LOAD_BUSY = 2, LOAD_UNKNOWN = 3 };
+static _Atomic int load_verdict, load_over, load_fd = -2;
 static _Atomic long long load_at_ns;
 static long load_cpus;
 
@@ -92,12 +100,13 @@ static int load_open(void) {
     return fd;
 }
 
-bool pnetrt_machine_oversubscribed(void) {
-    long long now = now_ns(), at = atomic_load_explicit(&load_at_ns, memory_order_relaxed);
+/* The machine's reading: LOAD_QUIET, LOAD_BUSY or LOAD_UNKNOWN. */
+static int machine_load(long long now) {
+    long long at = atomic_load_explicit(&load_at_ns, memory_order_relaxed);
     int v = atomic_load_explicit(&load_verdict, memory_order_relaxed);
-    if (v != LOAD_UNREAD && now - at < 1000000) return v == LOAD_BUSY;
+    if (v != LOAD_UNREAD && now - at < 1000000) return v;
     /* One waiter reads; the others take the last answer meanwhile. */
-    if (v != LOAD_UNREAD && !atomic_compare_exchange_strong(&load_at_ns, &at, now)) return v == LOAD_BUSY;
+    if (v != LOAD_UNREAD && !atomic_compare_exchange_strong(&load_at_ns, &at, now)) return v;
     int fd = load_open();
     char line[128];
     ssize_t n = fd >= 0 ? pread(fd, line, sizeof line - 1, 0) : -1;
@@ -106,10 +115,53 @@ bool pnetrt_machine_oversubscribed(void) {
         line[n] = 0;
         running = runnable_of(line);
     }
-    v = running >= 1 && running <= load_cpus ? LOAD_QUIET : LOAD_BUSY;
+    if (running < 1) {
+        v = LOAD_UNKNOWN;
+    } else {
+        bool over = running > load_cpus;
+        v = atomic_exchange_explicit(&load_over, over, memory_order_relaxed) && over ? LOAD_BUSY : LOAD_QUIET;
+    }
     atomic_store_explicit(&load_at_ns, now, memory_order_relaxed);
     atomic_store_explicit(&load_verdict, v, memory_order_relaxed);
-    return v == LOAD_BUSY;
+    return v;
+}
+
+/* The asking thread's reading: LOAD_QUIET, LOAD_BUSY or LOAD_UNKNOWN. */
+static _Thread_local long long self_at_ns, self_delay_ns;
+static _Thread_local int self_verdict;
+
+static int thread_load(long long now) {
+    if (self_verdict == LOAD_UNKNOWN || (self_verdict != LOAD_UNREAD && now - self_at_ns < 1000000)) return self_verdict;
+    long long delay = -1;
+#ifdef __linux__
+    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    char line[128];
+    ssize_t n = fd >= 0 ? read(fd, line, sizeof line - 1) : -1;
+    if (fd >= 0) close(fd);
+    if (n > 0) {
+        line[n] = 0;
+        char *s = strchr(line, ' '), *end;
+        if (s) {
+            delay = strtoll(s + 1, &end, 10);
+            if (end == s + 1) delay = -1;
+        }
+    }
+#endif
+    if (delay < 0) return self_verdict = LOAD_UNKNOWN;
+    /* A reading more than 100 ms old says nothing of now: start again from this one. */
+    bool fresh = self_verdict != LOAD_UNREAD && now - self_at_ns <= 100000000;
+    int v = fresh && 5 * (delay - self_delay_ns) > now - self_at_ns ? LOAD_BUSY : LOAD_QUIET;
+    self_at_ns = now;
+    self_delay_ns = delay;
+    return self_verdict = v;
+}
+
+bool pnetrt_machine_oversubscribed(void) {
+    long long now = now_ns();
+    int machine = machine_load(now);
+    if (machine == LOAD_BUSY) return true;
+    int self = thread_load(now);
+    return self == LOAD_BUSY || (machine == LOAD_UNKNOWN && self == LOAD_UNKNOWN);
 }
 
 /* PNET_WAIT_POLICY, read once: adaptive (the default: spin, then sleep), active (spin only, as

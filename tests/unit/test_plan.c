@@ -2,6 +2,7 @@
  * measured first; the favourite keeps the calls unless another measured clearly cheaper (noise of
  * a few percent does not move them, a busy machine's 2-3x does); a probe tries another plan now and
  * then, for two calls of which only the second counts; a new batch or team starts over. */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
@@ -157,6 +159,35 @@ static void test_oversubscription_is_seen(void **state) {
     for (int i = 0; i < n; i++) pthread_join(th[i], NULL);
 }
 
+/* A process confined to one CPU (as mpirun binds a rank to a core): the machine-wide count says
+ * nothing of that CPU, so the spinning thread's own waiting for it shows a second thread there. */
+static void test_confined_contention_is_seen(void **state) {
+    (void)state;
+    cpu_set_t all, one;
+    assert_int_equal(sched_getaffinity(0, sizeof all, &all), 0);
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &all)) {
+            CPU_SET(c, &one);
+            break;
+        }
+    assert_int_equal(sched_setaffinity(0, sizeof one, &one), 0);
+    atomic_store(&hog_stop, 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, hog, NULL), 0); /* inherits the one CPU */
+    bool seen = false;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        seen = pnetrt_machine_oversubscribed();
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (!seen && (t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 2000000000L);
+    atomic_store(&hog_stop, 1);
+    pthread_join(th, NULL);
+    assert_int_equal(sched_setaffinity(0, sizeof all, &all), 0);
+    assert_true(seen);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_noise_does_not_move_the_favourite),
@@ -164,6 +195,7 @@ int main(void) {
         cmocka_unit_test(test_probes_back_off_while_they_lose),
         cmocka_unit_test(test_new_batch_starts_over),
         cmocka_unit_test(test_oversubscription_is_seen),
+        cmocka_unit_test(test_confined_contention_is_seen),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
