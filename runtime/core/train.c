@@ -319,7 +319,7 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
 
 /* A step's two plans, the first two slots of its pnetrt_plans (plan.h): as scheduled (a pipeline,
  * or replicas on the team's threads), or on one thread. */
-enum { STEP_PIPELINE = 0, STEP_SPLIT = 0, STEP_ONE = 1 };
+enum { STEP_PIPELINE = 0, STEP_SPLIT = 0, STEP_ONE = 1, STEP_CORES = 2 };
 
 /* Whether a step should weigh running on one thread (plan.h): once measured at this batch,
  * always; before, a pipelined step only after one whose wall time exceeded its stages' busy time
@@ -376,6 +376,27 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     if (groups > 256) groups = 256;
     pipe p;
     bool piped = !eval && mine > 0 && pnetrt_train_plan_pipe(m, mine, threads, &p);
+    /* A step in this process may instead run on one thread, same bits, when that is measured
+     * cheaper (plan.h): on a busy machine, a thread that waits for a core holds up the others at
+     * the next reduction point, a pipeline's other stages too, and each step's join waits for
+     * every thread. One thread is first tried once the step has been seen to need it (one_worth):
+     * a pipeline of one replica, or replicas that the runtime picked for a training step (not
+     * evaluation, whose calls would mix their costs with training's). Replicas asked for more
+     * threads than the process has CPUs also weigh a third plan from the first step: one thread
+     * per CPU (as many replicas), whose threads do not take turns on the cores. */
+    int cpus = omp_get_num_procs(), asked = threads;
+    bool over = !piped && threads > cpus && cpus >= 1;
+    bool adapt = !eval && threads > 1 && K == 1 &&
+                 (piped ? p.R == 1 && pnetrt_plans_free(m, true)
+                        : pnetrt_plans_free(m, false) && !pnetrt_replicas_chosen(m)) &&
+                 (over || one_worth(t, batch, piped, piped ? p.S : 0)),
+         probe = false;
+    int plan = adapt ? pnetrt_plan_pick(&t->plans, batch, asked, over ? 3 : 2, &probe) : STEP_SPLIT;
+    t->last_plan = plan == STEP_ONE ? PNETRT_PLAN_ONE : PNETRT_PLAN_STATIC;
+    if (plan == STEP_CORES) {
+        threads = cpus;
+        if (groups > threads) groups = threads;
+    }
     /* Fold the gradient tree as chunks complete (gradtree.h) unless a parameter's gradient is
      * written in several segments: each group then holds its stack's deepest, not a slot per
      * chunk. A step cut into segments by batchnorm folds each segment's parameters' gradients as
@@ -433,18 +454,6 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
                               t->opt_elems, NULL, 0};
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = first[me], .hi = first[me + 1], .comm = comm,
              .first = first, .eval = eval, .fold_depth = depth, .wt_ok = wt_ok};
-    /* A step in this process may instead run on one thread, same bits, when that is measured
-     * cheaper (plan.h): on a busy machine, a thread that waits for a core holds up the others at
-     * the next reduction point, a pipeline's other stages too, and each step's join waits for
-     * every thread. One thread is first tried once the step has been seen to need it (one_worth):
-     * a pipeline of one replica, or replicas that the runtime picked for a training step (not
-     * evaluation, whose calls would mix their costs with training's). */
-    bool adapt = !eval && threads > 1 && K == 1 &&
-                 (piped ? p.R == 1 && pnetrt_plans_free(m, true)
-                        : pnetrt_plans_free(m, false) && !pnetrt_replicas_chosen(m)) &&
-                 one_worth(t, batch, piped, piped ? p.S : 0),
-         probe = false;
-    t->last_plan = adapt && pnetrt_plan_pick(&t->plans, batch, threads, 2, &probe) == STEP_ONE ? PNETRT_PLAN_ONE : PNETRT_PLAN_STATIC;
     bool one = t->last_plan == PNETRT_PLAN_ONE;
     pnetrt_spin_barrier bars[256], all = PNETRT_BARRIER(threads);
     for (int g = 0; g < groups; g++) {
@@ -461,9 +470,9 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
                  threads == 1 ? "" : "s", p.R, p.R == 1 ? "" : "s", p.S, p.one_f_one_b ? "1f1b" : "gpipe", p.M,
                  p.M == 1 ? "" : "es");
     else
-        snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "%d thread%s: %d replica%s, %lld chunk%s of %lld",
+        snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "%d thread%s: %d replica%s, %lld chunk%s of %lld%s",
                  threads, threads == 1 ? "" : "s", groups, groups == 1 ? "" : "s", (long long)mine, mine == 1 ? "" : "s",
-                 (long long)td->chunk);
+                 (long long)td->chunk, plan == STEP_CORES ? " (one per CPU: faster than the threads asked for)" : "");
     if (one) {
         t->wall = 0;
         double w0 = pnetrt_now_s();
@@ -520,7 +529,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
                 run_thread(&r, omp_get_thread_num(), threads, groups, bars, &all);
             }
         }
-        if (adapt && !fewer) pnetrt_plan_measured(&t->plans, STEP_SPLIT, probe, pnetrt_now_s() - w0, batch);
+        if (adapt && !fewer) pnetrt_plan_measured(&t->plans, plan, probe, pnetrt_now_s() - w0, batch);
     }
     if (atomic_load(&r.failed)) return pnetrt_train_failf(m, "%s", r.err);
     if (!eval) pnetrt_train_keep_grad(t, &r);

@@ -443,19 +443,20 @@ static void test_train_plan(void **s) {
 }
 
 /* Replicas' training steps have the same two plans: the team's threads, or one thread, which a
- * quiet machine weighs only after pnetrt_train_try_plans (a busy one while it stays busy). Over 80
- * steps both run, every gradient and the weights after them bitwise those of the threads alone. */
-static void test_train_plan_replicas(void **s) {
-    (void)s;
+ * quiet machine weighs only after pnetrt_train_try_plans (a busy one while it stays busy); with
+ * more threads than CPUs, a third: one thread per CPU. Over 80 steps each runs, every gradient and
+ * the weights after them bitwise those of the threads alone. */
+static void train_plan_replicas(int threads) {
     compiled c;
-    compile_net("network tr { input x : f32[batch, 64]; h = relu(dense(x, 128)); output y = dense(h, 8);\n"
+    /* Large enough a step (0.4 GFLOP) that no team of up to 8 is cut for its size. */
+    compile_net("network tr { input x : f32[batch, 256]; h = relu(dense(x, 1024)); output y = dense(h, 8);\n"
                 "  train { t : f32[batch, 8]; loss = mse(y, t); optimizer = adam(lr = 0.001); batch = 256; } }",
                 false, 3, &c);
     const pnetrt_desc *d = c.desc;
     enum { B = 256 };
     int64_t P = d->param_floats;
-    float *x = malloc(sizeof(float) * B * 64), *t = malloc(sizeof(float) * B * 8);
-    for (int i = 0; i < B * 64; i++) x[i] = (float)rnd() - 0.5f;
+    float *x = malloc(sizeof(float) * B * 256), *t = malloc(sizeof(float) * B * 8);
+    for (int i = 0; i < B * 256; i++) x[i] = (float)rnd() - 0.5f;
     for (int i = 0; i < B * 8; i++) t[i] = (float)rnd() - 0.5f;
     const void *in[2] = {x, t};
     pnetrt_model *ref, *m;
@@ -464,27 +465,41 @@ static void test_train_plan_replicas(void **s) {
     setenv("PNET_ADAPTIVE_THREADS", "1", 1);
     assert_int_equal(pnetrt_create(&m, d, NULL), 0);
     setenv("PNET_ADAPTIVE_THREADS", "0", 1);
-    assert_int_equal(pnetrt_set_threads(ref, 2), 0);
-    assert_int_equal(pnetrt_set_threads(m, 2), 0);
+    assert_int_equal(pnetrt_set_threads(ref, threads), 0);
+    assert_int_equal(pnetrt_set_threads(m, threads), 0);
     memcpy(pnetrt_params_mut(m), pnetrt_params_mut(ref), sizeof(float) * (size_t)P);
     assert_int_equal(pnetrt_train_try_plans(m), 0);
-    int split = 0, alone = 0;
+    int split = 0, alone = 0, cores = 0;
+    bool over = threads > omp_get_num_procs();
+    char all[64];
+    snprintf(all, sizeof all, "%d threads: %d replicas", threads, threads);
     float l0, l1;
     for (int k = 0; k < 80; k++) {
         assert_int_equal(pnetrt_train_step(ref, B, in, &l0), 0);
-        assert_non_null(strstr(pnetrt_train_schedule(ref), "2 threads: 2 replicas"));
+        assert_non_null(strstr(pnetrt_train_schedule(ref), all));
         assert_int_equal(pnetrt_train_step(m, B, in, &l1), 0);
         assert_memory_equal(&l1, &l0, sizeof l0);
         assert_memory_equal(pnetrt_train_grad(m), pnetrt_train_grad(ref), sizeof(float) * (size_t)P);
         if (strstr(pnetrt_train_schedule(m), "1 thread: 8 chunks of 32, one replica")) alone++;
-        else if (strstr(pnetrt_train_schedule(m), "2 threads: 2 replicas")) split++;
+        else if (strstr(pnetrt_train_schedule(m), "(one per CPU")) cores++;
+        else if (strstr(pnetrt_train_schedule(m), all)) split++;
     }
-    assert_true(split >= 1 && alone >= 1 && split + alone == 80);
+    assert_true(split >= 1 && alone >= 1 && (cores >= 1) == over && split + alone + cores == 80);
     assert_memory_equal(pnetrt_params_mut(m), pnetrt_params_mut(ref), sizeof(float) * (size_t)P);
     pnetrt_destroy(m);
     pnetrt_destroy(ref);
     free(x), free(t);
     release(&c);
+}
+
+static void test_train_plan_replicas(void **s) {
+    (void)s;
+    train_plan_replicas(2);
+}
+
+static void test_train_plan_more_threads_than_cpus(void **s) {
+    (void)s;
+    train_plan_replicas(omp_get_num_procs() * 2 + 1 > 8 ? 8 : omp_get_num_procs() * 2 + 1);
 }
 
 /* Threads go to stages by FLOPs (each extra one where the work per thread is largest), or by
@@ -669,6 +684,7 @@ int main(void) {
         cmocka_unit_test(test_nested_in_caller_team), cmocka_unit_test(test_nested_with_nesting_on),
         cmocka_unit_test(test_picked_replicas), cmocka_unit_test(test_claimed_plan), cmocka_unit_test(test_train_plan),
         cmocka_unit_test(test_train_plan_replicas),
+        cmocka_unit_test(test_train_plan_more_threads_than_cpus),
         cmocka_unit_test(test_stage_threads),
         cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice), cmocka_unit_test(test_positions), cmocka_unit_test(test_elu_softplus_prelu), cmocka_unit_test(test_pad), cmocka_unit_test(test_grouped_conv), cmocka_unit_test(test_unary_columns), cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_binary_broadcast), cmocka_unit_test(test_div), cmocka_unit_test(test_tensor_constants), cmocka_unit_test(test_matmul),     cmocka_unit_test(test_embedding),
