@@ -355,7 +355,7 @@ int pnetrt_msgs_wait(pnetrt_msgs *q, char *err, size_t n) {
         rc = MPI_Testall(q->n, q->req, &done, MPI_STATUSES_IGNORE);
         if (rc != MPI_SUCCESS || done) break;
         if (polls < 64) continue;
-        if (!polling || (polls & 63) == 0) polling = !pnetrt_machine_oversubscribed() && now_s() - t0 < 0.05;
+        if (!polling || (polls & 63) == 0) polling = !pnetrt_machine_oversubscribed() && now_s() - t0 < PNETRT_QUIET_SPIN_S;
         if (polling) continue;
         struct timespec ts = {0, sleep_ns};
         nanosleep(&ts, NULL);

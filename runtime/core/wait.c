@@ -19,10 +19,6 @@
 /* Spin budget, in pause instructions (tens of nanoseconds each): kernels between two barriers of
  * a small network take a few microseconds, a futex sleep and wake-up costs about as much. */
 enum { SPIN_DEFAULT = 4096, SPIN_MIN = 64, SPIN_MAX = 1 << 15 };
-/* How long a wait on a quiet machine spins past its budget before it sleeps anyway (as
- * KMP_BLOCKTIME bounds an active OpenMP wait): a pipeline's longest waits, its fill and drain, take
- * milliseconds; a thread left waiting longer (a stage of a stream with no input) gives its core back. */
-#define SPIN_QUIET_NS 50000000LL
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -196,7 +192,7 @@ void pnetrt_wait_change(pnetrt_waitq *q, _Atomic int *w, int old) {
     if (budget == 0) budget = SPIN_DEFAULT;
     if (p == POLICY_PASSIVE) budget = 0;
     /* Spin the budget; on a machine with a core for every runnable thread, go on spinning
-     * (checking the load after each budget) for up to SPIN_QUIET_NS in all. */
+     * (checking the load after each budget) for up to PNETRT_QUIET_SPIN_S in all. */
     long long start = 0;
     for (int round = 0;; round++) {
         for (int i = 0; i < budget; i++) {
@@ -210,7 +206,7 @@ void pnetrt_wait_change(pnetrt_waitq *q, _Atomic int *w, int old) {
         }
         if (budget == 0 || pnetrt_machine_oversubscribed()) break;
         if (round == 0) start = now_ns();
-        else if (now_ns() - start > SPIN_QUIET_NS) break;
+        else if (now_ns() - start > PNETRT_QUIET_SPIN_S * 1e9) break;
     }
     /* The wait outlasted the budget: sleep, and spin less next time. */
     if (p != POLICY_PASSIVE)

@@ -25,5 +25,10 @@ void pnetrt_wake(pnetrt_waitq *q, _Atomic int *w);
  * from /proc/loadavg, at most a millisecond ago; true where that cannot be known. Waits sleep
  * only then; plans (plan.h) weigh one thread only then, until it has been measured. */
 bool pnetrt_machine_oversubscribed(void);
+/* How long a wait on a machine that is not oversubscribed spins (or polls) past its budget before
+ * it sleeps anyway (as KMP_BLOCKTIME bounds an active OpenMP wait): a pipeline's longest waits, its
+ * fill and drain, take milliseconds; a thread left waiting longer (a stage of a stream with no
+ * input) gives its core back. */
+#define PNETRT_QUIET_SPIN_S 0.05
 
 #endif

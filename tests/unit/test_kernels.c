@@ -388,6 +388,19 @@ static void test_claimed_plan(void **s) {
     release(&c);
 }
 
+/* A training-plans test's two models of d on `threads` threads, with the same parameters: ref
+ * runs the plan asked for (PNET_ADAPTIVE_THREADS=0), m chooses among plans. */
+static void plan_pair(const pnetrt_desc *d, int threads, pnetrt_model **ref, pnetrt_model **m) {
+    setenv("PNET_ADAPTIVE_THREADS", "0", 1);
+    assert_int_equal(pnetrt_create(ref, d, NULL), 0);
+    setenv("PNET_ADAPTIVE_THREADS", "1", 1);
+    assert_int_equal(pnetrt_create(m, d, NULL), 0);
+    setenv("PNET_ADAPTIVE_THREADS", "0", 1);
+    assert_int_equal(pnetrt_set_threads(*ref, threads), 0);
+    assert_int_equal(pnetrt_set_threads(*m, threads), 0);
+    memcpy(pnetrt_params_mut(*m), pnetrt_params_mut(*ref), sizeof(float) * (size_t)d->param_floats);
+}
+
 /* A pipelined training step runs as the pipeline or, when measured cheaper, unpipelined on one
  * thread (probing the other one step in 32; from the first step with pnetrt_train_try_plans):
  * over 80 steps both run, and every step's gradient and
@@ -409,14 +422,7 @@ static void test_train_plan(void **s) {
     for (int i = 0; i < B * 8; i++) t[i] = (float)rnd() - 0.5f;
     const void *in[2] = {x, t};
     pnetrt_model *ref, *m;
-    setenv("PNET_ADAPTIVE_THREADS", "0", 1);
-    assert_int_equal(pnetrt_create(&ref, d, NULL), 0);
-    setenv("PNET_ADAPTIVE_THREADS", "1", 1);
-    assert_int_equal(pnetrt_create(&m, d, NULL), 0);
-    setenv("PNET_ADAPTIVE_THREADS", "0", 1);
-    assert_int_equal(pnetrt_set_threads(ref, 2), 0);
-    assert_int_equal(pnetrt_set_threads(m, 2), 0);
-    memcpy(pnetrt_params_mut(m), pnetrt_params_mut(ref), sizeof(float) * (size_t)P);
+    plan_pair(d, 2, &ref, &m);
     assert_int_equal(pnetrt_train_try_plans(m), 0); /* a quiet machine's pipeline would not try one thread */
     int piped = 0, alone = 0;
     float l0, l1;
@@ -460,14 +466,7 @@ static void train_plan_replicas(int threads) {
     for (int i = 0; i < B * 8; i++) t[i] = (float)rnd() - 0.5f;
     const void *in[2] = {x, t};
     pnetrt_model *ref, *m;
-    setenv("PNET_ADAPTIVE_THREADS", "0", 1);
-    assert_int_equal(pnetrt_create(&ref, d, NULL), 0);
-    setenv("PNET_ADAPTIVE_THREADS", "1", 1);
-    assert_int_equal(pnetrt_create(&m, d, NULL), 0);
-    setenv("PNET_ADAPTIVE_THREADS", "0", 1);
-    assert_int_equal(pnetrt_set_threads(ref, threads), 0);
-    assert_int_equal(pnetrt_set_threads(m, threads), 0);
-    memcpy(pnetrt_params_mut(m), pnetrt_params_mut(ref), sizeof(float) * (size_t)P);
+    plan_pair(d, threads, &ref, &m);
     assert_int_equal(pnetrt_train_try_plans(m), 0);
     int split = 0, alone = 0, cores = 0;
     bool over = threads > omp_get_num_procs();
