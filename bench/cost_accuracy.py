@@ -5,14 +5,18 @@ For each network: `pnetc --auto-partition S` (the static model), then on the par
 `./net bench --profile` (one thread: each stage of the pipeline gets one), `pnetc --report` without
 and with that profile (the predicted slowest-stage share and bubble at the bench's batch), and
 `./net bench --schedule pipeline --threads S` (the measured ones: the stages' busy time, as their
-trace slices add up, and the median call's bubble, of the run with the least of --runs). Prints a
-Markdown table with the relative error of each prediction.
+trace slices add up, and the median call's bubble; the median of --runs runs). Where the machine
+has a core per stage, each run binds the stages' threads to cores, and the runs take turns: run r
+puts stage k on core (k + r) mod cores, since a VM's cores can differ (this one's stage on CPU 0
+ran a memory-bound stage up to 1.4x slower than on CPU 1), and the model assumes equal cores.
+Prints a Markdown table with the relative error of each prediction.
 
     /usr/bin/python3 bench/cost_accuracy.py [--pnetc build/pnetc] [--seconds 3] [--runs 3]
 """
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,8 +31,8 @@ NETS = [
 ]
 
 
-def run(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True)
+def run(cmd, env=None):
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode:
         sys.exit("cost_accuracy: %s failed:\n%s%s" % (" ".join(cmd), r.stdout, r.stderr))
     return r.stdout + r.stderr
@@ -50,7 +54,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pnetc", default=os.path.join(ROOT, "build", "pnetc"))
     ap.add_argument("--seconds", default="3")
-    ap.add_argument("--runs", type=int, default=3, help="bench runs per network; the least bubble counts")
+    ap.add_argument("--runs", type=int, default=4, help="bench runs per network (the median counts), taking turns on the cores")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -63,14 +67,21 @@ def main():
             run([exe, "bench", "--batch", str(batch), "--threads", "1", "--profile", prof])
             static = predicted(run([args.pnetc, "-I", os.path.join(ROOT, "stdlib"), "--report", part]))
             measured_cost = predicted(run([args.pnetc, "-I", os.path.join(ROOT, "stdlib"), "--report", "--profile", prof, part]))
-            # The least bubble of a few runs: a busy machine only ever adds idle time.
-            out = min((run([exe, "bench", "--batch", str(batch), "--threads", str(S), "--schedule", "pipeline", "--seconds",
-                            args.seconds]) for _ in range(args.runs)),
-                      key=lambda o: float(re.search(r"bubble: measured ([\d.]+)%", o).group(1)))
-            bub = float(re.search(r"bubble: measured ([\d.]+)%", out).group(1))
-            share = float(re.search(r"the slowest (\d+)% of the stages' time", out).group(1))
+            # The median of the runs, each with the stages on other cores where there is a core per stage.
+            cores = os.cpu_count() or 1
+            outs = []
+            for r in range(args.runs):
+                env = None
+                if S <= cores:
+                    env = dict(os.environ, OMP_PROC_BIND="true",
+                               OMP_PLACES=",".join("{%d}" % ((k + r) % cores) for k in range(S)))
+                outs.append(run([exe, "bench", "--batch", str(batch), "--threads", str(S), "--schedule", "pipeline",
+                                 "--seconds", args.seconds], env))
+            out = outs[-1]
+            bub = statistics.median(float(re.search(r"bubble: measured ([\d.]+)%", o).group(1)) for o in outs)
+            share = statistics.median(float(re.search(r"the slowest (\d+)% of the stages' time", o).group(1)) for o in outs)
             M = int(re.search(r"Q = \d+ micro-batches streamed \((\d+) per chunk\)", out).group(1))
-            thr = float(re.search(r"throughput: ([\d.]+)", out).group(1))
+            thr = statistics.median(float(re.search(r"throughput: ([\d.]+)", o).group(1)) for o in outs)
             rows.append((name, S, M, batch, share, bub, static, measured_cost, thr))
             if os.environ.get("COST_VERBOSE"):
                 print(out, run([args.pnetc, "-I", os.path.join(ROOT, "stdlib"), "--report", "--profile", prof, part]),

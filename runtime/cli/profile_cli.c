@@ -93,11 +93,11 @@ static int profile_training(pnetrt_model *m, int64_t batch, const void *const *i
 
 int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs, const char *path) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
-    double *sec = calloc(2 * ((size_t)d->nlayers + 1), sizeof *sec), barrier = 0, handoff = 0;
-    int64_t samples = 0;
+    double *sec = calloc(2 * ((size_t)d->nlayers + 1), sizeof *sec);
+    pnetrt_layer_profile lp = {0};
     if (!sec) return pnetrt_die("out of memory for a profile of %lld layers", (long long)d->nlayers);
     double *call = sec + d->nlayers + 1;
-    if (pnetrt_profile_layers(m, batch, inputs, outputs, sec, call, &barrier, &handoff, &samples)) {
+    if (pnetrt_profile_layers(m, batch, inputs, outputs, sec, call, &lp)) {
         free(sec);
         return pnetrt_die("%s", pnetrt_last_error(m));
     }
@@ -114,11 +114,12 @@ int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inpu
     json_str(f, d->name);
     fprintf(f, ",\n  \"machine\": {\"cpu\": ");
     json_str(f, cpu);
-    fprintf(f, ", \"cpus\": %ld, \"target\": ", sysconf(_SC_NPROCESSORS_ONLN));
+    fprintf(f, ", \"cpus\": %ld, \"llc_bytes\": %lld, \"target\": ", sysconf(_SC_NPROCESSORS_ONLN), (long long)lp.llc_bytes);
     json_str(f, d->target);
-    fprintf(f, "},\n  \"batch\": %lld,\n  \"samples\": %lld,\n  \"threads\": %d,\n  \"barrier_s\": %.6g,\n"
-               "  \"handoff_s\": %.6g,\n  \"forward_s\": %.6g,\n  \"layers\": [\n",
-            (long long)batch, (long long)samples, pnetrt_threads(m), barrier, handoff, total);
+    fprintf(f, "},\n  \"batch\": %lld,\n  \"samples\": %lld,\n  \"small_samples\": %lld,\n  \"cold_calls\": %s,\n"
+               "  \"threads\": %d,\n  \"barrier_s\": %.6g,\n  \"handoff_s\": %.6g,\n  \"forward_s\": %.6g,\n  \"layers\": [\n",
+            (long long)batch, (long long)lp.samples, (long long)lp.small, lp.cold ? "true" : "false", pnetrt_threads(m),
+            lp.barrier_s, lp.handoff_s, total);
     for (int64_t k = 0; k < d->nlayers; k++) {
         const pnetrt_layer_desc *l = &d->layers[k];
         fprintf(f, "    {\"name\": ");
@@ -144,9 +145,10 @@ int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inpu
     fprintf(f, "\n}\n");
     if (fclose(f) != 0) return pnetrt_die("%s: cannot write the profile: %s", path, strerror(errno));
     printf("profile: %lld layers of %s, %.3g us per sample in all at %lld samples per call on %d thread%s, barrier "
-           "%.3g us, hand-off %.3g us; written to %s\n",
-           (long long)d->nlayers, d->name, total * 1e6, (long long)samples, threads, threads == 1 ? "" : "s", barrier * 1e6,
-           handoff * 1e6, path);
+           "%.3g us, hand-off %.3g us%s; written to %s\n",
+           (long long)d->nlayers, d->name, total * 1e6, (long long)lp.samples, threads, threads == 1 ? "" : "s",
+           lp.barrier_s * 1e6, lp.handoff_s * 1e6,
+           lp.cold ? " (the parameters outgrow the last-level cache: calls timed cold too)" : "", path);
     if (d->train && tp.pipelined) {
         printf("profile: training on %d threads, %lld steps:", tp.threads, (long long)tp.steps);
         for (int s = 0; s < tp.nstages; s++)

@@ -89,13 +89,23 @@ int pnetrt_check_batch(pnetrt_model *m, int64_t batch, const pnetrt_tensor_desc 
 /* Seconds pipeline stage s of replica group 0 was busy in the last inference call (its slices in
  * the trace), or 0. */
 double pnetrt_stage_busy(const pnetrt_model *m, int s);
-/* bench --profile (profile.c): each layer's forward seconds per sample, sec[0..nlayers) (0 where a layer
- * has no kernel of its own), over min(batch, chunk) samples (*samples) of the inputs on the model's
- * threads, and call_s[k], the part of one call's time that does not grow with its samples; the
- * barrier between two kernels (*barrier_s; 0 on one thread), and a pipeline hand-off between two
- * threads (*handoff_s). 0, or 1 with the error set. */
+/* bench --profile (profile.c): the scalars beside the per-layer seconds. */
+typedef struct pnetrt_layer_profile {
+    int64_t samples;   /* samples per timed call: min(batch, chunk) */
+    int64_t small;     /* the second size timed: a pipeline's micro-batch, or an eighth */
+    double barrier_s;  /* the barrier between two kernels (0 on one thread) */
+    double handoff_s;  /* a pipeline hand-off between two threads */
+    int64_t llc_bytes; /* the last-level cache, or 0 when unknown */
+    bool cold;         /* the parameters outgrow it: calls timed with it evicted first */
+} pnetrt_layer_profile;
+/* bench --profile (profile.c): each layer's forward seconds per sample, sec[0..nlayers) (0 where a
+ * layer has no kernel of its own), over min(batch, chunk) samples of the inputs on the model's
+ * threads, and call_s[k], the part of one call's time that does not grow with its samples. When
+ * the prepared parameters outgrow the last-level cache, a run reads every layer's weights from
+ * memory at each call, so each layer's small call is timed again after evicting the cache, and
+ * the difference counts per call. 0, or 1 with the error set. */
 int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs, double *sec,
-                          double *call_s, double *barrier_s, double *handoff_s, int64_t *samples);
+                          double *call_s, pnetrt_layer_profile *out);
 /* bench --profile of a network that trains (profile.c): a few training steps of `batch` samples of
  * the inputs (the network's, then its training inputs) for about `seconds`, timed by their trace
  * slices. A pipelined step gives each stage's forward and backward seconds per sample; any step

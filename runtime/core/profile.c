@@ -1,8 +1,8 @@
 /* bench --profile: every layer's kernel timed alone (the descriptor's layer_forward entries) on
  * the model's threads, over one chunk of the caller's inputs, after a whole forward call has
- * filled the arena with the values each layer reads; and again over an eighth of the samples, so
- * that a layer's time splits into a part per sample and a part per call, which a pipeline pays
- * once per micro-batch. Also times the barrier between kernels and a pipeline hand-off between
+ * filled the arena with the values each layer reads; and again over a pipeline's micro-batch (an
+ * eighth of the samples for a network without stages), so that a layer's time splits into a part
+ * per sample and a part per call, which a pipeline pays once per micro-batch. Also times the barrier between kernels and a pipeline hand-off between
  * two threads (transport.h). Allocates its own arena and scratch: it never touches the model's,
  * so inference after it is unchanged. */
 #include "model_impl.h"
@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Seconds each timed round aims at, and the rounds per layer: the least is kept, since a busy
  * machine only ever slows a round down. */
@@ -56,12 +57,40 @@ static double time_layer(pnetrt_forward_fn f, const pnetrt_call *call, int ith, 
     return round[0];
 }
 
-/* One thread's part: the whole forward, then each layer in turn at n and at n1 samples. Thread 0
- * picks each layer's repetition count from a first timed call, so that every thread runs the same
- * loop. */
+/* Reads every cache line of the eviction buffer (twice the last-level cache): afterwards the
+ * caches hold none of what ran before. */
+static void evict_caches(const char *buf, size_t bytes) {
+    const volatile char *p = buf;
+    unsigned sum = 0;
+    for (size_t i = 0; i < bytes; i += 64) sum += (unsigned)p[i];
+    volatile unsigned sink = sum;
+    (void)sink;
+}
+
+/* Seconds of one call of layer f over call with the caches evicted before it (the least of the
+ * rounds), on every thread of the team; thread 0's answer. */
+static double time_cold(pnetrt_forward_fn f, const pnetrt_call *call, int ith, int nth, const char *evict, size_t bytes) {
+    double best = 0;
+    for (int q = 0; q < PROFILE_ROUNDS; q++) {
+        evict_caches(evict, bytes);
+        pnetrt_barrier();
+        double b = pnetrt_now_s();
+        f(call, ith, nth);
+        pnetrt_barrier();
+        double t = pnetrt_now_s() - b;
+        if (q == 0 || t < best) best = t;
+    }
+    (void)nth;
+    (void)ith;
+    return best;
+}
+
+/* One thread's part: the whole forward, then each layer in turn at n and at n1 samples (and at n1
+ * with the caches evicted first, into cold[], when evict is given). Thread 0 picks each layer's
+ * repetition count from a first timed call, so that every thread runs the same loop. */
 static void profile_thread(const pnetrt_desc *d, const pnetrt_call *call, int64_t n1, int ith, int nth,
                            pnetrt_spin_barrier *bar, volatile int64_t *reps, double *at_n, double *at_n1,
-                           double *barrier_s) {
+                           double *barrier_s, const char *evict, size_t evict_bytes, double *cold) {
     pnetrt_barrier_bind(nth > 1 ? bar : NULL);
     d->forward(call, ith, nth);
     pnetrt_barrier();
@@ -72,7 +101,8 @@ static void profile_thread(const pnetrt_desc *d, const pnetrt_call *call, int64_
         if (!f) continue;
         double t = time_layer(f, call, ith, nth, reps);
         double t1 = n1 < call->n ? time_layer(f, &small, ith, nth, reps) : t;
-        if (ith == 0) at_n[k] = t, at_n1[k] = t1;
+        double c = evict ? time_cold(f, &small, ith, nth, evict, evict_bytes) : t1;
+        if (ith == 0) at_n[k] = t, at_n1[k] = t1, cold[k] = c;
         pnetrt_barrier();
     }
     /* The barrier alone: what each kernel of a stage adds to every micro-batch. */
@@ -117,8 +147,15 @@ static double time_handoff(void) {
     return two && e > b ? (e - b) / (2.0 * ROUNDS) : 0;
 }
 
+/* The last-level cache's bytes, or 0 when the system does not say. */
+static int64_t llc_bytes(void) {
+    long b = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (b <= 0) b = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return b > 0 ? (int64_t)b : 0;
+}
+
 int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs, double *sec,
-                          double *call_s, double *barrier_s, double *handoff_s, int64_t *samples) {
+                          double *call_s, pnetrt_layer_profile *out) {
     const pnetrt_desc *d = m->d;
     if (!pnetrt_ready(m)) return 1;
     if (!d->layer_forward) return pnetrt_failf(m, "network '%s' has no per-layer entries to profile", d->name);
@@ -140,16 +177,38 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
         return pnetrt_failf(m, "out of memory for the profile's arena (%zu bytes)", abytes + sbytes);
     }
     memset(arena, 0, abytes);
-    double *at_n1 = calloc((size_t)d->nlayers + 1, sizeof *at_n1);
+    double *at_n1 = calloc(2 * ((size_t)d->nlayers + 1), sizeof *at_n1), *cold = at_n1 + d->nlayers + 1;
     if (!at_n1) {
         free(arena);
         free(scratch);
         return pnetrt_failf(m, "out of memory for a profile of %lld layers", (long long)d->nlayers);
     }
     for (int64_t k = 0; k < d->nlayers; k++) sec[k] = call_s[k] = 0;
-    *barrier_s = 0;
-    int64_t n1 = n >= 16 ? n / 8 : n > 1 ? 1 : n;
-    *samples = n;
+    *out = (pnetrt_layer_profile){.llc_bytes = llc_bytes()};
+    /* Parameters that outgrow the last-level cache are read from memory at every call of a run,
+     * whose other layers evict them: such calls are timed cold too. The buffer that evicts is
+     * written once, so that its pages are real (an untouched page reads the one zero page). */
+    char *evict = NULL;
+    size_t evict_bytes = 2 * (size_t)out->llc_bytes;
+    if (out->llc_bytes > 0 && 4 * d->prepared_floats > out->llc_bytes) {
+        evict = aligned_alloc(64, evict_bytes);
+        if (!evict) {
+            free(at_n1);
+            free(arena);
+            free(scratch);
+            return pnetrt_failf(m, "out of memory for the profile's cache eviction buffer (%zu bytes)", evict_bytes);
+        }
+        memset(evict, 1, evict_bytes);
+        out->cold = true;
+    }
+    /* The second size: a pipeline's micro-batch, whose time a stage pays per micro-batch (so that
+     * the fit is exact where the prediction reads it), or an eighth of the samples. */
+    int M = d->nstages > 1 ? m->microbatches : 1;
+    int64_t n1 = M > 1 ? (n + M / 2) / M : n >= 16 ? n / 8 : 1;
+    if (n1 < 1) n1 = 1;
+    if (n1 >= n) n1 = n > 1 ? n - 1 : n;
+    out->samples = n;
+    out->small = n1;
     pnetrt_call call = {n, inputs, outputs, m->prepared, arena, scratch, n};
     pnetrt_spin_barrier bar = PNETRT_BARRIER(threads);
     volatile int64_t reps = 1;
@@ -159,19 +218,24 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
         if (omp_get_num_threads() != threads) {
             if (omp_get_thread_num() == 0) short_team = true;
         } else {
-            profile_thread(d, &call, n1, omp_get_thread_num(), threads, &bar, &reps, sec, at_n1, barrier_s);
+            profile_thread(d, &call, n1, omp_get_thread_num(), threads, &bar, &reps, sec, at_n1, &out->barrier_s, evict,
+                           evict_bytes, cold);
         }
     }
-    if (short_team) profile_thread(d, &call, n1, 0, 1, NULL, &reps, sec, at_n1, barrier_s);
-    /* t(n) = n * per sample + per call, from the two sizes; neither below zero. */
+    if (short_team)
+        profile_thread(d, &call, n1, 0, 1, NULL, &reps, sec, at_n1, &out->barrier_s, evict, evict_bytes, cold);
+    /* t(n) = n * per sample + per call, from the two sizes; neither below zero. What a cold call
+     * takes over a warm one (reading the weights from memory) counts per call, at both sizes. */
     for (int64_t k = 0; k < d->nlayers; k++) {
         double c = n1 < n ? (at_n1[k] * (double)n - sec[k] * (double)n1) / (double)(n - n1) : 0;
         if (c < 0) c = 0;
         if (c > sec[k]) c = sec[k];
-        call_s[k] = c;
-        sec[k] /= (double)n;
+        double miss = cold[k] > at_n1[k] ? cold[k] - at_n1[k] : 0;
+        call_s[k] = c + miss;
+        sec[k] = (sec[k] + miss) / (double)n;
     }
-    *handoff_s = time_handoff();
+    out->handoff_s = time_handoff();
+    free(evict);
     free(at_n1);
     free(arena);
     free(scratch);

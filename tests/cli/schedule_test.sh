@@ -124,9 +124,17 @@ check "the profile times the conv" grep -q '"name": "c1", "op": "conv2d", .*"ker
 check "a fused relu has no kernel" grep -q '"name": "p1.relu.0", .*"kernel": false, "forward_s": 0, "call_s": 0}' "$tmp/prof.json"
 check "the profile times a hand-off" grep -q "^  \"handoff_s\": [0-9]" "$tmp/prof.json"
 check "the profile times training steps" grep -q '^  "training": {"threads": 1, "batch": 32, "steps": [0-9]*, "pipelined": false, "step_s": [0-9]' "$tmp/prof.json"
+check "without stages the second size is an eighth" grep -q '^  "small_samples": 4,$' "$tmp/prof.json"
+check "lenet's parameters fit the cache: warm calls" grep -q '^  "cold_calls": false,$' "$tmp/prof.json"
+check "the profile gives the last-level cache" grep -q '"machine": {.*"llc_bytes": [0-9]*, ' "$tmp/prof.json"
 run "$tmp/l2.pnet" -o "$tmp/l2"
 "$tmp/l2" bench --batch 32 --threads 1 --profile "$tmp/prof2.json" >"$tmp/out" 2>"$tmp/err"; rc=$?
 check "bench --profile of two stages exits 0" [ $rc -eq 0 ]
+M2=$(sed -n 's/^ *@pipeline(microbatches = \([0-9]*\));$/\1/p' "$tmp/l2.pnet")
+small=4
+[ "${M2:-1}" -gt 1 ] && small=$(((32 + M2 / 2) / M2)) && [ $small -ge 32 ] && small=31
+[ $small -lt 1 ] && small=1
+check "two stages: the second size is a micro-batch (M = $M2: $small samples)" grep -q "^  \"small_samples\": $small,\$" "$tmp/prof2.json"
 check "two stages train pipelined, a thread each" grep -q '^  "training": {"threads": 2, "batch": 32, .*"pipelined": true' "$tmp/prof2.json"
 check "each stage's backward" [ "$(grep -c '^    {"stage": [01], "forward_s": [0-9.e-]*, "backward_s": [0-9.e-]*}' "$tmp/prof2.json")" -eq 2 ]
 check "bench --profile prints the training" grep -q "^profile: training on 2 threads, [0-9]* steps: stage 0 forward .* + backward .*, stage 1 forward" "$tmp/out"
@@ -144,6 +152,28 @@ note=$(sed -n 's/^pnetc: note: .* slowest stage \([0-9.e+-]*\) us per sample.*/\
 run --report --profile "$tmp/prof.json" "$tmp/lp.pnet"
 worst=$(sed -n 's/.*measured \([0-9.e+-]*\) us per sample (.*/\1/p' "$tmp/out" | sort -g | tail -n 1)
 check "the measured note is --report --profile's ($note, $worst)" [ "${note:-none}" = "$worst" ]
+# Parameters that outgrow the last-level cache: each layer's call is timed again with the cache
+# evicted first (a run's other layers evict its weights), where the cache is small enough to
+# outgrow in a test (dense layers of 16 MiB).
+llc=$(getconf LEVEL3_CACHE_SIZE 2>/dev/null || echo 0)
+if [ "${llc:-0}" -gt 0 ] 2>/dev/null && [ "$llc" -le $((64 << 20)) ]; then
+    nl=$((llc / (16 << 20) + 2))
+    {
+        printf 'network big {\n    input x : f32[batch, 2048];\n    h0 = x;\n'
+        i=1
+        while [ $i -le $nl ]; do printf '    h%d = dense(h%d, 2048);\n' $i $((i - 1)); i=$((i + 1)); done
+        printf '    output y = h%d;\n}\n' $nl
+    } >"$tmp/big.pnet"
+    run "$tmp/big.pnet" -o "$tmp/big"
+    "$tmp/big" bench --batch 8 --threads 1 --profile "$tmp/big.json" >"$tmp/out" 2>"$tmp/err"; rc=$?
+    check "a profile of $nl layers of 16 MiB: exit 0" [ $rc -eq 0 ]
+    check "they outgrow the cache: cold calls" grep -q '^  "cold_calls": true,$' "$tmp/big.json"
+    check "the cache's size is the system's" grep -q "\"llc_bytes\": $llc, " "$tmp/big.json"
+    check "bench --profile says the calls were timed cold" grep -q "(the parameters outgrow the last-level cache: calls timed cold too); written to" "$tmp/out"
+    check "a cold call costs something per call" grep -q '"name": "h2", .*"call_s": [0-9.e-]*[1-9][0-9.e-]*}' "$tmp/big.json"
+else
+    echo "skip: cold calls (the last-level cache is ${llc:-unknown} bytes)"
+fi
 run --report --profile "$tmp/prof.json" "$src/bench/models/deep_mlp.pnet"
 check "another network's profile: exit 1" [ $rc -eq 1 ]
 check "another network's profile: says so" grep -q "^$tmp/prof.json: error: the profile is of network 'lenet', not 'deep_mlp'$" "$tmp/err"
