@@ -16,8 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Seconds each timed round aims at, and the rounds per layer: the least is kept, since a busy
- * machine only ever slows a round down. */
+/* Seconds each timed round aims at, and the rounds per layer (and size): the least is kept, since
+ * a busy machine only ever slows a round down. */
 #define PROFILE_ROUND_S 0.004
 #define PROFILE_ROUNDS 5
 
@@ -26,13 +26,12 @@ static int cmp_f64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* One thread's part: the whole forward, then each layer in turn. Thread 0 picks each layer's
- * repetition count from a first timed call, so that every thread runs the same loop. */
-/* Seconds of one call of layer f over call (the least round), on every thread of the team;
- * thread 0's answer. */
-static double time_layer(pnetrt_forward_fn f, const pnetrt_call *call, int ith, int nth, volatile int64_t *reps) {
+/* Thread 0 picks the repetitions of layer f's timed rounds over call (about PROFILE_ROUND_S each)
+ * from two calls, the first of which warms the caches, the pages and the packed weights, so that
+ * every thread runs the same loop. */
+static void pick_reps(pnetrt_forward_fn f, const pnetrt_call *call, int ith, int nth, volatile int64_t *reps) {
     double t = pnetrt_now_s();
-    f(call, ith, nth); /* warm: caches, pages, the packed weights */
+    f(call, ith, nth);
     pnetrt_barrier();
     f(call, ith, nth);
     pnetrt_barrier();
@@ -42,19 +41,19 @@ static double time_layer(pnetrt_forward_fn f, const pnetrt_call *call, int ith, 
         *reps = r < 1 ? 1 : r > 1000 ? 1000 : r;
     }
     pnetrt_barrier();
-    int64_t r = *reps;
-    double round[PROFILE_ROUNDS];
-    for (int q = 0; q < PROFILE_ROUNDS; q++) {
-        double b = pnetrt_now_s();
-        for (int64_t i = 0; i < r; i++) {
-            f(call, ith, nth);
-            pnetrt_barrier();
-        }
-        round[q] = (pnetrt_now_s() - b) / (double)r;
+}
+
+/* Seconds per call of one timed round of reps calls of layer f over call, after an untimed call
+ * that brings its data back into the caches; on every thread of the team. */
+static double time_round(pnetrt_forward_fn f, const pnetrt_call *call, int ith, int nth, int64_t reps) {
+    f(call, ith, nth);
+    pnetrt_barrier();
+    double b = pnetrt_now_s();
+    for (int64_t i = 0; i < reps; i++) {
+        f(call, ith, nth);
+        pnetrt_barrier();
     }
-    pnetrt_barrier(); /* every thread is done with *reps */
-    qsort(round, PROFILE_ROUNDS, sizeof round[0], cmp_f64);
-    return round[0];
+    return (pnetrt_now_s() - b) / (double)reps;
 }
 
 /* Reads every cache line of the eviction buffer (twice the last-level cache): afterwards the
@@ -67,27 +66,22 @@ static void evict_caches(const char *buf, size_t bytes) {
     (void)sink;
 }
 
-/* Seconds of one call of layer f over call with the caches evicted before it (the least of the
- * rounds), on every thread of the team; thread 0's answer. */
+/* Seconds of one call of layer f over call with the caches evicted before it, on every thread of
+ * the team. */
 static double time_cold(pnetrt_forward_fn f, const pnetrt_call *call, int ith, int nth, const char *evict, size_t bytes) {
-    double best = 0;
-    for (int q = 0; q < PROFILE_ROUNDS; q++) {
-        evict_caches(evict, bytes);
-        pnetrt_barrier();
-        double b = pnetrt_now_s();
-        f(call, ith, nth);
-        pnetrt_barrier();
-        double t = pnetrt_now_s() - b;
-        if (q == 0 || t < best) best = t;
-    }
-    (void)nth;
-    (void)ith;
-    return best;
+    evict_caches(evict, bytes);
+    pnetrt_barrier();
+    double b = pnetrt_now_s();
+    f(call, ith, nth);
+    pnetrt_barrier();
+    return pnetrt_now_s() - b;
 }
 
-/* One thread's part: the whole forward, then each layer in turn at n and at n1 samples (and at n1
- * with the caches evicted first, into cold[], when evict is given). Thread 0 picks each layer's
- * repetition count from a first timed call, so that every thread runs the same loop. */
+/* One thread's part: the whole forward, then the layers' timed rounds at n and at n1 samples (and
+ * at n1 with the caches evicted first, into cold[], when evict is given), each layer's least
+ * round kept. The rounds go over the layers in turn, PROFILE_ROUNDS times, so that a slow spell
+ * of a shared machine (or a move to another core) falls on one round of many layers rather than
+ * on every round of one. reps[2k], reps[2k + 1]: layer k's repetitions at n and at n1. */
 static void profile_thread(const pnetrt_desc *d, const pnetrt_call *call, int64_t n1, int ith, int nth,
                            pnetrt_spin_barrier *bar, volatile int64_t *reps, double *at_n, double *at_n1,
                            double *barrier_s, const char *evict, size_t evict_bytes, double *cold) {
@@ -99,12 +93,23 @@ static void profile_thread(const pnetrt_desc *d, const pnetrt_call *call, int64_
     for (int64_t k = 0; k < d->nlayers; k++) {
         pnetrt_forward_fn f = d->layer_forward[k];
         if (!f) continue;
-        double t = time_layer(f, call, ith, nth, reps);
-        double t1 = n1 < call->n ? time_layer(f, &small, ith, nth, reps) : t;
-        double c = evict ? time_cold(f, &small, ith, nth, evict, evict_bytes) : t1;
-        if (ith == 0) at_n[k] = t, at_n1[k] = t1, cold[k] = c;
-        pnetrt_barrier();
+        pick_reps(f, call, ith, nth, &reps[2 * k]);
+        if (n1 < call->n) pick_reps(f, &small, ith, nth, &reps[2 * k + 1]);
     }
+    for (int q = 0; q < PROFILE_ROUNDS; q++)
+        for (int64_t k = 0; k < d->nlayers; k++) {
+            pnetrt_forward_fn f = d->layer_forward[k];
+            if (!f) continue;
+            double t = time_round(f, call, ith, nth, reps[2 * k]);
+            double t1 = n1 < call->n ? time_round(f, &small, ith, nth, reps[2 * k + 1]) : t;
+            double c = evict ? time_cold(f, &small, ith, nth, evict, evict_bytes) : t1;
+            if (ith == 0) {
+                at_n[k] = q == 0 || t < at_n[k] ? t : at_n[k];
+                at_n1[k] = q == 0 || t1 < at_n1[k] ? t1 : at_n1[k];
+                cold[k] = q == 0 || c < cold[k] ? c : cold[k];
+            }
+        }
+    pnetrt_barrier();
     /* The barrier alone: what each kernel of a stage adds to every micro-batch. */
     double round[PROFILE_ROUNDS];
     for (int q = 0; q < PROFILE_ROUNDS; q++) {
@@ -178,7 +183,10 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
     }
     memset(arena, 0, abytes);
     double *at_n1 = calloc(2 * ((size_t)d->nlayers + 1), sizeof *at_n1), *cold = at_n1 + d->nlayers + 1;
-    if (!at_n1) {
+    int64_t *reps = calloc(2 * ((size_t)d->nlayers + 1), sizeof *reps);
+    if (!at_n1 || !reps) {
+        free(at_n1);
+        free(reps);
         free(arena);
         free(scratch);
         return pnetrt_failf(m, "out of memory for a profile of %lld layers", (long long)d->nlayers);
@@ -194,6 +202,7 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
         evict = aligned_alloc(64, evict_bytes);
         if (!evict) {
             free(at_n1);
+            free(reps);
             free(arena);
             free(scratch);
             return pnetrt_failf(m, "out of memory for the profile's cache eviction buffer (%zu bytes)", evict_bytes);
@@ -211,19 +220,18 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
     out->small = n1;
     pnetrt_call call = {n, inputs, outputs, m->prepared, arena, scratch, n};
     pnetrt_spin_barrier bar = PNETRT_BARRIER(threads);
-    volatile int64_t reps = 1;
     bool short_team = false;
 #pragma omp parallel num_threads(threads)
     {
         if (omp_get_num_threads() != threads) {
             if (omp_get_thread_num() == 0) short_team = true;
         } else {
-            profile_thread(d, &call, n1, omp_get_thread_num(), threads, &bar, &reps, sec, at_n1, &out->barrier_s, evict,
+            profile_thread(d, &call, n1, omp_get_thread_num(), threads, &bar, reps, sec, at_n1, &out->barrier_s, evict,
                            evict_bytes, cold);
         }
     }
     if (short_team)
-        profile_thread(d, &call, n1, 0, 1, NULL, &reps, sec, at_n1, &out->barrier_s, evict, evict_bytes, cold);
+        profile_thread(d, &call, n1, 0, 1, NULL, reps, sec, at_n1, &out->barrier_s, evict, evict_bytes, cold);
     /* t(n) = n * per sample + per call, from the two sizes; neither below zero. What a cold call
      * takes over a warm one (reading the weights from memory) counts per call, at both sizes. */
     for (int64_t k = 0; k < d->nlayers; k++) {
@@ -236,6 +244,7 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
     }
     out->handoff_s = time_handoff();
     free(evict);
+    free(reps);
     free(at_n1);
     free(arena);
     free(scratch);
