@@ -50,6 +50,7 @@ void cg_loop_begin(cg *c, cg_loop *l, LLVMValueRef lo, LLVMValueRef hi, const ch
     l->pre = LLVMGetInsertBlock(c->b);
     l->nacc = 0;
     l->unroll = 0;
+    l->novec = false;
     l->head = LLVMAppendBasicBlockInContext(c->ctx, c->fn, name);
     l->body = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "body");
     l->exit = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "exit");
@@ -88,14 +89,26 @@ void cg_loop_end(cg *c, cg_loop *l) {
         LLVMAddIncoming(l->acc[i], &l->next[i], &latch, 1);
     }
     LLVMValueRef br = LLVMBuildBr(c->b, l->head);
+    /* !llvm.loop !{self, hints...}: !{"llvm.loop.unroll.count", i32 n} (n = 1: never unrolled) and
+     * !{"llvm.loop.vectorize.enable", i1 false}. */
+    LLVMMetadataRef ops[3];
+    int nops = 1;
     if (l->unroll > 0) {
-        /* !llvm.loop !{self, !{"llvm.loop.unroll.count", i32 n}} (n = 1: never unrolled). */
         static const char key[] = "llvm.loop.unroll.count";
         LLVMMetadataRef hint[2] = {LLVMMDStringInContext2(c->ctx, key, sizeof key - 1),
                                    LLVMValueAsMetadata(LLVMConstInt(c->i32, (unsigned long long)l->unroll, 0))};
+        ops[nops++] = LLVMMDNodeInContext2(c->ctx, hint, 2);
+    }
+    if (l->novec) {
+        static const char key[] = "llvm.loop.vectorize.enable";
+        LLVMMetadataRef hint[2] = {LLVMMDStringInContext2(c->ctx, key, sizeof key - 1),
+                                   LLVMValueAsMetadata(LLVMConstInt(LLVMInt1TypeInContext(c->ctx), 0, 0))};
+        ops[nops++] = LLVMMDNodeInContext2(c->ctx, hint, 2);
+    }
+    if (nops > 1) {
         LLVMMetadataRef self = LLVMTemporaryMDNode(c->ctx, NULL, 0);
-        LLVMMetadataRef ops[2] = {self, LLVMMDNodeInContext2(c->ctx, hint, 2)};
-        LLVMMetadataRef loop = LLVMMDNodeInContext2(c->ctx, ops, 2);
+        ops[0] = self;
+        LLVMMetadataRef loop = LLVMMDNodeInContext2(c->ctx, ops, (size_t)nops);
         LLVMMetadataReplaceAllUsesWith(self, loop);
         LLVMSetMetadata(br, LLVMGetMDKindIDInContext(c->ctx, "llvm.loop", 9), LLVMMetadataAsValue(c->ctx, loop));
     }

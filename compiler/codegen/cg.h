@@ -53,6 +53,10 @@ typedef struct cg_loop {
     LLVMValueRef acc[64], next[64]; /* loop-carried values (reductions) */
     int nacc;
     int unroll; /* 0: the optimiser decides; n: unroll by n (1: never), set before cg_loop_end */
+    /* Set before cg_loop_end: the loop vectorizer leaves this loop alone. For an outer loop whose
+     * inner loop is the vector one: vectorizing the outer loop too turns the inner loop's
+     * contiguous rows into gathers and scatters (an add over rows of 16 floats ran 8x slower). */
+    bool novec;
 } cg_loop;
 
 /* Records why code generation failed, about node (or -1); a later failure replaces it. */

@@ -93,6 +93,7 @@ LLVMValueRef cg_gen_prelu(cg *c, int node) {
     v = cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOGT, v, cg_f32(c, 0.0), ""), v, cg_fmul(c, v, k, false));
     cg_store(c, v, orow, j.iv);
     cg_loop_end(c, &j);
+    t.novec = true; /* the rows' elements are the vectors */
     cg_loop_end(c, &t);
     cg_kernel_end(c);
     return fn;
@@ -154,6 +155,7 @@ LLVMValueRef cg_gen_binary(cg *c, int node) {
                    : nd->op == PN_OP_MUL ? cg_fmul(c, x, y, false) : cg_fdiv(c, x, y);
     cg_store(c, cg_epilogue(c, node, v), orow, j.iv);
     cg_loop_end(c, &j);
+    t.novec = true; /* the rows' elements are the vectors */
     cg_loop_end(c, &t);
     cg_kernel_end(c);
     return fn;
