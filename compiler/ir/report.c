@@ -4,6 +4,7 @@
 #include "report.h"
 #include "../support/util.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -126,17 +127,79 @@ double pn_pipeline_time(const pn_stage_stats *st, int S, long long B, long long 
     return B > 0 ? wall / (double)B : 0;
 }
 
-int pn_best_microbatches(const pn_stage_stats *st, int S, long long B, long long C) {
+double pn_pipeline_time_on(const pn_stage_stats *st, int S, long long B, long long C, int M, int cores, double *bubble) {
+    if (cores < 1 || cores >= S) return pn_pipeline_time(st, S, B, C, M, bubble);
+    if (C < 1 || C > B) C = B;
+    long long Q = (B + C - 1) / C * M;
+    double m = (double)B / (double)Q, busy = 0, t = 0;
+    /* Per stage: micro-batches done, the end of the last one, whether one runs and until when; and
+     * the end of every micro-batch of the stage before (up[s * Q + q]: stage s - 1's q). */
+    long long *done = pn_xcalloc((size_t)S, sizeof *done);
+    double *last = pn_xcalloc((size_t)S, sizeof *last), *until = pn_xcalloc((size_t)S, sizeof *until);
+    bool *running = pn_xcalloc((size_t)S, sizeof *running);
+    double *up = pn_xcalloc((size_t)S * (size_t)Q, sizeof *up);
+    int free_cores = cores;
+    while (done[S - 1] < Q) {
+        /* When each idle stage can start its next micro-batch (INFINITY: not yet known). */
+        double next = INFINITY;
+        for (;;) {
+            int pick = -1;
+            double best = INFINITY;
+            for (int s = 0; s < S; s++) {
+                if (running[s] || done[s] >= Q || (s > 0 && done[s - 1] <= done[s])) continue;
+                double r = last[s];
+                if (s > 0 && up[s * Q + done[s]] > r) r = up[s * Q + done[s]] + st[s].wait;
+                if (r <= t && free_cores > 0 && r < best) best = r, pick = s;
+                if (r > t && r < next) next = r;
+            }
+            if (pick < 0) break;
+            running[pick] = true;
+            until[pick] = t + st[pick].cost * m + st[pick].call;
+            busy += st[pick].cost * m + st[pick].call;
+            free_cores--;
+        }
+        for (int s = 0; s < S; s++)
+            if (running[s] && until[s] < next) next = until[s];
+        if (!isfinite(next)) break; /* cannot happen: something runs or becomes ready */
+        t = next;
+        for (int s = 0; s < S; s++)
+            if (running[s] && until[s] <= t) {
+                running[s] = false;
+                free_cores++;
+                last[s] = until[s];
+                if (s + 1 < S) up[(s + 1) * Q + done[s]] = until[s];
+                done[s]++;
+            }
+    }
+    double wall = last[S - 1];
+    free(done);
+    free(last);
+    free(until);
+    free(running);
+    free(up);
+    if (bubble) *bubble = wall > 0 ? 1.0 - busy / (S * wall) : 0;
+    return B > 0 ? wall / (double)B : 0;
+}
+
+int pn_best_microbatches_on(const pn_stage_stats *st, int S, long long B, long long C, int cores) {
     if (C < 1 || C > B) C = B;
     int top = C < PN_MAX_AUTO_MICROBATCHES ? (int)C : PN_MAX_AUTO_MICROBATCHES, best = 1;
-    double least = pn_pipeline_time(st, S, B, C, 1, NULL);
+    double least = pn_pipeline_time_on(st, S, B, C, 1, cores, NULL);
     for (int M = 2; M <= top; M++) {
-        double t = pn_pipeline_time(st, S, B, C, M, NULL);
+        double t = pn_pipeline_time_on(st, S, B, C, M, cores, NULL);
         if (t < least) least = t;
     }
     for (int M = 1; M <= top; M++)
-        if (pn_pipeline_time(st, S, B, C, M, NULL) <= least * 1.01) return M;
+        if (pn_pipeline_time_on(st, S, B, C, M, cores, NULL) <= least * 1.01) return M;
     return best;
+}
+
+int pn_best_microbatches(const pn_stage_stats *st, int S, long long B, long long C) {
+    return pn_best_microbatches_on(st, S, B, C, 0);
+}
+
+int pn_report_cores(const pn_graph *g, int S) {
+    return g->profile && g->profile->cpus > 0 && g->profile->cpus < S ? g->profile->cpus : 0;
 }
 
 /* FLOPs in powers of 1000 (KFLOP, MFLOP); bytes in powers of 1024 (KiB, MiB), as `./net info`
@@ -230,21 +293,24 @@ void pn_graph_report(const pn_graph *g, FILE *out) {
         /* The stages as costed: a micro-batch of C/M samples takes each stage cost * C/M plus its
          * per-call share; the pipeline fills, streams at the slowest stage's pace, and drains. */
         double bubble, worst = 0, sum = 0, m = (double)C / M;
-        double t = pn_pipeline_time(st, S, B, C, M, &bubble);
+        /* On the profiled machine's CPUs when it has fewer than stages: the stages take turns. */
+        int cores = pn_report_cores(g, S);
+        double t = pn_pipeline_time_on(st, S, B, C, M, cores, &bubble);
         for (int s = 0; s < S; s++) {
             double ts = st[s].cost * m + st[s].call;
             sum += ts;
             if (ts > worst) worst = ts;
         }
-        int best = pn_best_microbatches(st, S, B, C);
+        int best = pn_best_microbatches_on(st, S, B, C, cores);
         fprintf(out, "  predicted with these costs for a batch of %lld in chunks of %lld: slowest stage %.0f%% of the stages' "
                      "time, bubble %.1f%%, %.3g us per sample",
                 B, C, sum > 0 ? 100 * worst / sum : 0, 100 * bubble, t * 1e6);
-        if (best != M) fprintf(out, " (M = %d: %.3g us)", best, pn_pipeline_time(st, S, B, C, best, NULL) * 1e6);
+        if (best != M) fprintf(out, " (M = %d: %.3g us)", best, pn_pipeline_time_on(st, S, B, C, best, cores, NULL) * 1e6);
         fprintf(out, "\n");
-        if (p && p->cpus > 0 && p->cpus < S)
+        if (cores)
             fprintf(out, "  note: the profiled machine has %d CPU%s for %d stages: stages will take turns on the cores, "
-                         "which the prediction does not model\n", p->cpus, p->cpus == 1 ? "" : "s", S);
+                         "as the prediction assumes (at most %d micro-batch%s at once, each at a core's speed)\n",
+                    p->cpus, p->cpus == 1 ? "" : "s", S, cores, cores == 1 ? "" : "es");
     }
     if (p && p->has_training && p->train_nstages == S && S > 1) {
         /* Measured training: a step's forward and backward per stage, and its update. */

@@ -76,9 +76,20 @@ long long pn_report_chunk(const pn_graph *g);
  * when it has finished the one before and, a hand-off later, the stage before has finished it):
  * the seconds per sample, and (when bubble is not NULL) the stages' mean idle share. */
 double pn_pipeline_time(const pn_stage_stats *st, int S, long long B, long long C, int M, double *bubble);
+/* The same on `cores` CPUs, fewer than S: at most `cores` stages run a micro-batch at once, each at
+ * a core's speed, and a stage that could start waits for a core (the one ready first gets it), as
+ * threads that each run a short micro-batch and then wait take turns on a machine's cores. The
+ * bubble is then the stages' idle share, waiting for a core included. cores < 1 or at least S:
+ * pn_pipeline_time. */
+double pn_pipeline_time_on(const pn_stage_stats *st, int S, long long B, long long C, int M, int cores, double *bubble);
 /* The micro-batch count, 1..PN_MAX_AUTO_MICROBATCHES and at most C, that pn_pipeline_time finds
  * fastest (the least of those within 1% of the best). */
 int pn_best_microbatches(const pn_stage_stats *st, int S, long long B, long long C);
+/* The same by pn_pipeline_time_on on `cores` CPUs. */
+int pn_best_microbatches_on(const pn_stage_stats *st, int S, long long B, long long C, int cores);
+/* The CPUs a prediction for S stages shares (pn_pipeline_time_on): the profiled machine's when it
+ * has fewer than S, else 0 (a core per stage). */
+int pn_report_cores(const pn_graph *g, int S);
 /* Writes the report; the same text goes into a compiled network for `./net info`. */
 void pn_graph_report(const pn_graph *g, FILE *out);
 /* The report as a string, which the caller frees. */

@@ -566,7 +566,7 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
         goto out;
     }
     if (S > 1) {
-        M = pn_best_microbatches(st, S, batch, chunk);
+        M = pn_best_microbatches_on(st, S, batch, chunk, pn_report_cores(g, S));
         char lead[96];
         snprintf(lead, sizeof lead, "@pipeline(microbatches = %d%s);", M, g->schedule == PN_SCHED_1F1B ? ", schedule = 1f1b" : "");
         free(text.s);
@@ -591,7 +591,7 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
         if (c > worst) worst = c;
     }
     double bubble = 0;
-    pn_pipeline_time(st, S, batch, chunk, M, &bubble);
+    pn_pipeline_time_on(st, S, batch, chunk, M, pn_report_cores(g, S), &bubble);
     fprintf(stderr, "pnetc: note: %d stage%s, %s slowest stage %.3g us per sample, mean %.3g us, balance %.2f", S,
             S == 1 ? "" : "s", g->profile ? "measured" : "modelled", worst * 1e6, mean * 1e6, balance);
     if (S > 1)

@@ -105,6 +105,37 @@ static void test_pipeline_time(void **state) {
     assert_true(bubble > 0.3 && bubble < 0.35); /* the fast stage idles 2/3 of the time */
 }
 
+/* Stages on fewer CPUs than stages take turns: at most `cores` micro-batches at once. */
+static void test_pipeline_time_on_fewer_cores(void **state) {
+    (void)state;
+    pn_stage_stats st[4] = {{.cost = 1e-6}, {.cost = 1e-6}, {.cost = 1e-6}, {.cost = 1e-6}};
+    double b0, b1;
+    /* A core per stage, or more, or none given: the same as pn_pipeline_time. */
+    for (int cores = 0; cores <= 8; cores += 4) {
+        assert_true(pn_pipeline_time_on(st, 4, 64, 64, 8, cores, &b1) == pn_pipeline_time(st, 4, 64, 64, 8, &b0));
+        assert_true(b0 == b1);
+    }
+    /* One core: the stages' work one after another, each idle three quarters of the time. */
+    double t = pn_pipeline_time_on(st, 4, 64, 64, 8, 1, &b1);
+    assert_true(fabs(t - 4 * 64 * 1e-6 / 64) < 1e-15);
+    assert_true(fabs(b1 - 0.75) < 1e-12);
+    /* Two cores, many micro-batches: twice the single-stage time per sample, each stage idle about
+     * half the time (the textbook bubble on a core per stage: 3/67). */
+    t = pn_pipeline_time_on(st, 4, 64, 64, 64, 2, &b1);
+    assert_true(t >= 2e-6 && t < 2.1e-6);
+    assert_true(b1 > 0.5 - 1e-12 && b1 < 0.53);
+    assert_true(pn_pipeline_time(st, 4, 64, 64, 64, &b0) < t && b0 < 0.05);
+    /* Never faster than the work over the cores, never slower than the work on one core. */
+    pn_stage_stats un[3] = {{.cost = 3e-6, .call = 1e-6}, {.cost = 1e-6, .wait = 2e-6}, {.cost = 2e-6}};
+    for (int M = 1; M <= 16; M *= 2) {
+        double w = 0, on2 = pn_pipeline_time_on(un, 3, 64, 32, M, 2, NULL) * 64;
+        for (int s = 0; s < 3; s++) w += (un[s].cost * 32.0 / M + un[s].call) * (2 * M);
+        assert_true(on2 >= w / 2 - 1e-15 && on2 <= w + 2 * M * 2e-6 + 1e-15);
+        assert_true(on2 >= pn_pipeline_time(un, 3, 64, 32, M, NULL) * 64 - 1e-15);
+    }
+    assert_true(pn_best_microbatches_on(st, 4, 64, 64, 0) == pn_best_microbatches(st, 4, 64, 64));
+}
+
 static char path[64];
 
 static const char *write_profile(const char *text) {
@@ -210,6 +241,7 @@ static void test_profile_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kinds),          cmocka_unit_test(test_unfused_eltwise), cmocka_unit_test(test_pipeline_time),
+        cmocka_unit_test(test_pipeline_time_on_fewer_cores),
         cmocka_unit_test(test_profile_report), cmocka_unit_test(test_profile_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
