@@ -153,9 +153,10 @@ double pn_pipeline_time_on(const pn_stage_stats *st, int S, long long B, long lo
                 if (r > t && r < next) next = r;
             }
             if (pick < 0) break;
+            double work = st[pick].cost * m + st[pick].call;
             running[pick] = true;
-            until[pick] = t + st[pick].cost * m + st[pick].call;
-            busy += st[pick].cost * m + st[pick].call;
+            until[pick] = t + work;
+            busy += work;
             free_cores--;
         }
         for (int s = 0; s < S; s++)

@@ -2,8 +2,8 @@
  * the model's threads, over one chunk of the caller's inputs, after a whole forward call has
  * filled the arena with the values each layer reads; and again over a pipeline's micro-batch (an
  * eighth of the samples for a network without stages), so that a layer's time splits into a part
- * per sample and a part per call, which a pipeline pays once per micro-batch. Also times the barrier between kernels and a pipeline hand-off between
- * two threads (transport.h). Allocates its own arena and scratch: it never touches the model's,
+ * per sample and a part per call, which a pipeline pays once per micro-batch. Also times the
+ * barrier between kernels and a pipeline hand-off between two threads (transport.h). Allocates its own arena and scratch: it never touches the model's,
  * so inference after it is unchanged. */
 #include "model_impl.h"
 #include "pnet.h"
@@ -182,7 +182,7 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
         return pnetrt_failf(m, "out of memory for the profile's arena (%zu bytes)", abytes + sbytes);
     }
     memset(arena, 0, abytes);
-    double *at_n1 = calloc(2 * ((size_t)d->nlayers + 1), sizeof *at_n1), *cold = at_n1 + d->nlayers + 1;
+    double *at_n1 = calloc(2 * ((size_t)d->nlayers + 1), sizeof *at_n1);
     int64_t *reps = calloc(2 * ((size_t)d->nlayers + 1), sizeof *reps);
     if (!at_n1 || !reps) {
         free(at_n1);
@@ -191,6 +191,7 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
         free(scratch);
         return pnetrt_failf(m, "out of memory for a profile of %lld layers", (long long)d->nlayers);
     }
+    double *cold = at_n1 + d->nlayers + 1;
     for (int64_t k = 0; k < d->nlayers; k++) sec[k] = call_s[k] = 0;
     *out = (pnetrt_layer_profile){.llc_bytes = llc_bytes()};
     /* Parameters that outgrow the last-level cache are read from memory at every call of a run,
