@@ -1,5 +1,6 @@
 /* pnetc: the driver. Runs the stages in order and stops after any stage that reported errors:
  * parse (with imports) -> check (names, blocks, shapes, directives) -> graph IR -> emit. */
+#define _GNU_SOURCE /* sched_getaffinity: this machine's CPUs, for the report */
 #include "check/check.h"
 #include "codegen/codegen.h"
 #include "fileio.h"
@@ -18,6 +19,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +64,9 @@ static const char usage[] =
     "  --report           print the schedule: per stage its layers, FLOPs, bytes and cost; balance; bubble\n"
     "  --profile P.json   with --report or --auto-partition: per-layer times that `./net bench --profile`\n"
     "                     measured, instead of the cost model (docs/schedules.md)\n"
+    "  --cores N          with --report or --auto-partition: predict the stages on N CPUs (more stages than\n"
+    "                     CPUs take turns on them; default: the profile's machine's, else this machine's\n"
+    "                     when compiling for it, else a core per stage)\n"
     "  --ranks K          with --report: how K ranks of mpirun share the network, each rank's memory and\n"
     "                     what its gradient reduction sends (docs/distributed.md)\n"
     "  --dump-after=PASS  print the graph IR after an inference pass (prune, fold_batchnorm, fuse, fuse_pool,\n"
@@ -91,7 +96,16 @@ typedef struct compile_opts {
     const pn_profile *profile; /* --profile's measured costs, or NULL */
     const char *profile_path;
     int stages;      /* --auto-partition S */
+    int cores;       /* the CPUs the report predicts the stages on (--cores, or this machine's); 0: see graph.h */
+    const char *cores_from; /* whose they are, for the report's note */
 } compile_opts;
+
+/* Fills the graph's measured costs and the CPUs its report predicts the stages on. */
+static void report_inputs(pn_graph *g, const compile_opts *o) {
+    g->profile = o->profile;
+    g->cores = o->cores;
+    g->cores_from = o->cores_from;
+}
 
 /* The directory of the running pnetc, into buf; false when it cannot be found. */
 static bool exe_dir(char *buf, size_t n) {
@@ -555,8 +569,8 @@ static int run_graph_file(const char *file, action act, const compile_opts *o) {
             pn_graph_free(g);
             return 1;
         }
-        g->profile = o->profile;
     }
+    report_inputs(g, o);
     if (act != ACT_CHECK) warn_unbalanced(file, g, o->diags);
     if (o->net_name) snprintf(o->net_name, PN_DEP_NAME_MAX, "%s", g->name);
     int rc = 0;
@@ -589,7 +603,7 @@ static int partition_onnx(const char *file, const pn_graph *g, const compile_opt
     pn_graph *pg = NULL;
     int rc = 1;
     if (pn_program_load(&prog, file, text, len) && !o->diags->nerrors && pn_check(&prog, g->name, &pg)) {
-        pg->profile = o->profile;
+        report_inputs(pg, o);
         pg->train_chunk = o->train_chunk;
         out_file of;
         if (out_open(&of, o->out_path)) {
@@ -646,7 +660,7 @@ static int run_onnx_file(const char *file, action act, const compile_opts *o) {
         fprintf(stderr, "%s: error: %s\n", o->profile_path, err);
         goto out;
     }
-    g->profile = o->profile;
+    report_inputs(g, o);
     if (w.n && (o->weights_out ||
                 (act != ACT_CHECK && act != ACT_GRAPH && act != ACT_DOT && act != ACT_PNET && act != ACT_REPORT && act != ACT_PARTITION))) {
         if (!o->weights_out) {
@@ -770,7 +784,7 @@ static const pnetc_opt pnetc_opts[] = {
     {"-I", true},               {"--network", true},     {"--target", true},        {"--cpu", true},
     {"--weights", true},        {"--error-limit", true}, {"-w", false},             {"-MD", false},
     {"-MF", true},              {"-MT", true},           {"--weights-prefix", true}, {"--profile", true},
-    {"--weights-out", true},
+    {"--cores", true},          {"--weights-out", true},
 };
 
 /* argv[*i] as one of pnetc_opts, with its value in *v (after '=', else the next argument, advancing
@@ -866,6 +880,15 @@ int main(int argc, char **argv) {
             act = ACT_REPORT;
         } else if (strcmp(name, "--profile") == 0) {
             profile_path = v;
+        } else if (strcmp(name, "--cores") == 0) {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (!*v || *end || n < 1 || n > 4096) {
+                rc = fail("%s", "--cores needs a CPU count from 1 to 4096");
+                goto done;
+            }
+            o.cores = (int)n;
+            o.cores_from = "--cores gives";
         } else if (strcmp(name, "--ranks") == 0) {
             char *end;
             long n = strtol(v, &end, 10);
@@ -970,6 +993,16 @@ int main(int argc, char **argv) {
         o.profile = profile;
         o.profile_path = profile_path;
     }
+    if (o.cores && act != ACT_REPORT && act != ACT_PARTITION) {
+        rc = fail("%s", "--cores goes with --report or --auto-partition");
+        goto done;
+    }
+    if (!o.cores && !profile && !o.triple && (!o.cpu || strcmp(o.cpu, "native") == 0)) {
+        /* Compiling for this machine: its report predicts the stages on the CPUs this process may use. */
+        cpu_set_t set;
+        if (!sched_getaffinity(0, sizeof set, &set)) o.cores = CPU_COUNT(&set);
+        o.cores_from = "this machine has";
+    }
     if (o.ranks && act != ACT_REPORT) {
         rc = fail("%s", "--ranks goes with --report (an executable takes its ranks from mpirun)");
         goto done;
@@ -1033,8 +1066,8 @@ int main(int argc, char **argv) {
             pn_graph_free(g);
             goto done;
         }
-        g->profile = profile;
     }
+    report_inputs(g, &o);
     if (act != ACT_PARTITION) warn_unbalanced(file, g, &diags);
     if (act == ACT_PARTITION) {
         char err[512];

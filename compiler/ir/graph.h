@@ -234,6 +234,10 @@ typedef struct pn_graph {
     pn_tplan tplan; /* filled by pass_plan_train when the network has a train block */
     int train_chunk;  /* pnetc --train-chunk: samples per gradient chunk; 0 = the default */
     const struct pn_profile *profile; /* measured costs (pnetc --profile, ir/report.h), or NULL; not owned */
+    /* The CPUs the report's prediction runs the stages on (pnetc --cores; else the profiled machine's,
+     * else this machine's when compiling for it); 0 = a core per stage. cores_from says whose. */
+    int cores;
+    const char *cores_from;
 } pn_graph;
 
 pn_graph *pn_graph_new(const char *name);

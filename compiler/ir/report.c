@@ -200,7 +200,8 @@ int pn_best_microbatches(const pn_stage_stats *st, int S, long long B, long long
 }
 
 int pn_report_cores(const pn_graph *g, int S) {
-    return g->profile && g->profile->cpus > 0 && g->profile->cpus < S ? g->profile->cpus : 0;
+    int cores = g->cores > 0 ? g->cores : g->profile ? g->profile->cpus : 0;
+    return cores > 0 && cores < S ? cores : 0;
 }
 
 /* FLOPs in powers of 1000 (KFLOP, MFLOP); bytes in powers of 1024 (KiB, MiB), as `./net info`
@@ -309,9 +310,10 @@ void pn_graph_report(const pn_graph *g, FILE *out) {
         if (best != M) fprintf(out, " (M = %d: %.3g us)", best, pn_pipeline_time_on(st, S, B, C, best, cores, NULL) * 1e6);
         fprintf(out, "\n");
         if (cores)
-            fprintf(out, "  note: the profiled machine has %d CPU%s for %d stages: stages will take turns on the cores, "
+            fprintf(out, "  note: %s %d CPU%s for %d stages: stages will take turns on the cores, "
                          "as the prediction assumes (at most %d micro-batch%s at once, each at a core's speed)\n",
-                    p->cpus, p->cpus == 1 ? "" : "s", S, cores, cores == 1 ? "" : "es");
+                    g->cores > 0 && g->cores_from ? g->cores_from : "the profiled machine has", cores, cores == 1 ? "" : "s", S,
+                    cores, cores == 1 ? "" : "es");
     }
     if (p && p->has_training && p->train_nstages == S && S > 1) {
         /* Measured training: a step's forward and backward per stage, and its update. */

@@ -87,8 +87,8 @@ double pn_pipeline_time_on(const pn_stage_stats *st, int S, long long B, long lo
 int pn_best_microbatches(const pn_stage_stats *st, int S, long long B, long long C);
 /* The same by pn_pipeline_time_on on `cores` CPUs. */
 int pn_best_microbatches_on(const pn_stage_stats *st, int S, long long B, long long C, int cores);
-/* The CPUs a prediction for S stages shares (pn_pipeline_time_on): the profiled machine's when it
- * has fewer than S, else 0 (a core per stage). */
+/* The CPUs a prediction for S stages shares (pn_pipeline_time_on): g->cores, else the profiled
+ * machine's, when fewer than S; else 0 (a core per stage). */
 int pn_report_cores(const pn_graph *g, int S);
 /* Writes the report; the same text goes into a compiled network for `./net info`. */
 void pn_graph_report(const pn_graph *g, FILE *out);

@@ -189,5 +189,36 @@ check "--profile without a file: exit 1" [ $rc -eq 1 ]
 "$tmp/lenet" bench --profile "$tmp/nodir/p.json" >"$tmp/out" 2>"$tmp/err"; rc=$?
 check "bench --profile unwritable: exit 1, named" [ $rc -eq 1 ] && grep -q "nodir/p.json: cannot write the profile" "$tmp/err"
 
+# The CPUs the prediction runs the stages on: --cores, else the profiled machine's, else this
+# machine's when compiling for it (stages beyond its CPUs take turns), else a core per stage.
+turns="stages will take turns on the cores, as the prediction assumes"
+run --report --cores 1 "$tmp/l2.pnet"
+check "--cores 1: two stages take turns" grep -q "^  note: --cores gives 1 CPU for 2 stages: $turns (at most 1 micro-batch at once" "$tmp/out"
+bubble1=$(sed -n 's/.*time, bubble \([0-9.]*\)%.*/\1/p' "$tmp/out")
+run --report --cores 2 "$tmp/l2.pnet"
+check "--cores 2 for two stages: no note" [ "$(grep -c "$turns" "$tmp/out")" -eq 0 ]
+bubble2=$(sed -n 's/.*time, bubble \([0-9.]*\)%.*/\1/p' "$tmp/out")
+check "one CPU for two stages: the larger bubble ($bubble1% against $bubble2%)" awk -v a="${bubble1:-0}" -v b="${bubble2:-100}" 'BEGIN { exit !(a > b) }'
+run --report --cores 1 --profile "$tmp/prof.json" "$tmp/l2.pnet"
+check "--cores overrides the profile's machine" grep -q "^  note: --cores gives 1 CPU for 2 stages" "$tmp/out"
+cpus=$(nproc)
+run --report "$tmp/pipe4.pnet"
+if [ "$cpus" -lt 4 ]; then
+    check "four stages on this machine's $cpus CPUs take turns" grep -q "^  note: this machine has $cpus CPUs* for 4 stages: $turns" "$tmp/out"
+else
+    check "four stages on this machine's $cpus CPUs: a core each" [ "$(grep -c "$turns" "$tmp/out")" -eq 0 ]
+fi
+run --report --cpu x86-64-v3 "$tmp/pipe4.pnet"
+check "for another CPU: a core per stage" [ "$(grep -c "$turns" "$tmp/out")" -eq 0 ]
+run --auto-partition 4 --cores 1 -I "$src/stdlib" "$src/bench/models/deep_mlp.pnet" -o "$tmp/d4.pnet"
+check "--auto-partition --cores 1: exit 0" [ $rc -eq 0 ]
+M1=$(sed -n 's/^ *@pipeline(microbatches = \([0-9]*\));$/\1/p' "$tmp/d4.pnet")
+run --report --cores 1 "$tmp/d4.pnet"
+check "--auto-partition --cores 1 chose the report's best count (M = $M1)" [ "$(grep -c "(M = [0-9]*: " "$tmp/out")" -eq 0 ]
+run --cores 0 --report "$tmp/l2.pnet"
+check "--cores 0: exit 1, says why" [ $rc -eq 1 ] && grep -q "^pnetc: error: --cores needs a CPU count from 1 to 4096$" "$tmp/err"
+run --cores 2 "$tmp/l2.pnet" -o "$tmp/x"
+check "--cores without --report: exit 1, says why" [ $rc -eq 1 ] && grep -q "cores goes with --report or --auto-partition" "$tmp/err"
+
 echo "$passes passed, $fails failed"
 [ $fails -eq 0 ]
