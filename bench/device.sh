@@ -7,7 +7,11 @@
 #                                     training throughput on 1 and all cores, next to PyTorch
 #                                     when python3 can import torch (at its fastest of torch
 #                                     {1, T} x BLAS {1, T} threads), and all cores as ranks of
-#                                     mpirun against threads (bench/mpi.py); Markdown into $OUT (or .)
+#                                     mpirun against threads (bench/mpi.py), and the cost model's
+#                                     stages against their measurement (bench/cost_accuracy.py,
+#                                     raw: cost_accuracy.json); Markdown into $OUT (or .)
+#   python3 bench/cost_accuracy.py --prepare build-device/cost --results OUT/cost_accuracy.json
+#                                     here, after run: the cost model's table for the device
 #
 # With the device tool: run(command="sh bench/device.sh run", carry=["build-device"]).
 set -eu
@@ -31,6 +35,9 @@ prepare)
     # Distributed runs: 16 ranks x 1 thread against 1 process x 16 threads (bench/mpi.py). These
     # executables need Open MPI's library where they run; run skips them when it is missing.
     python3 bench/mpi.py --prepare "$dir" --pnetc build/pnetc --cpu x86-64-v4
+    # The cost model against measurement with a core per stage (the 4-stage deep_mlp needs 4 cores),
+    # partitioned for the device's 16 CPUs; `--results` here makes the table from what run measured.
+    python3 bench/cost_accuracy.py --prepare "$dir/cost" --pnetc build-nompi/pnetc --cpu x86-64-v4 --cores 16
     du -sh "$dir"
     ;;
 run)
@@ -83,6 +90,7 @@ run)
                       qc = $8; sub(/×/, " × ", qc); if (qc == "-") qc = "—"
                       printf "| %s | %s | %s | %.0f | %s | %s | %s | %s |\n", $1, $2, $3, $4, pe, $6, qc, qe }'
     } | tee "$out/training.md"
+    python3 bench/cost_accuracy.py --exe-dir "$dir/cost" --out "$out/cost_accuracy.json" --runs 3 --seconds "$secs" || true
     if command -v mpirun >/dev/null 2>&1 && ! ldd "$dir/mpi_cnn" | grep -q "not found"; then
         python3 bench/mpi.py --exe-dir "$dir" --ranks "$n" --seconds "$secs" --out "$out/mpi.md" || true
     else
