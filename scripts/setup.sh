@@ -7,7 +7,7 @@
 set -eu
 pkgs="flex bison llvm-19-dev libcmocka-dev libcjson-dev gcc cmake ninja-build pkg-config zlib1g-dev python3 libopenmpi-dev openmpi-bin libprotobuf-c-dev protobuf-c-compiler libonnx-dev libonnx-testdata"
 if [ "${1:-}" = "--fuzz" ]; then pkgs="$pkgs clang-19 libclang-rt-19-dev"; fi
-if [ "${1:-}" = "--test" ]; then pkgs="$pkgs dataset-fashion-mnist python3-numpy python3-onnx"; fi
+if [ "${1:-}" = "--test" ]; then pkgs="$pkgs dataset-fashion-mnist python3-numpy python3-onnx time"; fi
 missing=""
 for p in $pkgs; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

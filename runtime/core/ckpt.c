@@ -44,138 +44,216 @@ static const char *file_optimizer(const pnetrt_st *st) {
     return NULL;
 }
 
-/* Writes the checkpoint (optimizer) or weights; the optimizer state from `opt` (every element,
- * state vector k at opt + k * param_floats) when given, else from the trainer's. */
-static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch, const float *opt) {
-    if (!pnetrt_ready(m)) return 1;
+/* A checkpoint's (optimizer) or weights' tensors in file order: the parameters, then each state
+ * vector's trained ones; each tensor's bytes (on a stage rank, valid for its own stage's) and the
+ * pipeline stage that holds it. */
+typedef struct save_list {
+    int n, cap;
+    const char **names;
+    int *ranks, *stage;
+    int64_t (*shapes)[8];
+    const float **data;
+    char **owned;
+} save_list;
+
+static void list_free(save_list *l) {
+    for (int i = 0; l->owned && i < l->cap; i++) free(l->owned[i]);
+    free(l->owned);
+    free(l->names);
+    free(l->ranks);
+    free(l->stage);
+    free(l->shapes);
+    free(l->data);
+}
+
+/* The optimizer state from `opt` (every element, state vector k at opt + k * param_floats) when
+ * given, else from the trainer's. Returns 0, or 1 with the error set. */
+static int list_tensors(pnetrt_model *m, pnetrt_trainer *t, const float *params, const float *opt, save_list *l) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
-    pnetrt_trainer *t = optimizer ? pnetrt_trainer_get(m) : NULL;
-    if (optimizer && !t) return 1;
     const char *const *st_names = NULL;
     int nstate = t ? state_names(d, &st_names) : 0;
     int64_t np = d->nparams;
-    int cap = (int)(np * (1 + nstate));
-    const char **names = calloc((size_t)cap + 1, sizeof *names);
-    int *ranks = calloc((size_t)cap + 1, sizeof *ranks);
-    int64_t (*shapes)[8] = calloc((size_t)cap + 1, sizeof *shapes);
-    const float **data = calloc((size_t)cap + 1, sizeof *data);
-    char **owned = calloc((size_t)cap + 1, sizeof *owned);
-    int n = 0, rc = 1;
-    float *params = pnetrt_params_mut(m);
-    if (!names || !ranks || !shapes || !data || !owned || !params) {
-        if (params || !pnetrt_model_partial(m)) pnetrt_train_failf(m, "out of memory");
-        goto done;
-    }
+    *l = (save_list){.cap = (int)(np * (1 + nstate))};
+    l->names = calloc((size_t)l->cap + 1, sizeof *l->names);
+    l->ranks = calloc((size_t)l->cap + 1, sizeof *l->ranks);
+    l->stage = calloc((size_t)l->cap + 1, sizeof *l->stage);
+    l->shapes = calloc((size_t)l->cap + 1, sizeof *l->shapes);
+    l->data = calloc((size_t)l->cap + 1, sizeof *l->data);
+    l->owned = calloc((size_t)l->cap + 1, sizeof *l->owned);
+    if (!l->names || !l->ranks || !l->stage || !l->shapes || !l->data || !l->owned) return pnetrt_train_failf(m, "out of memory");
     for (int64_t p = 0; p < np; p++) {
         const pnetrt_tensor_desc *td = &d->params[p];
-        names[n] = td->name;
-        ranks[n] = (int)td->rank;
-        memcpy(shapes[n], td->shape, sizeof shapes[n]);
-        data[n++] = params + td->offset;
+        l->names[l->n] = td->name;
+        l->ranks[l->n] = (int)td->rank;
+        l->stage[l->n] = d->param_stage ? (int)d->param_stage[p] : 0;
+        memcpy(l->shapes[l->n], td->shape, sizeof l->shapes[l->n]);
+        l->data[l->n++] = params + td->offset;
     }
     for (int k = 0; k < nstate; k++)
         for (int64_t p = 0; p < np; p++) {
             const pnetrt_tensor_desc *td = &d->params[p];
             if (!td->trainable) continue;
             size_t len = strlen(td->name) + strlen(st_names[k]) + 16;
-            owned[n] = malloc(len);
-            if (!owned[n]) {
-                pnetrt_train_failf(m, "out of memory");
-                goto done;
-            }
-            snprintf(owned[n], len, "optimizer.%s.%s", td->name, st_names[k]);
-            names[n] = owned[n];
-            ranks[n] = (int)td->rank;
-            memcpy(shapes[n], td->shape, sizeof shapes[n]);
-            data[n++] = (opt ? opt + (size_t)k * (size_t)d->param_floats : pnetrt_train_opt(t, k)) + td->offset;
+            char *name = l->owned[l->n] = malloc(len);
+            if (!name) return pnetrt_train_failf(m, "out of memory");
+            snprintf(name, len, "optimizer.%s.%s", td->name, st_names[k]);
+            l->names[l->n] = name;
+            l->ranks[l->n] = (int)td->rank;
+            l->stage[l->n] = d->param_stage ? (int)d->param_stage[p] : 0;
+            memcpy(l->shapes[l->n], td->shape, sizeof l->shapes[l->n]);
+            l->data[l->n++] = (opt ? opt + (size_t)k * (size_t)d->param_floats : pnetrt_train_opt(t, k)) + td->offset;
         }
-    char ep[32], bt[32], stp[32], sd[32], lr[40];
-    snprintf(ep, sizeof ep, "%lld", (long long)epoch);
-    snprintf(bt, sizeof bt, "%lld", (long long)batch_in_epoch);
-    snprintf(stp, sizeof stp, "%lld", (long long)(t ? t->step : 0));
-    snprintf(sd, sizeof sd, "%llu", (unsigned long long)(t ? t->seed : 0));
-    snprintf(lr, sizeof lr, "%.17g", t ? t->lr : 0.0);
-    char bs[32], sh[8];
-    snprintf(bs, sizeof bs, "%lld", (long long)(t ? t->batch_size : 0));
-    snprintf(sh, sizeof sh, "%d", t ? t->shuffle : -1);
+    return 0;
+}
+
+/* The file's metadata, in the buffers of a save_meta. */
+typedef struct save_meta {
+    char ep[32], bt[32], stp[32], sd[32], lr[40], bs[32], sh[8];
+    const char *keys[10], *vals[10];
+    int n;
+} save_meta;
+
+static void meta_fill(const pnetrt_desc *d, const pnetrt_trainer *t, int64_t epoch, int64_t batch_in_epoch, save_meta *x) {
+    snprintf(x->ep, sizeof x->ep, "%lld", (long long)epoch);
+    snprintf(x->bt, sizeof x->bt, "%lld", (long long)batch_in_epoch);
+    snprintf(x->stp, sizeof x->stp, "%lld", (long long)(t ? t->step : 0));
+    snprintf(x->sd, sizeof x->sd, "%llu", (unsigned long long)(t ? t->seed : 0));
+    snprintf(x->lr, sizeof x->lr, "%.17g", t ? t->lr : 0.0);
+    snprintf(x->bs, sizeof x->bs, "%lld", (long long)(t ? t->batch_size : 0));
+    snprintf(x->sh, sizeof x->sh, "%d", t ? t->shuffle : -1);
     const char *keys[] = {"format", "network", "epoch", "batch", "step", "seed", "lr", "batch_size", "shuffle", "optimizer"};
-    const char *vals[] = {t ? "pnet-checkpoint" : "pnet-weights", d->name, ep, bt, stp, sd, lr, bs, sh,
+    const char *vals[] = {t ? "pnet-checkpoint" : "pnet-weights", d->name, x->ep, x->bt, x->stp, x->sd, x->lr, x->bs, x->sh,
                           d->train ? optimizer_name(d) : ""};
+    memcpy(x->keys, keys, sizeof keys);
+    memcpy(x->vals, vals, sizeof vals);
+    x->n = t ? 10 : 2;
+}
+
+/* Writes the checkpoint (optimizer) or weights; the optimizer state from `opt` as list_tensors
+ * takes it. */
+static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch, const float *opt) {
+    if (!pnetrt_ready(m)) return 1;
+    const pnetrt_desc *d = pnetrt_model_desc(m);
+    pnetrt_trainer *t = optimizer ? pnetrt_trainer_get(m) : NULL;
+    if (optimizer && !t) return 1;
+    float *params = pnetrt_params_mut(m);
+    if (!params) return pnetrt_model_partial(m) ? 1 : pnetrt_train_failf(m, "out of memory");
+    save_list l;
+    int rc = list_tensors(m, t, params, opt, &l);
+    save_meta x;
+    meta_fill(d, t, epoch, batch_in_epoch, &x);
     char err[512];
-    if (pnetrt_st_write(path, n, names, ranks, (const int64_t(*)[8])shapes, data, t ? 10 : 2, keys, vals, err, sizeof err)) {
+    if (!rc && pnetrt_st_write(path, l.n, l.names, l.ranks, (const int64_t(*)[8])l.shapes, l.data, x.n, x.keys, x.vals, err,
+                               sizeof err)) {
         pnetrt_fail(m, err);
-        goto done;
+        rc = 1;
     }
-    rc = 0;
-done:
-    for (int i = 0; i < cap; i++) free(owned ? owned[i] : NULL);
-    free(owned);
-    free(names);
-    free(ranks);
-    free(shapes);
-    free(data);
+    list_free(&l);
     return rc;
 }
 
-/* One pipeline stage per rank: rank s of pipeline 0 holds stage s's parameters and optimizer state
- * (every pipeline the same); rank 0 receives each stage's elements from it, so that it writes the
- * file one process would: the parameters into its own buffer, the optimizer state into *whole
- * (every element; rank 0's optimizer state holds its stage's alone), which the caller frees with
- * pnetrt_zunmap. Returns 0, or 1 with the error set. */
-static int gather_stages(pnetrt_model *m, bool optimizer, float **whole) {
+/* The bytes of a staged save that travel at a time: a tensor's piece. */
+#define SAVE_PIECE ((size_t)8 << 20)
+#define SAVE_TAG 3000
+
+/* Rank 0's side of a staged save: its own stage's tensors from its buffers, the others' received
+ * piece by piece from the rank of pipeline 0 that holds them (rank s for stage s). `at` counts the
+ * pieces asked for, so that after a failed write the rest can still be received. */
+typedef struct save_recv {
+    pnetrt_comm *comm;
+    const save_list *l;
+    pnetrt_msgs *q;
+    char *buf;
+    int next_i;
+    size_t next_off;
+} save_recv;
+
+static const void *piece_of(void *ctx, int i, size_t off, size_t len, char *why, size_t whylen) {
+    save_recv *r = ctx;
+    r->next_i = i;
+    r->next_off = off + len;
+    if (r->l->stage[i] == 0) return (const char *)r->l->data[i] + off;
+    if (pnetrt_comm_irecv(r->comm, r->buf, (int64_t)len, r->l->stage[i], SAVE_TAG, r->q, why, whylen) ||
+        pnetrt_msgs_wait(r->q, why, whylen))
+        return NULL;
+    return r->buf;
+}
+
+/* The bytes of tensor i, or 0. */
+static size_t tensor_bytes(const save_list *l, int i) {
+    size_t b = 4;
+    for (int k = 0; k < l->ranks[i]; k++) b *= (size_t)l->shapes[i][k];
+    return b;
+}
+
+/* One pipeline stage per rank: rank 0 writes the file that one process would, tensor by tensor,
+ * and the rank of pipeline 0 that holds each other stage sends it that stage's parameters and
+ * optimizer state in pieces, so no rank ever holds another stage's tensors (the other pipelines
+ * hold the same). Returns 0 on this rank's success, or 1 with the error set. */
+static int save_staged(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
     pnetrt_comm *comm = pnetrt_model_comm(m);
     int me = pnetrt_comm_rank(comm), S = (int)d->nstages;
-    pnetrt_trainer *t = d->train ? pnetrt_trainer_get(m) : NULL;
+    pnetrt_trainer *t = optimizer ? pnetrt_trainer_get(m) : NULL;
     float *params = pnetrt_params_mut(m);
-    bool ok = t && params && pnetrt_train_stage_map(m, t);
-    if (!pnetrt_comm_all_ok(comm, ok)) return ok ? pnetrt_train_failf(m, "another rank could not send its stage") : 1;
-    if (me >= S) return 0; /* the other pipelines hold the same */
-    int64_t P = d->param_floats, slabs = 1 + (optimizer ? d->train->opt_floats / (P > 0 ? P : 1) : 0);
-    if (me == 0 && slabs > 1) {
-        if (!(*whole = pnetrt_zmap((size_t)(d->train->opt_floats + 16) * sizeof(float))))
-            return pnetrt_train_failf(m, "out of memory for the optimizer state: %.0f bytes needed", 4.0 * (double)d->train->opt_floats);
-        for (int j = t->stage_first[0]; j < t->stage_first[1]; j++)
-            for (int64_t k = 1; k < slabs; k++) {
-                pnetrt_range g = t->stage_ranges[j];
-                memcpy(*whole + (k - 1) * P + g.lo, pnetrt_train_opt(t, k - 1) + g.lo, (size_t)(g.hi - g.lo) * sizeof(float));
-            }
+    save_list l = {0};
+    bool ok = params && (!optimizer || t) && !list_tensors(m, t, params, NULL, &l);
+    if (!pnetrt_comm_all_ok(comm, ok)) {
+        list_free(&l);
+        return ok ? pnetrt_train_failf(m, "another rank could not send its stage") : 1;
     }
-    int64_t msgs = 0;
-    for (int s = me == 0 ? 1 : me; s < (me == 0 ? S : me + 1); s++) msgs += (t->stage_first[s + 1] - t->stage_first[s]) * slabs;
-    pnetrt_msgs *q = pnetrt_msgs_new((int)msgs + 1);
-    if (!q) return pnetrt_train_failf(m, "out of memory");
-    char err[256] = "";
     int rc = 0;
-    for (int s = me == 0 ? 1 : me; s < (me == 0 ? S : me + 1) && !rc; s++)
-        for (int j = t->stage_first[s]; j < t->stage_first[s + 1] && !rc; j++)
-            for (int64_t k = 0; k < slabs && !rc; k++) {
-                float *base = k == 0 ? params : me == 0 ? *whole + (k - 1) * P : pnetrt_train_opt(t, k - 1);
-                pnetrt_range g = t->stage_ranges[j];
-                int tag = 3000 + (int)((j - t->stage_first[s]) * slabs + k);
-                rc = me == 0 ? pnetrt_comm_irecv(comm, base + g.lo, (g.hi - g.lo) * 4, s, tag, q, err, sizeof err)
-                             : pnetrt_comm_isend(comm, base + g.lo, (g.hi - g.lo) * 4, 0, tag, q, err, sizeof err);
-            }
-    if (pnetrt_msgs_wait(q, rc ? (char[64]){0} : err, rc ? 64 : sizeof err)) rc = 1;
-    pnetrt_msgs_free(q);
-    return rc ? pnetrt_train_failf(m, "gathering the stages' parameters: %s", err) : 0;
+    char err[512] = "";
+    if (me > 0 && me < S) {
+        /* Every piece of this stage's tensors, in file order, posted at once from the buffers. */
+        int msgs = 0;
+        for (int i = 0; i < l.n; i++)
+            if (l.stage[i] == me) msgs += (int)((tensor_bytes(&l, i) + SAVE_PIECE - 1) / SAVE_PIECE);
+        pnetrt_msgs *q = pnetrt_msgs_new(msgs + 1);
+        if (!q) rc = pnetrt_train_failf(m, "out of memory");
+        for (int i = 0; i < l.n && !rc; i++)
+            for (size_t off = 0, b = tensor_bytes(&l, i); l.stage[i] == me && off < b && !rc; off += SAVE_PIECE)
+                rc = pnetrt_comm_isend(comm, (const char *)l.data[i] + off, (int64_t)(b - off < SAVE_PIECE ? b - off : SAVE_PIECE), 0,
+                                       SAVE_TAG, q, err, sizeof err);
+        if (q && pnetrt_msgs_wait(q, rc ? (char[64]){0} : err, rc ? 64 : sizeof err)) rc = 1;
+        pnetrt_msgs_free(q);
+        if (rc) pnetrt_train_failf(m, "sending stage %d's tensors to rank 0: %s", me, err);
+    } else if (me == 0) {
+        save_meta x;
+        meta_fill(d, t, epoch, batch_in_epoch, &x);
+        save_recv r = {comm, &l, pnetrt_msgs_new(1), malloc(SAVE_PIECE), 0, 0};
+        if (!r.q || !r.buf) rc = pnetrt_train_failf(m, "out of memory");
+        else if (pnetrt_st_write_pieces(path, l.n, l.names, l.ranks, (const int64_t(*)[8])l.shapes, SAVE_PIECE, piece_of, &r, x.n,
+                                        x.keys, x.vals, err, sizeof err)) {
+            pnetrt_fail(m, err);
+            rc = 1;
+            /* The other stages' ranks send every piece: take the ones not asked for, so none waits. */
+            for (int i = r.next_i; i < l.n && r.q && r.buf; i++, r.next_off = 0)
+                for (size_t b = tensor_bytes(&l, i); l.stage[i] > 0 && l.stage[i] < S && r.next_off < b; r.next_off += SAVE_PIECE) {
+                    char why[64];
+                    size_t len = b - r.next_off < SAVE_PIECE ? b - r.next_off : SAVE_PIECE;
+                    if (pnetrt_comm_irecv(comm, r.buf, (int64_t)len, l.stage[i], SAVE_TAG, r.q, why, sizeof why) ||
+                        pnetrt_msgs_wait(r.q, why, sizeof why))
+                        break;
+                }
+        }
+        free(r.buf);
+        pnetrt_msgs_free(r.q);
+    }
+    list_free(&l);
+    return rc;
 }
 
 /* On ranks, rank 0 writes the file (every rank holds the same weights and optimizer state; with
- * one stage per rank, after it gathers the stages') and the others learn whether it could. */
+ * one stage per rank, from the stages' ranks piece by piece) and the others learn whether it could. */
 static int save_ranked(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
     pnetrt_comm *comm = pnetrt_model_comm(m);
     const pnetrt_desc *d = pnetrt_model_desc(m);
     bool staged = pnetrt_model_rank_stage(m) >= 0 && d->train && d->train->nstages > 1;
     /* Ranks that updated slices of the optimizer state gather it first. */
     if (optimizer && d->train && pnetrt_train_opt_whole(m)) return 1;
-    float *whole = NULL;
-    if (staged && gather_stages(m, optimizer && d->train, &whole)) {
-        pnetrt_zunmap(whole);
-        return 1;
-    }
-    int rc = pnetrt_comm_rank(comm) == 0 ? save(m, path, optimizer, epoch, batch_in_epoch, whole) : 0;
-    pnetrt_zunmap(whole);
+    int rc = staged ? save_staged(m, path, optimizer && d->train, epoch, batch_in_epoch)
+                    : pnetrt_comm_rank(comm) == 0 ? save(m, path, optimizer, epoch, batch_in_epoch, NULL) : 0;
     if (!pnetrt_comm_all_ok(comm, rc == 0) && rc == 0) rc = pnetrt_train_failf(m, "rank 0 could not write %s", path);
     return rc;
 }

@@ -83,6 +83,15 @@ void pnetrt_st_close(pnetrt_st *st);
 int pnetrt_st_write(const char *path, int n, const char *const *names, const int *ranks, const int64_t (*shapes)[8],
                     const float *const *data, int nmeta, const char *const *meta_keys, const char *const *meta_values,
                     char *err, size_t errlen);
+/* Tensor i's bytes [off, off + len) for pnetrt_st_write_pieces, valid until the next call; NULL
+   with why set when they cannot be had. */
+typedef const void *(*pnetrt_st_piece_fn)(void *ctx, int i, size_t off, size_t len, char *why, size_t whylen);
+/* pnetrt_st_write with the tensors' bytes from fn, asked for in file order, in pieces of at most
+   `piece` bytes (whole tensors need never be in memory at once). A failure from fn or the write
+   stops the asking; the caller learns how far it got from its own ctx. */
+int pnetrt_st_write_pieces(const char *path, int n, const char *const *names, const int *ranks, const int64_t (*shapes)[8],
+                           size_t piece, pnetrt_st_piece_fn fn, void *ctx, int nmeta, const char *const *meta_keys,
+                           const char *const *meta_values, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

@@ -709,7 +709,7 @@ static char *build_header(const char *path, int n, const char *const *names, con
             if (!v) goto oom;
             cJSON_AddItemToArray(shape, v);
         }
-        if (nbytes && !data[i]) {
+        if (nbytes && data && !data[i]) {
             pnetrt_io_fail(err, errlen, path, "tensor '%s' has NULL data", names[i]);
             goto out;
         }
@@ -739,43 +739,53 @@ out:
     return NULL;
 }
 
+/* The header's bytes (8-byte length, then the JSON padded with spaces to a multiple of 8, as the
+   reference writer does) into *hdr, and the tensors' byte counts into lens[1..n]. data may be NULL
+   (the tensors come from a piece function). Returns the header's length, or 0 with err set. */
+static size_t header_bytes(const char *path, int n, const char *const *names, const int *ranks, const int64_t (*shapes)[8],
+                           const float *const *data, int nmeta, const char *const *meta_keys,
+                           const char *const *meta_values, size_t *lens, char **hdr, char *err, size_t errlen) {
+    *hdr = NULL;
+    if (n < 0 || nmeta < 0) return pnetrt_io_fail(err, errlen, path, "negative tensor or metadata count"), 0;
+    if (check_names(path, n, names, "tensor name", err, errlen) ||
+        check_names(path, nmeta, meta_keys, "metadata key", err, errlen))
+        return 0;
+    for (int i = 0; i < nmeta; i++) {
+        if (!meta_values[i]) return pnetrt_io_fail(err, errlen, path, "metadata value for '%s' is NULL", meta_keys[i]), 0;
+        if (!utf8_ok(meta_values[i]))
+            return pnetrt_io_fail(err, errlen, path, "metadata value for '%s' is not valid UTF-8", meta_keys[i]), 0;
+    }
+    char *json = build_header(path, n, names, ranks, shapes, data, nmeta, meta_keys, meta_values, lens, err, errlen);
+    if (!json) return 0;
+    size_t jlen = strlen(json), plen = (jlen + 7) / 8 * 8;
+    *hdr = malloc(8 + plen);
+    if (!*hdr) {
+        cJSON_free(json);
+        return pnetrt_io_fail(err, errlen, path, "out of memory"), 0;
+    }
+    for (int i = 0; i < 8; i++)
+        (*hdr)[i] = (char)((uint64_t)plen >> (8 * i));
+    memcpy(*hdr + 8, json, jlen);
+    memset(*hdr + 8 + jlen, ' ', plen - jlen);
+    cJSON_free(json);
+    return 8 + plen;
+}
+
 int pnetrt_st_write(const char *path, int n, const char *const *names, const int *ranks, const int64_t (*shapes)[8],
                     const float *const *data, int nmeta, const char *const *meta_keys, const char *const *meta_values,
                     char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
-    if (n < 0 || nmeta < 0) return pnetrt_io_fail(err, errlen, path, "negative tensor or metadata count");
-    if (check_names(path, n, names, "tensor name", err, errlen) ||
-        check_names(path, nmeta, meta_keys, "metadata key", err, errlen))
-        return -1;
-    for (int i = 0; i < nmeta; i++) {
-        if (!meta_values[i]) return pnetrt_io_fail(err, errlen, path, "metadata value for '%s' is NULL", meta_keys[i]);
-        if (!utf8_ok(meta_values[i]))
-            return pnetrt_io_fail(err, errlen, path, "metadata value for '%s' is not valid UTF-8", meta_keys[i]);
-    }
-
-    size_t *lens = calloc((size_t)n + 2, sizeof *lens);
-    const void **bufs = calloc((size_t)n + 2, sizeof *bufs);
-    char *json = NULL, *hdr = NULL;
+    size_t *lens = calloc((size_t)(n > 0 ? n : 0) + 2, sizeof *lens);
+    const void **bufs = calloc((size_t)(n > 0 ? n : 0) + 2, sizeof *bufs);
+    char *hdr = NULL;
     int rc = -1;
     if (!lens || !bufs) {
         pnetrt_io_fail(err, errlen, path, "out of memory");
         goto out;
     }
-    json = build_header(path, n, names, ranks, shapes, data, nmeta, meta_keys, meta_values, lens, err, errlen);
-    if (!json) goto out;
-    /* 8-byte length, then the JSON padded with spaces to a multiple of 8, as the reference writer does */
-    size_t jlen = strlen(json), plen = (jlen + 7) / 8 * 8;
-    hdr = malloc(8 + plen);
-    if (!hdr) {
-        pnetrt_io_fail(err, errlen, path, "out of memory");
-        goto out;
-    }
-    for (int i = 0; i < 8; i++)
-        hdr[i] = (char)((uint64_t)plen >> (8 * i));
-    memcpy(hdr + 8, json, jlen);
-    memset(hdr + 8 + jlen, ' ', plen - jlen);
+    lens[0] = header_bytes(path, n, names, ranks, shapes, data, nmeta, meta_keys, meta_values, lens, &hdr, err, errlen);
+    if (!lens[0]) goto out;
     bufs[0] = hdr;
-    lens[0] = 8 + plen;
     for (int i = 0; i < n; i++)
         bufs[1 + i] = data[i];
     rc = pnetrt_io_write_atomic(path, n + 1, bufs, lens, err, errlen);
@@ -783,6 +793,51 @@ out:
     free(lens);
     free(bufs);
     free(hdr);
-    cJSON_free(json);
+    return rc;
+}
+
+int pnetrt_st_write_pieces(const char *path, int n, const char *const *names, const int *ranks, const int64_t (*shapes)[8],
+                           size_t piece, pnetrt_st_piece_fn fn, void *ctx, int nmeta, const char *const *meta_keys,
+                           const char *const *meta_values, char *err, size_t errlen) {
+    if (err && errlen) err[0] = '\0';
+    if (piece == 0) return pnetrt_io_fail(err, errlen, path, "a piece of 0 bytes");
+    size_t *lens = calloc((size_t)(n > 0 ? n : 0) + 2, sizeof *lens);
+    char *hdr = NULL;
+    int rc = -1;
+    if (!lens) {
+        pnetrt_io_fail(err, errlen, path, "out of memory");
+        goto out;
+    }
+    lens[0] = header_bytes(path, n, names, ranks, shapes, NULL, nmeta, meta_keys, meta_values, lens, &hdr, err, errlen);
+    if (!lens[0]) goto out;
+    pnetrt_io_out o;
+    if (pnetrt_io_out_open(&o, path, err, errlen)) goto out;
+    if (!pnetrt_io_write_full(o.fd, hdr, lens[0])) {
+        int e = errno;
+        pnetrt_io_out_abort(&o);
+        pnetrt_io_fail(err, errlen, path, "cannot write: %s", strerror(e));
+        goto out;
+    }
+    for (int i = 0; i < n; i++)
+        for (size_t off = 0; off < lens[1 + i]; off += piece) {
+            size_t len = lens[1 + i] - off < piece ? lens[1 + i] - off : piece;
+            char why[256] = "";
+            const void *p = fn(ctx, i, off, len, why, sizeof why);
+            if (!p) {
+                pnetrt_io_out_abort(&o);
+                pnetrt_io_fail(err, errlen, path, "%s", why[0] ? why : "a tensor's bytes could not be had");
+                goto out;
+            }
+            if (!pnetrt_io_write_full(o.fd, p, len)) {
+                int e = errno;
+                pnetrt_io_out_abort(&o);
+                pnetrt_io_fail(err, errlen, path, "cannot write: %s", strerror(e));
+                goto out;
+            }
+        }
+    rc = pnetrt_io_out_commit(&o, path, err, errlen);
+out:
+    free(lens);
+    free(hdr);
     return rc;
 }

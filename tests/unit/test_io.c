@@ -459,6 +459,70 @@ static void test_st_round_trip(void **state) {
     assert_memory_equal(raw + 8, "{\"fc1.weight\":", 14);
 }
 
+/* Tensor bytes for pnetrt_st_write_pieces from the tensors' arrays, one piece at a time through a
+ * scratch buffer (as a receive would fill it), failing at piece `fail_at` when it is not -1; the
+ * offsets asked for must be each tensor's in order, in pieces of at most `piece` bytes. */
+typedef struct pieces {
+    const float *const *data;
+    size_t piece;
+    int calls, fail_at, last_i;
+    size_t want_off;
+    char buf[64];
+} pieces;
+
+static const void *piece_from(void *ctx, int i, size_t off, size_t len, char *why, size_t whylen) {
+    pieces *p = ctx;
+    if (i != p->last_i) {
+        assert_true(i > p->last_i);
+        p->last_i = i;
+        p->want_off = 0;
+    }
+    assert_int_equal(off, p->want_off);
+    assert_true(len >= 1 && len <= p->piece && len <= sizeof p->buf);
+    p->want_off += len;
+    if (p->calls++ == p->fail_at) {
+        snprintf(why, whylen, "rank 2 went away");
+        return NULL;
+    }
+    memcpy(p->buf, (const char *)p->data[i] + off, len);
+    return p->buf;
+}
+
+/* Written in pieces, the file is the one pnetrt_st_write writes; a piece that cannot be had leaves
+ * the file that was there, and no other. */
+static void test_st_write_pieces(void **state) {
+    (void)state;
+    char err[512] = "";
+    float w[6] = {1, 2, 3, 4, 5, 6}, b[2] = {-1, 0.5f}, s = 9;
+    const char *names[] = {"fc1.weight", "b", "a.scalar", "empty"};
+    const int ranks[] = {2, 1, 0, 2};
+    const int64_t shapes[][8] = {{2, 3}, {2}, {0}, {4, 0}};
+    const float *data[] = {w, b, &s, NULL};
+    const char *keys[] = {"format"}, *values[] = {"pt"};
+    unsigned char whole[1024], got[1024];
+    assert_int_equal(pnetrt_st_write(P("whole.safetensors"), 4, names, ranks, shapes, data, 1, keys, values, err, sizeof err), 0);
+    size_t n = read_bytes(P("whole.safetensors"), whole, sizeof whole);
+    for (size_t piece = 1; piece <= 32; piece += 3) {
+        pieces p = {data, piece, 0, -1, -1, 0, {0}};
+        assert_int_equal(pnetrt_st_write_pieces(P("p.safetensors"), 4, names, ranks, shapes, piece, piece_from, &p, 1, keys,
+                                                values, err, sizeof err),
+                         0);
+        assert_int_equal(read_bytes(P("p.safetensors"), got, sizeof got), n);
+        assert_memory_equal(got, whole, n);
+        assert_int_equal(p.calls, (int)((24 + piece - 1) / piece + (8 + piece - 1) / piece + (4 + piece - 1) / piece));
+    }
+    pieces p = {data, 4, 0, 3, -1, 0, {0}};
+    assert_int_not_equal(pnetrt_st_write_pieces(P("p.safetensors"), 4, names, ranks, shapes, 4, piece_from, &p, 1, keys, values,
+                                                err, sizeof err),
+                         0);
+    assert_non_null(strstr(err, "p.safetensors"));
+    assert_non_null(strstr(err, "rank 2 went away"));
+    assert_int_equal(p.calls, 4);
+    assert_int_equal(read_bytes(P("p.safetensors"), got, sizeof got), n); /* the old file, untouched */
+    assert_memory_equal(got, whole, n);
+    assert_int_equal(count_dir_entries(), 2);
+}
+
 /* Many tensors: lookups by name go through the sorted index. */
 static void test_st_many_tensors(void **state) {
     (void)state;
@@ -1150,6 +1214,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_npy_write_errors, clear_tmpdir),
         cmocka_unit_test_teardown(test_npy_small_err_buffer, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_round_trip, clear_tmpdir),
+        cmocka_unit_test_teardown(test_st_write_pieces, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_many_tensors, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_f16, clear_tmpdir),
         cmocka_unit_test_teardown(test_st_f16_large, clear_tmpdir),
