@@ -787,6 +787,15 @@ static const pnetc_opt pnetc_opts[] = {
     {"--cores", true},          {"--weights-out", true},
 };
 
+/* v as a count from 1 to most, into *out; false when it is not one. */
+static bool count_arg(const char *v, long most, int *out) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (!*v || *end || n < 1 || n > most) return false;
+    *out = (int)n;
+    return true;
+}
+
 /* argv[*i] as one of pnetc_opts, with its value in *v (after '=', else the next argument, advancing
  * *i). NULL after the error: an unknown option (with the closest as a suggestion), a missing value,
  * or a value given to a flag. */
@@ -881,39 +890,28 @@ int main(int argc, char **argv) {
         } else if (strcmp(name, "--profile") == 0) {
             profile_path = v;
         } else if (strcmp(name, "--cores") == 0) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (!*v || *end || n < 1 || n > 4096) {
+            if (!count_arg(v, 4096, &o.cores)) {
                 rc = fail("%s", "--cores needs a CPU count from 1 to 4096");
                 goto done;
             }
-            o.cores = (int)n;
             o.cores_from = "--cores gives";
         } else if (strcmp(name, "--ranks") == 0) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (!*v || *end || n < 1 || n > 4096) {
+            if (!count_arg(v, 4096, &o.ranks)) {
                 rc = fail("%s", "--ranks needs a rank count from 1 to 4096");
                 goto done;
             }
-            o.ranks = (int)n;
         } else if (strcmp(name, "--train-chunk") == 0) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (!*v || *end || n < 1 || n > 65536) {
+            if (!count_arg(v, 65536, &o.train_chunk)) {
                 rc = fail("%s", "--train-chunk needs a sample count from 1 to 65536");
                 goto done;
             }
-            o.train_chunk = (int)n;
         } else if (strcmp(name, "--auto-partition") == 0) {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (!*v || *end || n < 1 || n > PNETRT_MAX_STAGES) {
+            if (!count_arg(v, PNETRT_MAX_STAGES, &o.stages)) {
                 fprintf(stderr, "pnetc: error: --auto-partition needs a stage count from 1 to %d\n", PNETRT_MAX_STAGES);
                 rc = 1;
                 goto done;
             }
-            stages = o.stages = (int)n;
+            stages = o.stages;
             act = ACT_PARTITION;
         } else if (strcmp(name, "-c") == 0) {
             act = ACT_OBJ;
