@@ -5,10 +5,12 @@ For each network: `pnetc --auto-partition S` (the static model), then on the par
 `./net bench --profile` (one thread: each stage of the pipeline gets one), `pnetc --report` without
 and with that profile (the predicted slowest-stage share and bubble at the bench's batch), and
 `./net bench --schedule pipeline --threads S` (the measured ones: the stages' busy time, as their
-trace slices add up, and the median call's bubble; the median of --runs runs). Where the machine
+trace slices add up, averaged over --runs runs, and the median run's bubble). Where the machine
 has a core per stage, each run binds the stages' threads to cores, and the runs take turns: run r
-puts stage k on core (k + r) mod cores, since a VM's cores can differ (this one's stage on CPU 0
-ran a memory-bound stage up to 1.4x slower than on CPU 1), and the model assumes equal cores.
+puts stage k on core (k + r) mod cores, since a VM's cores can differ (this one's CPU 0 ran a
+stage up to 1.4x slower than CPU 1 while both were busy), and the model assumes equal cores: with
+--runs a multiple of the cores, each stage's busy time averaged over the runs is in the ratio that
+equal cores would give.
 Prints a Markdown table with the relative error of each prediction.
 
     /usr/bin/python3 bench/cost_accuracy.py [--pnetc build/pnetc] [--seconds 3] [--runs 4]
@@ -116,7 +118,13 @@ def table(args, d, got):
         st = predicted(pnetc(args, "--report", *cores, part))
         pr = predicted(pnetc(args, "--report", "--profile", prof, part))
         bub = statistics.median(float(re.search(r"bubble: measured ([\d.]+)%", o).group(1)) for o in outs)
-        share = statistics.median(float(re.search(r"the slowest (\d+)% of the stages' time", o).group(1)) for o in outs)
+        # Each stage's busy time averaged over the runs, which put it on every core equally often:
+        # when a core runs everything a factor slower, the averages are in the ratio that equal
+        # cores would give, which the model assumes (a run's own share is not: the stage on the
+        # slower core sets it).
+        busy = [[float(x) for x in re.search(r"stages: busy ([\d.e+-, ]+) us per sample", o).group(1).split(",")] for o in outs]
+        mean = [statistics.fmean(b[k] for b in busy) for k in range(S)]
+        share = 100 * max(mean) / sum(mean)
         M = int(re.search(r"Q = \d+ micro-batches streamed \((\d+) per chunk\)", outs[-1]).group(1))
         if os.environ.get("COST_VERBOSE"):
             print(outs[-1], pnetc(args, "--report", "--profile", prof, part), file=sys.stderr)
@@ -130,7 +138,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pnetc", default=os.path.join(ROOT, "build", "pnetc"))
     ap.add_argument("--seconds", default="3")
-    ap.add_argument("--runs", type=int, default=4, help="bench runs per network (the median counts), taking turns on the cores")
+    ap.add_argument("--runs", type=int, default=4, help="bench runs per network (stage busy times averaged, the median bubble), taking turns on the cores")
     ap.add_argument("--prepare", metavar="DIR", help="partition and compile into DIR (with --results: predict from there)")
     ap.add_argument("--cpu", help="with --prepare: pnetc --cpu for the executables")
     ap.add_argument("--cores", type=int, help="with --prepare: the CPUs of the machine that will run them (pnetc --cores)")
