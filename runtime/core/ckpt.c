@@ -66,9 +66,9 @@ static void list_free(save_list *l) {
     free(l->data);
 }
 
-/* The optimizer state from `opt` (every element, state vector k at opt + k * param_floats) when
- * given, else from the trainer's. Returns 0, or 1 with the error set. */
-static int list_tensors(pnetrt_model *m, pnetrt_trainer *t, const float *params, const float *opt, save_list *l) {
+/* The tensors of params and, with a trainer, its optimizer state. Returns 0, or 1 with the error
+ * set. */
+static int list_tensors(pnetrt_model *m, pnetrt_trainer *t, const float *params, save_list *l) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
     const char *const *st_names = NULL;
     int nstate = t ? state_names(d, &st_names) : 0;
@@ -101,7 +101,7 @@ static int list_tensors(pnetrt_model *m, pnetrt_trainer *t, const float *params,
             l->ranks[l->n] = (int)td->rank;
             l->stage[l->n] = d->param_stage ? (int)d->param_stage[p] : 0;
             memcpy(l->shapes[l->n], td->shape, sizeof l->shapes[l->n]);
-            l->data[l->n++] = (opt ? opt + (size_t)k * (size_t)d->param_floats : pnetrt_train_opt(t, k)) + td->offset;
+            l->data[l->n++] = pnetrt_train_opt(t, k) + td->offset;
         }
     return 0;
 }
@@ -129,9 +129,8 @@ static void meta_fill(const pnetrt_desc *d, const pnetrt_trainer *t, int64_t epo
     x->n = t ? 10 : 2;
 }
 
-/* Writes the checkpoint (optimizer) or weights; the optimizer state from `opt` as list_tensors
- * takes it. */
-static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch, const float *opt) {
+/* Writes the checkpoint (optimizer) or weights. */
+static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch, int64_t batch_in_epoch) {
     if (!pnetrt_ready(m)) return 1;
     const pnetrt_desc *d = pnetrt_model_desc(m);
     pnetrt_trainer *t = optimizer ? pnetrt_trainer_get(m) : NULL;
@@ -139,7 +138,7 @@ static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch
     float *params = pnetrt_params_mut(m);
     if (!params) return pnetrt_model_partial(m) ? 1 : pnetrt_train_failf(m, "out of memory");
     save_list l;
-    int rc = list_tensors(m, t, params, opt, &l);
+    int rc = list_tensors(m, t, params, &l);
     save_meta x;
     meta_fill(d, t, epoch, batch_in_epoch, &x);
     char err[512];
@@ -197,7 +196,7 @@ static int save_staged(pnetrt_model *m, const char *path, bool optimizer, int64_
     pnetrt_trainer *t = optimizer ? pnetrt_trainer_get(m) : NULL;
     float *params = pnetrt_params_mut(m);
     save_list l = {0};
-    bool ok = params && (!optimizer || t) && !list_tensors(m, t, params, NULL, &l);
+    bool ok = pnetrt_ready(m) && params && (!optimizer || t) && !list_tensors(m, t, params, &l);
     if (!pnetrt_comm_all_ok(comm, ok)) {
         list_free(&l);
         return ok ? pnetrt_train_failf(m, "another rank could not send its stage") : 1;
@@ -253,7 +252,7 @@ static int save_ranked(pnetrt_model *m, const char *path, bool optimizer, int64_
     /* Ranks that updated slices of the optimizer state gather it first. */
     if (optimizer && d->train && pnetrt_train_opt_whole(m)) return 1;
     int rc = staged ? save_staged(m, path, optimizer && d->train, epoch, batch_in_epoch)
-                    : pnetrt_comm_rank(comm) == 0 ? save(m, path, optimizer, epoch, batch_in_epoch, NULL) : 0;
+                    : pnetrt_comm_rank(comm) == 0 ? save(m, path, optimizer, epoch, batch_in_epoch) : 0;
     if (!pnetrt_comm_all_ok(comm, rc == 0) && rc == 0) rc = pnetrt_train_failf(m, "rank 0 could not write %s", path);
     return rc;
 }
