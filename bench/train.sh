@@ -18,7 +18,10 @@
 # runs pnet and bench/train_torch.py in each configuration torch {1, T} x BLAS {1, T} threads one
 # right after the other (pnet first in odd rounds, last in even ones), each in a fresh process.
 # PyTorch's row is its configuration with the best median (a peer runs as its users would tune
-# it; bench/README.md). The "% of peak" column counts 3 forward passes per training sample against
+# it; bench/README.md). On T > 1 threads each round also runs pnet on one thread right beside, and
+# pnet's efficiency is the median of the rounds' ratios (T threads over T times one), so that a
+# machine whose speed drifts between rows cannot skew it; PyTorch's is the ratio of its rows'
+# medians. The "% of peak" column counts 3 forward passes per training sample against
 # the fp32 peak that bench/peak.sh measures on the same thread count just before.
 # Report on stdout, progress on stderr; exit 1 when any measurement failed.
 set -eu
@@ -111,7 +114,11 @@ for m in $(echo "$models" | tr , ' '); do
             vals=""; r=1
             while [ "$r" -le "$rounds" ]; do
                 line=""
-                pv=""
+                pv="" p1=""
+                # On T > 1 threads pnet also runs on one, right beside: the efficiency is the median of
+                # the rounds' ratios, which a VM whose speed drifts between rows cannot skew.
+                # shellcheck disable=SC2086
+                [ $((r % 2)) = 1 ] && [ "$t" -gt 1 ] && p1=$(measure env OMP_NUM_THREADS=1 "$exe_dir/$m" bench --train --threads 1 $common)
                 # shellcheck disable=SC2086
                 [ $((r % 2)) = 1 ] && pv=$(measure env OMP_NUM_THREADS="$t" "$exe_dir/$m" bench --train --threads "$t" $common)
                 for c in $configs; do
@@ -125,15 +132,21 @@ for m in $(echo "$models" | tr , ' '); do
                 done
                 # shellcheck disable=SC2086
                 [ $((r % 2)) = 0 ] && pv=$(measure env OMP_NUM_THREADS="$t" "$exe_dir/$m" bench --train --threads "$t" $common)
+                # shellcheck disable=SC2086
+                [ $((r % 2)) = 0 ] && [ "$t" -gt 1 ] && p1=$(measure env OMP_NUM_THREADS=1 "$exe_dir/$m" bench --train --threads 1 $common)
                 vals="${vals}pnet $pv
 "
-                echo "  $m batch $b threads $t round $r: pnet $pv$line samples/s"
+                [ "$t" -gt 1 ] && vals="${vals}paired $(awk -v a="$pv" -v b="$p1" -v t="$t" \
+                    'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.4f", a / (t * b) }')
+"
+                echo "  $m batch $b threads $t round $r: pnet $pv${p1:+ (1 thread beside: $p1)}$line samples/s"
                 r=$((r + 1))
             done
-            # The medians: "PNET BEST CONFIG" then each configuration's "CONFIG=MEDIAN" ("-" when a
-            # round failed; BEST is "-" when any configuration failed).
+            # The medians: "PNET BEST CONFIG PAIRED" then each configuration's "CONFIG=MEDIAN" ("-" when
+            # a round failed; BEST is "-" when any configuration failed; PAIRED is the median of the
+            # rounds' efficiency against pnet on one thread beside, "none" on one thread).
             row=$(printf '%s' "$vals" | awk '
-                !($1 in n) && $1 != "pnet" { order[++nk] = $1 }
+                !($1 in n) && $1 != "pnet" && $1 != "paired" { order[++nk] = $1 }
                 { n[$1]++; v[$1, n[$1]] = $2; if ($2 == "-") bad[$1] = 1 }
                 function med(k,   i, j, t, c) {
                     if (bad[k]) return "-"
@@ -147,7 +160,7 @@ for m in $(echo "$models" | tr , ' '); do
                           if (q == "-") anybad = 1
                           else if (best == "" || q + 0 > bq + 0) { best = k; bq = q } }
                       if (anybad || best == "") { best = "-"; bq = "-" }
-                      print med("pnet"), bq, best cfgs }')
+                      print med("pnet"), bq, best, ("paired" in n ? med("paired") : "none") cfgs }')
             case " $row " in *" - "*|*"=- "*) failed=1 ;; esac
             rows="$rows$m $b $t $row
 "
@@ -165,21 +178,24 @@ report=$(printf '%s' "$rows" | awk -v stamp="$(date '+%Y-%m-%d %H:%M')" -v host=
                       return x >= 10 ? sprintf("%.1f", x) : sprintf("%.2f", x) }
     function label(c) { if (c == "-") return "—"; sub(/x/, " × ", c); return c }
     BEGIN { printf "pnet vs PyTorch training (SGD momentum, cross-entropy) — %s, %s, %d cores, " \
-                   "median of %d interleaved rounds of %g s; PyTorch on %s; fp32 peak measured (threads=GFLOP/s):%s\n\n", stamp, host, cores, rounds, secs, blas, peaks
+                   "median of %d interleaved rounds of %g s (pnet efficiency: of the rounds'"'"' ratios to one thread beside); " \
+                   "PyTorch on %s; fp32 peak measured (threads=GFLOP/s):%s\n\n", stamp, host, cores, rounds, secs, blas, peaks
             print "| model | batch | threads | pnet samples/s | PyTorch samples/s | PyTorch torch × BLAS threads | pnet/PyTorch | pnet efficiency | PyTorch efficiency | pnet % of peak |"
             print "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"
             n = split(flops, f, " "); for (i = 1; i <= n; i++) { split(f[i], kv, "="); fl[kv[1]] = kv[2] }
             n = split(peaks, f, " "); for (i = 1; i <= n; i++) { split(f[i], kv, "="); pk[kv[1]] = kv[2] } }
     # Share of peak: a training sample costs about 3 forward passes (forward, dx and dW).
     function share(x, m, t) { return (x == "-" || !(m in fl) || pk[t] + 0 == 0) ? "—" : sprintf("%.0f%%", 100 * x * 3 * fl[m] / (pk[t] * 1e9)) }
-    # Efficiency: samples/s over threads times the 1-thread row of the same model and batch.
+    # Efficiency: samples/s over threads times the 1-thread row of the same model and batch; for
+    # pnet the median of the rounds'"'"' ratios to one thread run beside (paired) when there is one.
     function eff(x, one, t) { return (x == "-" || one == "" || one == "-" || one == 0) ? "—" : sprintf("%.0f%%", 100 * x / (t * one)) }
+    function peff(x, one, t, pe) { return pe == "-" ? "—" : pe != "none" ? sprintf("%.0f%%", 100 * pe) : eff(x, one, t) }
     { ratio = ($4 == "-" || $5 == "-" || $5 == 0) ? "—" : sprintf("%.2f×", $4 / $5)
       if ($3 == 1) { p1[$1 " " $2] = $4; q1[$1 " " $2] = $5 }
       printf "| %s | %d | %d | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, fmt($4), fmt($5),
-             label($6), ratio, eff($4, p1[$1 " " $2], $3), eff($5, q1[$1 " " $2], $3), share($4, $1, $3)
+             label($6), ratio, peff($4, p1[$1 " " $2], $3, $7), eff($5, q1[$1 " " $2], $3), share($4, $1, $3)
       if ($3 > 1) { line = sprintf("| %s | %d | %d |", $1, $2, $3)
-                    for (i = 7; i <= NF; i++) { split($i, kv, "=")
+                    for (i = 8; i <= NF; i++) { split($i, kv, "=")
                         line = line sprintf(kv[1] == $6 ? " **%s** |" : " %s |", fmt(kv[2])) }
                     multi = multi line "\n" } }
     END { if (multi == "") exit

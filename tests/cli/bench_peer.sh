@@ -34,6 +34,11 @@ PNETC="$pnetc" PY="$tmp/fakepy" sh "$src/bench/train.sh" --models mlp_s --batche
 grep -q '^| mlp_s | 8 | 1 | [0-9,.]* | 100 | 1 × 1 | ' "$tmp/train.md" || { cat "$tmp/train.md"; fail "train.sh: 1-thread row"; }
 grep -q '^| mlp_s | 8 | 2 | [0-9,.]* | 400 | 1 × 2 | ' "$tmp/train.md" || { cat "$tmp/train.md"; fail "train.sh: 2-thread row not torch 1 x BLAS 2 at 400"; }
 grep -q '^| mlp_s | 8 | 2 | 100 | \*\*400\*\* | 300 | 200 |$' "$tmp/train.md" || { cat "$tmp/train.md"; fail "train.sh: the configurations' table"; }
+# pnet's 2-thread efficiency is paired with a 1-thread run beside it in every round.
+[ "$(grep -c '^  mlp_s batch 8 threads 2 round [123]: pnet [0-9.]* (1 thread beside: [0-9.]*) ' "$tmp/train.err")" -eq 3 ] ||
+    { cat "$tmp/train.err"; fail "train.sh: no 1-thread run beside the 2-thread one"; }
+grep -q '^| mlp_s | 8 | 2 | [0-9,.]* | 400 | 1 × 2 | [0-9.]*× | [0-9]*% | 200% | ' "$tmp/train.md" ||
+    { cat "$tmp/train.md"; fail "train.sh: the 2-thread row's efficiencies"; }
 
 # A configuration that fails leaves no best: the cell is empty and the exit status 1.
 rm -f "$tmp"/n*
