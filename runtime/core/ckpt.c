@@ -156,8 +156,9 @@ static int save(pnetrt_model *m, const char *path, bool optimizer, int64_t epoch
 #define SAVE_TAG 3000
 
 /* Rank 0's side of a staged save: its own stage's tensors from its buffers, the others' received
- * piece by piece from the rank of pipeline 0 that holds them (rank s for stage s). `at` counts the
- * pieces asked for, so that after a failed write the rest can still be received. */
+ * piece by piece from the rank of pipeline 0 that holds them (rank s for stage s). next_i and
+ * next_off follow the pieces asked for, so that after a failed write the rest can still be
+ * received. */
 typedef struct save_recv {
     pnetrt_comm *comm;
     const save_list *l;
@@ -184,6 +185,9 @@ static size_t tensor_bytes(const save_list *l, int i) {
     for (int k = 0; k < l->ranks[i]; k++) b *= (size_t)l->shapes[i][k];
     return b;
 }
+
+/* The bytes of the piece at off of a tensor of b bytes. */
+static size_t piece_len(size_t b, size_t off) { return b - off < SAVE_PIECE ? b - off : SAVE_PIECE; }
 
 /* One pipeline stage per rank: rank 0 writes the file that one process would, tensor by tensor,
  * and the rank of pipeline 0 that holds each other stage sends it that stage's parameters and
@@ -212,8 +216,8 @@ static int save_staged(pnetrt_model *m, const char *path, bool optimizer, int64_
         if (!q) rc = pnetrt_train_failf(m, "out of memory");
         for (int i = 0; i < l.n && !rc; i++)
             for (size_t off = 0, b = tensor_bytes(&l, i); l.stage[i] == me && off < b && !rc; off += SAVE_PIECE)
-                rc = pnetrt_comm_isend(comm, (const char *)l.data[i] + off, (int64_t)(b - off < SAVE_PIECE ? b - off : SAVE_PIECE), 0,
-                                       SAVE_TAG, q, err, sizeof err);
+                rc = pnetrt_comm_isend(comm, (const char *)l.data[i] + off, (int64_t)piece_len(b, off), 0, SAVE_TAG, q, err,
+                                       sizeof err);
         if (q && pnetrt_msgs_wait(q, rc ? (char[64]){0} : err, rc ? 64 : sizeof err)) rc = 1;
         pnetrt_msgs_free(q);
         if (rc) pnetrt_train_failf(m, "sending stage %d's tensors to rank 0: %s", me, err);
@@ -227,13 +231,13 @@ static int save_staged(pnetrt_model *m, const char *path, bool optimizer, int64_
             pnetrt_fail(m, err);
             rc = 1;
             /* The other stages' ranks send every piece: take the ones not asked for, so none waits. */
-            for (int i = r.next_i; i < l.n && r.q && r.buf; i++, r.next_off = 0)
-                for (size_t b = tensor_bytes(&l, i); l.stage[i] > 0 && l.stage[i] < S && r.next_off < b; r.next_off += SAVE_PIECE) {
+            bool broken = false;
+            for (int i = r.next_i; i < l.n && !broken; i++, r.next_off = 0)
+                for (size_t b = tensor_bytes(&l, i); l.stage[i] > 0 && r.next_off < b && !broken; r.next_off += SAVE_PIECE) {
                     char why[64];
-                    size_t len = b - r.next_off < SAVE_PIECE ? b - r.next_off : SAVE_PIECE;
-                    if (pnetrt_comm_irecv(comm, r.buf, (int64_t)len, l.stage[i], SAVE_TAG, r.q, why, sizeof why) ||
-                        pnetrt_msgs_wait(r.q, why, sizeof why))
-                        break;
+                    int64_t len = (int64_t)piece_len(b, r.next_off);
+                    broken = pnetrt_comm_irecv(comm, r.buf, len, l.stage[i], SAVE_TAG, r.q, why, sizeof why) ||
+                             pnetrt_msgs_wait(r.q, why, sizeof why);
                 }
         }
         free(r.buf);

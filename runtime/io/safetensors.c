@@ -771,34 +771,11 @@ static size_t header_bytes(const char *path, int n, const char *const *names, co
     return 8 + plen;
 }
 
-int pnetrt_st_write(const char *path, int n, const char *const *names, const int *ranks, const int64_t (*shapes)[8],
-                    const float *const *data, int nmeta, const char *const *meta_keys, const char *const *meta_values,
-                    char *err, size_t errlen) {
-    if (err && errlen) err[0] = '\0';
-    size_t *lens = calloc((size_t)(n > 0 ? n : 0) + 2, sizeof *lens);
-    const void **bufs = calloc((size_t)(n > 0 ? n : 0) + 2, sizeof *bufs);
-    char *hdr = NULL;
-    int rc = -1;
-    if (!lens || !bufs) {
-        pnetrt_io_fail(err, errlen, path, "out of memory");
-        goto out;
-    }
-    lens[0] = header_bytes(path, n, names, ranks, shapes, data, nmeta, meta_keys, meta_values, lens, &hdr, err, errlen);
-    if (!lens[0]) goto out;
-    bufs[0] = hdr;
-    for (int i = 0; i < n; i++)
-        bufs[1 + i] = data[i];
-    rc = pnetrt_io_write_atomic(path, n + 1, bufs, lens, err, errlen);
-out:
-    free(lens);
-    free(bufs);
-    free(hdr);
-    return rc;
-}
-
-int pnetrt_st_write_pieces(const char *path, int n, const char *const *names, const int *ranks, const int64_t (*shapes)[8],
-                           size_t piece, pnetrt_st_piece_fn fn, void *ctx, int nmeta, const char *const *meta_keys,
-                           const char *const *meta_values, char *err, size_t errlen) {
+/* The file, its tensors' bytes asked of fn in file order, in pieces of at most `piece` bytes; data
+ * (may be NULL) only for the header's check that a tensor with bytes has them. */
+static int write_pieces(const char *path, int n, const char *const *names, const int *ranks, const int64_t (*shapes)[8],
+                        const float *const *data, size_t piece, pnetrt_st_piece_fn fn, void *ctx, int nmeta,
+                        const char *const *meta_keys, const char *const *meta_values, char *err, size_t errlen) {
     if (err && errlen) err[0] = '\0';
     if (piece == 0) return pnetrt_io_fail(err, errlen, path, "a piece of 0 bytes");
     size_t *lens = calloc((size_t)(n > 0 ? n : 0) + 2, sizeof *lens);
@@ -808,7 +785,7 @@ int pnetrt_st_write_pieces(const char *path, int n, const char *const *names, co
         pnetrt_io_fail(err, errlen, path, "out of memory");
         goto out;
     }
-    lens[0] = header_bytes(path, n, names, ranks, shapes, NULL, nmeta, meta_keys, meta_values, lens, &hdr, err, errlen);
+    lens[0] = header_bytes(path, n, names, ranks, shapes, data, nmeta, meta_keys, meta_values, lens, &hdr, err, errlen);
     if (!lens[0]) goto out;
     pnetrt_io_out o;
     if (pnetrt_io_out_open(&o, path, err, errlen)) goto out;
@@ -840,4 +817,23 @@ out:
     free(lens);
     free(hdr);
     return rc;
+}
+
+/* pnetrt_st_write's tensors: whole, from the data array. */
+static const void *whole_tensor(void *ctx, int i, size_t off, size_t len, char *why, size_t whylen) {
+    (void)len, (void)why, (void)whylen;
+    return (const char *)((const float *const *)ctx)[i] + off;
+}
+
+int pnetrt_st_write(const char *path, int n, const char *const *names, const int *ranks, const int64_t (*shapes)[8],
+                    const float *const *data, int nmeta, const char *const *meta_keys, const char *const *meta_values,
+                    char *err, size_t errlen) {
+    return write_pieces(path, n, names, ranks, shapes, data, SIZE_MAX, whole_tensor, (void *)data, nmeta, meta_keys,
+                        meta_values, err, errlen);
+}
+
+int pnetrt_st_write_pieces(const char *path, int n, const char *const *names, const int *ranks, const int64_t (*shapes)[8],
+                           size_t piece, pnetrt_st_piece_fn fn, void *ctx, int nmeta, const char *const *meta_keys,
+                           const char *const *meta_values, char *err, size_t errlen) {
+    return write_pieces(path, n, names, ranks, shapes, NULL, piece, fn, ctx, nmeta, meta_keys, meta_values, err, errlen);
 }
