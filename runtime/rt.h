@@ -32,6 +32,9 @@ int pnetrt_train_freeze(pnetrt_model *m);
 /* For tests: a pipelined step weighs running on one thread from the first step, not only once
  * the pipeline was seen idle longer than it works (train.c, one_worth). */
 int pnetrt_train_try_plans(pnetrt_model *m);
+/* For tests: every later step cuts its chunks among replica groups 0 .. groups - 1 as if they ran
+ * sec[g] seconds per chunk (split.h), instead of by their measured speed; groups 0 measures again. */
+int pnetrt_train_fix_split(pnetrt_model *m, const double *sec, int groups);
 /* Correct predictions (cross_entropy) of the last training step. */
 int64_t pnetrt_train_last_correct(const pnetrt_model *m);
 /* The executables' name in messages: "NAME: note: ..." (set by pnetrt_main; notes name the executable, not

@@ -78,6 +78,9 @@ bool pnetrt_ready(pnetrt_model *m);
  * not 0 and the user set no schedule; with `pipe`, nor a pipeline's micro-batches or stage
  * threads, so that the pipeline the user asked for runs as one. */
 bool pnetrt_plans_free(const pnetrt_model *m, bool pipe);
+/* Whether calls adapt to the machine at all (PNET_ADAPTIVE_THREADS is not 0): for a training
+ * step, whether its replica groups' chunks are cut by their measured speed (split.h). */
+bool pnetrt_adaptive(const pnetrt_model *m);
 /* The threads a call of `flops` floating-point operations runs on: `threads`, or fewer when each
  * would get too little work to pay for the barriers (not with PNET_ADAPTIVE_THREADS=0). */
 int pnetrt_work_threads(const pnetrt_model *m, double flops, int threads);

@@ -651,6 +651,8 @@ bool pnetrt_plans_free(const pnetrt_model *m, bool pipe) {
     return m->adaptive && !m->schedule_set && !(pipe && m->pipe_set);
 }
 
+bool pnetrt_adaptive(const pnetrt_model *m) { return m->adaptive; }
+
 double pnetrt_flops_per_sample(const pnetrt_model *m) { return m->flops_per_sample; }
 
 int pnetrt_threads(const pnetrt_model *m) { return m ? m->threads : 0; }

@@ -112,6 +112,19 @@ pnetrt_trainer *pnetrt_trainer_get(pnetrt_model *m) {
                                4.0 * (double)(nopt * t->opt_elems + d->train->global_floats));
             return NULL;
         }
+        /* For tests (docs/testing.md): the ranks' runs cut as if rank k ran PNET_TEST_RANK_SECONDS's
+         * kth value in seconds per chunk ("1,3"), never measured. */
+        const char *rs = getenv("PNET_TEST_RANK_SECONDS");
+        if (rs && *rs) {
+            double sec[PNETRT_SPLIT_GROUPS];
+            int n = 0;
+            for (char *e = (char *)rs; n < PNETRT_SPLIT_GROUPS && *e; n++) {
+                sec[n] = strtod(e, &e);
+                if (*e == ',') e++;
+                else if (*e) break;
+            }
+            pnetrt_split_fix(&t->rank_split, sec, n);
+        }
         t->lr = d->train->lr;
         t->seed = (uint64_t)d->train->seed;
         t->shuffle = -1;
@@ -261,7 +274,7 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
     pnetrt_barrier_bind(&bars[g]);
     int sense = 0;
     char *scratch = r->t->scratch + (size_t)t * (size_t)d->scratch_bytes;
-    int64_t c0 = r->lo + (r->hi - r->lo) * g / groups, c1 = r->lo + (r->hi - r->lo) * (g + 1) / groups;
+    int64_t c0 = r->split[g], c1 = r->split[g + 1];
     bool own = td->nsegments == 1 || r->eval;
     char *arena = own ? r->t->arena + (size_t)g * (size_t)C * (size_t)td->sample_bytes : r->t->arena;
     bool tr = pnetrt_tracing(r->m);
@@ -286,6 +299,7 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
             st.own = r->t->seg_ranges + r->t->seg_first[k];
             st.nown = r->t->seg_first[k + 1] - r->t->seg_first[k];
         }
+        double b0 = pnetrt_now_s();
         for (int64_t ch = c0; ch < c1; ch++) {
             if (tr) b = pnetrt_now_s();
             if (r->fold_depth) { /* the chunk's gradients of this segment's parameters are whole after it */
@@ -297,6 +311,7 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
             }
             if (tr) pnetrt_trace_slice(r->m, kind, b, pnetrt_now_s(), -1, g, ch, pnetrt_train_chunk_samples(r, ch));
         }
+        if (ith == 0) r->t->split.took[g] += pnetrt_now_s() - b0; /* the next steps' cut (split.h) */
         /* The chunks' statistics (batchnorm partials, loss), and after the last segment their
          * gradients, are combined next: by the sync, or by the update and the loss tree. */
         bool grads = k + 1 == nseg && !r->eval;
@@ -316,6 +331,41 @@ static void run_thread(run *r, int t, int nth, int groups, pnetrt_spin_barrier *
     pnetrt_barrier_bind(NULL);
 }
 
+
+/* "runs of 5+3 chunks by the replicas' speed": a step's runs cut by speed (split.h) among
+ * `who`, for its schedule (the shortest and longest where there are many); returns the length. */
+static int schedule_runs(char *out, size_t room, int groups, const int64_t *split, const char *who) {
+    int at = snprintf(out, room, "runs of ");
+    int64_t lo = INT64_MAX, hi = 0;
+    for (int g = 0; g < groups; g++) {
+        int64_t n = split[g + 1] - split[g];
+        if (n < lo) lo = n;
+        if (n > hi) hi = n;
+        if (groups <= 4 && at >= 0 && (size_t)at < room) at += snprintf(out + at, room - (size_t)at, "%s%lld", g ? "+" : "", (long long)n);
+    }
+    if (groups > 4 && at >= 0 && (size_t)at < room) at += snprintf(out + at, room - (size_t)at, "%lld to %lld", (long long)lo, (long long)hi);
+    if (at >= 0 && (size_t)at < room) at += snprintf(out + at, room - (size_t)at, " chunks by the %s speed", who);
+    return at >= 0 && (size_t)at < room ? at : (int)room - 1;
+}
+
+/* After a step on ranks whose runs may be cut by speed: every rank's seconds in its chunks (the
+ * busiest of its groups), gathered on every rank, make the ranks' next cut, the same on each
+ * (split.h). A rank that does not adapt (PNET_ADAPTIVE_THREADS=0) sends 0, which keeps the runs
+ * equal. 0, or 1 with the error set. */
+static int gather_rank_speeds(pnetrt_model *m, pnetrt_trainer *t, pnetrt_comm *comm, const int64_t *first, double busy) {
+    if (t->rank_split.fixed) return 0;
+    int K = pnetrt_comm_size(comm), me = pnetrt_comm_rank(comm);
+    double took[K];
+    int64_t at[K + 1];
+    for (int k = 0; k <= K; k++) at[k] = k;
+    took[me] = pnetrt_adaptive(m) ? busy : 0;
+    char err[256];
+    if (pnetrt_comm_allgather_bytes(comm, took, sizeof(double), at, err, sizeof err))
+        return pnetrt_train_failf(m, "gathering the ranks' speeds: %s", err);
+    for (int k = 0; k < K && k < PNETRT_SPLIT_GROUPS; k++) t->rank_split.took[k] = took[k];
+    pnetrt_split_measured(&t->rank_split, K, K, first);
+    return 0;
+}
 
 /* A step's two plans, the first two slots of its pnetrt_plans (plan.h): as scheduled (a pipeline,
  * or replicas on the team's threads), or on one thread. */
@@ -357,21 +407,28 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     }
     int64_t nch = (batch + td->chunk - 1) / td->chunk;
     /* Ranks take contiguous runs of chunks, as thread groups do within a rank: rank k owns
-     * [first[k], first[k + 1]). */
+     * [first[k], first[k + 1]); equal runs, or once every rank's speed is known, runs cut by it
+     * (split.h), the same on every rank. */
     pnetrt_comm *comm = pnetrt_model_comm(m);
     int K = pnetrt_comm_size(comm), me = pnetrt_comm_rank(comm);
     int64_t first[K + 1];
-    for (int k = 0; k <= K; k++) first[k] = nch * k / K;
-    int64_t mine = first[me + 1] - first[me];
+    bool may_cut = K > 1 && !(td->nstages > 1 && pnetrt_pipelined(m)); /* (a pipeline's buffers follow its run) */
+    bool rank_cut = may_cut && pnetrt_split_chunks(&t->rank_split, K, K, 0, nch, 0, first);
+    if (!may_cut)
+        for (int k = 0; k <= K; k++) first[k] = nch * k / K;
+    /* The team is sized by the equal run, so that a cut that moves never grows the buffers. */
+    int64_t equal = nch * (me + 1) / K - nch * me / K, mine = equal;
     int threads = pnetrt_call_threads(m);
     if (threads < 1) threads = 1;
     /* A small step runs on fewer threads, as a small inference call does (a step is about three
      * forward passes). The weights do not depend on the count. */
     threads = pnetrt_work_threads(m, (eval ? 1.0 : 3.0) * pnetrt_flops_per_sample(m) * (double)(mine * td->chunk),
                                   threads);
+    mine = first[me + 1] - first[me];
     int groups = pnetrt_replicas_chosen(m);
     if (groups < 1) groups = threads;
     if (groups > threads) groups = threads;
+    if (groups > equal) groups = equal > 0 ? (int)equal : 1;
     if (groups > mine) groups = mine > 0 ? (int)mine : 1;
     if (groups > 256) groups = 256;
     pipe p;
@@ -407,26 +464,31 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     bool fold = !eval && pnetrt_tree_depth(nch) <= 128 &&
                 (td->nsegments == 1 ? !(td->nstages > 1 && pnetrt_pipelined(m)) || pnetrt_train_stage_map(m, t)
                                     : pnetrt_train_segment_map(d, t));
+    int64_t runs = piped ? p.R : groups; /* a pipeline's stages share their replica's stack */
     if (fold) {
         pnetrt_blk stack[128];
-        int runs = piped ? p.R : groups; /* a pipeline's stages share their replica's stack */
         for (int g = 0; g < runs; g++) {
             int most;
             pnetrt_tree_stack(first[me] + mine * g / runs, first[me] + mine * (g + 1) / runs, stack, &most);
             if (most > depth) depth = most;
         }
+        /* Two buffers more per group than equal runs need, for runs cut by the groups' speed
+         * (split.h; pages that no stack reaches are never written, so they cost no memory). */
+        if (!piped && groups > 1) depth = depth + 2 < pnetrt_tree_depth(mine) ? depth + 2 : pnetrt_tree_depth(mine);
+        /* On ranks whose runs are cut by speed, room for any run's stack from the first step. */
+        if (may_cut) depth = pnetrt_tree_depth(nch);
         pnetrt_tree_stack(first[me], first[me + 1], stack, &depth1);
         if (depth < 1) depth = 1; /* a rank without chunks still folds: it receives the gradient */
         if (depth1 < 1) depth1 = 1;
     }
-    int64_t runs = piped ? p.R : groups;
     int64_t fold_bufs = runs * depth > depth1 ? runs * depth : depth1;
     int bad = pnetrt_train_reserve(m, t, batch, groups, threads, fold_bufs, d->param_floats) || (piped && pnetrt_train_reserve_pipe(m, t, &p));
     if (!bad && K > 1 && fold) {
         /* The other ranks' partial sums of this rank's slice of the gradient (fold_finish). */
         int64_t blocks = 0, P = d->param_floats;
         pnetrt_blk stack[128];
-        for (int k = 0; k < K; k++) blocks += k == me ? 0 : pnetrt_tree_stack(first[k], first[k + 1], stack, NULL);
+        for (int k = 0; k < K; k++)
+            blocks += k == me ? 0 : may_cut ? pnetrt_tree_depth(nch) : pnetrt_tree_stack(first[k], first[k + 1], stack, NULL);
         int64_t need = blocks * ((me + 1 == K ? P : P / 16 * (me + 1) / K * 16) - P / 16 * me / K * 16);
         if (need > t->recv_cap) {
             pnetrt_train_free(t->recv);
@@ -455,12 +517,31 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = first[me], .hi = first[me + 1], .comm = comm,
              .first = first, .eval = eval, .fold_depth = depth, .wt_ok = wt_ok};
     bool one = t->last_plan == PNETRT_PLAN_ONE;
+    /* The groups' runs of this rank's chunks: cut by their measured speed where replica groups
+     * run them (split.h), else equal (a pipeline's replicas), or one run on one thread. */
+    int64_t split[PNETRT_SPLIT_GROUPS + 1], whole[2] = {first[me], first[me + 1]};
+    bool weighted = false;
+    if (piped) {
+        for (int g = 0; g <= p.R; g++) split[g] = first[me] + mine * g / p.R;
+    } else if (one || threads < 2 || !(pnetrt_adaptive(m) || t->split.fixed)) {
+        for (int g = 0; g <= groups; g++) split[g] = first[me] + mine * g / groups;
+    } else {
+        weighted = pnetrt_split_chunks(&t->split, groups, threads, first[me], first[me + 1], r.fold_depth, split);
+    }
+    r.split = one ? whole : split;
     pnetrt_spin_barrier bars[256], all = PNETRT_BARRIER(threads);
     for (int g = 0; g < groups; g++) {
         int base = threads / groups, extra = threads % groups;
         bars[g] = PNETRT_BARRIER(base + (g < extra));
     }
     int at = K > 1 ? snprintf(t->schedule, sizeof t->schedule, "rank %d of %d, ", me, K) : 0;
+    if (rank_cut) {
+        at -= 2;
+        at += snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, " (");
+        at += schedule_runs(t->schedule + at, sizeof t->schedule - (size_t)at, K, first, "ranks'");
+        at += snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "), ");
+        if ((size_t)at >= sizeof t->schedule) at = (int)sizeof t->schedule - 1;
+    }
     if (one)
         snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "1 thread: %lld chunk%s of %lld, %s (one runs "
                  "faster on this busy machine)", (long long)mine, mine == 1 ? "" : "s", (long long)td->chunk,
@@ -469,10 +550,16 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "%d thread%s: %d pipeline%s of %d stages (%s, %d micro-batch%s)", threads,
                  threads == 1 ? "" : "s", p.R, p.R == 1 ? "" : "s", p.S, p.one_f_one_b ? "1f1b" : "gpipe", p.M,
                  p.M == 1 ? "" : "es");
-    else
-        snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "%d thread%s: %d replica%s, %lld chunk%s of %lld%s",
-                 threads, threads == 1 ? "" : "s", groups, groups == 1 ? "" : "s", (long long)mine, mine == 1 ? "" : "s",
-                 (long long)td->chunk, plan == STEP_CORES ? " (one per CPU: faster than the threads asked for)" : "");
+    else {
+        at += snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "%d thread%s: %d replica%s, %lld chunk%s of %lld%s",
+                       threads, threads == 1 ? "" : "s", groups, groups == 1 ? "" : "s", (long long)mine, mine == 1 ? "" : "s",
+                       (long long)td->chunk, plan == STEP_CORES ? " (one per CPU: faster than the threads asked for)" : "");
+        if (weighted && (size_t)at + 2 < sizeof t->schedule) {
+            at += snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, ", ");
+            schedule_runs(t->schedule + at, sizeof t->schedule - (size_t)at, groups, split, "replicas'");
+        }
+    }
+    bool fewer = false;
     if (one) {
         t->wall = 0;
         double w0 = pnetrt_now_s();
@@ -505,6 +592,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
             /* The OpenMP runtime gave fewer threads: run unpipelined on one. */
             pnetrt_spin_barrier one = PNETRT_BARRIER(1), single = PNETRT_BARRIER(1);
             r.fold_depth = depth1;
+            r.split = whole;
             run_thread(&r, 0, 1, 1, &one, &single);
         }
     } else if (threads == 1) {
@@ -513,7 +601,6 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     } else {
         t->wall = 0;
         double w0 = pnetrt_now_s();
-        bool fewer = false;
 #pragma omp parallel num_threads(threads)
         {
             if (omp_get_num_threads() != threads) {
@@ -523,6 +610,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
                     fewer = true;
                     pnetrt_spin_barrier one = PNETRT_BARRIER(1), alone = PNETRT_BARRIER(1);
                     r.fold_depth = depth1;
+                    r.split = whole;
                     run_thread(&r, 0, 1, 1, &one, &alone);
                 }
             } else {
@@ -531,7 +619,12 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         }
         if (adapt && !fewer) pnetrt_plan_measured(&t->plans, plan, probe, pnetrt_now_s() - w0, batch);
     }
+    /* The seconds each group spent in its chunks: the next cut of this rank's chunks among its
+     * groups, and (the busiest) of the ranks' runs (split.h). */
+    double busy = pnetrt_split_busiest(&t->split, groups);
+    pnetrt_split_measured(&t->split, !one && !piped && threads > 1 && !fewer ? groups : 1, threads, split);
     if (atomic_load(&r.failed)) return pnetrt_train_failf(m, "%s", r.err);
+    if (may_cut && gather_rank_speeds(m, t, comm, first, busy)) return 1;
     if (!eval) pnetrt_train_keep_grad(t, &r);
     /* In this process alone the prep made W^T of every dense layer, or it was still valid, and
      * the update wrote it again with W (optim.c); ranks all-gather W after their updates. */
@@ -603,6 +696,19 @@ int pnetrt_train_try_plans(pnetrt_model *m) {
     if (!m) return 1;
     pnetrt_lock(m);
     return pnetrt_unlock(m, train_try_plans(m));
+}
+
+static int train_fix_split(pnetrt_model *m, const double *sec, int groups) {
+    pnetrt_trainer *t = pnetrt_trainer_get(m);
+    if (!t) return 1;
+    pnetrt_split_fix(&t->split, sec, groups);
+    return 0;
+}
+
+int pnetrt_train_fix_split(pnetrt_model *m, const double *sec, int groups) {
+    if (!m || (groups > 0 && !sec)) return 1;
+    pnetrt_lock(m);
+    return pnetrt_unlock(m, train_fix_split(m, sec, groups));
 }
 
 double pnetrt_lr(const pnetrt_model *m) {

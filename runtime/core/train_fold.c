@@ -75,7 +75,7 @@ static int fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrier *
     float *bufs[128];
     int top = 0;
     for (int g = 0; g < groups; g++) {
-        int64_t c0 = r->lo + (r->hi - r->lo) * g / groups, c1 = r->lo + (r->hi - r->lo) * (g + 1) / groups;
+        int64_t c0 = r->split[g], c1 = r->split[g + 1];
         bool raw = fused(r) && c1 == r->hi && c1 > c0; /* holds the step's last chunk, pushed unadded */
         int n = pnetrt_tree_stack(c0, raw ? c1 - 1 : c1, mine, NULL);
         for (int j = 0; j < n; j++)

@@ -6,6 +6,7 @@
 
 #include "gradtree.h"
 #include "plan.h"
+#include "split.h"
 #include "model.h"
 #include "comm.h"
 #include "transport.h"
@@ -71,6 +72,8 @@ struct pnetrt_trainer {
      * the step unpipelined on one thread (same bits); the last step's. */
     pnetrt_plans plans;
     int last_plan;
+    pnetrt_split split; /* the replica groups' chunks by their measured speed (split.h) */
+    pnetrt_split rank_split; /* the same for the ranks' runs, from every rank's gathered speed */
     bool try_plans; /* weigh every plan from the first step (pnetrt_train_try_plans) */
     /* One pipeline stage per rank (train.c): the ranks of this rank's stage, one per pipeline
      * (the gradient reduction's), and the step's outgoing stage-boundary messages and their
@@ -109,6 +112,7 @@ typedef struct run {
     const pnetrt_train_call *call;
     int64_t nch;
     int64_t lo, hi;        /* this rank's chunks: [lo, hi) of [0, nch) */
+    const int64_t *split;  /* group g's chunks: [split[g], split[g + 1]) of [lo, hi) */
     pnetrt_comm *comm;     /* the ranks (NULL: this process alone) */
     const int64_t *first;  /* rank r's chunks start at first[r]; first[ranks] = nch */
     _Atomic int failed;    /* a reduction point failed: err says why */

@@ -108,6 +108,37 @@ for c in dropout_det mlp_adam cnn pipe pipe_gpipe pipe_std digits_mlp; do
     done
 done
 
+# Ranks' runs of chunks cut by their speed (docs/distributed.md): digits_mlp (32 and 14 chunks a
+# batch) as if the ranks ran at the seconds per chunk PNET_TEST_RANK_SECONDS gives, and
+# dropout_det (batchnorm, dropout, shuffling; 4 chunks a batch) cut by the speeds measured
+# (PNET_ADAPTIVE_THREADS=1, oversubscribed): the weights bitwise the threads-only run's.
+for run in digits_mlp:2:shm:1,3 digits_mlp:4:tcp:1,1,4,2 dropout_det:2:shm:measured dropout_det:3:tcp:measured; do
+    c=${run%%:*} rest=${run#*:}
+    np=${rest%%:*} rest=${rest#*:}
+    btl=${rest%%:*} speeds=${rest#*:}
+    [ -n "$QUICK" ] && [ "$np" = 4 ] && continue
+    [ -f "$WORK/$c.ref.st" ] || continue
+    if [ "$c" = dropout_det ]; then
+        args="--data $DIR/data/det_x.npy --labels $DIR/data/det_y.npy --epochs 2 --batch 100"
+    else
+        args="--data $EXAMPLES/data/digits_train.csv.gz --epochs 2 --batch 1000"
+    fi
+    rm -f "$WORK/$c.st"
+    if [ "$speeds" = measured ]; then
+        # shellcheck disable=SC2086
+        PNET_ADAPTIVE_THREADS=1 mpi "$np" "$btl" "$WORK/$c" train $args --threads 1 --save "$WORK/$c.st" >"$WORK/$c.cut.log" 2>&1
+    else
+        # shellcheck disable=SC2086
+        PNET_TEST_RANK_SECONDS=$speeds mpi "$np" "$btl" "$WORK/$c" train $args --threads 1 --save "$WORK/$c.st" >"$WORK/$c.cut.log" 2>&1
+    fi
+    if cmp -s "$WORK/$c.ref.st" "$WORK/$c.st" &&
+        { [ "$speeds" = measured ] || grep -q "^schedule: rank 0 of $np (runs of .* chunks by the ranks' speed)" "$WORK/$c.cut.log"; }; then
+        pass "$c: $np ranks ($btl) cut by the ranks' speed ($speeds): weights bitwise the threads-only run's"
+    else
+        fail "$c: $np ranks ($btl) cut by speed ($speeds): $(grep schedule "$WORK/$c.cut.log" | head -n 1) $(tail -n 2 "$WORK/$c.cut.log" | tr '\n' ' ')"
+    fi
+done
+
 # Inference: each rank computes its share of the batch and every rank gets all the outputs; rank 0
 # writes them. Bitwise those of one process, for a CNN and a network with pipeline stages: pipe's
 # two stages run one per rank on 2 ranks (one pipeline) and 4 (two pipelines), and every stage in

@@ -501,6 +501,51 @@ static void test_train_plan_more_threads_than_cpus(void **s) {
     train_plan_replicas(omp_get_num_procs() * 2 + 1 > 8 ? 8 : omp_get_num_procs() * 2 + 1);
 }
 
+/* A step's chunks cut among replica groups by their speed (split.h), here fixed as if measured:
+ * 7 + 1 chunks on 2 threads, 4 + 3 + 1 on 3 (more threads than this machine's cores), for one
+ * segment and for a network that batchnorm cuts into segments; the losses, gradients and weights
+ * after 6 steps are bitwise one thread's. */
+static void train_split(const char *src, int threads, const double *sec, const char *runs) {
+    compiled c;
+    compile_net(src, false, 3, &c);
+    const pnetrt_desc *d = c.desc;
+    enum { B = 256 };
+    int64_t P = d->param_floats;
+    float *x = malloc(sizeof(float) * B * 64), *t = malloc(sizeof(float) * B * 8);
+    for (int i = 0; i < B * 64; i++) x[i] = (float)rnd() - 0.5f;
+    for (int i = 0; i < B * 8; i++) t[i] = (float)rnd() - 0.5f;
+    const void *in[2] = {x, t};
+    pnetrt_model *ref, *m;
+    plan_pair(d, 1, &ref, &m);
+    assert_int_equal(pnetrt_set_threads(m, threads), 0);
+    assert_int_equal(pnetrt_set_replicas(m, threads), 0);
+    assert_int_equal(pnetrt_train_fix_split(m, sec, threads), 0);
+    float l0, l1;
+    for (int k = 0; k < 6; k++) {
+        assert_int_equal(pnetrt_train_step(ref, B, in, &l0), 0);
+        assert_int_equal(pnetrt_train_step(m, B, in, &l1), 0);
+        if (!strstr(pnetrt_train_schedule(m), runs)) fail_msg("schedule '%s' lacks '%s'", pnetrt_train_schedule(m), runs);
+        assert_memory_equal(&l1, &l0, sizeof l0);
+        assert_memory_equal(pnetrt_train_grad(m), pnetrt_train_grad(ref), sizeof(float) * (size_t)P);
+    }
+    assert_memory_equal(pnetrt_params_mut(m), pnetrt_params_mut(ref), sizeof(float) * (size_t)P);
+    pnetrt_destroy(m);
+    pnetrt_destroy(ref);
+    free(x), free(t);
+    release(&c);
+}
+
+static void test_train_split(void **s) {
+    (void)s;
+    const char *mlp = "network ts { input x : f32[batch, 64]; h = relu(dense(x, 512)); output y = dense(h, 8);\n"
+                      "  train { t : f32[batch, 8]; loss = mse(y, t); optimizer = adam(lr = 0.001); batch = 256; } }";
+    const char *bn = "network tb { input x : f32[batch, 64]; h = relu(batchnorm(dense(x, 512))); output y = dense(h, 8);\n"
+                     "  train { t : f32[batch, 8]; loss = mse(y, t); optimizer = sgd(lr = 0.01, momentum = 0.9); batch = 256; } }";
+    train_split(mlp, 2, (double[]){1e-3, 4e-3}, "2 replicas, 8 chunks of 32, runs of 7+1 chunks by the replicas' speed");
+    train_split(mlp, 3, (double[]){1e-3, 1e-3, 3e-3}, "runs of 4+3+1 chunks");
+    train_split(bn, 2, (double[]){4e-3, 1e-3}, "runs of 1+7 chunks");
+}
+
 /* Threads go to stages by FLOPs (each extra one where the work per thread is largest), or by
  * the user's shares, exactly when the pipeline has as many threads as they add up to. */
 static void test_stage_threads(void **s) {
@@ -682,7 +727,7 @@ int main(void) {
         cmocka_unit_test(test_pipeline_stages), cmocka_unit_test(test_feature_shards),
         cmocka_unit_test(test_nested_in_caller_team), cmocka_unit_test(test_nested_with_nesting_on),
         cmocka_unit_test(test_picked_replicas), cmocka_unit_test(test_claimed_plan), cmocka_unit_test(test_train_plan),
-        cmocka_unit_test(test_train_plan_replicas),
+        cmocka_unit_test(test_train_plan_replicas), cmocka_unit_test(test_train_split),
         cmocka_unit_test(test_train_plan_more_threads_than_cpus),
         cmocka_unit_test(test_stage_threads),
         cmocka_unit_test(test_activations),     cmocka_unit_test(test_softmax_axes), cmocka_unit_test(test_causal_softmax), cmocka_unit_test(test_slice), cmocka_unit_test(test_positions), cmocka_unit_test(test_elu_softplus_prelu), cmocka_unit_test(test_pad), cmocka_unit_test(test_grouped_conv), cmocka_unit_test(test_unary_columns), cmocka_unit_test(test_shapes),
