@@ -376,10 +376,12 @@ else
     fail "bench on ranks: $(printf '%s %s' "$out" "${out2:-}" | tail -n 4 | tr '\n' ' ')"
 fi
 
-# info --ranks K: each rank's samples, memory and the bytes its gradient reduction moves.
+# info --ranks K: each rank's samples, memory and the bytes its gradient reduction moves (for ranks of
+# one speed: the note that steps cut the runs by speed).
 out=$("$WORK/digits_mlp" info --ranks 3 --batch 1000 2>&1)
 if printf '%s\n' "$out" | grep -q "^ranks: 3, data parallel" &&
     printf '%s\n' "$out" | grep -q "rank 2: samples \[672, 1000) of a batch of 1000:.*sends .* and receives .*folded tree" &&
+    printf '%s\n' "$out" | grep -q "^  training: these runs for ranks of one speed; each step cuts them by the ranks' measured speed" &&
     ! "$WORK/digits_mlp" info --ranks 0 >/dev/null 2>&1 && ! "$WORK/digits_mlp" info --batch 10 >/dev/null 2>&1; then
     pass "info --ranks 3 --batch 1000: the mapping, each rank's samples and reduction bytes; bad values refused"
 else
