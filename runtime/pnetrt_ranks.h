@@ -198,9 +198,9 @@ static inline void pnetrt_rank_report(FILE *f, const pnetrt_rank_facts *x, int K
         }
         fprintf(f, "\n");
     }
-    if (x->train && !x->stages && nch >= K)
+    if (x->train && !x->stages && nch >= K && K <= 256)
         fprintf(f, "  training: these runs for ranks of one speed; each step cuts them by the ranks' measured speed, the same "
-                   "bits (docs/distributed.md)\n");
+                   "bits, at most twice as long (docs/distributed.md)\n");
 }
 
 #endif

@@ -29,7 +29,8 @@ static double finish(const pnetrt_split *s, int groups, const int64_t *first) {
     return last;
 }
 
-bool pnetrt_split_chunks(pnetrt_split *s, int groups, int threads, int64_t lo, int64_t hi, int depth, int64_t *first) {
+bool pnetrt_split_chunks(pnetrt_split *s, int groups, int threads, int64_t lo, int64_t hi, int depth, int64_t most_run,
+                         int64_t *first) {
     int64_t n = hi - lo;
     for (int g = 0; g <= groups; g++) first[g] = lo + n * g / groups;
     bool known = groups > 1 && groups <= PNETRT_SPLIT_GROUPS && n >= groups &&
@@ -40,10 +41,13 @@ bool pnetrt_split_chunks(pnetrt_split *s, int groups, int threads, int64_t lo, i
      * (for equal jobs on machines of different speeds this minimises the latest finish). */
     int64_t count[PNETRT_SPLIT_GROUPS], weighted[PNETRT_SPLIT_GROUPS + 1];
     for (int g = 0; g < groups; g++) count[g] = 1;
+    if (most_run > 0 && most_run * groups < n) return false;
     for (int64_t c = groups; c < n; c++) {
-        int best = 0;
-        for (int g = 1; g < groups; g++)
-            if ((double)(count[g] + 1) * s->sec[g] < (double)(count[best] + 1) * s->sec[best]) best = g;
+        int best = -1;
+        for (int g = 0; g < groups; g++)
+            if ((most_run <= 0 || count[g] < most_run) &&
+                (best < 0 || (double)(count[g] + 1) * s->sec[g] < (double)(count[best] + 1) * s->sec[best]))
+                best = g;
         count[best]++;
     }
     weighted[0] = lo;
@@ -61,6 +65,26 @@ bool pnetrt_split_chunks(pnetrt_split *s, int groups, int threads, int64_t lo, i
      * move chunks back and forth for nothing. */
     if (finish(s, groups, first) > 0.92 * finish(s, groups, equal)) memcpy(first, equal, (size_t)(groups + 1) * sizeof *first);
     return memcmp(first, equal, (size_t)(groups + 1) * sizeof *first) != 0;
+}
+
+int pnetrt_split_depth(pnetrt_split *s, int64_t n, int64_t len) {
+    if (len > n) len = n;
+    if (len < 1) return 1;
+    if (s->memo > 0 && s->memo_n == n && s->memo_len == len) return s->memo;
+    /* A run's deepest is at most that of the longer run from the same start (its stack is a
+     * prefix of the other's history), so the runs of exactly len chunks, and those cut by n, do. */
+    int worst = 1;
+    for (int64_t a = 0; a < n; a++) {
+        if (pnetrt_tree_depth(len) > 128) return pnetrt_tree_depth(len);
+        pnetrt_blk stack[128];
+        int most = 0;
+        pnetrt_tree_stack(a, a + len < n ? a + len : n, stack, &most);
+        if (most > worst) worst = most;
+    }
+    s->memo_n = n;
+    s->memo_len = len;
+    s->memo = worst;
+    return worst;
 }
 
 void pnetrt_split_measured(pnetrt_split *s, int groups, int threads, const int64_t *first) {

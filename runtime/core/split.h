@@ -24,16 +24,23 @@ typedef struct pnetrt_split {
     double took[PNETRT_SPLIT_GROUPS]; /* the step's seconds in each group's chunks (its first thread writes it) */
     int groups, threads;              /* the team they were measured on: another starts over */
     bool fixed;                       /* set by a test (pnetrt_split_fix): never measured */
+    int64_t memo_n, memo_len;         /* pnetrt_split_depth's last question, and its answer */
+    int memo;
 } pnetrt_split;
 
 /* Cuts chunks [lo, hi) into `groups` contiguous runs, group g's [first[g], first[g + 1]), each of
- * at least one chunk (hi - lo >= groups), so that the groups would finish together at their
+ * at least one chunk (hi - lo >= groups) and, with most_run > 0, at most most_run (which must
+ * leave room: most_run * groups >= hi - lo), so that the groups would finish together at their
  * measured seconds per chunk; equal runs (lo + n * g / groups) until every group of this team
  * was measured. With depth > 0, no run's folded stack (pnetrt_tree_stack) is deeper than depth
  * buffers: the weighted cut moves toward the equal one, whose stacks the caller sized depth for,
  * until they fit. A cut that would not finish at least 8% sooner than equal runs is not taken.
  * Returns whether the runs differ from the equal ones. */
-bool pnetrt_split_chunks(pnetrt_split *s, int groups, int threads, int64_t lo, int64_t hi, int depth, int64_t *first);
+bool pnetrt_split_chunks(pnetrt_split *s, int groups, int threads, int64_t lo, int64_t hi, int depth, int64_t most_run,
+                         int64_t *first);
+/* The deepest folded stack (pnetrt_tree_stack's *most) of any run of at most len chunks within
+ * [0, n): the buffers a run that a cut may move needs (remembered for the last n and len). */
+int pnetrt_split_depth(pnetrt_split *s, int64_t n, int64_t len);
 /* After a step cut by first[] on `groups` groups of `threads` threads: takes each group's took[]
  * into its seconds per chunk, and clears took[] (with fewer than 2 groups too). A group with
  * chunks but no time (0) is unknown again, so the next cut is equal. */

@@ -112,19 +112,6 @@ pnetrt_trainer *pnetrt_trainer_get(pnetrt_model *m) {
                                4.0 * (double)(nopt * t->opt_elems + d->train->global_floats));
             return NULL;
         }
-        /* For tests (docs/testing.md): the ranks' runs cut as if rank k ran PNET_TEST_RANK_SECONDS's
-         * kth value in seconds per chunk ("1,3"), never measured. */
-        const char *rs = getenv("PNET_TEST_RANK_SECONDS");
-        if (rs && *rs) {
-            double sec[PNETRT_SPLIT_GROUPS];
-            int n = 0;
-            for (char *e = (char *)rs; n < PNETRT_SPLIT_GROUPS && *e; n++) {
-                sec[n] = strtod(e, &e);
-                if (*e == ',') e++;
-                else if (*e) break;
-            }
-            pnetrt_split_fix(&t->rank_split, sec, n);
-        }
         t->lr = d->train->lr;
         t->seed = (uint64_t)d->train->seed;
         t->shuffle = -1;
@@ -348,17 +335,26 @@ static int schedule_runs(char *out, size_t room, int groups, const int64_t *spli
     return at >= 0 && (size_t)at < room ? at : (int)room - 1;
 }
 
-/* After a step on ranks whose runs may be cut by speed: every rank's seconds in its chunks (the
- * busiest of its groups), gathered on every rank, make the ranks' next cut, the same on each
- * (split.h). A rank that does not adapt (PNET_ADAPTIVE_THREADS=0) sends 0, which keeps the runs
- * equal. 0, or 1 with the error set. */
+/* After a training step on ranks whose runs may be cut by speed: every rank's seconds in its
+ * chunks (the busiest of its groups), gathered on every rank, make the ranks' next cut, the same
+ * on each (split.h). A rank that does not adapt (PNET_ADAPTIVE_THREADS=0) sends 0, which keeps
+ * the runs equal. For tests (docs/testing.md), rank k reports the kth value of
+ * PNET_TEST_RANK_SECONDS ("1,3") as its seconds per chunk instead of its measurement; every rank
+ * still cuts by what all reported. 0, or 1 with the error set. */
 static int gather_rank_speeds(pnetrt_model *m, pnetrt_trainer *t, pnetrt_comm *comm, const int64_t *first, double busy) {
-    if (t->rank_split.fixed) return 0;
     int K = pnetrt_comm_size(comm), me = pnetrt_comm_rank(comm);
     double took[K];
     int64_t at[K + 1];
     for (int k = 0; k <= K; k++) at[k] = k;
     took[me] = pnetrt_adaptive(m) ? busy : 0;
+    const char *rs = getenv("PNET_TEST_RANK_SECONDS");
+    char *e = (char *)(rs ? rs : "");
+    for (int k = 0; *e && k <= me; k++) {
+        double v = strtod(e, &e);
+        if (k == me && v > 0) took[me] = v * (double)(first[me + 1] - first[me]);
+        if (*e != ',') break;
+        e++;
+    }
     char err[256];
     if (pnetrt_comm_allgather_bytes(comm, took, sizeof(double), at, err, sizeof err))
         return pnetrt_train_failf(m, "gathering the ranks' speeds: %s", err);
@@ -412,8 +408,11 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     pnetrt_comm *comm = pnetrt_model_comm(m);
     int K = pnetrt_comm_size(comm), me = pnetrt_comm_rank(comm);
     int64_t first[K + 1];
-    bool may_cut = K > 1 && !(td->nstages > 1 && pnetrt_pipelined(m)); /* (a pipeline's buffers follow its run) */
-    bool rank_cut = may_cut && pnetrt_split_chunks(&t->rank_split, K, K, 0, nch, 0, first);
+    /* (A pipeline's buffers follow its run, so a network that may pipeline keeps equal runs.) A
+     * rank's run is at most twice the equal one, which bounds the buffers reserved for it. */
+    bool may_cut = K > 1 && K <= PNETRT_SPLIT_GROUPS && !(td->nstages > 1 && pnetrt_pipelined(m));
+    int64_t cap = 2 * ((nch + K - 1) / K) < nch ? 2 * ((nch + K - 1) / K) : nch;
+    bool rank_cut = may_cut && pnetrt_split_chunks(&t->rank_split, K, K, 0, nch, 0, cap, first);
     if (!may_cut)
         for (int k = 0; k <= K; k++) first[k] = nch * k / K;
     /* The team is sized by the equal run, so that a cut that moves never grows the buffers. */
@@ -429,6 +428,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     if (groups < 1) groups = threads;
     if (groups > threads) groups = threads;
     if (groups > equal) groups = equal > 0 ? (int)equal : 1;
+    int groups_eq = groups; /* (a cut run of fewer chunks than that has fewer groups, of a chunk each) */
     if (groups > mine) groups = mine > 0 ? (int)mine : 1;
     if (groups > 256) groups = 256;
     pipe p;
@@ -475,9 +475,12 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         /* Two buffers more per group than equal runs need, for runs cut by the groups' speed
          * (split.h; pages that no stack reaches are never written, so they cost no memory). */
         if (!piped && groups > 1) depth = depth + 2 < pnetrt_tree_depth(mine) ? depth + 2 : pnetrt_tree_depth(mine);
-        /* On ranks whose runs are cut by speed, room for any run's stack from the first step. */
-        if (may_cut) depth = pnetrt_tree_depth(nch);
+        /* On ranks whose runs are cut by speed, room from the first step for the stack of any run
+         * a group may get: its equal share of a rank's longest run, which the cut of the rank's
+         * chunks among its groups keeps to (moving toward equal runs). */
+        if (may_cut) depth = pnetrt_split_depth(&t->split, nch, (cap + groups_eq - 1) / groups_eq);
         pnetrt_tree_stack(first[me], first[me + 1], stack, &depth1);
+        if (may_cut) depth1 = pnetrt_split_depth(&t->rank_split, nch, cap); /* any run the cut may give */
         if (depth < 1) depth = 1; /* a rank without chunks still folds: it receives the gradient */
         if (depth1 < 1) depth1 = 1;
     }
@@ -488,7 +491,8 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         int64_t blocks = 0, P = d->param_floats;
         pnetrt_blk stack[128];
         for (int k = 0; k < K; k++)
-            blocks += k == me ? 0 : may_cut ? pnetrt_tree_depth(nch) : pnetrt_tree_stack(first[k], first[k + 1], stack, NULL);
+            blocks += k == me ? 0 : may_cut ? pnetrt_split_depth(&t->rank_split, nch, cap)
+                                            : pnetrt_tree_stack(first[k], first[k + 1], stack, NULL);
         int64_t need = blocks * ((me + 1 == K ? P : P / 16 * (me + 1) / K * 16) - P / 16 * me / K * 16);
         if (need > t->recv_cap) {
             pnetrt_train_free(t->recv);
@@ -519,14 +523,14 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     bool one = t->last_plan == PNETRT_PLAN_ONE;
     /* The groups' runs of this rank's chunks: cut by their measured speed where replica groups
      * run them (split.h), else equal (a pipeline's replicas), or one run on one thread. */
-    int64_t split[PNETRT_SPLIT_GROUPS + 1], whole[2] = {first[me], first[me + 1]};
+    int64_t split[(piped && p.R > PNETRT_SPLIT_GROUPS ? p.R : PNETRT_SPLIT_GROUPS) + 1], whole[2] = {first[me], first[me + 1]};
     bool weighted = false;
     if (piped) {
         for (int g = 0; g <= p.R; g++) split[g] = first[me] + mine * g / p.R;
     } else if (one || threads < 2 || !(pnetrt_adaptive(m) || t->split.fixed)) {
         for (int g = 0; g <= groups; g++) split[g] = first[me] + mine * g / groups;
     } else {
-        weighted = pnetrt_split_chunks(&t->split, groups, threads, first[me], first[me + 1], r.fold_depth, split);
+        weighted = pnetrt_split_chunks(&t->split, groups, threads, first[me], first[me + 1], r.fold_depth, 0, split);
     }
     r.split = one ? whole : split;
     pnetrt_spin_barrier bars[256], all = PNETRT_BARRIER(threads);
@@ -622,9 +626,10 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     /* The seconds each group spent in its chunks: the next cut of this rank's chunks among its
      * groups, and (the busiest) of the ranks' runs (split.h). */
     double busy = pnetrt_split_busiest(&t->split, groups);
-    pnetrt_split_measured(&t->split, !one && !piped && threads > 1 && !fewer ? groups : 1, threads, split);
+    /* (Evaluation steps, forward alone and often on fewer threads, measure nothing.) */
+    pnetrt_split_measured(&t->split, !eval && !one && !piped && threads > 1 && !fewer ? groups : 1, threads, split);
     if (atomic_load(&r.failed)) return pnetrt_train_failf(m, "%s", r.err);
-    if (may_cut && gather_rank_speeds(m, t, comm, first, busy)) return 1;
+    if (may_cut && !eval && gather_rank_speeds(m, t, comm, first, busy)) return 1;
     if (!eval) pnetrt_train_keep_grad(t, &r);
     /* In this process alone the prep made W^T of every dense layer, or it was still valid, and
      * the update wrote it again with W (optim.c); ranks all-gather W after their updates. */
