@@ -141,7 +141,9 @@ for run in digits_mlp:2:shm:1,3 digits_mlp:4:tcp:1,1,4,2 dropout_det:2:shm:measu
     [ "$speeds" = 1,3 ] && want="runs of 24+8 chunks"
     [ "$speeds" = 1,1,4,2 ] && want="runs of 12+12+3+5 chunks"
     if cmp -s "$WORK/$c.ref.st" "$WORK/$c.st" && [ "$shown" = "$want" ]; then
-        pass "$c: $np ranks ($btl) cut by the ranks' speed ($speeds${shown#measured}): weights bitwise the threads-only run's"
+        label=$speeds
+        [ "$shown" = measured ] || label="$speeds: $shown"
+        pass "$c: $np ranks ($btl) cut by the ranks' speed ($label): weights bitwise the threads-only run's"
     else
         fail "$c: $np ranks ($btl) cut by speed ($speeds): shown '$shown', want '$want'; $(tail -n 2 "$WORK/$c.cut.log" | tr '\n' ' ')"
     fi
