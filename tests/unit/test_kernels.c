@@ -388,6 +388,29 @@ static void test_claimed_plan(void **s) {
     release(&c);
 }
 
+/* A batch of n random samples of `features` inputs and `targets` targets in [-0.5, 0.5), for a
+ * training test (in: the step's inputs; the caller frees x and t). */
+static void train_batch(int n, int features, int targets, float **x, float **t, const void **in) {
+    *x = malloc(sizeof(float) * (size_t)(n * features));
+    *t = malloc(sizeof(float) * (size_t)(n * targets));
+    assert_non_null(*x);
+    assert_non_null(*t);
+    for (int i = 0; i < n * features; i++) (*x)[i] = (float)rnd() - 0.5f;
+    for (int i = 0; i < n * targets; i++) (*t)[i] = (float)rnd() - 0.5f;
+    in[0] = *x;
+    in[1] = *t;
+}
+
+/* A training-plans test's end: m's weights must be ref's bit for bit; frees both, the batch and
+ * the compiled network. */
+static void end_pair(pnetrt_model *m, pnetrt_model *ref, int64_t P, float *x, float *t, compiled *c) {
+    assert_memory_equal(pnetrt_params_mut(m), pnetrt_params_mut(ref), sizeof(float) * (size_t)P);
+    pnetrt_destroy(m);
+    pnetrt_destroy(ref);
+    free(x), free(t);
+    release(c);
+}
+
 /* A training-plans test's two models of d on `threads` threads, with the same parameters: ref
  * runs the plan asked for (PNET_ADAPTIVE_THREADS=0), m chooses among plans. */
 static void plan_pair(const pnetrt_desc *d, int threads, pnetrt_model **ref, pnetrt_model **m) {
@@ -417,10 +440,9 @@ static void test_train_plan(void **s) {
     const pnetrt_desc *d = c.desc;
     enum { B = 256 };
     int64_t P = d->param_floats;
-    float *x = malloc(sizeof(float) * B * 64), *t = malloc(sizeof(float) * B * 8);
-    for (int i = 0; i < B * 64; i++) x[i] = (float)rnd() - 0.5f;
-    for (int i = 0; i < B * 8; i++) t[i] = (float)rnd() - 0.5f;
-    const void *in[2] = {x, t};
+    float *x, *t;
+    const void *in[2];
+    train_batch(B, 64, 8, &x, &t, in);
     pnetrt_model *ref, *m;
     plan_pair(d, 2, &ref, &m);
     assert_int_equal(pnetrt_train_try_plans(m), 0); /* a quiet machine's pipeline would not try one thread */
@@ -484,11 +506,7 @@ static void train_plan_replicas(int threads) {
         else if (strstr(pnetrt_train_schedule(m), all)) split++;
     }
     assert_true(split >= 1 && alone >= 1 && (cores >= 1) == over && split + alone + cores == 80);
-    assert_memory_equal(pnetrt_params_mut(m), pnetrt_params_mut(ref), sizeof(float) * (size_t)P);
-    pnetrt_destroy(m);
-    pnetrt_destroy(ref);
-    free(x), free(t);
-    release(&c);
+    end_pair(m, ref, P, x, t, &c);
 }
 
 static void test_train_plan_replicas(void **s) {
@@ -511,10 +529,9 @@ static void train_split(const char *src, int threads, const double *sec, const c
     const pnetrt_desc *d = c.desc;
     enum { B = 256 };
     int64_t P = d->param_floats;
-    float *x = malloc(sizeof(float) * B * 64), *t = malloc(sizeof(float) * B * 8);
-    for (int i = 0; i < B * 64; i++) x[i] = (float)rnd() - 0.5f;
-    for (int i = 0; i < B * 8; i++) t[i] = (float)rnd() - 0.5f;
-    const void *in[2] = {x, t};
+    float *x, *t;
+    const void *in[2];
+    train_batch(B, 64, 8, &x, &t, in);
     pnetrt_model *ref, *m;
     plan_pair(d, 1, &ref, &m);
     assert_int_equal(pnetrt_set_threads(m, threads), 0);
@@ -528,11 +545,7 @@ static void train_split(const char *src, int threads, const double *sec, const c
         assert_memory_equal(&l1, &l0, sizeof l0);
         assert_memory_equal(pnetrt_train_grad(m), pnetrt_train_grad(ref), sizeof(float) * (size_t)P);
     }
-    assert_memory_equal(pnetrt_params_mut(m), pnetrt_params_mut(ref), sizeof(float) * (size_t)P);
-    pnetrt_destroy(m);
-    pnetrt_destroy(ref);
-    free(x), free(t);
-    release(&c);
+    end_pair(m, ref, P, x, t, &c);
 }
 
 static void test_train_split(void **s) {
