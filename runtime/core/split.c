@@ -39,9 +39,9 @@ bool pnetrt_split_chunks(pnetrt_split *s, int groups, int threads, int64_t lo, i
     if (!known) return false;
     /* Greedy: one chunk each, then every further chunk to the group that would finish it first
      * (for equal jobs on machines of different speeds this minimises the latest finish). */
+    if (most_run > 0 && most_run * groups < n) return false;
     int64_t count[PNETRT_SPLIT_GROUPS], weighted[PNETRT_SPLIT_GROUPS + 1];
     for (int g = 0; g < groups; g++) count[g] = 1;
-    if (most_run > 0 && most_run * groups < n) return false;
     for (int64_t c = groups; c < n; c++) {
         int best = -1;
         for (int g = 0; g < groups; g++)
@@ -73,9 +73,9 @@ int pnetrt_split_depth(pnetrt_split *s, int64_t n, int64_t len) {
     if (s->memo > 0 && s->memo_n == n && s->memo_len == len) return s->memo;
     /* A run's deepest is at most that of the longer run from the same start (its stack is a
      * prefix of the other's history), so the runs of exactly len chunks, and those cut by n, do. */
+    if (pnetrt_tree_depth(len) > 128) return pnetrt_tree_depth(len); /* (no stack: a slot per chunk) */
     int worst = 1;
     for (int64_t a = 0; a < n; a++) {
-        if (pnetrt_tree_depth(len) > 128) return pnetrt_tree_depth(len);
         pnetrt_blk stack[128];
         int most = 0;
         pnetrt_tree_stack(a, a + len < n ? a + len : n, stack, &most);

@@ -416,21 +416,20 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     if (!may_cut)
         for (int k = 0; k <= K; k++) first[k] = nch * k / K;
     /* The team is sized by the equal run, so that a cut that moves never grows the buffers. */
-    int64_t equal = nch * (me + 1) / K - nch * me / K, mine = equal;
+    int64_t equal = nch * (me + 1) / K - nch * me / K, mine = first[me + 1] - first[me];
     int threads = pnetrt_call_threads(m);
     if (threads < 1) threads = 1;
     /* A small step runs on fewer threads, as a small inference call does (a step is about three
      * forward passes). The weights do not depend on the count. */
-    threads = pnetrt_work_threads(m, (eval ? 1.0 : 3.0) * pnetrt_flops_per_sample(m) * (double)(mine * td->chunk),
+    threads = pnetrt_work_threads(m, (eval ? 1.0 : 3.0) * pnetrt_flops_per_sample(m) * (double)(equal * td->chunk),
                                   threads);
-    mine = first[me + 1] - first[me];
     int groups = pnetrt_replicas_chosen(m);
     if (groups < 1) groups = threads;
     if (groups > threads) groups = threads;
+    if (groups > 256) groups = 256;
     if (groups > equal) groups = equal > 0 ? (int)equal : 1;
     int groups_eq = groups; /* (a cut run of fewer chunks than that has fewer groups, of a chunk each) */
     if (groups > mine) groups = mine > 0 ? (int)mine : 1;
-    if (groups > 256) groups = 256;
     pipe p;
     bool piped = !eval && mine > 0 && pnetrt_train_plan_pipe(m, mine, threads, &p);
     /* A step in this process may instead run on one thread, same bits, when that is measured
@@ -464,12 +463,16 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     bool fold = !eval && pnetrt_tree_depth(nch) <= 128 &&
                 (td->nsegments == 1 ? !(td->nstages > 1 && pnetrt_pipelined(m)) || pnetrt_train_stage_map(m, t)
                                     : pnetrt_train_segment_map(d, t));
-    int64_t runs = piped ? p.R : groups; /* a pipeline's stages share their replica's stack */
+    /* The groups' runs of this rank's chunks (a pipeline's replicas': its stages share their
+     * replica's stack): equal here; replica groups may cut them by speed below (split.h). */
+    int runs = piped ? p.R : groups;
+    int64_t split[(runs > PNETRT_SPLIT_GROUPS ? runs : PNETRT_SPLIT_GROUPS) + 1], whole[2] = {first[me], first[me + 1]};
+    for (int g = 0; g <= runs; g++) split[g] = first[me] + mine * g / runs;
     if (fold) {
         pnetrt_blk stack[128];
         for (int g = 0; g < runs; g++) {
             int most;
-            pnetrt_tree_stack(first[me] + mine * g / runs, first[me] + mine * (g + 1) / runs, stack, &most);
+            pnetrt_tree_stack(split[g], split[g + 1], stack, &most);
             if (most > depth) depth = most;
         }
         /* Two buffers more per group than equal runs need, for runs cut by the groups' speed
@@ -484,7 +487,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
         if (depth < 1) depth = 1; /* a rank without chunks still folds: it receives the gradient */
         if (depth1 < 1) depth1 = 1;
     }
-    int64_t fold_bufs = runs * depth > depth1 ? runs * depth : depth1;
+    int64_t fold_bufs = (int64_t)runs * depth > depth1 ? (int64_t)runs * depth : depth1;
     int bad = pnetrt_train_reserve(m, t, batch, groups, threads, fold_bufs, d->param_floats) || (piped && pnetrt_train_reserve_pipe(m, t, &p));
     if (!bad && K > 1 && fold) {
         /* The other ranks' partial sums of this rank's slice of the gradient (fold_finish). */
@@ -521,29 +524,20 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = first[me], .hi = first[me + 1], .comm = comm,
              .first = first, .eval = eval, .fold_depth = depth, .wt_ok = wt_ok};
     bool one = t->last_plan == PNETRT_PLAN_ONE;
-    /* The groups' runs of this rank's chunks: cut by their measured speed where replica groups
-     * run them (split.h), else equal (a pipeline's replicas), or one run on one thread. */
-    int64_t split[(piped && p.R > PNETRT_SPLIT_GROUPS ? p.R : PNETRT_SPLIT_GROUPS) + 1], whole[2] = {first[me], first[me + 1]};
-    bool weighted = false;
-    if (piped) {
-        for (int g = 0; g <= p.R; g++) split[g] = first[me] + mine * g / p.R;
-    } else if (one || threads < 2 || !(pnetrt_adaptive(m) || t->split.fixed)) {
-        for (int g = 0; g <= groups; g++) split[g] = first[me] + mine * g / groups;
-    } else {
-        weighted = pnetrt_split_chunks(&t->split, groups, threads, first[me], first[me + 1], r.fold_depth, 0, split);
-    }
+    /* Replica groups' runs cut by their measured speed (split.h); one thread runs them all. */
+    bool weighted = !piped && !one && threads > 1 && (pnetrt_adaptive(m) || t->split.fixed) &&
+                    pnetrt_split_chunks(&t->split, groups, threads, first[me], first[me + 1], r.fold_depth, 0, split);
     r.split = one ? whole : split;
     pnetrt_spin_barrier bars[256], all = PNETRT_BARRIER(threads);
     for (int g = 0; g < groups; g++) {
         int base = threads / groups, extra = threads % groups;
         bars[g] = PNETRT_BARRIER(base + (g < extra));
     }
-    int at = K > 1 ? snprintf(t->schedule, sizeof t->schedule, "rank %d of %d, ", me, K) : 0;
-    if (rank_cut) {
-        at -= 2;
-        at += snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, " (");
-        at += schedule_runs(t->schedule + at, sizeof t->schedule - (size_t)at, K, first, "ranks'");
-        at += snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "), ");
+    int at = 0;
+    if (K > 1) { /* "rank 0 of 2 (runs of 3+5 chunks by the ranks' speed), " (short: it fits) */
+        at = snprintf(t->schedule, sizeof t->schedule, "rank %d of %d%s", me, K, rank_cut ? " (" : "");
+        if (rank_cut) at += schedule_runs(t->schedule + at, sizeof t->schedule - (size_t)at, K, first, "ranks'");
+        at += snprintf(t->schedule + at, sizeof t->schedule - (size_t)at, "%s, ", rank_cut ? ")" : "");
         if ((size_t)at >= sizeof t->schedule) at = (int)sizeof t->schedule - 1;
     }
     if (one)
