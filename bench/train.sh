@@ -60,7 +60,16 @@ PY="${PY:-/usr/bin/python3}" # Debian's interpreter: the one python3-torch serve
 nproc=$(nproc)
 [ -n "$threads" ] || threads="1,$nproc"
 
-# 1. The compiler; the executables go beside it, into its bench/train/.
+# 1. The peer's Debian package (as bench/run.sh installs it), when PY is Debian's interpreter.
+if [ "$PY" = /usr/bin/python3 ] && ! "$PY" -c 'import torch' 2>/dev/null; then
+    echo "train.sh: installing python3-torch"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -q >/dev/null
+    $SUDO apt-get install -y -q --no-install-recommends python3-torch >/dev/null
+fi
+
+# 2. The compiler; the executables go beside it, into its bench/train/.
 pnetc="${PNETC:-build/pnetc}"
 if [ -z "${PNETC:-}" ] && [ ! -x "$pnetc" ]; then
     cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -75,7 +84,7 @@ for m in $(echo "$models" | tr , ' '); do
     flops="$flops $m=$("$exe_dir/$m" info | sed -n 's/^ *total: .*, \([0-9]*\) FLOPs per sample.*/\1/p')"
 done
 
-# 2. PyTorch's BLAS: the private OpenBLAS of bench/openblas.sh (never the reference BLAS), unless
+# 3. PyTorch's BLAS: the private OpenBLAS of bench/openblas.sh (never the reference BLAS), unless
 #    --system-blas.
 torch_ld="${LD_LIBRARY_PATH:-}"; blas_name="system libblas.so.3"
 if [ "$system_blas" = 0 ]; then
@@ -99,7 +108,7 @@ measure() {
     fi
 }
 
-# 3. Measure, interleaved per configuration. A round's values go to $vals as "KEY VALUE" lines:
+# 4. Measure, interleaved per configuration. A round's values go to $vals as "KEY VALUE" lines:
 #    KEY is "pnet" or PyTorch's configuration "TORCHxBLAS".
 echo "train.sh: $rounds rounds of ${seconds} s per engine and configuration"
 rows=""; failed=0
@@ -168,7 +177,7 @@ for m in $(echo "$models" | tr , ' '); do
     done
 done
 
-# 4. The report: the table, then every PyTorch configuration of the rows on more than one thread.
+# 5. The report: the table, then every PyTorch configuration of the rows on more than one thread.
 report=$(printf '%s' "$rows" | awk -v stamp="$(date '+%Y-%m-%d %H:%M')" -v host="$(hostname)" \
     -v cores="$nproc" -v secs="$seconds" -v rounds="$rounds" -v blas="$blas_name" -v flops="$flops" -v peaks="$peaks" '
     function group(s,   r) { r = ""; while (length(s) > 3) { r = "," substr(s, length(s) - 2) r;

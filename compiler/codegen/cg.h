@@ -188,6 +188,10 @@ void cg_micro_tile_ex(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, in
 void cg_micro_tile_win(cg *c, LLVMValueRef *arow, int mr, int nv, int nwin, int64_t wstride, LLVMValueRef bpanel,
                        int64_t NR, LLVMValueRef boffs, LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1,
                        LLVMValueRef init[][8], LLVMValueRef acc[][8]);
+/* One window of nv vectors (masked by bmask when given) with a_i[k] at arow[i][k * ak]: A read down
+ * its columns. */
+void cg_micro_tile_a(cg *c, LLVMValueRef *arow, int64_t ak, int mr, int nv, LLVMValueRef bpanel, int64_t NR,
+                     LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8]);
 LLVMValueRef cg_splat(cg *c, LLVMValueRef s, int vw);
 LLVMValueRef cg_mask_const(cg *c, int vw, int valid);
 /* The i64 vector <0, 1, ..., vw-1>, and the lane mask base + lane < limit (i64 scalars, signed). */

@@ -188,9 +188,10 @@ void cg_micro_tile_ex(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, in
     cg_micro_tile_win(c, arow, mr, NV, 1, 0, bpanel, NR, boffs, bmask, k0, k1, init, acc);
 }
 
-void cg_micro_tile_win(cg *c, LLVMValueRef *arow, int mr, int nv, int nwin, int64_t wstride, LLVMValueRef bpanel,
-                       int64_t NR, LLVMValueRef boffs, LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1,
-                       LLVMValueRef init[][8], LLVMValueRef acc[][8]) {
+/* The micro-tile with a_i[k] at arow[i][k * ak]. */
+static void micro_tile(cg *c, LLVMValueRef *arow, int64_t ak, int mr, int nv, int nwin, int64_t wstride,
+                       LLVMValueRef bpanel, int64_t NR, LLVMValueRef boffs, LLVMValueRef *bmask, LLVMValueRef k0,
+                       LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8]) {
     int VW, MR, NV;
     cg_gemm_shape(c, &VW, &MR, &NV);
     PN_ASSERT(nv * nwin <= 8 && mr <= 16 && (nwin == 1 || boffs));
@@ -222,13 +223,25 @@ void cg_micro_tile_win(cg *c, LLVMValueRef *arow, int mr, int nv, int nwin, int6
         }
     }
     for (int i = 0; i < mr; i++) {
-        LLVMValueRef a = cg_splat(c, cg_load(c, arow[i], k.iv), VW);
+        LLVMValueRef ka = ak == 1 ? k.iv : LLVMBuildMul(c->b, k.iv, cg_i64(c, ak), "");
+        LLVMValueRef a = cg_splat(c, cg_load(c, arow[i], ka), VW);
         for (int j = 0; j < ncol; j++) cg_loop_next(&k, acc[i][j], cg_fma(c, a, b[j], acc[i][j]));
     }
     /* Fully unrolled, the windows' constant offsets let loads be shared between them, and the
      * registers spill. */
     if (nwin > 1) k.unroll = 2;
     cg_loop_end(c, &k);
+}
+
+void cg_micro_tile_win(cg *c, LLVMValueRef *arow, int mr, int nv, int nwin, int64_t wstride, LLVMValueRef bpanel,
+                       int64_t NR, LLVMValueRef boffs, LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1,
+                       LLVMValueRef init[][8], LLVMValueRef acc[][8]) {
+    micro_tile(c, arow, 1, mr, nv, nwin, wstride, bpanel, NR, boffs, bmask, k0, k1, init, acc);
+}
+
+void cg_micro_tile_a(cg *c, LLVMValueRef *arow, int64_t ak, int mr, int nv, LLVMValueRef bpanel, int64_t NR,
+                     LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8]) {
+    micro_tile(c, arow, ak, mr, nv, 1, 0, bpanel, NR, NULL, bmask, k0, k1, init, acc);
 }
 
 void cg_micro_tile(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, int64_t NR, LLVMValueRef k0,

@@ -14,15 +14,11 @@ LLVMValueRef cg_bwd_dense(cg *c, int node, const bool *acc) {
     int64_t K, U = nd->ia[PN_DENSE_UNITS];
     cg_tk_begin(c, node, "bwd");
     LLVMValueRef rows = cg_rows(c, &g->nodes[nd->in[0]].shape, &K);
-    int64_t rest = pn_shape_sample_elems(&g->nodes[nd->in[0]].shape) / K;
     LLVMValueRef dy = ctxp(c, TK_DY), x = ctxp(c, TK_X), gw = ctxp(c, TK_GPARAMS);
     if (cg_grad_edge(g, node, 0))
         cg_tk_gemm(c, rows, I(c, 0), I(c, K), I(c, U), dy, I(c, U), c->params, K, ctxp(c, TK_DX), I(c, K), acc[0], true, NULL);
-    /* dW = dy^T x: dy transposed into this thread's scratch (rows at most chunk * rest). */
-    int64_t ld = g->tplan.chunk * rest;
-    cg_need_scratch(c, ld * U * 4);
-    cg_tk_transpose(c, c->scratch, I(c, ld), dy, rows, U);
-    cg_tk_gemm(c, I(c, U), I(c, 0), I(c, K), rows, c->scratch, I(c, ld), x, K, gw, I(c, K), false, true, NULL);
+    /* dW = dy^T x, reading dy down its columns: a tile's rows are adjacent floats of a row of dy. */
+    cg_tk_gemm_at(c, I(c, U), I(c, 0), I(c, K), rows, dy, U, x, K, gw, I(c, K), true);
     if (nd->ia[PN_DENSE_BIAS]) {
         LLVMValueRef gb = cg_gep(c, gw, I(c, align16(U * K)));
         LLVMValueRef lo, hi;
@@ -40,7 +36,8 @@ LLVMValueRef cg_bwd_dense(cg *c, int node, const bool *acc) {
     return cg_tk_end(c);
 }
 
-/* The training forward of dense: y = b + x W^T, with W^T (made by cg_gen_prep) in the global area. */
+/* The training forward of dense: y = b + x W^T, with W^T (made by cg_gen_prep) in the global area's
+ * panels. */
 LLVMValueRef cg_gen_dense_train(cg *c, int node) {
     const pn_graph *g = c->g;
     const pn_node *nd = &g->nodes[node];
@@ -49,7 +46,7 @@ LLVMValueRef cg_gen_dense_train(cg *c, int node) {
     LLVMValueRef rows = cg_rows(c, &g->nodes[nd->in[0]].shape, &K);
     LLVMValueRef wt = cg_gep(c, ctxp(c, TK_GLOBAL), I(c, g->tplan.global_off[node]));
     LLVMValueRef bias = nd->ia[PN_DENSE_BIAS] ? cg_gep(c, c->params, I(c, align16(U * K))) : NULL;
-    cg_tk_gemm(c, rows, I(c, 0), I(c, U), I(c, K), ctxp(c, TK_X), I(c, K), wt, U, ctxp(c, TK_Y), I(c, U), false, true, bias);
+    cg_tk_gemm_wt(c, rows, I(c, 0), I(c, U), I(c, K), ctxp(c, TK_X), I(c, K), wt, ctxp(c, TK_Y), I(c, U), true, bias);
     return cg_tk_end(c);
 }
 

@@ -59,12 +59,14 @@ bool cg_grad_edge(const pn_graph *g, int node, int k) {
 }
 
 /* ---- a general GEMM ---------------------------------------------------------------------------
- * C[m*ldc + j] (+)= sum_{k<K} A[m*lda + k] * B[k*ldb + j], for m < M and j in [n0, n1). Register
+ * C[m*ldc + j] (+)= sum_{k<K} A[m*lda + k*ak] * B[k*ldb + j], for m < M and j in [n0, n1). Register
  * tiles of MR rows by NV vectors; with split, threads take (panel, row tile) pairs in order. Each
- * element sums k in ascending order, so any split gives the same bits. */
-void cg_tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,
-                LLVMValueRef lda, LLVMValueRef Bm, int64_t ldb, LLVMValueRef Cm, LLVMValueRef ldc, bool acc, bool split,
-                LLVMValueRef bias) {
+ * element sums k in ascending order, so any split gives the same bits. With panel > 0, B is stored
+ * in panels of `panel` columns (ldb == panel): B[k][j] at (j / panel) * K * panel + k * panel +
+ * j % panel, and a register tile's columns lie in one of them. */
+static void tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,
+                    LLVMValueRef lda, int64_t ak, LLVMValueRef Bm, int64_t ldb, int64_t panel, LLVMValueRef Cm,
+                    LLVMValueRef ldc, bool acc, bool split, LLVMValueRef bias) {
     int VW, MR, NV;
     cg_gemm_shape(c, &VW, &MR, &NV);
     /* A narrow C (a known width under NV vectors: conv1's dW has Ci*KH*KW = 9 columns) takes
@@ -78,8 +80,11 @@ void cg_tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMVal
         }
     }
     int64_t NR = (int64_t)VW * NV;
+    /* A tile that could straddle two panels: only a single narrow one (n0 = 0, width <= NR). */
+    PN_ASSERT(!panel || (ldb == panel && (panel % NR == 0 || (LLVMIsAConstantInt(n0) && LLVMIsAConstantInt(n1) &&
+                                                                 LLVMConstIntGetSExtValue(n0) == 0 &&
+                                                                 LLVMConstIntGetSExtValue(n1) <= NR))));
     LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
-    LLVMTypeRef it = LLVMVectorType(c->i32, (unsigned)VW);
     LLVMValueRef width = isub(c, n1, n0);
     LLVMValueRef panels = idiv(c, iadd(c, width, I(c, NR - 1)), I(c, NR));
     LLVMValueRef mtiles = idiv(c, iadd(c, M, I(c, MR - 1)), I(c, MR));
@@ -96,11 +101,12 @@ void cg_tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMVal
         for (int l = 0; l < VW; l++) lane[l] = LLVMConstInt(c->i32, (unsigned long long)(j * VW + l), 0);
         LLVMValueRef r = cg_splat(c, rem, VW);
         mask[j] = LLVMBuildICmp(c->b, LLVMIntSLT, LLVMConstVector(lane, (unsigned)VW), r, "");
-        (void)it;
     }
     LLVMValueRef m0 = imul(c, mt, I(c, MR));
     LLVMValueRef rows = imin(c, I(c, MR), isub(c, M, m0));
-    LLVMValueRef bp = cg_gep(c, Bm, col);
+    LLVMValueRef bp = panel ? cg_gep(c, Bm, iadd(c, imul(c, idiv(c, col, I(c, panel)), imul(c, K, I(c, panel))),
+                                                 irem(c, col, I(c, panel))))
+                            : cg_gep(c, Bm, col);
     for (int full = 1; full >= 0; full--) {
         cg_if f;
         cg_if_begin(c, &f, LLVMBuildICmp(c->b, full ? LLVMIntEQ : LLVMIntNE, rows, I(c, MR), ""));
@@ -121,13 +127,29 @@ void cg_tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMVal
                              : bias ? cg_masked_load(c, vt, cg_gep(c, bias, iadd(c, col, I(c, j * VW))), mask[j])
                                     : LLVMConstNull(vt);
         }
-        cg_micro_tile_win(c, arow, mr, NV, 1, 0, bp, ldb, NULL, mask, I(c, 0), K, init, accv);
+        cg_micro_tile_a(c, arow, ak, mr, NV, bp, ldb, mask, I(c, 0), K, init, accv);
         for (int i = 0; i < mr; i++)
             for (int j = 0; j < NV; j++) cg_masked_store(c, accv[i][j], cg_gep(c, crow[i], I(c, j * VW)), mask[j]);
         if (!full) cg_loop_end(c, &r);
         cg_if_end(c, &f);
     }
     cg_loop_end(c, &t);
+}
+
+void cg_tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,
+                LLVMValueRef lda, LLVMValueRef Bm, int64_t ldb, LLVMValueRef Cm, LLVMValueRef ldc, bool acc, bool split,
+                LLVMValueRef bias) {
+    tk_gemm(c, M, n0, n1, K, A, lda, 1, Bm, ldb, 0, Cm, ldc, acc, split, bias);
+}
+
+void cg_tk_gemm_wt(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,
+                   LLVMValueRef lda, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef ldc, bool split, LLVMValueRef bias) {
+    tk_gemm(c, M, n0, n1, K, A, lda, 1, Bm, PN_WT_PANEL, PN_WT_PANEL, Cm, ldc, false, split, bias);
+}
+
+void cg_tk_gemm_at(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,
+                   int64_t lda, LLVMValueRef Bm, int64_t ldb, LLVMValueRef Cm, LLVMValueRef ldc, bool split) {
+    tk_gemm(c, M, n0, n1, K, A, I(c, 1), lda, Bm, ldb, 0, Cm, ldc, false, split, NULL);
 }
 
 /* dst[j*ld_dst + i] = src[i*ld_src + j] for i < rows, j < cols (this thread does all of it). */

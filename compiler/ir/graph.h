@@ -199,6 +199,12 @@ typedef struct pn_plan {
 /* Facts the training pass attaches to a graph (passes/plan_train.c), indexed by node. A training
  * step runs over chunks of `chunk` samples; per sample, the training arena holds every value the
  * step computes (kept for the backward pass) and every gradient. */
+/* A dense layer's W^T [K, U] in the global area is stored in panels of PN_WT_PANEL columns: element
+ * (k, u) at (u / PN_WT_PANEL) * K * PN_WT_PANEL + k * PN_WT_PANEL + u % PN_WT_PANEL, the last panel
+ * padded. The forward GEMM then streams a contiguous panel; every target's register tile width
+ * (16, 32 or 48 floats; 12 or 24 on 128-bit vectors) divides it, so a tile never straddles two. */
+#define PN_WT_PANEL 48
+
 typedef struct pn_tplan {
     bool present;
     bool *live;           /* computed in a training step: the loss and what it needs */
