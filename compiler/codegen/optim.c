@@ -120,10 +120,8 @@ static void transpose_scalar(cg *c, LLVMValueRef w, int64_t K, LLVMValueRef wt, 
     cg_loop_end(c, &k);
 }
 
-/* One VW x VW block, W rows u0.. and lanes k0.. into W^T rows k0.. and lanes u0.., in registers:
- * for d = VW/2, ..., 1 each pair of rows i, i + d (bit d of i clear) swaps its off-diagonal d-blocks,
- * which swaps bit d of the row index with bit d of the lane index; after every d, row and lane
- * have traded places. Each load and store is one row of VW floats. */
+/* One VW x VW block, W rows u0.. and lanes k0.. into W^T rows k0.. and lanes u0.., in registers
+ * (cg_transpose_regs). Each load and store is one row of VW floats. */
 static void transpose_block(cg *c, int VW, LLVMValueRef w, int64_t K, LLVMValueRef wt, LLVMValueRef u0,
                             LLVMValueRef k0) {
     LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
@@ -133,19 +131,7 @@ static void transpose_block(cg *c, int VW, LLVMValueRef w, int64_t K, LLVMValueR
         r[i] = LLVMBuildLoad2(c->b, vt, cg_gep(c, w, at), "");
         LLVMSetAlignment(r[i], 4);
     }
-    for (int d = VW / 2; d >= 1; d /= 2)
-        for (int i = 0; i < VW; i++) {
-            if (i & d) continue;
-            LLVMValueRef mi[16], mj[16];
-            for (int l = 0; l < VW; l++) {
-                mi[l] = LLVMConstInt(c->i32, (unsigned long long)(l & d ? VW + l - d : l), 0);
-                mj[l] = LLVMConstInt(c->i32, (unsigned long long)(l & d ? VW + l : l + d), 0);
-            }
-            LLVMValueRef ni = LLVMBuildShuffleVector(c->b, r[i], r[i + d], LLVMConstVector(mi, (unsigned)VW), "");
-            LLVMValueRef nj = LLVMBuildShuffleVector(c->b, r[i], r[i + d], LLVMConstVector(mj, (unsigned)VW), "");
-            r[i] = ni;
-            r[i + d] = nj;
-        }
+    cg_transpose_regs(c, VW, r);
     for (int i = 0; i < VW; i++) {
         LLVMValueRef at = wt_at(c, K, LLVMBuildAdd(c->b, k0, I(c, i), ""), u0); /* VW divides PN_WT_PANEL */
         LLVMSetAlignment(LLVMBuildStore(c->b, r[i], cg_gep(c, wt, at)), 4);

@@ -152,15 +152,62 @@ void cg_tk_gemm_at(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVM
     tk_gemm(c, M, n0, n1, K, A, I(c, 1), lda, Bm, ldb, 0, Cm, ldc, false, split, NULL);
 }
 
-/* dst[j*ld_dst + i] = src[i*ld_src + j] for i < rows, j < cols (this thread does all of it). */
-void cg_tk_transpose(cg *c, LLVMValueRef dst, LLVMValueRef ld_dst, LLVMValueRef src, LLVMValueRef rows, int64_t cols) {
+void cg_transpose_regs(cg *c, int VW, LLVMValueRef *r) {
+    for (int d = VW / 2; d >= 1; d /= 2)
+        for (int i = 0; i < VW; i++) {
+            if (i & d) continue;
+            LLVMValueRef mi[16], mj[16];
+            for (int l = 0; l < VW; l++) {
+                mi[l] = LLVMConstInt(c->i32, (unsigned long long)(l & d ? VW + l - d : l), 0);
+                mj[l] = LLVMConstInt(c->i32, (unsigned long long)(l & d ? VW + l : l + d), 0);
+            }
+            LLVMValueRef ni = LLVMBuildShuffleVector(c->b, r[i], r[i + d], LLVMConstVector(mi, (unsigned)VW), "");
+            LLVMValueRef nj = LLVMBuildShuffleVector(c->b, r[i], r[i + d], LLVMConstVector(mj, (unsigned)VW), "");
+            r[i] = ni;
+            r[i + d] = nj;
+        }
+}
+
+/* dst[j*ld_dst + i] = src[i*cols + j] for i in [i0, i1), j in [j0, j1), one element at a time. */
+static void transpose_scalar(cg *c, LLVMValueRef dst, LLVMValueRef ld_dst, LLVMValueRef src, int64_t cols,
+                             LLVMValueRef i0, LLVMValueRef i1, LLVMValueRef j0, LLVMValueRef j1) {
     cg_loop i;
-    cg_loop_begin(c, &i, I(c, 0), rows, "ti");
+    cg_loop_begin(c, &i, i0, i1, "ti");
     cg_loop j;
-    cg_loop_begin(c, &j, I(c, 0), I(c, cols), "tj");
+    cg_loop_begin(c, &j, j0, j1, "tj");
     cg_store(c, cg_load(c, src, iadd(c, imul(c, i.iv, I(c, cols)), j.iv)), dst, iadd(c, imul(c, j.iv, ld_dst), i.iv));
     cg_loop_end(c, &j);
     cg_loop_end(c, &i);
+}
+
+/* dst[j*ld_dst + i] = src[i*cols + j] for i < rows, j < cols (this thread does all of it): VW x VW
+ * blocks through registers, the ragged rows and columns element by element. */
+void cg_tk_transpose(cg *c, LLVMValueRef dst, LLVMValueRef ld_dst, LLVMValueRef src, LLVMValueRef rows, int64_t cols) {
+    int VW, MR, NV;
+    cg_gemm_shape(c, &VW, &MR, &NV);
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
+    LLVMValueRef rf = imul(c, idiv(c, rows, I(c, VW)), I(c, VW)); /* rows in whole blocks */
+    int64_t cf = cols / VW * VW;
+    if (cf > 0) {
+        cg_loop ib;
+        cg_loop_begin(c, &ib, I(c, 0), idiv(c, rows, I(c, VW)), "tib");
+        LLVMValueRef i0 = imul(c, ib.iv, I(c, VW));
+        cg_loop jb;
+        cg_loop_begin(c, &jb, I(c, 0), I(c, cols / VW), "tjb");
+        LLVMValueRef j0 = imul(c, jb.iv, I(c, VW));
+        LLVMValueRef r[16];
+        for (int i = 0; i < VW; i++) {
+            r[i] = LLVMBuildLoad2(c->b, vt, cg_gep(c, src, iadd(c, imul(c, iadd(c, i0, I(c, i)), I(c, cols)), j0)), "");
+            LLVMSetAlignment(r[i], 4);
+        }
+        cg_transpose_regs(c, VW, r);
+        for (int i = 0; i < VW; i++)
+            LLVMSetAlignment(LLVMBuildStore(c->b, r[i], cg_gep(c, dst, iadd(c, imul(c, iadd(c, j0, I(c, i)), ld_dst), i0))), 4);
+        cg_loop_end(c, &jb);
+        cg_loop_end(c, &ib);
+    }
+    if (cf < cols) transpose_scalar(c, dst, ld_dst, src, cols, I(c, 0), rf, I(c, cf), I(c, cols));
+    transpose_scalar(c, dst, ld_dst, src, cols, rf, rows, I(c, 0), I(c, cols));
 }
 
 void cg_need_scratch(cg *c, int64_t bytes) {

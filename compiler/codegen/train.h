@@ -103,4 +103,10 @@ LLVMValueRef cg_tcf(cg *c, int field); /* a double field, as float */
 typedef void (*cg_tree_fn)(cg *c, LLVMValueRef i, LLVMValueRef j, LLVMValueRef s, void *arg);
 void cg_tree(cg *c, LLVMValueRef nch, cg_tree_fn body, void *arg);
 
+/* Transposes the VW x VW block of floats in r[0..VW) (row i in r[i]) in registers: for d = VW/2,
+ * ..., 1 each pair of rows i, i + d (bit d of i clear) swaps its off-diagonal d-blocks, which swaps
+ * bit d of the row index with bit d of the lane index; after every d, row and lane have traded
+ * places (tk.c). */
+void cg_transpose_regs(cg *c, int VW, LLVMValueRef *r);
+
 #endif
