@@ -31,6 +31,7 @@ F=${PNET_FASHION_DIR:-/usr/share/datasets/fashion-mnist}
 [ -r "$F/train-images-idx3-ubyte.gz" ] || {
     echo "lenet_fashion.sh: no Fashion-MNIST in $F (apt-get install dataset-fashion-mnist)" >&2; exit 2; }
 PY="${PY:-/usr/bin/python3}"
+sh bench/torch.sh "$PY"   # the peer's Debian package, when PY cannot import torch
 pnetc="${PNETC:-build/pnetc}"
 if [ -z "${PNETC:-}" ] && [ ! -x "$pnetc" ]; then
     cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -60,14 +60,8 @@ PY="${PY:-/usr/bin/python3}" # Debian's interpreter: the one python3-torch serve
 nproc=$(nproc)
 [ -n "$threads" ] || threads="1,$nproc"
 
-# 1. The peer's Debian package (as bench/run.sh installs it), when PY is Debian's interpreter.
-if [ "$PY" = /usr/bin/python3 ] && ! "$PY" -c 'import torch' 2>/dev/null; then
-    echo "train.sh: installing python3-torch"
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -q >/dev/null
-    $SUDO apt-get install -y -q --no-install-recommends python3-torch >/dev/null
-fi
+# 1. The peer's Debian package, when PY cannot import torch.
+sh bench/torch.sh "$PY"
 
 # 2. The compiler; the executables go beside it, into its bench/train/.
 pnetc="${PNETC:-build/pnetc}"
