@@ -102,6 +102,10 @@ typedef struct pnetrt_train_call {
      * update sums the chunks' slots by the tree instead. */
     float *const *sums;
     int64_t nsums;
+    /* 1: the chunk's kernels add its parameter gradients to what its slot holds (the left
+     * sibling's gradient, fl(slot + chunk's) as the tree's addition), rather than write them; only
+     * where the descriptor's grad_add says every writer can (runtime gradtree.h, train_fold.c). */
+    int64_t grad_add;
 } pnetrt_train_call;
 
 /* A segment: the training kernels of one chunk between two syncs. The arena holds `cap` samples
@@ -153,6 +157,11 @@ typedef struct pnetrt_train_desc {
      * several. Where none is -2, a step of several segments folds the gradient tree as one segment
      * does (gradtree.h): segment k folds the elements its kernels wrote. */
     const int64_t *grad_segment;
+    /* 1 when every kernel that writes a parameter gradient honours the call's grad_add (a network
+     * whose trained parameters are all dense layers'), so that a chunk whose left sibling in the
+     * tree is the chunk just before it adds its gradients into that chunk's slot: the tree's first
+     * level without a pass of its own. */
+    int64_t grad_add;
 } pnetrt_train_desc;
 
 typedef struct pnetrt_desc {

@@ -89,6 +89,19 @@ static int64_t id_limit(const pn_graph *g, int input) {
     return lim;
 }
 
+/* Whether every kernel that writes a trained parameter's gradient honours the call's grad_add
+ * (TK_GADD): dense's backward (gemm_grad.c) does; a network with any other trained parameter says
+ * no, and its chunks always write their slots. */
+static bool grad_add_ok(const pn_graph *g) {
+    for (int i = 0; i < g->nnodes; i++) {
+        const pn_node *n = &g->nodes[i];
+        if (!n->nparams || !g->tplan.grad[i]) continue;
+        for (int k = 0; k < n->nparams; k++)
+            if (n->params[k].trainable && n->op != PN_OP_DENSE) return false;
+    }
+    return true;
+}
+
 /* The training descriptor, or a null pointer. */
 LLVMValueRef cg_gen_train_desc(cg *c, const pn_train_fns *fns) {
     const pn_graph *g = c->g;
@@ -120,7 +133,7 @@ LLVMValueRef cg_gen_train_desc(cg *c, const pn_train_fns *fns) {
         i64_array(c, tb.fwd, fns->nstages ? 2 * tb.fwd_first[fns->nstages] : 0, ".stage_fwd"),
         i64_array(c, tb.bwd_first, fns->nstages ? fns->nstages + 1 : 0, ".stage_bwd_first"),
         i64_array(c, tb.bwd, fns->nstages ? 2 * tb.bwd_first[fns->nstages] : 0, ".stage_bwd"), fns->stage_eval,
-        i64_array(c, fns->grad_segment, fns->nparams, ".grad_segment")};
+        i64_array(c, fns->grad_segment, fns->nparams, ".grad_segment"), cg_i64(c, grad_add_ok(g))};
     pn_tbounds_free(&tb);
     LLVMValueRef init = LLVMConstStructInContext(c->ctx, f, (unsigned)(sizeof f / sizeof f[0]), 0);
     char *name = pn_xasprintf("%s__train", c->px);

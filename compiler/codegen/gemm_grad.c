@@ -17,12 +17,24 @@ LLVMValueRef cg_bwd_dense(cg *c, int node, const bool *acc) {
     LLVMValueRef dy = ctxp(c, TK_DY), x = ctxp(c, TK_X), gw = ctxp(c, TK_GPARAMS);
     if (cg_grad_edge(g, node, 0))
         cg_tk_gemm(c, rows, I(c, 0), I(c, K), I(c, U), dy, I(c, U), c->params, K, ctxp(c, TK_DX), I(c, K), acc[0], true, NULL);
-    /* dW = dy^T x, reading dy down its columns: a tile's rows are adjacent floats of a row of dy. */
-    cg_tk_gemm_at(c, I(c, U), I(c, 0), I(c, K), rows, dy, U, x, K, gw, I(c, K), true);
+    /* dW = dy^T x, reading dy down its columns: a tile's rows are adjacent floats of a row of dy.
+     * With the call's grad_add, dW and db are added to what the slot holds (the tree's addition of
+     * the left sibling's gradient and this chunk's, fl(slot + chunk's), made as they are stored). */
+    LLVMValueRef gadd = LLVMBuildICmp(c->b, LLVMIntNE, ctxi(c, TK_GADD), I(c, 0), "gadd");
+    cg_tk_gemm_at(c, I(c, U), I(c, 0), I(c, K), rows, dy, U, x, K, gw, I(c, K), true, gadd);
     if (nd->ia[PN_DENSE_BIAS]) {
         LLVMValueRef gb = cg_gep(c, gw, I(c, align16(U * K)));
         LLVMValueRef lo, hi;
         cg_split(c, I(c, U), &lo, &hi);
+        /* db sums its rows in place: with grad_add the slot's values wait in scratch meanwhile. */
+        cg_need_scratch(c, U * 4);
+        cg_if keep;
+        cg_if_begin(c, &keep, gadd);
+        cg_loop k;
+        cg_loop_begin(c, &k, lo, hi, "keep");
+        cg_store(c, cg_load(c, gb, k.iv), c->scratch, k.iv);
+        cg_loop_end(c, &k);
+        cg_if_end(c, &keep);
         cg_zero(c, gb, lo, hi);
         cg_loop r;
         cg_loop_begin(c, &r, I(c, 0), rows, "r");
@@ -32,6 +44,13 @@ LLVMValueRef cg_bwd_dense(cg *c, int node, const bool *acc) {
         cg_put(c, cg_load(c, drow, u2.iv), gb, u2.iv, true);
         cg_loop_end(c, &u2);
         cg_loop_end(c, &r);
+        cg_if add;
+        cg_if_begin(c, &add, gadd);
+        cg_loop a;
+        cg_loop_begin(c, &a, lo, hi, "add");
+        cg_store(c, cg_fadd(c, cg_load(c, c->scratch, a.iv), cg_load(c, gb, a.iv), false), gb, a.iv);
+        cg_loop_end(c, &a);
+        cg_if_end(c, &add);
     }
     return cg_tk_end(c);
 }

@@ -156,6 +156,7 @@ static void call_step(cg *c, tenv *e, const tstep *st) {
     set_ctx(c, e, TK_NTOTAL, field(c, e->call, TC_BATCH, c->i64));
     set_ctx(c, e, TK_SEED, field(c, e->call, TC_SEED, c->i64));
     set_ctx(c, e, TK_STEP, field(c, e->call, TC_STEP, c->i64));
+    set_ctx(c, e, TK_GADD, field(c, e->call, TC_GRAD_ADD, c->i64));
     LLVMValueRef a[4] = {e->ctx, e->n, e->ith, e->nth};
     LLVMBuildCall2(c->b, LLVMGlobalGetValueType(st->fn), st->fn, a, 4, "");
 }

@@ -63,10 +63,11 @@ bool cg_grad_edge(const pn_graph *g, int node, int k) {
  * tiles of MR rows by NV vectors; with split, threads take (panel, row tile) pairs in order. Each
  * element sums k in ascending order, so any split gives the same bits. With panel > 0, B is stored
  * in panels of `panel` columns (ldb == panel): B[k][j] at (j / panel) * K * panel + k * panel +
- * j % panel, and a register tile's columns lie in one of them. */
+ * j % panel, and a register tile's columns lie in one of them. With gadd (an i1, not with acc)
+ * true, C = C + the sum instead, the sum made from zero first: fl(C + sum). */
 static void tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,
                     LLVMValueRef lda, int64_t ak, LLVMValueRef Bm, int64_t ldb, int64_t panel, LLVMValueRef Cm,
-                    LLVMValueRef ldc, bool acc, bool split, LLVMValueRef bias) {
+                    LLVMValueRef ldc, bool acc, bool split, LLVMValueRef bias, LLVMValueRef gadd) {
     int VW, MR, NV;
     cg_gemm_shape(c, &VW, &MR, &NV);
     /* A narrow C (a known width under NV vectors: conv1's dW has Ci*KH*KW = 9 columns) takes
@@ -129,7 +130,11 @@ static void tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLV
         }
         cg_micro_tile_a(c, arow, ak, mr, NV, bp, ldb, mask, I(c, 0), K, init, accv);
         for (int i = 0; i < mr; i++)
-            for (int j = 0; j < NV; j++) cg_masked_store(c, accv[i][j], cg_gep(c, crow[i], I(c, j * VW)), mask[j]);
+            for (int j = 0; j < NV; j++) {
+                LLVMValueRef at = cg_gep(c, crow[i], I(c, j * VW)), v = accv[i][j];
+                if (gadd) v = cg_select(c, gadd, cg_fadd(c, cg_masked_load(c, vt, at, mask[j]), v, false), v);
+                cg_masked_store(c, v, at, mask[j]);
+            }
         if (!full) cg_loop_end(c, &r);
         cg_if_end(c, &f);
     }
@@ -139,17 +144,18 @@ static void tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLV
 void cg_tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,
                 LLVMValueRef lda, LLVMValueRef Bm, int64_t ldb, LLVMValueRef Cm, LLVMValueRef ldc, bool acc, bool split,
                 LLVMValueRef bias) {
-    tk_gemm(c, M, n0, n1, K, A, lda, 1, Bm, ldb, 0, Cm, ldc, acc, split, bias);
+    tk_gemm(c, M, n0, n1, K, A, lda, 1, Bm, ldb, 0, Cm, ldc, acc, split, bias, NULL);
 }
 
 void cg_tk_gemm_wt(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,
                    LLVMValueRef lda, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef ldc, bool split, LLVMValueRef bias) {
-    tk_gemm(c, M, n0, n1, K, A, lda, 1, Bm, PN_WT_PANEL, PN_WT_PANEL, Cm, ldc, false, split, bias);
+    tk_gemm(c, M, n0, n1, K, A, lda, 1, Bm, PN_WT_PANEL, PN_WT_PANEL, Cm, ldc, false, split, bias, NULL);
 }
 
 void cg_tk_gemm_at(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,
-                   int64_t lda, LLVMValueRef Bm, int64_t ldb, LLVMValueRef Cm, LLVMValueRef ldc, bool split) {
-    tk_gemm(c, M, n0, n1, K, A, I(c, 1), lda, Bm, ldb, 0, Cm, ldc, false, split, NULL);
+                   int64_t lda, LLVMValueRef Bm, int64_t ldb, LLVMValueRef Cm, LLVMValueRef ldc, bool split,
+                   LLVMValueRef gadd) {
+    tk_gemm(c, M, n0, n1, K, A, I(c, 1), lda, Bm, ldb, 0, Cm, ldc, false, split, NULL, gadd);
 }
 
 void cg_transpose_regs(cg *c, int VW, LLVMValueRef *r) {

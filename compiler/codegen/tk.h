@@ -39,9 +39,11 @@ void cg_tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMVal
                 LLVMValueRef lda, LLVMValueRef Bm, int64_t ldb, LLVMValueRef Cm, LLVMValueRef ldc, bool acc, bool split,
                 LLVMValueRef bias);
 /* C = A^T B without acc: C[m*ldc + j] = sum_{k<K} A[k*lda + m] * B[k*ldb + j], A read in place
- * (a tile's rows are adjacent floats of A's rows). */
+ * (a tile's rows are adjacent floats of A's rows); where gadd (an i1, or NULL for never) is true,
+ * C = C + that sum, the sum made first (the tree's addition of train.h's TK_GADD). */
 void cg_tk_gemm_at(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,
-                   int64_t lda, LLVMValueRef Bm, int64_t ldb, LLVMValueRef Cm, LLVMValueRef ldc, bool split);
+                   int64_t lda, LLVMValueRef Bm, int64_t ldb, LLVMValueRef Cm, LLVMValueRef ldc, bool split,
+                   LLVMValueRef gadd);
 /* The same without acc, with B a dense layer's W^T in the global area's panels (PN_WT_PANEL). */
 void cg_tk_gemm_wt(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,
                    LLVMValueRef lda, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef ldc, bool split, LLVMValueRef bias);

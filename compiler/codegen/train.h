@@ -21,14 +21,15 @@ enum {
     TK_NTOTAL = 40,   /* samples in the whole batch */
     TK_SEED = 41,
     TK_STEP = 42,
-    TK_COUNT = 43,
+    TK_GADD = 43,     /* the call's grad_add: add the parameter gradients to the slot's */
+    TK_COUNT = 44,
     TK_MAX_INPUTS = 16,
 };
 
 /* The step call (pnetrt_train_call in runtime/pnetrt_abi.h), 8-byte fields. */
 enum {
     TC_INPUTS = 0, TC_PARAMS, TC_SLOTS, TC_STATS, TC_GLOBAL, TC_OPT, TC_BATCH, TC_NCHUNKS, TC_STEP, TC_SEED,
-    TC_LR, TC_ADAM_STEP, TC_ADAM_BC2, TC_ELEM_LO, TC_ELEM_HI, TC_OPT_STRIDE, TC_SUMS, TC_NSUMS, TC_COUNT
+    TC_LR, TC_ADAM_STEP, TC_ADAM_BC2, TC_ELEM_LO, TC_ELEM_HI, TC_OPT_STRIDE, TC_SUMS, TC_NSUMS, TC_GRAD_ADD, TC_COUNT
 };
 
 /* Input k of node carries a gradient back. */

@@ -10,7 +10,9 @@
  * most pnetrt_tree_depth(n) partial sums are held for a run of n chunks.
  *
  * Runs of chunks done by different thread groups or ranks are combined the same way: their
- * stacks, in chunk order, are pushed onto one stack. Internal to libpnetrt. */
+ * stacks, in chunk order, are pushed onto one stack. A chunk whose left sibling is the single chunk
+ * on top may instead add itself into that chunk's buffer as its kernels store its gradient (the
+ * call's grad_add): the same addition, and the pair pushed as one block. Internal to libpnetrt. */
 #ifndef PNETRT_GRADTREE_H
 #define PNETRT_GRADTREE_H
 

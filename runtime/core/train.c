@@ -520,9 +520,9 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
     double b1 = td->beta1, b2 = td->beta2, st = (double)t->step;
     pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, pnetrt_train_opt(t, 0), batch, nch, t->step,
                               (int64_t)t->seed, t->lr, t->lr / (1 - pow(b1, st)), sqrt(1 - pow(b2, st)), 0, d->param_floats,
-                              t->opt_elems, NULL, 0};
+                              t->opt_elems, NULL, 0, 0};
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = first[me], .hi = first[me + 1], .comm = comm,
-             .first = first, .eval = eval, .fold_depth = depth, .wt_ok = wt_ok};
+             .first = first, .eval = eval, .fold_depth = depth, .wt_ok = wt_ok, .grad_add = pnetrt_train_grad_add(m)};
     bool one = t->last_plan == PNETRT_PLAN_ONE;
     /* Replica groups' runs cut by their measured speed (split.h); one thread runs them all. */
     bool weighted = !piped && !one && threads > 1 && (pnetrt_adaptive(m) || t->split.fixed) &&

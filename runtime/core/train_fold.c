@@ -29,24 +29,35 @@ static pnetrt_train_call chunk_call(const pnetrt_train_call *call, int64_t ch, f
  * process alone; on ranks the tree is finished slice by slice on the owners first. */
 static bool fused(const run *r) { return pnetrt_comm_size(r->comm) < 2; }
 
+bool pnetrt_train_grad_add(const pnetrt_model *m) {
+    const char *e = getenv("PNET_GRAD_ADD");
+    return pnetrt_model_desc(m)->train->grad_add && !(e && strcmp(e, "0") == 0);
+}
+
 /* Runs f on chunk ch with its gradients in the stack's next free buffer, then pushes the chunk,
  * adding siblings; the group's threads meet after each (the gradients whole, the arena and the
- * buffers added from free again). The step's last chunk, when the update finishes the tree, is
- * pushed without adding: the update adds it as it reads the stack (gradtree.h). */
+ * buffers added from free again). Where the stack's top is chunk ch - 1 alone, ch's left sibling,
+ * and r->grad_add, f adds ch's gradients into that buffer as its kernels store them (the tree's
+ * addition of the two, the same operands), and the pair is pushed as one block. The step's last
+ * chunk (or pair), when the update finishes the tree, is pushed without adding: the update adds it
+ * as it reads the stack (gradtree.h). */
 void pnetrt_train_fold_chunk(const run *r, fold_stack *st, pnetrt_segment_fn f, int64_t ch, char *arena, int64_t cap,
                        int64_t base, char *scratch, int ith, int size) {
     int64_t P = pnetrt_model_desc(r->m)->param_floats;
-    float *buf = pnetrt_train_fold_buf(r->call, st->base, st->top);
+    pnetrt_blk b = {ch, 1};
+    bool into = r->grad_add && st->top >= 1 && pnetrt_tree_siblings(st->blk[st->top - 1], b);
+    float *buf = into ? st->bufs[st->top - 1] : pnetrt_train_fold_buf(r->call, st->base, st->top);
     pnetrt_train_call cc = chunk_call(r->call, ch, buf, P);
+    cc.grad_add = into;
     f(&cc, ch, arena, cap, base, scratch, ith, size);
     pnetrt_barrier();
+    if (into) b = (pnetrt_blk){ch - 1, 2}, st->top--;
     if (ch == r->hi - 1 && fused(r)) {
-        st->blk[st->top] = (pnetrt_blk){ch, 1};
+        st->blk[st->top] = b;
         st->bufs[st->top++] = buf;
         return;
     }
-    if (pnetrt_tree_push(st->blk, st->bufs, &st->top, (pnetrt_blk){ch, 1}, buf, st->own, st->nown, ith, size))
-        pnetrt_barrier();
+    if (pnetrt_tree_push(st->blk, st->bufs, &st->top, b, buf, st->own, st->nown, ith, size)) pnetrt_barrier();
 }
 
 float *pnetrt_train_fold_buf(const pnetrt_train_call *call, float *base, int64_t j) {
@@ -78,11 +89,15 @@ static int fold_finish(run *r, int groups, int t, int nth, pnetrt_spin_barrier *
         int64_t c0 = r->split[g], c1 = r->split[g + 1];
         bool raw = fused(r) && c1 == r->hi && c1 > c0; /* holds the step's last chunk, pushed unadded */
         int n = pnetrt_tree_stack(c0, raw ? c1 - 1 : c1, mine, NULL);
+        /* The last chunk, or with grad_add the pair it made with its left sibling, whose buffer it
+         * added into (a block lives in the buffer of its place in the stack). */
+        pnetrt_blk last = {c1 - 1, 1};
+        if (raw && r->grad_add && n >= 1 && pnetrt_tree_siblings(mine[n - 1], last)) last = (pnetrt_blk){mine[--n].lo, 2};
         for (int j = 0; j < n; j++)
             pnetrt_tree_push(blk, bufs, &top, mine[j], pnetrt_train_fold_buf(r->call, r->t->fold, (int64_t)g * r->fold_depth + j),
                              &every, 1, t, nth);
         if (raw) {
-            blk[top] = (pnetrt_blk){c1 - 1, 1};
+            blk[top] = last;
             bufs[top++] = pnetrt_train_fold_buf(r->call, r->t->fold, (int64_t)g * r->fold_depth + n);
         }
     }

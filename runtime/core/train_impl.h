@@ -120,6 +120,7 @@ typedef struct run {
     bool eval;
     int fold_depth;        /* folding: buffers per group (0: one slot per chunk instead) */
     bool wt_ok;            /* the transposed weights are the parameters': skip the prep */
+    bool grad_add;         /* pnetrt_train_grad_add: a right sibling's kernels add into its left's slot */
     float *sums[PNETRT_MAX_SUMS]; /* folding: the partial sums the update added (fold_finish) */
     int nsums;
 } run;
@@ -169,6 +170,10 @@ float *pnetrt_train_fold_buf(const pnetrt_train_call *call, float *base, int64_t
 double pnetrt_train_tree_sum(double *a, const float *v, int64_t stride, int64_t n);
 /* Samples of chunk ch of the step (the last may be short). */
 int64_t pnetrt_train_chunk_samples(const run *r, int64_t ch);
+/* Whether a chunk whose left sibling in the tree is the chunk just before it runs with the call's
+ * grad_add, its kernels adding its gradients into that chunk's slot (the descriptor's grad_add;
+ * PNET_GRAD_ADD=0 turns it off, for tests that compare the two). */
+bool pnetrt_train_grad_add(const pnetrt_model *m);
 /* train_fold.c: runs f on chunk ch and folds its gradient into the stack; the step's update (after
  * the gradient's reduction) on thread t of nth; a reduction point of the chunks' statistics (and
  * with grads their gradient slots). */

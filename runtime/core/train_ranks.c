@@ -277,10 +277,11 @@ int pnetrt_train_rank_step(pnetrt_model *m, pnetrt_trainer *t, int64_t batch, co
     if (!eval) t->step++;
     double b1 = td->beta1, b2 = td->beta2, stp = (double)t->step;
     pnetrt_train_call call = {inputs, params, t->slots, t->stats, t->global, pnetrt_train_opt(t, 0), batch, nch, t->step,
-                              (int64_t)t->seed, t->lr, t->lr / (1 - pow(b1, stp)), sqrt(1 - pow(b2, stp)), elo, ehi, t->opt_elems, NULL, 0};
+                              (int64_t)t->seed, t->lr, t->lr / (1 - pow(b1, stp)), sqrt(1 - pow(b2, stp)), elo, ehi, t->opt_elems, NULL, 0, 0};
     int64_t one_run[2] = {lo, lo + nc};
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = lo, .hi = lo + nc, .split = one_run,
-             .comm = p.R > 1 ? t->stage_comm : NULL, .first = pfirst, .eval = eval, .fold_depth = eval ? 0 : depth};
+             .comm = p.R > 1 ? t->stage_comm : NULL, .first = pfirst, .eval = eval, .fold_depth = eval ? 0 : depth,
+             .grad_add = pnetrt_train_grad_add(m)};
     if (!eval) snprintf(t->schedule, sizeof t->schedule, "rank %d of %d: stage %d of pipeline %d (%d pipeline%s x %d stages, %s, %lld micro-batch%s), %d thread%s",
              me, K, p.s, p.r, p.R, p.R == 1 ? "" : "s", S, p.one_f_one_b ? "1f1b" : "gpipe", (long long)M, M == 1 ? "" : "es",
              threads, threads == 1 ? "" : "s");

@@ -66,6 +66,29 @@ for cfg in "--threads 2" "--threads 2 --replicas 1" "--threads 3 --replicas 3" "
     fi
 done
 
+# A network of dense layers only: its chunks add their gradients into their left siblings' slots
+# (PNET_GRAD_ADD=0 turns that off); every schedule and batch gives the bits of one thread that
+# writes a slot per chunk and adds them by the tree (batches of 100: chunks 32+32+32+4; of 150: five).
+if "$PNETC" "$DIR/cases/dense_det.pnet" -o "$WORK/dnet" >"$WORK/dcompile.log" 2>&1; then
+    for b in 100 150; do
+        PNET_GRAD_ADD=0 "$WORK/dnet" train --data "$X" --labels "$Y" --save "$WORK/d$b.st" --epochs 2 --batch $b \
+            --threads 1 >"$WORK/d$b.log" 2>&1 || fail "dense_det, batch $b, PNET_GRAD_ADD=0: $(tail -n 1 "$WORK/d$b.log")"
+        for cfg in "--threads 1" "--threads 2" "--threads 3 --replicas 3" "--threads 4 --replicas 2"; do
+            name=d$b$(printf '%s' "$cfg" | tr -d ' -')
+            # shellcheck disable=SC2086 # $cfg is a list of options
+            "$WORK/dnet" train --data "$X" --labels "$Y" --save "$WORK/$name.st" --epochs 2 --batch $b $cfg \
+                >"$WORK/$name.log" 2>&1 || { fail "dense_det $cfg: $(tail -n 1 "$WORK/$name.log")"; continue; }
+            if same "d$b" "$name"; then
+                pass "dense_det, batch $b, $cfg (gradients added into the left sibling's slot): identical to slots added by the tree"
+            else
+                fail "dense_det, batch $b, $cfg: differs from slots added by the tree"
+            fi
+        done
+    done
+else
+    fail "compile dense_det: $(head -n 3 "$WORK/dcompile.log" | tr '\n' ' ')"
+fi
+
 # Resume after an epoch.
 if train a --epochs 1 --batch 100 && train b --resume "$WORK/a.st" --epochs 2 --batch 100 --threads 2; then
     if same t1 b; then pass "1 epoch, then --resume to 2: identical to 2 epochs"; else fail "1 epoch, then --resume to 2: differs from 2 epochs"; fi
