@@ -6,7 +6,7 @@
 #define PNETRT_ABI_H
 #include <stdint.h>
 
-#define PNETRT_ABI 12
+#define PNETRT_ABI 13
 
 /* The most dimensions of a tensor: the one definition (pnetc's PN_MAX_RANK is this). */
 #define PNETRT_MAX_RANK 8

@@ -89,15 +89,14 @@ static int64_t id_limit(const pn_graph *g, int input) {
     return lim;
 }
 
-/* Whether every kernel that writes a trained parameter's gradient honours the call's grad_add
- * (TK_GADD): dense's backward (gemm_grad.c) does; a network with any other trained parameter says
- * no, and its chunks always write their slots. */
+/* Whether every kernel that writes a parameter gradient honours the call's grad_add (TK_GADD):
+ * dense's backward (gemm_grad.c) does; a network with any other node that has parameters and
+ * computes a gradient (a frozen one's too: its kernels still write its slot) says no, and its
+ * chunks always write their slots. */
 static bool grad_add_ok(const pn_graph *g) {
     for (int i = 0; i < g->nnodes; i++) {
         const pn_node *n = &g->nodes[i];
-        if (!n->nparams || !g->tplan.grad[i]) continue;
-        for (int k = 0; k < n->nparams; k++)
-            if (n->params[k].trainable && n->op != PN_OP_DENSE) return false;
+        if (n->nparams && g->tplan.grad[i] && n->op != PN_OP_DENSE) return false;
     }
     return true;
 }

@@ -65,7 +65,7 @@ LLVMValueRef cg_gen_dense_train(cg *c, int node) {
     LLVMValueRef rows = cg_rows(c, &g->nodes[nd->in[0]].shape, &K);
     LLVMValueRef wt = cg_gep(c, ctxp(c, TK_GLOBAL), I(c, g->tplan.global_off[node]));
     LLVMValueRef bias = nd->ia[PN_DENSE_BIAS] ? cg_gep(c, c->params, I(c, align16(U * K))) : NULL;
-    cg_tk_gemm_wt(c, rows, I(c, 0), I(c, U), I(c, K), ctxp(c, TK_X), I(c, K), wt, ctxp(c, TK_Y), I(c, U), true, bias);
+    cg_tk_gemm_wt(c, rows, U, I(c, K), ctxp(c, TK_X), I(c, K), wt, ctxp(c, TK_Y), I(c, U), true, bias);
     return cg_tk_end(c);
 }
 

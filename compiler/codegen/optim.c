@@ -13,8 +13,9 @@ static LLVMValueRef F(cg *c, double v) { return cg_f32(c, v); }
 
 /* Elements of a tensor other than a dense W that a thread updates at a time (a unit). */
 #define UPD_UNIT 4096
-/* Blocks of VW rows of a dense W per unit: W^T's rows then take WT_BLOCKS adjacent vectors at a
- * time, and the unit's rows stay in L2 (64 rows of 784 floats: 200 KB) until transposed. */
+/* Blocks of VW rows of a dense W per unit: each row of W^T then takes WT_BLOCKS vectors at a time
+ * (adjacent within a panel of pn_wt_panel columns), and the unit's rows stay in L2 (64 rows of 784
+ * floats: 200 KB) until transposed. */
 #define WT_BLOCKS 4
 
 typedef struct slot_tree {
@@ -100,29 +101,30 @@ static void update_block(cg *c, const upd *u, int64_t off, LLVMValueRef x0, LLVM
 }
 
 
-/* Where W^T's element (k, u) lies: in the panels of PN_WT_PANEL columns (graph.h). */
-static LLVMValueRef wt_at(cg *c, int64_t K, LLVMValueRef k, LLVMValueRef u) {
-    LLVMValueRef p = LLVMBuildSDiv(c->b, u, I(c, PN_WT_PANEL), ""), j = LLVMBuildSRem(c->b, u, I(c, PN_WT_PANEL), "");
-    return LLVMBuildAdd(c->b, LLVMBuildMul(c->b, p, I(c, K * PN_WT_PANEL), ""),
-                        LLVMBuildAdd(c->b, LLVMBuildMul(c->b, k, I(c, PN_WT_PANEL), ""), j, ""), "");
+/* Where W^T's element (k, u) lies: in the panels of P = pn_wt_panel(U) columns (graph.h). */
+static LLVMValueRef wt_at(cg *c, int64_t K, int64_t U, LLVMValueRef k, LLVMValueRef u) {
+    int64_t P = pn_wt_panel(U);
+    LLVMValueRef p = LLVMBuildSDiv(c->b, u, I(c, P), ""), j = LLVMBuildSRem(c->b, u, I(c, P), "");
+    return LLVMBuildAdd(c->b, LLVMBuildMul(c->b, p, I(c, K * P), ""), LLVMBuildAdd(c->b, LLVMBuildMul(c->b, k, I(c, P), ""), j, ""),
+                        "");
 }
 
 /* Copies W[u][k] to W^T[k][u] for u in [u0, u1), k in [k0, k1), one element at a time. */
-static void transpose_scalar(cg *c, LLVMValueRef w, int64_t K, LLVMValueRef wt, LLVMValueRef u0, LLVMValueRef u1,
+static void transpose_scalar(cg *c, LLVMValueRef w, int64_t K, LLVMValueRef wt, int64_t U, LLVMValueRef u0, LLVMValueRef u1,
                              LLVMValueRef k0, LLVMValueRef k1) {
     cg_loop k;
     cg_loop_begin(c, &k, k0, k1, "k");
     cg_loop u;
     cg_loop_begin(c, &u, u0, u1, "u");
     cg_store(c, cg_load(c, w, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, u.iv, I(c, K), ""), k.iv, "")), wt,
-             wt_at(c, K, k.iv, u.iv));
+             wt_at(c, K, U, k.iv, u.iv));
     cg_loop_end(c, &u);
     cg_loop_end(c, &k);
 }
 
 /* One VW x VW block, W rows u0.. and lanes k0.. into W^T rows k0.. and lanes u0.., in registers
  * (cg_transpose_regs). Each load and store is one row of VW floats. */
-static void transpose_block(cg *c, int VW, LLVMValueRef w, int64_t K, LLVMValueRef wt, LLVMValueRef u0,
+static void transpose_block(cg *c, int VW, LLVMValueRef w, int64_t K, LLVMValueRef wt, int64_t U, LLVMValueRef u0,
                             LLVMValueRef k0) {
     LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
     LLVMValueRef r[16];
@@ -133,7 +135,8 @@ static void transpose_block(cg *c, int VW, LLVMValueRef w, int64_t K, LLVMValueR
     }
     cg_transpose_regs(c, VW, r);
     for (int i = 0; i < VW; i++) {
-        LLVMValueRef at = wt_at(c, K, LLVMBuildAdd(c->b, k0, I(c, i), ""), u0); /* VW divides PN_WT_PANEL */
+        /* (VW divides PN_WT_PANEL, and a narrower W^T is one panel: the VW lanes lie in one.) */
+        LLVMValueRef at = wt_at(c, K, U, LLVMBuildAdd(c->b, k0, I(c, i), ""), u0);
         LLVMSetAlignment(LLVMBuildStore(c->b, r[i], cg_gep(c, wt, at)), 4);
     }
 }
@@ -205,15 +208,15 @@ LLVMValueRef cg_gen_update(cg *c) {
                         cg_loop_begin(c, &kb, I(c, 0), I(c, KF), "kb");
                         cg_loop ub;
                         cg_loop_begin(c, &ub, I(c, 0), LLVMBuildSDiv(c->b, LLVMBuildSub(c->b, rf, r0, ""), I(c, VW), ""), "ub");
-                        transpose_block(c, VW, w, K, wtp, LLVMBuildAdd(c->b, r0, LLVMBuildMul(c->b, ub.iv, I(c, VW), ""), ""),
+                        transpose_block(c, VW, w, K, wtp, U, LLVMBuildAdd(c->b, r0, LLVMBuildMul(c->b, ub.iv, I(c, VW), ""), ""),
                                         LLVMBuildMul(c->b, kb.iv, I(c, VW), ""));
                         cg_loop_end(c, &ub);
                         cg_loop_end(c, &kb);
                     }
-                    if (KF * VW < K) transpose_scalar(c, w, K, wtp, r0, rf, I(c, KF * VW), I(c, K));
+                    if (KF * VW < K) transpose_scalar(c, w, K, wtp, U, r0, rf, I(c, KF * VW), I(c, K));
                     if (UF < U) {
                         LLVMValueRef p0 = cg_smax(c, r0, I(c, UF)), p1 = cg_smin(c, LLVMBuildAdd(c->b, r0, I(c, rows), ""), I(c, U));
-                        transpose_scalar(c, w, K, wtp, p0, cg_smax(c, p1, p0), I(c, 0), I(c, K));
+                        transpose_scalar(c, w, K, wtp, U, p0, cg_smax(c, p1, p0), I(c, 0), I(c, K));
                     }
                     cg_if_end(c, &f);
                 }
@@ -259,14 +262,14 @@ LLVMValueRef cg_gen_prep(cg *c) {
         if (UF > 0) {
             cg_loop ub;
             cg_loop_begin(c, &ub, I(c, 0), I(c, UF), "ub");
-            transpose_block(c, VW, w, K, wt, LLVMBuildMul(c->b, ub.iv, I(c, VW), ""), k0);
+            transpose_block(c, VW, w, K, wt, U, LLVMBuildMul(c->b, ub.iv, I(c, VW), ""), k0);
             cg_loop_end(c, &ub);
         }
-        if (UF * VW < U) transpose_scalar(c, w, K, wt, I(c, UF * VW), I(c, U), k0, k1);
+        if (UF * VW < U) transpose_scalar(c, w, K, wt, U, I(c, UF * VW), I(c, U), k0, k1);
         cg_if_end(c, &whole);
         cg_if part;
         cg_if_begin(c, &part, LLVMBuildICmp(c->b, LLVMIntSGE, kb.iv, I(c, KF), ""));
-        transpose_scalar(c, w, K, wt, I(c, 0), I(c, U), k0, k1);
+        transpose_scalar(c, w, K, wt, U, I(c, 0), I(c, U), k0, k1);
         cg_if_end(c, &part);
         cg_loop_end(c, &kb);
     }

@@ -81,10 +81,10 @@ static void tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLV
         }
     }
     int64_t NR = (int64_t)VW * NV;
-    /* A tile that could straddle two panels: only a single narrow one (n0 = 0, width <= NR). */
+    /* A tile never straddles two panels: its width divides theirs, or B is one panel (n1 <= panel). */
     PN_ASSERT(!panel || (ldb == panel && (panel % NR == 0 || (LLVMIsAConstantInt(n0) && LLVMIsAConstantInt(n1) &&
                                                                  LLVMConstIntGetSExtValue(n0) == 0 &&
-                                                                 LLVMConstIntGetSExtValue(n1) <= NR))));
+                                                                 LLVMConstIntGetSExtValue(n1) <= panel))));
     LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
     LLVMValueRef width = isub(c, n1, n0);
     LLVMValueRef panels = idiv(c, iadd(c, width, I(c, NR - 1)), I(c, NR));
@@ -129,12 +129,17 @@ static void tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLV
                                     : LLVMConstNull(vt);
         }
         cg_micro_tile_a(c, arow, ak, mr, NV, bp, ldb, mask, I(c, 0), K, init, accv);
-        for (int i = 0; i < mr; i++)
-            for (int j = 0; j < NV; j++) {
-                LLVMValueRef at = cg_gep(c, crow[i], I(c, j * VW)), v = accv[i][j];
-                if (gadd) v = cg_select(c, gadd, cg_fadd(c, cg_masked_load(c, vt, at, mask[j]), v, false), v);
-                cg_masked_store(c, v, at, mask[j]);
-            }
+        for (int add = 0; add < (gadd ? 2 : 1); add++) {
+            cg_if ga;
+            if (gadd) cg_if_begin(c, &ga, add ? gadd : LLVMBuildNot(c->b, gadd, ""));
+            for (int i = 0; i < mr; i++)
+                for (int j = 0; j < NV; j++) {
+                    LLVMValueRef at = cg_gep(c, crow[i], I(c, j * VW)), v = accv[i][j];
+                    if (add) v = cg_fadd(c, cg_masked_load(c, vt, at, mask[j]), v, false);
+                    cg_masked_store(c, v, at, mask[j]);
+                }
+            if (gadd) cg_if_end(c, &ga);
+        }
         if (!full) cg_loop_end(c, &r);
         cg_if_end(c, &f);
     }
@@ -147,9 +152,10 @@ void cg_tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMVal
     tk_gemm(c, M, n0, n1, K, A, lda, 1, Bm, ldb, 0, Cm, ldc, acc, split, bias, NULL);
 }
 
-void cg_tk_gemm_wt(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,
-                   LLVMValueRef lda, LLVMValueRef Bm, LLVMValueRef Cm, LLVMValueRef ldc, bool split, LLVMValueRef bias) {
-    tk_gemm(c, M, n0, n1, K, A, lda, 1, Bm, PN_WT_PANEL, PN_WT_PANEL, Cm, ldc, false, split, bias, NULL);
+void cg_tk_gemm_wt(cg *c, LLVMValueRef M, int64_t U, LLVMValueRef K, LLVMValueRef A, LLVMValueRef lda, LLVMValueRef Bm,
+                   LLVMValueRef Cm, LLVMValueRef ldc, bool split, LLVMValueRef bias) {
+    int64_t P = pn_wt_panel(U);
+    tk_gemm(c, M, I(c, 0), I(c, U), K, A, lda, 1, Bm, P, P, Cm, ldc, false, split, bias, NULL);
 }
 
 void cg_tk_gemm_at(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,

@@ -199,11 +199,13 @@ typedef struct pn_plan {
 /* Facts the training pass attaches to a graph (passes/plan_train.c), indexed by node. A training
  * step runs over chunks of `chunk` samples; per sample, the training arena holds every value the
  * step computes (kept for the backward pass) and every gradient. */
-/* A dense layer's W^T [K, U] in the global area is stored in panels of PN_WT_PANEL columns: element
- * (k, u) at (u / PN_WT_PANEL) * K * PN_WT_PANEL + k * PN_WT_PANEL + u % PN_WT_PANEL, the last panel
- * padded. The forward GEMM then streams a contiguous panel; every target's register tile width
- * (16, 32 or 48 floats; 12 or 24 on 128-bit vectors) divides it, so a tile never straddles two. */
+/* A dense layer's W^T [K, U] in the global area is stored in panels of P = pn_wt_panel(U) columns:
+ * element (k, u) at (u / P) * K * P + k * P + u % P, the last panel padded. The forward GEMM then
+ * streams a contiguous panel; every target's register tile width (16, 32 or 48 floats; 12 or 24
+ * on 128-bit vectors) divides PN_WT_PANEL, so a tile never straddles two. A layer of at most
+ * PN_WT_PANEL units is one panel of its own width: plain [K, U], nothing padded. */
 #define PN_WT_PANEL 48
+static inline int64_t pn_wt_panel(int64_t U) { return U < PN_WT_PANEL ? U : PN_WT_PANEL; }
 
 typedef struct pn_tplan {
     bool present;

@@ -79,14 +79,15 @@ void pass_plan_train(pn_graph *g) {
         t->global_off[i] = t->global_floats;
         t->global_floats += 4 * C;
     }
-    /* Dense weights transposed at the start of each step, for the forward GEMM, in panels of
-     * PN_WT_PANEL columns (graph.h). */
+    /* Dense weights transposed at the start of each step, for the forward GEMM, in panels
+     * (pn_wt_panel, graph.h). */
     for (int i = 0; i < n; i++) {
         const pn_node *nd = &g->nodes[i];
         if (!t->live[i] || nd->op != PN_OP_DENSE) continue;
         int64_t U = nd->params[0].shape.d[0], K = nd->params[0].shape.d[1];
         t->global_off[i] = t->global_floats;
-        t->global_floats += (U + PN_WT_PANEL - 1) / PN_WT_PANEL * PN_WT_PANEL * K;
+        int64_t P = pn_wt_panel(U);
+        t->global_floats += ((U + P - 1) / P * P * K + 15) / 16 * 16;
     }
     t->stat_floats = (t->stat_floats + 15) / 16 * 16;
 }

@@ -88,6 +88,24 @@ if "$PNETC" "$DIR/cases/dense_det.pnet" -o "$WORK/dnet" >"$WORK/dcompile.log" 2>
 else
     fail "compile dense_det: $(head -n 3 "$WORK/dcompile.log" | tr '\n' ' ')"
 fi
+# The same in a pipeline of dense stages (one stage per thread group, and two replica pipelines).
+if "$PNETC" "$DIR/cases/dense_pipe_det.pnet" -o "$WORK/pnet" >"$WORK/pcompile.log" 2>&1; then
+    PNET_GRAD_ADD=0 "$WORK/pnet" train --data "$X" --labels "$Y" --save "$WORK/p0.st" --epochs 2 --threads 1 \
+        >"$WORK/p0.log" 2>&1 || fail "dense_pipe_det, PNET_GRAD_ADD=0: $(tail -n 1 "$WORK/p0.log")"
+    for cfg in "--threads 1" "--threads 2" "--threads 4" "--threads 4 --replicas 2 --microbatches 2"; do
+        name=p$(printf '%s' "$cfg" | tr -d ' -')
+        # shellcheck disable=SC2086 # $cfg is a list of options
+        "$WORK/pnet" train --data "$X" --labels "$Y" --save "$WORK/$name.st" --epochs 2 $cfg \
+            >"$WORK/$name.log" 2>&1 || { fail "dense_pipe_det $cfg: $(tail -n 1 "$WORK/$name.log")"; continue; }
+        if same p0 "$name"; then
+            pass "dense_pipe_det, $cfg ($(sed -n 's/^schedule: //p' "$WORK/$name.log" | head -n 1)): identical to slots added by the tree"
+        else
+            fail "dense_pipe_det, $cfg: differs from slots added by the tree"
+        fi
+    done
+else
+    fail "compile dense_pipe_det: $(head -n 3 "$WORK/pcompile.log" | tr '\n' ' ')"
+fi
 
 # Resume after an epoch.
 if train a --epochs 1 --batch 100 && train b --resume "$WORK/a.st" --epochs 2 --batch 100 --threads 2; then
