@@ -26,31 +26,23 @@ LLVMValueRef cg_bwd_dense(cg *c, int node, const bool *acc) {
         LLVMValueRef gb = cg_gep(c, gw, I(c, align16(U * K)));
         LLVMValueRef lo, hi;
         cg_split(c, I(c, U), &lo, &hi);
-        /* db sums its rows in place: with grad_add the slot's values wait in scratch meanwhile. */
+        /* db: the rows summed in order in this thread's scratch, then stored (or added). */
+        LLVMValueRef s = c->scratch;
         cg_need_scratch(c, U * 4);
-        cg_if keep;
-        cg_if_begin(c, &keep, gadd);
-        cg_loop k;
-        cg_loop_begin(c, &k, lo, hi, "keep");
-        cg_store(c, cg_load(c, gb, k.iv), c->scratch, k.iv);
-        cg_loop_end(c, &k);
-        cg_if_end(c, &keep);
-        cg_zero(c, gb, lo, hi);
+        cg_zero(c, s, lo, hi);
         cg_loop r;
         cg_loop_begin(c, &r, I(c, 0), rows, "r");
         LLVMValueRef drow = cg_gep(c, dy, imul(c, r.iv, I(c, U)));
         cg_loop u2;
         cg_loop_begin(c, &u2, lo, hi, "u2");
-        cg_put(c, cg_load(c, drow, u2.iv), gb, u2.iv, true);
+        cg_put(c, cg_load(c, drow, u2.iv), s, u2.iv, true);
         cg_loop_end(c, &u2);
         cg_loop_end(c, &r);
-        cg_if add;
-        cg_if_begin(c, &add, gadd);
         cg_loop a;
-        cg_loop_begin(c, &a, lo, hi, "add");
-        cg_store(c, cg_fadd(c, cg_load(c, c->scratch, a.iv), cg_load(c, gb, a.iv), false), gb, a.iv);
+        cg_loop_begin(c, &a, lo, hi, "db");
+        LLVMValueRef v = cg_load(c, s, a.iv);
+        cg_store(c, cg_select(c, gadd, cg_fadd(c, cg_load(c, gb, a.iv), v, false), v), gb, a.iv);
         cg_loop_end(c, &a);
-        cg_if_end(c, &add);
     }
     return cg_tk_end(c);
 }

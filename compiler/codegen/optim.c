@@ -230,7 +230,7 @@ LLVMValueRef cg_gen_update(cg *c) {
 }
 
 /* px__prep(call, ith, nth): at the start of a step, each dense layer's W [U, K] transposed into the
- * global area as W^T [K, U] in panels of PN_WT_PANEL columns (graph.h), the B operand of the
+ * global area as W^T [K, U] in panels of pn_wt_panel(U) columns (graph.h), the B operand of the
  * forward GEMM. Split over blocks of VW k (the
  * vector width); a whole block goes through registers VW u at a time (transpose_block), the rest
  * element by element, as the scalar twin did everything (tests: train.*, test_grad_ref). Only the

@@ -196,9 +196,6 @@ typedef struct pn_plan {
     int64_t chunk;
 } pn_plan;
 
-/* Facts the training pass attaches to a graph (passes/plan_train.c), indexed by node. A training
- * step runs over chunks of `chunk` samples; per sample, the training arena holds every value the
- * step computes (kept for the backward pass) and every gradient. */
 /* A dense layer's W^T [K, U] in the global area is stored in panels of P = pn_wt_panel(U) columns:
  * element (k, u) at (u / P) * K * P + k * P + u % P, the last panel padded. The forward GEMM then
  * streams a contiguous panel; every target's register tile width (16, 32 or 48 floats; 12 or 24
@@ -207,6 +204,9 @@ typedef struct pn_plan {
 #define PN_WT_PANEL 48
 static inline int64_t pn_wt_panel(int64_t U) { return U < PN_WT_PANEL ? U : PN_WT_PANEL; }
 
+/* Facts the training pass attaches to a graph (passes/plan_train.c), indexed by node. A training
+ * step runs over chunks of `chunk` samples; per sample, the training arena holds every value the
+ * step computes (kept for the backward pass) and every gradient. */
 typedef struct pn_tplan {
     bool present;
     bool *live;           /* computed in a training step: the loss and what it needs */

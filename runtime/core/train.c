@@ -423,6 +423,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
      * forward passes). The weights do not depend on the count. */
     threads = pnetrt_work_threads(m, (eval ? 1.0 : 3.0) * pnetrt_flops_per_sample(m) * (double)(equal * td->chunk),
                                   threads);
+    bool grad_add = pnetrt_train_grad_add(m);
     int groups = pnetrt_replicas_chosen(m);
     if (groups < 1) groups = threads;
     if (groups > threads) groups = threads;
@@ -435,8 +436,8 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
      * chunks as one group of all the threads instead: each kernel splits its weights' panels among
      * the threads, so each core streams a share of the weights rather than all of them, and the
      * chunks pair in one stack, so the update reads half the partial sums (mlp_s at batch 64 on 2
-     * threads: 13% faster; docs/performance.md). Any groups fold the same tree: the same bits. */
-    if (K == 1 && !eval && groups > 1 && mine <= groups && !pnetrt_replicas_chosen(m) && pnetrt_train_grad_add(m)) groups = 1;
+     * threads: 15% faster; docs/performance.md). Any groups fold the same tree: the same bits. */
+    if (K == 1 && !eval && groups > 1 && mine <= groups && !pnetrt_replicas_chosen(m) && grad_add) groups = 1;
     pipe p;
     bool piped = !eval && mine > 0 && pnetrt_train_plan_pipe(m, mine, threads, &p);
     /* A step in this process may instead run on one thread, same bits, when that is measured
@@ -529,7 +530,7 @@ static int run_step(pnetrt_model *m, int64_t batch, const void *const *inputs, b
                               (int64_t)t->seed, t->lr, t->lr / (1 - pow(b1, st)), sqrt(1 - pow(b2, st)), 0, d->param_floats,
                               t->opt_elems, NULL, 0, 0};
     run r = {.m = m, .t = t, .call = &call, .nch = nch, .lo = first[me], .hi = first[me + 1], .comm = comm,
-             .first = first, .eval = eval, .fold_depth = depth, .wt_ok = wt_ok, .grad_add = pnetrt_train_grad_add(m)};
+             .first = first, .eval = eval, .fold_depth = depth, .wt_ok = wt_ok, .grad_add = grad_add};
     bool one = t->last_plan == PNETRT_PLAN_ONE;
     /* Replica groups' runs cut by their measured speed (split.h); one thread runs them all. */
     bool weighted = !piped && !one && threads > 1 && (pnetrt_adaptive(m) || t->split.fixed) &&
