@@ -188,10 +188,17 @@ void cg_micro_tile_ex(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, in
 void cg_micro_tile_win(cg *c, LLVMValueRef *arow, int mr, int nv, int nwin, int64_t wstride, LLVMValueRef bpanel,
                        int64_t NR, LLVMValueRef boffs, LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1,
                        LLVMValueRef init[][8], LLVMValueRef acc[][8]);
+/* Lines a micro-tile prefetches for writing as it runs, one per k (the last again once done): rows
+ * base + r * ld, r < rows, each nv vectors wide. */
+typedef struct cg_pf {
+    LLVMValueRef base, ld;
+    int rows, nv;
+} cg_pf;
 /* One window of nv vectors (masked by bmask when given) with a_i[k] at arow[i][k * ak]: A read down
- * its columns. */
+ * its columns; with pf, the lines it names prefetched. */
 void cg_micro_tile_a(cg *c, LLVMValueRef *arow, int64_t ak, int mr, int nv, LLVMValueRef bpanel, int64_t NR,
-                     LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8]);
+                     LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8],
+                     const cg_pf *pf);
 LLVMValueRef cg_splat(cg *c, LLVMValueRef s, int vw);
 LLVMValueRef cg_mask_const(cg *c, int vw, int valid);
 /* The i64 vector <0, 1, ..., vw-1>, and the lane mask base + lane < limit (i64 scalars, signed). */
@@ -201,6 +208,8 @@ LLVMValueRef cg_lanes_below(cg *c, int vw, LLVMValueRef base, LLVMValueRef limit
 void cg_panel_masks(cg *c, LLVMValueRef is_tail, int tail, LLVMValueRef *mask);
 LLVMValueRef cg_masked_load(cg *c, LLVMTypeRef vt, LLVMValueRef p, LLVMValueRef mask);
 void cg_masked_store(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask);
+/* A hint that the cache line at p will be written (rw 1) or read (0) soon: llvm.prefetch into L1. */
+void cg_prefetch(cg *c, LLVMValueRef p, int rw);
 LLVMValueRef cg_gen_matmul(cg *c, int node);
 LLVMValueRef cg_gen_conv2d(cg *c, int node);
 /* conv2d node with its fused maxpool2d pool (conv_pool.c). */

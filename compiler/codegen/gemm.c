@@ -173,6 +173,15 @@ void cg_masked_store(cg *c, LLVMValueRef v, LLVMValueRef p, LLVMValueRef mask) {
     LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, ts, 2), f, args, 4, "");
 }
 
+void cg_prefetch(cg *c, LLVMValueRef p, int rw) {
+    LLVMTypeRef ts[1] = {c->ptr};
+    unsigned id = LLVMLookupIntrinsicID("llvm.prefetch", 13);
+    LLVMValueRef f = LLVMGetIntrinsicDeclaration(c->mod, id, ts, 1);
+    LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, (unsigned long long)rw, 0), LLVMConstInt(c->i32, 3, 0),
+                            LLVMConstInt(c->i32, 1, 0)};
+    LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, ts, 1), f, args, 4, "");
+}
+
 /* K block of the dense kernel: a 48-column panel slice of 1024 rows (192 KiB) stays in L2 while
  * the thread's row tiles pass over it; 1024 measured 5-10% faster than 512 on mlp_l. */
 enum { GEMM_KC = 1024 };
@@ -191,7 +200,7 @@ void cg_micro_tile_ex(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, in
 /* The micro-tile with a_i[k] at arow[i][k * ak]. */
 static void micro_tile(cg *c, LLVMValueRef *arow, int64_t ak, int mr, int nv, int nwin, int64_t wstride,
                        LLVMValueRef bpanel, int64_t NR, LLVMValueRef boffs, LLVMValueRef *bmask, LLVMValueRef k0,
-                       LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8]) {
+                       LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8], const cg_pf *pf) {
     int VW, MR, NV;
     cg_gemm_shape(c, &VW, &MR, &NV);
     PN_ASSERT(nv * nwin <= 8 && mr <= 16 && (nwin == 1 || boffs));
@@ -222,6 +231,14 @@ static void micro_tile(cg *c, LLVMValueRef *arow, int64_t ak, int mr, int nv, in
             }
         }
     }
+    if (pf) { /* line min(k - k0, rows * nv - 1) of the block: row / nv, vector % nv */
+        LLVMValueRef at = cg_smin(c, LLVMBuildSub(c->b, k.iv, k0, ""), cg_i64(c, pf->rows * pf->nv - 1));
+        LLVMValueRef r = LLVMBuildSDiv(c->b, at, cg_i64(c, pf->nv), ""), v = LLVMBuildSRem(c->b, at, cg_i64(c, pf->nv), "");
+        cg_prefetch(c,
+                    cg_gep(c, pf->base,
+                           LLVMBuildAdd(c->b, LLVMBuildMul(c->b, r, pf->ld, ""), LLVMBuildMul(c->b, v, cg_i64(c, VW), ""), "")),
+                    1);
+    }
     for (int i = 0; i < mr; i++) {
         LLVMValueRef ka = ak == 1 ? k.iv : LLVMBuildMul(c->b, k.iv, cg_i64(c, ak), "");
         LLVMValueRef a = cg_splat(c, cg_load(c, arow[i], ka), VW);
@@ -236,12 +253,13 @@ static void micro_tile(cg *c, LLVMValueRef *arow, int64_t ak, int mr, int nv, in
 void cg_micro_tile_win(cg *c, LLVMValueRef *arow, int mr, int nv, int nwin, int64_t wstride, LLVMValueRef bpanel,
                        int64_t NR, LLVMValueRef boffs, LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1,
                        LLVMValueRef init[][8], LLVMValueRef acc[][8]) {
-    micro_tile(c, arow, 1, mr, nv, nwin, wstride, bpanel, NR, boffs, bmask, k0, k1, init, acc);
+    micro_tile(c, arow, 1, mr, nv, nwin, wstride, bpanel, NR, boffs, bmask, k0, k1, init, acc, NULL);
 }
 
 void cg_micro_tile_a(cg *c, LLVMValueRef *arow, int64_t ak, int mr, int nv, LLVMValueRef bpanel, int64_t NR,
-                     LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8]) {
-    micro_tile(c, arow, ak, mr, nv, 1, 0, bpanel, NR, NULL, bmask, k0, k1, init, acc);
+                     LLVMValueRef *bmask, LLVMValueRef k0, LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8],
+                     const cg_pf *pf) {
+    micro_tile(c, arow, ak, mr, nv, 1, 0, bpanel, NR, NULL, bmask, k0, k1, init, acc, pf);
 }
 
 void cg_micro_tile(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, int64_t NR, LLVMValueRef k0,

@@ -128,7 +128,11 @@ static void tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLV
                              : bias ? cg_masked_load(c, vt, cg_gep(c, bias, iadd(c, col, I(c, j * VW))), mask[j])
                                     : LLVMConstNull(vt);
         }
-        cg_micro_tile_a(c, arow, ak, mr, NV, bp, ldb, mask, I(c, 0), K, init, accv);
+        /* The next row tile's lines of C (or past C's end: a prefetch never faults) are fetched for
+         * writing while this tile computes, a line per k: the dW slots are megabytes, out of cache,
+         * and their read (gadd) or first write would otherwise wait on memory at every tile's end. */
+        cg_pf pf = {cg_gep(c, crow[0], imul(c, I(c, MR), ldc)), ldc, MR, NV};
+        cg_micro_tile_a(c, arow, ak, mr, NV, bp, ldb, mask, I(c, 0), K, init, accv, gadd && full ? &pf : NULL);
         for (int add = 0; add < (gadd ? 2 : 1); add++) {
             cg_if ga;
             if (gadd) cg_if_begin(c, &ga, add ? gadd : LLVMBuildNot(c->b, gadd, ""));

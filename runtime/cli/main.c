@@ -636,8 +636,9 @@ static int cmd_info(const pnetrt_desc *d, int K, int64_t B) {
             int most = 1;
             if (pnetrt_tree_depth(nch) <= 128) pnetrt_tree_stack(0, nch, stack, &most);
             human((double)most * (double)d->param_floats * 4, a, sizeof a);
-            printf("  gradients: %lld %lld-sample chunks at batch %lld, folded into at most %d partial sums per thread "
-                   "group or pipeline = %s\n", (long long)nch, (long long)t->chunk, (long long)B, most, a);
+            printf("  gradients: %lld %lld-sample chunk%s at batch %lld, folded into at most %d partial sum%s per "
+                   "thread group or pipeline = %s\n", (long long)nch, (long long)t->chunk, nch == 1 ? "" : "s",
+                   (long long)B, most, most == 1 ? "" : "s", a);
         } else {
             human((double)nch * (double)d->param_floats * 4, a, sizeof a);
             printf("  gradient slots: one per %lld-sample chunk, %lld at batch %lld = %s\n", (long long)t->chunk,

@@ -364,6 +364,29 @@ static void test_wide_optimised(void **s) {
                33, 1e-2, 3);
 }
 
+/* The default chunk (plan_train.c): 64 samples where the trained weights pass a MiB and 64 samples'
+ * kept values and gradients stay within 2 MiB, else 32; --train-chunk (train_chunk) overrides. */
+static int64_t chunk_of(const char *src, int train_chunk) {
+    pn_graph *g = check_source(src);
+    assert_non_null(g);
+    g->train_chunk = train_chunk;
+    for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(g);
+    int64_t chunk = g->tplan.chunk;
+    pn_graph_free(g);
+    return chunk;
+}
+
+static void test_chunk_rule(void **s) {
+    (void)s;
+#define NET(units, wide) \
+    "network g_chunk { input x : f32[batch, 512]; h = relu(dense(x, " #units ")); output logits = dense(h, " #wide ");" CE
+    assert_int_equal(chunk_of(NET(512, 10), 0), 64);   /* 1.0 MiB + 20 KiB of weights */
+    assert_int_equal(chunk_of(NET(480, 10), 0), 32);   /* under a MiB */
+    assert_int_equal(chunk_of(NET(512, 10), 16), 16);  /* the option's */
+    assert_int_equal(chunk_of(NET(512, 8192), 0), 32); /* 64 samples keep 4.5 MiB */
+#undef NET
+}
+
 static void test_no_train_block(void **s) {
     (void)s;
     compiled c;
@@ -488,6 +511,7 @@ int main(void) {
         cmocka_unit_test(test_mse),
         cmocka_unit_test(test_many_chunks),
         cmocka_unit_test(test_wide_optimised),
+        cmocka_unit_test(test_chunk_rule),
         cmocka_unit_test(test_no_train_block),
         cmocka_unit_test(test_set_lr),
         cmocka_unit_test(test_stale_transpose),
