@@ -15,8 +15,10 @@ LLVMValueRef cg_bwd_dense(cg *c, int node, const bool *acc) {
     cg_tk_begin(c, node, "bwd");
     LLVMValueRef rows = cg_rows(c, &g->nodes[nd->in[0]].shape, &K);
     LLVMValueRef dy = ctxp(c, TK_DY), x = ctxp(c, TK_X), gw = ctxp(c, TK_GPARAMS);
+    /* dx = dy W, W read in its panels in the global area (graph.h) */
     if (cg_grad_edge(g, node, 0))
-        cg_tk_gemm(c, rows, I(c, 0), I(c, K), I(c, U), dy, I(c, U), c->params, K, ctxp(c, TK_DX), I(c, K), acc[0], true, NULL);
+        cg_tk_gemm_wt(c, rows, K, I(c, U), dy, I(c, U), cg_gep(c, ctxp(c, TK_GLOBAL), I(c, g->tplan.wp_off[node])),
+                      ctxp(c, TK_DX), I(c, K), acc[0], true, NULL);
     /* dW = dy^T x, reading dy down its columns: a tile's rows are adjacent floats of a row of dy.
      * With the call's grad_add, dW and db are added to what the slot holds (the tree's addition of
      * the left sibling's gradient and this chunk's, fl(slot + chunk's), made as they are stored). */
@@ -57,7 +59,7 @@ LLVMValueRef cg_gen_dense_train(cg *c, int node) {
     LLVMValueRef rows = cg_rows(c, &g->nodes[nd->in[0]].shape, &K);
     LLVMValueRef wt = cg_gep(c, ctxp(c, TK_GLOBAL), I(c, g->tplan.global_off[node]));
     LLVMValueRef bias = nd->ia[PN_DENSE_BIAS] ? cg_gep(c, c->params, I(c, align16(U * K))) : NULL;
-    cg_tk_gemm_wt(c, rows, U, I(c, K), ctxp(c, TK_X), I(c, K), wt, ctxp(c, TK_Y), I(c, U), true, bias);
+    cg_tk_gemm_wt(c, rows, U, I(c, K), ctxp(c, TK_X), I(c, K), wt, ctxp(c, TK_Y), I(c, U), false, true, bias);
     return cg_tk_end(c);
 }
 

@@ -5,7 +5,8 @@
  * pass that writes the sum), then the optimizer (sgd with momentum, weight decay and Nesterov, or
  * adam with decoupled weight decay, as torch.optim.SGD and torch.optim.AdamW compute them). A
  * dense layer's W, updated a block of rows at a time, is also transposed into W^T (the layout
- * px__prep makes) while the rows are in cache, so the next step need not prepare it. */
+ * px__prep makes), and copied into its panels where dx reads them, while the rows are in cache, so
+ * the next step need not prepare them. */
 #include "train.h"
 
 static LLVMValueRef I(cg *c, int64_t v) { return cg_i64(c, v); }
@@ -141,6 +142,32 @@ static void transpose_block(cg *c, int VW, LLVMValueRef w, int64_t K, LLVMValueR
     }
 }
 
+/* Rows [u0, u1) of W [U, K] into wp, W in panels of P = pn_wt_panel(K) columns (graph.h): each row
+ * of each whole panel P / VW vectors (VW divides PN_WT_PANEL), the last, narrower one float by float. */
+static void panel_rows(cg *c, int VW, LLVMValueRef w, int64_t K, LLVMValueRef wp, int64_t U, LLVMValueRef u0,
+                       LLVMValueRef u1) {
+    int64_t P = pn_wt_panel(K), PF = P % VW ? 0 : K / P;
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
+    cg_loop u;
+    cg_loop_begin(c, &u, u0, u1, "u");
+    LLVMValueRef src = cg_gep(c, w, LLVMBuildMul(c->b, u.iv, I(c, K), "")), dst = cg_gep(c, wp, LLVMBuildMul(c->b, u.iv, I(c, P), ""));
+    for (int64_t p = 0; p < PF; p++)
+        for (int64_t j = 0; j < P; j += VW) {
+            LLVMValueRef v = LLVMBuildLoad2(c->b, vt, cg_gep(c, src, I(c, p * P + j)), "");
+            LLVMSetAlignment(v, 4);
+            LLVMSetAlignment(LLVMBuildStore(c->b, v, cg_gep(c, dst, I(c, p * U * P + j))), 4);
+        }
+    if (PF * P < K) {
+        cg_loop k;
+        cg_loop_begin(c, &k, I(c, PF * P), I(c, K), "k");
+        LLVMValueRef at = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, LLVMBuildSDiv(c->b, k.iv, I(c, P), ""), I(c, U * P), ""),
+                                       LLVMBuildSRem(c->b, k.iv, I(c, P), ""), "");
+        cg_store(c, cg_load(c, src, k.iv), dst, at);
+        cg_loop_end(c, &k);
+    }
+    cg_loop_end(c, &u);
+}
+
 /* For each trained tensor, this thread's share of its units within [elem_lo, elem_hi), a unit
  * UPD_UNIT elements, or for a dense layer's W [U, K] WT_BLOCKS * VW rows, each updated by
  * update_block. After a block of W's rows, when every element of W is in range, the rows go to
@@ -218,6 +245,9 @@ LLVMValueRef cg_gen_update(cg *c) {
                         LLVMValueRef p0 = cg_smax(c, r0, I(c, UF)), p1 = cg_smin(c, LLVMBuildAdd(c->b, r0, I(c, rows), ""), I(c, U));
                         transpose_scalar(c, w, K, wtp, U, p0, cg_smax(c, p1, p0), I(c, 0), I(c, K));
                     }
+                    if (g->tplan.wp_off[i] >= 0)
+                        panel_rows(c, VW, w, K, cg_gep(c, global, I(c, g->tplan.wp_off[i])), U, r0,
+                                   cg_smin(c, LLVMBuildAdd(c->b, r0, I(c, rows), ""), I(c, U)));
                     cg_if_end(c, &f);
                 }
                 cg_loop_end(c, &un);
@@ -231,7 +261,8 @@ LLVMValueRef cg_gen_update(cg *c) {
 
 /* px__prep(call, ith, nth): at the start of a step, each dense layer's W [U, K] transposed into the
  * global area as W^T [K, U] in panels of pn_wt_panel(U) columns (graph.h), the B operand of the
- * forward GEMM. Split over blocks of VW k (the
+ * forward GEMM, and where dx is needed W in panels of pn_wt_panel(K) columns (split over blocks
+ * of VW rows). The transpose is split over blocks of VW k (the
  * vector width); a whole block goes through registers VW u at a time (transpose_block), the rest
  * element by element, as the scalar twin did everything (tests: train.*, test_grad_ref). Only the
  * layers whose W lies in the call's [elem_lo, elem_hi): a rank that trains one pipeline stage
@@ -272,6 +303,13 @@ LLVMValueRef cg_gen_prep(cg *c) {
         transpose_scalar(c, w, K, wt, U, I(c, 0), I(c, U), k0, k1);
         cg_if_end(c, &part);
         cg_loop_end(c, &kb);
+        if (g->tplan.wp_off[i] >= 0) { /* W in panels: blocks of VW rows */
+            LLVMValueRef rlo, rhi;
+            int64_t RB = (U + VW - 1) / VW;
+            cg_split(c, LLVMBuildSelect(c->b, in, I(c, RB), I(c, 0), ""), &rlo, &rhi);
+            panel_rows(c, VW, w, K, cg_gep(c, global, I(c, g->tplan.wp_off[i])), U, LLVMBuildMul(c->b, rlo, I(c, VW), ""),
+                       cg_smin(c, LLVMBuildMul(c->b, rhi, I(c, VW), ""), I(c, U)));
+        }
     }
     LLVMBuildRetVoid(c->b);
     return c->fn;

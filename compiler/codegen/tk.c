@@ -157,9 +157,9 @@ void cg_tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMVal
 }
 
 void cg_tk_gemm_wt(cg *c, LLVMValueRef M, int64_t U, LLVMValueRef K, LLVMValueRef A, LLVMValueRef lda, LLVMValueRef Bm,
-                   LLVMValueRef Cm, LLVMValueRef ldc, bool split, LLVMValueRef bias) {
+                   LLVMValueRef Cm, LLVMValueRef ldc, bool acc, bool split, LLVMValueRef bias) {
     int64_t P = pn_wt_panel(U);
-    tk_gemm(c, M, I(c, 0), I(c, U), K, A, lda, 1, Bm, P, P, Cm, ldc, false, split, bias, NULL);
+    tk_gemm(c, M, I(c, 0), I(c, U), K, A, lda, 1, Bm, P, P, Cm, ldc, acc, split, bias, NULL);
 }
 
 void cg_tk_gemm_at(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,

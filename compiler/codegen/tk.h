@@ -44,10 +44,10 @@ void cg_tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMVal
 void cg_tk_gemm_at(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLVMValueRef K, LLVMValueRef A,
                    int64_t lda, LLVMValueRef Bm, int64_t ldb, LLVMValueRef Cm, LLVMValueRef ldc, bool split,
                    LLVMValueRef gadd);
-/* The same without acc over columns [0, U), with B a dense layer's W^T in the global area's panels
- * (pn_wt_panel(U), graph.h). */
+/* The same over columns [0, U), with B [K, U] in the global area's panels of pn_wt_panel(U) columns
+ * (graph.h): a dense layer's W^T, or its W in panels (U its K there). */
 void cg_tk_gemm_wt(cg *c, LLVMValueRef M, int64_t U, LLVMValueRef K, LLVMValueRef A, LLVMValueRef lda, LLVMValueRef Bm,
-                   LLVMValueRef Cm, LLVMValueRef ldc, bool split, LLVMValueRef bias);
+                   LLVMValueRef Cm, LLVMValueRef ldc, bool acc, bool split, LLVMValueRef bias);
 /* dst[j*ld_dst + i] = src[i*cols + j] for i < rows, j < cols (this thread does all of it). */
 void cg_tk_transpose(cg *c, LLVMValueRef dst, LLVMValueRef ld_dst, LLVMValueRef src, LLVMValueRef rows, int64_t cols);
 /* Raises the per-thread scratch to at least bytes. */

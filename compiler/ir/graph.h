@@ -203,6 +203,15 @@ typedef struct pn_plan {
  * PN_WT_PANEL units is one panel of its own width: plain [K, U], nothing padded. */
 #define PN_WT_PANEL 48
 static inline int64_t pn_wt_panel(int64_t U) { return U < PN_WT_PANEL ? U : PN_WT_PANEL; }
+/* Floats of that W^T [K, U] (its last panel padded), rounded to 16. Where the layer's input takes
+ * a gradient, W [U, K] itself follows it in the same layout, in panels of pn_wt_panel(K) columns
+ * (pn_wt_floats(K, U) floats; element (u, k) at (k / P) * U * P + u * P + k % P): the B operand of
+ * dx = dy W, whose rows as W stores them lie K floats apart, a power of two for most widths,
+ * which maps a panel's rows onto a few cache sets. */
+static inline int64_t pn_wt_floats(int64_t U, int64_t K) {
+    int64_t P = pn_wt_panel(U);
+    return ((U + P - 1) / P * P * K + 15) / 16 * 16;
+}
 
 /* Facts the training pass attaches to a graph (passes/plan_train.c), indexed by node. A training
  * step runs over chunks of `chunk` samples; per sample, the training arena holds every value the
@@ -217,6 +226,7 @@ typedef struct pn_tplan {
     int64_t *grad_off;    /* bytes per sample into the training arena, or -1 */
     int64_t *stat_off;    /* floats into a chunk's statistics (batchnorm partials: 4 per channel), or -1 */
     int64_t *global_off;  /* floats into the step's global area (batchnorm statistics, dense W^T), or -1 */
+    int64_t *wp_off;      /* a dense layer's W in panels (pn_wt_floats) when its input takes a gradient, or -1 */
     int64_t sample_bytes; /* training arena bytes per sample */
     int64_t stat_floats;  /* statistics per chunk: [0] loss sum, [1] correct count, then partials */
     int64_t global_floats;

@@ -47,6 +47,7 @@ void pass_plan_train(pn_graph *g) {
     t->grad_off = zalloc(g, sizeof(int64_t) * (size_t)n);
     t->stat_off = zalloc(g, sizeof(int64_t) * (size_t)n);
     t->global_off = zalloc(g, sizeof(int64_t) * (size_t)n);
+    t->wp_off = zalloc(g, sizeof(int64_t) * (size_t)n);
     bool *depends = zalloc(g, sizeof(bool) * (size_t)n);
     t->live[t->loss] = true;
     for (int i = n - 1; i >= 0; i--)
@@ -62,7 +63,7 @@ void pass_plan_train(pn_graph *g) {
     for (int i = 0; i < n; i++) {
         const pn_node *nd = &g->nodes[i];
         t->act[i] = t->gbuf[i] = -1;
-        t->act_off[i] = t->grad_off[i] = t->stat_off[i] = t->global_off[i] = -1;
+        t->act_off[i] = t->grad_off[i] = t->stat_off[i] = t->global_off[i] = t->wp_off[i] = -1;
         if (!t->live[i]) continue;
         int64_t bytes = (pn_shape_sample_elems(&nd->shape) * 4 + 63) / 64 * 64;
         t->act[i] = is_view(nd->op) ? t->act[nd->in[0]] : i;
@@ -95,14 +96,16 @@ void pass_plan_train(pn_graph *g) {
         t->global_floats += 4 * C;
     }
     /* Dense weights transposed at the start of each step, for the forward GEMM, in panels
-     * (pn_wt_panel, graph.h). */
+     * (pn_wt_panel, graph.h); where the input takes a gradient, W in panels too, for dx. */
     for (int i = 0; i < n; i++) {
         const pn_node *nd = &g->nodes[i];
         if (!t->live[i] || nd->op != PN_OP_DENSE) continue;
         int64_t U = nd->params[0].shape.d[0], K = nd->params[0].shape.d[1];
         t->global_off[i] = t->global_floats;
-        int64_t P = pn_wt_panel(U);
-        t->global_floats += ((U + P - 1) / P * P * K + 15) / 16 * 16;
+        t->global_floats += pn_wt_floats(U, K);
+        if (!t->grad[nd->in[0]]) continue;
+        t->wp_off[i] = t->global_floats;
+        t->global_floats += pn_wt_floats(K, U);
     }
     t->stat_floats = (t->stat_floats + 15) / 16 * 16;
 }

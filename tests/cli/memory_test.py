@@ -226,9 +226,9 @@ for name, src in TRAIN_NETS.items():
         check("%s trains at batch 1024" % name, False, out.stdout + out.stderr)
         continue
     rss, params_mib = float(m2.group(1)) * MiB, float(m2.group(2))
-    # Raw and prepared parameters, transposed weights, momentum, and the stack of a 32-chunk tree
-    # (6 partial sums at most: log2 32 + 1), and 2 more of slack: 12 copies. One gradient slot per
-    # chunk would be 36.
+    # Raw and prepared parameters, transposed weights, W in the panels dx reads (all but the first
+    # layer's), momentum, and the stack of a 32-chunk tree (6 partial sums at most: log2 32 + 1),
+    # and 1 more of slack: 12 copies. One gradient slot per chunk would be 36.
     limit = params_mib * MiB * 12 + act + base + 16 * MiB
     check("%s at batch 1024: peak resident %.1f MiB <= %.1f MiB parameters x 12 + %.1f MiB activations + %.1f MiB "
           "baseline + 16 MiB" % (name, rss / MiB, params_mib, act / MiB, base / MiB), rss <= limit,
