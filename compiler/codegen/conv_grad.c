@@ -29,10 +29,23 @@ static void bias_sums(cg *c, LLVMValueRef dys, LLVMValueRef gb, LLVMValueRef fir
 
 /* ---- conv2d ------------------------------------------------------------------------------------
  * Per sample: colT[p][ci*KK + kh*KW + kw] = x[ci, oh*SH + kh - PH, ow*SW + kw - PW] (0 outside);
- * dW[O x CKK] += dy_s[O x P] colT; for dx, dcolT[P x CKK] = dy_s^T W, then scattered back
+ * dW[O x CKK] += dy_s[O x P] colT; for dx, dcol[CKK x P] = W^T dy_s, then scattered back
  * (col2im). dW is split by tiles; dx by input channels, so each thread owns its dx planes. With
  * groups G, group g's weights [O/G][WK] (WK = C/G * KK) meet colT's columns of its channels and
- * dy's rows of its outputs: one GEMM per group for dW and for dcolT, over the same colT. */
+ * dy's rows of its outputs: one GEMM per group for dW and for dcolT[P x CKK] = dy_s^T W, over the
+ * same colT.
+ *
+ * colT's KW columns of one (p, ci, kh) are KW adjacent floats of x: one masked vector load and
+ * store (KW <= VW), the lanes outside the plane zero. With stride 1 along the width (and one
+ * group, and rows of at most 8 vectors), dx is dcol = W^T dy_s, W read down its columns, and a row
+ * of dx takes its terms of dcol in registers, a vector at a time, then is stored once. Otherwise
+ * colT is gathered and dcolT scattered element by element, the scalar twin (tests: test_grad's
+ * strided and grouped convolutions). Every dx element takes its additions in the same order
+ * either way, and dcol's sums over o run in the same order as dcolT's: the same bits. */
+
+/* ih where ok, else 0 (an address inside the plane for a load that reads nothing). */
+static LLVMValueRef fsel_i(cg *c, LLVMValueRef ok, LLVMValueRef ih) { return LLVMBuildSelect(c->b, ok, ih, I(c, 0), ""); }
+
 LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
     const pn_graph *g = c->g;
     const pn_node *nd = &g->nodes[node];
@@ -54,6 +67,41 @@ LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
     LLVMValueRef xs0 = cg_gep(c, x, imul(c, s.iv, I(c, Ci * H * W)));
     LLVMValueRef dys = cg_gep(c, dy, imul(c, s.iv, I(c, O * P)));
     /* colT, by this thread in full: rows p = (oh, ow), columns j = (ci, kh, kw), zero outside. */
+    bool runs = SW == 1;
+    int VW0, MR0, NV0;
+    cg_gemm_shape(c, &VW0, &MR0, &NV0);
+    if (KW <= VW0) { /* a (ci, kh) row's KW floats at once, masked to the columns inside */
+        LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW0);
+        LLVMValueRef store = cg_mask_const(c, VW0, (int)KW), lane = cg_lane_index(c, VW0);
+        cg_loop ohl;
+        cg_loop_begin(c, &ohl, I(c, 0), I(c, OH), "oh");
+        cg_loop owl;
+        cg_loop_begin(c, &owl, I(c, 0), I(c, OW), "ow");
+        LLVMValueRef crow = cg_gep(c, colT, imul(c, iadd(c, imul(c, ohl.iv, I(c, OW)), owl.iv), I(c, CKK)));
+        LLVMValueRef iw0 = iadd(c, imul(c, owl.iv, I(c, SW)), I(c, -PW));
+        /* lanes l with 0 <= iw0 + l < W */
+        LLVMValueRef at = LLVMBuildAdd(c->b, cg_splat(c, iw0, VW0), lane, "");
+        LLVMValueRef cols = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, at, cg_splat(c, I(c, 0), VW0), ""),
+                                         LLVMBuildICmp(c->b, LLVMIntSLT, at, cg_splat(c, I(c, W), VW0), ""), "");
+        cols = LLVMBuildAnd(c->b, cols, store, "");
+        cg_loop cil;
+        cg_loop_begin(c, &cil, I(c, 0), I(c, Ci), "ci");
+        LLVMValueRef xplane = cg_gep(c, xs0, imul(c, cil.iv, I(c, H * W)));
+        LLVMValueRef ccol = cg_gep(c, crow, imul(c, cil.iv, I(c, KK)));
+        for (int64_t kh = 0; kh < KH; kh++) {
+            LLVMValueRef ih = iadd(c, imul(c, ohl.iv, I(c, SH)), I(c, kh - PH));
+            LLVMValueRef hok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih, I(c, 0), ""),
+                                            LLVMBuildICmp(c->b, LLVMIntSLT, ih, I(c, H), ""), "");
+            LLVMValueRef m = LLVMBuildAnd(c->b, cols, cg_splat(c, hok, VW0), "");
+            /* (iw0 < 0 at the left edge: a plain GEP, its lanes before the row masked off) */
+            LLVMValueRef idx = iadd(c, imul(c, fsel_i(c, hok, ih), I(c, W)), iw0);
+            LLVMValueRef src = LLVMBuildGEP2(c->b, c->f32, xplane, &idx, 1, "");
+            cg_masked_store(c, cg_masked_load(c, vt, src, m), cg_gep(c, ccol, I(c, kh * KW)), store);
+        }
+        cg_loop_end(c, &cil);
+        cg_loop_end(c, &owl);
+        cg_loop_end(c, &ohl);
+    } else {
     cg_loop ohl;
     cg_loop_begin(c, &ohl, I(c, 0), I(c, OH), "oh");
     cg_loop owl;
@@ -78,6 +126,7 @@ LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
     cg_loop_end(c, &cil);
     cg_loop_end(c, &owl);
     cg_loop_end(c, &ohl);
+    }
     /* dW += dy_s colT (the first sample writes). */
     LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntEQ, s.iv, I(c, 0), "");
     for (int a = 0; a < 2; a++) {
@@ -111,12 +160,22 @@ LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
         cg_loop_end(c, &o);
     }
     if (need_dx) {
-        /* dyT[p][o], then dcolT for this thread's channels' columns, then col2im. */
-        cg_tk_transpose(c, dyT, I(c, O), dys, I(c, O), P);
-        if (G == 1) {
+        /* With runs (and one group): dcol's rows of this thread's channels, W^T dy_s with W read
+         * down its columns. Else dyT[p][o], then dcolT for this thread's channels' columns. */
+        int VW, MR, NV;
+        cg_gemm_shape(c, &VW, &MR, &NV);
+        int64_t nvec = (W + VW - 1) / VW;
+        bool rows = runs && G == 1 && nvec <= 8;
+        if (rows) {
+            cg_tk_gemm_at(c, imul(c, isub(c, chi, clo), I(c, KK)), I(c, 0), I(c, P), I(c, O), cg_gep(c, c->params, imul(c, clo, I(c, KK))),
+                          CKK, dys, P, cg_gep(c, dcolT, imul(c, clo, I(c, KK * P))), I(c, P), false, NULL);
+        } else if (G == 1) {
+            cg_tk_transpose(c, dyT, I(c, O), dys, I(c, O), P);
             cg_tk_gemm(c, I(c, P), imul(c, clo, I(c, KK)), imul(c, chi, I(c, KK)), I(c, O), dyT, I(c, O), c->params, CKK, dcolT,
                  I(c, CKK), false, false, NULL);
-        } else { /* group g: this thread's columns of [g WK, (g + 1) WK), relative to the group */
+        } else {
+            /* group g: this thread's columns of [g WK, (g + 1) WK), relative to the group */
+            cg_tk_transpose(c, dyT, I(c, O), dys, I(c, O), P);
             cg_loop gl;
             cg_loop_begin(c, &gl, I(c, 0), I(c, G), "group");
             LLVMValueRef g0 = imul(c, gl.iv, I(c, WK));
@@ -128,6 +187,55 @@ LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
             cg_loop_end(c, &gl);
         }
         LLVMValueRef dxs = cg_gep(c, dx, imul(c, s.iv, I(c, Ci * H * W)));
+        if (rows) {
+            /* col2im a row of dx at a time, in registers: row ih takes, for oh ascending (kh
+             * descending, oh*SH + kh - PH = ih) and kw ascending, dcol's run of row (ci, kh, kw)
+             * at oh, lanes iw = ow + kw - PW: each element's additions in the scalar loop's order,
+             * the row loaded (or zero) and stored once. */
+            LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
+            cg_loop cc;
+            cg_loop_begin(c, &cc, clo, chi, "ci");
+            cg_loop ihl;
+            cg_loop_begin(c, &ihl, I(c, 0), I(c, H), "ih");
+            LLVMValueRef drow = cg_gep(c, dxs, iadd(c, imul(c, cc.iv, I(c, H * W)), imul(c, ihl.iv, I(c, W))));
+            LLVMValueRef accv[8], rmask[8];
+            for (int64_t v = 0; v < nvec; v++) {
+                rmask[v] = cg_mask_const(c, VW, (int)(W - v * VW < VW ? W - v * VW : VW));
+                accv[v] = acc[0] ? cg_masked_load(c, vt, cg_gep(c, drow, I(c, v * VW)), rmask[v]) : LLVMConstNull(vt);
+            }
+            for (int64_t kh = KH - 1; kh >= 0; kh--) {
+                LLVMValueRef t = iadd(c, ihl.iv, I(c, PH - kh)); /* oh * SH */
+                LLVMValueRef oh = idiv(c, cg_smax(c, t, I(c, 0)), I(c, SH));
+                LLVMValueRef ok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, t, I(c, 0), ""),
+                                               LLVMBuildICmp(c->b, LLVMIntSLT, oh, I(c, OH), ""), "");
+                if (SH > 1) ok = LLVMBuildAnd(c->b, ok, LLVMBuildICmp(c->b, LLVMIntEQ, irem(c, cg_smax(c, t, I(c, 0)), I(c, SH)), I(c, 0), ""), "");
+                oh = cg_smin(c, oh, I(c, OH - 1));
+                LLVMValueRef okv = cg_splat(c, ok, VW);
+                for (int64_t kw = 0; kw < KW; kw++) {
+                    /* lanes iw of vector v with ow = iw - kw + PW in [0, OW) and iw < W */
+                    LLVMValueRef src = cg_gep(c, dcolT, iadd(c, imul(c, iadd(c, imul(c, cc.iv, I(c, KK)), I(c, kh * KW + kw)), I(c, P)),
+                                                           iadd(c, imul(c, oh, I(c, OW)), I(c, PW - kw))));
+                    for (int64_t v = 0; v < nvec; v++) {
+                        LLVMValueRef m[64];
+                        int any = 0;
+                        for (int l = 0; l < VW; l++) {
+                            int64_t iw = v * VW + l, ow = iw - kw + PW;
+                            int in = iw < W && ow >= 0 && ow < OW;
+                            any |= in;
+                            m[l] = LLVMConstInt(c->i1, (unsigned long long)in, 0);
+                        }
+                        if (!any) continue;
+                        LLVMValueRef mk = LLVMConstVector(m, (unsigned)VW);
+                        LLVMValueRef val = cg_masked_load(c, vt, cg_gep(c, src, I(c, v * VW)), mk);
+                        LLVMValueRef take = LLVMBuildAnd(c->b, mk, okv, "");
+                        accv[v] = cg_select(c, take, cg_fadd(c, accv[v], val, false), accv[v]);
+                    }
+                }
+            }
+            for (int64_t v = 0; v < nvec; v++) cg_masked_store(c, accv[v], cg_gep(c, drow, I(c, v * VW)), rmask[v]);
+            cg_loop_end(c, &ihl);
+            cg_loop_end(c, &cc);
+        } else {
         if (!acc[0]) {
             cg_zero(c, dxs, imul(c, clo, I(c, H * W)), imul(c, chi, I(c, H * W)));
         }
@@ -160,6 +268,7 @@ LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
         }
         cg_loop_end(c, &oh2);
         cg_loop_end(c, &cc);
+        }
     }
     cg_loop_end(c, &s);
     return cg_tk_end(c);
