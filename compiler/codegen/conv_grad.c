@@ -289,7 +289,7 @@ static LLVMValueRef lanes(cg *c, int n, int first, int step) {
  * order (row 0 column 0, row 0 column 1, row 1 column 0, row 1 column 1), the others 0 (or + 0
  * with acc), so the values are the scalar loop's. */
 static void pool2_bwd_vec(cg *c, LLVMValueRef xp, LLVMValueRef yp, LLVMValueRef dyp, LLVMValueRef dxp, int64_t OH,
-                          int64_t OW, bool acc) {
+                          int64_t OW, bool acc, bool relu) {
     int VW, MR, NV;
     cg_gemm_shape(c, &VW, &MR, &NV);
     int64_t W = 2 * OW;
@@ -306,6 +306,7 @@ static void pool2_bwd_vec(cg *c, LLVMValueRef xp, LLVMValueRef yp, LLVMValueRef 
         LLVMValueRef at = iadd(c, imul(c, oh.iv, I(c, OW)), I(c, ob));
         LLVMValueRef d = cg_masked_load(c, vt, cg_gep(c, dyp, at), m1);
         LLVMValueRef m = cg_masked_load(c, vt, cg_gep(c, yp, at), m1);
+        if (relu) d = cg_select(c, LLVMBuildFCmp(c->b, LLVMRealOGT, m, zero, ""), d, zero);
         LLVMValueRef row[2], v[4], found = NULL;
         for (int kh = 0; kh < 2; kh++) {
             row[kh] = iadd(c, imul(c, iadd(c, imul(c, oh.iv, I(c, 2)), I(c, kh)), I(c, W)), I(c, 2 * ob));
@@ -336,6 +337,9 @@ LLVMValueRef cg_bwd_pool(cg *c, int node, const bool *acc) {
     int64_t KH = nd->ia[PN_POOL_KH], KW = nd->ia[PN_POOL_KW], SH = nd->ia[PN_POOL_SH], SW = nd->ia[PN_POOL_SW];
     int64_t PH = nd->ia[PN_POOL_PH], PW = nd->ia[PN_POOL_PW];
     bool is_max = nd->op == PN_OP_MAXPOOL2D;
+    /* The relu before it too (plan_train.c): a routed dy where the value it reaches is > 0, else 0
+     * (what the relu's backward would make of the pool's), into the convolution's gradient. */
+    bool relu = is_max && g->tplan.pool_bwd[nd->in[0]];
     cg_tk_begin(c, node, "bwd");
     LLVMValueRef dy = ctxp(c, TK_DY), x = ctxp(c, TK_X), dx = ctxp(c, TK_DX);
     LLVMValueRef lo, hi;
@@ -350,7 +354,7 @@ LLVMValueRef cg_bwd_pool(cg *c, int node, const bool *acc) {
         cg_zero(c, dxp, I(c, 0), I(c, H * W));
     }
     if (tiled && KH == 2 && KW == 2 && H == 2 * OH && W == 2 * OW && c->x86) {
-        pool2_bwd_vec(c, xp, yp, dyp, dxp, OH, OW, acc[0]);
+        pool2_bwd_vec(c, xp, yp, dyp, dxp, OH, OW, acc[0], relu);
     } else if (tiled) {
         /* Windows tile the plane: each window's maximum takes dy, the rest of it 0 (or +0). */
         cg_loop oh;
@@ -362,6 +366,7 @@ LLVMValueRef cg_bwd_pool(cg *c, int node, const bool *acc) {
         /* The forward pass stored the window's maximum: the first element equal to it takes dy
          * (a NaN maximum routes nothing). */
         LLVMValueRef m = cg_load(c, yp, iadd(c, imul(c, oh.iv, I(c, OW)), ow.iv));
+        if (relu) d = fsel(c, LLVMBuildFCmp(c->b, LLVMRealOGT, m, F(c, 0.0), ""), d, F(c, 0.0));
         LLVMValueRef found = LLVMConstInt(c->i1, 0, 0);
         for (int64_t k = 0; k < KH * KW; k++) {
             LLVMValueRef at = iadd(c, corner, I(c, (k / KW) * W + k % KW));
@@ -406,6 +411,7 @@ LLVMValueRef cg_bwd_pool(cg *c, int node, const bool *acc) {
         if (is_max) {
             cg_if f;
             cg_if_begin(c, &f, LLVMBuildICmp(c->b, LLVMIntSGE, bidx, I(c, 0), ""));
+            if (relu) d = fsel(c, LLVMBuildFCmp(c->b, LLVMRealOGT, best, F(c, 0.0), ""), d, F(c, 0.0));
             cg_put(c, d, dxp, bidx, true);
             cg_if_end(c, &f);
         }

@@ -215,6 +215,12 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
     tg.plan.fuse_next = pn_xmalloc(sizeof(int) * (size_t)(n ? n : 1));
     tg.plan.fused = pn_xcalloc((size_t)(n ? n : 1), sizeof(bool));
     for (int i = 0; i < n; i++) tg.plan.fuse_next[i] = -1;
+    /* ... but a relu that its convolution applies as it stores (plan_train.c). */
+    for (int i = 0; i < n; i++)
+        if (orig->tplan.fused[i]) {
+            tg.plan.fuse_next[orig->nodes[i].in[0]] = i;
+            tg.plan.fused[i] = true;
+        }
     c->g = &tg;
     const pn_tplan *t = &tg.tplan;
     int *input_index = pn_xcalloc((size_t)(n ? n : 1), sizeof(int));
@@ -243,7 +249,8 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
      * kernel. */
     for (int i = 0; i < n && ok; i++) {
         const pn_node *nd = &tg.nodes[i];
-        if (!t->live[i] || i == t->loss || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST || is_view(nd->op)) continue;
+        if (!t->live[i] || i == t->loss || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST || is_view(nd->op) || t->fused[i])
+            continue;
         const cg_op_row *r = cg_op(nd->op);
         if (r->synced) push_pass(&steps, i, r->synced(c, i, false, NULL));
         else if (r->train) push(&steps, ST_TRAIN, i, fwd_kern[i] = r->train(c, i));
@@ -267,7 +274,8 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
     for (int bi = 0; bi < n && ok; bi++) {
         int i = border[bi];
         const pn_node *nd = &tg.nodes[i];
-        if (!t->grad[i] || i == t->loss || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST || is_view(nd->op)) continue;
+        if (!t->grad[i] || i == t->loss || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST || is_view(nd->op) || t->pool_bwd[i])
+            continue; /* (a relu whose max-pool's backward is its own: plan_train.c) */
         bool acc[TK_MAX_INPUTS] = {0};
         for (int k = 0; k < nd->ninputs && k < TK_MAX_INPUTS; k++) {
             if (!cg_grad_edge(&tg, i, k)) continue;
@@ -289,7 +297,8 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
     /* Evaluation: the inference-mode forward over the same layout, then the loss alone. */
     for (int i = 0; i < n && ok; i++) {
         const pn_node *nd = &tg.nodes[i];
-        if (!t->live[i] || i == t->loss || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST || is_view(nd->op)) continue;
+        if (!t->live[i] || i == t->loss || nd->op == PN_OP_INPUT || nd->op == PN_OP_CONST || is_view(nd->op) || t->fused[i])
+            continue;
         /* The op's eval column where the two modes differ, else the training forward's kernel. */
         const cg_op_row *r = cg_op(nd->op);
         if (r->eval) push(&eval, ST_INFER, i, r->eval(c, i));

@@ -227,6 +227,8 @@ typedef struct pn_tplan {
     int64_t *stat_off;    /* floats into a chunk's statistics (batchnorm partials: 4 per channel), or -1 */
     int64_t *global_off;  /* floats into the step's global area (batchnorm statistics, dense W^T), or -1 */
     int64_t *wp_off;      /* a dense layer's W in panels (pn_wt_floats) when its input takes a gradient, or -1 */
+    bool *fused;          /* a relu that its input's convolution applies as it stores, in its storage */
+    bool *pool_bwd;       /* a fused relu whose one consumer, a max-pool, computes its backward too */
     int64_t sample_bytes; /* training arena bytes per sample */
     int64_t stat_floats;  /* statistics per chunk: [0] loss sum, [1] correct count, then partials */
     int64_t global_floats;

@@ -59,6 +59,33 @@ void pass_plan_train(pn_graph *g) {
         for (int k = 0; k < nd->ninputs; k++) depends[i] |= !no_grad_edge(nd, k) && depends[nd->in[k]];
         t->grad[i] = t->live[i] && depends[i];
     }
+    /* A relu whose input is a convolution's value that nothing else reads (in the step) is applied
+     * by the convolution's kernel as it stores (its inference epilogue), and shares its storage as
+     * a view does: the relu's backward reads x > 0 there, which relu(x) > 0 answers the same. One
+     * pass over the activations less, and their storage. */
+    t->fused = zalloc(g, sizeof(bool) * (size_t)n);
+    int *uses = zalloc(g, sizeof(int) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; t->live[i] && k < g->nodes[i].ninputs; k++) uses[g->nodes[i].in[k]]++;
+    for (int i = 0; i < n; i++) {
+        const pn_node *nd = &g->nodes[i];
+        if (!t->live[i] || i == t->loss || nd->op != PN_OP_RELU || nd->ninputs != 1) continue;
+        const pn_node *s = &g->nodes[nd->in[0]];
+        if (s->op == PN_OP_CONV2D && uses[nd->in[0]] == 1 && !(s->flags & PN_NODE_OUTPUT) && s->stage == nd->stage &&
+            s->shard <= 1 && s->dtype == PN_F32 && nd->dtype == PN_F32)
+            t->fused[i] = true;
+    }
+    /* Such a relu read by a max-pool alone: the pool's backward writes the convolution's dy itself,
+     * each routed dy where its window's maximum is > 0 (the relu's x > 0, as its backward would
+     * take it) and 0 elsewhere, into the convolution's gradient, which the relu's shares: a pass
+     * less again, and the relu's gradient storage. */
+    t->pool_bwd = zalloc(g, sizeof(bool) * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        const pn_node *nd = &g->nodes[i];
+        if (!t->live[i] || nd->op != PN_OP_MAXPOOL2D || !t->fused[nd->in[0]] || uses[nd->in[0]] != 1) continue;
+        const pn_node *r = &g->nodes[nd->in[0]];
+        if (!(r->flags & PN_NODE_OUTPUT) && r->stage == nd->stage) t->pool_bwd[nd->in[0]] = true;
+    }
     int64_t off = 0;
     for (int i = 0; i < n; i++) {
         const pn_node *nd = &g->nodes[i];
@@ -66,13 +93,14 @@ void pass_plan_train(pn_graph *g) {
         t->act_off[i] = t->grad_off[i] = t->stat_off[i] = t->global_off[i] = t->wp_off[i] = -1;
         if (!t->live[i]) continue;
         int64_t bytes = (pn_shape_sample_elems(&nd->shape) * 4 + 63) / 64 * 64;
-        t->act[i] = is_view(nd->op) ? t->act[nd->in[0]] : i;
-        if (nd->op != PN_OP_INPUT && nd->op != PN_OP_CONST && !(nd->flags & PN_NODE_TRAIN) && !is_view(nd->op)) {
+        bool alias = is_view(nd->op) || t->fused[i];
+        t->act[i] = alias ? t->act[nd->in[0]] : i;
+        if (nd->op != PN_OP_INPUT && nd->op != PN_OP_CONST && !(nd->flags & PN_NODE_TRAIN) && !alias) {
             t->act_off[i] = off;
             off += bytes;
         }
         if (!t->grad[i] || i == t->loss) continue;
-        t->gbuf[i] = is_view(nd->op) ? t->gbuf[nd->in[0]] : i;
+        t->gbuf[i] = is_view(nd->op) || t->pool_bwd[i] ? t->gbuf[nd->in[0]] : i;
         if (t->gbuf[i] == i) {
             t->grad_off[i] = off;
             off += bytes;

@@ -387,6 +387,59 @@ static void test_chunk_rule(void **s) {
 #undef NET
 }
 
+/* A relu after a convolution that nothing else reads is applied by the convolution's kernel and
+ * shares its storage (plan_train.c); one whose convolution feeds another op too is not. The
+ * gradient through the first kind, by central differences (eps 1e-3, as for relu alone). */
+static void test_conv_relu_fused(void **s) {
+    (void)s;
+    pn_graph *g = check_source("network g_crelu2 { input x : f32[batch, 2, 7, 7]; c = relu(conv2d(x, 3, 3, padding = 1));"
+                               " e = conv2d(c, 4, 3); f = relu(e) + e; output logits = dense(flatten(f), 3);" CE);
+    assert_non_null(g);
+    for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(g);
+    int fused = 0, alone = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        if (g->nodes[i].op != PN_OP_RELU) continue;
+        if (g->tplan.fused[i]) {
+            fused++;
+            assert_int_equal(g->tplan.act[i], g->nodes[i].in[0]);
+            assert_int_equal(g->tplan.act_off[i], -1);
+        } else {
+            alone++;
+            assert_int_equal(g->tplan.act[i], i);
+        }
+    }
+    assert_int_equal(fused, 1);
+    assert_int_equal(alone, 1);
+    pn_graph_free(g);
+    check_grad("network g_crelu { input x : f32[batch, 2, 7, 7]; c = relu(conv2d(x, 3, 3, padding = 1));"
+               " d = relu(conv2d(c, 4, 3)); output logits = dense(flatten(d), 3);" CE,
+               5, 1e-3, 3);
+}
+
+/* A fused relu read by a max-pool alone: the pool's backward is the relu's too (plan_train.c), in
+ * the vector path (2 x 2 windows tiling the plane), the tiled scalar one and the
+ * general one (overlapping windows with padding): planes 16, 7 and 3 wide; gradients by central differences. */
+static void test_pool_relu_bwd(void **s) {
+    (void)s;
+    const char *src = "network g_prelu { input x : f32[batch, 2, 16, 16]; a = relu(conv2d(x, 3, 3, padding = 1));"
+                      " p = maxpool2d(a, 2); b = relu(conv2d(p, 3, 2)); q = maxpool2d(b, 2);"
+                      " c = relu(conv2d(q, 4, 1)); r = maxpool2d(c, 3, stride = 2, padding = 1);"
+                      " output logits = dense(flatten(r), 3);" CE;
+    pn_graph *g = check_source(src);
+    assert_non_null(g);
+    for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(g);
+    int n = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->tplan.pool_bwd[i]) {
+            assert_int_equal(g->nodes[i].op, PN_OP_RELU);
+            assert_int_equal(g->tplan.gbuf[i], g->tplan.gbuf[g->nodes[i].in[0]]);
+            n++;
+        }
+    assert_int_equal(n, 3);
+    pn_graph_free(g);
+    check_grad(src, 4, 1e-3, 3);
+}
+
 static void test_no_train_block(void **s) {
     (void)s;
     compiled c;
@@ -512,6 +565,8 @@ int main(void) {
         cmocka_unit_test(test_many_chunks),
         cmocka_unit_test(test_wide_optimised),
         cmocka_unit_test(test_chunk_rule),
+        cmocka_unit_test(test_conv_relu_fused),
+        cmocka_unit_test(test_pool_relu_bwd),
         cmocka_unit_test(test_no_train_block),
         cmocka_unit_test(test_set_lr),
         cmocka_unit_test(test_stale_transpose),
