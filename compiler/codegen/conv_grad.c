@@ -38,10 +38,11 @@ static void bias_sums(cg *c, LLVMValueRef dys, LLVMValueRef gb, LLVMValueRef fir
  * colT's KW columns of one (p, ci, kh) are KW adjacent floats of x: one masked vector load and
  * store (KW <= VW), the lanes outside the plane zero. With stride 1 along the width (and one
  * group, and rows of at most 8 vectors), dx is dcol = W^T dy_s, W read down its columns, and a row
- * of dx takes its terms of dcol in registers, a vector at a time, then is stored once. Otherwise
- * colT is gathered and dcolT scattered element by element, the scalar twin (tests: test_grad's
- * strided and grouped convolutions). Every dx element takes its additions in the same order
- * either way, and dcol's sums over o run in the same order as dcolT's: the same bits. */
+ * of dx takes its terms of dcol in registers, a vector at a time, then is stored once. The scalar
+ * twins: colT gathered element by element where KW > VW, and dcolT scattered element by element
+ * for other strides and for groups (tests: test_grad's test_conv_wide_kernel, strided and grouped
+ * convolutions). Every dx element takes its additions in the same order either way, and dcol's
+ * sums over o run in the same order as dcolT's: the same bits. */
 
 /* ih where ok, else 0 (an address inside the plane for a load that reads nothing). */
 static LLVMValueRef fsel_i(cg *c, LLVMValueRef ok, LLVMValueRef ih) { return LLVMBuildSelect(c->b, ok, ih, I(c, 0), ""); }
@@ -102,30 +103,30 @@ LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
         cg_loop_end(c, &owl);
         cg_loop_end(c, &ohl);
     } else {
-    cg_loop ohl;
-    cg_loop_begin(c, &ohl, I(c, 0), I(c, OH), "oh");
-    cg_loop owl;
-    cg_loop_begin(c, &owl, I(c, 0), I(c, OW), "ow");
-    LLVMValueRef crow = cg_gep(c, colT, imul(c, iadd(c, imul(c, ohl.iv, I(c, OW)), owl.iv), I(c, CKK)));
-    cg_loop cil;
-    cg_loop_begin(c, &cil, I(c, 0), I(c, Ci), "ci");
-    LLVMValueRef xplane = cg_gep(c, xs0, imul(c, cil.iv, I(c, H * W)));
-    LLVMValueRef ccol = cg_gep(c, crow, imul(c, cil.iv, I(c, KK)));
-    for (int64_t kh = 0; kh < KH; kh++) {
-        LLVMValueRef ih = iadd(c, imul(c, ohl.iv, I(c, SH)), I(c, kh - PH));
-        LLVMValueRef hok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih, I(c, 0), ""),
-                                        LLVMBuildICmp(c->b, LLVMIntSLT, ih, I(c, H), ""), "");
-        for (int64_t kw = 0; kw < KW; kw++) {
-            LLVMValueRef iw = iadd(c, imul(c, owl.iv, I(c, SW)), I(c, kw - PW));
-            LLVMValueRef inb = LLVMBuildAnd(c->b, hok, LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, iw, I(c, 0), ""),
-                                                               LLVMBuildICmp(c->b, LLVMIntSLT, iw, I(c, W), ""), ""), "");
-            LLVMValueRef idx = LLVMBuildSelect(c->b, inb, iadd(c, imul(c, ih, I(c, W)), iw), I(c, 0), "");
-            cg_store(c, fsel(c, inb, cg_load(c, xplane, idx), F(c, 0.0)), ccol, I(c, kh * KW + kw));
+        cg_loop ohl;
+        cg_loop_begin(c, &ohl, I(c, 0), I(c, OH), "oh");
+        cg_loop owl;
+        cg_loop_begin(c, &owl, I(c, 0), I(c, OW), "ow");
+        LLVMValueRef crow = cg_gep(c, colT, imul(c, iadd(c, imul(c, ohl.iv, I(c, OW)), owl.iv), I(c, CKK)));
+        cg_loop cil;
+        cg_loop_begin(c, &cil, I(c, 0), I(c, Ci), "ci");
+        LLVMValueRef xplane = cg_gep(c, xs0, imul(c, cil.iv, I(c, H * W)));
+        LLVMValueRef ccol = cg_gep(c, crow, imul(c, cil.iv, I(c, KK)));
+        for (int64_t kh = 0; kh < KH; kh++) {
+            LLVMValueRef ih = iadd(c, imul(c, ohl.iv, I(c, SH)), I(c, kh - PH));
+            LLVMValueRef hok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih, I(c, 0), ""),
+                                            LLVMBuildICmp(c->b, LLVMIntSLT, ih, I(c, H), ""), "");
+            for (int64_t kw = 0; kw < KW; kw++) {
+                LLVMValueRef iw = iadd(c, imul(c, owl.iv, I(c, SW)), I(c, kw - PW));
+                LLVMValueRef inb = LLVMBuildAnd(c->b, hok, LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, iw, I(c, 0), ""),
+                                                                   LLVMBuildICmp(c->b, LLVMIntSLT, iw, I(c, W), ""), ""), "");
+                LLVMValueRef idx = LLVMBuildSelect(c->b, inb, iadd(c, imul(c, ih, I(c, W)), iw), I(c, 0), "");
+                cg_store(c, fsel(c, inb, cg_load(c, xplane, idx), F(c, 0.0)), ccol, I(c, kh * KW + kw));
+            }
         }
-    }
-    cg_loop_end(c, &cil);
-    cg_loop_end(c, &owl);
-    cg_loop_end(c, &ohl);
+        cg_loop_end(c, &cil);
+        cg_loop_end(c, &owl);
+        cg_loop_end(c, &ohl);
     }
     /* dW += dy_s colT (the first sample writes). */
     LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntEQ, s.iv, I(c, 0), "");
@@ -236,38 +237,38 @@ LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
             cg_loop_end(c, &ihl);
             cg_loop_end(c, &cc);
         } else {
-        if (!acc[0]) {
-            cg_zero(c, dxs, imul(c, clo, I(c, H * W)), imul(c, chi, I(c, H * W)));
-        }
-        /* col2im: for each (oh, kh) row in range and each kw, the ow range that lands inside. */
-        cg_loop cc;
-        cg_loop_begin(c, &cc, clo, chi, "ci");
-        LLVMValueRef dplane = cg_gep(c, dxs, imul(c, cc.iv, I(c, H * W)));
-        LLVMValueRef dcol = cg_gep(c, dcolT, imul(c, cc.iv, I(c, KK)));
-        cg_loop oh2;
-        cg_loop_begin(c, &oh2, I(c, 0), I(c, OH), "oh2");
-        for (int64_t kh = 0; kh < KH; kh++) {
-            LLVMValueRef ih = iadd(c, imul(c, oh2.iv, I(c, SH)), I(c, kh - PH));
-            cg_if f;
-            cg_if_begin(c, &f, LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih, I(c, 0), ""),
-                                            LLVMBuildICmp(c->b, LLVMIntSLT, ih, I(c, H), ""), ""));
-            LLVMValueRef drow = cg_gep(c, dplane, imul(c, ih, I(c, W)));
-            LLVMValueRef srow = cg_gep(c, dcol, imul(c, imul(c, oh2.iv, I(c, OW)), I(c, CKK)));
-            for (int64_t kw = 0; kw < KW; kw++) {
-                int64_t lo = PW - kw > 0 ? (PW - kw + SW - 1) / SW : 0;
-                int64_t hi = (W - 1 + PW - kw) >= 0 ? (W - 1 + PW - kw) / SW + 1 : 0;
-                if (hi > OW) hi = OW;
-                if (lo >= hi) continue;
-                cg_loop ow2;
-                cg_loop_begin(c, &ow2, I(c, lo), I(c, hi), "ow2");
-                LLVMValueRef iw = iadd(c, imul(c, ow2.iv, I(c, SW)), I(c, kw - PW));
-                cg_put(c, cg_load(c, srow, iadd(c, imul(c, ow2.iv, I(c, CKK)), I(c, kh * KW + kw))), drow, iw, true);
-                cg_loop_end(c, &ow2);
+            if (!acc[0]) {
+                cg_zero(c, dxs, imul(c, clo, I(c, H * W)), imul(c, chi, I(c, H * W)));
             }
-            cg_if_end(c, &f);
-        }
-        cg_loop_end(c, &oh2);
-        cg_loop_end(c, &cc);
+            /* col2im: for each (oh, kh) row in range and each kw, the ow range that lands inside. */
+            cg_loop cc;
+            cg_loop_begin(c, &cc, clo, chi, "ci");
+            LLVMValueRef dplane = cg_gep(c, dxs, imul(c, cc.iv, I(c, H * W)));
+            LLVMValueRef dcol = cg_gep(c, dcolT, imul(c, cc.iv, I(c, KK)));
+            cg_loop oh2;
+            cg_loop_begin(c, &oh2, I(c, 0), I(c, OH), "oh2");
+            for (int64_t kh = 0; kh < KH; kh++) {
+                LLVMValueRef ih = iadd(c, imul(c, oh2.iv, I(c, SH)), I(c, kh - PH));
+                cg_if f;
+                cg_if_begin(c, &f, LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih, I(c, 0), ""),
+                                                LLVMBuildICmp(c->b, LLVMIntSLT, ih, I(c, H), ""), ""));
+                LLVMValueRef drow = cg_gep(c, dplane, imul(c, ih, I(c, W)));
+                LLVMValueRef srow = cg_gep(c, dcol, imul(c, imul(c, oh2.iv, I(c, OW)), I(c, CKK)));
+                for (int64_t kw = 0; kw < KW; kw++) {
+                    int64_t lo = PW - kw > 0 ? (PW - kw + SW - 1) / SW : 0;
+                    int64_t hi = (W - 1 + PW - kw) >= 0 ? (W - 1 + PW - kw) / SW + 1 : 0;
+                    if (hi > OW) hi = OW;
+                    if (lo >= hi) continue;
+                    cg_loop ow2;
+                    cg_loop_begin(c, &ow2, I(c, lo), I(c, hi), "ow2");
+                    LLVMValueRef iw = iadd(c, imul(c, ow2.iv, I(c, SW)), I(c, kw - PW));
+                    cg_put(c, cg_load(c, srow, iadd(c, imul(c, ow2.iv, I(c, CKK)), I(c, kh * KW + kw))), drow, iw, true);
+                    cg_loop_end(c, &ow2);
+                }
+                cg_if_end(c, &f);
+            }
+            cg_loop_end(c, &oh2);
+            cg_loop_end(c, &cc);
         }
     }
     cg_loop_end(c, &s);

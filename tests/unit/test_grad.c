@@ -387,6 +387,15 @@ static void test_chunk_rule(void **s) {
 #undef NET
 }
 
+/* Kernels wider than a vector (17 > 16 floats): conv2d's backward gathers colT element by element,
+ * its scalar twin; and 1 x 1 kernels, one lane of the vector gather. */
+static void test_conv_wide_kernel(void **s) {
+    (void)s;
+    check_grad("network g_wide_k { input x : f32[batch, 2, 3, 20]; c = tanh(conv2d(x, 3, [2, 17], padding = [0, 1]));"
+               " d = conv2d(c, 2, 1); output logits = dense(flatten(d), 3);" CE,
+               5, 1e-2, 3);
+}
+
 /* A relu after a convolution that nothing else reads is applied by the convolution's kernel and
  * shares its storage (plan_train.c); one whose convolution feeds another op too is not. The
  * gradient through the first kind, by central differences (eps 1e-3, as for relu alone). */
@@ -565,6 +574,7 @@ int main(void) {
         cmocka_unit_test(test_many_chunks),
         cmocka_unit_test(test_wide_optimised),
         cmocka_unit_test(test_chunk_rule),
+        cmocka_unit_test(test_conv_wide_kernel),
         cmocka_unit_test(test_conv_relu_fused),
         cmocka_unit_test(test_pool_relu_bwd),
         cmocka_unit_test(test_no_train_block),
