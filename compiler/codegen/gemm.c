@@ -234,10 +234,8 @@ static void micro_tile(cg *c, LLVMValueRef *arow, int64_t ak, int mr, int nv, in
     if (pf) { /* line min(k - k0, rows * nv - 1) of the block: row / nv, vector % nv */
         LLVMValueRef at = cg_smin(c, LLVMBuildSub(c->b, k.iv, k0, ""), cg_i64(c, pf->rows * pf->nv - 1));
         LLVMValueRef r = LLVMBuildSDiv(c->b, at, cg_i64(c, pf->nv), ""), v = LLVMBuildSRem(c->b, at, cg_i64(c, pf->nv), "");
-        cg_prefetch(c,
-                    cg_gep(c, pf->base,
-                           LLVMBuildAdd(c->b, LLVMBuildMul(c->b, r, pf->ld, ""), LLVMBuildMul(c->b, v, cg_i64(c, VW), ""), "")),
-                    1);
+        LLVMValueRef off = LLVMBuildAdd(c->b, LLVMBuildMul(c->b, r, pf->ld, ""), LLVMBuildMul(c->b, v, cg_i64(c, VW), ""), "");
+        cg_prefetch(c, LLVMBuildGEP2(c->b, c->f32, pf->base, &off, 1, ""), 1);
     }
     for (int i = 0; i < mr; i++) {
         LLVMValueRef ka = ak == 1 ? k.iv : LLVMBuildMul(c->b, k.iv, cg_i64(c, ak), "");

@@ -131,7 +131,8 @@ static void tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLV
         /* The next row tile's lines of C (or past C's end: a prefetch never faults) are fetched for
          * writing while this tile computes, a line per k: the dW slots are megabytes, out of cache,
          * and their read (gadd) or first write would otherwise wait on memory at every tile's end. */
-        cg_pf pf = {cg_gep(c, crow[0], imul(c, I(c, MR), ldc)), ldc, MR, NV};
+        LLVMValueRef next = imul(c, I(c, MR), ldc); /* (a plain GEP: past C at the last tile) */
+        cg_pf pf = {LLVMBuildGEP2(c->b, c->f32, crow[0], &next, 1, ""), ldc, MR, NV};
         cg_micro_tile_a(c, arow, ak, mr, NV, bp, ldb, mask, I(c, 0), K, init, accv, gadd && full ? &pf : NULL);
         for (int add = 0; add < (gadd ? 2 : 1); add++) {
             cg_if ga;

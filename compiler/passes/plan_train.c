@@ -1,9 +1,11 @@
 /* pass_plan_train: plans a training step when the network has a train block. The step computes
  * the loss and everything it needs (tplan.live), keeps every value for the backward pass, and
  * gives a gradient buffer to each value that reaches the loss and depends on a trained parameter
- * (tplan.grad). Views (flatten, reshape) share their source's storage and gradient. Values are
- * laid out per sample in one training arena; batchnorm gets per-chunk partial statistics and
- * step-wide (global) statistics. */
+ * (tplan.grad). Views (flatten, reshape) share their source's storage and gradient; a relu that
+ * its convolution applies shares the convolution's storage (tplan.fused), and its gradient too
+ * where a max-pool's backward computes its own (tplan.pool_bwd). Values are laid out per sample in
+ * one training arena; batchnorm gets per-chunk partial statistics and step-wide (global)
+ * statistics. The chunk: TRAIN_CHUNK below. */
 #include "passes.h"
 
 #include <string.h>
@@ -24,6 +26,16 @@ static bool is_view(pn_op op) { return pn_ops[op].flags & PN_OPF_VIEW; }
 
 /* Input k of n carries no gradient: embedding ids, labels, regression targets. */
 static bool no_grad_edge(const pn_node *n, int k) { return k < 32 && (pn_ops[n->op].nograd_inputs >> k & 1); }
+
+/* Whether every step-live reader of node v, and of the views of it, is in stage st. */
+static bool read_in_stage(const pn_graph *g, const bool *live, int v, int st) {
+    for (int j = v + 1; j < g->nnodes; j++)
+        for (int k = 0; live[j] && k < g->nodes[j].ninputs; k++)
+            if (g->nodes[j].in[k] == v &&
+                (g->nodes[j].stage != st || (is_view(g->nodes[j].op) && !read_in_stage(g, live, j, st))))
+                return false;
+    return true;
+}
 
 static void *zalloc(pn_graph *g, size_t bytes) {
     void *p = pn_arena_alloc(&g->arena, bytes ? bytes : 1);
@@ -62,7 +74,9 @@ void pass_plan_train(pn_graph *g) {
     /* A relu whose input is a convolution's value that nothing else reads (in the step) is applied
      * by the convolution's kernel as it stores (its inference epilogue), and shares its storage as
      * a view does: the relu's backward reads x > 0 there, which relu(x) > 0 answers the same. One
-     * pass over the activations less, and their storage. */
+     * pass over the activations less, and their storage. Only where everything that reads the
+     * relu is in its stage: a stage boundary sends a value's storage forward and the gradient of
+     * its storage's node back (ir/bounds.c), which for a fused relu is not the relu's. */
     t->fused = zalloc(g, sizeof(bool) * (size_t)n);
     int *uses = zalloc(g, sizeof(int) * (size_t)n);
     for (int i = 0; i < n; i++)
@@ -72,7 +86,7 @@ void pass_plan_train(pn_graph *g) {
         if (!t->live[i] || i == t->loss || nd->op != PN_OP_RELU || nd->ninputs != 1) continue;
         const pn_node *s = &g->nodes[nd->in[0]];
         if (s->op == PN_OP_CONV2D && uses[nd->in[0]] == 1 && !(s->flags & PN_NODE_OUTPUT) && s->stage == nd->stage &&
-            s->shard <= 1 && s->dtype == PN_F32 && nd->dtype == PN_F32)
+            s->shard <= 1 && s->dtype == PN_F32 && nd->dtype == PN_F32 && read_in_stage(g, t->live, i, nd->stage))
             t->fused[i] = true;
     }
     /* Such a relu read by a max-pool alone: the pool's backward writes the convolution's dy itself,

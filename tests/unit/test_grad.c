@@ -420,6 +420,21 @@ static void test_conv_relu_fused(void **s) {
     assert_int_equal(fused, 1);
     assert_int_equal(alone, 1);
     pn_graph_free(g);
+    /* Read from the next stage (directly, or through a view): the boundary sends the relu's own
+     * storage and gradient, so no fusion. */
+    const char *staged[] = {
+        "network g_cstage { input x : f32[batch, 2, 7, 7]; @partition(0) { c = relu(conv2d(x, 3, 3, padding = 1)); }"
+        " @partition(1) { d = maxpool2d(c, 2); output logits = dense(flatten(d), 3); }" CE,
+        "network g_cstage2 { input x : f32[batch, 2, 7, 7]; @partition(0) { c = relu(conv2d(x, 3, 3, padding = 1)); f = flatten(c); }"
+        " @partition(1) { output logits = dense(f, 3); }" CE,
+    };
+    for (int k = 0; k < 2; k++) {
+        g = check_source(staged[k]);
+        assert_non_null(g);
+        for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(g);
+        for (int i = 0; i < g->nnodes; i++) assert_false(g->tplan.fused[i]);
+        pn_graph_free(g);
+    }
     check_grad("network g_crelu { input x : f32[batch, 2, 7, 7]; c = relu(conv2d(x, 3, 3, padding = 1));"
                " d = relu(conv2d(c, 4, 3)); output logits = dense(flatten(d), 3);" CE,
                5, 1e-3, 3);
