@@ -44,9 +44,6 @@ static void bias_sums(cg *c, LLVMValueRef dys, LLVMValueRef gb, LLVMValueRef fir
  * convolutions). Every dx element takes its additions in the same order either way, and dcol's
  * sums over o run in the same order as dcolT's: the same bits. */
 
-/* ih where ok, else 0 (an address inside the plane for a load that reads nothing). */
-static LLVMValueRef fsel_i(cg *c, LLVMValueRef ok, LLVMValueRef ih) { return LLVMBuildSelect(c->b, ok, ih, I(c, 0), ""); }
-
 LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
     const pn_graph *g = c->g;
     const pn_node *nd = &g->nodes[node];
@@ -67,67 +64,55 @@ LLVMValueRef cg_bwd_conv(cg *c, int node, const bool *acc) {
     cg_loop_begin(c, &s, I(c, 0), c->n, "s");
     LLVMValueRef xs0 = cg_gep(c, x, imul(c, s.iv, I(c, Ci * H * W)));
     LLVMValueRef dys = cg_gep(c, dy, imul(c, s.iv, I(c, O * P)));
-    /* colT, by this thread in full: rows p = (oh, ow), columns j = (ci, kh, kw), zero outside. */
+    /* colT, by this thread in full: rows p = (oh, ow), columns j = (ci, kh, kw), zero outside.
+     * With KW <= VW a (ci, kh) row's KW floats go at once, masked to the columns inside; else the
+     * scalar twin, element by element. */
     bool runs = SW == 1;
     int VW0, MR0, NV0;
     cg_gemm_shape(c, &VW0, &MR0, &NV0);
-    if (KW <= VW0) { /* a (ci, kh) row's KW floats at once, masked to the columns inside */
-        LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW0);
-        LLVMValueRef store = cg_mask_const(c, VW0, (int)KW), lane = cg_lane_index(c, VW0);
-        cg_loop ohl;
-        cg_loop_begin(c, &ohl, I(c, 0), I(c, OH), "oh");
-        cg_loop owl;
-        cg_loop_begin(c, &owl, I(c, 0), I(c, OW), "ow");
-        LLVMValueRef crow = cg_gep(c, colT, imul(c, iadd(c, imul(c, ohl.iv, I(c, OW)), owl.iv), I(c, CKK)));
-        LLVMValueRef iw0 = iadd(c, imul(c, owl.iv, I(c, SW)), I(c, -PW));
-        /* lanes l with 0 <= iw0 + l < W */
+    bool vec = KW <= VW0;
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW0);
+    LLVMValueRef store = cg_mask_const(c, VW0, (int)KW), lane = cg_lane_index(c, VW0);
+    cg_loop ohl;
+    cg_loop_begin(c, &ohl, I(c, 0), I(c, OH), "oh");
+    cg_loop owl;
+    cg_loop_begin(c, &owl, I(c, 0), I(c, OW), "ow");
+    LLVMValueRef crow = cg_gep(c, colT, imul(c, iadd(c, imul(c, ohl.iv, I(c, OW)), owl.iv), I(c, CKK)));
+    LLVMValueRef iw0 = iadd(c, imul(c, owl.iv, I(c, SW)), I(c, -PW)), cols = NULL;
+    if (vec) { /* lanes l < KW with 0 <= iw0 + l < W */
         LLVMValueRef at = LLVMBuildAdd(c->b, cg_splat(c, iw0, VW0), lane, "");
-        LLVMValueRef cols = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, at, cg_splat(c, I(c, 0), VW0), ""),
-                                         LLVMBuildICmp(c->b, LLVMIntSLT, at, cg_splat(c, I(c, W), VW0), ""), "");
+        cols = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, at, cg_splat(c, I(c, 0), VW0), ""),
+                            LLVMBuildICmp(c->b, LLVMIntSLT, at, cg_splat(c, I(c, W), VW0), ""), "");
         cols = LLVMBuildAnd(c->b, cols, store, "");
-        cg_loop cil;
-        cg_loop_begin(c, &cil, I(c, 0), I(c, Ci), "ci");
-        LLVMValueRef xplane = cg_gep(c, xs0, imul(c, cil.iv, I(c, H * W)));
-        LLVMValueRef ccol = cg_gep(c, crow, imul(c, cil.iv, I(c, KK)));
-        for (int64_t kh = 0; kh < KH; kh++) {
-            LLVMValueRef ih = iadd(c, imul(c, ohl.iv, I(c, SH)), I(c, kh - PH));
-            LLVMValueRef hok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih, I(c, 0), ""),
-                                            LLVMBuildICmp(c->b, LLVMIntSLT, ih, I(c, H), ""), "");
+    }
+    cg_loop cil;
+    cg_loop_begin(c, &cil, I(c, 0), I(c, Ci), "ci");
+    LLVMValueRef xplane = cg_gep(c, xs0, imul(c, cil.iv, I(c, H * W)));
+    LLVMValueRef ccol = cg_gep(c, crow, imul(c, cil.iv, I(c, KK)));
+    for (int64_t kh = 0; kh < KH; kh++) {
+        LLVMValueRef ih = iadd(c, imul(c, ohl.iv, I(c, SH)), I(c, kh - PH));
+        LLVMValueRef hok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih, I(c, 0), ""),
+                                        LLVMBuildICmp(c->b, LLVMIntSLT, ih, I(c, H), ""), "");
+        if (vec) {
             LLVMValueRef m = LLVMBuildAnd(c->b, cols, cg_splat(c, hok, VW0), "");
-            /* (iw0 < 0 at the left edge: a plain GEP, its lanes before the row masked off) */
-            LLVMValueRef idx = iadd(c, imul(c, fsel_i(c, hok, ih), I(c, W)), iw0);
+            /* (row 0 where ih is outside; iw0 < 0 at the left edge: a plain GEP, its lanes before
+             * the row masked off) */
+            LLVMValueRef idx = iadd(c, imul(c, LLVMBuildSelect(c->b, hok, ih, I(c, 0), ""), I(c, W)), iw0);
             LLVMValueRef src = LLVMBuildGEP2(c->b, c->f32, xplane, &idx, 1, "");
             cg_masked_store(c, cg_masked_load(c, vt, src, m), cg_gep(c, ccol, I(c, kh * KW)), store);
+            continue;
         }
-        cg_loop_end(c, &cil);
-        cg_loop_end(c, &owl);
-        cg_loop_end(c, &ohl);
-    } else {
-        cg_loop ohl;
-        cg_loop_begin(c, &ohl, I(c, 0), I(c, OH), "oh");
-        cg_loop owl;
-        cg_loop_begin(c, &owl, I(c, 0), I(c, OW), "ow");
-        LLVMValueRef crow = cg_gep(c, colT, imul(c, iadd(c, imul(c, ohl.iv, I(c, OW)), owl.iv), I(c, CKK)));
-        cg_loop cil;
-        cg_loop_begin(c, &cil, I(c, 0), I(c, Ci), "ci");
-        LLVMValueRef xplane = cg_gep(c, xs0, imul(c, cil.iv, I(c, H * W)));
-        LLVMValueRef ccol = cg_gep(c, crow, imul(c, cil.iv, I(c, KK)));
-        for (int64_t kh = 0; kh < KH; kh++) {
-            LLVMValueRef ih = iadd(c, imul(c, ohl.iv, I(c, SH)), I(c, kh - PH));
-            LLVMValueRef hok = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, ih, I(c, 0), ""),
-                                            LLVMBuildICmp(c->b, LLVMIntSLT, ih, I(c, H), ""), "");
-            for (int64_t kw = 0; kw < KW; kw++) {
-                LLVMValueRef iw = iadd(c, imul(c, owl.iv, I(c, SW)), I(c, kw - PW));
-                LLVMValueRef inb = LLVMBuildAnd(c->b, hok, LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, iw, I(c, 0), ""),
-                                                                   LLVMBuildICmp(c->b, LLVMIntSLT, iw, I(c, W), ""), ""), "");
-                LLVMValueRef idx = LLVMBuildSelect(c->b, inb, iadd(c, imul(c, ih, I(c, W)), iw), I(c, 0), "");
-                cg_store(c, fsel(c, inb, cg_load(c, xplane, idx), F(c, 0.0)), ccol, I(c, kh * KW + kw));
-            }
+        for (int64_t kw = 0; kw < KW; kw++) {
+            LLVMValueRef iw = iadd(c, iw0, I(c, kw));
+            LLVMValueRef inb = LLVMBuildAnd(c->b, hok, LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSGE, iw, I(c, 0), ""),
+                                                               LLVMBuildICmp(c->b, LLVMIntSLT, iw, I(c, W), ""), ""), "");
+            LLVMValueRef idx = LLVMBuildSelect(c->b, inb, iadd(c, imul(c, ih, I(c, W)), iw), I(c, 0), "");
+            cg_store(c, fsel(c, inb, cg_load(c, xplane, idx), F(c, 0.0)), ccol, I(c, kh * KW + kw));
         }
-        cg_loop_end(c, &cil);
-        cg_loop_end(c, &owl);
-        cg_loop_end(c, &ohl);
     }
+    cg_loop_end(c, &cil);
+    cg_loop_end(c, &owl);
+    cg_loop_end(c, &ohl);
     /* dW += dy_s colT (the first sample writes). */
     LLVMValueRef first = LLVMBuildICmp(c->b, LLVMIntEQ, s.iv, I(c, 0), "");
     for (int a = 0; a < 2; a++) {

@@ -364,13 +364,20 @@ static void test_wide_optimised(void **s) {
                33, 1e-2, 3);
 }
 
-/* The default chunk (plan_train.c): 64 samples where the trained weights pass a MiB and 64 samples'
- * kept values and gradients stay within 2 MiB, else 32; --train-chunk (train_chunk) overrides. */
-static int64_t chunk_of(const char *src, int train_chunk) {
+/* src checked and through every pass, with pnetc --train-chunk train_chunk (0: the default). */
+static pn_graph *planned(const char *src, int train_chunk) {
     pn_graph *g = check_source(src);
     assert_non_null(g);
     g->train_chunk = train_chunk;
     for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(g);
+    return g;
+}
+
+/* The default chunk (plan_train.c): 64 samples where the trained weights pass a MiB and 64 samples'
+ * kept values and gradients stay within 2 MiB, else 32; --train-chunk (train_chunk) overrides. */
+
+static int64_t chunk_of(const char *src, int train_chunk) {
+    pn_graph *g = planned(src, train_chunk);
     int64_t chunk = g->tplan.chunk;
     pn_graph_free(g);
     return chunk;
@@ -401,10 +408,8 @@ static void test_conv_wide_kernel(void **s) {
  * gradient through the first kind, by central differences (eps 1e-3, as for relu alone). */
 static void test_conv_relu_fused(void **s) {
     (void)s;
-    pn_graph *g = check_source("network g_crelu2 { input x : f32[batch, 2, 7, 7]; c = relu(conv2d(x, 3, 3, padding = 1));"
-                               " e = conv2d(c, 4, 3); f = relu(e) + e; output logits = dense(flatten(f), 3);" CE);
-    assert_non_null(g);
-    for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(g);
+    pn_graph *g = planned("network g_crelu2 { input x : f32[batch, 2, 7, 7]; c = relu(conv2d(x, 3, 3, padding = 1));"
+                          " e = conv2d(c, 4, 3); f = relu(e) + e; output logits = dense(flatten(f), 3);" CE, 0);
     int fused = 0, alone = 0;
     for (int i = 0; i < g->nnodes; i++) {
         if (g->nodes[i].op != PN_OP_RELU) continue;
@@ -429,9 +434,7 @@ static void test_conv_relu_fused(void **s) {
         " @partition(1) { output logits = dense(f, 3); }" CE,
     };
     for (int k = 0; k < 2; k++) {
-        g = check_source(staged[k]);
-        assert_non_null(g);
-        for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(g);
+        g = planned(staged[k], 0);
         for (int i = 0; i < g->nnodes; i++) assert_false(g->tplan.fused[i]);
         pn_graph_free(g);
     }
@@ -449,9 +452,7 @@ static void test_pool_relu_bwd(void **s) {
                       " p = maxpool2d(a, 2); b = relu(conv2d(p, 3, 2)); q = maxpool2d(b, 2);"
                       " c = relu(conv2d(q, 4, 1)); r = maxpool2d(c, 3, stride = 2, padding = 1);"
                       " output logits = dense(flatten(r), 3);" CE;
-    pn_graph *g = check_source(src);
-    assert_non_null(g);
-    for (int i = 0; i < pn_npasses; i++) pn_passes[i].run(g);
+    pn_graph *g = planned(src, 0);
     int n = 0;
     for (int i = 0; i < g->nnodes; i++)
         if (g->tplan.pool_bwd[i]) {
