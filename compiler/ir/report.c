@@ -9,7 +9,7 @@
 #include <string.h>
 
 const pn_cost_rate pn_cost_rates[PN_COST_NKINDS] = {
-#define PN_COST_KIND(id, name, flops, bytes, call) {name, flops, bytes, call},
+#define PN_COST_KIND(id, name, flops, bytes, call, param_bytes, cached) {name, flops, bytes, call, param_bytes, cached},
 #include "cost_table.def"
 #undef PN_COST_KIND
 };
@@ -74,11 +74,15 @@ static void node_cost_parts(const pn_graph *g, const pn_node *n, double *var, do
     const pn_cost_rate *r = &pn_cost_rates[kind];
     double flops = (double)pn_node_flops(g, n);
     if (flops < 0) flops = 0;
-    double bytes = 4.0 * (double)pn_shape_sample_elems(&n->shape) + 4.0 * (double)pn_node_param_count(n) / PN_COST_BATCH;
+    double bytes = 4.0 * (double)pn_shape_sample_elems(&n->shape);
     for (int k = 0; k < n->ninputs; k++)
         if (g->nodes[n->in[k]].op != PN_OP_CONST) bytes += 4.0 * (double)pn_shape_sample_elems(&g->nodes[n->in[k]].shape);
     *var = flops / r->flops_per_s + bytes / r->bytes_per_s;
-    *call = r->call_s;
+    /* Every call reads the parameters again whatever its samples, from memory where they outgrow
+     * the cache: a pipeline's micro-batch of m samples too, which is what makes many small
+     * micro-batches of a wide layer slow. */
+    double params = 4.0 * (double)pn_node_param_count(n);
+    *call = r->call_s + (params > r->param_cached ? params - r->param_cached : 0) / r->param_bytes_per_s;
 }
 
 /* Whether node n runs a kernel of its own. */
@@ -108,20 +112,30 @@ double pn_node_cost(const pn_graph *g, const pn_node *n) {
     return var + call / (double)pn_report_chunk(g);
 }
 
+/* Seconds stage s takes for micro-batch q: its samples as the runtime slices a call of B samples
+ * (chunks of C, the last one what is left; chunk samples cn split into M slices of cn * (k + 1) / M
+ * - cn * k / M), and a micro-batch's per-call cost; an empty slice runs nothing. */
+static double mb_work(const pn_stage_stats *st, long long B, long long C, int M, long long q) {
+    long long c0 = q / M * C, cn = B - c0 < C ? B - c0 : C, k = q % M;
+    long long n = cn * (k + 1) / M - cn * k / M;
+    return n > 0 ? st->cost * (double)n + st->call : 0;
+}
+
 double pn_pipeline_time(const pn_stage_stats *st, int S, long long B, long long C, int M, double *bubble) {
     if (C < 1 || C > B) C = B;
     long long Q = (B + C - 1) / C * M; /* micro-batches streamed: M per chunk */
-    double m = (double)B / (double)Q, busy = 0;
+    double busy = 0;
     double *end = pn_xcalloc((size_t)(S > 0 ? S : 1), sizeof *end); /* each stage's last finish */
     for (long long q = 0; q < Q; q++)
         for (int s = 0; s < S; s++) {
             double start = end[s];
             /* Waiting for the stage before costs the hand-off's latency on top. */
             if (s > 0 && end[s - 1] > start) start = end[s - 1] + st[s].wait;
-            end[s] = start + st[s].cost * m + st[s].call;
+            double work = mb_work(&st[s], B, C, M, q);
+            end[s] = start + work;
+            busy += work;
         }
     double wall = S > 0 ? end[S - 1] : 0;
-    for (int s = 0; s < S; s++) busy += (double)Q * (st[s].cost * m + st[s].call);
     free(end);
     if (bubble) *bubble = S > 0 && wall > 0 ? 1.0 - busy / (S * wall) : 0;
     return B > 0 ? wall / (double)B : 0;
@@ -131,7 +145,7 @@ double pn_pipeline_time_on(const pn_stage_stats *st, int S, long long B, long lo
     if (cores < 1 || cores >= S) return pn_pipeline_time(st, S, B, C, M, bubble);
     if (C < 1 || C > B) C = B;
     long long Q = (B + C - 1) / C * M;
-    double m = (double)B / (double)Q, busy = 0, t = 0;
+    double busy = 0, t = 0;
     /* Per stage: micro-batches done, the end of the last one, whether one runs and until when; and
      * the end of every micro-batch of the stage before (up[s * Q + q]: stage s - 1's q). */
     long long *done = pn_xcalloc((size_t)S, sizeof *done);
@@ -153,7 +167,7 @@ double pn_pipeline_time_on(const pn_stage_stats *st, int S, long long B, long lo
                 if (r > t && r < next) next = r;
             }
             if (pick < 0) break;
-            double work = st[pick].cost * m + st[pick].call;
+            double work = mb_work(&st[pick], B, C, M, done[pick]);
             running[pick] = true;
             until[pick] = t + work;
             busy += work;

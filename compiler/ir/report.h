@@ -10,7 +10,7 @@
 /* The op kinds of the static model: PN_COST_CONV, PN_COST_DENSE, PN_COST_POOL, PN_COST_NORM,
  * PN_COST_ELTWISE, each with its own rates (cost_table.def, which bench/calibrate_cost.py writes). */
 typedef enum pn_cost_kind {
-#define PN_COST_KIND(id, name, flops, bytes, call) PN_COST_##id,
+#define PN_COST_KIND(id, name, flops, bytes, call, param_bytes, cached) PN_COST_##id,
 #include "cost_table.def"
 #undef PN_COST_KIND
     PN_COST_NKINDS
@@ -19,6 +19,9 @@ typedef enum pn_cost_kind {
 typedef struct pn_cost_rate {
     const char *name;
     double flops_per_s, bytes_per_s, call_s;
+    /* Each call reads the node's parameters again: those beyond param_cached bytes (what stays in
+     * a core's cache between calls) at param_bytes_per_s. */
+    double param_bytes_per_s, param_cached;
 } pn_cost_rate;
 extern const pn_cost_rate pn_cost_rates[PN_COST_NKINDS];
 

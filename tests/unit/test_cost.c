@@ -105,6 +105,46 @@ static void test_pipeline_time(void **state) {
     assert_true(bubble > 0.3 && bubble < 0.35); /* the fast stage idles 2/3 of the time */
 }
 
+/* Micro-batches are the runtime's slices: a call of 70 samples in chunks of 64 and 8 slices each is
+ * 8 slices of 8, then the last 6 samples over 8 slices, two of them empty (they run nothing). */
+static void test_pipeline_slices(void **state) {
+    (void)state;
+    pn_stage_stats one[1] = {{.cost = 1e-6, .call = 1e-5}};
+    double bubble = 1;
+    double t = pn_pipeline_time(one, 1, 70, 64, 8, &bubble);
+    assert_true(fabs(t - (70 * 1e-6 + 14 * 1e-5) / 70) < 1e-15);
+    assert_true(fabs(bubble) < 1e-12);
+    /* Two stages: the last micro-batch, of 1 sample, is the drain; the first, of 8, the fill. */
+    pn_stage_stats two[2] = {{.cost = 1e-6}, {.cost = 1e-6}};
+    t = pn_pipeline_time(two, 2, 70, 64, 8, &bubble);
+    assert_true(fabs(t * 70 - (8e-6 + 70e-6)) < 1e-15);
+    assert_true(fabs(bubble - (1 - 140e-6 / (2 * 78e-6))) < 1e-12);
+    assert_true(fabs(pn_pipeline_time_on(two, 2, 70, 64, 8, 1, NULL) * 70 - 140e-6) < 1e-15);
+}
+
+/* Without a profile, every call reads a layer's parameters again beyond those a core's cache
+ * keeps: a dense layer of 64 MiB of weights costs that per call, so small calls of it cost more per
+ * sample; one of 40 KiB costs nothing per call for them. */
+static void test_params_per_call(void **state) {
+    (void)state;
+    pn_graph *g = parse("network w stages=1 replicas=1 microbatches=1 schedule=gpipe\n"
+                        "  x = input() : f32[batch,4096] stage=0 shard=1\n"
+                        "  d = dense(x) units=4096 bias=false : f32[batch,4096] stage=0 shard=1  # d.weight[4096,4096]\n"
+                        "  e = dense(d) units=10 bias=false : f32[batch,10] stage=0 shard=1 output  # e.weight[10,4096]\n"
+                        "  output y = e\n");
+    const pn_cost_rate *r = &pn_cost_rates[PN_COST_DENSE];
+    double wide = pn_node_cost(g, &g->nodes[1]), narrow = pn_node_cost(g, &g->nodes[2]);
+    double reread = (4.0 * 4096 * 4096 - r->param_cached) / r->param_bytes_per_s;
+    assert_true(4.0 * 4096 * 4096 > r->param_cached && 4.0 * 10 * 4096 < r->param_cached);
+    long long C = pn_report_chunk(g);
+    /* At C samples per call each sample pays a C-th of the re-read, and of the call. */
+    double per_sample = (double)pn_node_flops(g, &g->nodes[1]) / r->flops_per_s + 4.0 * 8192 / r->bytes_per_s;
+    assert_true(fabs(wide - (per_sample + (r->call_s + reread) / (double)C)) < 1e-9 * wide);
+    double small = (double)pn_node_flops(g, &g->nodes[2]) / r->flops_per_s + 4.0 * 4106 / r->bytes_per_s;
+    assert_true(fabs(narrow - (small + r->call_s / (double)C)) < 1e-9 * narrow);
+    pn_graph_free(g);
+}
+
 /* Stages on fewer CPUs than stages take turns: at most `cores` micro-batches at once. */
 static void test_pipeline_time_on_fewer_cores(void **state) {
     (void)state;
@@ -241,7 +281,7 @@ static void test_profile_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kinds),          cmocka_unit_test(test_unfused_eltwise), cmocka_unit_test(test_pipeline_time),
-        cmocka_unit_test(test_pipeline_time_on_fewer_cores),
+        cmocka_unit_test(test_pipeline_time_on_fewer_cores), cmocka_unit_test(test_pipeline_slices), cmocka_unit_test(test_params_per_call),
         cmocka_unit_test(test_profile_report), cmocka_unit_test(test_profile_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
