@@ -86,6 +86,39 @@ int64_t pn_node_flops(const pn_graph *g, const pn_node *n) {
     return out < 0 ? -1 : pn_ops[n->op].flops(g, n, out);
 }
 
+/* Phase planes larger than this per sample stay with the separate pool kernel (pass_fuse_pool):
+ * they would not fit a per-thread cache. */
+enum { POOL_GRID_MAX_FLOATS = 64 * 1024 };
+/* The kernel accumulates every position of a window at once, in at most 8 vectors per row. */
+enum { POOL_MAX_WINDOW = 8 };
+
+void pn_pool_grid_of(const pn_graph *g, int conv, int pool, pn_pool_grid *out) {
+    const pn_node *cv = &g->nodes[conv], *pl = &g->nodes[pool];
+    int64_t C = g->nodes[cv->in[0]].shape.d[1];
+    int64_t sph = pl->ia[PN_POOL_SH], spw = pl->ia[PN_POOL_SW];
+    int64_t sh = cv->ia[PN_CONV_SH], sw = cv->ia[PN_CONV_SW];
+    out->fh = sph * sh;
+    out->fw = spw * sw;
+    /* Window position (dy, dx) of pooled output (ph, pw) reads padded input row fh*ph + dy*sh + kh:
+     * plane (dy*sh + kh) % fh, row ph + (dy*sh + kh) / fh. */
+    out->rows = pl->shape.d[2] + ((sph - 1) * sh + cv->ia[PN_CONV_KH] - 1) / out->fh;
+    out->cols = pl->shape.d[3] + ((spw - 1) * sw + cv->ia[PN_CONV_KW] - 1) / out->fw;
+    out->lanes = (pl->shape.d[2] - 1) * out->cols + pl->shape.d[3];
+    out->floats = C * out->fh * out->fw * out->rows * out->cols;
+}
+
+bool pn_pool_tiles(const pn_graph *g, int conv, int pool) {
+    const pn_node *cv = &g->nodes[conv], *pl = &g->nodes[pool];
+    if (pl->op != PN_OP_MAXPOOL2D || cv->op != PN_OP_CONV2D || cv->ia[PN_CONV_GROUPS] != 1) return false;
+    if (pl->ia[PN_POOL_KH] != pl->ia[PN_POOL_SH] || pl->ia[PN_POOL_KW] != pl->ia[PN_POOL_SW] || pl->ia[PN_POOL_PH] != 0 ||
+        pl->ia[PN_POOL_PW] != 0 || pl->shape.d[2] < 1 || pl->shape.d[3] < 1 ||
+        pl->ia[PN_POOL_SH] * pl->ia[PN_POOL_SW] > POOL_MAX_WINDOW)
+        return false;
+    pn_pool_grid pg;
+    pn_pool_grid_of(g, conv, pool, &pg);
+    return pg.floats <= POOL_GRID_MAX_FLOATS;
+}
+
 int pn_fused_head(const pn_graph *g, int i) {
     const pn_plan *p = &g->plan;
     if (!p->fused || !p->fuse_next) return i;

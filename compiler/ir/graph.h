@@ -269,6 +269,13 @@ void pn_graph_add_output(pn_graph *g, const char *name, int node, pn_loc loc);
 int64_t pn_node_param_count(const pn_node *n);
 /* FLOPs per sample of a node (multiply-add = 2). */
 int64_t pn_node_flops(const pn_graph *g, const pn_node *n);
+/* The geometry of a maxpool2d (pool) over conv's output, as pass_fuse_pool computes it inside
+ * the conv's kernel. */
+void pn_pool_grid_of(const pn_graph *g, int conv, int pool, pn_pool_grid *out);
+/* Whether that kernel can: pool is a maxpool2d whose windows tile its input (kernel = stride, no
+ * padding, at most 8 positions), conv a conv2d of one group, and the phase planes fit a cache.
+ * The rest of pass_fuse_pool's test (one use, one stage, unsharded f32) is about the chain. */
+bool pn_pool_tiles(const pn_graph *g, int conv, int pool);
 /* After pass_fuse: the node whose kernel computes node i (i itself unless it is fused into a
  * producer's epilogue chain). */
 int pn_fused_head(const pn_graph *g, int i);

@@ -50,6 +50,42 @@ static bool fused_static(const pn_graph *g, int i) {
     return uses == 1;
 }
 
+/* Whether pass_fuse_pool will compute maxpool2d i inside the kernel of the conv2d (*conv) whose
+ * epilogue chain ends in the pool's input: then the pool costs nothing of its own, and the conv
+ * stores the pooled map. The same test as the pass, on the graph before the passes run. */
+static bool pool_fused_static(const pn_graph *g, int i, int *conv) {
+    const pn_node *pl = &g->nodes[i];
+    if (pl->op != PN_OP_MAXPOOL2D || pl->ninputs != 1 || pl->shard > 1 || pl->dtype != PN_F32) return false;
+    int t = pl->in[0], h = t;
+    while (fused_static(g, h)) h = g->nodes[h].in[0];
+    const pn_node *tn = &g->nodes[t], *cv = &g->nodes[h];
+    if (!pn_pool_tiles(g, h, i) || (tn->flags & PN_NODE_OUTPUT) || cv->stage != pl->stage || cv->shard > 1) return false;
+    int uses = 0;
+    for (int j = 0; j < g->nnodes; j++)
+        for (int k = 0; k < g->nodes[j].ninputs; k++) uses += g->nodes[j].in[k] == t && !(g->nodes[j].flags & PN_NODE_TRAIN);
+    *conv = h;
+    return uses == 1;
+}
+
+/* The maxpool2d that conv2d node c computes in its kernel (pool_fused_static), or -1: the reader
+ * of its epilogue chain's end. */
+static int pool_of_conv(const pn_graph *g, int c) {
+    if (g->nodes[c].op != PN_OP_CONV2D) return -1;
+    for (int t = c;;) {
+        int next = -1;
+        for (int j = t + 1; j < g->nnodes && next < 0; j++)
+            for (int k = 0; k < g->nodes[j].ninputs; k++)
+                if (g->nodes[j].in[k] == t && !(g->nodes[j].flags & PN_NODE_TRAIN)) next = j;
+        if (next < 0) return -1;
+        if (fused_static(g, next)) {
+            t = next;
+            continue;
+        }
+        int head;
+        return pool_fused_static(g, next, &head) && head == c ? next : -1;
+    }
+}
+
 /* The profile's layer named like n, or -1. */
 static int profile_layer(const pn_profile *p, const pn_node *n) {
     for (int k = 0; k < p->nlayers; k++)
@@ -69,12 +105,13 @@ static void node_cost_parts(const pn_graph *g, const pn_node *n, double *var, do
             return;
         }
     }
-    int kind = pn_node_cost_kind(n);
-    if (kind < 0 || fused_static(g, (int)(n - g->nodes))) return;
+    int kind = pn_node_cost_kind(n), i = (int)(n - g->nodes), head;
+    if (kind < 0 || fused_static(g, i) || pool_fused_static(g, i, &head)) return;
     const pn_cost_rate *r = &pn_cost_rates[kind];
     double flops = (double)pn_node_flops(g, n);
     if (flops < 0) flops = 0;
-    double bytes = 4.0 * (double)pn_shape_sample_elems(&n->shape);
+    int pool = pool_of_conv(g, i); /* then the conv stores the pooled map */
+    double bytes = 4.0 * (double)pn_shape_sample_elems(pool >= 0 ? &g->nodes[pool].shape : &n->shape);
     for (int k = 0; k < n->ninputs; k++)
         if (g->nodes[n->in[k]].op != PN_OP_CONST) bytes += 4.0 * (double)pn_shape_sample_elems(&g->nodes[n->in[k]].shape);
     *var = flops / r->flops_per_s + bytes / r->bytes_per_s;
@@ -91,7 +128,8 @@ static bool node_kernel(const pn_graph *g, const pn_node *n) {
         int k = profile_layer(g->profile, n);
         if (k >= 0) return g->profile->kernel[k];
     }
-    return pn_node_cost_kind(n) >= 0 && !fused_static(g, (int)(n - g->nodes));
+    int head;
+    return pn_node_cost_kind(n) >= 0 && !fused_static(g, (int)(n - g->nodes)) && !pool_fused_static(g, (int)(n - g->nodes), &head);
 }
 
 long long pn_report_batch(const pn_graph *g) {

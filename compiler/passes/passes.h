@@ -11,9 +11,6 @@ void pass_plan_params(pn_graph *g);  /* param_offset, param_floats: one paramete
 void pass_plan_memory(pn_graph *g);  /* mem, arena sizes, chunk: one activation arena by liveness */
 void pass_plan_train(pn_graph *g);   /* tplan: what a training step computes and keeps, gradients */
 
-/* The geometry of a maxpool2d over conv (pn_pool_grid, in ir/graph.h). */
-void pn_pool_grid_of(const pn_graph *g, int conv, int pool, pn_pool_grid *out);
-
 typedef struct pn_pass {
     const char *name;
     void (*run)(pn_graph *g);

@@ -105,6 +105,28 @@ static void test_pipeline_time(void **state) {
     assert_true(bubble > 0.3 && bubble < 0.35); /* the fast stage idles 2/3 of the time */
 }
 
+/* A max-pool whose windows tile the output of a conv (and its relu) in the same stage runs in the
+ * conv's kernel (pass_fuse_pool): it costs nothing of its own, and the conv stores the pooled map,
+ * a quarter of the bytes. Across a stage boundary (two_stages) the pool has a kernel of its own. */
+static void test_pool_in_conv(void **state) {
+    (void)state;
+    static const char one_stage[] =
+        "network p stages=1 replicas=1 microbatches=1 schedule=gpipe\n"
+        "  x = input() : f32[batch,3,8,8] stage=0 shard=1\n"
+        "  c = conv2d(x) out_channels=4 kernel=[3,3] stride=[1,1] padding=[1,1] bias=false : f32[batch,4,8,8] stage=0 shard=1  # c.weight[4,3,3,3]\n"
+        "  r = relu(c) : f32[batch,4,8,8] stage=0 shard=1\n"
+        "  p = maxpool2d(r) size=[2,2] stride=[2,2] padding=[0,0] : f32[batch,4,4,4] stage=0 shard=1 output\n"
+        "  output y = p\n";
+    pn_graph *g = parse(one_stage), *h = parse(two_stages);
+    const pn_cost_rate *r = &pn_cost_rates[PN_COST_CONV];
+    assert_true(pn_node_cost(g, &g->nodes[3]) == 0);
+    assert_true(pn_node_cost(h, &h->nodes[3]) > 0);
+    double fewer = 4.0 * (4 * 8 * 8 - 4 * 4 * 4) / r->bytes_per_s; /* the unpooled map's bytes not stored */
+    assert_true(fabs(pn_node_cost(h, &h->nodes[1]) - pn_node_cost(g, &g->nodes[1]) - fewer) < 1e-9 * pn_node_cost(h, &h->nodes[1]));
+    pn_graph_free(g);
+    pn_graph_free(h);
+}
+
 /* Micro-batches are the runtime's slices: a call of 70 samples in chunks of 64 and 8 slices each is
  * 8 slices of 8, then the last 6 samples over 8 slices, two of them empty (they run nothing). */
 static void test_pipeline_slices(void **state) {
@@ -281,7 +303,7 @@ static void test_profile_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kinds),          cmocka_unit_test(test_unfused_eltwise), cmocka_unit_test(test_pipeline_time),
-        cmocka_unit_test(test_pipeline_time_on_fewer_cores), cmocka_unit_test(test_pipeline_slices), cmocka_unit_test(test_params_per_call),
+        cmocka_unit_test(test_pipeline_time_on_fewer_cores), cmocka_unit_test(test_pipeline_slices), cmocka_unit_test(test_pool_in_conv), cmocka_unit_test(test_params_per_call),
         cmocka_unit_test(test_profile_report), cmocka_unit_test(test_profile_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
