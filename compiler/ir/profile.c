@@ -55,7 +55,7 @@ static bool read_training(const cJSON *tr, pn_profile *p, char *err, size_t errl
 
 static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t errlen) {
     if (!cJSON_IsObject(root)) return bad(err, errlen, "not a JSON object");
-    double version = 0, threads = 1, batch = 0, samples = 0, barrier = 0, handoff = 0;
+    double version = 0, threads = 1, batch = 0, samples = 0, barrier = 0, handoff = 0, xfer = 0;
     const cJSON *net = cJSON_GetObjectItemCaseSensitive(root, "network");
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(root, "layers");
     if (!cJSON_GetObjectItemCaseSensitive(root, "pnet_profile") || !cJSON_IsString(net) || !cJSON_IsArray(ls))
@@ -64,7 +64,7 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
     if (version != 1) return bad(err, errlen, "a newer format (\"pnet_profile\" is not 1)");
     if (!number(root, "threads", 1, &threads, err, errlen) || !number(root, "batch", 0, &batch, err, errlen) ||
         !number(root, "samples", 0, &samples, err, errlen) || !number(root, "barrier_s", 0, &barrier, err, errlen) ||
-        !number(root, "handoff_s", 0, &handoff, err, errlen))
+        !number(root, "handoff_s", 0, &handoff, err, errlen) || !number(root, "xfer_byte_s", 0, &xfer, err, errlen))
         return false;
     p->network = pn_xstrdup(net->valuestring);
     const cJSON *machine = cJSON_GetObjectItemCaseSensitive(root, "machine");
@@ -77,6 +77,7 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
     p->samples = samples >= 1 ? (long long)samples : batch >= 1 ? (long long)batch : PN_COST_BATCH;
     p->barrier_s = barrier;
     p->handoff_s = handoff;
+    p->xfer_byte_s = xfer;
     int n = cJSON_GetArraySize(ls);
     p->names = pn_xcalloc((size_t)n + 1, sizeof *p->names);
     p->forward_s = pn_xcalloc((size_t)n + 1, sizeof *p->forward_s);

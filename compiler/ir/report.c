@@ -287,6 +287,20 @@ double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max) {
         x->call += call;
         x->kernels += node_kernel(g, n);
     }
+    /* A stage reads the values of earlier stages from the caches of the cores that wrote them: each
+     * such value once per stage, at what a byte from another core costs (measured by a profile). */
+    for (int s = 1; s < S; s++)
+        for (int i = 0; i < g->nnodes; i++) {
+            const pn_node *v = &g->nodes[i];
+            if ((v->flags & PN_NODE_TRAIN) || v->stage >= s || v->op == PN_OP_INPUT || v->op == PN_OP_CONST) continue;
+            bool read = false;
+            for (int j = i + 1; j < g->nnodes && !read; j++)
+                for (int k = 0; k < g->nodes[j].ninputs && !read; k++)
+                    read = g->nodes[j].in[k] == i && g->nodes[j].stage == s && !(g->nodes[j].flags & PN_NODE_TRAIN);
+            if (read) st[s].in_bytes += 4.0 * (double)pn_shape_sample_elems(&v->shape);
+        }
+    double xfer = g->profile ? g->profile->xfer_byte_s : PN_COST_XFER;
+    for (int s = 1; s < S; s++) st[s].cost += st[s].in_bytes * xfer;
     /* A micro-batch also pays a barrier after each kernel (on a team; measured by a profile), and a
      * stage that waits for the one before starts a hand-off's latency after it finishes. */
     double handoff = g->profile && g->profile->handoff_s > 0 ? g->profile->handoff_s : PN_COST_HANDOFF;

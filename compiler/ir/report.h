@@ -28,6 +28,7 @@ extern const pn_cost_rate pn_cost_rates[PN_COST_NKINDS];
 #define PN_COST_BATCH 64       /* samples per kernel call: bench's default batch */
 #define PN_COST_BARRIER 2e-6   /* seconds a barrier between kernels takes on a team (no profile) */
 #define PN_COST_HANDOFF 3e-6   /* seconds from a hand-off to the waiting stage's start (no profile) */
+#define PN_COST_XFER 4e-11     /* seconds a byte that another core wrote adds to a read (no profile) */
 #define PN_BALANCE_WARN 1.5    /* warn above this slowest-over-mean ratio */
 #define PN_MAX_AUTO_MICROBATCHES 64
 
@@ -37,6 +38,7 @@ typedef struct pn_profile {
     int threads, cpus; /* cpus: the machine's, or 0 when the profile does not say */
     long long batch, samples;
     double barrier_s, handoff_s; /* handoff_s: 0 when the profile did not measure it */
+    double xfer_byte_s;          /* a byte another core wrote, read: 0 when not measured */
     int nlayers;
     char **names;
     double *forward_s, *call_s; /* call_s: the part of a call that does not grow with its samples */
@@ -58,6 +60,7 @@ bool pn_profile_matches(const pn_profile *p, const pn_graph *g, char *err, size_
 typedef struct pn_stage_stats {
     int layers, kernels;
     double flops, param_bytes, act_bytes, cost;
+    double in_bytes; /* per sample: values of earlier stages that it reads, which other cores wrote */
     double call; /* seconds each micro-batch adds whatever its size: kernel calls, barriers */
     double wait; /* seconds from a micro-batch's hand-off to the start of a stage that waited for it */
 } pn_stage_stats;

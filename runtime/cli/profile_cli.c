@@ -117,9 +117,10 @@ int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inpu
     fprintf(f, ", \"cpus\": %ld, \"llc_bytes\": %lld, \"target\": ", sysconf(_SC_NPROCESSORS_ONLN), (long long)lp.llc_bytes);
     json_str(f, d->target);
     fprintf(f, "},\n  \"batch\": %lld,\n  \"samples\": %lld,\n  \"small_samples\": %lld,\n  \"cold_calls\": %s,\n"
-               "  \"threads\": %d,\n  \"barrier_s\": %.6g,\n  \"handoff_s\": %.6g,\n  \"forward_s\": %.6g,\n  \"layers\": [\n",
+               "  \"threads\": %d,\n  \"barrier_s\": %.6g,\n  \"handoff_s\": %.6g,\n  \"xfer_byte_s\": %.6g,\n"
+               "  \"forward_s\": %.6g,\n  \"layers\": [\n",
             (long long)batch, (long long)lp.samples, (long long)lp.small, lp.cold ? "true" : "false", pnetrt_threads(m),
-            lp.barrier_s, lp.handoff_s, total);
+            lp.barrier_s, lp.handoff_s, lp.xfer_byte_s, total);
     for (int64_t k = 0; k < d->nlayers; k++) {
         const pnetrt_layer_desc *l = &d->layers[k];
         fprintf(f, "    {\"name\": ");

@@ -98,6 +98,7 @@ typedef struct pnetrt_layer_profile {
     int64_t small;     /* the second size timed: a pipeline's micro-batch, or an eighth */
     double barrier_s;  /* the barrier between two kernels (0 on one thread) */
     double handoff_s;  /* a pipeline hand-off between two threads */
+    double xfer_byte_s; /* what a byte another core wrote costs a read over one of the reader's own */
     int64_t llc_bytes; /* the last-level cache, or 0 when unknown */
     bool cold;         /* the parameters outgrow it: calls timed with it evicted first */
 } pnetrt_layer_profile;

@@ -11,6 +11,7 @@
 #include "transport.h"
 
 #include <omp.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,9 @@
  * a busy machine only ever slows a round down. */
 #define PROFILE_ROUND_S 0.004
 #define PROFILE_ROUNDS 5
+/* The buffer that times a read of what another core wrote: a micro-batch's stage boundary, about
+ * (resnet_small's: 4-5 samples of 64 KiB). */
+#define PROFILE_XFER_BYTES (256 * 1024)
 
 static int cmp_f64(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -152,6 +156,47 @@ static double time_handoff(void) {
     return two && e > b ? (e - b) / (2.0 * ROUNDS) : 0;
 }
 
+/* What a pipeline stage pays to read its input from the stage before, which another core wrote:
+ * two threads take turns, one writing a buffer of `bytes`, the other reading it (a line each,
+ * timed) and at once again (then from its own cache); the least of PROFILE_ROUNDS * 4 rounds of
+ * each read, their difference per byte. 0 when the OpenMP runtime gives fewer than two threads. */
+static double time_transfer(size_t bytes) {
+    enum { ROUNDS = PROFILE_ROUNDS * 4 };
+    float *buf = aligned_alloc(64, bytes);
+    if (!buf) return 0;
+    size_t n = bytes / sizeof *buf;
+    _Atomic int turn = 0;
+    double first = 0, again = 0; /* the least of each read's rounds */
+    bool two = true;
+#pragma omp parallel num_threads(2)
+    {
+        if (omp_get_num_threads() != 2) {
+            two = false;
+        } else {
+            int me = omp_get_thread_num();
+            for (int q = 0; q < ROUNDS; q++) {
+                while (atomic_load_explicit(&turn, memory_order_acquire) != me) sched_yield(); /* untimed */
+                if (me == 0) {
+                    for (size_t i = 0; i < n; i++) buf[i] = (float)q;
+                } else {
+                    double t[3];
+                    const volatile float *v = buf; /* every load happens */
+                    for (int pass = 0; pass < 2; pass++) {
+                        t[pass] = pnetrt_now_s();
+                        for (size_t i = 0; i < n; i += 16) (void)v[i];
+                    }
+                    t[2] = pnetrt_now_s();
+                    if (q < 2 || t[1] - t[0] < first) first = t[1] - t[0];
+                    if (q < 2 || t[2] - t[1] < again) again = t[2] - t[1];
+                }
+                atomic_store_explicit(&turn, 1 - me, memory_order_release);
+            }
+        }
+    }
+    free(buf);
+    return two && first > again ? (first - again) / (double)bytes : 0;
+}
+
 /* The last-level cache's bytes, or 0 when the system does not say. */
 static int64_t llc_bytes(void) {
     long b = sysconf(_SC_LEVEL3_CACHE_SIZE);
@@ -244,6 +289,7 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
         sec[k] = (sec[k] + miss) / (double)n;
     }
     out->handoff_s = time_handoff();
+    out->xfer_byte_s = time_transfer(PROFILE_XFER_BYTES);
     free(evict);
     free(reps);
     free(at_n1);

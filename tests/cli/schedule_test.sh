@@ -127,6 +127,7 @@ check "the profile names the machine" grep -q '"machine": {"cpu": ".*", "cpus": 
 check "the profile times the conv" grep -q '"name": "c1", "op": "conv2d", .*"kernel": true, "forward_s": [0-9]' "$tmp/prof.json"
 check "a fused relu has no kernel" grep -q '"name": "p1.relu.0", .*"kernel": false, "forward_s": 0, "call_s": 0}' "$tmp/prof.json"
 check "the profile times a hand-off" grep -q "^  \"handoff_s\": [0-9]" "$tmp/prof.json"
+check "the profile times a read of another core's writes" grep -q "^  \"xfer_byte_s\": [0-9]" "$tmp/prof.json"
 check "the profile times training steps" grep -q '^  "training": {"threads": 1, "batch": 32, "steps": [0-9]*, "pipelined": false, "step_s": [0-9]' "$tmp/prof.json"
 check "without stages the second size is an eighth" grep -q '^  "small_samples": 4,$' "$tmp/prof.json"
 check "lenet's parameters fit the cache: warm calls" grep -q '^  "cold_calls": false,$' "$tmp/prof.json"

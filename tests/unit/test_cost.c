@@ -127,6 +127,24 @@ static void test_pool_in_conv(void **state) {
     pn_graph_free(h);
 }
 
+/* A stage reads what the stage before wrote from another core's cache: the values it reads of
+ * earlier stages, once each (r, 4 x 8 x 8 floats), cost PN_COST_XFER a byte on top. */
+static void test_stage_inputs(void **state) {
+    (void)state;
+    pn_graph *g = parse(two_stages);
+    pn_stage_stats st[2];
+    pn_report_stats(g, st, 2);
+    assert_true(st[0].in_bytes == 0 && st[1].in_bytes == 4.0 * 4 * 8 * 8);
+    /* The nodes' per-sample parts (pn_node_cost less the per-call part spread over the chunk), and
+     * the transfer. */
+    double own = 0;
+    for (int i = 0; i < g->nnodes; i++) own += g->nodes[i].stage == 1 ? pn_node_cost(g, &g->nodes[i]) : 0;
+    own -= st[1].call / (double)pn_report_chunk(g);
+    double want = own + 1024 * PN_COST_XFER;
+    assert_true(fabs(st[1].cost - want) < 1e-9 * want);
+    pn_graph_free(g);
+}
+
 /* Micro-batches are the runtime's slices: a call of 70 samples in chunks of 64 and 8 slices each is
  * 8 slices of 8, then the last 6 samples over 8 slices, two of them empty (they run nothing). */
 static void test_pipeline_slices(void **state) {
@@ -303,7 +321,7 @@ static void test_profile_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kinds),          cmocka_unit_test(test_unfused_eltwise), cmocka_unit_test(test_pipeline_time),
-        cmocka_unit_test(test_pipeline_time_on_fewer_cores), cmocka_unit_test(test_pipeline_slices), cmocka_unit_test(test_pool_in_conv), cmocka_unit_test(test_params_per_call),
+        cmocka_unit_test(test_pipeline_time_on_fewer_cores), cmocka_unit_test(test_pipeline_slices), cmocka_unit_test(test_pool_in_conv), cmocka_unit_test(test_stage_inputs), cmocka_unit_test(test_params_per_call),
         cmocka_unit_test(test_profile_report), cmocka_unit_test(test_profile_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
