@@ -20,7 +20,7 @@
 /* Seconds each timed round aims at, and the rounds per layer (and size): the least is kept, since
  * a busy machine only ever slows a round down. */
 #define PROFILE_ROUND_S 0.004
-#define PROFILE_ROUNDS 5
+#define PROFILE_ROUNDS 15
 /* The buffer that times a read of what another core wrote: a micro-batch's stage boundary, about
  * (resnet_small's: 4-5 samples of 64 KiB). */
 #define PROFILE_XFER_BYTES (256 * 1024)
