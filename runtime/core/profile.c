@@ -47,17 +47,32 @@ static void pick_reps(pnetrt_forward_fn f, const pnetrt_call *call, int ith, int
     pnetrt_barrier();
 }
 
-/* Seconds per call of one timed round of reps calls of layer f over call, after an untimed call
- * that brings its data back into the caches; on every thread of the team. */
-static double time_round(pnetrt_forward_fn f, const pnetrt_call *call, int ith, int nth, int64_t reps) {
-    f(call, ith, nth);
-    pnetrt_barrier();
-    double b = pnetrt_now_s();
-    for (int64_t i = 0; i < reps; i++) {
-        f(call, ith, nth);
-        pnetrt_barrier();
-    }
-    return (pnetrt_now_s() - b) / (double)reps;
+/* One timed round of stage s's layers as the stage runs them: reps passes over them in order, each
+ * layer reading what the one before has just written (and finding the caches as the rest of its
+ * stage leaves them), each call timed on its own, after an untimed pass. Adds nothing to t[k] of
+ * another stage's layer; sets each of stage s's to its seconds per call, less clock_s (what a
+ * reading of the clock adds to the interval). */
+static void time_stage_round(const pnetrt_desc *d, int64_t s, const pnetrt_call *call, int ith, int nth, int64_t reps,
+                             double clock_s, double *t) {
+    for (int64_t k = 0; k < d->nlayers; k++)
+        if (d->layer_forward[k] && d->layers[k].stage == s) {
+            d->layer_forward[k](call, ith, nth);
+            pnetrt_barrier();
+            t[k] = 0;
+        }
+    for (int64_t r = 0; r < reps; r++)
+        for (int64_t k = 0; k < d->nlayers; k++)
+            if (d->layer_forward[k] && d->layers[k].stage == s) {
+                double b = pnetrt_now_s();
+                d->layer_forward[k](call, ith, nth);
+                pnetrt_barrier();
+                t[k] += pnetrt_now_s() - b;
+            }
+    for (int64_t k = 0; k < d->nlayers; k++)
+        if (d->layer_forward[k] && d->layers[k].stage == s) {
+            t[k] = t[k] / (double)reps - clock_s;
+            if (t[k] < 0) t[k] = 0;
+        }
 }
 
 /* Reads every cache line of the eviction buffer (twice the last-level cache): afterwards the
@@ -83,12 +98,17 @@ static double time_cold(pnetrt_forward_fn f, const pnetrt_call *call, int ith, i
 
 /* One thread's part: the whole forward, then the layers' timed rounds at n and at n1 samples (and
  * at n1 with the caches evicted first, into cold[], when evict is given), each layer's least
- * round kept. The rounds go over the layers in turn, PROFILE_ROUNDS times, so that a slow spell
- * of a shared machine (or a move to another core) falls on one round of many layers rather than
- * on every round of one. reps[2k], reps[2k + 1]: layer k's repetitions at n and at n1. */
+ * round kept. A round runs a stage's layers in order, as the stage does, so that each layer reads
+ * its inputs from where the layer before left them and finds the caches as its stage leaves
+ * them; the rounds go over the stages in turn, PROFILE_ROUNDS times, so that a slow spell of a
+ * shared machine (or a move to another core) falls on one round of many layers rather than on
+ * every round of one. reps[2k], reps[2k + 1]: layer k's repetitions at n and at n1 when timed
+ * alone; a stage's passes per round are its layers' least. */
 static void profile_thread(const pnetrt_desc *d, const pnetrt_call *call, int64_t n1, int ith, int nth,
                            pnetrt_spin_barrier *bar, volatile int64_t *reps, double *at_n, double *at_n1,
-                           double *barrier_s, const char *evict, size_t evict_bytes, double *cold) {
+                           double *barrier_s, const char *evict, size_t evict_bytes, double *cold, double *times) {
+    /* This thread's per-call seconds of each layer in the last round, at n and at n1. */
+    double *t_n = times + (size_t)ith * 2 * ((size_t)d->nlayers + 1), *t_n1 = t_n + d->nlayers + 1;
     pnetrt_barrier_bind(nth > 1 ? bar : NULL);
     d->forward(call, ith, nth);
     pnetrt_barrier();
@@ -100,17 +120,34 @@ static void profile_thread(const pnetrt_desc *d, const pnetrt_call *call, int64_
         pick_reps(f, call, ith, nth, &reps[2 * k]);
         if (n1 < call->n) pick_reps(f, &small, ith, nth, &reps[2 * k + 1]);
     }
+    /* What a reading of the clock adds to a timed interval. */
+    double c0 = pnetrt_now_s();
+    for (int i = 0; i < 1000; i++) (void)pnetrt_now_s();
+    double clock_s = (pnetrt_now_s() - c0) / 1001;
+    int64_t last = 0;
+    for (int64_t k = 0; k < d->nlayers; k++)
+        if (d->layers[k].stage > last) last = d->layers[k].stage;
     for (int q = 0; q < PROFILE_ROUNDS; q++)
-        for (int64_t k = 0; k < d->nlayers; k++) {
-            pnetrt_forward_fn f = d->layer_forward[k];
-            if (!f) continue;
-            double t = time_round(f, call, ith, nth, reps[2 * k]);
-            double t1 = n1 < call->n ? time_round(f, &small, ith, nth, reps[2 * k + 1]) : t;
-            double c = evict ? time_cold(f, &small, ith, nth, evict, evict_bytes) : t1;
-            if (ith == 0) {
-                at_n[k] = q == 0 || t < at_n[k] ? t : at_n[k];
-                at_n1[k] = q == 0 || t1 < at_n1[k] ? t1 : at_n1[k];
-                cold[k] = q == 0 || c < cold[k] ? c : cold[k];
+        for (int64_t s = 0; s <= last; s++) {
+            int64_t r = 0, r1 = 0; /* the stage's passes: its layers' least repetitions */
+            for (int64_t k = 0; k < d->nlayers; k++)
+                if (d->layer_forward[k] && d->layers[k].stage == s) {
+                    r = r == 0 || reps[2 * k] < r ? reps[2 * k] : r;
+                    r1 = r1 == 0 || reps[2 * k + 1] < r1 ? reps[2 * k + 1] : r1;
+                }
+            if (r == 0) continue;
+            time_stage_round(d, s, call, ith, nth, r, clock_s, t_n);
+            if (n1 < call->n) time_stage_round(d, s, &small, ith, nth, r1, clock_s, t_n1);
+            for (int64_t k = 0; k < d->nlayers; k++) {
+                pnetrt_forward_fn f = d->layer_forward[k];
+                if (!f || d->layers[k].stage != s) continue;
+                double t = t_n[k], t1 = n1 < call->n ? t_n1[k] : t;
+                double c = evict ? time_cold(f, &small, ith, nth, evict, evict_bytes) : t1;
+                if (ith == 0) {
+                    at_n[k] = q == 0 || t < at_n[k] ? t : at_n[k];
+                    at_n1[k] = q == 0 || t1 < at_n1[k] ? t1 : at_n1[k];
+                    cold[k] = q == 0 || c < cold[k] ? c : cold[k];
+                }
             }
         }
     pnetrt_barrier();
@@ -227,7 +264,8 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
         return pnetrt_failf(m, "out of memory for the profile's arena (%zu bytes)", abytes + sbytes);
     }
     memset(arena, 0, abytes);
-    double *at_n1 = calloc(2 * ((size_t)d->nlayers + 1), sizeof *at_n1);
+    /* at_n1, cold, and each thread's last round at both sizes (profile_thread's times) */
+    double *at_n1 = calloc((2 + 2 * (size_t)threads) * ((size_t)d->nlayers + 1), sizeof *at_n1);
     int64_t *reps = calloc(2 * ((size_t)d->nlayers + 1), sizeof *reps);
     if (!at_n1 || !reps) {
         free(at_n1);
@@ -236,7 +274,7 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
         free(scratch);
         return pnetrt_failf(m, "out of memory for a profile of %lld layers", (long long)d->nlayers);
     }
-    double *cold = at_n1 + d->nlayers + 1;
+    double *cold = at_n1 + d->nlayers + 1, *times = cold + d->nlayers + 1;
     for (int64_t k = 0; k < d->nlayers; k++) sec[k] = call_s[k] = 0;
     *out = (pnetrt_layer_profile){.llc_bytes = llc_bytes()};
     /* Parameters that outgrow the last-level cache are read from memory at every call of a run,
@@ -273,11 +311,11 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
             if (omp_get_thread_num() == 0) short_team = true;
         } else {
             profile_thread(d, &call, n1, omp_get_thread_num(), threads, &bar, reps, sec, at_n1, &out->barrier_s, evict,
-                           evict_bytes, cold);
+                           evict_bytes, cold, times);
         }
     }
     if (short_team)
-        profile_thread(d, &call, n1, 0, 1, NULL, reps, sec, at_n1, &out->barrier_s, evict, evict_bytes, cold);
+        profile_thread(d, &call, n1, 0, 1, NULL, reps, sec, at_n1, &out->barrier_s, evict, evict_bytes, cold, times);
     /* t(n) = n * per sample + per call, from the two sizes; neither below zero. What a cold call
      * takes over a warm one (reading the weights from memory) counts per call, at both sizes. */
     for (int64_t k = 0; k < d->nlayers; k++) {
