@@ -106,8 +106,9 @@ def profile(pnetc, tmp, name, shape, expr, batch, threads, repeat):
             best = (layer, types, p["machine"])
     l, types, machine = best
     ins = sum(elems(types[i.strip()]) for i in l["inputs"].split(",") if i.strip() in types)
-    call = min(float(l["call_s"]), float(l["forward_s"]) * batch)
-    row = (float(l["flops"]), 4.0 * (elems(l["type"]) + ins), float(l["forward_s"]) - call / batch)
+    per_call = float(p["samples"])  # forward_s and call_s are of calls of min(batch, chunk) samples
+    call = min(float(l["call_s"]), float(l["forward_s"]) * per_call)
+    row = (float(l["flops"]), 4.0 * (elems(l["type"]) + ins), float(l["forward_s"]) - call / per_call)
     return row, (1.0, max(0.0, 4.0 * l["params"] - cache_bytes()), call), machine["cpu"], machine["target"]
 
 
@@ -197,7 +198,7 @@ def main():
             a, b, worst = fit(rows, 1e-9)
             call, p, worst_call = fit(calls, 1e-6)
             fr, br, pr = rate(a), rate(b), rate(p)
-            if args.params_only:  # printed as fitted here, written as kept
+            if args.params_only:  # the kept rates, printed and written, beside the refitted parameter ones
                 fr, br, call = kept[kid]
             print("%-14s %10.3g FLOP/s %10.3g B/s; per call %10.3g s + params beyond %.0f KiB at %10.3g B/s  (worst "
                   "layer off by %.0f%% per sample, %.0f%% per call)" % (kname, fr, br, call, cache_bytes() / 1024, pr,

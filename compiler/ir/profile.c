@@ -55,7 +55,7 @@ static bool read_training(const cJSON *tr, pn_profile *p, char *err, size_t errl
 
 static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t errlen) {
     if (!cJSON_IsObject(root)) return bad(err, errlen, "not a JSON object");
-    double version = 0, threads = 1, batch = 0, samples = 0, barrier = 0, handoff = 0, xfer = 0;
+    double version = 0, threads = 1, batch = 0, samples = 0, barrier = 0, handoff = 0, xfer = -1;
     const cJSON *net = cJSON_GetObjectItemCaseSensitive(root, "network");
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(root, "layers");
     if (!cJSON_GetObjectItemCaseSensitive(root, "pnet_profile") || !cJSON_IsString(net) || !cJSON_IsArray(ls))

@@ -34,20 +34,56 @@ int pn_node_cost_kind(const pn_node *n) {
     }
 }
 
-/* Whether pass_fuse will run node i in the epilogue of its input's kernel (an activation after a
- * dense or conv2d used nowhere else): then it costs nothing of its own. The same test as the pass,
- * on the graph before it runs. */
+/* Readers of node i's value at inference (training-only nodes aside). */
+static int inference_uses(const pn_graph *g, int i) {
+    int uses = 0;
+    for (int j = 0; j < g->nnodes; j++)
+        for (int k = 0; k < g->nodes[j].ninputs; k++) uses += g->nodes[j].in[k] == i && !(g->nodes[j].flags & PN_NODE_TRAIN);
+    return uses;
+}
+
+/* The tensor that node e would apply to as an epilogue, as pass_fuse sees it: an elementwise op of
+ * one tensor, or `+ - * /` with a scalar constant of a tensor of its rank; -1 otherwise. */
+static int epilogue_source(const pn_graph *g, const pn_node *e) {
+    if (!(pn_ops[e->op].flags & PN_OPF_ELTWISE)) return -1;
+    if (e->ninputs == 1) return e->in[0];
+    if (e->ninputs != 2) return -1;
+    int k = g->nodes[e->in[0]].op == PN_OP_CONST && g->nodes[e->in[0]].shape.rank == 0   ? 0
+            : g->nodes[e->in[1]].op == PN_OP_CONST && g->nodes[e->in[1]].shape.rank == 0 ? 1
+                                                                                          : -1;
+    if (k < 0 || g->nodes[e->in[1 - k]].shape.rank != e->shape.rank) return -1;
+    return e->in[1 - k];
+}
+
+/* Whether pass_fuse will run node i in the epilogue of its input's kernel (an activation, or an
+ * op with a scalar constant, after a dense, conv2d or batchnorm used nowhere else): then it costs
+ * nothing of its own. The same test as the pass, on the graph before it runs. */
 static bool fused_static(const pn_graph *g, int i) {
-    const pn_node *e = &g->nodes[i];
-    if (!(pn_ops[e->op].flags & PN_OPF_ELTWISE) || e->ninputs != 1) return false;
-    const pn_node *s = &g->nodes[e->in[0]];
+    int src = epilogue_source(g, &g->nodes[i]);
+    if (src < 0) return false;
+    const pn_node *e = &g->nodes[i], *s = &g->nodes[src];
     if (!(pn_ops[s->op].flags & (PN_OPF_EPILOGUE | PN_OPF_ELTWISE)) || (s->flags & PN_NODE_OUTPUT) || s->stage != e->stage ||
         s->shard > 1 || s->dtype != PN_F32)
         return false;
-    int uses = 0;
-    for (int j = 0; j < g->nnodes; j++)
-        for (int k = 0; k < g->nodes[j].ninputs; k++) uses += g->nodes[j].in[k] == e->in[0] && !(g->nodes[j].flags & PN_NODE_TRAIN);
-    return uses == 1;
+    return inference_uses(g, src) == 1;
+}
+
+/* Whether pass_fold_batchnorm will fold batchnorm i into the weights of the conv2d or dense before
+ * it (used nowhere else, in its stage; dense of rank 2): then it costs nothing at inference. */
+static bool folds_static(const pn_graph *g, int i) {
+    const pn_node *bn = &g->nodes[i];
+    if (bn->op != PN_OP_BATCHNORM || bn->ninputs < 1) return false;
+    const pn_node *s = &g->nodes[bn->in[0]];
+    if ((s->op != PN_OP_CONV2D && s->op != PN_OP_DENSE) || (s->flags & PN_NODE_OUTPUT) || s->stage != bn->stage ||
+        s->shard > 1 || (s->op == PN_OP_DENSE && s->shape.rank != 2))
+        return false;
+    return inference_uses(g, bn->in[0]) == 1;
+}
+
+/* The node before i in a kernel's chain (a folded batchnorm or a fused epilogue's input), or -1. */
+static int chain_prev(const pn_graph *g, int i) {
+    if (folds_static(g, i)) return g->nodes[i].in[0];
+    return fused_static(g, i) ? epilogue_source(g, &g->nodes[i]) : -1;
 }
 
 /* Whether pass_fuse_pool will compute maxpool2d i inside the kernel of the conv2d (*conv) whose
@@ -57,14 +93,11 @@ static bool pool_fused_static(const pn_graph *g, int i, int *conv) {
     const pn_node *pl = &g->nodes[i];
     if (pl->op != PN_OP_MAXPOOL2D || pl->ninputs != 1 || pl->shard > 1 || pl->dtype != PN_F32) return false;
     int t = pl->in[0], h = t;
-    while (fused_static(g, h)) h = g->nodes[h].in[0];
+    for (int prev; (prev = chain_prev(g, h)) >= 0;) h = prev;
     const pn_node *tn = &g->nodes[t], *cv = &g->nodes[h];
     if (!pn_pool_tiles(g, h, i) || (tn->flags & PN_NODE_OUTPUT) || cv->stage != pl->stage || cv->shard > 1) return false;
-    int uses = 0;
-    for (int j = 0; j < g->nnodes; j++)
-        for (int k = 0; k < g->nodes[j].ninputs; k++) uses += g->nodes[j].in[k] == t && !(g->nodes[j].flags & PN_NODE_TRAIN);
     *conv = h;
-    return uses == 1;
+    return inference_uses(g, t) == 1;
 }
 
 /* The maxpool2d that conv2d node c computes in its kernel (pool_fused_static), or -1: the reader
@@ -77,7 +110,7 @@ static int pool_of_conv(const pn_graph *g, int c) {
             for (int k = 0; k < g->nodes[j].ninputs; k++)
                 if (g->nodes[j].in[k] == t && !(g->nodes[j].flags & PN_NODE_TRAIN)) next = j;
         if (next < 0) return -1;
-        if (fused_static(g, next)) {
+        if (chain_prev(g, next) == t) {
             t = next;
             continue;
         }
@@ -106,7 +139,7 @@ static void node_cost_parts(const pn_graph *g, const pn_node *n, double *var, do
         }
     }
     int kind = pn_node_cost_kind(n), i = (int)(n - g->nodes), head;
-    if (kind < 0 || fused_static(g, i) || pool_fused_static(g, i, &head)) return;
+    if (kind < 0 || fused_static(g, i) || folds_static(g, i) || pool_fused_static(g, i, &head)) return;
     const pn_cost_rate *r = &pn_cost_rates[kind];
     double flops = (double)pn_node_flops(g, n);
     if (flops < 0) flops = 0;
@@ -129,7 +162,8 @@ static bool node_kernel(const pn_graph *g, const pn_node *n) {
         if (k >= 0) return g->profile->kernel[k];
     }
     int head;
-    return pn_node_cost_kind(n) >= 0 && !fused_static(g, (int)(n - g->nodes)) && !pool_fused_static(g, (int)(n - g->nodes), &head);
+    int i = (int)(n - g->nodes);
+    return pn_node_cost_kind(n) >= 0 && !fused_static(g, i) && !folds_static(g, i) && !pool_fused_static(g, i, &head);
 }
 
 long long pn_report_batch(const pn_graph *g) {
@@ -270,6 +304,10 @@ static void human(double v, const char *unit, char *buf, size_t n) {
     snprintf(buf, n, k ? "%.1f %s%s" : "%.0f %s%s", v, bytes ? bin[k] : pre[k], unit);
 }
 
+double pn_report_xfer(const pn_graph *g) {
+    return g->profile && g->profile->xfer_byte_s >= 0 ? g->profile->xfer_byte_s : PN_COST_XFER;
+}
+
 double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max) {
     int S = g->nstages < max ? g->nstages : max;
     for (int s = 0; s < S; s++) st[s] = (pn_stage_stats){0};
@@ -299,8 +337,7 @@ double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max) {
                     read = g->nodes[j].in[k] == i && g->nodes[j].stage == s && !(g->nodes[j].flags & PN_NODE_TRAIN);
             if (read) st[s].in_bytes += 4.0 * (double)pn_shape_sample_elems(&v->shape);
         }
-    double xfer = g->profile ? g->profile->xfer_byte_s : PN_COST_XFER;
-    for (int s = 1; s < S; s++) st[s].cost += st[s].in_bytes * xfer;
+    for (int s = 1; s < S; s++) st[s].cost += st[s].in_bytes * pn_report_xfer(g);
     /* A micro-batch also pays a barrier after each kernel (on a team; measured by a profile), and a
      * stage that waits for the one before starts a hand-off's latency after it finishes. */
     double handoff = g->profile && g->profile->handoff_s > 0 ? g->profile->handoff_s : PN_COST_HANDOFF;

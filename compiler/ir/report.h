@@ -38,7 +38,7 @@ typedef struct pn_profile {
     int threads, cpus; /* cpus: the machine's, or 0 when the profile does not say */
     long long batch, samples;
     double barrier_s, handoff_s; /* handoff_s: 0 when the profile did not measure it */
-    double xfer_byte_s;          /* a byte another core wrote, read: 0 when not measured */
+    double xfer_byte_s;          /* a byte another core wrote, read: -1 when not measured */
     int nlayers;
     char **names;
     double *forward_s, *call_s; /* call_s: the part of a call that does not grow with its samples */
@@ -69,6 +69,9 @@ typedef struct pn_stage_stats {
 int pn_node_cost_kind(const pn_node *n);
 /* Seconds per sample of one node: measured (g->profile) or modelled. */
 double pn_node_cost(const pn_graph *g, const pn_node *n);
+/* Seconds a byte that another core wrote adds to a stage's read of it: the profile's xfer_byte_s,
+ * else PN_COST_XFER. */
+double pn_report_xfer(const pn_graph *g);
 /* Fills st[0..nstages) and returns the balance: the slowest stage's cost over the mean. */
 double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max);
 /* The batch of one call that the predictions are for: the profile's, the training batch, or

@@ -465,7 +465,7 @@ static bool recheck(ap *a, const char *network, const pn_profile *profile, const
     return ok;
 }
 
-bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, char *err, size_t errlen) {
+bool pn_auto_partition(pn_program *prog, pn_graph *g, int S, FILE *out, char *err, size_t errlen) {
     int train_chunk = g->train_chunk;
     pn_module *m = prog->modules.items[0];
     pn_network_def *nd = NULL;
@@ -476,8 +476,8 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
     ap a = {.prog = prog, .m = m, .text = src->text, .len = (uint32_t)src->len, .err = err, .errlen = errlen,
             .train_chunk = train_chunk};
     bool ok = false;
-    double *pre = NULL, *best = NULL;
-    int *cut = NULL, *start = NULL;
+    double *pre = NULL, *best = NULL, *head = NULL, *tail = NULL;
+    int *cut = NULL, *start = NULL, *unit_of = NULL, *stage_was = NULL;
     pn_stage_stats *st = NULL;
     buf text = {0};
     collect(&a, &nd->body);
@@ -495,22 +495,53 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
                  a.n == 1 ? "" : "s", S);
         goto out;
     }
-    /* A statement's cost: the nodes it made (named after it, or qualified by it). Inputs and
-     * constants belong to no statement and stay in stage 0, as in the report: c0. */
+    /* A statement's cost: the nodes it made (named after it, or qualified by it), all in one stage.
+     * Inputs and constants belong to no statement and stay in stage 0, as in the report: c0. The
+     * graph's stages are set to price the cuts, and restored below. */
+    unit_of = pn_xmalloc(sizeof(int) * (size_t)(g->nnodes ? g->nnodes : 1));
+    stage_was = pn_xmalloc(sizeof(int) * (size_t)(g->nnodes ? g->nnodes : 1));
+    for (int i = 0; i < g->nnodes; i++) {
+        stage_was[i] = g->nodes[i].stage;
+        g->nodes[i].stage = 0;
+        unit_of[i] = -1;
+    }
     double c0 = 0;
     for (int i = 0; i < g->nnodes; i++) {
         const pn_node *n = &g->nodes[i];
         if (n->flags & PN_NODE_TRAIN) continue;
-        bool matched = false;
-        for (int k = 0; k < a.n && !matched; k++) {
+        for (int k = 0; k < a.n && unit_of[i] < 0; k++) {
             size_t len = strlen(a.u[k].name);
             if (strncmp(n->name, a.u[k].name, len) == 0 && (n->name[len] == 0 || n->name[len] == '.')) {
                 a.u[k].cost += pn_node_cost(g, n);
-                matched = true;
+                unit_of[i] = k;
             }
         }
-        if (!matched && n->ninputs == 0) c0 += pn_node_cost(g, n);
+        if (unit_of[i] < 0 && n->ninputs == 0) c0 += pn_node_cost(g, n);
     }
+    /* What a cut before unit j adds to the stages on either side: a chain that one kernel would run
+     * (an epilogue, a folded batchnorm, a max-pool inside its conv) runs as two when the cut
+     * splits it, which the units beside the cut pay (tail[j]: unit j - 1, head[j]: unit j); and
+     * the values that cross the cut are read from the core that wrote them (head[j]). */
+    head = pn_xcalloc((size_t)a.n + 1, sizeof *head);
+    tail = pn_xcalloc((size_t)a.n + 1, sizeof *tail);
+    double xfer = pn_report_xfer(g);
+    for (int j = 1; j < a.n; j++) {
+        for (int i = 0; i < g->nnodes; i++) g->nodes[i].stage = unit_of[i] >= j ? 1 : 0;
+        double before = 0, after = 0;
+        for (int i = 0; i < g->nnodes; i++) {
+            if (unit_of[i] == j - 1) before += pn_node_cost(g, &g->nodes[i]);
+            if (unit_of[i] == j) after += pn_node_cost(g, &g->nodes[i]);
+            if (unit_of[i] < 0 || unit_of[i] >= j) continue;
+            bool crosses = false; /* a value of a unit before the cut that one after it reads */
+            for (int k = i + 1; k < g->nnodes && !crosses; k++)
+                for (int e = 0; e < g->nodes[k].ninputs && !crosses; e++)
+                    crosses = g->nodes[k].in[e] == i && unit_of[k] >= j && !(g->nodes[k].flags & PN_NODE_TRAIN);
+            if (crosses) after += 4.0 * (double)pn_shape_sample_elems(&g->nodes[i].shape) * xfer;
+        }
+        tail[j] = before - a.u[j - 1].cost;
+        head[j] = after - a.u[j].cost;
+    }
+    for (int i = 0; i < g->nnodes; i++) g->nodes[i].stage = stage_was[i];
     /* best[s][i]: the least possible slowest stage for units [0, i) in s stages. */
     int n = a.n;
     pre = pn_xcalloc((size_t)n + 1, sizeof *pre);
@@ -526,7 +557,7 @@ bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, ch
         for (int i = s; i <= n; i++)
             for (int j = s - 1; j < i; j++) {
                 if (B(s - 1, j) == DBL_MAX) continue;
-                double cost = pre[i] - pre[j] + (j == 0 ? c0 : 0);
+                double cost = pre[i] - pre[j] + (j == 0 ? c0 : head[j]) + (i < n ? tail[i] : 0);
                 double v = B(s - 1, j) > cost ? B(s - 1, j) : cost;
                 if (v < B(s, i)) {
                     B(s, i) = v;
@@ -606,6 +637,10 @@ out:
     free(best);
     free(cut);
     free(pre);
+    free(head);
+    free(tail);
+    free(unit_of);
+    free(stage_was);
     free(a.u);
     free(a.del.e);
     free(a.dd);

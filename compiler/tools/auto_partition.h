@@ -6,7 +6,8 @@
 
 #include <stdio.h>
 
-/* Writes the main file of prog with @partition groups splitting network g into S stages. */
-bool pn_auto_partition(pn_program *prog, const pn_graph *g, int S, FILE *out, char *err, size_t errlen);
+/* Writes the main file of prog with @partition groups splitting network g into S stages. It
+ * reassigns g's node stages while it prices the cuts, and restores them. */
+bool pn_auto_partition(pn_program *prog, pn_graph *g, int S, FILE *out, char *err, size_t errlen);
 
 #endif

@@ -1,5 +1,5 @@
-/* bench --profile: every layer's kernel timed alone (the descriptor's layer_forward entries) on
- * the model's threads, over one chunk of the caller's inputs, after a whole forward call has
+/* bench --profile: every layer's kernel timed (the descriptor's layer_forward entries, a stage's
+ * layers in order as the stage runs them) on the model's threads, over one chunk of the caller's inputs, after a whole forward call has
  * filled the arena with the values each layer reads; and again over a pipeline's micro-batch (an
  * eighth of the samples for a network without stages), so that a layer's time splits into a part
  * per sample and a part per call, which a pipeline pays once per micro-batch. Also times the

@@ -97,7 +97,7 @@ for S in 1 2 3 4; do
     run --report "$tmp/lenet$S.pnet"
     worst=$(sed -n 's/.*modelled \([0-9.e+-]*\) us per sample (.*/\1/p' "$tmp/out" | sort -g | tail -n 1)
     check "lenet S=$S: the note's slowest stage ($note) is --report's ($worst)" [ "${note:-none}" = "$worst" ]
-    [ $S -eq 3 ] && check "one layer is singular" grep -q "stage [0-9]: 1 layer, " "$tmp/out"
+    [ $S -eq 4 ] && check "one layer is singular" grep -q "stage [0-9]: 1 layer, " "$tmp/out"
 done
 run --auto-partition 1 "$src/examples/lenet.pnet"
 check "one stage is singular" grep -q "^pnetc: note: 1 stage, " "$tmp/err"
@@ -109,6 +109,9 @@ check "lenet: groups (and train) close at the body's indentation" [ "$(grep -c '
 run --auto-partition 2 "$src/examples/lenet.pnet" -o "$tmp/l2.pnet"
 check "auto-partition writes one @pipeline" [ "$(grep -c '^    @pipeline(microbatches = [0-9]*);$' "$tmp/l2.pnet")" -eq 1 ]
 check "the note gives the micro-batches and the bubble" grep -q "; [0-9]* micro-batches per chunk of 64 samples, predicted bubble [0-9.]*% for a batch of 64$" "$tmp/err"
+# c1's kernel also runs its relu and max-pool (pass_fuse, pass_fuse_pool): a cut between them would
+# run them apart, which the partitioner prices, so c1 and p1 share a stage.
+check "lenet: c1 and its pool share a stage" [ "$(sed -n '/@partition(0)/,/}/p' "$tmp/l2.pnet" | grep -c '^ *\(c1\|p1\) = ')" -eq 2 ]
 run --auto-partition 2 -I "$src/stdlib" "$src/examples/wide_mlp.pnet" -o "$tmp/w2.pnet"
 check "wide_mlp: the old @pipeline goes" [ "$(grep -c '@pipeline' "$tmp/w2.pnet")" -eq 1 ]
 # Every micro-batch reads wide_mlp's 232 MiB of weights again: many small ones would be slow (25

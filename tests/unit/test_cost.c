@@ -125,6 +125,20 @@ static void test_pool_in_conv(void **state) {
     assert_true(fabs(pn_node_cost(h, &h->nodes[1]) - pn_node_cost(g, &g->nodes[1]) - fewer) < 1e-9 * pn_node_cost(h, &h->nodes[1]));
     pn_graph_free(g);
     pn_graph_free(h);
+    /* Through a batchnorm that folds into the conv (costing nothing) and a scale by a constant. */
+    static const char bn_chain[] =
+        "network b stages=1 replicas=1 microbatches=1 schedule=gpipe\n"
+        "  x = input() : f32[batch,3,8,8] stage=0 shard=1\n"
+        "  c = conv2d(x) out_channels=4 kernel=[3,3] stride=[1,1] padding=[1,1] bias=false : f32[batch,4,8,8] stage=0 shard=1  # c.weight[4,3,3,3]\n"
+        "  b = batchnorm(c) eps=0.00001 momentum=0.1 : f32[batch,4,8,8] stage=0 shard=1  # b.weight[4] b.bias[4]\n"
+        "  h = const() value=0.5 : f32[] stage=0 shard=1\n"
+        "  m = mul(b, h) : f32[batch,4,8,8] stage=0 shard=1\n"
+        "  r = relu(m) : f32[batch,4,8,8] stage=0 shard=1\n"
+        "  p = maxpool2d(r) size=[2,2] stride=[2,2] padding=[0,0] : f32[batch,4,4,4] stage=0 shard=1 output\n"
+        "  output y = p\n";
+    g = parse(bn_chain);
+    for (int i = 2; i < g->nnodes; i++) assert_true(pn_node_cost(g, &g->nodes[i]) == 0);
+    pn_graph_free(g);
 }
 
 /* A stage reads what the stage before wrote from another core's cache: the values it reads of
@@ -232,7 +246,7 @@ static void test_profile_report(void **state) {
     char err[256];
     pn_profile *p = pn_profile_load(write_profile(
         "{\"pnet_profile\": 1, \"network\": \"p\", \"machine\": {\"cpu\": \"Test CPU\", \"cpus\": 2}, \"batch\": 32,"
-        " \"samples\": 32, \"threads\": 1, \"barrier_s\": 0, \"later\": [1, {\"x\": null}],"
+        " \"samples\": 32, \"threads\": 1, \"barrier_s\": 0, \"xfer_byte_s\": 0, \"later\": [1, {\"x\": null}],"
         " \"layers\": [{\"name\": \"x\", \"kernel\": false, \"forward_s\": 0},"
         " {\"name\": \"c\", \"op\": \"conv2d\", \"kernel\": true, \"forward_s\": 3e-6},"
         " {\"name\": \"r\", \"kernel\": false, \"forward_s\": 0},"
@@ -260,6 +274,14 @@ static void test_profile_report(void **state) {
     assert_int_equal(pn_report_chunk(g), 32);
     assert_int_equal(pn_report_batch(g), 32);
     assert_true(fabs(balance - 1.5) < 1e-9); /* 3 against a mean of 2 */
+    /* Stage 1 reads r's 1024 bytes per sample from stage 0's core: at the profile's rate, or at
+     * PN_COST_XFER where the profile did not measure it. */
+    p->xfer_byte_s = 1e-10;
+    pn_report_stats(g, st, 2);
+    assert_true(fabs(st[1].cost - (1e-6 + 1024 * 1e-10)) < 1e-15);
+    p->xfer_byte_s = -1;
+    pn_report_stats(g, st, 2);
+    assert_true(fabs(st[1].cost - (1e-6 + 1024 * PN_COST_XFER)) < 1e-15);
     assert_true(st[0].wait == 0 && st[1].wait == PN_COST_HANDOFF); /* the profile measured no hand-off */
     char *text = pn_graph_report_text(g);
     assert_non_null(strstr(text, "costs: measured by bench --profile"));
