@@ -1,10 +1,11 @@
 /* bench --profile: every layer's kernel timed (the descriptor's layer_forward entries, a stage's
- * layers in order as the stage runs them) on the model's threads, over one chunk of the caller's inputs, after a whole forward call has
- * filled the arena with the values each layer reads; and again over a pipeline's micro-batch (an
- * eighth of the samples for a network without stages), so that a layer's time splits into a part
- * per sample and a part per call, which a pipeline pays once per micro-batch. Also times the
- * barrier between kernels and a pipeline hand-off between two threads (transport.h). Allocates its own arena and scratch: it never touches the model's,
- * so inference after it is unchanged. */
+ * layers in order as the stage runs them) on the model's threads, over one chunk of the caller's
+ * inputs, after a whole forward call has filled the arena with the values each layer reads; and
+ * again over a pipeline's micro-batch (an eighth of the samples for a network without stages), so
+ * that a layer's time splits into a part per sample and a part per call, which a pipeline pays
+ * once per micro-batch. Also times the barrier between kernels, a pipeline hand-off between two
+ * threads (transport.h), and a read of what another core wrote. Allocates its own arena and
+ * scratch: it never touches the model's, so inference after it is unchanged. */
 #include "model_impl.h"
 #include "pnet.h"
 #include "trace.h"
@@ -21,8 +22,8 @@
  * a busy machine only ever slows a round down. */
 #define PROFILE_ROUND_S 0.004
 #define PROFILE_ROUNDS 15
-/* The buffer that times a read of what another core wrote: a micro-batch's stage boundary, about
- * (resnet_small's: 4-5 samples of 64 KiB). */
+/* The buffer that times a read of what another core wrote: about a micro-batch's stage boundary
+ * (resnet_small's is 4-5 samples of 64 KiB). */
 #define PROFILE_XFER_BYTES (256 * 1024)
 
 static int cmp_f64(const void *a, const void *b) {
@@ -223,8 +224,8 @@ static double time_transfer(size_t bytes) {
                         for (size_t i = 0; i < n; i += 16) (void)v[i];
                     }
                     t[2] = pnetrt_now_s();
-                    if (q < 2 || t[1] - t[0] < first) first = t[1] - t[0];
-                    if (q < 2 || t[2] - t[1] < again) again = t[2] - t[1];
+                    if (q == 0 || t[1] - t[0] < first) first = t[1] - t[0];
+                    if (q == 0 || t[2] - t[1] < again) again = t[2] - t[1];
                 }
                 atomic_store_explicit(&turn, 1 - me, memory_order_release);
             }
