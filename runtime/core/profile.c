@@ -387,7 +387,13 @@ int pnetrt_profile_training(pnetrt_model *m, int64_t batch, const void *const *i
         for (int s = 0; s < S; s++) out->backward_s[s] = samples[s] > 0 ? out->backward_s[s] / samples[s] : 0;
         out->pipelined = samples[0] > 0;
         trace_sums(m, PNETRT_TRACE_STEP_CHUNK, 1, whole, n1);
-        trace_sums(m, PNETRT_TRACE_SEGMENT, 1, whole, n1);
+        /* A step cut at batch statistics runs every chunk once per segment, a slice each: its
+         * samples count once. */
+        double segs[1] = {0}, seg_n[1] = {0};
+        trace_sums(m, PNETRT_TRACE_SEGMENT, 1, segs, seg_n);
+        if (d->train->nsegments > 1) seg_n[0] /= (double)d->train->nsegments;
+        whole[0] += segs[0];
+        n1[0] += seg_n[0];
         out->step_s = n1[0] > 0 ? whole[0] / n1[0] : 0;
         double upd[PNETRT_MAX_STAGES] = {0};
         trace_sums(m, PNETRT_TRACE_UPDATE, S, upd, none);

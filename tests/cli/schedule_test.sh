@@ -132,6 +132,13 @@ check "a fused relu has no kernel" grep -q '"name": "p1.relu.0", .*"kernel": fal
 check "the profile times a hand-off" grep -q "^  \"handoff_s\": [0-9]" "$tmp/prof.json"
 check "the profile times a read of another core's writes" grep -q "^  \"xfer_byte_s\": [0-9]" "$tmp/prof.json"
 check "the profile times training steps" grep -q '^  "training": {"threads": 1, "batch": 32, "steps": [0-9]*, "pipelined": false, "step_s": [0-9]' "$tmp/prof.json"
+# A step cut at batch statistics runs each chunk once per segment: its samples count once, so a
+# step (forward and backward) costs more than the forward alone (it read 1/12 of it before).
+run "$src/examples/resnet_small.pnet" -o "$tmp/resnet"
+"$tmp/resnet" bench --batch 32 --threads 1 --profile "$tmp/profr.json" >"$tmp/out" 2>"$tmp/err"
+fwd=$(sed -n 's/^  "forward_s": \([0-9.e+-]*\),$/\1/p' "$tmp/profr.json")
+step=$(sed -n 's/^  "training": .*"step_s": \([0-9.e+-]*\),.*/\1/p' "$tmp/profr.json")
+check "a segmented step costs more than its forward ($step > $fwd s per sample)" awk -v s="$step" -v f="$fwd" 'BEGIN { exit !(f > 0 && s > f) }'
 check "without stages the second size is an eighth" grep -q '^  "small_samples": 4,$' "$tmp/prof.json"
 check "lenet's parameters fit the cache: warm calls" grep -q '^  "cold_calls": false,$' "$tmp/prof.json"
 check "the profile gives the last-level cache" grep -q '"machine": {.*"llc_bytes": [0-9]*, ' "$tmp/prof.json"
