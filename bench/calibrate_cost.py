@@ -9,9 +9,12 @@ rates to those layers by non-negative least squares on relative error, as compil
 prices a node: per sample, and per call of any number of samples,
 
     forward_s - call_s / batch = flops / FLOP/s + bytes / (bytes/s)
+                                 [+ gathered / (elements/s) + rows / (rows/s)]
     call_s = call + max(0, param bytes - cached) / (param bytes/s)
 
-bytes: the layer's inputs and output per sample; param bytes: its parameters, which every call
+bytes: the layer's inputs and output per sample; gathered and rows: a convolution's patch panel
+(input channels x taps x output pixels, and one row per output row of each), for the kernel that
+gathers it (padded or strided), not the one that reads its input in place or pools inside; param bytes: its parameters, which every call
 reads again (a pipeline's micro-batch too), from memory beyond what a core's cache keeps between
 calls (cached: this machine's L2 per core).
 Prints the table, and with --write replaces compiler/ir/cost_table.def (then rebuild pnetc).
@@ -34,13 +37,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # kind id, name, then (input shape without the batch, the layer's expression of x) per network.
 KINDS = [
+    # The three kernels of a convolution: an implicit GEMM that gathers its patches (padded or
+    # strided), one that reads its input in place (stride 1, no padding), and one with its
+    # max-pool inside (pass_fuse_pool).
     ("CONV", "convolution", [
         ("1, 28, 28", "conv2d(x, 6, 5, padding = 2)"),
-        ("6, 14, 14", "conv2d(x, 16, 5)"),
-        ("16, 32, 32", "conv2d(x, 16, 3, padding = 1)"),
-        ("32, 16, 16", "conv2d(x, 32, 3, padding = 1)"),
+        ("1, 28, 28", "conv2d(x, 16, 5, padding = 2)"),
+        ("1, 28, 28", "conv2d(x, 32, 3, padding = 1)"),
         ("3, 32, 32", "conv2d(x, 16, 3, padding = 1)"),
+        ("8, 32, 32", "conv2d(x, 8, 3, padding = 1)"),
+        ("16, 32, 32", "conv2d(x, 16, 3, padding = 1)"),
+        ("16, 32, 32", "conv2d(x, 32, 3, stride = 2, padding = 1)"),
+        ("32, 16, 16", "conv2d(x, 32, 3, padding = 1)"),
+        ("32, 16, 16", "conv2d(x, 96, 3, padding = 1)"),
         ("64, 8, 8", "conv2d(x, 64, 3, padding = 1)"),
+        ("3, 64, 64", "conv2d(x, 32, 7, stride = 2, padding = 3)"),
+        ("6, 14, 14", "conv2d(x, 16, 5)"),
+        ("16, 32, 32", "conv2d(x, 16, 3)"),
+        ("32, 16, 16", "conv2d(x, 64, 3)"),
+        ("16, 16, 16", "conv2d(x, 64, 1)"),
+        ("64, 16, 16", "conv2d(x, 16, 1)"),
+        ("1, 28, 28", "maxpool2d(relu(conv2d(x, 6, 5, padding = 2)), 2)"),
+        ("6, 14, 14", "maxpool2d(relu(conv2d(x, 16, 5)), 2)"),
+        ("16, 32, 32", "maxpool2d(relu(conv2d(x, 32, 3, padding = 1)), 2)"),
     ]),
     ("DENSE", "dense", [
         ("400", "dense(x, 120)"),
@@ -85,6 +104,32 @@ def elems(type_text):
     return n
 
 
+def dims(type_text):
+    """The dimensions after the batch of "f32[batch,16,32,32]"."""
+    return [int(d) for d in re.findall(r"\d+", type_text.split("[", 1)[1])]
+
+
+# The GEMM tile's rows that compiler/ir/report.c assumes (PN_COST_MR).
+COST_MR = 8
+
+
+def gathered(shape, expr, out_type):
+    """A convolution's panel per sample, as compiler/ir/report.c counts it: (elements, rows), or
+    (0, 0) where its kernel gathers nothing (pn_conv_gathers: stride 1 without padding in one
+    group, groups of fewer than COST_MR channels, or a max-pool inside)."""
+    m = re.match(r"conv2d\(x, (\d+), (\d+)((?:, \w+ = \d+)*)\)$", expr)
+    if not m:
+        return 0, 0
+    oc, k = int(m.group(1)), int(m.group(2))
+    opt = {a: int(v) for a, v in re.findall(r"(\w+) = (\d+)", m.group(3))}
+    groups = opt.get("groups", 1)
+    if groups == 1 and opt.get("stride", 1) == 1 and opt.get("padding", 0) == 0 or groups > 1 and oc // groups < COST_MR:
+        return 0, 0
+    c = int(shape.split(",")[0])
+    oh, ow = dims(out_type)[1:3]
+    return c * k * k * oh * ow, c * k * k * oh
+
+
 def profile(pnetc, tmp, name, shape, expr, batch, threads, repeat):
     src = os.path.join(tmp, name + ".pnet")
     with open(src, "w") as f:
@@ -108,7 +153,8 @@ def profile(pnetc, tmp, name, shape, expr, batch, threads, repeat):
     ins = sum(elems(types[i.strip()]) for i in l["inputs"].split(",") if i.strip() in types)
     per_call = float(p["samples"])  # forward_s and call_s are of calls of min(batch, chunk) samples
     call = min(float(l["call_s"]), float(l["forward_s"]) * per_call)
-    row = (float(l["flops"]), 4.0 * (elems(l["type"]) + ins), float(l["forward_s"]) - call / per_call)
+    row = (float(l["flops"]), 4.0 * (elems(l["type"]) + ins)) + gathered(shape, expr, l["type"]) + (
+        float(l["forward_s"]) - call / per_call,)
     return row, (1.0, max(0.0, 4.0 * l["params"] - cache_bytes()), call), machine["cpu"], machine["target"]
 
 
@@ -131,27 +177,28 @@ def cache_bytes():
 
 
 def fit(rows, floor):
-    """Non-negative least squares of t over two columns: the best subset with both weights >= 0;
-    the weights, and the worst layer's error relative to its t plus floor (seconds: a per-call
-    part of a few nanoseconds is noise, not a size to fit to)."""
+    """Non-negative least squares of t (each row's last column) over the columns before it: the
+    best subset with every weight >= 0; the weights, and the worst layer's error relative to its t
+    plus floor (seconds: a per-call part of a few nanoseconds is noise, not a size to fit to)."""
     import numpy as np
-    A = np.array([[r[0], r[1]] for r in rows])
-    t = np.array([max(r[2], 0.0) for r in rows])
+    n = len(rows[0]) - 1
+    A = np.array([r[:n] for r in rows], dtype=float)
+    t = np.array([max(r[n], 0.0) for r in rows])
     # Relative error: each layer counts the same whatever its size.
     w = 1.0 / (t + floor)
     best = None
-    for k in range(1, 3):
-        for cols in itertools.combinations(range(2), k):
+    for k in range(1, n + 1):
+        for cols in itertools.combinations(range(n), k):
             x, *_ = np.linalg.lstsq(A[:, cols] * w[:, None], t * w, rcond=None)
             if (x < 0).any():
                 continue
-            full = np.zeros(2)
+            full = np.zeros(n)
             full[list(cols)] = x
             err = float(np.sum(((A @ full - t) * w) ** 2))
             if best is None or err < best[0]:
                 best = (err, full)
     rel = [abs(A[i] @ best[1] - t[i]) * w[i] for i in range(len(t))]
-    return abs(best[1][0]), abs(best[1][1]), max(rel)  # abs: no "-0" in the table
+    return tuple(abs(v) for v in best[1]) + (max(rel),)  # abs: no "-0" in the table
 
 
 def rate(seconds_per_unit):
@@ -176,8 +223,9 @@ def main():
     if args.params_only:
         with open(table) as f:
             old = f.read()
-        for m in re.finditer(r'PN_COST_KIND\((\w+), "[^"]*", ([^,]+), ([^,]+), ([^,)]+)', old):
-            kept[m.group(1)] = tuple(float(x) for x in m.group(2, 3, 4))
+        for m in re.finditer(r'PN_COST_KIND\((\w+), "[^"]*", ([^,]+), ([^,]+), ([^,]+), [^,]+, [^,]+, ([^,]+), ([^,)]+)\)',
+                             old):
+            kept[m.group(1)] = tuple(float(x) for x in m.group(2, 3, 4, 5, 6))
         # The kept rates' origin: " * Generated by ... */", or an earlier --params-only's first line.
         provenance = [l.replace(" */", "").replace(" * Generated", " * Per sample and per call: generated")
                       for l in old.splitlines() if l.startswith((" * Generated", " * Per sample and per call:"))]
@@ -193,23 +241,27 @@ def main():
                 rows.append(row)
                 calls.append(per_call)
                 if os.environ.get("CALIBRATE_VERBOSE"):
-                    print("  %-40s %12.0f FLOP %10.0f B %10.3g s per sample; %10.0f param B %10.3g s per call" % (
-                        expr, row[0], row[1], row[2], per_call[1], per_call[2]), file=sys.stderr)
-            a, b, worst = fit(rows, 1e-9)
+                    print("  %-50s %10.0f FLOP %8.0f B %8.0f gathered %6.0f rows %10.3g s per sample; %10.0f param B "
+                          "%10.3g s per call" % (expr, row[0], row[1], row[2], row[3], row[4], per_call[1], per_call[2]),
+                          file=sys.stderr)
+            a, b, ge, gr, worst = fit(rows, 1e-9)
             call, p, worst_call = fit(calls, 1e-6)
-            fr, br, pr = rate(a), rate(b), rate(p)
+            fr, br, pr, gr = rate(a), rate(b), rate(p), rate(gr)
+            ge = rate(ge)
             if args.params_only:  # the kept rates, printed and written, beside the refitted parameter ones
-                fr, br, call = kept[kid]
-            print("%-14s %10.3g FLOP/s %10.3g B/s; per call %10.3g s + params beyond %.0f KiB at %10.3g B/s  (worst "
-                  "layer off by %.0f%% per sample, %.0f%% per call)" % (kname, fr, br, call, cache_bytes() / 1024, pr,
-                                                                      100 * worst, 100 * worst_call))
-            lines.append('PN_COST_KIND(%s, "%s", %.3e, %.3e, %.3e, %.3e, %.0f)' % (kid, kname, fr, br, call, pr,
-                                                                                 cache_bytes()))
+                fr, br, call, ge, gr = kept[kid]
+            print("%-14s %10.3g FLOP/s %10.3g B/s; gathered %10.3g elements/s, %10.3g rows/s; per call %10.3g s + "
+                  "params beyond %.0f KiB at %10.3g B/s  (worst layer off by %.0f%% per sample, %.0f%% per call)" % (
+                      kname, fr, br, ge, gr, call, cache_bytes() / 1024, pr, 100 * worst, 100 * worst_call))
+            lines.append('PN_COST_KIND(%s, "%s", %.3e, %.3e, %.3e, %.3e, %.0f, %.3e, %.3e)' % (
+                kid, kname, fr, br, call, pr, cache_bytes(), ge, gr))
     head = """/* The static cost model's rates per op kind, on one core of the machine that generated it:
  * PN_COST_KIND(ID, name, FLOP/s, bytes/s, seconds per kernel call, parameter bytes/s, cached
- * parameter bytes). A node costs, per sample, flops / FLOP/s + bytes / (bytes/s), where bytes are
- * its inputs and output; and per kernel call, whatever its samples, call + its parameter bytes
- * beyond the cached ones / (parameter bytes/s), since every call reads them again. Regenerate on
+ * parameter bytes, gathered elements/s, gathered rows/s). A node costs, per sample, flops / FLOP/s
+ * + bytes / (bytes/s), where bytes are its inputs and output, plus for a convolution that gathers
+ * its patches (pn_conv_gathers) its panel's elements and rows at their rates; and per kernel
+ * call, whatever its samples, call + its parameter bytes beyond the cached ones / (parameter
+ * bytes/s), since every call reads them again. Regenerate on
  * the machine at hand with
  * `/usr/bin/python3 bench/calibrate_cost.py --write` (docs/schedules.md, "The cost model").
  * %s by bench/calibrate_cost.py on %s (%s), %d thread%s, batch %d, %s. */

@@ -168,11 +168,9 @@ LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     int pool = cg_fused_pool(c, node);
     int64_t groups = nd->ia[PN_CONV_GROUPS];
     if (pool >= 0) return cg_gen_conv2d_pooled(c, node, pool); /* pass_fuse_pool: groups = 1 */
-    if (groups == 1 && nd->ia[PN_CONV_SH] == 1 && nd->ia[PN_CONV_SW] == 1 && nd->ia[PN_CONV_PH] == 0 && nd->ia[PN_CONV_PW] == 0)
-        return gen_conv2d_shifted(c, node);
     int VW0, MR0, NV0;
     cg_gemm_shape(c, &VW0, &MR0, &NV0);
-    if (groups > 1 && nd->ia[PN_CONV_OUT] / groups < MR0) return gen_conv2d_direct(c, node);
+    if (!pn_conv_gathers(nd, MR0)) return groups == 1 ? gen_conv2d_shifted(c, node) : gen_conv2d_direct(c, node);
     const pn_shape *xs = &c->g->nodes[nd->in[0]].shape;
     int64_t C = xs->d[1] / groups, H = xs->d[2], W = xs->d[3];
     int64_t OC = nd->ia[PN_CONV_OUT] / groups, OCT = nd->ia[PN_CONV_OUT], KH = nd->ia[PN_CONV_KH], KW = nd->ia[PN_CONV_KW];

@@ -107,6 +107,13 @@ void pn_pool_grid_of(const pn_graph *g, int conv, int pool, pn_pool_grid *out) {
     out->floats = C * out->fh * out->fw * out->rows * out->cols;
 }
 
+bool pn_conv_gathers(const pn_node *n, int mr) {
+    const int64_t *a = n->ia;
+    int64_t groups = a[PN_CONV_GROUPS] > 1 ? a[PN_CONV_GROUPS] : 1;
+    if (groups == 1 && a[PN_CONV_SH] == 1 && a[PN_CONV_SW] == 1 && a[PN_CONV_PH] == 0 && a[PN_CONV_PW] == 0) return false;
+    return !(groups > 1 && a[PN_CONV_OUT] / groups < mr);
+}
+
 bool pn_pool_tiles(const pn_graph *g, int conv, int pool) {
     const pn_node *cv = &g->nodes[conv], *pl = &g->nodes[pool];
     if (pl->op != PN_OP_MAXPOOL2D || cv->op != PN_OP_CONV2D || cv->ia[PN_CONV_GROUPS] != 1) return false;

@@ -276,6 +276,11 @@ void pn_pool_grid_of(const pn_graph *g, int conv, int pool, pn_pool_grid *out);
  * padding, at most 8 positions), conv a conv2d of one group, and the phase planes fit a cache.
  * The rest of pass_fuse_pool's test (one use, one stage, unsharded f32) is about the chain. */
 bool pn_pool_tiles(const pn_graph *g, int conv, int pool);
+/* Whether conv2d node n, without a fused max-pool, runs as an implicit GEMM that gathers its
+ * patches into a panel (codegen's cg_gen_conv2d): not with stride 1 and no padding in one group
+ * (then it reads its input shifted, in place), nor with groups of fewer output channels than mr,
+ * the GEMM tile's rows (then by direct taps). */
+bool pn_conv_gathers(const pn_node *n, int mr);
 /* After pass_fuse: the node whose kernel computes node i (i itself unless it is fused into a
  * producer's epilogue chain). */
 int pn_fused_head(const pn_graph *g, int i);

@@ -9,7 +9,7 @@
 #include <string.h>
 
 const pn_cost_rate pn_cost_rates[PN_COST_NKINDS] = {
-#define PN_COST_KIND(id, name, flops, bytes, call, param_bytes, cached) {name, flops, bytes, call, param_bytes, cached},
+#define PN_COST_KIND(id, name, flops, bytes, call, param_bytes, cached, gather, gather_rows) {name, flops, bytes, call, param_bytes, cached, gather, gather_rows},
 #include "cost_table.def"
 #undef PN_COST_KIND
 };
@@ -148,6 +148,13 @@ static void node_cost_parts(const pn_graph *g, const pn_node *n, double *var, do
     for (int k = 0; k < n->ninputs; k++)
         if (g->nodes[n->in[k]].op != PN_OP_CONST) bytes += 4.0 * (double)pn_shape_sample_elems(&g->nodes[n->in[k]].shape);
     *var = flops / r->flops_per_s + bytes / r->bytes_per_s;
+    if (n->op == PN_OP_CONV2D && pool < 0 && pn_conv_gathers(n, PN_COST_MR)) {
+        /* The panel: a row of output pixels for each input channel and tap, gathered (zero where
+         * the window leaves the image) before the GEMM reads it. */
+        const pn_shape *xs = &g->nodes[n->in[0]].shape;
+        double rows = (double)xs->d[1] * (double)(n->ia[PN_CONV_KH] * n->ia[PN_CONV_KW]) * (double)n->shape.d[2];
+        *var += rows * (double)n->shape.d[3] / r->gather_per_s + rows / r->gather_rows_per_s;
+    }
     /* Every call reads the parameters again whatever its samples, from memory where they outgrow
      * the cache: a pipeline's micro-batch of m samples too, which is what makes many small
      * micro-batches of a wide layer slow. */

@@ -10,7 +10,7 @@
 /* The op kinds of the static model: PN_COST_CONV, PN_COST_DENSE, PN_COST_POOL, PN_COST_NORM,
  * PN_COST_ELTWISE, each with its own rates (cost_table.def, which bench/calibrate_cost.py writes). */
 typedef enum pn_cost_kind {
-#define PN_COST_KIND(id, name, flops, bytes, call, param_bytes, cached) PN_COST_##id,
+#define PN_COST_KIND(id, name, flops, bytes, call, param_bytes, cached, gather, gather_rows) PN_COST_##id,
 #include "cost_table.def"
 #undef PN_COST_KIND
     PN_COST_NKINDS
@@ -22,12 +22,16 @@ typedef struct pn_cost_rate {
     /* Each call reads the node's parameters again: those beyond param_cached bytes (what stays in
      * a core's cache between calls) at param_bytes_per_s. */
     double param_bytes_per_s, param_cached;
+    /* A convolution that gathers its patches (pn_conv_gathers) pays per sample for its panel's
+     * elements (input channels x taps x output pixels) and rows (one per output row of each). */
+    double gather_per_s, gather_rows_per_s;
 } pn_cost_rate;
 extern const pn_cost_rate pn_cost_rates[PN_COST_NKINDS];
 
 #define PN_COST_BATCH 64       /* samples per kernel call: bench's default batch */
 #define PN_COST_BARRIER 2e-6   /* seconds a barrier between kernels takes on a team (no profile) */
 #define PN_COST_HANDOFF 3e-6   /* seconds from a hand-off to the waiting stage's start (no profile) */
+#define PN_COST_MR 8           /* the GEMM tile's rows that pn_conv_gathers assumes (AVX-512's) */
 #define PN_COST_XFER 4e-11     /* seconds a byte that another core wrote adds to a read (no profile) */
 #define PN_BALANCE_WARN 1.5    /* warn above this slowest-over-mean ratio */
 #define PN_MAX_AUTO_MICROBATCHES 64

@@ -105,6 +105,32 @@ static void test_pipeline_time(void **state) {
     assert_true(bubble > 0.3 && bubble < 0.35); /* the fast stage idles 2/3 of the time */
 }
 
+/* A convolution that gathers its patches (padded, strided, or grouped with groups of at least
+ * PN_COST_MR channels) pays per sample for the panel's elements and rows; one with stride 1 and no
+ * padding reads its input in place, and a depthwise one runs direct taps: neither gathers. */
+static void test_conv_gathers(void **state) {
+    (void)state;
+    pn_graph *g = parse("network c stages=1 replicas=1 microbatches=1 schedule=gpipe\n"
+                        "  x = input() : f32[batch,4,10,10] stage=0 shard=1\n"
+                        "  a = conv2d(x) out_channels=16 kernel=[3,3] stride=[1,1] padding=[1,1] bias=false : f32[batch,16,10,10] stage=0 shard=1 output  # a.weight[16,4,3,3]\n"
+                        "  b = conv2d(x) out_channels=16 kernel=[3,3] stride=[1,1] padding=[0,0] bias=false : f32[batch,16,8,8] stage=0 shard=1 output  # b.weight[16,4,3,3]\n"
+                        "  s = conv2d(x) out_channels=16 kernel=[3,3] stride=[2,2] padding=[0,0] bias=false : f32[batch,16,4,4] stage=0 shard=1 output  # s.weight[16,4,3,3]\n"
+                        "  d = conv2d(x) out_channels=4 kernel=[3,3] stride=[1,1] padding=[1,1] bias=false groups=4 : f32[batch,4,10,10] stage=0 shard=1 output  # d.weight[4,1,3,3]\n"
+                        "  output ya = a\n  output yb = b\n  output ys = s\n  output yd = d\n");
+    const pn_cost_rate *r = &pn_cost_rates[PN_COST_CONV];
+    assert_true(pn_conv_gathers(&g->nodes[1], PN_COST_MR) && !pn_conv_gathers(&g->nodes[2], PN_COST_MR));
+    assert_true(pn_conv_gathers(&g->nodes[3], PN_COST_MR) && !pn_conv_gathers(&g->nodes[4], PN_COST_MR));
+    double call = r->call_s / (double)pn_report_chunk(g);
+    for (int i = 1; i <= 4; i++) {
+        const pn_node *n = &g->nodes[i];
+        double oh = (double)n->shape.d[2], ow = (double)n->shape.d[3], rows = 4 * 9 * oh;
+        double want = (double)pn_node_flops(g, n) / r->flops_per_s + 4.0 * (400 + (double)n->shape.d[1] * oh * ow) / r->bytes_per_s + call;
+        if (i == 1 || i == 3) want += rows * ow / r->gather_per_s + rows / r->gather_rows_per_s;
+        assert_true(fabs(pn_node_cost(g, n) - want) <= 1e-9 * want);
+    }
+    pn_graph_free(g);
+}
+
 /* A max-pool whose windows tile the output of a conv (and its relu) in the same stage runs in the
  * conv's kernel (pass_fuse_pool): it costs nothing of its own, and the conv stores the pooled map,
  * a quarter of the bytes. Across a stage boundary (two_stages) the pool has a kernel of its own. */
@@ -121,7 +147,9 @@ static void test_pool_in_conv(void **state) {
     const pn_cost_rate *r = &pn_cost_rates[PN_COST_CONV];
     assert_true(pn_node_cost(g, &g->nodes[3]) == 0);
     assert_true(pn_node_cost(h, &h->nodes[3]) > 0);
-    double fewer = 4.0 * (4 * 8 * 8 - 4 * 4 * 4) / r->bytes_per_s; /* the unpooled map's bytes not stored */
+    /* The unpooled map's bytes not stored, and no panel gathered: the pooled kernel reads the
+     * input's phase planes (3 channels x 9 taps x 8 output rows of 8 pixels). */
+    double fewer = 4.0 * (4 * 8 * 8 - 4 * 4 * 4) / r->bytes_per_s + 3 * 9 * 8 * 8 / r->gather_per_s + 3 * 9 * 8 / r->gather_rows_per_s;
     assert_true(fabs(pn_node_cost(h, &h->nodes[1]) - pn_node_cost(g, &g->nodes[1]) - fewer) < 1e-9 * pn_node_cost(h, &h->nodes[1]));
     pn_graph_free(g);
     pn_graph_free(h);
@@ -343,7 +371,7 @@ static void test_profile_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kinds),          cmocka_unit_test(test_unfused_eltwise), cmocka_unit_test(test_pipeline_time),
-        cmocka_unit_test(test_pipeline_time_on_fewer_cores), cmocka_unit_test(test_pipeline_slices), cmocka_unit_test(test_pool_in_conv), cmocka_unit_test(test_stage_inputs), cmocka_unit_test(test_params_per_call),
+        cmocka_unit_test(test_pipeline_time_on_fewer_cores), cmocka_unit_test(test_pipeline_slices), cmocka_unit_test(test_pool_in_conv), cmocka_unit_test(test_conv_gathers), cmocka_unit_test(test_stage_inputs), cmocka_unit_test(test_params_per_call),
         cmocka_unit_test(test_profile_report), cmocka_unit_test(test_profile_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
