@@ -163,7 +163,22 @@ static void call_step(cg *c, tenv *e, const tstep *st) {
 
 /* void px__seg<k>(call, chunk, arena, cap, base, scratch, ith, nth): steps [from, to) on one chunk;
  * the arena holds `cap` samples starting at sample `base`. */
-static LLVMValueRef emit_seg(cg *c, const tstep *steps, int from, int to, const char *name, int *input_index) {
+/* A call of pnetrt_step_mark(layer, part, ith): the training profile's time of the step just run
+ * (runtime/core/profile.c). */
+static void mark_step(cg *c, const tenv *e, int layer, bool backward) {
+    LLVMTypeRef args[3] = {c->i64, c->i64, c->i64};
+    LLVMTypeRef ft = LLVMFunctionType(c->vd, args, 3, 0);
+    LLVMValueRef f = LLVMGetNamedFunction(c->mod, "pnetrt_step_mark");
+    if (!f) f = LLVMAddFunction(c->mod, "pnetrt_step_mark", ft);
+    LLVMValueRef v[3] = {I(c, layer), I(c, backward), e->ith};
+    LLVMBuildCall2(c->b, ft, f, v, 3, "");
+}
+
+/* A segment: steps [from, to) with a barrier between two. Each step is followed (after the
+ * barrier, so that the team's slowest thread counts) by a mark of its descriptor layer
+ * (layer_of[node]; -2 for a node of the train block), which times it while a profile runs. */
+static LLVMValueRef emit_seg(cg *c, const tstep *steps, int from, int to, const char *name, int *input_index,
+                             const int *layer_of) {
     LLVMTypeRef args[8] = {c->ptr, c->i64, c->ptr, c->i64, c->i64, c->ptr, c->i64, c->i64};
     LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->vd, args, 8, 0));
     LLVMSetLinkage(fn, LLVMInternalLinkage);
@@ -184,10 +199,15 @@ static LLVMValueRef emit_seg(cg *c, const tstep *steps, int from, int to, const 
     e.sl = LLVMBuildSub(c->b, e.s0, LLVMGetParam(fn, 4), "sl");
     LLVMValueRef barrier = LLVMGetNamedFunction(c->mod, "pnetrt_barrier");
     if (!barrier) barrier = LLVMAddFunction(c->mod, "pnetrt_barrier", LLVMFunctionType(c->vd, NULL, 0, 0));
+    mark_step(c, &e, -1, false);
     for (int k = from; k < to; k++) {
-        if (k > from) LLVMBuildCall2(c->b, LLVMFunctionType(c->vd, NULL, 0, 0), barrier, NULL, 0, "");
+        if (k > from) {
+            LLVMBuildCall2(c->b, LLVMFunctionType(c->vd, NULL, 0, 0), barrier, NULL, 0, "");
+            mark_step(c, &e, layer_of[steps[k - 1].node], steps[k - 1].backward);
+        }
         call_step(c, &e, &steps[k]);
     }
+    if (to > from) mark_step(c, &e, layer_of[steps[to - 1].node], steps[to - 1].backward);
     LLVMBuildRetVoid(c->b);
     return fn;
 }
@@ -242,6 +262,9 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
             ok = false;
         }
     }
+    /* Each node's layer in the descriptor (its nodes outside train { }, in order), or -2. */
+    int *layer_of = pn_xmalloc(sizeof(int) * (size_t)(n ? n : 1));
+    for (int i = 0, nl = 0; i < n; i++) layer_of[i] = orig->nodes[i].flags & PN_NODE_TRAIN ? -2 : nl++;
     tlist steps = {0}, eval = {0};
     bool *written = pn_xcalloc((size_t)(n ? n : 1), sizeof(bool));
     LLVMValueRef *fwd_kern = pn_xcalloc((size_t)(n ? n : 1), sizeof *fwd_kern);
@@ -320,7 +343,7 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
         for (int k = 0; k <= steps.n; k++) {
             if (k < steps.n && steps.s[k].kind != ST_BREAK) continue;
             char *name = pn_xasprintf("%s__seg%d", c->px, s);
-            segs[s] = emit_seg(c, steps.s, from, k, name, input_index);
+            segs[s] = emit_seg(c, steps.s, from, k, name, input_index, layer_of);
             free(name);
             if (k < steps.n) syncs[s] = steps.s[k].fn;
             s++;
@@ -338,7 +361,7 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
                     for (int k = 0; k < steps.n; k++)
                         if (steps.s[k].backward == (bw == 1) && tg.nodes[steps.s[k].node].stage == st) sel[ns++] = steps.s[k];
                     char *name = pn_xasprintf("%s__stage%d_%s", c->px, st, bw ? "backward" : "forward");
-                    (bw ? pb : pf)[st] = emit_seg(c, sel, 0, ns, name, input_index);
+                    (bw ? pb : pf)[st] = emit_seg(c, sel, 0, ns, name, input_index, layer_of);
                     free(name);
                 }
             fns->stage_fwd = fn_array(c, pf, tg.nstages, "stage_fwd");
@@ -350,7 +373,7 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
                 for (int k = 0; k < eval.n; k++)
                     if (tg.nodes[eval.s[k].node].stage == st) sel[ns++] = eval.s[k];
                 char *name = pn_xasprintf("%s__stage%d_eval", c->px, st);
-                pf[st] = emit_seg(c, sel, 0, ns, name, input_index);
+                pf[st] = emit_seg(c, sel, 0, ns, name, input_index, layer_of);
                 free(name);
             }
             fns->stage_eval = fn_array(c, pf, tg.nstages, "stage_eval");
@@ -361,7 +384,7 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
             fns->stage_fwd = fns->stage_bwd = fns->stage_eval = LLVMConstNull(c->ptr);
         }
         char *name = pn_xasprintf("%s__evalseg", c->px);
-        fns->eval = emit_seg(c, eval.s, 0, eval.n, name, input_index);
+        fns->eval = emit_seg(c, eval.s, 0, eval.n, name, input_index, layer_of);
         free(name);
         fns->nseg = nseg;
         fns->grad_segment = grad_segments(&tg, &steps, &fns->nparams);
@@ -376,6 +399,7 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
     free(written);
     free(fwd_kern);
     free(input_index);
+    free(layer_of);
     free(tg.plan.fuse_next);
     free(tg.plan.fused);
     c->g = orig;

@@ -27,7 +27,8 @@ static bool number(const cJSON *o, const char *key, double lo, double *v, char *
     return true;
 }
 
-/* "training": {"threads", "batch", "step_s", "update_s", "stages": [{"forward_s", "backward_s"}...]} */
+/* "training": {"threads", "batch", "step_s", "update_s", "stages": [{"forward_s", "backward_s"}...],
+ * "layers": [{"name", "stage", "forward_s", "backward_s"}...]} */
 static bool read_training(const cJSON *tr, pn_profile *p, char *err, size_t errlen) {
     double threads = 1, batch = 0;
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(tr, "stages");
@@ -50,6 +51,27 @@ static bool read_training(const cJSON *tr, pn_profile *p, char *err, size_t errl
         k++;
     }
     p->train_nstages = n;
+    /* "layers": [{"name", "forward_s", "backward_s"}...]: each layer's part of the steps. */
+    const cJSON *tl = cJSON_GetObjectItemCaseSensitive(tr, "layers"), *l;
+    if (tl && !cJSON_IsArray(tl)) return bad(err, errlen, "\"training\" has a \"layers\" that is not an array");
+    p->train_layers = tl != NULL;
+    p->train_layer_fwd = pn_xcalloc((size_t)p->nlayers + 1, sizeof *p->train_layer_fwd);
+    p->train_layer_bwd = pn_xcalloc((size_t)p->nlayers + 1, sizeof *p->train_layer_bwd);
+    cJSON_ArrayForEach(l, tl) {
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(l, "name");
+        if (!cJSON_IsObject(l) || !cJSON_IsString(name)) return bad(err, errlen, "a training layer without \"name\"");
+        int at = -1;
+        for (int k = 0; k < p->nlayers && at < 0; k++)
+            if (strcmp(p->names[k], name->valuestring) == 0) at = k;
+        if (at < 0) {
+            char what[160];
+            snprintf(what, sizeof what, "training layer '%.100s' is not among the layers", name->valuestring);
+            return bad(err, errlen, what);
+        }
+        if (!number(l, "forward_s", 0, &p->train_layer_fwd[at], err, errlen) ||
+            !number(l, "backward_s", 0, &p->train_layer_bwd[at], err, errlen))
+            return false;
+    }
     return true;
 }
 
@@ -110,6 +132,8 @@ void pn_profile_free(pn_profile *p) {
     free(p->call_s);
     free(p->train_forward_s);
     free(p->train_backward_s);
+    free(p->train_layer_fwd);
+    free(p->train_layer_bwd);
     free(p->kernel);
     free(p->path);
     free(p->network);

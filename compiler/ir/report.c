@@ -443,6 +443,24 @@ void pn_graph_report(const pn_graph *g, FILE *out) {
                 p->train_threads, p->train_threads == 1 ? "" : "s", p->train_batch, p->train_step_s * 1e6,
                 p->train_update_s * 1e6);
     }
+    if (p && p->train_layers && S > 1) {
+        /* The steps' layers summed by this network's stages, however the profiled one ran. */
+        double f[S], b[S], sum = 0, worst = 0;
+        for (int s = 0; s < S; s++) f[s] = b[s] = 0;
+        for (int i = 0; i < g->nnodes; i++) {
+            int k = profile_layer(p, &g->nodes[i]), s = g->nodes[i].stage;
+            if (k < 0 || s < 0 || s >= S) continue;
+            f[s] += p->train_layer_fwd[k];
+            b[s] += p->train_layer_bwd[k];
+        }
+        fprintf(out, "  training by layer, measured:");
+        for (int s = 0; s < S; s++) {
+            fprintf(out, "%s stage %d forward %.3g + backward %.3g us", s ? "," : "", s, f[s] * 1e6, b[s] * 1e6);
+            sum += f[s] + b[s];
+            worst = f[s] + b[s] > worst ? f[s] + b[s] : worst;
+        }
+        fprintf(out, " per sample; the slowest stage %.0f%% of the stages' time\n", sum > 0 ? 100 * worst / sum : 0);
+    }
     if (g->train.present)
         fprintf(out, "  per-replica batch: %lld (training batch %lld over %d replica%s)\n",
                 (long long)((g->train.batch + R - 1) / R), (long long)g->train.batch, R, R == 1 ? "" : "s");

@@ -53,6 +53,10 @@ typedef struct pn_profile {
     int train_threads, train_nstages;
     long long train_batch;
     double *train_forward_s, *train_backward_s, train_step_s, train_update_s;
+    /* Each layer's (of names) forward and backward seconds per sample in the steps, when the
+     * profile gives them (train_layers). */
+    bool train_layers;
+    double *train_layer_fwd, *train_layer_bwd;
 } pn_profile;
 
 /* Reads a bench --profile file; NULL with a one-line reason in err. */

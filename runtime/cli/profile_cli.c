@@ -1,8 +1,8 @@
 /* bench --profile FILE.json: every layer's forward seconds per sample on this machine at the batch
  * and threads given and the part of a call that does not grow with its samples
  * (pnetrt_profile_layers), the barrier between kernels, a hand-off, and the machine, and for a
- * network that trains, a few training steps' forward, backward and update per stage
- * (pnetrt_profile_training), as the JSON that pnetc --profile reads (docs/schedules.md, "Measured
+ * network that trains, a few training steps' forward, backward and update per stage and each
+ * layer's forward and backward in them (pnetrt_profile_training), as the JSON that pnetc --profile reads (docs/schedules.md, "Measured
  * costs"). */
 #include "profile_cli.h"
 #include "model.h"
@@ -83,7 +83,18 @@ static int profile_training(pnetrt_model *m, int64_t batch, const void *const *i
         for (int s = 0; tp->pipelined && s < tp->nstages; s++)
             fprintf(f, "%s\n    {\"stage\": %d, \"forward_s\": %.6g, \"backward_s\": %.6g}", s ? "," : "", s,
                     tp->forward_s[s], tp->backward_s[s]);
-        fprintf(f, "%s]}", tp->pipelined ? "\n  " : "");
+        fprintf(f, "%s],\n  \"layers\": [", tp->pipelined ? "\n  " : "");
+        /* Every layer that the steps run a kernel for, forward or backward. */
+        bool any = false;
+        for (int64_t k = 0; k < d->nlayers; k++) {
+            if (tp->layer_forward_s[k] <= 0 && tp->layer_backward_s[k] <= 0) continue;
+            fprintf(f, "%s\n    {\"name\": ", any ? "," : "");
+            json_str(f, d->layers[k].name);
+            fprintf(f, ", \"stage\": %lld, \"forward_s\": %.6g, \"backward_s\": %.6g}", (long long)d->layers[k].stage,
+                    tp->layer_forward_s[k], tp->layer_backward_s[k]);
+            any = true;
+        }
+        fprintf(f, "%s]}", any ? "\n  " : "");
     }
     for (int64_t k = 0; bufs && k < td->ntrain_inputs; k++) free(bufs[k]);
     free(bufs);
@@ -137,12 +148,16 @@ int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inpu
     }
     fprintf(f, "  ]");
     free(sec);
-    pnetrt_train_profile tp = {0};
+    double *lt = calloc(2 * ((size_t)d->nlayers + 1), sizeof *lt);
+    pnetrt_train_profile tp = {.layer_forward_s = lt, .layer_backward_s = lt ? lt + d->nlayers + 1 : NULL};
     int threads = pnetrt_threads(m); /* the layers'; training may take a thread per stage */
-    if (d->train && profile_training(m, batch, inputs, f, &tp)) {
+    if (d->train && (!lt ? pnetrt_die("out of memory for a profile of %lld layers", (long long)d->nlayers)
+                         : profile_training(m, batch, inputs, f, &tp))) {
+        free(lt);
         fclose(f);
         return 1;
     }
+    free(lt);
     fprintf(f, "\n}\n");
     if (fclose(f) != 0) return pnetrt_die("%s: cannot write the profile: %s", path, strerror(errno));
     printf("profile: %lld layers of %s, %.3g us per sample in all at %lld samples per call on %d thread%s, barrier "

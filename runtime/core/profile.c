@@ -337,6 +337,22 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
     return 0;
 }
 
+/* While pnetrt_profile_training runs its steps: nanoseconds per descriptor layer, its forward
+ * [0, nlayers) then its backward; NULL otherwise. step_last: the thread's last mark. */
+static _Atomic(_Atomic int64_t *) step_ns;
+static _Atomic int64_t step_layers;
+static _Thread_local double step_last;
+
+void pnetrt_step_mark(int64_t layer, int64_t part, int64_t ith) {
+    _Atomic int64_t *ns = atomic_load_explicit(&step_ns, memory_order_acquire);
+    if (!ns || ith != 0) return;
+    double now = pnetrt_now_s();
+    int64_t L = atomic_load_explicit(&step_layers, memory_order_relaxed);
+    if (layer >= 0 && layer < L && step_last > 0)
+        atomic_fetch_add_explicit(&ns[(part ? L : 0) + layer], (int64_t)((now - step_last) * 1e9), memory_order_relaxed);
+    step_last = now;
+}
+
 /* Sums the in-memory trace's slices of one kind per stage (stage -1: the whole network, into
  * index 0): seconds and samples. */
 static void trace_sums(const pnetrt_model *m, int kind, int S, double *sec, double *samples) {
@@ -354,7 +370,8 @@ static void trace_sums(const pnetrt_model *m, int kind, int S, double *sec, doub
 int pnetrt_profile_training(pnetrt_model *m, int64_t batch, const void *const *inputs, double seconds,
                             pnetrt_train_profile *out) {
     const pnetrt_desc *d = m->d;
-    *out = (pnetrt_train_profile){0};
+    double *lf = out->layer_forward_s, *lb = out->layer_backward_s;
+    *out = (pnetrt_train_profile){.layer_forward_s = lf, .layer_backward_s = lb};
     if (!d->train) return 0;
     int S = d->nstages > 0 && d->nstages <= PNETRT_MAX_STAGES ? (int)d->nstages : 1;
     /* The steps' own trace, in memory (no path: nothing is written), in place of the caller's. */
@@ -370,6 +387,14 @@ int pnetrt_profile_training(pnetrt_model *m, int64_t batch, const void *const *i
     if (!m->trace) rc = pnetrt_failf(m, "cannot allocate the profile's trace");
     float loss;
     if (!rc) rc = pnetrt_train_step(m, batch, inputs, &loss); /* warm: the trainer's buffers */
+    /* Each layer's steps, timed by pnetrt_step_mark from here to the last step. */
+    _Atomic int64_t *ns = NULL;
+    if (!rc && out->layer_forward_s) {
+        ns = calloc(2 * ((size_t)d->nlayers + 1), sizeof *ns);
+        if (!ns) rc = pnetrt_failf(m, "cannot allocate the profile's layer times");
+        atomic_store(&step_layers, d->nlayers);
+        atomic_store_explicit(&step_ns, ns, memory_order_release);
+    }
     atomic_store(&m->ntrace, 0);
     m->t0 = pnetrt_now_s();
     double t0 = pnetrt_now_s();
@@ -378,6 +403,13 @@ int pnetrt_profile_training(pnetrt_model *m, int64_t batch, const void *const *i
         rc = pnetrt_train_step(m, batch, inputs, &loss);
         steps++;
     }
+    atomic_store_explicit(&step_ns, NULL, memory_order_release);
+    for (int64_t k = 0; ns && !rc && k < d->nlayers; k++) {
+        double per = 1e-9 / (double)(steps * batch);
+        out->layer_forward_s[k] = (double)atomic_load(&ns[k]) * per;
+        out->layer_backward_s[k] = (double)atomic_load(&ns[d->nlayers + k]) * per;
+    }
+    free((void *)ns);
     if (!rc) {
         double samples[PNETRT_MAX_STAGES] = {0}, none[PNETRT_MAX_STAGES] = {0}, whole[1] = {0}, n1[1] = {0};
         trace_sums(m, PNETRT_TRACE_FORWARD, S, out->forward_s, samples);

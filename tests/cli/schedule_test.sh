@@ -139,6 +139,11 @@ run "$src/examples/resnet_small.pnet" -o "$tmp/resnet"
 fwd=$(sed -n 's/^  "forward_s": \([0-9.e+-]*\),$/\1/p' "$tmp/profr.json")
 step=$(sed -n 's/^  "training": .*"step_s": \([0-9.e+-]*\),.*/\1/p' "$tmp/profr.json")
 check "a segmented step costs more than its forward ($step > $fwd s per sample)" awk -v s="$step" -v f="$fwd" 'BEGIN { exit !(f > 0 && s > f) }'
+# Each layer's forward and backward in the steps: together the step (the same steps, timed by layer).
+lsum=$(sed -n 's/^    {"name": ".*", "stage": [0-9]*, "forward_s": \([0-9.e+-]*\), "backward_s": \([0-9.e+-]*\)}.*/\1 \2/p' "$tmp/profr.json" | awk '{ t += $1 + $2 } END { print t + 0 }')
+check "resnet_small's layers add up to its step ($lsum against $step s per sample)" awk -v l="$lsum" -v s="$step" 'BEGIN { exit !(l > 0.5 * s && l < 1.5 * s) }'
+check "a conv's backward in the steps" grep -q '^    {"name": "res1.a.conv", "stage": 0, "forward_s": [0-9.e-]*[1-9][0-9.e-]*, "backward_s": [0-9.e-]*[1-9]' "$tmp/profr.json"
+
 check "without stages the second size is an eighth" grep -q '^  "small_samples": 4,$' "$tmp/prof.json"
 check "lenet's parameters fit the cache: warm calls" grep -q '^  "cold_calls": false,$' "$tmp/prof.json"
 check "the profile gives the last-level cache" grep -q '"machine": {.*"llc_bytes": [0-9]*, ' "$tmp/prof.json"
@@ -152,9 +157,14 @@ small=4
 check "two stages: the second size is a micro-batch (M = $M2: $small samples)" grep -q "^  \"small_samples\": $small,\$" "$tmp/prof2.json"
 check "two stages train pipelined, a thread each" grep -q '^  "training": {"threads": 2, "batch": 32, .*"pipelined": true' "$tmp/prof2.json"
 check "each stage's backward" [ "$(grep -c '^    {"stage": [01], "forward_s": [0-9.e-]*, "backward_s": [0-9.e-]*}' "$tmp/prof2.json")" -eq 2 ]
+bsum=$(sed -n 's/^    {"name": ".*", "stage": 1, "forward_s": [0-9.e+-]*, "backward_s": \([0-9.e+-]*\)}.*/\1/p' "$tmp/prof2.json" | awk '{ t += $1 } END { print t + 0 }')
+b1=$(sed -n 's/^    {"stage": 1, "forward_s": [0-9.e+-]*, "backward_s": \([0-9.e+-]*\)}.*/\1/p' "$tmp/prof2.json")
+check "stage 1's layers' backward add up to its backward ($bsum against $b1)" awk -v l="$bsum" -v s="$b1" 'BEGIN { exit !(s > 0 && l > 0.5 * s && l < 1.5 * s) }'
+check "c2's backward in the steps" grep -q '^    {"name": "c2", "stage": 1, "forward_s": [0-9.e-]*, "backward_s": [0-9.e-]*[1-9]' "$tmp/prof2.json"
 check "bench --profile prints the training" grep -q "^profile: training on 2 threads, [0-9]* steps: stage 0 forward .* + backward .*, stage 1 forward" "$tmp/out"
 run --report --profile "$tmp/prof2.json" "$tmp/l2.pnet"
 check "--report --profile: measured training" grep -q "^  training, measured (2 threads, batch 32): stage 0 forward .* backward .* the slowest stage [0-9]*% of the stages' time; update" "$tmp/out"
+check "--report --profile: training by layer" grep -q "^  training by layer, measured: stage 0 forward .* + backward .* us, stage 1 forward .* the slowest stage [0-9]*% of the stages' time\$" "$tmp/out"
 run --report --profile "$tmp/prof.json" "$tmp/l2.pnet"
 check "--report --profile exits 0" [ $rc -eq 0 ]
 check "--report --profile says so" grep -q "^  costs: measured by bench --profile ($tmp/prof.json: .*, 1 thread, 32 samples per call)$" "$tmp/out"

@@ -283,7 +283,10 @@ static void test_profile_report(void **state) {
         " {\"name\": \"s\", \"kernel\": true, \"forward_s\": 0.25e-6}],"
         " \"training\": {\"threads\": 2, \"batch\": 32, \"steps\": 9, \"pipelined\": true, \"step_s\": 0, \"update_s\": 1e-6,"
         " \"stages\": [{\"stage\": 0, \"forward_s\": 3e-6, \"backward_s\": 6e-6},"
-        " {\"stage\": 1, \"forward_s\": 1e-6, \"backward_s\": 2e-6}]}}\n"),
+        " {\"stage\": 1, \"forward_s\": 1e-6, \"backward_s\": 2e-6}],"
+        " \"layers\": [{\"name\": \"c\", \"stage\": 0, \"forward_s\": 2e-6, \"backward_s\": 4e-6},"
+        " {\"name\": \"d\", \"stage\": 1, \"forward_s\": 1e-6, \"backward_s\": 1e-6},"
+        " {\"name\": \"s\", \"stage\": 1, \"forward_s\": 0.5e-6, \"backward_s\": 0.5e-6}]}}\n"),
         err, sizeof err);
     if (!p) fail_msg("%s", err);
     assert_string_equal(p->cpu, "Test CPU");
@@ -317,6 +320,9 @@ static void test_profile_report(void **state) {
     assert_non_null(strstr(text, "predicted with these costs for a batch of 32 in chunks of 32"));
     assert_non_null(strstr(text, "  training, measured (2 threads, batch 32): stage 0 forward 3 + backward 6 us, stage 1 forward 1 + "
                                  "backward 2 us per sample; the slowest stage 75% of the stages' time; update 1 us per sample\n"));
+    /* Each layer's part of the steps, summed by this network's stages. */
+    assert_non_null(strstr(text, "  training by layer, measured: stage 0 forward 2 + backward 4 us, stage 1 forward 1.5 + backward "
+                                 "1.5 us per sample; the slowest stage 67% of the stages' time\n"));
     assert_null(strstr(text, "stages will take turns"));
     free(text);
     p->cpus = 1;
@@ -361,6 +367,14 @@ static void test_profile_errors(void **state) {
                "not a bench --profile file: \"forward_s\" is not a number of at least 0");
     expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [], \"training\": {\"stages\": [3]}}",
                "not a bench --profile file: a training stage is not an object");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [], \"training\": {\"layers\": {}}}",
+               "not a bench --profile file: \"training\" has a \"layers\" that is not an array");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": 0}], \"training\": "
+               "{\"layers\": [{\"name\": \"b\", \"forward_s\": 0, \"backward_s\": 0}]}}",
+               "not a bench --profile file: training layer 'b' is not among the layers");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": 0}], \"training\": "
+               "{\"layers\": [{\"name\": \"a\", \"forward_s\": 0, \"backward_s\": -1}]}}",
+               "not a bench --profile file: \"backward_s\" is not a number of at least 0");
     expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"threads\": \"two\", \"layers\": []}",
                "not a bench --profile file: \"threads\" is not a number of at least 1");
     char err[256];
