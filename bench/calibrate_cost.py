@@ -151,9 +151,12 @@ def profile(pnetc, tmp, name, shape, expr, batch, threads, repeat):
             best = (layer, types, p["machine"])
     l, types, machine = best
     ins = sum(elems(types[i.strip()]) for i in l["inputs"].split(",") if i.strip() in types)
+    # A conv with its max-pool inside stores the pooled map (the network's output y), as
+    # compiler/ir/report.c counts it.
+    out_type = types["y"] if expr.startswith("maxpool2d(") else l["type"]
     per_call = float(p["samples"])  # forward_s and call_s are of calls of min(batch, chunk) samples
     call = min(float(l["call_s"]), float(l["forward_s"]) * per_call)
-    row = (float(l["flops"]), 4.0 * (elems(l["type"]) + ins)) + gathered(shape, expr, l["type"]) + (
+    row = (float(l["flops"]), 4.0 * (elems(out_type) + ins)) + gathered(shape, expr, l["type"]) + (
         float(l["forward_s"]) - call / per_call,)
     return row, (1.0, max(0.0, 4.0 * l["params"] - cache_bytes()), call), machine["cpu"], machine["target"]
 
@@ -230,7 +233,8 @@ def main():
         provenance = [l.replace(" */", "").replace(" * Generated", " * Per sample and per call: generated")
                       for l in old.splitlines() if l.startswith((" * Generated", " * Per sample and per call:"))]
         if len(kept) != len(KINDS) or not provenance:
-            sys.exit("calibrate_cost: %s: not a table of every kind; run without --params-only" % table)
+            sys.exit("calibrate_cost: %s: not a table of every kind in this format; regenerate it without --params-only"
+                     % table)
     lines, cpu, target = [], "unknown", "unknown"
     with tempfile.TemporaryDirectory() as tmp:
         for kid, kname, nets in KINDS:

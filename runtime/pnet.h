@@ -117,10 +117,12 @@ PNETRT_API int pnetrt_load_file(pnetrt_model *m, const char *path);
 PNETRT_API int pnetrt_main(const pnetrt_desc *d, int argc, char **argv);
 /* A barrier across the threads of one forward call. */
 PNETRT_API void pnetrt_barrier(void);
-/* After each step of a training segment: while bench --profile times training steps, thread 0 of
- * each team adds the time since its last mark to descriptor layer `layer` (part 0: its forward,
- * 1: its backward); layer < 0 only starts the clock. Otherwise nothing. */
-PNETRT_API void pnetrt_step_mark(int64_t layer, int64_t part, int64_t ith);
+/* After each step of a training segment (call: the segment's pnetrt_train_call): while bench
+ * --profile times this model's training steps, thread 0 of each team adds the time since its
+ * last mark to descriptor layer `layer` (part 0: its forward, 1: its backward; + 2: the segment's
+ * last step, for which the team first waits at a barrier); layer < 0 only starts the clock.
+ * Otherwise nothing. */
+PNETRT_API void pnetrt_step_mark(const void *call, int64_t layer, int64_t part, int64_t ith);
 
 #ifdef __cplusplus
 }

@@ -163,20 +163,21 @@ static void call_step(cg *c, tenv *e, const tstep *st) {
 
 /* void px__seg<k>(call, chunk, arena, cap, base, scratch, ith, nth): steps [from, to) on one chunk;
  * the arena holds `cap` samples starting at sample `base`. */
-/* A call of pnetrt_step_mark(layer, part, ith): the training profile's time of the step just run
- * (runtime/core/profile.c). */
-static void mark_step(cg *c, const tenv *e, int layer, bool backward) {
-    LLVMTypeRef args[3] = {c->i64, c->i64, c->i64};
-    LLVMTypeRef ft = LLVMFunctionType(c->vd, args, 3, 0);
+/* A call of pnetrt_step_mark(call, layer, part, ith): the training profile's time of the step just
+ * run (runtime/core/profile.c); part: 1 for a backward step, + 2 for a segment's last. */
+static void mark_step(cg *c, const tenv *e, int layer, int part) {
+    LLVMTypeRef args[4] = {c->ptr, c->i64, c->i64, c->i64};
+    LLVMTypeRef ft = LLVMFunctionType(c->vd, args, 4, 0);
     LLVMValueRef f = LLVMGetNamedFunction(c->mod, "pnetrt_step_mark");
     if (!f) f = LLVMAddFunction(c->mod, "pnetrt_step_mark", ft);
-    LLVMValueRef v[3] = {I(c, layer), I(c, backward), e->ith};
-    LLVMBuildCall2(c->b, ft, f, v, 3, "");
+    LLVMValueRef v[4] = {e->call, I(c, layer), I(c, part), e->ith};
+    LLVMBuildCall2(c->b, ft, f, v, 4, "");
 }
 
 /* A segment: steps [from, to) with a barrier between two. Each step is followed (after the
- * barrier, so that the team's slowest thread counts) by a mark of its descriptor layer
- * (layer_of[node]; -2 for a node of the train block), which times it while a profile runs. */
+ * barrier, so that the team's slowest thread counts; after the last, the mark waits for the team
+ * itself while a profile runs) by a mark of its descriptor layer (layer_of[node]; -2 for a node of
+ * the train block), which times it while a profile runs. */
 static LLVMValueRef emit_seg(cg *c, const tstep *steps, int from, int to, const char *name, int *input_index,
                              const int *layer_of) {
     LLVMTypeRef args[8] = {c->ptr, c->i64, c->ptr, c->i64, c->i64, c->ptr, c->i64, c->i64};
@@ -199,7 +200,7 @@ static LLVMValueRef emit_seg(cg *c, const tstep *steps, int from, int to, const 
     e.sl = LLVMBuildSub(c->b, e.s0, LLVMGetParam(fn, 4), "sl");
     LLVMValueRef barrier = LLVMGetNamedFunction(c->mod, "pnetrt_barrier");
     if (!barrier) barrier = LLVMAddFunction(c->mod, "pnetrt_barrier", LLVMFunctionType(c->vd, NULL, 0, 0));
-    mark_step(c, &e, -1, false);
+    mark_step(c, &e, -1, 0);
     for (int k = from; k < to; k++) {
         if (k > from) {
             LLVMBuildCall2(c->b, LLVMFunctionType(c->vd, NULL, 0, 0), barrier, NULL, 0, "");
@@ -207,7 +208,7 @@ static LLVMValueRef emit_seg(cg *c, const tstep *steps, int from, int to, const 
         }
         call_step(c, &e, &steps[k]);
     }
-    if (to > from) mark_step(c, &e, layer_of[steps[to - 1].node], steps[to - 1].backward);
+    if (to > from) mark_step(c, &e, layer_of[steps[to - 1].node], 2 + steps[to - 1].backward);
     LLVMBuildRetVoid(c->b);
     return fn;
 }

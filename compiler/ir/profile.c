@@ -51,7 +51,8 @@ static bool read_training(const cJSON *tr, pn_profile *p, char *err, size_t errl
         k++;
     }
     p->train_nstages = n;
-    /* "layers": [{"name", "forward_s", "backward_s"}...]: each layer's part of the steps. */
+    /* "layers": [{"name", "forward_s", "backward_s"}...]: each layer's part of the steps (its
+     * "stage" is the profiled network's, which the report does not need: it sums by its own). */
     const cJSON *tl = cJSON_GetObjectItemCaseSensitive(tr, "layers"), *l;
     if (tl && !cJSON_IsArray(tl)) return bad(err, errlen, "\"training\" has a \"layers\" that is not an array");
     p->train_layers = tl != NULL;

@@ -453,13 +453,16 @@ void pn_graph_report(const pn_graph *g, FILE *out) {
             f[s] += p->train_layer_fwd[k];
             b[s] += p->train_layer_bwd[k];
         }
-        fprintf(out, "  training by layer, measured:");
         for (int s = 0; s < S; s++) {
-            fprintf(out, "%s stage %d forward %.3g + backward %.3g us", s ? "," : "", s, f[s] * 1e6, b[s] * 1e6);
             sum += f[s] + b[s];
             worst = f[s] + b[s] > worst ? f[s] + b[s] : worst;
         }
-        fprintf(out, " per sample; the slowest stage %.0f%% of the stages' time\n", sum > 0 ? 100 * worst / sum : 0);
+        if (sum > 0) { /* some layer of this network was timed */
+            fprintf(out, "  training by layer, measured:");
+            for (int s = 0; s < S; s++)
+                fprintf(out, "%s stage %d forward %.3g + backward %.3g us", s ? "," : "", s, f[s] * 1e6, b[s] * 1e6);
+            fprintf(out, " per sample; the slowest stage %.0f%% of the stages' time\n", 100 * worst / sum);
+        }
     }
     if (g->train.present)
         fprintf(out, "  per-replica batch: %lld (training batch %lld over %d replica%s)\n",

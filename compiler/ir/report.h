@@ -31,7 +31,7 @@ extern const pn_cost_rate pn_cost_rates[PN_COST_NKINDS];
 #define PN_COST_BATCH 64       /* samples per kernel call: bench's default batch */
 #define PN_COST_BARRIER 2e-6   /* seconds a barrier between kernels takes on a team (no profile) */
 #define PN_COST_HANDOFF 3e-6   /* seconds from a hand-off to the waiting stage's start (no profile) */
-#define PN_COST_MR 8           /* the GEMM tile's rows that pn_conv_gathers assumes (AVX-512's) */
+#define PN_COST_MR 8           /* the GEMM tile's rows that pn_conv_gathers assumes (AVX-512's; AVX2's are 6) */
 #define PN_COST_XFER 4e-11     /* seconds a byte that another core wrote adds to a read (no profile) */
 #define PN_BALANCE_WARN 1.5    /* warn above this slowest-over-mean ratio */
 #define PN_MAX_AUTO_MICROBATCHES 64

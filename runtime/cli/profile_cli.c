@@ -148,7 +148,7 @@ int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inpu
     }
     fprintf(f, "  ]");
     free(sec);
-    double *lt = calloc(2 * ((size_t)d->nlayers + 1), sizeof *lt);
+    double *lt = d->train ? calloc(2 * ((size_t)d->nlayers + 1), sizeof *lt) : NULL;
     pnetrt_train_profile tp = {.layer_forward_s = lt, .layer_backward_s = lt ? lt + d->nlayers + 1 : NULL};
     int threads = pnetrt_threads(m); /* the layers'; training may take a thread per stage */
     if (d->train && (!lt ? pnetrt_die("out of memory for a profile of %lld layers", (long long)d->nlayers)

@@ -121,8 +121,9 @@ typedef struct pnetrt_train_profile {
     int64_t steps;
     double forward_s[PNETRT_MAX_STAGES], backward_s[PNETRT_MAX_STAGES];
     double step_s, update_s;
-    /* When set (nlayers each), every descriptor layer's seconds per sample in the steps' forward
-     * and backward, from pnetrt_step_mark (0 for a layer without a training kernel). */
+    /* Set by the caller, or NULL (so zero the struct first): nlayers each, every descriptor layer's
+     * seconds per sample in the steps' forward and backward, from pnetrt_step_mark (0 for a layer
+     * without a training kernel); kept by pnetrt_profile_training, which clears the rest. */
     double *layer_forward_s, *layer_backward_s;
 } pnetrt_train_profile;
 int pnetrt_profile_training(pnetrt_model *m, int64_t batch, const void *const *inputs, double seconds,

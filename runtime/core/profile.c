@@ -338,18 +338,24 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
 }
 
 /* While pnetrt_profile_training runs its steps: nanoseconds per descriptor layer, its forward
- * [0, nlayers) then its backward; NULL otherwise. step_last: the thread's last mark. */
+ * [0, nlayers) then its backward, of the model whose training calls have params step_owner;
+ * NULL otherwise. Another model's steps (a library may train several at once) never touch them:
+ * their calls have other parameters. step_last: the thread's last mark. */
 static _Atomic(_Atomic int64_t *) step_ns;
+static _Atomic(const float *) step_owner;
 static _Atomic int64_t step_layers;
 static _Thread_local double step_last;
 
-void pnetrt_step_mark(int64_t layer, int64_t part, int64_t ith) {
+void pnetrt_step_mark(const void *call, int64_t layer, int64_t part, int64_t ith) {
     _Atomic int64_t *ns = atomic_load_explicit(&step_ns, memory_order_acquire);
-    if (!ns || ith != 0) return;
+    if (!ns || ((const pnetrt_train_call *)call)->params != atomic_load_explicit(&step_owner, memory_order_acquire)) return;
+    /* (The same on every thread of the team: neither changes during a step.) */
+    if (part & 2) pnetrt_barrier(); /* the segment's last step: its team's slowest thread counts */
+    if (ith != 0) return;
     double now = pnetrt_now_s();
     int64_t L = atomic_load_explicit(&step_layers, memory_order_relaxed);
     if (layer >= 0 && layer < L && step_last > 0)
-        atomic_fetch_add_explicit(&ns[(part ? L : 0) + layer], (int64_t)((now - step_last) * 1e9), memory_order_relaxed);
+        atomic_fetch_add_explicit(&ns[(part & 1 ? L : 0) + layer], (int64_t)((now - step_last) * 1e9), memory_order_relaxed);
     step_last = now;
 }
 
@@ -393,6 +399,7 @@ int pnetrt_profile_training(pnetrt_model *m, int64_t batch, const void *const *i
         ns = calloc(2 * ((size_t)d->nlayers + 1), sizeof *ns);
         if (!ns) rc = pnetrt_failf(m, "cannot allocate the profile's layer times");
         atomic_store(&step_layers, d->nlayers);
+        atomic_store_explicit(&step_owner, m->params, memory_order_release); /* the warm step's */
         atomic_store_explicit(&step_ns, ns, memory_order_release);
     }
     atomic_store(&m->ntrace, 0);
@@ -404,6 +411,7 @@ int pnetrt_profile_training(pnetrt_model *m, int64_t batch, const void *const *i
         steps++;
     }
     atomic_store_explicit(&step_ns, NULL, memory_order_release);
+    atomic_store_explicit(&step_owner, NULL, memory_order_release);
     for (int64_t k = 0; ns && !rc && k < d->nlayers; k++) {
         double per = 1e-9 / (double)(steps * batch);
         out->layer_forward_s[k] = (double)atomic_load(&ns[k]) * per;

@@ -142,6 +142,11 @@ check "a segmented step costs more than its forward ($step > $fwd s per sample)"
 # Each layer's forward and backward in the steps: together the step (the same steps, timed by layer).
 lsum=$(sed -n 's/^    {"name": ".*", "stage": [0-9]*, "forward_s": \([0-9.e+-]*\), "backward_s": \([0-9.e+-]*\)}.*/\1 \2/p' "$tmp/profr.json" | awk '{ t += $1 + $2 } END { print t + 0 }')
 check "resnet_small's layers add up to its step ($lsum against $step s per sample)" awk -v l="$lsum" -v s="$step" 'BEGIN { exit !(l > 0.5 * s && l < 1.5 * s) }'
+# On two threads each layer's time is its team's (the segment's last step waits for the team too).
+"$tmp/resnet" bench --batch 32 --threads 2 --profile "$tmp/profr2.json" >"$tmp/out" 2>"$tmp/err"
+step2=$(sed -n 's/^  "training": .*"step_s": \([0-9.e+-]*\),.*/\1/p' "$tmp/profr2.json")
+lsum2=$(sed -n 's/^    {"name": ".*", "stage": [0-9]*, "forward_s": \([0-9.e+-]*\), "backward_s": \([0-9.e+-]*\)}.*/\1 \2/p' "$tmp/profr2.json" | awk '{ t += $1 + $2 } END { print t + 0 }')
+check "on two threads too ($lsum2 against $step2 s per sample)" awk -v l="$lsum2" -v s="$step2" 'BEGIN { exit !(l > 0.8 * s && l < 1.2 * s) }'
 check "a conv's backward in the steps" grep -q '^    {"name": "res1.a.conv", "stage": 0, "forward_s": [0-9.e-]*[1-9][0-9.e-]*, "backward_s": [0-9.e-]*[1-9]' "$tmp/profr.json"
 
 check "without stages the second size is an eighth" grep -q '^  "small_samples": 4,$' "$tmp/prof.json"

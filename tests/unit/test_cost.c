@@ -116,16 +116,19 @@ static void test_conv_gathers(void **state) {
                         "  b = conv2d(x) out_channels=16 kernel=[3,3] stride=[1,1] padding=[0,0] bias=false : f32[batch,16,8,8] stage=0 shard=1 output  # b.weight[16,4,3,3]\n"
                         "  s = conv2d(x) out_channels=16 kernel=[3,3] stride=[2,2] padding=[0,0] bias=false : f32[batch,16,4,4] stage=0 shard=1 output  # s.weight[16,4,3,3]\n"
                         "  d = conv2d(x) out_channels=4 kernel=[3,3] stride=[1,1] padding=[1,1] bias=false groups=4 : f32[batch,4,10,10] stage=0 shard=1 output  # d.weight[4,1,3,3]\n"
-                        "  output ya = a\n  output yb = b\n  output ys = s\n  output yd = d\n");
+                        "  h = conv2d(x) out_channels=16 kernel=[3,3] stride=[1,1] padding=[0,0] bias=false groups=2 : f32[batch,16,8,8] stage=0 shard=1 output  # h.weight[16,2,3,3]\n"
+                        "  output ya = a\n  output yb = b\n  output ys = s\n  output yd = d\n  output yh = h\n");
     const pn_cost_rate *r = &pn_cost_rates[PN_COST_CONV];
     assert_true(pn_conv_gathers(&g->nodes[1], PN_COST_MR) && !pn_conv_gathers(&g->nodes[2], PN_COST_MR));
     assert_true(pn_conv_gathers(&g->nodes[3], PN_COST_MR) && !pn_conv_gathers(&g->nodes[4], PN_COST_MR));
+    /* Groups of 8 channels fill a tile's rows: they gather, even with stride 1 and no padding. */
+    assert_true(pn_conv_gathers(&g->nodes[5], PN_COST_MR));
     double call = r->call_s / (double)pn_report_chunk(g);
-    for (int i = 1; i <= 4; i++) {
+    for (int i = 1; i <= 5; i++) {
         const pn_node *n = &g->nodes[i];
         double oh = (double)n->shape.d[2], ow = (double)n->shape.d[3], rows = 4 * 9 * oh;
         double want = (double)pn_node_flops(g, n) / r->flops_per_s + 4.0 * (400 + (double)n->shape.d[1] * oh * ow) / r->bytes_per_s + call;
-        if (i == 1 || i == 3) want += rows * ow / r->gather_per_s + rows / r->gather_rows_per_s;
+        if (i == 1 || i == 3 || i == 5) want += rows * ow / r->gather_per_s + rows / r->gather_rows_per_s;
         assert_true(fabs(pn_node_cost(g, n) - want) <= 1e-9 * want);
     }
     pn_graph_free(g);
@@ -325,6 +328,14 @@ static void test_profile_report(void **state) {
                                  "1.5 us per sample; the slowest stage 67% of the stages' time\n"));
     assert_null(strstr(text, "stages will take turns"));
     free(text);
+    /* A profile whose steps timed none of this network's layers: no line of zeros. */
+    double *fwd = p->train_layer_fwd, *bwd = p->train_layer_bwd, none[7] = {0};
+    p->train_layer_fwd = p->train_layer_bwd = none;
+    text = pn_graph_report_text(g);
+    assert_null(strstr(text, "training by layer"));
+    free(text);
+    p->train_layer_fwd = fwd;
+    p->train_layer_bwd = bwd;
     p->cpus = 1;
     text = pn_graph_report_text(g);
     assert_non_null(strstr(text, "  note: the profiled machine has 1 CPU for 2 stages: stages will take turns on the cores"));
