@@ -9,7 +9,8 @@
 #include <string.h>
 
 const pn_cost_rate pn_cost_rates[PN_COST_NKINDS] = {
-#define PN_COST_KIND(id, name, flops, bytes, call, param_bytes, cached, gather, gather_rows) {name, flops, bytes, call, param_bytes, cached, gather, gather_rows},
+#define PN_COST_KIND(id, name, flops, bytes, call, param_bytes, cached, gather, gather_rows)                             \
+    {name, flops, bytes, call, param_bytes, cached, gather, gather_rows},
 #include "cost_table.def"
 #undef PN_COST_KIND
 };

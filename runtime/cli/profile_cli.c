@@ -2,8 +2,8 @@
  * and threads given and the part of a call that does not grow with its samples
  * (pnetrt_profile_layers), the barrier between kernels, a hand-off, and the machine, and for a
  * network that trains, a few training steps' forward, backward and update per stage and each
- * layer's forward and backward in them (pnetrt_profile_training), as the JSON that pnetc --profile reads (docs/schedules.md, "Measured
- * costs"). */
+ * layer's forward and backward in them (pnetrt_profile_training), as the JSON that pnetc
+ * --profile reads (docs/schedules.md, "Measured costs"). */
 #include "profile_cli.h"
 #include "model.h"
 #include "options.h"

@@ -127,7 +127,8 @@ static void test_conv_gathers(void **state) {
     for (int i = 1; i <= 5; i++) {
         const pn_node *n = &g->nodes[i];
         double oh = (double)n->shape.d[2], ow = (double)n->shape.d[3], rows = 4 * 9 * oh;
-        double want = (double)pn_node_flops(g, n) / r->flops_per_s + 4.0 * (400 + (double)n->shape.d[1] * oh * ow) / r->bytes_per_s + call;
+        double want = (double)pn_node_flops(g, n) / r->flops_per_s +
+                      4.0 * (400 + (double)n->shape.d[1] * oh * ow) / r->bytes_per_s + call;
         if (i == 1 || i == 3 || i == 5) want += rows * ow / r->gather_per_s + rows / r->gather_rows_per_s;
         assert_true(fabs(pn_node_cost(g, n) - want) <= 1e-9 * want);
     }
@@ -152,7 +153,8 @@ static void test_pool_in_conv(void **state) {
     assert_true(pn_node_cost(h, &h->nodes[3]) > 0);
     /* The unpooled map's bytes not stored, and no panel gathered: the pooled kernel reads the
      * input's phase planes (3 channels x 9 taps x 8 output rows of 8 pixels). */
-    double fewer = 4.0 * (4 * 8 * 8 - 4 * 4 * 4) / r->bytes_per_s + 3 * 9 * 8 * 8 / r->gather_per_s + 3 * 9 * 8 / r->gather_rows_per_s;
+    double fewer = 4.0 * (4 * 8 * 8 - 4 * 4 * 4) / r->bytes_per_s + 3 * 9 * 8 * 8 / r->gather_per_s +
+                   3 * 9 * 8 / r->gather_rows_per_s;
     assert_true(fabs(pn_node_cost(h, &h->nodes[1]) - pn_node_cost(g, &g->nodes[1]) - fewer) < 1e-9 * pn_node_cost(h, &h->nodes[1]));
     pn_graph_free(g);
     pn_graph_free(h);
