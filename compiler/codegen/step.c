@@ -174,10 +174,11 @@ static void mark_step(cg *c, const tenv *e, int layer, int part) {
     LLVMBuildCall2(c->b, ft, f, v, 4, "");
 }
 
-/* A segment: steps [from, to) with a barrier between two. Each step is followed (after the
- * barrier, so that the team's slowest thread counts; after the last, the mark waits for the team
- * itself while a profile runs) by a mark of its descriptor layer (layer_of[node]; -2 for a node of
- * the train block), which times it while a profile runs. */
+/* A segment: steps [from, to) with a barrier between two. With layer_of (a training step's, not
+ * an evaluation's), each step is followed (after the barrier, so that the team's slowest thread
+ * counts; after the last, the mark waits for the team itself while a profile runs) by a mark of
+ * its descriptor layer (layer_of[node]; -2 for a node of the train block), which times it while a
+ * profile runs. */
 static LLVMValueRef emit_seg(cg *c, const tstep *steps, int from, int to, const char *name, int *input_index,
                              const int *layer_of) {
     LLVMTypeRef args[8] = {c->ptr, c->i64, c->ptr, c->i64, c->i64, c->ptr, c->i64, c->i64};
@@ -200,15 +201,15 @@ static LLVMValueRef emit_seg(cg *c, const tstep *steps, int from, int to, const 
     e.sl = LLVMBuildSub(c->b, e.s0, LLVMGetParam(fn, 4), "sl");
     LLVMValueRef barrier = LLVMGetNamedFunction(c->mod, "pnetrt_barrier");
     if (!barrier) barrier = LLVMAddFunction(c->mod, "pnetrt_barrier", LLVMFunctionType(c->vd, NULL, 0, 0));
-    mark_step(c, &e, -1, 0);
+    if (layer_of) mark_step(c, &e, -1, 0);
     for (int k = from; k < to; k++) {
         if (k > from) {
             LLVMBuildCall2(c->b, LLVMFunctionType(c->vd, NULL, 0, 0), barrier, NULL, 0, "");
-            mark_step(c, &e, layer_of[steps[k - 1].node], steps[k - 1].backward);
+            if (layer_of) mark_step(c, &e, layer_of[steps[k - 1].node], steps[k - 1].backward);
         }
         call_step(c, &e, &steps[k]);
     }
-    if (to > from) mark_step(c, &e, layer_of[steps[to - 1].node], 2 + steps[to - 1].backward);
+    if (layer_of && to > from) mark_step(c, &e, layer_of[steps[to - 1].node], 2 + steps[to - 1].backward);
     LLVMBuildRetVoid(c->b);
     return fn;
 }
@@ -374,7 +375,7 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
                 for (int k = 0; k < eval.n; k++)
                     if (tg.nodes[eval.s[k].node].stage == st) sel[ns++] = eval.s[k];
                 char *name = pn_xasprintf("%s__stage%d_eval", c->px, st);
-                pf[st] = emit_seg(c, sel, 0, ns, name, input_index, layer_of);
+                pf[st] = emit_seg(c, sel, 0, ns, name, input_index, NULL);
                 free(name);
             }
             fns->stage_eval = fn_array(c, pf, tg.nstages, "stage_eval");
@@ -385,7 +386,7 @@ bool cg_gen_training(cg *c, LLVMValueRef *out, pn_train_fns *fns) {
             fns->stage_fwd = fns->stage_bwd = fns->stage_eval = LLVMConstNull(c->ptr);
         }
         char *name = pn_xasprintf("%s__evalseg", c->px);
-        fns->eval = emit_seg(c, eval.s, 0, eval.n, name, input_index, layer_of);
+        fns->eval = emit_seg(c, eval.s, 0, eval.n, name, input_index, NULL);
         free(name);
         fns->nseg = nseg;
         fns->grad_segment = grad_segments(&tg, &steps, &fns->nparams);
