@@ -20,7 +20,8 @@ static bool number(const cJSON *o, const char *key, double lo, double *v, char *
     if (!x) return true;
     if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || x->valuedouble < lo) {
         char what[96];
-        snprintf(what, sizeof what, "\"%s\" is not a number of at least %g", key, lo);
+        if (isinf(lo)) snprintf(what, sizeof what, "\"%s\" is not a number", key);
+        else snprintf(what, sizeof what, "\"%s\" is not a number of at least %g", key, lo);
         return bad(err, errlen, what);
     }
     *v = x->valuedouble;
@@ -78,7 +79,7 @@ static bool read_training(const cJSON *tr, pn_profile *p, char *err, size_t errl
 
 static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t errlen) {
     if (!cJSON_IsObject(root)) return bad(err, errlen, "not a JSON object");
-    double version = 0, threads = 1, batch = 0, samples = 0, barrier = 0, handoff = 0, xfer = -1;
+    double version = 0, threads = 1, batch = 0, samples = 0, small = 0, barrier = 0, handoff = 0, xfer = -1;
     const cJSON *net = cJSON_GetObjectItemCaseSensitive(root, "network");
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(root, "layers");
     if (!cJSON_GetObjectItemCaseSensitive(root, "pnet_profile") || !cJSON_IsString(net) || !cJSON_IsArray(ls))
@@ -86,7 +87,8 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
     if (!number(root, "pnet_profile", 1, &version, err, errlen)) return false;
     if (version != 1) return bad(err, errlen, "a newer format (\"pnet_profile\" is not 1)");
     if (!number(root, "threads", 1, &threads, err, errlen) || !number(root, "batch", 0, &batch, err, errlen) ||
-        !number(root, "samples", 0, &samples, err, errlen) || !number(root, "barrier_s", 0, &barrier, err, errlen) ||
+        !number(root, "samples", 0, &samples, err, errlen) || !number(root, "small_samples", 0, &small, err, errlen) ||
+        !number(root, "barrier_s", 0, &barrier, err, errlen) ||
         !number(root, "handoff_s", 0, &handoff, err, errlen) || !number(root, "xfer_byte_s", 0, &xfer, err, errlen))
         return false;
     p->network = pn_xstrdup(net->valuestring);
@@ -97,6 +99,17 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
     p->cpus = cJSON_IsNumber(cpus) && cpus->valuedouble >= 1 && cpus->valuedouble < 1e6 ? (int)cpus->valuedouble : 0;
     p->threads = threads < 1e6 ? (int)threads : 1000000;
     p->batch = (long long)batch;
+    p->small = small < 1e12 ? (long long)small : 0;
+    const cJSON *ms = cJSON_GetObjectItemCaseSensitive(root, "micro_samples");
+    if (ms) {
+        const cJSON *a = cJSON_IsArray(ms) && cJSON_GetArraySize(ms) == 2 ? cJSON_GetArrayItem(ms, 0) : NULL;
+        const cJSON *b = a ? cJSON_GetArrayItem(ms, 1) : NULL;
+        if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b) || !(a->valuedouble >= 1) || !(b->valuedouble > a->valuedouble) ||
+            b->valuedouble > 1e12 || a->valuedouble != floor(a->valuedouble) || b->valuedouble != floor(b->valuedouble))
+            return bad(err, errlen, "\"micro_samples\" is not two whole numbers of samples, the first at least 1, the second more");
+        p->micro_samples[0] = (long long)a->valuedouble;
+        p->micro_samples[1] = (long long)b->valuedouble;
+    }
     p->samples = samples >= 1 ? (long long)samples : batch >= 1 ? (long long)batch : PN_COST_BATCH;
     p->barrier_s = barrier;
     p->handoff_s = handoff;
@@ -106,6 +119,8 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
     p->forward_s = pn_xcalloc((size_t)n + 1, sizeof *p->forward_s);
     p->call_s = pn_xcalloc((size_t)n + 1, sizeof *p->call_s);
     p->kernel = pn_xcalloc((size_t)n + 1, sizeof *p->kernel);
+    p->spread = pn_xcalloc(((size_t)n + 1) * PN_PROFILE_SPREAD, sizeof *p->spread);
+    p->micro = pn_xcalloc(((size_t)n + 1) * 2, sizeof *p->micro);
     const cJSON *l;
     cJSON_ArrayForEach(l, ls) {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(l, "name");
@@ -113,11 +128,40 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
         double t = -1, c = 0;
         if (!cJSON_IsObject(l) || !cJSON_IsString(name) || !cJSON_GetObjectItemCaseSensitive(l, "forward_s"))
             return bad(err, errlen, "a layer without \"name\" and \"forward_s\"");
-        if (!number(l, "forward_s", 0, &t, err, errlen) || !number(l, "call_s", 0, &c, err, errlen)) return false;
+        if (!number(l, "forward_s", 0, &t, err, errlen) || !number(l, "call_s", -HUGE_VAL, &c, err, errlen)) return false;
+        /* Below zero where a sample costs more in a large call than in a small one; a call of one
+         * sample never costs less than nothing. */
+        if (c < 0 && t + c * (1 - 1 / (samples > 1 ? samples : 1)) < -1e-5 * t)
+            return bad(err, errlen, "\"call_s\" is below what a call of one sample allows");
         p->names[p->nlayers] = pn_xstrdup(name->valuestring);
         p->forward_s[p->nlayers] = t;
         p->call_s[p->nlayers] = c;
         p->kernel[p->nlayers] = !cJSON_IsFalse(kernel);
+        const cJSON *micro = cJSON_GetObjectItemCaseSensitive(l, "micro_s");
+        if (micro) {
+            double *row = p->micro + (size_t)p->nlayers * 2;
+            const char *what = "\"micro_s\" is not two numbers of at least 0 beside \"micro_samples\"";
+            if (!p->micro_samples[0] || !cJSON_IsArray(micro) || cJSON_GetArraySize(micro) != 2) return bad(err, errlen, what);
+            for (int i = 0; i < 2; i++) {
+                const cJSON *x = cJSON_GetArrayItem(micro, i);
+                if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || x->valuedouble < 0) return bad(err, errlen, what);
+                row[i] = x->valuedouble;
+            }
+        }
+        const cJSON *spread = cJSON_GetObjectItemCaseSensitive(l, "spread");
+        if (spread) {
+            const char *what = "\"spread\" is not an array of 32 positive numbers";
+            _Static_assert(PN_PROFILE_SPREAD == 32, "the message names the spread's length");
+            if (!cJSON_IsArray(spread) || cJSON_GetArraySize(spread) != PN_PROFILE_SPREAD) return bad(err, errlen, what);
+            double *row = p->spread + (size_t)p->nlayers * PN_PROFILE_SPREAD;
+            int g = 0;
+            const cJSON *x;
+            cJSON_ArrayForEach(x, spread) {
+                if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || x->valuedouble <= 0 || x->valuedouble > 1e6)
+                    return bad(err, errlen, what);
+                row[g++] = x->valuedouble;
+            }
+        }
         p->nlayers++;
     }
     const cJSON *tr = cJSON_GetObjectItemCaseSensitive(root, "training");
@@ -136,6 +180,8 @@ void pn_profile_free(pn_profile *p) {
     free(p->train_layer_fwd);
     free(p->train_layer_bwd);
     free(p->kernel);
+    free(p->spread);
+    free(p->micro);
     free(p->path);
     free(p->network);
     free(p->cpu);

@@ -192,17 +192,87 @@ double pn_node_cost(const pn_graph *g, const pn_node *n) {
     return var + call / (double)pn_report_chunk(g);
 }
 
-/* Seconds stage s takes for micro-batch q: its samples as the runtime slices a call of B samples
- * (chunks of C, the last one what is left; chunk samples cn split into M slices of cn * (k + 1) / M
- * - cn * k / M), and a micro-batch's per-call cost; an empty slice runs nothing. */
-static double mb_work(const pn_stage_stats *st, long long B, long long C, int M, long long q) {
-    long long c0 = q / M * C, cn = B - c0 < C ? B - c0 : C, k = q % M;
-    long long n = cn * (k + 1) / M - cn * k / M;
-    return n > 0 ? st->cost * (double)n + st->call : 0;
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
-double pn_pipeline_time(const pn_stage_stats *st, int S, long long B, long long C, int M, double *bubble) {
-    if (C < 1 || C > B) C = B;
+/* The next of PN_PROFILE_SPREAD equally likely factors (splitmix64). */
+static int spread_draw(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (int)(z % PN_PROFILE_SPREAD);
+}
+
+/* Seconds stage s takes for micro-batch q: its samples as the runtime slices a call of B samples
+ * (chunks of C, the last one what is left; chunk samples cn split into M slices of cn * (k + 1) / M
+ * - cn * k / M), and a micro-batch's per-call cost, or where the profile timed the two sizes that a
+ * pipeline slices into, on the lines through those and the chunk; an empty slice runs nothing, and
+ * no slice less. */
+static double mb_work(const pn_stage_stats *st, long long B, long long C, int M, long long q, uint64_t *rng) {
+    long long c0 = q / M * C, cn = B - c0 < C ? B - c0 : C, k = q % M;
+    long long n = cn * (k + 1) / M - cn * k / M;
+    double w = st->cost * (double)n + st->call; /* a measured call part can be below zero */
+    const long long *a = st->micro_n;
+    if (a[0] > 0 && (n <= a[1] || C <= a[1])) /* on the line through the two measured sizes */
+        w = st->micro_t[0] + (double)(n - a[0]) * (st->micro_t[1] - st->micro_t[0]) / (double)(a[1] - a[0]);
+    else if (a[0] > 0) /* between the larger and the chunk */
+        w = st->micro_t[1] + (double)(n - a[1]) * (st->cost * (double)C + st->call - st->micro_t[1]) / (double)(C - a[1]);
+    if (rng && st->spread[0] > 0) w *= st->spread[spread_draw(rng)];
+    return n > 0 && w > 0 ? w : 0;
+}
+
+/* How stage s's micro-batch time spreads, from its layers' spreads in the profile (each layer's
+ * call drawn on its own, weighted by its time at the profile's second size; the rest of the stage
+ * at its mean): 1024 draws, sorted and averaged in PN_PROFILE_SPREAD equal groups into st->spread.
+ * Zeros when no layer of the stage has a spread. */
+static void stage_spread(const pn_graph *g, int s, pn_stage_stats *st) {
+    enum { DRAWS = 1024 };
+    const pn_profile *p = g->profile;
+    for (int i = 0; i < PN_PROFILE_SPREAD; i++) st->spread[i] = 0;
+    if (!p) return;
+    double n1 = (double)(p->small > 0 ? p->small : p->samples), spread_w = 0;
+    int *layer = pn_xcalloc((size_t)g->nnodes + 1, sizeof *layer);
+    double *w = pn_xcalloc((size_t)g->nnodes + 1, sizeof *w);
+    int m = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        const pn_node *n = &g->nodes[i];
+        int k = profile_layer(p, n);
+        if ((n->flags & PN_NODE_TRAIN) || n->stage != s || k < 0 || p->spread[(size_t)k * PN_PROFILE_SPREAD] <= 0) continue;
+        double var, call;
+        node_cost_parts(g, n, &var, &call);
+        double t = var * n1 + call;
+        if (t <= 0) continue;
+        layer[m] = k;
+        w[m++] = t;
+        spread_w += t;
+    }
+    double total = st->cost * n1 + st->call, rest = total > spread_w ? total - spread_w : 0;
+    if (m > 0 && spread_w > 0) {
+        double *x = pn_xcalloc(DRAWS, sizeof *x);
+        uint64_t rng = 0x5eedull + (uint64_t)s;
+        for (int d = 0; d < DRAWS; d++) {
+            double t = rest;
+            for (int j = 0; j < m; j++) t += w[j] * p->spread[(size_t)layer[j] * PN_PROFILE_SPREAD + spread_draw(&rng)];
+            x[d] = t / (spread_w + rest);
+        }
+        qsort(x, DRAWS, sizeof *x, cmp_double);
+        for (int i = 0; i < PN_PROFILE_SPREAD; i++) {
+            double sum = 0;
+            for (int d = i * DRAWS / PN_PROFILE_SPREAD; d < (i + 1) * DRAWS / PN_PROFILE_SPREAD; d++) sum += x[d];
+            st->spread[i] = sum / (DRAWS / PN_PROFILE_SPREAD);
+        }
+        free(x);
+    }
+    free(layer);
+    free(w);
+}
+
+/* One call of the pipeline, each micro-batch's time drawn from its stage's spread with rng (NULL:
+ * the mean). Its wall seconds; its bubble into *bubble. */
+static double one_call(const pn_stage_stats *st, int S, long long B, long long C, int M, uint64_t *rng, double *bubble) {
     long long Q = (B + C - 1) / C * M; /* micro-batches streamed: M per chunk */
     double busy = 0;
     double *end = pn_xcalloc((size_t)(S > 0 ? S : 1), sizeof *end); /* each stage's last finish */
@@ -211,19 +281,19 @@ double pn_pipeline_time(const pn_stage_stats *st, int S, long long B, long long 
             double start = end[s];
             /* Waiting for the stage before costs the hand-off's latency on top. */
             if (s > 0 && end[s - 1] > start) start = end[s - 1] + st[s].wait;
-            double work = mb_work(&st[s], B, C, M, q);
+            double work = mb_work(&st[s], B, C, M, q, rng);
             end[s] = start + work;
             busy += work;
         }
     double wall = S > 0 ? end[S - 1] : 0;
     free(end);
-    if (bubble) *bubble = S > 0 && wall > 0 ? 1.0 - busy / (S * wall) : 0;
-    return B > 0 ? wall / (double)B : 0;
+    *bubble = S > 0 && wall > 0 ? 1.0 - busy / (S * wall) : 0;
+    return wall;
 }
 
-double pn_pipeline_time_on(const pn_stage_stats *st, int S, long long B, long long C, int M, int cores, double *bubble) {
-    if (cores < 1 || cores >= S) return pn_pipeline_time(st, S, B, C, M, bubble);
-    if (C < 1 || C > B) C = B;
+/* one_call with fewer cores than stages. */
+static double one_call_on(const pn_stage_stats *st, int S, long long B, long long C, int M, int cores, uint64_t *rng,
+                          double *bubble) {
     long long Q = (B + C - 1) / C * M;
     double busy = 0, t = 0;
     /* Per stage: micro-batches done, the end of the last one, whether one runs and until when; and
@@ -247,7 +317,7 @@ double pn_pipeline_time_on(const pn_stage_stats *st, int S, long long B, long lo
                 if (r > t && r < next) next = r;
             }
             if (pick < 0) break;
-            double work = mb_work(&st[pick], B, C, M, done[pick]);
+            double work = mb_work(&st[pick], B, C, M, done[pick], rng);
             running[pick] = true;
             until[pick] = t + work;
             busy += work;
@@ -272,8 +342,33 @@ double pn_pipeline_time_on(const pn_stage_stats *st, int S, long long B, long lo
     free(until);
     free(running);
     free(up);
-    if (bubble) *bubble = wall > 0 ? 1.0 - busy / (S * wall) : 0;
-    return B > 0 ? wall / (double)B : 0;
+    *bubble = wall > 0 ? 1.0 - busy / (S * wall) : 0;
+    return wall;
+}
+
+/* With a spread, PN_SPREAD_CALLS calls, each micro-batch's time drawn (the same seeds for every M,
+ * so that counts compare on like luck): seconds per sample of the mean call, and the median
+ * call's bubble, as bench measures it. Without, the one call at the mean times. */
+double pn_pipeline_time_on(const pn_stage_stats *st, int S, long long B, long long C, int M, int cores, double *bubble) {
+    if (C < 1 || C > B) C = B;
+    bool spread = false;
+    for (int s = 0; s < S; s++) spread |= st[s].spread[0] > 0;
+    int calls = spread ? PN_SPREAD_CALLS : 1;
+    double wall = 0, bubbles[PN_SPREAD_CALLS];
+    for (int r = 0; r < calls; r++) {
+        uint64_t seed = 0x9e3779b97f4a7c15ull * (uint64_t)(r + 1), *rng = spread ? &seed : NULL;
+        wall += cores >= 1 && cores < S ? one_call_on(st, S, B, C, M, cores, rng, &bubbles[r])
+                                        : one_call(st, S, B, C, M, rng, &bubbles[r]);
+    }
+    if (bubble) {
+        qsort(bubbles, (size_t)calls, sizeof bubbles[0], cmp_double);
+        *bubble = calls % 2 ? bubbles[calls / 2] : (bubbles[calls / 2 - 1] + bubbles[calls / 2]) / 2;
+    }
+    return B > 0 ? wall / calls / (double)B : 0;
+}
+
+double pn_pipeline_time(const pn_stage_stats *st, int S, long long B, long long C, int M, double *bubble) {
+    return pn_pipeline_time_on(st, S, B, C, M, 0, bubble);
 }
 
 int pn_best_microbatches_on(const pn_stage_stats *st, int S, long long B, long long C, int cores) {
@@ -332,6 +427,14 @@ double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max) {
         x->cost += var;
         x->call += call;
         x->kernels += node_kernel(g, n);
+        /* At the two sizes a pipeline slices into, what the profile measured there. */
+        const pn_profile *p = g->profile;
+        int k = p && p->micro_samples[0] > 0 ? profile_layer(p, n) : -1;
+        for (int m = 0; p && p->micro_samples[0] > 0 && m < 2; m++) {
+            x->micro_n[m] = p->micro_samples[m];
+            bool measured = k >= 0 && (p->micro[2 * k] > 0 || p->micro[2 * k + 1] > 0);
+            x->micro_t[m] += measured ? p->micro[2 * k + m] : var * (double)p->micro_samples[m] + call;
+        }
     }
     /* A stage reads the values of earlier stages from the caches of the cores that wrote them: each
      * such value once per stage, at what a byte from another core costs (measured by a profile). */
@@ -345,13 +448,18 @@ double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max) {
                     read = g->nodes[j].in[k] == i && g->nodes[j].stage == s && !(g->nodes[j].flags & PN_NODE_TRAIN);
             if (read) st[s].in_bytes += 4.0 * (double)pn_shape_sample_elems(&v->shape);
         }
-    for (int s = 1; s < S; s++) st[s].cost += st[s].in_bytes * pn_report_xfer(g);
+    for (int s = 1; s < S; s++) {
+        st[s].cost += st[s].in_bytes * pn_report_xfer(g);
+        for (int m = 0; m < 2; m++) st[s].micro_t[m] += st[s].in_bytes * pn_report_xfer(g) * (double)st[s].micro_n[m];
+    }
     /* A micro-batch also pays a barrier after each kernel (on a team; measured by a profile), and a
      * stage that waits for the one before starts a hand-off's latency after it finishes. */
     double handoff = g->profile && g->profile->handoff_s > 0 ? g->profile->handoff_s : PN_COST_HANDOFF;
     for (int s = 0; s < S; s++) {
         st[s].call += g->profile ? g->profile->barrier_s * st[s].kernels : 0;
+        for (int m = 0; m < 2 && st[s].micro_n[0] > 0; m++) st[s].micro_t[m] += g->profile->barrier_s * st[s].kernels;
         st[s].wait = s > 0 ? handoff : 0;
+        stage_spread(g, s, &st[s]);
     }
     double mean = 0, worst = 0, C = (double)pn_report_chunk(g);
     for (int s = 0; s < S; s++) {

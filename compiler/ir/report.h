@@ -35,18 +35,26 @@ extern const pn_cost_rate pn_cost_rates[PN_COST_NKINDS];
 #define PN_COST_XFER 4e-11     /* seconds a byte that another core wrote adds to a read (no profile) */
 #define PN_BALANCE_WARN 1.5    /* warn above this slowest-over-mean ratio */
 #define PN_MAX_AUTO_MICROBATCHES 64
+#define PN_PROFILE_SPREAD 32   /* factors in a profile's spread of a call's time (PNETRT_PROFILE_SPREAD) */
+#define PN_SPREAD_CALLS 32     /* calls the prediction simulates when the stages' times spread */
 
 /* Per-layer forward seconds per sample that bench --profile measured (runtime/cli/profile_cli.c). */
 typedef struct pn_profile {
     char *path, *network, *cpu;
     int threads, cpus; /* cpus: the machine's, or 0 when the profile does not say */
-    long long batch, samples;
+    long long batch, samples, small; /* small: the second size timed (0: not said) */
+    long long micro_samples[2];      /* the sizes a pipeline slices into, when micro is given (else 0) */
     double barrier_s, handoff_s; /* handoff_s: 0 when the profile did not measure it */
     double xfer_byte_s;          /* a byte another core wrote, read: -1 when not measured */
     int nlayers;
     char **names;
     double *forward_s, *call_s; /* call_s: the part of a call that does not grow with its samples */
     bool *kernel; /* the layer has a kernel of its own (else it was fused into another's) */
+    /* Per layer, PN_PROFILE_SPREAD factors: its single calls' seconds over their mean, sorted and
+     * averaged in equal groups (so they average 1); a row of zeros where the profile gives none. */
+    double *spread;
+    /* Per layer, seconds per call at micro_samples[0] and [1]; zeros where the profile gives none. */
+    double *micro;
     /* Training steps, for a network that trains: per stage forward and backward seconds per sample
      * when the steps ran pipelined (train_nstages > 0), else step_s for both; the update's. */
     bool has_training;
@@ -71,6 +79,13 @@ typedef struct pn_stage_stats {
     double in_bytes; /* per sample: values of earlier stages that it reads, which other cores wrote */
     double call; /* seconds each micro-batch adds whatever its size: kernel calls, barriers */
     double wait; /* seconds from a micro-batch's hand-off to the start of a stage that waited for it */
+    /* How a micro-batch's seconds spread about their mean: PN_PROFILE_SPREAD equally likely
+     * factors (from the profile's layers), or zeros (the time is always the mean). */
+    double spread[PN_PROFILE_SPREAD];
+    /* A micro-batch of micro_n[i] samples takes micro_t[i] seconds, measured (micro_n[0] == 0: the
+     * line cost * n + call); others on the line through the two, or from micro_n[1] to the chunk. */
+    long long micro_n[2];
+    double micro_t[2];
 } pn_stage_stats;
 
 /* The kind whose rates price node n, or -1 when it has no kernel (an input, a constant, a view). */

@@ -104,8 +104,9 @@ static int profile_training(pnetrt_model *m, int64_t batch, const void *const *i
 
 int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs, const char *path) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
-    double *sec = calloc(2 * ((size_t)d->nlayers + 1), sizeof *sec);
-    pnetrt_layer_profile lp = {0};
+    double *sec = calloc((4 + PNETRT_PROFILE_SPREAD) * ((size_t)d->nlayers + 1), sizeof *sec);
+    pnetrt_layer_profile lp = {.micro = sec ? sec + 2 * ((size_t)d->nlayers + 1) : NULL,
+                               .spread = sec ? sec + 4 * ((size_t)d->nlayers + 1) : NULL};
     if (!sec) return pnetrt_die("out of memory for a profile of %lld layers", (long long)d->nlayers);
     double *call = sec + d->nlayers + 1;
     if (pnetrt_profile_layers(m, batch, inputs, outputs, sec, call, &lp)) {
@@ -127,10 +128,14 @@ int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inpu
     json_str(f, cpu);
     fprintf(f, ", \"cpus\": %ld, \"llc_bytes\": %lld, \"target\": ", sysconf(_SC_NPROCESSORS_ONLN), (long long)lp.llc_bytes);
     json_str(f, d->target);
-    fprintf(f, "},\n  \"batch\": %lld,\n  \"samples\": %lld,\n  \"small_samples\": %lld,\n  \"cold_calls\": %s,\n"
+    fprintf(f, "},\n  \"batch\": %lld,\n  \"samples\": %lld,\n  \"small_samples\": %lld,\n", (long long)batch,
+            (long long)lp.samples, (long long)lp.small);
+    if (lp.micro_samples[0] > 0)
+        fprintf(f, "  \"micro_samples\": [%lld, %lld],\n", (long long)lp.micro_samples[0], (long long)lp.micro_samples[1]);
+    fprintf(f, "  \"cold_calls\": %s,\n"
                "  \"threads\": %d,\n  \"barrier_s\": %.6g,\n  \"handoff_s\": %.6g,\n  \"xfer_byte_s\": %.6g,\n"
                "  \"forward_s\": %.6g,\n  \"layers\": [\n",
-            (long long)batch, (long long)lp.samples, (long long)lp.small, lp.cold ? "true" : "false", pnetrt_threads(m),
+            lp.cold ? "true" : "false", pnetrt_threads(m),
             lp.barrier_s, lp.handoff_s, lp.xfer_byte_s, total);
     for (int64_t k = 0; k < d->nlayers; k++) {
         const pnetrt_layer_desc *l = &d->layers[k];
@@ -142,9 +147,15 @@ int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inpu
         json_str(f, l->type);
         fprintf(f, ", \"inputs\": ");
         json_str(f, l->inputs);
-        fprintf(f, ", \"flops\": %lld, \"params\": %lld, \"stage\": %lld, \"kernel\": %s, \"forward_s\": %.6g, \"call_s\": %.6g}%s\n",
+        fprintf(f, ", \"flops\": %lld, \"params\": %lld, \"stage\": %lld, \"kernel\": %s, \"forward_s\": %.6g, \"call_s\": %.6g",
                 (long long)l->flops, (long long)l->params, (long long)l->stage, d->layer_forward[k] ? "true" : "false", sec[k],
-                call[k], k + 1 < d->nlayers ? "," : "");
+                call[k]);
+        if (lp.micro_samples[0] > 0 && d->layer_forward[k])
+            fprintf(f, ", \"micro_s\": [%.6g, %.6g]", lp.micro[2 * k], lp.micro[2 * k + 1]);
+        const double *spread = lp.spread + (size_t)k * PNETRT_PROFILE_SPREAD;
+        for (int g = 0; spread[0] > 0 && g < PNETRT_PROFILE_SPREAD; g++)
+            fprintf(f, "%s%.4g%s", g ? ", " : ", \"spread\": [", spread[g], g + 1 < PNETRT_PROFILE_SPREAD ? "" : "]");
+        fprintf(f, "}%s\n", k + 1 < d->nlayers ? "," : "");
     }
     fprintf(f, "  ]");
     free(sec);

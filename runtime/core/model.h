@@ -101,7 +101,17 @@ typedef struct pnetrt_layer_profile {
     double xfer_byte_s; /* what a byte another core wrote costs a read over one of the reader's own */
     int64_t llc_bytes; /* the last-level cache, or 0 when unknown */
     bool cold;         /* the parameters outgrow it: calls timed with it evicted first */
+    /* Set by the caller, or NULL: nlayers rows of PNETRT_PROFILE_SPREAD factors, each layer's
+     * single calls at the second size over their mean, sorted and averaged in equal groups (so
+     * that they average 1); a row of zeros where a layer has no kernel or too few calls. */
+    double *spread;
+    /* Set by the caller, or NULL: nlayers pairs, each layer's seconds per call at the two sizes
+     * a pipeline slices its chunks into (micro_samples: n / M and one more), when both were timed
+     * (micro_samples[0] > 0). */
+    double *micro;
+    int64_t micro_samples[2];
 } pnetrt_layer_profile;
+#define PNETRT_PROFILE_SPREAD 32
 /* bench --profile (profile.c): each layer's forward seconds per sample, sec[0..nlayers) (0 where a
  * layer has no kernel of its own), over min(batch, chunk) samples of the inputs on the model's
  * threads, and call_s[k], the part of one call's time that does not grow with its samples. When

@@ -18,10 +18,18 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Seconds each timed round aims at, and the rounds per layer (and size): the least is kept, since
- * a busy machine only ever slows a round down. */
+/* Seconds each timed round aims at; the rounds per layer (and size), at least PROFILE_MIN_ROUNDS
+ * and then until the rounds have taken PROFILE_BUDGET_S, at most PROFILE_ROUNDS. Each layer keeps
+ * the mean of its middle half of rounds (the interquartile mean): a slow spell that covers fewer
+ * than a quarter of the rounds drops out, and so does a lucky fast one, which the least kept
+ * (2026-12-07: over ten profiles of resnet_small, its stage 1 at 1.010-1.070 times stage 0 with
+ * the least of 60 rounds, 1.035-1.053 with the interquartile mean). */
 #define PROFILE_ROUND_S 0.004
-#define PROFILE_ROUNDS 15
+#define PROFILE_MIN_ROUNDS 15
+#define PROFILE_ROUNDS 60
+#define PROFILE_BUDGET_S 4.0
+/* Single calls kept per layer and round at the second size, for the spread of a call's time. */
+#define PROFILE_KEEP 8
 /* The buffer that times a read of what another core wrote: about a micro-batch's stage boundary
  * (resnet_small's is 4-5 samples of 64 KiB). */
 #define PROFILE_XFER_BYTES (256 * 1024)
@@ -29,6 +37,15 @@
 static int cmp_f64(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+/* The mean of the middle half of v[0..n) (sorted in place): with n < 4, the mean of all. */
+static double interquartile_mean(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_f64);
+    int lo = n / 4, hi = n - n / 4;
+    double sum = 0;
+    for (int i = lo; i < hi; i++) sum += v[i];
+    return hi > lo ? sum / (hi - lo) : 0;
 }
 
 /* Thread 0 picks the repetitions of layer f's timed rounds over call (about PROFILE_ROUND_S each)
@@ -52,9 +69,10 @@ static void pick_reps(pnetrt_forward_fn f, const pnetrt_call *call, int ith, int
  * layer reading what the one before has just written (and finding the caches as the rest of its
  * stage leaves them), each call timed on its own, after an untimed pass. Adds nothing to t[k] of
  * another stage's layer; sets each of stage s's to its seconds per call, less clock_s (what a
- * reading of the clock adds to the interval). */
+ * reading of the clock adds to the interval). With keep, the first PROFILE_KEEP passes' calls of
+ * layer k go to keep[k * stride ...]. */
 static void time_stage_round(const pnetrt_desc *d, int64_t s, const pnetrt_call *call, int ith, int nth, int64_t reps,
-                             double clock_s, double *t) {
+                             double clock_s, double *t, double *keep, size_t stride) {
     for (int64_t k = 0; k < d->nlayers; k++)
         if (d->layer_forward[k] && d->layers[k].stage == s) {
             d->layer_forward[k](call, ith, nth);
@@ -67,7 +85,9 @@ static void time_stage_round(const pnetrt_desc *d, int64_t s, const pnetrt_call 
                 double b = pnetrt_now_s();
                 d->layer_forward[k](call, ith, nth);
                 pnetrt_barrier();
-                t[k] += pnetrt_now_s() - b;
+                double e = pnetrt_now_s() - b;
+                t[k] += e;
+                if (keep && r < PROFILE_KEEP) keep[(size_t)k * stride + (size_t)r] = e > clock_s ? e - clock_s : 0;
             }
     for (int64_t k = 0; k < d->nlayers; k++)
         if (d->layer_forward[k] && d->layers[k].stage == s) {
@@ -97,30 +117,81 @@ static double time_cold(pnetrt_forward_fn f, const pnetrt_call *call, int ith, i
     return pnetrt_now_s() - b;
 }
 
-/* One thread's part: the whole forward, then the layers' timed rounds at n and at n1 samples (and
- * at n1 with the caches evicted first, into cold[], when evict is given), each layer's least
- * round kept. A round runs a stage's layers in order, as the stage does, so that each layer reads
- * its inputs from where the layer before left them and finds the caches as its stage leaves
- * them; the rounds go over the stages in turn, PROFILE_ROUNDS times, so that a slow spell of a
- * shared machine (or a move to another core) falls on one round of many layers rather than on
- * every round of one. reps[2k], reps[2k + 1]: layer k's repetitions at n and at n1 when timed
- * alone; a stage's passes per round are its layers' least. */
-static void profile_thread(const pnetrt_desc *d, const pnetrt_call *call, int64_t n1, int ith, int nth,
-                           pnetrt_spin_barrier *bar, volatile int64_t *reps, double *at_n, double *at_n1,
-                           double *barrier_s, const char *evict, size_t evict_bytes, double *cold, double *times) {
-    /* This thread's per-call seconds of each layer in the last round, at n and at n1. */
-    double *t_n = times + (size_t)ith * 2 * ((size_t)d->nlayers + 1), *t_n1 = t_n + d->nlayers + 1;
-    pnetrt_barrier_bind(nth > 1 ? bar : NULL);
-    d->forward(call, ith, nth);
-    pnetrt_barrier();
-    pnetrt_call small = *call;
-    small.n = n1;
-    for (int64_t k = 0; k < d->nlayers; k++) {
-        pnetrt_forward_fn f = d->layer_forward[k];
-        if (!f) continue;
-        pick_reps(f, call, ith, nth, &reps[2 * k]);
-        if (n1 < call->n) pick_reps(f, &small, ith, nth, &reps[2 * k + 1]);
+typedef struct {
+    double v;
+    int q;
+} round_at;
+
+static int cmp_round(const void *a, const void *b) {
+    double x = ((const round_at *)a)->v, y = ((const round_at *)b)->v;
+    return (x > y) - (x < y);
+}
+
+/* Layer k's spread (out[0..PNETRT_PROFILE_SPREAD)): its single calls kept in the rounds that its
+ * interquartile mean at the second size counts (v: each round's mean call), over their mean,
+ * sorted and averaged in PNETRT_PROFILE_SPREAD equal groups; zeros with fewer calls than groups.
+ * The rounds a slow spell covered drop out, as from the mean: what is left is how much single
+ * calls move about it. */
+static void layer_spread(const double *calls, const int64_t *kept, const double *v, int nq, double *out) {
+    round_at at[PROFILE_ROUNDS];
+    double x[PROFILE_ROUNDS * PROFILE_KEEP], sum = 0;
+    int m = 0;
+    for (int q = 0; q < nq; q++) at[q] = (round_at){v[q], q};
+    qsort(at, (size_t)nq, sizeof at[0], cmp_round);
+    for (int i = nq / 4; i < nq - nq / 4; i++)
+        for (int64_t r = 0; r < kept[at[i].q]; r++) sum += x[m++] = calls[at[i].q * PROFILE_KEEP + r];
+    for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++) out[g] = 0;
+    if (m < PNETRT_PROFILE_SPREAD || sum <= 0) return;
+    qsort(x, (size_t)m, sizeof x[0], cmp_f64);
+    for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++) {
+        int lo = g * m / PNETRT_PROFILE_SPREAD, hi = (g + 1) * m / PNETRT_PROFILE_SPREAD;
+        double part = 0;
+        for (int i = lo; i < hi; i++) part += x[i];
+        out[g] = part / (hi - lo) / (sum / m);
     }
+}
+
+/* What the threads of a layer profile share. */
+typedef struct {
+    const pnetrt_desc *d;
+    const pnetrt_call *call;
+    int nsizes;                   /* the sizes timed: the call's, and up to two smaller */
+    int64_t size[3];              /* their samples, size[0] = call->n */
+    pnetrt_spin_barrier *bar;
+    volatile int64_t *reps;       /* reps[3k + i]: layer k's repetitions at size i when timed alone */
+    double *at[3], *cold;         /* out: each layer's seconds per call at each size, and cold */
+    double *barrier_s;            /* out */
+    const char *evict;            /* NULL, or the buffer that evicts the caches */
+    size_t evict_bytes;
+    double *times;                /* each thread's last round at each size: [ith][3][nlayers + 1] */
+    double *rounds;               /* every round's seconds per layer: [q][4][nlayers + 1], cold last */
+    double *calls;                /* single calls at the second size (or the only): [k][q][PROFILE_KEEP] */
+    int64_t *kept;                /* calls kept per round: [k][q] */
+    double *spread;               /* out, or NULL: [k][PNETRT_PROFILE_SPREAD] */
+    volatile int stop;            /* thread 0 has seen the rounds' time run out */
+} profile_team;
+
+/* One thread's part: the whole forward, then the layers' timed rounds at each size (and at the
+ * second with the caches evicted first, into cold, when evict is given), each layer's
+ * interquartile mean kept. A round runs a stage's layers in order, as the stage does, so that each
+ * layer reads its inputs from where the layer before left them and finds the caches as its stage
+ * leaves them; the rounds go over the stages in turn, so that a slow spell of a shared machine (or
+ * a move to another core) falls on one round of many layers rather than on every round of one.
+ * A stage's passes per round are its layers' least repetitions when timed alone. The single calls
+ * of the second size (of the only one) are kept for the spread. */
+static void profile_thread(profile_team *p, int ith, int nth) {
+    const pnetrt_desc *d = p->d;
+    volatile int64_t *reps = p->reps;
+    size_t nl = (size_t)d->nlayers + 1;
+    int ns = p->nsizes, spread_at = ns > 1 ? 1 : 0;
+    double *t = p->times + (size_t)ith * 3 * nl; /* this thread's last round: t[i * nl + k] */
+    pnetrt_call at[3];
+    for (int i = 0; i < ns; i++) at[i] = *p->call, at[i].n = p->size[i];
+    pnetrt_barrier_bind(nth > 1 ? p->bar : NULL);
+    d->forward(p->call, ith, nth);
+    pnetrt_barrier();
+    for (int64_t k = 0; k < d->nlayers; k++)
+        for (int i = 0; d->layer_forward[k] && i < ns; i++) pick_reps(d->layer_forward[k], &at[i], ith, nth, &reps[3 * k + i]);
     /* What a reading of the clock adds to a timed interval. */
     double c0 = pnetrt_now_s();
     for (int i = 0; i < 1000; i++) (void)pnetrt_now_s();
@@ -128,40 +199,63 @@ static void profile_thread(const pnetrt_desc *d, const pnetrt_call *call, int64_
     int64_t last = 0;
     for (int64_t k = 0; k < d->nlayers; k++)
         if (d->layers[k].stage > last) last = d->layers[k].stage;
-    for (int q = 0; q < PROFILE_ROUNDS; q++)
+    double start = pnetrt_now_s();
+    int nq = 0; /* the rounds done */
+    for (int q = 0; q < PROFILE_ROUNDS && !p->stop; q++, nq++) {
         for (int64_t s = 0; s <= last; s++) {
-            int64_t r = 0, r1 = 0; /* the stage's passes: its layers' least repetitions */
+            int64_t r[3] = {0, 0, 0}; /* the stage's passes at each size: its layers' least repetitions */
             for (int64_t k = 0; k < d->nlayers; k++)
-                if (d->layer_forward[k] && d->layers[k].stage == s) {
-                    r = r == 0 || reps[2 * k] < r ? reps[2 * k] : r;
-                    r1 = r1 == 0 || reps[2 * k + 1] < r1 ? reps[2 * k + 1] : r1;
-                }
-            if (r == 0) continue;
-            time_stage_round(d, s, call, ith, nth, r, clock_s, t_n);
-            if (n1 < call->n) time_stage_round(d, s, &small, ith, nth, r1, clock_s, t_n1);
+                for (int i = 0; d->layer_forward[k] && d->layers[k].stage == s && i < ns; i++)
+                    r[i] = r[i] == 0 || reps[3 * k + i] < r[i] ? reps[3 * k + i] : r[i];
+            if (r[0] == 0) continue;
+            size_t stride = PROFILE_ROUNDS * PROFILE_KEEP;
+            double *keep = ith == 0 && p->spread ? p->calls + (size_t)q * PROFILE_KEEP : NULL;
+            for (int i = 0; i < ns; i++)
+                time_stage_round(d, s, &at[i], ith, nth, r[i], clock_s, t + (size_t)i * nl, i == spread_at ? keep : NULL, stride);
+            for (int64_t k = 0; keep && k < d->nlayers; k++)
+                if (d->layer_forward[k] && d->layers[k].stage == s)
+                    p->kept[k * PROFILE_ROUNDS + q] = r[spread_at] < PROFILE_KEEP ? r[spread_at] : PROFILE_KEEP;
+            double *row = p->rounds + (size_t)q * 4 * nl;
             for (int64_t k = 0; k < d->nlayers; k++) {
                 pnetrt_forward_fn f = d->layer_forward[k];
                 if (!f || d->layers[k].stage != s) continue;
-                double t = t_n[k], t1 = n1 < call->n ? t_n1[k] : t;
-                double c = evict ? time_cold(f, &small, ith, nth, evict, evict_bytes) : t1;
-                if (ith == 0) {
-                    at_n[k] = q == 0 || t < at_n[k] ? t : at_n[k];
-                    at_n1[k] = q == 0 || t1 < at_n1[k] ? t1 : at_n1[k];
-                    cold[k] = q == 0 || c < cold[k] ? c : cold[k];
-                }
+                double c = p->evict ? time_cold(f, &at[spread_at], ith, nth, p->evict, p->evict_bytes)
+                                    : t[(size_t)spread_at * nl + (size_t)k];
+                for (int i = 0; ith == 0 && i < ns; i++) row[(size_t)i * nl + (size_t)k] = t[(size_t)i * nl + (size_t)k];
+                if (ith == 0) row[3 * nl + (size_t)k] = c;
             }
         }
+        if (ith == 0 && q + 1 >= PROFILE_MIN_ROUNDS && pnetrt_now_s() - start >= PROFILE_BUDGET_S) p->stop = 1;
+        pnetrt_barrier(); /* every thread sees the same stop */
+    }
+    if (ith == 0) {
+        double v[PROFILE_ROUNDS];
+        for (int64_t k = 0; k < d->nlayers; k++) {
+            double *out[4] = {p->at[0], p->at[1], p->at[2], p->cold};
+            for (int i = 0; i < 4; i++) {
+                if (i > 0 && i < 3 && i >= ns) continue;
+                for (int q = 0; q < nq; q++) v[q] = p->rounds[((size_t)q * 4 + (size_t)i) * nl + (size_t)k];
+                out[i][k] = d->layer_forward[k] ? interquartile_mean(v, nq) : 0;
+            }
+            if (!p->spread) continue;
+            double *row = p->spread + (size_t)k * PNETRT_PROFILE_SPREAD;
+            for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++) row[g] = 0;
+            if (!d->layer_forward[k]) continue;
+            for (int q = 0; q < nq; q++) v[q] = p->rounds[((size_t)q * 4 + (size_t)spread_at) * nl + (size_t)k];
+            layer_spread(p->calls + (size_t)k * PROFILE_ROUNDS * PROFILE_KEEP, p->kept + k * PROFILE_ROUNDS, v, nq, row);
+        }
+    }
     pnetrt_barrier();
     /* The barrier alone: what each kernel of a stage adds to every micro-batch. */
-    double round[PROFILE_ROUNDS];
-    for (int q = 0; q < PROFILE_ROUNDS; q++) {
+    double round[PROFILE_MIN_ROUNDS];
+    for (int q = 0; q < PROFILE_MIN_ROUNDS; q++) {
         double b = pnetrt_now_s();
         for (int i = 0; i < 200; i++) pnetrt_barrier();
         round[q] = (pnetrt_now_s() - b) / 200;
     }
     if (ith == 0) {
-        qsort(round, PROFILE_ROUNDS, sizeof round[0], cmp_f64);
-        *barrier_s = nth > 1 ? round[PROFILE_ROUNDS / 2] : 0;
+        qsort(round, PROFILE_MIN_ROUNDS, sizeof round[0], cmp_f64);
+        *p->barrier_s = nth > 1 ? round[PROFILE_MIN_ROUNDS / 2] : 0;
     }
     pnetrt_barrier_bind(NULL);
 }
@@ -199,7 +293,7 @@ static double time_handoff(void) {
  * timed) and at once again (then from its own cache); the least of PROFILE_ROUNDS * 4 rounds of
  * each read, their difference per byte. 0 when the OpenMP runtime gives fewer than two threads. */
 static double time_transfer(size_t bytes) {
-    enum { ROUNDS = PROFILE_ROUNDS * 4 };
+    enum { ROUNDS = PROFILE_MIN_ROUNDS * 4 };
     float *buf = aligned_alloc(64, bytes);
     if (!buf) return 0;
     size_t n = bytes / sizeof *buf;
@@ -265,9 +359,12 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
         return pnetrt_failf(m, "out of memory for the profile's arena (%zu bytes)", abytes + sbytes);
     }
     memset(arena, 0, abytes);
-    /* at_n1, cold, and each thread's last round at both sizes (profile_thread's times) */
-    double *at_n1 = calloc((2 + 2 * (size_t)threads) * ((size_t)d->nlayers + 1), sizeof *at_n1);
-    int64_t *reps = calloc(2 * ((size_t)d->nlayers + 1), sizeof *reps);
+    /* The seconds per call at the second and third sizes, cold, each thread's last round at each
+     * size, every round and the single calls kept (profile_team's times, rounds and calls); reps
+     * and the calls kept per round */
+    double *at_n1 = calloc((3 + 3 * (size_t)threads + 4 * PROFILE_ROUNDS + PROFILE_ROUNDS * PROFILE_KEEP) *
+                               ((size_t)d->nlayers + 1), sizeof *at_n1);
+    int64_t *reps = calloc((3 + PROFILE_ROUNDS) * ((size_t)d->nlayers + 1), sizeof *reps);
     if (!at_n1 || !reps) {
         free(at_n1);
         free(reps);
@@ -275,9 +372,12 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
         free(scratch);
         return pnetrt_failf(m, "out of memory for a profile of %lld layers", (long long)d->nlayers);
     }
-    double *cold = at_n1 + d->nlayers + 1, *times = cold + d->nlayers + 1;
+    double *at_n2 = at_n1 + d->nlayers + 1, *cold = at_n2 + d->nlayers + 1, *times = cold + d->nlayers + 1;
+    double *rounds = times + 3 * (size_t)threads * ((size_t)d->nlayers + 1);
+    double *calls = rounds + 4 * PROFILE_ROUNDS * ((size_t)d->nlayers + 1);
+    int64_t *kept = reps + 3 * ((size_t)d->nlayers + 1);
     for (int64_t k = 0; k < d->nlayers; k++) sec[k] = call_s[k] = 0;
-    *out = (pnetrt_layer_profile){.llc_bytes = llc_bytes()};
+    *out = (pnetrt_layer_profile){.llc_bytes = llc_bytes(), .spread = out->spread, .micro = out->micro};
     /* Parameters that outgrow the last-level cache are read from memory at every call of a run,
      * whose other layers evict them: such calls are timed cold too. The buffer that evicts is
      * written once, so that its pages are real (an untouched page reads the one zero page). */
@@ -296,37 +396,53 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
         out->cold = true;
     }
     /* The second size: a pipeline's micro-batch, whose time a stage pays per micro-batch (so that
-     * the fit is exact where the prediction reads it), or an eighth of the samples. */
+     * the fit is exact where the prediction reads it), or an eighth of the samples. A pipeline
+     * slices a chunk into micro-batches of n / M samples and one more: the third size is the
+     * other of the two, so that the stages' times are exact at both. */
     int M = d->nstages > 1 ? m->microbatches : 1;
     int64_t n1 = M > 1 ? (n + M / 2) / M : n >= 16 ? n / 8 : 1;
     if (n1 < 1) n1 = 1;
     if (n1 >= n) n1 = n > 1 ? n - 1 : n;
+    int64_t lo = n / M >= 1 ? n / M : 1, n2 = M > 1 && lo + 1 < n ? (n1 == lo ? lo + 1 : lo) : 0;
     out->samples = n;
     out->small = n1;
     pnetrt_call call = {n, inputs, outputs, m->prepared, arena, scratch, n};
     pnetrt_spin_barrier bar = PNETRT_BARRIER(threads);
+    profile_team team = {.d = d, .call = &call, .nsizes = n2 ? 3 : n1 < n ? 2 : 1, .size = {n, n1, n2}, .bar = &bar,
+                         .reps = reps, .at = {sec, at_n1, at_n2}, .cold = cold, .barrier_s = &out->barrier_s,
+                         .evict = evict, .evict_bytes = evict_bytes, .times = times, .rounds = rounds, .calls = calls,
+                         .kept = kept, .spread = out->spread};
     bool short_team = false;
 #pragma omp parallel num_threads(threads)
     {
         if (omp_get_num_threads() != threads) {
             if (omp_get_thread_num() == 0) short_team = true;
         } else {
-            profile_thread(d, &call, n1, omp_get_thread_num(), threads, &bar, reps, sec, at_n1, &out->barrier_s, evict,
-                           evict_bytes, cold, times);
+            profile_thread(&team, omp_get_thread_num(), threads);
         }
     }
     if (short_team)
-        profile_thread(d, &call, n1, 0, 1, NULL, reps, sec, at_n1, &out->barrier_s, evict, evict_bytes, cold, times);
-    /* t(n) = n * per sample + per call, from the two sizes; neither below zero. What a cold call
-     * takes over a warm one (reading the weights from memory) counts per call, at both sizes. */
+        profile_thread(&team, 0, 1);
+    /* t(n) = n * per sample + per call, the line through the two sizes. The part per call is
+     * below zero where a sample costs more in a large call than in a small one (resnet_small's
+     * convolutions: 40 samples of 64 KiB maps outgrow the L2 that 2 fit in, 8% a sample), and then
+     * the line is still exact at both sizes; it is kept where a call of one sample still costs
+     * something (t(1) >= 0), and within the whole call. What a cold call takes over a warm one
+     * (reading the weights from memory) counts per call, at both sizes. */
+    if (n1 == n) at_n1 = sec;
     for (int64_t k = 0; k < d->nlayers; k++) {
         double c = n1 < n ? (at_n1[k] * (double)n - sec[k] * (double)n1) / (double)(n - n1) : 0;
-        if (c < 0) c = 0;
+        if (n > 1 && c < -sec[k] / (double)(n - 1)) c = -sec[k] / (double)(n - 1);
         if (c > sec[k]) c = sec[k];
         double miss = cold[k] > at_n1[k] ? cold[k] - at_n1[k] : 0;
         call_s[k] = c + miss;
+        if (n2 && out->micro) {
+            double *mk = out->micro + 2 * k;
+            mk[n1 < n2 ? 0 : 1] = at_n1[k] + miss, mk[n1 < n2 ? 1 : 0] = at_n2[k] + miss;
+        }
         sec[k] = (sec[k] + miss) / (double)n;
     }
+    if (n2) out->micro_samples[0] = n1 < n2 ? n1 : n2, out->micro_samples[1] = n1 < n2 ? n2 : n1;
     out->handoff_s = time_handoff();
     out->xfer_byte_s = time_transfer(PROFILE_XFER_BYTES);
     free(evict);

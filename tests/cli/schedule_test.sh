@@ -160,6 +160,16 @@ small=4
 [ "${M2:-1}" -gt 1 ] && small=$(((32 + M2 / 2) / M2)) && [ $small -ge 32 ] && small=31
 [ $small -lt 1 ] && small=1
 check "two stages: the second size is a micro-batch (M = $M2: $small samples)" grep -q "^  \"small_samples\": $small,\$" "$tmp/prof2.json"
+# The two sizes a pipeline slices its chunks into (32 / M and one more), each layer timed at both,
+# and how its single calls spread about their mean (32 factors, sorted).
+if [ "${M2:-1}" -gt 1 ] && [ $((32 / M2 + 1)) -lt 32 ]; then
+    check "two stages: the micro-batch sizes" grep -q "^  \"micro_samples\": \[$((32 / M2)), $((32 / M2 + 1))\],\$" "$tmp/prof2.json"
+    check "c2 timed at both" grep -q '"name": "c2", .*"micro_s": \[[0-9.e-]*, [0-9.e-]*\]' "$tmp/prof2.json"
+fi
+spread=$(sed -n 's/.*"name": "c1", .*"spread": \[\([^]]*\)\].*/\1/p' "$tmp/prof2.json")
+check "c1's spread: 32 rising factors about 1 ($spread)" awk -v s="$spread" 'BEGIN { n = split(s, f, ", "); m = 0
+    for (i = 1; i <= n; i++) { m += f[i] / n; if (f[i] <= 0 || (i > 1 && f[i] < f[i - 1])) exit 1 }
+    exit !(n == 32 && m > 0.99 && m < 1.01) }'
 check "two stages train pipelined, a thread each" grep -q '^  "training": {"threads": 2, "batch": 32, .*"pipelined": true' "$tmp/prof2.json"
 check "each stage's backward" [ "$(grep -c '^    {"stage": [01], "forward_s": [0-9.e-]*, "backward_s": [0-9.e-]*}' "$tmp/prof2.json")" -eq 2 ]
 bsum=$(sed -n 's/^    {"name": ".*", "stage": 1, "forward_s": [0-9.e+-]*, "backward_s": \([0-9.e+-]*\)}.*/\1/p' "$tmp/prof2.json" | awk '{ t += $1 } END { print t + 0 }')

@@ -355,6 +355,81 @@ static void test_profile_report(void **state) {
     unlink(path);
 }
 
+/* A profile's micro-batch sizes, spreads and a part per call below zero (a sample costs more in a
+ * large call than in a small one), read back and used by the prediction. */
+static void test_profile_micro_spread(void **state) {
+    (void)state;
+    char err[256], spread[512] = "[", half[512] = "[";
+    for (int g = 0; g < PN_PROFILE_SPREAD; g++) {
+        snprintf(spread + strlen(spread), sizeof spread - strlen(spread), "%s%s", g < 16 ? "0.5" : "1.5",
+                 g + 1 < PN_PROFILE_SPREAD ? ", " : "]");
+        snprintf(half + strlen(half), sizeof half - strlen(half), "%s%s", g < 16 ? "0.9" : "1.1", g + 1 < PN_PROFILE_SPREAD ? ", " : "]");
+    }
+    char text[4096];
+    snprintf(text, sizeof text,
+             "{\"pnet_profile\": 1, \"network\": \"p\", \"batch\": 32, \"samples\": 32, \"small_samples\": 8,"
+             " \"micro_samples\": [8, 9], \"threads\": 1, \"barrier_s\": 0, \"xfer_byte_s\": 0,"
+             " \"layers\": [{\"name\": \"x\", \"kernel\": false, \"forward_s\": 0},"
+             " {\"name\": \"c\", \"kernel\": true, \"forward_s\": 3e-6, \"call_s\": -2e-6, \"micro_s\": [20e-6, 23e-6],"
+             " \"spread\": %s},"
+             " {\"name\": \"r\", \"kernel\": false, \"forward_s\": 0},"
+             " {\"name\": \"p\", \"kernel\": true, \"forward_s\": 0.5e-6},"
+             " {\"name\": \"d\", \"kernel\": true, \"forward_s\": 0.25e-6, \"micro_s\": [1e-6, 1.5e-6], \"spread\": %s},"
+             " {\"name\": \"s\", \"kernel\": true, \"forward_s\": 0.25e-6}]}\n",
+             spread, half);
+    pn_profile *p = pn_profile_load(write_profile(text), err, sizeof err);
+    if (!p) fail_msg("%s", err);
+    assert_int_equal(p->small, 8);
+    assert_true(p->micro_samples[0] == 8 && p->micro_samples[1] == 9);
+    assert_true(p->call_s[1] == -2e-6 && p->micro[2] == 20e-6 && p->micro[3] == 23e-6 && p->spread[32] == 0.5);
+    assert_true(p->micro[0] == 0 && p->spread[0] == 0); /* the input: none */
+    pn_graph *g = parse(two_stages);
+    assert_true(pn_profile_matches(p, g, err, sizeof err));
+    g->profile = p;
+    pn_stage_stats st[2];
+    pn_report_stats(g, st, 2);
+    /* The chunk's time stays the measured one; the micro-batches' are the measured ones too. */
+    assert_true(fabs(st[0].cost * 32 + st[0].call - 3e-6 * 32) < 1e-15);
+    assert_true(st[0].micro_n[0] == 8 && st[0].micro_n[1] == 9);
+    assert_true(fabs(st[0].micro_t[0] - 20e-6) < 1e-15 && fabs(st[0].micro_t[1] - 23e-6) < 1e-15);
+    /* Stage 1: d measured; p and s on their lines (0.5 and 0.25 us a sample, nothing per call). */
+    assert_true(fabs(st[1].micro_t[0] - (1e-6 + 0.75e-6 * 8)) < 1e-15);
+    assert_true(fabs(st[1].micro_t[1] - (1.5e-6 + 0.75e-6 * 9)) < 1e-15);
+    /* Stage 0 is all c: its spread is c's. Stage 1's is d's, diluted by p and s, which do not spread. */
+    assert_true(fabs(st[0].spread[0] - 0.5) < 1e-12 && fabs(st[0].spread[PN_PROFILE_SPREAD - 1] - 1.5) < 1e-12);
+    double mean = 0;
+    for (int g2 = 0; g2 < PN_PROFILE_SPREAD; g2++) mean += st[0].spread[g2] / PN_PROFILE_SPREAD;
+    assert_true(fabs(mean - 1) < 0.1);
+    double w = 0.25; /* d's part of stage 1 (at 8 samples, on the lines of cost and call) */
+    assert_true(fabs(st[1].spread[0] - (1 - 0.1 * w)) < 1e-12 && fabs(st[1].spread[PN_PROFILE_SPREAD - 1] - (1 + 0.1 * w)) < 1e-12);
+    /* The prediction draws each micro-batch's time: the same every time. Of two equal stages, a
+     * late micro-batch of one holds up the other: a larger bubble and a longer call than at the
+     * mean times. */
+    double b1, b2, b0;
+    double t1 = pn_pipeline_time(st, 2, 32, 32, 4, &b1), t2 = pn_pipeline_time(st, 2, 32, 32, 4, &b2);
+    assert_true(t1 == t2 && b1 == b2);
+    pn_stage_stats eq[2] = {{.cost = 1e-6}, {.cost = 1e-6}};
+    double t0 = pn_pipeline_time(eq, 2, 64, 64, 16, &b0);
+    memcpy(eq[0].spread, st[0].spread, sizeof eq[0].spread);
+    memcpy(eq[1].spread, st[0].spread, sizeof eq[1].spread);
+    t1 = pn_pipeline_time(eq, 2, 64, 64, 16, &b1);
+    assert_true(b1 > b0 + 0.05 && t1 > 1.02 * t0); /* here 5.9% and 14.3%, 3% longer */
+    pn_graph_free(g);
+    pn_profile_free(p);
+    unlink(path);
+    /* A micro-batch's time: on the line through the two measured sizes (below the smaller too, but
+     * never below nothing), and from the larger to the chunk's on the line of cost and call. */
+    pn_stage_stats one[1] = {{.cost = 1e-6, .micro_n = {2, 3}, .micro_t = {3e-6, 4e-6}}};
+    double bubble;
+    assert_true(fabs(pn_pipeline_time(one, 1, 8, 8, 4, &bubble) * 8 - 4 * 3e-6) < 1e-15);       /* 2, 2, 2, 2 */
+    assert_true(fabs(pn_pipeline_time(one, 1, 8, 8, 3, NULL) * 8 - (3e-6 + 2 * 4e-6)) < 1e-15); /* 2, 3, 3 */
+    assert_true(fabs(pn_pipeline_time(one, 1, 8, 8, 8, NULL) * 8 - 8 * 2e-6) < 1e-15);          /* 1 each */
+    assert_true(fabs(pn_pipeline_time(one, 1, 8, 8, 1, NULL) * 8 - 8e-6) < 1e-15);              /* the chunk */
+    assert_true(fabs(pn_pipeline_time(one, 1, 8, 8, 2, NULL) * 8 - 2 * 4.8e-6) < 1e-15);        /* 4, 4 */
+    one[0].micro_t[0] = 1e-6;
+    assert_true(fabs(pn_pipeline_time(one, 1, 8, 8, 8, NULL)) < 1e-15); /* -2 us: nothing */
+}
+
 static void expect_bad(const char *text, const char *message) {
     char err[256];
     pn_profile *p = pn_profile_load(write_profile(text), err, sizeof err);
@@ -388,6 +463,24 @@ static void test_profile_errors(void **state) {
     expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": 0}], \"training\": "
                "{\"layers\": [{\"name\": \"a\", \"forward_s\": 0, \"backward_s\": -1}]}}",
                "not a bench --profile file: \"backward_s\" is not a number of at least 0");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"samples\": 32, \"layers\": [{\"name\": \"a\", \"forward_s\": 1e-6, "
+               "\"call_s\": -1e-4}]}",
+               "not a bench --profile file: \"call_s\" is below what a call of one sample allows");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": 1e-6, \"call_s\": \"x\"}]}",
+               "not a bench --profile file: \"call_s\" is not a number");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": 0, \"spread\": [1, 1]}]}",
+               "not a bench --profile file: \"spread\" is not an array of 32 positive numbers");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": 0, \"spread\": "
+               "[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0]}]}",
+               "not a bench --profile file: \"spread\" is not an array of 32 positive numbers");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": 0, \"micro_s\": [1, 2]}]}",
+               "not a bench --profile file: \"micro_s\" is not two numbers of at least 0 beside \"micro_samples\"");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"micro_samples\": [2, 3], \"layers\": [{\"name\": \"a\", "
+               "\"forward_s\": 0, \"micro_s\": [1, -2]}]}",
+               "not a bench --profile file: \"micro_s\" is not two numbers of at least 0 beside \"micro_samples\"");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"micro_samples\": [3, 3], \"layers\": []}",
+               "not a bench --profile file: \"micro_samples\" is not two whole numbers of samples, the first at least 1, "
+               "the second more");
     expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"threads\": \"two\", \"layers\": []}",
                "not a bench --profile file: \"threads\" is not a number of at least 1");
     char err[256];
@@ -399,7 +492,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kinds),          cmocka_unit_test(test_unfused_eltwise), cmocka_unit_test(test_pipeline_time),
         cmocka_unit_test(test_pipeline_time_on_fewer_cores), cmocka_unit_test(test_pipeline_slices), cmocka_unit_test(test_pool_in_conv), cmocka_unit_test(test_conv_gathers), cmocka_unit_test(test_stage_inputs), cmocka_unit_test(test_params_per_call),
-        cmocka_unit_test(test_profile_report), cmocka_unit_test(test_profile_errors),
+        cmocka_unit_test(test_profile_report), cmocka_unit_test(test_profile_micro_spread), cmocka_unit_test(test_profile_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
