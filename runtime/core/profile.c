@@ -70,25 +70,31 @@ static void pick_reps(pnetrt_forward_fn f, const pnetrt_call *call, int ith, int
  * stage leaves them), each call timed on its own, after an untimed pass. Adds nothing to t[k] of
  * another stage's layer; sets each of stage s's to its seconds per call, less clock_s (what a
  * reading of the clock adds to the interval). With keep, the first PROFILE_KEEP passes' calls of
- * layer k go to keep[k * stride ...]. */
+ * layer k go to keep[k * stride ...]. With slots, each pass runs in the next of them (*turn counts
+ * the passes), as a pipeline's micro-batches take its arena slots in turn. */
 static void time_stage_round(const pnetrt_desc *d, int64_t s, const pnetrt_call *call, int ith, int nth, int64_t reps,
-                             double clock_s, double *t, double *keep, size_t stride) {
+                             double clock_s, double *t, double *keep, size_t stride, char *const *slots, int nslots,
+                             int64_t *turn) {
+    pnetrt_call c = *call;
+    if (slots) c.arena = slots[(*turn)++ % nslots];
     for (int64_t k = 0; k < d->nlayers; k++)
         if (d->layer_forward[k] && d->layers[k].stage == s) {
-            d->layer_forward[k](call, ith, nth);
+            d->layer_forward[k](&c, ith, nth);
             pnetrt_barrier();
             t[k] = 0;
         }
-    for (int64_t r = 0; r < reps; r++)
+    for (int64_t r = 0; r < reps; r++) {
+        if (slots) c.arena = slots[(*turn)++ % nslots];
         for (int64_t k = 0; k < d->nlayers; k++)
             if (d->layer_forward[k] && d->layers[k].stage == s) {
                 double b = pnetrt_now_s();
-                d->layer_forward[k](call, ith, nth);
+                d->layer_forward[k](&c, ith, nth);
                 pnetrt_barrier();
                 double e = pnetrt_now_s() - b;
                 t[k] += e;
                 if (keep && r < PROFILE_KEEP) keep[(size_t)k * stride + (size_t)r] = e > clock_s ? e - clock_s : 0;
             }
+    }
     for (int64_t k = 0; k < d->nlayers; k++)
         if (d->layer_forward[k] && d->layers[k].stage == s) {
             t[k] = t[k] / (double)reps - clock_s;
@@ -168,6 +174,9 @@ typedef struct {
     double *calls;                /* single calls at the second size (or the only): [k][q][PROFILE_KEEP] */
     int64_t *kept;                /* calls kept per round: [k][q] */
     double *spread;               /* out, or NULL: [k][PNETRT_PROFILE_SPREAD] */
+    char **slots;                 /* NULL, or the pipeline's arena slots for the smaller sizes */
+    int nslots;
+    int64_t slot_cap;             /* the samples each slot holds */
     volatile int stop;            /* thread 0 has seen the rounds' time run out */
 } profile_team;
 
@@ -190,6 +199,15 @@ static void profile_thread(profile_team *p, int ith, int nth) {
     pnetrt_barrier_bind(nth > 1 ? p->bar : NULL);
     d->forward(p->call, ith, nth);
     pnetrt_barrier();
+    /* Every slot holds what each layer reads, as a pipeline's slots do once a micro-batch passed. */
+    for (int i = 1; i < ns && p->slots; i++) at[i].cap = p->slot_cap, at[i].arena = p->slots[0];
+    for (int j = 0; j < p->nslots; j++) {
+        pnetrt_call c = at[1];
+        c.arena = p->slots[j];
+        d->forward(&c, ith, nth);
+        pnetrt_barrier();
+    }
+    int64_t turn = 0;
     for (int64_t k = 0; k < d->nlayers; k++)
         for (int i = 0; d->layer_forward[k] && i < ns; i++) pick_reps(d->layer_forward[k], &at[i], ith, nth, &reps[3 * k + i]);
     /* What a reading of the clock adds to a timed interval. */
@@ -211,7 +229,8 @@ static void profile_thread(profile_team *p, int ith, int nth) {
             size_t stride = PROFILE_ROUNDS * PROFILE_KEEP;
             double *keep = ith == 0 && p->spread ? p->calls + (size_t)q * PROFILE_KEEP : NULL;
             for (int i = 0; i < ns; i++)
-                time_stage_round(d, s, &at[i], ith, nth, r[i], clock_s, t + (size_t)i * nl, i == spread_at ? keep : NULL, stride);
+                time_stage_round(d, s, &at[i], ith, nth, r[i], clock_s, t + (size_t)i * nl, i == spread_at ? keep : NULL, stride,
+                                 i > 0 ? p->slots : NULL, p->nslots, &turn);
             for (int64_t k = 0; keep && k < d->nlayers; k++)
                 if (d->layer_forward[k] && d->layers[k].stage == s)
                     p->kept[k * PROFILE_ROUNDS + q] = r[spread_at] < PROFILE_KEEP ? r[spread_at] : PROFILE_KEEP;
@@ -406,12 +425,34 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
     int64_t lo = n / M >= 1 ? n / M : 1, n2 = M > 1 && lo + 1 < n ? (n1 == lo ? lo + 1 : lo) : 0;
     out->samples = n;
     out->small = n1;
+    /* A pipeline's micro-batches take its M arena slots in turn, so each writes its activations
+     * where the caches no longer hold them (resnet_small: 18 slots of 2-3 samples, 3 MiB each):
+     * the smaller sizes are timed so too. */
+    int nslots = M > 1 && n1 < n ? M : 0;
+    int64_t slot_cap = n2 > n1 ? n2 : n1;
+    size_t slot_bytes = ((size_t)(d->arena_sample_bytes * slot_cap + d->arena_fixed_bytes) + 127) / 64 * 64;
+    char *slot_mem = nslots ? aligned_alloc(64, (size_t)nslots * slot_bytes) : NULL;
+    char **slots = nslots ? calloc((size_t)nslots, sizeof *slots) : NULL;
+    if (nslots && (!slot_mem || !slots)) {
+        free(slot_mem);
+        free(slots);
+        free(evict);
+        free(reps);
+        free(at_n1);
+        free(arena);
+        free(scratch);
+        return pnetrt_failf(m, "out of memory for the profile's %d arena slots (%zu bytes)", nslots, (size_t)nslots * slot_bytes);
+    }
+    for (int j = 0; j < nslots; j++) {
+        slots[j] = slot_mem + (size_t)j * slot_bytes;
+        memset(slots[j], 0, slot_bytes);
+    }
     pnetrt_call call = {n, inputs, outputs, m->prepared, arena, scratch, n};
     pnetrt_spin_barrier bar = PNETRT_BARRIER(threads);
     profile_team team = {.d = d, .call = &call, .nsizes = n2 ? 3 : n1 < n ? 2 : 1, .size = {n, n1, n2}, .bar = &bar,
                          .reps = reps, .at = {sec, at_n1, at_n2}, .cold = cold, .barrier_s = &out->barrier_s,
                          .evict = evict, .evict_bytes = evict_bytes, .times = times, .rounds = rounds, .calls = calls,
-                         .kept = kept, .spread = out->spread};
+                         .kept = kept, .spread = out->spread, .slots = slots, .nslots = nslots, .slot_cap = slot_cap};
     bool short_team = false;
 #pragma omp parallel num_threads(threads)
     {
@@ -429,22 +470,24 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
      * the line is still exact at both sizes; it is kept where a call of one sample still costs
      * something (t(1) >= 0), and within the whole call. What a cold call takes over a warm one
      * (reading the weights from memory) counts per call, at both sizes. */
-    if (n1 == n) at_n1 = sec;
+    const double *a1 = n1 < n ? at_n1 : sec; /* the second size's, or the only one's */
     for (int64_t k = 0; k < d->nlayers; k++) {
-        double c = n1 < n ? (at_n1[k] * (double)n - sec[k] * (double)n1) / (double)(n - n1) : 0;
+        double c = n1 < n ? (a1[k] * (double)n - sec[k] * (double)n1) / (double)(n - n1) : 0;
         if (n > 1 && c < -sec[k] / (double)(n - 1)) c = -sec[k] / (double)(n - 1);
         if (c > sec[k]) c = sec[k];
-        double miss = cold[k] > at_n1[k] ? cold[k] - at_n1[k] : 0;
+        double miss = cold[k] > a1[k] ? cold[k] - a1[k] : 0;
         call_s[k] = c + miss;
         if (n2 && out->micro) {
             double *mk = out->micro + 2 * k;
-            mk[n1 < n2 ? 0 : 1] = at_n1[k] + miss, mk[n1 < n2 ? 1 : 0] = at_n2[k] + miss;
+            mk[n1 < n2 ? 0 : 1] = a1[k] + miss, mk[n1 < n2 ? 1 : 0] = at_n2[k] + miss;
         }
         sec[k] = (sec[k] + miss) / (double)n;
     }
     if (n2) out->micro_samples[0] = n1 < n2 ? n1 : n2, out->micro_samples[1] = n1 < n2 ? n2 : n1;
     out->handoff_s = time_handoff();
     out->xfer_byte_s = time_transfer(PROFILE_XFER_BYTES);
+    free(slots);
+    free(slot_mem);
     free(evict);
     free(reps);
     free(at_n1);

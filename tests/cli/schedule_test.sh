@@ -170,6 +170,11 @@ spread=$(sed -n 's/.*"name": "c1", .*"spread": \[\([^]]*\)\].*/\1/p' "$tmp/prof2
 check "c1's spread: 32 rising factors about 1 ($spread)" awk -v s="$spread" 'BEGIN { n = split(s, f, ", "); m = 0
     for (i = 1; i <= n; i++) { m += f[i] / n; if (f[i] <= 0 || (i > 1 && f[i] < f[i - 1])) exit 1 }
     exit !(n == 32 && m > 0.99 && m < 1.01) }'
+# One sample: a single size (no line to fit, no micro-batch sizes).
+"$tmp/l2" bench --batch 1 --threads 1 --profile "$tmp/prof1.json" >"$tmp/out" 2>"$tmp/err"; rc=$?
+check "bench --profile of one sample exits 0" [ $rc -eq 0 ]
+check "one sample: one size" grep -q '^  "samples": 1,$' "$tmp/prof1.json"
+check "one sample: no micro-batch sizes" [ "$(grep -c micro "$tmp/prof1.json")" -eq 0 ]
 check "two stages train pipelined, a thread each" grep -q '^  "training": {"threads": 2, "batch": 32, .*"pipelined": true' "$tmp/prof2.json"
 check "each stage's backward" [ "$(grep -c '^    {"stage": [01], "forward_s": [0-9.e-]*, "backward_s": [0-9.e-]*}' "$tmp/prof2.json")" -eq 2 ]
 bsum=$(sed -n 's/^    {"name": ".*", "stage": 1, "forward_s": [0-9.e+-]*, "backward_s": \([0-9.e+-]*\)}.*/\1/p' "$tmp/prof2.json" | awk '{ t += $1 } END { print t + 0 }')
