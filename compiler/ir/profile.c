@@ -133,7 +133,6 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
          * sample never costs less than nothing. */
         if (c < 0 && t + c * (1 - 1 / (samples > 1 ? samples : 1)) < -1e-5 * t)
             return bad(err, errlen, "\"call_s\" is below what a call of one sample allows");
-        p->names[p->nlayers] = pn_xstrdup(name->valuestring);
         p->forward_s[p->nlayers] = t;
         p->call_s[p->nlayers] = c;
         p->kernel[p->nlayers] = !cJSON_IsFalse(kernel);
@@ -162,7 +161,7 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
                 row[g++] = x->valuedouble;
             }
         }
-        p->nlayers++;
+        p->names[p->nlayers++] = pn_xstrdup(name->valuestring); /* last: an error above frees none */
     }
     const cJSON *tr = cJSON_GetObjectItemCaseSensitive(root, "training");
     if (tr) return read_training(tr, p, err, errlen);

@@ -214,12 +214,18 @@ static int spread_draw(uint64_t *state) {
 static double mb_work(const pn_stage_stats *st, long long B, long long C, int M, long long q, uint64_t *rng) {
     long long c0 = q / M * C, cn = B - c0 < C ? B - c0 : C, k = q % M;
     long long n = cn * (k + 1) / M - cn * k / M;
-    double w = st->cost * (double)n + st->call; /* a measured call part can be below zero */
+    double w = st->cost * (double)n + st->call;
+    /* A call part below zero is the line's between the profile's sizes; below the smaller, those
+     * layers cost their samples' share of its time. */
+    if (st->neg_call < 0 && n < st->neg_from) w -= st->neg_call * (1 - (double)n / (double)st->neg_from);
     const long long *a = st->micro_n;
-    if (a[0] > 0 && (n <= a[1] || C <= a[1])) /* on the line through the two measured sizes */
+    if (a[0] > 0 && (n <= a[1] || C <= a[1])) { /* on the line through the two measured sizes */
         w = st->micro_t[0] + (double)(n - a[0]) * (st->micro_t[1] - st->micro_t[0]) / (double)(a[1] - a[0]);
-    else if (a[0] > 0) /* between the larger and the chunk */
+        double share = st->micro_t[0] * (double)n / (double)a[0]; /* below the smaller, not under its share */
+        if (n < a[0] && w < share) w = share;
+    } else if (a[0] > 0) /* between the larger and the chunk */
         w = st->micro_t[1] + (double)(n - a[1]) * (st->cost * (double)C + st->call - st->micro_t[1]) / (double)(C - a[1]);
+    if (M > 1) w += st->slot * (double)n;
     if (rng && st->spread[0] > 0) w *= st->spread[spread_draw(rng)];
     return n > 0 && w > 0 ? w : 0;
 }
@@ -259,10 +265,12 @@ static void stage_spread(const pn_graph *g, int s, pn_stage_stats *st) {
             x[d] = t / (spread_w + rest);
         }
         qsort(x, DRAWS, sizeof *x, cmp_double);
+        double mean = 0;
+        for (int d = 0; d < DRAWS; d++) mean += x[d] / DRAWS;
         for (int i = 0; i < PN_PROFILE_SPREAD; i++) {
             double sum = 0;
             for (int d = i * DRAWS / PN_PROFILE_SPREAD; d < (i + 1) * DRAWS / PN_PROFILE_SPREAD; d++) sum += x[d];
-            st->spread[i] = sum / (DRAWS / PN_PROFILE_SPREAD);
+            st->spread[i] = sum / (DRAWS / PN_PROFILE_SPREAD) / mean; /* so that they average 1 */
         }
         free(x);
     }
@@ -427,6 +435,10 @@ double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max) {
         x->cost += var;
         x->call += call;
         x->kernels += node_kernel(g, n);
+        if (call < 0 && g->profile) {
+            x->neg_call += call;
+            x->neg_from = g->profile->small > 0 ? g->profile->small : g->profile->samples;
+        }
         /* At the two sizes a pipeline slices into, what the profile measured there. */
         const pn_profile *p = g->profile;
         int k = p && p->micro_samples[0] > 0 ? profile_layer(p, n) : -1;
@@ -458,6 +470,9 @@ double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max) {
     for (int s = 0; s < S; s++) {
         st[s].call += g->profile ? g->profile->barrier_s * st[s].kernels : 0;
         for (int m = 0; m < 2 && st[s].micro_n[0] > 0; m++) st[s].micro_t[m] += g->profile->barrier_s * st[s].kernels;
+        /* A pipeline's micro-batches write their activations into slots the caches no longer hold,
+         * which a profile's micro-batch times include. */
+        st[s].slot = S > 1 && st[s].micro_n[0] == 0 ? st[s].act_bytes * PN_COST_SLOT_BYTE : 0;
         st[s].wait = s > 0 ? handoff : 0;
         stage_spread(g, s, &st[s]);
     }

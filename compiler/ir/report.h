@@ -33,6 +33,10 @@ extern const pn_cost_rate pn_cost_rates[PN_COST_NKINDS];
 #define PN_COST_HANDOFF 3e-6   /* seconds from a hand-off to the waiting stage's start (no profile) */
 #define PN_COST_MR 8           /* the GEMM tile's rows that pn_conv_gathers assumes (AVX-512's; AVX2's are 6) */
 #define PN_COST_XFER 4e-11     /* seconds a byte that another core wrote adds to a read (no profile) */
+/* Seconds a byte of a stage's activations adds to a micro-batch when a pipeline's micro-batches
+ * take its M > 1 arena slots in turn, which the caches no longer hold (where the profile did not
+ * time the micro-batches so; 1.2-1.5e-11 measured on the Intel Xeon VM, 2026-12-07). */
+#define PN_COST_SLOT_BYTE 1.3e-11
 #define PN_BALANCE_WARN 1.5    /* warn above this slowest-over-mean ratio */
 #define PN_MAX_AUTO_MICROBATCHES 64
 #define PN_PROFILE_SPREAD 32   /* factors in a profile's spread of a call's time (PNETRT_PROFILE_SPREAD) */
@@ -48,7 +52,8 @@ typedef struct pn_profile {
     double xfer_byte_s;          /* a byte another core wrote, read: -1 when not measured */
     int nlayers;
     char **names;
-    double *forward_s, *call_s; /* call_s: the part of a call that does not grow with its samples */
+    double *forward_s, *call_s; /* call_s: the part of a call that does not grow with its samples
+                                 * (below zero where a sample costs more in large calls) */
     bool *kernel; /* the layer has a kernel of its own (else it was fused into another's) */
     /* Per layer, PN_PROFILE_SPREAD factors: its single calls' seconds over their mean, sorted and
      * averaged in equal groups (so they average 1); a row of zeros where the profile gives none. */
@@ -77,8 +82,14 @@ typedef struct pn_stage_stats {
     int layers, kernels;
     double flops, param_bytes, act_bytes, cost;
     double in_bytes; /* per sample: values of earlier stages that it reads, which other cores wrote */
-    double call; /* seconds each micro-batch adds whatever its size: kernel calls, barriers */
+    double call; /* seconds each micro-batch adds whatever its size: kernel calls, barriers (below zero
+                  * where a profile measured a sample dearer in large calls than in small ones) */
+    /* The part of call below zero and the profile's second size, below which a micro-batch costs
+     * its samples' share of that size's time rather than the line's (which heads to zero). */
+    double neg_call;
+    long long neg_from;
     double wait; /* seconds from a micro-batch's hand-off to the start of a stage that waited for it */
+    double slot; /* seconds per sample that a micro-batch adds when they take arena slots in turn (M > 1) */
     /* How a micro-batch's seconds spread about their mean: PN_PROFILE_SPREAD equally likely
      * factors (from the profile's layers), or zeros (the time is always the mean). */
     double spread[PN_PROFILE_SPREAD];
@@ -106,7 +117,9 @@ long long pn_report_chunk(const pn_graph *g);
 /* Predicted pipeline of S stages (st) over a call of B samples in chunks of C, M micro-batches
  * each, all streamed one after another (simulated micro-batch by micro-batch: a stage starts one
  * when it has finished the one before and, a hand-off later, the stage before has finished it):
- * the seconds per sample, and (when bubble is not NULL) the stages' mean idle share. */
+ * the seconds per sample, and (when bubble is not NULL) the stages' mean idle share. When a stage
+ * has a spread, PN_SPREAD_CALLS calls with each micro-batch's time drawn from it: the mean call's
+ * seconds per sample and the median call's bubble. */
 double pn_pipeline_time(const pn_stage_stats *st, int S, long long B, long long C, int M, double *bubble);
 /* The same on `cores` CPUs, fewer than S: at most `cores` stages run a micro-batch at once, each at
  * a core's speed, and a stage that could start waits for a core (the one ready first gets it), as

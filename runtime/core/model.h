@@ -114,7 +114,8 @@ typedef struct pnetrt_layer_profile {
 #define PNETRT_PROFILE_SPREAD 32
 /* bench --profile (profile.c): each layer's forward seconds per sample, sec[0..nlayers) (0 where a
  * layer has no kernel of its own), over min(batch, chunk) samples of the inputs on the model's
- * threads, and call_s[k], the part of one call's time that does not grow with its samples. When
+ * threads, and call_s[k], the part of one call's time that does not grow with its samples (below
+ * zero where a sample costs more in a large call than in a small one). When
  * the prepared parameters outgrow the last-level cache, a run reads every layer's weights from
  * memory at each call, so each layer's small call is timed again after evicting the cache, and
  * the difference counts per call. 0, or 1 with the error set. */

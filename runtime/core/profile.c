@@ -149,12 +149,16 @@ static void layer_spread(const double *calls, const int64_t *kept, const double 
     for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++) out[g] = 0;
     if (m < PNETRT_PROFILE_SPREAD || sum <= 0) return;
     qsort(x, (size_t)m, sizeof x[0], cmp_f64);
+    double mean = 0;
     for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++) {
         int lo = g * m / PNETRT_PROFILE_SPREAD, hi = (g + 1) * m / PNETRT_PROFILE_SPREAD;
         double part = 0;
         for (int i = lo; i < hi; i++) part += x[i];
-        out[g] = part / (hi - lo) / (sum / m);
+        out[g] = part / (hi - lo);
+        mean += out[g] / PNETRT_PROFILE_SPREAD;
     }
+    /* Over the groups' mean, so that the factors average 1 (groups of unequal counts would not). */
+    for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++) out[g] /= mean;
 }
 
 /* What the threads of a layer profile share. */
@@ -204,6 +208,7 @@ static void profile_thread(profile_team *p, int ith, int nth) {
     for (int j = 0; j < p->nslots; j++) {
         pnetrt_call c = at[1];
         c.arena = p->slots[j];
+        c.n = p->slot_cap; /* both smaller sizes then find what they read */
         d->forward(&c, ith, nth);
         pnetrt_barrier();
     }
@@ -309,7 +314,7 @@ static double time_handoff(void) {
 
 /* What a pipeline stage pays to read its input from the stage before, which another core wrote:
  * two threads take turns, one writing a buffer of `bytes`, the other reading it (a line each,
- * timed) and at once again (then from its own cache); the least of PROFILE_ROUNDS * 4 rounds of
+ * timed) and at once again (then from its own cache); the least of PROFILE_MIN_ROUNDS * 4 rounds of
  * each read, their difference per byte. 0 when the OpenMP runtime gives fewer than two threads. */
 static double time_transfer(size_t bytes) {
     enum { ROUNDS = PROFILE_MIN_ROUNDS * 4 };
@@ -467,8 +472,9 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
     /* t(n) = n * per sample + per call, the line through the two sizes. The part per call is
      * below zero where a sample costs more in a large call than in a small one (resnet_small's
      * convolutions: 40 samples of 64 KiB maps outgrow the L2 that 2 fit in, 8% a sample), and then
-     * the line is still exact at both sizes; it is kept where a call of one sample still costs
-     * something (t(1) >= 0), and within the whole call. What a cold call takes over a warm one
+     * the line is still exact at both sizes; it is kept where a call of one sample costs no less
+     * than nothing (t(1) >= 0; below the second size the prediction takes the samples' share of
+     * its time instead), and within the whole call. What a cold call takes over a warm one
      * (reading the weights from memory) counts per call, at both sizes. */
     const double *a1 = n1 < n ? at_n1 : sec; /* the second size's, or the only one's */
     for (int64_t k = 0; k < d->nlayers; k++) {
