@@ -106,7 +106,8 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
         const cJSON *b = a ? cJSON_GetArrayItem(ms, 1) : NULL;
         if (!cJSON_IsNumber(a) || !cJSON_IsNumber(b) || !(a->valuedouble >= 1) || !(b->valuedouble > a->valuedouble) ||
             b->valuedouble > 1e12 || a->valuedouble != floor(a->valuedouble) || b->valuedouble != floor(b->valuedouble))
-            return bad(err, errlen, "\"micro_samples\" is not two whole numbers of samples, the first at least 1, the second more");
+            return bad(err, errlen,
+                       "\"micro_samples\" is not two whole numbers of samples, the first at least 1, the second more");
         p->micro_samples[0] = (long long)a->valuedouble;
         p->micro_samples[1] = (long long)b->valuedouble;
     }
@@ -128,7 +129,8 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
         double t = -1, c = 0;
         if (!cJSON_IsObject(l) || !cJSON_IsString(name) || !cJSON_GetObjectItemCaseSensitive(l, "forward_s"))
             return bad(err, errlen, "a layer without \"name\" and \"forward_s\"");
-        if (!number(l, "forward_s", 0, &t, err, errlen) || !number(l, "call_s", -HUGE_VAL, &c, err, errlen)) return false;
+        if (!number(l, "forward_s", 0, &t, err, errlen) || !number(l, "call_s", -HUGE_VAL, &c, err, errlen))
+            return false;
         /* Below zero where a sample costs more in a large call than in a small one; a call of one
          * sample never costs less than nothing. */
         if (c < 0 && t + c * (1 - 1 / (samples > 1 ? samples : 1)) < -1e-5 * t)
@@ -140,10 +142,12 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
         if (micro) {
             double *row = p->micro + (size_t)p->nlayers * 2;
             const char *what = "\"micro_s\" is not two numbers of at least 0 beside \"micro_samples\"";
-            if (!p->micro_samples[0] || !cJSON_IsArray(micro) || cJSON_GetArraySize(micro) != 2) return bad(err, errlen, what);
+            if (!p->micro_samples[0] || !cJSON_IsArray(micro) || cJSON_GetArraySize(micro) != 2)
+                return bad(err, errlen, what);
             for (int i = 0; i < 2; i++) {
                 const cJSON *x = cJSON_GetArrayItem(micro, i);
-                if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || x->valuedouble < 0) return bad(err, errlen, what);
+                if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || x->valuedouble < 0)
+                    return bad(err, errlen, what);
                 row[i] = x->valuedouble;
             }
         }
@@ -151,7 +155,8 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
         if (spread) {
             const char *what = "\"spread\" is not an array of 32 positive numbers";
             _Static_assert(PN_PROFILE_SPREAD == 32, "the message names the spread's length");
-            if (!cJSON_IsArray(spread) || cJSON_GetArraySize(spread) != PN_PROFILE_SPREAD) return bad(err, errlen, what);
+            if (!cJSON_IsArray(spread) || cJSON_GetArraySize(spread) != PN_PROFILE_SPREAD)
+                return bad(err, errlen, what);
             double *row = p->spread + (size_t)p->nlayers * PN_PROFILE_SPREAD;
             int g = 0;
             const cJSON *x;

@@ -224,7 +224,8 @@ static double mb_work(const pn_stage_stats *st, long long B, long long C, int M,
         double share = st->micro_t[0] * (double)n / (double)a[0]; /* below the smaller, not under its share */
         if (n < a[0] && w < share) w = share;
     } else if (a[0] > 0) /* between the larger and the chunk */
-        w = st->micro_t[1] + (double)(n - a[1]) * (st->cost * (double)C + st->call - st->micro_t[1]) / (double)(C - a[1]);
+        w = st->micro_t[1] +
+            (double)(n - a[1]) * (st->cost * (double)C + st->call - st->micro_t[1]) / (double)(C - a[1]);
     if (M > 1) w += st->slot * (double)n;
     if (rng && st->spread[0] > 0) w *= st->spread[spread_draw(rng)];
     return n > 0 && w > 0 ? w : 0;
@@ -246,7 +247,8 @@ static void stage_spread(const pn_graph *g, int s, pn_stage_stats *st) {
     for (int i = 0; i < g->nnodes; i++) {
         const pn_node *n = &g->nodes[i];
         int k = profile_layer(p, n);
-        if ((n->flags & PN_NODE_TRAIN) || n->stage != s || k < 0 || p->spread[(size_t)k * PN_PROFILE_SPREAD] <= 0) continue;
+        if ((n->flags & PN_NODE_TRAIN) || n->stage != s || k < 0 || p->spread[(size_t)k * PN_PROFILE_SPREAD] <= 0)
+            continue;
         double var, call;
         node_cost_parts(g, n, &var, &call);
         double t = var * n1 + call;
@@ -280,7 +282,8 @@ static void stage_spread(const pn_graph *g, int s, pn_stage_stats *st) {
 
 /* One call of the pipeline, each micro-batch's time drawn from its stage's spread with rng (NULL:
  * the mean). Its wall seconds; its bubble into *bubble. */
-static double one_call(const pn_stage_stats *st, int S, long long B, long long C, int M, uint64_t *rng, double *bubble) {
+static double one_call(const pn_stage_stats *st, int S, long long B, long long C, int M, uint64_t *rng,
+                       double *bubble) {
     long long Q = (B + C - 1) / C * M; /* micro-batches streamed: M per chunk */
     double busy = 0;
     double *end = pn_xcalloc((size_t)(S > 0 ? S : 1), sizeof *end); /* each stage's last finish */
@@ -357,7 +360,8 @@ static double one_call_on(const pn_stage_stats *st, int S, long long B, long lon
 /* With a spread, PN_SPREAD_CALLS calls, each micro-batch's time drawn (the same seeds for every M,
  * so that counts compare on like luck): seconds per sample of the mean call, and the median
  * call's bubble, as bench measures it. Without, the one call at the mean times. */
-double pn_pipeline_time_on(const pn_stage_stats *st, int S, long long B, long long C, int M, int cores, double *bubble) {
+double pn_pipeline_time_on(const pn_stage_stats *st, int S, long long B, long long C, int M, int cores,
+                           double *bubble) {
     if (C < 1 || C > B) C = B;
     bool spread = false;
     for (int s = 0; s < S; s++) spread |= st[s].spread[0] > 0;

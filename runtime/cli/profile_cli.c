@@ -131,7 +131,8 @@ int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inpu
     fprintf(f, "},\n  \"batch\": %lld,\n  \"samples\": %lld,\n  \"small_samples\": %lld,\n", (long long)batch,
             (long long)lp.samples, (long long)lp.small);
     if (lp.micro_samples[0] > 0)
-        fprintf(f, "  \"micro_samples\": [%lld, %lld],\n", (long long)lp.micro_samples[0], (long long)lp.micro_samples[1]);
+        fprintf(f, "  \"micro_samples\": [%lld, %lld],\n", (long long)lp.micro_samples[0],
+                (long long)lp.micro_samples[1]);
     fprintf(f, "  \"cold_calls\": %s,\n"
                "  \"threads\": %d,\n  \"barrier_s\": %.6g,\n  \"handoff_s\": %.6g,\n  \"xfer_byte_s\": %.6g,\n"
                "  \"forward_s\": %.6g,\n  \"layers\": [\n",
@@ -147,7 +148,9 @@ int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inpu
         json_str(f, l->type);
         fprintf(f, ", \"inputs\": ");
         json_str(f, l->inputs);
-        fprintf(f, ", \"flops\": %lld, \"params\": %lld, \"stage\": %lld, \"kernel\": %s, \"forward_s\": %.6g, \"call_s\": %.6g",
+        fprintf(f,
+                ", \"flops\": %lld, \"params\": %lld, \"stage\": %lld, \"kernel\": %s, \"forward_s\": %.6g, "
+                "\"call_s\": %.6g",
                 (long long)l->flops, (long long)l->params, (long long)l->stage, d->layer_forward[k] ? "true" : "false", sec[k],
                 call[k]);
         if (lp.micro_samples[0] > 0 && d->layer_forward[k])

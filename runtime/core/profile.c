@@ -214,7 +214,8 @@ static void profile_thread(profile_team *p, int ith, int nth) {
     }
     int64_t turn = 0;
     for (int64_t k = 0; k < d->nlayers; k++)
-        for (int i = 0; d->layer_forward[k] && i < ns; i++) pick_reps(d->layer_forward[k], &at[i], ith, nth, &reps[3 * k + i]);
+        for (int i = 0; d->layer_forward[k] && i < ns; i++)
+            pick_reps(d->layer_forward[k], &at[i], ith, nth, &reps[3 * k + i]);
     /* What a reading of the clock adds to a timed interval. */
     double c0 = pnetrt_now_s();
     for (int i = 0; i < 1000; i++) (void)pnetrt_now_s();
@@ -234,8 +235,8 @@ static void profile_thread(profile_team *p, int ith, int nth) {
             size_t stride = PROFILE_ROUNDS * PROFILE_KEEP;
             double *keep = ith == 0 && p->spread ? p->calls + (size_t)q * PROFILE_KEEP : NULL;
             for (int i = 0; i < ns; i++)
-                time_stage_round(d, s, &at[i], ith, nth, r[i], clock_s, t + (size_t)i * nl, i == spread_at ? keep : NULL, stride,
-                                 i > 0 ? p->slots : NULL, p->nslots, &turn);
+                time_stage_round(d, s, &at[i], ith, nth, r[i], clock_s, t + (size_t)i * nl,
+                                 i == spread_at ? keep : NULL, stride, i > 0 ? p->slots : NULL, p->nslots, &turn);
             for (int64_t k = 0; keep && k < d->nlayers; k++)
                 if (d->layer_forward[k] && d->layers[k].stage == s)
                     p->kept[k * PROFILE_ROUNDS + q] = r[spread_at] < PROFILE_KEEP ? r[spread_at] : PROFILE_KEEP;
@@ -245,7 +246,8 @@ static void profile_thread(profile_team *p, int ith, int nth) {
                 if (!f || d->layers[k].stage != s) continue;
                 double c = p->evict ? time_cold(f, &at[spread_at], ith, nth, p->evict, p->evict_bytes)
                                     : t[(size_t)spread_at * nl + (size_t)k];
-                for (int i = 0; ith == 0 && i < ns; i++) row[(size_t)i * nl + (size_t)k] = t[(size_t)i * nl + (size_t)k];
+                for (int i = 0; ith == 0 && i < ns; i++)
+                    row[(size_t)i * nl + (size_t)k] = t[(size_t)i * nl + (size_t)k];
                 if (ith == 0) row[3 * nl + (size_t)k] = c;
             }
         }
@@ -266,7 +268,8 @@ static void profile_thread(profile_team *p, int ith, int nth) {
             for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++) row[g] = 0;
             if (!d->layer_forward[k]) continue;
             for (int q = 0; q < nq; q++) v[q] = p->rounds[((size_t)q * 4 + (size_t)spread_at) * nl + (size_t)k];
-            layer_spread(p->calls + (size_t)k * PROFILE_ROUNDS * PROFILE_KEEP, p->kept + k * PROFILE_ROUNDS, v, nq, row);
+            layer_spread(p->calls + (size_t)k * PROFILE_ROUNDS * PROFILE_KEEP, p->kept + k * PROFILE_ROUNDS, v, nq,
+                         row);
         }
     }
     pnetrt_barrier();
@@ -446,7 +449,8 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
         free(at_n1);
         free(arena);
         free(scratch);
-        return pnetrt_failf(m, "out of memory for the profile's %d arena slots (%zu bytes)", nslots, (size_t)nslots * slot_bytes);
+        return pnetrt_failf(m, "out of memory for the profile's %d arena slots (%zu bytes)", nslots,
+                            (size_t)nslots * slot_bytes);
     }
     for (int j = 0; j < nslots; j++) {
         slots[j] = slot_mem + (size_t)j * slot_bytes;

@@ -163,7 +163,8 @@ check "two stages: the second size is a micro-batch (M = $M2: $small samples)" g
 # The two sizes a pipeline slices its chunks into (32 / M and one more), each layer timed at both,
 # and how its single calls spread about their mean (32 factors, sorted).
 if [ "${M2:-1}" -gt 1 ] && [ $((32 / M2 + 1)) -lt 32 ]; then
-    check "two stages: the micro-batch sizes" grep -q "^  \"micro_samples\": \[$((32 / M2)), $((32 / M2 + 1))\],\$" "$tmp/prof2.json"
+    sizes="$((32 / M2)), $((32 / M2 + 1))"
+    check "two stages: the micro-batch sizes ($sizes)" grep -q "^  \"micro_samples\": \[$sizes\],\$" "$tmp/prof2.json"
     check "c2 timed at both" grep -q '"name": "c2", .*"micro_s": \[[0-9.e-]*, [0-9.e-]*\]' "$tmp/prof2.json"
 fi
 spread=$(sed -n 's/.*"name": "c1", .*"spread": \[\([^]]*\)\].*/\1/p' "$tmp/prof2.json")

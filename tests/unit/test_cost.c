@@ -363,7 +363,8 @@ static void test_profile_micro_spread(void **state) {
     for (int g = 0; g < PN_PROFILE_SPREAD; g++) {
         snprintf(spread + strlen(spread), sizeof spread - strlen(spread), "%s%s", g < 16 ? "0.5" : "1.5",
                  g + 1 < PN_PROFILE_SPREAD ? ", " : "]");
-        snprintf(half + strlen(half), sizeof half - strlen(half), "%s%s", g < 16 ? "0.9" : "1.1", g + 1 < PN_PROFILE_SPREAD ? ", " : "]");
+        snprintf(half + strlen(half), sizeof half - strlen(half), "%s%s", g < 16 ? "0.9" : "1.1",
+                 g + 1 < PN_PROFILE_SPREAD ? ", " : "]");
     }
     char text[4096];
     snprintf(text, sizeof text,
@@ -374,7 +375,8 @@ static void test_profile_micro_spread(void **state) {
              " \"spread\": %s},"
              " {\"name\": \"r\", \"kernel\": false, \"forward_s\": 0},"
              " {\"name\": \"p\", \"kernel\": true, \"forward_s\": 0.5e-6},"
-             " {\"name\": \"d\", \"kernel\": true, \"forward_s\": 0.25e-6, \"micro_s\": [1e-6, 1.5e-6], \"spread\": %s},"
+             " {\"name\": \"d\", \"kernel\": true, \"forward_s\": 0.25e-6, \"micro_s\": [1e-6, 1.5e-6],"
+             " \"spread\": %s},"
              " {\"name\": \"s\", \"kernel\": true, \"forward_s\": 0.25e-6}]}\n",
              spread, half);
     pn_profile *p = pn_profile_load(write_profile(text), err, sizeof err);
@@ -396,7 +398,8 @@ static void test_profile_micro_spread(void **state) {
     assert_true(fabs(st[1].micro_t[0] - (1e-6 + 0.75e-6 * 8)) < 1e-15);
     assert_true(fabs(st[1].micro_t[1] - (1.5e-6 + 0.75e-6 * 9)) < 1e-15);
     /* Stage 0 is all c: its spread is c's. Stage 1's is d's, diluted by p and s, which do not spread. */
-    assert_true(fabs(st[0].spread[PN_PROFILE_SPREAD - 1] / st[0].spread[0] - 3) < 1e-9); /* 1.5 / 0.5, over their mean */
+    /* 1.5 / 0.5, each over their mean */
+    assert_true(fabs(st[0].spread[PN_PROFILE_SPREAD - 1] / st[0].spread[0] - 3) < 1e-9);
     double mean = 0;
     for (int g2 = 0; g2 < PN_PROFILE_SPREAD; g2++) mean += st[0].spread[g2] / PN_PROFILE_SPREAD;
     assert_true(fabs(mean - 1) < 1e-12);
@@ -495,24 +498,27 @@ static void test_profile_errors(void **state) {
     expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": 0}], \"training\": "
                "{\"layers\": [{\"name\": \"a\", \"forward_s\": 0, \"backward_s\": -1}]}}",
                "not a bench --profile file: \"backward_s\" is not a number of at least 0");
-    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"samples\": 32, \"layers\": [{\"name\": \"a\", \"forward_s\": 1e-6, "
-               "\"call_s\": -1e-4}]}",
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"samples\": 32, \"layers\": [{\"name\": \"a\", "
+               "\"forward_s\": 1e-6, \"call_s\": -1e-4}]}",
                "not a bench --profile file: \"call_s\" is below what a call of one sample allows");
-    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": 1e-6, \"call_s\": \"x\"}]}",
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": 1e-6, "
+               "\"call_s\": \"x\"}]}",
                "not a bench --profile file: \"call_s\" is not a number");
-    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": 0, \"spread\": [1, 1]}]}",
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": 0, "
+               "\"spread\": [1, 1]}]}",
                "not a bench --profile file: \"spread\" is not an array of 32 positive numbers");
     expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": 0, \"spread\": "
                "[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0]}]}",
                "not a bench --profile file: \"spread\" is not an array of 32 positive numbers");
-    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": 0, \"micro_s\": [1, 2]}]}",
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"forward_s\": 0, "
+               "\"micro_s\": [1, 2]}]}",
                "not a bench --profile file: \"micro_s\" is not two numbers of at least 0 beside \"micro_samples\"");
     expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"micro_samples\": [2, 3], \"layers\": [{\"name\": \"a\", "
                "\"forward_s\": 0, \"micro_s\": [1, -2]}]}",
                "not a bench --profile file: \"micro_s\" is not two numbers of at least 0 beside \"micro_samples\"");
     expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"micro_samples\": [3, 3], \"layers\": []}",
-               "not a bench --profile file: \"micro_samples\" is not two whole numbers of samples, the first at least 1, "
-               "the second more");
+               "not a bench --profile file: \"micro_samples\" is not two whole numbers of samples, the first at "
+               "least 1, the second more");
     expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"threads\": \"two\", \"layers\": []}",
                "not a bench --profile file: \"threads\" is not a number of at least 1");
     char err[256];
@@ -524,7 +530,10 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kinds),          cmocka_unit_test(test_unfused_eltwise), cmocka_unit_test(test_pipeline_time),
         cmocka_unit_test(test_pipeline_time_on_fewer_cores), cmocka_unit_test(test_pipeline_slices), cmocka_unit_test(test_pool_in_conv), cmocka_unit_test(test_conv_gathers), cmocka_unit_test(test_stage_inputs), cmocka_unit_test(test_params_per_call),
-        cmocka_unit_test(test_profile_report), cmocka_unit_test(test_profile_micro_spread), cmocka_unit_test(test_slots), cmocka_unit_test(test_profile_errors),
+        cmocka_unit_test(test_profile_report),
+        cmocka_unit_test(test_profile_micro_spread),
+        cmocka_unit_test(test_slots),
+        cmocka_unit_test(test_profile_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
