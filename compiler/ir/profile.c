@@ -77,6 +77,19 @@ static bool read_training(const cJSON *tr, pn_profile *p, char *err, size_t errl
     return true;
 }
 
+/* A spread: an array of PN_PROFILE_SPREAD positive numbers, into row; false when it is not one. */
+static bool read_spread(const cJSON *a, double *row) {
+    _Static_assert(PN_PROFILE_SPREAD == 32, "the messages name the spread's length");
+    if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != PN_PROFILE_SPREAD) return false;
+    int g = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, a) {
+        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || x->valuedouble <= 0 || x->valuedouble > 1e6) return false;
+        row[g++] = x->valuedouble;
+    }
+    return true;
+}
+
 static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t errlen) {
     if (!cJSON_IsObject(root)) return bad(err, errlen, "not a JSON object");
     double version = 0, threads = 1, batch = 0, samples = 0, small = 0, barrier = 0, handoff = 0, xfer = -1;
@@ -122,6 +135,20 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
     p->kernel = pn_xcalloc((size_t)n + 1, sizeof *p->kernel);
     p->spread = pn_xcalloc(((size_t)n + 1) * PN_PROFILE_SPREAD, sizeof *p->spread);
     p->micro = pn_xcalloc(((size_t)n + 1) * 2, sizeof *p->micro);
+    p->stage = pn_xcalloc((size_t)n + 1, sizeof *p->stage);
+    const cJSON *ss = cJSON_GetObjectItemCaseSensitive(root, "stage_spread");
+    if (ss) {
+        const char *what = "\"stage_spread\" is not an array of arrays of 32 positive numbers";
+        if (!cJSON_IsArray(ss) || cJSON_GetArraySize(ss) > 1 << 20) return bad(err, errlen, what);
+        int S = cJSON_GetArraySize(ss);
+        p->stage_spread = pn_xcalloc(((size_t)S + 1) * PN_PROFILE_SPREAD, sizeof *p->stage_spread);
+        const cJSON *row;
+        cJSON_ArrayForEach(row, ss) {
+            if (!read_spread(row, p->stage_spread + (size_t)p->stage_spreads * PN_PROFILE_SPREAD))
+                return bad(err, errlen, what);
+            p->stage_spreads++;
+        }
+    }
     const cJSON *l;
     cJSON_ArrayForEach(l, ls) {
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(l, "name");
@@ -152,20 +179,11 @@ static bool read_profile(const cJSON *root, pn_profile *p, char *err, size_t err
             }
         }
         const cJSON *spread = cJSON_GetObjectItemCaseSensitive(l, "spread");
-        if (spread) {
-            const char *what = "\"spread\" is not an array of 32 positive numbers";
-            _Static_assert(PN_PROFILE_SPREAD == 32, "the message names the spread's length");
-            if (!cJSON_IsArray(spread) || cJSON_GetArraySize(spread) != PN_PROFILE_SPREAD)
-                return bad(err, errlen, what);
-            double *row = p->spread + (size_t)p->nlayers * PN_PROFILE_SPREAD;
-            int g = 0;
-            const cJSON *x;
-            cJSON_ArrayForEach(x, spread) {
-                if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble) || x->valuedouble <= 0 || x->valuedouble > 1e6)
-                    return bad(err, errlen, what);
-                row[g++] = x->valuedouble;
-            }
-        }
+        if (spread && !read_spread(spread, p->spread + (size_t)p->nlayers * PN_PROFILE_SPREAD))
+            return bad(err, errlen, "\"spread\" is not an array of 32 positive numbers");
+        double stage = -1;
+        if (!number(l, "stage", 0, &stage, err, errlen)) return false;
+        p->stage[p->nlayers] = stage < 1e6 ? (int)stage : -1;
         p->names[p->nlayers++] = pn_xstrdup(name->valuestring); /* last: an error above frees none */
     }
     const cJSON *tr = cJSON_GetObjectItemCaseSensitive(root, "training");
@@ -186,6 +204,8 @@ void pn_profile_free(pn_profile *p) {
     free(p->kernel);
     free(p->spread);
     free(p->micro);
+    free(p->stage);
+    free(p->stage_spread);
     free(p->path);
     free(p->network);
     free(p->cpu);

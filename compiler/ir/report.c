@@ -231,15 +231,32 @@ static double mb_work(const pn_stage_stats *st, long long B, long long C, int M,
     return n > 0 && w > 0 ? w : 0;
 }
 
-/* How stage s's micro-batch time spreads, from its layers' spreads in the profile (each layer's
- * call drawn on its own, weighted by its time at the profile's second size; the rest of the stage
- * at its mean): 1024 draws, sorted and averaged in PN_PROFILE_SPREAD equal groups into st->spread.
- * Zeros when no layer of the stage has a spread. */
+/* Whether the profile was taken of g's stages: every layer with a kernel on the same stage. */
+static bool profile_partition(const pn_graph *g) {
+    const pn_profile *p = g->profile;
+    if (!p || p->stage_spreads != g->nstages) return false;
+    for (int i = 0; i < g->nnodes; i++) {
+        int k = profile_layer(p, &g->nodes[i]);
+        if (k >= 0 && !(g->nodes[i].flags & PN_NODE_TRAIN) && p->kernel[k] && p->stage[k] != g->nodes[i].stage)
+            return false;
+    }
+    return true;
+}
+
+/* How stage s's micro-batch time spreads: the profile's own for the stage, when it was taken of
+ * these stages (its passes while the stage beside it ran at once); else from its layers' spreads
+ * (each layer's call drawn on its own, weighted by its time at the profile's second size; the rest
+ * of the stage at its mean): 1024 draws, sorted and averaged in PN_PROFILE_SPREAD equal groups
+ * into st->spread. Zeros when no layer of the stage has a spread. */
 static void stage_spread(const pn_graph *g, int s, pn_stage_stats *st) {
     enum { DRAWS = 1024 };
     const pn_profile *p = g->profile;
     for (int i = 0; i < PN_PROFILE_SPREAD; i++) st->spread[i] = 0;
     if (!p) return;
+    if (profile_partition(g)) {
+        for (int i = 0; i < PN_PROFILE_SPREAD; i++) st->spread[i] = p->stage_spread[(size_t)s * PN_PROFILE_SPREAD + i];
+        return;
+    }
     double n1 = (double)(p->small > 0 ? p->small : p->samples), spread_w = 0;
     int *layer = pn_xcalloc((size_t)g->nnodes + 1, sizeof *layer);
     double *w = pn_xcalloc((size_t)g->nnodes + 1, sizeof *w);

@@ -60,6 +60,12 @@ typedef struct pn_profile {
     double *spread;
     /* Per layer, seconds per call at micro_samples[0] and [1]; zeros where the profile gives none. */
     double *micro;
+    int *stage; /* per layer, its pipeline stage in the profiled network (-1: not said) */
+    /* Per stage of the profiled network (stage_spreads of them, or 0), PN_PROFILE_SPREAD factors:
+     * its micro-batches' seconds while the stage beside it ran at once, as a layer's spread (a
+     * slow spell covers several layers of a micro-batch, which layers drawn on their own miss). */
+    int stage_spreads;
+    double *stage_spread;
     /* Training steps, for a network that trains: per stage forward and backward seconds per sample
      * when the steps ran pipelined (train_nstages > 0), else step_s for both; the update's. */
     bool has_training;

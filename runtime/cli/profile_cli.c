@@ -104,9 +104,11 @@ static int profile_training(pnetrt_model *m, int64_t batch, const void *const *i
 
 int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inputs, void *const *outputs, const char *path) {
     const pnetrt_desc *d = pnetrt_model_desc(m);
-    double *sec = calloc((4 + PNETRT_PROFILE_SPREAD) * ((size_t)d->nlayers + 1), sizeof *sec);
-    pnetrt_layer_profile lp = {.micro = sec ? sec + 2 * ((size_t)d->nlayers + 1) : NULL,
-                               .spread = sec ? sec + 4 * ((size_t)d->nlayers + 1) : NULL};
+    size_t nl = (size_t)d->nlayers + 1;
+    double *sec = calloc((4 + PNETRT_PROFILE_SPREAD) * nl + PNETRT_PROFILE_SPREAD * ((size_t)d->nstages + 1), sizeof *sec);
+    pnetrt_layer_profile lp = {.micro = sec ? sec + 2 * nl : NULL,
+                               .spread = sec ? sec + 4 * nl : NULL,
+                               .stage_spread = sec ? sec + (4 + PNETRT_PROFILE_SPREAD) * nl : NULL};
     if (!sec) return pnetrt_die("out of memory for a profile of %lld layers", (long long)d->nlayers);
     double *call = sec + d->nlayers + 1;
     if (pnetrt_profile_layers(m, batch, inputs, outputs, sec, call, &lp)) {
@@ -133,6 +135,13 @@ int pnetrt_bench_profile(pnetrt_model *m, int64_t batch, const void *const *inpu
     if (lp.micro_samples[0] > 0)
         fprintf(f, "  \"micro_samples\": [%lld, %lld],\n", (long long)lp.micro_samples[0],
                 (long long)lp.micro_samples[1]);
+    bool stages = d->nstages > 1;
+    for (int64_t s = 0; s < d->nstages; s++) stages &= lp.stage_spread[s * PNETRT_PROFILE_SPREAD] > 0;
+    for (int64_t s = 0; stages && s < d->nstages; s++)
+        for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++)
+            fprintf(f, "%s%.4g%s", g ? ", " : s ? ",\n    [" : "  \"stage_spread\": [\n    [",
+                    lp.stage_spread[s * PNETRT_PROFILE_SPREAD + g],
+                    g + 1 < PNETRT_PROFILE_SPREAD ? "" : s + 1 < d->nstages ? "]" : "]\n  ],\n");
     fprintf(f, "  \"cold_calls\": %s,\n"
                "  \"threads\": %d,\n  \"barrier_s\": %.6g,\n  \"handoff_s\": %.6g,\n  \"xfer_byte_s\": %.6g,\n"
                "  \"forward_s\": %.6g,\n  \"layers\": [\n",

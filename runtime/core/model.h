@@ -110,6 +110,10 @@ typedef struct pnetrt_layer_profile {
      * (micro_samples[0] > 0). */
     double *micro;
     int64_t micro_samples[2];
+    /* Set by the caller, or NULL: nstages rows of PNETRT_PROFILE_SPREAD factors, each stage's
+     * passes at the second size while the stage beside it ran at once (profile.c, time_stage_spreads),
+     * as a layer's spread; a row of zeros where not measured. */
+    double *stage_spread;
 } pnetrt_layer_profile;
 #define PNETRT_PROFILE_SPREAD 32
 /* bench --profile (profile.c): each layer's forward seconds per sample, sec[0..nlayers) (0 where a

@@ -133,6 +133,22 @@ static int cmp_round(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* A spread (out[0..PNETRT_PROFILE_SPREAD)) of m >= PNETRT_PROFILE_SPREAD single calls x (sorted in
+ * place): sorted and averaged in equal groups, over the groups' mean, so that the factors average
+ * 1 (groups of unequal counts would not). */
+static void spread_groups(double *x, int m, double *out) {
+    qsort(x, (size_t)m, sizeof x[0], cmp_f64);
+    double mean = 0;
+    for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++) {
+        int lo = g * m / PNETRT_PROFILE_SPREAD, hi = (g + 1) * m / PNETRT_PROFILE_SPREAD;
+        double part = 0;
+        for (int i = lo; i < hi; i++) part += x[i];
+        out[g] = part / (hi - lo);
+        mean += out[g] / PNETRT_PROFILE_SPREAD;
+    }
+    for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++) out[g] = mean > 0 ? out[g] / mean : 0;
+}
+
 /* Layer k's spread (out[0..PNETRT_PROFILE_SPREAD)): its single calls kept in the rounds that its
  * interquartile mean at the second size counts (v: each round's mean call), over their mean,
  * sorted and averaged in PNETRT_PROFILE_SPREAD equal groups; zeros with fewer calls than groups.
@@ -147,18 +163,7 @@ static void layer_spread(const double *calls, const int64_t *kept, const double 
     for (int i = nq / 4; i < nq - nq / 4; i++)
         for (int64_t r = 0; r < kept[at[i].q]; r++) sum += x[m++] = calls[at[i].q * PROFILE_KEEP + r];
     for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++) out[g] = 0;
-    if (m < PNETRT_PROFILE_SPREAD || sum <= 0) return;
-    qsort(x, (size_t)m, sizeof x[0], cmp_f64);
-    double mean = 0;
-    for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++) {
-        int lo = g * m / PNETRT_PROFILE_SPREAD, hi = (g + 1) * m / PNETRT_PROFILE_SPREAD;
-        double part = 0;
-        for (int i = lo; i < hi; i++) part += x[i];
-        out[g] = part / (hi - lo);
-        mean += out[g] / PNETRT_PROFILE_SPREAD;
-    }
-    /* Over the groups' mean, so that the factors average 1 (groups of unequal counts would not). */
-    for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++) out[g] /= mean;
+    if (m >= PNETRT_PROFILE_SPREAD && sum > 0) spread_groups(x, m, out);
 }
 
 /* What the threads of a layer profile share. */
@@ -356,6 +361,118 @@ static double time_transfer(size_t bytes) {
     return two && first > again ? (first - again) / (double)bytes : 0;
 }
 
+/* The co-run (time_stage_spreads): two neighbouring stages at once on two threads for
+ * PROFILE_CORUN_S, in blocks of PROFILE_CORUN_BLOCK_S (the middle half of them count, as of the
+ * rounds); at most PROFILE_CORUN_PASSES passes a side. */
+#define PROFILE_CORUN_S 1.0
+#define PROFILE_CORUN_BLOCK_S 0.05
+#define PROFILE_CORUN_BLOCKS 24
+#define PROFILE_CORUN_PASSES 4096
+
+/* Which block of the co-run that began at t0 a pass that starts at t falls in. */
+static int corun_block(double t, double t0) {
+    int b = (int)((t - t0) / PROFILE_CORUN_BLOCK_S);
+    return b < 0 ? 0 : b >= PROFILE_CORUN_BLOCKS ? PROFILE_CORUN_BLOCKS - 1 : b;
+}
+
+/* A stage's spread (out) from its n passes (span[2i], span[2i + 1]: start and end) of a co-run
+ * that began at t0: the passes of the blocks whose mean pass is in the middle half of the blocks'
+ * (a slow spell of the machine drops out, as from the rounds); x: room for n values. Zeros with
+ * fewer passes than factors. */
+static void corun_spread(const double *span, int n, double t0, double *x, double *out) {
+    double sum[PROFILE_CORUN_BLOCKS] = {0};
+    int cnt[PROFILE_CORUN_BLOCKS] = {0}, nb = 0, m = 0;
+    round_at at[PROFILE_CORUN_BLOCKS];
+    bool keep[PROFILE_CORUN_BLOCKS] = {false};
+    for (int i = 0; i < n; i++) {
+        int b = corun_block(span[2 * i], t0);
+        sum[b] += span[2 * i + 1] - span[2 * i];
+        cnt[b]++;
+    }
+    for (int b = 0; b < PROFILE_CORUN_BLOCKS; b++)
+        if (cnt[b]) at[nb++] = (round_at){sum[b] / cnt[b], b};
+    qsort(at, (size_t)nb, sizeof at[0], cmp_round);
+    for (int i = nb / 4; i < nb - nb / 4; i++) keep[at[i].q] = true;
+    for (int i = 0; i < n; i++)
+        if (keep[corun_block(span[2 * i], t0)]) x[m++] = span[2 * i + 1] - span[2 * i];
+    for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++) out[g] = 0;
+    if (m >= PNETRT_PROFILE_SPREAD) spread_groups(x, m, out);
+}
+
+/* Runs stage s's layers once over call on one thread. */
+static void run_stage(const pnetrt_desc *d, int64_t s, const pnetrt_call *call) {
+    for (int64_t k = 0; k < d->nlayers; k++)
+        if (d->layer_forward[k] && d->layers[k].stage == s) d->layer_forward[k](call, 0, 1);
+}
+
+/* Stages s and s + 1 at once on two threads, one each, as a pipeline runs neighbouring stages,
+ * over micro-batches of `size` samples, each taking its half of the arena slots in turn (and its
+ * own scratch), for PROFILE_CORUN_S: each stage's passes (span: 2 * PROFILE_CORUN_PASSES starts
+ * and ends a side) give its spread, into stage_spread's rows s and s + 1. False when the OpenMP
+ * runtime gives fewer than two threads. */
+static bool corun_pair(const pnetrt_desc *d, const pnetrt_call *base, int64_t s, char **slots, int nslots,
+                       int64_t slot_cap, int64_t size, char *scratch2, double *span, double *stage_spread) {
+    bool two = true;
+    double t0 = 0;
+    int passes[2] = {0, 0};
+#pragma omp parallel num_threads(2)
+    {
+        if (omp_get_num_threads() != 2) {
+            two = false;
+        } else {
+            int me = omp_get_thread_num(), half = nslots / 2;
+            double *t = span + (size_t)me * 2 * PROFILE_CORUN_PASSES;
+            pnetrt_call call = *base;
+            call.n = size;
+            call.cap = slot_cap;
+            if (me) call.scratch = scratch2;
+            pnetrt_barrier_bind(NULL);
+            for (int j = 0; j < half; j++) { /* warms the slots, the scratch and the weights */
+                call.arena = slots[me * half + j];
+                run_stage(d, s + me, &call);
+            }
+#pragma omp barrier
+            if (me == 0) t0 = pnetrt_now_s();
+#pragma omp barrier
+            int n = 0;
+            while (n < PROFILE_CORUN_PASSES) {
+                call.arena = slots[me * half + n % half];
+                t[2 * n] = pnetrt_now_s();
+                run_stage(d, s + me, &call);
+                t[2 * n + 1] = pnetrt_now_s();
+                if (t[2 * n++ + 1] >= t0 + PROFILE_CORUN_S) break;
+            }
+            passes[me] = n;
+        }
+    }
+    if (!two) return false;
+    double *x = span + 4 * PROFILE_CORUN_PASSES;
+    for (int me = 0; me < 2; me++)
+        corun_spread(span + (size_t)me * 2 * PROFILE_CORUN_PASSES, passes[me], t0, x,
+                     stage_spread + (size_t)(s + me) * PNETRT_PROFILE_SPREAD);
+    return true;
+}
+
+/* Each stage's spread of a pipeline, into stage_spread (nstages rows): every two neighbouring
+ * stages co-run (corun_pair: 0 and 1, 2 and 3, ..., and with an odd count the last beside the one
+ * before), since a stage beside another is slowed now and then by what the other does (both
+ * reading memory, a core's neighbour busy), which a stage alone is not, and a slow spell covers
+ * several layers of a pass, which the layers' own spreads drawn on their own miss. Nothing (rows
+ * of zeros) with fewer than two CPUs or slots, fewer than two stages with kernels, or no memory. */
+static void time_stage_spreads(const pnetrt_desc *d, const pnetrt_call *base, char **slots, int nslots,
+                               int64_t slot_cap, int64_t size, char *scratch2, double *stage_spread) {
+    int64_t last = -1;
+    for (int64_t k = 0; k < d->nlayers; k++)
+        if (d->layer_forward[k] && d->layers[k].stage > last) last = d->layers[k].stage;
+    if (!stage_spread || last < 1 || nslots < 2 || omp_get_num_procs() < 2) return;
+    double *span = malloc(5 * PROFILE_CORUN_PASSES * sizeof *span); /* both sides' passes; room for one's */
+    for (int64_t at = 0; span && at <= last; at += 2)
+        if (!corun_pair(d, base, at < last ? at : last - 1, slots, nslots, slot_cap, size, scratch2, span,
+                        stage_spread))
+            break;
+    free(span);
+}
+
 /* The last-level cache's bytes, or 0 when the system does not say. */
 static int64_t llc_bytes(void) {
     long b = sysconf(_SC_LEVEL3_CACHE_SIZE);
@@ -378,7 +495,8 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
     int threads = pnetrt_call_threads(m);
     if (threads < 1) threads = 1;
     size_t abytes = (size_t)(d->arena_sample_bytes * n + d->arena_fixed_bytes) + 64;
-    size_t sbytes = (size_t)threads * (size_t)d->scratch_bytes + 64;
+    /* At least two threads' scratch: time_stage_spreads runs two stages at once. */
+    size_t sbytes = (size_t)(threads > 2 ? threads : 2) * (size_t)d->scratch_bytes + 64;
     char *arena = aligned_alloc(64, (abytes + 63) / 64 * 64), *scratch = aligned_alloc(64, (sbytes + 63) / 64 * 64);
     if (!arena || !scratch) {
         free(arena);
@@ -404,7 +522,10 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
     double *calls = rounds + 4 * PROFILE_ROUNDS * ((size_t)d->nlayers + 1);
     int64_t *kept = reps + 3 * ((size_t)d->nlayers + 1);
     for (int64_t k = 0; k < d->nlayers; k++) sec[k] = call_s[k] = 0;
-    *out = (pnetrt_layer_profile){.llc_bytes = llc_bytes(), .spread = out->spread, .micro = out->micro};
+    *out = (pnetrt_layer_profile){
+        .llc_bytes = llc_bytes(), .spread = out->spread, .micro = out->micro, .stage_spread = out->stage_spread};
+    for (int64_t s = 0; out->stage_spread && s < d->nstages; s++)
+        for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++) out->stage_spread[s * PNETRT_PROFILE_SPREAD + g] = 0;
     /* Parameters that outgrow the last-level cache are read from memory at every call of a run,
      * whose other layers evict them: such calls are timed cold too. The buffer that evicts is
      * written once, so that its pages are real (an untouched page reads the one zero page). */
@@ -494,6 +615,7 @@ int pnetrt_profile_layers(pnetrt_model *m, int64_t batch, const void *const *inp
         sec[k] = (sec[k] + miss) / (double)n;
     }
     if (n2) out->micro_samples[0] = n1 < n2 ? n1 : n2, out->micro_samples[1] = n1 < n2 ? n2 : n1;
+    time_stage_spreads(d, &call, slots, nslots, slot_cap, n1, scratch + d->scratch_bytes, out->stage_spread);
     out->handoff_s = time_handoff();
     out->xfer_byte_s = time_transfer(PROFILE_XFER_BYTES);
     free(slots);

@@ -171,6 +171,19 @@ spread=$(sed -n 's/.*"name": "c1", .*"spread": \[\([^]]*\)\].*/\1/p' "$tmp/prof2
 check "c1's spread: 32 rising factors about 1 ($spread)" awk -v s="$spread" 'BEGIN { n = split(s, f, ", "); m = 0
     for (i = 1; i <= n; i++) { m += f[i] / n; if (f[i] <= 0 || (i > 1 && f[i] < f[i - 1])) exit 1 }
     exit !(n == 32 && m > 0.99 && m < 1.01) }'
+# Each stage's spread, timed while the stage beside it runs at once on another core (two CPUs).
+if [ "$(nproc)" -ge 2 ] && [ "${M2:-1}" -gt 1 ]; then
+    rows=$(sed -n '/^  "stage_spread": \[$/,/^  \],$/p' "$tmp/prof2.json" | grep -c '^    \[')
+    check "two stages: two stage spreads ($rows)" [ "$rows" -eq 2 ]
+    for s in 1 2; do
+        row=$(sed -n '/^  "stage_spread": \[$/,/^  \],$/p' "$tmp/prof2.json" | grep '^    \[' | sed -n "${s}p" |
+            sed 's/^ *\[\([^]]*\)\].*/\1/')
+        check "stage $((s - 1))'s spread: 32 rising factors about 1" awk -v s="$row" 'BEGIN { n = split(s, f, ", "); m = 0
+            for (i = 1; i <= n; i++) { m += f[i] / n; if (f[i] <= 0 || (i > 1 && f[i] < f[i - 1])) exit 1 }
+            exit !(n == 32 && m > 0.99 && m < 1.01) }'
+    done
+fi
+check "no stage spreads without stages" [ "$(grep -c stage_spread "$tmp/prof.json")" -eq 0 ]
 # One sample: a single size (no line to fit, no micro-batch sizes).
 "$tmp/l2" bench --batch 1 --threads 1 --profile "$tmp/prof1.json" >"$tmp/out" 2>"$tmp/err"; rc=$?
 check "bench --profile of one sample exits 0" [ $rc -eq 0 ]

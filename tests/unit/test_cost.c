@@ -442,6 +442,56 @@ static void test_profile_micro_spread(void **state) {
     assert_true(fabs(pn_pipeline_time(neg, 1, 8, 8, 1, NULL) * 8 - 6e-6) < 1e-15);
 }
 
+/* A profile's stage spreads (each stage's micro-batches timed beside the stage next to it): the
+ * prediction takes them for a graph of the profiled stages, and its layers' spreads for another. */
+static void test_profile_stage_spread(void **state) {
+    (void)state;
+    char err[256], rows[2][512], layer[512] = "[";
+    for (int r = 0; r < 2; r++) {
+        rows[r][0] = '[';
+        rows[r][1] = 0;
+        for (int g = 0; g < PN_PROFILE_SPREAD; g++)
+            snprintf(rows[r] + strlen(rows[r]), sizeof rows[r] - strlen(rows[r]), "%s%s",
+                     g < 16 ? (r ? "0.7" : "0.8") : (r ? "1.3" : "1.2"), g + 1 < PN_PROFILE_SPREAD ? ", " : "]");
+    }
+    for (int g = 0; g < PN_PROFILE_SPREAD; g++)
+        snprintf(layer + strlen(layer), sizeof layer - strlen(layer), "%s%s", g < 16 ? "0.5" : "1.5",
+                 g + 1 < PN_PROFILE_SPREAD ? ", " : "]");
+    const char *cases[][2] = {{"0", "2"}, {"1", "2"}, {"0", "1"}}; /* c's stage; the stage spreads given */
+    for (int t = 0; t < 3; t++) {
+        char text[4096];
+        snprintf(text, sizeof text,
+                 "{\"pnet_profile\": 1, \"network\": \"p\", \"batch\": 32, \"samples\": 32, \"small_samples\": 8,"
+                 " \"threads\": 1, \"barrier_s\": 0, \"xfer_byte_s\": 0, \"stage_spread\": [%s%s%s],"
+                 " \"layers\": [{\"name\": \"x\", \"stage\": 0, \"kernel\": false, \"forward_s\": 0},"
+                 " {\"name\": \"c\", \"stage\": %s, \"kernel\": true, \"forward_s\": 3e-6, \"spread\": %s},"
+                 " {\"name\": \"r\", \"stage\": 0, \"kernel\": false, \"forward_s\": 0},"
+                 " {\"name\": \"p\", \"stage\": 1, \"kernel\": true, \"forward_s\": 0.5e-6},"
+                 " {\"name\": \"d\", \"stage\": 1, \"kernel\": true, \"forward_s\": 0.25e-6},"
+                 " {\"name\": \"s\", \"stage\": 1, \"kernel\": true, \"forward_s\": 0.25e-6}]}\n",
+                 rows[0], cases[t][1][0] == '2' ? ", " : "", cases[t][1][0] == '2' ? rows[1] : "", cases[t][0], layer);
+        pn_profile *p = pn_profile_load(write_profile(text), err, sizeof err);
+        if (!p) fail_msg("%s", err);
+        assert_int_equal(p->stage_spreads, cases[t][1][0] - '0');
+        assert_true(p->stage[1] == cases[t][0][0] - '0' && p->stage[3] == 1);
+        pn_graph *g = parse(two_stages);
+        assert_true(pn_profile_matches(p, g, err, sizeof err));
+        g->profile = p;
+        pn_stage_stats st[2];
+        pn_report_stats(g, st, 2);
+        if (t == 0) { /* the profiled stages: their own spreads */
+            assert_true(st[0].spread[0] == 0.8 && st[0].spread[31] == 1.2);
+            assert_true(st[1].spread[0] == 0.7 && st[1].spread[31] == 1.3);
+        } else { /* c was on another stage, or a stage's spread is missing: the layers' */
+            assert_true(fabs(st[0].spread[PN_PROFILE_SPREAD - 1] / st[0].spread[0] - 3) < 1e-9);
+            assert_true(st[1].spread[0] == 0); /* no layer of stage 1 spreads */
+        }
+        pn_graph_free(g);
+        pn_profile_free(p);
+        unlink(path);
+    }
+}
+
 /* Without a profile, a pipeline's micro-batches write their activations into arena slots taken in
  * turn, which the caches no longer hold: each stage pays per byte of them, with M > 1 only. */
 static void test_slots(void **state) {
@@ -516,6 +566,13 @@ static void test_profile_errors(void **state) {
     expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"micro_samples\": [2, 3], \"layers\": [{\"name\": \"a\", "
                "\"forward_s\": 0, \"micro_s\": [1, -2]}]}",
                "not a bench --profile file: \"micro_s\" is not two numbers of at least 0 beside \"micro_samples\"");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"stage_spread\": [[1, 1]], \"layers\": []}",
+               "not a bench --profile file: \"stage_spread\" is not an array of arrays of 32 positive numbers");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"stage_spread\": 3, \"layers\": []}",
+               "not a bench --profile file: \"stage_spread\" is not an array of arrays of 32 positive numbers");
+    expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"layers\": [{\"name\": \"a\", \"stage\": -1, "
+               "\"forward_s\": 0}]}",
+               "not a bench --profile file: \"stage\" is not a number of at least 0");
     expect_bad("{\"pnet_profile\": 1, \"network\": \"p\", \"micro_samples\": [3, 3], \"layers\": []}",
                "not a bench --profile file: \"micro_samples\" is not two whole numbers of samples, the first at "
                "least 1, the second more");
@@ -532,6 +589,7 @@ int main(void) {
         cmocka_unit_test(test_pipeline_time_on_fewer_cores), cmocka_unit_test(test_pipeline_slices), cmocka_unit_test(test_pool_in_conv), cmocka_unit_test(test_conv_gathers), cmocka_unit_test(test_stage_inputs), cmocka_unit_test(test_params_per_call),
         cmocka_unit_test(test_profile_report),
         cmocka_unit_test(test_profile_micro_spread),
+        cmocka_unit_test(test_profile_stage_spread),
         cmocka_unit_test(test_slots),
         cmocka_unit_test(test_profile_errors),
     };
