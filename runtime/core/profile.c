@@ -465,7 +465,10 @@ static void time_stage_spreads(const pnetrt_desc *d, const pnetrt_call *base, ch
     for (int64_t k = 0; k < d->nlayers; k++)
         if (d->layer_forward[k] && d->layers[k].stage > last) last = d->layers[k].stage;
     if (!stage_spread || last < 1 || nslots < 2 || omp_get_num_procs() < 2) return;
-    double *span = malloc(5 * PROFILE_CORUN_PASSES * sizeof *span); /* both sides' passes; room for one's */
+    /* Both sides' passes and room for one's values, written once first: a page touched for the
+     * first time while a pass is timed would add its fault to the pass. */
+    double *span = malloc(5 * PROFILE_CORUN_PASSES * sizeof *span);
+    if (span) memset(span, 0, 5 * PROFILE_CORUN_PASSES * sizeof *span);
     for (int64_t at = 0; span && at <= last; at += 2)
         if (!corun_pair(d, base, at < last ? at : last - 1, slots, nslots, slot_cap, size, scratch2, span,
                         stage_spread))
