@@ -231,29 +231,30 @@ static double mb_work(const pn_stage_stats *st, long long B, long long C, int M,
     return n > 0 && w > 0 ? w : 0;
 }
 
-/* Whether the profile was taken of g's stages: every layer with a kernel on the same stage. */
+/* Whether the profile was taken of g's stages: every node with a kernel in it, on the same stage. */
 static bool profile_partition(const pn_graph *g) {
     const pn_profile *p = g->profile;
     if (!p || p->stage_spreads != g->nstages) return false;
     for (int i = 0; i < g->nnodes; i++) {
-        int k = profile_layer(p, &g->nodes[i]);
-        if (k >= 0 && !(g->nodes[i].flags & PN_NODE_TRAIN) && p->kernel[k] && p->stage[k] != g->nodes[i].stage)
-            return false;
+        const pn_node *n = &g->nodes[i];
+        if (n->flags & PN_NODE_TRAIN) continue;
+        int k = profile_layer(p, n);
+        if (k < 0 ? pn_node_cost_kind(n) >= 0 : p->kernel[k] && p->stage[k] != n->stage) return false;
     }
     return true;
 }
 
 /* How stage s's micro-batch time spreads: the profile's own for the stage, when it was taken of
- * these stages (its passes while the stage beside it ran at once); else from its layers' spreads
+ * these stages (own: its passes while the neighbouring stage ran at once); else from its layers' spreads
  * (each layer's call drawn on its own, weighted by its time at the profile's second size; the rest
  * of the stage at its mean): 1024 draws, sorted and averaged in PN_PROFILE_SPREAD equal groups
  * into st->spread. Zeros when no layer of the stage has a spread. */
-static void stage_spread(const pn_graph *g, int s, pn_stage_stats *st) {
+static void stage_spread(const pn_graph *g, int s, bool own, pn_stage_stats *st) {
     enum { DRAWS = 1024 };
     const pn_profile *p = g->profile;
     for (int i = 0; i < PN_PROFILE_SPREAD; i++) st->spread[i] = 0;
     if (!p) return;
-    if (profile_partition(g)) {
+    if (own) {
         for (int i = 0; i < PN_PROFILE_SPREAD; i++) st->spread[i] = p->stage_spread[(size_t)s * PN_PROFILE_SPREAD + i];
         return;
     }
@@ -489,6 +490,7 @@ double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max) {
     /* A micro-batch also pays a barrier after each kernel (on a team; measured by a profile), and a
      * stage that waits for the one before starts a hand-off's latency after it finishes. */
     double handoff = g->profile && g->profile->handoff_s > 0 ? g->profile->handoff_s : PN_COST_HANDOFF;
+    bool own = profile_partition(g); /* the profile's stage spreads are of these stages */
     for (int s = 0; s < S; s++) {
         st[s].call += g->profile ? g->profile->barrier_s * st[s].kernels : 0;
         for (int m = 0; m < 2 && st[s].micro_n[0] > 0; m++) st[s].micro_t[m] += g->profile->barrier_s * st[s].kernels;
@@ -496,7 +498,7 @@ double pn_report_stats(const pn_graph *g, pn_stage_stats *st, int max) {
          * which a profile's micro-batch times include. */
         st[s].slot = S > 1 && st[s].micro_n[0] == 0 ? st[s].act_bytes * PN_COST_SLOT_BYTE : 0;
         st[s].wait = s > 0 ? handoff : 0;
-        stage_spread(g, s, &st[s]);
+        stage_spread(g, s, own, &st[s]);
     }
     double mean = 0, worst = 0, C = (double)pn_report_chunk(g);
     for (int s = 0; s < S; s++) {

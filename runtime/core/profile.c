@@ -3,9 +3,10 @@
  * inputs, after a whole forward call has filled the arena with the values each layer reads; and
  * again over a pipeline's micro-batch (an eighth of the samples for a network without stages), so
  * that a layer's time splits into a part per sample and a part per call, which a pipeline pays
- * once per micro-batch. Also times the barrier between kernels, a pipeline hand-off between two
- * threads (transport.h), and a read of what another core wrote. Allocates its own arena and
- * scratch: it never touches the model's, so inference after it is unchanged. */
+ * once per micro-batch. A pipeline's neighbouring stages also run at once, a thread each, for
+ * each stage's spread beside the other. Also times the barrier between kernels, a pipeline
+ * hand-off between two threads (transport.h), and a read of what another core wrote. Allocates
+ * its own arena and scratch: it never touches the model's, so inference after it is unchanged. */
 #include "model_impl.h"
 #include "pnet.h"
 #include "trace.h"
@@ -361,31 +362,33 @@ static double time_transfer(size_t bytes) {
     return two && first > again ? (first - again) / (double)bytes : 0;
 }
 
-/* The co-run (time_stage_spreads): two neighbouring stages at once on two threads for
- * PROFILE_CORUN_S, in blocks of PROFILE_CORUN_BLOCK_S (the middle half of them count, as of the
- * rounds); at most PROFILE_CORUN_PASSES passes a side. */
+/* The co-run (time_stage_spreads): two neighbouring stages at once on two threads for at least
+ * PROFILE_CORUN_S and PROFILE_CORUN_MIN_PASSES passes a side (at most PROFILE_CORUN_PASSES a side
+ * and PROFILE_CORUN_MAX_S), its time cut into PROFILE_CORUN_BLOCKS blocks, the middle half of
+ * which count (as of the rounds). */
 #define PROFILE_CORUN_S 1.0
-#define PROFILE_CORUN_BLOCK_S 0.05
-#define PROFILE_CORUN_BLOCKS 24
+#define PROFILE_CORUN_MAX_S 10.0
+#define PROFILE_CORUN_MIN_PASSES 128
 #define PROFILE_CORUN_PASSES 4096
+#define PROFILE_CORUN_BLOCKS 20
 
-/* Which block of the co-run that began at t0 a pass that starts at t falls in. */
-static int corun_block(double t, double t0) {
-    int b = (int)((t - t0) / PROFILE_CORUN_BLOCK_S);
+/* Which of the blocks of block_s seconds from t0 a pass that starts at t falls in. */
+static int corun_block(double t, double t0, double block_s) {
+    int b = block_s > 0 ? (int)((t - t0) / block_s) : 0;
     return b < 0 ? 0 : b >= PROFILE_CORUN_BLOCKS ? PROFILE_CORUN_BLOCKS - 1 : b;
 }
 
 /* A stage's spread (out) from its n passes (span[2i], span[2i + 1]: start and end) of a co-run
- * that began at t0: the passes of the blocks whose mean pass is in the middle half of the blocks'
- * (a slow spell of the machine drops out, as from the rounds); x: room for n values. Zeros with
- * fewer passes than factors. */
-static void corun_spread(const double *span, int n, double t0, double *x, double *out) {
+ * that began at t0: the passes of the blocks (of block_s) whose mean pass is in the middle half of
+ * the blocks' (a slow spell of the machine drops out, as from the rounds); x: room for n values.
+ * Zeros with fewer passes kept than factors. */
+static void corun_spread(const double *span, int n, double t0, double block_s, double *x, double *out) {
     double sum[PROFILE_CORUN_BLOCKS] = {0};
     int cnt[PROFILE_CORUN_BLOCKS] = {0}, nb = 0, m = 0;
     round_at at[PROFILE_CORUN_BLOCKS];
     bool keep[PROFILE_CORUN_BLOCKS] = {false};
     for (int i = 0; i < n; i++) {
-        int b = corun_block(span[2 * i], t0);
+        int b = corun_block(span[2 * i], t0, block_s);
         sum[b] += span[2 * i + 1] - span[2 * i];
         cnt[b]++;
     }
@@ -394,7 +397,7 @@ static void corun_spread(const double *span, int n, double t0, double *x, double
     qsort(at, (size_t)nb, sizeof at[0], cmp_round);
     for (int i = nb / 4; i < nb - nb / 4; i++) keep[at[i].q] = true;
     for (int i = 0; i < n; i++)
-        if (keep[corun_block(span[2 * i], t0)]) x[m++] = span[2 * i + 1] - span[2 * i];
+        if (keep[corun_block(span[2 * i], t0, block_s)]) x[m++] = span[2 * i + 1] - span[2 * i];
     for (int g = 0; g < PNETRT_PROFILE_SPREAD; g++) out[g] = 0;
     if (m >= PNETRT_PROFILE_SPREAD) spread_groups(x, m, out);
 }
@@ -405,16 +408,20 @@ static void run_stage(const pnetrt_desc *d, int64_t s, const pnetrt_call *call) 
         if (d->layer_forward[k] && d->layers[k].stage == s) d->layer_forward[k](call, 0, 1);
 }
 
-/* Stages s and s + 1 at once on two threads, one each, as a pipeline runs neighbouring stages,
- * over micro-batches of `size` samples, each taking its half of the arena slots in turn (and its
- * own scratch), for PROFILE_CORUN_S: each stage's passes (span: 2 * PROFILE_CORUN_PASSES starts
- * and ends a side) give its spread, into stage_spread's rows s and s + 1. False when the OpenMP
- * runtime gives fewer than two threads. */
+/* Stages s and s + 1 at once on two threads, one each, as a pipeline runs neighbouring stages
+ * (with one thread a stage: a stage's team is not timed so), over micro-batches of `size` samples,
+ * each stage taking its half of the arena slots in turn and its own scratch, and stage s + 1 the
+ * inputs and outputs `size` samples on (at1, out1), as the pipeline gives each micro-batch its
+ * own: each stage's passes (span: 2 * PROFILE_CORUN_PASSES starts and ends a side; the last pass
+ * of each dropped, which may have run alone) give its spread, into stage_spread's rows s and s + 1.
+ * Both stop together. False when the OpenMP runtime gives fewer than two threads. */
 static bool corun_pair(const pnetrt_desc *d, const pnetrt_call *base, int64_t s, char **slots, int nslots,
-                       int64_t slot_cap, int64_t size, char *scratch2, double *span, double *stage_spread) {
+                       int64_t slot_cap, int64_t size, char *scratch2, const void *const *in1, void *const *out1,
+                       double *span, double *stage_spread) {
     bool two = true;
-    double t0 = 0;
+    double t0 = 0, end[2] = {0, 0};
     int passes[2] = {0, 0};
+    _Atomic int done[2] = {0, 0}, stop = 0;
 #pragma omp parallel num_threads(2)
     {
         if (omp_get_num_threads() != 2) {
@@ -425,7 +432,7 @@ static bool corun_pair(const pnetrt_desc *d, const pnetrt_call *base, int64_t s,
             pnetrt_call call = *base;
             call.n = size;
             call.cap = slot_cap;
-            if (me) call.scratch = scratch2;
+            if (me) call.scratch = scratch2, call.inputs = in1, call.outputs = out1;
             pnetrt_barrier_bind(NULL);
             for (int j = 0; j < half; j++) { /* warms the slots, the scratch and the weights */
                 call.arena = slots[me * half + j];
@@ -435,20 +442,26 @@ static bool corun_pair(const pnetrt_desc *d, const pnetrt_call *base, int64_t s,
             if (me == 0) t0 = pnetrt_now_s();
 #pragma omp barrier
             int n = 0;
-            while (n < PROFILE_CORUN_PASSES) {
+            while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
                 call.arena = slots[me * half + n % half];
                 t[2 * n] = pnetrt_now_s();
                 run_stage(d, s + me, &call);
-                t[2 * n + 1] = pnetrt_now_s();
-                if (t[2 * n++ + 1] >= t0 + PROFILE_CORUN_S) break;
+                double e = t[2 * n + 1] = pnetrt_now_s();
+                atomic_store_explicit(&done[me], ++n, memory_order_relaxed);
+                if (n == PROFILE_CORUN_PASSES || e >= t0 + PROFILE_CORUN_MAX_S ||
+                    (e >= t0 + PROFILE_CORUN_S && n >= PROFILE_CORUN_MIN_PASSES &&
+                     atomic_load_explicit(&done[1 - me], memory_order_relaxed) >= PROFILE_CORUN_MIN_PASSES))
+                    atomic_store_explicit(&stop, 1, memory_order_relaxed);
             }
-            passes[me] = n;
+            passes[me] = n > 1 ? n - 1 : 0;
+            end[me] = n > 1 ? t[2 * (n - 1) - 1] : t0;
         }
     }
     if (!two) return false;
     double *x = span + 4 * PROFILE_CORUN_PASSES;
+    double block_s = ((end[0] > end[1] ? end[0] : end[1]) - t0) / PROFILE_CORUN_BLOCKS;
     for (int me = 0; me < 2; me++)
-        corun_spread(span + (size_t)me * 2 * PROFILE_CORUN_PASSES, passes[me], t0, x,
+        corun_spread(span + (size_t)me * 2 * PROFILE_CORUN_PASSES, passes[me], t0, block_s, x,
                      stage_spread + (size_t)(s + me) * PNETRT_PROFILE_SPREAD);
     return true;
 }
@@ -457,23 +470,45 @@ static bool corun_pair(const pnetrt_desc *d, const pnetrt_call *base, int64_t s,
  * stages co-run (corun_pair: 0 and 1, 2 and 3, ..., and with an odd count the last beside the one
  * before), since a stage beside another is slowed now and then by what the other does (both
  * reading memory, a core's neighbour busy), which a stage alone is not, and a slow spell covers
- * several layers of a pass, which the layers' own spreads drawn on their own miss. Nothing (rows
- * of zeros) with fewer than two CPUs or slots, fewer than two stages with kernels, or no memory. */
+ * several layers of a pass, which the layers' own spreads drawn on their own miss. Rows of zeros
+ * where not timed: with fewer than two CPUs, fewer than four slots (two a stage, so that a stage
+ * does not find its slot in the cache), room in the call for fewer than two micro-batches, for a
+ * pair with a stage without kernels, or without the memory. */
 static void time_stage_spreads(const pnetrt_desc *d, const pnetrt_call *base, char **slots, int nslots,
                                int64_t slot_cap, int64_t size, char *scratch2, double *stage_spread) {
     int64_t last = -1;
     for (int64_t k = 0; k < d->nlayers; k++)
         if (d->layer_forward[k] && d->layers[k].stage > last) last = d->layers[k].stage;
-    if (!stage_spread || last < 1 || nslots < 2 || omp_get_num_procs() < 2) return;
+    if (!stage_spread || last < 1 || nslots < 4 || 2 * slot_cap > base->n || omp_get_num_procs() < 2) return;
     /* Both sides' passes and room for one's values, written once first: a page touched for the
      * first time while a pass is timed would add its fault to the pass. */
     double *span = malloc(5 * PROFILE_CORUN_PASSES * sizeof *span);
-    if (span) memset(span, 0, 5 * PROFILE_CORUN_PASSES * sizeof *span);
-    for (int64_t at = 0; span && at <= last; at += 2)
-        if (!corun_pair(d, base, at < last ? at : last - 1, slots, nslots, slot_cap, size, scratch2, span,
-                        stage_spread))
-            break;
+    const void **in1 = malloc(((size_t)d->ninputs + 1) * sizeof *in1);
+    void **out1 = malloc(((size_t)d->noutputs + 1) * sizeof *out1);
+    if (span && in1 && out1) {
+        memset(span, 0, 5 * PROFILE_CORUN_PASSES * sizeof *span);
+        for (int64_t i = 0; i < d->ninputs; i++) {
+            const pnetrt_tensor_desc *t = &d->inputs[i];
+            in1[i] = (const char *)base->inputs[i] + (t->shape[0] < 0 ? size * pnetrt_sample_elems(t) * 4 : 0);
+        }
+        for (int64_t i = 0; i < d->noutputs; i++) {
+            const pnetrt_tensor_desc *t = &d->outputs[i];
+            out1[i] = (char *)base->outputs[i] + (t->shape[0] < 0 ? size * pnetrt_sample_elems(t) * 4 : 0);
+        }
+        for (int64_t at = 0; at <= last; at += 2) {
+            int64_t s = at < last ? at : last - 1;
+            bool kernels[2] = {false, false};
+            for (int64_t k = 0; k < d->nlayers; k++)
+                if (d->layer_forward[k] && (d->layers[k].stage == s || d->layers[k].stage == s + 1))
+                    kernels[d->layers[k].stage - s] = true;
+            if (kernels[0] && kernels[1] &&
+                !corun_pair(d, base, s, slots, nslots, slot_cap, size, scratch2, in1, out1, span, stage_spread))
+                break;
+        }
+    }
     free(span);
+    free(in1);
+    free(out1);
 }
 
 /* The last-level cache's bytes, or 0 when the system does not say. */
