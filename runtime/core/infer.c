@@ -55,17 +55,20 @@ typedef struct run_ctx {
     int replicas, groups;
 } run_ctx;
 
-/* The caller's buffers at sample `first`: batched tensors move, batch-independent ones do not. */
-static void slice_io(const run_ctx *rc, int64_t first, const void **in, void **out) {
-    const pnetrt_desc *d = rc->m->d;
+void pnetrt_slice_io(const pnetrt_desc *d, const void *const *inputs, void *const *outputs, int64_t first,
+                     const void **in, void **out) {
     for (int64_t i = 0; i < d->ninputs; i++) {
         const pnetrt_tensor_desc *t = &d->inputs[i];
-        in[i] = (const char *)rc->inputs[i] + (t->shape[0] < 0 ? first * pnetrt_sample_elems(t) * 4 : 0);
+        in[i] = (const char *)inputs[i] + (t->shape[0] < 0 ? first * pnetrt_sample_elems(t) * 4 : 0);
     }
     for (int64_t i = 0; i < d->noutputs; i++) {
         const pnetrt_tensor_desc *t = &d->outputs[i];
-        out[i] = (char *)rc->outputs[i] + (t->shape[0] < 0 ? first * pnetrt_sample_elems(t) * 4 : 0);
+        out[i] = (char *)outputs[i] + (t->shape[0] < 0 ? first * pnetrt_sample_elems(t) * 4 : 0);
     }
+}
+
+static void slice_io(const run_ctx *rc, int64_t first, const void **in, void **out) {
+    pnetrt_slice_io(rc->m->d, rc->inputs, rc->outputs, first, in, out);
 }
 
 /* Replica r's shard of the batch, [B*r/R, B*(r+1)/R), chunk by chunk through the forward

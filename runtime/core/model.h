@@ -53,6 +53,10 @@ static inline int64_t pnetrt_sample_elems(const pnetrt_tensor_desc *t) {
         if (t->shape[i] >= 0) n *= t->shape[i];
     return n;
 }
+/* The caller's buffers at sample `first` (infer.c): batched tensors move, batch-independent ones
+ * do not; in[0..ninputs) and out[0..noutputs). */
+void pnetrt_slice_io(const pnetrt_desc *d, const void *const *inputs, void *const *outputs, int64_t first,
+                     const void **in, void **out);
 /* How ranks share a network with pipeline stages: the process default that the executables set
  * from --rank-layout before they create a model. AUTO: one stage per rank (K = replicas x stages)
  * when the network has stages, else replicas. */

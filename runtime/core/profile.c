@@ -487,14 +487,7 @@ static void time_stage_spreads(const pnetrt_desc *d, const pnetrt_call *base, ch
     void **out1 = malloc(((size_t)d->noutputs + 1) * sizeof *out1);
     if (span && in1 && out1) {
         memset(span, 0, 5 * PROFILE_CORUN_PASSES * sizeof *span);
-        for (int64_t i = 0; i < d->ninputs; i++) {
-            const pnetrt_tensor_desc *t = &d->inputs[i];
-            in1[i] = (const char *)base->inputs[i] + (t->shape[0] < 0 ? size * pnetrt_sample_elems(t) * 4 : 0);
-        }
-        for (int64_t i = 0; i < d->noutputs; i++) {
-            const pnetrt_tensor_desc *t = &d->outputs[i];
-            out1[i] = (char *)base->outputs[i] + (t->shape[0] < 0 ? size * pnetrt_sample_elems(t) * 4 : 0);
-        }
+        pnetrt_slice_io(d, base->inputs, base->outputs, size, in1, out1);
         for (int64_t at = 0; at <= last; at += 2) {
             int64_t s = at < last ? at : last - 1;
             bool kernels[2] = {false, false};
