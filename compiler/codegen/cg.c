@@ -330,6 +330,29 @@ LLVMValueRef cg_kernel_begin(cg *c, int node, int ninputs) {
 
 void cg_kernel_end(cg *c) { LLVMBuildRetVoid(c->b); }
 
+LLVMValueRef cg_helper_begin(cg *c, int node, const char *what, LLVMTypeRef *args, unsigned n, cg_helper *h) {
+    h->fn = c->fn;
+    h->at = LLVMGetInsertBlock(c->b);
+    char *name = pn_xasprintf("%s__k%d_%s", c->px, node, what);
+    c->fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(c->vd, args, n, 0));
+    free(name);
+    LLVMSetLinkage(c->fn, LLVMInternalLinkage);
+    add_enum_attr(c, c->fn, LLVMAttributeFunctionIndex, "nounwind");
+    add_enum_attr(c, c->fn, LLVMAttributeFunctionIndex, "noinline");
+    for (unsigned i = 0; i < n; i++)
+        if (args[i] == c->ptr) add_enum_attr(c, c->fn, i + 1, "noalias"), add_enum_attr(c, c->fn, i + 1, "nocapture");
+    if (c->wide_vectors) add_fn_attr(c, c->fn, "prefer-vector-width", "512");
+    add_fn_attr(c, c->fn, "no-builtins", "");
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry"));
+    return c->fn;
+}
+
+void cg_helper_end(cg *c, cg_helper *h) {
+    LLVMBuildRetVoid(c->b);
+    c->fn = h->fn;
+    if (h->at) LLVMPositionBuilderAtEnd(c->b, h->at);
+}
+
 LLVMValueRef cg_rows(cg *c, const pn_shape *s, int64_t *inner) {
     *inner = s->rank ? s->d[s->rank - 1] : 1;
     int64_t rest = 1;

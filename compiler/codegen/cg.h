@@ -112,6 +112,16 @@ LLVMValueRef cg_declare(cg *c, const char *name, LLVMTypeRef ret, LLVMTypeRef *a
 /* Starts kernel function px__k<node>_<op>(out, in..., params, scratch, n, ith, nth). */
 LLVMValueRef cg_kernel_begin(cg *c, int node, int ninputs);
 void cg_kernel_end(cg *c);
+/* A helper of node's kernel, NAME__k<node>_<what>(args), internal and never inlined, so that its
+ * registers are its own: a GEMM loop keeps its tile in registers only where no other loop of its
+ * function keeps vector constants live across it (conv.c). Pointer arguments are noalias. Built
+ * between cg_helper_begin and cg_helper_end, which returns to where the builder was. */
+typedef struct cg_helper {
+    LLVMValueRef fn;
+    LLVMBasicBlockRef at;
+} cg_helper;
+LLVMValueRef cg_helper_begin(cg *c, int node, const char *what, LLVMTypeRef *args, unsigned n, cg_helper *h);
+void cg_helper_end(cg *c, cg_helper *h);
 /* Applies node's fused elementwise chain (its fuse_next successors) to v. */
 LLVMValueRef cg_epilogue(cg *c, int node, LLVMValueRef v);
 /* The maxpool2d whose windows node's kernel computes (pass_fuse_pool), or -1. cg_epilogue
@@ -176,6 +186,10 @@ LLVMValueRef cg_gen_dense(cg *c, int node);
 LLVMValueRef cg_gen_dense_packed(cg *c, int node, int64_t pack_rel);
 /* GEMM tile shape for the target: vector width, rows per tile, vectors per panel. */
 void cg_gemm_shape(const cg *c, int *vw, int *mr, int *nv);
+/* Whether a masked load's mask takes a vector register (AVX2, NEON; AVX-512 has mask registers). */
+bool cg_masks_take_vregs(const cg *c);
+/* The most rows of ncol vectors a micro-tile keeps in registers beside nmask masks. */
+int cg_tile_rows_max(const cg *c, int ncol, int nmask);
 /* acc[i][j] = init[i][j] + sum over k in [k0, k1) of arow[i][k] * bpanel[k*NR + j*VW ...]. */
 void cg_micro_tile(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, int64_t NR, LLVMValueRef k0,
                    LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8]);

@@ -157,52 +157,23 @@ static LLVMValueRef gen_conv2d_direct(cg *c, int node) {
     return fn;
 }
 
-/* conv2d as implicit GEMM per (sample, pixel panel): the thread gathers the panel's patches into
- * its scratch as [C*KH*KW][NR] (zero where the window leaves the image), then multiplies the
- * weight rows [OC][C*KH*KW] by it in MR x NR register tiles, adding bias and the fused epilogue
- * as it stores NCHW rows. Each output sums its taps in the same order whatever the split. With
- * groups G (only this path takes them), each group gathers its C/G channels and multiplies its
- * OC/G weight rows, one group after another; for G = 1 the group loop runs once. */
-LLVMValueRef cg_gen_conv2d(cg *c, int node) {
+/* The gather of cg_gen_conv2d, NAME__k<node>_gather(panel, x, pix0) for one group of one sample:
+ * panel[k][j] = x[ch][oh*SH + kh - PH][ow*SW + kw - PW] for pixel pix0 + j = oh*OW + ow. A function
+ * of its own: inlined, the vector constants of its loops stayed live across the GEMM loop, which
+ * then spilled an accumulator (cg_helper_begin). */
+static LLVMValueRef gen_conv2d_gather(cg *c, int node, int64_t NR) {
     const pn_node *nd = &c->g->nodes[node];
-    int pool = cg_fused_pool(c, node);
-    int64_t groups = nd->ia[PN_CONV_GROUPS];
-    if (pool >= 0) return cg_gen_conv2d_pooled(c, node, pool); /* pass_fuse_pool: groups = 1 */
-    int VW0, MR0, NV0;
-    cg_gemm_shape(c, &VW0, &MR0, &NV0);
-    if (!pn_conv_gathers(nd, MR0)) return groups == 1 ? gen_conv2d_shifted(c, node) : gen_conv2d_direct(c, node);
     const pn_shape *xs = &c->g->nodes[nd->in[0]].shape;
+    int64_t groups = nd->ia[PN_CONV_GROUPS];
     int64_t C = xs->d[1] / groups, H = xs->d[2], W = xs->d[3];
-    int64_t OC = nd->ia[PN_CONV_OUT] / groups, OCT = nd->ia[PN_CONV_OUT], KH = nd->ia[PN_CONV_KH], KW = nd->ia[PN_CONV_KW];
+    int64_t KH = nd->ia[PN_CONV_KH], KW = nd->ia[PN_CONV_KW];
     int64_t SH = nd->ia[PN_CONV_SH], SW = nd->ia[PN_CONV_SW], PH = nd->ia[PN_CONV_PH], PW = nd->ia[PN_CONV_PW];
     int64_t OH = nd->shape.d[2], OW = nd->shape.d[3], P = OH * OW, K = C * KH * KW;
-    int VW, MR, NV;
-    cg_gemm_shape(c, &VW, &MR, &NV);
-    int64_t NR = (int64_t)VW * NV, NPP = (P + NR - 1) / NR;
-    int64_t need = (K * NR * 4 + 63) / 64 * 64; /* the panel */
-    if (need > c->scratch_bytes) c->scratch_bytes = need;
-    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
-    LLVMValueRef fn = cg_kernel_begin(c, node, 1);
-    LLVMValueRef out = LLVMGetParam(fn, 0), in = LLVMGetParam(fn, 1);
-    LLVMValueRef wts = c->params;
-    LLVMValueRef bias = cg_conv_bias(c, node);
-    LLVMValueRef panel = c->scratch;
-    LLVMValueRef N = pn_shape_batched(xs) ? c->n : cg_i64(c, xs->d[0]);
-    LLVMValueRef lo, hi;
-    cg_split(c, LLVMBuildMul(c->b, N, cg_i64(c, NPP), ""), &lo, &hi);
-    cg_loop u;
-    cg_loop_begin(c, &u, lo, hi, "unit");
-    LLVMValueRef smp = LLVMBuildSDiv(c->b, u.iv, cg_i64(c, NPP), "s");
-    LLVMValueRef pp = LLVMBuildSRem(c->b, u.iv, cg_i64(c, NPP), "pp");
-    LLVMValueRef pix0 = LLVMBuildMul(c->b, pp, cg_i64(c, NR), "pix0");
-    cg_loop grp;
-    cg_loop_begin(c, &grp, cg_i64(c, 0), cg_i64(c, groups), "group");
-    LLVMValueRef xb = cg_gep(c, in, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, smp, cg_i64(c, groups), ""), grp.iv, ""),
-                                                 cg_i64(c, C * H * W), ""));
-    LLVMValueRef gw = cg_gep(c, wts, LLVMBuildMul(c->b, grp.iv, cg_i64(c, OC * K), ""));
-    LLVMValueRef goc = LLVMBuildMul(c->b, grp.iv, cg_i64(c, OC), ""); /* the group's first output channel */
-    /* Gather: panel[k][j] = x[ch][oh*SH + kh - PH][ow*SW + kw - PW] for pixel pix0 + j = oh*OW + ow.
-     * The panel covers a few output rows; within one, consecutive ow read consecutive (stride SW)
+    LLVMTypeRef args[3] = {c->ptr, c->ptr, c->i64};
+    cg_helper h;
+    LLVMValueRef fn = cg_helper_begin(c, node, "gather", args, 3, &h);
+    LLVMValueRef panel = LLVMGetParam(fn, 0), xb = LLVMGetParam(fn, 1), pix0 = LLVMGetParam(fn, 2);
+    /* The panel covers a few output rows; within one, consecutive ow read consecutive (stride SW)
      * inputs, so each row segment is a plain strided copy with zeros where the window leaves the
      * image. */
     LLVMValueRef pend = cg_smin(c, LLVMBuildAdd(c->b, pix0, cg_i64(c, NR), ""), cg_i64(c, P));
@@ -245,14 +216,64 @@ LLVMValueRef cg_gen_conv2d(cg *c, int node) {
     cg_loop_end(c, &lkw);
     cg_loop_end(c, &lkh);
     cg_loop_end(c, &lch);
-    /* Pixels past P in the last panel read as zero. */
-    cg_loop zt;
-    cg_loop_begin(c, &zt, LLVMBuildSub(c->b, pend, pix0, ""), cg_i64(c, NR), "ztail");
+    /* Pixels past P in the last panel read as zero: each row's tail, a contiguous run. */
     cg_loop zk;
     cg_loop_begin(c, &zk, cg_i64(c, 0), cg_i64(c, K), "zk");
+    cg_loop zt;
+    cg_loop_begin(c, &zt, LLVMBuildSub(c->b, pend, pix0, ""), cg_i64(c, NR), "ztail");
     cg_store(c, cg_f32(c, 0.0), panel, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, zk.iv, cg_i64(c, NR), ""), zt.iv, ""));
-    cg_loop_end(c, &zk);
     cg_loop_end(c, &zt);
+    cg_loop_end(c, &zk);
+    cg_helper_end(c, &h);
+    return fn;
+}
+
+/* conv2d as implicit GEMM per (sample, pixel panel): the thread gathers the panel's patches into
+ * its scratch as [C*KH*KW][NR] (zero where the window leaves the image), then multiplies the
+ * weight rows [OC][C*KH*KW] by it in MR x NR register tiles, adding bias and the fused epilogue
+ * as it stores NCHW rows. Each output sums its taps in the same order whatever the split. With
+ * groups G (only this path takes them), each group gathers its C/G channels and multiplies its
+ * OC/G weight rows, one group after another; for G = 1 the group loop runs once. */
+LLVMValueRef cg_gen_conv2d(cg *c, int node) {
+    const pn_node *nd = &c->g->nodes[node];
+    int pool = cg_fused_pool(c, node);
+    int64_t groups = nd->ia[PN_CONV_GROUPS];
+    if (pool >= 0) return cg_gen_conv2d_pooled(c, node, pool); /* pass_fuse_pool: groups = 1 */
+    int VW0, MR0, NV0;
+    cg_gemm_shape(c, &VW0, &MR0, &NV0);
+    if (!pn_conv_gathers(nd, MR0)) return groups == 1 ? gen_conv2d_shifted(c, node) : gen_conv2d_direct(c, node);
+    const pn_shape *xs = &c->g->nodes[nd->in[0]].shape;
+    int64_t C = xs->d[1] / groups, H = xs->d[2], W = xs->d[3];
+    int64_t OC = nd->ia[PN_CONV_OUT] / groups, OCT = nd->ia[PN_CONV_OUT], KH = nd->ia[PN_CONV_KH], KW = nd->ia[PN_CONV_KW];
+    int64_t P = nd->shape.d[2] * nd->shape.d[3], K = C * KH * KW;
+    int VW, MR, NV;
+    cg_gemm_shape(c, &VW, &MR, &NV);
+    int64_t NR = (int64_t)VW * NV, NPP = (P + NR - 1) / NR;
+    int64_t need = (K * NR * 4 + 63) / 64 * 64; /* the panel */
+    if (need > c->scratch_bytes) c->scratch_bytes = need;
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
+    LLVMValueRef fn = cg_kernel_begin(c, node, 1);
+    LLVMValueRef out = LLVMGetParam(fn, 0), in = LLVMGetParam(fn, 1);
+    LLVMValueRef wts = c->params;
+    LLVMValueRef bias = cg_conv_bias(c, node);
+    LLVMValueRef panel = c->scratch;
+    LLVMValueRef N = pn_shape_batched(xs) ? c->n : cg_i64(c, xs->d[0]);
+    LLVMValueRef lo, hi;
+    cg_split(c, LLVMBuildMul(c->b, N, cg_i64(c, NPP), ""), &lo, &hi);
+    cg_loop u;
+    cg_loop_begin(c, &u, lo, hi, "unit");
+    LLVMValueRef smp = LLVMBuildSDiv(c->b, u.iv, cg_i64(c, NPP), "s");
+    LLVMValueRef pp = LLVMBuildSRem(c->b, u.iv, cg_i64(c, NPP), "pp");
+    LLVMValueRef pix0 = LLVMBuildMul(c->b, pp, cg_i64(c, NR), "pix0");
+    cg_loop grp;
+    cg_loop_begin(c, &grp, cg_i64(c, 0), cg_i64(c, groups), "group");
+    LLVMValueRef xb = cg_gep(c, in, LLVMBuildMul(c->b, LLVMBuildAdd(c->b, LLVMBuildMul(c->b, smp, cg_i64(c, groups), ""), grp.iv, ""),
+                                                 cg_i64(c, C * H * W), ""));
+    LLVMValueRef gw = cg_gep(c, wts, LLVMBuildMul(c->b, grp.iv, cg_i64(c, OC * K), ""));
+    LLVMValueRef goc = LLVMBuildMul(c->b, grp.iv, cg_i64(c, OC), ""); /* the group's first output channel */
+    /* Gather the panel's patches (gen_conv2d_gather). */
+    LLVMValueRef gather = gen_conv2d_gather(c, node, NR), gargs[3] = {panel, xb, pix0};
+    LLVMBuildCall2(c->b, LLVMGlobalGetValueType(gather), gather, gargs, 3, "");
     /* Multiply: MR output channels at a time. */
     int tail = (int)(P - (NPP - 1) * NR);
     LLVMValueRef is_tail = LLVMBuildICmp(c->b, LLVMIntEQ, pp, cg_i64(c, NPP - 1), "");

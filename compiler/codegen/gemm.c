@@ -122,6 +122,16 @@ void cg_gemm_shape(const cg *c, int *vw, int *mr, int *nv) {
     else *vw = 4, *mr = 8, *nv = 3;
 }
 
+bool cg_masks_take_vregs(const cg *c) { return !c->wide_vectors; }
+
+int cg_tile_rows_max(const cg *c, int ncol, int nmask) {
+    /* Vector registers: 32 with AVX-512 (and NEON), 16 with AVX2. A tile takes its accumulators,
+     * a row of B, a broadcast of A, its masks where they take vector registers, and one to spare. */
+    int regs = c->wide_vectors || !c->x86 ? 32 : 16, masks = cg_masks_take_vregs(c) ? nmask : 0;
+    int rows = (regs - ncol - 1 - masks - 1) / ncol;
+    return rows < 1 ? 1 : rows > 16 ? 16 : rows;
+}
+
 LLVMValueRef cg_splat(cg *c, LLVMValueRef s, int vw) {
     LLVMTypeRef vt = LLVMVectorType(LLVMTypeOf(s), (unsigned)vw);
     LLVMValueRef v = LLVMBuildInsertElement(c->b, LLVMGetUndef(vt), s, LLVMConstInt(c->i32, 0, 0), "");
@@ -197,7 +207,10 @@ void cg_micro_tile_ex(cg *c, LLVMValueRef *arow, int mr, LLVMValueRef bpanel, in
     cg_micro_tile_win(c, arow, mr, NV, 1, 0, bpanel, NR, boffs, bmask, k0, k1, init, acc);
 }
 
-/* The micro-tile with a_i[k] at arow[i][k * ak]. */
+/* The micro-tile with a_i[k] at arow[i][k * ak]. Its k loop keeps the tile in registers: a spilled
+ * accumulator is stored and reloaded at every k, and in a process whose stack slot shares its low
+ * 12 address bits with a stream the loop reads, every reload waits on the store (4K aliasing;
+ * docs/performance.md, "Register tiles that stay in registers"; tests/cli/spill_test.py). */
 static void micro_tile(cg *c, LLVMValueRef *arow, int64_t ak, int mr, int nv, int nwin, int64_t wstride,
                        LLVMValueRef bpanel, int64_t NR, LLVMValueRef boffs, LLVMValueRef *bmask, LLVMValueRef k0,
                        LLVMValueRef k1, LLVMValueRef init[][8], LLVMValueRef acc[][8], const cg_pf *pf) {
@@ -243,8 +256,12 @@ static void micro_tile(cg *c, LLVMValueRef *arow, int64_t ak, int mr, int nv, in
         for (int j = 0; j < ncol; j++) cg_loop_next(&k, acc[i][j], cg_fma(c, a, b[j], acc[i][j]));
     }
     /* Fully unrolled, the windows' constant offsets let loads be shared between them, and the
-     * registers spill. */
+     * registers spill. So does a short loop of known length unrolled whole: every step's loads
+     * are scheduled first (attention's scores backward, 4 steps: 13 spills a tile). */
+    bool short_k = LLVMIsAConstantInt(k0) && LLVMIsAConstantInt(k1) &&
+                   LLVMConstIntGetSExtValue(k1) - LLVMConstIntGetSExtValue(k0) <= 16;
     if (nwin > 1) k.unroll = 2;
+    else if (short_k) k.unroll = 1;
     cg_loop_end(c, &k);
 }
 

@@ -58,6 +58,66 @@ bool cg_grad_edge(const pn_graph *g, int node, int k) {
     return g->tplan.grad[n->in[k]];
 }
 
+/* One panel's register tiles of tk_gemm: C's columns [col, col + NR) (masked) of rows m0 + i. */
+typedef struct tk_tile {
+    LLVMValueRef A, lda;
+    int64_t ak;
+    LLVMValueRef Cm, ldc, col, bp;
+    int64_t ldb;
+    LLVMValueRef K;
+    bool acc;
+    LLVMValueRef bias, gadd;
+    int NV;
+} tk_tile;
+
+/* The tile of rows [r, r + mr). */
+static void tile_at(cg *c, const tk_tile *t, LLVMValueRef r, int mr, LLVMValueRef *mask, bool prefetch) {
+    int VW, MR, NV0;
+    cg_gemm_shape(c, &VW, &MR, &NV0);
+    int NV = t->NV;
+    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
+    LLVMValueRef arow[16], crow[16], init[16][8], accv[16][8];
+    for (int i = 0; i < mr; i++) {
+        LLVMValueRef m = iadd(c, r, I(c, i));
+        arow[i] = cg_gep(c, t->A, imul(c, m, t->lda));
+        crow[i] = cg_gep(c, t->Cm, iadd(c, imul(c, m, t->ldc), t->col));
+        for (int j = 0; j < NV; j++)
+            init[i][j] = t->acc    ? cg_masked_load(c, vt, cg_gep(c, crow[i], I(c, j * VW)), mask[j])
+                         : t->bias ? cg_masked_load(c, vt, cg_gep(c, t->bias, iadd(c, t->col, I(c, j * VW))), mask[j])
+                                   : LLVMConstNull(vt);
+    }
+    /* The next row tile's lines of C (or past C's end: a prefetch never faults) are fetched for
+     * writing while this tile computes, a line per k: the dW slots are megabytes, out of cache,
+     * and their read (gadd) or first write would otherwise wait on memory at every tile's end. */
+    LLVMValueRef next = imul(c, I(c, mr), t->ldc); /* (a plain GEP: past C at the last tile) */
+    cg_pf pf = {LLVMBuildGEP2(c->b, c->f32, crow[0], &next, 1, ""), t->ldc, mr, NV};
+    cg_micro_tile_a(c, arow, t->ak, mr, NV, t->bp, t->ldb, mask, I(c, 0), t->K, init, accv, prefetch ? &pf : NULL);
+    for (int add = 0; add < (t->gadd ? 2 : 1); add++) {
+        cg_if ga;
+        if (t->gadd) cg_if_begin(c, &ga, add ? t->gadd : LLVMBuildNot(c->b, t->gadd, ""));
+        for (int i = 0; i < mr; i++)
+            for (int j = 0; j < NV; j++) {
+                LLVMValueRef at = cg_gep(c, crow[i], I(c, j * VW)), v = accv[i][j];
+                if (add) v = cg_fadd(c, cg_masked_load(c, vt, at, mask[j]), v, false);
+                cg_masked_store(c, v, at, mask[j]);
+            }
+        if (t->gadd) cg_if_end(c, &ga);
+    }
+}
+
+/* Rows [m0, m0 + rows) in tiles of mr rows, then one row at a time. */
+static void tile_rows(cg *c, const tk_tile *t, LLVMValueRef m0, LLVMValueRef rows, int mr, LLVMValueRef *mask) {
+    LLVMValueRef nb = idiv(c, rows, I(c, mr)), rest = iadd(c, m0, imul(c, nb, I(c, mr)));
+    cg_loop b;
+    cg_loop_begin(c, &b, I(c, 0), nb, "rtile");
+    tile_at(c, t, iadd(c, m0, imul(c, b.iv, I(c, mr))), mr, mask, t->gadd != NULL);
+    cg_loop_end(c, &b);
+    cg_loop r;
+    cg_loop_begin(c, &r, rest, iadd(c, m0, rows), "r");
+    tile_at(c, t, r.iv, 1, mask, false);
+    cg_loop_end(c, &r);
+}
+
 /* ---- a general GEMM ---------------------------------------------------------------------------
  * C[m*ldc + j] (+)= sum_{k<K} A[m*lda + k*ak] * B[k*ldb + j], for m < M and j in [n0, n1). Register
  * tiles of MR rows by NV vectors; with split, threads take (panel, row tile) pairs in order. Each
@@ -78,6 +138,8 @@ static void tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLV
         if (w > 0 && w <= (int64_t)VW * (NV - 1)) {
             NV = (int)((w + VW - 1) / VW);
             MR = NV == 1 ? 16 : 12;
+            int fit = cg_tile_rows_max(c, NV, 0); /* AVX2: 16 rows of one vector would spill */
+            if (MR > fit) MR = fit;
         }
     }
     int64_t NR = (int64_t)VW * NV;
@@ -85,7 +147,6 @@ static void tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLV
     PN_ASSERT(!panel || (ldb == panel && (panel % NR == 0 || (LLVMIsAConstantInt(n0) && LLVMIsAConstantInt(n1) &&
                                                                  LLVMConstIntGetSExtValue(n0) == 0 &&
                                                                  LLVMConstIntGetSExtValue(n1) <= panel))));
-    LLVMTypeRef vt = LLVMVectorType(c->f32, (unsigned)VW);
     LLVMValueRef width = isub(c, n1, n0);
     LLVMValueRef panels = idiv(c, iadd(c, width, I(c, NR - 1)), I(c, NR));
     LLVMValueRef mtiles = idiv(c, iadd(c, M, I(c, MR - 1)), I(c, MR));
@@ -108,45 +169,23 @@ static void tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLV
     LLVMValueRef bp = panel ? cg_gep(c, Bm, iadd(c, imul(c, idiv(c, col, I(c, panel)), imul(c, K, I(c, panel))),
                                                  irem(c, col, I(c, panel))))
                             : cg_gep(c, Bm, col);
-    for (int full = 1; full >= 0; full--) {
-        cg_if f;
-        cg_if_begin(c, &f, LLVMBuildICmp(c->b, full ? LLVMIntEQ : LLVMIntNE, rows, I(c, MR), ""));
-        int mr = full ? MR : 1;
-        cg_loop r;
-        LLVMValueRef rbase = m0;
-        if (!full) {
-            cg_loop_begin(c, &r, m0, iadd(c, m0, rows), "r");
-            rbase = r.iv;
+    tk_tile tt = {A, lda, ak, Cm, ldc, col, bp, ldb, K, acc, bias, gadd, NV};
+    if (!cg_masks_take_vregs(c)) {
+        tile_rows(c, &tt, m0, rows, MR, mask);
+    } else {
+        /* AVX2 keeps masks in vector registers, two more than a 6 x 2 tile leaves free, and its k
+         * loop spilled. A tile whose columns all lie inside C takes constant masks (plain loads and
+         * stores, no registers); the last panel's, masked, takes fewer rows at a time. */
+        LLVMValueRef ones[8];
+        for (int j = 0; j < NV; j++) ones[j] = cg_mask_const(c, VW, VW);
+        int fit = cg_tile_rows_max(c, NV, NV), parts = (MR + fit - 1) / fit, mrm = (MR + parts - 1) / parts;
+        LLVMValueRef whole = LLVMBuildICmp(c->b, LLVMIntSGE, rem, LLVMConstInt(c->i32, (unsigned long long)NR, 0), "");
+        for (int w = 1; w >= 0; w--) {
+            cg_if f;
+            cg_if_begin(c, &f, w ? whole : LLVMBuildNot(c->b, whole, ""));
+            tile_rows(c, &tt, m0, rows, w ? MR : mrm, w ? ones : mask);
+            cg_if_end(c, &f);
         }
-        LLVMValueRef arow[16], crow[16], init[16][8], accv[16][8];
-        for (int i = 0; i < mr; i++) {
-            LLVMValueRef m = iadd(c, rbase, I(c, i));
-            arow[i] = cg_gep(c, A, imul(c, m, lda));
-            crow[i] = cg_gep(c, Cm, iadd(c, imul(c, m, ldc), col));
-            for (int j = 0; j < NV; j++)
-                init[i][j] = acc    ? cg_masked_load(c, vt, cg_gep(c, crow[i], I(c, j * VW)), mask[j])
-                             : bias ? cg_masked_load(c, vt, cg_gep(c, bias, iadd(c, col, I(c, j * VW))), mask[j])
-                                    : LLVMConstNull(vt);
-        }
-        /* The next row tile's lines of C (or past C's end: a prefetch never faults) are fetched for
-         * writing while this tile computes, a line per k: the dW slots are megabytes, out of cache,
-         * and their read (gadd) or first write would otherwise wait on memory at every tile's end. */
-        LLVMValueRef next = imul(c, I(c, MR), ldc); /* (a plain GEP: past C at the last tile) */
-        cg_pf pf = {LLVMBuildGEP2(c->b, c->f32, crow[0], &next, 1, ""), ldc, MR, NV};
-        cg_micro_tile_a(c, arow, ak, mr, NV, bp, ldb, mask, I(c, 0), K, init, accv, gadd && full ? &pf : NULL);
-        for (int add = 0; add < (gadd ? 2 : 1); add++) {
-            cg_if ga;
-            if (gadd) cg_if_begin(c, &ga, add ? gadd : LLVMBuildNot(c->b, gadd, ""));
-            for (int i = 0; i < mr; i++)
-                for (int j = 0; j < NV; j++) {
-                    LLVMValueRef at = cg_gep(c, crow[i], I(c, j * VW)), v = accv[i][j];
-                    if (add) v = cg_fadd(c, cg_masked_load(c, vt, at, mask[j]), v, false);
-                    cg_masked_store(c, v, at, mask[j]);
-                }
-            if (gadd) cg_if_end(c, &ga);
-        }
-        if (!full) cg_loop_end(c, &r);
-        cg_if_end(c, &f);
     }
     cg_loop_end(c, &t);
 }
