@@ -115,7 +115,9 @@ void cg_kernel_end(cg *c);
 /* A helper of node's kernel, NAME__k<node>_<what>(args), internal and never inlined, so that its
  * registers are its own: a GEMM loop keeps its tile in registers only where no other loop of its
  * function keeps vector constants live across it (conv.c). Pointer arguments are noalias. Built
- * between cg_helper_begin and cg_helper_end, which returns to where the builder was. */
+ * between cg_helper_begin and cg_helper_end, which returns the builder to the end of the block it
+ * was in. The body uses only the helper's own arguments: c->n, ith, nth, params and scratch are
+ * still the kernel's. */
 typedef struct cg_helper {
     LLVMValueRef fn;
     LLVMBasicBlockRef at;

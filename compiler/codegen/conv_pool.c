@@ -46,7 +46,7 @@ static pool_tile pool_tile_of(const cg *c, int node, int pool) {
     double best_cost = -1;
     for (int nv = 1; nv * nwin <= 8; nv++)
         for (int mr = 1; mr * nv * nwin <= budget && mr <= 16; mr++) {
-            /* AVX2: the tile, its B row, a broadcast and its masks in 16 registers (spill_test.py) */
+            /* Where masks take vector registers (AVX2: 16 in all), they count too (spill_test.py). */
             if (cg_masks_take_vregs(c) && mr > cg_tile_rows_max(c, nv * nwin, nv)) break;
             double tiles = (double)((pg.lanes + nv * VW - 1) / (nv * VW)) * (double)((OC + mr - 1) / mr);
             double cost = tiles * ((double)K * step_cycles(mr * nv * nwin, mr + nv * nwin) + mr * nv * (3.0 * nwin + rows_per_vec) / 2);

@@ -173,8 +173,8 @@ static void tk_gemm(cg *c, LLVMValueRef M, LLVMValueRef n0, LLVMValueRef n1, LLV
     if (!cg_masks_take_vregs(c)) {
         tile_rows(c, &tt, m0, rows, MR, mask);
     } else {
-        /* AVX2 keeps masks in vector registers, two more than a 6 x 2 tile leaves free, and its k
-         * loop spilled. A tile whose columns all lie inside C takes constant masks (plain loads and
+        /* Masks take vector registers here (AVX2, NEON): on AVX2 two more than a 6 x 2 tile leaves
+         * free, and its k loop spilled. A tile whose columns all lie inside C takes constant masks (plain loads and
          * stores, no registers); the last panel's, masked, takes fewer rows at a time. */
         LLVMValueRef ones[8];
         for (int j = 0; j < NV; j++) ones[j] = cg_mask_const(c, VW, VW);
