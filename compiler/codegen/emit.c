@@ -219,7 +219,9 @@ bool pn_codegen(const pn_graph *g, const pn_cg_options *opt, cg *c) {
     LLVMInitializeAllTargetMCs();
     LLVMInitializeAllAsmPrinters();
     char *triple = opt->triple ? LLVMNormalizeTargetTriple(opt->triple) : LLVMGetDefaultTargetTriple();
-    bool host = !opt->triple || strcmp(opt->triple, LLVMGetDefaultTargetTriple()) == 0;
+    char *def = LLVMGetDefaultTargetTriple();
+    bool host = !opt->triple || strcmp(opt->triple, def) == 0;
+    LLVMDisposeMessage(def);
     /* --cpu native: the host's CPU and features, as when no CPU is named. */
     bool native = opt->cpu && strcmp(opt->cpu, "native") == 0;
     const char *named = native ? NULL : opt->cpu;
